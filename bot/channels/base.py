@@ -1,0 +1,55 @@
+"""The one small interface every channel (telegram, slack, console) implements.
+
+The outbox stores an OutgoingMessage as JSON before sending and calls `Channel.send`;
+the channel maps its API's answers onto three outcomes so delivery can decide what to do:
+returns normally (sent), raises RetryLater (429/5xx/timeout/connection: try again later),
+raises PermanentFailure (blocked by the user, chat not found, channel archived: record and
+show the admin, never retry).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+ChannelName = Literal["telegram", "slack", "console"]
+
+
+@dataclass
+class OutgoingMessage:
+    channel: ChannelName
+    address: str  # Telegram chat id, Slack user/channel id, or a console label
+    # Channel-ready payload from messages/: Telegram {"text": html, "buttons": [[{label, action}]]},
+    # Slack {"text": fallback, "blocks": [...]}, console {"text": plain}.
+    payload: dict[str, Any]
+    photo_png: bytes | None = None  # a chart sent before/with the text
+    dedup_key: str = ""  # unique per logical message; the outbox refuses a second copy
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("photo_png")
+        return d
+
+
+@dataclass
+class SendReceipt:
+    message_id: str  # the API's id of what was sent (for edits, e.g. the maturity flow)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RetryLater(Exception):
+    def __init__(self, reason: str, after_seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.after_seconds = after_seconds
+
+
+class PermanentFailure(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Channel(Protocol):
+    name: ChannelName
+
+    async def send(self, message: OutgoingMessage) -> SendReceipt: ...

@@ -1,0 +1,39 @@
+"""CrmData: the one object every detector receives.
+
+Frames follow crm.schema exactly: canonical column names, ids as pandas string dtype,
+timestamps as tz-aware UTC (datetime64[ns, UTC]), amounts as float64, booleans as bool.
+A table the source did not provide is None, never an empty stand-in, so a detector can say
+which file it needs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import pandas as pd
+
+
+@dataclass
+class CrmData:
+    managers: pd.DataFrame
+    deals: pd.DataFrame
+    stage_history: pd.DataFrame
+    stages: list[str]  # pipeline order, first stage first; won/lost are statuses, not stages
+    clients: pd.DataFrame | None = None
+    emails: pd.DataFrame | None = None
+    email_opens: pd.DataFrame | None = None
+    activities: pd.DataFrame | None = None
+    leads: pd.DataFrame | None = None
+    # Where each table came from ("deals.csv", "SELECT ... ") for messages and errors.
+    origins: dict[str, str] = field(default_factory=dict)
+    # True when stage_history was derived from deals (creation into the first stage):
+    # conversion insights then have no real history to work with.
+    stage_history_derived: bool = False
+
+    def has(self, table: str) -> bool:
+        return getattr(self, table, None) is not None
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        return getattr(self, name)
+
+    def table_names(self) -> list[str]:
+        return [f.name for f in fields(self) if isinstance(getattr(self, f.name), pd.DataFrame)]

@@ -1,0 +1,92 @@
+"""The canonical CRM data contract: tables, columns, types, which are required.
+
+Every source (files, SQL, demo) produces frames with exactly these column names and
+dtypes, so detectors never see a CRM's own naming. See DESIGN.md, "Contracts".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["str", "float", "int", "bool", "datetime"]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    required: bool = True
+    default: object = None  # filled in when an optional column is absent
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    key: str | None  # the id column, unique per row, or None
+    required: bool = False
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def _c(name: str, kind: Kind, required: bool = True, default: object = None) -> Column:
+    return Column(name, kind, required, default)
+
+
+DEAL_STATUSES = ("open", "won", "lost")
+EMAIL_DIRECTIONS = ("out", "in")
+ACTIVITY_TYPES = ("call", "meeting", "task", "email", "note")
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table("managers", (
+            _c("manager_id", "str"), _c("name", "str"), _c("email", "str", False),
+            _c("region", "str", False), _c("team", "str", False),
+            _c("capacity", "float", False, 1.0), _c("active", "bool", False, True),
+        ), key="manager_id", required=True),
+        Table("clients", (
+            _c("client_id", "str"), _c("name", "str"), _c("manager_id", "str", False),
+            _c("region", "str", False), _c("segment", "str", False),
+        ), key="client_id"),
+        Table("deals", (
+            _c("deal_id", "str"), _c("client_id", "str", False), _c("manager_id", "str"),
+            _c("title", "str", False), _c("amount", "float", False), _c("currency", "str", False),
+            _c("stage", "str"), _c("status", "str"), _c("created_at", "datetime"),
+            _c("closed_at", "datetime", False), _c("loss_reason", "str", False),
+            _c("source", "str", False), _c("region", "str", False),
+        ), key="deal_id", required=True),
+        Table("stage_history", (
+            _c("deal_id", "str"), _c("stage", "str"), _c("entered_at", "datetime"),
+        ), key=None, required=True),
+        Table("stages", (_c("stage", "str"), _c("position", "int")), key="stage"),
+        Table("emails", (
+            _c("email_id", "str"), _c("client_id", "str"), _c("manager_id", "str", False),
+            _c("deal_id", "str", False), _c("direction", "str"), _c("sent_at", "datetime"),
+            _c("subject", "str", False),
+        ), key="email_id"),
+        Table("email_opens", (_c("email_id", "str"), _c("opened_at", "datetime")), key=None),
+        Table("activities", (
+            _c("activity_id", "str"), _c("deal_id", "str", False), _c("client_id", "str", False),
+            _c("manager_id", "str", False), _c("type", "str"), _c("due_at", "datetime", False),
+            _c("done_at", "datetime", False),
+        ), key="activity_id"),
+        Table("leads", (
+            _c("lead_id", "str"), _c("created_at", "datetime"), _c("source", "str", False),
+            _c("region", "str", False), _c("manager_id", "str", False),
+            _c("assigned_at", "datetime", False), _c("first_response_at", "datetime", False),
+            _c("status", "str", False),
+        ), key="lead_id"),
+    )
+}
+
+TABLE_NAMES: tuple[str, ...] = tuple(TABLES)
+REQUIRED_TABLES: tuple[str, ...] = tuple(n for n, t in TABLES.items() if t.required)

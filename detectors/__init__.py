@@ -1,0 +1,18 @@
+"""Detectors: pure functions from CrmData and a clock to Insights.
+
+Importing this package registers every detector module.
+"""
+from detectors.insight import Audience, Insight, make_fingerprint
+from detectors.registry import REGISTRY, DetectorSpec, ScanResult, run_detectors
+
+# Each detector module registers itself on import; keep this list complete.
+from detectors import (  # noqa: E402,F401
+    conversion_drop,
+    lead_sla,
+    loss_reasons,
+    manager_load,
+    silent_client,
+    stalled_deal,
+)
+
+__all__ = ["Audience", "Insight", "make_fingerprint", "REGISTRY", "DetectorSpec", "ScanResult", "run_detectors"]
