@@ -23,11 +23,25 @@ class OutgoingMessage:
     payload: dict[str, Any]
     photo_png: bytes | None = None  # a chart sent before/with the text
     dedup_key: str = ""  # unique per logical message; the outbox refuses a second copy
+    edit_message_id: str | None = None  # edit this earlier message in place (maturity flow)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("photo_png")
         return d
+
+
+@dataclass
+class Inbound:
+    """What a person did in a chat, channel-neutral, for bot.handlers."""
+
+    channel: ChannelName
+    user_id: str  # Telegram user id / Slack user id, as a string
+    chat_id: str  # where to answer: Telegram chat id / Slack channel or DM id
+    text: str | None = None  # a command or free text: "/snoozed", "/lang en", "hello"
+    action: str | None = None  # a pressed button's action string (messages.model)
+    language_code: str | None = None  # Telegram's user.language_code, if any
+    message_id: str | None = None  # the message the button was on (for edit in place)
 
 
 @dataclass
