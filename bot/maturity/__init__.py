@@ -1,0 +1,1 @@
+"""The five-question automation-maturity check: questionnaire, scoring, data hints, chat flow."""
