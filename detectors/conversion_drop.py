@@ -1,1 +1,266 @@
-"""Being written: see the detectors issue."""
+"""conversion_drop: stage-to-stage conversion fell in a recent period against a baseline.
+
+Method: conversion within a fixed horizon on fully observed entry cohorts.
+A deal belongs to the cohort of stage S when its first entry into S falls in the window; it
+"converted" when it reached any later stage, or was won, within `horizon_days` of that entry.
+Lost deals are failures (a competing event), never censored. The recent window ends
+`horizon_days` before `now`, so every deal in either cohort has had the full horizon to move on.
+
+Why this and not "share that moved on so far": deals that entered last week have not had time
+to move on, so the raw share is always lower for young cohorts and reports a drop whenever deal
+volume rises. With every cohort observed for the same fixed horizon, volume cannot bias the
+rate; the price is that a drop is seen `horizon_days` later, which `horizon_days` tunes.
+A Kaplan-Meier / cumulative-incidence estimate would see drops sooner but is harder to explain
+to a director in one sentence ("of deals that reached Proposal in May, 41% reached Contract
+within 30 days").
+
+Tests: every adjacent pair of `CrmData.stages` plus last stage -> won, overall and per segment
+(`segments`), one-sided Fisher exact, Benjamini-Hochberg across every test of the run. An
+insight fires for a stage pair only when the overall drop has enough deals on both sides, is
+large relatively and absolutely, and survives the correction. Its `drivers` are the segments
+that carry most of the drop (share_of_drop: how much of the overall drop disappears if that
+segment had kept its baseline rate).
+
+When stage_history was derived from deals (no real history), there is nothing to measure:
+the detector returns no insights; `skip_reason(data)` says why for the scan summary.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from crm.data import CrmData
+from crm.schema import TABLES
+from detectors.insight import Audience, Insight
+from detectors.registry import DetectorSpec, register
+from detectors.stats import (
+    NAT_NS, NS_PER_DAY, PROPORTION_METHOD, bh_qvalues, iso_date, proportion_drop_pvalues,
+    to_ns, ts_ns,
+)
+
+NAME = "conversion_drop"
+WON = "won"
+_NEVER = np.iinfo(np.int64).max  # "did not happen" in first-entry matrices
+
+DIMENSION_NAMES = {"manager_id": "manager"}  # how a segment column is called for people
+
+
+class ConversionDropSpec(DetectorSpec):
+    """Thresholds of conversion_drop; defaults fire only on a clear, significant drop."""
+
+    horizon_days: int = Field(30, ge=1, le=365, description="a deal converts if it moves on within this many days of entering the stage")
+    recent_days: int = Field(28, ge=7, le=365, description="length of the recent cohort window (it ends horizon_days before now)")
+    baseline_days: int = Field(91, ge=7, le=1095, description="length of the baseline window just before the recent one")
+    min_deals: int = Field(30, ge=1, description="deals needed in each of the two cohorts")
+    min_relative_drop: float = Field(0.15, gt=0, lt=1, description="(baseline - recent) / baseline at least this")
+    min_absolute_drop: float = Field(0.05, gt=0, lt=1, description="baseline - recent at least this (0.05 = 5 points)")
+    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate across all tests of a run")
+    segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
+    min_segment_deals: int = Field(10, ge=1, description="recent deals a segment needs to be named as a driver")
+    min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
+    max_drivers: int = Field(3, ge=0, le=10)
+    max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
+
+    @field_validator("segments")
+    @classmethod
+    def _known_segments(cls, v: list[str]) -> list[str]:
+        deal_cols = {c.name for c in TABLES["deals"].columns}
+        bad = [s for s in v if s not in deal_cols]
+        if bad:
+            raise ValueError(f"unknown deal column(s) {bad}; choose from {sorted(deal_cols)}")
+        return v
+
+
+def skip_reason(data: CrmData) -> str | None:
+    """One line saying why this detector cannot say anything about `data`, or None."""
+    if data.stage_history_derived:
+        return ("no stage history: it was derived from deals' creation, so conversion between "
+                "stages cannot be measured (provide stage_history.csv)")
+    if len(data.stages) < 1:
+        return "no pipeline stages known (provide stages.csv or source.stages in config)"
+    return None
+
+
+def _first_entries(data: CrmData, deal_index: pd.Index) -> np.ndarray:
+    """Matrix deals x (stages + won) of first-entry times in ns; _NEVER where never entered."""
+    stages = list(data.stages)
+    n_deals, n_cols = len(deal_index), len(stages) + 1
+    mat = np.full((n_deals, n_cols), _NEVER, dtype=np.int64)
+    sh = data.stage_history
+    if len(sh):
+        d = deal_index.get_indexer(sh["deal_id"])
+        s = pd.Categorical(sh["stage"], categories=stages).codes
+        t = to_ns(sh["entered_at"])
+        ok = (d >= 0) & (s >= 0) & (t != NAT_NS)
+        key = d[ok].astype(np.int64) * n_cols + s[ok]
+        firsts = pd.Series(t[ok]).groupby(key, sort=False).min()
+        flat = mat.reshape(-1)
+        flat[firsts.index.to_numpy()] = firsts.to_numpy()
+    deals = data.deals
+    won = (deals["status"] == WON).to_numpy(dtype=bool, na_value=False)
+    closed = to_ns(deals["closed_at"]) if "closed_at" in deals else np.full(n_deals, NAT_NS)
+    won_at = np.where(closed != NAT_NS, closed, _NEVER)
+    # A won deal without a close date was won at some time after its last recorded entry.
+    last_seen = np.where(mat[:, :-1] == _NEVER, np.iinfo(np.int64).min, mat[:, :-1]).max(axis=1)
+    won_at = np.where(won_at == _NEVER, last_seen, won_at)
+    mat[:, -1] = np.where(won, won_at, _NEVER)
+    return mat
+
+
+def _segment_codes(deals: pd.DataFrame, column: str) -> tuple[np.ndarray, pd.Index] | None:
+    if column not in deals.columns or deals[column].isna().all():
+        return None
+    codes, uniques = pd.factorize(deals[column], use_na_sentinel=True)
+    return codes, pd.Index(uniques)
+
+
+def _segment_label(dimension: str, value: str, manager_names: dict[str, str]) -> str:
+    if dimension == "manager_id":
+        return manager_names.get(value, value)
+    return value
+
+
+@register(NAME, ConversionDropSpec, requires=(), summary="stage-to-stage conversion dropped (recent vs baseline, fully observed cohorts)")
+def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insight]:
+    if skip_reason(data) is not None:
+        return []
+    deals = data.deals
+    if deals is None or len(deals) == 0:
+        return []
+    stages = list(data.stages)
+    deal_index = pd.Index(deals["deal_id"])
+    first = _first_entries(data, deal_index)
+    # later[:, j] = first time the deal reached column j or any column after it.
+    later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
+
+    now_ns = ts_ns(now)
+    horizon = spec.horizon_days * NS_PER_DAY
+    recent_end = now_ns - horizon
+    recent_start = recent_end - spec.recent_days * NS_PER_DAY
+    base_start = recent_start - spec.baseline_days * NS_PER_DAY
+
+    seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
+
+    # One row per test: pair index, dimension (None = overall), segment code, counts.
+    rows: list[tuple] = []
+    pair_data = []
+    for i, from_stage in enumerate(stages):
+        to_stage = stages[i + 1] if i + 1 < len(stages) else WON
+        entry = first[:, i]
+        reached = later[:, i + 1]
+        entered = entry != _NEVER
+        converted = entered & (reached != _NEVER) & (reached - entry <= horizon)
+        in_recent = entered & (entry >= recent_start) & (entry < recent_end)
+        in_base = entered & (entry >= base_start) & (entry < recent_start)
+        pair_data.append((from_stage, to_stage, entry, converted, in_recent, in_base))
+        rows.append((i, None, -1, int((in_base & converted).sum()), int(in_base.sum()),
+                     int((in_recent & converted).sum()), int(in_recent.sum())))
+        for dim, (codes, uniques) in seg_dims.items():
+            k = len(uniques)
+            valid = codes >= 0
+            bn = np.bincount(codes[in_base & valid], minlength=k)
+            bx = np.bincount(codes[in_base & converted & valid], minlength=k)
+            rn = np.bincount(codes[in_recent & valid], minlength=k)
+            rx = np.bincount(codes[in_recent & converted & valid], minlength=k)
+            for s in np.flatnonzero((bn > 0) | (rn > 0)):
+                rows.append((i, dim, int(s), int(bx[s]), int(bn[s]), int(rx[s]), int(rn[s])))
+
+    tests = pd.DataFrame(rows, columns=["pair", "dim", "seg", "bx", "bn", "rx", "rn"])
+    tests["p"] = proportion_drop_pvalues(tests["bx"], tests["bn"], tests["rx"], tests["rn"])
+    # Only cells where a drop could fire count as tests: fewer tests, less correction.
+    testable = (tests["bn"] >= spec.min_deals) & (tests["rn"] >= spec.min_deals)
+    tests["q"] = np.nan
+    tests.loc[testable, "q"] = bh_qvalues(tests.loc[testable, "p"].to_numpy())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tests["br"] = tests["bx"] / tests["bn"]
+        tests["rr"] = tests["rx"] / tests["rn"]
+
+    manager_names = dict(zip(data.managers["manager_id"], data.managers["name"]))
+    out: list[Insight] = []
+    overall = tests[tests["dim"].isna()]
+    for t in overall.itertuples():
+        if not testable[t.Index]:
+            continue
+        abs_drop = t.br - t.rr
+        rel_drop = abs_drop / t.br if t.br > 0 else 0.0
+        if not (abs_drop >= spec.min_absolute_drop and rel_drop >= spec.min_relative_drop and t.q <= spec.fdr):
+            continue
+        from_stage, to_stage, entry, converted, in_recent, in_base = pair_data[t.pair]
+        seg_rows = tests[(tests["pair"] == t.pair) & tests["dim"].notna()]
+        drivers = _drivers(seg_rows, t, seg_dims, manager_names, spec)
+        weekly = _weekly(entry, converted, base_start, recent_end)
+        lost_ids = deals["deal_id"].to_numpy()[in_recent & ~converted]
+        evidence = sorted(str(x) for x in lost_ids)[: spec.max_evidence]
+        severity = "critical" if rel_drop >= 2 * spec.min_relative_drop and abs_drop >= 2 * spec.min_absolute_drop else "warning"
+        facts = {
+            "from_stage": from_stage, "to_stage": to_stage, "to_won": to_stage == WON,
+            "baseline_rate": round(float(t.br), 4), "recent_rate": round(float(t.rr), 4),
+            "baseline_n": int(t.bn), "recent_n": int(t.rn),
+            "baseline_converted": int(t.bx), "recent_converted": int(t.rx),
+            "relative_drop": round(float(rel_drop), 4),
+            "baseline_start": iso_date(base_start), "baseline_end": iso_date(recent_start - 1),
+            "recent_start": iso_date(recent_start), "recent_end": iso_date(recent_end - 1),
+            "horizon_days": spec.horizon_days,
+            "p_value": float(t.p), "q_value": float(t.q), "method": PROPORTION_METHOD,
+            "tests_in_run": int(testable.sum()),
+            "drivers": drivers, "weekly": weekly,
+        }
+        out.append(Insight(
+            detector=NAME, severity=severity, audience=Audience("director"),
+            subject={"from_stage": from_stage, "to_stage": to_stage},
+            facts=facts, evidence={"deal_ids": evidence},
+        ))
+    return out
+
+
+def _drivers(seg_rows: pd.DataFrame, overall, seg_dims, manager_names, spec: ConversionDropSpec) -> list[dict]:
+    """Segments that carry most of the overall drop, largest share first."""
+    drop = overall.br - overall.rr
+    if drop <= 0 or seg_rows.empty:
+        return []
+    seg_rows = seg_rows[seg_rows["rn"] >= spec.min_segment_deals]
+    # Counterfactual: had the segment kept its baseline rate (a new segment: the overall one).
+    base_rate = seg_rows["br"].where(seg_rows["bn"] > 0, overall.br)
+    share = (seg_rows["rn"] / overall.rn) * (base_rate - seg_rows["rr"]) / drop
+    # The rest of the same dimension (overall minus this segment), to see whether the drop is
+    # concentrated here rather than spread evenly (an even drop has no driver worth naming).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rest_br = (overall.bx - seg_rows["bx"]) / (overall.bn - seg_rows["bn"])
+        rest_rr = (overall.rx - seg_rows["rx"]) / (overall.rn - seg_rows["rn"])
+    seg_drop = base_rate - seg_rows["rr"]
+    rest_drop = (rest_br - rest_rr).fillna(0.0)
+    concentrated = (seg_drop >= rest_drop + spec.min_absolute_drop) & (seg_drop >= spec.min_relative_drop * base_rate)
+    seg_rows = seg_rows.assign(share=share)
+    seg_rows = seg_rows[concentrated & (seg_rows["share"] >= spec.min_driver_share)].sort_values(["share", "dim", "seg"], ascending=[False, True, True])
+    drivers = []
+    for r in seg_rows.head(spec.max_drivers).itertuples():
+        uniques = seg_dims[r.dim][1]
+        value = str(uniques[r.seg])
+        drivers.append({
+            "dimension": DIMENSION_NAMES.get(r.dim, r.dim),
+            "segment": _segment_label(r.dim, value, manager_names),
+            "segment_id": value,
+            "baseline_rate": None if r.bn == 0 else round(float(r.br), 4),
+            "recent_rate": round(float(r.rr), 4),
+            "baseline_n": int(r.bn), "recent_n": int(r.rn),
+            "share_of_drop": round(float(r.share), 4),
+            "q_value": None if np.isnan(r.q) else float(r.q),
+        })
+    return drivers
+
+
+def _weekly(entry: np.ndarray, converted: np.ndarray, start: int, end: int) -> list[dict]:
+    """Weekly cohorts from the baseline start to the recent end, for the chart."""
+    week = 7 * NS_PER_DAY
+    n_weeks = int(-(-(end - start) // week))
+    inside = (entry != _NEVER) & (entry >= start) & (entry < end)
+    w = ((entry[inside] - start) // week).astype(np.int64)
+    n = np.bincount(w, minlength=n_weeks)
+    x = np.bincount(w[converted[inside]], minlength=n_weeks)
+    return [
+        {"week_start": iso_date(start + k * week), "rate": None if n[k] == 0 else round(float(x[k] / n[k]), 4), "n": int(n[k])}
+        for k in range(n_weeks)
+    ]
