@@ -1,1 +1,196 @@
-"""Being written: see the detectors issue."""
+"""silent_client: a client who stopped answering our emails but still reads them.
+
+Such a client is still interested but stuck (a budget, a boss, a competitor's offer): a call
+works better than a sixth email. The rule, per client, as of `now`:
+- unanswered: our outbound emails sent after the client's last inbound email (their last
+  reply); the oldest of them was sent at least `silence_days` ago;
+- human opens of those emails: opens at least `min_seconds_after_send` after sending, since
+  privacy proxies and mail scanners "open" every email within seconds of delivery;
+- the human opens fall on at least `min_open_days` distinct days (company timezone) and the
+  last one is within `last_open_within_days` of `now`.
+Clients who never opened, who replied, or who only had a machine open stay silent.
+
+Split into `prepare` (joins opens to emails once: the expensive part on 10M opens) and
+`detect_at` (cheap array masks per `now`) so that backtest replays days without redoing joins.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from crm.data import CrmData
+from detectors.insight import Audience, Insight
+from detectors.registry import DetectorSpec, register
+from detectors.working_hours import check_timezone
+
+NAME = "silent_client"
+_DAY_NS = 86_400 * 1_000_000_000
+_NEVER = np.iinfo(np.int64).min  # "no such event" in int64 nanosecond arrays
+
+
+class SilentClientSpec(DetectorSpec):
+    silence_days: int = Field(14, ge=1, description="days since the oldest unanswered email we sent")
+    min_open_days: int = Field(2, ge=1, description="distinct days with a human open since the last reply")
+    last_open_within_days: int = Field(7, ge=1, description="the last human open is at most this old")
+    min_seconds_after_send: int = Field(60, ge=0, description="opens sooner than this after sending are machines")
+    timezone: str = Field("Asia/Almaty", description="what counts as one day for open days")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+
+def _ns(col: pd.Series) -> np.ndarray:
+    """Timestamps as int64 UTC nanoseconds, NaT -> _NEVER."""
+    idx = pd.DatetimeIndex(col)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
+    vals[np.asarray(idx.isna())] = _NEVER
+    return vals
+
+
+def _iso(ns: int) -> str | None:
+    return None if ns == _NEVER else pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else str(v)
+
+
+@dataclass
+class SilentClientState:
+    spec: SilentClientSpec
+    client_ids: np.ndarray  # code -> client_id
+    client_names: np.ndarray  # code -> display name
+    client_manager: np.ndarray  # code -> manager_id from clients table, or None
+    manager_names: dict[str, str]
+    e_id: np.ndarray
+    e_client: np.ndarray  # int codes
+    e_sent: np.ndarray  # int64 ns
+    e_out: np.ndarray  # bool
+    e_subject: np.ndarray
+    e_manager: np.ndarray
+    o_row: np.ndarray  # email row of each human open of an outbound email
+    o_time: np.ndarray  # int64 ns
+
+
+def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
+    """Join opens to emails once and drop machine opens; nothing here depends on `now`."""
+    emails, opens = data.emails, data.email_opens
+    assert emails is not None and opens is not None
+    client_codes, client_ids = pd.factorize(emails["client_id"], sort=True)
+    client_ids = np.asarray(client_ids, dtype=object)
+    names = {cid: cid for cid in client_ids}
+    owners: dict[str, str | None] = {}
+    if data.clients is not None:
+        cl = data.clients
+        names.update({k: v for k, v in zip(cl["client_id"], cl["name"]) if _opt_str(v)})
+        if "manager_id" in cl.columns:
+            owners = {k: _opt_str(v) for k, v in zip(cl["client_id"], cl["manager_id"])}
+    e_sent = _ns(emails["sent_at"])
+    e_sent[client_codes < 0] = _NEVER  # an email without a client cannot make anyone silent
+    e_out = np.asarray(emails["direction"] == "out", dtype=bool)
+    row = pd.Index(emails["email_id"]).get_indexer(opens["email_id"])
+    o_time = _ns(opens["opened_at"])
+    known = row >= 0
+    row, o_time = row[known], o_time[known]
+    sent = e_sent[row]
+    human = e_out[row] & (sent != _NEVER) & (o_time != _NEVER) & (o_time - sent >= spec.min_seconds_after_send * 1_000_000_000)
+    subj = emails["subject"] if "subject" in emails.columns else pd.Series([None] * len(emails))
+    mgr = emails["manager_id"] if "manager_id" in emails.columns else pd.Series([None] * len(emails))
+    return SilentClientState(
+        spec=spec,
+        client_ids=client_ids,
+        client_names=np.array([names.get(c, c) for c in client_ids], dtype=object),
+        client_manager=np.array([owners.get(c) for c in client_ids], dtype=object),
+        manager_names={k: str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
+        e_id=np.asarray(emails["email_id"], dtype=object),
+        e_client=np.maximum(client_codes, 0).astype(np.int64),
+        e_sent=e_sent,
+        e_out=e_out,
+        e_subject=np.asarray(subj, dtype=object),
+        e_manager=np.asarray(mgr, dtype=object),
+        o_row=row[human].astype(np.int64),
+        o_time=o_time[human],
+    )
+
+
+def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
+    spec = state.spec
+    now_ns = pd.Timestamp(now).tz_convert("UTC").value
+    n = len(state.client_ids)
+    sent_ok = (state.e_sent != _NEVER) & (state.e_sent <= now_ns)
+    # The client's last reply: their latest inbound email up to now.
+    last_reply = np.full(n, _NEVER, dtype=np.int64)
+    inbound = sent_ok & ~state.e_out
+    np.maximum.at(last_reply, state.e_client[inbound], state.e_sent[inbound])
+    # Our emails since then are unanswered.
+    unanswered = sent_ok & state.e_out & (state.e_sent > last_reply[state.e_client])
+    u_client = state.e_client[unanswered]
+    first_unanswered = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_unanswered, u_client, state.e_sent[unanswered])
+    candidate = first_unanswered <= now_ns - spec.silence_days * _DAY_NS
+    if not candidate.any():
+        return []
+    # Human opens, up to now, of unanswered emails of candidate clients.
+    o_mask = state.o_time <= now_ns
+    rows = state.o_row[o_mask]
+    times = state.o_time[o_mask]
+    keep = unanswered[rows] & candidate[state.e_client[rows]]
+    rows, times = rows[keep], times[keep]
+    if len(rows) == 0:
+        return []
+    clients = state.e_client[rows]
+    last_open = np.full(n, _NEVER, dtype=np.int64)
+    np.maximum.at(last_open, clients, times)
+    open_count = np.bincount(clients, minlength=n)
+    local_day = (
+        pd.DatetimeIndex(times.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(spec.timezone)
+        .tz_localize(None).floor("D").asi8 // _DAY_NS
+    )
+    pairs = np.unique(np.stack([clients, local_day]), axis=1)
+    open_days = np.bincount(pairs[0], minlength=n)
+    fire = candidate & (open_days >= spec.min_open_days) & (last_open >= now_ns - spec.last_open_within_days * _DAY_NS)
+    out: list[Insight] = []
+    for code in np.flatnonzero(fire):
+        out.append(_insight(state, int(code), now_ns, unanswered, last_reply, first_unanswered,
+                            int(open_count[code]), int(open_days[code]), int(last_open[code])))
+    return out
+
+
+def _insight(state: SilentClientState, code: int, now_ns: int, unanswered: np.ndarray, last_reply: np.ndarray,
+             first_unanswered: np.ndarray, human_opens: int, open_days: int, last_open: int) -> Insight:
+    rows = np.flatnonzero(unanswered & (state.e_client == code))
+    rows = rows[np.lexsort((state.e_id[rows].astype(str), state.e_sent[rows]))]
+    latest = rows[-1]
+    client_id = str(state.client_ids[code])
+    manager_id = state.client_manager[code] or _opt_str(state.e_manager[latest])
+    facts = {
+        "client_name": str(state.client_names[code]),
+        "manager_id": manager_id,
+        "manager_name": state.manager_names.get(manager_id) if manager_id else None,
+        "days_silent": int((now_ns - int(first_unanswered[code])) // _DAY_NS),
+        "last_reply_at": _iso(int(last_reply[code])),
+        "unanswered_emails": int(len(rows)),
+        "human_opens": human_opens,
+        "open_days": open_days,
+        "last_open_at": _iso(last_open),
+        "last_email_subject": _opt_str(state.e_subject[latest]),
+    }
+    audience = Audience("manager", manager_id) if manager_id else Audience("director")
+    return Insight(
+        detector=NAME, severity="warning", audience=audience, subject={"client_id": client_id},
+        facts=facts, evidence={"email_ids": [str(x) for x in state.e_id[rows]]},
+    )
+
+
+@register(NAME, SilentClientSpec, ("emails", "email_opens"),
+          "a client who stopped answering our emails but keeps opening them: call instead of writing")
+def detect(data: CrmData, spec: SilentClientSpec, now: datetime) -> list[Insight]:
+    return detect_at(prepare(data, spec), now)
