@@ -1,1 +1,121 @@
-"""Being written: see the detectors issue."""
+"""loss_reasons: why we did not sell, recent period against a baseline (weekly, for directors).
+
+Lost deals are placed in time by `closed_at` (lost deals without it cannot be placed and are
+left out). Two kinds of insight, never both in one run:
+- "data_quality": more than `max_missing_share` of the recent period's lost deals have no
+  reason or a catch-all one ("other", "прочее", "другое": `other_values`). Insights built on
+  empty fields are worthless, so the shift is not reported then. A source with no loss-reason
+  column at all (the Maven export) gets this insight too, with missing_share 1.0: the fix,
+  "start recording why deals are lost", is the same and the director should hear it.
+- "shift": the mix of named reasons changed (chi-square on reasons x period, rare reasons
+  pooled, p <= `alpha`), with at least `min_lost` named reasons on each side and some reason
+  whose share moved by at least `min_share_change`. `top_rising` names the reason that grew most.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from crm.data import CrmData
+from detectors.insight import Audience, Insight
+from detectors.registry import DetectorSpec, register
+from detectors.stats import NS_PER_DAY, SHIFT_METHOD, category_shift_test, iso_date, to_ns, ts_ns
+
+NAME = "loss_reasons"
+
+
+class LossReasonsSpec(DetectorSpec):
+    """Thresholds of loss_reasons."""
+
+    recent_days: int = Field(28, ge=7, le=365, description="the recent period ends now")
+    baseline_days: int = Field(91, ge=7, le=1095, description="the baseline period just before it")
+    min_lost: int = Field(30, ge=1, description="lost deals with a named reason needed in each period")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance of the chi-square test")
+    min_share_change: float = Field(0.10, gt=0, lt=1, description="some reason's share must move at least this")
+    max_missing_share: float = Field(0.30, ge=0, le=1, description="warn when more lost deals than this have no usable reason")
+    min_lost_for_quality: int = Field(10, ge=1, description="recent lost deals needed before judging data quality")
+    other_values: list[str] = Field(default_factory=lambda: ["other", "others", "прочее", "другое", "иное", "-"],
+                                    description="reasons that say nothing (compared case-insensitively)")
+    max_evidence: int = Field(200, ge=0)
+
+
+@register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'")
+def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]:
+    deals = data.deals
+    lost = (deals["status"] == "lost").to_numpy(dtype=bool, na_value=False)
+    if not lost.any() or "closed_at" not in deals.columns:
+        return []
+    now_ns = ts_ns(now)
+    recent_start = now_ns - spec.recent_days * NS_PER_DAY
+    base_start = recent_start - spec.baseline_days * NS_PER_DAY
+    t = to_ns(deals["closed_at"])
+    in_recent = lost & (t >= recent_start) & (t < now_ns)
+    in_base = lost & (t >= base_start) & (t < recent_start)
+    if not in_recent.any():
+        return []
+
+    # The loader fills an absent optional column with nulls, so "present" means "ever filled".
+    column_present = "loss_reason" in deals.columns and bool(deals["loss_reason"].notna().any())
+    if column_present:
+        reason = deals["loss_reason"].astype("str").str.strip()
+        empty = {v.casefold() for v in spec.other_values}
+        missing = (reason.isna() | (reason == "") | reason.str.casefold().isin(empty)).to_numpy(dtype=bool, na_value=True)
+    else:
+        reason = pd.Series(pd.NA, index=deals.index, dtype="str")
+        missing = np.ones(len(deals), dtype=bool)
+    periods = {
+        "recent_start": iso_date(recent_start), "recent_end": iso_date(now_ns - 1),
+        "baseline_start": iso_date(base_start), "baseline_end": iso_date(recent_start - 1),
+    }
+
+    lost_n = int(in_recent.sum())
+    missing_recent = in_recent & missing
+    missing_n = int(missing_recent.sum())
+    share = missing_n / lost_n
+    if lost_n >= spec.min_lost_for_quality and share > spec.max_missing_share:
+        ids = sorted(str(x) for x in deals["deal_id"].to_numpy()[missing_recent])[: spec.max_evidence]
+        return [Insight(
+            detector=NAME, severity="warning" if share >= 0.5 else "info", audience=Audience("director"),
+            subject={"kind": "data_quality"},
+            facts={"kind": "data_quality", "lost_n": lost_n, "missing_n": missing_n,
+                   "missing_share": round(share, 4), "threshold": spec.max_missing_share,
+                   "column_present": column_present, **periods},
+            evidence={"deal_ids": ids},
+        )]
+
+    named_recent = in_recent & ~missing
+    named_base = in_base & ~missing
+    if named_recent.sum() < spec.min_lost or named_base.sum() < spec.min_lost:
+        return []
+    rc = reason[named_recent].value_counts()
+    bc = reason[named_base].value_counts()
+    test = category_shift_test(bc, rc)
+    table = pd.concat([bc.rename("baseline_n"), rc.rename("recent_n")], axis=1).fillna(0).astype(int)
+    table["baseline_share"] = table["baseline_n"] / table["baseline_n"].sum()
+    table["recent_share"] = table["recent_n"] / table["recent_n"].sum()
+    table["change"] = table["recent_share"] - table["baseline_share"]
+    table.index = table.index.astype(str)
+    if test.p_value > spec.alpha or table["change"].abs().max() < spec.min_share_change:
+        return []
+    table = table.sort_values(["recent_share", "baseline_share"], ascending=False)
+    top_rising = table.sort_values(["change"], ascending=False, kind="mergesort").index[0]
+    rising_ids = deals["deal_id"].to_numpy()[named_recent & (reason == top_rising).to_numpy(dtype=bool, na_value=False)]
+    return [Insight(
+        detector=NAME, severity="warning", audience=Audience("director"),
+        subject={"kind": "shift"},
+        facts={
+            "kind": "shift", **periods,
+            "recent_n": int(table["recent_n"].sum()), "baseline_n": int(table["baseline_n"].sum()),
+            "p_value": test.p_value, "statistic": round(test.statistic, 3), "method": SHIFT_METHOD,
+            "reasons": [
+                {"reason": name, "baseline_share": round(float(r.baseline_share), 4), "recent_share": round(float(r.recent_share), 4),
+                 "baseline_n": int(r.baseline_n), "recent_n": int(r.recent_n)}
+                for name, r in table.iterrows()
+            ],
+            "top_rising": str(top_rising),
+        },
+        evidence={"deal_ids": sorted(str(x) for x in rising_ids)[: spec.max_evidence]},
+    )]

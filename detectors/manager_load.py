@@ -1,1 +1,190 @@
-"""Being written: see the detectors issue."""
+"""manager_load: a manager with clearly more or fewer open deals / new leads than their team.
+
+Load is a count per unit of capacity (FTE), so a half-time manager with half the deals is
+balanced. Only active managers with capacity > 0 are compared, only within a team (the
+`group_by` column, else `fallback_group_by`; when the company has neither, everyone is one
+team) with at least `min_team_size` such managers.
+
+Two conditions, both needed, so that a team of equally loaded people stays silent:
+- outside the band: load below `band_low` x or above `band_high` x the team median load;
+- unlikely to be chance: an exact conditional Poisson test of the manager's count against the
+  rest of the team (stats.rate_vs_rest_pvalues), Benjamini-Hochberg across every manager and
+  metric tested in the run, q <= `fdr`.
+
+Each insight carries a concrete fix: how many deals to move (open_deals) or the next leads to
+route (new_leads) between the flagged manager and the most opposite teammate, enough to bring
+both inside the band.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from crm.data import CrmData
+from detectors.insight import Audience, Insight
+from detectors.registry import DetectorSpec, register
+from detectors.stats import LOAD_METHOD, NS_PER_DAY, bh_qvalues, rate_vs_rest_pvalues, to_ns, ts_ns
+
+NAME = "manager_load"
+METRICS = ("open_deals", "new_leads")
+
+
+class ManagerLoadSpec(DetectorSpec):
+    """Thresholds of manager_load; defaults flag only a large, non-random imbalance."""
+
+    group_by: str = Field("team", description="managers column that defines a team")
+    fallback_group_by: str | None = Field("region", description="used when group_by is absent or empty")
+    min_team_size: int = Field(3, ge=2, description="active managers a team needs to be compared")
+    band_low: float = Field(0.6, gt=0, lt=1, description="flag below this x team median load")
+    band_high: float = Field(1.6, gt=1, description="flag above this x team median load")
+    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate")
+    leads_window_days: int = Field(28, ge=1, le=365, description="new leads counted over this many days")
+    metrics: list[str] = Field(default_factory=lambda: list(METRICS))
+    max_evidence: int = Field(200, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ManagerLoadSpec":
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad:
+            raise ValueError(f"metrics: unknown {bad}; choose from {list(METRICS)}")
+        if self.group_by not in ("team", "region"):
+            raise ValueError(f"group_by: must be 'team' or 'region', got {self.group_by!r}")
+        return self
+
+
+def _teams(managers: pd.DataFrame, spec: ManagerLoadSpec) -> pd.Series:
+    """Team of each manager (index manager_id); NaN where the manager has none."""
+    for col in (spec.group_by, spec.fallback_group_by):
+        if col and col in managers.columns and managers[col].notna().any():
+            return pd.Series(managers[col].to_numpy(), index=managers["manager_id"].to_numpy())
+    return pd.Series("", index=managers["manager_id"].to_numpy(), dtype=object)
+
+
+def _comparable(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
+    m = data.managers
+    active = m["active"].fillna(True).astype(bool) if "active" in m else pd.Series(True, index=m.index)
+    cap = m["capacity"].fillna(1.0).astype(float) if "capacity" in m else pd.Series(1.0, index=m.index)
+    team = _teams(m, spec)
+    df = pd.DataFrame({
+        "manager_id": m["manager_id"].to_numpy(), "manager_name": m["name"].to_numpy(),
+        "team": team.to_numpy(), "capacity": cap.to_numpy(),
+    })
+    df = df[(active.to_numpy()) & (df["capacity"] > 0) & df["team"].notna()]
+    size = df.groupby("team")["manager_id"].transform("size")
+    return df[size >= spec.min_team_size].reset_index(drop=True)
+
+
+def _counts(df: pd.DataFrame, ids: pd.Series, keep: np.ndarray) -> np.ndarray:
+    vc = pd.Series(ids[keep].to_numpy()).value_counts()
+    return df["manager_id"].map(vc).fillna(0).astype(np.int64).to_numpy()
+
+
+@register(NAME, ManagerLoadSpec, requires=(), summary="manager with far more or fewer open deals / new leads than the team (per FTE)")
+def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]:
+    people = _comparable(data, spec)
+    if people.empty:
+        return []
+    now_ns = ts_ns(now)
+    frames = []
+    evidence_src: dict[str, tuple[pd.Series, np.ndarray, str]] = {}
+    if "open_deals" in spec.metrics:
+        deals = data.deals
+        keep = (deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+        frames.append(people.assign(metric="open_deals", value=_counts(people, deals["manager_id"], keep)))
+        evidence_src["open_deals"] = (deals["manager_id"], keep, "deal_ids")
+    if "new_leads" in spec.metrics and data.leads is not None:
+        leads = data.leads
+        t = to_ns(leads["created_at"])
+        keep = (t >= now_ns - spec.leads_window_days * NS_PER_DAY) & (t < now_ns) & leads["manager_id"].notna().to_numpy()
+        frames.append(people.assign(metric="new_leads", value=_counts(people, leads["manager_id"], keep)))
+        evidence_src["new_leads"] = (leads["manager_id"], keep, "lead_ids")
+    if not frames:
+        return []
+    df = pd.concat(frames, ignore_index=True)
+    df["load"] = df["value"] / df["capacity"]
+    grp = df.groupby(["metric", "team"], sort=False)
+    df["team_median"] = grp["load"].transform("median")
+    df["team_value"] = grp["value"].transform("sum")
+    df["team_capacity"] = grp["capacity"].transform("sum")
+    df = df[df["team_median"] > 0].copy()
+    if df.empty:
+        return []
+    df["ratio"] = df["load"] / df["team_median"]
+    df["direction"] = np.where(df["ratio"] >= 1, "over", "under")
+    df["p"] = rate_vs_rest_pvalues(df["value"], df["capacity"], df["team_value"], df["team_capacity"], df["direction"])
+    outside = (df["ratio"] < spec.band_low) | (df["ratio"] > spec.band_high)
+    df["q"] = np.nan
+    # Only managers outside the band can fire, so only they count as tests.
+    if outside.any():
+        df.loc[outside, "q"] = bh_qvalues(df.loc[outside, "p"].to_numpy())
+    flagged = df[outside & (df["q"] <= spec.fdr)]
+
+    out: list[Insight] = []
+    for row in flagged.sort_values(["metric", "team", "manager_id"]).itertuples():
+        team = df[(df["metric"] == row.metric) & (df["team"] == row.team)]
+        suggestion = _suggest(row, team, spec)
+        ids_col, keep, ev_key = evidence_src[row.metric]
+        id_field = "deal_id" if row.metric == "open_deals" else "lead_id"
+        table = data.deals if row.metric == "open_deals" else data.leads
+        mine = keep & (ids_col == row.manager_id).to_numpy(dtype=bool, na_value=False)
+        evidence = sorted(str(x) for x in table[id_field].to_numpy()[mine])[: spec.max_evidence]
+        extreme = row.ratio > 2 * spec.band_high or row.ratio < spec.band_low / 2
+        facts = {
+            "metric": row.metric, "manager_id": row.manager_id, "manager_name": row.manager_name,
+            "team": row.team or None, "value": int(row.value), "capacity": float(row.capacity),
+            "load": round(float(row.load), 2), "team_median": round(float(row.team_median), 2),
+            "ratio": round(float(row.ratio), 3), "direction": row.direction,
+            "p_value": float(row.p), "q_value": float(row.q), "method": LOAD_METHOD,
+            "band_low": spec.band_low, "band_high": spec.band_high,
+            "band_low_load": round(spec.band_low * float(row.team_median), 2),
+            "band_high_load": round(spec.band_high * float(row.team_median), 2),
+            "suggestion": suggestion,
+            "team_loads": [
+                {"manager_id": r.manager_id, "manager_name": r.manager_name, "load": round(float(r.load), 2), "capacity": float(r.capacity)}
+                for r in team.sort_values(["load", "manager_id"], ascending=[False, True]).itertuples()
+            ],
+        }
+        if row.metric == "new_leads":
+            facts["window_days"] = spec.leads_window_days
+        out.append(Insight(
+            detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
+            subject={"manager_id": row.manager_id, "metric": row.metric},
+            facts=facts, evidence={ev_key: evidence},
+        ))
+    return out
+
+
+def _suggest(row, team: pd.DataFrame, spec: ManagerLoadSpec) -> dict | None:
+    """Move work between the flagged manager and the teammate at the opposite end.
+
+    The count is the smallest that brings the flagged one inside the band and, when the other
+    is outside too, the other as well, without pushing the receiver above the band.
+    """
+    med = float(row.team_median)
+    others = team[team["manager_id"] != row.manager_id]
+    if others.empty:
+        return None
+    if row.direction == "over":
+        giver = row
+        recv = others.sort_values(["ratio", "manager_id"]).iloc[0]
+    else:
+        recv = row
+        giver = others.sort_values(["ratio", "manager_id"], ascending=[False, True]).iloc[0]
+    g_val, g_cap = float(giver.value), float(giver.capacity)
+    r_val, r_cap = float(recv.value), float(recv.capacity)
+    need_giver = max(0, math.ceil(g_val - spec.band_high * med * g_cap - 1e-9))
+    need_recv = max(0, math.ceil(spec.band_low * med * r_cap - r_val - 1e-9))
+    room = math.floor(spec.band_high * med * r_cap - r_val + 1e-9)
+    count = min(max(need_giver, need_recv), max(room, 0), int(g_val))
+    if count <= 0:
+        return None
+    return {
+        "kind": "move_deals" if row.metric == "open_deals" else "route_leads",
+        "count": int(count),
+        "from_manager_id": str(giver.manager_id), "from_manager_name": str(giver.manager_name),
+        "to_manager_id": str(recv.manager_id), "to_manager_name": str(recv.manager_name),
+    }
