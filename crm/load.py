@@ -1,0 +1,172 @@
+"""Load a CRM source into CrmData: read, normalise, resolve stages, validate.
+
+`load_crm` follows `[source]` from config (files or SQL); `load_folder` reads a folder in
+the canonical format (demo export, hand-made data). Either returns the data plus soft
+warnings, or raises one DataError that tells the admin what to fix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+
+from crm.data import CrmData
+from crm.errors import DataError, DataWarning
+from crm.normalize import normalize_table
+from crm.readers import SUFFIXES, RawTable, read_file
+from crm.schema import REQUIRED_TABLES, TABLE_NAMES, TABLES
+from crm.source_config import SourceConfig
+from crm.stages import derive_history, derived_history_warning, resolve_stages
+from crm.validate import check, dedupe
+
+
+@dataclass
+class LoadResult:
+    data: CrmData
+    warnings: list[DataWarning] = field(default_factory=list)
+
+
+def load_folder(path: str | Path, *, timezone: str = "UTC", now: datetime | None = None) -> LoadResult:
+    """A folder in the canonical format: file names are table names (.csv/.xlsx/.parquet)."""
+    return load_crm(SourceConfig(path=str(path)), timezone=timezone, now=now)
+
+
+def load_crm(
+    source: SourceConfig,
+    *,
+    timezone: str = "UTC",
+    base_dir: Path | None = None,
+    now: datetime | None = None,
+) -> LoadResult:
+    """Read the source `[source]` describes. `base_dir` is the config file's folder.
+
+    `now` (optional, tz-aware) enables the future-date check.
+    """
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DataError(f"unknown timezone {timezone!r}",
+                        fix='use an IANA name such as "Asia/Almaty" or "Europe/Moscow"') from None
+    if source.kind == "sql":
+        from crm.sql import read_tables
+
+        raws = read_tables(source)
+    else:
+        raws = _read_files(_folder(source, base_dir), source)
+    return build(raws, source, timezone=timezone, now=now)
+
+
+def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
+          now: datetime | None = None) -> LoadResult:
+    """Raw frames by canonical table name -> validated CrmData."""
+    missing = [t for t in ("managers", "deals") if t not in raws]
+    if missing:
+        where = "[source.tables]" if source.kind == "sql" else "the data folder"
+        raise DataError(
+            f"no {' and no '.join(missing)} table in {where}",
+            fix="provide " + " and ".join(f"{t} (e.g. {t}.csv)" for t in missing)
+            + "; only managers, deals and stage_history are required",
+        )
+    warnings: list[DataWarning] = []
+    frames: dict[str, pd.DataFrame] = {}
+    for table, raw in raws.items():
+        frame, notes = normalize_table(
+            table, raw, columns=source.columns.get(table), values=source.values.get(table),
+            fill=source.fill.get(table), timezone=timezone,
+        )
+        del raw.frame  # the raw columns are no longer needed: free them before the next table
+        frame, dup_notes = dedupe(table, frame)
+        frames[table] = frame.reset_index(drop=True)
+        warnings += notes + dup_notes
+
+    deals = frames["deals"]
+    history = frames.get("stage_history")
+    stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals)
+    warnings += notes
+    derived = history is None
+    if derived:
+        history = derive_history(deals, stages)
+        warnings.append(derived_history_warning(len(deals)))
+
+    data = CrmData(
+        managers=frames["managers"], deals=deals, stage_history=history, stages=stages,
+        clients=frames.get("clients"), emails=frames.get("emails"),
+        email_opens=frames.get("email_opens"), activities=frames.get("activities"),
+        leads=frames.get("leads"),
+        origins={t: r.origin for t, r in raws.items()}, stage_history_derived=derived,
+    )
+    if derived:
+        data.origins["stage_history"] = "derived from " + data.origins["deals"]
+    data, notes = check(data, now)
+    return LoadResult(data, warnings + notes)
+
+
+def _folder(source: SourceConfig, base_dir: Path | None) -> Path:
+    folder = Path(source.path) if source.path else Path(".")
+    if not folder.is_absolute() and base_dir is not None:
+        folder = Path(base_dir) / folder
+    if not folder.is_dir():
+        raise DataError(
+            f"the data folder {str(folder)!r} does not exist",
+            fix="set [source] path to the folder with your CRM export "
+            "(relative paths are relative to the config file)",
+        )
+    return folder
+
+
+def _their_columns(table: str, source: SourceConfig) -> list[str]:
+    """Column names to read from a Parquet file: mapped names plus canonical ones."""
+    mapped = source.columns.get(table, {})
+    names = {c.name for c in TABLES[table].columns} | set(mapped.values())
+    return sorted(names)
+
+
+def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
+    listing = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    raws: dict[str, RawTable] = {}
+    for table in TABLE_NAMES:
+        path = _find_file(folder, listing, table, source.files.get(table))
+        if path is None:
+            continue
+        raws[table] = read_file(path, columns=_parquet_columns(path, table, source))
+    for table in REQUIRED_TABLES:
+        if table not in raws and table != "stage_history":
+            raise DataError(
+                f"no {table} file in {folder}",
+                more="Files found: " + (", ".join(sorted(p.name for p in listing.values())) or "none") + ".",
+                fix=f"export it as {table}.csv (or .xlsx/.parquet), or name your file in "
+                f"config: [source.files] {table} = \"<file name>\"",
+            )
+    return raws
+
+
+def _parquet_columns(path: Path, table: str, source: SourceConfig) -> list[str] | None:
+    if path.suffix.lower() != ".parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    wanted = {n.lower() for n in _their_columns(table, source)}
+    return [n for n in pq.read_schema(path).names if n.lower() in wanted]
+
+
+def _find_file(folder: Path, listing: dict[str, Path], table: str, configured: str | None) -> Path | None:
+    if configured is not None:
+        path = folder / configured
+        if not path.is_file():
+            raise DataError(
+                f"file {configured!r} named in [source.files] {table} is not in {folder}",
+                more="Files found: " + (", ".join(sorted(p.name for p in listing.values())) or "none") + ".",
+                fix=f"correct [source.files] {table} = \"...\"",
+            )
+        return path
+    found = [listing[table + s] for s in SUFFIXES if table + s in listing]
+    if len(found) > 1:
+        raise DataError(
+            f"more than one file for {table}: {', '.join(p.name for p in found)}",
+            file=str(folder), fix="keep one of them, or choose one in config: "
+            f"[source.files] {table} = \"{found[0].name}\"",
+        )
+    return found[0] if found else None

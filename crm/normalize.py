@@ -1,0 +1,350 @@
+"""Turn a raw frame (the CRM's names and text) into a canonical one (crm.schema names/types).
+
+Column mapping, value mapping, constant fills, then type coercion: ids to strings,
+timestamps to tz-aware UTC, numbers to float. Everything is vectorised over whole columns:
+a failing value is found by a mask afterwards and reported with its spreadsheet row.
+"""
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from crm.errors import DataError, DataWarning
+from crm.readers import RawTable
+from crm.schema import ACTIVITY_TYPES, DEAL_STATUSES, EMAIL_DIRECTIONS, TABLES, Column
+from crm.source_config import did_you_mean
+
+STR = pd.StringDtype(na_value=np.nan)  # pandas' default "str" dtype (Arrow-backed)
+UTC_NS = "datetime64[ns, UTC]"
+DATETIME_FORMATS = ("ISO8601", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y")
+DATETIME_EXPECTED = (
+    "a date/time such as 2026-10-01 14:30 (ISO, with or without offset), "
+    "01.10.2026 14:30, 01.10.2026 or Unix seconds"
+)
+_HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
+_UNIX = r"^\d{9,13}(?:\.\d+)?$"
+# Columns whose values must be one of a fixed set after value mapping.
+ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("deals", "status"): DEAL_STATUSES,
+    ("emails", "direction"): EMAIL_DIRECTIONS,
+    ("activities", "type"): ACTIVITY_TYPES,
+}
+_TRUE = {"true", "1", "yes", "y", "t", "да", "истина", "1.0"}
+_FALSE = {"false", "0", "no", "n", "f", "нет", "ложь", "0.0"}
+_MAX_ROWS_SHOWN = 5
+
+
+def normalize_table(
+    table: str,
+    raw: RawTable,
+    *,
+    columns: dict[str, str] | None = None,
+    values: dict[str, dict[str, str]] | None = None,
+    fill: dict[str, object] | None = None,
+    timezone: str = "UTC",
+) -> tuple[pd.DataFrame, list[DataWarning]]:
+    """Canonical frame for `table` from `raw`, plus warnings about filled cells."""
+    spec = TABLES[table]
+    columns, values, fill = columns or {}, values or {}, fill or {}
+    tz = ZoneInfo(timezone)
+    frame = raw.frame
+    found = list(frame.columns)
+    lowered = {str(c).lower(): c for c in found}
+    warnings: list[DataWarning] = []
+    out: dict[str, pd.Series] = {}
+    for col in spec.columns:
+        their = columns.get(col.name)
+        if their is not None:
+            if their not in frame.columns:
+                raise DataError(
+                    f"column {their!r} (mapped to {table}.{col.name} in config) is not in the "
+                    "file", file=raw.origin, more="Columns found: " + ", ".join(found) + ".",
+                    fix=f"correct [source.columns.{table}] {col.name} = \"...\""
+                    + did_you_mean(their, found).replace(" (did you mean", "; did you mean")
+                    .rstrip(")"),
+                )
+            source_name = their
+        else:
+            source_name = col.name if col.name in frame.columns else lowered.get(col.name)
+        if source_name is None:
+            if col.name in fill:
+                out[col.name] = _constant(table, col, fill[col.name], len(frame), frame.index, tz)
+                warnings.append(DataWarning(
+                    "filled", table, len(frame),
+                    f"column {col.name} is absent: every row set to {fill[col.name]!r} "
+                    f"from [source.fill.{table}]",
+                ))
+                continue
+            if col.required:
+                raise DataError(
+                    f"required column {col.name!r} is missing", file=raw.origin,
+                    more="Columns found: " + (", ".join(found) or "none") + ".",
+                    fix=f"rename the column in the file, or map it in config: "
+                    f"[source.columns.{table}] {col.name} = \"<your column name>\"",
+                )
+            out[col.name] = _default(col, frame.index)
+            continue
+        series = frame[source_name]
+        if raw.text and (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
+            series = _clean_text(series)
+        mapping = values.get(col.name)
+        if mapping:
+            series = _map_values(series, mapping)
+        series = coerce(series, col, raw, tz, source_name=source_name)
+        if col.name in fill and series.isna().any():
+            missing = series.isna()
+            value = _constant(table, col, fill[col.name], 1, pd.RangeIndex(1), tz).iloc[0]
+            series = series.mask(missing, value)
+            warnings.append(DataWarning(
+                "filled", table, int(missing.sum()),
+                f"{int(missing.sum())} empty {col.name} cells set to {fill[col.name]!r} "
+                f"from [source.fill.{table}]",
+                _rows(raw, missing),
+            ))
+        if col.required:
+            _require_values(table, col, series, raw, source_name)
+        allowed = ENUMS.get((table, col.name))
+        if allowed:
+            series = _check_enum(table, col.name, series, allowed, raw, source_name)
+        out[col.name] = series
+    return pd.DataFrame(out, index=frame.index), warnings
+
+
+# --- values ------------------------------------------------------------------------------
+
+def _clean_text(series: pd.Series) -> pd.Series:
+    """Strip spaces (and non-breaking spaces) around text cells; empty cells become missing."""
+    if series.dtype == object:
+        is_text = series.map(lambda v: isinstance(v, str))
+        if not is_text.any():
+            return series
+        stripped = series.where(~is_text, series[is_text].str.strip(" \t\u00a0"))
+        return stripped.where(~(is_text & (stripped == "")), None)
+    stripped = series.str.strip(" \t\u00a0")
+    return stripped.where(stripped != "")
+
+
+def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
+    """Replace their values by canonical ones; values not in the mapping stay as they are."""
+    if series.dtype != object and not isinstance(series.dtype, pd.StringDtype):
+        series = _to_str(series)
+    mapped = series.map(mapping)
+    return mapped.where(mapped.notna(), series).astype(STR)
+
+
+def _check_enum(table, column, series, allowed, raw, source_name) -> pd.Series:
+    lowered = series.str.lower()
+    bad = lowered.notna() & ~lowered.isin(allowed)
+    if bad.any():
+        counts = series[bad].value_counts()
+        listed = ", ".join(f"{v!r} ({n})" for v, n in counts.head(10).items())
+        example = counts.index[0]
+        raise DataError(
+            f"unknown {column} value", file=raw.origin, row=raw.row_number(bad.idxmax()),
+            row_kind=raw.row_kind, column=source_name, value=example,
+            expected=" or ".join(allowed),
+            more=f"Values that need a mapping: {listed}.",
+            fix=f"map them in config: [source.values.{table}.{column}] \"{example}\" = "
+            f"\"{allowed[0]}\" (one line per value)",
+        )
+    return lowered.astype(STR)
+
+
+def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source_name) -> None:
+    missing = series.isna()
+    if missing.any():
+        n = int(missing.sum())
+        raise DataError(
+            f"{col.name} is empty in {n} row(s), but every {table[:-1] if table.endswith('s') else table} needs one",
+            file=raw.origin, row=raw.row_number(missing.idxmax()), row_kind=raw.row_kind,
+            column=source_name,
+            more=f"Rows: {', '.join(_rows(raw, missing))}.",
+            fix=f"fill in the cells, or set a value for the empty ones in config: "
+            f"[source.fill.{table}] {col.name} = ...",
+        )
+
+
+def _rows(raw: RawTable, mask: pd.Series) -> list[str]:
+    labels = mask.index[mask.to_numpy()][:_MAX_ROWS_SHOWN]
+    return [f"{raw.row_kind} {raw.row_number(i)}" for i in labels]
+
+
+def _default(col: Column, index: pd.Index) -> pd.Series:
+    if col.kind == "datetime":
+        return pd.Series(pd.NaT, index=index, dtype=UTC_NS)
+    if col.kind == "float":
+        value = np.nan if col.default is None else float(col.default)
+        return pd.Series(value, index=index, dtype="float64")
+    if col.kind == "bool":
+        return pd.Series(bool(col.default), index=index, dtype=bool)
+    if col.kind == "int":
+        return pd.Series(pd.NA, index=index, dtype="Int64")
+    return pd.Series(np.nan if col.default is None else col.default, index=index, dtype=STR)
+
+
+def _constant(table, col: Column, value, n, index, tz) -> pd.Series:
+    raw = RawTable(pd.DataFrame({col.name: [value] * n}, index=index, dtype=object),
+                   f"config [source.fill.{table}] {col.name}", text=True)
+    return coerce(raw.frame[col.name], col, raw, tz, source_name=col.name)
+
+
+# --- types -------------------------------------------------------------------------------
+
+def coerce(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo, *, source_name: str):
+    """Convert one column to the canonical dtype of `col`, or raise DataError at the bad row."""
+    if col.kind == "str":
+        return _to_str(series)
+    if col.kind == "datetime":
+        return _to_datetime(series, raw, tz, source_name)
+    if col.kind in ("float", "int"):
+        return _to_number(series, col, raw, source_name)
+    return _to_bool(series, col, raw, source_name)
+
+
+def _to_str(series: pd.Series) -> pd.Series:
+    if isinstance(series.dtype, pd.StringDtype):
+        return series if series.dtype == STR else series.astype(STR)
+    if pd.api.types.is_float_dtype(series.dtype):
+        whole = series.dropna()
+        if (whole == np.floor(whole)).all():
+            return series.astype("Int64").astype(STR)
+    if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype(STR)
+    if series.dtype == object:
+        def one(v):
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                return None
+            if isinstance(v, float) and v.is_integer():
+                return str(int(v))
+            return str(v)
+        return series.map(one).astype(STR)
+    return series.astype(STR)
+
+
+def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
+        text = _to_str(series)
+        # "1 234,50" as Russian Excel writes it -> "1234.50"
+        cleaned = text.str.replace(r"[\s\u00a0\u202f]", "", regex=True)
+        comma_only = cleaned.str.contains(",", regex=False) & ~cleaned.str.contains(".", regex=False)
+        cleaned = cleaned.where(~comma_only.fillna(False), cleaned.str.replace(",", ".", regex=False))
+        numbers = pd.to_numeric(cleaned, errors="coerce")
+        bad = numbers.isna() & text.notna()
+        if bad.any():
+            _raise_bad(raw, bad, text, source_name, "not a number",
+                       "a number such as 1500000 or 1 500 000,50")
+        series = numbers
+    series = series.astype("float64")
+    if col.kind == "int":
+        bad = series.notna() & (series != np.floor(series))
+        if bad.any():
+            _raise_bad(raw, bad, series, source_name, "not a whole number", "a whole number")
+        return series.astype("Int64") if series.isna().any() else series.astype("int64")
+    return series
+
+
+def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
+        return series.astype(bool)
+    text = _to_str(series).str.lower()
+    result = pd.Series(bool(col.default), index=series.index, dtype=bool)
+    result[text.isin(_TRUE).fillna(False)] = True
+    result[text.isin(_FALSE).fillna(False)] = False
+    bad = text.notna() & ~text.isin(_TRUE | _FALSE)
+    if bad.any():
+        _raise_bad(raw, bad, series, source_name, "not a yes/no value",
+                   "true/false, yes/no, да/нет or 1/0")
+    return result
+
+
+def _to_datetime(series: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert("UTC").astype(UTC_NS)
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return _localize(series, tz)
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        return _from_unix(series.astype("float64"))
+    if dtype == object:
+        is_dt = series.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "year"))
+        if is_dt.any():
+            result = pd.Series(pd.NaT, index=series.index, dtype=UTC_NS)
+            stamps = pd.to_datetime(series[is_dt], utc=False)
+            if isinstance(stamps.dtype, pd.DatetimeTZDtype):
+                result[is_dt] = stamps.dt.tz_convert("UTC").astype(UTC_NS)
+            else:
+                result[is_dt] = _localize(stamps, tz)
+            rest = ~is_dt & series.notna()
+            if rest.any():
+                result[rest] = _parse_text(_to_str(series[rest]), raw, tz, source_name)
+            return result
+        series = _to_str(series)
+    return _parse_text(series, raw, tz, source_name)
+
+
+def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
+    """Try each accepted format on the whole column; what none of them reads is an error."""
+    result = pd.Series(pd.NaT, index=text.index, dtype=UTC_NS)
+    remaining = text.notna().to_numpy().copy()
+    if not remaining.any():
+        return result
+    with_offset = text.str.contains(_HAS_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
+    aware = remaining & with_offset
+    if aware.any():
+        parsed = pd.to_datetime(text[aware], format="ISO8601", utc=True, errors="coerce")
+        ok = parsed.notna().to_numpy()
+        result.iloc[np.flatnonzero(aware)[ok]] = parsed[ok].astype(UTC_NS)
+        remaining[np.flatnonzero(aware)[ok]] = False
+    for fmt in DATETIME_FORMATS:
+        todo = remaining & ~with_offset
+        if not todo.any():
+            break
+        parsed = pd.to_datetime(text[todo], format=fmt, errors="coerce")
+        ok = parsed.notna().to_numpy()
+        if ok.any():
+            where = np.flatnonzero(todo)[ok]
+            result.iloc[where] = _localize(parsed[ok], tz).to_numpy()
+            remaining[where] = False
+    if remaining.any():
+        unix = remaining & text.str.fullmatch(_UNIX).fillna(False).to_numpy(dtype=bool)
+        if unix.any():
+            result.iloc[np.flatnonzero(unix)] = _from_unix(
+                pd.to_numeric(text[unix], errors="coerce")).to_numpy()
+            remaining[unix] = False
+    if remaining.any():
+        _raise_bad(raw, pd.Series(remaining, index=text.index), text, source_name,
+                   "not a date/time this loader can read", DATETIME_EXPECTED)
+    return result
+
+
+def _localize(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
+    """Naive timestamps are wall-clock time in the config timezone."""
+    local = naive.dt.tz_localize(
+        tz, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward"
+    )
+    return local.dt.tz_convert("UTC").astype(UTC_NS)
+
+
+def _from_unix(numbers: pd.Series) -> pd.Series:
+    """Unix seconds; values above 10^11 can only be milliseconds (year 5138 otherwise)."""
+    millis = numbers.abs() > 1e11
+    seconds = numbers.where(~millis, numbers / 1000.0)
+    return pd.to_datetime(seconds, unit="s", utc=True).astype(UTC_NS)
+
+
+def _raise_bad(raw: RawTable, bad: pd.Series, values: pd.Series, source_name: str,
+               problem: str, expected: str) -> None:
+    first = bad.idxmax()
+    n = int(bad.sum())
+    more = None
+    if n > 1:
+        more = f"{n} cells like this: {', '.join(_rows(raw, bad))}" + (", ..." if n > _MAX_ROWS_SHOWN else "") + "."
+    raise DataError(
+        problem, file=raw.origin, row=raw.row_number(first), row_kind=raw.row_kind,
+        column=source_name, value=values.loc[first], expected=expected, more=more,
+        fix="correct the value in the file (or re-export the column in one of the "
+        "expected formats)",
+    )
+

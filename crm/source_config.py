@@ -1,0 +1,126 @@
+"""`[source]` in config.toml: where the CRM data is and how its names map onto the contract.
+
+Every table and column named here must be a canonical one (crm.schema); a typo is an error
+with the nearest known name, because a silently ignored mapping changes results.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from crm.schema import TABLES
+
+Scalar = str | bool | int | float
+
+
+def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """' (did you mean `x`?)' for the nearest known name, or the list of known names."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean `{close[0]}`?)"
+    return " (known: " + ", ".join(known) + ")"
+
+
+def _check_table(key: str, table: str) -> None:
+    if table not in TABLES:
+        raise ValueError(f"{key}.{table}: unknown table{did_you_mean(table, tuple(TABLES))}")
+
+
+def _check_column(key: str, table: str, column: str) -> None:
+    names = [c.name for c in TABLES[table].columns]
+    if column not in names:
+        raise ValueError(
+            f"{key}.{table}.{column}: unknown column of {table}{did_you_mean(column, names)}"
+        )
+
+
+class SourceConfig(BaseModel):
+    """Where to read the CRM data and how to translate its names into the canonical ones.
+
+    - `files`: table -> file name inside `path` (default: `<table>.csv|.xlsx|.parquet`).
+    - `columns`: table -> {canonical column: their column}; one of their columns may feed
+      several canonical ones (Maven's `deal_stage` is both `stage` and `status`).
+    - `values`: table -> canonical column -> {their value: canonical value}.
+    - `fill`: table -> {canonical column: constant} used where a cell is empty or the column
+      is absent (e.g. `currency = "USD"`); every filled cell is reported as a warning.
+    - `tables` (kind "sql"): table -> a table name or a SELECT statement.
+    - `stages`: the pipeline order when the data has no stages table.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["files", "sql"] = "files"
+    path: str | None = None
+    files: dict[str, str] = {}
+    columns: dict[str, dict[str, str]] = {}
+    values: dict[str, dict[str, dict[str, str]]] = {}
+    fill: dict[str, dict[str, Scalar]] = {}
+    url_env: str | None = None
+    url: str | None = None
+    tables: dict[str, str] = {}
+    stages: list[str] | None = None
+
+    @field_validator("files", "tables")
+    @classmethod
+    def _known_tables(cls, value: dict[str, str], info) -> dict[str, str]:
+        for table, target in value.items():
+            _check_table(info.field_name, table)
+            if not str(target).strip():
+                raise ValueError(f"{info.field_name}.{table}: must not be empty")
+        return value
+
+    @field_validator("columns", "values", "fill")
+    @classmethod
+    def _known_columns(cls, value: dict, info) -> dict:
+        for table, cols in value.items():
+            _check_table(info.field_name, table)
+            for column in cols:
+                _check_column(info.field_name, table, column)
+        return value
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [s.strip() for s in value]
+        if not cleaned or any(not s for s in cleaned):
+            raise ValueError("stages: must be a non-empty list of stage names")
+        seen = [s for i, s in enumerate(cleaned) if s in cleaned[:i]]
+        if seen:
+            raise ValueError(f"stages: {seen[0]!r} is listed twice")
+        return cleaned
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            password = None
+        if password:
+            raise ValueError(
+                "url: contains a password; put the whole URL in an environment variable "
+                "and name it in `url_env` instead"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sql_needs_url(self) -> "SourceConfig":
+        if self.kind == "sql":
+            if not (self.url or self.url_env):
+                raise ValueError(
+                    'kind "sql" needs `url_env` (the environment variable holding an '
+                    "SQLAlchemy URL) or `url` (for password-less URLs such as sqlite)"
+                )
+            if not self.tables:
+                raise ValueError(
+                    'kind "sql" needs `[source.tables]`: a table name or SELECT for at least '
+                    "managers, deals and stage_history"
+                )
+        return self

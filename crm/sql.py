@@ -1,0 +1,93 @@
+"""The SQL source: any SQLAlchemy URL, one table name or SELECT per canonical table.
+
+The rows come back as raw frames with the database's own column names; crm.normalize then
+treats them exactly like an exported file. The URL's password is never shown.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from crm.errors import DataError
+from crm.readers import RawTable
+from crm.source_config import SourceConfig
+
+
+def resolve_url(source: SourceConfig) -> str:
+    """The URL from `url` or from the environment variable named by `url_env`."""
+    if source.url_env:
+        url = os.environ.get(source.url_env)
+        if not url:
+            raise DataError(
+                f"environment variable {source.url_env} is not set",
+                fix=f"export {source.url_env}='postgresql+psycopg://user:password@host/db' "
+                "(the SQLAlchemy URL of your CRM database) before starting crm-pulse",
+            )
+        return url
+    assert source.url is not None  # SourceConfig guarantees url or url_env for kind "sql"
+    return source.url
+
+
+def _with_installed_driver(url: str) -> str:
+    """`postgresql://` means psycopg2 to SQLAlchemy; we ship psycopg 3, so use that."""
+    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg2") is None:
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def is_query(target: str) -> bool:
+    return target.lstrip().split(None, 1)[0].lower() in ("select", "with") if target.strip() else False
+
+
+def read_tables(source: SourceConfig) -> dict[str, RawTable]:
+    """Run one query per configured table; the engine is disposed before returning."""
+    url = _with_installed_driver(resolve_url(source))
+    try:
+        engine = sa.create_engine(url)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise DataError(
+            f"cannot use the database URL ({exc.__class__.__name__}: {exc})",
+            fix="write it as dialect+driver://user@host/database, e.g. "
+            "postgresql+psycopg://crm@db.local/crm or sqlite:///crm.db",
+        ) from None
+    shown = engine.url.render_as_string(hide_password=True)
+    out: dict[str, RawTable] = {}
+    try:
+        with engine.connect() as conn:
+            for table, target in source.tables.items():
+                origin = f"query for {table}" if is_query(target) else f"table {target}"
+                statement = sa.text(target) if is_query(target) else sa.select(
+                    sa.text("*")).select_from(_table(target))
+                try:
+                    frame = pd.read_sql(statement, conn)
+                except SQLAlchemyError as exc:
+                    raise DataError(
+                        f"the database refused the {origin} ({_first_line(exc)})",
+                        file=shown,
+                        fix=f"check [source.tables] {table} = \"...\": a table name or a SELECT",
+                    ) from None
+                out[table] = RawTable(frame, f"{shown}: {origin}", row_offset=1,
+                                      row_kind="record", text=False)
+    except SQLAlchemyError as exc:
+        raise DataError(
+            f"cannot connect to the database ({_first_line(exc)})", file=shown,
+            fix="check that the server is running and the URL, user and database are right",
+        ) from None
+    finally:
+        engine.dispose()
+    return out
+
+
+def _table(name: str) -> sa.TableClause:
+    """`schema.table` or `table`, quoted by the dialect."""
+    schema, _, bare = name.rpartition(".")
+    return sa.table(bare, schema=schema or None)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

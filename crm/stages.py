@@ -1,0 +1,83 @@
+"""The pipeline order, and a stand-in stage history when the CRM export has none.
+
+Order comes from the stages table, else from config, else from the data: the median
+position at which deals first enter each stage. A derived history is honest about what it
+knows: each deal entered the first stage (and its current stage) when it was created.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from crm.errors import DataWarning
+from crm.normalize import STR, UTC_NS
+
+
+def resolve_stages(
+    stages: pd.DataFrame | None,
+    configured: list[str] | None,
+    history: pd.DataFrame | None,
+    deals: pd.DataFrame,
+) -> tuple[list[str], list[DataWarning]]:
+    """Pipeline order, first stage first, and a warning when it had to be guessed."""
+    if stages is not None and len(stages):
+        ordered = stages.sort_values(["position", "stage"], kind="stable")
+        return list(dict.fromkeys(ordered["stage"].tolist())), []
+    if configured:
+        return list(configured), []
+    if history is not None and len(history):
+        return order_from_history(history), []
+    names = (
+        deals.dropna(subset=["stage"]).sort_values("created_at", kind="stable")["stage"]
+        .drop_duplicates().tolist()
+    )
+    return names, [DataWarning(
+        "stage_order_guessed", "stages", len(names),
+        "no stages table, no [source] stages and no stage history: pipeline order guessed "
+        "from when deals were created; set `stages = [...]` in [source] to fix it",
+        names[:5],
+    )]
+
+
+def order_from_history(history: pd.DataFrame) -> list[str]:
+    """Stages sorted by the median step at which deals first enter them."""
+    firsts = (
+        history[["deal_id", "stage", "entered_at"]]
+        .sort_values(["deal_id", "entered_at"], kind="stable")
+        .drop_duplicates(["deal_id", "stage"], keep="first")
+    )
+    step = firsts.groupby("deal_id", sort=False).cumcount()
+    summary = pd.DataFrame({
+        "median_step": step.groupby(firsts["stage"]).median(),
+        "first_seen": firsts.groupby("stage")["entered_at"].min(),
+    })
+    return summary.sort_values(["median_step", "first_seen"], kind="stable").index.tolist()
+
+
+def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
+    """One entry into the first stage at creation, plus the current stage if it differs."""
+    created = deals[["deal_id", "stage", "created_at"]]
+    parts = []
+    if stages:
+        parts.append(pd.DataFrame({
+            "deal_id": created["deal_id"], "stage": stages[0],
+            "entered_at": created["created_at"],
+        }))
+        later = created[created["stage"].notna() & (created["stage"] != stages[0])]
+    else:
+        later = created[created["stage"].notna()]
+    parts.append(later.rename(columns={"created_at": "entered_at"}))
+    history = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame({
+        "deal_id": history["deal_id"].astype(STR),
+        "stage": history["stage"].astype(STR),
+        "entered_at": history["entered_at"].astype(UTC_NS),
+    })
+
+
+def derived_history_warning(n_deals: int) -> DataWarning:
+    return DataWarning(
+        "stage_history_derived", "stage_history", n_deals,
+        "no stage history in the source: derived from deals (each deal entered the first "
+        "stage when it was created); conversion insights need the real history of stage "
+        "changes, export it as stage_history (deal_id, stage, entered_at)",
+    )

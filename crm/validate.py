@@ -1,0 +1,121 @@
+"""Soft checks across tables: problems worth telling the admin that do not stop the scan.
+
+Each check returns a DataWarning with a count and the first few examples. Only two checks
+change the data, and they say so: duplicate ids keep the last row, history rows for deals
+that do not exist are dropped.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from crm.data import CrmData
+from crm.errors import DataWarning
+from crm.schema import TABLES
+
+EXAMPLES = 3
+
+
+def _examples(values: pd.Series) -> list[str]:
+    return [str(v) for v in values.head(EXAMPLES).tolist()]
+
+
+def dedupe(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarning]]:
+    """Keep the last row of each id (a later export line is the newer state)."""
+    key = TABLES[table].key
+    if key is None or key not in frame.columns:
+        return frame, []
+    dup = frame[key].duplicated(keep="last")
+    if not dup.any():
+        return frame, []
+    ids = frame.loc[dup, key].drop_duplicates()
+    warning = DataWarning(
+        "duplicate_ids", table, int(dup.sum()),
+        f"{len(ids)} {key} value(s) appear more than once; kept the last row of each and "
+        f"ignored {int(dup.sum())} earlier row(s)",
+        _examples(ids),
+    )
+    return frame[~dup], [warning]
+
+
+def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[DataWarning]]:
+    """Cross-table checks; returns the data (orphan history dropped) and the warnings."""
+    warnings: list[DataWarning] = []
+    deals, managers, history = data.deals, data.managers, data.stage_history
+
+    known_managers = managers["manager_id"]
+    unknown = deals["manager_id"].notna() & ~deals["manager_id"].isin(known_managers)
+    if unknown.any():
+        rows = deals.loc[unknown, ["deal_id", "manager_id"]]
+        warnings.append(DataWarning(
+            "unknown_manager", "deals", int(unknown.sum()),
+            f"{int(unknown.sum())} deal(s) name a manager_id that is not in managers "
+            f"({rows['manager_id'].nunique()} unknown manager(s)); their insights have no "
+            "recipient until the manager is added",
+            [f"deal {d} -> {m}" for d, m in rows.head(EXAMPLES).itertuples(index=False)],
+        ))
+
+    orphan = ~history["deal_id"].isin(deals["deal_id"])
+    if orphan.any():
+        warnings.append(DataWarning(
+            "history_unknown_deal", "stage_history", int(orphan.sum()),
+            f"{int(orphan.sum())} history row(s) belong to deals that are not in deals; ignored",
+            _examples(history.loc[orphan, "deal_id"].drop_duplicates()),
+        ))
+        history = history[~orphan].reset_index(drop=True)
+        data.stage_history = history
+
+    if data.stages:
+        pipeline = pd.Series(data.stages, dtype=history["stage"].dtype)
+        for table, frame in (("stage_history", history), ("deals", deals)):
+            outside = frame["stage"].notna() & ~frame["stage"].isin(pipeline)
+            if outside.any():
+                names = frame.loc[outside, "stage"].value_counts()
+                warnings.append(DataWarning(
+                    "stage_not_in_pipeline", table, int(outside.sum()),
+                    f"{int(outside.sum())} row(s) use {len(names)} stage(s) that are not in "
+                    "the pipeline; add them to the stages table or [source] stages, or map "
+                    f"them in [source.values.{table}.stage]",
+                    [f"{s!r} ({n})" for s, n in names.head(EXAMPLES).items()],
+                ))
+
+    if "amount" in deals.columns:
+        negative = deals["amount"] < 0
+        if negative.any():
+            rows = deals.loc[negative, ["deal_id", "amount"]]
+            warnings.append(DataWarning(
+                "negative_amount", "deals", int(negative.sum()),
+                f"{int(negative.sum())} deal(s) have a negative amount",
+                [f"deal {d}: {a:g}" for d, a in rows.head(EXAMPLES).itertuples(index=False)],
+            ))
+
+    if now is not None:
+        warnings.extend(_future_dates(data, pd.Timestamp(now)))
+    return data, warnings
+
+
+def _future_dates(data: CrmData, now: pd.Timestamp) -> list[DataWarning]:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    out = []
+    for table in data.table_names():
+        frame = data.table(table)
+        spec = TABLES[table]
+        for col in spec.columns:
+            if col.kind != "datetime" or col.name not in frame.columns:
+                continue
+            if col.name == "due_at":
+                continue  # tasks are due in the future by nature
+            future = frame[col.name] > now
+            if future.any():
+                key = spec.key or next(
+                    (c for c in ("deal_id", "email_id") if c in frame.columns), None)
+                ex = frame.loc[future, [key, col.name]] if key else frame.loc[future, [col.name]]
+                out.append(DataWarning(
+                    "future_dates", table, int(future.sum()),
+                    f"{int(future.sum())} {col.name} value(s) are later than now "
+                    f"({now.isoformat()}); check the export's timezone or clock",
+                    [" ".join(str(v) for v in row) for row in ex.head(EXAMPLES).itertuples(index=False)],
+                ))
+    return out
