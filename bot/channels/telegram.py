@@ -1,0 +1,381 @@
+"""Telegram channel: python-telegram-bot v22 for sending, the command menu and inbound updates.
+
+Sending maps the Bot API's answers onto the channel contract (bot.channels.base): 429 ->
+RetryLater(after retry_after), timeouts / connection errors / 5xx -> RetryLater, blocked by the
+user / chat not found / any other 400 -> PermanentFailure. Flood limits are respected before a
+request leaves (`TelegramRateLimiter`: 30 messages/s overall, one per second per private chat,
+20 per minute per group), so a fan-out to many people gets no 429s in the first place.
+
+Inbound: long polling by default, a webhook (with secret_token checked by PTB) as an option.
+Commands, free text and button presses become `Inbound` and go to `on_inbound`; its replies are
+sent straight back (they are answers, not scheduled notifications, so they skip the outbox).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
+
+from aiolimiter import AsyncLimiter
+from telegram import (
+    BotCommand,
+    BotCommandScopeChat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bot.channels.base import Inbound, OutgoingMessage, PermanentFailure, RetryLater, SendReceipt
+
+log = logging.getLogger(__name__)
+
+OnInbound = Callable[[Inbound], Awaitable[Sequence[OutgoingMessage]]]
+
+CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption; longer texts go as a second message
+
+# The command menu people see next to the input field ({command: {lang: description}}).
+MENU_COMMANDS: dict[str, dict[str, str]] = {
+    "start": {"en": "Start and show what I can do", "ru": "Начать и показать, что я умею"},
+    "help": {"en": "Commands and buttons", "ru": "Команды и кнопки"},
+    "insights": {"en": "My insights now", "ru": "Мои сигналы сейчас"},
+    "digest": {"en": "Today's digest again", "ru": "Сегодняшняя сводка ещё раз"},
+    "snoozed": {"en": "What I snoozed", "ru": "Что я отложил"},
+    "lang": {"en": "Language: /lang ru or /lang en", "ru": "Язык: /lang ru или /lang en"},
+    "maturity": {"en": "Automation maturity check", "ru": "Проверка зрелости автоматизации"},
+    "cancel": {"en": "Cancel the current dialogue", "ru": "Отменить текущий диалог"},
+}
+ADMIN_COMMANDS: dict[str, dict[str, str]] = {
+    "preview": {"en": "What would be sent now, to whom", "ru": "Что и кому ушло бы сейчас"},
+    "stats": {"en": "Usefulness per detector", "ru": "Полезность по детекторам"},
+    "scan": {"en": "Run a scan now", "ru": "Запустить проверку сейчас"},
+}
+
+
+class TelegramRateLimiter(AIORateLimiter):
+    """AIORateLimiter, paced smoothly and with a per-chat limit for private chats.
+
+    AIORateLimiter's overall limiter is a leaky bucket that lets a burst of 30 through at once
+    and then 30 more within the same second; Telegram (and the fake server) count a sliding
+    second, so we space requests evenly instead. `margin` (> 1) leaves room for network jitter.
+    A RetryAfter still pauses every request (AIORateLimiter's behaviour), up to `max_retries`.
+    """
+
+    __slots__ = ("_chat_limiters", "_chat_period")
+
+    def __init__(self, *, overall_per_second: float = 30, per_chat_seconds: float = 1.0,
+                 group_per_minute: float = 20, max_retries: int = 1,
+                 margin: float = 1.05) -> None:
+        super().__init__(overall_max_rate=overall_per_second, overall_time_period=1,
+                         group_max_rate=group_per_minute, group_time_period=60,
+                         max_retries=max_retries)
+        self._base_limiter = (AsyncLimiter(1, margin / overall_per_second)
+                              if overall_per_second else None)
+        self._chat_period = per_chat_seconds * margin
+        self._chat_limiters: dict[int, AsyncLimiter] = {}
+
+    def _chat_limiter(self, chat_id: int) -> AsyncLimiter:
+        if len(self._chat_limiters) > 2048:  # forget idle chats so memory stays bounded
+            for key, limiter in list(self._chat_limiters.items()):
+                if limiter.has_capacity(limiter.max_rate):
+                    del self._chat_limiters[key]
+        limiter = self._chat_limiters.get(chat_id)
+        if limiter is None:
+            limiter = self._chat_limiters[chat_id] = AsyncLimiter(1, self._chat_period)
+        return limiter
+
+    async def process_request(self, callback, args, kwargs, endpoint, data,  # type: ignore[override]
+                              rate_limit_args):
+        chat_id = data.get("chat_id")
+        private = None
+        with contextlib.suppress(TypeError, ValueError):
+            private = int(chat_id) if chat_id is not None and int(chat_id) > 0 else None
+        if private is None or not self._chat_period:
+            return await super().process_request(callback, args, kwargs, endpoint, data,
+                                                 rate_limit_args)
+        async with self._chat_limiter(private):
+            return await super().process_request(callback, args, kwargs, endpoint, data,
+                                                 rate_limit_args)
+
+
+def _retry_seconds(exc: RetryAfter) -> float:
+    # the private timedelta avoids PTB's deprecation warning about the public int attribute
+    value = getattr(exc, "_retry_after", None) or exc.retry_after
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+def _chat(address: str) -> int | str:
+    """Numeric chat ids as int ("-100123" too); "@channel" names as they are."""
+    try:
+        return int(address)
+    except ValueError:
+        return address
+
+
+def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
+    rows = payload.get("buttons") or []
+    keyboard = [[InlineKeyboardButton(b["label"], callback_data=b["action"]) for b in row]
+                for row in rows if row]
+    return InlineKeyboardMarkup(keyboard) if keyboard else None
+
+
+def _command_text(text: str, bot_username: str | None) -> str:
+    """'/lang@crm_pulse_bot en' -> '/lang en' (groups add the bot's name to commands)."""
+    if not text.startswith("/"):
+        return text
+    head, _, rest = text.partition(" ")
+    command, _, target = head.partition("@")
+    if target and bot_username and target.lower() != bot_username.lower():
+        return text
+    return f"{command} {rest}".strip() if rest else command
+
+
+class TelegramChannel:
+    name = "telegram"
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str | None = None,
+        on_inbound: OnInbound | None = None,
+        mode: Literal["polling", "webhook"] = "polling",
+        webhook_url: str | None = None,
+        secret_token: str | None = None,
+        listen: str = "127.0.0.1",
+        port: int = 8443,
+        url_path: str = "telegram",
+        admin_chat_ids: Sequence[int | str] = (),
+        rate_limiter: TelegramRateLimiter | None = None,
+        timeout: float = 10.0,
+        poll_timeout: float = 10.0,
+    ) -> None:
+        if not token:
+            raise ValueError("TelegramChannel needs a bot token (from @BotFather)")
+        if mode not in ("polling", "webhook"):
+            raise ValueError(f"telegram mode must be 'polling' or 'webhook', got {mode!r}")
+        if mode == "webhook" and not webhook_url:
+            raise ValueError("telegram webhook mode needs webhook_url (the public https URL)")
+        self.mode = mode
+        self.on_inbound = on_inbound
+        self.webhook_url = webhook_url
+        self.secret_token = secret_token
+        self.listen, self.port, self.url_path = listen, port, url_path
+        self.admin_chat_ids = [_chat(str(c)) for c in admin_chat_ids]
+        self.poll_timeout = poll_timeout
+        root = (base_url or "https://api.telegram.org").rstrip("/")
+        self.app: Application = (
+            Application.builder()
+            .token(token)
+            .base_url(root + "/bot")
+            .base_file_url(root + "/file/bot")
+            .rate_limiter(rate_limiter or TelegramRateLimiter())
+            .connect_timeout(timeout).read_timeout(timeout).write_timeout(timeout)
+            .pool_timeout(timeout)
+            .get_updates_connect_timeout(timeout).get_updates_read_timeout(timeout)
+            .get_updates_pool_timeout(timeout)
+            .job_queue(None)  # scheduling is bot.scheduler's job, not PTB's
+            .build()
+        )
+        self.app.add_handler(CallbackQueryHandler(self._on_button))
+        self.app.add_handler(MessageHandler(filters.TEXT, self._on_text))
+        self.app.add_error_handler(self._on_error)
+        self._opened = False
+        self._receiving = False
+        self._open_lock = asyncio.Lock()
+        # (address, dedup_key) -> photo message id: a retried photo+text message does not
+        # send its photo twice when only the text part failed.
+        self._photos_sent: dict[tuple[str, str], int] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect for sending only (getMe); `start` also receives updates."""
+        async with self._open_lock:
+            if not self._opened:
+                try:
+                    await self.app.initialize()
+                except InvalidToken as exc:
+                    raise PermanentFailure(
+                        "Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN "
+                        "(from @BotFather)") from exc
+                except (NetworkError, TimedOut) as exc:
+                    raise RetryLater(f"telegram unreachable: {exc}") from exc
+                self._opened = True
+
+    async def start(self) -> None:
+        """Open, publish the command menu and start receiving (polling or webhook)."""
+        await self.open()
+        await self.set_commands()
+        updater = self.app.updater
+        assert updater is not None
+        if self.mode == "polling":
+            await updater.start_polling(timeout=int(self.poll_timeout), poll_interval=0.0,
+                                        bootstrap_retries=3)
+        else:
+            await updater.start_webhook(listen=self.listen, port=self.port,
+                                        url_path=self.url_path, webhook_url=self.webhook_url,
+                                        secret_token=self.secret_token, bootstrap_retries=3)
+        await self.app.start()
+        self._receiving = True
+
+    async def stop(self) -> None:
+        if self._receiving:
+            assert self.app.updater is not None
+            if self.app.updater.running:
+                await self.app.updater.stop()
+            if self.app.running:
+                await self.app.stop()
+            self._receiving = False
+        if self._opened:
+            await self.app.shutdown()
+            self._opened = False
+
+    async def set_commands(self) -> None:
+        """The menu in English (default) and Russian; admins also see their commands."""
+        for lang in ("en", "ru"):
+            menu = [BotCommand(c, d[lang]) for c, d in MENU_COMMANDS.items()]
+            await self.app.bot.set_my_commands(menu, language_code=None if lang == "en" else lang)
+            admin_menu = menu + [BotCommand(c, d[lang]) for c, d in ADMIN_COMMANDS.items()]
+            for chat_id in self.admin_chat_ids:
+                await self.app.bot.set_my_commands(
+                    admin_menu, scope=BotCommandScopeChat(chat_id),
+                    language_code=None if lang == "en" else lang)
+
+    # ---- sending ---------------------------------------------------------------------------
+    async def send(self, message: OutgoingMessage) -> SendReceipt:
+        await self.open()
+        chat_id = _chat(message.address)
+        text = str(message.payload.get("text") or "")
+        markup = _markup(message.payload)
+        bot = self.app.bot
+        try:
+            if message.edit_message_id is not None:
+                try:
+                    sent = await bot.edit_message_text(
+                        text, chat_id=chat_id, message_id=int(message.edit_message_id),
+                        parse_mode=ParseMode.HTML, reply_markup=markup)
+                except BadRequest as exc:
+                    if "not modified" in exc.message.lower():
+                        return SendReceipt(str(message.edit_message_id))
+                    raise
+                message_id = sent.message_id if hasattr(sent, "message_id") else int(
+                    message.edit_message_id)
+                return SendReceipt(str(message_id))
+            if message.photo_png is not None:
+                if len(text) <= CAPTION_LIMIT:
+                    sent = await bot.send_photo(chat_id, photo=message.photo_png,
+                                                caption=text or None, parse_mode=ParseMode.HTML,
+                                                reply_markup=markup)
+                    return SendReceipt(str(sent.message_id), {"photo_message_id":
+                                                              str(sent.message_id)})
+                key = (message.address, message.dedup_key)
+                photo_id = self._photos_sent.get(key) if message.dedup_key else None
+                if photo_id is None:
+                    photo = await bot.send_photo(chat_id, photo=message.photo_png)
+                    photo_id = photo.message_id
+                    if message.dedup_key:
+                        self._photos_sent[key] = photo_id
+                sent = await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
+                                              reply_markup=markup)
+                self._photos_sent.pop(key, None)
+                return SendReceipt(str(sent.message_id), {"photo_message_id": str(photo_id)})
+            sent = await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
+                                          reply_markup=markup)
+            return SendReceipt(str(sent.message_id))
+        except RetryAfter as exc:
+            raise RetryLater("telegram 429 too many requests", _retry_seconds(exc)) from exc
+        except Forbidden as exc:
+            raise PermanentFailure(f"telegram refused chat {message.address}: {exc.message}"
+                                   " (the user blocked the bot or it was removed)") from exc
+        except ChatMigrated as exc:
+            raise PermanentFailure(
+                f"telegram group {message.address} became a supergroup with id "
+                f"{exc.new_chat_id}: put that id in config.toml") from exc
+        except BadRequest as exc:
+            raise PermanentFailure(f"telegram rejected the message to {message.address}: "
+                                   f"{exc.message}") from exc
+        except InvalidToken as exc:
+            # The token is wrong for every message: keep them queued until an admin fixes it.
+            raise RetryLater(f"telegram rejected the bot token: {exc.message}") from exc
+        except (TimedOut, NetworkError) as exc:  # 5xx, timeouts, dropped connections
+            raise RetryLater(f"telegram unavailable: {exc.message}") from exc
+        except TelegramError as exc:
+            raise RetryLater(f"telegram error: {exc.message}") from exc
+
+    # ---- receiving -------------------------------------------------------------------------
+    async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        msg = update.effective_message
+        user = update.effective_user
+        if msg is None or user is None or msg.text is None:
+            return
+        await self._dispatch(Inbound(
+            channel="telegram", user_id=str(user.id), chat_id=str(msg.chat_id),
+            text=_command_text(msg.text, self.app.bot.username if self._opened else None),
+            language_code=user.language_code, message_id=str(msg.message_id)))
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        try:
+            await query.answer()  # stops the button's spinner; the reply says the rest
+        except TelegramError as exc:
+            log.warning("telegram: could not answer a button press: %s", exc)
+        message = query.message
+        chat_id = message.chat.id if message is not None else query.from_user.id
+        await self._dispatch(Inbound(
+            channel="telegram", user_id=str(query.from_user.id), chat_id=str(chat_id),
+            action=query.data, language_code=query.from_user.language_code,
+            message_id=str(message.message_id) if message is not None else None))
+
+    async def _dispatch(self, inbound: Inbound) -> None:
+        if self.on_inbound is None:
+            log.info("telegram: no handler for inbound %s", inbound)
+            return
+        try:
+            replies = await self.on_inbound(inbound)
+        except Exception:
+            log.exception("telegram: handling %s from user %s failed", inbound.text or
+                          inbound.action, inbound.user_id)
+            return
+        for reply in replies or ():
+            await self.send_reply(reply)
+
+    async def send_reply(self, reply: OutgoingMessage, *, attempts: int = 3) -> None:
+        """Send an answer now, retrying briefly; a person is waiting for it."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self.send(reply)
+                return
+            except RetryLater as exc:
+                if attempt == attempts:
+                    log.warning("telegram: reply to %s not sent: %s", reply.address, exc.reason)
+                    return
+                await asyncio.sleep(min(exc.after_seconds or 0.5 * attempt, 5.0))
+            except PermanentFailure as exc:
+                log.warning("telegram: reply to %s failed: %s", reply.address, exc.reason)
+                return
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.warning("telegram: error while handling an update: %s", context.error)
