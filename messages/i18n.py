@@ -1,0 +1,158 @@
+"""Languages, plural forms, numbers, money and dates for ru and en.
+
+Grammar comes from Babel (CLDR data), not hand-written rules: "1 сделка, 2 сделки, 5 сделок",
+"1 234 567 ₸" / "KZT 1,234,567", "2 недели назад" / "2 weeks ago". Every function takes the
+language explicitly; nothing here reads the clock (`now` is passed in where needed).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import Literal
+
+from babel import Locale
+from babel.dates import format_date, format_timedelta
+from babel.numbers import format_decimal, get_currency_symbol
+
+Lang = Literal["ru", "en"]
+LANGUAGES: tuple[str, ...] = ("ru", "en")
+
+# Nouns we count, with every CLDR plural category the language has.
+NOUNS: dict[str, dict[str, dict[str, str]]] = {
+    "deal": {"ru": {"one": "сделка", "few": "сделки", "many": "сделок", "other": "сделки"},
+             "en": {"one": "deal", "other": "deals"}},
+    "day": {"ru": {"one": "день", "few": "дня", "many": "дней", "other": "дня"},
+            "en": {"one": "day", "other": "days"}},
+    "working_hour": {"ru": {"one": "рабочий час", "few": "рабочих часа", "many": "рабочих часов", "other": "рабочего часа"},
+                     "en": {"one": "working hour", "other": "working hours"}},
+    "hour": {"ru": {"one": "час", "few": "часа", "many": "часов", "other": "часа"},
+             "en": {"one": "hour", "other": "hours"}},
+    "email": {"ru": {"one": "письмо", "few": "письма", "many": "писем", "other": "письма"},
+              "en": {"one": "email", "other": "emails"}},
+    "open": {"ru": {"one": "открытие", "few": "открытия", "many": "открытий", "other": "открытия"},
+             "en": {"one": "open", "other": "opens"}},
+    "lead": {"ru": {"one": "заявка", "few": "заявки", "many": "заявок", "other": "заявки"},
+             "en": {"one": "lead", "other": "leads"}},
+    "item": {"ru": {"one": "пункт", "few": "пункта", "many": "пунктов", "other": "пункта"},
+             "en": {"one": "item", "other": "items"}},
+    "lost_deal": {"ru": {"one": "проигранная сделка", "few": "проигранные сделки", "many": "проигранных сделок",
+                         "other": "проигранной сделки"},
+                  "en": {"one": "lost deal", "other": "lost deals"}},
+    "time": {"ru": {"one": "раз", "few": "раза", "many": "раз", "other": "раза"},
+             "en": {"one": "time", "other": "times"}},
+    "open_deal": {"ru": {"one": "открытая сделка", "few": "открытые сделки", "many": "открытых сделок",
+                         "other": "открытой сделки"},
+                  "en": {"one": "open deal", "other": "open deals"}},
+    "new_lead": {"ru": {"one": "новая заявка", "few": "новые заявки", "many": "новых заявок", "other": "новой заявки"},
+                 "en": {"one": "new lead", "other": "new leads"}},
+    "week": {"ru": {"one": "неделя", "few": "недели", "many": "недель", "other": "недели"},
+             "en": {"one": "week", "other": "weeks"}},
+}
+
+# Babel knows the ₸ / ₽ signs only under the country's locale; ru alone spells "KZT".
+_RU_TERRITORIES = ("ru_KZ", "ru_BY", "ru_KG", "ru_UA", "ru_MD")
+
+
+def check_lang(lang: str) -> Lang:
+    if lang not in LANGUAGES:
+        raise ValueError(f"language must be one of {list(LANGUAGES)}, got {lang!r}")
+    return lang  # type: ignore[return-value]
+
+
+def pick_language(user_setting: str | None, telegram_code: str | None, default: str) -> Lang:
+    """The recipient's own setting, then Telegram's language_code ("ru-RU" -> ru), then the config default.
+
+    A Telegram code we have no texts for (e.g. "kk", "de") falls through to the default the admin chose.
+    """
+    for candidate in (user_setting, telegram_code):
+        if candidate:
+            primary = candidate.strip().lower().replace("_", "-").split("-")[0]
+            if primary in LANGUAGES:
+                return primary  # type: ignore[return-value]
+    return check_lang(default)
+
+
+@lru_cache(maxsize=None)
+def _locale(lang: str) -> Locale:
+    return Locale.parse(check_lang(lang))
+
+
+def plural_form(n: float, lang: str) -> str:
+    """CLDR plural category of n: ru 1 -> one, 2 -> few, 5 -> many, 1.5 -> other."""
+    return _locale(lang).plural_form(abs(n))
+
+
+def noun(n: float, word: str, lang: str) -> str:
+    """The noun in the form that agrees with n: noun(5, "deal", "ru") -> "сделок"."""
+    forms = NOUNS[word][check_lang(lang)]
+    return forms.get(plural_form(n, lang), forms["other"])
+
+
+def number(x: float, lang: str, *, digits: int = 1) -> str:
+    """Locale-grouped number, at most `digits` decimals: ru "1 234 567,5", en "1,234,567.5"."""
+    pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
+    return format_decimal(x, format=pattern, locale=_locale(lang))
+
+
+def count(n: float, word: str, lang: str) -> str:
+    """Number and agreeing noun: count(21, "day", "ru") -> "21 день"; count(1.5, "day", "ru") -> "1,5 дня"."""
+    return f"{number(n, lang)}\u00a0{noun(n, word, lang)}"
+
+
+def percent(rate: float, lang: str) -> str:
+    """A 0..1 rate as a percentage people read at a glance: 0.48 -> "48%", 0.035 -> "3,5%"."""
+    pct = rate * 100
+    return number(round(pct, 1) if abs(pct) < 10 else round(pct), lang, digits=1) + "%"
+
+
+def currency_symbol(currency: str, lang: str) -> str:
+    code = currency.upper()
+    symbol = get_currency_symbol(code, _locale(lang))
+    if lang == "ru" and symbol == code:
+        for territory in _RU_TERRITORIES:
+            local = get_currency_symbol(code, territory)
+            if local != code:
+                return local
+    return symbol
+
+
+def money(amount: float, currency: str | None, lang: str) -> str:
+    """Whole units, locale grouping, the currency's sign: ru "1 234 567 ₸", en "KZT 1,234,567", en "$1,500"."""
+    value = number(round(amount), lang, digits=0)
+    if not currency:
+        return value
+    symbol = currency_symbol(currency, lang)
+    if lang == "ru":
+        return f"{value}\u00a0{symbol}"
+    return f"{symbol}\u00a0{value}" if symbol.isalpha() else f"{symbol}{value}"
+
+
+def parse_when(value: str | date | datetime) -> date | datetime:
+    """ISO strings from Insight facts back into date / datetime."""
+    if isinstance(value, (date, datetime)):
+        return value
+    text = str(value)
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def day_month(value: str | date | datetime, lang: str, *, with_year: bool = False) -> str:
+    """"1 октября" / "1 October" (with the year when asked)."""
+    when = parse_when(value)
+    day = when.date() if isinstance(when, datetime) else when
+    return format_date(day, "d MMMM y" if with_year else "d MMMM", locale=_locale(lang))
+
+
+def period(start: str | date, end: str | date, lang: str) -> str:
+    """"1 сентября – 30 сентября" / "1 September – 30 September"."""
+    return f"{day_month(start, lang)} – {day_month(end, lang)}"
+
+
+def ago(value: str | datetime, now: datetime, lang: str) -> str:
+    """Relative time: "2 недели назад" / "2 weeks ago" (Babel rounds to the largest fitting unit)."""
+    when = parse_when(value)
+    if not isinstance(when, datetime):
+        when = datetime(when.year, when.month, when.day, tzinfo=now.tzinfo)
+    delta: timedelta = when - now
+    return format_timedelta(delta, add_direction=True, threshold=1.1, locale=_locale(lang))

@@ -1,0 +1,248 @@
+"""One neutral rendering of an Insight that Telegram, Slack and the terminal each format.
+
+Words are lines of Spans. A Span says what its text is, not how it looks: "text" is our own
+wording, "strong" our own emphasised wording, "name" anything that came from the CRM (client,
+deal, stage, manager names, ids). Formatters escape every span for their platform and
+additionally neutralise "name" spans (no Slack mention, no link, no markup can come from CRM
+data), so templates never think about escaping.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Literal, Union
+
+from detectors.insight import Insight
+from messages import i18n
+from messages.model import Button
+
+log = logging.getLogger(__name__)
+
+SpanKind = Literal["text", "strong", "name"]
+MAX_NAME_CHARS = 120  # a 10,000-character deal title must not eat a whole message
+
+
+@dataclass(frozen=True)
+class Span:
+    text: str
+    kind: SpanKind = "text"
+
+
+Line = tuple[Span, ...]
+Piece = Union[str, Span, Line, int, float]
+
+
+def name(value: Any, limit: int = MAX_NAME_CHARS) -> Span:
+    """A CRM string shown exactly as written (only shortened when absurdly long, one line)."""
+    text = "" if value is None else str(value)
+    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return Span(text, "name")
+
+
+def strong(text: str) -> Span:
+    return Span(text, "strong")
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def line(template: str, **values: Piece) -> Line:
+    """'Сделка «{title}» стоит {days}' + values -> Line; CRM values stay separate Spans."""
+    spans: list[Span] = []
+    pos = 0
+    for match in _PLACEHOLDER.finditer(template):
+        if match.start() > pos:
+            spans.append(Span(template[pos:match.start()]))
+        spans.extend(_as_spans(values[match.group(1)]))
+        pos = match.end()
+    if pos < len(template):
+        spans.append(Span(template[pos:]))
+    return tuple(spans)
+
+
+def _as_spans(value: Piece) -> Line:
+    if isinstance(value, Span):
+        return (value,)
+    if isinstance(value, tuple):
+        return value
+    return (Span(str(value)),)
+
+
+def plain(ln: Line) -> str:
+    return "".join(span.text for span in ln)
+
+
+@dataclass
+class Words:
+    """What a template produces: title, what happened + the numbers, one thing to do, details."""
+
+    title: Line
+    body: list[Line]
+    action: Line | None = None
+    details: list[Line] = field(default_factory=list)
+    money: float = 0.0  # amount at stake, for ordering a digest
+
+
+@dataclass
+class RenderedInsight:
+    detector: str
+    fingerprint: str
+    severity: str
+    lang: str
+    title: Line
+    body: list[Line]
+    action: Line | None
+    details: list[Line]
+    buttons: list[list[Button]]
+    money: float = 0.0
+
+    @property
+    def severity_rank(self) -> int:
+        return {"info": 0, "warning": 1, "critical": 2}[self.severity]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a template needs besides the insight: language, the clock (if any), who reads it."""
+
+    lang: str
+    now: datetime | None = None
+    you: bool = True  # manager-facing texts say "you"; False when a director reads them
+
+    def t(self, ru: str, en: str, **values: Piece) -> Line:
+        return line(ru if self.lang == "ru" else en, **values)
+
+    def s(self, ru: str, en: str) -> str:
+        return ru if self.lang == "ru" else en
+
+    def count(self, n: float, word: str) -> str:
+        return i18n.count(n, word, self.lang)
+
+    def num(self, x: float) -> str:
+        return i18n.number(x, self.lang)
+
+    def pct(self, rate: float) -> str:
+        return i18n.percent(rate, self.lang)
+
+    def money(self, amount: float, currency: str | None) -> str:
+        return i18n.money(amount, currency, self.lang)
+
+    def date(self, value: str) -> str:
+        return i18n.day_month(value, self.lang)
+
+    def period(self, start: str, end: str) -> str:
+        return i18n.period(start, end, self.lang)
+
+    def when(self, value: str) -> str:
+        """Relative ("3 дня назад") when the clock is known, else the date."""
+        if self.now is not None:
+            return i18n.ago(value, self.now, self.lang)
+        return self.date(value)
+
+
+Template = Callable[[Insight, Ctx], Words]
+TEMPLATES: dict[str, Template] = {}
+
+
+def template(detector: str) -> Callable[[Template], Template]:
+    def wrap(fn: Template) -> Template:
+        TEMPLATES[detector] = fn
+        return fn
+    return wrap
+
+
+def insight_buttons(fingerprint: str, lang: str) -> list[list[Button]]:
+    """The buttons every insight carries (the bot wires their actions)."""
+    ru = lang == "ru"
+    return [
+        [Button("⏰ Отложить на 1 день" if ru else "⏰ Snooze 1 day", f"snooze:{fingerprint}:1d"),
+         Button("⏰ На 7 дней" if ru else "⏰ 7 days", f"snooze:{fingerprint}:7d"),
+         Button("✅ Сделано" if ru else "✅ Done", f"done:{fingerprint}")],
+        [Button("👍 Полезно" if ru else "👍 Useful", f"useful:{fingerprint}"),
+         Button("👎 Не полезно" if ru else "👎 Not useful", f"notuseful:{fingerprint}"),
+         Button("ℹ️ Подробнее" if ru else "ℹ️ Details", f"details:{fingerprint}")],
+    ]
+
+
+def render_insight(insight: Insight, lang: str, *, now: datetime | None = None, you: bool = True) -> RenderedInsight:
+    """Insight -> neutral words in `lang`. An unknown detector, or facts a template cannot use,
+    get the generic rendering from facts instead of an error: a message is better than none."""
+    from messages import templates  # noqa: F401  (registers every template)
+
+    ctx = Ctx(i18n.check_lang(lang), now, you)
+    fn = TEMPLATES.get(insight.detector)
+    words: Words
+    if fn is None:
+        words = generic_words(insight, ctx)
+    else:
+        try:
+            words = fn(insight, ctx)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("template %s could not use facts of %s (%s); generic rendering used",
+                        insight.detector, insight.fingerprint, exc)
+            words = generic_words(insight, ctx)
+    return RenderedInsight(
+        detector=insight.detector, fingerprint=insight.fingerprint, severity=insight.severity, lang=ctx.lang,
+        title=words.title, body=words.body, action=words.action,
+        details=words.details + common_details(insight, ctx), buttons=insight_buttons(insight.fingerprint, ctx.lang),
+        money=words.money,
+    )
+
+
+def insight_text(insight: Insight, lang: str, *, now: datetime | None = None) -> str:
+    """Plain text of one insight (title, what happened, what to do): the JSON "text" field."""
+    r = render_insight(insight, lang, now=now)
+    lines = [plain(r.title), *(plain(b) for b in r.body)]
+    if r.action:
+        lines.append(plain(r.action))
+    return "\n".join(lines)
+
+
+def _scalar(value: Any, ctx: Ctx) -> str | None:
+    if isinstance(value, bool):
+        return ctx.s("да", "yes") if value else ctx.s("нет", "no")
+    if isinstance(value, (int, float)):
+        return ctx.num(value) if isinstance(value, int) or abs(value) >= 1 else i18n.number(value, ctx.lang, digits=3)
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def generic_words(insight: Insight, ctx: Ctx) -> Words:
+    """Any insight, any facts: the detector's name and its simple facts as "key: value" lines."""
+    title = (name(insight.detector.replace("_", " ").capitalize()),)
+    body: list[Line] = []
+    for key, value in insight.facts.items():
+        shown = _scalar(value, ctx)
+        if shown is not None and len(body) < 8:
+            body.append((name(key.replace("_", " ")), Span(": "), name(shown)))
+    return Words(title=title, body=body)
+
+
+STAT_KEYS = ("p_value", "q_value")
+EVIDENCE_LABELS = {"deal_ids": ("сделки", "deals"), "email_ids": ("письма", "emails"), "lead_ids": ("заявки", "leads"),
+                   "activity_ids": ("действия", "activities"), "client_ids": ("клиенты", "clients")}
+
+
+def common_details(insight: Insight, ctx: Ctx) -> list[Line]:
+    """The evidence behind the words: statistics, method, ids. Shown only under "details"."""
+    f = insight.facts
+    out: list[Line] = []
+    stats = [f"{k.replace('_value', '')} = {f[k]:.3g}" for k in STAT_KEYS if isinstance(f.get(k), (int, float))]
+    if isinstance(f.get("method"), str):
+        stats.append(ctx.s("метод: ", "method: ") + f["method"])
+    if stats:
+        out.append(ctx.t("Статистика: {s}", "Statistics: {s}", s=name("; ".join(stats))))
+    for kind, ids in insight.evidence.items():
+        if not ids:
+            continue
+        shown = ", ".join(str(i) for i in ids[:10]) + (f" (+{len(ids) - 10})" if len(ids) > 10 else "")
+        ru, en = EVIDENCE_LABELS.get(kind, (kind.removesuffix("_ids"), kind.removesuffix("_ids")))
+        label = ctx.s(ru, en)
+        out.append(ctx.t("Основание ({k}): {ids}", "Evidence ({k}): {ids}", k=label, ids=name(shown, limit=400)))
+    out.append(ctx.t("Код: {fp}", "ID: {fp}", fp=name(insight.fingerprint)))
+    return out

@@ -1,0 +1,124 @@
+"""One realistic, fixed Insight per detector, with the agreed facts.
+
+Used by the golden-file tests, the chart benchmark and anyone who wants to preview wording
+without running detectors on data.
+"""
+from __future__ import annotations
+
+from detectors.insight import Audience, Insight
+
+
+def conversion_drop() -> Insight:
+    weekly = [{"week_start": f"2026-{m:02d}-{d:02d}", "rate": r, "n": n} for (m, d, r, n) in [
+        (8, 3, 0.50, 52), (8, 10, 0.47, 55), (8, 17, 0.49, 50), (8, 24, 0.46, 58), (8, 31, 0.48, 53),
+        (9, 7, 0.50, 49), (9, 14, 0.47, 51), (9, 21, 0.49, 56), (9, 28, 0.45, 54), (10, 5, 0.48, 57),
+        (10, 12, 0.47, 52), (10, 19, 0.49, 53), (10, 26, 0.36, 50), (11, 2, 0.31, 55), (11, 9, 0.29, 52),
+        (11, 16, 0.28, 55)]]
+    return Insight(
+        detector="conversion_drop", severity="critical", audience=Audience("director"),
+        subject={"from_stage": "КП отправлено", "to_stage": "Переговоры"},
+        facts={
+            "from_stage": "КП отправлено", "to_stage": "Переговоры", "to_won": False,
+            "baseline_rate": 0.48, "recent_rate": 0.31, "baseline_n": 640, "recent_n": 212,
+            "baseline_start": "2026-08-01", "baseline_end": "2026-10-21",
+            "recent_start": "2026-10-22", "recent_end": "2026-11-20", "horizon_days": 21,
+            "p_value": 0.00004, "q_value": 0.0003, "method": "two-proportion z-test, BH",
+            "drivers": [
+                {"dimension": "source", "segment": "Сайт", "baseline_rate": 0.41, "recent_rate": 0.18,
+                 "baseline_n": 210, "recent_n": 80, "share_of_drop": 0.62},
+                {"dimension": "manager", "segment": "Айгерим Сапарова", "baseline_rate": 0.52, "recent_rate": 0.35,
+                 "baseline_n": 150, "recent_n": 51, "share_of_drop": 0.21},
+            ],
+            "weekly": weekly,
+        },
+        evidence={"deal_ids": ["D-1042", "D-1057", "D-1063"]},
+    )
+
+
+def silent_client() -> Insight:
+    return Insight(
+        detector="silent_client", severity="warning", audience=Audience("manager", "m2"),
+        subject={"client_id": "C-311"},
+        facts={
+            "client_name": "ТОО «Алтын Строй»", "manager_id": "m2", "manager_name": "Данияр Ахметов",
+            "days_silent": 21, "last_reply_at": "2026-11-06T10:15:00+05:00", "unanswered_emails": 3,
+            "human_opens": 7, "open_days": 4, "last_open_at": "2026-11-26T18:40:00+05:00",
+            "last_email_subject": "КП на поставку арматуры",
+        },
+        evidence={"email_ids": ["E-9001", "E-9014", "E-9020"]},
+    )
+
+
+def manager_load() -> Insight:
+    return Insight(
+        detector="manager_load", severity="warning", audience=Audience("director"),
+        subject={"manager_id": "m3", "metric": "open_deals"},
+        facts={
+            "metric": "open_deals", "manager_name": "Ольга Ким", "team": "Алматы", "value": 46, "capacity": 1.0,
+            "load": 46.0, "team_median": 21.0, "ratio": 2.19, "direction": "over", "p_value": 0.001,
+            "band_low": 0.6, "band_high": 1.5,
+            "suggestion": {"kind": "move_deals", "count": 12, "from_manager_id": "m3", "from_manager_name": "Ольга Ким",
+                           "to_manager_id": "m5", "to_manager_name": "Арман Жумабеков"},
+            "team_loads": [
+                {"manager_id": "m1", "manager_name": "Айгерим Сапарова", "load": 22.0, "capacity": 1.0},
+                {"manager_id": "m2", "manager_name": "Данияр Ахметов", "load": 19.0, "capacity": 1.0},
+                {"manager_id": "m3", "manager_name": "Ольга Ким", "load": 46.0, "capacity": 1.0},
+                {"manager_id": "m4", "manager_name": "Сергей Волков", "load": 24.0, "capacity": 0.5},
+                {"manager_id": "m5", "manager_name": "Арман Жумабеков", "load": 11.0, "capacity": 1.0},
+            ],
+        },
+        evidence={"deal_ids": ["D-2001", "D-2002"]},
+    )
+
+
+def stalled_deal(deal_id: str = "D-1188", title: str = "Поставка арматуры А500С, 40 т", days: int = 23,
+                 amount: float = 12_400_000, manager_id: str = "m2") -> Insight:
+    return Insight(
+        detector="stalled_deal", severity="warning", audience=Audience("manager", manager_id),
+        subject={"deal_id": deal_id},
+        facts={
+            "deal_title": title, "client_name": "ТОО «Алтын Строй»", "manager_id": manager_id,
+            "manager_name": "Данияр Ахметов", "stage": "Переговоры", "amount": amount, "currency": "KZT",
+            "days_idle": days, "stage_limit_days": 14, "last_touch_at": "2026-11-05T12:00:00+05:00",
+            "last_touch_kind": "call", "escalated": False,
+        },
+        evidence={"deal_ids": [deal_id], "activity_ids": ["A-77120"]},
+    )
+
+
+def lead_sla() -> Insight:
+    return Insight(
+        detector="lead_sla", severity="warning", audience=Audience("manager", "m2"),
+        subject={"lead_id": "L-5531", "kind": "unanswered"},
+        facts={
+            "kind": "unanswered", "lead_source": "Сайт", "lead_region": "Астана",
+            "created_at": "2026-11-27T09:20:00+05:00", "working_hours_waited": 6.5, "sla_hours": 2,
+            "manager_id": "m2", "manager_name": "Данияр Ахметов", "escalated": False,
+        },
+        evidence={"lead_ids": ["L-5531"]},
+    )
+
+
+def loss_reasons() -> Insight:
+    return Insight(
+        detector="loss_reasons", severity="warning", audience=Audience("director"),
+        subject={"kind": "shift"},
+        facts={
+            "kind": "shift", "recent_start": "2026-10-29", "recent_end": "2026-11-27",
+            "baseline_start": "2026-07-01", "baseline_end": "2026-10-28", "recent_n": 58, "baseline_n": 214,
+            "p_value": 0.002,
+            "reasons": [
+                {"reason": "Дорого", "baseline_share": 0.22, "recent_share": 0.43, "baseline_n": 47, "recent_n": 25},
+                {"reason": "Выбрали конкурента", "baseline_share": 0.31, "recent_share": 0.26, "baseline_n": 66, "recent_n": 15},
+                {"reason": "Нет бюджета", "baseline_share": 0.28, "recent_share": 0.19, "baseline_n": 60, "recent_n": 11},
+                {"reason": "Не выходит на связь", "baseline_share": 0.19, "recent_share": 0.12, "baseline_n": 41, "recent_n": 7},
+            ],
+            "top_rising": "Дорого",
+        },
+        evidence={"deal_ids": ["D-0950", "D-0977"]},
+    )
+
+
+def all_samples() -> dict[str, Insight]:
+    return {"conversion_drop": conversion_drop(), "silent_client": silent_client(), "manager_load": manager_load(),
+            "stalled_deal": stalled_deal(), "lead_sla": lead_sla(), "loss_reasons": loss_reasons()}

@@ -1,0 +1,170 @@
+"""Slack output: Block Kit (header, section, context, actions) plus a plain-text fallback.
+
+Our own words are mrkdwn-escaped (& < >). CRM strings are also neutralised, so a client named
+"<!channel>", "*ООО*" or "http://x.y" can trigger no mention, no formatting and no link: the
+mrkdwn markers * _ ~ ` become look-alike characters, a word joiner (U+2060) breaks "@here" and
+"://", and every mrkdwn object is `verbatim` (no auto-linking). Slack's limits are enforced:
+50 blocks per message (more -> several messages), 3,000 characters per section, 150 per
+header, 75 per button label, 2,000 per button value, unique action_id within a message.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from detectors.insight import Insight
+from messages.digest import Digest, DigestItem
+from messages.model import Button
+from messages.render import Line, RenderedInsight, plain, render_insight
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_HEADER = 150
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_ACTIONS_ELEMENTS = 25
+MAX_FALLBACK = 3000
+SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+WJ = "\u2060"  # word joiner: invisible, stops Slack from seeing "@here" or "://"
+LOOKALIKES = str.maketrans({"*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"})
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters in mrkdwn and plain fallback text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def neutralise(text: str) -> str:
+    """A CRM string made inert in mrkdwn: escaped, no formatting markers, no mentions, no links."""
+    text = escape(text).translate(LOOKALIKES)
+    return text.replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
+
+
+def line_mrkdwn(ln: Line) -> str:
+    out = []
+    for span in ln:
+        if span.kind == "name":
+            out.append(neutralise(span.text))
+        elif span.kind == "strong":
+            out.append(f"*{escape(span.text)}*")
+        else:
+            out.append(escape(span.text))
+    return "".join(out)
+
+
+def line_fallback(ln: Line) -> str:
+    return "".join(neutralise(s.text) if s.kind == "name" else escape(s.text) for s in ln)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _fit_lines(lines: list[str], limit: int) -> str:
+    """Join lines, dropping whole lines from the end (so no escape or marker is cut) to fit."""
+    kept = list(lines)
+    while len(kept) > 1 and len("\n".join(kept) + "\n…") > limit:
+        kept.pop()
+    text = "\n".join(kept) + ("\n…" if len(kept) < len(lines) else "")
+    return _truncate(text, limit)
+
+
+def mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
+
+
+def header_block(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": _truncate(text, MAX_HEADER), "emoji": True}}
+
+
+def section(lines: list[str]) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(_fit_lines(lines, MAX_SECTION))}
+
+
+def context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [mrkdwn(_truncate(text, MAX_SECTION))]}
+
+
+class _ActionIds:
+    """Unique action_id per message, still telling the bot which verb was pressed."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def next(self, action: str) -> str:
+        self.n += 1
+        return f"{action.split(':', 1)[0]}-{self.n}"
+
+
+def actions_blocks(rows: list[list[Button]], ids: _ActionIds) -> list[dict[str, Any]]:
+    buttons = [b for row in rows for b in row]
+    blocks = []
+    for start in range(0, len(buttons), MAX_ACTIONS_ELEMENTS):
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": _truncate(b.label, MAX_BUTTON_TEXT), "emoji": True},
+             "action_id": ids.next(b.action), "value": b.action[:MAX_BUTTON_VALUE]}
+            for b in buttons[start:start + MAX_ACTIONS_ELEMENTS]]})
+    return blocks
+
+
+def _item_lines(title: str, body: list[Line], action: Line | None) -> list[str]:
+    lines = [title] + [line_mrkdwn(b) for b in body]
+    if action:
+        lines.append("👉 " + line_mrkdwn(action))
+    return lines
+
+
+def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> dict:
+    """One insight as one message (details view or single alert), with its full buttons."""
+    r = render_insight(insight, lang, now=now)
+    blocks = [header_block(f"{SEVERITY_MARK[r.severity]} {plain(r.title)}"),
+              section(_item_lines(f"*{line_mrkdwn(r.title)}*", r.body, r.action))]
+    if details and r.details:
+        blocks.append(context("\n".join(line_mrkdwn(d) for d in r.details)))
+    blocks += actions_blocks(r.buttons, _ActionIds())
+    return {"text": _fallback_insight(r), "blocks": blocks}
+
+
+def _fallback_insight(r: RenderedInsight) -> str:
+    return _truncate("\n".join([line_fallback(r.title), *(line_fallback(b) for b in r.body)]), MAX_FALLBACK)
+
+
+def _item_blocks(item: DigestItem, number: int, ids: _ActionIds) -> list[dict[str, Any]]:
+    title = f"*{number}. {SEVERITY_MARK[item.severity]} {line_mrkdwn(item.title)}*"
+    return [section(_item_lines(title, item.body, item.action)), *actions_blocks(item.buttons, ids)]
+
+
+def format_digest(digest: Digest) -> list[dict]:
+    """The digest as one or more Slack messages, each within Block Kit's limits."""
+    head: list[dict[str, Any]] = [header_block(plain(digest.header))]
+    if digest.subheader:
+        head.append(context(line_mrkdwn(digest.subheader)))
+    groups: list[tuple[list[dict[str, Any]], str]] = []
+    ids = _ActionIds()
+    for number, item in enumerate(digest.items, start=1):
+        groups.append((_item_blocks(item, number, ids), f"{number}. {line_fallback(item.title)}"))
+    if digest.footer:
+        groups.append(([context(line_mrkdwn(digest.footer))], line_fallback(digest.footer)))
+
+    header_text = line_fallback(digest.header)
+    messages: list[dict] = []
+    blocks, fallback = list(head), [header_text]
+    for group, summary in groups:
+        if len(blocks) + len(group) > MAX_BLOCKS and len(blocks) > 0:
+            messages.append({"text": _truncate("\n".join(fallback), MAX_FALLBACK), "blocks": blocks})
+            blocks, fallback = [], [header_text]
+        blocks += group
+        fallback.append(summary)
+    messages.append({"text": _truncate("\n".join(fallback), MAX_FALLBACK), "blocks": blocks})
+    return _renumber_action_ids(messages)
+
+
+def _renumber_action_ids(messages: list[dict]) -> list[dict]:
+    """action_id only has to be unique within a message; keep them short and sequential per message."""
+    for msg in messages:
+        ids = _ActionIds()
+        for block in msg["blocks"]:
+            for el in block.get("elements", []):
+                if el.get("type") == "button":
+                    el["action_id"] = ids.next(el["value"])
+    return messages

@@ -1,0 +1,51 @@
+"""lead_sla: a lead waited too long for a manager or for a first reply."""
+from __future__ import annotations
+
+from detectors.insight import Insight
+from messages.render import Ctx, Line, Words, name, template
+
+
+def lead_origin(ctx: Ctx, f: dict) -> Line:
+    parts: Line = ()
+    if f.get("lead_source"):
+        parts += ctx.t("источник «{s}»", "source “{s}”", s=name(f["lead_source"]))
+    if f.get("lead_region"):
+        parts += (ctx.t(", ", ", ") if parts else ()) + ctx.t("регион «{r}»", "region “{r}”", r=name(f["lead_region"]))
+    return parts
+
+
+def lead_id(insight: Insight) -> object:
+    return insight.subject.get("lead_id") or (insight.evidence.get("lead_ids") or ["?"])[0]
+
+
+@template("lead_sla")
+def words(insight: Insight, ctx: Ctx) -> Words:
+    f = insight.facts
+    waited, sla = ctx.count(f["working_hours_waited"], "working_hour"), ctx.count(f["sla_hours"], "working_hour")
+    lead = name(lead_id(insight))
+    origin = lead_origin(ctx, f)
+    came = ctx.t("Заявка {id}", "Lead {id}", id=lead)
+    if origin:
+        came += ctx.t(" ({o})", " ({o})", o=origin)
+    came += ctx.t(" пришла {w}", " came in {w}", w=ctx.when(f["created_at"]))
+    if f["kind"] == "unassigned":
+        title = ctx.t("Заявка без менеджера уже {h}", "A lead has had no manager for {h}", h=waited)
+        body = [came + ctx.t(" и до сих пор никому не назначена. Норма — {s}.",
+                             " and is still not assigned to anyone. The target is {s}.", s=sla)]
+        action = ctx.t("Назначьте менеджера сейчас: чем дольше ждёт заявка, тем меньше шанс на сделку.",
+                       "Assign a manager now: the longer a lead waits, the lower the chance of a deal.")
+    else:
+        if ctx.you:
+            title = ctx.t("Заявка ждёт вашего ответа уже {h}", "A lead has waited {h} for your reply", h=waited)
+        else:
+            title = ctx.t("Заявка ждёт ответа менеджера {m} уже {h}", "A lead has waited {h} for a reply from {m}",
+                          h=waited, m=name(f.get("manager_name") or f.get("manager_id")))
+        body = [came + ctx.t("; первый ответ нужен в течение {s}.", "; the first reply is due within {s}.", s=sla)]
+        action = ctx.t("Свяжитесь с клиентом прямо сейчас: с каждым часом шанс на сделку падает.",
+                       "Contact them right now: every hour lowers the chance of a deal.") if ctx.you else \
+            ctx.t("Проверьте, что с заявкой кто-то работает, или передайте её другому менеджеру.",
+                  "Check that someone is on it, or hand it to another manager.")
+    if f.get("escalated") and ctx.you and f["kind"] != "unassigned":
+        body.append(ctx.t("Норма превышена сильно — руководитель тоже видит эту заявку.",
+                          "This is well past the target, so the head of sales sees it too."))
+    return Words(title=title, body=body, action=action)

@@ -1,0 +1,58 @@
+"""loss_reasons: the mix of reasons deals are lost for shifted, or reasons are not recorded (director)."""
+from __future__ import annotations
+
+from detectors.insight import Insight
+from messages.render import Ctx, Words, name, template
+
+
+def shift(insight: Insight, ctx: Ctx) -> Words:
+    f = insight.facts
+    reasons = list(f.get("reasons") or [])
+    top_name = f.get("top_rising") or max(reasons, key=lambda r: r["recent_share"] - r["baseline_share"])["reason"]
+    top = next((r for r in reasons if r["reason"] == top_name), None)
+    reason = ctx.t("«{r}»", "“{r}”", r=name(top_name))
+    title = ctx.t("Всё чаще проигрываем из-за {r}", "More deals are lost to {r}", r=reason)
+    body = []
+    if top is not None:
+        body.append(ctx.t(
+            "С {a} по {b} причина {r} — у {x} проигранных сделок, раньше было {y}.",
+            "From {a} to {b}, {r} was the reason for {x} of lost deals, up from {y}.",
+            a=ctx.date(f["recent_start"]), b=ctx.date(f["recent_end"]), r=reason,
+            x=ctx.pct(top["recent_share"]), y=ctx.pct(top["baseline_share"])))
+    others = sorted((r for r in reasons if r["reason"] != top_name),
+                    key=lambda r: -abs(r["recent_share"] - r["baseline_share"]))[:2]
+    for r in others:
+        body.append(ctx.t("{r}: {y} → {x}.", "{r}: {y} → {x}.", r=ctx.t("«{n}»", "“{n}”", n=name(r["reason"])),
+                          x=ctx.pct(r["recent_share"]), y=ctx.pct(r["baseline_share"])))
+    body.append(ctx.t("Всего проиграно {n} против {m} в прошлом периоде.", "{n} lost in total, vs {m} in the previous period.",
+                      n=ctx.count(f["recent_n"], "deal"), m=ctx.num(f["baseline_n"])))
+    action = ctx.t("Разберите с командой 3–4 последние сделки, проигранные из-за {r}: что можно было сделать иначе?",
+                   "Go through 3–4 recent deals lost to {r} with the team: what could have been done differently?", r=reason)
+    details = [ctx.t("Периоды: раньше {p1}, сейчас {p2}.", "Periods: before {p1}, now {p2}.",
+                     p1=ctx.period(f["baseline_start"], f["baseline_end"]), p2=ctx.period(f["recent_start"], f["recent_end"]))]
+    for r in reasons:
+        details.append(ctx.t("{r}: {y} ({bn}) → {x} ({rn}).", "{r}: {y} ({bn}) → {x} ({rn}).",
+                             r=ctx.t("«{n}»", "“{n}”", n=name(r["reason"])), y=ctx.pct(r["baseline_share"]),
+                             bn=ctx.num(r.get("baseline_n", 0)), x=ctx.pct(r["recent_share"]), rn=ctx.num(r.get("recent_n", 0))))
+    return Words(title=title, body=body, action=action, details=details)
+
+
+def data_quality(insight: Insight, ctx: Ctx) -> Words:
+    f = insight.facts
+    title = ctx.t("У {x} проигранных сделок не указана причина", "{x} of lost deals have no loss reason",
+                  x=ctx.pct(f["missing_share"]))
+    body = [ctx.t("Причины нет у {m} из {n} — без неё не видно, почему мы проигрываем.",
+                  "{m} of {n} have none, so we cannot see why deals are lost.",
+                  m=ctx.num(f["missing_n"]), n=ctx.count(f["lost_n"], "lost_deal"))]
+    action = ctx.t("Сделайте причину отказа обязательной при закрытии сделки как проигранной.",
+                   "Make the loss reason a required field when a deal is closed as lost.")
+    details = [ctx.t("Порог: {t} сделок без причины.", "Threshold: {t} of deals without a reason.", t=ctx.pct(f["threshold"]))]
+    return Words(title=title, body=body, action=action, details=details)
+
+
+@template("loss_reasons")
+def words(insight: Insight, ctx: Ctx) -> Words:
+    kind = insight.facts.get("kind") or insight.subject.get("kind")
+    if kind == "data_quality":
+        return data_quality(insight, ctx)
+    return shift(insight, ctx)

@@ -1,0 +1,36 @@
+"""silent_client: a client stopped replying but keeps opening our emails (manager)."""
+from __future__ import annotations
+
+from detectors.insight import Insight
+from messages.render import Ctx, Words, name, template
+
+
+@template("silent_client")
+def words(insight: Insight, ctx: Ctx) -> Words:
+    f = insight.facts
+    client, days = name(f["client_name"]), ctx.count(f["days_silent"], "day")
+    if ctx.you:
+        title = ctx.t("{c} молчит {d}, но читает ваши письма", "{c} has been silent for {d} but reads your emails", c=client, d=days)
+    else:
+        title = ctx.t("{c} молчит {d}, но читает письма менеджера {m}", "{c} has been silent for {d} but reads {m}'s emails",
+                      c=client, d=days, m=name(f.get("manager_name") or f.get("manager_id")))
+    if f.get("last_reply_at"):
+        replied = ctx.t("Последний ответ клиента — {w}", "The client last replied {w}", w=ctx.when(f["last_reply_at"]))
+    else:
+        replied = ctx.t("Клиент ещё ни разу не ответил", "The client has never replied")
+    body = [ctx.t("{r}; без ответа {n}.", "{r}; {n} still unanswered.", r=replied,
+                  n=ctx.count(f["unanswered_emails"], "email"))]
+    opens = ctx.t("Письма открывали {k} за {d}", "The emails were opened {k}, across {d}",
+                  k=ctx.count(f["human_opens"], "time"), d=ctx.count(f["open_days"], "day"))
+    if f.get("last_open_at"):
+        body.append(ctx.t("{o}, последний раз — {w}.", "{o}, most recently {w}.", o=opens, w=ctx.when(f["last_open_at"])))
+    else:
+        body.append(opens + ctx.t(".", "."))
+    if f.get("last_email_subject"):
+        body.append(ctx.t("Последнее письмо: «{s}».", "Last email: “{s}”.", s=name(f["last_email_subject"])))
+    action = ctx.t("Интерес есть, а ответа нет: позвоните клиенту, а не пишите ещё одно письмо.",
+                   "They are reading but not replying: call them instead of sending another email.")
+    details = []
+    if f.get("last_open_at"):
+        details.append(ctx.t("Последнее открытие: {d}.", "Last open: {d}.", d=ctx.date(f["last_open_at"])))
+    return Words(title=title, body=body, action=action, details=details)
