@@ -146,8 +146,8 @@ def _check_enum(table, column, series, allowed, raw, source_name) -> pd.Series:
             row_kind=raw.row_kind, column=source_name, value=example,
             expected=" or ".join(allowed),
             more=f"Values that need a mapping: {listed}.",
-            fix=f"map them in config: [source.values.{table}.{column}] \"{example}\" = "
-            f"\"{allowed[0]}\" (one line per value)",
+            fix=f"map each of them to {', '.join(allowed)} in config, one line per value: "
+            f"[source.values.{table}.{column}] \"{example}\" = \"{allowed[-1]}\"",
         )
     return lowered.astype(STR)
 

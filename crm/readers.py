@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +147,11 @@ def read_csv(path: Path) -> RawTable:
         raise DataError("the file has no header row", file=name,
                         fix="the first row must hold the column names") from None
     except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        detail = (f"row {found[2]} has {found[3]} values but the header has {found[1]} columns"
+                  if found else str(exc).strip().splitlines()[0])
         raise DataError(
-            f"the rows do not line up with the header ({exc})", file=name,
+            f"the rows do not line up with the header: {detail}", file=name,
             fix=f"check that values containing {delimiter!r} are in double quotes",
         ) from None
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
