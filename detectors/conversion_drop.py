@@ -92,7 +92,8 @@ def _first_entries(data: CrmData, deal_index: pd.Index) -> np.ndarray:
     sh = data.stage_history
     if len(sh):
         d = deal_index.get_indexer(sh["deal_id"])
-        s = pd.Categorical(sh["stage"], categories=stages).codes
+        codes, uniques = pd.factorize(sh["stage"])
+        s = np.append(pd.Index(stages).get_indexer(uniques), -1)[codes]  # unknown stage -> -1
         t = to_ns(sh["entered_at"])
         ok = (d >= 0) & (s >= 0) & (t != NAT_NS)
         key = d[ok].astype(np.int64) * n_cols + s[ok]
@@ -138,7 +139,8 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insig
 
     now_ns = ts_ns(now)
     horizon = spec.horizon_days * NS_PER_DAY
-    recent_end = now_ns - horizon
+    # Whole UTC days, so every scan of one day sees the same cohorts and dates never overlap.
+    recent_end = (now_ns - horizon) // NS_PER_DAY * NS_PER_DAY
     recent_start = recent_end - spec.recent_days * NS_PER_DAY
     base_start = recent_start - spec.baseline_days * NS_PER_DAY
 

@@ -49,7 +49,8 @@ def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]
     if not lost.any() or "closed_at" not in deals.columns:
         return []
     now_ns = ts_ns(now)
-    recent_start = now_ns - spec.recent_days * NS_PER_DAY
+    # Whole UTC days: the recent period is the last `recent_days` days including today.
+    recent_start = (now_ns // NS_PER_DAY - spec.recent_days + 1) * NS_PER_DAY
     base_start = recent_start - spec.baseline_days * NS_PER_DAY
     t = to_ns(deals["closed_at"])
     in_recent = lost & (t >= recent_start) & (t < now_ns)

@@ -56,6 +56,11 @@ def day(n: float, base: datetime = NOW) -> datetime:
     return base - timedelta(days=n)
 
 
+def delay(k: int, s: int) -> float:
+    """Days a deal takes to leave a stage: 3..23, varied by deal so young cohorts are censored."""
+    return 3 + 20 * (((k + 1) * 0.7548776662 + s * 0.5698402910) % 1.0)
+
+
 _ALPHAS = [float(np.sqrt(p) % 1) for p in (2, 3, 5, 7, 11, 13, 17, 19)]
 
 
@@ -64,14 +69,16 @@ def pipeline(ages, rate, *, sources=("web", "referral", "partner"), managers=("m
     """Deals entering the first stage `ages` days before `now`, moving on deterministically.
 
     At each stage a deal converts when its quasi-random number u(k, stage) < rate(stage,
-    entry_age_days, source); converters reach the next stage (or win, after the last stage) 3
-    days later, the others are lost 5 days later. Steps that would happen after `now` have not
+    entry_age_days, segments); converters reach the next stage (or win, after the last stage) 3
+    to 23 days later (spread by `delay`), the others are lost 2 days after that. Steps that would happen after `now` have not
     happened yet, so young deals are still open: real right-censoring. Returns (deals, history).
     """
     deals, history = [], []
     for k, age in enumerate(ages):
         deal_id = f"{id_prefix}{k:06d}"
-        source, manager, region = sources[k % len(sources)], managers[k % len(managers)], regions[(k // 7) % len(regions)]
+        source, manager = sources[k % len(sources)], managers[(k // len(sources)) % len(managers)]
+        region = regions[(k // 7) % len(regions)]
+        seg = {"source": source, "manager": manager, "region": region}
         entered = now - timedelta(days=age)
         status, closed, cur = "open", None, stages[0]
         for s, stage in enumerate(stages):
@@ -81,15 +88,15 @@ def pipeline(ages, rate, *, sources=("web", "referral", "partner"), managers=("m
             history.append({"deal_id": deal_id, "stage": stage, "entered_at": entered})
             entry_age = (now - entered).total_seconds() / 86400
             u = ((k + 1) * _ALPHAS[s % len(_ALPHAS)]) % 1.0  # jointly equidistributed per stage
-            if u < rate(s, entry_age, source):
-                nxt = entered + timedelta(days=3)
+            if u < rate(s, entry_age, seg):
+                nxt = entered + timedelta(days=delay(k, s))
                 if nxt > now:
                     break
                 if s + 1 == len(stages):
                     status, closed = "won", nxt
                 entered = nxt
             else:
-                lost_at = entered + timedelta(days=5)
+                lost_at = entered + timedelta(days=delay(k, s) + 2)
                 if lost_at <= now:
                     status, closed = "lost", lost_at
                 break
