@@ -1,0 +1,565 @@
+"""config.toml -> a validated Config, or a ConfigError listing every problem at once.
+
+The config is the admin's interface, so each problem names its key path
+("detectors.conversion_drop.min_deals: must be >= 1, got 0"), unknown keys get the nearest
+known one ("did you mean `min_deals`?"), and secrets are never read from the file: the file
+only names the environment variables that hold them.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+import types
+import typing
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from detectors.registry import REGISTRY, DetectorSpec
+
+try:  # written by engineer "crm-data"; the fallback keeps the bot importable while it lands
+    from crm.source_config import SourceConfig
+except ModuleNotFoundError:  # pragma: no cover - only before crm/source_config.py exists
+    class SourceConfig(BaseModel):  # type: ignore[no-redef]
+        model_config = ConfigDict(extra="forbid")
+        kind: Literal["files", "sql"] = "files"
+        path: str | None = None
+        files: dict[str, str] = {}
+        columns: dict[str, dict[str, str]] = {}
+        values: dict[str, dict[str, dict[str, str]]] = {}
+        url_env: str | None = None
+        url: str | None = None
+        tables: dict[str, str] = {}
+        stages: list[str] | None = None
+
+
+class ConfigError(Exception):
+    """Every problem found in a config file; `.problems` are lines with key paths."""
+
+    def __init__(self, source_name: str, problems: list[str]) -> None:
+        self.source_name = source_name
+        self.problems = problems
+        n = len(problems)
+        head = f"{source_name}: {n} problem{'s' if n != 1 else ''} in the config"
+        super().__init__(head + "\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_hhmm(value: str) -> time:
+    m = _HHMM.match(value.strip())
+    if not m:
+        raise ValueError(f'must be a time like "09:00" (24-hour HH:MM), got {value!r}')
+    return time(int(m.group(1)), int(m.group(2)))
+
+
+def _check_hhmm(value: str | None) -> str | None:
+    if value is not None:
+        parse_hhmm(value)
+    return value
+
+
+def _check_quiet(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    parts = value.split("-")
+    if len(parts) != 2:
+        raise ValueError(f'must be a range like "21:00-08:00", got {value!r}')
+    for p in parts:
+        if not _HHMM.match(p.strip()):
+            raise ValueError(f'must be a range like "21:00-08:00" (from-to, 24-hour HH:MM), got {value!r}')
+    return value.replace(" ", "")
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}: use an IANA name such as \"Asia/Almaty\" or \"Europe/Moscow\"") from None
+    return value
+
+
+def _check_cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value)
+    except ValueError as e:
+        raise ValueError(f'must be a cron expression like "0 7 * * 1-5" (minute hour day month weekday), got {value!r}: {e}') from None
+    return value
+
+
+def _check_env_name(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(
+            f"must be the NAME of an environment variable (like CRM_PULSE_TELEGRAM_TOKEN), not the secret itself; got a value that is not a variable name"
+        )
+    return value
+
+
+# ---------------------------------------------------------------- delivery
+
+class PointsWorse(_Strict):
+    points: float = Field(5.0, gt=0, description="percentage points")
+
+
+class DaysWorse(_Strict):
+    days: float = Field(7.0, gt=0)
+
+
+class HoursWorse(_Strict):
+    hours: float = Field(24.0, gt=0)
+
+
+class RatioWorse(_Strict):
+    ratio: float = Field(0.25, gt=0)
+
+
+class WorseThresholds(_Strict):
+    """How much worse an already-sent insight must get to be sent again before repeat_interval."""
+
+    conversion_drop: PointsWorse = PointsWorse(points=5.0)
+    silent_client: DaysWorse = DaysWorse(days=7.0)
+    stalled_deal: DaysWorse = DaysWorse(days=7.0)
+    lead_sla: HoursWorse = HoursWorse(hours=24.0)
+    manager_load: RatioWorse = RatioWorse(ratio=0.25)
+    loss_reasons: PointsWorse = PointsWorse(points=10.0)
+
+
+class DeliveryConfig(_Strict):
+    repeat_interval_days: float = Field(7.0, gt=0)
+    max_items: int = Field(10, ge=1, le=50)
+    critical_immediately: bool = True
+    resolved_notes: bool = False
+    worse: WorseThresholds = WorseThresholds()
+
+
+# ---------------------------------------------------------------- channels
+
+class TelegramConfig(_Strict):
+    enabled: bool = False
+    token_env: str = "CRM_PULSE_TELEGRAM_TOKEN"
+    base_url: str = "https://api.telegram.org/bot"
+    base_file_url: str | None = None
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = None
+    webhook_secret_env: str | None = "CRM_PULSE_TELEGRAM_WEBHOOK_SECRET"
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(8443, ge=1, le=65535)
+
+    _env = field_validator("token_env", "webhook_secret_env")(classmethod(lambda cls, v: _check_env_name(v)))
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> "TelegramConfig":
+        if self.mode == "webhook" and not self.webhook_url:
+            raise ValueError('mode = "webhook" needs webhook_url (the public https URL Telegram will call)')
+        return self
+
+
+class SlackConfig(_Strict):
+    enabled: bool = False
+    bot_token_env: str = "CRM_PULSE_SLACK_BOT_TOKEN"
+    app_token_env: str = "CRM_PULSE_SLACK_APP_TOKEN"
+    signing_secret_env: str = "CRM_PULSE_SLACK_SIGNING_SECRET"
+    mode: Literal["socket", "http"] = "socket"
+    base_url: str = "https://slack.com/api/"
+    port: int = Field(3000, ge=1, le=65535)
+
+    _env = field_validator("bot_token_env", "app_token_env", "signing_secret_env")(
+        classmethod(lambda cls, v: _check_env_name(v)))
+
+
+class StateConfig(_Strict):
+    url: str = "sqlite:///crm-pulse-state.db"
+    url_env: str | None = None
+
+    _env = field_validator("url_env")(classmethod(lambda cls, v: _check_env_name(v)))
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            u = make_url(v)
+        except ArgumentError:
+            raise ValueError(f'must be an SQLAlchemy URL such as "sqlite:///crm-pulse-state.db" or "postgresql+psycopg://bot@db/crm_pulse", got {v!r}') from None
+        if u.password:
+            raise ValueError("contains a password: put the whole URL in an environment variable and name it in state.url_env")
+        return v
+
+
+class ScheduleConfig(_Strict):
+    scan: str = "0 * * * *"
+    digest_time: str = "09:00"
+    digest_days: str = "mon-fri"
+    weekly_report: str = "0 10 * * 1"
+
+    _cron = field_validator("scan", "weekly_report")(classmethod(lambda cls, v: _check_cron(v)))
+    _hhmm = field_validator("digest_time")(classmethod(lambda cls, v: _check_hhmm(v)))
+
+    @field_validator("digest_days")
+    @classmethod
+    def _days(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger(day_of_week=v)
+        except ValueError:
+            raise ValueError(f'must be weekdays like "mon-fri" or "mon,wed,fri" or "*", got {v!r}') from None
+        return v
+
+
+class Recipient(_Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+    role: Literal["manager", "director", "admin"] = "manager"
+    admin: bool = False  # a manager or director who may also use admin commands
+    manager_id: str | None = None
+    telegram_id: str | None = None
+    slack_id: str | None = None
+    language: Literal["ru", "en"] | None = None
+    timezone: str | None = None
+    digest_time: str | None = None
+    quiet_hours: str | None = None
+    all_quiet: bool = False  # send a short "all quiet" note on days with nothing to report
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
+    _hhmm = field_validator("digest_time")(classmethod(lambda cls, v: _check_hhmm(v)))
+    _quiet = field_validator("quiet_hours")(classmethod(lambda cls, v: _check_quiet(v)))
+
+    @field_validator("telegram_id", "slack_id", "manager_id", mode="before")
+    @classmethod
+    def _ids_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _manager_needs_id(self) -> "Recipient":
+        if self.role == "manager" and not self.manager_id:
+            raise ValueError('role = "manager" needs manager_id (their id in the CRM managers table)')
+        return self
+
+    @property
+    def is_admin(self) -> bool:
+        return self.admin or self.role == "admin"
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class TeamChannel(_Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+    telegram_chat_id: str | None = None
+    slack_channel_id: str | None = None
+    language: Literal["ru", "en"] | None = None
+
+    @field_validator("telegram_chat_id", "slack_channel_id", mode="before")
+    @classmethod
+    def _ids_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _needs_target(self) -> "TeamChannel":
+        if not self.telegram_chat_id and not self.slack_channel_id:
+            raise ValueError("a team channel needs telegram_chat_id and/or slack_channel_id")
+        return self
+
+
+class _FileConfig(_Strict):
+    """The TOML file's shape; detectors are validated separately against the registry."""
+
+    language: Literal["ru", "en"] = "ru"
+    timezone: str = "Asia/Almaty"
+    currency: str = Field("KZT", min_length=3, max_length=3)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    detectors: dict[str, dict[str, Any]] = {}
+    delivery: DeliveryConfig = DeliveryConfig()
+    telegram: TelegramConfig = TelegramConfig()
+    slack: SlackConfig = SlackConfig()
+    state: StateConfig = StateConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    recipients: list[Recipient] = []
+    channels: list[TeamChannel] = []
+
+    _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
+
+
+class Config(_FileConfig):
+    """The validated config. `base_dir` is the folder relative paths are resolved against."""
+
+    detectors: dict[str, DetectorSpec] = {}  # type: ignore[assignment]
+    base_dir: Path = Path(".")
+    source_name: str = "config.toml"
+
+    def detector_specs(self) -> dict[str, DetectorSpec]:
+        """Every registered detector's spec: configured ones as given, the rest at defaults."""
+        return {name: self.detectors.get(name) or det.spec() for name, det in REGISTRY.items()}
+
+    def recipient(self, recipient_id: str) -> Recipient | None:
+        return next((r for r in self.recipients if r.id == recipient_id), None)
+
+    def find_person(self, channel: str, user_id: str) -> Recipient | None:
+        """The recipient behind a Telegram/Slack user id (console: the recipient id)."""
+        for r in self.recipients:
+            if channel == "telegram" and r.telegram_id == str(user_id):
+                return r
+            if channel == "slack" and r.slack_id == str(user_id):
+                return r
+            if channel == "console" and r.id == str(user_id):
+                return r
+        return None
+
+    def state_url(self) -> str:
+        """The state database URL: from the env var named in state.url_env, else state.url
+        with a relative SQLite path resolved against the config's folder."""
+        if self.state.url_env:
+            value = os.environ.get(self.state.url_env)
+            if not value:
+                raise ConfigError(self.source_name, [
+                    f"state.url_env: environment variable {self.state.url_env} is not set "
+                    "(it should hold the state database URL, e.g. postgresql+psycopg://user:password@host/db)"])
+            return value
+        url = self.state.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite://" and ":memory:" not in url:
+            rel = url[len(prefix):]
+            return prefix + str((self.base_dir / rel).resolve())
+        return url
+
+    def secret(self, env_name: str | None) -> str | None:
+        """Read a secret from the environment (never from the file, never printed)."""
+        if not env_name:
+            return None
+        value = os.environ.get(env_name, "").strip()
+        return value or None
+
+
+# ---------------------------------------------------------------- error formatting
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            tp = models[0] if models else (args[0] if args else tp)
+            if not models and len(args) <= 1:
+                return tp
+            if models:
+                return tp
+        else:
+            return tp
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class a location inside `model` points at (for 'did you mean')."""
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            f = tp.model_fields.get(str(part))
+            if f is None:
+                return None
+            tp = f.annotation
+        elif typing.get_origin(tp) in (list, tuple) and isinstance(part, int):
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def did_you_mean(key: str, known: list[str] | Any) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _fmt_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    out = ""
+    node: Any = data
+    for part in loc:
+        if isinstance(part, int):
+            label = f"[{part}]"
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                label = f"[{part}] (id {item['id']!r})"
+            out += label
+            node = item
+        else:
+            out += ("." if out else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "a list"
+    return repr(v)
+
+
+def _fmt_error(err: dict[str, Any], model: type[BaseModel], data: dict[str, Any], prefix: tuple[Any, ...] = ()) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    path = _fmt_loc(prefix + loc, data) or "(top level)"
+    if kind == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        hint = did_you_mean(str(loc[-1]), parent.model_fields) if parent else ""
+        return f"{path}: unknown key{hint}"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "greater_than_equal":
+        return f"{path}: must be >= {ctx.get('ge')}, got {_fmt_value(value)}"
+    if kind == "greater_than":
+        return f"{path}: must be > {ctx.get('gt')}, got {_fmt_value(value)}"
+    if kind == "less_than_equal":
+        return f"{path}: must be <= {ctx.get('le')}, got {_fmt_value(value)}"
+    if kind == "less_than":
+        return f"{path}: must be < {ctx.get('lt')}, got {_fmt_value(value)}"
+    if kind == "literal_error":
+        return f"{path}: must be one of {ctx.get('expected')}, got {_fmt_value(value)}"
+    if kind in ("int_parsing", "int_type", "int_from_float", "float_parsing", "float_type"):
+        return f"{path}: must be a number, got {_fmt_value(value)}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{path}: must be true or false, got {_fmt_value(value)}"
+    if kind == "string_type":
+        return f"{path}: must be text in quotes, got {_fmt_value(value)}"
+    if kind in ("string_too_short", "string_too_long"):
+        return f"{path}: {err['msg'].lower()}, got {_fmt_value(value)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{path}: must be a table ([{path}] or {{ ... }}), got {_fmt_value(value)}"
+    if kind == "list_type":
+        return f"{path}: must be a list (or [[{path}]] tables), got {_fmt_value(value)}"
+    if kind == "value_error":
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        return f"{path}: {msg}"
+    return f"{path}: {err['msg']}, got {_fmt_value(value)}"
+
+
+# ---------------------------------------------------------------- parsing
+
+def _toml_error_message(e: tomllib.TOMLDecodeError) -> str:
+    lineno = getattr(e, "lineno", None)
+    colno = getattr(e, "colno", None)
+    msg = getattr(e, "msg", str(e))
+    m = re.search(r"\s*\(at line (\d+), column (\d+)\)", msg)
+    if m:  # Python 3.11-3.13 put the position inside the message
+        lineno, colno = int(m.group(1)), int(m.group(2))
+        msg = msg[:m.start()] + msg[m.end():]
+    where = f"line {lineno}, column {colno}: " if lineno else ""
+    return f"{where}TOML syntax error: {msg} (check quotes, brackets and `key = value` on that line)"
+
+
+def _cross_checks(data: dict[str, Any]) -> list[str]:
+    """Checks across entries (duplicate ids), on the raw data so they run even when other keys are wrong."""
+    problems: list[str] = []
+    recipients = [r for r in data.get("recipients", []) if isinstance(r, dict)] if isinstance(data.get("recipients"), list) else []
+    channels = [c for c in data.get("channels", []) if isinstance(c, dict)] if isinstance(data.get("channels"), list) else []
+    seen: dict[str, str] = {}
+    for section, items in (("recipients", recipients), ("channels", channels)):
+        for i, r in enumerate(items):
+            rid = r.get("id")
+            if not isinstance(rid, str):
+                continue
+            if rid in seen:
+                problems.append(f"{section}[{i}] (id {rid!r}).id: used twice (also {seen[rid]})")
+            seen.setdefault(rid, f"{section}[{i}]")
+    for attr in ("telegram_id", "slack_id", "manager_id"):
+        owners: dict[str, str] = {}
+        for i, r in enumerate(recipients):
+            v = r.get(attr)
+            if v is None or (attr == "manager_id" and r.get("role", "manager") != "manager"):
+                continue
+            v = str(v)
+            if v in owners:
+                problems.append(f"recipients[{i}] (id {r.get('id')!r}).{attr}: {v} already belongs to {owners[v]}")
+            owners.setdefault(v, repr(r.get("id")))
+    return problems
+
+
+def _validate_detectors(raw: Any, problems: list[str]) -> dict[str, DetectorSpec]:
+    specs: dict[str, DetectorSpec] = {}
+    if not isinstance(raw, dict):
+        return specs
+    for name, section in raw.items():
+        det = REGISTRY.get(name)
+        if det is None:
+            known = ", ".join(sorted(REGISTRY)) or "none registered"
+            problems.append(f"detectors.{name}: unknown detector{did_you_mean(name, REGISTRY)} (known: {known})")
+            continue
+        if not isinstance(section, dict):
+            problems.append(f"detectors.{name}: must be a table [detectors.{name}], got {_fmt_value(section)}")
+            continue
+        try:
+            specs[name] = det.spec.model_validate(section)
+        except ValidationError as e:
+            for err in e.errors():
+                problems.append(_fmt_error(err, det.spec, {"detectors": {name: section}}, prefix=("detectors", name)))
+    return specs
+
+
+def parse_config(text: str, *, source_name: str = "config.toml", base_dir: Path | str | None = None) -> Config:
+    """Validate config text; raise ConfigError with every problem found."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source_name, [_toml_error_message(e)]) from None
+    import detectors  # noqa: F401  (registers every detector, so names and specs are known)
+
+    problems: list[str] = []
+    file_cfg: _FileConfig | None = None
+    try:
+        file_cfg = _FileConfig.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors():
+            problems.append(_fmt_error(err, _FileConfig, data))
+    specs = _validate_detectors(data.get("detectors", {}), problems)
+    problems.extend(_cross_checks(data))
+    if problems:
+        raise ConfigError(source_name, problems)
+    assert file_cfg is not None
+    fields = file_cfg.model_dump(exclude={"detectors", "source"})
+    return Config(
+        **fields, source=file_cfg.source, detectors=specs,
+        base_dir=Path(base_dir) if base_dir is not None else Path("."), source_name=source_name,
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; relative paths inside resolve against its folder."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(str(p), [f"file not found: {p} (create one with `crm-pulse init`, or pass --config PATH)"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), ["the file is not UTF-8 text: save it as UTF-8 in your editor"]) from None
+    except OSError as e:
+        raise ConfigError(str(p), [f"cannot read the file: {e.strerror}"]) from None
+    return parse_config(text, source_name=str(p), base_dir=p.resolve().parent)

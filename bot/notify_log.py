@@ -1,0 +1,135 @@
+"""Should this insight be sent to this person now? One pure function answers, with a reason.
+
+Modelled on Alertmanager's `needsUpdate`: identity is the fingerprint, the previous send is a
+log entry, the clock is a parameter, and the answer carries a named reason that is logged:
+first, worse, repeat_interval, snoozed, suppressed (pressed "done"), unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Literal
+
+from detectors.insight import SEVERITY_RANK, Insight
+
+Reason = Literal["first", "worse", "repeat_interval", "snoozed", "suppressed", "unchanged"]
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """What the notification log remembers about one insight sent to one recipient."""
+
+    recipient: str
+    fingerprint: str
+    detector: str
+    first_sent: datetime
+    last_sent: datetime
+    last_facts: dict[str, Any]
+    last_severity: str = "info"
+    state: Literal["open", "closed"] = "open"
+    snoozed_until: datetime | None = None
+    suppressed: bool = False  # "done" pressed: quiet until the situation changes or gets worse
+    suppressed_facts: dict[str, Any] | None = None
+    suppressed_severity: str | None = None
+    send_count: int = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    send: bool
+    reason: Reason
+
+
+def _rate_drop(facts: dict[str, Any]) -> float | None:
+    b, r = facts.get("baseline_rate"), facts.get("recent_rate")
+    if b is None or r is None:
+        return None
+    return (float(b) - float(r)) * 100.0  # percentage points
+
+
+def _num(key: str) -> Callable[[dict[str, Any]], float | None]:
+    def get(facts: dict[str, Any]) -> float | None:
+        v = facts.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return get
+
+
+def _load_distance(facts: dict[str, Any]) -> float | None:
+    r = facts.get("ratio")
+    return abs(float(r) - 1.0) if isinstance(r, (int, float)) else None
+
+
+def _loss_share(facts: dict[str, Any]) -> float | None:
+    if facts.get("kind") == "data_quality":
+        v = facts.get("missing_share")
+        return float(v) * 100.0 if isinstance(v, (int, float)) else None
+    top = facts.get("top_rising")
+    for r in facts.get("reasons") or []:
+        if r.get("reason") == top:
+            return float(r.get("recent_share", 0.0)) * 100.0
+    return None
+
+
+# detector -> how "bad" an insight is, in the unit of its `worse` threshold in config
+MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "conversion_drop": _rate_drop,  # points of conversion lost
+    "silent_client": _num("days_silent"),
+    "stalled_deal": _num("days_idle"),
+    "lead_sla": _num("working_hours_waited"),
+    "manager_load": _load_distance,  # distance of load ratio from the team median
+    "loss_reasons": _loss_share,  # share (points) of the top rising reason / of missing reasons
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    repeat_interval: timedelta = timedelta(days=7)
+    # detector -> how much the measure must grow to count as worse (units per MEASURES)
+    worse_by: dict[str, float] = field(default_factory=lambda: {
+        "conversion_drop": 5.0, "silent_client": 7.0, "stalled_deal": 7.0,
+        "lead_sla": 24.0, "manager_load": 0.25, "loss_reasons": 10.0})
+
+    @classmethod
+    def from_config(cls, delivery: Any) -> "Policy":
+        """From bot.config.DeliveryConfig."""
+        w = delivery.worse
+        return cls(
+            repeat_interval=timedelta(days=delivery.repeat_interval_days),
+            worse_by={
+                "conversion_drop": w.conversion_drop.points, "silent_client": w.silent_client.days,
+                "stalled_deal": w.stalled_deal.days, "lead_sla": w.lead_sla.hours,
+                "manager_load": w.manager_load.ratio, "loss_reasons": w.loss_reasons.points,
+            },
+        )
+
+
+def is_worse(detector: str, old_facts: dict[str, Any] | None, old_severity: str | None,
+             insight: Insight, policy: Policy) -> bool:
+    """Materially worse than when last seen: severity rose, or the detector's measure grew enough."""
+    if old_severity is not None and SEVERITY_RANK.get(insight.severity, 0) > SEVERITY_RANK.get(old_severity, 0):
+        return True
+    measure = MEASURES.get(detector)
+    threshold = policy.worse_by.get(detector)
+    if measure is None or threshold is None or old_facts is None:
+        return False
+    new_v, old_v = measure(insight.facts), measure(old_facts)
+    if new_v is None or old_v is None:
+        return False
+    return new_v - old_v >= threshold - 1e-9
+
+
+def decide(previous: LogEntry | None, insight: Insight, now: datetime, policy: Policy) -> Decision:
+    """Send or not, and why. Pure: the caller records the decision in the log."""
+    if previous is None or previous.state == "closed":
+        return Decision(True, "first")
+    if previous.snoozed_until is not None and now < previous.snoozed_until:
+        return Decision(False, "snoozed")
+    if previous.suppressed:
+        if is_worse(insight.detector, previous.suppressed_facts, previous.suppressed_severity, insight, policy):
+            return Decision(True, "worse")
+        return Decision(False, "suppressed")
+    if is_worse(insight.detector, previous.last_facts, previous.last_severity, insight, policy):
+        return Decision(True, "worse")
+    if now - previous.last_sent >= policy.repeat_interval:
+        return Decision(True, "repeat_interval")
+    return Decision(False, "unchanged")

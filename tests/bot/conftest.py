@@ -1,0 +1,130 @@
+"""Fixtures for the bot-core tests: configs, insights, state stores (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from bot.channels.base import OutgoingMessage, PermanentFailure, RetryLater, SendReceipt
+from bot.config import parse_config
+from bot.state import StateStore
+from detectors.insight import Audience, Insight
+
+UTC = timezone.utc
+NOW = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+CONFIG_TOML = """
+language = "ru"
+timezone = "Asia/Almaty"
+
+[[recipients]]
+id = "anna"
+name = "Анна"
+role = "manager"
+manager_id = "m1"
+telegram_id = 101
+
+[[recipients]]
+id = "boris"
+name = "Борис"
+role = "manager"
+manager_id = "m2"
+telegram_id = 102
+slack_id = "U102"
+language = "en"
+
+[[recipients]]
+id = "dina"
+name = "Дина"
+role = "director"
+admin = true
+telegram_id = 900
+quiet_hours = "21:00-08:00"
+
+[[recipients]]
+id = "root"
+role = "admin"
+slack_id = "UADMIN"
+
+[[channels]]
+id = "sales-team"
+telegram_chat_id = -100500
+"""
+
+
+def _pg_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def config():
+    return parse_config(CONFIG_TOML, source_name="test.toml")
+
+
+def make_insight(detector: str = "stalled_deal", *, role: str = "manager", manager_id: str | None = "m1",
+                 subject: dict | None = None, severity: str = "warning", **facts) -> Insight:
+    return Insight(detector=detector, severity=severity, audience=Audience(role, manager_id),  # type: ignore[arg-type]
+                   subject=subject or {"deal_id": "d1"}, facts=facts, evidence={"deal_ids": ["d1"]})
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+        yield s
+        s.close()
+    else:
+        if not _pg_reachable():
+            pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
+        prefix = f"t{uuid.uuid4().hex[:10]}_"
+        s = StateStore.open(PG_URL, prefix=prefix)
+        yield s
+        s.drop_all()
+        s.close()
+
+
+class FakeChannel:
+    """A channel that fails in scripted ways: script[i] applies to the i-th send call."""
+
+    def __init__(self, name: str = "telegram", script: list | None = None, delay: float = 0.0) -> None:
+        self.name = name
+        self.script = list(script or [])
+        self.delay = delay
+        self.calls = 0
+        self.delivered: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage) -> SendReceipt:
+        i = self.calls
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        step = self.script[i] if i < len(self.script) else None
+        if step == "retry":
+            raise RetryLater("429 Too Many Requests", after_seconds=0.01)
+        if step == "retry_noafter":
+            raise RetryLater("502 Bad Gateway")
+        if step == "perm":
+            raise PermanentFailure("Forbidden: bot was blocked by the user")
+        if step == "crash":
+            raise ConnectionResetError("connection reset by peer")
+        self.delivered.append(message)
+        return SendReceipt(message_id=str(len(self.delivered)))
+
+
+@pytest.fixture
+def mk():
+    """Build an Insight: mk("silent_client", manager_id="m2", subject={...}, days_silent=20)."""
+    return make_insight
+
+
+@pytest.fixture
+def fake_channel():
+    return FakeChannel
