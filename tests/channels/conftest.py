@@ -77,3 +77,11 @@ async def tg_bot(tg_server):
     channel.recorder = recorder  # type: ignore[attr-defined]
     yield channel
     await channel.stop()
+
+
+@pytest.fixture
+async def slack_server():
+    from tests.fakes.slack_server import FakeSlackServer
+
+    async with FakeSlackServer() as server:
+        yield server
