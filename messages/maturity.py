@@ -498,7 +498,10 @@ def _data_quality_text(f: dict[str, Any], lang: str) -> str:
     else:
         parts.append("Проигранных сделок с причинами отказа в данных нет."
                      if ru else "The data has no lost deals with loss reasons to check.")
-    if f.get("incomplete_share") is not None:
+    if f.get("incomplete_share") == 0:
+        parts.append("Ключевые поля (клиент, сумма, источник) заполнены у всех сделок."
+                     if ru else "The key fields (client, amount, source) are filled in every deal.")
+    elif f.get("incomplete_share") is not None:
         worst = [e for e in f.get("empty_fields", []) if e["empty_share"] > 0]
         detail = ", ".join(f"{_FIELD_NAMES.get(e['field'], {}).get(lang, e['field'])} — "
                            f"{percent(e['empty_share'], lang)}" for e in worst)
@@ -509,6 +512,9 @@ def _data_quality_text(f: dict[str, Any], lang: str) -> str:
                       f"{percent(f['incomplete_share'], lang)} of deals" + (f" ({detail})." if detail else ".")))
     if closed < needed:
         parts.append("Для обучения моделей этого пока мало." if ru else "That is not yet enough to train models.")
+    else:
+        parts.append("По количеству сделок для пилотной модели уже хватает."
+                     if ru else "By the number of deals there is already enough for a pilot model.")
     return " ".join(parts)
 
 
@@ -566,8 +572,10 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
 
 
 def _question_view(question_id: str, index: int, total: int, lang: str, department: str | None,
-                   with_intro: bool) -> _Blocks:
+                   with_intro: bool, note: str | None = None) -> _Blocks:
     b = _Blocks()
+    if note:
+        b.add("para", note)
     title = ui("title", lang) + (f" — {department_name(department, lang)}" if department else "")
     b.add("title", title)
     if with_intro:
@@ -677,15 +685,18 @@ def _slack_actions(rows: list[list[dict[str, str]]]) -> dict[str, Any]:
 # --- public formatters ------------------------------------------------------------------------
 
 def format_question(question_id: str, index: int, total: int, option_ids: Sequence[str], lang: str, fmt: str, *,
-                    department: str | None = None, with_intro: bool = False) -> dict[str, Any]:
+                    department: str | None = None, with_intro: bool = False, note: str | None = None
+                    ) -> dict[str, Any]:
     """One question as a channel payload: fmt "telegram" -> {"text": html, "buttons"},
-    "slack" -> {"text", "blocks"} with an actions block, "plain" -> {"text"} (numbered options)."""
-    view = _question_view(question_id, index, total, lang, department, with_intro)
+    "slack" -> {"text", "blocks"} with an actions block, "plain" -> {"text"} (numbered options).
+    `note` (e.g. the reminder) goes above the question."""
+    view = _question_view(question_id, index, total, lang, department, with_intro, note)
     rows = _buttons(question_id, index, option_ids, lang)
     if fmt == "telegram":
         return {"text": _telegram(view), "buttons": rows}
     if fmt == "slack":
-        return {"text": f"{ui('question_no', lang, n=index, total=total)}: {question_text(question_id, lang)}",
+        fallback = f"{ui('question_no', lang, n=index, total=total)}: {question_text(question_id, lang)}"
+        return {"text": f"{note} {fallback}" if note else fallback,
                 "blocks": _slack_blocks(view) + [_slack_actions(rows)]}
     options = "\n".join(f"  {i}. {option_label(question_id, o, lang)}" for i, o in enumerate(option_ids, 1))
     return {"text": _plain(view) + options + "\n"}
