@@ -311,7 +311,7 @@ def _plant_silent(book: _Book, manager: tuple, client_id: str, eq: str, *, last_
     book.email(client_id, mid, deal_id, "in", book.at(-last_reply_days), f"Re: Коммерческое предложение: {eq}")
     for sd, opens in zip(sent_days, human_open_days):
         sent = book.at(sd)
-        eid = book.email(client_id, mid, deal_id, "out", sent, f"Напоминание: КП на {eq.lower()}")
+        eid = book.email(client_id, mid, deal_id, "out", sent, f"Напоминание: коммерческое предложение — {eq}")
         if machine:
             book.email_open(eid, sent + timedelta(seconds=int(book.rng.integers(3, 20))))
         for od in opens:

@@ -1,0 +1,424 @@
+"""`crm-pulse`: the command line. One parser, one subcommand per job, no tracebacks for users.
+
+scan, check-config, demo and init live here; run, stats, backtest, explain and diagnose live
+in their owners' modules (`add_arguments(parser)` + `run(args) -> int`) and are imported only
+when that command is asked for, so one broken module never breaks the whole CLI.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shutil
+import sys
+from datetime import datetime, timezone as dt_timezone
+from pathlib import Path
+from typing import Any, Callable
+from zoneinfo import ZoneInfo
+
+EXIT_OK, EXIT_INSIGHTS, EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL = 0, 1, 2, 3, 4
+
+EPILOG = """exit codes:
+  0  ok
+  1  insights found (only with --fail-on-insights)
+  2  usage or config error (every problem is listed)
+  3  data error (file, row, column, value and how to fix it)
+  4  unexpected internal error (run with --debug for the traceback)
+"""
+
+# Commands owned by other modules: name -> (module, one-line help).
+EXTERNAL = {
+    "run": ("bot.app", "run the bot: scheduled scans, digests, Telegram/Slack, buttons"),
+    "stats": ("bot.stats", "what was sent, what people found useful, failed messages"),
+    "backtest": ("bot.backtest", "replay the detectors over past days: how many alerts people would get"),
+    "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
+    "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
+}
+
+
+class UsageError(Exception):
+    """A bad command line or a missing file: exit 2 with this message."""
+
+
+def err(*parts: Any) -> None:
+    print(*parts, file=sys.stderr)
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+def parse_now(text: str | None, tz: str) -> datetime:
+    """--now: ISO date or datetime; naive values are in the config's timezone; default: the clock."""
+    if not text:
+        return datetime.now(dt_timezone.utc)
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--now: cannot read {text!r}; use ISO like 2026-11-18 or 2026-11-18T09:00 or 2026-11-18T09:00+05:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(tz))
+    return value
+
+
+def _config_or_default(path: str | None, data_dir: str | None):
+    """The Config for --config FILE, or the defaults (every detector at default thresholds) for --data DIR."""
+    from bot.config import load_config, parse_config
+
+    if path:
+        if not Path(path).is_file():
+            raise UsageError(f"config file not found: {path} (create one with `crm-pulse init`)")
+        return load_config(path)
+    return parse_config("", source_name="(defaults)", base_dir=Path(data_dir or "."))
+
+
+def _load_for(args: argparse.Namespace, config, now: datetime):
+    """(data, warnings) from --data DIR (canonical folder) or the config's [source]."""
+    from bot import pipeline
+    from crm.load import load_folder
+
+    if getattr(args, "data", None):
+        folder = Path(args.data)
+        if not folder.is_dir():
+            raise UsageError(f"--data: folder not found: {folder}")
+        loaded = load_folder(folder, timezone=config.timezone, now=now)
+    else:
+        loaded = pipeline.load(config, now)
+    return loaded.data, list(loaded.warnings)
+
+
+def _print_warnings(warnings: list[Any]) -> None:
+    for w in warnings:
+        err(f"warning: {w}")
+
+
+def _print_skipped(skipped: dict[str, str]) -> None:
+    for name, reason in skipped.items():
+        err(f"skipped {name}: {reason}")
+
+
+# --- scan -----------------------------------------------------------------------------------
+
+def add_scan_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="DIR", help="a folder of CSV/XLSX/Parquet files in the canonical format (default thresholds)")
+    src.add_argument("--config", metavar="FILE", help="config.toml: data source, thresholds, language")
+    p.add_argument("--now", metavar="TS", help="scan as if it were this moment (ISO; default: now)")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="text for people, json for scripts (stdout holds only the JSON array)")
+    p.add_argument("--lang", choices=["ru", "en"], help="language of the texts (default: the config's)")
+    p.add_argument("--fail-on-insights", action="store_true", help="exit 1 when any insight is found (for CI/cron)")
+    p.add_argument("--explain", action="store_true", help="print the full evidence of every insight")
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from bot import pipeline
+
+    config = _config_or_default(args.config, args.data)
+    now = parse_now(args.now, config.timezone)
+    lang = args.lang or config.language
+    data, warnings = _load_for(args, config, now)
+    outcome = pipeline.scan(config, now, data=data)
+    _print_warnings(warnings)
+    _print_skipped(outcome.skipped)
+    if args.format == "json":
+        from messages.render import insight_text
+
+        items = [i.to_dict(text=insight_text(i, lang, now=now)) for i in outcome.insights]
+        sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
+    else:
+        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data))
+    counts = ", ".join(f"{k} {v}" for k, v in outcome.counts().items())
+    err(f"{len(outcome.insights)} insight(s) at {now.isoformat(timespec='minutes')}: {counts}")
+    if args.fail_on_insights and outcome.insights:
+        return EXIT_INSIGHTS
+    return EXIT_OK
+
+
+def format_insights_text(insights: list, lang: str, now: datetime, *, explain: bool = False, data=None) -> str:
+    """Terminal rendering of each insight, most severe first; evidence too with --explain."""
+    if not insights:
+        return "Ничего тревожного не найдено." if lang == "ru" else "Nothing needs attention."
+    from messages import terminal
+
+    ordered = sorted(insights, key=lambda i: (-i.severity_rank, i.detector))
+    blocks = []
+    for i in ordered:
+        block = terminal.format_insight(i, lang)
+        if explain:
+            block += "\n" + _explain_block(i, data, lang)
+        blocks.append(block)
+    return "\n\n".join(blocks)
+
+
+def _explain_block(insight, data, lang: str) -> str:
+    """Evidence behind one insight: bot.explain's rendering when available, else the raw facts."""
+    try:
+        explain = importlib.import_module("bot.explain")
+        fn = getattr(explain, "format_evidence", None)
+        if callable(fn):
+            return fn(insight, data, lang)
+    except ImportError:
+        pass
+    lines = [f"  fingerprint: {insight.fingerprint}"]
+    for k, v in insight.facts.items():
+        lines.append(f"  {k}: {json.dumps(v, ensure_ascii=False, default=str)}")
+    for k, ids in insight.evidence.items():
+        shown = ", ".join(ids[:20]) + (f" ... (+{len(ids) - 20})" if len(ids) > 20 else "")
+        lines.append(f"  {k}: {shown}")
+    return "\n".join(lines)
+
+
+# --- check-config ---------------------------------------------------------------------------
+
+def add_check_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", default="config.toml", help="the config to check (default: ./config.toml)")
+    p.add_argument("--now", metavar="TS", help="check dates against this moment (default: now)")
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    from bot import pipeline
+    from bot.config import load_config
+    from detectors import REGISTRY
+    from detectors.registry import missing_tables
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path} (create one with `crm-pulse init`)")
+    config = load_config(path)
+    now = parse_now(args.now, config.timezone)
+    loaded = pipeline.load(config, now)
+    data = loaded.data
+    specs = config.detector_specs()
+    notes = pipeline.detector_notes(data)
+    print(f"OK: {path}")
+    print(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
+    print(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
+    print("  tables:")
+    for name in data.table_names():
+        origin = data.origins.get(name, "")
+        print(f"    {name:<14} {len(data.table(name)):>9,} rows  {origin}")
+    print(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
+    print("  detectors:")
+    for name, det in REGISTRY.items():
+        spec = specs.get(name) or det.spec()
+        missing = missing_tables(data, det)
+        if not spec.enabled:
+            state = "skipped: disabled in config"
+        elif missing:
+            state = "skipped: needs " + ", ".join(f"{t}.csv" for t in missing)
+        elif name in notes:
+            state = "skipped: " + notes[name]
+        else:
+            state = "enabled"
+        print(f"    {name:<16} {state}")
+    roles: dict[str, int] = {}
+    for r in config.recipients:
+        roles[r.role] = roles.get(r.role, 0) + 1
+    print("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
+    if config.channels:
+        print(f"  team channels: {len(config.channels)}")
+    for w in loaded.warnings:
+        print(f"  warning: {w}")
+    return EXIT_OK
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", choices=["ru", "en"], help="language of the digests (default: the demo config's, ru)")
+    p.add_argument("--export", metavar="DIR", help="write the demo data as canonical CSV files (plus a config.toml for them) and exit")
+    p.add_argument("--charts", metavar="DIR", help="also write the charts of the insights as PNG files here")
+    p.add_argument("--now", metavar="TS", help="scan the demo as if at this moment (default: the moment fixed in the demo data)")
+    p.add_argument("--seed", type=int, default=7, help="another seed gives another demo company (default 7)")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from bot import pipeline
+    from bot.config import parse_config
+    from crm.demo import demo_config_toml, export_csv, generate_demo
+
+    demo = generate_demo(args.seed)
+    if args.export:
+        folder = Path(args.export)
+        paths = export_csv(demo.data, folder)
+        config_path = folder / "config.toml"
+        config_path.write_text(demo_config_toml(data_dir="."), encoding="utf-8")
+        for p in paths:
+            err(f"wrote {p}")
+        err(f"wrote {config_path}")
+        err(f"try: crm-pulse scan --config {config_path} --now {demo.now.isoformat()}")
+        return EXIT_OK
+    config = parse_config(demo.config_toml, source_name="demo config", base_dir=Path("."))
+    now = parse_now(args.now, config.timezone) if args.now else demo.now
+    lang = args.lang or config.language
+    outcome = pipeline.scan(config, now, data=demo.data)
+    _print_skipped(outcome.skipped)
+    print(render_demo(config, outcome, now, lang))
+    if args.charts:
+        written = write_charts(outcome.insights, Path(args.charts), lang)
+        err(f"wrote {len(written)} chart(s) to {args.charts}")
+    return EXIT_OK
+
+
+def render_demo(config, outcome, now: datetime, lang: str) -> str:
+    """Per recipient, what they would receive: routed, digested and rendered for the terminal."""
+    from bot.routing import route
+    from messages import terminal
+    from messages.digest import build_digest
+
+    by_recipient = route(outcome.insights, config)
+    people = {r.id: r for r in config.recipients}
+    ordered = sorted(people.values(), key=lambda r: (r.role != "director", r.id))
+    out = []
+    total = len(outcome.insights)
+    head = (f"Демо-компания: {total} находок на {now.astimezone(ZoneInfo(config.timezone)):%d.%m.%Y %H:%M}"
+            if lang == "ru" else
+            f"Demo company: {total} insights at {now.astimezone(ZoneInfo(config.timezone)):%Y-%m-%d %H:%M}")
+    out.append(head)
+    for r in ordered:
+        items = by_recipient.get(r.id, [])
+        role = {"director": ("директор", "director"), "manager": ("менеджер", "manager")}.get(r.role, (r.role, r.role))
+        title = f"━━ {r.display_name} ({role[0 if lang == 'ru' else 1]}) ━━"
+        digest = build_digest(items, lang=lang, now=now, tz=r.timezone or config.timezone,
+                              max_items=config.delivery.max_items, recipient_name=r.display_name)
+        if digest is None:
+            body = "(сегодня ничего — сообщение не отправляется)" if lang == "ru" else "(nothing today: no message is sent)"
+        else:
+            body = terminal.format_digest(digest)
+        out.append(f"\n{title}\n{body}")
+    return "\n".join(out)
+
+
+def write_charts(insights: list, folder: Path, lang: str) -> list[Path]:
+    from messages.charts import chart_for
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in insights:
+        png = chart_for(i, lang)
+        if png:
+            path = folder / f"{i.detector}-{i.fingerprint}.png"
+            path.write_bytes(png)
+            written.append(path)
+    return written
+
+
+# --- init -----------------------------------------------------------------------------------
+
+def add_init_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="overwrite an existing config.toml")
+    p.add_argument("--path", default="config.toml", help="where to write it (default: ./config.toml)")
+
+
+def example_config_path() -> Path:
+    """config.example.toml: next to the packages (a clone, editable install) or shipped inside bot/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "config.example.toml", here / "config.example.toml"):
+        if candidate.is_file():
+            return candidate
+    raise UsageError("config.example.toml not found next to the crm-pulse package; "
+                     "install from a clone of the repository (pip install -e .)")
+
+
+def run_init(args: argparse.Namespace) -> int:
+    target = Path(args.path)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} already exists; use --force to overwrite it")
+    shutil.copyfile(example_config_path(), target)
+    print(f"wrote {target}: edit [source] to point at your CRM export, then run `crm-pulse check-config {target}`")
+    return EXIT_OK
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+LOCAL: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "scan": ("load the CRM data, run every enabled detector, print the insights", add_scan_arguments, run_scan),
+    "check-config": ("validate config.toml and the data source it points to", add_check_config_arguments, run_check_config),
+    "demo": ("run the whole pipeline on a demo company and print what each person would get", add_demo_arguments, run_demo),
+    "init": ("write config.toml from the documented example", add_init_arguments, run_init),
+}
+
+
+def _chosen_command(argv: list[str]) -> str | None:
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; an external command's module is imported only when it is the one asked for."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="crm-pulse", description="Proactive plain-language CRM insights in Telegram and Slack.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub.required = True
+    for name, (help_text, add_args, run) in LOCAL.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_args(p)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of unexpected errors")
+        p.set_defaults(func=run)
+    chosen = _chosen_command(argv)
+    for name, (module_name, help_text) in EXTERNAL.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name != chosen:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(func=module.run)
+        except Exception as e:  # a broken or missing module disables only its own command
+            reason = f"`{name}` is unavailable: {module_name} failed to load ({type(e).__name__}: {e})"
+            p.description = reason
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            p.set_defaults(func=_unavailable(reason))
+    return parser
+
+
+def _unavailable(reason: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        err(reason)
+        return EXIT_USAGE
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2): argparse already printed
+        return int(e.code or 0)
+    debug = bool(getattr(args, "debug", False))
+    from bot.config import ConfigError
+    from crm.errors import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except DataError as e:
+        err(f"data error: {e}")
+        return EXIT_DATA
+    except ConfigError as e:
+        err(str(e))
+        return EXIT_USAGE
+    except UsageError as e:
+        err(f"crm-pulse: {e}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err("interrupted")
+        return 130
+    except BrokenPipeError:  # `crm-pulse scan | head`: the reader left, nothing to report
+        return EXIT_OK
+    except Exception as e:
+        if debug:
+            raise
+        err(f"crm-pulse: unexpected error: {type(e).__name__}: {e}")
+        err("run with --debug for the traceback")
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""One scan: load the configured CRM source (unless data is given) and run every detector.
+
+The same function serves `crm-pulse scan`, `demo`, `check-config`, the scheduler and the chat
+`/scan` command, so a detector sees the same data and thresholds everywhere. `now` is a
+parameter: the caller owns the clock.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from crm.data import CrmData
+from detectors import REGISTRY, Insight, run_detectors
+
+if TYPE_CHECKING:  # bot.config imports pydantic models of every detector; only for types here
+    from bot.config import Config
+
+
+@dataclass
+class ScanOutcome:
+    data: CrmData
+    insights: list[Insight] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # detector -> one clear line why
+    warnings: list[Any] = field(default_factory=list)  # crm.errors.DataWarning from loading
+
+    def counts(self) -> dict[str, int]:
+        """Insights per detector, every registered detector listed (0 when quiet)."""
+        out = {name: 0 for name in REGISTRY}
+        for i in self.insights:
+            out[i.detector] = out.get(i.detector, 0) + 1
+        return out
+
+
+def load(config: "Config", now: datetime | None = None):
+    """The LoadResult of the config's [source]; raises crm.errors.DataError with the fix."""
+    from crm.load import load_crm
+
+    return load_crm(config.source, timezone=config.timezone, base_dir=config.base_dir, now=now)
+
+
+def detector_notes(data: CrmData) -> dict[str, str]:
+    """Why an enabled detector that has its tables will still say nothing about this data.
+
+    Detectors may expose `skip_reason(data) -> str | None` in their module (e.g.
+    conversion_drop when stage history was derived from deals); the scan reports it.
+    """
+    notes = {}
+    for name, det in REGISTRY.items():
+        module = sys.modules.get(det.detect.__module__)
+        reason_fn = getattr(module, "skip_reason", None)
+        if callable(reason_fn):
+            reason = reason_fn(data)
+            if reason:
+                notes[name] = reason
+    return notes
+
+
+def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOutcome:
+    """Load (unless `data` is given) and run the enabled detectors with the config's thresholds."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    warnings: list[Any] = []
+    if data is None:
+        loaded = load(config, now)
+        data, warnings = loaded.data, list(loaded.warnings)
+    result = run_detectors(data, config.detector_specs(), now)
+    skipped = dict(result.skipped)
+    for name, reason in detector_notes(data).items():
+        skipped.setdefault(name, reason)
+    return ScanOutcome(data=data, insights=list(result.insights), skipped=skipped, warnings=warnings)
