@@ -64,7 +64,7 @@ def read_tables(source: SourceConfig) -> dict[str, RawTable]:
                     sa.text("*")).select_from(_table(target))
                 try:
                     frame = pd.read_sql(statement, conn)
-                except SQLAlchemyError as exc:
+                except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
                     raise DataError(
                         f"the database refused the {origin} ({_first_line(exc)})",
                         file=shown,
@@ -88,6 +88,9 @@ def _table(name: str) -> sa.TableClause:
     return sa.table(bare, schema=schema or None)
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: BaseException) -> str:
+    """The driver's own words ("no such table: x"), without SQLAlchemy's background links."""
+    if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__

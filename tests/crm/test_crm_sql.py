@@ -1,0 +1,147 @@
+"""The SQL source against SQLite and the real PostgreSQL server (skipped if unreachable)."""
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from crm.errors import DataError
+from crm.load import load_crm
+from crm.source_config import SourceConfig
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _fill(engine, schema: str | None = None) -> None:
+    """A CRM database with its own names: users, leads-as-deals, a stage log."""
+    with engine.begin() as conn:
+        pd.DataFrame({"user_id": [1, 2], "full_name": ["Анна", "Boris"]}).to_sql(
+            "users", conn, schema=schema, index=False)
+        pd.DataFrame({
+            "id": [10, 11, 12], "responsible_user_id": [1, 2, 1],
+            "pipeline_stage": ["КП", "КП", "Квалификация"],
+            "state": ["Успешно реализовано", "Закрыто и не реализовано", "В работе"],
+            "created": ["2026-03-02 10:00:00", "2026-03-03 11:00:00", "2026-03-04 12:00:00"],
+            "price": [1000.5, 200.0, None],
+        }).to_sql("crm_deals", conn, schema=schema, index=False)
+        pd.DataFrame({
+            "lead_id": [10, 10, 11, 11, 12],
+            "status_name": ["Квалификация", "КП", "Квалификация", "КП", "Квалификация"],
+            "ts": [1772445600, 1772532000, 1772535600, 1772622000, 1772625600],
+        }).to_sql("stage_log", conn, schema=schema, index=False)
+
+
+def _source(**kwargs) -> SourceConfig:
+    return SourceConfig(
+        kind="sql",
+        columns={
+            "managers": {"manager_id": "user_id", "name": "full_name"},
+            "deals": {"deal_id": "id", "manager_id": "responsible_user_id",
+                      "stage": "pipeline_stage", "status": "state", "created_at": "created",
+                      "amount": "price"},
+            "stage_history": {"deal_id": "lead_id", "stage": "status_name", "entered_at": "ts"},
+        },
+        values={"deals": {"status": {"Успешно реализовано": "won",
+                                     "Закрыто и не реализовано": "lost", "В работе": "open"}}},
+        **kwargs,
+    )
+
+
+def _check(result) -> None:
+    data = result.data
+    assert data.managers["manager_id"].tolist() == ["1", "2"]
+    deals = data.deals.set_index("deal_id")
+    assert deals["status"].to_dict() == {"10": "won", "11": "lost", "12": "open"}
+    assert deals.loc["10", "amount"] == pytest.approx(1000.5)
+    # naive database times are Almaty wall-clock
+    assert deals.loc["10", "created_at"] == pd.Timestamp("2026-03-02 05:00", tz="UTC")
+    assert data.stages == ["Квалификация", "КП"]
+    assert len(data.stage_history) == 5 and not data.stage_history_derived
+    assert result.warnings == []
+
+
+def test_sqlite_with_table_names_and_a_select(tmp_path):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    _fill(engine)
+    engine.dispose()
+    source = _source(url=url, tables={
+        "managers": "users",
+        "deals": "SELECT * FROM crm_deals WHERE price IS NULL OR price >= 0",
+        "stage_history": "stage_log",
+    })
+    result = load_crm(source, timezone="Asia/Almaty")
+    _check(result)
+    assert result.data.origins["deals"].endswith("query for deals")
+
+
+def test_sql_errors_are_clear_and_hide_the_password(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    _fill(engine)
+    engine.dispose()
+    with pytest.raises(DataError) as err:
+        load_crm(_source(url=url, tables={"managers": "users", "deals": "crm_dealz"}))
+    assert "table crm_dealz" in str(err.value) and "[source.tables] deals" in str(err.value)
+
+    monkeypatch.delenv("CRM_TEST_DB_URL", raising=False)
+    with pytest.raises(DataError, match="environment variable CRM_TEST_DB_URL is not set"):
+        load_crm(_source(url_env="CRM_TEST_DB_URL", tables={"deals": "d"}))
+
+    monkeypatch.setenv("CRM_TEST_DB_URL", "postgresql+psycopg://crm:s3cret@127.0.0.1:1/none")
+    with pytest.raises(DataError) as err:
+        load_crm(_source(url_env="CRM_TEST_DB_URL", tables={"deals": "d"}))
+    assert "cannot connect" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def test_sql_source_without_required_tables(tmp_path):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    _fill(engine)
+    engine.dispose()
+    with pytest.raises(DataError, match=r"no managers table in \[source.tables\]"):
+        load_crm(_source(url=url, tables={"deals": "crm_deals"}))
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+def test_postgresql_with_schema_qualified_tables_and_timestamptz(monkeypatch):
+    schema = f"crm_data_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        _fill(engine, schema)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'ALTER TABLE "{schema}".crm_deals ADD COLUMN closed timestamptz'))
+            conn.execute(sa.text(f"UPDATE \"{schema}\".crm_deals SET closed = "
+                                 "'2026-03-09 12:00:00+03' WHERE id = 10"))
+            conn.execute(sa.text(f'ALTER TABLE "{schema}".crm_deals ALTER COLUMN price '
+                                 "TYPE numeric(12, 2)"))
+        monkeypatch.setenv("CRM_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        source = _source(url_env="CRM_TEST_PG_URL", tables={
+            "managers": f"{schema}.users",
+            "deals": f'SELECT * FROM "{schema}".crm_deals ORDER BY id',
+            "stage_history": f"{schema}.stage_log",
+        })
+        source.columns["deals"]["closed_at"] = "closed"
+        result = load_crm(source, timezone="Asia/Almaty")
+        _check(result)
+        closed = result.data.deals.set_index("deal_id")["closed_at"]
+        assert closed["10"] == pd.Timestamp("2026-03-09 09:00", tz="UTC")
+        assert pd.isna(closed["11"])
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

@@ -1,0 +1,100 @@
+"""Soft problems: the load goes on, and the admin learns how many rows and which ones."""
+from __future__ import annotations
+
+import pandas as pd
+import pydantic
+import pytest
+from conftest import DEALS, HISTORY, MANAGERS, write
+
+from crm.load import load_folder
+from crm.source_config import SourceConfig
+from crm.stages import order_from_history
+
+
+def _codes(result):
+    return {w.code: w for w in result.warnings}
+
+
+def test_clean_company_loads_without_warnings(company):
+    result = load_folder(company)
+    assert result.warnings == []
+    assert len(result.data.deals) == 3 and len(result.data.stage_history) == 5
+    assert result.data.stages == ["Квалификация", "КП"]  # ordered from the history
+    assert result.data.clients is None and result.data.emails is None
+
+
+def test_unknown_manager_negative_amount_and_foreign_stage_warn(tmp_path):
+    deals = DEALS + "d4,m9,Отгрузка,open,2026-03-08 10:00,-50,KZT\n"
+    history = HISTORY + "d4,Отгрузка,2026-03-08 10:00\n"
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals,
+                              "stage_history.csv": history,
+                              "stages.csv": "stage,position\nКП,2\nКвалификация,1\n"})
+    result = load_folder(folder)
+    warn = _codes(result)
+    assert result.data.stages == ["Квалификация", "КП"]
+    assert warn["unknown_manager"].count == 1 and "deal d4 -> m9" in str(warn["unknown_manager"])
+    assert warn["negative_amount"].count == 1 and "d4: -50" in str(warn["negative_amount"])
+    stage_tables = {w.table for w in result.warnings if w.code == "stage_not_in_pipeline"}
+    assert stage_tables == {"deals", "stage_history"}
+    assert "'Отгрузка' (1)" in str(warn["stage_not_in_pipeline"])
+    assert len(result.data.deals) == 4  # soft: nothing dropped
+
+
+def test_history_for_unknown_deals_is_dropped_with_a_warning(tmp_path):
+    history = HISTORY + "zz9,КП,2026-03-08 10:00\nzz9,Квалификация,2026-03-07 10:00\n"
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": DEALS,
+                              "stage_history.csv": history})
+    result = load_folder(folder)
+    warn = _codes(result)["history_unknown_deal"]
+    assert warn.count == 2 and "zz9" in str(warn)
+    assert "zz9" not in set(result.data.stage_history["deal_id"])
+
+
+def test_future_dates_warn_only_when_now_is_given(company):
+    now = pd.Timestamp("2026-03-05 00:00", tz="UTC")
+    warn = _codes(load_folder(company, now=now.to_pydatetime()))["future_dates"]
+    assert warn.table in ("stage_history",) and warn.count == 2
+    assert load_folder(company).warnings == []
+
+
+def test_missing_history_is_derived_from_deals_and_said_so(tmp_path):
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": DEALS,
+                              "stages.csv": "stage,position\nКвалификация,1\nКП,2\n"})
+    result = load_folder(folder)
+    data = result.data
+    assert data.stage_history_derived
+    warn = _codes(result)["stage_history_derived"]
+    assert "conversion insights need the real history" in str(warn)
+    history = data.stage_history.sort_values("deal_id", kind="stable").reset_index(drop=True)
+    assert history[["deal_id", "stage"]].values.tolist() == [
+        ["d1", "Квалификация"], ["d2", "Квалификация"], ["d2", "КП"],
+        ["d3", "Квалификация"], ["d3", "КП"]]
+    created = data.deals.set_index("deal_id")["created_at"]
+    assert history["entered_at"].tolist() == created.reindex(history["deal_id"]).tolist()
+    assert str(history["entered_at"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_stage_order_from_history_uses_the_median_step():
+    history = pd.DataFrame({
+        "deal_id": ["a", "a", "a", "b", "b", "c", "c", "c"],
+        "stage": ["Лид", "КП", "Договор", "Лид", "КП", "КП", "Лид", "Договор"],
+        "entered_at": pd.to_datetime([1, 2, 3, 1, 2, 1, 2, 3], unit="D", utc=True),
+    })
+    # deal c went back to Лид once, but the typical order wins
+    assert order_from_history(history) == ["Лид", "КП", "Договор"]
+
+
+@pytest.mark.parametrize(("kwargs", "says"), [
+    ({"columns": {"deal": {"deal_id": "ID"}}}, "did you mean `deals`?"),
+    ({"columns": {"deals": {"manger_id": "x"}}}, "columns.deals.manger_id: unknown column of deals (did you mean `manager_id`?)"),
+    ({"values": {"deals": {"statsu": {"A": "won"}}}}, "did you mean `status`?"),
+    ({"fill": {"deals": {"curency": "KZT"}}}, "did you mean `currency`?"),
+    ({"kind": "sql"}, "needs `url_env`"),
+    ({"kind": "sql", "url": "postgresql://crm:secret@db/crm", "tables": {"deals": "d"}}, "contains a password"),
+    ({"stages": ["A", "B", "A"]}, "'A' is listed twice"),
+    ({"path": ".", "pth": "x"}, "pth"),
+])
+def test_source_config_rejects_typos_with_the_nearest_name(kwargs, says):
+    with pytest.raises(pydantic.ValidationError) as err:
+        SourceConfig(**kwargs)
+    assert says in str(err.value)
