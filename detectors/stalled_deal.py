@@ -1,1 +1,257 @@
-"""Being written: see the detectors issue."""
+"""stalled_deal: an open deal nobody has touched for longer than its stage allows.
+
+"Touched" means, up to `now`: entering its current stage, or a done call, meeting, email or
+task (activities linked to the deal, or to its client with no deal given), or any email in
+the emails table linked to the deal or exchanged with the deal's client. Notes and planned
+but not done activities do not count. A deal is stalled when its whole idle days exceed the
+stage limit (`stage_limits`, else `default_limit_days`); at `escalate_after_days` idle days
+the insight is escalated (severity critical, the director sees it too). One insight per deal,
+so each can be snoozed on its own.
+
+The deal's state is taken as of `now` (open then, stage then), so backtest replays history
+honestly: a deal won last month was still open, and maybe stalled, two months ago.
+Split into `prepare` (factorise ids, sort events per deal once) and `detect_at` (array masks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator
+
+from crm.data import CrmData
+from detectors.insight import Audience, Insight
+from detectors.registry import DetectorSpec, register
+
+NAME = "stalled_deal"
+_DAY_NS = 86_400 * 1_000_000_000
+_NEVER = np.iinfo(np.int64).min
+_TOUCH_TYPES = ("call", "meeting", "email", "task")
+# Row order of the touch matrix in detect_at; names are the facts' last_touch_kind values
+# (activities use their own type).
+_SOURCES = ("stage_change", "activity_deal", "activity_client", "email_deal", "email_client")
+
+
+class StalledDealSpec(DetectorSpec):
+    default_limit_days: int = Field(7, ge=1, description="idle days allowed at a stage without its own limit")
+    stage_limits: dict[str, int] = Field(default_factory=dict, description="idle days allowed per stage name")
+    escalate_after_days: int = Field(14, ge=1, description="idle days after which the director is told too")
+
+    @field_validator("stage_limits")
+    @classmethod
+    def _positive(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {k: n for k, n in v.items() if n < 1}
+        if bad:
+            raise ValueError("every stage limit must be >= 1 day, got " + ", ".join(f"{k!r} = {n}" for k, n in bad.items()))
+        return v
+
+
+def _ns(col: pd.Series) -> np.ndarray:
+    idx = pd.DatetimeIndex(col)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
+    vals[np.asarray(idx.isna())] = _NEVER
+    return vals
+
+
+def _opt(v: object) -> object:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return v
+
+
+@dataclass
+class _Events:
+    """Events of one kind grouped by an owner code and sorted by (owner, time), for "last event up to now"."""
+
+    owner: np.ndarray
+    time: np.ndarray
+    row: np.ndarray  # row in the source table (for evidence and the activity type)
+
+    @classmethod
+    def build(cls, owner: np.ndarray, time: np.ndarray) -> "_Events":
+        ok = (owner >= 0) & (time != _NEVER)
+        rows = np.flatnonzero(ok)
+        order = np.lexsort((time[rows], owner[rows]))
+        rows = rows[order]
+        return cls(owner[rows].astype(np.int64), time[rows], rows)
+
+    def last_up_to(self, now_ns: int, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per owner: time and source row of the latest event at or before now (_NEVER / -1 if none)."""
+        out_t = np.full(n_owners, _NEVER, dtype=np.int64)
+        out_r = np.full(n_owners, -1, dtype=np.int64)
+        idx = np.flatnonzero(self.time <= now_ns)
+        if len(idx):
+            g = self.owner[idx]
+            last = np.ones(len(idx), dtype=bool)
+            last[:-1] = g[1:] != g[:-1]
+            sel = idx[last]
+            out_t[self.owner[sel]] = self.time[sel]
+            out_r[self.owner[sel]] = self.row[sel]
+        return out_t, out_r
+
+
+@dataclass
+class StalledDealState:
+    spec: StalledDealSpec
+    deals: pd.DataFrame  # original rows, positional
+    created: np.ndarray
+    closed: np.ndarray
+    status_open: np.ndarray
+    status_closed_at_known: np.ndarray  # won/lost with a closed_at: open before it
+    deal_client: np.ndarray  # client code per deal, -1 if none
+    stage_names: np.ndarray  # code -> stage
+    deal_stage: np.ndarray  # current stage code per deal
+    limit_days: np.ndarray  # code -> limit
+    history: _Events  # owner = deal, row -> history row
+    history_stage: np.ndarray  # stage code per history row
+    act_deal: _Events
+    act_client: _Events
+    act_id: np.ndarray
+    act_type: np.ndarray
+    email_deal: _Events
+    email_client: _Events
+    email_id: np.ndarray
+    n_clients: int
+    client_names: dict[str, str]
+    manager_names: dict[str, str]
+
+
+def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
+    d = data.deals
+    deal_index = pd.Index(d["deal_id"])
+    client_col = d["client_id"] if "client_id" in d.columns else pd.Series([None] * len(d), dtype="str")
+    deal_client, client_uniques = pd.factorize(client_col)
+    client_index = pd.Index(client_uniques)
+
+    sh = data.stage_history
+    stage_codes, stage_names = pd.factorize(pd.concat([d["stage"], sh["stage"]], ignore_index=True))
+    stage_names = np.asarray(stage_names, dtype=object)
+    limits = np.array([spec.stage_limits.get(s, spec.default_limit_days) for s in stage_names], dtype=np.int64)
+    history = _Events.build(deal_index.get_indexer(sh["deal_id"]), _ns(sh["entered_at"]))
+
+    status = d["status"].astype("str")
+    closed = _ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), _NEVER, dtype=np.int64)
+
+    empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    act_deal = act_client = email_deal = email_client = empty_evt
+    act_id = act_type = email_id = np.zeros(0, dtype=object)
+    if data.activities is not None:
+        a = data.activities
+        t = _ns(a["done_at"])
+        t[~np.asarray(a["type"].isin(_TOUCH_TYPES), dtype=bool)] = _NEVER
+        a_deal = np.where(np.asarray(a["deal_id"].isna()), -1, deal_index.get_indexer(a["deal_id"]))
+        a_client = client_index.get_indexer(a["client_id"])
+        a_client = np.where(np.asarray(a["deal_id"].notna() | a["client_id"].isna()), -1, a_client)
+        act_deal, act_client = _Events.build(a_deal, t), _Events.build(a_client, t)
+        act_id, act_type = np.asarray(a["activity_id"], dtype=object), np.asarray(a["type"], dtype=object)
+    if data.emails is not None:
+        e = data.emails
+        t = _ns(e["sent_at"])
+        e_deal = np.where(np.asarray(e["deal_id"].isna()), -1, deal_index.get_indexer(e["deal_id"]))
+        e_client = np.where(np.asarray(e["client_id"].isna()), -1, client_index.get_indexer(e["client_id"]))
+        email_deal, email_client = _Events.build(e_deal, t), _Events.build(e_client, t)
+        email_id = np.asarray(e["email_id"], dtype=object)
+
+    client_names: dict[str, str] = {}
+    if data.clients is not None:
+        client_names = {str(k): str(v) for k, v in zip(data.clients["client_id"], data.clients["name"]) if _opt(v) is not None}
+    return StalledDealState(
+        spec=spec, deals=d.reset_index(drop=True), created=_ns(d["created_at"]), closed=closed,
+        status_open=np.asarray(status == "open", dtype=bool),
+        status_closed_at_known=np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != _NEVER),
+        deal_client=np.asarray(deal_client, dtype=np.int64), stage_names=stage_names,
+        deal_stage=stage_codes[: len(d)].astype(np.int64), limit_days=limits,
+        history=history, history_stage=stage_codes[len(d):].astype(np.int64),
+        act_deal=act_deal, act_client=act_client, act_id=act_id, act_type=act_type,
+        email_deal=email_deal, email_client=email_client, email_id=email_id,
+        n_clients=len(client_index), client_names=client_names,
+        manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
+    )
+
+
+def _per_deal(per_client: np.ndarray, deal_client: np.ndarray, fill: int) -> np.ndarray:
+    return np.where(deal_client >= 0, per_client[np.maximum(deal_client, 0)] if len(per_client) else fill, fill)
+
+
+def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
+    spec = state.spec
+    now_ns = pd.Timestamp(now).tz_convert("UTC").value
+    n = len(state.created)
+    if n == 0:
+        return []
+    is_open = (state.created != _NEVER) & (state.created <= now_ns) & (
+        state.status_open | (state.status_closed_at_known & (state.closed > now_ns))
+    )
+    if not is_open.any():
+        return []
+    h_time, h_row = state.history.last_up_to(now_ns, n)
+    stage = np.where(h_row >= 0, state.history_stage[np.maximum(h_row, 0)], state.deal_stage)
+    stage_time = np.where(h_time != _NEVER, h_time, state.created)
+    ad_t, ad_r = state.act_deal.last_up_to(now_ns, n)
+    ac_t, ac_r = state.act_client.last_up_to(now_ns, state.n_clients)
+    ed_t, ed_r = state.email_deal.last_up_to(now_ns, n)
+    ec_t, ec_r = state.email_client.last_up_to(now_ns, state.n_clients)
+    times = np.stack([stage_time, ad_t, _per_deal(ac_t, state.deal_client, _NEVER),
+                      ed_t, _per_deal(ec_t, state.deal_client, _NEVER)])
+    rows = np.stack([h_row, ad_r, _per_deal(ac_r, state.deal_client, -1),
+                     ed_r, _per_deal(ec_r, state.deal_client, -1)])
+    src = np.argmax(times, axis=0)
+    last_touch = times[src, np.arange(n)]
+    idle_days = (now_ns - last_touch) // _DAY_NS
+    limit = state.limit_days[stage]
+    stalled = np.flatnonzero(is_open & (idle_days > limit))
+    out = [
+        _insight(state, int(i), int(stage[i]), int(idle_days[i]), int(limit[i]), int(last_touch[i]),
+                 int(src[i]), int(rows[src[i], i]))
+        for i in stalled
+    ]
+    out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
+    return out
+
+
+def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int, touch_ns: int,
+             src: int, row: int) -> Insight:
+    d = state.deals.iloc[i]
+    spec = state.spec
+    source = _SOURCES[src]
+    evidence: dict[str, list[str]] = {"deal_ids": [str(d["deal_id"])]}
+    if source.startswith("activity"):
+        kind = str(state.act_type[row])
+        evidence["activity_ids"] = [str(state.act_id[row])]
+    elif source.startswith("email"):
+        kind = "email"
+        evidence["email_ids"] = [str(state.email_id[row])]
+    else:
+        kind = "stage_change"
+    escalated = idle >= spec.escalate_after_days
+    manager_id = str(d["manager_id"])
+    client_id = _opt(d.get("client_id"))
+    amount = _opt(d.get("amount"))
+    facts = {
+        "deal_title": _opt(d.get("title")) or str(d["deal_id"]),
+        "client_name": state.client_names.get(str(client_id), str(client_id)) if client_id is not None else None,
+        "manager_id": manager_id,
+        "manager_name": state.manager_names.get(manager_id),
+        "stage": str(state.stage_names[stage]),
+        "amount": float(amount) if amount is not None else None,
+        "currency": _opt(d.get("currency")),
+        "days_idle": idle,
+        "stage_limit_days": limit,
+        "last_touch_at": pd.Timestamp(touch_ns, tz="UTC").isoformat(),
+        "last_touch_kind": kind,
+        "escalated": escalated,
+    }
+    return Insight(
+        detector=NAME, severity="critical" if escalated else "warning",
+        audience=Audience("manager", manager_id), subject={"deal_id": str(d["deal_id"])},
+        facts=facts, evidence=evidence,
+    )
+
+
+@register(NAME, StalledDealSpec, (), "an open deal with no stage change and no call, meeting, email or done task for longer than its stage allows")
+def detect(data: CrmData, spec: StalledDealSpec, now: datetime) -> list[Insight]:
+    return detect_at(prepare(data, spec), now)

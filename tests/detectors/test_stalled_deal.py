@@ -1,0 +1,149 @@
+"""stalled_deal flags open deals nobody touched for longer than their stage allows, and nothing else."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from _builders_b import NOW, ago, crm, deal, email
+from detectors.stalled_deal import StalledDealSpec, detect
+
+SPEC = StalledDealSpec(stage_limits={"КП отправлено": 10})
+
+
+def h(deal_id: str, stage: str, days: float) -> dict:
+    return {"deal_id": deal_id, "stage": stage, "entered_at": ago(days)}
+
+
+def act(aid: str, type_: str, *, deal_id: str | None = None, client_id: str | None = None,
+        done: float | None = None, due: float | None = None) -> dict:
+    return {"activity_id": aid, "deal_id": deal_id, "client_id": client_id, "manager_id": "m1", "type": type_,
+            "done_at": ago(done) if done is not None else None, "due_at": ago(due) if due is not None else None}
+
+
+def pipeline():
+    deals = [
+        deal("d1", stage="Квалификация", client_id="c1"),                        # stalled 10 days
+        deal("d2", stage="Квалификация", client_id="c2"),                        # call yesterday
+        deal("d3", stage="Переговоры", status="lost", closed_at=ago(20)),      # lost: never stalls
+        deal("d4", stage="КП отправлено", manager_id="m2"),                      # 9 days, its stage allows 10
+        deal("d5", stage="Переговоры", manager_id="m2", client_id="c5"),        # 20 days; note and planned call do not count
+        deal("d6", stage="Квалификация", client_id="c6"),                        # client wrote 2 days ago
+        deal("d7", stage="Квалификация"),                                        # a done task 8 days ago
+        deal("d8", stage="Квалификация", client_id="c8"),                        # call to the client (no deal) 3 days ago
+        deal("d9", stage="Переговоры", status="won", closed_at=ago(5)),         # won last week
+        deal("d10", stage="Новый", created=ago(3)),                              # brand new, no history row
+        deal("d11", stage="Квалификация"),                                       # exactly 7 days: at the limit, not over
+    ]
+    history = [
+        h("d1", "Новый", 30), h("d1", "Квалификация", 10),
+        h("d2", "Квалификация", 30),
+        h("d3", "Переговоры", 40),
+        h("d4", "КП отправлено", 9),
+        h("d5", "Переговоры", 20),
+        h("d6", "Квалификация", 20),
+        h("d7", "Квалификация", 12),
+        h("d8", "Квалификация", 20),
+        h("d9", "Переговоры", 40),
+        h("d11", "Квалификация", 7),
+    ]
+    activities = [
+        act("a2", "call", deal_id="d2", done=1),
+        act("a5n", "note", deal_id="d5", done=1),
+        act("a5p", "call", deal_id="d5", due=-1),
+        act("a7", "task", deal_id="d7", done=8, due=9),
+        act("a7p", "meeting", deal_id="d7", due=-2),
+        act("a8", "call", client_id="c8", done=3),
+    ]
+    emails = [email("e6", "c6", ago(2), direction="in")]
+    return crm(deals=deals, stage_history=history, activities=activities, emails=emails,
+               clients=[{"client_id": c, "name": f"ТОО {c}"} for c in ("c2", "c5", "c6", "c8")]
+               + [{"client_id": "c1", "name": "ТОО Степь"}])
+
+
+def by_deal(found):
+    return {i.subject["deal_id"]: i for i in found}
+
+
+def test_only_untouched_open_deals_are_stalled():
+    found = by_deal(detect(pipeline(), SPEC, NOW))
+    assert set(found) == {"d1", "d5", "d7"}
+
+    d1 = found["d1"]
+    assert d1.severity == "warning" and d1.audience.role == "manager" and d1.audience.manager_id == "m1"
+    assert d1.facts == {
+        "deal_title": "Сделка d1", "client_name": "ТОО Степь", "manager_id": "m1", "manager_name": "Айгерим Садыкова",
+        "stage": "Квалификация", "amount": 1_500_000.0, "currency": "KZT", "days_idle": 10, "stage_limit_days": 7,
+        "last_touch_at": ago(10).isoformat(), "last_touch_kind": "stage_change", "escalated": False,
+    }
+    assert d1.evidence == {"deal_ids": ["d1"]}
+
+    d7 = found["d7"]
+    assert (d7.facts["days_idle"], d7.facts["last_touch_kind"]) == (8, "task")
+    assert d7.evidence == {"deal_ids": ["d7"], "activity_ids": ["a7"]}
+
+
+def test_long_idle_deal_is_escalated_to_critical():
+    d5 = by_deal(detect(pipeline(), SPEC, NOW))["d5"]
+    assert d5.severity == "critical" and d5.facts["escalated"] is True
+    assert d5.facts["days_idle"] == 20 and d5.audience.manager_id == "m2"
+
+
+def test_stage_limits_and_defaults_come_from_the_spec():
+    data = pipeline()
+    # Without the 10-day limit for "КП отправлено", d4 (9 days) is over the default 7.
+    assert "d4" in by_deal(detect(data, StalledDealSpec(), NOW))
+    assert by_deal(detect(data, SPEC, NOW)).keys() == {"d1", "d5", "d7"}
+    # A later escalation keeps d5 a warning.
+    assert by_deal(detect(data, StalledDealSpec(escalate_after_days=30), NOW))["d5"].severity == "warning"
+
+
+def test_replaying_a_past_day_sees_the_deal_as_it_was():
+    data = pipeline()
+    past = by_deal(detect(data, SPEC, ago(10)))
+    # Ten days ago the won deal d9 was open and idle for 30 days; d1 had just moved stage.
+    assert "d9" in past and past["d9"].facts["days_idle"] == 30
+    assert "d1" not in past
+    # The call a day ago did not exist yet: d2 (entered 30 days ago) was stalled then.
+    assert "d2" in past
+    # Before d10 existed it cannot stall, nor anything before its creation.
+    assert "d10" not in by_deal(detect(data, SPEC, ago(100)))
+
+
+def test_one_insight_per_deal_with_stable_fingerprints():
+    a = detect(pipeline(), SPEC, NOW)
+    b = detect(pipeline(), SPEC, NOW.replace(hour=20))
+    assert len({i.fingerprint for i in a}) == len(a)
+    assert [i.fingerprint for i in a] == [i.fingerprint for i in b]
+
+
+def test_bad_limits_are_rejected_with_the_key_name():
+    with pytest.raises(ValidationError, match="stage_limits"):
+        StalledDealSpec(stage_limits={"Переговоры": 0})
+    with pytest.raises(ValidationError, match="default_limit_days"):
+        StalledDealSpec(default_limit_days=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), prefix=st.sampled_from(["x", "сделка-", "Q_"]))
+def test_shuffling_rows_and_renaming_ids_changes_nothing_but_ids(seed, prefix):
+    expected = {i.subject["deal_id"]: i for i in detect(pipeline(), SPEC, NOW)}
+    data = pipeline()
+
+    def ren(col):
+        return col.map(lambda v: prefix + v, na_action="ignore")
+
+    data.deals = data.deals.assign(deal_id=ren(data.deals["deal_id"]), client_id=ren(data.deals["client_id"])).sample(frac=1, random_state=seed)
+    data.stage_history = data.stage_history.assign(deal_id=ren(data.stage_history["deal_id"])).sample(frac=1, random_state=seed + 1)
+    data.activities = data.activities.assign(deal_id=ren(data.activities["deal_id"]), client_id=ren(data.activities["client_id"]),
+                                             activity_id=ren(data.activities["activity_id"])).sample(frac=1, random_state=seed + 2)
+    data.emails = data.emails.assign(client_id=ren(data.emails["client_id"]), email_id=ren(data.emails["email_id"]))
+    data.clients = data.clients.assign(client_id=ren(data.clients["client_id"]))
+    got = {i.subject["deal_id"]: i for i in detect(data, SPEC, NOW)}
+    assert set(got) == {prefix + d for d in expected}
+    for deal_id, ins in expected.items():
+        g = got[prefix + deal_id]
+        assert g.facts == ins.facts | {"deal_title": g.facts["deal_title"]}
+        assert g.evidence == {k: [prefix + v for v in vs] for k, vs in ins.evidence.items()}
+        assert g.severity == ins.severity
