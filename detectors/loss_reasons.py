@@ -58,8 +58,9 @@ def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]
     if not in_recent.any():
         return []
 
-    # The loader fills an absent optional column with nulls, so "present" means "ever filled".
-    column_present = "loss_reason" in deals.columns and bool(deals["loss_reason"].notna().any())
+    # The loader fills an absent optional column with nulls, so "present" means "ever filled
+    # on a lost deal".
+    column_present = "loss_reason" in deals.columns and bool(deals["loss_reason"][lost].notna().any())
     if column_present:
         reason = deals["loss_reason"].astype("str").str.strip()
         empty = {v.casefold() for v in spec.other_values}

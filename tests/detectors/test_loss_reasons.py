@@ -1,0 +1,108 @@
+"""loss_reasons on hand-built lost deals with known answers.
+
+Defaults with NOW = 2026-10-01: recent = lost 2026-09-04..2026-10-01, baseline = the 91 days before.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as hs
+
+from _builders_a import MANAGERS, NOW, day, make_data
+from detectors.loss_reasons import LossReasonsSpec, detect
+
+SPEC = LossReasonsSpec()
+
+
+def lost(mix_recent: dict, mix_base: dict, *, extra=()):
+    """Lost deals: mix_recent reasons closed 1..27 days ago, mix_base 30..110 days ago."""
+    deals = []
+    for label, mix, lo, hi in (("r", mix_recent, 1, 27), ("b", mix_base, 30, 110)):
+        rows = [reason for reason, n in mix.items() for _ in range(n)]
+        for j, reason in enumerate(rows):
+            age = lo + (hi - lo) * j / max(len(rows), 1)
+            deals.append({"deal_id": f"{label}{j:04d}", "manager_id": "m1", "stage": "new", "status": "lost",
+                          "created_at": day(age + 20), "closed_at": day(age), "loss_reason": reason})
+    deals += list(extra)
+    # open and won deals never count, whatever their reason field says
+    deals += [{"deal_id": f"o{j}", "manager_id": "m1", "stage": "new", "status": s, "created_at": day(5),
+               "closed_at": day(2) if s == "won" else None, "loss_reason": "Прочее"} for j, s in enumerate(["open", "won"] * 20)]
+    return make_data(managers=MANAGERS, deals=deals)
+
+
+STEADY = {"price": 40, "timing": 30, "competitor": 20, "no budget": 10}
+
+
+def test_same_mix_gives_no_insight():
+    assert detect(lost(STEADY, {k: 3 * v for k, v in STEADY.items()}), SPEC, NOW) == []
+
+
+def test_shift_found_and_rising_reason_named():
+    recent = {"price": 20, "timing": 20, "competitor": 50, "no budget": 10}
+    found = detect(lost(recent, {k: 3 * v for k, v in STEADY.items()}), SPEC, NOW)
+    assert len(found) == 1
+    i = found[0]
+    assert i.subject == {"kind": "shift"} and i.audience.role == "director"
+    f = i.facts
+    assert f["top_rising"] == "competitor" and f["p_value"] < 0.001
+    assert (f["recent_n"], f["baseline_n"]) == (100, 300)
+    assert (f["recent_start"], f["recent_end"]) == ("2026-09-04", "2026-10-01")
+    assert (f["baseline_start"], f["baseline_end"]) == ("2026-06-05", "2026-09-03")
+    comp = next(r for r in f["reasons"] if r["reason"] == "competitor")
+    assert (comp["baseline_share"], comp["recent_share"], comp["recent_n"]) == (0.2, 0.5, 50)
+    assert f["reasons"][0]["reason"] == "competitor"  # largest recent share first
+    assert len(i.evidence["deal_ids"]) == 50
+
+
+def test_mostly_other_or_empty_gives_data_quality_and_no_shift():
+    recent = {"Прочее": 20, "другое": 5, "OTHER ": 5, "": 3, None: 7, "competitor": 50, "price": 10}
+    found = detect(lost(recent, {k: 3 * v for k, v in STEADY.items()}), SPEC, NOW)
+    assert [i.subject for i in found] == [{"kind": "data_quality"}]
+    f = found[0].facts
+    assert (f["lost_n"], f["missing_n"], f["missing_share"], f["threshold"]) == (100, 40, 0.4, 0.3)
+    assert f["column_present"] is True
+    assert len(found[0].evidence["deal_ids"]) == 40
+
+
+def test_missing_share_at_the_threshold_is_fine():
+    recent = {None: 30, "price": 40, "timing": 30}
+    assert detect(lost(recent, {"price": 120, "timing": 90, None: 90}), SPEC, NOW) == []
+
+
+def test_source_without_a_reason_column_gets_a_data_quality_warning():
+    data = lost({None: 40}, {None: 90})
+    found = detect(data, SPEC, NOW)
+    assert [i.subject for i in found] == [{"kind": "data_quality"}]
+    assert found[0].facts["missing_share"] == 1.0 and found[0].facts["column_present"] is False
+    assert found[0].severity == "warning"
+
+
+def test_too_few_lost_deals_say_nothing():
+    assert detect(lost({"competitor": 8, "price": 1}, {"price": 9}), SPEC, NOW) == []
+    assert detect(lost({None: 9}, {}), SPEC, NOW) == []  # below min_lost_for_quality
+
+
+def test_other_values_are_configurable():
+    recent = {"misc": 40, "price": 60}
+    by_default = detect(lost(recent, {"price": 300}), SPEC, NOW)
+    assert [(i.subject["kind"], i.facts["top_rising"]) for i in by_default] == [("shift", "misc")]
+    found = detect(lost(recent, {"price": 300}), LossReasonsSpec(other_values=["misc"]), NOW)
+    assert [i.subject for i in found] == [{"kind": "data_quality"}]
+
+
+def test_fingerprint_is_the_kind_only():
+    a = detect(lost({None: 40}, {None: 90}), SPEC, NOW)
+    b = detect(lost({None: 60, "price": 5}, {None: 90}), SPEC, NOW + timedelta(days=7))
+    assert a[0].fingerprint == b[0].fingerprint
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=hs.integers(0, 2**32 - 1))
+def test_shuffling_rows_changes_nothing(seed):
+    recent = {"price": 20, "timing": 20, "competitor": 50, "no budget": 10}
+    data = lost(recent, {k: 3 * v for k, v in STEADY.items()})
+    base = [i.to_dict() for i in detect(data, SPEC, NOW)]
+    data.deals = data.deals.sample(frac=1, random_state=np.random.default_rng(seed)).reset_index(drop=True)
+    assert [i.to_dict() for i in detect(data, SPEC, NOW)] == base
