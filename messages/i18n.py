@@ -156,3 +156,10 @@ def ago(value: str | datetime, now: datetime, lang: str) -> str:
         when = datetime(when.year, when.month, when.day, tzinfo=now.tzinfo)
     delta: timedelta = when - now
     return format_timedelta(delta, add_direction=True, threshold=1.1, locale=_locale(lang))
+
+
+def format_short_date(value: str | date | datetime, lang: str) -> str:
+    """Compact axis label: "1 окт." / "1 Oct"."""
+    when = parse_when(value)
+    day = when.date() if isinstance(when, datetime) else when
+    return format_date(day, "d MMM", locale=_locale(lang))
