@@ -1,1 +1,174 @@
-"""Being written: see the detectors issue."""
+"""lead_sla: a new lead left without a manager, or without an answer, beyond the SLA.
+
+Time is counted in working hours of the company calendar (workdays, hours, holidays,
+timezone; see working_hours.py), from the lead's creation: the client has been waiting since
+then, whoever was assigned. What we report, and why:
+- only leads still waiting at `now`: that is what someone can fix today. A lead answered
+  late is history (the backtest and the director's stats show it), not an alert;
+- only leads created in the last `lookback_days` (default 7): an unanswered lead from last
+  spring is an abandoned record, not a waiting client, and would flood the first run;
+- one insight per lead: "unassigned" while nobody owns it (goes to the director: there is no
+  manager yet), then "unanswered" once assigned (goes to the manager);
+- escalated (severity critical, the director sees it too) once the wait reaches
+  `escalate_after_hours` working hours.
+A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
+assignment time (the CRM assigned it automatically). Leads whose status is in
+`ignore_statuses` (spam, duplicates) are skipped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from crm.data import CrmData
+from detectors.insight import Audience, Insight
+from detectors.registry import DetectorSpec, register
+from detectors.working_hours import WorkCalendar, check_timezone, parse_hhmm
+
+NAME = "lead_sla"
+_DAY_NS = 86_400 * 1_000_000_000
+_HOUR_NS = 3_600 * 1_000_000_000
+_NEVER = np.iinfo(np.int64).min
+
+
+class LeadSlaSpec(DetectorSpec):
+    assign_sla_hours: float = Field(1.0, gt=0, description="working hours to give a new lead a manager")
+    response_sla_hours: float = Field(2.0, gt=0, description="working hours from creation to the first answer")
+    escalate_after_hours: float = Field(8.0, gt=0, description="working hours of waiting after which the director is told")
+    lookback_days: int = Field(7, ge=1, description="only leads created within this many days are checked")
+    workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], description="ISO weekdays, 1 = Monday")
+    work_start: str = "09:00"
+    work_end: str = "18:00"
+    holidays: list[date] = Field(default_factory=list, description='e.g. ["2026-12-16"]')
+    timezone: str = "Asia/Almaty"
+    ignore_statuses: list[str] = Field(default_factory=lambda: ["spam", "junk", "duplicate"])
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @field_validator("work_start", "work_end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        parse_hhmm(v, "time")
+        return v
+
+    @field_validator("workdays")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(d < 1 or d > 7 for d in v):
+            raise ValueError(f"workdays must be ISO weekday numbers 1 (Monday) .. 7 (Sunday), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _calendar_is_valid(self) -> "LeadSlaSpec":
+        self.calendar()
+        return self
+
+    def calendar(self) -> WorkCalendar:
+        return WorkCalendar(
+            timezone=self.timezone, workdays=tuple(self.workdays),
+            work_start=parse_hhmm(self.work_start, "work_start"), work_end=parse_hhmm(self.work_end, "work_end"),
+            holidays=tuple(self.holidays),
+        )
+
+
+def _ns(col: pd.Series) -> np.ndarray:
+    idx = pd.DatetimeIndex(col)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
+    vals[np.asarray(idx.isna())] = _NEVER
+    return vals
+
+
+def _opt(v: object) -> str | None:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return str(v)
+
+
+@dataclass
+class LeadSlaState:
+    spec: LeadSlaSpec
+    calendar: WorkCalendar
+    leads: pd.DataFrame
+    created: np.ndarray
+    created_w: np.ndarray  # working ns since the calendar anchor at creation
+    assigned: np.ndarray  # effective assignment time, _NEVER if never
+    responded: np.ndarray
+    ignored: np.ndarray
+    manager_names: dict[str, str]
+
+
+def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
+    leads = data.leads
+    assert leads is not None
+    leads = leads.reset_index(drop=True)
+    cal = spec.calendar()
+    created = _ns(leads["created_at"])
+    assigned = _ns(leads["assigned_at"])
+    has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)
+    assigned = np.where((assigned == _NEVER) & has_manager, created, assigned)
+    ignore = {s.casefold() for s in spec.ignore_statuses}
+    ignored = np.asarray(leads["status"].map(lambda s: _opt(s) is not None and str(s).casefold() in ignore), dtype=bool)
+    return LeadSlaState(
+        spec=spec, calendar=cal, leads=leads, created=created,
+        created_w=cal.working_ns_since_anchor(leads["created_at"]),
+        assigned=assigned, responded=_ns(leads["first_response_at"]), ignored=ignored,
+        manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
+    )
+
+
+def detect_at(state: LeadSlaState, now: datetime) -> list[Insight]:
+    spec = state.spec
+    now_ts = pd.Timestamp(now).tz_convert("UTC")
+    now_ns = now_ts.value
+    recent = (state.created != _NEVER) & (state.created <= now_ns) & (state.created > now_ns - spec.lookback_days * _DAY_NS)
+    waiting = recent & ~state.ignored & ((state.responded == _NEVER) | (state.responded > now_ns))
+    if not waiting.any():
+        return []
+    now_w = int(state.calendar.working_ns_since_anchor(pd.DatetimeIndex([now_ts]))[0])
+    waited_h = (now_w - state.created_w) / _HOUR_NS
+    unassigned = (state.assigned == _NEVER) | (state.assigned > now_ns)
+    late_assign = waiting & unassigned & (waited_h > spec.assign_sla_hours)
+    late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours)
+    out = [_insight(state, int(i), "unassigned", float(waited_h[i])) for i in np.flatnonzero(late_assign)]
+    out += [_insight(state, int(i), "unanswered", float(waited_h[i])) for i in np.flatnonzero(late_answer)]
+    out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
+    return out
+
+
+def _insight(state: LeadSlaState, i: int, kind: str, waited: float) -> Insight:
+    spec = state.spec
+    lead = state.leads.iloc[i]
+    manager_id = _opt(lead["manager_id"]) if kind == "unanswered" else None
+    escalated = waited >= spec.escalate_after_hours
+    lead_id = str(lead["lead_id"])
+    facts = {
+        "kind": kind,
+        "lead_source": _opt(lead.get("source")),
+        "lead_region": _opt(lead.get("region")),
+        "created_at": pd.Timestamp(int(state.created[i]), tz="UTC").isoformat(),
+        "working_hours_waited": round(waited, 1),
+        "sla_hours": spec.assign_sla_hours if kind == "unassigned" else spec.response_sla_hours,
+        "manager_id": manager_id,
+        "manager_name": state.manager_names.get(manager_id) if manager_id else None,
+        "escalated": escalated,
+    }
+    audience = Audience("manager", manager_id) if manager_id else Audience("director")
+    return Insight(
+        detector=NAME, severity="critical" if escalated else "warning", audience=audience,
+        subject={"lead_id": lead_id, "kind": kind}, facts=facts, evidence={"lead_ids": [lead_id]},
+    )
+
+
+@register(NAME, LeadSlaSpec, ("leads",),
+          "a new lead without a manager or without an answer beyond the SLA, in working hours")
+def detect(data: CrmData, spec: LeadSlaSpec, now: datetime) -> list[Insight]:
+    return detect_at(prepare(data, spec), now)

@@ -1,0 +1,189 @@
+"""lead_sla counts waiting in working hours and reports only leads still waiting beyond the SLA;
+the working-hours arithmetic is checked on weekends, holidays, nights and DST."""
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from _builders_b import crm
+from detectors.lead_sla import LeadSlaSpec, detect
+from detectors.working_hours import WorkCalendar
+
+ALMATY = ZoneInfo("Asia/Almaty")
+
+
+def at(day: int, hh: int, mm: int = 0, month: int = 11, tz=ALMATY, year: int = 2026) -> datetime:
+    return datetime(year, month, day, hh, mm, tzinfo=tz)
+
+
+def hours(cal: WorkCalendar, start: datetime, end: datetime) -> float:
+    return float(cal.hours_between(pd.DatetimeIndex([start]), pd.DatetimeIndex([end]))[0])
+
+
+# --- working hours --------------------------------------------------------------------------
+
+CAL = WorkCalendar(timezone="Asia/Almaty", holidays=(date(2026, 12, 16),))
+
+
+def test_same_day_and_outside_hours():
+    assert hours(CAL, at(23, 10), at(23, 12, 30)) == 2.5  # Monday
+    assert hours(CAL, at(23, 7), at(23, 20)) == 9.0  # the whole working day, nothing before or after
+    assert hours(CAL, at(23, 19), at(23, 23)) == 0.0
+
+
+def test_overnight_counts_only_working_hours():
+    assert hours(CAL, at(23, 17), at(24, 10)) == 2.0
+    assert hours(CAL, at(23, 20), at(24, 9, 30)) == 0.5
+
+
+def test_weekend_does_not_count():
+    assert hours(CAL, at(27, 17), at(30, 10)) == 2.0  # Friday 17:00 -> Monday 10:00
+    assert hours(CAL, at(28, 12), at(29, 15)) == 0.0  # inside the weekend
+    six_day_week = WorkCalendar(timezone="Asia/Almaty", workdays=(1, 2, 3, 4, 5, 6))
+    assert hours(six_day_week, at(27, 17), at(30, 10)) == 11.0
+
+
+def test_holiday_does_not_count():
+    # Tuesday 15 Dec 17:00 -> Thursday 17 Dec 10:00 with Independence Day on the 16th.
+    assert hours(CAL, at(15, 17, month=12), at(17, 10, month=12)) == 2.0
+    assert hours(WorkCalendar(timezone="Asia/Almaty"), at(15, 17, month=12), at(17, 10, month=12)) == 11.0
+
+
+def test_a_week_is_45_hours_whatever_the_zone():
+    for tz in ("Asia/Almaty", "Europe/Moscow", "UTC", "America/New_York"):
+        cal = WorkCalendar(timezone=tz)
+        z = ZoneInfo(tz)
+        assert hours(cal, at(23, 12, tz=z), at(30, 12, tz=z)) == 45.0
+
+
+def test_dst_changes_neither_add_nor_remove_working_time():
+    berlin = ZoneInfo("Europe/Berlin")
+    cal = WorkCalendar(timezone="Europe/Berlin")
+    # Clocks go forward on Sunday 29 March 2026 and back on Sunday 25 October 2026.
+    assert hours(cal, at(27, 17, month=3, tz=berlin), at(30, 10, month=3, tz=berlin)) == 2.0
+    assert hours(cal, at(23, 17, month=10, tz=berlin), at(26, 10, month=10, tz=berlin)) == 2.0
+    # The instants may come in UTC: the local wall clock is what counts.
+    start = at(27, 17, month=3, tz=berlin).astimezone(ZoneInfo("UTC"))
+    assert hours(cal, start, at(30, 10, month=3, tz=berlin)) == 2.0
+
+
+def test_missing_or_reversed_instants():
+    got = CAL.hours_between(pd.DatetimeIndex([at(23, 10), pd.NaT, at(24, 10)], tz="UTC"),
+                            pd.DatetimeIndex([at(23, 11), at(23, 11), at(23, 10)], tz="UTC"))
+    assert got[0] == 1.0 and np.isnan(got[1]) and got[2] == 0.0
+
+
+def test_calendar_mistakes_are_clear():
+    with pytest.raises(ValueError, match="work_start 18:00 must be before work_end 09:00"):
+        WorkCalendar(work_start=time(18), work_end=time(9))
+    with pytest.raises(ValueError, match="unknown timezone 'Asia/Almati'"):
+        WorkCalendar(timezone="Asia/Almati")
+    with pytest.raises(ValidationError, match="workdays"):
+        LeadSlaSpec(workdays=[1, 8])
+    with pytest.raises(ValidationError, match="holidays"):
+        LeadSlaSpec(holidays=["16.12.2026"])
+    with pytest.raises(ValidationError, match='expected a time like "09:00"'):
+        LeadSlaSpec(work_start="9am")
+    with pytest.raises(ValidationError, match="must be before work_end"):
+        LeadSlaSpec(work_start="19:00")
+
+
+# --- the detector ---------------------------------------------------------------------------
+
+NOW = at(27, 14)  # Friday 14:00 in Almaty
+
+
+def lead(lead_id: str, created: datetime, *, manager_id: str | None = None, assigned: datetime | None = None,
+         responded: datetime | None = None, status: str | None = "new") -> dict:
+    return {"lead_id": lead_id, "created_at": created, "source": "сайт", "region": "Алматы", "manager_id": manager_id,
+            "assigned_at": assigned, "first_response_at": responded, "status": status}
+
+
+def leads_data():
+    return crm(leads=[
+        lead("L1", at(27, 11)),                                              # no manager for 3 h -> unassigned
+        lead("L2", at(27, 13, 30)),                                          # 0.5 h: within the SLA
+        lead("L3", at(26, 10), manager_id="m1", assigned=at(26, 10, 10)),     # 13 working hours, no answer -> escalated
+        lead("L4", at(27, 12), manager_id="m2", assigned=at(27, 12, 5), responded=at(27, 12, 30)),  # answered
+        lead("L5", at(27, 10), manager_id="m2"),                             # auto-assigned, 4 h without answer
+        lead("L6", at(17, 10)),                                              # ten days old: abandoned, not reported
+        lead("L7", at(27, 9), status="Spam"),                               # spam is ignored
+        lead("L8", at(26, 17, 30)),                                          # 5.5 working hours overnight, unassigned
+        lead("L9", at(26, 10), manager_id="m1", responded=at(27, 13)),      # answered late: history, not an alert
+        lead("L10", at(27, 11), manager_id="m1", responded=at(27, 15)),     # the answer comes after now
+        lead("L11", at(27, 9), manager_id="m2", assigned=at(27, 16)),       # assigned only after now
+    ])
+
+
+def test_only_leads_still_waiting_beyond_the_sla():
+    found = {i.subject["lead_id"]: i for i in detect(leads_data(), LeadSlaSpec(), NOW)}
+    assert {k: v.subject["kind"] for k, v in found.items()} == {
+        "L1": "unassigned", "L3": "unanswered", "L5": "unanswered", "L8": "unassigned", "L10": "unanswered",
+        "L11": "unassigned",
+    }
+    l1 = found["L1"]
+    assert l1.audience.role == "director" and l1.severity == "warning"
+    assert l1.facts == {"kind": "unassigned", "lead_source": "сайт", "lead_region": "Алматы",
+                        "created_at": at(27, 11).astimezone(ZoneInfo("UTC")).isoformat(), "working_hours_waited": 3.0,
+                        "sla_hours": 1.0, "manager_id": None, "manager_name": None, "escalated": False}
+    l3 = found["L3"]
+    assert l3.facts["working_hours_waited"] == 13.0 and l3.facts["sla_hours"] == 2.0
+    assert l3.severity == "critical" and l3.facts["escalated"] is True
+    assert l3.audience.role == "manager" and l3.audience.manager_id == "m1" and l3.facts["manager_name"] == "Айгерим Садыкова"
+    assert found["L8"].facts["working_hours_waited"] == 5.5 and found["L8"].severity == "warning"
+    assert found["L11"].facts["manager_id"] is None  # who it went to later is not known at `now`
+    assert l1.evidence == {"lead_ids": ["L1"]}
+
+
+def test_holiday_and_weekend_stop_the_clock():
+    spec = LeadSlaSpec(holidays=["2026-11-27"])
+    found = {i.subject["lead_id"] for i in detect(leads_data(), spec, NOW)}
+    # Friday is a holiday: only Thursday counts. L3 waited Thursday 10-18 (8 h), L8 only
+    # Thursday 17:30-18:00 (0.5 h, within the 1 h SLA).
+    assert found == {"L3"}
+    # Saturday noon: L1 (Friday 11:00) has waited 7 h, not 25.
+    sat = {i.subject["lead_id"]: i for i in detect(leads_data(), LeadSlaSpec(), at(28, 12))}
+    assert sat["L1"].facts["working_hours_waited"] == 7.0
+
+
+def test_kind_moves_from_unassigned_to_unanswered_with_a_new_fingerprint():
+    data = leads_data()
+    before = {i.subject["lead_id"]: i for i in detect(data, LeadSlaSpec(), NOW)}["L11"]
+    after = {i.subject["lead_id"]: i for i in detect(data, LeadSlaSpec(), at(27, 17))}["L11"]
+    assert (before.subject["kind"], after.subject["kind"]) == ("unassigned", "unanswered")
+    assert before.fingerprint != after.fingerprint
+    assert after.audience.manager_id == "m2"
+
+
+def test_thresholds_come_from_the_spec():
+    data = leads_data()
+    strict = {i.subject["lead_id"] for i in detect(data, LeadSlaSpec(assign_sla_hours=0.25, response_sla_hours=0.25), NOW)}
+    assert "L2" in strict
+    loose = detect(data, LeadSlaSpec(assign_sla_hours=6, response_sla_hours=20), NOW)
+    assert loose == []
+    older = {i.subject["lead_id"] for i in detect(data, LeadSlaSpec(lookback_days=30), NOW)}
+    assert "L6" in older
+
+
+def test_skipped_when_there_is_no_leads_table():
+    from detectors.registry import REGISTRY, missing_tables
+    assert missing_tables(crm(), REGISTRY["lead_sla"]) == ["leads"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), prefix=st.sampled_from(["x", "лид-"]))
+def test_shuffling_rows_and_renaming_ids_changes_nothing_but_ids(seed, prefix):
+    expected = {i.subject["lead_id"]: i for i in detect(leads_data(), LeadSlaSpec(), NOW)}
+    data = leads_data()
+    data.leads = data.leads.assign(lead_id=prefix + data.leads["lead_id"]).sample(frac=1, random_state=seed)
+    got = {i.subject["lead_id"]: i for i in detect(data, LeadSlaSpec(), NOW)}
+    assert set(got) == {prefix + k for k in expected}
+    for k, ins in expected.items():
+        assert got[prefix + k].facts == ins.facts and got[prefix + k].severity == ins.severity
