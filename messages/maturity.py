@@ -262,8 +262,7 @@ CAVEATS: dict[str, list[str]] = {
         "Уровень — это описание того, как всё устроено сейчас, а не оценка «хорошо» или «плохо». Многие "
         "успешные компании работают на втором уровне, и третий нужен не всем.",
         "Пять вопросов дают общее представление, жизнь сложнее: компания может быть на втором уровне в "
-        "продажах и на первом в сервисе. Проверку можно пройти отдельно для каждого направления: "
-        "/maturity sales, /maturity service.",
+        "продажах и на первом в сервисе. Проверку можно пройти отдельно для каждого направления: {how}.",
         "Уровни не перепрыгивают: переход с первого на второй — это три–шесть месяцев последовательной "
         "работы, а не один большой проект.",
     ],
@@ -271,8 +270,7 @@ CAVEATS: dict[str, list[str]] = {
         "A level describes how things work today; it is not a grade. Plenty of successful companies work "
         "at level 2, and not everyone needs level 3.",
         "Five questions give a rough picture; reality is more complex: a company can be at level 2 in "
-        "sales and at level 1 in service. You can run the check for each department separately: "
-        "/maturity sales, /maturity service.",
+        "sales and at level 1 in service. You can run the check for each department separately: {how}.",
         "Levels cannot be skipped: moving from level 1 to level 2 takes three to six months of steady "
         "work, not one big-bang project.",
     ],
@@ -365,8 +363,14 @@ def next_steps(level: int, lang: str) -> list[str]:
     return list(NEXT_STEPS[level][check_lang(lang)])
 
 
-def caveats(lang: str) -> list[str]:
-    return list(CAVEATS[check_lang(lang)])
+# How to run the check per department, where the person is.
+DEPARTMENT_HOW = {"chat": "/maturity sales, /maturity service",
+                  "terminal": "crm-pulse diagnose --department sales|service"}
+
+
+def caveats(lang: str, surface: str = "chat") -> list[str]:
+    """The caveats; `surface` ("chat" | "terminal") picks how a per-department run is started."""
+    return [c.format(how=DEPARTMENT_HOW[surface]) for c in CAVEATS[check_lang(lang)]]
 
 
 def department_name(department: str, lang: str) -> str:
@@ -535,7 +539,8 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str | None) -> _Blocks:
+def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str | None,
+                 surface: str = "chat") -> _Blocks:
     lang = check_lang(lang)
     hints = list(hints)
     b = _Blocks()
@@ -566,7 +571,7 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
     for i, step in enumerate(next_steps(result.level, lang), 1):
         b.add("step", (i, step))
     b.add("heading", ui("caveats", lang))
-    for c in caveats(lang):
+    for c in caveats(lang, surface):
         b.add("bullet", c)
     return b
 
@@ -703,9 +708,9 @@ def format_question(question_id: str, index: int, total: int, option_ids: Sequen
 
 
 def format_result(result: Any, hints: Iterable[Any], lang: str, fmt: str, *,
-                  department: str | None = None) -> dict[str, Any]:
+                  department: str | None = None, surface: str = "chat") -> dict[str, Any]:
     """The result as a channel payload (see format_question for fmt)."""
-    view = _result_view(result, hints, lang, department)
+    view = _result_view(result, hints, lang, department, surface)
     if fmt == "telegram":
         return {"text": _telegram(view), "buttons": []}
     if fmt == "slack":
@@ -715,7 +720,7 @@ def format_result(result: Any, hints: Iterable[Any], lang: str, fmt: str, *,
 
 def result_text(result: Any, hints: Iterable[Any], lang: str, *, department: str | None = None) -> str:
     """Plain text of the result, for the terminal (`crm-pulse diagnose`)."""
-    return format_result(result, hints, lang, "plain", department=department)["text"]
+    return format_result(result, hints, lang, "plain", department=department, surface="terminal")["text"]
 
 
 def format_note(text: str, fmt: str) -> dict[str, Any]:
