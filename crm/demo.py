@@ -59,9 +59,9 @@ MAX_STEP_DAYS = 26.0  # nobody waits longer: keeps every move inside a 30-day ho
 DROP_STAGE = 2
 DROP_SOURCE = "Сайт"
 DROP_DAYS = 60
-DROP_P_NEXT = 0.10
+DROP_P_NEXT = 0.08
 
-N_DEALS = 3000
+N_DEALS = 3400
 CITIES = ["Алматы", "Астана", "Шымкент"]
 
 # id, name, city, capacity (FTE), active, weight (share of new deals and leads, per person)
@@ -176,6 +176,27 @@ def _pick(rng: np.random.Generator, probs) -> int:
     """Index drawn with the given probabilities (faster than rng.choice for one draw)."""
     cum = list(accumulate(float(x) for x in probs))
     return min(bisect_right(cum, rng.random() * cum[-1]), len(cum) - 1)
+
+
+class _RoundRobin:
+    """Smooth weighted round-robin (as nginx balances upstreams): how a CRM routes new leads.
+
+    Over any stretch of time each manager gets their weight's share, give or take one lead,
+    so normal managers stay balanced and only the planted imbalance shows.
+    """
+
+    def __init__(self, weights: list[float]) -> None:
+        self.weights = list(weights)
+        self.current = [0.0] * len(weights)
+
+    def next(self, allowed: list[bool] | None = None) -> int:
+        w = [x if (allowed is None or allowed[i]) else 0.0 for i, x in enumerate(self.weights)]
+        total = sum(w)
+        for i, x in enumerate(w):
+            self.current[i] += x
+        best = max((i for i, x in enumerate(w) if x > 0), key=lambda i: self.current[i])
+        self.current[best] -= total
+        return best
 
 
 def _loss_reason(rng: np.random.Generator, closed_days: float) -> str | None:
@@ -336,21 +357,19 @@ def generate_demo(seed: int = 7) -> DemoCompany:
 
     # A year of deals, created on workdays, spread over managers by their weight.
     created = np.sort(rng.uniform(-365, -0.3, N_DEALS))
-    weights = np.array([m[5] for m in MANAGERS])
+    router = _RoundRobin([m[5] for m in MANAGERS])
+    everyone = [True] * len(MANAGERS)
+    still_here = [bool(m[4]) for m in MANAGERS]
     for d in created:
-        w = weights.copy()
-        if d >= -INACTIVE_SINCE_DAYS:
-            w[[i for i, m in enumerate(MANAGERS) if not m[4]]] = 0
-        m = MANAGERS[_pick(rng, w)]
+        m = MANAGERS[router.next(everyone if d < -INACTIVE_SINCE_DAYS else still_here)]
         source = SOURCES[_pick(rng, SOURCE_WEIGHTS)]
         client_id = clients_of[m[0]][int(rng.integers(len(clients_of[m[0]])))]
         _simulate_deal(book, m, client_id, float(d), source)
 
     # Leads that never became deals (spam, wrong numbers), answered quickly all the same.
-    active = [m for m in MANAGERS if m[4]]
-    aw = np.array([m[5] for m in active])
-    for d in rng.uniform(-365, -0.3, 700):
-        m = active[_pick(rng, aw)]
+    junk_router = _RoundRobin([m[5] for m in MANAGERS])
+    for d in np.sort(rng.uniform(-365, -0.3, 700)):
+        m = MANAGERS[junk_router.next(still_here)]
         t = book.work_time(float(d))
         book.lead(t, SOURCES[_pick(rng, SOURCE_WEIGHTS)], m[2], m[0],
                   t + timedelta(minutes=int(rng.integers(2, 20))), t + timedelta(minutes=int(rng.integers(25, 60))), "junk")
