@@ -76,7 +76,7 @@ def lead_distribution_hint(data: CrmData, now: datetime) -> DataHint:
     recent = leads[leads["created_at"] > start]
     facts: dict[str, Any] = {
         "leads_n": int(len(recent)),
-        "window_start": start.date().isoformat(),
+        "window_start": recent["created_at"].min().date().isoformat(),
         "window_end": end.date().isoformat(),
     }
     has_manager = "manager_id" in recent and not _empty(recent["manager_id"]).all()
