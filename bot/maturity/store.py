@@ -97,6 +97,9 @@ class MaturityStore:
     def drop_all(self) -> None:
         self.md.drop_all(self.engine)
 
+    def close(self) -> None:
+        self.engine.dispose()
+
     # -- sessions
     def get_session(self, person_id: str) -> Session | None:
         with self.engine.connect() as c:
