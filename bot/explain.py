@@ -1,0 +1,183 @@
+"""`crm-pulse explain FINGERPRINT`: the full evidence behind one insight.
+
+An admin or director who doubts an alert gets everything it was built from: the facts, the
+statistical test and its numbers where there is one, and the CRM rows behind it (deals,
+emails with their opens, leads, activities) as small tables taken from the loaded data.
+`format_evidence` is also what `crm-pulse scan --explain` prints under each insight.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from crm.data import CrmData
+from detectors.insight import Insight
+
+MAX_ROWS = 20
+# evidence key -> (table, id column, columns shown)
+EVIDENCE_TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "deal_ids": ("deals", "deal_id", ("deal_id", "title", "client_id", "manager_id", "stage", "status", "amount",
+                                      "currency", "created_at", "closed_at", "loss_reason", "source")),
+    "email_ids": ("emails", "email_id", ("email_id", "client_id", "manager_id", "direction", "sent_at", "subject")),
+    "lead_ids": ("leads", "lead_id", ("lead_id", "created_at", "source", "region", "manager_id", "assigned_at",
+                                      "first_response_at", "status")),
+    "activity_ids": ("activities", "activity_id", ("activity_id", "deal_id", "client_id", "manager_id", "type",
+                                                   "due_at", "done_at")),
+}
+TEST_KEYS = ("method", "p_value", "q_value", "baseline_rate", "recent_rate", "baseline_n", "recent_n",
+             "band_low", "band_high", "ratio", "team_median")
+
+
+class NotFound(LookupError):
+    pass
+
+
+def find_insight(insights: list[Insight], fingerprint: str) -> Insight:
+    """The insight with this fingerprint (or a unique prefix of at least 6 characters)."""
+    fp = fingerprint.strip().lower()
+    exact = [i for i in insights if i.fingerprint == fp]
+    if exact:
+        return exact[0]
+    matches = [i for i in insights if len(fp) >= 6 and i.fingerprint.startswith(fp)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise NotFound(f"fingerprint prefix {fingerprint!r} matches {len(matches)} insights: "
+                       + ", ".join(i.fingerprint for i in matches[:5]) + "; give more characters")
+    raise NotFound(f"no insight with fingerprint {fingerprint!r} in this scan ({len(insights)} insight(s) found)")
+
+
+def _cell(v: Any) -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
+        return ""
+    if isinstance(v, pd.Timestamp):
+        return v.strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"
+    return str(v)
+
+
+def evidence_rows(insight: Insight, data: CrmData | None) -> dict[str, pd.DataFrame]:
+    """evidence key -> the CRM rows behind it (in evidence order); emails also get their opens."""
+    out: dict[str, pd.DataFrame] = {}
+    if data is None:
+        return out
+    for key, ids in insight.evidence.items():
+        spec = EVIDENCE_TABLES.get(key)
+        table = data.table(spec[0]) if spec else None
+        if spec is None or table is None or not ids:
+            continue
+        _, id_col, cols = spec
+        rows = table[table[id_col].isin(ids)]
+        order = {v: n for n, v in enumerate(ids)}
+        rows = rows.iloc[rows[id_col].map(order).argsort()][[c for c in cols if c in table.columns]]
+        if key == "email_ids" and data.email_opens is not None:
+            opens = data.email_opens[data.email_opens["email_id"].isin(ids)].groupby("email_id")["opened_at"]
+            rows = rows.assign(opens=rows["email_id"].map(opens.size()).fillna(0).astype(int),
+                               first_open_after=(rows["email_id"].map(opens.min()) - rows["sent_at"]))
+        out[key] = rows.reset_index(drop=True)
+    return out
+
+
+def _table(df: pd.DataFrame) -> list[str]:
+    shown = df.head(MAX_ROWS)
+    cells = [[str(c) for c in shown.columns]] + [[_cell(v) for v in row] for row in shown.itertuples(index=False)]
+    widths = [min(max(len(r[i]) for r in cells), 40) for i in range(len(cells[0]))]
+    lines = ["  " + "  ".join(c[:w].ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  " + "  ".join("-" * w for w in widths))
+    if len(df) > MAX_ROWS:
+        lines.append(f"  ... and {len(df) - MAX_ROWS} more")
+    return lines
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (dict, list)) else str(v)
+
+
+def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en") -> str:
+    """Facts, the test and the rows behind one insight, as indented plain text."""
+    lines = [f"  fingerprint: {insight.fingerprint}",
+             f"  detector: {insight.detector}   severity: {insight.severity}   audience: {insight.audience.role}"
+             + (f" {insight.audience.manager_id}" if insight.audience.manager_id else ""),
+             "  subject: " + ", ".join(f"{k}={v}" for k, v in insight.subject.items())]
+    test = {k: insight.facts[k] for k in TEST_KEYS if k in insight.facts}
+    if test:
+        lines.append("  test: " + ", ".join(f"{k}={_value(v)}" for k, v in test.items()))
+    lines.append("  facts:")
+    for k, v in insight.facts.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            lines.append(f"    {k}:")
+            lines += ["    " + line for line in _table(pd.DataFrame(v))]
+        else:
+            lines.append(f"    {k}: {_value(v)}")
+    rows = evidence_rows(insight, data)
+    for key, ids in insight.evidence.items():
+        lines.append(f"  {key} ({len(ids)}):")
+        if key in rows and len(rows[key]):
+            lines += _table(rows[key])
+            missing = len(ids) - len(rows[key])
+            if missing > 0:
+                lines.append(f"  ({missing} id(s) not found in the data)")
+        else:
+            lines.append("  " + ", ".join(ids[:MAX_ROWS]) + (f" ... (+{len(ids) - MAX_ROWS})" if len(ids) > MAX_ROWS else ""))
+    return "\n".join(lines)
+
+
+def explanation_dict(insight: Insight, data: CrmData | None, text: str | None) -> dict[str, Any]:
+    out = insight.to_dict(text=text)
+    out["evidence_rows"] = {
+        k: json.loads(df.head(MAX_ROWS).to_json(orient="records", date_format="iso", force_ascii=False, default_handler=str))
+        for k, df in evidence_rows(insight, data).items()
+    }
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("fingerprint", help="the insight's fingerprint (from scan --format json, or the details button); a unique prefix of 6+ characters will do")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", metavar="FILE", help="config.toml: data source and thresholds")
+    src.add_argument("--data", metavar="DIR", help="a folder of canonical CSV/XLSX/Parquet files (default thresholds)")
+    p.add_argument("--now", metavar="TS", help="scan as if it were this moment (ISO; default: now)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--lang", choices=["ru", "en"], help="language of the text (default: the config's)")
+
+
+def _text(insight: Insight, lang: str, now: datetime) -> str | None:
+    try:
+        from messages.render import insight_text
+    except ImportError:
+        return None
+    return insight_text(insight, lang, now=now)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bot import pipeline
+    from bot.cli import _config_or_default, _load_for, _print_warnings, err, parse_now
+
+    config = _config_or_default(args.config, args.data)
+    now = parse_now(args.now, config.timezone)
+    lang = args.lang or config.language
+    data, warnings = _load_for(args, config, now)
+    _print_warnings(warnings)
+    outcome = pipeline.scan(config, now, data=data)
+    try:
+        insight = find_insight(outcome.insights, args.fingerprint)
+    except NotFound as e:
+        err(f"crm-pulse explain: {e} at {now.isoformat(timespec='minutes')}.")
+        err("Fingerprints come from `crm-pulse scan --format json`; the situation may have been resolved since, "
+            "or the scan moment differs (pass --now).")
+        return 3
+    text = _text(insight, lang, now)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(explanation_dict(insight, outcome.data, text), ensure_ascii=False, indent=2, default=str) + "\n")
+    else:
+        if text:
+            print(text)
+            print()
+        print(format_evidence(insight, outcome.data, lang))
+    return 0
