@@ -151,7 +151,7 @@ class DeliveryConfig(_Strict):
 class TelegramConfig(_Strict):
     enabled: bool = False
     token_env: str = "CRM_PULSE_TELEGRAM_TOKEN"
-    base_url: str = "https://api.telegram.org/bot"
+    base_url: str = "https://api.telegram.org"
     base_file_url: str | None = None
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None

@@ -128,3 +128,45 @@ def mk():
 @pytest.fixture
 def fake_channel():
     return FakeChannel
+
+
+def scenario_insights() -> list[Insight]:
+    """One company's scan: two managers' items, an escalation, team-level items, a lead."""
+    from messages import samples
+
+    anna_client = Insight(
+        detector="silent_client", severity="warning", audience=Audience("manager", "m1"),
+        subject={"client_id": "C-ANNA"},
+        facts={"client_name": "ТОО Аннин Клиент", "manager_id": "m1", "manager_name": "Анна", "days_silent": 20,
+               "last_reply_at": None, "unanswered_emails": 2, "human_opens": 5, "open_days": 3,
+               "last_open_at": "2026-09-30T10:00:00+05:00", "last_email_subject": "КП"},
+        evidence={"email_ids": ["E1"]})
+    boris_deal = samples.stalled_deal(deal_id="D-BORIS", title="Сделка Бориса", manager_id="m2")
+    escalated = samples.stalled_deal(deal_id="D-ESC", title="Горящая сделка Бориса", manager_id="m2", days=60)
+    escalated.facts["escalated"] = True
+    escalated.severity = "critical"
+    unassigned = samples.lead_sla()
+    unassigned = Insight("lead_sla", "warning", Audience("director"), {"lead_id": "L-1", "kind": "unassigned"},
+                         {**unassigned.facts, "kind": "unassigned", "manager_id": None, "manager_name": None},
+                         {"lead_ids": ["L-1"]})
+    return [anna_client, boris_deal, escalated, samples.conversion_drop(), samples.manager_load(), unassigned,
+            samples.loss_reasons()]
+
+
+@pytest.fixture
+def scenario():
+    return scenario_insights()
+
+
+@pytest.fixture
+def chat_config():
+    """The test company with Telegram and Slack enabled (Boris and root have Slack ids)."""
+    return parse_config(CONFIG_TOML + "\n[telegram]\nenabled = true\n[slack]\nenabled = true\n", source_name="test.toml")
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    """SQLite only: for tests whose subject is not the database (the store tests cover PostgreSQL)."""
+    s = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    yield s
+    s.close()

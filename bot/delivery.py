@@ -1,0 +1,257 @@
+"""Scan results -> who gets what -> the notification log decides -> words -> the outbox.
+
+Each recipient's digest is written to the outbox in the same transaction that records the
+sends in the notification log, so a crash leaves either both or neither. Only the items a
+digest actually shows are recorded as sent; the rest ("and 5 more") stay due for next time.
+"""
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any, Iterable
+from zoneinfo import ZoneInfo
+
+from bot.channels.base import OutgoingMessage
+from bot.config import Config, Recipient, TeamChannel, parse_hhmm
+from bot.notify_log import Policy, decide
+from bot.outbox import Outbox
+from bot.routing import route
+from bot.state import StateStore
+from detectors.insight import Insight
+
+log = logging.getLogger("crm_pulse.delivery")
+
+WEEKLY_DETECTORS = frozenset({"loss_reasons"})  # sent in the weekly report, not the daily digest
+CHART_DETECTORS = frozenset({"conversion_drop", "manager_load", "loss_reasons"})
+MAX_CHARTS = 3
+
+Target = Recipient | TeamChannel
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery run did, per recipient id (for logs, preview and tests)."""
+
+    sent: dict[str, list[str]] = field(default_factory=dict)  # fingerprints recorded as sent
+    held: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (fingerprint, reason) not sent
+    reasons: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (fingerprint, reason) sent
+    messages: dict[str, int] = field(default_factory=dict)  # outbox messages enqueued
+    closed: dict[str, list[str]] = field(default_factory=dict)
+
+
+def targets(config: Config) -> dict[str, Target]:
+    out: dict[str, Target] = {r.id: r for r in config.recipients}
+    out.update({c.id: c for c in config.channels})
+    return out
+
+
+def target_language(target: Target, store: StateStore | None, config: Config) -> str:
+    """A person's /lang choice, then their config language, then the config default."""
+    from messages.i18n import pick_language
+
+    own = store.language(target.id) if store is not None and isinstance(target, Recipient) else None
+    return pick_language(own or target.language, None, config.language)
+
+
+def target_timezone(target: Target, config: Config) -> ZoneInfo:
+    tz = getattr(target, "timezone", None) or config.timezone
+    return ZoneInfo(tz)
+
+
+def addresses(target: Target, config: Config) -> list[tuple[str, str]]:
+    """(channel, address) pairs this target is reached at; console when no chat is enabled."""
+    out: list[tuple[str, str]] = []
+    tg_id = target.telegram_id if isinstance(target, Recipient) else target.telegram_chat_id
+    sl_id = target.slack_id if isinstance(target, Recipient) else target.slack_channel_id
+    if config.telegram.enabled and tg_id:
+        out.append(("telegram", str(tg_id)))
+    if config.slack.enabled and sl_id:
+        out.append(("slack", str(sl_id)))
+    if not out and not config.telegram.enabled and not config.slack.enabled:
+        out.append(("console", target.id))
+    return out
+
+
+def in_quiet_hours(target: Target, now: datetime, config: Config) -> bool:
+    spec = getattr(target, "quiet_hours", None)
+    if not spec:
+        return False
+    start_s, end_s = spec.split("-")
+    start, end = parse_hhmm(start_s), parse_hhmm(end_s)
+    local = now.astimezone(target_timezone(target, config)).time().replace(second=0, microsecond=0)
+    return _in_range(local, start, end)
+
+
+def _in_range(t: time, start: time, end: time) -> bool:
+    if start == end:
+        return False
+    if start < end:
+        return start <= t < end
+    return t >= start or t < end  # wraps midnight: 21:00-08:00
+
+
+def _role(target: Target) -> str:
+    return target.role if isinstance(target, Recipient) else "director"
+
+
+def digest_payloads(channel: str, digest: Any) -> list[dict[str, Any]]:
+    if channel == "telegram":
+        from messages.telegram import format_digest
+        return format_digest(digest)
+    if channel == "slack":
+        from messages.slack import format_digest
+        return format_digest(digest)
+    from messages.terminal import format_digest
+    return [{"text": format_digest(digest)}]
+
+
+def insight_payload(channel: str, insight: Insight, lang: str, now: datetime, *, details: bool = True) -> dict[str, Any]:
+    if channel == "telegram":
+        from messages.telegram import format_insight
+        return format_insight(insight, lang, now=now, details=details)
+    if channel == "slack":
+        from messages.slack import format_insight
+        return format_insight(insight, lang, now=now, details=details)
+    from messages.terminal import format_insight
+    return {"text": format_insight(insight, lang, now=now, details=details)}
+
+
+def _chart_messages(channel: str, address: str, items: list[Insight], lang: str, key: str) -> list[OutgoingMessage]:
+    from messages.charts import chart_for
+    from messages.render import insight_text
+
+    out: list[OutgoingMessage] = []
+    for insight in items:
+        if len(out) >= MAX_CHARTS or insight.detector not in CHART_DETECTORS:
+            continue
+        png = chart_for(insight, lang)
+        if not png:
+            continue
+        caption = insight_text(insight, lang).split("\n")[0][:900]
+        payload: dict[str, Any] = ({"text": html.escape(caption), "buttons": []} if channel == "telegram"
+                                   else {"text": caption, "blocks": []} if channel == "slack" else {"text": caption})
+        out.append(OutgoingMessage(channel, address, payload, photo_png=png,  # type: ignore[arg-type]
+                                   dedup_key=f"{key}:{channel}:chart:{insight.fingerprint}"))
+    return out
+
+
+def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: Outbox, now: datetime, *,
+            only_targets: Iterable[str] | None = None, only_detectors: Iterable[str] | None = None,
+            exclude_detectors: Iterable[str] | None = WEEKLY_DETECTORS, kind: str = "digest",
+            close_missing: bool = True, charts: bool = True) -> DeliveryReport:
+    """Digests for `only_targets` (default: everyone) from one scan's insights."""
+    policy = Policy.from_config(config.delivery)
+    only = set(only_detectors) if only_detectors is not None else None
+    exclude = set(exclude_detectors or ())
+    chosen = [i for i in insights if (only is None or i.detector in only) and i.detector not in exclude]
+    routed = route(chosen, config)
+    everyone = targets(config)
+    report = DeliveryReport()
+    for tid in (list(only_targets) if only_targets is not None else list(routed)):
+        target = everyone.get(tid)
+        if target is None:
+            continue
+        items = routed.get(tid, [])
+        if close_missing and only is None:
+            # what was sent before and no longer holds is closed (done/snooze lifted with it)
+            current = {i.fingerprint for i in route(insights, config).get(tid, [])}
+            closed = store.close_missing(tid, current, now)
+            report.closed[tid] = [e.fingerprint for e in closed]
+        _deliver_one(target, items, config, store, outbox, now, policy, kind, report, charts)
+    return report
+
+
+def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
+                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True) -> None:
+    from messages.digest import build_digest
+
+    log_entries = store.log_entries(target.id)
+    due: list[tuple[Insight, str]] = []
+    held: list[tuple[str, str]] = []
+    for i in items:
+        d = decide(log_entries.get(i.fingerprint), i, now, policy)
+        (due.append((i, d.reason)) if d.send else held.append((i.fingerprint, d.reason)))
+    report.held[target.id] = held
+    lang = target_language(target, store, config)
+    tz = target_timezone(target, config)
+    name = target.name or None
+    digest = build_digest([i for i, _ in due], lang=lang, now=now, tz=tz, max_items=config.delivery.max_items,
+                          recipient_name=name if isinstance(target, Recipient) else None,
+                          all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target))
+    if digest is None:
+        report.sent[target.id], report.reasons[target.id], report.messages[target.id] = [], [], 0
+        return
+    shown = {fp for item in digest.items for fp in item.fingerprints}
+    sent = [(i, r) for i, r in due if i.fingerprint in shown]
+    key = f"{kind}:{target.id}:{now.astimezone(tz).strftime('%Y-%m-%dT%H:%M')}"
+    messages: list[OutgoingMessage] = []
+    for channel, address in addresses(target, config):
+        for k, payload in enumerate(digest_payloads(channel, digest)):
+            messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}:{k}"))  # type: ignore[arg-type]
+        if charts and _role(target) == "director" and channel != "console":
+            messages += _chart_messages(channel, address, [i for i, _ in sent], lang, key)
+    detectors = ",".join(sorted({i.detector for i, _ in sent}))[:300]
+    with store.engine.begin() as conn:
+        enqueued = outbox.enqueue(target.id, messages, conn=conn, detectors=detectors or None)
+        if enqueued:  # nothing reachable, or the same run already enqueued: record nothing
+            for i, reason in sent:
+                store.record_sent(target.id, i, now, reason, conn=conn)
+    report.sent[target.id] = [i.fingerprint for i, _ in sent] if enqueued else []
+    report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
+    report.messages[target.id] = len(enqueued)
+    log.info("delivery: %s -> %s: %d item(s) (%s), %d held back", kind, target.id, len(sent),
+             ", ".join(f"{r}" for _, r in sent) or "all quiet", len(held))
+
+
+def deliver_critical(insights: list[Insight], config: Config, store: StateStore, outbox: Outbox,
+                     now: datetime) -> DeliveryReport:
+    """Right after a scan: critical insights that are new or worse go out at once, one message
+    each, except to people inside their quiet hours (they get them in the next digest)."""
+    report = DeliveryReport()
+    if not config.delivery.critical_immediately:
+        return report
+    policy = Policy.from_config(config.delivery)
+    routed = route([i for i in insights if i.severity == "critical" and i.detector not in WEEKLY_DETECTORS], config)
+    for tid, target in targets(config).items():
+        items = routed.get(tid, [])
+        if not items or in_quiet_hours(target, now, config):
+            continue
+        log_entries = store.log_entries(tid)
+        due = [(i, d.reason) for i in items
+               for d in [decide(log_entries.get(i.fingerprint), i, now, policy)] if d.send and d.reason in ("first", "worse")]
+        if not due:
+            continue
+        lang = target_language(target, store, config)
+        messages = []
+        for channel, address in addresses(target, config):
+            for i, _ in due:
+                payload = insight_payload(channel, i, lang, now, details=False)
+                messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
+                                                dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))
+        with store.engine.begin() as conn:
+            outbox.enqueue(tid, messages, conn=conn, detectors=",".join(sorted({i.detector for i, _ in due})))
+            for i, reason in due:
+                store.record_sent(tid, i, now, reason, conn=conn)
+        report.sent[tid] = [i.fingerprint for i, _ in due]
+        report.reasons[tid] = [(i.fingerprint, r) for i, r in due]
+        report.messages[tid] = len(messages)
+    return report
+
+
+def preview(insights: list[Insight], config: Config, store: StateStore, now: datetime) -> dict[str, dict[str, Any]]:
+    """What a digest run would send now, per target, without sending or recording anything."""
+    policy = Policy.from_config(config.delivery)
+    routed = route([i for i in insights if i.detector not in WEEKLY_DETECTORS], config)
+    out: dict[str, dict[str, Any]] = {}
+    for tid, items in routed.items():
+        entries = store.log_entries(tid)
+        reasons: dict[str, int] = {}
+        send = 0
+        for i in items:
+            d = decide(entries.get(i.fingerprint), i, now, policy)
+            reasons[d.reason] = reasons.get(d.reason, 0) + 1
+            send += d.send
+        out[tid] = {"send": min(send, config.delivery.max_items), "due": send, "total": len(items), "reasons": reasons}
+    return out

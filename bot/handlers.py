@@ -1,0 +1,371 @@
+"""What the bot answers when a person writes or presses a button, channel-neutral.
+
+Inbound (bot.channels.base) -> list of OutgoingMessage. Only people listed in the config are
+served; anyone else gets a polite refusal showing their id (so the admin can add them) and
+nothing more. Every button acts only on insights the person may see: a forged callback with
+someone else's fingerprint changes nothing. Unknown input gets a short help, never silence.
+"""
+from __future__ import annotations
+
+import html
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable
+
+from bot.channels.base import Inbound, OutgoingMessage
+from bot.config import Config, Recipient
+from bot.delivery import WEEKLY_DETECTORS, insight_payload, preview, target_language, target_timezone
+from bot.notify_log import Policy, decide
+from bot.routing import insights_for
+from bot.state import StateStore
+from detectors.insight import Audience, Insight
+
+log = logging.getLogger("crm_pulse.handlers")
+UTC = timezone.utc
+
+COMMANDS = ("start", "help", "insights", "digest", "snoozed", "lang", "preview", "stats", "scan", "maturity", "cancel")
+ADMIN_COMMANDS = ("preview", "stats", "scan")
+SNOOZE_DAYS = {"1d": 1, "7d": 7}
+
+TEXTS: dict[str, dict[str, str]] = {
+    "refuse": {
+        "ru": "Извините, я работаю только с сотрудниками из списка в настройках. Ваш id: {id} "
+              "({channel}). Передайте его администратору, чтобы он добавил вас.",
+        "en": "Sorry, I only talk to people listed in my configuration. Your id: {id} ({channel}). "
+              "Send it to your admin so they can add you.",
+    },
+    "start": {
+        "ru": "Здравствуйте, {name}! Я присылаю короткую сводку по CRM: что требует внимания, откуда это "
+              "известно и что сделать.",
+        "en": "Hello, {name}! I send a short CRM digest: what needs attention, how we know, and what to do.",
+    },
+    "help": {
+        "ru": "Команды:\n{p}insights — что требует внимания сейчас\n{p}digest — сегодняшняя сводка ещё раз\n"
+              "{p}snoozed — что отложено\n{p}lang ru|en — язык\n{p}maturity — проверка зрелости автоматизации",
+        "en": "Commands:\n{p}insights — what needs attention now\n{p}digest — today's digest again\n"
+              "{p}snoozed — what you snoozed\n{p}lang ru|en — language\n{p}maturity — automation maturity check",
+    },
+    "help_admin": {
+        "ru": "Для администратора:\n{p}preview — что уйдёт при следующей сводке и кому\n{p}stats — полезность "
+              "по детекторам и ошибки отправки\n{p}scan — проверить CRM сейчас",
+        "en": "For admins:\n{p}preview — what the next digest would send, to whom\n{p}stats — usefulness per "
+              "detector and failed messages\n{p}scan — scan the CRM now",
+    },
+    "short_help": {
+        "ru": "Не понял. Напишите {p}help — там список команд.",
+        "en": "I didn't get that. Type {p}help for the list of commands.",
+    },
+    "admin_only": {"ru": "Эта команда только для администраторов.", "en": "This command is for admins only."},
+    "no_scan": {"ru": "Данных ещё нет: первая проверка CRM пока не прошла.",
+                "en": "No data yet: the first CRM scan has not run."},
+    "nothing": {"ru": "Сейчас ничего не требует вашего внимания.", "en": "Nothing needs your attention right now."},
+    "no_snoozed": {"ru": "Отложенного нет.", "en": "Nothing is snoozed."},
+    "snoozed_head": {"ru": "Отложено:", "en": "Snoozed:"},
+    "snoozed_item": {"ru": "{title} — до {until}", "en": "{title} — until {until}"},
+    "unsnooze": {"ru": "Вернуть", "en": "Unsnooze"},
+    "lang_set": {"ru": "Язык: русский.", "en": "Language: English."},
+    "lang_usage": {"ru": "Напишите {p}lang ru или {p}lang en.", "en": "Type {p}lang ru or {p}lang en."},
+    "snoozed_ok": {"ru": "Отложено до {until}.", "en": "Snoozed until {until}."},
+    "unsnoozed_ok": {"ru": "Снова слежу за этим.", "en": "Watching this again."},
+    "not_snoozed": {"ru": "Это не было отложено.", "en": "That was not snoozed."},
+    "done_ok": {"ru": "Отмечено как сделанное. Напомню, только если станет хуже.",
+                "en": "Marked as done. I'll only bring it up again if it gets worse."},
+    "useful_ok": {"ru": "Спасибо, учту.", "en": "Thanks, noted."},
+    "stale": {"ru": "Этот пункт уже неактуален.", "en": "This item is no longer current."},
+    "scan_off": {"ru": "Проверка по команде недоступна в этом режиме.", "en": "Scanning on demand is not available here."},
+    "scan_busy": {"ru": "Проверка уже идёт, подождите.", "en": "A scan is already running, please wait."},
+    "preview_head": {"ru": "Если бы сводка ушла сейчас:", "en": "If the digest went out now:"},
+    "preview_line": {"ru": "{who}: {send} из {total}", "en": "{who}: {send} of {total}"},
+    "maturity_off": {"ru": "Проверка зрелости сейчас недоступна.", "en": "The maturity check is not available right now."},
+}
+
+
+def t(key: str, lang: str, **kw: Any) -> str:
+    return TEXTS[key][lang].format(**kw)
+
+
+def parse_command(text: str) -> tuple[str | None, str]:
+    """'/lang@PulseBot en' -> ('lang', 'en'); Slack '/pulse snoozed' and bare 'snoozed' too."""
+    s = (text or "").strip()
+    if s.lower().startswith("/pulse"):
+        s = s[len("/pulse"):].strip()
+        if not s:
+            return "help", ""
+    slash = s.startswith("/")
+    s = s.lstrip("/")
+    word, _, arg = s.partition(" ")
+    word = word.split("@")[0].lower()
+    if word in COMMANDS:
+        return word, arg.strip()
+    if slash:
+        return "?", arg.strip()  # an unknown /command
+    return None, s
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+ScanNow = Callable[[], Awaitable[str]]
+
+
+class Handlers:
+    """Callable as a channel's `on_inbound`."""
+
+    def __init__(self, config: Config, store: StateStore, *, clock: Callable[[], datetime] = _now,
+                 scan_now: ScanNow | None = None, maturity: Any = None,
+                 data_provider: Callable[[], Any] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.scan_now = scan_now
+        self._maturity = maturity
+        self.data_provider = data_provider or (lambda: None)
+
+    async def __call__(self, inbound: Inbound) -> list[OutgoingMessage]:
+        return await self.handle(inbound)
+
+    # ------------------------------------------------------------------ entry
+    async def handle(self, inbound: Inbound) -> list[OutgoingMessage]:
+        person = self.config.find_person(inbound.channel, inbound.user_id)
+        if person is None:
+            from messages.i18n import pick_language
+            lang = pick_language(None, inbound.language_code, self.config.language)
+            log.info("refused unknown %s user %s", inbound.channel, inbound.user_id)
+            return [self.reply(inbound, t("refuse", lang, id=inbound.user_id, channel=inbound.channel.capitalize()))]
+        lang = self.lang(person, inbound)
+        try:
+            maturity = await self._maybe_maturity(inbound, person)
+            if maturity is not None:
+                return maturity
+            if inbound.action:
+                return await self.on_action(inbound, person, lang)
+            return await self.on_text(inbound, person, lang)
+        except Exception:  # a person gets a short answer, the log gets the traceback
+            log.exception("handling %r from %s failed", inbound.text or inbound.action, person.id)
+            return [self.reply(inbound, t("short_help", lang, p=self._prefix(inbound)))]
+
+    def lang(self, person: Recipient, inbound: Inbound | None = None) -> str:
+        from messages.i18n import pick_language
+
+        own = self.store.language(person.id) or person.language
+        return pick_language(own, inbound.language_code if inbound else None, self.config.language)
+
+    # ------------------------------------------------------------------ maturity
+    def maturity_flow(self) -> Any:
+        if self._maturity is None:
+            from bot.maturity.flow import MaturityFlow  # engineer "maturity"; imported only when used
+
+            self._maturity = MaturityFlow(self.store.engine, self.data_provider, self.clock,
+                                          default_language=self.config.language, prefix=self.store.prefix)
+        return self._maturity
+
+    async def _maybe_maturity(self, inbound: Inbound, person: Recipient) -> list[OutgoingMessage] | None:
+        is_mq = bool(inbound.action and inbound.action.startswith("mq:"))
+        cmd, _ = parse_command(inbound.text or "") if inbound.text and not inbound.action else (None, "")
+        if not (is_mq or cmd in ("maturity", "cancel") or (cmd is None and inbound.text)):
+            return None
+        try:
+            flow = self.maturity_flow()
+        except ImportError:
+            if is_mq or cmd == "maturity":
+                return [self.reply(inbound, t("maturity_off", self.lang(person, inbound)))]
+            return None
+        if cmd is None and not is_mq and not flow.is_active(person.id):
+            return None  # free text outside a check: our short help
+        lang_person = _PersonView(person, self.store.language(person.id) or person.language)
+        return await flow.handle(inbound, lang_person)
+
+    # ------------------------------------------------------------------ commands
+    async def on_text(self, inbound: Inbound, person: Recipient, lang: str) -> list[OutgoingMessage]:
+        cmd, arg = parse_command(inbound.text or "")
+        p = self._prefix(inbound)
+        if cmd in ADMIN_COMMANDS and not person.is_admin:
+            return [self.reply(inbound, t("admin_only", lang))]
+        if cmd == "start":
+            return [self.reply(inbound, t("start", lang, name=person.display_name) + "\n\n" + self.help_text(person, lang, p))]
+        if cmd == "help":
+            return [self.reply(inbound, self.help_text(person, lang, p))]
+        if cmd == "insights":
+            return self.cmd_insights(inbound, person, lang, everything=True)
+        if cmd == "digest":
+            return self.cmd_insights(inbound, person, lang, everything=False)
+        if cmd == "snoozed":
+            return [self.cmd_snoozed(inbound, person, lang)]
+        if cmd == "lang":
+            choice = arg.lower().strip()
+            if choice not in ("ru", "en"):
+                return [self.reply(inbound, t("lang_usage", lang, p=p))]
+            self.store.set_language(person.id, choice, self.clock())
+            return [self.reply(inbound, t("lang_set", choice))]
+        if cmd == "preview":
+            return [self.cmd_preview(inbound, lang)]
+        if cmd == "stats":
+            from bot.stats import collect_stats, format_stats
+            return [self.reply(inbound, format_stats(collect_stats(self.store), lang))]
+        if cmd == "scan":
+            if self.scan_now is None:
+                return [self.reply(inbound, t("scan_off", lang))]
+            return [self.reply(inbound, await self.scan_now())]
+        return [self.reply(inbound, t("short_help", lang, p=p))]
+
+    def help_text(self, person: Recipient, lang: str, p: str) -> str:
+        text = t("help", lang, p=p)
+        if person.is_admin:
+            text += "\n\n" + t("help_admin", lang, p=p)
+        return text
+
+    def _latest(self) -> tuple[datetime, list[Insight]] | None:
+        latest = self.store.latest_scan()
+        if latest is None:
+            return None
+        _, data_now, insights = latest
+        return data_now, insights
+
+    def visible(self, person: Recipient) -> dict[str, Insight]:
+        """The person's insights from the latest scan, by fingerprint (the only ones buttons may touch)."""
+        latest = self._latest()
+        if latest is None:
+            return {}
+        return {i.fingerprint: i for i in insights_for(person, latest[1])}
+
+    def cmd_insights(self, inbound: Inbound, person: Recipient, lang: str, *, everything: bool) -> list[OutgoingMessage]:
+        from bot.delivery import digest_payloads
+        from messages.digest import build_digest
+
+        latest = self._latest()
+        if latest is None:
+            return [self.reply(inbound, t("no_scan", lang))]
+        data_now, insights = latest
+        items = insights_for(person, insights)
+        if not everything:  # the digest view: without what is snoozed, done or weekly
+            entries = self.store.log_entries(person.id)
+            policy = Policy.from_config(self.config.delivery)
+            items = [i for i in items if i.detector not in WEEKLY_DETECTORS
+                     and decide(entries.get(i.fingerprint), i, self.clock(), policy).reason not in ("snoozed", "suppressed")]
+        digest = build_digest(items, lang=lang, now=data_now, tz=target_timezone(person, self.config),
+                              max_items=self.config.delivery.max_items * (3 if everything else 1),
+                              recipient_name=person.name or None, recipient_role=person.role
+                              if person.role != "admin" else "director")
+        if digest is None:
+            return [self.reply(inbound, t("nothing", lang))]
+        return [OutgoingMessage(inbound.channel, inbound.chat_id, payload)
+                for payload in digest_payloads(inbound.channel, digest)]
+
+    def cmd_snoozed(self, inbound: Inbound, person: Recipient, lang: str) -> OutgoingMessage:
+        from messages.render import insight_text
+
+        now = self.clock()
+        entries = self.store.snoozed(person.id, now)
+        if not entries:
+            return self.reply(inbound, t("no_snoozed", lang))
+        visible = self.visible(person)
+        tz = target_timezone(person, self.config)
+        lines, buttons = [t("snoozed_head", lang)], []
+        for n, e in enumerate(entries, start=1):
+            insight = visible.get(e.fingerprint)
+            title = insight_text(insight, lang).split("\n")[0] if insight else e.detector
+            until = e.snoozed_until.astimezone(tz).strftime("%d.%m %H:%M")
+            lines.append(f"{n}. " + t("snoozed_item", lang, title=title, until=until))
+            buttons.append([{"label": f"{n} · {t('unsnooze', lang)}", "action": f"unsnooze:{e.fingerprint}"}])
+        return self.reply(inbound, "\n".join(lines), buttons)
+
+    def cmd_preview(self, inbound: Inbound, lang: str) -> OutgoingMessage:
+        latest = self._latest()
+        if latest is None:
+            return self.reply(inbound, t("no_scan", lang))
+        plan = preview(latest[1], self.config, self.store, self.clock())
+        lines = [t("preview_head", lang)]
+        for tid, info in plan.items():
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(info["reasons"].items()))
+            lines.append(t("preview_line", lang, who=tid, send=info["send"], total=info["total"])
+                         + (f" ({reasons})" if reasons else ""))
+        return self.reply(inbound, "\n".join(lines))
+
+    # ------------------------------------------------------------------ buttons
+    async def on_action(self, inbound: Inbound, person: Recipient, lang: str) -> list[OutgoingMessage]:
+        from messages.model import parse_action
+
+        try:
+            verb, args = parse_action(inbound.action or "")
+        except ValueError:
+            return [self.reply(inbound, t("short_help", lang, p=self._prefix(inbound)))]
+        if not args:
+            return [self.reply(inbound, t("stale", lang))]
+        fp = args[0]
+        now = self.clock()
+        if verb == "unsnooze":
+            ok = self.store.unsnooze(person.id, fp)
+            return [self.reply(inbound, t("unsnoozed_ok" if ok else "not_snoozed", lang))]
+        insight = self._insight_for_button(person, fp)
+        if insight is None:
+            return [self.reply(inbound, t("stale", lang))]
+        if verb == "snooze":
+            days = SNOOZE_DAYS.get(args[1] if len(args) > 1 else "1d", 1)
+            until = now + timedelta(days=days)
+            self.store.snooze(person.id, insight, until, now)
+            local = until.astimezone(target_timezone(person, self.config)).strftime("%d.%m %H:%M")
+            return [self.reply(inbound, t("snoozed_ok", lang, until=local))]
+        if verb == "done":
+            self.store.mark_done(person.id, insight, now)
+            return [self.reply(inbound, t("done_ok", lang))]
+        if verb in ("useful", "notuseful"):
+            self.store.record_feedback(person.id, fp, insight.detector, verb == "useful", now)
+            return [self.reply(inbound, t("useful_ok", lang))]
+        if verb == "details":
+            latest = self._latest()
+            data_now = latest[0] if latest else now
+            return [OutgoingMessage(inbound.channel, inbound.chat_id,
+                                    insight_payload(inbound.channel, insight, lang, data_now, details=True))]
+        return [self.reply(inbound, t("short_help", lang, p=self._prefix(inbound)))]
+
+    def _insight_for_button(self, person: Recipient, fp: str) -> Insight | None:
+        """The insight a button refers to, only if this person may see it: from the latest scan,
+        or (for an item that already left the scan) from what the log says we sent them."""
+        insight = self.visible(person).get(fp)
+        if insight is not None:
+            return insight
+        entry = self.store.log_entry(person.id, fp)
+        if entry is None:
+            return None
+        return Insight(detector=entry.detector, severity=entry.last_severity,  # type: ignore[arg-type]
+                       audience=Audience("manager" if person.role == "manager" else "director", person.manager_id),
+                       subject={}, facts=entry.last_facts, fingerprint=fp)
+
+    # ------------------------------------------------------------------ replies
+    @staticmethod
+    def _prefix(inbound: Inbound) -> str:
+        return "/pulse " if inbound.channel == "slack" else "/"
+
+    @staticmethod
+    def reply(inbound: Inbound, text: str, buttons: list[list[dict[str, str]]] | None = None) -> OutgoingMessage:
+        """A plain answer in the channel's payload shape."""
+        buttons = buttons or []
+        if inbound.channel == "telegram":
+            payload: dict[str, Any] = {"text": html.escape(text, quote=False), "buttons": buttons}
+        elif inbound.channel == "slack":
+            from messages.slack import escape
+            blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": escape(text)[:2900]}}]
+            n = 0
+            for row in buttons:
+                elements = []
+                for b in row:
+                    n += 1
+                    elements.append({"type": "button", "text": {"type": "plain_text", "text": b["label"][:75]},
+                                     "value": b["action"], "action_id": f"a{n}"})
+                blocks.append({"type": "actions", "elements": elements})
+            payload = {"text": text, "blocks": blocks}
+        else:
+            payload = {"text": text, "buttons": buttons}
+        return OutgoingMessage(inbound.channel, inbound.chat_id, payload)
+
+
+class _PersonView:
+    """The recipient as the maturity flow sees it: id, name, role and the effective language."""
+
+    def __init__(self, person: Recipient, language: str | None) -> None:
+        self._p = person
+        self.language = language
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._p, name)

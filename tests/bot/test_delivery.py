@@ -1,0 +1,124 @@
+"""Delivery: decide against the log, one digest per recipient, recorded with the outbox write."""
+from datetime import datetime, timedelta, timezone
+
+from bot.delivery import addresses, deliver, deliver_critical, in_quiet_hours, preview
+from bot.outbox import Outbox
+
+UTC = timezone.utc
+NOW = datetime(2026, 10, 1, 4, 0, tzinfo=UTC)  # 09:00 in Almaty
+
+
+def _all_text(box, recipient):
+    import json
+    return "\n".join(json.dumps(r.payload, ensure_ascii=False) for r in box.rows(recipient=recipient))
+
+
+def test_each_recipient_gets_their_digest_and_nobody_elses_clients(sqlite_store, chat_config, scenario):
+    box = Outbox(sqlite_store)
+    report = deliver(scenario, chat_config, sqlite_store, box, NOW, charts=True)
+    anna, boris, dina = _all_text(box, "anna"), _all_text(box, "boris"), _all_text(box, "dina")
+    assert "Аннин Клиент" in anna and "Сделка Бориса" not in anna and "Горящая" not in anna
+    assert "Сделка Бориса" in boris and "Аннин Клиент" not in boris
+    assert "Горящая сделка Бориса" in dina and "Аннин Клиент" not in dina
+    # loss reasons wait for the weekly report
+    assert all("loss_reasons" not in r for r in (anna, boris))
+    assert {r.channel for r in box.rows(recipient="boris")} == {"telegram", "slack"}
+    assert {r.address for r in box.rows(recipient="anna")} == {"101"}
+    assert box.rows(recipient="root") == []
+    assert report.reasons["anna"] == [(scenario[0].fingerprint, "first")]
+    # the director gets charts for team-level items
+    assert any(r.photo for r in box.rows(recipient="dina"))
+    team = _all_text(box, "sales-team")
+    assert "Горящая" not in team and "Сделка Бориса" not in team
+
+
+def test_next_run_sends_nothing_unchanged_then_repeats_after_interval(sqlite_store, chat_config, scenario):
+    box = Outbox(sqlite_store)
+    deliver(scenario, chat_config, sqlite_store, box, NOW, charts=False)
+    n = len(box.rows())
+    report = deliver(scenario, chat_config, sqlite_store, box, NOW + timedelta(days=1), charts=False)
+    assert len(box.rows()) == n
+    assert dict(report.held["anna"]) == {scenario[0].fingerprint: "unchanged"}
+    report = deliver(scenario, chat_config, sqlite_store, box, NOW + timedelta(days=7), charts=False)
+    assert report.reasons["anna"] == [(scenario[0].fingerprint, "repeat_interval")]
+
+
+def test_worse_is_sent_again_and_gone_is_closed(sqlite_store, chat_config, scenario):
+    box = Outbox(sqlite_store)
+    deliver(scenario, chat_config, sqlite_store, box, NOW, charts=False)
+    worse = [i for i in scenario]
+    worse[0] = type(worse[0]).from_dict({**worse[0].to_dict(), "facts": {**worse[0].facts, "days_silent": 27}})
+    report = deliver(worse, chat_config, sqlite_store, box, NOW + timedelta(days=1), charts=False)
+    assert report.reasons["anna"] == [(scenario[0].fingerprint, "worse")]
+    report = deliver(worse[1:], chat_config, sqlite_store, box, NOW + timedelta(days=2), charts=False)
+    assert report.closed["anna"] == [scenario[0].fingerprint]
+    assert sqlite_store.log_entry("anna", scenario[0].fingerprint).state == "closed"
+
+
+def test_snoozed_and_done_are_held_back(sqlite_store, chat_config, scenario):
+    box = Outbox(sqlite_store)
+    boris_deal = scenario[1]
+    sqlite_store.snooze("boris", boris_deal, NOW + timedelta(days=1), NOW - timedelta(hours=1))
+    report = deliver(scenario, chat_config, sqlite_store, box, NOW, charts=False)
+    assert (boris_deal.fingerprint, "snoozed") in report.held["boris"]
+    sqlite_store.mark_done("anna", scenario[0], NOW)
+    report = deliver(scenario, chat_config, sqlite_store, box, NOW + timedelta(days=30), charts=False)
+    assert (scenario[0].fingerprint, "suppressed") in report.held["anna"]
+
+
+def test_more_than_max_items_records_only_what_was_shown(sqlite_store, chat_config, mk):
+    many = [mk("stalled_deal", manager_id="m1", subject={"deal_id": f"d{k}"}, deal_title=f"deal {k}",
+               client_name="X", manager_name="Анна", stage="S", amount=1000.0 * k, currency="KZT", days_idle=20,
+               stage_limit_days=14, last_touch_at=None, last_touch_kind="call", escalated=False)
+            for k in range(15)]
+    many += [mk("silent_client", manager_id="m1", subject={"client_id": f"c{k}"}, client_name=f"C{k}",
+                manager_id_=None, days_silent=10 + k, unanswered_emails=1, human_opens=2, open_days=2,
+                last_open_at="2026-09-30T10:00:00+05:00", last_reply_at=None, last_email_subject=None,
+                manager_name="Анна") for k in range(12)]
+    box = Outbox(sqlite_store)
+    report = deliver(many, chat_config, sqlite_store, box, NOW, charts=False)
+    shown = set(report.sent["anna"])
+    assert 0 < len(shown) < len(many)
+    later = deliver(many, chat_config, sqlite_store, box, NOW + timedelta(hours=1), charts=False)
+    assert set(later.sent["anna"]).isdisjoint(shown) and later.sent["anna"]
+
+
+def test_same_run_twice_enqueues_once(sqlite_store, chat_config, scenario):
+    box = Outbox(sqlite_store)
+    deliver(scenario, chat_config, sqlite_store, box, NOW, charts=False)
+    n = len(box.rows())
+    sqlite_store.close_missing("anna", set(), NOW)  # force "first" again: the same run key is still refused
+    deliver(scenario, chat_config, sqlite_store, box, NOW, charts=False)
+    assert len(box.rows()) == n
+
+
+def test_critical_goes_at_once_unless_quiet_hours(sqlite_store, chat_config, scenario):
+    box = Outbox(sqlite_store)
+    night = datetime(2026, 10, 1, 18, 0, tzinfo=UTC)  # 23:00 in Almaty: Dina's quiet hours
+    assert in_quiet_hours(chat_config.recipient("dina"), night, chat_config)
+    assert not in_quiet_hours(chat_config.recipient("dina"), NOW, chat_config)
+    report = deliver_critical(scenario, chat_config, sqlite_store, box, night)
+    assert "dina" not in report.sent and "boris" in report.sent
+    report = deliver_critical(scenario, chat_config, sqlite_store, box, NOW)
+    assert set(report.sent["dina"]) == {scenario[2].fingerprint, scenario[3].fingerprint}
+    # already sent: the digest does not repeat it
+    digest = deliver(scenario, chat_config, sqlite_store, box, NOW + timedelta(minutes=5), charts=False)
+    assert (scenario[2].fingerprint, "unchanged") in digest.held["boris"]
+
+
+def test_console_when_no_chat_is_enabled(config):
+    assert addresses(config.recipient("anna"), config) == [("console", "anna")]
+
+
+def test_preview_counts_without_recording(sqlite_store, chat_config, scenario):
+    plan = preview(scenario, chat_config, sqlite_store, NOW)
+    assert plan["anna"] == {"send": 1, "due": 1, "total": 1, "reasons": {"first": 1}}
+    assert sqlite_store.log_entries("anna") == {}
+
+
+def test_weekly_report_sends_loss_reasons_to_directors(sqlite_store, chat_config, scenario):
+    box = Outbox(sqlite_store)
+    report = deliver(scenario, chat_config, sqlite_store, box, NOW, only_detectors={"loss_reasons"}, exclude_detectors=(),
+                     kind="weekly")
+    assert report.sent["dina"] == [scenario[6].fingerprint]
+    assert report.sent["anna"] == []
