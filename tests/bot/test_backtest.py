@@ -1,0 +1,142 @@
+"""backtest replays days with delivery's dedup: a persisting situation is one alert, not thirty."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "detectors"))
+from _builders_b import crm, deal, email, opened  # noqa: E402
+
+from bot.backtest import backtest, format_text, parse_every, replayers  # noqa: E402
+from bot.cli import main  # noqa: E402
+from bot.notify_log import Policy  # noqa: E402
+from detectors.registry import REGISTRY  # noqa: E402
+
+UTC = timezone.utc
+T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+END = T0 + timedelta(days=29)  # 30 daily runs
+NO_WORSE = Policy(worse_by={})
+ONLY_STALLED = {name: REGISTRY[name].spec(enabled=False) for name in REGISTRY if name != "stalled_deal"}
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def stalled_all_along():
+    """dA: idle since 20 days before the period, so stalled and escalated on every run."""
+    return crm(deals=[deal("dA", created=day(-40))],
+               stage_history=[{"deal_id": "dA", "stage": "Квалификация", "entered_at": day(-20)}])
+
+
+def stalls_twice():
+    """dB stalls on day 3, escalates on day 9, is called on day 15, stalls again on day 23, escalates on day 29."""
+    return crm(deals=[deal("dB", created=day(-40), manager_id="m2")],
+               stage_history=[{"deal_id": "dB", "stage": "Квалификация", "entered_at": day(-5)}],
+               activities=[{"activity_id": "call1", "deal_id": "dB", "manager_id": "m2", "type": "call",
+                            "done_at": day(15) - timedelta(hours=1)}])
+
+
+def alert_days(report, recipient):
+    return [(a.at - T0).days for a in report.alerts if a.recipient == recipient]
+
+
+def test_a_persisting_stalled_deal_is_one_alert_not_thirty():
+    report = backtest(stalled_all_along(), ONLY_STALLED, T0, END, timedelta(days=1), timedelta(days=60), policy=NO_WORSE)
+    assert len(report.runs) == 30
+    assert report.insight_days["stalled_deal"] == 30  # found on every run...
+    assert alert_days(report, "m1") == [0]  # ...but sent once to the manager
+    assert alert_days(report, "director") == [0]  # and once to the director (it is escalated)
+    det = report.by_detector()["stalled_deal"]
+    assert det.alerts == 1 and det.busiest == [("2026-10-01", 1)]
+    assert det.per_week == round(1 / (30 / 7), 2)
+
+
+def test_repeat_interval_and_getting_worse_bring_it_back():
+    data = stalled_all_along()
+    every_ten = backtest(data, ONLY_STALLED, T0, END, timedelta(days=1), timedelta(days=10), policy=NO_WORSE)
+    assert alert_days(every_ten, "m1") == [0, 10, 20]
+    # Delivery's default: sent again when idle 7 more days than at the last send.
+    default = backtest(data, ONLY_STALLED, T0, END, timedelta(days=1), timedelta(days=60))
+    assert alert_days(default, "m1") == [0, 7, 14, 21, 28]
+    assert {a.reason for a in default.alerts} == {"first", "worse"}
+
+
+def test_resolved_then_back_is_new_and_escalation_reaches_the_director():
+    report = backtest(stalls_twice(), ONLY_STALLED, T0, END, timedelta(days=1), timedelta(days=60), policy=NO_WORSE)
+    assert alert_days(report, "m2") == [3, 9, 23, 29]
+    assert [a.reason for a in report.alerts if a.recipient == "m2"] == ["first", "worse", "first", "worse"]
+    assert alert_days(report, "director") == [9, 29]
+    by_r = report.by_recipient()
+    assert list(by_r) == ["director", "m2"] and by_r["m2"].alerts == 4
+    assert report.by_detector()["stalled_deal"].alerts == 4  # day 9 and 29 each count once for the detector
+
+
+def test_every_and_text_report():
+    report = backtest(stalled_all_along(), ONLY_STALLED, T0, END, timedelta(weeks=1), timedelta(days=60), policy=NO_WORSE)
+    assert len(report.runs) == 5
+    text = format_text(report)
+    assert "stalled_deal" in text and "every 7d (5 runs" in text
+    assert "Айгерим Садыкова (m1)" in text
+    assert "skipped conversion_drop: disabled in config" in text
+    assert parse_every("12h") == timedelta(hours=12)
+    with pytest.raises(ValueError, match="like 1d, 12h or 1w"):
+        parse_every("daily")
+
+
+def test_prepared_replays_match_plain_detect_day_by_day():
+    """The prepare/detect_at shortcut must not change a single insight."""
+    data = stalls_twice()
+    data.clients = crm(clients=[{"client_id": "c1", "name": "ТОО Степь", "manager_id": "m1"}]).clients
+    data.emails = crm(emails=[email("o1", "c1", day(-30)), email("o2", "c1", day(-20)),
+                              email("i1", "c1", day(5), direction="in"), email("o3", "c1", day(6))]).emails
+    data.email_opens = crm(email_opens=[opened("o1", day(-29)), opened("o2", day(-3)), opened("o2", day(-1)),
+                                        opened("o3", day(6) + timedelta(seconds=5)), opened("o3", day(18)),
+                                        opened("o3", day(25))]).email_opens
+    data.leads = crm(leads=[{"lead_id": "L1", "created_at": day(2) + timedelta(hours=-6), "manager_id": None},
+                            {"lead_id": "L2", "created_at": day(10), "manager_id": "m1", "first_response_at": day(12)}]).leads
+    fns, skipped = replayers(data, {})
+    seen = set()
+    for n in range(0, 30, 2):
+        now = day(n) + timedelta(hours=n % 5)
+        for name in ("silent_client", "stalled_deal", "lead_sla"):
+            fast = [i.to_dict() for i in fns[name](now)]
+            assert fast == [i.to_dict() for i in REGISTRY[name].detect(data, REGISTRY[name].spec(), now)]
+            seen |= {name} if fast else set()
+    assert seen == {"silent_client", "stalled_deal", "lead_sla"}  # the comparison was not vacuous
+
+
+def _export(data, folder: Path) -> Path:
+    from crm.demo import export_csv
+
+    export_csv(data, folder)
+    return folder
+
+
+def test_cli_json_report(tmp_path, capsys):
+    folder = _export(stalled_all_along(), tmp_path / "crm")
+    code = main(["backtest", "--data", str(folder), "--from", "2026-10-01", "--to", "2026-10-30", "--format", "json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    report = json.loads(out.out)
+    assert report["runs"] == 30
+    # Default delivery policy: first send, then again each time it is 7 idle days worse.
+    assert report["detectors"]["stalled_deal"]["alerts"] == 5
+    assert report["recipients"]["m1"]["alerts"] == 5 and report["recipients"]["m1"]["name"] == "Айгерим Садыкова"
+    assert report["detectors"]["stalled_deal"]["insights_before_dedup"] == 30
+    assert "silent_client" in report["skipped"]
+
+
+def test_cli_mistakes_exit_2_with_a_clear_line(tmp_path, capsys):
+    folder = _export(stalled_all_along(), tmp_path / "crm")
+    assert main(["backtest", "--data", str(folder), "--every", "daily"]) == 2
+    assert "like 1d, 12h or 1w" in capsys.readouterr().err
+    assert main(["backtest", "--data", str(folder), "--from", "2026-10-30", "--to", "2026-10-01"]) == 2
+    assert "is after --to" in capsys.readouterr().err
+    assert main(["backtest", "--data", str(folder), "--from", "1.10.2026"]) == 2
+    assert "ISO" in capsys.readouterr().err
+    assert main(["backtest", "--data", str(tmp_path / "nowhere")]) == 2
