@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy.engine import Engine
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 HISTORY_WORDS = {"history", "история"}
 DEPARTMENT_WORDS = {"sales": "sales", "продажи": "sales", "service": "service", "сервис": "service"}
 TEAM_ROLES = {"director", "admin"}
+# A check left untouched this long is dropped: a person's free text a week later is not an answer.
+SESSION_TTL = timedelta(hours=24)
 
 
 def _command(text: str, channel: str) -> tuple[str | None, str]:
@@ -66,7 +68,15 @@ class MaturityFlow:
 
     def is_active(self, person_id: str) -> bool:
         """True while the person has a check open (then their free text belongs here)."""
-        return self.store.get_session(str(person_id)) is not None
+        return self._session(str(person_id)) is not None
+
+    def _session(self, person_id: str) -> Session | None:
+        """The person's open check, unless it was abandoned longer than SESSION_TTL ago."""
+        session = self.store.get_session(person_id)
+        if session is not None and self.now() - session.updated_at > SESSION_TTL:
+            self.store.delete_session(person_id)
+            return None
+        return session
 
     async def handle(self, inbound: Inbound, person: Any) -> list[OutgoingMessage] | None:
         """Replies for a maturity event, or None when the event is not for the maturity flow."""
@@ -82,7 +92,7 @@ class MaturityFlow:
             return self._cancel(inbound, person, edit=False)
         if cmd is not None or not (inbound.text or "").strip():
             return None  # another command: not ours, even mid-check
-        session = self.store.get_session(pid)
+        session = self._session(pid)
         if session is None:
             return None
         typed = inbound.text.strip().rstrip(".)")
@@ -113,16 +123,16 @@ class MaturityFlow:
         return [self._question_message(inbound, session, edit=False, intro=True)]
 
     def _cancel(self, inbound: Inbound, person: Any, *, edit: bool) -> list[OutgoingMessage]:
-        session = self.store.get_session(str(person.id))
+        session = self._session(str(person.id))
         lang = session.lang if session else self._lang(inbound, person)
-        key = "cancelled" if self.store.delete_session(str(person.id)) else "nothing_to_cancel"
+        key = "cancelled" if session is not None and self.store.delete_session(str(person.id)) else "nothing_to_cancel"
         return [self._reply(inbound, words.format_note(words.ui(key, lang), _fmt(inbound.channel)), edit=edit)]
 
     # -- buttons
     async def _on_action(self, inbound: Inbound, person: Any, args: list[str]) -> list[OutgoingMessage]:
         if args == ["cancel"]:
             return self._cancel(inbound, person, edit=True)
-        session = self.store.get_session(str(person.id))
+        session = self._session(str(person.id))
         if session is None:
             lang = self._lang(inbound, person)
             return [self._reply(inbound, words.format_note(words.ui("expired", lang), _fmt(inbound.channel)))]

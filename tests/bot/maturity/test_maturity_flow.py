@@ -209,3 +209,17 @@ async def test_crm_text_is_escaped_in_telegram_html(db_url, clock):
     other = Person("2", "director", "en")
     text = one(await flow.handle(tg("2", text="/maturity history"), other)).payload["text"]
     assert "&lt;b&gt;Boss&lt;/b&gt; &amp; co" in text
+
+
+async def test_an_abandoned_check_expires_after_a_day(db_url, clock):
+    flow = make_flow(db_url, clock)
+    p = Person("1", language="en")
+    await flow.handle(tg("1", text="/maturity"), p)
+    await flow.handle(tg("1", action="mq:1:1", message_id="3"), p)
+    clock.now += timedelta(hours=23)
+    assert flow.is_active("1")
+    clock.now += timedelta(hours=2)
+    assert await flow.handle(tg("1", text="hello again"), p) is None  # free text is not an answer any more
+    assert not flow.is_active("1")
+    late = one(await flow.handle(tg("1", action="mq:2:1", message_id="3"), p))
+    assert "already finished or been stopped" in late.payload["text"]
