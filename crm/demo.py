@@ -24,6 +24,7 @@ no clock, no disk (except `export_csv`, which writes where it is told).
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -106,12 +107,50 @@ class DemoCompany:
     planted: dict[str, list[str]] = field(default_factory=dict)
 
 
+class _Draws:
+    """Scalar draws (the Generator API subset used here) from pre-drawn blocks of one Generator.
+
+    Calling numpy for each of ~150,000 single numbers costs seconds; slicing blocks keeps the
+    demo as deterministic and takes a fraction of that.
+    """
+
+    def __init__(self, rng: np.random.Generator, block: int = 1 << 16) -> None:
+        self.rng = rng
+        self.block = block
+        self._u: list[float] = []
+        self._i = 0
+
+    def random(self) -> float:
+        if self._i >= len(self._u):
+            self._u = self.rng.random(self.block).tolist()
+            self._i = 0
+        v = self._u[self._i]
+        self._i += 1
+        return v
+
+    def integers(self, low: int, high: int | None = None) -> int:
+        if high is None:
+            low, high = 0, low
+        return low + int(self.random() * (high - low))
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.random()
+
+    def exponential(self, scale: float) -> float:
+        return -scale * math.log(1.0 - self.random())
+
+    def lognormal(self, mean: float, sigma: float) -> float:
+        z = math.sqrt(-2.0 * math.log(1.0 - self.random())) * math.cos(2.0 * math.pi * self.random())
+        return math.exp(mean + sigma * z)
+
+
 class _Book:
     """Rows of every table as they are generated; turned into canonical frames at the end."""
 
     def __init__(self, rng: np.random.Generator, now: datetime) -> None:
-        self.rng = rng
+        self.rng = _Draws(rng)
         self.now = now
+        self.now_local = now.astimezone(TZ)
         self.rows: dict[str, list[dict]] = {t: [] for t in TABLES if t != "stages"}
         self.n = {"deal": 0, "email": 0, "act": 0, "lead": 0, "client": 0}
 
@@ -126,7 +165,7 @@ class _Book:
 
     def work_time(self, days: float) -> datetime:
         """The working moment (Mon-Fri 09:00-18:00 Almaty) on or before the day `days` from now."""
-        local = (self.now + timedelta(days=days)).astimezone(TZ)
+        local = self.now_local + timedelta(days=days)  # Almaty has no DST: wall-clock arithmetic is exact
         while local.weekday() >= 5:
             local -= timedelta(days=1)
         minute = int(self.rng.integers(9 * 60, 18 * 60))
@@ -172,7 +211,7 @@ def _company_names(rng: np.random.Generator, n: int) -> list[str]:
     return [f"{combos[i][2]} «{combos[i][0]}{combos[i][1].lower()}»" for i in order]
 
 
-def _pick(rng: np.random.Generator, probs) -> int:
+def _pick(rng: "_Draws", probs) -> int:
     """Index drawn with the given probabilities (faster than rng.choice for one draw)."""
     cum = list(accumulate(float(x) for x in probs))
     return min(bisect_right(cum, rng.random() * cum[-1]), len(cum) - 1)
@@ -199,7 +238,7 @@ class _RoundRobin:
         return best
 
 
-def _loss_reason(rng: np.random.Generator, closed_days: float) -> str | None:
+def _loss_reason(rng: "_Draws", closed_days: float) -> str | None:
     probs = LOSS_RECENT if closed_days >= -LOSS_SHIFT_DAYS else LOSS_BASELINE
     k = _pick(rng, probs)
     return LOSS_REASONS[k] if k < len(LOSS_REASONS) else None
@@ -235,7 +274,7 @@ def _simulate_deal(book: _Book, manager: tuple, client_id: str, created_days: fl
     deal_id = book.next_id("deal", "d")
     eq = EQUIPMENT[int(rng.integers(len(EQUIPMENT)))]
     qty = (1, 1, 1, 2, 2, 3, 4)[int(rng.integers(7))]
-    amount = float(np.clip(rng.lognormal(np.log(6e6), 0.9), 5e5, 8e7) * qty)
+    amount = min(max(rng.lognormal(math.log(6e6), 0.9), 5e5), 8e7) * qty
     amount = float(min(round(amount, -4), 8e7))
     title = f"{eq}" + (f" ×{qty}" if qty > 1 else "")
 
