@@ -324,7 +324,7 @@ def _simulate_deal(book: _Book, manager: tuple, client_id: str, created_days: fl
         stage_end = history[i + 1][1] if i + 1 < len(history) else end_days
         span = max(stage_end - d, 0.05)
         for _ in range(int(rng.integers(1, 3))):
-            t = d + float(rng.uniform(0, span))
+            t = min(d + rng.uniform(0, span), -0.001)  # never after now
             kind = ("call", "call", "meeting", "task", "email")[int(rng.integers(5))]
             done = book.at(t)
             book.activity(kind, deal_id, client_id, mid, done, due_at=done if kind == "task" else None)
