@@ -134,8 +134,8 @@ class MaturityFlow:
             return self._cancel(inbound, person, edit=True)
         session = self._session(str(person.id))
         if session is None:
-            lang = self._lang(inbound, person)
-            return [self._reply(inbound, words.format_note(words.ui("expired", lang), _fmt(inbound.channel)))]
+            lang = self._lang(inbound, person)  # the old question turns into the note, buttons gone
+            return [self._reply(inbound, words.format_note(words.ui("expired", lang), _fmt(inbound.channel)), edit=True)]
         if args == ["back"]:
             if session.answers:
                 session.answers.pop(list(session.answers)[-1])

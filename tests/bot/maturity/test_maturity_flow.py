@@ -121,7 +121,8 @@ async def test_cancel_by_command_and_by_button(db_url, clock):
     assert msg.edit_message_id == "4" and "Проверка прервана" in msg.payload["text"]
     # the old question's buttons no longer do anything but say so
     late = one(await flow.handle(tg("1", action="mq:1:1", message_id="4"), p))
-    assert "уже завершена или прервана" in late.payload["text"]
+    assert "уже завершена или прервана" in late.payload["text"] and late.edit_message_id == "4"
+    assert late.payload["buttons"] == []
     assert MaturityStore(flow.store.engine).history() == []
 
 
