@@ -28,6 +28,18 @@ def test_detect_encoding_prefers_utf8_and_falls_back_to_cp1251():
     assert detect_encoding(b"\xef\xbb\xbf" + text.encode("utf-8")) == "utf-8-sig"
 
 
+@pytest.mark.parametrize("text", [
+    "deal_id;manager_id;stage\nd1;m1;КП\n",
+    "manager_id;name;team\nm1;Анна Петрова;Алматы\nm2;Борис Ли;Астана\n",
+])
+def test_short_cp1251_files_where_statistical_detection_guesses_wrong(text):
+    # charset-normalizer 3 calls these big5 and cp874 (Thai): with only a few Cyrillic
+    # letters, statistics are weak. UTF-8 first, then cp1251, is right for CRM exports.
+    data = text.encode("cp1251")
+    assert detect_encoding(data) == "cp1251"
+    assert data.decode(detect_encoding(data)) == text
+
+
 def test_delimiter_detection_is_not_fooled_by_commas_inside_values():
     sample = 'id;name;amount\n1;"Ltd, Almaty";1,5\n2;Beta;2,5\n'
     assert detect_delimiter(sample) == ";"
