@@ -92,7 +92,17 @@ class MaturityStore:
             sa.Column("label", sa.String(5), nullable=False),
             sa.Column("hints", sa.JSON, nullable=False),
         )
-        self.md.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        """create_all; two bot processes starting together on one PostgreSQL may race on CREATE
+        TABLE, and the loser only needs to see that the other one made the tables."""
+        try:
+            self.md.create_all(self.engine)
+        except sa.exc.DBAPIError:
+            inspector = sa.inspect(self.engine)
+            if not all(inspector.has_table(t.name) for t in self.md.sorted_tables):
+                raise
 
     def drop_all(self) -> None:
         self.md.drop_all(self.engine)
