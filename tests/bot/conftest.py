@@ -170,3 +170,8 @@ def sqlite_store(tmp_path):
     s = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
     yield s
     s.close()
+
+
+@pytest.fixture
+def config_toml():
+    return CONFIG_TOML
