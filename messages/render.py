@@ -224,15 +224,19 @@ def generic_words(insight: Insight, ctx: Ctx) -> Words:
 
 
 STAT_KEYS = ("p_value", "q_value")
-EVIDENCE_LABELS = {"deal_ids": ("сделки", "deals"), "email_ids": ("письма", "emails"), "lead_ids": ("заявки", "leads"),
-                   "activity_ids": ("действия", "activities"), "client_ids": ("клиенты", "clients")}
+EVIDENCE_LABELS = {"deal_ids": ("Сделки", "Deals"), "email_ids": ("Письма", "Emails"), "lead_ids": ("Заявки", "Leads"),
+                   "activity_ids": ("Действия", "Activities"), "client_ids": ("Клиенты", "Clients")}
+
+
+def stat(label: str, value: float) -> str:
+    return f"{label} < 0.001" if value < 0.001 else f"{label} = {value:.2g}"
 
 
 def common_details(insight: Insight, ctx: Ctx) -> list[Line]:
     """The evidence behind the words: statistics, method, ids. Shown only under "details"."""
     f = insight.facts
     out: list[Line] = []
-    stats = [f"{k.replace('_value', '')} = {f[k]:.3g}" for k in STAT_KEYS if isinstance(f.get(k), (int, float))]
+    stats = [stat(k.replace("_value", ""), f[k]) for k in STAT_KEYS if isinstance(f.get(k), (int, float))]
     if isinstance(f.get("method"), str):
         stats.append(ctx.s("метод: ", "method: ") + f["method"])
     if stats:
@@ -241,8 +245,8 @@ def common_details(insight: Insight, ctx: Ctx) -> list[Line]:
         if not ids:
             continue
         shown = ", ".join(str(i) for i in ids[:10]) + (f" (+{len(ids) - 10})" if len(ids) > 10 else "")
-        ru, en = EVIDENCE_LABELS.get(kind, (kind.removesuffix("_ids"), kind.removesuffix("_ids")))
-        label = ctx.s(ru, en)
-        out.append(ctx.t("Основание ({k}): {ids}", "Evidence ({k}): {ids}", k=label, ids=name(shown, limit=400)))
+        fallback = kind.removesuffix("_ids").replace("_", " ").capitalize()
+        ru, en = EVIDENCE_LABELS.get(kind, (fallback, fallback))
+        out.append(ctx.t("{k}: {ids}", "{k}: {ids}", k=ctx.s(ru, en), ids=name(shown, limit=400)))
     out.append(ctx.t("Код: {fp}", "ID: {fp}", fp=name(insight.fingerprint)))
     return out

@@ -40,6 +40,12 @@ def neutralise(text: str) -> str:
     return text.replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
 
 
+def plain_safe(text: str) -> str:
+    """For plain_text objects (header, buttons): Slack does not parse them, but we still break
+    anything that looks like a mention or a link, in case a client copies it elsewhere."""
+    return text.replace("<", "<" + WJ).replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
+
+
 def line_mrkdwn(ln: Line) -> str:
     out = []
     for span in ln:
@@ -74,7 +80,7 @@ def mrkdwn(text: str) -> dict[str, Any]:
 
 
 def header_block(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": _truncate(text, MAX_HEADER), "emoji": True}}
+    return {"type": "header", "text": {"type": "plain_text", "text": _truncate(plain_safe(text), MAX_HEADER), "emoji": True}}
 
 
 def section(lines: list[str]) -> dict[str, Any]:
@@ -101,24 +107,29 @@ def actions_blocks(rows: list[list[Button]], ids: _ActionIds) -> list[dict[str, 
     blocks = []
     for start in range(0, len(buttons), MAX_ACTIONS_ELEMENTS):
         blocks.append({"type": "actions", "elements": [
-            {"type": "button", "text": {"type": "plain_text", "text": _truncate(b.label, MAX_BUTTON_TEXT), "emoji": True},
+            {"type": "button", "text": {"type": "plain_text", "text": _truncate(plain_safe(b.label), MAX_BUTTON_TEXT), "emoji": True},
              "action_id": ids.next(b.action), "value": b.action[:MAX_BUTTON_VALUE]}
             for b in buttons[start:start + MAX_ACTIONS_ELEMENTS]]})
     return blocks
 
 
 def _item_lines(title: str, body: list[Line], action: Line | None) -> list[str]:
-    lines = [title] + [line_mrkdwn(b) for b in body]
+    return [title] + _item_lines_no_title(body, action) if (body or action) else [title]
+
+
+def _item_lines_no_title(body: list[Line], action: Line | None) -> list[str]:
+    """The header block already shows the title; the section carries the rest."""
+    lines = [line_mrkdwn(b) for b in body]
     if action:
         lines.append("👉 " + line_mrkdwn(action))
-    return lines
+    return lines or ["…"]
 
 
 def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> dict:
     """One insight as one message (details view or single alert), with its full buttons."""
     r = render_insight(insight, lang, now=now)
     blocks = [header_block(f"{SEVERITY_MARK[r.severity]} {plain(r.title)}"),
-              section(_item_lines(f"*{line_mrkdwn(r.title)}*", r.body, r.action))]
+              section(_item_lines_no_title(r.body, r.action))]
     if details and r.details:
         blocks.append(context("\n".join(line_mrkdwn(d) for d in r.details)))
     blocks += actions_blocks(r.buttons, _ActionIds())

@@ -18,10 +18,15 @@ def lead_id(insight: Insight) -> object:
     return insight.subject.get("lead_id") or (insight.evidence.get("lead_ids") or ["?"])[0]
 
 
+def hours(value: float) -> float:
+    """6.5 stays 6.5; 22.8 reads better as 23."""
+    return round(float(value), 1) if float(value) < 10 else round(float(value))
+
+
 @template("lead_sla")
 def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
-    waited, sla = ctx.count(f["working_hours_waited"], "working_hour"), ctx.count(f["sla_hours"], "working_hour")
+    waited, sla = ctx.count(hours(f["working_hours_waited"]), "working_hour"), ctx.count(hours(f["sla_hours"]), "working_hour")
     lead = name(lead_id(insight))
     origin = lead_origin(ctx, f)
     came = ctx.t("Заявка {id}", "Lead {id}", id=lead)

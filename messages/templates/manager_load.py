@@ -14,6 +14,11 @@ def times(ctx: Ctx, ratio: float) -> str:
     return f"{ctx.num(round(ratio, 1))}×"
 
 
+def readable(x: float) -> float:
+    """Counts of deals read as whole numbers once they are not tiny: 12.6 -> 13, 2.5 stays 2.5."""
+    return round(x) if abs(x) >= 10 else round(x, 1)
+
+
 def metric_words(ctx: Ctx, metric: str) -> str:
     return {"open_deals": ctx.s("открытых сделок", "open deals"),
             "new_leads": ctx.s("новых заявок", "new leads")}[metric]
@@ -46,11 +51,12 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     if abs(capacity - 1) > 1e-9:
         cap = ctx.t(" (ставка {c} — это {l} на полную ставку)", " (at {c} FTE that is {l} per full-time person)",
                     c=ctx.num(capacity), l=ctx.num(round(load, 1)))
-    body = [ctx.t("{v}{w}{c}; у команды обычно {med}.", "{v}{w}{c}; the team's typical figure is {med}.",
-                  v=value, w=window, c=cap, med=ctx.num(round(median, 1)))]
+    body = [ctx.t("{v}{w}{c}; у типичного менеджера в команде — {med}.", "{v}{w}{c}; a typical teammate has {med}.",
+                  v=value, w=window, c=cap, med=ctx.num(readable(median)))]
     if f.get("band_low") is not None and f.get("band_high") is not None:
         body.append(ctx.t("Нормальный разброс в команде — от {lo} до {hi}.", "The normal range in the team is {lo} to {hi}.",
-                          lo=ctx.num(round(float(f["band_low"]) * median, 1)), hi=ctx.num(round(float(f["band_high"]) * median, 1))))
+                          lo=ctx.num(readable(float(f["band_low"]) * median)),
+                          hi=ctx.num(readable(float(f["band_high"]) * median))))
     s = f.get("suggestion") or {}
     if s.get("count") and s.get("from_manager_name") and s.get("to_manager_name"):
         if s.get("kind") == "route_leads":

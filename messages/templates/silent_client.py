@@ -20,8 +20,12 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         replied = ctx.t("Клиент ещё ни разу не ответил", "The client has never replied")
     body = [ctx.t("{r}; без ответа {n}.", "{r}; {n} still unanswered.", r=replied,
                   n=ctx.count(f["unanswered_emails"], "email"))]
-    opens = ctx.t("Письма открывали {k} за {d}", "The emails were opened {k}, across {d}",
-                  k=ctx.count(f["human_opens"], "time"), d=ctx.count(f["open_days"], "day"))
+    if ctx.you:
+        opens = ctx.t("Ваши письма открывали {k} за {d}", "Your emails were opened {k} over {d}",
+                      k=ctx.count(f["human_opens"], "time"), d=ctx.count(f["open_days"], "day"))
+    else:
+        opens = ctx.t("Письма открывали {k} за {d}", "The emails were opened {k} over {d}",
+                      k=ctx.count(f["human_opens"], "time"), d=ctx.count(f["open_days"], "day"))
     if f.get("last_open_at"):
         body.append(ctx.t("{o}, последний раз — {w}.", "{o}, most recently {w}.", o=opens, w=ctx.when(f["last_open_at"])))
     else:

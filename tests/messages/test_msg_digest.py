@@ -1,0 +1,182 @@
+"""Digests: what a recipient gets in one run, in which order, split into sendable messages."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+from msg_helpers import NOW, check_slack_limits, stalled, telegram_visible_text
+
+from detectors.insight import Audience, Insight
+from messages import samples, slack, telegram, terminal
+from messages.digest import build_digest
+from messages.model import parse_action
+from messages.render import Line, insight_text
+from messages.render import plain as plain_nbsp
+
+
+def plain(ln: Line) -> str:
+    """Rendered text with no-break spaces (between a number and its noun) shown as spaces."""
+    return plain_nbsp(ln).replace("\u00a0", " ")
+
+
+def lead(i: int, severity: str = "warning") -> Insight:
+    return Insight(
+        detector="lead_sla", severity=severity, audience=Audience("manager", "m2"),
+        subject={"lead_id": f"L-{i}", "kind": "unanswered"},
+        facts={"kind": "unanswered", "lead_source": "Сайт", "lead_region": "Алматы", "created_at": "2026-11-27T09:00:00+05:00",
+               "working_hours_waited": 3 + i % 5, "sla_hours": 2, "manager_id": "m2", "manager_name": "Данияр",
+               "escalated": False},
+        evidence={"lead_ids": [f"L-{i}"]},
+    )
+
+
+def titles(digest) -> list[str]:
+    return [plain(item.title) for item in digest.items]
+
+
+def test_nothing_to_say_sends_nothing():
+    assert build_digest([], lang="ru", now=NOW, tz="Asia/Almaty") is None
+
+
+def test_all_quiet_line_when_the_recipient_asked_for_it():
+    digest = build_digest([], lang="ru", now=NOW, tz="Asia/Almaty", all_quiet=True, recipient_name="Айгерим")
+    assert digest is not None and digest.quiet and not digest.items
+    [message] = telegram.format_digest(digest)
+    assert "всё спокойно" in message["text"] and "Айгерим" in message["text"] and message["buttons"] == []
+    assert "all quiet" in terminal.format_digest(build_digest([], lang="en", now=NOW, all_quiet=True))
+
+
+def test_header_date_is_the_recipients_local_date():
+    late_utc = datetime(2026, 11, 27, 20, 30, tzinfo=timezone.utc)  # already 28 Nov 01:30 in Almaty
+    ru = build_digest([samples.lead_sla()], lang="ru", now=late_utc, tz="Asia/Almaty")
+    assert "28 ноября" in plain(ru.header) and "1 пункт" in plain(ru.header)
+    en = build_digest([samples.lead_sla()], lang="en", now=late_utc, tz="UTC")
+    assert "27 November" in plain(en.header) and "1 item" in plain(en.header)
+
+
+def test_most_important_first_then_grouped_by_detector_and_money():
+    insights = [samples.loss_reasons(), lead(1, "info"), samples.conversion_drop(),
+                stalled("D-1", "Малая", 20, 100_000, manager_id="a"), stalled("D-2", "Большая", 20, 9_000_000, manager_id="b"),
+                samples.manager_load()]
+    digest = build_digest(insights, lang="ru", now=NOW, tz="Asia/Almaty")
+    detectors = [item.detector for item in digest.items]
+    assert detectors[0] == "conversion_drop"  # the only critical one
+    assert detectors.index("lead_sla") == len(detectors) - 1  # the only info one comes last
+    stalled_titles = [t for item, t in zip(digest.items, titles(digest)) if item.detector == "stalled_deal"]
+    assert "Большая" in stalled_titles[0] and "Малая" in stalled_titles[1]  # more money at stake first
+    # grouped: the same detector's items are next to each other
+    assert detectors == sorted(detectors, key=detectors.index)
+
+
+def test_max_items_keeps_the_most_important_and_points_to_the_rest():
+    insights = [lead(i) for i in range(16)] + [samples.conversion_drop()]
+    digest = build_digest(insights, lang="ru", now=NOW, tz="Asia/Almaty", max_items=10)
+    assert len(digest.items) == 10 and digest.more == 7 and digest.total == 17
+    assert digest.items[0].detector == "conversion_drop"
+    text = terminal.format_digest(digest).replace("\u00a0", " ")
+    assert "17 пунктов" in text and text.rstrip().endswith("И ещё 7: /insights")
+    en = build_digest(insights, lang="en", now=NOW, max_items=10)
+    assert plain(en.footer) == "And 7 more: /insights"
+
+
+def test_a_managers_stalled_deals_become_one_item_oldest_first_with_a_row_per_deal():
+    deals = [stalled("D-1", "Средняя", 20, 1_000_000), stalled("D-2", "Старая", 60, 2_000_000),
+             stalled("D-3", "Свежая", 15, 500_000)]
+    digest = build_digest(deals + [samples.silent_client()], lang="ru", now=NOW, tz="Asia/Almaty")
+    [group] = [item for item in digest.items if item.detector == "stalled_deal"]
+    body = [plain(b) for b in group.body]
+    assert [b.split("«")[1].split("»")[0] for b in body[:3]] == ["Старая", "Средняя", "Свежая"]
+    assert "3 500 000 ₸" in body[-1].replace("\u00a0", " ")
+    assert group.fingerprints == [deals[1].fingerprint, deals[0].fingerprint, deals[2].fingerprint]
+    # each deal can be snoozed, closed or opened on its own
+    for row, deal in zip(group.buttons, [deals[1], deals[0], deals[2]]):
+        assert {parse_action(b.action)[0] for b in row} == {"snooze", "done", "details"}
+        assert all(deal.fingerprint in b.action for b in row)
+
+
+def test_every_item_carries_all_its_buttons():
+    digest = build_digest(list(samples.all_samples().values()), lang="en", now=NOW)
+    for item in digest.items:
+        actions = {b.action for row in item.buttons for b in row}
+        fp = item.fingerprints[0]
+        assert {f"snooze:{fp}:1d", f"snooze:{fp}:7d", f"done:{fp}", f"useful:{fp}", f"notuseful:{fp}",
+                f"details:{fp}"} <= actions
+
+
+def test_director_reading_a_managers_item_is_told_whose_it_is():
+    escalated = samples.silent_client()
+    digest = build_digest([escalated], lang="ru", now=NOW, tz="Asia/Almaty", recipient_role="director")
+    title = plain(digest.items[0].title)
+    assert "Данияр Ахметов" in title and "ваши" not in title
+    assert "ваши" in plain(build_digest([escalated], lang="ru", now=NOW).items[0].title)
+
+
+def sixty_item_digest(lang="ru"):
+    insights = [lead(i) for i in range(30)] + [samples.conversion_drop() for _ in range(10)] + \
+        [samples.loss_reasons() for _ in range(10)] + [samples.manager_load() for _ in range(10)]
+    return build_digest(insights, lang=lang, now=NOW, tz="Asia/Almaty", max_items=60)
+
+
+def test_telegram_splits_a_long_digest_between_items_never_inside_one():
+    digest = sixty_item_digest()
+    messages = telegram.format_digest(digest)
+    assert len(messages) > 1
+    seen_numbers = []
+    for message in messages:
+        assert len(message["text"].encode("utf-16-le")) // 2 <= 4096
+        telegram_visible_text(message["text"])  # every message is balanced, valid HTML on its own
+        numbers = [int(n) for n in re.findall(r"<b>(\d+)\. ", message["text"])]
+        seen_numbers += numbers
+        # the buttons of a message belong to the items in that message, and to all of them
+        labelled = {int(b["label"].split(" ")[0]) for row in message["buttons"] for b in row}
+        assert labelled == set(numbers)
+        assert sum(len(r) for r in message["buttons"]) <= 100
+    assert seen_numbers == list(range(1, 61))
+    assert messages[0]["text"].replace("\u00a0", " ").startswith("<b>Сводка на 28 ноября: 60 пунктов</b>")
+
+
+def test_slack_splits_a_long_digest_within_block_kit_limits():
+    messages = slack.format_digest(sixty_item_digest("en"))
+    assert len(messages) > 1
+    for message in messages:
+        check_slack_limits(message)
+    sections = [b for m in messages for b in m["blocks"] if b["type"] == "section"]
+    assert len(sections) == 60
+    assert messages[0]["blocks"][0]["type"] == "header"
+
+
+def test_terminal_digest_lists_every_item_with_its_id():
+    digest = sixty_item_digest("en")
+    text = terminal.format_digest(digest)
+    assert text.count("\n   id: ") == 60
+
+
+def test_main_text_has_no_statistics_but_details_do():
+    for insight in samples.all_samples().values():
+        for lang in ("ru", "en"):
+            text = insight_text(insight, lang, now=NOW)
+            assert not re.search(r"\b[pq] [=<]", text) and "p-value" not in text
+    details = telegram_visible_text(telegram.format_insight(samples.conversion_drop(), "en", now=NOW)["text"])
+    assert "q < 0.001" in details and "two-proportion z-test" in details
+
+
+def test_unknown_detector_gets_a_generic_rendering_not_a_crash():
+    odd = Insight(detector="weekend_spike", severity="info", audience=Audience("director"), subject={"day": "sat"},
+                  facts={"deals_on_weekend": 14, "share": 0.21, "note": "<b>x</b>", "nested": {"a": 1}})
+    text = insight_text(odd, "ru")
+    assert "Weekend spike" in text and "14" in text
+    assert "&lt;b&gt;x&lt;/b&gt;" in telegram.format_insight(odd, "ru")["text"]
+    check_slack_limits(slack.format_insight(odd, "en"))
+
+
+def test_known_detector_with_missing_facts_still_renders():
+    broken = Insight(detector="stalled_deal", severity="warning", audience=Audience("manager", "m1"),
+                     subject={"deal_id": "D-9"}, facts={"deal_title": "Без этапа"})
+    assert "Без этапа" in insight_text(broken, "ru")
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_items_must_be_positive(bad):
+    with pytest.raises(ValueError, match="max_items"):
+        build_digest([samples.lead_sla()], lang="ru", now=NOW, max_items=bad)
