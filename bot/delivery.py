@@ -19,7 +19,7 @@ from bot.notify_log import Policy, decide
 from bot.outbox import Outbox
 from bot.routing import route
 from bot.state import StateStore
-from detectors.insight import Insight
+from detectors.insight import Audience, Insight
 
 log = logging.getLogger("crm_pulse.delivery")
 
@@ -159,6 +159,8 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
             current = {i.fingerprint for i in route(insights, config).get(tid, [])}
             closed = store.close_missing(tid, current, now)
             report.closed[tid] = [e.fingerprint for e in closed]
+            if closed and config.delivery.resolved_notes:
+                _resolved_note(target, closed, config, store, outbox, now)
         _deliver_one(target, items, config, store, outbox, now, policy, kind, report, charts)
     return report
 
@@ -203,6 +205,37 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
     report.messages[target.id] = len(enqueued)
     log.info("delivery: %s -> %s: %d item(s) (%s), %d held back", kind, target.id, len(sent),
              ", ".join(f"{r}" for _, r in sent) or "all quiet", len(held))
+
+
+RESOLVED_HEAD = {"ru": "✅ Больше не актуально:", "en": "✅ No longer holds:"}
+
+
+def _resolved_note(target: Target, closed: list[Any], config: Config, store: StateStore, outbox: Outbox,
+                   now: datetime) -> None:
+    """One short note listing what stopped holding (only things this person was actually sent)."""
+    from messages.render import insight_text
+
+    sent = [e for e in closed if e.send_count > 0]
+    if not sent:
+        return
+    lang = target_language(target, store, config)
+    lines = [RESOLVED_HEAD[lang]]
+    for e in sent[:10]:
+        ghost = Insight(detector=e.detector, severity=e.last_severity, audience=Audience("director"),  # type: ignore[arg-type]
+                        subject={}, facts=e.last_facts, fingerprint=e.fingerprint)
+        try:
+            title = insight_text(ghost, lang).split("\n")[0]
+        except Exception:  # facts from an older version may not render: name the detector instead
+            title = e.detector
+        lines.append(f"• {title}")
+    text = "\n".join(lines)
+    key = f"resolved:{target.id}:{now.isoformat()}"
+    messages = []
+    for channel, address in addresses(target, config):
+        payload: dict[str, Any] = ({"text": html.escape(text, quote=False), "buttons": []} if channel == "telegram"
+                                   else {"text": text, "blocks": []} if channel == "slack" else {"text": text})
+        messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}"))  # type: ignore[arg-type]
+    outbox.enqueue(target.id, messages)
 
 
 def deliver_critical(insights: list[Insight], config: Config, store: StateStore, outbox: Outbox,

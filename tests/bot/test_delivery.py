@@ -122,3 +122,18 @@ def test_weekly_report_sends_loss_reasons_to_directors(sqlite_store, chat_config
                      kind="weekly")
     assert report.sent["dina"] == [scenario[6].fingerprint]
     assert report.sent["anna"] == []
+
+
+def test_resolved_note_only_when_enabled_and_only_for_what_was_sent(sqlite_store, config_toml, scenario):
+    from bot.config import parse_config
+
+    cfg = parse_config(config_toml + "\n[telegram]\nenabled = true\n[delivery]\nresolved_notes = true\n")
+    box = Outbox(sqlite_store)
+    deliver(scenario, cfg, sqlite_store, box, NOW, charts=False)
+    before = len(box.rows(recipient="anna"))
+    deliver(scenario[1:], cfg, sqlite_store, box, NOW + timedelta(days=1), charts=False)
+    rows = box.rows(recipient="anna")
+    assert len(rows) == before + 1
+    assert rows[-1].payload["text"].startswith("✅ Больше не актуально:") and "Аннин Клиент" in rows[-1].payload["text"]
+    # Boris had nothing close: no note
+    assert not any("актуально" in r.payload.get("text", "") for r in box.rows(recipient="boris"))
