@@ -53,7 +53,7 @@ def load_crm(
     if source.kind == "sql":
         from crm.sql import read_tables
 
-        raws = read_tables(source)
+        raws = read_tables(source, base_dir)
     else:
         raws = _read_files(_folder(source, base_dir), source)
     return build(raws, source, timezone=timezone, now=now)

@@ -70,7 +70,7 @@ def normalize_table(
             source_name = col.name if col.name in frame.columns else lowered.get(col.name)
         if source_name is None:
             if col.name in fill:
-                out[col.name] = _constant(table, col, fill[col.name], len(frame), frame.index, tz)
+                out[col.name] = _constant(table, col, fill[col.name], frame.index, tz)
                 warnings.append(DataWarning(
                     "filled", table, len(frame),
                     f"column {col.name} is absent: every row set to {fill[col.name]!r} "
@@ -95,7 +95,7 @@ def normalize_table(
         series = coerce(series, col, raw, tz, source_name=source_name)
         if col.name in fill and series.isna().any():
             missing = series.isna()
-            value = _constant(table, col, fill[col.name], 1, pd.RangeIndex(1), tz).iloc[0]
+            value = _constant(table, col, fill[col.name], pd.RangeIndex(1), tz).iloc[0]
             series = series.mask(missing, value)
             warnings.append(DataWarning(
                 "filled", table, int(missing.sum()),
@@ -157,7 +157,7 @@ def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source
     if missing.any():
         n = int(missing.sum())
         raise DataError(
-            f"{col.name} is empty in {n} row(s), but every {table[:-1] if table.endswith('s') else table} needs one",
+            f"{col.name} is empty in {n} row(s), but {table} needs a value in every row",
             file=raw.origin, row=raw.row_number(missing.idxmax()), row_kind=raw.row_kind,
             column=source_name,
             more=f"Rows: {', '.join(_rows(raw, missing))}.",
@@ -184,10 +184,12 @@ def _default(col: Column, index: pd.Index) -> pd.Series:
     return pd.Series(np.nan if col.default is None else col.default, index=index, dtype=STR)
 
 
-def _constant(table, col: Column, value, n, index, tz) -> pd.Series:
-    raw = RawTable(pd.DataFrame({col.name: [value] * n}, index=index, dtype=object),
+def _constant(table, col: Column, value, index, tz) -> pd.Series:
+    """The configured fill value, parsed like a cell, repeated over `index`."""
+    raw = RawTable(pd.DataFrame({col.name: [value]}, dtype=object),
                    f"config [source.fill.{table}] {col.name}", text=True)
-    return coerce(raw.frame[col.name], col, raw, tz, source_name=col.name)
+    one = coerce(raw.frame[col.name], col, raw, tz, source_name=col.name)
+    return pd.Series(one.iloc[0], index=index, dtype=one.dtype)
 
 
 # --- types -------------------------------------------------------------------------------

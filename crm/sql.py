@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
@@ -43,9 +44,20 @@ def is_query(target: str) -> bool:
     return target.lstrip().split(None, 1)[0].lower() in ("select", "with") if target.strip() else False
 
 
-def read_tables(source: SourceConfig) -> dict[str, RawTable]:
+def _relative_sqlite(url: str, base_dir: Path | None) -> str:
+    """`sqlite:///crm.db` in a config file means next to the config file, not the cwd."""
+    prefix = "sqlite:///"
+    if base_dir is None or not url.startswith(prefix) or url == prefix:
+        return url
+    path = url[len(prefix):].split("?", 1)[0]
+    if path.startswith("/") or path == ":memory:":
+        return url
+    return prefix + str(Path(base_dir) / url[len(prefix):])
+
+
+def read_tables(source: SourceConfig, base_dir: Path | None = None) -> dict[str, RawTable]:
     """Run one query per configured table; the engine is disposed before returning."""
-    url = _with_installed_driver(resolve_url(source))
+    url = _with_installed_driver(_relative_sqlite(resolve_url(source), base_dir))
     try:
         engine = sa.create_engine(url)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:

@@ -86,6 +86,15 @@ def test_sqlite_with_table_names_and_a_select(tmp_path):
     assert result.data.origins["deals"].endswith("query for deals")
 
 
+def test_relative_sqlite_path_is_relative_to_the_config_file(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'crm.db'}")
+    _fill(engine)
+    engine.dispose()
+    source = _source(url="sqlite:///crm.db", tables={
+        "managers": "users", "deals": "crm_deals", "stage_history": "stage_log"})
+    _check(load_crm(source, timezone="Asia/Almaty", base_dir=tmp_path))
+
+
 def test_sql_errors_are_clear_and_hide_the_password(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     engine = sa.create_engine(url)
