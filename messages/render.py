@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Literal, Union
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SpanKind = Literal["text", "strong", "name"]
 MAX_NAME_CHARS = 120  # a 10,000-character deal title must not eat a whole message
+_BIDI_RISKY = {"R", "AL", "RLE", "RLO", "LRE", "LRO", "RLI", "LRI", "FSI", "PDF", "PDI"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ def name(value: Any, limit: int = MAX_NAME_CHARS) -> Span:
     text = " ".join(text.split()) if "\n" in text or "\r" in text else text
     if len(text) > limit:
         text = text[: limit - 1] + "…"
+    if any(unicodedata.bidirectional(ch) in _BIDI_RISKY for ch in text):
+        text = "\u2068" + text + "\u2069"  # isolate: Hebrew/Arabic or a stray U+202E cannot flip our words
     return Span(text, "name")
 
 

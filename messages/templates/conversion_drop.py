@@ -45,14 +45,21 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
     src, dst = quoted(ctx, f["from_stage"]), stage_to(ctx, f)
     before, after = ctx.pct(f["baseline_rate"]), ctx.pct(f["recent_rate"])
-    title = ctx.t("Конверсия {a} → {b} упала: {x} → {y}", "Conversion {a} → {b} fell: {x} → {y}",
-                  a=src, b=dst, x=before, y=after)
-    body = [ctx.t(
-        "Конверсия из {a} в {b} упала с {x} до {y} за последние {days} ({n} против {m} раньше).",
-        "Conversion from {a} to {b} fell from {x} to {y} over the last {days} ({n} vs {m} before).",
-        a=src, b=dst, x=before, y=after, days=ctx.count(recent_days(f), "day"),
-        n=ctx.count(f["recent_n"], "deal"), m=ctx.num(f["baseline_n"]))]
+    numbers = dict(a=src, b=dst, x=before, y=after, days=ctx.count(recent_days(f), "day"),
+                   n=ctx.count(f["recent_n"], "deal"), m=ctx.num(f["baseline_n"]))
+    if f.get("to_won"):
+        title = ctx.t("Сделки после {a} стали реже выигрываться: {x} → {y}", "Win rate after {a} fell: {x} → {y}", **numbers)
+        body = [ctx.t("Из сделок, дошедших до {a}, выиграно {y} вместо {x} — за последние {days} ({n} против {m} раньше).",
+                      "Of the deals that reached {a}, {y} were won instead of {x}, over the last {days} ({n} vs {m} before).",
+                      **numbers)]
+    else:
+        title = ctx.t("Конверсия {a} → {b} упала: {x} → {y}", "Conversion {a} → {b} fell: {x} → {y}", **numbers)
+        body = [ctx.t("Конверсия из {a} в {b} упала с {x} до {y} за последние {days} ({n} против {m} раньше).",
+                      "Conversion from {a} to {b} fell from {x} to {y} over the last {days} ({n} vs {m} before).",
+                      **numbers)]
     drivers = sorted(f.get("drivers") or [], key=lambda d: -float(d.get("share_of_drop", 0)))
+    stuck = (ctx.t("проигранных после {a}", "lost after {a}", a=src) if f.get("to_won")
+             else ctx.t("застрявших на {a}", "that stopped at {a}", a=src))
     if drivers:
         top = drivers[0]
         body.append(ctx.t("Сильнее всего — {who}: {x} → {y}.", "Hit hardest: {who}, {x} → {y}.",
@@ -61,12 +68,12 @@ def words(insight: Insight, ctx: Ctx) -> Words:
             nxt = drivers[1]
             body.append(ctx.t("Затем — {who}: {x} → {y}.", "Then {who}, {x} → {y}.",
                               who=segment_label(ctx, nxt), x=ctx.pct(nxt["baseline_rate"]), y=ctx.pct(nxt["recent_rate"])))
-        action = ctx.t("Стоит разобрать несколько последних сделок ({who}), застрявших на {a}: что в них пошло иначе?",
-                       "Go through a few recent deals ({who}) that stopped at {a}: what went differently?",
-                       who=segment_label(ctx, top), a=src)
+        action = ctx.t("Стоит разобрать несколько последних сделок ({who}), {s}: что в них пошло иначе?",
+                       "Go through a few recent deals ({who}) {s}: what went differently?",
+                       who=segment_label(ctx, top), s=stuck)
     else:
-        action = ctx.t("Стоит разобрать несколько последних сделок, застрявших на {a}: что в них пошло иначе?",
-                       "Go through a few recent deals that stopped at {a}: what went differently?", a=src)
+        action = ctx.t("Стоит разобрать несколько последних сделок, {s}: что в них пошло иначе?",
+                       "Go through a few recent deals {s}: what went differently?", s=stuck)
     details = []
     if f.get("baseline_start") and f.get("recent_start"):
         details.append(ctx.t("Периоды: раньше {p1} ({n1}), сейчас {p2} ({n2}).",

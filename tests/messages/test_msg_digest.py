@@ -180,3 +180,18 @@ def test_known_detector_with_missing_facts_still_renders():
 def test_max_items_must_be_positive(bad):
     with pytest.raises(ValueError, match="max_items"):
         build_digest([samples.lead_sla()], lang="ru", now=NOW, max_items=bad)
+
+
+def test_conversion_to_a_win_is_worded_as_a_win_rate():
+    insight = samples.conversion_drop()
+    insight.facts.update(to_won=True, to_stage="won")
+    ru, en = insight_text(insight, "ru", now=NOW), insight_text(insight, "en", now=NOW)
+    assert "реже выигрываться: 48% → 31%" in ru and "«won»" not in ru
+    assert en.startswith("Win rate after “КП отправлено” fell: 48% → 31%") and "lost after" in en
+
+
+def test_right_to_left_crm_text_is_isolated_so_it_cannot_flip_our_words():
+    insight = samples.silent_client()
+    insight.facts["client_name"] = "שלום \u202eевил"
+    text = insight_text(insight, "en", now=NOW)
+    assert "\u2068שלום \u202eевил\u2069 has been silent" in text
