@@ -427,6 +427,8 @@ def hint_text(hint: Any, lang: str) -> str:
     if kind == "no_data":
         return ("Данных CRM под рукой нет, поэтому сверить ответы с данными не получилось."
                 if ru else "No CRM data is available, so the answers could not be compared with the data.")
+    if kind == "crm_coverage":
+        return _coverage_text(f, lang)
     if kind == "no_leads":
         return ("В данных нет заявок (таблица leads), поэтому скорость и равномерность распределения не видны."
                 if ru else "The data has no leads (the leads table), so the speed and evenness of distribution "
@@ -456,6 +458,28 @@ def hint_text(hint: Any, lang: str) -> str:
     if kind == "data_quality":
         return _data_quality_text(f, lang)
     return ("Подсказка из данных: " if ru else "Data hint: ") + kind
+
+
+def _coverage_text(f: dict[str, Any], lang: str) -> str:
+    ru = lang == "ru"
+    held, missing = [], []
+    names = {"clients": ("карточки клиентов", "client cards"), "emails_n": ("письма", "emails"),
+             "calls_n": ("звонки", "calls"), "meetings_n": ("встречи", "meetings")}
+    for key, (name_ru, name_en) in names.items():
+        value = f.get(key)
+        name = name_ru if ru else name_en
+        if value is None or value is False or value == 0:
+            missing.append(name)
+        elif value is True:
+            held.append(name)
+        else:
+            held.append(f"{name} ({number(value, lang)})")
+    parts = [("Сколько систем открывает менеджер, данные не покажут; видно, что уже хранится в CRM: "
+              if ru else "The data cannot show how many systems a manager opens, only what the CRM already holds: ")
+             + (", ".join(held) if held else ("почти ничего, кроме сделок" if ru else "little beyond deals")) + "."]
+    if missing:
+        parts.append(("Нет в данных: " if ru else "Not in the data: ") + ", ".join(missing) + ".")
+    return " ".join(parts)
 
 
 def _lead_assignment_text(f: dict[str, Any], lang: str) -> str:

@@ -5,6 +5,8 @@ export does not show how many systems a manager opens). Pure: CrmData and `now` 
 DataHint records out; the words are in messages.maturity.hint_text.
 
 Hints:
+- systems: which parts of the client picture the CRM data holds (client cards, emails, calls,
+  meetings); how many systems a manager opens is beyond what the data can show.
 - lead_distribution: how long leads wait for a manager and how evenly they land on managers.
   Automatic rules leave a signature of near-instant, even assignment.
 - auto_actions: activities the system created itself, where the data marks them (an optional
@@ -52,7 +54,24 @@ def data_hints(data: CrmData | None, now: datetime) -> list[DataHint]:
     """All hints the data supports, in questionnaire order."""
     if data is None:
         return [DataHint(None, "no_data")]
-    return [lead_distribution_hint(data, now), auto_actions_hint(data), data_quality_hint(data, now)]
+    return [crm_coverage_hint(data), lead_distribution_hint(data, now), auto_actions_hint(data),
+            data_quality_hint(data, now)]
+
+
+def crm_coverage_hint(data: CrmData) -> DataHint:
+    """Which parts of a client's picture the CRM data holds (emails, calls, meetings).
+
+    The data cannot count the systems a manager opens; it can show what is already in the CRM.
+    """
+    facts: dict[str, Any] = {"clients": data.clients is not None, "emails_n": None, "calls_n": None,
+                             "meetings_n": None}
+    if data.emails is not None:
+        facts["emails_n"] = int(len(data.emails))
+    if data.activities is not None and "type" in data.activities:
+        kinds = data.activities["type"].astype("str").value_counts()
+        facts["calls_n"] = int(kinds.get("call", 0))
+        facts["meetings_n"] = int(kinds.get("meeting", 0))
+    return DataHint("systems", "crm_coverage", facts)
 
 
 def _empty(series: pd.Series) -> pd.Series:
@@ -199,5 +218,5 @@ def hints_for(hints: list[DataHint], question_id: str | None) -> list[DataHint]:
     return [h for h in hints if h.question_id == question_id]
 
 
-__all__ = ["DataHint", "data_hints", "hints_for", "lead_distribution_hint", "auto_actions_hint",
+__all__ = ["DataHint", "data_hints", "hints_for", "crm_coverage_hint", "lead_distribution_hint", "auto_actions_hint",
            "data_quality_hint", "CLOSED_DEALS_FOR_LEARNING"]

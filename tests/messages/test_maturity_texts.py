@@ -17,6 +17,7 @@ NOW = datetime(2026, 11, 18, tzinfo=timezone.utc)
 ALL_ANSWERS = [answers_from_numbers(list(c)) for c in itertools.product((1, 2, 3), (1, 2), (1, 2), (1, 2), (1, 2))]
 
 LONG_HINTS = [
+    DataHint("systems", "crm_coverage", {"clients": True, "emails_n": 1234567, "calls_n": 7654321, "meetings_n": 0}),
     DataHint("lead_distribution", "lead_assignment", {
         "leads_n": 123456, "window_start": "2026-05-22", "window_end": "2026-11-18", "assigned_n": 123000,
         "assigned_share": 0.996, "timed_n": 123000, "median_minutes": 3000.0, "fast_share": 0.01,

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pandas as pd
 from maturity_helpers import NOW, make_data, make_leads, ts
 
-from bot.maturity.data_hints import (DataHint, auto_actions_hint, data_hints, data_quality_hint,
-                                     lead_distribution_hint)
+from bot.maturity.data_hints import (DataHint, auto_actions_hint, crm_coverage_hint, data_hints,
+                                     data_quality_hint, lead_distribution_hint)
 from messages.maturity import hint_text
 
 
@@ -114,5 +114,16 @@ def test_no_data_at_all_is_one_plain_hint():
 
 def test_hints_round_trip_through_json_dicts():
     hints = data_hints(make_data(leads=make_leads(30, minutes=2.0, managers=["m1", "m2"])), NOW)
-    assert [h.question_id for h in hints] == ["lead_distribution", "auto_actions", "recommendations"]
+    assert [h.question_id for h in hints] == ["systems", "lead_distribution", "auto_actions", "recommendations"]
     assert [DataHint.from_dict(h.to_dict()) for h in hints] == hints
+
+
+def test_coverage_says_what_the_crm_holds_and_what_it_cannot_show():
+    h = crm_coverage_hint(make_data(activities=_activities(type=pd.Series(["call", "call", "meeting", "task"],
+                                                                          dtype="str"))))
+    assert h.facts == {"clients": False, "emails_n": None, "calls_n": 2, "meetings_n": 1}
+    text = hint_text(h, "en")
+    assert "cannot show how many systems" in text
+    assert "calls (2), meetings (1)" in text and "Not in the data: client cards, emails." in text
+    bare = hint_text(crm_coverage_hint(make_data()), "ru")
+    assert "почти ничего, кроме сделок" in bare
