@@ -78,6 +78,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
             fill=source.fill.get(table), timezone=timezone,
         )
         del raw.frame  # the raw columns are no longer needed: free them before the next table
+        if frame.empty:
+            notes.append(DataWarning("empty_table", table, 0,
+                                     f"{raw.origin} has a header but no rows"))
         frame, dup_notes = dedupe(table, frame)
         frames[table] = frame.reset_index(drop=True)
         warnings += notes + dup_notes

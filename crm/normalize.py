@@ -228,10 +228,14 @@ def _to_str(series: pd.Series) -> pd.Series:
 def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
         text = _to_str(series)
-        # "1 234,50" as Russian Excel writes it -> "1234.50"
+        # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
+        # (commas grouping thousands) -> "1234.50", "1234567"
         cleaned = text.str.replace(r"[\s\u00a0\u202f]", "", regex=True)
-        comma_only = cleaned.str.contains(",", regex=False) & ~cleaned.str.contains(".", regex=False)
-        cleaned = cleaned.where(~comma_only.fillna(False), cleaned.str.replace(",", ".", regex=False))
+        grouped = cleaned.str.contains(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d*)?$", regex=True)
+        grouped &= cleaned.str.contains(".", regex=False) | (cleaned.str.count(",") > 1)
+        cleaned = cleaned.where(~grouped.fillna(False), cleaned.str.replace(",", "", regex=False))
+        decimal_comma = cleaned.str.fullmatch(r"-?\d*,\d+").fillna(False)
+        cleaned = cleaned.where(~decimal_comma, cleaned.str.replace(",", ".", regex=False))
         numbers = pd.to_numeric(cleaned, errors="coerce")
         bad = numbers.isna() & text.notna()
         if bad.any():

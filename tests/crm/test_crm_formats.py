@@ -47,6 +47,26 @@ def test_delimiter_detection_is_not_fooled_by_commas_inside_values():
     assert detect_delimiter('a,b,c\n1,"x;y",3\n') == ","
 
 
+def test_amounts_as_people_type_them(tmp_path):
+    amounts = ['"1 500 000,50"', '"1,234.50"', '"1,234,567"', '"1,5"', "-7", "12.5", "",
+               "\u00a0300\u00a0000"]
+    deals = "deal_id,manager_id,stage,status,created_at,amount\n" + "".join(
+        f"d{i},m1,КП,open,2026-03-02,{a}\n" for i, a in enumerate(amounts))
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals})
+    got = load_folder(folder).data.deals["amount"].tolist()
+    assert got[:6] == [1_500_000.5, 1234.5, 1_234_567.0, 1.5, -7.0, 12.5]
+    assert pd.isna(got[6]) and got[7] == 300_000.0
+
+
+def test_header_only_table_loads_empty_with_a_warning(tmp_path):
+    folder = write(tmp_path, {"managers.csv": MANAGERS,
+                              "deals.csv": "deal_id,manager_id,stage,status,created_at\n"})
+    result = load_folder(folder)
+    assert len(result.data.deals) == 0
+    assert str(result.data.deals["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert any(w.code == "empty_table" and w.table == "deals" for w in result.warnings)
+
+
 def test_naive_times_are_in_the_config_timezone_and_come_out_utc(tmp_path):
     deals = ("deal_id,manager_id,stage,status,created_at,closed_at\n"
              "d1,m1,КП,won,2026-03-02 10:00,02.03.2026 18:30\n"
