@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from aiolimiter import AsyncLimiter
 from telegram import (
     BotCommand,
     BotCommandScopeChat,
@@ -73,37 +73,91 @@ ADMIN_COMMANDS: dict[str, dict[str, str]] = {
 }
 
 
+class Pacer:
+    """At most `rate` requests in any `window` seconds as the server sees them, evenly spaced.
+
+    A request counts from the moment it is let go until `window` seconds after its answer came
+    back: the server saw it somewhere in between, so however late the client's event loop or
+    the network delivers requests, the server never counts more than `rate` in a window. Slots
+    are kept on an ideal schedule, so a late wake-up is made up by the next request going at
+    once (up to `catch_up` slots) instead of being lost. Used as `async with pacer:` around
+    the request itself (that is how AIORateLimiter uses its overall limiter).
+    """
+
+    def __init__(self, rate: float, window: float = 1.0, *, catch_up: int = 2) -> None:
+        self.rate = max(1, int(rate))
+        self.window = window
+        self.interval = window / rate
+        self.catch_up = catch_up
+        self._next = 0.0
+        self._in_flight = 0
+        self._done: list[float] = []  # heap of answer times still inside the window
+        self._changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> None:
+        async with self._lock:  # first come, first served
+            loop = asyncio.get_running_loop()
+            while True:
+                now = loop.time()
+                while self._done and self._done[0] + self.window <= now:
+                    heapq.heappop(self._done)
+                wait = self._next - now
+                if self._in_flight + len(self._done) >= self.rate:
+                    if not self._done:  # all in flight: wait for an answer
+                        self._changed.clear()
+                        await self._changed.wait()
+                        continue
+                    wait = max(wait, self._done[0] + self.window - now)
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self._next = max(self._next, now - self.catch_up * self.interval) + self.interval
+            self._in_flight += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._in_flight -= 1
+        heapq.heappush(self._done, asyncio.get_running_loop().time())
+        self._changed.set()
+
+
 class TelegramRateLimiter(AIORateLimiter):
     """AIORateLimiter, paced smoothly and with a per-chat limit for private chats.
 
     AIORateLimiter's overall limiter is a leaky bucket that lets a burst of 30 through at once
     and then 30 more within the same second; Telegram (and the fake server) count a sliding
-    second, so we space requests evenly instead. `margin` (> 1) leaves room for network jitter.
+    second, so a `Pacer` spaces requests evenly instead. Private chats get at most one message
+    per `per_chat_seconds`, counted from the previous request's answer (so neither waiting for
+    the overall limit nor network delays can shorten the gap the server sees). `margin` (>= 1)
+    stretches both windows a little further.
     A RetryAfter still pauses every request (AIORateLimiter's behaviour), up to `max_retries`.
     """
 
-    __slots__ = ("_chat_limiters", "_chat_period")
+    __slots__ = ("_chat_locks", "_chat_next", "_chat_period")
 
     def __init__(self, *, overall_per_second: float = 30, per_chat_seconds: float = 1.0,
                  group_per_minute: float = 20, max_retries: int = 1,
-                 margin: float = 1.05) -> None:
+                 margin: float = 1.02) -> None:
         super().__init__(overall_max_rate=overall_per_second, overall_time_period=1,
                          group_max_rate=group_per_minute, group_time_period=60,
                          max_retries=max_retries)
-        self._base_limiter = (AsyncLimiter(1, margin / overall_per_second)
+        # Used by AIORateLimiter only as `async with`, so the Pacer fits in its place.
+        self._base_limiter = (Pacer(overall_per_second, margin)  # type: ignore[assignment]
                               if overall_per_second else None)
         self._chat_period = per_chat_seconds * margin
-        self._chat_limiters: dict[int, AsyncLimiter] = {}
+        self._chat_locks: dict[int, asyncio.Lock] = {}
+        self._chat_next: dict[int, float] = {}  # chat id -> earliest time of its next request
 
-    def _chat_limiter(self, chat_id: int) -> AsyncLimiter:
-        if len(self._chat_limiters) > 2048:  # forget idle chats so memory stays bounded
-            for key, limiter in list(self._chat_limiters.items()):
-                if limiter.has_capacity(limiter.max_rate):
-                    del self._chat_limiters[key]
-        limiter = self._chat_limiters.get(chat_id)
-        if limiter is None:
-            limiter = self._chat_limiters[chat_id] = AsyncLimiter(1, self._chat_period)
-        return limiter
+    def _chat_lock(self, chat_id: int, now: float) -> asyncio.Lock:
+        if len(self._chat_locks) > 4096:  # forget idle chats so memory stays bounded
+            for key, lock in list(self._chat_locks.items()):
+                if not lock.locked() and self._chat_next.get(key, 0.0) <= now:
+                    del self._chat_locks[key]
+                    self._chat_next.pop(key, None)
+        lock = self._chat_locks.get(chat_id)
+        if lock is None:
+            lock = self._chat_locks[chat_id] = asyncio.Lock()
+        return lock
 
     async def process_request(self, callback, args, kwargs, endpoint, data,  # type: ignore[override]
                               rate_limit_args):
@@ -114,8 +168,20 @@ class TelegramRateLimiter(AIORateLimiter):
         if private is None or not self._chat_period:
             return await super().process_request(callback, args, kwargs, endpoint, data,
                                                  rate_limit_args)
-        async with self._chat_limiter(private):
-            return await super().process_request(callback, args, kwargs, endpoint, data,
+        loop = asyncio.get_running_loop()
+        async with self._chat_lock(private, loop.time()):
+            wait = self._chat_next.get(private, 0.0) - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+            async def stamped(*a: Any, **kw: Any) -> Any:
+                # counted from the answer: the server saw the request before that
+                try:
+                    return await callback(*a, **kw)
+                finally:
+                    self._chat_next[private] = loop.time() + self._chat_period
+
+            return await super().process_request(stamped, args, kwargs, endpoint, data,
                                                  rate_limit_args)
 
 

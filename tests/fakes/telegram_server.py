@@ -44,13 +44,17 @@ class FloodLimits:
     _overall: deque[float] = field(default_factory=deque, init=False)
     _last_by_chat: dict[str, float] = field(default_factory=dict, init=False)
 
+    exceeded: Counter = field(default_factory=Counter, init=False)  # "overall"/"chat" -> 429s
+
     def admit(self, chat_id: str, now: float) -> bool:
         while self._overall and now - self._overall[0] >= 1.0:
             self._overall.popleft()
         if len(self._overall) >= self.overall_per_second:
+            self.exceeded["overall"] += 1
             return False
         last = self._last_by_chat.get(chat_id)
         if last is not None and now - last < self.per_chat_seconds:
+            self.exceeded["chat"] += 1
             return False
         self._overall.append(now)
         self._last_by_chat[chat_id] = now
@@ -119,6 +123,7 @@ class FakeTelegramServer:
     async def start(self) -> FakeTelegramServer:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/_stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -148,6 +153,14 @@ class FakeTelegramServer:
 
     def all_messages(self) -> list[Received]:
         return sorted((m for ms in self.messages.values() for m in ms), key=lambda m: m.at)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Counters for a client in another process (the fan-out benchmark)."""
+        return web.json_response({
+            "delivered": sum(len(v) for v in self.messages.values()),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "limits_exceeded": dict(self.flood_limits.exceeded) if self.flood_limits else {},
+        })
 
     # ---- pushing updates (what a user does) ------------------------------------------------
     def push_text(self, user_id: int, text: str, *, chat_id: int | None = None,
@@ -361,3 +374,24 @@ class _ApiError(Exception):
         self.code = code
         self.description = description
         self.parameters = parameters
+
+
+async def _serve(flood: bool) -> None:
+    server = await FakeTelegramServer(flood_limits=FloodLimits() if flood else None).start()
+    print(f"port {server.port}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":  # a server in its own process: python -m tests.fakes.telegram_server
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake Telegram Bot API on 127.0.0.1")
+    parser.add_argument("--flood-limits", action="store_true",
+                        help="enforce 30 msg/s overall and 1/s per chat with 429s")
+    try:
+        asyncio.run(_serve(parser.parse_args().flood_limits))
+    except KeyboardInterrupt:
+        pass
