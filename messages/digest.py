@@ -154,13 +154,18 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
     """The digest one recipient gets for one run, or None when there is nothing to send.
 
     `recipient_role="director"` makes manager-facing items speak about the manager ("his
-    deal") instead of to them ("your deal"), for escalated items a director receives.
+    deal") instead of to them ("your deal"), for escalated items a director receives. Left
+    None, a digest holding any director-audience insight is taken to be a director's.
     """
     if max_items < 1:
         raise ValueError(f"max_items must be >= 1, got {max_items}")
     zone = _tz(tz)
     local_now = now.astimezone(zone) if zone is not None else now
-    ctx = Ctx(i18n.check_lang(lang), local_now, you=recipient_role != "director")
+    if recipient_role is None:  # routing gives director-audience insights only to directors
+        you = not any(i.audience.role == "director" for i in insights)
+    else:
+        you = recipient_role != "director"
+    ctx = Ctx(i18n.check_lang(lang), local_now, you=you)
     day = local_now.date()
     greeting = ctx.t("{n}, ", "{n}, ", n=name(recipient_name)) if recipient_name else ()
     when = i18n.day_month(day, ctx.lang)

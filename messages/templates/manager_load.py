@@ -60,7 +60,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     s = f.get("suggestion") or {}
     if s.get("count") and s.get("from_manager_name") and s.get("to_manager_name"):
         if s.get("kind") == "route_leads":
-            action = ctx.t("Направьте следующие {n} другому менеджеру: {a} → {b}.", "Route the next {n} to someone else: {a} → {b}.",
+            action = ctx.t("Перенаправьте следующие {n}: {a} → {b}.", "Route the next {n}: {a} → {b}.",
                            n=ctx.count(s["count"], "lead"), a=name(s["from_manager_name"]), b=name(s["to_manager_name"]))
         else:
             action = ctx.t("Передайте {n}: {a} → {b}.", "Hand over {n}: {a} → {b}.",

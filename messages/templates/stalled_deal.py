@@ -62,13 +62,14 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     limit = ctx.t("Обычно на этом этапе сделка проводит не больше {l}", "Deals usually spend at most {l} at this stage",
                   l=ctx.count(f["stage_limit_days"], "day"))
     body.append(limit + (ctx.t("; ", "; ") + touch if touch else ()) + ctx.t(".", "."))
-    if f.get("escalated"):
+    if f.get("escalated") and ctx.you:
         body.append(ctx.t("Срок превышен сильно — сделка попала и в сводку руководителя.",
                           "This is well past the limit, so it is also in the head of sales' digest."))
     if ctx.you:
         action = ctx.t("Договоритесь с клиентом о следующем шаге сегодня — или закройте сделку как проигранную.",
                        "Agree the next step with the client today, or close the deal as lost.")
     else:
-        action = ctx.t("Спросите менеджера, какой следующий шаг по сделке и когда.",
-                       "Ask the manager what the next step is and when.")
+        action = ctx.t("Уточните у менеджера ({m}) следующий шаг по сделке и срок.",
+                       "Ask {m} what the next step is and by when.",
+                       m=name(f.get("manager_name") or f.get("manager_id") or "?"))
     return Words(title=title, body=body, action=action, money=float(f.get("amount") or 0))

@@ -195,3 +195,16 @@ def test_right_to_left_crm_text_is_isolated_so_it_cannot_flip_our_words():
     insight.facts["client_name"] = "שלום \u202eевил"
     text = insight_text(insight, "en", now=NOW)
     assert "\u2068שלום \u202eевил\u2069 has been silent" in text
+
+
+def test_a_directors_digest_speaks_about_managers_not_to_them():
+    """Routing gives a director escalated manager items; the words must not say "your deal"."""
+    deal = samples.stalled_deal()
+    deal.facts["escalated"] = True
+    for role in ("director", None):  # None: inferred from the director-only conversion insight
+        digest = build_digest([deal, samples.conversion_drop()], lang="ru", now=NOW, recipient_role=role)
+        text = terminal.format_digest(digest)
+        assert "Уточните у менеджера (Данияр Ахметов)" in text
+        assert "Договоритесь с клиентом" not in text and "сводку руководителя" not in text
+    mine = terminal.format_digest(build_digest([deal], lang="ru", now=NOW, recipient_role="manager"))
+    assert "Договоритесь с клиентом" in mine and "сводку руководителя" in mine
