@@ -26,8 +26,12 @@ NOT_AN_OPTION = {"ru": "Нужен номер от 1 до {n}.", "en": "Please t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    numbering = "; ".join(
+        f"{words.TOPICS[q.id]['en'].lower()}: " + ", ".join(
+            f"{i} {words.option_label(q.id, o, 'en').lower()}" for i, o in enumerate(q.option_ids(), 1))
+        for q in QUESTIONS)
     parser.add_argument("--answers", metavar="N,N,N,N,N",
-                        help="the five answers as option numbers, e.g. 1,2,1,1,2 (skips the questions)")
+                        help=f"the five answers as option numbers, e.g. 1,2,1,1,2 (skips the questions). {numbering}")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", metavar="DIR", help="a folder of CRM exports in the canonical format, for the data hints")
     source.add_argument("--demo", action="store_true", help="use the demo company's data for the data hints")
