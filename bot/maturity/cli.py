@@ -27,8 +27,8 @@ NOT_AN_OPTION = {"ru": "Нужен номер от 1 до {n}.", "en": "Please t
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     numbering = "; ".join(
-        f"{words.TOPICS[q.id]['en'].lower()}: " + ", ".join(
-            f"{i} {words.option_label(q.id, o, 'en').lower()}" for i, o in enumerate(q.option_ids(), 1))
+        f"{words.TOPICS[q.id]['en'].lower()}: " + " | ".join(
+            f"{i}={words.option_label(q.id, o, 'en').lower()}" for i, o in enumerate(q.option_ids(), 1))
         for q in QUESTIONS)
     parser.add_argument("--answers", metavar="N,N,N,N,N",
                         help=f"the five answers as option numbers, e.g. 1,2,1,1,2 (skips the questions). {numbering}")
