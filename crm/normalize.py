@@ -14,7 +14,7 @@ import pandas as pd
 from crm.errors import DataError, DataWarning
 from crm.readers import RawTable
 from crm.schema import ACTIVITY_TYPES, DEAL_STATUSES, EMAIL_DIRECTIONS, TABLES, Column
-from crm.source_config import did_you_mean
+from crm.source_config import nearest
 
 STR = pd.StringDtype(na_value=np.nan)  # pandas' default "str" dtype (Arrow-backed)
 UTC_NS = "datetime64[ns, UTC]"
@@ -62,8 +62,7 @@ def normalize_table(
                     f"column {their!r} (mapped to {table}.{col.name} in config) is not in the "
                     "file", file=raw.origin, more="Columns found: " + ", ".join(found) + ".",
                     fix=f"correct [source.columns.{table}] {col.name} = \"...\""
-                    + did_you_mean(their, found).replace(" (did you mean", "; did you mean")
-                    .rstrip(")"),
+                    + (f" (did you mean {close!r}?)" if (close := nearest(their, found)) else ""),
                 )
             source_name = their
         else:

@@ -134,7 +134,6 @@ def read_csv(path: Path) -> RawTable:
     try:
         encoding = detect_encoding(data)
     except DataError as exc:
-        exc.file = name
         raise DataError(exc.problem, file=name, fix=exc.fix) from None
     sample = data[:_SAMPLE_BYTES].decode(encoding, errors="ignore")
     delimiter = detect_delimiter(sample)

@@ -16,11 +16,17 @@ from crm.schema import TABLES
 Scalar = str | bool | int | float
 
 
+def nearest(name: str, known: list[str] | tuple[str, ...]) -> str | None:
+    """The known name a typo most likely meant, if any is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
     """' (did you mean `x`?)' for the nearest known name, or the list of known names."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    close = nearest(name, known)
     if close:
-        return f" (did you mean `{close[0]}`?)"
+        return f" (did you mean `{close}`?)"
     return " (known: " + ", ".join(known) + ")"
 
 

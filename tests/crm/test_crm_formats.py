@@ -227,7 +227,7 @@ def test_mapped_column_absent_from_file_suggests_the_nearest(tmp_path, company):
     with pytest.raises(DataError) as err:
         load_crm(source)
     assert "'manager' (mapped to deals.manager_id in config) is not in the file" in str(err.value)
-    assert "manager_id" in str(err.value)
+    assert "(did you mean 'manager_id'?)" in str(err.value)
 
 
 def test_bad_fill_value_points_at_the_config(tmp_path, company):
