@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import shutil
 import sys
 from datetime import datetime, timezone as dt_timezone
@@ -410,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err("interrupted")
         return 130
-    except BrokenPipeError:  # `crm-pulse scan | head`: the reader left, nothing to report
+    except BrokenPipeError:  # `crm-pulse demo | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
     except Exception as e:
         if debug:
