@@ -37,7 +37,7 @@ from crm.schema import TABLES
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
 from detectors.stats import (
-    NAT_NS, NS_PER_DAY, PROPORTION_METHOD, bh_qvalues, iso_date, proportion_drop_pvalues,
+    NAT_NS, NS_PER_DAY, PROPORTION_METHOD, bh_qvalues, iso_date, positions, proportion_drop_pvalues,
     to_ns, ts_ns,
 )
 
@@ -59,7 +59,7 @@ class ConversionDropSpec(DetectorSpec):
     min_absolute_drop: float = Field(0.05, gt=0, lt=1, description="baseline - recent at least this (0.05 = 5 points)")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate across all tests of a run")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
-    min_segment_deals: int = Field(10, ge=1, description="recent deals a segment needs to be named as a driver")
+    min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
     min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
     max_drivers: int = Field(3, ge=0, le=10)
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
@@ -84,23 +84,19 @@ def skip_reason(data: CrmData) -> str | None:
     return None
 
 
-def _first_entries(data: CrmData, deal_index: pd.Index) -> np.ndarray:
+def _first_entries(data: CrmData) -> np.ndarray:
     """Matrix deals x (stages + won) of first-entry times in ns; _NEVER where never entered."""
     stages = list(data.stages)
-    n_deals, n_cols = len(deal_index), len(stages) + 1
+    deals = data.deals
+    n_deals, n_cols = len(deals), len(stages) + 1
     mat = np.full((n_deals, n_cols), _NEVER, dtype=np.int64)
     sh = data.stage_history
     if len(sh):
-        d = deal_index.get_indexer(sh["deal_id"])
-        codes, uniques = pd.factorize(sh["stage"])
-        s = np.append(pd.Index(stages).get_indexer(uniques), -1)[codes]  # unknown stage -> -1
+        d = positions(sh["deal_id"], deals["deal_id"])
+        s = positions(sh["stage"], pd.Series(stages, dtype=sh["stage"].dtype))  # unknown stage -> -1
         t = to_ns(sh["entered_at"])
         ok = (d >= 0) & (s >= 0) & (t != NAT_NS)
-        key = d[ok].astype(np.int64) * n_cols + s[ok]
-        firsts = pd.Series(t[ok]).groupby(key, sort=False).min()
-        flat = mat.reshape(-1)
-        flat[firsts.index.to_numpy()] = firsts.to_numpy()
-    deals = data.deals
+        np.minimum.at(mat.reshape(-1), d[ok] * n_cols + s[ok], t[ok])
     won = (deals["status"] == WON).to_numpy(dtype=bool, na_value=False)
     closed = to_ns(deals["closed_at"]) if "closed_at" in deals else np.full(n_deals, NAT_NS)
     won_at = np.where(closed != NAT_NS, closed, _NEVER)
@@ -132,8 +128,7 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insig
     if deals is None or len(deals) == 0:
         return []
     stages = list(data.stages)
-    deal_index = pd.Index(deals["deal_id"])
-    first = _first_entries(data, deal_index)
+    first = _first_entries(data)
     # later[:, j] = first time the deal reached column j or any column after it.
     later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
 
@@ -194,8 +189,7 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insig
         seg_rows = tests[(tests["pair"] == t.pair) & tests["dim"].notna()]
         drivers = _drivers(seg_rows, t, seg_dims, manager_names, spec)
         weekly = _weekly(entry, converted, base_start, recent_end)
-        lost_ids = deals["deal_id"].to_numpy()[in_recent & ~converted]
-        evidence = sorted(str(x) for x in lost_ids)[: spec.max_evidence]
+        evidence = sorted(deals["deal_id"][in_recent & ~converted].tolist())[: spec.max_evidence]
         severity = "critical" if rel_drop >= 2 * spec.min_relative_drop and abs_drop >= 2 * spec.min_absolute_drop else "warning"
         facts = {
             "from_stage": from_stage, "to_stage": to_stage, "to_won": to_stage == WON,
@@ -223,9 +217,10 @@ def _drivers(seg_rows: pd.DataFrame, overall, seg_dims, manager_names, spec: Con
     drop = overall.br - overall.rr
     if drop <= 0 or seg_rows.empty:
         return []
-    seg_rows = seg_rows[seg_rows["rn"] >= spec.min_segment_deals]
-    # Counterfactual: had the segment kept its baseline rate (a new segment: the overall one).
-    base_rate = seg_rows["br"].where(seg_rows["bn"] > 0, overall.br)
+    # Both sides need enough deals for the segment's own rates to mean something.
+    seg_rows = seg_rows[(seg_rows["rn"] >= spec.min_segment_deals) & (seg_rows["bn"] >= spec.min_segment_deals)]
+    # Counterfactual: had the segment kept its baseline rate.
+    base_rate = seg_rows["br"]
     share = (seg_rows["rn"] / overall.rn) * (base_rate - seg_rows["rr"]) / drop
     # The rest of the same dimension (overall minus this segment), to see whether the drop is
     # concentrated here rather than spread evenly (an even drop has no driver worth naming).
@@ -245,7 +240,7 @@ def _drivers(seg_rows: pd.DataFrame, overall, seg_dims, manager_names, spec: Con
             "dimension": DIMENSION_NAMES.get(r.dim, r.dim),
             "segment": _segment_label(r.dim, value, manager_names),
             "segment_id": value,
-            "baseline_rate": None if r.bn == 0 else round(float(r.br), 4),
+            "baseline_rate": round(float(r.br), 4),
             "recent_rate": round(float(r.rr), 4),
             "baseline_n": int(r.bn), "recent_n": int(r.rn),
             "share_of_drop": round(float(r.share), 4),

@@ -61,13 +61,17 @@ def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]
     # The loader fills an absent optional column with nulls, so "present" means "ever filled
     # on a lost deal".
     column_present = "loss_reason" in deals.columns and bool(deals["loss_reason"][lost].notna().any())
+    # Only lost deals of the two periods matter: work on those rows alone.
+    rows = np.flatnonzero(in_recent | in_base)
+    in_recent, in_base = in_recent[rows], in_base[rows]
+    deal_ids = deals["deal_id"].iloc[rows].reset_index(drop=True)
     if column_present:
-        reason = deals["loss_reason"].astype("str").str.strip()
+        reason = deals["loss_reason"].iloc[rows].reset_index(drop=True).astype("str").str.strip()
         empty = {v.casefold() for v in spec.other_values}
         missing = (reason.isna() | (reason == "") | reason.str.casefold().isin(empty)).to_numpy(dtype=bool, na_value=True)
     else:
-        reason = pd.Series(pd.NA, index=deals.index, dtype="str")
-        missing = np.ones(len(deals), dtype=bool)
+        reason = pd.Series(pd.NA, index=range(len(rows)), dtype="str")
+        missing = np.ones(len(rows), dtype=bool)
     periods = {
         "recent_start": iso_date(recent_start), "recent_end": iso_date(now_ns - 1),
         "baseline_start": iso_date(base_start), "baseline_end": iso_date(recent_start - 1),
@@ -78,7 +82,7 @@ def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]
     missing_n = int(missing_recent.sum())
     share = missing_n / lost_n
     if lost_n >= spec.min_lost_for_quality and share > spec.max_missing_share:
-        ids = sorted(str(x) for x in deals["deal_id"].to_numpy()[missing_recent])[: spec.max_evidence]
+        ids = sorted(deal_ids[missing_recent].tolist())[: spec.max_evidence]
         return [Insight(
             detector=NAME, severity="warning" if share >= 0.5 else "info", audience=Audience("director"),
             subject={"kind": "data_quality"},
@@ -104,7 +108,7 @@ def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]
         return []
     table = table.sort_values(["recent_share", "baseline_share"], ascending=False)
     top_rising = table.sort_values(["change"], ascending=False, kind="mergesort").index[0]
-    rising_ids = deals["deal_id"].to_numpy()[named_recent & (reason == top_rising).to_numpy(dtype=bool, na_value=False)]
+    rising_ids = deal_ids[named_recent & (reason == top_rising).to_numpy(dtype=bool, na_value=False)].tolist()
     return [Insight(
         detector=NAME, severity="warning", audience=Audience("director"),
         subject={"kind": "shift"},

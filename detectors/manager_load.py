@@ -123,15 +123,12 @@ def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]
         df.loc[outside, "q"] = bh_qvalues(df.loc[outside, "p"].to_numpy())
     flagged = df[outside & (df["q"] <= spec.fdr)]
 
+    evidence = _evidence(data, flagged, evidence_src, spec.max_evidence)
     out: list[Insight] = []
     for row in flagged.sort_values(["metric", "team", "manager_id"]).itertuples():
         team = df[(df["metric"] == row.metric) & (df["team"] == row.team)]
         suggestion = _suggest(row, team, spec)
-        ids_col, keep, ev_key = evidence_src[row.metric]
-        id_field = "deal_id" if row.metric == "open_deals" else "lead_id"
-        table = data.deals if row.metric == "open_deals" else data.leads
-        mine = keep & (ids_col == row.manager_id).to_numpy(dtype=bool, na_value=False)
-        evidence = sorted(str(x) for x in table[id_field].to_numpy()[mine])[: spec.max_evidence]
+        ev_key = evidence_src[row.metric][2]
         extreme = row.ratio > 2 * spec.band_high or row.ratio < spec.band_low / 2
         facts = {
             "metric": row.metric, "manager_id": row.manager_id, "manager_name": row.manager_name,
@@ -153,8 +150,24 @@ def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]
         out.append(Insight(
             detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
             subject={"manager_id": row.manager_id, "metric": row.metric},
-            facts=facts, evidence={ev_key: evidence},
+            facts=facts, evidence={ev_key: evidence.get((row.metric, row.manager_id), [])},
         ))
+    return out
+
+
+def _evidence(data: CrmData, flagged: pd.DataFrame, sources: dict, limit: int) -> dict[tuple[str, str], list[str]]:
+    """(metric, manager_id) -> the flagged managers' deal or lead ids, one pass per metric."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for metric, (owner, keep, _key) in sources.items():
+        who = flagged.loc[flagged["metric"] == metric, "manager_id"]
+        if who.empty:
+            continue
+        table = data.deals if metric == "open_deals" else data.leads
+        id_field = "deal_id" if metric == "open_deals" else "lead_id"
+        mask = keep & owner.isin(who).to_numpy(dtype=bool, na_value=False)
+        sub = pd.DataFrame({"m": owner[mask].to_numpy(), "id": table[id_field][mask].to_numpy()})
+        for m, ids in sub.groupby("m", sort=False)["id"]:
+            out[(metric, str(m))] = sorted(str(x) for x in ids)[:limit]
     return out
 
 
