@@ -119,3 +119,22 @@ def test_incomplete_answers_are_refused():
         score(answers)
     with pytest.raises(AnswerError, match="must be one of"):
         score({**answers_from_numbers([1, 1, 1, 1, 1]), "bots": "maybe"})
+
+
+RANK = {"1": 0, "2": 1, "2+": 2, "3": 3}
+# Per question, the options from "less automated" to "more automated" (by option number).
+BETTER = [(3, 2), (2, 1), (2, 1), (2, 1), (2, 1)]
+
+
+@pytest.mark.parametrize("answers", [r[0] for r in TABLE])
+def test_a_more_automated_answer_never_lowers_the_result(answers):
+    """Consistency of the rules: moving any one answer up never moves the level down."""
+    numbers = [int(x) for x in answers.split(",")]
+    base = RANK[score(answers_from_numbers(numbers)).label]
+    for q, (worse, better) in enumerate(BETTER):
+        steps = [(3, 2), (2, 1)] if q == 0 else [(worse, better)]
+        for lo, hi in steps:
+            if numbers[q] == lo:
+                up = numbers.copy()
+                up[q] = hi
+                assert RANK[score(answers_from_numbers(up)).label] >= base, (answers, q)
