@@ -19,7 +19,12 @@ from crm.normalize import normalize_table
 from crm.readers import SUFFIXES, RawTable, read_file
 from crm.schema import REQUIRED_TABLES, TABLE_NAMES, TABLES
 from crm.source_config import SourceConfig
-from crm.stages import derive_history, derived_history_warning, resolve_stages
+from crm.stages import (
+    derive_history,
+    derived_history_warning,
+    drop_closing_entries,
+    resolve_stages,
+)
 from crm.validate import check, dedupe
 
 
@@ -87,6 +92,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
 
     deals = frames["deals"]
     history = frames.get("stage_history")
+    if history is not None:
+        history, deals, notes = drop_closing_entries(history, deals)
+        warnings += notes
     stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals)
     warnings += notes
     derived = history is None

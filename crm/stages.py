@@ -81,3 +81,40 @@ def derived_history_warning(n_deals: int) -> DataWarning:
         "stage when it was created); conversion insights need the real history of stage "
         "changes, export it as stage_history (deal_id, stage, entered_at)",
     )
+
+
+CLOSING = ("won", "lost")
+
+
+def drop_closing_entries(
+    history: pd.DataFrame, deals: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, list[DataWarning]]:
+    """Won/lost are statuses, not stages, but CRMs log them as stages.
+
+    Once the admin maps their closing stages to "won"/"lost" (`[source.values.stage_history.
+    stage]`, `[source.values.deals.stage]`), history rows entering them are dropped and a
+    closed deal's stage becomes the last real stage in its history.
+    """
+    warnings: list[DataWarning] = []
+    closing = history["stage"].str.lower().isin(CLOSING).fillna(False)
+    if closing.any():
+        history = history[~closing].reset_index(drop=True)
+        warnings.append(DataWarning(
+            "closing_stage_entries", "stage_history", int(closing.sum()),
+            f"{int(closing.sum())} history row(s) enter won/lost: that is the deal's status "
+            "(deals.status, closed_at), not a stage; ignored",
+        ))
+    at_close = deals["stage"].str.lower().isin(CLOSING).fillna(False)
+    if at_close.any():
+        last = (history.sort_values("entered_at", kind="stable")
+                .drop_duplicates("deal_id", keep="last").set_index("deal_id")["stage"])
+        replacement = deals.loc[at_close, "deal_id"].map(last)
+        known = replacement.notna()
+        deals = deals.copy()
+        deals.loc[replacement.index[known], "stage"] = replacement[known]
+        warnings.append(DataWarning(
+            "closing_stage_on_deal", "deals", int(at_close.sum()),
+            f"{int(at_close.sum())} deal(s) have won/lost as their stage; set to the last stage "
+            f"in their history ({int(known.sum())} found, the rest kept as they were)",
+        ))
+    return history, deals, warnings

@@ -96,7 +96,7 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
                     "stage_not_in_pipeline", table, int(outside.sum()),
                     f"{int(outside.sum())} row(s) use {len(names)} stage(s) that are not in "
                     "the pipeline; add them to the stages table or [source] stages, or map "
-                    f"them in [source.values.{table}.stage]",
+                    f"them in [source.values.{table}.stage] (closing stages to \"won\"/\"lost\")",
                     [f"{s!r} ({n})" for s, n in names.head(EXAMPLES).items()],
                 ))
 

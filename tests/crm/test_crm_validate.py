@@ -6,7 +6,7 @@ import pydantic
 import pytest
 from conftest import DEALS, HISTORY, MANAGERS, write
 
-from crm.load import load_folder
+from crm.load import load_crm, load_folder
 from crm.source_config import SourceConfig
 from crm.stages import order_from_history
 
@@ -98,3 +98,27 @@ def test_source_config_rejects_typos_with_the_nearest_name(kwargs, says):
     with pytest.raises(pydantic.ValidationError) as err:
         SourceConfig(**kwargs)
     assert says in str(err.value)
+
+
+def test_closing_stages_mapped_to_won_lost_become_statuses_not_stages(tmp_path):
+    """amoCRM logs "Успешно реализовано" as a stage; mapped to won it leaves the pipeline."""
+    deals = ("deal_id,manager_id,stage,status,created_at\n"
+             "d1,m1,Квалификация,open,2026-03-02 10:00\n"
+             "d2,m2,Успешно реализовано,Успешно реализовано,2026-03-03 11:30\n"
+             "d3,m1,Закрыто и не реализовано,Закрыто и не реализовано,2026-03-04 09:15\n")
+    history = HISTORY + ("d2,Успешно реализовано,2026-03-09 12:00\n"
+                         "d3,Закрыто и не реализовано,2026-03-10 12:00\n")
+    write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals, "stage_history.csv": history})
+    closing = {"Успешно реализовано": "won", "Закрыто и не реализовано": "lost"}
+    source = SourceConfig(path=".", values={"deals": {"status": closing, "stage": closing},
+                                            "stage_history": {"stage": closing}})
+    result = load_crm(source, base_dir=tmp_path)
+    data = result.data
+    assert data.stages == ["Квалификация", "КП"]
+    assert len(data.stage_history) == 5
+    assert data.deals.set_index("deal_id")["stage"].to_dict() == {
+        "d1": "Квалификация", "d2": "КП", "d3": "КП"}
+    assert data.deals.set_index("deal_id")["status"].to_dict() == {
+        "d1": "open", "d2": "won", "d3": "lost"}
+    codes = {w.code: w.count for w in result.warnings}
+    assert codes == {"closing_stage_entries": 2, "closing_stage_on_deal": 2}
