@@ -122,3 +122,34 @@ def loss_reasons() -> Insight:
 def all_samples() -> dict[str, Insight]:
     return {"conversion_drop": conversion_drop(), "silent_client": silent_client(), "manager_load": manager_load(),
             "stalled_deal": stalled_deal(), "lead_sla": lead_sla(), "loss_reasons": loss_reasons()}
+
+
+def variants() -> dict[str, Insight]:
+    """The other shapes a detector's insight takes (for golden files beyond one per detector)."""
+    won = conversion_drop()
+    won.facts.update(to_won=True, to_stage="won", drivers=[])
+    lead = lead_sla()
+    lead = Insight(detector="lead_sla", severity="critical", audience=Audience("director"),
+                   subject={"lead_id": "L-5540", "kind": "unassigned"},
+                   facts={**lead.facts, "kind": "unassigned", "manager_id": None, "manager_name": None,
+                          "working_hours_waited": 22.8, "sla_hours": 1, "escalated": True,
+                          "created_at": "2026-11-24T15:05:00+05:00"},
+                   evidence={"lead_ids": ["L-5540"]})
+    under = manager_load()
+    under = Insight(detector="manager_load", severity="warning", audience=Audience("director"),
+                    subject={"manager_id": "m5", "metric": "new_leads"},
+                    facts={**under.facts, "metric": "new_leads", "manager_name": "Арман Жумабеков", "value": 6,
+                           "capacity": 0.5, "load": 12.0, "team_median": 35.0, "ratio": 0.34, "direction": "under",
+                           "window_days": 28,
+                           "suggestion": {"kind": "route_leads", "count": 9, "from_manager_id": "m3",
+                                          "from_manager_name": "Ольга Ким", "to_manager_id": "m5",
+                                          "to_manager_name": "Арман Жумабеков"}})
+    quality = Insight(detector="loss_reasons", severity="info", audience=Audience("director"),
+                      subject={"kind": "data_quality"},
+                      facts={"kind": "data_quality", "lost_n": 120, "missing_n": 54, "missing_share": 0.45,
+                             "threshold": 0.2})
+    escalated = stalled_deal()
+    escalated.facts["escalated"] = True
+    escalated.severity = "critical"
+    return {"conversion_drop_to_won": won, "lead_sla_unassigned": lead, "manager_load_under_leads": under,
+            "loss_reasons_data_quality": quality, "stalled_deal_escalated": escalated}

@@ -38,8 +38,8 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         title = ctx.t("{m}: {w} {x} больше, чем обычно в команде", "{m} has {x} the team's usual {w}",
                       m=who, w=what, x=times(ctx, factor))
     elif factor:
-        title = ctx.t("{m}: {w} {x} меньше, чем обычно в команде", "{m} has {x} fewer {w} than the team's usual",
-                      m=who, w=what, x=times(ctx, factor))
+        title = ctx.t("{m}: {w} {x} меньше, чем обычно в команде", "{m} has only {x} of the team's usual {w}",
+                      m=who, w=what, x=times(ctx, factor) if ctx.lang == "ru" else ctx.pct(ratio))
     else:
         title = ctx.t("{m}: нет {w}", "{m} has no {w}", m=who, w=what)
     value = ctx.count(f["value"], METRIC_NOUN.get(metric, "deal"))

@@ -63,3 +63,15 @@ def test_digest_golden(which):
         check_slack_limits(message)
     check_golden(f"{which}.slack.json", slack_golden_text(sl))
     check_golden(f"{which}.terminal.txt", terminal.format_digest(digest) + "\n")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("variant", sorted(samples.variants()))
+def test_variant_golden(variant, lang):
+    """The other shapes (win rate, unassigned lead, under-loaded, missing reasons, escalated)."""
+    insight = samples.variants()[variant]
+    text = terminal.format_insight(insight, lang, now=NOW)
+    payload = telegram.format_insight(insight, lang, now=NOW)
+    telegram_visible_text(payload["text"])
+    check_slack_limits(slack.format_insight(insight, lang, now=NOW))
+    check_golden(f"variants/{variant}.{lang}.terminal.txt", text + "\n")
