@@ -38,6 +38,16 @@ log = logging.getLogger(__name__)
 
 OnInbound = Callable[[Inbound], Awaitable[Sequence[OutgoingMessage]]]
 
+# The bot token scopes this module needs, by what uses them; slack-app-manifest.yml asks for
+# exactly these (a test keeps the two in step).
+REQUIRED_SCOPES: dict[str, str] = {
+    "chat:write": "chat.postMessage, chat.update",
+    "files:write": "files_upload_v2 (files.getUploadURLExternal, files.completeUploadExternal)",
+    "im:write": "conversations.open (a person's DM)",
+    "im:history": "the message.im event (people writing to the bot)",
+    "commands": "the /pulse slash command",
+}
+
 # Slack error codes that will not get better by retrying the same message.
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "is_archived", "not_in_channel", "account_inactive", "user_not_found",
@@ -104,7 +114,7 @@ class SlackChannel:
         self.command = command
         self.client = AsyncWebClient(
             token=bot_token,
-            base_url=base_url or AsyncWebClient.BASE_URL,
+            base_url=(base_url or AsyncWebClient.BASE_URL).rstrip("/") + "/",
             timeout=int(max(1, round(timeout))),
             retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=1),
                             AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)],

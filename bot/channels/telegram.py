@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from telegram import (
     BotCommand,
@@ -231,7 +232,7 @@ class TelegramChannel:
         secret_token: str | None = None,
         listen: str = "127.0.0.1",
         port: int = 8443,
-        url_path: str = "telegram",
+        url_path: str | None = None,
         admin_chat_ids: Sequence[int | str] = (),
         rate_limiter: TelegramRateLimiter | None = None,
         timeout: float = 10.0,
@@ -247,10 +248,14 @@ class TelegramChannel:
         self.on_inbound = on_inbound
         self.webhook_url = webhook_url
         self.secret_token = secret_token
-        self.listen, self.port, self.url_path = listen, port, url_path
+        self.listen, self.port = listen, port
+        # By default the local path is the public URL's path (https://bot.example.com/telegram).
+        self.url_path = url_path if url_path is not None else (
+            urlsplit(webhook_url).path.strip("/") if webhook_url else "") or "telegram"
         self.admin_chat_ids = [_chat(str(c)) for c in admin_chat_ids]
         self.poll_timeout = poll_timeout
-        root = (base_url or "https://api.telegram.org").rstrip("/")
+        # "https://api.telegram.org" (or a self-hosted Bot API server); a trailing /bot is fine.
+        root = (base_url or "https://api.telegram.org").rstrip("/").removesuffix("/bot")
         self.app: Application = (
             Application.builder()
             .token(token)

@@ -256,3 +256,17 @@ async def test_http_mode_rejects_bad_or_stale_signatures_and_accepts_good_ones(s
         assert recorder.inbound[1].action == "done:fp1" and recorder.inbound[1].chat_id == "C9"
     finally:
         await channel.stop()
+
+
+def test_the_manifest_asks_for_exactly_the_scopes_the_code_uses():
+    from pathlib import Path
+
+    from bot.channels.slack import REQUIRED_SCOPES
+
+    manifest = (Path(__file__).resolve().parents[2] / "slack-app-manifest.yml").read_text()
+    scopes_block = manifest.split("  scopes:\n    bot:\n", 1)[1].split("settings:", 1)[0]
+    scopes = {line.strip().removeprefix("- ") for line in scopes_block.splitlines()
+              if line.strip().startswith("- ")}
+    assert scopes == set(REQUIRED_SCOPES)
+    assert "socket_mode_enabled: true" in manifest and "command: /pulse" in manifest
+    assert "- message.im" in manifest and "is_enabled: true" in manifest

@@ -158,7 +158,7 @@ async def test_webhook_accepts_the_secret_token_and_rejects_a_wrong_one(tg_serve
     recorder = Recorder()
     port = free_port()
     channel = TelegramChannel(TOKEN, base_url=tg_server.base_url, on_inbound=recorder,
-                              mode="webhook", webhook_url=f"https://bot.example/telegram",
+                              mode="webhook", webhook_url="https://bot.example/telegram",
                               secret_token="s3cret-Token_1", listen="127.0.0.1", port=port,
                               rate_limiter=fast_limiter(), timeout=2.0)
     await channel.start()
