@@ -216,9 +216,32 @@ def run_check_config(args: argparse.Namespace) -> int:
     print("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
     if config.channels:
         print(f"  team channels: {len(config.channels)}")
+    for line in secret_lines(config):
+        print(line)
     for w in loaded.warnings:
         print(f"  warning: {w}")
     return EXIT_OK
+
+
+def secret_lines(config) -> list[str]:
+    """For each enabled chat platform: which environment variables it reads and whether they are set.
+
+    The values are never printed; only "set" or "NOT SET".
+    """
+    needs: list[tuple[str, str | None]] = []
+    if config.telegram.enabled:
+        needs.append(("telegram", config.telegram.token_env))
+        if config.telegram.mode == "webhook":
+            needs.append(("telegram webhook", config.telegram.webhook_secret_env))
+    if config.slack.enabled:
+        needs.append(("slack", config.slack.bot_token_env))
+        needs.append(("slack", config.slack.app_token_env if config.slack.mode == "socket" else config.slack.signing_secret_env))
+    lines = []
+    for what, env in needs:
+        if env:
+            state = "set" if config.secret(env) else "NOT SET: export it before `crm-pulse run`"
+            lines.append(f"  {what}: ${env} {state}")
+    return lines
 
 
 # --- demo -----------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A deterministic demo company: an industrial equipment seller in Kazakhstan.
 
 `generate_demo(seed)` builds a year of CRM life (10 managers in Almaty, Astana and Shymkent,
-about 3,000 deals in KZT through a five-stage Russian pipeline, stage history, emails with
+about 3,400 deals in KZT through a five-stage Russian pipeline, stage history, emails with
 opens, activities, leads) and plants a few TRUE situations that each detector must find with
 its default thresholds, with plenty of normal life around them:
 
@@ -266,8 +266,7 @@ def _exchange(book: _Book, client_id: str, manager_id: str, deal_id: str, sent_d
             book.email(client_id, manager_id, deal_id, "in", reply, "Re: " + subject)
 
 
-def _simulate_deal(book: _Book, manager: tuple, client_id: str, created_days: float,
-                   source: str, managers_touch: bool = True) -> None:
+def _simulate_deal(book: _Book, manager: tuple, client_id: str, created_days: float, source: str) -> None:
     """One deal through the pipeline: stage entries, loss or win, activities, emails, lead."""
     rng = book.rng
     mid, _name, city, *_ = manager
@@ -331,7 +330,7 @@ def _simulate_deal(book: _Book, manager: tuple, client_id: str, created_days: fl
         if i in SUBJECTS:
             _exchange(book, client_id, mid, deal_id, d + float(rng.uniform(0.02, min(span, 1.0))),
                       SUBJECTS[i].format(eq=eq))
-    if status == "open" and managers_touch:
+    if status == "open":
         # A live deal is worked on: a call in the last few days, and the next task planned.
         last_entry = history[-1][1]
         t = max(last_entry, -float(rng.uniform(0.1, 5.0)))

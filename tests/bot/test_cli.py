@@ -236,3 +236,17 @@ def test_scan_on_the_maven_export_gives_insights_or_clear_skip_reasons(capsys):
     assert "skipped conversion_drop: no stage history" in captured.err
     assert "skipped silent_client: needs emails.csv" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_check_config_names_secret_variables_but_never_prints_them(tmp_path, monkeypatch, capsys):
+    small_crm(tmp_path / "crm")
+    config = tmp_path / "config.toml"
+    config.write_text('[source]\npath = "crm"\n[telegram]\nenabled = true\ntoken_env = "TEST_PULSE_TG"\n'
+                      '[slack]\nenabled = true\nbot_token_env = "TEST_PULSE_SLACK"\n', encoding="utf-8")
+    monkeypatch.setenv("TEST_PULSE_TG", "123456:very-secret-token")
+    monkeypatch.delenv("TEST_PULSE_SLACK", raising=False)
+    assert main(["check-config", str(config), *NOW]) == 0
+    out = capsys.readouterr().out
+    assert "$TEST_PULSE_TG set" in out
+    assert "$TEST_PULSE_SLACK NOT SET" in out
+    assert "very-secret-token" not in out
