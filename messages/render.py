@@ -76,6 +76,24 @@ def _as_spans(value: Piece) -> Line:
     return (Span(str(value)),)
 
 
+def fit_lines(lines: list[str], limit: int, length: Callable[[str], int] = len, *, keep_last: bool = False) -> list[str]:
+    """Drop whole lines (never part of one, so no tag or escape is cut) until the text fits.
+
+    The first line (the title) always stays; with keep_last the last one (the thing to do)
+    stays too and lines are dropped from just before it. A dropped run is shown as "…".
+    """
+    kept = list(lines)
+    tail = [kept.pop()] if keep_last and len(kept) > 1 else []
+    dropped = False
+    while len(kept) > 1 and length("\n".join(kept + ["…"] + tail)) > limit:
+        kept.pop()
+        dropped = True
+    out = kept + (["…"] if dropped else []) + tail
+    if length("\n".join(out)) > limit and tail:  # the title and the action alone are too long
+        return fit_lines(kept + (["…"] if dropped else []), limit, length)
+    return out
+
+
 def plain(ln: Line) -> str:
     return "".join(span.text for span in ln)
 

@@ -15,7 +15,7 @@ from typing import Any
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
 from messages.model import Button
-from messages.render import Line, RenderedInsight, plain, render_insight
+from messages.render import Line, RenderedInsight, fit_lines, plain, render_insight
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -66,13 +66,9 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _fit_lines(lines: list[str], limit: int) -> str:
-    """Join lines, dropping whole lines from the end (so no escape or marker is cut) to fit."""
-    kept = list(lines)
-    while len(kept) > 1 and len("\n".join(kept) + "\n…") > limit:
-        kept.pop()
-    text = "\n".join(kept) + ("\n…" if len(kept) < len(lines) else "")
-    return _truncate(text, limit)
+def _fit_lines(lines: list[str], limit: int, *, keep_last: bool = False) -> str:
+    """Join lines, dropping whole lines (so no escape or marker is cut) to fit."""
+    return _truncate("\n".join(fit_lines(lines, limit, keep_last=keep_last)), limit)
 
 
 def mrkdwn(text: str) -> dict[str, Any]:
@@ -83,8 +79,8 @@ def header_block(text: str) -> dict[str, Any]:
     return {"type": "header", "text": {"type": "plain_text", "text": _truncate(plain_safe(text), MAX_HEADER), "emoji": True}}
 
 
-def section(lines: list[str]) -> dict[str, Any]:
-    return {"type": "section", "text": mrkdwn(_fit_lines(lines, MAX_SECTION))}
+def section(lines: list[str], *, keep_last: bool = False) -> dict[str, Any]:
+    return {"type": "section", "text": mrkdwn(_fit_lines(lines, MAX_SECTION, keep_last=keep_last))}
 
 
 def context(text: str) -> dict[str, Any]:
@@ -129,7 +125,7 @@ def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, 
     """One insight as one message (details view or single alert), with its full buttons."""
     r = render_insight(insight, lang, now=now)
     blocks = [header_block(f"{SEVERITY_MARK[r.severity]} {plain(r.title)}"),
-              section(_item_lines_no_title(r.body, r.action))]
+              section(_item_lines_no_title(r.body, r.action), keep_last=r.action is not None)]
     if details and r.details:
         blocks.append(context("\n".join(line_mrkdwn(d) for d in r.details)))
     blocks += actions_blocks(r.buttons, _ActionIds())
@@ -142,7 +138,8 @@ def _fallback_insight(r: RenderedInsight) -> str:
 
 def _item_blocks(item: DigestItem, number: int, ids: _ActionIds) -> list[dict[str, Any]]:
     title = f"*{number}. {SEVERITY_MARK[item.severity]} {line_mrkdwn(item.title)}*"
-    return [section(_item_lines(title, item.body, item.action)), *actions_blocks(item.buttons, ids)]
+    return [section(_item_lines(title, item.body, item.action), keep_last=item.action is not None),
+            *actions_blocks(item.buttons, ids)]
 
 
 def format_digest(digest: Digest) -> list[dict]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
 from messages.model import Button
-from messages.render import Line, RenderedInsight, render_insight
+from messages.render import Line, RenderedInsight, fit_lines, render_insight
 
 MAX_CHARS = 4096
 MAX_BUTTONS = 100  # Telegram refuses bigger inline keyboards
@@ -35,22 +35,12 @@ def buttons_json(rows: list[list[Button]]) -> list[list[dict[str, str]]]:
     return [[{"label": b.label, "action": b.action} for b in row] for row in rows]
 
 
-def _fit(lines: list[str], limit: int) -> list[str]:
-    """Drop whole lines from the end (never cut inside a tag) until the block fits."""
-    kept = list(lines)
-    while len(kept) > 1 and tg_len("\n".join(kept) + "\n…") > limit:
-        kept.pop()
-    if len(kept) < len(lines):
-        kept.append("…")
-    return kept
-
-
 def item_html(item: DigestItem, number: int) -> str:
     lines = [f"<b>{number}. {SEVERITY_MARK[item.severity]} {line_html(item.title)}</b>"]
     lines += [line_html(b) for b in item.body]
     if item.action:
         lines.append(f"👉 <i>{line_html(item.action)}</i>")
-    return "\n".join(_fit(lines, MAX_CHARS - 200))
+    return "\n".join(fit_lines(lines, MAX_CHARS - 200, tg_len, keep_last=item.action is not None))
 
 
 def insight_html(r: RenderedInsight, *, details: bool = True) -> str:
@@ -62,7 +52,7 @@ def insight_html(r: RenderedInsight, *, details: bool = True) -> str:
         lines.append("")
         lines.append("<b>Подробнее</b>" if r.lang == "ru" else "<b>Details</b>")
         lines += [line_html(d) for d in r.details]
-    return "\n".join(_fit(lines, MAX_CHARS))
+    return "\n".join(fit_lines(lines, MAX_CHARS, tg_len))
 
 
 def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> dict:

@@ -107,3 +107,25 @@ def test_very_long_names_are_shortened_not_allowed_to_break_limits():
 def test_hostile_names_in_terminal_are_plain():
     text = terminal.format_insight(silent(HOSTILE["tag"]), "ru", now=NOW)
     assert HOSTILE["tag"] in text  # the terminal shows it literally, no escaping noise
+
+
+def test_an_oversized_item_loses_body_lines_but_keeps_its_title_and_the_thing_to_do():
+    long = HOSTILE["long"]
+    deals = [stalled(f"D-{k}", f"{k} {long}", 20 + k, 1_000_000, client=long) for k in range(12)]
+    digest = build_digest(deals, lang="ru", now=NOW)
+    [sl] = slack.format_digest(digest)
+    check_slack_limits(sl)
+    section = next(b for b in sl["blocks"] if b["type"] == "section")["text"]["text"]
+    assert section.startswith("*1. ") and "\n…\n👉 " in section
+    [tg] = telegram.format_digest(digest)
+    telegram_visible_text(tg["text"])
+    assert "👉 <i>Начните с первой" in tg["text"]
+
+
+def test_fit_lines_keeps_whole_lines():
+    from messages.render import fit_lines
+
+    lines = ["title", "a" * 50, "b" * 50, "do this"]
+    assert fit_lines(lines, 70, keep_last=True) == ["title", "a" * 50, "…", "do this"]
+    assert fit_lines(lines, 1000, keep_last=True) == lines
+    assert fit_lines(lines, 20) == ["title", "…"]
