@@ -234,3 +234,20 @@ def test_bad_fill_value_points_at_the_config(tmp_path, company):
     source = SourceConfig(path=str(company), fill={"deals": {"closed_at": "soon"}})
     with pytest.raises(DataError, match=r"config \[source.fill.deals\] closed_at"):
         load_crm(source)
+
+
+def test_parquet_with_their_own_names_reads_only_the_mapped_columns(tmp_path):
+    managers, deals, _ = _frames()
+    managers.to_parquet(tmp_path / "managers.parquet", index=False)
+    theirs = deals.rename(columns={"manager_id": "Responsible", "deal_id": "ID"}).assign(
+        notes=["long text"] * 3, Stage=deals["stage"]).drop(columns=["stage"])
+    theirs.to_parquet(tmp_path / "deals.parquet", index=False)
+    source = SourceConfig(path=".", columns={"deals": {"manager_id": "Responsible",
+                                                       "deal_id": "ID"}})
+    result = load_crm(source, base_dir=tmp_path)
+    deals_out = result.data.deals
+    assert deals_out["manager_id"].tolist() == ["m1", "m2", "m1"]
+    assert deals_out["stage"].tolist() == ["Квалификация", "КП", "КП"]  # "Stage" matched
+    assert "notes" not in deals_out.columns
+    assert result.data.stages == ["Квалификация", "КП"]  # order of creation, and said so
+    assert "stage_order_guessed" in {w.code for w in result.warnings}
