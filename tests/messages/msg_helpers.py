@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
@@ -132,3 +133,19 @@ def slack_texts(message: dict, kind: str | None = None) -> list[str]:
             obj = el["text"] if isinstance(el.get("text"), dict) else el
             found.append((obj["type"], obj["text"]))
     return [text for k, text in found if kind is None or k == kind]
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_MAGIC, "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def check_phone_png(data: bytes | None) -> None:
+    assert data is not None
+    width, height = png_size(data)
+    assert width >= 800 and height >= 450, f"{width}x{height} is too small to read on a phone"
+    assert len(data) < 200 * 1024, f"{len(data)} bytes is over 200 KB"

@@ -1,28 +1,12 @@
 """Charts: valid PNGs, small enough for a chat, wide enough to read on a phone."""
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from detectors.insight import Audience, Insight
 from messages import samples
 from messages.charts import chart_for
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == PNG_MAGIC, "not a PNG"
-    assert data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
-
-
-def check_phone_png(data: bytes | None) -> None:
-    assert data is not None
-    width, height = png_size(data)
-    assert width >= 800 and height >= 450, f"{width}x{height} is too small to read on a phone"
-    assert len(data) < 200 * 1024, f"{len(data)} bytes is over 200 KB"
+from msg_helpers import check_phone_png
 
 
 def test_conversion_chart():

@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from msg_helpers import check_slack_limits, telegram_visible_text
-from test_msg_charts import check_phone_png
+from msg_helpers import check_phone_png, check_slack_limits, telegram_visible_text
 
 from messages import slack, telegram, terminal
 from messages.charts import chart_for
