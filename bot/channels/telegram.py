@@ -270,7 +270,9 @@ class TelegramChannel:
             .build()
         )
         self.app.add_handler(CallbackQueryHandler(self._on_button))
-        self.app.add_handler(MessageHandler(filters.TEXT, self._on_text))
+        # New messages only (an edited old command must not run again).
+        self.app.add_handler(MessageHandler(filters.TEXT & filters.UpdateType.MESSAGE,
+                                            self._on_text))
         self.app.add_error_handler(self._on_error)
         self._opened = False
         self._receiving = False
@@ -400,6 +402,8 @@ class TelegramChannel:
         user = update.effective_user
         if msg is None or user is None or msg.text is None:
             return
+        if msg.chat.type != "private" and not msg.text.startswith("/"):
+            return  # in a group, only commands are for the bot; people talk to each other
         await self._dispatch(Inbound(
             channel="telegram", user_id=str(user.id), chat_id=str(msg.chat_id),
             text=_command_text(msg.text, self.app.bot.username if self._opened else None),

@@ -127,6 +127,14 @@ async def test_free_text_arrives_as_inbound(tg_server, tg_bot):
     await wait_for(lambda: tg_server.texts("42") == ["got привет"])
 
 
+async def test_in_a_group_only_commands_reach_the_handler(tg_server, tg_bot):
+    tg_server.push_text(42, "коллеги, кто звонил клиенту?", chat_id=-100500)
+    tg_server.push_text(42, "/insights@crm_pulse_test_bot", chat_id=-100500)
+    await wait_for(lambda: tg_server.texts(-100500) == ["got /insights"])
+    assert [i.text for i in tg_bot.recorder.inbound] == ["/insights"]
+    assert tg_bot.recorder.inbound[0].chat_id == "-100500"
+
+
 async def test_a_button_press_arrives_with_its_action_and_is_answered(tg_server, tg_bot):
     receipt = await tg_bot.send(digest("42", "Сделка стоит 20 дней"))
     tg_server.push_button(42, "snooze:fp1:7d", message_id=int(receipt.message_id))
