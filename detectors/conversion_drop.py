@@ -84,18 +84,24 @@ def skip_reason(data: CrmData) -> str | None:
     return None
 
 
-def _first_entries(data: CrmData) -> np.ndarray:
-    """Matrix deals x (stages + won) of first-entry times in ns; _NEVER where never entered."""
+def _first_entries(data: CrmData, since: int) -> np.ndarray:
+    """Matrix deals x (stages + won) of first-entry times in ns; _NEVER where never entered.
+
+    Only history from `since` on is read (the windows start there; on years of history this
+    skips most rows), so "first entry" means first entry since then.
+    """
     stages = list(data.stages)
     deals = data.deals
     n_deals, n_cols = len(deals), len(stages) + 1
     mat = np.full((n_deals, n_cols), _NEVER, dtype=np.int64)
     sh = data.stage_history
     if len(sh):
-        d = positions(sh["deal_id"], deals["deal_id"])
-        s = positions(sh["stage"], pd.Series(stages, dtype=sh["stage"].dtype))  # unknown stage -> -1
         t = to_ns(sh["entered_at"])
-        ok = (d >= 0) & (s >= 0) & (t != NAT_NS)
+        recent = t >= since  # NaT is the smallest int64, so it drops out here too
+        t = t[recent]
+        d = positions(sh["deal_id"][recent], deals["deal_id"])
+        s = positions(sh["stage"][recent], pd.Series(stages, dtype=sh["stage"].dtype))  # unknown stage -> -1
+        ok = (d >= 0) & (s >= 0)
         np.minimum.at(mat.reshape(-1), d[ok] * n_cols + s[ok], t[ok])
     won = (deals["status"] == WON).to_numpy(dtype=bool, na_value=False)
     closed = to_ns(deals["closed_at"]) if "closed_at" in deals else np.full(n_deals, NAT_NS)
@@ -128,16 +134,16 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insig
     if deals is None or len(deals) == 0:
         return []
     stages = list(data.stages)
-    first = _first_entries(data)
-    # later[:, j] = first time the deal reached column j or any column after it.
-    later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
-
     now_ns = ts_ns(now)
     horizon = spec.horizon_days * NS_PER_DAY
     # Whole UTC days, so every scan of one day sees the same cohorts and dates never overlap.
     recent_end = (now_ns - horizon) // NS_PER_DAY * NS_PER_DAY
     recent_start = recent_end - spec.recent_days * NS_PER_DAY
     base_start = recent_start - spec.baseline_days * NS_PER_DAY
+
+    first = _first_entries(data, since=base_start)
+    # later[:, j] = first time the deal reached column j or any column after it.
+    later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
 
     seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
 

@@ -124,33 +124,38 @@ def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]
     flagged = df[outside & (df["q"] <= spec.fdr)]
 
     evidence = _evidence(data, flagged, evidence_src, spec.max_evidence)
+    # A few hundred rows: plain records are much faster than pandas per insight.
+    teams: dict[tuple, list[dict]] = {}
+    for rec in df.to_dict("records"):
+        teams.setdefault((rec["metric"], rec["team"]), []).append(rec)
     out: list[Insight] = []
-    for row in flagged.sort_values(["metric", "team", "manager_id"]).itertuples():
-        team = df[(df["metric"] == row.metric) & (df["team"] == row.team)]
-        suggestion = _suggest(row, team, spec)
-        ev_key = evidence_src[row.metric][2]
-        extreme = row.ratio > 2 * spec.band_high or row.ratio < spec.band_low / 2
+    for row in flagged.sort_values(["metric", "team", "manager_id"]).to_dict("records"):
+        team = teams[(row["metric"], row["team"])]
+        ev_key = evidence_src[row["metric"]][2]
+        ratio, median = float(row["ratio"]), float(row["team_median"])
+        extreme = ratio > 2 * spec.band_high or ratio < spec.band_low / 2
         facts = {
-            "metric": row.metric, "manager_id": row.manager_id, "manager_name": row.manager_name,
-            "team": row.team or None, "value": int(row.value), "capacity": float(row.capacity),
-            "load": round(float(row.load), 2), "team_median": round(float(row.team_median), 2),
-            "ratio": round(float(row.ratio), 3), "direction": row.direction,
-            "p_value": float(row.p), "q_value": float(row.q), "method": LOAD_METHOD,
+            "metric": row["metric"], "manager_id": str(row["manager_id"]), "manager_name": str(row["manager_name"]),
+            "team": row["team"] or None, "value": int(row["value"]), "capacity": float(row["capacity"]),
+            "load": round(float(row["load"]), 2), "team_median": round(median, 2),
+            "ratio": round(ratio, 3), "direction": str(row["direction"]),
+            "p_value": float(row["p"]), "q_value": float(row["q"]), "method": LOAD_METHOD,
             "band_low": spec.band_low, "band_high": spec.band_high,
-            "band_low_load": round(spec.band_low * float(row.team_median), 2),
-            "band_high_load": round(spec.band_high * float(row.team_median), 2),
-            "suggestion": suggestion,
+            "band_low_load": round(spec.band_low * median, 2),
+            "band_high_load": round(spec.band_high * median, 2),
+            "suggestion": _suggest(row, team, spec),
             "team_loads": [
-                {"manager_id": r.manager_id, "manager_name": r.manager_name, "load": round(float(r.load), 2), "capacity": float(r.capacity)}
-                for r in team.sort_values(["load", "manager_id"], ascending=[False, True]).itertuples()
+                {"manager_id": str(r["manager_id"]), "manager_name": str(r["manager_name"]),
+                 "load": round(float(r["load"]), 2), "capacity": float(r["capacity"])}
+                for r in sorted(team, key=lambda r: (-r["load"], r["manager_id"]))
             ],
         }
-        if row.metric == "new_leads":
+        if row["metric"] == "new_leads":
             facts["window_days"] = spec.leads_window_days
         out.append(Insight(
             detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
-            subject={"manager_id": row.manager_id, "metric": row.metric},
-            facts=facts, evidence={ev_key: evidence.get((row.metric, row.manager_id), [])},
+            subject={"manager_id": facts["manager_id"], "metric": row["metric"]},
+            facts=facts, evidence={ev_key: evidence.get((row["metric"], row["manager_id"]), [])},
         ))
     return out
 
@@ -171,24 +176,24 @@ def _evidence(data: CrmData, flagged: pd.DataFrame, sources: dict, limit: int) -
     return out
 
 
-def _suggest(row, team: pd.DataFrame, spec: ManagerLoadSpec) -> dict | None:
+def _suggest(row: dict, team: list[dict], spec: ManagerLoadSpec) -> dict | None:
     """Move work between the flagged manager and the teammate at the opposite end.
 
     The count is the smallest that brings the flagged one inside the band and, when the other
     is outside too, the other as well, without pushing the receiver above the band.
     """
-    med = float(row.team_median)
-    others = team[team["manager_id"] != row.manager_id]
-    if others.empty:
+    med = float(row["team_median"])
+    others = [r for r in team if r["manager_id"] != row["manager_id"]]
+    if not others:
         return None
-    if row.direction == "over":
+    if row["direction"] == "over":
         giver = row
-        recv = others.sort_values(["ratio", "manager_id"]).iloc[0]
+        recv = min(others, key=lambda r: (r["ratio"], r["manager_id"]))
     else:
         recv = row
-        giver = others.sort_values(["ratio", "manager_id"], ascending=[False, True]).iloc[0]
-    g_val, g_cap = float(giver.value), float(giver.capacity)
-    r_val, r_cap = float(recv.value), float(recv.capacity)
+        giver = min(others, key=lambda r: (-r["ratio"], r["manager_id"]))
+    g_val, g_cap = float(giver["value"]), float(giver["capacity"])
+    r_val, r_cap = float(recv["value"]), float(recv["capacity"])
     need_giver = max(0, math.ceil(g_val - spec.band_high * med * g_cap - 1e-9))
     need_recv = max(0, math.ceil(spec.band_low * med * r_cap - r_val - 1e-9))
     room = math.floor(spec.band_high * med * r_cap - r_val + 1e-9)
@@ -196,8 +201,8 @@ def _suggest(row, team: pd.DataFrame, spec: ManagerLoadSpec) -> dict | None:
     if count <= 0:
         return None
     return {
-        "kind": "move_deals" if row.metric == "open_deals" else "route_leads",
+        "kind": "move_deals" if row["metric"] == "open_deals" else "route_leads",
         "count": int(count),
-        "from_manager_id": str(giver.manager_id), "from_manager_name": str(giver.manager_name),
-        "to_manager_id": str(recv.manager_id), "to_manager_name": str(recv.manager_name),
+        "from_manager_id": str(giver["manager_id"]), "from_manager_name": str(giver["manager_name"]),
+        "to_manager_id": str(recv["manager_id"]), "to_manager_name": str(recv["manager_name"]),
     }
