@@ -285,6 +285,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def render_demo(config, outcome, now: datetime, lang: str) -> str:
     """Per recipient, what they would receive: routed, digested and rendered for the terminal."""
     from bot.routing import route
+    from crm.demo import COMPANY
     from messages import terminal
     from messages.digest import build_digest
 
@@ -293,9 +294,12 @@ def render_demo(config, outcome, now: datetime, lang: str) -> str:
     ordered = sorted(people.values(), key=lambda r: (r.role != "director", r.id))
     out = []
     total = len(outcome.insights)
-    head = (f"Демо-компания: {total} находок на {now.astimezone(ZoneInfo(config.timezone)):%d.%m.%Y %H:%M}"
+    local = now.astimezone(ZoneInfo(config.timezone))
+    head = (f"Демо: {COMPANY} (промышленное оборудование), {local:%d.%m.%Y %H:%M}. Всего находок: {total}.\n"
+            "Ниже — что получит каждый получатель в чате."
             if lang == "ru" else
-            f"Demo company: {total} insights at {now.astimezone(ZoneInfo(config.timezone)):%Y-%m-%d %H:%M}")
+            f"Demo: {COMPANY} (industrial equipment), {local:%Y-%m-%d %H:%M}. Insights in total: {total}.\n"
+            "Below: what each recipient would receive in chat.")
     out.append(head)
     for r in ordered:
         items = by_recipient.get(r.id, [])

@@ -42,6 +42,7 @@ TZ = ZoneInfo("Asia/Almaty")
 # A Wednesday late morning: the scan "runs" now; the data ends just before it.
 DEMO_NOW = datetime(2026, 11, 18, 11, 30, tzinfo=TZ)
 CURRENCY = "KZT"
+COMPANY = "ТОО «ПромТехСнаб»"
 
 STAGES = ["Новая заявка", "Квалификация", "КП отправлено", "Переговоры", "Договор"]
 SOURCES = ["Сайт", "Звонок", "Выставка", "Рекомендация", "Тендер"]
@@ -558,7 +559,7 @@ def export_csv(data: CrmData, folder: str | Path) -> list[Path]:
 def demo_config_toml(data_dir: str = "demo-data") -> str:
     """A complete config for the demo company: every active manager and the director as recipients."""
     lines = [
-        "# crm-pulse config for the demo company (ТОО «ПромТехСнаб», industrial equipment).",
+        f"# crm-pulse config for the demo company ({COMPANY}, industrial equipment).",
         "# `crm-pulse demo --export demo-data` writes the data this config points to.",
         'language = "ru"',
         'timezone = "Asia/Almaty"',

@@ -215,7 +215,7 @@ def test_demo_in_english_writes_charts(tmp_path, capsys):
     charts = tmp_path / "charts"
     assert main(["demo", "--lang", "en", "--charts", str(charts)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Demo company:")
+    assert out.startswith("Demo: ")
     assert "(director)" in out and sum("(manager)" in s for s in _sections(out)) >= 3
     assert "digest" in out
     pngs = list(charts.glob("*.png"))
