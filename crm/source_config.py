@@ -30,17 +30,23 @@ def did_you_mean(name: str, known: list[str] | tuple[str, ...]) -> str:
     return " (known: " + ", ".join(known) + ")"
 
 
-def _check_table(key: str, table: str) -> None:
+def _table_problem(table: str) -> str | None:
     if table not in TABLES:
-        raise ValueError(f"{key}.{table}: unknown table{did_you_mean(table, tuple(TABLES))}")
+        return f"{table}: unknown table{did_you_mean(table, tuple(TABLES))}"
+    return None
 
 
-def _check_column(key: str, table: str, column: str) -> None:
+def _column_problem(table: str, column: str) -> str | None:
     names = [c.name for c in TABLES[table].columns]
     if column not in names:
-        raise ValueError(
-            f"{key}.{table}.{column}: unknown column of {table}{did_you_mean(column, names)}"
-        )
+        return f"{table}.{column}: unknown column of {table}{did_you_mean(column, names)}"
+    return None
+
+
+def _raise_all(problems: list[str]) -> None:
+    """One error listing every typo in the section, not just the first."""
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class SourceConfig(BaseModel):
@@ -71,20 +77,20 @@ class SourceConfig(BaseModel):
 
     @field_validator("files", "tables")
     @classmethod
-    def _known_tables(cls, value: dict[str, str], info) -> dict[str, str]:
-        for table, target in value.items():
-            _check_table(info.field_name, table)
-            if not str(target).strip():
-                raise ValueError(f"{info.field_name}.{table}: must not be empty")
+    def _known_tables(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [_table_problem(t) or (f"{t}: must not be empty" if not str(v).strip() else None)
+                    for t, v in value.items()]
+        _raise_all([p for p in problems if p])
         return value
 
     @field_validator("columns", "values", "fill")
     @classmethod
-    def _known_columns(cls, value: dict, info) -> dict:
+    def _known_columns(cls, value: dict) -> dict:
+        problems = []
         for table, cols in value.items():
-            _check_table(info.field_name, table)
-            for column in cols:
-                _check_column(info.field_name, table, column)
+            problem = _table_problem(table)
+            problems += [problem] if problem else [_column_problem(table, c) for c in cols]
+        _raise_all([p for p in problems if p])
         return value
 
     @field_validator("stages")

@@ -86,7 +86,7 @@ def test_stage_order_from_history_uses_the_median_step():
 
 @pytest.mark.parametrize(("kwargs", "says"), [
     ({"columns": {"deal": {"deal_id": "ID"}}}, "did you mean `deals`?"),
-    ({"columns": {"deals": {"manger_id": "x"}}}, "columns.deals.manger_id: unknown column of deals (did you mean `manager_id`?)"),
+    ({"columns": {"deals": {"manger_id": "x"}}}, "deals.manger_id: unknown column of deals (did you mean `manager_id`?)"),
     ({"values": {"deals": {"statsu": {"A": "won"}}}}, "did you mean `status`?"),
     ({"fill": {"deals": {"curency": "KZT"}}}, "did you mean `currency`?"),
     ({"kind": "sql"}, "needs `url_env`"),
@@ -98,6 +98,14 @@ def test_source_config_rejects_typos_with_the_nearest_name(kwargs, says):
     with pytest.raises(pydantic.ValidationError) as err:
         SourceConfig(**kwargs)
     assert says in str(err.value)
+
+
+def test_source_config_lists_every_typo_at_once():
+    with pytest.raises(pydantic.ValidationError) as err:
+        SourceConfig(columns={"deals": {"manger_id": "x", "stag": "y"}, "deal": {"id": "z"}})
+    text = str(err.value)
+    assert "did you mean `manager_id`?" in text and "did you mean `stage`?" in text
+    assert "deal: unknown table (did you mean `deals`?)" in text
 
 
 def test_closing_stages_mapped_to_won_lost_become_statuses_not_stages(tmp_path):
