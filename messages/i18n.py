@@ -77,6 +77,7 @@ def _locale(lang: str) -> Locale:
     return Locale.parse(check_lang(lang))
 
 
+@lru_cache(maxsize=4096)
 def plural_form(n: float, lang: str) -> str:
     """CLDR plural category of n: ru 1 -> one, 2 -> few, 5 -> many, 1.5 -> other."""
     return _locale(lang).plural_form(abs(n))
@@ -88,6 +89,7 @@ def noun(n: float, word: str, lang: str) -> str:
     return forms.get(plural_form(n, lang), forms["other"])
 
 
+@lru_cache(maxsize=8192)  # a digest repeats the same few numbers; Babel re-parses its pattern each call
 def number(x: float, lang: str, *, digits: int = 1) -> str:
     """Locale-grouped number, at most `digits` decimals: ru "1 234 567,5", en "1,234,567.5"."""
     pattern = "#,##0" + ("." + "#" * digits if digits > 0 else "")
