@@ -268,7 +268,8 @@ def run_demo(args: argparse.Namespace) -> int:
         for p in paths:
             err(f"wrote {p}")
         err(f"wrote {config_path}")
-        err(f"try: crm-pulse scan --config {config_path} --now {demo.now.isoformat()}")
+        # The demo's clock is fixed inside the data: scan "as of" that moment to see the demo's insights.
+        err(f"try: crm-pulse scan --data {folder} --now {demo.now.isoformat()} --format json")
         return EXIT_OK
     config = parse_config(demo.config_toml, source_name="demo config", base_dir=Path("."))
     now = parse_now(args.now, config.timezone) if args.now else demo.now
