@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-from detectors.insight import SEVERITY_RANK, Insight
+if TYPE_CHECKING:  # the detectors package loads pandas and scipy; the outbox process needs neither
+    from detectors.insight import Insight
 
 Reason = Literal["first", "worse", "repeat_interval", "snoozed", "suppressed", "unchanged"]
 
@@ -106,6 +107,8 @@ class Policy:
 def is_worse(detector: str, old_facts: dict[str, Any] | None, old_severity: str | None,
              insight: Insight, policy: Policy) -> bool:
     """Materially worse than when last seen: severity rose, or the detector's measure grew enough."""
+    from detectors.insight import SEVERITY_RANK
+
     if old_severity is not None and SEVERITY_RANK.get(insight.severity, 0) > SEVERITY_RANK.get(old_severity, 0):
         return True
     measure = MEASURES.get(detector)

@@ -48,7 +48,7 @@ class DrainResult:
 
 class Outbox:
     def __init__(self, store: StateStore, *, clock: Callable[[], datetime] = _now, holder: str | None = None,
-                 lease_seconds: float = 300.0, max_attempts: int = 30, backoff_base: float = 1.0,
+                 lease_seconds: float = 60.0, max_attempts: int = 30, backoff_base: float = 1.0,
                  backoff_max: float = 600.0, concurrency: int = 64) -> None:
         self.store = store
         self.t = store.t["outbox"]
@@ -146,6 +146,7 @@ class Outbox:
         now = self.clock()
         if not self.store.try_lease(lease_name, self.holder, now, now + self.lease):
             return res  # another process is sending to this person right now
+        lease_until = now + self.lease
         try:
             while True:
                 row = self._head(recipient)
@@ -158,8 +159,10 @@ class Outbox:
                                  next_attempt_at=now + timedelta(seconds=self.backoff_max))
                     res.errors.append(f"{row.channel} not running")
                     break
-                if not self.store.try_lease(lease_name, self.holder, now, now + self.lease):
-                    break
+                if lease_until - now < self.lease * 2 / 3:  # renew before it can expire mid-send
+                    if not self.store.try_lease(lease_name, self.holder, now, now + self.lease):
+                        break
+                    lease_until = now + self.lease
                 msg = OutgoingMessage(channel=row.channel, address=row.address, payload=row.payload,  # type: ignore[arg-type]
                                       photo_png=row.photo, dedup_key=row.dedup_key, edit_message_id=row.edit_message_id)
                 attempts = row.attempts + 1
@@ -211,12 +214,14 @@ class Outbox:
         deadline = loop.time() + timeout
         total = DrainResult()
         while True:
-            total.add(await self.drain(channels))
+            part = await self.drain(channels)
+            total.add(part)
             due = self.next_due()
             if due is None or loop.time() >= deadline:
                 return total
             wait = (due - self.clock()).total_seconds()
-            await asyncio.sleep(min(max(wait, 0.005), max_sleep, max(0.0, deadline - loop.time())))
+            floor = 0.005 if (part.sent or part.failed or part.retried) else 0.05  # lanes held elsewhere: do not spin
+            await asyncio.sleep(min(max(wait, floor), max_sleep, max(0.0, deadline - loop.time())))
 
     async def run_forever(self, channels: Mapping[str, Channel], *, poll_seconds: float = 2.0,
                           stop: asyncio.Event | None = None) -> None:

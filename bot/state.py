@@ -11,13 +11,15 @@ import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from bot.notify_log import LogEntry
-from detectors.insight import Insight
+
+if TYPE_CHECKING:  # importing the detectors package loads pandas and scipy: only when needed
+    from detectors.insight import Insight
 
 UTC = timezone.utc
 
@@ -214,6 +216,8 @@ class StateStore:
             def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL survives a killed process (only a power cut may lose the last commit)
+                cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
         store = cls(engine, prefix)
@@ -428,6 +432,8 @@ class StateStore:
             r = c.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).first()
         if r is None:
             return None
+        from detectors.insight import Insight
+
         return utc(r.scanned_at), utc(r.data_now), [Insight.from_dict(d) for d in r.insights]
 
     # -- locks (leases: a crashed holder's lock expires)
