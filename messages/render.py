@@ -39,7 +39,7 @@ Piece = Union[str, Span, Line, int, float]
 def name(value: Any, limit: int = MAX_NAME_CHARS) -> Span:
     """A CRM string shown exactly as written (only shortened when absurdly long, one line)."""
     text = "" if value is None else str(value)
-    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
+    text = " ".join(text.split()) if "\n" in text or "\r" in text else text.strip()
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     if any(unicodedata.bidirectional(ch) in _BIDI_RISKY for ch in text):
