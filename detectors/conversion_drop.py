@@ -61,7 +61,7 @@ class ConversionDropSpec(DetectorSpec):
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
     min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
     min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
-    max_drivers: int = Field(3, ge=0, le=10)
+    max_drivers: int = Field(3, ge=0, le=10, description="name at most this many driving segments")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
 
     @field_validator("segments")

@@ -39,7 +39,7 @@ class LossReasonsSpec(DetectorSpec):
     min_lost_for_quality: int = Field(10, ge=1, description="recent lost deals needed before judging data quality")
     other_values: list[str] = Field(default_factory=lambda: ["other", "others", "прочее", "другое", "иное", "-"],
                                     description="reasons that say nothing (compared case-insensitively)")
-    max_evidence: int = Field(200, ge=0)
+    max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
 
 
 @register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'")

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
@@ -43,17 +43,23 @@ class ManagerLoadSpec(DetectorSpec):
     band_high: float = Field(1.6, gt=1, description="flag above this x team median load")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate")
     leads_window_days: int = Field(28, ge=1, le=365, description="new leads counted over this many days")
-    metrics: list[str] = Field(default_factory=lambda: list(METRICS))
-    max_evidence: int = Field(200, ge=0)
+    metrics: list[str] = Field(default_factory=lambda: list(METRICS), description="what to compare: open_deals, new_leads (needs leads)")
+    max_evidence: int = Field(200, ge=0, description="at most this many deal/lead ids in evidence")
 
-    @model_validator(mode="after")
-    def _check(self) -> "ManagerLoadSpec":
-        bad = [m for m in self.metrics if m not in METRICS]
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in METRICS]
         if bad:
-            raise ValueError(f"metrics: unknown {bad}; choose from {list(METRICS)}")
-        if self.group_by not in ("team", "region"):
-            raise ValueError(f"group_by: must be 'team' or 'region', got {self.group_by!r}")
-        return self
+            raise ValueError(f"unknown metric(s) {bad}; choose from {list(METRICS)}")
+        return v
+
+    @field_validator("group_by", "fallback_group_by")
+    @classmethod
+    def _team_column(cls, v: str | None) -> str | None:
+        if v is not None and v not in ("team", "region"):
+            raise ValueError(f"must be 'team' or 'region', got {v!r}")
+        return v
 
 
 def _teams(managers: pd.DataFrame, spec: ManagerLoadSpec) -> pd.Series:

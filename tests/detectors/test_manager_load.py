@@ -119,6 +119,8 @@ def test_fingerprint_depends_on_manager_and_metric_only():
 def test_spec_validation():
     with pytest.raises(ValidationError, match="metrics"):
         ManagerLoadSpec(metrics=["open_deal"])
+    with pytest.raises(ValidationError, match="fallback_group_by"):
+        ManagerLoadSpec(fallback_group_by="city")
     with pytest.raises(ValidationError):
         ManagerLoadSpec(band_high=0.9)
     with pytest.raises(ValidationError, match="group_by"):
