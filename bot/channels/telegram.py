@@ -218,6 +218,44 @@ def _command_text(text: str, bot_username: str | None) -> str:
     return f"{command} {rest}".strip() if rest else command
 
 
+class _Turns:
+    """Updates from one chat are handled one at a time in arrival order; chats in parallel."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Future[None]] = {}
+
+    def reserve(self, key: str) -> _Turn:
+        """Take a place in the chat's line now (no await), enter it later with `async with`."""
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        previous = self._tails.get(key)
+        self._tails[key] = mine
+        return _Turn(self, key, previous, mine)
+
+
+class _Turn:
+    def __init__(self, turns: _Turns, key: str, previous: asyncio.Future[None] | None,
+                 mine: asyncio.Future[None]) -> None:
+        self.turns, self.key, self.previous, self.mine = turns, key, previous, mine
+
+    def _done(self) -> None:
+        if not self.mine.done():
+            self.mine.set_result(None)
+        if self.turns._tails.get(self.key) is self.mine:
+            del self.turns._tails[self.key]
+
+    async def __aenter__(self) -> None:
+        if self.previous is None:
+            return
+        try:
+            await asyncio.shield(self.previous)
+        except asyncio.CancelledError:  # give our place up only after the one before us
+            self.previous.add_done_callback(lambda _: self._done())
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._done()
+
+
 class TelegramChannel:
     name = "telegram"
 
@@ -267,6 +305,9 @@ class TelegramChannel:
             .get_updates_connect_timeout(timeout).get_updates_read_timeout(timeout)
             .get_updates_pool_timeout(timeout)
             .job_queue(None)  # scheduling is bot.scheduler's job, not PTB's
+            # One person's slow request (an admin's /scan) must not hold up everyone else;
+            # updates from the same chat still run one at a time, in order (see _Turns).
+            .concurrent_updates(64)
             .build()
         )
         self.app.add_handler(CallbackQueryHandler(self._on_button))
@@ -280,6 +321,7 @@ class TelegramChannel:
         # (address, dedup_key) -> photo message id: a retried photo+text message does not
         # send its photo twice when only the text part failed.
         self._photos_sent: dict[tuple[str, str], int] = {}
+        self._turns = _Turns()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -413,18 +455,23 @@ class TelegramChannel:
         query = update.callback_query
         if query is None:
             return
+        message = query.message
+        chat_id = message.chat.id if message is not None else query.from_user.id
+        turn = self._turns.reserve(str(chat_id))  # keep its place in line while we answer
         try:
             await query.answer()  # stops the button's spinner; the reply says the rest
         except TelegramError as exc:
             log.warning("telegram: could not answer a button press: %s", exc)
-        message = query.message
-        chat_id = message.chat.id if message is not None else query.from_user.id
         await self._dispatch(Inbound(
             channel="telegram", user_id=str(query.from_user.id), chat_id=str(chat_id),
             action=query.data, language_code=query.from_user.language_code,
-            message_id=str(message.message_id) if message is not None else None))
+            message_id=str(message.message_id) if message is not None else None), turn)
 
-    async def _dispatch(self, inbound: Inbound) -> None:
+    async def _dispatch(self, inbound: Inbound, turn: _Turn | None = None) -> None:
+        async with turn or self._turns.reserve(inbound.chat_id):
+            await self._handle(inbound)
+
+    async def _handle(self, inbound: Inbound) -> None:
         if self.on_inbound is None:
             log.info("telegram: no handler for inbound %s", inbound)
             return

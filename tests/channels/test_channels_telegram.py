@@ -209,3 +209,27 @@ async def test_under_faults_every_message_arrives_once_in_order():
     assert report.retries >= 5 and not report.failed
     for chat in (101, 102, 103, 104, 105):
         assert server.texts(chat) == [f"{chat}-{i}" for i in range(8)]
+
+
+async def test_a_slow_request_from_one_person_does_not_hold_up_another(tg_server, tg_bot):
+    import asyncio
+
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def handler(inbound):
+        order.append(f"start {inbound.chat_id} {inbound.text}")
+        if inbound.text == "/scan":
+            await release.wait()
+        order.append(f"end {inbound.chat_id} {inbound.text}")
+        return []
+
+    tg_bot.on_inbound = handler
+    tg_server.push_text(1, "/scan")
+    tg_server.push_text(1, "/help")  # same chat: waits for /scan, keeps its order
+    tg_server.push_text(2, "/digest")  # another person: answered meanwhile
+    await wait_for(lambda: "end 2 /digest" in order)
+    assert "start 1 /help" not in order
+    release.set()
+    await wait_for(lambda: "end 1 /help" in order)
+    assert order.index("end 1 /scan") < order.index("start 1 /help")
