@@ -194,3 +194,10 @@ def test_shuffling_rows_and_renaming_ids_changes_nothing_but_ids(web_drop, seed,
     assert _strip_ids(got) == _strip_ids(base)
     assert [i.fingerprint for i in got] == [i.fingerprint for i in base]  # subject has no deal/manager ids
     assert sorted(got[0].evidence["deal_ids"]) == sorted(prefix + x for x in base[0].evidence["deal_ids"])
+
+
+def test_a_company_without_deals_or_history_says_nothing():
+    empty = make_data(managers=MANAGERS, deals=[], stage_history=[])
+    assert detect(empty, SPEC, NOW) == []
+    no_history = dataclasses.replace(build(flat(0.6), n=100), stage_history=make_data(managers=MANAGERS, deals=[]).stage_history)
+    assert detect(no_history, SPEC, NOW) == []

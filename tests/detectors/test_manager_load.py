@@ -159,3 +159,7 @@ def test_shuffling_and_renaming_changes_nothing_but_ids(seed, suffix):
         return sorted(out, key=lambda d: d["subject"]["manager_id"])
 
     assert strip(got, suffix) == strip(base, "")
+
+
+def test_no_deals_at_all_says_nothing():
+    assert detect(team({"a": 0, "b": 0, "c": 0}), SPEC, NOW) == []
