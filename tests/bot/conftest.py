@@ -175,3 +175,14 @@ def sqlite_store(tmp_path):
 @pytest.fixture
 def config_toml():
     return CONFIG_TOML
+
+
+@pytest.fixture
+def pg_store():
+    """PostgreSQL only, under a table prefix unique to this test, dropped afterwards."""
+    if not _pg_reachable():
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
+    s = StateStore.open(PG_URL, prefix=f"t{uuid.uuid4().hex[:10]}_")
+    yield s
+    s.drop_all()
+    s.close()

@@ -37,7 +37,8 @@ def _enqueue_200(store) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_send_then_restart_delivers_all_at_most_one_twice(store, tmp_path):
+def test_sigkill_mid_send_then_restart_delivers_all_at_most_one_twice(sqlite_store, tmp_path):
+    store = sqlite_store
     keys = _enqueue_200(store)
     out = tmp_path / "delivered.txt"
     p = _start(store, out, "first", 0.01)
@@ -61,7 +62,9 @@ def test_sigkill_mid_send_then_restart_delivers_all_at_most_one_twice(store, tmp
 
 
 @pytest.mark.slow
-def test_two_processes_sharing_state_send_nothing_twice(store, tmp_path):
+@pytest.mark.postgres
+def test_two_processes_sharing_postgres_send_nothing_twice(pg_store, tmp_path):
+    store = pg_store
     keys = _enqueue_200(store)
     out1, out2 = tmp_path / "p1.txt", tmp_path / "p2.txt"
     p1, p2 = _start(store, out1, "p1", 0.002), _start(store, out2, "p2", 0.002)
