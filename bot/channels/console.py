@@ -15,14 +15,14 @@ from typing import Any, TextIO
 
 from bot.channels.base import OutgoingMessage, SendReceipt
 
-_TAG = re.compile(r"<[^>]+>")
+_TAG = re.compile(r"</?[a-zA-Z][^<>]*>")
 
 
 def plain_text(payload: dict[str, Any]) -> str:
     """The readable text of a payload: HTML tags dropped and entities decoded."""
     text = str(payload.get("text") or "")
     if "<" in text or "&" in text:
-        text = html.unescape(_TAG.sub("", text.replace("<br>", "\n")))
+        text = html.unescape(_TAG.sub("", re.sub(r"<br\s*/?>", "\n", text)))
     return text
 
 

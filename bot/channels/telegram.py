@@ -26,6 +26,7 @@ from telegram import (
     BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Update,
 )
 from telegram.constants import ParseMode
@@ -49,6 +50,7 @@ from telegram.ext import (
 )
 
 from bot.channels.base import Inbound, OutgoingMessage, PermanentFailure, RetryLater, SendReceipt
+from bot.channels.console import plain_text
 
 log = logging.getLogger(__name__)
 
@@ -367,57 +369,38 @@ class TelegramChannel:
             self._opened = False
 
     async def set_commands(self) -> None:
-        """The menu in English (default) and Russian; admins also see their commands."""
+        """The menu in English (default) and Russian; admins also see their commands.
+
+        A menu that cannot be set is logged, not fatal: the commands work without it (an admin
+        who never wrote to the bot is "chat not found" until they do).
+        """
         for lang in ("en", "ru"):
+            code = None if lang == "en" else lang
             menu = [BotCommand(c, d[lang]) for c, d in MENU_COMMANDS.items()]
-            await self.app.bot.set_my_commands(menu, language_code=None if lang == "en" else lang)
             admin_menu = menu + [BotCommand(c, d[lang]) for c, d in ADMIN_COMMANDS.items()]
-            for chat_id in self.admin_chat_ids:
-                await self.app.bot.set_my_commands(
-                    admin_menu, scope=BotCommandScopeChat(chat_id),
-                    language_code=None if lang == "en" else lang)
+            scopes: list[tuple[Any, list[BotCommand]]] = [(None, menu)] + [
+                (BotCommandScopeChat(chat_id), admin_menu) for chat_id in self.admin_chat_ids]
+            for scope, commands in scopes:
+                try:
+                    await self.app.bot.set_my_commands(commands, scope=scope, language_code=code)
+                except TelegramError as exc:
+                    log.warning("telegram: could not set the command menu (%s, %s): %s",
+                                lang, getattr(scope, "chat_id", "everyone"), exc)
 
     # ---- sending ---------------------------------------------------------------------------
     async def send(self, message: OutgoingMessage) -> SendReceipt:
         await self.open()
-        chat_id = _chat(message.address)
-        text = str(message.payload.get("text") or "")
-        markup = _markup(message.payload)
-        bot = self.app.bot
         try:
-            if message.edit_message_id is not None:
-                try:
-                    sent = await bot.edit_message_text(
-                        text, chat_id=chat_id, message_id=int(message.edit_message_id),
-                        parse_mode=ParseMode.HTML, reply_markup=markup)
-                except BadRequest as exc:
-                    if "not modified" in exc.message.lower():
-                        return SendReceipt(str(message.edit_message_id))
+            try:
+                return await self._deliver(message, str(message.payload.get("text") or ""),
+                                           ParseMode.HTML)
+            except BadRequest as exc:
+                if "can't parse entities" not in exc.message.lower():
                     raise
-                message_id = sent.message_id if hasattr(sent, "message_id") else int(
-                    message.edit_message_id)
-                return SendReceipt(str(message_id))
-            if message.photo_png is not None:
-                if len(text) <= CAPTION_LIMIT:
-                    sent = await bot.send_photo(chat_id, photo=message.photo_png,
-                                                caption=text or None, parse_mode=ParseMode.HTML,
-                                                reply_markup=markup)
-                    return SendReceipt(str(sent.message_id), {"photo_message_id":
-                                                              str(sent.message_id)})
-                key = (message.address, message.dedup_key)
-                photo_id = self._photos_sent.get(key) if message.dedup_key else None
-                if photo_id is None:
-                    photo = await bot.send_photo(chat_id, photo=message.photo_png)
-                    photo_id = photo.message_id
-                    if message.dedup_key:
-                        self._photos_sent[key] = photo_id
-                sent = await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
-                                              reply_markup=markup)
-                self._photos_sent.pop(key, None)
-                return SendReceipt(str(sent.message_id), {"photo_message_id": str(photo_id)})
-            sent = await bot.send_message(chat_id, text, parse_mode=ParseMode.HTML,
-                                          reply_markup=markup)
-            return SendReceipt(str(sent.message_id))
+                # Better the words without formatting than no message at all.
+                log.warning("telegram: HTML refused (%s); sending %s as plain text",
+                            exc.message, message.dedup_key or "a message")
+                return await self._deliver(message, plain_text(message.payload), None)
         except RetryAfter as exc:
             raise RetryLater("telegram 429 too many requests", _retry_seconds(exc)) from exc
         except Forbidden as exc:
@@ -437,6 +420,44 @@ class TelegramChannel:
             raise RetryLater(f"telegram unavailable: {exc.message}") from exc
         except TelegramError as exc:
             raise RetryLater(f"telegram error: {exc.message}") from exc
+
+    async def _deliver(self, message: OutgoingMessage, text: str,
+                       parse_mode: str | None) -> SendReceipt:
+        chat_id = _chat(message.address)
+        markup = _markup(message.payload)
+        bot = self.app.bot
+        if message.edit_message_id is not None:
+            try:
+                sent = await bot.edit_message_text(
+                    text, chat_id=chat_id, message_id=int(message.edit_message_id),
+                    parse_mode=parse_mode, reply_markup=markup)
+            except BadRequest as exc:
+                if "not modified" in exc.message.lower():  # the same button pressed twice
+                    return SendReceipt(str(message.edit_message_id))
+                raise
+            message_id = getattr(sent, "message_id", message.edit_message_id)
+            return SendReceipt(str(message_id))
+        if message.photo_png is None:
+            sent = await bot.send_message(chat_id, text, parse_mode=parse_mode,
+                                          reply_markup=markup)
+            return SendReceipt(str(sent.message_id))
+        if len(text) <= CAPTION_LIMIT:  # one message: the chart with the text as its caption
+            sent = await bot.send_photo(chat_id, photo=InputFile(message.photo_png,
+                                                                 filename="chart.png"),
+                                        caption=text or None, parse_mode=parse_mode,
+                                        reply_markup=markup)
+            return SendReceipt(str(sent.message_id), {"photo_message_id": str(sent.message_id)})
+        key = (message.address, message.dedup_key)
+        photo_id = self._photos_sent.get(key) if message.dedup_key else None
+        if photo_id is None:
+            photo = await bot.send_photo(chat_id, photo=InputFile(message.photo_png,
+                                                                  filename="chart.png"))
+            photo_id = photo.message_id
+            if message.dedup_key:
+                self._photos_sent[key] = photo_id
+        sent = await bot.send_message(chat_id, text, parse_mode=parse_mode, reply_markup=markup)
+        self._photos_sent.pop(key, None)
+        return SendReceipt(str(sent.message_id), {"photo_message_id": str(photo_id)})
 
     # ---- receiving -------------------------------------------------------------------------
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -233,3 +233,25 @@ async def test_a_slow_request_from_one_person_does_not_hold_up_another(tg_server
     release.set()
     await wait_for(lambda: "end 1 /help" in order)
     assert order.index("end 1 /scan") < order.index("start 1 /help")
+
+
+async def test_html_telegram_refuses_is_sent_as_plain_text_rather_than_lost(tg_server, tg_channel):
+    await tg_channel.send(digest("42", "Итого: 5 < 7, <b>план</b> выполнен<br>Молодцы"))
+    [got] = tg_server.messages["42"]
+    assert got.text == "Итого: 5 < 7, план выполнен\nМолодцы" and got.parse_mode is None
+    assert got.buttons  # the buttons still come with it
+
+
+async def test_an_admin_who_never_wrote_to_the_bot_does_not_stop_it_starting(tg_server):
+    tg_server.missing_chats.add("901")
+    recorder = Recorder()
+    channel = TelegramChannel(TOKEN, base_url=tg_server.base_url, on_inbound=recorder,
+                              rate_limiter=fast_limiter(), timeout=2.0, poll_timeout=1,
+                              admin_chat_ids=[900, 901])
+    await channel.start()
+    try:
+        tg_server.push_text(5, "/help")
+        await wait_for(lambda: tg_server.texts(5) == ["got /help"])
+        assert '{"chat_id": 900, "type": "chat"}|ru' in tg_server.commands
+    finally:
+        await channel.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -22,6 +23,37 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.faults import FaultPlan
+
+# Telegram's HTML parse mode: these tags only, properly nested, and no bare "<"; anything else
+# is "Bad Request: can't parse entities", as the real API answers. (A bare "&" is let through:
+# Telegram tolerates it, and a fake stricter than the real API would mislead.)
+HTML_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span",
+                       "tg-spoiler", "a", "tg-emoji", "code", "pre", "blockquote"})
+_HTML_TOKEN = re.compile(r"<(/?)([a-zA-Z][\w-]*)((?:\s+[^<>]*)?)>"
+                         r"|<")
+
+
+def html_problem(text: str) -> str | None:
+    """Why Telegram would refuse `text` in parse_mode HTML, or None."""
+    stack: list[str] = []
+    for m in _HTML_TOKEN.finditer(text):
+        if m.group(0) == "<":
+            return f"can't parse entities: unexpected {m.group(0)!r} at offset {m.start()}"
+        if m.group(2) is None:
+            continue
+        closing, tag = m.group(1), m.group(2).lower()
+        if tag not in HTML_TAGS:
+            return f'can\'t parse entities: unsupported start tag "{tag}" at offset {m.start()}'
+        if not closing:
+            stack.append(tag)
+        elif stack and stack[-1] == tag:
+            stack.pop()
+        else:
+            return f'can\'t parse entities: unexpected end tag "{tag}" at offset {m.start()}'
+    if stack:
+        return f'can\'t parse entities: can\'t find end tag corresponding to start tag "{stack[-1]}"'
+    return None
+
 
 SEND_METHODS = frozenset({"sendMessage", "sendPhoto", "editMessageText"})
 BOT_USER = {
@@ -261,8 +293,13 @@ class FakeTelegramServer:
             body["parameters"] = parameters
         return web.json_response(body, status=code)
 
-    def _check_chat(self, params: dict[str, Any]) -> str:
+    def _check_chat(self, params: dict[str, Any], text_key: str = "text") -> str:
         chat_id = str(params.get("chat_id"))
+        text = params.get(text_key)
+        if params.get("parse_mode") == "HTML" and isinstance(text, str):
+            problem = html_problem(text)
+            if problem:
+                raise _ApiError(400, f"Bad Request: {problem}")
         if chat_id in self.blocked_chats:
             raise _ApiError(403, "Forbidden: bot was blocked by the user")
         if chat_id in self.missing_chats:
@@ -325,7 +362,7 @@ class FakeTelegramServer:
         return self._message(chat_id, received)
 
     def _m_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
-        chat_id = self._check_chat(params)
+        chat_id = self._check_chat(params, "caption")
         photo = params.get("photo")
         if not isinstance(photo, bytes) or not photo:
             raise _ApiError(400, "Bad Request: there is no photo in the request")
