@@ -173,6 +173,10 @@ class SlackChannel:
         return channel
 
     async def send(self, message: OutgoingMessage) -> SendReceipt:
+        if self.client.session is None or self.client.session.closed:
+            # One pooled HTTP session instead of a new connection per API call.
+            self.client.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.client.timeout))
         payload = message.payload
         text = str(payload.get("text") or "")
         blocks = payload.get("blocks") or None
