@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time as clock
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
@@ -58,6 +59,7 @@ class BacktestReport:
     skipped: dict[str, str] = field(default_factory=dict)
     detectors: list[str] = field(default_factory=list)
     recipient_names: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # detector -> time spent (prepare + every run)
 
     @property
     def weeks(self) -> float:
@@ -96,8 +98,12 @@ class BacktestReport:
         }
 
 
-def replayers(data: CrmData, specs: dict[str, DetectorSpec]) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
-    """One `now -> insights` function per enabled detector, prepared once where the module allows it."""
+def replayers(data: CrmData, specs: dict[str, DetectorSpec],
+              seconds: dict[str, float] | None = None) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
+    """One `now -> insights` function per enabled detector, prepared once where the module allows it.
+
+    `seconds`, when given, receives the time each prepare took.
+    """
     out: dict[str, Callable[[datetime], list[Insight]]] = {}
     skipped: dict[str, str] = {}
     for name, det in REGISTRY.items():
@@ -112,7 +118,10 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec]) -> tuple[dict[str, 
         module = sys.modules.get(det.detect.__module__)
         prepare, detect_at = getattr(module, "prepare", None), getattr(module, "detect_at", None)
         if callable(prepare) and callable(detect_at):
+            t = clock.perf_counter()
             state = prepare(data, spec)
+            if seconds is not None:
+                seconds[name] = clock.perf_counter() - t
             out[name] = lambda now, _s=state, _f=detect_at: _f(_s, now)
         else:
             out[name] = lambda now, _d=det.detect, _sp=spec: _d(data, _sp, now)
@@ -155,8 +164,9 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
         raise ValueError("start and end must be timezone-aware")
     policy = replace(policy or Policy(), repeat_interval=repeat_interval)
     runs = run_times(start, end, every)
-    fns, skipped = replayers(data, specs)
-    report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, detectors=list(fns))
+    seconds: dict[str, float] = {}
+    fns, skipped = replayers(data, specs, seconds)
+    report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, detectors=list(fns), seconds=seconds)
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
     log: dict[str, dict[str, LogEntry]] = defaultdict(dict)  # recipient -> fingerprint -> entry
     it: Iterator[datetime] = iter(runs)
@@ -165,7 +175,9 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     for now in it:
         current: dict[str, set[str]] = defaultdict(set)
         for name, fn in fns.items():
+            t = clock.perf_counter()
             found = fn(now)
+            seconds[name] = seconds.get(name, 0.0) + clock.perf_counter() - t
             report.insight_days[name] += len(found)
             for ins in found:
                 for r in recipients_of(ins):

@@ -57,6 +57,12 @@ def _cell(v: Any) -> str:
         return ""
     if isinstance(v, pd.Timestamp):
         return v.strftime("%Y-%m-%d %H:%M")
+    if isinstance(v, pd.Timedelta):
+        secs = int(v.total_seconds())
+        if abs(secs) < 120:
+            return f"{secs} s"
+        days, rest = divmod(secs, 86_400)
+        return (f"{days} d " if days else "") + f"{rest // 3600} h {rest % 3600 // 60:02d} min"
     if isinstance(v, float):
         return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:g}"
     return str(v)
@@ -116,6 +122,8 @@ def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en") ->
         else:
             lines.append(f"    {k}: {_value(v)}")
     rows = evidence_rows(insight, data)
+    if rows:
+        lines.append("  (times in UTC)")
     for key, ids in insight.evidence.items():
         lines.append(f"  {key} ({len(ids)}):")
         if key in rows and len(rows[key]):
