@@ -458,6 +458,9 @@ def _fmt_error(err: dict[str, Any], model: type[BaseModel], data: dict[str, Any]
         return f"{path}: must be a list (or [[{path}]] tables), got {_fmt_value(value)}"
     if kind == "value_error":
         msg = str(err["msg"]).removeprefix("Value error, ")
+        m = re.match(r"^([A-Za-z_][\w.\-]*): ", msg)
+        if m and "." in m.group(1) and " " not in m.group(1):  # the model already named the nested key
+            return f"{path}.{msg}"
         return f"{path}: {msg}"
     return f"{path}: {err['msg']}, got {_fmt_value(value)}"
 
@@ -510,8 +513,8 @@ def _validate_detectors(raw: Any, problems: list[str]) -> dict[str, DetectorSpec
     for name, section in raw.items():
         det = REGISTRY.get(name)
         if det is None:
-            known = ", ".join(sorted(REGISTRY)) or "none registered"
-            problems.append(f"detectors.{name}: unknown detector{did_you_mean(name, REGISTRY)} (known: {known})")
+            hint = did_you_mean(name, REGISTRY) or f" (known: {', '.join(sorted(REGISTRY)) or 'none registered'})"
+            problems.append(f"detectors.{name}: unknown detector{hint}")
             continue
         if not isinstance(section, dict):
             problems.append(f"detectors.{name}: must be a table [detectors.{name}], got {_fmt_value(section)}")
@@ -522,6 +525,58 @@ def _validate_detectors(raw: Any, problems: list[str]) -> dict[str, DetectorSpec
             for err in e.errors():
                 problems.append(_fmt_error(err, det.spec, {"detectors": {name: section}}, prefix=("detectors", name)))
     return specs
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_\-]+)\s*=")
+_PATH_HEAD = re.compile(r"^([A-Za-z0-9_\-]+)((?:\[\d+\](?: \(id '[^']*'\))?|\.[A-Za-z0-9_\-]+)*)")
+
+
+def _split_key(dotted: str) -> tuple[str, ...]:
+    return tuple(p.strip().strip("\"'") for p in dotted.split("."))
+
+
+def key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """Where each table and key is defined: (path parts, array indexes as ints) -> 1-based line."""
+    where: dict[tuple[Any, ...], int] = {}
+    counts: dict[tuple[str, ...], int] = {}
+    current: tuple[Any, ...] = ()
+    for n, line in enumerate(text.splitlines(), start=1):
+        h = _HEADER.match(line)
+        if h and not _KEY.match(line):
+            parts = _split_key(h.group(2))
+            if h.group(1) == "[[":
+                counts[parts] = counts.get(parts, -1) + 1
+                current = parts + (counts[parts],)
+            else:
+                # a sub-table of the latest array element: [recipients.x] after [[recipients]]
+                base: tuple[Any, ...] = parts
+                for arr, idx in counts.items():
+                    if parts[:len(arr)] == arr and len(parts) > len(arr):
+                        base = arr + (idx,) + parts[len(arr):]
+                current = base
+            where.setdefault(current, n)
+            continue
+        k = _KEY.match(line)
+        if k:
+            where.setdefault(current + _split_key(k.group(1)), n)
+    return where
+
+
+def _with_line(problem: str, lines: dict[tuple[Any, ...], int]) -> str:
+    """Append "(line N)" when the problem's key path can be found in the file."""
+    m = _PATH_HEAD.match(problem)
+    if not m or problem.startswith("line "):
+        return problem
+    path: list[Any] = [m.group(1)]
+    for part in re.findall(r"\[(\d+)\]|\.([A-Za-z0-9_\-]+)", m.group(2)):
+        path.append(int(part[0]) if part[0] else part[1])
+    while path:
+        n = lines.get(tuple(path))
+        if n:
+            return f"{problem} (line {n})"
+        path.pop()
+    return problem
 
 
 def parse_config(text: str, *, source_name: str = "config.toml", base_dir: Path | str | None = None) -> Config:
@@ -542,7 +597,8 @@ def parse_config(text: str, *, source_name: str = "config.toml", base_dir: Path 
     specs = _validate_detectors(data.get("detectors", {}), problems)
     problems.extend(_cross_checks(data))
     if problems:
-        raise ConfigError(source_name, problems)
+        lines = key_lines(text)
+        raise ConfigError(source_name, [_with_line(p, lines) for p in problems])
     assert file_cfg is not None
     fields = file_cfg.model_dump(exclude={"detectors", "source"})
     return Config(

@@ -51,9 +51,9 @@ role = "boss"
 
 def test_unknown_nested_key_suggests_the_nearest():
     p = problems('[telegram]\ntoken_evn = "X"\n')
-    assert p == ["telegram.token_evn: unknown key (did you mean `token_env`?)"]
+    assert p == ["telegram.token_evn: unknown key (did you mean `token_env`?) (line 2)"]
     p = problems('[delivery.worse.silent_client]\nday = 3\n')
-    assert p == ["delivery.worse.silent_client.day: unknown key (did you mean `days`?)"]
+    assert p == ["delivery.worse.silent_client.day: unknown key (did you mean `days`?) (line 2)"]
 
 
 def test_detector_sections_validated_against_the_registry():
@@ -62,7 +62,7 @@ def test_detector_sections_validated_against_the_registry():
     name = next(iter(REGISTRY))
     spec = REGISTRY[name].spec
     p = problems(f"[detectors.{name}]\nenabld = false\n")
-    assert p == [f"detectors.{name}.enabld: unknown key (did you mean `enabled`?)"]
+    assert p == [f"detectors.{name}.enabld: unknown key (did you mean `enabled`?) (line 2)"]
     p = problems(f"[detectors.{name[:-1]}x]\nenabled = false\n")
     assert p[0].startswith(f"detectors.{name[:-1]}x: unknown detector (did you mean `{name}`?)")
     c = parse_config(f"[detectors.{name}]\nenabled = false\n")
@@ -76,7 +76,7 @@ def test_conversion_drop_min_deals_message_matches_the_agreed_wording():
     if "conversion_drop" not in REGISTRY or "min_deals" not in REGISTRY["conversion_drop"].spec.model_fields:
         pytest.skip("conversion_drop detector without min_deals is not registered yet")
     p = problems("[detectors.conversion_drop]\nmin_deals = 0\n")
-    assert p == ["detectors.conversion_drop.min_deals: must be >= 1, got 0"]
+    assert p == ["detectors.conversion_drop.min_deals: must be >= 1, got 0 (line 2)"]
 
 
 def test_toml_syntax_error_names_the_line():
@@ -98,21 +98,21 @@ telegram_id = 5
 id = "a"
 telegram_chat_id = -1
 """)
-    assert "recipients[1] (id 'a').id: used twice (also recipients[0])" in p
-    assert "channels[0] (id 'a').id: used twice (also recipients[0])" in p
-    assert "recipients[1] (id 'a').telegram_id: 5 already belongs to 'a'" in p
+    assert "recipients[1] (id 'a').id: used twice (also recipients[0]) (line 7)" in p
+    assert "channels[0] (id 'a').id: used twice (also recipients[0]) (line 11)" in p
+    assert "recipients[1] (id 'a').telegram_id: 5 already belongs to 'a' (line 9)" in p
 
 
 def test_manager_needs_manager_id_and_quiet_hours_format():
     p = problems('[[recipients]]\nid = "x"\n')
-    assert p == ["recipients[0] (id 'x'): role = \"manager\" needs manager_id (their id in the CRM managers table)"]
+    assert p == ["recipients[0] (id 'x'): role = \"manager\" needs manager_id (their id in the CRM managers table) (line 1)"]
     p = problems('[[recipients]]\nid = "x"\nmanager_id = "m"\nquiet_hours = "22-07"\n')
     assert any("quiet_hours: must be a range like \"21:00-08:00\"" in s for s in p)
 
 
 def test_secrets_never_in_the_file(monkeypatch):
     p = problems('[telegram]\ntoken = "123456:ABCDEF"\n')
-    assert p == ["telegram.token: unknown key (did you mean `token_env`?)"]
+    assert p == ["telegram.token: unknown key (did you mean `token_env`?) (line 2)"]
     p = problems('[telegram]\ntoken_env = "123456:ABCDEF-secret"\n')
     assert "123456:ABCDEF-secret" not in "\n".join(p)
     p = problems('[state]\nurl = "postgresql+psycopg://bot:hunter2@db/crm"\n')
@@ -142,7 +142,7 @@ def test_missing_file_is_one_clear_line(tmp_path):
 
 def test_webhook_mode_needs_url():
     p = problems('[telegram]\nmode = "webhook"\n')
-    assert p == ['telegram: mode = "webhook" needs webhook_url (the public https URL Telegram will call)']
+    assert p == ['telegram: mode = "webhook" needs webhook_url (the public https URL Telegram will call) (line 1)']
 
 
 def test_people_lookup_by_channel_ids(config):
@@ -158,3 +158,27 @@ def test_example_config_parses():
     assert c.language == "ru" and c.timezone == "Asia/Almaty"
     assert c.source.path == "./crm-export"
     assert c.recipients, "the example shows at least one recipient"
+
+
+def test_line_numbers_point_at_the_key_in_the_file():
+    p = problems("""language = "ru"
+
+[[recipients]]
+id = "a"
+manager_id = "m1"
+
+[[recipients]]
+id = "b"
+manager_id = "m2"
+digest_time = "25:00"
+
+[detectors.silent_client]
+silence_days = 0
+""")
+    assert "recipients[1] (id 'b').digest_time: must be a time like \"09:00\" (24-hour HH:MM), got '25:00' (line 10)" in p
+    assert any(x.startswith("detectors.silent_client.silence_days:") and x.endswith("(line 13)") for x in p)
+
+
+def test_source_problems_carry_the_full_key_path():
+    p = problems('[source.columns.deals]\nmanger_id = "Ответственный"\n')
+    assert len(p) == 1 and p[0].startswith("source.columns.deals.manger_id: unknown column of deals (did you mean `manager_id`?)")
