@@ -209,14 +209,15 @@ def _markup(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup(keyboard) if keyboard else None
 
 
-def _command_text(text: str, bot_username: str | None) -> str:
-    """'/lang@crm_pulse_bot en' -> '/lang en' (groups add the bot's name to commands)."""
+def _command_text(text: str, bot_username: str | None) -> str | None:
+    """'/lang@crm_pulse_bot en' -> '/lang en' (groups add the bot's name to commands);
+    None for a command addressed to another bot in the same group."""
     if not text.startswith("/"):
         return text
     head, _, rest = text.partition(" ")
     command, _, target = head.partition("@")
     if target and bot_username and target.lower() != bot_username.lower():
-        return text
+        return None
     return f"{command} {rest}".strip() if rest else command
 
 
@@ -467,9 +468,11 @@ class TelegramChannel:
             return
         if msg.chat.type != "private" and not msg.text.startswith("/"):
             return  # in a group, only commands are for the bot; people talk to each other
+        text = _command_text(msg.text, self.app.bot.username if self._opened else None)
+        if text is None:
+            return  # "/help@some_other_bot"
         await self._dispatch(Inbound(
-            channel="telegram", user_id=str(user.id), chat_id=str(msg.chat_id),
-            text=_command_text(msg.text, self.app.bot.username if self._opened else None),
+            channel="telegram", user_id=str(user.id), chat_id=str(msg.chat_id), text=text,
             language_code=user.language_code, message_id=str(msg.message_id)))
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

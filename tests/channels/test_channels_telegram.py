@@ -129,6 +129,7 @@ async def test_free_text_arrives_as_inbound(tg_server, tg_bot):
 
 async def test_in_a_group_only_commands_reach_the_handler(tg_server, tg_bot):
     tg_server.push_text(42, "коллеги, кто звонил клиенту?", chat_id=-100500)
+    tg_server.push_text(42, "/help@some_other_bot", chat_id=-100500)
     tg_server.push_text(42, "/insights@crm_pulse_test_bot", chat_id=-100500)
     await wait_for(lambda: tg_server.texts(-100500) == ["got /insights"])
     assert [i.text for i in tg_bot.recorder.inbound] == ["/insights"]
