@@ -69,21 +69,27 @@ class Outbox:
         now = self.clock()
         ids: list[int] = []
         with self.store._conn(conn) as c:
-            keys = [m.dedup_key or f"auto:{uuid.uuid4().hex}" for m in messages]
-            existing = set(c.execute(sa.select(self.t.c.dedup_key).where(self.t.c.dedup_key.in_(keys))).scalars()) if keys else set()
-            for m, key in zip(messages, keys):
-                if key in existing:
-                    continue
-                existing.add(key)
-                res = c.execute(sa.insert(self.t).values(
+            for m in messages:
+                key = m.dedup_key or f"auto:{uuid.uuid4().hex}"
+                stmt = self._insert(c).values(
                     dedup_key=key, recipient=recipient, channel=m.channel, address=str(m.address),
                     payload=m.payload, photo=m.photo_png, status="pending", attempts=0,
                     next_attempt_at=now, created_at=now, edit_message_id=m.edit_message_id, detectors=detectors,
-                ))
-                ids.append(int(res.inserted_primary_key[0]))
+                ).on_conflict_do_nothing(index_elements=[self.t.c.dedup_key]).returning(self.t.c.id)
+                row = c.execute(stmt).first()
+                if row is not None:  # None: this key is already stored (a repeated run, another process)
+                    ids.append(int(row.id))
         if ids:
             self.wake.set()
         return ids
+
+    def _insert(self, conn: Connection) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING for the two databases we support."""
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(self.t)
 
     # ------------------------------------------------------------ reading
     def _row(self, r: Any) -> OutboxRow:

@@ -130,3 +130,12 @@ async def test_run_forever_wakes_on_enqueue(store, fake_channel):
     box.wake.set()
     await asyncio.wait_for(task, 5)
     assert texts(ch) == ["anna-0"]
+
+
+async def test_same_key_from_a_racing_writer_is_skipped_not_an_error(store, fake_channel):
+    box = Outbox(store)
+    with store.engine.begin() as conn:  # the caller's transaction goes on after a duplicate
+        box.enqueue("anna", msgs("anna", 2), conn=conn)
+        ids = box.enqueue("anna", msgs("anna", 3), conn=conn)
+        assert len(ids) == 1
+    assert [r.dedup_key for r in box.rows()] == ["anna:0", "anna:1", "anna:2"]
