@@ -129,7 +129,6 @@ class SlackChannel:
         self._http: web.AppRunner | None = None
         self._dm_channels: dict[str, str] = {}  # user id -> DM channel id
         self._files_sent: dict[tuple[str, str], str] = {}  # (address, dedup_key) -> file id
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,10 +150,6 @@ class SlackChannel:
         if self._http is not None:
             await self._http.cleanup()
             self._http = None
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.client.session is not None and not self.client.session.closed:
             await self.client.session.close()
 
@@ -183,9 +178,10 @@ class SlackChannel:
         try:
             channel = await self._conversation(message.address)
             if message.edit_message_id is not None:
+                # blocks=[] must reach Slack: it removes the old buttons (None keeps them).
                 updated = await self.client.chat_update(channel=channel,
                                                         ts=message.edit_message_id, text=text,
-                                                        blocks=blocks)
+                                                        blocks=payload.get("blocks"))
                 return SendReceipt(str(updated["ts"]), {"channel": channel})
             extra: dict[str, Any] = {"channel": channel}
             if message.photo_png is not None:

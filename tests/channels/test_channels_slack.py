@@ -77,6 +77,7 @@ async def test_edit_in_place_uses_chat_update(slack_server, slack):
                                      edit_message_id=first.message_id))
     [posted] = slack_server.posts["C777"]
     assert posted.text == "Вопрос 2 из 5" and posted.edits == 1
+    assert posted.action_ids == []  # the old buttons are gone
 
 
 @pytest.mark.parametrize("setup, code", [

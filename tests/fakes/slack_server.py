@@ -250,7 +250,8 @@ class FakeSlackServer:
         for posted in self.posts.get(channel, []):
             if posted.ts == params.get("ts") and posted.kind == "message":
                 posted.text = params.get("text")
-                posted.blocks = _decode(params.get("blocks"))
+                if "blocks" in params:  # as Slack: no blocks keeps the old ones, [] clears
+                    posted.blocks = _decode(params.get("blocks"))
                 posted.edits += 1
                 return {"channel": channel, "ts": posted.ts, "text": posted.text}
         raise _SlackError("message_not_found")
