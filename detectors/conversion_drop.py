@@ -26,6 +26,7 @@ the detector returns no insights; `skip_reason(data)` says why for the scan summ
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -126,26 +127,59 @@ def _segment_label(dimension: str, value: str, manager_names: dict[str, str]) ->
     return value
 
 
+@dataclass
+class Prepared:
+    """What does not change from day to day: first entries, segment codes, names (for backtest)."""
+
+    spec: ConversionDropSpec
+    stages: list[str]
+    first: np.ndarray  # deals x (stages + won), first-entry ns
+    later: np.ndarray  # later[:, j] = first time the deal reached column j or any column after it
+    seg_dims: dict[str, tuple[np.ndarray, pd.Index]]
+    manager_names: dict[str, str]
+    deal_ids: pd.Series
+
+
+def _windows(spec: ConversionDropSpec, now: datetime) -> tuple[int, int, int, int]:
+    """(horizon, base_start, recent_start, recent_end) in ns, whole UTC days, so every scan of
+    one day sees the same cohorts and the dates never overlap."""
+    horizon = spec.horizon_days * NS_PER_DAY
+    recent_end = (ts_ns(now) - horizon) // NS_PER_DAY * NS_PER_DAY
+    recent_start = recent_end - spec.recent_days * NS_PER_DAY
+    return horizon, recent_start - spec.baseline_days * NS_PER_DAY, recent_start, recent_end
+
+
+def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None) -> Prepared | None:
+    """The day-independent part; None when there is nothing to measure (see skip_reason).
+
+    `since` (ns) skips older history: a scan passes its baseline start, backtest reads it all.
+    """
+    deals = data.deals
+    if skip_reason(data) is not None or deals is None or len(deals) == 0:
+        return None
+    first = _first_entries(data, since=NAT_NS + 1 if since is None else since)
+    return Prepared(
+        spec=spec, stages=list(data.stages), first=first,
+        later=np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1],
+        seg_dims={c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None},
+        manager_names=dict(zip(data.managers["manager_id"], data.managers["name"])),
+        deal_ids=deals["deal_id"],
+    )
+
+
 @register(NAME, ConversionDropSpec, requires=(), summary="stage-to-stage conversion dropped (recent vs baseline, fully observed cohorts)")
 def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insight]:
-    if skip_reason(data) is not None:
-        return []
-    deals = data.deals
-    if deals is None or len(deals) == 0:
-        return []
-    stages = list(data.stages)
-    now_ns = ts_ns(now)
-    horizon = spec.horizon_days * NS_PER_DAY
-    # Whole UTC days, so every scan of one day sees the same cohorts and dates never overlap.
-    recent_end = (now_ns - horizon) // NS_PER_DAY * NS_PER_DAY
-    recent_start = recent_end - spec.recent_days * NS_PER_DAY
-    base_start = recent_start - spec.baseline_days * NS_PER_DAY
+    return detect_at(prepare(data, spec, since=_windows(spec, now)[1]), now)
 
-    first = _first_entries(data, since=base_start)
-    # later[:, j] = first time the deal reached column j or any column after it.
-    later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
 
-    seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
+def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
+    """The insights as of `now` from a prepared state (scan and backtest both end here)."""
+    if state is None:
+        return []
+    spec, stages, first, later, seg_dims = state.spec, state.stages, state.first, state.later, state.seg_dims
+    manager_names = state.manager_names
+    horizon, base_start, recent_start, recent_end = _windows(spec, now)
+
 
     # One row per test: pair index, dimension (None = overall), segment code, counts.
     rows: list[tuple] = []
@@ -181,7 +215,6 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insig
         tests["br"] = tests["bx"] / tests["bn"]
         tests["rr"] = tests["rx"] / tests["rn"]
 
-    manager_names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     out: list[Insight] = []
     overall = tests[tests["dim"].isna()]
     for t in overall.itertuples():
@@ -195,7 +228,7 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insig
         seg_rows = tests[(tests["pair"] == t.pair) & tests["dim"].notna()]
         drivers = _drivers(seg_rows, t, seg_dims, manager_names, spec)
         weekly = _weekly(entry, converted, base_start, recent_end)
-        evidence = sorted(deals["deal_id"][in_recent & ~converted].tolist())[: spec.max_evidence]
+        evidence = sorted(state.deal_ids[in_recent & ~converted].tolist())[: spec.max_evidence]
         severity = "critical" if rel_drop >= 2 * spec.min_relative_drop and abs_drop >= 2 * spec.min_absolute_drop else "warning"
         facts = {
             "from_stage": from_stage, "to_stage": to_stage, "to_won": to_stage == WON,

@@ -201,3 +201,15 @@ def test_a_company_without_deals_or_history_says_nothing():
     assert detect(empty, SPEC, NOW) == []
     no_history = dataclasses.replace(build(flat(0.6), n=100), stage_history=make_data(managers=MANAGERS, deals=[]).stage_history)
     assert detect(no_history, SPEC, NOW) == []
+
+
+def test_backtest_path_prepare_once_then_detect_at_matches_detect(proposal_drop):
+    from detectors.conversion_drop import detect_at, prepare
+
+    state = prepare(proposal_drop, SPEC)
+    for days in (-20, -5, 0, 4, 25):
+        now = NOW + timedelta(days=days)
+        assert [i.to_dict() for i in detect_at(state, now)] == [i.to_dict() for i in detect(proposal_drop, SPEC, now)]
+    # replaying the day before the drop's cohorts were fully observed: nothing yet
+    assert detect_at(state, NOW - timedelta(days=40)) == []
+    assert prepare(dataclasses.replace(proposal_drop, stage_history_derived=True), SPEC) is None
