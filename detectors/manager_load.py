@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
-from detectors.stats import LOAD_METHOD, NS_PER_DAY, bh_qvalues, rate_vs_rest_pvalues, to_ns, ts_ns
+from detectors.stats import LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, rate_vs_rest_pvalues, to_ns, ts_ns
 
 NAME = "manager_load"
 METRICS = ("open_deals", "new_leads")
@@ -84,6 +84,17 @@ def _comparable(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
     return df[size >= spec.min_team_size].reset_index(drop=True)
 
 
+def _open_at(deals: pd.DataFrame, now_ns: int) -> np.ndarray:
+    """Deals open at `now`: created by then and not closed by then (a replay of a past day
+    must not see today's closures)."""
+    created = to_ns(deals["created_at"])
+    closed = to_ns(deals["closed_at"]) if "closed_at" in deals.columns else np.full(len(deals), NAT_NS)
+    status = deals["status"]
+    open_now = (status == "open").to_numpy(dtype=bool, na_value=False)
+    closed_later = status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS) & (closed > now_ns)
+    return (created <= now_ns) & (open_now | closed_later)
+
+
 def _counts(df: pd.DataFrame, ids: pd.Series, keep: np.ndarray) -> np.ndarray:
     vc = pd.Series(ids[keep].to_numpy()).value_counts()
     return df["manager_id"].map(vc).fillna(0).astype(np.int64).to_numpy()
@@ -99,7 +110,7 @@ def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]
     evidence_src: dict[str, tuple[pd.Series, np.ndarray, str]] = {}
     if "open_deals" in spec.metrics:
         deals = data.deals
-        keep = (deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+        keep = _open_at(deals, now_ns)
         frames.append(people.assign(metric="open_deals", value=_counts(people, deals["manager_id"], keep)))
         evidence_src["open_deals"] = (deals["manager_id"], keep, "deal_ids")
     if "new_leads" in spec.metrics and data.leads is not None:

@@ -5,6 +5,7 @@ import dataclasses
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as hs
 from pydantic import ValidationError
@@ -163,3 +164,18 @@ def test_shuffling_and_renaming_changes_nothing_but_ids(seed, suffix):
 
 def test_no_deals_at_all_says_nothing():
     assert detect(team({"a": 0, "b": 0, "c": 0}), SPEC, NOW) == []
+
+
+def test_a_past_day_counts_deals_open_on_that_day():
+    # "over" had 45 open deals a month ago; 40 of them were closed since (last week).
+    data = team({"ann": 20, "bob": 22, "cid": 19, "over": 45})
+    deals = data.deals.copy()
+    closed_recently = (deals["manager_id"] == "over") & (deals["status"] == "open") & \
+        deals["deal_id"].str.extract(r"-(\d+)$")[0].astype(float).lt(40)
+    deals.loc[closed_recently, "status"] = "won"
+    deals.loc[closed_recently, "closed_at"] = pd.Timestamp(day(7))
+    data = dataclasses.replace(data, deals=deals)
+    today = detect(data, SPEC, NOW)  # 5 open deals today
+    assert [(i.subject["manager_id"], i.facts["value"], i.facts["direction"]) for i in today] == [("over", 5, "under")]
+    past = detect(data, SPEC, NOW - timedelta(days=8))
+    assert [(i.subject["manager_id"], i.facts["value"], i.facts["direction"]) for i in past] == [("over", 45, "over")]
