@@ -137,3 +137,75 @@ async def test_a_stranger_is_refused_with_their_id(bot):
     [reply] = bot.server.texts(555777)
     assert "555777" in reply
     assert "Аннин" not in reply and "Boris Steel" not in reply
+
+
+SLACK_CONFIG = """
+language = "en"
+timezone = "Asia/Almaty"
+
+[slack]
+enabled = true
+
+[[recipients]]
+id = "anna"
+name = "Anna"
+role = "manager"
+manager_id = "m1"
+slack_id = "U101"
+
+[[recipients]]
+id = "boris"
+name = "Boris"
+role = "manager"
+manager_id = "m2"
+slack_id = "U102"
+"""
+
+
+async def test_slack_digest_button_and_stranger_end_to_end(tmp_path):
+    from bot.channels.slack import SlackChannel
+    from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlackServer
+
+    config = parse_config(SLACK_CONFIG + f'\n[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n',
+                          source_name="e2e.toml", base_dir=tmp_path)
+    store = StateStore.open(config.state_url())
+    outbox = Outbox(store, backoff_base=0.05, backoff_max=0.5)
+    scan = insights()
+    jobs = scheduler.PulseJobs(config, store, outbox, clock=lambda: NOW,
+                               scan_fn=lambda cfg, now: SimpleNamespace(insights=scan, data=None,
+                                                                        skipped={}))
+    handlers = handlers_mod.Handlers(config, store, clock=lambda: NOW, scan_now=jobs.run_scan)
+    async with FakeSlackServer() as server:
+        channel = SlackChannel(BOT_TOKEN, app_token=APP_TOKEN, base_url=server.base_url,
+                               on_inbound=handlers, timeout=2)
+        await channel.start()
+        try:
+            await server.wait_socket()
+            await jobs.run_scan()
+            await jobs.run_digest(["anna", "boris"])
+            await outbox.drain_until_idle({"slack": channel}, timeout=20, max_sleep=0.1)
+            anna = "\n".join(t or "" for t in server.texts("D101"))
+            boris = "\n".join(t or "" for t in server.texts("D102"))
+            assert "Аннин Клиент" in anna and "Boris Steel Deal" not in anna
+            assert "Boris Steel Deal" in boris and "Аннин Клиент" not in boris
+
+            digest = next(p for p in server.posts["D101"] if p.action_values)
+            useful = next(a for a in digest.action_values if a.startswith("useful:"))
+            await server.push_envelope("interactive", {
+                "type": "block_actions", "user": {"id": "U101"}, "team": {"id": "T0TEST"},
+                "api_app_id": "A0TEST", "trigger_id": "t", "token": "legacy",
+                "channel": {"id": "D101"}, "message": {"ts": digest.ts, "text": "..."},
+                "actions": [{"type": "button", "action_id": "useful-1", "value": useful,
+                             "block_id": "b", "action_ts": "1"}]})
+            await wait_for(lambda: store.feedback_counts().get("silent_client", (0, 0))[0] == 1)
+
+            await server.push_envelope("events_api", {
+                "team_id": "T0TEST", "api_app_id": "A0TEST", "type": "event_callback",
+                "event_id": "Ev9", "event_time": 1, "event": {
+                    "type": "message", "channel_type": "im", "channel": "D999", "user": "U999",
+                    "text": "hi", "ts": "2.1"}})
+            await wait_for(lambda: len(server.texts("D999")) == 1)
+            assert "U999" in server.texts("D999")[0]
+        finally:
+            await channel.stop()
+            store.close()

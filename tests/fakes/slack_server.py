@@ -46,6 +46,12 @@ class Posted:
         return [e.get("action_id") for b in self.blocks or [] if b.get("type") == "actions"
                 for e in b.get("elements", [])]
 
+    @property
+    def action_values(self) -> list[str]:
+        """The buttons' values: the action strings the bot gets back when one is pressed."""
+        return [e.get("value") for b in self.blocks or [] if b.get("type") == "actions"
+                for e in b.get("elements", [])]
+
 
 @dataclass
 class _Upload:
