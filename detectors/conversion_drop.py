@@ -23,6 +23,9 @@ segment had kept its baseline rate).
 
 When stage_history was derived from deals (no real history), there is nothing to measure:
 the detector returns no insights; `skip_reason(data)` says why for the scan summary.
+
+A scan reads only history from the baseline start on ("first entry" = first since then), which
+on years of history skips most rows. Backtest calls `prepare` once and `detect_at` per day.
 """
 from __future__ import annotations
 
@@ -179,7 +182,6 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
     spec, stages, first, later, seg_dims = state.spec, state.stages, state.first, state.later, state.seg_dims
     manager_names = state.manager_names
     horizon, base_start, recent_start, recent_end = _windows(spec, now)
-
 
     # One row per test: pair index, dimension (None = overall), segment code, counts.
     rows: list[tuple] = []
