@@ -131,8 +131,28 @@ class SlackChannel:
         self._files_sent: dict[tuple[str, str], str] = {}  # (address, dedup_key) -> file id
 
     # ---- lifecycle -------------------------------------------------------------------------
+    async def check_tokens(self) -> None:
+        """Fail fast with a clear reason: a wrong token would otherwise only show up as a
+        connection retried forever (Socket Mode) or as every message failing."""
+        try:
+            await self.client.auth_test()
+            if self.mode == "socket":
+                await self.client.apps_connections_open(app_token=self.app_token)
+        except SlackApiError as exc:
+            code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+            which = ("the app-level token (xapp-..., needs connections:write)"
+                     if exc.response.api_url.endswith("apps.connections.open")
+                     else "the bot token (xoxb-..., OAuth & Permissions)")
+            if code in ("invalid_auth", "not_authed", "token_revoked", "token_expired",
+                        "account_inactive", "not_allowed_token_type"):
+                raise PermanentFailure(f"Slack rejected {which}: {code}") from exc
+            raise self._map_api_error("slack", exc) from exc
+        except (asyncio.TimeoutError, aiohttp.ClientError, SlackClientError) as exc:
+            raise RetryLater(f"slack unreachable: {exc!r}") from exc
+
     async def start(self) -> None:
         """Start receiving: a Socket Mode connection, or the signed-request HTTP endpoint."""
+        await self.check_tokens()
         if self.mode == "socket":
             self._socket = AsyncSocketModeHandler(self.app, self.app_token)
             await self._socket.connect_async()

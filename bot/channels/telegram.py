@@ -390,7 +390,10 @@ class TelegramChannel:
 
     # ---- sending ---------------------------------------------------------------------------
     async def send(self, message: OutgoingMessage) -> SendReceipt:
-        await self.open()
+        try:
+            await self.open()
+        except PermanentFailure as exc:  # a bad token is not this message's fault: it waits
+            raise RetryLater(exc.reason) from exc
         try:
             try:
                 return await self._deliver(message, str(message.payload.get("text") or ""),

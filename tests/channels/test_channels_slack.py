@@ -271,3 +271,17 @@ def test_the_manifest_asks_for_exactly_the_scopes_the_code_uses():
     assert scopes == set(REQUIRED_SCOPES)
     assert "socket_mode_enabled: true" in manifest and "command: /pulse" in manifest
     assert "- message.im" in manifest and "is_enabled: true" in manifest
+
+
+@pytest.mark.parametrize("bot_token, app_token, which", [
+    ("xoxb-wrong", APP_TOKEN, "bot token"),
+    (BOT_TOKEN, "xapp-wrong", "app-level token"),
+])
+async def test_a_wrong_token_stops_start_with_which_one(slack_server, bot_token, app_token, which):
+    channel = SlackChannel(bot_token, app_token=app_token, base_url=slack_server.base_url,
+                           timeout=2)
+    try:
+        with pytest.raises(PermanentFailure, match=which):
+            await channel.start()
+    finally:
+        await channel.stop()

@@ -256,3 +256,14 @@ async def test_an_admin_who_never_wrote_to_the_bot_does_not_stop_it_starting(tg_
         assert '{"chat_id": 900, "type": "chat"}|ru' in tg_server.commands
     finally:
         await channel.stop()
+
+
+async def test_a_wrong_token_stops_start_clearly_but_queued_messages_only_wait():
+    async with FakeTelegramServer(token="999:RIGHT") as server:
+        channel = TelegramChannel(TOKEN, base_url=server.base_url, rate_limiter=fast_limiter(),
+                                  timeout=2.0, poll_timeout=1)
+        with pytest.raises(PermanentFailure, match="token"):
+            await channel.start()
+        with pytest.raises(RetryLater, match="token"):
+            await channel.send(digest("42", "hi"))
+        assert server.messages == {}

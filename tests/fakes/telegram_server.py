@@ -131,7 +131,9 @@ class FakeTelegramServer:
         flood_limits: FloodLimits | None = None,
         blocked_chats: set[str] | None = None,
         missing_chats: set[str] | None = None,
+        token: str | None = None,
     ) -> None:
+        self.token = token  # when set, any other token gets 401 Unauthorized, as from Telegram
         self.faults = faults or FaultPlan()
         self.flood_limits = flood_limits
         self.blocked_chats = set(blocked_chats or ())
@@ -247,6 +249,8 @@ class FakeTelegramServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         self.calls[method] += 1
+        if self.token is not None and request.match_info["token"] != self.token:
+            return self._error(401, "Unauthorized")
         params: dict[str, Any] = {}
         if request.method == "POST" and request.can_read_body:
             if request.content_type == "application/json":
