@@ -219,7 +219,10 @@ class SlackChannel:
             self._files_sent.pop((message.address, message.dedup_key), None)
             return SendReceipt(str(posted["ts"]), extra)
         except SlackApiError as exc:
-            raise self._map_api_error(message.address, exc) from exc
+            mapped = self._map_api_error(message.address, exc)
+            if isinstance(mapped, PermanentFailure):  # never retried: forget its upload
+                self._files_sent.pop((message.address, message.dedup_key), None)
+            raise mapped from exc
         except (asyncio.TimeoutError, aiohttp.ClientError, SlackClientError) as exc:
             raise RetryLater(f"slack unavailable: {exc!r}") from exc
 

@@ -194,6 +194,17 @@ def _retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
+def _permanent(address: str, exc: TelegramError) -> PermanentFailure:
+    """Why a message to `address` can never be delivered, in words for the admin."""
+    if isinstance(exc, Forbidden):
+        return PermanentFailure(f"telegram refused chat {address}: {exc.message}"
+                                " (the user blocked the bot or it was removed)")
+    if isinstance(exc, ChatMigrated):
+        return PermanentFailure(f"telegram group {address} became a supergroup with id "
+                                f"{exc.new_chat_id}: put that id in config.toml")
+    return PermanentFailure(f"telegram rejected the message to {address}: {exc.message}")
+
+
 def _chat(address: str) -> int | str:
     """Numeric chat ids as int ("-100123" too); "@channel" names as they are."""
     try:
@@ -407,16 +418,9 @@ class TelegramChannel:
                 return await self._deliver(message, plain_text(message.payload), None)
         except RetryAfter as exc:
             raise RetryLater("telegram 429 too many requests", _retry_seconds(exc)) from exc
-        except Forbidden as exc:
-            raise PermanentFailure(f"telegram refused chat {message.address}: {exc.message}"
-                                   " (the user blocked the bot or it was removed)") from exc
-        except ChatMigrated as exc:
-            raise PermanentFailure(
-                f"telegram group {message.address} became a supergroup with id "
-                f"{exc.new_chat_id}: put that id in config.toml") from exc
-        except BadRequest as exc:
-            raise PermanentFailure(f"telegram rejected the message to {message.address}: "
-                                   f"{exc.message}") from exc
+        except (Forbidden, ChatMigrated, BadRequest) as exc:
+            self._photos_sent.pop((message.address, message.dedup_key), None)  # never retried
+            raise _permanent(message.address, exc) from exc
         except InvalidToken as exc:
             # The token is wrong for every message: keep them queued until an admin fixes it.
             raise RetryLater(f"telegram rejected the bot token: {exc.message}") from exc

@@ -60,4 +60,4 @@ async def test_pacer_never_lets_more_than_rate_answer_within_a_window():
     seen.sort()
     for i in range(len(seen) - 5):
         assert seen[i + 5] - seen[i] >= 0.2, f"6 requests within {seen[i + 5] - seen[i]:.3f}s"
-    assert elapsed < 1.5  # 20 at 5 per 0.2 s: about 0.6-0.8 s, not serialised one by one
+    assert elapsed < 3.0  # 20 at 5 per 0.2 s is about 0.8 s; one per window would be 4 s
