@@ -142,6 +142,7 @@ class DeliveryConfig(_Strict):
     repeat_interval_days: float = Field(7.0, gt=0)
     max_items: int = Field(10, ge=1, le=50)
     critical_immediately: bool = True
+    critical_max_messages: int = Field(3, ge=1, le=20)  # per person per scan; more wait for the digest
     resolved_notes: bool = False
     worse: WorseThresholds = WorseThresholds()
 

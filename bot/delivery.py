@@ -256,6 +256,9 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
                for d in [decide(log_entries.get(i.fingerprint), i, now, policy)] if d.send and d.reason in ("first", "worse")]
         if not due:
             continue
+        # a burst of alerts is noise: the largest few now, the rest in the digest
+        due.sort(key=lambda p: -float(p[0].facts.get("amount") or 0.0))
+        due = due[:config.delivery.critical_max_messages]
         lang = target_language(target, store, config)
         messages = []
         for channel, address in addresses(target, config):

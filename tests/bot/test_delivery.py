@@ -137,3 +137,15 @@ def test_resolved_note_only_when_enabled_and_only_for_what_was_sent(sqlite_store
     assert rows[-1].payload["text"].startswith("✅ Больше не актуально:") and "Аннин Клиент" in rows[-1].payload["text"]
     # Boris had nothing close: no note
     assert not any("актуально" in r.payload.get("text", "") for r in box.rows(recipient="boris"))
+
+
+def test_a_burst_of_critical_alerts_is_capped_the_rest_wait_for_the_digest(sqlite_store, chat_config, mk):
+    burst = [mk("stalled_deal", manager_id="m1", severity="critical", subject={"deal_id": f"d{k}"},
+                deal_title=f"deal {k}", client_name="X", manager_name="Анна", stage="S", amount=1000.0 * k,
+                currency="KZT", days_idle=40, stage_limit_days=7, last_touch_at=None, last_touch_kind="call",
+                escalated=False) for k in range(6)]
+    box = Outbox(sqlite_store)
+    report = deliver_critical(burst, chat_config, sqlite_store, box, NOW)
+    assert report.sent["anna"] == [burst[5].fingerprint, burst[4].fingerprint, burst[3].fingerprint]
+    digest = deliver(burst, chat_config, sqlite_store, box, NOW + timedelta(minutes=1), charts=False)
+    assert set(digest.sent["anna"]) == {b.fingerprint for b in burst[:3]}
