@@ -24,6 +24,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
 
+from bot.routing import for_director
 from crm.data import CrmData
 from detectors.insight import Insight
 from detectors.registry import REGISTRY, DetectorSpec, missing_tables
@@ -130,8 +131,6 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec],
 
 def recipients_of(insight: Insight) -> list[str]:
     """Who delivery would send it to, by bot.routing's rule: the manager, and/or the director."""
-    from bot.routing import for_director
-
     out = []
     if insight.audience.role == "manager" and insight.audience.manager_id is not None:
         out.append(str(insight.audience.manager_id))

@@ -27,6 +27,7 @@ from pydantic import Field, field_validator, model_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
+from detectors.silent_client import _iso
 from detectors.working_hours import WorkCalendar, check_timezone, parse_hhmm
 
 NAME = "lead_sla"
@@ -97,7 +98,7 @@ def _opt(v: object) -> str | None:
 class LeadSlaState:
     spec: LeadSlaSpec
     calendar: WorkCalendar
-    leads: pd.DataFrame
+    columns: dict[str, np.ndarray]  # lead columns the facts need, positional object arrays
     created: np.ndarray
     created_w: np.ndarray  # working ns since the calendar anchor at creation
     assigned: np.ndarray  # effective assignment time, _NEVER if never
@@ -118,7 +119,8 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     ignore = {s.casefold() for s in spec.ignore_statuses}
     ignored = np.asarray(leads["status"].map(lambda s: _opt(s) is not None and str(s).casefold() in ignore), dtype=bool)
     return LeadSlaState(
-        spec=spec, calendar=cal, leads=leads, created=created,
+        spec=spec, calendar=cal, created=created,
+        columns={c: np.asarray(leads[c], dtype=object) for c in ("lead_id", "source", "region", "manager_id")},
         created_w=cal.working_ns_since_anchor(leads["created_at"]),
         assigned=assigned, responded=_ns(leads["first_response_at"]), ignored=ignored,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
@@ -146,7 +148,7 @@ def detect_at(state: LeadSlaState, now: datetime) -> list[Insight]:
 
 def _insight(state: LeadSlaState, i: int, kind: str, waited: float) -> Insight:
     spec = state.spec
-    lead = state.leads.iloc[i]
+    lead = {c: v[i] for c, v in state.columns.items()}
     manager_id = _opt(lead["manager_id"]) if kind == "unanswered" else None
     escalated = waited >= spec.escalate_after_hours
     lead_id = str(lead["lead_id"])
@@ -154,7 +156,7 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float) -> Insight:
         "kind": kind,
         "lead_source": _opt(lead.get("source")),
         "lead_region": _opt(lead.get("region")),
-        "created_at": pd.Timestamp(int(state.created[i]), tz="UTC").isoformat(),
+        "created_at": _iso(int(state.created[i])),
         "working_hours_waited": round(waited, 1),
         "sla_hours": spec.assign_sla_hours if kind == "unassigned" else spec.response_sla_hours,
         "manager_id": manager_id,

@@ -16,7 +16,7 @@ Split into `prepare` (joins opens to emails once: the expensive part on 10M open
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -55,8 +55,12 @@ def _ns(col: pd.Series) -> np.ndarray:
     return vals
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def _iso(ns: int) -> str | None:
-    return None if ns == _NEVER else pd.Timestamp(int(ns), tz="UTC").isoformat()
+    """ISO 8601 with offset, in UTC (datetime arithmetic: ten times cheaper than pd.Timestamp)."""
+    return None if ns == _NEVER else (_EPOCH + timedelta(microseconds=int(ns) // 1000)).isoformat()
 
 
 def _opt_str(v: object) -> str | None:
@@ -78,6 +82,7 @@ class SilentClientState:
     e_manager: np.ndarray
     o_row: np.ndarray  # email row of each human open of an outbound email
     o_time: np.ndarray  # int64 ns
+    o_day: np.ndarray  # local calendar day number of each such open (spec.timezone)
 
 
 def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
@@ -118,7 +123,14 @@ def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
         e_manager=np.asarray(mgr, dtype=object),
         o_row=row[human].astype(np.int64),
         o_time=o_time[human],
+        o_day=_local_day(o_time[human], spec.timezone),
     )
+
+
+def _local_day(ns: np.ndarray, tz: str) -> np.ndarray:
+    """Day numbers (days since 1970-01-01 on the local calendar) of UTC nanosecond instants."""
+    local = pd.DatetimeIndex(ns.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(tz).tz_localize(None)
+    return local.asi8 // _DAY_NS
 
 
 def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
@@ -139,35 +151,39 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     if not candidate.any():
         return []
     # Human opens, up to now, of unanswered emails of candidate clients.
-    o_mask = state.o_time <= now_ns
-    rows = state.o_row[o_mask]
-    times = state.o_time[o_mask]
-    keep = unanswered[rows] & candidate[state.e_client[rows]]
-    rows, times = rows[keep], times[keep]
+    keep = state.o_time <= now_ns
+    keep &= unanswered[state.o_row]
+    keep &= candidate[state.e_client[state.o_row]]
+    rows, times, days = state.o_row[keep], state.o_time[keep], state.o_day[keep]
     if len(rows) == 0:
         return []
     clients = state.e_client[rows]
     last_open = np.full(n, _NEVER, dtype=np.int64)
     np.maximum.at(last_open, clients, times)
     open_count = np.bincount(clients, minlength=n)
-    local_day = (
-        pd.DatetimeIndex(times.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(spec.timezone)
-        .tz_localize(None).floor("D").asi8 // _DAY_NS
-    )
-    pairs = np.unique(np.stack([clients, local_day]), axis=1)
-    open_days = np.bincount(pairs[0], minlength=n)
+    # Distinct (client, local day) pairs, as one int64 key per open.
+    span = int(days.max() - days.min()) + 1
+    pairs = np.unique(clients.astype(np.int64) * span + (days - days.min()))
+    open_days = np.bincount(pairs // span, minlength=n)
     fire = candidate & (open_days >= spec.min_open_days) & (last_open >= now_ns - spec.last_open_within_days * _DAY_NS)
-    out: list[Insight] = []
-    for code in np.flatnonzero(fire):
-        out.append(_insight(state, int(code), now_ns, unanswered, last_reply, first_unanswered,
-                            int(open_count[code]), int(open_days[code]), int(last_open[code])))
-    return out
+    fired = np.flatnonzero(fire)
+    if len(fired) == 0:
+        return []
+    # The unanswered emails of each fired client, grouped once (not one scan of all emails per client).
+    e_rows = np.flatnonzero(unanswered & fire[state.e_client])
+    e_rows = e_rows[np.argsort(state.e_client[e_rows], kind="stable")]
+    bounds = np.flatnonzero(np.diff(state.e_client[e_rows])) + 1
+    groups = np.split(e_rows, bounds)
+    return [
+        _insight(state, int(code), now_ns, rows_of_client, last_reply, first_unanswered,
+                 int(open_count[code]), int(open_days[code]), int(last_open[code]))
+        for code, rows_of_client in zip(fired, groups)
+    ]
 
 
-def _insight(state: SilentClientState, code: int, now_ns: int, unanswered: np.ndarray, last_reply: np.ndarray,
+def _insight(state: SilentClientState, code: int, now_ns: int, rows: np.ndarray, last_reply: np.ndarray,
              first_unanswered: np.ndarray, human_opens: int, open_days: int, last_open: int) -> Insight:
-    rows = np.flatnonzero(unanswered & (state.e_client == code))
-    rows = rows[np.lexsort((state.e_id[rows].astype(str), state.e_sent[rows]))]
+    rows = sorted(rows.tolist(), key=lambda r: (state.e_sent[r], str(state.e_id[r])))
     latest = rows[-1]
     client_id = str(state.client_ids[code])
     manager_id = state.client_manager[code] or _opt_str(state.e_manager[latest])
@@ -186,7 +202,7 @@ def _insight(state: SilentClientState, code: int, now_ns: int, unanswered: np.nd
     audience = Audience("manager", manager_id) if manager_id else Audience("director")
     return Insight(
         detector=NAME, severity="warning", audience=audience, subject={"client_id": client_id},
-        facts=facts, evidence={"email_ids": [str(x) for x in state.e_id[rows]]},
+        facts=facts, evidence={"email_ids": [str(state.e_id[r]) for r in rows]},
     )
 
 

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
+from detectors.silent_client import _iso
 
 NAME = "stalled_deal"
 _DAY_NS = 86_400 * 1_000_000_000
@@ -97,7 +98,7 @@ class _Events:
 @dataclass
 class StalledDealState:
     spec: StalledDealSpec
-    deals: pd.DataFrame  # original rows, positional
+    columns: dict[str, np.ndarray]  # deal columns the facts need, positional object arrays
     created: np.ndarray
     closed: np.ndarray
     status_open: np.ndarray
@@ -160,7 +161,9 @@ def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
     if data.clients is not None:
         client_names = {str(k): str(v) for k, v in zip(data.clients["client_id"], data.clients["name"]) if _opt(v) is not None}
     return StalledDealState(
-        spec=spec, deals=d.reset_index(drop=True), created=_ns(d["created_at"]), closed=closed,
+        spec=spec, created=_ns(d["created_at"]), closed=closed,
+        columns={c: (np.asarray(d[c], dtype=object) if c in d.columns else np.full(len(d), None, dtype=object))
+                 for c in ("deal_id", "title", "client_id", "manager_id", "amount", "currency")},
         status_open=np.asarray(status == "open", dtype=bool),
         status_closed_at_known=np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != _NEVER),
         deal_client=np.asarray(deal_client, dtype=np.int64), stage_names=stage_names,
@@ -215,7 +218,7 @@ def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
 
 def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int, touch_ns: int,
              src: int, row: int) -> Insight:
-    d = state.deals.iloc[i]
+    d = {c: v[i] for c, v in state.columns.items()}
     spec = state.spec
     source = _SOURCES[src]
     evidence: dict[str, list[str]] = {"deal_ids": [str(d["deal_id"])]}
@@ -241,7 +244,7 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
         "currency": _opt(d.get("currency")),
         "days_idle": idle,
         "stage_limit_days": limit,
-        "last_touch_at": pd.Timestamp(touch_ns, tz="UTC").isoformat(),
+        "last_touch_at": _iso(touch_ns),
         "last_touch_kind": kind,
         "escalated": escalated,
     }
