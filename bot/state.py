@@ -262,8 +262,20 @@ class StateStore:
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
+        """Two bot processes starting together must not both migrate."""
         if not self.is_postgres:
-            yield
+            db = self.engine.url.database
+            if not db or db == ":memory:":
+                yield
+                return
+            import fcntl
+
+            with open(f"{db}.migrate.lock", "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
             return
         key = _lock_key(f"{self.prefix}migrate")
         with self.engine.connect() as conn:

@@ -128,3 +128,17 @@ def test_newer_database_than_code_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="upgrade crm-pulse"):
         store.migrate()
     store.close()
+
+
+def test_processes_starting_together_migrate_once(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    code = f"from bot.state import StateStore; StateStore.open({url!r}).close()"
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    assert StateStore.open(url).schema_version() == SCHEMA_VERSION
