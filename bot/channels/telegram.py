@@ -17,6 +17,7 @@ import contextlib
 import heapq
 import datetime as dt
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 OnInbound = Callable[[Inbound], Awaitable[Sequence[OutgoingMessage]]]
 
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as secret_token
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption; longer texts go as a second message
 
 # The command menu people see next to the input field ({command: {lang: description}}).
@@ -354,17 +356,30 @@ class TelegramChannel:
 
     async def start(self) -> None:
         """Open, publish the command menu and start receiving (polling or webhook)."""
+        if self.mode == "webhook" and self.secret_token is not None and not _SECRET_TOKEN.match(
+                self.secret_token):
+            raise PermanentFailure("the Telegram webhook secret must be 1-256 characters of "
+                                   "A-Z, a-z, 0-9, _ and - (e.g. from `openssl rand -hex 32`)")
         await self.open()
         await self.set_commands()
         updater = self.app.updater
         assert updater is not None
-        if self.mode == "polling":
-            await updater.start_polling(timeout=int(self.poll_timeout), poll_interval=0.0,
-                                        bootstrap_retries=3)
-        else:
-            await updater.start_webhook(listen=self.listen, port=self.port,
-                                        url_path=self.url_path, webhook_url=self.webhook_url,
-                                        secret_token=self.secret_token, bootstrap_retries=3)
+        try:
+            if self.mode == "polling":
+                await updater.start_polling(timeout=int(self.poll_timeout), poll_interval=0.0,
+                                            bootstrap_retries=3)
+            else:
+                await updater.start_webhook(listen=self.listen, port=self.port,
+                                            url_path=self.url_path, webhook_url=self.webhook_url,
+                                            secret_token=self.secret_token, bootstrap_retries=3)
+        except (BadRequest, InvalidToken) as exc:  # e.g. a webhook URL Telegram cannot use
+            raise PermanentFailure(f"telegram refused to start {self.mode}: {exc.message}") from exc
+        except TelegramError as exc:
+            raise RetryLater(f"telegram unavailable while starting {self.mode}: {exc.message}"
+                             ) from exc
+        except OSError as exc:  # the webhook port is taken or not ours to bind
+            raise PermanentFailure(f"telegram webhook cannot listen on {self.listen}:"
+                                   f"{self.port}: {exc}") from exc
         await self.app.start()
         self._receiving = True
 

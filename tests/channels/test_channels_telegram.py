@@ -267,3 +267,26 @@ async def test_a_wrong_token_stops_start_clearly_but_queued_messages_only_wait()
         with pytest.raises(RetryLater, match="token"):
             await channel.send(digest("42", "hi"))
         assert server.messages == {}
+
+
+async def test_webhook_start_problems_are_clear_failures(tg_server):
+    bad_secret = TelegramChannel(TOKEN, base_url=tg_server.base_url, mode="webhook",
+                                 webhook_url="https://bot.example/telegram",
+                                 secret_token="has spaces!", port=free_port(),
+                                 rate_limiter=fast_limiter())
+    with pytest.raises(PermanentFailure, match="secret"):
+        await bad_secret.start()
+    await bad_secret.stop()
+
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = TelegramChannel(TOKEN, base_url=tg_server.base_url, mode="webhook",
+                               webhook_url="https://bot.example/telegram", secret_token="ok",
+                               listen="127.0.0.1", port=taken.getsockname()[1],
+                               rate_limiter=fast_limiter())
+        with pytest.raises(PermanentFailure, match="cannot listen"):
+            await busy.start()
+        await busy.stop()
