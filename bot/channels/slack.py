@@ -161,7 +161,11 @@ class SlackChannel:
             web_app.router.add_post(self.path, self._http_endpoint)
             self._http = web.AppRunner(web_app, access_log=None)
             await self._http.setup()
-            await web.TCPSite(self._http, self.listen, self.port).start()
+            try:
+                await web.TCPSite(self._http, self.listen, self.port).start()
+            except OSError as exc:  # the port is taken or not ours to bind
+                raise PermanentFailure(f"slack HTTP mode cannot listen on {self.listen}:"
+                                       f"{self.port}: {exc}") from exc
 
     async def stop(self) -> None:
         if self._socket is not None:

@@ -285,3 +285,18 @@ async def test_a_wrong_token_stops_start_with_which_one(slack_server, bot_token,
             await channel.start()
     finally:
         await channel.stop()
+
+
+async def test_http_mode_on_a_taken_port_is_a_clear_failure(slack_server):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        channel = SlackChannel(BOT_TOKEN, signing_secret=SECRET, base_url=slack_server.base_url,
+                               mode="http", listen="127.0.0.1", port=taken.getsockname()[1])
+        try:
+            with pytest.raises(PermanentFailure, match="cannot listen"):
+                await channel.start()
+        finally:
+            await channel.stop()
