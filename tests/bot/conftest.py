@@ -75,6 +75,26 @@ def make_insight(detector: str = "stalled_deal", *, role: str = "manager", manag
                    subject=subject or {"deal_id": "d1"}, facts=facts, evidence={"deal_ids": ["d1"]})
 
 
+@pytest.fixture(scope="module")
+def _pg_module_store():
+    """One PostgreSQL schema per test module (creating tables costs ~1 s); emptied per test."""
+    if not _pg_reachable():
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
+    s = StateStore.open(PG_URL, prefix=f"t{uuid.uuid4().hex[:10]}_")
+    yield s
+    s.drop_all()
+    s.close()
+
+
+def _empty(s: StateStore) -> None:
+    import sqlalchemy as sa
+
+    with s.engine.begin() as c:
+        for name, table in s.t.items():
+            if name != "schema_version":
+                c.execute(sa.delete(table))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     if request.param == "sqlite":
@@ -82,13 +102,10 @@ def store(request, tmp_path):
         yield s
         s.close()
     else:
-        if not _pg_reachable():
-            pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
-        prefix = f"t{uuid.uuid4().hex[:10]}_"
-        s = StateStore.open(PG_URL, prefix=prefix)
+        s = request.getfixturevalue("_pg_module_store")
+        _empty(s)
         yield s
-        s.drop_all()
-        s.close()
+        _empty(s)
 
 
 class FakeChannel:

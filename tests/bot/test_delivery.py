@@ -119,7 +119,7 @@ def test_preview_counts_without_recording(sqlite_store, chat_config, scenario):
 def test_weekly_report_sends_loss_reasons_to_directors(sqlite_store, chat_config, scenario):
     box = Outbox(sqlite_store)
     report = deliver(scenario, chat_config, sqlite_store, box, NOW, only_detectors={"loss_reasons"}, exclude_detectors=(),
-                     kind="weekly")
+                     kind="weekly", charts=False)
     assert report.sent["dina"] == [scenario[6].fingerprint]
     assert report.sent["anna"] == []
 
