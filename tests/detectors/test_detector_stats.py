@@ -77,3 +77,13 @@ def test_time_helpers_ignore_resolution():
     with pytest.raises(ValueError):
         ts_ns(pd.Timestamp("2026-10-01"))
     assert not math.isnan(float(to_ns(s_us)[1]))  # NaT is a sentinel int, not a float NaN
+
+
+@pytest.mark.parametrize("dtype", ["str", object, "string[python]"])
+def test_positions_finds_ids_and_marks_unknown_and_missing(dtype):
+    from detectors.stats import positions
+
+    keys = pd.Series(["d1", "d2", "d3"], dtype=dtype)
+    values = pd.Series(["d3", "zz", None, "d1", "d3"], dtype=dtype)
+    assert positions(values, keys).tolist() == [2, -1, -1, 0, 2]
+    assert positions(values.iloc[:0], keys).tolist() == []
