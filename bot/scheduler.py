@@ -61,9 +61,16 @@ class PulseJobs:
                 return "A scan is already running / Проверка уже идёт."
             try:
                 outcome = await asyncio.to_thread(self.scan_fn, self.config, now)
-            except Exception as e:  # crm.errors.DataError and friends: one clear line, nothing lost
-                log.error("scan failed: %s", e)
+            except Exception as e:  # the bot keeps running; the previous scan's insights stay
+                from crm.errors import DataError
+
+                if isinstance(e, DataError):  # bad data: its message already says what to fix
+                    log.error("scan failed: %s", e)
+                else:
+                    log.exception("scan failed")
                 return f"Scan failed / Проверка не удалась: {e}"
+            for w in getattr(outcome, "warnings", None) or []:
+                log.warning("data: %s", w)
             self.latest_data = getattr(outcome, "data", None)
             insights = list(outcome.insights)
             self.store.save_scan(insights, now, now)
