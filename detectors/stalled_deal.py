@@ -14,15 +14,16 @@ Split into `prepare` (factorise ids, sort events per deal once) and `detect_at` 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
 from crm.data import CrmData
-from detectors.insight import Audience, Insight
+from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
 from detectors.silent_client import _iso
 
@@ -119,6 +120,9 @@ class StalledDealState:
     n_clients: int
     client_names: dict[str, str]
     manager_names: dict[str, str]
+    # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
+    # need and reused by every later day of a replay
+    static: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
@@ -216,12 +220,30 @@ def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
     return out
 
 
+def _static(state: StalledDealState, i: int) -> dict[str, Any]:
+    cached = state.static.get(i)
+    if cached is None:
+        d = {c: _opt(v[i]) for c, v in state.columns.items()}
+        deal_id, client_id, manager_id = str(d["deal_id"]), d["client_id"], str(d["manager_id"])
+        cached = {
+            "deal_id": deal_id,
+            "fingerprint": make_fingerprint(NAME, {"deal_id": deal_id}),
+            "deal_title": d["title"] or deal_id,
+            "client_name": state.client_names.get(str(client_id), str(client_id)) if client_id is not None else None,
+            "manager_id": manager_id,
+            "manager_name": state.manager_names.get(manager_id),
+            "amount": float(d["amount"]) if d["amount"] is not None else None,
+            "currency": d["currency"],
+        }
+        state.static[i] = cached
+    return cached
+
+
 def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int, touch_ns: int,
              src: int, row: int) -> Insight:
-    d = {c: v[i] for c, v in state.columns.items()}
-    spec = state.spec
+    st = _static(state, i)
     source = _SOURCES[src]
-    evidence: dict[str, list[str]] = {"deal_ids": [str(d["deal_id"])]}
+    evidence: dict[str, list[str]] = {"deal_ids": [st["deal_id"]]}
     if source.startswith("activity"):
         kind = str(state.act_type[row])
         evidence["activity_ids"] = [str(state.act_id[row])]
@@ -230,18 +252,15 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
         evidence["email_ids"] = [str(state.email_id[row])]
     else:
         kind = "stage_change"
-    escalated = idle >= spec.escalate_after_days
-    manager_id = str(d["manager_id"])
-    client_id = _opt(d.get("client_id"))
-    amount = _opt(d.get("amount"))
+    escalated = idle >= state.spec.escalate_after_days
     facts = {
-        "deal_title": _opt(d.get("title")) or str(d["deal_id"]),
-        "client_name": state.client_names.get(str(client_id), str(client_id)) if client_id is not None else None,
-        "manager_id": manager_id,
-        "manager_name": state.manager_names.get(manager_id),
+        "deal_title": st["deal_title"],
+        "client_name": st["client_name"],
+        "manager_id": st["manager_id"],
+        "manager_name": st["manager_name"],
         "stage": str(state.stage_names[stage]),
-        "amount": float(amount) if amount is not None else None,
-        "currency": _opt(d.get("currency")),
+        "amount": st["amount"],
+        "currency": st["currency"],
         "days_idle": idle,
         "stage_limit_days": limit,
         "last_touch_at": _iso(touch_ns),
@@ -250,8 +269,8 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
     }
     return Insight(
         detector=NAME, severity="critical" if escalated else "warning",
-        audience=Audience("manager", manager_id), subject={"deal_id": str(d["deal_id"])},
-        facts=facts, evidence=evidence,
+        audience=Audience("manager", st["manager_id"]), subject={"deal_id": st["deal_id"]},
+        facts=facts, evidence=evidence, fingerprint=st["fingerprint"],
     )
 
 
