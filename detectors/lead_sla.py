@@ -27,13 +27,11 @@ from pydantic import Field, field_validator, model_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
-from detectors.silent_client import _iso
-from detectors.working_hours import WorkCalendar, check_timezone, parse_hhmm
+from detectors.working_hours import NEVER, WorkCalendar, check_timezone, iso_utc, parse_hhmm, to_ns
 
 NAME = "lead_sla"
 _DAY_NS = 86_400 * 1_000_000_000
 _HOUR_NS = 3_600 * 1_000_000_000
-_NEVER = np.iinfo(np.int64).min
 
 
 class LeadSlaSpec(DetectorSpec):
@@ -79,13 +77,6 @@ class LeadSlaSpec(DetectorSpec):
         )
 
 
-def _ns(col: pd.Series) -> np.ndarray:
-    idx = pd.DatetimeIndex(col)
-    if idx.tz is None:
-        idx = idx.tz_localize("UTC")
-    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
-    vals[np.asarray(idx.isna())] = _NEVER
-    return vals
 
 
 def _opt(v: object) -> str | None:
@@ -101,7 +92,7 @@ class LeadSlaState:
     columns: dict[str, np.ndarray]  # lead columns the facts need, positional object arrays
     created: np.ndarray
     created_w: np.ndarray  # working ns since the calendar anchor at creation
-    assigned: np.ndarray  # effective assignment time, _NEVER if never
+    assigned: np.ndarray  # effective assignment time, NEVER if never
     responded: np.ndarray
     ignored: np.ndarray
     manager_names: dict[str, str]
@@ -112,17 +103,17 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     assert leads is not None
     leads = leads.reset_index(drop=True)
     cal = spec.calendar()
-    created = _ns(leads["created_at"])
-    assigned = _ns(leads["assigned_at"])
+    created = to_ns(leads["created_at"])
+    assigned = to_ns(leads["assigned_at"])
     has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)
-    assigned = np.where((assigned == _NEVER) & has_manager, created, assigned)
+    assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
     ignore = {s.casefold() for s in spec.ignore_statuses}
     ignored = np.asarray(leads["status"].map(lambda s: _opt(s) is not None and str(s).casefold() in ignore), dtype=bool)
     return LeadSlaState(
         spec=spec, calendar=cal, created=created,
         columns={c: np.asarray(leads[c], dtype=object) for c in ("lead_id", "source", "region", "manager_id")},
         created_w=cal.working_ns_since_anchor(leads["created_at"]),
-        assigned=assigned, responded=_ns(leads["first_response_at"]), ignored=ignored,
+        assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
     )
 
@@ -131,13 +122,13 @@ def detect_at(state: LeadSlaState, now: datetime) -> list[Insight]:
     spec = state.spec
     now_ts = pd.Timestamp(now).tz_convert("UTC")
     now_ns = now_ts.value
-    recent = (state.created != _NEVER) & (state.created <= now_ns) & (state.created > now_ns - spec.lookback_days * _DAY_NS)
-    waiting = recent & ~state.ignored & ((state.responded == _NEVER) | (state.responded > now_ns))
+    recent = (state.created != NEVER) & (state.created <= now_ns) & (state.created > now_ns - spec.lookback_days * _DAY_NS)
+    waiting = recent & ~state.ignored & ((state.responded == NEVER) | (state.responded > now_ns))
     if not waiting.any():
         return []
     now_w = int(state.calendar.working_ns_since_anchor(pd.DatetimeIndex([now_ts]))[0])
     waited_h = (now_w - state.created_w) / _HOUR_NS
-    unassigned = (state.assigned == _NEVER) | (state.assigned > now_ns)
+    unassigned = (state.assigned == NEVER) | (state.assigned > now_ns)
     late_assign = waiting & unassigned & (waited_h > spec.assign_sla_hours)
     late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours)
     out = [_insight(state, int(i), "unassigned", float(waited_h[i])) for i in np.flatnonzero(late_assign)]
@@ -156,7 +147,7 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float) -> Insight:
         "kind": kind,
         "lead_source": _opt(lead.get("source")),
         "lead_region": _opt(lead.get("region")),
-        "created_at": _iso(int(state.created[i])),
+        "created_at": iso_utc(int(state.created[i])),
         "working_hours_waited": round(waited, 1),
         "sla_hours": spec.assign_sla_hours if kind == "unassigned" else spec.response_sla_hours,
         "manager_id": manager_id,

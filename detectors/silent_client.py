@@ -16,7 +16,7 @@ Split into `prepare` (joins opens to emails once: the expensive part on 10M open
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -25,11 +25,10 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
-from detectors.working_hours import check_timezone
+from detectors.working_hours import NEVER, check_timezone, iso_utc, to_ns
 
 NAME = "silent_client"
 _DAY_NS = 86_400 * 1_000_000_000
-_NEVER = np.iinfo(np.int64).min  # "no such event" in int64 nanosecond arrays
 
 
 class SilentClientSpec(DetectorSpec):
@@ -43,24 +42,6 @@ class SilentClientSpec(DetectorSpec):
     @classmethod
     def _tz(cls, v: str) -> str:
         return check_timezone(v)
-
-
-def _ns(col: pd.Series) -> np.ndarray:
-    """Timestamps as int64 UTC nanoseconds, NaT -> _NEVER."""
-    idx = pd.DatetimeIndex(col)
-    if idx.tz is None:
-        idx = idx.tz_localize("UTC")
-    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
-    vals[np.asarray(idx.isna())] = _NEVER
-    return vals
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _iso(ns: int) -> str | None:
-    """ISO 8601 with offset, in UTC (datetime arithmetic: ten times cheaper than pd.Timestamp)."""
-    return None if ns == _NEVER else (_EPOCH + timedelta(microseconds=int(ns) // 1000)).isoformat()
 
 
 def _opt_str(v: object) -> str | None:
@@ -104,15 +85,15 @@ def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
         names.update({k: v for k, v in zip(cl["client_id"], cl["name"]) if _opt_str(v)})
         if "manager_id" in cl.columns:
             owners = {k: _opt_str(v) for k, v in zip(cl["client_id"], cl["manager_id"])}
-    e_sent = _ns(emails["sent_at"])
-    e_sent[client_codes < 0] = _NEVER  # an email without a client cannot make anyone silent
+    e_sent = to_ns(emails["sent_at"])
+    e_sent[client_codes < 0] = NEVER  # an email without a client cannot make anyone silent
     e_out = np.asarray(emails["direction"] == "out", dtype=bool)
     row = pd.Index(emails["email_id"]).get_indexer(opens["email_id"])
-    o_time = _ns(opens["opened_at"])
+    o_time = to_ns(opens["opened_at"])
     known = row >= 0
     row, o_time = row[known], o_time[known]
     sent = e_sent[row]
-    human = e_out[row] & (sent != _NEVER) & (o_time != _NEVER) & (o_time - sent >= spec.min_seconds_after_send * 1_000_000_000)
+    human = e_out[row] & (sent != NEVER) & (o_time != NEVER) & (o_time - sent >= spec.min_seconds_after_send * 1_000_000_000)
     subj = emails["subject"] if "subject" in emails.columns else pd.Series([None] * len(emails))
     mgr = emails["manager_id"] if "manager_id" in emails.columns else pd.Series([None] * len(emails))
     return SilentClientState(
@@ -154,9 +135,9 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
         _sort_opens(state)
     now_ns = pd.Timestamp(now).tz_convert("UTC").value
     n = len(state.client_ids)
-    sent_ok = (state.e_sent != _NEVER) & (state.e_sent <= now_ns)
+    sent_ok = (state.e_sent != NEVER) & (state.e_sent <= now_ns)
     # The client's last reply: their latest inbound email up to now.
-    last_reply = np.full(n, _NEVER, dtype=np.int64)
+    last_reply = np.full(n, NEVER, dtype=np.int64)
     inbound = sent_ok & ~state.e_out
     np.maximum.at(last_reply, state.e_client[inbound], state.e_sent[inbound])
     # Our emails since then are unanswered.
@@ -174,7 +155,7 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     times, days, clients = state.o_time[keep], state.o_day[keep], state.o_client[keep]
     if len(times) == 0:
         return []
-    last_open = np.full(n, _NEVER, dtype=np.int64)
+    last_open = np.full(n, NEVER, dtype=np.int64)
     np.maximum.at(last_open, clients, times)
     open_count = np.bincount(clients, minlength=n)
     # Distinct (client, local day) pairs.
@@ -216,11 +197,11 @@ def _insight(state: SilentClientState, code: int, now_ns: int, rows: np.ndarray,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id else None,
         "days_silent": int((now_ns - int(first_unanswered[code])) // _DAY_NS),
-        "last_reply_at": _iso(int(last_reply[code])),
+        "last_reply_at": iso_utc(int(last_reply[code])),
         "unanswered_emails": int(len(rows)),
         "human_opens": human_opens,
         "open_days": open_days,
-        "last_open_at": _iso(last_open),
+        "last_open_at": iso_utc(last_open),
         "last_email_subject": _opt_str(state.e_subject[latest]),
     }
     audience = Audience("manager", manager_id) if manager_id else Audience("director")

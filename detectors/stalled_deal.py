@@ -25,11 +25,10 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
-from detectors.silent_client import _iso
+from detectors.working_hours import NEVER, iso_utc, to_ns
 
 NAME = "stalled_deal"
 _DAY_NS = 86_400 * 1_000_000_000
-_NEVER = np.iinfo(np.int64).min
 _TOUCH_TYPES = ("call", "meeting", "email", "task")
 # Row order of the touch matrix in detect_at; names are the facts' last_touch_kind values
 # (activities use their own type).
@@ -50,13 +49,6 @@ class StalledDealSpec(DetectorSpec):
         return v
 
 
-def _ns(col: pd.Series) -> np.ndarray:
-    idx = pd.DatetimeIndex(col)
-    if idx.tz is None:
-        idx = idx.tz_localize("UTC")
-    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
-    vals[np.asarray(idx.isna())] = _NEVER
-    return vals
 
 
 def _opt(v: object) -> object:
@@ -75,15 +67,15 @@ class _Events:
 
     @classmethod
     def build(cls, owner: np.ndarray, time: np.ndarray) -> "_Events":
-        ok = (owner >= 0) & (time != _NEVER)
+        ok = (owner >= 0) & (time != NEVER)
         rows = np.flatnonzero(ok)
         order = np.lexsort((time[rows], owner[rows]))
         rows = rows[order]
         return cls(owner[rows].astype(np.int64), time[rows], rows)
 
     def last_up_to(self, now_ns: int, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per owner: time and source row of the latest event at or before now (_NEVER / -1 if none)."""
-        out_t = np.full(n_owners, _NEVER, dtype=np.int64)
+        """Per owner: time and source row of the latest event at or before now (NEVER / -1 if none)."""
+        out_t = np.full(n_owners, NEVER, dtype=np.int64)
         out_r = np.full(n_owners, -1, dtype=np.int64)
         idx = np.flatnonzero(self.time <= now_ns)
         if len(idx):
@@ -136,18 +128,18 @@ def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
     stage_codes, stage_names = pd.factorize(pd.concat([d["stage"], sh["stage"]], ignore_index=True))
     stage_names = np.asarray(stage_names, dtype=object)
     limits = np.array([spec.stage_limits.get(s, spec.default_limit_days) for s in stage_names], dtype=np.int64)
-    history = _Events.build(deal_index.get_indexer(sh["deal_id"]), _ns(sh["entered_at"]))
+    history = _Events.build(deal_index.get_indexer(sh["deal_id"]), to_ns(sh["entered_at"]))
 
     status = d["status"].astype("str")
-    closed = _ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), _NEVER, dtype=np.int64)
+    closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
 
     empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     act_deal = act_client = email_deal = email_client = empty_evt
     act_id = act_type = email_id = np.zeros(0, dtype=object)
     if data.activities is not None:
         a = data.activities
-        t = _ns(a["done_at"])
-        t[~np.asarray(a["type"].isin(_TOUCH_TYPES), dtype=bool)] = _NEVER
+        t = to_ns(a["done_at"])
+        t[~np.asarray(a["type"].isin(_TOUCH_TYPES), dtype=bool)] = NEVER
         a_deal = np.where(np.asarray(a["deal_id"].isna()), -1, deal_index.get_indexer(a["deal_id"]))
         a_client = client_index.get_indexer(a["client_id"])
         a_client = np.where(np.asarray(a["deal_id"].notna() | a["client_id"].isna()), -1, a_client)
@@ -155,7 +147,7 @@ def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
         act_id, act_type = np.asarray(a["activity_id"], dtype=object), np.asarray(a["type"], dtype=object)
     if data.emails is not None:
         e = data.emails
-        t = _ns(e["sent_at"])
+        t = to_ns(e["sent_at"])
         e_deal = np.where(np.asarray(e["deal_id"].isna()), -1, deal_index.get_indexer(e["deal_id"]))
         e_client = np.where(np.asarray(e["client_id"].isna()), -1, client_index.get_indexer(e["client_id"]))
         email_deal, email_client = _Events.build(e_deal, t), _Events.build(e_client, t)
@@ -165,11 +157,11 @@ def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
     if data.clients is not None:
         client_names = {str(k): str(v) for k, v in zip(data.clients["client_id"], data.clients["name"]) if _opt(v) is not None}
     return StalledDealState(
-        spec=spec, created=_ns(d["created_at"]), closed=closed,
+        spec=spec, created=to_ns(d["created_at"]), closed=closed,
         columns={c: (np.asarray(d[c], dtype=object) if c in d.columns else np.full(len(d), None, dtype=object))
                  for c in ("deal_id", "title", "client_id", "manager_id", "amount", "currency")},
         status_open=np.asarray(status == "open", dtype=bool),
-        status_closed_at_known=np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != _NEVER),
+        status_closed_at_known=np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER),
         deal_client=np.asarray(deal_client, dtype=np.int64), stage_names=stage_names,
         deal_stage=stage_codes[: len(d)].astype(np.int64), limit_days=limits,
         history=history, history_stage=stage_codes[len(d):].astype(np.int64),
@@ -190,20 +182,20 @@ def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
     n = len(state.created)
     if n == 0:
         return []
-    is_open = (state.created != _NEVER) & (state.created <= now_ns) & (
+    is_open = (state.created != NEVER) & (state.created <= now_ns) & (
         state.status_open | (state.status_closed_at_known & (state.closed > now_ns))
     )
     if not is_open.any():
         return []
     h_time, h_row = state.history.last_up_to(now_ns, n)
     stage = np.where(h_row >= 0, state.history_stage[np.maximum(h_row, 0)], state.deal_stage)
-    stage_time = np.where(h_time != _NEVER, h_time, state.created)
+    stage_time = np.where(h_time != NEVER, h_time, state.created)
     ad_t, ad_r = state.act_deal.last_up_to(now_ns, n)
     ac_t, ac_r = state.act_client.last_up_to(now_ns, state.n_clients)
     ed_t, ed_r = state.email_deal.last_up_to(now_ns, n)
     ec_t, ec_r = state.email_client.last_up_to(now_ns, state.n_clients)
-    times = np.stack([stage_time, ad_t, _per_deal(ac_t, state.deal_client, _NEVER),
-                      ed_t, _per_deal(ec_t, state.deal_client, _NEVER)])
+    times = np.stack([stage_time, ad_t, _per_deal(ac_t, state.deal_client, NEVER),
+                      ed_t, _per_deal(ec_t, state.deal_client, NEVER)])
     rows = np.stack([h_row, ad_r, _per_deal(ac_r, state.deal_client, -1),
                      ed_r, _per_deal(ec_r, state.deal_client, -1)])
     src = np.argmax(times, axis=0)
@@ -263,7 +255,7 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
         "currency": st["currency"],
         "days_idle": idle,
         "stage_limit_days": limit,
-        "last_touch_at": _iso(touch_ns),
+        "last_touch_at": iso_utc(touch_ns),
         "last_touch_kind": kind,
         "escalated": escalated,
     }
