@@ -147,6 +147,7 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
     exclude = set(exclude_detectors or ())
     chosen = [i for i in insights if (only is None or i.detector in only) and i.detector not in exclude]
     routed = route(chosen, config)
+    routed_all = route(insights, config) if close_missing and only is None else {}
     everyone = targets(config)
     report = DeliveryReport()
     for tid in (list(only_targets) if only_targets is not None else list(routed)):
@@ -156,7 +157,7 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
         items = routed.get(tid, [])
         if close_missing and only is None:
             # what was sent before and no longer holds is closed (done/snooze lifted with it)
-            current = {i.fingerprint for i in route(insights, config).get(tid, [])}
+            current = {i.fingerprint for i in routed_all.get(tid, [])}
             closed = store.close_missing(tid, current, now)
             report.closed[tid] = [e.fingerprint for e in closed]
             if closed and config.delivery.resolved_notes:

@@ -43,10 +43,24 @@ def insights_for(recipient: Any, insights: list[Insight]) -> list[Insight]:
 
 
 def route(insights: list[Insight], config: Any) -> dict[str, list[Insight]]:
-    """Recipient id / team channel id -> the insights meant for them (every id present)."""
+    """Recipient id / team channel id -> the insights meant for them (every id present).
+
+    Same rules as insights_for, computed once per scan rather than once per person (a company
+    with a thousand managers would otherwise pay a thousand passes over every insight)."""
+    by_manager: dict[str, list[Insight]] = {}
+    for i in insights:
+        if i.audience.role == "manager" and i.audience.manager_id is not None:
+            by_manager.setdefault(str(i.audience.manager_id), []).append(i)
+    director = [i for i in insights if for_director(i)]
+    team = [i for i in insights if for_team_channel(i)]
     out: dict[str, list[Insight]] = {}
     for r in config.recipients:
-        out[r.id] = insights_for(r, insights)
+        if r.role == "manager":
+            out[r.id] = list(by_manager.get(str(r.manager_id), []))
+        elif r.role == "director":
+            out[r.id] = list(director)
+        else:
+            out[r.id] = []
     for ch in config.channels:
-        out[ch.id] = [i for i in insights if for_team_channel(i)]
+        out[ch.id] = list(team)
     return out

@@ -24,3 +24,13 @@ def test_manager_never_sees_another_managers_items(config, scenario, mk):
         assert i.audience.role == "manager" and i.audience.manager_id == "m1"
     for i in r["boris"]:
         assert i.audience.manager_id == "m2"
+
+
+def test_route_agrees_with_the_per_person_rule(config, scenario, mk):
+    from bot.routing import insights_for
+
+    extra = [mk("stalled_deal", manager_id="m1", subject={"deal_id": "x1"}, escalated=True),
+             mk("lead_sla", role="director", manager_id=None, subject={"lead_id": "L9", "kind": "unassigned"})]
+    r = route(scenario + extra, config)
+    for person in config.recipients:
+        assert r[person.id] == insights_for(person, scenario + extra)
