@@ -27,7 +27,8 @@ from pydantic import Field, field_validator, model_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
-from detectors.working_hours import NEVER, WorkCalendar, check_timezone, iso_utc, parse_hhmm, to_ns
+from detectors.columns import NEVER, iso_utc, to_ns
+from detectors.working_hours import WorkCalendar, check_timezone, parse_hhmm
 
 NAME = "lead_sla"
 _DAY_NS = 86_400 * 1_000_000_000

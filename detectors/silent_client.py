@@ -25,7 +25,8 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
-from detectors.working_hours import NEVER, check_timezone, iso_utc, to_ns
+from detectors.columns import NEVER, iso_utc, positions, to_ns
+from detectors.working_hours import check_timezone
 
 NAME = "silent_client"
 _DAY_NS = 86_400 * 1_000_000_000
@@ -51,16 +52,16 @@ def _opt_str(v: object) -> str | None:
 @dataclass
 class SilentClientState:
     spec: SilentClientSpec
-    client_ids: np.ndarray  # code -> client_id
-    client_names: np.ndarray  # code -> display name
-    client_manager: np.ndarray  # code -> manager_id from clients table, or None
+    client_ids: pd.Series  # code -> client_id
+    client_row: np.ndarray  # code -> row in the clients table, -1 if absent
+    clients: pd.DataFrame | None
     manager_names: dict[str, str]
-    e_id: np.ndarray
+    e_id: pd.Series  # string columns stay pandas: only the few rows behind insights are read
     e_client: np.ndarray  # int codes
     e_sent: np.ndarray  # int64 ns
     e_out: np.ndarray  # bool
-    e_subject: np.ndarray
-    e_manager: np.ndarray
+    e_subject: pd.Series
+    e_manager: pd.Series
     o_row: np.ndarray  # email row of each human open of an outbound email
     o_time: np.ndarray  # int64 ns
     o_day: np.ndarray  # local calendar day number of each such open (spec.timezone)
@@ -77,37 +78,32 @@ def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
     emails, opens = data.emails, data.email_opens
     assert emails is not None and opens is not None
     client_codes, client_ids = pd.factorize(emails["client_id"], sort=True)
-    client_ids = np.asarray(client_ids, dtype=object)
-    names = {cid: cid for cid in client_ids}
-    owners: dict[str, str | None] = {}
-    if data.clients is not None:
-        cl = data.clients
-        names.update({k: v for k, v in zip(cl["client_id"], cl["name"]) if _opt_str(v)})
-        if "manager_id" in cl.columns:
-            owners = {k: _opt_str(v) for k, v in zip(cl["client_id"], cl["manager_id"])}
+    client_ids = pd.Series(client_ids)
+    clients = data.clients
+    client_row = positions(client_ids, clients["client_id"]) if clients is not None else np.full(len(client_ids), -1)
     e_sent = to_ns(emails["sent_at"])
     e_sent[client_codes < 0] = NEVER  # an email without a client cannot make anyone silent
     e_out = np.asarray(emails["direction"] == "out", dtype=bool)
-    row = pd.Index(emails["email_id"]).get_indexer(opens["email_id"])
+    row = positions(opens["email_id"], emails["email_id"])
     o_time = to_ns(opens["opened_at"])
     known = row >= 0
     row, o_time = row[known], o_time[known]
     sent = e_sent[row]
     human = e_out[row] & (sent != NEVER) & (o_time != NEVER) & (o_time - sent >= spec.min_seconds_after_send * 1_000_000_000)
-    subj = emails["subject"] if "subject" in emails.columns else pd.Series([None] * len(emails))
-    mgr = emails["manager_id"] if "manager_id" in emails.columns else pd.Series([None] * len(emails))
+    subj = emails["subject"] if "subject" in emails.columns else pd.Series([None] * len(emails), dtype=object)
+    mgr = emails["manager_id"] if "manager_id" in emails.columns else pd.Series([None] * len(emails), dtype=object)
     return SilentClientState(
         spec=spec,
         client_ids=client_ids,
-        client_names=np.array([names.get(c, c) for c in client_ids], dtype=object),
-        client_manager=np.array([owners.get(c) for c in client_ids], dtype=object),
+        client_row=client_row,
+        clients=clients,
         manager_names={k: str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
-        e_id=np.asarray(emails["email_id"], dtype=object),
+        e_id=emails["email_id"],
         e_client=np.maximum(client_codes, 0).astype(np.int64),
         e_sent=e_sent,
         e_out=e_out,
-        e_subject=np.asarray(subj, dtype=object),
-        e_manager=np.asarray(mgr, dtype=object),
+        e_subject=subj,
+        e_manager=mgr,
         o_row=row[human].astype(np.int64),
         o_time=o_time[human],
         o_day=_local_day(o_time[human], spec.timezone),
@@ -185,15 +181,22 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
 
 def _insight(state: SilentClientState, code: int, now_ns: int, rows: np.ndarray, last_reply: np.ndarray,
              first_unanswered: np.ndarray, human_opens: int, open_days: int, last_open: int) -> Insight:
-    rows = sorted(rows.tolist(), key=lambda r: (state.e_sent[r], str(state.e_id[r])))
+    ids = {r: str(state.e_id.iat[r]) for r in rows.tolist()}
+    rows = sorted(ids, key=lambda r: (state.e_sent[r], ids[r]))
     latest = rows[-1]
-    client_id = str(state.client_ids[code])
+    client_id = str(state.client_ids.iat[code])
+    name, owner = client_id, None
+    crow = int(state.client_row[code])
+    if crow >= 0 and state.clients is not None:
+        name = _opt_str(state.clients["name"].iat[crow]) or client_id
+        if "manager_id" in state.clients.columns:
+            owner = _opt_str(state.clients["manager_id"].iat[crow])
     fp = state.fingerprints.get(code)
     if fp is None:
         fp = state.fingerprints[code] = make_fingerprint(NAME, {"client_id": client_id})
-    manager_id = state.client_manager[code] or _opt_str(state.e_manager[latest])
+    manager_id = owner or _opt_str(state.e_manager.iat[latest])
     facts = {
-        "client_name": str(state.client_names[code]),
+        "client_name": name,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id else None,
         "days_silent": int((now_ns - int(first_unanswered[code])) // _DAY_NS),
@@ -202,12 +205,12 @@ def _insight(state: SilentClientState, code: int, now_ns: int, rows: np.ndarray,
         "human_opens": human_opens,
         "open_days": open_days,
         "last_open_at": iso_utc(last_open),
-        "last_email_subject": _opt_str(state.e_subject[latest]),
+        "last_email_subject": _opt_str(state.e_subject.iat[latest]),
     }
     audience = Audience("manager", manager_id) if manager_id else Audience("director")
     return Insight(
         detector=NAME, severity="warning", audience=audience, subject={"client_id": client_id},
-        facts=facts, evidence={"email_ids": [str(state.e_id[r]) for r in rows]}, fingerprint=fp,
+        facts=facts, evidence={"email_ids": [ids[r] for r in rows]}, fingerprint=fp,
     )
 
 

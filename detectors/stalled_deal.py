@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
-from detectors.working_hours import NEVER, iso_utc, to_ns
+from detectors.columns import NEVER, iso_utc, positions, to_ns
 
 NAME = "stalled_deal"
 _DAY_NS = 86_400 * 1_000_000_000
@@ -59,39 +59,55 @@ def _opt(v: object) -> object:
 
 @dataclass
 class _Events:
-    """Events of one kind grouped by an owner code and sorted by (owner, time), for "last event up to now"."""
+    """Events of one kind (time, owner code, source row), for "the owner's last event up to now".
+
+    A single scan answers with one masked group-max; a replay sorts once by (owner, time)
+    (`sort`) and then answers each day with a mask and a diff, no per-day group-by.
+    """
 
     owner: np.ndarray
     time: np.ndarray
     row: np.ndarray  # row in the source table (for evidence and the activity type)
+    is_sorted: bool = False
 
     @classmethod
     def build(cls, owner: np.ndarray, time: np.ndarray) -> "_Events":
-        ok = (owner >= 0) & (time != NEVER)
-        rows = np.flatnonzero(ok)
-        order = np.lexsort((time[rows], owner[rows]))
-        rows = rows[order]
+        rows = np.flatnonzero((owner >= 0) & (time != NEVER))
         return cls(owner[rows].astype(np.int64), time[rows], rows)
 
+    def sort(self) -> None:
+        if not self.is_sorted:
+            order = np.lexsort((self.time, self.owner))
+            self.owner, self.time, self.row = self.owner[order], self.time[order], self.row[order]
+            self.is_sorted = True
+
     def last_up_to(self, now_ns: int, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per owner: time and source row of the latest event at or before now (NEVER / -1 if none)."""
+        """Per owner: time and source row of the latest event at or before now (NEVER / -1 if none).
+
+        Ties in time go to the event later in the source table, sorted or not.
+        """
         out_t = np.full(n_owners, NEVER, dtype=np.int64)
         out_r = np.full(n_owners, -1, dtype=np.int64)
-        idx = np.flatnonzero(self.time <= now_ns)
-        if len(idx):
-            g = self.owner[idx]
-            last = np.ones(len(idx), dtype=bool)
-            last[:-1] = g[1:] != g[:-1]
-            sel = idx[last]
-            out_t[self.owner[sel]] = self.time[sel]
-            out_r[self.owner[sel]] = self.row[sel]
+        if self.is_sorted:
+            idx = np.flatnonzero(self.time <= now_ns)
+            if len(idx):
+                g = self.owner[idx]
+                last = np.ones(len(idx), dtype=bool)
+                last[:-1] = g[1:] != g[:-1]
+                idx = idx[last]
+        else:
+            m = self.time <= now_ns
+            np.maximum.at(out_t, self.owner[m], self.time[m])
+            idx = np.flatnonzero(m & (self.time == out_t[self.owner]))  # table order: the last tie wins below
+        out_t[self.owner[idx]] = self.time[idx]
+        out_r[self.owner[idx]] = self.row[idx]
         return out_t, out_r
 
 
 @dataclass
 class StalledDealState:
     spec: StalledDealSpec
-    columns: dict[str, np.ndarray]  # deal columns the facts need, positional object arrays
+    columns: dict[str, pd.Series | None]  # deal columns the facts need; only stalled rows are read
     created: np.ndarray
     closed: np.ndarray
     status_open: np.ndarray
@@ -104,61 +120,64 @@ class StalledDealState:
     history_stage: np.ndarray  # stage code per history row
     act_deal: _Events
     act_client: _Events
-    act_id: np.ndarray
-    act_type: np.ndarray
+    act_id: pd.Series
+    act_type: pd.Series
     email_deal: _Events
     email_client: _Events
-    email_id: np.ndarray
+    email_id: pd.Series
     n_clients: int
-    client_names: dict[str, str]
+    client_names: pd.Series | None  # name per client code (clients table), None without it
     manager_names: dict[str, str]
     # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
+    calls: int = 0
 
 
 def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
     d = data.deals
-    deal_index = pd.Index(d["deal_id"])
+    deal_ids = d["deal_id"]
     client_col = d["client_id"] if "client_id" in d.columns else pd.Series([None] * len(d), dtype="str")
     deal_client, client_uniques = pd.factorize(client_col)
-    client_index = pd.Index(client_uniques)
+    client_keys = pd.Series(client_uniques)
 
     sh = data.stage_history
     stage_codes, stage_names = pd.factorize(pd.concat([d["stage"], sh["stage"]], ignore_index=True))
     stage_names = np.asarray(stage_names, dtype=object)
     limits = np.array([spec.stage_limits.get(s, spec.default_limit_days) for s in stage_names], dtype=np.int64)
-    history = _Events.build(deal_index.get_indexer(sh["deal_id"]), to_ns(sh["entered_at"]))
+    history = _Events.build(positions(sh["deal_id"], deal_ids), to_ns(sh["entered_at"]))
 
     status = d["status"].astype("str")
     closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
 
     empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     act_deal = act_client = email_deal = email_client = empty_evt
-    act_id = act_type = email_id = np.zeros(0, dtype=object)
+    act_id = act_type = email_id = pd.Series([], dtype=object)
     if data.activities is not None:
         a = data.activities
         t = to_ns(a["done_at"])
         t[~np.asarray(a["type"].isin(_TOUCH_TYPES), dtype=bool)] = NEVER
-        a_deal = np.where(np.asarray(a["deal_id"].isna()), -1, deal_index.get_indexer(a["deal_id"]))
-        a_client = client_index.get_indexer(a["client_id"])
+        a_deal = positions(a["deal_id"], deal_ids)
+        a_client = positions(a["client_id"], client_keys)
         a_client = np.where(np.asarray(a["deal_id"].notna() | a["client_id"].isna()), -1, a_client)
         act_deal, act_client = _Events.build(a_deal, t), _Events.build(a_client, t)
-        act_id, act_type = np.asarray(a["activity_id"], dtype=object), np.asarray(a["type"], dtype=object)
+        act_id, act_type = a["activity_id"], a["type"]
     if data.emails is not None:
         e = data.emails
         t = to_ns(e["sent_at"])
-        e_deal = np.where(np.asarray(e["deal_id"].isna()), -1, deal_index.get_indexer(e["deal_id"]))
-        e_client = np.where(np.asarray(e["client_id"].isna()), -1, client_index.get_indexer(e["client_id"]))
+        e_deal = positions(e["deal_id"], deal_ids)
+        e_client = positions(e["client_id"], client_keys)
         email_deal, email_client = _Events.build(e_deal, t), _Events.build(e_client, t)
-        email_id = np.asarray(e["email_id"], dtype=object)
+        email_id = e["email_id"]
 
-    client_names: dict[str, str] = {}
+    client_names = None
     if data.clients is not None:
-        client_names = {str(k): str(v) for k, v in zip(data.clients["client_id"], data.clients["name"]) if _opt(v) is not None}
+        row = positions(client_keys, data.clients["client_id"])
+        names = data.clients["name"].take(np.maximum(row, 0)).reset_index(drop=True) if len(data.clients) else None
+        client_names = names.where(pd.Series(row >= 0)) if names is not None else None
     return StalledDealState(
         spec=spec, created=to_ns(d["created_at"]), closed=closed,
-        columns={c: (np.asarray(d[c], dtype=object) if c in d.columns else np.full(len(d), None, dtype=object))
+        columns={c: (d[c] if c in d.columns else None)
                  for c in ("deal_id", "title", "client_id", "manager_id", "amount", "currency")},
         status_open=np.asarray(status == "open", dtype=bool),
         status_closed_at_known=np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER),
@@ -167,7 +186,7 @@ def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
         history=history, history_stage=stage_codes[len(d):].astype(np.int64),
         act_deal=act_deal, act_client=act_client, act_id=act_id, act_type=act_type,
         email_deal=email_deal, email_client=email_client, email_id=email_id,
-        n_clients=len(client_index), client_names=client_names,
+        n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
     )
 
@@ -182,6 +201,10 @@ def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
     n = len(state.created)
     if n == 0:
         return []
+    state.calls += 1
+    if state.calls == 2:  # a replay: sort the events once, every later day is a mask and a diff
+        for ev in (state.history, state.act_deal, state.act_client, state.email_deal, state.email_client):
+            ev.sort()
     is_open = (state.created != NEVER) & (state.created <= now_ns) & (
         state.status_open | (state.status_closed_at_known & (state.closed > now_ns))
     )
@@ -212,16 +235,24 @@ def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
     return out
 
 
+def _client_name(state: StalledDealState, i: int, client_id: object) -> str | None:
+    if client_id is None:
+        return None
+    code = int(state.deal_client[i])
+    name = _opt(state.client_names.iat[code]) if state.client_names is not None and code >= 0 else None
+    return str(name) if name is not None else str(client_id)
+
+
 def _static(state: StalledDealState, i: int) -> dict[str, Any]:
     cached = state.static.get(i)
     if cached is None:
-        d = {c: _opt(v[i]) for c, v in state.columns.items()}
+        d = {c: (_opt(v.iat[i]) if v is not None else None) for c, v in state.columns.items()}
         deal_id, client_id, manager_id = str(d["deal_id"]), d["client_id"], str(d["manager_id"])
         cached = {
             "deal_id": deal_id,
             "fingerprint": make_fingerprint(NAME, {"deal_id": deal_id}),
             "deal_title": d["title"] or deal_id,
-            "client_name": state.client_names.get(str(client_id), str(client_id)) if client_id is not None else None,
+            "client_name": _client_name(state, i, client_id),
             "manager_id": manager_id,
             "manager_name": state.manager_names.get(manager_id),
             "amount": float(d["amount"]) if d["amount"] is not None else None,
@@ -237,11 +268,11 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
     source = _SOURCES[src]
     evidence: dict[str, list[str]] = {"deal_ids": [st["deal_id"]]}
     if source.startswith("activity"):
-        kind = str(state.act_type[row])
-        evidence["activity_ids"] = [str(state.act_id[row])]
+        kind = str(state.act_type.iat[row])
+        evidence["activity_ids"] = [str(state.act_id.iat[row])]
     elif source.startswith("email"):
         kind = "email"
-        evidence["email_ids"] = [str(state.email_id[row])]
+        evidence["email_ids"] = [str(state.email_id.iat[row])]
     else:
         kind = "stage_change"
     escalated = idle >= state.spec.escalate_after_days

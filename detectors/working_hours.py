@@ -1,6 +1,4 @@
-"""Time arithmetic for detectors: working hours between instants, and instants as int64.
-
-Business hours: how many working hours lie between two instants.
+"""Business-hours arithmetic: how many working hours lie between two instants.
 
 An SLA of "2 hours" means two hours of the company's working time: a lead that arrives on
 Friday at 17:30 with a 09:00-18:00 Monday-Friday week has waited one working hour by Monday
@@ -11,30 +9,11 @@ numpy's business-day calendar so that a whole leads table is one pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pandas as pd
-
-NEVER = np.iinfo(np.int64).min  # "no such event" in int64 nanosecond arrays
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def to_ns(col: pd.Series) -> np.ndarray:
-    """Timestamps as int64 UTC nanoseconds (NaT -> NEVER): what the vectorised detectors compare."""
-    idx = pd.DatetimeIndex(col)
-    if idx.tz is None:
-        idx = idx.tz_localize("UTC")
-    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
-    vals[np.asarray(idx.isna())] = NEVER
-    return vals
-
-
-def iso_utc(ns: int) -> str | None:
-    """ISO 8601 with offset, in UTC (datetime arithmetic: ten times cheaper than pd.Timestamp)."""
-    return None if ns == NEVER else (_EPOCH + timedelta(microseconds=int(ns) // 1000)).isoformat()
-
 
 _ANCHOR = np.datetime64("2000-01-03", "D")  # any fixed day; only differences of W(t) matter
 _NS_PER_HOUR = 3_600_000_000_000

@@ -1,0 +1,50 @@
+"""Column helpers for the vectorised detectors: instants as int64 nanoseconds, id lookups.
+
+Detectors compare millions of timestamps and join millions of ids; doing both on plain int64
+arrays (and id lookups in Arrow's hash kernels) keeps a full scan near the cost of reading
+the data.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NEVER = np.iinfo(np.int64).min  # "no such event" in int64 nanosecond arrays
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_ns(col: pd.Series) -> np.ndarray:
+    """Timestamps as int64 UTC nanoseconds (NaT -> NEVER): what the vectorised detectors compare."""
+    idx = pd.DatetimeIndex(col)
+    if idx.tz is None:
+        idx = idx.tz_localize("UTC")
+    vals = idx.tz_convert("UTC").as_unit("ns").asi8.copy()
+    vals[np.asarray(idx.isna())] = NEVER
+    return vals
+
+
+def iso_utc(ns: int) -> str | None:
+    """ISO 8601 with offset, in UTC (datetime arithmetic: ten times cheaper than pd.Timestamp)."""
+    return None if ns == NEVER else (_EPOCH + timedelta(microseconds=int(ns) // 1000)).isoformat()
+
+
+def positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """For each value, the row of the same id in `keys` (ids unique there); -1 where absent or missing.
+
+    Arrow's hash lookup is several times faster than pandas' get_indexer on string columns.
+    """
+    try:
+        keys_a = pa.array(keys, from_pandas=True)
+        values_a = pa.array(values, from_pandas=True)
+        if values_a.type != keys_a.type:
+            values_a = values_a.cast(keys_a.type)
+        found = pc.index_in(values_a, value_set=keys_a)
+        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):  # mixed-type ids: let pandas match
+        out = pd.Index(keys).get_indexer(values)
+        out[np.asarray(pd.isna(values))] = -1
+        return out.astype(np.int64)
