@@ -190,7 +190,11 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
     sent = [(i, r) for i, r in due if i.fingerprint in shown]
     key = f"{kind}:{target.id}:{now.astimezone(tz).strftime('%Y-%m-%dT%H:%M')}"
     messages: list[OutgoingMessage] = []
-    for channel, address in addresses(target, config):
+    reachable = addresses(target, config)
+    if not reachable:
+        log.warning("delivery: %s has no address on an enabled channel (set telegram_id or slack_id in "
+                    "[[recipients]] / [[channels]]); %d item(s) stay due", target.id, len(sent))
+    for channel, address in reachable:
         for k, payload in enumerate(digest_payloads(channel, digest)):
             messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}:{k}"))  # type: ignore[arg-type]
         if charts and _role(target) == "director" and channel != "console":

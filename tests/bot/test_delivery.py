@@ -149,3 +149,14 @@ def test_a_burst_of_critical_alerts_is_capped_the_rest_wait_for_the_digest(sqlit
     assert report.sent["anna"] == [burst[5].fingerprint, burst[4].fingerprint, burst[3].fingerprint]
     digest = deliver(burst, chat_config, sqlite_store, box, NOW + timedelta(minutes=1), charts=False)
     assert set(digest.sent["anna"]) == {b.fingerprint for b in burst[:3]}
+
+
+def test_unreachable_recipient_is_warned_and_nothing_is_marked_sent(sqlite_store, config_toml, scenario, caplog):
+    from bot.config import parse_config
+
+    cfg = parse_config(config_toml + "\n[slack]\nenabled = true\n")  # Anna has only a Telegram id
+    with caplog.at_level("WARNING", logger="crm_pulse.delivery"):
+        report = deliver(scenario, cfg, sqlite_store, Outbox(sqlite_store), NOW, charts=False)
+    assert report.sent["anna"] == [] and sqlite_store.log_entries("anna") == {}
+    assert "anna has no address on an enabled channel" in caplog.text
+    assert report.sent["boris"]  # Boris has a Slack id
