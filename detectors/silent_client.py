@@ -167,50 +167,59 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     fired = np.flatnonzero(fire)
     if len(fired) == 0:
         return []
-    # The unanswered emails of each fired client, grouped once (not one scan of all emails per client).
+    # The unanswered emails of each fired client, grouped once (not one scan of all emails per
+    # client), and the few string cells behind the insights read in one take per column.
     e_rows = np.flatnonzero(unanswered & fire[state.e_client])
     e_rows = e_rows[np.argsort(state.e_client[e_rows], kind="stable")]
-    bounds = np.flatnonzero(np.diff(state.e_client[e_rows])) + 1
-    groups = np.split(e_rows, bounds)
-    return [
-        _insight(state, int(code), now_ns, rows_of_client, last_reply, first_unanswered,
-                 int(open_count[code]), int(open_days[code]), int(last_open[code]))
-        for code, rows_of_client in zip(fired, groups)
-    ]
-
-
-def _insight(state: SilentClientState, code: int, now_ns: int, rows: np.ndarray, last_reply: np.ndarray,
-             first_unanswered: np.ndarray, human_opens: int, open_days: int, last_open: int) -> Insight:
-    ids = {r: str(state.e_id.iat[r]) for r in rows.tolist()}
-    rows = sorted(ids, key=lambda r: (state.e_sent[r], ids[r]))
-    latest = rows[-1]
-    client_id = str(state.client_ids.iat[code])
-    name, owner = client_id, None
-    crow = int(state.client_row[code])
-    if crow >= 0 and state.clients is not None:
-        name = _opt_str(state.clients["name"].iat[crow]) or client_id
+    bounds = (np.flatnonzero(np.diff(state.e_client[e_rows])) + 1).tolist()
+    ids, subjects, managers = (_cells(col, e_rows) for col in (state.e_id, state.e_subject, state.e_manager))
+    client_ids = _cells(state.client_ids, fired)
+    names = owners = [None] * len(fired)
+    if state.clients is not None:
+        crow = state.client_row[fired]
+        names = [v if r >= 0 else None for v, r in zip(_cells(state.clients["name"], np.maximum(crow, 0)), crow)]
         if "manager_id" in state.clients.columns:
-            owner = _opt_str(state.clients["manager_id"].iat[crow])
+            owners = [v if r >= 0 else None for v, r in zip(_cells(state.clients["manager_id"], np.maximum(crow, 0)), crow)]
+    out = []
+    for k, (start, end) in enumerate(zip([0, *bounds], [*bounds, len(e_rows)])):
+        code = int(fired[k])
+        group = sorted(range(start, end), key=lambda j: (state.e_sent[e_rows[j]], ids[j]))
+        out.append(_insight(
+            state, code, str(client_ids[k]), names[k], owners[k], [ids[j] for j in group],
+            subjects[group[-1]], managers[group[-1]], now_ns - int(first_unanswered[code]),
+            int(last_reply[code]), int(open_count[code]), int(open_days[code]), int(last_open[code]),
+        ))
+    return out
+
+
+def _cells(col: pd.Series, rows: np.ndarray) -> list:
+    """Python values (None for missing) of a string column at some rows, in one take."""
+    return [_opt_str(v) for v in col.take(rows).tolist()] if len(rows) else []
+
+
+def _insight(state: SilentClientState, code: int, client_id: str, name: str | None, owner: str | None,
+             email_ids: list[str], last_subject: str | None, last_sender: str | None, silent_ns: int,
+             last_reply: int, human_opens: int, open_days: int, last_open: int) -> Insight:
     fp = state.fingerprints.get(code)
     if fp is None:
         fp = state.fingerprints[code] = make_fingerprint(NAME, {"client_id": client_id})
-    manager_id = owner or _opt_str(state.e_manager.iat[latest])
+    manager_id = owner or last_sender
     facts = {
-        "client_name": name,
+        "client_name": name or client_id,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id else None,
-        "days_silent": int((now_ns - int(first_unanswered[code])) // _DAY_NS),
-        "last_reply_at": iso_utc(int(last_reply[code])),
-        "unanswered_emails": int(len(rows)),
+        "days_silent": int(silent_ns // _DAY_NS),
+        "last_reply_at": iso_utc(last_reply),
+        "unanswered_emails": len(email_ids),
         "human_opens": human_opens,
         "open_days": open_days,
         "last_open_at": iso_utc(last_open),
-        "last_email_subject": _opt_str(state.e_subject.iat[latest]),
+        "last_email_subject": last_subject,
     }
     audience = Audience("manager", manager_id) if manager_id else Audience("director")
     return Insight(
         detector=NAME, severity="warning", audience=audience, subject={"client_id": client_id},
-        facts=facts, evidence={"email_ids": [ids[r] for r in rows]}, fingerprint=fp,
+        facts=facts, evidence={"email_ids": email_ids}, fingerprint=fp,
     )
 
 
