@@ -153,7 +153,19 @@ def run(args: argparse.Namespace) -> int:
         await serve(config, stop=stop)
 
     from bot.channels.base import PermanentFailure, RetryLater
+    from bot.state import StateStore
 
+    url = config.state_url()
+    try:  # fail here, with a clear line, rather than inside the running service
+        StateStore.open(url).close()
+    except Exception as e:  # sqlalchemy/driver errors, or a state newer than this code
+        from sqlalchemy.engine import make_url
+
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        print(f"cannot open the state database {where}: {reason} (see [state] in {config.source_name})",
+              file=sys.stderr)
+        return 2
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

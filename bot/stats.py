@@ -83,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = StateStore.open(url)
     except Exception as e:  # the state database cannot be opened: say where and why
-        print(f"cannot open the state database {url.split('@')[-1]}: {e}", file=sys.stderr)
+        from sqlalchemy.engine import make_url
+
+        where = make_url(url).render_as_string(hide_password=True)
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        print(f"cannot open the state database {where}: {reason}", file=sys.stderr)
         return 2
     try:
         print(format_stats(collect_stats(store), args.lang or config.language))
