@@ -7,6 +7,7 @@ someone else's fingerprint changes nothing. Unknown input gets a short help, nev
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 from datetime import datetime, timedelta, timezone
@@ -133,6 +134,9 @@ class Handlers:
             lang = pick_language(None, inbound.language_code, self.config.language)
             log.info("refused unknown %s user %s", inbound.channel, inbound.user_id)
             return [self.reply(inbound, t("refuse", lang, id=inbound.user_id, channel=inbound.channel.capitalize()))]
+        if inbound.channel == "telegram" and inbound.chat_id != inbound.user_id:
+            # asked in a group: a person's insights are private, so the answer goes to their own chat
+            inbound = dataclasses.replace(inbound, chat_id=inbound.user_id, message_id=None)
         lang = self.lang(person, inbound)
         try:
             maturity = await self._maybe_maturity(inbound, person)

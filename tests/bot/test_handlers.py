@@ -174,3 +174,9 @@ async def test_real_maturity_flow_starts(chat_config, sqlite_store):
     bot = Handlers(chat_config, sqlite_store, clock=lambda: NOW)
     out = await bot.handle(tg(900, "/maturity"))
     assert out and out[0].address == "900" and out[0].payload.get("buttons")
+
+
+async def test_asked_in_a_group_the_answer_goes_to_the_persons_own_chat(bot):
+    out = await bot.handle(Inbound("telegram", "101", "-100500", text="/insights"))
+    assert out and all(m.address == "101" for m in out)
+    assert "Аннин Клиент" in text_of(out)
