@@ -134,7 +134,9 @@ class Handlers:
             lang = pick_language(None, inbound.language_code, self.config.language)
             log.info("refused unknown %s user %s", inbound.channel, inbound.user_id)
             return [self.reply(inbound, t("refuse", lang, id=inbound.user_id, channel=inbound.channel.capitalize()))]
-        if inbound.channel == "telegram" and inbound.chat_id != inbound.user_id:
+        in_group = ((inbound.channel == "telegram" and inbound.chat_id != inbound.user_id)
+                    or (inbound.channel == "slack" and inbound.chat_id[:1] in ("C", "G")))
+        if in_group:
             # asked in a group: a person's insights are private, so the answer goes to their own chat
             inbound = dataclasses.replace(inbound, chat_id=inbound.user_id, message_id=None)
         lang = self.lang(person, inbound)

@@ -180,3 +180,8 @@ async def test_asked_in_a_group_the_answer_goes_to_the_persons_own_chat(bot):
     out = await bot.handle(Inbound("telegram", "101", "-100500", text="/insights"))
     assert out and all(m.address == "101" for m in out)
     assert "Аннин Клиент" in text_of(out)
+
+
+async def test_asked_in_a_slack_channel_the_answer_goes_to_the_persons_dm(bot):
+    out = await bot.handle(Inbound("slack", "U102", "C777", text="/pulse insights"))
+    assert out and all(m.address == "U102" for m in out)
