@@ -140,3 +140,22 @@ def test_cli_mistakes_exit_2_with_a_clear_line(tmp_path, capsys):
     assert main(["backtest", "--data", str(folder), "--from", "1.10.2026"]) == 2
     assert "ISO" in capsys.readouterr().err
     assert main(["backtest", "--data", str(tmp_path / "nowhere")]) == 2
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from bot.backtest import _progress
+
+    assert _progress(io.StringIO()) is None  # piped: no bar, nothing but the report
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    wrap = _progress(stream)
+    runs = [day(n) for n in range(3)]
+    assert list(wrap(iter(runs), len(runs))) == runs  # the bar passes every run through
+    report = backtest(stalled_all_along(), ONLY_STALLED, T0, day(2), progress=wrap)
+    assert len(report.runs) == 3
