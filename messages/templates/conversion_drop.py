@@ -1,9 +1,8 @@
 """conversion_drop: a stage-to-stage conversion rate fell (director)."""
 from __future__ import annotations
 
-from datetime import date
-
 from detectors.insight import Insight
+from messages import i18n
 from messages.render import Ctx, Line, Words, name, template
 
 DIMENSIONS = {
@@ -34,10 +33,13 @@ def segment_label(ctx: Ctx, driver: dict) -> Line:
     return ctx.t("{d} {v}", "{d} {v}", d=ctx.s(ru, en), v=quoted(ctx, driver["segment"]))
 
 
-def recent_days(f: dict) -> int:
+def cohort(ctx: Ctx, f: dict) -> Line:
+    """When the recent cohort entered the stage. Not "the last N days": the detector waits
+    horizon_days for every deal to have its chance, so the cohort ends a month before now."""
     if f.get("recent_start") and f.get("recent_end"):
-        return (date.fromisoformat(str(f["recent_end"])[:10]) - date.fromisoformat(str(f["recent_start"])[:10])).days + 1
-    return int(f["horizon_days"])
+        return ctx.t("с {a} по {b}", "between {a} and {b}", a=i18n.day_month(f["recent_start"], ctx.lang),
+                     b=i18n.day_month(f["recent_end"], ctx.lang))
+    return ctx.t("недавно", "recently")
 
 
 @template("conversion_drop")
@@ -45,17 +47,17 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
     src, dst = quoted(ctx, f["from_stage"]), stage_to(ctx, f)
     before, after = ctx.pct(f["baseline_rate"]), ctx.pct(f["recent_rate"])
-    numbers = dict(a=src, b=dst, x=before, y=after, days=ctx.count(recent_days(f), "day"),
+    numbers = dict(a=src, b=dst, x=before, y=after, when=cohort(ctx, f),
                    n=ctx.count(f["recent_n"], "deal"), m=ctx.num(f["baseline_n"]))
     if f.get("to_won"):
         title = ctx.t("Сделки после {a} стали реже выигрываться: {x} → {y}", "Win rate after {a} fell: {x} → {y}", **numbers)
-        body = [ctx.t("Из сделок, дошедших до {a}, выиграно {y} вместо {x} — за последние {days} ({n} против {m} раньше).",
-                      "Of the deals that reached {a}, {y} were won instead of {x}, over the last {days} ({n} vs {m} before).",
+        body = [ctx.t("Из сделок, дошедших до {a} {when}, выиграно {y} вместо {x} ({n} против {m} раньше).",
+                      "Of the deals that reached {a} {when}, {y} were won instead of {x} ({n} vs {m} before).",
                       **numbers)]
     else:
         title = ctx.t("Конверсия {a} → {b} упала: {x} → {y}", "Conversion {a} → {b} fell: {x} → {y}", **numbers)
-        body = [ctx.t("Конверсия из {a} в {b} упала с {x} до {y} за последние {days} ({n} против {m} раньше).",
-                      "Conversion from {a} to {b} fell from {x} to {y} over the last {days} ({n} vs {m} before).",
+        body = [ctx.t("Конверсия из {a} в {b} упала с {x} до {y} у сделок, дошедших до {a} {when} ({n} против {m} раньше).",
+                      "Conversion from {a} to {b} fell from {x} to {y} for deals that reached {a} {when} ({n} vs {m} before).",
                       **numbers)]
     drivers = sorted(f.get("drivers") or [], key=lambda d: -float(d.get("share_of_drop", 0)))
     stuck = (ctx.t("проигранных после {a}", "lost after {a}", a=src) if f.get("to_won")
