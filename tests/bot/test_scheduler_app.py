@@ -71,20 +71,24 @@ async def test_scan_then_digest_delivers_and_records(chat_config, sqlite_store, 
     assert scenario[1].fingerprint in report.sent["boris"]
 
 
-async def test_only_one_scan_at_a_time(chat_config, sqlite_store, scenario):
+async def test_only_one_scan_at_a_time(chat_config, store, scenario):
+    """Two bot processes (two engines on PostgreSQL: two sessions) share one state."""
+    from bot.state import StateStore
+
     gate = threading.Event()
 
     def slow_scan(cfg, now):
         gate.wait(5)
         return SimpleNamespace(insights=scenario, data=None, skipped={})
-    box = Outbox(sqlite_store)
-    a = PulseJobs(chat_config, sqlite_store, box, clock=lambda: NOW, scan_fn=slow_scan, holder="p1")
-    b = PulseJobs(chat_config, sqlite_store, box, clock=lambda: NOW, scan_fn=slow_scan, holder="p2")
+    other = StateStore.open(store.engine.url.render_as_string(hide_password=False), prefix=store.prefix)
+    a = PulseJobs(chat_config, store, Outbox(store), clock=lambda: NOW, scan_fn=slow_scan, holder="p1")
+    b = PulseJobs(chat_config, other, Outbox(other), clock=lambda: NOW, scan_fn=slow_scan, holder="p2")
     first = asyncio.create_task(a.run_scan())
     await asyncio.sleep(0.1)
     assert "already running" in await b.run_scan()
     gate.set()
     assert "Scan done" in await first
+    other.close()
 
 
 async def test_a_failing_data_source_is_reported_not_raised(chat_config, sqlite_store):
