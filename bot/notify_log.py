@@ -131,6 +131,8 @@ def decide(previous: LogEntry | None, insight: Insight, now: datetime, policy: P
         if is_worse(insight.detector, previous.suppressed_facts, previous.suppressed_severity, insight, policy):
             return Decision(True, "worse")
         return Decision(False, "suppressed")
+    if previous.send_count == 0:  # snoozed from /insights before any digest carried it
+        return Decision(True, "first")
     if is_worse(insight.detector, previous.last_facts, previous.last_severity, insight, policy):
         return Decision(True, "worse")
     if now - previous.last_sent >= policy.repeat_interval:

@@ -48,6 +48,10 @@ CASES = [
     ("unknown detector: only severity", entry("new_thing", facts={"x": 1}), ins("new_thing", x=100), Decision(False, "unchanged")),
     ("lead waited 24h more", entry("lead_sla", facts={"working_hours_waited": 5}), ins("lead_sla", working_hours_waited=29),
      Decision(True, "worse")),
+    ("snoozed before ever sent, snooze over", entry(days_ago=1, snoozed_until=NOW - timedelta(hours=1), send_count=0,
+     facts={"days_silent": 20}), ins(days_silent=20), Decision(True, "first")),
+    ("snoozed before ever sent, still snoozed", entry(days_ago=1, snoozed_until=NOW + timedelta(hours=1), send_count=0,
+     facts={"days_silent": 20}), ins(days_silent=20), Decision(False, "snoozed")),
     ("facts missing the measure", entry(facts={}), ins(days_silent=90), Decision(False, "unchanged")),
 ]
 
