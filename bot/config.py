@@ -153,7 +153,6 @@ class TelegramConfig(_Strict):
     enabled: bool = False
     token_env: str = "CRM_PULSE_TELEGRAM_TOKEN"
     base_url: str = "https://api.telegram.org"
-    base_file_url: str | None = None
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None
     webhook_secret_env: str | None = "CRM_PULSE_TELEGRAM_WEBHOOK_SECRET"
