@@ -160,9 +160,7 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
         first[1:] = (clients[1:] != clients[:-1]) | (days[1:] != days[:-1])
         open_days = np.bincount(clients[first], minlength=n)
     else:
-        span = int(days.max() - days.min()) + 1
-        pairs = np.unique(clients * span + (days - days.min()))
-        open_days = np.bincount(pairs // span, minlength=n)
+        open_days = _distinct_days(clients, days, candidate)
     fire = candidate & (open_days >= spec.min_open_days) & (last_open >= now_ns - spec.last_open_within_days * _DAY_NS)
     fired = np.flatnonzero(fire)
     if len(fired) == 0:
@@ -190,6 +188,27 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
             int(last_reply[code]), int(open_count[code]), int(open_days[code]), int(last_open[code]),
         ))
     return out
+
+
+def _distinct_days(clients: np.ndarray, days: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Per client, the number of distinct days among its opens (unsorted input).
+
+    A bitmap over (candidate client, day) when it fits in 64 MB (one scatter, no sort),
+    else a hash-unique of (client, day) keys.
+    """
+    n = len(candidate)
+    d0 = int(days.min())
+    span = int(days.max()) - d0 + 1
+    compact = np.cumsum(candidate) - 1  # client code -> index among candidates
+    n_cand = int(candidate.sum())
+    if n_cand * span <= 64 * 2**20:
+        seen = np.zeros(n_cand * span, dtype=bool)
+        seen[compact[clients] * span + (days - d0)] = True
+        out = np.zeros(n, dtype=np.int64)
+        out[candidate] = seen.reshape(n_cand, span).sum(axis=1)
+        return out
+    pairs = np.unique(clients * span + (days - d0))
+    return np.bincount(pairs // span, minlength=n)
 
 
 def _cells(col: pd.Series, rows: np.ndarray) -> list:

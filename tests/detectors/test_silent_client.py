@@ -153,3 +153,16 @@ def test_shuffling_rows_and_renaming_ids_changes_nothing_but_ids(seed, prefix):
         g_facts, g_ev = got[prefix + cid]
         assert g_facts == facts
         assert g_ev == {"email_ids": [prefix + e for e in evidence["email_ids"]]}
+
+
+def test_distinct_open_days_agree_between_bitmap_and_hash_paths():
+    import numpy as np
+
+    from detectors.silent_client import _distinct_days
+
+    clients = np.array([0, 0, 2, 2, 2, 0])
+    candidate = np.array([True, False, True])
+    near = np.array([5, 5, 7, 8, 7, 6])  # fits the bitmap
+    assert _distinct_days(clients, near, candidate).tolist() == [2, 0, 2]
+    far = near + np.array([0, 0, 0, 0, 0, 90_000_000])  # a 90-million-day span forces the hash path
+    assert _distinct_days(clients, far, candidate).tolist() == [2, 0, 2]
