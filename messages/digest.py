@@ -13,9 +13,9 @@ from datetime import date, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from detectors.insight import SEVERITY_RANK, Insight
-from messages import i18n
+from messages import i18n, maturity
 from messages.model import Button
-from messages.render import Ctx, Line, RenderedInsight, name, render_insight
+from messages.render import Ctx, Line, RenderedInsight, Span, name, render_insight
 from messages.templates.stalled_deal import compact_line
 
 MAX_DEALS_IN_GROUP = 10  # more would make a wall of text; the rest are counted
@@ -44,6 +44,11 @@ class Digest:
     total: int = 0
     footer: Line | None = None  # "and 7 more: /insights"
     quiet: bool = False  # nothing to report, and the recipient asked to hear that
+    note: Line | None = None  # a director's pointer to the maturity check
+
+    def closing(self) -> list[Line]:
+        """The lines after the items, in order: the "and N more" line, then the note."""
+        return [line for line in (self.footer, self.note) if line]
 
 
 def _tz(tz: str | tzinfo | None) -> tzinfo | None:
@@ -188,4 +193,5 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
                          ctx.t("Сводка на {d}: {n}", "Digest for {d}: {n}", d=when, n=count))
     subheader = ctx.t("Самое важное — первым.", "Most important first.") if total > 1 else None
     footer = ctx.t("И ещё {n}: /insights", "And {n} more: /insights", n=str(more)) if more else None
-    return Digest(ctx.lang, day, header, subheader, items, more, total, footer)
+    note = (Span(maturity.digest_hint(ctx.lang)),) if not you else None
+    return Digest(ctx.lang, day, header, subheader, items, more, total, footer, note=note)

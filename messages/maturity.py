@@ -319,8 +319,8 @@ UI: dict[str, dict[str, str]] = {
     "now": {"ru": "сейчас", "en": "now"},
     "level_short": {"ru": "уровень {label}", "en": "level {label}"},
     "level_in_month": {"ru": "уровень {label} в {month}", "en": "level {label} in {month}"},
-    "digest_hint": {"ru": "Пройдите проверку зрелости автоматизации: /maturity",
-                    "en": "Take the automation maturity check: /maturity"},
+    "digest_hint": {"ru": "На каком уровне автоматизации ваши продажи? Пять вопросов, две минуты: /maturity",
+                    "en": "Where does your sales automation stand? Five questions, two minutes: /maturity"},
 }
 
 # Russian months in the prepositional case ("в марте"); Babel has nominative and genitive only.

@@ -151,8 +151,8 @@ def format_digest(digest: Digest) -> list[dict]:
     ids = _ActionIds()
     for number, item in enumerate(digest.items, start=1):
         groups.append((_item_blocks(item, number, ids), f"{number}. {line_fallback(item.title)}"))
-    if digest.footer:
-        groups.append(([context(line_mrkdwn(digest.footer))], line_fallback(digest.footer)))
+    for line in digest.closing():
+        groups.append(([context(line_mrkdwn(line))], line_fallback(line)))
 
     header_text = line_fallback(digest.header)
     messages: list[dict] = []

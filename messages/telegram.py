@@ -69,8 +69,8 @@ def format_digest(digest: Digest) -> list[dict]:
     blocks: list[tuple[str, list[list[Button]]]] = [("\n".join(head), [])]
     for number, item in enumerate(digest.items, start=1):
         blocks.append((item_html(item, number), item.buttons))
-    if digest.footer:
-        blocks.append((line_html(digest.footer), []))
+    for line in digest.closing():
+        blocks.append((line_html(line), []))
 
     messages: list[dict] = []
     text, rows = "", []

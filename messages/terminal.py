@@ -54,6 +54,6 @@ def format_digest(digest: Digest) -> str:
     for number, item in enumerate(digest.items, start=1):
         lines.append("")
         lines += _item(item, number, digest.lang)
-    if digest.footer:
-        lines += ["", plain(digest.footer)]
+    for line in digest.closing():
+        lines += ["", plain(line)]
     return "\n".join(lines)

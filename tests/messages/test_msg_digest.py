@@ -75,7 +75,7 @@ def test_max_items_keeps_the_most_important_and_points_to_the_rest():
     assert len(digest.items) == 10 and digest.more == 7 and digest.total == 17
     assert digest.items[0].detector == "conversion_drop"
     text = terminal.format_digest(digest).replace("\u00a0", " ")
-    assert "17 пунктов" in text and text.rstrip().endswith("И ещё 7: /insights")
+    assert "17 пунктов" in text and "\n\nИ ещё 7: /insights\n\n" in text
     en = build_digest(insights, lang="en", now=NOW, max_items=10)
     assert plain(en.footer) == "And 7 more: /insights"
 
@@ -208,3 +208,11 @@ def test_a_directors_digest_speaks_about_managers_not_to_them():
         assert "Договоритесь с клиентом" not in text and "сводку руководителя" not in text
     mine = terminal.format_digest(build_digest([deal], lang="ru", now=NOW, recipient_role="manager"))
     assert "Договоритесь с клиентом" in mine and "сводку руководителя" in mine
+
+
+def test_only_a_directors_digest_points_to_the_maturity_check():
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+    director = build_digest([samples.conversion_drop()], lang="ru", now=now, recipient_role="director")
+    manager = build_digest([samples.silent_client()], lang="en", now=now, recipient_role="manager")
+    assert terminal.format_digest(director).rstrip().endswith("Пять вопросов, две минуты: /maturity")
+    assert "/maturity" not in terminal.format_digest(manager)
