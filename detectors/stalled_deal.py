@@ -226,10 +226,18 @@ def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
     idle_days = (now_ns - last_touch) // _DAY_NS
     limit = state.limit_days[stage]
     stalled = np.flatnonzero(is_open & (idle_days > limit))
+    # The last touch of each stalled deal: its kind and id, read in one take per column.
+    s_src = src[stalled]
+    s_row = rows[s_src, stalled]
+    touch: list[tuple[str, str | None, str | None]] = [("stage_change", None, None)] * len(stalled)
+    is_act, is_email = (s_src == 1) | (s_src == 2), (s_src == 3) | (s_src == 4)
+    for j, kind, act_id in zip(np.flatnonzero(is_act), _take(state.act_type, s_row[is_act]), _take(state.act_id, s_row[is_act])):
+        touch[j] = (str(kind), "activity_ids", str(act_id))
+    for j, email_id in zip(np.flatnonzero(is_email), _take(state.email_id, s_row[is_email])):
+        touch[j] = ("email", "email_ids", str(email_id))
     out = [
-        _insight(state, int(i), int(stage[i]), int(idle_days[i]), int(limit[i]), int(last_touch[i]),
-                 int(src[i]), int(rows[src[i], i]))
-        for i in stalled
+        _insight(state, int(i), int(stage[i]), int(idle_days[i]), int(limit[i]), int(last_touch[i]), *touch[j])
+        for j, i in enumerate(stalled)
     ]
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     return out
@@ -262,19 +270,16 @@ def _static(state: StalledDealState, i: int) -> dict[str, Any]:
     return cached
 
 
+def _take(col: pd.Series, rows: np.ndarray) -> list:
+    return col.take(rows).tolist() if len(rows) else []
+
+
 def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int, touch_ns: int,
-             src: int, row: int) -> Insight:
+             kind: str, evidence_key: str | None, evidence_id: str | None) -> Insight:
     st = _static(state, i)
-    source = _SOURCES[src]
     evidence: dict[str, list[str]] = {"deal_ids": [st["deal_id"]]}
-    if source.startswith("activity"):
-        kind = str(state.act_type.iat[row])
-        evidence["activity_ids"] = [str(state.act_id.iat[row])]
-    elif source.startswith("email"):
-        kind = "email"
-        evidence["email_ids"] = [str(state.email_id.iat[row])]
-    else:
-        kind = "stage_change"
+    if evidence_key is not None:
+        evidence[evidence_key] = [evidence_id]
     escalated = idle >= state.spec.escalate_after_days
     facts = {
         "deal_title": st["deal_title"],
