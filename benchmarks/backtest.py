@@ -1,0 +1,109 @@
+"""backtest over 180 days against one full scan, on 100,000 deals (target: ratio <= 20).
+
+Data: benchmarks/scan.py's synthetic company at scale 0.1 (100,000 deals, 500,000 stage-history
+rows, 1,000,000 email opens, 300 managers, plus clients, emails, activities, leads), generated
+once as Parquet into benchmarks/.cache/scan-0.1/ and shared with that benchmark.
+
+  scan     = crm.load.load_folder + detectors.run_detectors at one moment, every detector
+  backtest = crm.load.load_folder once + bot.backtest.backtest over 180 daily runs with the
+             default delivery dedup
+
+Each is measured in a fresh child process. Prints both times, their ratio, and the time each
+detector takes inside the backtest (per run), so the detector to optimise is obvious.
+Run: .venv/bin/python benchmarks/backtest.py [--scale 0.1] [--days 180]
+
+Last measured (2-core shared machine): one scan 1.95 s, backtest 69.7 s, ratio 35.6 - the
+target is not met. Per run: silent_client 89 ms, manager_load 82 ms (full detect per run),
+stalled_deal 69 ms, conversion_drop 63 ms, loss_reasons 27 ms (full detect per run),
+lead_sla 12 ms, dedup ~40 ms; most of what remains is building ~2,000 Insight objects a day.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scan import FULL, NOW, generate  # noqa: E402  (the shared synthetic company)
+
+
+def phase_scan(folder: Path, days: int) -> dict:
+    from crm.load import load_folder
+    from detectors import run_detectors
+
+    start = time.perf_counter()
+    data = load_folder(folder, now=NOW).data
+    result = run_detectors(data, {}, NOW)
+    return {"seconds": time.perf_counter() - start, "insights": len(result.insights)}
+
+
+def phase_backtest(folder: Path, days: int) -> dict:
+    from bot.backtest import backtest
+    from crm.load import load_folder
+
+    start = time.perf_counter()
+    data = load_folder(folder, now=NOW).data
+    loaded = time.perf_counter()
+    report = backtest(data, {}, NOW - timedelta(days=days - 1), NOW, timedelta(days=1), timedelta(days=7))
+    return {"seconds": time.perf_counter() - start, "load_seconds": loaded - start, "runs": len(report.runs),
+            "alerts": len(report.alerts), "per_detector": report.seconds,
+            "prepared": [n for n in report.detectors if _prepared(n)]}
+
+
+def _prepared(name: str) -> bool:
+    from detectors.registry import REGISTRY
+
+    module = sys.modules.get(REGISTRY[name].detect.__module__)
+    return callable(getattr(module, "prepare", None)) and callable(getattr(module, "detect_at", None))
+
+
+def child(phase: str, folder: Path, days: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--folder", str(folder), "--days", str(days)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{phase} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=0.1, help="fraction of scan.py's full size (0.1 = 100,000 deals)")
+    parser.add_argument("--days", type=int, default=180, help="days replayed")
+    parser.add_argument("--phase", choices=["scan", "backtest"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        fn = phase_scan if args.phase == "scan" else phase_backtest
+        print(json.dumps(fn(args.folder, args.days)))
+        return 0
+
+    sizes = {k: max(1, int(v * args.scale)) if k != "managers" else v for k, v in FULL.items()}
+    folder = ROOT / "benchmarks" / ".cache" / f"scan-{args.scale:g}"
+    if not (folder / "READY").exists():
+        t = time.perf_counter()
+        print(f"generating {sizes} into {folder} ...", flush=True)
+        generate(folder, sizes)
+        print(f"generated in {time.perf_counter() - t:.1f} s", flush=True)
+    scan = child("scan", folder, args.days)
+    bt = child("backtest", folder, args.days)
+    ratio = bt["seconds"] / scan["seconds"]
+    print(f"data: {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
+    print(f"one scan (load + all detectors):        {scan['seconds']:.2f} s, {scan['insights']} insights")
+    print(f"backtest ({bt['runs']} daily runs, one load): {bt['seconds']:.2f} s (load {bt['load_seconds']:.2f} s), "
+          f"{bt['alerts']} alerts")
+    print(f"ratio backtest/scan: {ratio:.1f}  (target <= 20)")
+    for name, secs in sorted(bt["per_detector"].items(), key=lambda kv: -kv[1]):
+        how = "prepared once + detect_at per run" if name in bt["prepared"] else "full detect per run"
+        print(f"  {name:<16}{secs:>8.2f} s total {1000 * secs / bt['runs']:>8.1f} ms/run  ({how})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
