@@ -173,7 +173,7 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     ids, subjects, managers = (_cells(col, e_rows) for col in (state.e_id, state.e_subject, state.e_manager))
     client_ids = _cells(state.client_ids, fired)
     names = owners = [None] * len(fired)
-    if state.clients is not None:
+    if state.clients is not None and len(state.clients):
         crow = state.client_row[fired]
         names = [v if r >= 0 else None for v, r in zip(_cells(state.clients["name"], np.maximum(crow, 0)), crow)]
         if "manager_id" in state.clients.columns:

@@ -211,7 +211,8 @@ def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
     if not is_open.any():
         return []
     h_time, h_row = state.history.last_up_to(now_ns, n)
-    stage = np.where(h_row >= 0, state.history_stage[np.maximum(h_row, 0)], state.deal_stage)
+    stage = (np.where(h_row >= 0, state.history_stage[np.maximum(h_row, 0)], state.deal_stage)
+             if len(state.history_stage) else state.deal_stage)
     stage_time = np.where(h_time != NEVER, h_time, state.created)
     ad_t, ad_r = state.act_deal.last_up_to(now_ns, n)
     ac_t, ac_r = state.act_client.last_up_to(now_ns, state.n_clients)

@@ -166,3 +166,11 @@ def test_distinct_open_days_agree_between_bitmap_and_hash_paths():
     assert _distinct_days(clients, near, candidate).tolist() == [2, 0, 2]
     far = near + np.array([0, 0, 0, 0, 0, 90_000_000])  # a 90-million-day span forces the hash path
     assert _distinct_days(clients, far, candidate).tolist() == [2, 0, 2]
+
+
+def test_client_missing_from_the_clients_table_falls_back_to_its_id():
+    for clients in ([], [{"client_id": "other", "name": "ТОО Другой", "manager_id": "m2"}]):
+        data = crm(clients=clients, emails=[email("e1", "c1", ago(20)), email("e2", "c1", ago(15))],
+                   email_opens=[opened("e1", ago(3)), opened("e2", ago(1))])
+        (ins,) = detect(data, SPEC, NOW)
+        assert ins.facts["client_name"] == "c1" and ins.facts["manager_id"] == "m1"

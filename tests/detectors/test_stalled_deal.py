@@ -147,3 +147,10 @@ def test_shuffling_rows_and_renaming_ids_changes_nothing_but_ids(seed, prefix):
         assert g.facts == ins.facts | {"deal_title": g.facts["deal_title"]}
         assert g.evidence == {k: [prefix + v for v in vs] for k, vs in ins.evidence.items()}
         assert g.severity == ins.severity
+
+
+def test_without_any_stage_history_the_creation_date_counts():
+    data = crm(deals=[deal("d1", created=ago(9)), deal("d2", created=ago(3))], stage_history=[])
+    found = by_deal(detect(data, SPEC, NOW))
+    assert set(found) == {"d1"}
+    assert found["d1"].facts["stage"] == "Квалификация" and found["d1"].facts["days_idle"] == 9
