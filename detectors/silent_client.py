@@ -170,7 +170,11 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     e_rows = np.flatnonzero(unanswered & fire[state.e_client])
     e_rows = e_rows[np.argsort(state.e_client[e_rows], kind="stable")]
     bounds = (np.flatnonzero(np.diff(state.e_client[e_rows])) + 1).tolist()
-    ids, subjects, managers = (_cells(col, e_rows) for col in (state.e_id, state.e_subject, state.e_manager))
+    ids = [str(x) for x in state.e_id.take(e_rows).tolist()]  # ids are never missing
+    spans = list(zip([0, *bounds], [*bounds, len(e_rows)]))
+    groups = [sorted(range(a, b), key=lambda j: (state.e_sent[e_rows[j]], ids[j])) for a, b in spans]
+    latest = e_rows[[g[-1] for g in groups]]
+    subjects, senders = _cells(state.e_subject, latest), _cells(state.e_manager, latest)
     client_ids = _cells(state.client_ids, fired)
     names = owners = [None] * len(fired)
     if state.clients is not None and len(state.clients):
@@ -179,12 +183,11 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
         if "manager_id" in state.clients.columns:
             owners = [v if r >= 0 else None for v, r in zip(_cells(state.clients["manager_id"], np.maximum(crow, 0)), crow)]
     out = []
-    for k, (start, end) in enumerate(zip([0, *bounds], [*bounds, len(e_rows)])):
+    for k, group in enumerate(groups):
         code = int(fired[k])
-        group = sorted(range(start, end), key=lambda j: (state.e_sent[e_rows[j]], ids[j]))
         out.append(_insight(
             state, code, str(client_ids[k]), names[k], owners[k], [ids[j] for j in group],
-            subjects[group[-1]], managers[group[-1]], now_ns - int(first_unanswered[code]),
+            subjects[k], senders[k], now_ns - int(first_unanswered[code]),
             int(last_reply[code]), int(open_count[code]), int(open_days[code]), int(last_open[code]),
         ))
     return out
