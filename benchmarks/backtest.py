@@ -12,10 +12,11 @@ Each is measured in a fresh child process. Prints both times, their ratio, and t
 detector takes inside the backtest (per run), so the detector to optimise is obvious.
 Run: .venv/bin/python benchmarks/backtest.py [--scale 0.1] [--days 180]
 
-Last measured (2-core shared machine): one scan 1.95 s, backtest 69.7 s, ratio 35.6 - the
-target is not met. Per run: silent_client 89 ms, manager_load 82 ms (full detect per run),
-stalled_deal 69 ms, conversion_drop 63 ms, loss_reasons 27 ms (full detect per run),
-lead_sla 12 ms, dedup ~40 ms; most of what remains is building ~2,000 Insight objects a day.
+Last measured (2-core shared machine, three runs): one scan 1.8-2.0 s, backtest 70-75 s,
+ratio 36-39 - the target is not met. Per run: manager_load 87 ms (full detect per run),
+silent_client 83 ms, stalled_deal 71 ms, conversion_drop 64 ms, loss_reasons 28 ms (full
+detect per run), lead_sla 12 ms, dedup ~40 ms; most of what remains is building ~2,000
+Insight objects a day (this synthetic company has ~1,200 silent clients at any time).
 """
 from __future__ import annotations
 
