@@ -1,0 +1,29 @@
+"""config.example.toml is the admin's manual: it must parse, and show every detector key
+with the value the code really uses by default, so reading it never misleads."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bot.config import parse_config
+from detectors.registry import REGISTRY
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+
+
+def test_example_config_is_valid():
+    config = parse_config(EXAMPLE.read_text(encoding="utf-8"), source_name=str(EXAMPLE), base_dir=EXAMPLE.parent)
+    assert set(config.detector_specs()) == set(REGISTRY)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_example_shows_every_detector_key_with_its_default(name):
+    shown = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["detectors"][name]
+    spec = REGISTRY[name].spec()
+    defaults = spec.model_dump()
+    missing = sorted(set(defaults) - set(shown))
+    assert not missing, f"config.example.toml [detectors.{name}] does not document: {missing}"
+    # Compare through the spec so lists/tuples and int/float spellings agree.
+    assert REGISTRY[name].spec(**shown).model_dump() == defaults, f"[detectors.{name}] shows values that differ from the defaults"
