@@ -134,7 +134,26 @@ class StalledDealState:
     calls: int = 0
 
 
-def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState:
+def skip_reason(data: CrmData) -> str | None:
+    """Why this detector says nothing about `data`, or None.
+
+    With a stage history derived from deals and no activities or emails, the only "touch" we
+    know is the deal's creation: every older open deal would look stalled, which is not evidence.
+    """
+    if data.stage_history_derived and not _has_rows(data.activities) and not _has_rows(data.emails):
+        return ("no stage history, activities or emails: when a deal was last touched is unknown "
+                "(provide stage_history.csv, activities.csv or emails.csv)")
+    return None
+
+
+def _has_rows(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and len(frame) > 0
+
+
+def prepare(data: CrmData, spec: StalledDealSpec) -> StalledDealState | None:
+    """The day-independent part; None when there is nothing honest to say (see skip_reason)."""
+    if skip_reason(data) is not None:
+        return None
     d = data.deals
     deal_ids = d["deal_id"]
     client_col = d["client_id"] if "client_id" in d.columns else pd.Series([None] * len(d), dtype="str")
@@ -195,7 +214,9 @@ def _per_deal(per_client: np.ndarray, deal_client: np.ndarray, fill: int) -> np.
     return np.where(deal_client >= 0, per_client[np.maximum(deal_client, 0)] if len(per_client) else fill, fill)
 
 
-def detect_at(state: StalledDealState, now: datetime) -> list[Insight]:
+def detect_at(state: StalledDealState | None, now: datetime) -> list[Insight]:
+    if state is None:
+        return []
     spec = state.spec
     now_ns = pd.Timestamp(now).tz_convert("UTC").value
     n = len(state.created)

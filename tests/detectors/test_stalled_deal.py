@@ -1,13 +1,15 @@
 """stalled_deal flags open deals nobody touched for longer than their stage allows, and nothing else."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from _builders_b import NOW, ago, crm, deal, email
-from detectors.stalled_deal import StalledDealSpec, detect
+from detectors.stalled_deal import StalledDealSpec, detect, skip_reason
 
 SPEC = StalledDealSpec(stage_limits={"КП отправлено": 10})
 
@@ -154,3 +156,29 @@ def test_without_any_stage_history_the_creation_date_counts():
     found = by_deal(detect(data, SPEC, NOW))
     assert set(found) == {"d1"}
     assert found["d1"].facts["stage"] == "Квалификация" and found["d1"].facts["days_idle"] == 9
+
+
+def _derived(**optional):
+    """Deals only, history derived from them (as crm.load does when the export has none)."""
+    deals = [deal("d1", created=ago(40)), deal("d2", created=ago(3))]
+    history = [h(d["deal_id"], d["stage"], (NOW - d["created_at"]).total_seconds() / 86_400) for d in deals]
+    return dataclasses.replace(crm(deals=deals, stage_history=history, **optional), stage_history_derived=True)
+
+
+def test_derived_history_without_activities_or_emails_is_skipped_with_its_reason():
+    data = _derived()
+    assert detect(data, SPEC, NOW) == []  # a 40-day-old deal is not "stalled" when we cannot see touches
+    reason = skip_reason(data)
+    assert reason is not None and "activities" in reason and "emails" in reason
+    assert skip_reason(_derived(activities=[], emails=[])) is not None  # empty tables are no evidence either
+
+
+def test_derived_history_with_activities_or_emails_still_detects():
+    with_calls = _derived(activities=[act("a1", "call", deal_id="d1", done=20)])
+    assert skip_reason(with_calls) is None
+    found = by_deal(detect(with_calls, SPEC, NOW))
+    assert set(found) == {"d1"} and found["d1"].facts["last_touch_kind"] == "call"
+    assert found["d1"].facts["days_idle"] == 20
+    with_emails = _derived(emails=[email("e1", "c9", ago(30), deal_id="d1")])
+    assert set(by_deal(detect(with_emails, SPEC, NOW))) == {"d1"}
+    assert skip_reason(pipeline()) is None  # a real history never skips
