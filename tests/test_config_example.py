@@ -27,3 +27,10 @@ def test_example_shows_every_detector_key_with_its_default(name):
     assert not missing, f"config.example.toml [detectors.{name}] does not document: {missing}"
     # Compare through the spec so lists/tuples and int/float spellings agree.
     assert REGISTRY[name].spec(**shown).model_dump() == defaults, f"[detectors.{name}] shows values that differ from the defaults"
+
+
+def test_the_example_ships_inside_the_package_for_init():
+    """`crm-pulse init` from a non-editable install reads bot/config.example.toml (a link to
+    the root file, packaged as package data), so the two must be one text."""
+    shipped = EXAMPLE.parent / "bot" / "config.example.toml"
+    assert shipped.read_text(encoding="utf-8") == EXAMPLE.read_text(encoding="utf-8")
