@@ -34,120 +34,114 @@ def utc(dt: datetime | None) -> datetime | None:
 TS = sa.DateTime(timezone=True)
 
 
+# Each migration's tables and columns are written once, here, and frozen once released: the
+# migration creates exactly them, and the current schema is their sum (a later version must not
+# change what an earlier migration creates, or upgrading an old file would diverge from a fresh one).
+
+def _v1_tables(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
+    """The first released schema: notification log and outbox only (frozen, never edit)."""
+    return {
+        "schema_version": sa.Table(f"{p}schema_version", md, sa.Column("version", sa.Integer, nullable=False)),
+        "notification_log": sa.Table(
+            f"{p}notification_log", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("recipient", sa.String(200), nullable=False),
+            sa.Column("fingerprint", sa.String(64), nullable=False),
+            sa.Column("detector", sa.String(100), nullable=False),
+            sa.Column("first_sent", TS, nullable=False),
+            sa.Column("last_sent", TS, nullable=False),
+            sa.Column("last_facts", sa.JSON, nullable=False),
+            sa.Column("last_severity", sa.String(20), nullable=False),
+            sa.Column("state", sa.String(10), nullable=False),
+            sa.Column("closed_at", TS),
+            sa.Column("snoozed_until", TS),
+            sa.Column("suppressed", sa.Boolean, nullable=False),
+            sa.Column("last_reason", sa.String(20)),
+            sa.UniqueConstraint("recipient", "fingerprint", name=f"{p}uq_log_recipient_fp"),
+        ),
+        "outbox": sa.Table(
+            f"{p}outbox", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("dedup_key", sa.String(300), nullable=False, unique=True),
+            sa.Column("recipient", sa.String(200), nullable=False),
+            sa.Column("channel", sa.String(20), nullable=False),
+            sa.Column("address", sa.String(200), nullable=False),
+            sa.Column("payload", sa.JSON, nullable=False),
+            sa.Column("photo", sa.LargeBinary),
+            sa.Column("status", sa.String(10), nullable=False),
+            sa.Column("attempts", sa.Integer, nullable=False),
+            sa.Column("next_attempt_at", TS, nullable=False),
+            sa.Column("last_error", sa.Text),
+            sa.Column("created_at", TS, nullable=False),
+            sa.Column("sent_at", TS),
+        ),
+    }
+
+
+def _v2_columns() -> dict[str, list[sa.Column]]:
+    """Columns v2 adds to v1's tables (frozen): done-with-facts, send counts, edits."""
+    return {
+        "notification_log": [
+            sa.Column("suppressed_facts", sa.JSON),
+            sa.Column("suppressed_severity", sa.String(20)),
+            sa.Column("send_count", sa.Integer, nullable=False, server_default="1"),
+        ],
+        "outbox": [
+            sa.Column("edit_message_id", sa.String(100)),
+            sa.Column("sent_message_id", sa.String(100)),
+            sa.Column("detectors", sa.String(300)),
+        ],
+    }
+
+
+def _v2_tables(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
+    """Tables v2 creates (frozen): feedback, per-person language, latest scan, locks."""
+    return {
+        "feedback": sa.Table(
+            f"{p}feedback", md,
+            sa.Column("recipient", sa.String(200), primary_key=True),
+            sa.Column("fingerprint", sa.String(64), primary_key=True),
+            sa.Column("detector", sa.String(100), nullable=False),
+            sa.Column("useful", sa.Boolean, nullable=False),
+            sa.Column("at", TS, nullable=False),
+        ),
+        "recipient_settings": sa.Table(
+            f"{p}recipient_settings", md,
+            sa.Column("recipient", sa.String(200), primary_key=True),
+            sa.Column("language", sa.String(5)),
+            sa.Column("updated_at", TS, nullable=False),
+        ),
+        "scans": sa.Table(
+            f"{p}scans", md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("scanned_at", TS, nullable=False),
+            sa.Column("data_now", TS, nullable=False),
+            sa.Column("insights", sa.JSON, nullable=False),
+        ),
+        "locks": sa.Table(
+            f"{p}locks", md,
+            sa.Column("name", sa.String(200), primary_key=True),
+            sa.Column("holder", sa.String(200), nullable=False),
+            sa.Column("expires_at", TS, nullable=False),
+        ),
+    }
+
+
 def _tables(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
-    """The current schema (after every migration)."""
-    t: dict[str, sa.Table] = {}
-    t["schema_version"] = sa.Table(f"{p}schema_version", md, sa.Column("version", sa.Integer, nullable=False))
-    t["notification_log"] = sa.Table(
-        f"{p}notification_log", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("recipient", sa.String(200), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("detector", sa.String(100), nullable=False),
-        sa.Column("first_sent", TS, nullable=False),
-        sa.Column("last_sent", TS, nullable=False),
-        sa.Column("last_facts", sa.JSON, nullable=False),
-        sa.Column("last_severity", sa.String(20), nullable=False),
-        sa.Column("state", sa.String(10), nullable=False),
-        sa.Column("closed_at", TS),
-        sa.Column("snoozed_until", TS),
-        sa.Column("suppressed", sa.Boolean, nullable=False),
-        sa.Column("last_reason", sa.String(20)),
-        # v2
-        sa.Column("suppressed_facts", sa.JSON),
-        sa.Column("suppressed_severity", sa.String(20)),
-        sa.Column("send_count", sa.Integer, nullable=False, server_default="1"),
-        sa.UniqueConstraint("recipient", "fingerprint", name=f"{p}uq_log_recipient_fp"),
-    )
-    t["outbox"] = sa.Table(
-        f"{p}outbox", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("dedup_key", sa.String(300), nullable=False, unique=True),
-        sa.Column("recipient", sa.String(200), nullable=False),
-        sa.Column("channel", sa.String(20), nullable=False),
-        sa.Column("address", sa.String(200), nullable=False),
-        sa.Column("payload", sa.JSON, nullable=False),
-        sa.Column("photo", sa.LargeBinary),
-        sa.Column("status", sa.String(10), nullable=False),
-        sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("next_attempt_at", TS, nullable=False),
-        sa.Column("last_error", sa.Text),
-        sa.Column("created_at", TS, nullable=False),
-        sa.Column("sent_at", TS),
-        # v2
-        sa.Column("edit_message_id", sa.String(100)),
-        sa.Column("sent_message_id", sa.String(100)),
-        sa.Column("detectors", sa.String(300)),
-    )
-    t["feedback"] = sa.Table(
-        f"{p}feedback", md,
-        sa.Column("recipient", sa.String(200), primary_key=True),
-        sa.Column("fingerprint", sa.String(64), primary_key=True),
-        sa.Column("detector", sa.String(100), nullable=False),
-        sa.Column("useful", sa.Boolean, nullable=False),
-        sa.Column("at", TS, nullable=False),
-    )
-    t["recipient_settings"] = sa.Table(
-        f"{p}recipient_settings", md,
-        sa.Column("recipient", sa.String(200), primary_key=True),
-        sa.Column("language", sa.String(5)),
-        sa.Column("updated_at", TS, nullable=False),
-    )
-    t["scans"] = sa.Table(
-        f"{p}scans", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("scanned_at", TS, nullable=False),
-        sa.Column("data_now", TS, nullable=False),
-        sa.Column("insights", sa.JSON, nullable=False),
-    )
-    t["locks"] = sa.Table(
-        f"{p}locks", md,
-        sa.Column("name", sa.String(200), primary_key=True),
-        sa.Column("holder", sa.String(200), nullable=False),
-        sa.Column("expires_at", TS, nullable=False),
-    )
+    """The current schema: what every migration in turn creates or adds."""
+    t = _v1_tables(md, p)
+    for name, columns in _v2_columns().items():
+        for column in columns:
+            t[name].append_column(column)
+    t.update(_v2_tables(md, p))
     return t
 
 
 # ------------------------------------------------------------------ migrations
 
 def _v1(conn: Connection, p: str) -> None:
-    """The first released schema: notification log and outbox only (frozen, never edit)."""
     md = sa.MetaData()
-    sa.Table(f"{p}schema_version", md, sa.Column("version", sa.Integer, nullable=False))
-    sa.Table(
-        f"{p}notification_log", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("recipient", sa.String(200), nullable=False),
-        sa.Column("fingerprint", sa.String(64), nullable=False),
-        sa.Column("detector", sa.String(100), nullable=False),
-        sa.Column("first_sent", TS, nullable=False),
-        sa.Column("last_sent", TS, nullable=False),
-        sa.Column("last_facts", sa.JSON, nullable=False),
-        sa.Column("last_severity", sa.String(20), nullable=False),
-        sa.Column("state", sa.String(10), nullable=False),
-        sa.Column("closed_at", TS),
-        sa.Column("snoozed_until", TS),
-        sa.Column("suppressed", sa.Boolean, nullable=False),
-        sa.Column("last_reason", sa.String(20)),
-        sa.UniqueConstraint("recipient", "fingerprint", name=f"{p}uq_log_recipient_fp"),
-    )
-    sa.Table(
-        f"{p}outbox", md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("dedup_key", sa.String(300), nullable=False, unique=True),
-        sa.Column("recipient", sa.String(200), nullable=False),
-        sa.Column("channel", sa.String(20), nullable=False),
-        sa.Column("address", sa.String(200), nullable=False),
-        sa.Column("payload", sa.JSON, nullable=False),
-        sa.Column("photo", sa.LargeBinary),
-        sa.Column("status", sa.String(10), nullable=False),
-        sa.Column("attempts", sa.Integer, nullable=False),
-        sa.Column("next_attempt_at", TS, nullable=False),
-        sa.Column("last_error", sa.Text),
-        sa.Column("created_at", TS, nullable=False),
-        sa.Column("sent_at", TS),
-    )
+    _v1_tables(md, p)
     md.create_all(conn)
 
 
@@ -157,17 +151,11 @@ def _add_column(conn: Connection, table: str, column: sa.Column) -> None:
 
 
 def _v2(conn: Connection, p: str) -> None:
-    """Done-with-facts, send counts, edits, feedback, per-person language, latest scan, locks."""
-    _add_column(conn, f"{p}notification_log", sa.Column("suppressed_facts", sa.JSON))
-    _add_column(conn, f"{p}notification_log", sa.Column("suppressed_severity", sa.String(20)))
-    _add_column(conn, f"{p}notification_log", sa.Column("send_count", sa.Integer, nullable=False, server_default="1"))
-    _add_column(conn, f"{p}outbox", sa.Column("edit_message_id", sa.String(100)))
-    _add_column(conn, f"{p}outbox", sa.Column("sent_message_id", sa.String(100)))
-    _add_column(conn, f"{p}outbox", sa.Column("detectors", sa.String(300)))
-    md = sa.MetaData()
-    t = _tables(md, p)
-    for name in ("feedback", "recipient_settings", "scans", "locks"):
-        t[name].create(conn)
+    for name, columns in _v2_columns().items():
+        for column in columns:
+            _add_column(conn, f"{p}{name}", column)
+    for table in _v2_tables(sa.MetaData(), p).values():
+        table.create(conn)
     conn.execute(sa.text(f"CREATE INDEX {p}ix_outbox_due ON {p}outbox (status, recipient, id)"))
 
 
@@ -389,13 +377,8 @@ class StateStore:
 
     # -- feedback
     def record_feedback(self, recipient: str, fingerprint: str, detector: str, useful: bool, now: datetime) -> None:
-        t = self.t["feedback"]
-        with self.engine.begin() as c:
-            res = c.execute(sa.update(t).where(t.c.recipient == recipient, t.c.fingerprint == fingerprint)
-                            .values(useful=useful, detector=detector, at=now))
-            if res.rowcount == 0:
-                c.execute(sa.insert(t).values(recipient=recipient, fingerprint=fingerprint, detector=detector,
-                                              useful=useful, at=now))
+        self._upsert(self.t["feedback"], {"recipient": recipient, "fingerprint": fingerprint},
+                     {"useful": useful, "detector": detector, "at": now})
 
     def feedback_counts(self) -> dict[str, tuple[int, int]]:
         """detector -> (useful, not useful)."""
@@ -421,11 +404,8 @@ class StateStore:
             return c.execute(sa.select(t.c.language).where(t.c.recipient == recipient)).scalar()
 
     def set_language(self, recipient: str, language: str, now: datetime) -> None:
-        t = self.t["recipient_settings"]
-        with self.engine.begin() as c:
-            res = c.execute(sa.update(t).where(t.c.recipient == recipient).values(language=language, updated_at=now))
-            if res.rowcount == 0:
-                c.execute(sa.insert(t).values(recipient=recipient, language=language, updated_at=now))
+        self._upsert(self.t["recipient_settings"], {"recipient": recipient},
+                     {"language": language, "updated_at": now})
 
     # -- latest scan
     def save_scan(self, insights: list[Insight], scanned_at: datetime, data_now: datetime, keep: int = 3) -> None:
@@ -499,6 +479,13 @@ class StateStore:
         finally:
             if got:
                 self.release_lease(name, holder)
+
+    def _upsert(self, t: sa.Table, key: dict[str, Any], values: dict[str, Any]) -> None:
+        """Update the row with this key, or insert it (portable: SQLite and PostgreSQL alike)."""
+        with self.engine.begin() as c:
+            res = c.execute(sa.update(t).where(*(t.c[k] == v for k, v in key.items())).values(**values))
+            if res.rowcount == 0:
+                c.execute(sa.insert(t).values(**key, **values))
 
     @contextlib.contextmanager
     def _conn(self, conn: Connection | None) -> Iterator[Connection]:

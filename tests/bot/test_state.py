@@ -119,6 +119,30 @@ def test_v1_database_is_upgraded_in_place(tmp_path, mk):
     store.close()
 
 
+def test_migrations_create_exactly_the_schema_the_store_queries(tmp_path):
+    """An old file upgraded step by step ends with the columns the code declares as current."""
+    from bot.state import _tables
+
+    def columns(url):
+        insp = sa.inspect(sa.create_engine(url))
+        return {t: [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(t)]
+                for t in insp.get_table_names()}
+
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(old)
+    with engine.begin() as c:
+        MIGRATIONS[0](c, "")
+        c.execute(sa.text("INSERT INTO schema_version (version) VALUES (1)"))
+    engine.dispose()
+    StateStore.open(old).close()
+    declared = f"sqlite:///{tmp_path / 'declared.db'}"
+    md = sa.MetaData()
+    _tables(md, "")
+    md.create_all(sa.create_engine(declared))
+    assert columns(old) == columns(declared)
+    assert ("send_count", "INTEGER", False) in columns(declared)["notification_log"]
+
+
 def test_newer_database_than_code_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path / 'new.db'}"
     store = StateStore.open(url)
