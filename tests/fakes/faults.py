@@ -7,9 +7,13 @@ succeeds) or drop the connection before anything is recorded. A share of calls i
 """
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Callable
+
+from aiohttp import web
 
 FAULT_KINDS = ("429", "500", "slow", "drop")
 
@@ -55,3 +59,26 @@ class FaultPlan:
             self.injected[kind] += 1
             return kind
         return None
+
+
+async def fault_answer(plan: FaultPlan, method: str, request: web.Request, *,
+                       too_many: Callable[[], web.Response],
+                       server_error: Callable[[], web.Response]) -> web.StreamResponse | None:
+    """Play the fault `plan` picks for this call, or None to answer normally. Dropped and slow
+    calls act on the connection the same way for every server; 429 and 500 bodies are each
+    API's own (`too_many`, `server_error`). A call dropped, or given up on by the client while
+    slow, is answered with a bare 500 that nobody reads and nothing is recorded."""
+    fault = plan.pick(method)
+    if fault == "drop":
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response(status=500)
+    if fault == "429":
+        return too_many()
+    if fault == "500":
+        return server_error()
+    if fault == "slow":
+        await asyncio.sleep(plan.slow_seconds)
+        if request.transport is None or request.transport.is_closing():
+            return web.Response(status=500)
+    return None

@@ -21,7 +21,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.faults import FaultPlan
+from tests.fakes.faults import FaultPlan, fault_answer
+from tests.fakes.local_server import LocalServer
 
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-test-token"
@@ -71,7 +72,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class FakeSlackServer:
+class FakeSlackServer(LocalServer):
     def __init__(self, *, faults: FaultPlan | None = None) -> None:
         self.faults = faults or FaultPlan()
         self.posts: dict[str, list[Posted]] = defaultdict(list)  # channel id -> in order
@@ -87,34 +88,16 @@ class FakeSlackServer:
         self._ids = itertools.count(1)
         self._sockets: set[web.WebSocketResponse] = set()
         self._socket_open = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> FakeSlackServer:
-        app = web.Application(client_max_size=20 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
-    async def stop(self) -> None:
+    async def closing(self) -> None:
         for ws in list(self._sockets):
             await ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeSlackServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     @property
     def base_url(self) -> str:
@@ -175,22 +158,13 @@ class FakeSlackServer:
         method = request.match_info["method"]
         self.calls[method] += 1
         params = await self._params(request)
-        fault = self.faults.pick(method)
-        if fault == "drop":
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response(status=500)
-        if fault == "429":
-            self.statuses[429] += 1
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                     headers={"Retry-After": str(self.faults.retry_after)})
-        if fault == "500":
-            self.statuses[500] += 1
-            return web.json_response({"ok": False, "error": "internal_error"}, status=500)
-        if fault == "slow":
-            await asyncio.sleep(self.faults.slow_seconds)
-            if request.transport is None or request.transport.is_closing():
-                return web.Response(status=500)
+        faulty = await fault_answer(
+            self.faults, method, request,
+            too_many=lambda: self._answer({"ok": False, "error": "ratelimited"}, 429,
+                                          headers={"Retry-After": str(self.faults.retry_after)}),
+            server_error=lambda: self._answer({"ok": False, "error": "internal_error"}, 500))
+        if faulty is not None:
+            return faulty
 
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         token = token or params.get("token", "")
@@ -206,9 +180,10 @@ class FakeSlackServer:
             return self._answer({"ok": False, "error": exc.code})
         return self._answer({"ok": True, **result})
 
-    def _answer(self, body: dict[str, Any], status: int = 200) -> web.Response:
+    def _answer(self, body: dict[str, Any], status: int = 200,
+                headers: dict[str, str] | None = None) -> web.Response:
         self.statuses[status] += 1
-        return web.json_response(body, status=status)
+        return web.json_response(body, status=status, headers=headers)
 
     def _channel(self, channel: Any) -> str:
         channel = str(channel or "")

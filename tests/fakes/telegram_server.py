@@ -22,7 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.faults import FaultPlan
+from tests.fakes.faults import FaultPlan, fault_answer
+from tests.fakes.local_server import LocalServer
 
 # Telegram's HTML parse mode: these tags only, properly nested, and no bare "<"; anything else
 # is "Bad Request: can't parse entities", as the real API answers. (A bare "&" is let through:
@@ -123,7 +124,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class FakeTelegramServer:
+class FakeTelegramServer(LocalServer):
     def __init__(
         self,
         *,
@@ -150,32 +151,14 @@ class FakeTelegramServer:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._new_update = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
-    async def start(self) -> FakeTelegramServer:
-        app = web.Application(client_max_size=20 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/_stats", self._stats)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
 
-    async def stop(self) -> None:
-        self._new_update.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeTelegramServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
+    async def closing(self) -> None:
+        self._new_update.set()  # wake a waiting getUpdates
 
     @property
     def base_url(self) -> str:
@@ -261,20 +244,13 @@ class FakeTelegramServer:
                     params[key] = value.file.read() if hasattr(value, "file") else _decode(value)
         params.update({k: _decode(v) for k, v in request.query.items()})
 
-        fault = self.faults.pick(method)
-        if fault == "drop":
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response(status=500)
-        if fault == "429":
-            return self._error(429, f"Too Many Requests: retry after {self.faults.retry_after}",
-                               {"retry_after": self.faults.retry_after})
-        if fault == "500":
-            return self._error(500, "Internal Server Error")
-        if fault == "slow":
-            await asyncio.sleep(self.faults.slow_seconds)
-            if request.transport is None or request.transport.is_closing():
-                return web.Response(status=500)  # the client gave up: nothing recorded
+        faulty = await fault_answer(
+            self.faults, method, request,
+            too_many=lambda: self._error(429, f"Too Many Requests: retry after {self.faults.retry_after}",
+                                         {"retry_after": self.faults.retry_after}),
+            server_error=lambda: self._error(500, "Internal Server Error"))
+        if faulty is not None:
+            return faulty
 
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
