@@ -131,13 +131,25 @@ def _segment_label(dimension: str, value: str, manager_names: dict[str, str]) ->
 
 
 @dataclass
+class Cohorts:
+    """The deals that ever entered one stage, sorted by that entry: each day's baseline and
+    recent cohorts are then two slices found by binary search."""
+
+    from_stage: str
+    to_stage: str
+    rows: np.ndarray  # deal rows, by entry time
+    entry: np.ndarray  # first-entry ns, ascending
+    converted: np.ndarray  # moved on within the horizon (does not depend on the day)
+    converted_before: np.ndarray  # converted_before[k] = converted deals among the first k
+    codes: dict[str, np.ndarray]  # segment code of each row per dimension (-1 = none)
+
+
+@dataclass
 class Prepared:
-    """What does not change from day to day: first entries, segment codes, names (for backtest)."""
+    """What does not change from day to day: cohorts per stage pair, segment names (for backtest)."""
 
     spec: ConversionDropSpec
-    stages: list[str]
-    first: np.ndarray  # deals x (stages + won), first-entry ns
-    later: np.ndarray  # later[:, j] = first time the deal reached column j or any column after it
+    pairs: list[Cohorts]
     seg_dims: dict[str, tuple[np.ndarray, pd.Index]]
     manager_names: dict[str, str]
     deal_ids: pd.Series
@@ -161,10 +173,25 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None) -
     if skip_reason(data) is not None or deals is None or len(deals) == 0:
         return None
     first = _first_entries(data, since=NAT_NS + 1 if since is None else since)
+    later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
+    horizon = spec.horizon_days * NS_PER_DAY
+    seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
+    stages = list(data.stages)
+    pairs = []
+    for i, from_stage in enumerate(stages):
+        entry = first[:, i]
+        rows = np.flatnonzero(entry != _NEVER)
+        rows = rows[np.argsort(entry[rows], kind="stable")]
+        e, reached = entry[rows], later[rows, i + 1]
+        converted = (reached != _NEVER) & (reached - e <= horizon)
+        pairs.append(Cohorts(
+            from_stage=from_stage, to_stage=stages[i + 1] if i + 1 < len(stages) else WON,
+            rows=rows, entry=e, converted=converted,
+            converted_before=np.concatenate([[0], np.cumsum(converted, dtype=np.int64)]),
+            codes={dim: codes[rows] for dim, (codes, _u) in seg_dims.items()},
+        ))
     return Prepared(
-        spec=spec, stages=list(data.stages), first=first,
-        later=np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1],
-        seg_dims={c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None},
+        spec=spec, pairs=pairs, seg_dims=seg_dims,
         manager_names=dict(zip(data.managers["manager_id"], data.managers["name"])),
         deal_ids=deals["deal_id"],
     )
@@ -177,42 +204,51 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insig
 
 def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
     """The insights as of `now` from a prepared state (scan and backtest both end here)."""
-    if state is None:
+    if state is None or not state.pairs:
         return []
-    spec, stages, first, later, seg_dims = state.spec, state.stages, state.first, state.later, state.seg_dims
+    spec, seg_dims = state.spec, state.seg_dims
     manager_names = state.manager_names
     horizon, base_start, recent_start, recent_end = _windows(spec, now)
 
     # One row per test: pair index, dimension (None = overall), segment code, counts.
-    rows: list[tuple] = []
-    pair_data = []
-    for i, from_stage in enumerate(stages):
-        to_stage = stages[i + 1] if i + 1 < len(stages) else WON
-        entry = first[:, i]
-        reached = later[:, i + 1]
-        entered = entry != _NEVER
-        converted = entered & (reached != _NEVER) & (reached - entry <= horizon)
-        in_recent = entered & (entry >= recent_start) & (entry < recent_end)
-        in_base = entered & (entry >= base_start) & (entry < recent_start)
-        pair_data.append((from_stage, to_stage, entry, converted, in_recent, in_base))
-        rows.append((i, None, -1, int((in_base & converted).sum()), int(in_base.sum()),
-                     int((in_recent & converted).sum()), int(in_recent.sum())))
-        for dim, (codes, uniques) in seg_dims.items():
-            k = len(uniques)
-            valid = codes >= 0
-            bn = np.bincount(codes[in_base & valid], minlength=k)
-            bx = np.bincount(codes[in_base & converted & valid], minlength=k)
-            rn = np.bincount(codes[in_recent & valid], minlength=k)
-            rx = np.bincount(codes[in_recent & converted & valid], minlength=k)
-            for s in np.flatnonzero((bn > 0) | (rn > 0)):
-                rows.append((i, dim, int(s), int(bx[s]), int(bn[s]), int(rx[s]), int(rn[s])))
+    cols: dict[str, list] = {"pair": [], "dim": [], "seg": [], "bx": [], "bn": [], "rx": [], "rn": []}
 
-    tests = pd.DataFrame(rows, columns=["pair", "dim", "seg", "bx", "bn", "rx", "rn"])
-    tests["p"] = proportion_drop_pvalues(tests["bx"], tests["bn"], tests["rx"], tests["rn"])
-    # Only cells where a drop could fire count as tests: fewer tests, less correction.
+    def add(pair: int, dim: str | None, seg, bx, bn, rx, rn) -> None:
+        n = len(seg)
+        cols["pair"].append(np.full(n, pair, dtype=np.int64))
+        cols["dim"].append(np.full(n, dim, dtype=object))
+        for key, v in (("seg", seg), ("bx", bx), ("bn", bn), ("rx", rx), ("rn", rn)):
+            cols[key].append(np.asarray(v, dtype=np.int64))
+
+    slices = []
+    for i, c in enumerate(state.pairs):
+        lo, mid, hi = np.searchsorted(c.entry, [base_start, recent_start, recent_end], side="left")
+        slices.append((lo, mid, hi))
+        cb = c.converted_before
+        add(i, None, [-1], [cb[mid] - cb[lo]], [mid - lo], [cb[hi] - cb[mid]], [hi - mid])
+        conv_b, conv_r = c.converted[lo:mid], c.converted[mid:hi]
+        for dim, (_codes, uniques) in seg_dims.items():
+            k = len(uniques)
+            code_b, code_r = c.codes[dim][lo:mid], c.codes[dim][mid:hi]
+            vb, vr = code_b >= 0, code_r >= 0
+            bn = np.bincount(code_b[vb], minlength=k)
+            bx = np.bincount(code_b[vb & conv_b], minlength=k)
+            rn = np.bincount(code_r[vr], minlength=k)
+            rx = np.bincount(code_r[vr & conv_r], minlength=k)
+            s = np.flatnonzero((bn > 0) | (rn > 0))
+            add(i, dim, s, bx[s], bn[s], rx[s], rn[s])
+
+    tests = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+    # Only cells where a drop could fire count as tests: fewer tests, less correction. The
+    # others need no p-value either (drivers read q, which only tests have).
     testable = (tests["bn"] >= spec.min_deals) & (tests["rn"] >= spec.min_deals)
+    tests["p"] = np.nan
     tests["q"] = np.nan
-    tests.loc[testable, "q"] = bh_qvalues(tests.loc[testable, "p"].to_numpy())
+    if testable.any():
+        p = proportion_drop_pvalues(tests.loc[testable, "bx"], tests.loc[testable, "bn"],
+                                    tests.loc[testable, "rx"], tests.loc[testable, "rn"])
+        tests.loc[testable, "p"] = p
+        tests.loc[testable, "q"] = bh_qvalues(p)
     with np.errstate(invalid="ignore", divide="ignore"):
         tests["br"] = tests["bx"] / tests["bn"]
         tests["rr"] = tests["rx"] / tests["rn"]
@@ -226,12 +262,14 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
         rel_drop = abs_drop / t.br if t.br > 0 else 0.0
         if not (abs_drop >= spec.min_absolute_drop and rel_drop >= spec.min_relative_drop and t.q <= spec.fdr):
             continue
-        from_stage, to_stage, entry, converted, in_recent, in_base = pair_data[t.pair]
+        c = state.pairs[t.pair]
+        lo, mid, hi = slices[t.pair]
         seg_rows = tests[(tests["pair"] == t.pair) & tests["dim"].notna()]
         drivers = _drivers(seg_rows, t, seg_dims, manager_names, spec)
-        weekly = _weekly(entry, converted, base_start, recent_end)
-        evidence = sorted(state.deal_ids[in_recent & ~converted].tolist())[: spec.max_evidence]
+        weekly = _weekly(c.entry[lo:hi], c.converted[lo:hi], base_start, recent_end)
+        evidence = sorted(state.deal_ids.iloc[c.rows[mid:hi][~c.converted[mid:hi]]].tolist())[: spec.max_evidence]
         severity = "critical" if rel_drop >= 2 * spec.min_relative_drop and abs_drop >= 2 * spec.min_absolute_drop else "warning"
+        from_stage, to_stage = c.from_stage, c.to_stage
         facts = {
             "from_stage": from_stage, "to_stage": to_stage, "to_won": to_stage == WON,
             "baseline_rate": round(float(t.br), 4), "recent_rate": round(float(t.rr), 4),

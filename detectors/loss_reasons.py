@@ -13,6 +13,7 @@ left out). Two kinds of insight, never both in one run:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -22,7 +23,7 @@ from pydantic import Field
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
-from detectors.stats import NS_PER_DAY, SHIFT_METHOD, category_shift_test, iso_date, to_ns, ts_ns
+from detectors.stats import NAT_NS, NS_PER_DAY, SHIFT_METHOD, category_shift_test, iso_date, to_ns, ts_ns
 
 NAME = "loss_reasons"
 
@@ -42,29 +43,34 @@ class LossReasonsSpec(DetectorSpec):
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
 
 
-@register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'")
-def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]:
+@dataclass
+class Prepared:
+    """Lost deals with a close date, their close times and cleaned reasons, in deal order:
+    what does not change from day to day (backtest prepares once and replays many days)."""
+
+    spec: LossReasonsSpec
+    closed: np.ndarray  # ns
+    reason: pd.Series  # stripped text; NA when absent
+    missing: np.ndarray  # no reason or a catch-all one
+    deal_ids: pd.Series
+    column_present: bool
+
+
+def prepare(data: CrmData, spec: LossReasonsSpec, since: int | None = None) -> Prepared | None:
+    """The day-independent part; None when there are no lost deals to place in time.
+
+    `since` (ns) leaves out deals lost before it: a scan passes its baseline start, backtest
+    reads them all.
+    """
     deals = data.deals
     lost = (deals["status"] == "lost").to_numpy(dtype=bool, na_value=False)
     if not lost.any() or "closed_at" not in deals.columns:
-        return []
-    now_ns = ts_ns(now)
-    # Whole UTC days: the recent period is the last `recent_days` days including today.
-    recent_start = (now_ns // NS_PER_DAY - spec.recent_days + 1) * NS_PER_DAY
-    base_start = recent_start - spec.baseline_days * NS_PER_DAY
-    t = to_ns(deals["closed_at"])
-    in_recent = lost & (t >= recent_start) & (t < now_ns)
-    in_base = lost & (t >= base_start) & (t < recent_start)
-    if not in_recent.any():
-        return []
-
+        return None
     # The loader fills an absent optional column with nulls, so "present" means "ever filled
     # on a lost deal".
     column_present = "loss_reason" in deals.columns and bool(deals["loss_reason"][lost].notna().any())
-    # Only lost deals of the two periods matter: work on those rows alone.
-    rows = np.flatnonzero(in_recent | in_base)
-    in_recent, in_base = in_recent[rows], in_base[rows]
-    deal_ids = deals["deal_id"].iloc[rows].reset_index(drop=True)
+    t = to_ns(deals["closed_at"])
+    rows = np.flatnonzero(lost & (t >= (NAT_NS + 1 if since is None else since)))  # NaT is the smallest int64
     if column_present:
         reason = deals["loss_reason"].iloc[rows].reset_index(drop=True).astype("str").str.strip()
         empty = {v.casefold() for v in spec.other_values}
@@ -72,6 +78,40 @@ def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]
     else:
         reason = pd.Series(pd.NA, index=range(len(rows)), dtype="str")
         missing = np.ones(len(rows), dtype=bool)
+    return Prepared(spec=spec, closed=t[rows], reason=reason, missing=missing,
+                    deal_ids=deals["deal_id"].iloc[rows].reset_index(drop=True), column_present=column_present)
+
+
+def _starts(spec: LossReasonsSpec, now_ns: int) -> tuple[int, int]:
+    """(baseline start, recent start) in ns. Whole UTC days: the recent period is the last
+    `recent_days` days including today."""
+    recent_start = (now_ns // NS_PER_DAY - spec.recent_days + 1) * NS_PER_DAY
+    return recent_start - spec.baseline_days * NS_PER_DAY, recent_start
+
+
+@register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'")
+def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]:
+    return detect_at(prepare(data, spec, since=_starts(spec, ts_ns(now))[0]), now)
+
+
+def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
+    """The insights as of `now` from a prepared state (scan and backtest both end here)."""
+    if state is None:
+        return []
+    spec = state.spec
+    now_ns = ts_ns(now)
+    base_start, recent_start = _starts(spec, now_ns)
+    t = state.closed
+    in_recent = (t >= recent_start) & (t < now_ns)
+    if not in_recent.any():
+        return []
+    in_base = (t >= base_start) & (t < recent_start)
+    # Only lost deals of the two periods matter: work on those rows alone.
+    rows = np.flatnonzero(in_recent | in_base)
+    in_recent, in_base, missing = in_recent[rows], in_base[rows], state.missing[rows]
+    deal_ids = state.deal_ids.iloc[rows].reset_index(drop=True)
+    reason = state.reason.iloc[rows].reset_index(drop=True)
+    column_present = state.column_present
     periods = {
         "recent_start": iso_date(recent_start), "recent_end": iso_date(now_ns - 1),
         "baseline_start": iso_date(base_start), "baseline_end": iso_date(recent_start - 1),

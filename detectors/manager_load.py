@@ -18,6 +18,7 @@ both inside the band.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -27,7 +28,9 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, register
-from detectors.stats import LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, rate_vs_rest_pvalues, to_ns, ts_ns
+from detectors.stats import (
+    LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, positions, rate_vs_rest_pvalues, to_ns, ts_ns,
+)
 
 NAME = "manager_load"
 METRICS = ("open_deals", "new_leads")
@@ -84,44 +87,80 @@ def _comparable(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
     return df[size >= spec.min_team_size].reset_index(drop=True)
 
 
-def _open_at(deals: pd.DataFrame, now_ns: int) -> np.ndarray:
-    """Deals open at `now`: created by then and not closed by then (a replay of a past day
-    must not see today's closures)."""
-    created = to_ns(deals["created_at"])
+@dataclass
+class Prepared:
+    """What does not change from day to day: who is compared, and every deal's and lead's
+    times and owner as plain arrays (backtest prepares once and replays many days)."""
+
+    spec: ManagerLoadSpec
+    people: pd.DataFrame  # the comparable managers (see _comparable)
+    deal_owner: np.ndarray  # row in `people` of each deal's manager, -1 when not compared
+    deal_created: np.ndarray
+    deal_closed: np.ndarray  # ns, NAT_NS when not closed
+    deal_open: np.ndarray  # status "open"
+    deal_closed_status: np.ndarray  # status won/lost with a close date
+    deal_ids: pd.Series
+    lead_owner: np.ndarray | None
+    lead_created: np.ndarray | None
+    lead_ids: pd.Series | None
+
+
+def prepare(data: CrmData, spec: ManagerLoadSpec) -> Prepared | None:
+    """The day-independent part; None when no team has enough comparable managers."""
+    people = _comparable(data, spec)
+    if people.empty:
+        return None
+    deals = data.deals
     closed = to_ns(deals["closed_at"]) if "closed_at" in deals.columns else np.full(len(deals), NAT_NS)
     status = deals["status"]
-    open_now = (status == "open").to_numpy(dtype=bool, na_value=False)
-    closed_later = status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS) & (closed > now_ns)
-    return (created <= now_ns) & (open_now | closed_later)
+    leads = data.leads if "new_leads" in spec.metrics else None
+    return Prepared(
+        spec=spec, people=people,
+        deal_owner=positions(deals["manager_id"], people["manager_id"]),
+        deal_created=to_ns(deals["created_at"]), deal_closed=closed,
+        deal_open=(status == "open").to_numpy(dtype=bool, na_value=False),
+        deal_closed_status=status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS),
+        deal_ids=deals["deal_id"],
+        lead_owner=None if leads is None else positions(leads["manager_id"], people["manager_id"]),
+        lead_created=None if leads is None else to_ns(leads["created_at"]),
+        lead_ids=None if leads is None else leads["lead_id"],
+    )
 
 
-def _counts(df: pd.DataFrame, ids: pd.Series, keep: np.ndarray) -> np.ndarray:
-    vc = pd.Series(ids[keep].to_numpy()).value_counts()
-    return df["manager_id"].map(vc).fillna(0).astype(np.int64).to_numpy()
+def _open_at(state: Prepared, now_ns: int) -> np.ndarray:
+    """Deals open at `now`: created by then and not closed by then (a replay of a past day
+    must not see today's closures)."""
+    closed_later = state.deal_closed_status & (state.deal_closed > now_ns)
+    return (state.deal_created <= now_ns) & (state.deal_open | closed_later)
 
 
 @register(NAME, ManagerLoadSpec, requires=(), summary="manager with far more or fewer open deals / new leads than the team (per FTE)")
 def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]:
-    people = _comparable(data, spec)
-    if people.empty:
+    return detect_at(prepare(data, spec), now)
+
+
+def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
+    """The insights as of `now` from a prepared state (scan and backtest both end here)."""
+    if state is None:
         return []
+    spec, people = state.spec, state.people
     now_ns = ts_ns(now)
     frames = []
-    evidence_src: dict[str, tuple[pd.Series, np.ndarray, str]] = {}
+    # metric -> (row in people of each counted deal/lead's manager, mask of the counted ones, ids, evidence key)
+    evidence_src: dict[str, tuple[np.ndarray, np.ndarray, pd.Series, str]] = {}
     if "open_deals" in spec.metrics:
-        deals = data.deals
-        keep = _open_at(deals, now_ns)
-        frames.append(people.assign(metric="open_deals", value=_counts(people, deals["manager_id"], keep)))
-        evidence_src["open_deals"] = (deals["manager_id"], keep, "deal_ids")
-    if "new_leads" in spec.metrics and data.leads is not None:
-        leads = data.leads
-        t = to_ns(leads["created_at"])
-        keep = (t >= now_ns - spec.leads_window_days * NS_PER_DAY) & (t < now_ns) & leads["manager_id"].notna().to_numpy()
-        frames.append(people.assign(metric="new_leads", value=_counts(people, leads["manager_id"], keep)))
-        evidence_src["new_leads"] = (leads["manager_id"], keep, "lead_ids")
+        keep = _open_at(state, now_ns) & (state.deal_owner >= 0)
+        frames.append(people.assign(metric="open_deals", value=np.bincount(state.deal_owner[keep], minlength=len(people))))
+        evidence_src["open_deals"] = (state.deal_owner, keep, state.deal_ids, "deal_ids")
+    if state.lead_owner is not None:
+        t = state.lead_created
+        keep = (t >= now_ns - spec.leads_window_days * NS_PER_DAY) & (t < now_ns) & (state.lead_owner >= 0)
+        frames.append(people.assign(metric="new_leads", value=np.bincount(state.lead_owner[keep], minlength=len(people))))
+        evidence_src["new_leads"] = (state.lead_owner, keep, state.lead_ids, "lead_ids")
     if not frames:
         return []
     df = pd.concat(frames, ignore_index=True)
+    df["value"] = df["value"].astype(np.int64)
     df["load"] = df["value"] / df["capacity"]
     grp = df.groupby(["metric", "team"], sort=False)
     df["team_median"] = grp["load"].transform("median")
@@ -132,15 +171,18 @@ def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]
         return []
     df["ratio"] = df["load"] / df["team_median"]
     df["direction"] = np.where(df["ratio"] >= 1, "over", "under")
-    df["p"] = rate_vs_rest_pvalues(df["value"], df["capacity"], df["team_value"], df["team_capacity"], df["direction"])
     outside = (df["ratio"] < spec.band_low) | (df["ratio"] > spec.band_high)
+    if not outside.any():  # only managers outside the band can fire
+        return []
+    df["p"] = rate_vs_rest_pvalues(df["value"], df["capacity"], df["team_value"], df["team_capacity"], df["direction"])
     df["q"] = np.nan
     # Only managers outside the band can fire, so only they count as tests.
-    if outside.any():
-        df.loc[outside, "q"] = bh_qvalues(df.loc[outside, "p"].to_numpy())
+    df.loc[outside, "q"] = bh_qvalues(df.loc[outside, "p"].to_numpy())
     flagged = df[outside & (df["q"] <= spec.fdr)]
+    if flagged.empty:
+        return []
 
-    evidence = _evidence(data, flagged, evidence_src, spec.max_evidence)
+    evidence = _evidence(people, flagged, evidence_src, spec.max_evidence)
     # A few hundred rows: plain records are much faster than pandas per insight.
     teams: dict[tuple, list[dict]] = {}
     for rec in df.to_dict("records"):
@@ -148,7 +190,7 @@ def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]
     out: list[Insight] = []
     for row in flagged.sort_values(["metric", "team", "manager_id"]).to_dict("records"):
         team = teams[(row["metric"], row["team"])]
-        ev_key = evidence_src[row["metric"]][2]
+        ev_key = evidence_src[row["metric"]][3]
         ratio, median = float(row["ratio"]), float(row["team_median"])
         extreme = ratio > 2 * spec.band_high or ratio < spec.band_low / 2
         facts = {
@@ -177,19 +219,18 @@ def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]
     return out
 
 
-def _evidence(data: CrmData, flagged: pd.DataFrame, sources: dict, limit: int) -> dict[tuple[str, str], list[str]]:
+def _evidence(people: pd.DataFrame, flagged: pd.DataFrame, sources: dict, limit: int) -> dict[tuple[str, str], list[str]]:
     """(metric, manager_id) -> the flagged managers' deal or lead ids, one pass per metric."""
     out: dict[tuple[str, str], list[str]] = {}
-    for metric, (owner, keep, _key) in sources.items():
+    for metric, (owner, keep, ids, _key) in sources.items():
         who = flagged.loc[flagged["metric"] == metric, "manager_id"]
         if who.empty:
             continue
-        table = data.deals if metric == "open_deals" else data.leads
-        id_field = "deal_id" if metric == "open_deals" else "lead_id"
-        mask = keep & owner.isin(who).to_numpy(dtype=bool, na_value=False)
-        sub = pd.DataFrame({"m": owner[mask].to_numpy(), "id": table[id_field][mask].to_numpy()})
-        for m, ids in sub.groupby("m", sort=False)["id"]:
-            out[(metric, str(m))] = sorted(str(x) for x in ids)[:limit]
+        rows = np.flatnonzero(people["manager_id"].isin(who).to_numpy(dtype=bool))
+        mask = keep & np.isin(owner, rows)
+        sub = pd.DataFrame({"m": people["manager_id"].to_numpy()[owner[mask]], "id": ids[mask].to_numpy()})
+        for m, group in sub.groupby("m", sort=False)["id"]:
+            out[(metric, str(m))] = sorted(str(x) for x in group)[:limit]
     return out
 
 
