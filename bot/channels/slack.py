@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import aiohttp
@@ -33,10 +32,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.channels.base import Inbound, OutgoingMessage, PermanentFailure, RetryLater, SendReceipt
+from bot.channels.common import OnInbound, answer_inbound, send_reply
 
 log = logging.getLogger(__name__)
-
-OnInbound = Callable[[Inbound], Awaitable[Sequence[OutgoingMessage]]]
 
 # The bot token scopes this module needs, by what uses them; slack-app-manifest.yml asks for
 # exactly these (a test keeps the two in step).
@@ -277,32 +275,11 @@ class SlackChannel:
                                      message_id=event.get("ts")))
 
     async def _dispatch(self, inbound: Inbound) -> None:
-        if self.on_inbound is None:
-            log.info("slack: no handler for inbound %s", inbound)
-            return
-        try:
-            replies = await self.on_inbound(inbound)
-        except Exception:
-            log.exception("slack: handling %s from user %s failed",
-                          inbound.text or inbound.action, inbound.user_id)
-            return
-        for reply in replies or ():
-            await self.send_reply(reply)
+        await answer_inbound(self, self.on_inbound, inbound)
 
     async def send_reply(self, reply: OutgoingMessage, *, attempts: int = 3) -> None:
         """Send an answer now, retrying briefly; a person is waiting for it."""
-        for attempt in range(1, attempts + 1):
-            try:
-                await self.send(reply)
-                return
-            except RetryLater as exc:
-                if attempt == attempts:
-                    log.warning("slack: reply to %s not sent: %s", reply.address, exc.reason)
-                    return
-                await asyncio.sleep(min(exc.after_seconds or 0.5 * attempt, 5.0))
-            except PermanentFailure as exc:
-                log.warning("slack: reply to %s failed: %s", reply.address, exc.reason)
-                return
+        await send_reply(self, reply, attempts=attempts)
 
     async def _on_error(self, error: Exception, body: dict[str, Any]) -> None:
         log.warning("slack: error while handling a request: %r", error)

@@ -18,7 +18,7 @@ import heapq
 import datetime as dt
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -51,11 +51,10 @@ from telegram.ext import (
 )
 
 from bot.channels.base import Inbound, OutgoingMessage, PermanentFailure, RetryLater, SendReceipt
+from bot.channels.common import OnInbound, answer_inbound, send_reply
 from bot.channels.console import plain_text
 
 log = logging.getLogger(__name__)
-
-OnInbound = Callable[[Inbound], Awaitable[Sequence[OutgoingMessage]]]
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as secret_token
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption; longer texts go as a second message
@@ -518,32 +517,11 @@ class TelegramChannel:
             await self._handle(inbound)
 
     async def _handle(self, inbound: Inbound) -> None:
-        if self.on_inbound is None:
-            log.info("telegram: no handler for inbound %s", inbound)
-            return
-        try:
-            replies = await self.on_inbound(inbound)
-        except Exception:
-            log.exception("telegram: handling %s from user %s failed", inbound.text or
-                          inbound.action, inbound.user_id)
-            return
-        for reply in replies or ():
-            await self.send_reply(reply)
+        await answer_inbound(self, self.on_inbound, inbound)
 
     async def send_reply(self, reply: OutgoingMessage, *, attempts: int = 3) -> None:
         """Send an answer now, retrying briefly; a person is waiting for it."""
-        for attempt in range(1, attempts + 1):
-            try:
-                await self.send(reply)
-                return
-            except RetryLater as exc:
-                if attempt == attempts:
-                    log.warning("telegram: reply to %s not sent: %s", reply.address, exc.reason)
-                    return
-                await asyncio.sleep(min(exc.after_seconds or 0.5 * attempt, 5.0))
-            except PermanentFailure as exc:
-                log.warning("telegram: reply to %s failed: %s", reply.address, exc.reason)
-                return
+        await send_reply(self, reply, attempts=attempts)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.warning("telegram: error while handling an update: %s", context.error)
