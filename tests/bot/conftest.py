@@ -194,6 +194,33 @@ def config_toml():
     return CONFIG_TOML
 
 
+E2E_T0 = datetime(2026, 10, 1, 4, 0, tzinfo=UTC)  # 09:00 in Almaty: inside everyone's hours
+
+
+@pytest.fixture
+def pulse(sqlite_store, scenario):
+    """The bot's parts for an end-to-end chat test, all but the channel: `pulse(extra_toml)` gives
+    config (the test company + extra_toml), a settable clock (clock.now starts at E2E_T0), outbox,
+    jobs whose every scan finds `scenario`, and the handlers people talk to."""
+    from types import SimpleNamespace
+
+    from bot.handlers import Handlers
+    from bot.outbox import Outbox
+    from bot.scheduler import PulseJobs
+
+    def build(extra_toml: str) -> SimpleNamespace:
+        config = parse_config(CONFIG_TOML + extra_toml)
+        clock = SimpleNamespace(now=E2E_T0)
+        outbox = Outbox(sqlite_store, clock=lambda: clock.now)
+        jobs = PulseJobs(config, sqlite_store, outbox, clock=lambda: clock.now,
+                         scan_fn=lambda c, now: SimpleNamespace(insights=scenario, data=None, skipped={}))
+        handlers = Handlers(config, sqlite_store, clock=lambda: clock.now, scan_now=jobs.run_scan)
+        return SimpleNamespace(config=config, clock=clock, outbox=outbox, jobs=jobs, handlers=handlers,
+                               store=sqlite_store, scenario=scenario)
+
+    return build
+
+
 @pytest.fixture
 def pg_store():
     """PostgreSQL only, under a table prefix unique to this test, dropped afterwards."""

@@ -1,43 +1,24 @@
 """End to end through slack-bolt (Socket Mode) and the fake Slack Web API on 127.0.0.1:
 the digest lands in the person's DM with only their items, a button snoozes, `/pulse snoozed`
 lists it with an unsnooze button."""
-import asyncio
 import json
-from datetime import datetime, timezone
-from types import SimpleNamespace
 
 from bot.channels.slack import SlackChannel
-from bot.config import parse_config
-from bot.handlers import Handlers
-from bot.outbox import Outbox
-from bot.scheduler import PulseJobs
+from tests.bot.conftest import E2E_T0 as T0
+from tests.channels.conftest import wait_for
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlackServer
-
-T0 = datetime(2026, 10, 1, 4, 0, tzinfo=timezone.utc)
-
-
-async def wait_for(predicate, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def _dump(server, channel):
     return "\n".join(json.dumps([p.text, p.blocks], ensure_ascii=False) for p in server.posts.get(channel, []))
 
 
-async def test_slack_digest_button_and_slash_command(config_toml, sqlite_store, scenario):
-    config = parse_config(config_toml + "\n[slack]\nenabled = true\n[delivery]\ncritical_immediately = false\n")
+async def test_slack_digest_button_and_slash_command(pulse):
+    w = pulse("\n[slack]\nenabled = true\n[delivery]\ncritical_immediately = false\n")
+    jobs, outbox, sqlite_store, scenario = w.jobs, w.outbox, w.store, w.scenario
     async with FakeSlackServer() as server:
-        outbox = Outbox(sqlite_store, clock=lambda: T0)
-        jobs = PulseJobs(config, sqlite_store, outbox, clock=lambda: T0,
-                         scan_fn=lambda c, now: SimpleNamespace(insights=scenario, data=None, skipped={}))
-        handlers = Handlers(config, sqlite_store, clock=lambda: T0)
         channel = SlackChannel(BOT_TOKEN, app_token=APP_TOKEN, base_url=server.base_url, timeout=2,
-                               on_inbound=handlers)
+                               on_inbound=w.handlers)
         await channel.start()
         await server.wait_socket()
         try:

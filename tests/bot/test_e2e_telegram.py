@@ -1,30 +1,16 @@
 """End to end through the real python-telegram-bot stack and the fake Bot API on 127.0.0.1:
 a scheduled digest reaches each person with only their items, buttons work (snooze holds the
 item back on the next run, useful is stored), strangers are refused."""
-import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 
 from bot.channels.telegram import TelegramChannel, TelegramRateLimiter
-from bot.config import parse_config
-from bot.handlers import Handlers
-from bot.outbox import Outbox
-from bot.scheduler import PulseJobs
+from tests.bot.conftest import E2E_T0 as T0
+from tests.channels.conftest import wait_for
 from tests.fakes.faults import FaultPlan
 from tests.fakes.telegram_server import FakeTelegramServer
-
-T0 = datetime(2026, 10, 1, 4, 0, tzinfo=timezone.utc)
-
-
-async def wait_for(predicate, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 def _all(server, chat):
@@ -32,23 +18,18 @@ def _all(server, chat):
 
 
 @pytest.fixture
-async def world(config_toml, sqlite_store, scenario):
+async def world(pulse):
     async with FakeTelegramServer(faults=FaultPlan()) as server:
-        config = parse_config(config_toml + "\n[telegram]\nenabled = true\n[delivery]\nrepeat_interval_days = 1\n"
-                              "critical_immediately = false\n")
-        clock = SimpleNamespace(now=T0)
-        outbox = Outbox(sqlite_store, clock=lambda: clock.now)
-        jobs = PulseJobs(config, sqlite_store, outbox, clock=lambda: clock.now,
-                         scan_fn=lambda c, now: SimpleNamespace(insights=scenario, data=None, skipped={}))
-        handlers = Handlers(config, sqlite_store, clock=lambda: clock.now, scan_now=jobs.run_scan)
-        channel = TelegramChannel("123456:TEST-token", base_url=server.base_url, on_inbound=handlers,
+        p = pulse("\n[telegram]\nenabled = true\n[delivery]\nrepeat_interval_days = 1\n"
+                  "critical_immediately = false\n")
+        channel = TelegramChannel("123456:TEST-token", base_url=server.base_url, on_inbound=p.handlers,
                                   rate_limiter=TelegramRateLimiter(overall_per_second=1000, per_chat_seconds=0.0,
                                                                    max_retries=0),
                                   timeout=2.0, poll_timeout=1)
         await channel.start()
         try:
-            yield SimpleNamespace(server=server, jobs=jobs, outbox=outbox, channel=channel, clock=clock,
-                                  store=sqlite_store, scenario=scenario)
+            yield SimpleNamespace(server=server, jobs=p.jobs, outbox=p.outbox, channel=channel, clock=p.clock,
+                                  store=p.store, scenario=p.scenario)
         finally:
             await channel.stop()
 

@@ -22,7 +22,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     """Poll until predicate() is true; fail with a clear message after `timeout`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
