@@ -41,10 +41,29 @@ def isin(series: pd.Series, values: pd.Series | list[str]) -> pd.Series:
     return pd.Series(mask.fill_null(False).to_numpy(zero_copy_only=False), index=series.index)
 
 
+def _all_distinct(ids: pd.Series) -> bool:
+    """True when no id repeats, answered without pandas' full duplicated() pass.
+
+    Exports sorted by id (most are) are checked by one comparison of neighbours; otherwise
+    one Arrow hash of the ids counts the distinct ones. False only means "look closer".
+    """
+    try:
+        arr = pa.array(ids, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return False
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or arr.null_count:
+        return False
+    if len(arr) < 2:
+        return True
+    if pc.all(pc.greater(arr[1:], arr[:-1])).as_py():
+        return True
+    return len(pc.unique(arr)) == len(arr)
+
+
 def dedupe(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarning]]:
     """Keep the last row of each id (a later export line is the newer state)."""
     key = TABLES[table].key
-    if key is None or key not in frame.columns:
+    if key is None or key not in frame.columns or _all_distinct(frame[key]):
         return frame, []
     dup = frame[key].duplicated(keep="last")
     if not dup.any():

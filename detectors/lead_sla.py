@@ -90,7 +90,7 @@ def _opt(v: object) -> str | None:
 class LeadSlaState:
     spec: LeadSlaSpec
     calendar: WorkCalendar
-    columns: dict[str, np.ndarray]  # lead columns the facts need, positional object arrays
+    columns: dict[str, pd.Series]  # lead columns the facts need; only the rows behind insights are read
     created: np.ndarray
     created_w: np.ndarray  # working ns since the calendar anchor at creation
     assigned: np.ndarray  # effective assignment time, NEVER if never
@@ -109,10 +109,11 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
     ignore = {s.casefold() for s in spec.ignore_statuses}
-    ignored = np.asarray(leads["status"].map(lambda s: _opt(s) is not None and str(s).casefold() in ignore), dtype=bool)
+    status = leads["status"].astype("str")  # one vectorised casefold, not one Python call per lead
+    ignored = np.asarray(status.str.casefold().isin(ignore) & status.notna(), dtype=bool)
     return LeadSlaState(
         spec=spec, calendar=cal, created=created,
-        columns={c: np.asarray(leads[c], dtype=object) for c in ("lead_id", "source", "region", "manager_id")},
+        columns={c: leads[c] for c in ("lead_id", "source", "region", "manager_id")},
         created_w=cal.working_ns_since_anchor(leads["created_at"]),
         assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
@@ -132,15 +133,17 @@ def detect_at(state: LeadSlaState, now: datetime) -> list[Insight]:
     unassigned = (state.assigned == NEVER) | (state.assigned > now_ns)
     late_assign = waiting & unassigned & (waited_h > spec.assign_sla_hours)
     late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours)
-    out = [_insight(state, int(i), "unassigned", float(waited_h[i])) for i in np.flatnonzero(late_assign)]
-    out += [_insight(state, int(i), "unanswered", float(waited_h[i])) for i in np.flatnonzero(late_answer)]
+    rows = np.concatenate([np.flatnonzero(late_assign), np.flatnonzero(late_answer)])
+    kinds = ["unassigned"] * int(late_assign.sum()) + ["unanswered"] * int(late_answer.sum())
+    cells = {c: v.take(rows).tolist() if len(rows) else [] for c, v in state.columns.items()}
+    out = [_insight(state, int(i), kind, float(waited_h[i]), {c: v[j] for c, v in cells.items()})
+           for j, (i, kind) in enumerate(zip(rows, kinds))]
     out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
     return out
 
 
-def _insight(state: LeadSlaState, i: int, kind: str, waited: float) -> Insight:
+def _insight(state: LeadSlaState, i: int, kind: str, waited: float, lead: dict[str, object]) -> Insight:
     spec = state.spec
-    lead = {c: v[i] for c, v in state.columns.items()}
     manager_id = _opt(lead["manager_id"]) if kind == "unanswered" else None
     escalated = waited >= spec.escalate_after_hours
     lead_id = str(lead["lead_id"])

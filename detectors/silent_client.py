@@ -154,14 +154,20 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     last_open = np.full(n, NEVER, dtype=np.int64)
     np.maximum.at(last_open, clients, times)
     open_count = np.bincount(clients, minlength=n)
-    # Distinct (client, local day) pairs.
+    # Distinct (client, local day) pairs, counted only for clients whose last open is recent
+    # enough to fire (the rest cannot fire, whatever their count).
+    recent = candidate & (last_open >= now_ns - spec.last_open_within_days * _DAY_NS)
+    if not recent.any():
+        return []
+    sub = recent[clients]
+    clients, days = clients[sub], days[sub]
     if state.opens_sorted:
         first = np.ones(len(clients), dtype=bool)
         first[1:] = (clients[1:] != clients[:-1]) | (days[1:] != days[:-1])
         open_days = np.bincount(clients[first], minlength=n)
     else:
-        open_days = _distinct_days(clients, days, candidate)
-    fire = candidate & (open_days >= spec.min_open_days) & (last_open >= now_ns - spec.last_open_within_days * _DAY_NS)
+        open_days = _distinct_days(clients, days, recent)
+    fire = recent & (open_days >= spec.min_open_days)
     fired = np.flatnonzero(fire)
     if len(fired) == 0:
         return []
