@@ -55,6 +55,7 @@ def phase_backtest(folder: Path, days: int) -> dict:
     report = backtest(data, {}, NOW - timedelta(days=days - 1), NOW, timedelta(days=1), timedelta(days=7))
     return {"seconds": time.perf_counter() - start, "load_seconds": loaded - start, "runs": len(report.runs),
             "alerts": len(report.alerts), "per_detector": report.seconds,
+            "dedup_seconds": getattr(report, "dedup_seconds", None),
             "prepared": [n for n in report.detectors if _prepared(n)]}
 
 
@@ -65,18 +66,34 @@ def _prepared(name: str) -> bool:
     return callable(getattr(module, "prepare", None)) and callable(getattr(module, "detect_at", None))
 
 
-def child(phase: str, folder: Path, days: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--folder", str(folder), "--days", str(days)],
+def child(phase: str, folder: Path, days: int, script: Path = Path(__file__)) -> dict:
+    out = subprocess.run([sys.executable, str(script), "--phase", phase, "--folder", str(folder), "--days", str(days)],
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{phase} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def report(bt: dict, scan: dict) -> None:
+    ratio = bt["seconds"] / scan["seconds"]
+    print(f"backtest ({bt['runs']} daily runs, one load): {bt['seconds']:.2f} s (load {bt['load_seconds']:.2f} s), "
+          f"{bt['alerts']} alerts")
+    print(f"ratio backtest/scan: {ratio:.1f}  (target <= 20)")
+    for name, secs in sorted(bt["per_detector"].items(), key=lambda kv: -kv[1]):
+        how = "prepared once + detect_at per run" if name in bt["prepared"] else "full detect per run"
+        print(f"  {name:<16}{secs:>8.2f} s total {1000 * secs / bt['runs']:>8.1f} ms/run  ({how})")
+    if bt.get("dedup_seconds") is not None:
+        secs = bt["dedup_seconds"]
+        print(f"  {'dedup':<16}{secs:>8.2f} s total {1000 * secs / bt['runs']:>8.1f} ms/run  (routing + notify_log rules)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=0.1, help="fraction of scan.py's full size (0.1 = 100,000 deals)")
     parser.add_argument("--days", type=int, default=180, help="days replayed")
+    parser.add_argument("--compare-with", type=Path, metavar="DIR",
+                        help="also run the backtest with the code in DIR (e.g. `git archive <commit> | tar -x -C DIR`), "
+                             "for a before/after ratio measured in the same run")
     parser.add_argument("--phase", choices=["scan", "backtest"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -94,15 +111,14 @@ def main() -> int:
         print(f"generated in {time.perf_counter() - t:.1f} s", flush=True)
     scan = child("scan", folder, args.days)
     bt = child("backtest", folder, args.days)
-    ratio = bt["seconds"] / scan["seconds"]
     print(f"data: {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
     print(f"one scan (load + all detectors):        {scan['seconds']:.2f} s, {scan['insights']} insights")
-    print(f"backtest ({bt['runs']} daily runs, one load): {bt['seconds']:.2f} s (load {bt['load_seconds']:.2f} s), "
-          f"{bt['alerts']} alerts")
-    print(f"ratio backtest/scan: {ratio:.1f}  (target <= 20)")
-    for name, secs in sorted(bt["per_detector"].items(), key=lambda kv: -kv[1]):
-        how = "prepared once + detect_at per run" if name in bt["prepared"] else "full detect per run"
-        print(f"  {name:<16}{secs:>8.2f} s total {1000 * secs / bt['runs']:>8.1f} ms/run  ({how})")
+    report(bt, scan)
+    if args.compare_with:
+        old = child("backtest", folder, args.days, args.compare_with / "benchmarks" / "backtest.py")
+        print(f"\nthe same backtest with the code in {args.compare_with}:")
+        report(old, scan)
+        print(f"\nbefore/after: {old['seconds'] / bt['seconds']:.2f}x faster")
     return 0
 
 

@@ -7,9 +7,9 @@ that stops holding is closed and would be new again). Reports alerts per detecto
 recipient (the manager of a personal insight, or "director"), per week, and the busiest days.
 
 Cost: the data is loaded once. Detectors whose module offers `prepare(data, spec) -> state`
-and `detect_at(state, now)` (silent_client, stalled_deal, lead_sla) do their joins, sorting
-and id factorising once and then only cheap array masks per day; other detectors run their
-plain `detect` per day. Target: 180 days on 100,000 deals at most 20x one scan
+and `detect_at(state, now)` (all six built in) do their joins, sorting and id factorising
+once and then only cheap array masks or binary searches per day; others run their plain
+`detect` per day. The dedup decides a whole run at once over arrays (Dedup). Target: 180 days on 100,000 deals at most 20x one scan
 (benchmarks/backtest.py measures that ratio).
 """
 from __future__ import annotations
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any, Callable, Iterator
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 from bot.routing import for_director
 from crm.data import CrmData
@@ -61,6 +63,7 @@ class BacktestReport:
     detectors: list[str] = field(default_factory=list)
     recipient_names: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # detector -> time spent (prepare + every run)
+    dedup_seconds: float = 0.0  # time spent deciding what would have been sent
 
     @property
     def weeks(self) -> float:
@@ -149,6 +152,94 @@ def run_times(start: datetime, end: datetime, every: timedelta) -> list[datetime
     return out
 
 
+class Dedup:
+    """Delivery's dedup (bot.notify_log.decide) for all of one run's insights at once.
+
+    A backtest sends nothing and never snoozes or suppresses, so of decide's reasons only
+    first, worse, repeat_interval and unchanged can occur, and the log entry of a (recipient,
+    fingerprint) needs only: open or closed, when it was last sent, and the severity and
+    "how bad" measure (bot.notify_log.MEASURES) it was last sent with. Those live in arrays
+    indexed by a slot per (recipient, fingerprint), so each run is a few array operations
+    instead of a decide() call and a LogEntry per insight and recipient, and closing what no
+    longer holds costs nothing per remembered entry. tests/bot/test_backtest.py checks it
+    agrees with decide() run after run.
+    """
+
+    REASONS = ("unchanged", "first", "worse", "repeat_interval")  # decide's names, by code
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.slots: dict[tuple[str, str], int] = {}
+        self.open = np.zeros(0, dtype=bool)
+        self.last_sent = np.zeros(0, dtype=np.int64)  # microseconds since `origin`
+        self.last_rank = np.zeros(0, dtype=np.int64)
+        self.last_measure = np.zeros(0, dtype=float)  # NaN: the measure said nothing
+        self.origin: datetime | None = None
+        self.repeat_us = policy.repeat_interval // timedelta(microseconds=1)
+
+    def _grow(self, n: int) -> None:
+        extra = n - len(self.open)
+        if extra > 0:
+            self.open = np.concatenate([self.open, np.zeros(extra, dtype=bool)])
+            self.last_sent = np.concatenate([self.last_sent, np.zeros(extra, dtype=np.int64)])
+            self.last_rank = np.concatenate([self.last_rank, np.zeros(extra, dtype=np.int64)])
+            self.last_measure = np.concatenate([self.last_measure, np.full(extra, np.nan)])
+
+    def run(self, now: datetime, items: list[tuple[str, Insight]]) -> list[str | None]:
+        """Decide one run: `items` are (recipient, insight) in delivery order; returns for each
+        the reason it is sent, or None when it is not. Entries not seen in this run are closed
+        (if the situation comes back it is new again), as delivery does."""
+        from bot.notify_log import MEASURES
+        from detectors.insight import SEVERITY_RANK
+
+        if self.origin is None:
+            self.origin = now
+        now_us = (now - self.origin) // timedelta(microseconds=1)
+        n = len(items)
+        slot = np.empty(n, dtype=np.int64)
+        rank = np.empty(n, dtype=np.int64)
+        measure = np.full(n, np.nan)
+        threshold = np.full(n, np.nan)
+        occurrence = np.zeros(n, dtype=np.int64)  # the k-th time this slot appears in the run
+        seen: dict[int, int] = {}
+        for k, (recipient, ins) in enumerate(items):
+            key = (recipient, ins.fingerprint)
+            sl = self.slots.get(key)
+            if sl is None:
+                sl = self.slots[key] = len(self.slots)
+            slot[k] = sl
+            occurrence[k] = seen.get(sl, 0)
+            seen[sl] = occurrence[k] + 1
+            rank[k] = SEVERITY_RANK.get(ins.severity, 0)
+            fn, thr = MEASURES.get(ins.detector), self.policy.worse_by.get(ins.detector)
+            if fn is not None and thr is not None:
+                v = fn(ins.facts)
+                measure[k] = np.nan if v is None else v
+                threshold[k] = thr
+        self._grow(len(self.slots))
+        reason = np.zeros(n, dtype=np.int64)
+        # A slot twice in one run is decided in turns, the second against what the first left.
+        for turn in range(int(occurrence.max()) + 1 if n else 0):
+            k = np.flatnonzero(occurrence == turn)
+            sl = slot[k]
+            first = ~self.open[sl]
+            with np.errstate(invalid="ignore"):
+                grew = (measure[k] - self.last_measure[sl]) >= threshold[k] - 1e-9  # NaN anywhere: False
+            worse = (rank[k] > self.last_rank[sl]) | grew
+            repeat = now_us - self.last_sent[sl] >= self.repeat_us
+            code = np.select([first, worse, repeat], [1, 2, 3], 0)
+            reason[k] = code
+            sent = k[code > 0]
+            self.open[slot[sent]] = True
+            self.last_sent[slot[sent]] = now_us
+            self.last_rank[slot[sent]] = rank[sent]
+            self.last_measure[slot[sent]] = measure[sent]
+        current = np.zeros(len(self.open), dtype=bool)
+        current[slot] = True
+        self.open &= current
+        return [self.REASONS[c] if c else None for c in reason.tolist()]
+
+
 def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end: datetime,
              every: timedelta = timedelta(days=1), repeat_interval: timedelta = timedelta(days=7), *,
              policy: Any = None, progress: Callable[[Iterator[datetime], int], Iterator[datetime]] | None = None) -> BacktestReport:
@@ -157,7 +248,7 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     `policy` is a bot.notify_log.Policy (its worse-by thresholds; repeat_interval wins);
     `progress` wraps the iteration over run times (a progress bar), given the count.
     """
-    from bot.notify_log import LogEntry, Policy, decide
+    from bot.notify_log import Policy
 
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
@@ -167,36 +258,29 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     fns, skipped = replayers(data, specs, seconds)
     report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, detectors=list(fns), seconds=seconds)
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
-    log: dict[str, dict[str, LogEntry]] = defaultdict(dict)  # recipient -> fingerprint -> entry
+    dedup = Dedup(policy)
     it: Iterator[datetime] = iter(runs)
     if progress is not None:
         it = progress(it, len(runs))
     for now in it:
-        current: dict[str, set[str]] = defaultdict(set)
+        items: list[tuple[str, Insight]] = []
+        names: list[str] = []
         for name, fn in fns.items():
             t = clock.perf_counter()
             found = fn(now)
             seconds[name] = seconds.get(name, 0.0) + clock.perf_counter() - t
             report.insight_days[name] += len(found)
+            t = clock.perf_counter()
             for ins in found:
                 for r in recipients_of(ins):
-                    current[r].add(ins.fingerprint)
-                    prev = log[r].get(ins.fingerprint)
-                    d = decide(prev, ins, now, policy)
-                    if not d.send:
-                        continue
-                    report.alerts.append(Alert(now, name, r, ins.fingerprint, d.reason))
-                    log[r][ins.fingerprint] = LogEntry(
-                        recipient=r, fingerprint=ins.fingerprint, detector=name,
-                        first_sent=prev.first_sent if prev and prev.state == "open" else now, last_sent=now,
-                        last_facts=ins.facts, last_severity=ins.severity,
-                        send_count=(prev.send_count + 1) if prev and prev.state == "open" else 1,
-                    )
-        # What no longer holds is closed, as delivery does: if it comes back it is new again.
-        for r, entries in log.items():
-            for fp, e in entries.items():
-                if e.state == "open" and fp not in current.get(r, ()):
-                    entries[fp] = replace(e, state="closed")
+                    items.append((r, ins))
+                    names.append(name)
+            report.dedup_seconds += clock.perf_counter() - t
+        t = clock.perf_counter()
+        for name, (r, ins), why in zip(names, items, dedup.run(now, items)):
+            if why is not None:
+                report.alerts.append(Alert(now, name, r, ins.fingerprint, why))
+        report.dedup_seconds += clock.perf_counter() - t
     return report
 
 

@@ -1,6 +1,7 @@
 """backtest replays days with delivery's dedup: a persisting situation is one alert, not thirty."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from datetime import datetime, timedelta, timezone
@@ -159,3 +160,97 @@ def test_progress_bar_only_on_a_terminal():
     assert list(wrap(iter(runs), len(runs))) == runs  # the bar passes every run through
     report = backtest(stalled_all_along(), ONLY_STALLED, T0, day(2), progress=wrap)
     assert len(report.runs) == 3
+
+
+# --- the array dedup against bot.notify_log.decide ------------------------------------------
+
+def decide_loop(runs, policy):
+    """What delivery would send, one decide() per (recipient, insight), the log updated as
+    delivery does: `runs` is [(now, [(recipient, insight)])]; returns [(run, recipient, fp, reason)]."""
+    from bot.notify_log import LogEntry, decide
+
+    log: dict[tuple[str, str], LogEntry] = {}
+    sent = []
+    for k, (now, items) in enumerate(runs):
+        for r, ins in items:
+            prev = log.get((r, ins.fingerprint))
+            d = decide(prev, ins, now, policy)
+            if d.send:
+                sent.append((k, r, ins.fingerprint, d.reason))
+                log[(r, ins.fingerprint)] = LogEntry(
+                    recipient=r, fingerprint=ins.fingerprint, detector=ins.detector,
+                    first_sent=prev.first_sent if prev and prev.state == "open" else now, last_sent=now,
+                    last_facts=ins.facts, last_severity=ins.severity,
+                    send_count=(prev.send_count + 1) if prev and prev.state == "open" else 1)
+        current = {(r, ins.fingerprint) for r, ins in items}
+        log = {key: (e if key in current else dataclasses.replace(e, state="closed")) for key, e in log.items()}
+    return sent
+
+
+def dedup_loop(runs, policy):
+    from bot.backtest import Dedup
+
+    dedup, sent = Dedup(policy), []
+    for k, (now, items) in enumerate(runs):
+        sent += [(k, r, ins.fingerprint, why) for (r, ins), why in zip(items, dedup.run(now, items)) if why]
+    return sent
+
+
+def stalled(deal_id, days_idle, severity="warning", manager="m1"):
+    from detectors.insight import Audience, Insight
+
+    return Insight("stalled_deal", severity, Audience("manager", manager), {"deal_id": deal_id},
+                   {"days_idle": days_idle, "escalated": severity == "critical"})
+
+
+def test_dedup_agrees_with_decide_on_a_persisting_and_a_worsening_situation():
+    persisting = [(day(n), [("m1", stalled("dA", 20))]) for n in range(30)]  # same facts every day
+    worsening = [(day(n), [("m1", stalled("dB", 10 + n, "critical" if n >= 12 else "warning"))]
+                  + ([("director", stalled("dB", 10 + n, "critical"))] if n >= 12 else [])) for n in range(30)]
+    for runs in (persisting, worsening):
+        for policy in (Policy(), NO_WORSE, Policy(repeat_interval=timedelta(days=4))):
+            assert dedup_loop(runs, policy) == decide_loop(runs, policy)
+    assert [(k, why) for k, _r, _f, why in dedup_loop(persisting, Policy())] == [(0, "first"), (7, "repeat_interval"),
+                                                                                 (14, "repeat_interval"), (21, "repeat_interval"),
+                                                                                 (28, "repeat_interval")]
+    got = dedup_loop(worsening, Policy(repeat_interval=timedelta(days=60)))
+    assert [(k, r, why) for k, r, _f, why in got] == [(0, "m1", "first"), (7, "m1", "worse"), (12, "m1", "worse"),
+                                                      (12, "director", "first"), (19, "m1", "worse"),
+                                                      (19, "director", "worse"), (26, "m1", "worse"), (26, "director", "worse")]
+
+
+def test_dedup_agrees_with_decide_on_random_histories():
+    """Insights of every measure that come and go, change severity, move both ways, and
+    sometimes appear twice in one run: the arrays must send exactly what decide() sends."""
+    import numpy as np
+
+    from detectors.insight import Audience, Insight
+
+    def facts(detector, x):
+        return {"conversion_drop": {"baseline_rate": 0.5, "recent_rate": 0.5 - x / 100},
+                "manager_load": {"ratio": 1 + x / 10}, "lead_sla": {"working_hours_waited": x * 3},
+                "loss_reasons": {"kind": "shift", "top_rising": "price", "reasons": [{"reason": "price", "recent_share": x / 50}]},
+                "silent_client": {"days_silent": x}, "stalled_deal": {"days_idle": None if x > 25 else x}}[detector]
+
+    rng = np.random.default_rng(3)
+    detectors = ["conversion_drop", "manager_load", "lead_sla", "loss_reasons", "silent_client", "stalled_deal"]
+    subjects = [(detectors[j % 6], f"s{j}") for j in range(24)]
+    level = {s: float(rng.integers(0, 20)) for s in subjects}
+    runs = []
+    for n in range(60):
+        items = []
+        for det, sid in subjects:
+            if rng.random() < 0.25:
+                continue  # gone this run: closed, new again when it comes back
+            level[(det, sid)] = max(0.0, level[(det, sid)] + float(rng.normal(1.5, 4)))
+            severity = ["info", "warning", "critical"][int(rng.integers(0, 3))]
+            ins = Insight(det, severity, Audience("director"), {"id": sid}, facts(det, level[(det, sid)]))
+            items.append(("director" if rng.random() < 0.8 else "m1", ins))
+            if rng.random() < 0.05:
+                items.append((items[-1][0], Insight(det, "critical", Audience("director"), {"id": sid},
+                                                    facts(det, level[(det, sid)] + 10))))
+        runs.append((T0 + timedelta(hours=13 * n), items))
+    for policy in (Policy(), NO_WORSE, Policy(repeat_interval=timedelta(days=2))):
+        expected = decide_loop(runs, policy)
+        assert dedup_loop(runs, policy) == expected
+        assert {why for *_x, why in expected} == {"first", "worse", "repeat_interval"}

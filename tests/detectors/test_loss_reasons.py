@@ -106,3 +106,22 @@ def test_shuffling_rows_changes_nothing(seed):
     base = [i.to_dict() for i in detect(data, SPEC, NOW)]
     data.deals = data.deals.sample(frac=1, random_state=np.random.default_rng(seed)).reset_index(drop=True)
     assert [i.to_dict() for i in detect(data, SPEC, NOW)] == base
+
+
+def test_backtest_path_prepare_once_then_detect_at_matches_detect_day_by_day():
+    """The backtest prepares once and replays days; every day must equal a plain scan."""
+    from detectors.loss_reasons import detect_at, prepare
+
+    recent = {"price": 20, "timing": 20, "competitor": 50, "no budget": 10, "прочее": 30}
+    data = lost(recent, {k: 3 * v for k, v in STEADY.items()})
+    state = prepare(data, SPEC)
+    kinds = set()
+    for n in range(0, 150, 4):
+        now = NOW - timedelta(days=n, hours=n % 7)
+        fast = [i.to_dict() for i in detect_at(state, now)]
+        assert fast == [i.to_dict() for i in detect(data, SPEC, now)]
+        kinds |= {d["subject"]["kind"] for d in fast} or {"none"}
+    assert kinds == {"shift", "data_quality", "none"}  # the comparison covered every outcome
+    no_lost = make_data(managers=MANAGERS, deals=[{"deal_id": "d1", "manager_id": "m1", "stage": "new", "status": "open",
+                                                   "created_at": day(3)}])
+    assert prepare(no_lost, SPEC) is None and detect(no_lost, SPEC, NOW) == []

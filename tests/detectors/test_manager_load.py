@@ -179,3 +179,28 @@ def test_a_past_day_counts_deals_open_on_that_day():
     assert [(i.subject["manager_id"], i.facts["value"], i.facts["direction"]) for i in today] == [("over", 5, "under")]
     past = detect(data, SPEC, NOW - timedelta(days=8))
     assert [(i.subject["manager_id"], i.facts["value"], i.facts["direction"]) for i in past] == [("over", 45, "over")]
+
+
+def test_backtest_path_prepare_once_then_detect_at_matches_detect_day_by_day():
+    """The backtest prepares once and replays days; every day must equal a plain scan."""
+    from detectors.manager_load import detect_at, prepare
+
+    leads = []
+    for m, k in {"ann": 30, "bob": 28, "cid": 31, "over": 90, "under": 2}.items():
+        leads += [{"lead_id": f"L{m}{j}", "manager_id": m, "created_at": day(1 + j % 50)} for j in range(k)]
+    leads += [{"lead_id": f"free{j}", "manager_id": None, "created_at": day(2)} for j in range(5)]
+    data = team({"ann": 20, "bob": 22, "cid": 19, "over": 45, "under": 4}, leads=leads)
+    deals = data.deals.copy()  # "over" closes most of its deals over the month, so the answer changes
+    closing = (deals["manager_id"] == "over") & (deals["status"] == "open")
+    deals.loc[closing, "status"] = "lost"
+    deals.loc[closing, "closed_at"] = [pd.Timestamp(day(j % 35)) for j in range(int(closing.sum()))]
+    data = dataclasses.replace(data, deals=deals)
+    state = prepare(data, SPEC)
+    answers = set()
+    for n in range(0, 60, 3):
+        now = NOW - timedelta(days=n, hours=n % 5)
+        fast = [i.to_dict() for i in detect_at(state, now)]
+        assert fast == [i.to_dict() for i in detect(data, SPEC, now)]
+        answers.add(tuple((d["subject"]["manager_id"], d["subject"]["metric"], d["facts"]["value"]) for d in fast))
+    assert len(answers) > 3  # the days differ, so the comparison is not vacuous
+    assert prepare(team({"a": 5, "b": 60}), SPEC) is None  # no team of three: nothing to compare
