@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from bot.channels.base import OutgoingMessage
 from bot.config import Config, Recipient, TeamChannel, parse_hhmm
-from bot.notify_log import Policy, decide
+from bot.notify_log import Decision, Policy, decide
 from bot.outbox import Outbox
 from bot.routing import route
 from bot.state import StateStore
@@ -92,6 +92,36 @@ def _in_range(t: time, start: time, end: time) -> bool:
     return t >= start or t < end  # wraps midnight: 21:00-08:00
 
 
+def decisions(store: StateStore, target_id: str, items: Iterable[Insight], now: datetime,
+              policy: Policy) -> list[tuple[Insight, Decision]]:
+    """What the notification log says about each item for this target (one read of the log)."""
+    entries = store.log_entries(target_id)
+    return [(i, decide(entries.get(i.fingerprint), i, now, policy)) for i in items]
+
+
+def text_payload(channel: str, text: str) -> dict[str, Any]:
+    """A plain-text message (chart caption, resolved note) in the channel's payload shape."""
+    if channel == "telegram":
+        return {"text": html.escape(text, quote=False), "buttons": []}
+    if channel == "slack":
+        return {"text": text, "blocks": []}
+    return {"text": text}
+
+
+def _enqueue_and_record(store: StateStore, outbox: Outbox, target_id: str, messages: list[OutgoingMessage],
+                        sent: list[tuple[Insight, str]], now: datetime) -> list[int]:
+    """Enqueue the messages and record their items as sent in one transaction, so a crash leaves
+    both or neither. Nothing enqueued (no address, or this run's messages already stored) records
+    nothing: the items stay due."""
+    detectors = ",".join(sorted({i.detector for i, _ in sent}))[:300]
+    with store.engine.begin() as conn:
+        enqueued = outbox.enqueue(target_id, messages, conn=conn, detectors=detectors or None)
+        if enqueued:
+            for i, reason in sent:
+                store.record_sent(target_id, i, now, reason, conn=conn)
+    return enqueued
+
+
 def _role(target: Target) -> str:
     return target.role if isinstance(target, Recipient) else "director"
 
@@ -130,9 +160,7 @@ def _chart_messages(channel: str, address: str, items: list[Insight], lang: str,
         if not png:
             continue
         caption = insight_text(insight, lang).split("\n")[0][:900]
-        payload: dict[str, Any] = ({"text": html.escape(caption), "buttons": []} if channel == "telegram"
-                                   else {"text": caption, "blocks": []} if channel == "slack" else {"text": caption})
-        out.append(OutgoingMessage(channel, address, payload, photo_png=png,  # type: ignore[arg-type]
+        out.append(OutgoingMessage(channel, address, text_payload(channel, caption), photo_png=png,  # type: ignore[arg-type]
                                    dedup_key=f"{key}:{channel}:chart:{insight.fingerprint}"))
     return out
 
@@ -170,12 +198,9 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
                  now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True) -> None:
     from messages.digest import build_digest
 
-    log_entries = store.log_entries(target.id)
-    due: list[tuple[Insight, str]] = []
-    held: list[tuple[str, str]] = []
-    for i in items:
-        d = decide(log_entries.get(i.fingerprint), i, now, policy)
-        (due.append((i, d.reason)) if d.send else held.append((i.fingerprint, d.reason)))
+    decided = decisions(store, target.id, items, now, policy)
+    due = [(i, d.reason) for i, d in decided if d.send]
+    held = [(i.fingerprint, d.reason) for i, d in decided if not d.send]
     report.held[target.id] = held
     lang = target_language(target, store, config)
     tz = target_timezone(target, config)
@@ -199,12 +224,7 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
             messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}:{k}"))  # type: ignore[arg-type]
         if charts and _role(target) == "director" and channel != "console":
             messages += _chart_messages(channel, address, [i for i, _ in sent], lang, key)
-    detectors = ",".join(sorted({i.detector for i, _ in sent}))[:300]
-    with store.engine.begin() as conn:
-        enqueued = outbox.enqueue(target.id, messages, conn=conn, detectors=detectors or None)
-        if enqueued:  # nothing reachable, or the same run already enqueued: record nothing
-            for i, reason in sent:
-                store.record_sent(target.id, i, now, reason, conn=conn)
+    enqueued = _enqueue_and_record(store, outbox, target.id, messages, sent, now)
     report.sent[target.id] = [i.fingerprint for i, _ in sent] if enqueued else []
     report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
     report.messages[target.id] = len(enqueued)
@@ -235,11 +255,8 @@ def _resolved_note(target: Target, closed: list[Any], config: Config, store: Sta
         lines.append(f"• {title}")
     text = "\n".join(lines)
     key = f"resolved:{target.id}:{now.isoformat()}"
-    messages = []
-    for channel, address in addresses(target, config):
-        payload: dict[str, Any] = ({"text": html.escape(text, quote=False), "buttons": []} if channel == "telegram"
-                                   else {"text": text, "blocks": []} if channel == "slack" else {"text": text})
-        messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}"))  # type: ignore[arg-type]
+    messages = [OutgoingMessage(channel, address, text_payload(channel, text), dedup_key=f"{key}:{channel}")  # type: ignore[arg-type]
+                for channel, address in addresses(target, config)]
     outbox.enqueue(target.id, messages)
 
 
@@ -256,9 +273,8 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
         items = routed.get(tid, [])
         if not items or in_quiet_hours(target, now, config):
             continue
-        log_entries = store.log_entries(tid)
-        due = [(i, d.reason) for i in items
-               for d in [decide(log_entries.get(i.fingerprint), i, now, policy)] if d.send and d.reason in ("first", "worse")]
+        due = [(i, d.reason) for i, d in decisions(store, tid, items, now, policy)
+               if d.send and d.reason in ("first", "worse")]
         if not due:
             continue
         # a burst of alerts is noise: the largest few now, the rest in the digest
@@ -271,13 +287,10 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
                 payload = insight_payload(channel, i, lang, now, details=False)
                 messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
                                                 dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))
-        with store.engine.begin() as conn:
-            outbox.enqueue(tid, messages, conn=conn, detectors=",".join(sorted({i.detector for i, _ in due})))
-            for i, reason in due:
-                store.record_sent(tid, i, now, reason, conn=conn)
-        report.sent[tid] = [i.fingerprint for i, _ in due]
+        enqueued = _enqueue_and_record(store, outbox, tid, messages, due, now)
+        report.sent[tid] = [i.fingerprint for i, _ in due] if enqueued else []
         report.reasons[tid] = [(i.fingerprint, r) for i, r in due]
-        report.messages[tid] = len(messages)
+        report.messages[tid] = len(enqueued)
     return report
 
 
@@ -287,11 +300,9 @@ def preview(insights: list[Insight], config: Config, store: StateStore, now: dat
     routed = route([i for i in insights if i.detector not in WEEKLY_DETECTORS], config)
     out: dict[str, dict[str, Any]] = {}
     for tid, items in routed.items():
-        entries = store.log_entries(tid)
         reasons: dict[str, int] = {}
         send = 0
-        for i in items:
-            d = decide(entries.get(i.fingerprint), i, now, policy)
+        for _, d in decisions(store, tid, items, now, policy):
             reasons[d.reason] = reasons.get(d.reason, 0) + 1
             send += d.send
         out[tid] = {"send": min(send, config.delivery.max_items), "due": send, "total": len(items), "reasons": reasons}

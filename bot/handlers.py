@@ -15,8 +15,8 @@ from typing import Any, Awaitable, Callable
 
 from bot.channels.base import Inbound, OutgoingMessage
 from bot.config import Config, Recipient
-from bot.delivery import WEEKLY_DETECTORS, insight_payload, preview, target_language, target_timezone
-from bot.notify_log import Policy, decide
+from bot.delivery import WEEKLY_DETECTORS, decisions, insight_payload, preview, target_timezone
+from bot.notify_log import Policy
 from bot.routing import insights_for
 from bot.state import StateStore
 from detectors.insight import Audience, Insight
@@ -245,10 +245,10 @@ class Handlers:
         data_now, insights = latest
         items = insights_for(person, insights)
         if not everything:  # the digest view: without what is snoozed, done or weekly
-            entries = self.store.log_entries(person.id)
             policy = Policy.from_config(self.config.delivery)
-            items = [i for i in items if i.detector not in WEEKLY_DETECTORS
-                     and decide(entries.get(i.fingerprint), i, self.clock(), policy).reason not in ("snoozed", "suppressed")]
+            daily = [i for i in items if i.detector not in WEEKLY_DETECTORS]
+            items = [i for i, d in decisions(self.store, person.id, daily, self.clock(), policy)
+                     if d.reason not in ("snoozed", "suppressed")]
         digest = build_digest(items, lang=lang, now=data_now, tz=target_timezone(person, self.config),
                               max_items=self.config.delivery.max_items * (3 if everything else 1),
                               recipient_name=person.name or None, recipient_role=person.role

@@ -160,3 +160,20 @@ def test_unreachable_recipient_is_warned_and_nothing_is_marked_sent(sqlite_store
     assert report.sent["anna"] == [] and sqlite_store.log_entries("anna") == {}
     assert "anna has no address on an enabled channel" in caplog.text
     assert report.sent["boris"]  # Boris has a Slack id
+
+
+def test_a_critical_alert_nobody_could_receive_stays_due(sqlite_store, config_toml, mk):
+    from bot.config import parse_config
+
+    alert = mk("stalled_deal", manager_id="m1", severity="critical", subject={"deal_id": "d9"}, deal_title="deal 9",
+               client_name="X", manager_name="Анна", stage="S", amount=5000.0, currency="KZT", days_idle=40,
+               stage_limit_days=7, last_touch_at=None, last_touch_kind="call", escalated=False)
+    slack_only = parse_config(config_toml + "\n[slack]\nenabled = true\n")  # Anna has only a Telegram id
+    box = Outbox(sqlite_store)
+    report = deliver_critical([alert], slack_only, sqlite_store, box, NOW)
+    assert report.sent["anna"] == [] and report.messages["anna"] == 0
+    assert sqlite_store.log_entries("anna") == {}
+    # once Anna is reachable, the alert still counts as new
+    with_telegram = parse_config(config_toml + "\n[telegram]\nenabled = true\n")
+    report = deliver_critical([alert], with_telegram, sqlite_store, box, NOW + timedelta(minutes=5))
+    assert report.reasons["anna"] == [(alert.fingerprint, "first")] and report.messages["anna"] == 1
