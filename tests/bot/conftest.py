@@ -64,6 +64,21 @@ def _pg_reachable() -> bool:
         return False
 
 
+def require_postgres() -> None:
+    """Skip the calling test with a visible reason when PostgreSQL is not running here."""
+    if not _pg_reachable():
+        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
+
+
+def _pg_store_under_own_prefix():
+    """A PostgreSQL state store under a table prefix of its own, dropped afterwards."""
+    require_postgres()
+    s = StateStore.open(PG_URL, prefix=f"t{uuid.uuid4().hex[:10]}_")
+    yield s
+    s.drop_all()
+    s.close()
+
+
 @pytest.fixture
 def config():
     return parse_config(CONFIG_TOML, source_name="test.toml")
@@ -78,12 +93,7 @@ def make_insight(detector: str = "stalled_deal", *, role: str = "manager", manag
 @pytest.fixture(scope="module")
 def _pg_module_store():
     """One PostgreSQL schema per test module (creating tables costs ~1 s); emptied per test."""
-    if not _pg_reachable():
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
-    s = StateStore.open(PG_URL, prefix=f"t{uuid.uuid4().hex[:10]}_")
-    yield s
-    s.drop_all()
-    s.close()
+    yield from _pg_store_under_own_prefix()
 
 
 def _empty(s: StateStore) -> None:
@@ -224,9 +234,4 @@ def pulse(sqlite_store, scenario):
 @pytest.fixture
 def pg_store():
     """PostgreSQL only, under a table prefix unique to this test, dropped afterwards."""
-    if not _pg_reachable():
-        pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
-    s = StateStore.open(PG_URL, prefix=f"t{uuid.uuid4().hex[:10]}_")
-    yield s
-    s.drop_all()
-    s.close()
+    yield from _pg_store_under_own_prefix()

@@ -1,7 +1,6 @@
 """Sessions and history survive a new store on the same database: SQLite and PostgreSQL."""
 from __future__ import annotations
 
-import socket
 import uuid
 from datetime import timedelta
 
@@ -9,16 +8,7 @@ import pytest
 from maturity_helpers import NOW
 
 from bot.maturity.store import HistoryEntry, MaturityStore, Session
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
+from tests.bot.conftest import PG_URL, require_postgres
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -26,8 +16,7 @@ def url_and_prefix(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.db'}", ""
         return
-    if not _pg_reachable():
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    require_postgres()
     prefix = f"t{uuid.uuid4().hex[:8]}_"
     yield PG_URL, prefix
     store = MaturityStore(PG_URL, prefix=prefix)
