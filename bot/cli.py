@@ -51,13 +51,26 @@ def parse_now(text: str | None, tz: str) -> datetime:
     """--now: ISO date or datetime; naive values are in the config's timezone; default: the clock."""
     if not text:
         return datetime.now(dt_timezone.utc)
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--now: cannot read {text!r}; use ISO like 2026-11-18 or 2026-11-18T09:00 or 2026-11-18T09:00+05:00") from None
+    value = _day_first(text.strip())
+    if value is None:
+        try:
+            value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--now: cannot read {text!r}; use ISO like 2026-11-18 or 2026-11-18T09:00 or "
+                             "2026-11-18T09:00+05:00 (or 18.11.2026 09:00, in the config's timezone)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(tz))
     return value
+
+
+def _day_first(text: str) -> datetime | None:
+    """`18.11.2026` or `18.11.2026 09:00`, as Russian Excel and the CRM exports write dates."""
+    for fmt in ("%d.%m.%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S"):
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
 
 
 def _config_or_default(path: str | None, data_dir: str | None):
@@ -252,25 +265,24 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--charts", metavar="DIR", help="also write the charts of the insights as PNG files here")
     p.add_argument("--now", metavar="TS", help="scan the demo as if at this moment (default: the moment fixed in the demo data)")
     p.add_argument("--seed", type=int, default=7, help="another seed gives another demo company (default 7)")
+    p.add_argument("--force", action="store_true", help="with --export: write into a folder that is not empty")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from bot import pipeline
     from bot.config import parse_config
-    from crm.demo import demo_config_toml, export_csv, generate_demo
+    from crm.demo import export_csv, generate_demo
 
-    demo = generate_demo(args.seed)
     if args.export:
-        folder = Path(args.export)
-        paths = export_csv(demo.data, folder)
-        config_path = folder / "config.toml"
-        config_path.write_text(demo_config_toml(data_dir="."), encoding="utf-8")
+        folder = _export_target(Path(args.export), force=args.force)
+        demo = generate_demo(args.seed)
+        paths = _export_demo(demo, folder, lambda d: [*export_csv(demo.data, d), _write_config(d)])
         for p in paths:
             err(f"wrote {p}")
-        err(f"wrote {config_path}")
         # The demo's clock is fixed inside the data: scan "as of" that moment to see the demo's insights.
-        err(f"try: crm-pulse scan --data {folder} --now {demo.now.isoformat()} --format json")
+        err(f"try: crm-pulse scan --config {folder / 'config.toml'} --now {demo.now.isoformat()}")
         return EXIT_OK
+    demo = generate_demo(args.seed)
     config = parse_config(demo.config_toml, source_name="demo config", base_dir=Path("."))
     now = parse_now(args.now, config.timezone) if args.now else demo.now
     lang = args.lang or config.language
@@ -281,6 +293,54 @@ def run_demo(args: argparse.Namespace) -> int:
         written = write_charts(outcome.insights, Path(args.charts), lang)
         err(f"wrote {len(written)} chart(s) to {args.charts}")
     return EXIT_OK
+
+
+def _write_config(folder: Path) -> Path:
+    from crm.demo import demo_config_toml
+
+    path = folder / "config.toml"
+    path.write_text(demo_config_toml(data_dir="."), encoding="utf-8")
+    return path
+
+
+def _export_target(folder: Path, *, force: bool) -> Path:
+    """The folder --export may write to: new or empty, or anything with --force.
+
+    A folder holding other files is refused: the demo's config.toml and CSVs would overwrite
+    an admin's own, or mix demo tables into a real export."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--export: {folder} is a file, not a folder; give a new folder name")
+    if folder.is_dir() and not force:
+        present = sorted(p.name for p in folder.iterdir())
+        if present:
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise UsageError(f"--export: {folder} is not empty ({shown}); give a new folder, "
+                             "or add --force to write the demo files over what is there")
+    return folder
+
+
+def _export_demo(demo, folder: Path, write: Callable[[Path], list[Path]]) -> list[Path]:
+    """Write into a scratch folder next to the target, then move the files in: a failure
+    (disk full, no permission) leaves no half-written export behind."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".crm-pulse-demo-", dir=folder))
+    except OSError as e:
+        raise UsageError(f"--export: cannot create {folder}: {e.strerror or e}; choose a folder you can write to") from None
+    try:
+        written = write(scratch)
+        final = []
+        for p in written:
+            target = folder / p.name
+            os.replace(p, target)
+            final.append(target)
+        return final
+    except OSError as e:
+        raise UsageError(f"--export: cannot write the demo files to {folder}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def render_demo(config, outcome, now: datetime, lang: str) -> str:

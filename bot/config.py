@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detectors.registry import REGISTRY, DetectorSpec
 
@@ -101,12 +101,23 @@ def _check_cron(value: str) -> str:
     return value
 
 
-def _check_env_name(value: str | None) -> str | None:
+def _check_env_name(value: str | None, example: str = "CRM_PULSE_TELEGRAM_TOKEN") -> str | None:
+    """A secret pasted where the NAME of its variable belongs is refused without echoing it."""
     if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise ValueError(
-            f"must be the NAME of an environment variable (like CRM_PULSE_TELEGRAM_TOKEN), not the secret itself; got a value that is not a variable name"
+            f"must be the NAME of an environment variable (like {example}), not the secret itself; "
+            f"got a value that is not a variable name: remove it from the file, "
+            f"`export {example}=<the secret>` and write {example} here"
         )
     return value
+
+
+def _env_validator(*fields: str, example: str | None = None) -> Any:
+    """field_validator for *_env keys: the example in the message is the key's own default name."""
+    def check(cls: type[BaseModel], v: str | None, info: ValidationInfo) -> str | None:
+        default = cls.model_fields[info.field_name].default if info.field_name else None
+        return _check_env_name(v, example or (default if isinstance(default, str) else "CRM_PULSE_SECRET"))
+    return field_validator(*fields)(classmethod(check))
 
 
 # ---------------------------------------------------------------- delivery
@@ -159,7 +170,7 @@ class TelegramConfig(_Strict):
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(8443, ge=1, le=65535)
 
-    _env = field_validator("token_env", "webhook_secret_env")(classmethod(lambda cls, v: _check_env_name(v)))
+    _env = _env_validator("token_env", "webhook_secret_env")
 
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> "TelegramConfig":
@@ -177,15 +188,14 @@ class SlackConfig(_Strict):
     base_url: str = "https://slack.com/api/"
     port: int = Field(3000, ge=1, le=65535)
 
-    _env = field_validator("bot_token_env", "app_token_env", "signing_secret_env")(
-        classmethod(lambda cls, v: _check_env_name(v)))
+    _env = _env_validator("bot_token_env", "app_token_env", "signing_secret_env")
 
 
 class StateConfig(_Strict):
     url: str = "sqlite:///crm-pulse-state.db"
     url_env: str | None = None
 
-    _env = field_validator("url_env")(classmethod(lambda cls, v: _check_env_name(v)))
+    _env = _env_validator("url_env", example="CRM_PULSE_STATE_URL")
 
     @field_validator("url")
     @classmethod
@@ -285,9 +295,9 @@ class _FileConfig(_Strict):
 
     language: Literal["ru", "en"] = "ru"
     timezone: str = "Asia/Almaty"
-    currency: str = Field("KZT", min_length=3, max_length=3)
+    currency: str = "KZT"
     source: SourceConfig = Field(default_factory=SourceConfig)
-    detectors: dict[str, dict[str, Any]] = {}
+    detectors: dict[str, Any] = {}  # each section is checked (once) by _validate_detectors
     delivery: DeliveryConfig = DeliveryConfig()
     telegram: TelegramConfig = TelegramConfig()
     slack: SlackConfig = SlackConfig()
@@ -297,6 +307,13 @@ class _FileConfig(_Strict):
     channels: list[TeamChannel] = []
 
     _tz = field_validator("timezone")(classmethod(lambda cls, v: _check_timezone(v)))
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", v.strip()):
+            raise ValueError(f'must be a 3-letter ISO currency code such as "KZT", "RUB" or "USD", got "{v}"')
+        return v.strip().upper()
 
 
 class Config(_FileConfig):
@@ -422,6 +439,20 @@ def _fmt_value(v: Any) -> str:
     return repr(v)
 
 
+def _value_problem(path: str, msg: str, value: Any) -> str:
+    """One validator message under its key path: a message that starts with the key it is about
+    ("stages: ...", "deals.manger_id: ...", "dealz: unknown table") is put under that key once."""
+    m = re.match(r"^([^\s:]+): ", msg)
+    if m:
+        key, rest = m.group(1), msg[m.end():]
+        last = path.rsplit(".", 1)[-1]
+        if key == last:  # the validator repeated the key the path already ends with
+            return f"{path}: {rest}"
+        if "." in key or (isinstance(value, dict) and key.strip("\"'") in value):
+            return f"{path}.{msg}"
+    return f"{path}: {msg}"
+
+
 def _fmt_error(err: dict[str, Any], model: type[BaseModel], data: dict[str, Any], prefix: tuple[Any, ...] = ()) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     kind = err["type"]
@@ -458,10 +489,10 @@ def _fmt_error(err: dict[str, Any], model: type[BaseModel], data: dict[str, Any]
         return f"{path}: must be a list (or [[{path}]] tables), got {_fmt_value(value)}"
     if kind == "value_error":
         msg = str(err["msg"]).removeprefix("Value error, ")
-        m = re.match(r"^([A-Za-z_][\w.\-]*): ", msg)
-        if m and "." in m.group(1) and " " not in m.group(1):  # the model already named the nested key
-            return f"{path}.{msg}"
-        return f"{path}: {msg}"
+        parts = msg.split("; ")
+        if len(parts) > 1 and not all(re.match(r"^[^\s:]+: ", part) for part in parts):
+            parts = [msg]  # one sentence with a semicolon, not a list of keyed problems
+        return "\n".join(_value_problem(path, part, value) for part in parts)
     return f"{path}: {err['msg']}, got {_fmt_value(value)}"
 
 
@@ -523,7 +554,8 @@ def _validate_detectors(raw: Any, problems: list[str]) -> dict[str, DetectorSpec
             specs[name] = det.spec.model_validate(section)
         except ValidationError as e:
             for err in e.errors():
-                problems.append(_fmt_error(err, det.spec, {"detectors": {name: section}}, prefix=("detectors", name)))
+                problems.extend(_fmt_error(err, det.spec, {"detectors": {name: section}},
+                                           prefix=("detectors", name)).split("\n"))
     return specs
 
 
@@ -593,7 +625,7 @@ def parse_config(text: str, *, source_name: str = "config.toml", base_dir: Path 
         file_cfg = _FileConfig.model_validate(data)
     except ValidationError as e:
         for err in e.errors():
-            problems.append(_fmt_error(err, _FileConfig, data))
+            problems.extend(_fmt_error(err, _FileConfig, data).split("\n"))
     specs = _validate_detectors(data.get("detectors", {}), problems)
     problems.extend(_cross_checks(data))
     if problems:

@@ -54,7 +54,7 @@ class DataError(Exception):
         where = self.where()
         text = f"{where}: {self.problem}" if where else self.problem
         if self.value is not None:
-            text += f" (found {_short(self.value)!r})"
+            text += f" (found {_shown(self.value)})"
         if self.expected:
             text += f"; expected {self.expected}"
         text += "."
@@ -89,3 +89,16 @@ class DataWarning:
 def _short(value: object, limit: int = 60) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Spaces Excel writes inside numbers ("1 234 567,00"): shown as the space a person sees, not as \xa0.
+_SPACES = {"\\xa0": "\u00a0", "\\u202f": "\u202f", "\\u2009": "\u2009"}
+
+
+def _shown(value: object) -> str:
+    """The value quoted as in Python (control characters escaped), but non-breaking and thin
+    spaces kept as spaces: '5 330 000,00 ₸', not '5\\xa0330\\xa0000,00 ₸'."""
+    text = repr(_short(value))
+    for escaped, space in _SPACES.items():
+        text = text.replace(escaped, space)
+    return text

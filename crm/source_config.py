@@ -6,6 +6,7 @@ with the nearest known name, because a silently ignored mapping changes results.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -117,10 +118,36 @@ class SourceConfig(BaseModel):
             password = None
         if password:
             raise ValueError(
-                "url: contains a password; put the whole URL in an environment variable "
+                "url: contains a password: put the whole URL in an environment variable "
                 "and name it in `url_env` instead"
             )
         return value
+
+    @field_validator("url_env")
+    @classmethod
+    def _env_name_not_secret(cls, value: str | None) -> str | None:
+        """The URL (with its password) pasted where the variable's NAME belongs: refuse, never echo it."""
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "url_env: must be the NAME of an environment variable (like CRM_PULSE_CRM_DB_URL), "
+                "not the URL itself: `export CRM_PULSE_CRM_DB_URL='<the URL>'` and write "
+                "url_env = \"CRM_PULSE_CRM_DB_URL\""
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sql_keys_need_kind_sql(self) -> "SourceConfig":
+        """url/url_env/tables under kind "files" would be silently ignored: say so instead."""
+        if self.kind == "files":
+            stray = [k for k in ("url", "url_env", "tables") if getattr(self, k)]
+            if stray:
+                named = " and ".join(stray)
+                raise ValueError(
+                    f"{named} only appl{'ies' if len(stray) == 1 else 'y'} to kind = \"sql\", but kind is \"files\" "
+                    "(the default): add kind = \"sql\" to [source] to read a database, or remove "
+                    f"{named} to read the files in `path`"
+                )
+        return self
 
     @model_validator(mode="after")
     def _sql_needs_url(self) -> "SourceConfig":

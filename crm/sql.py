@@ -55,17 +55,46 @@ def _relative_sqlite(url: str, base_dir: Path | None) -> str:
     return prefix + str(Path(base_dir) / url[len(prefix):])
 
 
+def _url_origin(source: SourceConfig) -> str:
+    return f"the URL in ${source.url_env}" if source.url_env else "[source] url"
+
+
+def _existing_sqlite_file(url: str, origin: str) -> None:
+    """SQLite creates a missing file on connect: a typo would leave an empty database behind
+    and then complain about missing tables. Say the file is missing instead, and create nothing."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix:
+        return
+    path = url[len(prefix):].split("?", 1)[0]
+    if path in ("", ":memory:") or path.startswith("file:") or Path(path).is_file():
+        return
+    raise DataError(
+        f"the SQLite database file {path} does not exist",
+        fix=f"correct the path in {origin} (relative paths are relative to the config file)",
+    )
+
+
 def read_tables(source: SourceConfig, base_dir: Path | None = None) -> dict[str, RawTable]:
     """Run one query per configured table; the engine is disposed before returning."""
+    origin = _url_origin(source)
     url = _with_installed_driver(_relative_sqlite(resolve_url(source), base_dir))
     try:
         engine = sa.create_engine(url)
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+    except (NoSuchModuleError, ImportError) as exc:
+        missing = getattr(exc, "name", None) or str(exc)
         raise DataError(
-            f"cannot use the database URL ({exc.__class__.__name__}: {exc})",
+            f"the database driver for {origin} is not installed ({missing})",
+            fix="crm-pulse ships drivers for PostgreSQL (postgresql+psycopg://) and SQLite (sqlite:///); "
+            "for another database install its SQLAlchemy driver into crm-pulse's environment "
+            "(e.g. pymysql for mysql+pymysql://) and name it in the URL",
+        ) from None
+    except ArgumentError as exc:
+        raise DataError(
+            f"cannot read {origin} as a database URL ({exc})",
             fix="write it as dialect+driver://user@host/database, e.g. "
             "postgresql+psycopg://crm@db.local/crm or sqlite:///crm.db",
         ) from None
+    _existing_sqlite_file(url, origin)
     shown = engine.url.render_as_string(hide_password=True)
     out: dict[str, RawTable] = {}
     try:
