@@ -73,8 +73,14 @@ class SilentClientState:
     fingerprints: dict[int, str] = field(default_factory=dict)
 
 
-def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
-    """Join opens to emails once and drop machine opens; nothing here depends on `now`."""
+def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) -> SilentClientState:
+    """Join opens to emails once and drop machine opens.
+
+    Without `now` nothing here depends on it (a replay asks about many days). With `now` (a
+    single scan) only opens of emails unanswered at `now` by clients silent long enough are
+    joined: the rest cannot make anyone silent then, and a lookup into those few emails is
+    several times cheaper than into all of them. `detect_at` gives the same answer either way.
+    """
     emails, opens = data.emails, data.email_opens
     assert emails is not None and opens is not None
     client_codes, client_ids = pd.factorize(emails["client_id"], sort=True)
@@ -84,7 +90,14 @@ def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
     e_sent = to_ns(emails["sent_at"])
     e_sent[client_codes < 0] = NEVER  # an email without a client cannot make anyone silent
     e_out = np.asarray(emails["direction"] == "out", dtype=bool)
-    row = positions(opens["email_id"], emails["email_id"])
+    e_client = np.maximum(client_codes, 0).astype(np.int64)
+    if now is None:
+        row = positions(opens["email_id"], emails["email_id"])
+    else:
+        _, unanswered, _, candidate = _silence(e_client, e_sent, e_out, len(client_ids), _ns(now), spec)
+        relevant = np.flatnonzero(unanswered & candidate[e_client])
+        row = positions(opens["email_id"], emails["email_id"].take(relevant))
+        row = np.where(row >= 0, relevant[np.maximum(row, 0)] if len(relevant) else -1, -1)
     o_time = to_ns(opens["opened_at"])
     known = row >= 0
     row, o_time = row[known], o_time[known]
@@ -99,7 +112,7 @@ def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
         clients=clients,
         manager_names={k: str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         e_id=emails["email_id"],
-        e_client=np.maximum(client_codes, 0).astype(np.int64),
+        e_client=e_client,
         e_sent=e_sent,
         e_out=e_out,
         e_subject=subj,
@@ -107,7 +120,7 @@ def prepare(data: CrmData, spec: SilentClientSpec) -> SilentClientState:
         o_row=row[human].astype(np.int64),
         o_time=o_time[human],
         o_day=_local_day(o_time[human], spec.timezone),
-        o_client=np.maximum(client_codes, 0).astype(np.int64)[row[human]],
+        o_client=e_client[row[human]],
     )
 
 
@@ -129,19 +142,10 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     state.calls += 1
     if state.calls > 1 and not state.opens_sorted:
         _sort_opens(state)
-    now_ns = pd.Timestamp(now).tz_convert("UTC").value
+    now_ns = _ns(now)
     n = len(state.client_ids)
-    sent_ok = (state.e_sent != NEVER) & (state.e_sent <= now_ns)
-    # The client's last reply: their latest inbound email up to now.
-    last_reply = np.full(n, NEVER, dtype=np.int64)
-    inbound = sent_ok & ~state.e_out
-    np.maximum.at(last_reply, state.e_client[inbound], state.e_sent[inbound])
-    # Our emails since then are unanswered.
-    unanswered = sent_ok & state.e_out & (state.e_sent > last_reply[state.e_client])
-    u_client = state.e_client[unanswered]
-    first_unanswered = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_unanswered, u_client, state.e_sent[unanswered])
-    candidate = first_unanswered <= now_ns - spec.silence_days * _DAY_NS
+    last_reply, unanswered, first_unanswered, candidate = _silence(
+        state.e_client, state.e_sent, state.e_out, n, now_ns, spec)
     if not candidate.any():
         return []
     # Human opens, up to now, of unanswered emails of candidate clients.
@@ -199,6 +203,30 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     return out
 
 
+def _ns(now: datetime) -> int:
+    return pd.Timestamp(now).tz_convert("UTC").value
+
+
+def _silence(e_client: np.ndarray, e_sent: np.ndarray, e_out: np.ndarray, n: int, now_ns: int,
+             spec: SilentClientSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per client: last reply and first unanswered email up to now, and who is silent long enough.
+
+    Returns (last_reply per client, unanswered mask per email, first_unanswered per client,
+    candidate mask per client).
+    """
+    sent_ok = (e_sent != NEVER) & (e_sent <= now_ns)
+    # The client's last reply: their latest inbound email up to now.
+    last_reply = np.full(n, NEVER, dtype=np.int64)
+    inbound = sent_ok & ~e_out
+    np.maximum.at(last_reply, e_client[inbound], e_sent[inbound])
+    # Our emails since then are unanswered.
+    unanswered = sent_ok & e_out & (e_sent > last_reply[e_client])
+    first_unanswered = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_unanswered, e_client[unanswered], e_sent[unanswered])
+    candidate = first_unanswered <= now_ns - spec.silence_days * _DAY_NS
+    return last_reply, unanswered, first_unanswered, candidate
+
+
 def _distinct_days(clients: np.ndarray, days: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     """Per client, the number of distinct days among its opens (unsorted input).
 
@@ -254,4 +282,4 @@ def _insight(state: SilentClientState, code: int, client_id: str, name: str | No
 @register(NAME, SilentClientSpec, ("emails", "email_opens"),
           "a client who stopped answering our emails but keeps opening them: call instead of writing")
 def detect(data: CrmData, spec: SilentClientSpec, now: datetime) -> list[Insight]:
-    return detect_at(prepare(data, spec), now)
+    return detect_at(prepare(data, spec, now), now)
