@@ -174,3 +174,16 @@ def test_client_missing_from_the_clients_table_falls_back_to_its_id():
                    email_opens=[opened("e1", ago(3)), opened("e2", ago(1))])
         (ins,) = detect(data, SPEC, NOW)
         assert ins.facts["client_name"] == "c1" and ins.facts["manager_id"] == "m1"
+
+
+def test_a_single_scan_and_a_replay_agree_on_every_day():
+    """detect() joins only the opens that can matter at `now`; a replay's prepare joins them all."""
+    from detectors.silent_client import detect_at, prepare
+
+    data = mixed_data()
+    replay = prepare(data, SPEC)
+    for days_back in (0, 3, 8, 15, 30):
+        now = NOW - timedelta(days=days_back)
+        single = [(i.subject, i.facts, i.evidence) for i in detect(data, SPEC, now)]
+        assert single == [(i.subject, i.facts, i.evidence) for i in detect_at(replay, now)]
+    assert detect(data, SPEC, NOW)  # the comparison covers days with insights

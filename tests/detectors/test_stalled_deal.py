@@ -182,3 +182,19 @@ def test_derived_history_with_activities_or_emails_still_detects():
     with_emails = _derived(emails=[email("e1", "c9", ago(30), deal_id="d1")])
     assert set(by_deal(detect(with_emails, SPEC, NOW))) == {"d1"}
     assert skip_reason(pipeline()) is None  # a real history never skips
+
+
+def test_a_single_scan_and_a_replay_agree_on_every_day():
+    """detect() keeps only the deals open at `now`; a replay's prepare keeps them all."""
+    from datetime import timedelta
+
+    from detectors.stalled_deal import detect_at, prepare
+
+    data = pipeline()
+    replay = prepare(data, SPEC)
+    for days_back in (0, 4, 9, 15, 25):
+        now = NOW - timedelta(days=days_back)
+        single = [(i.subject, i.facts, i.evidence, i.severity) for i in detect(data, SPEC, now)]
+        assert single == [(i.subject, i.facts, i.evidence, i.severity) for i in detect_at(replay, now)]
+    nine_days_ago = {i.subject["deal_id"] for i in detect(data, SPEC, NOW - timedelta(days=9))}
+    assert "d9" in nine_days_ago and "d3" not in nine_days_ago  # won 5 days ago: open then; lost 20 days ago: not
