@@ -15,6 +15,7 @@ once and then only cheap array masks or binary searches per day; others run thei
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time as clock
@@ -106,6 +107,9 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec],
               seconds: dict[str, float] | None = None) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
     """One `now -> insights` function per enabled detector, prepared once where the module allows it.
 
+    Insights from a prepared detector may come without evidence ids (see below); everything
+    else equals the detector's plain `detect`.
+
     `seconds`, when given, receives the time each prepare took.
     """
     out: dict[str, Callable[[datetime], list[Insight]]] = {}
@@ -126,7 +130,12 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec],
             state = prepare(data, spec)
             if seconds is not None:
                 seconds[name] = clock.perf_counter() - t
-            out[name] = lambda now, _s=state, _f=detect_at: _f(_s, now)
+            # The backtest counts and dedups insights: evidence ids are never read, so a
+            # detector that can skip collecting them (`with_evidence=False`) is asked to.
+            if "with_evidence" in inspect.signature(detect_at).parameters:
+                out[name] = lambda now, _s=state, _f=detect_at: _f(_s, now, with_evidence=False)
+            else:
+                out[name] = lambda now, _s=state, _f=detect_at: _f(_s, now)
         else:
             out[name] = lambda now, _d=det.detect, _sp=spec: _d(data, _sp, now)
     return out, skipped

@@ -202,5 +202,7 @@ def test_backtest_path_prepare_once_then_detect_at_matches_detect_day_by_day():
         fast = [i.to_dict() for i in detect_at(state, now)]
         assert fast == [i.to_dict() for i in detect(data, SPEC, now)]
         answers.add(tuple((d["subject"]["manager_id"], d["subject"]["metric"], d["facts"]["value"]) for d in fast))
+        # the backtest asks without evidence ids: everything else is the same
+        assert [i.to_dict() for i in detect_at(state, now, with_evidence=False)] == [d | {"evidence": {k: [] for k in d["evidence"]}} for d in fast]
     assert len(answers) > 3  # the days differ, so the comparison is not vacuous
     assert prepare(team({"a": 5, "b": 60}), SPEC) is None  # no team of three: nothing to compare
