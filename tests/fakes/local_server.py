@@ -2,7 +2,8 @@
 stopped by tests and benchmarks, usable as `async with`."""
 from __future__ import annotations
 
-from typing import Self
+import json
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -41,3 +42,14 @@ class LocalServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def decode_form_value(value: Any) -> Any:
+    """Clients send objects (blocks, reply markup) as JSON strings inside form fields and query
+    parameters: decode those, leave everything else as sent."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

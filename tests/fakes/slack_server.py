@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakes.faults import FaultPlan, fault_answer
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import LocalServer, decode_form_value
 
 BOT_TOKEN = "xoxb-test-token"
 APP_TOKEN = "xapp-test-token"
@@ -61,15 +61,6 @@ class _Upload:
     content: bytes | None = None
     title: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 class FakeSlackServer(LocalServer):
@@ -145,13 +136,13 @@ class FakeSlackServer(LocalServer):
 
     # ---- the Web API -----------------------------------------------------------------------
     async def _params(self, request: web.Request) -> dict[str, Any]:
-        params: dict[str, Any] = {k: _decode(v) for k, v in request.query.items()}
+        params: dict[str, Any] = {k: decode_form_value(v) for k, v in request.query.items()}
         if request.can_read_body:
             if request.content_type == "application/json":
                 params.update(await request.json())
             else:
                 form = await request.post()
-                params.update({k: _decode(v) for k, v in form.items()})
+                params.update({k: decode_form_value(v) for k, v in form.items()})
         return params
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -221,7 +212,7 @@ class FakeSlackServer(LocalServer):
         if not params.get("text") and not params.get("blocks"):
             raise _SlackError("no_text")
         posted = Posted("message", channel, self._next_ts(), params.get("text"),
-                        _decode(params.get("blocks")))
+                        decode_form_value(params.get("blocks")))
         self.posts[channel].append(posted)
         return {"channel": channel, "ts": posted.ts,
                 "message": {"text": posted.text, "ts": posted.ts, "bot_id": "B0TEST"}}
@@ -232,7 +223,7 @@ class FakeSlackServer(LocalServer):
             if posted.ts == params.get("ts") and posted.kind == "message":
                 posted.text = params.get("text")
                 if "blocks" in params:  # as Slack: no blocks keeps the old ones, [] clears
-                    posted.blocks = _decode(params.get("blocks"))
+                    posted.blocks = decode_form_value(params.get("blocks"))
                 posted.edits += 1
                 return {"channel": channel, "ts": posted.ts, "text": posted.text}
         raise _SlackError("message_not_found")
@@ -257,7 +248,7 @@ class FakeSlackServer(LocalServer):
         return web.Response(text=f"OK - {len(upload.content)}")
 
     def _m_files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
-        files = _decode(params.get("files")) or []
+        files = decode_form_value(params.get("files")) or []
         channel = self._channel(params.get("channel_id")) if params.get("channel_id") else None
         done = []
         for item in files:

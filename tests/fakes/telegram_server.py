@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.faults import FaultPlan, fault_answer
-from tests.fakes.local_server import LocalServer
+from tests.fakes.local_server import LocalServer, decode_form_value
 
 # Telegram's HTML parse mode: these tags only, properly nested, and no bare "<"; anything else
 # is "Bad Request: can't parse entities", as the real API answers. (A bare "&" is let through:
@@ -112,16 +112,6 @@ class Received:
         rows = (self.reply_markup or {}).get("inline_keyboard", [])
         return [[{"text": b["text"], "callback_data": b.get("callback_data")} for b in row]
                 for row in rows]
-
-
-def _decode(value: Any) -> Any:
-    """PTB sends objects as JSON strings inside form fields."""
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 class FakeTelegramServer(LocalServer):
@@ -241,8 +231,8 @@ class FakeTelegramServer(LocalServer):
             else:
                 form = await request.post()
                 for key, value in form.items():
-                    params[key] = value.file.read() if hasattr(value, "file") else _decode(value)
-        params.update({k: _decode(v) for k, v in request.query.items()})
+                    params[key] = value.file.read() if hasattr(value, "file") else decode_form_value(value)
+        params.update({k: decode_form_value(v) for k, v in request.query.items()})
 
         faulty = await fault_answer(
             self.faults, method, request,
