@@ -303,7 +303,8 @@ class Handlers:
         if verb == "unsnooze":
             ok = self.store.unsnooze(person.id, fp)
             return [self.reply(inbound, t("unsnoozed_ok" if ok else "not_snoozed", lang))]
-        insight = self._insight_for_button(person, fp)
+        latest = self._latest()  # read once: the scan is every insight of the company
+        insight = self._insight_for_button(person, fp, latest)
         if insight is None:
             return [self.reply(inbound, t("stale", lang))]
         if verb == "snooze":
@@ -319,18 +320,19 @@ class Handlers:
             self.store.record_feedback(person.id, fp, insight.detector, verb == "useful", now)
             return [self.reply(inbound, t("useful_ok", lang))]
         if verb == "details":
-            latest = self._latest()
             data_now = latest[0] if latest else now
             return [OutgoingMessage(inbound.channel, inbound.chat_id,
                                     insight_payload(inbound.channel, insight, lang, data_now, details=True))]
         return [self.reply(inbound, t("short_help", lang, p=self._prefix(inbound)))]
 
-    def _insight_for_button(self, person: Recipient, fp: str) -> Insight | None:
+    def _insight_for_button(self, person: Recipient, fp: str,
+                            latest: tuple[datetime, list[Insight]] | None) -> Insight | None:
         """The insight a button refers to, only if this person may see it: from the latest scan,
         or (for an item that already left the scan) from what the log says we sent them."""
-        insight = self.visible(person).get(fp)
-        if insight is not None:
-            return insight
+        if latest is not None:
+            insight = next((i for i in insights_for(person, latest[1]) if i.fingerprint == fp), None)
+            if insight is not None:
+                return insight
         entry = self.store.log_entry(person.id, fp)
         if entry is None:
             return None

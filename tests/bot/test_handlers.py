@@ -185,3 +185,16 @@ async def test_asked_in_a_group_the_answer_goes_to_the_persons_own_chat(bot):
 async def test_asked_in_a_slack_channel_the_answer_goes_to_the_persons_dm(bot):
     out = await bot.handle(Inbound("slack", "U102", "C777", text="/pulse insights"))
     assert out and all(m.address == "U102" for m in out)
+
+
+async def test_a_button_on_an_item_that_left_the_scan_acts_only_for_whom_it_was_sent(bot, scenario):
+    fp = scenario[0].fingerprint
+    bot.store.record_sent("anna", scenario[0], NOW, "first")
+    later = NOW + timedelta(hours=1)
+    bot.store.save_scan(scenario[1:], later, later)  # Anna's client is no longer in the scan
+    out = await bot.handle(tg(101, action=f"done:{fp}"))
+    assert out[0].payload["text"].startswith("Отмечено как сделанное")
+    assert bot.store.log_entry("anna", fp).suppressed
+    out = await bot.handle(tg(102, action=f"done:{fp}"))  # Boris was never sent it
+    assert out[0].payload["text"] == "This item is no longer current."
+    assert bot.store.log_entry("boris", fp) is None
