@@ -9,15 +9,21 @@ benchmarks/.cache/scan-<size>/ and reused.
 
 Each is measured in a fresh child process (so peak memory is its own), and the script prints
 both times, their ratio, peak memory, and the time of each detector inside the scan.
-Run: .venv/bin/python benchmarks/scan.py [--scale 0.1] [--repeat 2]
+`--before REV` also scans with crm/ and detectors/ as of git revision REV, in the same run,
+so a change is judged by ratios measured under the same load on a shared machine.
+Run: .venv/bin/python benchmarks/scan.py [--scale 0.1] [--repeat 2] [--before HEAD~3]
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import resource
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +34,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
+# A child measuring an older revision imports crm/ and detectors/ from CRM_PULSE_CODE first.
 sys.path.insert(0, str(ROOT))
+if os.environ.get("CRM_PULSE_CODE"):
+    sys.path.insert(0, os.environ["CRM_PULSE_CODE"])
 
 NOW = datetime(2026, 11, 18, 6, 30, tzinfo=timezone.utc)
 STAGES = ["new", "qualified", "meeting", "proposal", "negotiation", "contract"]
@@ -215,18 +224,40 @@ def phase_scan(folder: Path) -> dict:
             "peak_mib": peak_mib(), "per_detector": per, "insights": counts, "skipped": result.skipped}
 
 
-def child(phase: str, folder: Path) -> dict:
+def child(phase: str, folder: Path, code: Path | None = None) -> dict:
+    env = dict(os.environ, CRM_PULSE_CODE=str(code)) if code else None
     out = subprocess.run([sys.executable, __file__, "--phase", phase, "--folder", str(folder)],
-                         capture_output=True, text=True, check=False)
+                         capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise SystemExit(f"{phase} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """crm/ and detectors/ as of `rev`, extracted into `into` (the working tree is not touched)."""
+    try:
+        blob = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "crm", "detectors"],
+                              capture_output=True, check=True).stdout
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"--before {rev}: git archive failed: {exc.stderr.decode().strip()}") from None
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def report(label: str, scan: dict, floor: dict) -> None:
+    print(f"{label}: {scan['seconds']:.2f} s (load {scan['load_seconds']:.2f} s, detect {scan['detect_seconds']:.2f} s), "
+          f"peak {scan['peak_mib']:.0f} MiB")
+    print(f"  ratio to floor: {scan['seconds'] / floor['seconds']:.2f} wall (target <= 3); CPU seconds "
+          f"{scan['cpu_seconds']:.1f} / {floor['cpu_seconds']:.1f} = {scan['cpu_seconds'] / floor['cpu_seconds']:.2f} "
+          "(a busy shared machine inflates wall time, not CPU time)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full size (0.1 for a quick look)")
     parser.add_argument("--repeat", type=int, default=1, help="measure each phase this many times, keep the fastest")
+    parser.add_argument("--before", metavar="REV", help="also scan with crm/ and detectors/ as of this git revision")
     parser.add_argument("--phase", choices=["floor", "scan"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -243,16 +274,24 @@ def main() -> int:
         print(f"generated in {time.perf_counter() - t:.1f} s", flush=True)
     for path in folder.glob("*.parquet"):  # warm the page cache so neither phase pays for a cold disk
         path.read_bytes()
-    floor = min((child("floor", folder) for _ in range(args.repeat)), key=lambda r: r["seconds"])
-    scan = min((child("scan", folder) for _ in range(args.repeat)), key=lambda r: r["seconds"])
-    ratio = scan["seconds"] / floor["seconds"]
+    before = None
+    with tempfile.TemporaryDirectory(prefix="scan-before-") as tmp:
+        code = checkout(args.before, Path(tmp)) if args.before else None
+        floor = min((child("floor", folder) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+        if code:
+            before = min((child("scan", folder, code) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+        scan = min((child("scan", folder) for _ in range(args.repeat)), key=lambda r: r["seconds"])
     print(f"data: {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
     print(f"floor (read Parquet + groupby over {floor['largest']}, {floor['rows']:,} rows): "
-          f"{floor['seconds']:.2f} s, peak {floor['peak_mib']:.0f} MiB")
-    print(f"scan  (load_folder + run_detectors, all detectors):  {scan['seconds']:.2f} s "
-          f"(load {scan['load_seconds']:.2f} s, detect {scan['detect_seconds']:.2f} s), peak {scan['peak_mib']:.0f} MiB")
-    print(f"ratio scan/floor: {ratio:.2f} wall (target <= 3); CPU seconds {scan['cpu_seconds']:.1f} / {floor['cpu_seconds']:.1f} "
-          f"= {scan['cpu_seconds'] / floor['cpu_seconds']:.2f} (a busy shared machine inflates wall time, not CPU time)")
+          f"{floor['seconds']:.2f} s, {floor['cpu_seconds']:.1f} CPU s, peak {floor['peak_mib']:.0f} MiB")
+    if before:
+        report(f"scan as of {args.before}", before, floor)
+    report("scan  (load_folder + run_detectors, all detectors)", scan, floor)
+    if before:
+        print(f"  speed-up over {args.before}: {before['seconds'] / scan['seconds']:.2f}x wall, "
+              f"{before['cpu_seconds'] / scan['cpu_seconds']:.2f}x CPU"
+              + ("" if before["insights"] == scan["insights"] else
+                 f"; insight counts DIFFER: {before['insights']} before, {scan['insights']} now"))
     print(f"peak memory: {scan['peak_mib'] / 1024:.2f} GiB (target < 4)")
     for name, secs in sorted(scan["per_detector"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:<16}{secs:>8.2f} s  {scan['insights'].get(name, 0):>7} insights")
