@@ -89,30 +89,24 @@ class PulseJobs:
         return latest[2] if latest else None
 
     async def run_digest(self, target_ids: list[str]) -> DeliveryReport | None:
-        insights = await self._fresh_insights()
-        if insights is None:
-            return None
-        now = self.clock()
-        with self.store.exclusive("digest", self.holder, now) as got:
-            if not got:
-                return None
-            report = await asyncio.to_thread(deliver, insights, self.config, self.store, self.outbox, now,
-                                             only_targets=target_ids)
-        self.outbox.wake.set()
-        return report
+        return await self._deliver_fresh(only_targets=target_ids)
 
     async def run_weekly(self) -> DeliveryReport | None:
+        ids = [r.id for r in self.config.recipients if r.role == "director"] + [c.id for c in self.config.channels]
+        return await self._deliver_fresh(only_targets=ids, only_detectors=WEEKLY_DETECTORS,
+                                          exclude_detectors=(), kind="weekly")
+
+    async def _deliver_fresh(self, **options: Any) -> DeliveryReport | None:
+        """Deliver (bot.delivery.deliver `options`) from a scan no older than max_scan_age, one
+        process at a time; None when there is no scan or another process is delivering."""
         insights = await self._fresh_insights()
         if insights is None:
             return None
         now = self.clock()
-        ids = [r.id for r in self.config.recipients if r.role == "director"] + [c.id for c in self.config.channels]
         with self.store.exclusive("digest", self.holder, now) as got:
             if not got:
                 return None
-            report = await asyncio.to_thread(deliver, insights, self.config, self.store, self.outbox, now,
-                                             only_targets=ids, only_detectors=WEEKLY_DETECTORS,
-                                             exclude_detectors=(), kind="weekly")
+            report = await asyncio.to_thread(deliver, insights, self.config, self.store, self.outbox, now, **options)
         self.outbox.wake.set()
         return report
 
