@@ -71,6 +71,18 @@ async def test_scan_then_digest_delivers_and_records(chat_config, sqlite_store, 
     assert scenario[1].fingerprint in report.sent["boris"]
 
 
+async def test_weekly_report_scans_when_stale_and_goes_to_directors_and_channels_only(chat_config, sqlite_store,
+                                                                                   scenario):
+    box = Outbox(sqlite_store)
+    jobs = PulseJobs(chat_config, sqlite_store, box, clock=lambda: NOW,
+                     scan_fn=lambda cfg, now: SimpleNamespace(insights=scenario, data=None, skipped={}))
+    report = await jobs.run_weekly()  # no scan yet: it runs one first
+    assert sqlite_store.latest_scan() is not None
+    assert set(report.sent) == {"dina", "sales-team"}
+    assert report.sent["dina"] == [scenario[6].fingerprint]  # loss reasons only
+    assert box.wake.is_set()
+
+
 async def test_only_one_scan_at_a_time(chat_config, store, scenario):
     """Two bot processes (two engines on PostgreSQL: two sessions) share one state."""
     from bot.state import StateStore
