@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -238,34 +239,34 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
             s = np.flatnonzero((bn > 0) | (rn > 0))
             add(i, dim, s, bx[s], bn[s], rx[s], rn[s])
 
-    tests = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+    arr = {k: np.concatenate(v) for k, v in cols.items()}
     # Only cells where a drop could fire count as tests: fewer tests, less correction. The
     # others need no p-value either (drivers read q, which only tests have).
-    testable = (tests["bn"] >= spec.min_deals) & (tests["rn"] >= spec.min_deals)
-    tests["p"] = np.nan
-    tests["q"] = np.nan
+    testable = (arr["bn"] >= spec.min_deals) & (arr["rn"] >= spec.min_deals)
+    arr["p"] = np.full(len(testable), np.nan)
+    arr["q"] = np.full(len(testable), np.nan)
     if testable.any():
-        p = proportion_drop_pvalues(tests.loc[testable, "bx"], tests.loc[testable, "bn"],
-                                    tests.loc[testable, "rx"], tests.loc[testable, "rn"])
-        tests.loc[testable, "p"] = p
-        tests.loc[testable, "q"] = bh_qvalues(p)
+        arr["p"][testable] = proportion_drop_pvalues(arr["bx"][testable], arr["bn"][testable],
+                                                     arr["rx"][testable], arr["rn"][testable])
+        arr["q"][testable] = bh_qvalues(arr["p"][testable])
     with np.errstate(invalid="ignore", divide="ignore"):
-        tests["br"] = tests["bx"] / tests["bn"]
-        tests["rr"] = tests["rx"] / tests["rn"]
+        arr["br"] = arr["bx"] / arr["bn"]
+        arr["rr"] = arr["rx"] / arr["rn"]
+    tests: pd.DataFrame | None = None  # the table, built only when some pair drops (for its drivers)
 
     out: list[Insight] = []
-    overall = tests[tests["dim"].isna()]
-    for t in overall.itertuples():
-        if not testable[t.Index]:
-            continue
+    for k in np.flatnonzero(testable & (arr["seg"] == -1)):  # the overall test of each pair
+        t = SimpleNamespace(**{c: v[k] for c, v in arr.items()})
         abs_drop = t.br - t.rr
         rel_drop = abs_drop / t.br if t.br > 0 else 0.0
         if not (abs_drop >= spec.min_absolute_drop and rel_drop >= spec.min_relative_drop and t.q <= spec.fdr):
             continue
-        c = state.pairs[t.pair]
-        lo, mid, hi = slices[t.pair]
+        if tests is None:
+            tests = pd.DataFrame(arr)
         seg_rows = tests[(tests["pair"] == t.pair) & tests["dim"].notna()]
         drivers = _drivers(seg_rows, t, seg_dims, manager_names, spec)
+        c = state.pairs[t.pair]
+        lo, mid, hi = slices[t.pair]
         weekly = _weekly(c.entry[lo:hi], c.converted[lo:hi], base_start, recent_end)
         evidence = sorted(state.deal_ids.iloc[c.rows[mid:hi][~c.converted[mid:hi]]].tolist())[: spec.max_evidence]
         severity = "critical" if rel_drop >= 2 * spec.min_relative_drop and abs_drop >= 2 * spec.min_absolute_drop else "warning"
