@@ -169,35 +169,42 @@ class Outbox:
                     if not self.store.try_lease(lease_name, self.holder, now, now + self.lease):
                         break
                     lease_until = now + self.lease
-                msg = OutgoingMessage(channel=row.channel, address=row.address, payload=row.payload,  # type: ignore[arg-type]
-                                      photo_png=row.photo, dedup_key=row.dedup_key, edit_message_id=row.edit_message_id)
-                attempts = row.attempts + 1
-                try:
-                    receipt = await channel.send(msg)
-                except PermanentFailure as e:
-                    self._update(row.id, status="failed", attempts=attempts, last_error=e.reason)
-                    log.warning("outbox: message %s to %s failed for good: %s", row.id, recipient, e.reason)
-                    res.failed += 1
-                    continue
-                except (RetryLater, Exception) as e:  # an unexpected error must not lose the message
-                    reason = e.reason if isinstance(e, RetryLater) else f"{type(e).__name__}: {e}"
-                    after = e.after_seconds if isinstance(e, RetryLater) else None
-                    if attempts >= self.max_attempts:
-                        self._update(row.id, status="failed", attempts=attempts,
-                                     last_error=f"gave up after {attempts} attempts: {reason}")
-                        res.failed += 1
-                        continue
-                    delay = after if after is not None else self.backoff(attempts)
-                    self._update(row.id, attempts=attempts, last_error=reason,
-                                 next_attempt_at=self.clock() + timedelta(seconds=max(0.0, delay)))
-                    res.retried += 1
-                    break
-                self._update(row.id, status="sent", attempts=attempts, sent_at=self.clock(),
-                             sent_message_id=str(receipt.message_id) if receipt is not None else None, last_error=None)
-                res.sent += 1
+                if not await self._send_head(row, channel, res):
+                    break  # to be retried: later messages wait behind it
         finally:
             self.store.release_lease(lease_name, self.holder)
         return res
+
+    async def _send_head(self, row: OutboxRow, channel: Channel, res: DrainResult) -> bool:
+        """Send one stored message and record the outcome (sent, failed for good, or due again
+        later); False when it is due again later, so the lane stops."""
+        msg = OutgoingMessage(channel=row.channel, address=row.address, payload=row.payload,  # type: ignore[arg-type]
+                              photo_png=row.photo, dedup_key=row.dedup_key, edit_message_id=row.edit_message_id)
+        attempts = row.attempts + 1
+        try:
+            receipt = await channel.send(msg)
+        except PermanentFailure as e:
+            self._update(row.id, status="failed", attempts=attempts, last_error=e.reason)
+            log.warning("outbox: message %s to %s failed for good: %s", row.id, row.recipient, e.reason)
+            res.failed += 1
+            return True
+        except Exception as e:  # RetryLater, or an unexpected error: it must not lose the message
+            reason = e.reason if isinstance(e, RetryLater) else f"{type(e).__name__}: {e}"
+            after = e.after_seconds if isinstance(e, RetryLater) else None
+            if attempts >= self.max_attempts:
+                self._update(row.id, status="failed", attempts=attempts,
+                             last_error=f"gave up after {attempts} attempts: {reason}")
+                res.failed += 1
+                return True
+            delay = after if after is not None else self.backoff(attempts)
+            self._update(row.id, attempts=attempts, last_error=reason,
+                         next_attempt_at=self.clock() + timedelta(seconds=max(0.0, delay)))
+            res.retried += 1
+            return False
+        self._update(row.id, status="sent", attempts=attempts, sent_at=self.clock(),
+                     sent_message_id=str(receipt.message_id) if receipt is not None else None, last_error=None)
+        res.sent += 1
+        return True
 
     async def drain(self, channels: Mapping[str, Channel]) -> DrainResult:
         """One pass: send everything due now, each recipient's messages in order."""
