@@ -205,26 +205,37 @@ class Dedup:
             self.origin = now
         now_us = (now - self.origin) // timedelta(microseconds=1)
         n = len(items)
+        slots, rank_of, worse_by = self.slots, SEVERITY_RANK, self.policy.worse_by
         slot = np.empty(n, dtype=np.int64)
         rank = np.empty(n, dtype=np.int64)
         measure = np.full(n, np.nan)
         threshold = np.full(n, np.nan)
-        occurrence = np.zeros(n, dtype=np.int64)  # the k-th time this slot appears in the run
-        seen: dict[int, int] = {}
+        rules: dict[str, tuple] = {}  # detector -> (measure function, threshold) when both exist
         for k, (recipient, ins) in enumerate(items):
             key = (recipient, ins.fingerprint)
-            sl = self.slots.get(key)
+            sl = slots.get(key)
             if sl is None:
-                sl = self.slots[key] = len(self.slots)
+                sl = slots[key] = len(slots)
             slot[k] = sl
-            occurrence[k] = seen.get(sl, 0)
-            seen[sl] = occurrence[k] + 1
-            rank[k] = SEVERITY_RANK.get(ins.severity, 0)
-            fn, thr = MEASURES.get(ins.detector), self.policy.worse_by.get(ins.detector)
-            if fn is not None and thr is not None:
-                v = fn(ins.facts)
-                measure[k] = np.nan if v is None else v
-                threshold[k] = thr
+            rank[k] = rank_of.get(ins.severity, 0)
+            rule = rules.get(ins.detector)
+            if rule is None:
+                fn, thr = MEASURES.get(ins.detector), worse_by.get(ins.detector)
+                rule = rules[ins.detector] = (fn, thr) if fn is not None and thr is not None else ()
+            if rule:
+                v = rule[0](ins.facts)
+                if v is not None:
+                    measure[k] = v
+                threshold[k] = rule[1]
+        # the k-th time a slot appears in this run (almost always 0)
+        occurrence = np.zeros(n, dtype=np.int64)
+        if n:
+            order = np.argsort(slot, kind="stable")
+            s_sorted = slot[order]
+            starts = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+            if not starts.all():
+                group_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+                occurrence[order] = np.arange(n) - group_start
         self._grow(len(self.slots))
         reason = np.zeros(n, dtype=np.int64)
         # A slot twice in one run is decided in turns, the second against what the first left.
