@@ -10,6 +10,9 @@ left out). Two kinds of insight, never both in one run:
 - "shift": the mix of named reasons changed (chi-square on reasons x period, rare reasons
   pooled, p <= `alpha`), with at least `min_lost` named reasons on each side and some reason
   whose share moved by at least `min_share_change`. `top_rising` names the reason that grew most.
+
+A scan is `detect_at(prepare(data, spec, since=baseline start), now)`; backtest calls
+`prepare` once (lost deals, close times, cleaned reasons) and `detect_at` per day.
 """
 from __future__ import annotations
 

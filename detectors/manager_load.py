@@ -14,6 +14,9 @@ Two conditions, both needed, so that a team of equally loaded people stays silen
 Each insight carries a concrete fix: how many deals to move (open_deals) or the next leads to
 route (new_leads) between the flagged manager and the most opposite teammate, enough to bring
 both inside the band.
+
+A scan is `detect_at(prepare(data, spec), now)`; backtest calls `prepare` once (teams, owner
+rows, times as int64 arrays) and `detect_at` per day, so the rules have one code path.
 """
 from __future__ import annotations
 
