@@ -293,12 +293,15 @@ def _fill_static(state: StalledDealState, rows: np.ndarray) -> None:
         return
     cells = {c: (_take(v, new) if v is not None else [None] * len(new)) for c, v in state.columns.items()}
     codes = state.deal_client[new]
-    names = ([_opt(v) for v in _take(state.client_names, np.maximum(codes, 0))]
-             if state.client_names is not None else [None] * len(new))
+    names: list[object] = [None] * len(new)
+    if state.client_names is not None:
+        known = np.flatnonzero(codes >= 0)
+        for j, v in zip(known.tolist(), _take(state.client_names, codes[known])):
+            names[j] = _opt(v)
     for j, i in enumerate(new.tolist()):
         d = {c: _opt(v[j]) for c, v in cells.items()}
         deal_id, client_id, manager_id = str(d["deal_id"]), d["client_id"], str(d["manager_id"])
-        name = names[j] if codes[j] >= 0 else None
+        name = names[j]
         state.static[i] = {
             "deal_id": deal_id,
             "fingerprint": make_fingerprint(NAME, {"deal_id": deal_id}),

@@ -198,3 +198,10 @@ def test_a_single_scan_and_a_replay_agree_on_every_day():
         assert single == [(i.subject, i.facts, i.evidence, i.severity) for i in detect_at(replay, now)]
     nine_days_ago = {i.subject["deal_id"] for i in detect(data, SPEC, NOW - timedelta(days=9))}
     assert "d9" in nine_days_ago and "d3" not in nine_days_ago  # won 5 days ago: open then; lost 20 days ago: not
+
+
+def test_deals_without_clients_next_to_a_clients_table():
+    data = crm(deals=[deal("d1", created=ago(20))], stage_history=[],
+               clients=[{"client_id": "c1", "name": "ТОО Степь"}])
+    found = by_deal(detect(data, SPEC, NOW))
+    assert set(found) == {"d1"} and found["d1"].facts["client_name"] is None
