@@ -49,6 +49,20 @@ def missing_secrets(config: Config) -> list[str]:
     return out
 
 
+def missing_data_folder(config: Config) -> "Path | None":
+    """The [source] folder of a files source when it does not exist (a typo, or `init` not yet edited).
+
+    A database may be down for a while and come back, so only the folder is checked up front."""
+    from pathlib import Path
+
+    if config.source.kind != "files":
+        return None
+    folder = Path(config.source.path or ".")
+    if not folder.is_absolute():
+        folder = config.base_dir / folder
+    return None if folder.is_dir() else folder
+
+
 def build_channels(config: Config, on_inbound: Any) -> dict[str, Any]:
     """The channel objects for the enabled chats (console when none is enabled)."""
     channels: dict[str, Any] = {}
@@ -166,6 +180,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"cannot open the state database {where}: {reason} (see [state] in {config.source_name})",
               file=sys.stderr)
         return 2
+    folder = missing_data_folder(config)
+    if folder is not None:  # every scan would fail: say it now, not once an hour in the log
+        print(f"data error: the data folder {str(folder)!r} does not exist. Fix: set [source] path in "
+              f"{config.source_name} to the folder with your CRM export (relative paths are relative "
+              "to the config file)", file=sys.stderr)
+        return 3
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

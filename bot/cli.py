@@ -482,17 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2): argparse already printed
         return int(e.code or 0)
     debug = bool(getattr(args, "debug", False))
-    from bot.config import ConfigError
-    from crm.errors import DataError
-
     try:
         return int(args.func(args) or 0)
-    except DataError as e:
-        err(f"data error: {e}")
-        return EXIT_DATA
-    except ConfigError as e:
-        err(str(e))
-        return EXIT_USAGE
     except UsageError as e:
         err(f"crm-pulse: {e}")
         return EXIT_USAGE
@@ -503,6 +494,15 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return EXIT_OK
     except Exception as e:
+        # DataError and ConfigError can only come from modules the command imported, so they are
+        # looked up, not imported here: `init` and `--help` stay free of pandas and scipy.
+        data_errors, config_errors = sys.modules.get("crm.errors"), sys.modules.get("bot.config")
+        if data_errors is not None and isinstance(e, data_errors.DataError):
+            err(f"data error: {e}")
+            return EXIT_DATA
+        if config_errors is not None and isinstance(e, config_errors.ConfigError):
+            err(str(e))
+            return EXIT_USAGE
         if debug:
             raise
         err(f"crm-pulse: unexpected error: {type(e).__name__}: {e}")

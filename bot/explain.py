@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from crm.data import CrmData
 from detectors.insight import Insight
 
 MAX_ROWS = 20
+MIN_PREFIX = 6  # shortest fingerprint prefix accepted
 # evidence key -> (table, id column, columns shown)
 EVIDENCE_TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "deal_ids": ("deals", "deal_id", ("deal_id", "title", "client_id", "manager_id", "stage", "status", "amount",
@@ -43,13 +45,26 @@ def find_insight(insights: list[Insight], fingerprint: str) -> Insight:
     exact = [i for i in insights if i.fingerprint == fp]
     if exact:
         return exact[0]
-    matches = [i for i in insights if len(fp) >= 6 and i.fingerprint.startswith(fp)]
+    matches = [i for i in insights if len(fp) >= MIN_PREFIX and i.fingerprint.startswith(fp)]
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
         raise NotFound(f"fingerprint prefix {fingerprint!r} matches {len(matches)} insights: "
                        + ", ".join(i.fingerprint for i in matches[:5]) + "; give more characters")
-    raise NotFound(f"no insight with fingerprint {fingerprint!r} in this scan ({len(insights)} insight(s) found)")
+    short = f"; a prefix needs at least {MIN_PREFIX} characters" if len(fp) < MIN_PREFIX else ""
+    raise NotFound(f"no insight with fingerprint {fingerprint!r} in this scan ({len(insights)} insight(s) found){short}")
+
+
+def fingerprint_problem(fingerprint: str) -> str | None:
+    """Why this cannot be a fingerprint (16 hex characters, or a prefix of 6+), said before any data is loaded."""
+    fp = fingerprint.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]+", fp):
+        return (f"{fingerprint!r} is not a fingerprint: fingerprints are 16 characters 0-9 and a-f, "
+                "like 61ece94a5439b707 (copy one from `crm-pulse scan --format json` or the details button)")
+    if len(fp) < MIN_PREFIX or len(fp) > 16:
+        return (f"{fingerprint!r} has {len(fp)} characters: give the whole fingerprint (16 characters) "
+                f"or a unique prefix of at least {MIN_PREFIX}")
+    return None
 
 
 def _cell(v: Any) -> str:
@@ -167,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
     from bot import pipeline
     from bot.cli import _config_or_default, _load_for, _print_warnings, err, parse_now
 
+    problem = fingerprint_problem(args.fingerprint)
+    if problem:
+        err(f"crm-pulse explain: {problem}")
+        return 2
     config = _config_or_default(args.config, args.data)
     now = parse_now(args.now, config.timezone)
     lang = args.lang or config.language

@@ -51,6 +51,10 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = input, out: Tex
     except AnswerError as e:
         print(f"crm-pulse diagnose: --answers: {e}", file=err)
         return EXIT_USAGE
+    if not _known_timezone(args.timezone):
+        print(f"crm-pulse diagnose: --timezone: unknown timezone {args.timezone!r}; use an IANA name "
+              "such as Asia/Almaty or Europe/Moscow", file=err)
+        return EXIT_USAGE
 
     loaded = _load(args, err)
     if isinstance(loaded, int):
@@ -72,6 +76,16 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = input, out: Tex
     else:
         print(words.result_text(result, hints, lang, department=args.department), file=out)
     return EXIT_OK
+
+
+def _known_timezone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _load(args: argparse.Namespace, err: TextIO) -> tuple[CrmData | None, datetime] | int:

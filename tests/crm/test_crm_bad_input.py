@@ -145,3 +145,60 @@ def test_error_message_has_no_traceback_noise(tmp_path):
     with pytest.raises(DataError) as err:
         load_folder(folder)
     assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+
+
+# --- round 2, usability: what an admin sees when the export or [source] is wrong ------------
+
+def test_a_non_breaking_space_in_a_bad_number_is_shown_as_the_space_excel_shows(tmp_path):
+    deals = ("deal_id;manager_id;stage;status;created_at;amount\n"
+             "d1;m1;КП;open;02.03.2026 10:00;1\u00a0234\u00a0567,00 руб\n")
+    folder = write(tmp_path, {"managers.csv": MANAGERS.replace(",", ";"), "deals.csv": deals}, encoding="cp1251")
+    with pytest.raises(DataError) as err:
+        load_folder(folder)
+    text = str(err.value)
+    assert "'1\u00a0234\u00a0567,00 руб'" in text and "\\xa0" not in text
+
+
+def _source(**kw):
+    from crm.source_config import SourceConfig
+
+    return SourceConfig.model_validate(kw)
+
+
+def test_a_database_url_pasted_into_url_env_is_refused_without_echoing_it():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as err:
+        _source(kind="sql", url_env="postgresql://crm:hunter2@db/crm", tables={"deals": "deals"})
+    text = err.value.errors()[0]["msg"]  # what check-config prints (it never shows the value)
+    assert "NAME of an environment variable" in text and "hunter2" not in text
+
+
+def test_sql_keys_under_kind_files_are_an_error_not_silently_ignored():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match='url_env only applies to kind = "sql"'):
+        _source(url_env="CRM_DB")
+    with pytest.raises(ValidationError, match='url and tables only apply to kind = "sql"'):
+        _source(url="sqlite:///crm.db", tables={"deals": "deals"})
+    assert _source(kind="sql", url="sqlite:///crm.db", tables={"deals": "deals"}).kind == "sql"
+
+
+def test_a_missing_sqlite_file_is_reported_and_not_created(tmp_path):
+    from crm.load import load_crm
+
+    source = _source(kind="sql", url="sqlite:///crm.db", tables={"deals": "deals"})
+    with pytest.raises(DataError, match="SQLite database file .*crm.db does not exist"):
+        load_crm(source, base_dir=tmp_path)
+    assert not (tmp_path / "crm.db").exists()
+
+
+def test_a_missing_database_driver_says_which_and_what_ships(monkeypatch):
+    from crm.load import load_crm
+
+    monkeypatch.setenv("CRM_DB", "mysql://crm@db.local/crm")
+    source = _source(kind="sql", url_env="CRM_DB", tables={"deals": "deals"})
+    with pytest.raises(DataError) as err:
+        load_crm(source)
+    text = str(err.value)
+    assert "driver for the URL in $CRM_DB is not installed" in text and "postgresql+psycopg://" in text
