@@ -55,6 +55,8 @@ class Prepared:
     closed: np.ndarray  # ns
     reason: pd.Series  # stripped text; NA when absent
     missing: np.ndarray  # no reason or a catch-all one
+    codes: np.ndarray  # reason as an integer code (-1 = none)
+    n_codes: int
     deal_ids: pd.Series
     column_present: bool
 
@@ -81,7 +83,9 @@ def prepare(data: CrmData, spec: LossReasonsSpec, since: int | None = None) -> P
     else:
         reason = pd.Series(pd.NA, index=range(len(rows)), dtype="str")
         missing = np.ones(len(rows), dtype=bool)
+    codes, uniques = pd.factorize(reason)
     return Prepared(spec=spec, closed=t[rows], reason=reason, missing=missing,
+                    codes=np.asarray(codes, dtype=np.int64), n_codes=len(uniques),
                     deal_ids=deals["deal_id"].iloc[rows].reset_index(drop=True), column_present=column_present)
 
 
@@ -138,6 +142,13 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
     named_recent = in_recent & ~missing
     named_base = in_base & ~missing
     if named_recent.sum() < spec.min_lost or named_base.sum() < spec.min_lost:
+        return []
+    # No reason's share moved enough: nothing to report, whatever the test says. Checked on
+    # integer codes first (the same shares as the table below), as most days end here.
+    code = state.codes[rows]
+    recent_counts = np.bincount(code[named_recent], minlength=state.n_codes)
+    base_counts = np.bincount(code[named_base], minlength=state.n_codes)
+    if np.abs(recent_counts / recent_counts.sum() - base_counts / base_counts.sum()).max() < spec.min_share_change:
         return []
     rc = reason[named_recent].value_counts()
     bc = reason[named_base].value_counts()
