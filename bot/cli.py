@@ -18,6 +18,7 @@ from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 EXIT_OK, EXIT_INSIGHTS, EXIT_USAGE, EXIT_DATA, EXIT_INTERNAL = 0, 1, 2, 3, 4
+DEFAULT_CONFIG = "config.toml"  # what `init` writes and every command reads when not told otherwise
 
 EPILOG = """exit codes:
   0  ok
@@ -77,11 +78,24 @@ def _config_or_default(path: str | None, data_dir: str | None):
     """The Config for --config FILE, or the defaults (every detector at default thresholds) for --data DIR."""
     from bot.config import load_config, parse_config
 
+    if not path and not data_dir:
+        if not Path(DEFAULT_CONFIG).is_file():
+            raise UsageError(f"give --config FILE or --data DIR (there is no ./{DEFAULT_CONFIG} here; "
+                             "create one with `crm-pulse init`)")
+        path = DEFAULT_CONFIG
     if path:
-        if not Path(path).is_file():
-            raise UsageError(f"config file not found: {path} (create one with `crm-pulse init`)")
+        _require_config_file(Path(path))
         return load_config(path)
     return parse_config("", source_name="(defaults)", base_dir=Path(data_dir or "."))
+
+
+def _require_config_file(path: Path) -> None:
+    if path.is_dir():
+        inside = path / DEFAULT_CONFIG
+        hint = f"; did you mean {inside}?" if inside.is_file() else "; give the config file, not its folder"
+        raise UsageError(f"{path} is a folder{hint}")
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path} (create one with `crm-pulse init`)")
 
 
 def _load_for(args: argparse.Namespace, config, now: datetime):
@@ -112,9 +126,9 @@ def _print_skipped(skipped: dict[str, str]) -> None:
 # --- scan -----------------------------------------------------------------------------------
 
 def add_scan_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--data", metavar="DIR", help="a folder of CSV/XLSX/Parquet files in the canonical format (default thresholds)")
-    src.add_argument("--config", metavar="FILE", help="config.toml: data source, thresholds, language")
+    src.add_argument("--config", metavar="FILE", help="config.toml: data source, thresholds, language (default: ./config.toml)")
     p.add_argument("--now", metavar="TS", help="scan as if it were this moment (ISO; default: now)")
     p.add_argument("--format", choices=["text", "json"], default="text", help="text for people, json for scripts (stdout holds only the JSON array)")
     p.add_argument("--lang", choices=["ru", "en"], help="language of the texts (default: the config's)")
@@ -194,8 +208,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     from detectors.registry import missing_tables
 
     path = Path(args.file)
-    if not path.is_file():
-        raise UsageError(f"config file not found: {path} (create one with `crm-pulse init`)")
+    _require_config_file(path)
     config = load_config(path)
     now = parse_now(args.now, config.timezone)
     loaded = pipeline.load(config, now)

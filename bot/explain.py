@@ -162,8 +162,8 @@ def explanation_dict(insight: Insight, data: CrmData | None, text: str | None) -
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("fingerprint", help="the insight's fingerprint (from scan --format json, or the details button); a unique prefix of 6+ characters will do")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", metavar="FILE", help="config.toml: data source and thresholds")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", metavar="FILE", help="config.toml: data source and thresholds (default: ./config.toml)")
     src.add_argument("--data", metavar="DIR", help="a folder of canonical CSV/XLSX/Parquet files (default thresholds)")
     p.add_argument("--now", metavar="TS", help="scan as if it were this moment (ISO; default: now)")
     p.add_argument("--format", choices=["text", "json"], default="text")

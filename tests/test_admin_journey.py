@@ -176,3 +176,19 @@ def test_run_with_a_missing_data_folder_stops_before_starting(tmp_path, capsys):
     assert run(argparse.Namespace(config=str(config), log_level="ERROR")) == 3
     err = capsys.readouterr().err
     assert f"the data folder '{tmp_path / 'crm-export'}' does not exist" in err and "[source] path" in err
+
+
+def test_scan_and_explain_read_the_config_init_wrote_when_not_told_otherwise(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["scan"]) == 2
+    assert "give --config FILE or --data DIR (there is no ./config.toml here" in capsys.readouterr().err
+    (tmp_path / "config.toml").write_text('[source]\npath = "./crm-export"\n', encoding="utf-8")
+    assert main(["scan"]) == 3  # it read ./config.toml: the folder it names is missing
+    assert "the data folder" in capsys.readouterr().err
+    assert main(["explain", "61ece94a5439b707"]) == 3
+
+
+def test_a_folder_given_as_the_config_points_at_the_file_inside(tmp_path, capsys):
+    (tmp_path / "config.toml").write_text("", encoding="utf-8")
+    assert main(["check-config", str(tmp_path)]) == 2
+    assert f"{tmp_path} is a folder; did you mean {tmp_path / 'config.toml'}?" in capsys.readouterr().err
