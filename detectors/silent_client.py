@@ -91,14 +91,12 @@ def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) 
     e_sent[client_codes < 0] = NEVER  # an email without a client cannot make anyone silent
     e_out = np.asarray(emails["direction"] == "out", dtype=bool)
     e_client = np.maximum(client_codes, 0).astype(np.int64)
+    o_time = to_ns(opens["opened_at"])
     if now is None:
         row = positions(opens["email_id"], emails["email_id"])
     else:
-        _, unanswered, _, candidate = _silence(e_client, e_sent, e_out, len(client_ids), _ns(now), spec)
-        relevant = np.flatnonzero(unanswered & candidate[e_client])
-        row = positions(opens["email_id"], emails["email_id"].take(relevant))
-        row = np.where(row >= 0, relevant[np.maximum(row, 0)] if len(relevant) else -1, -1)
-    o_time = to_ns(opens["opened_at"])
+        row = _join_relevant(opens["email_id"], o_time, emails["email_id"], e_client, e_sent, e_out,
+                             len(client_ids), _ns(now), spec)
     known = row >= 0
     row, o_time = row[known], o_time[known]
     sent = e_sent[row]
@@ -201,6 +199,33 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
             int(last_reply[code]), int(open_count[code]), int(open_days[code]), int(last_open[code]),
         ))
     return out
+
+
+def _join_relevant(open_email: pd.Series, o_time: np.ndarray, email_id: pd.Series, e_client: np.ndarray,
+                   e_sent: np.ndarray, e_out: np.ndarray, n: int, now_ns: int, spec: SilentClientSpec) -> np.ndarray:
+    """Email row of each open that can matter at `now` (-1 for the rest), in two cheap lookups.
+
+    Only unanswered emails of clients silent long enough can matter, and only for clients with
+    a human open within `last_open_within_days`: first the opens of that short window find
+    those clients, then all opens are looked up among their unanswered emails alone.
+    """
+    _, unanswered, _, candidate = _silence(e_client, e_sent, e_out, n, now_ns, spec)
+    relevant = np.flatnonzero(unanswered & candidate[e_client])
+    window = np.flatnonzero((o_time <= now_ns) & (o_time >= now_ns - spec.last_open_within_days * _DAY_NS))
+    found = _lookup(open_email.take(window), email_id, relevant)
+    hit = found >= 0
+    human = o_time[window[hit]] - e_sent[found[hit]] >= spec.min_seconds_after_send * 1_000_000_000
+    active = np.zeros(n, dtype=bool)
+    active[e_client[found[hit][human]]] = True
+    return _lookup(open_email, email_id, relevant[active[e_client[relevant]]])
+
+
+def _lookup(values: pd.Series, email_id: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """Row (among `rows` of the emails table) of each value's email, -1 where not among them."""
+    if len(rows) == 0 or len(values) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    found = positions(values, email_id.take(rows))
+    return np.where(found >= 0, rows[np.maximum(found, 0)], -1)
 
 
 def _ns(now: datetime) -> int:
