@@ -240,6 +240,8 @@ def run_check_config(args: argparse.Namespace) -> int:
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1
     print("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
+    for line in recipient_lines(config, data):
+        print(line)
     if config.channels:
         print(f"  team channels: {len(config.channels)}")
     for line in secret_lines(config):
@@ -247,6 +249,33 @@ def run_check_config(args: argparse.Namespace) -> int:
     for w in loaded.warnings:
         print(f"  warning: {w}")
     return EXIT_OK
+
+
+def recipient_lines(config, data) -> list[str]:
+    """Recipients whose manager_id is not in the managers table (they would never get a digest),
+    and active managers nobody configured, so a typo in an id is seen before the first digest."""
+    import difflib
+
+    managers = data.managers
+    ids = [str(v) for v in managers["manager_id"]]
+    names = dict(zip(ids, (str(v) for v in managers["name"]))) if "name" in managers.columns else {}
+    known = set(ids)
+    lines = []
+    for r in config.recipients:
+        if r.role != "manager" or r.manager_id in known:
+            continue
+        by_name = [i for i, n in names.items() if n.casefold() == str(r.manager_id).casefold()]
+        close = by_name or difflib.get_close_matches(str(r.manager_id), ids, n=1, cutoff=0.6)
+        hint = f" (did you mean `{close[0]}`, {names.get(close[0], close[0])}?)" if close else ""
+        lines.append(f"  warning: recipients (id {r.id!r}).manager_id: {r.manager_id!r} is not in the managers "
+                     f"table, so {r.display_name} will get no digest{hint}")
+    covered = {r.manager_id for r in config.recipients if r.role == "manager"}
+    active = managers["active"].fillna(True).astype(bool) if "active" in managers.columns else None
+    idle = [i for n, i in enumerate(ids) if i not in covered and (active is None or active.iloc[n])]
+    if idle and config.recipients:
+        shown = ", ".join(f"{i} {names.get(i, '')}".strip() for i in idle[:5]) + (", ..." if len(idle) > 5 else "")
+        lines.append(f"  note: {len(idle)} active manager(s) have no [[recipients]] entry and get no digest: {shown}")
+    return lines
 
 
 def secret_lines(config) -> list[str]:

@@ -192,3 +192,23 @@ def test_a_folder_given_as_the_config_points_at_the_file_inside(tmp_path, capsys
     (tmp_path / "config.toml").write_text("", encoding="utf-8")
     assert main(["check-config", str(tmp_path)]) == 2
     assert f"{tmp_path} is a folder; did you mean {tmp_path / 'config.toml'}?" in capsys.readouterr().err
+
+
+def test_check_config_warns_about_a_recipient_whose_manager_id_is_not_in_the_data(tmp_path, capsys):
+    export = tmp_path / "crm-export"
+    export.mkdir()
+    (export / "managers.csv").write_text("manager_id,name\nm01,Анна Петрова\nm02,Борис Ли\nm03,Ерлан Жаксылыков\n",
+                                         encoding="utf-8")
+    (export / "deals.csv").write_text("deal_id,manager_id,stage,status,created_at\nd1,m01,КП,open,2026-03-02\n",
+                                      encoding="utf-8")
+    (export / "stage_history.csv").write_text("deal_id,stage,entered_at\nd1,КП,2026-03-02\n", encoding="utf-8")
+    (tmp_path / "config.toml").write_text(
+        '[source]\npath = "crm-export"\n'
+        '[[recipients]]\nid = "anna"\nmanager_id = "m01"\n'
+        '[[recipients]]\nid = "boris"\nname = "Борис"\nmanager_id = "Борис Ли"\n', encoding="utf-8")
+    assert main(["check-config", str(tmp_path / "config.toml"), "--now", "2026-03-10"]) == 0
+    out = capsys.readouterr().out
+    assert ("warning: recipients (id 'boris').manager_id: 'Борис Ли' is not in the managers table, so Борис "
+            "will get no digest (did you mean `m02`, Борис Ли?)") in out
+    assert "'m01'" not in out
+    assert "note: 2 active manager(s) have no [[recipients]] entry and get no digest: m02 Борис Ли, m03 Ерлан" in out
