@@ -133,8 +133,17 @@ def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
     return mapped.where(mapped.notna(), series).astype(STR)
 
 
+def lower_text(series: pd.Series) -> pd.Series:
+    """Lower-cased text; the column itself when its distinct values already are (no copy of millions)."""
+    if isinstance(series.dtype, pd.StringDtype):
+        distinct = series.dropna().unique()
+        if len(distinct) <= 1000 and all(v == v.lower() for v in distinct):
+            return series
+    return series.str.lower()
+
+
 def _check_enum(table, column, series, allowed, raw, source_name) -> pd.Series:
-    lowered = series.str.lower()
+    lowered = lower_text(series)
     bad = lowered.notna() & ~lowered.isin(allowed)
     if bad.any():
         counts = series[bad].value_counts()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from crm.errors import DataWarning
-from crm.normalize import STR, UTC_NS
+from crm.normalize import STR, UTC_NS, lower_text
 
 
 def resolve_stages(
@@ -96,7 +96,7 @@ def drop_closing_entries(
     closed deal's stage becomes the last real stage in its history.
     """
     warnings: list[DataWarning] = []
-    closing = history["stage"].str.lower().isin(CLOSING).fillna(False)
+    closing = lower_text(history["stage"]).isin(CLOSING).fillna(False)
     if closing.any():
         history = history[~closing].reset_index(drop=True)
         warnings.append(DataWarning(
@@ -104,7 +104,7 @@ def drop_closing_entries(
             f"{int(closing.sum())} history row(s) enter won/lost: that is the deal's status "
             "(deals.status, closed_at), not a stage; ignored",
         ))
-    at_close = deals["stage"].str.lower().isin(CLOSING).fillna(False)
+    at_close = lower_text(deals["stage"]).isin(CLOSING).fillna(False)
     if at_close.any():
         last = (history.sort_values("entered_at", kind="stable")
                 .drop_duplicates("deal_id", keep="last").set_index("deal_id")["stage"])
