@@ -182,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     folder = missing_data_folder(config)
     if folder is not None:  # every scan would fail: say it now, not once an hour in the log
-        print(f"data error: the data folder {str(folder)!r} does not exist. Fix: set [source] path in "
+        what = "is a file, not a folder" if folder.is_file() else "does not exist"
+        print(f"data error: the data folder {str(folder)!r} {what}. Fix: set [source] path in "
               f"{config.source_name} to the folder with your CRM export (relative paths are relative "
               "to the config file)", file=sys.stderr)
         return 3

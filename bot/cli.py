@@ -105,6 +105,9 @@ def _load_for(args: argparse.Namespace, config, now: datetime):
 
     if getattr(args, "data", None):
         folder = Path(args.data)
+        if folder.is_file():
+            raise UsageError(f"--data: {folder} is a file; give the folder that holds the exports "
+                             f"({folder.parent}), or name the file in a config's [source.files]")
         if not folder.is_dir():
             raise UsageError(f"--data: folder not found: {folder}")
         loaded = load_folder(folder, timezone=config.timezone, now=now)

@@ -212,3 +212,10 @@ def test_check_config_warns_about_a_recipient_whose_manager_id_is_not_in_the_dat
             "will get no digest (did you mean `m02`, Борис Ли?)") in out
     assert "'m01'" not in out
     assert "note: 2 active manager(s) have no [[recipients]] entry and get no digest: m02 Борис Ли, m03 Ерлан" in out
+
+
+def test_data_given_a_file_asks_for_its_folder(tmp_path, capsys):
+    (tmp_path / "deals.csv").write_text("deal_id\n", encoding="utf-8")
+    assert main(["scan", "--data", str(tmp_path / "deals.csv")]) == 2
+    assert f"--data: {tmp_path / 'deals.csv'} is a file; give the folder that holds the exports ({tmp_path})" \
+        in capsys.readouterr().err
