@@ -10,13 +10,16 @@ once as Parquet into benchmarks/.cache/scan-0.1/ and shared with that benchmark.
 
 Each is measured in a fresh child process. Prints both times, their ratio, and the time each
 detector takes inside the backtest (per run), so the detector to optimise is obvious.
-Run: .venv/bin/python benchmarks/backtest.py [--scale 0.1] [--days 180]
 
-Last measured (2-core shared machine, three runs): one scan 1.8-2.0 s, backtest 70-75 s,
-ratio 36-39 - the target is not met. Per run: manager_load 87 ms (full detect per run),
-silent_client 83 ms, stalled_deal 71 ms, conversion_drop 64 ms, loss_reasons 28 ms (full
-detect per run), lead_sla 12 ms, dedup ~40 ms; most of what remains is building ~2,000
-Insight objects a day (this synthetic company has ~1,200 silent clients at any time).
+Measured 2026-11-28 in one run with --compare-with (2-core machine shared with three other
+engineers; CPU seconds are steadier than wall): one scan 1.42 CPU s (2.2 s wall); backtest
+37.1 CPU s (49 s wall), ratio 26 CPU / 22 wall, against 73.5 CPU s (92 s wall), ratio 52 / 42,
+for the code of commit a9bab14 - 2.0x less CPU, target not met yet. Per run, before -> after:
+manager_load 114 -> 39 ms, conversion_drop 83 -> 13 ms, loss_reasons 38 -> 4 ms, dedup
+~32 -> ~10 ms (same insights and alerts; the 2.0x also holds perf-scan's stalled_deal work);
+what remains is mostly silent_client (102 ms) and stalled_deal (69 ms), which build ~2,000
+Insight objects a day.
+Run: .venv/bin/python benchmarks/backtest.py [--scale 0.1] [--days 180] [--compare-with DIR]
 """
 from __future__ import annotations
 
