@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from conftest import DEALS, HISTORY, MANAGERS, write
+from crm_exports import DEALS, HISTORY, MANAGERS, write
 
 from crm.errors import DataError
 from crm.load import load_crm, load_folder

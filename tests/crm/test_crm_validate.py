@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pydantic
 import pytest
-from conftest import DEALS, HISTORY, MANAGERS, write
+from crm_exports import DEALS, HISTORY, MANAGERS, write
 
 from crm.load import load_crm, load_folder
 from crm.source_config import SourceConfig
