@@ -256,6 +256,17 @@ class Recipient(_Strict):
     def _ids_as_text(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
+    @field_validator("telegram_id")
+    @classmethod
+    def _telegram_user_id(cls, v: str | None) -> str | None:
+        """A bot can only write to a person by their numeric id; a @username never gets a message."""
+        if v is not None and not re.fullmatch(r"\d+", v.strip()):
+            raise ValueError(
+                f'must be the person\'s numeric Telegram id (like 123456789), got "{v}": a @username '
+                "cannot receive bot messages; ask them to send /start to the bot, which replies with their id"
+            )
+        return v.strip() if v is not None else v
+
     @model_validator(mode="after")
     def _manager_needs_id(self) -> "Recipient":
         if self.role == "manager" and not self.manager_id:

@@ -219,3 +219,10 @@ def test_data_given_a_file_asks_for_its_folder(tmp_path, capsys):
     assert main(["scan", "--data", str(tmp_path / "deals.csv")]) == 2
     assert f"--data: {tmp_path / 'deals.csv'} is a file; give the folder that holds the exports ({tmp_path})" \
         in capsys.readouterr().err
+
+
+def test_a_telegram_username_instead_of_the_numeric_id_is_refused_with_how_to_find_it(tmp_path, capsys):
+    code, problems = _check(tmp_path, '[[recipients]]\nid = "ivan"\nrole = "director"\ntelegram_id = "@ivan"\n', capsys)
+    assert code == 2 and len(problems) == 1
+    assert problems[0].startswith("- recipients[0] (id 'ivan').telegram_id: must be the person's numeric Telegram id")
+    assert "send /start to the bot" in problems[0] and "(line 4)" in problems[0]
