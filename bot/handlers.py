@@ -352,17 +352,13 @@ class Handlers:
         if inbound.channel == "telegram":
             payload: dict[str, Any] = {"text": html.escape(text, quote=False), "buttons": buttons}
         elif inbound.channel == "slack":
-            from messages.slack import escape
+            from messages.model import Button
+            from messages.slack import ActionIds, actions_blocks, escape
+            # Buttons packed 25 to an actions block, so a long /snoozed list stays far under
+            # Slack's 50-block limit instead of one block per row.
+            rows = [[Button(b["label"], b["action"]) for b in row] for row in buttons]
             blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": escape(text)[:2900]}}]
-            n = 0
-            for row in buttons:
-                elements = []
-                for b in row:
-                    n += 1
-                    elements.append({"type": "button", "text": {"type": "plain_text", "text": b["label"][:75]},
-                                     "value": b["action"], "action_id": f"a{n}"})
-                blocks.append({"type": "actions", "elements": elements})
-            payload = {"text": text, "blocks": blocks}
+            payload = {"text": text, "blocks": blocks + actions_blocks(rows, ActionIds())}
         else:
             payload = {"text": text, "buttons": buttons}
         return OutgoingMessage(inbound.channel, inbound.chat_id, payload)

@@ -87,7 +87,7 @@ def context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [mrkdwn(_truncate(text, MAX_SECTION))]}
 
 
-class _ActionIds:
+class ActionIds:
     """Unique action_id per message, still telling the bot which verb was pressed."""
 
     def __init__(self) -> None:
@@ -98,7 +98,7 @@ class _ActionIds:
         return f"{action.split(':', 1)[0]}-{self.n}"
 
 
-def actions_blocks(rows: list[list[Button]], ids: _ActionIds) -> list[dict[str, Any]]:
+def actions_blocks(rows: list[list[Button]], ids: ActionIds) -> list[dict[str, Any]]:
     buttons = [b for row in rows for b in row]
     blocks = []
     for start in range(0, len(buttons), MAX_ACTIONS_ELEMENTS):
@@ -128,7 +128,7 @@ def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, 
               section(_item_lines_no_title(r.body, r.action), keep_last=r.action is not None)]
     if details and r.details:
         blocks.append(context("\n".join(line_mrkdwn(d) for d in r.details)))
-    blocks += actions_blocks(r.buttons, _ActionIds())
+    blocks += actions_blocks(r.buttons, ActionIds())
     return {"text": _fallback_insight(r), "blocks": blocks}
 
 
@@ -136,7 +136,7 @@ def _fallback_insight(r: RenderedInsight) -> str:
     return _truncate("\n".join([line_fallback(r.title), *(line_fallback(b) for b in r.body)]), MAX_FALLBACK)
 
 
-def _item_blocks(item: DigestItem, number: int, ids: _ActionIds) -> list[dict[str, Any]]:
+def _item_blocks(item: DigestItem, number: int, ids: ActionIds) -> list[dict[str, Any]]:
     title = f"*{number}. {SEVERITY_MARK[item.severity]} {line_mrkdwn(item.title)}*"
     return [section(_item_lines(title, item.body, item.action), keep_last=item.action is not None),
             *actions_blocks(item.buttons, ids)]
@@ -148,7 +148,7 @@ def format_digest(digest: Digest) -> list[dict]:
     if digest.subheader:
         head.append(context(line_mrkdwn(digest.subheader)))
     groups: list[tuple[list[dict[str, Any]], str]] = []
-    ids = _ActionIds()
+    ids = ActionIds()
     for number, item in enumerate(digest.items, start=1):
         groups.append((_item_blocks(item, number, ids), f"{number}. {line_fallback(item.title)}"))
     for line in digest.closing():
@@ -170,7 +170,7 @@ def format_digest(digest: Digest) -> list[dict]:
 def _renumber_action_ids(messages: list[dict]) -> list[dict]:
     """action_id only has to be unique within a message; keep them short and sequential per message."""
     for msg in messages:
-        ids = _ActionIds()
+        ids = ActionIds()
         for block in msg["blocks"]:
             for el in block.get("elements", []):
                 if el.get("type") == "button":

@@ -198,3 +198,19 @@ async def test_a_button_on_an_item_that_left_the_scan_acts_only_for_whom_it_was_
     out = await bot.handle(tg(102, action=f"done:{fp}"))  # Boris was never sent it
     assert out[0].payload["text"] == "This item is no longer current."
     assert bot.store.log_entry("boris", fp) is None
+
+
+def test_a_long_slack_button_list_stays_within_block_kit_limits():
+    """/snoozed with 60 items must still be one valid Slack message (at most 50 blocks,
+    25 elements per actions block) with every unsnooze button present."""
+    from bot.channels.base import Inbound
+    from bot.handlers import Handlers
+
+    rows = [[{"label": f"Вернуть {n}", "action": f"unsnooze:{n:016x}"}] for n in range(60)]
+    msg = Handlers.reply(Inbound("slack", "U1", "D1", text="/pulse snoozed"), "Отложено: 60", rows)
+    blocks = msg.payload["blocks"]
+    assert len(blocks) <= 50
+    actions = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert all(len(b["elements"]) <= 25 for b in blocks if b["type"] == "actions")
+    assert [e["value"] for e in actions] == [r[0]["action"] for r in rows]
+    assert len({e["action_id"] for e in actions}) == 60
