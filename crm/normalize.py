@@ -155,7 +155,7 @@ def _check_enum(table, column, series, allowed, raw, source_name) -> pd.Series:
             expected=" or ".join(allowed),
             more=f"Values that need a mapping: {listed}.",
             fix=f"map each of them to {', '.join(allowed)} in config, one line per value: "
-            f"[source.values.{table}.{column}] \"{example}\" = \"{allowed[-1]}\"",
+            f"[source.values.{table}.{column}] \"{example}\" = \"<{'|'.join(allowed)}>\"",
         )
     return lowered.astype(STR)
 

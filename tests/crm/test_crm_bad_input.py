@@ -80,7 +80,7 @@ def test_unknown_status_lists_the_values_and_the_mapping_to_write(tmp_path):
     text = str(err.value)
     assert "row 3" in text and "'status'" in text
     assert "'Успешно реализовано' (2)" in text and "'Закрыто и не реализовано' (1)" in text
-    assert '[source.values.deals.status] "Успешно реализовано" = "lost"' in text
+    assert '[source.values.deals.status] "Успешно реализовано" = "<open|won|lost>"' in text
     assert "open or won or lost" in text
 
 
