@@ -61,14 +61,19 @@ def _opt(v: object) -> object:
 class _Events:
     """Events of one kind (time, owner code, source row), for "the owner's last event up to now".
 
-    A single scan answers with one masked group-max; a replay sorts once by (owner, time)
-    (`sort`) and then answers each day with a mask and a diff, no per-day group-by.
+    A single scan answers with one masked group-max. A replay sorts once by (time, source row)
+    (`sort`) and keeps the answer of the day before: a later day only applies the events in
+    between (found by searchsorted), so each day costs its new events, not all of them.
     """
 
     owner: np.ndarray
     time: np.ndarray
     row: np.ndarray  # row in the source table (for evidence and the activity type)
     is_sorted: bool = False
+    # the replay's running answer: per owner, time and row of the last event up to `upto`
+    upto: int = NEVER
+    last_t: np.ndarray | None = None
+    last_r: np.ndarray | None = None
 
     @classmethod
     def build(cls, owner: np.ndarray, time: np.ndarray) -> "_Events":
@@ -77,31 +82,48 @@ class _Events:
 
     def sort(self) -> None:
         if not self.is_sorted:
-            order = np.lexsort((self.time, self.owner))
+            order = np.lexsort((self.row, self.time))
             self.owner, self.time, self.row = self.owner[order], self.time[order], self.row[order]
             self.is_sorted = True
 
     def last_up_to(self, now_ns: int, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
         """Per owner: time and source row of the latest event at or before now (NEVER / -1 if none).
 
-        Ties in time go to the event later in the source table, sorted or not.
+        Ties in time go to the event later in the source table, sorted or not. The arrays
+        returned are read-only views of the running answer when sorted: do not modify them.
         """
+        if self.is_sorted:
+            return self._advance(now_ns, n_owners)
+        return self._group_last(self.time <= now_ns, n_owners)
+
+    def _group_last(self, m: np.ndarray | slice, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per owner, the latest of the events selected by `m` (ties: the later source row)."""
         out_t = np.full(n_owners, NEVER, dtype=np.int64)
         out_r = np.full(n_owners, -1, dtype=np.int64)
-        if self.is_sorted:
-            idx = np.flatnonzero(self.time <= now_ns)
-            if len(idx):
-                g = self.owner[idx]
-                last = np.ones(len(idx), dtype=bool)
-                last[:-1] = g[1:] != g[:-1]
-                idx = idx[last]
-        else:
-            m = self.time <= now_ns
-            np.maximum.at(out_t, self.owner[m], self.time[m])
-            idx = np.flatnonzero(m & (self.time == out_t[self.owner]))  # table order: the last tie wins below
-        out_t[self.owner[idx]] = self.time[idx]
-        out_r[self.owner[idx]] = self.row[idx]
+        owner, time, row = self.owner[m], self.time[m], self.row[m]
+        np.maximum.at(out_t, owner, time)
+        idx = np.flatnonzero(time == out_t[owner])
+        np.maximum.at(out_r, owner[idx], row[idx])
         return out_t, out_r
+
+    def _advance(self, now_ns: int, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
+        hi = int(np.searchsorted(self.time, now_ns, side="right"))
+        if self.last_t is None or now_ns < self.upto or len(self.last_t) != n_owners:
+            # first day, or a step back in time: the answer from scratch over the prefix
+            self.last_t, self.last_r = self._group_last(slice(0, hi), n_owners)
+        else:
+            lo = int(np.searchsorted(self.time, self.upto, side="right"))
+            if hi > lo:
+                # Every new event is later than (or, at the same time, after in the table) all
+                # applied ones: the last new event of each owner wins, found first in reverse.
+                owners, first = np.unique(self.owner[lo:hi][::-1], return_index=True)
+                pick = hi - 1 - first
+                self.last_t[owners] = self.time[pick]
+                self.last_r[owners] = self.row[pick]
+        self.upto = now_ns
+        t, r = self.last_t.view(), self.last_r.view()
+        t.flags.writeable = r.flags.writeable = False
+        return t, r
 
 
 @dataclass
@@ -234,7 +256,9 @@ def _per_deal(per_client: np.ndarray, deal_client: np.ndarray, fill: int) -> np.
     return np.where(deal_client >= 0, per_client[np.maximum(deal_client, 0)] if len(per_client) else fill, fill)
 
 
-def detect_at(state: StalledDealState | None, now: datetime) -> list[Insight]:
+def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: bool = True) -> list[Insight]:
+    """The stalled deals at `now`. `with_evidence=False` leaves evidence empty and reads no
+    activity/email ids (a backtest only counts and dedups)."""
     if state is None:
         return []
     spec = state.spec
@@ -273,14 +297,19 @@ def detect_at(state: StalledDealState | None, now: datetime) -> list[Insight]:
     s_row = rows[s_src, stalled]
     touch: list[tuple[str, str | None, str | None]] = [("stage_change", None, None)] * len(stalled)
     is_act, is_email = (s_src == 1) | (s_src == 2), (s_src == 3) | (s_src == 4)
-    for j, kind, act_id in zip(np.flatnonzero(is_act), _take(state.act_type, s_row[is_act]), _take(state.act_id, s_row[is_act])):
-        touch[j] = (str(kind), "activity_ids", str(act_id))
-    for j, email_id in zip(np.flatnonzero(is_email), _take(state.email_id, s_row[is_email])):
-        touch[j] = ("email", "email_ids", str(email_id))
+    act_rows = s_row[is_act]
+    act_ids = _take(state.act_id, act_rows) if with_evidence else [None] * len(act_rows)
+    for j, kind, act_id in zip(np.flatnonzero(is_act).tolist(), _take(state.act_type, act_rows), act_ids):
+        touch[j] = (str(kind), "activity_ids", act_id if act_id is None else str(act_id))
+    email_ids = _take(state.email_id, s_row[is_email]) if with_evidence else [None] * int(is_email.sum())
+    for j, email_id in zip(np.flatnonzero(is_email).tolist(), email_ids):
+        touch[j] = ("email", "email_ids", email_id if email_id is None else str(email_id))
     _fill_static(state, stalled)
     out = [
-        _insight(state, int(i), int(stage[i]), int(idle_days[i]), int(limit[i]), int(last_touch[i]), *touch[j])
-        for j, i in enumerate(stalled)
+        _insight(state, i, stage_i, idle, lim, touch_ns, *touch[j], with_evidence=with_evidence)
+        for j, (i, stage_i, idle, lim, touch_ns) in enumerate(zip(
+            stalled.tolist(), stage[stalled].tolist(), idle_days[stalled].tolist(),
+            limit[stalled].tolist(), last_touch[stalled].tolist()))
     ]
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     return out
@@ -319,11 +348,13 @@ def _take(col: pd.Series, rows: np.ndarray) -> list:
 
 
 def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int, touch_ns: int,
-             kind: str, evidence_key: str | None, evidence_id: str | None) -> Insight:
+             kind: str, evidence_key: str | None, evidence_id: str | None, *, with_evidence: bool = True) -> Insight:
     st = state.static[i]
-    evidence: dict[str, list[str]] = {"deal_ids": [st["deal_id"]]}
-    if evidence_key is not None:
-        evidence[evidence_key] = [evidence_id]
+    evidence: dict[str, list[str]] = {}
+    if with_evidence:
+        evidence["deal_ids"] = [st["deal_id"]]
+        if evidence_key is not None:
+            evidence[evidence_key] = [evidence_id]
     escalated = idle >= state.spec.escalate_after_days
     facts = {
         "deal_title": st["deal_title"],
