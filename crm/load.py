@@ -119,6 +119,12 @@ def _folder(source: SourceConfig, base_dir: Path | None) -> Path:
     folder = Path(source.path) if source.path else Path(".")
     if not folder.is_absolute() and base_dir is not None:
         folder = Path(base_dir) / folder
+    if folder.is_file():
+        raise DataError(
+            f"the data folder {str(folder)!r} is a file, not a folder",
+            fix=f"set [source] path to the folder that holds the exports ({str(folder.parent)!r}); "
+            f"to read this file under another name, add [source.files] <table> = \"{folder.name}\"",
+        )
     if not folder.is_dir():
         raise DataError(
             f"the data folder {str(folder)!r} does not exist",
@@ -145,9 +151,21 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
         raws[table] = read_file(path, columns=_parquet_columns(path, table, source))
     for table in REQUIRED_TABLES:
         if table not in raws and table != "stage_history":
+            old_excel = listing.get(table + ".xls")
+            if old_excel is not None:
+                raise DataError(
+                    "old Excel .xls files are not read (this may also be a web page that the "
+                    "CRM saved with an .xls name)", file=old_excel.name,
+                    fix=f"open it in Excel or LibreOffice and save it as {table}.xlsx or {table}.csv "
+                    "in the same folder",
+                )
+            more = "Files found: " + (", ".join(sorted(p.name for p in listing.values())) or "none") + "."
+            if not source.path:
+                more += (" [source] path is unset, so the folder of the config file itself was read; "
+                         "set path = \"<folder with the exports>\" if they are elsewhere.")
             raise DataError(
                 f"no {table} file in {folder}",
-                more="Files found: " + (", ".join(sorted(p.name for p in listing.values())) or "none") + ".",
+                more=more,
                 fix=f"export it as {table}.csv (or .xlsx/.parquet), or name your file in "
                 f"config: [source.files] {table} = \"<file name>\"",
             )
