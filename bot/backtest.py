@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
 import time as clock
 from collections import Counter, defaultdict
@@ -356,6 +357,31 @@ def parse_every(text: str) -> timedelta:
     return n * unit
 
 
+_DAY_FIRST = re.compile(r"\d\d\.\d\d\.\d{4}")
+
+
+def parse_day(text: str, option: str) -> date:
+    """--from/--to: ISO 2026-10-01, or 01.10.2026 as Russian Excel and the CRM exports write it."""
+    t = text.strip()
+    if _DAY_FIRST.fullmatch(t):
+        from bot.cli import _day_first  # the --now reader: one notion of a day-first date
+
+        found = _day_first(t)
+        if found is not None:
+            return found.date()
+    else:
+        try:
+            return date.fromisoformat(t)
+        except ValueError:
+            pass
+    raise ValueError(f"{option}: cannot read {text!r}; give a day as ISO, like 2026-10-01, or as 01.10.2026")
+
+
+def _swapped(d_from: date, d_to: date) -> str:
+    return (f"backtest: --from {d_from} is after --to {d_to}; swap them: "
+            f"--from {d_to} --to {d_from}")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", metavar="FILE", help="config.toml: data source, thresholds, delivery dedup")
@@ -408,10 +434,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         every = parse_every(args.every)
         at = parse_hhmm(args.at, "--at")
-        d_to = date.fromisoformat(args.date_to) if args.date_to else None
-        d_from = date.fromisoformat(args.date_from) if args.date_from else None
+        d_to = parse_day(args.date_to, "--to") if args.date_to else None
+        d_from = parse_day(args.date_from, "--from") if args.date_from else None
     except ValueError as e:
-        raise UsageError(f"backtest: {e} (dates are ISO, like 2026-06-01)") from None
+        raise UsageError(f"backtest: {e}") from None
+    if d_from is not None and d_to is not None and d_from > d_to:  # say so before loading the data
+        raise UsageError(_swapped(d_from, d_to))
     # The clock here only guards against typo dates in the future; replays use their own `now`.
     data, warnings = _load_for(args, config, datetime.now(tz))
     _print_warnings(warnings)
@@ -422,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"backtest: {e}") from None
     d_from = d_from or d_to - timedelta(days=90)
     if d_from > d_to:
-        raise UsageError(f"backtest: --from {d_from} is after --to {d_to}")
+        raise UsageError(_swapped(d_from, d_to))
     policy = Policy.from_config(config.delivery)
     repeat = timedelta(days=args.repeat_interval) if args.repeat_interval else policy.repeat_interval
     if repeat <= timedelta(0):

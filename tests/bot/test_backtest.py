@@ -254,3 +254,17 @@ def test_dedup_agrees_with_decide_on_random_histories():
         expected = decide_loop(runs, policy)
         assert dedup_loop(runs, policy) == expected
         assert {why for *_x, why in expected} == {"first", "worse", "repeat_interval"}
+
+
+def test_cli_reads_day_first_dates_and_says_to_swap_reversed_ones(tmp_path, capsys):
+    folder = _export(stalled_all_along(), tmp_path / "crm")
+    code = main(["backtest", "--data", str(folder), "--from", "01.10.2026", "--to", "30.10.2026", "--format", "json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert json.loads(out.out)["runs"] == 30
+    assert main(["backtest", "--data", str(folder), "--from", "30.10.2026", "--to", "2026-10-01"]) == 2
+    err = capsys.readouterr().err
+    assert "--from 2026-10-30 is after --to 2026-10-01; swap them: --from 2026-10-01 --to 2026-10-30" in err
+    assert main(["backtest", "--data", str(folder), "--from", "2026-13-01"]) == 2
+    err = capsys.readouterr().err
+    assert "--from: cannot read '2026-13-01'" in err and "Invalid isoformat" not in err
