@@ -66,6 +66,19 @@ def format_stats(stats: Stats, lang: str = "en") -> str:
     return "\n".join(lines)
 
 
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a file-based SQLite state database that does not exist yet, else None."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    db = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return None if Path(db).exists() else db
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
     parser.add_argument("--lang", choices=("ru", "en"), default=None, help="language of the report (default: the config's)")
@@ -80,6 +93,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
+    missing = _missing_sqlite_file(url)
+    if missing is not None:  # opening would create an empty database next to the config
+        ru = (args.lang or config.language) == "ru"
+        print(f"Пока ничего не отправлено: бот ещё не запускался с этим конфигом (нет файла {missing})." if ru else
+              f"Nothing sent yet: the bot has not run with this config (no state file {missing}).")
+        return 0
     try:
         store = StateStore.open(url)
     except Exception as e:  # the state database cannot be opened: say where and why

@@ -44,3 +44,15 @@ def test_stats_command_reads_the_configured_state(tmp_path, capsys, mk):
     assert run(argparse.Namespace(config=str(cfg), lang="en")) == 0
     assert "stalled_deal: sent 1" in capsys.readouterr().out
     assert run(argparse.Namespace(config=str(tmp_path / "missing.toml"), lang=None)) == 2
+
+
+def test_stats_on_a_fresh_config_creates_no_state_file(tmp_path, capsys):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[state]\nurl = "sqlite:///crm-pulse-state.db"\n', encoding="utf-8")
+    assert run(argparse.Namespace(config=str(cfg), lang="en")) == 0
+    assert "Nothing sent yet: the bot has not run with this config" in capsys.readouterr().out
+    assert not (tmp_path / "crm-pulse-state.db").exists()
+    cfg.write_text("", encoding="utf-8")  # the default state url
+    assert run(argparse.Namespace(config=str(cfg), lang="ru")) == 0
+    assert "бот ещё не запускался с этим конфигом" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
