@@ -67,10 +67,14 @@ class SilentClientState:
     o_day: np.ndarray  # local calendar day number of each such open (spec.timezone)
     o_client: np.ndarray  # client code of each such open
     # Replays call detect_at many times: from the second call on, opens are kept sorted by
-    # (client, day) so distinct open days need no sort per call; fingerprints are cached.
+    # email (e_open_start/end: each email's range of opens) so a day reads only the opens of
+    # its unanswered emails; what does not change per day
+    # about a client (id, name, owner, fingerprint) is read once, on its first insight.
     calls: int = 0
     opens_sorted: bool = False
-    fingerprints: dict[int, str] = field(default_factory=dict)
+    e_open_start: np.ndarray | None = None
+    e_open_end: np.ndarray | None = None
+    static: dict[int, tuple[str, str | None, str | None, str]] = field(default_factory=dict)
 
 
 def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) -> SilentClientState:
@@ -129,13 +133,41 @@ def _local_day(ns: np.ndarray, tz: str) -> np.ndarray:
 
 
 def _sort_opens(state: SilentClientState) -> None:
-    order = np.lexsort((state.o_day, state.o_client))
+    """Order opens by email once, so a day reads only the opens of its unanswered emails."""
+    order = np.argsort(state.o_row, kind="stable")
     for name in ("o_row", "o_time", "o_day", "o_client"):
         setattr(state, name, getattr(state, name)[order])
+    emails = np.arange(len(state.e_sent))
+    state.e_open_start = np.searchsorted(state.o_row, emails, side="left")
+    state.e_open_end = np.searchsorted(state.o_row, emails, side="right")
     state.opens_sorted = True
 
 
-def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
+def _relevant_opens(state: SilentClientState, unanswered: np.ndarray, candidate: np.ndarray,
+                    now_ns: int) -> np.ndarray:
+    """Positions of the human opens, up to now, of unanswered emails of candidate clients.
+
+    Opens sorted by email (a replay): gather the opens of those few emails only; else one
+    mask over all opens (a single scan, whose prepare already dropped most of them).
+    """
+    if not state.opens_sorted:
+        keep = state.o_time <= now_ns
+        keep &= unanswered[state.o_row]
+        keep &= candidate[state.o_client]
+        return np.flatnonzero(keep)
+    rows = np.flatnonzero(unanswered & candidate[state.e_client])
+    start, end = state.e_open_start[rows], state.e_open_end[rows]
+    lens = end - start
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    idx = np.repeat(start - (np.cumsum(lens) - lens), lens) + np.arange(total)
+    return idx[state.o_time[idx] <= now_ns]
+
+
+def detect_at(state: SilentClientState, now: datetime, *, with_evidence: bool = True) -> list[Insight]:
+    """The silent clients at `now`. `with_evidence=False` leaves evidence empty and reads no
+    email ids but those needed to break a tie for the latest email (a backtest only counts)."""
     spec = state.spec
     state.calls += 1
     if state.calls > 1 and not state.opens_sorted:
@@ -146,10 +178,7 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
         state.e_client, state.e_sent, state.e_out, n, now_ns, spec)
     if not candidate.any():
         return []
-    # Human opens, up to now, of unanswered emails of candidate clients.
-    keep = state.o_time <= now_ns
-    keep &= unanswered[state.o_row]
-    keep &= candidate[state.o_client]
+    keep = _relevant_opens(state, unanswered, candidate, now_ns)
     times, days, clients = state.o_time[keep], state.o_day[keep], state.o_client[keep]
     if len(times) == 0:
         return []
@@ -162,43 +191,67 @@ def detect_at(state: SilentClientState, now: datetime) -> list[Insight]:
     if not recent.any():
         return []
     sub = recent[clients]
-    clients, days = clients[sub], days[sub]
-    if state.opens_sorted:
-        first = np.ones(len(clients), dtype=bool)
-        first[1:] = (clients[1:] != clients[:-1]) | (days[1:] != days[:-1])
-        open_days = np.bincount(clients[first], minlength=n)
-    else:
-        open_days = _distinct_days(clients, days, recent)
+    open_days = _distinct_days(clients[sub], days[sub], recent)
     fire = recent & (open_days >= spec.min_open_days)
     fired = np.flatnonzero(fire)
     if len(fired) == 0:
         return []
     # The unanswered emails of each fired client, grouped once (not one scan of all emails per
-    # client), and the few string cells behind the insights read in one take per column.
+    # client) in (client, sent) order; string cells are read only for the rows behind insights.
     e_rows = np.flatnonzero(unanswered & fire[state.e_client])
-    e_rows = e_rows[np.argsort(state.e_client[e_rows], kind="stable")]
-    bounds = (np.flatnonzero(np.diff(state.e_client[e_rows])) + 1).tolist()
-    ids = [str(x) for x in state.e_id.take(e_rows).tolist()]  # ids are never missing
-    spans = list(zip([0, *bounds], [*bounds, len(e_rows)]))
-    groups = [sorted(range(a, b), key=lambda j: (state.e_sent[e_rows[j]], ids[j])) for a, b in spans]
-    latest = e_rows[[g[-1] for g in groups]]
+    e_rows = e_rows[np.lexsort((state.e_sent[e_rows], state.e_client[e_rows]))]
+    ends = np.append(np.flatnonzero(np.diff(state.e_client[e_rows])) + 1, len(e_rows))
+    starts = np.append(0, ends[:-1])
+    if with_evidence:
+        ids = [str(x) for x in state.e_id.take(e_rows).tolist()]  # ids are never missing
+        groups = [sorted(range(a, b), key=lambda j: (state.e_sent[e_rows[j]], ids[j]))
+                  for a, b in zip(starts.tolist(), ends.tolist())]
+        latest = e_rows[[g[-1] for g in groups]]
+        evidence = [[ids[j] for j in g] for g in groups]
+    else:
+        latest = _latest(state, e_rows, starts, ends)
+        evidence = [None] * len(fired)
     subjects, senders = _cells(state.e_subject, latest), _cells(state.e_manager, latest)
-    client_ids = _cells(state.client_ids, fired)
-    names = owners = [None] * len(fired)
+    _fill_static(state, fired)
+    counts = (ends - starts).tolist()
+    silent = (now_ns - first_unanswered[fired]).tolist()
+    out = []
+    for k, (code, reply, opens, o_days, last) in enumerate(zip(
+            fired.tolist(), last_reply[fired].tolist(), open_count[fired].tolist(),
+            open_days[fired].tolist(), last_open[fired].tolist())):
+        out.append(_insight(state, code, evidence[k], counts[k], subjects[k], senders[k], silent[k],
+                            reply, opens, o_days, last))
+    return out
+
+
+def _latest(state: SilentClientState, e_rows: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per group of `e_rows` (sorted by client, then sent), the latest email: last sent, and
+    among emails sent at that same instant the greatest id, as the evidence order has it."""
+    latest = e_rows[ends - 1]
+    sent = state.e_sent[e_rows]
+    tied = np.flatnonzero((ends - starts >= 2) & (sent[ends - 1] == sent[np.maximum(ends - 2, 0)]))
+    for g in tied.tolist():
+        a, b = int(starts[g]), int(ends[g])
+        rows = e_rows[a:b][sent[a:b] == sent[b - 1]]
+        ids = [str(x) for x in state.e_id.take(rows).tolist()]
+        latest[g] = rows[max(range(len(rows)), key=ids.__getitem__)]
+    return latest
+
+
+def _fill_static(state: SilentClientState, codes: np.ndarray) -> None:
+    """Client id, name, owner and fingerprint of clients not seen before, each column read once."""
+    new = np.asarray([c for c in codes.tolist() if c not in state.static], dtype=np.int64)
+    if not len(new):
+        return
+    client_ids = [str(v) for v in _cells(state.client_ids, new)]
+    names = owners = [None] * len(new)
     if state.clients is not None and len(state.clients):
-        crow = state.client_row[fired]
+        crow = state.client_row[new]
         names = [v if r >= 0 else None for v, r in zip(_cells(state.clients["name"], np.maximum(crow, 0)), crow)]
         if "manager_id" in state.clients.columns:
             owners = [v if r >= 0 else None for v, r in zip(_cells(state.clients["manager_id"], np.maximum(crow, 0)), crow)]
-    out = []
-    for k, group in enumerate(groups):
-        code = int(fired[k])
-        out.append(_insight(
-            state, code, str(client_ids[k]), names[k], owners[k], [ids[j] for j in group],
-            subjects[k], senders[k], now_ns - int(first_unanswered[code]),
-            int(last_reply[code]), int(open_count[code]), int(open_days[code]), int(last_open[code]),
-        ))
-    return out
+    for code, client_id, name, owner in zip(new.tolist(), client_ids, names, owners):
+        state.static[code] = (client_id, name, owner, make_fingerprint(NAME, {"client_id": client_id}))
 
 
 def _join_relevant(open_email: pd.Series, o_time: np.ndarray, email_id: pd.Series, e_client: np.ndarray,
@@ -278,20 +331,18 @@ def _cells(col: pd.Series, rows: np.ndarray) -> list:
     return [_opt_str(v) for v in col.take(rows).tolist()] if len(rows) else []
 
 
-def _insight(state: SilentClientState, code: int, client_id: str, name: str | None, owner: str | None,
-             email_ids: list[str], last_subject: str | None, last_sender: str | None, silent_ns: int,
+def _insight(state: SilentClientState, code: int, email_ids: list[str] | None, unanswered: int,
+             last_subject: str | None, last_sender: str | None, silent_ns: int,
              last_reply: int, human_opens: int, open_days: int, last_open: int) -> Insight:
-    fp = state.fingerprints.get(code)
-    if fp is None:
-        fp = state.fingerprints[code] = make_fingerprint(NAME, {"client_id": client_id})
+    client_id, name, owner, fp = state.static[code]
     manager_id = owner or last_sender
     facts = {
         "client_name": name or client_id,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id else None,
-        "days_silent": int(silent_ns // _DAY_NS),
+        "days_silent": silent_ns // _DAY_NS,
         "last_reply_at": iso_utc(last_reply),
-        "unanswered_emails": len(email_ids),
+        "unanswered_emails": unanswered,
         "human_opens": human_opens,
         "open_days": open_days,
         "last_open_at": iso_utc(last_open),
@@ -300,7 +351,7 @@ def _insight(state: SilentClientState, code: int, client_id: str, name: str | No
     audience = Audience("manager", manager_id) if manager_id else Audience("director")
     return Insight(
         detector=NAME, severity="warning", audience=audience, subject={"client_id": client_id},
-        facts=facts, evidence={"email_ids": email_ids}, fingerprint=fp,
+        facts=facts, evidence={"email_ids": email_ids} if email_ids is not None else {}, fingerprint=fp,
     )
 
 
