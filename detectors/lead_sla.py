@@ -17,7 +17,7 @@ assignment time (the CRM assigned it automatically). Leads whose status is in
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from crm.data import CrmData
-from detectors.insight import Audience, Insight
+from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
 from detectors.columns import NEVER, iso_utc, to_ns
 from detectors.working_hours import WorkCalendar, check_timezone, parse_hhmm
@@ -97,6 +97,10 @@ class LeadSlaState:
     responded: np.ndarray
     ignored: np.ndarray
     manager_names: dict[str, str]
+    # lead row -> (lead_id, source, region, manager_id), read on the lead's first insight and
+    # reused by every later day of a replay; (row, kind) -> fingerprint likewise
+    static: dict[int, tuple[str, str | None, str | None, str | None]] = field(default_factory=dict)
+    fingerprints: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
@@ -120,7 +124,9 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     )
 
 
-def detect_at(state: LeadSlaState, now: datetime) -> list[Insight]:
+def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True) -> list[Insight]:
+    """The leads waiting beyond the SLA at `now`. `with_evidence=False` leaves evidence empty
+    (a backtest only counts and dedups)."""
     spec = state.spec
     now_ts = pd.Timestamp(now).tz_convert("UTC")
     now_ns = now_ts.value
@@ -135,23 +141,33 @@ def detect_at(state: LeadSlaState, now: datetime) -> list[Insight]:
     late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours)
     rows = np.concatenate([np.flatnonzero(late_assign), np.flatnonzero(late_answer)])
     kinds = ["unassigned"] * int(late_assign.sum()) + ["unanswered"] * int(late_answer.sum())
-    cells = {c: v.take(rows).tolist() if len(rows) else [] for c, v in state.columns.items()}
-    out = [_insight(state, int(i), kind, float(waited_h[i]), {c: v[j] for c, v in cells.items()})
-           for j, (i, kind) in enumerate(zip(rows, kinds))]
+    _fill_static(state, rows)
+    out = [_insight(state, i, kind, waited, created, with_evidence)
+           for i, kind, waited, created in zip(rows.tolist(), kinds, waited_h[rows].tolist(), state.created[rows].tolist())]
     out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
     return out
 
 
-def _insight(state: LeadSlaState, i: int, kind: str, waited: float, lead: dict[str, object]) -> Insight:
+def _fill_static(state: LeadSlaState, rows: np.ndarray) -> None:
+    """The lead cells the facts need, for leads not seen before, each column read once for all."""
+    new = np.asarray([i for i in rows.tolist() if i not in state.static], dtype=np.int64)
+    if not len(new):
+        return
+    cells = [state.columns[c].take(new).tolist() for c in ("lead_id", "source", "region", "manager_id")]
+    for i, lead_id, source, region, manager in zip(new.tolist(), *cells):
+        state.static[i] = (str(lead_id), _opt(source), _opt(region), _opt(manager))
+
+
+def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int, with_evidence: bool = True) -> Insight:
     spec = state.spec
-    manager_id = _opt(lead["manager_id"]) if kind == "unanswered" else None
+    lead_id, source, region, lead_manager = state.static[i]
+    manager_id = lead_manager if kind == "unanswered" else None
     escalated = waited >= spec.escalate_after_hours
-    lead_id = str(lead["lead_id"])
     facts = {
         "kind": kind,
-        "lead_source": _opt(lead.get("source")),
-        "lead_region": _opt(lead.get("region")),
-        "created_at": iso_utc(int(state.created[i])),
+        "lead_source": source,
+        "lead_region": region,
+        "created_at": iso_utc(created),
         "working_hours_waited": round(waited, 1),
         "sla_hours": spec.assign_sla_hours if kind == "unassigned" else spec.response_sla_hours,
         "manager_id": manager_id,
@@ -159,9 +175,13 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, lead: dict[s
         "escalated": escalated,
     }
     audience = Audience("manager", manager_id) if manager_id else Audience("director")
+    subject = {"lead_id": lead_id, "kind": kind}
+    fp = state.fingerprints.get((i, kind))
+    if fp is None:
+        fp = state.fingerprints[(i, kind)] = make_fingerprint(NAME, subject)
     return Insight(
         detector=NAME, severity="critical" if escalated else "warning", audience=audience,
-        subject={"lead_id": lead_id, "kind": kind}, facts=facts, evidence={"lead_ids": [lead_id]},
+        subject=subject, facts=facts, evidence={"lead_ids": [lead_id]} if with_evidence else {}, fingerprint=fp,
     )
 
 
