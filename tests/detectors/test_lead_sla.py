@@ -187,3 +187,23 @@ def test_shuffling_rows_and_renaming_ids_changes_nothing_but_ids(seed, prefix):
     assert set(got) == {prefix + k for k in expected}
     for k, ins in expected.items():
         assert got[prefix + k].facts == ins.facts and got[prefix + k].severity == ins.severity
+
+
+def test_a_replay_with_and_without_evidence_equals_detect_hour_by_hour():
+    """prepare once + detect_at per hour equals plain detect; without evidence it is the same
+    insights with empty evidence (what the backtest asks for)."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from detectors.lead_sla import detect_at, prepare
+
+    data, spec = leads_data(), LeadSlaSpec()
+    with_ev, without_ev = prepare(data, spec), prepare(data, spec)
+    compared = 0
+    for k in range(-30, 10):
+        now = NOW + timedelta(hours=k)
+        expected = detect(data, spec, now)
+        assert detect_at(with_ev, now) == expected
+        assert detect_at(without_ev, now, with_evidence=False) == [replace(i, evidence={}) for i in expected]
+        compared += len(expected)
+    assert compared and all(i.evidence["lead_ids"] for i in detect(data, spec, NOW))

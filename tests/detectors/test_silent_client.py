@@ -187,3 +187,36 @@ def test_a_single_scan_and_a_replay_agree_on_every_day():
         single = [(i.subject, i.facts, i.evidence) for i in detect(data, SPEC, now)]
         assert single == [(i.subject, i.facts, i.evidence) for i in detect_at(replay, now)]
     assert detect(data, SPEC, NOW)  # the comparison covers days with insights
+
+
+def _replay_matches_detect(data, days_back):
+    """A prepared replay walked forward, then back, equals plain detect on every day; without
+    evidence it is the same insights with empty evidence."""
+    from dataclasses import replace
+
+    from detectors.silent_client import detect_at, prepare
+
+    with_ev, without_ev = prepare(data, SPEC), prepare(data, SPEC)
+    walk = [NOW - timedelta(days=d) for d in sorted(days_back, reverse=True)]
+    for now in walk + walk[::-1]:
+        expected = detect(data, SPEC, now)
+        assert detect_at(with_ev, now) == expected
+        assert detect_at(without_ev, now, with_evidence=False) == [replace(i, evidence={}) for i in expected]
+
+
+def test_a_replay_without_evidence_equals_detect_minus_evidence_on_every_day():
+    data = mixed_data()
+    _replay_matches_detect(data, range(0, 31))
+    assert any(i.evidence["email_ids"] for i in detect(data, SPEC, NOW))  # the comparison is not vacuous
+
+
+def test_latest_email_ties_break_by_id_with_and_without_evidence():
+    """Two unanswered emails sent at the same instant: the subject shown is the one with the
+    greatest id, whether or not evidence ids are collected."""
+    sent = ago(20)
+    data = crm(emails=[email("e2", "c1", sent, subject="Второе"), email("e9", "c1", sent, subject="Девятое"),
+                       email("e1", "c1", ago(25), subject="Первое")],
+               email_opens=[opened("e2", ago(3)), opened("e9", ago(1))])
+    (ins,) = detect(data, SPEC, NOW)
+    assert ins.facts["last_email_subject"] == "Девятое" and ins.evidence["email_ids"] == ["e1", "e2", "e9"]
+    _replay_matches_detect(data, (0, 1, 2, 5))

@@ -205,3 +205,36 @@ def test_deals_without_clients_next_to_a_clients_table():
                clients=[{"client_id": "c1", "name": "ТОО Степь"}])
     found = by_deal(detect(data, SPEC, NOW))
     assert set(found) == {"d1"} and found["d1"].facts["client_name"] is None
+
+
+def test_a_replay_forward_and_back_and_without_evidence_equals_detect():
+    """The replay keeps yesterday's last touches and applies only new events walking forward,
+    recomputes on a step back; without evidence it is the same insights with empty evidence."""
+    from datetime import timedelta
+
+    from detectors.stalled_deal import detect_at, prepare
+
+    data = pipeline()
+    with_ev, without_ev = prepare(data, SPEC), prepare(data, SPEC)
+    walk = [NOW - timedelta(days=d) for d in range(30, -1, -1)]
+    compared = 0
+    for now in walk + walk[::-1] + walk[::3]:
+        expected = detect(data, SPEC, now)
+        assert detect_at(with_ev, now) == expected
+        assert detect_at(without_ev, now, with_evidence=False) == [dataclasses.replace(i, evidence={}) for i in expected]
+        compared += len(expected)
+    assert compared and any("activity_ids" in i.evidence or "email_ids" in i.evidence for i in detect(data, SPEC, NOW))
+
+
+def test_events_at_the_same_instant_the_later_row_is_the_last_touch_in_a_replay_too():
+    from datetime import timedelta
+
+    from detectors.stalled_deal import detect_at, prepare
+
+    data = crm(deals=[deal("d1", created=ago(30), client_id="c1")], stage_history=[],
+               activities=[act("a1", "call", deal_id="d1", done=12), act("a2", "meeting", deal_id="d1", done=12)])
+    state = prepare(data, SPEC)
+    for now in (NOW - timedelta(days=2), NOW - timedelta(days=1), NOW):
+        (plain,) = detect(data, SPEC, now)
+        assert plain.facts["last_touch_kind"] == "meeting" and plain.evidence["activity_ids"] == ["a2"]
+        assert detect_at(state, now) == [plain]
