@@ -54,6 +54,7 @@ def normalize_table(
     lowered = {str(c).lower(): c for c in found}
     warnings: list[DataWarning] = []
     out: dict[str, pd.Series] = {}
+    signs: pd.Series | None = None  # currency per deal, from signs in the amount cells
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
@@ -91,7 +92,10 @@ def normalize_table(
         mapping = values.get(col.name)
         if mapping:
             series = _map_values(series, mapping)
-        series = coerce(series, col, raw, tz, source_name=source_name)
+        if table == "deals" and col.name == "amount":
+            series, signs = _amounts(series, col, raw, tz, source_name)
+        else:
+            series = coerce(series, col, raw, tz, source_name=source_name)
         if col.name in fill and series.isna().any():
             missing = series.isna()
             value = _constant(table, col, fill[col.name], pd.RangeIndex(1), tz).iloc[0]
@@ -108,10 +112,70 @@ def normalize_table(
         if allowed:
             series = _check_enum(table, col.name, series, allowed, raw, source_name)
         out[col.name] = series
+    if signs is not None:
+        warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
     return pd.DataFrame(out, index=frame.index), warnings
 
 
 # --- values ------------------------------------------------------------------------------
+
+# A currency sign or code before or after an amount, as hand-made exports write it:
+# "1 234 567,00 ₸", "₸ 1 234 567", "1 234 567 тг", "1,234,567.00 KZT", "150 000 руб.", "$1,200".
+_CURRENCY_SIGN = r"₸|₽|\$|€|тенге|тг\.?|руб\.?|kzt|rub|usd|eur"
+_AMOUNT_WITH_SIGN = rf"(?i)^({_CURRENCY_SIGN})?(.*?)({_CURRENCY_SIGN})?$"
+_SPACES = r"[\s\u00a0\u2007\u2009\u202f]"  # Arrow's regex \s is ASCII-only
+CURRENCY_OF_SIGN = {
+    "₸": "KZT", "тг": "KZT", "тенге": "KZT", "kzt": "KZT", "₽": "RUB", "руб": "RUB", "rub": "RUB",
+    "$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR",
+}
+
+
+def _amounts(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo,
+             source_name: str) -> tuple[pd.Series, pd.Series | None]:
+    """Deal amounts, plus the currency per row when the cells carry a sign ("150 000 руб.").
+
+    Plain numbers take the fast path; the signs are looked for only when that fails.
+    """
+    try:
+        return coerce(series, col, raw, tz, source_name=source_name), None
+    except DataError as first_error:
+        if pd.api.types.is_numeric_dtype(series.dtype):
+            raise
+        text = _to_str(series)
+        parts = text.str.replace(_SPACES, "", regex=True).str.extract(_AMOUNT_WITH_SIGN)
+        sign = parts[0].combine_first(parts[2])
+        if sign.isna().all():
+            raise first_error from None
+        number = parts[1].where(text.notna()).astype(STR)
+        # "$1,200" is twelve hundred: after a dollar sign a lone comma groups thousands
+        dollar_grouped = (sign == "$") & number.str.fullmatch(r"-?\d{1,3}(?:,\d{3})+").fillna(False)
+        number = number.where(~dollar_grouped, number.str.replace(",", "", regex=False))
+        try:
+            numbers = coerce(number, col, raw, tz, source_name=source_name)
+        except DataError as err:  # show the cell as the file has it, not the stripped number
+            if err.row is not None:
+                err.value = text.loc[err.row - raw.row_offset]
+            raise err from None
+        signs = sign.str.lower().str.rstrip(".").map(CURRENCY_OF_SIGN)
+        return numbers, signs.astype(STR)
+
+
+def _currency_from_signs(table: str, out: dict[str, pd.Series], signs: pd.Series, raw: RawTable,
+                         source_name: str) -> list[DataWarning]:
+    """Fill an absent or empty currency column from the amount signs, when they agree."""
+    if out["currency"].notna().any():
+        return []
+    counts = signs.value_counts()
+    if len(counts) == 1:
+        out["currency"] = pd.Series(counts.index[0], index=signs.index, dtype=STR)
+        return []
+    listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
+    return [DataWarning(
+        "mixed_currencies", table, int(signs.notna().sum()),
+        f"{raw.origin} column {source_name!r}: amounts carry different currencies ({listed}) and "
+        "there is no currency column, so currency is left empty; add a currency column to the "
+        "export",
+    )]
 
 def _clean_text(series: pd.Series) -> pd.Series:
     """Strip spaces (and non-breaking spaces) around text cells; empty cells become missing."""
@@ -238,7 +302,7 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
         text = _to_str(series)
         # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
         # (commas grouping thousands) -> "1234.50", "1234567"
-        cleaned = text.str.replace(r"[\s\u00a0\u202f]", "", regex=True)
+        cleaned = text.str.replace(_SPACES, "", regex=True)
         grouped = cleaned.str.contains(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d*)?$", regex=True)
         grouped &= cleaned.str.contains(".", regex=False) | (cleaned.str.count(",") > 1)
         cleaned = cleaned.where(~grouped.fillna(False), cleaned.str.replace(",", "", regex=False))
