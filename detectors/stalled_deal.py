@@ -275,26 +275,31 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     )
     if not is_open.any():
         return []
+    # Only the deals open at `now` are looked at (a fraction of all in a long history).
+    o = np.flatnonzero(is_open)
     h_time, h_row = state.history.last_up_to(now_ns, n)
-    stage = (np.where(h_row >= 0, state.history_stage[np.maximum(h_row, 0)], state.deal_stage)
-             if len(state.history_stage) else state.deal_stage)
-    stage_time = np.where(h_time != NEVER, h_time, state.created)
+    h_time, h_row = h_time[o], h_row[o]
+    stage = (np.where(h_row >= 0, state.history_stage[np.maximum(h_row, 0)], state.deal_stage[o])
+             if len(state.history_stage) else state.deal_stage[o])
+    stage_time = np.where(h_time != NEVER, h_time, state.created[o])
     ad_t, ad_r = state.act_deal.last_up_to(now_ns, n)
     ac_t, ac_r = state.act_client.last_up_to(now_ns, state.n_clients)
     ed_t, ed_r = state.email_deal.last_up_to(now_ns, n)
     ec_t, ec_r = state.email_client.last_up_to(now_ns, state.n_clients)
-    times = np.stack([stage_time, ad_t, _per_deal(ac_t, state.deal_client, NEVER),
-                      ed_t, _per_deal(ec_t, state.deal_client, NEVER)])
-    rows = np.stack([h_row, ad_r, _per_deal(ac_r, state.deal_client, -1),
-                     ed_r, _per_deal(ec_r, state.deal_client, -1)])
+    deal_client = state.deal_client[o]
+    times = np.stack([stage_time, ad_t[o], _per_deal(ac_t, deal_client, NEVER),
+                      ed_t[o], _per_deal(ec_t, deal_client, NEVER)])
+    rows = np.stack([h_row, ad_r[o], _per_deal(ac_r, deal_client, -1),
+                     ed_r[o], _per_deal(ec_r, deal_client, -1)])
     src = np.argmax(times, axis=0)
-    last_touch = times[src, np.arange(n)]
+    last_touch = times[src, np.arange(len(o))]
     idle_days = (now_ns - last_touch) // _DAY_NS
     limit = state.limit_days[stage]
-    stalled = np.flatnonzero(is_open & (idle_days > limit))
+    local = np.flatnonzero(idle_days > limit)  # positions among the open deals
+    stalled = o[local]
     # The last touch of each stalled deal: its kind and id, read in one take per column.
-    s_src = src[stalled]
-    s_row = rows[s_src, stalled]
+    s_src = src[local]
+    s_row = rows[s_src, local]
     touch: list[tuple[str, str | None, str | None]] = [("stage_change", None, None)] * len(stalled)
     is_act, is_email = (s_src == 1) | (s_src == 2), (s_src == 3) | (s_src == 4)
     act_rows = s_row[is_act]
@@ -308,8 +313,8 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     out = [
         _insight(state, i, stage_i, idle, lim, touch_ns, *touch[j], with_evidence=with_evidence)
         for j, (i, stage_i, idle, lim, touch_ns) in enumerate(zip(
-            stalled.tolist(), stage[stalled].tolist(), idle_days[stalled].tolist(),
-            limit[stalled].tolist(), last_touch[stalled].tolist()))
+            stalled.tolist(), stage[local].tolist(), idle_days[local].tolist(),
+            limit[local].tolist(), last_touch[local].tolist()))
     ]
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     return out
