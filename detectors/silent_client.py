@@ -74,6 +74,12 @@ class SilentClientState:
     opens_sorted: bool = False
     e_open_start: np.ndarray | None = None
     e_open_end: np.ndarray | None = None
+    # ... and emails are walked in time order (e_by_time), keeping the day before's last reply
+    # and first unanswered email per client (as of `upto`), see _silence_replay
+    e_by_time: np.ndarray | None = None
+    upto: int = NEVER
+    last_reply: np.ndarray | None = None
+    first_unanswered: np.ndarray | None = None
     static: dict[int, tuple[str, str | None, str | None, str]] = field(default_factory=dict)
 
 
@@ -140,6 +146,8 @@ def _sort_opens(state: SilentClientState) -> None:
     emails = np.arange(len(state.e_sent))
     state.e_open_start = np.searchsorted(state.o_row, emails, side="left")
     state.e_open_end = np.searchsorted(state.o_row, emails, side="right")
+    sent = np.flatnonzero(state.e_sent != NEVER)
+    state.e_by_time = sent[np.argsort(state.e_sent[sent], kind="stable")]
     state.opens_sorted = True
 
 
@@ -174,8 +182,11 @@ def detect_at(state: SilentClientState, now: datetime, *, with_evidence: bool = 
         _sort_opens(state)
     now_ns = _ns(now)
     n = len(state.client_ids)
-    last_reply, unanswered, first_unanswered, candidate = _silence(
-        state.e_client, state.e_sent, state.e_out, n, now_ns, spec)
+    if state.opens_sorted:
+        last_reply, unanswered, first_unanswered, candidate = _silence_replay(state, now_ns)
+    else:
+        last_reply, unanswered, first_unanswered, candidate = _silence(
+            state.e_client, state.e_sent, state.e_out, n, now_ns, spec)
     if not candidate.any():
         return []
     keep = _relevant_opens(state, unanswered, candidate, now_ns)
@@ -302,6 +313,38 @@ def _silence(e_client: np.ndarray, e_sent: np.ndarray, e_out: np.ndarray, n: int
     first_unanswered = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first_unanswered, e_client[unanswered], e_sent[unanswered])
     candidate = first_unanswered <= now_ns - spec.silence_days * _DAY_NS
+    return last_reply, unanswered, first_unanswered, candidate
+
+
+def _silence_replay(state: SilentClientState, now_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`_silence` for a replay: walking forward in time, only the emails sent since the day
+    before are applied (a step back starts over from the first email).
+
+    A new reply resets the client's first unanswered email to the first of ours after it;
+    any other client keeps its first unanswered email, or gets its first one among the new.
+    """
+    n = len(state.client_ids)
+    order = state.e_by_time
+    assert order is not None
+    times = state.e_sent[order]
+    if state.last_reply is None or state.first_unanswered is None or now_ns < state.upto:
+        state.last_reply = np.full(n, NEVER, dtype=np.int64)
+        state.first_unanswered = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        state.upto = NEVER
+    lo = 0 if state.upto == NEVER else int(np.searchsorted(times, state.upto, side="right"))
+    hi = int(np.searchsorted(times, now_ns, side="right"))
+    last_reply, first_unanswered = state.last_reply, state.first_unanswered
+    if hi > lo:
+        rows = order[lo:hi]
+        client, sent, out = state.e_client[rows], state.e_sent[rows], state.e_out[rows]
+        replied = client[~out]
+        np.maximum.at(last_reply, replied, sent[~out])
+        first_unanswered[replied] = np.iinfo(np.int64).max
+        ours = out & (sent > last_reply[client])
+        np.minimum.at(first_unanswered, client[ours], sent[ours])
+    state.upto = now_ns
+    unanswered = (state.e_sent != NEVER) & (state.e_sent <= now_ns) & state.e_out & (state.e_sent > last_reply[state.e_client])
+    candidate = first_unanswered <= now_ns - state.spec.silence_days * _DAY_NS
     return last_reply, unanswered, first_unanswered, candidate
 
 
