@@ -81,6 +81,7 @@ class SilentClientState:
     last_reply: np.ndarray | None = None
     first_unanswered: np.ndarray | None = None
     static: dict[int, tuple[str, str | None, str | None, str]] = field(default_factory=dict)
+    email_cells: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) -> SilentClientState:
@@ -222,7 +223,7 @@ def detect_at(state: SilentClientState, now: datetime, *, with_evidence: bool = 
     else:
         latest = _latest(state, e_rows, starts, ends)
         evidence = [None] * len(fired)
-    subjects, senders = _cells(state.e_subject, latest), _cells(state.e_manager, latest)
+    subjects, senders = _email_cells(state, latest)
     _fill_static(state, fired)
     counts = (ends - starts).tolist()
     silent = (now_ns - first_unanswered[fired]).tolist()
@@ -247,6 +248,15 @@ def _latest(state: SilentClientState, e_rows: np.ndarray, starts: np.ndarray, en
         ids = [str(x) for x in state.e_id.take(rows).tolist()]
         latest[g] = rows[max(range(len(rows)), key=ids.__getitem__)]
     return latest
+
+
+def _email_cells(state: SilentClientState, rows: np.ndarray) -> tuple[list, list]:
+    """Subject and sender of emails (rows), each read once per replay and then remembered."""
+    new = np.asarray([r for r in rows.tolist() if r not in state.email_cells], dtype=np.int64)
+    for r, subject, sender in zip(new.tolist(), _cells(state.e_subject, new), _cells(state.e_manager, new)):
+        state.email_cells[r] = (subject, sender)
+    cells = [state.email_cells[r] for r in rows.tolist()]
+    return [c[0] for c in cells], [c[1] for c in cells]
 
 
 def _fill_static(state: SilentClientState, codes: np.ndarray) -> None:
