@@ -148,7 +148,8 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
         path = _find_file(folder, listing, table, source.files.get(table))
         if path is None:
             continue
-        raws[table] = read_file(path, columns=_parquet_columns(path, table, source))
+        raws[table] = read_file(path, columns=_parquet_columns(path, table, source),
+                                expected=_their_columns(table, source))
     for table in REQUIRED_TABLES:
         if table not in raws and table != "stage_history":
             old_excel = listing.get(table + ".xls")

@@ -62,7 +62,7 @@ def normalize_table(
                 raise DataError(
                     f"column {their!r} (mapped to {table}.{col.name} in config) is not in the "
                     "file", file=raw.origin, more="Columns found: " + ", ".join(found) + ".",
-                    fix=f"correct [source.columns.{table}] {col.name} = \"...\""
+                    fix=_header_hint(raw) or f"correct [source.columns.{table}] {col.name} = \"...\""
                     + (f" (did you mean {close!r}?)" if (close := nearest(their, found)) else ""),
                 )
             source_name = their
@@ -81,7 +81,7 @@ def normalize_table(
                 raise DataError(
                     f"required column {col.name!r} is missing", file=raw.origin,
                     more="Columns found: " + (", ".join(found) or "none") + ".",
-                    fix=f"rename the column in the file, or map it in config: "
+                    fix=_header_hint(raw) or f"rename the column in the file, or map it in config: "
                     f"[source.columns.{table}] {col.name} = \"<your column name>\"",
                 )
             out[col.name] = _default(col, frame.index)
@@ -115,6 +115,14 @@ def normalize_table(
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
     return pd.DataFrame(out, index=frame.index), warnings
+
+
+def _header_hint(raw: RawTable) -> str | None:
+    """For a table whose first row is a title: where its header seems to be."""
+    if raw.header_guess is None:
+        return None
+    return (f"the header seems to be on row {raw.header_guess}; delete the rows above it "
+            "(or map the column names found there in config)")
 
 
 # --- values ------------------------------------------------------------------------------

@@ -32,24 +32,84 @@ class RawTable:
     row_offset: int = 2  # CSV/XLSX: header is row 1, first data row (label 0) is row 2
     row_kind: str = "row"  # "row" for spreadsheets, "record" for Parquet/SQL
     text: bool = True  # values came as text (CSV/XLSX): strip spaces before use
+    # Spreadsheet row that looks like the real header when the first row does not (a title
+    # above the table) and no row holding the expected names was found; said in errors.
+    header_guess: int | None = None
 
     def row_number(self, label: int) -> int:
         return int(label) + self.row_offset
 
 
-def read_file(path: Path, columns: list[str] | None = None) -> RawTable:
-    """Read a CSV/TSV/XLSX/Parquet file; `columns` limits what Parquet reads (memory)."""
+def read_file(path: Path, columns: list[str] | None = None,
+              expected: list[str] | None = None) -> RawTable:
+    """Read a CSV/TSV/XLSX/Parquet file; `columns` limits what Parquet reads (memory).
+
+    `expected`: column names the table may have (mapped from config, else canonical); a
+    spreadsheet whose first row does not hold them is searched for the row that does.
+    """
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return read_parquet(path, columns)
     if suffix == ".xlsx":
-        return read_xlsx(path)
+        return read_xlsx(path, expected)
     if suffix == ".xls":
         raise DataError(
-            "old Excel .xls files are not supported", file=path.name,
-            fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
+            "old Excel .xls files are not supported"
+            + (" (this one is a web page saved with an .xls name)" if _is_html(_head(path)) else ""),
+            file=path.name, fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
         )
-    return read_csv(path)
+    return read_csv(path, expected)
+
+
+# --- the header row ---------------------------------------------------------------------
+
+HEADER_SEARCH_ROWS = 10  # a title block above the table is a few rows, not pages
+
+
+def _score(cells: list[object], expected: set[str]) -> int:
+    """How many cells of a row are expected column names (case and spaces ignored)."""
+    return sum(1 for c in cells if isinstance(c, str) and c.strip().lower() in expected)
+
+
+def find_header(header: list[object], rows: list[list[object]], expected: list[str] | None) -> int | None:
+    """Index into `rows` of the row holding the column names, when the header read does not.
+
+    Only looked for when the header holds fewer than two expected names; the row found must
+    hold at least two and more than the header.
+    """
+    if not expected:
+        return None
+    names = {e.strip().lower() for e in expected}
+    current = _score(header, names)
+    if current >= 2:
+        return None
+    best, best_score = None, max(current, 1)
+    for i, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
+        score = _score(row, names)
+        if score > best_score:
+            best, best_score = i, score
+    return best
+
+
+def _looks_like_header(row: list[object], width: int) -> bool:
+    """A row of text labels filling most of the table's width."""
+    filled = [c for c in row if c is not None and not (isinstance(c, float) and c != c) and str(c).strip()]
+    return len(filled) >= max(2, (width + 1) // 2) and all(isinstance(c, str) for c in filled)
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names as pandas would make them: empty -> 'Unnamed: j', repeats -> 'name.1'."""
+    seen: dict[str, int] = {}
+    out = []
+    for j, name in enumerate(names):
+        name = name or f"Unnamed: {j}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(name)
+    return out
 
 
 # --- CSV ---------------------------------------------------------------------------------
@@ -104,6 +164,17 @@ def detect_delimiter(sample: str) -> str:
     return best
 
 
+def _head(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return f.read(2048)
+
+
+def _is_html(data: bytes) -> bool:
+    head = data[:2048].lstrip(codecs.BOM_UTF8 + b" \t\r\n").lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<table", b"<meta")) or b"<html" in head[:512] \
+        or b"<table" in head[:1024]
+
+
 def _refuse_non_csv(data: bytes, name: str) -> None:
     if not data.strip():
         raise DataError(
@@ -127,7 +198,7 @@ def _refuse_non_csv(data: bytes, name: str) -> None:
         )
 
 
-def read_csv(path: Path) -> RawTable:
+def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     name = path.name
     data = path.read_bytes()
     _refuse_non_csv(data, name)
@@ -137,10 +208,11 @@ def read_csv(path: Path) -> RawTable:
         raise DataError(exc.problem, file=name, fix=exc.fix) from None
     sample = data[:_SAMPLE_BYTES].decode(encoding, errors="ignore")
     delimiter = detect_delimiter(sample)
+    skip, guess, delimiter = _csv_header(sample, delimiter, expected)
     try:
         frame = pd.read_csv(
             io.BytesIO(data), sep=delimiter, encoding=encoding, dtype=str,
-            keep_default_na=False, na_values=[""], skip_blank_lines=False,
+            keep_default_na=False, na_values=[""], skip_blank_lines=False, skiprows=skip,
         )
     except pd.errors.EmptyDataError:
         raise DataError("the file has no header row", file=name,
@@ -151,23 +223,69 @@ def read_csv(path: Path) -> RawTable:
                   if found else str(exc).strip().splitlines()[0])
         raise DataError(
             f"the rows do not line up with the header: {detail}", file=name,
-            fix=f"check that values containing {delimiter!r} are in double quotes",
+            fix=_above_header(guess) if guess else
+            f"check that values containing {delimiter!r} are in double quotes",
         ) from None
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     blank = frame.isna().all(axis=1)
     if blank.any():
         frame = frame[~blank]
-    return RawTable(frame, name)
+    # skipped title lines: data label 0 is spreadsheet row skip + 2
+    return RawTable(frame, name, row_offset=2 + skip, header_guess=guess)
+
+
+def _above_header(row: int) -> str:
+    return f"the header seems to be on row {row}; delete the rows above it"
+
+
+def _csv_header(sample: str, delimiter: str, expected: list[str] | None) -> tuple[int, int | None, str]:
+    """(lines to skip, guessed header row, delimiter) for a CSV with a title above its header."""
+    lines = sample.splitlines()[:HEADER_SEARCH_ROWS + 2]
+    if len(lines) <= HEADER_SEARCH_ROWS + 1 and not sample.endswith(("\n", "\r")):
+        lines = lines[:-1]  # the sample may cut the last line in half
+    if len(lines) < 2:
+        return 0, None, delimiter
+    try:
+        header = next(csv.reader(lines[:1], delimiter=delimiter))
+    except csv.Error:
+        return 0, None, delimiter
+    if expected and _score(header, {e.strip().lower() for e in expected}) >= 2:
+        return 0, None, delimiter  # the usual file: nothing more to look at
+    best: tuple[int, int, str] | None = None  # (score, line, delimiter)
+    names = {e.strip().lower() for e in expected or []}
+    for delim in DELIMITERS:
+        try:
+            rows = list(csv.reader(lines, delimiter=delim))
+        except csv.Error:
+            continue
+        found = find_header(rows[0] if rows else [], rows[1:], expected)
+        if found is not None and (best is None or _score(rows[found + 1], names) > best[0]):
+            best = (_score(rows[found + 1], names), found + 1, delim)
+    if best is not None:
+        return best[1], None, best[2]
+    # Nothing names the columns: a title is a narrow first line above rows as wide as the data.
+    below = detect_delimiter("\n".join(lines[1:]) + "\n")
+    try:
+        rows = list(csv.reader(lines, delimiter=below))
+    except csv.Error:
+        return 0, None, delimiter
+    width = len(rows[-1])
+    if width > 1 and sum(1 for c in rows[0] if c.strip()) < width:  # a header fills every column
+        for i, row in enumerate(rows[1:HEADER_SEARCH_ROWS + 1], start=1):
+            if len(row) == width and _looks_like_header(row, width):
+                return 0, i + 1, delimiter
+    return 0, None, delimiter
 
 
 # --- XLSX and Parquet ----------------------------------------------------------------------
 
-def read_xlsx(path: Path) -> RawTable:
+def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     name = path.name
     import zipfile
 
     from openpyxl.utils.exceptions import InvalidFileException
 
+    _refuse_non_xlsx(_head(path), name)
     try:
         frame = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
@@ -179,10 +297,38 @@ def read_xlsx(path: Path) -> RawTable:
         raise DataError("the first sheet is empty", file=name,
                         fix="put the table on the first sheet, column names in row 1")
     frame.columns = [str(c).strip() for c in frame.columns]
+    top = frame.iloc[:HEADER_SEARCH_ROWS].astype(object).to_numpy().tolist()
+    found = find_header(list(frame.columns), top, expected)
+    guess = None
+    if found is not None:
+        # The real header is data row `found`; the labels below keep their spreadsheet rows.
+        cells = top[found]
+        frame = frame.iloc[found + 1:]
+        frame.columns = _unique([
+            "" if c is None or (isinstance(c, float) and c != c) else str(c).strip() for c in cells])
+    elif sum(c.startswith("Unnamed: ") for c in frame.columns) * 2 > len(frame.columns):
+        guess = next((i + 2 for i, row in enumerate(top) if _looks_like_header(row, len(frame.columns))), None)
     blank = frame.isna().all(axis=1)
     if blank.any():
         frame = frame[~blank]
-    return RawTable(frame, name)
+    return RawTable(frame, name, header_guess=guess)
+
+
+def _refuse_non_xlsx(head: bytes, name: str) -> None:
+    """An .xlsx is a ZIP archive; CRMs also save web pages and old formats under that name."""
+    if head.startswith(b"PK\x03\x04") or not head.strip():
+        return
+    fix = ("open it in Excel or LibreOffice and save it as an Excel workbook (.xlsx) or as CSV, "
+           "then put that file in the folder")
+    if _is_html(head):
+        raise DataError(
+            "this is a web page (an HTML table) saved with an .xlsx name, not an Excel workbook; "
+            "Bitrix24 \"Excel\" exports are like this", file=name, fix=fix)
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise DataError("this is an old Excel .xls file saved with an .xlsx name", file=name, fix=fix)
+    if head.lstrip(codecs.BOM_UTF8 + b" \t\r\n").startswith(b"<?xml"):
+        raise DataError("this is an XML file (an Excel 2003 XML spreadsheet?) saved with an .xlsx name",
+                        file=name, fix=fix)
 
 
 def read_parquet(path: Path, columns: list[str] | None = None) -> RawTable:

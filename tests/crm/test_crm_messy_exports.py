@@ -104,3 +104,93 @@ def test_plain_amounts_keep_the_decimal_comma_and_get_no_currency(tmp_path):
     folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": _deals(["1,5", "1 200,50"])})
     deals = load_folder(folder).data.deals
     assert deals["amount"].tolist() == [1.5, 1200.5] and deals["currency"].isna().all()
+
+
+# --- a title above the header ------------------------------------------------------------------
+
+def _xlsx(path, rows):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    for row in rows:
+        book.active.append(row)
+    book.save(path)
+    return path
+
+
+def _deals_under_a_title(header):
+    return [["Отчёт по сделкам за 2026 год"], [], header,
+            ["d1", "m1", "КП", "open", "2026-03-02 10:00", 100],
+            ["d2", "m1", "КП", "open", "не дата", 200]]
+
+
+def test_xlsx_with_a_title_row_finds_the_canonical_header_and_keeps_row_numbers(tmp_path):
+    write(tmp_path, {"managers.csv": MANAGERS})
+    _xlsx(tmp_path / "deals.xlsx", _deals_under_a_title(
+        ["deal_id", "manager_id", "stage", "status", "created_at", "amount"]))
+    with pytest.raises(DataError) as err:
+        load_folder(tmp_path)
+    assert "deals.xlsx, row 5, column 'created_at': not a date/time" in str(err.value)
+
+
+def test_xlsx_with_a_title_row_finds_the_mapped_header(tmp_path):
+    write(tmp_path, {"managers.csv": MANAGERS})
+    rows = _deals_under_a_title(["ID", "Ответственный", "Этап", "Статус", "Дата создания", "Сумма"])
+    rows[-1][4] = "03.03.2026"
+    _xlsx(tmp_path / "deals.xlsx", rows)
+    source = SourceConfig.model_validate({"path": ".", "columns": {"deals": {
+        "deal_id": "ID", "manager_id": "Ответственный", "stage": "Этап", "status": "Статус",
+        "created_at": "Дата создания", "amount": "Сумма"}}})
+    deals = load_crm(source, base_dir=tmp_path).data.deals
+    assert deals["deal_id"].tolist() == ["d1", "d2"] and deals["amount"].tolist() == [100.0, 200.0]
+
+
+def test_xlsx_with_a_title_and_unknown_names_says_where_the_header_seems_to_be(tmp_path):
+    write(tmp_path, {"managers.csv": MANAGERS})
+    _xlsx(tmp_path / "deals.xlsx", _deals_under_a_title(["ID", "Кто", "Этап", "Статус", "Создана", "Сумма"]))
+    with pytest.raises(DataError) as err:
+        load_folder(tmp_path)
+    text = str(err.value)
+    assert "required column 'deal_id' is missing" in text
+    assert "the header seems to be on row 3; delete the rows above it" in text
+
+
+def test_csv_with_a_title_line_finds_the_header_and_keeps_row_numbers(tmp_path):
+    deals = ("Выгрузка сделок;;;;\n;;;;\n"
+             "deal_id;manager_id;stage;status;created_at\n"
+             "d1;m1;КП;open;2026-03-02 10:00\n"
+             "d2;m1;КП;open;вчера\n")
+    write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals})
+    with pytest.raises(DataError) as err:
+        load_folder(tmp_path)
+    assert "deals.csv, row 5, column 'created_at': not a date/time" in str(err.value)
+    write(tmp_path, {"deals.csv": deals.replace("вчера", "2026-03-03")})
+    assert load_folder(tmp_path).data.deals["deal_id"].tolist() == ["d1", "d2"]
+
+
+@pytest.mark.parametrize("title", ["Выгрузка сделок", "Выгрузка сделок;;;", "Выгрузка;сделок"])
+def test_csv_title_line_without_known_names_says_where_the_header_seems_to_be(tmp_path, title):
+    deals = title + "\nID;Кто;Этап;Статус\nd1;m1;КП;open\n"
+    write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals})
+    with pytest.raises(DataError) as err:
+        load_folder(tmp_path)
+    assert "the header seems to be on row 2; delete the rows above it" in str(err.value)
+
+
+# --- files that are not what their name says -----------------------------------------------------
+
+def test_an_html_table_saved_as_xlsx_says_what_it_is_and_how_to_fix(tmp_path):
+    page = ('<html><head><meta charset="utf-8"></head><body><table>'
+            "<tr><td>ID</td><td>Название</td></tr><tr><td>1</td><td>Сделка</td></tr></table></body></html>")
+    write(tmp_path, {"managers.csv": MANAGERS, "deals.xlsx": page})
+    with pytest.raises(DataError) as err:
+        load_folder(tmp_path)
+    text = str(err.value)
+    assert text.startswith("deals.xlsx: this is a web page (an HTML table) saved with an .xlsx name")
+    assert "BadZipFile" not in text and "save it as an Excel workbook (.xlsx) or as CSV" in text
+
+
+def test_an_old_xls_saved_as_xlsx_says_so(tmp_path):
+    write(tmp_path, {"managers.csv": MANAGERS, "deals.xlsx": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 64})
+    with pytest.raises(DataError, match=r"deals\.xlsx: this is an old Excel \.xls file saved with an \.xlsx name"):
+        load_folder(tmp_path)
