@@ -194,3 +194,13 @@ def test_an_old_xls_saved_as_xlsx_says_so(tmp_path):
     write(tmp_path, {"managers.csv": MANAGERS, "deals.xlsx": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 64})
     with pytest.raises(DataError, match=r"deals\.xlsx: this is an old Excel \.xls file saved with an \.xlsx name"):
         load_folder(tmp_path)
+
+
+def test_an_xls_named_in_config_that_is_a_web_page_says_so(tmp_path):
+    write(tmp_path, {"managers.csv": MANAGERS, "Сделки.xls": "<html><body><table><tr><td>ID</td></tr></table>"})
+    source = SourceConfig.model_validate({"path": ".", "files": {"deals": "Сделки.xls"}})
+    with pytest.raises(DataError) as err:
+        load_crm(source, base_dir=tmp_path)
+    text = str(err.value)
+    assert "Сделки.xls: old Excel .xls files are not supported (this one is a web page saved with an .xls name)" in text
+    assert "save it as .xlsx or .csv" in text
