@@ -215,11 +215,18 @@ def detect_at(state: SilentClientState, now: datetime, *, with_evidence: bool = 
     ends = np.append(np.flatnonzero(np.diff(state.e_client[e_rows])) + 1, len(e_rows))
     starts = np.append(0, ends[:-1])
     if with_evidence:
+        # Already in sent order; only groups with emails sent at the same instant are
+        # re-sorted, ties going by id.
         ids = [str(x) for x in state.e_id.take(e_rows).tolist()]  # ids are never missing
-        groups = [sorted(range(a, b), key=lambda j: (state.e_sent[e_rows[j]], ids[j]))
-                  for a, b in zip(starts.tolist(), ends.tolist())]
-        latest = e_rows[[g[-1] for g in groups]]
-        evidence = [[ids[j] for j in g] for g in groups]
+        evidence = [ids[a:b] for a, b in zip(starts.tolist(), ends.tolist())]
+        latest = e_rows[ends - 1]
+        sent = state.e_sent[e_rows]
+        same = np.flatnonzero((state.e_client[e_rows[1:]] == state.e_client[e_rows[:-1]]) & (sent[1:] == sent[:-1]))
+        for g in np.unique(np.searchsorted(ends, same + 1, side="right")).tolist():
+            a, b = int(starts[g]), int(ends[g])
+            order = sorted(range(a, b), key=lambda j: (sent[j], ids[j]))
+            evidence[g] = [ids[j] for j in order]
+            latest[g] = e_rows[order[-1]]
     else:
         latest = _latest(state, e_rows, starts, ends)
         evidence = [None] * len(fired)

@@ -214,7 +214,7 @@ def test_latest_email_ties_break_by_id_with_and_without_evidence():
     """Two unanswered emails sent at the same instant: the subject shown is the one with the
     greatest id, whether or not evidence ids are collected."""
     sent = ago(20)
-    data = crm(emails=[email("e2", "c1", sent, subject="Второе"), email("e9", "c1", sent, subject="Девятое"),
+    data = crm(emails=[email("e9", "c1", sent, subject="Девятое"), email("e2", "c1", sent, subject="Второе"),
                        email("e1", "c1", ago(25), subject="Первое")],
                email_opens=[opened("e2", ago(3)), opened("e9", ago(1))])
     (ins,) = detect(data, SPEC, NOW)
