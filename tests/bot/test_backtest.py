@@ -106,7 +106,10 @@ def test_prepared_replays_match_plain_detect_day_by_day():
         now = day(n) + timedelta(hours=n % 5)
         for name in ("silent_client", "stalled_deal", "lead_sla"):
             fast = [i.to_dict() for i in fns[name](now)]
-            assert fast == [i.to_dict() for i in REGISTRY[name].detect(data, REGISTRY[name].spec(), now)]
+            # The replay asks for no evidence (alerts are counted, never shown), so compare
+            # everything else; the detectors' own tests compare the evidence of replays.
+            plain = REGISTRY[name].detect(data, REGISTRY[name].spec(), now)
+            assert fast == [i.to_dict() | {"evidence": {}} for i in plain]
             seen |= {name} if fast else set()
     assert seen == {"silent_client", "stalled_deal", "lead_sla"}  # the comparison was not vacuous
 
