@@ -22,20 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from detectors.registry import REGISTRY, DetectorSpec
 
-try:  # written by engineer "crm-data"; the fallback keeps the bot importable while it lands
-    from crm.source_config import SourceConfig
-except ModuleNotFoundError:  # pragma: no cover - only before crm/source_config.py exists
-    class SourceConfig(BaseModel):  # type: ignore[no-redef]
-        model_config = ConfigDict(extra="forbid")
-        kind: Literal["files", "sql"] = "files"
-        path: str | None = None
-        files: dict[str, str] = {}
-        columns: dict[str, dict[str, str]] = {}
-        values: dict[str, dict[str, dict[str, str]]] = {}
-        url_env: str | None = None
-        url: str | None = None
-        tables: dict[str, str] = {}
-        stages: list[str] | None = None
+from crm.source_config import SourceConfig
 
 
 class ConfigError(Exception):

@@ -160,7 +160,7 @@ class Handlers:
     # ------------------------------------------------------------------ maturity
     def maturity_flow(self) -> Any:
         if self._maturity is None:
-            from bot.maturity.flow import MaturityFlow  # engineer "maturity"; imported only when used
+            from bot.maturity.flow import MaturityFlow  # imported only when the check is used
 
             self._maturity = MaturityFlow(self.store.engine, self.data_provider, self.clock,
                                           default_language=self.config.language, prefix=self.store.prefix)

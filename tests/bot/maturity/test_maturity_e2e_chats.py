@@ -1,5 +1,5 @@
 """The maturity check end to end through the real python-telegram-bot and slack-bolt stacks,
-against the fake Bot API / Web API servers on 127.0.0.1 (tests/fakes, engineer "channels").
+against the fake Bot API / Web API servers on 127.0.0.1 (tests/fakes).
 
 A person answers by pressing buttons and gets the result; types free text mid-way and gets the
 reminder; the bot restarts mid-way (a new channel and a new MaturityFlow on the same database)
