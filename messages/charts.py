@@ -74,8 +74,9 @@ def conversion_chart(insight: Insight, lang: str) -> bytes | None:
             ax.axhline(rate, color=color, lw=1.5, ls="--")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylim(0, min(1.0, max(rates + [float(f.get("baseline_rate") or 0)]) * 1.25 + 0.02))
-    ax.set_xticks(weeks[:: max(1, len(weeks) // 6)])
-    ax.set_xticklabels([i18n.format_short_date(w, lang) for w in weeks[:: max(1, len(weeks) // 6)]])
+    shown = weeks[:: -(-len(weeks) // 6) or 1]  # at most 6 dates: more collide on a phone-width axis
+    ax.set_xticks(shown)
+    ax.set_xticklabels([i18n.format_short_date(w, lang) for w in shown])
     to = (("выигрыш", "won") if f.get("to_won") else (None, None))
     dst = (to[0] if lang == "ru" else to[1]) or _q(lang, f.get("to_stage"))
     ax.set_title((f"Конверсия {_q(lang, f.get('from_stage'))} → {dst} по неделям" if lang == "ru"
