@@ -83,7 +83,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
                              p1=ctx.period(f["baseline_start"], f["baseline_end"]), n1=ctx.count(f["baseline_n"], "deal"),
                              p2=ctx.period(f["recent_start"], f["recent_end"]), n2=ctx.count(f["recent_n"], "deal")))
     if f.get("horizon_days") and f.get("to_won"):
-        details.append(ctx.t("Сделка считается выигранной, если её выиграли в течение {d}.",
+        details.append(ctx.t("Сделка считается выигранной, если её выиграли не позже чем через {d} после входа на этап.",
                              "A deal counts as won if it was won within {d}.", d=ctx.count(f["horizon_days"], "day")))
     elif f.get("horizon_days"):
         details.append(ctx.t("Сделка считается перешедшей, если дошла до следующего этапа за {d}.",

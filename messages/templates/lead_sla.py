@@ -45,7 +45,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         else:
             title = ctx.t("Заявка ждёт ответа менеджера {m} уже {h}", "A lead has waited {h} for a reply from {m}",
                           h=waited, m=name(f.get("manager_name") or f.get("manager_id")))
-        body = [came + ctx.t("; первый ответ нужен в течение {s}.", "; the first reply is due within {s}.", s=sla)]
+        body = [came + ctx.t("; ответить нужно было не позже чем через {s} после поступления.", "; a first reply was due within {s}.", s=sla)]
         action = ctx.t("Свяжитесь с клиентом прямо сейчас: с каждым часом шанс на сделку падает.",
                        "Contact them right now: every hour lowers the chance of a deal.") if ctx.you else \
             ctx.t("Проверьте, что с заявкой кто-то работает, или передайте её другому менеджеру.",
