@@ -41,9 +41,10 @@ def data_quality(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
     title = ctx.t("У {x} проигранных сделок не указана причина", "{x} of lost deals have no loss reason",
                   x=ctx.pct(f["missing_share"]))
-    body = [ctx.t("Причины нет у {m} из {n} — без неё не видно, почему мы проигрываем.",
+    # Bare numbers in Russian: "из {n}" would need the genitive of Babel's plural form.
+    body = [ctx.t("Проигранных сделок: {n}, из них без причины: {m}. Без неё не видно, почему мы проигрываем.",
                   "{m} of {n} have none, so we cannot see why deals are lost.",
-                  m=ctx.num(f["missing_n"]), n=ctx.count(f["lost_n"], "lost_deal"))]
+                  m=ctx.num(f["missing_n"]), n=ctx.s(ctx.num(f["lost_n"]), ctx.count(f["lost_n"], "lost_deal")))]
     action = ctx.t("Сделайте причину отказа обязательной при закрытии сделки как проигранной.",
                    "Make the loss reason a required field when a deal is closed as lost.")
     details = [ctx.t("Порог: {t} сделок без причины.", "Threshold: {t} of deals without a reason.", t=ctx.pct(f["threshold"]))]

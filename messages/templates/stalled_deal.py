@@ -59,7 +59,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
             ctx.t("Менеджер {n}", "Manager {n}", n=name(f["manager_name"]))
     body = [first + ctx.t(".", ".")] if first else []
     touch = last_touch(ctx, f)
-    limit = ctx.t("Обычно на этом этапе сделка проводит не больше {l}", "Deals usually spend at most {l} at this stage",
+    limit = ctx.t("Норма для этого этапа — {l} без движения", "Deals usually spend at most {l} at this stage",
                   l=ctx.count(f["stage_limit_days"], "day"))
     body.append(limit + (ctx.t("; ", "; ") + touch if touch else ()) + ctx.t(".", "."))
     if f.get("escalated") and ctx.you:
