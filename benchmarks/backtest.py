@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from scan import FULL, NOW, generate  # noqa: E402  (the shared synthetic company)
+from scan import NOW, cached_dataset  # noqa: E402  (the shared synthetic company)
 
 
 def phase_scan(folder: Path, days: int) -> dict:
@@ -106,13 +106,7 @@ def main() -> int:
         print(json.dumps(fn(args.folder, args.days)))
         return 0
 
-    sizes = {k: max(1, int(v * args.scale)) if k != "managers" else v for k, v in FULL.items()}
-    folder = ROOT / "benchmarks" / ".cache" / f"scan-{args.scale:g}"
-    if not (folder / "READY").exists():
-        t = time.perf_counter()
-        print(f"generating {sizes} into {folder} ...", flush=True)
-        generate(folder, sizes)
-        print(f"generated in {time.perf_counter() - t:.1f} s", flush=True)
+    folder, sizes = cached_dataset(args.scale)
     scan = child("scan", folder, args.days)
     bt = child("backtest", folder, args.days)
     print(f"data: {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")

@@ -253,6 +253,18 @@ def report(label: str, scan: dict, floor: dict) -> None:
           "(a busy shared machine inflates wall time, not CPU time)")
 
 
+def cached_dataset(scale: float) -> tuple[Path, dict[str, int]]:
+    """The synthetic company at `scale` of FULL, generated once under benchmarks/.cache/."""
+    sizes = {k: max(1, int(v * scale)) if k != "managers" else v for k, v in FULL.items()}
+    folder = ROOT / "benchmarks" / ".cache" / f"scan-{scale:g}"
+    if not (folder / "READY").exists():
+        t = time.perf_counter()
+        print(f"generating {sizes} into {folder} ...", flush=True)
+        generate(folder, sizes)
+        print(f"generated in {time.perf_counter() - t:.1f} s", flush=True)
+    return folder, sizes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full size (0.1 for a quick look)")
@@ -265,13 +277,7 @@ def main() -> int:
         print(json.dumps((phase_floor if args.phase == "floor" else phase_scan)(args.folder)))
         return 0
 
-    sizes = {k: max(1, int(v * args.scale)) if k != "managers" else v for k, v in FULL.items()}
-    folder = ROOT / "benchmarks" / ".cache" / f"scan-{args.scale:g}"
-    if not (folder / "READY").exists():
-        t = time.perf_counter()
-        print(f"generating {sizes} into {folder} ...", flush=True)
-        generate(folder, sizes)
-        print(f"generated in {time.perf_counter() - t:.1f} s", flush=True)
+    folder, sizes = cached_dataset(args.scale)
     for path in folder.glob("*.parquet"):  # warm the page cache so neither phase pays for a cold disk
         path.read_bytes()
     before = None
