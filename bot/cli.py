@@ -180,21 +180,10 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
 
 
 def _explain_block(insight, data, lang: str) -> str:
-    """Evidence behind one insight: bot.explain's rendering when available, else the raw facts."""
-    try:
-        explain = importlib.import_module("bot.explain")
-        fn = getattr(explain, "format_evidence", None)
-        if callable(fn):
-            return fn(insight, data, lang)
-    except ImportError:
-        pass
-    lines = [f"  fingerprint: {insight.fingerprint}"]
-    for k, v in insight.facts.items():
-        lines.append(f"  {k}: {json.dumps(v, ensure_ascii=False, default=str)}")
-    for k, ids in insight.evidence.items():
-        shown = ", ".join(ids[:20]) + (f" ... (+{len(ids) - 20})" if len(ids) > 20 else "")
-        lines.append(f"  {k}: {shown}")
-    return "\n".join(lines)
+    """Evidence behind one insight, rendered as `crm-pulse explain` renders it."""
+    from bot.explain import format_evidence  # only when --explain is asked for
+
+    return format_evidence(insight, data, lang)
 
 
 # --- check-config ---------------------------------------------------------------------------
