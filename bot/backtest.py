@@ -31,7 +31,7 @@ import numpy as np
 from bot.routing import for_director
 from crm.data import CrmData
 from detectors.insight import Insight
-from detectors.registry import REGISTRY, DetectorSpec, missing_tables
+from detectors.registry import REGISTRY, DetectorSpec, unchecked_parts, why_skipped
 
 DIRECTOR = "director"
 
@@ -117,13 +117,12 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec],
     skipped: dict[str, str] = {}
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
-        if not spec.enabled:
-            skipped[name] = "disabled in config"
+        why = why_skipped(data, det, spec)
+        if why is not None:
+            skipped[name] = why
             continue
-        missing = missing_tables(data, det)
-        if missing:
-            skipped[name] = "needs " + ", ".join(f"{t}.csv" for t in missing) + " (table not provided)"
-            continue
+        for line in unchecked_parts(data, det):
+            skipped[f"{name} (part)"] = line
         module = sys.modules.get(det.detect.__module__)
         prepare, detect_at = getattr(module, "prepare", None), getattr(module, "detect_at", None)
         if callable(prepare) and callable(detect_at):

@@ -121,9 +121,12 @@ def _print_warnings(warnings: list[Any]) -> None:
         err(f"warning: {w}")
 
 
-def _print_skipped(skipped: dict[str, str]) -> None:
+def _print_skipped(skipped: dict[str, str], partial: dict[str, list[str]] | None = None) -> None:
     for name, reason in skipped.items():
         err(f"skipped {name}: {reason}")
+    for name, lines in (partial or {}).items():
+        for line in lines:
+            err(f"partly skipped {name}: {line}")
 
 
 # --- scan -----------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ def run_scan(args: argparse.Namespace) -> int:
     data, warnings = _load_for(args, config, now)
     outcome = pipeline.scan(config, now, data=data)
     _print_warnings(warnings)
-    _print_skipped(outcome.skipped)
+    _print_skipped(outcome.skipped, outcome.partial)
     if args.format == "json":
         from messages.render import insight_text
 
@@ -197,7 +200,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     from bot import pipeline
     from bot.config import load_config
     from detectors import REGISTRY
-    from detectors.registry import missing_tables
+    from detectors.registry import unchecked_parts, why_skipped
 
     path = Path(args.file)
     _require_config_file(path)
@@ -218,16 +221,17 @@ def run_check_config(args: argparse.Namespace) -> int:
     print("  detectors:")
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
-        missing = missing_tables(data, det)
-        if not spec.enabled:
-            state = "skipped: disabled in config"
-        elif missing:
-            state = "skipped: needs " + ", ".join(f"{t}.csv" for t in missing)
+        why = why_skipped(data, det, spec)
+        if why is not None:
+            state = "skipped: " + why
         elif name in notes:
             state = "skipped: " + notes[name]
         else:
             state = "enabled"
         print(f"    {name:<16} {state}")
+        if why is None and name not in notes:
+            for line in unchecked_parts(data, det):
+                print(f"    {'':<16} partly: {line}")
     roles: dict[str, int] = {}
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1

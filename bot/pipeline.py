@@ -23,6 +23,7 @@ class ScanOutcome:
     data: CrmData
     insights: list[Insight] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # detector -> one clear line why
+    partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
     warnings: list[Any] = field(default_factory=list)  # crm.errors.DataWarning from loading
 
     def counts(self) -> dict[str, int]:
@@ -69,4 +70,5 @@ def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOu
     skipped = dict(result.skipped)
     for name, reason in detector_notes(data).items():
         skipped.setdefault(name, reason)
-    return ScanOutcome(data=data, insights=list(result.insights), skipped=skipped, warnings=warnings)
+    return ScanOutcome(data=data, insights=list(result.insights), skipped=skipped,
+                       partial=dict(result.partial), warnings=warnings)

@@ -28,6 +28,21 @@ class CrmData:
     # True when stage_history was derived from deals (creation into the first stage):
     # conversion insights then have no real history to work with.
     stage_history_derived: bool = False
+    _filled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def has_column(self, table: str, column: str) -> bool:
+        """The source gave `column` of `table` with at least one value.
+
+        The loader fills an absent optional column with nulls (so every frame has every
+        canonical column); a detector must not read such a column as "not done yet", so it
+        asks here. Capacity and active get non-null defaults and always count as given.
+        """
+        key = (table, column)
+        if key not in self._filled:
+            frame = getattr(self, table, None)
+            self._filled[key] = (isinstance(frame, pd.DataFrame) and column in frame.columns
+                                 and bool(frame[column].notna().any()))
+        return self._filled[key]
 
     def has(self, table: str) -> bool:
         return getattr(self, table, None) is not None

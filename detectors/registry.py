@@ -27,22 +27,52 @@ DetectFn = Callable[[CrmData, Any, datetime], list[Insight]]
 
 
 @dataclass(frozen=True)
+class Need:
+    """Columns a detector (or one part of it) cannot work without.
+
+    `columns` are "table.column"; the need is met when ANY of them was given with values
+    (CrmData.has_column), so alternatives such as "leads.assigned_at" or "leads.manager_id"
+    are one Need. `part` None means the whole detector; otherwise it names what is skipped
+    ("unanswered leads"), and the rest of the detector runs. A detector reads its own Needs
+    with `met` before using a column: an absent column is never read as "not done yet".
+    """
+
+    columns: tuple[str, ...]
+    part: str | None = None
+
+    def met(self, data: CrmData) -> bool:
+        return any(data.has_column(*c.split(".", 1)) for c in self.columns)
+
+    def line(self, data: CrmData) -> str:
+        """'needs column first_response_at in leads (absent or empty in leads.csv)'."""
+        wants = []
+        for c in self.columns:
+            table, column = c.split(".", 1)
+            origin = data.origins.get(table, f"{table}.csv")
+            wants.append(f"column {column} in {table} (absent or empty in {origin})")
+        head = f"{self.part}: not checked, " if self.part else ""
+        return head + "needs " + " or ".join(wants)
+
+
+@dataclass(frozen=True)
 class Detector:
     name: str
     spec: type[DetectorSpec]
     detect: DetectFn
     requires: tuple[str, ...]  # CrmData tables beyond the required three, e.g. ("emails", "email_opens")
     summary: str  # one line for --help and check-config
+    needs: tuple[Need, ...] = ()  # columns of the whole detector and of its parts
 
 
 REGISTRY: dict[str, Detector] = {}
 
 
-def register(name: str, spec: type[DetectorSpec], requires: tuple[str, ...], summary: str) -> Callable[[DetectFn], DetectFn]:
+def register(name: str, spec: type[DetectorSpec], requires: tuple[str, ...], summary: str,
+             needs: tuple[Need, ...] = ()) -> Callable[[DetectFn], DetectFn]:
     def wrap(fn: DetectFn) -> DetectFn:
         if name in REGISTRY:
             raise ValueError(f"detector {name!r} registered twice")
-        REGISTRY[name] = Detector(name, spec, fn, requires, summary)
+        REGISTRY[name] = Detector(name, spec, fn, requires, summary, needs)
         return fn
     return wrap
 
@@ -51,10 +81,33 @@ def register(name: str, spec: type[DetectorSpec], requires: tuple[str, ...], sum
 class ScanResult:
     insights: list[Insight] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # detector -> one clear line why
+    partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
 
 
 def missing_tables(data: CrmData, det: Detector) -> list[str]:
     return [t for t in det.requires if not data.has(t)]
+
+
+def why_skipped(data: CrmData, det: Detector, spec: DetectorSpec) -> str | None:
+    """The one line saying why a detector does not run on this data at all, or None.
+
+    Disabled, a table absent, or a column the whole detector needs absent or empty: scan,
+    check-config, backtest and /preview all ask here, so they say the same thing.
+    """
+    if not spec.enabled:
+        return "disabled in config"
+    missing = missing_tables(data, det)
+    if missing:
+        return "needs " + ", ".join(f"{t}.csv" for t in missing) + " (table not provided)"
+    for need in det.needs:
+        if need.part is None and not need.met(data):
+            return need.line(data)
+    return None
+
+
+def unchecked_parts(data: CrmData, det: Detector) -> list[str]:
+    """Lines for the parts of a running detector that an absent or empty column switches off."""
+    return [need.line(data) for need in det.needs if need.part is not None and not need.met(data)]
 
 
 def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime) -> ScanResult:
@@ -64,12 +117,12 @@ def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime) 
     result = ScanResult()
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
-        if not spec.enabled:
-            result.skipped[name] = "disabled in config"
+        why = why_skipped(data, det, spec)
+        if why is not None:
+            result.skipped[name] = why
             continue
-        missing = missing_tables(data, det)
-        if missing:
-            result.skipped[name] = "needs " + ", ".join(f"{t}.csv" for t in missing) + " (table not provided)"
-            continue
+        parts = unchecked_parts(data, det)
+        if parts:
+            result.partial[name] = parts
         result.insights.extend(det.detect(data, spec, now))
     return result
