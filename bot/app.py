@@ -141,13 +141,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=getattr(args, "log_level", "INFO"), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.logsafe import configure_logging, reset_logging
+
+    configure_logging(getattr(args, "log_level", "INFO"))  # every line through the secret filter
+    try:
+        return _run(args)
+    finally:  # the process ends here; called in-process (tests), leave logging as it was
+        reset_logging()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bot.logsafe import redact, register_config_secrets
+
     try:
         config = load_config(args.config)
+        register_config_secrets(config)
         config.state_url()
     except ConfigError as e:
-        print(str(e), file=sys.stderr)
+        print(redact(str(e)), file=sys.stderr)
         return 2
     problems = missing_secrets(config)
     if problems:
@@ -177,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
         where = make_url(url).render_as_string(hide_password=True)
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        print(f"cannot open the state database {where}: {reason} (see [state] in {config.source_name})",
+        print(redact(f"cannot open the state database {where}: {reason} (see [state] in {config.source_name})"),
               file=sys.stderr)
         return 2
     folder = missing_data_folder(config)
@@ -192,6 +203,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     except (PermanentFailure, RetryLater) as e:  # a channel could not start: bad token, API unreachable
-        print(f"cannot start: {e.reason}", file=sys.stderr)
+        print(redact(f"cannot start: {e.reason}"), file=sys.stderr)
         return 2
     return 0

@@ -520,6 +520,18 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2): argparse already printed
         return int(e.code or 0)
     debug = bool(getattr(args, "debug", False))
+    from bot.logsafe import configure_logging, reset_logging
+
+    # Library warnings reach stderr as before (message only), but through the secret filter;
+    # `run` replaces this with its own timestamped handler.
+    configure_logging("WARNING", fmt="%(message)s")
+    try:
+        return _dispatch(args, debug)
+    finally:
+        reset_logging()
+
+
+def _dispatch(args: argparse.Namespace, debug: bool) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
