@@ -103,8 +103,9 @@ def text_payload(channel: str, text: str) -> dict[str, Any]:
     """A plain-text message (chart caption, resolved note) in the channel's payload shape."""
     if channel == "telegram":
         return {"text": html.escape(text, quote=False), "buttons": []}
-    if channel == "slack":
-        return {"text": text, "blocks": []}
+    if channel == "slack":  # a caption or note quotes stage, client and reason names: inert
+        from messages.slack import format_text
+        return format_text(text)
     return {"text": text}
 
 

@@ -353,12 +353,13 @@ class Handlers:
             payload: dict[str, Any] = {"text": html.escape(text, quote=False), "buttons": buttons}
         elif inbound.channel == "slack":
             from messages.model import Button
-            from messages.slack import ActionIds, actions_blocks, escape
+            from messages.slack import ActionIds, actions_blocks, format_text
             # Buttons packed 25 to an actions block, so a long /snoozed list stays far under
-            # Slack's 50-block limit instead of one block per row.
+            # Slack's 50-block limit instead of one block per row. The text may quote CRM
+            # names (/snoozed titles): neutralised, verbatim, no mention or link from it.
             rows = [[Button(b["label"], b["action"]) for b in row] for row in buttons]
-            blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": escape(text)[:2900]}}]
-            payload = {"text": text, "blocks": blocks + actions_blocks(rows, ActionIds())}
+            payload = format_text(text)
+            payload["blocks"] += actions_blocks(rows, ActionIds())
         else:
             payload = {"text": text, "buttons": buttons}
         return OutgoingMessage(inbound.channel, inbound.chat_id, payload)

@@ -87,6 +87,30 @@ def context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [mrkdwn(_truncate(text, MAX_SECTION))]}
 
 
+MAX_TEXT_SECTIONS = 20  # a plain message longer than 20 x 3,000 characters is cut, never refused
+
+
+def format_text(text: str) -> dict[str, Any]:
+    """A plain message that may quote CRM strings (a chart caption, a "no longer holds" note, a
+    command reply): we cannot tell our words from a stage or client name there, so every line
+    is neutralised (no mention, link or formatting can come out of it), in verbatim sections of
+    at most 3,000 characters, with the same neutralised text as the notification fallback."""
+    lines = [neutralise(ln) for ln in str(text).split("\n")] or [""]
+    sections: list[list[str]] = [[]]
+    size = 0
+    for ln in lines:
+        ln = _truncate(ln, MAX_SECTION)
+        if sections[-1] and size + len(ln) + 1 > MAX_SECTION:
+            if len(sections) == MAX_TEXT_SECTIONS:
+                break
+            sections.append([])
+            size = 0
+        sections[-1].append(ln)
+        size += len(ln) + 1
+    blocks = [section(part) for part in sections if any(p.strip() for p in part)]
+    return {"text": _fit_lines(lines, MAX_FALLBACK) or "…", "blocks": blocks or [section(["…"])]}
+
+
 class ActionIds:
     """Unique action_id per message, still telling the bot which verb was pressed."""
 
