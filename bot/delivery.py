@@ -157,10 +157,15 @@ def _chart_messages(channel: str, address: str, items: list[Insight], lang: str,
     for insight in items:
         if len(out) >= MAX_CHARTS or insight.detector not in CHART_DETECTORS:
             continue
-        png = chart_for(insight, lang)
+        try:
+            png = chart_for(insight, lang)
+            caption = insight_text(insight, lang).split("\n")[0][:900] if png else ""
+        except Exception:  # one odd string in the data costs this chart, never the digest
+            log.warning("delivery: chart for %s %s not drawn, the item goes out without it",
+                        insight.detector, insight.fingerprint, exc_info=True)
+            continue
         if not png:
             continue
-        caption = insight_text(insight, lang).split("\n")[0][:900]
         out.append(OutgoingMessage(channel, address, text_payload(channel, caption), photo_png=png,  # type: ignore[arg-type]
                                    dedup_key=f"{key}:{channel}:chart:{insight.fingerprint}"))
     return out

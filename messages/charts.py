@@ -12,6 +12,7 @@ import io
 from datetime import date, timedelta
 from typing import Callable
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
@@ -22,6 +23,11 @@ from messages import i18n
 WIDTH_IN, HEIGHT_IN, DPI = 9.0, 5.4, 112  # ~1008 x 605 px
 FONT = {"family": "DejaVu Sans", "size": 15}
 BASE_COLOR, RECENT_COLOR, ACCENT, GREY = "#4C78A8", "#E45756", "#F58518", "#9E9E9E"
+# Every label is CRM text: a loss reason "Дорого $$" or a stage "$_$" must print as typed, not go
+# to mathtext (which raises on it) or to LaTeX. Set for the process and again around each chart
+# (tick labels are made at draw time, and someone may reset rcParams in between).
+SAFE_TEXT = {"text.parse_math": False, "text.usetex": False}
+matplotlib.rcParams.update(SAFE_TEXT)
 
 
 def _figure(label_chars: int = 5) -> tuple[Figure, object]:
@@ -149,4 +155,7 @@ CHARTS: dict[str, Callable[[Insight, str], bytes | None]] = {
 def chart_for(insight: Insight, lang: str) -> bytes | None:
     """A PNG for the insight, or None when its detector has no chart or the facts lack the series."""
     draw = CHARTS.get(insight.detector)
-    return draw(insight, i18n.check_lang(lang)) if draw else None
+    if draw is None:
+        return None
+    with matplotlib.rc_context(SAFE_TEXT):
+        return draw(insight, i18n.check_lang(lang))
