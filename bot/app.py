@@ -90,6 +90,28 @@ def build_channels(config: Config, on_inbound: Any) -> dict[str, Any]:
     return channels
 
 
+async def tell_admins(config: Config, channels: dict[str, Any], store: Any, texts: dict[str, str]) -> None:
+    """A message to every admin straight through the channels, not the outbox: what it reports
+    may be the state database failing. Each admin in their language; one failed send is logged."""
+    from bot.channels.base import OutgoingMessage
+    from bot.delivery import addresses, target_language, text_payload
+
+    for admin in (r for r in config.recipients if r.is_admin):
+        try:
+            lang = target_language(admin, store, config)
+        except Exception:  # the state database may be the very thing that fails
+            lang = admin.language or config.language
+        for channel, address in addresses(admin, config):
+            ch = channels.get(channel)
+            if ch is None:
+                continue
+            message = OutgoingMessage(channel, address, text_payload(channel, texts.get(lang) or texts["en"]))  # type: ignore[arg-type]
+            try:
+                await (ch.send_reply(message) if hasattr(ch, "send_reply") else ch.send(message))
+            except Exception as e:
+                log.warning("could not tell admin %s on %s: %s", admin.id, channel, e)
+
+
 async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: dict[str, Any] | None = None,
                 scan_fn: Any = None, start_scan: bool = True) -> None:
     """Run everything until `stop` is set (SIGINT/SIGTERM set it when run from the CLI)."""
@@ -104,6 +126,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
     jobs = PulseJobs(config, store, outbox, **({"scan_fn": scan_fn} if scan_fn else {}))
     handlers = Handlers(config, store, scan_now=jobs.run_scan, data_provider=lambda: jobs.latest_data)
     channels = channels if channels is not None else build_channels(config, handlers)
+    jobs.alert = lambda texts: tell_admins(config, channels, store, texts)
     started: list[Any] = []
     scheduler = build_scheduler(config, jobs)
     sender: asyncio.Task[None] | None = None
@@ -181,15 +204,25 @@ def _run(args: argparse.Namespace) -> int:
     from bot.state import StateStore
 
     url = config.state_url()
+    stage = "open"
     try:  # fail here, with a clear line, rather than inside the running service
-        StateStore.open(url).close()
+        store = StateStore.open(url)
+        try:
+            stage = "write to"
+            store.check_writable()
+        finally:
+            store.close()
     except Exception as e:  # sqlalchemy/driver errors, or a state newer than this code
         from sqlalchemy.engine import make_url
 
         where = make_url(url).render_as_string(hide_password=True)
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        print(redact(f"cannot open the state database {where}: {reason} (see [state] in {config.source_name})"),
-              file=sys.stderr)
+        fix = f"see [state] in {config.source_name}"
+        if stage == "write to":  # opened fine, but every scan and send would fail to record
+            fix = ("the bot records every message it sends there: make it writable for the user the bot "
+                   "runs as (for SQLite the file and its folder: it writes -wal and -shm files next to it), "
+                   f"or point [state] in {config.source_name} at a writable place")
+        print(redact(f"cannot {stage} the state database {where}: {reason} ({fix})"), file=sys.stderr)
         return 2
     folder = missing_data_folder(config)
     if folder is not None:  # every scan would fail: say it now, not once an hour in the log

@@ -12,7 +12,7 @@ import os
 import socket
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -24,6 +24,9 @@ from bot.state import StateStore
 
 log = logging.getLogger("crm_pulse.scheduler")
 UTC = timezone.utc
+JOB_NAMES = {"scan": ("проверка CRM по расписанию", "the scheduled CRM scan"),
+             "digest": ("рассылка сводок", "sending the digests"),
+             "weekly": ("рассылка недельного отчёта", "the weekly report")}
 
 
 def _now() -> datetime:
@@ -51,9 +54,60 @@ class PulseJobs:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.max_scan_age = max_scan_age
         self.latest_data: Any = None  # CrmData of the last scan in this process (maturity hints)
+        # How admins hear about a job that fails: set by serve() to a direct send (not the outbox:
+        # the state database may be what fails). None: the log only.
+        self.alert: Callable[[dict[str, str]], Awaitable[None]] | None = None  # {lang: text}
+        self.failing: dict[str, str] = {}  # job -> the error admins were told about
+
+    async def _job_failed(self, job: str, error: BaseException) -> None:
+        """Tell admins once per outage: the first failure of a job, not every run after it."""
+        from bot.logsafe import redact
+
+        reason = redact(f"{type(error).__name__}: {error}".strip().splitlines()[0])[:500]
+        if job in self.failing:
+            log.warning("%s failed again (admins were told already): %s", job, reason)
+            return
+        self.failing[job] = reason
+        await self._tell_admins({
+            "en": f"⚠️ crm-pulse: {JOB_NAMES[job][1]} failed: {reason}. I will not repeat this until it "
+                  "works again; details are in the log.",
+            "ru": f"⚠️ crm-pulse: {JOB_NAMES[job][0]} не удалась: {reason}. Повторять не буду, пока не "
+                  "заработает; подробности в журнале."})
+
+    async def _job_ok(self, job: str) -> None:
+        if self.failing.pop(job, None) is not None:
+            await self._tell_admins({"en": f"✅ crm-pulse: {JOB_NAMES[job][1]} works again.",
+                                     "ru": f"✅ crm-pulse: {JOB_NAMES[job][0]} снова работает."})
+
+    async def _tell_admins(self, text: dict[str, str]) -> None:
+        if self.alert is None:
+            return
+        try:
+            await self.alert(text)
+        except Exception:  # the alert is a courtesy; the log has the failure either way
+            log.warning("could not tell the admins", exc_info=True)
+
+    async def _guard(self, job: str, work: Awaitable[DeliveryReport | None]) -> DeliveryReport | None:
+        """A scheduled job's failure is logged and told to admins once; the bot keeps running."""
+        try:
+            report = await work
+        except Exception as e:
+            log.exception("%s failed", job)
+            await self._job_failed(job, e)
+            return None
+        await self._job_ok(job)
+        return report
 
     async def run_scan(self) -> str:
         """Scan now; critical insights go out at once. Returns a one-line summary for people."""
+        try:
+            return await self._scan()
+        except Exception as e:  # the state database, delivery: the bot keeps running
+            log.exception("scan failed")
+            await self._job_failed("scan", e)
+            return f"Scan failed / Проверка не удалась: {e}"
+
+    async def _scan(self) -> str:
         now = self.clock()
         with self.store.exclusive("scan", self.holder, now) as got:
             if not got:
@@ -68,6 +122,7 @@ class PulseJobs:
                     log.error("scan failed: %s", e)
                 else:
                     log.exception("scan failed")
+                await self._job_failed("scan", e)
                 return f"Scan failed / Проверка не удалась: {e}"
             for w in getattr(outcome, "warnings", None) or []:
                 log.warning("data: %s", w)
@@ -75,6 +130,7 @@ class PulseJobs:
             insights = list(outcome.insights)
             self.store.save_scan(insights, now, now)
             report = deliver_critical(insights, self.config, self.store, self.outbox, now)
+        await self._job_ok("scan")
         sent = sum(len(v) for v in report.sent.values())
         skipped = getattr(outcome, "skipped", {}) or {}
         log.info("scan: %d insight(s), %d critical sent at once, skipped: %s", len(insights), sent,
@@ -89,12 +145,12 @@ class PulseJobs:
         return latest[2] if latest else None
 
     async def run_digest(self, target_ids: list[str]) -> DeliveryReport | None:
-        return await self._deliver_fresh(only_targets=target_ids)
+        return await self._guard("digest", self._deliver_fresh(only_targets=target_ids))
 
     async def run_weekly(self) -> DeliveryReport | None:
         ids = [r.id for r in self.config.recipients if r.role == "director"] + [c.id for c in self.config.channels]
-        return await self._deliver_fresh(only_targets=ids, only_detectors=WEEKLY_DETECTORS,
-                                          exclude_detectors=(), kind="weekly")
+        return await self._guard("weekly", self._deliver_fresh(only_targets=ids, only_detectors=WEEKLY_DETECTORS,
+                                                                exclude_detectors=(), kind="weekly"))
 
     async def _deliver_fresh(self, **options: Any) -> DeliveryReport | None:
         """Deliver (bot.delivery.deliver `options`) from a scan no older than max_scan_age, one

@@ -275,6 +275,19 @@ class StateStore:
                 conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
                 conn.commit()
 
+    def check_writable(self) -> None:
+        """Raise if the bot could not write its state: a read-only file or folder, a read-only
+        database user or transaction. Found at start, not as every scan failing in the log while
+        the bot stays up sending nothing. Writes one lock row and rolls it back."""
+        t = self.t["locks"]
+        with self.engine.connect() as c:
+            trans = c.begin()
+            try:
+                c.execute(sa.insert(t).values(name="crm-pulse:write-check", holder="start",
+                                              expires_at=datetime.now(UTC)))
+            finally:
+                trans.rollback()
+
     def drop_all(self) -> None:
         """Remove every table of this prefix (tests)."""
         with self.engine.begin() as conn:
