@@ -8,6 +8,7 @@ only names the environment variables that hold them.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -110,19 +111,19 @@ def _env_validator(*fields: str, example: str | None = None) -> Any:
 # ---------------------------------------------------------------- delivery
 
 class PointsWorse(_Strict):
-    points: float = Field(5.0, gt=0, description="percentage points")
+    points: float = Field(5.0, gt=0, le=100, description="percentage points")
 
 
 class DaysWorse(_Strict):
-    days: float = Field(7.0, gt=0)
+    days: float = Field(7.0, gt=0, le=3650)
 
 
 class HoursWorse(_Strict):
-    hours: float = Field(24.0, gt=0)
+    hours: float = Field(24.0, gt=0, le=87600)
 
 
 class RatioWorse(_Strict):
-    ratio: float = Field(0.25, gt=0)
+    ratio: float = Field(0.25, gt=0, le=100)
 
 
 class WorseThresholds(_Strict):
@@ -137,7 +138,7 @@ class WorseThresholds(_Strict):
 
 
 class DeliveryConfig(_Strict):
-    repeat_interval_days: float = Field(7.0, gt=0)
+    repeat_interval_days: float = Field(7.0, gt=0, le=3650)
     max_items: int = Field(10, ge=1, le=50)
     critical_immediately: bool = True
     critical_max_messages: int = Field(3, ge=1, le=20)  # per person per scan; more wait for the digest
@@ -196,7 +197,40 @@ class StateConfig(_Strict):
             raise ValueError(f'must be an SQLAlchemy URL such as "sqlite:///crm-pulse-state.db" or "postgresql+psycopg://bot@db/crm_pulse", got {v!r}') from None
         if u.password:
             raise ValueError("contains a password: put the whole URL in an environment variable and name it in state.url_env")
+        problem = state_url_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
+
+
+STATE_DIALECTS = ("sqlite", "postgresql")
+
+
+def state_url_problem(url: str) -> str | None:
+    """Why `run` could not open this state URL, found before it starts: an unparseable URL, a
+    database kind other than SQLite/PostgreSQL (a typo like "sqlit:///"), a driver not installed.
+    Never quotes the URL (it may hold a password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        return ('not a database URL: use one like "sqlite:///crm-pulse-state.db" or '
+                '"postgresql+psycopg://user:password@host/db"')
+    if u.get_backend_name() not in STATE_DIALECTS:
+        close = difflib.get_close_matches(u.get_backend_name(), STATE_DIALECTS, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return (f"the state database must be SQLite or PostgreSQL, got {u.get_backend_name()!r}{hint}: "
+                'e.g. "sqlite:///crm-pulse-state.db" or "postgresql+psycopg://bot@db/crm_pulse"')
+    try:
+        u.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        return f"no SQLAlchemy driver {u.drivername!r}: use sqlite:/// or postgresql+psycopg://"
+    except ImportError as e:
+        return (f"the database driver for {u.drivername!r} is not installed ({e.name or e}): install it, "
+                "e.g. `pip install 'psycopg[binary]'` for postgresql+psycopg")
+    return None
 
 
 class ScheduleConfig(_Strict):
@@ -348,7 +382,11 @@ class Config(_FileConfig):
                 raise ConfigError(self.source_name, [
                     f"state.url_env: environment variable {self.state.url_env} is not set "
                     "(it should hold the state database URL, e.g. postgresql+psycopg://user:password@host/db)"])
-            return value
+            problem = state_url_problem(value.strip())
+            if problem:  # said here, naming the variable, not as a crash inside the engine
+                raise ConfigError(self.source_name, [
+                    f"state.url_env: environment variable {self.state.url_env}: {problem}"])
+            return value.strip()
         url = self.state.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite://" and ":memory:" not in url:
@@ -609,15 +647,73 @@ def _with_line(problem: str, lines: dict[tuple[Any, ...], int]) -> str:
     return problem
 
 
-def parse_config(text: str, *, source_name: str = "config.toml", base_dir: Path | str | None = None) -> Config:
-    """Validate config text; raise ConfigError with every problem found."""
+MAX_NESTING = 16  # the deepest real key is [source.values.<table>.<column>]: 4 levels
+MAX_NUMBER = 1e15  # beyond any amount, count or threshold a CRM config needs; floats stay exact
+# Durations by the key's name: past these every timedelta/date computation overflows or means nothing.
+UNIT_LIMITS = (("days", 36500), ("hours", 876000), ("minutes", 52_560_000), ("seconds", 3_153_600_000))
+UNIT_KEYS = {"stage_limits": "days"}  # a table of durations whose name does not say so
+
+
+def _unit_limit(key: str) -> tuple[str, float] | None:
+    words = UNIT_KEYS.get(key.lower(), key.lower()).split("_")  # min_seconds_after_send, silence_days
+    for unit, limit in UNIT_LIMITS:
+        if unit in words:
+            return unit, limit
+    return None
+
+
+def _number_problems(node: Any, loc: tuple[Any, ...], data: dict[str, Any], problems: list[str],
+                     unit: tuple[str, float] | None = None) -> Any:
+    """Every number finite and within bounds (TOML has inf and nan, and `1e308` parses), every
+    table or list at most MAX_NESTING deep; returns the data without the refused values, so each
+    is reported once, here, with its key path (not again as whatever the model would make of it)."""
+    path = _fmt_loc(loc, data) or "(top level)"
+    if len(loc) > MAX_NESTING and isinstance(node, (dict, list)):
+        problems.append(f"{path}: nested more than {MAX_NESTING} levels deep; no key of the config "
+                        "is (check for a runaway [ or {)")
+        return None
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            cleaned = _number_problems(value, loc + (key,), data, problems, _unit_limit(str(key)) or unit)
+            if cleaned is not None or value is None:
+                out[key] = cleaned
+        return out
+    if isinstance(node, list):
+        return [c for i, v in enumerate(node)
+                if (c := _number_problems(v, loc + (i,), data, problems, unit)) is not None]
+    if isinstance(node, float) and not math.isfinite(node):
+        problems.append(f"{path}: must be a finite number, got {_fmt_value(node)}")
+        return None
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+        shown = f"{node:g}" if isinstance(node, float) else str(node)
+        if unit is not None and abs(node) > unit[1]:
+            problems.append(f"{path}: must be at most {unit[1]} {unit[0]} (100 years), got {shown}")
+            return None
+        if abs(node) > MAX_NUMBER:
+            problems.append(f"{path}: must be between -{MAX_NUMBER:g} and {MAX_NUMBER:g}, got {shown}")
+            return None
+    return node
+
+
+def _load_toml(text: str, source_name: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(source_name, [_toml_error_message(e)]) from None
+    except RecursionError:  # tomllib recurses once per level: "[[[[[[..." hundreds deep
+        raise ConfigError(source_name, [
+            f"lists or inline tables are nested hundreds of levels deep; no key of the config is nested "
+            f"more than {MAX_NESTING} (check for a runaway [ or {{)"]) from None
+
+
+def parse_config(text: str, *, source_name: str = "config.toml", base_dir: Path | str | None = None) -> Config:
+    """Validate config text; raise ConfigError with every problem found."""
+    raw = _load_toml(text, source_name)
     import detectors  # noqa: F401  (registers every detector, so names and specs are known)
 
     problems: list[str] = []
+    data = _number_problems(raw, (), raw, problems)
     file_cfg: _FileConfig | None = None
     try:
         file_cfg = _FileConfig.model_validate(data)
