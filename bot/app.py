@@ -82,7 +82,7 @@ def build_channels(config: Config, on_inbound: Any) -> dict[str, Any]:
         channels["slack"] = SlackChannel(
             config.secret(sl.bot_token_env) or "", app_token=config.secret(sl.app_token_env),
             signing_secret=config.secret(sl.signing_secret_env), base_url=sl.base_url, on_inbound=on_inbound,
-            mode=sl.mode, port=sl.port)
+            mode=sl.mode, listen=sl.listen, port=sl.port)
     if not channels:
         from bot.channels.console import ConsoleChannel
 

@@ -89,6 +89,21 @@ def _check_cron(value: str) -> str:
     return value
 
 
+def _check_listen(value: str) -> str:
+    """An address to bind: an IP address ("0.0.0.0", "127.0.0.1", "::") or a host name."""
+    import ipaddress
+
+    v = value.strip()
+    try:
+        ipaddress.ip_address(v)
+        return v
+    except ValueError:
+        pass
+    if re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*", v):
+        return v
+    raise ValueError(f'must be an address to listen on, such as "0.0.0.0" (every interface) or "127.0.0.1", got {value!r}')
+
+
 def _check_env_name(value: str | None, example: str = "CRM_PULSE_TELEGRAM_TOKEN") -> str | None:
     """A secret pasted where the NAME of its variable belongs is refused without echoing it."""
     if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
@@ -174,9 +189,11 @@ class SlackConfig(_Strict):
     signing_secret_env: str = "CRM_PULSE_SLACK_SIGNING_SECRET"
     mode: Literal["socket", "http"] = "socket"
     base_url: str = "https://slack.com/api/"
+    listen: str = "0.0.0.0"  # HTTP mode: the address to listen on
     port: int = Field(3000, ge=1, le=65535)
 
     _env = _env_validator("bot_token_env", "app_token_env", "signing_secret_env")
+    _listen = field_validator("listen")(classmethod(lambda cls, v: _check_listen(v)))
 
 
 class StateConfig(_Strict):

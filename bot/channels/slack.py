@@ -60,6 +60,9 @@ TRANSIENT_ERRORS = frozenset({
 })
 
 
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # Unix seconds as Slack sends them (ASCII digits only)
+
+
 def _retry_after(response: Any) -> float | None:
     headers = getattr(response, "headers", None) or {}
     for key, value in headers.items():
@@ -176,6 +179,16 @@ class SlackChannel:
             await self.client.session.close()
 
     async def _http_endpoint(self, request: web.Request) -> web.Response:
+        """Bolt checks the signature; what it cannot even parse is refused here first: a
+        timestamp that is not a number (bolt's int() raised: 500) or a body that is not UTF-8.
+        Either way the request is not Slack's, so 401, as for a bad signature."""
+        timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not _TIMESTAMP.fullmatch(timestamp) or "X-Slack-Signature" not in request.headers:
+            return web.Response(status=401, text="invalid request")
+        try:
+            (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            return web.Response(status=401, text="invalid request")
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
