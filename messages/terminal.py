@@ -1,6 +1,13 @@
-"""Terminal output: plain, readable text for `demo`, `scan` and tests (no markup, no colour codes)."""
+"""Terminal output: plain, readable text for `demo`, `scan` and tests (no markup, no colour codes).
+
+CRM strings reach the admin's terminal here, so nothing in them may drive the terminal: ANSI
+escape sequences (colours, cursor moves, OSC 8 links, OSC 52 clipboard writes, title changes),
+other control characters (a carriage return that overprints the line, a backspace) and the
+bidirectional overrides that display text in another order than it is stored are removed.
+"""
 from __future__ import annotations
 
+import re
 import textwrap
 from datetime import datetime
 
@@ -15,7 +22,23 @@ SEVERITY_TAG = {
 }
 
 
+# ESC [ ... final byte (CSI), ESC ] ... BEL or ESC \ (OSC), ESC P/X/^/_ ... ESC \ (strings),
+# any other two-byte ESC sequence; and their 8-bit C1 forms.
+_ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+                      r"|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                      r"|\x1b[ -/]*[0-~]?")
+# Every other C0/C1 control but newline, and the bidi embeddings, overrides and isolates.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with nothing a terminal would act on: escape sequences and control characters
+    removed, tabs as spaces, newlines kept."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", str(text).replace("\t", " ")))
+
+
 def _wrap(text: str, indent: str) -> list[str]:
+    text = terminal_safe(text)
     return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent,
                          break_long_words=True, break_on_hyphens=False) or [indent.rstrip()]
 
@@ -36,7 +59,7 @@ def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, 
         lines.append("   " + ("Подробнее:" if r.lang == "ru" else "Details:"))
         for d in r.details:
             lines += _wrap(plain(d), "     ")
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))
 
 
 def _item(item: DigestItem, number: int, lang: str) -> list[str]:
@@ -47,7 +70,7 @@ def _item(item: DigestItem, number: int, lang: str) -> list[str]:
 
 
 def format_digest(digest: Digest) -> str:
-    head = plain(digest.header)
+    head = terminal_safe(plain(digest.header))
     lines = [head, "=" * min(len(head), WIDTH)]
     if digest.subheader:
         lines.append(plain(digest.subheader))
@@ -56,4 +79,4 @@ def format_digest(digest: Digest) -> str:
         lines += _item(item, number, digest.lang)
     for line in digest.closing():
         lines += ["", plain(line)]
-    return "\n".join(lines)
+    return terminal_safe("\n".join(lines))

@@ -26,6 +26,12 @@ def plain_text(payload: dict[str, Any]) -> str:
     return text
 
 
+def _safe(text: str) -> str:
+    from messages.terminal import terminal_safe  # CRM names in it: nothing may drive the terminal
+
+    return terminal_safe(text)
+
+
 def _labels(payload: dict[str, Any]) -> list[str]:
     rows = payload.get("buttons")
     if rows:
@@ -50,13 +56,13 @@ class ConsoleChannel:
         out = self.stream or sys.stdout
         message_id = str(next(self._ids))
         edit = f" (replaces message {message.edit_message_id})" if message.edit_message_id else ""
-        out.write(f"── to {message.address} via {message.channel}{edit} " + "─" * 8 + "\n")
+        out.write(_safe(f"── to {message.address} via {message.channel}{edit} ") + "─" * 8 + "\n")
         if message.photo_png is not None:
             out.write(self._chart_line(message, message_id) + "\n")
-        out.write(plain_text(message.payload).rstrip() + "\n")
+        out.write(_safe(plain_text(message.payload)).rstrip() + "\n")
         labels = _labels(message.payload)
         if labels:
-            out.write("  ".join(f"[{label}]" for label in labels) + "\n")
+            out.write(_safe("  ".join(f"[{label}]" for label in labels)) + "\n")
         out.write("\n")
         out.flush()
         self.sent.append(message)
