@@ -74,7 +74,8 @@ def build_channels(config: Config, on_inbound: Any) -> dict[str, Any]:
             config.secret(tg.token_env) or "", base_url=tg.base_url, on_inbound=on_inbound, mode=tg.mode,
             webhook_url=tg.webhook_url, secret_token=config.secret(tg.webhook_secret_env),
             listen=tg.webhook_listen, port=tg.webhook_port,
-            admin_chat_ids=[r.telegram_id for r in config.recipients if r.is_admin and r.telegram_id])
+            admin_chat_ids=[r.telegram_id for r in config.recipients if r.is_admin and r.telegram_id],
+            token_env=tg.token_env)
     if config.slack.enabled:
         from bot.channels.slack import SlackChannel
 
@@ -82,7 +83,8 @@ def build_channels(config: Config, on_inbound: Any) -> dict[str, Any]:
         channels["slack"] = SlackChannel(
             config.secret(sl.bot_token_env) or "", app_token=config.secret(sl.app_token_env),
             signing_secret=config.secret(sl.signing_secret_env), base_url=sl.base_url, on_inbound=on_inbound,
-            mode=sl.mode, listen=sl.listen, port=sl.port)
+            mode=sl.mode, listen=sl.listen, port=sl.port, bot_token_env=sl.bot_token_env,
+            app_token_env=sl.app_token_env)
     if not channels:
         from bot.channels.console import ConsoleChannel
 

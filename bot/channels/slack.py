@@ -98,6 +98,8 @@ class SlackChannel:
         command: str = "/pulse",
         timeout: float = 15.0,
         rate_limit_retries: int = 1,
+        bot_token_env: str = "CRM_PULSE_SLACK_BOT_TOKEN",
+        app_token_env: str = "CRM_PULSE_SLACK_APP_TOKEN",
     ) -> None:
         if not bot_token:
             raise ValueError("SlackChannel needs a bot token (xoxb-..., from the Slack app)")
@@ -110,6 +112,7 @@ class SlackChannel:
             raise ValueError("slack HTTP mode needs the app's signing secret")
         self.mode = mode
         self.app_token = app_token
+        self.token_envs = {"bot": bot_token_env, "app": app_token_env}  # named in a rejection
         self.on_inbound = on_inbound
         self.listen, self.port, self.path = listen, port, path
         self.command = command
@@ -141,9 +144,9 @@ class SlackChannel:
                 await self.client.apps_connections_open(app_token=self.app_token)
         except SlackApiError as exc:
             code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
-            which = ("the app-level token (xapp-..., needs connections:write)"
+            which = (f"the app-level token in {self.token_envs['app']} (xapp-..., needs connections:write)"
                      if exc.response.api_url.endswith("apps.connections.open")
-                     else "the bot token (xoxb-..., OAuth & Permissions)")
+                     else f"the bot token in {self.token_envs['bot']} (xoxb-..., OAuth & Permissions)")
             if code in ("invalid_auth", "not_authed", "token_revoked", "token_expired",
                         "account_inactive", "not_allowed_token_type"):
                 raise PermanentFailure(f"Slack rejected {which}: {code}") from exc

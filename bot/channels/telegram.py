@@ -290,9 +290,11 @@ class TelegramChannel:
         rate_limiter: TelegramRateLimiter | None = None,
         timeout: float = 10.0,
         poll_timeout: float = 10.0,
+        token_env: str = "CRM_PULSE_TELEGRAM_TOKEN",
     ) -> None:
         if not token:
             raise ValueError("TelegramChannel needs a bot token (from @BotFather)")
+        self.token_env = token_env  # named when Telegram rejects the token: the config's variable
         if mode not in ("polling", "webhook"):
             raise ValueError(f"telegram mode must be 'polling' or 'webhook', got {mode!r}")
         if mode == "webhook" and not webhook_url:
@@ -347,8 +349,8 @@ class TelegramChannel:
                     await self.app.initialize()
                 except InvalidToken as exc:
                     raise PermanentFailure(
-                        "Telegram rejected the bot token: check TELEGRAM_BOT_TOKEN "
-                        "(from @BotFather)") from exc
+                        f"Telegram rejected the bot token: check the environment variable "
+                        f"{self.token_env} (the token @BotFather gave, like 123456789:AAH...)") from exc
                 except (NetworkError, TimedOut) as exc:
                     raise RetryLater(f"telegram unreachable: {exc}") from exc
                 self._opened = True
