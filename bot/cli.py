@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Library warnings reach stderr as before (message only), but through the secret filter;
     # `run` replaces this with its own timestamped handler.
-    configure_logging("WARNING", fmt="%(message)s")
+    configure_logging(None, fmt="%(message)s", as_last_resort=True)
     try:
         return _dispatch(args, debug)
     finally:

@@ -106,7 +106,7 @@ class SecretRedactor(logging.Filter):
 REDACTOR = SecretRedactor()
 _base_factory: Any = None
 _installed: list[logging.Handler] = []
-_root_level: int = logging.WARNING
+_root_level: int | None = None  # the root level before configure_logging, restored by reset
 _noisy_levels: dict[str, int] = {}
 
 
@@ -129,21 +129,30 @@ def install_record_factory() -> None:
         logging.setLogRecordFactory(_redacting_factory)
 
 
-def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None,
-                      fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s") -> logging.Handler:
-    """The process's log handler on the root logger, with the redacting filter; returns it."""
+def configure_logging(level: str | int | None = "INFO", *, stream: TextIO | None = None,
+                      fmt: str = "%(asctime)s %(levelname)s %(name)s: %(message)s",
+                      as_last_resort: bool = False) -> logging.Handler | None:
+    """The process's log handler on the root logger, with the redacting filter; returns it.
+    level None leaves the root logger's level as it is (WARNING unless someone set it).
+    as_last_resort: stand in for logging's own last-resort handler (WARNING and up, only when
+    no handler is configured), so the short CLI commands print what they printed before."""
     global _root_level
-    if not _installed:
-        _root_level = logging.getLogger().level
-    for old in _installed:  # configured twice in one process: one handler, not two
-        logging.getLogger().removeHandler(old)
-    _installed.clear()
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
-    handler.addFilter(REDACTOR)
     root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(level if isinstance(level, int) else getattr(logging, str(level).upper(), logging.INFO))
+    if _root_level is None:
+        _root_level = root.level
+    for old in _installed:  # configured twice in one process: one handler, not two
+        root.removeHandler(old)
+    _installed.clear()
+    handler: logging.Handler | None = None
+    if not (as_last_resort and root.handlers):
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(logging.Formatter(fmt))
+        handler.addFilter(REDACTOR)
+        if as_last_resort:
+            handler.setLevel(logging.WARNING)
+        root.addHandler(handler)
+    if level is not None:
+        root.setLevel(level if isinstance(level, int) else getattr(logging, str(level).upper(), logging.INFO))
     for noisy in ("httpx", "httpcore"):  # one INFO line per HTTP call, with the URL in it
         _noisy_levels.setdefault(noisy, logging.getLogger(noisy).level)
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -151,18 +160,20 @@ def configure_logging(level: str | int = "INFO", *, stream: TextIO | None = None
         if REDACTOR not in h.filters:
             h.addFilter(REDACTOR)
     install_record_factory()
-    _installed.append(handler)
+    if handler is not None:
+        _installed.append(handler)
     return handler
 
 
 def reset_logging() -> None:
     """Undo configure_logging (tests; the service configures once for its lifetime)."""
-    global _base_factory
+    global _base_factory, _root_level
     root = logging.getLogger()
     for h in _installed:
         root.removeHandler(h)
-    if _installed:
+    if _root_level is not None:
         root.setLevel(_root_level)
+        _root_level = None
     _installed.clear()
     for h in root.handlers:
         h.removeFilter(REDACTOR)

@@ -210,3 +210,17 @@ async def test_the_running_bot_logs_no_secret(level, slack_mode, tmp_path, monke
         assert "7000000001:***" in out
     json.dumps(out)  # the log is text a journal can store
     assert REDACTOR.redact(TG_TOKEN) == "7000000001:***"
+
+
+def test_the_short_commands_print_warnings_as_before_but_masked():
+    """`scan`, `check-config`...: logging's own last-resort output (the message, WARNING and up),
+    now through the filter. In a fresh process, where no handler is configured."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from bot.logsafe import configure_logging; "
+            "configure_logging(None, fmt='%(message)s', as_last_resort=True); "
+            f"logging.getLogger('x').info('quiet {TG_TOKEN}'); "
+            f"logging.getLogger('httpx').warning('GET https://api.telegram.org/bot{TG_TOKEN}/getMe failed')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr == "GET https://api.telegram.org/bot7000000001:***/getMe failed\n"
