@@ -39,7 +39,7 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]+@"), r"\1:" + MASK + "@"),
     # ?password=... &token=... in a URL or a logged mapping
     (re.compile(r"(?i)([?&;](?:password|passwd|pwd|pass|token|access_token|secret|client_secret|api_key|"
-                r"apikey|key|sig|signature)=)[^&\s#'\"]+"), r"\1" + MASK),
+                r"apikey|key|sig|signature|ticket)=)[^&\s#'\"]+"), r"\1" + MASK),
     # Authorization: Bearer xyz / 'Authorization': 'Bot xyz'
     (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|bot|token)?\s*)[^'\"\s,}]+"),
      r"\1" + MASK),

@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.config import Config, Recipient, parse_hhmm
+from bot.logsafe import redact
 from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, targets
 from bot.outbox import Outbox
 from bot.state import StateStore
@@ -61,8 +62,6 @@ class PulseJobs:
 
     async def _job_failed(self, job: str, error: BaseException) -> None:
         """Tell admins once per outage: the first failure of a job, not every run after it."""
-        from bot.logsafe import redact
-
         reason = redact(f"{type(error).__name__}: {error}".strip().splitlines()[0])[:500]
         if job in self.failing:
             log.warning("%s failed again (admins were told already): %s", job, reason)
@@ -105,7 +104,7 @@ class PulseJobs:
         except Exception as e:  # the state database, delivery: the bot keeps running
             log.exception("scan failed")
             await self._job_failed("scan", e)
-            return f"Scan failed / Проверка не удалась: {e}"
+            return redact(f"Scan failed / Проверка не удалась: {e}")  # goes to a chat
 
     async def _scan(self) -> str:
         now = self.clock()
@@ -123,7 +122,7 @@ class PulseJobs:
                 else:
                     log.exception("scan failed")
                 await self._job_failed("scan", e)
-                return f"Scan failed / Проверка не удалась: {e}"
+                return redact(f"Scan failed / Проверка не удалась: {e}")  # goes to a chat
             for w in getattr(outcome, "warnings", None) or []:
                 log.warning("data: %s", w)
             self.latest_data = getattr(outcome, "data", None)

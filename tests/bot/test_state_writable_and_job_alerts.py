@@ -147,3 +147,14 @@ async def test_serve_sends_the_alert_to_admins_through_the_chats(tmp_path, confi
     said = tg.delivered[0].payload["text"]
     assert "проверка CRM по расписанию не удалась" in said and "db.internal" in said
     assert "Pa55w0rd" not in said + str(sl.delivered[0].payload)
+
+
+async def test_the_scan_failure_reply_and_alert_hold_no_password(chat_config, sqlite_store):
+    def scan(cfg, now):
+        raise ConnectionError("could not connect to postgresql://crm:Pa55w0rd-Xq9@db.internal:5432/crm")
+
+    jobs = PulseJobs(chat_config, sqlite_store, Outbox(sqlite_store), clock=lambda: NOW, scan_fn=scan)
+    jobs.alert = alerts = Alerts()
+    reply = await jobs.run_scan()  # what an admin's /scan gets back in the chat
+    assert "db.internal" in reply and "Pa55w0rd" not in reply
+    assert alerts.sent and "Pa55w0rd" not in str(alerts.sent)
