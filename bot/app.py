@@ -233,6 +233,14 @@ def _run(args: argparse.Namespace) -> int:
               f"{config.source_name} to the folder with your CRM export (relative paths are relative "
               "to the config file)", file=sys.stderr)
         return 3
+    if not config.telegram.enabled and not config.slack.enabled:
+        # A service that "sends" to its own stdout would record those sends in the notification
+        # log and hold the same items back for days once a chat is switched on.
+        print(f"{config.source_name}: cannot start: no chat is enabled. Set `enabled = true` under "
+              f"[telegram] (and export {config.telegram.token_env}) or [slack] (and export "
+              f"{config.slack.bot_token_env}); to see what would be sent without a chat, run "
+              "`crm-pulse scan --config FILE` or `crm-pulse demo`", file=sys.stderr)
+        return 2
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
