@@ -115,8 +115,11 @@ async def tell_admins(config: Config, channels: dict[str, Any], store: Any, text
 
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: dict[str, Any] | None = None,
-                scan_fn: Any = None, start_scan: bool = True) -> None:
-    """Run everything until `stop` is set (SIGINT/SIGTERM set it when run from the CLI)."""
+                scan_fn: Any = None, start_scan: bool = True, catch_up: bool = True,
+                clock: Any = None) -> None:
+    """Run everything until `stop` is set (SIGINT/SIGTERM set it when run from the CLI).
+    At start: a first scan when there is none, then today's digests that are due and were not
+    written (catch_up). `clock` replaces the wall clock for the jobs (tests)."""
     from bot.handlers import Handlers
     from bot.outbox import Outbox
     from bot.scheduler import PulseJobs, build_scheduler
@@ -125,13 +128,15 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
     stop = stop or asyncio.Event()
     store = StateStore.open(config.state_url())
     outbox = Outbox(store)
-    jobs = PulseJobs(config, store, outbox, **({"scan_fn": scan_fn} if scan_fn else {}))
+    jobs = PulseJobs(config, store, outbox, **({"scan_fn": scan_fn} if scan_fn else {}),
+                     **({"clock": clock} if clock else {}))
     handlers = Handlers(config, store, scan_now=jobs.run_scan, data_provider=lambda: jobs.latest_data)
     channels = channels if channels is not None else build_channels(config, handlers)
     jobs.alert = lambda texts: tell_admins(config, channels, store, texts)
     started: list[Any] = []
     scheduler = build_scheduler(config, jobs)
     sender: asyncio.Task[None] | None = None
+    starting: asyncio.Task[None] | None = None
     try:
         for ch in channels.values():
             if hasattr(ch, "start"):
@@ -139,12 +144,22 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
                 started.append(ch)
         scheduler.start()
         sender = asyncio.create_task(outbox.run_forever(channels, stop=stop))
-        if start_scan and store.latest_scan() is None:
-            asyncio.create_task(jobs.run_scan())
+
+        async def at_start() -> None:
+            if start_scan and store.latest_scan() is None:
+                await jobs.run_scan()
+            if catch_up:  # after the first scan, so the two do not race for the scan lock
+                await jobs.catch_up_digests()
+        starting = asyncio.create_task(at_start())
         log.info("crm-pulse running: channels %s, state %s", ", ".join(channels), store.engine.url.render_as_string())
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False) if scheduler.running else None
+        if starting is not None and not starting.done():  # let a first scan/catch-up finish writing
+            try:
+                await asyncio.wait_for(asyncio.shield(starting), 10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                starting.cancel()
         if sender is not None:
             outbox.wake.set()
             try:

@@ -12,6 +12,7 @@ import os
 import socket
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from typing import Any, Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -142,6 +143,32 @@ class PulseJobs:
             await self.run_scan()
             latest = self.store.latest_scan()
         return latest[2] if latest else None
+
+    async def catch_up_digests(self) -> list[str]:
+        """At start: today's digests whose time has passed but that were never written (the bot
+        was down at that time, or killed while writing them) are written now. Who already has
+        today's digest in the outbox is left alone; the notification log keeps anyone from
+        getting the same item twice either way. Returns the targets caught up."""
+        now = self.clock()
+        due: list[str] = []
+        for (when, tz_name), ids in digest_groups(self.config).items():
+            tz = ZoneInfo(tz_name)
+            local = now.astimezone(tz)
+            t = parse_hhmm(when)
+            midnight = datetime(local.year, local.month, local.day, tzinfo=tz)
+            trigger = CronTrigger(day_of_week=self.config.schedule.digest_days, hour=t.hour, minute=t.minute,
+                                  timezone=tz)
+            fire = trigger.get_next_fire_time(None, midnight)
+            if fire is None or fire.date() != local.date() or fire > now:
+                continue  # not a digest day, or its time is still ahead: the scheduler runs it
+            written = self.store.outbox_keys_since("digest:", midnight.astimezone(UTC))
+            day = local.date().isoformat()
+            due += [tid for tid in ids if not any(k.startswith(f"digest:{tid}:{day}T") for k in written)]
+        if due:
+            log.info("catching up today's digest for %d target(s) that did not get it: %s", len(due),
+                     ", ".join(due[:20]) + (" ..." if len(due) > 20 else ""))
+            await self.run_digest(due)
+        return due
 
     async def run_digest(self, target_ids: list[str]) -> DeliveryReport | None:
         return await self._guard("digest", self._deliver_fresh(only_targets=target_ids))

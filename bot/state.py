@@ -275,6 +275,16 @@ class StateStore:
                 conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))
                 conn.commit()
 
+    def outbox_keys_since(self, prefix: str, since: datetime) -> set[str]:
+        """Dedup keys starting with `prefix` of outbox messages written since `since` (which
+        digests were written today: "digest:anna:2026-10-01T09:00:0")."""
+        t = self.t["outbox"]
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t.c.dedup_key).where(t.c.created_at >= since,
+                                                           t.c.dedup_key.like(escaped + "%", escape="\\")))
+            return {r.dedup_key for r in rows}
+
     def check_writable(self) -> None:
         """Raise if the bot could not write its state: a read-only file or folder, a read-only
         database user or transaction. Found at start, not as every scan failing in the log while
