@@ -12,11 +12,14 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from typing import Any
 
 from bot.config import Config, ConfigError, load_config
 
 log = logging.getLogger("crm_pulse.app")
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: a database or chat API not reachable at start; try again later
+START_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0)  # seconds between tries at start (~90 s in all)
 
 TELEGRAM_HOW = ("create a bot with @BotFather in Telegram (/newbot) and copy the token it gives you, then "
                 "`export {env}=<token>`")
@@ -221,26 +224,35 @@ def _run(args: argparse.Namespace) -> int:
     from bot.state import StateStore
 
     url = config.state_url()
-    stage = "open"
-    try:  # fail here, with a clear line, rather than inside the running service
-        store = StateStore.open(url)
-        try:
-            stage = "write to"
-            store.check_writable()
-        finally:
-            store.close()
-    except Exception as e:  # sqlalchemy/driver errors, or a state newer than this code
-        from sqlalchemy.engine import make_url
+    for attempt, wait in enumerate((*START_BACKOFF, None), start=1):
+        stage = "open"
+        try:  # fail here, with a clear line, rather than inside the running service
+            store = StateStore.open(url)
+            try:
+                stage = "write to"
+                store.check_writable()
+            finally:
+                store.close()
+            break
+        except Exception as e:  # sqlalchemy/driver errors, or a state newer than this code
+            from sqlalchemy.engine import make_url
 
-        where = make_url(url).render_as_string(hide_password=True)
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        fix = f"see [state] in {config.source_name}"
-        if stage == "write to":  # opened fine, but every scan and send would fail to record
-            fix = ("the bot records every message it sends there: make it writable for the user the bot "
-                   "runs as (for SQLite the file and its folder: it writes -wal and -shm files next to it), "
-                   f"or point [state] in {config.source_name} at a writable place")
-        print(redact(f"cannot {stage} the state database {where}: {reason} ({fix})"), file=sys.stderr)
-        return 2
+            where = make_url(url).render_as_string(hide_password=True)
+            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            temporary = stage == "open" and _temporary_db_error(e, url)
+            if temporary and wait is not None:  # the database may be starting with the machine
+                log.warning(redact(f"state database {where} unreachable ({reason}); trying again in {wait:g} s"))
+                time.sleep(wait)
+                continue
+            fix = f"see [state] in {config.source_name}"
+            if stage == "write to":  # opened fine, but every scan and send would fail to record
+                fix = ("the bot records every message it sends there: make it writable for the user the bot "
+                       "runs as (for SQLite the file and its folder: it writes -wal and -shm files next to it), "
+                       f"or point [state] in {config.source_name} at a writable place")
+            elif temporary:
+                fix = f"tried {attempt} times; exit {EXIT_TEMPFAIL}: try again later (systemd restarts the bot)"
+            print(redact(f"cannot {stage} the state database {where}: {reason} ({fix})"), file=sys.stderr)
+            return EXIT_TEMPFAIL if temporary else 2
     folder = missing_data_folder(config)
     if folder is not None:  # every scan would fail: say it now, not once an hour in the log
         what = "is a file, not a folder" if folder.is_file() else "does not exist"
@@ -256,11 +268,36 @@ def _run(args: argparse.Namespace) -> int:
               f"{config.slack.bot_token_env}); to see what would be sent without a chat, run "
               "`crm-pulse scan --config FILE` or `crm-pulse demo`", file=sys.stderr)
         return 2
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
-    except (PermanentFailure, RetryLater) as e:  # a channel could not start: bad token, API unreachable
-        print(redact(f"cannot start: {e.reason}"), file=sys.stderr)
-        return 2
+    for attempt, wait in enumerate((*START_BACKOFF, None), start=1):
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            pass
+        except PermanentFailure as e:  # a channel refused to start: a bad token, a port taken
+            print(redact(f"cannot start: {e.reason}"), file=sys.stderr)
+            return 2
+        except RetryLater as e:  # the chat API unreachable (DNS, network, 5xx): not the config's fault
+            if wait is not None:
+                log.warning(redact(f"cannot start yet: {e.reason}; trying again in {wait:g} s"))
+                time.sleep(wait)
+                continue
+            print(redact(f"cannot start: {e.reason} (tried {attempt} times; exit {EXIT_TEMPFAIL}: try again "
+                         "later, systemd restarts the bot)"), file=sys.stderr)
+            return EXIT_TEMPFAIL
+        return 0
     return 0
+
+
+def _temporary_db_error(error: BaseException, url: str) -> bool:
+    """A database server not reachable yet (refused, DNS, timeout) may be fine in a minute; a
+    wrong password, a missing database or an SQLite path problem will not be."""
+    from sqlalchemy import exc
+
+    if url.startswith("sqlite"):
+        return "database is locked" in str(error).lower()
+    if not isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return False
+    text = str(getattr(error, "orig", None) or error).lower()
+    permanent = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
+                 "permission denied", "authentication failed")
+    return not any(p in text for p in permanent)

@@ -126,11 +126,15 @@ async def test_serve_runs_scan_and_sends_through_the_channels(tmp_path, config_t
     assert {m.address for m in tg.delivered} == {"102", "900", "-100500"}  # critical items at once, nobody else
 
 
-def test_unreachable_state_database_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+def test_unreachable_state_database_is_one_line_and_exit_75_after_retrying(tmp_path, capsys, monkeypatch):
+    """Unreachable is temporary (the database may start after the bot): retried, then EX_TEMPFAIL
+    so systemd tries again later, where exit 2 (a config problem) would leave the bot down."""
+    monkeypatch.setattr("bot.app.START_BACKOFF", (0.0, 0.0))
     monkeypatch.setenv("MY_STATE", "postgresql+psycopg://bot:hunter2@127.0.0.1:1/nope")
     f = tmp_path / "config.toml"
     f.write_text('[state]\nurl_env = "MY_STATE"\n', encoding="utf-8")
-    assert run(argparse.Namespace(config=str(f), log_level="ERROR")) == 2
+    assert run(argparse.Namespace(config=str(f), log_level="ERROR")) == 75
     err = capsys.readouterr().err
     assert "cannot open the state database postgresql+psycopg://bot:***@127.0.0.1:1/nope" in err
+    assert "tried 3 times; exit 75" in err
     assert "hunter2" not in err and "Traceback" not in err
