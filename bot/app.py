@@ -143,7 +143,15 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
     try:
         for ch in channels.values():
             if hasattr(ch, "start"):
-                await ch.start()
+                try:
+                    await ch.start()
+                except BaseException:  # half started (opened, then a later step failed): close it
+                    if hasattr(ch, "stop"):
+                        try:
+                            await ch.stop()
+                        except Exception as e:
+                            log.warning("stopping %s after a failed start: %s", getattr(ch, "name", ch), e)
+                    raise
                 started.append(ch)
         scheduler.start()
         sender = asyncio.create_task(outbox.run_forever(channels, stop=stop))
