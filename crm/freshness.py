@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from crm.data import CrmData
@@ -28,6 +29,22 @@ EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "email_opens": ("opened_at",),
     "leads": ("created_at", "assigned_at", "first_response_at"),
 }
+
+
+def _newest_up_to(values: pd.Series, limit_ns: int) -> pd.Timestamp | None:
+    """The latest instant at or before limit_ns. One pass when nothing lies in the future (the
+    usual case; a masked copy of 10M opens would cost more than the max itself)."""
+    ns = pd.DatetimeIndex(values).as_unit("ns").asi8  # NaT is the smallest int64
+    if not len(ns):
+        return None
+    top = int(ns.max())
+    if top > limit_ns:
+        kept = ns[ns <= limit_ns]
+        top = int(kept.max()) if len(kept) else NAT
+    return None if top == NAT else pd.Timestamp(top, tz="UTC")
+
+
+NAT = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -57,10 +74,9 @@ def freshness(data: CrmData, now: datetime) -> Freshness:
         for col in columns:
             if col not in frame.columns or not len(frame):
                 continue
-            values = frame[col]
-            newest = values[values <= limit].max()
-            if newest is not None and not pd.isna(newest) and (best is None or newest > best[0]):
-                best = (pd.Timestamp(newest), table)
+            newest = _newest_up_to(frame[col], limit.value)
+            if newest is not None and (best is None or newest > best[0]):
+                best = (newest, table)
     if best is None:
         return Freshness(None, None, None, None)
     return Freshness(best[0], best[1], data.origins.get(best[1], f"{best[1]}.csv"), limit - best[0])
