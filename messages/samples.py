@@ -165,7 +165,9 @@ def variants() -> dict[str, Insight]:
     under = Insight(detector="manager_load", severity="critical", audience=Audience("director"),
                     subject={"team": ""},
                     facts={**under.facts, "team": None, "over": [], "under": [under.facts["under"][0]],
-                           "metrics": {"new_leads": under.facts["metrics"]["new_leads"]},
+                           "metrics": {"new_leads": {**under.facts["metrics"]["new_leads"], "loads": [
+                               {**r, "role": {"m1": "giver", "m5": "under"}.get(r["manager_id"])}
+                               for r in under.facts["metrics"]["new_leads"]["loads"]]}},
                            "plan": {"new_leads": [{"from_manager_id": "m1", "from_manager_name": "Айгерим Сапарова",
                                                    "to_manager_id": "m5", "to_manager_name": "Арман Жумабеков",
                                                    "count": 1}]}},
