@@ -112,44 +112,44 @@ def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
     return df[keep].drop_duplicates("manager_id").reset_index(drop=True)
 
 
-def _event_keys(data: CrmData, ids: pd.Series) -> tuple[np.ndarray, int]:
+def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
     thing a manager did (deal created/closed, lead created/assigned/answered, activity done,
     email sent), and that first second. `last event <= t` per manager is then one
-    searchsorted per day."""
+    searchsorted per day. `deal_owner`: each deal's row in `ids` when already known."""
     owners, times = [], []
 
-    def add(owner_ids, *cols) -> None:
-        rows = positions(owner_ids, ids)
+    def add(rows: np.ndarray, mask: np.ndarray | None, *cols) -> None:
         for col in cols:
             t = to_ns(col)
             ok = (rows >= 0) & (t != NAT_NS)
+            if mask is not None:
+                ok &= mask
             owners.append(rows[ok])
             times.append(t[ok] // _NS_PER_S)
 
     deals = data.deals
-    closed = [deals["closed_at"]] if data.has_column("deals", "closed_at") else []
-    add(deals["manager_id"], deals["created_at"], *closed)
+    if deal_owner is None:
+        deal_owner = positions(deals["manager_id"], ids)
+    add(deal_owner, None, deals["created_at"], *([deals["closed_at"]] if data.has_column("deals", "closed_at") else []))
     if data.leads is not None and data.has_column("leads", "manager_id"):
         ld = data.leads
-        add(ld["manager_id"], ld["created_at"],
+        add(positions(ld["manager_id"], ids), None, ld["created_at"],
             *[ld[c] for c in ("assigned_at", "first_response_at") if data.has_column("leads", c)])
     act = data.activities
     if act is not None and data.has_column("activities", "done_at"):
-        who = act["manager_id"]
-        if data.has_column("activities", "deal_id"):  # no manager on the row: the deal's owner
-            at = positions(act["deal_id"], deals["deal_id"])
-            owner_of_deal = deals["manager_id"].to_numpy(dtype=object)[np.maximum(at, 0)]
-            has_deal = at >= 0
-            who = pd.Series(np.where(act["manager_id"].isna().to_numpy() & has_deal, owner_of_deal,
-                                     act["manager_id"].to_numpy(dtype=object)), dtype=object)
-        add(who, act["done_at"])
+        rows = positions(act["manager_id"], ids)
+        blank = np.flatnonzero(act["manager_id"].isna().to_numpy())
+        if len(blank) and data.has_column("activities", "deal_id"):  # no manager on the row: the deal's owner
+            at = positions(act["deal_id"].iloc[blank], deals["deal_id"])
+            rows[blank] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
+        add(rows, None, act["done_at"])
     em = data.emails
     if em is not None and data.has_column("emails", "manager_id"):
         out = (em["direction"] == "out").to_numpy(dtype=bool, na_value=False)
-        add(em["manager_id"][out], em["sent_at"][out])
-    owner = np.concatenate(owners) if owners else np.zeros(0, dtype=np.int64)
-    sec = np.concatenate(times) if times else np.zeros(0, dtype=np.int64)
+        add(positions(em["manager_id"], ids), out, em["sent_at"])
+    owner = np.concatenate(owners)
+    sec = np.concatenate(times)
     if not len(sec):
         return np.zeros(0, dtype=np.int64), 0
     t0 = int(sec.min())
@@ -218,12 +218,12 @@ def prepare(data: CrmData, spec: ManagerLoadSpec) -> Prepared | None:
     closed = to_ns(deals["closed_at"]) if "closed_at" in deals.columns else np.full(len(deals), NAT_NS)
     status = deals["status"]
     leads = data.leads if "new_leads" in spec.metrics and LEADS_NEED.met(data) else None
-    keys, t0 = _event_keys(data, people["manager_id"])
+    deal_owner = positions(deals["manager_id"], people["manager_id"])
+    keys, t0 = _event_keys(data, people["manager_id"], deal_owner)
     return Prepared(
         spec=spec, people=people, team_code=codes.astype(np.int64), team_names=list(names),
         capacity=people["capacity"].to_numpy(dtype=float), event_keys=keys, event_t0=t0,
-        deal_owner=positions(deals["manager_id"], people["manager_id"]),
-        deal_created=to_ns(deals["created_at"]), deal_closed=closed,
+        deal_owner=deal_owner, deal_created=to_ns(deals["created_at"]), deal_closed=closed,
         deal_open=(status == "open").to_numpy(dtype=bool, na_value=False),
         deal_closed_status=status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS),
         deal_ids=deals["deal_id"],
@@ -340,14 +340,12 @@ def detect_at(state: Prepared | None, now: datetime, *, with_evidence: bool = Tr
         named[metric] = flag
     teams = sorted({int(state.team_code[k]) for f in named.values() for k in np.flatnonzero(f)},
                    key=lambda t: str(state.team_names[t]))
-    out = []
-    for t in teams:
-        out.append(_item(state, cur, named, t, now_ns, with_evidence))
-    return out
+    by_person = _evidence(state, now_ns, named) if with_evidence and teams else None
+    return [_item(state, cur, named, t, by_person) for t in teams]
 
 
-def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int, now_ns: int,
-          with_evidence: bool) -> Insight:
+def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int,
+          by_person: dict[str, dict[int, list[str]]] | None) -> Insight:
     spec, people = state.spec, state.people
     members = np.flatnonzero(day.compared & (state.team_code == t))
     ids = people["manager_id"].to_numpy()
@@ -404,8 +402,11 @@ def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int, now_n
         "p_value": max(x["p_value"] for x in over + under), "q_value": max(x["q_value"] for x in over + under),
     }
     evidence = {"deal_ids": [], "lead_ids": []} if "new_leads" in day.values else {"deal_ids": []}
-    if with_evidence:
-        evidence.update(_evidence(state, now_ns, over + under))
+    if by_person is not None:
+        for metric, key in (("open_deals", "deal_ids"), ("new_leads", "lead_ids")):
+            rows = [k for k in members if named.get(metric, np.zeros(0, bool)).size and named[metric][k]]
+            if rows:
+                evidence[key] = sorted(x for k in rows for x in by_person[metric].get(int(k), []))[:spec.max_evidence]
     return Insight(detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
                    subject={"team": team}, facts=facts, evidence=evidence)
 
@@ -453,23 +454,18 @@ def _plan(v: np.ndarray, cap: np.ndarray, members: np.ndarray, over: list[int], 
     return out
 
 
-def _evidence(state: Prepared, now_ns: int, rows: list[dict]) -> dict[str, list[str]]:
-    """The named people's open deals (deal_ids) and window's leads (lead_ids), at most
-    `max_evidence` each, in text order."""
-    limit = state.spec.max_evidence
-    want = {"open_deals": set(), "new_leads": set()}
-    for r in rows:
-        want[r["metric"]].add(r["manager_id"])
-    out: dict[str, list[str]] = {}
-    ids = state.people["manager_id"]
-    for metric, key in (("open_deals", "deal_ids"), ("new_leads", "lead_ids")):
-        if not want[metric]:
+def _evidence(state: Prepared, now_ns: int, named: dict[str, np.ndarray]) -> dict[str, dict[int, list[str]]]:
+    """metric -> person row -> the named people's open deal ids (open_deals) or the window's
+    lead ids (new_leads): one pass per metric for every item of the run."""
+    out: dict[str, dict[int, list[str]]] = {"open_deals": {}, "new_leads": {}}
+    for metric, flag in named.items():
+        if not flag.any():
             continue
         if metric == "open_deals":
             owner, keep, src = state.deal_owner, _open_mask(state, now_ns), state.deal_ids
         else:
             owner, keep, src = state.lead_owner, _lead_mask(state, now_ns), state.lead_ids
-        chosen = ids.isin(want[metric]).to_numpy(dtype=bool)
-        sel = np.flatnonzero(keep & (owner >= 0) & chosen[np.maximum(owner, 0)])
-        out[key] = sorted(str(x) for x in src.iloc[sel].tolist())[:limit]
+        sel = np.flatnonzero(keep & (owner >= 0) & flag[np.maximum(owner, 0)])
+        for k, x in zip(owner[sel].tolist(), src.iloc[sel].tolist()):
+            out[metric].setdefault(k, []).append(str(x))
     return out
