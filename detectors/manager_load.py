@@ -404,7 +404,7 @@ def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int,
     evidence = {"deal_ids": [], "lead_ids": []} if "new_leads" in day.values else {"deal_ids": []}
     if by_person is not None:
         for metric, key in (("open_deals", "deal_ids"), ("new_leads", "lead_ids")):
-            rows = [k for k in members if named.get(metric, np.zeros(0, bool)).size and named[metric][k]]
+            rows = [k for k in members if metric in named and named[metric][k]]
             if rows:
                 evidence[key] = sorted(x for k in rows for x in by_person[metric].get(int(k), []))[:spec.max_evidence]
     return Insight(detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
