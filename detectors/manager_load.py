@@ -8,7 +8,9 @@ last `active_window_days` before `now` (as of `now`: a replay of a past day sees
 existed then). A never-active or departed account is not a teammate with 0: it would pull
 the median down (calling a typical manager "2x overloaded") and be advised to take deals.
 Such managers are never named, never counted in a team's size or median;
-`not_compared` lists them for check-config. A team needs `min_team_size` of the rest.
+`not_compared` lists them for check-config. On each metric only those who ever had one (a
+deal for open_deals, a lead for new_leads) by `now` are compared: an agent who logs calls but
+never owns a deal is not "under-loaded" on deals. A team needs `min_team_size` of the rest.
 
 When someone is out of line. Three conditions, all needed, so chance stays silent:
 - outside the band: load below `band_low` x or above `band_high` x the team median;
@@ -174,7 +176,8 @@ def _recently_active(keys: np.ndarray, t0: int, n: int, now_ns: int, window_days
 class Day:
     """One day's comparison: per metric, arrays over `people` (NaN/False where not tested)."""
 
-    compared: np.ndarray  # bool: active that day, in a team big enough
+    compared: np.ndarray  # bool: active that day (any metric)
+    members: dict[str, np.ndarray]  # bool per metric: compared, ever had one, in a team big enough
     values: dict[str, np.ndarray]
     median: dict[str, np.ndarray]  # the person's team median load
     ratio: dict[str, np.ndarray]
@@ -205,6 +208,7 @@ class Prepared:
     lead_owner: np.ndarray | None
     lead_created: np.ndarray | None
     lead_ids: pd.Series | None
+    first: dict[str, np.ndarray]  # metric -> each person's first deal / lead (ns; int64 max: never)
     cache: dict[int, Day] = field(default_factory=dict)
 
 
@@ -220,17 +224,32 @@ def prepare(data: CrmData, spec: ManagerLoadSpec) -> Prepared | None:
     leads = data.leads if "new_leads" in spec.metrics and LEADS_NEED.met(data) else None
     deal_owner = positions(deals["manager_id"], people["manager_id"])
     keys, t0 = _event_keys(data, people["manager_id"], deal_owner)
+    deal_created = to_ns(deals["created_at"])
+    lead_owner = None if leads is None else positions(leads["manager_id"], people["manager_id"])
+    lead_created = None if leads is None else to_ns(leads["created_at"])
+    first = {"open_deals": _first(deal_owner, deal_created, len(people))}
+    if leads is not None:
+        first["new_leads"] = _first(lead_owner, lead_created, len(people))
     return Prepared(
         spec=spec, people=people, team_code=codes.astype(np.int64), team_names=list(names),
         capacity=people["capacity"].to_numpy(dtype=float), event_keys=keys, event_t0=t0,
-        deal_owner=deal_owner, deal_created=to_ns(deals["created_at"]), deal_closed=closed,
+        deal_owner=deal_owner, deal_created=deal_created, deal_closed=closed,
         deal_open=(status == "open").to_numpy(dtype=bool, na_value=False),
         deal_closed_status=status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS),
         deal_ids=deals["deal_id"],
-        lead_owner=None if leads is None else positions(leads["manager_id"], people["manager_id"]),
-        lead_created=None if leads is None else to_ns(leads["created_at"]),
-        lead_ids=None if leads is None else leads["lead_id"],
+        lead_owner=lead_owner, lead_created=lead_created,
+        lead_ids=None if leads is None else leads["lead_id"], first=first,
     )
+
+
+def _first(owner: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
+    """Each of `n` people's earliest time in `t` (int64 max when they have none)."""
+    ok = (owner >= 0) & (t != NAT_NS)
+    out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    if ok.any():
+        first = pd.Series(t[ok]).groupby(owner[ok]).min()
+        out[first.index.to_numpy()] = first.to_numpy()
+    return out
 
 
 def not_compared(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[tuple[str, str]]:
@@ -269,11 +288,12 @@ def _day(state: Prepared, now_ns: int) -> Day:
         return hit
     spec, n = state.spec, len(state.people)
     live = _recently_active(state.event_keys, state.event_t0, n, now_ns, spec.active_window_days)
-    size = np.bincount(state.team_code[live], minlength=len(state.team_names))
-    compared = live & (size[state.team_code] >= spec.min_team_size)
     cap = state.capacity
-    values, med, ratio, pv = {}, {}, {}, {}
+    values, med, ratio, pv, members_of = {}, {}, {}, {}, {}
     for metric in _metrics(state):
+        had = live & (state.first[metric] <= now_ns)
+        size = np.bincount(state.team_code[had], minlength=len(state.team_names))
+        compared = members_of[metric] = had & (size[state.team_code] >= spec.min_team_size)
         if metric == "open_deals":
             owner, keep = state.deal_owner, _open_mask(state, now_ns)
         else:
@@ -307,7 +327,7 @@ def _day(state: Prepared, now_ns: int) -> Day:
         with np.errstate(invalid="ignore"):
             outside = (r < spec.band_low) | (r > spec.band_high)
             flagged[metric] = outside & (q[metric] <= spec.fdr)
-    day = Day(compared=compared, values=values, median=med, ratio=ratio, p=pv, q=q, flagged=flagged,
+    day = Day(compared=live, members=members_of, values=values, median=med, ratio=ratio, p=pv, q=q, flagged=flagged,
               tests=int((~np.isnan(all_p)).sum()))
     if len(state.cache) >= _CACHE_DAYS:
         state.cache.pop(next(iter(state.cache)))
@@ -347,7 +367,7 @@ def detect_at(state: Prepared | None, now: datetime, *, with_evidence: bool = Tr
 def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int,
           by_person: dict[str, dict[int, list[str]]] | None) -> Insight:
     spec, people = state.spec, state.people
-    members = np.flatnonzero(day.compared & (state.team_code == t))
+    in_team = state.team_code == t
     ids = people["manager_id"].to_numpy()
     names = people["manager_name"].to_numpy()
     cap = state.capacity
@@ -355,8 +375,11 @@ def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int,
     over, under, plans, per_metric = [], [], {}, {}
     worst = 0.0
     extreme = False
+    size = 0
     for metric in day.values:
         v, r = day.values[metric], day.ratio[metric]
+        members = np.flatnonzero(day.members[metric] & in_team)
+        size = max(size, len(members))
         mine = [k for k in members if named[metric][k]]
         median = float(day.median[metric][members[0]]) if len(members) else float("nan")
         if math.isnan(median) or median <= 0:
@@ -391,7 +414,7 @@ def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int,
             ],
         }
     facts = {
-        "team": team or None, "team_size": int(len(members)),
+        "team": team or None, "team_size": int(size),
         "over": sorted(over, key=lambda x: (x["metric"], -x["ratio"], x["manager_id"])),
         "under": sorted(under, key=lambda x: (x["metric"], x["ratio"], x["manager_id"])),
         "plan": plans, "metrics": per_metric,
@@ -404,8 +427,8 @@ def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int,
     evidence = {"deal_ids": [], "lead_ids": []} if "new_leads" in day.values else {"deal_ids": []}
     if by_person is not None:
         for metric, key in (("open_deals", "deal_ids"), ("new_leads", "lead_ids")):
-            rows = [k for k in members if metric in named and named[metric][k]]
-            if rows:
+            rows = np.flatnonzero(named[metric] & in_team) if metric in named else []
+            if len(rows):
                 evidence[key] = sorted(x for k in rows for x in by_person[metric].get(int(k), []))[:spec.max_evidence]
     return Insight(detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
                    subject={"team": team}, facts=facts, evidence=evidence)

@@ -147,7 +147,8 @@ def test_new_leads_under_is_routed_from_the_busiest_without_moving_deals():
 
 def test_one_item_covers_both_metrics_and_both_sides():
     """The finding of issue 9: one imbalance used to be four items with the same advice."""
-    leads = _leads({"ann": 30, "bob": 28, "cid": 31, "dan": 29, "over": 90, "under": 3})
+    leads = _leads({"ann": 30, "bob": 28, "cid": 31, "dan": 29, "over": 90})
+    leads += [{"lead_id": f"Lu{j}", "manager_id": "under", "created_at": day(5 + 10 * j)} for j in range(3)]
     data = team({"ann": 20, "bob": 22, "cid": 19, "dan": 21, "over": 50, "under": 3}, leads=leads)
     item = only(detect(data, SPEC, NOW))
     assert named(item, "over", "open_deals") == ["over"] and named(item, "over", "new_leads") == ["over"]
@@ -218,6 +219,20 @@ def test_agents_who_never_had_a_deal_do_not_drag_the_median(normal):
                                          for k in range(5)])
     assert detect(with_all, zeros, NOW) != []
     assert sorted(i for i, _ in not_compared(data, SPEC, NOW)) == [f"agent{k}" for k in range(5)]
+
+
+def test_agents_who_log_calls_but_never_owned_a_deal_are_not_compared_on_deals():
+    counts = {f"m{k}": 18 + k % 5 for k in range(5)} | {f"agent{k}": 0 for k in range(5)}
+    calls = frame("activities", [{"activity_id": f"A{k}", "manager_id": f"agent{k}", "type": "call", "done_at": day(2 + k)}
+                                 for k in range(5)])
+    data = dataclasses.replace(team(counts), activities=calls)
+    assert not_compared(data, SPEC, NOW) == []  # they work, so check-config does not list them...
+    assert detect(data, SPEC, NOW) == []  # ...but they have no deals to be compared on
+    # one of them gets a single deal today: from now on they are a deal-holder like the others
+    with_deal = team(counts, extra_deals=[{"deal_id": "first", "manager_id": "agent0", "stage": "new", "status": "open",
+                                           "created_at": day(20)}])
+    item = only(detect(dataclasses.replace(with_deal, activities=calls), SPEC, NOW))
+    assert named(item, "under") == ["agent0"] and item.facts["team_size"] == 6
 
 
 def test_a_manager_whose_last_deal_is_old_is_not_compared_even_with_open_deals():
