@@ -235,6 +235,13 @@ def run_check_config(args: argparse.Namespace) -> int:
         if why is None and name not in notes:
             for line in unchecked_parts(data, det):
                 print(f"    {'':<16} partly: {line}")
+            if name == "manager_load":
+                from detectors.manager_load import not_compared
+                idle = not_compared(data, spec, now)
+                if idle:
+                    shown = ", ".join(f"{i} {n}".strip() for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
+                    print(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
+                          f"{spec.active_window_days} days: {shown}")
     roles: dict[str, int] = {}
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1
