@@ -48,6 +48,9 @@ class Need:
         wants = []
         for c in self.columns:
             table, column = c.split(".", 1)
+            if not data.has(table):
+                wants.append(f"{table}.csv with a {column} column (table not provided)")
+                continue
             origin = data.origins.get(table, f"{table}.csv")
             wants.append(f"column {column} in {table} (absent or empty in {origin})")
         head = f"{self.part}: not checked, " if self.part else ""
