@@ -306,6 +306,7 @@ def _to_str(series: pd.Series) -> pd.Series:
 
 
 def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
+    original = series
     if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
         text = _to_str(series)
         # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
@@ -323,6 +324,15 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
                        "a number such as 1500000 or 1 500 000,50")
         series = numbers
     series = series.astype("float64")
+    values = series.to_numpy()
+    bad = ~np.isfinite(values) & ~np.isnan(values)
+    if bad.any():
+        _raise_bad(raw, pd.Series(bad, index=series.index), original, source_name,
+                   "not a finite number", f"a number between -{col.limit:,.0f} and {col.limit:,.0f}")
+    bad = np.abs(np.nan_to_num(values)) > col.limit
+    if bad.any():
+        _raise_bad(raw, pd.Series(bad, index=series.index), original, source_name,
+                   "a number too large to be real", f"a number between -{col.limit:,.0f} and {col.limit:,.0f}")
     if col.kind == "int":
         bad = series.notna() & (series != np.floor(series))
         if bad.any():
@@ -345,43 +355,97 @@ def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) ->
     return result
 
 
+# Dates a CRM can hold. Outside this window a value is a placeholder ("0001-01-01",
+# "9999-12-31"), a typo or a number that is not a timestamp; pandas cannot even hold most of
+# them in nanoseconds, so they are refused here with their row instead of failing later.
+MIN_DATE = pd.Timestamp("1900-01-01", tz="UTC")
+MAX_DATE = pd.Timestamp("2200-01-01", tz="UTC")
+DATE_RANGE = f"between {MIN_DATE:%Y-%m-%d} and {MAX_DATE:%Y-%m-%d}"
+_WIDE = "datetime64[us, UTC]"  # holds years 1..9999: parse here, check the range, then go to ns
+_MIN_S, _MAX_S = MIN_DATE.timestamp(), MAX_DATE.timestamp()
+
+
 def _to_datetime(series: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
+    """Tz-aware UTC nanoseconds; a value that is not a date, or is outside DATE_RANGE, is a DataError."""
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert("UTC").astype(UTC_NS)
-    if pd.api.types.is_datetime64_dtype(dtype):
-        return _localize(series, tz)
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-        return _from_unix(series.astype("float64"))
-    if dtype == object:
+        wide = series.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        wide = _localize(series, tz)
+    elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        wide = _from_unix(series.astype("float64"), raw, series, source_name)
+    elif dtype == object:
         is_dt = series.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "year"))
         if is_dt.any():
-            result = pd.Series(pd.NaT, index=series.index, dtype=UTC_NS)
-            stamps = pd.to_datetime(series[is_dt], utc=False)
+            wide = pd.Series(pd.NaT, index=series.index, dtype=_WIDE)
+            stamps = _objects_to_datetime(series[is_dt], raw, source_name)
             if isinstance(stamps.dtype, pd.DatetimeTZDtype):
-                result[is_dt] = stamps.dt.tz_convert("UTC").astype(UTC_NS)
+                wide[is_dt] = stamps.dt.tz_convert("UTC").astype(_WIDE)
             else:
-                result[is_dt] = _localize(stamps, tz)
+                wide[is_dt] = _localize(stamps, tz).astype(_WIDE)
             rest = ~is_dt & series.notna()
             if rest.any():
-                result[rest] = _parse_text(_to_str(series[rest]), raw, tz, source_name)
-            return result
-        series = _to_str(series)
-    return _parse_text(series, raw, tz, source_name)
+                wide[rest] = _parse_text(_to_str(series[rest]), raw, tz, source_name)
+        else:
+            wide = _parse_text(_to_str(series), raw, tz, source_name)
+    else:
+        wide = _parse_text(_to_str(series), raw, tz, source_name)
+    return _in_range(wide, series, raw, source_name)
+
+
+def _objects_to_datetime(values: pd.Series, raw: RawTable, source_name: str) -> pd.Series:
+    """Python date/datetime cells (Excel, SQL drivers); one that pandas cannot hold is a DataError."""
+    try:
+        return pd.to_datetime(values, utc=False)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        pass
+    ok = values.map(_one_stamp_ok)
+    if (~ok).any():
+        _raise_bad(raw, ~ok, values, source_name, "a date outside the range this loader accepts",
+                   f"a date {DATE_RANGE}")
+    return pd.to_datetime(values, utc=True)  # mixed offsets: keep each as UTC
+
+
+def _one_stamp_ok(value: object) -> bool:
+    try:
+        pd.Timestamp(value)
+        return True
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        return False
+
+
+def _in_range(wide: pd.Series, original: pd.Series, raw: RawTable, source_name: str) -> pd.Series:
+    """Refuse dates outside DATE_RANGE (with their row), then convert to UTC nanoseconds."""
+    bad = wide.notna() & ((wide < MIN_DATE) | (wide >= MAX_DATE))
+    if bad.any():
+        _raise_bad(raw, bad, original, source_name, "a date outside the range this loader accepts",
+                   f"a date {DATE_RANGE}; placeholders such as 0001-01-01 or 9999-12-31 "
+                   "should be empty cells")
+    return wide.astype(UTC_NS)
+
+
+# Text that can be a date starts with a digit: "now", "today", "-1" are not dates in an export.
+_STARTS_WITH_DIGIT = r"^\d"
 
 
 def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
-    """Try each accepted format on the whole column; what none of them reads is an error."""
-    result = pd.Series(pd.NaT, index=text.index, dtype=UTC_NS)
-    remaining = text.notna().to_numpy().copy()
-    if not remaining.any():
+    """Try each accepted format on the whole column; what none of them reads is an error.
+
+    Returns microsecond UTC timestamps (the caller checks the range).
+    """
+    result = pd.Series(pd.NaT, index=text.index, dtype=_WIDE)
+    present = text.notna().to_numpy()
+    if not present.any():
         return result
+    # pandas reads "now" and "today" as the wall clock: such a cell would move with every run
+    digit = text.str.contains(_STARTS_WITH_DIGIT, regex=True).fillna(False).to_numpy(dtype=bool)
+    remaining = present & digit
     with_offset = text.str.contains(_HAS_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
     aware = remaining & with_offset
     if aware.any():
         parsed = pd.to_datetime(text[aware], format="ISO8601", utc=True, errors="coerce")
         ok = parsed.notna().to_numpy()
-        result.iloc[np.flatnonzero(aware)[ok]] = parsed[ok].astype(UTC_NS)
+        result.iloc[np.flatnonzero(aware)[ok]] = parsed[ok].astype(_WIDE)
         remaining[np.flatnonzero(aware)[ok]] = False
     for fmt in DATETIME_FORMATS:
         todo = remaining & ~with_offset
@@ -391,33 +455,44 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) 
         ok = parsed.notna().to_numpy()
         if ok.any():
             where = np.flatnonzero(todo)[ok]
-            result.iloc[where] = _localize(parsed[ok], tz).to_numpy()
+            result.iloc[where] = _localize(parsed[ok], tz).astype(_WIDE).to_numpy()
             remaining[where] = False
     if remaining.any():
         unix = remaining & text.str.fullmatch(_UNIX).fillna(False).to_numpy(dtype=bool)
         if unix.any():
-            result.iloc[np.flatnonzero(unix)] = _from_unix(
-                pd.to_numeric(text[unix], errors="coerce")).to_numpy()
+            numbers = pd.to_numeric(text[unix], errors="coerce")
+            result.iloc[np.flatnonzero(unix)] = _from_unix(numbers, raw, text[unix], source_name).to_numpy()
             remaining[unix] = False
-    if remaining.any():
-        _raise_bad(raw, pd.Series(remaining, index=text.index), text, source_name,
+    bad = present & ~digit | remaining
+    if bad.any():
+        _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
                    "not a date/time this loader can read", DATETIME_EXPECTED)
     return result
 
 
 def _localize(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
-    """Naive timestamps are wall-clock time in the config timezone."""
+    """Naive timestamps are wall-clock time in the config timezone (result: UTC, unit kept)."""
     local = naive.dt.tz_localize(
         tz, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward"
     )
-    return local.dt.tz_convert("UTC").astype(UTC_NS)
+    return local.dt.tz_convert("UTC")
 
 
-def _from_unix(numbers: pd.Series) -> pd.Series:
-    """Unix seconds; values above 10^11 can only be milliseconds (year 5138 otherwise)."""
-    millis = numbers.abs() > 1e11
-    seconds = numbers.where(~millis, numbers / 1000.0)
-    return pd.to_datetime(seconds, unit="s", utc=True).astype(UTC_NS)
+def _from_unix(numbers: pd.Series, raw: RawTable, original: pd.Series, source_name: str) -> pd.Series:
+    """Unix seconds; values above 10^11 can only be milliseconds (year 5138 otherwise).
+
+    A number that is no time in DATE_RANGE either way (10^17, -1, inf) is a DataError.
+    """
+    values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    millis = np.abs(np.nan_to_num(values)) > 1e11
+    seconds = np.where(millis, values / 1000.0, values)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isnan(values) & ~((seconds >= _MIN_S) & (seconds < _MAX_S))
+    if bad.any():
+        _raise_bad(raw, pd.Series(bad, index=numbers.index), original, source_name,
+                   "a number that is not a Unix time in the range this loader accepts",
+                   f"Unix seconds or milliseconds of a date {DATE_RANGE}")
+    return pd.to_datetime(pd.Series(seconds, index=numbers.index), unit="s", utc=True).astype(_WIDE)
 
 
 def _raise_bad(raw: RawTable, bad: pd.Series, values: pd.Series, source_name: str,
