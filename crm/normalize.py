@@ -55,13 +55,15 @@ def normalize_table(
     warnings: list[DataWarning] = []
     out: dict[str, pd.Series] = {}
     signs: pd.Series | None = None  # currency per deal, from signs in the amount cells
+    cut_rows = pd.Series(False, index=frame.index)  # rows with a text cell cut to MAX_TEXT
+    cut_columns: list[str] = []
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
             if their not in frame.columns:
                 raise DataError(
                     f"column {their!r} (mapped to {table}.{col.name} in config) is not in the "
-                    "file", file=raw.origin, more="Columns found: " + ", ".join(found) + ".",
+                    "file", file=raw.origin, more="Columns found: " + _listed(found) + ".",
                     fix=_header_hint(raw) or f"correct [source.columns.{table}] {col.name} = \"...\""
                     + (f" (did you mean {close!r}?)" if (close := nearest(their, found)) else ""),
                 )
@@ -80,7 +82,7 @@ def normalize_table(
             if col.required:
                 raise DataError(
                     f"required column {col.name!r} is missing", file=raw.origin,
-                    more="Columns found: " + (", ".join(found) or "none") + ".",
+                    more="Columns found: " + (_listed(found) or "none") + ".",
                     fix=_header_hint(raw) or f"rename the column in the file, or map it in config: "
                     f"[source.columns.{table}] {col.name} = \"<your column name>\"",
                 )
@@ -106,15 +108,34 @@ def normalize_table(
                 f"from [source.fill.{table}]",
                 _rows(raw, missing),
             ))
+        if col.kind == "str":
+            series, long = _cut_long_text(series)
+            if long is not None:
+                cut_rows |= long
+                cut_columns.append(source_name)
         if col.required:
             _require_values(table, col, series, raw, source_name)
         allowed = ENUMS.get((table, col.name))
         if allowed:
             series = _check_enum(table, col.name, series, allowed, raw, source_name)
         out[col.name] = series
+    if cut_columns:
+        warnings.append(DataWarning(
+            "long_text", table, int(cut_rows.sum()),
+            f"{int(cut_rows.sum())} row(s) have text longer than {MAX_TEXT:,} characters in "
+            f"{', '.join(repr(c) for c in cut_columns)}; cut to {MAX_TEXT:,} (a name or stage "
+            "that long is an export error: check those cells)",
+            _rows(raw, cut_rows),
+        ))
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
     return pd.DataFrame(out, index=frame.index), warnings
+
+
+def _listed(names: list, limit: int = 40) -> str:
+    """Column names for a message: each cut to 60 characters, at most `limit` of them."""
+    shown = [n if len(n := str(c)) <= 60 else n[:59] + "…" for c in names[:limit]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _header_hint(raw: RawTable) -> str | None:
@@ -184,6 +205,20 @@ def _currency_from_signs(table: str, out: dict[str, pd.Series], signs: pd.Series
         "there is no currency column, so currency is left empty; add a currency column to the "
         "export",
     )]
+
+# Longest text cell kept. Names, stages, reasons are short; a 50 MB cell would be copied into
+# every insight's facts, JSON and message. Cut once here, so no later layer has to care.
+MAX_TEXT = 1000
+
+
+def _cut_long_text(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+    """(the column with cells cut to MAX_TEXT, mask of the cut rows or None when none were)."""
+    long = (series.str.len() > MAX_TEXT).fillna(False).astype(bool)
+    if not long.any():
+        return series, None
+    cut = series.where(~long, series.str.slice(0, MAX_TEXT - 1) + "…")
+    return cut.astype(series.dtype), long
+
 
 def _clean_text(series: pd.Series) -> pd.Series:
     """Strip spaces (and non-breaking spaces) around text cells; empty cells become missing."""
@@ -470,8 +505,23 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) 
     return result
 
 
+_NAIVE_MIN = MIN_DATE.tz_localize(None) - pd.Timedelta(days=2)
+_NAIVE_MAX = MAX_DATE.tz_localize(None) + pd.Timedelta(days=2)
+
+
 def _localize(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
-    """Naive timestamps are wall-clock time in the config timezone (result: UTC, unit kept)."""
+    """Naive timestamps are wall-clock time in the config timezone (result: UTC, unit kept).
+
+    pandas' zone arithmetic silently wraps around for years like 0001 (to 1972); values far
+    outside DATE_RANGE are only labelled UTC here, and _in_range refuses them.
+    """
+    far = (naive.notna() & ((naive < _NAIVE_MIN) | (naive > _NAIVE_MAX))).to_numpy(dtype=bool)
+    if far.any():
+        result = naive.dt.tz_localize("UTC")
+        near = ~far
+        if near.any():
+            result[near] = _localize(naive[near], tz)
+        return result
     local = naive.dt.tz_localize(
         tz, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward"
     )

@@ -10,7 +10,7 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm.schema import TABLES
 
@@ -61,6 +61,7 @@ class SourceConfig(BaseModel):
       is absent (e.g. `currency = "USD"`); every filled cell is reported as a warning.
     - `tables` (kind "sql"): table -> a table name or a SELECT statement.
     - `stages`: the pipeline order when the data has no stages table.
+    - `max_file_mb`: a larger export file is refused with a clear error instead of filling memory.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +76,8 @@ class SourceConfig(BaseModel):
     url: str | None = None
     tables: dict[str, str] = {}
     stages: list[str] | None = None
+    # Files larger than this are refused before reading (memory: about 3x the file size).
+    max_file_mb: float = Field(default=1024, gt=0, le=1_000_000, allow_inf_nan=False)
 
     @field_validator("files", "tables")
     @classmethod
