@@ -218,9 +218,22 @@ def _utf8_counts(chunks) -> tuple[int, int]:
     return bad, max(chars - ascii_bytes - bad, 0)
 
 
-def weigh_encoding(chunks, head: bytes) -> EncodingEvidence:
-    """Decide the encoding from the evidence in the whole file (`chunks`), not its first error.
+def _all_utf8(chunks) -> bool:
+    """Strict UTF-8 over all chunks: the common case, one fast pass with nothing counted."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        for chunk in chunks:
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+        return True
+    except UnicodeDecodeError:
+        return False
 
+
+def weigh_encoding(chunks, head: bytes) -> EncodingEvidence:
+    """Decide the encoding from the evidence in the whole file, not its first error.
+
+    `chunks()` yields the file's bytes from the start (called again for a second pass).
     UTF-8 when every byte is UTF-8, or when the valid non-ASCII UTF-8 letters outnumber the bad
     sequences (a stray Latin-1 byte in a UTF-8 export: the few bad bytes are replaced and
     reported, the names stay readable). Otherwise cp1251, as Russian Excel writes it.
@@ -228,15 +241,17 @@ def weigh_encoding(chunks, head: bytes) -> EncodingEvidence:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return EncodingEvidence("utf-16")
     bom = head.startswith(codecs.BOM_UTF8)
-    bad, good = _utf8_counts(chunks)
-    if bom or bad == 0 or good > bad:
+    if _all_utf8(chunks()):
+        return EncodingEvidence("utf-8-sig" if bom else "utf-8")
+    bad, good = _utf8_counts(chunks())
+    if bom or good > bad:
         return EncodingEvidence("utf-8-sig" if bom else "utf-8", bad, good)
     return EncodingEvidence("cp1251", bad, good)
 
 
 def detect_encoding(data: bytes) -> str:
     """UTF-8 (with or without BOM), UTF-16 with BOM, else cp1251 as Russian Excel writes it."""
-    evidence = weigh_encoding([data], data[:4])
+    evidence = weigh_encoding(lambda: [data], data[:4])
     if evidence.encoding == "cp1251":
         _check_cp1251([data])
     return evidence.encoding
@@ -324,7 +339,7 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     size = path.stat().st_size
     head = _head(path, _SAMPLE_BYTES)
     _refuse_non_csv(head, name, whole=len(head) >= size)
-    evidence = weigh_encoding(_file_chunks(path), head)
+    evidence = weigh_encoding(lambda: _file_chunks(path), head)
     if evidence.encoding == "cp1251":
         try:
             _check_cp1251(_file_chunks(path))
