@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import sqlalchemy as sa
@@ -74,12 +76,103 @@ def _existing_sqlite_file(url: str, origin: str) -> None:
     )
 
 
+def read_only_url(url: sa.engine.URL) -> sa.engine.URL:
+    """SQLite opened with `mode=ro`: the database file cannot be written through this connection."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return url
+    database = url.database
+    if not database.startswith("file:"):
+        database = "file:" + quote(str(Path(database).absolute()))
+    return url.set(database=database).update_query_dict({"mode": "ro", "uri": "true"})
+
+
+def _read_only_engine(url: str) -> sa.engine.Engine:
+    """An engine whose connections cannot write: SQLite mode=ro + query_only, PostgreSQL
+    default_transaction_read_only. Every read also runs in a transaction that is rolled back."""
+    parsed = read_only_url(sa.engine.make_url(url))
+    kwargs: dict = {}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
+        kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
+    engine = sa.create_engine(parsed, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _query_only(dbapi_conn, _record) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA query_only = ON")
+            cursor.close()
+    return engine
+
+
+def _begin_read_only(conn: sa.Connection):
+    """The transaction every query runs in; the caller rolls it back, never commits."""
+    trans = conn.begin()
+    if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
+        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+    return trans
+
+
+def one_statement(sql: str) -> bool:
+    """True when `sql` is one statement: nothing but comments after a top-level `;`.
+
+    Quotes ('...', "..."), comments (--, /* */) and PostgreSQL dollar quotes ($tag$...$tag$)
+    are skipped, so a `;` inside them does not count. Drivers such as psycopg run every
+    statement of a multi-statement string; a read-only transaction can be ended by a COMMIT
+    in the middle, so such a string is never sent.
+    """
+    i, n, ended = 0, len(sql), False
+    while i < n:
+        c = sql[i]
+        if sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+            continue
+        if sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+            continue
+        if c.isspace() or c == ";":
+            ended = ended or c == ";"
+            i += 1
+            continue
+        if ended:
+            return False
+        if c in "'\"":
+            j = i + 1
+            while j < n:
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:  # '' or "" inside the quotes
+                        j += 2
+                        continue
+                    break
+                j += 1
+            i = j + 1
+            continue
+        if c == "$":
+            m = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", sql[i:])
+            if m:
+                j = sql.find(m.group(0), i + len(m.group(0)))
+                i = n if j < 0 else j + len(m.group(0))
+                continue
+        i += 1
+    return True
+
+
 def read_tables(source: SourceConfig, base_dir: Path | None = None) -> dict[str, RawTable]:
-    """Run one query per configured table; the engine is disposed before returning."""
+    """Run one query per configured table, read-only; the engine is disposed before returning.
+
+    The connection cannot write (see _read_only_engine), each query is a single statement,
+    and the transaction they run in is rolled back: crm-pulse never commits to the CRM.
+    """
     origin = _url_origin(source)
     url = _with_installed_driver(_relative_sqlite(resolve_url(source), base_dir))
+    for table, target in source.tables.items():
+        if is_query(target) and not one_statement(target):
+            raise DataError(
+                f"[source.tables] {table} holds more than one SQL statement",
+                fix="give one SELECT (or WITH ... SELECT) per table, without a second statement after ';'",
+            )
     try:
-        engine = sa.create_engine(url)
+        engine = _read_only_engine(url)
     except (NoSuchModuleError, ImportError) as exc:
         missing = getattr(exc, "name", None) or str(exc)
         raise DataError(
@@ -88,31 +181,22 @@ def read_tables(source: SourceConfig, base_dir: Path | None = None) -> dict[str,
             "for another database install its SQLAlchemy driver into crm-pulse's environment "
             "(e.g. pymysql for mysql+pymysql://) and name it in the URL",
         ) from None
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise DataError(
             f"cannot read {origin} as a database URL ({exc})",
             fix="write it as dialect+driver://user@host/database, e.g. "
             "postgresql+psycopg://crm@db.local/crm or sqlite:///crm.db",
         ) from None
     _existing_sqlite_file(url, origin)
-    shown = engine.url.render_as_string(hide_password=True)
+    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
     out: dict[str, RawTable] = {}
     try:
         with engine.connect() as conn:
-            for table, target in source.tables.items():
-                origin = f"query for {table}" if is_query(target) else f"table {target}"
-                statement = sa.text(target) if is_query(target) else sa.select(
-                    sa.text("*")).select_from(_table(target))
-                try:
-                    frame = pd.read_sql(statement, conn)
-                except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
-                    raise DataError(
-                        f"the database refused the {origin} ({_first_line(exc)})",
-                        file=shown,
-                        fix=f"check [source.tables] {table} = \"...\": a table name or a SELECT",
-                    ) from None
-                out[table] = RawTable(frame, f"{shown}: {origin}", row_offset=1,
-                                      row_kind="record", text=False)
+            trans = _begin_read_only(conn)
+            try:
+                out = _run_queries(conn, source, shown)
+            finally:
+                trans.rollback()
     except SQLAlchemyError as exc:
         raise DataError(
             f"cannot connect to the database ({_first_line(exc)})", file=shown,
@@ -120,6 +204,26 @@ def read_tables(source: SourceConfig, base_dir: Path | None = None) -> dict[str,
         ) from None
     finally:
         engine.dispose()
+    return out
+
+
+def _run_queries(conn: sa.Connection, source: SourceConfig, shown: str) -> dict[str, RawTable]:
+    out: dict[str, RawTable] = {}
+    for table, target in source.tables.items():
+        origin = f"query for {table}" if is_query(target) else f"table {target}"
+        statement = sa.text(target) if is_query(target) else sa.select(
+            sa.text("*")).select_from(_table(target))
+        try:
+            frame = pd.read_sql(statement, conn)
+        except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
+            raise DataError(
+                f"the database refused the {origin} ({_first_line(exc)})",
+                file=shown,
+                fix=f"check [source.tables] {table} = \"...\": a table name or a SELECT "
+                "(the connection is read-only: statements that write are refused)",
+            ) from None
+        out[table] = RawTable(frame, f"{shown}: {origin}", row_offset=1,
+                              row_kind="record", text=False)
     return out
 
 
