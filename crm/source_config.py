@@ -6,12 +6,12 @@ with the nearest known name, because a silently ignored mapping changes results.
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crm.redact import has_secret, is_env_name
 from crm.schema import TABLES
 
 Scalar = str | bool | int | float
@@ -119,7 +119,8 @@ class SourceConfig(BaseModel):
             password = urlsplit(value).password
         except ValueError:
             password = None
-        if password:
+        # has_secret also sees `user:pw@host` without a scheme and `?password=` / `?token=`
+        if password or has_secret(value):
             raise ValueError(
                 "url: contains a password: put the whole URL in an environment variable "
                 "and name it in `url_env` instead"
@@ -129,8 +130,9 @@ class SourceConfig(BaseModel):
     @field_validator("url_env")
     @classmethod
     def _env_name_not_secret(cls, value: str | None) -> str | None:
-        """The URL (with its password) pasted where the variable's NAME belongs: refuse, never echo it."""
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        """The URL (with its password) or a token pasted where the variable's NAME belongs: refuse,
+        never echo it."""
+        if value is not None and not is_env_name(value):
             raise ValueError(
                 "url_env: must be the NAME of an environment variable (like CRM_PULSE_CRM_DB_URL), "
                 "not the URL itself: `export CRM_PULSE_CRM_DB_URL='<the URL>'` and write "

@@ -1,7 +1,8 @@
 """The SQL source: any SQLAlchemy URL, one table name or SELECT per canonical table.
 
 The rows come back as raw frames with the database's own column names; crm.normalize then
-treats them exactly like an exported file. The URL's password is never shown.
+treats them exactly like an exported file. Connections are read-only and never commit; the
+URL's password (and any secret-looking part of it) is never shown (crm.redact.mask).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from crm.errors import DataError
+from crm.redact import mask
 from crm.readers import RawTable
 from crm.source_config import SourceConfig
 
@@ -174,7 +176,7 @@ def read_tables(source: SourceConfig, base_dir: Path | None = None) -> dict[str,
     try:
         engine = _read_only_engine(url)
     except (NoSuchModuleError, ImportError) as exc:
-        missing = getattr(exc, "name", None) or str(exc)
+        missing = mask(getattr(exc, "name", None) or str(exc))
         raise DataError(
             f"the database driver for {origin} is not installed ({missing})",
             fix="crm-pulse ships drivers for PostgreSQL (postgresql+psycopg://) and SQLite (sqlite:///); "
@@ -183,12 +185,12 @@ def read_tables(source: SourceConfig, base_dir: Path | None = None) -> dict[str,
         ) from None
     except (ArgumentError, ValueError) as exc:
         raise DataError(
-            f"cannot read {origin} as a database URL ({exc})",
+            f"cannot read {origin} as a database URL ({mask(exc)})",
             fix="write it as dialect+driver://user@host/database, e.g. "
             "postgresql+psycopg://crm@db.local/crm or sqlite:///crm.db",
         ) from None
     _existing_sqlite_file(url, origin)
-    shown = sa.engine.make_url(url).render_as_string(hide_password=True)
+    shown = mask(sa.engine.make_url(url).render_as_string(hide_password=True))
     out: dict[str, RawTable] = {}
     try:
         with engine.connect() as conn:
@@ -238,4 +240,4 @@ def _first_line(exc: BaseException) -> str:
     if isinstance(exc, pd.errors.DatabaseError) and exc.__cause__ is not None:
         exc = exc.__cause__
     text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
+    return mask(text.splitlines()[0]) if text else exc.__class__.__name__
