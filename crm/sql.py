@@ -217,6 +217,13 @@ def _run_queries(conn: sa.Connection, source: SourceConfig, shown: str) -> dict[
             sa.text("*")).select_from(_table(target))
         try:
             frame = pd.read_sql(statement, conn)
+        except sa.exc.DataError as exc:  # a value the driver cannot turn into Python ('infinity')
+            raise DataError(
+                f"the {origin} returned a value that cannot be read ({_first_line(exc)})",
+                file=shown,
+                fix="leave such values out in the SELECT, e.g. NULLIF(column, 'infinity') or "
+                "CASE WHEN column BETWEEN '1900-01-01' AND '2200-01-01' THEN column END",
+            ) from None
         except (SQLAlchemyError, pd.errors.DatabaseError) as exc:
             raise DataError(
                 f"the database refused the {origin} ({_first_line(exc)})",

@@ -258,3 +258,49 @@ def test_postgresql_source_cannot_write(monkeypatch, query):
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("created", "0001-01-01 00:00:00"), ("created", "9999-12-31 23:59:59"), ("created", "now"),
+    ("price", 1e308), ("price", float("inf")), ("price", float("-inf")),
+])
+def test_hostile_database_values_are_a_data_error_naming_the_record(tmp_path, column, value):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    _fill(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE crm_deals SET {column} = :v WHERE id = 11"), {"v": value})
+    engine.dispose()
+    with pytest.raises(DataError) as err:
+        load_crm(_source(url=url, tables={"managers": "users", "deals": "SELECT * FROM crm_deals ORDER BY id",
+                                          "stage_history": "stage_log"}))
+    assert (err.value.row, err.value.row_kind, err.value.column) == (2, "record", column)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+@pytest.mark.parametrize("value", ["0001-01-01 00:00:00+00", "9999-12-31 00:00:00+00", "infinity", "-infinity"])
+def test_postgresql_timestamps_outside_the_range_are_a_data_error(monkeypatch, value):
+    schema = f"crm_ts_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        _fill(engine, schema)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'ALTER TABLE "{schema}".crm_deals ADD COLUMN closed timestamptz'))
+            conn.execute(sa.text(f"UPDATE \"{schema}\".crm_deals SET closed = '{value}' WHERE id = 11"))
+        monkeypatch.setenv("CRM_TEST_PG_URL", PG_URL)
+        source = _source(url_env="CRM_TEST_PG_URL", tables={
+            "managers": f"{schema}.users", "deals": f'SELECT * FROM "{schema}".crm_deals ORDER BY id',
+            "stage_history": f"{schema}.stage_log"})
+        source.columns["deals"]["closed_at"] = "closed"
+        with pytest.raises(DataError) as err:
+            load_crm(source, timezone="Asia/Almaty")
+        text = str(err.value)
+        assert ("column 'closed'" in text and "record 2" in text) or (
+            "returned a value that cannot be read (timestamp too" in text and "NULLIF" in text)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
