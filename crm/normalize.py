@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from crm.errors import DataError, DataWarning
 from crm.readers import RawTable
@@ -212,7 +214,16 @@ MAX_TEXT = 1000
 
 
 def _cut_long_text(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
-    """(the column with cells cut to MAX_TEXT, mask of the cut rows or None when none were)."""
+    """(the column with cells cut to MAX_TEXT, mask of the cut rows or None when none were).
+
+    The byte lengths come from Arrow's offsets for free: most columns stop there.
+    """
+    try:
+        longest = pc.max(pc.binary_length(pa.array(series, from_pandas=True))).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        longest = MAX_TEXT + 1  # not Arrow text: measure below
+    if longest is None or longest <= MAX_TEXT:  # characters <= bytes
+        return series, None
     long = (series.str.len() > MAX_TEXT).fillna(False).astype(bool)
     if not long.any():
         return series, None
@@ -451,12 +462,15 @@ def _one_stamp_ok(value: object) -> bool:
 
 def _in_range(wide: pd.Series, original: pd.Series, raw: RawTable, source_name: str) -> pd.Series:
     """Refuse dates outside DATE_RANGE (with their row), then convert to UTC nanoseconds."""
-    bad = wide.notna() & ((wide < MIN_DATE) | (wide >= MAX_DATE))
+    stamps = wide.array  # compare the integers: one pass, no Timestamp boxing
+    lo, hi = MIN_DATE.as_unit(stamps.unit)._value, MAX_DATE.as_unit(stamps.unit)._value
+    ints = stamps.asi8
+    bad = (ints != np.iinfo(np.int64).min) & ((ints < lo) | (ints >= hi))
     if bad.any():
-        _raise_bad(raw, bad, original, source_name, "a date outside the range this loader accepts",
+        _raise_bad(raw, pd.Series(bad, index=wide.index), original, source_name, "a date outside the range this loader accepts",
                    f"a date {DATE_RANGE}; placeholders such as 0001-01-01 or 9999-12-31 "
                    "should be empty cells")
-    return wide.astype(UTC_NS)
+    return wide if wide.dtype == UTC_NS else wide.astype(UTC_NS)
 
 
 # Text that can be a date starts with a digit: "now", "today", "-1" are not dates in an export.
