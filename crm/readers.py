@@ -71,7 +71,7 @@ def read_file(path: Path, columns: list[str] | None = None,
             )
         suffix = path.suffix.lower()
         if suffix == ".parquet":
-            return read_parquet(path, columns, expected)
+            return read_parquet(path, columns, expected, max_mb=max_mb)
         if suffix == ".xlsx":
             return read_xlsx(path, expected)
         if suffix == ".xls":
@@ -574,10 +574,11 @@ def _refuse_non_xlsx(head: bytes, name: str) -> None:
 
 
 def read_parquet(path: Path, columns: list[str] | None = None,
-                 expected: list[str] | None = None) -> RawTable:
+                 expected: list[str] | None = None, *, max_mb: float = DEFAULT_MAX_FILE_MB) -> RawTable:
     """Only the columns asked for (`columns` exactly, else `expected` with case ignored).
 
     Any damage (empty, truncated, not Parquet at all, an unreadable column) is a DataError.
+    Parquet is compressed, so `max_mb` also bounds the uncompressed size of the columns read.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -601,6 +602,7 @@ def read_parquet(path: Path, columns: list[str] | None = None,
         wanted = [c for c in present if c.lower() in lowered]
     else:
         wanted = present
+    _refuse_big_parquet(pfile, wanted, max_mb, name)
     try:
         table = pfile.read(columns=wanted)
         # self_destruct frees Arrow buffers as columns convert: the big files fit in memory twice
@@ -611,6 +613,21 @@ def read_parquet(path: Path, columns: list[str] | None = None,
                         file=name, fix=fix) from None
     del table
     return RawTable(frame, name, row_offset=1, row_kind="record", text=False)
+
+
+def _refuse_big_parquet(pfile, wanted: list[str], max_mb: float, name: str) -> None:
+    """The uncompressed size of the columns to read, from the footer, against the limit."""
+    meta = pfile.metadata
+    indexes = [i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] in set(wanted)]
+    total = sum(meta.row_group(g).column(i).total_uncompressed_size
+                for g in range(meta.num_row_groups) for i in indexes)
+    if total > max_mb * 1024 * 1024:
+        raise DataError(
+            f"the columns to read hold {total / 1024 / 1024:,.0f} MB uncompressed "
+            f"({meta.num_rows:,} rows), more than the limit of {max_mb:,g} MB", file=name,
+            fix="export fewer rows (e.g. only the last two years), or raise the limit with "
+            "[source] max_file_mb = ... if this machine has the memory",
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -364,6 +364,21 @@ def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path):
     assert len(load_crm(_source(path=str(folder), max_file_mb=2)).data.deals) == 30000 - 10 + 3
 
 
+def test_a_parquet_file_is_measured_uncompressed(tmp_path):
+    from crm.load import load_crm
+
+    folder = write(tmp_path, {"managers.csv": MANAGERS})
+    n = 400_000  # compresses to a few KB, 3+ MB in memory
+    pq.write_table(pa.table({"deal_id": [f"d{i:07d}" for i in range(n)], "manager_id": ["m1"] * n,
+                             "stage": ["КП"] * n, "status": ["open"] * n,
+                             "created_at": ["2026-03-02"] * n}), folder / "deals.parquet")
+    assert (folder / "deals.parquet").stat().st_size < 2 * 1024 * 1024
+    with pytest.raises(DataError, match=r"deals.parquet: the columns to read hold \d+ MB uncompressed "
+                                        r"\(400,000 rows\), more than the limit of 2 MB"):
+        load_crm(_source(path=str(folder), max_file_mb=2))
+    assert len(load_crm(_source(path=str(folder), max_file_mb=100)).data.deals) == n
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".xlsx"])
 def test_a_100000_column_file_is_refused_quickly(tmp_path, suffix):
     import time
