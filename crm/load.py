@@ -94,6 +94,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                                      f"{raw.origin} has a header but no rows"))
         frame, dup_notes = dedupe(table, frame)
         frames[table] = frame.reset_index(drop=True)
+        if not raw.show_values:  # a file outside the data folder: counts, never its cells
+            for note in notes + dup_notes:
+                note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
     deals = frames["deals"]

@@ -455,8 +455,12 @@ def test_a_configured_file_outside_the_folder_never_shows_its_contents(tmp_path)
     with pytest.raises(DataError) as err:
         load_crm(_source(path=str(folder), files={"deals": str(other)}))
     assert "SECRETCELL" not in str(err.value) and "row 2" in str(err.value)
-    other.write_text("deal_id,manager_id,stage,status,created_at\nd1,m1,КП,open,2026-03-02\n", encoding="utf-8")
-    assert load_crm(_source(path=str(folder), files={"deals": str(other)})).data.deals["deal_id"].tolist() == ["d1"]
+    other.write_text("deal_id,manager_id,stage,status,created_at\nSECRETID,m1,КП,open,2026-03-02\n"
+                     "SECRETID,m1,КП,won,2026-03-02\n", encoding="utf-8")
+    result = load_crm(_source(path=str(folder), files={"deals": str(other)}))
+    assert result.data.deals["deal_id"].tolist() == ["SECRETID"]
+    dup = [w for w in result.warnings if w.code == "duplicate_ids"]
+    assert dup and "SECRETID" not in str(dup[0])
 
 
 # --- hypothesis: any hostile cell in any typed column is a DataError or loads ------------------
