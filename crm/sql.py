@@ -106,9 +106,12 @@ def _read_only_engine(url: str) -> sa.engine.Engine:
 
 
 def _begin_read_only(conn: sa.Connection):
-    """The transaction every query runs in; the caller rolls it back, never commits."""
+    """The transaction every query runs in; the caller rolls it back, never commits.
+
+    Other databases (MySQL...) get only the rollback: give crm-pulse a user that can only read.
+    """
     trans = conn.begin()
-    if conn.dialect.name in ("postgresql", "mysql", "mariadb"):
+    if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SET TRANSACTION READ ONLY"))
     return trans
 
