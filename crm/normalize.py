@@ -467,14 +467,15 @@ def _in_range(wide: pd.Series, original: pd.Series, raw: RawTable, source_name: 
     ints = stamps.asi8
     bad = (ints != np.iinfo(np.int64).min) & ((ints < lo) | (ints >= hi))
     if bad.any():
-        _raise_bad(raw, pd.Series(bad, index=wide.index), original, source_name, "a date outside the range this loader accepts",
+        _raise_bad(raw, pd.Series(bad, index=wide.index), original, source_name,
+                   "a date outside the range this loader accepts",
                    f"a date {DATE_RANGE}; placeholders such as 0001-01-01 or 9999-12-31 "
                    "should be empty cells")
     return wide if wide.dtype == UTC_NS else wide.astype(UTC_NS)
 
 
 # Text that can be a date starts with a digit: "now", "today", "-1" are not dates in an export.
-_STARTS_WITH_DIGIT = r"^\d"
+_STARTS_WITH_DIGIT = r"^\s*\d"
 
 
 def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
@@ -512,7 +513,7 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) 
             numbers = pd.to_numeric(text[unix], errors="coerce")
             result.iloc[np.flatnonzero(unix)] = _from_unix(numbers, raw, text[unix], source_name).to_numpy()
             remaining[unix] = False
-    bad = present & ~digit | remaining
+    bad = (present & ~digit) | remaining
     if bad.any():
         _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
                    "not a date/time this loader can read", DATETIME_EXPECTED)
