@@ -370,21 +370,36 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
                        "a number such as 1500000 or 1 500 000,50")
         series = numbers
     series = series.astype("float64")
-    values = series.to_numpy()
-    bad = ~np.isfinite(values) & ~np.isnan(values)
-    if bad.any():
-        _raise_bad(raw, pd.Series(bad, index=series.index), original, source_name,
-                   "not a finite number", f"a number between -{col.limit:,.0f} and {col.limit:,.0f}")
-    bad = np.abs(np.nan_to_num(values)) > col.limit
-    if bad.any():
-        _raise_bad(raw, pd.Series(bad, index=series.index), original, source_name,
-                   "a number too large to be real", f"a number between -{col.limit:,.0f} and {col.limit:,.0f}")
+    _check_magnitude(series, original, col, raw, source_name)
     if col.kind == "int":
         bad = series.notna() & (series != np.floor(series))
         if bad.any():
             _raise_bad(raw, bad, series, source_name, "not a whole number", "a whole number")
         return series.astype("Int64") if series.isna().any() else series.astype("int64")
     return series
+
+
+def _check_magnitude(series: pd.Series, original: pd.Series, col: Column, raw: RawTable,
+                     source_name: str) -> None:
+    """Finite, within the column's limit, and (for capacity) not negative or vanishingly small:
+    such values would overflow sums, ratios and number formatting in every later layer."""
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    if col.smallest:
+        expected = f"0, or a number between {col.smallest:g} and {col.limit:,.0f}" + (
+            " (or as far below 0)" if col.signed else "")
+    else:
+        expected = f"a number between {f'-{col.limit:,.0f}' if col.signed else '0'} and {col.limit:,.0f}"
+    checks = (
+        (~np.isfinite(values) & ~np.isnan(values), "not a finite number"),
+        (np.abs(np.nan_to_num(values)) > col.limit, "a number too large to be real"),
+        (np.nan_to_num(values) < 0 if not col.signed else np.zeros(len(values), dtype=bool),
+         "a negative number where only 0 or more makes sense"),
+        ((np.abs(np.nan_to_num(values)) < col.smallest) & (np.nan_to_num(values) != 0),
+         "a number too small to be real"),
+    )
+    for bad, problem in checks:
+        if bad.any():
+            _raise_bad(raw, pd.Series(bad, index=series.index), original, source_name, problem, expected)
 
 
 def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:

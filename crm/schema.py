@@ -20,6 +20,10 @@ class Column:
     # Numbers: the largest magnitude accepted. Beyond it a value is a typo or garbage (a
     # 20-digit amount, 1e308) that would overflow sums and formatting later; inf/nan never pass.
     limit: float = 1e15
+    # The smallest magnitude other than 0 (capacity 1e-300 FTE would make a load of 1e300).
+    smallest: float = 0.0
+    # Whether negative numbers make sense (amounts: refunds; capacity: never).
+    signed: bool = True
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,8 @@ class Table:
 
 
 def _c(name: str, kind: Kind, required: bool = True, default: object = None,
-       limit: float = 1e15) -> Column:
-    return Column(name, kind, required, default, limit)
+       limit: float = 1e15, smallest: float = 0.0, signed: bool = True) -> Column:
+    return Column(name, kind, required, default, limit, smallest, signed)
 
 
 DEAL_STATUSES = ("open", "won", "lost")
@@ -55,7 +59,7 @@ TABLES: dict[str, Table] = {
         Table("managers", (
             _c("manager_id", "str"), _c("name", "str"), _c("email", "str", False),
             _c("region", "str", False), _c("team", "str", False),
-            _c("capacity", "float", False, 1.0, limit=1000), _c("active", "bool", False, True),
+            _c("capacity", "float", False, 1.0, limit=1000, smallest=0.01, signed=False), _c("active", "bool", False, True),
         ), key="manager_id", required=True),
         Table("clients", (
             _c("client_id", "str"), _c("name", "str"), _c("manager_id", "str", False),

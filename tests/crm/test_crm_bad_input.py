@@ -257,7 +257,8 @@ def test_large_but_real_amounts_still_load(tmp_path):
     assert data.deals.loc[0, "amount"] == pytest.approx(999_999_999_999.99)
 
 
-@pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "12345678901234567890", "100000"])
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "12345678901234567890", "100000",
+                                   "1e-300", "5e-324", "-1", "-0.5"])  # 1e-300 FTE: a load of 1e300
 def test_capacity_must_be_a_finite_sane_number(tmp_path, value):
     folder = write(tmp_path, {"managers.csv": f"manager_id,name,capacity\nm1,A,0.5\nm2,B,{value}\n",
                               "deals.csv": DEALS})
@@ -273,6 +274,13 @@ def test_stage_positions_must_be_finite(tmp_path, value):
     with pytest.raises(DataError) as err:
         load_folder(folder)
     assert (err.value.file, err.value.row, err.value.column) == ("stages.csv", 3, "position")
+
+
+@pytest.mark.parametrize("value", ["0", "0.01", "0.5", "1000"])
+def test_sane_capacities_load(tmp_path, value):
+    folder = write(tmp_path, {"managers.csv": f"manager_id,name,capacity\nm1,A,0.5\nm2,B,{value}\n",
+                              "deals.csv": DEALS})
+    assert load_folder(folder).data.managers["capacity"].tolist() == [0.5, float(value)]
 
 
 def _parquet_deals(folder: Path, created) -> Path:
