@@ -94,7 +94,9 @@ def _read_only_engine(url: str) -> sa.engine.Engine:
     parsed = read_only_url(sa.engine.make_url(url))
     kwargs: dict = {}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg", "psycopg2"):
-        kwargs["connect_args"] = {"options": "-c default_transaction_read_only=on"}
+        given = parsed.query.get("options") or ""  # keep the admin's own (e.g. search_path)
+        given = " ".join(given) if isinstance(given, tuple) else given
+        kwargs["connect_args"] = {"options": (given + " -c default_transaction_read_only=on").strip()}
     engine = sa.create_engine(parsed, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         @sa.event.listens_for(engine, "connect")

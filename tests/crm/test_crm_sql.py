@@ -304,3 +304,26 @@ def test_postgresql_timestamps_outside_the_range_are_a_data_error(monkeypatch, v
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+def test_postgresql_options_in_the_url_are_kept_beside_read_only(monkeypatch):
+    schema = f"crm_opt_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        _fill(engine, schema)
+        monkeypatch.setenv("CRM_TEST_PG_URL", f"{PG_URL}?options=-csearch_path%3D{schema}")
+        source = _source(url_env="CRM_TEST_PG_URL", tables={  # unqualified names: search_path
+            "managers": "users", "deals": "SELECT * FROM crm_deals ORDER BY id", "stage_history": "stage_log"})
+        _check(load_crm(source, timezone="Asia/Almaty"))
+        source.tables["managers"] = "WITH x AS (SELECT 1) DELETE FROM users"
+        with pytest.raises(DataError, match="refused"):
+            load_crm(source, timezone="Asia/Almaty")
+        assert len(_users(engine, schema)) == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
