@@ -62,7 +62,7 @@ def read_file(path: Path, columns: list[str] | None = None,
         size = path.stat().st_size
         if size > max_mb * 1024 * 1024:
             raise DataError(
-                f"the file is {size / 1024 / 1024:,.1f} MB, more than the limit of {max_mb:,g} MB",
+                f"the file is {_size(size)}, more than the limit of {max_mb:,g} MB",
                 file=path.name,
                 fix="export fewer rows or columns (e.g. only the last two years), or raise the "
                 "limit with [source] max_file_mb = ... if this machine has the memory "
@@ -88,6 +88,10 @@ def read_file(path: Path, columns: list[str] | None = None,
             fix="export fewer rows or columns, or lower [source] max_file_mb so such a file is "
             "refused before it is read",
         ) from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:,.1f} MB" if n >= 100 * 1024 else f"{n / 1024:,.0f} KB"
 
 
 def unreadable(path: Path, exc: OSError) -> DataError:
