@@ -304,7 +304,8 @@ def recipient_lines(config, data) -> list[str]:
 def secret_lines(config) -> list[str]:
     """For each enabled chat platform: which environment variables it reads and whether they are set.
 
-    The values are never printed; only "set" or "NOT SET".
+    The values are never printed; only "set" or "NOT SET". A configured name that looks like
+    the secret itself (crm.redact.is_env_name) is not printed either.
     """
     needs: list[tuple[str, str | None]] = []
     if config.telegram.enabled:
@@ -314,11 +315,18 @@ def secret_lines(config) -> list[str]:
     if config.slack.enabled:
         needs.append(("slack", config.slack.bot_token_env))
         needs.append(("slack", config.slack.app_token_env if config.slack.mode == "socket" else config.slack.signing_secret_env))
+    from crm.redact import env_name, is_env_name
+
     lines = []
     for what, env in needs:
-        if env:
-            state = "set" if config.secret(env) else "NOT SET: export it before `crm-pulse run`"
-            lines.append(f"  {what}: ${env} {state}")
+        if not env:
+            continue
+        if not is_env_name(env):  # a secret pasted where the NAME belongs: never print it back
+            lines.append(f"  {what}: {env_name(env)}; write the NAME of the environment variable "
+                         "there (e.g. CRM_PULSE_TELEGRAM_TOKEN) and export the secret in it")
+            continue
+        state = "set" if config.secret(env) else "NOT SET: export it before `crm-pulse run`"
+        lines.append(f"  {what}: ${env} {state}")
     return lines
 
 
