@@ -112,7 +112,7 @@ def test_console_when_no_chat_is_enabled(config):
 
 def test_preview_counts_without_recording(sqlite_store, chat_config, scenario):
     plan = preview(scenario, chat_config, sqlite_store, NOW)
-    assert plan["anna"] == {"send": 1, "due": 1, "total": 1, "reasons": {"first": 1}}
+    assert plan["anna"] == {"send": 1, "reminders": 0, "due": 1, "total": 1, "reasons": {"first": 1}}
     assert sqlite_store.log_entries("anna") == {}
 
 
