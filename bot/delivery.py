@@ -212,28 +212,33 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
             report.closed[tid] = [e.fingerprint for e in closed]
             if closed and config.delivery.resolved_notes:
                 _resolved_note(target, closed, config, store, outbox, now)
-        _deliver_one(target, items, config, store, outbox, now, policy, kind, report, charts)
+        _deliver_one(target, items, config, store, outbox, now, policy, kind, report, charts, checks)
     return report
 
 
 def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
-                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True) -> None:
+                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True,
+                 checks: Any = None) -> None:
     from messages.digest import build_digest
 
-    decided = decisions(store, target.id, items, now, policy)
-    due = [(i, d.reason) for i, d in decided if d.send]
-    held = [(i.fingerprint, d.reason) for i, d in decided if not d.send]
+    decided = _decided(store, target.id, items, now, policy)
+    due = [(i, d.reason) for i, d, _ in decided if d.send]
+    held = [(i.fingerprint, d.reason) for i, d, _ in decided if not d.send]
     report.held[target.id] = held
     lang = target_language(target, store, config)
     tz = target_timezone(target, config)
     name = target.name or None
-    digest = build_digest([i for i, _ in due], lang=lang, now=now, tz=tz, max_items=config.delivery.max_items,
+    # first / worse in full; unchanged but due again (repeat interval) as one "still open" line
+    full = [i for i, d, _ in decided if d.send and d.reason != REMINDER]
+    reminders = [(i, e.last_sent if e is not None else None) for i, d, e in decided if d.send and d.reason == REMINDER]
+    digest = build_digest(full, lang=lang, now=now, tz=tz, max_items=config.delivery.max_items,
                           recipient_name=name if isinstance(target, Recipient) else None,
-                          all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target))
+                          all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target),
+                          still_open=reminders, checks=checks)
     if digest is None:
         report.sent[target.id], report.reasons[target.id], report.messages[target.id] = [], [], 0
         return
-    shown = {fp for item in digest.items for fp in item.fingerprints}
+    shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
     sent = [(i, r) for i, r in due if i.fingerprint in shown]
     key = f"{kind}:{target.id}:{now.astimezone(tz).strftime('%Y-%m-%dT%H:%M')}"
     messages: list[OutgoingMessage] = []
