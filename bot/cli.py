@@ -22,7 +22,8 @@ DEFAULT_CONFIG = "config.toml"  # what `init` writes and every command reads whe
 
 EPILOG = """exit codes:
   0  ok
-  1  insights found (only with --fail-on-insights)
+  1  insights found (only with scan --fail-on-insights), or a recipient over the
+     daily budget (only with backtest --fail-on-budget)
   2  usage or config error (every problem is listed)
   3  data error (file, row, column, value and how to fix it)
   4  unexpected internal error (run with --debug for the traceback)
