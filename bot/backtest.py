@@ -54,8 +54,7 @@ class Alert:
     reason: str  # first | worse | repeat_interval (bot.notify_log reasons that send)
 
 
-FULL_REASONS = ("first", "worse")  # shown in full; "repeat_interval" is a one-line reminder
-REMINDER = "repeat_interval"
+REMINDER = "repeat_interval"  # shown as a one-line reminder; "first" and "worse" in full
 
 
 @dataclass
@@ -133,7 +132,7 @@ class BacktestReport:
     def over_budget(self) -> list[BudgetWarning]:
         """Every recipient averaging more full items a day than the budget, the busiest first."""
         loads = self.load()
-        over = [r for r, x in loads.items() if x.items_per_day > self.daily_budget + 1e-9]
+        over = [r for r, x in loads.items() if x.items / self.days > self.daily_budget + 1e-9]
         if not over:
             return []
         per: dict[str, dict[str, Counter]] = {r: defaultdict(Counter) for r in over}
