@@ -589,13 +589,13 @@ def budget_lines(report: BacktestReport) -> list[str]:
     lines = []
     for w in over:
         who = "director" if w.recipient == DIRECTOR else f"{w.name} ({w.recipient})"
-        extra = f"; +{w.load.reminders_per_day:g} reminder(s) a day"
+        extra = f"; +{w.load.reminders_per_day:g} reminder(s) a day" if w.load.reminders else ""
         if w.load.held_per_day:
             extra += f"; the digest's limit held back {w.load.held_per_day:g} more a day"
         lines.append(f"warning: {who} is over the daily budget of {budget}: {w.load.items_per_day:g} a day"
-                     f" ({w.load.items} over {report.days:g} days{extra})")
+                     f" ({w.load.items} item(s) over {report.days:g} days{extra})")
         for det, n, share, distinct, top in w.detectors:
-            often = ", ".join(f"{label} ×{k}" for label, k in top)
+            often = ", ".join(f"{label} ({k} item{'s' if k != 1 else ''})" for label, k in top)
             lines.append(f"    {det}: {share:.0%} of them ({n}), {distinct} subject(s); most often: {often}")
     lines.append("(raise the detectors' thresholds behind them, or [delivery] repeat_interval_days / max_items,"
                  " and backtest again)")
