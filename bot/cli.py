@@ -152,6 +152,8 @@ def run_scan(args: argparse.Namespace) -> int:
     data, warnings = _load_for(args, config, now)
     outcome = pipeline.scan(config, now, data=data)
     _print_warnings(warnings)
+    if outcome.stale:
+        err(f"stale data: {outcome.stale}")
     _print_skipped(outcome.skipped, outcome.partial)
     if args.format == "json":
         from messages.render import insight_text
@@ -231,6 +233,7 @@ def run_check_config(args: argparse.Namespace) -> int:
         origin = data.origins.get(name, "")
         print(f"    {name:<14} {len(data.table(name)):>9,} rows  {origin}")
     print(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
+    print("  " + data_age_line(data, config, now))
     print("  detectors:")
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
@@ -245,6 +248,13 @@ def run_check_config(args: argparse.Namespace) -> int:
         if why is None and name not in notes:
             for line in unchecked_parts(data, det):
                 print(f"    {'':<16} partly: {line}")
+            if name == "manager_load":
+                from detectors.manager_load import not_compared
+                idle = not_compared(data, spec, now)
+                if idle:
+                    shown = ", ".join(f"{i} {n}".strip() for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
+                    print(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
+                          f"{spec.active_window_days} days: {shown}")
     roles: dict[str, int] = {}
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1
@@ -258,6 +268,23 @@ def run_check_config(args: argparse.Namespace) -> int:
     for w in loaded.warnings:
         print(f"  warning: {w}")
     return EXIT_OK
+
+
+def data_age_line(data, config, now: datetime) -> str:
+    """How old the newest record is, and whether the time-based detectors will judge it."""
+    from bot.pipeline import stale_line
+    from crm.freshness import freshness
+
+    fresh = freshness(data, now)
+    stale = stale_line(fresh, config.source.stale_after_days, config.timezone)
+    if fresh.newest is None:
+        return f"data age: unknown: {stale}"
+    newest = fresh.newest.tz_convert(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M")
+    head = f"data age: newest record {newest} ({config.timezone}) in {fresh.origin}, {fresh.age_days():.1f} days before now"
+    if stale:
+        return f"{head}: STALE (over [source] stale_after_days = {config.source.stale_after_days:g}); " \
+               "stalled_deal, lead_sla and silent_client will stay silent until fresh data arrives"
+    return f"{head}: fresh (limit {config.source.stale_after_days:g} days)"
 
 
 def recipient_lines(config, data) -> list[str]:

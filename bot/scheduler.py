@@ -17,6 +17,7 @@ from typing import Any, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.admin_notice import notify_admins, stale_data_notice
 from bot.config import Config, Recipient, parse_hhmm
 from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, scan_checks, targets
 from bot.outbox import Outbox
@@ -79,8 +80,11 @@ class PulseJobs:
             insights = list(outcome.insights)
             self.store.save_scan(insights, now, now)
             report = deliver_critical(insights, self.config, self.store, self.outbox, now)
+            notify_admins(stale_data_notice(outcome, self.config), self.config, self.store, self.outbox, now)
         sent = sum(len(v) for v in report.sent.values())
         skipped = getattr(outcome, "skipped", {}) or {}
+        if getattr(outcome, "stale", None):
+            log.warning("data: %s", outcome.stale)
         log.info("scan: %d insight(s), %d critical sent at once, skipped: %s", len(insights), sent,
                  "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "none")
         return f"Scan done: {len(insights)} insight(s) / Проверка готова: находок {len(insights)}."

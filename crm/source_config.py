@@ -10,7 +10,7 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm.schema import TABLES
 
@@ -75,6 +75,9 @@ class SourceConfig(BaseModel):
     url: str | None = None
     tables: dict[str, str] = {}
     stages: list[str] | None = None
+    # Data whose newest record is older than this is stale: stalled deals, lead SLAs and
+    # silent clients are not judged on it, and admins are told once (crm.freshness).
+    stale_after_days: float = Field(3.0, gt=0, le=3650, allow_inf_nan=False)
 
     @field_validator("files", "tables")
     @classmethod
