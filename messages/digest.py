@@ -211,9 +211,10 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"needs (\S+?\.csv), (\S+?\.csv) \(table not provided\)"), r"нет таблиц \1, \2"),
     (re.compile(r"needs (\S+?\.csv) \(table not provided\)"), r"нет таблицы \1"),
     (re.compile(r"column (\S+) in (\S+) \(absent or empty in ([^)]+)\)"), r"колонка \1 в \3 (её нет или она пуста)"),
+    (re.compile(r"(\S+?\.csv) with a (\S+) column \(table not provided\)"), r"таблица \1 с колонкой \2 (таблицы нет)"),
     (re.compile(r": not checked, needs "), ": не проверено, нужна "),
     (re.compile(r"^needs "), "нужна "),
-    (re.compile(r"\) or колонка "), ") или колонка "),
+    (re.compile(r"\) or (колонка|таблица) "), r") или \1 "),
 ]
 
 
