@@ -409,9 +409,10 @@ class DigestCut:
     Per recipient, as messages.digest.build_digest does: full items (first/worse) ranked by
     severity, then money at stake, a manager's stalled deals taken together as one item, the
     top `max_items` kept; reminders (repeat_interval) ranked the same way, the top
-    `max_reminders` kept. Ties go by order of appearance (the digest puts a manager's stalled
-    group after single items of equal rank; that order is followed too). Attributes are read
-    only for the due items, and only when some digest could be over a limit.
+    `max_reminders` kept. Ties go by order of appearance, a manager's stalled group after single
+    items of equal rank as in the digest (between two groups of exactly equal severity and
+    amount the digest goes by manager id, this by appearance). Attributes are read only for
+    the due items, and only when some digest could be over a limit.
     """
 
     def __init__(self, items: list[tuple[str, Insight]], max_items: int, max_reminders: int) -> None:
