@@ -102,7 +102,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
     store = StateStore.open(config.state_url())
     outbox = Outbox(store)
     jobs = PulseJobs(config, store, outbox, **({"scan_fn": scan_fn} if scan_fn else {}))
-    handlers = Handlers(config, store, scan_now=jobs.run_scan, data_provider=lambda: jobs.latest_data)
+    handlers = Handlers(config, store, scan_now=jobs.run_scan, data_provider=lambda: jobs.latest_data,
+                        checks_provider=lambda: jobs.latest_checks)
     channels = channels if channels is not None else build_channels(config, handlers)
     started: list[Any] = []
     scheduler = build_scheduler(config, jobs)

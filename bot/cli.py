@@ -22,7 +22,8 @@ DEFAULT_CONFIG = "config.toml"  # what `init` writes and every command reads whe
 
 EPILOG = """exit codes:
   0  ok
-  1  insights found (only with --fail-on-insights)
+  1  insights found (only with scan --fail-on-insights), or a recipient over the
+     daily budget (only with backtest --fail-on-budget)
   2  usage or config error (every problem is listed)
   3  data error (file, row, column, value and how to fix it)
   4  unexpected internal error (run with --debug for the traceback)
@@ -160,7 +161,10 @@ def run_scan(args: argparse.Namespace) -> int:
         items = [i.to_dict(text=insight_text(i, lang, now=now)) for i in outcome.insights]
         sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
     else:
-        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data))
+        from bot.delivery import scan_checks
+
+        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
+                                   checks=scan_checks(outcome, config)))
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts().items())
     err(f"{len(outcome.insights)} insight(s) at {now.isoformat(timespec='minutes')}: {counts}")
     if args.fail_on_insights and outcome.insights:
@@ -168,10 +172,16 @@ def run_scan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def format_insights_text(insights: list, lang: str, now: datetime, *, explain: bool = False, data=None) -> str:
-    """Terminal rendering of each insight, most severe first; evidence too with --explain."""
+def format_insights_text(insights: list, lang: str, now: datetime, *, explain: bool = False, data=None,
+                         checks=None) -> str:
+    """Terminal rendering of each insight, most severe first; evidence too with --explain.
+
+    `checks` (messages.digest.Checks): "nothing needs attention" is said only when every enabled
+    check ran in full; otherwise the text names what could not be checked, also after insights."""
+    from messages.digest import nothing_found_text, unchecked_text
+
     if not insights:
-        return "Ничего тревожного не найдено." if lang == "ru" else "Nothing needs attention."
+        return nothing_found_text(checks, lang)
     from messages import terminal
 
     ordered = sorted(insights, key=lambda i: (-i.severity_rank, i.detector))
@@ -181,6 +191,9 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
         if explain:
             block += "\n" + _explain_block(i, data, lang)
         blocks.append(block)
+    missing = unchecked_text(checks, lang) if checks is not None else None
+    if missing:
+        blocks.append(missing[:1].upper() + missing[1:] + ".")
     return "\n\n".join(blocks)
 
 

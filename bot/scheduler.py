@@ -19,7 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from bot.admin_notice import notify_admins, stale_data_notice
 from bot.config import Config, Recipient, parse_hhmm
-from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, targets
+from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, scan_checks, targets
 from bot.outbox import Outbox
 from bot.state import StateStore
 
@@ -52,6 +52,9 @@ class PulseJobs:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.max_scan_age = max_scan_age
         self.latest_data: Any = None  # CrmData of the last scan in this process (maturity hints)
+        # What the last scan in this process could not check (messages.digest.Checks): kept in
+        # memory like latest_data, so a digest or /preview says it; None until the first scan.
+        self.latest_checks: Any = None
 
     async def run_scan(self) -> str:
         """Scan now; critical insights go out at once. Returns a one-line summary for people."""
@@ -73,6 +76,7 @@ class PulseJobs:
             for w in getattr(outcome, "warnings", None) or []:
                 log.warning("data: %s", w)
             self.latest_data = getattr(outcome, "data", None)
+            self.latest_checks = scan_checks(outcome, self.config)
             insights = list(outcome.insights)
             self.store.save_scan(insights, now, now)
             report = deliver_critical(insights, self.config, self.store, self.outbox, now)
@@ -93,19 +97,22 @@ class PulseJobs:
         return latest[2] if latest else None
 
     async def run_digest(self, target_ids: list[str]) -> DeliveryReport | None:
-        return await self._deliver_fresh(only_targets=target_ids)
+        return await self._deliver_fresh(only_targets=target_ids, with_checks=True)
 
     async def run_weekly(self) -> DeliveryReport | None:
         ids = [r.id for r in self.config.recipients if r.role == "director"] + [c.id for c in self.config.channels]
         return await self._deliver_fresh(only_targets=ids, only_detectors=WEEKLY_DETECTORS,
                                           exclude_detectors=(), kind="weekly")
 
-    async def _deliver_fresh(self, **options: Any) -> DeliveryReport | None:
+    async def _deliver_fresh(self, with_checks: bool = False, **options: Any) -> DeliveryReport | None:
         """Deliver (bot.delivery.deliver `options`) from a scan no older than max_scan_age, one
-        process at a time; None when there is no scan or another process is delivering."""
+        process at a time; None when there is no scan or another process is delivering.
+        `with_checks`: tell deliver what the latest scan could not check (read after any fresh scan)."""
         insights = await self._fresh_insights()
         if insights is None:
             return None
+        if with_checks:
+            options["checks"] = self.latest_checks
         now = self.clock()
         with self.store.exclusive("digest", self.holder, now) as got:
             if not got:
