@@ -498,22 +498,24 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
         reported.add(p.index)
-        mix = _mix_shift(p, state, spec)
-        out.append(_overall_insight(p, state, mix, len(testable), with_evidence))
+        mix, explains = _mix_shift(p, state, spec)
+        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence))
     out.extend(_segment_insights(pairs, reported, seg_rows, np.array(seg_p), seg_q, state, with_evidence))
     return out
 
 
-def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> dict | None:
-    """The dimension whose change of mix explains the drop, or None when segments fell too.
+def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dict | None, bool]:
+    """(the mix change that pulled the rate down most, whether it explains the drop).
 
     For each dimension: the recent rate at the baseline mix (direct standardisation over the
-    segments seen in both periods) and a CMH test of the within-segment drop. The drop is a mix
+    segments seen in both periods) and a CMH test of the within-segment drop. The drop IS a mix
     shift when, for some dimension, the within-segment drop is not significant or not material
-    and the mix accounts for at least half of the raw drop.
+    and the mix accounts for at least half of the raw drop. Otherwise a mix change that still
+    accounts for a quarter of the drop is returned as context for a real drop.
     """
     br, rr = (float(x[0]) for x in p.total.rates())
-    best = None
+    raw = br - rr
+    best, best_explains = None, False
     for dim, sc in p.segs.items():
         both = (sc.bn > 0) & (sc.rn > 0)
         if both.sum() < 2:
@@ -523,11 +525,12 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> dict | No
         adj_base = float((w * sbr[both]).sum())
         adj_recent = float((w * srr[both]).sum())
         within = adj_base - adj_recent
-        mix_part = (br - rr) - within
+        mix_part = raw - within
+        if mix_part < 0.25 * raw:
+            continue
         p_within = _cmh_pvalue(sc)
         holds = p_within <= spec.fdr and _material(np.array([adj_base]), np.array([adj_recent]), p.total.rn, spec)[0]
-        if holds or mix_part < 0.5 * (br - rr):
-            continue
+        explains = not holds and mix_part >= 0.5 * raw
         # The segment whose growth pulled the rate down most: share gained x how much worse it converts.
         k = len(sc.bn) - 1
         pooled = (sc.bx + sc.rx) / np.maximum(sc.bn + sc.rn, 1)
@@ -535,15 +538,15 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> dict | No
         pull = (share_r - share_b) * (pooled - br)
         pull[k] = np.inf  # "no value" is never named
         s = int(np.argmin(pull))
-        if not np.isfinite(pull[s]) or pull[s] >= 0:
+        if not np.isfinite(pull[s]) or pull[s] >= 0 or share_r[s] < share_b[s] + 0.05:
             continue
         cand = {"dim": dim, "seg": s, "mix_part": mix_part, "within": within, "p_within": p_within,
                 "adj_base": adj_base, "adj_recent": adj_recent, "share_b": float(share_b[s]),
                 "share_r": float(share_r[s]), "rate": float(pooled[s]),
                 "seg_br": float(sbr[s]) if sc.bn[s] else None, "seg_rr": float(srr[s]) if sc.rn[s] else None}
-        if best is None or mix_part > best["mix_part"]:
-            best = cand
-    return best
+        if (explains, mix_part) > (best_explains, best["mix_part"] if best else -np.inf):
+            best, best_explains = cand, explains
+    return best, best_explains
 
 
 def _select(candidates: list[tuple[str, int]], test, level: float, max_n: int) -> list[tuple[str, int, float]]:
@@ -683,26 +686,28 @@ def _evidence(p: _Pair, state: Prepared, keep_r: np.ndarray | None, with_evidenc
     return {"deal_ids": sorted(state.deal_ids.iloc[rows].tolist())[: state.spec.max_evidence]}
 
 
-def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, tests: int, with_evidence: bool) -> Insight:
+def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool, tests: int,
+                     with_evidence: bool) -> Insight:
     spec = state.spec
     facts = _common_facts(p, state, p.total, p.q, p.p)
     facts["tests_in_run"] = tests
     facts["segments_checked"] = [DIMENSION_NAMES.get(d, d) for d in state.seg_dims]
     facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi], p.c.converted[p.lo:p.hi], p.base_start, p.recent_end)
+    facts["mix"] = None if mix is None else {
+        **_segment_names(state, mix["dim"], mix["seg"]),
+        "baseline_share": round(mix["share_b"], 4), "recent_share": round(mix["share_r"], 4),
+        "segment_rate": round(mix["rate"], 4),
+        "segment_baseline_rate": None if mix["seg_br"] is None else round(mix["seg_br"], 4),
+        "segment_recent_rate": None if mix["seg_rr"] is None else round(mix["seg_rr"], 4),
+        "rate_at_baseline_mix": round(facts["baseline_rate"] - mix["within"], 4),
+        "share_of_drop": round(mix["mix_part"] / (facts["baseline_rate"] - facts["recent_rate"]), 4),
+        "within_segment_p_value": mix["p_within"], "method": MIX_METHOD,
+    }
     subject = _subject(p.c)
     keep_r = None
-    if mix is not None:
-        names = _segment_names(state, mix["dim"], mix["seg"])
+    if mix is not None and explains:
         facts["kind"] = "mix_shift"
         facts["drivers"] = []
-        facts["mix"] = {
-            **names, "baseline_share": round(mix["share_b"], 4), "recent_share": round(mix["share_r"], 4),
-            "segment_rate": round(mix["rate"], 4),
-            "segment_baseline_rate": None if mix["seg_br"] is None else round(mix["seg_br"], 4),
-            "segment_recent_rate": None if mix["seg_rr"] is None else round(mix["seg_rr"], 4),
-            "rate_at_baseline_mix": round(facts["baseline_rate"] - mix["within"], 4),
-            "within_segment_p_value": mix["p_within"], "method": MIX_METHOD,
-        }
         subject = {**subject, "kind": "mix_shift"}
         severity = "warning"
         keep_r = p.c.codes[mix["dim"]][p.mid:p.hi] == mix["seg"]
