@@ -206,22 +206,26 @@ def _learn_horizon(entry: np.ndarray, moved: np.ndarray, lost: np.ndarray, as_of
     top = spec.max_horizon_days
     if movers < spec.min_horizon_movers:
         return top, "default", movers
-    limit = 2 * top * NS_PER_DAY
-    order = np.argsort(dur, kind="stable")
-    dur, kind = dur[order], kind[order]
-    times, first = np.unique(dur, return_index=True)
-    at_risk = len(dur) - first
-    d_move = np.add.reduceat((kind == 1).astype(np.int64), first)
-    d_all = np.add.reduceat((kind != 0).astype(np.int64), first)
-    surv = np.cumprod(1.0 - d_all / at_risk)
+    # Product-limit over hourly bins (ties within an hour are simultaneous, as for grouped
+    # data): bincount instead of a sort, so a million entries cost milliseconds.
+    hour = NS_PER_DAY // 24
+    limit = 2 * top * 24  # hours
+    b = np.minimum(dur // hour, limit + 1)
+    at_risk = np.cumsum(np.bincount(b, minlength=limit + 2)[::-1])[::-1][: limit + 1]
+    inside_limit = b <= limit
+    d_move = np.bincount(b[inside_limit & (kind == 1)], minlength=limit + 1)[: limit + 1]
+    d_all = np.bincount(b[inside_limit & (kind != 0)], minlength=limit + 1)[: limit + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hazard_all = np.where(at_risk > 0, d_all / at_risk, 0.0)
+        hazard_move = np.where(at_risk > 0, d_move / at_risk, 0.0)
+    surv = np.cumprod(1.0 - hazard_all)
     before = np.concatenate([[1.0], surv[:-1]])
-    cif = np.cumsum(before * d_move / at_risk)
-    within = times <= limit
-    if not within.any() or cif[within][-1] <= 0:
+    cif = np.cumsum(before * hazard_move)
+    plateau = cif[-1]
+    if plateau <= 0:
         return top, "default", movers
-    plateau = cif[within][-1]
-    k = int(np.searchsorted(cif[within], spec.horizon_quantile * plateau - 1e-12, side="left"))
-    days = math.ceil(times[within][k] / NS_PER_DAY) if k < within.sum() else top
+    k = int(np.searchsorted(cif, spec.horizon_quantile * plateau - 1e-12, side="left"))
+    days = math.ceil((k + 1) / 24)
     days = max(days, 1)
     if days < spec.min_horizon_days:
         return spec.min_horizon_days, "min", movers
@@ -287,10 +291,11 @@ def _windows(spec: ConversionDropSpec, horizon_days: int, now: datetime) -> tupl
 
 
 def _cohorts(from_stage, to_stage, entry, reached, lost_at, as_of, spec, seg_dims) -> Cohorts:
-    horizon, source, movers = _learn_horizon(entry, reached, lost_at, as_of, spec)
     rows = np.flatnonzero(entry != _NEVER)
     rows = rows[np.argsort(entry[rows], kind="stable")]
     e, r = entry[rows], reached[rows]
+    a, b = np.searchsorted(e, [as_of - _learn_span(spec), as_of], side="left")
+    horizon, source, movers = _learn_horizon(e[a:b], r[a:b], lost_at[rows[a:b]], as_of, spec)
     converted = (r != _NEVER) & (r - e <= horizon * NS_PER_DAY)
     return Cohorts(
         from_stage=from_stage, to_stage=to_stage, horizon_days=horizon, horizon_source=source, movers=movers,
