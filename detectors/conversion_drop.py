@@ -10,8 +10,9 @@ the full horizon to move on and a rise in deal volume cannot fake a drop.
 The horizon is learned per stage (`prepare`): the time by which `horizon_quantile` of the deals
 that move on have moved on, from the Aalen-Johansen cumulative incidence of "moved on" (lost is a
 competing event, open deals are censored at `as_of`), clamped to [min_horizon_days,
-max_horizon_days]. A stage where deals move in 5 days is judged 5 days after its cohort ends,
-not 30. Facts say which horizon was used and whether it was learned or a configured bound.
+max_horizon_days]; the product-limit sums run over hourly bins (bincount, no sort). A stage
+where deals move within 5 days is judged a week (the floor) after its cohort ends, not 30 days.
+Facts say which horizon was used and whether it was learned or a configured bound.
 
 Tests, three separate Benjamini-Hochberg families, so switching segments on never weakens the
 headline test:
@@ -19,7 +20,10 @@ headline test:
 - segments: one per stage pair x segment (level `segment_fdr`), for drops confined to a segment;
 - drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step).
 An insight needs enough deals, a relative drop, a cost of at least `min_lost_per_month`
-conversions a month, and its test surviving its family's correction.
+conversions a month, and its test surviving its family's correction. On a company where
+nothing changes, the overall family still fires on about `fdr` of the scans (one in 20 at
+0.05 with four or five stage pairs): a 9.9% -> 7.5% win-rate drop on ~1,100 recent deals has
+p ~ 0.01, so a stricter default would miss it. The segment families run at `segment_fdr`.
 
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
