@@ -19,6 +19,11 @@ headline test:
 - overall: one one-sided Fisher test per stage pair (level `fdr`);
 - segments: one per stage pair x segment (level `segment_fdr`), for drops confined to a segment;
 - drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step).
+When the baseline's weekly cohorts swing more than chance allows (calendar effects: quarter
+ends, campaigns; Pearson chi-square / dof around their linear trend), every count of the
+pair is divided by that dispersion before testing (quasi-binomial), so a low month of a
+swinging pipeline is not read as a drop; facts["overdispersion"] says by how much.
+
 An insight needs enough deals, a relative drop, a cost of at least `min_lost_per_month`
 conversions a month, and its test surviving its family's correction. On a company where
 nothing changes, the overall family still fires on about `fdr` of the scans (one in 20 at
@@ -428,11 +433,54 @@ def _interaction_pvalues(seg: Counts, total: Counts) -> np.ndarray:
     return np.where(ok & np.isfinite(p), p, 1.0)
 
 
-def _confined_pvalues(seg: Counts, total: Counts) -> np.ndarray:
+def _confined_pvalues(seg: Counts, total: Counts, phi: float = 1.0) -> np.ndarray:
     """p that each segment fell AND fell more than the rest of its pair (intersection-union:
-    the larger p). A segment of a drop that hit everyone is not "confined" to it."""
-    own = proportion_drop_pvalues(seg.bx, seg.bn, seg.rx, seg.rn)
+    the larger p). A segment of a drop that hit everyone is not "confined" to it. The pair's
+    overdispersion `phi` widens the segment's own test (a calendar swing moves every segment),
+    not the comparison with the rest (it cancels there)."""
+    d = _deflate(seg, phi)
+    own = proportion_drop_pvalues(d.bx, d.bn, d.rx, d.rn)
     return np.maximum(own, _interaction_pvalues(seg, total))
+
+
+def _dispersion(entry: np.ndarray, converted: np.ndarray, start: int) -> float:
+    """Quasi-binomial dispersion of the baseline's weekly cohorts around their linear trend
+    (Pearson chi-square / dof, less its chance margin); 1.0 when they vary as chance allows.
+
+    Real pipelines swing with the calendar (quarter-end closing, campaigns): then a recent
+    month differs from the baseline more often than the binomial model says, and every count
+    is divided by phi before the test, as a quasi-binomial model would. The trend is taken out
+    first, so a decline that has already begun within the baseline is not mistaken for noise.
+    """
+    week = ((entry - start) // (7 * NS_PER_DAY)).astype(np.int64)
+    if len(week) == 0:
+        return 1.0
+    n = np.bincount(week)
+    x = np.bincount(week[converted], minlength=len(n))
+    ok = n > 0
+    weeks = int(ok.sum())
+    p = x.sum() / n.sum()
+    if weeks < 5 or not 0 < p < 1:
+        return 1.0
+    t, nw, rate = np.flatnonzero(ok).astype(float), n[ok].astype(float), x[ok] / n[ok]
+    design = np.column_stack([np.ones_like(t), t]) * np.sqrt(nw)[:, None]
+    coef, *_ = np.linalg.lstsq(design, rate * np.sqrt(nw), rcond=None)
+    fit = coef[0] + coef[1] * t
+    chi2 = float((nw * (rate - fit) ** 2).sum() / (p * (1 - p)))
+    dof = weeks - 2
+    # The ratio is noisy (sd sqrt(2/dof) under the binomial model): take it only beyond what
+    # chance gives one time in 20, so it neither flips on and off from day to day nor costs a
+    # binomial pipeline any power.
+    return max(1.0, chi2 / dof - 1.645 * math.sqrt(2.0 / dof))
+
+
+def _deflate(c: Counts, phi: float) -> Counts:
+    """Counts divided by the dispersion (effective sample sizes), as whole deals."""
+    if phi <= 1.0:
+        return c
+    bn, rn = np.round(c.bn / phi).astype(np.int64), np.round(c.rn / phi).astype(np.int64)
+    return Counts(np.minimum(np.round(c.bx / phi).astype(np.int64), bn), bn,
+                  np.minimum(np.round(c.rx / phi).astype(np.int64), rn), rn)
 
 
 def _lost_per_month(br, rr, rn, recent_days: int):
@@ -463,6 +511,7 @@ class _Pair:
     hi: int
     total: Counts
     segs: dict[str, Counts]  # per dimension, the last cell = no value
+    phi: float = 1.0  # overdispersion of the baseline's weekly rates (1 = binomial)
     p: float = float("nan")
     q: float = float("nan")
 
@@ -483,18 +532,20 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         conv_b, conv_r = c.converted[lo:mid], c.converted[mid:hi]
         segs = {dim: _seg_counts(c.codes[dim][lo:mid], conv_b, c.codes[dim][mid:hi], conv_r, len(u))
                 for dim, (_codes, u) in state.seg_dims.items()}
-        pairs.append(_Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs))
+        phi = _dispersion(c.entry[lo:mid], conv_b, base_start)
+        pairs.append(_Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs, phi))
         for dim, sc in segs.items():
             k = len(sc.bn) - 1
             ok = np.flatnonzero((sc.bn[:k] >= spec.min_segment_deals) & (sc.rn[:k] >= spec.min_segment_deals))
             if len(ok):
                 seg_rows.extend((i, dim, int(s)) for s in ok)
-                seg_p.extend(_confined_pvalues(Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok]), total).tolist())
+                seg_p.extend(_confined_pvalues(Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok]), total, phi).tolist())
 
     # Family 1: the overall test of every stage pair with enough deals.
     testable = [p for p in pairs if p.total.bn[0] >= spec.min_deals and p.total.rn[0] >= spec.min_deals]
     if testable:
-        ps = proportion_drop_pvalues(*(np.concatenate([getattr(p.total, a) for p in testable]) for a in ("bx", "bn", "rx", "rn")))
+        ps = proportion_drop_pvalues(*(np.concatenate([getattr(_deflate(p.total, p.phi), a) for p in testable])
+                                       for a in ("bx", "bn", "rx", "rn")))
         for p, pv, qv in zip(testable, ps, bh_qvalues(ps)):
             p.p, p.q = float(pv), float(qv)
     # Family 2: every segment of every pair (a drop confined to one segment).
@@ -675,7 +726,9 @@ def _common_facts(p: _Pair, state: Prepared, counts: Counts, q: float, pv: float
         "recent_start": iso_date(p.recent_start), "recent_end": iso_date(p.recent_end - 1),
         "horizon_days": c.horizon_days, "horizon_source": c.horizon_source,
         "horizon_quantile": state.spec.horizon_quantile, "horizon_movers": c.movers,
-        "p_value": pv, "q_value": q, "method": PROPORTION_METHOD,
+        "p_value": pv, "q_value": q,
+        "method": PROPORTION_METHOD if p.phi <= 1 else f"{PROPORTION_METHOD} on counts / {p.phi:.1f} (weekly swings)",
+        "overdispersion": round(p.phi, 2),
     }
 
 
@@ -753,7 +806,7 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], seg_rows, seg_p: n
             sc = segs[dim]
             if sc.bn[s] < spec.min_segment_deals or sc.rn[s] < spec.min_segment_deals:
                 continue
-            pv = float(_confined_pvalues(Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1]), _tot)[0])
+            pv = float(_confined_pvalues(Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1]), _tot, p.phi)[0])
             br, rr = sc.rates()
             if pv <= cut and _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
                 chosen.append((dim, s, q_of[(i, dim, s)]))
@@ -765,9 +818,9 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], seg_rows, seg_p: n
 def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with_evidence: bool) -> Insight:
     sc = p.segs[dim]
     one = Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1])
-    pv = float(_confined_pvalues(one, p.total)[0])
+    pv = float(_confined_pvalues(one, p.total, p.phi)[0])
     facts = _common_facts(p, state, one, q, pv)
-    facts["method"] = f"{PROPORTION_METHOD} and {DRIVER_METHOD} (larger p)"
+    facts["method"] = f"{facts['method']} and {DRIVER_METHOD} (larger p)"
     names = _segment_names(state, dim, s)
     rest = Counts(p.total.bx - one.bx, p.total.bn - one.bn, p.total.rx - one.rx, p.total.rn - one.rn)
     rbr, rrr = rest.rates()

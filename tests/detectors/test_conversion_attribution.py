@@ -165,21 +165,24 @@ def test_a_segment_that_is_part_of_a_reported_drop_is_not_reported_again():
 
 
 def test_noise_stays_within_the_false_discovery_rate():
-    """40 companies where nothing changes (sources convert differently, constantly).
+    """60 companies where nothing changes (sources convert differently, constantly); 20 of
+    them without stage history.
 
-    No segment is ever reported or blamed. The overall test of a stage pair fires on noise at
-    most as often as its Benjamini-Hochberg level allows (fdr = 0.05: about one scan in 20 on
-    a company of this size); it cannot be zero without losing the 9.9% -> 7.5% drop below,
+    No segment is ever reported or blamed. The overall test of a stage pair fires on noise
+    about as often as its Benjamini-Hochberg level allows (fdr = 0.05: one scan in 20 on a
+    company of this size); it cannot be zero without losing the 9.9% -> 7.5% drop below,
     whose p is about 0.01.
     """
     def steady(s, age, src, mgr, reg):
         return np.select([src == "web", src == "referral"], [0.75, 0.5], 0.3)
 
     alarms = {seed: detect(company(100 + seed, steady), SPEC, NOW) for seed in range(40)}
+    alarms |= {-seed: detect(company(300 + seed, steady, derived=True, delay=fast), SPEC, NOW) for seed in range(1, 21)}
     found = [i for v in alarms.values() for i in v]
     assert [i.facts["kind"] for i in found if i.facts["kind"] != "drop"] == []
     assert [d for i in found for d in i.facts["drivers"]] == []
-    assert sum(1 for v in alarms.values() if v) <= 0.05 * len(alarms)
+    # expected about fdr x 60 = 3; the bound leaves room for sampling noise
+    assert sum(1 for v in alarms.values() if v) <= 0.1 * len(alarms)
     assert all(i.facts["q_value"] <= SPEC.fdr for i in found)
 
 
@@ -202,20 +205,27 @@ def test_the_headline_test_does_not_depend_on_the_drill_down():
     assert a["q_value"] == b["q_value"] <= SPEC.fdr  # ... that segments do not dilute
 
 
+def fast(s, rng, size):
+    """Deals move on 1-6 days after entering a stage: won within about two weeks of creation."""
+    return 1 + rng.gamma(2.0, 1.5, size)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_derived_history_gives_a_won_conversion_insight(seed):
-    def won_halves(s, age, src, mgr, reg):
-        return np.where((s == 3) & (age < 70), 0.35, 0.7)
+    """No stage history: deals created in the last 60 days qualify half as often, so half as
+    many are won. Measured from outcomes (created_at cohorts, won via closed_at)."""
+    def fewer_qualify(s, age, src, mgr, reg):
+        return np.where(s == 0, np.where(age < 60, 0.3, 0.6), 0.8)
 
-    data = company(seed, won_halves, derived=True)
+    data = company(seed, fewer_qualify, derived=True, delay=fast)
     found = detect(data, SPEC, NOW)
     assert [i.subject for i in found] == [{"cohort": "created", "to_stage": "won"}]
     f = found[0].facts
     assert f["basis"] == "created" and f["to_won"] and f["from_stage"] is None
-    assert f["recent_rate"] < f["baseline_rate"] * 0.8
+    assert f["recent_rate"] < f["baseline_rate"] * 0.7
+    assert f["horizon_source"] == "learned" and f["horizon_days"] < SPEC.max_horizon_days
     # the stage pairs are not measured, and the scan says so in one line
     assert any("stage-to-stage" in line for line in run_detectors(data, {}, NOW).partial["conversion_drop"])
-    assert detect(company(seed, lambda *a: np.full(len(a[1]), 0.7), derived=True), SPEC, NOW) == []
 
 
 def test_an_inserted_stage_is_progress_not_a_loss():
@@ -268,3 +278,27 @@ def test_horizon_learning_is_censoring_aware():
     assert days == pytest.approx(18, abs=1)
     assert naive < days - 1.5
     assert _learn_horizon(entry[:20], moved_at[:20], lost_at[:20], as_of, spec)[1] == "default"
+
+
+def test_calendar_swings_are_not_read_as_a_drop(monkeypatch):
+    """The share that qualifies swings week by week (campaigns, quarter ends) between ~30% and
+    ~80% around a steady 55%. Binomial tests read a low month as a drop; dividing the counts by
+    the baseline's measured overdispersion does not."""
+    import detectors.conversion_drop as cd
+
+    def swings(s, age, src, mgr, reg):
+        return np.where(s == 0, 0.55 + 0.25 * np.sin(np.floor(age / 7) * 2.1), 0.6)
+
+    companies = [company(400 + seed, swings) for seed in range(20)]
+    corrected = [at_new(detect(c, SPEC, NOW)) for c in companies]
+    assert sum(map(bool, corrected)) == 0
+    # a real halving on top of the same swings is still found, and the facts say how noisy the baseline was
+    def swings_then_half(s, age, src, mgr, reg):
+        return swings(s, age, src, mgr, reg) * np.where((s == 0) & (age < 50), 0.5, 1.0)
+
+    for seed in SEEDS:
+        found = at_new(detect(company(400 + seed, swings_then_half), SPEC, NOW))
+        assert [i.facts["kind"] for i in found] == ["drop"] and found[0].facts["overdispersion"] > 2
+    monkeypatch.setattr(cd, "_dispersion", lambda *a: 1.0)
+    naive = [at_new(detect(c, SPEC, NOW)) for c in companies]
+    assert sum(map(bool, naive)) >= 4  # the trap is real
