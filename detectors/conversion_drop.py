@@ -463,9 +463,9 @@ def _dispersion(entry: np.ndarray, converted: np.ndarray, start: int) -> float:
     if weeks < 5 or not 0 < p < 1:
         return 1.0
     t, nw, rate = np.flatnonzero(ok).astype(float), n[ok].astype(float), x[ok] / n[ok]
-    design = np.column_stack([np.ones_like(t), t]) * np.sqrt(nw)[:, None]
-    coef, *_ = np.linalg.lstsq(design, rate * np.sqrt(nw), rcond=None)
-    fit = coef[0] + coef[1] * t
+    tm, rm = (nw * t).sum() / nw.sum(), (nw * rate).sum() / nw.sum()  # weighted least squares line
+    slope = (nw * (t - tm) * (rate - rm)).sum() / (nw * (t - tm) ** 2).sum()
+    fit = rm + slope * (t - tm)
     chi2 = float((nw * (rate - fit) ** 2).sum() / (p * (1 - p)))
     dof = weeks - 2
     # The ratio is noisy (sd sqrt(2/dof) under the binomial model): take it only beyond what
@@ -474,9 +474,10 @@ def _dispersion(entry: np.ndarray, converted: np.ndarray, start: int) -> float:
     return max(1.0, chi2 / dof - 1.645 * math.sqrt(2.0 / dof))
 
 
-def _deflate(c: Counts, phi: float) -> Counts:
-    """Counts divided by the dispersion (effective sample sizes), as whole deals."""
-    if phi <= 1.0:
+def _deflate(c: Counts, phi) -> Counts:
+    """Counts divided by the dispersion (effective sample sizes; phi a number or one per
+    cell), as whole deals."""
+    if np.all(np.asarray(phi) <= 1.0):
         return c
     bn, rn = np.round(c.bn / phi).astype(np.int64), np.round(c.rn / phi).astype(np.int64)
     return Counts(np.minimum(np.round(c.bx / phi).astype(np.int64), bn), bn,
@@ -522,8 +523,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         return []
     spec = state.spec
     pairs: list[_Pair] = []
-    seg_rows: list[tuple[int, str, int]] = []  # (pair, dim, segment) of each segment test
-    seg_p: list[float] = []
+    blocks: list[tuple[int, str, np.ndarray, Counts]] = []  # (pair, dim, segments, their counts) tested
     for i, c in enumerate(state.pairs):
         base_start, recent_start, recent_end = _windows(spec, c.horizon_days, now)
         lo, mid, hi = (int(x) for x in np.searchsorted(c.entry, [base_start, recent_start, recent_end], side="left"))
@@ -538,8 +538,9 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
             k = len(sc.bn) - 1
             ok = np.flatnonzero((sc.bn[:k] >= spec.min_segment_deals) & (sc.rn[:k] >= spec.min_segment_deals))
             if len(ok):
-                seg_rows.extend((i, dim, int(s)) for s in ok)
-                seg_p.extend(_confined_pvalues(Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok]), total, phi).tolist())
+                blocks.append((i, dim, ok, Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok])))
+    # Every segment test of the day in one vectorised call (pair totals and dispersion per row).
+    seg_rows = _SegmentRows.of(blocks, pairs)
 
     # Family 1: the overall test of every stage pair with enough deals.
     testable = [p for p in pairs if p.total.bn[0] >= spec.min_deals and p.total.rn[0] >= spec.min_deals]
@@ -549,7 +550,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         for p, pv, qv in zip(testable, ps, bh_qvalues(ps)):
             p.p, p.q = float(pv), float(qv)
     # Family 2: every segment of every pair (a drop confined to one segment).
-    seg_q = bh_qvalues(np.array(seg_p)) if seg_p else np.array([])
+    seg_q = bh_qvalues(seg_rows.p) if len(seg_rows.p) else np.array([])
 
     out: list[Insight] = []
     reported: set[int] = set()
@@ -560,7 +561,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
         out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence))
-    out.extend(_segment_insights(pairs, reported, seg_rows, np.array(seg_p), seg_q, state, with_evidence))
+    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence))
     return out
 
 
@@ -781,27 +782,55 @@ def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool
                    facts=facts, evidence=_evidence(p, state, keep_r, with_evidence))
 
 
-def _segment_insights(pairs: list[_Pair], reported: set[int], seg_rows, seg_p: np.ndarray, seg_q: np.ndarray,
+@dataclass
+class _SegmentRows:
+    """One row per segment test of a day: which pair, dimension and segment, and its p."""
+
+    pair: np.ndarray
+    dim: list[str]  # per block, see `block`
+    block: np.ndarray
+    seg: np.ndarray
+    p: np.ndarray
+
+    @classmethod
+    def of(cls, blocks, pairs: list[_Pair]) -> "_SegmentRows":
+        if not blocks:
+            empty = np.array([], dtype=np.int64)
+            return cls(empty, [], empty, empty, np.array([]))
+        sizes = [len(ok) for _i, _d, ok, _c in blocks]
+        pair = np.repeat([i for i, _d, _ok, _c in blocks], sizes)
+        cat = lambda a: np.concatenate([getattr(c, a) for *_x, c in blocks])  # noqa: E731
+        seg = Counts(cat("bx"), cat("bn"), cat("rx"), cat("rn"))
+        tot = Counts(*(np.array([getattr(pairs[i].total, a)[0] for i in pair]) for a in ("bx", "bn", "rx", "rn")))
+        phi = np.array([pairs[i].phi for i in pair])
+        return cls(pair, [d for _i, d, _ok, _c in blocks], np.repeat(np.arange(len(blocks)), sizes),
+                   np.concatenate([ok for _i, _d, ok, _c in blocks]), _confined_pvalues(seg, tot, phi))
+
+
+def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows, seg_q: np.ndarray,
                       state: Prepared, with_evidence: bool) -> list[Insight]:
     """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
     spec = state.spec
     out = []
-    by_pair: dict[int, list[tuple[str, int]]] = {}
-    for (i, dim, s), q in zip(seg_rows, seg_q):
-        if i in reported or q > spec.segment_fdr:
+    passed = seg_q <= spec.segment_fdr
+    if not passed.any():
+        return out
+    # The family's BH cut-off in p: later segments, retested outside the earlier ones, must pass it.
+    cut = float(np.max(rows.p[passed]))
+    by_pair: dict[int, list[tuple[float, str, int]]] = {}
+    for r in np.flatnonzero(passed):
+        i, dim, s = int(rows.pair[r]), rows.dim[rows.block[r]], int(rows.seg[r])
+        if i in reported:
             continue
         sc = pairs[i].segs[dim]
         br, rr = sc.rates()
         if _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
-            by_pair.setdefault(i, []).append((dim, s))
-    # The family's BH cut-off in p: later segments, retested outside the earlier ones, must pass it.
-    cut = float(np.max(seg_p[seg_q <= spec.segment_fdr])) if (seg_q <= spec.segment_fdr).any() else 0.0
-    q_of = {row: float(q) for row, q in zip(seg_rows, seg_q)}
+            by_pair.setdefault(i, []).append((float(seg_q[r]), dim, s))
     for i, cands in by_pair.items():
         p = pairs[i]
-        cands.sort(key=lambda ds: q_of[(i, ds[0], ds[1])])
-        chosen: list[tuple[str, int, float]] = [(cands[0][0], cands[0][1], q_of[(i, *cands[0])])]
-        for dim, s in cands[1:]:
+        cands.sort(key=lambda c: (c[0], c[1], c[2]))
+        chosen: list[tuple[str, int, float]] = [(cands[0][1], cands[0][2], cands[0][0])]
+        for q, dim, s in cands[1:]:
             _tot, segs = _counts_within(p, state, *_outside(p, chosen))
             sc = segs[dim]
             if sc.bn[s] < spec.min_segment_deals or sc.rn[s] < spec.min_segment_deals:
@@ -809,7 +838,7 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], seg_rows, seg_p: n
             pv = float(_confined_pvalues(Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1]), _tot, p.phi)[0])
             br, rr = sc.rates()
             if pv <= cut and _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
-                chosen.append((dim, s, q_of[(i, dim, s)]))
+                chosen.append((dim, s, q))
         for dim, s, q in chosen:
             out.append(_segment_insight(p, state, dim, s, q, with_evidence))
     return out
