@@ -326,6 +326,8 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
     if skip_reason(data) is not None or deals is None or len(deals) == 0:
         return None
     newest = _newest(data)
+    if newest == NAT_NS:  # no timestamps at all: nothing can be measured
+        return None
     as_of = newest if as_of is None else min(as_of, newest)
     seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
     lost_at = np.where(_status(deals, "lost"), _closed(deals), _NEVER)
@@ -355,7 +357,8 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
           needs=(STAGE_PAIRS,))
 def detect(data: CrmData, spec: ConversionDropSpec, now: datetime, with_evidence: bool = True) -> list[Insight]:
     now_ns = ts_ns(now)
-    as_of = min(now_ns, _newest(data))
+    newest = _newest(data)
+    as_of = now_ns if newest == NAT_NS else min(now_ns, newest)
     since = min(_windows(spec, spec.max_horizon_days, now)[0], as_of - _learn_span(spec))
     return detect_at(prepare(data, spec, since=since, as_of=now_ns), now, with_evidence=with_evidence)
 
