@@ -804,8 +804,9 @@ class _SegmentRows:
         pair = np.repeat([i for i, _d, _ok, _c in blocks], sizes)
         cat = lambda a: np.concatenate([getattr(c, a) for *_x, c in blocks])  # noqa: E731
         seg = Counts(cat("bx"), cat("bn"), cat("rx"), cat("rn"))
-        tot = Counts(*(np.array([getattr(pairs[i].total, a)[0] for i in pair]) for a in ("bx", "bn", "rx", "rn")))
-        phi = np.array([pairs[i].phi for i in pair])
+        per_pair = np.array([[p.total.bx[0], p.total.bn[0], p.total.rx[0], p.total.rn[0]] for p in pairs])[pair]
+        tot = Counts(per_pair[:, 0], per_pair[:, 1], per_pair[:, 2], per_pair[:, 3])
+        phi = np.array([p.phi for p in pairs])[pair]
         return cls(pair, [d for _i, d, _ok, _c in blocks], np.repeat(np.arange(len(blocks)), sizes),
                    np.concatenate([ok for _i, _d, ok, _c in blocks]), _confined_pvalues(seg, tot, phi))
 
