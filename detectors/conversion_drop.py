@@ -386,8 +386,9 @@ def _seg_counts(codes_b, conv_b, codes_r, conv_r, k: int) -> Counts:
                   np.bincount(cr[conv_r], minlength=k + 1), np.bincount(cr, minlength=k + 1))
 
 
-def _cmh_pvalue(c: Counts) -> float:
-    """One-sided CMH: the recent rate is lower than the baseline within strata (segments)."""
+def _cmh_pvalue(c: Counts, phi: float = 1.0) -> float:
+    """One-sided CMH: the recent rate is lower than the baseline within strata (segments);
+    the variance is widened by the pair's overdispersion `phi`."""
     n = c.bn + c.rn
     m1 = c.bx + c.rx
     ok = n > 1
@@ -398,7 +399,7 @@ def _cmh_pvalue(c: Counts) -> float:
     var = rn * bn * m1 * (n - m1) / (n * n * (n - 1.0))
     if var.sum() <= 0:
         return 1.0
-    z = (rx.sum() - expected.sum() + 0.5) / math.sqrt(var.sum())
+    z = (rx.sum() - expected.sum() + 0.5) / math.sqrt(var.sum() * phi)
     return float(ndtr(z))
 
 
@@ -592,7 +593,7 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dic
         mix_part = raw - within
         if mix_part < 0.25 * raw:
             continue
-        p_within = _cmh_pvalue(sc)
+        p_within = _cmh_pvalue(sc, p.phi)
         holds = p_within <= spec.fdr and _material(np.array([adj_base]), np.array([adj_recent]), p.total.rn, spec)[0]
         explains = not holds and mix_part >= 0.5 * raw
         # The segment whose growth pulled the rate down most: share gained x how much worse it converts.
