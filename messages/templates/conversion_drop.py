@@ -10,19 +10,20 @@ from detectors.insight import Insight
 from messages import i18n
 from messages.render import Ctx, Line, Span, Words, name, template
 
-# dimension -> (ru nominative, en, ru genitive "каждого ...", ru accusative "на ...", ru plural "в остальных ...")
+# dimension -> (ru nominative, en, ru genitive "сделок ...", ru accusative "на ...", ru "в остальных ...",
+#               ru "внутри каждого ...")
 DIMENSIONS = {
-    "source": ("источник", "source", "источника", "источник", "источниках"),
-    "manager": ("менеджер", "manager", "менеджера", "менеджера", "у остальных менеджеров"),
-    "region": ("регион", "region", "региона", "регион", "регионах"),
-    "segment": ("сегмент", "segment", "сегмента", "сегмент", "сегментах"),
-    "team": ("команда", "team", "команды", "команду", "командах"),
+    "source": ("источник", "source", "источника", "источник", "источниках", "Внутри каждого источника"),
+    "manager": ("менеджер", "manager", "менеджера", "менеджера", "у остальных менеджеров", "У каждого менеджера"),
+    "region": ("регион", "region", "региона", "регион", "регионах", "В каждом регионе"),
+    "segment": ("сегмент", "segment", "сегмента", "сегмент", "сегментах", "Внутри каждого сегмента"),
+    "team": ("команда", "team", "команды", "команду", "командах", "В каждой команде"),
 }
 
 
-def _dim(dimension: object) -> tuple[str, str, str, str, str]:
+def _dim(dimension: object) -> tuple[str, str, str, str, str, str]:
     d = str(dimension or "")
-    return DIMENSIONS.get(d, (d, d, d, d, d))
+    return DIMENSIONS.get(d, (d, d, d, d, d, f"Внутри каждого значения «{d}»"))
 
 
 def quoted(ctx: Ctx, value: object) -> Line:
@@ -102,8 +103,9 @@ def _title(ctx: Ctx, f: dict, x: Line, y: Line) -> Line:
     what = _what(ctx, f)
     if kind == "segment_drop":
         seg = segment_label(ctx, f["segment"])
-        return ctx.t("{seg}: {w} упала с {x} до {y}", "In {seg}, {w} fell: {x} → {y}",
-                     seg=_upper(ctx, seg) if ctx.lang == "ru" else seg, w=what, x=x, y=y)
+        prep = "For" if f["segment"].get("dimension") == "manager" else "In"
+        return ctx.t("{seg}: {w} упала с {x} до {y}", "{prep} {seg}, {w} fell: {x} → {y}",
+                     seg=_upper(ctx, seg) if ctx.lang == "ru" else seg, prep=prep, w=what, x=x, y=y)
     if kind == "mix_shift":
         return ctx.t("{W} снизилась из-за состава сделок: {x} → {y}", "{W} is lower because the deal mix changed: {x} → {y}",
                      W=_upper(ctx, what), x=x, y=y)
@@ -212,9 +214,10 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         mix = f["mix"]
         forms = _dim(mix.get("dimension"))
         body.append(_cohort_sentence(ctx, f, before, after))
-        body.append(ctx.t("Внутри каждого {g} конверсия почти не изменилась: при прежнем составе сделок была бы {adj}.",
-                          "Within each {d} conversion held: with the old mix it would be {adj}.",
-                          g=forms[2], d=forms[1], adj=ctx.pct(mix["rate_at_baseline_mix"])))
+        body.append(ctx.t("{w} конверсия почти не изменилась: при прежнем составе сделок была бы {adj}.",
+                          "{each} {d} conversion held: with the old mix it would be {adj}.",
+                          w=forms[5], d=forms[1], adj=ctx.pct(mix["rate_at_baseline_mix"]),
+                          each="For each" if mix.get("dimension") == "manager" else "Within each"))
         body.append(ctx.t("Но больше сделок теперь приходится на {seg} ({sb} → {sr} всех сделок), а у них конверсия {r}.",
                           "But more deals now come from {seg} ({sb} → {sr} of all deals), which converts at {r}.",
                           seg=segment_label(ctx, mix, case=3), sb=ctx.pct(mix["baseline_share"]),
@@ -232,7 +235,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
             if top.get("rest_baseline_rate") is not None and top.get("rest_recent_rate") is not None:
                 rest = ctx.t(", {o} {x} → {y}", "; everywhere else {x} → {y}", o=others(ctx, top),
                              x=ctx.pct(top["rest_baseline_rate"]), y=ctx.pct(top["rest_recent_rate"]))
-            body.append(ctx.t("Падение сосредоточено здесь: {who}: {x} → {y}{rest}.", "Concentrated in {who}: {x} → {y}{rest}.",
+            body.append(ctx.t("Падение сосредоточено: {who} — {x} → {y}{rest}.", "Concentrated in {who}: {x} → {y}{rest}.",
                               who=segment_label(ctx, top), x=ctx.pct(top["baseline_rate"]), y=ctx.pct(top["recent_rate"]),
                               rest=rest))
             if len(drivers) > 1:
