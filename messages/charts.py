@@ -54,8 +54,10 @@ def _q(lang: str, text: object) -> str:
 
 
 def conversion_chart(insight: Insight, lang: str) -> bytes | None:
+    """Weekly conversion of the insight's cohort (the segment's, for a drop in one segment),
+    baseline and recent periods shaded; weeks without deals are left out of the line."""
     f = insight.facts
-    weekly = f.get("weekly") or []
+    weekly = [w for w in (f.get("weekly") or []) if w.get("rate") is not None]
     if len(weekly) < 2:
         return None
     weeks = [date.fromisoformat(str(w["week_start"])[:10]) for w in weekly]
@@ -77,10 +79,17 @@ def conversion_chart(insight: Insight, lang: str) -> bytes | None:
     shown = weeks[:: -(-len(weeks) // 6) or 1]  # at most 6 dates: more collide on a phone-width axis
     ax.set_xticks(shown)
     ax.set_xticklabels([i18n.format_short_date(w, lang) for w in shown])
-    to = (("выигрыш", "won") if f.get("to_won") else (None, None))
-    dst = (to[0] if lang == "ru" else to[1]) or _q(lang, f.get("to_stage"))
-    ax.set_title((f"Конверсия {_q(lang, f.get('from_stage'))} → {dst} по неделям" if lang == "ru"
-                  else f"Weekly conversion {_q(lang, f.get('from_stage'))} → {dst}"), fontdict=FONT, loc="left")
+    ru = lang == "ru"
+    if f.get("basis") == "created" or (f.get("from_stage") is None and f.get("to_won")):
+        title = "Доля выигранных новых сделок по неделям" if ru else "Weekly win rate of new deals"
+    else:
+        dst = ("выигрыш" if ru else "won") if f.get("to_won") else _q(lang, f.get("to_stage"))
+        title = (f"Конверсия {_q(lang, f.get('from_stage'))} → {dst} по неделям" if ru
+                 else f"Weekly conversion {_q(lang, f.get('from_stage'))} → {dst}")
+    seg = f.get("segment") if f.get("kind") == "segment_drop" else None
+    if isinstance(seg, dict) and seg.get("segment") is not None:
+        title += f", {_short(seg['segment'], 20)}"
+    ax.set_title(title, fontdict=FONT, loc="left")
     ax.legend(loc="lower left", fontsize=FONT["size"] - 2, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)

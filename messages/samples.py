@@ -18,21 +18,73 @@ def conversion_drop() -> Insight:
         detector="conversion_drop", severity="critical", audience=Audience("director"),
         subject={"from_stage": "КП отправлено", "to_stage": "Переговоры"},
         facts={
+            "kind": "drop", "basis": "stage_entry",
             "from_stage": "КП отправлено", "to_stage": "Переговоры", "to_won": False,
             "baseline_rate": 0.48, "recent_rate": 0.31, "baseline_n": 640, "recent_n": 212,
+            "baseline_converted": 307, "recent_converted": 66, "relative_drop": 0.3542, "lost_per_month": 39.0,
             "baseline_start": "2026-08-01", "baseline_end": "2026-10-21",
-            "recent_start": "2026-10-22", "recent_end": "2026-11-20", "horizon_days": 21,
-            "p_value": 0.00004, "q_value": 0.0003, "method": "two-proportion z-test, BH",
+            "recent_start": "2026-10-22", "recent_end": "2026-11-20",
+            "horizon_days": 12, "horizon_source": "learned", "horizon_quantile": 0.9, "horizon_movers": 410,
+            "p_value": 0.00004, "q_value": 0.0003, "method": "two-proportion z-test, BH", "tests_in_run": 5,
+            "segments_checked": ["source", "manager", "region"],
             "drivers": [
-                {"dimension": "source", "segment": "Сайт", "baseline_rate": 0.41, "recent_rate": 0.18,
-                 "baseline_n": 210, "recent_n": 80, "share_of_drop": 0.62},
-                {"dimension": "manager", "segment": "Айгерим Сапарова", "baseline_rate": 0.52, "recent_rate": 0.35,
-                 "baseline_n": 150, "recent_n": 51, "share_of_drop": 0.21},
+                {"dimension": "source", "segment": "Сайт", "segment_id": "Сайт", "baseline_rate": 0.41, "recent_rate": 0.18,
+                 "baseline_n": 210, "recent_n": 80, "rest_baseline_rate": 0.51, "rest_recent_rate": 0.39,
+                 "share_of_drop": 0.62, "q_value": 0.0001},
+                {"dimension": "manager", "segment": "Айгерим Сапарова", "segment_id": "m1", "baseline_rate": 0.52,
+                 "recent_rate": 0.35, "baseline_n": 150, "recent_n": 51, "rest_baseline_rate": 0.47,
+                 "rest_recent_rate": 0.44, "share_of_drop": 0.29, "q_value": 0.004},
             ],
             "weekly": weekly,
         },
         evidence={"deal_ids": ["D-1042", "D-1057", "D-1063"]},
     )
+
+
+def conversion_drop_kinds() -> dict[str, Insight]:
+    """conversion_drop's other kinds: a drop in one segment, a mix shift, a drop with no driver,
+    the win rate of new deals when stage history is derived."""
+    base = conversion_drop()
+    segment = Insight(
+        detector="conversion_drop", severity="critical", audience=Audience("director"),
+        subject={"from_stage": "Новая", "to_stage": "Квалификация", "dimension": "source", "segment": "Instagram"},
+        facts={**base.facts, "kind": "segment_drop", "from_stage": "Новая", "to_stage": "Квалификация",
+               "baseline_rate": 0.70, "recent_rate": 0.14, "baseline_n": 46, "recent_n": 21,
+               "baseline_converted": 32, "recent_converted": 3, "relative_drop": 0.8, "lost_per_month": 12.6,
+               "horizon_days": 7, "horizon_source": "min", "p_value": 0.000025, "q_value": 0.0009,
+               "segment": {"dimension": "source", "segment": "Instagram", "segment_id": "Instagram"},
+               "rest_baseline_rate": 0.62, "rest_recent_rate": 0.61, "rest_baseline_n": 340, "rest_recent_n": 150,
+               "drivers": []},
+        evidence={"deal_ids": ["D-2210", "D-2214"]},
+    )
+    mix = Insight(
+        detector="conversion_drop", severity="warning", audience=Audience("director"),
+        subject={"from_stage": "КП отправлено", "to_stage": "Переговоры", "kind": "mix_shift"},
+        facts={**base.facts, "kind": "mix_shift", "baseline_rate": 0.48, "recent_rate": 0.37, "lost_per_month": 25.0,
+               "drivers": [],
+               "mix": {"dimension": "source", "segment": "Выставка", "segment_id": "Выставка", "baseline_share": 0.12,
+                       "recent_share": 0.41, "segment_rate": 0.15, "segment_baseline_rate": 0.16,
+                       "segment_recent_rate": 0.14, "rate_at_baseline_mix": 0.47, "within_segment_p_value": 0.31,
+                       "method": "cochran_mantel_haenszel_one_sided"}},
+        evidence={"deal_ids": ["D-3101"]},
+    )
+    uniform = Insight(
+        detector="conversion_drop", severity="warning", audience=Audience("director"),
+        subject={"from_stage": "КП отправлено", "to_stage": "Переговоры"},
+        facts={**base.facts, "recent_rate": 0.36, "lost_per_month": 27.5, "drivers": [], "horizon_source": "max",
+               "horizon_days": 30},
+        evidence={"deal_ids": ["D-1042"]},
+    )
+    created = Insight(
+        detector="conversion_drop", severity="critical", audience=Audience("director"),
+        subject={"cohort": "created", "to_stage": "won"},
+        facts={**base.facts, "basis": "created", "from_stage": None, "to_stage": "won", "to_won": True,
+               "baseline_rate": 0.099, "recent_rate": 0.075, "baseline_n": 3676, "recent_n": 1134,
+               "lost_per_month": 29.6, "horizon_days": 30, "horizon_source": "max", "drivers": []},
+        evidence={"deal_ids": ["D-4001"]},
+    )
+    return {"conversion_drop_segment": segment, "conversion_drop_mix_shift": mix,
+            "conversion_drop_uniform": uniform, "conversion_drop_created": created}
 
 
 def silent_client() -> Insight:

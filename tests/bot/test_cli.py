@@ -256,7 +256,7 @@ def test_scan_on_the_maven_export_gives_insights_or_clear_skip_reasons(capsys):
     assert code == 0
     items = json.loads(captured.out)
     assert isinstance(items, list)
-    assert "skipped conversion_drop: no stage history" in captured.err
+    assert "partly skipped conversion_drop: stage-to-stage conversion: not checked" in captured.err
     assert "skipped silent_client: needs emails.csv" in captured.err
     assert "Traceback" not in captured.err
 
