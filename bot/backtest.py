@@ -235,7 +235,7 @@ def subject_label(insight: Insight) -> str:
 
 
 def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, float] | None = None,
-              partial: dict[str, list[str]] | None = None
+              partial: dict[str, list[str]] | None = None, as_of: datetime | None = None,
               ) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
     """One `now -> insights` function per enabled detector, prepared once where the module allows it.
 
@@ -244,6 +244,9 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
 
     `seconds`, when given, receives the time each prepare took; `partial`, the parts of
     running detectors that an absent column switches off (registry.unchecked_parts).
+    `as_of` (the first replayed day): a detector that learns norms in `prepare` (an
+    `as_of` parameter) learns them only from what was known then, so no replayed day is
+    judged with knowledge from after it.
     """
     out: dict[str, Callable[[datetime], list[Insight]]] = {}
     skipped: dict[str, str] = {}
@@ -260,7 +263,9 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
         prepare, detect_at = getattr(module, "prepare", None), getattr(module, "detect_at", None)
         if callable(prepare) and callable(detect_at):
             t = clock.perf_counter()
-            state = prepare(data, spec)
+            learn = ({"as_of": int(as_of.timestamp() * 1e9)}
+                     if as_of is not None and "as_of" in inspect.signature(prepare).parameters else {})
+            state = prepare(data, spec, **learn)
             if seconds is not None:
                 seconds[name] = clock.perf_counter() - t
             # The backtest counts and dedups insights: evidence ids are never read, so a
@@ -494,7 +499,7 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     runs = run_times(start, end, every)
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
-    fns, skipped = replayers(data, specs, seconds, partial)
+    fns, skipped = replayers(data, specs, seconds, partial, as_of=start)
     for name, reason in detector_notes(data).items():  # as scan reports them: it runs, but says nothing
         if name in fns:
             skipped.setdefault(name, reason)
