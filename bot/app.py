@@ -101,7 +101,9 @@ async def tell_admins(config: Config, channels: dict[str, Any], store: Any, text
     from bot.channels.base import OutgoingMessage
     from bot.delivery import addresses, target_language, text_payload
 
-    for admin in (r for r in config.recipients if r.is_admin):
+    from bot.admin_notice import admins
+
+    for admin in admins(config):  # the admins, or the directors when the config names none
         try:
             lang = target_language(admin, store, config)
         except Exception:  # the state database may be the very thing that fails
@@ -133,7 +135,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
     outbox = Outbox(store)
     jobs = PulseJobs(config, store, outbox, **({"scan_fn": scan_fn} if scan_fn else {}),
                      **({"clock": clock} if clock else {}))
-    handlers = Handlers(config, store, scan_now=jobs.run_scan, data_provider=lambda: jobs.latest_data)
+    handlers = Handlers(config, store, scan_now=jobs.run_scan, data_provider=lambda: jobs.latest_data,
+                        checks_provider=lambda: jobs.latest_checks)
     channels = channels if channels is not None else build_channels(config, handlers)
     jobs.alert = lambda texts: tell_admins(config, channels, store, texts)
     started: list[Any] = []

@@ -6,6 +6,14 @@ persists is not a new alert until the repeat interval passes or it gets material
 that stops holding is closed and would be new again). Reports alerts per detector and per
 recipient (the manager of a personal insight, or "director"), per week, and the busiest days.
 
+What a recipient would see is modelled as the digest shows it: a "first" or "worse" item in
+full, a "repeat_interval" one (persisting, nothing got worse) as a one-line "still open"
+reminder; at most `max_items` full items per digest (a manager's stalled deals are one item)
+and messages.digest.MAX_STILL_OPEN reminders, ranked as the digest ranks them, the rest held
+back and still due at the next run, as delivery leaves them. The daily budget counts the full
+items only; reminders are shown beside it. A recipient averaging more full items a day than
+`daily_budget` gets a warning naming the detectors and the subjects behind most of them.
+
 Cost: the data is loaded once. Detectors whose module offers `prepare(data, spec) -> state`
 and `detect_at(state, now)` (all six built in) do their joins, sorting and id factorising
 once and then only cheap array masks or binary searches per day; others run their plain
@@ -34,6 +42,7 @@ from detectors.insight import Insight
 from detectors.registry import REGISTRY, DetectorSpec, unchecked_parts, why_skipped
 
 DIRECTOR = "director"
+EXIT_OVER_BUDGET = 1  # with --fail-on-budget; the exit code scan --fail-on-insights uses for "found"
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,33 @@ class Alert:
     recipient: str  # manager_id or "director"
     fingerprint: str
     reason: str  # first | worse | repeat_interval (bot.notify_log reasons that send)
+
+
+REMINDER = "repeat_interval"  # shown as a one-line reminder; "first" and "worse" in full
+
+
+@dataclass
+class Load:
+    """What one recipient would have seen, per day on average over the replayed period."""
+
+    items: int  # insights shown in full (first / worse)
+    reminders: int  # one-line "still open" reminders (repeat_interval)
+    held: int  # (run, insight) pairs due but held back by the digest's limits
+    items_per_day: float
+    reminders_per_day: float
+    held_per_day: float
+
+
+@dataclass
+class BudgetWarning:
+    """A recipient over the daily budget, and what is behind most of their items."""
+
+    recipient: str
+    name: str
+    load: Load
+    # (detector, full items, share of the recipient's full items, distinct subjects,
+    #  the most frequent subjects as (label, items)), the biggest first, covering most of them
+    detectors: list[tuple[str, int, float, int, list[tuple[str, int]]]]
 
 
 @dataclass
@@ -62,14 +98,62 @@ class BacktestReport:
     alerts: list[Alert] = field(default_factory=list)
     insight_days: Counter = field(default_factory=Counter)  # detector -> insights found summed over runs (before dedup)
     skipped: dict[str, str] = field(default_factory=dict)
+    partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
     detectors: list[str] = field(default_factory=list)
     recipient_names: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # detector -> time spent (prepare + every run)
     dedup_seconds: float = 0.0  # time spent deciding what would have been sent
+    daily_budget: float = 5.0  # full items a day per recipient before a warning
+    max_items: int | None = 10  # the digest's limit on full items (None: not modelled)
+    held: Counter = field(default_factory=Counter)  # recipient -> (run, insight) due but held back by the digest
+    subjects: dict[str, str] = field(default_factory=dict)  # fingerprint -> what it is about, for the warnings
 
     @property
     def weeks(self) -> float:
         return max(len(self.runs) * self.every / timedelta(days=7), 1e-9)
+
+    @property
+    def days(self) -> float:
+        return self.weeks * 7
+
+    def load(self) -> dict[str, Load]:
+        """Per recipient (as by_recipient orders them): full items, reminders, held back, per day."""
+        full: Counter = Counter()
+        remind: Counter = Counter()
+        for a in self.alerts:
+            (remind if a.reason == REMINDER else full)[a.recipient] += 1
+        days = self.days
+        out = {}
+        for r in self.by_recipient():
+            f, m, h = full[r], remind[r], self.held.get(r, 0)
+            out[r] = Load(f, m, h, round(f / days, 2), round(m / days, 2), round(h / days, 2))
+        return out
+
+    def over_budget(self) -> list[BudgetWarning]:
+        """Every recipient averaging more full items a day than the budget, the busiest first."""
+        loads = self.load()
+        over = [r for r, x in loads.items() if x.items / self.days > self.daily_budget + 1e-9]
+        if not over:
+            return []
+        per: dict[str, dict[str, Counter]] = {r: defaultdict(Counter) for r in over}
+        for a in self.alerts:
+            if a.reason != REMINDER and a.recipient in per:
+                per[a.recipient][a.detector][a.fingerprint] += 1
+        out = []
+        for r in sorted(over, key=lambda r: (-loads[r].items_per_day, r)):
+            total = loads[r].items
+            behind: list[tuple[str, int, float, int, list[tuple[str, int]]]] = []
+            covered = 0
+            for det, fps in sorted(per[r].items(), key=lambda kv: (-sum(kv[1].values()), kv[0])):
+                n = sum(fps.values())
+                top = sorted(fps.items(), key=lambda kv: (-kv[1], self.subjects.get(kv[0], kv[0])))[:3]
+                behind.append((det, n, round(n / total, 3), len(fps), [(self.subjects.get(fp, fp), k) for fp, k in top]))
+                covered += n
+                if covered >= 0.8 * total or len(behind) == 3:  # "most of them"
+                    break
+            name = "director" if r == DIRECTOR else self.recipient_names.get(r, r)
+            out.append(BudgetWarning(r, name, loads[r], behind))
+        return out
 
     def _summary(self, alerts: list[tuple[str, Any]]) -> Summary:
         per_day = Counter(day for day, _ in alerts)
@@ -92,6 +176,8 @@ class BacktestReport:
         return {r: self._summary(per[r]) for r in order}
 
     def to_dict(self) -> dict[str, Any]:
+        loads = self.load()
+
         def s(x: Summary) -> dict[str, Any]:
             return {"alerts": x.alerts, "per_week": x.per_week, "busiest_days": [{"date": d, "alerts": n} for d, n in x.busiest]}
         return {
@@ -99,19 +185,68 @@ class BacktestReport:
             "every_hours": self.every / timedelta(hours=1), "repeat_interval_days": self.repeat_interval / timedelta(days=1),
             "weeks": round(self.weeks, 2),
             "detectors": {d: s(x) | {"insights_before_dedup": self.insight_days.get(d, 0)} for d, x in self.by_detector().items()},
-            "recipients": {r: s(x) | {"name": self.recipient_names.get(r, r)} for r, x in self.by_recipient().items()},
+            "recipients": {r: s(x) | {"name": self.recipient_names.get(r, r)} | _load_dict(loads[r])
+                           for r, x in self.by_recipient().items()},
+            "budget": {
+                "daily_budget": self.daily_budget, "digest_max_items": self.max_items,
+                "counts": "items shown in full (first/worse) after the dedup and the digest's limits; "
+                          "one-line still-open reminders are counted apart",
+                "over": [{"recipient": w.recipient, "name": w.name, **_load_dict(w.load),
+                          "behind": [{"detector": d, "items": n, "share": share, "subjects": distinct,
+                                      "most_often": [{"subject": lbl, "items": k} for lbl, k in top]}
+                                     for d, n, share, distinct, top in w.detectors]}
+                         for w in self.over_budget()],
+            },
             "skipped": self.skipped,
+            "partial": self.partial,
         }
 
 
-def replayers(data: CrmData, specs: dict[str, DetectorSpec],
-              seconds: dict[str, float] | None = None) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
+def _load_dict(x: Load) -> dict[str, Any]:
+    return {"items": x.items, "items_per_day": x.items_per_day, "reminders": x.reminders,
+            "reminders_per_day": x.reminders_per_day, "held_back": x.held, "held_back_per_day": x.held_per_day}
+
+
+def subject_label(insight: Insight) -> str:
+    """What an insight is about, for a person reading the budget warning: 'deal d17 «Поставка»'."""
+    s, f = insight.subject, insight.facts
+    known = ("deal_id", "lead_id", "client_id", "from_stage", "to_stage", "stage", "manager_id")
+    if "deal_id" in s:
+        title = f.get("deal_title") or f.get("title")
+        head = f"deal {s['deal_id']}" + (f" «{title}»" if title and str(title) != str(s["deal_id"]) else "")
+    elif "lead_id" in s:
+        head = f"lead {s['lead_id']}"
+    elif "client_id" in s:
+        name = f.get("client_name")
+        head = f"client {s['client_id']}" + (f" «{name}»" if name and str(name) != str(s["client_id"]) else "")
+    elif "from_stage" in s or "to_stage" in s:
+        head = f"stage {s.get('from_stage', '?')} → {s.get('to_stage', '?')}"
+    elif "stage" in s:
+        head = f"stage {s['stage']}"
+    elif "manager_id" in s:
+        name = f.get("manager_name")
+        head = f"manager {s['manager_id']}" + (f" ({name})" if name else "")
+    else:
+        head = ""
+    rest = ", ".join(f"{k}={v}" for k, v in s.items() if k not in known)
+    if not head:
+        return rest or insight.fingerprint
+    return f"{head} ({rest})" if rest else head
+
+
+def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, float] | None = None,
+              partial: dict[str, list[str]] | None = None, as_of: datetime | None = None,
+              ) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
     """One `now -> insights` function per enabled detector, prepared once where the module allows it.
 
     Insights from a prepared detector may come without evidence ids (see below); everything
-    else equals the detector's plain `detect`.
+    else equals the detector's plain `detect`. Returns them and the detectors skipped (why).
 
-    `seconds`, when given, receives the time each prepare took.
+    `seconds`, when given, receives the time each prepare took; `partial`, the parts of
+    running detectors that an absent column switches off (registry.unchecked_parts).
+    `as_of` (the first replayed day): a detector that learns norms in `prepare` (an
+    `as_of` parameter) learns them only from what was known then, so no replayed day is
+    judged with knowledge from after it.
     """
     out: dict[str, Callable[[datetime], list[Insight]]] = {}
     skipped: dict[str, str] = {}
@@ -121,13 +256,16 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec],
         if why is not None:
             skipped[name] = why
             continue
-        for line in unchecked_parts(data, det):
-            skipped[f"{name} (part)"] = line
+        parts = unchecked_parts(data, det)
+        if parts and partial is not None:
+            partial[name] = parts
         module = sys.modules.get(det.detect.__module__)
         prepare, detect_at = getattr(module, "prepare", None), getattr(module, "detect_at", None)
         if callable(prepare) and callable(detect_at):
             t = clock.perf_counter()
-            state = prepare(data, spec)
+            learn = ({"as_of": int(as_of.timestamp() * 1e9)}
+                     if as_of is not None and "as_of" in inspect.signature(prepare).parameters else {})
+            state = prepare(data, spec, **learn)
             if seconds is not None:
                 seconds[name] = clock.perf_counter() - t
             # The backtest counts and dedups insights: evidence ids are never read, so a
@@ -194,10 +332,15 @@ class Dedup:
             self.last_rank = np.concatenate([self.last_rank, np.zeros(extra, dtype=np.int64)])
             self.last_measure = np.concatenate([self.last_measure, np.full(extra, np.nan)])
 
-    def run(self, now: datetime, items: list[tuple[str, Insight]]) -> list[str | None]:
+    def run(self, now: datetime, items: list[tuple[str, Insight]],
+            keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[str | None]:
         """Decide one run: `items` are (recipient, insight) in delivery order; returns for each
         the reason it is sent, or None when it is not. Entries not seen in this run are closed
-        (if the situation comes back it is new again), as delivery does."""
+        (if the situation comes back it is new again), as delivery does.
+
+        `keep(k, code)`, given the item indices `k` and their reason codes (0: not sent), says
+        which the digest shows; a due item it does not show is not recorded as sent and stays
+        due (its index goes to `self.held`), as delivery leaves what a digest had no room for."""
         from bot.notify_log import MEASURES
         from detectors.insight import SEVERITY_RANK
 
@@ -238,6 +381,7 @@ class Dedup:
                 occurrence[order] = np.arange(n) - group_start
         self._grow(len(self.slots))
         reason = np.zeros(n, dtype=np.int64)
+        self.held: list[int] = []
         # A slot twice in one run is decided in turns, the second against what the first left.
         for turn in range(int(occurrence.max()) + 1 if n else 0):
             k = np.flatnonzero(occurrence == turn)
@@ -248,6 +392,10 @@ class Dedup:
             worse = (rank[k] > self.last_rank[sl]) | grew
             repeat = now_us - self.last_sent[sl] >= self.repeat_us
             code = np.select([first, worse, repeat], [1, 2, 3], 0)
+            if keep is not None and (code > 0).any():
+                shown = keep(k, code)
+                self.held += k[(code > 0) & ~shown].tolist()
+                code = np.where(shown, code, 0)
             reason[k] = code
             sent = k[code > 0]
             self.open[slot[sent]] = True
@@ -260,23 +408,103 @@ class Dedup:
         return [self.REASONS[c] if c else None for c in reason.tolist()]
 
 
+class DigestCut:
+    """Which of one run's due items the digests would show (Dedup.run's `keep`).
+
+    Per recipient, as messages.digest.build_digest does: full items (first/worse) ranked by
+    severity, then money at stake, a manager's stalled deals taken together as one item, the
+    top `max_items` kept; reminders (repeat_interval) ranked the same way, the top
+    `max_reminders` kept. Ties go by order of appearance, a manager's stalled group after single
+    items of equal rank as in the digest (between two groups of exactly equal severity and
+    amount the digest goes by manager id, this by appearance). Attributes are read only for
+    the due items, and only when some digest could be over a limit.
+    """
+
+    def __init__(self, items: list[tuple[str, Insight]], max_items: int, max_reminders: int) -> None:
+        self.items, self.max_items, self.max_reminders = items, max_items, max_reminders
+
+    def __call__(self, k: np.ndarray, code: np.ndarray) -> np.ndarray:
+        from detectors.insight import SEVERITY_RANK
+        from messages.digest import _money
+
+        shown = np.ones(len(k), dtype=bool)
+        due = np.flatnonzero(code > 0)
+        if len(due) <= min(self.max_items, self.max_reminders):
+            return shown  # no digest can be over a limit
+        rec_ids: dict[str, int] = {}
+        groups: dict[tuple[str, str], int] = {}
+        n = len(due)
+        rec, sev, money, cand = (np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64),
+                                 np.zeros(n), np.empty(n, dtype=np.int64))
+        is_group = np.zeros(n, dtype=bool)
+        reminder = code[due] == 3
+        for j, pos in enumerate(due.tolist()):
+            r, ins = self.items[int(k[pos])]
+            rec[j] = rec_ids.setdefault(r, len(rec_ids))
+            sev[j] = SEVERITY_RANK.get(ins.severity, 0)
+            if ins.detector == "stalled_deal":
+                money[j] = _money(ins)
+                if ins.audience.manager_id and not reminder[j]:
+                    cand[j] = groups.setdefault((r, str(ins.audience.manager_id)), len(groups))
+                    is_group[j] = True
+                    continue
+            cand[j] = -1 - j  # a candidate of its own
+        keep = np.ones(n, dtype=bool)
+        for part, limit in ((~reminder, self.max_items), (reminder, self.max_reminders)):
+            idx = np.flatnonzero(part)
+            if len(idx) <= limit:
+                continue
+            uc, inv = np.unique(cand[idx], return_inverse=True)
+            m = len(uc)
+            c_sev, c_money = np.zeros(m, dtype=np.int64), np.zeros(m)
+            c_rec, c_first = np.empty(m, dtype=np.int64), np.full(m, n, dtype=np.int64)
+            np.maximum.at(c_sev, inv, sev[idx])
+            np.add.at(c_money, inv, money[idx])
+            np.minimum.at(c_first, inv, idx)
+            c_rec[inv] = rec[idx]
+            c_group = np.zeros(m, dtype=bool)
+            c_group[inv] = is_group[idx]
+            # a "group" of one stalled deal is a single item in the digest
+            sizes = np.bincount(inv, minlength=m)
+            c_group &= sizes > 1
+            order = np.lexsort((c_first, c_group, -c_money, -c_sev, c_rec))
+            r_sorted = c_rec[order]
+            starts = np.r_[True, r_sorted[1:] != r_sorted[:-1]]
+            rank = np.arange(m) - np.maximum.accumulate(np.where(starts, np.arange(m), 0))
+            c_keep = np.empty(m, dtype=bool)
+            c_keep[order] = rank < limit
+            keep[idx] = c_keep[inv]
+        shown[due] = keep
+        return shown
+
+
 def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end: datetime,
              every: timedelta = timedelta(days=1), repeat_interval: timedelta = timedelta(days=7), *,
-             policy: Any = None, progress: Callable[[Iterator[datetime], int], Iterator[datetime]] | None = None) -> BacktestReport:
+             policy: Any = None, progress: Callable[[Iterator[datetime], int], Iterator[datetime]] | None = None,
+             max_items: int | None = 10, daily_budget: float = 5.0) -> BacktestReport:
     """Replay every enabled detector at each run time from start to end and dedup like delivery.
 
     `policy` is a bot.notify_log.Policy (its worse-by thresholds; repeat_interval wins);
-    `progress` wraps the iteration over run times (a progress bar), given the count.
+    `progress` wraps the iteration over run times (a progress bar), given the count;
+    `max_items` is the digest's limit on full items ([delivery] max_items; None: every due item
+    counts as shown); `daily_budget` the full items a day per recipient before a warning.
     """
     from bot.notify_log import Policy
+    from bot.pipeline import detector_notes
+    from messages.digest import MAX_STILL_OPEN
 
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
     policy = replace(policy or Policy(), repeat_interval=repeat_interval)
     runs = run_times(start, end, every)
     seconds: dict[str, float] = {}
-    fns, skipped = replayers(data, specs, seconds)
-    report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, detectors=list(fns), seconds=seconds)
+    partial: dict[str, list[str]] = {}
+    fns, skipped = replayers(data, specs, seconds, partial, as_of=start)
+    for name, reason in detector_notes(data).items():  # as scan reports them: it runs, but says nothing
+        if name in fns:
+            skipped.setdefault(name, reason)
+    report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, partial=partial,
+                            detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items)
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
     dedup = Dedup(policy)
     it: Iterator[datetime] = iter(runs)
@@ -297,9 +525,14 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
                     names.append(name)
             report.dedup_seconds += clock.perf_counter() - t
         t = clock.perf_counter()
-        for name, (r, ins), why in zip(names, items, dedup.run(now, items)):
+        cut = DigestCut(items, max_items, MAX_STILL_OPEN) if max_items is not None else None
+        for name, (r, ins), why in zip(names, items, dedup.run(now, items, cut)):
             if why is not None:
                 report.alerts.append(Alert(now, name, r, ins.fingerprint, why))
+                if ins.fingerprint not in report.subjects:
+                    report.subjects[ins.fingerprint] = subject_label(ins)
+        for k in dedup.held:
+            report.held[items[k][0]] += 1
         report.dedup_seconds += clock.perf_counter() - t
     return report
 
@@ -328,17 +561,51 @@ def format_text(report: BacktestReport) -> str:
         lines.append(f"{name:<18} {s.alerts:>7} {s.per_week:>9.1f} {report.insight_days.get(name, 0):>8}  {busiest(s)}")
     lines.append("(found = insights found summed over all runs, before dedup)")
     lines.append("")
-    header = f"{'recipient':<28} {'alerts':>7} {'per week':>9}  busiest days"
+    header = f"{'recipient':<28} {'alerts':>7} {'per week':>9} {'items/day':>9} {'reminders/day':>13}  busiest days"
     lines += [header, "-" * len(header)]
     recips = report.by_recipient()
+    loads = report.load()
     if not recips:
         lines.append("nobody would have been alerted")
     for r, s in recips.items():
         who = "director" if r == DIRECTOR else f"{report.recipient_names.get(r, r)} ({r})"
-        lines.append(f"{who[:28]:<28} {s.alerts:>7} {s.per_week:>9.1f}  {busiest(s)}")
+        x = loads[r]
+        lines.append(f"{who[:28]:<28} {s.alerts:>7} {s.per_week:>9.1f} {x.items_per_day:>9.1f} {x.reminders_per_day:>13.1f}"
+                     f"  {busiest(s)}")
+    limit = (f"after the dedup and the digest's limit of {report.max_items}" if report.max_items is not None
+             else "after the dedup")
+    lines.append(f"(alerts = items + reminders; items = shown in full {limit}; reminders = one-line"
+                 " \"still open\" lines for what persists unchanged, not counted in the budget)")
+    lines.append("")
+    lines += budget_lines(report)
     for name, why in report.skipped.items():
         lines.append(f"skipped {name}: {why}")
+    for name, parts in report.partial.items():
+        for line in parts:
+            lines.append(f"partly skipped {name}: {line}")
     return "\n".join(lines)
+
+
+def budget_lines(report: BacktestReport) -> list[str]:
+    """The daily budget: one warning per recipient over it, with what is behind their items."""
+    over = report.over_budget()
+    budget = f"{report.daily_budget:g} item(s) a day"
+    if not over:
+        return [f"every recipient within the daily budget of {budget} ([delivery] daily_budget)"]
+    lines = []
+    for w in over:
+        who = "director" if w.recipient == DIRECTOR else f"{w.name} ({w.recipient})"
+        extra = f"; +{w.load.reminders_per_day:g} reminder(s) a day" if w.load.reminders else ""
+        if w.load.held_per_day:
+            extra += f"; the digest's limit held back {w.load.held_per_day:g} more a day"
+        lines.append(f"warning: {who} is over the daily budget of {budget}: {w.load.items_per_day:g} a day"
+                     f" ({w.load.items} item(s) over {report.days:g} days{extra})")
+        for det, n, share, distinct, top in w.detectors:
+            often = ", ".join(f"{label} ({k} item{'s' if k != 1 else ''})" for label, k in top)
+            lines.append(f"    {det}: {share:.0%} of them ({n}), {distinct} subject(s); most often: {often}")
+    lines.append("(raise the detectors' thresholds behind them, or [delivery] repeat_interval_days / max_items,"
+                 " and backtest again)")
+    return lines
 
 
 # --- CLI ----------------------------------------------------------------------------------
@@ -392,6 +659,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat-interval", metavar="DAYS", type=float,
                    help="days before a persisting insight is sent again (default: the config's delivery.repeat_interval_days)")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--daily-budget", metavar="N", type=float,
+                   help="full items a day per recipient before a warning (default: the config's delivery.daily_budget, 5)")
+    p.add_argument("--fail-on-budget", action="store_true",
+                   help=f"exit {EXIT_OVER_BUDGET} when any recipient is over the daily budget (for CI)")
 
 
 def _latest_day(data: CrmData, tz: ZoneInfo) -> date:
@@ -454,11 +725,19 @@ def run(args: argparse.Namespace) -> int:
     repeat = timedelta(days=args.repeat_interval) if args.repeat_interval else policy.repeat_interval
     if repeat <= timedelta(0):
         raise UsageError("backtest: --repeat-interval must be positive")
+    budget = args.daily_budget if args.daily_budget is not None else config.delivery.daily_budget
+    if budget <= 0:
+        raise UsageError("backtest: --daily-budget must be positive")
     report = backtest(data, config.detector_specs(), datetime.combine(d_from, at, tz), datetime.combine(d_to, at, tz),
-                      every, repeat, policy=policy, progress=_progress(sys.stderr))
+                      every, repeat, policy=policy, progress=_progress(sys.stderr),
+                      max_items=config.delivery.max_items, daily_budget=budget)
     if args.format == "json":
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
         print(format_text(report))
-    err(f"{len(report.alerts)} alert(s) over {len(report.runs)} run(s)")
+    over = report.over_budget()
+    err(f"{len(report.alerts)} alert(s) over {len(report.runs)} run(s)"
+        + (f"; {len(over)} recipient(s) over the daily budget of {budget:g} item(s) a day" if over else ""))
+    if args.fail_on_budget and over:
+        return EXIT_OVER_BUDGET
     return 0

@@ -22,7 +22,8 @@ DEFAULT_CONFIG = "config.toml"  # what `init` writes and every command reads whe
 
 EPILOG = """exit codes:
   0  ok
-  1  insights found (only with --fail-on-insights)
+  1  insights found (only with scan --fail-on-insights), or a recipient over the
+     daily budget (only with backtest --fail-on-budget)
   2  usage or config error (every problem is listed)
   3  data error (file, row, column, value and how to fix it)
   4  unexpected internal error (run with --debug for the traceback)
@@ -151,6 +152,8 @@ def run_scan(args: argparse.Namespace) -> int:
     data, warnings = _load_for(args, config, now)
     outcome = pipeline.scan(config, now, data=data)
     _print_warnings(warnings)
+    if outcome.stale:
+        err(f"stale data: {outcome.stale}")
     _print_skipped(outcome.skipped, outcome.partial)
     if args.format == "json":
         from messages.render import insight_text
@@ -158,7 +161,10 @@ def run_scan(args: argparse.Namespace) -> int:
         items = [i.to_dict(text=insight_text(i, lang, now=now)) for i in outcome.insights]
         sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
     else:
-        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data))
+        from bot.delivery import scan_checks
+
+        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
+                                   checks=scan_checks(outcome, config)))
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts().items())
     err(f"{len(outcome.insights)} insight(s) at {now.isoformat(timespec='minutes')}: {counts}")
     if args.fail_on_insights and outcome.insights:
@@ -166,10 +172,16 @@ def run_scan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def format_insights_text(insights: list, lang: str, now: datetime, *, explain: bool = False, data=None) -> str:
-    """Terminal rendering of each insight, most severe first; evidence too with --explain."""
+def format_insights_text(insights: list, lang: str, now: datetime, *, explain: bool = False, data=None,
+                         checks=None) -> str:
+    """Terminal rendering of each insight, most severe first; evidence too with --explain.
+
+    `checks` (messages.digest.Checks): "nothing needs attention" is said only when every enabled
+    check ran in full; otherwise the text names what could not be checked, also after insights."""
+    from messages.digest import nothing_found_text, unchecked_text
+
     if not insights:
-        return "Ничего тревожного не найдено." if lang == "ru" else "Nothing needs attention."
+        return nothing_found_text(checks, lang)
     from messages import terminal
 
     ordered = sorted(insights, key=lambda i: (-i.severity_rank, i.detector))
@@ -179,6 +191,9 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
         if explain:
             block += "\n" + _explain_block(i, data, lang)
         blocks.append(block)
+    missing = unchecked_text(checks, lang) if checks is not None else None
+    if missing:
+        blocks.append(missing[:1].upper() + missing[1:] + ".")
     return "\n\n".join(blocks)
 
 
@@ -218,6 +233,7 @@ def run_check_config(args: argparse.Namespace) -> int:
         origin = data.origins.get(name, "")
         print(f"    {name:<14} {len(data.table(name)):>9,} rows  {origin}")
     print(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
+    print("  " + data_age_line(data, config, now))
     print("  detectors:")
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
@@ -232,6 +248,13 @@ def run_check_config(args: argparse.Namespace) -> int:
         if why is None and name not in notes:
             for line in unchecked_parts(data, det):
                 print(f"    {'':<16} partly: {line}")
+            if name == "manager_load":
+                from detectors.manager_load import not_compared
+                idle = not_compared(data, spec, now)
+                if idle:
+                    shown = ", ".join(f"{i} {n}".strip() for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
+                    print(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
+                          f"{spec.active_window_days} days: {shown}")
     roles: dict[str, int] = {}
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1
@@ -245,6 +268,23 @@ def run_check_config(args: argparse.Namespace) -> int:
     for w in loaded.warnings:
         print(f"  warning: {w}")
     return EXIT_OK
+
+
+def data_age_line(data, config, now: datetime) -> str:
+    """How old the newest record is, and whether the time-based detectors will judge it."""
+    from bot.pipeline import stale_line
+    from crm.freshness import freshness
+
+    fresh = freshness(data, now)
+    stale = stale_line(fresh, config.source.stale_after_days, config.timezone)
+    if fresh.newest is None:
+        return f"data age: unknown: {stale}"
+    newest = fresh.newest.tz_convert(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M")
+    head = f"data age: newest record {newest} ({config.timezone}) in {fresh.origin}, {fresh.age_days():.1f} days before now"
+    if stale:
+        return f"{head}: STALE (over [source] stale_after_days = {config.source.stale_after_days:g}); " \
+               "stalled_deal, lead_sla and silent_client will stay silent until fresh data arrives"
+    return f"{head}: fresh (limit {config.source.stale_after_days:g} days)"
 
 
 def recipient_lines(config, data) -> list[str]:
@@ -277,7 +317,8 @@ def recipient_lines(config, data) -> list[str]:
 def secret_lines(config) -> list[str]:
     """For each enabled chat platform: which environment variables it reads and whether they are set.
 
-    The values are never printed; only "set" or "NOT SET".
+    The values are never printed; only "set" or "NOT SET". A configured name that looks like
+    the secret itself (crm.redact.is_env_name) is not printed either.
     """
     needs: list[tuple[str, str | None]] = []
     if config.telegram.enabled:
@@ -287,11 +328,18 @@ def secret_lines(config) -> list[str]:
     if config.slack.enabled:
         needs.append(("slack", config.slack.bot_token_env))
         needs.append(("slack", config.slack.app_token_env if config.slack.mode == "socket" else config.slack.signing_secret_env))
+    from crm.redact import env_name, is_env_name
+
     lines = []
     for what, env in needs:
-        if env:
-            state = "set" if config.secret(env) else "NOT SET: export it before `crm-pulse run`"
-            lines.append(f"  {what}: ${env} {state}")
+        if not env:
+            continue
+        if not is_env_name(env):  # a secret pasted where the NAME belongs: never print it back
+            lines.append(f"  {what}: {env_name(env)}; write the NAME of the environment variable "
+                         "there (e.g. CRM_PULSE_TELEGRAM_TOKEN) and export the secret in it")
+            continue
+        state = "set" if config.secret(env) else "NOT SET: export it before `crm-pulse run`"
+        lines.append(f"  {what}: ${env} {state}")
     return lines
 
 

@@ -158,6 +158,8 @@ class DeliveryConfig(_Strict):
     critical_immediately: bool = True
     critical_max_messages: int = Field(3, ge=1, le=20)  # per person per scan; more wait for the digest
     resolved_notes: bool = False
+    # `backtest` warns about any recipient who would average more items a day than this
+    daily_budget: float = Field(5.0, gt=0)
     worse: WorseThresholds = WorseThresholds()
 
 

@@ -3,6 +3,8 @@
 Each recipient's digest is written to the outbox in the same transaction that records the
 sends in the notification log, so a crash leaves either both or neither. Only the items a
 digest actually shows are recorded as sent; the rest ("and 5 more") stay due for next time.
+An item due only because its repeat interval passed (nothing got worse) is shown as a
+one-line "still open" reminder, not in full again (messages.digest).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from bot.channels.base import OutgoingMessage
 from bot.config import Config, Recipient, TeamChannel, parse_hhmm
-from bot.notify_log import Decision, Policy, decide
+from bot.notify_log import Decision, LogEntry, Policy, decide
 from bot.outbox import Outbox
 from bot.routing import route
 from bot.state import StateStore
@@ -95,8 +97,25 @@ def _in_range(t: time, start: time, end: time) -> bool:
 def decisions(store: StateStore, target_id: str, items: Iterable[Insight], now: datetime,
               policy: Policy) -> list[tuple[Insight, Decision]]:
     """What the notification log says about each item for this target (one read of the log)."""
+    return [(i, d) for i, d, _ in _decided(store, target_id, items, now, policy)]
+
+
+def _decided(store: StateStore, target_id: str, items: Iterable[Insight], now: datetime,
+             policy: Policy) -> list[tuple[Insight, Decision, LogEntry | None]]:
     entries = store.log_entries(target_id)
-    return [(i, decide(entries.get(i.fingerprint), i, now, policy)) for i in items]
+    return [(i, decide(entries.get(i.fingerprint), i, now, policy), entries.get(i.fingerprint)) for i in items]
+
+
+def scan_checks(outcome: Any, config: Config) -> Any:
+    """messages.digest.Checks of a pipeline.ScanOutcome: what that scan could not check."""
+    from messages.digest import Checks
+
+    specs = config.detector_specs()
+    return Checks.of(specs, getattr(outcome, "skipped", None) or {}, getattr(outcome, "partial", None) or {},
+                     disabled=[n for n, spec in specs.items() if not spec.enabled])
+
+
+REMINDER = "repeat_interval"  # decide's reason for "unchanged, but not mentioned for a while"
 
 
 def text_payload(channel: str, text: str) -> dict[str, Any]:
@@ -174,8 +193,11 @@ def _chart_messages(channel: str, address: str, items: list[Insight], lang: str,
 def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: Outbox, now: datetime, *,
             only_targets: Iterable[str] | None = None, only_detectors: Iterable[str] | None = None,
             exclude_detectors: Iterable[str] | None = WEEKLY_DETECTORS, kind: str = "digest",
-            close_missing: bool = True, charts: bool = True) -> DeliveryReport:
-    """Digests for `only_targets` (default: everyone) from one scan's insights."""
+            close_missing: bool = True, charts: bool = True, checks: Any = None) -> DeliveryReport:
+    """Digests for `only_targets` (default: everyone) from one scan's insights.
+
+    `checks` (messages.digest.Checks of that scan), when known, lets a digest say what could
+    not be checked instead of "all quiet"."""
     policy = Policy.from_config(config.delivery)
     only = set(only_detectors) if only_detectors is not None else None
     exclude = set(exclude_detectors or ())
@@ -196,28 +218,33 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
             report.closed[tid] = [e.fingerprint for e in closed]
             if closed and config.delivery.resolved_notes:
                 _resolved_note(target, closed, config, store, outbox, now)
-        _deliver_one(target, items, config, store, outbox, now, policy, kind, report, charts)
+        _deliver_one(target, items, config, store, outbox, now, policy, kind, report, charts, checks)
     return report
 
 
 def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
-                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True) -> None:
+                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True,
+                 checks: Any = None) -> None:
     from messages.digest import build_digest
 
-    decided = decisions(store, target.id, items, now, policy)
-    due = [(i, d.reason) for i, d in decided if d.send]
-    held = [(i.fingerprint, d.reason) for i, d in decided if not d.send]
+    decided = _decided(store, target.id, items, now, policy)
+    due = [(i, d.reason) for i, d, _ in decided if d.send]
+    held = [(i.fingerprint, d.reason) for i, d, _ in decided if not d.send]
     report.held[target.id] = held
     lang = target_language(target, store, config)
     tz = target_timezone(target, config)
     name = target.name or None
-    digest = build_digest([i for i, _ in due], lang=lang, now=now, tz=tz, max_items=config.delivery.max_items,
+    # first / worse in full; unchanged but due again (repeat interval) as one "still open" line
+    full = [i for i, d, _ in decided if d.send and d.reason != REMINDER]
+    reminders = [(i, e.last_sent if e is not None else None) for i, d, e in decided if d.send and d.reason == REMINDER]
+    digest = build_digest(full, lang=lang, now=now, tz=tz, max_items=config.delivery.max_items,
                           recipient_name=name if isinstance(target, Recipient) else None,
-                          all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target))
+                          all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target),
+                          still_open=reminders, checks=checks)
     if digest is None:
         report.sent[target.id], report.reasons[target.id], report.messages[target.id] = [], [], 0
         return
-    shown = {fp for item in digest.items for fp in item.fingerprints}
+    shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
     sent = [(i, r) for i, r in due if i.fingerprint in shown]
     key = f"{kind}:{target.id}:{now.astimezone(tz).strftime('%Y-%m-%dT%H:%M')}"
     messages: list[OutgoingMessage] = []
@@ -229,7 +256,7 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
         for k, payload in enumerate(digest_payloads(channel, digest)):
             messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}:{k}"))  # type: ignore[arg-type]
         if charts and _role(target) == "director" and channel != "console":
-            messages += _chart_messages(channel, address, [i for i, _ in sent], lang, key)
+            messages += _chart_messages(channel, address, [i for i, r in sent if r != REMINDER], lang, key)
     enqueued = _enqueue_and_record(store, outbox, target.id, messages, sent, now)
     report.sent[target.id] = [i.fingerprint for i, _ in sent] if enqueued else []
     report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
@@ -301,15 +328,22 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
 
 
 def preview(insights: list[Insight], config: Config, store: StateStore, now: datetime) -> dict[str, dict[str, Any]]:
-    """What a digest run would send now, per target, without sending or recording anything."""
+    """What a digest run would send now, per target, without sending or recording anything.
+
+    `send` counts insights shown in full (at most max_items), `reminders` the one-line "still
+    open" reminders (at most messages.digest.MAX_STILL_OPEN), `due` both before those limits."""
+    from messages.digest import MAX_STILL_OPEN
+
     policy = Policy.from_config(config.delivery)
     routed = route([i for i in insights if i.detector not in WEEKLY_DETECTORS], config)
     out: dict[str, dict[str, Any]] = {}
     for tid, items in routed.items():
         reasons: dict[str, int] = {}
-        send = 0
+        full = remind = 0
         for _, d in decisions(store, tid, items, now, policy):
             reasons[d.reason] = reasons.get(d.reason, 0) + 1
-            send += d.send
-        out[tid] = {"send": min(send, config.delivery.max_items), "due": send, "total": len(items), "reasons": reasons}
+            full += d.send and d.reason != REMINDER
+            remind += d.send and d.reason == REMINDER
+        out[tid] = {"send": min(full, config.delivery.max_items), "reminders": min(remind, MAX_STILL_OPEN),
+                    "due": full + remind, "total": len(items), "reasons": reasons}
     return out

@@ -77,6 +77,12 @@ TEXTS: dict[str, dict[str, str]] = {
     "scan_busy": {"ru": "Проверка уже идёт, подождите.", "en": "A scan is already running, please wait."},
     "preview_head": {"ru": "Если бы сводка ушла сейчас:", "en": "If the digest went out now:"},
     "preview_line": {"ru": "{who}: {send} из {total}", "en": "{who}: {send} of {total}"},
+    "preview_reminders": {"ru": " + напоминаний «ещё открыто»: {n}", "en": " + {n} “still open” reminder(s)"},
+    "preview_nobody": {"ru": "Никому ничего не уйдёт.", "en": "Nobody would get anything."},
+    "preview_checks_unknown": {"ru": "Что не удалось проверить, станет известно после первой проверки CRM с запуска бота.",
+                               "en": "What could not be checked is known after the first CRM scan since the bot started."},
+    "preview_all_checked": {"ru": "Все включённые проверки ({n}) отработали полностью.",
+                            "en": "Every enabled check ({n}) ran in full."},
     "maturity_off": {"ru": "Проверка зрелости сейчас недоступна.", "en": "The maturity check is not available right now."},
 }
 
@@ -115,13 +121,16 @@ class Handlers:
 
     def __init__(self, config: Config, store: StateStore, *, clock: Callable[[], datetime] = _now,
                  scan_now: ScanNow | None = None, maturity: Any = None,
-                 data_provider: Callable[[], Any] | None = None) -> None:
+                 data_provider: Callable[[], Any] | None = None,
+                 checks_provider: Callable[[], Any] | None = None) -> None:
         self.config = config
         self.store = store
         self.clock = clock
         self.scan_now = scan_now
         self._maturity = maturity
         self.data_provider = data_provider or (lambda: None)
+        # messages.digest.Checks of the latest scan in this process (bot.scheduler.PulseJobs), or None
+        self.checks_provider = checks_provider or (lambda: None)
 
     async def __call__(self, inbound: Inbound) -> list[OutgoingMessage]:
         return await self.handle(inbound)
@@ -277,6 +286,10 @@ class Handlers:
         return self.reply(inbound, "\n".join(lines), buttons)
 
     def cmd_preview(self, inbound: Inbound, lang: str) -> OutgoingMessage:
+        """Per recipient: items the next digest would show in full and "still open" reminders;
+        then what the latest scan could not check, so "nothing to send" is not read as all clear."""
+        from messages.digest import unchecked_text
+
         latest = self._latest()
         if latest is None:
             return self.reply(inbound, t("no_scan", lang))
@@ -285,7 +298,17 @@ class Handlers:
         for tid, info in plan.items():
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(info["reasons"].items()))
             lines.append(t("preview_line", lang, who=tid, send=info["send"], total=info["total"])
+                         + (t("preview_reminders", lang, n=info["reminders"]) if info.get("reminders") else "")
                          + (f" ({reasons})" if reasons else ""))
+        if not any(info["send"] or info.get("reminders") for info in plan.values()):
+            lines.append(t("preview_nobody", lang))
+        checks = self.checks_provider()
+        if checks is None:
+            lines.append(t("preview_checks_unknown", lang))
+        else:
+            missing = unchecked_text(checks, lang)
+            lines.append(missing[:1].upper() + missing[1:] + "." if missing
+                         else t("preview_all_checked", lang, n=len(checks.enabled)))
         return self.reply(inbound, "\n".join(lines))
 
     # ------------------------------------------------------------------ buttons

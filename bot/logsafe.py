@@ -8,7 +8,8 @@ parameters and Authorization headers by their shape, and the values of every env
 variable the config names (`*_env` keys: tokens, signing and webhook secrets, database URLs)
 literally, wherever they appear.
 
-The one `REDACTOR` sits on the handlers `configure_logging` installs and in the log record
+Shapes are crm.redact.mask's (one mask for the whole project: config checks, connection
+errors, logs); the configured values are this module's addition. The one `REDACTOR` sits on the handlers `configure_logging` installs and in the log record
 factory, so a handler added later by anyone (a journald handler, pytest's caplog) gets the
 redacted record too. httpx/httpcore are set to WARNING: one line per HTTP call is noise even
 when masked.
@@ -28,30 +29,12 @@ MIN_SECRET_LEN = 4  # a configured "secret" shorter than this would mask half of
 
 _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]+@")
 
-# (pattern, replacement): shapes of secrets, whoever configured them.
-PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # Telegram bot token: <bot id>:<35 chars>. The bot id is public (getMe), the rest is the key.
-    (re.compile(r"(\d+):[A-Za-z0-9_-]{30,}"), r"\1:" + MASK),
-    # Slack tokens: bot/user/app/refresh/config tokens (xoxb-, xoxp-, xoxa-, xoxo-, xoxs-, xoxr-,
-    # xoxe.xoxp-, xoxe-, xapp-).
-    (re.compile(r"(xox[abposre](?:\.xox[a-z])?|xapp)-[A-Za-z0-9-]+"), r"\1-" + MASK),
-    # user:password@ in any URL
-    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]+@"), r"\1:" + MASK + "@"),
-    # ?password=... &token=... in a URL or a logged mapping
-    (re.compile(r"(?i)([?&;](?:password|passwd|pwd|pass|token|access_token|secret|client_secret|api_key|"
-                r"apikey|key|sig|signature|ticket)=)[^&\s#'\"]+"), r"\1" + MASK),
-    # Authorization: Bearer xyz / 'Authorization': 'Bot xyz'
-    (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?(?:bearer|basic|bot|token)?\s*)[^'\"\s,}]+"),
-     r"\1" + MASK),
-    # X-Telegram-Bot-Api-Secret-Token / X-Slack-Signature header values
-    (re.compile(r"(?i)(x-telegram-bot-api-secret-token['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1" + MASK),
-)
-
 
 def _by_shape(text: str) -> str:
-    for pattern, repl in PATTERNS:
-        text = pattern.sub(repl, text)
-    return text
+    """Secrets by their shape, whoever configured them: the project's one mask (crm.redact)."""
+    from crm.redact import mask
+
+    return mask(text)
 
 
 class SecretRedactor(logging.Filter):

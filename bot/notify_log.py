@@ -56,7 +56,11 @@ def _num(key: str) -> Callable[[dict[str, Any]], float | None]:
 
 
 def _load_distance(facts: dict[str, Any]) -> float | None:
-    r = facts.get("ratio")
+    """How far the most out-of-line person the team item names is from the median (|ratio - 1|)."""
+    r = facts.get("max_distance")
+    if isinstance(r, (int, float)):
+        return float(r)
+    r = facts.get("ratio")  # items logged before the one-item-per-team change
     return abs(float(r) - 1.0) if isinstance(r, (int, float)) else None
 
 
@@ -77,7 +81,7 @@ MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "silent_client": _num("days_silent"),
     "stalled_deal": _num("days_idle"),
     "lead_sla": _num("working_hours_waited"),
-    "manager_load": _load_distance,  # distance of load ratio from the team median
+    "manager_load": _load_distance,  # largest distance of a named person's load ratio from the team median
     "loss_reasons": _loss_share,  # share (points) of the top rising reason / of missing reasons
 }
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crm.data import CrmData
+from crm.freshness import freshness
 from detectors import REGISTRY, Insight, run_detectors
 
 if TYPE_CHECKING:  # bot.config imports pydantic models of every detector; only for types here
@@ -25,6 +26,8 @@ class ScanOutcome:
     skipped: dict[str, str] = field(default_factory=dict)  # detector -> one clear line why
     partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
     warnings: list[Any] = field(default_factory=list)  # crm.errors.DataWarning from loading
+    freshness: Any = None  # crm.freshness.Freshness of the data at the scan's `now`
+    stale: str | None = None  # why the data counts as too old (None: fresh enough)
 
     def counts(self) -> dict[str, int]:
         """Insights per detector, every registered detector listed (0 when quiet)."""
@@ -66,9 +69,26 @@ def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOu
     if data is None:
         loaded = load(config, now)
         data, warnings = loaded.data, list(loaded.warnings)
-    result = run_detectors(data, config.detector_specs(), now)
+    fresh = freshness(data, now)
+    stale = stale_line(fresh, config.source.stale_after_days, config.timezone)
+    result = run_detectors(data, config.detector_specs(), now, stale=stale)
     skipped = dict(result.skipped)
     for name, reason in detector_notes(data).items():
         skipped.setdefault(name, reason)
     return ScanOutcome(data=data, insights=list(result.insights), skipped=skipped,
-                       partial=dict(result.partial), warnings=warnings)
+                       partial=dict(result.partial), warnings=warnings, freshness=fresh, stale=stale)
+
+
+def stale_line(fresh: Any, limit_days: float, tz: str) -> str | None:
+    """One line for people when the data is older than `limit_days`; None when it is fresh."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    if not fresh.is_stale(timedelta(days=limit_days)):
+        return None
+    if fresh.newest is None:
+        return "the data has no dated records up to now, so idle time cannot be judged"
+    newest = fresh.newest.tz_convert(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    return (f"the data is {fresh.age_days():.1f} days old (newest record {newest} in {fresh.origin}; "
+            f"limit [source] stale_after_days = {limit_days:g}): idle deals, waiting leads and silent "
+            "clients are not judged on it - export fresh data")

@@ -18,9 +18,10 @@ from typing import Any, Awaitable, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from bot.admin_notice import notify_admins, stale_data_notice
 from bot.config import Config, Recipient, parse_hhmm
+from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, scan_checks, targets
 from bot.logsafe import redact
-from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, targets
 from bot.outbox import Outbox
 from bot.state import StateStore
 
@@ -56,6 +57,9 @@ class PulseJobs:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.max_scan_age = max_scan_age
         self.latest_data: Any = None  # CrmData of the last scan in this process (maturity hints)
+        # What the last scan in this process could not check (messages.digest.Checks): kept in
+        # memory like latest_data, so a digest or /preview says it; None until the first scan.
+        self.latest_checks: Any = None
         # How admins hear about a job that fails: set by serve() to a direct send (not the outbox:
         # the state database may be what fails). None: the log only.
         self.alert: Callable[[dict[str, str]], Awaitable[None]] | None = None  # {lang: text}
@@ -127,12 +131,16 @@ class PulseJobs:
             for w in getattr(outcome, "warnings", None) or []:
                 log.warning("data: %s", w)
             self.latest_data = getattr(outcome, "data", None)
+            self.latest_checks = scan_checks(outcome, self.config)
             insights = list(outcome.insights)
             self.store.save_scan(insights, now, now)
             report = deliver_critical(insights, self.config, self.store, self.outbox, now)
+            notify_admins(stale_data_notice(outcome, self.config), self.config, self.store, self.outbox, now)
         await self._job_ok("scan")
         sent = sum(len(v) for v in report.sent.values())
         skipped = getattr(outcome, "skipped", {}) or {}
+        if getattr(outcome, "stale", None):
+            log.warning("data: %s", outcome.stale)
         log.info("scan: %d insight(s), %d critical sent at once, skipped: %s", len(insights), sent,
                  "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "none")
         return f"Scan done: {len(insights)} insight(s) / Проверка готова: находок {len(insights)}."
@@ -171,19 +179,22 @@ class PulseJobs:
         return due
 
     async def run_digest(self, target_ids: list[str]) -> DeliveryReport | None:
-        return await self._guard("digest", self._deliver_fresh(only_targets=target_ids))
+        return await self._guard("digest", self._deliver_fresh(only_targets=target_ids, with_checks=True))
 
     async def run_weekly(self) -> DeliveryReport | None:
         ids = [r.id for r in self.config.recipients if r.role == "director"] + [c.id for c in self.config.channels]
         return await self._guard("weekly", self._deliver_fresh(only_targets=ids, only_detectors=WEEKLY_DETECTORS,
                                                                 exclude_detectors=(), kind="weekly"))
 
-    async def _deliver_fresh(self, **options: Any) -> DeliveryReport | None:
+    async def _deliver_fresh(self, with_checks: bool = False, **options: Any) -> DeliveryReport | None:
         """Deliver (bot.delivery.deliver `options`) from a scan no older than max_scan_age, one
-        process at a time; None when there is no scan or another process is delivering."""
+        process at a time; None when there is no scan or another process is delivering.
+        `with_checks`: tell deliver what the latest scan could not check (read after any fresh scan)."""
         insights = await self._fresh_insights()
         if insights is None:
             return None
+        if with_checks:
+            options["checks"] = self.latest_checks
         now = self.clock()
         with self.store.exclusive("digest", self.holder, now) as got:
             if not got:

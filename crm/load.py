@@ -78,16 +78,25 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     warnings: list[DataWarning] = []
     frames: dict[str, pd.DataFrame] = {}
     for table, raw in raws.items():
-        frame, notes = normalize_table(
-            table, raw, columns=source.columns.get(table), values=source.values.get(table),
-            fill=source.fill.get(table), timezone=timezone,
-        )
+        warnings += raw.notes
+        try:
+            frame, notes = normalize_table(
+                table, raw, columns=source.columns.get(table), values=source.values.get(table),
+                fill=source.fill.get(table), timezone=timezone,
+            )
+        except DataError as err:
+            if raw.show_values:
+                raise
+            raise _without_contents(err) from None
         del raw.frame  # the raw columns are no longer needed: free them before the next table
         if frame.empty:
             notes.append(DataWarning("empty_table", table, 0,
                                      f"{raw.origin} has a header but no rows"))
         frame, dup_notes = dedupe(table, frame)
         frames[table] = frame.reset_index(drop=True)
+        if not raw.show_values:  # a file outside the data folder: counts, never its cells
+            for note in notes + dup_notes:
+                note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
     deals = frames["deals"]
@@ -115,17 +124,31 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     return LoadResult(data, warnings + notes)
 
 
+def _without_contents(err: DataError) -> DataError:
+    """The error for a file outside the data folder: where and what, never what the file holds."""
+    return DataError(
+        err.problem, file=err.file, row=err.row, row_kind=err.row_kind, column=err.column,
+        expected=err.expected,
+        more="Cells and column names of files outside the data folder are not shown.",
+        fix="check that [source.files] names the export you meant",
+    )
+
+
 def _folder(source: SourceConfig, base_dir: Path | None) -> Path:
     folder = Path(source.path) if source.path else Path(".")
     if not folder.is_absolute() and base_dir is not None:
         folder = Path(base_dir) / folder
-    if folder.is_file():
+    try:
+        is_file, is_dir = folder.is_file(), folder.is_dir()
+    except OSError as exc:
+        raise _folder_unreadable(folder, exc) from None
+    if is_file:
         raise DataError(
             f"the data folder {str(folder)!r} is a file, not a folder",
             fix=f"set [source] path to the folder that holds the exports ({str(folder.parent)!r}); "
             f"to read this file under another name, add [source.files] <table> = \"{folder.name}\"",
         )
-    if not folder.is_dir():
+    if not is_dir:
         raise DataError(
             f"the data folder {str(folder)!r} does not exist",
             fix="set [source] path to the folder with your CRM export "
@@ -134,22 +157,40 @@ def _folder(source: SourceConfig, base_dir: Path | None) -> Path:
     return folder
 
 
+def _folder_unreadable(folder: Path, exc: OSError) -> DataError:
+    return DataError(
+        f"cannot open the data folder {str(folder)!r} ({exc.strerror or exc.__class__.__name__})",
+        fix="give the user that runs crm-pulse read and execute access to the folder "
+        "(e.g. chmod o+rx, or add that user to the folder's group)",
+    )
+
+
 def _their_columns(table: str, source: SourceConfig) -> list[str]:
-    """Column names to read from a Parquet file: mapped names plus canonical ones."""
+    """Column names a table may have: mapped names plus canonical ones."""
     mapped = source.columns.get(table, {})
     names = {c.name for c in TABLES[table].columns} | set(mapped.values())
     return sorted(names)
 
 
+def _listing(folder: Path) -> dict[str, Path]:
+    """Every entry of the folder by lower-case name, files or not: a `deals.csv` that is a folder,
+    a pipe or a dangling link is named as such when read, not silently skipped."""
+    try:
+        return {p.name.lower(): p for p in folder.iterdir()}
+    except OSError as exc:
+        raise _folder_unreadable(folder, exc) from None
+
+
 def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
-    listing = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    listing = _listing(folder)
     raws: dict[str, RawTable] = {}
     for table in TABLE_NAMES:
         path = _find_file(folder, listing, table, source.files.get(table))
         if path is None:
             continue
-        raws[table] = read_file(path, columns=_parquet_columns(path, table, source),
-                                expected=_their_columns(table, source))
+        raw = read_file(path, expected=_their_columns(table, source), max_mb=source.max_file_mb)
+        raw.show_values = _inside(path, folder)
+        raws[table] = raw
     for table in REQUIRED_TABLES:
         if table not in raws and table != "stage_history":
             old_excel = listing.get(table + ".xls")
@@ -160,7 +201,7 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
                     fix=f"open it in Excel or LibreOffice and save it as {table}.xlsx or {table}.csv "
                     "in the same folder",
                 )
-            more = "Files found: " + (", ".join(sorted(p.name for p in listing.values())) or "none") + "."
+            more = "Files found: " + _names(listing) + "."
             if not source.path:
                 more += (" [source] path is unset, so the folder of the config file itself was read; "
                          "set path = \"<folder with the exports>\" if they are elsewhere.")
@@ -173,22 +214,34 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
     return raws
 
 
-def _parquet_columns(path: Path, table: str, source: SourceConfig) -> list[str] | None:
-    if path.suffix.lower() != ".parquet":
-        return None
-    import pyarrow.parquet as pq
+def _names(listing: dict[str, Path]) -> str:
+    names = sorted(p.name for p in listing.values())
+    shown = ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
+    return shown or "none"
 
-    wanted = {n.lower() for n in _their_columns(table, source)}
-    return [n for n in pq.read_schema(path).names if n.lower() in wanted]
+
+def _inside(path: Path, folder: Path) -> bool:
+    """The file (after following links) is in the data folder: only then are its cells quoted."""
+    try:
+        return path.resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return False
 
 
 def _find_file(folder: Path, listing: dict[str, Path], table: str, configured: str | None) -> Path | None:
     if configured is not None:
-        path = folder / configured
-        if not path.is_file():
+        named = Path(configured)
+        if not named.is_absolute() and ".." in named.parts:
+            raise DataError(
+                f"[source.files] {table} = {configured!r} leaves the data folder",
+                fix="name a file inside the data folder, or give the full absolute path of a "
+                "file elsewhere",
+            )
+        path = folder / named
+        if not (path.exists() or path.is_symlink()):
             raise DataError(
                 f"file {configured!r} named in [source.files] {table} is not in {folder}",
-                more="Files found: " + (", ".join(sorted(p.name for p in listing.values())) or "none") + ".",
+                more="Files found: " + _names(listing) + ".",
                 fix=f"correct [source.files] {table} = \"...\"",
             )
         return path

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from crm.errors import DataError, DataWarning
 from crm.readers import RawTable
@@ -55,13 +57,15 @@ def normalize_table(
     warnings: list[DataWarning] = []
     out: dict[str, pd.Series] = {}
     signs: pd.Series | None = None  # currency per deal, from signs in the amount cells
+    cut_rows = pd.Series(False, index=frame.index)  # rows with a text cell cut to MAX_TEXT
+    cut_columns: list[str] = []
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
             if their not in frame.columns:
                 raise DataError(
                     f"column {their!r} (mapped to {table}.{col.name} in config) is not in the "
-                    "file", file=raw.origin, more="Columns found: " + ", ".join(found) + ".",
+                    "file", file=raw.origin, more="Columns found: " + _listed(found) + ".",
                     fix=_header_hint(raw) or f"correct [source.columns.{table}] {col.name} = \"...\""
                     + (f" (did you mean {close!r}?)" if (close := nearest(their, found)) else ""),
                 )
@@ -80,7 +84,7 @@ def normalize_table(
             if col.required:
                 raise DataError(
                     f"required column {col.name!r} is missing", file=raw.origin,
-                    more="Columns found: " + (", ".join(found) or "none") + ".",
+                    more="Columns found: " + (_listed(found) or "none") + ".",
                     fix=_header_hint(raw) or f"rename the column in the file, or map it in config: "
                     f"[source.columns.{table}] {col.name} = \"<your column name>\"",
                 )
@@ -106,15 +110,34 @@ def normalize_table(
                 f"from [source.fill.{table}]",
                 _rows(raw, missing),
             ))
+        if col.kind == "str":
+            series, long = _cut_long_text(series)
+            if long is not None:
+                cut_rows |= long
+                cut_columns.append(source_name)
         if col.required:
             _require_values(table, col, series, raw, source_name)
         allowed = ENUMS.get((table, col.name))
         if allowed:
             series = _check_enum(table, col.name, series, allowed, raw, source_name)
         out[col.name] = series
+    if cut_columns:
+        warnings.append(DataWarning(
+            "long_text", table, int(cut_rows.sum()),
+            f"{int(cut_rows.sum())} row(s) have text longer than {MAX_TEXT:,} characters in "
+            f"{', '.join(repr(c) for c in cut_columns)}; cut to {MAX_TEXT:,} (a name or stage "
+            "that long is an export error: check those cells)",
+            _rows(raw, cut_rows),
+        ))
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
     return pd.DataFrame(out, index=frame.index), warnings
+
+
+def _listed(names: list, limit: int = 40) -> str:
+    """Column names for a message: each cut to 60 characters, at most `limit` of them."""
+    shown = [n if len(n := str(c)) <= 60 else n[:59] + "…" for c in names[:limit]]
+    return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _header_hint(raw: RawTable) -> str | None:
@@ -184,6 +207,29 @@ def _currency_from_signs(table: str, out: dict[str, pd.Series], signs: pd.Series
         "there is no currency column, so currency is left empty; add a currency column to the "
         "export",
     )]
+
+# Longest text cell kept. Names, stages, reasons are short; a 50 MB cell would be copied into
+# every insight's facts, JSON and message. Cut once here, so no later layer has to care.
+MAX_TEXT = 1000
+
+
+def _cut_long_text(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+    """(the column with cells cut to MAX_TEXT, mask of the cut rows or None when none were).
+
+    The byte lengths come from Arrow's offsets for free: most columns stop there.
+    """
+    try:
+        longest = pc.max(pc.binary_length(pa.array(series, from_pandas=True))).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        longest = MAX_TEXT + 1  # not Arrow text: measure below
+    if longest is None or longest <= MAX_TEXT:  # characters <= bytes
+        return series, None
+    long = (series.str.len() > MAX_TEXT).fillna(False).astype(bool)
+    if not long.any():
+        return series, None
+    cut = series.where(~long, series.str.slice(0, MAX_TEXT - 1) + "…")
+    return cut.astype(series.dtype), long
+
 
 def _clean_text(series: pd.Series) -> pd.Series:
     """Strip spaces (and non-breaking spaces) around text cells; empty cells become missing."""
@@ -306,6 +352,7 @@ def _to_str(series: pd.Series) -> pd.Series:
 
 
 def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
+    original = series
     if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
         text = _to_str(series)
         # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
@@ -323,12 +370,36 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
                        "a number such as 1500000 or 1 500 000,50")
         series = numbers
     series = series.astype("float64")
+    _check_magnitude(series, original, col, raw, source_name)
     if col.kind == "int":
         bad = series.notna() & (series != np.floor(series))
         if bad.any():
             _raise_bad(raw, bad, series, source_name, "not a whole number", "a whole number")
         return series.astype("Int64") if series.isna().any() else series.astype("int64")
     return series
+
+
+def _check_magnitude(series: pd.Series, original: pd.Series, col: Column, raw: RawTable,
+                     source_name: str) -> None:
+    """Finite, within the column's limit, and (for capacity) not negative or vanishingly small:
+    such values would overflow sums, ratios and number formatting in every later layer."""
+    values = series.to_numpy(dtype="float64", na_value=np.nan)
+    if col.smallest:
+        expected = f"0, or a number between {col.smallest:g} and {col.limit:,.0f}" + (
+            " (or as far below 0)" if col.signed else "")
+    else:
+        expected = f"a number between {f'-{col.limit:,.0f}' if col.signed else '0'} and {col.limit:,.0f}"
+    checks = (
+        (~np.isfinite(values) & ~np.isnan(values), "not a finite number"),
+        (np.abs(np.nan_to_num(values)) > col.limit, "a number too large to be real"),
+        (np.nan_to_num(values) < 0 if not col.signed else np.zeros(len(values), dtype=bool),
+         "a negative number where only 0 or more makes sense"),
+        ((np.abs(np.nan_to_num(values)) < col.smallest) & (np.nan_to_num(values) != 0),
+         "a number too small to be real"),
+    )
+    for bad, problem in checks:
+        if bad.any():
+            _raise_bad(raw, pd.Series(bad, index=series.index), original, source_name, problem, expected)
 
 
 def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
@@ -345,43 +416,101 @@ def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) ->
     return result
 
 
+# Dates a CRM can hold. Outside this window a value is a placeholder ("0001-01-01",
+# "9999-12-31"), a typo or a number that is not a timestamp; pandas cannot even hold most of
+# them in nanoseconds, so they are refused here with their row instead of failing later.
+MIN_DATE = pd.Timestamp("1900-01-01", tz="UTC")
+MAX_DATE = pd.Timestamp("2200-01-01", tz="UTC")
+DATE_RANGE = f"between {MIN_DATE:%Y-%m-%d} and {MAX_DATE:%Y-%m-%d}"
+_WIDE = "datetime64[us, UTC]"  # holds years 1..9999: parse here, check the range, then go to ns
+_MIN_S, _MAX_S = MIN_DATE.timestamp(), MAX_DATE.timestamp()
+
+
 def _to_datetime(series: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
+    """Tz-aware UTC nanoseconds; a value that is not a date, or is outside DATE_RANGE, is a DataError."""
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert("UTC").astype(UTC_NS)
-    if pd.api.types.is_datetime64_dtype(dtype):
-        return _localize(series, tz)
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-        return _from_unix(series.astype("float64"))
-    if dtype == object:
+        wide = series.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(dtype):
+        wide = _localize(series, tz)
+    elif pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+        wide = _from_unix(series.astype("float64"), raw, series, source_name)
+    elif dtype == object:
         is_dt = series.map(lambda v: isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "year"))
         if is_dt.any():
-            result = pd.Series(pd.NaT, index=series.index, dtype=UTC_NS)
-            stamps = pd.to_datetime(series[is_dt], utc=False)
+            wide = pd.Series(pd.NaT, index=series.index, dtype=_WIDE)
+            stamps = _objects_to_datetime(series[is_dt], raw, source_name)
             if isinstance(stamps.dtype, pd.DatetimeTZDtype):
-                result[is_dt] = stamps.dt.tz_convert("UTC").astype(UTC_NS)
+                wide[is_dt] = stamps.dt.tz_convert("UTC").astype(_WIDE)
             else:
-                result[is_dt] = _localize(stamps, tz)
+                wide[is_dt] = _localize(stamps, tz).astype(_WIDE)
             rest = ~is_dt & series.notna()
             if rest.any():
-                result[rest] = _parse_text(_to_str(series[rest]), raw, tz, source_name)
-            return result
-        series = _to_str(series)
-    return _parse_text(series, raw, tz, source_name)
+                wide[rest] = _parse_text(_to_str(series[rest]), raw, tz, source_name)
+        else:
+            wide = _parse_text(_to_str(series), raw, tz, source_name)
+    else:
+        wide = _parse_text(_to_str(series), raw, tz, source_name)
+    return _in_range(wide, series, raw, source_name)
+
+
+def _objects_to_datetime(values: pd.Series, raw: RawTable, source_name: str) -> pd.Series:
+    """Python date/datetime cells (Excel, SQL drivers); one that pandas cannot hold is a DataError."""
+    try:
+        return pd.to_datetime(values, utc=False)
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        pass
+    ok = values.map(_one_stamp_ok)
+    if (~ok).any():
+        _raise_bad(raw, ~ok, values, source_name, "a date outside the range this loader accepts",
+                   f"a date {DATE_RANGE}")
+    return pd.to_datetime(values, utc=True)  # mixed offsets: keep each as UTC
+
+
+def _one_stamp_ok(value: object) -> bool:
+    try:
+        pd.Timestamp(value)
+        return True
+    except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+        return False
+
+
+def _in_range(wide: pd.Series, original: pd.Series, raw: RawTable, source_name: str) -> pd.Series:
+    """Refuse dates outside DATE_RANGE (with their row), then convert to UTC nanoseconds."""
+    stamps = wide.array  # compare the integers: one pass, no Timestamp boxing
+    lo, hi = MIN_DATE.as_unit(stamps.unit)._value, MAX_DATE.as_unit(stamps.unit)._value
+    ints = stamps.asi8
+    bad = (ints != np.iinfo(np.int64).min) & ((ints < lo) | (ints >= hi))
+    if bad.any():
+        _raise_bad(raw, pd.Series(bad, index=wide.index), original, source_name,
+                   "a date outside the range this loader accepts",
+                   f"a date {DATE_RANGE}; placeholders such as 0001-01-01 or 9999-12-31 "
+                   "should be empty cells")
+    return wide if wide.dtype == UTC_NS else wide.astype(UTC_NS)
+
+
+# Text that can be a date starts with a digit: "now", "today", "-1" are not dates in an export.
+_STARTS_WITH_DIGIT = r"^\s*\d"
 
 
 def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
-    """Try each accepted format on the whole column; what none of them reads is an error."""
-    result = pd.Series(pd.NaT, index=text.index, dtype=UTC_NS)
-    remaining = text.notna().to_numpy().copy()
-    if not remaining.any():
+    """Try each accepted format on the whole column; what none of them reads is an error.
+
+    Returns microsecond UTC timestamps (the caller checks the range).
+    """
+    result = pd.Series(pd.NaT, index=text.index, dtype=_WIDE)
+    present = text.notna().to_numpy()
+    if not present.any():
         return result
+    # pandas reads "now" and "today" as the wall clock: such a cell would move with every run
+    digit = text.str.contains(_STARTS_WITH_DIGIT, regex=True).fillna(False).to_numpy(dtype=bool)
+    remaining = present & digit
     with_offset = text.str.contains(_HAS_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
     aware = remaining & with_offset
     if aware.any():
         parsed = pd.to_datetime(text[aware], format="ISO8601", utc=True, errors="coerce")
         ok = parsed.notna().to_numpy()
-        result.iloc[np.flatnonzero(aware)[ok]] = parsed[ok].astype(UTC_NS)
+        result.iloc[np.flatnonzero(aware)[ok]] = parsed[ok].astype(_WIDE)
         remaining[np.flatnonzero(aware)[ok]] = False
     for fmt in DATETIME_FORMATS:
         todo = remaining & ~with_offset
@@ -391,33 +520,59 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) 
         ok = parsed.notna().to_numpy()
         if ok.any():
             where = np.flatnonzero(todo)[ok]
-            result.iloc[where] = _localize(parsed[ok], tz).to_numpy()
+            result.iloc[where] = _localize(parsed[ok], tz).astype(_WIDE).to_numpy()
             remaining[where] = False
     if remaining.any():
         unix = remaining & text.str.fullmatch(_UNIX).fillna(False).to_numpy(dtype=bool)
         if unix.any():
-            result.iloc[np.flatnonzero(unix)] = _from_unix(
-                pd.to_numeric(text[unix], errors="coerce")).to_numpy()
+            numbers = pd.to_numeric(text[unix], errors="coerce")
+            result.iloc[np.flatnonzero(unix)] = _from_unix(numbers, raw, text[unix], source_name).to_numpy()
             remaining[unix] = False
-    if remaining.any():
-        _raise_bad(raw, pd.Series(remaining, index=text.index), text, source_name,
+    bad = (present & ~digit) | remaining
+    if bad.any():
+        _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
                    "not a date/time this loader can read", DATETIME_EXPECTED)
     return result
 
 
+_NAIVE_MIN = MIN_DATE.tz_localize(None) - pd.Timedelta(days=2)
+_NAIVE_MAX = MAX_DATE.tz_localize(None) + pd.Timedelta(days=2)
+
+
 def _localize(naive: pd.Series, tz: ZoneInfo) -> pd.Series:
-    """Naive timestamps are wall-clock time in the config timezone."""
+    """Naive timestamps are wall-clock time in the config timezone (result: UTC, unit kept).
+
+    pandas' zone arithmetic silently wraps around for years like 0001 (to 1972); values far
+    outside DATE_RANGE are only labelled UTC here, and _in_range refuses them.
+    """
+    far = (naive.notna() & ((naive < _NAIVE_MIN) | (naive > _NAIVE_MAX))).to_numpy(dtype=bool)
+    if far.any():
+        result = naive.dt.tz_localize("UTC")
+        near = ~far
+        if near.any():
+            result[near] = _localize(naive[near], tz)
+        return result
     local = naive.dt.tz_localize(
         tz, ambiguous=np.zeros(len(naive), dtype=bool), nonexistent="shift_forward"
     )
-    return local.dt.tz_convert("UTC").astype(UTC_NS)
+    return local.dt.tz_convert("UTC")
 
 
-def _from_unix(numbers: pd.Series) -> pd.Series:
-    """Unix seconds; values above 10^11 can only be milliseconds (year 5138 otherwise)."""
-    millis = numbers.abs() > 1e11
-    seconds = numbers.where(~millis, numbers / 1000.0)
-    return pd.to_datetime(seconds, unit="s", utc=True).astype(UTC_NS)
+def _from_unix(numbers: pd.Series, raw: RawTable, original: pd.Series, source_name: str) -> pd.Series:
+    """Unix seconds; values above 10^11 can only be milliseconds (year 5138 otherwise).
+
+    A number that is no time in DATE_RANGE either way (10^17, -1, inf) is a DataError.
+    """
+    values = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    millis = np.abs(np.nan_to_num(values)) > 1e11
+    seconds = np.where(millis, values / 1000.0, values)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isnan(values) & ~((seconds >= _MIN_S) & (seconds < _MAX_S))
+    if bad.any():
+        _raise_bad(raw, pd.Series(bad, index=numbers.index), original, source_name,
+                   "a number that is not a Unix time in the range this loader accepts",
+                   f"Unix seconds or milliseconds of a date {DATE_RANGE}")
+    return pd.to_datetime(pd.Series(seconds, index=numbers.index), unit="s", utc=True).astype(_WIDE)
 
 
 def _raise_bad(raw: RawTable, bad: pd.Series, values: pd.Series, source_name: str,

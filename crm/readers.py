@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from crm.errors import DataError
+from crm.errors import DataError, DataWarning
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
 DELIMITERS = (",", ";", "\t")
 _SAMPLE_BYTES = 64 * 1024
+_CHUNK_BYTES = 16 * 1024 * 1024
+# Limits that keep one hostile or mistaken file from taking the machine down. A CRM export
+# of a million deals is a few hundred MB; the limit is `[source] max_file_mb`.
+DEFAULT_MAX_FILE_MB = 1024
+MAX_COLUMNS = 2000  # amoCRM/Bitrix24 exports with every custom field have a few hundred
 
 
 @dataclass
@@ -35,30 +39,95 @@ class RawTable:
     # Spreadsheet row that looks like the real header when the first row does not (a title
     # above the table) and no row holding the expected names was found; said in errors.
     header_guess: int | None = None
+    # Soft problems found while reading (bytes that were not text), reported with the load.
+    notes: list[DataWarning] = field(default_factory=list)
+    # False for a file outside the data folder: its cells are never shown in messages.
+    show_values: bool = True
 
     def row_number(self, label: int) -> int:
         return int(label) + self.row_offset
 
 
 def read_file(path: Path, columns: list[str] | None = None,
-              expected: list[str] | None = None) -> RawTable:
+              expected: list[str] | None = None, *, max_mb: float = DEFAULT_MAX_FILE_MB) -> RawTable:
     """Read a CSV/TSV/XLSX/Parquet file; `columns` limits what Parquet reads (memory).
 
     `expected`: column names the table may have (mapped from config, else canonical); a
-    spreadsheet whose first row does not hold them is searched for the row that does.
+    spreadsheet whose first row does not hold them is searched for the row that does; a
+    Parquet file without `columns` reads only these (case ignored).
+    A file larger than `max_mb` megabytes is refused before it is read.
     """
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return read_parquet(path, columns)
-    if suffix == ".xlsx":
-        return read_xlsx(path, expected)
-    if suffix == ".xls":
+    check_regular_file(path)
+    try:
+        size = path.stat().st_size
+        if size > max_mb * 1024 * 1024:
+            raise DataError(
+                f"the file is {_size(size)}, more than the limit of {max_mb:,g} MB",
+                file=path.name,
+                fix="export fewer rows or columns (e.g. only the last two years), or raise the "
+                "limit with [source] max_file_mb = ... if this machine has the memory "
+                "(about three times the file size)",
+            )
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            return read_parquet(path, columns, expected, max_mb=max_mb)
+        if suffix == ".xlsx":
+            return read_xlsx(path, expected)
+        if suffix == ".xls":
+            raise DataError(
+                "old Excel .xls files are not supported"
+                + (" (this one is a web page saved with an .xls name)" if _is_html(_head(path)) else ""),
+                file=path.name, fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
+            )
+        return read_csv(path, expected)
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+    except MemoryError:
         raise DataError(
-            "old Excel .xls files are not supported"
-            + (" (this one is a web page saved with an .xls name)" if _is_html(_head(path)) else ""),
-            file=path.name, fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
-        )
-    return read_csv(path, expected)
+            "the file does not fit in memory", file=path.name,
+            fix="export fewer rows or columns, or lower [source] max_file_mb so such a file is "
+            "refused before it is read",
+        ) from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:,.1f} MB" if n >= 100 * 1024 else f"{n / 1024:,.0f} KB"
+
+
+def unreadable(path: Path, exc: OSError) -> DataError:
+    """An OSError while reading, in words: permission denied, a vanished file, a disk error."""
+    reason = exc.strerror or exc.__class__.__name__
+    fix = ("give the user that runs crm-pulse read access to it (e.g. chmod o+r, or add that "
+           "user to the file's group)") if isinstance(exc, PermissionError) else \
+        "check that the file is complete and the disk or network share is available"
+    return DataError(f"cannot read the file ({reason})", file=path.name, fix=fix)
+
+
+def check_regular_file(path: Path) -> None:
+    """A table must be a regular file: say what a directory, pipe or dangling link is instead
+    of ignoring it (or, for a named pipe, blocking forever on read)."""
+    import os
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(
+                f"this is a broken symbolic link (it points to {os.readlink(path)!r}, which does not exist)",
+                file=path.name, fix="point the link at the export, or put the file itself in the folder",
+            ) from None
+        raise DataError("the file does not exist", file=path.name,
+                        fix="check the file name and the folder") from None
+    except OSError as exc:
+        raise unreadable(path, exc) from None
+    if stat.S_ISREG(st.st_mode):
+        return
+    what = ("a folder" if stat.S_ISDIR(st.st_mode) else
+            "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or other special file")
+    raise DataError(f"this is {what}, not a file", file=path.name,
+                    fix="put the exported file itself under this name, or rename what is there")
 
 
 # --- the header row ---------------------------------------------------------------------
@@ -122,25 +191,92 @@ _MAGIC = (
 )
 
 
+@dataclass
+class EncodingEvidence:
+    """What decoding the whole file as UTF-8 showed: bad sequences vs good non-ASCII letters."""
+
+    encoding: str
+    bad: int = 0  # byte sequences that are not UTF-8 (replaced by U+FFFD when read as UTF-8)
+    good: int = 0  # non-ASCII characters that were valid UTF-8
+
+
+def _utf8_counts(chunks) -> tuple[int, int]:
+    """(bad sequences, good non-ASCII characters) over all chunks, in C-speed string ops."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    high = bytes(range(128, 256))
+    bad = chars = ascii_bytes = 0
+    pending = None
+    for chunk in chunks:
+        if pending is not None:
+            text = decoder.decode(pending)
+            bad += text.count("\ufffd") - pending.count(b"\xef\xbf\xbd")
+            chars += len(text)
+            ascii_bytes += len(pending.translate(None, high))
+        pending = chunk
+    last = pending or b""
+    text = decoder.decode(last, final=True)
+    bad += text.count("\ufffd") - last.count(b"\xef\xbf\xbd")
+    chars += len(text)
+    ascii_bytes += len(last.translate(None, high))
+    return bad, max(chars - ascii_bytes - bad, 0)
+
+
+def _all_utf8(chunks) -> bool:
+    """Strict UTF-8 over all chunks: the common case, one fast pass with nothing counted."""
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    try:
+        for chunk in chunks:
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def weigh_encoding(chunks, head: bytes) -> EncodingEvidence:
+    """Decide the encoding from the evidence in the whole file, not its first error.
+
+    `chunks()` yields the file's bytes from the start (called again for a second pass).
+    UTF-8 when every byte is UTF-8, or when the valid non-ASCII UTF-8 letters outnumber the bad
+    sequences (a stray Latin-1 byte in a UTF-8 export: the few bad bytes are replaced and
+    reported, the names stay readable). Otherwise cp1251, as Russian Excel writes it.
+    """
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return EncodingEvidence("utf-16")
+    bom = head.startswith(codecs.BOM_UTF8)
+    if _all_utf8(chunks()):
+        return EncodingEvidence("utf-8-sig" if bom else "utf-8")
+    bad, good = _utf8_counts(chunks())
+    if bom or good > bad:
+        return EncodingEvidence("utf-8-sig" if bom else "utf-8", bad, good)
+    return EncodingEvidence("cp1251", bad, good)
+
+
 def detect_encoding(data: bytes) -> str:
     """UTF-8 (with or without BOM), UTF-16 with BOM, else cp1251 as Russian Excel writes it."""
-    if data.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    try:
-        data.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        data.decode("cp1251")
-        return "cp1251"
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"cannot tell the text encoding (byte {exc.start} is neither UTF-8 nor cp1251)",
-            fix="export the file as CSV UTF-8",
-        ) from None
+    evidence = weigh_encoding(lambda: [data], data[:4])
+    if evidence.encoding == "cp1251":
+        _check_cp1251([data])
+    return evidence.encoding
+
+
+def _check_cp1251(chunks) -> None:
+    offset = 0
+    for chunk in chunks:
+        try:
+            chunk.decode("cp1251")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"cannot tell the text encoding (byte {offset + exc.start} is neither UTF-8 nor cp1251)",
+                fix="export the file as CSV UTF-8",
+            ) from None
+        offset += len(chunk)
+
+
+def _file_chunks(path: Path):
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK_BYTES):
+            yield chunk
 
 
 def detect_delimiter(sample: str) -> str:
@@ -164,9 +300,9 @@ def detect_delimiter(sample: str) -> str:
     return best
 
 
-def _head(path: Path) -> bytes:
+def _head(path: Path, size: int = 2048) -> bytes:
     with path.open("rb") as f:
-        return f.read(2048)
+        return f.read(size)
 
 
 def _is_html(data: bytes) -> bool:
@@ -175,8 +311,9 @@ def _is_html(data: bytes) -> bool:
         or b"<table" in head[:1024]
 
 
-def _refuse_non_csv(data: bytes, name: str) -> None:
-    if not data.strip():
+def _refuse_non_csv(data: bytes, name: str, *, whole: bool = True) -> None:
+    """`data`: the file's first bytes; `whole` when that is all of it."""
+    if whole and not data.strip():
         raise DataError(
             "the file is empty", file=name,
             fix="export the table again: the first row must hold the column names",
@@ -199,24 +336,35 @@ def _refuse_non_csv(data: bytes, name: str) -> None:
 
 
 def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
+    """Stream the file: the encoding is weighed over all of it in chunks, then pandas reads it
+    from disk (never a second copy of the bytes in memory)."""
     name = path.name
-    data = path.read_bytes()
-    _refuse_non_csv(data, name)
-    try:
-        encoding = detect_encoding(data)
-    except DataError as exc:
-        raise DataError(exc.problem, file=name, fix=exc.fix) from None
-    sample = data[:_SAMPLE_BYTES].decode(encoding, errors="ignore")
+    size = path.stat().st_size
+    head = _head(path, _SAMPLE_BYTES)
+    _refuse_non_csv(head, name, whole=len(head) >= size)
+    evidence = weigh_encoding(lambda: _file_chunks(path), head)
+    if evidence.encoding == "cp1251":
+        try:
+            _check_cp1251(_file_chunks(path))
+        except DataError as exc:
+            raise DataError(exc.problem, file=name, fix=exc.fix) from None
+    encoding = evidence.encoding
+    sample = head.decode(encoding, errors="ignore")
     delimiter = detect_delimiter(sample)
     skip, guess, delimiter = _csv_header(sample, delimiter, expected)
+    _refuse_too_wide(sample, delimiter, skip, name)
     try:
         frame = pd.read_csv(
-            io.BytesIO(data), sep=delimiter, encoding=encoding, dtype=str,
+            path, sep=delimiter, encoding=encoding, dtype=str,
+            encoding_errors="replace" if evidence.bad else "strict",
             keep_default_na=False, na_values=[""], skip_blank_lines=False, skiprows=skip,
         )
     except pd.errors.EmptyDataError:
         raise DataError("the file has no header row", file=name,
                         fix="the first row must hold the column names") from None
+    except UnicodeError:
+        raise DataError(f"the file is not valid {encoding} text", file=name,
+                        fix="export the file as CSV UTF-8") from None
     except pd.errors.ParserError as exc:
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         detail = (f"row {found[2]} has {found[3]} values but the header has {found[1]} columns"
@@ -226,12 +374,85 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
             fix=_above_header(guess) if guess else
             f"check that values containing {delimiter!r} are in double quotes",
         ) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas makes the first column the index when every row has one value more than the
+        # header: a decimal comma in a comma-separated file, or a missing header name
+        raise DataError(
+            f"the rows do not line up with the header: row {skip + 2} has {len(frame.columns) + 1} "
+            f"values but the header has {len(frame.columns)} columns", file=name,
+            fix=_above_header(guess) if guess else
+            f"check that values containing {delimiter!r} are in double quotes "
+            "(e.g. numbers written with a decimal comma), and that every column has a name",
+        )
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    if guess is None:
+        _refuse_one_column(frame, expected, name)
     blank = frame.isna().all(axis=1)
     if blank.any():
         frame = frame[~blank]
     # skipped title lines: data label 0 is spreadsheet row skip + 2
-    return RawTable(frame, name, row_offset=2 + skip, header_guess=guess)
+    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess)
+    raw.notes += _encoding_notes(raw, evidence)
+    return raw
+
+
+def _encoding_notes(raw: RawTable, evidence: EncodingEvidence) -> list[DataWarning]:
+    """Say what decoding did whenever the file was not clean text in one encoding."""
+    if evidence.bad and evidence.encoding.startswith("utf-8"):
+        frame = raw.frame
+        hit = pd.Series(False, index=frame.index)
+        for col in frame.columns:
+            hit |= frame[col].str.contains("\ufffd", regex=False).fillna(False).astype(bool)
+        rows = [f"row {raw.row_number(i)}" for i in frame.index[hit.to_numpy()][:5]]
+        header = any("\ufffd" in str(c) for c in frame.columns)
+        return [DataWarning(
+            "not_utf8", raw.origin, int(hit.sum()) + int(header),
+            f"{evidence.bad} byte sequence(s) are not UTF-8 in an otherwise UTF-8 file "
+            f"({evidence.good} valid non-ASCII letters); the file was read as UTF-8 and the bad "
+            f"bytes replaced by \ufffd in {int(hit.sum())} row(s)" + (" and the header" if header else "")
+            + "; fix those cells in the CRM or export again as CSV UTF-8",
+            (["the header"] if header else []) + rows,
+        )]
+    if evidence.encoding == "cp1251" and evidence.good and evidence.good * 10 >= evidence.bad:
+        return [DataWarning(
+            "mixed_encoding", raw.origin, evidence.good,
+            f"read as Windows-1251 ({evidence.bad} byte sequence(s) are not UTF-8), but "
+            f"{evidence.good} character(s) look like UTF-8: if names look garbled, the file mixes "
+            "encodings; export it again as CSV UTF-8",
+        )]
+    return []
+
+
+def _refuse_too_wide(sample: str, delimiter: str, skip: int, name: str) -> None:
+    """Count the header's columns in the first 64 KB, before pandas parses every row."""
+    lines = sample.splitlines()
+    header = lines[skip] if len(lines) > skip else sample
+    try:
+        width = len(next(csv.reader([header], delimiter=delimiter)))
+    except (csv.Error, StopIteration):
+        width = header.count(delimiter) + 1
+    if width > MAX_COLUMNS:
+        raise DataError(
+            f"the header has {'at least ' if len(lines) <= skip + 1 else ''}{width:,} columns, more than "
+            f"the {MAX_COLUMNS:,} a CRM table can have", file=name,
+            fix="export only the columns crm-pulse uses (see the README) or check that the "
+            "file is the table you meant",
+        )
+
+
+def _refuse_one_column(frame: pd.DataFrame, expected: list[str] | None, name: str) -> None:
+    """A 'table' of one column that is no expected name is not a CSV export (a config file,
+    /etc/passwd, a list of notes). Said without echoing the line: it may hold secrets."""
+    if len(frame.columns) != 1 or not expected:
+        return
+    if str(frame.columns[0]).strip().lower() in {e.strip().lower() for e in expected}:
+        return
+    raise DataError(
+        "the first row is not a header of a table: it has no ',', ';' or tab between column "
+        "names (its content is not shown)", file=name,
+        fix="export the table from the CRM as CSV (comma, semicolon or tab separated) or XLSX, "
+        "and check that this is the file you meant",
+    )
 
 
 def _above_header(row: int) -> str:
@@ -286,6 +507,7 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     from openpyxl.utils.exceptions import InvalidFileException
 
     _refuse_non_xlsx(_head(path), name)
+    _refuse_wide_xlsx(path, name)
     try:
         frame = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
@@ -314,6 +536,29 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     return RawTable(frame, name, header_guess=guess)
 
 
+def _refuse_wide_xlsx(path: Path, name: str) -> None:
+    """The sheet's declared size, read before its cells: a 100,000-column sheet is refused."""
+    import zipfile
+
+    from openpyxl import load_workbook
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError):
+        return  # pd.read_excel says what is wrong with the file
+    try:
+        width = book.worksheets[0].max_column if book.worksheets else None
+    except (ValueError, TypeError, KeyError):
+        width = None
+    finally:
+        book.close()
+    if width is not None and width > MAX_COLUMNS:
+        raise DataError(
+            f"the first sheet has {width:,} columns, more than the {MAX_COLUMNS:,} a CRM table can have",
+            file=name, fix="export only the columns crm-pulse uses (see the README)")
+
+
 def _refuse_non_xlsx(head: bytes, name: str) -> None:
     """An .xlsx is a ZIP archive; CRMs also save web pages and old formats under that name."""
     if head.startswith(b"PK\x03\x04") or not head.strip():
@@ -331,21 +576,67 @@ def _refuse_non_xlsx(head: bytes, name: str) -> None:
                         file=name, fix=fix)
 
 
-def read_parquet(path: Path, columns: list[str] | None = None) -> RawTable:
+def read_parquet(path: Path, columns: list[str] | None = None,
+                 expected: list[str] | None = None, *, max_mb: float = DEFAULT_MAX_FILE_MB) -> RawTable:
+    """Only the columns asked for (`columns` exactly, else `expected` with case ignored).
+
+    Any damage (empty, truncated, not Parquet at all, an unreadable column) is a DataError.
+    Parquet is compressed, so `max_mb` also bounds the uncompressed size of the columns read.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     name = path.name
+    fix = "write the file again with pandas/pyarrow, or export CSV"
     try:
         pfile = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"cannot read this Parquet file ({exc})", file=name,
-                        fix="write the file again with pandas/pyarrow, or export CSV") from None
-    present = pfile.schema_arrow.names
-    wanted = present if columns is None else [c for c in present if c in set(columns)]
-    table = pfile.read(columns=wanted)
-    # self_destruct frees Arrow buffers as columns convert: the big files fit in memory twice
-    # otherwise. Strings become pandas' Arrow-backed "str" dtype (no Python objects).
-    frame = table.to_pandas(self_destruct=True, split_blocks=True)
+        present = pfile.schema_arrow.names
+    except (pa.ArrowException, ValueError) as exc:
+        raise DataError(f"cannot read this Parquet file ({_first_line(exc)})", file=name,
+                        fix=fix) from None
+    if len(present) > MAX_COLUMNS:
+        raise DataError(
+            f"the file has {len(present):,} columns, more than the {MAX_COLUMNS:,} a CRM table can have",
+            file=name, fix="write only the columns crm-pulse uses (see the README)")
+    if columns is not None:
+        wanted = [c for c in present if c in set(columns)]
+    elif expected is not None:
+        lowered = {e.lower() for e in expected}
+        wanted = [c for c in present if c.lower() in lowered]
+    else:
+        wanted = present
+    _refuse_big_parquet(pfile, wanted, max_mb, name)
+    try:
+        table = pfile.read(columns=wanted)
+        # self_destruct frees Arrow buffers as columns convert: the big files fit in memory twice
+        # otherwise. Strings become pandas' Arrow-backed "str" dtype (no Python objects).
+        frame = table.to_pandas(self_destruct=True, split_blocks=True)
+    except (pa.ArrowException, ValueError, OverflowError) as exc:
+        raise DataError(f"cannot read the rows of this Parquet file ({_first_line(exc)})",
+                        file=name, fix=fix) from None
     del table
     return RawTable(frame, name, row_offset=1, row_kind="record", text=False)
+
+
+def _refuse_big_parquet(pfile, wanted: list[str], max_mb: float, name: str) -> None:
+    """The uncompressed size of the columns to read, from the footer, against the limit."""
+    meta = pfile.metadata
+    indexes = [i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] in set(wanted)]
+    total = sum(meta.row_group(g).column(i).total_uncompressed_size
+                for g in range(meta.num_row_groups) for i in indexes)
+    if total > max_mb * 1024 * 1024:
+        raise DataError(
+            f"the columns to read hold {total / 1024 / 1024:,.0f} MB uncompressed "
+            f"({meta.num_rows:,} rows), more than the limit of {max_mb:,g} MB", file=name,
+            fix="export fewer rows (e.g. only the last two years), or raise the limit with "
+            "[source] max_file_mb = ... if this machine has the memory",
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return _cut(text.splitlines()[0]) if text else exc.__class__.__name__
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

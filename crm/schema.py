@@ -17,6 +17,13 @@ class Column:
     kind: Kind
     required: bool = True
     default: object = None  # filled in when an optional column is absent
+    # Numbers: the largest magnitude accepted. Beyond it a value is a typo or garbage (a
+    # 20-digit amount, 1e308) that would overflow sums and formatting later; inf/nan never pass.
+    limit: float = 1e15
+    # The smallest magnitude other than 0 (capacity 1e-300 FTE would make a load of 1e300).
+    smallest: float = 0.0
+    # Whether negative numbers make sense (amounts: refunds; capacity: never).
+    signed: bool = True
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,9 @@ class Table:
         raise KeyError(name)
 
 
-def _c(name: str, kind: Kind, required: bool = True, default: object = None) -> Column:
-    return Column(name, kind, required, default)
+def _c(name: str, kind: Kind, required: bool = True, default: object = None,
+       limit: float = 1e15, smallest: float = 0.0, signed: bool = True) -> Column:
+    return Column(name, kind, required, default, limit, smallest, signed)
 
 
 DEAL_STATUSES = ("open", "won", "lost")
@@ -51,7 +59,7 @@ TABLES: dict[str, Table] = {
         Table("managers", (
             _c("manager_id", "str"), _c("name", "str"), _c("email", "str", False),
             _c("region", "str", False), _c("team", "str", False),
-            _c("capacity", "float", False, 1.0), _c("active", "bool", False, True),
+            _c("capacity", "float", False, 1.0, limit=1000, smallest=0.01, signed=False), _c("active", "bool", False, True),
         ), key="manager_id", required=True),
         Table("clients", (
             _c("client_id", "str"), _c("name", "str"), _c("manager_id", "str", False),
@@ -59,7 +67,7 @@ TABLES: dict[str, Table] = {
         ), key="client_id"),
         Table("deals", (
             _c("deal_id", "str"), _c("client_id", "str", False), _c("manager_id", "str"),
-            _c("title", "str", False), _c("amount", "float", False), _c("currency", "str", False),
+            _c("title", "str", False), _c("amount", "float", False, limit=1e15), _c("currency", "str", False),
             _c("stage", "str"), _c("status", "str"), _c("created_at", "datetime"),
             _c("closed_at", "datetime", False), _c("loss_reason", "str", False),
             _c("source", "str", False), _c("region", "str", False),
@@ -67,7 +75,7 @@ TABLES: dict[str, Table] = {
         Table("stage_history", (
             _c("deal_id", "str"), _c("stage", "str"), _c("entered_at", "datetime"),
         ), key=None, required=True),
-        Table("stages", (_c("stage", "str"), _c("position", "int")), key="stage"),
+        Table("stages", (_c("stage", "str"), _c("position", "int", limit=1e9)), key="stage"),
         Table("emails", (
             _c("email_id", "str"), _c("client_id", "str"), _c("manager_id", "str", False),
             _c("deal_id", "str", False), _c("direction", "str"), _c("sent_at", "datetime"),

@@ -6,12 +6,12 @@ with the nearest known name, because a silently ignored mapping changes results.
 from __future__ import annotations
 
 import difflib
-import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crm.redact import has_secret, is_env_name
 from crm.schema import TABLES
 
 Scalar = str | bool | int | float
@@ -61,6 +61,7 @@ class SourceConfig(BaseModel):
       is absent (e.g. `currency = "USD"`); every filled cell is reported as a warning.
     - `tables` (kind "sql"): table -> a table name or a SELECT statement.
     - `stages`: the pipeline order when the data has no stages table.
+    - `max_file_mb`: a larger export file is refused with a clear error instead of filling memory.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -75,6 +76,11 @@ class SourceConfig(BaseModel):
     url: str | None = None
     tables: dict[str, str] = {}
     stages: list[str] | None = None
+    # Data whose newest record is older than this is stale: stalled deals, lead SLAs and
+    # silent clients are not judged on it, and admins are told once (crm.freshness).
+    stale_after_days: float = Field(3.0, gt=0, le=3650, allow_inf_nan=False)
+    # Files larger than this are refused before reading (memory: about 3x the file size).
+    max_file_mb: float = Field(default=1024, gt=0, le=1_000_000, allow_inf_nan=False)
 
     @field_validator("files", "tables")
     @classmethod
@@ -116,7 +122,8 @@ class SourceConfig(BaseModel):
             password = urlsplit(value).password
         except ValueError:
             password = None
-        if password:
+        # has_secret also sees `user:pw@host` without a scheme and `?password=` / `?token=`
+        if password or has_secret(value):
             raise ValueError(
                 "url: contains a password: put the whole URL in an environment variable "
                 "and name it in `url_env` instead"
@@ -126,8 +133,9 @@ class SourceConfig(BaseModel):
     @field_validator("url_env")
     @classmethod
     def _env_name_not_secret(cls, value: str | None) -> str | None:
-        """The URL (with its password) pasted where the variable's NAME belongs: refuse, never echo it."""
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        """The URL (with its password) or a token pasted where the variable's NAME belongs: refuse,
+        never echo it."""
+        if value is not None and not is_env_name(value):
             raise ValueError(
                 "url_env: must be the NAME of an environment variable (like CRM_PULSE_CRM_DB_URL), "
                 "not the URL itself: `export CRM_PULSE_CRM_DB_URL='<the URL>'` and write "

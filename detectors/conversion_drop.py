@@ -1,46 +1,76 @@
-"""conversion_drop: stage-to-stage conversion fell in a recent period against a baseline.
+"""conversion_drop: conversion from a stage to the next (or to won) fell, overall or in one segment.
 
-Method: conversion within a fixed horizon on fully observed entry cohorts.
-A deal belongs to the cohort of stage S when its first entry into S falls in the window; it
-"converted" when it reached any later stage, or was won, within `horizon_days` of that entry.
-Lost deals are failures (a competing event), never censored. The recent window ends
-`horizon_days` before `now`, so every deal in either cohort has had the full horizon to move on.
+Method: conversion within a horizon on fully observed entry cohorts. A deal belongs to the
+cohort of stage S when its first entry into S falls in the window; it "converted" when it
+reached ANY later stage, or was won, within the stage's horizon of that entry (so a deal that
+skips a newly inserted stage still counts as progress). Lost deals are failures, never
+censored. The recent window ends one horizon before `now`, so every deal of both cohorts had
+the full horizon to move on and a rise in deal volume cannot fake a drop.
 
-Why this and not "share that moved on so far": deals that entered last week have not had time
-to move on, so the raw share is always lower for young cohorts and reports a drop whenever deal
-volume rises. With every cohort observed for the same fixed horizon, volume cannot bias the
-rate; the price is that a drop is seen `horizon_days` later, which `horizon_days` tunes.
-A Kaplan-Meier / cumulative-incidence estimate would see drops sooner but is harder to explain
-to a director in one sentence ("of deals that reached Proposal in May, 41% reached Contract
-within 30 days").
+The horizon is learned per stage (`prepare`): the time by which `horizon_quantile` of the deals
+that move on have moved on, from the Aalen-Johansen cumulative incidence of "moved on" (lost is a
+competing event, open deals are censored at `as_of`), clamped to [min_horizon_days,
+max_horizon_days]; the product-limit sums run over hourly bins (bincount, no sort). A stage
+where deals move within 5 days is judged a week (the floor) after its cohort ends, not 30 days.
+Facts say which horizon was used and whether it was learned or a configured bound.
 
-Tests: every adjacent pair of `CrmData.stages` plus last stage -> won, overall and per segment
-(`segments`), one-sided Fisher exact, Benjamini-Hochberg across every test of the run. An
-insight fires for a stage pair only when the overall drop has enough deals on both sides, is
-large relatively and absolutely, and survives the correction. Its `drivers` are the segments
-that carry most of the drop (share_of_drop: how much of the overall drop disappears if that
-segment had kept its baseline rate).
+Tests, three separate Benjamini-Hochberg families, so switching segments on never weakens the
+headline test:
+- overall: one one-sided Fisher test per stage pair (level `fdr`);
+- segments: one per stage pair x segment (level `segment_fdr`), for drops confined to a segment;
+- drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step).
+When the baseline's weekly cohorts swing more than chance allows (calendar effects: quarter
+ends, campaigns; Pearson chi-square / dof around their linear trend), every count of the
+pair is divided by that dispersion before testing (quasi-binomial), so a low month of a
+swinging pipeline is not read as a drop; facts["overdispersion"] says by how much.
 
-When stage_history was derived from deals (no real history), there is nothing to measure:
-the detector returns no insights; `skip_reason(data)` says why for the scan summary.
+An insight needs enough deals, a relative drop, a cost of at least `min_lost_per_month`
+conversions a month, and its test surviving its family's correction. On a company where
+nothing changes, the overall family still fires on about `fdr` of the scans (one in 20 at
+0.05 with four or five stage pairs): a 9.9% -> 7.5% win-rate drop on ~1,100 recent deals has
+p ~ 0.01, so a stricter default would miss it. The segment families run at `segment_fdr`.
 
-A scan reads only history from the baseline start on ("first entry" = first since then), which
-on years of history skips most rows. Backtest calls `prepare` once and `detect_at` per day.
+Kinds of insight (facts["kind"]):
+- "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
+  than the rest's, both in points and relatively (intersection-union of two one-sided z-tests,
+  so a drop that is uniform on either scale names nobody); a second driver only when it still
+  stands out after the first driver's deals are removed (a manager who merely had more deals
+  from the failing source is not blamed).
+- "mix_shift": the raw rate fell, but within the segments of some dimension it held (the
+  Cochran-Mantel-Haenszel test of the within-segment drop is not significant, or the drop at
+  the baseline mix is not material) and the mix moved towards segments that convert worse.
+  Worded as a change in where deals come from; no segment is said to fall.
+- "segment_drop": the pair held overall but one segment fell on its own. Not reported for a
+  pair that already has an overall insight (there it can only be a driver). Confounded
+  segments (a manager whose deals are mostly from the failing source) are dropped by testing
+  each further segment only on the deals outside the segments already reported.
+
+When stage history was derived from deals (no real history), the stage-to-stage pairs cannot be
+measured (a Need part says so) and conversion to won is measured from deal outcomes instead:
+cohorts by created_at, won within the horizon via closed_at.
+
+Backtest: `prepare` (once) does the joins, sorting and horizon learning; `detect_at` (per day)
+only slices sorted arrays. The horizon is learned as of `as_of` (a scan passes `now`; without it
+the newest timestamp in the data). A backtest that prepares once therefore waits, on every
+replayed day, as long as deals of the whole export took to move on: this is a property of the
+pipeline, not of the compared rates, and both cohorts of a day use the same horizon, so it
+cannot plant a drop; pass `as_of` = the replay start to learn only from history before it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
+from scipy.special import ndtr
 
 from crm.data import CrmData
 from crm.schema import TABLES
 from detectors.insight import Audience, Insight
-from detectors.registry import DetectorSpec, register
+from detectors.registry import DetectorSpec, Need, register
 from detectors.stats import (
     NAT_NS, NS_PER_DAY, PROPORTION_METHOD, bh_qvalues, iso_date, positions, proportion_drop_pvalues,
     to_ns, ts_ns,
@@ -48,23 +78,32 @@ from detectors.stats import (
 
 NAME = "conversion_drop"
 WON = "won"
+CREATED = "created"  # the cohort basis when stage history is derived: deals by creation date
 _NEVER = np.iinfo(np.int64).max  # "did not happen" in first-entry matrices
+DAYS_PER_MONTH = 30.44
 
 DIMENSION_NAMES = {"manager_id": "manager"}  # how a segment column is called for people
+MIX_METHOD = "cochran_mantel_haenszel_one_sided"
+DRIVER_METHOD = "segment_vs_rest_drop_difference_and_ratio_z"
 
 
 class ConversionDropSpec(DetectorSpec):
-    """Thresholds of conversion_drop; defaults fire only on a clear, significant drop."""
+    """Thresholds of conversion_drop; defaults fire only on a clear, significant, costly drop."""
 
-    horizon_days: int = Field(30, ge=1, le=365, description="a deal converts if it moves on within this many days of entering the stage")
-    recent_days: int = Field(28, ge=7, le=365, description="length of the recent cohort window (it ends horizon_days before now)")
+    min_horizon_days: int = Field(7, ge=1, le=365, description="the learned horizon is at least this many days")
+    max_horizon_days: int = Field(30, ge=1, le=365, description="the learned horizon is at most this many days (also used when too few deals moved on to learn it)")
+    horizon_quantile: float = Field(0.9, gt=0, lt=1, description="the horizon is the time by which this share of the deals that move on have moved on")
+    min_horizon_movers: int = Field(30, ge=1, description="deals that moved on needed to learn a stage's horizon; fewer -> max_horizon_days")
+    recent_days: int = Field(28, ge=7, le=365, description="length of the recent cohort window (it ends one horizon before now)")
     baseline_days: int = Field(91, ge=7, le=1095, description="length of the baseline window just before the recent one")
-    min_deals: int = Field(30, ge=1, description="deals needed in each of the two cohorts")
+    min_deals: int = Field(30, ge=1, description="deals needed in each of the two cohorts of a stage pair")
     min_relative_drop: float = Field(0.15, gt=0, lt=1, description="(baseline - recent) / baseline at least this")
-    min_absolute_drop: float = Field(0.05, gt=0, lt=1, description="baseline - recent at least this (0.05 = 5 points)")
-    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate across all tests of a run")
+    min_absolute_drop: float = Field(0.0, ge=0, lt=1, description="optional floor: baseline - recent at least this (0 = off; impact decides)")
+    min_lost_per_month: float = Field(3.0, ge=0, description="the drop costs at least this many conversions a month (drop x recent deals a month)")
+    fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
+    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the segment tests and of the driver tests (their own families)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
-    min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
+    min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be reported or named as a driver")
     min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
     max_drivers: int = Field(3, ge=0, le=10, description="name at most this many driving segments")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
@@ -78,16 +117,36 @@ class ConversionDropSpec(DetectorSpec):
             raise ValueError(f"unknown deal column(s) {bad}; choose from {sorted(deal_cols)}")
         return v
 
+    @model_validator(mode="after")
+    def _bounds(self) -> "ConversionDropSpec":
+        if self.max_horizon_days < self.min_horizon_days:
+            raise ValueError(f"max_horizon_days ({self.max_horizon_days}) must be >= min_horizon_days ({self.min_horizon_days})")
+        return self
+
+
+class _RealHistory(Need):
+    """Met when stage_history came from the source, not derived from deals' creation."""
+
+    def met(self, data: CrmData) -> bool:
+        return not data.stage_history_derived
+
+    def line(self, data: CrmData) -> str:
+        return (f"{self.part}: not checked, needs a real stage history (stage_history.csv; it was "
+                f"derived from {data.origins.get('deals', 'deals.csv')}); conversion to won is "
+                "measured from deal outcomes instead")
+
+
+STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")
+
 
 def skip_reason(data: CrmData) -> str | None:
     """One line saying why this detector cannot say anything about `data`, or None."""
-    if data.stage_history_derived:
-        return ("no stage history: it was derived from deals' creation, so conversion between "
-                "stages cannot be measured (provide stage_history.csv)")
-    if len(data.stages) < 1:
+    if not data.stage_history_derived and len(data.stages) < 1:
         return "no pipeline stages known (provide stages.csv or source.stages in config)"
     return None
 
+
+# --- the day-independent part ---------------------------------------------------------------
 
 def _first_entries(data: CrmData, since: int) -> np.ndarray:
     """Matrix deals x (stages + won) of first-entry times in ns; _NEVER where never entered.
@@ -108,14 +167,85 @@ def _first_entries(data: CrmData, since: int) -> np.ndarray:
         s = positions(sh["stage"][recent], pd.Series(stages, dtype=sh["stage"].dtype))  # unknown stage -> -1
         ok = (d >= 0) & (s >= 0)
         np.minimum.at(mat.reshape(-1), d[ok] * n_cols + s[ok], t[ok])
-    won = (deals["status"] == WON).to_numpy(dtype=bool, na_value=False)
-    closed = to_ns(deals["closed_at"]) if "closed_at" in deals else np.full(n_deals, NAT_NS)
-    won_at = np.where(closed != NAT_NS, closed, _NEVER)
+    won = _status(deals, WON)
+    won_at = _closed(deals)
     # A won deal without a close date was won at some time after its last recorded entry.
     last_seen = np.where(mat[:, :-1] == _NEVER, np.iinfo(np.int64).min, mat[:, :-1]).max(axis=1)
     won_at = np.where(won_at == _NEVER, last_seen, won_at)
     mat[:, -1] = np.where(won, won_at, _NEVER)
     return mat
+
+
+def _status(deals: pd.DataFrame, status: str) -> np.ndarray:
+    return (deals["status"] == status).to_numpy(dtype=bool, na_value=False)
+
+
+def _closed(deals: pd.DataFrame) -> np.ndarray:
+    closed = to_ns(deals["closed_at"]) if "closed_at" in deals else np.full(len(deals), NAT_NS)
+    return np.where(closed != NAT_NS, closed, _NEVER)
+
+
+def _newest(data: CrmData) -> int:
+    """The newest timestamp in the data (ns): what a horizon can be learned up to."""
+    best = NAT_NS
+    for frame, col in ((data.stage_history, "entered_at"), (data.deals, "created_at"), (data.deals, "closed_at")):
+        if frame is not None and col in frame and len(frame):
+            best = max(best, int(to_ns(frame[col]).max()))
+    return best
+
+
+def _learn_horizon(entry: np.ndarray, moved: np.ndarray, lost: np.ndarray, as_of: int,
+                   spec: ConversionDropSpec) -> tuple[int, str, int]:
+    """(horizon days, source, movers) for one stage, from deals that entered it before `as_of`.
+
+    Aalen-Johansen: moving on and being lost compete, deals still open at `as_of` are censored.
+    The horizon is the time by which `horizon_quantile` of the deals that move on within twice
+    the upper bound have done so. source: "learned", "min"/"max" (clamped), or "default" (too
+    few deals moved on to learn anything: the upper bound is used).
+    """
+    span = _learn_span(spec)
+    inside = (entry != _NEVER) & (entry < as_of) & (entry >= as_of - span)
+    e, m, lo = entry[inside], moved[inside], lost[inside]
+    m_ok = m <= as_of  # _NEVER is never <= as_of
+    l_ok = (lo <= as_of) & ~(m_ok & (m <= lo))
+    kind = np.where(l_ok, 2, np.where(m_ok, 1, 0))  # l_ok already excludes "moved before lost"
+    end = np.where(kind == 1, m, np.where(kind == 2, lo, as_of))
+    dur = np.maximum(end - e, 0)
+    movers = int((kind == 1).sum())
+    top = spec.max_horizon_days
+    if movers < spec.min_horizon_movers:
+        return top, "default", movers
+    # Product-limit over hourly bins (ties within an hour are simultaneous, as for grouped
+    # data): bincount instead of a sort, so a million entries cost milliseconds.
+    hour = NS_PER_DAY // 24
+    limit = 2 * top * 24  # hours
+    b = np.minimum(dur // hour, limit + 1)
+    at_risk = np.cumsum(np.bincount(b, minlength=limit + 2)[::-1])[::-1][: limit + 1]
+    inside_limit = b <= limit
+    d_move = np.bincount(b[inside_limit & (kind == 1)], minlength=limit + 1)[: limit + 1]
+    d_all = np.bincount(b[inside_limit & (kind != 0)], minlength=limit + 1)[: limit + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hazard_all = np.where(at_risk > 0, d_all / at_risk, 0.0)
+        hazard_move = np.where(at_risk > 0, d_move / at_risk, 0.0)
+    surv = np.cumprod(1.0 - hazard_all)
+    before = np.concatenate([[1.0], surv[:-1]])
+    cif = np.cumsum(before * hazard_move)
+    plateau = cif[-1]
+    if plateau <= 0:
+        return top, "default", movers
+    k = int(np.searchsorted(cif, spec.horizon_quantile * plateau - 1e-12, side="left"))
+    days = math.ceil((k + 1) / 24)
+    days = max(days, 1)
+    if days < spec.min_horizon_days:
+        return spec.min_horizon_days, "min", movers
+    if days > top:
+        return top, "max", movers
+    return days, "learned", movers
+
+
+def _learn_span(spec: ConversionDropSpec) -> int:
+    """How far back entries are read for learning and testing (ns)."""
+    return (spec.max_horizon_days + 1 + spec.recent_days + spec.baseline_days) * NS_PER_DAY
 
 
 def _segment_codes(deals: pd.DataFrame, column: str) -> tuple[np.ndarray, pd.Index] | None:
@@ -133,11 +263,14 @@ def _segment_label(dimension: str, value: str, manager_names: dict[str, str]) ->
 
 @dataclass
 class Cohorts:
-    """The deals that ever entered one stage, sorted by that entry: each day's baseline and
-    recent cohorts are then two slices found by binary search."""
+    """The deals that ever entered one stage (or were created), sorted by that entry: each day's
+    baseline and recent cohorts are then two slices found by binary search."""
 
-    from_stage: str
+    from_stage: str | None  # None when the cohort is deals by creation date
     to_stage: str
+    horizon_days: int
+    horizon_source: str  # learned | min | max | default
+    movers: int  # deals that moved on, the horizon was learned from
     rows: np.ndarray  # deal rows, by entry time
     entry: np.ndarray  # first-entry ns, ascending
     converted: np.ndarray  # moved on within the horizon (does not depend on the day)
@@ -154,179 +287,591 @@ class Prepared:
     seg_dims: dict[str, tuple[np.ndarray, pd.Index]]
     manager_names: dict[str, str]
     deal_ids: pd.Series
+    as_of: int
+    derived: bool
 
 
-def _windows(spec: ConversionDropSpec, now: datetime) -> tuple[int, int, int, int]:
-    """(horizon, base_start, recent_start, recent_end) in ns, whole UTC days, so every scan of
-    one day sees the same cohorts and the dates never overlap."""
-    horizon = spec.horizon_days * NS_PER_DAY
-    recent_end = (ts_ns(now) - horizon) // NS_PER_DAY * NS_PER_DAY
+def _windows(spec: ConversionDropSpec, horizon_days: int, now: datetime) -> tuple[int, int, int]:
+    """(base_start, recent_start, recent_end) in ns for one stage, whole UTC days, so every scan
+    of one day sees the same cohorts and the dates never overlap."""
+    recent_end = (ts_ns(now) - horizon_days * NS_PER_DAY) // NS_PER_DAY * NS_PER_DAY
     recent_start = recent_end - spec.recent_days * NS_PER_DAY
-    return horizon, recent_start - spec.baseline_days * NS_PER_DAY, recent_start, recent_end
+    return recent_start - spec.baseline_days * NS_PER_DAY, recent_start, recent_end
 
 
-def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None) -> Prepared | None:
-    """The day-independent part; None when there is nothing to measure (see skip_reason).
+def _cohorts(from_stage, to_stage, entry, reached, lost_at, as_of, spec, seg_dims) -> Cohorts:
+    rows = np.flatnonzero(entry != _NEVER)
+    rows = rows[np.argsort(entry[rows], kind="stable")]
+    e, r = entry[rows], reached[rows]
+    a, b = np.searchsorted(e, [as_of - _learn_span(spec), as_of], side="left")
+    horizon, source, movers = _learn_horizon(e[a:b], r[a:b], lost_at[rows[a:b]], as_of, spec)
+    converted = (r != _NEVER) & (r - e <= horizon * NS_PER_DAY)
+    return Cohorts(
+        from_stage=from_stage, to_stage=to_stage, horizon_days=horizon, horizon_source=source, movers=movers,
+        rows=rows, entry=e, converted=converted,
+        converted_before=np.concatenate([[0], np.cumsum(converted, dtype=np.int64)]),
+        codes={dim: codes[rows] for dim, (codes, _u) in seg_dims.items()},
+    )
 
-    `since` (ns) skips older history: a scan passes its baseline start, backtest reads it all.
+
+def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
+            as_of: int | None = None) -> Prepared | None:
+    """The day-independent part; None when there is nothing to measure.
+
+    `since` (ns) skips older history: a scan passes its earliest window start, backtest reads
+    it all. `as_of` (ns): horizons are learned from what was known then (default: the newest
+    timestamp in the data).
     """
     deals = data.deals
     if skip_reason(data) is not None or deals is None or len(deals) == 0:
         return None
-    first = _first_entries(data, since=NAT_NS + 1 if since is None else since)
-    later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
-    horizon = spec.horizon_days * NS_PER_DAY
+    newest = _newest(data)
+    if newest == NAT_NS:  # no timestamps at all: nothing can be measured
+        return None
+    as_of = newest if as_of is None else min(as_of, newest)
     seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
-    stages = list(data.stages)
+    lost_at = np.where(_status(deals, "lost"), _closed(deals), _NEVER)
     pairs = []
-    for i, from_stage in enumerate(stages):
-        entry = first[:, i]
-        rows = np.flatnonzero(entry != _NEVER)
-        rows = rows[np.argsort(entry[rows], kind="stable")]
-        e, reached = entry[rows], later[rows, i + 1]
-        converted = (reached != _NEVER) & (reached - e <= horizon)
-        pairs.append(Cohorts(
-            from_stage=from_stage, to_stage=stages[i + 1] if i + 1 < len(stages) else WON,
-            rows=rows, entry=e, converted=converted,
-            converted_before=np.concatenate([[0], np.cumsum(converted, dtype=np.int64)]),
-            codes={dim: codes[rows] for dim, (codes, _u) in seg_dims.items()},
-        ))
+    if data.stage_history_derived:
+        # Conversion to won from outcomes: created_at cohorts, won (at closed_at) within the horizon.
+        created = to_ns(deals["created_at"])
+        created = np.where(created == NAT_NS, _NEVER, created)
+        won_at = np.where(_status(deals, WON), _closed(deals), _NEVER)
+        pairs.append(_cohorts(None, WON, created, won_at, lost_at, as_of, spec, seg_dims))
+    else:
+        first = _first_entries(data, since=NAT_NS + 1 if since is None else since)
+        later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
+        stages = list(data.stages)
+        for i, from_stage in enumerate(stages):
+            to_stage = stages[i + 1] if i + 1 < len(stages) else WON
+            pairs.append(_cohorts(from_stage, to_stage, first[:, i], later[:, i + 1], lost_at, as_of, spec, seg_dims))
     return Prepared(
         spec=spec, pairs=pairs, seg_dims=seg_dims,
         manager_names=dict(zip(data.managers["manager_id"], data.managers["name"])),
-        deal_ids=deals["deal_id"],
+        deal_ids=deals["deal_id"], as_of=as_of, derived=data.stage_history_derived,
     )
 
 
-@register(NAME, ConversionDropSpec, requires=(), summary="stage-to-stage conversion dropped (recent vs baseline, fully observed cohorts)")
-def detect(data: CrmData, spec: ConversionDropSpec, now: datetime) -> list[Insight]:
-    return detect_at(prepare(data, spec, since=_windows(spec, now)[1]), now)
+@register(NAME, ConversionDropSpec, requires=(),
+          summary="conversion fell, overall or in one segment (recent vs baseline, fully observed cohorts)",
+          needs=(STAGE_PAIRS,))
+def detect(data: CrmData, spec: ConversionDropSpec, now: datetime, with_evidence: bool = True) -> list[Insight]:
+    now_ns = ts_ns(now)
+    newest = _newest(data)
+    as_of = now_ns if newest == NAT_NS else min(now_ns, newest)
+    since = min(_windows(spec, spec.max_horizon_days, now)[0], as_of - _learn_span(spec))
+    return detect_at(prepare(data, spec, since=since, as_of=now_ns), now, with_evidence=with_evidence)
 
 
-def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
+# --- statistics -------------------------------------------------------------------------------
+
+@dataclass
+class Counts:
+    """Converted / deals in the baseline and recent cohorts (arrays: one cell per segment)."""
+
+    bx: np.ndarray
+    bn: np.ndarray
+    rx: np.ndarray
+    rn: np.ndarray
+
+    def rates(self) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.bx / self.bn, self.rx / self.rn
+
+
+def _seg_counts(codes_b, conv_b, codes_r, conv_r, k: int) -> Counts:
+    """Per segment counts; the missing value (-1) is the extra cell k (a stratum, never named)."""
+    cb, cr = np.where(codes_b < 0, k, codes_b), np.where(codes_r < 0, k, codes_r)
+    return Counts(np.bincount(cb[conv_b], minlength=k + 1), np.bincount(cb, minlength=k + 1),
+                  np.bincount(cr[conv_r], minlength=k + 1), np.bincount(cr, minlength=k + 1))
+
+
+def _cmh_pvalue(c: Counts, phi: float = 1.0) -> float:
+    """One-sided CMH: the recent rate is lower than the baseline within strata (segments);
+    the variance is widened by the pair's overdispersion `phi`."""
+    n = c.bn + c.rn
+    m1 = c.bx + c.rx
+    ok = n > 1
+    if not ok.any():
+        return 1.0
+    n, m1, rn, bn, rx = n[ok], m1[ok], c.rn[ok], c.bn[ok], c.rx[ok]
+    expected = rn * m1 / n
+    var = rn * bn * m1 * (n - m1) / (n * n * (n - 1.0))
+    if var.sum() <= 0:
+        return 1.0
+    z = (rx.sum() - expected.sum() + 0.5) / math.sqrt(var.sum() * phi)
+    return float(ndtr(z))
+
+
+def _interaction_pvalues(seg: Counts, total: Counts) -> np.ndarray:
+    """p that each segment's drop is larger than the rest's, in points AND relatively.
+
+    Two one-sided z-tests (difference of the two drops; difference of the two log rate
+    ratios), the larger p counts (intersection-union), so a drop that is uniform in either
+    sense names nobody. Rates are smoothed by half a deal; the variance of the segment's recent
+    rate is taken at the rate the null implies (its baseline rate moved like the rest's), as a
+    score test does: with 2 won of 20 the observed rate would make the log scale powerless.
+    """
+    rest = Counts(total.bx - seg.bx, total.bn - seg.bn, total.rx - seg.rx, total.rn - seg.rn)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        def sm(x, n):
+            return (x + 0.5) / (n + 1.0)
+        ps_b, ps_r, pr_b, pr_r = sm(seg.bx, seg.bn), sm(seg.rx, seg.rn), sm(rest.bx, rest.bn), sm(rest.rx, rest.rn)
+        n_sb, n_sr, n_rb, n_rr = seg.bn + 1.0, seg.rn + 1.0, rest.bn + 1.0, rest.rn + 1.0
+        floor = 0.5 / n_sr
+
+        def var_diff(p, n):
+            return p * (1 - p) / n
+
+        def var_log(p, n):
+            return (1 - p) / (n * p)
+
+        null_diff = np.clip(ps_b - (pr_b - pr_r), floor, 1 - floor)
+        z1 = ((ps_b - ps_r) - (pr_b - pr_r)) / np.sqrt(
+            var_diff(ps_b, n_sb) + var_diff(null_diff, n_sr) + var_diff(pr_b, n_rb) + var_diff(pr_r, n_rr))
+        null_ratio = np.clip(ps_b * pr_r / pr_b, floor, 1 - floor)
+        z2 = (np.log(pr_r / pr_b) - np.log(ps_r / ps_b)) / np.sqrt(
+            var_log(ps_b, n_sb) + var_log(null_ratio, n_sr) + var_log(pr_b, n_rb) + var_log(pr_r, n_rr))
+        p = np.maximum(ndtr(-z1), ndtr(-z2))
+    ok = (rest.bn > 0) & (rest.rn > 0) & (seg.bn > 0) & (seg.rn > 0)
+    return np.where(ok & np.isfinite(p), p, 1.0)
+
+
+def _confined_pvalues(seg: Counts, total: Counts, phi: float = 1.0) -> np.ndarray:
+    """p that each segment fell AND fell more than the rest of its pair (intersection-union:
+    the larger p). A segment of a drop that hit everyone is not "confined" to it. The pair's
+    overdispersion `phi` widens the segment's own test (a calendar swing moves every segment),
+    not the comparison with the rest (it cancels there)."""
+    d = _deflate(seg, phi)
+    own = proportion_drop_pvalues(d.bx, d.bn, d.rx, d.rn)
+    return np.maximum(own, _interaction_pvalues(seg, total))
+
+
+def _dispersion(entry: np.ndarray, converted: np.ndarray, start: int) -> float:
+    """Quasi-binomial dispersion of the baseline's weekly cohorts around their linear trend
+    (Pearson chi-square / dof, less its chance margin); 1.0 when they vary as chance allows.
+
+    Real pipelines swing with the calendar (quarter-end closing, campaigns): then a recent
+    month differs from the baseline more often than the binomial model says, and every count
+    is divided by phi before the test, as a quasi-binomial model would. The trend is taken out
+    first, so a decline that has already begun within the baseline is not mistaken for noise.
+    """
+    week = ((entry - start) // (7 * NS_PER_DAY)).astype(np.int64)
+    if len(week) == 0:
+        return 1.0
+    n = np.bincount(week)
+    x = np.bincount(week[converted], minlength=len(n))
+    ok = n > 0
+    weeks = int(ok.sum())
+    p = x.sum() / n.sum()
+    if weeks < 5 or not 0 < p < 1:
+        return 1.0
+    t, nw, rate = np.flatnonzero(ok).astype(float), n[ok].astype(float), x[ok] / n[ok]
+    tm, rm = (nw * t).sum() / nw.sum(), (nw * rate).sum() / nw.sum()  # weighted least squares line
+    slope = (nw * (t - tm) * (rate - rm)).sum() / (nw * (t - tm) ** 2).sum()
+    fit = rm + slope * (t - tm)
+    chi2 = float((nw * (rate - fit) ** 2).sum() / (p * (1 - p)))
+    dof = weeks - 2
+    # The ratio is noisy (sd sqrt(2/dof) under the binomial model): take it only beyond what
+    # chance gives one time in 20, so it neither flips on and off from day to day nor costs a
+    # binomial pipeline any power.
+    return max(1.0, chi2 / dof - 1.645 * math.sqrt(2.0 / dof))
+
+
+def _deflate(c: Counts, phi) -> Counts:
+    """Counts divided by the dispersion (effective sample sizes; phi a number or one per
+    cell), as whole deals."""
+    if np.all(np.asarray(phi) <= 1.0):
+        return c
+    bn, rn = np.round(c.bn / phi).astype(np.int64), np.round(c.rn / phi).astype(np.int64)
+    return Counts(np.minimum(np.round(c.bx / phi).astype(np.int64), bn), bn,
+                  np.minimum(np.round(c.rx / phi).astype(np.int64), rn), rn)
+
+
+def _lost_per_month(br, rr, rn, recent_days: int):
+    return (br - rr) * rn * DAYS_PER_MONTH / recent_days
+
+
+def _material(br, rr, rn, spec: ConversionDropSpec):
+    """Relative drop, optional absolute floor, and cost in conversions a month (vectorised)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(br > 0, (br - rr) / br, 0.0)
+    return ((rel >= spec.min_relative_drop) & (br - rr >= spec.min_absolute_drop) & (br - rr > 0)
+            & (_lost_per_month(br, rr, rn, spec.recent_days) >= spec.min_lost_per_month))
+
+
+# --- the per-day part -------------------------------------------------------------------------
+
+@dataclass
+class _Pair:
+    """One stage pair on one day: its slices and counts."""
+
+    index: int
+    c: Cohorts
+    base_start: int
+    recent_start: int
+    recent_end: int
+    lo: int
+    mid: int
+    hi: int
+    total: Counts
+    segs: dict[str, Counts]  # per dimension, the last cell = no value
+    phi: float = 1.0  # overdispersion of the baseline's weekly rates (1 = binomial)
+    p: float = float("nan")
+    q: float = float("nan")
+
+
+def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True) -> list[Insight]:
     """The insights as of `now` from a prepared state (scan and backtest both end here)."""
     if state is None or not state.pairs:
         return []
-    spec, seg_dims = state.spec, state.seg_dims
-    manager_names = state.manager_names
-    horizon, base_start, recent_start, recent_end = _windows(spec, now)
-
-    # One row per test: pair index, dimension (None = overall), segment code, counts.
-    cols: dict[str, list] = {"pair": [], "dim": [], "seg": [], "bx": [], "bn": [], "rx": [], "rn": []}
-
-    def add(pair: int, dim: str | None, seg, bx, bn, rx, rn) -> None:
-        n = len(seg)
-        cols["pair"].append(np.full(n, pair, dtype=np.int64))
-        cols["dim"].append(np.full(n, dim, dtype=object))
-        for key, v in (("seg", seg), ("bx", bx), ("bn", bn), ("rx", rx), ("rn", rn)):
-            cols[key].append(np.asarray(v, dtype=np.int64))
-
-    slices = []
+    spec = state.spec
+    pairs: list[_Pair] = []
+    blocks: list[tuple[int, str, np.ndarray, Counts]] = []  # (pair, dim, segments, their counts) tested
     for i, c in enumerate(state.pairs):
-        lo, mid, hi = np.searchsorted(c.entry, [base_start, recent_start, recent_end], side="left")
-        slices.append((lo, mid, hi))
+        base_start, recent_start, recent_end = _windows(spec, c.horizon_days, now)
+        lo, mid, hi = (int(x) for x in np.searchsorted(c.entry, [base_start, recent_start, recent_end], side="left"))
         cb = c.converted_before
-        add(i, None, [-1], [cb[mid] - cb[lo]], [mid - lo], [cb[hi] - cb[mid]], [hi - mid])
+        total = Counts(*(np.array([v], dtype=np.int64) for v in (cb[mid] - cb[lo], mid - lo, cb[hi] - cb[mid], hi - mid)))
         conv_b, conv_r = c.converted[lo:mid], c.converted[mid:hi]
-        for dim, (_codes, uniques) in seg_dims.items():
-            k = len(uniques)
-            code_b, code_r = c.codes[dim][lo:mid], c.codes[dim][mid:hi]
-            vb, vr = code_b >= 0, code_r >= 0
-            bn = np.bincount(code_b[vb], minlength=k)
-            bx = np.bincount(code_b[vb & conv_b], minlength=k)
-            rn = np.bincount(code_r[vr], minlength=k)
-            rx = np.bincount(code_r[vr & conv_r], minlength=k)
-            s = np.flatnonzero((bn > 0) | (rn > 0))
-            add(i, dim, s, bx[s], bn[s], rx[s], rn[s])
+        segs = {dim: _seg_counts(c.codes[dim][lo:mid], conv_b, c.codes[dim][mid:hi], conv_r, len(u))
+                for dim, (_codes, u) in state.seg_dims.items()}
+        phi = _dispersion(c.entry[lo:mid], conv_b, base_start)
+        pairs.append(_Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs, phi))
+        for dim, sc in segs.items():
+            k = len(sc.bn) - 1
+            ok = np.flatnonzero((sc.bn[:k] >= spec.min_segment_deals) & (sc.rn[:k] >= spec.min_segment_deals))
+            if len(ok):
+                blocks.append((i, dim, ok, Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok])))
+    # Every segment test of the day in one vectorised call (pair totals and dispersion per row).
+    seg_rows = _SegmentRows.of(blocks, pairs)
 
-    arr = {k: np.concatenate(v) for k, v in cols.items()}
-    # Only cells where a drop could fire count as tests: fewer tests, less correction. The
-    # others need no p-value either (drivers read q, which only tests have).
-    testable = (arr["bn"] >= spec.min_deals) & (arr["rn"] >= spec.min_deals)
-    arr["p"] = np.full(len(testable), np.nan)
-    arr["q"] = np.full(len(testable), np.nan)
-    if testable.any():
-        arr["p"][testable] = proportion_drop_pvalues(arr["bx"][testable], arr["bn"][testable],
-                                                     arr["rx"][testable], arr["rn"][testable])
-        arr["q"][testable] = bh_qvalues(arr["p"][testable])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        arr["br"] = arr["bx"] / arr["bn"]
-        arr["rr"] = arr["rx"] / arr["rn"]
-    tests: pd.DataFrame | None = None  # the table, built only when some pair drops (for its drivers)
+    # Family 1: the overall test of every stage pair with enough deals.
+    testable = [p for p in pairs if p.total.bn[0] >= spec.min_deals and p.total.rn[0] >= spec.min_deals]
+    if testable:
+        ps = proportion_drop_pvalues(*(np.concatenate([getattr(_deflate(p.total, p.phi), a) for p in testable])
+                                       for a in ("bx", "bn", "rx", "rn")))
+        for p, pv, qv in zip(testable, ps, bh_qvalues(ps)):
+            p.p, p.q = float(pv), float(qv)
+    # Family 2: every segment of every pair (a drop confined to one segment).
+    seg_q = bh_qvalues(seg_rows.p) if len(seg_rows.p) else np.array([])
 
     out: list[Insight] = []
-    for k in np.flatnonzero(testable & (arr["seg"] == -1)):  # the overall test of each pair
-        t = SimpleNamespace(**{c: v[k] for c, v in arr.items()})
-        abs_drop = t.br - t.rr
-        rel_drop = abs_drop / t.br if t.br > 0 else 0.0
-        if not (abs_drop >= spec.min_absolute_drop and rel_drop >= spec.min_relative_drop and t.q <= spec.fdr):
+    reported: set[int] = set()
+    for p in testable:
+        br, rr = p.total.rates()
+        if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
-        if tests is None:
-            tests = pd.DataFrame(arr)
-        seg_rows = tests[(tests["pair"] == t.pair) & tests["dim"].notna()]
-        drivers = _drivers(seg_rows, t, seg_dims, manager_names, spec)
-        c = state.pairs[t.pair]
-        lo, mid, hi = slices[t.pair]
-        weekly = _weekly(c.entry[lo:hi], c.converted[lo:hi], base_start, recent_end)
-        evidence = sorted(state.deal_ids.iloc[c.rows[mid:hi][~c.converted[mid:hi]]].tolist())[: spec.max_evidence]
-        severity = "critical" if rel_drop >= 2 * spec.min_relative_drop and abs_drop >= 2 * spec.min_absolute_drop else "warning"
-        from_stage, to_stage = c.from_stage, c.to_stage
-        facts = {
-            "from_stage": from_stage, "to_stage": to_stage, "to_won": to_stage == WON,
-            "baseline_rate": round(float(t.br), 4), "recent_rate": round(float(t.rr), 4),
-            "baseline_n": int(t.bn), "recent_n": int(t.rn),
-            "baseline_converted": int(t.bx), "recent_converted": int(t.rx),
-            "relative_drop": round(float(rel_drop), 4),
-            "baseline_start": iso_date(base_start), "baseline_end": iso_date(recent_start - 1),
-            "recent_start": iso_date(recent_start), "recent_end": iso_date(recent_end - 1),
-            "horizon_days": spec.horizon_days,
-            "p_value": float(t.p), "q_value": float(t.q), "method": PROPORTION_METHOD,
-            "tests_in_run": int(testable.sum()),
-            "drivers": drivers, "weekly": weekly,
-        }
-        out.append(Insight(
-            detector=NAME, severity=severity, audience=Audience("director"),
-            subject={"from_stage": from_stage, "to_stage": to_stage},
-            facts=facts, evidence={"deal_ids": evidence},
-        ))
+        reported.add(p.index)
+        mix, explains = _mix_shift(p, state, spec)
+        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence))
+    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence))
     return out
 
 
-def _drivers(seg_rows: pd.DataFrame, overall, seg_dims, manager_names, spec: ConversionDropSpec) -> list[dict]:
-    """Segments that carry most of the overall drop, largest share first."""
-    drop = overall.br - overall.rr
-    if drop <= 0 or seg_rows.empty:
+def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dict | None, bool]:
+    """(the mix change that pulled the rate down most, whether it explains the drop).
+
+    For each dimension: the recent rate at the baseline mix (direct standardisation over the
+    segments seen in both periods) and a CMH test of the within-segment drop. The drop IS a mix
+    shift when, for some dimension, the within-segment drop is not significant or not material
+    and the mix accounts for at least half of the raw drop. Otherwise a mix change that still
+    accounts for a quarter of the drop is returned as context for a real drop.
+    """
+    br, rr = (float(x[0]) for x in p.total.rates())
+    raw = br - rr
+    best, best_explains = None, False
+    for dim, sc in p.segs.items():
+        both = (sc.bn > 0) & (sc.rn > 0)
+        if both.sum() < 2:
+            continue
+        sbr, srr = sc.rates()
+        w = sc.bn[both] / sc.bn[both].sum()
+        adj_base = float((w * sbr[both]).sum())
+        adj_recent = float((w * srr[both]).sum())
+        within = adj_base - adj_recent
+        mix_part = raw - within
+        if mix_part < 0.25 * raw:
+            continue
+        p_within = _cmh_pvalue(sc, p.phi)
+        holds = p_within <= spec.fdr and _material(np.array([adj_base]), np.array([adj_recent]), p.total.rn, spec)[0]
+        explains = not holds and mix_part >= 0.5 * raw
+        # The segment whose growth pulled the rate down most: share gained x how much worse it converts.
+        k = len(sc.bn) - 1
+        pooled = (sc.bx + sc.rx) / np.maximum(sc.bn + sc.rn, 1)
+        share_b, share_r = sc.bn / max(sc.bn.sum(), 1), sc.rn / max(sc.rn.sum(), 1)
+        pull = (share_r - share_b) * (pooled - br)
+        pull[k] = np.inf  # "no value" is never named
+        s = int(np.argmin(pull))
+        if not np.isfinite(pull[s]) or pull[s] >= 0 or share_r[s] < share_b[s] + 0.05:
+            continue
+        cand = {"dim": dim, "seg": s, "mix_part": mix_part, "within": within, "p_within": p_within,
+                "adj_base": adj_base, "adj_recent": adj_recent, "share_b": float(share_b[s]),
+                "share_r": float(share_r[s]), "rate": float(pooled[s]),
+                "seg_br": float(sbr[s]) if sc.bn[s] else None, "seg_rr": float(srr[s]) if sc.rn[s] else None}
+        if (explains, mix_part) > (best_explains, best["mix_part"] if best else -np.inf):
+            best, best_explains = cand, explains
+    return best, best_explains
+
+
+def _select(candidates: list[tuple[str, int]], test, level: float, max_n: int) -> list[tuple[str, int, float]]:
+    """Forward selection: the strongest candidate first, each next one tested on the deals
+    outside those already chosen; a BH family per step. `test(chosen, candidates) -> p-values`."""
+    chosen: list[tuple[str, int, float]] = []
+    left = list(candidates)
+    while left and len(chosen) < max_n:
+        pv = np.asarray(test(chosen, left), dtype=float)
+        qv = bh_qvalues(pv)
+        ok = np.flatnonzero(qv <= level)
+        if not len(ok):
+            break
+        j = int(ok[np.argmin(pv[ok])])
+        chosen.append((left[j][0], left[j][1], float(qv[j])))
+        left.pop(j)
+    return chosen
+
+
+def _outside(p: _Pair, chosen) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the baseline and recent deals outside the chosen segments."""
+    c = p.c
+    keep_b = np.ones(p.mid - p.lo, dtype=bool)
+    keep_r = np.ones(p.hi - p.mid, dtype=bool)
+    for dim, s, _q in chosen:
+        keep_b &= c.codes[dim][p.lo:p.mid] != s
+        keep_r &= c.codes[dim][p.mid:p.hi] != s
+    return keep_b, keep_r
+
+
+def _counts_within(p: _Pair, state: Prepared, keep_b, keep_r) -> tuple[Counts, dict[str, Counts]]:
+    c = p.c
+    conv_b, conv_r = c.converted[p.lo:p.mid] & keep_b, c.converted[p.mid:p.hi] & keep_r
+    total = Counts(*(np.array([v]) for v in (conv_b.sum(), keep_b.sum(), conv_r.sum(), keep_r.sum())))
+    segs = {}
+    for dim, (_codes, u) in state.seg_dims.items():
+        k = len(u)
+        cb = np.where(keep_b, c.codes[dim][p.lo:p.mid], -2)
+        cr = np.where(keep_r, c.codes[dim][p.mid:p.hi], -2)
+        cb, cr = np.where(cb == -1, k, cb), np.where(cr == -1, k, cr)
+        vb, vr = cb >= 0, cr >= 0
+        segs[dim] = Counts(np.bincount(cb[vb & conv_b], minlength=k + 1), np.bincount(cb[vb], minlength=k + 1),
+                           np.bincount(cr[vr & conv_r], minlength=k + 1), np.bincount(cr[vr], minlength=k + 1))
+    return total, segs
+
+
+def _drivers(p: _Pair, state: Prepared) -> list[dict]:
+    """Segments whose drop is significantly larger than the rest's, each after the ones before."""
+    spec = state.spec
+    drop = float(p.total.rates()[0][0] - p.total.rates()[1][0])
+    if drop <= 0 or spec.max_drivers == 0:
         return []
-    # Both sides need enough deals for the segment's own rates to mean something.
-    seg_rows = seg_rows[(seg_rows["rn"] >= spec.min_segment_deals) & (seg_rows["bn"] >= spec.min_segment_deals)]
-    # Counterfactual: had the segment kept its baseline rate.
-    base_rate = seg_rows["br"]
-    share = (seg_rows["rn"] / overall.rn) * (base_rate - seg_rows["rr"]) / drop
-    # The rest of the same dimension (overall minus this segment), to see whether the drop is
-    # concentrated here rather than spread evenly (an even drop has no driver worth naming).
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rest_br = (overall.bx - seg_rows["bx"]) / (overall.bn - seg_rows["bn"])
-        rest_rr = (overall.rx - seg_rows["rx"]) / (overall.rn - seg_rows["rn"])
-    seg_drop = base_rate - seg_rows["rr"]
-    rest_drop = (rest_br - rest_rr).fillna(0.0)
-    concentrated = (seg_drop >= rest_drop + spec.min_absolute_drop) & (seg_drop >= spec.min_relative_drop * base_rate)
-    seg_rows = seg_rows.assign(share=share)
-    seg_rows = seg_rows[concentrated & (seg_rows["share"] >= spec.min_driver_share)].sort_values(["share", "dim", "seg"], ascending=[False, True, True])
+    candidates = []
+    for dim, sc in p.segs.items():
+        k = len(sc.bn) - 1
+        big = (sc.bn[:k] >= spec.min_segment_deals) & (sc.rn[:k] >= spec.min_segment_deals)
+        sbr, srr = sc.rates()
+        share = sc.rn[:k] * (sbr[:k] - srr[:k]) / (p.total.rn[0] * drop)
+        candidates.extend((dim, int(s)) for s in np.flatnonzero(big & (share >= spec.min_driver_share)))
+    if not candidates:
+        return []
+
+    def test(chosen, left):
+        if chosen:
+            total, segs = _counts_within(p, state, *_outside(p, chosen))
+        else:
+            total, segs = p.total, p.segs
+        out = []
+        for dim, s in left:
+            sc = segs[dim]
+            one = Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1])
+            big = one.bn[0] >= spec.min_segment_deals and one.rn[0] >= spec.min_segment_deals
+            out.append(float(_interaction_pvalues(one, total)[0]) if big else 1.0)
+        return out
+
     drivers = []
-    for r in seg_rows.head(spec.max_drivers).itertuples():
-        uniques = seg_dims[r.dim][1]
-        value = str(uniques[r.seg])
+    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers):
+        sc = p.segs[dim]
+        sbr, srr = sc.rates()
+        rest = Counts(p.total.bx - sc.bx[s], p.total.bn - sc.bn[s], p.total.rx - sc.rx[s], p.total.rn - sc.rn[s])
+        rbr, rrr = rest.rates()
         drivers.append({
-            "dimension": DIMENSION_NAMES.get(r.dim, r.dim),
-            "segment": _segment_label(r.dim, value, manager_names),
-            "segment_id": value,
-            "baseline_rate": round(float(r.br), 4),
-            "recent_rate": round(float(r.rr), 4),
-            "baseline_n": int(r.bn), "recent_n": int(r.rn),
-            "share_of_drop": round(float(r.share), 4),
-            "q_value": None if np.isnan(r.q) else float(r.q),
+            **_segment_names(state, dim, s),
+            "baseline_rate": round(float(sbr[s]), 4), "recent_rate": round(float(srr[s]), 4),
+            "baseline_n": int(sc.bn[s]), "recent_n": int(sc.rn[s]),
+            "rest_baseline_rate": round(float(rbr[0]), 4), "rest_recent_rate": round(float(rrr[0]), 4),
+            "share_of_drop": round(float(sc.rn[s] * (sbr[s] - srr[s]) / (p.total.rn[0] * drop)), 4),
+            "q_value": q, "method": DRIVER_METHOD,
         })
     return drivers
+
+
+def _segment_names(state: Prepared, dim: str, s: int) -> dict:
+    value = str(state.seg_dims[dim][1][s])
+    return {"dimension": DIMENSION_NAMES.get(dim, dim), "segment": _segment_label(dim, value, state.manager_names),
+            "segment_id": value}
+
+
+def _severity(lost: float, rel: float, spec: ConversionDropSpec) -> str:
+    """By impact: critical when the drop costs three times the minimum and is twice as deep."""
+    return "critical" if lost >= 3 * max(spec.min_lost_per_month, 1.0) and rel >= 2 * spec.min_relative_drop else "warning"
+
+
+def _common_facts(p: _Pair, state: Prepared, counts: Counts, q: float, pv: float) -> dict:
+    c = p.c
+    br, rr = (float(x[0]) for x in counts.rates())
+    lost = float(_lost_per_month(br, rr, counts.rn[0], state.spec.recent_days))
+    return {
+        "from_stage": c.from_stage, "to_stage": c.to_stage, "to_won": c.to_stage == WON,
+        "basis": CREATED if c.from_stage is None else "stage_entry",
+        "baseline_rate": round(br, 4), "recent_rate": round(rr, 4),
+        "baseline_n": int(counts.bn[0]), "recent_n": int(counts.rn[0]),
+        "baseline_converted": int(counts.bx[0]), "recent_converted": int(counts.rx[0]),
+        "relative_drop": round((br - rr) / br, 4) if br > 0 else 0.0,
+        "lost_per_month": round(lost, 1),
+        "baseline_start": iso_date(p.base_start), "baseline_end": iso_date(p.recent_start - 1),
+        "recent_start": iso_date(p.recent_start), "recent_end": iso_date(p.recent_end - 1),
+        "horizon_days": c.horizon_days, "horizon_source": c.horizon_source,
+        "horizon_quantile": state.spec.horizon_quantile, "horizon_movers": c.movers,
+        "p_value": pv, "q_value": q,
+        "method": PROPORTION_METHOD if p.phi <= 1 else f"{PROPORTION_METHOD} on counts / {p.phi:.1f} (weekly swings)",
+        "overdispersion": round(p.phi, 2),
+    }
+
+
+def _subject(c: Cohorts) -> dict:
+    return {"cohort": CREATED, "to_stage": WON} if c.from_stage is None else {"from_stage": c.from_stage, "to_stage": c.to_stage}
+
+
+def _evidence(p: _Pair, state: Prepared, keep_r: np.ndarray | None, with_evidence: bool) -> dict:
+    """Recent-cohort deals (of `keep_r`, default all) that did not move on."""
+    if not with_evidence:
+        return {}
+    c = p.c
+    miss = ~c.converted[p.mid:p.hi]
+    if keep_r is not None:
+        miss &= keep_r
+    rows = c.rows[p.mid:p.hi][miss]
+    return {"deal_ids": sorted(state.deal_ids.iloc[rows].tolist())[: state.spec.max_evidence]}
+
+
+def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool, tests: int,
+                     with_evidence: bool) -> Insight:
+    spec = state.spec
+    facts = _common_facts(p, state, p.total, p.q, p.p)
+    facts["tests_in_run"] = tests
+    facts["segments_checked"] = [DIMENSION_NAMES.get(d, d) for d in state.seg_dims]
+    facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi], p.c.converted[p.lo:p.hi], p.base_start, p.recent_end)
+    facts["mix"] = None if mix is None else {
+        **_segment_names(state, mix["dim"], mix["seg"]),
+        "baseline_share": round(mix["share_b"], 4), "recent_share": round(mix["share_r"], 4),
+        "segment_rate": round(mix["rate"], 4),
+        "segment_baseline_rate": None if mix["seg_br"] is None else round(mix["seg_br"], 4),
+        "segment_recent_rate": None if mix["seg_rr"] is None else round(mix["seg_rr"], 4),
+        "rate_at_baseline_mix": round(facts["baseline_rate"] - mix["within"], 4),
+        "share_of_drop": round(mix["mix_part"] / (facts["baseline_rate"] - facts["recent_rate"]), 4),
+        "within_segment_p_value": mix["p_within"], "method": MIX_METHOD,
+    }
+    subject = _subject(p.c)
+    keep_r = None
+    if mix is not None and explains:
+        facts["kind"] = "mix_shift"
+        facts["drivers"] = []
+        subject = {**subject, "kind": "mix_shift"}
+        severity = "warning"
+        keep_r = p.c.codes[mix["dim"]][p.mid:p.hi] == mix["seg"]
+    else:
+        facts["kind"] = "drop"
+        facts["drivers"] = _drivers(p, state)
+        severity = _severity(facts["lost_per_month"], facts["relative_drop"], spec)
+    return Insight(detector=NAME, severity=severity, audience=Audience("director"), subject=subject,
+                   facts=facts, evidence=_evidence(p, state, keep_r, with_evidence))
+
+
+@dataclass
+class _SegmentRows:
+    """One row per segment test of a day: which pair, dimension and segment, and its p."""
+
+    pair: np.ndarray
+    dim: list[str]  # per block, see `block`
+    block: np.ndarray
+    seg: np.ndarray
+    p: np.ndarray
+
+    @classmethod
+    def of(cls, blocks, pairs: list[_Pair]) -> "_SegmentRows":
+        if not blocks:
+            empty = np.array([], dtype=np.int64)
+            return cls(empty, [], empty, empty, np.array([]))
+        sizes = [len(ok) for _i, _d, ok, _c in blocks]
+        pair = np.repeat([i for i, _d, _ok, _c in blocks], sizes)
+        cat = lambda a: np.concatenate([getattr(c, a) for *_x, c in blocks])  # noqa: E731
+        seg = Counts(cat("bx"), cat("bn"), cat("rx"), cat("rn"))
+        per_pair = np.array([[p.total.bx[0], p.total.bn[0], p.total.rx[0], p.total.rn[0]] for p in pairs])[pair]
+        tot = Counts(per_pair[:, 0], per_pair[:, 1], per_pair[:, 2], per_pair[:, 3])
+        phi = np.array([p.phi for p in pairs])[pair]
+        return cls(pair, [d for _i, d, _ok, _c in blocks], np.repeat(np.arange(len(blocks)), sizes),
+                   np.concatenate([ok for _i, _d, ok, _c in blocks]), _confined_pvalues(seg, tot, phi))
+
+
+def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows, seg_q: np.ndarray,
+                      state: Prepared, with_evidence: bool) -> list[Insight]:
+    """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
+    spec = state.spec
+    out = []
+    passed = seg_q <= spec.segment_fdr
+    if not passed.any():
+        return out
+    # The family's BH cut-off in p: later segments, retested outside the earlier ones, must pass it.
+    cut = float(np.max(rows.p[passed]))
+    by_pair: dict[int, list[tuple[float, str, int]]] = {}
+    for r in np.flatnonzero(passed):
+        i, dim, s = int(rows.pair[r]), rows.dim[rows.block[r]], int(rows.seg[r])
+        if i in reported:
+            continue
+        sc = pairs[i].segs[dim]
+        br, rr = sc.rates()
+        if _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
+            by_pair.setdefault(i, []).append((float(seg_q[r]), dim, s))
+    for i, cands in by_pair.items():
+        p = pairs[i]
+        cands.sort(key=lambda c: (c[0], c[1], c[2]))
+        chosen: list[tuple[str, int, float]] = [(cands[0][1], cands[0][2], cands[0][0])]
+        for q, dim, s in cands[1:]:
+            _tot, segs = _counts_within(p, state, *_outside(p, chosen))
+            sc = segs[dim]
+            if sc.bn[s] < spec.min_segment_deals or sc.rn[s] < spec.min_segment_deals:
+                continue
+            pv = float(_confined_pvalues(Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1]), _tot, p.phi)[0])
+            br, rr = sc.rates()
+            if pv <= cut and _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
+                chosen.append((dim, s, q))
+        for dim, s, q in chosen:
+            out.append(_segment_insight(p, state, dim, s, q, with_evidence))
+    return out
+
+
+def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with_evidence: bool) -> Insight:
+    sc = p.segs[dim]
+    one = Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1])
+    pv = float(_confined_pvalues(one, p.total, p.phi)[0])
+    facts = _common_facts(p, state, one, q, pv)
+    facts["method"] = f"{facts['method']} and {DRIVER_METHOD} (larger p)"
+    names = _segment_names(state, dim, s)
+    rest = Counts(p.total.bx - one.bx, p.total.bn - one.bn, p.total.rx - one.rx, p.total.rn - one.rn)
+    rbr, rrr = rest.rates()
+    obr, orr = p.total.rates()
+    facts.update({
+        "kind": "segment_drop", "segment": names, "drivers": [],
+        "rest_baseline_rate": None if rest.bn[0] == 0 else round(float(rbr[0]), 4),
+        "rest_recent_rate": None if rest.rn[0] == 0 else round(float(rrr[0]), 4),
+        "rest_baseline_n": int(rest.bn[0]), "rest_recent_n": int(rest.rn[0]),
+        "overall_baseline_rate": round(float(obr[0]), 4), "overall_recent_rate": round(float(orr[0]), 4),
+    })
+    mask_all = p.c.codes[dim][p.lo:p.hi] == s
+    facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi][mask_all], p.c.converted[p.lo:p.hi][mask_all], p.base_start, p.recent_end)
+    subject = {**_subject(p.c), "dimension": names["dimension"], "segment": names["segment_id"]}
+    return Insight(detector=NAME, severity=_severity(facts["lost_per_month"], facts["relative_drop"], state.spec),
+                   audience=Audience("director"), subject=subject, facts=facts,
+                   evidence=_evidence(p, state, p.c.codes[dim][p.mid:p.hi] == s, with_evidence))
 
 
 def _weekly(entry: np.ndarray, converted: np.ndarray, start: int, end: int) -> list[dict]:

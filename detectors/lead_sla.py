@@ -13,7 +13,13 @@ then, whoever was assigned. What we report, and why:
   `escalate_after_hours` working hours.
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
 assignment time (the CRM assigned it automatically). Leads whose status is in
-`ignore_statuses` (spam, duplicates) are skipped.
+`ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
+somebody clearly worked on it) are skipped.
+
+An absent column is never read as "not done yet" (NEEDS): without `first_response_at` nobody
+can tell an answered lead from a waiting one, so "unanswered" is not checked; without
+`assigned_at` and `manager_id`, "unassigned" is not checked either. Each skipped part is one
+line in scan and check-config, never a flood of false breaches.
 """
 from __future__ import annotations
 
@@ -26,11 +32,15 @@ from pydantic import Field, field_validator, model_validator
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
-from detectors.registry import DetectorSpec, register
+from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, to_ns
 from detectors.working_hours import WorkCalendar, check_timezone, parse_hhmm
 
 NAME = "lead_sla"
+NEED_OWNER = Need(("leads.assigned_at", "leads.manager_id"), part="leads without a manager")
+NEED_ANSWER = Need(("leads.first_response_at",), part="unanswered leads")
+# Neither part can run without one of these: the whole detector is skipped with one line.
+NEED_ANY = Need(("leads.assigned_at", "leads.manager_id", "leads.first_response_at"))
 _DAY_NS = 86_400 * 1_000_000_000
 _HOUR_NS = 3_600 * 1_000_000_000
 
@@ -46,6 +56,10 @@ class LeadSlaSpec(DetectorSpec):
     holidays: list[date] = Field(default_factory=list, description='e.g. ["2026-12-16"]')
     timezone: str = "Asia/Almaty"
     ignore_statuses: list[str] = Field(default_factory=lambda: ["spam", "junk", "duplicate"])
+    handled_statuses: list[str] = Field(
+        default_factory=lambda: ["converted", "qualified", "won", "lost", "closed", "конвертирован",
+                                 "сконвертирован", "успешно реализовано", "закрыто и не реализовано", "закрыт"],
+        description="lead statuses that mean someone worked on it (compared case-insensitively)")
 
     @field_validator("timezone")
     @classmethod
@@ -96,6 +110,8 @@ class LeadSlaState:
     assigned: np.ndarray  # effective assignment time, NEVER if never
     responded: np.ndarray
     ignored: np.ndarray
+    check_owner: bool  # assignment is known (NEED_OWNER met)
+    check_answer: bool  # first answers are known (NEED_ANSWER met)
     manager_names: dict[str, str]
     # lead row -> (lead_id, source, region, manager_id), read on the lead's first insight and
     # reused by every later day of a replay; (row, kind) -> fingerprint likewise
@@ -112,14 +128,15 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     assigned = to_ns(leads["assigned_at"])
     has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
-    ignore = {s.casefold() for s in spec.ignore_statuses}
+    ignore = {s.casefold() for s in [*spec.ignore_statuses, *spec.handled_statuses]}
     status = leads["status"].astype("str")  # one vectorised casefold, not one Python call per lead
-    ignored = np.asarray(status.str.casefold().isin(ignore) & status.notna(), dtype=bool)
+    ignored = np.asarray(status.str.strip().str.casefold().isin(ignore) & status.notna(), dtype=bool)
     return LeadSlaState(
         spec=spec, calendar=cal, created=created,
         columns={c: leads[c] for c in ("lead_id", "source", "region", "manager_id")},
         created_w=cal.working_ns_since_anchor(leads["created_at"]),
         assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored,
+        check_owner=NEED_OWNER.met(data), check_answer=NEED_ANSWER.met(data),
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
     )
 
@@ -131,14 +148,16 @@ def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True)
     now_ts = pd.Timestamp(now).tz_convert("UTC")
     now_ns = now_ts.value
     recent = (state.created != NEVER) & (state.created <= now_ns) & (state.created > now_ns - spec.lookback_days * _DAY_NS)
+    if not (state.check_owner or state.check_answer):
+        return []
     waiting = recent & ~state.ignored & ((state.responded == NEVER) | (state.responded > now_ns))
     if not waiting.any():
         return []
     now_w = int(state.calendar.working_ns_since_anchor(pd.DatetimeIndex([now_ts]))[0])
     waited_h = (now_w - state.created_w) / _HOUR_NS
     unassigned = (state.assigned == NEVER) | (state.assigned > now_ns)
-    late_assign = waiting & unassigned & (waited_h > spec.assign_sla_hours)
-    late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours)
+    late_assign = waiting & unassigned & (waited_h > spec.assign_sla_hours) & state.check_owner
+    late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours) & state.check_answer
     rows = np.concatenate([np.flatnonzero(late_assign), np.flatnonzero(late_answer)])
     kinds = ["unassigned"] * int(late_assign.sum()) + ["unanswered"] * int(late_answer.sum())
     _fill_static(state, rows)
@@ -186,6 +205,7 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
 
 
 @register(NAME, LeadSlaSpec, ("leads",),
-          "a new lead without a manager or without an answer beyond the SLA, in working hours")
+          "a new lead without a manager or without an answer beyond the SLA, in working hours",
+          needs=(NEED_ANY, NEED_OWNER, NEED_ANSWER))
 def detect(data: CrmData, spec: LeadSlaSpec, now: datetime) -> list[Insight]:
     return detect_at(prepare(data, spec), now)

@@ -4,9 +4,10 @@ Lost deals are placed in time by `closed_at` (lost deals without it cannot be pl
 left out). Two kinds of insight, never both in one run:
 - "data_quality": more than `max_missing_share` of the recent period's lost deals have no
   reason or a catch-all one ("other", "прочее", "другое": `other_values`). Insights built on
-  empty fields are worthless, so the shift is not reported then. A source with no loss-reason
-  column at all (the Maven export) gets this insight too, with missing_share 1.0: the fix,
-  "start recording why deals are lost", is the same and the director should hear it.
+  empty fields are worthless, so the shift is not reported then.
+A source with no loss-reason column at all (the Maven export) gets no insight: a weekly "100%
+of lost deals have no reason" would repeat what the export's shape already says. The registry
+Need turns it into one data-quality line in scan and check-config instead.
 - "shift": the mix of named reasons changed (chi-square on reasons x period, rare reasons
   pooled, p <= `alpha`), with at least `min_lost` named reasons on each side and some reason
   whose share moved by at least `min_share_change`. `top_rising` names the reason that grew most.
@@ -25,10 +26,11 @@ from pydantic import Field
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
-from detectors.registry import DetectorSpec, register
+from detectors.registry import DetectorSpec, Need, register
 from detectors.stats import NAT_NS, NS_PER_DAY, SHIFT_METHOD, category_shift_test, iso_date, to_ns, ts_ns
 
 NAME = "loss_reasons"
+NEED_REASON = Need(("deals.loss_reason",))
 
 
 class LossReasonsSpec(DetectorSpec):
@@ -44,6 +46,18 @@ class LossReasonsSpec(DetectorSpec):
     other_values: list[str] = Field(default_factory=lambda: ["other", "others", "прочее", "другое", "иное", "-"],
                                     description="reasons that say nothing (compared case-insensitively)")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
+
+
+def skip_reason(data: CrmData) -> str | None:
+    """The data-quality line when reasons exist in the export but no lost deal carries one."""
+    deals = data.deals
+    if not data.has_column("deals", "loss_reason"):
+        return None  # NEED_REASON already says so
+    lost = (deals["status"] == "lost").to_numpy(dtype=bool, na_value=False)
+    if lost.any() and not bool(deals["loss_reason"][lost].notna().any()):
+        return (f"no lost deal has a loss_reason ({int(lost.sum()):,} lost deals in {data.origins.get('deals', 'deals.csv')}): "
+                "record why deals are lost to get loss-reason insights")
+    return None
 
 
 @dataclass
@@ -74,15 +88,13 @@ def prepare(data: CrmData, spec: LossReasonsSpec, since: int | None = None) -> P
     # The loader fills an absent optional column with nulls, so "present" means "ever filled
     # on a lost deal".
     column_present = "loss_reason" in deals.columns and bool(deals["loss_reason"][lost].notna().any())
+    if not column_present:  # no reason recorded on any lost deal: the Need's line says so
+        return None
     t = to_ns(deals["closed_at"])
     rows = np.flatnonzero(lost & (t >= (NAT_NS + 1 if since is None else since)))  # NaT is the smallest int64
-    if column_present:
-        reason = deals["loss_reason"].iloc[rows].reset_index(drop=True).astype("str").str.strip()
-        empty = {v.casefold() for v in spec.other_values}
-        missing = (reason.isna() | (reason == "") | reason.str.casefold().isin(empty)).to_numpy(dtype=bool, na_value=True)
-    else:
-        reason = pd.Series(pd.NA, index=range(len(rows)), dtype="str")
-        missing = np.ones(len(rows), dtype=bool)
+    reason = deals["loss_reason"].iloc[rows].reset_index(drop=True).astype("str").str.strip()
+    empty = {v.casefold() for v in spec.other_values}
+    missing = (reason.isna() | (reason == "") | reason.str.casefold().isin(empty)).to_numpy(dtype=bool, na_value=True)
     codes, uniques = pd.factorize(reason)
     return Prepared(spec=spec, closed=t[rows], reason=reason, missing=missing,
                     codes=np.asarray(codes, dtype=np.int64), n_codes=len(uniques),
@@ -96,7 +108,8 @@ def _starts(spec: LossReasonsSpec, now_ns: int) -> tuple[int, int]:
     return recent_start - spec.baseline_days * NS_PER_DAY, recent_start
 
 
-@register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'")
+@register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'",
+          needs=(NEED_REASON,))
 def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]:
     return detect_at(prepare(data, spec, since=_starts(spec, ts_ns(now))[0]), now)
 

@@ -1,27 +1,44 @@
-"""manager_load: a manager with clearly more or fewer open deals / new leads than their team.
+"""manager_load: a team whose open deals or new leads are clearly unevenly spread.
 
-Load is a count per unit of capacity (FTE), so a half-time manager with half the deals is
-balanced. Only active managers with capacity > 0 are compared, only within a team (the
-`group_by` column, else `fallback_group_by`; when the company has neither, everyone is one
-team) with at least `min_team_size` such managers.
+Who is compared. Load is a count per unit of capacity (FTE), compared within a team (the
+`group_by` column, else `fallback_group_by`; else everyone is one team). Only working
+managers count: the `active` flag (where the export has it), capacity > 0, AND at least one
+deal created or closed, lead created/assigned/answered, activity done or email sent in the
+last `active_window_days` before `now` (as of `now`: a replay of a past day sees only what
+existed then). A never-active or departed account is not a teammate with 0: it would pull
+the median down (calling a typical manager "2x overloaded") and be advised to take deals.
+Such managers are never named, never counted in a team's size or median;
+`not_compared` lists them for check-config. On each metric only those who ever had one (a
+deal for open_deals, a lead for new_leads) by `now` are compared: an agent who logs calls but
+never owns a deal is not "under-loaded" on deals. A team needs `min_team_size` of the rest.
 
-Two conditions, both needed, so that a team of equally loaded people stays silent:
-- outside the band: load below `band_low` x or above `band_high` x the team median load;
-- unlikely to be chance: an exact conditional Poisson test of the manager's count against the
-  rest of the team (stats.rate_vs_rest_pvalues), Benjamini-Hochberg across every manager and
-  metric tested in the run, q <= `fdr`.
+When someone is out of line. Three conditions, all needed, so chance stays silent:
+- outside the band: load below `band_low` x or above `band_high` x the team median;
+- unlikely to be chance: an exact conditional Poisson test of the count against the team
+  (stats.rate_vs_rest_pvalues); Benjamini-Hochberg over EVERY comparison made in the run
+  (all compared managers x metrics, inside the band or not), q <= `fdr`;
+- persistent (Alertmanager's `for:`): the same person, same metric, same side, also out of
+  line `persist_days` earlier, recomputed from history (deals open then, leads in the window
+  ending then, who was active then). A randomly routed team's swings do not last.
 
-Each insight carries a concrete fix: how many deals to move (open_deals) or the next leads to
-route (new_leads) between the flagged manager and the most opposite teammate, enough to bring
-both inside the band.
+One director item per team (subject: the team, so the fingerprint holds while the imbalance
+does) names the over- and under-loaded people for both metrics and carries one coordinated
+plan per metric (`plan`): transfers giver -> taker. The level both sides move towards is the
+team's fair share (team total / team FTE): the only level at which what the over-loaded
+give is what the others can take, whereas the median leaves no room when everyone else sits
+at it. A giver hands over at most its excess above the fair share, a taker receives at most
+its room below it; givers sit above it and takers below, so nobody does both. Greedy,
+largest excess to largest room (the flagged under-loaded first). When only someone
+under-loaded is flagged, the givers are the teammates above the fair share.
 
-A scan is `detect_at(prepare(data, spec), now)`; backtest calls `prepare` once (teams, owner
-rows, times as int64 arrays) and `detect_at` per day, so the rules have one code path.
+A scan is `detect_at(prepare(data, spec), now)`; backtest calls `prepare` once and
+`detect_at` per day (each day's comparison is cached in the state, so the persistence check
+of a daily replay reuses the day computed a week earlier).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -30,17 +47,21 @@ from pydantic import Field, field_validator
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
-from detectors.registry import DetectorSpec, register
+from detectors.registry import DetectorSpec, Need, register
 from detectors.stats import (
     LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, positions, rate_vs_rest_pvalues, to_ns, ts_ns,
 )
 
 NAME = "manager_load"
 METRICS = ("open_deals", "new_leads")
+LEADS_NEED = Need(columns=("leads.manager_id",), part="new leads per manager (new_leads)")
+_NS_PER_S = 10**9
+_KEY = 1 << 40  # seconds per manager slot in the sorted activity keys (~35,000 years)
+_CACHE_DAYS = 32  # per-day comparisons kept in the state for a replay's persistence check
 
 
 class ManagerLoadSpec(DetectorSpec):
-    """Thresholds of manager_load; defaults flag only a large, non-random imbalance."""
+    """Thresholds of manager_load; defaults flag only a large, lasting, non-random imbalance."""
 
     group_by: str = Field("team", description="managers column that defines a team")
     fallback_group_by: str | None = Field("region", description="used when group_by is absent or empty")
@@ -49,6 +70,8 @@ class ManagerLoadSpec(DetectorSpec):
     band_high: float = Field(1.6, gt=1, description="flag above this x team median load")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate")
     leads_window_days: int = Field(28, ge=1, le=365, description="new leads counted over this many days")
+    active_window_days: int = Field(90, ge=1, le=730, description="a manager with no deal, lead or activity in this many days is not compared")
+    persist_days: int = Field(7, ge=0, le=90, description="raise only when the same person was out of line this many days earlier too (0: no check)")
     metrics: list[str] = Field(default_factory=lambda: list(METRICS), description="what to compare: open_deals, new_leads (needs leads)")
     max_evidence: int = Field(200, ge=0, description="at most this many deal/lead ids in evidence")
 
@@ -69,35 +92,114 @@ class ManagerLoadSpec(DetectorSpec):
 
 
 def _teams(managers: pd.DataFrame, spec: ManagerLoadSpec) -> pd.Series:
-    """Team of each manager (index manager_id); NaN where the manager has none."""
+    """Team of each manager row; NaN where the manager has none."""
     for col in (spec.group_by, spec.fallback_group_by):
         if col and col in managers.columns and managers[col].notna().any():
-            return pd.Series(managers[col].to_numpy(), index=managers["manager_id"].to_numpy())
-    return pd.Series("", index=managers["manager_id"].to_numpy(), dtype=object)
+            return pd.Series(managers[col].to_numpy(), dtype=object)
+    return pd.Series([""] * len(managers), dtype=object)
 
 
-def _comparable(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
+def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
+    """Managers the flags allow to compare (active flag, capacity > 0, a team); whether they
+    worked recently is decided per day."""
     m = data.managers
-    active = m["active"].fillna(True).astype(bool) if "active" in m else pd.Series(True, index=m.index)
-    cap = m["capacity"].fillna(1.0).astype(float) if "capacity" in m else pd.Series(1.0, index=m.index)
+    active = m["active"].fillna(True).astype(bool).to_numpy() if "active" in m else np.ones(len(m), dtype=bool)
+    cap = m["capacity"].fillna(1.0).astype(float).to_numpy() if "capacity" in m else np.ones(len(m))
     team = _teams(m, spec)
     df = pd.DataFrame({
         "manager_id": m["manager_id"].to_numpy(), "manager_name": m["name"].to_numpy(),
-        "team": team.to_numpy(), "capacity": cap.to_numpy(),
+        "team": team.to_numpy(), "capacity": cap,
     })
-    df = df[(active.to_numpy()) & (df["capacity"] > 0) & df["team"].notna()]
-    size = df.groupby("team")["manager_id"].transform("size")
-    return df[size >= spec.min_team_size].reset_index(drop=True)
+    keep = active & (cap > 0) & df["team"].notna().to_numpy()
+    return df[keep].drop_duplicates("manager_id").reset_index(drop=True)
+
+
+def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
+    thing a manager did (deal created/closed, lead created/assigned/answered, activity done,
+    email sent), and that first second. `last event <= t` per manager is then one
+    searchsorted per day. `deal_owner`: each deal's row in `ids` when already known."""
+    owners, times = [], []
+
+    def add(rows: np.ndarray, mask: np.ndarray | None, *cols) -> None:
+        for col in cols:
+            t = to_ns(col)
+            ok = (rows >= 0) & (t != NAT_NS)
+            if mask is not None:
+                ok &= mask
+            owners.append(rows[ok])
+            times.append(t[ok] // _NS_PER_S)
+
+    deals = data.deals
+    if deal_owner is None:
+        deal_owner = positions(deals["manager_id"], ids)
+    add(deal_owner, None, deals["created_at"], *([deals["closed_at"]] if data.has_column("deals", "closed_at") else []))
+    if data.leads is not None and data.has_column("leads", "manager_id"):
+        ld = data.leads
+        add(positions(ld["manager_id"], ids), None, ld["created_at"],
+            *[ld[c] for c in ("assigned_at", "first_response_at") if data.has_column("leads", c)])
+    act = data.activities
+    if act is not None and data.has_column("activities", "done_at"):
+        rows = positions(act["manager_id"], ids)
+        blank = np.flatnonzero(act["manager_id"].isna().to_numpy())
+        if len(blank) and data.has_column("activities", "deal_id"):  # no manager on the row: the deal's owner
+            at = positions(act["deal_id"].iloc[blank], deals["deal_id"])
+            rows[blank] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
+        add(rows, None, act["done_at"])
+    em = data.emails
+    if em is not None and data.has_column("emails", "manager_id"):
+        out = (em["direction"] == "out").to_numpy(dtype=bool, na_value=False)
+        add(positions(em["manager_id"], ids), out, em["sent_at"])
+    owner = np.concatenate(owners)
+    sec = np.concatenate(times)
+    if not len(sec):
+        return np.zeros(0, dtype=np.int64), 0
+    t0 = int(sec.min())
+    keys = owner.astype(np.int64) * _KEY + (sec - t0)
+    keys.sort()
+    return keys, t0
+
+
+def _recently_active(keys: np.ndarray, t0: int, n: int, now_ns: int, window_days: int) -> np.ndarray:
+    """Which of `n` managers did something in (now - window, now]."""
+    if not len(keys):
+        return np.zeros(n, dtype=bool)
+    off = min(max(now_ns // _NS_PER_S - t0, -1), _KEY - 1)
+    rows = np.arange(n, dtype=np.int64)
+    idx = np.searchsorted(keys, rows * _KEY + off, side="right") - 1
+    last = keys[np.maximum(idx, 0)]
+    mine = (idx >= 0) & (last // _KEY == rows)
+    return mine & (last % _KEY > off - window_days * 86_400)
+
+
+@dataclass
+class Day:
+    """One day's comparison: per metric, arrays over `people` (NaN/False where not tested)."""
+
+    compared: np.ndarray  # bool: active that day (any metric)
+    members: dict[str, np.ndarray]  # bool per metric: compared, ever had one, in a team big enough
+    values: dict[str, np.ndarray]
+    median: dict[str, np.ndarray]  # the person's team median load
+    ratio: dict[str, np.ndarray]
+    p: dict[str, np.ndarray]
+    q: dict[str, np.ndarray]
+    flagged: dict[str, np.ndarray]  # outside the band and q <= fdr
+    tests: int  # the Benjamini-Hochberg family: every comparison made
 
 
 @dataclass
 class Prepared:
-    """What does not change from day to day: who is compared, and every deal's and lead's
-    times and owner as plain arrays (backtest prepares once and replays many days)."""
+    """What does not change from day to day: the candidates, their activity keys, and every
+    deal's and lead's times and owner as plain arrays (backtest prepares once)."""
 
     spec: ManagerLoadSpec
-    people: pd.DataFrame  # the comparable managers (see _comparable)
-    deal_owner: np.ndarray  # row in `people` of each deal's manager, -1 when not compared
+    people: pd.DataFrame  # candidates (see _candidates)
+    team_code: np.ndarray
+    team_names: list
+    capacity: np.ndarray
+    event_keys: np.ndarray
+    event_t0: int
+    deal_owner: np.ndarray  # row in `people` of each deal's manager, -1 when not a candidate
     deal_created: np.ndarray
     deal_closed: np.ndarray  # ns, NAT_NS when not closed
     deal_open: np.ndarray  # status "open"
@@ -106,38 +208,135 @@ class Prepared:
     lead_owner: np.ndarray | None
     lead_created: np.ndarray | None
     lead_ids: pd.Series | None
+    first: dict[str, np.ndarray]  # metric -> each person's first deal / lead (ns; int64 max: never)
+    cache: dict[int, Day] = field(default_factory=dict)
 
 
 def prepare(data: CrmData, spec: ManagerLoadSpec) -> Prepared | None:
-    """The day-independent part; None when no team has enough comparable managers."""
-    people = _comparable(data, spec)
-    if people.empty:
+    """The day-independent part; None when no team has enough candidates to ever compare."""
+    people = _candidates(data, spec)
+    codes, names = pd.factorize(people["team"])
+    if not len(people) or np.bincount(codes).max() < spec.min_team_size:
         return None
     deals = data.deals
     closed = to_ns(deals["closed_at"]) if "closed_at" in deals.columns else np.full(len(deals), NAT_NS)
     status = deals["status"]
-    leads = data.leads if "new_leads" in spec.metrics else None
+    leads = data.leads if "new_leads" in spec.metrics and LEADS_NEED.met(data) else None
+    deal_owner = positions(deals["manager_id"], people["manager_id"])
+    keys, t0 = _event_keys(data, people["manager_id"], deal_owner)
+    deal_created = to_ns(deals["created_at"])
+    lead_owner = None if leads is None else positions(leads["manager_id"], people["manager_id"])
+    lead_created = None if leads is None else to_ns(leads["created_at"])
+    first = {"open_deals": _first(deal_owner, deal_created, len(people))}
+    if leads is not None:
+        first["new_leads"] = _first(lead_owner, lead_created, len(people))
     return Prepared(
-        spec=spec, people=people,
-        deal_owner=positions(deals["manager_id"], people["manager_id"]),
-        deal_created=to_ns(deals["created_at"]), deal_closed=closed,
+        spec=spec, people=people, team_code=codes.astype(np.int64), team_names=list(names),
+        capacity=people["capacity"].to_numpy(dtype=float), event_keys=keys, event_t0=t0,
+        deal_owner=deal_owner, deal_created=deal_created, deal_closed=closed,
         deal_open=(status == "open").to_numpy(dtype=bool, na_value=False),
         deal_closed_status=status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS),
         deal_ids=deals["deal_id"],
-        lead_owner=None if leads is None else positions(leads["manager_id"], people["manager_id"]),
-        lead_created=None if leads is None else to_ns(leads["created_at"]),
-        lead_ids=None if leads is None else leads["lead_id"],
+        lead_owner=lead_owner, lead_created=lead_created,
+        lead_ids=None if leads is None else leads["lead_id"], first=first,
     )
 
 
-def _open_at(state: Prepared, now_ns: int) -> np.ndarray:
+def _first(owner: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
+    """Each of `n` people's earliest time in `t` (int64 max when they have none)."""
+    ok = (owner >= 0) & (t != NAT_NS)
+    out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    if ok.any():
+        first = pd.Series(t[ok]).groupby(owner[ok]).min()
+        out[first.index.to_numpy()] = first.to_numpy()
+    return out
+
+
+def not_compared(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[tuple[str, str]]:
+    """(manager_id, name) of managers marked active with no deal, lead or activity in the last
+    `active_window_days` before `now`: check-config lists them once; they are never alerted
+    about. (Managers marked inactive, or with capacity 0, are left out on purpose.)"""
+    people = _candidates(data, spec)
+    if people.empty:
+        return []
+    keys, t0 = _event_keys(data, people["manager_id"])
+    live = _recently_active(keys, t0, len(people), ts_ns(now), spec.active_window_days)
+    idle = people[~live]
+    return [(str(i), str(n)) for i, n in zip(idle["manager_id"], idle["manager_name"])]
+
+
+def _open_mask(state: Prepared, now_ns: int) -> np.ndarray:
     """Deals open at `now`: created by then and not closed by then (a replay of a past day
     must not see today's closures)."""
     closed_later = state.deal_closed_status & (state.deal_closed > now_ns)
     return (state.deal_created <= now_ns) & (state.deal_open | closed_later)
 
 
-@register(NAME, ManagerLoadSpec, requires=(), summary="manager with far more or fewer open deals / new leads than the team (per FTE)")
+def _lead_mask(state: Prepared, now_ns: int) -> np.ndarray:
+    t = state.lead_created
+    return (t >= now_ns - state.spec.leads_window_days * NS_PER_DAY) & (t < now_ns)
+
+
+def _metrics(state: Prepared) -> list[str]:
+    return [m for m in state.spec.metrics if m == "open_deals" or state.lead_owner is not None]
+
+
+def _day(state: Prepared, now_ns: int) -> Day:
+    """Everyone compared on one day, every metric, one Benjamini-Hochberg family."""
+    hit = state.cache.get(now_ns)
+    if hit is not None:
+        return hit
+    spec, n = state.spec, len(state.people)
+    live = _recently_active(state.event_keys, state.event_t0, n, now_ns, spec.active_window_days)
+    cap = state.capacity
+    values, med, ratio, pv, members_of = {}, {}, {}, {}, {}
+    for metric in _metrics(state):
+        had = live & (state.first[metric] <= now_ns)
+        size = np.bincount(state.team_code[had], minlength=len(state.team_names))
+        compared = members_of[metric] = had & (size[state.team_code] >= spec.min_team_size)
+        if metric == "open_deals":
+            owner, keep = state.deal_owner, _open_mask(state, now_ns)
+        else:
+            owner, keep = state.lead_owner, _lead_mask(state, now_ns)
+        keep = keep & (owner >= 0)
+        v = np.bincount(owner[keep], minlength=n).astype(np.int64)
+        v_cmp = np.where(compared, v, 0)
+        load = v / cap
+        m = np.full(n, np.nan)
+        for t in np.unique(state.team_code[compared]):
+            members = compared & (state.team_code == t)
+            m[members] = np.median(load[members])
+        team_v = np.bincount(state.team_code, weights=v_cmp, minlength=len(state.team_names))
+        team_c = np.bincount(state.team_code, weights=np.where(compared, cap, 0.0), minlength=len(state.team_names))
+        tested = compared & (m > 0)
+        r = np.full(n, np.nan)
+        r[tested] = load[tested] / m[tested]
+        p = np.full(n, np.nan)
+        if tested.any():
+            idx = np.flatnonzero(tested)
+            p[idx] = rate_vs_rest_pvalues(v[idx], cap[idx], team_v[state.team_code[idx]].round().astype(np.int64),
+                                          team_c[state.team_code[idx]], np.where(r[idx] >= 1, "over", "under"))
+        values[metric], med[metric], ratio[metric], pv[metric] = v, m, r, p
+    metrics = list(values)
+    all_p = np.concatenate([pv[k] for k in metrics]) if metrics else np.zeros(0)
+    all_q = bh_qvalues(all_p)  # NaN (not compared) is not a test
+    q, flagged = {}, {}
+    for j, metric in enumerate(metrics):
+        q[metric] = all_q[j * n:(j + 1) * n]
+        r = ratio[metric]
+        with np.errstate(invalid="ignore"):
+            outside = (r < spec.band_low) | (r > spec.band_high)
+            flagged[metric] = outside & (q[metric] <= spec.fdr)
+    day = Day(compared=live, members=members_of, values=values, median=med, ratio=ratio, p=pv, q=q, flagged=flagged,
+              tests=int((~np.isnan(all_p)).sum()))
+    if len(state.cache) >= _CACHE_DAYS:
+        state.cache.pop(next(iter(state.cache)))
+    state.cache[now_ns] = day
+    return day
+
+
+@register(NAME, ManagerLoadSpec, requires=(), needs=(LEADS_NEED,),
+          summary="a team whose open deals / new leads per FTE are unevenly spread, with a rebalancing plan")
 def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]:
     return detect_at(prepare(data, spec), now)
 
@@ -149,158 +348,147 @@ def detect_at(state: Prepared | None, now: datetime, *, with_evidence: bool = Tr
     dedup insights (backtest): the rules and every fact are the same."""
     if state is None:
         return []
-    spec, people = state.spec, state.people
+    spec = state.spec
     now_ns = ts_ns(now)
-    frames = []
-    # metric -> (row in people of each counted deal/lead's manager, mask of the counted ones, ids, evidence key)
-    evidence_src: dict[str, tuple[np.ndarray, np.ndarray, pd.Series, str]] = {}
-    if "open_deals" in spec.metrics:
-        keep = _open_at(state, now_ns) & (state.deal_owner >= 0)
-        frames.append(people.assign(metric="open_deals", value=np.bincount(state.deal_owner[keep], minlength=len(people))))
-        evidence_src["open_deals"] = (state.deal_owner, keep, state.deal_ids, "deal_ids")
-    if state.lead_owner is not None:
-        t = state.lead_created
-        keep = (t >= now_ns - spec.leads_window_days * NS_PER_DAY) & (t < now_ns) & (state.lead_owner >= 0)
-        frames.append(people.assign(metric="new_leads", value=np.bincount(state.lead_owner[keep], minlength=len(people))))
-        evidence_src["new_leads"] = (state.lead_owner, keep, state.lead_ids, "lead_ids")
-    if not frames:
-        return []
-    df = pd.concat(frames, ignore_index=True)
-    df["value"] = df["value"].astype(np.int64)
-    df["load"] = df["value"] / df["capacity"]
-    grp = df.groupby(["metric", "team"], sort=False)
-    df["team_median"] = grp["load"].transform("median")
-    df["team_value"] = grp["value"].transform("sum")
-    df["team_capacity"] = grp["capacity"].transform("sum")
-    df = df[df["team_median"] > 0].copy()
-    if df.empty:
-        return []
-    df["ratio"] = df["load"] / df["team_median"]
-    df["direction"] = np.where(df["ratio"] >= 1, "over", "under")
-    outside = (df["ratio"] < spec.band_low) | (df["ratio"] > spec.band_high)
-    if not outside.any():  # only managers outside the band can fire
-        return []
-    df["p"] = rate_vs_rest_pvalues(df["value"], df["capacity"], df["team_value"], df["team_capacity"], df["direction"])
-    df["q"] = np.nan
-    # Only managers outside the band can fire, so only they count as tests.
-    df.loc[outside, "q"] = bh_qvalues(df.loc[outside, "p"].to_numpy())
-    flagged = df[outside & (df["q"] <= spec.fdr)]
-    if flagged.empty:
-        return []
-    is_flagged = (outside & (df["q"] <= spec.fdr)).to_numpy()
+    cur = _day(state, now_ns)
+    named: dict[str, np.ndarray] = {}
+    for metric, flag in cur.flagged.items():
+        if spec.persist_days and flag.any():
+            before = _day(state, now_ns - spec.persist_days * NS_PER_DAY)
+            same_side = (before.ratio[metric] >= 1) == (cur.ratio[metric] >= 1)
+            flag = flag & before.flagged[metric] & same_side
+        named[metric] = flag
+    teams = sorted({int(state.team_code[k]) for f in named.values() for k in np.flatnonzero(f)},
+                   key=lambda t: str(state.team_names[t]))
+    by_person = _evidence(state, now_ns, named) if with_evidence and teams else None
+    return [_item(state, cur, named, t, by_person) for t in teams]
 
-    evidence = _evidence(people, flagged, evidence_src, spec.max_evidence) if with_evidence else {}
-    # A few hundred rows: plain records are much faster than pandas per insight.
-    # Only the teams of flagged managers are read back (for team_loads and the suggestion).
-    group = list(zip(df["metric"].tolist(), df["team"].tolist()))
-    wanted = {group[k] for k in np.flatnonzero(is_flagged)}
-    needed = np.asarray([k for k, g in enumerate(group) if g in wanted], dtype=np.int64)
-    records = dict(zip(needed.tolist(), _records(df, needed)))
-    teams: dict[tuple, list[dict]] = {}
-    for k, rec in records.items():
-        teams.setdefault(group[k], []).append(rec)
-    out: list[Insight] = []
-    rows = sorted((records[k] for k in np.flatnonzero(is_flagged)), key=lambda r: (r["metric"], r["team"], r["manager_id"]))
-    for row in rows:
-        team = teams[(row["metric"], row["team"])]
-        ev_key = evidence_src[row["metric"]][3]
-        ratio, median = float(row["ratio"]), float(row["team_median"])
-        extreme = ratio > 2 * spec.band_high or ratio < spec.band_low / 2
-        facts = {
-            "metric": row["metric"], "manager_id": str(row["manager_id"]), "manager_name": str(row["manager_name"]),
-            "team": row["team"] or None, "value": int(row["value"]), "capacity": float(row["capacity"]),
-            "load": round(float(row["load"]), 2), "team_median": round(median, 2),
-            "ratio": round(ratio, 3), "direction": str(row["direction"]),
-            "p_value": float(row["p"]), "q_value": float(row["q"]), "method": LOAD_METHOD,
-            "band_low": spec.band_low, "band_high": spec.band_high,
-            "band_low_load": round(spec.band_low * median, 2),
-            "band_high_load": round(spec.band_high * median, 2),
-            "suggestion": _suggest(row, team, spec),
-            "team_loads": [
-                {"manager_id": str(r["manager_id"]), "manager_name": str(r["manager_name"]),
-                 "load": round(float(r["load"]), 2), "capacity": float(r["capacity"])}
-                for r in sorted(team, key=lambda r: (-r["load"], r["manager_id"]))
+
+def _item(state: Prepared, day: Day, named: dict[str, np.ndarray], t: int,
+          by_person: dict[str, dict[int, list[str]]] | None) -> Insight:
+    spec, people = state.spec, state.people
+    in_team = state.team_code == t
+    ids = people["manager_id"].to_numpy()
+    names = people["manager_name"].to_numpy()
+    cap = state.capacity
+    team = state.team_names[t]
+    over, under, plans, per_metric = [], [], {}, {}
+    worst = 0.0
+    extreme = False
+    size = 0
+    for metric in day.values:
+        v, r = day.values[metric], day.ratio[metric]
+        members = np.flatnonzero(day.members[metric] & in_team)
+        size = max(size, len(members))
+        mine = [k for k in members if named[metric][k]]
+        median = float(day.median[metric][members[0]]) if len(members) else float("nan")
+        if math.isnan(median) or median <= 0:
+            continue
+        fair = float(v[members].sum() / cap[members].sum())
+        for k in mine:
+            row = {"manager_id": str(ids[k]), "manager_name": str(names[k]), "metric": metric,
+                   "value": int(v[k]), "capacity": float(cap[k]), "load": round(float(v[k] / cap[k]), 2),
+                   "team_median": round(median, 2), "ratio": round(float(r[k]), 3),
+                   "p_value": float(day.p[metric][k]), "q_value": float(day.q[metric][k])}
+            (over if r[k] >= 1 else under).append(row)
+            worst = max(worst, abs(float(r[k]) - 1))
+            extreme |= bool(r[k] > 2 * spec.band_high or r[k] < spec.band_low / 2)
+        plan = _plan(v, cap, members, [k for k in mine if r[k] >= 1], [k for k in mine if r[k] < 1], fair)
+        plans[metric] = [{"from_manager_id": str(ids[g]), "from_manager_name": str(names[g]),
+                          "to_manager_id": str(ids[k]), "to_manager_name": str(names[k]), "count": int(c)}
+                         for g, k, c in plan]
+        flagged_ids = {int(k) for k in mine}
+        givers = {g for g, _, _ in plan}
+        takers = {k for _, k, _ in plan}
+        per_metric[metric] = {
+            "team_median": round(median, 2), "fair_share": round(fair, 2),
+            "band_low_load": round(spec.band_low * median, 2), "band_high_load": round(spec.band_high * median, 2),
+            "team_total": int(v[members].sum()),
+            **({"window_days": spec.leads_window_days} if metric == "new_leads" else {}),
+            "loads": [
+                {"manager_id": str(ids[k]), "manager_name": str(names[k]), "value": int(v[k]),
+                 "capacity": float(cap[k]), "load": round(float(v[k] / cap[k]), 2),
+                 "role": ("over" if r[k] >= 1 else "under") if k in flagged_ids
+                 else "giver" if k in givers else "taker" if k in takers else None}
+                for k in sorted(members.tolist(), key=lambda k: (-v[k] / cap[k], str(ids[k])))
             ],
         }
-        if row["metric"] == "new_leads":
-            facts["window_days"] = spec.leads_window_days
-        out.append(Insight(
-            detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
-            subject={"manager_id": facts["manager_id"], "metric": row["metric"]},
-            facts=facts, evidence={ev_key: evidence.get((row["metric"], str(row["manager_id"])), [])},
-        ))
-    return out
-
-
-def _records(df: pd.DataFrame, rows: np.ndarray) -> list[dict]:
-    """Those rows as plain dicts of Python values (what to_dict("records") gives, column by
-    column: several times faster on Arrow-backed strings)."""
-    cols = list(df.columns)
-    values = [df[c].to_numpy()[rows].tolist() for c in cols]
-    return [dict(zip(cols, row)) for row in zip(*values)]
-
-
-def _evidence(people: pd.DataFrame, flagged: pd.DataFrame, sources: dict, limit: int) -> dict[tuple[str, str], list[str]]:
-    """(metric, manager_id) -> the flagged managers' first `limit` deal or lead ids in text
-    order, one pass per metric (Arrow sorts; only the ids kept become Python strings)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    out: dict[tuple[str, str], list[str]] = {}
-    manager_ids = people["manager_id"].tolist()
-    for metric, (owner, keep, ids, _key) in sources.items():
-        who = flagged.loc[flagged["metric"] == metric, "manager_id"]
-        if who.empty:
-            continue
-        chosen = people["manager_id"].isin(who).to_numpy(dtype=bool)
-        sel = np.flatnonzero(keep & chosen[np.maximum(owner, 0)])  # keep is False where owner is -1
-        if isinstance(ids.dtype, pd.StringDtype):  # UTF-8 byte order is the order of str
-            text = pa.array(ids.iloc[sel], type=pa.large_string(), from_pandas=True)
-        else:
-            text = pa.array([str(x) for x in ids.iloc[sel].tolist()], type=pa.large_string())
-        who_rows = owner[sel]
-        order = pc.sort_indices(pa.table({"m": who_rows, "id": text}), sort_keys=[("m", "ascending"), ("id", "ascending")])
-        order = order.to_numpy()
-        m_sorted = who_rows[order]
-        starts = np.flatnonzero(np.r_[True, m_sorted[1:] != m_sorted[:-1]]) if len(order) else np.zeros(0, dtype=np.int64)
-        ends = np.r_[starts[1:], len(order)]
-        take = np.concatenate([order[s:min(e, s + limit)] for s, e in zip(starts, ends)]) if len(starts) else order
-        taken = text.take(pa.array(take, type=pa.int64())).to_pylist()
-        k = 0
-        for s, e in zip(starts.tolist(), ends.tolist()):
-            n = min(e - s, limit)
-            out[(metric, str(manager_ids[m_sorted[s]]))] = taken[k:k + n]
-            k += n
-    return out
-
-
-def _suggest(row: dict, team: list[dict], spec: ManagerLoadSpec) -> dict | None:
-    """Move work between the flagged manager and the teammate at the opposite end.
-
-    The count is the smallest that brings the flagged one inside the band and, when the other
-    is outside too, the other as well, without pushing the receiver above the band.
-    """
-    med = float(row["team_median"])
-    others = [r for r in team if r["manager_id"] != row["manager_id"]]
-    if not others:
-        return None
-    if row["direction"] == "over":
-        giver = row
-        recv = min(others, key=lambda r: (r["ratio"], r["manager_id"]))
-    else:
-        recv = row
-        giver = min(others, key=lambda r: (-r["ratio"], r["manager_id"]))
-    g_val, g_cap = float(giver["value"]), float(giver["capacity"])
-    r_val, r_cap = float(recv["value"]), float(recv["capacity"])
-    need_giver = max(0, math.ceil(g_val - spec.band_high * med * g_cap - 1e-9))
-    need_recv = max(0, math.ceil(spec.band_low * med * r_cap - r_val - 1e-9))
-    room = math.floor(spec.band_high * med * r_cap - r_val + 1e-9)
-    count = min(max(need_giver, need_recv), max(room, 0), int(g_val))
-    if count <= 0:
-        return None
-    return {
-        "kind": "move_deals" if row["metric"] == "open_deals" else "route_leads",
-        "count": int(count),
-        "from_manager_id": str(giver["manager_id"]), "from_manager_name": str(giver["manager_name"]),
-        "to_manager_id": str(recv["manager_id"]), "to_manager_name": str(recv["manager_name"]),
+    facts = {
+        "team": team or None, "team_size": int(size),
+        "over": sorted(over, key=lambda x: (x["metric"], -x["ratio"], x["manager_id"])),
+        "under": sorted(under, key=lambda x: (x["metric"], x["ratio"], x["manager_id"])),
+        "plan": plans, "metrics": per_metric,
+        "band_low": spec.band_low, "band_high": spec.band_high, "fdr": spec.fdr, "tests": day.tests,
+        "method": LOAD_METHOD, "persist_days": spec.persist_days, "active_window_days": spec.active_window_days,
+        "max_distance": round(worst, 3),
+        # the weakest evidence among the people named
+        "p_value": max(x["p_value"] for x in over + under), "q_value": max(x["q_value"] for x in over + under),
     }
+    evidence = {"deal_ids": [], "lead_ids": []} if "new_leads" in day.values else {"deal_ids": []}
+    if by_person is not None:
+        for metric, key in (("open_deals", "deal_ids"), ("new_leads", "lead_ids")):
+            rows = np.flatnonzero(named[metric] & in_team) if metric in named else []
+            if len(rows):
+                evidence[key] = sorted(x for k in rows for x in by_person[metric].get(int(k), []))[:spec.max_evidence]
+    return Insight(detector=NAME, severity="critical" if extreme else "warning", audience=Audience("director"),
+                   subject={"team": team}, facts=facts, evidence=evidence)
+
+
+def _plan(v: np.ndarray, cap: np.ndarray, members: np.ndarray, over: list[int], under: list[int],
+          fair: float) -> list[tuple[int, int, int]]:
+    """Transfers (giver row, taker row, count) towards the team's fair share.
+
+    Givers: the flagged over-loaded, each at most its excess above the fair share; takers:
+    everyone below it (flagged under-loaded first), each at most its room. With no one
+    flagged over, the flagged under-loaded take and the teammates above the fair share give.
+    Greedy, largest excess to largest room; the total is what the excess needs (or, with
+    only under-loaded flagged, what their room needs), capped by the other side."""
+    excess = {int(k): math.floor(v[k] - fair * cap[k] + 1e-9) for k in members}
+    room = {int(k): math.floor(fair * cap[k] - v[k] + 1e-9) for k in members}
+    if over:
+        givers = [k for k in over if excess[k] > 0]
+        flagged_under = set(under)
+        takers = [int(k) for k in members if room[int(k)] > 0]
+        takers.sort(key=lambda k: (k not in flagged_under, -room[k], k))
+    else:
+        takers = [k for k in under if room[k] > 0]
+        givers = sorted((int(k) for k in members if excess[int(k)] > 0), key=lambda k: (-excess[k], k))
+        need = sum(room[k] for k in takers)
+        # only as much as the under-loaded need: trim the givers' excess from the smallest up
+        have = sum(excess[k] for k in givers)
+        for k in reversed(givers):
+            cut = min(excess[k], max(have - need, 0))
+            excess[k] -= cut
+            have -= cut
+        givers = [k for k in givers if excess[k] > 0]
+    givers.sort(key=lambda k: (-excess[k], k))
+    out: list[tuple[int, int, int]] = []
+    left = dict(room)
+    for g in givers:
+        give = excess[g]
+        for k in takers:
+            if give <= 0:
+                break
+            c = min(give, left[k])
+            if c > 0:
+                out.append((g, k, c))
+                give -= c
+                left[k] -= c
+    return out
+
+
+def _evidence(state: Prepared, now_ns: int, named: dict[str, np.ndarray]) -> dict[str, dict[int, list[str]]]:
+    """metric -> person row -> the named people's open deal ids (open_deals) or the window's
+    lead ids (new_leads): one pass per metric for every item of the run."""
+    out: dict[str, dict[int, list[str]]] = {"open_deals": {}, "new_leads": {}}
+    for metric, flag in named.items():
+        if not flag.any():
+            continue
+        if metric == "open_deals":
+            owner, keep, src = state.deal_owner, _open_mask(state, now_ns), state.deal_ids
+        else:
+            owner, keep, src = state.lead_owner, _lead_mask(state, now_ns), state.lead_ids
+        sel = np.flatnonzero(keep & (owner >= 0) & flag[np.maximum(owner, 0)])
+        for k, x in zip(owner[sel].tolist(), src.iloc[sel].tolist()):
+            out[metric].setdefault(k, []).append(str(x))
+    return out

@@ -48,6 +48,9 @@ class Need:
         wants = []
         for c in self.columns:
             table, column = c.split(".", 1)
+            if not data.has(table):
+                wants.append(f"{table}.csv with a {column} column (table not provided)")
+                continue
             origin = data.origins.get(table, f"{table}.csv")
             wants.append(f"column {column} in {table} (absent or empty in {origin})")
         head = f"{self.part}: not checked, " if self.part else ""
@@ -65,6 +68,11 @@ class Detector:
 
 
 REGISTRY: dict[str, Detector] = {}
+
+# Detectors that judge how long nothing has happened (idle deals, waiting leads, silent
+# clients): on data that stopped arriving they would report the export's silence as the
+# people's, so on stale data they do not run (crm.freshness; bot.pipeline.scan decides).
+NEEDS_FRESH_DATA = frozenset({"stalled_deal", "lead_sla", "silent_client"})
 
 
 def register(name: str, spec: type[DetectorSpec], requires: tuple[str, ...], summary: str,
@@ -110,14 +118,21 @@ def unchecked_parts(data: CrmData, det: Detector) -> list[str]:
     return [need.line(data) for need in det.needs if need.part is not None and not need.met(data)]
 
 
-def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime) -> ScanResult:
-    """Run every enabled detector; a detector whose tables are absent is skipped with a reason."""
+def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, *,
+                  stale: str | None = None) -> ScanResult:
+    """Run every enabled detector; a detector whose tables are absent is skipped with a reason.
+
+    `stale`, when given, says why the data is too old to judge idle time by: the detectors in
+    NEEDS_FRESH_DATA are then skipped with that line.
+    """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     result = ScanResult()
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         why = why_skipped(data, det, spec)
+        if why is None and stale is not None and name in NEEDS_FRESH_DATA:
+            why = stale
         if why is not None:
             result.skipped[name] = why
             continue

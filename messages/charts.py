@@ -60,8 +60,10 @@ def _q(lang: str, text: object) -> str:
 
 
 def conversion_chart(insight: Insight, lang: str) -> bytes | None:
+    """Weekly conversion of the insight's cohort (the segment's, for a drop in one segment),
+    baseline and recent periods shaded; weeks without deals are left out of the line."""
     f = insight.facts
-    weekly = f.get("weekly") or []
+    weekly = [w for w in (f.get("weekly") or []) if w.get("rate") is not None]
     if len(weekly) < 2:
         return None
     weeks = [date.fromisoformat(str(w["week_start"])[:10]) for w in weekly]
@@ -83,42 +85,73 @@ def conversion_chart(insight: Insight, lang: str) -> bytes | None:
     shown = weeks[:: -(-len(weeks) // 6) or 1]  # at most 6 dates: more collide on a phone-width axis
     ax.set_xticks(shown)
     ax.set_xticklabels([i18n.format_short_date(w, lang) for w in shown])
-    to = (("выигрыш", "won") if f.get("to_won") else (None, None))
-    dst = (to[0] if lang == "ru" else to[1]) or _q(lang, f.get("to_stage"))
-    ax.set_title((f"Конверсия {_q(lang, f.get('from_stage'))} → {dst} по неделям" if lang == "ru"
-                  else f"Weekly conversion {_q(lang, f.get('from_stage'))} → {dst}"), fontdict=FONT, loc="left")
+    ru = lang == "ru"
+    if f.get("basis") == "created" or (f.get("from_stage") is None and f.get("to_won")):
+        title = "Доля выигранных новых сделок по неделям" if ru else "Weekly win rate of new deals"
+    else:
+        dst = ("выигрыш" if ru else "won") if f.get("to_won") else _q(lang, f.get("to_stage"))
+        title = (f"Конверсия {_q(lang, f.get('from_stage'))} → {dst} по неделям" if ru
+                 else f"Weekly conversion {_q(lang, f.get('from_stage'))} → {dst}")
+    seg = f.get("segment") if f.get("kind") == "segment_drop" else None
+    if isinstance(seg, dict) and seg.get("segment") is not None:
+        title += f", {_short(seg['segment'], 20)}"
+    ax.set_title(title, fontdict=FONT, loc="left")
     ax.legend(loc="lower left", fontsize=FONT["size"] - 2, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
 def load_chart(insight: Insight, lang: str) -> bytes | None:
+    """One panel per metric the item names (open deals, new leads), load per full-time person
+    against the team's normal band; every person the item names (over/under, and everyone the
+    plan gives from or to) is coloured, the rest grey-blue."""
     f = insight.facts
-    loads = f.get("team_loads") or []
-    if not loads:
+    metrics = [m for m in ("open_deals", "new_leads") if (f.get("metrics") or {}).get(m, {}).get("loads")]
+    if not metrics:
         return None
-    median = float(f.get("team_median") or 0)
-    rows = sorted(loads, key=lambda r: float(r["load"]))
-    names = [_short(r.get("manager_name") or r.get("manager_id"), 22) for r in rows]
-    values = [float(r["load"]) for r in rows]
-    subject = insight.subject.get("manager_id")
-    colors = [ACCENT if r.get("manager_id") == subject else BASE_COLOR for r in rows]
-    fig, ax = _figure(max(len(n) for n in names))
-    if f.get("band_low") is not None and f.get("band_high") is not None:
-        ax.axvspan(float(f["band_low"]) * median, float(f["band_high"]) * median, color=GREY, alpha=0.18, lw=0,
-                   label="обычный разброс" if lang == "ru" else "normal range")
-    ax.axvline(median, color="#333333", lw=1.5, ls="--", label="медиана команды" if lang == "ru" else "team median")
-    ax.barh(names, values, color=colors, height=0.6)
-    for y, v in enumerate(values):
-        ax.text(v, y, " " + i18n.number(v, lang), va="center", fontsize=FONT["size"] - 1)
-    metric = f.get("metric")
-    if lang == "ru":
-        title = "Новые заявки на полную ставку" if metric == "new_leads" else "Открытые сделки на полную ставку"
-    else:
-        title = "New leads per full-time person" if metric == "new_leads" else "Open deals per full-time person"
-    ax.set_title(title, fontdict=FONT, loc="left")
-    ax.set_xlim(0, max(values + [float(f.get("band_high") or 0) * median]) * 1.15)
-    ax.legend(loc="lower right", fontsize=FONT["size"] - 2, frameon=False)
+    panels = [f["metrics"][m] for m in metrics]
+    first = panels[0]["loads"]
+    order = [r["manager_id"] for r in sorted(first, key=lambda r: (float(r["load"]), str(r["manager_id"])))]
+    label = {r["manager_id"]: _short(r.get("manager_name") or r.get("manager_id"), 22) for p in panels for r in p["loads"]}
+    names = [label[i] for i in order]
+    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    left = min(0.45, 0.04 + 0.0135 * max(len(n) for n in names))
+    fig.subplots_adjust(left=left, right=0.97, top=0.84, bottom=0.1, wspace=0.12)
+    over_c, under_c = RECENT_COLOR, ACCENT
+    role_color = {"over": over_c, "giver": over_c, "under": under_c, "taker": under_c}
+    ax0 = None
+    for k, (metric, panel) in enumerate(zip(metrics, panels)):
+        ax = fig.add_subplot(1, len(panels), k + 1, sharey=ax0)
+        ax0 = ax0 or ax
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.tick_params(labelsize=FONT["size"] - 1)
+        rows = {r["manager_id"]: r for r in panel["loads"]}
+        values = [float(rows[i]["load"]) if i in rows else 0.0 for i in order]
+        colors = [role_color.get((rows.get(i) or {}).get("role"), BASE_COLOR) for i in order]
+        median = float(panel.get("team_median") or 0)
+        lo, hi = panel.get("band_low_load"), panel.get("band_high_load")
+        if lo is not None and hi is not None:
+            ax.axvspan(float(lo), float(hi), color=GREY, alpha=0.18, lw=0,
+                       label="обычный разброс" if lang == "ru" else "normal range")
+        ax.axvline(median, color="#333333", lw=1.5, ls="--", label="медиана" if lang == "ru" else "median")
+        ax.barh(names, values, color=colors, height=0.6)
+        for y, v in enumerate(values):
+            ax.text(v, y, " " + i18n.number(round(v), lang), va="center", fontsize=FONT["size"] - 3)
+        if k:
+            ax.tick_params(labelleft=False)
+        if lang == "ru":
+            title = "Новые заявки" if metric == "new_leads" else "Открытые сделки"
+        else:
+            title = "New leads" if metric == "new_leads" else "Open deals"
+        ax.set_title(title, fontdict={**FONT, "size": FONT["size"] - 1}, loc="left")
+        ax.set_xlim(0, max(values + [float(hi or 0)]) * 1.18)
+    fig.suptitle("На полную ставку; цветом — кого касается план" if lang == "ru"
+                 else "Per full-time person; coloured: the people the plan names",
+                 x=0.02, ha="left", fontsize=FONT["size"] - 2, fontfamily=FONT["family"])
+    handles, labels = ax0.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=FONT["size"] - 4, frameon=False)
     return _png(fig)
 
 

@@ -5,11 +5,18 @@ Order: every item is ranked by severity, then money at stake; the top `max_items
 the most important item first. A manager's stalled deals become one item listing the deals,
 oldest first; each deal keeps its own compact row of buttons (snooze 1 day / 7 days, done,
 details) so a person can act on one deal without touching the others.
+
+A persisting item that did not get worse (the notification log's "repeat_interval") is not
+sent in full again: it is one "still open" line at the end, at most MAX_STILL_OPEN of them and
+"and N more". "Nothing new" is said only when every enabled check could run; otherwise the
+digest names what could not be checked (Checks), so silence is never mistaken for all clear.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from typing import Iterable
 from zoneinfo import ZoneInfo
 
 from detectors.insight import SEVERITY_RANK, Insight
@@ -19,6 +26,7 @@ from messages.render import Ctx, Line, RenderedInsight, Span, name, render_insig
 from messages.templates.stalled_deal import compact_line
 
 MAX_DEALS_IN_GROUP = 10  # more would make a wall of text; the rest are counted
+MAX_STILL_OPEN = 5  # "still open" reminder lines in one digest; the rest are one "and N more" line
 
 
 @dataclass
@@ -45,10 +53,14 @@ class Digest:
     footer: Line | None = None  # "and 7 more: /insights"
     quiet: bool = False  # nothing to report, and the recipient asked to hear that
     note: Line | None = None  # a director's pointer to the maturity check
+    still_open: Line | None = None  # one-line reminders of unchanged items (one block)
+    reminded: list[str] = field(default_factory=list)  # fingerprints of the reminders shown
+    unchecked: Line | None = None  # what the scan could not check, when that matters here
 
     def closing(self) -> list[Line]:
-        """The lines after the items, in order: the "and N more" line, then the note."""
-        return [line for line in (self.footer, self.note) if line]
+        """The lines after the items, in order: "and N more", the still-open reminders, what
+        could not be checked, then the note."""
+        return [line for line in (self.footer, self.still_open, self.unchecked, self.note) if line]
 
 
 def _tz(tz: str | tzinfo | None) -> tzinfo | None:
@@ -153,10 +165,164 @@ def _item(c: _Candidate, number: int, ctx: Ctx) -> DigestItem:
                       compact_buttons(str(number), r.fingerprint, ctx.lang), [r.fingerprint], r.money)
 
 
+# --- what could not be checked ---------------------------------------------------------------
+
+CHECK_NAMES: dict[str, tuple[str, str]] = {
+    "conversion_drop": ("конверсия по этапам", "conversion by stage"),
+    "stalled_deal": ("зависшие сделки", "stalled deals"),
+    "lead_sla": ("SLA по заявкам", "lead SLA"),
+    "silent_client": ("молчащие клиенты", "silent clients"),
+    "manager_load": ("загрузка менеджеров", "manager load"),
+    "loss_reasons": ("причины проигрышей", "loss reasons"),
+}
+
+
+@dataclass(frozen=True)
+class Checks:
+    """What one scan could check: the detectors enabled in config, those of them that did not
+    run (or could say nothing on this data), and the parts of running ones an absent column
+    switched off. Built from pipeline.ScanOutcome.skipped / .partial."""
+
+    enabled: tuple[str, ...]
+    skipped: dict[str, str] = field(default_factory=dict)  # enabled detector -> why it did not run
+    partial: dict[str, list[str]] = field(default_factory=dict)  # running detector -> parts not checked
+
+    @classmethod
+    def of(cls, names: Iterable[str], skipped: dict[str, str], partial: dict[str, list[str]],
+           disabled: Iterable[str] = ()) -> "Checks":
+        """`names`: every registered detector; `disabled`: those switched off in config (not
+        checks the admin expects, so neither counted nor listed)."""
+        off = set(disabled)
+        enabled = tuple(n for n in names if n not in off)
+        return cls(enabled, {n: skipped[n] for n in enabled if n in skipped},
+                   {n: list(partial[n]) for n in enabled if partial.get(n) and n not in skipped})
+
+    @property
+    def complete(self) -> bool:
+        return not self.skipped and not self.partial
+
+    @property
+    def ran(self) -> int:
+        return len(self.enabled) - len(self.skipped)
+
+
+_RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown as written
+    (re.compile(r"^disabled in config$"), "отключено в настройках"),
+    (re.compile(r"needs (\S+?\.csv), (\S+?\.csv) \(table not provided\)"), r"нет таблиц \1, \2"),
+    (re.compile(r"needs (\S+?\.csv) \(table not provided\)"), r"нет таблицы \1"),
+    (re.compile(r"column (\S+) in (\S+) \(absent or empty in ([^)]+)\)"), r"колонка \1 в \3 (её нет или она пуста)"),
+    (re.compile(r"(\S+?\.csv) with a (\S+) column \(table not provided\)"), r"таблица \1 с колонкой \2 (таблицы нет)"),
+    (re.compile(r": not checked, needs "), ": не проверено, нужна "),
+    (re.compile(r"^needs "), "нужна "),
+    (re.compile(r"\) or (колонка|таблица) "), r") или \1 "),
+]
+
+
+def check_name(detector: str, lang: str) -> str:
+    ru, en = CHECK_NAMES.get(detector, (detector.replace("_", " "),) * 2)
+    return ru if lang == "ru" else en
+
+
+def _reason(text: str, lang: str) -> str:
+    if lang != "ru":
+        return text
+    for pattern, repl in _RU_REASONS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def unchecked_text(checks: Checks, lang: str) -> str | None:
+    """'not checked: lead SLA (needs leads.csv (table not provided)); partly: ...', or None."""
+    if checks.complete:
+        return None
+    ru = lang == "ru"
+    parts = []
+    if checks.skipped:
+        shown = "; ".join(f"{check_name(n, lang)} ({_reason(why, lang)})" for n, why in checks.skipped.items())
+        parts.append(("не проверено: " if ru else "not checked: ") + shown)
+    if checks.partial:
+        shown = "; ".join(f"{check_name(n, lang)} ({'; '.join(_reason(x, lang) for x in lines)})"
+                          for n, lines in checks.partial.items())
+        parts.append(("проверено не полностью: " if ru else "partly checked: ") + shown)
+    return "; ".join(parts)
+
+
+def nothing_found_text(checks: Checks | None, lang: str) -> str:
+    """The scan's "nothing needs attention", said only when every enabled check ran in full."""
+    ru = lang == "ru"
+    rest = unchecked_text(checks, lang) if checks is not None else None
+    if rest is None:
+        return "Ничего тревожного не найдено." if ru else "Nothing needs attention."
+    n, k = len(checks.enabled), checks.ran  # type: ignore[union-attr]
+    if k == 0:
+        return (f"Ничего не удалось проверить: {rest}." if ru else f"Nothing could be checked: {rest}.")
+    if ru:
+        word = "проверке" if i18n.plural_form(k, "ru") == "one" else "проверкам"
+        return f"Ничего не найдено по {k} {word} из {n}; {rest}."
+    return f"Nothing found by {k} of {n} checks; {rest}."
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+# --- still-open reminders -------------------------------------------------------------------
+
+def _lower_first(title: Line) -> Line:
+    """'Сделка «X» стоит…' -> 'сделка «X» стоит…' after "Ещё открыто:"; a CRM name stays as written."""
+    if not title or title[0].kind != "text" or not title[0].text:
+        return title
+    first = title[0].text
+    if len(first) > 1 and first[1].isupper():  # an abbreviation such as "SLA"
+        return title
+    return (Span(first[:1].lower() + first[1:], "text"),) + tuple(title[1:])
+
+
+def _still_open(reminders: list[tuple[Insight, datetime | None]], ctx: Ctx) -> tuple[Line | None, list[str]]:
+    """One block: a line per unchanged item ("still open: ..., last sent 1 week ago"), most
+    important first, at most MAX_STILL_OPEN, then "and N more"; and the fingerprints shown."""
+    if not reminders:
+        return None, []
+    ranked = sorted(reminders, key=lambda p: (-SEVERITY_RANK.get(p[0].severity, 0), -_money(p[0])))
+    shown = ranked[:MAX_STILL_OPEN]
+
+    def one(ins: Insight, last: datetime | None) -> Line:
+        title = _lower_first(render_insight(ins, ctx.lang, now=ctx.now, you=ctx.you).title)
+        if last is None or ctx.now is None:
+            return title
+        return title + ctx.t(" (сообщали {ago})", " (last sent {ago})", ago=i18n.ago(last, ctx.now, ctx.lang))
+
+    if len(ranked) == 1:
+        block: Line = ctx.t("Ещё открыто: ", "Still open: ") + one(*shown[0])
+    else:
+        block = ctx.t("Ещё открыто, без изменений ({n}):", "Still open, unchanged ({n}):", n=str(len(ranked)))
+        for ins, last in shown:
+            block += (Span("\n• "),) + one(ins, last)
+        if len(ranked) > len(shown):
+            block += (Span("\n"),) + ctx.t("…и ещё {n}: /insights", "…and {n} more: /insights",
+                                          n=str(len(ranked) - len(shown)))
+    return block, [ins.fingerprint for ins, _ in shown]
+
+
+def _money(ins: Insight) -> float:
+    """Money at stake as the digest ranks it (what the stalled_deal template reports)."""
+    if ins.detector != "stalled_deal":
+        return 0.0
+    try:
+        return float(ins.facts.get("amount") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str | tzinfo | None = None,
                  max_items: int = 10, recipient_name: str | None = None, all_quiet: bool = False,
-                 recipient_role: str | None = None) -> Digest | None:
+                 recipient_role: str | None = None, still_open: list[tuple[Insight, datetime | None]] | None = None,
+                 checks: Checks | None = None) -> Digest | None:
     """The digest one recipient gets for one run, or None when there is nothing to send.
+
+    `insights` are shown in full; `still_open` are (insight, when it was last sent) that persist
+    unchanged: one line each at the end. `checks` says what the scan could not check: a quiet
+    digest names it instead of "all quiet", and a director's digest always carries it.
 
     `recipient_role="director"` makes manager-facing items speak about the manager ("his
     deal") instead of to them ("your deal"), for escalated items a director receives. Left
@@ -164,24 +330,40 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
     """
     if max_items < 1:
         raise ValueError(f"max_items must be >= 1, got {max_items}")
+    reminders = list(still_open or [])
     zone = _tz(tz)
     local_now = now.astimezone(zone) if zone is not None else now
+    everyone = insights + [i for i, _ in reminders]
     if recipient_role is None:  # routing gives director-audience insights only to directors
-        you = not any(i.audience.role == "director" for i in insights)
+        you = not any(i.audience.role == "director" for i in everyone)
     else:
         you = recipient_role != "director"
     ctx = Ctx(i18n.check_lang(lang), local_now, you=you)
     day = local_now.date()
     greeting = ctx.t("{n}, ", "{n}, ", n=name(recipient_name)) if recipient_name else ()
     when = i18n.day_month(day, ctx.lang)
+    missing = unchecked_text(checks, ctx.lang) if checks is not None else None
+    block, reminded = _still_open(reminders, ctx)
     if not insights:
-        if not all_quiet:
+        if block is None and not all_quiet:
             return None
-        header = greeting + (ctx.t("сводка на {d}: всё спокойно, нового ничего нет.",
-                                   "your digest for {d}: all quiet, nothing new.", d=when) if greeting else
-                             ctx.t("Сводка на {d}: всё спокойно, нового ничего нет.",
-                                   "Digest for {d}: all quiet, nothing new.", d=when))
-        return Digest(ctx.lang, day, header, None, quiet=True)
+        if block is not None:
+            header = greeting + (ctx.t("сводка на {d}: нового нет.", "your digest for {d}: nothing new.", d=when)
+                                 if greeting else
+                                 ctx.t("Сводка на {d}: нового нет.", "Digest for {d}: nothing new.", d=when))
+        elif missing is None:
+            header = greeting + (ctx.t("сводка на {d}: всё спокойно, нового ничего нет.",
+                                       "your digest for {d}: all quiet, nothing new.", d=when) if greeting else
+                                 ctx.t("Сводка на {d}: всё спокойно, нового ничего нет.",
+                                       "Digest for {d}: all quiet, nothing new.", d=when))
+        else:  # silence from checks that could not run is not "all quiet"
+            found = nothing_found_text(checks, ctx.lang).split(";")[0].rstrip(".:")
+            found = found[:1].lower() + found[1:]
+            header = greeting + (ctx.t("сводка на {d}: {f}.", "your digest for {d}: {f}.", d=when, f=found) if greeting else
+                                 ctx.t("Сводка на {d}: {f}.", "Digest for {d}: {f}.", d=when, f=found))
+        unchecked = ctx.t("{x}.", "{x}.", x=_cap(missing)) if missing else None
+        return Digest(ctx.lang, day, header, None, quiet=block is None, still_open=block, reminded=reminded,
+                      unchecked=unchecked)
 
     ranked = _rank(_candidates(insights, ctx))
     kept = _group_by_detector(ranked[:max_items])
@@ -194,4 +376,6 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
     subheader = ctx.t("Самое важное — первым.", "Most important first.") if total > 1 else None
     footer = ctx.t("И ещё {n}: /insights", "And {n} more: /insights", n=str(more)) if more else None
     note = (Span(maturity.digest_hint(ctx.lang)),) if not you else None
-    return Digest(ctx.lang, day, header, subheader, items, more, total, footer, note=note)
+    unchecked = ctx.t("{x}.", "{x}.", x=_cap(missing)) if missing and not you else None
+    return Digest(ctx.lang, day, header, subheader, items, more, total, footer, note=note,
+                  still_open=block, reminded=reminded, unchecked=unchecked)

@@ -18,21 +18,73 @@ def conversion_drop() -> Insight:
         detector="conversion_drop", severity="critical", audience=Audience("director"),
         subject={"from_stage": "КП отправлено", "to_stage": "Переговоры"},
         facts={
+            "kind": "drop", "basis": "stage_entry",
             "from_stage": "КП отправлено", "to_stage": "Переговоры", "to_won": False,
             "baseline_rate": 0.48, "recent_rate": 0.31, "baseline_n": 640, "recent_n": 212,
+            "baseline_converted": 307, "recent_converted": 66, "relative_drop": 0.3542, "lost_per_month": 39.0,
             "baseline_start": "2026-08-01", "baseline_end": "2026-10-21",
-            "recent_start": "2026-10-22", "recent_end": "2026-11-20", "horizon_days": 21,
-            "p_value": 0.00004, "q_value": 0.0003, "method": "two-proportion z-test, BH",
+            "recent_start": "2026-10-22", "recent_end": "2026-11-20",
+            "horizon_days": 12, "horizon_source": "learned", "horizon_quantile": 0.9, "horizon_movers": 410,
+            "p_value": 0.00004, "q_value": 0.0003, "method": "two-proportion z-test, BH", "tests_in_run": 5,
+            "segments_checked": ["source", "manager", "region"],
             "drivers": [
-                {"dimension": "source", "segment": "Сайт", "baseline_rate": 0.41, "recent_rate": 0.18,
-                 "baseline_n": 210, "recent_n": 80, "share_of_drop": 0.62},
-                {"dimension": "manager", "segment": "Айгерим Сапарова", "baseline_rate": 0.52, "recent_rate": 0.35,
-                 "baseline_n": 150, "recent_n": 51, "share_of_drop": 0.21},
+                {"dimension": "source", "segment": "Сайт", "segment_id": "Сайт", "baseline_rate": 0.41, "recent_rate": 0.18,
+                 "baseline_n": 210, "recent_n": 80, "rest_baseline_rate": 0.51, "rest_recent_rate": 0.39,
+                 "share_of_drop": 0.62, "q_value": 0.0001},
+                {"dimension": "manager", "segment": "Айгерим Сапарова", "segment_id": "m1", "baseline_rate": 0.52,
+                 "recent_rate": 0.35, "baseline_n": 150, "recent_n": 51, "rest_baseline_rate": 0.47,
+                 "rest_recent_rate": 0.44, "share_of_drop": 0.29, "q_value": 0.004},
             ],
             "weekly": weekly,
         },
         evidence={"deal_ids": ["D-1042", "D-1057", "D-1063"]},
     )
+
+
+def conversion_drop_kinds() -> dict[str, Insight]:
+    """conversion_drop's other kinds: a drop in one segment, a mix shift, a drop with no driver,
+    the win rate of new deals when stage history is derived."""
+    base = conversion_drop()
+    segment = Insight(
+        detector="conversion_drop", severity="critical", audience=Audience("director"),
+        subject={"from_stage": "Новая", "to_stage": "Квалификация", "dimension": "source", "segment": "Instagram"},
+        facts={**base.facts, "kind": "segment_drop", "from_stage": "Новая", "to_stage": "Квалификация",
+               "baseline_rate": 0.70, "recent_rate": 0.14, "baseline_n": 46, "recent_n": 21,
+               "baseline_converted": 32, "recent_converted": 3, "relative_drop": 0.8, "lost_per_month": 12.6,
+               "horizon_days": 7, "horizon_source": "min", "p_value": 0.000025, "q_value": 0.0009,
+               "segment": {"dimension": "source", "segment": "Instagram", "segment_id": "Instagram"},
+               "rest_baseline_rate": 0.62, "rest_recent_rate": 0.61, "rest_baseline_n": 340, "rest_recent_n": 150,
+               "drivers": []},
+        evidence={"deal_ids": ["D-2210", "D-2214"]},
+    )
+    mix = Insight(
+        detector="conversion_drop", severity="warning", audience=Audience("director"),
+        subject={"from_stage": "КП отправлено", "to_stage": "Переговоры", "kind": "mix_shift"},
+        facts={**base.facts, "kind": "mix_shift", "baseline_rate": 0.48, "recent_rate": 0.37, "lost_per_month": 25.0,
+               "drivers": [],
+               "mix": {"dimension": "source", "segment": "Выставка", "segment_id": "Выставка", "baseline_share": 0.12,
+                       "recent_share": 0.41, "segment_rate": 0.15, "segment_baseline_rate": 0.16,
+                       "segment_recent_rate": 0.14, "rate_at_baseline_mix": 0.47, "within_segment_p_value": 0.31,
+                       "method": "cochran_mantel_haenszel_one_sided"}},
+        evidence={"deal_ids": ["D-3101"]},
+    )
+    uniform = Insight(
+        detector="conversion_drop", severity="warning", audience=Audience("director"),
+        subject={"from_stage": "КП отправлено", "to_stage": "Переговоры"},
+        facts={**base.facts, "recent_rate": 0.36, "lost_per_month": 27.5, "drivers": [], "horizon_source": "max",
+               "horizon_days": 30},
+        evidence={"deal_ids": ["D-1042"]},
+    )
+    created = Insight(
+        detector="conversion_drop", severity="critical", audience=Audience("director"),
+        subject={"cohort": "created", "to_stage": "won"},
+        facts={**base.facts, "basis": "created", "from_stage": None, "to_stage": "won", "to_won": True,
+               "baseline_rate": 0.099, "recent_rate": 0.075, "baseline_n": 3676, "recent_n": 1134,
+               "lost_per_month": 29.6, "horizon_days": 30, "horizon_source": "max", "drivers": []},
+        evidence={"deal_ids": ["D-4001"]},
+    )
+    return {"conversion_drop_segment": segment, "conversion_drop_mix_shift": mix,
+            "conversion_drop_uniform": uniform, "conversion_drop_created": created}
 
 
 def silent_client() -> Insight:
@@ -50,24 +102,50 @@ def silent_client() -> Insight:
 
 
 def manager_load() -> Insight:
+    """Almaty: Ольга is over on deals and leads, Арман under on both; one plan per metric."""
+    def person(mid, nm, metric, value, load, median, ratio, cap=1.0):
+        return {"manager_id": mid, "manager_name": nm, "metric": metric, "value": value, "capacity": cap,
+                "load": load, "team_median": median, "ratio": ratio, "p_value": 0.0004, "q_value": 0.003}
+
+    def move(a, an, b, bn, n):
+        return {"from_manager_id": a, "from_manager_name": an, "to_manager_id": b, "to_manager_name": bn, "count": n}
+
+    olga, arman, sergey, aigerim = "Ольга Ким", "Арман Жумабеков", "Сергей Волков", "Айгерим Сапарова"
     return Insight(
         detector="manager_load", severity="warning", audience=Audience("director"),
-        subject={"manager_id": "m3", "metric": "open_deals"},
+        subject={"team": "Алматы"},
         facts={
-            "metric": "open_deals", "manager_name": "Ольга Ким", "team": "Алматы", "value": 46, "capacity": 1.0,
-            "load": 46.0, "team_median": 21.0, "ratio": 2.19, "direction": "over", "p_value": 0.001,
-            "band_low": 0.6, "band_high": 1.5,
-            "suggestion": {"kind": "move_deals", "count": 12, "from_manager_id": "m3", "from_manager_name": "Ольга Ким",
-                           "to_manager_id": "m5", "to_manager_name": "Арман Жумабеков"},
-            "team_loads": [
-                {"manager_id": "m1", "manager_name": "Айгерим Сапарова", "load": 22.0, "capacity": 1.0},
-                {"manager_id": "m2", "manager_name": "Данияр Ахметов", "load": 19.0, "capacity": 1.0},
-                {"manager_id": "m3", "manager_name": "Ольга Ким", "load": 46.0, "capacity": 1.0},
-                {"manager_id": "m4", "manager_name": "Сергей Волков", "load": 24.0, "capacity": 0.5},
-                {"manager_id": "m5", "manager_name": "Арман Жумабеков", "load": 11.0, "capacity": 1.0},
-            ],
+            "team": "Алматы", "team_size": 5,
+            "over": [person("m3", olga, "new_leads", 61, 61.0, 33.0, 1.85),
+                     person("m3", olga, "open_deals", 46, 46.0, 21.0, 2.19)],
+            "under": [person("m5", arman, "new_leads", 6, 12.0, 33.0, 0.36, cap=0.5),
+                      person("m5", arman, "open_deals", 11, 11.0, 21.0, 0.52)],
+            "plan": {
+                "open_deals": [move("m3", olga, "m5", arman, 12), move("m3", olga, "m2", "Данияр Ахметов", 4)],
+                "new_leads": [move("m3", olga, "m5", arman, 11), move("m3", olga, "m2", "Данияр Ахметов", 2)],
+            },
+            "metrics": {
+                "open_deals": {"team_median": 21.0, "fair_share": 23.6, "band_low_load": 12.6, "band_high_load": 33.6,
+                               "team_total": 110, "loads": [
+                                   {"manager_id": "m3", "manager_name": olga, "value": 46, "capacity": 1.0, "load": 46.0, "role": "over"},
+                                   {"manager_id": "m4", "manager_name": sergey, "value": 12, "capacity": 0.5, "load": 24.0, "role": None},
+                                   {"manager_id": "m1", "manager_name": aigerim, "value": 22, "capacity": 1.0, "load": 22.0, "role": None},
+                                   {"manager_id": "m2", "manager_name": "Данияр Ахметов", "value": 19, "capacity": 1.0, "load": 19.0, "role": "taker"},
+                                   {"manager_id": "m5", "manager_name": arman, "value": 11, "capacity": 1.0, "load": 11.0, "role": "under"},
+                               ]},
+                "new_leads": {"team_median": 33.0, "fair_share": 35.6, "band_low_load": 19.8, "band_high_load": 52.8,
+                              "team_total": 160, "window_days": 28, "loads": [
+                                  {"manager_id": "m3", "manager_name": olga, "value": 61, "capacity": 1.0, "load": 61.0, "role": "over"},
+                                  {"manager_id": "m1", "manager_name": aigerim, "value": 40, "capacity": 1.0, "load": 40.0, "role": None},
+                                  {"manager_id": "m4", "manager_name": sergey, "value": 20, "capacity": 0.5, "load": 40.0, "role": None},
+                                  {"manager_id": "m2", "manager_name": "Данияр Ахметов", "value": 33, "capacity": 1.0, "load": 33.0, "role": "taker"},
+                                  {"manager_id": "m5", "manager_name": arman, "value": 6, "capacity": 0.5, "load": 12.0, "role": "under"},
+                              ]},
+            },
+            "band_low": 0.6, "band_high": 1.6, "fdr": 0.05, "tests": 10, "method": "conditional_poisson_binomial",
+            "persist_days": 7, "active_window_days": 90, "max_distance": 1.19, "p_value": 0.0004, "q_value": 0.003,
         },
-        evidence={"deal_ids": ["D-2001", "D-2002"]},
+        evidence={"deal_ids": ["D-2001", "D-2002"], "lead_ids": ["L-7001"]},
     )
 
 
@@ -135,15 +213,17 @@ def variants() -> dict[str, Insight]:
                           "working_hours_waited": 22.8, "sla_hours": 1, "escalated": True,
                           "created_at": "2026-11-24T15:05:00+05:00"},
                    evidence={"lead_ids": ["L-5540"]})
-    under = manager_load()
-    under = Insight(detector="manager_load", severity="warning", audience=Audience("director"),
-                    subject={"manager_id": "m5", "metric": "new_leads"},
-                    facts={**under.facts, "metric": "new_leads", "manager_name": "Арман Жумабеков", "value": 6,
-                           "capacity": 0.5, "load": 12.0, "team_median": 35.0, "ratio": 0.34, "direction": "under",
-                           "window_days": 28,
-                           "suggestion": {"kind": "route_leads", "count": 9, "from_manager_id": "m3",
-                                          "from_manager_name": "Ольга Ким", "to_manager_id": "m5",
-                                          "to_manager_name": "Арман Жумабеков"}})
+    under = manager_load()  # only someone under-loaded, leads only, no team column: teammates above the fair share give
+    under = Insight(detector="manager_load", severity="critical", audience=Audience("director"),
+                    subject={"team": ""},
+                    facts={**under.facts, "team": None, "over": [], "under": [under.facts["under"][0]],
+                           "metrics": {"new_leads": {**under.facts["metrics"]["new_leads"], "loads": [
+                               {**r, "role": {"m1": "giver", "m5": "under"}.get(r["manager_id"])}
+                               for r in under.facts["metrics"]["new_leads"]["loads"]]}},
+                           "plan": {"new_leads": [{"from_manager_id": "m1", "from_manager_name": "Айгерим Сапарова",
+                                                   "to_manager_id": "m5", "to_manager_name": "Арман Жумабеков",
+                                                   "count": 1}]}},
+                    evidence={"lead_ids": ["L-7001"]})
     quality = Insight(detector="loss_reasons", severity="info", audience=Audience("director"),
                       subject={"kind": "data_quality"},
                       facts={"kind": "data_quality", "lost_n": 120, "missing_n": 54, "missing_share": 0.45,

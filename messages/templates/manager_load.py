@@ -1,10 +1,27 @@
-"""manager_load: a manager carries far more or far fewer deals/leads than the team (director)."""
+"""manager_load: one team's work is unevenly spread; who is over, who is under, and the plan (director)."""
 from __future__ import annotations
 
 from detectors.insight import Insight
-from messages.render import Ctx, Line, Words, name, template
+from messages import i18n
+from messages.render import Ctx, Line, Span, Words, name, template
 
-METRIC_NOUN = {"open_deals": "open_deal", "new_leads": "new_lead"}
+# Counted nouns as the object of "передайте / направьте" (accusative): "1 сделку", "3 сделки",
+# "5 сделок"; "1 следующую заявку", "3 следующие заявки", "8 следующих заявок". Babel's
+# plural category picks the form; i18n.NOUNS holds only the nominative.
+_ACC = {
+    "deal": {"one": "сделку", "few": "сделки", "many": "сделок", "other": "сделки"},
+    "next_lead": {"one": "следующую заявку", "few": "следующие заявки", "many": "следующих заявок",
+                  "other": "следующей заявки"},
+}
+_EN = {"deal": ("deal", "deals"), "next_lead": ("lead", "leads")}
+
+
+def accusative(ctx: Ctx, n: int, word: str) -> str:
+    if ctx.lang == "ru":
+        forms = _ACC[word]
+        return f"{ctx.num(n)}\u00a0{forms.get(i18n.plural_form(n, 'ru'), forms['other'])}"
+    one, many = _EN[word]
+    return f"{ctx.num(n)}\u00a0{one if n == 1 else many}"
 
 
 def times(ctx: Ctx, ratio: float) -> str:
@@ -15,63 +32,93 @@ def times(ctx: Ctx, ratio: float) -> str:
 
 
 def readable(x: float) -> float:
-    """Counts of deals read as whole numbers once they are not tiny: 12.6 -> 13, 2.5 stays 2.5."""
+    """Counts read as whole numbers once they are not tiny: 12.6 -> 13, 2.5 stays 2.5."""
     return round(x) if abs(x) >= 10 else round(x, 1)
 
 
-def metric_words(ctx: Ctx, metric: str) -> str:
-    return {"open_deals": ctx.s("открытых сделок", "open deals"),
-            "new_leads": ctx.s("новых заявок", "new leads")}[metric]
+def _person(ctx: Ctx, row: dict) -> Line:
+    """'Ольга Ким — 46 (в 2,2 раза больше медианы)'; a part-timer's load per full-time person too."""
+    ratio = float(row["ratio"])
+    cap = float(row.get("capacity") or 1)
+    value: Line = ctx.t("{v}", "{v}", v=ctx.num(row["value"]))
+    if abs(cap - 1) > 1e-9:
+        value = ctx.t("{v} при ставке {c}, это {l} на полную ставку", "{v} at {c} FTE, i.e. {l} per full-time person",
+                      v=ctx.num(row["value"]), c=ctx.num(cap), l=ctx.num(readable(float(row["load"]))))
+    if ratio >= 1:
+        how = ctx.t("{x} больше медианы", "{x} the median", x=times(ctx, ratio))
+    elif ratio > 0:
+        how = ctx.t("{x} меньше медианы", "{x} of the median", x=times(ctx, 1 / ratio) if ctx.lang == "ru" else ctx.pct(ratio))
+    else:
+        how = ctx.t("ни одной", "none at all")
+    return ctx.t("{m} — {v} ({h})", "{m} — {v} ({h})", m=name(row["manager_name"]), v=value, h=how)
+
+
+def _joined(lines: list[Line], sep: str = ", ") -> Line:
+    out: Line = ()
+    for k, ln in enumerate(lines):
+        out += ((Span(sep),) if k else ()) + ln
+    return out
+
+
+def _metric_lines(ctx: Ctx, metric: str, m: dict, over: list[dict], under: list[dict]) -> list[Line]:
+    median = ctx.num(readable(float(m["team_median"])))
+    if metric == "new_leads":
+        head = ctx.t("Новые заявки за последние {d}: медиана команды — {med} на полную ставку.",
+                     "New leads in the last {d}: the team median is {med} per full-time person.",
+                     d=ctx.count(int(m.get("window_days") or 0), "day"), med=median)
+    else:
+        head = ctx.t("Открытые сделки: медиана команды — {med} на полную ставку.",
+                     "Open deals: the team median is {med} per full-time person.", med=median)
+    out = [head]
+    if over:
+        out.append(ctx.t("Больше обычного: {p}.", "Over: {p}.", p=_joined([_person(ctx, r) for r in over])))
+    if under:
+        out.append(ctx.t("Меньше обычного: {p}.", "Under: {p}.", p=_joined([_person(ctx, r) for r in under])))
+    return out
+
+
+def _plan_line(ctx: Ctx, metric: str, moves: list[dict]) -> Line:
+    word = "deal" if metric == "open_deals" else "next_lead"
+    parts = [ctx.t("{n}: {a} → {b}", "{n}: {a} → {b}", n=accusative(ctx, int(x["count"]), word),
+                   a=name(x["from_manager_name"]), b=name(x["to_manager_name"])) for x in moves]
+    if metric == "open_deals":
+        return ctx.t("Передайте {p}.", "Hand over {p}.", p=_joined(parts, "; "))
+    return ctx.t("Направьте {p}.", "Route the next {p}.", p=_joined(parts, "; "))
 
 
 @template("manager_load")
 def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
-    who, metric = name(f["manager_name"]), str(f["metric"])
-    what = metric_words(ctx, metric)
-    median = float(f["team_median"])
-    load = float(f["load"])
-    over = f["direction"] == "over"
-    ratio = float(f.get("ratio") or (load / median if median else 0))
-    factor = ratio if over else (1 / ratio if ratio else 0)
-    if over:
-        title = ctx.t("{m}: {w} {x} больше, чем обычно в команде", "{m} has {x} the team's usual {w}",
-                      m=who, w=what, x=times(ctx, factor))
-    elif factor:
-        title = ctx.t("{m}: {w} {x} меньше, чем обычно в команде", "{m} has only {x} of the team's usual {w}",
-                      m=who, w=what, x=times(ctx, factor) if ctx.lang == "ru" else ctx.pct(ratio))
+    team = f.get("team")
+    if team:
+        title = ctx.t("Команда {t}: нагрузка распределена неравномерно", "Team {t}: work is unevenly spread",
+                      t=name(team))
     else:
-        title = ctx.t("{m}: нет {w}", "{m} has no {w}", m=who, w=what)
-    value = ctx.count(f["value"], METRIC_NOUN.get(metric, "deal"))
-    window: Line = ()
-    if metric == "new_leads" and f.get("window_days"):
-        window = ctx.t(" за последние {d}", " in the last {d}", d=ctx.count(f["window_days"], "day"))
-    capacity = float(f.get("capacity") or 1)
-    cap: Line = ()
-    if abs(capacity - 1) > 1e-9:
-        cap = ctx.t(" (ставка {c} — это {l} на полную ставку)", " (at {c} FTE that is {l} per full-time person)",
-                    c=ctx.num(capacity), l=ctx.num(round(load, 1)))
-    body = [ctx.t("{v}{w}{c}; у типичного менеджера в команде — {med}.", "{v}{w}{c}; a typical teammate has {med}.",
-                  v=value, w=window, c=cap, med=ctx.num(readable(median)))]
-    if f.get("band_low") is not None and f.get("band_high") is not None:
-        body.append(ctx.t("Нормальный разброс в команде — от {lo} до {hi}.", "The normal range in the team is {lo} to {hi}.",
-                          lo=ctx.num(readable(float(f["band_low"]) * median)),
-                          hi=ctx.num(readable(float(f["band_high"]) * median))))
-    s = f.get("suggestion") or {}
-    if s.get("count") and s.get("from_manager_name") and s.get("to_manager_name"):
-        if s.get("kind") == "route_leads":
-            action = ctx.t("Перенаправьте следующие {n}: {a} → {b}.", "Route the next {n}: {a} → {b}.",
-                           n=ctx.count(s["count"], "lead"), a=name(s["from_manager_name"]), b=name(s["to_manager_name"]))
-        else:
-            action = ctx.t("Передайте {n}: {a} → {b}.", "Hand over {n}: {a} → {b}.",
-                           n=ctx.count(s["count"], "deal"), a=name(s["from_manager_name"]), b=name(s["to_manager_name"]))
-    elif over:
-        action = ctx.t("Проверьте, успевает ли {m} вести все сделки, и перераспределите часть.",
-                       "Check whether {m} can keep up, and move some of the work to others.", m=who)
+        title = ctx.t("Нагрузка в команде распределена неравномерно", "Work is unevenly spread across the team")
+    metrics = f.get("metrics") or {}
+    body: list[Line] = []
+    for metric in ("open_deals", "new_leads"):
+        over = [r for r in f.get("over") or [] if r["metric"] == metric]
+        under = [r for r in f.get("under") or [] if r["metric"] == metric]
+        if (over or under) and metric in metrics:
+            body += _metric_lines(ctx, metric, metrics[metric], over, under)
+    persist = int(f.get("persist_days") or 0)
+    if persist:
+        body.append(ctx.t("Так было и {d} назад; случайным разбросом это не объяснить (точный тест с поправкой на число сравнений).",
+                          "It was so {d} ago as well, and it is not chance (an exact test, corrected for the number of comparisons).",
+                          d=ctx.count(persist, "day")))
     else:
-        action = ctx.t("Узнайте у {m}, в чём дело: не хватает заявок или сделки не заводятся в CRM?",
-                       "Ask {m} what is going on: too few leads, or deals not entered in the CRM?", m=who)
-    details = []
-    if f.get("team"):
-        details.append(ctx.t("Команда: {t}.", "Team: {t}.", t=name(f["team"])))
+        body.append(ctx.t("Случайным разбросом это не объяснить (точный тест с поправкой на число сравнений).",
+                          "It is not chance (an exact test, corrected for the number of comparisons)."))
+    plan = f.get("plan") or {}
+    steps = [_plan_line(ctx, metric, plan[metric]) for metric in ("open_deals", "new_leads") if plan.get(metric)]
+    if steps:
+        action = _joined(steps, " ")
+    else:
+        action = ctx.t("Проверьте, как в команде распределяются сделки и заявки, и выровняйте нагрузку.",
+                       "Check how deals and leads are assigned in the team, and even out the load.")
+    details: list[Line] = []
+    if steps:
+        details.append(ctx.t("План выравнивает нагрузку до средней по команде: каждый отдаёт не больше своего избытка и получает не больше, чем ему не хватает.",
+                             "The plan moves people towards the team's average load: nobody gives more than their excess or receives more than they lack."))
     return Words(title=title, body=body, action=action, details=details)

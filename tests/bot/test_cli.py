@@ -98,8 +98,30 @@ def test_scan_text_and_explain(tmp_path, capsys):
 
 def test_fail_on_insights(tmp_path, capsys):
     assert main(["scan", "--data", str(stalled_crm(tmp_path / "a")), *NOW, "--fail-on-insights"]) == 1
+    capsys.readouterr()
     assert main(["scan", "--data", str(small_crm(tmp_path / "b")), *NOW, "--fail-on-insights"]) == 0
-    assert "Ничего тревожного" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # no leads or emails: silence from checks that could not run is not "nothing to worry about"
+    assert "Ничего тревожного" not in out
+    assert "Ничего не найдено по " in out and " из 6;" in out and "SLA по заявкам (нет таблицы leads.csv)" in out
+
+
+def test_nothing_needs_attention_only_when_every_enabled_check_ran(tmp_path, capsys):
+    folder = small_crm(tmp_path / "crm")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[source]\nkind = "files"\npath = "{folder}"\n'
+                      + "".join(f"[detectors.{name}]\nenabled = false\n"
+                                for name in ("lead_sla", "silent_client", "loss_reasons", "manager_load")),
+                      encoding="utf-8")
+    assert main(["scan", "--config", str(config), *NOW, "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    # the checks this data cannot feed are switched off by the admin: the two left both ran in full
+    assert out.strip() == "Nothing needs attention."
+    assert main(["scan", "--data", str(folder), *NOW, "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing needs attention" not in out
+    assert out.startswith("Nothing found by ") and " of 6 checks; not checked: " in out
+    assert "lead SLA (needs leads.csv" in out and "silent clients (needs emails.csv, email_opens.csv" in out
 
 
 def test_data_error_exit_3_with_the_fix_and_no_traceback(tmp_path, capsys):
@@ -234,7 +256,7 @@ def test_scan_on_the_maven_export_gives_insights_or_clear_skip_reasons(capsys):
     assert code == 0
     items = json.loads(captured.out)
     assert isinstance(items, list)
-    assert "skipped conversion_drop: no stage history" in captured.err
+    assert "partly skipped conversion_drop: stage-to-stage conversion: not checked" in captured.err
     assert "skipped silent_client: needs emails.csv" in captured.err
     assert "Traceback" not in captured.err
 

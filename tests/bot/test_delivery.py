@@ -1,4 +1,5 @@
 """Delivery: decide against the log, one digest per recipient, recorded with the outbox write."""
+import json
 from datetime import datetime, timedelta, timezone
 
 from bot.delivery import addresses, deliver, deliver_critical, in_quiet_hours, preview
@@ -112,7 +113,7 @@ def test_console_when_no_chat_is_enabled(config):
 
 def test_preview_counts_without_recording(sqlite_store, chat_config, scenario):
     plan = preview(scenario, chat_config, sqlite_store, NOW)
-    assert plan["anna"] == {"send": 1, "due": 1, "total": 1, "reasons": {"first": 1}}
+    assert plan["anna"] == {"send": 1, "reminders": 0, "due": 1, "total": 1, "reasons": {"first": 1}}
     assert sqlite_store.log_entries("anna") == {}
 
 
@@ -177,3 +178,77 @@ def test_a_critical_alert_nobody_could_receive_stays_due(sqlite_store, config_to
     with_telegram = parse_config(config_toml + "\n[telegram]\nenabled = true\n")
     report = deliver_critical([alert], with_telegram, sqlite_store, box, NOW + timedelta(minutes=5))
     assert report.reasons["anna"] == [(alert.fingerprint, "first")] and report.messages["anna"] == 1
+
+
+def _digest_text(box, recipient, since_id=0):
+    return "\n".join(r.payload["text"] for r in box.rows(recipient=recipient) if r.id > since_id and r.channel == "telegram")
+
+
+def test_unchanged_item_comes_back_as_a_one_line_reminder_and_a_worse_one_in_full(sqlite_store, chat_config):
+    """Boris's two stalled deals are sent in full on day 0. A week later one is unchanged (the
+    repeat interval passed) and one got 7 days worse: the worse one in full again, the unchanged
+    one as one "still open" line at the end, without its advice, and recorded as sent."""
+    from messages import samples
+
+    for n, (lang, still, last) in enumerate((("ru", "Ещё открыто: сделка «Тихая сделка»", "(сообщали 7 дней назад)"),
+                              ("en", "Still open: deal “Тихая сделка”", "(last sent 7 days ago)"))):
+        t0 = NOW + timedelta(days=30 * n)  # each language on its own days (the outbox keys digests by time)
+        config = chat_config
+        sqlite_store.set_language("boris", lang, t0)  # Boris's /lang choice
+        box = Outbox(sqlite_store)
+        quiet = samples.stalled_deal(deal_id=f"D-QUIET-{lang}", title="Тихая сделка", manager_id="m2", days=20)
+        worse = samples.stalled_deal(deal_id=f"D-WORSE-{lang}", title="Худшая сделка", manager_id="m2", days=20)
+        deliver([quiet, worse], config, sqlite_store, box, t0, charts=False)
+        first = _digest_text(box, "boris")
+        assert "Тихая сделка" in first and "Худшая сделка" in first
+        mark = max(r.id for r in box.rows())
+        later = t0 + timedelta(days=7)
+        worse7 = samples.stalled_deal(deal_id=f"D-WORSE-{lang}", title="Худшая сделка", manager_id="m2", days=27)
+        report = deliver([quiet, worse7], config, sqlite_store, box, later, charts=False)
+        assert dict(report.reasons["boris"]) == {quiet.fingerprint: "repeat_interval", worse7.fingerprint: "worse"}
+        text = _digest_text(box, "boris", mark)
+        # the worse deal in full: its title, its numbers and what to do
+        assert "Худшая сделка" in text and "27" in text and "👉" in text
+        # the unchanged one: exactly one line, after the full item
+        [line] = [ln for ln in text.splitlines() if "Тихая сделка" in ln]
+        assert line.startswith(still) and line.endswith(last)
+        assert text.index("Худшая сделка") < text.index(still)
+        assert sqlite_store.log_entry("boris", quiet.fingerprint).last_sent == later  # reminded: quiet another week
+        assert all(f"done:{quiet.fingerprint}" not in json.dumps(r.payload) for r in box.rows(recipient="boris")
+                   if r.id > mark)
+
+
+def test_many_reminders_are_capped_with_and_n_more(sqlite_store, chat_config):
+    from messages import samples
+    from messages.digest import MAX_STILL_OPEN
+
+    sqlite_store.set_language("boris", "ru", NOW)
+    box = Outbox(sqlite_store)
+    deals = [samples.stalled_deal(deal_id=f"D-{k}", title=f"Сделка {k}", manager_id="m2", days=20, amount=1000 * (k + 1))
+             for k in range(MAX_STILL_OPEN + 3)]
+    deliver(deals, chat_config, sqlite_store, box, NOW, charts=False)
+    mark = max(r.id for r in box.rows())
+    report = deliver(deals, chat_config, sqlite_store, box, NOW + timedelta(days=7), charts=False)
+    text = _digest_text(box, "boris", mark)
+    assert f"Ещё открыто, без изменений ({MAX_STILL_OPEN + 3}):" in text and "…и ещё 3: /insights" in text
+    assert sum(ln.startswith("• ") for ln in text.splitlines()) == MAX_STILL_OPEN
+    # the largest amounts first; only the lines shown are recorded, the other 3 stay due
+    assert "Сделка 7" in text and "Сделка 0" not in text
+    assert len(report.reasons["boris"]) == MAX_STILL_OPEN
+
+
+def test_a_quiet_digest_says_what_could_not_be_checked(sqlite_store, chat_config):
+    from messages.digest import Checks
+
+    anna = chat_config.recipient("anna").model_copy(update={"all_quiet": True})  # asked to hear "all quiet"
+    config = chat_config.model_copy(update={"recipients": [anna if r.id == "anna" else r for r in chat_config.recipients]})
+    box = Outbox(sqlite_store)
+    checks = Checks.of(["stalled_deal", "lead_sla", "silent_client"], {"lead_sla": "needs leads.csv (table not provided)"}, {})
+    deliver([], config, sqlite_store, box, NOW, charts=False, checks=checks, only_targets=["anna"])
+    text = _digest_text(box, "anna")
+    assert "всё спокойно" not in text
+    assert "ничего не найдено по 2 проверкам из 3" in text and "Не проверено: SLA по заявкам (нет таблицы leads.csv)." in text
+    box2_mark = max(r.id for r in box.rows())
+    deliver([], config, sqlite_store, box, NOW + timedelta(days=1), charts=False, only_targets=["anna"],
+            checks=Checks.of(["stalled_deal", "lead_sla"], {}, {}))
+    assert "всё спокойно" in _digest_text(box, "anna", box2_mark)

@@ -214,3 +214,20 @@ def test_a_long_slack_button_list_stays_within_block_kit_limits():
     assert all(len(b["elements"]) <= 25 for b in blocks if b["type"] == "actions")
     assert [e["value"] for e in actions] == [r[0]["action"] for r in rows]
     assert len({e["action_id"] for e in actions}) == 60
+
+
+async def test_preview_says_what_the_latest_scan_could_not_check(chat_config, sqlite_store, scenario):
+    from messages.digest import Checks
+
+    sqlite_store.save_scan(scenario, NOW, NOW)
+    checks = Checks.of(["stalled_deal", "lead_sla", "silent_client"], {"lead_sla": "needs leads.csv (table not provided)"},
+                       {"stalled_deal": ["idle time: not checked, needs column done_at in activities (absent or empty in activities.csv)"]})
+    bot = Handlers(chat_config, sqlite_store, clock=lambda: NOW, checks_provider=lambda: checks)
+    text = (await bot.handle(tg(900, "/preview")))[0].payload["text"]
+    assert "anna: 1 из 1 (first 1)" in text
+    assert "Не проверено: SLA по заявкам (нет таблицы leads.csv)" in text
+    assert "проверено не полностью: зависшие сделки (idle time: не проверено, нужна колонка done_at в activities.csv" in text
+    bot = Handlers(chat_config, sqlite_store, clock=lambda: NOW, checks_provider=lambda: Checks.of(["stalled_deal"], {}, {}))
+    assert "Все включённые проверки (1) отработали полностью." in (await bot.handle(tg(900, "/preview")))[0].payload["text"]
+    bot = Handlers(chat_config, sqlite_store, clock=lambda: NOW)  # no scan in this process yet
+    assert "после первой проверки CRM" in (await bot.handle(tg(900, "/preview")))[0].payload["text"]

@@ -138,3 +138,18 @@ def test_unreachable_state_database_is_one_line_and_exit_75_after_retrying(tmp_p
     assert "cannot open the state database postgresql+psycopg://bot:***@127.0.0.1:1/nope" in err
     assert "tried 3 times; exit 75" in err
     assert "hunter2" not in err and "Traceback" not in err
+
+
+async def test_the_digest_job_knows_what_the_scan_could_not_check(chat_config, sqlite_store):
+    """A scan with no leads table: Anna (who asked to hear quiet days) is not told "all quiet"."""
+    anna = chat_config.recipient("anna").model_copy(update={"all_quiet": True})
+    config = chat_config.model_copy(update={"recipients": [anna if r.id == "anna" else r for r in chat_config.recipients]})
+    box = Outbox(sqlite_store)
+    jobs = PulseJobs(config, sqlite_store, box, clock=lambda: NOW,
+                     scan_fn=lambda cfg, now: SimpleNamespace(insights=[], data=None, partial={},
+                                                              skipped={"lead_sla": "needs leads.csv (table not provided)"}))
+    await jobs.run_scan()
+    assert jobs.latest_checks is not None and list(jobs.latest_checks.skipped) == ["lead_sla"]
+    await jobs.run_digest(["anna"])
+    [text] = [r.payload["text"] for r in box.rows(recipient="anna") if r.channel == "telegram"]
+    assert "всё спокойно" not in text and "нет таблицы leads.csv" in text

@@ -154,3 +154,176 @@ def test_postgresql_with_schema_qualified_tables_and_timestamptz(monkeypatch):
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+# --- issue 11 item 7: the SQL source can never write to the CRM database ----------------------
+
+from crm.sql import one_statement  # noqa: E402
+
+WRITES = [
+    "WITH x AS (SELECT 1) DELETE FROM users",
+    "WITH gone AS (DELETE FROM users RETURNING *) SELECT * FROM gone",
+    "WITH x AS (SELECT 1) UPDATE users SET full_name = 'pwned'",
+    "WITH x AS (SELECT 1) INSERT INTO users (user_id, full_name) VALUES (99, 'pwned')",
+]
+
+
+def _users(engine, schema: str | None = None) -> list:
+    name = f'"{schema}".users' if schema else "users"
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT user_id, full_name FROM {name} ORDER BY user_id")).fetchall()
+
+
+@pytest.mark.parametrize("query", WRITES)
+def test_sqlite_source_cannot_write(tmp_path, query):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    _fill(engine)
+    before = _users(engine)
+    with pytest.raises(DataError, match="the database refused the query for managers"):
+        load_crm(_source(url=url, tables={"managers": query, "deals": "crm_deals",
+                                          "stage_history": "stage_log"}))
+    assert _users(engine) == before
+    engine.dispose()
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT * FROM users; DELETE FROM users",
+    "SELECT * FROM users; COMMIT; DELETE FROM users",
+    "SELECT * FROM users;\n-- a comment\nDROP TABLE users",
+])
+def test_more_than_one_statement_is_refused_before_anything_runs(tmp_path, query):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    _fill(engine)
+    with pytest.raises(DataError, match=r"\[source.tables\] managers holds more than one SQL statement"):
+        load_crm(_source(url=url, tables={"managers": query, "deals": "crm_deals",
+                                          "stage_history": "stage_log"}))
+    assert len(_users(engine)) == 2
+    engine.dispose()
+
+
+@pytest.mark.parametrize(("sql", "one"), [
+    ("SELECT 1", True), ("SELECT 1;", True), ("SELECT 1 ; -- done\n", True),
+    ("SELECT ';' AS a, \"x;y\" FROM t", True), ("SELECT 'it''s; fine'", True),
+    ("SELECT $$a;b$$, $tag$ ; $tag$", True), ("SELECT 1 /* ; */", True),
+    ("SELECT 1; SELECT 2", False), ("SELECT 1;DELETE FROM t", False), ("SELECT 1; /* x */ COMMIT", False),
+    ("SELECT 'a'';' ; DROP TABLE t", False),
+])
+def test_one_statement(sql, one):
+    assert one_statement(sql) is one
+
+
+def test_sqlite_read_leaves_the_file_untouched_and_still_loads(tmp_path):
+    path = tmp_path / "crm.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    _fill(engine)
+    engine.dispose()
+    before = path.read_bytes()
+    source = _source(url=f"sqlite:///{path}", tables={
+        "managers": "users", "deals": "crm_deals", "stage_history": "stage_log"})
+    _check(load_crm(source, timezone="Asia/Almaty"))
+    assert path.read_bytes() == before
+    assert not (tmp_path / "crm.db-journal").exists() and not (tmp_path / "crm.db-wal").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+@pytest.mark.parametrize("query", [*WRITES, "SELECT * FROM {s}.users WHERE nextval('{s}.seq') > 0",
+                                   "SELECT set_config('default_transaction_read_only', 'off', false), * "
+                                   "FROM {s}.users"])
+def test_postgresql_source_cannot_write(monkeypatch, query):
+    schema = f"crm_ro_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(sa.text(f'CREATE SEQUENCE "{schema}".seq'))
+    try:
+        _fill(engine, schema)
+        before = _users(engine, schema)
+        monkeypatch.setenv("CRM_TEST_PG_URL", PG_URL)
+        sql = query.replace("FROM users", f'FROM "{schema}".users').replace(
+            "UPDATE users", f'UPDATE "{schema}".users').replace(
+            "INTO users", f'INTO "{schema}".users').replace("{s}", f'"{schema}"')
+        source = _source(url_env="CRM_TEST_PG_URL", tables={
+            "managers": sql, "deals": f"{schema}.crm_deals", "stage_history": f"{schema}.stage_log"})
+        try:
+            load_crm(source, timezone="Asia/Almaty")
+        except DataError as err:
+            assert "refused" in str(err)
+        assert _users(engine, schema) == before
+        with engine.connect() as conn:  # the sequence was not advanced either
+            assert conn.execute(sa.text(f'SELECT last_value, is_called FROM "{schema}".seq')).one() == (1, False)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("created", "0001-01-01 00:00:00"), ("created", "9999-12-31 23:59:59"), ("created", "now"),
+    ("price", 1e308), ("price", float("inf")), ("price", float("-inf")),
+])
+def test_hostile_database_values_are_a_data_error_naming_the_record(tmp_path, column, value):
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sa.create_engine(url)
+    _fill(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE crm_deals SET {column} = :v WHERE id = 11"), {"v": value})
+    engine.dispose()
+    with pytest.raises(DataError) as err:
+        load_crm(_source(url=url, tables={"managers": "users", "deals": "SELECT * FROM crm_deals ORDER BY id",
+                                          "stage_history": "stage_log"}))
+    assert (err.value.row, err.value.row_kind, err.value.column) == (2, "record", column)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+@pytest.mark.parametrize("value", ["0001-01-01 00:00:00+00", "9999-12-31 00:00:00+00", "infinity", "-infinity"])
+def test_postgresql_timestamps_outside_the_range_are_a_data_error(monkeypatch, value):
+    schema = f"crm_ts_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        _fill(engine, schema)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'ALTER TABLE "{schema}".crm_deals ADD COLUMN closed timestamptz'))
+            conn.execute(sa.text(f"UPDATE \"{schema}\".crm_deals SET closed = '{value}' WHERE id = 11"))
+        monkeypatch.setenv("CRM_TEST_PG_URL", PG_URL)
+        source = _source(url_env="CRM_TEST_PG_URL", tables={
+            "managers": f"{schema}.users", "deals": f'SELECT * FROM "{schema}".crm_deals ORDER BY id',
+            "stage_history": f"{schema}.stage_log"})
+        source.columns["deals"]["closed_at"] = "closed"
+        with pytest.raises(DataError) as err:
+            load_crm(source, timezone="Asia/Almaty")
+        text = str(err.value)
+        assert ("column 'closed'" in text and "record 2" in text) or (
+            "returned a value that cannot be read (timestamp too" in text and "NULLIF" in text)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+def test_postgresql_options_in_the_url_are_kept_beside_read_only(monkeypatch):
+    schema = f"crm_opt_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        _fill(engine, schema)
+        monkeypatch.setenv("CRM_TEST_PG_URL", f"{PG_URL}?options=-csearch_path%3D{schema}")
+        source = _source(url_env="CRM_TEST_PG_URL", tables={  # unqualified names: search_path
+            "managers": "users", "deals": "SELECT * FROM crm_deals ORDER BY id", "stage_history": "stage_log"})
+        _check(load_crm(source, timezone="Asia/Almaty"))
+        source.tables["managers"] = "WITH x AS (SELECT 1) DELETE FROM users"
+        with pytest.raises(DataError, match="refused"):
+            load_crm(source, timezone="Asia/Almaty")
+        assert len(_users(engine, schema)) == 2
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

@@ -71,12 +71,23 @@ def test_missing_share_at_the_threshold_is_fine():
     assert detect(lost(recent, {"price": 120, "timing": 90, None: 90}), SPEC, NOW) == []
 
 
-def test_source_without_a_reason_column_gets_a_data_quality_warning():
+def test_source_without_a_reason_column_is_a_data_quality_line_not_an_alert():
+    from detectors import REGISTRY
+    from detectors.registry import run_detectors
+
     data = lost({None: 40}, {None: 90})
-    found = detect(data, SPEC, NOW)
-    assert [i.subject for i in found] == [{"kind": "data_quality"}]
-    assert found[0].facts["missing_share"] == 1.0 and found[0].facts["column_present"] is False
-    assert found[0].severity == "warning"
+    assert detect(data, SPEC, NOW) == []
+    result = run_detectors(data, {}, NOW)
+    assert not [i for i in result.insights if i.detector == "loss_reasons"]
+    # the builder gives open and won deals a reason, so the column exists: the line says no lost deal has one
+    from bot.pipeline import detector_notes
+
+    assert "no lost deal has a loss_reason (130 lost deals" in detector_notes(data)["loss_reasons"]
+    no_column = make_data(managers=MANAGERS, deals=[{**d, "loss_reason": None} for d in data.deals.to_dict("records")])
+    result = run_detectors(no_column, {}, NOW)
+    assert not [i for i in result.insights if i.detector == "loss_reasons"]
+    assert result.skipped["loss_reasons"] == "needs column loss_reason in deals (absent or empty in deals.csv)"
+    assert REGISTRY["loss_reasons"].needs
 
 
 def test_too_few_lost_deals_say_nothing():
@@ -93,7 +104,7 @@ def test_other_values_are_configurable():
 
 
 def test_fingerprint_is_the_kind_only():
-    a = detect(lost({None: 40}, {None: 90}), SPEC, NOW)
+    a = detect(lost({None: 40, "price": 1}, {None: 90}), SPEC, NOW)
     b = detect(lost({None: 60, "price": 5}, {None: 90}), SPEC, NOW + timedelta(days=7))
     assert a[0].fingerprint == b[0].fingerprint
 

@@ -216,3 +216,49 @@ def test_only_a_directors_digest_points_to_the_maturity_check():
     manager = build_digest([samples.silent_client()], lang="en", now=now, recipient_role="manager")
     assert terminal.format_digest(director).rstrip().endswith("Пять вопросов, две минуты: /maturity")
     assert "/maturity" not in terminal.format_digest(manager)
+
+
+def test_still_open_items_are_one_line_each_at_the_end_in_every_format():
+    from datetime import timedelta
+
+    from messages.digest import MAX_STILL_OPEN
+
+    new = samples.lead_sla()
+    old = [(stalled(f"D-{k}", f"Старая {k}", 30, 1000 * (k + 1), manager_id="m2"), NOW - timedelta(days=7))
+           for k in range(MAX_STILL_OPEN + 2)]
+    for lang, head, more in (("ru", "Ещё открыто, без изменений (7):", "…и ещё 2: /insights"),
+                             ("en", "Still open, unchanged (7):", "…and 2 more: /insights")):
+        digest = build_digest([new], lang=lang, now=NOW, tz="Asia/Almaty", still_open=old)
+        assert [fp for item in digest.items for fp in item.fingerprints] == [new.fingerprint]  # one full item
+        assert "1 пункт" in plain(digest.header) or "1 item" in plain(digest.header)
+        text = terminal.format_digest(digest)
+        assert text.index(head) > text.index(plain_nbsp(digest.items[0].title)[:20])
+        bullets = [ln for ln in text.splitlines() if ln.startswith("• ")]
+        assert len(bullets) == MAX_STILL_OPEN and bullets[0].count("Старая 6") == 1 and more in text
+        assert digest.reminded == [ins.fingerprint for ins, _ in old[::-1][:MAX_STILL_OPEN]]  # the largest first
+        tg_text = "\n".join(m["text"] for m in telegram.format_digest(digest))
+        assert tg_text.count("Старая") == MAX_STILL_OPEN and "Старая 0" not in tg_text
+        # no buttons for a reminder: the one full item has its own, nothing else
+        buttons = [b["action"] for m in telegram.format_digest(digest) for row in m["buttons"] for b in row]
+        assert all(new.fingerprint in a for a in buttons)
+        for message in slack.format_digest(digest):
+            check_slack_limits(message)
+
+
+def test_quiet_digest_says_nothing_found_by_k_of_n_checks_not_all_quiet():
+    from messages.digest import Checks
+
+    checks = Checks.of(["stalled_deal", "lead_sla", "silent_client"], {"silent_client": "needs emails.csv, email_opens.csv (table not provided)"},
+                       {}, disabled=[])
+    ru = build_digest([], lang="ru", now=NOW, all_quiet=True, checks=checks)
+    assert "всё спокойно" not in plain(ru.header) and "ничего не найдено по 2 проверкам из 3" in plain(ru.header)
+    assert plain(ru.unchecked) == "Не проверено: молчащие клиенты (нет таблиц emails.csv, email_opens.csv)."
+    en = build_digest([], lang="en", now=NOW, all_quiet=True, checks=checks)
+    assert "nothing found by 2 of 3 checks" in plain(en.header)
+    # every enabled check ran: all quiet as before; a disabled one is not a missing check
+    full = Checks.of(["stalled_deal", "lead_sla"], {"lead_sla": "disabled in config"}, {}, disabled=["lead_sla"])
+    assert "всё спокойно" in plain(build_digest([], lang="ru", now=NOW, all_quiet=True, checks=full).header)
+    # a manager with items is not told about checks; a director is
+    manager = build_digest([samples.lead_sla()], lang="ru", now=NOW, checks=checks, recipient_role="manager")
+    director = build_digest([samples.lead_sla()], lang="ru", now=NOW, checks=checks, recipient_role="director")
+    assert manager.unchecked is None and "молчащие клиенты" in plain(director.unchecked)

@@ -1,0 +1,82 @@
+"""How old is the data? The newest record in it, against the clock the caller passes in.
+
+A stalled deal, an unanswered lead or a silent client is judged by how long nothing happened.
+On an export that stopped eleven days ago every deal looks stalled: the silence is the
+export's, not the client's. So the time-based detectors need to know the data is fresh, and
+the admin needs to hear when it is not (bot/pipeline.py, bot/scheduler.py).
+
+Only instants at which something happened count (a deal created or closed, a stage entered,
+an activity done, an email sent or opened, a lead created, assigned or answered). Planned
+dates (`due_at`) and timestamps after `now` (typos, time zones) are ignored: a task due next
+year does not make last month's export fresh.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from crm.data import CrmData
+
+# table -> columns holding instants at which something happened
+EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "deals": ("created_at", "closed_at"),
+    "stage_history": ("entered_at",),
+    "activities": ("done_at",),
+    "emails": ("sent_at",),
+    "email_opens": ("opened_at",),
+    "leads": ("created_at", "assigned_at", "first_response_at"),
+}
+
+
+def _newest_up_to(values: pd.Series, limit_ns: int) -> pd.Timestamp | None:
+    """The latest instant at or before limit_ns. One pass when nothing lies in the future (the
+    usual case; a masked copy of 10M opens would cost more than the max itself)."""
+    ns = pd.DatetimeIndex(values).as_unit("ns").asi8  # NaT is the smallest int64
+    if not len(ns):
+        return None
+    top = int(ns.max())
+    if top > limit_ns:
+        kept = ns[ns <= limit_ns]
+        top = int(kept.max()) if len(kept) else NAT
+    return None if top == NAT else pd.Timestamp(top, tz="UTC")
+
+
+NAT = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class Freshness:
+    newest: pd.Timestamp | None  # the newest event at or before now (UTC), None when there is none
+    table: str | None  # where it is
+    origin: str | None  # the file or query of that table
+    age: timedelta | None  # now - newest
+
+    def is_stale(self, limit: timedelta) -> bool:
+        return self.age is None or self.age > limit
+
+    def age_days(self) -> float | None:
+        return None if self.age is None else self.age / timedelta(days=1)
+
+
+def freshness(data: CrmData, now: datetime) -> Freshness:
+    """The newest event in the data at or before `now`, its table and its age."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    limit = pd.Timestamp(now).tz_convert("UTC")
+    best: tuple[pd.Timestamp, str] | None = None
+    for table, columns in EVENT_COLUMNS.items():
+        frame = data.table(table)
+        if frame is None or data.stage_history_derived and table == "stage_history":
+            continue  # a derived history only repeats the deals' creation times
+        for col in columns:
+            if col not in frame.columns or not len(frame):
+                continue
+            newest = _newest_up_to(frame[col], limit.value)
+            if newest is not None and (best is None or newest > best[0]):
+                best = (newest, table)
+    if best is None:
+        return Freshness(None, None, None, None)
+    return Freshness(best[0], best[1], data.origins.get(best[1], f"{best[1]}.csv"), limit - best[0])

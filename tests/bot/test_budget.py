@@ -1,0 +1,192 @@
+"""The daily budget: backtest warns about anyone who would get more than the budget a day,
+names the detector and the subjects behind it, and can fail a CI run; reminders and the
+digest's limit are counted the way the digest shows them."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "detectors"))
+from _builders_b import crm, deal  # noqa: E402
+
+from bot.backtest import DigestCut, backtest, format_text, replayers, subject_label  # noqa: E402
+from bot.cli import main  # noqa: E402
+from detectors.insight import Audience, Insight  # noqa: E402
+from detectors.registry import REGISTRY, Detector, DetectorSpec, Need  # noqa: E402
+
+UTC = timezone.utc
+T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
+END = T0 + timedelta(days=29)  # 30 daily runs
+DAY0 = date(2026, 10, 1)
+
+
+class FloodSpec(DetectorSpec):
+    fresh_per_day: int = 9
+
+
+def flood(data, spec, now):
+    """Planted volume. m1: `fresh_per_day` new deals every day (each holds one day), deal
+    D-FLAP there every other day (so new each time), deal D-STUCK there every day, unchanged.
+    m2: one new deal every third day."""
+    n = (now.astimezone(UTC).date() - DAY0).days
+    out = [Insight("flood", "warning", Audience("manager", "m1"), {"deal_id": f"F{n}-{j}"}, {"deal_title": f"Свежая {n}-{j}"})
+           for j in range(spec.fresh_per_day)]
+    if n % 2 == 0:
+        out.append(Insight("flood", "warning", Audience("manager", "m1"), {"deal_id": "D-FLAP"}, {"deal_title": "Мигающая"}))
+    out.append(Insight("flood", "warning", Audience("manager", "m1"), {"deal_id": "D-STUCK"}, {"deal_title": "Застрявшая"}))
+    if n % 3 == 0:
+        out.append(Insight("flood", "warning", Audience("manager", "m2"), {"deal_id": f"G{n}"}, {}))
+    return out
+
+
+@pytest.fixture
+def only_flood(monkeypatch):
+    """The planted detector registered for this test only; every real detector switched off."""
+    real = list(REGISTRY)
+    monkeypatch.setitem(REGISTRY, "flood", Detector("flood", FloodSpec, flood, (), "planted volume"))
+    return {name: REGISTRY[name].spec(enabled=False) for name in real}
+
+
+def company():
+    return crm(deals=[deal("d1", created=T0 - timedelta(days=3)), deal("d2", created=T0 - timedelta(days=3), manager_id="m2")])
+
+
+def test_a_recipient_with_about_ten_items_a_day_is_warned_with_detector_and_subjects(only_flood):
+    report = backtest(company(), only_flood, T0, END)
+    load = report.load()
+    # m1: 9 fresh a day + D-FLAP on 15 of 30 days + D-STUCK once in full; D-STUCK then comes
+    # back every 7 days unchanged, as a one-line reminder that the budget does not count
+    assert load["m1"].items == 9 * 30 + 15 + 1 and load["m1"].items_per_day == pytest.approx(9.53, abs=0.01)
+    # day 0 has 11 due (9 + D-FLAP + D-STUCK) for a digest of 10: D-STUCK, last of equal rank,
+    # waits for day 1; its reminders follow on days 8, 15, 22 and 29
+    assert load["m1"].reminders == 4 and load["m1"].held == 1
+    assert load["m2"].items == 10 and load["m2"].items_per_day == pytest.approx(0.33, abs=0.01)
+    [warning] = report.over_budget()  # m2 is within the budget: no warning for them
+    assert warning.recipient == "m1" and warning.name == "Айгерим Садыкова"
+    [(det, n, share, distinct, top)] = warning.detectors
+    assert (det, n, share) == ("flood", 286, 1.0)
+    assert distinct == 9 * 30 + 2
+    assert top[0] == ("deal D-FLAP «Мигающая»", 15)  # the subject that keeps coming back leads
+    text = format_text(report)
+    assert ("warning: Айгерим Садыкова (m1) is over the daily budget of 5 item(s) a day: 9.53 a day"
+            " (286 item(s) over 30 days; +0.13 reminder(s) a day; the digest's limit held back 0.03 more a day)") in text
+    assert "flood: 100% of them (286), 272 subject(s); most often: deal D-FLAP «Мигающая» (15 items)" in text
+    assert "m2" not in "\n".join(line for line in text.splitlines() if line.startswith("warning"))
+    budget = report.to_dict()["budget"]
+    assert budget["daily_budget"] == 5 and [w["recipient"] for w in budget["over"]] == ["m1"]
+    assert budget["over"][0]["behind"][0]["most_often"][0] == {"subject": "deal D-FLAP «Мигающая»", "items": 15}
+    assert report.to_dict()["recipients"]["m1"]["reminders"] == 4
+
+
+def test_under_the_budget_no_warning(only_flood):
+    quiet = {**only_flood, "flood": FloodSpec(fresh_per_day=3)}  # m1: 3.5 a day
+    report = backtest(company(), quiet, T0, END)
+    assert report.load()["m1"].items_per_day == pytest.approx(3.53, abs=0.01)
+    assert report.over_budget() == []
+    assert "every recipient within the daily budget of 5 item(s) a day" in format_text(report)
+    assert "warning" not in format_text(report)
+    # the same report against a budget of 3 a day warns
+    assert [w.recipient for w in backtest(company(), quiet, T0, END, daily_budget=3).over_budget()] == ["m1"]
+
+
+def test_the_digest_limit_is_what_a_recipient_sees_and_the_rest_is_held_back(only_flood):
+    many = {**only_flood, "flood": FloodSpec(fresh_per_day=14)}
+    capped = backtest(company(), many, T0, END, max_items=10)
+    uncapped = backtest(company(), many, T0, END, max_items=None)
+    # every day 14 fresh + D-STUCK (+ D-FLAP on even days) are due, all of one rank; the digest
+    # shows the first 10, the rest stay due: D-STUCK and D-FLAP wait behind the fresh ones
+    assert capped.load()["m1"].items == 10 * 30 and capped.load()["m1"].reminders == 0
+    assert capped.load()["m1"].held == 15 * 6 + 15 * 5
+    assert uncapped.load()["m1"].items == 14 * 30 + 15 + 1 and uncapped.load()["m1"].held == 0
+    assert capped.load()["m2"].items == uncapped.load()["m2"].items == 10
+
+
+def test_cli_fail_on_budget_exits_1_and_the_json_names_the_recipient(only_flood, tmp_path, capsys):
+    from crm.demo import export_csv
+
+    folder = tmp_path / "crm"
+    export_csv(company(), folder)
+    config = tmp_path / "config.toml"
+    off = "".join(f"[detectors.{name}]\nenabled = false\n" for name in only_flood)
+    config.write_text(f'timezone = "UTC"\n[source]\nkind = "files"\npath = "{folder}"\n{off}', encoding="utf-8")
+    common = ["backtest", "--config", str(config), "--from", "2026-10-01", "--to", "2026-10-30"]
+    assert main([*common, "--format", "json"]) == 0  # a warning, but nobody asked to fail
+    out = capsys.readouterr()
+    assert [w["recipient"] for w in json.loads(out.out)["budget"]["over"]] == ["m1"]
+    assert "1 recipient(s) over the daily budget of 5 item(s) a day" in out.err
+    assert main([*common, "--fail-on-budget"]) == 1
+    assert "warning: Айгерим Садыкова (m1) is over the daily budget" in capsys.readouterr().out
+    assert main([*common, "--fail-on-budget", "--daily-budget", "12"]) == 0
+    assert "every recipient within the daily budget of 12 item(s) a day" in capsys.readouterr().out
+    config.write_text(config.read_text(encoding="utf-8").replace("[source]", "[delivery]\ndaily_budget = 10\n[source]"),
+                      encoding="utf-8")
+    assert main([*common, "--fail-on-budget"]) == 0  # the config's budget
+
+
+def test_partly_skipped_parts_are_their_own_list(only_flood, monkeypatch):
+    det = REGISTRY["flood"]
+    monkeypatch.setitem(REGISTRY, "flood", Detector("flood", FloodSpec, flood, (), "planted volume",
+                                                    needs=(Need(("deals.loss_reason",), part="loss check"),)))
+    partial: dict[str, list[str]] = {}
+    fns, skipped = replayers(company(), only_flood, partial=partial)
+    assert "flood" in fns and "flood" not in skipped and not any("(part)" in k for k in skipped)
+    assert partial == {"flood": ["loss check: not checked, needs column loss_reason in deals (absent or empty in deals.csv)"]}
+    report = backtest(company(), only_flood, T0, T0 + timedelta(days=2))
+    assert report.partial == partial and report.to_dict()["partial"] == partial
+    assert ("partly skipped flood: loss check: not checked, needs column loss_reason in deals"
+            in format_text(report))
+    assert det is not REGISTRY["flood"]
+
+
+def test_subject_labels_say_what_an_item_is_about():
+    def ins(subject, facts=None):
+        return Insight("x", "info", Audience("director"), subject, facts or {})
+
+    assert subject_label(ins({"deal_id": "d7"}, {"deal_title": "Поставка"})) == "deal d7 «Поставка»"
+    assert subject_label(ins({"lead_id": "L1", "kind": "unanswered"})) == "lead L1 (kind=unanswered)"
+    assert subject_label(ins({"client_id": "C1"}, {"client_name": "ТОО Степь"})) == "client C1 «ТОО Степь»"
+    assert subject_label(ins({"from_stage": "КП", "to_stage": "Счёт"})) == "stage КП → Счёт"
+    assert subject_label(ins({"manager_id": "m3", "metric": "open_deals"}, {"manager_name": "Ольга"})) == \
+        "manager m3 (Ольга) (metric=open_deals)"
+
+
+def _stalled(deal_id, manager, amount, severity="warning"):
+    from messages import samples
+
+    ins = samples.stalled_deal(deal_id=deal_id, title=deal_id, amount=amount, manager_id=manager)
+    ins.severity = severity
+    return ins
+
+
+def _lead(i, severity="warning"):
+    return Insight("lead_sla", severity, Audience("director"), {"lead_id": f"L{i}", "kind": "unassigned"},
+                   {"kind": "unassigned", "working_hours_waited": 5, "sla_hours": 2, "created_at": "2026-10-01T09:00:00+00:00"})
+
+
+def test_the_digest_model_shows_exactly_what_build_digest_shows():
+    """DigestCut (arrays, no rendering) against messages.digest.build_digest on random days."""
+    from messages.digest import build_digest
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        items, codes = [], []
+        for j in range(int(rng.integers(1, 40))):
+            severity = ["info", "warning", "critical"][int(rng.integers(0, 3))]
+            if rng.random() < 0.5:
+                ins = _stalled(f"D{j}", f"m{int(rng.integers(1, 4))}", float(rng.integers(1, 10**6)), severity)
+            else:
+                ins = _lead(j, severity)
+            items.append(("director", ins))
+            codes.append(3 if rng.random() < 0.3 else int(rng.integers(1, 3)))
+        code = np.array(codes)
+        shown = DigestCut(items, 10, 5)(np.arange(len(items)), code)
+        full = [ins for (_, ins), c in zip(items, codes) if c != 3]
+        still = [(ins, None) for (_, ins), c in zip(items, codes) if c == 3]
+        digest = build_digest(full, lang="ru", now=T0, max_items=10, recipient_role="director", still_open=still)
+        expected = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
+        assert {ins.fingerprint for (_, ins), s in zip(items, shown) if s} == expected
