@@ -20,14 +20,26 @@ HOSTILE = ["Дорого $$", "$_$", "$x^$", "$\\frac{1}{0}$", "$$$$", "50$ и 6
            "a\x00b", "\x1b[31mred", "\u202eRTL", "🔥" * 30, "x" * 5000, " ", "<!channel> $a$"]
 
 
+def _name_everyone(load, name: str) -> None:
+    """Every manager name in a manager_load insight (people, plan, chart rows) set to `name`+id."""
+    for group in ("over", "under"):
+        for p in load.facts.get(group, []):
+            p["manager_name"] = name
+    for moves in load.facts.get("plan", {}).values():
+        for mv in moves:
+            mv["from_manager_name"] = name
+            mv["to_manager_name"] = name + "2"
+    for metric in load.facts.get("metrics", {}).values():
+        for row in metric.get("loads", []):
+            row["manager_name"] = name + row["manager_id"]
+
+
 def _insights(name: str) -> list[Insight]:
     conv = samples.conversion_drop()
     conv.facts.update(from_stage=name, to_stage=name)
     conv.subject.update(from_stage=name, to_stage=name)
     load = samples.manager_load()
-    load.facts["manager_name"] = name
-    for row in load.facts["team_loads"]:
-        row["manager_name"] = name + row["manager_id"]
+    _name_everyone(load, name)
     loss = samples.loss_reasons()
     loss.facts["top_rising"] = name
     for k, row in enumerate(loss.facts["reasons"]):

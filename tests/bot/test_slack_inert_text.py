@@ -20,6 +20,7 @@ from detectors.insight import Insight
 from messages import samples
 from messages.slack import format_text
 from tests.bot.conftest import CONFIG_TOML, E2E_T0 as T0
+from tests.bot.test_hostile_charts import _name_everyone
 from tests.fakes.slack_server import BOT_TOKEN, FakeSlackServer
 
 HOSTILE = ["<!channel> ping", "<!here>", "<@U123>", "<https://evil.example|click>", "&lt;b&gt;x",
@@ -78,9 +79,7 @@ def _hostile_insights() -> list[Insight]:
     conv.facts.update(from_stage="<!channel> ping", to_stage="<@U123>")
     conv.subject.update(from_stage="<!channel> ping", to_stage="<@U123>")
     load = samples.manager_load()
-    load.facts["manager_name"] = "<!here> Ольга"
-    for row, name in zip(load.facts["team_loads"], HOSTILE):
-        row["manager_name"] = name
+    _name_everyone(load, "<!here> Ольга")
     loss = samples.loss_reasons()
     for row, name in zip(loss.facts["reasons"], ["<https://evil.example|click>", "&lt;b&gt;x", "<!channel> ping",
                                                   "@channel now"]):
