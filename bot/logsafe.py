@@ -133,6 +133,8 @@ def configure_logging(level: str | int | None = "INFO", *, stream: TextIO | None
         handler.addFilter(REDACTOR)
         if as_last_resort:
             handler.setLevel(logging.WARNING)
+        else:  # the service: Python warnings (a library's ResourceWarning with a URL) go through the filter too
+            logging.captureWarnings(True)
         root.addHandler(handler)
     if level is not None:
         root.setLevel(level if isinstance(level, int) else getattr(logging, str(level).upper(), logging.INFO))
@@ -152,6 +154,8 @@ def reset_logging() -> None:
     """Undo configure_logging (tests; the service configures once for its lifetime)."""
     global _base_factory, _root_level
     root = logging.getLogger()
+    if _installed:
+        logging.captureWarnings(False)
     for h in _installed:
         root.removeHandler(h)
     if _root_level is not None:

@@ -115,6 +115,15 @@ def test_an_exception_traceback_is_masked_for_every_handler(caplog):
     assert not _leaks("".join(r.getMessage() + (r.exc_text or "") for r in caplog.records))
 
 
+def test_python_warnings_in_the_service_go_through_the_filter():
+    import warnings
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    warnings.warn(f"unclosed connection to https://api.telegram.org/bot{TG_TOKEN}/getMe", ResourceWarning)
+    assert "unclosed connection" in stream.getvalue() and not _leaks(stream.getvalue())
+
+
 def test_httpx_is_quiet_by_default_and_logging_is_restored_afterwards():
     before = logging.getLogger().level, logging.getLogger("httpx").level
     configure_logging("DEBUG", stream=io.StringIO())
