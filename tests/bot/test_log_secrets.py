@@ -120,7 +120,9 @@ def test_python_warnings_in_the_service_go_through_the_filter():
 
     stream = io.StringIO()
     configure_logging("INFO", stream=stream)
-    warnings.warn(f"unclosed connection to https://api.telegram.org/bot{TG_TOKEN}/getMe", ResourceWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # ResourceWarning is ignored by default
+        warnings.warn(f"unclosed connection to https://api.telegram.org/bot{TG_TOKEN}/getMe", ResourceWarning)
     assert "unclosed connection" in stream.getvalue() and not _leaks(stream.getvalue())
 
 
