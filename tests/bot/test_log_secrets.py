@@ -235,3 +235,41 @@ def test_the_short_commands_print_warnings_as_before_but_masked():
             f"logging.getLogger('httpx').warning('GET https://api.telegram.org/bot{TG_TOKEN}/getMe failed')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stderr == "GET https://api.telegram.org/bot***/getMe failed\n"
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_crm_pulse_run_as_a_process_prints_no_secret(level, tmp_path):
+    """The real entry point (`python -m bot.cli run`) in its own process against the fake servers:
+    everything it writes to stdout and stderr, at INFO and at DEBUG."""
+    import os
+    import signal
+    import sys
+
+    async with FakeTelegramServer(faults=FaultPlan()) as tg, FakeSlackServer() as sl:
+        (tmp_path / "export").mkdir()
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(CONFIG_TOML + f'\n[telegram]\nenabled = true\nbase_url = "{tg.base_url}"\n'
+                       f'[slack]\nenabled = true\nbase_url = "{sl.base_url}"\n'
+                       '[state]\nurl_env = "CRM_PULSE_STATE_URL"\n[source]\npath = "export"\n', encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "CRM_PULSE_TELEGRAM_TOKEN": TG_TOKEN,
+               "CRM_PULSE_SLACK_BOT_TOKEN": BOT_TOKEN, "CRM_PULSE_SLACK_APP_TOKEN": APP_TOKEN,
+               "CRM_PULSE_SLACK_SIGNING_SECRET": SIGNING_SECRET,
+               "CRM_PULSE_TELEGRAM_WEBHOOK_SECRET": WEBHOOK_SECRET,
+               "CRM_PULSE_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "run", "--config", str(cfg), "--log-level", level,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+        try:
+            await wait_for(lambda: tg.calls["getUpdates"] >= 1 and sl.calls["apps.connections.open"] >= 1,
+                           timeout=60)
+            tg.push_text(900, "/help")
+            await wait_for(lambda: bool(tg.texts(900)), timeout=30)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode() + err.decode()
+    assert proc.returncode == 0, text[-2000:]
+    assert "crm-pulse running" in text
+    assert not _leaks(text), [ln for ln in text.splitlines() if _leaks(ln)][:3]
+    if level == "DEBUG":
+        assert "***" in text  # PTB's own DEBUG lines carried the token, masked
