@@ -11,7 +11,6 @@ from bot.app import serve
 from bot.config import parse_config
 from bot.outbox import Outbox
 from bot.scheduler import PulseJobs
-from tests.bot.conftest import CONFIG_TOML
 
 UTC = timezone.utc
 THU_0900 = datetime(2026, 10, 1, 4, 0, tzinfo=UTC)  # Thursday 09:00 in Almaty: digest time

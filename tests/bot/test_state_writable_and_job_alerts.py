@@ -19,7 +19,7 @@ from bot.config import parse_config
 from bot.outbox import Outbox
 from bot.scheduler import PulseJobs
 from bot.state import StateStore
-from tests.bot.conftest import CONFIG_TOML, NOW
+from tests.bot.conftest import NOW
 
 
 def _read_only(path) -> "callable":
