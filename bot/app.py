@@ -98,10 +98,9 @@ def build_channels(config: Config, on_inbound: Any) -> dict[str, Any]:
 async def tell_admins(config: Config, channels: dict[str, Any], store: Any, texts: dict[str, str]) -> None:
     """A message to every admin straight through the channels, not the outbox: what it reports
     may be the state database failing. Each admin in their language; one failed send is logged."""
+    from bot.admin_notice import admins
     from bot.channels.base import OutgoingMessage
     from bot.delivery import addresses, target_language, text_payload
-
-    from bot.admin_notice import admins
 
     for admin in admins(config):  # the admins, or the directors when the config names none
         try:
