@@ -480,7 +480,7 @@ def _limit_facts(state: StalledDealState, limits: _Limits, stage: int) -> dict[s
     facts: dict[str, Any] = {"stage_limit_days": int(limits.days[stage]), "limit_source": source}
     if source == "learned":
         learned = int(limits.learned[stage])
-        facts |= {"limit_quantile": spec.quantile, "limit_moves": int(limits.moves[stage]),
+        facts |= {"limit_quantile": spec.quantile, "limit_moves": int(limits.moves[stage]), "learn_days": spec.learn_days,
                   # working days within which the quantile share moved on; None: not within the cap
                   "learned_days": learned if learned >= 0 else None,
                   "limit_bound": ("max" if learned < 0 or learned > spec.max_limit_days else
