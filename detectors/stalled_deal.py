@@ -92,7 +92,7 @@ class StalledDealSpec(DetectorSpec):
 
 @dataclass
 class _Stays:
-    """Every stay at a stage (one stage-history row), sorted by entry: stage code, entry and exit
+    """Every stay at a stage (one stage-history row): stage code, entry and exit
     as UTC ns and as working-day numbers. Exit: the deal's next stage entry, else its closing
     (won/lost with closed_at), else none (_NO_EXIT: still there, or closed at an unknown time)."""
 
@@ -101,6 +101,22 @@ class _Stays:
     exit: np.ndarray
     entry_wd: np.ndarray
     exit_wd: np.ndarray
+    by_entry: bool = False  # sorted by entry: a day's window is a slice, not a mask
+
+    def sort(self) -> None:
+        """Sort by entry once for a replay, so each day's learning window is two searchsorted."""
+        if not self.by_entry:
+            order = np.argsort(self.entry, kind="stable")
+            for name in ("stage", "entry", "exit", "entry_wd", "exit_wd"):
+                setattr(self, name, getattr(self, name)[order])
+            self.by_entry = True
+
+    def window(self, start_ns: int, now_ns: int) -> slice | np.ndarray:
+        """The stays entered in (start, now]."""
+        if self.by_entry:
+            return slice(int(np.searchsorted(self.entry, start_ns, side="right")),
+                         int(np.searchsorted(self.entry, now_ns, side="right")))
+        return np.flatnonzero((self.entry > start_ns) & (self.entry <= now_ns))
 
 
 @dataclass
@@ -250,19 +266,31 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     if skip_reason(data) is not None:
         return None
     d = data.deals
+    sh = data.stage_history
+    # History row -> row in the whole deals table: the stays (learning) need every deal, the
+    # touches only the deals kept below, found through the same join.
+    hist_row = positions(sh["deal_id"], d["deal_id"])
+    entered = to_ns(sh["entered_at"])
     if now is not None:
-        d = d.iloc[np.flatnonzero(_open_at(d, _ns(now)))].reset_index(drop=True)
+        keep = np.flatnonzero(_open_at(d, _ns(now)))
+        d = d.iloc[keep].reset_index(drop=True)
+        remap = np.full(len(data.deals) + 1, -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        hist_owner = remap[hist_row]  # -1 (absent) reads the last slot, which is -1
+    else:
+        hist_owner = hist_row
     deal_ids = d["deal_id"]
     client_col = d["client_id"] if "client_id" in d.columns else pd.Series([None] * len(d), dtype="str")
     deal_client, client_uniques = pd.factorize(client_col)
     client_keys = pd.Series(client_uniques)
 
-    sh = data.stage_history
     stage_codes, stage_names = pd.factorize(pd.concat([d["stage"], sh["stage"]], ignore_index=True))
     stage_names = np.asarray(stage_names, dtype=object)
     configured = np.array([spec.stage_limits.get(s, -1) for s in stage_names], dtype=np.int64)
-    history = _Events.build(positions(sh["deal_id"], deal_ids), to_ns(sh["entered_at"]))
-    stays = _build_stays(data, stage_codes[len(d):].astype(np.int64), spec.calendar)
+    history = _Events.build(hist_owner, entered)
+    # A history derived from the deals holds one made-up stay per deal: nothing to learn from.
+    learn_rows = np.full(len(hist_row), -1, dtype=np.int64) if data.stage_history_derived else hist_row
+    stays = _build_stays(data.deals, learn_rows, entered, stage_codes[len(d):].astype(np.int64), spec.calendar)
 
     status = d["status"].astype("str")
     closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
@@ -309,36 +337,52 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     )
 
 
-def _build_stays(data: CrmData, stage: np.ndarray, cal: WorkCalendar) -> _Stays:
-    """The stays of the whole history (every deal, whatever `now`), sorted by entry time."""
-    sh, deals = data.stage_history, data.deals
-    entry = to_ns(sh["entered_at"])
-    deal_code, deal_keys = pd.factorize(sh["deal_id"])
-    ok = np.flatnonzero((entry != NEVER) & (deal_code >= 0))
-    deal_code, entry, stage = deal_code[ok], entry[ok], stage[ok]
-    order = np.lexsort((ok, entry, deal_code))  # per deal by time; ties keep the table's order
-    deal_code, entry, stage = deal_code[order], entry[order], stage[order]
+def _build_stays(deals: pd.DataFrame, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,
+                 cal: WorkCalendar) -> _Stays:
+    """The stays of the whole history (every deal, whatever `now`), in per-deal time order.
+
+    `deal_row` is each history row's row in `deals` (-1: a deal not in the table, skipped).
+    One stable sort on (deal, second of entry) orders each deal's stays (entries within the same
+    second keep the table's order); a replay sorts them by entry later (`_Stays.sort`)."""
+    ok = np.flatnonzero((entry != NEVER) & (deal_row >= 0))
+    entry, stage, deal = entry[ok], stage[ok], deal_row[ok]
     n = len(entry)
+    if n:
+        sec = (entry - entry.min()) // 1_000_000_000
+        if int(sec.max()) < (1 << 30) and len(deals) < (1 << 32):
+            order = _stable_argsort(deal * (1 << 30) + sec)
+        else:
+            order = np.lexsort((entry, deal))
+        entry, stage, deal = entry[order], stage[order], deal[order]
     exit_ = np.full(n, _NO_EXIT, dtype=np.int64)
     last = np.ones(n, dtype=bool)
     if n > 1:
-        same = deal_code[1:] == deal_code[:-1]
+        same = deal[1:] == deal[:-1]
         exit_[:-1] = np.where(same, entry[1:], _NO_EXIT)
         last[:-1] = ~same
     # A deal's last stay ends when it was won or lost (if we know when).
-    row = positions(pd.Series(deal_keys), deals["deal_id"])
     closed = to_ns(deals["closed_at"]) if "closed_at" in deals.columns else np.full(len(deals), NEVER, dtype=np.int64)
     is_closed = np.asarray(deals["status"].astype("str").isin(["won", "lost"]), dtype=bool) & (closed != NEVER)
-    key_closed = np.where(row >= 0, np.where(is_closed[np.maximum(row, 0)], closed[np.maximum(row, 0)], _NO_EXIT),
-                          _NO_EXIT) if len(deals) else np.full(len(deal_keys), _NO_EXIT, dtype=np.int64)
+    closed_at = np.where(is_closed, closed, _NO_EXIT)
     li = np.flatnonzero(last)
-    exit_[li] = np.maximum(key_closed[deal_code[li]], entry[li])  # closed_at before the entry: a same-day exit
-    by_entry = np.argsort(entry, kind="stable")
-    entry, exit_, stage = entry[by_entry], exit_[by_entry], stage[by_entry]
+    exit_[li] = np.maximum(closed_at[deal[li]], entry[li])  # closed before the entry: a same-day exit
     has_exit = exit_ != _NO_EXIT
     exit_wd = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    exit_wd[has_exit] = cal.working_days_ns(exit_[has_exit])
-    return _Stays(stage=stage, entry=entry, exit=exit_, entry_wd=cal.working_days_ns(entry), exit_wd=exit_wd)
+    both = cal.working_days_ns(np.concatenate([entry, exit_[has_exit]]))
+    exit_wd[has_exit] = both[n:]
+    return _Stays(stage=stage, entry=entry, exit=exit_, entry_wd=both[:n], exit_wd=exit_wd)
+
+
+def _stable_argsort(key: np.ndarray) -> np.ndarray:
+    """argsort with ties in table order, at the cost of a quicksort (2-3x cheaper than a stable
+    sort on millions of rows): only the tied rows, usually few, are sorted again by position."""
+    order = np.argsort(key)
+    ks = key[order]
+    tie = np.flatnonzero(ks[1:] == ks[:-1])
+    if len(tie):
+        pos = np.union1d(tie, tie + 1)
+        order[pos] = order[pos][np.lexsort((order[pos], ks[pos]))]
+    return order
 
 
 def _limits_at(state: StalledDealState, now_ns: int, now_wd: int) -> _Limits:
@@ -353,12 +397,11 @@ def _limits_at(state: StalledDealState, now_ns: int, now_wd: int) -> _Limits:
     n_stages = len(state.stage_names)
     cap = spec.max_limit_days
     width = cap + 2  # durations 0..cap exactly, cap+1 = "longer"
-    lo = int(np.searchsorted(st.entry, now_ns - spec.learn_days * _DAY_NS, side="right"))
-    hi = int(np.searchsorted(st.entry, now_ns, side="right"))
-    exit_ = st.exit[lo:hi]
+    w = st.window(now_ns - spec.learn_days * _DAY_NS, now_ns)
+    exit_ = st.exit[w]
     event = exit_ <= now_ns
-    dur = np.where(event, st.exit_wd[lo:hi], now_wd) - st.entry_wd[lo:hi]
-    key = st.stage[lo:hi] * width + np.clip(dur, 0, cap + 1)
+    dur = np.where(event, st.exit_wd[w], now_wd) - st.entry_wd[w]
+    key = st.stage[w] * width + np.clip(dur, 0, cap + 1)
     ended = np.bincount(key[event], minlength=n_stages * width).reshape(n_stages, width)
     total = np.bincount(key, minlength=n_stages * width).reshape(n_stages, width)
     at_risk = np.cumsum(total[:, ::-1], axis=1)[:, ::-1]
@@ -413,6 +456,7 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     if state.calls == 2:  # a replay: sort the events once, every later day is a mask and a diff
         for ev in (state.history, state.act_deal, state.act_client, state.email_deal, state.email_client):
             ev.sort()
+        state.stays.sort()
     is_open = (state.created != NEVER) & (state.created <= now_ns) & (
         state.status_open | (state.status_closed_at_known & (state.closed > now_ns))
     )

@@ -27,6 +27,10 @@ import pandas as pd
 
 _ANCHOR = np.datetime64("2000-01-03", "D")  # any fixed day; only differences of W(t) matter
 _NS_PER_HOUR = 3_600_000_000_000
+_DAY_NS = 86_400 * 1_000_000_000
+_QUARTER_NS = 900 * 1_000_000_000
+_MAX_GRID = 4_000_000  # 15-minute steps (about 114 years) or days beyond which we convert directly
+_NEVER = np.iinfo(np.int64).min  # detectors.columns.NEVER (not imported: this module stands alone)
 # Official holidays are expanded for these years once per country: W(t) differences are exact
 # for any two instants in the range, whatever the data's span (outside it: weekends only).
 _YEARS = range(2000, 2051)
@@ -170,15 +174,45 @@ class WorkCalendar:
         return is_work | np.isin(days, extra) if len(extra) else is_work
 
     def local_days_ns(self, ns: np.ndarray) -> np.ndarray:
-        """The local calendar day (datetime64[D]) of UTC nanosecond instants (NEVER/NaT -> anchor)."""
-        idx = pd.DatetimeIndex(np.asarray(ns, dtype=np.int64).view("datetime64[ns]")).tz_localize("UTC")
-        local = idx.tz_convert(self.timezone).tz_localize(None)
-        days = local.floor("D").values.astype("datetime64[D]")
-        return np.where(np.asarray(local.isna()), _ANCHOR, days)
+        """The local calendar day (datetime64[D]) of UTC nanosecond instants (NEVER -> the anchor).
+
+        The zone's UTC offset is read from a 15-minute grid over the instants' span (every
+        offset change since 1970 falls on a quarter hour), so millions of instants cost one
+        table lookup each instead of a timezone conversion."""
+        ns = np.asarray(ns, dtype=np.int64)
+        valid = ns != _NEVER
+        out = np.full(len(ns), _ANCHOR, dtype="datetime64[D]")
+        if not valid.any():
+            return out
+        v = ns[valid]
+        lo, hi = int(v.min()), int(v.max())
+        g0 = lo - lo % _QUARTER_NS
+        n = (hi - g0) // _QUARTER_NS + 1
+        if n <= _MAX_GRID:
+            grid = g0 + np.arange(n, dtype=np.int64) * _QUARTER_NS
+            offset = self._local_ns(grid) - grid
+            local = v + offset[(v - g0) // _QUARTER_NS]
+        else:  # a span of centuries (bad data): convert each instant
+            local = self._local_ns(v)
+        out[valid] = (local // _DAY_NS).astype("datetime64[D]")
+        return out
+
+    def _local_ns(self, ns: np.ndarray) -> np.ndarray:
+        idx = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+        return idx.tz_convert(self.timezone).tz_localize(None).as_unit("ns").asi8
 
     def working_days_ns(self, ns: np.ndarray) -> np.ndarray:
-        """N(local day) for UTC nanosecond instants: day-level working-day numbers."""
-        return self.working_day_number(self.local_days_ns(ns))
+        """N(local day) for UTC nanosecond instants: day-level working-day numbers.
+
+        Computed once per distinct day of the span and looked up, not per instant."""
+        days = self.local_days_ns(ns).astype(np.int64)
+        if not len(days):
+            return days
+        lo, hi = int(days.min()), int(days.max())
+        if hi - lo > _MAX_GRID:
+            return self.working_day_number(days.astype("datetime64[D]"))
+        table = self.working_day_number(np.arange(lo, hi + 1, dtype=np.int64).astype("datetime64[D]"))
+        return table[days - lo]
 
     @property
     def day_ns(self) -> int:

@@ -246,3 +246,17 @@ def test_deals_idle_far_beyond_the_limit_are_one_item_per_manager():
     # The item keeps its identity as the count changes, so it is not re-sent as new every day.
     fewer = detect(crm(deals=deals[50:], stage_history=history[50:]), spec(), NOW)
     assert [i.fingerprint for i in fewer if i.facts["kind"] == "abandoned"] == [item.fingerprint]
+
+
+def test_a_derived_history_teaches_nothing():
+    """Without a real stage history (derived from the deals: one made-up stay each), the time
+    from creation to closing is not a stage's pace: the default limit applies, and says so."""
+    import dataclasses
+
+    data = two_speed_pipeline(extra_open=OPEN)
+    calls = [{"activity_id": "a1", "deal_id": "p1", "manager_id": "m2", "type": "call", "done_at": at(back(9))}]
+    derived = dataclasses.replace(crm(deals=data.deals.to_dict("records"), stage_history=data.stage_history.to_dict("records"),
+                                      activities=calls), stage_history_derived=True)
+    found = stalled(detect(derived, spec(), NOW))
+    assert {f.facts["limit_source"] for f in found.values()} == {"default"}
+    assert found["p1"].facts["days_idle"] == 9 and found["p1"].facts["limit_moves"] == 0
