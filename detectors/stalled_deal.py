@@ -68,7 +68,7 @@ class StalledDealSpec(DetectorSpec):
     max_limit_days: int = Field(30, ge=1, description="a learned limit is never longer (working days)")
     default_limit_days: int = Field(5, ge=1, description="working days allowed at a stage too new to learn from")
     stage_limits: dict[str, int] = Field(default_factory=dict, description="working days allowed per stage name (no learning)")
-    escalate_after_days: int = Field(10, ge=1, description="idle working days after which the director is told too")
+    escalate_after_days: int = Field(15, ge=1, description="idle working days after which the director is told too")
     abandon_factor: float = Field(4.0, gt=1, description="idle beyond this many times the limit: looks abandoned")
     abandon_after_days: int = Field(60, ge=1, description="idle beyond this many working days: looks abandoned")
     # The company calendar, shared with lead_sla: filled by bot/config.py from [calendar] and the

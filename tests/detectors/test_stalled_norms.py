@@ -128,7 +128,7 @@ def test_each_stage_learns_its_own_limit_and_says_so():
     assert (q1["stage_limit_days"], q1["limit_source"], q1["learned_days"], q1["days_idle"]) == (3, "learned", 3, 6)
     assert (p2["stage_limit_days"], p2["limit_source"], p2["days_idle"]) == (15, "learned", 20)
     assert q1["limit_moves"] == 60 and q1["limit_bound"] is None
-    assert found["p2"].severity == "critical" and found["q1"].severity == "warning"  # escalate_after_days = 10
+    assert found["p2"].severity == "critical" and found["q1"].severity == "warning"  # escalate_after_days = 15
     en = insight_text(found["q1"], "en")
     assert "80% of deals that move on from this stage do so within 3 working days" in en
     assert "this one has waited 6 working days" in en and "usually" not in en
