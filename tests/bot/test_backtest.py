@@ -133,9 +133,11 @@ def test_cli_json_report(tmp_path, capsys):
     assert code == 0, out.err
     report = json.loads(out.out)
     assert report["runs"] == 30
-    # Default delivery policy: first send, then again each time it is 7 idle days worse.
-    assert report["detectors"]["stalled_deal"]["alerts"] == 5
-    assert report["recipients"]["m1"]["alerts"] == 5 and report["recipients"]["m1"]["name"] == "Айгерим Садыкова"
+    # Default specs and delivery policy: first send (idle 14 working days), again when escalated
+    # the next day, after the 7-day repeat interval, then once it looks abandoned (idle over 20
+    # working days: one hygiene item with its own identity) and weekly after that.
+    assert report["detectors"]["stalled_deal"]["alerts"] == 6
+    assert report["recipients"]["m1"]["alerts"] == 6 and report["recipients"]["m1"]["name"] == "Айгерим Садыкова"
     assert report["detectors"]["stalled_deal"]["insights_before_dedup"] == 30
     assert "silent_client" in report["skipped"]
 
