@@ -78,3 +78,19 @@ def test_the_example_shows_the_calendar_defaults():
     shown = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["calendar"]
     assert CalendarConfig(**shown) == CalendarConfig()
     assert set(CalendarConfig.model_fields) - set(shown) == {"country"}  # shown commented out: it follows the timezone
+
+
+def test_check_config_prints_the_calendar_in_use(tmp_path, capsys):
+    from bot.cli import main
+
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "managers.csv").write_text("manager_id,name\nm1,Айгерим\n", encoding="utf-8")
+    (crm / "deals.csv").write_text("deal_id,manager_id,stage,status,created_at\nd1,m1,Lead,open,2026-03-01T09:00:00Z\n",
+                                   encoding="utf-8")
+    (crm / "stage_history.csv").write_text("deal_id,stage,entered_at\nd1,Lead,2026-03-01T09:00:00Z\n", encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text('timezone = "Europe/Berlin"\n[source]\npath = "crm"\n', encoding="utf-8")
+    assert main(["check-config", str(config), "--now", "2026-03-04T09:30:00+00:00"]) == 0
+    out = capsys.readouterr().out
+    assert "calendar: MTWTF-- 09:00-18:00 Europe/Berlin, no official holidays: timezone Europe/Berlin maps to no country" in out

@@ -260,3 +260,15 @@ def test_a_derived_history_teaches_nothing():
     found = stalled(detect(derived, spec(), NOW))
     assert {f.facts["limit_source"] for f in found.values()} == {"default"}
     assert found["p1"].facts["days_idle"] == 9 and found["p1"].facts["limit_moves"] == 0
+
+
+def test_a_replay_and_single_scans_agree_on_learned_limits_day_by_day():
+    data = two_speed_pipeline(extra_open=OPEN + [("x1", "Квалификация", 40), ("x2", "Переговоры", 45)])
+    state = prepare(data, spec())
+    days = [NOW - timedelta(days=d) for d in (60, 45, 30, 20, 12, 5, 0)]
+    seen = set()
+    for now in days + days[::-1]:
+        single = [(i.subject, i.facts, i.severity) for i in detect(data, spec(), now)]
+        assert [(i.subject, i.facts, i.severity) for i in detect_at(state, now)] == single
+        seen |= {(f["kind"], f.get("limit_source")) for _, f, _ in single}
+    assert {("stalled", "learned"), ("abandoned", None)} <= seen
