@@ -290,6 +290,10 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     history = _Events.build(hist_owner, entered)
     # A history derived from the deals holds one made-up stay per deal: nothing to learn from.
     learn_rows = np.full(len(hist_row), -1, dtype=np.int64) if data.stage_history_derived else hist_row
+    if now is not None:
+        # A single scan learns only from stays entered in its window; their exits (a later entry
+        # of the same deal, or the closing) are in it too, so the rest need not be sorted.
+        learn_rows = np.where(entered > _ns(now) - spec.learn_days * _DAY_NS, learn_rows, -1)
     stays = _build_stays(data.deals, learn_rows, entered, stage_codes[len(d):].astype(np.int64), spec.calendar)
 
     status = d["status"].astype("str")
@@ -503,6 +507,7 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     abandoned = (s_idle > np.minimum(spec.abandon_factor * s_limit, spec.abandon_after_days)).tolist()
     out: list[Insight] = []
     gone: dict[str, list[dict[str, Any]]] = {}
+    stage_facts: dict[int, dict[str, Any]] = {}  # the limit's facts, once per stage
     for j, (i, stage_i, idle, touch_ns) in enumerate(zip(
             stalled.tolist(), stage[local].tolist(), s_idle.tolist(), last_touch[local].tolist())):
         if abandoned[j]:
@@ -510,7 +515,9 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
             gone.setdefault(st["manager_id"], []).append(
                 {"row": i, "stage": str(state.stage_names[stage_i]), "days_idle": idle, "touch_ns": touch_ns})
             continue
-        out.append(_insight(state, i, stage_i, idle, _limit_facts(state, limits, stage_i), touch_ns, now_ns,
+        if stage_i not in stage_facts:
+            stage_facts[stage_i] = _limit_facts(state, limits, stage_i)
+        out.append(_insight(state, i, stage_i, idle, stage_facts[stage_i], touch_ns, now_ns,
                             *touch[j], with_evidence=with_evidence))
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence) for manager_id, deals in sorted(gone.items())]
