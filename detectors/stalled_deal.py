@@ -271,9 +271,18 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     # touches only the deals kept below, found through the same join.
     hist_row = positions(sh["deal_id"], d["deal_id"])
     entered = to_ns(sh["entered_at"])
+    # Per deal of the whole table, read once: the replay's open-at-now test and the stays' exits.
+    created = to_ns(d["created_at"])
+    closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
+    status = d["status"].astype("str")
+    status_open = np.asarray(status == "open", dtype=bool)
+    closed_known = np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER)
+    all_closed_known, all_closed = closed_known, closed
     if now is not None:
-        keep = np.flatnonzero(_open_at(d, _ns(now)))
+        now_ns = _ns(now)
+        keep = np.flatnonzero((created != NEVER) & (created <= now_ns) & (status_open | (closed_known & (closed > now_ns))))
         d = d.iloc[keep].reset_index(drop=True)
+        created, closed, status_open, closed_known = created[keep], closed[keep], status_open[keep], closed_known[keep]
         remap = np.full(len(data.deals) + 1, -1, dtype=np.int64)
         remap[keep] = np.arange(len(keep))
         hist_owner = remap[hist_row]  # -1 (absent) reads the last slot, which is -1
@@ -294,10 +303,8 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         # A single scan learns only from stays entered in its window; their exits (a later entry
         # of the same deal, or the closing) are in it too, so the rest need not be sorted.
         learn_rows = np.where(entered > _ns(now) - spec.learn_days * _DAY_NS, learn_rows, -1)
-    stays = _build_stays(data.deals, learn_rows, entered, stage_codes[len(d):].astype(np.int64), spec.calendar)
-
-    status = d["status"].astype("str")
-    closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
+    stays = _build_stays(np.where(all_closed_known, all_closed, _NO_EXIT), learn_rows, entered,
+                         stage_codes[len(d):].astype(np.int64), spec.calendar)
 
     empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     act_deal = act_client = email_deal = email_client = empty_evt
@@ -325,11 +332,10 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         names = data.clients["name"].take(np.maximum(row, 0)).reset_index(drop=True) if len(data.clients) else None
         client_names = names.where(pd.Series(row >= 0)) if names is not None else None
     return StalledDealState(
-        spec=spec, created=to_ns(d["created_at"]), closed=closed,
+        spec=spec, created=created, closed=closed,
         columns={c: (d[c] if c in d.columns else None)
                  for c in ("deal_id", "title", "client_id", "manager_id", "amount", "currency")},
-        status_open=np.asarray(status == "open", dtype=bool),
-        status_closed_at_known=np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER),
+        status_open=status_open, status_closed_at_known=closed_known,
         deal_client=np.asarray(deal_client, dtype=np.int64), stage_names=stage_names,
         deal_stage=stage_codes[: len(d)].astype(np.int64), configured=configured,
         calendar=spec.calendar, stays=stays,
@@ -341,11 +347,12 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     )
 
 
-def _build_stays(deals: pd.DataFrame, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,
+def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,
                  cal: WorkCalendar) -> _Stays:
     """The stays of the whole history (every deal, whatever `now`), in per-deal time order.
 
-    `deal_row` is each history row's row in `deals` (-1: a deal not in the table, skipped).
+    `deal_row` is each history row's row in the deals table (-1: a deal not in it, skipped), and
+    `closed_at` per deal row when it was won or lost (_NO_EXIT if open or unknown).
     One stable sort on (deal, second of entry) orders each deal's stays (entries within the same
     second keep the table's order); a replay sorts them by entry later (`_Stays.sort`)."""
     ok = np.flatnonzero((entry != NEVER) & (deal_row >= 0))
@@ -353,7 +360,7 @@ def _build_stays(deals: pd.DataFrame, deal_row: np.ndarray, entry: np.ndarray, s
     n = len(entry)
     if n:
         sec = (entry - entry.min()) // 1_000_000_000
-        if int(sec.max()) < (1 << 30) and len(deals) < (1 << 32):
+        if int(sec.max()) < (1 << 30) and len(closed_at) < (1 << 32):
             order = _stable_argsort(deal * (1 << 30) + sec)
         else:
             order = np.lexsort((entry, deal))
@@ -365,9 +372,6 @@ def _build_stays(deals: pd.DataFrame, deal_row: np.ndarray, entry: np.ndarray, s
         exit_[:-1] = np.where(same, entry[1:], _NO_EXIT)
         last[:-1] = ~same
     # A deal's last stay ends when it was won or lost (if we know when).
-    closed = to_ns(deals["closed_at"]) if "closed_at" in deals.columns else np.full(len(deals), NEVER, dtype=np.int64)
-    is_closed = np.asarray(deals["status"].astype("str").isin(["won", "lost"]), dtype=bool) & (closed != NEVER)
-    closed_at = np.where(is_closed, closed, _NO_EXIT)
     li = np.flatnonzero(last)
     exit_[li] = np.maximum(closed_at[deal[li]], entry[li])  # closed before the entry: a same-day exit
     has_exit = exit_ != _NO_EXIT
@@ -431,15 +435,6 @@ def _limits_at(state: StalledDealState, now_ns: int, now_wd: int) -> _Limits:
 
 def _ns(now: datetime) -> int:
     return pd.Timestamp(now).tz_convert("UTC").value
-
-
-def _open_at(d: pd.DataFrame, now_ns: int) -> np.ndarray:
-    """Deals open at `now`: created by then, and open now or closed (won/lost) only later."""
-    created = to_ns(d["created_at"])
-    status = d["status"].astype("str")
-    closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
-    closed_later = np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER) & (closed > now_ns)
-    return (created != NEVER) & (created <= now_ns) & (np.asarray(status == "open", dtype=bool) | closed_later)
 
 
 def _per_deal(per_client: np.ndarray, deal_client: np.ndarray, fill: int) -> np.ndarray:
