@@ -30,10 +30,10 @@ def small_crm(folder: Path, *, deals_header: str = "deal_id,manager_id,stage,sta
 
 
 def stalled_crm(folder: Path) -> Path:
-    """The same CRM with deal d1 untouched for 20 days: one escalated stalled deal."""
+    """The same CRM with deal d1 untouched for 27 days (19 working days): one escalated stalled deal."""
     small_crm(folder)
     (folder / "stage_history.csv").write_text(
-        "deal_id,stage,entered_at\nd1,Lead,2026-02-12T09:00:00Z\nd2,Lead,2026-03-03T10:00:00Z\n"
+        "deal_id,stage,entered_at\nd1,Lead,2026-02-05T09:00:00Z\nd2,Lead,2026-03-03T10:00:00Z\n"
         "d3,Lead,2026-03-04T08:00:00Z\n", encoding="utf-8")
     return folder
 
