@@ -46,7 +46,7 @@ from pydantic import Field, field_validator, model_validator
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
-from detectors.registry import DetectorSpec, register
+from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
@@ -636,6 +636,12 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
     )
 
 
-@register(NAME, StalledDealSpec, (), "an open deal with no stage change and no call, meeting, email or done task for longer than its stage usually takes (working days)")
+# Calls, meetings and done tasks are touches only when the export says when they were done:
+# without done_at a deal called every day looks as idle as one nobody called (said, not guessed).
+NEED_DONE = Need(("activities.done_at",), part="calls, meetings and done tasks as touches")
+
+
+@register(NAME, StalledDealSpec, (), "an open deal with no stage change and no call, meeting, email or done task for longer than its stage usually takes (working days)",
+          needs=(NEED_DONE,))
 def detect(data: CrmData, spec: StalledDealSpec, now: datetime) -> list[Insight]:
     return detect_at(prepare(data, spec, now), now)

@@ -115,6 +115,12 @@ def test_nothing_needs_attention_only_when_every_enabled_check_ran(tmp_path, cap
                       encoding="utf-8")
     assert main(["scan", "--config", str(config), *NOW, "--lang", "en"]) == 0
     out = capsys.readouterr().out
+    # without activities, stalled deals are judged on stage changes alone: said, not hidden
+    assert out.strip().startswith("Nothing found by 2 of 2 checks; partly checked: stalled deals (calls, meetings")
+    (folder / "activities.csv").write_text("activity_id,deal_id,type,done_at\na1,d1,call,2026-03-03T12:00:00Z\n",
+                                           encoding="utf-8")
+    assert main(["scan", "--config", str(config), *NOW, "--lang", "en"]) == 0
+    out = capsys.readouterr().out
     # the checks this data cannot feed are switched off by the admin: the two left both ran in full
     assert out.strip() == "Nothing needs attention."
     assert main(["scan", "--data", str(folder), *NOW, "--lang", "en"]) == 0
