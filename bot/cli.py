@@ -227,6 +227,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     notes = pipeline.detector_notes(data)
     print(f"OK: {path}")
     print(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
+    print(f"  {config.calendar.describe(config.timezone)}")
     print(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
     print("  tables:")
     for name in data.table_names():

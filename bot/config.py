@@ -14,12 +14,12 @@ import re
 import tomllib
 import types
 import typing
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detectors.registry import REGISTRY, DetectorSpec
 
@@ -341,6 +341,78 @@ class TeamChannel(_Strict):
         return self
 
 
+# ---------------------------------------------------------------- calendar
+
+class CalendarConfig(_Strict):
+    """[calendar]: the company's working calendar, shared by lead_sla (hours) and stalled_deal (days).
+
+    The timezone is the config's top-level `timezone`. `country` unset: taken from the timezone
+    (Asia/Almaty -> KZ, Europe/Moscow -> RU, ...); "" or "none": no official holidays."""
+
+    country: str | None = None
+    days_off: list[date] = Field(default_factory=list)
+    working_days: list[date] = Field(default_factory=list)
+    workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    work_start: str = "09:00"
+    work_end: str = "18:00"
+
+    _hhmm = field_validator("work_start", "work_end")(classmethod(lambda cls, v: _check_hhmm(v)))
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, v: str | None) -> str | None:
+        from detectors.working_hours import check_country
+
+        return check_country(v)
+
+    @field_validator("workdays")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if not v or any(d < 1 or d > 7 for d in v):
+            raise ValueError(f"must be ISO weekday numbers 1 (Monday) .. 7 (Sunday), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> "CalendarConfig":
+        if parse_hhmm(self.work_start) >= parse_hhmm(self.work_end):
+            raise ValueError(f"work_start {self.work_start} must be before work_end {self.work_end}")
+        return self
+
+    def build(self, timezone: str) -> Any:
+        """The detectors.working_hours.WorkCalendar this section describes in `timezone`."""
+        from detectors.working_hours import company_calendar
+
+        return company_calendar(timezone, country=self.country, days_off=tuple(self.days_off),
+                                working_days=tuple(self.working_days), workdays=tuple(self.workdays),
+                                work_start=parse_hhmm(self.work_start), work_end=parse_hhmm(self.work_end))
+
+    def describe(self, timezone: str) -> str:
+        """One line for check-config: which official holidays are used, and why."""
+        from detectors.working_hours import country_for_timezone
+
+        if self.country == "":
+            official = "no official holidays (country switched off)"
+        elif self.country:
+            official = f"official holidays of {self.country}"
+        elif country_for_timezone(timezone):
+            official = f"official holidays of {country_for_timezone(timezone)} (from timezone {timezone})"
+        else:
+            official = (f"no official holidays: timezone {timezone} maps to no country "
+                        "(set calendar.country, e.g. \"KZ\")")
+        days = "".join("MTWTFSS"[d - 1] if d in self.workdays else "-" for d in range(1, 8))
+        n_off, n_work = len(self.days_off), len(self.working_days)
+        extra = f", {n_off} extra day{'s' if n_off != 1 else ''} off" if n_off else ""
+        extra += f", {n_work} extra working day{'s' if n_work != 1 else ''}" if n_work else ""
+        return f"calendar: {days} {self.work_start}-{self.work_end} {timezone}, {official}{extra}"
+
+
+# Keys that belong to [calendar] (and the old lead_sla spellings of them): refused under a
+# detector with a pointer to [calendar], because one calendar is shared by every detector.
+_CALENDAR_KEYS = {"calendar", "country", "days_off", "working_days", "workdays", "work_start", "work_end",
+                  "holidays", "timezone"}
+_CALENDAR_MAP = {"holidays": "days_off"}
+
+
 class _FileConfig(_Strict):
     """The TOML file's shape; detectors are validated separately against the registry."""
 
@@ -354,6 +426,7 @@ class _FileConfig(_Strict):
     slack: SlackConfig = SlackConfig()
     state: StateConfig = StateConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    calendar: CalendarConfig = CalendarConfig()
     recipients: list[Recipient] = []
     channels: list[TeamChannel] = []
 
@@ -373,10 +446,25 @@ class Config(_FileConfig):
     detectors: dict[str, DetectorSpec] = {}  # type: ignore[assignment]
     base_dir: Path = Path(".")
     source_name: str = "config.toml"
+    _work_calendar: Any = PrivateAttr(default=None)
 
     def detector_specs(self) -> dict[str, DetectorSpec]:
-        """Every registered detector's spec: configured ones as given, the rest at defaults."""
-        return {name: self.detectors.get(name) or det.spec() for name, det in REGISTRY.items()}
+        """Every registered detector's spec: configured ones as given, the rest at defaults;
+        a spec with a `calendar` field gets the company calendar ([calendar] + timezone)."""
+        cal = self.work_calendar()
+        out = {}
+        for name, det in REGISTRY.items():
+            spec = self.detectors.get(name) or det.spec()
+            if "calendar" in type(spec).model_fields:
+                spec = spec.model_copy(update={"calendar": cal})
+            out[name] = spec
+        return out
+
+    def work_calendar(self) -> Any:
+        """The company calendar (detectors.working_hours.WorkCalendar), built once per config."""
+        if self._work_calendar is None:
+            self._work_calendar = self.calendar.build(self.timezone)
+        return self._work_calendar
 
     def recipient(self, recipient_id: str) -> Recipient | None:
         return next((r for r in self.recipients if r.id == recipient_id), None)
@@ -605,6 +693,14 @@ def _validate_detectors(raw: Any, problems: list[str]) -> dict[str, DetectorSpec
         if not isinstance(section, dict):
             problems.append(f"detectors.{name}: must be a table [detectors.{name}], got {_fmt_value(section)}")
             continue
+        moved = sorted(k for k in section if k in _CALENDAR_KEYS and k not in det.spec.model_fields
+                       or k == "calendar")
+        for key in moved:
+            where = "the config's top-level `timezone`" if key == "timezone" else \
+                ("[calendar] as a table" if key == "calendar" else f"`{_CALENDAR_MAP.get(key, key)}` under [calendar]")
+            problems.append(f"detectors.{name}.{key}: the working calendar is one for the whole company "
+                            f"(lead_sla and stalled_deal share it): write this as {where}, not under [detectors.{name}]")
+        section = {k: v for k, v in section.items() if k not in moved}
         try:
             specs[name] = det.spec.model_validate(section)
         except ValidationError as e:

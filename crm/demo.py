@@ -13,8 +13,9 @@ its default thresholds, with plenty of normal life around them:
 - manager_load: in Almaty one manager carries far more open deals and new leads per FTE than
   the team, one far fewer; the half-time manager has half the deals (balanced) and the
   inactive manager in Shymkent has none.
-- stalled_deal: six open deals with no stage change and no touch for 10-34 days (three beyond
-  14 days, so escalated); every other open deal was touched in the last few days.
+- stalled_deal: six open deals with no stage change and no touch for 16-34 days, beyond what
+  their stage usually takes (three beyond 14 working days, so escalated); every other open
+  deal was touched in the last few days.
 - lead_sla: four leads still unassigned or unanswered after many working hours.
 - loss_reasons: "Сроки поставки" (delivery time) became the main loss reason in the last
   five weeks.
@@ -449,14 +450,16 @@ def generate_demo(seed: int = 7) -> DemoCompany:
         decoys.append(cid)
     planted["silent_client_decoys"] = decoys
 
-    # stalled_deal: open deals nobody has touched for a while (beyond 14 days: escalated).
+    # stalled_deal: open deals nobody has touched for longer than their stage usually takes
+    # (the demo's own history: 80% move on within 8-11 working days); beyond 14 working days:
+    # escalated. Idle times here are calendar days.
     stalled = []
     for mid, stage_k, idle, eq, amount in (
-        ("m03", 1, 10.5, "Компрессор винтовой", 4_800_000.0),
-        ("m05", 2, 11.5, "Станок токарный с ЧПУ", 18_700_000.0),
-        ("m09", 3, 12.5, "Сварочный аппарат", 2_300_000.0),
-        ("m06", 2, 17.0, "Гидравлический пресс", 31_000_000.0),
-        ("m01", 3, 23.0, "Фрезерный станок", 12_400_000.0),
+        ("m03", 1, 16.5, "Компрессор винтовой", 4_800_000.0),
+        ("m05", 2, 18.5, "Станок токарный с ЧПУ", 18_700_000.0),
+        ("m09", 3, 18.0, "Сварочный аппарат", 2_300_000.0),
+        ("m06", 2, 24.0, "Гидравлический пресс", 31_000_000.0),
+        ("m01", 3, 28.0, "Фрезерный станок", 12_400_000.0),
         ("m07", 4, 34.0, "Мостовой кран", 67_000_000.0),
     ):
         m = managers[mid]

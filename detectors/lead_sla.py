@@ -1,8 +1,8 @@
 """lead_sla: a new lead left without a manager, or without an answer, beyond the SLA.
 
-Time is counted in working hours of the company calendar (workdays, hours, holidays,
-timezone; see working_hours.py), from the lead's creation: the client has been waiting since
-then, whoever was assigned. What we report, and why:
+Time is counted in working hours of the company calendar ([calendar] in config, shared with
+stalled_deal; see working_hours.py), from the lead's creation: the client has been waiting
+since then, whoever was assigned. What we report, and why:
 - only leads still waiting at `now`: that is what someone can fix today. A lead answered
   late is history (the backtest and the director's stats show it), not an alert;
 - only leads created in the last `lookback_days` (default 7): an unanswered lead from last
@@ -24,17 +24,17 @@ line in scan and check-config, never a flood of false breaches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, to_ns
-from detectors.working_hours import WorkCalendar, check_timezone, parse_hhmm
+from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "lead_sla"
 NEED_OWNER = Need(("leads.assigned_at", "leads.manager_id"), part="leads without a manager")
@@ -50,46 +50,16 @@ class LeadSlaSpec(DetectorSpec):
     response_sla_hours: float = Field(2.0, gt=0, description="working hours from creation to the first answer")
     escalate_after_hours: float = Field(8.0, gt=0, description="working hours of waiting after which the director is told")
     lookback_days: int = Field(7, ge=1, description="only leads created within this many days are checked")
-    workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], description="ISO weekdays, 1 = Monday")
-    work_start: str = "09:00"
-    work_end: str = "18:00"
-    holidays: list[date] = Field(default_factory=list, description='e.g. ["2026-12-16"]')
-    timezone: str = "Asia/Almaty"
     ignore_statuses: list[str] = Field(default_factory=lambda: ["spam", "junk", "duplicate"])
     handled_statuses: list[str] = Field(
         default_factory=lambda: ["converted", "qualified", "won", "lost", "closed", "конвертирован",
                                  "сконвертирован", "успешно реализовано", "закрыто и не реализовано", "закрыт"],
         description="lead statuses that mean someone worked on it (compared case-insensitively)")
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        return check_timezone(v)
+    # The company calendar, shared with stalled_deal: filled by bot/config.py from [calendar]
+    # and the config's timezone (not a [detectors.lead_sla] key); excluded from dumps.
+    calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
 
-    @field_validator("work_start", "work_end")
-    @classmethod
-    def _hhmm(cls, v: str) -> str:
-        parse_hhmm(v, "time")
-        return v
-
-    @field_validator("workdays")
-    @classmethod
-    def _days(cls, v: list[int]) -> list[int]:
-        if not v or any(d < 1 or d > 7 for d in v):
-            raise ValueError(f"workdays must be ISO weekday numbers 1 (Monday) .. 7 (Sunday), got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _calendar_is_valid(self) -> "LeadSlaSpec":
-        self.calendar()
-        return self
-
-    def calendar(self) -> WorkCalendar:
-        return WorkCalendar(
-            timezone=self.timezone, workdays=tuple(self.workdays),
-            work_start=parse_hhmm(self.work_start, "work_start"), work_end=parse_hhmm(self.work_end, "work_end"),
-            holidays=tuple(self.holidays),
-        )
 
 
 
@@ -123,7 +93,7 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     leads = data.leads
     assert leads is not None
     leads = leads.reset_index(drop=True)
-    cal = spec.calendar()
+    cal = spec.calendar
     created = to_ns(leads["created_at"])
     assigned = to_ns(leads["assigned_at"])
     has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)

@@ -1,16 +1,38 @@
-"""stalled_deal: an open deal nobody has touched for longer than its stage allows.
+"""stalled_deal: an open deal nobody has touched for longer than its stage normally allows.
 
 "Touched" means, up to `now`: entering its current stage, or a done call, meeting, email or
 task (activities linked to the deal, or to its client with no deal given), or any email in
 the emails table linked to the deal or exchanged with the deal's client. Notes and planned
-but not done activities do not count. A deal is stalled when its whole idle days exceed the
-stage limit (`stage_limits`, else `default_limit_days`); at `escalate_after_days` idle days
-the insight is escalated (severity critical, the director sees it too). One insight per deal,
-so each can be snoozed on its own.
+but not done activities do not count.
+
+Idle time is counted in working days of the company calendar ([calendar], shared with
+lead_sla): the days from the last touch's local day (counted) to today's (not counted) that
+are working days. So a deal touched on 30 December has waited 2 working days on 5 January in
+Kazakhstan, not 6: the New Year holidays do not make every deal stall on the first day back.
+
+A stage's limit is, in this order: `stage_limits` (configured); else learned from history
+(at least `min_moves` deals left the stage); else `default_limit_days`. Learned = the time
+within which the `quantile` share (0.8) of deals that entered the stage in the last
+`learn_days` moved on (to another stage, or closed), by a Kaplan-Meier product-limit
+estimate: deals still at the stage count as censored at their time so far, so a stage where
+many deals sit for weeks gets a long limit rather than the pace of the few that moved. It is
+floored and capped (`min_limit_days`, `max_limit_days`). Only history up to `now` is used:
+a stay whose exit is later than `now` is still waiting (censored), and a replay learns anew
+for each day from the stays entered by then (one bincount per stage, no sort).
+A deal is stalled when its idle working days exceed the limit. Comparing idle time (since the
+last touch) with the time deals spend at the stage altogether is conservative: a deal flagged
+has had no touch for longer than most deals take to leave the stage.
+
+One insight per stalled deal, so each can be snoozed on its own; escalated (severity
+critical, the director sees it too) at `escalate_after_days` idle working days. Deals idle
+far beyond the limit (more than `abandon_factor` times it, or `abandon_after_days`) are not an
+item each: one hygiene item per manager lists how many look abandoned, the oldest first, and
+asks to close or update them (to the manager only, never escalated).
 
 The deal's state is taken as of `now` (open then, stage then), so backtest replays history
 honestly: a deal won last month was still open, and maybe stalled, two months ago.
-Split into `prepare` (factorise ids, sort events per deal once) and `detect_at` (array masks).
+Split into `prepare` (factorise ids, sort events per deal once, build the stays) and
+`detect_at` (array masks).
 """
 from __future__ import annotations
 
@@ -20,12 +42,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
-from detectors.registry import DetectorSpec, register
+from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
+from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "stalled_deal"
 _DAY_NS = 86_400 * 1_000_000_000
@@ -33,12 +56,24 @@ _TOUCH_TYPES = ("call", "meeting", "email", "task")
 # Row order of the touch matrix in detect_at; names are the facts' last_touch_kind values
 # (activities use their own type).
 _SOURCES = ("stage_change", "activity_deal", "activity_client", "email_deal", "email_client")
+_NO_EXIT = np.iinfo(np.int64).max  # a stay nobody has left (yet)
+_EXAMPLES = 5  # oldest deals named in an "abandoned" item
 
 
 class StalledDealSpec(DetectorSpec):
-    default_limit_days: int = Field(7, ge=1, description="idle days allowed at a stage without its own limit")
-    stage_limits: dict[str, int] = Field(default_factory=dict, description="idle days allowed per stage name")
-    escalate_after_days: int = Field(14, ge=1, description="idle days after which the director is told too")
+    quantile: float = Field(0.8, gt=0, lt=1, description="share of deals that move on from a stage within its learned limit")
+    min_moves: int = Field(30, ge=1, description="deals that left a stage needed before its limit is learned")
+    learn_days: int = Field(365, ge=7, description="calendar days of stage entries the limits are learned from")
+    min_limit_days: int = Field(3, ge=1, description="a learned limit is never shorter (working days)")
+    max_limit_days: int = Field(30, ge=1, description="a learned limit is never longer (working days)")
+    default_limit_days: int = Field(5, ge=1, description="working days allowed at a stage too new to learn from")
+    stage_limits: dict[str, int] = Field(default_factory=dict, description="working days allowed per stage name (no learning)")
+    escalate_after_days: int = Field(15, ge=1, description="idle working days after which the director is told too")
+    abandon_factor: float = Field(4.0, gt=1, description="idle beyond this many times the limit: looks abandoned")
+    abandon_after_days: int = Field(60, ge=1, description="idle beyond this many working days: looks abandoned")
+    # The company calendar, shared with lead_sla: filled by bot/config.py from [calendar] and the
+    # config's timezone (not a [detectors.stalled_deal] key); excluded from dumps.
+    calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
 
     @field_validator("stage_limits")
     @classmethod
@@ -48,7 +83,53 @@ class StalledDealSpec(DetectorSpec):
             raise ValueError("every stage limit must be >= 1 day, got " + ", ".join(f"{k!r} = {n}" for k, n in bad.items()))
         return v
 
+    @model_validator(mode="after")
+    def _bounds(self) -> "StalledDealSpec":
+        if self.min_limit_days > self.max_limit_days:
+            raise ValueError(f"min_limit_days ({self.min_limit_days}) must not exceed max_limit_days ({self.max_limit_days})")
+        return self
 
+
+@dataclass
+class _Stays:
+    """Every stay at a stage (one stage-history row): stage code, entry and exit
+    as UTC ns and as working-day numbers. Exit: the deal's next stage entry, else its closing
+    (won/lost with closed_at), else none (_NO_EXIT: still there, or closed at an unknown time)."""
+
+    stage: np.ndarray
+    entry: np.ndarray
+    exit: np.ndarray
+    entry_wd: np.ndarray
+    exit_wd: np.ndarray
+    by_entry: bool = False  # sorted by entry: a day's window is a slice, not a mask
+
+    def sort(self) -> None:
+        """Sort by entry once for a replay, so each day's learning window is two searchsorted."""
+        if not self.by_entry:
+            order = np.argsort(self.entry, kind="stable")
+            for name in ("stage", "entry", "exit", "entry_wd", "exit_wd"):
+                setattr(self, name, getattr(self, name)[order])
+            self.by_entry = True
+
+    def window(self, start_ns: int, now_ns: int) -> slice | np.ndarray:
+        """The stays entered in (start, now]."""
+        if self.by_entry:
+            return slice(int(np.searchsorted(self.entry, start_ns, side="right")),
+                         int(np.searchsorted(self.entry, now_ns, side="right")))
+        return np.flatnonzero((self.entry > start_ns) & (self.entry <= now_ns))
+
+
+@dataclass
+class _Limits:
+    """Each stage's limit at one `now`: working days, where it came from, and the learning behind it."""
+
+    days: np.ndarray  # stage code -> limit (working days)
+    source: np.ndarray  # stage code -> 0 learned, 1 configured, 2 default
+    learned: np.ndarray  # stage code -> KM quantile in working days, -1 when not reached within the cap
+    moves: np.ndarray  # stage code -> stays that ended in the learning window
+
+
+_SOURCE_NAMES = ("learned", "configured", "default")
 
 
 def _opt(v: object) -> object:
@@ -137,7 +218,9 @@ class StalledDealState:
     deal_client: np.ndarray  # client code per deal, -1 if none
     stage_names: np.ndarray  # code -> stage
     deal_stage: np.ndarray  # current stage code per deal
-    limit_days: np.ndarray  # code -> limit
+    configured: np.ndarray  # stage code -> configured limit (stage_limits), -1 if none
+    calendar: WorkCalendar
+    stays: _Stays  # every stay of the whole history (all deals), for learning the limits
     history: _Events  # owner = deal, row -> history row
     history_stage: np.ndarray  # stage code per history row
     act_deal: _Events
@@ -154,6 +237,7 @@ class StalledDealState:
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
     calls: int = 0
+    limits: dict[int, _Limits] = field(default_factory=dict)  # now_ns -> limits learned as of then
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -182,21 +266,45 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     if skip_reason(data) is not None:
         return None
     d = data.deals
+    sh = data.stage_history
+    # History row -> row in the whole deals table: the stays (learning) need every deal, the
+    # touches only the deals kept below, found through the same join.
+    hist_row = positions(sh["deal_id"], d["deal_id"])
+    entered = to_ns(sh["entered_at"])
+    # Per deal of the whole table, read once: the replay's open-at-now test and the stays' exits.
+    created = to_ns(d["created_at"])
+    closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
+    status = d["status"].astype("str")
+    status_open = np.asarray(status == "open", dtype=bool)
+    closed_known = np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER)
+    all_closed_known, all_closed = closed_known, closed
     if now is not None:
-        d = d.iloc[np.flatnonzero(_open_at(d, _ns(now)))].reset_index(drop=True)
+        now_ns = _ns(now)
+        keep = np.flatnonzero((created != NEVER) & (created <= now_ns) & (status_open | (closed_known & (closed > now_ns))))
+        d = d.iloc[keep].reset_index(drop=True)
+        created, closed, status_open, closed_known = created[keep], closed[keep], status_open[keep], closed_known[keep]
+        remap = np.full(len(data.deals) + 1, -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        hist_owner = remap[hist_row]  # -1 (absent) reads the last slot, which is -1
+    else:
+        hist_owner = hist_row
     deal_ids = d["deal_id"]
     client_col = d["client_id"] if "client_id" in d.columns else pd.Series([None] * len(d), dtype="str")
     deal_client, client_uniques = pd.factorize(client_col)
     client_keys = pd.Series(client_uniques)
 
-    sh = data.stage_history
     stage_codes, stage_names = pd.factorize(pd.concat([d["stage"], sh["stage"]], ignore_index=True))
     stage_names = np.asarray(stage_names, dtype=object)
-    limits = np.array([spec.stage_limits.get(s, spec.default_limit_days) for s in stage_names], dtype=np.int64)
-    history = _Events.build(positions(sh["deal_id"], deal_ids), to_ns(sh["entered_at"]))
-
-    status = d["status"].astype("str")
-    closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
+    configured = np.array([spec.stage_limits.get(s, -1) for s in stage_names], dtype=np.int64)
+    history = _Events.build(hist_owner, entered)
+    # A history derived from the deals holds one made-up stay per deal: nothing to learn from.
+    learn_rows = np.full(len(hist_row), -1, dtype=np.int64) if data.stage_history_derived else hist_row
+    if now is not None:
+        # A single scan learns only from stays entered in its window; their exits (a later entry
+        # of the same deal, or the closing) are in it too, so the rest need not be sorted.
+        learn_rows = np.where(entered > _ns(now) - spec.learn_days * _DAY_NS, learn_rows, -1)
+    stays = _build_stays(np.where(all_closed_known, all_closed, _NO_EXIT), learn_rows, entered,
+                         stage_codes[len(d):].astype(np.int64), spec.calendar)
 
     empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     act_deal = act_client = email_deal = email_client = empty_evt
@@ -224,13 +332,13 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         names = data.clients["name"].take(np.maximum(row, 0)).reset_index(drop=True) if len(data.clients) else None
         client_names = names.where(pd.Series(row >= 0)) if names is not None else None
     return StalledDealState(
-        spec=spec, created=to_ns(d["created_at"]), closed=closed,
+        spec=spec, created=created, closed=closed,
         columns={c: (d[c] if c in d.columns else None)
                  for c in ("deal_id", "title", "client_id", "manager_id", "amount", "currency")},
-        status_open=np.asarray(status == "open", dtype=bool),
-        status_closed_at_known=np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER),
+        status_open=status_open, status_closed_at_known=closed_known,
         deal_client=np.asarray(deal_client, dtype=np.int64), stage_names=stage_names,
-        deal_stage=stage_codes[: len(d)].astype(np.int64), limit_days=limits,
+        deal_stage=stage_codes[: len(d)].astype(np.int64), configured=configured,
+        calendar=spec.calendar, stays=stays,
         history=history, history_stage=stage_codes[len(d):].astype(np.int64),
         act_deal=act_deal, act_client=act_client, act_id=act_id, act_type=act_type,
         email_deal=email_deal, email_client=email_client, email_id=email_id,
@@ -239,17 +347,94 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     )
 
 
+def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,
+                 cal: WorkCalendar) -> _Stays:
+    """The stays of the whole history (every deal, whatever `now`), in per-deal time order.
+
+    `deal_row` is each history row's row in the deals table (-1: a deal not in it, skipped), and
+    `closed_at` per deal row when it was won or lost (_NO_EXIT if open or unknown).
+    One stable sort on (deal, second of entry) orders each deal's stays (entries within the same
+    second keep the table's order); a replay sorts them by entry later (`_Stays.sort`)."""
+    ok = np.flatnonzero((entry != NEVER) & (deal_row >= 0))
+    entry, stage, deal = entry[ok], stage[ok], deal_row[ok]
+    n = len(entry)
+    if n:
+        sec = (entry - entry.min()) // 1_000_000_000
+        if int(sec.max()) < (1 << 30) and len(closed_at) < (1 << 32):
+            order = _stable_argsort(deal * (1 << 30) + sec)
+        else:
+            order = np.lexsort((entry, deal))
+        entry, stage, deal = entry[order], stage[order], deal[order]
+    exit_ = np.full(n, _NO_EXIT, dtype=np.int64)
+    last = np.ones(n, dtype=bool)
+    if n > 1:
+        same = deal[1:] == deal[:-1]
+        exit_[:-1] = np.where(same, entry[1:], _NO_EXIT)
+        last[:-1] = ~same
+    # A deal's last stay ends when it was won or lost (if we know when).
+    li = np.flatnonzero(last)
+    exit_[li] = np.maximum(closed_at[deal[li]], entry[li])  # closed before the entry: a same-day exit
+    has_exit = exit_ != _NO_EXIT
+    exit_wd = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    both = cal.working_days_ns(np.concatenate([entry, exit_[has_exit]]))
+    exit_wd[has_exit] = both[n:]
+    return _Stays(stage=stage, entry=entry, exit=exit_, entry_wd=both[:n], exit_wd=exit_wd)
+
+
+def _stable_argsort(key: np.ndarray) -> np.ndarray:
+    """argsort with ties in table order, at the cost of a quicksort (2-3x cheaper than a stable
+    sort on millions of rows): only the tied rows, usually few, are sorted again by position."""
+    order = np.argsort(key)
+    ks = key[order]
+    tie = np.flatnonzero(ks[1:] == ks[:-1])
+    if len(tie):
+        pos = np.union1d(tie, tie + 1)
+        order[pos] = order[pos][np.lexsort((order[pos], ks[pos]))]
+    return order
+
+
+def _limits_at(state: StalledDealState, now_ns: int, now_wd: int) -> _Limits:
+    """Each stage's limit as of `now`, learned only from stays entered by then (see the module doc).
+
+    Kaplan-Meier on whole working days: durations beyond the cap share one bin, so the
+    estimate up to the cap is exact and the cost is one bincount over the window's stays."""
+    cached = state.limits.get(now_ns)
+    if cached is not None:
+        return cached
+    spec, st = state.spec, state.stays
+    n_stages = len(state.stage_names)
+    cap = spec.max_limit_days
+    width = cap + 2  # durations 0..cap exactly, cap+1 = "longer"
+    w = st.window(now_ns - spec.learn_days * _DAY_NS, now_ns)
+    exit_ = st.exit[w]
+    event = exit_ <= now_ns
+    dur = np.where(event, st.exit_wd[w], now_wd) - st.entry_wd[w]
+    key = st.stage[w] * width + np.clip(dur, 0, cap + 1)
+    ended = np.bincount(key[event], minlength=n_stages * width).reshape(n_stages, width)
+    total = np.bincount(key, minlength=n_stages * width).reshape(n_stages, width)
+    at_risk = np.cumsum(total[:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hazard = np.where(at_risk > 0, ended / np.maximum(at_risk, 1), 0.0)
+    moved_share = 1.0 - np.cumprod(1.0 - hazard[:, : cap + 1], axis=1)
+    reached = moved_share >= spec.quantile - 1e-9
+    learned = np.where(reached.any(axis=1), np.argmax(reached, axis=1), -1).astype(np.int64)
+    moves = ended.sum(axis=1).astype(np.int64)
+    days = np.full(n_stages, spec.default_limit_days, dtype=np.int64)
+    source = np.full(n_stages, 2, dtype=np.int64)
+    can_learn = moves >= spec.min_moves
+    days[can_learn] = np.clip(np.where(learned[can_learn] >= 0, learned[can_learn], cap), spec.min_limit_days, cap)
+    source[can_learn] = 0
+    conf = state.configured >= 0
+    days[conf], source[conf] = state.configured[conf], 1
+    out = _Limits(days=days, source=source, learned=learned, moves=moves)
+    if len(state.limits) > 8:  # a replay moves on; keep the few latest only
+        state.limits.clear()
+    state.limits[now_ns] = out
+    return out
+
+
 def _ns(now: datetime) -> int:
     return pd.Timestamp(now).tz_convert("UTC").value
-
-
-def _open_at(d: pd.DataFrame, now_ns: int) -> np.ndarray:
-    """Deals open at `now`: created by then, and open now or closed (won/lost) only later."""
-    created = to_ns(d["created_at"])
-    status = d["status"].astype("str")
-    closed = to_ns(d["closed_at"]) if "closed_at" in d.columns else np.full(len(d), NEVER, dtype=np.int64)
-    closed_later = np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER) & (closed > now_ns)
-    return (created != NEVER) & (created <= now_ns) & (np.asarray(status == "open", dtype=bool) | closed_later)
 
 
 def _per_deal(per_client: np.ndarray, deal_client: np.ndarray, fill: int) -> np.ndarray:
@@ -270,6 +455,7 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     if state.calls == 2:  # a replay: sort the events once, every later day is a mask and a diff
         for ev in (state.history, state.act_deal, state.act_client, state.email_deal, state.email_client):
             ev.sort()
+        state.stays.sort()
     is_open = (state.created != NEVER) & (state.created <= now_ns) & (
         state.status_open | (state.status_closed_at_known & (state.closed > now_ns))
     )
@@ -293,8 +479,10 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
                      ed_r[o], _per_deal(ec_r, deal_client, -1)])
     src = np.argmax(times, axis=0)
     last_touch = times[src, np.arange(len(o))]
-    idle_days = (now_ns - last_touch) // _DAY_NS
-    limit = state.limit_days[stage]
+    now_wd = int(state.calendar.working_days_ns(np.array([now_ns], dtype=np.int64))[0])
+    idle_days = now_wd - state.calendar.working_days_ns(last_touch)
+    limits = _limits_at(state, now_ns, now_wd)
+    limit = limits.days[stage]
     local = np.flatnonzero(idle_days > limit)  # positions among the open deals
     stalled = o[local]
     # The last touch of each stalled deal: its kind and id, read in one take per column.
@@ -310,14 +498,42 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     for j, email_id in zip(np.flatnonzero(is_email).tolist(), email_ids):
         touch[j] = ("email", "email_ids", email_id if email_id is None else str(email_id))
     _fill_static(state, stalled)
-    out = [
-        _insight(state, i, stage_i, idle, lim, touch_ns, *touch[j], with_evidence=with_evidence)
-        for j, (i, stage_i, idle, lim, touch_ns) in enumerate(zip(
-            stalled.tolist(), stage[local].tolist(), idle_days[local].tolist(),
-            limit[local].tolist(), last_touch[local].tolist()))
-    ]
+    s_idle, s_limit = idle_days[local], limit[local]
+    abandoned = (s_idle > np.minimum(spec.abandon_factor * s_limit, spec.abandon_after_days)).tolist()
+    out: list[Insight] = []
+    gone: dict[str, list[dict[str, Any]]] = {}
+    stage_facts: dict[int, dict[str, Any]] = {}  # the limit's facts, once per stage
+    for j, (i, stage_i, idle, touch_ns) in enumerate(zip(
+            stalled.tolist(), stage[local].tolist(), s_idle.tolist(), last_touch[local].tolist())):
+        if abandoned[j]:
+            st = state.static[i]
+            gone.setdefault(st["manager_id"], []).append(
+                {"row": i, "stage": str(state.stage_names[stage_i]), "days_idle": idle, "touch_ns": touch_ns})
+            continue
+        if stage_i not in stage_facts:
+            stage_facts[stage_i] = _limit_facts(state, limits, stage_i)
+        out.append(_insight(state, i, stage_i, idle, stage_facts[stage_i], touch_ns, now_ns,
+                            *touch[j], with_evidence=with_evidence))
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
+    out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence) for manager_id, deals in sorted(gone.items())]
     return out
+
+
+def _limit_facts(state: StalledDealState, limits: _Limits, stage: int) -> dict[str, Any]:
+    """Where the stage's limit came from, in the facts so the words can say it truthfully."""
+    source = _SOURCE_NAMES[int(limits.source[stage])]
+    spec = state.spec
+    facts: dict[str, Any] = {"stage_limit_days": int(limits.days[stage]), "limit_source": source}
+    if source == "learned":
+        learned = int(limits.learned[stage])
+        facts |= {"limit_quantile": spec.quantile, "limit_moves": int(limits.moves[stage]), "learn_days": spec.learn_days,
+                  # working days within which the quantile share moved on; None: not within the cap
+                  "learned_days": learned if learned >= 0 else None,
+                  "limit_bound": ("max" if learned < 0 or learned > spec.max_limit_days else
+                                  "min" if learned < spec.min_limit_days else None)}
+    elif source == "default":
+        facts |= {"limit_moves": int(limits.moves[stage]), "min_moves": spec.min_moves}
+    return facts
 
 
 def _fill_static(state: StalledDealState, rows: np.ndarray) -> None:
@@ -352,8 +568,9 @@ def _take(col: pd.Series, rows: np.ndarray) -> list:
     return col.take(rows).tolist() if len(rows) else []
 
 
-def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int, touch_ns: int,
-             kind: str, evidence_key: str | None, evidence_id: str | None, *, with_evidence: bool = True) -> Insight:
+def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit_facts: dict[str, Any], touch_ns: int,
+             now_ns: int, kind: str, evidence_key: str | None, evidence_id: str | None, *,
+             with_evidence: bool = True) -> Insight:
     st = state.static[i]
     evidence: dict[str, list[str]] = {}
     if with_evidence:
@@ -362,6 +579,7 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
             evidence[evidence_key] = [evidence_id]
     escalated = idle >= state.spec.escalate_after_days
     facts = {
+        "kind": "stalled",
         "deal_title": st["deal_title"],
         "client_name": st["client_name"],
         "manager_id": st["manager_id"],
@@ -369,8 +587,9 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
         "stage": str(state.stage_names[stage]),
         "amount": st["amount"],
         "currency": st["currency"],
-        "days_idle": idle,
-        "stage_limit_days": limit,
+        "days_idle": idle,  # working days
+        "calendar_days_idle": int((now_ns - touch_ns) // _DAY_NS),
+        **limit_facts,
         "last_touch_at": iso_utc(touch_ns),
         "last_touch_kind": kind,
         "escalated": escalated,
@@ -382,6 +601,47 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit: int,
     )
 
 
-@register(NAME, StalledDealSpec, (), "an open deal with no stage change and no call, meeting, email or done task for longer than its stage allows")
+def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, Any]], *,
+               with_evidence: bool = True) -> Insight:
+    """One hygiene item for a manager's deals idle far beyond their limits: the oldest named."""
+    deals = sorted(deals, key=lambda x: (-x["days_idle"], state.static[x["row"]]["deal_id"]))
+    spec = state.spec
+    statics = [state.static[x["row"]] for x in deals]
+    currencies = {st["currency"] for st in statics if st["amount"]}
+    amount = sum(st["amount"] or 0.0 for st in statics)
+    by_stage: dict[str, int] = {}
+    for x in deals:
+        by_stage[x["stage"]] = by_stage.get(x["stage"], 0) + 1
+    subject = {"manager_id": manager_id, "kind": "abandoned"}
+    facts = {
+        "kind": "abandoned",
+        "manager_id": manager_id,
+        "manager_name": state.manager_names.get(manager_id),
+        "deals": len(deals),
+        "oldest_days_idle": deals[0]["days_idle"],
+        "abandon_factor": spec.abandon_factor,
+        "abandon_after_days": spec.abandon_after_days,
+        "by_stage": dict(sorted(by_stage.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "amount": amount if len(currencies) == 1 else None,
+        "currency": currencies.pop() if len(currencies) == 1 else None,
+        "examples": [{"deal_id": st["deal_id"], "deal_title": st["deal_title"], "client_name": st["client_name"],
+                      "stage": x["stage"], "days_idle": x["days_idle"], "last_touch_at": iso_utc(x["touch_ns"])}
+                     for st, x in zip(statics[:_EXAMPLES], deals[:_EXAMPLES])],
+        "escalated": False,
+    }
+    return Insight(
+        detector=NAME, severity="info", audience=Audience("manager", manager_id), subject=subject,
+        facts=facts, evidence={"deal_ids": [st["deal_id"] for st in statics]} if with_evidence else {},
+        fingerprint=make_fingerprint(NAME, subject),
+    )
+
+
+# Calls, meetings and done tasks are touches only when the export says when they were done:
+# without done_at a deal called every day looks as idle as one nobody called (said, not guessed).
+NEED_DONE = Need(("activities.done_at",), part="calls, meetings and done tasks as touches")
+
+
+@register(NAME, StalledDealSpec, (), "an open deal with no stage change and no call, meeting, email or done task for longer than its stage usually takes (working days)",
+          needs=(NEED_DONE,))
 def detect(data: CrmData, spec: StalledDealSpec, now: datetime) -> list[Insight]:
     return detect_at(prepare(data, spec, now), now)

@@ -1,15 +1,25 @@
-"""Business-hours arithmetic: how many working hours lie between two instants.
+"""The company calendar: working days and hours, official holidays, and arithmetic on them.
+
+One calendar is shared by every detector that counts working time (lead_sla in hours,
+stalled_deal in days); bot/config.py builds it from the top-level `[calendar]` section and the
+config's timezone. Official holidays and transferred working days (a Saturday worked in
+exchange for a bridge day off) come from the `holidays` package for the calendar's country;
+with no country given, the country is taken from the timezone (Asia/Almaty -> KZ,
+Europe/Moscow -> RU; a small explicit map), so a plain scan in Almaty already knows the New
+Year holidays. Extra days off and extra working days come from config on top.
 
 An SLA of "2 hours" means two hours of the company's working time: a lead that arrives on
 Friday at 17:30 with a 09:00-18:00 Monday-Friday week has waited one working hour by Monday
 10:00, not 64. Counting is done on the local wall clock of the company's timezone, so a DST
 change (always at night in practice) neither adds nor removes working time. Vectorised with
-numpy's business-day calendar so that a whole leads table is one pass.
+numpy's business-day calendar (weekmask + holiday array, plus a sorted array of extra working
+days) so that a whole table is one pass.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -17,6 +27,66 @@ import pandas as pd
 
 _ANCHOR = np.datetime64("2000-01-03", "D")  # any fixed day; only differences of W(t) matter
 _NS_PER_HOUR = 3_600_000_000_000
+_DAY_NS = 86_400 * 1_000_000_000
+_QUARTER_NS = 900 * 1_000_000_000
+_MAX_GRID = 4_000_000  # 15-minute steps (about 114 years) or days beyond which we convert directly
+_NEVER = np.iinfo(np.int64).min  # detectors.columns.NEVER (not imported: this module stands alone)
+# Official holidays are expanded for these years once per country: W(t) differences are exact
+# for any two instants in the range, whatever the data's span (outside it: weekends only).
+_YEARS = range(2000, 2051)
+
+# Timezone -> ISO country, for a calendar with no country configured. Deliberately small and
+# explicit: a zone not listed means "no official holidays" (check-config says so).
+_KZ_ZONES = ("Asia/Almaty", "Asia/Qostanay", "Asia/Aqtobe", "Asia/Aqtau", "Asia/Atyrau", "Asia/Oral",
+             "Asia/Qyzylorda")
+_RU_ZONES = ("Europe/Moscow", "Europe/Kaliningrad", "Europe/Samara", "Europe/Volgograd", "Europe/Saratov",
+             "Europe/Ulyanovsk", "Europe/Astrakhan", "Europe/Kirov", "Asia/Yekaterinburg", "Asia/Omsk",
+             "Asia/Novosibirsk", "Asia/Barnaul", "Asia/Tomsk", "Asia/Novokuznetsk", "Asia/Krasnoyarsk",
+             "Asia/Irkutsk", "Asia/Chita", "Asia/Yakutsk", "Asia/Khandyga", "Asia/Vladivostok", "Asia/Ust-Nera",
+             "Asia/Magadan", "Asia/Sakhalin", "Asia/Srednekolymsk", "Asia/Kamchatka", "Asia/Anadyr")
+TIMEZONE_COUNTRY: dict[str, str] = {
+    **{z: "KZ" for z in _KZ_ZONES}, **{z: "RU" for z in _RU_ZONES},
+    "Europe/Minsk": "BY", "Asia/Tashkent": "UZ", "Asia/Samarkand": "UZ", "Asia/Bishkek": "KG",
+    "Europe/Kyiv": "UA", "Europe/Kiev": "UA", "Asia/Tbilisi": "GE", "Asia/Baku": "AZ", "Asia/Yerevan": "AM",
+}
+_OFF = ("", "none", "no", "off")
+
+
+def country_for_timezone(tz: str) -> str | None:
+    """The country whose official holidays a company in `tz` keeps, or None when unknown."""
+    return TIMEZONE_COUNTRY.get(tz)
+
+
+def check_country(code: str | None) -> str | None:
+    """An ISO country code the holidays package knows (upper-cased); "" / "none" -> "" (off)."""
+    if code is None:
+        return None
+    c = code.strip()
+    if c.lower() in _OFF:
+        return ""
+    import holidays
+
+    supported = holidays.list_supported_countries()
+    if c.upper() not in supported:
+        import difflib
+
+        close = difflib.get_close_matches(c.upper(), list(supported), n=1, cutoff=0.5)
+        hint = f" (did you mean \"{close[0]}\"?)" if close else ""
+        raise ValueError(f"unknown country {code!r}{hint}: use an ISO 3166 code such as \"KZ\" or \"RU\", "
+                         "or \"none\" for no official holidays")
+    return c.upper()
+
+
+@lru_cache(maxsize=16)
+def official_days(country: str) -> tuple[tuple[date, ...], tuple[date, ...]]:
+    """(official days off, transferred working days) of `country` over the calendar's years.
+
+    Only the package's public category counts as days off; a transferred working day is a
+    weekend day the package marks as worked (`weekend_workdays`, e.g. KZ 2025-01-05)."""
+    import holidays
+
+    h = holidays.country_holidays(country, years=_YEARS)
+    return tuple(sorted(h.keys())), tuple(sorted(d for d in h.weekend_workdays if d.year in _YEARS))
 
 
 def parse_hhmm(value: str, where: str) -> time:
@@ -38,16 +108,24 @@ def check_timezone(name: str) -> str:
 
 @dataclass(frozen=True)
 class WorkCalendar:
-    """Working days (ISO 1=Monday .. 7=Sunday), daily hours and holidays in one timezone."""
+    """Working days (ISO 1=Monday .. 7=Sunday), daily hours and days off in one timezone.
+
+    `country` adds that country's official holidays and transferred working days (None or ""
+    for none; see `company_calendar` for taking it from the timezone). `holidays` are extra
+    days off, `working_days` extra working days (a Saturday worked); an extra day off wins
+    over an official working day, an extra working day over an official holiday."""
 
     timezone: str = "Asia/Almaty"
     workdays: tuple[int, ...] = (1, 2, 3, 4, 5)
     work_start: time = time(9, 0)
     work_end: time = time(18, 0)
     holidays: tuple[date, ...] = ()
+    working_days: tuple[date, ...] = ()
+    country: str | None = None
 
     def __post_init__(self) -> None:
         check_timezone(self.timezone)
+        object.__setattr__(self, "country", check_country(self.country) or None)
         if not self.workdays or any(d < 1 or d > 7 for d in self.workdays):
             raise ValueError(f"workdays must be ISO weekday numbers 1 (Monday) .. 7 (Sunday), got {list(self.workdays)}")
         if self.work_start >= self.work_end:
@@ -57,9 +135,84 @@ class WorkCalendar:
     def _weekmask(self) -> str:
         return "".join("1" if d in self.workdays else "0" for d in range(1, 8))
 
+    @cached_property
+    def _days(self) -> tuple[np.ndarray, np.ndarray]:
+        """(days off, extra working days outside the weekmask) as sorted datetime64[D] arrays."""
+        off, work = set(), set()
+        if self.country:
+            official_off, official_work = official_days(self.country)
+            off.update(official_off)
+            work.update(official_work)
+        off = (off - set(self.working_days)) | set(self.holidays)
+        work = (work | set(self.working_days)) - set(self.holidays)
+        work = {d for d in work if d.isoweekday() not in self.workdays}
+        as_np = lambda days: np.array(sorted(days), dtype="datetime64[D]")  # noqa: E731
+        return as_np(off), as_np(work)
+
     @property
     def _holidays(self) -> np.ndarray:
-        return np.array([np.datetime64(h, "D") for h in self.holidays], dtype="datetime64[D]")
+        return self._days[0]
+
+    @property
+    def days_off(self) -> tuple[date, ...]:
+        """Every day off beyond the weekly rest days (official and configured), for display."""
+        return tuple(d.astype(date) for d in self._days[0])
+
+    def working_day_number(self, days: np.ndarray) -> np.ndarray:
+        """N(d): working days in [anchor, d) for each datetime64[D] day (negative before the anchor).
+
+        Working days from day a to day b (a counted, b not) are N(b) - N(a)."""
+        extra = self._days[1]
+        n = np.busday_count(_ANCHOR, days, weekmask=self._weekmask, holidays=self._holidays).astype(np.int64)
+        if len(extra):
+            n += np.searchsorted(extra, days, side="left") - np.searchsorted(extra, _ANCHOR, side="left")
+        return n
+
+    def is_working_day(self, days: np.ndarray) -> np.ndarray:
+        is_work = np.is_busday(days, weekmask=self._weekmask, holidays=self._holidays)
+        extra = self._days[1]
+        return is_work | np.isin(days, extra) if len(extra) else is_work
+
+    def local_days_ns(self, ns: np.ndarray) -> np.ndarray:
+        """The local calendar day (datetime64[D]) of UTC nanosecond instants (NEVER -> the anchor).
+
+        The zone's UTC offset is read from a 15-minute grid over the instants' span (every
+        offset change since 1970 falls on a quarter hour), so millions of instants cost one
+        table lookup each instead of a timezone conversion."""
+        ns = np.asarray(ns, dtype=np.int64)
+        valid = ns != _NEVER
+        out = np.full(len(ns), _ANCHOR, dtype="datetime64[D]")
+        if not valid.any():
+            return out
+        v = ns[valid]
+        lo, hi = int(v.min()), int(v.max())
+        g0 = lo - lo % _QUARTER_NS
+        n = (hi - g0) // _QUARTER_NS + 1
+        if n <= _MAX_GRID:
+            grid = g0 + np.arange(n, dtype=np.int64) * _QUARTER_NS
+            offset = self._local_ns(grid) - grid
+            local = v + offset[(v - g0) // _QUARTER_NS]
+        else:  # a span of centuries (bad data): convert each instant
+            local = self._local_ns(v)
+        out[valid] = (local // _DAY_NS).astype("datetime64[D]")
+        return out
+
+    def _local_ns(self, ns: np.ndarray) -> np.ndarray:
+        idx = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+        return idx.tz_convert(self.timezone).tz_localize(None).as_unit("ns").asi8
+
+    def working_days_ns(self, ns: np.ndarray) -> np.ndarray:
+        """N(local day) for UTC nanosecond instants: day-level working-day numbers.
+
+        Computed once per distinct day of the span and looked up, not per instant."""
+        days = self.local_days_ns(ns).astype(np.int64)
+        if not len(days):
+            return days
+        lo, hi = int(days.min()), int(days.max())
+        if hi - lo > _MAX_GRID:
+            return self.working_day_number(days.astype("datetime64[D]"))
+        table = self.working_day_number(np.arange(lo, hi + 1, dtype=np.int64).astype("datetime64[D]"))
+        return table[days - lo]
 
     @property
     def day_ns(self) -> int:
@@ -84,9 +237,8 @@ class WorkCalendar:
         days = local.floor("D").values.astype("datetime64[D]")
         days = np.where(nat, _ANCHOR, days)
         tod = ns - days.astype("datetime64[ns]").astype(np.int64)
-        weekmask, hol = self._weekmask, self._holidays
-        full_days = np.busday_count(_ANCHOR, days, weekmask=weekmask, holidays=hol).astype(np.int64)
-        is_work = np.is_busday(days, weekmask=weekmask, holidays=hol)
+        full_days = self.working_day_number(days)
+        is_work = self.is_working_day(days)
         within = np.clip(tod - self._start_ns(), 0, self.day_ns)
         out = full_days * self.day_ns + np.where(is_work, within, 0)
         return np.where(nat, 0, out)
@@ -102,3 +254,17 @@ class WorkCalendar:
         """Working hours from each start up to one instant `now`."""
         end = pd.DatetimeIndex([pd.Timestamp(now)] * len(start))
         return self.hours_between(start, end)
+
+
+def company_calendar(timezone: str, *, country: str | None = None, days_off: tuple[date, ...] = (),
+                     working_days: tuple[date, ...] = (), workdays: tuple[int, ...] = (1, 2, 3, 4, 5),
+                     work_start: time = time(9, 0), work_end: time = time(18, 0)) -> WorkCalendar:
+    """The calendar a config describes: `country` None -> from the timezone; "" / "none" -> off."""
+    code = country_for_timezone(timezone) if country is None else (check_country(country) or None)
+    return WorkCalendar(timezone=timezone, workdays=tuple(workdays), work_start=work_start, work_end=work_end,
+                        holidays=tuple(days_off), working_days=tuple(working_days), country=code)
+
+
+def default_calendar() -> WorkCalendar:
+    """What a config with no [calendar] gives: Asia/Almaty (the config's default timezone), KZ."""
+    return company_calendar("Asia/Almaty")

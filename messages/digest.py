@@ -98,12 +98,12 @@ class _Candidate:
 def _candidates(insights: list[Insight], ctx: Ctx) -> list[_Candidate]:
     stalled: dict[str, list[Insight]] = {}
     for ins in insights:
-        if ins.detector == "stalled_deal" and ins.audience.manager_id:
+        if ins.detector == "stalled_deal" and ins.audience.manager_id and ins.facts.get("kind") != "abandoned":
             stalled.setdefault(ins.audience.manager_id, []).append(ins)
     out: list[_Candidate] = []
     grouped = {mid for mid, deals in stalled.items() if len(deals) > 1}
     for ins in insights:
-        if ins.detector == "stalled_deal" and ins.audience.manager_id in grouped:
+        if ins.detector == "stalled_deal" and ins.audience.manager_id in grouped and ins.facts.get("kind") != "abandoned":
             continue
         r = render_insight(ins, ctx.lang, now=ctx.now, you=ctx.you)
         out.append(_Candidate(ins.detector, r.severity_rank, r.money, rendered=r))
@@ -132,9 +132,9 @@ def _stalled_group_item(c: _Candidate, number: int, ctx: Ctx) -> DigestItem:
     deals = c.deals or []
     n = len(deals)
     if ctx.you:
-        title = ctx.t("Сделки без движения дольше нормы: {n}", "Deals stuck longer than usual: {n}", n=str(n))
+        title = ctx.t("Сделки без движения дольше срока этапа: {n}", "Deals idle past their stage's limit: {n}", n=str(n))
     else:
-        title = ctx.t("Сделки без движения дольше нормы — {m}: {n}", "Deals stuck longer than usual, {m}: {n}",
+        title = ctx.t("Сделки без движения дольше срока этапа — {m}: {n}", "Deals idle past their stage's limit, {m}: {n}",
                       m=name(c.manager_name or deals[0].audience.manager_id), n=str(n))
     body: list[Line] = []
     buttons: list[list[Button]] = []

@@ -23,6 +23,8 @@ NOUNS: dict[str, dict[str, dict[str, str]]] = {
              "en": {"one": "deal", "other": "deals"}},
     "day": {"ru": {"one": "день", "few": "дня", "many": "дней", "other": "дня"},
             "en": {"one": "day", "other": "days"}},
+    "working_day": {"ru": {"one": "рабочий день", "few": "рабочих дня", "many": "рабочих дней", "other": "рабочего дня"},
+                    "en": {"one": "working day", "other": "working days"}},
     "working_hour": {"ru": {"one": "рабочий час", "few": "рабочих часа", "many": "рабочих часов", "other": "рабочего часа"},
                      "en": {"one": "working hour", "other": "working hours"}},
     "hour": {"ru": {"one": "час", "few": "часа", "many": "часов", "other": "часа"},

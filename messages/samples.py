@@ -157,8 +157,9 @@ def stalled_deal(deal_id: str = "D-1188", title: str = "Поставка арм�
         facts={
             "deal_title": title, "client_name": "ТОО «Алтын Строй»", "manager_id": manager_id,
             "manager_name": "Данияр Ахметов", "stage": "Переговоры", "amount": amount, "currency": "KZT",
-            "days_idle": days, "stage_limit_days": 14, "last_touch_at": "2026-11-05T12:00:00+05:00",
-            "last_touch_kind": "call", "escalated": False,
+            "kind": "stalled", "days_idle": days, "calendar_days_idle": days * 7 // 5, "stage_limit_days": 9,
+            "limit_source": "learned", "limit_quantile": 0.8, "limit_moves": 214, "learn_days": 365, "learned_days": 9, "limit_bound": None,
+            "last_touch_at": "2026-11-05T12:00:00+05:00", "last_touch_kind": "call", "escalated": False,
         },
         evidence={"deal_ids": [deal_id], "activity_ids": ["A-77120"]},
     )
@@ -231,5 +232,38 @@ def variants() -> dict[str, Insight]:
     escalated = stalled_deal()
     escalated.facts["escalated"] = True
     escalated.severity = "critical"
+    configured = stalled_deal(days=12)
+    configured.facts.update(stage_limit_days=7, limit_source="configured")
+    for k in ("limit_quantile", "limit_moves", "learn_days", "learned_days", "limit_bound"):
+        configured.facts.pop(k)
+    default = stalled_deal(days=8)
+    default.facts.update(stage_limit_days=5, limit_source="default", limit_moves=11, min_moves=30)
+    for k in ("limit_quantile", "learn_days", "learned_days", "limit_bound"):
+        default.facts.pop(k)
+    capped = stalled_deal(days=34)
+    capped.facts.update(stage_limit_days=30, learned_days=None, limit_bound="max")
     return {"conversion_drop_to_won": won, "lead_sla_unassigned": lead, "manager_load_under_leads": under,
-            "loss_reasons_data_quality": quality, "stalled_deal_escalated": escalated}
+            "loss_reasons_data_quality": quality, "stalled_deal_escalated": escalated,
+            "stalled_deal_configured": configured, "stalled_deal_default": default, "stalled_deal_capped": capped,
+            "stalled_deal_abandoned": stalled_abandoned()}
+
+
+def stalled_abandoned() -> Insight:
+    """A manager's deals idle far beyond their limits: one hygiene item."""
+    examples = [
+        {"deal_id": "D-0412", "deal_title": "Поставка цемента М500", "client_name": "ТОО «Бетон-Инвест»",
+         "stage": "Переговоры", "days_idle": 212, "last_touch_at": "2026-01-20T10:00:00+05:00"},
+        {"deal_id": "D-0450", "deal_title": "Кровля склада, 1 200 м²", "client_name": "ИП Ержанов",
+         "stage": "КП отправлено", "days_idle": 187, "last_touch_at": "2026-02-25T16:30:00+05:00"},
+        {"deal_id": "D-0533", "deal_title": "Арматура А240, 12 т", "client_name": None,
+         "stage": "Переговоры", "days_idle": 121, "last_touch_at": "2026-06-01T11:00:00+05:00"},
+    ]
+    return Insight(
+        detector="stalled_deal", severity="info", audience=Audience("manager", "m2"),
+        subject={"manager_id": "m2", "kind": "abandoned"},
+        facts={"kind": "abandoned", "manager_id": "m2", "manager_name": "Данияр Ахметов", "deals": 41,
+               "oldest_days_idle": 212, "abandon_factor": 4.0, "abandon_after_days": 60,
+               "by_stage": {"Переговоры": 29, "КП отправлено": 12}, "amount": 96_500_000.0, "currency": "KZT",
+               "examples": examples, "escalated": False},
+        evidence={"deal_ids": ["D-0412", "D-0450", "D-0533"]},
+    )

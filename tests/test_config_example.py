@@ -34,3 +34,21 @@ def test_the_example_ships_inside_the_package_for_init():
     the root file, packaged as package data), so the two must be one text."""
     shipped = EXAMPLE.parent / "bot" / "config.example.toml"
     assert shipped.read_text(encoding="utf-8") == EXAMPLE.read_text(encoding="utf-8")
+
+
+def test_readme_names_every_column_a_detector_needs():
+    """The README's table of needs is what the registry declares: a Need added without a word
+    for the admin fails here."""
+    from pathlib import Path
+
+    from detectors import REGISTRY
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    needs_table = readme.split("What each detector needs", 1)[1].split("\n\n| detector |", 1)[1].split("\n\n", 1)[0]
+    for name, det in REGISTRY.items():
+        row = next(line for line in needs_table.splitlines() if line.startswith(f"| `{name}` | "))
+        for need in det.needs:
+            for column in need.columns:
+                assert f"`{column}`" in row, f"README's needs table: {name} does not name {column}"
+        for table in det.requires:
+            assert table in row, f"README's needs table: {name} does not name the {table} table"

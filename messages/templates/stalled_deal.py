@@ -1,4 +1,11 @@
-"""stalled_deal: a deal sits at one stage longer than that stage's limit (manager)."""
+"""stalled_deal: a deal idle longer than its stage's limit (manager), or a manager's deals that
+look abandoned (one hygiene item).
+
+The limit is worded by where it came from (facts `limit_source`): a learned limit is an
+observation ("80% of deals move on from this stage within 9 working days"), a configured or
+default one is a setting ("the limit set for this stage is 7 working days"). A configured
+number is never presented as what deals usually do.
+"""
 from __future__ import annotations
 
 from detectors.insight import Insight
@@ -23,31 +30,112 @@ def amount(ctx: Ctx, f: dict) -> str | None:
     return None
 
 
-def last_touch(ctx: Ctx, f: dict) -> Line | None:
-    if not f.get("last_touch_at"):
-        return None
-    ru, en = TOUCH_KINDS.get(str(f.get("last_touch_kind")), ("действие", "activity"))
-    return ctx.t("последнее действие — {k}, {w}", "last activity: {k}, {w}", k=ctx.s(ru, en), w=ctx.when(f["last_touch_at"]))
+def _days(ctx: Ctx, n: object) -> str:
+    return ctx.count(int(n or 0), "working_day")
 
 
 def compact_line(ctx: Ctx, f: dict) -> Line:
-    """One deal in a grouped list: «title» — client · amount · «stage» N days (limit M)."""
+    """One deal in a grouped list: «title» — client · amount · «stage» N working days (limit M)."""
     line = ctx.t("«{t}»", "“{t}”", t=name(deal_name(f)))
     if f.get("client_name"):
         line += ctx.t(" — {c}", " — {c}", c=name(f["client_name"]))
     money = amount(ctx, f)
     if money:
         line += ctx.t(" · {m}", " · {m}", m=money)
-    line += ctx.t(" · «{s}» {d} (норма {l})", " · “{s}” {d} (usual max {l})", s=name(f["stage"]),
-                  d=ctx.count(f["days_idle"], "day"), l=ctx.num(f["stage_limit_days"]))
+    if f.get("limit_source") == "learned" and not f.get("limit_bound"):
+        limit = ctx.t("обычно до {l}", "usually within {l}", l=ctx.num(f["stage_limit_days"]))
+    else:
+        limit = ctx.t("срок {l}", "limit {l}", l=ctx.num(f["stage_limit_days"]))
+    line += ctx.t(" · «{s}» {d} ({l})", " · “{s}” {d} ({l})", s=name(f["stage"]), d=_days(ctx, f["days_idle"]), l=limit)
     return line
+
+
+def _window(ctx: Ctx, f: dict) -> Line:
+    days = int(f.get("learn_days") or 365)
+    if days == 365:
+        return ctx.t("за последний год", "in the last year")
+    return ctx.t("за последние {d}", "in the last {d}", d=ctx.count(days, "day"))
+
+
+def limit_line(ctx: Ctx, f: dict) -> Line:
+    """Where the stage's limit comes from, in words that match: an observation or a setting."""
+    limit, waited = _days(ctx, f["stage_limit_days"]), _days(ctx, f["days_idle"])
+    source = f.get("limit_source")
+    if source == "learned":
+        share = ctx.pct(float(f.get("limit_quantile") or 0.8))
+        moves, window = ctx.num(int(f.get("limit_moves") or 0)), _window(ctx, f)
+        if f.get("limit_bound") == "max":
+            rest = ctx.pct(1 - float(f.get("limit_quantile") or 0.8))
+            return ctx.t("Больше {r} сделок стоят на этом этапе дольше, чем {l} (ушли с этапа {w}: {n}), "
+                         "поэтому срок — максимум из настроек, {l}; эта без движения уже {d}.",
+                         "More than {r} of deals stay at this stage longer than {l} ({n} moved on {w}), "
+                         "so the limit is the configured maximum, {l}; this one has waited {d}.",
+                         r=rest, l=limit, n=moves, w=window, d=waited)
+        learned = _days(ctx, f.get("learned_days") or 0)
+        if f.get("limit_bound") == "min":
+            return ctx.t("{p} сделок уходят с этого этапа за {k} или быстрее (ушли {w}: {n}); "
+                         "срок не короче минимума из настроек, {l}; эта без движения уже {d}.",
+                         "{p} of deals that move on from this stage do so within {k} ({n} {w}); "
+                         "the limit is the configured minimum, {l}; this one has waited {d}.",
+                         p=share, k=learned, n=moves, w=window, l=limit, d=waited)
+        return ctx.t("{p} сделок уходят с этого этапа за {l} или быстрее (ушли {w}: {n}); "
+                     "эта без движения уже {d}.",
+                     "{p} of deals that move on from this stage do so within {l} ({n} {w}); "
+                     "this one has waited {d}.", p=share, l=limit, n=moves, w=window, d=waited)
+    if source == "configured":
+        return ctx.t("Срок для этого этапа задан в настройках — {l}; эта сделка без движения уже {d}.",
+                     "The limit set for this stage is {l}; this one has waited {d}.", l=limit, d=waited)
+    return ctx.t("Истории пока мало, чтобы узнать обычный срок этого этапа (переходов с него: {n}, нужно {m}), "
+                 "поэтому действует срок по умолчанию — {l}; эта сделка без движения уже {d}.",
+                 "There is too little history to learn this stage's usual pace ({n} moves on, {m} needed), "
+                 "so the default limit applies: {l}; this one has waited {d}.",
+                 n=ctx.num(int(f.get("limit_moves") or 0)), m=ctx.num(int(f.get("min_moves") or 0)), l=limit, d=waited)
+
+
+def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
+    f = insight.facts
+    n = int(f["deals"])
+    if ctx.you:
+        title = ctx.t("Сделки, похожие на заброшенные: {n}", "Deals that look abandoned: {n}", n=ctx.num(n))
+    else:
+        title = ctx.t("Сделки, похожие на заброшенные, — {m}: {n}", "Deals that look abandoned, {m}: {n}",
+                      m=name(f.get("manager_name") or f.get("manager_id") or "?"), n=ctx.num(n))
+    body = [ctx.t("Каждая стоит без движения более чем в {k} дольше срока своего этапа или дольше, чем {a}.",
+                  "Each has been idle more than {k} its stage's limit, or longer than {a}.",
+                  k=ctx.count(float(f["abandon_factor"]), "time"), a=_days(ctx, f["abandon_after_days"]))]
+    stages = list((f.get("by_stage") or {}).items())
+    if len(stages) > 1:
+        parts: Line = ()
+        for k, (stage, count) in enumerate(stages[:4]):
+            parts += (ctx.t(", ", ", ") if k else ()) + ctx.t("«{s}» — {c}", "“{s}”: {c}", s=name(stage), c=ctx.num(count))
+        body.append(ctx.t("По этапам: ", "By stage: ") + parts + ctx.t(".", "."))
+    if f.get("examples"):
+        body.append(ctx.t("Дольше всех:", "The oldest:"))
+    for ex in f.get("examples") or []:
+        line = ctx.t("«{t}»", "“{t}”", t=name(deal_name(ex)))
+        if ex.get("client_name"):
+            line += ctx.t(" — {c}", " — {c}", c=name(ex["client_name"]))
+        body.append(line + ctx.t(" · «{s}» {d}", " · “{s}” {d}", s=name(ex["stage"]), d=_days(ctx, ex["days_idle"])))
+    money = amount(ctx, f)
+    if money:
+        body.append(ctx.t("Сумма по ним в CRM — {m}.", "Their amount in the CRM: {m}.", m=money))
+    if ctx.you:
+        action = ctx.t("Пройдите по списку: закройте как проигранные те, что уже не живы, а по живым назначьте "
+                       "следующий шаг.", "Go through them: close the dead ones as lost, and give the live ones a next step.")
+    else:
+        action = ctx.t("Попросите менеджера ({m}) разобрать эти сделки: закрыть неживые, по живым назначить шаг.",
+                       "Ask {m} to clean these up: close the dead ones, give the live ones a next step.",
+                       m=name(f.get("manager_name") or f.get("manager_id") or "?"))
+    return Words(title=title, body=body, action=action, money=0.0)
 
 
 @template("stalled_deal")
 def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
-    deal, stage, days = name(deal_name(f)), name(f["stage"]), ctx.count(f["days_idle"], "day")
-    title = ctx.t("Сделка «{t}» стоит {d} на этапе «{s}»", "Deal “{t}” has been stuck at “{s}” for {d}", t=deal, s=stage, d=days)
+    if f.get("kind") == "abandoned":
+        return abandoned_words(insight, ctx)
+    deal, stage, days = name(deal_name(f)), name(f["stage"]), _days(ctx, f["days_idle"])
+    title = ctx.t("Сделка «{t}» стоит {d} на этапе «{s}»", "Deal “{t}” has been idle for {d} at “{s}”", t=deal, s=stage, d=days)
     first: Line = ()
     if f.get("client_name"):
         first += ctx.t("Клиент {c}", "Client {c}", c=name(f["client_name"]))
@@ -58,10 +146,11 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         first += ctx.t(", менеджер {n}", ", manager {n}", n=name(f["manager_name"])) if first else \
             ctx.t("Менеджер {n}", "Manager {n}", n=name(f["manager_name"]))
     body = [first + ctx.t(".", ".")] if first else []
-    touch = last_touch(ctx, f)
-    limit = ctx.t("Норма для этого этапа — {l} без движения", "Deals usually spend at most {l} at this stage",
-                  l=ctx.count(f["stage_limit_days"], "day"))
-    body.append(limit + (ctx.t("; ", "; ") + touch if touch else ()) + ctx.t(".", "."))
+    body.append(limit_line(ctx, f))
+    if f.get("last_touch_at"):
+        ru, en = TOUCH_KINDS.get(str(f.get("last_touch_kind")), ("действие", "activity"))
+        body.append(ctx.t("Последнее действие — {k}, {w}.", "Last activity: {k}, {w}.",
+                          k=ctx.s(ru, en), w=ctx.when(f["last_touch_at"])))
     if f.get("escalated") and ctx.you:
         body.append(ctx.t("Срок превышен сильно — сделка попала и в сводку руководителя.",
                           "This is well past the limit, so it is also in the head of sales' digest."))

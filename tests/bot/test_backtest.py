@@ -16,12 +16,17 @@ from bot.backtest import backtest, format_text, parse_every, replayers  # noqa: 
 from bot.cli import main  # noqa: E402
 from bot.notify_log import Policy  # noqa: E402
 from detectors.registry import REGISTRY  # noqa: E402
+from detectors.working_hours import WorkCalendar  # noqa: E402
 
 UTC = timezone.utc
 T0 = datetime(2026, 10, 1, 9, 0, tzinfo=UTC)
 END = T0 + timedelta(days=29)  # 30 daily runs
 NO_WORSE = Policy(worse_by={})
 ONLY_STALLED = {name: REGISTRY[name].spec(enabled=False) for name in REGISTRY if name != "stalled_deal"}
+# stalled_deal counting calendar days (every day a working day) with fixed limits, so the days below are plain.
+ONLY_STALLED["stalled_deal"] = REGISTRY["stalled_deal"].spec(
+    calendar=WorkCalendar(workdays=(1, 2, 3, 4, 5, 6, 7)), default_limit_days=7, escalate_after_days=14,
+    abandon_factor=100, abandon_after_days=1000)
 
 
 def day(n: float) -> datetime:
@@ -128,9 +133,11 @@ def test_cli_json_report(tmp_path, capsys):
     assert code == 0, out.err
     report = json.loads(out.out)
     assert report["runs"] == 30
-    # Default delivery policy: first send, then again each time it is 7 idle days worse.
-    assert report["detectors"]["stalled_deal"]["alerts"] == 5
-    assert report["recipients"]["m1"]["alerts"] == 5 and report["recipients"]["m1"]["name"] == "Айгерим Садыкова"
+    # Default specs and delivery policy: first send (idle 14 working days), again when escalated
+    # the next day, after the 7-day repeat interval, then once it looks abandoned (idle over 20
+    # working days: one hygiene item with its own identity) and weekly after that.
+    assert report["detectors"]["stalled_deal"]["alerts"] == 6
+    assert report["recipients"]["m1"]["alerts"] == 6 and report["recipients"]["m1"]["name"] == "Айгерим Садыкова"
     assert report["detectors"]["stalled_deal"]["insights_before_dedup"] == 30
     assert "silent_client" in report["skipped"]
 

@@ -30,10 +30,10 @@ def small_crm(folder: Path, *, deals_header: str = "deal_id,manager_id,stage,sta
 
 
 def stalled_crm(folder: Path) -> Path:
-    """The same CRM with deal d1 untouched for 20 days: one escalated stalled deal."""
+    """The same CRM with deal d1 untouched for 27 days (19 working days): one escalated stalled deal."""
     small_crm(folder)
     (folder / "stage_history.csv").write_text(
-        "deal_id,stage,entered_at\nd1,Lead,2026-02-12T09:00:00Z\nd2,Lead,2026-03-03T10:00:00Z\n"
+        "deal_id,stage,entered_at\nd1,Lead,2026-02-05T09:00:00Z\nd2,Lead,2026-03-03T10:00:00Z\n"
         "d3,Lead,2026-03-04T08:00:00Z\n", encoding="utf-8")
     return folder
 
@@ -113,6 +113,12 @@ def test_nothing_needs_attention_only_when_every_enabled_check_ran(tmp_path, cap
                       + "".join(f"[detectors.{name}]\nenabled = false\n"
                                 for name in ("lead_sla", "silent_client", "loss_reasons", "manager_load")),
                       encoding="utf-8")
+    assert main(["scan", "--config", str(config), *NOW, "--lang", "en"]) == 0
+    out = capsys.readouterr().out
+    # without activities, stalled deals are judged on stage changes alone: said, not hidden
+    assert out.strip().startswith("Nothing found by 2 of 2 checks; partly checked: stalled deals (calls, meetings")
+    (folder / "activities.csv").write_text("activity_id,deal_id,type,done_at\na1,d1,call,2026-03-03T12:00:00Z\n",
+                                           encoding="utf-8")
     assert main(["scan", "--config", str(config), *NOW, "--lang", "en"]) == 0
     out = capsys.readouterr().out
     # the checks this data cannot feed are switched off by the admin: the two left both ran in full

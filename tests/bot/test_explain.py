@@ -39,7 +39,7 @@ def test_evidence_lists_the_deal_and_the_last_touch():
     stalled = by_detector(data)["stalled_deal"]
     text = format_evidence(stalled, data)
     assert f"fingerprint: {stalled.fingerprint}" in text
-    assert "days_idle: 12" in text and "last_touch_kind: call" in text
+    assert "    days_idle: 9\n" in text and "calendar_days_idle: 12" in text and "last_touch_kind: call" in text
     assert "Компрессор для ТОО Степь" in text  # the deal row from CrmData
     assert "a1" in text and "2026-11-15 09:00" in text  # the call that was the last touch
 
@@ -79,11 +79,11 @@ def test_cli_explains_one_insight(tmp_path, capsys):
     code = main(["explain", stalled.fingerprint, "--data", str(folder), "--now", NOW.isoformat(), "--lang", "en"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert "Компрессор для ТОО Степь" in out.out and "stage_limit_days: 7" in out.out
+    assert "Компрессор для ТОО Степь" in out.out and "stage_limit_days: 5" in out.out
 
     assert main(["explain", stalled.fingerprint, "--data", str(folder), "--now", NOW.isoformat(), "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["fingerprint"] == stalled.fingerprint and doc["facts"]["days_idle"] == 12
+    assert doc["fingerprint"] == stalled.fingerprint and doc["facts"]["days_idle"] == 9  # working days (12 calendar)
     assert doc["evidence_rows"]["deal_ids"][0]["deal_id"] == "d1"
     assert doc["evidence_rows"]["activity_ids"][0]["type"] == "call"
 

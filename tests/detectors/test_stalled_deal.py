@@ -10,8 +10,20 @@ from pydantic import ValidationError
 
 from _builders_b import NOW, ago, crm, deal, email
 from detectors.stalled_deal import StalledDealSpec, detect, skip_reason
+from detectors.working_hours import WorkCalendar
 
-SPEC = StalledDealSpec(stage_limits={"КП отправлено": 10})
+# Every day a working day and no holidays: these tests are about touches and replay, so a
+# working day is a calendar day here (tests/detectors/test_stalled_norms.py covers the calendar
+# and the learned limits). Too little history to learn from: limits are configured or default.
+EVERY_DAY = WorkCalendar(workdays=(1, 2, 3, 4, 5, 6, 7))
+
+
+def spec(**kw) -> StalledDealSpec:
+    return StalledDealSpec(**({"calendar": EVERY_DAY, "default_limit_days": 7, "escalate_after_days": 14,
+                               "abandon_factor": 100, "abandon_after_days": 1000} | kw))
+
+
+SPEC = spec(stage_limits={"КП отправлено": 10})
 
 
 def h(deal_id: str, stage: str, days: float) -> dict:
@@ -76,7 +88,8 @@ def test_only_untouched_open_deals_are_stalled():
     assert d1.severity == "warning" and d1.audience.role == "manager" and d1.audience.manager_id == "m1"
     assert d1.facts == {
         "deal_title": "Сделка d1", "client_name": "ТОО Степь", "manager_id": "m1", "manager_name": "Айгерим Садыкова",
-        "stage": "Квалификация", "amount": 1_500_000.0, "currency": "KZT", "days_idle": 10, "stage_limit_days": 7,
+        "stage": "Квалификация", "amount": 1_500_000.0, "currency": "KZT", "days_idle": 10, "calendar_days_idle": 10,
+        "stage_limit_days": 7, "limit_source": "default", "limit_moves": 0, "min_moves": 30, "kind": "stalled",
         "last_touch_at": ago(10).isoformat(), "last_touch_kind": "stage_change", "escalated": False,
     }
     assert d1.evidence == {"deal_ids": ["d1"]}
@@ -95,10 +108,11 @@ def test_long_idle_deal_is_escalated_to_critical():
 def test_stage_limits_and_defaults_come_from_the_spec():
     data = pipeline()
     # Without the 10-day limit for "КП отправлено", d4 (9 days) is over the default 7.
-    assert "d4" in by_deal(detect(data, StalledDealSpec(), NOW))
+    assert "d4" in by_deal(detect(data, spec(), NOW))
+    assert by_deal(detect(data, spec(stage_limits={"Квалификация": 12}), NOW)).keys() == {"d4", "d5"}
     assert by_deal(detect(data, SPEC, NOW)).keys() == {"d1", "d5", "d7"}
     # A later escalation keeps d5 a warning.
-    assert by_deal(detect(data, StalledDealSpec(escalate_after_days=30), NOW))["d5"].severity == "warning"
+    assert by_deal(detect(data, spec(escalate_after_days=30), NOW))["d5"].severity == "warning"
 
 
 def test_replaying_a_past_day_sees_the_deal_as_it_was():
@@ -115,7 +129,7 @@ def test_replaying_a_past_day_sees_the_deal_as_it_was():
 
 def test_one_insight_per_deal_with_stable_fingerprints():
     a = detect(pipeline(), SPEC, NOW)
-    b = detect(pipeline(), SPEC, NOW.replace(hour=20))
+    b = detect(pipeline(), SPEC, NOW.replace(hour=12))  # later the same local day
     assert len({i.fingerprint for i in a}) == len(a)
     assert [i.fingerprint for i in a] == [i.fingerprint for i in b]
 
