@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
+from crm.connectors import CONNECTORS
 from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.normalize import normalize_table
@@ -59,6 +60,8 @@ def load_crm(
         from crm.sql import read_tables
 
         raws = read_tables(source, base_dir)
+    elif source.kind in CONNECTORS:
+        raws = read_store(source, base_dir)
     else:
         raws = _read_files(_folder(source, base_dir), source)
     return build(raws, source, timezone=timezone, now=now)
@@ -122,6 +125,22 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         data.origins["stage_history"] = "derived from " + data.origins["deals"]
     data, notes = check(data, now)
     return LoadResult(data, warnings + notes)
+
+
+def read_store(source: SourceConfig, base_dir: Path | None) -> dict[str, RawTable]:
+    """The canonical tables of a CRM API source from its synced store (read-only): they then go
+    through the same normalisation and checks as an exported file."""
+    from crm.connectors import connector, engine
+
+    folder = engine.store_folder(source.store, base_dir)
+    con = engine.connect_read_only(folder)
+    try:
+        frames = connector(source.kind).raw_tables(con, source)
+    finally:
+        con.close()
+    origin = f"{source.kind} store {engine.database_path(folder)}"
+    return {t: RawTable(f, f"{origin}: {t}", row_offset=1, row_kind="record", text=False)
+            for t, f in frames.items()}
 
 
 def _without_contents(err: DataError) -> DataError:

@@ -66,7 +66,7 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["files", "sql"] = "files"
+    kind: Literal["files", "sql", "amocrm"] = "files"
     path: str | None = None
     files: dict[str, str] = {}
     columns: dict[str, dict[str, str]] = {}
@@ -81,6 +81,18 @@ class SourceConfig(BaseModel):
     stale_after_days: float = Field(3.0, gt=0, le=3650, allow_inf_nan=False)
     # Files larger than this are refused before reading (memory: about 3x the file size).
     max_file_mb: float = Field(default=1024, gt=0, le=1_000_000, allow_inf_nan=False)
+    # CRM APIs (kind "amocrm"): see the class docstring.
+    base_url: str | None = None
+    token_env: str | None = None
+    client_id_env: str | None = None
+    client_secret_env: str | None = None
+    refresh_token_env: str | None = None
+    redirect_uri: str | None = None
+    pipelines: list[int | str] = []
+    store: str = "crm-store"
+    custom_fields: dict[str, dict[str, str]] = {}
+    overlap_minutes: float = Field(10.0, ge=0, le=24 * 60, allow_inf_nan=False)
+    requests_per_second: float = Field(6.0, gt=0, le=100, allow_inf_nan=False)
 
     @field_validator("files", "tables")
     @classmethod
@@ -90,7 +102,7 @@ class SourceConfig(BaseModel):
         _raise_all([p for p in problems if p])
         return value
 
-    @field_validator("columns", "values", "fill")
+    @field_validator("columns", "values", "fill", "custom_fields")
     @classmethod
     def _known_columns(cls, value: dict) -> dict:
         problems = []
@@ -130,6 +142,28 @@ class SourceConfig(BaseModel):
             )
         return value
 
+    @field_validator("token_env", "client_id_env", "client_secret_env", "refresh_token_env")
+    @classmethod
+    def _api_env_names(cls, value: str | None, info) -> str | None:
+        """A token pasted where its variable's NAME belongs: refuse, never echo it."""
+        if value is not None and not is_env_name(value):
+            raise ValueError(
+                f"{info.field_name}: must be the NAME of an environment variable (like "
+                "CRM_PULSE_AMOCRM_TOKEN), not the secret itself")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("base_url: must be the account address, like https://yourcompany.amocrm.ru")
+        if parts.password or has_secret(value):
+            raise ValueError("base_url: contains a secret: name its environment variable in token_env instead")
+        return value.rstrip("/")
+
     @field_validator("url_env")
     @classmethod
     def _env_name_not_secret(cls, value: str | None) -> str | None:
@@ -155,6 +189,34 @@ class SourceConfig(BaseModel):
                     "(the default): add kind = \"sql\" to [source] to read a database, or remove "
                     f"{named} to read the files in `path`"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _api_keys_need_api_kind(self) -> "SourceConfig":
+        """API keys under kind files/sql would be silently ignored, and the reverse: say so."""
+        api_keys = ("base_url", "token_env", "client_id_env", "client_secret_env", "refresh_token_env",
+                    "redirect_uri", "pipelines", "custom_fields")
+        if self.kind in ("files", "sql"):
+            stray = [k for k in api_keys if getattr(self, k)]
+            if stray:
+                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\"), "
+                                 f"but kind is \"{self.kind}\"")
+            return self
+        stray = [k for k in ("path", "url", "url_env", "tables") if getattr(self, k)]
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: not used by kind = \"{self.kind}\" (it reads the synced "
+                             "store in `store`); remove them")
+        if not self.base_url:
+            raise ValueError(f'kind "{self.kind}" needs `base_url`, the account address '
+                             "(https://yourcompany.amocrm.ru or https://yourcompany.kommo.com)")
+        oauth = (self.client_id_env, self.client_secret_env, self.refresh_token_env)
+        if self.token_env and any(oauth):
+            raise ValueError("give either token_env (a long-lived token) or client_id_env, "
+                             "client_secret_env and refresh_token_env (OAuth), not both")
+        if not self.token_env and not all(oauth):
+            missing = [k for k, v in zip(("client_id_env", "client_secret_env", "refresh_token_env"), oauth) if not v]
+            raise ValueError(f'kind "{self.kind}" needs token_env (a long-lived token) or OAuth: '
+                             f"missing {', '.join(missing)}")
         return self
 
     @model_validator(mode="after")

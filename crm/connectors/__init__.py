@@ -1,0 +1,19 @@
+"""CRM API connectors: each syncs one CRM's records into the local store that crm.load reads.
+
+Network code lives only here (and in bot/channels). A connector module exposes
+`sync(source, base_dir, ...) -> SyncReport`, `check(source, base_dir) -> CheckReport` and
+`raw_tables(con, source) -> {canonical table: DataFrame}` (how its stored records become the
+canonical tables). The engine (crm.connectors.engine) is dlt with an embedded DuckDB file.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# kind in [source] -> the module that syncs it
+CONNECTORS = {"amocrm": "crm.connectors.amocrm"}
+
+
+def connector(kind: str) -> ModuleType:
+    """The connector module for a [source] kind (imported only when asked for: dlt is heavy)."""
+    return importlib.import_module(CONNECTORS[kind])

@@ -1,0 +1,575 @@
+"""amoCRM / Kommo (API v4) -> the local store -> the canonical tables.
+
+What maps to what (amoCRM's "leads" are the contract's deals):
+- users -> managers (team from the user's group, active from rights.is_active);
+- pipelines' statuses -> stages in pipeline order; 142 / 143 are the won / lost statuses, not
+  stages: a closed deal keeps the last stage it was in;
+- leads -> deals (client = the lead's company, else its main contact; amount = price; the
+  account currency; loss_reason by name; `source` / `region` from custom fields named in
+  `[source.custom_fields.deals]`);
+- `lead_status_changed` events -> stage_history (plus the entry into the first status at
+  creation), `lead_deleted` events -> deletions;
+- lead notes: calls -> activities, `amomail_message` -> emails (incoming or outgoing); tasks ->
+  activities (type 2 = meeting, others = task; done when completed);
+- companies (and contacts of leads without a company) -> clients.
+amoCRM records no email opens and has no separate "lead" table in the contract's sense:
+email_opens and leads are not synced, and the detectors that need them say so.
+
+Incremental: leads, notes, tasks, companies and contacts by `filter[updated_at][from]`, events by
+`filter[created_at][from]`, each from the saved cursor minus `overlap_minutes`; pages of 250
+(events: 100) following `_links.next.href`; HTTP 204 is an empty page.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+import requests
+from requests.auth import AuthBase
+
+from crm.connectors import engine
+from crm.connectors.tokens import TokenFile, Tokens
+from crm.errors import DataError
+from crm.redact import mask
+from crm.source_config import SourceConfig
+
+log = logging.getLogger(__name__)
+
+KIND = "amocrm"
+WON, LOST = 142, 143
+PAGE = 250
+EVENTS_PAGE = 100
+TOKEN_FILE = "amocrm_tokens.json"
+CALL_NOTES = ("call_in", "call_out")
+MAIL_NOTE = "amomail_message"
+
+OnSecret = Callable[[list[str]], None]
+
+
+# --- credentials --------------------------------------------------------------------------
+
+def _env(name: str | None, key: str) -> str:
+    import os
+
+    value = os.environ.get(name or "", "").strip()
+    if not value:
+        raise DataError(f"environment variable {name} (named in [source] {key}) is not set",
+                        fix=f"export {name}='<the value from amoCRM>' before running crm-pulse")
+    return value
+
+
+class AmoAuth(AuthBase):
+    """Bearer auth for every request, the throttle before each, and the OAuth refresh on 401.
+
+    With a long-lived token there is nothing to refresh. With OAuth the tokens come from the
+    token file (or, the first time, the refresh token in the environment); an expired access
+    token is refreshed before use, and a 401 refreshes once and sends the request again. The
+    new refresh token is written to the file before anything else happens.
+    """
+
+    def __init__(self, source: SourceConfig, folder: Path, throttle: engine.Throttle,
+                 session: requests.Session, on_secret: OnSecret | None) -> None:
+        self.source, self.throttle, self.session = source, throttle, session
+        self.on_secret = on_secret or (lambda values: None)
+        self.file = TokenFile(folder / TOKEN_FILE)
+        self.long_lived: str | None = None
+        self.tokens: Tokens | None = None
+        if source.token_env:
+            self.long_lived = _env(source.token_env, "token_env")
+        else:
+            self.tokens = self.file.load() or Tokens(
+                "", _env(source.refresh_token_env, "refresh_token_env"), 0.0)
+            self.on_secret([self.tokens.access_token, self.tokens.refresh_token])
+        self.refreshes = 0
+
+    def _access(self) -> str:
+        if self.long_lived:
+            return self.long_lived
+        assert self.tokens is not None
+        if not self.tokens.access_token or (self.tokens.expires_at and time.time() > self.tokens.expires_at - 60):
+            self.refresh()
+        return self.tokens.access_token
+
+    def refresh(self) -> None:
+        """POST /oauth2/access_token with grant_type=refresh_token; store the new pair first."""
+        assert self.tokens is not None
+        body = {
+            "client_id": _env(self.source.client_id_env, "client_id_env"),
+            "client_secret": _env(self.source.client_secret_env, "client_secret_env"),
+            "grant_type": "refresh_token",
+            "refresh_token": self.tokens.refresh_token,
+            "redirect_uri": self.source.redirect_uri or "",
+        }
+        self.throttle.wait()
+        url = _url(self.source, "/oauth2/access_token")
+        response = self.session.post(url, json=body, timeout=60)
+        if response.status_code != 200:
+            raise DataError(
+                f"amoCRM refused to refresh the access token (HTTP {response.status_code})",
+                fix="the refresh token is no longer valid (unused for 3 months, or used elsewhere): "
+                "authorise the integration again and put the new refresh token in "
+                f"${self.source.refresh_token_env}, then delete {self.file.path}",
+            )
+        data = response.json()
+        tokens = Tokens(str(data["access_token"]), str(data["refresh_token"]),
+                        time.time() + float(data.get("expires_in") or 0))
+        self.on_secret([tokens.access_token, tokens.refresh_token])
+        self.file.save(tokens)
+        self.tokens = tokens
+        self.refreshes += 1
+        log.info("amoCRM: access token refreshed, new refresh token stored in %s", self.file.path)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        self.throttle.wait()
+        request.headers["Authorization"] = f"Bearer {self._access()}"
+        request.register_hook("response", self._on_401)
+        return request
+
+    def _on_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        if response.status_code != 401 or self.long_lived or getattr(response.request, "_amo_retried", False):
+            return response
+        self.refresh()
+        response.content  # noqa: B018 - read the body so the connection can be reused
+        response.close()
+        again = response.request.copy()
+        again.headers["Authorization"] = f"Bearer {self._access()}"
+        again._amo_retried = True  # type: ignore[attr-defined]
+        self.throttle.wait()
+        new = response.connection.send(again, **kwargs)
+        new.history.append(response)
+        new.request = again
+        return new
+
+
+def _url(source: SourceConfig, path: str) -> str:
+    assert source.base_url is not None
+    return source.base_url.rstrip("/") + path
+
+
+# --- the client -----------------------------------------------------------------------------
+
+class Api:
+    """RESTClient + auth + throttle for one sync; counts the requests it sends."""
+
+    def __init__(self, source: SourceConfig, folder: Path, on_secret: OnSecret | None = None,
+                 backoff: float = 1.0) -> None:
+        from dlt.sources.helpers.rest_client import RESTClient
+
+        self.throttle = engine.Throttle(source.requests_per_second)
+        session = engine.http_session(backoff=backoff)
+        self.auth = AmoAuth(source, folder, self.throttle, session, on_secret)
+        self.client = RESTClient(base_url=_url(source, "/api/v4"), auth=self.auth, session=session,
+                                 headers={"Accept": "application/hal+json"})
+        self.client.session.hooks  # noqa: B018
+
+    def pages(self, path: str, selector: str, params: dict[str, Any]) -> Iterator[list[dict]]:
+        from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
+
+        hooks = {"response": [engine.empty_on_204, self.client._create_response_handler()]}
+        for page in self.client.paginate(path, params=params, data_selector=selector, hooks=hooks,
+                                         paginator=JSONLinkPaginator(next_url_path="_links.next.href")):
+            yield list(page)
+
+    def one(self, path: str, params: dict[str, Any] | None = None) -> dict:
+        response = self.client.get(path, params=params or {})
+        if response.status_code == 204:
+            return {}
+        response.raise_for_status()
+        return response.json()
+
+
+# --- records as stored (flat rows; timestamps stay unix seconds) ----------------------------
+
+def _custom(record: dict) -> str | None:
+    """{field name: first value} of custom_fields_values, as JSON text (read with json_extract)."""
+    fields = record.get("custom_fields_values") or []
+    out = {}
+    for f in fields:
+        values = f.get("values") or []
+        if values and f.get("field_name"):
+            out[str(f["field_name"])] = values[0].get("value")
+    return json.dumps(out, ensure_ascii=False) if out else None
+
+
+def _first_id(items: list[dict] | None, prefer_main: bool = False) -> int | None:
+    items = items or []
+    if prefer_main:
+        main = [c for c in items if c.get("is_main")]
+        items = main or items
+    return int(items[0]["id"]) if items else None
+
+
+def lead_row(r: dict) -> dict:
+    emb = r.get("_embedded") or {}
+    reasons = emb.get("loss_reason") or []
+    return {
+        "id": r["id"], "name": r.get("name"), "price": r.get("price"),
+        "responsible_user_id": r.get("responsible_user_id"), "status_id": r.get("status_id"),
+        "pipeline_id": r.get("pipeline_id"), "created_at": r.get("created_at"),
+        "updated_at": r.get("updated_at"), "closed_at": r.get("closed_at"),
+        "is_deleted": bool(r.get("is_deleted")),
+        "loss_reason": reasons[0].get("name") if reasons else None,
+        "company_id": _first_id(emb.get("companies")),
+        "contact_id": _first_id(emb.get("contacts"), prefer_main=True),
+        "custom_fields": _custom(r),
+    }
+
+
+def status_event_row(r: dict) -> dict:
+    after = ((r.get("value_after") or [{}])[0] or {}).get("lead_status") or {}
+    before = ((r.get("value_before") or [{}])[0] or {}).get("lead_status") or {}
+    return {
+        "id": str(r["id"]), "lead_id": r["entity_id"], "created_at": r["created_at"],
+        "status_before": before.get("id"), "pipeline_before": before.get("pipeline_id"),
+        "status_after": after.get("id"), "pipeline_after": after.get("pipeline_id"),
+    }
+
+
+def deletion_row(r: dict) -> dict:
+    return {"id": str(r["id"]), "lead_id": r["entity_id"], "created_at": r["created_at"]}
+
+
+def note_row(r: dict) -> dict:
+    params = r.get("params") or {}
+    return {
+        "id": r["id"], "lead_id": r.get("entity_id"), "note_type": r.get("note_type"),
+        "created_at": r.get("created_at"), "updated_at": r.get("updated_at"),
+        "created_by": r.get("created_by"), "responsible_user_id": r.get("responsible_user_id"),
+        "income": bool(params.get("income")) if "income" in params else None,
+        "subject": params.get("subject"),
+    }
+
+
+def task_row(r: dict) -> dict:
+    return {
+        "id": r["id"], "entity_id": r.get("entity_id"), "entity_type": r.get("entity_type"),
+        "task_type_id": r.get("task_type_id"), "responsible_user_id": r.get("responsible_user_id"),
+        "is_completed": bool(r.get("is_completed")), "complete_till": r.get("complete_till"),
+        "created_at": r.get("created_at"), "updated_at": r.get("updated_at"),
+    }
+
+
+def party_row(r: dict) -> dict:
+    return {"id": r["id"], "name": r.get("name"), "responsible_user_id": r.get("responsible_user_id"),
+            "updated_at": r.get("updated_at"), "is_deleted": bool(r.get("is_deleted")),
+            "custom_fields": _custom(r)}
+
+
+def user_row(r: dict) -> dict:
+    rights = r.get("rights") or {}
+    return {"id": r["id"], "name": r.get("name"), "email": r.get("email"),
+            "is_active": bool(rights.get("is_active", True)), "group_id": rights.get("group_id")}
+
+
+def status_rows(pipeline: dict) -> list[dict]:
+    statuses = (pipeline.get("_embedded") or {}).get("statuses") or []
+    return [{"pipeline_id": pipeline["id"], "pipeline_name": pipeline.get("name"),
+             "pipeline_sort": pipeline.get("sort"), "is_archive": bool(pipeline.get("is_archive")),
+             "id": s["id"], "name": s.get("name"), "sort": s.get("sort")} for s in statuses]
+
+
+def _cols(**types: str) -> dict[str, dict[str, Any]]:
+    """Column hints: dlt creates typed columns even when the first page has only nulls."""
+    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+
+
+LEAD_COLS = _cols(id="bigint", name="text", price="double", responsible_user_id="bigint",
+                  status_id="bigint", pipeline_id="bigint", created_at="bigint", updated_at="bigint",
+                  closed_at="bigint", is_deleted="bool", loss_reason="text", company_id="bigint",
+                  contact_id="bigint", custom_fields="text")
+LEAD_COLS["is_deleted"]["hard_delete"] = True  # a lead that comes back is_deleted is removed
+EVENT_COLS = _cols(id="text", lead_id="bigint", created_at="bigint", status_before="bigint",
+                   pipeline_before="bigint", status_after="bigint", pipeline_after="bigint")
+DELETION_COLS = _cols(id="text", lead_id="bigint", created_at="bigint")
+NOTE_COLS = _cols(id="bigint", lead_id="bigint", note_type="text", created_at="bigint",
+                  updated_at="bigint", created_by="bigint", responsible_user_id="bigint",
+                  income="bool", subject="text")
+TASK_COLS = _cols(id="bigint", entity_id="bigint", entity_type="text", task_type_id="bigint",
+                  responsible_user_id="bigint", is_completed="bool", complete_till="bigint",
+                  created_at="bigint", updated_at="bigint")
+PARTY_COLS = _cols(id="bigint", name="text", responsible_user_id="bigint", updated_at="bigint",
+                   is_deleted="bool", custom_fields="text")
+PARTY_COLS["is_deleted"]["hard_delete"] = True
+USER_COLS = _cols(id="bigint", name="text", email="text", is_active="bool", group_id="bigint")
+STATUS_COLS = _cols(pipeline_id="bigint", pipeline_name="text", pipeline_sort="bigint",
+                    is_archive="bool", id="bigint", name="text", sort="bigint")
+ACCOUNT_COLS = _cols(id="bigint", name="text", currency="text")
+GROUP_COLS = _cols(id="bigint", name="text")
+
+
+# --- the dlt source ---------------------------------------------------------------------------
+
+def _incremental(api: Api, name: str, path: str, selector: str, cursor: str, mapper: Callable,
+                 columns: dict, overlap: int, *, page: int = PAGE, params: dict | None = None,
+                 primary_key: str = "id") -> Any:
+    import dlt
+
+    def records(cur=dlt.sources.incremental(cursor, initial_value=0, lag=overlap)) -> Iterator[list[dict]]:
+        query = {"limit": page, **(params or {})}
+        start = int(cur.start_value or 0)
+        if start > 0:
+            query[f"filter[{cursor}][from]"] = start
+        for rows in api.pages(path, selector, query):
+            yield [mapper(r) for r in rows]
+
+    return dlt.resource(records, name=name, primary_key=primary_key, write_disposition="merge",
+                        columns=columns)
+
+
+def source(api: Api, overlap_seconds: int) -> Any:
+    """Every amoCRM resource the canonical tables are built from."""
+    import dlt
+
+    def users() -> Iterator[list[dict]]:
+        for rows in api.pages("users", "_embedded.users", {"limit": PAGE}):
+            yield [user_row(r) for r in rows]
+
+    def statuses() -> Iterator[list[dict]]:
+        for rows in api.pages("leads/pipelines", "_embedded.pipelines", {}):
+            yield [s for p in rows for s in status_rows(p)]
+
+    account_data: dict = {}
+
+    def account() -> Iterator[dict]:
+        if not account_data:
+            account_data.update(api.one("account", {"with": "users_groups"}))
+        yield {"id": account_data.get("id"), "name": account_data.get("name"),
+               "currency": account_data.get("currency")}
+
+    def groups() -> Iterator[list[dict]]:
+        if not account_data:
+            account_data.update(api.one("account", {"with": "users_groups"}))
+        found = (account_data.get("_embedded") or {}).get("users_groups") or []
+        yield [{"id": g["id"], "name": g.get("name")} for g in found]
+
+    @dlt.source(name=KIND, max_table_nesting=0)
+    def amocrm() -> list[Any]:
+        return [
+            dlt.resource(users, name="users", primary_key="id", write_disposition="replace", columns=USER_COLS),
+            dlt.resource(statuses, name="statuses", primary_key=("pipeline_id", "id"),
+                         write_disposition="replace", columns=STATUS_COLS),
+            dlt.resource(account, name="account", write_disposition="replace", columns=ACCOUNT_COLS),
+            dlt.resource(groups, name="users_groups", write_disposition="replace", columns=GROUP_COLS),
+            _incremental(api, "leads", "leads", "_embedded.leads", "updated_at", lead_row, LEAD_COLS,
+                         overlap_seconds, params={"with": "contacts,loss_reason", "order[id]": "asc"}),
+            _incremental(api, "status_events", "events", "_embedded.events", "created_at",
+                         status_event_row, EVENT_COLS, overlap_seconds, page=EVENTS_PAGE,
+                         params={"filter[type]": "lead_status_changed", "filter[entity]": "lead"}),
+            _incremental(api, "lead_deletions", "events", "_embedded.events", "created_at",
+                         deletion_row, DELETION_COLS, overlap_seconds, page=EVENTS_PAGE,
+                         params={"filter[type]": "lead_deleted", "filter[entity]": "lead"}),
+            _incremental(api, "notes", "leads/notes", "_embedded.notes", "updated_at", note_row,
+                         NOTE_COLS, overlap_seconds),
+            _incremental(api, "tasks", "tasks", "_embedded.tasks", "updated_at", task_row,
+                         TASK_COLS, overlap_seconds),
+            _incremental(api, "companies", "companies", "_embedded.companies", "updated_at",
+                         party_row, PARTY_COLS, overlap_seconds),
+            _incremental(api, "contacts", "contacts", "_embedded.contacts", "updated_at",
+                         party_row, PARTY_COLS, overlap_seconds),
+        ]
+
+    return amocrm()
+
+
+def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSecret | None = None,
+         backoff: float = 1.0) -> engine.SyncReport:
+    """Take what changed since the last sync (everything the first time) into the store, then
+    remove the leads deleted in amoCRM. Raises DataError (credentials, store) or the HTTP error."""
+    started = time.monotonic()
+    folder = engine.store_folder(source_config.store, base_dir)
+    api = Api(source_config, folder, on_secret, backoff=backoff)
+    pipe = engine.pipeline(folder, KIND)
+    try:
+        rows = engine.run(pipe, source(api, int(source_config.overlap_minutes * 60)))
+    except requests.HTTPError as exc:
+        raise _http_error(exc, source_config) from None
+    deleted = _apply_deletions(folder)
+    return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
+                             seconds=time.monotonic() - started)
+
+
+def _http_error(exc: requests.HTTPError, source_config: SourceConfig) -> DataError:
+    status = exc.response.status_code if exc.response is not None else None
+    line = mask(str(exc).splitlines()[0])
+    if status in (401, 403):
+        return DataError(f"amoCRM refused the credentials ({line})",
+                         fix="check the token in the environment variables named in [source] "
+                         "and that the integration still has access to the account")
+    return DataError(f"amoCRM answered with an error ({line})",
+                     fix=f"check [source] base_url = {source_config.base_url!r}; a temporary "
+                     "error is retried by the next sync")
+
+
+def _apply_deletions(folder: Path) -> int:
+    """Leads deleted in amoCRM (a lead_deleted event newer than the lead's last update) leave
+    the store; their events, notes and tasks are no longer read (crm.load joins on leads)."""
+    import duckdb
+
+    con = duckdb.connect(str(engine.database_path(folder)))
+    try:
+        if not {"leads", "lead_deletions"} <= _tables(con):
+            return 0
+        gone = con.execute(
+            f"DELETE FROM {KIND}.leads l USING {KIND}.lead_deletions d "
+            "WHERE d.lead_id = l.id AND d.created_at >= l.updated_at").fetchone()
+        return int(gone[0]) if gone else 0
+    finally:
+        con.close()
+
+
+def _tables(con: Any) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [KIND]).fetchall()}
+
+
+# --- check -------------------------------------------------------------------------------------
+
+def check(source_config: SourceConfig, base_dir: Path | None, *,
+          on_secret: OnSecret | None = None) -> dict[str, Any]:
+    """Prove the credentials: the account, its pipelines (with statuses) and its users."""
+    folder = engine.store_folder(source_config.store, base_dir)
+    api = Api(source_config, folder, on_secret)
+    try:
+        account = api.one("account")
+        pipelines = [p for rows in api.pages("leads/pipelines", "_embedded.pipelines", {}) for p in rows]
+        users = [u for rows in api.pages("users", "_embedded.users", {"limit": PAGE}) for u in rows]
+    except requests.HTTPError as exc:
+        raise _http_error(exc, source_config) from None
+    return {
+        "account": account.get("name"),
+        "pipelines": [{"id": p["id"], "name": p.get("name"), "included": _included(p, source_config),
+                       "statuses": [s.get("name") for s in (p.get("_embedded") or {}).get("statuses") or []]}
+                      for p in pipelines],
+        "users": [{"id": u["id"], "name": u.get("name"),
+                   "active": bool((u.get("rights") or {}).get("is_active", True))} for u in users],
+    }
+
+
+def _included(pipeline: dict, source_config: SourceConfig) -> bool:
+    wanted = [str(p) for p in source_config.pipelines]
+    return not wanted or str(pipeline["id"]) in wanted or str(pipeline.get("name")) in wanted
+
+
+# --- the store as canonical tables ---------------------------------------------------------------
+
+def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]:
+    """The canonical tables (with canonical column names, raw values) from the synced records.
+
+    Only leads in the included pipelines count; their history, notes and tasks follow them.
+    Closed leads take the last real stage from their history (142/143 are statuses).
+    """
+    have = _tables(con)
+    if not {"users", "leads", "statuses"} <= have:
+        raise DataError("the synced store has no amoCRM leads, users or pipelines yet",
+                        fix="run `crm-pulse sync --config <your config>` until it ends without an error")
+    s = KIND
+    wanted = [str(p) for p in source_config.pipelines]
+    pipes = con.execute(f"SELECT DISTINCT pipeline_id, pipeline_name FROM {s}.statuses").fetchall()
+    included = [int(pid) for pid, name in pipes if not wanted or str(pid) in wanted or str(name) in wanted]
+    con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS pipeline_id", [included])
+    cf = source_config.custom_fields
+
+    def field(table: str, column: str, alias: str, prefix: str = "l") -> str:
+        name = cf.get(table, {}).get(column)
+        if not name:
+            return f"CAST(NULL AS VARCHAR) AS {alias}"
+        path = "$." + json.dumps(name, ensure_ascii=False)
+        return f"json_extract_string({prefix}.custom_fields, '{path.replace(chr(39), chr(39) * 2)}') AS {alias}"
+
+    ev = "status_events" in have
+    notes = "notes" in have
+    tasks = "tasks" in have
+    companies = "companies" in have
+    contacts = "contacts" in have
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE lead AS
+        SELECT l.*, CASE WHEN l.company_id IS NOT NULL THEN CAST(l.company_id AS VARCHAR)
+                         WHEN l.contact_id IS NOT NULL THEN 'contact-' || CAST(l.contact_id AS VARCHAR) END AS client
+        FROM {s}.leads l JOIN inc USING (pipeline_id) WHERE NOT coalesce(l.is_deleted, false)""")
+    events = (f"SELECT e.* FROM {s}.status_events e JOIN lead l ON l.id = e.lead_id" if ev else
+              "SELECT NULL::VARCHAR id, NULL::BIGINT lead_id, NULL::BIGINT created_at, NULL::BIGINT status_before, "
+              "NULL::BIGINT pipeline_before, NULL::BIGINT status_after, NULL::BIGINT pipeline_after WHERE false")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE ev AS {events}")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hist AS
+        WITH first_ev AS (
+            SELECT lead_id, arg_min(status_before, created_at) AS status, arg_min(pipeline_before, created_at) AS pipeline
+            FROM ev GROUP BY lead_id),
+        entries AS (
+            SELECT l.id AS lead_id, coalesce(f.pipeline, l.pipeline_id) AS pipeline_id,
+                   coalesce(f.status, l.status_id) AS status_id, l.created_at AS entered, '' AS ev_id
+            FROM lead l LEFT JOIN first_ev f ON f.lead_id = l.id
+            UNION ALL
+            SELECT lead_id, pipeline_after, status_after, created_at, id FROM ev)
+        SELECT e.lead_id, st.name AS stage, e.entered, e.ev_id
+        FROM entries e JOIN {s}.statuses st ON st.pipeline_id = e.pipeline_id AND st.id = e.status_id
+        WHERE e.status_id NOT IN ({WON}, {LOST})""")
+    out: dict[str, pd.DataFrame] = {}
+    out["managers"] = con.execute(f"""
+        SELECT CAST(u.id AS VARCHAR) AS manager_id, u.name, u.email,
+               {"g.name" if "users_groups" in have else "NULL::VARCHAR"} AS team, u.is_active AS active
+        FROM {s}.users u {f"LEFT JOIN {s}.users_groups g ON g.id = u.group_id" if "users_groups" in have else ""}
+        ORDER BY u.id""").df()
+    out["stages"] = con.execute(f"""
+        SELECT name AS stage, ROW_NUMBER() OVER (ORDER BY pipeline_sort, pipeline_id, sort, id) AS position
+        FROM {s}.statuses JOIN inc USING (pipeline_id) WHERE id NOT IN ({WON}, {LOST})""").df()
+    currency = "(SELECT any_value(currency) FROM {s}.account)".format(s=s) if "account" in have else "NULL"
+    out["deals"] = con.execute(f"""
+        WITH last_stage AS (SELECT lead_id, arg_max(stage, entered) AS stage FROM hist GROUP BY lead_id)
+        SELECT CAST(l.id AS VARCHAR) AS deal_id, l.client AS client_id,
+               CAST(l.responsible_user_id AS VARCHAR) AS manager_id, l.name AS title, l.price AS amount,
+               {currency} AS currency,
+               CASE WHEN l.status_id IN ({WON}, {LOST}) THEN ls.stage ELSE st.name END AS stage,
+               CASE l.status_id WHEN {WON} THEN 'won' WHEN {LOST} THEN 'lost' ELSE 'open' END AS status,
+               to_timestamp(l.created_at) AS created_at,
+               CASE WHEN l.status_id IN ({WON}, {LOST}) THEN to_timestamp(l.closed_at) END AS closed_at,
+               CASE WHEN l.status_id = {LOST} THEN l.loss_reason END AS loss_reason,
+               {field("deals", "source", "source")}, {field("deals", "region", "region")}
+        FROM lead l
+        LEFT JOIN {s}.statuses st ON st.pipeline_id = l.pipeline_id AND st.id = l.status_id
+        LEFT JOIN last_stage ls ON ls.lead_id = l.id
+        ORDER BY l.id""").df()
+    out["stage_history"] = con.execute("""
+        SELECT CAST(lead_id AS VARCHAR) AS deal_id, stage, to_timestamp(entered) AS entered_at
+        FROM hist ORDER BY entered, lead_id, ev_id""").df()
+    parts = []
+    if companies:
+        parts.append(f"""SELECT CAST(c.id AS VARCHAR) AS client_id, c.name,
+            CAST(c.responsible_user_id AS VARCHAR) AS manager_id,
+            {field("clients", "region", "region", "c")}, {field("clients", "segment", "segment", "c")}
+            FROM {s}.companies c WHERE NOT coalesce(c.is_deleted, false)""")
+    if contacts:
+        parts.append(f"""SELECT 'contact-' || CAST(c.id AS VARCHAR), c.name, CAST(c.responsible_user_id AS VARCHAR),
+            {field("clients", "region", "region", "c")}, {field("clients", "segment", "segment", "c")}
+            FROM {s}.contacts c WHERE NOT coalesce(c.is_deleted, false)
+              AND c.id IN (SELECT contact_id FROM lead WHERE company_id IS NULL)""")
+    if parts:
+        out["clients"] = con.execute(" UNION ALL ".join(parts) + " ORDER BY 1").df()
+    acts = []
+    if tasks:
+        acts.append(f"""SELECT 'task-' || CAST(t.id AS VARCHAR) AS activity_id, CAST(l.id AS VARCHAR) AS deal_id,
+            l.client AS client_id, CAST(t.responsible_user_id AS VARCHAR) AS manager_id,
+            CASE t.task_type_id WHEN 2 THEN 'meeting' ELSE 'task' END AS type,
+            to_timestamp(t.complete_till) AS due_at,
+            CASE WHEN t.is_completed THEN to_timestamp(t.updated_at) END AS done_at
+            FROM {s}.tasks t JOIN lead l ON t.entity_type = 'leads' AND t.entity_id = l.id""")
+    if notes:
+        acts.append(f"""SELECT 'note-' || CAST(n.id AS VARCHAR), CAST(l.id AS VARCHAR), l.client,
+            CAST(coalesce(n.responsible_user_id, n.created_by) AS VARCHAR),
+            CASE WHEN n.note_type IN ('call_in', 'call_out') THEN 'call' ELSE 'note' END,
+            NULL::TIMESTAMPTZ, to_timestamp(n.created_at)
+            FROM {s}.notes n JOIN lead l ON l.id = n.lead_id WHERE n.note_type <> '{MAIL_NOTE}'""")
+        out["emails"] = con.execute(f"""
+            SELECT CAST(n.id AS VARCHAR) AS email_id, l.client AS client_id,
+                   CAST(coalesce(n.responsible_user_id, n.created_by) AS VARCHAR) AS manager_id,
+                   CAST(l.id AS VARCHAR) AS deal_id, CASE WHEN n.income THEN 'in' ELSE 'out' END AS direction,
+                   to_timestamp(n.created_at) AS sent_at, n.subject
+            FROM {s}.notes n JOIN lead l ON l.id = n.lead_id
+            WHERE n.note_type = '{MAIL_NOTE}' AND l.client IS NOT NULL ORDER BY n.created_at, n.id""").df()
+    if acts:
+        out["activities"] = con.execute(" UNION ALL ".join(acts) + " ORDER BY 1").df()
+    return out

@@ -1,0 +1,148 @@
+"""The sync engine: dlt pipelines loading into one embedded DuckDB file per store folder.
+
+dlt gives the connectors paging (RESTClient + paginators), retries of 429/5xx that honour
+Retry-After, incremental cursors kept in the pipeline state, and merge by primary key; the
+state is committed together with the loaded rows, so a sync that dies half-way leaves the
+store and the cursors as they were after the last complete sync, and the next run takes it
+again from there (merge makes the rows that come twice one row).
+
+The store folder holds `crm.duckdb` (the records, one schema per CRM), `.dlt/` (dlt's working
+folder and state) and the token file of an OAuth connector. PostgreSQL as the store is not
+wired yet: DuckDB needs no server, and crm.load reads it read-only.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# No usage reports to dlthub from a CRM sync (set before dlt is imported anywhere).
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+
+import dlt  # noqa: E402
+from dlt.sources.helpers.requests.retry import Client  # noqa: E402
+from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException  # noqa: E402
+from requests import Response  # noqa: E402
+
+from crm.errors import DataError  # noqa: E402
+
+DB_FILE = "crm.duckdb"
+MAX_ATTEMPTS = 8  # per request: 429/5xx/connection errors, waiting Retry-After or backing off
+MAX_RETRY_DELAY = 120.0  # seconds: a longer Retry-After is cut to this
+
+
+@dataclass
+class SyncReport:
+    """What one sync did: rows written per table, requests sent, deletions applied."""
+
+    kind: str
+    rows: dict[str, int] = field(default_factory=dict)
+    requests: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+
+
+def store_folder(store: str, base_dir: Path | None) -> Path:
+    """`[source] store` (relative to the config file's folder)."""
+    folder = Path(store)
+    if not folder.is_absolute() and base_dir is not None:
+        folder = Path(base_dir) / folder
+    return folder
+
+
+def database_path(folder: Path) -> Path:
+    return folder / DB_FILE
+
+
+class Throttle:
+    """At most `per_second` requests a second from this process (the CRM's own limit is per
+    integration: amoCRM allows 7/s and answers 429 beyond). Thread-safe, monotonic clock."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+            self.count += 1
+        if start > now:
+            time.sleep(start - now)
+
+
+def http_session(timeout: float = 60.0, backoff: float = 1.0) -> Any:
+    """A requests session from dlt's retrying client: 429, 5xx and dropped connections are
+    retried up to MAX_ATTEMPTS times, waiting what Retry-After says (else exponential backoff)."""
+    return Client(
+        request_timeout=timeout, raise_for_status=False, request_max_attempts=MAX_ATTEMPTS,
+        request_backoff_factor=backoff, request_max_retry_delay=MAX_RETRY_DELAY,
+        respect_retry_after_header=True,
+    ).session
+
+
+def empty_on_204(response: Response, *args: Any, **kwargs: Any) -> None:
+    """amoCRM answers an empty page (or an empty filter result) with 204 and no body."""
+    if response.status_code == 204:
+        raise IgnoreResponseException()
+
+
+def pipeline(folder: Path, kind: str) -> Any:
+    """The dlt pipeline of one CRM in this store folder (state and cursors live in `.dlt/`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return dlt.pipeline(
+        pipeline_name=f"crm_pulse_{kind}",
+        pipelines_dir=str(folder / ".dlt"),
+        destination=dlt.destinations.duckdb(credentials=str(database_path(folder))),
+        dataset_name=kind,
+    )
+
+
+def run(pipe: Any, source: Any) -> dict[str, int]:
+    """Load the source; rows written per table. A failure raises the step's own exception
+    (the HTTP error, the connector's DataError) after dlt has rolled back its package."""
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    try:
+        info = pipe.run(source)
+    except PipelineStepFailed as exc:
+        pipe.drop_pending_packages()  # the next sync starts again from the committed cursors
+        cause = exc.__cause__ or exc.__context__ or exc
+        while isinstance(cause, PipelineStepFailed) or type(cause).__name__ == "ResourceExtractionError":
+            nxt = cause.__cause__ or cause.__context__
+            if nxt is None:
+                break
+            cause = nxt
+        raise cause from None
+    counts: dict[str, int] = {}
+    trace = pipe.last_trace
+    if trace is not None and trace.last_normalize_info is not None:
+        for table, n in trace.last_normalize_info.row_counts.items():
+            if not table.startswith("_dlt"):
+                counts[table] = counts.get(table, 0) + int(n)
+    del info
+    return counts
+
+
+def connect_read_only(folder: Path) -> Any:
+    """The store opened read-only for crm.load; a clear error when nothing was synced yet."""
+    import duckdb
+
+    path = database_path(folder)
+    if not path.is_file():
+        raise DataError(
+            f"no synced CRM data in {folder}",
+            fix="run `crm-pulse sync --config <your config>` first (it creates the store), "
+            "or check [source] store",
+        )
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise DataError(f"cannot open the synced store {path} ({str(exc).splitlines()[0]})",
+                        fix="wait for a running `crm-pulse sync` to finish, then try again") from None

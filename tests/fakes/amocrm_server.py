@@ -1,0 +1,195 @@
+"""A fake amoCRM / Kommo API v4 on 127.0.0.1 serving the documented shapes.
+
+Serves /api/v4/{account,users,leads/pipelines,leads,events,leads/notes,tasks,companies,contacts}
+with `page`/`limit` paging (limit <= 250, events <= 100), `_links.next.href`, HTTP 204 for an
+empty page, `filter[updated_at][from]` / `filter[created_at][from]` / `filter[type]`, and
+`/oauth2/access_token` (grant_type=refresh_token: a new access AND refresh token each time, the
+old refresh token dies). Faults: `expire_access()` makes the current access token answer 401,
+`throttle_next(n, retry_after)` answers the next n API calls with 429 + Retry-After.
+Every API call is recorded in `calls` as (path, query) so tests can say what was asked.
+
+The connector is synchronous (requests), so the server runs on its own event loop in a thread:
+`with ThreadedServer(FakeAmoCRM(...)) as fake: ...`.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.local_server import LocalServer
+
+WON, LOST = 142, 143
+
+
+class FakeAmoCRM(LocalServer):
+    def __init__(self, *, token: str | None = "long-lived-token-0123456789",
+                 client_id: str = "client-id-abc", client_secret: str = "client-secret-xyz-987",
+                 refresh_token: str = "refresh-token-initial-555") -> None:
+        self.long_lived = token
+        self.client_id, self.client_secret = client_id, client_secret
+        self.refresh_tokens = {refresh_token}
+        self.access_tokens: set[str] = set()
+        self.issued = 0
+        self.account = {"id": 5135160, "name": "Test account", "currency": "KZT"}
+        self.groups: list[dict] = []
+        self.users: list[dict] = []
+        self.pipelines: list[dict] = []
+        self.leads: dict[int, dict] = {}
+        self.events: list[dict] = []
+        self.notes: list[dict] = []
+        self.tasks: list[dict] = []
+        self.companies: dict[int, dict] = {}
+        self.contacts: dict[int, dict] = {}
+        self.calls: list[tuple[str, dict[str, str]]] = []
+        self.status_429: list[int] = []  # Retry-After of each queued 429
+        self.answered_429 = 0
+        self.unauthorized = 0
+        self._event_seq = 0
+
+    # --- building the account ------------------------------------------------------------
+    def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1) -> None:
+        rows = [{"id": sid, "name": sname, "sort": 10 * (i + 1), "type": 1 if i == 0 else 0,
+                 "pipeline_id": pid} for i, (sid, sname) in enumerate(statuses)]
+        rows += [{"id": WON, "name": "Успешно реализовано", "sort": 10000, "type": 0, "pipeline_id": pid},
+                 {"id": LOST, "name": "Закрыто и не реализовано", "sort": 11000, "type": 0, "pipeline_id": pid}]
+        self.pipelines.append({"id": pid, "name": name, "sort": sort, "is_main": not self.pipelines,
+                               "is_archive": False, "_embedded": {"statuses": rows}})
+
+    def add_user(self, uid: int, name: str, email: str | None = None, group_id: int | None = None,
+                 active: bool = True) -> None:
+        self.users.append({"id": uid, "name": name, "email": email, "lang": "ru",
+                           "rights": {"is_admin": False, "is_free": False, "is_active": active,
+                                      "group_id": group_id, "role_id": None}})
+
+    def put_lead(self, lead: dict) -> None:
+        lead.setdefault("is_deleted", False)
+        lead.setdefault("_embedded", {"tags": [], "companies": [], "contacts": [], "loss_reason": []})
+        self.leads[lead["id"]] = lead
+
+    def status_change(self, lead_id: int, at: int, before: tuple[int, int], after: tuple[int, int]) -> None:
+        self._event_seq += 1
+        self.events.append({
+            "id": f"ev{self._event_seq:08d}", "type": "lead_status_changed", "entity_id": lead_id,
+            "entity_type": "lead", "created_by": 0, "created_at": at, "account_id": self.account["id"],
+            "value_after": [{"lead_status": {"id": after[1], "pipeline_id": after[0]}}],
+            "value_before": [{"lead_status": {"id": before[1], "pipeline_id": before[0]}}],
+        })
+
+    def delete_lead(self, lead_id: int, at: int) -> None:
+        del self.leads[lead_id]
+        self._event_seq += 1
+        self.events.append({"id": f"ev{self._event_seq:08d}", "type": "lead_deleted", "entity_id": lead_id,
+                            "entity_type": "lead", "created_by": 0, "created_at": at,
+                            "account_id": self.account["id"], "value_after": [], "value_before": []})
+
+    # --- faults --------------------------------------------------------------------------
+    def expire_access(self) -> None:
+        self.access_tokens.clear()
+
+    def throttle_next(self, n: int = 1, retry_after: int = 1) -> None:
+        self.status_429 += [retry_after] * n
+
+    # --- HTTP ----------------------------------------------------------------------------
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/oauth2/access_token", self._token)
+        app.router.add_get("/api/v4/{path:.*}", self._api)
+
+    def api_calls(self, path: str) -> list[dict[str, str]]:
+        return [q for p, q in self.calls if p == path]
+
+    async def _token(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if (body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret
+                or body.get("grant_type") != "refresh_token" or body.get("refresh_token") not in self.refresh_tokens):
+            return web.json_response({"title": "Unauthorized", "status": 400, "hint": "Refresh token has been revoked"},
+                                     status=400)
+        self.refresh_tokens.discard(body["refresh_token"])
+        self.issued += 1
+        access, refresh = f"access-{self.issued:04d}-tok", f"refresh-{self.issued:04d}-tok"
+        self.access_tokens.add(access)
+        self.refresh_tokens.add(refresh)
+        return web.json_response({"token_type": "Bearer", "expires_in": 86400,
+                                  "access_token": access, "refresh_token": refresh})
+
+    def _authorised(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else None
+        return token is not None and (token == self.long_lived or token in self.access_tokens)
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        path = request.match_info["path"].strip("/")
+        query = dict(request.query)
+        if not self._authorised(request):
+            self.unauthorized += 1
+            return web.json_response({"title": "Unauthorized", "status": 401}, status=401)
+        if self.status_429:
+            self.answered_429 += 1
+            return web.json_response({"title": "Too Many Requests", "status": 429}, status=429,
+                                     headers={"Retry-After": str(self.status_429.pop(0))})
+        self.calls.append((path, query))
+        if path == "account":
+            body = dict(self.account)
+            if "users_groups" in query.get("with", ""):
+                body["_embedded"] = {"users_groups": self.groups}
+            return web.json_response(body)
+        if path == "leads/pipelines":
+            return web.json_response({"_total_items": len(self.pipelines), "_embedded": {"pipelines": self.pipelines}})
+        tables: dict[str, tuple[str, list[dict], str, int]] = {
+            "users": ("users", self.users, "", 250),
+            "leads": ("leads", sorted(self.leads.values(), key=lambda r: r["id"]), "updated_at", 250),
+            "events": ("events", self._events(query), "created_at", 100),
+            "leads/notes": ("notes", self.notes, "updated_at", 250),
+            "tasks": ("tasks", self.tasks, "updated_at", 250),
+            "companies": ("companies", sorted(self.companies.values(), key=lambda r: r["id"]), "updated_at", 250),
+            "contacts": ("contacts", sorted(self.contacts.values(), key=lambda r: r["id"]), "updated_at", 250),
+        }
+        if path not in tables:
+            return web.json_response({"title": "Not found", "status": 404}, status=404)
+        key, rows, cursor, max_limit = tables[path]
+        if cursor and f"filter[{cursor}][from]" in query:
+            since = int(query[f"filter[{cursor}][from]"])
+            rows = [r for r in rows if int(r.get(cursor) or 0) >= since]
+        limit = min(int(query.get("limit", 50)), max_limit)
+        page = int(query.get("page", 1))
+        chunk = rows[(page - 1) * limit: page * limit]
+        if not chunk:
+            return web.Response(status=204)
+        base = f"http://127.0.0.1:{self.port}/api/v4/{path}"
+
+        def href(p: int) -> str:
+            params = {**query, "page": str(p), "limit": str(limit)}
+            from urllib.parse import urlencode
+            return base + "?" + urlencode(params)
+
+        links: dict[str, Any] = {"self": {"href": href(page)}}
+        if page * limit < len(rows):
+            links["next"] = {"href": href(page + 1)}
+        return web.json_response({"_page": page, "_links": links, "_embedded": {key: chunk}})
+
+    def _events(self, query: dict[str, str]) -> list[dict]:
+        kinds = query.get("filter[type]")
+        rows = [e for e in self.events if not kinds or e["type"] in kinds.split(",")]
+        return sorted(rows, key=lambda e: (-e["created_at"], e["id"]))  # newest first, as amoCRM
+
+
+class ThreadedServer:
+    """Run a LocalServer on its own event loop in a daemon thread (for synchronous clients)."""
+
+    def __init__(self, server: LocalServer) -> None:
+        self.server = server
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Any:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
