@@ -82,7 +82,8 @@ def stale_data_notice(outcome, config: Config) -> dict[str, dict[str, str]]:
     fresh = getattr(outcome, "freshness", None)
     if getattr(outcome, "stale", None) is None or fresh is None:
         return {}
-    source = (config.source.path or ".") if config.source.kind == "files" else f"SQL ({config.source.url_env or 'url'})"
+    source = {"files": config.source.path or ".", "sql": f"SQL ({config.source.url_env or 'url'})"}.get(
+        config.source.kind, f"{config.source.kind} {config.source.base_url}")
     limit = config.source.stale_after_days
     if fresh.newest is None:
         ru = (f"Данные CRM без дат до текущего момента (источник: {source}). Зависшие сделки, лиды без "

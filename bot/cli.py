@@ -36,6 +36,7 @@ EXTERNAL = {
     "backtest": ("bot.backtest", "replay the detectors over past days: how many alerts people would get"),
     "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
+    "sync": ("bot.sync", "pull what changed in the CRM (amoCRM API) into the local store that scan reads"),
 }
 
 
