@@ -112,7 +112,8 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
     try:
         info = pipe.run(source)
     except PipelineStepFailed as exc:
-        pipe.drop_pending_packages()  # the next sync starts again from the committed cursors
+        # A failed extract commits neither rows nor cursors; a package that was extracted but not
+        # loaded stays pending and the next run loads it first (with the cursors it carries).
         cause = exc.__cause__ or exc.__context__ or exc
         while isinstance(cause, PipelineStepFailed) or type(cause).__name__ == "ResourceExtractionError":
             nxt = cause.__cause__ or cause.__context__

@@ -48,6 +48,7 @@ class FakeAmoCRM(LocalServer):
         self.answered_429 = 0
         self.unauthorized = 0
         self._event_seq = 0
+        self.on_call: Any = None  # called with (path, query) before an API call is answered
 
     # --- building the account ------------------------------------------------------------
     def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1) -> None:
@@ -130,6 +131,8 @@ class FakeAmoCRM(LocalServer):
             return web.json_response({"title": "Too Many Requests", "status": 429}, status=429,
                                      headers={"Retry-After": str(self.status_429.pop(0))})
         self.calls.append((path, query))
+        if self.on_call is not None:
+            self.on_call(path, query)
         if path == "account":
             body = dict(self.account)
             if "users_groups" in query.get("with", ""):

@@ -1,0 +1,376 @@
+"""amoCRM sync through a fake amoCRM on 127.0.0.1: what a first and a later sync ask for, what
+the store holds, deletions, an interrupted sync, 429s, OAuth refresh, and secrets kept out of
+every log line."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from bot.cli import main as cli_main
+from crm.connectors import amocrm
+from crm.connectors.tokens import TokenFile
+from crm.load import load_crm
+from crm.source_config import SourceConfig
+from tests.fakes.amocrm_server import LOST, WON, FakeAmoCRM, ThreadedServer
+
+T0 = 1_760_000_000  # all timestamps of the planted account are after this
+DAY = 86400
+SALES, OTHER = 1300, 1400
+NEW, OFFER, TALKS = 10, 11, 12
+N_LEADS = 620  # three pages of 250
+
+
+def _account(fake: FakeAmoCRM, n: int = N_LEADS) -> None:
+    """Two pipelines, three users in two groups, `n` leads in Sales (every third lost after an
+    offer, every fifth won after talks), one lead in the other pipeline, notes and tasks."""
+    fake.groups = [{"id": 7, "name": "Алматы"}, {"id": 8, "name": "Астана"}]
+    fake.add_pipeline(SALES, "Продажи", [(NEW, "Новая заявка"), (OFFER, "КП отправлено"), (TALKS, "Переговоры")])
+    fake.add_pipeline(OTHER, "Сервис", [(20, "Заявка на сервис")], sort=2)
+    fake.add_user(1, "Анна", "anna@example.kz", group_id=7)
+    fake.add_user(2, "Борис", "boris@example.kz", group_id=8)
+    fake.add_user(3, "Вера", None, group_id=8, active=False)
+    fake.companies[900] = {"id": 900, "name": "ТОО «Ромашка»", "responsible_user_id": 1, "updated_at": T0,
+                           "custom_fields_values": [{"field_id": 5, "field_name": "Отрасль",
+                                                     "values": [{"value": "Горнодобыча"}]}]}
+    fake.contacts[700] = {"id": 700, "name": "Иван Петров", "responsible_user_id": 2, "updated_at": T0}
+    for i in range(1, n + 1):
+        created = T0 + i * 3600
+        status = LOST if i % 3 == 0 else WON if i % 5 == 0 else NEW
+        emb = {"tags": [], "companies": [{"id": 900}] if i % 2 else [],
+               "contacts": [{"id": 700, "is_main": True}],
+               "loss_reason": [{"id": 1, "name": "Цена"}] if status == LOST else []}
+        closed = created + 3 * DAY if status in (WON, LOST) else None
+        fake.put_lead({"id": i, "name": f"Сделка {i}", "price": 1000 * i, "responsible_user_id": 1 + i % 2,
+                       "status_id": status, "pipeline_id": SALES, "created_at": created,
+                       "updated_at": closed or created, "closed_at": closed, "_embedded": emb,
+                       "custom_fields_values": [{"field_id": 9, "field_name": "Источник",
+                                                 "values": [{"value": "Сайт" if i % 4 else "Звонок"}]}]})
+        if status in (WON, LOST):
+            fake.status_change(i, created + DAY, (SALES, NEW), (SALES, OFFER))
+        if status == WON:
+            fake.status_change(i, created + 2 * DAY, (SALES, OFFER), (SALES, TALKS))
+        if status in (WON, LOST):
+            last = TALKS if status == WON else OFFER
+            fake.status_change(i, closed, (SALES, last), (SALES, status))
+        if i % 10 == 0:
+            fake.notes.append({"id": 10_000 + i, "entity_id": i, "note_type": "call_out", "created_by": 1,
+                               "responsible_user_id": 1, "created_at": created + 600, "updated_at": created + 600,
+                               "params": {"duration": 60}})
+            fake.notes.append({"id": 20_000 + i, "entity_id": i, "note_type": "amomail_message", "created_by": 1,
+                               "responsible_user_id": 1, "created_at": created + 900, "updated_at": created + 900,
+                               "params": {"income": False, "subject": f"КП {i}"}})
+            fake.tasks.append({"id": 30_000 + i, "entity_id": i, "entity_type": "leads", "task_type_id": 2,
+                               "responsible_user_id": 2, "is_completed": True, "complete_till": created + DAY,
+                               "created_at": created, "updated_at": created + DAY - 60})
+    fake.put_lead({"id": 5000, "name": "Сервисная заявка", "price": 1, "responsible_user_id": 1, "status_id": 20,
+                   "pipeline_id": OTHER, "created_at": T0, "updated_at": T0, "closed_at": None})
+
+
+def _source(fake: FakeAmoCRM, store: Path, **kw) -> SourceConfig:
+    auth = kw.pop("auth", {"token_env": "TEST_AMO_TOKEN"})
+    return SourceConfig(kind="amocrm", base_url=f"http://127.0.0.1:{fake.port}", store=str(store),
+                        pipelines=["Продажи"], requests_per_second=100,
+                        custom_fields={"deals": {"source": "Источник"}, "clients": {"segment": "Отрасль"}},
+                        **auth, **kw)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    server = FakeAmoCRM()
+    _account(server)
+    monkeypatch.setenv("TEST_AMO_TOKEN", server.long_lived)
+    with ThreadedServer(server) as running:
+        yield running
+
+
+def _store_tables(store: Path) -> dict[str, pd.DataFrame]:
+    """Every synced table without dlt's bookkeeping columns, sorted: what the store holds."""
+    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = 'amocrm' AND table_name NOT LIKE '_dlt%'").fetchall()]
+        out = {}
+        for name in sorted(names):
+            df = con.execute(f"SELECT * FROM amocrm.{name}").df()
+            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
+            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
+        return out
+    finally:
+        con.close()
+
+
+def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    report = amocrm.sync(source, None)
+    assert report.rows["leads"] == N_LEADS + 1
+    leads_calls = fake.api_calls("leads")
+    assert [q.get("page", "1") for q in leads_calls] == ["1", "2", "3"]
+    assert all(not any(k.startswith("filter[updated_at]") for k in q) for q in leads_calls)
+    assert all(q["limit"] == "250" for q in leads_calls)
+
+    data = load_crm(source).data
+    deals = data.deals.set_index("deal_id")
+    assert len(deals) == N_LEADS  # the service pipeline is not included
+    assert "5000" not in deals.index
+    assert data.stages == ["Новая заявка", "КП отправлено", "Переговоры"]
+    assert deals.loc["3", "status"] == "lost" and deals.loc["3", "stage"] == "КП отправлено"
+    assert deals.loc["3", "loss_reason"] == "Цена"
+    assert deals.loc["5", "status"] == "won" and deals.loc["5", "stage"] == "Переговоры"
+    assert deals.loc["1", "status"] == "open" and deals.loc["1", "stage"] == "Новая заявка"
+    assert deals.loc["1", "client_id"] == "900" and deals.loc["2", "client_id"] == "contact-700"
+    assert deals.loc["4", "source"] == "Звонок" and deals.loc["1", "source"] == "Сайт"
+    assert deals.loc["5", "currency"] == "KZT" and deals.loc["5", "amount"] == 5000
+    history = data.stage_history[data.stage_history.deal_id == "5"].sort_values("entered_at")
+    assert history.stage.tolist() == ["Новая заявка", "КП отправлено", "Переговоры"]
+    assert history.entered_at.iloc[1] == pd.Timestamp(T0 + 5 * 3600 + DAY, unit="s", tz="UTC")
+    managers = data.managers.set_index("manager_id")
+    assert managers.loc["1", "team"] == "Алматы" and not managers.loc["3", "active"]
+    clients = data.clients.set_index("client_id")
+    assert clients.loc["900", "segment"] == "Горнодобыча" and "contact-700" in clients.index
+    assert set(data.activities.type) == {"call", "meeting"}
+    assert len(data.emails) == N_LEADS // 10 and set(data.emails.direction) == {"out"}
+    assert data.email_opens is None and data.leads is None  # amoCRM has no opens
+
+
+def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
+    source = _source(fake, tmp_path / "store", overlap_minutes=5)
+    amocrm.sync(source, None)
+    newest = max(r["updated_at"] for r in fake.leads.values())
+    fake.calls.clear()
+    changed_at = newest + DAY
+    fake.leads[1].update(status_id=OFFER, updated_at=changed_at, price=777)
+    fake.status_change(1, changed_at, (SALES, NEW), (SALES, OFFER))
+    report = amocrm.sync(source, None)
+
+    leads_calls = fake.api_calls("leads")
+    assert len(leads_calls) == 1  # one page: only what changed since the cursor
+    assert int(leads_calls[0]["filter[updated_at][from]"]) == newest - 5 * 60
+    events = [q for q in fake.api_calls("events") if q["filter[type]"] == "lead_status_changed"]
+    assert len(events) == 1 and "filter[created_at][from]" in events[0]
+    assert report.rows["leads"] < 5
+    data = load_crm(source).data
+    deals = data.deals.set_index("deal_id")
+    assert len(deals) == N_LEADS  # merged by id: nothing doubled
+    assert deals.loc["1", "stage"] == "КП отправлено" and deals.loc["1", "amount"] == 777
+    assert (data.stage_history.deal_id == "1").sum() == 2
+    assert not data.stage_history.duplicated().any()
+
+
+def test_a_deleted_lead_disappears(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    fake.delete_lead(5, max(r["updated_at"] for r in fake.leads.values()) + 60)
+    report = amocrm.sync(source, None)
+    assert report.deleted == 1
+    data = load_crm(source).data
+    assert "5" not in set(data.deals.deal_id)
+    assert "5" not in set(data.stage_history.deal_id)
+    assert len(data.deals) == N_LEADS - 1
+
+
+def test_a_lead_that_comes_back_is_deleted_is_removed(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    fake.leads[7].update(is_deleted=True, updated_at=max(r["updated_at"] for r in fake.leads.values()) + 60)
+    amocrm.sync(source, None)
+    assert "7" not in set(load_crm(source).data.deals.deal_id)
+
+
+def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake, tmp_path, monkeypatch):
+    whole = _source(fake, tmp_path / "whole")
+    amocrm.sync(whole, None)
+
+    broken = _source(fake, tmp_path / "broken")
+    real, seen = amocrm.lead_row, []
+
+    def dies_in_page_two(record):
+        seen.append(record["id"])
+        if len(seen) == 300:
+            raise RuntimeError("killed in the middle of page 2")
+        return real(record)
+
+    monkeypatch.setattr(amocrm, "lead_row", dies_in_page_two)
+    with pytest.raises(RuntimeError, match="killed"):
+        amocrm.sync(broken, None)
+    monkeypatch.setattr(amocrm, "lead_row", real)
+    amocrm.sync(broken, None)
+
+    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "broken")
+    assert left.keys() == right.keys()
+    for name in left:
+        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    a, b = load_crm(whole).data, load_crm(broken).data
+    pd.testing.assert_frame_equal(a.deals, b.deals)
+    pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
+
+
+def test_429_is_waited_out(fake, tmp_path):
+    fake.throttle_next(2, retry_after=1)
+    source = _source(fake, tmp_path / "store")
+    started = time.monotonic()
+    amocrm.sync(source, None)
+    assert fake.answered_429 == 2
+    assert time.monotonic() - started >= 2.0  # Retry-After: 1 twice
+    assert len(load_crm(source).data.deals) == N_LEADS
+
+
+def test_throttle_keeps_under_the_rate_limit(fake, tmp_path):
+    source = _source(fake, tmp_path / "store").model_copy(update={"requests_per_second": 7})
+    report = amocrm.sync(source, None)
+    assert report.seconds >= (report.requests - 1) / 7
+
+
+def _oauth_env(monkeypatch, fake):
+    monkeypatch.setenv("TEST_AMO_CLIENT_ID", fake.client_id)
+    monkeypatch.setenv("TEST_AMO_CLIENT_SECRET", fake.client_secret)
+    monkeypatch.setenv("TEST_AMO_REFRESH", next(iter(fake.refresh_tokens)))
+    return {"client_id_env": "TEST_AMO_CLIENT_ID", "client_secret_env": "TEST_AMO_CLIENT_SECRET",
+            "refresh_token_env": "TEST_AMO_REFRESH", "redirect_uri": "https://example.org/amo"}
+
+
+def test_expired_access_token_is_refreshed_and_the_new_refresh_token_stored(fake, tmp_path, monkeypatch):
+    fake.long_lived = None
+    source = _source(fake, tmp_path / "store", auth=_oauth_env(monkeypatch, fake))
+    amocrm.sync(source, None)
+    token_file = tmp_path / "store" / amocrm.TOKEN_FILE
+    stored = TokenFile(token_file).load()
+    assert stored is not None and stored.refresh_token in fake.refresh_tokens
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    first = stored.refresh_token
+
+    fake.expire_access()  # amoCRM's 24 h are over
+    fake.leads[2].update(updated_at=fake.leads[2]["updated_at"] + 100 * DAY, price=5)
+    amocrm.sync(source, None)
+    assert fake.unauthorized >= 1
+    again = TokenFile(token_file).load()
+    assert again.refresh_token != first and again.refresh_token in fake.refresh_tokens
+    assert first not in fake.refresh_tokens  # the old one is dead: only the stored one works
+    assert load_crm(source).data.deals.set_index("deal_id").loc["2", "amount"] == 5
+
+
+def _config_file(tmp_path: Path, fake: FakeAmoCRM, auth: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+language = "en"
+[source]
+kind = "amocrm"
+base_url = "http://127.0.0.1:{fake.port}"
+{auth}
+store = "store"
+pipelines = ["Продажи"]
+requests_per_second = 100
+[source.custom_fields.deals]
+source = "Источник"
+""", encoding="utf-8")
+    return path
+
+
+def test_no_secret_in_logs_or_output(fake, tmp_path, monkeypatch, caplog, capsys):
+    fake.long_lived = None
+    env = _oauth_env(monkeypatch, fake)
+    auth = "\n".join(f'{k} = "{v}"' for k, v in env.items())
+    config = _config_file(tmp_path, fake, auth)
+    caplog.set_level(logging.DEBUG)
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    fake.expire_access()
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    assert cli_main(["sync", "--config", str(config), "--check"]) == 0
+    printed = capsys.readouterr()
+    assert "synced amocrm" in printed.out and "Продажи (included)" in printed.out
+    text = caplog.text + printed.out + printed.err
+    assert len(caplog.records) > 20  # dlt and urllib3 did log at DEBUG
+    secrets = [fake.client_secret, os.environ["TEST_AMO_REFRESH"]]
+    secrets += [f"access-{i:04d}-tok" for i in range(1, fake.issued + 1)]
+    secrets += [f"refresh-{i:04d}-tok" for i in range(1, fake.issued + 1)]
+    assert fake.issued >= 2
+    for secret in secrets:
+        assert secret not in text
+
+
+def test_check_lists_pipelines_and_users(fake, tmp_path, capsys):
+    config = _config_file(tmp_path, fake, 'token_env = "TEST_AMO_TOKEN"')
+    assert cli_main(["sync", "--config", str(config), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "1300 Продажи (included): Новая заявка, КП отправлено, Переговоры" in out
+    assert "1400 Сервис (not included)" in out
+    assert "3 Вера (inactive)" in out
+    assert not (tmp_path / "store" / "crm.duckdb").exists()  # --check syncs nothing
+
+
+def test_wrong_token_is_one_clear_error(fake, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEST_AMO_TOKEN", "not-the-token-at-all-123")
+    config = _config_file(tmp_path, fake, 'token_env = "TEST_AMO_TOKEN"')
+    assert cli_main(["sync", "--config", str(config)]) == 3
+    err = capsys.readouterr().err
+    assert "amoCRM refused the credentials" in err and "Traceback" not in err
+    assert "not-the-token-at-all-123" not in err
+
+
+def test_scan_before_any_sync_says_what_to_do(tmp_path, monkeypatch):
+    from crm.errors import DataError
+
+    monkeypatch.setenv("TEST_AMO_TOKEN", "x" * 20)
+    source = SourceConfig(kind="amocrm", base_url="http://127.0.0.1:9", token_env="TEST_AMO_TOKEN",
+                          store=str(tmp_path / "none"))
+    with pytest.raises(DataError, match="crm-pulse sync"):
+        load_crm(source)
+
+
+@pytest.mark.parametrize("keys, problem", [
+    ({"token_env": "T"}, "needs `base_url`"),
+    ({"base_url": "https://a.amocrm.ru"}, "needs token_env"),
+    ({"base_url": "https://a.amocrm.ru", "token_env": "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpX"}, "NAME of an environment"),
+    ({"base_url": "https://a.amocrm.ru", "token_env": "T", "path": "x"}, "not used by kind"),
+    ({"base_url": "https://a.amocrm.ru", "token_env": "T", "client_id_env": "C"}, "not both"),
+])
+def test_amocrm_source_config_errors(keys, problem):
+    with pytest.raises(ValueError, match=problem):
+        SourceConfig(kind="amocrm", **keys)
+
+
+def test_api_keys_under_files_kind_are_flagged():
+    with pytest.raises(ValueError, match="only for a CRM API source"):
+        SourceConfig(path="x", base_url="https://a.amocrm.ru")
+
+
+CHILD = """
+import sys
+from crm.connectors import amocrm
+from crm.source_config import SourceConfig
+amocrm.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
+"""
+
+
+def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path):
+    """SIGKILL while page 2 of the leads is being served: nothing half-written is read, and the
+    next sync ends with the store an uninterrupted sync gives."""
+    import signal
+    import subprocess
+    import sys
+
+    whole = _source(fake, tmp_path / "whole")
+    amocrm.sync(whole, None)
+    killed = _source(fake, tmp_path / "killed")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+
+    def kill_on_page_two(path, query):
+        if path == "leads" and query.get("page") == "2":
+            child.send_signal(signal.SIGKILL)
+            time.sleep(0.2)
+
+    fake.on_call = kill_on_page_two
+    assert child.wait(60) == -signal.SIGKILL
+    fake.on_call = None
+    amocrm.sync(killed, None)
+    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "killed")
+    assert left.keys() == right.keys()
+    for name in left:
+        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
