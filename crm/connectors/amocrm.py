@@ -95,18 +95,16 @@ class AmoAuth(AuthBase):
         return self.tokens.access_token
 
     def refresh(self) -> None:
-        """POST /oauth2/access_token with grant_type=refresh_token; store the new pair first."""
+        """POST /oauth2/access_token with grant_type=refresh_token; store the new pair first.
+
+        When the stored refresh token is refused and the environment holds a different one (the
+        admin authorised the integration again), that one is tried once."""
         assert self.tokens is not None
-        body = {
-            "client_id": _env(self.source.client_id_env, "client_id_env"),
-            "client_secret": _env(self.source.client_secret_env, "client_secret_env"),
-            "grant_type": "refresh_token",
-            "refresh_token": self.tokens.refresh_token,
-            "redirect_uri": self.source.redirect_uri or "",
-        }
-        self.throttle.wait()
-        url = _url(self.source, "/oauth2/access_token")
-        response = self.session.post(url, json=body, timeout=60)
+        response = self._exchange(self.tokens.refresh_token)
+        if response.status_code != 200:
+            given = _env(self.source.refresh_token_env, "refresh_token_env")
+            if given != self.tokens.refresh_token:
+                response = self._exchange(given)
         if response.status_code != 200:
             raise DataError(
                 f"amoCRM refused to refresh the access token (HTTP {response.status_code})",
@@ -122,6 +120,17 @@ class AmoAuth(AuthBase):
         self.tokens = tokens
         self.refreshes += 1
         log.info("amoCRM: access token refreshed, new refresh token stored in %s", self.file.path)
+
+    def _exchange(self, refresh_token: str) -> requests.Response:
+        body = {
+            "client_id": _env(self.source.client_id_env, "client_id_env"),
+            "client_secret": _env(self.source.client_secret_env, "client_secret_env"),
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "redirect_uri": self.source.redirect_uri or "",
+        }
+        self.throttle.wait()
+        return self.session.post(_url(self.source, "/oauth2/access_token"), json=body, timeout=60)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         self.throttle.wait()

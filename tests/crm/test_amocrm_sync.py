@@ -374,3 +374,25 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
     assert left.keys() == right.keys()
     for name in left:
         pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+
+
+def test_a_new_refresh_token_in_the_environment_replaces_a_dead_stored_one(fake, tmp_path, monkeypatch):
+    fake.long_lived = None
+    source = _source(fake, tmp_path / "store", auth=_oauth_env(monkeypatch, fake))
+    amocrm.sync(source, None)
+    fake.refresh_tokens = {"refresh-reauthorised-777"}  # the admin authorised the integration again
+    fake.expire_access()
+    monkeypatch.setenv("TEST_AMO_REFRESH", "refresh-reauthorised-777")
+    amocrm.sync(source, None)
+    stored = TokenFile(tmp_path / "store" / amocrm.TOKEN_FILE).load()
+    assert stored.refresh_token in fake.refresh_tokens
+
+
+def test_a_dead_refresh_token_is_one_clear_error(fake, tmp_path, monkeypatch):
+    from crm.errors import DataError
+
+    fake.long_lived = None
+    source = _source(fake, tmp_path / "store", auth=_oauth_env(monkeypatch, fake))
+    fake.refresh_tokens = set()
+    with pytest.raises(DataError, match="authorise the integration again"):
+        amocrm.sync(source, None)
