@@ -257,8 +257,9 @@ class ScheduleConfig(_Strict):
     digest_time: str = "09:00"
     digest_days: str = "mon-fri"
     weekly_report: str = "0 10 * * 1"
+    sync: str = "*/15 * * * *"
 
-    _cron = field_validator("scan", "weekly_report")(classmethod(lambda cls, v: _check_cron(v)))
+    _cron = field_validator("scan", "weekly_report", "sync")(classmethod(lambda cls, v: _check_cron(v)))
     _hhmm = field_validator("digest_time")(classmethod(lambda cls, v: _check_hhmm(v)))
 
     @field_validator("digest_days")

@@ -28,6 +28,7 @@ from bot.state import StateStore
 log = logging.getLogger("crm_pulse.scheduler")
 UTC = timezone.utc
 JOB_NAMES = {"scan": ("проверка CRM по расписанию", "the scheduled CRM scan"),
+             "sync": ("синхронизация с CRM", "the CRM sync"),
              "digest": ("рассылка сводок", "sending the digests"),
              "weekly": ("рассылка недельного отчёта", "the weekly report")}
 
@@ -42,17 +43,36 @@ def _default_scan(config: Config, now: datetime) -> Any:
     return scan(config, now)
 
 
+def syncs(config: Config) -> bool:
+    """The source is a CRM API (crm.connectors): `run` syncs it before each scan and on its own cron."""
+    from crm.connectors import CONNECTORS
+
+    return config.source.kind in CONNECTORS
+
+
+def _default_sync(config: Config) -> Any:
+    from bot.logsafe import REDACTOR
+    from crm.connectors import connector
+
+    return connector(config.source.kind).sync(config.source, config.base_dir, on_secret=REDACTOR.add_values)
+
+
 class PulseJobs:
     """The jobs themselves, callable without a scheduler (the /scan command, tests)."""
 
     def __init__(self, config: Config, store: StateStore, outbox: Outbox, *,
                  scan_fn: Callable[[Config, datetime], Any] = _default_scan,
+                 sync_fn: Callable[[Config], Any] = _default_sync,
                  clock: Callable[[], datetime] = _now, holder: str | None = None,
                  max_scan_age: timedelta = timedelta(hours=6)) -> None:
         self.config = config
         self.store = store
         self.outbox = outbox
         self.scan_fn = scan_fn
+        self.sync_fn = sync_fn
+        # One sync or scan at a time in this process: the synced store (DuckDB) takes one writer
+        # and no reader while it is written.
+        self._data_lock = asyncio.Lock()
         self.clock = clock
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
         self.max_scan_age = max_scan_age
@@ -118,7 +138,10 @@ class PulseJobs:
                 log.info("scan skipped: another process is scanning")
                 return "A scan is already running / Проверка уже идёт."
             try:
-                outcome = await asyncio.to_thread(self.scan_fn, self.config, now)
+                async with self._data_lock:
+                    if syncs(self.config):  # a failed sync is told once; the scan reads what was synced
+                        await self._sync_exclusive(now)
+                    outcome = await asyncio.to_thread(self.scan_fn, self.config, now)
             except Exception as e:  # the bot keeps running; the previous scan's insights stay
                 from crm.errors import DataError
 
@@ -144,6 +167,35 @@ class PulseJobs:
         log.info("scan: %d insight(s), %d critical sent at once, skipped: %s", len(insights), sent,
                  "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "none")
         return f"Scan done: {len(insights)} insight(s) / Проверка готова: находок {len(insights)}."
+
+    async def run_sync(self) -> str:
+        """Pull what changed in the CRM into the store (API sources only, on `schedule.sync`).
+        A failure is logged and told to admins once, and again when it works."""
+        if not syncs(self.config):
+            return "Nothing to sync / Синхронизировать нечего."
+        async with self._data_lock:
+            return await self._sync_exclusive(self.clock())
+
+    async def _sync_exclusive(self, now: datetime) -> str:
+        """One process syncs at a time (the state database's job lock, as for scans)."""
+        with self.store.exclusive("sync", self.holder, now) as got:
+            if not got:
+                log.info("sync skipped: another process is syncing")
+                return "A sync is already running / Синхронизация уже идёт."
+            return await self._sync(now)
+
+    async def _sync(self, now: datetime) -> str:
+        try:
+            report = await asyncio.to_thread(self.sync_fn, self.config)
+        except Exception as e:
+            log.error("sync failed: %s", redact(f"{type(e).__name__}: {e}"))
+            await self._job_failed("sync", e)
+            return redact(f"Sync failed / Синхронизация не удалась: {e}")
+        await self._job_ok("sync")
+        rows = getattr(report, "rows", {})
+        log.info("sync: %d request(s), %s", getattr(report, "requests", 0),
+                 ", ".join(f"{t} {n}" for t, n in sorted(rows.items())) or "nothing changed")
+        return "Sync done / Синхронизация готова."
 
     async def _fresh_insights(self) -> list[Any] | None:
         latest = self.store.latest_scan()
@@ -229,4 +281,7 @@ def build_scheduler(config: Config, jobs: PulseJobs) -> AsyncIOScheduler:
                       args=[ids], id=f"digest {when} {tz}", name=f"digest at {when} {tz} for {', '.join(ids)}", **common)
     sched.add_job(jobs.run_weekly, CronTrigger.from_crontab(config.schedule.weekly_report, timezone=config.timezone),
                   id="weekly", name="weekly report", **common)
+    if syncs(config):
+        sched.add_job(jobs.run_sync, CronTrigger.from_crontab(config.schedule.sync, timezone=config.timezone),
+                      id="sync", name="sync the CRM", **common)
     return sched
