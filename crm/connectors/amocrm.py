@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -53,8 +54,6 @@ OnSecret = Callable[[list[str]], None]
 # --- credentials --------------------------------------------------------------------------
 
 def _env(name: str | None, key: str) -> str:
-    import os
-
     value = os.environ.get(name or "", "").strip()
     if not value:
         raise DataError(f"environment variable {name} (named in [source] {key}) is not set",
@@ -173,7 +172,6 @@ class Api:
         self.auth = AmoAuth(source, folder, self.throttle, session, on_secret)
         self.client = RESTClient(base_url=_url(source, "/api/v4"), auth=self.auth, session=session,
                                  headers={"Accept": "application/hal+json"})
-        self.client.session.hooks  # noqa: B018
 
     def pages(self, path: str, selector: str, params: dict[str, Any]) -> Iterator[list[dict]]:
         from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
@@ -508,10 +506,15 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         WITH first_ev AS (
             SELECT lead_id, arg_min(status_before, created_at) AS status, arg_min(pipeline_before, created_at) AS pipeline
             FROM ev GROUP BY lead_id),
+        opening AS (  -- a pipeline's first status: where a lead closed without any event started
+            SELECT pipeline_id, arg_min(id, sort) AS status FROM {s}.statuses
+            WHERE id NOT IN ({WON}, {LOST}) GROUP BY pipeline_id),
         entries AS (
             SELECT l.id AS lead_id, coalesce(f.pipeline, l.pipeline_id) AS pipeline_id,
-                   coalesce(f.status, l.status_id) AS status_id, l.created_at AS entered, '' AS ev_id
+                   coalesce(f.status, CASE WHEN l.status_id IN ({WON}, {LOST}) THEN o.status ELSE l.status_id END)
+                       AS status_id, l.created_at AS entered, '' AS ev_id
             FROM lead l LEFT JOIN first_ev f ON f.lead_id = l.id
+            LEFT JOIN opening o ON o.pipeline_id = l.pipeline_id
             UNION ALL
             SELECT lead_id, pipeline_after, status_after, created_at, id FROM ev)
         SELECT e.lead_id, st.name AS stage, e.entered, e.ev_id

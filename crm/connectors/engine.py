@@ -30,7 +30,7 @@ from requests import Response  # noqa: E402
 from crm.errors import DataError  # noqa: E402
 
 DB_FILE = "crm.duckdb"
-MAX_ATTEMPTS = 8  # per request: 429/5xx/connection errors, waiting Retry-After or backing off
+MAX_ATTEMPTS = 6  # per request (backoff 1+2+4+8+16 s when no Retry-After): 429/5xx/connection errors, waiting Retry-After or backing off
 MAX_RETRY_DELAY = 120.0  # seconds: a longer Retry-After is cut to this
 
 
@@ -105,17 +105,18 @@ def pipeline(folder: Path, kind: str) -> Any:
 
 
 def run(pipe: Any, source: Any) -> dict[str, int]:
-    """Load the source; rows written per table. A failure raises the step's own exception
-    (the HTTP error, the connector's DataError) after dlt has rolled back its package."""
+    """Load the source; rows written per table. A failure raises the exception that caused it
+    (the HTTP error, the connector's DataError), not dlt's wrappers around it."""
+    from dlt.extract.exceptions import ResourceExtractionError
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     try:
-        info = pipe.run(source)
+        pipe.run(source)
     except PipelineStepFailed as exc:
         # A failed extract commits neither rows nor cursors; a package that was extracted but not
         # loaded stays pending and the next run loads it first (with the cursors it carries).
-        cause = exc.__cause__ or exc.__context__ or exc
-        while isinstance(cause, PipelineStepFailed) or type(cause).__name__ == "ResourceExtractionError":
+        cause: BaseException = exc
+        while isinstance(cause, (PipelineStepFailed, ResourceExtractionError)):
             nxt = cause.__cause__ or cause.__context__
             if nxt is None:
                 break
@@ -127,7 +128,6 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
         for table, n in trace.last_normalize_info.row_counts.items():
             if not table.startswith("_dlt"):
                 counts[table] = counts.get(table, 0) + int(n)
-    del info
     return counts
 
 

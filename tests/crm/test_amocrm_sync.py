@@ -396,3 +396,14 @@ def test_a_dead_refresh_token_is_one_clear_error(fake, tmp_path, monkeypatch):
     fake.refresh_tokens = set()
     with pytest.raises(DataError, match="authorise the integration again"):
         amocrm.sync(source, None)
+
+
+def test_a_lead_closed_without_any_status_event_starts_in_the_first_stage(fake, tmp_path):
+    fake.put_lead({"id": 9000, "name": "Сразу успешно", "price": 1, "responsible_user_id": 1, "status_id": WON,
+                   "pipeline_id": SALES, "created_at": T0, "updated_at": T0 + 60, "closed_at": T0 + 60})
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    data = load_crm(source).data
+    deal = data.deals.set_index("deal_id").loc["9000"]
+    assert deal.status == "won" and deal.stage == "Новая заявка"
+    assert data.stage_history[data.stage_history.deal_id == "9000"].stage.tolist() == ["Новая заявка"]
