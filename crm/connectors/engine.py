@@ -111,7 +111,7 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     try:
-        pipe.run(source)
+        pipe.run(source, loader_file_format="parquet")
     except PipelineStepFailed as exc:
         # A failed extract commits neither rows nor cursors; a package that was extracted but not
         # loaded stays pending and the next run loads it first (with the cursors it carries).

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -49,6 +50,9 @@ class FakeAmoCRM(LocalServer):
         self.unauthorized = 0
         self._event_seq = 0
         self.on_call: Any = None  # called with (path, query) before an API call is answered
+        self.per_second: float | None = None  # amoCRM's limit (about 7/s): 429 beyond it
+        self.over_limit = 0
+        self._recent: list[float] = []
 
     # --- building the account ------------------------------------------------------------
     def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1) -> None:
@@ -126,6 +130,14 @@ class FakeAmoCRM(LocalServer):
         if not self._authorised(request):
             self.unauthorized += 1
             return web.json_response({"title": "Unauthorized", "status": 401}, status=401)
+        if self.per_second is not None:
+            now = time.monotonic()
+            self._recent = [t for t in self._recent if now - t < 1.0]
+            if len(self._recent) >= self.per_second:
+                self.over_limit += 1
+                return web.json_response({"title": "Too Many Requests", "status": 429}, status=429,
+                                         headers={"Retry-After": "1"})
+            self._recent.append(now)
         if self.status_429:
             self.answered_429 += 1
             return web.json_response({"title": "Too Many Requests", "status": 429}, status=429,
