@@ -96,8 +96,29 @@ class AmoAuth(AuthBase):
     def refresh(self) -> None:
         """POST /oauth2/access_token with grant_type=refresh_token; store the new pair first.
 
-        When the stored refresh token is refused and the environment holds a different one (the
-        admin authorised the integration again), that one is tried once."""
+        One process refreshes at a time (a lock file next to the tokens): `run` and a manual
+        `crm-pulse sync` share the token file, and amoCRM accepts each refresh token once, so a
+        process that finds the file already holding newer tokens takes those instead. When the
+        stored refresh token is refused and the environment holds a different one (the admin
+        authorised the integration again), that one is tried once."""
+        import fcntl
+
+        assert self.tokens is not None
+        self.file.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.file.path.with_name(self.file.path.name + ".lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            stored = self.file.load()
+            if stored is not None and stored.refresh_token != self.tokens.refresh_token and (
+                    not stored.expires_at or time.time() < stored.expires_at - 60):
+                self.tokens = stored  # another process refreshed while we waited
+                self.on_secret([stored.access_token, stored.refresh_token])
+                return
+            self._refresh_locked()
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _refresh_locked(self) -> None:
         assert self.tokens is not None
         response = self._exchange(self.tokens.refresh_token)
         if response.status_code != 200:
@@ -109,7 +130,7 @@ class AmoAuth(AuthBase):
                 f"amoCRM refused to refresh the access token (HTTP {response.status_code})",
                 fix="the refresh token is no longer valid (unused for 3 months, or used elsewhere): "
                 "authorise the integration again and put the new refresh token in "
-                f"${self.source.refresh_token_env}, then delete {self.file.path}",
+                f"${self.source.refresh_token_env} (it replaces the one stored in {self.file.path})",
             )
         data = response.json()
         tokens = Tokens(str(data["access_token"]), str(data["refresh_token"]),
@@ -140,7 +161,8 @@ class AmoAuth(AuthBase):
     def _on_401(self, response: requests.Response, **kwargs: Any) -> requests.Response:
         if response.status_code != 401 or self.long_lived or getattr(response.request, "_amo_retried", False):
             return response
-        self.refresh()
+        if response.request.headers.get("Authorization") == f"Bearer {self._access()}":
+            self.refresh()  # else the token was refreshed since this request was prepared: just resend
         response.content  # noqa: B018 - read the body so the connection can be reused
         response.close()
         again = response.request.copy()

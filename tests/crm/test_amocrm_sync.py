@@ -409,3 +409,22 @@ def test_a_lead_closed_without_any_status_event_starts_in_the_first_stage(fake, 
     deal = data.deals.set_index("deal_id").loc["9000"]
     assert deal.status == "won" and deal.stage == "Новая заявка"
     assert data.stage_history[data.stage_history.deal_id == "9000"].stage.tolist() == ["Новая заявка"]
+
+
+def test_two_processes_sharing_the_token_file_do_not_burn_each_others_refresh_token(fake, tmp_path, monkeypatch):
+    """`run` and a manual sync: the second to refresh finds the first one's new tokens in the
+    file and uses them, instead of sending the refresh token amoCRM has already spent."""
+    from crm.connectors import engine
+
+    fake.long_lived = None
+    source = _source(fake, tmp_path / "store", auth=_oauth_env(monkeypatch, fake))
+    folder = tmp_path / "store"
+    one = amocrm.AmoAuth(source, folder, engine.Throttle(100), engine.http_session(), None)
+    two = amocrm.AmoAuth(source, folder, engine.Throttle(100), engine.http_session(), None)
+    one.refresh()
+    two.refresh()  # same (spent) refresh token in memory: takes the stored pair instead
+    assert fake.issued == 1 and two.tokens == one.tokens
+    fake.expire_access()
+    two.tokens.expires_at = 0  # as after a 401
+    two.refresh()
+    assert fake.issued == 2 and TokenFile(folder / amocrm.TOKEN_FILE).load() == two.tokens
