@@ -428,3 +428,10 @@ def test_two_processes_sharing_the_token_file_do_not_burn_each_others_refresh_to
     two.tokens.expires_at = 0  # as after a 401
     two.refresh()
     assert fake.issued == 2 and TokenFile(folder / amocrm.TOKEN_FILE).load() == two.tokens
+
+
+def test_sync_of_a_files_source_says_there_is_nothing_to_sync(tmp_path, capsys):
+    config = tmp_path / "config.toml"
+    config.write_text('[source]\npath = "."\n', encoding="utf-8")
+    assert cli_main(["sync", "--config", str(config)]) == 2
+    assert "nothing to sync" in capsys.readouterr().err
