@@ -49,6 +49,15 @@ def missing_secrets(config: Config) -> list[str]:
         if sl.mode == "http" and not config.secret(sl.signing_secret_env):
             out.append(f"slack.signing_secret_env: environment variable {sl.signing_secret_env} is not set: "
                        + SLACK_HOW.format(env=sl.signing_secret_env, what="Signing Secret (Basic Information)"))
+    src = config.source
+    if src.kind == "amocrm":  # the CRM API the bot syncs from (docs/connectors.md)
+        keys = ("token_env",) if src.token_env else ("client_id_env", "client_secret_env", "refresh_token_env")
+        for key in keys:
+            name = getattr(src, key)
+            if not config.secret(name):
+                out.append(f"source.{key}: environment variable {name} is not set: create it in amoCRM "
+                           "(Settings -> Integrations; docs/connectors.md), then `export "
+                           f"{name}=<value>`")
     return out
 
 

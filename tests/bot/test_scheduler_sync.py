@@ -98,3 +98,15 @@ def test_a_files_source_has_no_sync_job(sqlite_store, tmp_path):
     config = parse_config('[source]\npath = "."\n', source_name="t.toml", base_dir=tmp_path)
     sched = build_scheduler(config, PulseJobs(config, sqlite_store, Outbox(sqlite_store)))
     assert sched.get_job("sync") is None
+
+
+def test_run_refuses_to_start_without_the_crm_token(tmp_path, monkeypatch):
+    from bot.app import missing_secrets
+
+    monkeypatch.delenv("SCHED_AMO_TOKEN", raising=False)
+    config = parse_config('[source]\nkind = "amocrm"\nbase_url = "https://a.amocrm.ru"\ntoken_env = "SCHED_AMO_TOKEN"\n',
+                          source_name="t.toml", base_dir=tmp_path)
+    (line,) = missing_secrets(config)
+    assert line.startswith("source.token_env: environment variable SCHED_AMO_TOKEN is not set")
+    monkeypatch.setenv("SCHED_AMO_TOKEN", "x" * 20)
+    assert missing_secrets(config) == []
