@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import TextIO
 
 EXIT_OK, EXIT_USAGE, EXIT_DATA = 0, 2, 3
@@ -27,12 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from bot.cli import _config_or_default
+    from bot.config import load_config
     from bot.logsafe import REDACTOR, redact, register_config_secrets
     from crm.connectors import CONNECTORS, connector
 
     out = out or sys.stdout
-    config = _config_or_default(args.config, None)
+    path = Path(args.config or "config.toml")
+    if not path.is_file():
+        print(f"crm-pulse sync: config file not found: {path} (give --config FILE; `crm-pulse init` writes one)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(path)
     register_config_secrets(config)
     kind = config.source.kind
     if kind not in CONNECTORS:

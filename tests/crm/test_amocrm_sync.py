@@ -435,3 +435,9 @@ def test_sync_of_a_files_source_says_there_is_nothing_to_sync(tmp_path, capsys):
     config.write_text('[source]\npath = "."\n', encoding="utf-8")
     assert cli_main(["sync", "--config", str(config)]) == 2
     assert "nothing to sync" in capsys.readouterr().err
+
+
+def test_sync_without_a_config_file_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["sync"]) == 2
+    assert "config file not found" in capsys.readouterr().err
