@@ -7,7 +7,7 @@ Targets (issue 10): the initial sync of 100,000 deals with 500,000 stage changes
 The fake runs in this process; each sync runs in a fresh child process, whose peak RSS is
 measured. Pages: leads 250, events 100 (amoCRM's own limits), so the floor of 100,000 deals is
 400 + 5,000 + a few requests, about 13 minutes at 7/s; `--deals` scales it down.
-Run: .venv/bin/python benchmarks/sync.py [--deals 100000] [--changes-per-deal 5] [--rps 6.5]
+Run: .venv/bin/python benchmarks/sync.py [--deals 100000] [--changes-per-deal 5] [--rps 7]
 
 Measured 2026-11-29 (2-core machine shared with five other sessions), --deals 5000 --rps 6.5:
 initial 262 requests, 43.1 s vs a 37.4 s floor = 1.15x, peak 327 MB, no 429s; incremental after
@@ -85,7 +85,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deals", type=int, default=100_000)
     parser.add_argument("--changes-per-deal", type=int, default=5)
-    parser.add_argument("--rps", type=float, default=6.5, help="[source] requests_per_second")
+    parser.add_argument("--rps", type=float, default=7, help="[source] requests_per_second")
     args = parser.parse_args()
 
     from crm.source_config import SourceConfig

@@ -92,7 +92,7 @@ class SourceConfig(BaseModel):
     store: str = "crm-store"
     custom_fields: dict[str, dict[str, str]] = {}
     overlap_minutes: float = Field(10.0, ge=0, le=24 * 60, allow_inf_nan=False)
-    requests_per_second: float = Field(6.0, gt=0, le=100, allow_inf_nan=False)
+    requests_per_second: float = Field(7.0, gt=0, le=100, allow_inf_nan=False)
 
     @field_validator("files", "tables")
     @classmethod
