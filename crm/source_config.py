@@ -62,6 +62,13 @@ class SourceConfig(BaseModel):
     - `tables` (kind "sql"): table -> a table name or a SELECT statement.
     - `stages`: the pipeline order when the data has no stages table.
     - `max_file_mb`: a larger export file is refused with a clear error instead of filling memory.
+    - kind "amocrm" (a CRM API, crm.connectors; docs/connectors.md): `base_url` (the account
+      address), the NAMES of the environment variables holding the secrets (`token_env` for a
+      long-lived token, or `client_id_env` + `client_secret_env` + `refresh_token_env` and
+      `redirect_uri` for OAuth), `pipelines` to include (ids or names; empty = all), `store`
+      (the synced store's folder, relative to the config file), `custom_fields` (table ->
+      {canonical column: CRM field name}), `overlap_minutes` (each incremental sync goes back
+      this far for clock skew) and `requests_per_second` (at most this many in any second).
     """
 
     model_config = ConfigDict(extra="forbid")
