@@ -9,12 +9,16 @@ measured. Pages: leads 250, events 100 (amoCRM's own limits), so the floor of 10
 400 + 5,000 + a few requests, about 13 minutes at 7/s; `--deals` scales it down.
 Run: .venv/bin/python benchmarks/sync.py [--deals 100000] [--changes-per-deal 5] [--rps 7]
 
-Measured 2026-11-29 (2-core machine shared with five other sessions), --deals 5000 --rps 6.5:
-initial 262 requests, 43.1 s vs a 37.4 s floor = 1.15x, peak 327 MB, no 429s; incremental after
-50 deals changed: 10 requests, 3.1 s = 7.2% of the initial (fixed per-run costs dominate at
-this size). Loading DuckDB through Parquet instead of dlt's default SQL inserts took the peak
-from 1,003 MB to 327 MB. Running the resources in parallel threads (dlt `parallelized`) made it
-worse: bursts past 7/s drew 429s, each costing a second.
+Measured 2026-11-29 (2-core machine shared with five other sessions), default --rps 7:
+- 5,000 deals, 23,334 changes, 262 requests: initial 40.5 s vs a 37.4 s floor = 1.08x, peak
+  333 MB, no 429s; incremental after 50 deals changed: 10 requests, 1.8 s = 4.5%.
+- 20,000 deals, 93,334 changes, 1,022 requests: 167.1 s vs 146.0 s = 1.14x, peak 373 MB, no
+  429s; incremental after 200 changed: 12 requests, 2.6 s = 1.5%.
+The ratio grows with size (dlt normalises and loads after extracting, not alongside): the full
+100,000 deals has not been run. Before the sliding-window throttle (evenly spaced at 6.5/s):
+1.15x and 1.26x. Loading DuckDB through Parquet instead of dlt's default SQL inserts took the
+peak at 5,000 deals from 1,003 MB to 327 MB. Running the resources in parallel threads (dlt
+`parallelized`) with the evenly spaced throttle drew 429s, each costing a second.
 """
 from __future__ import annotations
 
