@@ -1,6 +1,6 @@
 """`crm-pulse`: the command line. One parser, one subcommand per job, no tracebacks for users.
 
-scan, check-config, demo and init live here; run, stats, backtest, explain and diagnose live
+scan, check-config, demo and init live here; run, stats, backtest, explain, diagnose and preview live
 in their owners' modules (`add_arguments(parser)` + `run(args) -> int`) and are imported only
 when that command is asked for, so one broken module never breaks the whole CLI.
 """
@@ -36,6 +36,7 @@ EXTERNAL = {
     "backtest": ("bot.backtest", "replay the detectors over past days: how many alerts people would get"),
     "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
+    "preview": ("bot.preview", "exactly what one recipient would get now: their digest as Telegram, Slack or text"),
 }
 
 
@@ -626,4 +627,8 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m bot.cli`: run the imported module's main, so UsageError raised by a command
+    # module (which imports bot.cli) is the class _dispatch catches, not __main__'s twin.
+    from bot.cli import main as _main
+
+    sys.exit(_main())

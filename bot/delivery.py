@@ -222,15 +222,27 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
     return report
 
 
-def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
-                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True,
-                 checks: Any = None) -> None:
+@dataclass
+class DigestPlan:
+    """One target's digest for a run, decided but not sent: what delivery enqueues and what
+    `crm-pulse preview` prints (one path, so the preview is what people get)."""
+
+    digest: Any  # messages.digest.Digest, or None: no message goes out
+    sent: list[tuple[Insight, str]]  # (item, reason) the digest shows, recorded as sent on delivery
+    held: list[tuple[Insight, str]]  # (item, reason) the notification log holds back
+    lang: str
+    tz: ZoneInfo
+
+
+def plan_digest(target: Target, items: list[Insight], config: Config, store: StateStore, now: datetime,
+                policy: Policy | None = None, checks: Any = None) -> DigestPlan:
+    """The notification log's decisions for `items`, and the digest they make (nothing written)."""
     from messages.digest import build_digest
 
+    policy = policy or Policy.from_config(config.delivery)
     decided = _decided(store, target.id, items, now, policy)
     due = [(i, d.reason) for i, d, _ in decided if d.send]
-    held = [(i.fingerprint, d.reason) for i, d, _ in decided if not d.send]
-    report.held[target.id] = held
+    held = [(i, d.reason) for i, d, _ in decided if not d.send]
     lang = target_language(target, store, config)
     tz = target_timezone(target, config)
     name = target.name or None
@@ -242,10 +254,20 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
                           all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target),
                           still_open=reminders, checks=checks)
     if digest is None:
+        return DigestPlan(None, [], held, lang, tz)
+    shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
+    return DigestPlan(digest, [(i, r) for i, r in due if i.fingerprint in shown], held, lang, tz)
+
+
+def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
+                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True,
+                 checks: Any = None) -> None:
+    plan = plan_digest(target, items, config, store, now, policy, checks)
+    report.held[target.id] = [(i.fingerprint, r) for i, r in plan.held]
+    digest, sent, lang, tz = plan.digest, plan.sent, plan.lang, plan.tz
+    if digest is None:
         report.sent[target.id], report.reasons[target.id], report.messages[target.id] = [], [], 0
         return
-    shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
-    sent = [(i, r) for i, r in due if i.fingerprint in shown]
     key = f"{kind}:{target.id}:{now.astimezone(tz).strftime('%Y-%m-%dT%H:%M')}"
     messages: list[OutgoingMessage] = []
     reachable = addresses(target, config)
@@ -262,7 +284,7 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
     report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
     report.messages[target.id] = len(enqueued)
     log.info("delivery: %s -> %s: %d item(s) (%s), %d held back", kind, target.id, len(sent),
-             ", ".join(f"{r}" for _, r in sent) or "all quiet", len(held))
+             ", ".join(f"{r}" for _, r in sent) or "all quiet", len(plan.held))
 
 
 RESOLVED_HEAD = {"ru": "✅ Больше не актуально:", "en": "✅ No longer holds:"}

@@ -2,9 +2,12 @@
 (issue 12), run in-process through bot.cli.main like test_cli.py."""
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from bot.cli import main
 
@@ -17,3 +20,118 @@ def test_version_prints_the_package_version(capsys):
     expected = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
     assert out == f"crm-pulse {expected}"
     assert re.fullmatch(r"crm-pulse \d+\.\d+\.\d+\S*", out)
+
+
+# --- preview --------------------------------------------------------------------------------
+
+DEMO_NOW = "2026-11-18T06:30:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def demo_export(tmp_path_factory) -> Path:
+    """The demo company exported as CSV + config.toml (console channel, no state yet)."""
+    folder = tmp_path_factory.mktemp("demo") / "crm"
+    assert main(["demo", "--export", str(folder)]) == 0
+    return folder
+
+
+def _preview(capsys, config: Path, *args: str) -> tuple[int, str, str]:
+    code = main(["preview", "--config", str(config), "--now", DEMO_NOW, *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _delivered_text(config_path: Path, store, recipient: str) -> str:
+    """What a real digest run enqueues for one recipient on the console channel."""
+    from datetime import datetime
+
+    from bot import pipeline
+    from bot.config import load_config
+    from bot.delivery import deliver, scan_checks
+    from bot.outbox import Outbox
+
+    config = load_config(config_path)
+    now = datetime.fromisoformat(DEMO_NOW)
+    outcome = pipeline.scan(config, now)
+    box = Outbox(store)
+    deliver(outcome.insights, config, store, box, now, charts=False, checks=scan_checks(outcome, config))
+    return "\n\n".join(r.payload["text"] for r in box.rows(recipient=recipient))
+
+
+def test_preview_prints_exactly_the_digest_delivery_would_send(demo_export, tmp_path, capsys):
+    from bot.state import StateStore
+
+    config = demo_export / "config.toml"
+    code, out, err = _preview(capsys, config, "--recipient", "m01")
+    assert code == 0
+    assert "every item counts as new" in err and "the digest shows" in err
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        assert out == _delivered_text(config, store, "m01") + "\n"
+    finally:
+        store.close()
+    assert "Ержан Сапаров" in out  # m01's own digest, addressed to them
+
+
+def test_preview_shows_only_that_managers_items(demo_export, capsys):
+    _, mine, _ = _preview(capsys, demo_export / "config.toml", "--recipient", "m01")
+    _, director, _ = _preview(capsys, demo_export / "config.toml", "--recipient", "director")
+    # the director sees deals of several managers; the manager none of the others' deals
+    codes = lambda text: set(re.findall(r"(?:код|id): ([0-9a-f, ]+)", text))
+    assert codes(mine) and codes(director)
+    assert "Асель Жумабаева" in director and "Асель Жумабаева" not in mine
+
+
+def test_preview_follows_the_notification_log_in_the_state(demo_export, tmp_path, capsys):
+    """After a digest went out, a preview at the same moment holds those items back as unchanged."""
+    import shutil
+
+    from bot.config import load_config
+    from bot.state import StateStore
+
+    folder = tmp_path / "crm"
+    shutil.copytree(demo_export, folder)
+    config = folder / "config.toml"
+    store = StateStore.open(load_config(config).state_url())
+    try:
+        _delivered_text(config, store, "m01")
+    finally:
+        store.close()
+    code, out, err = _preview(capsys, config, "--recipient", "m01")
+    assert code == 0
+    assert "state: sqlite:///" in err
+    assert "held back by the notification log: 1 (unchanged 1)" in err
+    assert out == ""  # nothing is due: no message would go out
+    code, out, err = _preview(capsys, config, "--recipient", "m01", "--no-state")
+    assert code == 0 and "Ержан Сапаров" in out
+
+
+def test_preview_as_telegram_html_with_buttons_and_as_slack_blocks(demo_export, capsys):
+    code, out, _ = _preview(capsys, demo_export / "config.toml", "--recipient", "m01", "--format", "telegram")
+    assert code == 0
+    assert out.startswith("<b>") and "👉 <i>" in out and "[1 · ✅]" in out
+    code, out, _ = _preview(capsys, demo_export / "config.toml", "--recipient", "director", "--format", "slack")
+    assert code == 0
+    messages = json.loads(out)
+    assert messages and all("blocks" in m and "text" in m for m in messages)
+    assert messages[0]["blocks"][0]["type"] == "header"
+
+
+def test_preview_unknown_recipient_is_a_usage_error_with_a_suggestion(demo_export, capsys):
+    code, out, err = _preview(capsys, demo_export / "config.toml", "--recipient", "dirctor")
+    assert code == 2 and out == ""
+    assert "did you mean 'director'?" in err and "Traceback" not in err
+
+
+def test_preview_without_a_config_here_says_how_to_get_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["preview", "--recipient", "m01"]) == 2
+    assert "crm-pulse init" in capsys.readouterr().err
+
+
+def test_preview_is_listed_with_its_help(capsys):
+    assert main(["--help"]) == 0
+    assert "preview" in capsys.readouterr().out
+    assert main(["preview", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: crm-pulse preview") and "--recipient" in out and "telegram" in out
