@@ -135,3 +135,92 @@ def test_preview_is_listed_with_its_help(capsys):
     assert main(["preview", "--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: crm-pulse preview") and "--recipient" in out and "telegram" in out
+
+
+# --- backtest and diagnose read ./config.toml and mapped exports -----------------------------
+
+def mapped_export(root: Path) -> tuple[Path, Path]:
+    """An amoCRM-like export with Russian file and column names, and a config.toml (in another
+    folder) that maps it: (export folder, config file)."""
+    export = root / "export"
+    export.mkdir(parents=True)
+    (export / "Менеджеры.csv").write_text("Код;ФИО\nm1;Анна Ли\nm2;Борис Ким\n", encoding="utf-8")
+    rows = ["ID;Ответственный;Этап;Статус;Создана"]
+    for k in range(30):
+        status = ("В работе", "Успешно", "Отказ")[k % 3]
+        rows.append(f"d{k};m{1 + k % 2};{'Договор' if k % 3 == 0 else 'Квалификация'};{status};"
+                    f"2026-0{1 + k % 3}-{10 + k % 15}T09:00:00")
+    (export / "Сделки.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    conf_dir = root / "conf"
+    conf_dir.mkdir()
+    config = conf_dir / "config.toml"
+    config.write_text("""
+language = "en"
+timezone = "Europe/Moscow"
+
+[source]
+path = "../export"
+stages = ["Квалификация", "Договор"]
+
+[source.files]
+managers = "Менеджеры.csv"
+deals = "Сделки.csv"
+
+[source.columns.managers]
+manager_id = "Код"
+name = "ФИО"
+
+[source.columns.deals]
+deal_id = "ID"
+manager_id = "Ответственный"
+stage = "Этап"
+status = "Статус"
+created_at = "Создана"
+
+[source.values.deals.status]
+"В работе" = "open"
+"Успешно" = "won"
+"Отказ" = "lost"
+""", encoding="utf-8")
+    return export, config
+
+
+DIAG = ["diagnose", "--answers", "1,2,1,1,2"]
+
+
+def test_diagnose_reads_a_mapped_export_through_the_config(tmp_path, capsys):
+    export, config = mapped_export(tmp_path)
+    assert main([*DIAG, "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Automation maturity check" in out  # the config's language, not the Russian default
+    assert "CRM data:" in out  # the hints were computed from the export
+    assert main([*DIAG, "--config", str(config), "--data", str(export), "--lang", "ru"]) == 0
+    assert "По данным CRM" in capsys.readouterr().out
+
+
+def test_diagnose_data_on_a_mapped_export_without_a_config_says_to_add_one(tmp_path, monkeypatch, capsys):
+    export, config = mapped_export(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main([*DIAG, "--data", str(export)]) == 3
+    err = capsys.readouterr().err
+    assert "no managers file" in err and "add --config FILE" in err
+    # run where the config lives (./config.toml maps this export): it is used
+    monkeypatch.chdir(config.parent)
+    assert main([*DIAG, "--data", str(export)]) == 0
+    assert "CRM data:" in capsys.readouterr().out
+
+
+def test_diagnose_config_not_found_is_a_usage_error(tmp_path, capsys):
+    assert main([*DIAG, "--config", str(tmp_path / "nope.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_backtest_defaults_to_config_toml_here(tmp_path, monkeypatch, capsys):
+    _, config = mapped_export(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["backtest", "--from", "2026-03-01", "--to", "2026-03-05"]) == 2
+    assert "no ./config.toml here" in capsys.readouterr().err
+    monkeypatch.chdir(config.parent)
+    assert main(["backtest", "--from", "2026-03-01", "--to", "2026-03-05"]) == 0
+    out = capsys.readouterr().out
+    assert "Backtest 2026-03-01" in out and "(5 runs," in out
