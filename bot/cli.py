@@ -224,6 +224,10 @@ def run_check_config(args: argparse.Namespace) -> int:
     now = parse_now(args.now, config.timezone)
     loaded = pipeline.load(config, now)
     data = loaded.data
+    problems = pipeline.config_problems(config, data)
+    if problems:  # keys that name what the data does not have: typos, said like every other one
+        from bot.config import ConfigError
+        raise ConfigError(str(path), problems)
     specs = config.detector_specs()
     notes = pipeline.detector_notes(data)
     print(f"OK: {path}")

@@ -582,10 +582,14 @@ def _fmt_value(v: Any) -> str:
     return repr(v)
 
 
+# "key: ..." at the start of a validator message; a key may hold quoted parts ("В работе").
+_KEYED = r'^((?:[^\s:"]+|"[^"]*")+): '
+
+
 def _value_problem(path: str, msg: str, value: Any) -> str:
     """One validator message under its key path: a message that starts with the key it is about
     ("stages: ...", "deals.manger_id: ...", "dealz: unknown table") is put under that key once."""
-    m = re.match(r"^([^\s:]+): ", msg)
+    m = re.match(_KEYED, msg)
     if m:
         key, rest = m.group(1), msg[m.end():]
         last = path.rsplit(".", 1)[-1]
@@ -633,7 +637,7 @@ def _fmt_error(err: dict[str, Any], model: type[BaseModel], data: dict[str, Any]
     if kind == "value_error":
         msg = str(err["msg"]).removeprefix("Value error, ")
         parts = msg.split("; ")
-        if len(parts) > 1 and not all(re.match(r"^[^\s:]+: ", part) for part in parts):
+        if len(parts) > 1 and not all(re.match(_KEYED, part) for part in parts):
             parts = [msg]  # one sentence with a semicolon, not a list of keyed problems
         return "\n".join(_value_problem(path, part, value) for part in parts)
     return f"{path}: {err['msg']}, got {_fmt_value(value)}"

@@ -61,6 +61,20 @@ def detector_notes(data: CrmData) -> dict[str, str]:
     return notes
 
 
+def config_problems(config: "Config", data: CrmData) -> list[str]:
+    """Detector keys that name what this data does not have (a stage_limits typo), with the key
+    path. Detectors may expose `config_problems(data, spec) -> list[str]` in their module."""
+    problems = []
+    specs = config.detector_specs()
+    for name, det in REGISTRY.items():
+        spec = specs.get(name)
+        check = getattr(sys.modules.get(det.detect.__module__), "config_problems", None)
+        if spec is None or not spec.enabled or not callable(check):
+            continue
+        problems += [f"detectors.{name}.{p}" for p in check(data, spec)]
+    return problems
+
+
 def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOutcome:
     """Load (unless `data` is given) and run the enabled detectors with the config's thresholds."""
     if now.tzinfo is None:

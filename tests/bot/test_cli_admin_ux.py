@@ -224,3 +224,129 @@ def test_backtest_defaults_to_config_toml_here(tmp_path, monkeypatch, capsys):
     assert main(["backtest", "--from", "2026-03-01", "--to", "2026-03-05"]) == 0
     out = capsys.readouterr().out
     assert "Backtest 2026-03-01" in out and "(5 runs," in out
+
+
+# --- mapping mistakes, said at check-config ---------------------------------------------------
+
+def _check(capsys, config: Path, *extra: str) -> tuple[int, str, str]:
+    code = main(["check-config", str(config), "--now", "2026-03-20T09:00", *extra])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_value_mapped_to_a_non_canonical_target_is_a_config_error_at_its_key(tmp_path, capsys):
+    _, config = mapped_export(tmp_path)
+    text = config.read_text(encoding="utf-8").replace('"В работе" = "open"', '"В работе" = "opened"')
+    config.write_text(text + '\n[source.values.managers.active]\n"Уволен" = "нет-нет"\n', encoding="utf-8")
+    code, out, err = _check(capsys, config)
+    assert code == 2 and out == ""
+    assert 'source.values.deals.status."В работе": \'opened\' is not a status crm-pulse knows (did you mean `open`?)' in err
+    assert 'source.values.managers.active."Уволен": \'нет-нет\' is not a yes/no value' in err
+    assert "unknown status value" not in err  # not blamed on the data
+
+
+def test_a_canonical_target_in_any_case_is_accepted(tmp_path, capsys):
+    _, config = mapped_export(tmp_path)
+    config.write_text(config.read_text(encoding="utf-8").replace('= "won"', '= "Won"'), encoding="utf-8")
+    code, out, _ = _check(capsys, config)
+    assert code == 0 and out.startswith("OK:")
+
+
+def test_stage_limits_naming_an_unknown_stage_gets_did_you_mean(tmp_path, capsys):
+    _, config = mapped_export(tmp_path)
+    base = config.read_text(encoding="utf-8")
+    config.write_text(base + '\n[detectors.stalled_deal]\nstage_limits = { "Догвор" = 10, "Квалификация" = 5 }\n',
+                      encoding="utf-8")
+    code, out, err = _check(capsys, config)
+    assert code == 2 and out == ""
+    assert "detectors.stalled_deal.stage_limits: 'Догвор' is not a stage in the data" in err
+    assert "did you mean `Договор`?" in err and "Квалификация'" not in err
+    config.write_text(base + '\n[detectors.stalled_deal]\nstage_limits = { "Договор" = 10 }\n', encoding="utf-8")
+    assert _check(capsys, config)[0] == 0
+
+
+def test_unmapped_columns_that_look_useful_are_named_once_with_their_canonical_column(tmp_path, capsys):
+    export, config = mapped_export(tmp_path)
+    (export / "Менеджеры.csv").write_text("Код;ФИО;Активен;Отдел;Ставка;Department;Заметки\n"
+                                         "m1;Анна Ли;да;Продажи;1;S;x\nm2;Борис Ким;да;Продажи;0,5;S;y\n",
+                                         encoding="utf-8")
+    code, out, _ = _check(capsys, config)
+    assert code == 0
+    lines = [line for line in out.splitlines() if "look useful" in line]
+    assert len(lines) == 1
+    line = lines[0]
+    for their, canonical in (("Активен", "active"), ("Отдел", "team"), ("Ставка", "capacity")):
+        assert f"'{their}' could fill managers.{canonical} ([source.columns.managers] {canonical} = \"{their}\")" in line
+    assert "Department" not in line and "Заметки" not in line  # team is suggested once; notes fit nothing
+    # once mapped, nothing is said
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'name = "ФИО"', 'name = "ФИО"\nactive = "Активен"\nteam = "Отдел"\ncapacity = "Ставка"'), encoding="utf-8")
+    code, out, _ = _check(capsys, config)
+    assert code == 0 and "look useful" not in out
+
+
+def test_english_headers_are_recognised_too(tmp_path, capsys):
+    export, config = mapped_export(tmp_path)
+    (export / "Менеджеры.csv").write_text("Код;ФИО;Is Active;Department;FTE\nm1;Анна Ли;yes;S;1\nm2;Борис Ким;no;S;1\n",
+                                         encoding="utf-8")
+    code, out, _ = _check(capsys, config)
+    assert code == 0
+    assert "'Is Active' could fill managers.active" in out and "'Department' could fill managers.team" in out
+    assert "'FTE' could fill managers.capacity" in out
+
+
+def test_a_date_format_per_column_or_per_file_reads_day_first_dashed_dates(tmp_path, capsys):
+    export, config = mapped_export(tmp_path)
+    deals = export / "Сделки.csv"
+    text = deals.read_text(encoding="utf-8")
+    dashed = re.sub(r"2026-(\d\d)-(\d\d)T09:00:00", r"\2-\1-2026 19:58", text)
+    assert "10-01-2026 19:58" in dashed
+    deals.write_text(dashed, encoding="utf-8")
+    code, out, err = _check(capsys, config)
+    assert code == 3
+    assert "'10-01-2026 19:58'" in err
+    assert '[source.date_formats] deals.created_at = "%d-%m-%Y %H:%M"' in err  # the fix names the option
+    base = config.read_text(encoding="utf-8")
+    for option in ('deals.created_at = "%d-%m-%Y %H:%M"', 'deals = "%d-%m-%Y %H:%M"'):
+        config.write_text(base + f"\n[source.date_formats]\n{option}\n", encoding="utf-8")
+        code, out, err = _check(capsys, config)
+        assert code == 0, err
+        # 19:58 Moscow time on 14 March is the newest deal: read as day-month-year, in the config's timezone
+        assert "newest record 2026-03-" in out and " 19:58 (Europe/Moscow)" in out
+
+
+def test_a_date_format_that_cannot_read_a_date_is_a_config_error(tmp_path, capsys):
+    _, config = mapped_export(tmp_path)
+    base = config.read_text(encoding="utf-8")
+    config.write_text(base + '\n[source.date_formats]\ndeals.created_at = "%d-%m"\ndeals.stage = "%d.%m.%Y"\n'
+                      'dealz = "%Y"\n', encoding="utf-8")
+    code, _, err = _check(capsys, config)
+    assert code == 2
+    assert "source.date_formats.deals.created_at: '%d-%m' does not hold a whole date" in err
+    assert "source.date_formats.deals.stage: not a date column of deals" in err
+    assert "dealz: unknown table (did you mean `deals`?)" in err
+
+
+def test_several_missing_files_are_listed_in_one_error(tmp_path, capsys):
+    export, config = mapped_export(tmp_path)
+    (export / "Менеджеры.csv").unlink()
+    (export / "Сделки.csv").rename(export / "deals-2026.csv")
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'deals = "Сделки.csv"', 'deals = "Сделки.csv"\nclients = "Клиенты.csv"'), encoding="utf-8")
+    code, _, err = _check(capsys, config)
+    assert code == 3
+    assert "3 problems with the files in" in err
+    for name in ("'Менеджеры.csv' named in [source.files] managers", "'Сделки.csv' named in [source.files] deals",
+                 "'Клиенты.csv' named in [source.files] clients"):
+        assert name in err
+    assert "deals-2026.csv" in err  # what is there, to pick from
+
+
+def test_two_missing_required_tables_in_a_canonical_folder_come_in_one_error(tmp_path, capsys):
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "stage_history.csv").write_text("deal_id,stage,entered_at\n", encoding="utf-8")
+    assert main(["scan", "--data", str(folder)]) == 3
+    err = capsys.readouterr().err
+    assert "no managers file; no deals file" in err
+    assert '[source.files] managers = "<file name>"' in err and '[source.files] deals = "<file name>"' in err
