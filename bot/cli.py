@@ -165,16 +165,21 @@ def run_scan(args: argparse.Namespace) -> int:
         from bot.delivery import scan_checks
 
         print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
-                                   checks=scan_checks(outcome, config)))
+                                   checks=scan_checks(outcome, config), tz=config.timezone))
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts().items())
-    err(f"{len(outcome.insights)} insight(s) at {now.isoformat(timespec='minutes')}: {counts}")
+    err(f"{len(outcome.insights)} insight(s) at {local_time(now, config.timezone)}: {counts}")
     if args.fail_on_insights and outcome.insights:
         return EXIT_INSIGHTS
     return EXIT_OK
 
 
+def local_time(moment: datetime, tz: str) -> str:
+    """A moment as an admin reads it: wall-clock time in the config's timezone, named."""
+    return f"{moment.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M} ({tz})"
+
+
 def format_insights_text(insights: list, lang: str, now: datetime, *, explain: bool = False, data=None,
-                         checks=None) -> str:
+                         checks=None, tz: str | None = None) -> str:
     """Terminal rendering of each insight, most severe first; evidence too with --explain.
 
     `checks` (messages.digest.Checks): "nothing needs attention" is said only when every enabled
@@ -190,7 +195,7 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
     for i in ordered:
         block = terminal.format_insight(i, lang)
         if explain:
-            block += "\n" + _explain_block(i, data, lang)
+            block += "\n" + _explain_block(i, data, lang, tz)
         blocks.append(block)
     missing = unchecked_text(checks, lang) if checks is not None else None
     if missing:
@@ -198,11 +203,11 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
     return "\n\n".join(blocks)
 
 
-def _explain_block(insight, data, lang: str) -> str:
+def _explain_block(insight, data, lang: str, tz: str | None = None) -> str:
     """Evidence behind one insight, rendered as `crm-pulse explain` renders it."""
     from bot.explain import format_evidence  # only when --explain is asked for
 
-    return format_evidence(insight, data, lang)
+    return format_evidence(insight, data, lang, tz=tz)
 
 
 # --- check-config ---------------------------------------------------------------------------

@@ -67,10 +67,12 @@ def fingerprint_problem(fingerprint: str) -> str | None:
     return None
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, tz: str | None = None) -> str:
     if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
         return ""
     if isinstance(v, pd.Timestamp):
+        if tz and v.tzinfo is not None:
+            v = v.tz_convert(tz)
         return v.strftime("%Y-%m-%d %H:%M")
     if isinstance(v, pd.Timedelta):
         secs = int(v.total_seconds())
@@ -105,9 +107,9 @@ def evidence_rows(insight: Insight, data: CrmData | None) -> dict[str, pd.DataFr
     return out
 
 
-def _table(df: pd.DataFrame) -> list[str]:
+def _table(df: pd.DataFrame, tz: str | None = None) -> list[str]:
     shown = df.head(MAX_ROWS)
-    cells = [[str(c) for c in shown.columns]] + [[_cell(v) for v in row] for row in shown.itertuples(index=False)]
+    cells = [[str(c) for c in shown.columns]] + [[_cell(v, tz) for v in row] for row in shown.itertuples(index=False)]
     widths = [min(max(len(r[i]) for r in cells), 40) for i in range(len(cells[0]))]
     lines = ["  " + "  ".join(c[:w].ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  " + "  ".join("-" * w for w in widths))
@@ -120,8 +122,9 @@ def _value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (dict, list)) else str(v)
 
 
-def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en") -> str:
-    """Facts, the test and the rows behind one insight, as indented plain text."""
+def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en", *, tz: str | None = None) -> str:
+    """Facts, the test and the rows behind one insight, as indented plain text; the rows' times
+    in `tz` (the config's timezone), else UTC."""
     lines = [f"  fingerprint: {insight.fingerprint}",
              f"  detector: {insight.detector}   severity: {insight.severity}   audience: {insight.audience.role}"
              + (f" {insight.audience.manager_id}" if insight.audience.manager_id else ""),
@@ -138,11 +141,11 @@ def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en") ->
             lines.append(f"    {k}: {_value(v)}")
     rows = evidence_rows(insight, data)
     if rows:
-        lines.append("  (times in UTC)")
+        lines.append(f"  (times in {tz or 'UTC'})")
     for key, ids in insight.evidence.items():
         lines.append(f"  {key} ({len(ids)}):")
         if key in rows and len(rows[key]):
-            lines += _table(rows[key])
+            lines += _table(rows[key], tz)
             missing = len(ids) - len(rows[key])
             if missing > 0:
                 lines.append(f"  ({missing} id(s) not found in the data)")
@@ -180,7 +183,7 @@ def _text(insight: Insight, lang: str, now: datetime) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from bot import pipeline
-    from bot.cli import _config_or_default, _load_for, _print_warnings, err, parse_now
+    from bot.cli import _config_or_default, _load_for, _print_warnings, err, local_time, parse_now
 
     problem = fingerprint_problem(args.fingerprint)
     if problem:
@@ -195,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         insight = find_insight(outcome.insights, args.fingerprint)
     except NotFound as e:
-        err(f"crm-pulse explain: {e} at {now.isoformat(timespec='minutes')}.")
+        err(f"crm-pulse explain: {e} at {local_time(now, config.timezone)}.")
         err("Fingerprints come from `crm-pulse scan --format json`; the situation may have been resolved since, "
             "or the scan moment differs (pass --now).")
         return 3
@@ -206,5 +209,5 @@ def run(args: argparse.Namespace) -> int:
         if text:
             print(text)
             print()
-        print(format_evidence(insight, outcome.data, lang))
+        print(format_evidence(insight, outcome.data, lang, tz=config.timezone))
     return 0

@@ -350,3 +350,37 @@ def test_two_missing_required_tables_in_a_canonical_folder_come_in_one_error(tmp
     err = capsys.readouterr().err
     assert "no managers file; no deals file" in err
     assert '[source.files] managers = "<file name>"' in err and '[source.files] deals = "<file name>"' in err
+
+
+# --- times in the config's timezone ------------------------------------------------------------
+
+def _stalled_in_almaty(root: Path) -> Path:
+    """Deal d1 idle since 5 Feb 09:00 UTC (14:00 in Almaty); a config in Asia/Almaty."""
+    folder = root / "crm"
+    folder.mkdir(parents=True)
+    (folder / "managers.csv").write_text("manager_id,name\nm1,Anna\nm2,Ben\nm3,Carl\n", encoding="utf-8")
+    (folder / "deals.csv").write_text(
+        "deal_id,manager_id,stage,status,created_at\nd1,m1,Lead,open,2026-02-05T09:00:00Z\n"
+        "d2,m2,Lead,open,2026-03-03T10:00:00Z\nd3,m3,Lead,open,2026-03-04T08:00:00Z\n", encoding="utf-8")
+    (folder / "stage_history.csv").write_text(
+        "deal_id,stage,entered_at\nd1,Lead,2026-02-05T09:00:00Z\nd2,Lead,2026-03-03T10:00:00Z\n"
+        "d3,Lead,2026-03-04T08:00:00Z\n", encoding="utf-8")
+    config = folder / "config.toml"
+    config.write_text('language = "en"\ntimezone = "Asia/Almaty"\n[source]\npath = "."\n', encoding="utf-8")
+    return config
+
+
+def test_scan_summary_and_explain_table_show_the_configs_timezone(tmp_path, capsys):
+    config = _stalled_in_almaty(tmp_path)
+    now = ["--now", "2026-03-04T09:30:00+00:00"]
+    assert main(["scan", "--config", str(config), *now, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert "insight(s) at 2026-03-04 14:30 (Asia/Almaty)" in captured.err
+    fingerprint = json.loads(captured.out)[0]["fingerprint"]
+    assert main(["explain", fingerprint, "--config", str(config), *now]) == 0
+    out = capsys.readouterr().out
+    assert "(times in Asia/Almaty)" in out and "(times in UTC)" not in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("d1 "))
+    assert "2026-02-05 14:00" in row and "2026-02-05 09:00" not in row
+    assert main(["scan", "--config", str(config), *now, "--explain"]) == 0
+    assert "2026-02-05 14:00" in capsys.readouterr().out
