@@ -379,6 +379,7 @@ def run_demo(args: argparse.Namespace) -> int:
         # The demo's clock is fixed inside the data: scan "as of" that moment to see the demo's insights.
         err(f"try: crm-pulse scan --config {folder / 'config.toml'} --now {demo.now.isoformat()}")
         return EXIT_OK
+    charts = _charts_folder(Path(args.charts)) if args.charts else None  # before the work, not after
     demo = generate_demo(args.seed)
     config = parse_config(demo.config_toml, source_name="demo config", base_dir=Path("."))
     now = parse_now(args.now, config.timezone) if args.now else demo.now
@@ -386,10 +387,22 @@ def run_demo(args: argparse.Namespace) -> int:
     outcome = pipeline.scan(config, now, data=demo.data)
     _print_skipped(outcome.skipped)
     print(render_demo(config, outcome, now, lang))
-    if args.charts:
-        written = write_charts(outcome.insights, Path(args.charts), lang)
+    if charts is not None:
+        written = write_charts(outcome.insights, charts, lang)
         err(f"wrote {len(written)} chart(s) to {args.charts}")
     return EXIT_OK
+
+
+def _charts_folder(folder: Path) -> Path:
+    """--charts DIR: a folder (made if missing); an existing file there is a usage error."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--charts: {folder} is a file, not a folder; give a folder for the PNG files "
+                         "(it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--charts: cannot create {folder}: {e.strerror or e}; choose a folder you can write to") from None
+    return folder
 
 
 def _write_config(folder: Path) -> Path:

@@ -384,3 +384,18 @@ def test_scan_summary_and_explain_table_show_the_configs_timezone(tmp_path, caps
     assert "2026-02-05 14:00" in row and "2026-02-05 09:00" not in row
     assert main(["scan", "--config", str(config), *now, "--explain"]) == 0
     assert "2026-02-05 14:00" in capsys.readouterr().out
+
+
+# --- demo --charts ---------------------------------------------------------------------------
+
+def test_demo_charts_into_an_existing_file_is_a_usage_error(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("mine\n", encoding="utf-8")
+    assert main(["demo", "--charts", str(readme)]) == 2
+    captured = capsys.readouterr()
+    assert "--charts:" in captured.err and "is a file, not a folder" in captured.err
+    assert "unexpected error" not in captured.err and captured.out == ""  # said before any work
+    assert readme.read_text(encoding="utf-8") == "mine\n"
+    inside_a_file = readme / "charts"
+    assert main(["demo", "--charts", str(inside_a_file)]) == 2
+    assert "--charts: cannot create" in capsys.readouterr().err
