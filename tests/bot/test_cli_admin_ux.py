@@ -399,3 +399,32 @@ def test_demo_charts_into_an_existing_file_is_a_usage_error(tmp_path, capsys):
     inside_a_file = readme / "charts"
     assert main(["demo", "--charts", str(inside_a_file)]) == 2
     assert "--charts: cannot create" in capsys.readouterr().err
+
+
+# --- the Maven example on a fresh clone ------------------------------------------------------
+
+MAVEN_URL = "https://mavenanalytics.io/data-playground/crm-sales-opportunities"
+MAVEN_SHARED = REPO.parent / "shared" / "datasets" / "maven-crm-sales-opportunities"
+
+
+def test_the_readmes_say_where_to_download_the_maven_export_and_where_to_put_it():
+    for readme in (REPO / "README.md", REPO / "examples" / "maven" / "README.md"):
+        text = readme.read_text(encoding="utf-8")
+        assert MAVEN_URL in text and "examples/maven/data/" in text, readme
+        assert "shared/datasets" not in text, readme  # a folder next to the team's clones, not a user's
+    config = tomllib.loads((REPO / "examples" / "maven" / "config.toml").read_text(encoding="utf-8"))
+    assert config["source"]["path"] == "data"  # = examples/maven/data/, where the READMEs say
+    assert "/examples/maven/data/" in (REPO / ".gitignore").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(not (MAVEN_SHARED / "sales_pipeline.csv").is_file(), reason="no copy of the Maven dataset here")
+def test_the_maven_example_works_when_the_files_are_unzipped_where_the_readme_says(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    clone = tmp_path / "crm-pulse"
+    (clone / "examples" / "maven").mkdir(parents=True)
+    shutil.copy(REPO / "examples" / "maven" / "config.toml", clone / "examples" / "maven" / "config.toml")
+    shutil.copytree(MAVEN_SHARED, clone / "examples" / "maven" / "data")
+    monkeypatch.chdir(clone)
+    assert main(["check-config", "examples/maven/config.toml", "--now", "2018-01-02"]) == 0
+    assert re.search(r"deals +8,800 rows  sales_pipeline\.csv", capsys.readouterr().out)
