@@ -37,6 +37,7 @@ EXTERNAL = {
     "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
     "preview": ("bot.preview", "exactly what one recipient would get now: their digest as Telegram, Slack or text"),
+    "send-test": ("bot.online", "send one harmless test message to one recipient through the real chat"),
 }
 
 
@@ -215,6 +216,8 @@ def _explain_block(insight, data, lang: str, tz: str | None = None) -> str:
 def add_check_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", default="config.toml", help="the config to check (default: ./config.toml)")
     p.add_argument("--now", metavar="TS", help="check dates against this moment (default: now)")
+    p.add_argument("--online", action="store_true", help="also call the chat APIs with the tokens (Telegram getMe, "
+                   "Slack auth.test) and open the state database (exit 75 when one is unreachable now)")
 
 
 def run_check_config(args: argparse.Namespace) -> int:
@@ -278,6 +281,12 @@ def run_check_config(args: argparse.Namespace) -> int:
         print(line)
     for w in loaded.warnings:
         print(f"  warning: {w}")
+    if getattr(args, "online", False):
+        from bot.online import online_lines
+
+        lines, code = online_lines(config)
+        print("\n".join(lines))
+        return code
     return EXIT_OK
 
 
