@@ -9,6 +9,7 @@ one-line "still open" reminder, not in full again (messages.digest).
 from __future__ import annotations
 
 import html
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -41,6 +42,9 @@ class DeliveryReport:
     reasons: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (fingerprint, reason) sent
     messages: dict[str, int] = field(default_factory=dict)  # outbox messages enqueued
     closed: dict[str, list[str]] = field(default_factory=dict)
+    # fingerprints whose message could not be rendered for this recipient: nothing enqueued or
+    # recorded for them, so they stay due (everyone else still got theirs)
+    failed: dict[str, list[str]] = field(default_factory=dict)
 
 
 def targets(config: Config) -> dict[str, Target]:
@@ -120,6 +124,9 @@ REMINDER = "repeat_interval"  # decide's reason for "unchanged, but not mentione
 
 def text_payload(channel: str, text: str) -> dict[str, Any]:
     """A plain-text message (chart caption, resolved note) in the channel's payload shape."""
+    from messages.escape import unicode_safe
+
+    text = unicode_safe(str(text))
     if channel == "telegram":
         return {"text": html.escape(text, quote=False), "buttons": []}
     if channel == "slack":  # a caption or note quotes stage, client and reason names: inert
@@ -225,25 +232,46 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
 def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
                  now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True,
                  checks: Any = None) -> None:
-    from messages.digest import build_digest
-
     decided = _decided(store, target.id, items, now, policy)
     due = [(i, d.reason) for i, d, _ in decided if d.send]
     held = [(i.fingerprint, d.reason) for i, d, _ in decided if not d.send]
     report.held[target.id] = held
     lang = target_language(target, store, config)
     tz = target_timezone(target, config)
-    name = target.name or None
     # first / worse in full; unchanged but due again (repeat interval) as one "still open" line
     full = [i for i, d, _ in decided if d.send and d.reason != REMINDER]
     reminders = [(i, e.last_sent if e is not None else None) for i, d, e in decided if d.send and d.reason == REMINDER]
+    try:
+        rendered = _render_digest(target, full, reminders, due, config, lang, tz, now, kind, charts, checks)
+    except Exception:  # one recipient's unrenderable message costs that recipient, never the run
+        _render_failed(report, target.id, kind, [i for i, _ in due])
+        return
+    if rendered is None:
+        report.sent[target.id], report.reasons[target.id], report.messages[target.id] = [], [], 0
+        return
+    messages, sent = rendered
+    enqueued = _enqueue_and_record(store, outbox, target.id, messages, sent, now)
+    report.sent[target.id] = [i.fingerprint for i, _ in sent] if enqueued else []
+    report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
+    report.messages[target.id] = len(enqueued)
+    log.info("delivery: %s -> %s: %d item(s) (%s), %d held back", kind, target.id, len(sent),
+             ", ".join(f"{r}" for _, r in sent) or "all quiet", len(held))
+
+
+def _render_digest(target: Target, full: list[Insight], reminders: list[tuple[Insight, Any]],
+                   due: list[tuple[Insight, str]], config: Config, lang: str, tz: ZoneInfo, now: datetime,
+                   kind: str, charts: bool, checks: Any) -> tuple[list[OutgoingMessage], list[tuple[Insight, str]]] | None:
+    """The digest's messages for every address of `target` and the items they show, or None
+    when there is nothing to say. Raises when a message cannot be rendered or encoded."""
+    from messages.digest import build_digest
+
+    name = target.name or None
     digest = build_digest(full, lang=lang, now=now, tz=tz, max_items=config.delivery.max_items,
                           recipient_name=name if isinstance(target, Recipient) else None,
                           all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target),
                           still_open=reminders, checks=checks)
     if digest is None:
-        report.sent[target.id], report.reasons[target.id], report.messages[target.id] = [], [], 0
-        return
+        return None
     shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
     sent = [(i, r) for i, r in due if i.fingerprint in shown]
     key = f"{kind}:{target.id}:{now.astimezone(tz).strftime('%Y-%m-%dT%H:%M')}"
@@ -257,12 +285,17 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
             messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}:{k}"))  # type: ignore[arg-type]
         if charts and _role(target) == "director" and channel != "console":
             messages += _chart_messages(channel, address, [i for i, r in sent if r != REMINDER], lang, key)
-    enqueued = _enqueue_and_record(store, outbox, target.id, messages, sent, now)
-    report.sent[target.id] = [i.fingerprint for i, _ in sent] if enqueued else []
-    report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
-    report.messages[target.id] = len(enqueued)
-    log.info("delivery: %s -> %s: %d item(s) (%s), %d held back", kind, target.id, len(sent),
-             ", ".join(f"{r}" for _, r in sent) or "all quiet", len(held))
+    for m in messages:  # what the chat API will be sent must encode, or this recipient fails here
+        json.dumps(m.payload, ensure_ascii=False).encode("utf-8")
+    return messages, sent
+
+
+def _render_failed(report: DeliveryReport, target_id: str, kind: str, items: list[Insight]) -> None:
+    log.error("delivery: %s for %s could not be rendered; nothing sent to them, %d item(s) stay due: %s",
+              kind, target_id, len(items), ", ".join(f"{i.detector}/{i.fingerprint}" for i in items) or "none",
+              exc_info=True)
+    report.failed[target_id] = [i.fingerprint for i in items]
+    report.sent[target_id], report.reasons[target_id], report.messages[target_id] = [], [], 0
 
 
 RESOLVED_HEAD = {"ru": "✅ Больше не актуально:", "en": "✅ No longer holds:"}
@@ -315,11 +348,16 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
         due = due[:config.delivery.critical_max_messages]
         lang = target_language(target, store, config)
         messages = []
-        for channel, address in addresses(target, config):
-            for i, _ in due:
-                payload = insight_payload(channel, i, lang, now, details=False)
-                messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
-                                                dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))
+        try:
+            for channel, address in addresses(target, config):
+                for i, _ in due:
+                    payload = insight_payload(channel, i, lang, now, details=False)
+                    json.dumps(payload, ensure_ascii=False).encode("utf-8")
+                    messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
+                                                    dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))
+        except Exception:  # this person's alerts wait for the digest; everyone else gets theirs now
+            _render_failed(report, tid, "critical alert", [i for i, _ in due])
+            continue
         enqueued = _enqueue_and_record(store, outbox, tid, messages, due, now)
         report.sent[tid] = [i.fingerprint for i, _ in due] if enqueued else []
         report.reasons[tid] = [(i.fingerprint, r) for i, r in due]

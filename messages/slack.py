@@ -14,6 +14,7 @@ from typing import Any
 
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
+from messages.escape import unicode_safe
 from messages.model import Button
 from messages.render import Line, RenderedInsight, fit_lines, plain, render_insight
 
@@ -95,7 +96,7 @@ def format_text(text: str) -> dict[str, Any]:
     command reply): we cannot tell our words from a stage or client name there, so every line
     is neutralised (no mention, link or formatting can come out of it), in verbatim sections of
     at most 3,000 characters, with the same neutralised text as the notification fallback."""
-    lines = [neutralise(ln) for ln in str(text).split("\n")] or [""]
+    lines = [neutralise(ln) for ln in unicode_safe(str(text)).split("\n")] or [""]
     sections: list[list[str]] = [[]]
     size = 0
     for ln in lines:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
+from messages.escape import unicode_safe
 from messages.render import Line, plain, render_insight
 
 WIDTH = 100
@@ -34,7 +35,7 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 def terminal_safe(text: str) -> str:
     """`text` with nothing a terminal would act on: escape sequences and control characters
     removed, tabs as spaces, newlines kept."""
-    return _CONTROLS.sub("", _ESCAPES.sub("", str(text).replace("\t", " ")))
+    return _CONTROLS.sub("", _ESCAPES.sub("", unicode_safe(str(text)).replace("\t", " ")))
 
 
 def _wrap(text: str, indent: str) -> list[str]:
