@@ -1,7 +1,8 @@
 """Text hygiene every formatter shares, in a module that imports nothing of ours (so slack,
 digest and maturity can all use it without an import cycle).
 
-`unicode_safe`: a string any encoder accepts (no lone surrogates). Slack's mrkdwn escape and
+`unicode_safe`: a string any encoder accepts (no lone surrogates). `terminal_safe`: a string
+that cannot drive a terminal (used by messages.terminal and by every line the CLI prints). Slack's mrkdwn escape and
 the CRM-string neutraliser live here too, the one copy for Slack (DESIGN.md: escaping lives in
 one place per platform); messages.slack re-exports them.
 """
@@ -20,3 +21,18 @@ def unicode_safe(text: str) -> str:
     if text.isascii() or not _SURROGATE.search(text):
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+# ESC [ ... final byte (CSI), ESC ] ... BEL or ESC \ (OSC), ESC P/X/^/_ ... ESC \ (strings),
+# any other two-byte ESC sequence; and their 8-bit C1 forms.
+_ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+                      r"|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+                      r"|\x1b[ -/]*[0-~]?")
+# Every other C0/C1 control but newline, and the bidi embeddings, overrides and isolates.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with nothing a terminal would act on: escape sequences and control characters
+    removed, tabs as spaces, newlines kept (and no lone surrogate, which print() cannot encode)."""
+    return _CONTROLS.sub("", _ESCAPES.sub("", unicode_safe(str(text)).replace("\t", " ")))
