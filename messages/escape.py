@@ -36,3 +36,27 @@ def terminal_safe(text: str) -> str:
     """`text` with nothing a terminal would act on: escape sequences and control characters
     removed, tabs as spaces, newlines kept (and no lone surrogate, which print() cannot encode)."""
     return _CONTROLS.sub("", _ESCAPES.sub("", unicode_safe(str(text)).replace("\t", " ")))
+
+
+# --- Slack (the one copy: messages.slack and messages.maturity both use these) -------------
+
+WJ = "\u2060"  # word joiner: invisible, stops Slack from seeing "@here" or "://"
+LOOKALIKES = str.maketrans({"*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"})
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three control characters in mrkdwn and plain fallback text: &, <, > become
+    entities, so no text becomes a link, a mention or a <!channel>."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def neutralise(text: str) -> str:
+    """A CRM string made inert in mrkdwn: escaped, no formatting markers, no mentions, no links."""
+    text = slack_escape(text).translate(LOOKALIKES)
+    return text.replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
+
+
+def plain_safe(text: str) -> str:
+    """For plain_text objects (header, buttons): Slack does not parse them, but we still break
+    anything that looks like a mention or a link, in case a client copies it elsewhere."""
+    return text.replace("<", "<" + WJ).replace("@", "@" + WJ).replace("://", ":" + WJ + "//")

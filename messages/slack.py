@@ -14,7 +14,8 @@ from typing import Any
 
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
-from messages.escape import unicode_safe
+from messages.escape import LOOKALIKES, WJ, neutralise, plain_safe, unicode_safe  # noqa: F401
+from messages.escape import slack_escape as escape
 from messages.model import Button
 from messages.render import Line, RenderedInsight, fit_lines, plain, render_insight
 
@@ -26,27 +27,6 @@ MAX_BUTTON_VALUE = 2000
 MAX_ACTIONS_ELEMENTS = 25
 MAX_FALLBACK = 3000
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
-WJ = "\u2060"  # word joiner: invisible, stops Slack from seeing "@here" or "://"
-LOOKALIKES = str.maketrans({"*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"})
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters in mrkdwn and plain fallback text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def neutralise(text: str) -> str:
-    """A CRM string made inert in mrkdwn: escaped, no formatting markers, no mentions, no links."""
-    text = escape(text).translate(LOOKALIKES)
-    return text.replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
-
-
-def plain_safe(text: str) -> str:
-    """For plain_text objects (header, buttons): Slack does not parse them, but we still break
-    anything that looks like a mention or a link, in case a client copies it elsewhere."""
-    return text.replace("<", "<" + WJ).replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
-
-
 def line_mrkdwn(ln: Line) -> str:
     out = []
     for span in ln:
