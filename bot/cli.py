@@ -179,8 +179,10 @@ def run_scan(args: argparse.Namespace) -> int:
     else:
         from bot.delivery import scan_checks
 
-        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
-                                   checks=scan_checks(outcome, config)))
+        from messages.escape import terminal_safe
+
+        print(terminal_safe(format_insights_text(outcome.insights, lang, now, explain=args.explain,
+                                                 data=outcome.data, checks=scan_checks(outcome, config))))
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts().items())
     err(f"{len(outcome.insights)} insight(s) at {now.isoformat(timespec='minutes')}: {counts}")
     if args.fail_on_insights and outcome.insights:

@@ -76,3 +76,33 @@ def test_check_config_lines_are_filtered(tmp_path, capsys):
     out = capsys.readouterr().out
     _clean(out)
     assert "[31mLead" in out and "warning:" in out  # the stage is quoted, no raw ESC reaches the terminal
+
+
+def _stalled_hostile(folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "managers.csv").write_text("manager_id,name\nm1,Anna\x1b[2J\nm2,Ben\nm3,Carl\n", encoding="utf-8")
+    (folder / "deals.csv").write_text(
+        "deal_id,manager_id,stage,status,created_at,title,source\n"
+        "d1,m1,Lead,open,2026-03-03T09:00:00Z,\x1b]52;c;ZXZpbA==\x07Deal\u202eevil,\x1b]0;pwned\x07web\n"
+        "d2,m2,Lead,open,2026-03-03T10:00:00Z,ok,web\nd3,m3,Lead,open,2026-03-04T08:00:00Z,ok,web\n",
+        encoding="utf-8")
+    (folder / "stage_history.csv").write_text(
+        "deal_id,stage,entered_at\nd1,Lead,2026-02-05T09:00:00Z\nd2,Lead,2026-03-03T10:00:00Z\n"
+        "d3,Lead,2026-03-04T08:00:00Z\n", encoding="utf-8")
+    return str(folder)
+
+
+def test_scan_explain_and_explain_strip_terminal_controls(tmp_path, capsys):
+    import json
+
+    folder = _stalled_hostile(tmp_path / "crm")
+    assert main(["scan", "--data", folder, "--explain", "--lang", "en", *NOW]) == 0
+    out = capsys.readouterr().out
+    assert "fingerprint:" in out and "Deal" in out and "ZXZpbA==" not in out  # the evidence rows are there
+    _clean(out)
+    assert main(["scan", "--data", folder, "--format", "json", *NOW]) == 0
+    fp = json.loads(capsys.readouterr().out)[0]["fingerprint"]
+    assert main(["explain", fp, "--data", folder, *NOW]) == 0
+    out = capsys.readouterr().out
+    assert f"fingerprint: {fp}" in out and "Deal" in out
+    _clean(out)
