@@ -113,7 +113,8 @@ def _check_env_name(value: str | None, example: str = "CRM_PULSE_TELEGRAM_TOKEN"
         raise ValueError(
             f"must be the NAME of an environment variable (like {example}), not the secret itself; "
             f"got a value that is not a variable name (or looks like a key or token): remove it from the file, "
-            f"`export {example}=<the secret>` and write {example} here"
+            f"put the secret in the environment variable {example} (the service's env file, or "
+            f"`export {example}` in a shell) and write {example} here"
         )
     return value
 
