@@ -45,8 +45,24 @@ class UsageError(Exception):
     """A bad command line or a missing file: exit 2 with this message."""
 
 
+def shown(text: object) -> str:
+    """A line for the admin's terminal: every secret masked by the one mask (bot.logsafe.redact:
+    crm.redact.mask's shapes plus the configured secret values), and nothing in it (a CRM
+    string in a warning, a file name in an error) that could drive the terminal."""
+    from bot.logsafe import redact
+    from messages.escape import terminal_safe
+
+    return terminal_safe(redact(str(text)))
+
+
 def err(*parts: Any) -> None:
-    print(*parts, file=sys.stderr)
+    """Errors, warnings and notes go to stderr, always through `shown`."""
+    print(shown(" ".join(str(p) for p in parts)), file=sys.stderr)
+
+
+def say(text: str) -> None:
+    """A stdout line that may quote config or CRM values (check-config's report)."""
+    print(shown(text))
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -165,8 +181,10 @@ def run_scan(args: argparse.Namespace) -> int:
     else:
         from bot.delivery import scan_checks
 
-        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
-                                   checks=scan_checks(outcome, config), tz=config.timezone))
+        from messages.escape import terminal_safe
+
+        print(terminal_safe(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
+                                                 checks=scan_checks(outcome, config), tz=config.timezone)))
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts().items())
     err(f"{len(outcome.insights)} insight(s) at {local_time(now, config.timezone)}: {counts}")
     if args.fail_on_insights and outcome.insights:
@@ -238,17 +256,17 @@ def run_check_config(args: argparse.Namespace) -> int:
         raise ConfigError(str(path), problems)
     specs = config.detector_specs()
     notes = pipeline.detector_notes(data)
-    print(f"OK: {path}")
-    print(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
-    print(f"  {config.calendar.describe(config.timezone)}")
-    print(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
-    print("  tables:")
+    say(f"OK: {path}")
+    say(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
+    say(f"  {config.calendar.describe(config.timezone)}")
+    say(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
+    say("  tables:")
     for name in data.table_names():
         origin = data.origins.get(name, "")
-        print(f"    {name:<14} {len(data.table(name)):>9,} rows  {origin}")
-    print(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
-    print("  " + data_age_line(data, config, now))
-    print("  detectors:")
+        say(f"    {name:<14} {len(data.table(name)):>9,} rows  {origin}")
+    say(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
+    say("  " + data_age_line(data, config, now))
+    say("  detectors:")
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         why = why_skipped(data, det, spec)
@@ -258,34 +276,35 @@ def run_check_config(args: argparse.Namespace) -> int:
             state = "skipped: " + notes[name]
         else:
             state = "enabled"
-        print(f"    {name:<16} {state}")
+        say(f"    {name:<16} {state}")
         if why is None and name not in notes:
             for line in unchecked_parts(data, det):
-                print(f"    {'':<16} partly: {line}")
+                say(f"    {'':<16} partly: {line}")
             if name == "manager_load":
                 from detectors.manager_load import not_compared
                 idle = not_compared(data, spec, now)
                 if idle:
                     shown = ", ".join(f"{i} {n}".strip() for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
-                    print(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
+                    say(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
                           f"{spec.active_window_days} days: {shown}")
     roles: dict[str, int] = {}
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1
-    print("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
+    say("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
     for line in recipient_lines(config, data):
-        print(line)
+        say(line)
     if config.channels:
-        print(f"  team channels: {len(config.channels)}")
+        say(f"  team channels: {len(config.channels)}")
     for line in secret_lines(config):
-        print(line)
+        say(line)
     for w in loaded.warnings:
-        print(f"  warning: {w}")
+        say(f"  warning: {w}")
     if getattr(args, "online", False):
         from bot.online import online_lines
 
         lines, code = online_lines(config)
-        print("\n".join(lines))
+        for line in lines:
+            say(line)
         return code
     return EXIT_OK
 
@@ -650,8 +669,11 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
         if config_errors is not None and isinstance(e, config_errors.ConfigError):
             err(str(e))
             return EXIT_USAGE
-        if debug:
-            raise
+        if debug:  # the traceback too goes through the mask: a connection URL may be in it
+            import traceback
+
+            err(traceback.format_exc().rstrip())
+            return EXIT_INTERNAL
         err(f"crm-pulse: unexpected error: {type(e).__name__}: {e}")
         err("run with --debug for the traceback")
         return EXIT_INTERNAL

@@ -18,6 +18,7 @@ import pandas as pd
 
 from crm.data import CrmData
 from detectors.insight import Insight
+from messages.escape import terminal_safe
 
 MAX_ROWS = 20
 MIN_PREFIX = 6  # shortest fingerprint prefix accepted
@@ -109,7 +110,9 @@ def evidence_rows(insight: Insight, data: CrmData | None) -> dict[str, pd.DataFr
 
 def _table(df: pd.DataFrame, tz: str | None = None) -> list[str]:
     shown = df.head(MAX_ROWS)
-    cells = [[str(c) for c in shown.columns]] + [[_cell(v, tz) for v in row] for row in shown.itertuples(index=False)]
+    # cells made terminal-safe before their widths are measured, so the columns stay aligned
+    cells = [[terminal_safe(str(c)) for c in shown.columns]] + [[terminal_safe(_cell(v, tz)) for v in row]
+                                                               for row in shown.itertuples(index=False)]
     widths = [min(max(len(r[i]) for r in cells), 40) for i in range(len(cells[0]))]
     lines = ["  " + "  ".join(c[:w].ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  " + "  ".join("-" * w for w in widths))
@@ -150,8 +153,9 @@ def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en", *,
             if missing > 0:
                 lines.append(f"  ({missing} id(s) not found in the data)")
         else:
-            lines.append("  " + ", ".join(ids[:MAX_ROWS]) + (f" ... (+{len(ids) - MAX_ROWS})" if len(ids) > MAX_ROWS else ""))
-    return "\n".join(lines)
+            lines.append("  " + ", ".join(map(str, ids[:MAX_ROWS])) + (f" ... (+{len(ids) - MAX_ROWS})" if len(ids) > MAX_ROWS else ""))
+    # facts, subject and ids quote CRM strings: nothing in them may drive the admin's terminal
+    return terminal_safe("\n".join(lines))
 
 
 def explanation_dict(insight: Insight, data: CrmData | None, text: str | None) -> dict[str, Any]:
@@ -207,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(explanation_dict(insight, outcome.data, text), ensure_ascii=False, indent=2, default=str) + "\n")
     else:
         if text:
-            print(text)
+            print(terminal_safe(text))
             print()
         print(format_evidence(insight, outcome.data, lang, tz=config.timezone))
     return 0

@@ -61,6 +61,8 @@ def normalize_table(
     cut_columns: list[str] = []
     given: set[str] = set()  # canonical columns the file or config provided
     used: set[object] = set(columns.values())  # their columns read into a canonical one
+    bad_text_rows = pd.Series(False, index=frame.index)  # rows with a cell that is not valid Unicode
+    bad_text_columns: list[str] = []
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
@@ -96,6 +98,11 @@ def normalize_table(
             out[col.name] = _default(col, frame.index)
             continue
         series = frame[source_name]
+        if series.dtype == object:
+            series, unencodable = _replace_unencodable(series)
+            if unencodable is not None:
+                bad_text_rows |= unencodable
+                bad_text_columns.append(str(source_name))
         if raw.text and (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
             series = _clean_text(series)
         mapping = values.get(col.name)
@@ -134,6 +141,15 @@ def normalize_table(
             f"{', '.join(repr(c) for c in cut_columns)}; cut to {MAX_TEXT:,} (a name or stage "
             "that long is an export error: check those cells)",
             _rows(raw, cut_rows),
+        ))
+    if bad_text_columns:
+        warnings.append(DataWarning(
+            "unencodable_text", table, int(bad_text_rows.sum()),
+            f"{int(bad_text_rows.sum())} row(s) have characters that are not valid Unicode (lone "
+            f"surrogates, as a broken API or decoder leaves them) in "
+            f"{', '.join(repr(c) for c in bad_text_columns)}; each was replaced by \ufffd (a split pair joined) "
+            "(fix those cells in the CRM)",
+            _rows(raw, bad_text_rows),
         ))
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
@@ -306,6 +322,37 @@ def _cut_long_text(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
         return series, None
     cut = series.where(~long, series.str.slice(0, MAX_TEXT - 1) + "…")
     return cut.astype(series.dtype), long
+
+
+def _replace_unencodable(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+    """(the column with every code point UTF-8 cannot encode replaced by U+FFFD, mask of the
+    changed rows or None when none were).
+
+    Python strings may hold lone surrogates ("\\ud800" from a JSON API, surrogateescape'd bytes):
+    they pass through pandas and then make every encoder down the line raise (Arrow, JSON, the
+    chat APIs, the terminal), so one cell would stop every digest. Split surrogate pairs are
+    joined into the character they mean; lone ones become U+FFFD.
+    """
+    try:  # fast path: Arrow accepts the whole column, so every string in it is valid UTF-8
+        pa.array(series, from_pandas=True, type=pa.string())
+        return series, None
+    except UnicodeEncodeError:
+        pass
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed types: look at the strings only
+        if not any(isinstance(v, str) and not _encodable(v) for v in series.to_numpy()):
+            return series, None
+    bad = series.map(lambda v: isinstance(v, str) and not _encodable(v)).astype(bool)
+    fixed = series.where(~bad, series[bad].map(
+        lambda v: v.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")))
+    return fixed, bad
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _clean_text(series: pd.Series) -> pd.Series:
