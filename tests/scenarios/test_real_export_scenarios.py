@@ -1,0 +1,369 @@
+"""Acceptance scenarios for issue 9 ("insights that hold on real exports"), run as an admin would:
+an amoCRM-like CSV export of our own making (tests/scenarios/_export_factory.py), the real CLI
+(`scan --data/--config --now --format json`, `check-config`, `backtest --fail-on-budget`), and
+assertions on what a user would notice: which insights came, which segments they name, which
+lines say what could not be checked, how many items a day a person gets.
+
+Counts over seeds are asserted exactly (false drivers and false alarms must be 0, every planted
+case found); a scenario the product still gets wrong is marked xfail(strict=True) with the
+finding, so it turns red the day it is fixed.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from _export_factory import STAGES, Effect, ExportSpec, read_rows, write_export
+from bot.cli import main
+
+UTC = timezone.utc
+END = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)  # the newest moment of a fresh export (10:00 Almaty, Fri)
+NOW = END + timedelta(hours=1)
+# The change starts when the recent cohort of the Квалификация stage begins (its learned horizon is
+# the 7-day floor; the recent window is 28 days ending one horizon before now): the baseline is
+# all before the change, the recent cohort all after it.
+AT = NOW - timedelta(days=35)
+STAGE = 1  # Квалификация -> КП отправлено
+PLANTED_FROM = STAGES[STAGE]
+DRIVER_SEEDS = range(4)
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def scan(folder: Path, now: datetime = NOW, config: Path | None = None) -> tuple[list[dict], str]:
+    src = ["--config", str(config)] if config else ["--data", str(folder)]
+    rc, out, err = run_cli("scan", *src, "--now", now.isoformat(), "--format", "json")
+    assert rc == 0, err
+    return json.loads(out), err
+
+
+def config_for(folder: Path, extra: str = "") -> Path:
+    path = folder.parent / f"{folder.name}.toml"
+    path.write_text(f'timezone = "Asia/Almaty"\n[source]\nkind = "files"\npath = "./{folder.name}"\n{extra}\n',
+                    encoding="utf-8")
+    return path
+
+
+def check_config(folder: Path, now: datetime = NOW, extra: str = "") -> str:
+    rc, out, err = run_cli("check-config", str(config_for(folder, extra)), "--now", now.isoformat())
+    assert rc == 0, out + err
+    return out + err
+
+
+def by_detector(insights: list[dict]) -> Counter:
+    return Counter(i["detector"] for i in insights)
+
+
+def named_segments(insights: list[dict]) -> list[tuple[str, str, str]]:
+    """Every segment a conversion insight names as falling: drivers and confined drops."""
+    named = []
+    for i in insights:
+        if i["detector"] != "conversion_drop":
+            continue
+        f = i["facts"]
+        for d in f.get("drivers") or []:
+            named.append(("driver", d["dimension"], str(d["segment_id"])))
+        if f.get("kind") == "segment_drop":
+            named.append(("segment_drop", f["segment"]["dimension"], str(f["segment"]["segment_id"])))
+    return named
+
+
+def planted_pair(insights: list[dict]) -> list[dict]:
+    return [i for i in insights if i["detector"] == "conversion_drop" and i["facts"]["from_stage"] == PLANTED_FROM]
+
+
+def other_pairs(insights: list[dict]) -> list[str]:
+    return [f"{i['facts']['from_stage']}->{i['facts']['to_stage']}" for i in insights
+            if i["detector"] == "conversion_drop" and i["facts"]["from_stage"] != PLANTED_FROM]
+
+
+# --- four kinds of planted drop --------------------------------------------------------------
+
+DROPS = {
+    # every deal's chance to leave Квалификация falls by a third: found, nobody named
+    "uniform": Effect(kind="uniform", stage=STAGE, at=AT, factor=0.65),
+    # only source Сайт (35% of deals) falls 60% -> 20%: Сайт named, nothing else
+    "one_source": Effect(kind="source", stage=STAGE, at=AT, source="Сайт", share=0.35, before=0.6, after=0.2),
+    # Выставка always converts at 15%, but its share goes 8% -> 45%: worded as mix, nobody falling
+    "mix_shift": Effect(kind="mix", stage=STAGE, at=AT, source="Выставка", before=0.15, share_after=0.45),
+    # Instagram (30%) falls 60% -> 20%, and m1 got 70% of Instagram's deals: only Instagram named
+    "confounded_manager": Effect(kind="confound", stage=STAGE, at=AT, source="Instagram", share=0.3,
+                                 before=0.6, after=0.2, manager="m1", manager_share=0.7),
+}
+TRUE_SEGMENT = {"uniform": None, "one_source": ("source", "Сайт"), "mix_shift": None,
+                "confounded_manager": ("source", "Instagram")}
+
+
+def judge_drop(kind: str, insights: list[dict]) -> tuple[bool, list]:
+    """(was the planted case found as a user should see it, the segments named that drove nothing)."""
+    truth = TRUE_SEGMENT[kind]
+    false = [n for n in named_segments(insights) if (n[1], n[2]) != truth]
+    here = planted_pair(insights)
+    if kind == "uniform":
+        found = any(i["facts"]["kind"] == "drop" for i in here)
+    elif kind == "mix_shift":
+        found = any(i["facts"]["kind"] == "mix_shift" and (i["facts"].get("mix") or {}).get("segment_id") == "Выставка"
+                    for i in here)
+        false += [("not worded as mix", i["facts"]["kind"], "") for i in here if i["facts"]["kind"] != "mix_shift"]
+    else:
+        found = any((n[1], n[2]) == truth for n in named_segments(here))
+    return found, false
+
+
+_DROP_RESULTS: dict[str, dict] = {}
+
+
+def run_drops(kind: str, tmp_path: Path) -> dict:
+    """Scan DRIVER_SEEDS companies with the planted drop `kind` (once per kind per session)."""
+    if kind in _DROP_RESULTS:
+        return _DROP_RESULTS[kind]
+    result = {"misses": [], "false_drivers": [], "other_pairs": []}
+    for seed in DRIVER_SEEDS:
+        folder = write_export(tmp_path / f"{kind}{seed}", ExportSpec(seed=seed, deals_per_month=400, end=END,
+                                                                      effect=DROPS[kind]))
+        insights, _err = scan(folder)
+        found, false = judge_drop(kind, insights)
+        if not found:
+            result["misses"].append(seed)
+        result["false_drivers"] += [(seed, *f) for f in false]
+        result["other_pairs"] += [(seed, p) for p in other_pairs(insights)]
+    _DROP_RESULTS[kind] = result
+    return result
+
+
+@pytest.mark.parametrize("kind", [
+    "uniform",
+    pytest.param("one_source", marks=pytest.mark.xfail(strict=True, reason=(
+        "1 false driver over 4 seeds: seed 3 names manager m5 as a second driver beside source Сайт "
+        "(driver q=0.005 at segment_fdr 0.01): m5's deals outside Сайт fell 56% -> 26% on 27 recent deals "
+        "by chance while the other managers' rose; the per-step driver family (~15 segments) lets it through"))),
+    "mix_shift",
+    "confounded_manager",
+])
+def test_planted_drop_names_no_false_driver(kind, tmp_path):
+    r = run_drops(kind, tmp_path)
+    assert r["false_drivers"] == [], r
+    assert r["misses"] == [], r
+
+
+@pytest.mark.parametrize("kind", list(DROPS))
+def test_planted_drop_raises_nothing_on_untouched_stage_pairs(kind, tmp_path):
+    """Only the Квалификация stage changed: later pairs must stay silent."""
+    r = run_drops(kind, tmp_path)
+    assert r["other_pairs"] == [], r
+
+
+# --- a segment's own drop while the overall rate holds ---------------------------------------
+
+def test_segment_own_drop_is_found_when_the_overall_rate_holds(tmp_path):
+    """Instagram, 12% of deals, falls 70% -> 14% at Квалификация; the other sources hold."""
+    misses, false, overall = [], [], []
+    for seed in range(4):
+        effect = Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14)
+        folder = write_export(tmp_path / f"own{seed}", ExportSpec(seed=seed, deals_per_month=400, end=END, effect=effect))
+        insights, _ = scan(folder)
+        names = named_segments(planted_pair(insights))
+        if ("source", "Instagram") not in [(n[1], n[2]) for n in names]:
+            misses.append(seed)
+        false += [(seed, n) for n in named_segments(insights) if (n[1], n[2]) != ("source", "Instagram")]
+        overall += [seed for i in planted_pair(insights) if i["facts"]["kind"] == "segment_drop"]
+    assert false == [], false
+    assert misses == [], f"missed in seeds {misses}"
+    assert overall, "at least one seed must show the drop reported on its own (overall held)"
+
+
+# --- companies where nothing changes ---------------------------------------------------------
+
+NO_CHANGE_SEEDS = range(6)
+
+
+def test_no_change_companies_raise_no_alarm(tmp_path):
+    alarms: Counter = Counter()
+    detail = []
+    for seed in NO_CHANGE_SEEDS:
+        folder = write_export(tmp_path / f"calm{seed}", ExportSpec(seed=seed, end=END))
+        insights, _ = scan(folder)
+        alarms.update(by_detector(insights))
+        detail += [(seed, i["detector"], i["subject"]) for i in insights]
+    rate = {d: n / len(NO_CHANGE_SEEDS) for d, n in alarms.items()}
+    assert not alarms, f"false alarms per scan {rate}: {detail}"
+
+
+def test_randomly_routed_teams_get_no_manager_load_item(tmp_path):
+    items = []
+    for seed in range(5):
+        folder = write_export(tmp_path / f"team{seed}", ExportSpec(seed=100 + seed, end=END, n_managers=12, n_teams=2,
+                                                                    deals_per_month=300, leads_per_month=300))
+        insights, _ = scan(folder)
+        items += [(seed, i["subject"]) for i in insights if i["detector"] == "manager_load"]
+    assert items == []
+
+
+# --- absent columns --------------------------------------------------------------------------
+
+def _leads_waiting(folder: Path) -> int:
+    """How many leads of the last 7 days had no manager's answer after 2 working hours if the
+    absent columns were read as 'not done' (all of them are older than that)."""
+    rows = read_rows(folder, "leads")
+    return sum(1 for r in rows if r["created_at"] < (END - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+               and r["created_at"] > (END - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_leads_without_assigned_and_response_columns_raise_no_sla_alert(tmp_path):
+    folder = write_export(tmp_path / "noresp", ExportSpec(seed=3, end=END,
+                                                           absent=frozenset({"leads.assigned_at", "leads.first_response_at"})))
+    assert _leads_waiting(folder) > 20  # plenty of leads that would "breach" if absence meant "not done"
+    insights, err = scan(folder)
+    assert by_detector(insights)["lead_sla"] == 0
+    lines = [ln for ln in err.splitlines() if "lead_sla" in ln]
+    assert any("first_response_at" in ln for ln in lines), err
+    cc = check_config(folder)
+    assert any("first_response_at" in ln for ln in cc.splitlines()), cc
+    rc, out, berr = run_cli("backtest", "--data", str(folder), "--from", "2026-11-10", "--to", "2026-11-19")
+    assert rc == 0
+    assert "first_response_at" in out + berr
+    assert "lead_sla" in out
+
+
+def test_leads_without_any_manager_column_say_both_parts_are_off(tmp_path):
+    folder = write_export(tmp_path / "nomgr", ExportSpec(seed=4, end=END, absent=frozenset(
+        {"leads.assigned_at", "leads.first_response_at", "leads.manager_id"})))
+    insights, err = scan(folder)
+    assert by_detector(insights)["lead_sla"] == 0
+    # one line for the detector, naming a column that would enable it
+    lines = [ln for ln in err.splitlines() if "lead_sla" in ln and "skipped" in ln]
+    assert len(lines) == 1 and ("assigned_at" in lines[0] or "first_response_at" in lines[0]), err
+
+
+def test_no_loss_reason_column_is_a_data_quality_line_not_a_weekly_alert(tmp_path):
+    folder = write_export(tmp_path / "noreason", ExportSpec(seed=5, end=END, absent=frozenset({"deals.loss_reason"})))
+    insights, err = scan(folder)
+    assert by_detector(insights)["loss_reasons"] == 0
+    assert any("loss_reason" in ln for ln in err.splitlines()), err
+    cc = check_config(folder)
+    assert any("loss_reason" in ln for ln in cc.splitlines()), cc
+
+
+def test_activities_without_done_at_are_said_and_not_read_as_not_done(tmp_path):
+    spec = ExportSpec(seed=6, end=END, absent=frozenset({"activities.done_at"}))
+    folder = write_export(tmp_path / "nodone", spec)
+    insights, err = scan(folder)
+    assert any("done_at" in ln and "stalled_deal" in ln for ln in err.splitlines()), err
+    cc = check_config(folder)
+    assert any("done_at" in ln for ln in cc.splitlines()), cc
+    # Without done_at calls cannot count as touches; stage changes and emails still do. What is
+    # judged must stay bounded by the company's own norm (about a fifth of the open deals are past
+    # the 80% limit of their stage), not every open deal.
+    open_deals = sum(1 for r in read_rows(folder, "deals") if r["status"] == "open")
+    stalled = by_detector(insights)["stalled_deal"]
+    assert stalled <= 0.3 * open_deals, (stalled, open_deals)
+
+
+# --- stale data ------------------------------------------------------------------------------
+
+def test_stale_export_keeps_time_based_detectors_silent(tmp_path):
+    folder = write_export(tmp_path / "stale", ExportSpec(seed=7, end=END))
+    later = END + timedelta(days=11)
+    insights, err = scan(folder, now=later)
+    silent = {"stalled_deal", "lead_sla", "silent_client"}
+    assert [i for i in insights if i["detector"] in silent] == []
+    assert "11." in err and "stale" in err.lower(), err
+    cc = check_config(folder, now=later)
+    age = [ln for ln in cc.splitlines() if "data age" in ln]
+    assert age and "11." in age[0] and "STALE" in age[0], cc
+    # the same export scanned fresh is judged (the test can fail): check-config says fresh
+    assert "fresh" in [ln for ln in check_config(folder).splitlines() if "data age" in ln][0]
+
+
+# --- holidays --------------------------------------------------------------------------------
+
+HOLIDAY_END = datetime(2027, 1, 5, 3, 30, tzinfo=UTC)  # Tue 08:30 in Almaty, the first working day of 2027, before anyone worked
+
+
+def _holiday_company(tmp_path: Path, seed: int) -> Path:
+    # Deals touched every 1-3 days; nobody works on the official holidays, 1-4 Jan (with the
+    # weekend); web leads keep arriving and wait for the first working morning.
+    return write_export(tmp_path / f"ny{seed}", ExportSpec(
+        seed=seed, end=HOLIDAY_END, days=200, touch_every=(1.0, 3.0), stage_days=(1.0, 1.5, 2.0, 2.0, 1.5),
+        holiday=(date(2027, 1, 1), date(2027, 1, 4))))
+
+
+def test_first_working_day_after_new_year_has_at_most_a_handful_of_stalled_items(tmp_path):
+    stalled, waiting = [], []
+    for seed in range(3):
+        folder = _holiday_company(tmp_path, seed)
+        insights, _ = scan(folder, now=HOLIDAY_END)
+        stalled.append(by_detector(insights)["stalled_deal"])
+        waiting.append(by_detector(insights)["lead_sla"])
+    assert max(stalled) <= 5, stalled
+    assert waiting == [0, 0, 0], "web leads of the holidays have waited no working hour yet"
+
+
+def test_without_the_holidays_the_same_scan_sees_more_idle_time(tmp_path):
+    """The calendar is what keeps the count low: with official holidays switched off the same
+    company shows more stalled deals (so the test above can fail)."""
+    folder = _holiday_company(tmp_path, 0)
+    with_cal, _ = scan(folder, now=HOLIDAY_END)
+    cfg = config_for(folder, '[calendar]\ncountry = "none"\n')
+    without, _ = scan(folder, now=HOLIDAY_END, config=cfg)
+    assert by_detector(without)["stalled_deal"] > by_detector(with_cal)["stalled_deal"]
+    assert by_detector(without)["lead_sla"] > by_detector(with_cal)["lead_sla"]
+
+
+# --- inactive managers -----------------------------------------------------------------------
+
+def test_never_active_and_inactive_managers_are_never_alerted_or_named(tmp_path):
+    spec = ExportSpec(seed=8, end=END, n_managers=8, n_teams=2, idle_agents=3, inactive_flagged=2,
+                      overloaded="m1", deals_per_month=300, leads_per_month=300)
+    folder = write_export(tmp_path / "idle", spec)
+    ghosts = {f"m{k}" for k in range(9, 14)}
+    insights, _ = scan(folder)
+    load = [i for i in insights if i["detector"] == "manager_load"]
+    assert load, "the overloaded m1 makes a team imbalance (the test must be able to name someone)"
+    for i in insights:
+        assert (i["audience"].get("manager_id") or "") not in ghosts, i
+        assert str(i["subject"].get("manager_id") or "") not in ghosts, i
+        assert not ghosts & set(json.dumps(i["facts"], ensure_ascii=False).split('"')), (i["detector"], i["facts"])
+    cc = check_config(folder)
+    listed = [ln for ln in cc.splitlines() if "not compared" in ln]
+    assert listed and all(g in listed[0] for g in ghosts - {"m12", "m13"}), cc
+
+
+# --- volume ----------------------------------------------------------------------------------
+
+def _realistic(tmp_path: Path) -> Path:
+    """A company of 10 managers, 300 deals a month, touched every 1-7 days, with a drop planted."""
+    return write_export(tmp_path / "volume", ExportSpec(
+        seed=11, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0),
+        effect=Effect(kind="uniform", stage=STAGE, at=AT, factor=0.65)))
+
+
+def test_four_month_backtest_stays_within_the_daily_budget(tmp_path):
+    folder = _realistic(tmp_path)
+    rc, out, err = run_cli("backtest", "--data", str(folder), "--from", "2026-07-20", "--to", "2026-11-19",
+                           "--fail-on-budget", "--format", "json")
+    assert rc == 0, out[-3000:] + err
+    report = json.loads(out)
+    assert report.get("budget", {}).get("over", []) in ([], None), report.get("budget")
+
+
+def test_flooding_config_warns_and_fails_the_budget(tmp_path):
+    folder = _realistic(tmp_path)
+    cfg = config_for(folder, "[detectors.stalled_deal]\nmin_limit_days = 1\nmax_limit_days = 1\n"
+                             "default_limit_days = 1\nescalate_after_days = 1\n[delivery]\nrepeat_interval_days = 1\n")
+    rc, out, err = run_cli("backtest", "--config", str(cfg), "--from", "2026-07-20", "--to", "2026-11-19",
+                           "--fail-on-budget")
+    assert rc == 1, out[-3000:] + err
+    assert "over the daily budget" in out + err
+    assert "stalled_deal" in [ln for ln in (out + err).splitlines() if "%" in ln and "stalled_deal" in ln][0]
