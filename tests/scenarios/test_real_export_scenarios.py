@@ -183,6 +183,22 @@ def test_segment_own_drop_is_found_when_the_overall_rate_holds(tmp_path):
     assert overall, "at least one seed must show the drop reported on its own (overall held)"
 
 
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "at 250 deals a month, 1 miss over 5 seeds: seed 2, Instagram 68% -> 26% (63 -> 27 deals at "
+    "Квалификация, p = 3.3e-4) gets q = 0.02 in the segment family (every pair x every source, manager "
+    "and region, ~60 tests) which does not pass segment_fdr = 0.01, so nothing is said"))
+def test_segment_own_drop_is_found_in_a_smaller_company(tmp_path):
+    misses = []
+    for seed in range(5):
+        effect = Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14)
+        folder = write_export(tmp_path / f"small{seed}", ExportSpec(seed=seed, deals_per_month=250, end=END, effect=effect))
+        insights, _ = scan(folder)
+        if ("source", "Instagram") not in [(n[1], n[2]) for n in named_segments(planted_pair(insights))]:
+            misses.append(seed)
+    assert misses == [], f"missed in seeds {misses}"
+
+
 # --- companies where nothing changes ---------------------------------------------------------
 
 NO_CHANGE_SEEDS = range(6)
@@ -367,3 +383,24 @@ def test_flooding_config_warns_and_fails_the_budget(tmp_path):
     assert rc == 1, out[-3000:] + err
     assert "over the daily budget" in out + err
     assert "stalled_deal" in [ln for ln in (out + err).splitlines() if "%" in ln and "stalled_deal" in ln][0]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "conversion_drop false alarms on no-change companies replayed daily: over 3 companies x 123 days "
+    "(seeds 11-13, 300 deals a month), seed 11 has an overall 'drop' on 10 days (3 alerts to the "
+    "director, e.g. Квалификация -> КП отправлено 57% -> 46%, q 0.015-0.02) and seed 13 on 2 days "
+    "(2 alerts); seed 12 none. The headline family runs at fdr 0.05 (its docstring allows about one "
+    "scan in 20), and overlapping daily windows turn one chance dip into a week of alarms"))
+def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
+    days = {}
+    for seed in (11, 12, 13):
+        folder = write_export(tmp_path / f"calm{seed}", ExportSpec(
+            seed=seed, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0)))
+        rc, out, err = run_cli("backtest", "--data", str(folder), "--from", "2026-07-20", "--to", "2026-11-19",
+                               "--format", "json")
+        assert rc == 0, err
+        report = json.loads(out)
+        quiet = {d: v["insights_before_dedup"] for d, v in report["detectors"].items() if d != "stalled_deal"}
+        days[seed] = quiet
+    assert all(not any(q.values()) for q in days.values()), days
