@@ -404,3 +404,32 @@ def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
         quiet = {d: v["insights_before_dedup"] for d, v in report["detectors"].items() if d != "stalled_deal"}
         days[seed] = quiet
     assert all(not any(q.values()) for q in days.values()), days
+
+
+# --- what could not be checked, in Russian -----------------------------------------------------
+
+def test_russian_scan_summary_names_the_switched_off_parts_in_russian(tmp_path):
+    """The default language is Russian: "проверено не полностью: SLA по заявкам (unanswered leads:
+    не проверено ...)" left the part's English name in the sentence (fixed in messages/digest.py)."""
+    folder = write_export(tmp_path / "ru", ExportSpec(seed=9, end=END, absent=frozenset(
+        {"leads.first_response_at", "activities.done_at"})))
+    rc, out, _err = run_cli("scan", "--data", str(folder), "--now", NOW.isoformat(), "--lang", "ru")
+    assert rc == 0
+    summary = [ln for ln in out.splitlines() if "проверено не полностью" in ln.lower()]
+    assert summary, out[-1500:]
+    assert "first_response_at" in summary[0] and "done_at" in summary[0]
+    assert "заявки без ответа" in summary[0] and "как касания" in summary[0], summary[0]
+    assert "unanswered" not in summary[0] and "touches" not in summary[0], summary[0]
+
+
+def test_every_switchable_part_has_russian_words():
+    from detectors import REGISTRY
+    from messages.digest import Checks, unchecked_text
+
+    from detectors.conversion_drop import STAGE_PAIRS
+    parts = {(name, n.part) for name, det in REGISTRY.items() for n in det.needs if n.part}
+    parts.add(("conversion_drop", STAGE_PAIRS.part))
+    for name, part in parts:
+        line = f"{part}: not checked, needs column x in y (absent or empty in y.csv)"
+        text = unchecked_text(Checks((name,), {}, {name: [line]}), "ru")
+        assert part not in text, (name, text)
