@@ -7,7 +7,8 @@ with a probability and after an exponential wait, otherwise the deal is lost wit
 managers touching their open deals every few days (activities), an email thread per deal that
 the client answers, and leads answered within the hour. Knobs: volume, sources and their
 shares, stage speeds, one planted conversion effect, absent columns or tables, a holiday period
-in which nobody works (web leads still arrive), and where the data ends.
+in which nobody works (web leads still arrive), deals left behind by one manager, and where the
+data ends.
 
 Timestamps are written in UTC with a Z; the company works 09:00-18:00 in Asia/Almaty (UTC+5).
 """
@@ -79,6 +80,9 @@ class ExportSpec:
     holiday: tuple[date, date] | None = None  # nobody works on these days (inclusive)
     touch_every: tuple[float, float] = (0.5, 2.5)  # calendar days between touches of an open deal
     with_emails: bool = True
+    # (manager, n): n more open deals of that manager, entered Квалификация 100-190 days before
+    # `end` and never touched since (left behind, as real CRMs are full of)
+    abandoned: tuple[str, int] | None = None
 
 
 def _iso(t: datetime | None) -> str:
@@ -222,6 +226,20 @@ class _Company:
                     e_id += 1
                     emails.append({"email_id": f"e{e_id:06d}", "client_id": cid, "manager_id": mgr, "deal_id": did,
                                    "direction": "in", "sent_at": _iso(reply), "subject": "Re: Коммерческое предложение"})
+        if s.abandoned:
+            who, count = s.abandoned
+            for j in range(count):
+                did, cid = f"x{j + 1:05d}", f"cx{j + 1:05d}"
+                t0 = s.end - timedelta(days=float(rng.uniform(100, 190)))
+                t1 = t0 + timedelta(days=1)
+                deals.append({"deal_id": did, "client_id": cid, "manager_id": who, "title": f"Забытая сделка {j + 1}",
+                              "amount": "1000000", "currency": "KZT", "stage": STAGES[1], "status": "open",
+                              "created_at": _iso(t0), "closed_at": "", "loss_reason": "", "source": "Сайт",
+                              "region": REGIONS[0]})
+                clients.append({"client_id": cid, "name": f"ТОО «Забытый {j + 1}»", "manager_id": who,
+                                "region": REGIONS[0], "segment": "B2B"})
+                history += [{"deal_id": did, "stage": STAGES[0], "entered_at": _iso(t0)},
+                            {"deal_id": did, "stage": STAGES[1], "entered_at": _iso(t1)}]
         leads = self._leads(working, weights)
         managers = [{k: v for k, v in m.items() if not k.startswith("_")} for m in mgrs]
         stages = [{"stage": st, "position": i + 1} for i, st in enumerate(STAGES)]

@@ -351,9 +351,31 @@ def test_never_active_and_inactive_managers_are_never_alerted_or_named(tmp_path)
         assert (i["audience"].get("manager_id") or "") not in ghosts, i
         assert str(i["subject"].get("manager_id") or "") not in ghosts, i
         assert not ghosts & set(json.dumps(i["facts"], ensure_ascii=False).split('"')), (i["detector"], i["facts"])
+    for i in load:
+        check_plan(i["facts"])
     cc = check_config(folder)
     listed = [ln for ln in cc.splitlines() if "not compared" in ln]
     assert listed and all(g in listed[0] for g in ghosts - {"m12", "m13"}), cc
+
+
+def check_plan(facts: dict) -> None:
+    """One coordinated plan per metric: nobody both gives and takes, nobody gives more than their
+    excess over the team's average load or takes more than their room below it (whole items)."""
+    for metric, moves in (facts.get("plan") or {}).items():
+        m = facts["metrics"][metric]
+        load = {r["manager_id"]: r for r in m["loads"]}
+        givers = Counter()
+        takers = Counter()
+        for mv in moves:
+            givers[mv["from_manager_id"]] += mv["count"]
+            takers[mv["to_manager_id"]] += mv["count"]
+        assert not set(givers) & set(takers), (metric, moves)
+        for who, n in givers.items():
+            r = load[who]
+            assert n <= (r["load"] - m["fair_share"]) * r["capacity"] + 1, (metric, who, n, r, m["fair_share"])
+        for who, n in takers.items():
+            r = load[who]
+            assert n <= (m["fair_share"] - r["load"]) * r["capacity"] + 1, (metric, who, n, r, m["fair_share"])
 
 
 # --- volume ----------------------------------------------------------------------------------
@@ -433,3 +455,18 @@ def test_every_switchable_part_has_russian_words():
         line = f"{part}: not checked, needs column x in y (absent or empty in y.csv)"
         text = unchecked_text(Checks((name,), {}, {name: [line]}), "ru")
         assert part not in text, (name, text)
+
+
+# --- abandoned deals -------------------------------------------------------------------------
+
+def test_deals_left_behind_are_one_hygiene_item_per_manager(tmp_path):
+    """40 deals of m2 untouched for 100-190 days: one "look abandoned" item for m2, not 40."""
+    folder = write_export(tmp_path / "left", ExportSpec(seed=10, end=END, abandoned=("m2", 40)))
+    insights, _ = scan(folder)
+    stalled = [i for i in insights if i["detector"] == "stalled_deal"]
+    about_left = [i for i in stalled if i["subject"].get("deal_id", "").startswith("x")]
+    grouped = [i for i in stalled if i["subject"].get("kind") == "abandoned"]
+    assert about_left == [], [i["subject"] for i in about_left][:5]
+    assert len(grouped) == 1 and grouped[0]["subject"]["manager_id"] == "m2", [i["subject"] for i in stalled]
+    assert "40" in grouped[0]["text"], grouped[0]["text"]
+    assert len(stalled) <= 5, [i["subject"] for i in stalled]
