@@ -86,7 +86,7 @@ class ExportSpec:
 
 
 def _iso(t: datetime | None) -> str:
-    return "" if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "" if t is None else t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class _Company:
