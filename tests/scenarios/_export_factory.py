@@ -70,6 +70,7 @@ class ExportSpec:
     idle_agents: int = 0  # in managers.csv, never had a deal, lead or activity
     inactive_flagged: int = 0  # active=false: had deals in the first two months only, all closed
     overloaded: str | None = None  # this manager gets 3x the share of new deals and leads
+    underloaded: str | None = None  # this one gets a fifth of the share
     deals_per_month: float = 250
     leads_per_month: float = 120
     sources: dict[str, float] = field(default_factory=lambda: dict(SOURCES))
@@ -80,9 +81,10 @@ class ExportSpec:
     holiday: tuple[date, date] | None = None  # nobody works on these days (inclusive)
     touch_every: tuple[float, float] = (0.5, 2.5)  # calendar days between touches of an open deal
     with_emails: bool = True
-    # (manager, n): n more open deals of that manager, entered Квалификация 100-190 days before
+    # (manager, n): n more open deals of that manager, entered Квалификация `abandoned_days` before
     # `end` and never touched since (left behind, as real CRMs are full of)
     abandoned: tuple[str, int] | None = None
+    abandoned_days: tuple[float, float] = (100, 190)  # how long ago those deals entered Квалификация
 
 
 def _iso(t: datetime | None) -> str:
@@ -136,7 +138,7 @@ class _Company:
         mgrs = self.managers()
         working = [m["manager_id"] for m in mgrs if m["_kind"] == "working"]
         inactive = [m["manager_id"] for m in mgrs if m["_kind"] == "inactive"]
-        weights = np.array([3.0 if m == s.overloaded else 1.0 for m in working])
+        weights = np.array([3.0 if m == s.overloaded else 0.2 if m == s.underloaded else 1.0 for m in working])
         weights /= weights.sum()
         src_names = list(s.sources)
         shares = np.array([s.sources[n] for n in src_names], dtype=float)
@@ -230,7 +232,7 @@ class _Company:
             who, count = s.abandoned
             for j in range(count):
                 did, cid = f"x{j + 1:05d}", f"cx{j + 1:05d}"
-                t0 = s.end - timedelta(days=float(rng.uniform(100, 190)))
+                t0 = s.end - timedelta(days=float(rng.uniform(*s.abandoned_days)) + 1)
                 t1 = t0 + timedelta(days=1)
                 deals.append({"deal_id": did, "client_id": cid, "manager_id": who, "title": f"Забытая сделка {j + 1}",
                               "amount": "1000000", "currency": "KZT", "stage": STAGES[1], "status": "open",
@@ -289,6 +291,14 @@ def write_export(folder: Path, spec: ExportSpec) -> Path:
             w.writeheader()
             w.writerows(rows)
     return folder
+
+
+def write_rows(folder: Path, table: str, rows: list[dict]) -> None:
+    """Rewrite one table (a test editing the export by hand, as an admin's CRM would have it)."""
+    with open(folder / f"{table}.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
 
 
 def read_rows(folder: Path, table: str) -> list[dict]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from _export_factory import STAGES, Effect, ExportSpec, read_rows, write_export
+from _export_factory import STAGES, Effect, ExportSpec, read_rows, write_export, write_rows
 from bot.cli import main
 
 UTC = timezone.utc
@@ -558,3 +558,72 @@ def test_without_stage_history_a_win_rate_drop_is_measured_from_outcomes(tmp_pat
         assert all(not i["facts"]["drivers"] for i in hits)
     assert len(judged) >= 2, judged
     assert misses == [], (misses, judged)
+
+
+# --- what the messages claim -------------------------------------------------------------------
+
+def _stalled_text(folder: Path, deal_id: str) -> tuple[dict, str]:
+    insights, _ = scan(folder)
+    hit = [i for i in insights if i["detector"] == "stalled_deal" and i["subject"].get("deal_id") == deal_id]
+    assert len(hit) == 1, [i["subject"] for i in insights]
+    return hit[0]["facts"], hit[0]["text"]
+
+
+def test_stalled_limit_is_the_companys_own_or_said_to_be_the_default(tmp_path):
+    """A deal untouched for two weeks: in a normal company the message quotes the learned norm
+    (the number in the facts); in a tiny one it says the configured default applies, never
+    "deals usually ..." for a number nobody measured."""
+    normal = write_export(tmp_path / "normal", ExportSpec(seed=1, end=END, deals_per_month=300, n_managers=3,
+                                                          n_teams=1, abandoned=("m2", 1), abandoned_days=(14, 14.5)))
+    facts, text = _stalled_text(normal, "x00001")
+    assert facts["limit_source"] == "learned" and facts["limit_moves"] >= 30
+    assert f"за {facts['stage_limit_days']}\xa0рабоч" in text and "80%" in text and "по умолчанию" not in text, text
+    tiny = write_export(tmp_path / "tiny", ExportSpec(seed=1, end=END, deals_per_month=4, n_managers=3, n_teams=1,
+                                                      abandoned=("m2", 1), abandoned_days=(14, 14.5)))
+    facts, text = _stalled_text(tiny, "x00001")
+    assert facts["limit_source"] == "default"
+    assert "по умолчанию" in text and "80%" not in text and "обычно" not in text, text
+
+
+# --- lead SLA: real breaches, and leads someone already handled ---------------------------------
+
+def test_unanswered_leads_are_alerted_but_handled_ones_are_not(tmp_path):
+    """With the answer column present, five leads of yesterday morning left unanswered are
+    breaches; five more with an empty answer cell but status 'converted' became deals and are not."""
+    folder = write_export(tmp_path / "sla", ExportSpec(seed=12, end=END))
+    rows = read_rows(folder, "leads")
+    morning = datetime(2026, 11, 19, 4, 30, tzinfo=UTC)  # Thu 09:30 Almaty
+    for k in range(10):
+        rows.append({**rows[0], "lead_id": f"LX{k}", "created_at": (morning + timedelta(minutes=k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "assigned_at": (morning + timedelta(minutes=k + 5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "manager_id": "m1", "first_response_at": "", "status": "new" if k < 5 else "converted"})
+    write_rows(folder, "leads", rows)
+    insights, _ = scan(folder)
+    waiting = sorted(i["subject"].get("lead_id") for i in insights if i["detector"] == "lead_sla")
+    assert waiting == [f"LX{k}" for k in range(5)], waiting
+
+
+# --- one item per team imbalance ----------------------------------------------------------------
+
+def test_an_imbalance_is_one_item_per_team_with_one_plan(tmp_path):
+    """m1 gets 3x the deals and leads, m3 a fifth, in team 1 (m1, m3, m5, m7, m9); team 2 is even.
+    One director item for team 1 naming both, over both metrics, with one plan; none for team 2."""
+    counts = []
+    for seed in range(3):
+        folder = write_export(tmp_path / f"tilt{seed}", ExportSpec(
+            seed=200 + seed, end=END, n_managers=10, n_teams=2, overloaded="m1", underloaded="m3",
+            deals_per_month=300, leads_per_month=300))
+        insights, _ = scan(folder)
+        load = [i for i in insights if i["detector"] == "manager_load"]
+        counts.append(len(load))
+        assert [i["subject"]["team"] for i in load] == ["Команда 1"], [i["subject"] for i in load]
+        f = load[0]["facts"]
+        over = {r["manager_id"] for r in f["over"]}
+        under = {r["manager_id"] for r in f["under"]}
+        assert over == {"m1"} and under <= {"m3"}, (over, under)
+        assert {r["metric"] for r in f["over"]} == {"open_deals", "new_leads"}
+        check_plan(f)
+        named = over | under | {mv[k] for moves in f["plan"].values() for mv in moves
+                                for k in ("from_manager_id", "to_manager_id")}
+        assert named <= {"m1", "m3", "m5", "m7", "m9"}, named
+    assert counts == [1, 1, 1]
