@@ -627,3 +627,26 @@ def test_an_imbalance_is_one_item_per_team_with_one_plan(tmp_path):
                                 for k in ("from_manager_id", "to_manager_id")}
         assert named <= {"m1", "m3", "m5", "m7", "m9"}, named
     assert counts == [1, 1, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "manager_load over a 4-month daily replay of randomly routed teams of three: 2 of 4 companies raise "
+    "items. Slow-pipeline seed 22: m4 has 6-9 new leads in 28 days against a median of 17-23 "
+    "(q 0.004-0.048) on 26 replayed days, 5 alerts; seed 25: 2 days, 1 alert. The persistence check "
+    "compares 28-day lead windows a week apart, which share three weeks, so a chance dip persists by "
+    "construction; and the BH family covers one day's comparisons, not the replay"))
+def test_daily_replay_of_randomly_routed_teams_raises_no_load_item(tmp_path):
+    found = {}
+    specs = {"slow22": ExportSpec(seed=22, end=END, days=300, n_managers=6, deals_per_month=200,
+                                  stage_days=(3, 8, 12, 10, 6), touch_every=(2.0, 10.0))}
+    specs.update({f"even{s}": ExportSpec(seed=s, end=END, days=300, n_managers=6, deals_per_month=200)
+                  for s in (23, 24, 25)})
+    for name, spec in specs.items():
+        folder = write_export(tmp_path / name, spec)
+        rc, out, err = run_cli("backtest", "--data", str(folder), "--from", "2026-07-20", "--to", "2026-11-19",
+                               "--format", "json")
+        assert rc == 0, err
+        v = json.loads(out)["detectors"]["manager_load"]
+        found[name] = (v["insights_before_dedup"], v["alerts"])
+    assert all(n == 0 for n, _a in found.values()), found
