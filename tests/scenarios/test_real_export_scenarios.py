@@ -650,3 +650,23 @@ def test_daily_replay_of_randomly_routed_teams_raises_no_load_item(tmp_path):
         v = json.loads(out)["detectors"]["manager_load"]
         found[name] = (v["insights_before_dedup"], v["alerts"])
     assert all(n == 0 for n, _a in found.values()), found
+
+
+def test_moscow_company_after_the_long_russian_new_year_break(tmp_path):
+    """Europe/Moscow without a country: the RU calendar (1-8 Jan 2027 off, then the weekend)
+    comes from the timezone. Scanned on Monday 11 Jan before work: nothing stalled, no lead
+    waiting; with official holidays switched off the same export shows both."""
+    end = datetime(2027, 1, 11, 5, 30, tzinfo=UTC)
+    with_cal, without = Counter(), Counter()
+    for seed in range(2):
+        folder = write_export(tmp_path / f"msk{seed}", ExportSpec(
+            seed=seed, end=end, days=200, touch_every=(1.0, 3.0), stage_days=(1.0, 1.5, 2.0, 2.0, 1.5),
+            holiday=(date(2027, 1, 1), date(2027, 1, 10))))
+        cfg = folder.parent / f"msk{seed}.toml"
+        cfg.write_text(f'timezone = "Europe/Moscow"\n[source]\nkind = "files"\npath = "./{folder.name}"\n', encoding="utf-8")
+        with_cal.update(by_detector(scan(folder, now=end, config=cfg)[0]))
+        off = folder.parent / f"msk{seed}-off.toml"
+        off.write_text(cfg.read_text(encoding="utf-8") + '[calendar]\ncountry = "none"\n', encoding="utf-8")
+        without.update(by_detector(scan(folder, now=end, config=off)[0]))
+    assert with_cal["stalled_deal"] <= 5 and with_cal["lead_sla"] == 0, with_cal
+    assert without["lead_sla"] > 0 and without["stalled_deal"] > with_cal["stalled_deal"], without
