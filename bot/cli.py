@@ -315,15 +315,15 @@ def data_age_line(data, config, now: datetime) -> str:
     from crm.freshness import freshness
 
     fresh = freshness(data, now)
-    stale = stale_line(fresh, config.source.stale_after_days, config.timezone)
+    stale = stale_line(fresh, config.source.stale_after_days, config.timezone, now, config.work_calendar())
     if fresh.newest is None:
         return f"data age: unknown: {stale}"
     newest = fresh.newest.tz_convert(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M")
     head = f"data age: newest record {newest} ({config.timezone}) in {fresh.origin}, {fresh.age_days():.1f} days before now"
     if stale:
-        return f"{head}: STALE (over [source] stale_after_days = {config.source.stale_after_days:g}); " \
+        return f"{head}: STALE (more working days without a record than [source] stale_after_days = {config.source.stale_after_days:g}); " \
                "stalled_deal, lead_sla and silent_client will stay silent until fresh data arrives"
-    return f"{head}: fresh (limit {config.source.stale_after_days:g} days)"
+    return f"{head}: fresh (limit {config.source.stale_after_days:g} working days without a record)"
 
 
 def recipient_lines(config, data) -> list[str]:

@@ -103,8 +103,9 @@ class SourceConfig(BaseModel):
     url: str | None = None
     tables: dict[str, str] = {}
     stages: list[str] | None = None
-    # Data whose newest record is older than this is stale: stalled deals, lead SLAs and
-    # silent clients are not judged on it, and admins are told once (crm.freshness).
+    # Data is stale when more working days than this (of the company calendar) passed since its
+    # newest record: stalled deals, lead SLAs and silent clients are not judged on it, and
+    # admins are told once (crm.freshness, bot.pipeline.stale_line).
     stale_after_days: float = Field(3.0, gt=0, le=3650, allow_inf_nan=False)
     # Files larger than this are refused before reading (memory: about 3x the file size).
     max_file_mb: float = Field(default=1024, gt=0, le=1_000_000, allow_inf_nan=False)
