@@ -649,8 +649,8 @@ def _swapped(d_from: date, d_to: date) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", metavar="FILE", help="config.toml: data source, thresholds, delivery dedup")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", metavar="FILE", help="config.toml: data source, thresholds, delivery dedup (default: ./config.toml)")
     src.add_argument("--data", metavar="DIR", help="a folder of canonical CSV/XLSX/Parquet files (default thresholds)")
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first day to replay (default: 90 days before --to)")
     p.add_argument("--to", dest="date_to", metavar="DATE", help="last day to replay (default: the latest day in the data)")

@@ -1,6 +1,6 @@
 """`crm-pulse`: the command line. One parser, one subcommand per job, no tracebacks for users.
 
-scan, check-config, demo and init live here; run, stats, backtest, explain and diagnose live
+scan, check-config, demo and init live here; run, stats, backtest, explain, diagnose and preview live
 in their owners' modules (`add_arguments(parser)` + `run(args) -> int`) and are imported only
 when that command is asked for, so one broken module never breaks the whole CLI.
 """
@@ -36,6 +36,8 @@ EXTERNAL = {
     "backtest": ("bot.backtest", "replay the detectors over past days: how many alerts people would get"),
     "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
+    "preview": ("bot.preview", "exactly what one recipient would get now: their digest as Telegram, Slack or text"),
+    "send-test": ("bot.online", "send one harmless test message to one recipient through the real chat"),
     "sync": ("bot.sync", "pull what changed in the CRM (amoCRM API) into the local store that scan reads"),
 }
 
@@ -44,8 +46,24 @@ class UsageError(Exception):
     """A bad command line or a missing file: exit 2 with this message."""
 
 
+def shown(text: object) -> str:
+    """A line for the admin's terminal: every secret masked by the one mask (bot.logsafe.redact:
+    crm.redact.mask's shapes plus the configured secret values), and nothing in it (a CRM
+    string in a warning, a file name in an error) that could drive the terminal."""
+    from bot.logsafe import redact
+    from messages.escape import terminal_safe
+
+    return terminal_safe(redact(str(text)))
+
+
 def err(*parts: Any) -> None:
-    print(*parts, file=sys.stderr)
+    """Errors, warnings and notes go to stderr, always through `shown`."""
+    print(shown(" ".join(str(p) for p in parts)), file=sys.stderr)
+
+
+def say(text: str) -> None:
+    """A stdout line that may quote config or CRM values (check-config's report)."""
+    print(shown(text))
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -164,17 +182,24 @@ def run_scan(args: argparse.Namespace) -> int:
     else:
         from bot.delivery import scan_checks
 
-        print(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
-                                   checks=scan_checks(outcome, config)))
+        from messages.escape import terminal_safe
+
+        print(terminal_safe(format_insights_text(outcome.insights, lang, now, explain=args.explain, data=outcome.data,
+                                                 checks=scan_checks(outcome, config), tz=config.timezone)))
     counts = ", ".join(f"{k} {v}" for k, v in outcome.counts().items())
-    err(f"{len(outcome.insights)} insight(s) at {now.isoformat(timespec='minutes')}: {counts}")
+    err(f"{len(outcome.insights)} insight(s) at {local_time(now, config.timezone)}: {counts}")
     if args.fail_on_insights and outcome.insights:
         return EXIT_INSIGHTS
     return EXIT_OK
 
 
+def local_time(moment: datetime, tz: str) -> str:
+    """A moment as an admin reads it: wall-clock time in the config's timezone, named."""
+    return f"{moment.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M} ({tz})"
+
+
 def format_insights_text(insights: list, lang: str, now: datetime, *, explain: bool = False, data=None,
-                         checks=None) -> str:
+                         checks=None, tz: str | None = None) -> str:
     """Terminal rendering of each insight, most severe first; evidence too with --explain.
 
     `checks` (messages.digest.Checks): "nothing needs attention" is said only when every enabled
@@ -190,7 +215,7 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
     for i in ordered:
         block = terminal.format_insight(i, lang)
         if explain:
-            block += "\n" + _explain_block(i, data, lang)
+            block += "\n" + _explain_block(i, data, lang, tz)
         blocks.append(block)
     missing = unchecked_text(checks, lang) if checks is not None else None
     if missing:
@@ -198,11 +223,11 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
     return "\n\n".join(blocks)
 
 
-def _explain_block(insight, data, lang: str) -> str:
+def _explain_block(insight, data, lang: str, tz: str | None = None) -> str:
     """Evidence behind one insight, rendered as `crm-pulse explain` renders it."""
     from bot.explain import format_evidence  # only when --explain is asked for
 
-    return format_evidence(insight, data, lang)
+    return format_evidence(insight, data, lang, tz=tz)
 
 
 # --- check-config ---------------------------------------------------------------------------
@@ -210,6 +235,8 @@ def _explain_block(insight, data, lang: str) -> str:
 def add_check_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", default="config.toml", help="the config to check (default: ./config.toml)")
     p.add_argument("--now", metavar="TS", help="check dates against this moment (default: now)")
+    p.add_argument("--online", action="store_true", help="also call the chat APIs with the tokens (Telegram getMe, "
+                   "Slack auth.test) and open the state database (exit 75 when one is unreachable now)")
 
 
 def run_check_config(args: argparse.Namespace) -> int:
@@ -224,19 +251,23 @@ def run_check_config(args: argparse.Namespace) -> int:
     now = parse_now(args.now, config.timezone)
     loaded = pipeline.load(config, now)
     data = loaded.data
+    problems = pipeline.config_problems(config, data)
+    if problems:  # keys that name what the data does not have: typos, said like every other one
+        from bot.config import ConfigError
+        raise ConfigError(str(path), problems)
     specs = config.detector_specs()
     notes = pipeline.detector_notes(data)
-    print(f"OK: {path}")
-    print(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
-    print(f"  {config.calendar.describe(config.timezone)}")
-    print(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
-    print("  tables:")
+    say(f"OK: {path}")
+    say(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
+    say(f"  {config.calendar.describe(config.timezone)}")
+    say(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
+    say("  tables:")
     for name in data.table_names():
         origin = data.origins.get(name, "")
-        print(f"    {name:<14} {len(data.table(name)):>9,} rows  {origin}")
-    print(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
-    print("  " + data_age_line(data, config, now))
-    print("  detectors:")
+        say(f"    {name:<14} {len(data.table(name)):>9,} rows  {origin}")
+    say(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
+    say("  " + data_age_line(data, config, now))
+    say("  detectors:")
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         why = why_skipped(data, det, spec)
@@ -246,29 +277,36 @@ def run_check_config(args: argparse.Namespace) -> int:
             state = "skipped: " + notes[name]
         else:
             state = "enabled"
-        print(f"    {name:<16} {state}")
+        say(f"    {name:<16} {state}")
         if why is None and name not in notes:
             for line in unchecked_parts(data, det):
-                print(f"    {'':<16} partly: {line}")
+                say(f"    {'':<16} partly: {line}")
             if name == "manager_load":
                 from detectors.manager_load import not_compared
                 idle = not_compared(data, spec, now)
                 if idle:
                     shown = ", ".join(f"{i} {n}".strip() for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
-                    print(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
+                    say(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
                           f"{spec.active_window_days} days: {shown}")
     roles: dict[str, int] = {}
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1
-    print("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
+    say("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
     for line in recipient_lines(config, data):
-        print(line)
+        say(line)
     if config.channels:
-        print(f"  team channels: {len(config.channels)}")
+        say(f"  team channels: {len(config.channels)}")
     for line in secret_lines(config):
-        print(line)
+        say(line)
     for w in loaded.warnings:
-        print(f"  warning: {w}")
+        say(f"  warning: {w}")
+    if getattr(args, "online", False):
+        from bot.online import online_lines
+
+        lines, code = online_lines(config)
+        for line in lines:
+            say(line)
+        return code
     return EXIT_OK
 
 
@@ -278,15 +316,15 @@ def data_age_line(data, config, now: datetime) -> str:
     from crm.freshness import freshness
 
     fresh = freshness(data, now)
-    stale = stale_line(fresh, config.source.stale_after_days, config.timezone)
+    stale = stale_line(fresh, config.source.stale_after_days, config.timezone, now, config.work_calendar())
     if fresh.newest is None:
         return f"data age: unknown: {stale}"
     newest = fresh.newest.tz_convert(ZoneInfo(config.timezone)).strftime("%Y-%m-%d %H:%M")
     head = f"data age: newest record {newest} ({config.timezone}) in {fresh.origin}, {fresh.age_days():.1f} days before now"
     if stale:
-        return f"{head}: STALE (over [source] stale_after_days = {config.source.stale_after_days:g}); " \
+        return f"{head}: STALE (more working days without a record than [source] stale_after_days = {config.source.stale_after_days:g}); " \
                "stalled_deal, lead_sla and silent_client will stay silent until fresh data arrives"
-    return f"{head}: fresh (limit {config.source.stale_after_days:g} days)"
+    return f"{head}: fresh (limit {config.source.stale_after_days:g} working days without a record)"
 
 
 def recipient_lines(config, data) -> list[str]:
@@ -370,6 +408,7 @@ def run_demo(args: argparse.Namespace) -> int:
         # The demo's clock is fixed inside the data: scan "as of" that moment to see the demo's insights.
         err(f"try: crm-pulse scan --config {folder / 'config.toml'} --now {demo.now.isoformat()}")
         return EXIT_OK
+    charts = _charts_folder(Path(args.charts)) if args.charts else None  # before the work, not after
     demo = generate_demo(args.seed)
     config = parse_config(demo.config_toml, source_name="demo config", base_dir=Path("."))
     now = parse_now(args.now, config.timezone) if args.now else demo.now
@@ -377,10 +416,22 @@ def run_demo(args: argparse.Namespace) -> int:
     outcome = pipeline.scan(config, now, data=demo.data)
     _print_skipped(outcome.skipped)
     print(render_demo(config, outcome, now, lang))
-    if args.charts:
-        written = write_charts(outcome.insights, Path(args.charts), lang)
+    if charts is not None:
+        written = write_charts(outcome.insights, charts, lang)
         err(f"wrote {len(written)} chart(s) to {args.charts}")
     return EXIT_OK
+
+
+def _charts_folder(folder: Path) -> Path:
+    """--charts DIR: a folder (made if missing); an existing file there is a usage error."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--charts: {folder} is a file, not a folder; give a folder for the PNG files "
+                         "(it is created if missing)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--charts: cannot create {folder}: {e.strerror or e}; choose a folder you can write to") from None
+    return folder
 
 
 def _write_config(folder: Path) -> Path:
@@ -529,6 +580,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    parser.add_argument("--version", action="version", version=f"crm-pulse {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
     for name, (help_text, add_args, run) in LOCAL.items():
@@ -553,6 +605,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             p.set_defaults(func=_unavailable(reason))
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version; from pyproject.toml when run from a clone without install."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+
+    try:
+        return dist_version("crm-pulse")
+    except PackageNotFoundError:
+        import re
+
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.M) \
+            if pyproject.is_file() else None
+        return found.group(1) if found else "unknown"
 
 
 def _unavailable(reason: str) -> Callable[[argparse.Namespace], int]:
@@ -603,12 +670,19 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
         if config_errors is not None and isinstance(e, config_errors.ConfigError):
             err(str(e))
             return EXIT_USAGE
-        if debug:
-            raise
+        if debug:  # the traceback too goes through the mask: a connection URL may be in it
+            import traceback
+
+            err(traceback.format_exc().rstrip())
+            return EXIT_INTERNAL
         err(f"crm-pulse: unexpected error: {type(e).__name__}: {e}")
         err("run with --debug for the traceback")
         return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m bot.cli`: run the imported module's main, so UsageError raised by a command
+    # module (which imports bot.cli) is the class _dispatch catches, not __main__'s twin.
+    from bot.cli import main as _main
+
+    sys.exit(_main())

@@ -105,12 +105,16 @@ def _check_listen(value: str) -> str:
 
 
 def _check_env_name(value: str | None, example: str = "CRM_PULSE_TELEGRAM_TOKEN") -> str | None:
-    """A secret pasted where the NAME of its variable belongs is refused without echoing it."""
-    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+    """A secret pasted where the NAME of its variable belongs is refused without echoing it
+    (crm.redact.is_env_name: not a name, or a token, URL or random-looking key)."""
+    from crm.redact import is_env_name
+
+    if value is not None and not is_env_name(value):
         raise ValueError(
             f"must be the NAME of an environment variable (like {example}), not the secret itself; "
-            f"got a value that is not a variable name: remove it from the file, "
-            f"`export {example}=<the secret>` and write {example} here"
+            f"got a value that is not a variable name (or looks like a key or token): remove it from the file, "
+            f"put the secret in the environment variable {example} (the service's env file, or "
+            f"`export {example}` in a shell) and write {example} here"
         )
     return value
 
@@ -208,13 +212,16 @@ class StateConfig(_Strict):
     @classmethod
     def _no_password(cls, v: str) -> str:
         from sqlalchemy.engine import make_url
+
+        from crm.redact import has_secret, mask
         from sqlalchemy.exc import ArgumentError
 
         try:
             u = make_url(v)
         except ArgumentError:
-            raise ValueError(f'must be an SQLAlchemy URL such as "sqlite:///crm-pulse-state.db" or "postgresql+psycopg://bot@db/crm_pulse", got {v!r}') from None
-        if u.password:
+            raise ValueError('must be an SQLAlchemy URL such as "sqlite:///crm-pulse-state.db" or '
+                             f'"postgresql+psycopg://bot@db/crm_pulse", got {mask(v)!r}') from None
+        if u.password or has_secret(v):  # also ?password=... in the query
             raise ValueError("contains a password: put the whole URL in an environment variable and name it in state.url_env")
         problem = state_url_problem(v)
         if problem:
@@ -583,10 +590,14 @@ def _fmt_value(v: Any) -> str:
     return repr(v)
 
 
+# "key: ..." at the start of a validator message; a key may hold quoted parts ("В работе").
+_KEYED = r'^((?:[^\s:"]+|"[^"]*")+): '
+
+
 def _value_problem(path: str, msg: str, value: Any) -> str:
     """One validator message under its key path: a message that starts with the key it is about
     ("stages: ...", "deals.manger_id: ...", "dealz: unknown table") is put under that key once."""
-    m = re.match(r"^([^\s:]+): ", msg)
+    m = re.match(_KEYED, msg)
     if m:
         key, rest = m.group(1), msg[m.end():]
         last = path.rsplit(".", 1)[-1]
@@ -634,7 +645,7 @@ def _fmt_error(err: dict[str, Any], model: type[BaseModel], data: dict[str, Any]
     if kind == "value_error":
         msg = str(err["msg"]).removeprefix("Value error, ")
         parts = msg.split("; ")
-        if len(parts) > 1 and not all(re.match(r"^[^\s:]+: ", part) for part in parts):
+        if len(parts) > 1 and not all(re.match(_KEYED, part) for part in parts):
             parts = [msg]  # one sentence with a semicolon, not a list of keyed problems
         return "\n".join(_value_problem(path, part, value) for part in parts)
     return f"{path}: {err['msg']}, got {_fmt_value(value)}"

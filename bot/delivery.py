@@ -9,6 +9,7 @@ one-line "still open" reminder, not in full again (messages.digest).
 from __future__ import annotations
 
 import html
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -41,6 +42,9 @@ class DeliveryReport:
     reasons: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (fingerprint, reason) sent
     messages: dict[str, int] = field(default_factory=dict)  # outbox messages enqueued
     closed: dict[str, list[str]] = field(default_factory=dict)
+    # fingerprints whose message could not be rendered for this recipient: nothing enqueued or
+    # recorded for them, so they stay due (everyone else still got theirs)
+    failed: dict[str, list[str]] = field(default_factory=dict)
 
 
 def targets(config: Config) -> dict[str, Target]:
@@ -120,6 +124,9 @@ REMINDER = "repeat_interval"  # decide's reason for "unchanged, but not mentione
 
 def text_payload(channel: str, text: str) -> dict[str, Any]:
     """A plain-text message (chart caption, resolved note) in the channel's payload shape."""
+    from messages.escape import unicode_safe
+
+    text = unicode_safe(str(text))
     if channel == "telegram":
         return {"text": html.escape(text, quote=False), "buttons": []}
     if channel == "slack":  # a caption or note quotes stage, client and reason names: inert
@@ -222,15 +229,30 @@ def deliver(insights: list[Insight], config: Config, store: StateStore, outbox: 
     return report
 
 
-def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
-                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True,
-                 checks: Any = None) -> None:
+@dataclass
+class DigestPlan:
+    """One target's digest for a run, decided but not sent: what delivery enqueues and what
+    `crm-pulse preview` prints (one path, so the preview is what people get)."""
+
+    digest: Any  # messages.digest.Digest, or None: no message goes out
+    sent: list[tuple[Insight, str]]  # (item, reason) the digest shows, recorded as sent on delivery
+    held: list[tuple[Insight, str]]  # (item, reason) the notification log holds back
+    due: list[tuple[Insight, str]]  # (item, reason) the log would send, shown or not
+    lang: str
+    tz: ZoneInfo
+
+
+def plan_digest(target: Target, items: list[Insight], config: Config, store: StateStore, now: datetime,
+                policy: Policy | None = None, checks: Any = None) -> DigestPlan:
+    """The notification log's decisions for `items`, and the digest they make (nothing written).
+
+    Raises when the digest cannot be rendered (delivery turns that into one recipient's failure)."""
     from messages.digest import build_digest
 
+    policy = policy or Policy.from_config(config.delivery)
     decided = _decided(store, target.id, items, now, policy)
     due = [(i, d.reason) for i, d, _ in decided if d.send]
-    held = [(i.fingerprint, d.reason) for i, d, _ in decided if not d.send]
-    report.held[target.id] = held
+    held = [(i, d.reason) for i, d, _ in decided if not d.send]
     lang = target_language(target, store, config)
     tz = target_timezone(target, config)
     name = target.name or None
@@ -242,10 +264,38 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
                           all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target),
                           still_open=reminders, checks=checks)
     if digest is None:
+        return DigestPlan(None, [], held, due, lang, tz)
+    shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
+    return DigestPlan(digest, [(i, r) for i, r in due if i.fingerprint in shown], held, due, lang, tz)
+
+
+def _deliver_one(target: Target, items: list[Insight], config: Config, store: StateStore, outbox: Outbox,
+                 now: datetime, policy: Policy, kind: str, report: DeliveryReport, charts: bool = True,
+                 checks: Any = None) -> None:
+    try:
+        plan = plan_digest(target, items, config, store, now, policy, checks)
+        report.held[target.id] = [(i.fingerprint, r) for i, r in plan.held]
+        messages = None if plan.digest is None else _render_messages(target, plan, config, now, kind, charts)
+    except Exception:  # one recipient's unrenderable message costs that recipient, never the run
+        _render_failed(report, target.id, kind, items)
+        return
+    if messages is None:
         report.sent[target.id], report.reasons[target.id], report.messages[target.id] = [], [], 0
         return
-    shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
-    sent = [(i, r) for i, r in due if i.fingerprint in shown]
+    sent = plan.sent
+    enqueued = _enqueue_and_record(store, outbox, target.id, messages, sent, now)
+    report.sent[target.id] = [i.fingerprint for i, _ in sent] if enqueued else []
+    report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
+    report.messages[target.id] = len(enqueued)
+    log.info("delivery: %s -> %s: %d item(s) (%s), %d held back", kind, target.id, len(sent),
+             ", ".join(f"{r}" for _, r in sent) or "all quiet", len(plan.held))
+
+
+def _render_messages(target: Target, plan: DigestPlan, config: Config, now: datetime, kind: str,
+                     charts: bool) -> list[OutgoingMessage]:
+    """The digest's messages for every address of `target`. Raises when a message cannot be
+    rendered or encoded."""
+    sent, lang, tz = plan.sent, plan.lang, plan.tz
     key = f"{kind}:{target.id}:{now.astimezone(tz).strftime('%Y-%m-%dT%H:%M')}"
     messages: list[OutgoingMessage] = []
     reachable = addresses(target, config)
@@ -253,16 +303,21 @@ def _deliver_one(target: Target, items: list[Insight], config: Config, store: St
         log.warning("delivery: %s has no address on an enabled channel (set telegram_id or slack_id in "
                     "[[recipients]] / [[channels]]); %d item(s) stay due", target.id, len(sent))
     for channel, address in reachable:
-        for k, payload in enumerate(digest_payloads(channel, digest)):
+        for k, payload in enumerate(digest_payloads(channel, plan.digest)):
             messages.append(OutgoingMessage(channel, address, payload, dedup_key=f"{key}:{channel}:{k}"))  # type: ignore[arg-type]
         if charts and _role(target) == "director" and channel != "console":
             messages += _chart_messages(channel, address, [i for i, r in sent if r != REMINDER], lang, key)
-    enqueued = _enqueue_and_record(store, outbox, target.id, messages, sent, now)
-    report.sent[target.id] = [i.fingerprint for i, _ in sent] if enqueued else []
-    report.reasons[target.id] = [(i.fingerprint, r) for i, r in sent]
-    report.messages[target.id] = len(enqueued)
-    log.info("delivery: %s -> %s: %d item(s) (%s), %d held back", kind, target.id, len(sent),
-             ", ".join(f"{r}" for _, r in sent) or "all quiet", len(held))
+    for m in messages:  # what the chat API will be sent must encode, or this recipient fails here
+        json.dumps(m.payload, ensure_ascii=False).encode("utf-8")
+    return messages
+
+
+def _render_failed(report: DeliveryReport, target_id: str, kind: str, items: list[Insight]) -> None:
+    log.error("delivery: %s for %s could not be rendered; nothing sent to them, %d item(s) stay due: %s",
+              kind, target_id, len(items), ", ".join(f"{i.detector}/{i.fingerprint}" for i in items) or "none",
+              exc_info=True)
+    report.failed[target_id] = [i.fingerprint for i in items]
+    report.sent[target_id], report.reasons[target_id], report.messages[target_id] = [], [], 0
 
 
 RESOLVED_HEAD = {"ru": "✅ Больше не актуально:", "en": "✅ No longer holds:"}
@@ -315,11 +370,16 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
         due = due[:config.delivery.critical_max_messages]
         lang = target_language(target, store, config)
         messages = []
-        for channel, address in addresses(target, config):
-            for i, _ in due:
-                payload = insight_payload(channel, i, lang, now, details=False)
-                messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
-                                                dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))
+        try:
+            for channel, address in addresses(target, config):
+                for i, _ in due:
+                    payload = insight_payload(channel, i, lang, now, details=False)
+                    json.dumps(payload, ensure_ascii=False).encode("utf-8")
+                    messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
+                                                    dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))
+        except Exception:  # this person's alerts wait for the digest; everyone else gets theirs now
+            _render_failed(report, tid, "critical alert", [i for i, _ in due])
+            continue
         enqueued = _enqueue_and_record(store, outbox, tid, messages, due, now)
         report.sent[tid] = [i.fingerprint for i, _ in due] if enqueued else []
         report.reasons[tid] = [(i.fingerprint, r) for i, r in due]

@@ -18,6 +18,7 @@ import pandas as pd
 
 from crm.data import CrmData
 from detectors.insight import Insight
+from messages.escape import terminal_safe
 
 MAX_ROWS = 20
 MIN_PREFIX = 6  # shortest fingerprint prefix accepted
@@ -67,10 +68,12 @@ def fingerprint_problem(fingerprint: str) -> str | None:
     return None
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, tz: str | None = None) -> str:
     if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
         return ""
     if isinstance(v, pd.Timestamp):
+        if tz and v.tzinfo is not None:
+            v = v.tz_convert(tz)
         return v.strftime("%Y-%m-%d %H:%M")
     if isinstance(v, pd.Timedelta):
         secs = int(v.total_seconds())
@@ -105,9 +108,11 @@ def evidence_rows(insight: Insight, data: CrmData | None) -> dict[str, pd.DataFr
     return out
 
 
-def _table(df: pd.DataFrame) -> list[str]:
+def _table(df: pd.DataFrame, tz: str | None = None) -> list[str]:
     shown = df.head(MAX_ROWS)
-    cells = [[str(c) for c in shown.columns]] + [[_cell(v) for v in row] for row in shown.itertuples(index=False)]
+    # cells made terminal-safe before their widths are measured, so the columns stay aligned
+    cells = [[terminal_safe(str(c)) for c in shown.columns]] + [[terminal_safe(_cell(v, tz)) for v in row]
+                                                               for row in shown.itertuples(index=False)]
     widths = [min(max(len(r[i]) for r in cells), 40) for i in range(len(cells[0]))]
     lines = ["  " + "  ".join(c[:w].ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  " + "  ".join("-" * w for w in widths))
@@ -120,8 +125,9 @@ def _value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (dict, list)) else str(v)
 
 
-def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en") -> str:
-    """Facts, the test and the rows behind one insight, as indented plain text."""
+def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en", *, tz: str | None = None) -> str:
+    """Facts, the test and the rows behind one insight, as indented plain text; the rows' times
+    in `tz` (the config's timezone), else UTC."""
     lines = [f"  fingerprint: {insight.fingerprint}",
              f"  detector: {insight.detector}   severity: {insight.severity}   audience: {insight.audience.role}"
              + (f" {insight.audience.manager_id}" if insight.audience.manager_id else ""),
@@ -138,17 +144,18 @@ def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en") ->
             lines.append(f"    {k}: {_value(v)}")
     rows = evidence_rows(insight, data)
     if rows:
-        lines.append("  (times in UTC)")
+        lines.append(f"  (times in {tz or 'UTC'})")
     for key, ids in insight.evidence.items():
         lines.append(f"  {key} ({len(ids)}):")
         if key in rows and len(rows[key]):
-            lines += _table(rows[key])
+            lines += _table(rows[key], tz)
             missing = len(ids) - len(rows[key])
             if missing > 0:
                 lines.append(f"  ({missing} id(s) not found in the data)")
         else:
-            lines.append("  " + ", ".join(ids[:MAX_ROWS]) + (f" ... (+{len(ids) - MAX_ROWS})" if len(ids) > MAX_ROWS else ""))
-    return "\n".join(lines)
+            lines.append("  " + ", ".join(map(str, ids[:MAX_ROWS])) + (f" ... (+{len(ids) - MAX_ROWS})" if len(ids) > MAX_ROWS else ""))
+    # facts, subject and ids quote CRM strings: nothing in them may drive the admin's terminal
+    return terminal_safe("\n".join(lines))
 
 
 def explanation_dict(insight: Insight, data: CrmData | None, text: str | None) -> dict[str, Any]:
@@ -180,7 +187,7 @@ def _text(insight: Insight, lang: str, now: datetime) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from bot import pipeline
-    from bot.cli import _config_or_default, _load_for, _print_warnings, err, parse_now
+    from bot.cli import _config_or_default, _load_for, _print_warnings, err, local_time, parse_now
 
     problem = fingerprint_problem(args.fingerprint)
     if problem:
@@ -195,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         insight = find_insight(outcome.insights, args.fingerprint)
     except NotFound as e:
-        err(f"crm-pulse explain: {e} at {now.isoformat(timespec='minutes')}.")
+        err(f"crm-pulse explain: {e} at {local_time(now, config.timezone)}.")
         err("Fingerprints come from `crm-pulse scan --format json`; the situation may have been resolved since, "
             "or the scan moment differs (pass --now).")
         return 3
@@ -204,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(explanation_dict(insight, outcome.data, text), ensure_ascii=False, indent=2, default=str) + "\n")
     else:
         if text:
-            print(text)
+            print(terminal_safe(text))
             print()
-        print(format_evidence(insight, outcome.data, lang))
+        print(format_evidence(insight, outcome.data, lang, tz=config.timezone))
     return 0

@@ -4,8 +4,13 @@ A failing chat API never loses an insight: RetryLater backs off (honouring the A
 retry-after), PermanentFailure is recorded with its reason for the admin, and a restart
 picks up whatever is still pending. Messages to one recipient go out in the order they were
 enqueued; a recipient's "lane" is held by one process at a time through a lease row, so two
-bot processes sharing one database never send the same message twice. Killed mid-send, at most
-the one message in flight is sent again.
+bot processes sharing one database never send the same message twice.
+
+Killed mid-send (SIGKILL, power loss), a message the chat API already accepted but we had not
+yet marked sent goes out again after the restart: no chat API lets us ask "did you get this?".
+So at most one message per chat is in flight at any moment (a recipient's lane sends one at a
+time, and a per-chat lock covers two recipients who share a chat), and a kill repeats at most
+one message per chat: the one that was in flight in it.
 """
 from __future__ import annotations
 
@@ -60,6 +65,8 @@ class Outbox:
         self.backoff_max = backoff_max
         self.concurrency = concurrency
         self.wake = asyncio.Event()
+        # one message in flight per chat, whichever lanes send to it (see the module docstring)
+        self._chat_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # ------------------------------------------------------------ enqueue
     def enqueue(self, recipient: str, messages: list[OutgoingMessage], *, conn: Connection | None = None,
@@ -169,7 +176,10 @@ class Outbox:
                     if not self.store.try_lease(lease_name, self.holder, now, now + self.lease):
                         break
                     lease_until = now + self.lease
-                if not await self._send_head(row, channel, res):
+                lock = self._chat_locks.setdefault((row.channel, row.address), asyncio.Lock())
+                async with lock:  # held until the outcome is recorded
+                    ok = await self._send_head(row, channel, res)
+                if not ok:
                     break  # to be retried: later messages wait behind it
         finally:
             self.store.release_lease(lease_name, self.holder)

@@ -61,6 +61,20 @@ def detector_notes(data: CrmData) -> dict[str, str]:
     return notes
 
 
+def config_problems(config: "Config", data: CrmData) -> list[str]:
+    """Detector keys that name what this data does not have (a stage_limits typo), with the key
+    path. Detectors may expose `config_problems(data, spec) -> list[str]` in their module."""
+    problems = []
+    specs = config.detector_specs()
+    for name, det in REGISTRY.items():
+        spec = specs.get(name)
+        check = getattr(sys.modules.get(det.detect.__module__), "config_problems", None)
+        if spec is None or not spec.enabled or not callable(check):
+            continue
+        problems += [f"detectors.{name}.{p}" for p in check(data, spec)]
+    return problems
+
+
 def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOutcome:
     """Load (unless `data` is given) and run the enabled detectors with the config's thresholds."""
     if now.tzinfo is None:
@@ -70,7 +84,7 @@ def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOu
         loaded = load(config, now)
         data, warnings = loaded.data, list(loaded.warnings)
     fresh = freshness(data, now)
-    stale = stale_line(fresh, config.source.stale_after_days, config.timezone)
+    stale = stale_line(fresh, config.source.stale_after_days, config.timezone, now, config.work_calendar())
     result = run_detectors(data, config.detector_specs(), now, stale=stale)
     skipped = dict(result.skipped)
     for name, reason in detector_notes(data).items():
@@ -79,16 +93,37 @@ def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOu
                        partial=dict(result.partial), warnings=warnings, freshness=fresh, stale=stale)
 
 
-def stale_line(fresh: Any, limit_days: float, tz: str) -> str | None:
-    """One line for people when the data is older than `limit_days`; None when it is fresh."""
-    from datetime import timedelta
+def idle_working_days(fresh: Any, now: datetime, calendar: Any) -> int | None:
+    """Working days of the company calendar strictly between the newest record's local day and
+    today: a Friday-evening export read on Monday morning has none, the New Year holidays add
+    none. None when the data has no dated record."""
+    import numpy as np
+
+    if fresh.newest is None:
+        return None
+    ns = np.array([fresh.newest.value, pd_ts_ns(now)], dtype=np.int64)
+    days = calendar.local_days_ns(ns)
+    n = calendar.working_day_number(days)
+    return max(0, int(n[1] - n[0]) - int(calendar.is_working_day(days[:1])[0]))
+
+
+def pd_ts_ns(moment: datetime) -> int:
+    import pandas as pd
+
+    return int(pd.Timestamp(moment).tz_convert("UTC").value)
+
+
+def stale_line(fresh: Any, limit_days: float, tz: str, now: datetime, calendar: Any) -> str | None:
+    """One line for people when more than `limit_days` working days passed without a record;
+    None when the data is fresh."""
     from zoneinfo import ZoneInfo
 
-    if not fresh.is_stale(timedelta(days=limit_days)):
-        return None
-    if fresh.newest is None:
+    idle = idle_working_days(fresh, now, calendar)
+    if idle is None:
         return "the data has no dated records up to now, so idle time cannot be judged"
+    if idle <= limit_days:
+        return None
     newest = fresh.newest.tz_convert(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
-    return (f"the data is {fresh.age_days():.1f} days old (newest record {newest} in {fresh.origin}; "
-            f"limit [source] stale_after_days = {limit_days:g}): idle deals, waiting leads and silent "
-            "clients are not judged on it - export fresh data")
+    return (f"the data is {fresh.age_days():.1f} days old, {idle} working days without a record (newest "
+            f"{newest} in {fresh.origin}; limit [source] stale_after_days = {limit_days:g} working days): idle "
+            "deals, waiting leads and silent clients are not judged on it - export fresh data")

@@ -85,7 +85,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         try:
             frame, notes = normalize_table(
                 table, raw, columns=source.columns.get(table), values=source.values.get(table),
-                fill=source.fill.get(table), timezone=timezone,
+                fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
             )
         except DataError as err:
             if raw.show_values:
@@ -202,11 +202,24 @@ def _listing(folder: Path) -> dict[str, Path]:
 
 def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
     listing = _listing(folder)
-    raws: dict[str, RawTable] = {}
-    for table in TABLE_NAMES:
-        path = _find_file(folder, listing, table, source.files.get(table))
-        if path is None:
+    paths: dict[str, Path] = {}
+    problems: list[DataError] = []
+    for table in TABLE_NAMES:  # every file named in config and every required table, before reading any
+        try:
+            path = _find_file(folder, listing, table, source.files.get(table))
+        except DataError as e:
+            problems.append(e)
             continue
+        if path is not None:
+            paths[table] = path
+    absent = [t for t in REQUIRED_TABLES if t not in paths and t != "stage_history"
+              and t not in source.files and (folder / (t + ".xls")).name.lower() not in listing]
+    if len(problems) + len(absent) > 1:
+        raise _all_missing(folder, listing, source, problems, absent)
+    if problems:
+        raise problems[0]
+    raws: dict[str, RawTable] = {}
+    for table, path in paths.items():
         raw = read_file(path, expected=_their_columns(table, source), max_mb=source.max_file_mb)
         raw.show_values = _inside(path, folder)
         raws[table] = raw
@@ -231,6 +244,21 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
                 f"config: [source.files] {table} = \"<file name>\"",
             )
     return raws
+
+
+def _all_missing(folder: Path, listing: dict[str, Path], source: SourceConfig, problems: list[DataError],
+                 absent: list[str]) -> DataError:
+    """One error for every file that is not there (named in [source.files], or a required
+    table), so an admin fixes them all in one go instead of one per run."""
+    lines = [p.problem for p in problems] + [f"no {t} file" for t in absent]
+    fixes = [f"[source.files] {t} = \"<file name>\" (or export it as {t}.csv)" for t in absent]
+    fixes += [p.fix for p in problems if p.fix]
+    more = "Files found: " + _names(listing) + "."
+    if not source.path:
+        more += (" [source] path is unset, so the folder of the config file itself was read; "
+                 "set path = \"<folder with the exports>\" if they are elsewhere.")
+    return DataError(f"{len(lines)} problems with the files in {folder}: " + "; ".join(lines), more=more,
+                     fix="; ".join(fixes))
 
 
 def _names(listing: dict[str, Path]) -> str:

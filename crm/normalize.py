@@ -6,6 +6,8 @@ a failing value is found by a mask afterwards and reported with its spreadsheet 
 """
 from __future__ import annotations
 
+import re
+
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -15,7 +17,7 @@ import pyarrow.compute as pc
 
 from crm.errors import DataError, DataWarning
 from crm.readers import RawTable
-from crm.schema import ACTIVITY_TYPES, DEAL_STATUSES, EMAIL_DIRECTIONS, TABLES, Column
+from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS, VALUE_SETS, Column
 from crm.source_config import nearest
 
 STR = pd.StringDtype(na_value=np.nan)  # pandas' default "str" dtype (Arrow-backed)
@@ -27,14 +29,8 @@ DATETIME_EXPECTED = (
 )
 _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
 _UNIX = r"^\d{9,13}(?:\.\d+)?$"
-# Columns whose values must be one of a fixed set after value mapping.
-ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("deals", "status"): DEAL_STATUSES,
-    ("emails", "direction"): EMAIL_DIRECTIONS,
-    ("activities", "type"): ACTIVITY_TYPES,
-}
-_TRUE = {"true", "1", "yes", "y", "t", "да", "истина", "1.0"}
-_FALSE = {"false", "0", "no", "n", "f", "нет", "ложь", "0.0"}
+ENUMS = VALUE_SETS  # columns whose values must be one of a fixed set after value mapping
+_TRUE, _FALSE = set(TRUE_WORDS), set(FALSE_WORDS)
 _MAX_ROWS_SHOWN = 5
 
 
@@ -46,10 +42,14 @@ def normalize_table(
     values: dict[str, dict[str, str]] | None = None,
     fill: dict[str, object] | None = None,
     timezone: str = "UTC",
+    date_formats: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[DataWarning]]:
-    """Canonical frame for `table` from `raw`, plus warnings about filled cells."""
+    """Canonical frame for `table` from `raw`, plus warnings about filled cells.
+
+    `date_formats`: canonical date column -> the strptime format its cells are written in
+    ([source.date_formats]), tried before the usual formats."""
     spec = TABLES[table]
-    columns, values, fill = columns or {}, values or {}, fill or {}
+    columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
     frame = raw.frame
     found = list(frame.columns)
@@ -59,6 +59,10 @@ def normalize_table(
     signs: pd.Series | None = None  # currency per deal, from signs in the amount cells
     cut_rows = pd.Series(False, index=frame.index)  # rows with a text cell cut to MAX_TEXT
     cut_columns: list[str] = []
+    given: set[str] = set()  # canonical columns the file or config provided
+    used: set[object] = set(columns.values())  # their columns read into a canonical one
+    bad_text_rows = pd.Series(False, index=frame.index)  # rows with a cell that is not valid Unicode
+    bad_text_columns: list[str] = []
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
@@ -72,6 +76,9 @@ def normalize_table(
             source_name = their
         else:
             source_name = col.name if col.name in frame.columns else lowered.get(col.name)
+        if source_name is not None:
+            given.add(col.name)
+            used.add(source_name)
         if source_name is None:
             if col.name in fill:
                 out[col.name] = _constant(table, col, fill[col.name], frame.index, tz)
@@ -91,6 +98,11 @@ def normalize_table(
             out[col.name] = _default(col, frame.index)
             continue
         series = frame[source_name]
+        if series.dtype == object:
+            series, unencodable = _replace_unencodable(series)
+            if unencodable is not None:
+                bad_text_rows |= unencodable
+                bad_text_columns.append(str(source_name))
         if raw.text and (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
             series = _clean_text(series)
         mapping = values.get(col.name)
@@ -99,7 +111,8 @@ def normalize_table(
         if table == "deals" and col.name == "amount":
             series, signs = _amounts(series, col, raw, tz, source_name)
         else:
-            series = coerce(series, col, raw, tz, source_name=source_name)
+            series = coerce(series, col, raw, tz, source_name=source_name,
+                            date_format=date_formats.get(col.name), date_key=f"{table}.{col.name}")
         if col.name in fill and series.isna().any():
             missing = series.isna()
             value = _constant(table, col, fill[col.name], pd.RangeIndex(1), tz).iloc[0]
@@ -129,9 +142,89 @@ def normalize_table(
             "that long is an export error: check those cells)",
             _rows(raw, cut_rows),
         ))
+    if bad_text_columns:
+        warnings.append(DataWarning(
+            "unencodable_text", table, int(bad_text_rows.sum()),
+            f"{int(bad_text_rows.sum())} row(s) have characters that are not valid Unicode (lone "
+            f"surrogates, as a broken API or decoder leaves them) in "
+            f"{', '.join(repr(c) for c in bad_text_columns)}; each was replaced by \ufffd (a split pair joined) "
+            "(fix those cells in the CRM)",
+            _rows(raw, bad_text_rows),
+        ))
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
+    unmapped = _unmapped_useful(table, found, used, given | set(fill))
+    if unmapped:
+        warnings.append(unmapped)
     return pd.DataFrame(out, index=frame.index), warnings
+
+
+# Column names exports use for an optional canonical column (lower-case, spaces/_/- as one
+# space). A file column that matches one, while that canonical column is not given, is named
+# in a warning: it is probably data a detector could use, silently dropped.
+LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
+    "managers": {
+        "active": ("активен", "активный", "активна", "is active", "enabled", "работает"),
+        "team": ("отдел", "команда", "группа", "подразделение", "department", "dept", "group", "division"),
+        "capacity": ("ставка", "доля ставки", "загрузка", "fte", "rate", "workload"),
+        "region": ("регион", "город", "филиал", "office", "city", "branch"),
+        "email": ("почта", "e mail", "эл почта", "электронная почта", "mail"),
+    },
+    "clients": {
+        "manager_id": ("ответственный", "менеджер", "owner", "responsible", "account owner"),
+        "segment": ("сегмент", "отрасль", "тип клиента", "industry", "sector"),
+        "region": ("регион", "город", "city"),
+    },
+    "deals": {
+        "client_id": ("клиент", "компания", "контрагент", "client", "company", "account"),
+        "title": ("название", "название сделки", "deal name", "name"),
+        "amount": ("сумма", "бюджет", "стоимость", "budget", "value", "deal value", "price"),
+        "currency": ("валюта",),
+        "closed_at": ("дата закрытия", "закрыта", "close date", "closed", "closed on"),
+        "loss_reason": ("причина отказа", "причина проигрыша", "причина", "lost reason", "loss reason", "reason"),
+        "source": ("источник", "канал", "utm source", "lead source", "channel"),
+        "region": ("регион", "город", "city"),
+    },
+    "leads": {
+        "source": ("источник", "канал", "utm source", "lead source", "channel"),
+        "manager_id": ("ответственный", "менеджер", "owner", "responsible"),
+        "region": ("регион", "город", "city"),
+        "assigned_at": ("дата назначения", "назначен", "assigned", "assigned on"),
+        "first_response_at": ("первый ответ", "дата первого ответа", "first response", "responded at"),
+        "status": ("статус",),
+    },
+    "activities": {
+        "due_at": ("срок", "крайний срок", "deadline", "due", "due date"),
+        "done_at": ("выполнено", "дата выполнения", "completed", "completed at", "done"),
+        "deal_id": ("сделка", "deal"),
+        "client_id": ("клиент", "компания", "client", "company"),
+        "manager_id": ("ответственный", "менеджер", "owner", "responsible"),
+    },
+}
+
+
+def _header_key(name: object) -> str:
+    return re.sub(r"[\s_\-.]+", " ", str(name).strip().lower()).strip()
+
+
+def _unmapped_useful(table: str, found: list, used: set[object], given: set[str]) -> DataWarning | None:
+    """One warning naming the file's unread columns that look like an optional canonical one."""
+    hints = []
+    for their in found:
+        if their in used:
+            continue
+        key = _header_key(their)
+        for canonical, names in LOOKS_LIKE.get(table, {}).items():
+            if canonical not in given and key in names:
+                hints.append(f"{str(their)!r} could fill {table}.{canonical} "
+                             f"([source.columns.{table}] {canonical} = \"{their}\")")
+                given = given | {canonical}  # one suggestion per canonical column
+                break
+    if not hints:
+        return None
+    return DataWarning("unmapped_columns", table, len(hints),
+                       "columns not read that look useful: " + "; ".join(hints)
+                       + "; map them in config if they hold that (or ignore this)")
 
 
 def _listed(names: list, limit: int = 40) -> str:
@@ -231,6 +324,37 @@ def _cut_long_text(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     return cut.astype(series.dtype), long
 
 
+def _replace_unencodable(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+    """(the column with every code point UTF-8 cannot encode replaced by U+FFFD, mask of the
+    changed rows or None when none were).
+
+    Python strings may hold lone surrogates ("\\ud800" from a JSON API, surrogateescape'd bytes):
+    they pass through pandas and then make every encoder down the line raise (Arrow, JSON, the
+    chat APIs, the terminal), so one cell would stop every digest. Split surrogate pairs are
+    joined into the character they mean; lone ones become U+FFFD.
+    """
+    try:  # fast path: Arrow accepts the whole column, so every string in it is valid UTF-8
+        pa.array(series, from_pandas=True, type=pa.string())
+        return series, None
+    except UnicodeEncodeError:
+        pass
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed types: look at the strings only
+        if not any(isinstance(v, str) and not _encodable(v) for v in series.to_numpy()):
+            return series, None
+    bad = series.map(lambda v: isinstance(v, str) and not _encodable(v)).astype(bool)
+    fixed = series.where(~bad, series[bad].map(
+        lambda v: v.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")))
+    return fixed, bad
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _clean_text(series: pd.Series) -> pd.Series:
     """Strip spaces (and non-breaking spaces) around text cells; empty cells become missing."""
     if series.dtype == object:
@@ -320,12 +444,16 @@ def _constant(table, col: Column, value, index, tz) -> pd.Series:
 
 # --- types -------------------------------------------------------------------------------
 
-def coerce(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo, *, source_name: str):
-    """Convert one column to the canonical dtype of `col`, or raise DataError at the bad row."""
+def coerce(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo, *, source_name: str,
+           date_format: str | None = None, date_key: str | None = None):
+    """Convert one column to the canonical dtype of `col`, or raise DataError at the bad row.
+
+    `date_format` (a date column's configured strptime format) is tried first; `date_key`
+    ("deals.created_at") lets an unreadable date's error say where to give the format."""
     if col.kind == "str":
         return _to_str(series)
     if col.kind == "datetime":
-        return _to_datetime(series, raw, tz, source_name)
+        return _to_datetime(series, raw, tz, source_name, date_format, date_key)
     if col.kind in ("float", "int"):
         return _to_number(series, col, raw, source_name)
     return _to_bool(series, col, raw, source_name)
@@ -426,7 +554,8 @@ _WIDE = "datetime64[us, UTC]"  # holds years 1..9999: parse here, check the rang
 _MIN_S, _MAX_S = MIN_DATE.timestamp(), MAX_DATE.timestamp()
 
 
-def _to_datetime(series: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
+def _to_datetime(series: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
+                 date_format: str | None = None, date_key: str | None = None) -> pd.Series:
     """Tz-aware UTC nanoseconds; a value that is not a date, or is outside DATE_RANGE, is a DataError."""
     dtype = series.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
@@ -446,11 +575,11 @@ def _to_datetime(series: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: st
                 wide[is_dt] = _localize(stamps, tz).astype(_WIDE)
             rest = ~is_dt & series.notna()
             if rest.any():
-                wide[rest] = _parse_text(_to_str(series[rest]), raw, tz, source_name)
+                wide[rest] = _parse_text(_to_str(series[rest]), raw, tz, source_name, date_format, date_key)
         else:
-            wide = _parse_text(_to_str(series), raw, tz, source_name)
+            wide = _parse_text(_to_str(series), raw, tz, source_name, date_format, date_key)
     else:
-        wide = _parse_text(_to_str(series), raw, tz, source_name)
+        wide = _parse_text(_to_str(series), raw, tz, source_name, date_format, date_key)
     return _in_range(wide, series, raw, source_name)
 
 
@@ -493,7 +622,8 @@ def _in_range(wide: pd.Series, original: pd.Series, raw: RawTable, source_name: 
 _STARTS_WITH_DIGIT = r"^\s*\d"
 
 
-def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) -> pd.Series:
+def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
+                date_format: str | None = None, date_key: str | None = None) -> pd.Series:
     """Try each accepted format on the whole column; what none of them reads is an error.
 
     Returns microsecond UTC timestamps (the caller checks the range).
@@ -512,7 +642,7 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) 
         ok = parsed.notna().to_numpy()
         result.iloc[np.flatnonzero(aware)[ok]] = parsed[ok].astype(_WIDE)
         remaining[np.flatnonzero(aware)[ok]] = False
-    for fmt in DATETIME_FORMATS:
+    for fmt in ((date_format,) if date_format else ()) + DATETIME_FORMATS:
         todo = remaining & ~with_offset
         if not todo.any():
             break
@@ -530,8 +660,13 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str) 
             remaining[unix] = False
     bad = (present & ~digit) | remaining
     if bad.any():
+        expected = (f"the format {date_format!r} given in [source.date_formats], or " + DATETIME_EXPECTED
+                    if date_format else DATETIME_EXPECTED)
+        fix = (f"correct the value, or give the column's format in config: [source.date_formats] "
+               f"{date_key} = \"%d-%m-%Y %H:%M\" (strptime codes: %d day, %m month, %Y year, %H:%M time)"
+               if date_key and not date_format else None)
         _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
-                   "not a date/time this loader can read", DATETIME_EXPECTED)
+                   "not a date/time this loader can read", expected, fix=fix)
     return result
 
 
@@ -576,7 +711,7 @@ def _from_unix(numbers: pd.Series, raw: RawTable, original: pd.Series, source_na
 
 
 def _raise_bad(raw: RawTable, bad: pd.Series, values: pd.Series, source_name: str,
-               problem: str, expected: str) -> None:
+               problem: str, expected: str, fix: str | None = None) -> None:
     first = bad.idxmax()
     n = int(bad.sum())
     more = None
@@ -585,7 +720,7 @@ def _raise_bad(raw: RawTable, bad: pd.Series, values: pd.Series, source_name: st
     raise DataError(
         problem, file=raw.origin, row=raw.row_number(first), row_kind=raw.row_kind,
         column=source_name, value=values.loc[first], expected=expected, more=more,
-        fix="correct the value in the file (or re-export the column in one of the "
+        fix=fix or "correct the value in the file (or re-export the column in one of the "
         "expected formats)",
     )
 

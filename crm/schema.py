@@ -52,6 +52,15 @@ def _c(name: str, kind: Kind, required: bool = True, default: object = None,
 DEAL_STATUSES = ("open", "won", "lost")
 EMAIL_DIRECTIONS = ("out", "in")
 ACTIVITY_TYPES = ("call", "meeting", "task", "email", "note")
+# Columns whose values must be one of a fixed set after [source.values] mapping.
+VALUE_SETS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("deals", "status"): DEAL_STATUSES,
+    ("emails", "direction"): EMAIL_DIRECTIONS,
+    ("activities", "type"): ACTIVITY_TYPES,
+}
+# What a yes/no column (managers.active) accepts, lower-cased.
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "да", "истина", "1.0"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "нет", "ложь", "0.0"})
 
 TABLES: dict[str, Table] = {
     t.name: t

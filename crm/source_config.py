@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm.redact import has_secret, is_env_name
-from crm.schema import TABLES
+from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS, VALUE_SETS
 
 Scalar = str | bool | int | float
 
@@ -44,6 +44,28 @@ def _column_problem(table: str, column: str) -> str | None:
     return None
 
 
+def _key(name: object) -> str:
+    """A TOML key as the admin wrote it: bare when it can be, quoted otherwise."""
+    text = str(name)
+    return text if text.replace("_", "").replace("-", "").isascii() and text.replace("_", "").replace("-", "").isalnum() \
+        else '"' + text.replace('"', '\\"') + '"'
+
+
+def date_format_problem(fmt: str) -> str | None:
+    """Why a strptime format cannot read dates (no day, month or year; a stray %), or None."""
+    from datetime import datetime
+
+    sample = datetime(2026, 2, 26, 19, 58, 7)
+    try:
+        back = datetime.strptime(sample.strftime(fmt), fmt)
+    except ValueError as e:
+        return f"{fmt!r} is not a date format this loader can use ({e}); write it like \"%d-%m-%Y %H:%M\""
+    if back.date() != sample.date():
+        return (f"{fmt!r} does not hold a whole date (it needs the day %d, month %m and year %Y), "
+                "e.g. \"%d-%m-%Y %H:%M\"")
+    return None
+
+
 def _raise_all(problems: list[str]) -> None:
     """One error listing every typo in the section, not just the first."""
     if problems:
@@ -59,6 +81,8 @@ class SourceConfig(BaseModel):
     - `values`: table -> canonical column -> {their value: canonical value}.
     - `fill`: table -> {canonical column: constant} used where a cell is empty or the column
       is absent (e.g. `currency = "USD"`); every filled cell is reported as a warning.
+    - `date_formats`: table -> strptime format for all its date columns, or table -> {column:
+      format}, for dates the usual formats do not read (`26-02-2018 19:58`); tried first.
     - `tables` (kind "sql"): table -> a table name or a SELECT statement.
     - `stages`: the pipeline order when the data has no stages table.
     - `max_file_mb`: a larger export file is refused with a clear error instead of filling memory.
@@ -79,12 +103,16 @@ class SourceConfig(BaseModel):
     columns: dict[str, dict[str, str]] = {}
     values: dict[str, dict[str, dict[str, str]]] = {}
     fill: dict[str, dict[str, Scalar]] = {}
+    # How dates are written where the usual formats do not read them: per file (`deals =
+    # "%d-%m-%Y %H:%M"`: every date column of deals) or per column (`deals.created_at = ...`).
+    date_formats: dict[str, str | dict[str, str]] = {}
     url_env: str | None = None
     url: str | None = None
     tables: dict[str, str] = {}
     stages: list[str] | None = None
-    # Data whose newest record is older than this is stale: stalled deals, lead SLAs and
-    # silent clients are not judged on it, and admins are told once (crm.freshness).
+    # Data is stale when more working days than this (of the company calendar) passed since its
+    # newest record: stalled deals, lead SLAs and silent clients are not judged on it, and
+    # admins are told once (crm.freshness, bot.pipeline.stale_line).
     stale_after_days: float = Field(3.0, gt=0, le=3650, allow_inf_nan=False)
     # Files larger than this are refused before reading (memory: about 3x the file size).
     max_file_mb: float = Field(default=1024, gt=0, le=1_000_000, allow_inf_nan=False)
@@ -118,6 +146,59 @@ class SourceConfig(BaseModel):
             problems += [problem] if problem else [_column_problem(table, c) for c in cols]
         _raise_all([p for p in problems if p])
         return value
+
+    @field_validator("values")
+    @classmethod
+    def _canonical_targets(cls, value: dict) -> dict:
+        """Each mapping's right-hand side must be a value the column accepts: `"В работе" =
+        "opened"` is a config typo, said here at its key, not later as an unknown data value."""
+        problems = []
+        for table, cols in value.items():
+            for column, mapping in cols.items():
+                allowed = VALUE_SETS.get((table, column))
+                kind = TABLES[table].column(column).kind if table in TABLES and column in {
+                    c.name for c in TABLES[table].columns} else None
+                for theirs, ours in mapping.items():
+                    target = str(ours).strip().lower()
+                    if allowed is not None and target not in allowed:
+                        problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a {column} "
+                                        f"crm-pulse knows{did_you_mean(target, allowed).replace(' (known:', ' (use one of:')}")
+                    elif kind == "bool" and target not in TRUE_WORDS | FALSE_WORDS:
+                        problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a yes/no value "
+                                        "(use \"true\" or \"false\")")
+        _raise_all(problems)
+        return value
+
+    @field_validator("date_formats")
+    @classmethod
+    def _date_formats(cls, value: dict) -> dict:
+        problems = []
+        for table, given in value.items():
+            problem = _table_problem(table)
+            if problem:
+                problems.append(problem)
+                continue
+            dated = [c.name for c in TABLES[table].columns if c.kind == "datetime"]
+            formats = given.items() if isinstance(given, dict) else [(None, given)]
+            for column, fmt in formats:
+                path = f"{table}.{column}" if column else table
+                if column is not None and column not in dated:
+                    problems.append(f"{path}: not a date column of {table}{did_you_mean(column, dated)}")
+                    continue
+                problem = date_format_problem(fmt)
+                if problem:
+                    problems.append(f"{path}: {problem}")
+        _raise_all(problems)
+        return value
+
+    def date_formats_for(self, table: str) -> dict[str, str]:
+        """Canonical date column -> the strptime format its cells are written in."""
+        given = self.date_formats.get(table)
+        if given is None:
+            return {}
+        if isinstance(given, dict):
+            return dict(given)
+        return {c.name: given for c in TABLES[table].columns if c.kind == "datetime"}
 
     @field_validator("stages")
     @classmethod

@@ -252,6 +252,25 @@ def skip_reason(data: CrmData) -> str | None:
     return None
 
 
+def config_problems(data: CrmData, spec: StalledDealSpec) -> list[str]:
+    """Keys of the spec that name something this data does not have: a `stage_limits` stage
+    that is not a stage of the pipeline or of any deal would be silently ignored."""
+    import difflib
+
+    known = list(dict.fromkeys([*data.stages, *data.deals["stage"].dropna().unique(),
+                                *data.stage_history["stage"].dropna().unique()]))
+    problems = []
+    for stage in spec.stage_limits:
+        if stage in known:
+            continue
+        close = difflib.get_close_matches(stage, known, n=1, cutoff=0.6)
+        by_case = [k for k in known if k.casefold() == stage.casefold()]
+        hint = f" (did you mean `{(by_case or close)[0]}`?)" if by_case or close else \
+            " (stages in the data: " + ", ".join(known[:15]) + (", ..." if len(known) > 15 else "") + ")"
+        problems.append(f"stage_limits: {stage!r} is not a stage in the data, so its limit is never used{hint}")
+    return problems
+
+
 def _has_rows(frame: pd.DataFrame | None) -> bool:
     return frame is not None and len(frame) > 0
 

@@ -215,6 +215,12 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r": not checked, needs "), ": не проверено, нужна "),
     (re.compile(r"^needs "), "нужна "),
     (re.compile(r"\) or (колонка|таблица) "), r") или \1 "),
+    # the parts a Need switches off (detectors' `Need(part=...)`), as they open a partial line
+    (re.compile(r"^leads without a manager: "), "заявки без менеджера: "),
+    (re.compile(r"^unanswered leads: "), "заявки без ответа: "),
+    (re.compile(r"^new leads per manager \(new_leads\): "), "новые заявки по менеджерам (new_leads): "),
+    (re.compile(r"^calls, meetings and done tasks as touches: "), "звонки, встречи и выполненные задачи как касания: "),
+    (re.compile(r"^stage-to-stage conversion: "), "конверсия между этапами: "),
 ]
 
 

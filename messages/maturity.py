@@ -8,7 +8,8 @@ records into words, so it reads them by attribute (duck typing) and never import
           .gaps (question ids), .warnings (codes)
   hint:   .question_id, .kind, .facts (bot.maturity.data_hints.DataHint)
 Outputs: plain text (terminal, Slack fallback), Telegram HTML (every outside string through
-html.escape), Slack Block Kit (outside strings through slack_escape).
+html.escape), Slack Block Kit (every string through messages.escape.slack_escape, the one Slack
+escape, in `verbatim` mrkdwn sections so no URL auto-links; headers and fallbacks made inert too).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import html
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
+from messages.escape import plain_safe, slack_escape
 from messages.i18n import check_lang, count, day_month, number, percent
 
 QUESTION_ORDER = ("systems", "lead_distribution", "auto_actions", "recommendations", "bots")
@@ -655,9 +657,9 @@ def _telegram(b: _Blocks) -> str:
     return "\n".join(lines).strip()
 
 
-def slack_escape(text: str) -> str:
-    """Slack mrkdwn: &, <, > must be entities, so no outside text becomes a link or a mention."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _mrkdwn(text: str) -> dict[str, Any]:
+    """A verbatim mrkdwn object: escaped text stays text (no auto-linked URL, channel or user)."""
+    return {"type": "mrkdwn", "text": text, "verbatim": True}
 
 
 def _slack_blocks(b: _Blocks) -> list[dict[str, Any]]:
@@ -668,13 +670,13 @@ def _slack_blocks(b: _Blocks) -> list[dict[str, Any]]:
         if buf:
             text = "\n".join(buf)
             while text:  # a section holds at most 3000 characters
-                blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
+                blocks.append({"type": "section", "text": _mrkdwn(text[:3000])})
                 text = text[3000:]
             buf.clear()
 
     for kind, v in b.parts:
         if kind == "title":
-            blocks.append({"type": "header", "text": {"type": "plain_text", "text": v[:150]}})
+            blocks.append({"type": "header", "text": {"type": "plain_text", "text": plain_safe(v)[:150]}})
         elif kind == "heading":
             flush()
             buf.append(f"*{slack_escape(v)}*")
@@ -706,7 +708,7 @@ def _slack_actions(rows: list[list[dict[str, str]]]) -> dict[str, Any]:
     elements = []
     for row in rows:
         for btn in row:
-            elements.append({"type": "button", "text": {"type": "plain_text", "text": btn["label"][:75]},
+            elements.append({"type": "button", "text": {"type": "plain_text", "text": plain_safe(btn["label"])[:75]},
                              "action_id": btn["action"], "value": btn["action"]})
     return {"type": "actions", "block_id": "maturity", "elements": elements}
 
@@ -725,7 +727,7 @@ def format_question(question_id: str, index: int, total: int, option_ids: Sequen
         return {"text": _telegram(view), "buttons": rows}
     if fmt == "slack":
         fallback = f"{ui('question_no', lang, n=index, total=total)}: {question_text(question_id, lang)}"
-        return {"text": f"{note} {fallback}" if note else fallback,
+        return {"text": slack_escape(f"{note} {fallback}" if note else fallback),
                 "blocks": _slack_blocks(view) + [_slack_actions(rows)]}
     options = "\n".join(f"  {i}. {option_label(question_id, o, lang)}" for i, o in enumerate(option_ids, 1))
     return {"text": _plain(view) + options + "\n"}
@@ -738,7 +740,8 @@ def format_result(result: Any, hints: Iterable[Any], lang: str, fmt: str, *,
     if fmt == "telegram":
         return {"text": _telegram(view), "buttons": []}
     if fmt == "slack":
-        return {"text": f"{ui('title', lang)}: {level_name(result.label, lang)}", "blocks": _slack_blocks(view)}
+        return {"text": slack_escape(f"{ui('title', lang)}: {level_name(result.label, lang)}"),
+                "blocks": _slack_blocks(view)}
     return {"text": _plain(view)}
 
 
@@ -752,7 +755,7 @@ def format_note(text: str, fmt: str) -> dict[str, Any]:
     if fmt == "telegram":
         return {"text": html.escape(text), "buttons": []}
     if fmt == "slack":
-        return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(text)}}]}
+        return {"text": slack_escape(text), "blocks": [{"type": "section", "text": _mrkdwn(slack_escape(text))}]}
     return {"text": text}
 
 
@@ -798,5 +801,5 @@ def format_history(groups: Sequence[tuple[str | None, str | None, Sequence[tuple
     if fmt == "telegram":
         return {"text": _telegram(b), "buttons": []}
     if fmt == "slack":
-        return {"text": ui("history_title", lang), "blocks": _slack_blocks(b)}
+        return {"text": slack_escape(ui("history_title", lang)), "blocks": _slack_blocks(b)}
     return {"text": _plain(b)}

@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal, Union
 
 from detectors.insight import Insight
 from messages import i18n
+from messages.escape import unicode_safe
 from messages.model import Button
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,12 @@ _BIDI_RISKY = {"R", "AL", "RLE", "RLO", "LRE", "LRO", "RLI", "LRI", "FSI", "PDF"
 class Span:
     text: str
     kind: SpanKind = "text"
+
+    def __post_init__(self) -> None:
+        # every formatter measures or encodes span text: a lone surrogate would make it raise
+        safe = unicode_safe(self.text)
+        if safe is not self.text:
+            object.__setattr__(self, "text", safe)
 
 
 Line = tuple[Span, ...]

@@ -14,6 +14,8 @@ from typing import Any
 
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
+from messages.escape import LOOKALIKES, WJ, neutralise, plain_safe, unicode_safe  # noqa: F401
+from messages.escape import slack_escape as escape
 from messages.model import Button
 from messages.render import Line, RenderedInsight, fit_lines, plain, render_insight
 
@@ -25,27 +27,6 @@ MAX_BUTTON_VALUE = 2000
 MAX_ACTIONS_ELEMENTS = 25
 MAX_FALLBACK = 3000
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
-WJ = "\u2060"  # word joiner: invisible, stops Slack from seeing "@here" or "://"
-LOOKALIKES = str.maketrans({"*": "∗", "_": "ˍ", "~": "∼", "`": "ˋ"})
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters in mrkdwn and plain fallback text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def neutralise(text: str) -> str:
-    """A CRM string made inert in mrkdwn: escaped, no formatting markers, no mentions, no links."""
-    text = escape(text).translate(LOOKALIKES)
-    return text.replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
-
-
-def plain_safe(text: str) -> str:
-    """For plain_text objects (header, buttons): Slack does not parse them, but we still break
-    anything that looks like a mention or a link, in case a client copies it elsewhere."""
-    return text.replace("<", "<" + WJ).replace("@", "@" + WJ).replace("://", ":" + WJ + "//")
-
-
 def line_mrkdwn(ln: Line) -> str:
     out = []
     for span in ln:
@@ -95,7 +76,7 @@ def format_text(text: str) -> dict[str, Any]:
     command reply): we cannot tell our words from a stage or client name there, so every line
     is neutralised (no mention, link or formatting can come out of it), in verbatim sections of
     at most 3,000 characters, with the same neutralised text as the notification fallback."""
-    lines = [neutralise(ln) for ln in str(text).split("\n")] or [""]
+    lines = [neutralise(ln) for ln in unicode_safe(str(text)).split("\n")] or [""]
     sections: list[list[str]] = [[]]
     size = 0
     for ln in lines:

@@ -20,7 +20,7 @@ SEVERITY_MARK = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 
 def tg_len(text: str) -> int:
     """Length as Telegram counts it (UTF-16 code units), measured on the HTML to stay safe."""
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2  # never raises, whatever the text
 
 
 def line_html(ln: Line) -> str:

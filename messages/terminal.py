@@ -7,12 +7,12 @@ bidirectional overrides that display text in another order than it is stored are
 """
 from __future__ import annotations
 
-import re
 import textwrap
 from datetime import datetime
 
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
+from messages.escape import terminal_safe  # noqa: F401  (the one copy; re-exported for callers)
 from messages.render import Line, plain, render_insight
 
 WIDTH = 100
@@ -20,21 +20,6 @@ SEVERITY_TAG = {
     "ru": {"critical": "[срочно]", "warning": "[важно]", "info": "[к сведению]"},
     "en": {"critical": "[urgent]", "warning": "[important]", "info": "[fyi]"},
 }
-
-
-# ESC [ ... final byte (CSI), ESC ] ... BEL or ESC \ (OSC), ESC P/X/^/_ ... ESC \ (strings),
-# any other two-byte ESC sequence; and their 8-bit C1 forms.
-_ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
-                      r"|(?:\x1b[\]PX^_]|[\x9d\x90\x98\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
-                      r"|\x1b[ -/]*[0-~]?")
-# Every other C0/C1 control but newline, and the bidi embeddings, overrides and isolates.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def terminal_safe(text: str) -> str:
-    """`text` with nothing a terminal would act on: escape sequences and control characters
-    removed, tabs as spaces, newlines kept."""
-    return _CONTROLS.sub("", _ESCAPES.sub("", str(text).replace("\t", " ")))
 
 
 def _wrap(text: str, indent: str) -> list[str]:

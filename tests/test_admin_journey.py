@@ -108,7 +108,7 @@ def test_a_token_pasted_into_a_slack_key_names_that_keys_variable_and_is_never_e
     assert code == 2 and len(problems) == 1
     assert problems[0].startswith("- slack.bot_token_env: must be the NAME of an environment variable "
                                   "(like CRM_PULSE_SLACK_BOT_TOKEN)")
-    assert "export CRM_PULSE_SLACK_BOT_TOKEN=" in problems[0] and "SECRETSECRET" not in problems[0]
+    assert "export CRM_PULSE_SLACK_BOT_TOKEN" in problems[0] and "SECRETSECRET" not in problems[0]
 
 
 def test_a_database_url_under_kind_files_is_not_silently_ignored(tmp_path, capsys):

@@ -143,7 +143,8 @@ def test_stale_export_silences_time_based_detectors_and_says_why(tmp_path, capsy
     folder = export(tmp_path / "x", lead_columns=("manager_id", "first_response_at"), last_event=NOW - timedelta(days=11))
     items, err = _scan(folder, capsys)
     assert not [i for i in items if i["detector"] in ("lead_sla", "stalled_deal", "silent_client")]
-    assert "stale data: the data is 11.0 days old (newest record 2026-11-09 11:00 in deals.csv" in err
+    assert ("stale data: the data is 11.0 days old, 8 working days without a record (newest 2026-11-09 11:00 "
+            "in deals.csv") in err
     for name in ("lead_sla", "stalled_deal"):
         assert f"skipped {name}: the data is 11.0 days old" in err
     # the same export scanned the day after its last record is judged
@@ -157,10 +158,10 @@ def test_check_config_shows_the_data_age(tmp_path, capsys):
     assert main(["check-config", str(_config_for(folder)), "--now", NOW.isoformat()]) == 0
     out = capsys.readouterr().out
     assert ("data age: newest record 2026-11-09 11:00 (Asia/Almaty) in deals.csv, 11.0 days before now: STALE "
-            "(over [source] stale_after_days = 3)") in out
+            "(more working days without a record than [source] stale_after_days = 3)") in out
     (folder / "config.toml").write_text('timezone = "Asia/Almaty"\n[source]\npath = "."\nstale_after_days = 14\n')
     assert main(["check-config", str(folder / "config.toml"), "--now", NOW.isoformat()]) == 0
-    assert "11.0 days before now: fresh (limit 14 days)" in capsys.readouterr().out
+    assert "11.0 days before now: fresh (limit 14 working days without a record)" in capsys.readouterr().out
 
 
 CONFIG = """
@@ -212,7 +213,10 @@ async def test_admins_hear_about_stale_data_once_and_again_after_it_recovers(tmp
     clock.now += timedelta(hours=1)
     await jobs.run_scan()
     assert len(notices()) == 1
-    clock.now += timedelta(days=5)
+    clock.now += timedelta(days=3)  # Monday: only a weekend since the last record
+    await jobs.run_scan()
+    assert len(notices()) == 1
+    clock.now += timedelta(days=5)  # Saturday: a whole working week without a record
     await jobs.run_scan()
     assert len(notices()) == 2
     store.close()
@@ -229,3 +233,16 @@ async def test_without_an_admin_the_director_hears_about_stale_data(tmp_path):
     assert "Данные CRM устарели: самая свежая запись — 09.11.2026 11:00 в deals.csv, 11\u00a0дней назад" \
         in stale[0].payload["text"]
     store.close()
+
+
+@pytest.mark.parametrize("last, now, stale", [
+    (datetime(2026, 11, 13, 13, 0, tzinfo=UTC), datetime(2026, 11, 17, 4, 0, tzinfo=UTC), False),  # Fri -> Tue
+    (datetime(2026, 12, 31, 8, 0, tzinfo=UTC), datetime(2027, 1, 5, 4, 0, tzinfo=UTC), False),  # KZ New Year
+    (datetime(2026, 11, 9, 6, 0, tzinfo=UTC), datetime(2026, 11, 16, 6, 0, tzinfo=UTC), True),  # a working week
+])
+def test_stale_counts_working_days_without_a_record(tmp_path, last, now, stale):
+    """Weekends and official holidays of the company calendar (KZ from Asia/Almaty) are not silence."""
+    folder = export(tmp_path / "x", last_event=last)
+    config = parse_config(f'timezone = "Asia/Almaty"\n[source]\npath = "{folder}"\n')
+    outcome = scan(config, now)
+    assert (outcome.stale is not None) is stale, outcome.stale

@@ -1,8 +1,8 @@
 """`crm-pulse diagnose`: the maturity check in the terminal.
 
 Interactive (one question at a time, numbers to answer, b = back, q = quit) or scripted with
-`--answers 1,2,1,1,2`; `--data DIR` or `--demo` adds what the CRM data says next to the
-answers. Exit codes: 0 ok, 2 usage error (bad answers, missing folder), 3 data error.
+`--answers 1,2,1,1,2`; `--config FILE`, `--data DIR` or `--demo` adds what the CRM data says
+next to the answers (a mapped export is read through the config's [source]). Exit codes: 0 ok, 2 usage error (bad answers, missing folder), 3 data error.
 """
 from __future__ import annotations
 
@@ -33,11 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answers", metavar="N,N,N,N,N",
                         help=f"the five answers as option numbers, e.g. 1,2,1,1,2 (skips the questions). {numbering}")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--data", metavar="DIR", help="a folder of CRM exports in the canonical format, for the data hints")
+    source.add_argument("--data", metavar="DIR", help="a folder of CRM exports for the data hints: canonical files, "
+                        "or an export your config maps (with --config, or the config.toml inside DIR)")
     source.add_argument("--demo", action="store_true", help="use the demo company's data for the data hints")
-    parser.add_argument("--lang", choices=["ru", "en"], default="ru", help="language of the questions and the result")
+    parser.add_argument("--config", metavar="FILE", help="config.toml: the data hints read its [source] (with --data DIR: "
+                        "its mapping applied to the files in DIR); its language and timezone are the defaults")
+    parser.add_argument("--lang", choices=["ru", "en"], help="language of the questions and the result (default: the config's, else ru)")
     parser.add_argument("--department", choices=["sales", "service"], help="run the check for one department")
-    parser.add_argument("--timezone", default="UTC", help="timezone of naive timestamps in --data files (IANA)")
+    parser.add_argument("--timezone", help="timezone of naive timestamps in the data (IANA; default: the config's, else UTC)")
     parser.add_argument("--format", choices=["text", "json"], default="text", help="text for people, json for scripts")
 
 
@@ -45,7 +48,11 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = input, out: Tex
         err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    lang = args.lang
+    config = _config(args, err)
+    if isinstance(config, int):
+        return config
+    lang = args.lang or (config.language if config is not None else "ru")
+    args.timezone = args.timezone or (config.timezone if config is not None else "UTC")
     try:
         answers = parse_answers(args.answers) if args.answers else None
     except AnswerError as e:
@@ -56,7 +63,7 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = input, out: Tex
               "such as Asia/Almaty or Europe/Moscow", file=err)
         return EXIT_USAGE
 
-    loaded = _load(args, err)
+    loaded = _load(args, err, config)
     if isinstance(loaded, int):
         return loaded
     data, now = loaded
@@ -88,7 +95,47 @@ def _known_timezone(name: str) -> bool:
     return True
 
 
-def _load(args: argparse.Namespace, err: TextIO) -> tuple[CrmData | None, datetime] | int:
+def _config(args: argparse.Namespace, err: TextIO):
+    """The Config the data hints read (--config FILE, or DIR/config.toml for --data DIR), None
+    for canonical files or no data, or an exit code after saying what is wrong."""
+    from bot.config import ConfigError, load_config
+
+    path = Path(args.config) if args.config else None
+    if path is None and args.data and (Path(args.data) / "config.toml").is_file():
+        path = Path(args.data) / "config.toml"  # an export with its mapping beside it (demo --export writes one)
+    here = Path("config.toml")
+    if path is None and not args.demo and here.is_file():
+        # as scan and explain: ./config.toml is the default; with --data DIR only when it maps DIR
+        if not args.data or _source_folder(here) == Path(args.data).resolve():
+            path = here
+    if path is None:
+        return None
+    if args.demo:
+        print("crm-pulse diagnose: --demo and --config: choose one source for the data hints", file=err)
+        return EXIT_USAGE
+    if not path.is_file():
+        print(f"crm-pulse diagnose: --config: config file not found: {path} (create one with `crm-pulse init`)", file=err)
+        return EXIT_USAGE
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(str(e), file=err)
+        return EXIT_USAGE
+
+
+def _source_folder(path: Path) -> Path | None:
+    """The folder a config's [source] reads, without validating the rest of the config."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8")).get("source") or {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    folder = raw.get("path", ".") if isinstance(raw, dict) else None
+    return (path.resolve().parent / folder).resolve() if isinstance(folder, str) else None
+
+
+def _load(args: argparse.Namespace, err: TextIO, config=None) -> tuple[CrmData | None, datetime] | int:
     """(data, now) for the hints, or an exit code after saying what is wrong."""
     if args.demo:
         from crm.demo import generate_demo
@@ -96,19 +143,26 @@ def _load(args: argparse.Namespace, err: TextIO) -> tuple[CrmData | None, dateti
         demo = generate_demo()
         return demo.data, demo.now
     now = datetime.now(timezone.utc)
-    if not args.data:
+    if not args.data and config is None:
         return None, now
     from crm.errors import DataError
-    from crm.load import load_folder
+    from crm.load import load_crm, load_folder
 
-    folder = Path(args.data)
-    if not folder.is_dir():
+    folder = Path(args.data) if args.data else None
+    if folder is not None and not folder.is_dir():
         print(f"crm-pulse diagnose: --data: folder not found: {folder}", file=err)
         return EXIT_USAGE
     try:
-        loaded = load_folder(folder, timezone=args.timezone, now=now)
+        if config is None:
+            loaded = load_folder(folder, timezone=args.timezone, now=now)
+        else:  # the config's mapping; --data DIR only says where its files are
+            source = config.source if folder is None else config.source.model_copy(update={"path": str(folder.resolve())})
+            loaded = load_crm(source, timezone=args.timezone, base_dir=config.base_dir, now=now)
     except DataError as e:
         print(f"data error: {e}", file=err)
+        if config is None:
+            print("If this folder is an export your config.toml maps (its [source] columns and files), "
+                  "add --config FILE.", file=err)
         return EXIT_DATA
     for w in loaded.warnings:
         print(f"warning: {w}", file=err)

@@ -80,3 +80,50 @@ async def test_sigkill_mid_send_then_restart_delivers_all_200_at_most_one_twice(
     assert sorted(set(texts)) == [f"m{i:03d}" for i in range(N)]  # all 200 arrived
     assert len(twice) <= 1, f"sent twice: {twice}"
     assert list(dict.fromkeys(texts)) == [f"m{i:03d}" for i in range(N)]  # in order
+
+
+SHARED_CHATS = ["5001", "5002", "5003", "5004", "5005"]
+PER_RECIPIENT = 30
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_fan_out_repeats_at_most_one_message_per_chat(state_dir):
+    """Ten recipients, two per chat (a director and a team channel in one group, say), sent
+    concurrently: a kill repeats at most the one message in flight per chat, never one per
+    recipient sharing it."""
+    state_url = f"sqlite:///{state_dir / 'state.db'}"
+    store = state_mod.StateStore.open(state_url)
+    outbox = outbox_mod.Outbox(store)
+    expected: dict[str, list[str]] = {chat: [] for chat in SHARED_CHATS}
+    for r in range(2 * len(SHARED_CHATS)):
+        chat = SHARED_CHATS[r % len(SHARED_CHATS)]
+        msgs = [OutgoingMessage("telegram", chat, {"text": f"r{r}-{k:02d}"}, dedup_key=f"r{r}-{k:02d}")
+                for k in range(PER_RECIPIENT)]
+        outbox.enqueue(f"r{r}", msgs)
+        expected[chat] += [m.payload["text"] for m in msgs]
+    store.close()
+    total = sum(len(v) for v in expected.values())
+
+    async with FakeTelegramServer(faults=FaultPlan()) as server:
+        def arrived() -> int:
+            return sum(len(server.texts(c)) for c in SHARED_CHATS)
+
+        first = await _start(state_url, server.base_url)
+        try:
+            await wait_for(lambda: arrived() >= total // 3, timeout=60)
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            await first.wait()
+        assert arrived() < total, "the sender finished before it could be killed"
+        second = await _start(state_url, server.base_url)
+        _, err = await asyncio.wait_for(second.communicate(), timeout=90)
+        assert second.returncode == 0, err.decode()[-2000:]
+
+    for chat in SHARED_CHATS:
+        texts = server.texts(chat)
+        assert sorted(set(texts)) == sorted(expected[chat])  # nothing lost
+        repeats = sum(n - 1 for n in Counter(texts).values())
+        assert repeats <= 1, f"chat {chat}: {repeats} messages sent twice"
+        for r in {t.split("-")[0] for t in texts}:  # each recipient's messages in order
+            mine = [t for t in dict.fromkeys(texts) if t.startswith(f"{r}-")]
+            assert mine == sorted(mine)

@@ -207,7 +207,12 @@ def test_column_value_mapping_and_one_column_feeding_two(tmp_path):
     assert result.data.stages == ["Первичный контакт", "Переговоры"]
     assert result.data.origins["deals"] == "Сделки.csv"
     codes = sorted(w.code for w in result.warnings)
-    assert codes == ["filled", "stage_history_derived"]
+    assert codes == ["filled", "stage_history_derived", "unmapped_columns"]
+    # users.csv's "Отдел" is not mapped: said once, with the column it could fill
+    unmapped = [str(w) for w in result.warnings if w.code == "unmapped_columns"]
+    assert unmapped == ["managers: columns not read that look useful: 'Отдел' could fill managers.team "
+                        "([source.columns.managers] team = \"Отдел\"); map them in config if they hold that "
+                        "(or ignore this)"]
 
 
 def test_fill_for_empty_cells_is_reported_with_rows(tmp_path):

@@ -116,6 +116,7 @@ def test_check_config_never_prints_a_secret_pasted_as_a_variable_name(tmp_path, 
     code = main(["check-config", str(config), "--now", "2026-03-10T09:00:00+00:00"])
     out = capsys.readouterr()
     assert pasted[:6] not in out.out + out.err
-    assert code == 0, out.err
-    assert "$CRM_PULSE_SLACK_BOT_TOKEN NOT SET" in out.out
-    assert "does not look like a variable name" in out.out
+    # refused at config load (crm.redact.is_env_name), with the key and what to do, never echoed
+    assert code == 2, out.err
+    assert "slack.signing_secret_env: must be the NAME of an environment variable" in out.err
+    assert "environment variable CRM_PULSE_SLACK_SIGNING_SECRET" in out.err and "***" not in out.err

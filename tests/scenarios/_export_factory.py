@@ -1,0 +1,306 @@
+"""An amoCRM/Bitrix24-like company export, written as the CSV files an admin would hand to
+`crm-pulse scan --data DIR`, with the truth known because we planted it.
+
+The company: managers in teams (plus, on request, agents who never had a deal and people marked
+active=false), deals from several sources walking a five-stage pipeline (each stage moves on
+with a probability and after an exponential wait, otherwise the deal is lost with a reason),
+managers touching their open deals every few days (activities), an email thread per deal that
+the client answers, and leads answered within the hour. Knobs: volume, sources and their
+shares, stage speeds, one planted conversion effect, absent columns or tables, a holiday period
+in which nobody works (web leads still arrive), deals left behind by one manager, and where the
+data ends.
+
+Timestamps are written in UTC with a Z; the company works 09:00-18:00 in Asia/Almaty (UTC+5).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+UTC = timezone.utc
+LOCAL = timedelta(hours=5)  # Asia/Almaty
+STAGES = ("Новая заявка", "Квалификация", "КП отправлено", "Переговоры", "Договор")
+SOURCES = {"Сайт": 0.35, "Звонок": 0.25, "Рекомендация": 0.2, "Instagram": 0.12, "Выставка": 0.08}
+REGIONS = ("Алматы", "Астана", "Шымкент")
+REASONS = {"Цена": 0.35, "Выбрали конкурента": 0.25, "Нет бюджета": 0.2, "Сроки поставки": 0.2}
+FIRST = ("Ержан", "Алия", "Дмитрий", "Динара", "Асель", "Нурлан", "Марат", "Айгерим", "Сергей",
+         "Жанна", "Тимур", "Ольга", "Бауыржан", "Камила", "Арман", "Елена")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One planted change in the chance to move on from `stage` (an index into STAGES) for
+    deals that entered that stage at or after `at`.
+
+    kind:
+      "none"        nothing changes;
+      "uniform"     every deal's chance is multiplied by `factor`;
+      "source"      only deals of `source` move on with `after` instead of `before`;
+      "mix"         `source` always converts at `before` (others at the base rate), but from
+                    `at` on its share of new deals becomes `share_after`: every source's own
+                    rate is unchanged;
+      "confound"    like "source", and manager `manager` gets `manager_share` of that source's
+                    deals (a manager who simply had more deals from the failing source).
+    For "source"/"confound", `share` sets the source's share of deals.
+    """
+    kind: str = "none"
+    stage: int = 1
+    at: datetime | None = None
+    factor: float = 1.0
+    source: str = "Instagram"
+    share: float | None = None
+    before: float | None = None
+    after: float | None = None
+    share_after: float | None = None
+    manager: str = "m1"
+    manager_share: float = 0.7
+
+
+@dataclass
+class ExportSpec:
+    seed: int = 0
+    end: datetime = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)  # the newest moment in the data
+    days: int = 200  # deals are created over this many days before `end`
+    n_managers: int = 8
+    n_teams: int = 2
+    idle_agents: int = 0  # in managers.csv, never had a deal, lead or activity
+    inactive_flagged: int = 0  # active=false: had deals in the first two months only, all closed
+    overloaded: str | None = None  # this manager gets 3x the share of new deals and leads
+    underloaded: str | None = None  # this one gets a fifth of the share
+    deals_per_month: float = 250
+    leads_per_month: float = 120
+    sources: dict[str, float] = field(default_factory=lambda: dict(SOURCES))
+    advance: tuple[float, ...] = (0.8, 0.6, 0.55, 0.7, 0.8)  # chance to move on (the last: to win)
+    stage_days: tuple[float, ...] = (1.5, 3.0, 4.0, 4.0, 3.0)  # mean calendar days before moving on
+    effect: Effect = field(default_factory=Effect)
+    absent: frozenset[str] = frozenset()  # "table" or "table.column" left out of the export
+    holiday: tuple[date, date] | None = None  # nobody works on these days (inclusive)
+    touch_every: tuple[float, float] = (0.5, 2.5)  # calendar days between touches of an open deal
+    with_emails: bool = True
+    # (manager, n): n more open deals of that manager, entered Квалификация `abandoned_days` before
+    # `end` and never touched since (left behind, as real CRMs are full of)
+    abandoned: tuple[str, int] | None = None
+    abandoned_days: tuple[float, float] = (100, 190)  # how long ago those deals entered Квалификация
+
+
+def _iso(t: datetime | None) -> str:
+    return "" if t is None else t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Company:
+    def __init__(self, spec: ExportSpec):
+        self.s = spec
+        self.rng = np.random.default_rng(spec.seed)
+        self.ghost_rng = np.random.default_rng(spec.seed + 10_000)  # apart, so ghosts do not change the rest
+        self.start = spec.end - timedelta(days=spec.days)
+
+    # -- time helpers -----------------------------------------------------------------------
+    def _in_holiday(self, t: datetime) -> bool:
+        h = self.s.holiday
+        return h is not None and h[0] <= (t + LOCAL).date() <= h[1]
+
+    def _after_holiday(self, t: datetime) -> datetime:
+        """Work planned inside the holiday happens on the first day after it, in the morning."""
+        if not self._in_holiday(t):
+            return t
+        day = self.s.holiday[1] + timedelta(days=1)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        minutes = float(self.rng.uniform(10, 120))
+        return datetime(day.year, day.month, day.day, 9, tzinfo=UTC) - LOCAL + timedelta(minutes=minutes)
+
+    def _work_moment(self, lo: datetime, hi: datetime) -> datetime:
+        """A random moment in working hours on a weekday between lo and hi (not in the holiday)."""
+        for _ in range(50):
+            t = lo + (hi - lo) * float(self.rng.random())
+            loc = t + LOCAL
+            if loc.weekday() < 5 and 9 <= loc.hour < 18 and not self._in_holiday(t):
+                return t
+        return t
+
+    # -- the company --------------------------------------------------------------------------
+    def managers(self) -> list[dict]:
+        s, rows = self.s, []
+        for k in range(1, s.n_managers + s.idle_agents + s.inactive_flagged + 1):
+            kind = "working" if k <= s.n_managers else ("idle" if k <= s.n_managers + s.idle_agents else "inactive")
+            rows.append({"manager_id": f"m{k}", "name": f"{FIRST[(k - 1) % len(FIRST)]} {kind.capitalize()[:1]}{k}",
+                         "email": f"m{k}@example.kz", "region": REGIONS[(k - 1) % s.n_teams % len(REGIONS)],
+                         "team": f"Команда {(k - 1) % s.n_teams + 1}", "capacity": "1.0",
+                         "active": "false" if kind == "inactive" else "true", "_kind": kind})
+        return rows
+
+    def build(self) -> dict[str, list[dict]]:
+        s, rng, e = self.s, self.rng, self.s.effect
+        mgrs = self.managers()
+        working = [m["manager_id"] for m in mgrs if m["_kind"] == "working"]
+        inactive = [m["manager_id"] for m in mgrs if m["_kind"] == "inactive"]
+        weights = np.array([3.0 if m == s.overloaded else 0.2 if m == s.underloaded else 1.0 for m in working])
+        weights /= weights.sum()
+        src_names = list(s.sources)
+        shares = np.array([s.sources[n] for n in src_names], dtype=float)
+        if e.kind in ("source", "confound") and e.share is not None:
+            i = src_names.index(e.source)
+            rest = np.delete(np.arange(len(shares)), i)
+            shares[rest] *= (1 - e.share) / shares[rest].sum()
+            shares[i] = e.share
+        shares /= shares.sum()
+        shares_after = shares.copy()
+        if e.kind == "mix" and e.share_after is not None:
+            i = src_names.index(e.source)
+            rest = np.delete(np.arange(len(shares)), i)
+            shares_after[rest] *= (1 - e.share_after) / shares_after[rest].sum()
+            shares_after[i] = e.share_after
+
+        n_deals = int(rng.poisson(s.deals_per_month * s.days / 30.4))
+        created = sorted(self._work_moment(self.start, s.end) for _ in range(n_deals))
+        deals, history, acts, emails, opens, clients = [], [], [], [], [], []
+        a_id = e_id = 0
+        for n, t0 in enumerate(created):
+            did, cid = f"d{n + 1:05d}", f"c{n + 1:05d}"
+            shifted = e.kind == "mix" and e.at is not None and t0 >= e.at
+            src = src_names[rng.choice(len(src_names), p=shares_after if shifted else shares)]
+            mgr = working[rng.choice(len(working), p=weights)]
+            if e.kind == "confound" and src == e.source and rng.random() < e.manager_share:
+                mgr = e.manager
+            if inactive and t0 < self.start + timedelta(days=45) and self.ghost_rng.random() < 0.3:
+                mgr = inactive[int(self.ghost_rng.integers(len(inactive)))]
+            region = REGIONS[int(rng.integers(len(REGIONS)))]
+            t, k, status, closed, reason = t0, 0, "open", None, ""
+            history.append({"deal_id": did, "stage": STAGES[0], "entered_at": _iso(t0)})
+            while True:
+                p = s.advance[k]
+                if k == e.stage and e.kind != "none":
+                    late = e.at is not None and t >= e.at
+                    if e.kind == "uniform" and late:
+                        p *= e.factor
+                    elif e.kind in ("source", "confound") and src == e.source:
+                        p = e.after if late else e.before
+                    elif e.kind == "mix" and src == e.source:
+                        p = e.before
+                wait = timedelta(days=float(rng.exponential(s.stage_days[k])) + 0.05)
+                t_next = self._after_holiday(t + wait)
+                if mgr in inactive:
+                    t_next = min(t_next, self.start + timedelta(days=55))
+                if t_next > s.end:
+                    break
+                if rng.random() < p:
+                    k += 1
+                    t = t_next
+                    if k == len(STAGES):
+                        status, closed, k = "won", t, len(STAGES) - 1
+                        break
+                    history.append({"deal_id": did, "stage": STAGES[k], "entered_at": _iso(t)})
+                else:
+                    status, closed = "lost", t_next
+                    reason = list(REASONS)[rng.choice(len(REASONS), p=list(REASONS.values()))]
+                    break
+            if mgr in inactive and status == "open":  # people who left closed their deals
+                status, closed, reason = "lost", min(t + timedelta(days=1), s.end), "Нет бюджета"
+            deals.append({"deal_id": did, "client_id": cid, "manager_id": mgr, "title": f"Сделка {n + 1}",
+                          "amount": f"{float(rng.lognormal(14, 0.8)):.0f}", "currency": "KZT",
+                          "stage": STAGES[k], "status": status, "created_at": _iso(t0),
+                          "closed_at": _iso(closed), "loss_reason": reason, "source": src, "region": region})
+            clients.append({"client_id": cid, "name": f"ТОО «Клиент {n + 1}»", "manager_id": mgr,
+                            "region": region, "segment": "B2B"})
+            # touches of the deal while it is open
+            stop = closed or s.end
+            ta = t0 + timedelta(hours=1)
+            while ta < stop:
+                ta = self._after_holiday(ta)
+                if ta >= stop:
+                    break
+                a_id += 1
+                acts.append({"activity_id": f"a{a_id:06d}", "deal_id": did, "client_id": cid, "manager_id": mgr,
+                             "type": ("call", "meeting", "task", "call")[a_id % 4], "due_at": "", "done_at": _iso(ta)})
+                ta = ta + timedelta(days=float(rng.uniform(*s.touch_every)))
+            if s.with_emails:
+                sent = t0 + timedelta(hours=1)
+                reply = t0 + timedelta(hours=20)
+                if reply < s.end:
+                    e_id += 1
+                    emails.append({"email_id": f"e{e_id:06d}", "client_id": cid, "manager_id": mgr, "deal_id": did,
+                                   "direction": "out", "sent_at": _iso(sent), "subject": "Коммерческое предложение"})
+                    opens.append({"email_id": f"e{e_id:06d}", "opened_at": _iso(sent + timedelta(hours=2))})
+                    e_id += 1
+                    emails.append({"email_id": f"e{e_id:06d}", "client_id": cid, "manager_id": mgr, "deal_id": did,
+                                   "direction": "in", "sent_at": _iso(reply), "subject": "Re: Коммерческое предложение"})
+        if s.abandoned:
+            who, count = s.abandoned
+            for j in range(count):
+                did, cid = f"x{j + 1:05d}", f"cx{j + 1:05d}"
+                t0 = s.end - timedelta(days=float(rng.uniform(*s.abandoned_days)) + 1)
+                t1 = t0 + timedelta(days=1)
+                deals.append({"deal_id": did, "client_id": cid, "manager_id": who, "title": f"Забытая сделка {j + 1}",
+                              "amount": "1000000", "currency": "KZT", "stage": STAGES[1], "status": "open",
+                              "created_at": _iso(t0), "closed_at": "", "loss_reason": "", "source": "Сайт",
+                              "region": REGIONS[0]})
+                clients.append({"client_id": cid, "name": f"ТОО «Забытый {j + 1}»", "manager_id": who,
+                                "region": REGIONS[0], "segment": "B2B"})
+                history += [{"deal_id": did, "stage": STAGES[0], "entered_at": _iso(t0)},
+                            {"deal_id": did, "stage": STAGES[1], "entered_at": _iso(t1)}]
+        leads = self._leads(working, weights)
+        managers = [{k: v for k, v in m.items() if not k.startswith("_")} for m in mgrs]
+        stages = [{"stage": st, "position": i + 1} for i, st in enumerate(STAGES)]
+        return {"managers": managers, "deals": deals, "stage_history": history, "stages": stages,
+                "clients": clients, "activities": acts, "emails": emails, "email_opens": opens, "leads": leads}
+
+    def _leads(self, working: list[str], weights: np.ndarray) -> list[dict]:
+        s, rng, rows = self.s, self.rng, []
+        lead_start = s.end - timedelta(days=min(s.days, 120))
+        n = int(rng.poisson(s.leads_per_month * min(s.days, 120) / 30.4))
+        holiday_days = 0 if s.holiday is None else (s.holiday[1] - s.holiday[0]).days + 1
+        for k in range(n):
+            if holiday_days and rng.random() < 0.03 * holiday_days:  # web forms keep coming in
+                day = s.holiday[0] + timedelta(days=int(rng.integers(holiday_days)))
+                t = datetime(day.year, day.month, day.day, 10, tzinfo=UTC) - LOCAL + timedelta(
+                    hours=float(rng.uniform(0, 8)))
+                if t > s.end:
+                    continue
+                answered = self._after_holiday(t)  # ... and are answered after the holiday
+                assigned = answered - timedelta(minutes=5)
+            else:  # in working hours, answered within the hour
+                t = self._work_moment(lead_start, s.end)
+                assigned = t + timedelta(minutes=float(rng.uniform(2, 20)))
+                answered = assigned + timedelta(minutes=float(rng.uniform(5, 35)))
+            mgr = working[rng.choice(len(working), p=weights)]
+            done = answered <= s.end
+            rows.append({"lead_id": f"L{k + 1:05d}", "created_at": _iso(t),
+                         "source": list(s.sources)[int(rng.integers(len(s.sources)))],
+                         "region": REGIONS[int(rng.integers(len(REGIONS)))], "manager_id": mgr,
+                         "assigned_at": _iso(assigned if assigned <= s.end else None),
+                         "first_response_at": _iso(answered if done else None),
+                         "status": ("converted" if rng.random() < 0.3 else "in_work") if done else "new"})
+        rows.sort(key=lambda r: r["created_at"])
+        return rows
+
+
+def write_export(folder: Path, spec: ExportSpec) -> Path:
+    """Write the company as CSV files into `folder` (created); returns the folder."""
+    tables = _Company(spec).build()
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, rows in tables.items():
+        if table in spec.absent or not rows:
+            continue
+        cols = [c for c in rows[0] if f"{table}.{c}" not in spec.absent]
+        with open(folder / f"{table}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    return folder
+
+
+def write_rows(folder: Path, table: str, rows: list[dict]) -> None:
+    """Rewrite one table (a test editing the export by hand, as an admin's CRM would have it)."""
+    with open(folder / f"{table}.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_rows(folder: Path, table: str) -> list[dict]:
+    with open(folder / f"{table}.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))

@@ -1,0 +1,681 @@
+"""Acceptance scenarios for issue 9 ("insights that hold on real exports"), run as an admin would:
+an amoCRM-like CSV export of our own making (tests/scenarios/_export_factory.py), the real CLI
+(`scan --data/--config --now --format json`, `check-config`, `backtest --fail-on-budget`), and
+assertions on what a user would notice: which insights came, which segments they name, which
+lines say what could not be checked, how many items a day a person gets.
+
+Counts over seeds are asserted exactly (false drivers and false alarms must be 0, every planted
+case found); a scenario the product still gets wrong is marked xfail(strict=True) with the
+finding, so it turns red the day it is fixed.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from _export_factory import STAGES, Effect, ExportSpec, read_rows, write_export, write_rows
+from bot.cli import main
+
+UTC = timezone.utc
+END = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)  # the newest moment of a fresh export (10:00 Almaty, Fri)
+NOW = END + timedelta(hours=1)
+# The change starts when the recent cohort of the Квалификация stage begins (its learned horizon is
+# the 7-day floor; the recent window is 28 days ending one horizon before now): the baseline is
+# all before the change, the recent cohort all after it.
+AT = NOW - timedelta(days=35)
+STAGE = 1  # Квалификация -> КП отправлено
+PLANTED_FROM = STAGES[STAGE]
+DRIVER_SEEDS = range(7)
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def scan(folder: Path, now: datetime = NOW, config: Path | None = None) -> tuple[list[dict], str]:
+    src = ["--config", str(config)] if config else ["--data", str(folder)]
+    rc, out, err = run_cli("scan", *src, "--now", now.isoformat(), "--format", "json")
+    assert rc == 0, err
+    return json.loads(out), err
+
+
+def config_for(folder: Path, extra: str = "") -> Path:
+    path = folder.parent / f"{folder.name}.toml"
+    path.write_text(f'timezone = "Asia/Almaty"\n[source]\nkind = "files"\npath = "./{folder.name}"\n{extra}\n',
+                    encoding="utf-8")
+    return path
+
+
+def check_config(folder: Path, now: datetime = NOW, extra: str = "") -> str:
+    rc, out, err = run_cli("check-config", str(config_for(folder, extra)), "--now", now.isoformat())
+    assert rc == 0, out + err
+    return out + err
+
+
+def by_detector(insights: list[dict]) -> Counter:
+    return Counter(i["detector"] for i in insights)
+
+
+def named_segments(insights: list[dict]) -> list[tuple[str, str, str]]:
+    """Every segment a conversion insight names as falling: drivers and confined drops."""
+    named = []
+    for i in insights:
+        if i["detector"] != "conversion_drop":
+            continue
+        f = i["facts"]
+        for d in f.get("drivers") or []:
+            named.append(("driver", d["dimension"], str(d["segment_id"])))
+        if f.get("kind") == "segment_drop":
+            named.append(("segment_drop", f["segment"]["dimension"], str(f["segment"]["segment_id"])))
+    return named
+
+
+def planted_pair(insights: list[dict]) -> list[dict]:
+    return [i for i in insights if i["detector"] == "conversion_drop" and i["facts"]["from_stage"] == PLANTED_FROM]
+
+
+def other_pairs(insights: list[dict]) -> list[str]:
+    return [f"{i['facts']['from_stage']}->{i['facts']['to_stage']}" for i in insights
+            if i["detector"] == "conversion_drop" and i["facts"]["from_stage"] != PLANTED_FROM]
+
+
+# --- four kinds of planted drop --------------------------------------------------------------
+
+DROPS = {
+    # every deal's chance to leave Квалификация falls by a third: found, nobody named
+    "uniform": Effect(kind="uniform", stage=STAGE, at=AT, factor=0.65),
+    # only source Сайт (35% of deals) falls 60% -> 20%: Сайт named, nothing else
+    "one_source": Effect(kind="source", stage=STAGE, at=AT, source="Сайт", share=0.35, before=0.6, after=0.2),
+    # Выставка always converts at 15%, but its share goes 8% -> 45%: worded as mix, nobody falling
+    "mix_shift": Effect(kind="mix", stage=STAGE, at=AT, source="Выставка", before=0.15, share_after=0.45),
+    # Instagram (30%) falls 60% -> 20%, and m1 got 70% of Instagram's deals: only Instagram named
+    "confounded_manager": Effect(kind="confound", stage=STAGE, at=AT, source="Instagram", share=0.3,
+                                 before=0.6, after=0.2, manager="m1", manager_share=0.7),
+}
+TRUE_SEGMENT = {"uniform": None, "one_source": ("source", "Сайт"), "mix_shift": None,
+                "confounded_manager": ("source", "Instagram")}
+
+
+def judge_drop(kind: str, insights: list[dict]) -> tuple[bool, list]:
+    """(was the planted case found as a user should see it, the segments named that drove nothing)."""
+    truth = TRUE_SEGMENT[kind]
+    false = [n for n in named_segments(insights) if (n[1], n[2]) != truth]
+    here = planted_pair(insights)
+    if kind == "uniform":
+        found = any(i["facts"]["kind"] == "drop" for i in here)
+    elif kind == "mix_shift":
+        found = any(i["facts"]["kind"] == "mix_shift" and (i["facts"].get("mix") or {}).get("segment_id") == "Выставка"
+                    for i in here)
+        false += [("not worded as mix", i["facts"]["kind"], "") for i in here if i["facts"]["kind"] != "mix_shift"]
+    else:
+        found = any((n[1], n[2]) == truth for n in named_segments(here))
+    return found, false
+
+
+_DROP_RESULTS: dict[str, dict] = {}
+
+
+def realized_drop(folder: Path, horizon_days: int = 7) -> float:
+    """The relative drop of Квалификация -> КП отправлено (within the stage's 7-day horizon) that
+    the data actually realized between the baseline and the recent cohort: the planted change
+    is a chance, and a seed whose chance went the other way is not a case any test could see."""
+    entered: dict[str, dict[str, datetime]] = {}
+    for r in read_rows(folder, "stage_history"):
+        entered.setdefault(r["deal_id"], {})[r["stage"]] = datetime.fromisoformat(r["entered_at"].replace("Z", "+00:00"))
+    recent = (NOW - timedelta(days=horizon_days + 28), NOW - timedelta(days=horizon_days))
+    base = (recent[0] - timedelta(days=91), recent[0])
+    sides = {"base": [0, 0], "recent": [0, 0]}
+    for stages in entered.values():
+        t = stages.get(STAGES[STAGE])
+        if t is None:
+            continue
+        side = "base" if base[0] <= t < base[1] else "recent" if recent[0] <= t < recent[1] else None
+        if side:
+            nxt = [v for k, v in stages.items() if STAGES.index(k) > STAGE]
+            sides[side][0] += any(v - t <= timedelta(days=horizon_days) for v in nxt)
+            sides[side][1] += 1
+    b, r = (x / n for x, n in sides.values())
+    return (b - r) / b
+
+
+def run_drops(kind: str, tmp_path: Path) -> dict:
+    """Scan DRIVER_SEEDS companies with the planted drop `kind` (once per kind per session).
+    A miss counts only where the data realized the drop overall (>= 15% relative, the default
+    min_relative_drop); the kinds confined to a source are judged by naming the source."""
+    if kind in _DROP_RESULTS:
+        return _DROP_RESULTS[kind]
+    result = {"misses": [], "false_drivers": [], "other_pairs": [], "not_realized": []}
+    for seed in DRIVER_SEEDS:
+        folder = write_export(tmp_path / f"{kind}{seed}", ExportSpec(seed=seed, deals_per_month=400, end=END,
+                                                                      effect=DROPS[kind], with_emails=False))
+        insights, _err = scan(folder)
+        found, false = judge_drop(kind, insights)
+        realized = TRUE_SEGMENT[kind] is not None or realized_drop(folder) >= 0.15
+        if not realized:
+            result["not_realized"].append(seed)
+        if not found and realized:
+            result["misses"].append(seed)
+        result["false_drivers"] += [(seed, *f) for f in false]
+        result["other_pairs"] += [(seed, p) for p in other_pairs(insights)]
+    _DROP_RESULTS[kind] = result
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [
+    "uniform",
+    pytest.param("one_source", marks=pytest.mark.xfail(strict=True, reason=(
+        "2 false segments over 7 seeds. Seed 3 names manager m5 as a second driver beside source Сайт "
+        "(driver q=0.005 at segment_fdr 0.01): m5's deals outside Сайт fell 56% -> 26% on 27 recent deals "
+        "by chance while the other managers' rose; the per-step driver family (~15 segments) lets it through. "
+        "Seed 6 reports a segment_drop for manager m7 on the untouched pair Переговоры -> Договор "
+        "(79% -> 25%, 39 -> 16 deals, q=0.008 in the segment family)"))),
+    "mix_shift",
+    "confounded_manager",
+])
+def test_planted_drop_names_no_false_driver(kind, tmp_path):
+    r = run_drops(kind, tmp_path)
+    assert r["false_drivers"] == [], r
+    assert r["misses"] == [], r
+    assert len(r["not_realized"]) <= 2, r  # the scenario itself stays meaningful
+
+
+UNTOUCHED_PAIR_ALARMS = ("an overall drop on a stage pair nothing was planted on, from the headline family at "
+                         "fdr 0.05 (about one scan in 20): over 7 seeds x 4 kinds, 28 scans, 4 such alarms: ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [
+    pytest.param("uniform", marks=pytest.mark.xfail(strict=True, reason=UNTOUCHED_PAIR_ALARMS + "uniform seed 6 "
+                                                                         "Переговоры -> Договор")),
+    pytest.param("one_source", marks=pytest.mark.xfail(strict=True, reason=UNTOUCHED_PAIR_ALARMS + "one_source "
+                                                                            "seed 5 КП отправлено -> Переговоры, seed 6 "
+                                                                            "Переговоры -> Договор")),
+    "mix_shift",
+    pytest.param("confounded_manager", marks=pytest.mark.xfail(strict=True, reason=UNTOUCHED_PAIR_ALARMS +
+                                                                "confounded_manager seed 4 Договор -> won")),
+])
+def test_planted_drop_raises_nothing_on_untouched_stage_pairs(kind, tmp_path):
+    """Only the Квалификация stage changed: later pairs must stay silent."""
+    r = run_drops(kind, tmp_path)
+    assert r["other_pairs"] == [], r
+
+
+# --- a segment's own drop while the overall rate holds ---------------------------------------
+
+def test_segment_own_drop_is_found_when_the_overall_rate_holds(tmp_path):
+    """Instagram, 12% of deals, falls 70% -> 14% at Квалификация; the other sources hold."""
+    misses, false, overall = [], [], []
+    for seed in range(4):
+        effect = Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14)
+        folder = write_export(tmp_path / f"own{seed}", ExportSpec(seed=seed, deals_per_month=400, end=END, effect=effect))
+        insights, _ = scan(folder)
+        names = named_segments(planted_pair(insights))
+        if ("source", "Instagram") not in [(n[1], n[2]) for n in names]:
+            misses.append(seed)
+        false += [(seed, n) for n in named_segments(insights) if (n[1], n[2]) != ("source", "Instagram")]
+        overall += [seed for i in planted_pair(insights) if i["facts"]["kind"] == "segment_drop"]
+    assert false == [], false
+    assert misses == [], f"missed in seeds {misses}"
+    assert overall, "at least one seed must show the drop reported on its own (overall held)"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "at 250 deals a month, 1 miss over 5 seeds: seed 2, Instagram 68% -> 26% (63 -> 27 deals at "
+    "Квалификация, p = 3.3e-4) gets q = 0.02 in the segment family (every pair x every source, manager "
+    "and region, ~60 tests) which does not pass segment_fdr = 0.01, so nothing is said"))
+def test_segment_own_drop_is_found_in_a_smaller_company(tmp_path):
+    misses = []
+    for seed in range(5):
+        effect = Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14)
+        folder = write_export(tmp_path / f"small{seed}", ExportSpec(seed=seed, deals_per_month=250, end=END, effect=effect))
+        insights, _ = scan(folder)
+        if ("source", "Instagram") not in [(n[1], n[2]) for n in named_segments(planted_pair(insights))]:
+            misses.append(seed)
+    assert misses == [], f"missed in seeds {misses}"
+
+
+# --- companies where nothing changes ---------------------------------------------------------
+
+NO_CHANGE_SEEDS = range(6)
+
+
+def test_no_change_companies_raise_no_alarm(tmp_path):
+    alarms: Counter = Counter()
+    detail = []
+    for seed in NO_CHANGE_SEEDS:
+        folder = write_export(tmp_path / f"calm{seed}", ExportSpec(seed=seed, end=END))
+        insights, _ = scan(folder)
+        alarms.update(by_detector(insights))
+        detail += [(seed, i["detector"], i["subject"]) for i in insights]
+    rate = {d: n / len(NO_CHANGE_SEEDS) for d, n in alarms.items()}
+    assert not alarms, f"false alarms per scan {rate}: {detail}"
+
+
+def test_randomly_routed_teams_get_no_manager_load_item(tmp_path):
+    items = []
+    for seed in range(5):
+        folder = write_export(tmp_path / f"team{seed}", ExportSpec(seed=100 + seed, end=END, n_managers=12, n_teams=2,
+                                                                    deals_per_month=300, leads_per_month=300))
+        insights, _ = scan(folder)
+        items += [(seed, i["subject"]) for i in insights if i["detector"] == "manager_load"]
+    assert items == []
+
+
+# --- absent columns --------------------------------------------------------------------------
+
+def _leads_waiting(folder: Path) -> int:
+    """How many leads of the last 7 days had no manager's answer after 2 working hours if the
+    absent columns were read as 'not done' (all of them are older than that)."""
+    rows = read_rows(folder, "leads")
+    return sum(1 for r in rows if r["created_at"] < (END - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+               and r["created_at"] > (END - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def test_leads_without_assigned_and_response_columns_raise_no_sla_alert(tmp_path):
+    folder = write_export(tmp_path / "noresp", ExportSpec(seed=3, end=END,
+                                                           absent=frozenset({"leads.assigned_at", "leads.first_response_at"})))
+    assert _leads_waiting(folder) > 20  # plenty of leads that would "breach" if absence meant "not done"
+    insights, err = scan(folder)
+    assert by_detector(insights)["lead_sla"] == 0
+    lines = [ln for ln in err.splitlines() if "lead_sla" in ln]
+    assert any("first_response_at" in ln for ln in lines), err
+    cc = check_config(folder)
+    assert any("first_response_at" in ln for ln in cc.splitlines()), cc
+    rc, out, berr = run_cli("backtest", "--data", str(folder), "--from", "2026-11-10", "--to", "2026-11-19")
+    assert rc == 0
+    assert "first_response_at" in out + berr
+    assert "lead_sla" in out
+
+
+def test_leads_without_any_manager_column_say_both_parts_are_off(tmp_path):
+    folder = write_export(tmp_path / "nomgr", ExportSpec(seed=4, end=END, absent=frozenset(
+        {"leads.assigned_at", "leads.first_response_at", "leads.manager_id"})))
+    insights, err = scan(folder)
+    assert by_detector(insights)["lead_sla"] == 0
+    # one line for the detector, naming a column that would enable it
+    lines = [ln for ln in err.splitlines() if "lead_sla" in ln and "skipped" in ln]
+    assert len(lines) == 1 and ("assigned_at" in lines[0] or "first_response_at" in lines[0]), err
+    # manager_load compares open deals still, and says the new-leads part needs leads.manager_id
+    assert any("manager_load" in ln and "manager_id in leads" in ln for ln in err.splitlines()), err
+
+
+def test_no_loss_reason_column_is_a_data_quality_line_not_a_weekly_alert(tmp_path):
+    folder = write_export(tmp_path / "noreason", ExportSpec(seed=5, end=END, absent=frozenset({"deals.loss_reason"})))
+    insights, err = scan(folder)
+    assert by_detector(insights)["loss_reasons"] == 0
+    assert any("loss_reason" in ln for ln in err.splitlines()), err
+    cc = check_config(folder)
+    assert any("loss_reason" in ln for ln in cc.splitlines()), cc
+
+
+def test_activities_without_done_at_are_said_and_not_read_as_not_done(tmp_path):
+    spec = ExportSpec(seed=6, end=END, absent=frozenset({"activities.done_at"}))
+    folder = write_export(tmp_path / "nodone", spec)
+    insights, err = scan(folder)
+    assert any("done_at" in ln and "stalled_deal" in ln for ln in err.splitlines()), err
+    cc = check_config(folder)
+    assert any("done_at" in ln for ln in cc.splitlines()), cc
+    # Without done_at calls cannot count as touches; stage changes and emails still do. What is
+    # judged must stay bounded by the company's own norm (about a fifth of the open deals are past
+    # the 80% limit of their stage), not every open deal.
+    open_deals = sum(1 for r in read_rows(folder, "deals") if r["status"] == "open")
+    stalled = by_detector(insights)["stalled_deal"]
+    assert stalled <= 0.3 * open_deals, (stalled, open_deals)
+
+
+# --- stale data ------------------------------------------------------------------------------
+
+def test_stale_export_keeps_time_based_detectors_silent(tmp_path):
+    folder = write_export(tmp_path / "stale", ExportSpec(seed=7, end=END))
+    later = END + timedelta(days=11)
+    insights, err = scan(folder, now=later)
+    silent = {"stalled_deal", "lead_sla", "silent_client"}
+    assert [i for i in insights if i["detector"] in silent] == []
+    assert "11." in err and "stale" in err.lower(), err
+    cc = check_config(folder, now=later)
+    age = [ln for ln in cc.splitlines() if "data age" in ln]
+    assert age and "11." in age[0] and "STALE" in age[0], cc
+    # the same export scanned fresh is judged (the test can fail): check-config says fresh
+    assert "fresh" in [ln for ln in check_config(folder).splitlines() if "data age" in ln][0]
+
+
+# --- holidays --------------------------------------------------------------------------------
+
+HOLIDAY_END = datetime(2027, 1, 5, 3, 30, tzinfo=UTC)  # Tue 08:30 in Almaty, the first working day of 2027, before anyone worked
+
+
+def _holiday_company(tmp_path: Path, seed: int) -> Path:
+    # Deals touched every 1-3 days; nobody works on the official holidays, 1-4 Jan (with the
+    # weekend); web leads keep arriving and wait for the first working morning.
+    return write_export(tmp_path / f"ny{seed}", ExportSpec(
+        seed=seed, end=HOLIDAY_END, days=200, touch_every=(1.0, 3.0), stage_days=(1.0, 1.5, 2.0, 2.0, 1.5),
+        holiday=(date(2027, 1, 1), date(2027, 1, 4))))
+
+
+def test_first_working_day_after_new_year_has_at_most_a_handful_of_stalled_items(tmp_path):
+    stalled, waiting = [], []
+    for seed in range(3):
+        folder = _holiday_company(tmp_path, seed)
+        insights, _ = scan(folder, now=HOLIDAY_END)
+        stalled.append(by_detector(insights)["stalled_deal"])
+        waiting.append(by_detector(insights)["lead_sla"])
+    assert max(stalled) <= 5, stalled
+    assert waiting == [0, 0, 0], "web leads of the holidays have waited no working hour yet"
+
+
+def test_without_the_holidays_the_same_scan_sees_more_idle_time(tmp_path):
+    """The calendar is what keeps the count low: with official holidays switched off the same
+    company shows more stalled deals (so the test above can fail)."""
+    folder = _holiday_company(tmp_path, 0)
+    with_cal, _ = scan(folder, now=HOLIDAY_END)
+    cfg = config_for(folder, '[calendar]\ncountry = "none"\n')
+    without, _ = scan(folder, now=HOLIDAY_END, config=cfg)
+    assert by_detector(without)["stalled_deal"] > by_detector(with_cal)["stalled_deal"]
+    assert by_detector(without)["lead_sla"] > by_detector(with_cal)["lead_sla"]
+
+
+# --- inactive managers -----------------------------------------------------------------------
+
+def test_never_active_and_inactive_managers_are_never_alerted_or_named(tmp_path):
+    spec = ExportSpec(seed=8, end=END, n_managers=8, n_teams=2, idle_agents=3, inactive_flagged=2,
+                      overloaded="m1", deals_per_month=300, leads_per_month=300)
+    folder = write_export(tmp_path / "idle", spec)
+    ghosts = {f"m{k}" for k in range(9, 14)}
+    insights, _ = scan(folder)
+    load = [i for i in insights if i["detector"] == "manager_load"]
+    assert load, "the overloaded m1 makes a team imbalance (the test must be able to name someone)"
+    for i in insights:
+        assert (i["audience"].get("manager_id") or "") not in ghosts, i
+        assert str(i["subject"].get("manager_id") or "") not in ghosts, i
+        assert not ghosts & set(json.dumps(i["facts"], ensure_ascii=False).split('"')), (i["detector"], i["facts"])
+    for i in load:
+        check_plan(i["facts"])
+    cc = check_config(folder)
+    listed = [ln for ln in cc.splitlines() if "not compared" in ln]
+    assert listed and all(g in listed[0] for g in ghosts - {"m12", "m13"}), cc
+
+
+def check_plan(facts: dict) -> None:
+    """One coordinated plan per metric: nobody both gives and takes, nobody gives more than their
+    excess over the team's average load or takes more than their room below it (whole items)."""
+    for metric, moves in (facts.get("plan") or {}).items():
+        m = facts["metrics"][metric]
+        load = {r["manager_id"]: r for r in m["loads"]}
+        givers = Counter()
+        takers = Counter()
+        for mv in moves:
+            givers[mv["from_manager_id"]] += mv["count"]
+            takers[mv["to_manager_id"]] += mv["count"]
+        assert not set(givers) & set(takers), (metric, moves)
+        for who, n in givers.items():
+            r = load[who]
+            assert n <= (r["load"] - m["fair_share"]) * r["capacity"] + 1, (metric, who, n, r, m["fair_share"])
+        for who, n in takers.items():
+            r = load[who]
+            assert n <= (m["fair_share"] - r["load"]) * r["capacity"] + 1, (metric, who, n, r, m["fair_share"])
+
+
+# --- volume ----------------------------------------------------------------------------------
+
+def _realistic(tmp_path: Path) -> Path:
+    """A company of 10 managers, 300 deals a month, touched every 1-7 days, with a drop planted."""
+    return write_export(tmp_path / "volume", ExportSpec(
+        seed=11, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0),
+        effect=Effect(kind="uniform", stage=STAGE, at=AT, factor=0.65)))
+
+
+def test_four_month_backtest_stays_within_the_daily_budget(tmp_path):
+    """A sloppy company: 12 managers, 600 deals a month, open deals touched only every 1-14 days,
+    150 deals one manager left behind months ago. Everyone stays within 5 items a day."""
+    folder = write_export(tmp_path / "sloppy", ExportSpec(
+        seed=21, end=END, days=300, n_managers=12, deals_per_month=600, leads_per_month=400,
+        touch_every=(1.0, 14.0), abandoned=("m2", 150), abandoned_days=(20, 280)))
+    rc, out, err = run_cli("backtest", "--data", str(folder), "--from", "2026-07-20", "--to", "2026-11-19",
+                           "--fail-on-budget", "--format", "json")
+    assert rc == 0, out[-3000:] + err
+    report = json.loads(out)
+    assert report["budget"]["over"] == [], report["budget"]
+    per_day = {who: r["items_per_day"] for who, r in report["recipients"].items()}
+    assert per_day and max(per_day.values()) <= 5, per_day
+    assert report["detectors"]["stalled_deal"]["alerts"] > 100  # plenty to say, and still bearable
+
+
+def test_flooding_config_warns_and_fails_the_budget(tmp_path):
+    folder = _realistic(tmp_path)
+    cfg = config_for(folder, "[detectors.stalled_deal]\nmin_limit_days = 1\nmax_limit_days = 1\n"
+                             "default_limit_days = 1\nescalate_after_days = 1\n[delivery]\nrepeat_interval_days = 1\n")
+    rc, out, err = run_cli("backtest", "--config", str(cfg), "--from", "2026-07-20", "--to", "2026-11-19",
+                           "--fail-on-budget")
+    assert rc == 1, out[-3000:] + err
+    assert "over the daily budget" in out + err
+    assert "stalled_deal" in [ln for ln in (out + err).splitlines() if "%" in ln and "stalled_deal" in ln][0]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "conversion_drop false alarms on no-change companies replayed daily: over 3 companies x 123 days "
+    "(seeds 11-13, 300 deals a month), seed 11 has an overall 'drop' on 10 days (3 alerts to the "
+    "director, e.g. Квалификация -> КП отправлено 57% -> 46%, q 0.015-0.02) and seed 13 on 2 days "
+    "(2 alerts); seed 12 none. The headline family runs at fdr 0.05 (its docstring allows about one "
+    "scan in 20), and overlapping daily windows turn one chance dip into a week of alarms"))
+def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
+    days = {}
+    for seed in (11, 12, 13):
+        folder = write_export(tmp_path / f"calm{seed}", ExportSpec(
+            seed=seed, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0)))
+        rc, out, err = run_cli("backtest", "--data", str(folder), "--from", "2026-07-20", "--to", "2026-11-19",
+                               "--format", "json")
+        assert rc == 0, err
+        report = json.loads(out)
+        quiet = {d: v["insights_before_dedup"] for d, v in report["detectors"].items() if d != "stalled_deal"}
+        days[seed] = quiet
+    assert all(not any(q.values()) for q in days.values()), days
+
+
+# --- what could not be checked, in Russian -----------------------------------------------------
+
+def test_russian_scan_summary_names_the_switched_off_parts_in_russian(tmp_path):
+    """The default language is Russian: "проверено не полностью: SLA по заявкам (unanswered leads:
+    не проверено ...)" left the part's English name in the sentence (fixed in messages/digest.py)."""
+    folder = write_export(tmp_path / "ru", ExportSpec(seed=9, end=END, absent=frozenset(
+        {"leads.first_response_at", "activities.done_at"})))
+    rc, out, _err = run_cli("scan", "--data", str(folder), "--now", NOW.isoformat(), "--lang", "ru")
+    assert rc == 0
+    summary = [ln for ln in out.splitlines() if "проверено не полностью" in ln.lower()]
+    assert summary, out[-1500:]
+    assert "first_response_at" in summary[0] and "done_at" in summary[0]
+    assert "заявки без ответа" in summary[0] and "как касания" in summary[0], summary[0]
+    assert "unanswered" not in summary[0] and "touches" not in summary[0], summary[0]
+
+
+def test_every_switchable_part_has_russian_words():
+    from detectors import REGISTRY
+    from messages.digest import Checks, unchecked_text
+
+    from detectors.conversion_drop import STAGE_PAIRS
+    parts = {(name, n.part) for name, det in REGISTRY.items() for n in det.needs if n.part}
+    parts.add(("conversion_drop", STAGE_PAIRS.part))
+    for name, part in parts:
+        line = f"{part}: not checked, needs column x in y (absent or empty in y.csv)"
+        text = unchecked_text(Checks((name,), {}, {name: [line]}), "ru")
+        assert part not in text, (name, text)
+
+
+# --- abandoned deals -------------------------------------------------------------------------
+
+def test_deals_left_behind_are_one_hygiene_item_per_manager(tmp_path):
+    """40 deals of m2 untouched for 100-190 days: one "look abandoned" item for m2, not 40."""
+    folder = write_export(tmp_path / "left", ExportSpec(seed=10, end=END, abandoned=("m2", 40)))
+    insights, _ = scan(folder)
+    stalled = [i for i in insights if i["detector"] == "stalled_deal"]
+    about_left = [i for i in stalled if i["subject"].get("deal_id", "").startswith("x")]
+    grouped = [i for i in stalled if i["subject"].get("kind") == "abandoned"]
+    assert about_left == [], [i["subject"] for i in about_left][:5]
+    assert len(grouped) == 1 and grouped[0]["subject"]["manager_id"] == "m2", [i["subject"] for i in stalled]
+    assert "40" in grouped[0]["text"], grouped[0]["text"]
+    assert len(stalled) <= 5, [i["subject"] for i in stalled]
+
+
+# --- no stage history: the win rate from deal outcomes -----------------------------------------
+
+def _realized_win_rates(folder: Path, horizon_days: int, at: datetime, recent: tuple[datetime, datetime]) -> tuple[float, float]:
+    """Win rate within the horizon of deals created before the change and in the recent window,
+    as the data realized it (the planted factor is a chance, not a promise)."""
+    before, now = [0, 0], [0, 0]
+    for r in read_rows(folder, "deals"):
+        created = datetime.fromisoformat(r["created_at"].replace("Z", "+00:00"))
+        won = r["status"] == "won" and datetime.fromisoformat(r["closed_at"].replace("Z", "+00:00")) - created <= timedelta(days=horizon_days)
+        side = before if at - timedelta(days=91) <= created < at else now if recent[0] <= created < recent[1] else None
+        if side is not None:
+            side[0] += won
+            side[1] += 1
+    return before[0] / before[1], now[0] / now[1]
+
+
+@pytest.mark.slow
+def test_without_stage_history_a_win_rate_drop_is_measured_from_outcomes(tmp_path):
+    """No stage_history.csv: stage pairs are said to be unchecked, and a win rate that fell by a
+    quarter on 1,000 deals a month (about 14% -> 10.5%) is still found from created_at/closed_at.
+    A seed whose data realized less than a 20% relative drop is not a fair case and is left out."""
+    at = NOW - timedelta(days=62)
+    judged, misses = [], []
+    for seed in range(4):
+        folder = write_export(tmp_path / f"derived{seed}", ExportSpec(
+            seed=seed, end=END, deals_per_month=1000, with_emails=False, absent=frozenset({"stage_history"}),
+            effect=Effect(kind="uniform", stage=0, at=at, factor=0.75)))
+        b, r = _realized_win_rates(folder, 26, at, (NOW - timedelta(days=54), NOW - timedelta(days=27)))
+        if (b - r) / b < 0.2:
+            continue
+        judged.append(seed)
+        insights, err = scan(folder)
+        assert "stage-to-stage conversion: not checked" in err
+        hits = [i for i in insights if i["detector"] == "conversion_drop" and i["facts"]["to_stage"] == "won"
+                and i["facts"]["basis"] == "created"]
+        if not hits:
+            misses.append(seed)
+        assert all(not i["facts"]["drivers"] for i in hits)
+    assert len(judged) >= 2, judged
+    assert misses == [], (misses, judged)
+
+
+# --- what the messages claim -------------------------------------------------------------------
+
+def _stalled_text(folder: Path, deal_id: str) -> tuple[dict, str]:
+    insights, _ = scan(folder)
+    hit = [i for i in insights if i["detector"] == "stalled_deal" and i["subject"].get("deal_id") == deal_id]
+    assert len(hit) == 1, [i["subject"] for i in insights]
+    return hit[0]["facts"], hit[0]["text"]
+
+
+def test_stalled_limit_is_the_companys_own_or_said_to_be_the_default(tmp_path):
+    """A deal untouched for two weeks: in a normal company the message quotes the learned norm
+    (the number in the facts); in a tiny one it says the configured default applies, never
+    "deals usually ..." for a number nobody measured."""
+    normal = write_export(tmp_path / "normal", ExportSpec(seed=1, end=END, deals_per_month=300, n_managers=3,
+                                                          n_teams=1, abandoned=("m2", 1), abandoned_days=(14, 14.5)))
+    facts, text = _stalled_text(normal, "x00001")
+    assert facts["limit_source"] == "learned" and facts["limit_moves"] >= 30
+    assert f"за {facts['stage_limit_days']}\xa0рабоч" in text and "80%" in text and "по умолчанию" not in text, text
+    tiny = write_export(tmp_path / "tiny", ExportSpec(seed=1, end=END, deals_per_month=4, n_managers=3, n_teams=1,
+                                                      abandoned=("m2", 1), abandoned_days=(14, 14.5)))
+    facts, text = _stalled_text(tiny, "x00001")
+    assert facts["limit_source"] == "default"
+    assert "по умолчанию" in text and "80%" not in text and "обычно" not in text, text
+
+
+# --- lead SLA: real breaches, and leads someone already handled ---------------------------------
+
+def test_unanswered_leads_are_alerted_but_handled_ones_are_not(tmp_path):
+    """With the answer column present, five leads of yesterday morning left unanswered are
+    breaches; five more with an empty answer cell but status 'converted' became deals and are not."""
+    folder = write_export(tmp_path / "sla", ExportSpec(seed=12, end=END))
+    rows = read_rows(folder, "leads")
+    morning = datetime(2026, 11, 19, 4, 30, tzinfo=UTC)  # Thu 09:30 Almaty
+    for k in range(10):
+        rows.append({**rows[0], "lead_id": f"LX{k}", "created_at": (morning + timedelta(minutes=k)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "assigned_at": (morning + timedelta(minutes=k + 5)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     "manager_id": "m1", "first_response_at": "", "status": "new" if k < 5 else "converted"})
+    write_rows(folder, "leads", rows)
+    insights, _ = scan(folder)
+    waiting = sorted(i["subject"].get("lead_id") for i in insights if i["detector"] == "lead_sla")
+    assert waiting == [f"LX{k}" for k in range(5)], waiting
+
+
+# --- one item per team imbalance ----------------------------------------------------------------
+
+def test_an_imbalance_is_one_item_per_team_with_one_plan(tmp_path):
+    """m1 gets 3x the deals and leads, m3 a fifth, in team 1 (m1, m3, m5, m7, m9); team 2 is even.
+    One director item for team 1 naming both, over both metrics, with one plan; none for team 2."""
+    counts = []
+    for seed in range(3):
+        folder = write_export(tmp_path / f"tilt{seed}", ExportSpec(
+            seed=200 + seed, end=END, n_managers=10, n_teams=2, overloaded="m1", underloaded="m3",
+            deals_per_month=300, leads_per_month=300))
+        insights, _ = scan(folder)
+        load = [i for i in insights if i["detector"] == "manager_load"]
+        counts.append(len(load))
+        assert [i["subject"]["team"] for i in load] == ["Команда 1"], [i["subject"] for i in load]
+        f = load[0]["facts"]
+        over = {r["manager_id"] for r in f["over"]}
+        under = {r["manager_id"] for r in f["under"]}
+        assert over == {"m1"} and under <= {"m3"}, (over, under)
+        assert {r["metric"] for r in f["over"]} == {"open_deals", "new_leads"}
+        check_plan(f)
+        named = over | under | {mv[k] for moves in f["plan"].values() for mv in moves
+                                for k in ("from_manager_id", "to_manager_id")}
+        assert named <= {"m1", "m3", "m5", "m7", "m9"}, named
+    assert counts == [1, 1, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "manager_load over a 4-month daily replay of randomly routed teams of three: 2 of 4 companies raise "
+    "items. Slow-pipeline seed 22: m4 has 6-9 new leads in 28 days against a median of 17-23 "
+    "(q 0.004-0.048) on 26 replayed days, 5 alerts; seed 25: 2 days, 1 alert. The persistence check "
+    "compares 28-day lead windows a week apart, which share three weeks, so a chance dip persists by "
+    "construction; and the BH family covers one day's comparisons, not the replay"))
+def test_daily_replay_of_randomly_routed_teams_raises_no_load_item(tmp_path):
+    found = {}
+    specs = {"slow22": ExportSpec(seed=22, end=END, days=300, n_managers=6, deals_per_month=200,
+                                  stage_days=(3, 8, 12, 10, 6), touch_every=(2.0, 10.0))}
+    specs.update({f"even{s}": ExportSpec(seed=s, end=END, days=300, n_managers=6, deals_per_month=200)
+                  for s in (23, 24, 25)})
+    for name, spec in specs.items():
+        folder = write_export(tmp_path / name, spec)
+        rc, out, err = run_cli("backtest", "--data", str(folder), "--from", "2026-07-20", "--to", "2026-11-19",
+                               "--format", "json")
+        assert rc == 0, err
+        v = json.loads(out)["detectors"]["manager_load"]
+        found[name] = (v["insights_before_dedup"], v["alerts"])
+    assert all(n == 0 for n, _a in found.values()), found
+
+
+def test_moscow_company_after_the_long_russian_new_year_break(tmp_path):
+    """Europe/Moscow without a country: the RU calendar (1-8 Jan 2027 off, then the weekend)
+    comes from the timezone. Scanned on Monday 11 Jan before work: nothing stalled, no lead
+    waiting; with official holidays switched off the same export shows both."""
+    end = datetime(2027, 1, 11, 5, 30, tzinfo=UTC)
+    with_cal, without = Counter(), Counter()
+    for seed in range(2):
+        folder = write_export(tmp_path / f"msk{seed}", ExportSpec(
+            seed=seed, end=end, days=200, touch_every=(1.0, 3.0), stage_days=(1.0, 1.5, 2.0, 2.0, 1.5),
+            holiday=(date(2027, 1, 1), date(2027, 1, 10))))
+        cfg = folder.parent / f"msk{seed}.toml"
+        cfg.write_text(f'timezone = "Europe/Moscow"\n[source]\nkind = "files"\npath = "./{folder.name}"\n', encoding="utf-8")
+        with_cal.update(by_detector(scan(folder, now=end, config=cfg)[0]))
+        off = folder.parent / f"msk{seed}-off.toml"
+        off.write_text(cfg.read_text(encoding="utf-8") + '[calendar]\ncountry = "none"\n', encoding="utf-8")
+        without.update(by_detector(scan(folder, now=end, config=off)[0]))
+    assert with_cal["stalled_deal"] <= 5 and with_cal["lead_sla"] == 0, with_cal
+    assert without["lead_sla"] > 0 and without["stalled_deal"] > with_cal["stalled_deal"], without
