@@ -33,9 +33,11 @@ p ~ 0.01, so a stricter default would miss it. The segment families run at `segm
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
   than the rest's, both in points and relatively (intersection-union of two one-sided z-tests,
-  so a drop that is uniform on either scale names nobody); a second driver only when it still
-  stands out after the first driver's deals are removed (a manager who merely had more deals
-  from the failing source is not blamed).
+  so a drop that is uniform on either scale names nobody); a second driver only when, after
+  the earlier drivers' deals are removed, the remainder itself still fell (the overall's
+  one-sided test at `segment_fdr`, and material) and the segment still stands out in it (a
+  manager who merely had more deals from the failing source is not blamed, nor one who dipped
+  by chance while the rest rose).
 - "mix_shift": the raw rate fell, but within the segments of some dimension it held (the
   Cochran-Mantel-Haenszel test of the within-segment drop is not significant, or the drop at
   the baseline mix is not material) and the mix moved towards segments that convert worse.
@@ -614,12 +616,17 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dic
     return best, best_explains
 
 
-def _select(candidates: list[tuple[str, int]], test, level: float, max_n: int) -> list[tuple[str, int, float]]:
+def _select(candidates: list[tuple[str, int]], test, level: float, max_n: int,
+            still_falls=None) -> list[tuple[str, int, float]]:
     """Forward selection: the strongest candidate first, each next one tested on the deals
-    outside those already chosen; a BH family per step. `test(chosen, candidates) -> p-values`."""
+    outside those already chosen; a BH family per step. `test(chosen, candidates) -> p-values`;
+    `still_falls(chosen) -> bool`: whether the deals outside the chosen ones still fell (when
+    they did not, nothing is left to explain and the selection stops)."""
     chosen: list[tuple[str, int, float]] = []
     left = list(candidates)
     while left and len(chosen) < max_n:
+        if chosen and still_falls is not None and not still_falls(chosen):
+            break
         pv = np.asarray(test(chosen, left), dtype=float)
         qv = bh_qvalues(pv)
         ok = np.flatnonzero(qv <= level)
@@ -687,8 +694,19 @@ def _drivers(p: _Pair, state: Prepared) -> list[dict]:
             out.append(float(_interaction_pvalues(one, total)[0]) if big else 1.0)
         return out
 
+    def still_falls(chosen) -> bool:
+        """The remainder's own drop: the overall's one-sided test (at the driver family's level)
+        and materiality. A later "driver" of a remainder that held or rose would only be a
+        segment that dipped by chance while the others rose."""
+        rest, _segs = _counts_within(p, state, *_outside(p, chosen))
+        if rest.bn[0] < spec.min_deals or rest.rn[0] < spec.min_deals:
+            return False
+        pv = float(proportion_drop_pvalues(*(getattr(_deflate(rest, p.phi), a) for a in ("bx", "bn", "rx", "rn")))[0])
+        rbr, rrr = rest.rates()
+        return pv <= spec.segment_fdr and bool(_material(rbr, rrr, rest.rn, spec)[0])
+
     drivers = []
-    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers):
+    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers, still_falls):
         sc = p.segs[dim]
         sbr, srr = sc.rates()
         rest = Counts(p.total.bx - sc.bx[s], p.total.bn - sc.bn[s], p.total.rx - sc.rx[s], p.total.rn - sc.rn[s])

@@ -174,10 +174,8 @@ def run_drops(kind: str, tmp_path: Path) -> dict:
 @pytest.mark.parametrize("kind", [
     "uniform",
     pytest.param("one_source", marks=pytest.mark.xfail(strict=True, reason=(
-        "2 false segments over 7 seeds. Seed 3 names manager m5 as a second driver beside source Сайт "
-        "(driver q=0.005 at segment_fdr 0.01): m5's deals outside Сайт fell 56% -> 26% on 27 recent deals "
-        "by chance while the other managers' rose; the per-step driver family (~15 segments) lets it through. "
-        "Seed 6 reports a segment_drop for manager m7 on the untouched pair Переговоры -> Договор "
+        "1 false segment over 7 seeds (seed 3's second driver m5, whose deals outside Сайт fell while "
+        "the rest rose, is gone: a later driver needs the remainder itself to have fallen). Seed 6 reports a segment_drop for manager m7 on the untouched pair Переговоры -> Договор "
         "(79% -> 25%, 39 -> 16 deals, q=0.008 in the segment family)"))),
     "mix_shift",
     "confounded_manager",
