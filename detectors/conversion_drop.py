@@ -17,7 +17,8 @@ Facts say which horizon was used and whether it was learned or a configured boun
 Tests, three separate Benjamini-Hochberg families, so switching segments on never weakens the
 headline test:
 - overall: one one-sided Fisher test per stage pair (level `fdr`);
-- segments: one per stage pair x segment (level `segment_fdr`), for drops confined to a segment;
+- segments: one per stage pair x segment with at least `min_segment_report_deals` on each side
+  (level `segment_fdr`), for drops confined to a segment;
 - drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step).
 When the baseline's weekly cohorts swing more than chance allows (calendar effects: quarter
 ends, campaigns; Pearson chi-square / dof around their linear trend), every count of the
@@ -33,14 +34,18 @@ p ~ 0.01, so a stricter default would miss it. The segment families run at `segm
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
   than the rest's, both in points and relatively (intersection-union of two one-sided z-tests,
-  so a drop that is uniform on either scale names nobody); a second driver only when it still
-  stands out after the first driver's deals are removed (a manager who merely had more deals
-  from the failing source is not blamed).
+  so a drop that is uniform on either scale names nobody); a second driver only when, after
+  the earlier drivers' deals are removed, the remainder itself still fell (the overall's
+  one-sided test at `segment_fdr`, and material) and the segment still stands out in it (a
+  manager who merely had more deals from the failing source is not blamed, nor one who dipped
+  by chance while the rest rose).
 - "mix_shift": the raw rate fell, but within the segments of some dimension it held (the
   Cochran-Mantel-Haenszel test of the within-segment drop is not significant, or the drop at
   the baseline mix is not material) and the mix moved towards segments that convert worse.
   Worded as a change in where deals come from; no segment is said to fall.
-- "segment_drop": the pair held overall but one segment fell on its own. Not reported for a
+- "segment_drop": the pair held overall but one segment fell on its own. A headline of its
+  own, so it needs a headline's sample (`min_segment_report_deals` on each side, not the
+  drivers' `min_segment_deals`) besides its family's FDR and materiality. Not reported for a
   pair that already has an overall insight (there it can only be a driver). Confounded
   segments (a manager whose deals are mostly from the failing source) are dropped by testing
   each further segment only on the deals outside the segments already reported.
@@ -103,7 +108,8 @@ class ConversionDropSpec(DetectorSpec):
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
     segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the segment tests and of the driver tests (their own families)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
-    min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be reported or named as a driver")
+    min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
+    min_segment_report_deals: int = Field(20, ge=1, description="deals a segment needs on each side to be reported as a drop of its own (a headline of its own needs a headline's evidence; at least min_segment_deals)")
     min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
     max_drivers: int = Field(3, ge=0, le=10, description="name at most this many driving segments")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
@@ -528,6 +534,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
     spec = state.spec
     pairs: list[_Pair] = []
     blocks: list[tuple[int, str, np.ndarray, Counts]] = []  # (pair, dim, segments, their counts) tested
+    floor = _report_floor(spec)  # a segment too small to be reported on its own is not tested in its family
     for i, c in enumerate(state.pairs):
         base_start, recent_start, recent_end = _windows(spec, c.horizon_days, now)
         lo, mid, hi = (int(x) for x in np.searchsorted(c.entry, [base_start, recent_start, recent_end], side="left"))
@@ -540,7 +547,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         pairs.append(_Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs, phi))
         for dim, sc in segs.items():
             k = len(sc.bn) - 1
-            ok = np.flatnonzero((sc.bn[:k] >= spec.min_segment_deals) & (sc.rn[:k] >= spec.min_segment_deals))
+            ok = np.flatnonzero((sc.bn[:k] >= floor) & (sc.rn[:k] >= floor))
             if len(ok):
                 blocks.append((i, dim, ok, Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok])))
     # Every segment test of the day in one vectorised call (pair totals and dispersion per row).
@@ -614,12 +621,25 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dic
     return best, best_explains
 
 
-def _select(candidates: list[tuple[str, int]], test, level: float, max_n: int) -> list[tuple[str, int, float]]:
+def _report_floor(spec: ConversionDropSpec) -> int:
+    """Deals a segment needs on each side to be reported as a drop of its own. Such a report is
+    a headline, so it needs a headline's sample: on 16 recent deals a chance dip of a manager
+    (79% -> 25%) passes the family's FDR. Segments below it are left out of the family (filtering
+    on size, which says nothing of the drop, keeps its false discovery rate)."""
+    return max(spec.min_segment_report_deals, spec.min_segment_deals)
+
+
+def _select(candidates: list[tuple[str, int]], test, level: float, max_n: int,
+            still_falls=None) -> list[tuple[str, int, float]]:
     """Forward selection: the strongest candidate first, each next one tested on the deals
-    outside those already chosen; a BH family per step. `test(chosen, candidates) -> p-values`."""
+    outside those already chosen; a BH family per step. `test(chosen, candidates) -> p-values`;
+    `still_falls(chosen) -> bool`: whether the deals outside the chosen ones still fell (when
+    they did not, nothing is left to explain and the selection stops)."""
     chosen: list[tuple[str, int, float]] = []
     left = list(candidates)
     while left and len(chosen) < max_n:
+        if chosen and still_falls is not None and not still_falls(chosen):
+            break
         pv = np.asarray(test(chosen, left), dtype=float)
         qv = bh_qvalues(pv)
         ok = np.flatnonzero(qv <= level)
@@ -687,8 +707,19 @@ def _drivers(p: _Pair, state: Prepared) -> list[dict]:
             out.append(float(_interaction_pvalues(one, total)[0]) if big else 1.0)
         return out
 
+    def still_falls(chosen) -> bool:
+        """The remainder's own drop: the overall's one-sided test (at the driver family's level)
+        and materiality. A later "driver" of a remainder that held or rose would only be a
+        segment that dipped by chance while the others rose."""
+        rest, _segs = _counts_within(p, state, *_outside(p, chosen))
+        if rest.bn[0] < spec.min_deals or rest.rn[0] < spec.min_deals:
+            return False
+        pv = float(proportion_drop_pvalues(*(getattr(_deflate(rest, p.phi), a) for a in ("bx", "bn", "rx", "rn")))[0])
+        rbr, rrr = rest.rates()
+        return pv <= spec.segment_fdr and bool(_material(rbr, rrr, rest.rn, spec)[0])
+
     drivers = []
-    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers):
+    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers, still_falls):
         sc = p.segs[dim]
         sbr, srr = sc.rates()
         rest = Counts(p.total.bx - sc.bx[s], p.total.bn - sc.bn[s], p.total.rx - sc.rx[s], p.total.rn - sc.rn[s])
@@ -838,7 +869,7 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows
         for q, dim, s in cands[1:]:
             _tot, segs = _counts_within(p, state, *_outside(p, chosen))
             sc = segs[dim]
-            if sc.bn[s] < spec.min_segment_deals or sc.rn[s] < spec.min_segment_deals:
+            if sc.bn[s] < _report_floor(spec) or sc.rn[s] < _report_floor(spec):
                 continue
             pv = float(_confined_pvalues(Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1]), _tot, p.phi)[0])
             br, rr = sc.rates()

@@ -173,12 +173,7 @@ def run_drops(kind: str, tmp_path: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", [
     "uniform",
-    pytest.param("one_source", marks=pytest.mark.xfail(strict=True, reason=(
-        "2 false segments over 7 seeds. Seed 3 names manager m5 as a second driver beside source Сайт "
-        "(driver q=0.005 at segment_fdr 0.01): m5's deals outside Сайт fell 56% -> 26% on 27 recent deals "
-        "by chance while the other managers' rose; the per-step driver family (~15 segments) lets it through. "
-        "Seed 6 reports a segment_drop for manager m7 on the untouched pair Переговоры -> Договор "
-        "(79% -> 25%, 39 -> 16 deals, q=0.008 in the segment family)"))),
+    "one_source",
     "mix_shift",
     "confounded_manager",
 ])
@@ -190,7 +185,7 @@ def test_planted_drop_names_no_false_driver(kind, tmp_path):
 
 
 UNTOUCHED_PAIR_ALARMS = ("an overall drop on a stage pair nothing was planted on, from the headline family at "
-                         "fdr 0.05 (about one scan in 20): over 7 seeds x 4 kinds, 28 scans, 4 such alarms: ")
+                         "fdr 0.05 (about one scan in 20): over 7 seeds x 4 kinds, 28 scans, 3 such alarms: ")
 
 
 @pytest.mark.slow
@@ -198,8 +193,7 @@ UNTOUCHED_PAIR_ALARMS = ("an overall drop on a stage pair nothing was planted on
     pytest.param("uniform", marks=pytest.mark.xfail(strict=True, reason=UNTOUCHED_PAIR_ALARMS + "uniform seed 6 "
                                                                          "Переговоры -> Договор")),
     pytest.param("one_source", marks=pytest.mark.xfail(strict=True, reason=UNTOUCHED_PAIR_ALARMS + "one_source "
-                                                                            "seed 5 КП отправлено -> Переговоры, seed 6 "
-                                                                            "Переговоры -> Договор")),
+                                                                            "seed 5 КП отправлено -> Переговоры")),
     "mix_shift",
     pytest.param("confounded_manager", marks=pytest.mark.xfail(strict=True, reason=UNTOUCHED_PAIR_ALARMS +
                                                                 "confounded_manager seed 4 Договор -> won")),
@@ -231,9 +225,11 @@ def test_segment_own_drop_is_found_when_the_overall_rate_holds(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "at 250 deals a month, 1 miss over 5 seeds: seed 2, Instagram 68% -> 26% (63 -> 27 deals at "
-    "Квалификация, p = 3.3e-4) gets q = 0.02 in the segment family (every pair x every source, manager "
-    "and region, ~60 tests) which does not pass segment_fdr = 0.01, so nothing is said"))
+    "at 250 deals a month, 3 misses over 5 seeds: seed 2, Instagram 68% -> 26% (63 -> 27 deals at "
+    "Квалификация, p = 3.3e-4) gets q = 0.012 in the segment family (every pair x every source, manager "
+    "and region with >= 20 deals a side, ~35 tests) which does not pass segment_fdr = 0.01; seeds 1 "
+    "(68% -> 6%, 74 -> 18 deals, p = 1.8e-6) and 4 (54% -> 0%, 90 -> 14 deals, p = 5.8e-5) have fewer "
+    "recent deals than min_segment_report_deals = 20 (with it at 10 both are reported), so nothing is said"))
 def test_segment_own_drop_is_found_in_a_smaller_company(tmp_path):
     misses = []
     for seed in range(5):
