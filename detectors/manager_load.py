@@ -349,7 +349,8 @@ def _day(state: Prepared, now_ns: int) -> Day:
             flagged[metric] = outside & (q[metric] <= spec.fdr)
     day = Day(compared=live, members=members_of, values=values, median=med, ratio=ratio, p=pv, q=q, flagged=flagged,
               tests=int((~np.isnan(all_p)).sum()))
-    if len(state.cache) >= _CACHE_DAYS + spec.persist_days + spec.leads_window_days:
+    # a daily replay inserts up to three days per day (today and the two looks back)
+    if len(state.cache) >= _CACHE_DAYS + 3 * (spec.persist_days + spec.leads_window_days):
         state.cache.pop(next(iter(state.cache)))
     state.cache[now_ns] = day
     return day
