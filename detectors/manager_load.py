@@ -22,15 +22,17 @@ When someone is out of line. Three conditions, all needed, so chance stays silen
   test) `persist_days` earlier, AND outside the band one whole `leads_window_days` earlier.
   The week-old look alone did not do it: the 28-day lead windows a week apart share three
   weeks and open deals are a stock that carries over, so a chance dip "persisted" by
-  construction (randomly routed teams replayed daily for 120 days: 6-12 of 30 companies got
-  an item). One window back the new-lead counts share nothing with today's, and most of the
-  open deals have turned over, so a chance dip has to recur in fresh data (1 of 30). There it
+  construction (randomly routed teams of 3, 5 and 10 replayed daily for 120 days: 28, 34
+  and 35 of 100 companies got an item). One window back the new-lead counts share nothing
+  with today's, and most of the open deals have turned over, so a chance dip has to recur in
+  fresh data (2, 7 and 5 of 100, nearly all on open deals, the stock). There it
   must show the effect (the band), not pass the test again: demanding significance twice on
   small counts missed real imbalances (the planted 3x tilt of a 5-person team at 12 vs 7
-  deals) for little gain. The price: an imbalance is raised about 6 weeks after it starts
-  (3-4 weeks before), a lead imbalance needs two windows of leads. Not chosen: a team-level
-  homogeneity test (a dip that passes the person's test passes the team's too) and a larger
-  `min_team_size` (after the change teams of 3 are no noisier than teams of 5).
+  deals) for little gain. The price: a 3x tilt is raised 5-7 weeks after it starts (2-4
+  before), a 2x one 6-8 (3-5); a lead imbalance needs two windows of leads. Not chosen: a
+  team-level homogeneity test (one more test on the same overlapping windows, so the same
+  daily repeats; a team of three with one person at 7 vs 18 and 24 passes it at p = 0.01)
+  and a larger `min_team_size` (after the change teams of 3 are no noisier than of 5 or 10).
 
 One director item per team (subject: the team, so the fingerprint holds while the imbalance
 does) names the over- and under-loaded people for both metrics and carries one coordinated
@@ -44,7 +46,7 @@ under-loaded is flagged, the givers are the teammates above the fair share.
 
 A scan is `detect_at(prepare(data, spec), now)`; backtest calls `prepare` once and
 `detect_at` per day (each day's comparison is cached in the state, so the persistence check
-of a daily replay reuses the day computed a week earlier).
+of a daily replay reuses the days computed a week and a window earlier).
 """
 from __future__ import annotations
 
