@@ -143,7 +143,7 @@ def manager_load() -> Insight:
                               ]},
             },
             "band_low": 0.6, "band_high": 1.6, "fdr": 0.05, "tests": 10, "method": "conditional_poisson_binomial",
-            "persist_days": 7, "active_window_days": 90, "max_distance": 1.19, "p_value": 0.0004, "q_value": 0.003,
+            "persist_days": 7, "outside_band_days_before": 28, "active_window_days": 90, "max_distance": 1.19, "p_value": 0.0004, "q_value": 0.003,
         },
         evidence={"deal_ids": ["D-2001", "D-2002"], "lead_ids": ["L-7001"]},
     )

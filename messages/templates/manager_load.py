@@ -103,7 +103,12 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         if (over or under) and metric in metrics:
             body += _metric_lines(ctx, metric, metrics[metric], over, under)
     persist = int(f.get("persist_days") or 0)
-    if persist:
+    window = int(f.get("outside_band_days_before") or 0)
+    if persist and window > persist:
+        body.append(ctx.t("Так было и {d} назад, и {w} назад; случайным разбросом это не объяснить (точный тест с поправкой на число сравнений).",
+                          "It was so {d} ago and {w} ago as well, and it is not chance (an exact test, corrected for the number of comparisons).",
+                          d=ctx.count(persist, "day"), w=ctx.count(window, "day")))
+    elif persist:
         body.append(ctx.t("Так было и {d} назад; случайным разбросом это не объяснить (точный тест с поправкой на число сравнений).",
                           "It was so {d} ago as well, and it is not chance (an exact test, corrected for the number of comparisons).",
                           d=ctx.count(persist, "day")))

@@ -19,8 +19,9 @@ SPEC = ManagerLoadSpec()
 
 def team(counts: dict[str, int], *, capacity=None, inactive=(), team_of=None, leads=None, region_only=False,
          opened_days_ago=None, extra_deals=()):
-    """Managers with `counts[m]` open deals each, opened 10..39 days ago (or `opened_days_ago[m]`
-    days ago), plus a few deals closed 80 days ago that never count."""
+    """Managers with `counts[m]` open deals each, opened evenly 10..60 days ago (or
+    `opened_days_ago[m]` days ago), so a window earlier everyone had about 2/3 of them (the
+    persistence check looks there), plus a few deals closed 80 days ago that never count."""
     capacity = capacity or {}
     managers, deals = [], []
     for m, k in counts.items():
@@ -29,7 +30,7 @@ def team(counts: dict[str, int], *, capacity=None, inactive=(), team_of=None, le
         row["region" if region_only else "team"] = where
         managers.append(row)
         for j in range(k):
-            age = (opened_days_ago or {}).get(m, 10 + j % 30)
+            age = (opened_days_ago or {}).get(m, 10 + 50 * j / k)
             deals.append({"deal_id": f"{m}-{j}", "manager_id": m, "stage": "new", "status": "open", "created_at": day(age)})
         for j in range(3 if k else 0):
             deals.append({"deal_id": f"{m}-c{j}", "manager_id": m, "stage": "new", "status": "won", "created_at": day(90), "closed_at": day(80)})
@@ -122,16 +123,19 @@ def test_region_is_the_fallback_team():
 
 
 def _leads(per_manager: dict[str, int], *, spread_days=20):
+    """`per_manager[m]` leads in the last `spread_days` days, and as many the 28-day window
+    before (the persistence check looks there): routing that has been so for two windows."""
     out = []
     for m, k in per_manager.items():
         out += [{"lead_id": f"L{m}{j}", "manager_id": m, "created_at": day(1 + j % spread_days)} for j in range(k)]
+        out += [{"lead_id": f"P{m}{j}", "manager_id": m, "created_at": day(29 + j % spread_days)} for j in range(k)]
     return out
 
 
 def test_new_leads_under_is_routed_from_the_busiest_without_moving_deals():
     leads = _leads({"a": 30, "b": 28, "c": 31, "d": 5})
-    # old leads (outside the 28-day window) and unassigned ones never count
-    leads += [{"lead_id": f"old{j}", "manager_id": "d", "created_at": day(40)} for j in range(50)]
+    # old leads (outside the 28-day window and the one before it) and unassigned ones never count
+    leads += [{"lead_id": f"old{j}", "manager_id": "d", "created_at": day(60)} for j in range(50)]
     leads += [{"lead_id": f"free{j}", "manager_id": None, "created_at": day(2)} for j in range(50)]
     item = only(detect(team({"a": 20, "b": 20, "c": 20, "d": 20}, leads=leads), SPEC, NOW))
     assert named(item) == ["d"] and item.facts["under"][0]["metric"] == "new_leads"
@@ -148,7 +152,8 @@ def test_new_leads_under_is_routed_from_the_busiest_without_moving_deals():
 def test_one_item_covers_both_metrics_and_both_sides():
     """The finding of issue 9: one imbalance used to be four items with the same advice."""
     leads = _leads({"ann": 30, "bob": 28, "cid": 31, "dan": 29, "over": 90})
-    leads += [{"lead_id": f"Lu{j}", "manager_id": "under", "created_at": day(5 + 10 * j)} for j in range(3)]
+    leads += [{"lead_id": f"Lu{j}", "manager_id": "under", "created_at": day(5 + 10 * j + w)} for j in range(3)
+              for w in (0, 28)]
     data = team({"ann": 20, "bob": 22, "cid": 19, "dan": 21, "over": 50, "under": 3}, leads=leads)
     item = only(detect(data, SPEC, NOW))
     assert named(item, "over", "open_deals") == ["over"] and named(item, "over", "new_leads") == ["over"]
@@ -228,9 +233,10 @@ def test_agents_who_log_calls_but_never_owned_a_deal_are_not_compared_on_deals()
     data = dataclasses.replace(team(counts), activities=calls)
     assert not_compared(data, SPEC, NOW) == []  # they work, so check-config does not list them...
     assert detect(data, SPEC, NOW) == []  # ...but they have no deals to be compared on
-    # one of them gets a single deal today: from now on they are a deal-holder like the others
+    # one of them got a single deal 35 days ago: since then a deal-holder like the others
+    # (and so, under-loaded a window ago too, when the persistence check looks)
     with_deal = team(counts, extra_deals=[{"deal_id": "first", "manager_id": "agent0", "stage": "new", "status": "open",
-                                           "created_at": day(20)}])
+                                           "created_at": day(35)}])
     item = only(detect(dataclasses.replace(with_deal, activities=calls), SPEC, NOW))
     assert named(item, "under") == ["agent0"] and item.facts["team_size"] == 6
 
@@ -247,8 +253,8 @@ def test_a_manager_whose_last_deal_is_old_is_not_compared_even_with_open_deals()
         assert "left" not in {x["from_manager_id"] for x in item.facts["plan"].get("open_deals", [])}
     assert [i for i, _ in not_compared(data, SPEC, NOW)] == ["left"]
     # the same manager with a recent activity counts again
-    # (10 days ago: a week ago they were already active, so the persistence check sees them too)
-    acts = frame("activities", [{"activity_id": "A1", "manager_id": "left", "type": "call", "done_at": day(10)}])
+    # (30 days ago: a window ago they were already active, so the persistence check sees them too)
+    acts = frame("activities", [{"activity_id": "A1", "manager_id": "left", "type": "call", "done_at": day(30)}])
     busy = dataclasses.replace(data, activities=acts)
     assert not_compared(busy, SPEC, NOW) == []
     assert "left" in named(only(detect(busy, SPEC, NOW)), "over")
@@ -334,11 +340,57 @@ def test_randomly_routed_teams_stay_silent_over_many_seeds():
     assert noisy > 0  # the planted randomness is strong enough that the rules above matter
 
 
+def routed_team(seed: int, size: int, tilt_days: float | None = None):
+    """One team of `size`, 300 days of deals (about 20 a person a month, each open for an
+    exponential 40 days) and leads (20 a person a month) routed uniformly at random; with
+    `tilt_days`, from that many days ago on the first person gets 3x the share."""
+    rng = np.random.default_rng(seed)
+    ids = [f"m{k}" for k in range(size)]
+
+    def owners(ages):
+        w = np.ones((len(ages), size))
+        if tilt_days is not None:
+            w[ages < tilt_days, 0] = 3.0
+        c = (w / w.sum(1, keepdims=True)).cumsum(1)
+        return (rng.random(len(ages))[:, None] > c).sum(1)
+
+    n = rng.poisson(20 * size * 300 / 30.4)
+    age, dur = rng.uniform(0, 300, n), rng.exponential(40, n)
+    own = owners(age)
+    deals = [{"deal_id": f"d{k}", "manager_id": ids[own[k]], "stage": "new", "status": "won" if age[k] > dur[k] else "open",
+              "created_at": day(age[k]), "closed_at": day(age[k] - dur[k]) if age[k] > dur[k] else None} for k in range(n)]
+    nl = rng.poisson(20 * size * 300 / 30.4)
+    la = rng.uniform(0, 300, nl)
+    lo = owners(la)
+    leads = [{"lead_id": f"L{k}", "manager_id": ids[lo[k]], "created_at": day(la[k])} for k in range(nl)]
+    return make_data(managers=[{"manager_id": m, "name": m, "team": "T"} for m in ids], deals=deals, leads=leads)
+
+
+def _replay(state, days):
+    return [b for b in range(days, -1, -1) if detect_at(state, NOW - timedelta(days=b), with_evidence=False)]
+
+
+@pytest.mark.slow
+def test_a_daily_replay_of_randomly_routed_teams_is_almost_always_silent():
+    """Replayed every day for 120 days, a randomly routed team used to get an item in about a
+    third of companies (a week-old look at windows sharing three weeks, a stock that carries
+    over); with the look one window back it is a few percent (measured: 2-7 of 100 per size)."""
+    loud = [(size, seed) for size in (3, 5, 10) for seed in range(10)
+            if _replay(prepare(routed_team(1000 * size + seed, size), SPEC), 120)]
+    assert len(loud) <= 2, loud
+    # a real 3x tilt in the same kind of team is raised, within about two months
+    for size in (3, 5, 10):
+        for seed in range(3):
+            hits = _replay(prepare(routed_team(5000 + seed, size, tilt_days=100), SPEC), 100)
+            assert hits and 100 - hits[0] <= 60, (size, seed, hits[:1])
+
+
 # --- persistence ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("days_ago, raised", [(2, False), (6, False), (8, True), (20, True)])
-def test_an_imbalance_is_raised_only_once_it_lasted_persist_days(days_ago, raised):
-    # "over" got 35 extra deals `days_ago` days ago on top of a normal 20.
+@pytest.mark.parametrize("days_ago, raised", [(2, False), (6, False), (8, False), (20, False), (30, True), (45, True)])
+def test_an_imbalance_is_raised_only_once_it_lasted_a_window(days_ago, raised):
+    # "over" got 35 extra deals `days_ago` days ago on top of a normal 20: flagged a week ago
+    # from day 8 on, but a window (28 days) ago it was ordinary until day 29.
     extra = [{"deal_id": f"x{k}", "manager_id": "over", "stage": "new", "status": "open", "created_at": day(days_ago)}
              for k in range(35)]
     data = team({"ann": 20, "bob": 22, "cid": 19, "dan": 21, "over": 20}, extra_deals=extra)
@@ -370,8 +422,9 @@ def test_a_past_day_counts_deals_open_on_that_day():
     deals.loc[closed_recently, "status"] = "won"
     deals.loc[closed_recently, "closed_at"] = pd.Timestamp(day(7))
     data = dataclasses.replace(data, deals=deals)
-    today = only(detect(data, SPEC, NOW))
+    today = only(detect(data, ManagerLoadSpec(persist_days=0), NOW))
     assert [(r["manager_id"], r["value"]) for r in today.facts["under"]] == [("over", 5)]
+    assert detect(data, SPEC, NOW) == []  # over-loaded a window ago: not a lasting under-load
     past = only(detect(data, SPEC, NOW - timedelta(days=8)))
     assert [(r["manager_id"], r["value"]) for r in past.facts["over"]] == [("over", 45)]
 
