@@ -23,6 +23,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 from pydantic import Field
+from scipy.stats import norm
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
@@ -39,8 +40,8 @@ class LossReasonsSpec(DetectorSpec):
     recent_days: int = Field(28, ge=7, le=365, description="the recent period ends now")
     baseline_days: int = Field(91, ge=7, le=1095, description="the baseline period just before it")
     min_lost: int = Field(30, ge=1, description="lost deals with a named reason needed in each period")
-    alpha: float = Field(0.05, gt=0, lt=1, description="significance of the chi-square test")
-    min_share_change: float = Field(0.10, gt=0, lt=1, description="some reason's share must move at least this")
+    alpha: float = Field(0.01, gt=0, lt=1, description="significance of the chi-square test and of the rising reason's interval")
+    min_share_change: float = Field(0.10, gt=0, lt=1, description="the top rising reason's share must grow at least this")
     max_missing_share: float = Field(0.30, ge=0, le=1, description="warn when more lost deals than this have no usable reason")
     min_lost_for_quality: int = Field(10, ge=1, description="recent lost deals needed before judging data quality")
     other_values: list[str] = Field(default_factory=lambda: ["other", "others", "прочее", "другое", "иное", "-"],
@@ -108,6 +109,22 @@ def _starts(spec: LossReasonsSpec, now_ns: int) -> tuple[int, int]:
     return recent_start - spec.baseline_days * NS_PER_DAY, recent_start
 
 
+def _rise_interval(table: pd.DataFrame, reason: str, alpha: float) -> tuple[float, float]:
+    """Interval for the rise of `reason`'s share (recent - baseline), two independent
+    proportions (Wald), at level 1 - alpha / k with k the number of named reasons: the reason
+    was picked as the largest rise among k, so one interval per reason is paid for (Bonferroni).
+    A shift is only reported when the interval excludes 0: the chi-square alone also fires on a
+    spread of small chance moves, with no single reason that really grew."""
+
+    k = max(len(table), 1)
+    z = float(norm.ppf(1 - alpha / (2 * k)))
+    n_r, n_b = float(table["recent_n"].sum()), float(table["baseline_n"].sum())
+    p_r, p_b = float(table.at[reason, "recent_share"]), float(table.at[reason, "baseline_share"])
+    d = p_r - p_b
+    se = float(np.sqrt(p_r * (1 - p_r) / n_r + p_b * (1 - p_b) / n_b))
+    return d - z * se, d + z * se
+
+
 @register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'",
           needs=(NEED_REASON,))
 def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]:
@@ -171,10 +188,13 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
     table["recent_share"] = table["recent_n"] / table["recent_n"].sum()
     table["change"] = table["recent_share"] - table["baseline_share"]
     table.index = table.index.astype(str)
-    if test.p_value > spec.alpha or table["change"].abs().max() < spec.min_share_change:
+    if test.p_value > spec.alpha:
         return []
     table = table.sort_values(["recent_share", "baseline_share"], ascending=False)
     top_rising = table.sort_values(["change"], ascending=False, kind="mergesort").index[0]
+    low, high = _rise_interval(table, top_rising, spec.alpha)
+    if table.at[top_rising, "change"] < spec.min_share_change or low <= 0:
+        return []
     rising_ids = deal_ids[named_recent & (reason == top_rising).to_numpy(dtype=bool, na_value=False)].tolist()
     return [Insight(
         detector=NAME, severity="warning", audience=Audience("director"),
@@ -189,6 +209,7 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
                 for name, r in table.iterrows()
             ],
             "top_rising": str(top_rising),
+            "top_rising_change_ci": [round(low, 4), round(high, 4)],
         },
         evidence={"deal_ids": sorted(str(x) for x in rising_ids)[: spec.max_evidence]},
     )]
