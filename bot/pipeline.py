@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from crm.data import CrmData
 from crm.freshness import freshness
 from detectors import REGISTRY, Insight, run_detectors
+from detectors.stats import ts_ns
 
 if TYPE_CHECKING:  # bot.config imports pydantic models of every detector; only for types here
     from bot.config import Config
@@ -101,16 +102,10 @@ def idle_working_days(fresh: Any, now: datetime, calendar: Any) -> int | None:
 
     if fresh.newest is None:
         return None
-    ns = np.array([fresh.newest.value, pd_ts_ns(now)], dtype=np.int64)
+    ns = np.array([fresh.newest.value, ts_ns(now)], dtype=np.int64)
     days = calendar.local_days_ns(ns)
     n = calendar.working_day_number(days)
     return max(0, int(n[1] - n[0]) - int(calendar.is_working_day(days[:1])[0]))
-
-
-def pd_ts_ns(moment: datetime) -> int:
-    import pandas as pd
-
-    return int(pd.Timestamp(moment).tz_convert("UTC").value)
 
 
 def stale_line(fresh: Any, limit_days: float, tz: str, now: datetime, calendar: Any) -> str | None:
