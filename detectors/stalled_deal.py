@@ -48,6 +48,7 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
+from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "stalled_deal"
@@ -298,7 +299,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     closed_known = np.asarray(status.isin(["won", "lost"]), dtype=bool) & (closed != NEVER)
     all_closed_known, all_closed = closed_known, closed
     if now is not None:
-        now_ns = _ns(now)
+        now_ns = ts_ns(now)
         keep = np.flatnonzero((created != NEVER) & (created <= now_ns) & (status_open | (closed_known & (closed > now_ns))))
         d = d.iloc[keep].reset_index(drop=True)
         created, closed, status_open, closed_known = created[keep], closed[keep], status_open[keep], closed_known[keep]
@@ -321,7 +322,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     if now is not None:
         # A single scan learns only from stays entered in its window; their exits (a later entry
         # of the same deal, or the closing) are in it too, so the rest need not be sorted.
-        learn_rows = np.where(entered > _ns(now) - spec.learn_days * _DAY_NS, learn_rows, -1)
+        learn_rows = np.where(entered > ts_ns(now) - spec.learn_days * _DAY_NS, learn_rows, -1)
     stays = _build_stays(np.where(all_closed_known, all_closed, _NO_EXIT), learn_rows, entered,
                          stage_codes[len(d):].astype(np.int64), spec.calendar)
 
@@ -452,10 +453,6 @@ def _limits_at(state: StalledDealState, now_ns: int, now_wd: int) -> _Limits:
     return out
 
 
-def _ns(now: datetime) -> int:
-    return pd.Timestamp(now).tz_convert("UTC").value
-
-
 def _per_deal(per_client: np.ndarray, deal_client: np.ndarray, fill: int) -> np.ndarray:
     return np.where(deal_client >= 0, per_client[np.maximum(deal_client, 0)] if len(per_client) else fill, fill)
 
@@ -466,7 +463,7 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     if state is None:
         return []
     spec = state.spec
-    now_ns = _ns(now)
+    now_ns = ts_ns(now)
     n = len(state.created)
     if n == 0:
         return []
