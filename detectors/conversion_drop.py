@@ -176,7 +176,7 @@ def _first_entries(data: CrmData, since: int) -> np.ndarray:
     won = _status(deals, WON)
     won_at = _closed(deals)
     # A won deal without a close date was won at some time after its last recorded entry.
-    last_seen = np.where(mat[:, :-1] == _NEVER, np.iinfo(np.int64).min, mat[:, :-1]).max(axis=1)
+    last_seen = np.where(mat[:, :-1] == _NEVER, NAT_NS, mat[:, :-1]).max(axis=1)
     won_at = np.where(won_at == _NEVER, last_seen, won_at)
     mat[:, -1] = np.where(won, won_at, _NEVER)
     return mat
