@@ -31,6 +31,9 @@ EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+NAT = np.iinfo(np.int64).min  # NaT in int64 ns views
+
+
 def _newest_up_to(values: pd.Series, limit_ns: int) -> pd.Timestamp | None:
     """The latest instant at or before limit_ns. One pass when nothing lies in the future (the
     usual case; a masked copy of 10M opens would cost more than the max itself)."""
@@ -42,9 +45,6 @@ def _newest_up_to(values: pd.Series, limit_ns: int) -> pd.Timestamp | None:
         kept = ns[ns <= limit_ns]
         top = int(kept.max()) if len(kept) else NAT
     return None if top == NAT else pd.Timestamp(top, tz="UTC")
-
-
-NAT = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
