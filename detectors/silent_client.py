@@ -26,6 +26,7 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
+from detectors.stats import ts_ns
 from detectors.working_hours import check_timezone
 
 NAME = "silent_client"
@@ -107,7 +108,7 @@ def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) 
         row = positions(opens["email_id"], emails["email_id"])
     else:
         row = _join_relevant(opens["email_id"], o_time, emails["email_id"], e_client, e_sent, e_out,
-                             len(client_ids), _ns(now), spec)
+                             len(client_ids), ts_ns(now), spec)
     known = row >= 0
     row, o_time = row[known], o_time[known]
     sent = e_sent[row]
@@ -181,7 +182,7 @@ def detect_at(state: SilentClientState, now: datetime, *, with_evidence: bool = 
     state.calls += 1
     if state.calls > 1 and not state.opens_sorted:
         _sort_opens(state)
-    now_ns = _ns(now)
+    now_ns = ts_ns(now)
     n = len(state.client_ids)
     if state.opens_sorted:
         last_reply, unanswered, first_unanswered, candidate = _silence_replay(state, now_ns)
@@ -307,10 +308,6 @@ def _lookup(values: pd.Series, email_id: pd.Series, rows: np.ndarray) -> np.ndar
         return np.full(len(values), -1, dtype=np.int64)
     found = positions(values, email_id.take(rows))
     return np.where(found >= 0, rows[np.maximum(found, 0)], -1)
-
-
-def _ns(now: datetime) -> int:
-    return pd.Timestamp(now).tz_convert("UTC").value
 
 
 def _silence(e_client: np.ndarray, e_sent: np.ndarray, e_out: np.ndarray, n: int, now_ns: int,
