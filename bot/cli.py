@@ -314,6 +314,7 @@ def data_age_line(data, config, now: datetime) -> str:
     """How old the newest record is, and whether the time-based detectors will judge it."""
     from bot.pipeline import stale_line
     from crm.freshness import freshness
+    from detectors.registry import NEEDS_FRESH_DATA
 
     fresh = freshness(data, now)
     stale = stale_line(fresh, config.source.stale_after_days, config.timezone, now, config.work_calendar())
@@ -323,7 +324,7 @@ def data_age_line(data, config, now: datetime) -> str:
     head = f"data age: newest record {newest} ({config.timezone}) in {fresh.origin}, {fresh.age_days():.1f} days before now"
     if stale:
         return f"{head}: STALE (more working days without a record than [source] stale_after_days = {config.source.stale_after_days:g}); " \
-               "stalled_deal, lead_sla and silent_client will stay silent until fresh data arrives"
+               f"{', '.join(sorted(NEEDS_FRESH_DATA))} will stay silent until fresh data arrives"
     return f"{head}: fresh (limit {config.source.stale_after_days:g} working days without a record)"
 
 
