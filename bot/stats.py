@@ -10,7 +10,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from bot.state import StateStore
+from bot.state import StateStore, db_reason, db_where
 
 
 @dataclass
@@ -102,10 +102,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = StateStore.open(url)
     except Exception as e:  # the state database cannot be opened: say where and why
-        from sqlalchemy.engine import make_url
-
-        where = make_url(url).render_as_string(hide_password=True)
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        where = db_where(url)
+        reason = db_reason(e)
         print(f"cannot open the state database {where}: {reason}", file=sys.stderr)
         return 2
     try:
