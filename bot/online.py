@@ -96,15 +96,14 @@ def state_check(config: Any) -> Check:
     from pathlib import Path
 
     from bot.config import ConfigError
-    from bot.state import StateStore, db_reason, db_where
-    from bot.stats import _missing_sqlite_file
+    from bot.state import StateStore, db_reason, db_where, missing_sqlite_file
 
     try:
         url = config.state_url()
     except ConfigError as e:
         return Check(False, f"state: FAILED: {e}")
     where = db_where(url)
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing is not None:
         folder = Path(missing).parent
         import os

@@ -57,8 +57,7 @@ def open_state(config: Any, *, no_state: bool) -> tuple[Any, str]:
     in-memory one when there is none yet (every item then counts as new)."""
     from bot.cli import UsageError
     from bot.config import ConfigError
-    from bot.state import StateStore, db_reason, db_where
-    from bot.stats import _missing_sqlite_file
+    from bot.state import StateStore, db_reason, db_where, missing_sqlite_file
 
     if no_state:
         return StateStore.open("sqlite://"), "state: ignored (--no-state): every item counts as new"
@@ -66,7 +65,7 @@ def open_state(config: Any, *, no_state: bool) -> tuple[Any, str]:
         url = config.state_url()
     except ConfigError as e:
         raise UsageError(f"{e}\n(or add --no-state to preview as if nothing had been sent)") from None
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing is not None:  # opening it would create an empty database next to the config
         return StateStore.open("sqlite://"), f"state: none yet ({missing}): every item counts as new"
     where = db_where(url)

@@ -48,6 +48,17 @@ def db_reason(error: BaseException) -> str:
     return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a file-based SQLite state database that does not exist yet, else None."""
+    from pathlib import Path
+
+    parsed = sa.engine.make_url(url)
+    db = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return None if Path(db).exists() else db
+
+
 def _v1_tables(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
     """The first released schema: notification log and outbox only (frozen, never edit)."""
     return {
