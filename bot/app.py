@@ -240,7 +240,7 @@ def _run(args: argparse.Namespace) -> int:
         await serve(config, stop=stop)
 
     from bot.channels.base import PermanentFailure, RetryLater
-    from bot.state import StateStore
+    from bot.state import StateStore, db_reason, db_where
 
     url = config.state_url()
     for attempt, wait in enumerate((*START_BACKOFF, None), start=1):
@@ -254,10 +254,8 @@ def _run(args: argparse.Namespace) -> int:
                 store.close()
             break
         except Exception as e:  # sqlalchemy/driver errors, or a state newer than this code
-            from sqlalchemy.engine import make_url
-
-            where = make_url(url).render_as_string(hide_password=True)
-            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            where = db_where(url)
+            reason = db_reason(e)
             temporary = stage == "open" and _temporary_db_error(e, url)
             if temporary and wait is not None:  # the database may be starting with the machine
                 log.warning(redact(f"state database {where} unreachable ({reason}); trying again in {wait:g} s"))

@@ -95,18 +95,15 @@ def state_check(config: Any) -> Check:
     """The state database opens and takes writes, as `run` needs; a SQLite file not made yet is fine."""
     from pathlib import Path
 
-    from sqlalchemy.engine import make_url
-
     from bot.config import ConfigError
-    from bot.state import StateStore
-    from bot.stats import _missing_sqlite_file
+    from bot.state import StateStore, db_reason, db_where, missing_sqlite_file
 
     try:
         url = config.state_url()
     except ConfigError as e:
         return Check(False, f"state: FAILED: {e}")
-    where = make_url(url).render_as_string(hide_password=True)
-    missing = _missing_sqlite_file(url)
+    where = db_where(url)
+    missing = missing_sqlite_file(url)
     if missing is not None:
         folder = Path(missing).parent
         import os
@@ -125,7 +122,7 @@ def state_check(config: Any) -> Check:
     except Exception as e:  # driver errors: say where and the first line of why
         from bot.app import _temporary_db_error
 
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        reason = db_reason(e)
         return Check(False, f"state: FAILED: {where}: {reason}", temporary=_temporary_db_error(e, url))
     return Check(True, f"state: {where}: opened and writable (schema version {version})")
 

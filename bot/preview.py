@@ -57,8 +57,7 @@ def open_state(config: Any, *, no_state: bool) -> tuple[Any, str]:
     in-memory one when there is none yet (every item then counts as new)."""
     from bot.cli import UsageError
     from bot.config import ConfigError
-    from bot.state import StateStore
-    from bot.stats import _missing_sqlite_file
+    from bot.state import StateStore, db_reason, db_where, missing_sqlite_file
 
     if no_state:
         return StateStore.open("sqlite://"), "state: ignored (--no-state): every item counts as new"
@@ -66,16 +65,14 @@ def open_state(config: Any, *, no_state: bool) -> tuple[Any, str]:
         url = config.state_url()
     except ConfigError as e:
         raise UsageError(f"{e}\n(or add --no-state to preview as if nothing had been sent)") from None
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing is not None:  # opening it would create an empty database next to the config
         return StateStore.open("sqlite://"), f"state: none yet ({missing}): every item counts as new"
-    from sqlalchemy.engine import make_url
-
-    where = make_url(url).render_as_string(hide_password=True)
+    where = db_where(url)
     try:
         store = StateStore.open(url)
     except Exception as e:  # an unreachable or unreadable database: say where and why
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        reason = db_reason(e)
         raise UsageError(f"cannot open the state database {where}: {reason} "
                          "(or add --no-state to preview as if nothing had been sent)") from None
     return store, f"state: {where}"

@@ -38,6 +38,27 @@ TS = sa.DateTime(timezone=True)
 # migration creates exactly them, and the current schema is their sum (a later version must not
 # change what an earlier migration creates, or upgrading an old file would diverge from a fresh one).
 
+def db_where(url: str) -> str:
+    """The state database's URL as people are shown it: the password hidden."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def db_reason(error: BaseException) -> str:
+    """The first line of why a database call failed (the driver's own message when there is one)."""
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a file-based SQLite state database that does not exist yet, else None."""
+    from pathlib import Path
+
+    parsed = sa.engine.make_url(url)
+    db = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not db or db == ":memory:" or db.startswith("file:"):
+        return None
+    return None if Path(db).exists() else db
+
+
 def _v1_tables(md: sa.MetaData, p: str) -> dict[str, sa.Table]:
     """The first released schema: notification log and outbox only (frozen, never edit)."""
     return {

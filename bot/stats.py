@@ -10,7 +10,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from bot.state import StateStore
+from bot.state import StateStore, db_reason, db_where, missing_sqlite_file
 
 
 @dataclass
@@ -66,19 +66,6 @@ def format_stats(stats: Stats, lang: str = "en") -> str:
     return "\n".join(lines)
 
 
-def _missing_sqlite_file(url: str) -> str | None:
-    """The path of a file-based SQLite state database that does not exist yet, else None."""
-    from pathlib import Path
-
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    db = parsed.database
-    if not parsed.drivername.startswith("sqlite") or not db or db == ":memory:" or db.startswith("file:"):
-        return None
-    return None if Path(db).exists() else db
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="config.toml", help="config file (default: config.toml)")
     parser.add_argument("--lang", choices=("ru", "en"), default=None, help="language of the report (default: the config's)")
@@ -93,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
     if missing is not None:  # opening would create an empty database next to the config
         ru = (args.lang or config.language) == "ru"
         print(f"Пока ничего не отправлено: бот ещё не запускался с этим конфигом (нет файла {missing})." if ru else
@@ -102,10 +89,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         store = StateStore.open(url)
     except Exception as e:  # the state database cannot be opened: say where and why
-        from sqlalchemy.engine import make_url
-
-        where = make_url(url).render_as_string(hide_password=True)
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        where = db_where(url)
+        reason = db_reason(e)
         print(f"cannot open the state database {where}: {reason}", file=sys.stderr)
         return 2
     try:
