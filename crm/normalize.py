@@ -29,8 +29,6 @@ DATETIME_EXPECTED = (
 )
 _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
 _UNIX = r"^\d{9,13}(?:\.\d+)?$"
-ENUMS = VALUE_SETS  # columns whose values must be one of a fixed set after value mapping
-_TRUE, _FALSE = set(TRUE_WORDS), set(FALSE_WORDS)
 _MAX_ROWS_SHOWN = 5
 
 
@@ -130,7 +128,7 @@ def normalize_table(
                 cut_columns.append(source_name)
         if col.required:
             _require_values(table, col, series, raw, source_name)
-        allowed = ENUMS.get((table, col.name))
+        allowed = VALUE_SETS.get((table, col.name))
         if allowed:
             series = _check_enum(table, col.name, series, allowed, raw, source_name)
         out[col.name] = series
@@ -535,9 +533,9 @@ def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) ->
         return series.astype(bool)
     text = _to_str(series).str.lower()
     result = pd.Series(bool(col.default), index=series.index, dtype=bool)
-    result[text.isin(_TRUE).fillna(False)] = True
-    result[text.isin(_FALSE).fillna(False)] = False
-    bad = text.notna() & ~text.isin(_TRUE | _FALSE)
+    result[text.isin(TRUE_WORDS).fillna(False)] = True
+    result[text.isin(FALSE_WORDS).fillna(False)] = False
+    bad = text.notna() & ~text.isin(TRUE_WORDS | FALSE_WORDS)
     if bad.any():
         _raise_bad(raw, bad, series, source_name, "not a yes/no value",
                    "true/false, yes/no, да/нет or 1/0")

@@ -260,7 +260,7 @@ def detect_encoding(data: bytes) -> str:
     return evidence.encoding
 
 
-def _check_cp1251(chunks) -> None:
+def _check_cp1251(chunks, file: str | None = None) -> None:
     offset = 0
     for chunk in chunks:
         try:
@@ -268,7 +268,7 @@ def _check_cp1251(chunks) -> None:
         except UnicodeDecodeError as exc:
             raise DataError(
                 f"cannot tell the text encoding (byte {offset + exc.start} is neither UTF-8 nor cp1251)",
-                fix="export the file as CSV UTF-8",
+                file=file, fix="export the file as CSV UTF-8",
             ) from None
         offset += len(chunk)
 
@@ -344,10 +344,7 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     _refuse_non_csv(head, name, whole=len(head) >= size)
     evidence = weigh_encoding(lambda: _file_chunks(path), head)
     if evidence.encoding == "cp1251":
-        try:
-            _check_cp1251(_file_chunks(path))
-        except DataError as exc:
-            raise DataError(exc.problem, file=name, fix=exc.fix) from None
+        _check_cp1251(_file_chunks(path), name)
     encoding = evidence.encoding
     sample = head.decode(encoding, errors="ignore")
     delimiter = detect_delimiter(sample)

@@ -95,15 +95,20 @@ class _Candidate:
     manager_name: str | None = None
 
 
+def _groupable(ins: Insight) -> bool:
+    """One manager's stalled deal (not the "abandoned" summary): grouped with the others."""
+    return ins.detector == "stalled_deal" and bool(ins.audience.manager_id) and ins.facts.get("kind") != "abandoned"
+
+
 def _candidates(insights: list[Insight], ctx: Ctx) -> list[_Candidate]:
     stalled: dict[str, list[Insight]] = {}
     for ins in insights:
-        if ins.detector == "stalled_deal" and ins.audience.manager_id and ins.facts.get("kind") != "abandoned":
+        if _groupable(ins):
             stalled.setdefault(ins.audience.manager_id, []).append(ins)
     out: list[_Candidate] = []
     grouped = {mid for mid, deals in stalled.items() if len(deals) > 1}
     for ins in insights:
-        if ins.detector == "stalled_deal" and ins.audience.manager_id in grouped and ins.facts.get("kind") != "abandoned":
+        if _groupable(ins) and ins.audience.manager_id in grouped:
             continue
         r = render_insight(ins, ctx.lang, now=ctx.now, you=ctx.you)
         out.append(_Candidate(ins.detector, r.severity_rank, r.money, rendered=r))

@@ -496,9 +496,8 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         raise DataError("the synced store has no amoCRM leads, users or pipelines yet",
                         fix="run `crm-pulse sync --config <your config>` until it ends without an error")
     s = KIND
-    wanted = [str(p) for p in source_config.pipelines]
     pipes = con.execute(f"SELECT DISTINCT pipeline_id, pipeline_name FROM {s}.statuses").fetchall()
-    included = [int(pid) for pid, name in pipes if not wanted or str(pid) in wanted or str(name) in wanted]
+    included = [int(pid) for pid, name in pipes if _included({"id": pid, "name": name}, source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS pipeline_id", [included])
     cf = source_config.custom_fields
 
