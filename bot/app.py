@@ -50,6 +50,10 @@ def missing_secrets(config: Config) -> list[str]:
             out.append(f"slack.signing_secret_env: environment variable {sl.signing_secret_env} is not set: "
                        + SLACK_HOW.format(env=sl.signing_secret_env, what="Signing Secret (Basic Information)"))
     src = config.source
+    if src.kind == "pipedrive" and src.token_env and not config.secret(src.token_env):
+        out.append(f"source.token_env: environment variable {src.token_env} is not set: copy your API token in "
+                   "Pipedrive (Personal preferences -> API; docs/connect-pipedrive.md), then `export "
+                   f"{src.token_env}=<token>`")
     if src.kind == "amocrm":  # the CRM API the bot syncs from (docs/connectors.md)
         keys = ("token_env",) if src.token_env else ("client_id_env", "client_secret_env", "refresh_token_env")
         for key in keys:

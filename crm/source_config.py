@@ -15,6 +15,9 @@ from crm.redact import has_secret, is_env_name
 from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS, VALUE_SETS
 
 Scalar = str | bool | int | float
+# What `base_url` looks like for each CRM API kind (in error messages).
+BASE_URL_EXAMPLES = {"amocrm": "https://yourcompany.amocrm.ru or https://yourcompany.kommo.com",
+                     "pipedrive": "https://yourcompany.pipedrive.com"}
 
 
 def nearest(name: str, known: list[str] | tuple[str, ...]) -> str | None:
@@ -93,11 +96,13 @@ class SourceConfig(BaseModel):
       (the synced store's folder, relative to the config file), `custom_fields` (table ->
       {canonical column: CRM field name}), `overlap_minutes` (each incremental sync goes back
       this far for clock skew) and `requests_per_second` (at most this many in any second).
+    - kind "pipedrive": the same keys; `base_url` is the company address
+      (https://yourcompany.pipedrive.com) and `token_env` names the API token's variable (no OAuth).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["files", "sql", "amocrm"] = "files"
+    kind: Literal["files", "sql", "amocrm", "pipedrive"] = "files"
     path: str | None = None
     files: dict[str, str] = {}
     columns: dict[str, dict[str, str]] = {}
@@ -247,7 +252,8 @@ class SourceConfig(BaseModel):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("base_url: must be the account address, like https://yourcompany.amocrm.ru")
+            raise ValueError("base_url: must be the account address, like https://yourcompany.amocrm.ru "
+                             "or https://yourcompany.pipedrive.com")
         if parts.password or has_secret(value):
             raise ValueError("base_url: contains a secret: name its environment variable in token_env instead")
         return value.rstrip("/")
@@ -287,7 +293,7 @@ class SourceConfig(BaseModel):
         if self.kind in ("files", "sql"):
             stray = [k for k in api_keys if getattr(self, k)]
             if stray:
-                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\"), "
+                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\" or \"pipedrive\"), "
                                  f"but kind is \"{self.kind}\"")
             return self
         stray = [k for k in ("path", "url", "url_env", "tables") if getattr(self, k)]
@@ -296,8 +302,16 @@ class SourceConfig(BaseModel):
                              "store in `store`); remove them")
         if not self.base_url:
             raise ValueError(f'kind "{self.kind}" needs `base_url`, the account address '
-                             "(https://yourcompany.amocrm.ru or https://yourcompany.kommo.com)")
+                             f"({BASE_URL_EXAMPLES.get(self.kind, 'https://...')})")
         oauth = (self.client_id_env, self.client_secret_env, self.refresh_token_env)
+        if self.kind == "pipedrive":
+            if any(oauth) or self.redirect_uri:
+                raise ValueError('kind "pipedrive" signs in with an API token only: give token_env '
+                                 "and remove client_id_env, client_secret_env, refresh_token_env, redirect_uri")
+            if not self.token_env:
+                raise ValueError('kind "pipedrive" needs token_env, the NAME of the environment variable '
+                                 "holding your API token (like CRM_PULSE_PIPEDRIVE_TOKEN)")
+            return self
         if self.token_env and any(oauth):
             raise ValueError("give either token_env (a long-lived token) or client_id_env, "
                              "client_secret_env and refresh_token_env (OAuth), not both")

@@ -11,7 +11,7 @@ import importlib
 from types import ModuleType
 
 # kind in [source] -> the module that syncs it
-CONNECTORS = {"amocrm": "crm.connectors.amocrm"}
+CONNECTORS = {"amocrm": "crm.connectors.amocrm", "pipedrive": "crm.connectors.pipedrive"}
 
 
 def connector(kind: str) -> ModuleType:

@@ -146,6 +146,17 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
     return counts
 
 
+def column_hints(**types: str) -> dict[str, dict[str, Any]]:
+    """dlt column hints {name: type}: typed columns even when the first page has only nulls."""
+    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+
+
+def stored_tables(con: Any, schema: str) -> set[str]:
+    """The tables one connector's schema holds in the store (what has been synced so far)."""
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]).fetchall()}
+
+
 def connect_read_only(folder: Path) -> Any:
     """The store opened read-only for crm.load; a clear error when nothing was synced yet."""
     import duckdb

@@ -1,0 +1,379 @@
+"""Pipedrive sync through a fake Pipedrive on 127.0.0.1: what a first and a later sync ask for,
+what the store holds and how it reads as the canonical tables, deletions, an interrupted sync,
+429s and a spent daily budget, `sync --check`, and the API token kept out of every log line."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from bot.cli import main as cli_main
+from crm.connectors import pipedrive
+from crm.errors import DataError
+from crm.load import load_crm
+from crm.source_config import SourceConfig
+from tests.fakes.pipedrive_server import FakePipedrive, ThreadedServer
+
+T0 = 1_760_000_000
+DAY = 86400
+SALES, OTHER = 1, 2
+NEW, OFFER, TALKS, SERVICE = 10, 11, 12, 20
+N_DEALS = 1_120  # three pages of 500
+SOURCE_KEY = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"  # custom field keys are 40-char hashes
+SEGMENT_KEY = "ffeeddccbbaa99887766554433221100ffeeddcc"
+
+
+def _company(fake: FakePipedrive, n: int = N_DEALS) -> None:
+    """Two pipelines, three users, `n` deals in Sales (every third lost after an offer, every
+    fifth won after talks), one deal in the other pipeline, mails, activities, leads."""
+    fake.add_pipeline(SALES, "Продажи", [(NEW, "Новая заявка"), (OFFER, "КП отправлено"), (TALKS, "Переговоры")])
+    fake.add_pipeline(OTHER, "Сервис", [(SERVICE, "Заявка на сервис")], order_nr=2)
+    fake.add_user(1, "Анна", "anna@example.kz")
+    fake.add_user(2, "Борис", "boris@example.kz")
+    fake.add_user(3, "Вера", None, active=False)
+    fake.fields["dealFields"] = [
+        {"id": 12, "key": "title", "name": "Title", "field_type": "varchar"},
+        {"id": 40, "key": SOURCE_KEY, "name": "Источник", "field_type": "enum",
+         "options": [{"id": 7, "label": "Сайт"}, {"id": 8, "label": "Звонок"}]}]
+    fake.fields["organizationFields"] = [{"id": 41, "key": SEGMENT_KEY, "name": "Отрасль", "field_type": "varchar"}]
+    fake.organizations[900] = {"id": 900, "name": "ТОО «Ромашка»", "owner_id": 1, "update_time": "2025-10-09T00:00:00Z",
+                               "is_deleted": False, "custom_fields": {SEGMENT_KEY: "Горнодобыча"}}
+    fake.persons[700] = {"id": 700, "name": "Иван Петров", "owner_id": 2, "org_id": None,
+                         "update_time": "2025-10-09T00:00:00Z", "is_deleted": False, "custom_fields": {}}
+    for i in range(1, n + 1):
+        created = T0 + i * 3600
+        status = "lost" if i % 3 == 0 else "won" if i % 5 == 0 else "open"
+        closed = created + 3 * DAY if status != "open" else None
+        fake.put_deal({"id": i, "title": f"Сделка {i}", "value": 1000 * i, "currency": "KZT", "owner_id": 1 + i % 2,
+                       "org_id": 900 if i % 2 else None, "person_id": 700, "pipeline_id": SALES, "stage_id": NEW,
+                       "status": status, "add_time": created, "update_time": closed or created,
+                       "close_time": closed, "lost_reason": "Цена" if status == "lost" else None,
+                       "custom_fields": {SOURCE_KEY: 7 if i % 4 else 8}})
+        if status != "open":
+            fake.move(i, created + DAY, NEW, OFFER)
+        if status == "won":
+            fake.move(i, created + 2 * DAY, OFFER, TALKS)
+        if status != "open":
+            fake.other_change(i, closed, "status", "open", status)
+        if i % 10 == 0:
+            fake.add_mail(i, {"id": 20_000 + i, "user_id": 1, "subject": f"КП {i}", "message_time": created + 900,
+                              "add_time": created + 901, "update_time": created + 2 * 3600,
+                              "mail_tracking_status": "opened" if i % 20 == 0 else "not opened",
+                              "mail_link_tracking_enabled_flag": 1})
+            fake.add_mail(i, {"id": 30_000 + i, "user_id": 1, "subject": f"Re: КП {i}", "sent_flag": 0,
+                              "from": [{"email_address": "client@example.org"}], "message_time": created + 5000,
+                              "add_time": created + 5000, "update_time": created + 5000})
+            fake.activities[40_000 + i] = {
+                "id": 40_000 + i, "type": "call", "owner_id": 2, "deal_id": i, "lead_id": None, "org_id": None,
+                "person_id": 700, "done": True, "due_date": "2025-10-10", "due_time": "09:30",
+                "marked_as_done_time": "2025-10-10T09:45:00Z", "update_time": "2025-10-10T09:45:00Z",
+                "is_deleted": False}
+    fake.put_deal({"id": 5000, "title": "Сервисная заявка", "value": 1, "owner_id": 1, "pipeline_id": OTHER,
+                   "stage_id": SERVICE, "add_time": T0, "update_time": T0})
+    fake.leads = [
+        {"id": "adf21080-0e10-11eb-879b-05d71fb426ec", "title": "Inbound: Acme", "owner_id": 1, "creator_id": 1,
+         "person_id": 700, "organization_id": None, "source_name": "Web forms", "is_archived": False,
+         "value": {"amount": 999, "currency": "EUR"}, "add_time": "2025-10-09T10:00:00.000Z",
+         "update_time": "2025-10-09T10:05:00.000Z"},
+        {"id": "bdf21080-0e10-11eb-879b-05d71fb426ec", "title": "Old", "owner_id": 2, "creator_id": 1,
+         "person_id": None, "organization_id": 900, "source_name": "Manually created", "is_archived": True,
+         "value": None, "add_time": "2025-10-01T10:00:00.000Z", "update_time": "2025-10-02T10:00:00.000Z"}]
+    fake.activities[99_001] = {
+        "id": 99_001, "type": "call", "owner_id": 1, "deal_id": None, "lead_id": "adf21080-0e10-11eb-879b-05d71fb426ec",
+        "org_id": None, "person_id": 700, "done": True, "due_date": "2025-10-09", "due_time": "",
+        "marked_as_done_time": "2025-10-09T10:20:00Z", "update_time": "2025-10-09T10:20:00Z", "is_deleted": False}
+
+
+def _source(fake: FakePipedrive, store: Path, **kw) -> SourceConfig:
+    return SourceConfig(kind="pipedrive", base_url=f"http://127.0.0.1:{fake.port}", store=str(store),
+                        token_env="TEST_PD_TOKEN", pipelines=["Продажи"], requests_per_second=100,
+                        custom_fields={"deals": {"source": "Источник"}, "clients": {"segment": "Отрасль"}}, **kw)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    server = FakePipedrive()
+    _company(server)
+    monkeypatch.setenv("TEST_PD_TOKEN", server.token)
+    with ThreadedServer(server) as running:
+        yield running
+
+
+def _store_tables(store: Path) -> dict[str, pd.DataFrame]:
+    """Every synced table without dlt's bookkeeping columns, sorted: what the store holds."""
+    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                           "'pipedrive' AND table_name NOT LIKE '_dlt%'").fetchall()]
+        out = {}
+        for name in sorted(names):
+            df = con.execute(f"SELECT * FROM pipedrive.{name}").df()
+            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
+            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
+        return out
+    finally:
+        con.close()
+
+
+def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    report = pipedrive.sync(source, None)
+    assert report.rows["deals"] == N_DEALS + 1
+    deal_calls = [q for q in fake.api_calls("v2/deals") if "status" not in q]
+    assert len(deal_calls) == 3 and all(q["limit"] == "500" for q in deal_calls)
+    assert "cursor" not in deal_calls[0] and all("cursor" in q for q in deal_calls[1:])
+    assert all("updated_since" not in q for q in fake.api_calls("v2/deals"))
+    moved = sum(1 for d in fake.deals.values() if d["stage_change_time"])
+    flows = [p for p, _ in fake.calls if p.endswith("/flow")]
+    assert len(flows) == moved  # only deals that ever moved: the others are still where they started
+    assert len([p for p, _ in fake.calls if p.endswith("/mailMessages")]) == N_DEALS // 10
+
+    data = load_crm(source).data
+    deals = data.deals.set_index("deal_id")
+    assert len(deals) == N_DEALS and "5000" not in deals.index  # the service pipeline is not included
+    assert data.stages == ["Новая заявка", "КП отправлено", "Переговоры"]
+    assert deals.loc["3", "status"] == "lost" and deals.loc["3", "stage"] == "КП отправлено"
+    assert deals.loc["3", "loss_reason"] == "Цена" and pd.isna(deals.loc["5", "loss_reason"])
+    assert deals.loc["5", "status"] == "won" and deals.loc["5", "stage"] == "Переговоры"
+    assert deals.loc["5", "closed_at"] == pd.Timestamp(T0 + 5 * 3600 + 3 * DAY, unit="s", tz="UTC")
+    assert deals.loc["1", "status"] == "open" and deals.loc["1", "stage"] == "Новая заявка"
+    assert deals.loc["1", "client_id"] == "900" and deals.loc["2", "client_id"] == "person-700"
+    assert deals.loc["4", "source"] == "Звонок" and deals.loc["1", "source"] == "Сайт"
+    assert deals.loc["5", "currency"] == "KZT" and deals.loc["5", "amount"] == 5000
+    history = data.stage_history[data.stage_history.deal_id == "5"].sort_values("entered_at")
+    assert history.stage.tolist() == ["Новая заявка", "КП отправлено", "Переговоры"]
+    assert history.entered_at.iloc[1] == pd.Timestamp(T0 + 5 * 3600 + DAY, unit="s", tz="UTC")
+    assert data.stage_history[data.stage_history.deal_id == "1"].stage.tolist() == ["Новая заявка"]
+    managers = data.managers.set_index("manager_id")
+    assert managers.loc["1", "name"] == "Анна" and not managers.loc["3", "active"]
+    clients = data.clients.set_index("client_id")
+    assert clients.loc["900", "segment"] == "Горнодобыча" and "person-700" in clients.index
+    assert len(data.emails) == 2 * (N_DEALS // 10)
+    assert (data.emails.direction == "out").sum() == N_DEALS // 10
+    # an opened tracked email: one open, at the message's last update (Pipedrive gives no times)
+    assert len(data.email_opens) == N_DEALS // 20
+    opens = data.email_opens.set_index("email_id")
+    assert opens.loc["20020", "opened_at"] == pd.Timestamp(T0 + 20 * 3600 + 2 * 3600, unit="s", tz="UTC")
+    calls = data.activities.set_index("activity_id")
+    assert set(calls.type) == {"call"} and calls.loc["40010", "due_at"] == pd.Timestamp("2025-10-10 09:30", tz="UTC")
+    leads = data.leads.set_index("lead_id")
+    assert leads.loc["adf21080-0e10-11eb-879b-05d71fb426ec", "first_response_at"] == pd.Timestamp(
+        "2025-10-09 10:20", tz="UTC")
+    assert leads.loc["bdf21080-0e10-11eb-879b-05d71fb426ec", "status"] == "archived"
+    assert leads.loc["adf21080-0e10-11eb-879b-05d71fb426ec", "source"] == "Web forms"
+
+
+def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
+    source = _source(fake, tmp_path / "store", overlap_minutes=5)
+    pipedrive.sync(source, None)
+    newest = max(pipedrive.unix(d["update_time"]) for d in fake.deals.values())
+    fake.calls.clear()
+    changed_at = newest + DAY
+    fake.deals[1].update(value=777)
+    fake.move(1, changed_at, NEW, OFFER)
+    report = pipedrive.sync(source, None)
+
+    deal_calls = fake.api_calls("v2/deals")
+    assert len(deal_calls) == 2  # one page of changed deals, one of deleted ones
+    assert all(q["updated_since"] == pipedrive.rfc3339(newest - 5 * 60) for q in deal_calls)
+    assert [p for p, _ in fake.calls if p.endswith("/flow")] == ["v1/deals/1/flow"]  # only the changed deal
+    assert report.rows["deals"] < 5
+    data = load_crm(source).data
+    deals = data.deals.set_index("deal_id")
+    assert len(deals) == N_DEALS  # merged by id: nothing doubled
+    assert deals.loc["1", "stage"] == "КП отправлено" and deals.loc["1", "amount"] == 777
+    assert data.stage_history[data.stage_history.deal_id == "1"].stage.tolist() == ["Новая заявка", "КП отправлено"]
+    assert not data.stage_history.duplicated().any()
+
+
+def test_a_deleted_deal_disappears(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    pipedrive.sync(source, None)
+    fake.delete_deal(5, max(pipedrive.unix(d["update_time"]) for d in fake.deals.values()) + 60)
+    report = pipedrive.sync(source, None)
+    assert report.deleted == 1
+    assert [q["status"] for q in fake.api_calls("v2/deals") if "status" in q][-1] == "deleted"
+    data = load_crm(source).data
+    assert "5" not in set(data.deals.deal_id) and "5" not in set(data.stage_history.deal_id)
+    assert len(data.deals) == N_DEALS - 1
+
+
+def test_a_deleted_organization_and_activity_leave_the_store(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    pipedrive.sync(source, None)
+    fake.activities[40_010].update(is_deleted=True, update_time="2026-01-01T00:00:00Z")
+    fake.organizations[900].update(is_deleted=True, update_time="2026-01-01T00:00:00Z")
+    pipedrive.sync(source, None)
+    data = load_crm(source).data
+    assert "40010" not in set(data.activities.activity_id)
+    assert "900" not in set(data.clients.client_id)
+
+
+def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake, tmp_path, monkeypatch):
+    whole = _source(fake, tmp_path / "whole")
+    pipedrive.sync(whole, None)
+
+    broken = _source(fake, tmp_path / "broken")
+    real, seen = pipedrive.deal_row, []
+
+    def dies_in_page_two(record):
+        seen.append(record["id"])
+        if len(seen) == 700:
+            raise RuntimeError("killed in the middle of page 2")
+        return real(record)
+
+    monkeypatch.setattr(pipedrive, "deal_row", dies_in_page_two)
+    with pytest.raises(RuntimeError, match="killed"):
+        pipedrive.sync(broken, None)
+    monkeypatch.setattr(pipedrive, "deal_row", real)
+    pipedrive.sync(broken, None)
+
+    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "broken")
+    assert left.keys() == right.keys()
+    for name in left:
+        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    a, b = load_crm(whole).data, load_crm(broken).data
+    pd.testing.assert_frame_equal(a.deals, b.deals)
+    pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
+
+
+CHILD = """
+import sys
+from crm.connectors import pipedrive
+from crm.source_config import SourceConfig
+pipedrive.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
+"""
+
+
+def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path):
+    """SIGKILL while deal flows are being fetched: the next sync ends with the store an
+    uninterrupted sync gives."""
+    import signal
+    import subprocess
+    import sys
+
+    whole = _source(fake, tmp_path / "whole")
+    pipedrive.sync(whole, None)
+    killed = _source(fake, tmp_path / "killed")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+    flows = []
+
+    def kill_in_the_flows(path, query):
+        if path.endswith("/flow"):
+            flows.append(path)
+            if len(flows) == 50:
+                child.send_signal(signal.SIGKILL)
+                time.sleep(0.2)
+
+    fake.on_call = kill_in_the_flows
+    assert child.wait(120) == -signal.SIGKILL
+    fake.on_call = None
+    pipedrive.sync(killed, None)
+    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "killed")
+    assert left.keys() == right.keys()
+    for name in left:
+        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+
+
+@pytest.mark.parametrize("header", ["Retry-After", "x-ratelimit-reset"])
+def test_429_is_waited_out(fake, tmp_path, header):
+    fake.throttle_next(2, retry_after=1, header=header)
+    source = _source(fake, tmp_path / "store")
+    started = time.monotonic()
+    pipedrive.sync(source, None)
+    assert fake.answered_429 == 2
+    assert time.monotonic() - started >= 2.0  # waited 1 s twice, as the header said
+    assert len(load_crm(source).data.deals) == N_DEALS
+
+
+def test_the_default_pace_stays_under_the_smallest_plans_limit(tmp_path, monkeypatch):
+    server = FakePipedrive()
+    _company(server, n=30)
+    server.per_window, server.window = 20, 2.0  # Essential plan: 20 requests per 2 seconds
+    monkeypatch.setenv("TEST_PD_TOKEN", server.token)
+    with ThreadedServer(server) as running:
+        default = SourceConfig.model_fields["requests_per_second"].default
+        source = _source(running, tmp_path / "store").model_copy(update={"requests_per_second": default})
+        report = pipedrive.sync(source, None)
+    assert server.over_limit == 0 and report.requests > 20
+
+
+def test_a_spent_daily_budget_is_one_clear_error_not_hours_of_waiting(fake, tmp_path):
+    fake.budget_spent = True
+    started = time.monotonic()
+    with pytest.raises(DataError, match="API limit is spent") as err:
+        pipedrive.sync(_source(fake, tmp_path / "store"), None)
+    assert time.monotonic() - started < 10
+    assert "next sync resumes" in str(err.value)
+
+
+def _config_file(tmp_path: Path, fake: FakePipedrive) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+language = "en"
+[source]
+kind = "pipedrive"
+base_url = "http://127.0.0.1:{fake.port}"
+token_env = "TEST_PD_TOKEN"
+store = "store"
+pipelines = ["Продажи"]
+requests_per_second = 100
+""", encoding="utf-8")
+    return path
+
+
+def test_check_lists_pipelines_and_users_and_syncs_nothing(fake, tmp_path, capsys):
+    config = _config_file(tmp_path, fake)
+    assert cli_main(["sync", "--config", str(config), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "credentials ok: account 'Test company'" in out
+    assert "1 Продажи (included): Новая заявка, КП отправлено, Переговоры" in out
+    assert "2 Сервис (not included): Заявка на сервис" in out
+    assert "3 Вера (inactive)" in out
+    assert not (tmp_path / "store" / "crm.duckdb").exists()
+
+
+def test_no_token_in_logs_or_output(fake, tmp_path, caplog, capsys):
+    config = _config_file(tmp_path, fake)
+    caplog.set_level(logging.DEBUG)
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    assert cli_main(["sync", "--config", str(config), "--check"]) == 0
+    printed = capsys.readouterr()
+    assert "synced pipedrive" in printed.out
+    assert len(caplog.records) > 20  # dlt and urllib3 did log at DEBUG
+    assert fake.token not in caplog.text + printed.out + printed.err
+    assert fake.unauthorized == 0  # the token went in the header every time
+
+
+def test_wrong_token_is_one_clear_error(fake, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEST_PD_TOKEN", "not-the-token-at-all-123")
+    config = _config_file(tmp_path, fake)
+    assert cli_main(["sync", "--config", str(config)]) == 3
+    err = capsys.readouterr().err
+    assert "Pipedrive refused the API token" in err and "Traceback" not in err
+    assert "not-the-token-at-all-123" not in err
+
+
+def test_missing_token_variable_says_where_to_get_it(fake, tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_PD_TOKEN")
+    with pytest.raises(DataError, match="TEST_PD_TOKEN .* is not set"):
+        pipedrive.sync(_source(fake, tmp_path / "store"), None)
+
+
+@pytest.mark.parametrize("keys, problem", [
+    ({"token_env": "T"}, "needs `base_url`.*pipedrive.com"),
+    ({"base_url": "https://a.pipedrive.com"}, "needs token_env"),
+    ({"base_url": "https://a.pipedrive.com", "token_env": "T", "refresh_token_env": "R"}, "API token only"),
+    ({"base_url": "https://a.pipedrive.com", "token_env": "3f2a9c0b7e1d4a5b6c7d8e9f0a1b2c3d4e5f6a7b"},
+     "NAME of an environment"),
+])
+def test_pipedrive_source_config_errors(keys, problem):
+    with pytest.raises(ValueError, match=problem):
+        SourceConfig(kind="pipedrive", **keys)
