@@ -181,7 +181,11 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     deal_calls = fake.api_calls("v2/deals")
     assert len(deal_calls) == 2  # one page of changed deals, one of deleted ones
     assert all(q["updated_since"] == pipedrive.rfc3339(newest - 5 * 60) for q in deal_calls)
-    assert [p for p, _ in fake.calls if p.endswith("/flow")] == ["v1/deals/1/flow"]  # only the changed deal
+    # flows only of the deals changed since the cursor (deal 1, and those inside the 5-minute overlap)
+    window = {i for i, d in fake.deals.items() if pipedrive.unix(d["update_time"]) >= newest - 5 * 60
+              and d["stage_change_time"]}
+    assert {p for p, _ in fake.calls if p.endswith("/flow")} == {f"v1/deals/{i}/flow" for i in window}
+    assert 1 in window and len(window) < 5
     assert report.rows["deals"] < 5
     data = load_crm(source).data
     deals = data.deals.set_index("deal_id")
@@ -194,13 +198,27 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
 def test_a_deleted_deal_disappears(fake, tmp_path):
     source = _source(fake, tmp_path / "store")
     pipedrive.sync(source, None)
-    fake.delete_deal(5, max(pipedrive.unix(d["update_time"]) for d in fake.deals.values()) + 60)
+    at = max(pipedrive.unix(d["update_time"]) for d in fake.deals.values()) + 60
+    fake.now = at + DAY  # Pipedrive lists a deleted deal for 30 days
+    fake.delete_deal(5, at)
     report = pipedrive.sync(source, None)
     assert report.deleted == 1
     assert [q["status"] for q in fake.api_calls("v2/deals") if "status" in q][-1] == "deleted"
     data = load_crm(source).data
     assert "5" not in set(data.deals.deal_id) and "5" not in set(data.stage_history.deal_id)
     assert len(data.deals) == N_DEALS - 1
+
+
+def test_a_deal_deleted_longer_ago_than_pipedrive_lists_it_stays(fake, tmp_path):
+    """Pipedrive lists deleted deals for 30 days: one deleted before that cannot be seen (the
+    docs say so, and a fresh store clears it)."""
+    source = _source(fake, tmp_path / "store")
+    pipedrive.sync(source, None)
+    at = max(pipedrive.unix(d["update_time"]) for d in fake.deals.values()) + 60
+    fake.now = at + 31 * DAY
+    fake.delete_deal(5, at)
+    assert pipedrive.sync(source, None).deleted == 0
+    assert "5" in set(load_crm(source).data.deals.deal_id)
 
 
 def test_a_deleted_organization_and_activity_leave_the_store(fake, tmp_path):
