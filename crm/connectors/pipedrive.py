@@ -21,9 +21,12 @@ What maps to what:
   email -> email, others -> task; due = due_date + due_time in UTC, done = marked_as_done_time);
 - organizations and persons (`/api/v2/organizations`, `/api/v2/persons`) -> clients (persons
   only for deals without an organization);
-- leads (`/api/v1/leads`, archived too) -> leads (source = source_name, status "archived" or
-  "open", first_response_at = the first done activity on the lead). Pipedrive records no
-  assignment time: a lead counts as assigned at creation when it has an owner.
+- leads (`/api/v1/leads`, archived too) -> leads (source = source_name; status "closed" for an
+  archived lead: someone dealt with it, so lead_sla does not chase it; else "open";
+  first_response_at = the first done activity on the lead). Pipedrive records no assignment
+  time: a lead counts as assigned at creation when it has an owner. A lead converted into a deal
+  leaves Pipedrive's leads list, so leads holds only leads not (yet) converted: manager_load's
+  new_leads counts those.
 
 Incremental: deals, activities, organizations and persons by `updated_since` (RFC3339), from
 the saved cursor minus `overlap_minutes`, `sort_by=update_time`, pages of 500 following
@@ -563,7 +566,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         out["leads"] = con.execute(f"""
             SELECT l.id AS lead_id, to_timestamp(l.add_time) AS created_at, l.source_name AS source,
                    CAST(l.owner_id AS VARCHAR) AS manager_id, to_timestamp(r.first) AS first_response_at,
-                   CASE WHEN l.is_archived THEN 'archived' ELSE 'open' END AS status
+                   CASE WHEN l.is_archived THEN 'closed' ELSE 'open' END AS status
             FROM {s}.leads l LEFT JOIN {response} r ON r.lead_id = l.id ORDER BY l.add_time, l.id""").df()
     _custom_columns(con, source_config, out)
     return out

@@ -164,7 +164,7 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     leads = data.leads.set_index("lead_id")
     assert leads.loc["adf21080-0e10-11eb-879b-05d71fb426ec", "first_response_at"] == pd.Timestamp(
         "2025-10-09 10:20", tz="UTC")
-    assert leads.loc["bdf21080-0e10-11eb-879b-05d71fb426ec", "status"] == "archived"
+    assert leads.loc["bdf21080-0e10-11eb-879b-05d71fb426ec", "status"] == "closed"  # archived
     assert leads.loc["adf21080-0e10-11eb-879b-05d71fb426ec", "source"] == "Web forms"
 
 
