@@ -7,16 +7,18 @@ What maps to what:
   won and lost are a deal's status in Pipedrive, not stages, so a closed deal keeps its stage;
 - deals (`/api/v2/deals`) -> deals (client = the deal's organization, else its person as
   `person-<id>`; amount = value; currency per deal; loss_reason = lost_reason; closed_at =
-  close_time; `source` / `region` from custom fields named in `[source.custom_fields.deals]`);
+  close_time; `source` / `region` from custom fields named in `[source.custom_fields.deals]`,
+  an option's id read as its label through the stored field definitions);
 - the deal's flow (`/api/v1/deals/{id}/flow`, `dealChange` of `stage_id`) -> stage_history,
   plus the entry into the first stage at creation. The flow is per deal, so it is asked for
   only for deals that changed since the cursor and ever moved (`stage_change_time` set);
 - mail messages of a deal (`/api/v1/deals/{id}/mailMessages`, only for changed deals that have
-  mail) -> emails (`sent_flag` 1 = out, else in) and email_opens: Pipedrive's open tracking
-  says only whether a tracked email was opened (`mail_tracking_status` = "opened"), not when or
-  how often, so an opened email gives ONE open at the message's `update_time` (the first
-  open changes the status and so the message). `read_flag` is whether WE read a message in our
-  mailbox, not the client: it is not an open and is not used;
+  mail) -> emails (`sent_flag` 1 = out, else in). Email opens are NOT given: Pipedrive's open
+  tracking says only whether a tracked email was opened (`mail_tracking_status`), not when or
+  how often, and silent_client's question ("keeps opening our emails after going silent") needs
+  the times; a made-up time (the message's last update) would raise false alarms. The status is
+  kept in the store (`mail_messages.tracking_status`), and silent_client is skipped with "needs
+  email_opens". (`read_flag` is whether WE read a message in our mailbox: not an open either.)
 - activities (`/api/v2/activities`) -> activities (call -> call, meeting/lunch -> meeting,
   email -> email, others -> task; due = due_date + due_time in UTC, done = marked_as_done_time);
 - organizations and persons (`/api/v2/organizations`, `/api/v2/persons`) -> clients (persons
@@ -543,11 +545,6 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                    to_timestamp(m.message_time) AS sent_at, m.subject
             FROM {s}.mail_messages m JOIN deal d ON d.id = m.deal_id
             WHERE d.client IS NOT NULL ORDER BY m.message_time, m.id""").df()
-        out["email_opens"] = con.execute(f"""
-            SELECT CAST(m.id AS VARCHAR) AS email_id, to_timestamp(m.update_time) AS opened_at
-            FROM {s}.mail_messages m JOIN deal d ON d.id = m.deal_id
-            WHERE m.sent_flag AND m.tracking_status = 'opened' AND d.client IS NOT NULL
-            ORDER BY m.update_time, m.id""").df()
     if "activities" in have:
         out["activities"] = con.execute(f"""
             SELECT CAST(a.id AS VARCHAR) AS activity_id, CAST(d.id AS VARCHAR) AS deal_id,

@@ -3,11 +3,12 @@ hold it: managers as users, clients as organizations (region and segment as cust
 stages as one pipeline's stages, deals as v2 deals (source and region as custom fields), stage
 entries as `dealChange` items of each deal's flow, emails as the deal's mail messages (an opened
 tracked email says only "opened", updated at its first open), activities as v2 activities, and
-leads not yet converted as leads (a lead's first answer as a done call on it).
+leads not yet converted as leads (a lead's first answer as a done call on it). An opened
+tracked email is marked "opened" (updated at its first open), which is all Pipedrive keeps.
 
 What Pipedrive has no place for is left out or reduced, as it would be: a manager's team,
 region and capacity; the time a lead was assigned; leads converted into deals (Pipedrive's
-leads list no longer has them); every open after the first; seconds of an activity's due time.
+leads list no longer has them); the times of email opens; seconds of an activity's due time.
 `as_pipedrive_holds_it` applies the same reductions to the canonical data, so a test compares
 the synced store with what Pipedrive could have held.
 """
@@ -46,19 +47,25 @@ def _enum(name: str, values) -> tuple[dict, dict[str, int]]:
              "options": [{"id": i, "label": label} for label, i in ids.items()]}, ids)
 
 
+def _emptied(column: pd.Series) -> pd.Series:
+    """The column with every cell empty, of its own type (as the loader reads an absent one)."""
+    return column.where(pd.Series(False, index=column.index))
+
+
 def as_pipedrive_holds_it(data: CrmData) -> CrmData:
     """The canonical data reduced to what Pipedrive can hold (see the module docstring)."""
     from dataclasses import replace
 
     leads = data.leads[data.leads.status != "converted"].copy()
-    leads["assigned_at"], leads["region"] = pd.NaT, None
+    leads["assigned_at"] = pd.NaT
+    leads["region"] = _emptied(leads["region"])
     leads["status"] = leads["status"].map(lambda s: "closed" if s in ARCHIVED else "open")
-    opens = data.email_opens.sort_values("opened_at").groupby("email_id", as_index=False).first()
     activities = data.activities.copy()
     activities["due_at"] = activities["due_at"].dt.floor("min")
     managers = data.managers.copy()
-    managers["team"], managers["region"], managers["capacity"] = None, None, 1.0
-    return replace(data, leads=leads, email_opens=opens, activities=activities, managers=managers)
+    managers["team"], managers["region"] = _emptied(managers["team"]), _emptied(managers["region"])
+    managers["capacity"] = 1.0
+    return replace(data, leads=leads, email_opens=None, activities=activities, managers=managers)
 
 
 def load_into(fake: FakePipedrive, data: CrmData) -> IdMaps:
