@@ -393,3 +393,33 @@ def test_missing_token_variable_says_where_to_get_it(fake, tmp_path, monkeypatch
 def test_pipedrive_source_config_errors(keys, problem):
     with pytest.raises(ValueError, match=problem):
         SourceConfig(kind="pipedrive", **keys)
+
+
+def test_run_refuses_to_start_without_the_token_and_schedules_the_sync(tmp_path, monkeypatch):
+    from bot.app import missing_secrets
+    from bot.config import parse_config
+    from bot.scheduler import syncs
+
+    monkeypatch.delenv("SCHED_PD_TOKEN", raising=False)
+    config = parse_config('[source]\nkind = "pipedrive"\nbase_url = "https://a.pipedrive.com"\n'
+                          'token_env = "SCHED_PD_TOKEN"\n', source_name="t.toml", base_dir=tmp_path)
+    (line,) = missing_secrets(config)
+    assert line.startswith("source.token_env: environment variable SCHED_PD_TOKEN is not set")
+    assert "Personal preferences -> API" in line
+    monkeypatch.setenv("SCHED_PD_TOKEN", "x" * 20)
+    assert missing_secrets(config) == [] and syncs(config)
+
+
+def test_a_scan_of_the_synced_store_runs_every_detector_but_silent_client(fake, tmp_path):
+    """The synced tables go through the same loader and detectors as an export: nothing is
+    skipped for a missing table except silent_client, which says it needs email_opens."""
+    from bot.config import parse_config
+    from bot.pipeline import scan
+
+    config_path = _config_file(tmp_path, fake)
+    config = parse_config(config_path.read_text(encoding="utf-8"), source_name="config.toml", base_dir=tmp_path)
+    pipedrive.sync(config.source, tmp_path)
+    now = pd.Timestamp(T0 + (N_DEALS + 48) * 3600, unit="s", tz="UTC").to_pydatetime()
+    outcome = scan(config, now)
+    assert "email_opens" in outcome.skipped.get("silent_client", "")
+    assert not [d for d in outcome.skipped if d != "silent_client" and "needs" in outcome.skipped[d]]
