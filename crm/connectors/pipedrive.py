@@ -34,8 +34,8 @@ Incremental: deals, activities, organizations and persons by `updated_since` (RF
 the saved cursor minus `overlap_minutes`, `sort_by=update_time`, pages of 500 following
 `additional_data.next_cursor`. Users, pipelines, stages, custom field definitions and leads
 (v1 has no modified-since filter for leads; `start`/`limit` paging) are read whole each sync.
-Deletions: deals deleted in Pipedrive come back with `status=deleted` (for 30 days) and leave the
-store; organizations, persons and activities returned with `is_deleted` leave it too. A deal
+Deletions: each sync lists the deals deleted in Pipedrive (`status=deleted`: the last 30 days,
+whatever the cursor) and removes them from the store; organizations, persons and activities returned with `is_deleted` leave it too. A deal
 deleted more than 30 days before the next sync, and an activity or person deleted without
 coming back in a changed-records page, cannot be detected: a full resync (delete the store
 folder) clears them. An email open recorded on a deal that did not otherwise change is seen
@@ -137,7 +137,7 @@ class Api:
                                  auth=TokenAuth(source, self.throttle, on_secret),
                                  headers={"Accept": "application/json"})
 
-    def _pages(self, path: str, params: dict[str, Any], paginator: Any) -> Iterator[list[dict]]:
+    def pages(self, path: str, params: dict[str, Any], paginator: Any) -> Iterator[list[dict]]:
         for page in self.client.paginate(path, params=params, data_selector="data", paginator=paginator):
             yield [r for r in page if r is not None]
 
@@ -145,7 +145,7 @@ class Api:
         """A v2 list: `limit` 500, `cursor` from additional_data.next_cursor until it is null."""
         from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
-        return self._pages(f"/api/v2/{path}", {"limit": PAGE, **(params or {})},
+        return self.pages(f"/api/v2/{path}", {"limit": PAGE, **(params or {})},
                            JSONResponseCursorPaginator(cursor_path="additional_data.next_cursor",
                                                        cursor_param="cursor"))
 
@@ -153,7 +153,7 @@ class Api:
         """A v1 list: `start`/`limit` while additional_data.pagination.more_items_in_collection."""
         from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
 
-        return self._pages(f"/api/v1/{path}", dict(params or {}), OffsetPaginator(
+        return self.pages(f"/api/v1/{path}", dict(params or {}), OffsetPaginator(
             limit=page, offset_param="start", limit_param="limit", total_path=None,
             has_more_path="additional_data.pagination.more_items_in_collection"))
 
@@ -292,25 +292,23 @@ LEAD_COLS = _c(id="text", title="text", owner_id="bigint", source_name="text", i
 USER_COLS = _c(id="bigint", name="text", email="text", active_flag="bool")
 PIPELINE_COLS = _c(id="bigint", name="text", order_nr="bigint", is_deleted="bool")
 STAGE_COLS = _c(id="bigint", name="text", order_nr="bigint", pipeline_id="bigint", is_deleted="bool")
+DELETION_COLS = _c(id="bigint", update_time="bigint")
 FIELD_COLS = _c(entity="text", key="text", name="text", field_type="text", options="text")
 
 
 # --- the dlt source ---------------------------------------------------------------------------
 
-def _changed_since(api: Api, name: str, path: str, mapper: Callable, columns: dict, overlap: int,
-                   params: dict | None = None, deleted: dict | None = None) -> Any:
-    """A v2 list read from the saved cursor (minus the overlap) by `updated_since`; `deleted`
-    names a second query for the records deleted since then (deals: status=deleted)."""
+def _changed_since(api: Api, name: str, path: str, mapper: Callable, columns: dict, overlap: int) -> Any:
+    """A v2 list read from the saved cursor (minus the overlap) by `updated_since`."""
     import dlt
 
     def records(cur=dlt.sources.incremental("update_time", initial_value=0, lag=overlap)) -> Iterator[list[dict]]:
         start = int(cur.start_value or 0)
-        base = {"sort_by": "update_time", "sort_direction": "asc", **(params or {})}
+        query = {"sort_by": "update_time", "sort_direction": "asc"}
         if start > 0:
-            base["updated_since"] = rfc3339(start)
-        for query in [base] + ([{**base, **deleted}] if deleted else []):
-            for rows in api.v2(path, query):
-                yield [mapper(r) for r in rows]
+            query["updated_since"] = rfc3339(start)
+        for rows in api.v2(path, query):
+            yield [mapper(r) for r in rows]
 
     return dlt.resource(records, name=name, primary_key="id", write_disposition="merge", columns=columns)
 
@@ -322,7 +320,7 @@ def source(api: Api, overlap_seconds: int) -> Any:
     def users() -> Iterator[list[dict]]:
         from dlt.sources.helpers.rest_client.paginators import SinglePagePaginator
 
-        for rows in api._pages("/api/v1/users", {}, SinglePagePaginator()):
+        for rows in api.pages("/api/v1/users", {}, SinglePagePaginator()):
             yield [user_row(r) for r in rows]
 
     def pipelines() -> Iterator[list[dict]]:
@@ -344,8 +342,13 @@ def source(api: Api, overlap_seconds: int) -> Any:
         for rows in api.v1("leads", {"archived_status": "all"}, page=PAGE):
             yield [lead_row(r) for r in rows]
 
-    deals = _changed_since(api, "deals", "deals", deal_row, DEAL_COLS, overlap_seconds,
-                           deleted={"status": "deleted"})
+    def deleted_deals() -> Iterator[list[dict]]:
+        """Every deal deleted in the last 30 days (what Pipedrive lists), whatever the cursor:
+        whether deleting a deal moves its update_time is not documented, and the list is short."""
+        for rows in api.v2("deals", {"status": "deleted"}):
+            yield [{"id": r["id"], "update_time": unix(r.get("update_time"))} for r in rows]
+
+    deals = _changed_since(api, "deals", "deals", deal_row, DEAL_COLS, overlap_seconds)
 
     @dlt.transformer(data_from=deals, name="stage_changes", primary_key="id", write_disposition="merge",
                      columns=CHANGE_COLS)
@@ -377,6 +380,8 @@ def source(api: Api, overlap_seconds: int) -> Any:
             dlt.resource(fields, name="fields", write_disposition="replace", columns=FIELD_COLS),
             dlt.resource(leads, name="leads", primary_key="id", write_disposition="replace", columns=LEAD_COLS),
             deals, stage_changes, mail_messages,
+            dlt.resource(deleted_deals, name="deal_deletions", primary_key="id", write_disposition="replace",
+                         columns=DELETION_COLS),
             _changed_since(api, "activities", "activities", activity_row, ACTIVITY_COLS, overlap_seconds),
             _changed_since(api, "organizations", "organizations", party_row, PARTY_COLS, overlap_seconds),
             _changed_since(api, "persons", "persons", party_row, PARTY_COLS, overlap_seconds),
@@ -403,9 +408,24 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
                         fix="the daily token budget resets at midnight (UTC); the next sync resumes from "
                         "the last complete one. Lower [source] requests_per_second or sync less often "
                         "if this repeats") from None
+    _apply_deletions(folder)
     deleted = len(before - _deal_ids(folder))
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
                              seconds=time.monotonic() - started)
+
+
+def _apply_deletions(folder: Path) -> None:
+    """Deals Pipedrive lists as deleted leave the store (their flow, mail and activities are no
+    longer read: raw_tables joins on deals). Done after the load, so a sync killed before it
+    leaves them to the next sync, which lists them again."""
+    import duckdb
+
+    con = duckdb.connect(str(engine.database_path(folder)))
+    try:
+        if {"deals", "deal_deletions"} <= engine.stored_tables(con, KIND):
+            con.execute(f"DELETE FROM {KIND}.deals d USING {KIND}.deal_deletions x WHERE x.id = d.id")
+    finally:
+        con.close()
 
 
 def _deal_ids(folder: Path) -> set[int]:
@@ -491,7 +511,8 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         CREATE OR REPLACE TEMP TABLE deal AS
         SELECT d.*, CASE WHEN d.org_id IS NOT NULL THEN CAST(d.org_id AS VARCHAR)
                          WHEN d.person_id IS NOT NULL THEN 'person-' || CAST(d.person_id AS VARCHAR) END AS client
-        FROM {s}.deals d JOIN inc USING (pipeline_id) WHERE NOT coalesce(d.is_deleted, false)""")
+        FROM {s}.deals d JOIN inc USING (pipeline_id) WHERE NOT coalesce(d.is_deleted, false)
+          {f"AND d.id NOT IN (SELECT id FROM {s}.deal_deletions)" if "deal_deletions" in have else ""}""")
     changes = "stage_changes" in have
     ch = (f"SELECT c.* FROM {s}.stage_changes c JOIN deal d ON d.id = c.deal_id" if changes else
           "SELECT NULL::BIGINT id, NULL::BIGINT deal_id, NULL::BIGINT log_time, NULL::BIGINT old_stage, "
