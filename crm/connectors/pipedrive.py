@@ -5,7 +5,8 @@ What maps to what:
   region on a user);
 - pipelines and stages (`/api/v2/pipelines`, `/api/v2/stages`) -> stages in pipeline order;
   won and lost are a deal's status in Pipedrive, not stages, so a closed deal keeps its stage;
-- deals (`/api/v2/deals`) -> deals (client = the deal's organization, else its person as
+- deals (`/api/v2/deals` and `/api/v2/deals/archived`) -> deals (an archived deal that is still
+  open was set aside in Pipedrive and is left out, so it is not chased as stalled; client = the deal's organization, else its person as
   `person-<id>`; amount = value; currency per deal; loss_reason = lost_reason; closed_at =
   close_time; `source` / `region` from custom fields named in `[source.custom_fields.deals]`,
   an option's id read as its label through the stored field definitions);
@@ -200,7 +201,7 @@ def deal_row(r: dict) -> dict:
         "add_time": unix(r.get("add_time")), "update_time": unix(r.get("update_time")),
         "close_time": unix(r.get("close_time") or r.get("won_time") or r.get("lost_time")),
         "stage_change_time": unix(r.get("stage_change_time")), "lost_reason": r.get("lost_reason"),
-        "email_messages_count": r.get("email_messages_count"),
+        "email_messages_count": r.get("email_messages_count"), "is_archived": bool(r.get("is_archived")),
         "is_deleted": bool(r.get("is_deleted")) or r.get("status") == "deleted",
         "custom_fields": _custom(r),
     }
@@ -274,7 +275,7 @@ _c = engine.column_hints
 DEAL_COLS = _c(id="bigint", title="text", value="double", currency="text", owner_id="bigint", org_id="bigint",
                person_id="bigint", pipeline_id="bigint", stage_id="bigint", status="text", add_time="bigint",
                update_time="bigint", close_time="bigint", stage_change_time="bigint", lost_reason="text",
-               email_messages_count="bigint", is_deleted="bool", custom_fields="text")
+               email_messages_count="bigint", is_archived="bool", is_deleted="bool", custom_fields="text")
 DEAL_COLS["is_deleted"]["hard_delete"] = True  # a deal that comes back deleted leaves the store
 CHANGE_COLS = _c(id="bigint", deal_id="bigint", log_time="bigint", old_stage="bigint", new_stage="bigint",
                  user_id="bigint")
@@ -298,8 +299,10 @@ FIELD_COLS = _c(entity="text", key="text", name="text", field_type="text", optio
 
 # --- the dlt source ---------------------------------------------------------------------------
 
-def _changed_since(api: Api, name: str, path: str, mapper: Callable, columns: dict, overlap: int) -> Any:
-    """A v2 list read from the saved cursor (minus the overlap) by `updated_since`."""
+def _changed_since(api: Api, name: str, paths: tuple[str, ...], mapper: Callable, columns: dict,
+                   overlap: int) -> Any:
+    """v2 lists (deals: the archived ones are a list of their own) read from the saved cursor
+    (minus the overlap) by `updated_since`."""
     import dlt
 
     def records(cur=dlt.sources.incremental("update_time", initial_value=0, lag=overlap)) -> Iterator[list[dict]]:
@@ -307,8 +310,9 @@ def _changed_since(api: Api, name: str, path: str, mapper: Callable, columns: di
         query = {"sort_by": "update_time", "sort_direction": "asc"}
         if start > 0:
             query["updated_since"] = rfc3339(start)
-        for rows in api.v2(path, query):
-            yield [mapper(r) for r in rows]
+        for path in paths:
+            for rows in api.v2(path, query):
+                yield [mapper(r) for r in rows]
 
     return dlt.resource(records, name=name, primary_key="id", write_disposition="merge", columns=columns)
 
@@ -348,7 +352,7 @@ def source(api: Api, overlap_seconds: int) -> Any:
         for rows in api.v2("deals", {"status": "deleted"}):
             yield [{"id": r["id"], "update_time": unix(r.get("update_time"))} for r in rows]
 
-    deals = _changed_since(api, "deals", "deals", deal_row, DEAL_COLS, overlap_seconds)
+    deals = _changed_since(api, "deals", ("deals", "deals/archived"), deal_row, DEAL_COLS, overlap_seconds)
 
     @dlt.transformer(data_from=deals, name="stage_changes", primary_key="id", write_disposition="merge",
                      columns=CHANGE_COLS)
@@ -382,9 +386,9 @@ def source(api: Api, overlap_seconds: int) -> Any:
             deals, stage_changes, mail_messages,
             dlt.resource(deleted_deals, name="deal_deletions", primary_key="id", write_disposition="replace",
                          columns=DELETION_COLS),
-            _changed_since(api, "activities", "activities", activity_row, ACTIVITY_COLS, overlap_seconds),
-            _changed_since(api, "organizations", "organizations", party_row, PARTY_COLS, overlap_seconds),
-            _changed_since(api, "persons", "persons", party_row, PARTY_COLS, overlap_seconds),
+            _changed_since(api, "activities", ("activities",), activity_row, ACTIVITY_COLS, overlap_seconds),
+            _changed_since(api, "organizations", ("organizations",), party_row, PARTY_COLS, overlap_seconds),
+            _changed_since(api, "persons", ("persons",), party_row, PARTY_COLS, overlap_seconds),
         ]
 
     return pipedrive()
@@ -512,6 +516,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         SELECT d.*, CASE WHEN d.org_id IS NOT NULL THEN CAST(d.org_id AS VARCHAR)
                          WHEN d.person_id IS NOT NULL THEN 'person-' || CAST(d.person_id AS VARCHAR) END AS client
         FROM {s}.deals d JOIN inc USING (pipeline_id) WHERE NOT coalesce(d.is_deleted, false)
+          AND NOT (coalesce(d.is_archived, false) AND d.status NOT IN ('won', 'lost'))
           {f"AND d.id NOT IN (SELECT id FROM {s}.deal_deletions)" if "deal_deletions" in have else ""}""")
     changes = "stage_changes" in have
     ch = (f"SELECT c.* FROM {s}.stage_changes c JOIN deal d ON d.id = c.deal_id" if changes else

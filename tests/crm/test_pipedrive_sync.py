@@ -49,7 +49,7 @@ def _company(fake: FakePipedrive, n: int = N_DEALS) -> None:
         created = T0 + i * 3600
         status = "lost" if i % 3 == 0 else "won" if i % 5 == 0 else "open"
         closed = created + 3 * DAY if status != "open" else None
-        fake.put_deal({"id": i, "title": f"Сделка {i}", "value": 1000 * i, "currency": "KZT", "owner_id": 1 + i % 2,
+        fake.put_deal({"id": i, "is_archived": i in (7, 9), "title": f"Сделка {i}", "value": 1000 * i, "currency": "KZT", "owner_id": 1 + i % 2,
                        "org_id": 900 if i % 2 else None, "person_id": 700, "pipeline_id": SALES, "stage_id": NEW,
                        "status": status, "add_time": created, "update_time": closed or created,
                        "close_time": closed, "lost_reason": "Цена" if status == "lost" else None,
@@ -124,6 +124,7 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     source = _source(fake, tmp_path / "store")
     report = pipedrive.sync(source, None)
     assert report.rows["deals"] == N_DEALS + 1
+    assert len(fake.api_calls("v2/deals/archived")) == 1
     deal_calls = [q for q in fake.api_calls("v2/deals") if "status" not in q]
     assert len(deal_calls) == 3 and all(q["limit"] == "500" for q in deal_calls)
     assert "cursor" not in deal_calls[0] and all("cursor" in q for q in deal_calls[1:])
@@ -135,7 +136,7 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
 
     data = load_crm(source).data
     deals = data.deals.set_index("deal_id")
-    assert len(deals) == N_DEALS and "5000" not in deals.index  # the service pipeline is not included
+    assert len(deals) == N_DEALS - 1 and "5000" not in deals.index  # the service pipeline is not included
     assert data.stages == ["Новая заявка", "КП отправлено", "Переговоры"]
     assert deals.loc["3", "status"] == "lost" and deals.loc["3", "stage"] == "КП отправлено"
     assert deals.loc["3", "loss_reason"] == "Цена" and pd.isna(deals.loc["5", "loss_reason"])
@@ -145,6 +146,8 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     assert deals.loc["1", "client_id"] == "900" and deals.loc["2", "client_id"] == "person-700"
     assert deals.loc["4", "source"] == "Звонок" and deals.loc["1", "source"] == "Сайт"
     assert deals.loc["5", "currency"] == "KZT" and deals.loc["5", "amount"] == 5000
+    assert deals.loc["9", "status"] == "lost"  # archived after it was lost: still history
+    assert "7" not in deals.index  # archived while open: set aside in Pipedrive, not chased
     history = data.stage_history[data.stage_history.deal_id == "5"].sort_values("entered_at")
     assert history.stage.tolist() == ["Новая заявка", "КП отправлено", "Переговоры"]
     assert history.entered_at.iloc[1] == pd.Timestamp(T0 + 5 * 3600 + DAY, unit="s", tz="UTC")
@@ -187,7 +190,7 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     assert report.rows["deals"] < 5
     data = load_crm(source).data
     deals = data.deals.set_index("deal_id")
-    assert len(deals) == N_DEALS  # merged by id: nothing doubled
+    assert len(deals) == N_DEALS - 1  # merged by id: nothing doubled (deal 7 is archived while open)
     assert deals.loc["1", "stage"] == "КП отправлено" and deals.loc["1", "amount"] == 777
     assert data.stage_history[data.stage_history.deal_id == "1"].stage.tolist() == ["Новая заявка", "КП отправлено"]
     assert not data.stage_history.duplicated().any()
@@ -208,7 +211,7 @@ def test_a_deleted_deal_disappears(fake, tmp_path, when):
     assert [q["status"] for q in fake.api_calls("v2/deals") if "status" in q][-1] == "deleted"
     data = load_crm(source).data
     assert "5" not in set(data.deals.deal_id) and "5" not in set(data.stage_history.deal_id)
-    assert len(data.deals) == N_DEALS - 1
+    assert len(data.deals) == N_DEALS - 2  # and deal 7 is archived while open
 
 
 def test_a_deal_deleted_longer_ago_than_pipedrive_lists_it_stays(fake, tmp_path):
@@ -303,13 +306,13 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
 
 @pytest.mark.parametrize("header", ["Retry-After", "x-ratelimit-reset"])
 def test_429_is_waited_out(fake, tmp_path, header):
-    fake.throttle_next(2, retry_after=1, header=header)
+    fake.throttle_next(2, retry_after=2, header=header)
     source = _source(fake, tmp_path / "store")
     started = time.monotonic()
-    pipedrive.sync(source, None)
+    pipedrive.sync(source, None, backoff=0.01)  # without the header's word it would wait 0.03 s
     assert fake.answered_429 == 2
-    assert time.monotonic() - started >= 2.0  # waited 1 s twice, as the header said
-    assert len(load_crm(source).data.deals) == N_DEALS
+    assert time.monotonic() - started >= 4.0  # waited 2 s twice, as the header said
+    assert len(load_crm(source).data.deals) == N_DEALS - 1
 
 
 def test_the_default_pace_stays_under_the_smallest_plans_limit(tmp_path, monkeypatch):

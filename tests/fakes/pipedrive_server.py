@@ -1,7 +1,7 @@
 """A fake Pipedrive API on 127.0.0.1 serving the documented shapes (v2 and the v1 endpoints v2
 lacks), built from /work/shared/crm_api/pipedrive and the vendor's API reference.
 
-v2 lists (`/api/v2/{deals,stages,pipelines,activities,persons,organizations}`): `limit` <= 500
+v2 lists (`/api/v2/{deals,deals/archived,stages,pipelines,activities,persons,organizations}`): `limit` <= 500
 (default 100), an opaque `cursor` and `additional_data.next_cursor` (null on the last page),
 `updated_since` (RFC3339, update_time >= it), `sort_by` id|update_time|add_time with
 `sort_direction`; deals take `status` (comma separated; default all but deleted; `deleted`
@@ -198,8 +198,8 @@ class FakePipedrive(LocalServer):
 
     # v2: cursor pages -------------------------------------------------------------------------
     def _v2(self, path: str, query: dict[str, str], headers: dict[str, str]) -> web.Response:
-        if path == "deals":
-            rows = self._deals(query.get("status"))
+        if path in ("deals", "deals/archived"):
+            rows = [d for d in self._deals(query.get("status")) if d["is_archived"] == (path == "deals/archived")]
         elif path in ("stages", "pipelines"):
             rows = list(getattr(self, path))
         elif path in ("activities", "persons", "organizations"):
