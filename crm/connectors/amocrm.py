@@ -301,9 +301,7 @@ def status_rows(pipeline: dict) -> list[dict]:
              "id": s["id"], "name": s.get("name"), "sort": s.get("sort")} for s in statuses]
 
 
-def _cols(**types: str) -> dict[str, dict[str, Any]]:
-    """Column hints: dlt creates typed columns even when the first page has only nulls."""
-    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+_cols = engine.column_hints
 
 
 LEAD_COLS = _cols(id="bigint", name="text", price="double", responsible_user_id="bigint",
@@ -451,8 +449,7 @@ def _apply_deletions(folder: Path) -> int:
 
 
 def _tables(con: Any) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [KIND]).fetchall()}
+    return engine.stored_tables(con, KIND)
 
 
 # --- check -------------------------------------------------------------------------------------

@@ -5,9 +5,9 @@ What maps to what:
   region on a user);
 - pipelines and stages (`/api/v2/pipelines`, `/api/v2/stages`) -> stages in pipeline order;
   won and lost are a deal's status in Pipedrive, not stages, so a closed deal keeps its stage;
-- deals (`/api/v2/deals` and `/api/v2/deals/archived`) -> deals (an archived deal that is still
-  open was set aside in Pipedrive and is left out, so it is not chased as stalled; client = the deal's organization, else its person as
-  `person-<id>`; amount = value; currency per deal; loss_reason = lost_reason; closed_at =
+- deals (`/api/v2/deals` and `/api/v2/deals/archived`) -> deals (an archived deal that is
+  still open was set aside in Pipedrive and is left out, so it is not chased as stalled;
+  client = the deal's organization, else its person as `person-<id>`; amount = value; currency per deal; loss_reason = lost_reason; closed_at =
   close_time; `source` / `region` from custom fields named in `[source.custom_fields.deals]`,
   an option's id read as its label through the stored field definitions);
 - the deal's flow (`/api/v1/deals/{id}/flow`, `dealChange` of `stage_id`) -> stage_history,
@@ -36,11 +36,12 @@ the saved cursor minus `overlap_minutes`, `sort_by=update_time`, pages of 500 fo
 `additional_data.next_cursor`. Users, pipelines, stages, custom field definitions and leads
 (v1 has no modified-since filter for leads; `start`/`limit` paging) are read whole each sync.
 Deletions: each sync lists the deals deleted in Pipedrive (`status=deleted`: the last 30 days,
-whatever the cursor) and removes them from the store; organizations, persons and activities returned with `is_deleted` leave it too. A deal
-deleted more than 30 days before the next sync, and an activity or person deleted without
-coming back in a changed-records page, cannot be detected: a full resync (delete the store
-folder) clears them. An email open recorded on a deal that did not otherwise change is seen
-when the deal next changes.
+whatever the cursor) and removes them from the store; organizations, persons and activities
+returned with `is_deleted` leave it too. A deal deleted more than 30 days before the next sync,
+and an activity or person deleted without coming back in a changed-records page, cannot be
+detected: a full resync (delete the store folder) clears them. A mail linked to a deal that did
+not otherwise change is read when the deal next changes (there is no account-wide "mail
+changed since" list).
 
 Limits: at most `requests_per_second` requests go out (Pipedrive allows 20-120 per 2 s by plan);
 a 429 is waited out (Retry-After, else x-ratelimit-reset); a wait longer than the engine's
@@ -414,6 +415,8 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
                         "if this repeats") from None
     _apply_deletions(folder)
     deleted = len(before - _deal_ids(folder))
+    if deleted:
+        log.info("Pipedrive: %d deal(s) deleted in Pipedrive removed from the store", deleted)
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
                              seconds=time.monotonic() - started)
 
@@ -574,7 +577,8 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     if "activities" in have:
         out["activities"] = con.execute(f"""
             SELECT CAST(a.id AS VARCHAR) AS activity_id, CAST(d.id AS VARCHAR) AS deal_id,
-                   coalesce(d.client, CAST(a.org_id AS VARCHAR), 'person-' || CAST(a.person_id AS VARCHAR)) AS client_id,
+                   coalesce(d.client, CAST(a.org_id AS VARCHAR),
+                            'person-' || CAST(a.person_id AS VARCHAR)) AS client_id,
                    CAST(a.owner_id AS VARCHAR) AS manager_id,
                    CASE a.type {" ".join(f"WHEN '{k}' THEN '{v}'" for k, v in ACTIVITY_TYPES.items())} ELSE 'task' END
                        AS type,

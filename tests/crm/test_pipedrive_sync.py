@@ -49,7 +49,8 @@ def _company(fake: FakePipedrive, n: int = N_DEALS) -> None:
         created = T0 + i * 3600
         status = "lost" if i % 3 == 0 else "won" if i % 5 == 0 else "open"
         closed = created + 3 * DAY if status != "open" else None
-        fake.put_deal({"id": i, "is_archived": i in (7, 9), "title": f"Сделка {i}", "value": 1000 * i, "currency": "KZT", "owner_id": 1 + i % 2,
+        fake.put_deal({"id": i, "is_archived": i in (7, 9), "title": f"Сделка {i}", "value": 1000 * i,
+                       "currency": "KZT", "owner_id": 1 + i % 2,
                        "org_id": 900 if i % 2 else None, "person_id": 700, "pipeline_id": SALES, "stage_id": NEW,
                        "status": status, "add_time": created, "update_time": closed or created,
                        "close_time": closed, "lost_reason": "Цена" if status == "lost" else None,
