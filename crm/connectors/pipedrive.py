@@ -12,7 +12,9 @@ What maps to what:
   an option's id read as its label through the stored field definitions);
 - the deal's flow (`/api/v1/deals/{id}/flow`, `dealChange` of `stage_id`) -> stage_history,
   plus the entry into the first stage at creation. The flow is per deal, so it is asked for
-  only for deals that changed since the cursor and ever moved (`stage_change_time` set);
+  only for deals that changed since the cursor and ever moved (`stage_change_time` set), in
+  batches of DETAIL_BATCH deals each committed with its progress mark: a first sync of a big
+  account cut short (by the daily budget, an error, a kill) goes on from its last batch;
 - mail messages of a deal (`/api/v1/deals/{id}/mailMessages`, only for changed deals that have
   mail) -> emails (`sent_flag` 1 = out, else in). Email opens are NOT given: Pipedrive's open
   tracking says only whether a tracked email was opened (`mail_tracking_status`), not when or
@@ -72,6 +74,7 @@ log = logging.getLogger(__name__)
 KIND = "pipedrive"
 PAGE = 500  # v2 and v1 leads allow up to 500 a page
 V1_PAGE = 100  # flow and mail messages
+DETAIL_BATCH = 500  # deals whose flow and mail are fetched (and committed) together
 TOKEN_HEADER = "x-api-token"
 ACTIVITY_TYPES = {"call": "call", "meeting": "meeting", "lunch": "meeting", "email": "email"}
 FIELD_ENDPOINTS = {"deals": "dealFields", "organizations": "organizationFields", "persons": "personFields"}
@@ -295,6 +298,7 @@ USER_COLS = _c(id="bigint", name="text", email="text", active_flag="bool")
 PIPELINE_COLS = _c(id="bigint", name="text", order_nr="bigint", is_deleted="bool")
 STAGE_COLS = _c(id="bigint", name="text", order_nr="bigint", pipeline_id="bigint", is_deleted="bool")
 DELETION_COLS = _c(id="bigint", update_time="bigint")
+PROGRESS_COLS = _c(update_time="bigint", id="bigint")
 FIELD_COLS = _c(entity="text", key="text", name="text", field_type="text", options="text")
 
 
@@ -355,26 +359,6 @@ def source(api: Api, overlap_seconds: int) -> Any:
 
     deals = _changed_since(api, "deals", ("deals", "deals/archived"), deal_row, DEAL_COLS, overlap_seconds)
 
-    @dlt.transformer(data_from=deals, name="stage_changes", primary_key="id", write_disposition="merge",
-                     columns=CHANGE_COLS)
-    def stage_changes(rows: list[dict]) -> Iterator[list[dict]]:
-        """The flow of each changed deal that ever moved (a deal never moved is still in the
-        stage it was created in: no request needed)."""
-        for deal in rows:
-            if deal["is_deleted"] or deal.get("stage_change_time") is None:
-                continue
-            for items in api.v1(f"deals/{deal['id']}/flow", {"items": "dealChange"}):
-                yield stage_change_rows(deal["id"], items)
-
-    @dlt.transformer(data_from=deals, name="mail_messages", primary_key="id", write_disposition="merge",
-                     columns=MAIL_COLS)
-    def mail_messages(rows: list[dict]) -> Iterator[list[dict]]:
-        for deal in rows:
-            if deal["is_deleted"] or deal.get("email_messages_count") == 0:
-                continue
-            for items in api.v1(f"deals/{deal['id']}/mailMessages"):
-                yield mail_rows(deal["id"], items)
-
     @dlt.source(name=KIND, max_table_nesting=0)
     def pipedrive() -> list[Any]:
         return [
@@ -384,7 +368,7 @@ def source(api: Api, overlap_seconds: int) -> Any:
             dlt.resource(stages, name="stages", primary_key="id", write_disposition="replace", columns=STAGE_COLS),
             dlt.resource(fields, name="fields", write_disposition="replace", columns=FIELD_COLS),
             dlt.resource(leads, name="leads", primary_key="id", write_disposition="replace", columns=LEAD_COLS),
-            deals, stage_changes, mail_messages,
+            deals,
             dlt.resource(deleted_deals, name="deal_deletions", primary_key="id", write_disposition="replace",
                          columns=DELETION_COLS),
             _changed_since(api, "activities", ("activities",), activity_row, ACTIVITY_COLS, overlap_seconds),
@@ -393,6 +377,66 @@ def source(api: Api, overlap_seconds: int) -> Any:
         ]
 
     return pipedrive()
+
+
+def details(api: Api, batch: list[dict]) -> Any:
+    """The per-deal records of one batch of stored deals, and the batch's end as the progress
+    mark (loaded with them, so both are committed together or not at all)."""
+    import dlt
+
+    def stage_changes() -> Iterator[list[dict]]:
+        """The flow of each deal that ever moved (one never moved is still in the stage it was
+        created in: no request needed)."""
+        for deal in batch:
+            if deal["stage_change_time"] is not None:
+                for items in api.v1(f"deals/{deal['id']}/flow", {"items": "dealChange"}):
+                    yield stage_change_rows(deal["id"], items)
+
+    def mail_messages() -> Iterator[list[dict]]:
+        for deal in batch:
+            if deal["email_messages_count"] != 0:
+                for items in api.v1(f"deals/{deal['id']}/mailMessages"):
+                    yield mail_rows(deal["id"], items)
+
+    def progress() -> Iterator[dict]:
+        yield {"update_time": batch[-1]["update_time"], "id": batch[-1]["id"]}
+
+    @dlt.source(name=KIND, max_table_nesting=0)
+    def pipedrive() -> list[Any]:
+        return [
+            dlt.resource(stage_changes, name="stage_changes", primary_key="id", write_disposition="merge",
+                         columns=CHANGE_COLS),
+            dlt.resource(mail_messages, name="mail_messages", primary_key="id", write_disposition="merge",
+                         columns=MAIL_COLS),
+            dlt.resource(progress, name="detail_progress", write_disposition="replace", columns=PROGRESS_COLS),
+        ]
+
+    return pipedrive()
+
+
+def _next_batch(folder: Path, after: tuple[int, int] | None, overlap: int) -> tuple[list[dict], tuple[int, int]]:
+    """The next DETAIL_BATCH stored deals in (update_time, id) order after `after`; None means
+    "where the last committed batch ended, minus the overlap" (the start of a sync)."""
+    import duckdb
+
+    con = duckdb.connect(str(engine.database_path(folder)), read_only=True)
+    try:
+        have = engine.stored_tables(con, KIND)
+        if after is None:
+            mark = con.execute(f"SELECT update_time, id FROM {KIND}.detail_progress").fetchone() \
+                if "detail_progress" in have else None
+            after = (int(mark[0]) - overlap, -1) if mark else (-(2 ** 62), -1)
+        if "deals" not in have:
+            return [], after
+        rows = con.execute(f"""
+            SELECT id, update_time, stage_change_time, email_messages_count FROM {KIND}.deals
+            WHERE update_time > ? OR (update_time = ? AND id > ?)
+            ORDER BY update_time, id LIMIT {DETAIL_BATCH}""", [after[0], after[0], after[1]]).fetchall()
+    finally:
+        con.close()
+    batch = [{"id": int(i), "update_time": int(t), "stage_change_time": sc, "email_messages_count": mc}
+             for i, t, sc, mc in rows]
+    return batch, ((batch[-1]["update_time"], batch[-1]["id"]) if batch else after)
 
 
 def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSecret | None = None,
@@ -404,8 +448,23 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     api = Api(source_config, on_secret, backoff=backoff)
     pipe = engine.pipeline(folder, KIND)
     before = _deal_ids(folder)
+    overlap = int(source_config.overlap_minutes * 60)
+    rows: dict[str, int] = {}
     try:
-        rows = engine.run(pipe, source(api, int(source_config.overlap_minutes * 60)))
+        rows.update(engine.run(pipe, source(api, overlap)))
+        _apply_deletions(folder)
+        # The flow and mail of each changed deal, in committed batches: a first sync of a big
+        # account (one or two requests per deal) that is stopped by the daily budget, an error or
+        # a kill goes on from its last batch next time instead of starting over.
+        after = None
+        while True:
+            batch, after = _next_batch(folder, after, overlap)
+            if not batch:
+                break
+            for table, n in engine.run(pipe, details(api, batch)).items():
+                rows[table] = rows.get(table, 0) + n
+            if len(batch) < DETAIL_BATCH:
+                break
     except requests.HTTPError as exc:
         raise _http_error(exc, source_config) from None
     except BudgetSpent as exc:
@@ -413,7 +472,6 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
                         fix="the daily token budget resets at midnight (UTC); the next sync resumes from "
                         "the last complete one. Lower [source] requests_per_second or sync less often "
                         "if this repeats") from None
-    _apply_deletions(folder)
     deleted = len(before - _deal_ids(folder))
     if deleted:
         log.info("Pipedrive: %d deal(s) deleted in Pipedrive removed from the store", deleted)

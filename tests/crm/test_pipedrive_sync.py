@@ -337,6 +337,33 @@ def test_a_spent_daily_budget_is_one_clear_error_not_hours_of_waiting(fake, tmp_
     assert "next sync resumes" in str(err.value)
 
 
+def test_a_first_sync_stopped_by_the_budget_goes_on_from_its_last_batch(fake, tmp_path):
+    """The flows of a big account cost one request per deal: a first sync cut short by the daily
+    budget keeps the batches it finished, and the next one fetches only the rest."""
+    whole = _source(fake, tmp_path / "whole")
+    pipedrive.sync(whole, None)
+    moved = len([p for p, _ in fake.calls if p.endswith("/flow")])
+    fake.calls.clear()
+
+    def budget_runs_out(path, query):
+        if len([p for p, _ in fake.calls if p.endswith("/flow")]) == 400:  # inside the second batch
+            fake.budget_spent = True
+
+    fake.on_call = budget_runs_out
+    cut = _source(fake, tmp_path / "cut")
+    with pytest.raises(DataError, match="API limit is spent"):
+        pipedrive.sync(cut, None)
+    fake.on_call, fake.budget_spent = None, False
+    fake.calls.clear()
+    pipedrive.sync(cut, None)
+    again = len([p for p, _ in fake.calls if p.endswith("/flow")])
+    assert again < moved - 150  # the first batch's flows were kept
+    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "cut")
+    assert left.keys() == right.keys()
+    for name in left:
+        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+
+
 def _config_file(tmp_path: Path, fake: FakePipedrive) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(f"""
