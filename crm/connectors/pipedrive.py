@@ -130,6 +130,33 @@ def _rate_limited(response: requests.Response, **kwargs: Any) -> requests.Respon
     return response
 
 
+def _v1_paginator(limit: int) -> Any:
+    """v1 paging by `start`/`limit`. Pipedrive's samples nest the state in
+    additional_data.pagination, some of its schemas put it in additional_data itself: both are
+    read, and `next_start` is followed when given."""
+    from dlt.sources.helpers.rest_client.paginators import BasePaginator
+
+    class V1Paginator(BasePaginator):
+        def __init__(self) -> None:
+            super().__init__()
+            self.start = 0
+
+        def init_request(self, request: Any) -> None:
+            request.params = {**(request.params or {}), "start": self.start, "limit": limit}
+
+        def update_state(self, response: Any, data: list | None = None) -> None:
+            extra = response.json().get("additional_data") or {}
+            state = extra.get("pagination") or extra
+            self._has_next_page = bool(state.get("more_items_in_collection"))
+            if self._has_next_page:
+                self.start = int(state.get("next_start") or self.start + limit)
+
+        def update_request(self, request: Any) -> None:
+            request.params = {**(request.params or {}), "start": self.start, "limit": limit}
+
+    return V1Paginator()
+
+
 class Api:
     """RESTClient + token + throttle for one sync; counts the requests it sends."""
 
@@ -155,12 +182,8 @@ class Api:
                                                        cursor_param="cursor"))
 
     def v1(self, path: str, params: dict[str, Any] | None = None, page: int = V1_PAGE) -> Iterator[list[dict]]:
-        """A v1 list: `start`/`limit` while additional_data.pagination.more_items_in_collection."""
-        from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
-
-        return self.pages(f"/api/v1/{path}", dict(params or {}), OffsetPaginator(
-            limit=page, offset_param="start", limit_param="limit", total_path=None,
-            has_more_path="additional_data.pagination.more_items_in_collection"))
+        """A v1 list: `start`/`limit` while more_items_in_collection."""
+        return self.pages(f"/api/v1/{path}", dict(params or {}), _v1_paginator(page))
 
     def one(self, path: str, params: dict[str, Any] | None = None) -> Any:
         response = self.client.get(path, params=params or {})

@@ -458,3 +458,24 @@ def test_a_scan_of_the_synced_store_runs_every_detector_but_silent_client(fake, 
     outcome = scan(config, now)
     assert "email_opens" in outcome.skipped.get("silent_client", "")
     assert not [d for d in outcome.skipped if d != "silent_client" and "needs" in outcome.skipped[d]]
+
+
+def test_v1_lists_are_paged_to_the_end(tmp_path, monkeypatch):
+    """A deal moved 230 times (its flow: 3 pages of 100, paging state directly in
+    additional_data) and 1,100 leads (3 pages of 500, state in additional_data.pagination)."""
+    server = FakePipedrive()
+    _company(server, n=3)
+    for k in range(230):
+        server.move(1, T0 + DAY + k * 60, NEW if k % 2 == 0 else OFFER, OFFER if k % 2 == 0 else NEW)
+    server.leads = [{"id": f"lead-{k:05d}", "title": f"L{k}", "owner_id": 1, "source_name": "Web forms",
+                     "is_archived": False, "add_time": "2025-10-09T10:00:00.000Z",
+                     "update_time": "2025-10-09T10:00:00.000Z"} for k in range(1_100)]
+    monkeypatch.setenv("TEST_PD_TOKEN", server.token)
+    with ThreadedServer(server) as running:
+        source = _source(running, tmp_path / "store")
+        pipedrive.sync(source, None)
+        assert [q["start"] for q in running.api_calls("v1/deals/1/flow")] == ["0", "100", "200"]
+        assert [q["start"] for q in running.api_calls("v1/leads")] == ["0", "500", "1000"]
+    data = load_crm(source).data
+    assert (data.stage_history.deal_id == "1").sum() == 231
+    assert len(data.leads) == 1_100

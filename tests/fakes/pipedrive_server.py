@@ -8,7 +8,8 @@ v2 lists (`/api/v2/{deals,deals/archived,stages,pipelines,activities,persons,org
 lists the deals deleted in the last 30 days, `is_deleted` true). v1: `/api/v1/users`,
 `/users/me`, `/leads` (`start`/`limit`, `archived_status`), `/deals/{id}/flow` (`items`
 filter, `start`/`limit`), `/deals/{id}/mailMessages`, `/{deal,person,organization}Fields`, with
-`additional_data.pagination.more_items_in_collection` / `next_start`; an empty v1 list is
+`additional_data.pagination.more_items_in_collection` / `next_start` (flow and mail: the same
+keys directly in `additional_data`, as the published schemas have it); an empty v1 list is
 `"data": null`, as Pipedrive sends it.
 
 Auth: the `x-api-token` header (a token in the query string is refused here, so a test notices
@@ -267,5 +268,8 @@ class FakePipedrive(LocalServer):
         pagination: dict[str, Any] = {"start": start, "limit": limit, "more_items_in_collection": more}
         if more:
             pagination["next_start"] = start + limit
-        return web.json_response({"success": True, "data": chunk or None,
-                                  "additional_data": {"pagination": pagination}}, headers=headers)
+        # the samples nest the paging state in additional_data.pagination; the published
+        # schemas of the per-deal lists put it in additional_data itself: serve both forms
+        extra = pagination if parts[-1] in ("flow", "mailMessages") else {"pagination": pagination}
+        return web.json_response({"success": True, "data": chunk or None, "additional_data": extra},
+                                 headers=headers)
