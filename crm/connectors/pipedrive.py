@@ -492,9 +492,9 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
         raise _http_error(exc, source_config) from None
     except BudgetSpent as exc:
         raise DataError(f"Pipedrive's API limit is spent ({exc})",
-                        fix="the daily token budget resets at midnight (UTC); the next sync resumes from "
-                        "the last complete one. Lower [source] requests_per_second or sync less often "
-                        "if this repeats") from None
+                        fix="the daily token budget resets at midnight (UTC); the next sync resumes where "
+                        "this one stopped (the lists from the last complete sync, the per-deal history "
+                        "from its last finished batch). Sync less often if this repeats") from None
     deleted = len(before - _deal_ids(folder))
     if deleted:
         log.info("Pipedrive: %d deal(s) deleted in Pipedrive removed from the store", deleted)

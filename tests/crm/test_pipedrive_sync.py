@@ -334,7 +334,7 @@ def test_a_spent_daily_budget_is_one_clear_error_not_hours_of_waiting(fake, tmp_
     with pytest.raises(DataError, match="API limit is spent") as err:
         pipedrive.sync(_source(fake, tmp_path / "store"), None)
     assert time.monotonic() - started < 10
-    assert "next sync resumes" in str(err.value)
+    assert "next sync resumes where this one stopped" in str(err.value)
 
 
 def test_a_first_sync_stopped_by_the_budget_goes_on_from_its_last_batch(fake, tmp_path):
