@@ -26,10 +26,16 @@ pair is divided by that dispersion before testing (quasi-binomial), so a low mon
 swinging pipeline is not read as a drop; facts["overdispersion"] says by how much.
 
 An insight needs enough deals, a relative drop, a cost of at least `min_lost_per_month`
-conversions a month, and its test surviving its family's correction. On a company where
-nothing changes, the overall family still fires on about `fdr` of the scans (one in 20 at
-0.05 with four or five stage pairs): a 9.9% -> 7.5% win-rate drop on ~1,100 recent deals has
-p ~ 0.01, so a stricter default would miss it. The segment families run at `segment_fdr`.
+conversions a month, and its test surviving its family's correction. An overall drop must also
+be confirmed by the deals that entered the stage after the recent cohort (still in progress,
+in neither tested cohort): fewer of them moved on so far than the baseline's pace predicts
+(one-sided p <= `confirm_p`), unless the drop is clear beyond doubt (q <= `clear_q`). Alone,
+the overall family fires on about `fdr` of the scans of a company where nothing changes (one
+in 20 at 0.05), and a stricter `fdr` would miss a real 9.9% -> 7.5% win-rate drop on ~1,100
+recent deals (p ~ 0.008); the confirmation is independent of the tested cohorts, so a chance
+dip passes it only `confirm_p` of the time (false alarms about fdr x confirm_p + clear_q, some
+1.25% of calm scans), while a lasting drop shows in the newest deals too, with no extra delay.
+facts["newest"] holds the check. The segment families run at `segment_fdr`.
 
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
@@ -106,6 +112,8 @@ class ConversionDropSpec(DetectorSpec):
     min_absolute_drop: float = Field(0.0, ge=0, lt=1, description="optional floor: baseline - recent at least this (0 = off; impact decides)")
     min_lost_per_month: float = Field(3.0, ge=0, description="the drop costs at least this many conversions a month (drop x recent deals a month)")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
+    confirm_p: float = Field(0.2, gt=0, le=1, description="an overall drop is said only when the deals that entered since the recent cohort (still in progress) also move on slower than the baseline's pace: one-sided p at most this (1 = off)")
+    clear_q: float = Field(0.0025, ge=0, lt=1, description="an overall drop with q at most this is said without that confirmation")
     segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the segment tests and of the driver tests (their own families)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
     min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
@@ -280,6 +288,7 @@ class Cohorts:
     rows: np.ndarray  # deal rows, by entry time
     entry: np.ndarray  # first-entry ns, ascending
     converted: np.ndarray  # moved on within the horizon (does not depend on the day)
+    moved_after: np.ndarray  # ns from entry to moving on (_NEVER: never moved on)
     converted_before: np.ndarray  # converted_before[k] = converted deals among the first k
     codes: dict[str, np.ndarray]  # segment code of each row per dimension (-1 = none)
 
@@ -314,7 +323,7 @@ def _cohorts(from_stage, to_stage, entry, reached, lost_at, as_of, spec, seg_dim
     converted = (r != _NEVER) & (r - e <= horizon * NS_PER_DAY)
     return Cohorts(
         from_stage=from_stage, to_stage=to_stage, horizon_days=horizon, horizon_source=source, movers=movers,
-        rows=rows, entry=e, converted=converted,
+        rows=rows, entry=e, converted=converted, moved_after=np.where(r != _NEVER, r - e, _NEVER),
         converted_before=np.concatenate([[0], np.cumsum(converted, dtype=np.int64)]),
         codes={dim: codes[rows] for dim, (codes, _u) in seg_dims.items()},
     )
@@ -569,11 +578,47 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         br, rr = p.total.rates()
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
+        newest = _newest_check(p, ts_ns(now))
+        if not _confirmed(p, newest, spec):
+            continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
-        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence))
+        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest))
     out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence))
     return out
+
+
+def _newest_check(p: _Pair, now_ns: int) -> dict:
+    """Are the deals that entered after the recent cohort (still in progress) moving on at the
+    baseline's pace? One-sided: fewer moved on so far than the baseline's curve predicts.
+
+    Each newest deal has been at the stage for tau = min(now - entry, horizon); the baseline
+    says a share F(tau) of deals move on within tau (lost deals never do), so under "nothing
+    changed" the number moved on so far has mean sum F(tau) and variance sum F(1 - F) (times
+    the pair's overdispersion). These deals are not in either tested cohort, so by chance they
+    confirm a chance dip only `confirm_p` of the time, while a real, lasting drop shows in them
+    too: the `for:` of an alerting rule without waiting for another window.
+    """
+    c = p.c
+    h = c.horizon_days * NS_PER_DAY
+    end = int(np.searchsorted(c.entry, now_ns, side="left"))
+    entry, after = c.entry[p.hi:end], c.moved_after[p.hi:end]
+    base = np.sort(c.moved_after[p.lo:p.mid])  # _NEVER (never moved) sorts last
+    tau = np.minimum(now_ns - entry, h)
+    moved = int(((after != _NEVER) & (after <= tau)).sum())
+    share = np.searchsorted(base, tau, side="right") / max(len(base), 1)
+    expected = float(share.sum())
+    var = float((share * (1.0 - share)).sum()) * p.phi
+    pv = float(ndtr((moved - expected + 0.5) / math.sqrt(var))) if var > 0 else None  # None: nothing to go by yet
+    return {"deals": int(len(entry)), "moved_on": moved, "expected": round(expected, 1),
+            "since": iso_date(p.recent_end), "p_value": pv}
+
+
+def _confirmed(p: _Pair, newest: dict, spec: ConversionDropSpec) -> bool:
+    """A drop is said when the newest deals confirm it, or when it is too clear to need that."""
+    if spec.confirm_p >= 1 or p.q <= spec.clear_q:
+        return True
+    return newest["p_value"] is not None and newest["p_value"] <= spec.confirm_p
 
 
 def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dict | None, bool]:
@@ -785,9 +830,10 @@ def _evidence(p: _Pair, state: Prepared, keep_r: np.ndarray | None, with_evidenc
 
 
 def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool, tests: int,
-                     with_evidence: bool) -> Insight:
+                     with_evidence: bool, newest: dict) -> Insight:
     spec = state.spec
     facts = _common_facts(p, state, p.total, p.q, p.p)
+    facts["newest"] = newest
     facts["tests_in_run"] = tests
     facts["segments_checked"] = [DIMENSION_NAMES.get(d, d) for d in state.seg_dims]
     facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi], p.c.converted[p.lo:p.hi], p.base_start, p.recent_end)
