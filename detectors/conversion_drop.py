@@ -18,7 +18,8 @@ Tests, three separate Benjamini-Hochberg families, so switching segments on neve
 headline test:
 - overall: one one-sided Fisher test per stage pair (level `fdr`);
 - segments: one per stage pair x segment with at least `min_segment_report_deals` on each side
-  (level `segment_fdr`), for drops confined to a segment;
+  (level `fdr`, and confirmed by the segment's newest deals like an overall drop), for drops
+  confined to a segment;
 - drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step).
 When the baseline's weekly cohorts swing more than chance allows (calendar effects: quarter
 ends, campaigns; Pearson chi-square / dof around their linear trend), every count of the
@@ -35,7 +36,7 @@ in 20 at 0.05), and a stricter `fdr` would miss a real 9.9% -> 7.5% win-rate dro
 recent deals (p ~ 0.008); the confirmation is independent of the tested cohorts, so a chance
 dip passes it only `confirm_p` of the time (false alarms about fdr x confirm_p + clear_q, some
 1.25% of calm scans), while a lasting drop shows in the newest deals too, with no extra delay.
-facts["newest"] holds the check. The segment families run at `segment_fdr`.
+facts["newest"] holds the check. The driver families run at `segment_fdr`.
 
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
@@ -50,8 +51,8 @@ Kinds of insight (facts["kind"]):
   the baseline mix is not material) and the mix moved towards segments that convert worse.
   Worded as a change in where deals come from; no segment is said to fall.
 - "segment_drop": the pair held overall but one segment fell on its own. A headline of its
-  own, so it needs a headline's sample (`min_segment_report_deals` on each side, not the
-  drivers' `min_segment_deals`) besides its family's FDR and materiality. Not reported for a
+  own, so it needs `min_segment_report_deals` on each side, its family's FDR at `fdr`,
+  materiality and the segment's newest deals confirming it (or q <= `clear_q`). Not reported for a
   pair that already has an overall insight (there it can only be a driver). Confounded
   segments (a manager whose deals are mostly from the failing source) are dropped by testing
   each further segment only on the deals outside the segments already reported.
@@ -114,10 +115,10 @@ class ConversionDropSpec(DetectorSpec):
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
     confirm_p: float = Field(0.2, gt=0, le=1, description="an overall drop is said only when the deals that entered since the recent cohort (still in progress) also move on slower than the baseline's pace: one-sided p at most this (1 = off)")
     clear_q: float = Field(0.0025, ge=0, lt=1, description="an overall drop with q at most this is said without that confirmation")
-    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the segment tests and of the driver tests (their own families)")
+    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step; a segment's own drop is tested at fdr and confirmed by its newest deals)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
     min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
-    min_segment_report_deals: int = Field(20, ge=1, description="deals a segment needs on each side to be reported as a drop of its own (a headline of its own needs a headline's evidence; at least min_segment_deals)")
+    min_segment_report_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be reported as a drop of its own (at least min_segment_deals)")
     min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
     max_drivers: int = Field(3, ge=0, le=10, description="name at most this many driving segments")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
@@ -579,16 +580,16 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
         newest = _newest_check(p, ts_ns(now))
-        if not _confirmed(p, newest, spec):
+        if not _confirmed(p.q, newest, spec):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
         out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest))
-    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence))
+    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence, ts_ns(now)))
     return out
 
 
-def _newest_check(p: _Pair, now_ns: int) -> dict:
+def _newest_check(p: _Pair, now_ns: int, segment: tuple[str, int] | None = None) -> dict:
     """Are the deals that entered after the recent cohort (still in progress) moving on at the
     baseline's pace? One-sided: fewer moved on so far than the baseline's curve predicts.
 
@@ -602,8 +603,12 @@ def _newest_check(p: _Pair, now_ns: int) -> dict:
     c = p.c
     h = c.horizon_days * NS_PER_DAY
     end = int(np.searchsorted(c.entry, now_ns, side="left"))
-    entry, after = c.entry[p.hi:end], c.moved_after[p.hi:end]
-    base = np.sort(c.moved_after[p.lo:p.mid])  # _NEVER (never moved) sorts last
+    entry, after, base = c.entry[p.hi:end], c.moved_after[p.hi:end], c.moved_after[p.lo:p.mid]
+    if segment is not None:  # that segment's newest deals against its own baseline
+        dim, s = segment
+        new, old = c.codes[dim][p.hi:end] == s, c.codes[dim][p.lo:p.mid] == s
+        entry, after, base = entry[new], after[new], base[old]
+    base = np.sort(base)  # _NEVER (never moved) sorts last
     tau = np.minimum(now_ns - entry, h)
     moved = int(((after != _NEVER) & (after <= tau)).sum())
     share = np.searchsorted(base, tau, side="right") / max(len(base), 1)
@@ -614,9 +619,9 @@ def _newest_check(p: _Pair, now_ns: int) -> dict:
             "since": iso_date(p.recent_end), "p_value": pv}
 
 
-def _confirmed(p: _Pair, newest: dict, spec: ConversionDropSpec) -> bool:
+def _confirmed(q: float, newest: dict, spec: ConversionDropSpec) -> bool:
     """A drop is said when the newest deals confirm it, or when it is too clear to need that."""
-    if spec.confirm_p >= 1 or p.q <= spec.clear_q:
+    if spec.confirm_p >= 1 or q <= spec.clear_q:
         return True
     return newest["p_value"] is not None and newest["p_value"] <= spec.confirm_p
 
@@ -667,10 +672,11 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dic
 
 
 def _report_floor(spec: ConversionDropSpec) -> int:
-    """Deals a segment needs on each side to be reported as a drop of its own. Such a report is
-    a headline, so it needs a headline's sample: on 16 recent deals a chance dip of a manager
-    (79% -> 25%) passes the family's FDR. Segments below it are left out of the family (filtering
-    on size, which says nothing of the drop, keeps its false discovery rate)."""
+    """Deals a segment needs on each side to be reported as a drop of its own. Before the newest
+    deals' confirmation this was 20: on 16 recent deals a chance dip of a manager (79% -> 25%)
+    passed the family's FDR; such a dip is over by the time the newest deals are judged.
+    Segments below it are left out of the family (filtering on size, which says nothing of the
+    drop, keeps its false discovery rate)."""
     return max(spec.min_segment_report_deals, spec.min_segment_deals)
 
 
@@ -890,11 +896,11 @@ class _SegmentRows:
 
 
 def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows, seg_q: np.ndarray,
-                      state: Prepared, with_evidence: bool) -> list[Insight]:
+                      state: Prepared, with_evidence: bool, now_ns: int) -> list[Insight]:
     """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
     spec = state.spec
     out = []
-    passed = seg_q <= spec.segment_fdr
+    passed = seg_q <= spec.fdr
     if not passed.any():
         return out
     # The family's BH cut-off in p: later segments, retested outside the earlier ones, must pass it.
@@ -922,11 +928,14 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows
             if pv <= cut and _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
                 chosen.append((dim, s, q))
         for dim, s, q in chosen:
-            out.append(_segment_insight(p, state, dim, s, q, with_evidence))
+            newest = _newest_check(p, now_ns, (dim, s))
+            if _confirmed(q, newest, spec):
+                out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest))
     return out
 
 
-def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with_evidence: bool) -> Insight:
+def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with_evidence: bool,
+                     newest: dict) -> Insight:
     sc = p.segs[dim]
     one = Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1])
     pv = float(_confined_pvalues(one, p.total, p.phi)[0])
@@ -942,6 +951,7 @@ def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with
         "rest_recent_rate": None if rest.rn[0] == 0 else round(float(rrr[0]), 4),
         "rest_baseline_n": int(rest.bn[0]), "rest_recent_n": int(rest.rn[0]),
         "overall_baseline_rate": round(float(obr[0]), 4), "overall_recent_rate": round(float(orr[0]), 4),
+        "newest": newest,
     })
     mask_all = p.c.codes[dim][p.lo:p.hi] == s
     facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi][mask_all], p.c.converted[p.lo:p.hi][mask_all], p.base_start, p.recent_end)

@@ -197,13 +197,15 @@ def test_one_segments_own_drop_is_reported_when_the_overall_holds():
 
 
 def test_a_segment_drop_on_its_own_needs_a_headlines_sample():
-    """The same fall on a smaller company: 19 recent Instagram deals. A report of its own is a
-    headline, so below min_segment_report_deals (20) on either side nothing is said, however
-    small p is; with the floor lowered to min_segment_deals the same data is reported."""
+    """The same fall on a smaller company: 19 recent Instagram deals, above the default floor
+    min_segment_report_deals (10), so it is reported (confirmed by Instagram's newest deals);
+    with the floor raised above the sample nothing is said, however small p is."""
     data = company(12, instagram_falls, sources=instagram_twelve_percent, n=1500)
-    assert at_new(detect(data, SPEC, NOW)) == []
-    low = at_new(detect(data, ConversionDropSpec(min_segment_report_deals=10), NOW))
-    assert [(i.facts["kind"], i.subject["segment"], i.facts["recent_n"]) for i in low] == [("segment_drop", "instagram", 19)]
+    found = at_new(detect(data, SPEC, NOW))
+    assert [(i.facts["kind"], i.subject["segment"], i.facts["recent_n"]) for i in found] == [("segment_drop", "instagram", 19)]
+    newest = found[0].facts["newest"]
+    assert newest["moved_on"] < newest["expected"]
+    assert at_new(detect(data, ConversionDropSpec(min_segment_report_deals=20), NOW)) == []
 
 
 def test_a_segment_that_is_part_of_a_reported_drop_is_not_reported_again():
