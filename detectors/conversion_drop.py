@@ -331,17 +331,17 @@ def _cohorts(from_stage, to_stage, entry, reached, lost_at, as_of, spec, seg_dim
 
 
 def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
-            as_of: int | None = None) -> Prepared | None:
+            as_of: int | None = None, newest: int | None = None) -> Prepared | None:
     """The day-independent part; None when there is nothing to measure.
 
     `since` (ns) skips older history: a scan passes its earliest window start, backtest reads
     it all. `as_of` (ns): horizons are learned from what was known then (default: the newest
-    timestamp in the data).
+    timestamp in the data). `newest`: that timestamp when the caller already has it.
     """
     deals = data.deals
     if skip_reason(data) is not None or deals is None or len(deals) == 0:
         return None
-    newest = _newest(data)
+    newest = _newest(data) if newest is None else newest
     if newest == NAT_NS:  # no timestamps at all: nothing can be measured
         return None
     as_of = newest if as_of is None else min(as_of, newest)
@@ -376,7 +376,7 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime, with_evidence
     newest = _newest(data)
     as_of = now_ns if newest == NAT_NS else min(now_ns, newest)
     since = min(_windows(spec, spec.max_horizon_days, now)[0], as_of - _learn_span(spec))
-    return detect_at(prepare(data, spec, since=since, as_of=now_ns), now, with_evidence=with_evidence)
+    return detect_at(prepare(data, spec, since=since, as_of=now_ns, newest=newest), now, with_evidence=with_evidence)
 
 
 # --- statistics -------------------------------------------------------------------------------
