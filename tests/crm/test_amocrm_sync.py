@@ -136,7 +136,10 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     assert clients.loc["900", "segment"] == "Горнодобыча" and "contact-700" in clients.index
     assert set(data.activities.type) == {"call", "meeting"}
     assert len(data.emails) == N_LEADS // 10 and set(data.emails.direction) == {"out"}
-    assert data.email_opens is None and data.leads is None  # amoCRM has no opens
+    assert data.email_opens is None  # amoCRM has no opens
+    leads = data.leads.set_index("lead_id")  # every lead started in the first stage: each is a lead
+    assert len(leads) == N_LEADS and leads.loc["1", "status"] == "new" and leads.loc["5", "status"] == "won"
+    assert leads.loc["10", "first_response_at"] == pd.Timestamp(T0 + 10 * 3600 + 600, unit="s", tz="UTC")
 
 
 def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
