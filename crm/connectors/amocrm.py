@@ -393,8 +393,9 @@ def source(api: Api, overlap_seconds: int) -> Any:
             yield [s for p in rows for s in status_rows(p)]
 
     def unsorted() -> Iterator[list[dict]]:
-        """Everything waiting in "Неразобранное" now (no modified-time filter exists: replaced
-        each sync, so an accepted or declined one leaves the table)."""
+        """Everything waiting in "Неразобранное" now (the list has no modified-time filter: read
+        whole each sync). Merged, not replaced: an accepted lead leaves the list, and its source
+        (form, chat, call, mail) is kept from the syncs that saw it waiting."""
         for rows in api.pages("leads/unsorted", "_embedded.unsorted", {"limit": PAGE}):
             yield [unsorted_row(r) for r in rows]
 
@@ -432,7 +433,7 @@ def source(api: Api, overlap_seconds: int) -> Any:
                          lead_event_row, LEAD_EVENT_COLS, overlap_seconds, page=EVENTS_PAGE,
                          params={"filter[type]": ",".join((RESPONSIBLE_EVENT, *RESPONSE_EVENTS)),
                                  "filter[entity]": "lead"}),
-            dlt.resource(unsorted, name="unsorted", primary_key="uid", write_disposition="replace",
+            dlt.resource(unsorted, name="unsorted", primary_key="uid", write_disposition="merge",
                          columns=UNSORTED_COLS),
             _incremental(api, "notes", "leads/notes", "_embedded.notes", "updated_at", note_row,
                          NOTE_COLS, overlap_seconds),
