@@ -3,21 +3,32 @@
 What maps to what (amoCRM's "leads" are the contract's deals):
 - users -> managers (team from the user's group, active from rights.is_active);
 - pipelines' statuses -> stages in pipeline order; 142 / 143 are the won / lost statuses, not
-  stages: a closed deal keeps the last stage it was in;
+  stages: a closed deal keeps the last stage it was in; "Неразобранное" (the incoming status,
+  type 1) is not a stage either: a lead waiting there is not yet a deal;
 - leads -> deals (client = the lead's company, else its main contact; amount = price; the
   account currency; loss_reason by name; `source` / `region` from custom fields named in
   `[source.custom_fields.deals]`);
-- `lead_status_changed` events -> stage_history (plus the entry into the first status at
-  creation), `lead_deleted` events -> deletions;
+- `lead_status_changed` events -> stage_history (plus the entry into the first stage at
+  creation, or at acceptance for a lead that came in through "Неразобранное");
 - lead notes: calls -> activities, `amomail_message` -> emails (incoming or outgoing); tasks ->
   activities (type 2 = meeting, others = task; done when completed);
-- companies (and contacts of leads without a company) -> clients.
-amoCRM records no email opens and has no separate "lead" table in the contract's sense:
-email_opens and leads are not synced, and the detectors that need them say so.
+- companies (and contacts of leads without a company) -> clients;
+- leads (the contract's table): every amoCRM lead that started at the head of its pipeline
+  (in "Неразобранное" or the first stage), lead_id = its deal_id (one record in amoCRM);
+  `/leads/unsorted` gives the incoming ones' source (form, chat, call, mail); owner and
+  assignment from the acceptance and `entity_responsible_changed` events, the first answer from
+  outgoing call / mail / SMS notes, `outgoing_*` events (chats too) and completed tasks (_leads).
+amoCRM records no email opens: email_opens is not synced, and silent_client says so.
+
+Deletions: `lead_deleted`, `contact_deleted`, `company_deleted`, `task_deleted` and
+`common_note_deleted` events (and `is_deleted` on a lead, contact or company) remove the record
+from the store. Not detectable: a deleted call or mail note (amoCRM has no event for it), and a
+declined incoming lead leaves only its `lead_deleted`.
 
 Incremental: leads, notes, tasks, companies and contacts by `filter[updated_at][from]`, events by
-`filter[created_at][from]`, each from the saved cursor minus `overlap_minutes`; pages of 250
-(events: 100) following `_links.next.href`; HTTP 204 is an empty page.
+`filter[created_at][from]`, each from the saved cursor minus `overlap_minutes`; the incoming
+leads' list (no such filter) whole each sync; pages of 250 (events: 100) following
+`_links.next.href`; HTTP 204 is an empty page.
 """
 from __future__ import annotations
 
