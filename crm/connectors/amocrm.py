@@ -22,8 +22,9 @@ amoCRM records no email opens: email_opens is not synced, and silent_client says
 
 Deletions: `lead_deleted`, `contact_deleted`, `company_deleted`, `task_deleted` and
 `common_note_deleted` events (and `is_deleted` on a lead, contact or company) remove the record
-from the store. Not detectable: a deleted call or mail note (amoCRM has no event for it), and a
-declined incoming lead leaves only its `lead_deleted`.
+from the store (a declined incoming lead is deleted by amoCRM, so it goes too). Not
+detectable: a deleted call, mail or SMS note (amoCRM has no event for it). A restored record
+comes back with the next sync that sees it updated after its deletion.
 
 Incremental: leads, notes, tasks, companies and contacts by `filter[updated_at][from]`, events by
 `filter[created_at][from]`, each from the saved cursor minus `overlap_minutes`; the incoming
