@@ -289,7 +289,7 @@ def lead_event_row(r: dict) -> dict:
     """A responsible-user change or an outgoing call / mail / chat message / SMS on a lead."""
     after = ((r.get("value_after") or [{}])[0] or {}).get("responsible_user") or {}
     return {"id": str(r["id"]), "type": r.get("type"), "lead_id": r["entity_id"],
-            "created_at": r["created_at"], "responsible_after": after.get("id")}
+            "created_at": r["created_at"], "created_by": r.get("created_by"), "responsible_after": after.get("id")}
 
 
 def unsorted_row(r: dict) -> dict:
@@ -354,7 +354,8 @@ EVENT_COLS = _cols(id="text", lead_id="bigint", created_at="bigint", status_befo
                    pipeline_before="bigint", status_after="bigint", pipeline_after="bigint")
 DELETION_COLS = _cols(id="text", type="text", entity_type="text", entity_id="bigint", note_id="bigint",
                       created_at="bigint")
-LEAD_EVENT_COLS = _cols(id="text", type="text", lead_id="bigint", created_at="bigint", responsible_after="bigint")
+LEAD_EVENT_COLS = _cols(id="text", type="text", lead_id="bigint", created_at="bigint", created_by="bigint",
+                        responsible_after="bigint")
 UNSORTED_COLS = _cols(uid="text", lead_id="bigint", category="text", source_name="text", pipeline_id="bigint",
                       created_at="bigint")
 NOTE_COLS = _cols(id="bigint", lead_id="bigint", note_type="text", created_at="bigint",
@@ -715,8 +716,8 @@ def _leads(con: Any, have: set[str], source: str, region: str) -> pd.DataFrame:
     - manager_id / assigned_at: none while it waits in "Неразобранное" (nobody took it); then
       the earlier of its acceptance (leaving the incoming status) and the first change of the
       responsible user; neither (created with its owner): lead_sla counts it assigned at creation;
-    - first_response_at: the first outgoing call, mail, chat message or SMS (notes and events)
-      or completed task on it;
+    - first_response_at: the first outgoing call, mail, chat message or SMS (notes and events;
+      not amoCRM's own, created_by 0: a Salesbot greeting is no answer) or completed task on it;
     - status: new (incoming status or first stage), converted (moved on), won, lost.
     """
     s = KIND
@@ -729,10 +730,16 @@ def _leads(con: Any, have: set[str], source: str, region: str) -> pd.DataFrame:
             WHERE entity_type = 'leads' AND is_completed""")
     owner = "SELECT NULL::BIGINT lead_id, NULL::BIGINT ts WHERE false"
     if "lead_events" in have:
-        responses.append(f"SELECT lead_id, created_at FROM {s}.lead_events WHERE type IN ({_quoted(RESPONSE_EVENTS)})")
+        # created_by 0 is amoCRM itself (a Salesbot greeting, an auto-reply): not a person's answer
+        responses.append(f"""SELECT lead_id, created_at FROM {s}.lead_events
+            WHERE type IN ({_quoted(RESPONSE_EVENTS)}) AND coalesce(created_by, 0) <> 0""")
         owner = f"SELECT lead_id, created_at FROM {s}.lead_events WHERE type = '{RESPONSIBLE_EVENT}'"
     answered = " UNION ALL ".join(responses) or "SELECT NULL::BIGINT lead_id, NULL::BIGINT ts WHERE false"
-    unsorted = "u.source_name" if "unsorted" in have else "NULL::VARCHAR"
+    unsorted, unsorted_join = "NULL::VARCHAR", ""
+    if "unsorted" in have:
+        unsorted = "u.source_name"
+        unsorted_join = (f"LEFT JOIN (SELECT lead_id, any_value(source_name) AS source_name FROM {s}.unsorted "
+                         "GROUP BY lead_id) u ON u.lead_id = l.id")
     return con.execute(f"""
         WITH accepted AS (
             SELECT lead_id, min(created_at) AS ts FROM ev
@@ -753,6 +760,6 @@ def _leads(con: Any, have: set[str], source: str, region: str) -> pd.DataFrame:
         LEFT JOIN accepted acc ON acc.lead_id = l.id
         LEFT JOIN handed h ON h.lead_id = l.id
         LEFT JOIN answer a ON a.lead_id = l.id
-        {"LEFT JOIN (SELECT lead_id, any_value(source_name) AS source_name FROM " + s + ".unsorted GROUP BY lead_id) u ON u.lead_id = l.id" if "unsorted" in have else ""}
+        {unsorted_join}
         WHERE f.status_id = fo.status OR (f.pipeline_id, f.status_id) IN (SELECT (pipeline_id, id) FROM incoming)
         ORDER BY l.created_at, l.id""").df()

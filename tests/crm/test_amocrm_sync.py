@@ -510,6 +510,7 @@ def inbox(monkeypatch):
     server.add_unsorted("u1", lead(1, T0))  # still waiting
     server.add_unsorted("u2", lead(2, T0 + 100), category="chats", source_name="WhatsApp")
     server.accept_unsorted("u2", T0 + 1000, user_id=2, status_id=FIRST)
+    server.outgoing("outgoing_chat_message", 2, T0 + 150, by=0)  # the Salesbot's greeting: no answer
     server.outgoing("outgoing_chat_message", 2, T0 + 2000, by=2)
     server.add_unsorted("u3", lead(3, T0 + 200))
     server.decline_unsorted("u3", T0 + 300)  # declined: amoCRM deletes the lead
