@@ -157,6 +157,9 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     assert int(leads_calls[0]["filter[updated_at][from]"]) == newest - 5 * 60
     events = [q for q in fake.api_calls("events") if q["filter[type]"] == "lead_status_changed"]
     assert len(events) == 1 and "filter[created_at][from]" in events[0]
+    every_event_kind = {q["filter[type]"] for q in fake.api_calls("events")}
+    assert len(every_event_kind) == 3  # stage changes, deletions, owner changes and answers
+    assert len(fake.api_calls("leads/unsorted")) == 1  # no modified-time filter: read whole
     assert report.rows["leads"] < 5
     data = load_crm(source).data
     deals = data.deals.set_index("deal_id")
