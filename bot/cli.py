@@ -535,6 +535,10 @@ def write_charts(insights: list, folder: Path, lang: str) -> list[Path]:
 def add_init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing config.toml")
     p.add_argument("--path", default="config.toml", help="where to write it (default: ./config.toml)")
+    from bot.source_templates import SOURCE_TEMPLATES
+
+    p.add_argument("--crm", choices=list(SOURCE_TEMPLATES),
+                   help="read this CRM's API instead of exported files: [source] is written for it")
 
 
 def example_config_path() -> Path:
@@ -551,8 +555,15 @@ def run_init(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists; use --force to overwrite it")
-    shutil.copyfile(example_config_path(), target)
-    print(f"wrote {target}: edit [source] to point at your CRM export, then run `crm-pulse check-config {target}`")
+    if not args.crm:
+        shutil.copyfile(example_config_path(), target)
+        print(f"wrote {target}: edit [source] to point at your CRM export, then run `crm-pulse check-config {target}`")
+        return EXIT_OK
+    from bot.source_templates import with_source
+
+    target.write_text(with_source(example_config_path().read_text(encoding="utf-8"), args.crm), encoding="utf-8")
+    print(f"wrote {target} for {args.crm}: fill in [source] and export the environment variable it names, "
+          f"then run `crm-pulse sync --config {target} --check`")
     return EXIT_OK
 
 
