@@ -61,7 +61,7 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = input, out: Tex
         return _run(args, ask, out, err, said)
     except KeyboardInterrupt:  # "^C" is the terminal's echo: start a clean line, say it in their language
         print(file=out)
-        print(_stopped(said["lang"]), file=out)
+        print(_shown(_stopped(said["lang"]), out), file=out)
         return EXIT_INTERRUPTED
 
 
@@ -105,12 +105,12 @@ def _run(args: argparse.Namespace, ask: Callable[[str], str], out: TextIO, err: 
         answers = _interview(lang, args.department, ask, out)
         print(file=out)
         if answers is None:
-            print(_stopped(lang), file=out)
+            print(_shown(_stopped(lang), out), file=out)
             return EXIT_OK
     result = score(answers)
     hints: list[DataHint] = data_hints(data, now) if data is not None else []
     if hints and args.department == "service":
-        print(NO_SALES_HINTS[lang], file=err)
+        print(_shown(NO_SALES_HINTS[lang], err), file=err)
         hints = []
     if args.format == "json":
         doc = {**result.to_dict(), "answers": answers, "department": args.department,
@@ -232,7 +232,7 @@ def _interview(lang: str, department: str | None, ask: Callable[[str], str], out
                 return None
             if reply in ("b", "back", "назад", "и"):
                 if not answers:
-                    print(NOTHING_BEFORE[lang], file=out)
+                    print(_shown(NOTHING_BEFORE[lang], out), file=out)
                     continue
                 last = list(answers)[-1]
                 earlier[last] = answers.pop(last)
@@ -243,5 +243,5 @@ def _interview(lang: str, department: str | None, ask: Callable[[str], str], out
             if reply.isdigit() and 1 <= int(reply) <= len(q.options):
                 answers[q.id] = q.options[int(reply) - 1].id
                 break
-            print(NOT_AN_OPTION[lang].format(n=len(q.options)), file=out)
+            print(_shown(NOT_AN_OPTION[lang].format(n=len(q.options)), out), file=out)
     return answers
