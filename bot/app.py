@@ -163,11 +163,13 @@ async def _serve(config: Config, *, stop: asyncio.Event | None, channels: dict[s
     jobs.metrics.channels(channels)
     started: list[Any] = []
     scheduler = build_scheduler(config, jobs)
-    if config.metrics.enabled:  # started first: a port taken stops the start before any chat is touched
-        started.append(MetricsServer(jobs.metrics, lambda: health(scheduler.running, jobs.failing),
-                                     config.metrics.host, config.metrics.port))
     sender: asyncio.Task[None] | None = None
     starting: asyncio.Task[None] | None = None
+
+    def current_health() -> tuple[int, dict[str, Any]]:
+        return health(scheduler.running, jobs.failing, sender_running=sender is not None and not sender.done())
+    if config.metrics.enabled:  # started first: a port taken stops the start before any chat is touched
+        started.append(MetricsServer(jobs.metrics, current_health, config.metrics.host, config.metrics.port))
     try:
         for server in started:
             await server.start()

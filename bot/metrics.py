@@ -148,13 +148,17 @@ class _LiveCollector(Collector):
                                     value=max(0.0, age))
 
 
-def health(scheduler_running: bool, failing: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+def health(scheduler_running: bool, failing: Mapping[str, str], *,
+           sender_running: bool = True) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) of /healthz: 503 with the reasons when the scheduler is not
-    running or the last scan failed. Other failing jobs (a sync) are listed but do not make the
-    bot unhealthy: the scan still reads what was synced before."""
+    running, the outbox sender has stopped (nothing would be sent), or the last scan failed.
+    Other failing jobs (a sync) are listed but do not make the bot unhealthy: the scan still
+    reads what was synced before."""
     reasons = []
     if not scheduler_running:
         reasons.append("the scheduler is not running")
+    if not sender_running:
+        reasons.append("the outbox sender has stopped: messages wait unsent (see the log)")
     if "scan" in failing:
         reasons.append(f"the last scan failed: {failing['scan']}")
     body: dict[str, Any] = {"status": "failing" if reasons else "ok", "scheduler": "running" if scheduler_running

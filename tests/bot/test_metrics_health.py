@@ -94,6 +94,8 @@ def test_health_names_what_is_wrong():
     status, body = health(False, {"scan": "DataError: deals.csv is missing"})
     assert status == 503 and body["reasons"] == ["the scheduler is not running",
                                                  "the last scan failed: DataError: deals.csv is missing"]
+    status, body = health(True, {}, sender_running=False)
+    assert status == 503 and body["reasons"] == ["the outbox sender has stopped: messages wait unsent (see the log)"]
 
 
 # -- the running bot ----------------------------------------------------------------------------
