@@ -167,7 +167,9 @@ async def _serve(config: Config, *, stop: asyncio.Event | None, channels: dict[s
     starting: asyncio.Task[None] | None = None
 
     def current_health() -> tuple[int, dict[str, Any]]:
-        return health(scheduler.running, jobs.failing, sender_running=sender is not None and not sender.done())
+        if sender is None:  # the chats and the scheduler are still starting
+            return health(False, {}, starting=True)
+        return health(scheduler.running, jobs.failing, sender_running=not sender.done())
     if config.metrics.enabled:  # started first: a port taken stops the start before any chat is touched
         started.append(MetricsServer(jobs.metrics, current_health, config.metrics.host, config.metrics.port))
     try:

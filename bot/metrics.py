@@ -149,11 +149,13 @@ class _LiveCollector(Collector):
 
 
 def health(scheduler_running: bool, failing: Mapping[str, str], *,
-           sender_running: bool = True) -> tuple[int, dict[str, Any]]:
+           sender_running: bool = True, starting: bool = False) -> tuple[int, dict[str, Any]]:
     """(HTTP status, JSON body) of /healthz: 503 with the reasons when the scheduler is not
-    running, the outbox sender has stopped (nothing would be sent), or the last scan failed.
-    Other failing jobs (a sync) are listed but do not make the bot unhealthy: the scan still
-    reads what was synced before."""
+    running, the outbox sender has stopped (nothing would be sent), or the last scan failed;
+    503 "starting" while the chats and the scheduler start. Other failing jobs (a sync) are
+    listed but do not make the bot unhealthy: the scan still reads what was synced before."""
+    if starting:
+        return 503, {"status": "starting", "reasons": ["the bot is starting (chats, scheduler)"]}
     reasons = []
     if not scheduler_running:
         reasons.append("the scheduler is not running")
