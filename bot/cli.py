@@ -33,6 +33,7 @@ EPILOG = """exit codes:
 EXTERNAL = {
     "run": ("bot.app", "run the bot: scheduled scans, digests, Telegram/Slack, buttons"),
     "stats": ("bot.stats", "what was sent, what people found useful, failed messages"),
+    "health": ("bot.metrics", "is the running bot healthy? asks /healthz ([metrics]), else the state database"),
     "backtest": ("bot.backtest", "replay the detectors over past days: how many alerts people would get"),
     "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),

@@ -248,6 +248,48 @@ GAPS: dict[str, dict[str, str]] = {
                            "(tasks, reminders, escalations)."},
 }
 
+# The service department's own words where the sales ones speak of leads, deals and managers
+# (`crm-pulse diagnose --department service`, `/maturity service`). The answers, what they mean,
+# the levels and the advice are the same: the article's point is that a company can be at level
+# 2 in sales and at level 1 in service, measured by the same five questions.
+BY_DEPARTMENT: dict[str, dict[str, dict[str, dict[str, str]]]] = {
+    "service": {
+        "questions": {
+            "systems": {
+                "ru": "Сколько систем приходится открыть сотруднику сервиса, чтобы увидеть всю картину по "
+                      "клиенту: обращения, переписку, звонки, покупки?",
+                "en": "How many systems does a service agent have to open to see the whole picture of a "
+                      "customer: requests, messages, calls, purchases?",
+            },
+            "lead_distribution": {
+                "ru": "Как новые обращения клиентов попадают к сотрудникам сервиса?",
+                "en": "How do new customer requests reach the service agents?",
+            },
+            "auto_actions": {
+                "ru": "Делает ли система что-то сама, без человека: ставит задачи, шлёт напоминания, "
+                      "передаёт руководителю просроченные обращения?",
+                "en": "Does the system do anything on its own, without a person: create tasks, send reminders, "
+                      "escalate overdue requests to the head of service?",
+            },
+            "recommendations": {
+                "ru": "Подсказывает ли система, что делать, исходя из данных: какое обращение взять первым, "
+                      "какой ответ подойдёт, какому клиенту грозит уход?",
+                "en": "Does the system recommend what to do based on data: which request to take first, "
+                      "which answer fits, which customer is about to leave?",
+            },
+        },
+        "topics": {
+            "lead_distribution": {"ru": "Распределение обращений", "en": "Request routing"},
+        },
+        "gaps": {
+            "lead_distribution": {"ru": "Обращения распределяются вручную: настройте правила распределения, "
+                                        "без них второй уровень неполный.",
+                                  "en": "Requests are routed by hand: set up routing rules, level 2 is "
+                                        "incomplete without them."},
+        },
+    },
+}
+
 WARNINGS: dict[str, dict[str, str]] = {
     "ai_before_foundation": {
         "ru": "Вы отметили рекомендации или ботов, но фундамент пока первого уровня. AI на разрозненных "
@@ -289,6 +331,10 @@ UI: dict[str, dict[str, str]] = {
                     "Прервать — /cancel.",
               "en": "Five questions, about two minutes. Answer how things work today, not how you would "
                     "like them to. To stop: /cancel."},
+    "intro_terminal": {"ru": "Пять вопросов, около двух минут. Отвечайте, как устроено сейчас, а не как хотелось "
+                             "бы. Ответ — номер варианта; b — назад, q — выйти.",
+                       "en": "Five questions, about two minutes. Answer how things work today, not how you would "
+                             "like them to. Answer with the option's number; b = back, q = quit."},
     "question_no": {"ru": "Вопрос {n} из {total}", "en": "Question {n} of {total}"},
     "back": {"ru": "« Назад", "en": "« Back"},
     "cancel": {"ru": "Отменить", "en": "Cancel"},
@@ -341,8 +387,20 @@ def ui(key: str, lang: str, **kw: Any) -> str:
     return text.format(**kw) if kw else text
 
 
-def question_text(question_id: str, lang: str) -> str:
-    return QUESTIONS[question_id][check_lang(lang)]
+def _own(kind: str, key: str, department: str | None) -> dict[str, str] | None:
+    return BY_DEPARTMENT.get(department or "", {}).get(kind, {}).get(key)
+
+
+def question_text(question_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("questions", question_id, department) or QUESTIONS[question_id])[check_lang(lang)]
+
+
+def topic(question_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("topics", question_id, department) or TOPICS[question_id])[check_lang(lang)]
+
+
+def gap_text(question_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("gaps", question_id, department) or GAPS[question_id])[check_lang(lang)]
 
 
 def option_label(question_id: str, option_id: str, lang: str) -> str:
@@ -577,7 +635,7 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
     b.add("heading", ui("why", lang))
     for r in result.reasons:
         answer = option_label(r.question_id, r.option_id, lang)
-        b.add("item", (f"{TOPICS[r.question_id][lang]}: {answer[:1].lower()}{answer[1:]}.",
+        b.add("item", (f"{topic(r.question_id, lang, department)}: {answer[:1].lower()}{answer[1:]}.",
                        _upper_first(answer_meaning(r.question_id, r.option_id, lang)), " "))
         for h in hints:
             if h.question_id == r.question_id:
@@ -590,7 +648,7 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
     if result.gaps or result.warnings:
         b.add("heading", ui("fix_first", lang))
         for g in result.gaps:
-            b.add("bullet", GAPS[g][lang])
+            b.add("bullet", gap_text(g, lang, department))
         for w in result.warnings:
             b.add("bullet", WARNINGS[w][lang])
     b.add("heading", ui("next_steps", lang))
@@ -603,16 +661,16 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
 
 
 def _question_view(question_id: str, index: int, total: int, lang: str, department: str | None,
-                   with_intro: bool, note: str | None = None) -> _Blocks:
+                   with_intro: bool, note: str | None = None, surface: str = "chat") -> _Blocks:
     b = _Blocks()
     if note:
         b.add("para", note)
     title = ui("title", lang) + (f" — {department_name(department, lang)}" if department else "")
     b.add("title", title)
     if with_intro:
-        b.add("para", ui("intro", lang))
+        b.add("para", ui("intro_terminal" if surface == "terminal" else "intro", lang))
     b.add("note", ui("question_no", lang, n=index, total=total))
-    b.add("heading", question_text(question_id, lang))
+    b.add("heading", question_text(question_id, lang, department))
     return b
 
 
@@ -716,17 +774,18 @@ def _slack_actions(rows: list[list[dict[str, str]]]) -> dict[str, Any]:
 # --- public formatters ------------------------------------------------------------------------
 
 def format_question(question_id: str, index: int, total: int, option_ids: Sequence[str], lang: str, fmt: str, *,
-                    department: str | None = None, with_intro: bool = False, note: str | None = None
-                    ) -> dict[str, Any]:
+                    department: str | None = None, with_intro: bool = False, note: str | None = None,
+                    surface: str = "chat") -> dict[str, Any]:
     """One question as a channel payload: fmt "telegram" -> {"text": html, "buttons"},
     "slack" -> {"text", "blocks"} with an actions block, "plain" -> {"text"} (numbered options).
-    `note` (e.g. the reminder) goes above the question."""
-    view = _question_view(question_id, index, total, lang, department, with_intro, note)
+    `note` (e.g. the reminder) goes above the question; `surface` "terminal" tells how to answer
+    there (numbers, b, q) instead of the chat's /cancel."""
+    view = _question_view(question_id, index, total, lang, department, with_intro, note, surface)
     rows = _buttons(question_id, index, option_ids, lang)
     if fmt == "telegram":
         return {"text": _telegram(view), "buttons": rows}
     if fmt == "slack":
-        fallback = f"{ui('question_no', lang, n=index, total=total)}: {question_text(question_id, lang)}"
+        fallback = f"{ui('question_no', lang, n=index, total=total)}: {question_text(question_id, lang, department)}"
         return {"text": slack_escape(f"{note} {fallback}" if note else fallback),
                 "blocks": _slack_blocks(view) + [_slack_actions(rows)]}
     options = "\n".join(f"  {i}. {option_label(question_id, o, lang)}" for i, o in enumerate(option_ids, 1))
