@@ -36,7 +36,7 @@ class DigestItem:
     title: Line
     body: list[Line]
     action: Line | None
-    buttons: list[list[Button]]  # compact labels, numbered like the item ("2 · ⏰ 1 д")
+    buttons: list[list[Button]]  # worded labels, numbered like the item ("2 · ⏰ 1 день")
     fingerprints: list[str]
     money: float = 0.0
 
@@ -69,18 +69,34 @@ def _tz(tz: str | tzinfo | None) -> tzinfo | None:
     return ZoneInfo(tz)
 
 
+# Digest button words: (ru, en). Short enough for three buttons in a row of a phone's
+# Telegram keyboard with the item's number in front ("2 · ⏰ 1 день"), yet words, like the
+# single alerts' buttons (messages.render.insight_buttons), not bare emoji.
+COMPACT_LABELS: dict[str, tuple[str, str]] = {
+    "snooze_1d": ("⏰ 1 день", "⏰ 1 day"),
+    "snooze_7d": ("⏰ 7 дней", "⏰ 7 days"),
+    "done": ("✅ Сделано", "✅ Done"),
+    "useful": ("👍 Полезно", "👍 Useful"),
+    "notuseful": ("👎 Не полезно", "👎 Not useful"),
+    "details": ("ℹ️ Подробнее", "ℹ️ Details"),
+}
+
+
 def compact_buttons(number: str, fingerprint: str, lang: str, *, feedback: bool = True) -> list[list[Button]]:
+    """One item's buttons, each label led by the item's number so a digest of several items
+    says which one a button acts on. A grouped deal (feedback=False) gets two rows of two:
+    four worded buttons do not fit in one row."""
     ru = lang == "ru"
-    rows = [[Button(f"{number} · ⏰ 1 д" if ru else f"{number} · ⏰ 1d", f"snooze:{fingerprint}:1d"),
-             Button(f"{number} · ⏰ 7 д" if ru else f"{number} · ⏰ 7d", f"snooze:{fingerprint}:7d"),
-             Button(f"{number} · ✅", f"done:{fingerprint}")]]
-    if feedback:
-        rows.append([Button(f"{number} · 👍", f"useful:{fingerprint}"),
-                     Button(f"{number} · 👎", f"notuseful:{fingerprint}"),
-                     Button(f"{number} · ℹ️", f"details:{fingerprint}")])
-    else:
-        rows[0].append(Button(f"{number} · ℹ️", f"details:{fingerprint}"))
-    return rows
+
+    def b(key: str, action: str) -> Button:
+        return Button(f"{number} · {COMPACT_LABELS[key][0 if ru else 1]}", action)
+
+    snooze = [b("snooze_1d", f"snooze:{fingerprint}:1d"), b("snooze_7d", f"snooze:{fingerprint}:7d")]
+    if not feedback:
+        return [snooze, [b("done", f"done:{fingerprint}"), b("details", f"details:{fingerprint}")]]
+    return [snooze + [b("done", f"done:{fingerprint}")],
+            [b("useful", f"useful:{fingerprint}"), b("notuseful", f"notuseful:{fingerprint}"),
+             b("details", f"details:{fingerprint}")]]
 
 
 @dataclass
