@@ -41,16 +41,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Hello, {name}! I send a short CRM digest: what needs attention, how we know, and what to do.",
     },
     "help": {
-        "ru": "Команды:\n{p}insights — что требует внимания сейчас\n{p}digest — сегодняшняя сводка ещё раз\n"
-              "{p}snoozed — что отложено\n{p}lang ru|en — язык\n{p}maturity — проверка зрелости автоматизации",
-        "en": "Commands:\n{p}insights — what needs attention now\n{p}digest — today's digest again\n"
+        "ru": "Команды:\n{p}digest — сводка на сегодня: что требует внимания, без отложенного и сделанного\n"
+              "{p}insights — всё, что нашла последняя проверка, и отложенное (до какого числа) и сделанное — "
+              "с пометкой\n{p}snoozed — что отложено\n{p}lang ru|en — язык\n"
+              "{p}maturity — проверка зрелости автоматизации",
+        "en": "Commands:\n{p}digest — today's digest: what needs attention, without what you snoozed or did\n"
+              "{p}insights — everything the latest scan found, snoozed (until when) and done items marked\n"
               "{p}snoozed — what you snoozed\n{p}lang ru|en — language\n{p}maturity — automation maturity check",
     },
     "help_admin": {
         "ru": "Для администратора:\n{p}preview — что уйдёт при следующей сводке и кому\n{p}stats — полезность "
-              "по детекторам и ошибки отправки\n{p}scan — проверить CRM сейчас",
+              "по проверкам и ошибки отправки\n{p}scan — проверить CRM сейчас",
         "en": "For admins:\n{p}preview — what the next digest would send, to whom\n{p}stats — usefulness per "
-              "detector and failed messages\n{p}scan — scan the CRM now",
+              "check and failed messages\n{p}scan — scan the CRM now",
     },
     "short_help": {
         "ru": "Не понял. Напишите {p}help — там список команд.",
@@ -76,7 +79,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "scan_off": {"ru": "Проверка по команде недоступна в этом режиме.", "en": "Scanning on demand is not available here."},
     "scan_busy": {"ru": "Проверка уже идёт, подождите.", "en": "A scan is already running, please wait."},
     "preview_head": {"ru": "Если бы сводка ушла сейчас:", "en": "If the digest went out now:"},
-    "preview_line": {"ru": "{who}: {send} из {total}", "en": "{who}: {send} of {total}"},
+    "preview_line": {"ru": "{who}: в сводке {send} из {total}", "en": "{who}: {send} of {total} in the digest"},
     "preview_reminders": {"ru": " + напоминаний «ещё открыто»: {n}", "en": " + {n} “still open” reminder(s)"},
     "preview_nobody": {"ru": "Никому ничего не уйдёт.", "en": "Nobody would get anything."},
     "preview_checks_unknown": {"ru": "Что не удалось проверить, станет известно после первой проверки CRM с запуска бота.",
@@ -85,6 +88,25 @@ TEXTS: dict[str, dict[str, str]] = {
                             "en": "Every enabled check ({n}) ran in full."},
     "maturity_off": {"ru": "Проверка зрелости сейчас недоступна.", "en": "The maturity check is not available right now."},
 }
+
+
+# The notification log's reasons (bot.notify_log.decide) as an admin reads them in /preview.
+PREVIEW_REASONS: dict[str, tuple[str, str]] = {
+    "first": ("новых", "new"),
+    "worse": ("стало хуже", "got worse"),
+    "repeat_interval": ("пора напомнить", "reminder due"),
+    "snoozed": ("отложено", "snoozed"),
+    "suppressed": ("отмечено сделанным", "marked done"),
+    "unchanged": ("без изменений", "unchanged"),
+}
+
+
+def preview_reasons(counts: dict[str, int], lang: str) -> str:
+    """{"first": 7, "unchanged": 3} -> "новых: 7; без изменений: 3" (in the log's order of reasons)."""
+    order = list(PREVIEW_REASONS)
+    shown = sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    words = {k: v[0 if lang == "ru" else 1] for k, v in PREVIEW_REASONS.items()}
+    return "; ".join(f"{words.get(k, k.replace('_', ' '))}: {n}" for k, n in shown if n)
 
 
 def t(key: str, lang: str, **kw: Any) -> str:
@@ -113,7 +135,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-ScanNow = Callable[[], Awaitable[str]]
+ScanNow = Callable[[str], Awaitable[str]]  # (the asker's language) -> the answer in it
 
 
 class Handlers:
@@ -217,11 +239,11 @@ class Handlers:
             return [self.cmd_preview(inbound, lang)]
         if cmd == "stats":
             from bot.stats import collect_stats, format_stats
-            return [self.reply(inbound, format_stats(collect_stats(self.store), lang))]
+            return [self.reply(inbound, format_stats(collect_stats(self.store), lang, codes=False))]
         if cmd == "scan":
             if self.scan_now is None:
                 return [self.reply(inbound, t("scan_off", lang))]
-            return [self.reply(inbound, await self.scan_now())]
+            return [self.reply(inbound, await self.scan_now(lang))]
         return [self.reply(inbound, t("short_help", lang, p=p))]
 
     def help_text(self, person: Recipient, lang: str, p: str) -> str:
@@ -246,22 +268,31 @@ class Handlers:
 
     def cmd_insights(self, inbound: Inbound, person: Recipient, lang: str, *, everything: bool) -> list[OutgoingMessage]:
         from bot.delivery import digest_payloads
-        from messages.digest import build_digest
+        from messages.digest import Mark, build_digest
 
         latest = self._latest()
         if latest is None:
             return [self.reply(inbound, t("no_scan", lang))]
         data_now, insights = latest
         items = insights_for(person, insights)
-        if not everything:  # the digest view: without what is snoozed, done or weekly
-            policy = Policy.from_config(self.config.delivery)
-            daily = [i for i in items if i.detector not in WEEKLY_DETECTORS]
-            items = [i for i, d in decisions(self.store, person.id, daily, self.clock(), policy)
-                     if d.reason not in ("snoozed", "suppressed")]
+        policy = Policy.from_config(self.config.delivery)
+        decided = decisions(self.store, person.id, items, self.clock(), policy)
+        marks: dict[str, Mark] | None = None
+        if everything:  # the full list: every item, what the person snoozed or did marked so
+            entries = self.store.log_entries(person.id)
+            marks = {}
+            for i, d in decided:
+                if d.reason == "snoozed":
+                    marks[i.fingerprint] = Mark("snoozed", entries[i.fingerprint].snoozed_until)
+                elif d.reason == "suppressed":
+                    marks[i.fingerprint] = Mark("done")
+        else:  # the day's digest: without what is snoozed, done or weekly
+            items = [i for i, d in decided if d.reason not in ("snoozed", "suppressed")
+                     and i.detector not in WEEKLY_DETECTORS]
         digest = build_digest(items, lang=lang, now=data_now, tz=target_timezone(person, self.config),
                               max_items=self.config.delivery.max_items * (3 if everything else 1),
                               recipient_name=person.name or None, recipient_role=person.role
-                              if person.role != "admin" else "director")
+                              if person.role != "admin" else "director", marks=marks)
         if digest is None:
             return [self.reply(inbound, t("nothing", lang))]
         return [OutgoingMessage(inbound.channel, inbound.chat_id, payload)
@@ -293,11 +324,16 @@ class Handlers:
         latest = self._latest()
         if latest is None:
             return self.reply(inbound, t("no_scan", lang))
+        from bot.delivery import targets
+
         plan = preview(latest[1], self.config, self.store, self.clock())
+        everyone = targets(self.config)
         lines = [t("preview_head", lang)]
         for tid, info in plan.items():
-            reasons = ", ".join(f"{k} {v}" for k, v in sorted(info["reasons"].items()))
-            lines.append(t("preview_line", lang, who=tid, send=info["send"], total=info["total"])
+            reasons = preview_reasons(info["reasons"], lang)
+            name = getattr(everyone.get(tid), "name", "") or ""
+            who = f"{name} ({tid})" if name and name != tid else tid
+            lines.append(t("preview_line", lang, who=who, send=info["send"], total=info["total"])
                          + (t("preview_reminders", lang, n=info["reminders"]) if info.get("reminders") else "")
                          + (f" ({reasons})" if reasons else ""))
         if not any(info["send"] or info.get("reminders") for info in plan.values()):

@@ -63,8 +63,8 @@ CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption; longer texts go as
 MENU_COMMANDS: dict[str, dict[str, str]] = {
     "start": {"en": "Start and show what I can do", "ru": "Начать и показать, что я умею"},
     "help": {"en": "Commands and buttons", "ru": "Команды и кнопки"},
-    "insights": {"en": "My insights now", "ru": "Мои сигналы сейчас"},
-    "digest": {"en": "Today's digest again", "ru": "Сегодняшняя сводка ещё раз"},
+    "insights": {"en": "Everything found, snoozed and done marked", "ru": "Всё найденное, с отложенным и сделанным"},
+    "digest": {"en": "Today's digest", "ru": "Сводка на сегодня"},
     "snoozed": {"en": "What I snoozed", "ru": "Что я отложил"},
     "lang": {"en": "Language: /lang ru or /lang en", "ru": "Язык: /lang ru или /lang en"},
     "maturity": {"en": "Automation maturity check", "ru": "Проверка зрелости автоматизации"},
@@ -72,7 +72,7 @@ MENU_COMMANDS: dict[str, dict[str, str]] = {
 }
 ADMIN_COMMANDS: dict[str, dict[str, str]] = {
     "preview": {"en": "What would be sent now, to whom", "ru": "Что и кому ушло бы сейчас"},
-    "stats": {"en": "Usefulness per detector", "ru": "Полезность по детекторам"},
+    "stats": {"en": "Usefulness per check", "ru": "Полезность по проверкам"},
     "scan": {"en": "Run a scan now", "ru": "Запустить проверку сейчас"},
 }
 
