@@ -381,8 +381,22 @@ class Handlers:
         if verb == "details":
             data_now = latest[0] if latest else now
             return [OutgoingMessage(inbound.channel, inbound.chat_id,
-                                    insight_payload(inbound.channel, insight, lang, data_now, details=True))]
+                                    insight_payload(inbound.channel, insight, lang, data_now, details=True,
+                                                    refs=self.evidence_refs(insight)))]
         return [self.reply(inbound, t("short_help", lang, p=self._prefix(inbound)))]
+
+    def evidence_refs(self, insight: Insight) -> dict[str, Any]:
+        """The deals, clients, emails behind an insight by name, from the latest scan's data in
+        this process; {} (the ids are shown) before the first scan or when the lookup fails."""
+        data = self.data_provider()
+        if data is None:
+            return {}
+        from bot.explain import evidence_refs
+        try:
+            return evidence_refs(insight, data)
+        except Exception:  # odd data costs the names, never the details themselves
+            log.warning("details of %s: evidence not named, ids shown", insight.fingerprint, exc_info=True)
+            return {}
 
     def _insight_for_button(self, person: Recipient, fp: str,
                             latest: tuple[datetime, list[Insight]] | None) -> Insight | None:

@@ -97,3 +97,56 @@ async def test_help_says_how_insights_differs_from_digest(p):
     text = text_of(await p.handlers.handle(tg(101, "/help")))
     assert "/digest — сводка на сегодня: что требует внимания, без отложенного и сделанного" in text
     assert "/insights — всё, что нашла последняя проверка" in text and "с пометкой" in text
+
+
+def _company_data():
+    """A small CRM: two deals of one client, an email, a call, a lead."""
+    import pandas as pd
+
+    from crm.data import CrmData
+
+    ts = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+    return CrmData(
+        managers=pd.DataFrame({"manager_id": ["m1"], "name": ["Анна"]}),
+        deals=pd.DataFrame({"deal_id": ["d03408", "d03409"], "client_id": ["c7", "c7"], "manager_id": ["m1", "m1"],
+                            "title": ["Поставка труб", None], "stage": ["Переговоры"] * 2, "status": ["open"] * 2,
+                            "created_at": [ts("2026-08-01"), ts("2026-08-02")]}),
+        stage_history=pd.DataFrame({"deal_id": ["d03408"], "stage": ["Переговоры"], "entered_at": [ts("2026-08-01")]}),
+        stages=["Переговоры"],
+        clients=pd.DataFrame({"client_id": ["c7"], "name": ["ТОО Ромашка"]}),
+        emails=pd.DataFrame({"email_id": ["e1"], "client_id": ["c7"], "direction": ["out"],
+                             "sent_at": [ts("2026-09-20T08:00")], "subject": ["Коммерческое предложение"]}),
+        activities=pd.DataFrame({"activity_id": ["a15032"], "deal_id": ["d03408"], "client_id": ["c7"],
+                                 "type": ["call"], "due_at": [pd.NaT], "done_at": [ts("2026-09-28T09:00")]}),
+        leads=pd.DataFrame({"lead_id": ["L-9"], "created_at": [ts("2026-09-30T05:00")], "source": ["сайт"]}),
+    )
+
+
+async def test_details_name_deals_clients_emails_and_calls_instead_of_ids(chat_config, sqlite_store):
+    from bot.handlers import Handlers
+    from detectors.insight import Audience, Insight
+
+    item = Insight("stalled_deal", "warning", Audience("manager", "m1"), {"deal_id": "d03408"},
+                   {"deal_title": "Поставка труб", "client_name": "ТОО Ромашка", "days_idle": 30},
+                   {"deal_ids": ["d03408", "d03409", "d-gone"], "activity_ids": ["a15032"], "email_ids": ["e1"],
+                    "lead_ids": ["L-9"], "client_ids": ["c7"]})
+    sqlite_store.save_scan([item], T0, T0)
+    data = _company_data()
+    bot = Handlers(chat_config, sqlite_store, clock=lambda: T0, data_provider=lambda: data)
+    text = text_of(await bot.handle(tg(101, action=f"details:{item.fingerprint}")))
+    assert "Сделки: «Поставка труб» — ТОО Ромашка; сделка клиента ТОО Ромашка; d-gone" in text
+    assert "Действия: звонок 28 сентября — «Поставка труб»" in text
+    assert "Письма: «Коммерческое предложение», 20 сентября, ТОО Ромашка" in text
+    assert "Заявки: заявка от 30 сентября (сайт)" in text
+    assert "Клиенты: ТОО Ромашка" in text
+    assert "a15032" not in text and "e1" not in text.replace("Подробнее", "")
+
+    sqlite_store.set_language("anna", "en", T0)
+    text = text_of(await bot.handle(tg(101, action=f"details:{item.fingerprint}")))
+    assert "Deals: “Поставка труб” — ТОО Ромашка; a deal of ТОО Ромашка; d-gone" in text
+    assert "Activities: call 28 September — “Поставка труб”" in text
+
+    # before the first scan in this process there is no data to name them: the ids, as a last resort
+    bare = Handlers(chat_config, sqlite_store, clock=lambda: T0)
+    text = text_of(await bare.handle(tg(101, action=f"details:{item.fingerprint}")))
+    assert "Deals: d03408, d03409, d-gone" in text
