@@ -267,6 +267,9 @@ def plan_digest(target: Target, items: list[Insight], config: Config, store: Sta
                           still_open=reminders, checks=checks)
     if digest is None:
         return DigestPlan(None, [], held, due, lang, tz)
+    if isinstance(target, TeamChannel):
+        from messages.digest import for_team_chat
+        digest = for_team_chat(digest)
     shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
     return DigestPlan(digest, [(i, r) for i, r in due if i.fingerprint in shown], held, due, lang, tz)
 

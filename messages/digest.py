@@ -234,6 +234,24 @@ def _item(c: _Candidate, number: int, ctx: Ctx, marks: dict[str, Mark] | None = 
                       compact_buttons(str(number), r.fingerprint, ctx.lang), [r.fingerprint], r.money)
 
 
+# --- a team chat's digest ------------------------------------------------------------------
+
+TEAM_BUTTONS_NOTE = {
+    "ru": "Кнопки в этом чате: руководитель откладывает пункт или отмечает сделанным для всей команды, "
+          "менеджер, о котором пункт, — только для себя; оценить «полезно» может каждый.",
+    "en": "Buttons in this chat: a director snoozes an item or marks it done for the whole team, the manager "
+          "it is about only for themselves; anyone may rate it useful.",
+}
+
+
+def for_team_chat(digest: Digest) -> Digest:
+    """A team chat's digest says what its buttons do there (bot.handlers.on_team_button),
+    in place of the director's pointer to the maturity check."""
+    if digest.items:
+        digest.note = (Span(TEAM_BUTTONS_NOTE[digest.lang]),)
+    return digest
+
+
 # --- what could not be checked ---------------------------------------------------------------
 
 CHECK_NAMES: dict[str, tuple[str, str]] = {
