@@ -18,7 +18,7 @@ import heapq
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -503,8 +503,9 @@ class TelegramChannel:
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Every press is answered exactly once (answerCallbackQuery stops the button's spinner).
         A private reply (a refusal, a "snoozed for you" in a group) becomes that answer's
-        pop-up, seen only by who pressed; otherwise the answer is empty and goes out once the
-        replies are sent, or after ANSWER_WITHIN seconds if the handler is slow."""
+        pop-up, seen only by who pressed; otherwise the answer is empty and goes out as soon as
+        the handler has decided (before its replies are sent), or after ANSWER_WITHIN seconds
+        if the handler is slow."""
         query = update.callback_query
         if query is None:
             return
@@ -538,18 +539,21 @@ class TelegramChannel:
             await self._dispatch(Inbound(
                 channel="telegram", user_id=str(query.from_user.id), chat_id=str(chat_id),
                 action=query.data, language_code=query.from_user.language_code,
-                message_id=str(message.message_id) if message is not None else None), turn, show_private)
+                message_id=str(message.message_id) if message is not None else None), turn, show_private,
+                answer)
         finally:
             timer.cancel()
             await answer()
 
     async def _dispatch(self, inbound: Inbound, turn: _Turn | None = None,
-                        show_private: ShowPrivate | None = None) -> None:
+                        show_private: ShowPrivate | None = None,
+                        before_send: Callable[[], Awaitable[object]] | None = None) -> None:
         async with turn or self._turns.reserve(inbound.chat_id):
-            await self._handle(inbound, show_private)
+            await self._handle(inbound, show_private, before_send)
 
-    async def _handle(self, inbound: Inbound, show_private: ShowPrivate | None = None) -> None:
-        await answer_inbound(self, self.on_inbound, inbound, show_private)
+    async def _handle(self, inbound: Inbound, show_private: ShowPrivate | None = None,
+                      before_send: Callable[[], Awaitable[object]] | None = None) -> None:
+        await answer_inbound(self, self.on_inbound, inbound, show_private, before_send)
 
     async def send_reply(self, reply: OutgoingMessage, *, attempts: int = 3) -> None:
         """Send an answer now, retrying briefly; a person is waiting for it."""
