@@ -119,6 +119,12 @@ async def test_telegram_team_chat_buttons(tg):
     assert not answer.get("text")  # the spinner is stopped; the group note says the rest
     assert len(server.callback_answers) == 5  # every press answered exactly once
 
+    # a stranger typing a command in the group: the refusal goes to their own chat, not the group
+    server.push_text(556, "/insights", chat_id=GROUP)
+    await wait_for(lambda: server.texts(556))
+    assert "556" in server.texts(556)[0]
+    assert not any("556" in (t or "") for t in server.texts(GROUP))
+
     # the next team digest holds the snoozed item back; Boris's own snooze does not touch the team's
     p.clock.now = T0 + timedelta(days=2)
     await p.jobs.run_scan()
