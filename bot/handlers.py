@@ -4,6 +4,8 @@ Inbound (bot.channels.base) -> list of OutgoingMessage. Only people listed in th
 served; anyone else gets a polite refusal showing their id (so the admin can add them) and
 nothing more. Every button acts only on insights the person may see: a forged callback with
 someone else's fingerprint changes nothing. Unknown input gets a short help, never silence.
+In a team chat a button acts for the team only when a director presses it (on_team_button);
+answers meant for one person there are shown to them alone (OutgoingMessage.private_to).
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "help": {
         "ru": "Команды:\n{p}digest — сводка на сегодня: что требует внимания, без отложенного и сделанного\n"
-              "{p}insights — всё, что нашла последняя проверка, и отложенное (до какого числа) и сделанное — "
+              "{p}insights — всё, что нашла последняя проверка; отложенное (до какого числа) и сделанное — "
               "с пометкой\n{p}snoozed — что отложено\n{p}lang ru|en — язык\n"
               "{p}maturity — проверка зрелости автоматизации",
         "en": "Commands:\n{p}digest — today's digest: what needs attention, without what you snoozed or did\n"
