@@ -113,25 +113,6 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 
 
-# The notification log's reasons (bot.notify_log.decide) as an admin reads them in /preview.
-PREVIEW_REASONS: dict[str, tuple[str, str]] = {
-    "first": ("новых", "new"),
-    "worse": ("стало хуже", "got worse"),
-    "repeat_interval": ("пора напомнить", "reminder due"),
-    "snoozed": ("отложено", "snoozed"),
-    "suppressed": ("отмечено сделанным", "marked done"),
-    "unchanged": ("без изменений", "unchanged"),
-}
-
-
-def preview_reasons(counts: dict[str, int], lang: str) -> str:
-    """{"first": 7, "unchanged": 3} -> "новых: 7; без изменений: 3" (in the log's order of reasons)."""
-    order = list(PREVIEW_REASONS)
-    shown = sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
-    words = {k: v[0 if lang == "ru" else 1] for k, v in PREVIEW_REASONS.items()}
-    return "; ".join(f"{words.get(k, k.replace('_', ' '))}: {n}" for k, n in shown if n)
-
-
 def t(key: str, lang: str, **kw: Any) -> str:
     return TEXTS[key][lang].format(**kw)
 
@@ -358,12 +339,13 @@ class Handlers:
         if latest is None:
             return self.reply(inbound, t("no_scan", lang))
         from bot.delivery import targets
+        from bot.preview import preview_reasons
 
         plan = preview(latest[1], self.config, self.store, self.clock())
         everyone = targets(self.config)
         lines = [t("preview_head", lang)]
         for tid, info in plan.items():
-            reasons = preview_reasons(info["reasons"], lang)
+            reasons = preview_reasons(info["reasons"], lang)  # bot.preview: the CLI's twin says it alike
             name = getattr(everyone.get(tid), "name", "") or ""
             who = f"{name} ({tid})" if name and name != tid else tid
             lines.append(t("preview_line", lang, who=who, send=info["send"], total=info["total"])

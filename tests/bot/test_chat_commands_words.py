@@ -42,7 +42,7 @@ async def test_preview_in_russian_has_no_english_codes(p):
     p.store.record_sent("anna", anna_item, T0 - timedelta(hours=1), "first")
     text = text_of(await p.handlers.handle(tg(900, "/preview")))
     assert "Анна (anna): в сводке 0 из 1 (без изменений: 1)" in text
-    assert "Борис (boris): в сводке 2 из 2 (новых: 2)" in text
+    assert "Борис (boris): в сводке 2 из 2 (новые: 2)" in text
     assert not LATIN_CODE.search(text), text
     p.store.set_language("dina", "en", T0)
     text = text_of(await p.handlers.handle(tg(900, "/preview")))

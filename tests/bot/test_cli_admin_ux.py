@@ -100,7 +100,7 @@ def test_preview_follows_the_notification_log_in_the_state(demo_export, tmp_path
     code, out, err = _preview(capsys, config, "--recipient", "m01")
     assert code == 0
     assert "state: sqlite:///" in err
-    assert "held back by the notification log: 1 (unchanged 1)" in err
+    assert "held back by the notification log: 1 (unchanged: 1)" in err
     assert out == ""  # nothing is due: no message would go out
     code, out, err = _preview(capsys, config, "--recipient", "m01", "--no-state")
     assert code == 0 and "Ержан Сапаров" in out
