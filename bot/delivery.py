@@ -164,15 +164,17 @@ def digest_payloads(channel: str, digest: Any) -> list[dict[str, Any]]:
     return [{"text": format_digest(digest)}]
 
 
-def insight_payload(channel: str, insight: Insight, lang: str, now: datetime, *, details: bool = True) -> dict[str, Any]:
+def insight_payload(channel: str, insight: Insight, lang: str, now: datetime, *, details: bool = True,
+                    refs: dict | None = None) -> dict[str, Any]:
+    """`refs` (bot.explain.evidence_refs): the details name deals and clients instead of ids."""
     if channel == "telegram":
         from messages.telegram import format_insight
-        return format_insight(insight, lang, now=now, details=details)
+        return format_insight(insight, lang, now=now, details=details, refs=refs)
     if channel == "slack":
         from messages.slack import format_insight
-        return format_insight(insight, lang, now=now, details=details)
+        return format_insight(insight, lang, now=now, details=details, refs=refs)
     from messages.terminal import format_insight
-    return {"text": format_insight(insight, lang, now=now, details=details)}
+    return {"text": format_insight(insight, lang, now=now, details=details, refs=refs)}
 
 
 def _chart_messages(channel: str, address: str, items: list[Insight], lang: str, key: str) -> list[OutgoingMessage]:
@@ -265,6 +267,9 @@ def plan_digest(target: Target, items: list[Insight], config: Config, store: Sta
                           still_open=reminders, checks=checks)
     if digest is None:
         return DigestPlan(None, [], held, due, lang, tz)
+    if isinstance(target, TeamChannel):
+        from messages.digest import for_team_chat
+        digest = for_team_chat(digest)
     shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
     return DigestPlan(digest, [(i, r) for i, r in due if i.fingerprint in shown], held, due, lang, tz)
 

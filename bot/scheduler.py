@@ -27,6 +27,7 @@ from bot.logsafe import redact
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.state import StateStore
+from messages.i18n import count
 
 log = logging.getLogger("crm_pulse.scheduler")
 UTC = timezone.utc
@@ -38,6 +39,12 @@ JOB_NAMES = {"scan": ("проверка CRM по расписанию", "the sch
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _say(lang: str | None, en: str, ru: str) -> str:
+    """A job's answer to a person in their language; both (English first) for the log and
+    callers that have no person."""
+    return {"en": en, "ru": ru}.get(lang or "", f"{en} / {ru}")
 
 
 def _default_scan(config: Config, now: datetime) -> Any:
@@ -126,23 +133,24 @@ class PulseJobs:
         await self._job_ok(job)
         return report
 
-    async def run_scan(self) -> str:
-        """Scan now; critical insights go out at once. Returns a one-line summary for people."""
+    async def run_scan(self, lang: str | None = None) -> str:
+        """Scan now; critical insights go out at once. Returns a one-line summary for people:
+        in `lang` (the /scan command passes the asker's language), in both when None."""
         try:
-            return await self._scan()
+            return await self._scan(lang)
         except Exception as e:  # the state database, delivery: the bot keeps running
             log.exception("scan failed")
             self.metrics.scan_failed()
             await self._job_failed("scan", e)
-            return redact(f"Scan failed / Проверка не удалась: {e}")  # goes to a chat
+            return redact(_say(lang, f"Scan failed: {e}", f"Проверка не удалась: {e}"))  # goes to a chat
 
-    async def _scan(self) -> str:
+    async def _scan(self, lang: str | None = None) -> str:
         now = self.clock()
         with self.store.exclusive("scan", self.holder, now) as got:
             if not got:
                 log.info("scan skipped: another process is scanning")
                 self.metrics.scan_skipped()
-                return "A scan is already running / Проверка уже идёт."
+                return _say(lang, "A scan is already running, please wait.", "Проверка уже идёт, подождите.")
             started = time.monotonic()
             try:
                 async with self._data_lock:
@@ -158,7 +166,7 @@ class PulseJobs:
                     log.exception("scan failed")
                 self.metrics.scan_failed(time.monotonic() - started)
                 await self._job_failed("scan", e)
-                return redact(f"Scan failed / Проверка не удалась: {e}")  # goes to a chat
+                return redact(_say(lang, f"Scan failed: {e}", f"Проверка не удалась: {e}"))  # goes to a chat
             for w in getattr(outcome, "warnings", None) or []:
                 log.warning("data: %s", w)
             self.latest_data = getattr(outcome, "data", None)
@@ -176,7 +184,8 @@ class PulseJobs:
             log.warning("data: %s", outcome.stale)
         log.info("scan: %d insight(s), %d critical sent at once, skipped: %s", len(insights), sent,
                  "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "none")
-        return f"Scan done: {len(insights)} insight(s) / Проверка готова: находок {len(insights)}."
+        return _say(lang, f"Scan done: {count(len(insights), 'item', 'en')} found.",
+                    f"Проверка готова. Найдено пунктов: {len(insights)}.")
 
     async def run_sync(self) -> str:
         """Pull what changed in the CRM into the store (API sources only, on `schedule.sync`).
