@@ -55,9 +55,10 @@ def insight_html(r: RenderedInsight, *, details: bool = True) -> str:
     return "\n".join(fit_lines(lines, MAX_CHARS, tg_len))
 
 
-def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> dict:
+def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True,
+                   you: bool = True) -> dict:
     """One insight as one message (the details view, or a single alert), with its full buttons."""
-    r = render_insight(insight, lang, now=now)
+    r = render_insight(insight, lang, now=now, you=you)  # you=False: a director reads about a manager's item
     return {"text": insight_html(r, details=details), "buttons": buttons_json(r.buttons)}
 
 

@@ -37,8 +37,9 @@ def _block(title: str, body: list[Line], action: Line | None, lang: str) -> list
     return lines
 
 
-def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> str:
-    r = render_insight(insight, lang, now=now)
+def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True,
+                   you: bool = True) -> str:
+    r = render_insight(insight, lang, now=now, you=you)  # you=False: a director reads about a manager's item
     lines = _block(f"{SEVERITY_TAG[r.lang][r.severity]} {plain(r.title)}", r.body, r.action, r.lang)
     if details and r.details:
         lines.append("   " + ("Подробнее:" if r.lang == "ru" else "Details:"))
