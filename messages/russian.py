@@ -7,8 +7,9 @@ count is in the accusative ("1 сделку, 2 сделки, 5 сделок"), a
 
 - Word forms come from pymorphy3's OpenCorpora dictionary (shipped in pymorphy3-dicts-ru, no
   network); the agreement rule (which case and number follow a numeral) is written here, once.
-- Names are declined by petrovich's rules (first/last/middle name, by gender). pymorphy3 tells
-  which token is a first name and its gender. Anything we cannot read as a Russian-style personal
+- Surnames and patronymics are declined by petrovich's rules (the pytrovich package), by gender;
+  first names by pymorphy3's dictionary, which also tells which token is a first name and its
+  gender. Anything we cannot read as a Russian-style personal
   name (a company, a Latin name, a single word that is not a first name) gives None, and the
   caller uses a construction that needs no case ("менеджер: Тимур Бекмуханов").
 
@@ -35,10 +36,12 @@ def morph():  # -> pymorphy3.MorphAnalyzer
 
 
 @lru_cache(maxsize=1)
-def _petrovich():
-    from petrovich.main import Petrovich
+def _petrovich():  # -> pytrovich.maker.PetrovichDeclinationMaker
+    """petrovich's rules (the pytrovich port: the PyPI "petrovich" 2.0 wheel installs a top-level
+    `tests` package that shadows ours)."""
+    from pytrovich.maker import PetrovichDeclinationMaker
 
-    return Petrovich()
+    return PetrovichDeclinationMaker()
 
 
 def check_case(case: str) -> str:
@@ -137,7 +140,8 @@ def agree(n: float, phrase: str, case: str = "nomn", before: str = "") -> str:
 
 _CYRILLIC_WORD = re.compile(r"^[А-ЯЁ][а-яё]+(?:-[А-ЯЁ][а-яё]+)?$")
 _PATRONYMIC = re.compile(r"(вич|вна|чна|ична|оглы|кызы)$")
-_PETROVICH_CASE = {"gent": 0, "datv": 1, "accs": 2, "ablt": 3, "loct": 4}
+_PETROVICH_CASE = {"gent": "GENITIVE", "datv": "DATIVE", "accs": "ACCUSATIVE", "ablt": "INSTRUMENTAL",
+                   "loct": "PREPOSITIONAL"}
 
 
 def _first_name(token: str):  # -> pymorphy3 Parse | None
@@ -200,13 +204,15 @@ def person(full_name: str, case: str) -> str | None:
                 roles.append("lastname")
         if roles.count("lastname") != 1:
             return None
-    sex = "male" if parses[first].tag.gender == "masc" else "female"
-    pet = _petrovich()
-    code = _PETROVICH_CASE[case]
+    from pytrovich.enums import Case as PCase, Gender, NamePart
+
+    sex = Gender.MALE if parses[first].tag.gender == "masc" else Gender.FEMALE
+    to_case = PCase[_PETROVICH_CASE[case]]
     out = []
     for token, role in zip(tokens, roles):
         if role == "firstname":
             out.append(_decline_first(parses[first], token, case))
         else:  # petrovich: surnames and patronymics by their endings and the person's gender
-            out.append(getattr(pet, role)(token, code, sex))
+            part = NamePart.LASTNAME if role == "lastname" else NamePart.MIDDLENAME
+            out.append(_petrovich().make(part, sex, to_case, token))
     return " ".join(out)
