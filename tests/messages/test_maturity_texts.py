@@ -107,7 +107,8 @@ def test_hint_sentences_agree_with_numbers_in_russian():
         "median_minutes": 2.0, "fast_share": 1.0, "fast_minutes": 5.0, "managers_n": 2, "evenness_cv": 0.05,
         "signature": "automatic"})
     text = m.hint_text(one, "ru")
-    assert "21\u00a0заявка" in text and "1 ноября – 18 ноября" in text and "2\u00a0мин" in text
+    assert "21\u00a0заявка" in text and "С 1 ноября по 18 ноября" in text and "2\u00a0мин" in text
+    assert "у 2\u00a0менеджеров" in text
     assert "похоже на автоматическое распределение" in text
     assert m.hint_text(DataHint("x", "something_new"), "en") == "Data hint: something_new"
 
@@ -126,5 +127,5 @@ def test_history_months_in_russian_use_the_prepositional_case_and_the_year_when_
     entries = [(datetime(2025, 12, 5, tzinfo=timezone.utc), "1"), (datetime(2026, 3, 1, tzinfo=timezone.utc), "2"),
                (datetime(2026, 3, 20, tzinfo=timezone.utc), "2+"), (datetime(2026, 11, 1, tzinfo=timezone.utc), "3")]
     line = m.trend_line(entries, "ru", NOW)
-    assert line == "уровень 1 в декабре 2025 → уровень 2+ в марте → уровень 3 сейчас (1 ноября)"
+    assert line == "уровень 1 в декабре 2025 → уровень 2 с элементами уровня 3 в марте → уровень 3 сейчас (1 ноября)"
     assert "Проверок ещё не было" in m.format_history([], "ru", NOW, "plain")["text"]
