@@ -542,10 +542,10 @@ def _coverage_text(f: dict[str, Any], lang: str) -> str:
 
 def _lead_assignment_text(f: dict[str, Any], lang: str) -> str:
     ru = lang == "ru"
-    parts = [(f"С {day_month(f['window_start'], lang)} по {day_month(f['window_end'], lang)}: "
+    parts = [(f"С {day_month(f['window_start'], lang)} по {day_month(f['window_end'], lang)} — "
               f"{count(f['leads_n'], 'lead', lang)}, с менеджером {percent(f['assigned_share'], lang)}.")
              if ru else
-             (f"{day_month(f['window_start'], lang)} – {day_month(f['window_end'], lang)}: "
+             (f"From {day_month(f['window_start'], lang)} to {day_month(f['window_end'], lang)}, "
               f"{count(f['leads_n'], 'lead', lang)}, {percent(f['assigned_share'], lang)} with a manager.")]
     if f.get("median_minutes") is not None:
         fast = percent(f["fast_share"], lang)
