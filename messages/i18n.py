@@ -86,7 +86,14 @@ def _word(word: str) -> dict[str, object]:
 def noun(n: float, word: str, lang: str, *, case: str = "nomn") -> str:
     """The noun in the form that agrees with n: noun(5, "deal", "ru") -> "сделок";
     noun(21, "deal", "ru", case="accs") -> "сделку" (Russian only; English has no cases)."""
-    return count(n, word, lang, case=case).split("\u00a0", 1)[1]
+    lang = check_lang(lang)
+    forms = _word(word)[lang]
+    if lang == "ru":
+        from messages import russian
+
+        return russian.agree(russian.shown_value(n), str(forms), case).removeprefix("{n}\u00a0")
+    assert isinstance(forms, dict)
+    return forms.get(plural_form(n, lang), forms["other"])
 
 
 @lru_cache(maxsize=8192)  # a digest repeats the same few numbers; Babel re-parses its pattern each call

@@ -52,6 +52,7 @@ def check_case(case: str) -> str:
 
 # --- counted nouns ------------------------------------------------------------------------------
 
+@lru_cache(maxsize=512)
 def _lemma_parse(word: str, pos: tuple[str, ...]):
     """The dictionary entry of `word` (nominative singular) as part of speech `pos`."""
     for p in morph().parse(word):
@@ -63,6 +64,7 @@ def _lemma_parse(word: str, pos: tuple[str, ...]):
     raise ValueError(f"pymorphy3 does not know {word!r} as {'/'.join(pos)}: spell it in the nominative singular")
 
 
+@lru_cache(maxsize=2048)
 def _inflect(word: str, pos: tuple[str, ...], grammemes: frozenset[str]) -> str:
     p = _lemma_parse(word, pos)
     form = p.inflect(set(grammemes))

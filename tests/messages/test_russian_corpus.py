@@ -193,6 +193,9 @@ def test_fractions_take_the_genitive_singular_and_a_rounded_number_agrees_as_sho
     assert flat(i18n.count(2.96, "day", "ru")) == "3 дня"
     assert flat(i18n.count(21, "deal", "ru", case="accs")) == "21 сделку"
     assert flat(i18n.count(21, "deal", "en", case="accs")) == "21 deals"
+    assert i18n.noun(1234, "deal", "ru") == "сделки"  # "1 234": the grouping space is no word boundary
+    assert i18n.noun(1021, "deal", "ru", case="accs") == "сделку"
+    assert i18n.noun(5, "deal", "en") == "deals"
 
 
 def test_english_keeps_its_own_plurals_in_the_same_places():
