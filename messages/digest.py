@@ -217,8 +217,13 @@ def _stalled_group_item(c: _Candidate, number: int, ctx: Ctx, marks: dict[str, M
         action = ctx.t("Начните с первой: договоритесь с клиентом о следующем шаге или закройте сделку как проигранную.",
                        "Start with the first: agree the next step with the client, or close the deal as lost.")
     else:
-        action = ctx.t("Спросите менеджера о следующих шагах, начиная с первой сделки.",
-                       "Ask the manager about next steps, starting with the first deal.")
+        whom = ctx.person(c.manager_name, "accs")
+        if whom is not None:
+            action = ctx.t("Спросите {m} о следующих шагах, начиная с первой сделки.",
+                           "Ask {m} about next steps, starting with the first deal.", m=whom)
+        else:
+            action = ctx.t("Спросите менеджера о следующих шагах, начиная с первой сделки.",
+                           "Ask the manager about next steps, starting with the first deal.")
     severity = next(k for k, v in SEVERITY_RANK.items() if v == c.severity_rank)
     return DigestItem("stalled_deal", severity, title, body, action, buttons, [d.fingerprint for d in deals], c.money)
 
@@ -350,8 +355,7 @@ def nothing_found_text(checks: Checks | None, lang: str) -> str:
     if k == 0:
         return (f"Ничего не удалось проверить: {rest}." if ru else f"Nothing could be checked: {rest}.")
     if ru:
-        word = "проверке" if i18n.plural_form(k, "ru") == "one" else "проверкам"
-        return f"Ничего не найдено по {k} {word} из {n}; {rest}."
+        return f"Ничего не найдено по {i18n.count(k, 'check', 'ru', case='datv')} из {n}; {rest}."
     return f"Nothing found by {k} of {n} checks; {rest}."
 
 

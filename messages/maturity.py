@@ -87,6 +87,43 @@ OPTIONS: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
+# Each answer as a sentence about the company, for the result's "why" list. Button labels are
+# short replies to a question ("Одну", "Two") and do not read on their own.
+ANSWERS: dict[str, dict[str, dict[str, str]]] = {
+    "systems": {
+        "one": {"ru": "Всю картину по клиенту менеджер видит в одной системе.",
+                "en": "A manager sees the whole picture of a client in one system."},
+        "two": {"ru": "Чтобы увидеть всю картину по клиенту, менеджер открывает две системы.",
+                "en": "A manager opens two systems to see the whole picture of a client."},
+        "three_plus": {"ru": "Чтобы увидеть всю картину по клиенту, менеджер открывает три системы или больше.",
+                       "en": "A manager opens three or more systems to see the whole picture of a client."},
+    },
+    "lead_distribution": {
+        "rules": {"ru": "Новые заявки распределяются автоматически, по правилам.",
+                  "en": "New leads are distributed automatically, by rules."},
+        "manual": {"ru": "Новые заявки распределяют вручную, или их берёт тот, кто успел первым.",
+                   "en": "New leads are handed out by hand, or whoever grabs one first takes it."},
+    },
+    "auto_actions": {
+        "yes": {"ru": "Система сама ставит задачи, шлёт напоминания или передаёт руководителю просроченные сделки.",
+                "en": "The system creates tasks, sends reminders or escalates overdue deals on its own."},
+        "stores_only": {"ru": "Система только хранит данные, всё остальное делают люди.",
+                        "en": "The system only stores data; people do everything else."},
+    },
+    "recommendations": {
+        "yes": {"ru": "Система подсказывает по данным, что делать: какую заявку взять первой, кому позвонить.",
+                "en": "The system recommends from data what to do: which lead to take first, whom to call."},
+        "no": {"ru": "Система не подсказывает, что делать, исходя из данных.",
+               "en": "The system does not recommend what to do based on data."},
+    },
+    "bots": {
+        "yes": {"ru": "Часть обращений клиентов закрывают боты, без людей.",
+                "en": "Bots handle part of the customer inquiries without people."},
+        "no": {"ru": "На все обращения клиентов отвечают люди.",
+               "en": "People answer every customer inquiry."},
+    },
+}
+
 # What each answer says about the level (the article's "what each answer means").
 MEANINGS: dict[str, dict[str, dict[str, str]]] = {
     "systems": {
@@ -365,10 +402,17 @@ UI: dict[str, dict[str, str]] = {
     "history_team": {"ru": "Команда", "en": "Team"},
     "you": {"ru": "вы", "en": "you"},
     "now": {"ru": "сейчас", "en": "now"},
-    "level_short": {"ru": "уровень {label}", "en": "level {label}"},
-    "level_in_month": {"ru": "уровень {label} в {month}", "en": "level {label} in {month}"},
+    "level_in_month": {"ru": "{level} в {month}", "en": "{level} in {month}"},
     "digest_hint": {"ru": "На каком уровне автоматизации ваши продажи? Пять вопросов, две минуты: /maturity",
                     "en": "Where does your sales automation stand? Five questions, two minutes: /maturity"},
+}
+
+# A level in a running sentence (history): never the internal code "2+".
+LEVEL_SHORT: dict[str, dict[str, str]] = {
+    "1": {"ru": "уровень 1", "en": "level 1"},
+    "2": {"ru": "уровень 2", "en": "level 2"},
+    "2+": {"ru": "уровень 2 с элементами уровня 3", "en": "level 2 with elements of level 3"},
+    "3": {"ru": "уровень 3", "en": "level 3"},
 }
 
 # Russian months in the prepositional case ("в марте"); Babel has nominative and genitive only.
@@ -413,6 +457,18 @@ def answer_meaning(question_id: str, option_id: str, lang: str) -> str:
 
 def level_name(label: str, lang: str) -> str:
     return LEVEL_NAMES[label][check_lang(lang)]
+
+
+def level_short(label: str, lang: str) -> str:
+    """"уровень 2 с элементами уровня 3" for the code "2+"; an unknown code is shown as "уровень X"."""
+    forms = LEVEL_SHORT.get(str(label))
+    if forms is None:
+        return ("уровень " if check_lang(lang) == "ru" else "level ") + str(label)
+    return forms[check_lang(lang)]
+
+
+def answer_sentence(question_id: str, option_id: str, lang: str) -> str:
+    return ANSWERS[question_id][option_id][check_lang(lang)]
 
 
 def level_description(label: str, lang: str) -> str:
@@ -511,8 +567,8 @@ def hint_text(hint: Any, lang: str) -> str:
                            "cannot answer this question.")
     if kind == "auto_activities":
         share = percent(f["auto_share"], lang)
-        return (f"Система сама создала {number(f['auto_n'], lang)} из {number(f['marked_n'], lang)} "
-                f"активностей ({share})."
+        return (f"Система сама создала {number(f['auto_n'], lang)} из "
+                f"{count(f['marked_n'], 'activity', lang, case='gent')} ({share})."
                 if ru else f"The system itself created {number(f['auto_n'], lang)} of "
                            f"{number(f['marked_n'], lang)} activities ({share}).")
     if kind == "data_quality":
@@ -544,10 +600,10 @@ def _coverage_text(f: dict[str, Any], lang: str) -> str:
 
 def _lead_assignment_text(f: dict[str, Any], lang: str) -> str:
     ru = lang == "ru"
-    parts = [(f"За {day_month(f['window_start'], lang)} – {day_month(f['window_end'], lang)}: "
+    parts = [(f"С {day_month(f['window_start'], lang)} по {day_month(f['window_end'], lang)} — "
               f"{count(f['leads_n'], 'lead', lang)}, с менеджером {percent(f['assigned_share'], lang)}.")
              if ru else
-             (f"{day_month(f['window_start'], lang)} – {day_month(f['window_end'], lang)}: "
+             (f"From {day_month(f['window_start'], lang)} to {day_month(f['window_end'], lang)}, "
               f"{count(f['leads_n'], 'lead', lang)}, {percent(f['assigned_share'], lang)} with a manager.")]
     if f.get("median_minutes") is not None:
         fast = percent(f["fast_share"], lang)
@@ -562,7 +618,8 @@ def _lead_assignment_text(f: dict[str, Any], lang: str) -> str:
                      if ru else "The assignment time (assigned_at) is not filled in the data.")
     if f.get("evenness_cv") is not None:
         spread = percent(f["evenness_cv"], lang)
-        parts.append(f"Заявок на менеджера (с учётом ставки) у {f['managers_n']} менеджеров: разброс около ±{spread}."
+        parts.append(f"Заявок на менеджера (с учётом ставки) у {count(f['managers_n'], 'manager', lang, case='gent')}: "
+                     f"разброс около ±{spread}."
                      if ru else
                      f"Leads per manager (per FTE) across {f['managers_n']} managers vary by about ±{spread}.")
     parts.append(_SIGNATURES.get(f.get("signature", "unclear"), _SIGNATURES["unclear"])[lang])
@@ -623,6 +680,15 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _after_colon(text: str) -> str:
+    """A sentence put after "По данным CRM:" goes on in lower case ("по данным CRM: с 22 по 29 мая"),
+    except a word that is capitals throughout (CRM, SLA) or a name."""
+    first = text.split(" ", 1)[0]
+    if len(first) > 1 and first[1:2].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
 def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str | None,
                  surface: str = "chat") -> _Blocks:
     lang = check_lang(lang)
@@ -634,12 +700,11 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
     b.add("para", level_description(result.label, lang))
     b.add("heading", ui("why", lang))
     for r in result.reasons:
-        answer = option_label(r.question_id, r.option_id, lang)
-        b.add("item", (f"{topic(r.question_id, lang, department)}: {answer[:1].lower()}{answer[1:]}.",
+        b.add("item", (answer_sentence(r.question_id, r.option_id, lang),
                        _upper_first(answer_meaning(r.question_id, r.option_id, lang)), " "))
         for h in hints:
             if h.question_id == r.question_id:
-                b.add("note", f"{ui('data_prefix', lang)}: {hint_text(h, lang)}")
+                b.add("note", f"{ui('data_prefix', lang)}: {_after_colon(hint_text(h, lang))}")
     loose = [h for h in hints if h.question_id not in QUESTION_ORDER]
     if loose:
         b.add("heading", ui("data_says", lang))
@@ -839,9 +904,10 @@ def trend_line(entries: Sequence[tuple[datetime, str]], lang: str, now: datetime
     points = list(by_month.values())
     latest = points[-1]
     earlier = points[:-1][-5:]
-    parts = [ui("level_in_month", lang, label=label, month=month_phrase(when, lang, now)) for when, label in earlier]
+    parts = [ui("level_in_month", lang, level=level_short(label, lang), month=month_phrase(when, lang, now))
+             for when, label in earlier]
     day = day_month(latest[0], lang, with_year=latest[0].year != now.year)
-    parts.append(f"{ui('level_short', lang, label=latest[1])} {ui('now', lang)} ({day})")
+    parts.append(f"{level_short(latest[1], lang)} {ui('now', lang)} ({day})")
     return " → ".join(parts)
 
 

@@ -148,8 +148,22 @@ class Ctx:
     def s(self, ru: str, en: str) -> str:
         return ru if self.lang == "ru" else en
 
-    def count(self, n: float, word: str) -> str:
-        return i18n.count(n, word, self.lang)
+    def count(self, n: float, word: str, case: str = "nomn", before: str = "") -> str:
+        """"5 сделок"; `case` is the Russian case the phrase stands in ("accs" after "Передайте")."""
+        return i18n.count(n, word, self.lang, case=case, before=before)
+
+    def person(self, value: Any, case: str) -> Span | None:
+        """A person's name from the CRM declined into a Russian `case` ("ответа Тимура
+        Бекмуханова"), or None when it cannot be (a company, a Latin name): the template then
+        says it without a case ("менеджер: Тимур Бекмуханов"). English: the name as written."""
+        if value is None or str(value).strip() == "":
+            return None
+        if self.lang != "ru" or case == "nomn":
+            return name(value)
+        from messages import russian
+
+        declined = russian.person(str(value), case)
+        return None if declined is None else name(declined)
 
     def num(self, x: float) -> str:
         return i18n.number(x, self.lang)

@@ -68,8 +68,8 @@ def _block(title: str, body: list[Line], action: Line | None, lang: str) -> list
 
 
 def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True,
-                   refs: dict | None = None) -> str:
-    r = render_insight(insight, lang, now=now, refs=refs)
+                   refs: dict | None = None, you: bool = True) -> str:
+    r = render_insight(insight, lang, now=now, refs=refs, you=you)  # you=False: a director reads about a manager's item
     lines = _block(f"{SEVERITY_TAG[r.lang][r.severity]} {plain(r.title)}", r.body, r.action, r.lang)
     if details and r.details:
         lines.append("   " + ("Подробнее:" if r.lang == "ru" else "Details:"))

@@ -109,7 +109,7 @@ def test_director_reading_a_managers_item_is_told_whose_it_is():
     escalated = samples.silent_client()
     digest = build_digest([escalated], lang="ru", now=NOW, tz="Asia/Almaty", recipient_role="director")
     title = plain(digest.items[0].title)
-    assert "Данияр Ахметов" in title and "ваши" not in title
+    assert "менеджера Данияра Ахметова" in title and "ваши" not in title
     assert "ваши" in plain(build_digest([escalated], lang="ru", now=NOW).items[0].title)
 
 
@@ -205,7 +205,8 @@ def test_a_directors_digest_speaks_about_managers_not_to_them():
     for role in ("director", None):  # None: inferred from the director-only conversion insight
         digest = build_digest([deal, samples.conversion_drop()], lang="ru", now=NOW, recipient_role=role)
         text = terminal.format_digest(digest)
-        assert "Уточните у менеджера (Данияр Ахметов)" in text
+        assert "Уточните у Данияра Ахметова следующий шаг" in text
+        assert "Сделка «" in text and "» менеджера Данияра Ахметова стоит" in text
         assert "Договоритесь с клиентом" not in text and "сводку руководителя" not in text
     mine = terminal.format_digest(build_digest([deal], lang="ru", now=NOW, recipient_role="manager"))
     assert "Договоритесь с клиентом" in mine and "сводку руководителя" in mine
