@@ -318,6 +318,29 @@ BY_DEPARTMENT: dict[str, dict[str, dict[str, dict[str, str]]]] = {
         "topics": {
             "lead_distribution": {"ru": "Распределение обращений", "en": "Request routing"},
         },
+        "answers": {  # question.option: what the result repeats of an answer
+            "systems.one": {"ru": "Всю картину по клиенту сотрудник сервиса видит в одной системе.",
+                            "en": "A service agent sees the whole picture of a customer in one system."},
+            "systems.two": {"ru": "Чтобы увидеть всю картину по клиенту, сотрудник сервиса открывает две системы.",
+                            "en": "A service agent opens two systems to see the whole picture of a customer."},
+            "systems.three_plus": {"ru": "Чтобы увидеть всю картину по клиенту, сотрудник сервиса открывает три "
+                                         "системы или больше.",
+                                   "en": "A service agent opens three or more systems to see the whole picture "
+                                         "of a customer."},
+            "lead_distribution.rules": {"ru": "Новые обращения распределяются автоматически, по правилам.",
+                                        "en": "New requests are routed automatically, by rules."},
+            "lead_distribution.manual": {"ru": "Новые обращения распределяют вручную, или их берёт тот, кто "
+                                               "успел первым.",
+                                         "en": "New requests are routed by hand, or whoever grabs one first takes it."},
+            "auto_actions.yes": {"ru": "Система сама ставит задачи, шлёт напоминания или передаёт руководителю "
+                                       "просроченные обращения.",
+                                 "en": "The system creates tasks, sends reminders or escalates overdue requests "
+                                       "on its own."},
+            "recommendations.yes": {"ru": "Система подсказывает по данным, что делать: какое обращение взять "
+                                          "первым, какому клиенту грозит уход.",
+                                    "en": "The system recommends from data what to do: which request to take "
+                                          "first, which customer is about to leave."},
+        },
         "gaps": {
             "lead_distribution": {"ru": "Обращения распределяются вручную: настройте правила распределения, "
                                         "без них второй уровень неполный.",
@@ -467,8 +490,9 @@ def level_short(label: str, lang: str) -> str:
     return forms[check_lang(lang)]
 
 
-def answer_sentence(question_id: str, option_id: str, lang: str) -> str:
-    return ANSWERS[question_id][option_id][check_lang(lang)]
+def answer_sentence(question_id: str, option_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("answers", f"{question_id}.{option_id}", department)
+            or ANSWERS[question_id][option_id])[check_lang(lang)]
 
 
 def level_description(label: str, lang: str) -> str:
@@ -700,7 +724,7 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
     b.add("para", level_description(result.label, lang))
     b.add("heading", ui("why", lang))
     for r in result.reasons:
-        b.add("item", (answer_sentence(r.question_id, r.option_id, lang),
+        b.add("item", (answer_sentence(r.question_id, r.option_id, lang, department),
                        _upper_first(answer_meaning(r.question_id, r.option_id, lang)), " "))
         for h in hints:
             if h.question_id == r.question_id:

@@ -57,3 +57,19 @@ def test_in_english_too_and_with_a_name_that_cannot_be_declined(sqlite_store, ch
     (text,) = [t for t in _telegram_texts(box, "dina") if "Ромашка" in t]
     assert "Менеджер: ООО Ромашка" in text and "Уточните у менеджера (ООО Ромашка)" in text
 
+
+
+async def test_the_details_button_speaks_to_whoever_presses_it(sqlite_store, chat_config):
+    """The director's Details on the escalated deal reads like the director's alert, the
+    manager's like the manager's: one insight, two readers."""
+    from bot.channels.base import Inbound
+    from bot.handlers import Handlers
+
+    deal = _escalated("Тимур Бекмуханов")
+    sqlite_store.save_scan([deal], NOW, NOW)
+    bot = Handlers(chat_config, sqlite_store, clock=lambda: NOW)
+    (director,) = await bot.handle(Inbound("telegram", "900", "900", action=f"details:{deal.fingerprint}"))
+    assert "Уточните у Тимура Бекмуханова" in director.payload["text"]
+    assert "Договоритесь с клиентом" not in director.payload["text"]
+    (manager,) = await bot.handle(Inbound("telegram", "102", "102", action=f"details:{deal.fingerprint}"))
+    assert "Agree the next step with the client" in manager.payload["text"]

@@ -55,11 +55,11 @@ def test_going_back_shows_the_earlier_answer_and_enter_keeps_it(monkeypatch):
     assert code == 0
     again = out.split("Question 2 of 5")[2]  # question 2 shown the second time
     assert "Your earlier answer: 2. By hand or whoever grabs it first (press Enter to keep it)." in again
-    assert "Lead distribution: by hand or whoever grabs it first." in out
+    assert "New leads are handed out by hand, or whoever grabs one first takes it." in out
     assert out.count("Question 3 of 5") == 2
     # a number replaces the earlier answer
     _, changed, _ = diagnose(monkeypatch, "1\n2\nb\n1\n1\n1\n2\n", "--lang", "en")
-    assert "Lead distribution: automatically, by rules." in changed
+    assert "New leads are distributed automatically, by rules." in changed
 
 
 def test_enter_without_an_earlier_answer_asks_for_a_number(monkeypatch):
@@ -121,13 +121,13 @@ def test_the_service_department_is_asked_in_its_own_words(monkeypatch):
     assert "How do new customer requests reach the service agents?" in out
     assert "escalate overdue requests to the head of service" in out
     assert "lead" not in out.split("Level")[0].lower()  # no question speaks of leads
-    assert "Request routing: by hand or whoever grabs it first." in out
+    assert "New requests are routed by hand, or whoever grabs one first takes it." in out
     assert "Requests are routed by hand" in out
     _, ru, _ = diagnose(monkeypatch, "1\n2\n1\n2\n2\n", "--lang", "ru", "--department", "service")
     assert "Как новые обращения клиентов попадают к сотрудникам сервиса?" in ru
-    assert "Распределение обращений: вручную или кто первый взял." in ru
+    assert "Новые обращения распределяют вручную, или их берёт тот, кто успел первым." in ru
     _, sales, _ = diagnose(monkeypatch, "1\n2\n1\n2\n2\n", "--lang", "en", "--department", "sales")
-    assert "How do new leads reach the managers?" in sales and "Lead distribution: by hand" in sales
+    assert "How do new leads reach the managers?" in sales and "New leads are handed out by hand" in sales
 
 
 def test_service_leaves_out_the_sales_pipeline_hints_and_says_so(monkeypatch):
