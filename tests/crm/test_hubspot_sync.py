@@ -1,0 +1,357 @@
+"""HubSpot sync through a fake HubSpot on 127.0.0.1: what a first and a later sync ask for, what
+the store holds, the search's 10,000-result cap, deletions, an interrupted sync, 429s and the
+daily limit, missing scopes, and the token kept out of every log line."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from bot.cli import main as cli_main
+from crm.connectors import hubspot
+from crm.errors import DataError
+from crm.load import load_crm
+from crm.source_config import SourceConfig
+from tests.fakes.amocrm_server import ThreadedServer
+from tests.fakes.hubspot_server import FakeHubSpot
+
+T0 = 1_760_000_000_000  # ms; every record of the planted account is after this
+HOUR, DAY = 3_600_000, 86_400_000
+N_DEALS = 250  # three search pages of 100
+CLIENT_MAIL = "ivan@romashka.example"
+
+
+def _account(fake: FakeHubSpot, n: int = N_DEALS) -> None:
+    """Two pipelines, three owners (one archived), `n` deals in Sales (every third lost after
+    qualification, every fifth won after a presentation), one deal in Service; every tenth
+    deal has a call, a meeting, an outgoing email and two opens of it."""
+    fake.add_pipeline("default", "Sales Pipeline", [("appointmentscheduled", "Appointment"),
+                                                    ("qualifiedtobuy", "Qualified"),
+                                                    ("presentationscheduled", "Presentation")])
+    fake.add_pipeline("svc", "Service", [("svc_new", "Service request")], order=1, won="svc_won", lost="svc_lost")
+    fake.add_owner("101", "Anna", "Ivanova", "anna@example.kz", team="Almaty")
+    fake.add_owner("102", "Boris", "Petrov", "boris@example.kz", team="Astana")
+    fake.add_owner("103", "Vera", "Sidorova", None, team="Astana", archived=True)
+    fake.put("companies", "900", {"name": "Romashka LLC", "hubspot_owner_id": "101", "industry": "Mining",
+                                  "createdate": hubspot_iso(T0)}, T0)
+    fake.put("contacts", "700", {"firstname": "Ivan", "lastname": "Petrov", "email": CLIENT_MAIL,
+                                 "hubspot_owner_id": "102"}, T0)
+    for i in range(1, n + 1):
+        created = T0 + i * HOUR
+        status = "lost" if i % 3 == 0 else "won" if i % 5 == 0 else "open"
+        steps = [("appointmentscheduled", created)]
+        if status != "open":
+            steps.append(("qualifiedtobuy", created + DAY))
+        if status == "won":
+            steps.append(("presentationscheduled", created + 2 * DAY))
+        closed = created + 3 * DAY if status != "open" else None
+        if closed:
+            steps.append(("closedwon" if status == "won" else "closedlost", closed))
+        fake.put("deals", str(i), {
+            "dealname": f"Deal {i}", "amount": str(1000 * i), "dealstage": steps[-1][0], "pipeline": "default",
+            "createdate": hubspot_iso(created), "closedate": hubspot_iso(closed),
+            "hubspot_owner_id": str(101 + i % 2), "closed_lost_reason": "Budget" if status == "lost" else None,
+            "lead_channel": "Web" if i % 4 else "Phone"}, closed or created, history={"dealstage": steps})
+        if i % 2:
+            fake.associate("deals", str(i), "companies", "900")
+        fake.associate("deals", str(i), "contacts", "700")
+        if i % 10 == 0:
+            at = created + 600_000
+            fake.put("calls", f"5{i:04d}", {"hs_timestamp": hubspot_iso(at), "hubspot_owner_id": "101",
+                                            "hs_call_status": "COMPLETED"}, at)
+            fake.associate("calls", f"5{i:04d}", "deals", str(i))
+            fake.put("meetings", f"6{i:04d}", {"hs_timestamp": hubspot_iso(created + DAY), "hubspot_owner_id": "102",
+                                               "hs_meeting_start_time": hubspot_iso(created + DAY),
+                                               "hs_meeting_end_time": hubspot_iso(created + DAY + HOUR),
+                                               "hs_meeting_outcome": "COMPLETED"}, created + DAY + HOUR)
+            fake.associate("meetings", f"6{i:04d}", "deals", str(i))
+            sent = created + 900_000
+            fake.put("emails", f"7{i:04d}", {"hs_timestamp": hubspot_iso(sent), "hs_email_direction": "EMAIL",
+                                             "hs_email_subject": f"Proposal {i}", "hubspot_owner_id": "101",
+                                             "hs_email_to_email": CLIENT_MAIL}, sent)
+            fake.associate("emails", f"7{i:04d}", "deals", str(i))
+            fake.associate("emails", f"7{i:04d}", "contacts", "700")
+            fake.open_event(f"open-{i}-a", CLIENT_MAIL, sent + HOUR, sent)
+            fake.open_event(f"open-{i}-b", CLIENT_MAIL, sent + 2 * HOUR, sent)
+    fake.put("deals", "5000", {"dealname": "Service request", "amount": "1", "dealstage": "svc_new", "pipeline": "svc",
+                               "createdate": hubspot_iso(T0), "hubspot_owner_id": "101"}, T0,
+             history={"dealstage": [("svc_new", T0)]})
+
+
+def hubspot_iso(ms: int | None) -> str | None:
+    from tests.fakes.hubspot_server import iso
+
+    return iso(ms)
+
+
+def _source(fake: FakeHubSpot, store: Path, **kw) -> SourceConfig:
+    return SourceConfig(kind="hubspot", base_url=f"http://127.0.0.1:{fake.port}", token_env="TEST_HUBSPOT_TOKEN",
+                        store=str(store), pipelines=["Sales Pipeline"], requests_per_second=100,
+                        custom_fields={"deals": {"source": "lead_channel"}, "clients": {"segment": "industry"}}, **kw)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    server = FakeHubSpot()
+    _account(server)
+    monkeypatch.setenv("TEST_HUBSPOT_TOKEN", server.token)
+    with ThreadedServer(server) as running:
+        yield running
+
+
+def _store_tables(store: Path) -> dict[str, pd.DataFrame]:
+    """Every synced table without dlt's bookkeeping columns, sorted: what the store holds."""
+    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = 'hubspot' AND table_name NOT LIKE '_dlt%'").fetchall()]
+        out = {}
+        for name in sorted(names):
+            df = con.execute(f"SELECT * FROM hubspot.{name}").df()
+            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
+            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
+        return out
+    finally:
+        con.close()
+
+
+def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    report = hubspot.sync(source, None)
+    assert report.rows["deals"] == N_DEALS + 1
+    searches = fake.searches("deals")
+    assert [b.get("after") for b in searches] == [None, "100", "200"]
+    assert all(b["limit"] == 100 and b["filterGroups"][0]["filters"][0]["value"] == "0" for b in searches)
+
+    data = load_crm(source).data
+    deals = data.deals.set_index("deal_id")
+    assert len(deals) == N_DEALS and "5000" not in deals.index  # Service is not included
+    assert data.stages == ["Appointment", "Qualified", "Presentation"]
+    assert deals.loc["3", "status"] == "lost" and deals.loc["3", "stage"] == "Qualified"
+    assert deals.loc["3", "loss_reason"] == "Budget"
+    assert deals.loc["5", "status"] == "won" and deals.loc["5", "stage"] == "Presentation"
+    assert deals.loc["5", "closed_at"] == pd.Timestamp(T0 + 5 * HOUR + 3 * DAY, unit="ms", tz="UTC")
+    assert deals.loc["1", "status"] == "open" and deals.loc["1", "stage"] == "Appointment"
+    assert pd.isna(deals.loc["1", "closed_at"]) and pd.isna(deals.loc["1", "loss_reason"])
+    assert deals.loc["1", "client_id"] == "900" and deals.loc["2", "client_id"] == "contact-700"
+    assert deals.loc["4", "source"] == "Phone" and deals.loc["1", "source"] == "Web"
+    assert deals.loc["5", "currency"] == "USD" and deals.loc["5", "amount"] == 5000
+    assert deals.loc["5", "manager_id"] == "102"
+    history = data.stage_history[data.stage_history.deal_id == "5"].sort_values("entered_at")
+    assert history.stage.tolist() == ["Appointment", "Qualified", "Presentation"]
+    assert history.entered_at.iloc[1] == pd.Timestamp(T0 + 5 * HOUR + DAY, unit="ms", tz="UTC")
+    managers = data.managers.set_index("manager_id")
+    assert managers.loc["101", "name"] == "Anna Ivanova" and managers.loc["101", "team"] == "Almaty"
+    assert not managers.loc["103", "active"] and managers.loc["102", "active"]
+    clients = data.clients.set_index("client_id")
+    assert clients.loc["900", "segment"] == "Mining" and clients.loc["contact-700", "name"] == "Ivan Petrov"
+    acts = data.activities.set_index("activity_id")
+    assert set(acts.type) == {"call", "meeting"} and len(acts) == 2 * (N_DEALS // 10)
+    meeting = acts.loc["60010"]
+    assert meeting.done_at - meeting.due_at == pd.Timedelta(hours=1) and meeting.deal_id == "10"
+    emails = data.emails.set_index("email_id")
+    assert len(emails) == N_DEALS // 10 and set(emails.direction) == {"out"}
+    assert emails.loc["70010", "client_id"] == "contact-700" and emails.loc["70010", "subject"] == "Proposal 10"
+    opens = data.email_opens
+    assert len(opens) == 2 * (N_DEALS // 10)
+    assert sorted(opens[opens.email_id == "70020"].opened_at) == [
+        pd.Timestamp(T0 + 20 * HOUR + 900_000 + k * HOUR, unit="ms", tz="UTC") for k in (1, 2)]
+    assert data.leads is None  # HubSpot's leads object is not synced
+
+
+def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
+    source = _source(fake, tmp_path / "store", overlap_minutes=5)
+    hubspot.sync(source, None)
+    newest = max(hubspot.ms(r["properties"]["hs_lastmodifieddate"]) for r in fake.objects["deals"].values())
+    fake.calls.clear()
+    changed = newest + DAY
+    fake.move_deal("1", "qualifiedtobuy", changed, amount="777")
+    report = hubspot.sync(source, None)
+
+    searches = fake.searches("deals")
+    assert len(searches) == 1  # one page: only what changed since the cursor
+    assert int(searches[0]["filterGroups"][0]["filters"][0]["value"]) == newest - 5 * 60 * 1000
+    reads = [b for m, p, b in fake.calls if p == "/crm/v3/objects/deals/batch/read"]
+    assert [len(b["inputs"]) for b in reads] == [1] and reads[0]["propertiesWithHistory"] == ["dealstage"]
+    assert report.rows["deals"] < 5
+    data = load_crm(source).data
+    deals = data.deals.set_index("deal_id")
+    assert len(deals) == N_DEALS  # merged by id: nothing doubled
+    assert deals.loc["1", "stage"] == "Qualified" and deals.loc["1", "amount"] == 777
+    assert data.stage_history[data.stage_history.deal_id == "1"].stage.tolist() == ["Appointment", "Qualified"]
+    assert not data.stage_history.duplicated().any()
+    assert len(data.email_opens) == 2 * (N_DEALS // 10)  # opens overlapped, merged by event id
+
+
+def test_more_changes_than_one_search_can_page_through(fake, tmp_path, monkeypatch):
+    """The search stops at 10,000 results (here: 120): the sync moves its window to the newest
+    change it saw, and pages a millisecond with more changes than that by id."""
+    monkeypatch.setattr(hubspot, "SEARCH_CAP", 120)
+    fake.search_cap = 120
+    bulk = T0 + 400 * DAY  # an import: 130 deals changed in the same millisecond
+    for k in range(130):
+        fake.put("deals", str(10_000 + k), {"dealname": f"Imported {k}", "dealstage": "appointmentscheduled",
+                                            "pipeline": "default", "createdate": hubspot_iso(bulk),
+                                            "hubspot_owner_id": "101"}, bulk,
+                 history={"dealstage": [("appointmentscheduled", bulk)]})
+    source = _source(fake, tmp_path / "store")
+    hubspot.sync(source, None)
+    assert all(int(b.get("after") or 0) < 120 for b in fake.searches("deals"))
+    windows = {b["filterGroups"][0]["filters"][0]["value"] for b in fake.searches("deals")}
+    assert len(windows) >= 3  # the window moved (and once more for the import's millisecond)
+    by_id = [b for b in fake.searches("deals") if b["sorts"][0]["propertyName"] == "hs_object_id"]
+    assert by_id
+    data = load_crm(source).data
+    assert len(data.deals) == N_DEALS + 130
+
+
+def test_an_archived_deal_and_email_disappear(fake, tmp_path):
+    source = _source(fake, tmp_path / "store")
+    hubspot.sync(source, None)
+    later = T0 + 500 * DAY
+    fake.archive("deals", "5", later)
+    fake.archive("emails", "70020", later)
+    report = hubspot.sync(source, None)
+    assert report.deleted == 2
+    data = load_crm(source).data
+    assert "5" not in set(data.deals.deal_id) and "5" not in set(data.stage_history.deal_id)
+    assert len(data.deals) == N_DEALS - 1
+    assert "70020" not in set(data.emails.email_id) and "70020" not in set(data.email_opens.email_id)
+
+
+def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake, tmp_path, monkeypatch):
+    whole = _source(fake, tmp_path / "whole")
+    hubspot.sync(whole, None)
+
+    broken = _source(fake, tmp_path / "broken")
+    real, seen = hubspot.deal_row, []
+
+    def dies_in_page_two(*args, **kwargs):
+        seen.append(1)
+        if len(seen) == 150:
+            raise RuntimeError("killed in the middle of page 2")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hubspot, "deal_row", dies_in_page_two)
+    with pytest.raises(RuntimeError, match="killed"):
+        hubspot.sync(broken, None)
+    monkeypatch.setattr(hubspot, "deal_row", real)
+    hubspot.sync(broken, None)
+
+    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "broken")
+    assert left.keys() == right.keys()
+    for name in left:
+        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    a, b = load_crm(whole).data, load_crm(broken).data
+    pd.testing.assert_frame_equal(a.deals, b.deals)
+    pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
+
+
+def test_429_is_waited_out(fake, tmp_path):
+    fake.throttle_next(2)  # HubSpot's SECONDLY 429: no Retry-After
+    source = _source(fake, tmp_path / "store")
+    started = time.monotonic()
+    hubspot.sync(source, None)
+    assert fake.answered_429 == 2
+    assert time.monotonic() - started >= 2.0  # a second for each
+    assert len(load_crm(source).data.deals) == N_DEALS
+
+
+def test_the_default_pace_stays_under_hubspots_limits(fake, tmp_path):
+    fake.per_second, fake.search_per_second = 10, 5  # 100 per 10 s; search 5 a second
+    default = SourceConfig.model_fields["requests_per_second"].default
+    source = _source(fake, tmp_path / "store").model_copy(update={"requests_per_second": default})
+    report = hubspot.sync(source, None)
+    assert fake.over_limit == 0
+    searches = sum(1 for m, p, _ in fake.calls if p.endswith("/search"))
+    assert searches > 8 and report.seconds >= (searches - 1) // 4  # the searches did wait
+
+
+def test_the_daily_limit_stops_with_a_clear_error(fake, tmp_path):
+    fake.daily_limit_hit = True
+    started = time.monotonic()
+    with pytest.raises(DataError, match="daily API limit"):
+        hubspot.sync(_source(fake, tmp_path / "store"), None)
+    assert time.monotonic() - started < 5  # not retried for hours
+
+
+def test_a_missing_scope_is_named(fake, tmp_path):
+    fake.missing_scope["emails"] = "sales-email-read"
+    with pytest.raises(DataError, match="sales-email-read"):
+        hubspot.sync(_source(fake, tmp_path / "store"), None)
+
+
+def _config_file(tmp_path: Path, fake: FakeHubSpot) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(f"""
+language = "en"
+[source]
+kind = "hubspot"
+base_url = "http://127.0.0.1:{fake.port}"
+token_env = "TEST_HUBSPOT_TOKEN"
+store = "store"
+pipelines = ["Sales Pipeline"]
+requests_per_second = 100
+""", encoding="utf-8")
+    return path
+
+
+def test_check_lists_pipelines_and_users(fake, tmp_path, capsys):
+    config = _config_file(tmp_path, fake)
+    assert cli_main(["sync", "--config", str(config), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "default Sales Pipeline (included): Appointment, Qualified, Presentation, Closed Won, Closed Lost" in out
+    assert "svc Service (not included)" in out
+    assert "101 Anna Ivanova" in out and "103 Vera Sidorova (inactive)" in out
+    assert not (tmp_path / "store" / "crm.duckdb").exists()  # --check syncs nothing
+
+
+def test_no_secret_in_logs_or_output(fake, tmp_path, caplog, capsys):
+    config = _config_file(tmp_path, fake)
+    caplog.set_level(logging.DEBUG)
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    assert cli_main(["sync", "--config", str(config), "--check"]) == 0
+    printed = capsys.readouterr()
+    assert "synced hubspot" in printed.out
+    text = caplog.text + printed.out + printed.err
+    assert len(caplog.records) > 20  # dlt and urllib3 did log at DEBUG
+    assert fake.token not in text and fake.token[4:] not in text
+
+
+def test_wrong_token_is_one_clear_error(fake, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEST_HUBSPOT_TOKEN", "pat-eu1-not-the-token-at-all-123")
+    config = _config_file(tmp_path, fake)
+    assert cli_main(["sync", "--config", str(config)]) == 3
+    err = capsys.readouterr().err
+    assert "HubSpot refused the access token" in err and "TEST_HUBSPOT_TOKEN" in err
+    assert "Traceback" not in err and "not-the-token-at-all-123" not in err
+
+
+@pytest.mark.parametrize("keys, problem", [
+    ({}, "needs token_env"),
+    ({"token_env": "T", "client_id_env": "C"}, "not used by kind"),
+    ({"token_env": "pat-eu1-11111111-2222-3333-4444-555555555555"}, "NAME of an environment"),
+    ({"token_env": "T", "path": "x"}, "not used by kind"),
+])
+def test_hubspot_source_config_errors(keys, problem):
+    with pytest.raises(ValueError, match=problem):
+        SourceConfig(kind="hubspot", **keys)
+
+
+def test_base_url_defaults_to_hubspots_api():
+    assert SourceConfig(kind="hubspot", token_env="T").base_url == "https://api.hubapi.com"
+
+
+def test_missing_token_variable_is_named_by_run(tmp_path, monkeypatch):
+    from bot.app import missing_secrets
+    from bot.config import parse_config
+
+    monkeypatch.delenv("CRM_PULSE_HUBSPOT_TOKEN", raising=False)
+    config = parse_config('[source]\nkind = "hubspot"\ntoken_env = "CRM_PULSE_HUBSPOT_TOKEN"\n',
+                          source_name="t", base_dir=tmp_path)
+    lines = missing_secrets(config)
+    assert any("CRM_PULSE_HUBSPOT_TOKEN" in line and "Private Apps" in line for line in lines)
