@@ -167,6 +167,8 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     source = _source(fake, tmp_path / "store", overlap_minutes=5)
     hubspot.sync(source, None)
     newest = max(hubspot.ms(r["properties"]["hs_lastmodifieddate"]) for r in fake.objects["deals"].values())
+    in_overlap = [k for k, r in fake.objects["deals"].items()
+                  if hubspot.ms(r["properties"]["hs_lastmodifieddate"]) >= newest - 5 * 60 * 1000]
     fake.calls.clear()
     changed = newest + DAY
     fake.move_deal("1", "qualifiedtobuy", changed, amount="777")
@@ -176,7 +178,9 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     assert len(searches) == 1  # one page: only what changed since the cursor
     assert int(searches[0]["filterGroups"][0]["filters"][0]["value"]) == newest - 5 * 60 * 1000
     reads = [b for m, p, b in fake.calls if p == "/crm/v3/objects/deals/batch/read"]
-    assert [len(b["inputs"]) for b in reads] == [1] and reads[0]["propertiesWithHistory"] == ["dealstage"]
+    assert len(reads) == 1 and reads[0]["propertiesWithHistory"] == ["dealstage"]
+    # the changed deal, and those of the last sync inside the overlap
+    assert sorted(i["id"] for i in reads[0]["inputs"]) == sorted({"1", *in_overlap})
     assert report.rows["deals"] < 5
     data = load_crm(source).data
     deals = data.deals.set_index("deal_id")
