@@ -37,6 +37,7 @@ def both(tmp_path_factory):
     ids = load_into(fake, demo.data)
     mp = pytest.MonkeyPatch()
     mp.setenv("DEMO_HUBSPOT_TOKEN", fake.token)
+    mp.setattr(hubspot, "SEARCH_PER_SECOND", 100.0)  # this fake has no search limit: no need to wait
     try:
         with ThreadedServer(fake) as running:
             source = SourceConfig(

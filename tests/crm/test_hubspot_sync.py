@@ -23,6 +23,7 @@ T0 = 1_760_000_000_000  # ms; every record of the planted account is after this
 HOUR, DAY = 3_600_000, 86_400_000
 N_DEALS = 250  # three search pages of 100
 CLIENT_MAIL = "ivan@romashka.example"
+SEARCH_PER_SECOND = hubspot.SEARCH_PER_SECOND  # HubSpot's real search limit, as the connector keeps it
 
 
 def _account(fake: FakeHubSpot, n: int = N_DEALS) -> None:
@@ -99,6 +100,7 @@ def fake(monkeypatch):
     server = FakeHubSpot()
     _account(server)
     monkeypatch.setenv("TEST_HUBSPOT_TOKEN", server.token)
+    monkeypatch.setattr(hubspot, "SEARCH_PER_SECOND", 100.0)  # the fake enforces no search limit unless told
     with ThreadedServer(server) as running:
         yield running
 
@@ -265,7 +267,8 @@ def test_429_is_waited_out(fake, tmp_path):
     assert len(load_crm(source).data.deals) == N_DEALS
 
 
-def test_the_default_pace_stays_under_hubspots_limits(fake, tmp_path):
+def test_the_default_pace_stays_under_hubspots_limits(fake, tmp_path, monkeypatch):
+    monkeypatch.setattr(hubspot, "SEARCH_PER_SECOND", SEARCH_PER_SECOND)
     fake.per_second, fake.search_per_second = 10, 5  # 100 per 10 s; search 5 a second
     default = SourceConfig.model_fields["requests_per_second"].default
     source = _source(fake, tmp_path / "store").model_copy(update={"requests_per_second": default})
@@ -281,6 +284,25 @@ def test_the_daily_limit_stops_with_a_clear_error(fake, tmp_path):
     with pytest.raises(DataError, match="daily API limit"):
         hubspot.sync(_source(fake, tmp_path / "store"), None)
     assert time.monotonic() - started < 5  # not retried for hours
+
+
+def test_429_without_retry_after_waits_what_the_limit_needs():
+    import requests
+
+    def answer(policy: str, interval: str | None = None) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 429
+        response._content = ('{"status":"error","errorType":"RATE_LIMIT","policyName":"%s"}' % policy).encode()
+        if interval:
+            response.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = interval
+        return response
+
+    secondly, ten_secondly = answer("SECONDLY", "10000"), answer("TEN_SECONDLY_ROLLING", "10000")
+    hubspot.wait_for_limit(secondly)
+    hubspot.wait_for_limit(ten_secondly)
+    assert secondly.headers["Retry-After"] == "1" and ten_secondly.headers["Retry-After"] == "10"
+    with pytest.raises(DataError, match="daily API limit"):
+        hubspot.wait_for_limit(answer("DAILY"))
 
 
 def test_a_missing_scope_is_named(fake, tmp_path):
@@ -359,3 +381,42 @@ def test_missing_token_variable_is_named_by_run(tmp_path, monkeypatch):
                           source_name="t", base_dir=tmp_path)
     lines = missing_secrets(config)
     assert any("CRM_PULSE_HUBSPOT_TOKEN" in line and "Private Apps" in line for line in lines)
+
+
+CHILD = """
+import sys
+from crm.connectors import hubspot
+from crm.source_config import SourceConfig
+hubspot.SEARCH_PER_SECOND = 100.0
+hubspot.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
+"""
+
+
+def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path):
+    """SIGKILL while the second page of deals is being searched: nothing half-written is read,
+    and the next sync ends with the store an uninterrupted sync gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    whole = _source(fake, tmp_path / "whole")
+    hubspot.sync(whole, None)
+    killed = _source(fake, tmp_path / "killed")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+
+    def kill_on_page_two(method, path, payload):
+        if path == "/crm/v3/objects/deals/search" and payload.get("after") == "100":
+            child.send_signal(signal.SIGKILL)
+            time.sleep(0.2)
+
+    fake.on_call = kill_on_page_two
+    assert child.wait(60) == -signal.SIGKILL
+    fake.on_call = None
+    hubspot.sync(killed, None)
+    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "killed")
+    assert left.keys() == right.keys()
+    for name in left:
+        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
