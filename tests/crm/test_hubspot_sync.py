@@ -311,6 +311,16 @@ def test_a_missing_scope_is_named(fake, tmp_path):
         hubspot.sync(_source(fake, tmp_path / "store"), None)
 
 
+def test_without_the_content_scope_everything_but_opens_is_synced(fake, tmp_path, caplog):
+    fake.missing_scope["events"] = "content"
+    source = _source(fake, tmp_path / "store")
+    hubspot.sync(source, None)
+    assert "email opens are not synced" in caplog.text
+    data = load_crm(source).data
+    assert len(data.deals) == N_DEALS and len(data.emails) == N_DEALS // 10
+    assert data.email_opens is None  # silent_client says it needs them
+
+
 def _config_file(tmp_path: Path, fake: FakeHubSpot) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(f"""

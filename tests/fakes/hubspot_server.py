@@ -209,6 +209,10 @@ class FakeHubSpot(LocalServer):
         if len(parts) == 7 and parts[:3] == ["crm", "v4", "associations"] and parts[5:] == ["batch", "read"]:
             return self._associations(parts[3], parts[4], payload)
         if path == "/email/public/v1/events":
+            if "events" in self.missing_scope:
+                return self._error(403, "This app hasn't been granted all required scopes to make this call.",
+                                   category="MISSING_SCOPES", errors=[{"message": "One or more of the following scopes are required.",
+                                                                        "context": {"requiredGranularScopes": [self.missing_scope["events"]]}}])
             return self._events(payload)
         return self._error(404, f"Unable to route {request.method} request: {path}", category="OBJECT_NOT_FOUND")
 
