@@ -24,10 +24,11 @@ HubSpot's leads object (newer accounts only) is not synced: `lead_sla` is skippe
 
 Incremental: deals, companies, emails and the engagements through the search endpoint
 (`POST /crm/v3/objects/<type>/search`, `hs_lastmodifieddate GTE` the saved cursor minus
-`overlap_minutes`, sorted by it, pages of 100 with `after`). A search query stops at 10,000
-results: the next query starts at the newest modification time seen (and where more than a
-page of records share one millisecond, pages through them by id), so any number of changes is
-taken. The deals found are then read in batches of 50 with their `dealstage` history, and
+`overlap_minutes`, sorted by it, 100 a query). The window moves with every page: the next query
+starts at the newest change seen (a full page within one millisecond is paged by id), so the
+search's 10,000-result cap is never reached and a record changed during the sync cannot shift
+another out of the pages, as `after` offsets would. The deals found are then read in batches
+of 50 with their `dealstage` history, and
 their companies and contacts with the v4 associations batch endpoint. Opens by `startTimestamp`.
 
 Deletions: deals and emails that are archived (deleted) in HubSpot are listed with
@@ -64,7 +65,6 @@ KIND = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 PAGE = 100  # search, list and associations pages
 HISTORY_BATCH = 50  # batch read with propertiesWithHistory
-SEARCH_CAP = 10_000  # results one search query can page through
 SEARCH_PER_SECOND = 4.0  # HubSpot: 5 search requests a second per account
 OWNERS_PAGE = 500
 EVENTS_PAGE = 1000
@@ -113,6 +113,10 @@ def _num(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _changed_at(record: dict, modified: str, default: int) -> int:
+    return ms((record.get("properties") or {}).get(modified)) or default
 
 
 def _text(value: Any) -> str | None:
@@ -199,55 +203,49 @@ class Api:
         response.raise_for_status()
         return response.json()
 
-    # --- search, windowed past its 10,000-result cap ----------------------------------------
+    # --- search: a moving window instead of `after` paging ---------------------------------
     def changed(self, obj: str, properties: tuple[str, ...], since: int,
                 modified: str = "hs_lastmodifieddate") -> Iterator[list[dict]]:
         """Every record of `obj` modified at or after `since` (epoch ms), oldest first, a page
-        at a time. A query that would page past SEARCH_CAP starts again from the newest
-        modification time it saw (records at that very time come twice: the merge keeps one)."""
-        path = f"/crm/v3/objects/{obj}/search"
-        lower = since
-        while True:
-            fetched, after, newest = 0, None, lower
-            while True:
-                body: dict[str, Any] = {
-                    "filterGroups": [{"filters": [{"propertyName": modified, "operator": "GTE", "value": str(lower)}]}],
-                    "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
-                    "properties": list(properties), "limit": PAGE}
-                if after is not None:
-                    body["after"] = after
-                data = self.post(path, body)
-                rows = data.get("results") or []
-                fetched += len(rows)
-                if rows:
-                    newest = max(newest, max(ms((r.get("properties") or {}).get(modified)) or lower for r in rows))
-                    yield rows
-                after = ((data.get("paging") or {}).get("next") or {}).get("after")
-                if not after:
-                    return
-                if fetched + PAGE > SEARCH_CAP:
-                    break  # the next page would be refused: move the window
-            if newest > lower:
-                lower = newest
-                continue
-            # more than SEARCH_CAP records changed in one millisecond (a bulk import): page
-            # through that millisecond by id, then go on after it
-            yield from self._same_moment(obj, properties, modified, lower)
-            lower += 1
+        at a time (each record once per call).
 
-    def _same_moment(self, obj: str, properties: tuple[str, ...], modified: str, at: int) -> Iterator[list[dict]]:
-        last_id = "0"
+        Each query asks for the oldest changes from the newest change seen so far on, instead of
+        paging one query with `after`: a query cannot page past 10,000 results, and a record
+        changed while a query is paged moves to its end and shifts every later record a place
+        forward, so the offset would skip one. Records at the boundary millisecond come again
+        and are dropped here; a full page in one millisecond (a bulk import) is paged by id."""
+        lower, seen = since, set()  # seen: ids already given whose change time is `lower`
         while True:
-            body = {"filterGroups": [{"filters": [
-                        {"propertyName": modified, "operator": "EQ", "value": str(at)},
-                        {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}]}],
-                    "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
-                    "properties": list(properties), "limit": PAGE}
-            rows = self.post(f"/crm/v3/objects/{obj}/search", body).get("results") or []
-            if not rows:
+            rows = self._search(obj, properties, modified,
+                                [{"propertyName": modified, "operator": "GTE", "value": str(lower)}], modified)
+            fresh = [r for r in rows if str(r["id"]) not in seen]
+            if fresh:
+                yield fresh
+            if len(rows) < PAGE:
                 return
-            yield rows
-            last_id = str(max(int(r["id"]) for r in rows))
+            newest = max(_changed_at(r, modified, lower) for r in rows)
+            if newest > lower:
+                lower, seen = newest, {str(r["id"]) for r in rows if _changed_at(r, modified, lower) == newest}
+                continue
+            seen |= {str(r["id"]) for r in rows}  # all changed at `lower`
+            last_id = "0"
+            while True:  # the whole page changed at `lower`: page that millisecond by id
+                rows = self._search(obj, properties, modified, [
+                    {"propertyName": modified, "operator": "EQ", "value": str(lower)},
+                    {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}], "hs_object_id")
+                fresh = [r for r in rows if str(r["id"]) not in seen]
+                if fresh:
+                    yield fresh
+                if len(rows) < PAGE:
+                    break
+                last_id = str(max(int(r["id"]) for r in rows))
+            lower, seen = lower + 1, set()
+
+    def _search(self, obj: str, properties: tuple[str, ...], modified: str, filters: list[dict],
+                sort: str) -> list[dict]:
+        body = {"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+                "properties": sorted({*properties, modified}), "limit": PAGE}
+        return self.post(f"/crm/v3/objects/{obj}/search", body).get("results") or []
 
     def read(self, obj: str, ids: list[str], properties: tuple[str, ...],
              history: tuple[str, ...] = ()) -> dict[str, dict]:

@@ -126,8 +126,9 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     report = hubspot.sync(source, None)
     assert report.rows["deals"] == N_DEALS + 1
     searches = fake.searches("deals")
-    assert [b.get("after") for b in searches] == [None, "100", "200"]
-    assert all(b["limit"] == 100 and b["filterGroups"][0]["filters"][0]["value"] == "0" for b in searches)
+    windows = [int(b["filterGroups"][0]["filters"][0]["value"]) for b in searches]
+    assert len(searches) == 3 and windows[0] == 0 and windows == sorted(set(windows))  # the window moves
+    assert all(b["limit"] == 100 and "after" not in b for b in searches)
 
     data = load_crm(source).data
     deals = data.deals.set_index("deal_id")
@@ -193,10 +194,10 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     assert len(data.email_opens) == 2 * (N_DEALS // 10)  # opens overlapped, merged by event id
 
 
-def test_more_changes_than_one_search_can_page_through(fake, tmp_path, monkeypatch):
-    """The search stops at 10,000 results (here: 120): the sync moves its window to the newest
-    change it saw, and pages a millisecond with more changes than that by id."""
-    monkeypatch.setattr(hubspot, "SEARCH_CAP", 120)
+def test_more_changes_than_one_search_can_page_through(fake, tmp_path):
+    """The search stops at 10,000 results (here: 120): the sync never pages one query that far,
+    it moves its window to the newest change it saw, and pages a millisecond with more than a
+    page of changes by id."""
     fake.search_cap = 120
     bulk = T0 + 400 * DAY  # an import: 130 deals changed in the same millisecond
     for k in range(130):
@@ -206,11 +207,12 @@ def test_more_changes_than_one_search_can_page_through(fake, tmp_path, monkeypat
                  history={"dealstage": [("appointmentscheduled", bulk)]})
     source = _source(fake, tmp_path / "store")
     hubspot.sync(source, None)
-    assert all(int(b.get("after") or 0) < 120 for b in fake.searches("deals"))
-    windows = {b["filterGroups"][0]["filters"][0]["value"] for b in fake.searches("deals")}
-    assert len(windows) >= 3  # the window moved (and once more for the import's millisecond)
-    by_id = [b for b in fake.searches("deals") if b["sorts"][0]["propertyName"] == "hs_object_id"]
-    assert by_id
+    searches = fake.searches("deals")
+    assert all("after" not in b for b in searches)
+    by_id = [b for b in searches if b["sorts"][0]["propertyName"] == "hs_object_id"]
+    assert [b["filterGroups"][0]["filters"][1]["value"] for b in by_id] == ["0", "10099"]
+    read = [i["id"] for m, p, b in fake.calls if p == "/crm/v3/objects/deals/batch/read" for i in b["inputs"]]
+    assert sorted(read) == sorted(fake.objects["deals"])  # every deal read once, none twice
     data = load_crm(source).data
     assert len(data.deals) == N_DEALS + 130
 
@@ -418,7 +420,7 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
     child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
 
     def kill_on_page_two(method, path, payload):
-        if path == "/crm/v3/objects/deals/search" and payload.get("after") == "100":
+        if path == "/crm/v3/objects/deals/search" and payload["filterGroups"][0]["filters"][0]["value"] != "0":
             child.send_signal(signal.SIGKILL)
             time.sleep(0.2)
 
