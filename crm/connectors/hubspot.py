@@ -19,8 +19,13 @@ What maps to what:
   id: an open is given to the latest outgoing email to that recipient sent at or before it.
   Without the `content` scope opens are skipped (a warning), not the whole sync;
 - companies -> clients (contacts only for deals and emails without a company).
-HubSpot's leads object (newer accounts only) is not synced: `lead_sla` is skipped and
-`manager_load` checks open deals only. A manager's capacity and region are not in HubSpot.
+- leads (the leads object of Sales Hub Professional / Enterprise) -> leads: manager = owner,
+  assigned = `hubspot_owner_assigneddate`, first response = the first time the lead left its
+  pipeline's first stage (HubSpot moves it from New to Attempting when outreach is logged; from
+  the `hs_pipeline_stage` history), status = the label of its current stage, `source` /
+  `region` from `[source.custom_fields.leads]`. An account without leads (403/404) syncs the
+  rest with a warning; `lead_sla` then says it needs leads.
+A manager's capacity and region are not in HubSpot.
 
 Incremental: deals, companies, emails and the engagements through the search endpoint
 (`POST /crm/v3/objects/<type>/search`, `hs_lastmodifieddate GTE` the saved cursor minus
@@ -31,7 +36,7 @@ another out of the pages, as `after` offsets would. The deals found are then rea
 of 50 with their `dealstage` history, and
 their companies and contacts with the v4 associations batch endpoint. Opens by `startTimestamp`.
 
-Deletions: deals and emails that are archived (deleted) in HubSpot are listed with
+Deletions: deals, emails and leads that are archived (deleted) in HubSpot are listed with
 `archived=true` at every sync and leave the store. A deleted company, engagement or contact
 stays until it is next changed (HubSpot's search never returns archived records), and opens are
 never deleted. A deal restored from the recycle bin comes back at the next sync.
@@ -46,6 +51,7 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -77,6 +83,8 @@ DEAL_PROPS = ("dealname", "amount", "deal_currency_code", "dealstage", "pipeline
 EMAIL_PROPS = ("hs_timestamp", "hs_email_direction", "hs_email_subject", "hubspot_owner_id",
                "hs_email_to_email", "hs_email_status", "hs_lastmodifieddate")
 COMPANY_PROPS = ("name", "hubspot_owner_id", "hs_lastmodifieddate")
+LEAD_PROPS = ("hs_lead_name", "createdate", "hubspot_owner_id", "hubspot_owner_assigneddate", "hs_pipeline",
+              "hs_pipeline_stage", "hs_lastmodifieddate")
 CONTACT_PROPS = ("firstname", "lastname", "email", "hubspot_owner_id")
 # engagement object -> (activity type, its properties)
 ENGAGEMENTS = {
@@ -380,6 +388,32 @@ def open_event_row(e: dict) -> dict:
             "sent_at": ms(sent)}
 
 
+def lead_row(r: dict, custom: list[str]) -> dict:
+    p = r.get("properties") or {}
+    history = ((r.get("propertiesWithHistory") or {}).get("hs_pipeline_stage")) or []
+    changes = sorted(({"value": h.get("value"), "timestamp": ms(h.get("timestamp"))} for h in history
+                      if h.get("value")), key=lambda h: (h["timestamp"] or 0))
+    return {"id": str(r["id"]), "created_at": ms(p.get("createdate")) or ms(r.get("createdAt")),
+            "owner_id": _text(p.get("hubspot_owner_id")), "assigned_at": ms(p.get("hubspot_owner_assigneddate")),
+            "pipeline_id": _text(p.get("hs_pipeline")), "stage_id": _text(p.get("hs_pipeline_stage")),
+            "stage_history": json.dumps(changes) if changes else None, "custom_fields": _custom(p, custom),
+            "updated_at": ms(p.get("hs_lastmodifieddate")) or ms(r.get("updatedAt"))}
+
+
+@contextmanager
+def optional(what: str, scope: str) -> Iterator[None]:
+    """A part HubSpot may refuse without the rest being wrong: the leads object exists only in
+    newer Sales Hub accounts, opens need a marketing scope. A 403/404 there skips that part with
+    a warning; the detector that needs it then says so."""
+    try:
+        yield
+    except requests.HTTPError as exc:
+        if exc.response is None or exc.response.status_code not in (403, 404):
+            raise
+        log.warning("HubSpot: %s are not synced: the account has none, or the private app lacks the "
+                    "`%s` scope (HTTP %s)", what, scope, exc.response.status_code)
+
+
 def _cols(**types: str) -> dict[str, dict[str, Any]]:
     """Column hints: dlt creates typed columns even when the first page has only nulls."""
     return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
@@ -400,6 +434,9 @@ STAGE_COLS = _cols(pipeline_id="text", pipeline_label="text", pipeline_order="bi
                    display_order="bigint", is_closed="bool", status="text")
 OPEN_COLS = _cols(id="text", opened_at="bigint", recipient="text", sent_at="bigint")
 ARCHIVE_COLS = _cols(id="text", archived_at="bigint")
+LEAD_COLS = _cols(id="text", created_at="bigint", owner_id="text", assigned_at="bigint", pipeline_id="text",
+                  stage_id="text", stage_history="text", custom_fields="text", updated_at="bigint")
+LEAD_STAGE_COLS = _cols(pipeline_id="text", id="text", label="text", display_order="bigint")
 ACCOUNT_COLS = _cols(portal_id="bigint", currency="text", time_zone="text")
 
 
@@ -416,6 +453,7 @@ def source(api: Api, source_config: SourceConfig) -> Any:
     overlap = int(source_config.overlap_minutes * 60 * 1000)
     deal_custom = _custom_names(source_config, "deals")
     company_custom = _custom_names(source_config, "clients")
+    lead_custom = _custom_names(source_config, "leads")
 
     def cursor() -> Any:
         return dlt.sources.incremental("updated_at", initial_value=0, lag=overlap)
@@ -468,17 +506,24 @@ def source(api: Api, source_config: SourceConfig) -> Any:
         if int(cur.start_value or 0) > 0:
             params["startTimestamp"] = int(cur.start_value)
         paginator = JSONResponseCursorPaginator(cursor_path="offset", cursor_param="offset", has_more_path="hasMore")
-        try:
+        with optional("email opens", "content"):
             for page in api.client.paginate("/email/public/v1/events", params=params, data_selector="events",
                                             paginator=paginator):
                 yield [open_event_row(e) for e in page if e.get("type", "OPEN") == "OPEN"]
-        except requests.HTTPError as exc:
-            if exc.response is None or exc.response.status_code != 403:
-                raise
-            # opens need the `content` scope, which a sales-only account may not grant: the
-            # rest of the sync goes on, and silent_client says it has no opens
-            log.warning("HubSpot: the private app may not read email events (no `content` scope): "
-                        "email opens are not synced")
+
+    def leads(cur=cursor()) -> Iterator[list[dict]]:
+        with optional("leads", "crm.objects.leads.read"):
+            props = LEAD_PROPS + tuple(lead_custom)
+            for found in api.changed("leads", ("hs_lastmodifieddate",), int(cur.start_value or 0)):
+                ids = [str(r["id"]) for r in found]
+                full = api.read("leads", ids, props, history=("hs_pipeline_stage",))
+                yield [lead_row(full[i], lead_custom) for i in ids if i in full]
+
+    def lead_stages() -> Iterator[list[dict]]:
+        with optional("leads", "crm.objects.leads.read"):
+            data = api.get("/crm/v3/pipelines/leads")
+            yield [{"pipeline_id": str(p["id"]), "id": str(st["id"]), "label": st.get("label"),
+                    "display_order": st.get("displayOrder")} for p in data.get("results") or [] for st in p.get("stages") or []]
 
     def owners() -> Iterator[list[dict]]:
         for archived in (False, True):
@@ -489,11 +534,18 @@ def source(api: Api, source_config: SourceConfig) -> Any:
         data = api.get("/crm/v3/pipelines/deals")
         yield [s for p in data.get("results") or [] for s in stage_rows(p)]
 
-    def archive(obj: str) -> Callable:
-        def records() -> Iterator[list[dict]]:
+    def archive(obj: str, optional_scope: str | None = None) -> Callable:
+        def listing() -> Iterator[list[dict]]:
             for rows in api.pages(f"/crm/v3/objects/{obj}", {"archived": "true", "limit": PAGE}):
                 yield [{"id": str(r["id"]), "archived_at": ms(r.get("archivedAt")) or ms(r.get("updatedAt"))}
                        for r in rows]
+
+        def records() -> Iterator[list[dict]]:
+            if optional_scope is None:
+                yield from listing()
+                return
+            with optional(f"deleted {obj}", optional_scope):
+                yield from listing()
         return records
 
     def account() -> Iterator[dict]:
@@ -518,7 +570,10 @@ def source(api: Api, source_config: SourceConfig) -> Any:
             merged(companies, "companies", COMPANY_COLS),
             merged(emails, "emails", EMAIL_COLS),
             replaced(archive("emails"), "emails_archived", ARCHIVE_COLS),
+            replaced(archive("leads", optional_scope="crm.objects.leads.read"), "leads_archived", ARCHIVE_COLS),
             merged(opens, "email_opens", OPEN_COLS),
+            merged(leads, "leads", LEAD_COLS),
+            replaced(lead_stages, "lead_stages", LEAD_STAGE_COLS, key=("pipeline_id", "id")),
             *[merged(engagements(obj), obj, ENGAGEMENT_COLS) for obj in ENGAGEMENTS],
         ]
 
@@ -576,7 +631,7 @@ def _apply_deletions(folder: Path) -> int:
     con = duckdb.connect(str(engine.database_path(folder)))
     try:
         have, gone = _tables(con), 0
-        for table in ("deals", "emails"):
+        for table in ("deals", "emails", "leads"):
             if {table, f"{table}_archived"} <= have:
                 n = con.execute(f"DELETE FROM {KIND}.{table} t USING {KIND}.{table}_archived a "
                                 "WHERE a.id = t.id AND coalesce(a.archived_at, 0) >= coalesce(t.updated_at, 0)").fetchone()
@@ -735,6 +790,24 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                 FROM {s}.email_opens o ASOF JOIN sent m
                   ON m.to_email = o.recipient AND coalesce(o.sent_at, o.opened_at) >= m.sent_at
                 ORDER BY o.opened_at, m.id""").df()
+    if {"leads", "lead_stages"} <= have:
+        out["leads"] = con.execute(f"""
+            WITH opening AS (SELECT pipeline_id, arg_min(id, display_order) AS stage_id
+                             FROM {s}.lead_stages GROUP BY pipeline_id),
+            changes AS (
+                SELECT l.id AS lead_id, l.pipeline_id,
+                       unnest(from_json(l.stage_history, '[{{"value":"VARCHAR","timestamp":"BIGINT"}}]'), recursive := true)
+                FROM {s}.leads l WHERE l.stage_history IS NOT NULL),
+            answered AS (  -- the first time a lead left its pipeline's first stage (New -> Attempting)
+                SELECT c.lead_id, min(c.timestamp) AS at FROM changes c
+                JOIN opening o USING (pipeline_id) WHERE c.value <> o.stage_id GROUP BY c.lead_id)
+            SELECT l.id AS lead_id, {_ts("l.created_at")} AS created_at,
+                   {field("leads", "source", "source", "l")}, {field("leads", "region", "region", "l")},
+                   l.owner_id AS manager_id, {_ts("l.assigned_at")} AS assigned_at,
+                   {_ts("a.at")} AS first_response_at, st.label AS status
+            FROM {s}.leads l LEFT JOIN answered a ON a.lead_id = l.id
+            LEFT JOIN {s}.lead_stages st ON st.pipeline_id = l.pipeline_id AND st.id = l.stage_id
+            ORDER BY l.created_at, l.id""").df()
     acts = [f"""SELECT a.id AS activity_id, a.deal_id, coalesce(a.company_id, d.client) AS client_id,
                        a.owner_id AS manager_id, a.type, {_ts("a.due_at")} AS due_at, {_ts("a.done_at")} AS done_at
                 FROM {s}.{obj} a LEFT JOIN hs_deal d ON d.id = a.deal_id WHERE {on_included("a")}"""

@@ -163,7 +163,7 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     assert len(opens) == 2 * (N_DEALS // 10)
     assert sorted(opens[opens.email_id == "70020"].opened_at) == [
         pd.Timestamp(T0 + 20 * HOUR + 900_000 + k * HOUR, unit="ms", tz="UTC") for k in (1, 2)]
-    assert data.leads is None  # HubSpot's leads object is not synced
+    assert data.leads is None  # this account has no leads object (see the leads tests)
 
 
 def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
@@ -311,6 +311,60 @@ def test_a_missing_scope_is_named(fake, tmp_path):
     fake.missing_scope["emails"] = "sales-email-read"
     with pytest.raises(DataError, match="sales-email-read"):
         hubspot.sync(_source(fake, tmp_path / "store"), None)
+
+
+def _leads(fake: FakeHubSpot) -> None:
+    """Lead stages New -> Attempting -> Connected / Disqualified; three leads: one answered 40
+    minutes after creation, one still new without an owner, one disqualified."""
+    fake.add_lead_pipeline("lead-pipeline-id", "Lead pipeline", [
+        ("new-stage-id", "New"), ("attempting-stage-id", "Attempting"), ("connected-stage-id", "Connected"),
+        ("unqualified-stage-id", "Disqualified")])
+    base = T0 + 300 * DAY
+    for lid, owner, steps, channel in (
+            ("801", "101", [("new-stage-id", base), ("attempting-stage-id", base + 40 * 60_000),
+                            ("connected-stage-id", base + HOUR)], "Web"),
+            ("802", None, [("new-stage-id", base + DAY)], "Phone"),
+            ("803", "102", [("new-stage-id", base), ("unqualified-stage-id", base + 2 * HOUR)], None)):
+        fake.put("leads", lid, {"hs_lead_name": f"Lead {lid}", "createdate": hubspot_iso(steps[0][1]),
+                                "hubspot_owner_id": owner,
+                                "hubspot_owner_assigneddate": hubspot_iso(steps[0][1] + 5 * 60_000) if owner else None,
+                                "hs_pipeline": "lead-pipeline-id", "hs_pipeline_stage": steps[-1][0],
+                                "lead_channel": channel}, steps[-1][1], history={"hs_pipeline_stage": steps})
+
+
+def test_leads_with_assignment_first_response_and_status(fake, tmp_path):
+    _leads(fake)
+    source = _source(fake, tmp_path / "store").model_copy(
+        update={"custom_fields": {"leads": {"source": "lead_channel"}}})
+    hubspot.sync(source, None)
+    leads = load_crm(source).data.leads.set_index("lead_id")
+    base = pd.Timestamp(T0 + 300 * DAY, unit="ms", tz="UTC")
+    assert leads.loc["801", "first_response_at"] == base + pd.Timedelta(minutes=40)
+    assert leads.loc["801", "assigned_at"] == base + pd.Timedelta(minutes=5)
+    assert leads.loc["801", "status"] == "Connected" and leads.loc["801", "source"] == "Web"
+    assert leads.loc["801", "manager_id"] == "101"
+    assert pd.isna(leads.loc["802", "first_response_at"]) and pd.isna(leads.loc["802", "manager_id"])
+    assert leads.loc["802", "status"] == "New"
+    assert leads.loc["803", "status"] == "Disqualified"
+
+    fake.archive("leads", "803", T0 + 400 * DAY)
+    fake.put("leads", "802", {"hubspot_owner_id": "102", "hubspot_owner_assigneddate": hubspot_iso(T0 + 401 * DAY),
+                              "hs_pipeline_stage": "attempting-stage-id"}, T0 + 401 * DAY,
+             history={"hs_pipeline_stage": [("new-stage-id", T0 + 301 * DAY), ("attempting-stage-id", T0 + 401 * DAY)]})
+    report = hubspot.sync(source, None)
+    assert report.deleted == 1
+    leads = load_crm(source).data.leads.set_index("lead_id")
+    assert "803" not in leads.index
+    assert leads.loc["802", "first_response_at"] == pd.Timestamp(T0 + 401 * DAY, unit="ms", tz="UTC")
+    assert leads.loc["802", "manager_id"] == "102"
+
+
+def test_an_account_without_leads_syncs_the_rest(fake, tmp_path, caplog):
+    source = _source(fake, tmp_path / "store")
+    hubspot.sync(source, None)
+    assert "leads are not synced" in caplog.text and "crm.objects.leads.read" in caplog.text
+    data = load_crm(source).data
+    assert data.leads is None and len(data.deals) == N_DEALS
 
 
 def test_without_the_content_scope_everything_but_opens_is_synced(fake, tmp_path, caplog):

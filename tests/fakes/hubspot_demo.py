@@ -3,8 +3,9 @@ hold it: managers as owners (team = primary team, inactive = archived owner), cl
 companies (each with one contact whose address the emails go to), stages as the default
 pipeline's stages plus closedwon / closedlost, deals with their `dealstage` history, calls,
 meetings, tasks and notes as engagements, emails as email engagements and their opens as v1
-OPEN events of the recipient. What HubSpot has no place for here (the leads table, a manager's
-capacity and region) is left out, as it would be.
+OPEN events of the recipient, leads as lead records whose stage history holds the first
+response (New -> Attempting). What HubSpot has no place for (a manager's capacity and region)
+is left out, as it would be.
 Returns the id maps (canonical id -> HubSpot id) so a test can compare the two sides."""
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class IdMaps:
     clients: dict[str, str] = field(default_factory=dict)
     deals: dict[str, str] = field(default_factory=dict)
     emails: dict[str, str] = field(default_factory=dict)
+    leads: dict[str, str] = field(default_factory=dict)
 
 
 def _ms(value) -> int | None:
@@ -127,4 +129,23 @@ def load_into(fake: FakeHubSpot, data: CrmData) -> IdMaps:
         client_of = dict(zip(data.emails.email_id, data.emails.client_id))
         for k, o in enumerate(data.email_opens.itertuples(index=False), start=1):
             fake.open_event(f"open-{k}", mailbox(client_of[o.email_id]), _ms(o.opened_at), sent_at[o.email_id])
+    if data.leads is not None:
+        statuses = sorted({str(x) for x in data.leads.status.dropna()} - {"new"})
+        fake.add_lead_pipeline("lead-pipeline-id", "Leads", [("new-stage-id", "new"), ("attempting-stage-id", "attempting")]
+                               + [(f"{x}-stage-id", x) for x in statuses])
+        for k, lead in enumerate(data.leads.itertuples(index=False), start=1):
+            lid = str(3_000_000 + k)
+            ids.leads[lead.lead_id] = lid
+            created, answered = _ms(lead.created_at), _ms(lead.first_response_at)
+            steps = [("new-stage-id", created)]
+            if answered is not None:
+                steps.append(("attempting-stage-id", answered))
+            if _val(lead.status) not in (None, "new"):
+                steps.append((f"{lead.status}-stage-id", steps[-1][1] + 60_000))
+            fake.put("leads", lid, {
+                "hs_lead_name": f"Lead {lead.lead_id}", "createdate": iso(created),
+                "hubspot_owner_id": ids.users.get(lead.manager_id) if isinstance(lead.manager_id, str) else None,
+                "hubspot_owner_assigneddate": iso(_ms(lead.assigned_at)), "hs_pipeline": "lead-pipeline-id",
+                "hs_pipeline_stage": steps[-1][0], SOURCE_PROP: _val(lead.source), REGION_PROP: _val(lead.region)},
+                steps[-1][1], history={"hs_pipeline_stage": steps})
     return ids

@@ -51,6 +51,7 @@ class FakeHubSpot(LocalServer):
         self.owners: list[dict] = []
         self.archived_owners: list[dict] = []
         self.pipelines: list[dict] = []
+        self.lead_pipelines: list[dict] = []  # empty: the account has no leads object
         # object type -> id -> {"id", "properties", "history": {prop: [{value, timestamp}]}, "archived", "archivedAt"}
         self.objects: dict[str, dict[str, dict]] = {}
         self.associations: dict[tuple[str, str], dict[str, list[str]]] = {}
@@ -87,6 +88,11 @@ class FakeHubSpot(LocalServer):
                  {"id": lost, "label": "Closed Lost", "displayOrder": len(stages) + 1,
                   "metadata": {"isClosed": "true", "probability": "0.0"}, "archived": False}]
         self.pipelines.append({"id": pid, "label": label, "displayOrder": order, "archived": False, "stages": rows})
+
+    def add_lead_pipeline(self, pid: str, label: str, stages: list[tuple[str, str]]) -> None:
+        self.lead_pipelines.append({"id": pid, "label": label, "displayOrder": 0, "archived": False, "stages": [
+            {"id": sid, "label": name, "displayOrder": i, "metadata": {}, "archived": False}
+            for i, (sid, name) in enumerate(stages)]})
 
     def put(self, obj: str, oid: str, properties: dict[str, Any], modified: int,
             history: dict[str, list[tuple[str, int]]] | None = None) -> dict:
@@ -196,6 +202,13 @@ class FakeHubSpot(LocalServer):
             return self._page(rows, payload, 500, "/crm/v3/owners")
         if path == "/crm/v3/pipelines/deals":
             return web.json_response({"results": self.pipelines})
+        if (path == "/crm/v3/pipelines/leads" or path.startswith("/crm/v3/objects/leads")) and not self.lead_pipelines:
+            # an account without the leads object (Sales Hub Starter and below)
+            return self._error(403, "This app hasn't been granted all required scopes to make this call.",
+                               category="MISSING_SCOPES", errors=[{"message": "One or more of the following scopes are required.",
+                                                                    "context": {"requiredGranularScopes": ["crm.objects.leads.read"]}}])
+        if path == "/crm/v3/pipelines/leads":
+            return web.json_response({"results": self.lead_pipelines})
         if obj and len(parts) == 5 and parts[4] == "search" and request.method == "POST":
             return self._search(obj, payload)
         if obj and len(parts) == 6 and parts[4:] == ["batch", "read"] and request.method == "POST":
