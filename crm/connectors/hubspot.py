@@ -18,7 +18,7 @@ What maps to what:
   email_opens. The v1 events carry the recipient and the time of the send, not the CRM email's
   id: an open is given to the latest outgoing email to that recipient sent at or before it.
   Without the `content` scope opens are skipped (a warning), not the whole sync;
-- companies -> clients (contacts only for deals and emails without a company).
+- companies -> clients (contacts only for deals and emails without a company);
 - leads (the leads object of Sales Hub Professional / Enterprise) -> leads: manager = owner,
   assigned = `hubspot_owner_assigneddate`, first response = the first time the lead left its
   pipeline's first stage (HubSpot moves it from New to Attempting when outreach is logged; from
@@ -27,14 +27,14 @@ What maps to what:
   rest with a warning; `lead_sla` then says it needs leads.
 A manager's capacity and region are not in HubSpot.
 
-Incremental: deals, companies, emails and the engagements through the search endpoint
+Incremental: deals, companies, emails, leads and the engagements through the search endpoint
 (`POST /crm/v3/objects/<type>/search`, `hs_lastmodifieddate GTE` the saved cursor minus
 `overlap_minutes`, sorted by it, 100 a query). The window moves with every page: the next query
 starts at the newest change seen (a full page within one millisecond is paged by id), so the
 search's 10,000-result cap is never reached and a record changed during the sync cannot shift
-another out of the pages, as `after` offsets would. The deals found are then read in batches
-of 50 with their `dealstage` history, and
-their companies and contacts with the v4 associations batch endpoint. Opens by `startTimestamp`.
+another out of the pages, as `after` offsets would. The deals (and leads) found are then read
+in batches of 50 with their stage history, and their companies and contacts with the v4
+associations batch endpoint. Opens by `startTimestamp`.
 
 Deletions: deals, emails and leads that are archived (deleted) in HubSpot are listed with
 `archived=true` at every sync and leave the store. A deleted company, engagement or contact
@@ -414,9 +414,7 @@ def optional(what: str, scope: str) -> Iterator[None]:
                     "`%s` scope (HTTP %s)", what, scope, exc.response.status_code)
 
 
-def _cols(**types: str) -> dict[str, dict[str, Any]]:
-    """Column hints: dlt creates typed columns even when the first page has only nulls."""
-    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+_cols = engine.column_hints
 
 
 DEAL_COLS = _cols(id="text", name="text", amount="double", currency="text", stage_id="text", pipeline_id="text",
