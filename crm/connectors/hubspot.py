@@ -401,17 +401,20 @@ def lead_row(r: dict, custom: list[str]) -> dict:
 
 
 @contextmanager
-def optional(what: str, scope: str) -> Iterator[None]:
+def optional(what: str, scope: str, said: set[str]) -> Iterator[None]:
     """A part HubSpot may refuse without the rest being wrong: the leads object exists only in
     newer Sales Hub accounts, opens need a marketing scope. A 403/404 there skips that part with
-    a warning; the detector that needs it then says so."""
+    one warning per sync (`said` holds the scopes already named); the detector that needs it
+    then says so."""
     try:
         yield
     except requests.HTTPError as exc:
         if exc.response is None or exc.response.status_code not in (403, 404):
             raise
-        log.warning("HubSpot: %s are not synced: the account has none, or the private app lacks the "
-                    "`%s` scope (HTTP %s)", what, scope, exc.response.status_code)
+        if scope not in said:
+            said.add(scope)
+            log.warning("HubSpot: %s are not synced: the account has none, or the private app lacks the "
+                        "`%s` scope (HTTP %s)", what, scope, exc.response.status_code)
 
 
 _cols = engine.column_hints
@@ -452,6 +455,7 @@ def source(api: Api, source_config: SourceConfig) -> Any:
     deal_custom = _custom_names(source_config, "deals")
     company_custom = _custom_names(source_config, "clients")
     lead_custom = _custom_names(source_config, "leads")
+    refused: set[str] = set()  # scopes HubSpot refused in this sync (each said once)
 
     def cursor() -> Any:
         return dlt.sources.incremental("updated_at", initial_value=0, lag=overlap)
@@ -504,13 +508,13 @@ def source(api: Api, source_config: SourceConfig) -> Any:
         if int(cur.start_value or 0) > 0:
             params["startTimestamp"] = int(cur.start_value)
         paginator = JSONResponseCursorPaginator(cursor_path="offset", cursor_param="offset", has_more_path="hasMore")
-        with optional("email opens", "content"):
+        with optional("email opens", "content", refused):
             for page in api.client.paginate("/email/public/v1/events", params=params, data_selector="events",
                                             paginator=paginator):
                 yield [open_event_row(e) for e in page if e.get("type", "OPEN") == "OPEN"]
 
     def leads(cur=cursor()) -> Iterator[list[dict]]:
-        with optional("leads", "crm.objects.leads.read"):
+        with optional("leads", "crm.objects.leads.read", refused):
             props = LEAD_PROPS + tuple(lead_custom)
             for found in api.changed("leads", ("hs_lastmodifieddate",), int(cur.start_value or 0)):
                 ids = [str(r["id"]) for r in found]
@@ -518,7 +522,7 @@ def source(api: Api, source_config: SourceConfig) -> Any:
                 yield [lead_row(full[i], lead_custom) for i in ids if i in full]
 
     def lead_stages() -> Iterator[list[dict]]:
-        with optional("leads", "crm.objects.leads.read"):
+        with optional("leads", "crm.objects.leads.read", refused):
             data = api.get("/crm/v3/pipelines/leads")
             yield [{"pipeline_id": str(p["id"]), "id": str(st["id"]), "label": st.get("label"),
                     "display_order": st.get("displayOrder")} for p in data.get("results") or [] for st in p.get("stages") or []]
@@ -542,7 +546,7 @@ def source(api: Api, source_config: SourceConfig) -> Any:
             if optional_scope is None:
                 yield from listing()
                 return
-            with optional(f"deleted {obj}", optional_scope):
+            with optional(obj, optional_scope, refused):
                 yield from listing()
         return records
 

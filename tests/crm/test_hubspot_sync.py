@@ -362,7 +362,7 @@ def test_leads_with_assignment_first_response_and_status(fake, tmp_path):
 def test_an_account_without_leads_syncs_the_rest(fake, tmp_path, caplog):
     source = _source(fake, tmp_path / "store")
     hubspot.sync(source, None)
-    assert "leads are not synced" in caplog.text and "crm.objects.leads.read" in caplog.text
+    assert caplog.text.count("are not synced") == 1 and "crm.objects.leads.read" in caplog.text  # said once
     data = load_crm(source).data
     assert data.leads is None and len(data.deals) == N_DEALS
 
@@ -412,6 +412,22 @@ def test_no_secret_in_logs_or_output(fake, tmp_path, caplog, capsys):
     text = caplog.text + printed.out + printed.err
     assert len(caplog.records) > 20  # dlt and urllib3 did log at DEBUG
     assert fake.token not in text and fake.token[4:] not in text
+
+
+def test_sync_then_scan_reads_the_store(fake, tmp_path, capsys):
+    import json
+
+    config = _config_file(tmp_path, fake)
+    assert cli_main(["sync", "--config", str(config), "--format", "json"]) == 0
+    synced = json.loads(capsys.readouterr().out)
+    assert synced["kind"] == "hubspot" and synced["rows"]["deals"] == N_DEALS + 1
+    fresh = pd.Timestamp(T0 + 14 * DAY, unit="ms", tz="UTC").isoformat()
+    assert cli_main(["scan", "--config", str(config), "--now", fresh, "--format", "json"]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), list)
+    stale = pd.Timestamp(T0 + 60 * DAY, unit="ms", tz="UTC").isoformat()
+    assert cli_main(["scan", "--config", str(config), "--now", stale]) == 0
+    out = capsys.readouterr().out
+    assert "in hubspot store" in out and "crm.duckdb" in out  # the freshness check read the synced store
 
 
 def test_wrong_token_is_one_clear_error(fake, tmp_path, monkeypatch, capsys):
