@@ -221,14 +221,21 @@ def test_an_archived_deal_and_email_disappear(fake, tmp_path):
     source = _source(fake, tmp_path / "store")
     hubspot.sync(source, None)
     later = T0 + 500 * DAY
-    fake.archive("deals", "5", later)
+    for deal in ["5", *map(str, range(101, 221))]:  # 121 deals: two pages of the archived list
+        fake.archive("deals", deal, later)
     fake.archive("emails", "70020", later)
     report = hubspot.sync(source, None)
-    assert report.deleted == 2
+    assert report.deleted == 122
+    listed = [q for m, p, q in fake.calls if p == "/crm/v3/objects/deals" and q.get("archived") == "true"]
+    assert [q.get("after") for q in listed[-2:]] == [None, "100"]
     data = load_crm(source).data
     assert "5" not in set(data.deals.deal_id) and "5" not in set(data.stage_history.deal_id)
-    assert len(data.deals) == N_DEALS - 1
+    assert len(data.deals) == N_DEALS - 121
     assert "70020" not in set(data.emails.email_id) and "70020" not in set(data.email_opens.email_id)
+
+    fake.put("deals", "5", {}, later + DAY)  # restored from the recycle bin
+    hubspot.sync(source, None)
+    assert "5" in set(load_crm(source).data.deals.deal_id)
 
 
 def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake, tmp_path, monkeypatch):
