@@ -509,3 +509,15 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
     assert left.keys() == right.keys()
     for name in left:
         pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+
+
+def test_a_deal_created_as_won_starts_in_the_first_stage(fake, tmp_path):
+    fake.put("deals", "9000", {"dealname": "Won at once", "amount": "1", "dealstage": "closedwon", "pipeline": "default",
+                               "createdate": hubspot_iso(T0), "closedate": hubspot_iso(T0 + 60_000),
+                               "hubspot_owner_id": "101"}, T0 + 60_000, history={"dealstage": [("closedwon", T0)]})
+    source = _source(fake, tmp_path / "store")
+    hubspot.sync(source, None)
+    data = load_crm(source).data
+    deal = data.deals.set_index("deal_id").loc["9000"]
+    assert deal.status == "won" and deal.stage == "Appointment"
+    assert data.stage_history[data.stage_history.deal_id == "9000"].stage.tolist() == ["Appointment"]
