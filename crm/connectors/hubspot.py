@@ -652,18 +652,29 @@ def _tables(con: Any) -> set[str]:
 
 def check(source_config: SourceConfig, base_dir: Path | None, *,
           on_secret: OnSecret | None = None) -> dict[str, Any]:
-    """Prove the token: the account, its deal pipelines (with stages) and its owners."""
+    """Prove the token: the account, its deal pipelines (with stages) and its owners, and that
+    every object the sync reads can be read (one record of each): a missing scope is named now,
+    not at the first sync. Leads and opens are optional: their absence is said on the account line."""
     api = Api(source_config, on_secret)
+    refused: set[str] = set()
     try:
         account = api.get("/account-info/v3/details")
         pipelines = api.get("/crm/v3/pipelines/deals").get("results") or []
         owners = [(r, archived) for archived in (False, True)
                   for rows in api.pages("/crm/v3/owners", {"limit": OWNERS_PAGE, "archived": str(archived).lower()})
                   for r in rows]
+        for obj in ("deals", "companies", "contacts", "emails", *ENGAGEMENTS):
+            api.get(f"/crm/v3/objects/{obj}", {"limit": 1})
+        with optional("leads", "crm.objects.leads.read", refused):
+            api.get("/crm/v3/objects/leads", {"limit": 1})
+        with optional("email opens", "content", refused):
+            api.get("/email/public/v1/events", {"eventType": "OPEN", "limit": 1})
     except requests.HTTPError as exc:
         raise _http_error(exc, source_config) from None
+    without = {"crm.objects.leads.read": "leads", "content": "email opens"}
+    missing = "; ".join(f"no {without[scope]} (scope {scope})" for scope in sorted(refused))
     return {
-        "account": f"HubSpot portal {account.get('portalId')}",
+        "account": f"HubSpot portal {account.get('portalId')}" + (f" ({missing})" if missing else ""),
         "pipelines": [{"id": p["id"], "name": p.get("label"), "included": _included(p["id"], p.get("label"), source_config),
                        "statuses": [s.get("label") for s in sorted(p.get("stages") or [], key=lambda s: s.get("displayOrder") or 0)]}
                       for p in sorted(pipelines, key=lambda p: p.get("displayOrder") or 0)],

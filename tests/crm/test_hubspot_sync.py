@@ -407,6 +407,13 @@ def test_check_lists_pipelines_and_users(fake, tmp_path, capsys):
     assert "svc Service (not included)" in out
     assert "101 Anna Ivanova" in out and "103 Vera Sidorova (inactive)" in out
     assert not (tmp_path / "store" / "crm.duckdb").exists()  # --check syncs nothing
+    assert "(no leads (scope crm.objects.leads.read))" in out  # this account has no leads object
+
+
+def test_check_names_a_missing_scope(fake, tmp_path, capsys):
+    fake.missing_scope["emails"] = "sales-email-read"
+    assert cli_main(["sync", "--config", str(_config_file(tmp_path, fake)), "--check"]) == 3
+    assert "sales-email-read" in capsys.readouterr().err
 
 
 def test_no_secret_in_logs_or_output(fake, tmp_path, caplog, capsys):
