@@ -58,6 +58,10 @@ def missing_secrets(config: Config) -> list[str]:
                 out.append(f"source.{key}: environment variable {name} is not set: create it in amoCRM "
                            "(Settings -> Integrations; docs/connectors.md), then `export "
                            f"{name}=<value>`")
+    if src.kind == "hubspot" and not config.secret(src.token_env):
+        out.append(f"source.token_env: environment variable {src.token_env} is not set: create a private app in "
+                   "HubSpot (Settings -> Integrations -> Private Apps; docs/connect-hubspot.md) and "
+                   f"`export {src.token_env}=<its access token>`")
     return out
 
 

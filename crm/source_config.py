@@ -93,11 +93,14 @@ class SourceConfig(BaseModel):
       (the synced store's folder, relative to the config file), `custom_fields` (table ->
       {canonical column: CRM field name}), `overlap_minutes` (each incremental sync goes back
       this far for clock skew) and `requests_per_second` (at most this many in any second).
+    - kind "hubspot" (docs/connect-hubspot.md): `token_env` names the variable holding the
+      private app's access token; `base_url` defaults to https://api.hubapi.com; the other API
+      keys as for amoCRM (custom_fields name HubSpot property names).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["files", "sql", "amocrm"] = "files"
+    kind: Literal["files", "sql", "amocrm", "hubspot"] = "files"
     path: str | None = None
     files: dict[str, str] = {}
     columns: dict[str, dict[str, str]] = {}
@@ -247,7 +250,8 @@ class SourceConfig(BaseModel):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("base_url: must be the account address, like https://yourcompany.amocrm.ru")
+            raise ValueError("base_url: must be the account address, like https://yourcompany.amocrm.ru "
+                             "(HubSpot: https://api.hubapi.com, the default)")
         if parts.password or has_secret(value):
             raise ValueError("base_url: contains a secret: name its environment variable in token_env instead")
         return value.rstrip("/")
@@ -287,13 +291,15 @@ class SourceConfig(BaseModel):
         if self.kind in ("files", "sql"):
             stray = [k for k in api_keys if getattr(self, k)]
             if stray:
-                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\"), "
+                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\" or \"hubspot\"), "
                                  f"but kind is \"{self.kind}\"")
             return self
         stray = [k for k in ("path", "url", "url_env", "tables") if getattr(self, k)]
         if stray:
             raise ValueError(f"{', '.join(stray)}: not used by kind = \"{self.kind}\" (it reads the synced "
                              "store in `store`); remove them")
+        if self.kind == "hubspot":
+            return self._hubspot_auth()
         if not self.base_url:
             raise ValueError(f'kind "{self.kind}" needs `base_url`, the account address '
                              "(https://yourcompany.amocrm.ru or https://yourcompany.kommo.com)")
@@ -305,6 +311,19 @@ class SourceConfig(BaseModel):
             missing = [k for k, v in zip(("client_id_env", "client_secret_env", "refresh_token_env"), oauth) if not v]
             raise ValueError(f'kind "{self.kind}" needs token_env (a long-lived token) or OAuth: '
                              f"missing {', '.join(missing)}")
+        return self
+
+    def _hubspot_auth(self) -> "SourceConfig":
+        """HubSpot signs in with a private app's token only; its API lives at one address."""
+        oauth = [k for k in ("client_id_env", "client_secret_env", "refresh_token_env", "redirect_uri") if getattr(self, k)]
+        if oauth:
+            raise ValueError(f"{', '.join(oauth)}: not used by kind = \"hubspot\" (it signs in with a private "
+                             "app's access token): set token_env and remove them")
+        if not self.token_env:
+            raise ValueError('kind "hubspot" needs token_env, the NAME of the environment variable holding '
+                             "the private app's access token (like CRM_PULSE_HUBSPOT_TOKEN)")
+        if not self.base_url:
+            self.base_url = "https://api.hubapi.com"
         return self
 
     @model_validator(mode="after")

@@ -108,6 +108,12 @@ def empty_on_204(response: Response, *args: Any, **kwargs: Any) -> None:
         raise IgnoreResponseException()
 
 
+def column_hints(**types: str) -> dict[str, dict[str, Any]]:
+    """dlt column hints (name -> dlt data type, nullable): dlt creates typed columns even when
+    the first page of a resource has only nulls in them."""
+    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+
+
 def pipeline(folder: Path, kind: str) -> Any:
     """The dlt pipeline of one CRM in this store folder (state and cursors live in `.dlt/`)."""
     folder.mkdir(parents=True, exist_ok=True)
