@@ -8,6 +8,7 @@ from detectors.registry import REGISTRY, DetectorSpec, ScanResult, run_detectors
 # Each detector module registers itself on import; keep this list complete.
 from detectors import (  # noqa: E402,F401
     conversion_drop,
+    deal_risk,
     lead_sla,
     loss_reasons,
     manager_load,

@@ -179,6 +179,7 @@ CHECK_NAMES: dict[str, tuple[str, str]] = {
     "silent_client": ("молчащие клиенты", "silent clients"),
     "manager_load": ("загрузка менеджеров", "manager load"),
     "loss_reasons": ("причины проигрышей", "loss reasons"),
+    "deal_risk": ("сделки под угрозой", "deals at risk"),
 }
 
 

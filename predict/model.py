@@ -22,6 +22,8 @@ import pandas as pd
 from predict.features import CATEGORICAL, DAY, Prepared, features_at, open_at, seconds_of, snapshot_rows
 
 KINDS = ("boosting", "logistic")
+MIN_GAIN = 0.01  # a model must lower the baseline's Brier score by at least 1% to be used...
+ALPHA = 0.05  # ...and the improvement must not be chance (one-sided, per deal)
 MISSING = "(none)"
 
 
@@ -62,6 +64,21 @@ def snapshot_seconds(prep: Prepared, until: int, step_days: int) -> list[int]:
     step = step_days * DAY
     n = max(0, (until - first) // step)
     return [until - k * step for k in range(int(n), 0, -1)]
+
+
+def settle_seconds(prep: Prepared, by: int) -> int:
+    """How long most deals take to close: the 90th percentile of (closed - created) among deals
+    closed by `by`, at most a third of the history.
+
+    Snapshots later than `by` minus this are left out of training and testing: a deal open
+    then has often not closed yet, and keeping only the ones that did would teach the model
+    the fast closers' odds (and the forecast their pace)."""
+    dated = (prep.closed >= 0) & (prep.closed <= by) & (prep.created >= 0)
+    if not dated.any():
+        return 0
+    took = np.quantile(prep.closed[dated] - prep.created[dated], 0.9)
+    span = by - int(prep.created[prep.created >= 0].min())
+    return int(max(0, min(took, span / 3)))
 
 
 def auto_step_days(prep: Prepared, until: int) -> int:
@@ -251,8 +268,25 @@ class Backtest:
         return brier(self.y, self.p_base)
 
     @property
-    def beats_baseline(self) -> bool:
-        return self.chosen is not None and self.brier < self.baseline_brier
+    def gain(self) -> float:
+        """Relative Brier improvement over the baseline (0.05 = 5% lower)."""
+        return 1 - self.brier / self.baseline_brier if self.baseline_brier > 0 else 0.0
+
+    @property
+    def p_value(self) -> float:
+        """One-sided test that the model's squared errors are lower than the baseline's, with
+        each test deal one observation (its snapshots are not independent of each other)."""
+        from scipy.stats import ttest_1samp
+
+        diff = pd.Series((self.p_base - self.y) ** 2 - (self.p - self.y) ** 2)
+        per_deal = diff.groupby(self.test_rows["deal_id"].astype(str).to_numpy()).mean().to_numpy()
+        if len(per_deal) < 3 or not np.std(per_deal) > 0:
+            return 1.0
+        return float(ttest_1samp(per_deal, 0.0, alternative="greater").pvalue)
+
+    def beats_baseline(self, min_gain: float = MIN_GAIN, alpha: float = ALPHA) -> bool:
+        """Better than the stage's win rate by at least `min_gain` and not by chance (p < alpha)."""
+        return self.chosen is not None and self.gain >= min_gain and self.p_value < alpha
 
 
 def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule(), *, test_share: float = 0.3,
@@ -265,12 +299,13 @@ def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRul
     why = rule.shortfall(*closed_counts(prep, t_now))
     if why:
         return why
+    settle = settle_seconds(prep, t_now)
     step = step_days or auto_step_days(prep, t_now)
-    snaps = snapshot_seconds(prep, t_now, step)
+    snaps = snapshot_seconds(prep, t_now - settle, step)
     if len(snaps) < 4:
         return f"not enough history to backtest: the deals span only {len(snaps)} snapshot(s) of {step} days"
     cutoff = snaps[int(len(snaps) * (1 - test_share))]
-    train = snapshot_rows(prep, [s for s in snaps if s < cutoff], cutoff, max_rows=max_rows, seed=seed)
+    train = snapshot_rows(prep, [s for s in snaps if s <= cutoff - settle], cutoff, max_rows=max_rows, seed=seed)
     test = snapshot_rows(prep, [s for s in snaps if s >= cutoff], t_now, max_rows=max_rows, seed=seed)
     won, lost = int(train["won"].sum()), int(len(train) - train["won"].sum())
     if won < 20 or lost < 20 or test["won"].nunique() < 2:
@@ -309,15 +344,18 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
         bt = check if check is not None else backtest(prep, t_now, rule, step_days=step_days, max_rows=max_rows, seed=seed)
         if isinstance(bt, str):
             return WinModel(False, bt, dropped=prep.dropped)
-        if not bt.beats_baseline:
+        if not bt.beats_baseline():
             return WinModel(False, (f"the model does not beat the stage-only baseline on the backtest: Brier "
-                                    f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate; "
-                                    "predictions would add nothing to the weighted pipeline"),
+                                    f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate "
+                                    f"({bt.gain:+.1%}, p = {bt.p_value:.2g}; needs at least {MIN_GAIN:.0%} better "
+                                    f"with p < {ALPHA}); predictions would add nothing to the weighted pipeline"),
                             baseline=bt.baseline, dropped=prep.dropped)
         kind = bt.chosen
-        verdict = f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f}"
+        verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
+                   f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
     step = step_days or auto_step_days(prep, t_now)
-    rows = snapshot_rows(prep, snapshot_seconds(prep, t_now, step), t_now, max_rows=max_rows, seed=seed)
+    rows = snapshot_rows(prep, snapshot_seconds(prep, t_now - settle_seconds(prep, t_now), step), t_now,
+                         max_rows=max_rows, seed=seed)
     model = fit_calibrated(kind, rows, prep.features, seed)
     return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} closed deals{verdict}",
                     features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows),

@@ -159,10 +159,11 @@ def _train_rows_of(bt: Backtest, prep: Prepared) -> pd.DataFrame:
     """The backtest's training snapshots are not kept (memory); timing needs only won rows'
     stage, snapshot and row, which the test rows before the cutoff cannot give, so rebuild them."""
     from predict.features import snapshot_rows
-    from predict.model import auto_step_days, snapshot_seconds
+    from predict.model import auto_step_days, settle_seconds, snapshot_seconds
 
     step = auto_step_days(prep, bt.cutoff)
-    return snapshot_rows(prep, [s for s in snapshot_seconds(prep, bt.cutoff, step)], bt.cutoff, max_rows=150_000)
+    until = bt.cutoff - settle_seconds(prep, bt.cutoff)
+    return snapshot_rows(prep, snapshot_seconds(prep, until, step), bt.cutoff, max_rows=150_000)
 
 
 def factor_importance(bt: Backtest, seed: int = 0) -> list[dict]:
@@ -201,7 +202,7 @@ def model_report(data: CrmData, now: datetime, rule: HistoryRule = HistoryRule()
                   "test_deals": bt.test_deals, "win_rate": round(float(bt.y.mean()), _R)},
         candidates=[{"kind": c.kind, "brier": round(c.brier, _R), "auc": None if c.auc is None else round(c.auc, _R)}
                     for c in bt.candidates],
-        auc=_r(auc(bt.y, bt.p)), brier=_r(bt.brier), ece=_r(ece),
+        auc=_r(auc(bt.y, bt.p)), brier=_r(bt.brier), ece=_r(ece), brier_gain=_r(bt.gain), p_value=_r(bt.p_value),
         baseline_auc=_r(auc(bt.y, bt.p_base)), baseline_brier=_r(bt.baseline_brier), baseline_ece=_r(base_ece),
         reliability=table, baseline_reliability=base_table,
         factors=factor_importance(bt, seed),
@@ -247,6 +248,7 @@ def format_text(r: dict) -> str:
               f"{'AUC':<22}{_fmt(r['auc']):>10}{_fmt(r['baseline_auc']):>12}",
               f"{'Brier (lower=better)':<22}{_fmt(r['brier']):>10}{_fmt(r['baseline_brier']):>12}",
               f"{'ECE (calibration)':<22}{_fmt(r['ece']):>10}{_fmt(r['baseline_ece']):>12}",
+              f"model vs stage only: Brier {r['brier_gain']:+.1%} better (one-sided p = {r['p_value']:.2g}, per deal)",
               "candidates: " + ", ".join(f"{c['kind']} Brier {c['brier']:.4f}" for c in r["candidates"]),
               "", "reliability (model): predicted -> observed (n)"]
     for row in r["reliability"]:
