@@ -26,7 +26,7 @@ from pydantic import Field
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
-from detectors.registry import DetectorSpec, register
+from detectors.registry import DetectorSpec, Need, register
 
 NAME = "deal_risk"
 _last: tuple[weakref.ref, str] | None = None  # (the data, why nothing was predicted on it)
@@ -57,7 +57,8 @@ def _remember(data: CrmData, reason: str | None) -> None:
     _last = None if reason is None else (weakref.ref(data), reason)
 
 
-@register(NAME, DealRiskSpec, requires=(), summary="a large open deal whose win chance fell sharply since last week (level 3)")
+@register(NAME, DealRiskSpec, requires=(), summary="a large open deal whose win chance fell sharply since last week (level 3)",
+          needs=(Need(("deals.closed_at",)),))  # outcomes need a closing date: without it there is nothing to learn from
 def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     from predict.explain import Explainer
     from predict.features import DAY, features_at, prepare, seconds_of

@@ -20,8 +20,7 @@ _COUNTS = {"touches_14d": ("касаний за 14 дней: {v}", "touches in 1
            "client_won": ("выигранных сделок с клиентом раньше: {v}", "deals won with this client before: {v}"),
            "client_lost": ("проигранных сделок с клиентом раньше: {v}", "deals lost with this client before: {v}"),
            "stage_moves": ("смен этапа: {v}", "stage changes: {v}")}
-_NAMES = {"source": ("источник {v}", "source {v}"), "region": ("регион {v}", "region {v}"),
-          "manager_id": ("менеджер {v}", "manager {v}")}
+_NAMES = {"source": ("источник {v}", "source {v}"), "region": ("регион {v}", "region {v}")}
 
 
 def factor_line(ctx: Ctx, f: dict) -> Line | None:
