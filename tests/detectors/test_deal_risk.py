@@ -9,6 +9,7 @@ import pytest
 
 from detectors.deal_risk import DealRiskSpec, detect, skip_reason
 from detectors.registry import REGISTRY, run_detectors
+from messages.digest import Checks, unchecked_text
 from messages.i18n import count, percent
 from messages.render import insight_text
 from predict.planted import planted_company
@@ -82,6 +83,9 @@ def test_too_little_history_predicts_nothing_and_the_scan_is_told_why():
     assert detect(data, DealRiskSpec(enabled=True), NOW) == []
     why = skip_reason(data)
     assert why is not None and "not enough history to predict" in why and "needs at least 200 closed" in why
+    ru = unchecked_text(Checks(("deal_risk",), {"deal_risk": why}), "ru")
+    assert "сделки под угрозой (мало истории для прогноза: закрытых сделок с датой закрытия" in ru
+    assert "нужно не меньше 200, из них выигранных 50 и проигранных 50" in ru and "history" not in ru
 
 
 def test_off_by_default_so_existing_scans_do_not_change():
