@@ -43,3 +43,22 @@ def test_too_little_history_is_said_with_how_far_the_company_is(tmp_path, capsys
 
 def test_an_unknown_action_is_a_usage_error(capsys):
     assert main(["model", "train"]) == 2
+
+
+def test_scan_with_deal_risk_enabled_gives_json_insights_explain_can_show(tmp_path, capsys):
+    data = planted_company(1500, NOW, seed=13)
+    export_csv(data, tmp_path)
+    (tmp_path / "config.toml").write_text(
+        '[source]\nkind = "files"\npath = "."\n\n[detectors.deal_risk]\nenabled = true\nlarge_quantile = 0\n'
+        "min_drop = 0.1\nmax_items = 3\n", encoding="utf-8")
+    code = main(["scan", "--config", str(tmp_path / "config.toml"), "--now", "2026-11-18T09:00Z", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    risks = [i for i in json.loads(captured.out) if i["detector"] == "deal_risk"]
+    assert 1 <= len(risks) <= 3, captured.err
+    first = risks[0]
+    assert first["facts"]["p_before"] - first["facts"]["p_now"] >= 0.1
+    assert "похожа" in first["text"].lower() or "looks like" in first["text"].lower()
+    code = main(["explain", first["fingerprint"], "--config", str(tmp_path / "config.toml"), "--now", "2026-11-18T09:00Z"])
+    shown = capsys.readouterr().out
+    assert code == 0 and first["evidence"]["deal_ids"][1] in shown  # a similar past deal, listed
