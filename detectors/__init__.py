@@ -14,6 +14,7 @@ from detectors import (  # noqa: E402,F401
     manager_load,
     silent_client,
     stalled_deal,
+    win_forecast,
 )
 
 __all__ = ["Audience", "Insight", "make_fingerprint", "REGISTRY", "DetectorSpec", "ScanResult", "run_detectors"]

@@ -180,6 +180,7 @@ CHECK_NAMES: dict[str, tuple[str, str]] = {
     "manager_load": ("загрузка менеджеров", "manager load"),
     "loss_reasons": ("причины проигрышей", "loss reasons"),
     "deal_risk": ("сделки под угрозой", "deals at risk"),
+    "win_forecast": ("прогноз выигрыша", "won forecast"),
 }
 
 

@@ -358,14 +358,20 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
         kind = bt.chosen
         verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
                    f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
-    step = step_days or auto_step_days(prep, t_now)
-    rows = snapshot_rows(prep, snapshot_seconds(prep, t_now - settle_seconds(prep, t_now), step), t_now,
-                         max_rows=max_rows, seed=seed)
+    rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
     model = fit_calibrated(kind, rows, prep.features, seed)
     return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} closed deals{verdict}",
                     features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows),
                     train_rows=rows, train_p=predict_proba(model, rows, prep.features), trained_at=t_now,
                     dropped=prep.dropped)
+
+
+def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = 150_000,
+                 seed: int = 0) -> pd.DataFrame:
+    """Snapshots up to `t_now` minus the settling time, with the outcomes known by `t_now`."""
+    step = step_days or auto_step_days(prep, t_now)
+    return snapshot_rows(prep, snapshot_seconds(prep, t_now - settle_seconds(prep, t_now), step), t_now,
+                         max_rows=max_rows, seed=seed)
 
 
 def score(model: WinModel, prep: Prepared, at: datetime | int) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from crm.data import CrmData
 from predict.features import DAY, Prepared, features_at, open_at, prepare, seconds_of
 from predict.model import (
     Backtest, HistoryRule, StageBaseline, WinModel, auc, backtest, brier, closed_counts, predict_proba, reliability,
-    train,
+    settled_rows, train,
 )
 
 DRAWS = 2000
@@ -124,6 +124,24 @@ def forecast(prep: Prepared, model: WinModel | None, baseline: StageBaseline, ti
             "pipeline_total": round(float(values.sum()), 2),
             "weighted_pipeline_classic": round(float((values * p_stage).sum()), 2),
             "months": out}
+
+
+def forecast_now(prep: Prepared, now: datetime, rule: HistoryRule = HistoryRule(), *, months: int = 2,
+                 seed: int = 0) -> tuple[dict | None, str]:
+    """(the forecast from the deals open now, or None below the minimum history; the model's reason).
+
+    A model that does not beat the stage-only baseline is not used: the forecast is then the
+    weighted pipeline with timing, and says so (`by`: stage_baseline)."""
+    t = seconds_of(now)
+    model = train(prep, t, rule, seed=seed)
+    if model.usable:
+        return forecast(prep, model, model.baseline, Timing(model.train_rows, prep), t, months, seed), model.reason
+    if rule.shortfall(*closed_counts(prep, t)):
+        return None, model.reason
+    rows = settled_rows(prep, t, seed=seed)
+    if rows.empty:
+        return None, model.reason
+    return forecast(prep, None, StageBaseline().fit(rows), Timing(rows, prep), t, months, seed), model.reason
 
 
 def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:

@@ -12,4 +12,5 @@ from messages.templates import (  # noqa: F401  (import registers)
     manager_load,
     silent_client,
     stalled_deal,
+    win_forecast,
 )
