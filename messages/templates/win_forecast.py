@@ -28,10 +28,11 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     title = ctx.t("Прогноз выигрыша на {m}: {v}", "Won forecast for {m}: {v}",
                   m=month_name(ctx, first["month"]), v=_value(ctx, f, first["expected"]))
     body: list[Line] = []
-    for m in f["months"]:
+    for k, m in enumerate(f["months"]):
+        label = month_name(ctx, m["month"]).capitalize() + (ctx.s(" (до конца месяца)", " (rest of the month)") if k == 0 else "")
         body.append(ctx.t("{m}: ожидается {v} (с вероятностью 80% от {lo} до {hi}); взвешенная воронка — {w}.",
                           "{m}: {v} expected (80% likely between {lo} and {hi}); weighted pipeline: {w}.",
-                          m=month_name(ctx, m["month"]).capitalize(), v=_value(ctx, f, m["expected"]),
+                          m=label, v=_value(ctx, f, m["expected"]),
                           lo=_value(ctx, f, m["low"]), hi=_value(ctx, f, m["high"]),
                           w=_value(ctx, f, m["weighted_pipeline"])))
     body.append(ctx.t("Из открытых сейчас сделок ({n}); новые сделки месяца в прогноз не входят.",
