@@ -232,8 +232,6 @@ def prepare(data: CrmData) -> Prepared:
         reg = data.clients["region"].astype(object).to_numpy()
         cats["region"] = np.where(row >= 0, reg[np.maximum(row, 0)], None)
         dropped.pop("region", None)
-    if client_touch is None and (acts is None or not data.has_column("activities", "done_at")):
-        pass  # touches then are stage changes only: still a feature, said in the docs
     features = [c for c in NUMERIC if c not in dropped]
     if not use_stage:
         features = [c for c in features if c not in ("stage_pos", "days_at_stage", "stage_moves")]

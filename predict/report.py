@@ -174,8 +174,8 @@ def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:
 
 
 def _train_rows_of(bt: Backtest, prep: Prepared) -> pd.DataFrame:
-    """The backtest's training snapshots are not kept (memory); timing needs only won rows'
-    stage, snapshot and row, which the test rows before the cutoff cannot give, so rebuild them."""
+    """The snapshots the backtest trained on (not kept with it, to spare memory), rebuilt for
+    the close timing learned as of the cutoff."""
     from predict.features import snapshot_rows
     from predict.model import auto_step_days, settle_seconds, snapshot_seconds
 
