@@ -61,11 +61,10 @@ def _remember(data: CrmData, reason: str | None) -> None:
           needs=(Need(("deals.closed_at",)),))  # outcomes need a closing date: without it there is nothing to learn from
 def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     from predict.explain import Explainer
-    from predict.features import DAY, features_at, prepare, seconds_of
-    from predict.model import HistoryRule, score, train
+    from predict.features import DAY, features_at, seconds_of
+    from predict.model import HistoryRule, fitted, score
 
-    prep = prepare(data)
-    model = train(prep, now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost))
+    prep, model = fitted(data, now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost))
     _remember(data, None if model.usable else model.reason)
     if not model.usable:
         return []

@@ -41,13 +41,13 @@ def skip_reason(data: CrmData) -> str | None:
 @register(NAME, WinForecastSpec, requires=(), summary="expected won amount this month and next vs the weighted pipeline (level 3, weekly)",
           needs=(Need(("deals.closed_at",)),))
 def detect(data: CrmData, spec: WinForecastSpec, now: datetime) -> list[Insight]:
-    from predict.features import prepare
-    from predict.model import HistoryRule
+    from predict.model import HistoryRule, fitted
     from predict.report import forecast_now
 
     global _last
-    fc, reason = forecast_now(prepare(data), now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost),
-                              months=spec.months)
+    rule = HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost)
+    prep, model = fitted(data, now, rule)  # shared with deal_risk in the same scan
+    fc, reason = forecast_now(prep, now, rule, months=spec.months, model=model)
     _last = None if fc is not None else (weakref.ref(data), reason)
     if fc is None or not fc["open_deals"]:
         return []

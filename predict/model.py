@@ -366,6 +366,30 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
                     dropped=prep.dropped)
 
 
+_fitted: tuple | None = None  # (weakref to the data, t_now, rule, prep, model): the last fit, one entry
+
+
+def fitted(data, now: datetime | int, rule: HistoryRule = HistoryRule()) -> tuple[Prepared, WinModel]:
+    """(prepared data, trained model) for `data` at `now`, fitted once per scan.
+
+    deal_risk and win_forecast both need the model on the same data at the same moment; the
+    fit (a backtest of two candidates and a final fit) is the expensive part of a scan, so the
+    last one is kept, tied to that very CrmData object (a weak reference: a new load, or a new
+    `now` in a replay, fits anew)."""
+    import weakref
+
+    from predict.features import prepare
+
+    global _fitted
+    t_now = now if isinstance(now, int) else seconds_of(now)
+    if _fitted is not None and _fitted[0]() is data and _fitted[1] == t_now and _fitted[2] == rule:
+        return _fitted[3], _fitted[4]
+    prep = prepare(data)
+    model = train(prep, t_now, rule)
+    _fitted = (weakref.ref(data), t_now, rule, prep, model)
+    return prep, model
+
+
 def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = 150_000,
                  seed: int = 0) -> pd.DataFrame:
     """Snapshots up to `t_now` minus the settling time, with the outcomes known by `t_now`."""

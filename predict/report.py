@@ -127,13 +127,14 @@ def forecast(prep: Prepared, model: WinModel | None, baseline: StageBaseline, ti
 
 
 def forecast_now(prep: Prepared, now: datetime, rule: HistoryRule = HistoryRule(), *, months: int = 2,
-                 seed: int = 0) -> tuple[dict | None, str]:
+                 seed: int = 0, model: WinModel | None = None) -> tuple[dict | None, str]:
     """(the forecast from the deals open now, or None below the minimum history; the model's reason).
 
     A model that does not beat the stage-only baseline is not used: the forecast is then the
-    weighted pipeline with timing, and says so (`by`: stage_baseline)."""
+    weighted pipeline with timing, and says so (`by`: stage_baseline). `model`: one already
+    trained on `prep` at `now` with `rule`."""
     t = seconds_of(now)
-    model = train(prep, t, rule, seed=seed)
+    model = model if model is not None else train(prep, t, rule, seed=seed)
     if model.usable:
         return forecast(prep, model, model.baseline, Timing(model.train_rows, prep), t, months, seed), model.reason
     if rule.shortfall(*closed_counts(prep, t)):

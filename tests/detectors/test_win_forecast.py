@@ -40,3 +40,18 @@ def test_too_little_history_forecasts_nothing_and_says_why():
     data = planted_company(100, NOW, seed=23)
     assert detect(data, WinForecastSpec(enabled=True), NOW) == []
     assert "not enough history to predict" in skip_reason(data)
+
+
+def test_deal_risk_and_the_forecast_share_one_fit_per_scan(monkeypatch):
+    import predict.model as pm
+    from detectors.deal_risk import DealRiskSpec, detect as risk
+
+    data = planted_company(1200, NOW, seed=24)
+    calls = []
+    real = pm.train
+    monkeypatch.setattr(pm, "train", lambda *a, **k: calls.append(1) or real(*a, **k))
+    risk(data, DealRiskSpec(enabled=True), NOW)
+    detect(data, WinForecastSpec(enabled=True), NOW)
+    assert len(calls) == 1
+    detect(data, WinForecastSpec(enabled=True, min_won=60), NOW)  # other rules: fitted anew
+    assert len(calls) == 2
