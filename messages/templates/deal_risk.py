@@ -59,10 +59,12 @@ def words(insight: Insight, ctx: Ctx) -> Words:
             ctx.t("Этап «{s}»", "Stage “{s}”", s=name(f["stage"]))
     if first:
         body.append(first + ctx.t(".", "."))
-    body.append(ctx.t("Шанс выиграть упал за {d}: было {a}, стало {b}; нет касаний {n}.",
-                      "The chance of winning fell over {d}: {a} then, {b} now; no touch for {n}.",
-                      d=ctx.count(int(f.get("lookback_days") or 7), "day"), a=was, b=now,
-                      n=ctx.count(round(float(f.get("days_since_touch") or 0)), "day")))
+    fell = ctx.t("Шанс выиграть упал за {d}: было {a}, стало {b}", "The chance of winning fell over {d}: {a} then, {b} now",
+                 d=ctx.count(int(f.get("lookback_days") or 7), "day"), a=was, b=now)
+    idle = round(float(f.get("days_since_touch") or 0))
+    if idle >= 2:  # "no touch for 1 day" is no news
+        fell += ctx.t("; нет касаний {n}", "; no touch for {n}", n=ctx.count(idle, "day"))
+    body.append(fell + ctx.t(".", "."))
     n, won = int(f.get("similar_n") or 0), int(f.get("similar_won") or 0)
     if n:
         body.append(ctx.t("Похожа на {n} прошлых сделок, из них выиграно {w} ({p}).",
