@@ -10,6 +10,7 @@ COPY bot ./bot
 COPY crm ./crm
 COPY detectors ./detectors
 COPY messages ./messages
+COPY predict ./predict
 RUN python -m venv /opt/crm-pulse \
  && /opt/crm-pulse/bin/pip install . \
  && find /opt/crm-pulse -name __pycache__ -prune -exec rm -rf {} +

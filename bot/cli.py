@@ -40,6 +40,7 @@ EXTERNAL = {
     "preview": ("bot.preview", "exactly what one recipient would get now: their digest as Telegram, Slack or text"),
     "send-test": ("bot.online", "send one harmless test message to one recipient through the real chat"),
     "sync": ("bot.sync", "pull what changed in the CRM (amoCRM API) into the local store that scan reads"),
+    "model": ("bot.model_report", "level 3: backtest the win-likelihood model on your own history (model report)"),
 }
 
 

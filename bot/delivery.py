@@ -26,7 +26,7 @@ from detectors.insight import Audience, Insight
 
 log = logging.getLogger("crm_pulse.delivery")
 
-WEEKLY_DETECTORS = frozenset({"loss_reasons"})  # sent in the weekly report, not the daily digest
+WEEKLY_DETECTORS = frozenset({"loss_reasons", "win_forecast"})  # sent in the weekly report, not the daily digest
 CHART_DETECTORS = frozenset({"conversion_drop", "manager_load", "loss_reasons"})
 MAX_CHARTS = 3
 

@@ -72,7 +72,8 @@ REGISTRY: dict[str, Detector] = {}
 # Detectors that judge how long nothing has happened (idle deals, waiting leads, silent
 # clients): on data that stopped arriving they would report the export's silence as the
 # people's, so on stale data they do not run (crm.freshness; bot.pipeline.scan decides).
-NEEDS_FRESH_DATA = frozenset({"stalled_deal", "lead_sla", "silent_client"})
+# deal_risk too: "no touch for 12 days" and the chance it pulls down would be the export's age.
+NEEDS_FRESH_DATA = frozenset({"stalled_deal", "lead_sla", "silent_client", "deal_risk"})
 
 
 def register(name: str, spec: type[DetectorSpec], requires: tuple[str, ...], summary: str,

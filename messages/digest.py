@@ -266,6 +266,8 @@ CHECK_NAMES: dict[str, tuple[str, str]] = {
     "silent_client": ("молчащие клиенты", "silent clients"),
     "manager_load": ("загрузка менеджеров", "manager load"),
     "loss_reasons": ("причины проигрышей", "loss reasons"),
+    "deal_risk": ("сделки под угрозой", "deals at risk"),
+    "win_forecast": ("прогноз выигрыша", "won forecast"),
 }
 
 
@@ -313,6 +315,16 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"^new leads per manager \(new_leads\): "), "новые заявки по менеджерам (new_leads): "),
     (re.compile(r"^calls, meetings and done tasks as touches: "), "звонки, встречи и выполненные задачи как касания: "),
     (re.compile(r"^stage-to-stage conversion: "), "конверсия между этапами: "),
+    # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
+    (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
+                r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),
+     r"мало истории для прогноза: закрытых сделок с датой закрытия \1 (выиграно \2, проиграно \3), "
+     r"нужно не меньше \4, из них выигранных \5 и проигранных \6"),
+    (re.compile(r"^not enough history (to backtest|before the backtest cutoff).*$"),
+     "мало истории, чтобы проверить прогноз на прошлом (подробнее: crm-pulse model report)"),
+    (re.compile(r"^the model does not beat the stage-only baseline on the backtest: .*$"),
+     "прогноз по истории компании не точнее доли выигранных по этапу, поэтому не используется "
+     "(подробнее: crm-pulse model report)"),
 ]
 
 
