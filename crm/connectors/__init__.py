@@ -11,7 +11,7 @@ import importlib
 from types import ModuleType
 
 # kind in [source] -> the module that syncs it
-CONNECTORS = {"amocrm": "crm.connectors.amocrm"}
+CONNECTORS = {"amocrm": "crm.connectors.amocrm", "bitrix24": "crm.connectors.bitrix24"}
 
 
 def connector(kind: str) -> ModuleType:
