@@ -14,13 +14,15 @@ one, as deleting the webhook does); `per_second` turns on the leaky bucket (capa
 `bucket`, draining `per_second` a second): beyond it HTTP 503 {"error": "QUERY_LIMIT_EXCEEDED"};
 `throttle_next(n, status)` answers the next n requests with that limit error (503, or 429 with
 Retry-After). `calls` records every method run (also inside batch) as (method, params);
-`requests` counts HTTP requests answered with data.
+`requests` counts HTTP requests answered with data, `served` the records each list method
+returned.
 """
 from __future__ import annotations
 
 import json
 import re
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
@@ -107,6 +109,7 @@ class FakeBitrix24(LocalServer):
         self.activities: dict[int, dict] = {}
         self.history: list[dict] = []
         self.calls: list[tuple[str, dict]] = []
+        self.served: Counter[str] = Counter()  # records answered per method
         self.requests = 0
         self.unauthorized = 0
         self.on_call: Any = None  # called with (method, params) before a method is answered
@@ -281,7 +284,9 @@ class FakeBitrix24(LocalServer):
                 rows = [{k: v for k, v in r.items() if k in select} for r in rows]
             elif "UF_*" not in select:
                 rows = [{k: v for k, v in r.items() if not k.startswith("UF_CRM")} for r in rows]
-            return self._page(rows, params)
+            body, status = self._page(rows, params)
+            self.served[method] += len(body["result"])
+            return body, status
         if method == "crm.category.list":
             if str(params.get("entityTypeId")) != "2":
                 return {"error": "NOT_FOUND", "error_description": "entityTypeId"}, 400
@@ -291,6 +296,7 @@ class FakeBitrix24(LocalServer):
                 return {"error": "ENTITY_TYPE_NOT_SUPPORTED", "error_description": "entityTypeId"}, 400
             rows = [r for r in sorted(self.history, key=lambda r: r["ID"]) if matches(r, params.get("filter") or {})]
             body = self._page(rows, params)[0]
+            self.served[method] += len(body["result"])
             body["result"] = {"items": body["result"]}
             return body, 200
         return {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}, 404
