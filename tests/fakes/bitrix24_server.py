@@ -232,6 +232,7 @@ class FakeBitrix24(LocalServer):
             else:
                 params.update(php_parse(list((await request.post()).items())))  # type: ignore[arg-type]
         self.requests += 1
+        self._sorted: dict[int, list[dict]] = {}
         if method == "batch":
             return web.json_response({"result": self._batch(params), "time": {"start": time.time()}})
         body, status = self._run(method, params)
@@ -260,11 +261,11 @@ class FakeBitrix24(LocalServer):
         if self.on_call is not None:
             self.on_call(method, params)
         lists = {
-            "crm.deal.list": lambda: sorted(self.deals.values(), key=lambda r: int(r["ID"])),
-            "crm.lead.list": lambda: sorted(self.leads.values(), key=lambda r: int(r["ID"])),
-            "crm.contact.list": lambda: sorted(self.contacts.values(), key=lambda r: int(r["ID"])),
-            "crm.company.list": lambda: sorted(self.companies.values(), key=lambda r: int(r["ID"])),
-            "crm.activity.list": lambda: sorted(self.activities.values(), key=lambda r: int(r["ID"])),
+            "crm.deal.list": lambda: self._by_id(self.deals),
+            "crm.lead.list": lambda: self._by_id(self.leads),
+            "crm.contact.list": lambda: self._by_id(self.contacts),
+            "crm.company.list": lambda: self._by_id(self.companies),
+            "crm.activity.list": lambda: self._by_id(self.activities),
             "crm.status.list": lambda: sorted(self.statuses, key=lambda r: (r["ENTITY_ID"], int(r["SORT"]))),
             "user.get": lambda: self.users,
             "department.get": lambda: self.departments,
@@ -275,16 +276,18 @@ class FakeBitrix24(LocalServer):
             flt = params.get("filter") or params.get("FILTER") or {}
             if method == "user.get" and "ACTIVE" not in flt:
                 flt = {**flt, "ACTIVE": True}  # Bitrix24: active users unless asked
-            rows = [r for r in lists[method]() if matches(r, flt)]
+            rows = lists[method]()
+            if flt:
+                rows = [r for r in rows if matches(r, flt)]
             order = params.get("order") or {}
             if order.get("ID") == "DESC":
-                rows.reverse()
+                rows = rows[::-1]
+            body, status = self._page(rows, params)
             select = _as_list(params.get("select") or [])
             if select and "*" not in select:
-                rows = [{k: v for k, v in r.items() if k in select} for r in rows]
+                body["result"] = [{k: v for k, v in r.items() if k in select} for r in body["result"]]
             elif "UF_*" not in select:
-                rows = [{k: v for k, v in r.items() if not k.startswith("UF_CRM")} for r in rows]
-            body, status = self._page(rows, params)
+                body["result"] = [{k: v for k, v in r.items() if not k.startswith("UF_CRM")} for r in body["result"]]
             self.served[method] += len(body["result"])
             return body, status
         if method == "crm.category.list":
@@ -294,12 +297,20 @@ class FakeBitrix24(LocalServer):
         if method == "crm.stagehistory.list":
             if str(params.get("entityTypeId")) != "2":
                 return {"error": "ENTITY_TYPE_NOT_SUPPORTED", "error_description": "entityTypeId"}, 400
-            rows = [r for r in sorted(self.history, key=lambda r: r["ID"]) if matches(r, params.get("filter") or {})]
+            flt = params.get("filter") or {}
+            rows = [r for r in self.history if matches(r, flt)] if flt else self.history  # kept in ID order
             body = self._page(rows, params)[0]
             self.served[method] += len(body["result"])
             body["result"] = {"items": body["result"]}
             return body, 200
         return {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}, 404
+
+    def _by_id(self, table: dict[int, dict]) -> list[dict]:
+        """The records in ID order, sorted once per HTTP request (a batch asks for 50 pages)."""
+        key = id(table)
+        if key not in self._sorted:
+            self._sorted[key] = sorted(table.values(), key=lambda r: int(r["ID"]))
+        return self._sorted[key]
 
     @staticmethod
     def _page(rows: list[dict], params: dict) -> tuple[dict, int]:
