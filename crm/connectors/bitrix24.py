@@ -429,14 +429,18 @@ def source(api: Api, source_config: SourceConfig) -> Any:
 def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSecret | None = None,
          backoff: float = 1.0, now: float | None = None) -> engine.SyncReport:
     """Take what changed since the last sync (everything the first time) into the store, then,
-    when the deletion check is due, remove what is no longer in Bitrix24. Raises DataError."""
+    when the ID check is due, remove what is no longer in Bitrix24 and fetch what the store
+    lacks. Raises DataError (webhook, permissions, store) or what stopped the load."""
     started = time.monotonic()
     folder = engine.store_folder(source_config.store, base_dir)
     api = Api(source_config, on_secret, backoff=backoff)
     pipe = engine.pipeline(folder, KIND)
     try:
         rows = engine.run(pipe, source(api, source_config))
-        deleted = _check_deletions(api, folder, source_config, time.time() if now is None else now)
+        deleted, missing = _check_ids(api, folder, source_config, time.time() if now is None else now)
+        if missing:
+            for table, n in engine.run(pipe, _missing_source(api, source_config, missing)).items():
+                rows[table] = rows.get(table, 0) + n
     except (BitrixError, requests.RequestException) as exc:
         raise _error(exc, source_config) from None
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
@@ -459,39 +463,77 @@ def _error(exc: Exception, source_config: SourceConfig) -> DataError:
                      fix=f"check {where} and ${source_config.webhook_env}; a temporary error is retried by the next sync")
 
 
-# --- deletions ---------------------------------------------------------------------------------
+# --- deletions (and records a shifted page skipped) ---------------------------------------------
 
-def _check_deletions(api: Api, folder: Path, source_config: SourceConfig, now: float) -> int:
-    """Compare the full ID lists with the store (when `deletion_check_minutes` have passed
-    since the last check) and remove what Bitrix24 no longer has; the check's time is written
-    in the same transaction, so an interrupted check is simply done again next time."""
+def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float) -> tuple[int, dict[str, list[int]]]:
+    """When `deletion_check_minutes` have passed since the last check: compare the full ID
+    lists with the store, remove what Bitrix24 no longer has, and return the IDs it has that
+    the store lacks (a record deleted while pages were read shifts the later pages by one, so
+    offset paging can skip one that no later incremental sync would see again).
+
+    The check's time is written in the same transaction as the deletions, so an interrupted
+    check is simply done again next time. The store is opened only around the reads and the
+    transaction: `scan` can read it while the ID lists are fetched."""
     import duckdb
 
-    con = duckdb.connect(str(engine.database_path(folder)))
+    path = str(engine.database_path(folder))
+    con = duckdb.connect(path)
     try:
         have = _tables(con)
-        last = 0.0
-        if "deletion_checks" in have:
-            row = con.execute(f"SELECT max(checked_at) FROM {KIND}.deletion_checks").fetchone()
-            last = float(row[0] or 0) if row else 0.0
-        if last and now - last < source_config.deletion_check_minutes * 60:
-            return 0
-        present = {table: _all_ids(api, method) for table, method in SWEPT.items() if table in have}
-        gone = 0
+        row = con.execute(f"SELECT max(checked_at) FROM {KIND}.deletion_checks").fetchone() \
+            if "deletion_checks" in have else None
+    finally:
+        con.close()
+    last = float(row[0] or 0) if row else 0.0
+    if last and now - last < source_config.deletion_check_minutes * 60:
+        return 0, {}
+    present = {table: sorted(_all_ids(api, method)) for table, method in SWEPT.items() if table in have}
+    gone, missing = 0, {}
+    con = duckdb.connect(path)
+    try:
         con.execute("BEGIN TRANSACTION")
         for table, ids in present.items():
-            con.execute("CREATE OR REPLACE TEMP TABLE present AS SELECT UNNEST(?::BIGINT[]) AS id", [sorted(ids)])
+            con.execute("CREATE OR REPLACE TEMP TABLE present AS SELECT UNNEST(?::BIGINT[]) AS id", [ids])
             found = con.execute(f"DELETE FROM {KIND}.{table} WHERE id NOT IN (SELECT id FROM present)").fetchone()
             gone += int(found[0]) if found else 0
+            lacking = [int(r[0]) for r in con.execute(
+                f"SELECT id FROM present WHERE id NOT IN (SELECT id FROM {KIND}.{table}) ORDER BY id").fetchall()]
+            if lacking:
+                missing[table] = lacking
         con.execute(f"CREATE TABLE IF NOT EXISTS {KIND}.deletion_checks (checked_at DOUBLE)")
         con.execute(f"DELETE FROM {KIND}.deletion_checks")
         con.execute(f"INSERT INTO {KIND}.deletion_checks VALUES (?)", [now])
         con.execute("COMMIT")
-        if gone:
-            log.info("Bitrix24: %d record(s) deleted in the CRM removed from the store", gone)
-        return gone
     finally:
         con.close()
+    if gone:
+        log.info("Bitrix24: %d record(s) deleted in the CRM removed from the store", gone)
+    if missing:
+        log.info("Bitrix24: fetching %d record(s) the store lacks",  sum(len(v) for v in missing.values()))
+    return gone, missing
+
+
+def _missing_source(api: Api, source_config: SourceConfig, missing: dict[str, list[int]]) -> Any:
+    """The records the ID check found missing, by ID (50 a command, 50 commands a request),
+    merged into their tables; the incremental cursors are not touched."""
+    import dlt
+
+    def fetch(name: str, ids: list[int]) -> Iterator[list[dict]]:
+        method, mapper, _columns, _field = INCREMENTAL[name]
+        base = _params(name, source_config)
+        chunks = [ids[i:i + PAGE] for i in range(0, len(ids), PAGE)]
+        for i in range(0, len(chunks), BATCH):
+            answers = api.batch({f"c{k}": (method, {**base, "filter": {"ID": chunk}})
+                                 for k, chunk in enumerate(chunks[i:i + BATCH], start=i)})
+            for key in sorted(answers, key=lambda k: int(k[1:])):
+                yield [mapper(r) for r in _items(answers[key]["result"])]
+
+    @dlt.source(name=KIND, max_table_nesting=0)
+    def bitrix24_missing() -> list[Any]:
+        return [dlt.resource(fetch(name, ids), name=name, primary_key="id", write_disposition="merge",
+                             columns=INCREMENTAL[name][2]) for name, ids in missing.items()]
+
+    return bitrix24_missing()
 
 
 def _all_ids(api: Api, method: str) -> set[int]:
