@@ -449,15 +449,15 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
 
 def _error(exc: Exception, source_config: SourceConfig) -> DataError:
     line = mask(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if isinstance(exc, BitrixError) and (exc.code in ("insufficient_scope", "ACCESS_DENIED") or exc.status == 403):
+        return DataError(f"the Bitrix24 webhook may not read this ({line})",
+                         fix="edit the inbound webhook in Bitrix24 and tick the scopes crm and user "
+                         "(department too, for teams); its user needs read access to all deals, leads and contacts")
     if isinstance(exc, BitrixError) and (exc.code in AUTH_ERRORS or exc.status == 401):
         return DataError(f"Bitrix24 refused the webhook ({line})",
                          fix=f"the webhook was deleted or its URL is mistyped: create an inbound webhook again "
                          f"(Developer resources -> Other -> Inbound webhook) and put its URL in "
                          f"${source_config.webhook_env}")
-    if isinstance(exc, BitrixError) and (exc.code in ("insufficient_scope", "ACCESS_DENIED") or exc.status == 403):
-        return DataError(f"the Bitrix24 webhook may not read this ({line})",
-                         fix="edit the inbound webhook in Bitrix24 and tick the scopes crm and user "
-                         "(department too, for teams); its user needs read access to all deals, leads and contacts")
     where = source_config.base_url or "the portal in the webhook URL"
     return DataError(f"Bitrix24 answered with an error ({line})",
                      fix=f"check {where} and ${source_config.webhook_env}; a temporary error is retried by the next sync")

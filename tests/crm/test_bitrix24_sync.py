@@ -371,6 +371,23 @@ def test_a_wrong_webhook_is_one_clear_error(fake, tmp_path, monkeypatch, capsys)
     assert "n0tth3c0d3atall42" not in err
 
 
+def test_a_webhook_without_the_crm_scope_says_which_scopes_to_tick(fake, tmp_path, capsys):
+    fake.without_scope = {"crm.deal.list", "crm.category.list"}
+    config = _config_file(tmp_path)
+    assert cli_main(["sync", "--config", str(config)]) == 3
+    err = capsys.readouterr().err
+    assert "may not read this (insufficient_scope" in err and "tick the scopes crm and user" in err
+
+
+def test_a_later_sync_with_little_changed_takes_a_dozen_requests(fake, tmp_path):
+    source = _source(tmp_path / "store", deletion_check_minutes=60)
+    bitrix24.sync(source, None)
+    fake.move_deal(2, "OFFER", (_newest_modify(fake) + timedelta(hours=1)).isoformat())
+    report = bitrix24.sync(source, None)
+    # users (active, inactive), departments, pipelines, stages and one page of each of six tables
+    assert report.requests == 11 and report.rows["deals"] >= 1
+
+
 def test_a_webhook_url_that_is_not_one_is_said_so(tmp_path, monkeypatch):
     from crm.errors import DataError
 

@@ -121,6 +121,7 @@ class FakeBitrix24(LocalServer):
         self.answered_limit = 0
         self._history_seq = 0
         self.department_scope = True
+        self.without_scope: set[str] = set()  # methods the webhook's scopes do not allow
 
     @property
     def webhook(self) -> str:
@@ -270,7 +271,7 @@ class FakeBitrix24(LocalServer):
             "user.get": lambda: self.users,
             "department.get": lambda: self.departments,
         }
-        if method == "department.get" and not self.department_scope:
+        if method in self.without_scope or (method == "department.get" and not self.department_scope):
             return {"error": "insufficient_scope", "error_description": "The request requires higher privileges"}, 401
         if method in lists:
             flt = params.get("filter") or params.get("FILTER") or {}
