@@ -399,7 +399,14 @@ def source(api: Api, source_config: SourceConfig) -> Any:
             log.warning("Bitrix24: the webhook has no `department` scope (%s): managers get no team", exc.code)
 
     def categories() -> Iterator[list[dict]]:
-        for rows in api.pages("crm.category.list", {"entityTypeId": DEAL}, _items):
+        try:
+            pages = list(api.pages("crm.category.list", {"entityTypeId": DEAL}, _items))
+        except BitrixError as exc:  # an older on-premise portal: the deprecated method, without pipeline 0
+            if exc.code != "ERROR_METHOD_NOT_FOUND":
+                raise
+            default = api.call("crm.dealcategory.default.get").get("result") or {}
+            pages = [[{"id": 0, "name": default.get("NAME"), "sort": 0}], *api.pages("crm.dealcategory.list", {})]
+        for rows in pages:
             yield [{"id": int(c.get("id", c.get("ID", 0)) or 0), "name": c.get("name", c.get("NAME")),
                     "sort": _int(c.get("sort", c.get("SORT"))) or 0} for c in rows]
 
@@ -653,8 +660,8 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
             SELECT d.id, CASE WHEN d.semantic IN ('S', 'F') THEN o.stage_id ELSE d.stage_id END, d.date_create, 0
             FROM deal d LEFT JOIN opening o ON o.category_id = d.category_id
             WHERE d.id NOT IN (SELECT deal_id FROM hist_all))
-        SELECT e.deal_id, st.name AS stage, e.entered, e.id
-        FROM entries e JOIN stage st ON st.status_id = e.stage_id""")
+        SELECT e.deal_id, coalesce(st.name, e.stage_id) AS stage, e.entered, e.id  -- a deleted stage: its code
+        FROM entries e LEFT JOIN stage st ON st.status_id = e.stage_id WHERE e.stage_id IS NOT NULL""")
     out: dict[str, pd.DataFrame] = {}
     departments = "departments" in have
     out["managers"] = con.execute(f"""
@@ -681,7 +688,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         SELECT CAST(d.id AS VARCHAR) AS deal_id, d.client AS client_id,
                CAST(d.assigned_by_id AS VARCHAR) AS manager_id, d.title, d.opportunity AS amount,
                d.currency_id AS currency,
-               CASE WHEN d.semantic IN ('S', 'F') THEN ls.stage ELSE cur.name END AS stage,
+               CASE WHEN d.semantic IN ('S', 'F') THEN ls.stage ELSE coalesce(cur.name, d.stage_id) END AS stage,
                CASE d.semantic WHEN 'S' THEN 'won' WHEN 'F' THEN 'lost' ELSE 'open' END AS status,
                to_timestamp(d.date_create) AS created_at,
                CASE WHEN d.semantic IN ('S', 'F') THEN to_timestamp(coalesce(cl.at, d.moved_time)) END AS closed_at,

@@ -407,6 +407,22 @@ def test_base_url_reaches_the_portal_through_a_proxy(fake, tmp_path, monkeypatch
     assert report.rows["deals"] == N_DEALS + 1
 
 
+def test_an_older_portal_without_crm_category_list_gives_the_same_pipelines(fake, tmp_path):
+    fake.missing_methods = {"crm.category.list"}
+    source = _source(tmp_path / "store")
+    bitrix24.sync(source, None)
+    data = load_crm(source).data
+    assert len(data.deals) == N_DEALS and data.stages == ["Новая заявка", "КП отправлено", "Переговоры"]
+
+
+def test_a_deal_in_a_deleted_stage_keeps_the_stage_code(fake, tmp_path):
+    fake.statuses = [s for s in fake.statuses if s["STATUS_ID"] != "TALKS"]  # removed from the pipeline
+    source = _source(tmp_path / "store")
+    bitrix24.sync(source, None)
+    deals = load_crm(source).data.deals.set_index("deal_id")
+    assert deals.loc["5", "stage"] == "TALKS" and deals.loc["5", "status"] == "won"
+
+
 def test_without_the_department_scope_managers_have_no_team(fake, tmp_path):
     fake.department_scope = False
     source = _source(tmp_path / "store")

@@ -122,6 +122,7 @@ class FakeBitrix24(LocalServer):
         self._history_seq = 0
         self.department_scope = True
         self.without_scope: set[str] = set()  # methods the webhook's scopes do not allow
+        self.missing_methods: set[str] = set()  # methods an older portal does not have
 
     @property
     def webhook(self) -> str:
@@ -291,6 +292,13 @@ class FakeBitrix24(LocalServer):
                 body["result"] = [{k: v for k, v in r.items() if not k.startswith("UF_CRM")} for r in body["result"]]
             self.served[method] += len(body["result"])
             return body, status
+        if method in self.missing_methods:
+            return {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}, 404
+        if method == "crm.dealcategory.list":  # the deprecated form: no pipeline 0, upper-case keys
+            rows = [{"ID": str(c["id"]), "NAME": c["name"], "SORT": str(c["sort"])} for c in self.categories if c["id"]]
+            return self._page(rows, params)
+        if method == "crm.dealcategory.default.get":
+            return {"result": {"ID": 0, "NAME": self.categories[0]["name"]}}, 200
         if method == "crm.category.list":
             if str(params.get("entityTypeId")) != "2":
                 return {"error": "NOT_FOUND", "error_description": "entityTypeId"}, 400
