@@ -135,9 +135,20 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
                 scan_fn: Any = None, start_scan: bool = True, catch_up: bool = True,
                 clock: Any = None) -> None:
     """Run everything until `stop` is set (SIGINT/SIGTERM set it when run from the CLI).
-    At start: a first scan when there is none, then today's digests that are due and were not
-    written (catch_up). `clock` replaces the wall clock for the jobs (tests)."""
+    At start: a first scan when there is none (else the stored data is read, for /maturity's
+    hints), then today's digests that are due and were not written (catch_up); /metrics and
+    /healthz when [metrics] is enabled. `clock` replaces the wall clock for the jobs (tests)."""
+    from bot.scheduler import quiet_apscheduler
+
+    with quiet_apscheduler():
+        await _serve(config, stop=stop, channels=channels, scan_fn=scan_fn, start_scan=start_scan,
+                     catch_up=catch_up, clock=clock)
+
+
+async def _serve(config: Config, *, stop: asyncio.Event | None, channels: dict[str, Any] | None, scan_fn: Any,
+                 start_scan: bool, catch_up: bool, clock: Any) -> None:
     from bot.handlers import Handlers
+    from bot.metrics import MetricsServer, health
     from bot.outbox import Outbox
     from bot.scheduler import PulseJobs, build_scheduler
     from bot.state import StateStore
@@ -151,11 +162,23 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
                         checks_provider=lambda: jobs.latest_checks)
     channels = channels if channels is not None else build_channels(config, handlers)
     jobs.alert = lambda texts: tell_admins(config, channels, store, texts)
+    outbox.observe = jobs.metrics.message
+    jobs.metrics.outbox_counts = outbox.counts
+    jobs.metrics.channels(channels)
     started: list[Any] = []
     scheduler = build_scheduler(config, jobs)
     sender: asyncio.Task[None] | None = None
     starting: asyncio.Task[None] | None = None
+
+    def current_health() -> tuple[int, dict[str, Any]]:
+        if sender is None:  # the chats and the scheduler are still starting
+            return health(False, {}, starting=True)
+        return health(scheduler.running, jobs.failing, sender_running=not sender.done())
+    if config.metrics.enabled:  # started first: a port taken stops the start before any chat is touched
+        started.append(MetricsServer(jobs.metrics, current_health, config.metrics.host, config.metrics.port))
     try:
+        for server in started:
+            await server.start()
         for ch in channels.values():
             if hasattr(ch, "start"):
                 try:
@@ -174,6 +197,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
         async def at_start() -> None:
             if start_scan and store.latest_scan() is None:
                 await jobs.run_scan()
+            elif start_scan:  # a restart: the stored insights stand, the data is read for /maturity
+                await jobs.load_latest_data()
             if catch_up:  # after the first scan, so the two do not race for the scan lock
                 await jobs.catch_up_digests()
         starting = asyncio.create_task(at_start())

@@ -33,6 +33,7 @@ EPILOG = """exit codes:
 EXTERNAL = {
     "run": ("bot.app", "run the bot: scheduled scans, digests, Telegram/Slack, buttons"),
     "stats": ("bot.stats", "what was sent, what people found useful, failed messages"),
+    "health": ("bot.metrics", "is the running bot healthy? asks /healthz ([metrics]), else the state database"),
     "backtest": ("bot.backtest", "replay the detectors over past days: how many alerts people would get"),
     "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
@@ -535,6 +536,10 @@ def write_charts(insights: list, folder: Path, lang: str) -> list[Path]:
 def add_init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing config.toml")
     p.add_argument("--path", default="config.toml", help="where to write it (default: ./config.toml)")
+    from bot.source_templates import SOURCE_TEMPLATES
+
+    p.add_argument("--crm", choices=list(SOURCE_TEMPLATES),
+                   help="read this CRM's API instead of exported files: [source] is written for it")
 
 
 def example_config_path() -> Path:
@@ -551,8 +556,15 @@ def run_init(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists; use --force to overwrite it")
-    shutil.copyfile(example_config_path(), target)
-    print(f"wrote {target}: edit [source] to point at your CRM export, then run `crm-pulse check-config {target}`")
+    if not args.crm:
+        shutil.copyfile(example_config_path(), target)
+        print(f"wrote {target}: edit [source] to point at your CRM export, then run `crm-pulse check-config {target}`")
+        return EXIT_OK
+    from bot.source_templates import with_source
+
+    target.write_text(with_source(example_config_path().read_text(encoding="utf-8"), args.crm), encoding="utf-8")
+    print(f"wrote {target} for {args.crm}: fill in [source] and export the environment variable it names, "
+          f"then run `crm-pulse sync --config {target} --check`")
     return EXIT_OK
 
 

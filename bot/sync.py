@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     else:
         rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows.items())) or "nothing changed"
         print(f"synced {kind} in {report.seconds:.1f} s, {report.requests} request(s): {rows}"
-              + (f"; {report.deleted} record(s) deleted in the CRM removed" if report.deleted else ""), file=out)
+              + (f"; {report.deleted} deleted record(s) removed" if report.deleted else ""), file=out)
     log.info("sync %s: %d requests, %s", kind, report.requests, report.rows)
     return EXIT_OK
 
