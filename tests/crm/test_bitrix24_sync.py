@@ -471,3 +471,15 @@ def test_missing_webhook_is_named_before_the_bot_starts(monkeypatch, tmp_path):
     monkeypatch.delenv("TEST_BX_WEBHOOK", raising=False)
     lines = missing_secrets(load_config(_config_file(tmp_path)))
     assert any("source.webhook_env" in line and "Inbound webhook" in line for line in lines)
+
+
+def test_init_for_bitrix24_writes_a_config_that_syncs_it(fake, tmp_path, monkeypatch, capsys):
+    from bot.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRM_PULSE_BITRIX24_WEBHOOK", fake.webhook)
+    assert cli_main(["init", "--crm", "bitrix24"]) == 0
+    config = load_config(tmp_path / "config.toml")
+    assert config.source.kind == "bitrix24" and config.source.requests_per_second == 2.0
+    assert cli_main(["sync", "--config", "config.toml", "--check"]) == 0
+    assert "Продажи (included)" in capsys.readouterr().out
