@@ -32,8 +32,9 @@ _TOKENS = re.compile(
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
 )
 # A Bitrix24 inbound webhook carries its secret in the path: https://<portal>/rest/<user id>/<code>/
-# (the code is 10+ letters and digits followed by "/"; "/rest/1/department.get" is a method).
-_WEBHOOK_CODE = re.compile(r"(?P<pre>/rest/\d+/)(?P<secret>[A-Za-z0-9]{10,})(?=[/\s'\"?#]|$)")
+# (the code: 10+ letters and digits, at least one digit, then "/"; "/rest/1/department.get" is a
+# method, "/rest/2/transactions/" some other API; a code without digits is masked as a configured value).
+_WEBHOOK_CODE = re.compile(r"(?P<pre>/rest/\d+/)(?P<secret>(?=[A-Za-z]*\d)[A-Za-z0-9]{10,})(?=[/\s'\"?#]|$)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
