@@ -22,11 +22,13 @@ counts from creation).
 Incremental: deals, leads, companies and contacts by `>=DATE_MODIFY`, activities by
 `>=LAST_UPDATED`, stage history by `>=CREATED_TIME`, each from the saved cursor minus
 `overlap_minutes`. Lists come 50 records a page (`start`, `next`, `total`); after the first
-page the rest are fetched by `batch`, 50 pages (2,500 records) a request.
+page the rest are fetched by `batch`, 50 pages (2,500 records) a request. Users, departments,
+pipelines and stages, read whole every sync, share one batch.
 
 Deletions: REST has no "deleted since" list, so the full ID lists of deals, leads, activities,
 companies and contacts (`select: ["ID"]`, 2,500 IDs a request) are compared with the store
-every `deletion_check_minutes` (0 = each sync) and what is gone is removed.
+every `deletion_check_minutes` (0 = each sync): what is gone is removed, and what the store
+lacks (offset paging skips a record when one before it is deleted mid-read) is fetched by ID.
 """
 from __future__ import annotations
 
@@ -148,9 +150,11 @@ class Api:
             return body
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, dict]:
+    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], tolerate: tuple[str, ...] = ()
+              ) -> dict[str, dict]:
         """Up to 50 commands in one request: {key: {"result", "total", "next"}}. A command that
-        hits an operation limit is sent again in the next batch; any other error raises."""
+        hits an operation limit is sent again in the next batch; an error in `tolerate` comes
+        back as {"error": code} for its key; any other error raises."""
         out: dict[str, dict] = {}
         pending = dict(commands)
         for attempt in range(engine.MAX_ATTEMPTS):
@@ -166,6 +170,10 @@ class Api:
                 if key in errors:
                     err = errors[key] or {}
                     if err.get("error") in LIMIT_ERRORS:
+                        continue
+                    if err.get("error") in tolerate:
+                        out[key] = {"result": None, "total": None, "next": None, "error": err.get("error")}
+                        del pending[key]
                         continue
                     raise BitrixError(str(err.get("error")), str(err.get("error_description") or ""))
                 out[key] = {"result": results.get(key) if isinstance(results, dict) else None,
@@ -193,6 +201,29 @@ class Api:
             answers = self.batch({f"p{s}": (method, {**params, "start": s}) for s in chunk})
             for s in chunk:
                 yield list(items(answers[f"p{s}"]["result"]) or [])
+
+
+    def lists(self, commands: dict[str, tuple[str, dict[str, Any]]], tolerate: tuple[str, ...] = ()
+              ) -> Iterator[tuple[str, list[dict] | None, str | None]]:
+        """Every page of several list methods that do not depend on each other: the first pages
+        of all in one batch, then the rest of all, 50 pages a request. Yields (key, records,
+        None) per page in order, or (key, None, error code) once for a tolerated error."""
+        firsts = self.batch({k: (m, {**p, "start": 0}) for k, (m, p) in commands.items()}, tolerate)
+        rest: list[tuple[str, int]] = []
+        for key in commands:
+            answer = firsts[key]
+            if answer.get("error"):
+                yield key, None, str(answer["error"])
+                continue
+            yield key, _items(answer["result"]), None
+            if answer.get("next") is not None:
+                rest += [(key, start) for start in range(int(answer["next"]), int(answer.get("total") or 0), PAGE)]
+        for i in range(0, len(rest), BATCH):
+            chunk = rest[i:i + BATCH]
+            answers = self.batch({f"{k}_{start}": (commands[k][0], {**commands[k][1], "start": start})
+                                  for k, start in chunk})
+            for k, start in chunk:
+                yield k, _items(answers[f"{k}_{start}"]["result"]), None
 
 
 # --- records as stored (flat rows; timestamps as unix seconds) ---------------------------------
@@ -329,6 +360,16 @@ INCREMENTAL: dict[str, tuple[str, Callable[[dict], dict], dict, str]] = {
     "contacts": ("crm.contact.list", contact_row, PARTY_COLS, "DATE_MODIFY"),
 }
 CURSOR = {"stage_history": "created"}  # the stored column each resource's cursor follows (else "modified")
+# what every sync reads whole, in one shared batch (key -> list method and parameters)
+REFERENCE: dict[str, tuple[str, dict[str, Any]]] = {
+    "active_users": ("user.get", {"FILTER": {"ACTIVE": True}}),
+    "inactive_users": ("user.get", {"FILTER": {"ACTIVE": False}}),
+    "departments": ("department.get", {}),
+    "categories": ("crm.category.list", {"entityTypeId": DEAL}),
+    "statuses": ("crm.status.list", {"order": {"SORT": "ASC"}}),
+}
+# a webhook without the `department` scope, an older portal without crm.category.list: said, not fatal
+OPTIONAL_ERRORS = ("insufficient_scope", "ACCESS_DENIED", "ERROR_METHOD_NOT_FOUND")
 # what the deletion check compares: store table -> list method
 SWEPT = {"deals": "crm.deal.list", "leads": "crm.lead.list", "activities": "crm.activity.list",
          "companies": "crm.company.list", "contacts": "crm.contact.list"}
@@ -384,26 +425,39 @@ def source(api: Api, source_config: SourceConfig) -> Any:
 
     overlap = int(source_config.overlap_minutes * 60)
 
+    reference: dict[str, list[list[dict]] | str] = {}
+
+    def fetched(key: str) -> list[list[dict]] | str:
+        """The reference lists (users, departments, pipelines, stages) come in one batch: the
+        first resource to need one fetches them all."""
+        if not reference:
+            for name, rows, error in api.lists(REFERENCE, tolerate=OPTIONAL_ERRORS):
+                if error is not None:
+                    reference[name] = error
+                else:
+                    pages = reference.setdefault(name, [])
+                    assert isinstance(pages, list)
+                    pages.append(rows or [])
+        return reference.get(key, [])
+
     def users() -> Iterator[list[dict]]:
-        for active in (True, False):  # user.get returns active users unless asked otherwise
-            for rows in api.pages("user.get", {"FILTER": {"ACTIVE": active}}):
+        for key in ("active_users", "inactive_users"):  # user.get returns active users unless asked
+            for rows in fetched(key):
                 yield [user_row(r) for r in rows]
 
     def departments() -> Iterator[list[dict]]:
-        try:
-            for rows in api.pages("department.get", {}):
-                yield [{"id": int(d["ID"]), "name": d.get("NAME")} for d in rows]
-        except BitrixError as exc:
-            if exc.code not in ("insufficient_scope", "ACCESS_DENIED", "ERROR_METHOD_NOT_FOUND"):
-                raise
-            log.warning("Bitrix24: the webhook has no `department` scope (%s): managers get no team", exc.code)
+        pages = fetched("departments")
+        if isinstance(pages, str):
+            log.warning("Bitrix24: the webhook has no `department` scope (%s): managers get no team", pages)
+            return
+        for rows in pages:
+            yield [{"id": int(d["ID"]), "name": d.get("NAME")} for d in rows]
 
     def categories() -> Iterator[list[dict]]:
-        try:
-            pages = list(api.pages("crm.category.list", {"entityTypeId": DEAL}, _items))
-        except BitrixError as exc:  # an older on-premise portal: the deprecated method, without pipeline 0
-            if exc.code != "ERROR_METHOD_NOT_FOUND":
-                raise
+        pages = fetched("categories")
+        if isinstance(pages, str):  # an older on-premise portal: the deprecated method, without pipeline 0
+            if pages != "ERROR_METHOD_NOT_FOUND":
+                raise BitrixError(pages, "crm.category.list")
             default = api.call("crm.dealcategory.default.get").get("result") or {}
             pages = [[{"id": 0, "name": default.get("NAME"), "sort": 0}], *api.pages("crm.dealcategory.list", {})]
         for rows in pages:
@@ -411,7 +465,7 @@ def source(api: Api, source_config: SourceConfig) -> Any:
                     "sort": _int(c.get("sort", c.get("SORT"))) or 0} for c in rows]
 
     def statuses() -> Iterator[list[dict]]:
-        for rows in api.pages("crm.status.list", {"order": {"SORT": "ASC"}}):
+        for rows in fetched("statuses"):
             yield [status_row(r) for r in rows
                    if str(r.get("ENTITY_ID", "")).startswith("DEAL_STAGE") or r.get("ENTITY_ID") in ("STATUS", "SOURCE")]
 
@@ -489,7 +543,7 @@ def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float) 
     last = float(row[0] or 0) if row else 0.0
     if last and now - last < source_config.deletion_check_minutes * 60:
         return 0, {}
-    present = {table: sorted(_all_ids(api, method)) for table, method in SWEPT.items() if table in have}
+    present = _all_ids(api, [table for table in SWEPT if table in have])
     gone, missing = 0, {}
     con = duckdb.connect(path)
     try:
@@ -538,11 +592,12 @@ def _missing_source(api: Api, source_config: SourceConfig, missing: dict[str, li
     return bitrix24_missing()
 
 
-def _all_ids(api: Api, method: str) -> set[int]:
-    ids: set[int] = set()
-    for rows in api.pages(method, {"order": {"ID": "ASC"}, "select": ["ID"]}):
-        ids.update(int(r["ID"]) for r in rows)
-    return ids
+def _all_ids(api: Api, tables: list[str]) -> dict[str, list[int]]:
+    """The full ID lists of these tables' list methods (their pages share batches)."""
+    ids: dict[str, set[int]] = {t: set() for t in tables}
+    for table, rows, _error in api.lists({t: (SWEPT[t], {"order": {"ID": "ASC"}, "select": ["ID"]}) for t in tables}):
+        ids[table].update(int(r["ID"]) for r in rows or [])
+    return {t: sorted(found) for t, found in ids.items()}
 
 
 def _tables(con: Any) -> set[str]:
@@ -555,39 +610,24 @@ def check(source_config: SourceConfig, base_dir: Path | None, *,
           on_secret: OnSecret | None = None) -> dict[str, Any]:
     """Prove the webhook: the portal, its deal pipelines (with stages) and its users."""
     api = Api(source_config, on_secret)
+    wanted = {k: v for k, v in REFERENCE.items() if k != "departments"}
+    found: dict[str, list[dict]] = {k: [] for k in wanted}
     try:
-        answers = api.batch({
-            "categories": ("crm.category.list", {"entityTypeId": DEAL}),
-            "stages": ("crm.status.list", {"order": {"SORT": "ASC"}}),
-            "active": ("user.get", {"FILTER": {"ACTIVE": True}}),
-            "inactive": ("user.get", {"FILTER": {"ACTIVE": False}}),
-        })
-        users = [u for key in ("active", "inactive") for u in _rest(api, "user.get", answers[key],
-                                                                    {"FILTER": {"ACTIVE": key == "active"}})]
-        stages = [status_row(s) for s in _rest(api, "crm.status.list", answers["stages"], {"order": {"SORT": "ASC"}})]
-        categories = _items(answers["categories"]["result"])
+        for key, rows, _error in api.lists(wanted):
+            found[key] += rows or []
     except (BitrixError, requests.RequestException) as exc:
         raise _error(exc, source_config) from None
+    stages = [status_row(s) for s in found["statuses"]]
     pipelines = []
-    for c in sorted(categories, key=lambda c: (_int(c.get("sort")) or 0, int(c.get("id") or 0))):
+    for c in sorted(found["categories"], key=lambda c: (_int(c.get("sort")) or 0, int(c.get("id") or 0))):
         cid = int(c.get("id") or 0)
         entity = "DEAL_STAGE" if cid == 0 else f"DEAL_STAGE_{cid}"
         names = [s["name"] for s in sorted((s for s in stages if s["entity_id"] == entity), key=lambda s: s["sort"])]
         pipelines.append({"id": cid, "name": c.get("name"), "included": _included(cid, c.get("name"), source_config),
                           "statuses": names})
-    portal = urlsplit(api.url).hostname
-    return {"account": portal, "pipelines": pipelines,
-            "users": [{"id": int(u["ID"]), "name": user_row(u)["name"], "active": user_row(u)["active"]} for u in users]}
-
-
-def _rest(api: Api, method: str, first: dict, params: dict[str, Any]) -> list[dict]:
-    """A list answer's records plus its further pages."""
-    rows = list(first.get("result") or [])
-    if first.get("next") is not None:
-        starts = range(int(first["next"]), int(first.get("total") or 0), PAGE)
-        answers = api.batch({f"p{s}": (method, {**params, "start": s}) for s in list(starts)[:BATCH]})
-        rows += [r for s in list(starts)[:BATCH] for r in answers[f"p{s}"]["result"] or []]
-    return rows
+    users = [user_row(u) for key in ("active_users", "inactive_users") for u in found[key]]
+    return {"account": urlsplit(api.url).hostname, "pipelines": pipelines,
+            "users": [{"id": u["id"], "name": u["name"], "active": u["active"]} for u in users]}
 
 
 def _included(category_id: Any, name: Any, source_config: SourceConfig) -> bool:
