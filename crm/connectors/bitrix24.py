@@ -427,9 +427,10 @@ def source(api: Api, source_config: SourceConfig) -> Any:
 
     reference: dict[str, list[list[dict]] | str] = {}
 
-    def fetched(key: str) -> list[list[dict]] | str:
+    def fetched(key: str, optional: bool = False) -> list[list[dict]] | str:
         """The reference lists (users, departments, pipelines, stages) come in one batch: the
-        first resource to need one fetches them all."""
+        first resource to need one fetches them all. A list the sync cannot do without raises
+        its error; an optional one returns the error code."""
         if not reference:
             for name, rows, error in api.lists(REFERENCE, tolerate=OPTIONAL_ERRORS):
                 if error is not None:
@@ -438,15 +439,18 @@ def source(api: Api, source_config: SourceConfig) -> Any:
                     pages = reference.setdefault(name, [])
                     assert isinstance(pages, list)
                     pages.append(rows or [])
-        return reference.get(key, [])
+        found = reference.get(key, [])
+        if isinstance(found, str) and not optional:
+            raise BitrixError(found, f"{REFERENCE[key][0]} failed")
+        return found
 
     def users() -> Iterator[list[dict]]:
         for key in ("active_users", "inactive_users"):  # user.get returns active users unless asked
             for rows in fetched(key):
-                yield [user_row(r) for r in rows]
+                yield [user_row(r) for r in rows]  # type: ignore[union-attr]
 
     def departments() -> Iterator[list[dict]]:
-        pages = fetched("departments")
+        pages = fetched("departments", optional=True)
         if isinstance(pages, str):
             log.warning("Bitrix24: the webhook has no `department` scope (%s): managers get no team", pages)
             return
@@ -454,7 +458,7 @@ def source(api: Api, source_config: SourceConfig) -> Any:
             yield [{"id": int(d["ID"]), "name": d.get("NAME")} for d in rows]
 
     def categories() -> Iterator[list[dict]]:
-        pages = fetched("categories")
+        pages = fetched("categories", optional=True)
         if isinstance(pages, str):  # an older on-premise portal: the deprecated method, without pipeline 0
             if pages != "ERROR_METHOD_NOT_FOUND":
                 raise BitrixError(pages, "crm.category.list")

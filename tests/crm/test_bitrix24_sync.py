@@ -372,12 +372,14 @@ def test_a_wrong_webhook_is_one_clear_error(fake, tmp_path, monkeypatch, capsys)
     assert "n0tth3c0d3atall42" not in err
 
 
-def test_a_webhook_without_the_crm_scope_says_which_scopes_to_tick(fake, tmp_path, capsys):
-    fake.without_scope = {"crm.deal.list", "crm.category.list"}
+@pytest.mark.parametrize("denied", [{"crm.deal.list", "crm.category.list"}, {"user.get"}])
+def test_a_webhook_without_the_crm_or_user_scope_says_which_scopes_to_tick(fake, tmp_path, capsys, denied):
+    fake.without_scope = denied
     config = _config_file(tmp_path)
     assert cli_main(["sync", "--config", str(config)]) == 3
     err = capsys.readouterr().err
     assert "may not read this (insufficient_scope" in err and "tick the scopes crm and user" in err
+    assert "Traceback" not in err
 
 
 def test_a_later_sync_with_little_changed_takes_seven_requests(fake, tmp_path):
