@@ -62,6 +62,10 @@ def missing_secrets(config: Config) -> list[str]:
         out.append(f"source.token_env: environment variable {src.token_env} is not set: create a private app in "
                    "HubSpot (Settings -> Integrations -> Private Apps; docs/connect-hubspot.md) and "
                    f"`export {src.token_env}=<its access token>`")
+    if src.kind == "bitrix24" and not config.secret(src.webhook_env):
+        out.append(f"source.webhook_env: environment variable {src.webhook_env} is not set: create an inbound "
+                   "webhook in Bitrix24 (Developer resources -> Other -> Inbound webhook, scopes crm and user; "
+                   f"docs/connect-bitrix24.md), then `export {src.webhook_env}='https://yourcompany.bitrix24.ru/rest/1/<code>/'`")
     return out
 
 

@@ -39,7 +39,7 @@ EXTERNAL = {
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
     "preview": ("bot.preview", "exactly what one recipient would get now: their digest as Telegram, Slack or text"),
     "send-test": ("bot.online", "send one harmless test message to one recipient through the real chat"),
-    "sync": ("bot.sync", "pull what changed in the CRM (amoCRM API) into the local store that scan reads"),
+    "sync": ("bot.sync", "pull what changed in the CRM (amoCRM, Bitrix24, HubSpot, Pipedrive API) into the local store that scan reads"),
     "model": ("bot.model_report", "level 3: backtest the win-likelihood model on your own history (model report)"),
 }
 

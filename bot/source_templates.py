@@ -26,11 +26,18 @@ token_env = "CRM_PULSE_AMOCRM_TOKEN"
 # source = "Источник"
 ''',
     "bitrix24": '''\
-# Bitrix24: `crm-pulse sync` copies what changed into a local store that every command reads.
+# Bitrix24 (docs/connect-bitrix24.md): `crm-pulse sync` copies what changed into a local store
+# that every command reads; `crm-pulse sync --check` proves the webhook and lists pipelines.
 kind = "bitrix24"
 # The NAME of the environment variable holding the inbound webhook URL
-# (https://<portal>/rest/<user>/<code>/): the URL is the secret, never put it here.
+# (https://<portal>/rest/<user>/<code>/, scopes crm and user): the URL is the secret, never put it here.
 webhook_env = "CRM_PULSE_BITRIX24_WEBHOOK"
+# pipelines = ["Продажи"]                     # pipeline (category) ids or names; all when left out
+# store = "crm-store"                         # the synced store's folder, next to this file
+# requests_per_second = 2                     # Bitrix24's leaky bucket drains 2 a second
+# deletion_check_minutes = 0                  # compare ID lists for deletions (0 = each sync)
+# [source.custom_fields.deals]                # field codes -> contract columns
+# region = "UF_CRM_1712345678"
 ''',
     "hubspot": '''\
 # HubSpot: `crm-pulse sync` copies what changed into a local store that every command reads.

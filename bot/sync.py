@@ -1,4 +1,4 @@
-"""`crm-pulse sync`: pull what changed in the CRM (a CRM API kind: amoCRM, HubSpot) into the local store.
+"""`crm-pulse sync`: pull what changed in the CRM (a CRM API kind: amoCRM, Bitrix24, HubSpot, Pipedrive) into the local store.
 
 `--check` only proves the credentials: it lists the account's pipelines (which are included)
 and users, and writes nothing but a refreshed OAuth token. Secrets come from the environment

@@ -96,11 +96,16 @@ class SourceConfig(BaseModel):
     - kind "hubspot" (docs/connect-hubspot.md): `token_env` names the variable holding the
       private app's access token; `base_url` defaults to https://api.hubapi.com; the other API
       keys as for amoCRM (custom_fields name HubSpot property names).
+    - kind "bitrix24" (docs/connect-bitrix24.md): `webhook_env` names the variable holding the
+      whole inbound webhook URL (its path is the secret); `base_url` is optional (taken from the
+      webhook; give it to reach the portal through a proxy); `deletion_check_minutes`: how often
+      the full ID lists are compared to find deleted records (0 = every sync); `custom_fields`
+      name Bitrix24 field codes (UF_CRM_...).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["files", "sql", "amocrm", "hubspot"] = "files"
+    kind: Literal["files", "sql", "amocrm", "bitrix24", "hubspot"] = "files"
     path: str | None = None
     files: dict[str, str] = {}
     columns: dict[str, dict[str, str]] = {}
@@ -131,6 +136,8 @@ class SourceConfig(BaseModel):
     custom_fields: dict[str, dict[str, str]] = {}
     overlap_minutes: float = Field(10.0, ge=0, le=24 * 60, allow_inf_nan=False)
     requests_per_second: float = Field(7.0, gt=0, le=100, allow_inf_nan=False)
+    webhook_env: str | None = None
+    deletion_check_minutes: float = Field(0.0, ge=0, le=7 * 24 * 60, allow_inf_nan=False)
 
     @field_validator("files", "tables")
     @classmethod
@@ -233,7 +240,7 @@ class SourceConfig(BaseModel):
             )
         return value
 
-    @field_validator("token_env", "client_id_env", "client_secret_env", "refresh_token_env")
+    @field_validator("token_env", "client_id_env", "client_secret_env", "refresh_token_env", "webhook_env")
     @classmethod
     def _api_env_names(cls, value: str | None, info) -> str | None:
         """A token pasted where its variable's NAME belongs: refuse, never echo it."""
@@ -251,9 +258,10 @@ class SourceConfig(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("base_url: must be the account address, like https://yourcompany.amocrm.ru "
-                             "(HubSpot: https://api.hubapi.com, the default)")
+                             "(Bitrix24: https://yourcompany.bitrix24.ru; HubSpot: https://api.hubapi.com, the default)")
         if parts.password or has_secret(value):
-            raise ValueError("base_url: contains a secret: name its environment variable in token_env instead")
+            raise ValueError("base_url: contains a secret: put it in an environment variable and name that "
+                             "variable in token_env (amoCRM) or webhook_env (Bitrix24, the whole webhook URL)")
         return value.rstrip("/")
 
     @field_validator("url_env")
@@ -287,17 +295,22 @@ class SourceConfig(BaseModel):
     def _api_keys_need_api_kind(self) -> "SourceConfig":
         """API keys under kind files/sql would be silently ignored, and the reverse: say so."""
         api_keys = ("base_url", "token_env", "client_id_env", "client_secret_env", "refresh_token_env",
-                    "redirect_uri", "pipelines", "custom_fields")
+                    "redirect_uri", "pipelines", "custom_fields", "webhook_env")
         if self.kind in ("files", "sql"):
             stray = [k for k in api_keys if getattr(self, k)]
             if stray:
-                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\" or \"hubspot\"), "
+                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\", \"bitrix24\" "
+                                 f"or \"hubspot\"), "
                                  f"but kind is \"{self.kind}\"")
             return self
         stray = [k for k in ("path", "url", "url_env", "tables") if getattr(self, k)]
         if stray:
             raise ValueError(f"{', '.join(stray)}: not used by kind = \"{self.kind}\" (it reads the synced "
                              "store in `store`); remove them")
+        if self.kind == "bitrix24":
+            return self._bitrix24_keys()
+        if self.webhook_env:
+            raise ValueError(f'webhook_env: only for kind = "bitrix24" (kind is "{self.kind}")')
         if self.kind == "hubspot":
             return self._hubspot_auth()
         if not self.base_url:
@@ -324,6 +337,22 @@ class SourceConfig(BaseModel):
                              "the private app's access token (like CRM_PULSE_HUBSPOT_TOKEN)")
         if not self.base_url:
             self.base_url = "https://api.hubapi.com"
+        return self
+
+    def _bitrix24_keys(self) -> "SourceConfig":
+        """Bitrix24 signs in with an inbound webhook URL (the whole URL is the secret), nothing else;
+        its leaky bucket drains about 2 requests a second, the default pace unless one is given."""
+        stray = [k for k in ("token_env", "client_id_env", "client_secret_env", "refresh_token_env", "redirect_uri")
+                 if getattr(self, k)]
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: not used by kind = \"bitrix24\", which signs in with an inbound "
+                             "webhook: name the variable holding the webhook URL in webhook_env instead")
+        if not self.webhook_env:
+            raise ValueError('kind "bitrix24" needs webhook_env, the NAME of the environment variable holding the '
+                             "inbound webhook URL (https://yourcompany.bitrix24.ru/rest/1/<code>/), e.g. "
+                             'webhook_env = "CRM_PULSE_BITRIX24_WEBHOOK"')
+        if "requests_per_second" not in self.model_fields_set:
+            self.requests_per_second = 2.0
         return self
 
     @model_validator(mode="after")

@@ -340,9 +340,7 @@ def status_rows(pipeline: dict) -> list[dict]:
             for s in statuses]
 
 
-def _cols(**types: str) -> dict[str, dict[str, Any]]:
-    """Column hints: dlt creates typed columns even when the first page has only nulls."""
-    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+_cols = engine.columns
 
 
 LEAD_COLS = _cols(id="bigint", name="text", price="double", responsible_user_id="bigint",
@@ -531,8 +529,7 @@ def _columns(con: Any, table: str) -> set[str]:
 
 
 def _tables(con: Any) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [KIND]).fetchall()}
+    return engine.tables(con, KIND)
 
 
 # --- check -------------------------------------------------------------------------------------
@@ -559,8 +556,7 @@ def check(source_config: SourceConfig, base_dir: Path | None, *,
 
 
 def _included(pipeline: dict, source_config: SourceConfig) -> bool:
-    wanted = [str(p) for p in source_config.pipelines]
-    return not wanted or str(pipeline["id"]) in wanted or str(pipeline.get("name")) in wanted
+    return engine.included(pipeline["id"], pipeline.get("name"), source_config.pipelines)
 
 
 # --- the store as canonical tables ---------------------------------------------------------------

@@ -152,6 +152,24 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
     return counts
 
 
+def columns(**types: str) -> dict[str, dict[str, Any]]:
+    """Column hints for a resource: dlt creates typed columns even when the first page has only
+    nulls (a later page's values would otherwise land in a variant column)."""
+    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+
+
+def tables(con: Any, schema: str) -> set[str]:
+    """The tables a connector's schema holds in the store (what was synced so far)."""
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]).fetchall()}
+
+
+def included(pipeline_id: Any, name: Any, wanted: list[int | str]) -> bool:
+    """`[source] pipelines` names a pipeline by id or by name; empty means all."""
+    keys = [str(p) for p in wanted]
+    return not keys or str(pipeline_id) in keys or str(name) in keys
+
+
 def connect_read_only(folder: Path) -> Any:
     """The store opened read-only for crm.load; a clear error when nothing was synced yet."""
     import duckdb
