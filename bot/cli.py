@@ -245,7 +245,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     from bot import pipeline
     from bot.config import load_config
     from detectors import REGISTRY
-    from detectors.registry import unchecked_parts, why_skipped
+    from detectors.registry import not_opted_in, unchecked_parts, why_skipped
 
     path = Path(args.file)
     _require_config_file(path)
@@ -273,7 +273,9 @@ def run_check_config(args: argparse.Namespace) -> int:
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         why = why_skipped(data, det, spec)
-        if why is not None:
+        if not_opted_in(det, spec):
+            state = f"off (opt-in: [detectors.{name}] enabled = true)"
+        elif why is not None:
             state = "skipped: " + why
         elif name in notes:
             state = "skipped: " + notes[name]

@@ -91,10 +91,18 @@ class ScanResult:
     insights: list[Insight] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # detector -> one clear line why
     partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
+    # opt-in detectors (off by default) the config did not switch on: not a check, not "skipped"
+    not_opted_in: set[str] = field(default_factory=set)
 
 
 def missing_tables(data: CrmData, det: Detector) -> list[str]:
     return [t for t in det.requires if not data.has(t)]
+
+
+def not_opted_in(det: Detector, spec: DetectorSpec) -> bool:
+    """An opt-in detector (off by default) the config left off: not a check anyone expects, so
+    scans and backtests do not list it as skipped; check-config says how to turn it on."""
+    return not spec.enabled and not det.spec().enabled
 
 
 def why_skipped(data: CrmData, det: Detector, spec: DetectorSpec) -> str | None:
@@ -131,6 +139,9 @@ def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, 
     result = ScanResult()
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
+        if not_opted_in(det, spec):
+            result.not_opted_in.add(name)
+            continue
         why = why_skipped(data, det, spec)
         if why is None and stale is not None and name in NEEDS_FRESH_DATA:
             why = stale

@@ -92,5 +92,5 @@ def test_off_by_default_so_existing_scans_do_not_change():
     assert DealRiskSpec().enabled is False
     data = planted_company(300, NOW, seed=10)
     result = run_detectors(data, {name: det.spec() for name, det in REGISTRY.items()}, NOW)
-    assert result.skipped["deal_risk"] == "disabled in config"
+    assert "deal_risk" not in result.skipped and "deal_risk" in result.not_opted_in  # not news in every scan
     assert not [i for i in result.insights if i.detector == "deal_risk"]
