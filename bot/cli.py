@@ -238,7 +238,8 @@ def add_check_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", default="config.toml", help="the config to check (default: ./config.toml)")
     p.add_argument("--now", metavar="TS", help="check dates against this moment (default: now)")
     p.add_argument("--online", action="store_true", help="also call the chat APIs with the tokens (Telegram getMe, "
-                   "Slack auth.test) and open the state database (exit 75 when one is unreachable now)")
+                   "Slack auth.test), open the state database and, for a CRM API source, prove its credentials "
+                   "(exit 2 for a refused token, 75 when one is unreachable now)")
 
 
 def run_check_config(args: argparse.Namespace) -> int:

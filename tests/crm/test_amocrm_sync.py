@@ -570,3 +570,18 @@ def test_incoming_leads_waiting_accepted_and_declined_become_the_leads_table(inb
     assert taken.manager_id == "1" and taken.assigned_at == _ts(T0 + 5000) and taken.status == "new"
     assert taken.source == "Форма на сайте"  # seen waiting by the first sync
     assert "1" in set(data.deals.deal_id)
+
+
+def test_check_config_online_proves_the_crm_credentials(fake, tmp_path, monkeypatch, capsys):
+    """`check-config --online` also asks the CRM (what `sync --check` does), after the data check."""
+    config = _config_file(tmp_path, fake, 'token_env = "TEST_AMO_TOKEN"')
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert cli_main(["check-config", str(config), "--online"]) == 0
+    out = capsys.readouterr().out
+    assert "crm: amocrm credentials OK" in out and "1 of 2 pipeline(s) included (Продажи)" in out
+    monkeypatch.setenv("TEST_AMO_TOKEN", "not-the-token-at-all-123")
+    assert cli_main(["check-config", str(config), "--online"]) == 2
+    printed = capsys.readouterr()
+    assert "crm: FAILED: amocrm: amoCRM refused the credentials" in printed.out
+    assert "not-the-token-at-all-123" not in printed.out + printed.err
