@@ -10,6 +10,7 @@ COPY bot ./bot
 COPY crm ./crm
 COPY detectors ./detectors
 COPY messages ./messages
+COPY predict ./predict
 RUN python -m venv /opt/crm-pulse \
  && /opt/crm-pulse/bin/pip install . \
  && find /opt/crm-pulse -name __pycache__ -prune -exec rm -rf {} +
@@ -27,9 +28,10 @@ USER 10001:10001
 WORKDIR /var/lib/crm-pulse
 # The config is mounted here (read-only); the CRM exports at /data; secrets come from the environment.
 VOLUME ["/var/lib/crm-pulse"]
-# Healthy = the state database opens and answers (stats reads it); the bot itself ending
-# ends the container, and the restart policy brings it back.
+# Healthy = with [metrics] enabled, /healthz says the scheduler runs and the last scan did not
+# fail; without it, the state database opens and answers. The bot itself ending ends the
+# container, and the restart policy brings it back.
 HEALTHCHECK --interval=60s --timeout=20s --start-period=90s --retries=3 \
-  CMD ["crm-pulse", "stats", "--config", "/etc/crm-pulse/config.toml"]
+  CMD ["crm-pulse", "health", "--config", "/etc/crm-pulse/config.toml"]
 ENTRYPOINT ["crm-pulse"]
 CMD ["run", "--config", "/etc/crm-pulse/config.toml"]

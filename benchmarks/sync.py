@@ -74,8 +74,9 @@ def build(fake: FakeAmoCRM, deals: int, changes: int) -> None:
 
 def floor_requests(deals: int, events: int, changed: int | None = None) -> int:
     """Pages the sync cannot do without: leads, status events, and one request for each other
-    resource (users, pipelines, account, deletions, notes, tasks, companies, contacts)."""
-    return math.ceil(deals / 250) + math.ceil(events / 100) + 8
+    resource (users, pipelines, account, deletions, lead events, incoming leads, notes, tasks,
+    companies, contacts)."""
+    return math.ceil(deals / 250) + math.ceil(events / 100) + 10
 
 
 def run_sync(source_json: str) -> dict:

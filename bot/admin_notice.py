@@ -83,7 +83,8 @@ def stale_data_notice(outcome, config: Config) -> dict[str, dict[str, str]]:
     if getattr(outcome, "stale", None) is None or fresh is None:
         return {}
     source = {"files": config.source.path or ".", "sql": f"SQL ({config.source.url_env or 'url'})"}.get(
-        config.source.kind, f"{config.source.kind} {config.source.base_url}")
+        config.source.kind,  # a Bitrix24 portal's address is inside its secret webhook URL: name the variable
+        f"{config.source.kind} {config.source.base_url or '$' + str(config.source.webhook_env)}")
     limit = config.source.stale_after_days
     if fresh.newest is None:
         ru = (f"Данные CRM без дат до текущего момента (источник: {source}). Зависшие сделки, лиды без "

@@ -50,10 +50,6 @@ def missing_secrets(config: Config) -> list[str]:
             out.append(f"slack.signing_secret_env: environment variable {sl.signing_secret_env} is not set: "
                        + SLACK_HOW.format(env=sl.signing_secret_env, what="Signing Secret (Basic Information)"))
     src = config.source
-    if src.kind == "pipedrive" and src.token_env and not config.secret(src.token_env):
-        out.append(f"source.token_env: environment variable {src.token_env} is not set: copy your API token in "
-                   "Pipedrive (Personal preferences -> API; docs/connect-pipedrive.md), then `export "
-                   f"{src.token_env}=<token>`")
     if src.kind == "amocrm":  # the CRM API the bot syncs from (docs/connectors.md)
         keys = ("token_env",) if src.token_env else ("client_id_env", "client_secret_env", "refresh_token_env")
         for key in keys:
@@ -62,6 +58,18 @@ def missing_secrets(config: Config) -> list[str]:
                 out.append(f"source.{key}: environment variable {name} is not set: create it in amoCRM "
                            "(Settings -> Integrations; docs/connectors.md), then `export "
                            f"{name}=<value>`")
+    if src.kind == "hubspot" and not config.secret(src.token_env):
+        out.append(f"source.token_env: environment variable {src.token_env} is not set: create a private app in "
+                   "HubSpot (Settings -> Integrations -> Private Apps; docs/connect-hubspot.md) and "
+                   f"`export {src.token_env}=<its access token>`")
+    if src.kind == "bitrix24" and not config.secret(src.webhook_env):
+        out.append(f"source.webhook_env: environment variable {src.webhook_env} is not set: create an inbound "
+                   "webhook in Bitrix24 (Developer resources -> Other -> Inbound webhook, scopes crm and user; "
+                   f"docs/connect-bitrix24.md), then `export {src.webhook_env}='https://yourcompany.bitrix24.ru/rest/1/<code>/'`")
+    if src.kind == "pipedrive" and src.token_env and not config.secret(src.token_env):
+        out.append(f"source.token_env: environment variable {src.token_env} is not set: copy your API token in "
+                   "Pipedrive (Personal preferences -> API; docs/connect-pipedrive.md), then `export "
+                   f"{src.token_env}=<token>`")
     return out
 
 
@@ -135,9 +143,20 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
                 scan_fn: Any = None, start_scan: bool = True, catch_up: bool = True,
                 clock: Any = None) -> None:
     """Run everything until `stop` is set (SIGINT/SIGTERM set it when run from the CLI).
-    At start: a first scan when there is none, then today's digests that are due and were not
-    written (catch_up). `clock` replaces the wall clock for the jobs (tests)."""
+    At start: a first scan when there is none (else the stored data is read, for /maturity's
+    hints), then today's digests that are due and were not written (catch_up); /metrics and
+    /healthz when [metrics] is enabled. `clock` replaces the wall clock for the jobs (tests)."""
+    from bot.scheduler import quiet_apscheduler
+
+    with quiet_apscheduler():
+        await _serve(config, stop=stop, channels=channels, scan_fn=scan_fn, start_scan=start_scan,
+                     catch_up=catch_up, clock=clock)
+
+
+async def _serve(config: Config, *, stop: asyncio.Event | None, channels: dict[str, Any] | None, scan_fn: Any,
+                 start_scan: bool, catch_up: bool, clock: Any) -> None:
     from bot.handlers import Handlers
+    from bot.metrics import MetricsServer, health
     from bot.outbox import Outbox
     from bot.scheduler import PulseJobs, build_scheduler
     from bot.state import StateStore
@@ -151,11 +170,23 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
                         checks_provider=lambda: jobs.latest_checks)
     channels = channels if channels is not None else build_channels(config, handlers)
     jobs.alert = lambda texts: tell_admins(config, channels, store, texts)
+    outbox.observe = jobs.metrics.message
+    jobs.metrics.outbox_counts = outbox.counts
+    jobs.metrics.channels(channels)
     started: list[Any] = []
     scheduler = build_scheduler(config, jobs)
     sender: asyncio.Task[None] | None = None
     starting: asyncio.Task[None] | None = None
+
+    def current_health() -> tuple[int, dict[str, Any]]:
+        if sender is None:  # the chats and the scheduler are still starting
+            return health(False, {}, starting=True)
+        return health(scheduler.running, jobs.failing, sender_running=not sender.done())
+    if config.metrics.enabled:  # started first: a port taken stops the start before any chat is touched
+        started.append(MetricsServer(jobs.metrics, current_health, config.metrics.host, config.metrics.port))
     try:
+        for server in started:
+            await server.start()
         for ch in channels.values():
             if hasattr(ch, "start"):
                 try:
@@ -174,6 +205,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None, channels: 
         async def at_start() -> None:
             if start_scan and store.latest_scan() is None:
                 await jobs.run_scan()
+            elif start_scan:  # a restart: the stored insights stand, the data is read for /maturity
+                await jobs.load_latest_data()
             if catch_up:  # after the first scan, so the two do not race for the scan lock
                 await jobs.catch_up_digests()
         starting = asyncio.create_task(at_start())

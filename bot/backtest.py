@@ -39,7 +39,7 @@ import numpy as np
 from bot.routing import for_director
 from crm.data import CrmData
 from detectors.insight import Insight
-from detectors.registry import REGISTRY, DetectorSpec, unchecked_parts, why_skipped
+from detectors.registry import REGISTRY, DetectorSpec, not_opted_in, unchecked_parts, why_skipped
 
 DIRECTOR = "director"
 EXIT_OVER_BUDGET = 1  # with --fail-on-budget; the exit code scan --fail-on-insights uses for "found"
@@ -252,6 +252,8 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
     skipped: dict[str, str] = {}
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
+        if not_opted_in(det, spec):
+            continue
         why = why_skipped(data, det, spec)
         if why is not None:
             skipped[name] = why

@@ -33,12 +33,14 @@ EPILOG = """exit codes:
 EXTERNAL = {
     "run": ("bot.app", "run the bot: scheduled scans, digests, Telegram/Slack, buttons"),
     "stats": ("bot.stats", "what was sent, what people found useful, failed messages"),
+    "health": ("bot.metrics", "is the running bot healthy? asks /healthz ([metrics]), else the state database"),
     "backtest": ("bot.backtest", "replay the detectors over past days: how many alerts people would get"),
     "explain": ("bot.explain", "the full evidence behind one insight (by fingerprint)"),
     "diagnose": ("bot.maturity.cli", "the five-question sales automation maturity check in the terminal"),
     "preview": ("bot.preview", "exactly what one recipient would get now: their digest as Telegram, Slack or text"),
     "send-test": ("bot.online", "send one harmless test message to one recipient through the real chat"),
-    "sync": ("bot.sync", "pull what changed in the CRM (amoCRM API) into the local store that scan reads"),
+    "sync": ("bot.sync", "pull what changed in the CRM (amoCRM, Bitrix24, HubSpot, Pipedrive API) into the local store that scan reads"),
+    "model": ("bot.model_report", "level 3: backtest the win-likelihood model on your own history (model report)"),
 }
 
 
@@ -236,14 +238,15 @@ def add_check_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", default="config.toml", help="the config to check (default: ./config.toml)")
     p.add_argument("--now", metavar="TS", help="check dates against this moment (default: now)")
     p.add_argument("--online", action="store_true", help="also call the chat APIs with the tokens (Telegram getMe, "
-                   "Slack auth.test) and open the state database (exit 75 when one is unreachable now)")
+                   "Slack auth.test), open the state database and, for a CRM API source, prove its credentials "
+                   "(exit 2 for a refused token, 75 when one is unreachable now)")
 
 
 def run_check_config(args: argparse.Namespace) -> int:
     from bot import pipeline
     from bot.config import load_config
     from detectors import REGISTRY
-    from detectors.registry import unchecked_parts, why_skipped
+    from detectors.registry import not_opted_in, unchecked_parts, why_skipped
 
     path = Path(args.file)
     _require_config_file(path)
@@ -271,7 +274,9 @@ def run_check_config(args: argparse.Namespace) -> int:
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         why = why_skipped(data, det, spec)
-        if why is not None:
+        if not_opted_in(det, spec):
+            state = f"off (opt-in: [detectors.{name}] enabled = true)"
+        elif why is not None:
             state = "skipped: " + why
         elif name in notes:
             state = "skipped: " + notes[name]
@@ -535,6 +540,10 @@ def write_charts(insights: list, folder: Path, lang: str) -> list[Path]:
 def add_init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing config.toml")
     p.add_argument("--path", default="config.toml", help="where to write it (default: ./config.toml)")
+    from bot.source_templates import SOURCE_TEMPLATES
+
+    p.add_argument("--crm", choices=list(SOURCE_TEMPLATES),
+                   help="read this CRM's API instead of exported files: [source] is written for it")
 
 
 def example_config_path() -> Path:
@@ -551,8 +560,15 @@ def run_init(args: argparse.Namespace) -> int:
     target = Path(args.path)
     if target.exists() and not args.force:
         raise UsageError(f"{target} already exists; use --force to overwrite it")
-    shutil.copyfile(example_config_path(), target)
-    print(f"wrote {target}: edit [source] to point at your CRM export, then run `crm-pulse check-config {target}`")
+    if not args.crm:
+        shutil.copyfile(example_config_path(), target)
+        print(f"wrote {target}: edit [source] to point at your CRM export, then run `crm-pulse check-config {target}`")
+        return EXIT_OK
+    from bot.source_templates import with_source
+
+    target.write_text(with_source(example_config_path().read_text(encoding="utf-8"), args.crm), encoding="utf-8")
+    print(f"wrote {target} for {args.crm}: fill in [source] and export the environment variable it names, "
+          f"then run `crm-pulse sync --config {target} --check`")
     return EXIT_OK
 
 

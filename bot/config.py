@@ -229,6 +229,15 @@ class StateConfig(_Strict):
         return v
 
 
+class MetricsConfig(_Strict):
+    """`crm-pulse run` serves /metrics (Prometheus) and /healthz here when enabled (bot.metrics)."""
+    enabled: bool = False
+    host: str = "127.0.0.1"  # the loopback only: "0.0.0.0" in a container, for the scraper
+    port: int = Field(9464, ge=1, le=65535)
+
+    _host = field_validator("host")(classmethod(lambda cls, v: _check_listen(v)))
+
+
 STATE_DIALECTS = ("sqlite", "postgresql")
 
 
@@ -433,6 +442,7 @@ class _FileConfig(_Strict):
     telegram: TelegramConfig = TelegramConfig()
     slack: SlackConfig = SlackConfig()
     state: StateConfig = StateConfig()
+    metrics: MetricsConfig = MetricsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     calendar: CalendarConfig = CalendarConfig()
     recipients: list[Recipient] = []

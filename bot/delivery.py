@@ -26,7 +26,7 @@ from detectors.insight import Audience, Insight
 
 log = logging.getLogger("crm_pulse.delivery")
 
-WEEKLY_DETECTORS = frozenset({"loss_reasons"})  # sent in the weekly report, not the daily digest
+WEEKLY_DETECTORS = frozenset({"loss_reasons", "win_forecast"})  # sent in the weekly report, not the daily digest
 CHART_DETECTORS = frozenset({"conversion_drop", "manager_load", "loss_reasons"})
 MAX_CHARTS = 3
 
@@ -164,15 +164,20 @@ def digest_payloads(channel: str, digest: Any) -> list[dict[str, Any]]:
     return [{"text": format_digest(digest)}]
 
 
-def insight_payload(channel: str, insight: Insight, lang: str, now: datetime, *, details: bool = True) -> dict[str, Any]:
+def insight_payload(channel: str, insight: Insight, lang: str, now: datetime, *, details: bool = True,
+                    refs: dict | None = None, role: str = "manager") -> dict[str, Any]:
+    """One insight for one reader. `refs` (bot.explain.evidence_refs): the details name deals and
+    clients instead of ids; `role` "director" words a manager's item for their head of sales
+    (whose it is, what to ask them) instead of speaking to the manager."""
+    you = role != "director"
     if channel == "telegram":
         from messages.telegram import format_insight
-        return format_insight(insight, lang, now=now, details=details)
+        return format_insight(insight, lang, now=now, details=details, refs=refs, you=you)
     if channel == "slack":
         from messages.slack import format_insight
-        return format_insight(insight, lang, now=now, details=details)
+        return format_insight(insight, lang, now=now, details=details, refs=refs, you=you)
     from messages.terminal import format_insight
-    return {"text": format_insight(insight, lang, now=now, details=details)}
+    return {"text": format_insight(insight, lang, now=now, details=details, refs=refs, you=you)}
 
 
 def _chart_messages(channel: str, address: str, items: list[Insight], lang: str, key: str) -> list[OutgoingMessage]:
@@ -265,6 +270,9 @@ def plan_digest(target: Target, items: list[Insight], config: Config, store: Sta
                           still_open=reminders, checks=checks)
     if digest is None:
         return DigestPlan(None, [], held, due, lang, tz)
+    if isinstance(target, TeamChannel):
+        from messages.digest import for_team_chat
+        digest = for_team_chat(digest)
     shown = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
     return DigestPlan(digest, [(i, r) for i, r in due if i.fingerprint in shown], held, due, lang, tz)
 
@@ -373,7 +381,7 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
         try:
             for channel, address in addresses(target, config):
                 for i, _ in due:
-                    payload = insight_payload(channel, i, lang, now, details=False)
+                    payload = insight_payload(channel, i, lang, now, details=False, role=_role(target))
                     json.dumps(payload, ensure_ascii=False).encode("utf-8")
                     messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
                                                     dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))

@@ -108,6 +108,70 @@ def evidence_rows(insight: Insight, data: CrmData | None) -> dict[str, pd.DataFr
     return out
 
 
+REF_LIMIT = 10  # ids per evidence key that the chat's "details" names
+
+
+def _text_or_none(v: Any) -> str | None:
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and pd.isna(v)):
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    text = str(v).strip()
+    return text or None
+
+
+def _names(table: pd.DataFrame | None, id_col: str, name_col: str, ids: set[str]) -> dict[str, str]:
+    if table is None or not ids or id_col not in table.columns or name_col not in table.columns:
+        return {}
+    rows = table[table[id_col].isin(ids)]
+    out: dict[str, str] = {}
+    for k, v in zip(rows[id_col], rows[name_col]):
+        name = _text_or_none(v)
+        if name is not None:
+            out[str(k)] = name
+    return out
+
+
+def evidence_refs(insight: Insight, data: CrmData | None, limit: int = REF_LIMIT) -> dict[str, dict[str, dict[str, str]]]:
+    """evidence key -> id -> what people call it, for the first `limit` ids of each key: a deal's
+    title and client, a client's name, an email's subject and date, an activity's type, date and
+    deal, a lead's date and source (messages.render words them). What the chat's "details" shows
+    instead of bare ids. Empty without data; an id the data does not hold is left out, so it is
+    shown as the id: the last resort."""
+    if data is None:
+        return {}
+    trimmed = Insight(insight.detector, insight.severity, insight.audience, insight.subject, insight.facts,
+                      {k: [str(x) for x in v[:limit]] for k, v in insight.evidence.items()}, insight.fingerprint)
+    rows = {k: df.to_dict("records") for k, df in evidence_rows(trimmed, data).items()}
+    client_ids = {str(r["client_id"]) for recs in rows.values() for r in recs if _text_or_none(r.get("client_id"))}
+    client_ids |= set(trimmed.evidence.get("client_ids", []))
+    clients = _names(data.clients, "client_id", "name", client_ids)
+    deal_ids = {str(r["deal_id"]) for r in rows.get("activity_ids", []) if _text_or_none(r.get("deal_id"))}
+    deals = _names(data.deals, "deal_id", "title", deal_ids)
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for key, recs in rows.items():
+        id_col = EVIDENCE_TABLES[key][1]
+        refs: dict[str, dict[str, str]] = {}
+        for r in recs:
+            client = clients.get(str(r.get("client_id")))
+            fields = {
+                "deal_ids": {"title": r.get("title"), "client": client},
+                "email_ids": {"subject": r.get("subject"), "at": r.get("sent_at"), "client": client},
+                "lead_ids": {"at": r.get("created_at"), "source": r.get("source")},
+                "activity_ids": {"type": r.get("type"), "at": r.get("done_at") if _text_or_none(r.get("done_at"))
+                                 else r.get("due_at"), "deal": deals.get(str(r.get("deal_id"))), "client": client},
+            }.get(key, {})
+            ref = {k: t for k, v in fields.items() if (t := _text_or_none(v)) is not None}
+            if ref:
+                refs[str(r[id_col])] = ref
+        if refs:
+            out[key] = refs
+    named = {cid: {"client": clients[cid]} for cid in trimmed.evidence.get("client_ids", []) if cid in clients}
+    if named:
+        out["client_ids"] = named
+    return out
+
+
 def _table(df: pd.DataFrame, tz: str | None = None) -> list[str]:
     shown = df.head(MAX_ROWS)
     # cells made terminal-safe before their widths are measured, so the columns stay aligned

@@ -28,6 +28,7 @@ MASK = "***"
 MIN_SECRET_LEN = 4  # a configured "secret" shorter than this would mask half of every line
 
 _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*):[^@\s/]+@")
+_WEBHOOK_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/\s]+/rest/\d+/([^/\s]+)")  # Bitrix24
 
 
 def _by_shape(text: str) -> str:
@@ -203,7 +204,8 @@ def _env_names(node: Any, seen: set[int] | None = None) -> list[str]:
 
 def config_secret_values(config: Any) -> list[str]:
     """The values of the environment variables the config names, and the passwords inside any
-    that are URLs (an error message may quote the password alone, or URL-decoded)."""
+    that are URLs (an error message may quote the password alone, or URL-decoded), and the
+    code of a Bitrix24 webhook URL."""
     values: list[str] = []
     for name in dict.fromkeys(_env_names(config)):
         value = os.environ.get(name, "").strip()
@@ -214,6 +216,9 @@ def config_secret_values(config: Any) -> list[str]:
         if m:
             password = value[len(m.group(1)) + 1:m.end() - 1]
             values += [password, unquote(password)]
+        hook = _WEBHOOK_CODE.match(value)
+        if hook:  # a Bitrix24 webhook: its code alone may be quoted too (a path in a debug line)
+            values.append(hook.group(1))
     return values
 
 

@@ -127,9 +127,36 @@ def state_check(config: Any) -> Check:
     return Check(True, f"state: {where}: opened and writable (schema version {version})")
 
 
+def crm_check(config: Any) -> Check | None:
+    """A CRM API source: the connector's own `sync --check` (credentials, pipelines, users), with
+    nothing synced. None for exports and databases (the data check above covers them)."""
+    from crm.connectors import CONNECTORS, connector
+
+    kind = config.source.kind
+    if kind not in CONNECTORS:
+        return None
+    from bot.logsafe import REDACTOR, redact
+    from crm.errors import DataError
+
+    try:
+        found = connector(kind).check(config.source, config.base_dir, on_secret=REDACTOR.add_values)
+    except DataError as e:  # refused credentials, a missing variable: the config or a token must change
+        return Check(False, redact(f"crm: FAILED: {kind}: {e.problem}" + (f" ({e.fix})" if e.fix else "")))
+    except Exception as e:  # the connection, a 5xx after the retries: may work in a minute
+        return Check(False, redact(f"crm: FAILED: {kind} not reachable now: {type(e).__name__}: {e}"), temporary=True)
+    pipelines = found.get("pipelines") or []
+    included = [str(p["name"]) for p in pipelines if p.get("included")]
+    users = found.get("users") or []
+    active = sum(1 for u in users if u.get("active", True))
+    return Check(True, f"crm: {kind} credentials OK (account {found.get('account')!r}): "
+                       f"{len(included)} of {len(pipelines)} pipeline(s) included ({', '.join(included) or 'none'}), "
+                       f"{active} active user(s); `crm-pulse sync --check` lists them")
+
+
 def online_lines(config: Any) -> tuple[list[str], int]:
     """The `check-config --online` section: lines to print and the exit code they make."""
-    checks = [*chat_checks(config), state_check(config)]
+    crm = crm_check(config)
+    checks = [*chat_checks(config), state_check(config), *([crm] if crm else [])]
     return ["  online:"] + [f"    {c.line}" for c in checks], exit_code(checks)
 
 

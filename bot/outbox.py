@@ -67,6 +67,8 @@ class Outbox:
         self.wake = asyncio.Event()
         # one message in flight per chat, whichever lanes send to it (see the module docstring)
         self._chat_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # Told each send attempt's outcome (channel, "sent" | "failed" | "retried"): bot.metrics.
+        self.observe: Callable[[str, str], None] | None = None
 
     # ------------------------------------------------------------ enqueue
     def enqueue(self, recipient: str, messages: list[OutgoingMessage], *, conn: Connection | None = None,
@@ -197,6 +199,7 @@ class Outbox:
             self._update(row.id, status="failed", attempts=attempts, last_error=e.reason)
             log.warning("outbox: message %s to %s failed for good: %s", row.id, row.recipient, e.reason)
             res.failed += 1
+            self._observe(row.channel, "failed")
             return True
         except Exception as e:  # RetryLater, or an unexpected error: it must not lose the message
             reason = e.reason if isinstance(e, RetryLater) else f"{type(e).__name__}: {e}"
@@ -205,16 +208,26 @@ class Outbox:
                 self._update(row.id, status="failed", attempts=attempts,
                              last_error=f"gave up after {attempts} attempts: {reason}")
                 res.failed += 1
+                self._observe(row.channel, "failed")
                 return True
             delay = after if after is not None else self.backoff(attempts)
             self._update(row.id, attempts=attempts, last_error=reason,
                          next_attempt_at=self.clock() + timedelta(seconds=max(0.0, delay)))
             res.retried += 1
+            self._observe(row.channel, "retried")
             return False
         self._update(row.id, status="sent", attempts=attempts, sent_at=self.clock(),
                      sent_message_id=str(receipt.message_id) if receipt is not None else None, last_error=None)
         res.sent += 1
+        self._observe(row.channel, "sent")
         return True
+
+    def _observe(self, channel: str, outcome: str) -> None:
+        if self.observe is not None:
+            try:
+                self.observe(channel, outcome)
+            except Exception:  # counting must never stop a send from being recorded
+                log.warning("outbox: the metrics hook failed", exc_info=True)
 
     async def drain(self, channels: Mapping[str, Channel]) -> DrainResult:
         """One pass: send everything due now, each recipient's messages in order."""

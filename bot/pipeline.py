@@ -29,10 +29,11 @@ class ScanOutcome:
     warnings: list[Any] = field(default_factory=list)  # crm.errors.DataWarning from loading
     freshness: Any = None  # crm.freshness.Freshness of the data at the scan's `now`
     stale: str | None = None  # why the data counts as too old (None: fresh enough)
+    not_opted_in: set[str] = field(default_factory=set)  # off-by-default detectors left off
 
     def counts(self) -> dict[str, int]:
-        """Insights per detector, every registered detector listed (0 when quiet)."""
-        out = {name: 0 for name in REGISTRY}
+        """Insights per detector, every detector that ran or was skipped listed (0 when quiet)."""
+        out = {name: 0 for name in REGISTRY if name not in self.not_opted_in}
         for i in self.insights:
             out[i.detector] = out.get(i.detector, 0) + 1
         return out
@@ -91,7 +92,8 @@ def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOu
     for name, reason in detector_notes(data).items():
         skipped.setdefault(name, reason)
     return ScanOutcome(data=data, insights=list(result.insights), skipped=skipped,
-                       partial=dict(result.partial), warnings=warnings, freshness=fresh, stale=stale)
+                       partial=dict(result.partial), warnings=warnings, freshness=fresh, stale=stale,
+                       not_opted_in=set(result.not_opted_in))
 
 
 def idle_working_days(fresh: Any, now: datetime, calendar: Any) -> int | None:

@@ -17,6 +17,25 @@ from typing import Any
 
 FORMATS = ("text", "telegram", "slack")
 
+# The notification log's reasons (bot.notify_log.decide) as an admin reads them in
+# /preview and here.
+PREVIEW_REASONS: dict[str, tuple[str, str]] = {
+    "first": ("новые", "new"),
+    "worse": ("стало хуже", "got worse"),
+    "repeat_interval": ("пора напомнить", "reminder due"),
+    "snoozed": ("отложено", "snoozed"),
+    "suppressed": ("отмечено сделанным", "marked done"),
+    "unchanged": ("без изменений", "unchanged"),
+}
+
+
+def preview_reasons(counts: dict[str, int], lang: str) -> str:
+    """{"first": 7, "unchanged": 3} -> "новые: 7; без изменений: 3" (in the log's order of reasons)."""
+    order = list(PREVIEW_REASONS)
+    shown = sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    words = {k: v[0 if lang == "ru" else 1] for k, v in PREVIEW_REASONS.items()}
+    return "; ".join(f"{words.get(k, k.replace('_', ' '))}: {n}" for k, n in shown if n)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipient", metavar="ID", required=True,
@@ -105,7 +124,7 @@ def summary_lines(target: Any, plan: Any, config: Any, total: int) -> list[str]:
         counts: dict[str, int] = {}
         for _, reason in pairs:
             counts[reason] = counts.get(reason, 0) + 1
-        return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+        return preview_reasons(counts, "en")
 
     full = [(i, r) for i, r in plan.sent if r != REMINDER]
     reminded = [(i, r) for i, r in plan.sent if r == REMINDER]

@@ -7,13 +7,15 @@ overlapping itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -22,8 +24,10 @@ from bot.admin_notice import notify_admins, stale_data_notice
 from bot.config import Config, Recipient, parse_hhmm
 from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, scan_checks, targets
 from bot.logsafe import redact
+from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.state import StateStore
+from messages.i18n import count
 
 log = logging.getLogger("crm_pulse.scheduler")
 UTC = timezone.utc
@@ -35,6 +39,12 @@ JOB_NAMES = {"scan": ("проверка CRM по расписанию", "the sch
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _say(lang: str | None, en: str, ru: str) -> str:
+    """A job's answer to a person in their language; both (English first) for the log and
+    callers that have no person."""
+    return {"en": en, "ru": ru}.get(lang or "", f"{en} / {ru}")
 
 
 def _default_scan(config: Config, now: datetime) -> Any:
@@ -64,7 +74,7 @@ class PulseJobs:
                  scan_fn: Callable[[Config, datetime], Any] = _default_scan,
                  sync_fn: Callable[[Config], Any] = _default_sync,
                  clock: Callable[[], datetime] = _now, holder: str | None = None,
-                 max_scan_age: timedelta = timedelta(hours=6)) -> None:
+                 max_scan_age: timedelta = timedelta(hours=6), metrics: Metrics | None = None) -> None:
         self.config = config
         self.store = store
         self.outbox = outbox
@@ -84,6 +94,7 @@ class PulseJobs:
         # the state database may be what fails). None: the log only.
         self.alert: Callable[[dict[str, str]], Awaitable[None]] | None = None  # {lang: text}
         self.failing: dict[str, str] = {}  # job -> the error admins were told about
+        self.metrics = metrics or Metrics(clock=clock)  # served at /metrics when [metrics] is enabled
 
     async def _job_failed(self, job: str, error: BaseException) -> None:
         """Tell admins once per outage: the first failure of a job, not every run after it."""
@@ -122,21 +133,25 @@ class PulseJobs:
         await self._job_ok(job)
         return report
 
-    async def run_scan(self) -> str:
-        """Scan now; critical insights go out at once. Returns a one-line summary for people."""
+    async def run_scan(self, lang: str | None = None) -> str:
+        """Scan now; critical insights go out at once. Returns a one-line summary for people:
+        in `lang` (the /scan command passes the asker's language), in both when None."""
         try:
-            return await self._scan()
+            return await self._scan(lang)
         except Exception as e:  # the state database, delivery: the bot keeps running
             log.exception("scan failed")
+            self.metrics.scan_failed()
             await self._job_failed("scan", e)
-            return redact(f"Scan failed / Проверка не удалась: {e}")  # goes to a chat
+            return redact(_say(lang, f"Scan failed: {e}", f"Проверка не удалась: {e}"))  # goes to a chat
 
-    async def _scan(self) -> str:
+    async def _scan(self, lang: str | None = None) -> str:
         now = self.clock()
         with self.store.exclusive("scan", self.holder, now) as got:
             if not got:
                 log.info("scan skipped: another process is scanning")
-                return "A scan is already running / Проверка уже идёт."
+                self.metrics.scan_skipped()
+                return _say(lang, "A scan is already running, please wait.", "Проверка уже идёт, подождите.")
+            started = time.monotonic()
             try:
                 async with self._data_lock:
                     if syncs(self.config):  # a failed sync is told once; the scan reads what was synced
@@ -149,8 +164,9 @@ class PulseJobs:
                     log.error("scan failed: %s", e)
                 else:
                     log.exception("scan failed")
+                self.metrics.scan_failed(time.monotonic() - started)
                 await self._job_failed("scan", e)
-                return redact(f"Scan failed / Проверка не удалась: {e}")  # goes to a chat
+                return redact(_say(lang, f"Scan failed: {e}", f"Проверка не удалась: {e}"))  # goes to a chat
             for w in getattr(outcome, "warnings", None) or []:
                 log.warning("data: %s", w)
             self.latest_data = getattr(outcome, "data", None)
@@ -159,6 +175,8 @@ class PulseJobs:
             self.store.save_scan(insights, now, now)
             report = deliver_critical(insights, self.config, self.store, self.outbox, now)
             notify_admins(stale_data_notice(outcome, self.config), self.config, self.store, self.outbox, now)
+            self.metrics.scan_ok(time.monotonic() - started, insights, _detector_names(self.config),
+                                 _newest(outcome))
         await self._job_ok("scan")
         sent = sum(len(v) for v in report.sent.values())
         skipped = getattr(outcome, "skipped", {}) or {}
@@ -166,7 +184,8 @@ class PulseJobs:
             log.warning("data: %s", outcome.stale)
         log.info("scan: %d insight(s), %d critical sent at once, skipped: %s", len(insights), sent,
                  "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "none")
-        return f"Scan done: {len(insights)} insight(s) / Проверка готова: находок {len(insights)}."
+        return _say(lang, f"Scan done: {count(len(insights), 'item', 'en')} found.",
+                    f"Проверка готова. Найдено пунктов: {len(insights)}.")
 
     async def run_sync(self) -> str:
         """Pull what changed in the CRM into the store (API sources only, on `schedule.sync`).
@@ -189,13 +208,38 @@ class PulseJobs:
             report = await asyncio.to_thread(self.sync_fn, self.config)
         except Exception as e:
             log.error("sync failed: %s", redact(f"{type(e).__name__}: {e}"))
+            self.metrics.sync_done(False)
             await self._job_failed("sync", e)
             return redact(f"Sync failed / Синхронизация не удалась: {e}")
+        self.metrics.sync_done(True)
         await self._job_ok("sync")
         rows = getattr(report, "rows", {})
         log.info("sync: %d request(s), %s", getattr(report, "requests", 0),
                  ", ".join(f"{t} {n}" for t, n in sorted(rows.items())) or "nothing changed")
         return "Sync done / Синхронизация готова."
+
+    async def load_latest_data(self) -> bool:
+        """At start, when a scan is already stored: read the CRM data the next scan would read
+        (no sync, no detectors, nothing sent), so /maturity has its data hints and the data's age
+        is known before the next scheduled scan. False (logged) when the data cannot be read."""
+        from bot.pipeline import load
+
+        if self.latest_data is not None:
+            return True
+        now = self.clock()
+        try:
+            async with self._data_lock:
+                loaded = await asyncio.to_thread(load, self.config, now)
+        except Exception as e:  # the next scan says it again, to admins; the bot keeps starting
+            log.warning("could not read the CRM data at start (the next scan tries again): %s",
+                        redact(f"{type(e).__name__}: {e}".splitlines()[0]))
+            return False
+        if self.latest_data is None:  # a scan that finished meanwhile has the newer data
+            from crm.freshness import freshness
+
+            self.latest_data = loaded.data
+            self.metrics.data_newest = _as_datetime(freshness(loaded.data, now).newest)
+        return True
 
     async def _fresh_insights(self) -> list[Any] | None:
         latest = self.store.latest_scan()
@@ -254,6 +298,37 @@ class PulseJobs:
             report = await asyncio.to_thread(deliver, insights, self.config, self.store, self.outbox, now, **options)
         self.outbox.wake.set()
         return report
+
+
+def _detector_names(config: Config) -> list[str]:
+    """The detectors enabled in the config (each gets a series, 0 when quiet)."""
+    return [name for name, spec in config.detector_specs().items() if getattr(spec, "enabled", True)]
+
+
+def _newest(outcome: Any) -> datetime | None:
+    """The newest record's time in a scan's data (crm.freshness; None for a scan without it)."""
+    return _as_datetime(getattr(getattr(outcome, "freshness", None), "newest", None))
+
+
+def _as_datetime(ts: Any) -> datetime | None:
+    """A pandas Timestamp (or datetime, or None) as a datetime."""
+    return ts.to_pydatetime() if hasattr(ts, "to_pydatetime") else ts
+
+
+@contextlib.contextmanager
+def quiet_apscheduler() -> Iterator[None]:
+    """APScheduler says at INFO every job it adds ("Adding job tentatively" once per job), every
+    run and every success: an hourly scan fills the journal with lines nobody acts on. Its
+    logger goes to WARNING (missed runs and errors still show) unless the bot logs at DEBUG or
+    someone set that logger's level; restored afterwards."""
+    logger = logging.getLogger("apscheduler")
+    before = logger.level
+    if before == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def digest_groups(config: Config) -> dict[tuple[str, str], list[str]]:

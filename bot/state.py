@@ -277,14 +277,8 @@ class StateStore:
             if not db or db == ":memory:":
                 yield
                 return
-            import fcntl
-
-            with open(f"{db}.migrate.lock", "a+") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+            with _file_lock(f"{db}.migrate.lock"):
+                yield
             return
         key = _lock_key(f"{self.prefix}migrate")
         with self.engine.connect() as conn:
@@ -538,6 +532,40 @@ class StateStore:
         else:
             with self.engine.begin() as c:
                 yield c
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    """An exclusive flock on `path` that leaves no file behind: the holder removes it before
+    unlocking, so a clean stop leaves no stale `*.migrate.lock` next to the database. A process
+    that was waiting on the removed file sees that the path now names another file (or none)
+    and locks again, so two processes never hold it at once."""
+    import fcntl
+    import os
+
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            f.close()
+            raise
+        if same:
+            break
+        f.close()  # the holder before us removed this file: lock the one at `path` now
+    try:
+        yield
+    finally:
+        # A folder the bot may not write (the file was made by someone else): the file stays, and
+        # the lock still works, since waiters then find the same file at `path`.
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
 
 
 def _lock_key(name: str) -> int:

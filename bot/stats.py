@@ -45,14 +45,21 @@ def collect_stats(store: StateStore, *, failed_limit: int = 20) -> Stats:
     return Stats(rows, box.counts(), failed)
 
 
-def format_stats(stats: Stats, lang: str = "en") -> str:
+def format_stats(stats: Stats, lang: str = "en", *, codes: bool = True) -> str:
+    """The report in `lang`; each check by its human name (messages.digest.CHECK_NAMES), with
+    its config key in brackets when `codes` (the terminal, where the admin edits config.toml),
+    without in chat."""
+    from messages.digest import check_name
+
     ru = lang == "ru"
-    lines = ["Полезность по детекторам:" if ru else "Usefulness per detector:"]
+    lines = ["Полезность по проверкам:" if ru else "Usefulness per check:"]
     if not stats.detectors:
         lines.append("  пока ничего не отправлено" if ru else "  nothing sent yet")
     for d in stats.detectors:
         share = "—" if d.useful_share is None else f"{d.useful_share:.0%}"
-        lines.append(f"  {d.detector}: " + (
+        label = check_name(d.detector, lang)
+        label = label[:1].upper() + label[1:] + (f" [{d.detector}]" if codes else "")
+        lines.append(f"  {label}: " + (
             f"отправлено {d.sent}, полезно {d.useful}, бесполезно {d.not_useful}, доля полезных {share}" if ru else
             f"sent {d.sent}, useful {d.useful}, not useful {d.not_useful}, useful share {share}"))
     o = stats.outbox

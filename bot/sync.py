@@ -1,4 +1,4 @@
-"""`crm-pulse sync`: pull what changed in the CRM (kind = "amocrm" or "pipedrive") into the local store.
+"""`crm-pulse sync`: pull what changed in the CRM (a CRM API kind: amoCRM, Bitrix24, HubSpot, Pipedrive) into the local store.
 
 `--check` only proves the credentials: it lists the account's pipelines (which are included)
 and users, and writes nothing but a refreshed OAuth token. Secrets come from the environment
@@ -65,8 +65,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     else:
         rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows.items())) or "nothing changed"
         print(f"synced {kind} in {report.seconds:.1f} s, {report.requests} request(s): {rows}"
-              + (f"; {report.deleted} deleted {'lead' if kind == 'amocrm' else 'deal'}(s) removed"
-                 if report.deleted else ""), file=out)
+              + (f"; {report.deleted} deleted record(s) removed" if report.deleted else ""), file=out)
     log.info("sync %s: %d requests, %s", kind, report.requests, report.rows)
     return EXIT_OK
 

@@ -31,16 +31,22 @@ _TOKENS = re.compile(
     r"|gh[pousr]_[A-Za-z0-9]{20,}"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]{8,}"
 )
+# A Bitrix24 inbound webhook carries its secret in the path: https://<portal>/rest/<user id>/<code>/
+# (the code: 10+ letters and digits, at least one digit, then "/"; "/rest/1/department.get" is a
+# method, "/rest/2/transactions/" some other API; a code without digits is masked as a configured value).
+_WEBHOOK_CODE = re.compile(r"(?P<pre>/rest/\d+/)(?P<secret>(?=[A-Za-z]*\d)[A-Za-z0-9]{10,})(?=[/\s'\"?#]|$)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 def mask(text: object) -> str:
     """`text` with every secret-looking part replaced by ***: URL passwords (with or without a
-    scheme), password/token/secret/key parameters, and tokens of known shapes."""
+    scheme), password/token/secret/key parameters, tokens of known shapes, and the code in a
+    Bitrix24 webhook path (`/rest/1/***/`)."""
     out = str(text)
     out = _TOKENS.sub(HIDDEN, out)
     out = _KEY_VALUE.sub(lambda m: m.group("pre") + HIDDEN, out)
     out = _URL_PASSWORD.sub(lambda m: m.group("pre") + HIDDEN, out)
+    out = _WEBHOOK_CODE.sub(lambda m: m.group("pre") + HIDDEN, out)
     return out
 
 

@@ -96,13 +96,21 @@ class SourceConfig(BaseModel):
       (the synced store's folder, relative to the config file), `custom_fields` (table ->
       {canonical column: CRM field name}), `overlap_minutes` (each incremental sync goes back
       this far for clock skew) and `requests_per_second` (at most this many in any second).
+    - kind "hubspot" (docs/connect-hubspot.md): `token_env` names the variable holding the
+      private app's access token; `base_url` defaults to https://api.hubapi.com; the other API
+      keys as for amoCRM (custom_fields name HubSpot property names).
+    - kind "bitrix24" (docs/connect-bitrix24.md): `webhook_env` names the variable holding the
+      whole inbound webhook URL (its path is the secret); `base_url` is optional (taken from the
+      webhook; give it to reach the portal through a proxy); `deletion_check_minutes`: how often
+      the full ID lists are compared to find deleted records (0 = every sync); `custom_fields`
+      name Bitrix24 field codes (UF_CRM_...).
     - kind "pipedrive": the same keys; `base_url` is the company address
       (https://yourcompany.pipedrive.com) and `token_env` names the API token's variable (no OAuth).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["files", "sql", "amocrm", "pipedrive"] = "files"
+    kind: Literal["files", "sql", "amocrm", "bitrix24", "hubspot", "pipedrive"] = "files"
     path: str | None = None
     files: dict[str, str] = {}
     columns: dict[str, dict[str, str]] = {}
@@ -133,6 +141,8 @@ class SourceConfig(BaseModel):
     custom_fields: dict[str, dict[str, str]] = {}
     overlap_minutes: float = Field(10.0, ge=0, le=24 * 60, allow_inf_nan=False)
     requests_per_second: float = Field(7.0, gt=0, le=100, allow_inf_nan=False)
+    webhook_env: str | None = None
+    deletion_check_minutes: float = Field(0.0, ge=0, le=7 * 24 * 60, allow_inf_nan=False)
 
     @field_validator("files", "tables")
     @classmethod
@@ -235,7 +245,7 @@ class SourceConfig(BaseModel):
             )
         return value
 
-    @field_validator("token_env", "client_id_env", "client_secret_env", "refresh_token_env")
+    @field_validator("token_env", "client_id_env", "client_secret_env", "refresh_token_env", "webhook_env")
     @classmethod
     def _api_env_names(cls, value: str | None, info) -> str | None:
         """A token pasted where its variable's NAME belongs: refuse, never echo it."""
@@ -253,9 +263,11 @@ class SourceConfig(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("base_url: must be the account address, like https://yourcompany.amocrm.ru "
-                             "or https://yourcompany.pipedrive.com")
+                             "(Bitrix24: https://yourcompany.bitrix24.ru; HubSpot: https://api.hubapi.com, the default; "
+                             "Pipedrive: https://yourcompany.pipedrive.com)")
         if parts.password or has_secret(value):
-            raise ValueError("base_url: contains a secret: name its environment variable in token_env instead")
+            raise ValueError("base_url: contains a secret: put it in an environment variable and name that "
+                             "variable in token_env (amoCRM) or webhook_env (Bitrix24, the whole webhook URL)")
         return value.rstrip("/")
 
     @field_validator("url_env")
@@ -289,17 +301,24 @@ class SourceConfig(BaseModel):
     def _api_keys_need_api_kind(self) -> "SourceConfig":
         """API keys under kind files/sql would be silently ignored, and the reverse: say so."""
         api_keys = ("base_url", "token_env", "client_id_env", "client_secret_env", "refresh_token_env",
-                    "redirect_uri", "pipelines", "custom_fields")
+                    "redirect_uri", "pipelines", "custom_fields", "webhook_env")
         if self.kind in ("files", "sql"):
             stray = [k for k in api_keys if getattr(self, k)]
             if stray:
-                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\" or \"pipedrive\"), "
+                raise ValueError(f"{', '.join(stray)}: only for a CRM API source (kind = \"amocrm\", \"bitrix24\", "
+                                 f"\"hubspot\" or \"pipedrive\"), "
                                  f"but kind is \"{self.kind}\"")
             return self
         stray = [k for k in ("path", "url", "url_env", "tables") if getattr(self, k)]
         if stray:
             raise ValueError(f"{', '.join(stray)}: not used by kind = \"{self.kind}\" (it reads the synced "
                              "store in `store`); remove them")
+        if self.kind == "bitrix24":
+            return self._bitrix24_keys()
+        if self.webhook_env:
+            raise ValueError(f'webhook_env: only for kind = "bitrix24" (kind is "{self.kind}")')
+        if self.kind == "hubspot":
+            return self._hubspot_auth()
         if not self.base_url:
             raise ValueError(f'kind "{self.kind}" needs `base_url`, the account address '
                              f"({BASE_URL_EXAMPLES.get(self.kind, 'https://...')})")
@@ -319,6 +338,35 @@ class SourceConfig(BaseModel):
             missing = [k for k, v in zip(("client_id_env", "client_secret_env", "refresh_token_env"), oauth) if not v]
             raise ValueError(f'kind "{self.kind}" needs token_env (a long-lived token) or OAuth: '
                              f"missing {', '.join(missing)}")
+        return self
+
+    def _hubspot_auth(self) -> "SourceConfig":
+        """HubSpot signs in with a private app's token only; its API lives at one address."""
+        oauth = [k for k in ("client_id_env", "client_secret_env", "refresh_token_env", "redirect_uri") if getattr(self, k)]
+        if oauth:
+            raise ValueError(f"{', '.join(oauth)}: not used by kind = \"hubspot\" (it signs in with a private "
+                             "app's access token): set token_env and remove them")
+        if not self.token_env:
+            raise ValueError('kind "hubspot" needs token_env, the NAME of the environment variable holding '
+                             "the private app's access token (like CRM_PULSE_HUBSPOT_TOKEN)")
+        if not self.base_url:
+            self.base_url = "https://api.hubapi.com"
+        return self
+
+    def _bitrix24_keys(self) -> "SourceConfig":
+        """Bitrix24 signs in with an inbound webhook URL (the whole URL is the secret), nothing else;
+        its leaky bucket drains about 2 requests a second, the default pace unless one is given."""
+        stray = [k for k in ("token_env", "client_id_env", "client_secret_env", "refresh_token_env", "redirect_uri")
+                 if getattr(self, k)]
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: not used by kind = \"bitrix24\", which signs in with an inbound "
+                             "webhook: name the variable holding the webhook URL in webhook_env instead")
+        if not self.webhook_env:
+            raise ValueError('kind "bitrix24" needs webhook_env, the NAME of the environment variable holding the '
+                             "inbound webhook URL (https://yourcompany.bitrix24.ru/rest/1/<code>/), e.g. "
+                             'webhook_env = "CRM_PULSE_BITRIX24_WEBHOOK"')
+        if "requests_per_second" not in self.model_fields_set:
+            self.requests_per_second = 2.0
         return self
 
     @model_validator(mode="after")

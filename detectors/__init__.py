@@ -8,11 +8,13 @@ from detectors.registry import REGISTRY, DetectorSpec, ScanResult, run_detectors
 # Each detector module registers itself on import; keep this list complete.
 from detectors import (  # noqa: E402,F401
     conversion_drop,
+    deal_risk,
     lead_sla,
     loss_reasons,
     manager_load,
     silent_client,
     stalled_deal,
+    win_forecast,
 )
 
 __all__ = ["Audience", "Insight", "make_fingerprint", "REGISTRY", "DetectorSpec", "ScanResult", "run_detectors"]

@@ -18,7 +18,8 @@ Tests, three separate Benjamini-Hochberg families, so switching segments on neve
 headline test:
 - overall: one one-sided Fisher test per stage pair (level `fdr`);
 - segments: one per stage pair x segment with at least `min_segment_report_deals` on each side
-  (level `segment_fdr`), for drops confined to a segment;
+  (level `fdr`, and confirmed by the segment's newest deals like an overall drop), for drops
+  confined to a segment;
 - drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step).
 When the baseline's weekly cohorts swing more than chance allows (calendar effects: quarter
 ends, campaigns; Pearson chi-square / dof around their linear trend), every count of the
@@ -26,10 +27,16 @@ pair is divided by that dispersion before testing (quasi-binomial), so a low mon
 swinging pipeline is not read as a drop; facts["overdispersion"] says by how much.
 
 An insight needs enough deals, a relative drop, a cost of at least `min_lost_per_month`
-conversions a month, and its test surviving its family's correction. On a company where
-nothing changes, the overall family still fires on about `fdr` of the scans (one in 20 at
-0.05 with four or five stage pairs): a 9.9% -> 7.5% win-rate drop on ~1,100 recent deals has
-p ~ 0.01, so a stricter default would miss it. The segment families run at `segment_fdr`.
+conversions a month, and its test surviving its family's correction. An overall drop must also
+be confirmed by the deals that entered the stage after the recent cohort (still in progress,
+in neither tested cohort): fewer of them moved on so far than the baseline's pace predicts
+(one-sided p <= `confirm_p`), unless the drop is clear beyond doubt (q <= `clear_q`). Alone,
+the overall family fires on about `fdr` of the scans of a company where nothing changes (one
+in 20 at 0.05), and a stricter `fdr` would miss a real 9.9% -> 7.5% win-rate drop on ~1,100
+recent deals (p ~ 0.008); the confirmation is independent of the tested cohorts, so a chance
+dip passes it only `confirm_p` of the time (false alarms about fdr x confirm_p + clear_q, some
+1.25% of calm scans), while a lasting drop shows in the newest deals too, with no extra delay.
+facts["newest"] holds the check. The driver families run at `segment_fdr`.
 
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
@@ -44,8 +51,8 @@ Kinds of insight (facts["kind"]):
   the baseline mix is not material) and the mix moved towards segments that convert worse.
   Worded as a change in where deals come from; no segment is said to fall.
 - "segment_drop": the pair held overall but one segment fell on its own. A headline of its
-  own, so it needs a headline's sample (`min_segment_report_deals` on each side, not the
-  drivers' `min_segment_deals`) besides its family's FDR and materiality. Not reported for a
+  own, so it needs `min_segment_report_deals` on each side, its family's FDR at `fdr`,
+  materiality and the segment's newest deals confirming it (or q <= `clear_q`). Not reported for a
   pair that already has an overall insight (there it can only be a driver). Confounded
   segments (a manager whose deals are mostly from the failing source) are dropped by testing
   each further segment only on the deals outside the segments already reported.
@@ -106,10 +113,12 @@ class ConversionDropSpec(DetectorSpec):
     min_absolute_drop: float = Field(0.0, ge=0, lt=1, description="optional floor: baseline - recent at least this (0 = off; impact decides)")
     min_lost_per_month: float = Field(3.0, ge=0, description="the drop costs at least this many conversions a month (drop x recent deals a month)")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
-    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the segment tests and of the driver tests (their own families)")
+    confirm_p: float = Field(0.2, gt=0, le=1, description="an overall drop is said only when the deals that entered since the recent cohort (still in progress) also move on slower than the baseline's pace: one-sided p at most this (1 = off)")
+    clear_q: float = Field(0.0025, ge=0, lt=1, description="an overall drop with q at most this is said without that confirmation")
+    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step; a segment's own drop is tested at fdr and confirmed by its newest deals)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
     min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
-    min_segment_report_deals: int = Field(20, ge=1, description="deals a segment needs on each side to be reported as a drop of its own (a headline of its own needs a headline's evidence; at least min_segment_deals)")
+    min_segment_report_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be reported as a drop of its own (at least min_segment_deals)")
     min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
     max_drivers: int = Field(3, ge=0, le=10, description="name at most this many driving segments")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
@@ -280,6 +289,7 @@ class Cohorts:
     rows: np.ndarray  # deal rows, by entry time
     entry: np.ndarray  # first-entry ns, ascending
     converted: np.ndarray  # moved on within the horizon (does not depend on the day)
+    moved_after: np.ndarray  # ns from entry to moving on (_NEVER: never moved on)
     converted_before: np.ndarray  # converted_before[k] = converted deals among the first k
     codes: dict[str, np.ndarray]  # segment code of each row per dimension (-1 = none)
 
@@ -314,24 +324,24 @@ def _cohorts(from_stage, to_stage, entry, reached, lost_at, as_of, spec, seg_dim
     converted = (r != _NEVER) & (r - e <= horizon * NS_PER_DAY)
     return Cohorts(
         from_stage=from_stage, to_stage=to_stage, horizon_days=horizon, horizon_source=source, movers=movers,
-        rows=rows, entry=e, converted=converted,
+        rows=rows, entry=e, converted=converted, moved_after=np.where(r != _NEVER, r - e, _NEVER),
         converted_before=np.concatenate([[0], np.cumsum(converted, dtype=np.int64)]),
         codes={dim: codes[rows] for dim, (codes, _u) in seg_dims.items()},
     )
 
 
 def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
-            as_of: int | None = None) -> Prepared | None:
+            as_of: int | None = None, newest: int | None = None) -> Prepared | None:
     """The day-independent part; None when there is nothing to measure.
 
     `since` (ns) skips older history: a scan passes its earliest window start, backtest reads
     it all. `as_of` (ns): horizons are learned from what was known then (default: the newest
-    timestamp in the data).
+    timestamp in the data). `newest`: that timestamp when the caller already has it.
     """
     deals = data.deals
     if skip_reason(data) is not None or deals is None or len(deals) == 0:
         return None
-    newest = _newest(data)
+    newest = _newest(data) if newest is None else newest
     if newest == NAT_NS:  # no timestamps at all: nothing can be measured
         return None
     as_of = newest if as_of is None else min(as_of, newest)
@@ -366,7 +376,7 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime, with_evidence
     newest = _newest(data)
     as_of = now_ns if newest == NAT_NS else min(now_ns, newest)
     since = min(_windows(spec, spec.max_horizon_days, now)[0], as_of - _learn_span(spec))
-    return detect_at(prepare(data, spec, since=since, as_of=now_ns), now, with_evidence=with_evidence)
+    return detect_at(prepare(data, spec, since=since, as_of=now_ns, newest=newest), now, with_evidence=with_evidence)
 
 
 # --- statistics -------------------------------------------------------------------------------
@@ -569,11 +579,51 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         br, rr = p.total.rates()
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
+        newest = _newest_check(p, ts_ns(now))
+        if not _confirmed(p.q, newest, spec):
+            continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
-        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence))
-    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence))
+        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest))
+    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence, ts_ns(now)))
     return out
+
+
+def _newest_check(p: _Pair, now_ns: int, segment: tuple[str, int] | None = None) -> dict:
+    """Are the deals that entered after the recent cohort (still in progress) moving on at the
+    baseline's pace? One-sided: fewer moved on so far than the baseline's curve predicts.
+
+    Each newest deal has been at the stage for tau = min(now - entry, horizon); the baseline
+    says a share F(tau) of deals move on within tau (lost deals never do), so under "nothing
+    changed" the number moved on so far has mean sum F(tau) and variance sum F(1 - F) (times
+    the pair's overdispersion). These deals are not in either tested cohort, so by chance they
+    confirm a chance dip only `confirm_p` of the time, while a real, lasting drop shows in them
+    too: the `for:` of an alerting rule without waiting for another window.
+    """
+    c = p.c
+    h = c.horizon_days * NS_PER_DAY
+    end = int(np.searchsorted(c.entry, now_ns, side="left"))
+    entry, after, base = c.entry[p.hi:end], c.moved_after[p.hi:end], c.moved_after[p.lo:p.mid]
+    if segment is not None:  # that segment's newest deals against its own baseline
+        dim, s = segment
+        new, old = c.codes[dim][p.hi:end] == s, c.codes[dim][p.lo:p.mid] == s
+        entry, after, base = entry[new], after[new], base[old]
+    base = np.sort(base)  # _NEVER (never moved) sorts last
+    tau = np.minimum(now_ns - entry, h)
+    moved = int(((after != _NEVER) & (after <= tau)).sum())
+    share = np.searchsorted(base, tau, side="right") / max(len(base), 1)
+    expected = float(share.sum())
+    var = float((share * (1.0 - share)).sum()) * p.phi
+    pv = float(ndtr((moved - expected + 0.5) / math.sqrt(var))) if var > 0 else None  # None: nothing to go by yet
+    return {"deals": int(len(entry)), "moved_on": moved, "expected": round(expected, 1),
+            "since": iso_date(p.recent_end), "p_value": pv}
+
+
+def _confirmed(q: float, newest: dict, spec: ConversionDropSpec) -> bool:
+    """A drop is said when the newest deals confirm it, or when it is too clear to need that."""
+    if spec.confirm_p >= 1 or q <= spec.clear_q:
+        return True
+    return newest["p_value"] is not None and newest["p_value"] <= spec.confirm_p
 
 
 def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dict | None, bool]:
@@ -622,10 +672,11 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dic
 
 
 def _report_floor(spec: ConversionDropSpec) -> int:
-    """Deals a segment needs on each side to be reported as a drop of its own. Such a report is
-    a headline, so it needs a headline's sample: on 16 recent deals a chance dip of a manager
-    (79% -> 25%) passes the family's FDR. Segments below it are left out of the family (filtering
-    on size, which says nothing of the drop, keeps its false discovery rate)."""
+    """Deals a segment needs on each side to be reported as a drop of its own. Before the newest
+    deals' confirmation this was 20: on 16 recent deals a chance dip of a manager (79% -> 25%)
+    passed the family's FDR; such a dip is over by the time the newest deals are judged.
+    Segments below it are left out of the family (filtering on size, which says nothing of the
+    drop, keeps its false discovery rate)."""
     return max(spec.min_segment_report_deals, spec.min_segment_deals)
 
 
@@ -785,9 +836,10 @@ def _evidence(p: _Pair, state: Prepared, keep_r: np.ndarray | None, with_evidenc
 
 
 def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool, tests: int,
-                     with_evidence: bool) -> Insight:
+                     with_evidence: bool, newest: dict) -> Insight:
     spec = state.spec
     facts = _common_facts(p, state, p.total, p.q, p.p)
+    facts["newest"] = newest
     facts["tests_in_run"] = tests
     facts["segments_checked"] = [DIMENSION_NAMES.get(d, d) for d in state.seg_dims]
     facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi], p.c.converted[p.lo:p.hi], p.base_start, p.recent_end)
@@ -844,11 +896,11 @@ class _SegmentRows:
 
 
 def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows, seg_q: np.ndarray,
-                      state: Prepared, with_evidence: bool) -> list[Insight]:
+                      state: Prepared, with_evidence: bool, now_ns: int) -> list[Insight]:
     """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
     spec = state.spec
     out = []
-    passed = seg_q <= spec.segment_fdr
+    passed = seg_q <= spec.fdr
     if not passed.any():
         return out
     # The family's BH cut-off in p: later segments, retested outside the earlier ones, must pass it.
@@ -876,11 +928,14 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows
             if pv <= cut and _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
                 chosen.append((dim, s, q))
         for dim, s, q in chosen:
-            out.append(_segment_insight(p, state, dim, s, q, with_evidence))
+            newest = _newest_check(p, now_ns, (dim, s))
+            if _confirmed(q, newest, spec):
+                out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest))
     return out
 
 
-def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with_evidence: bool) -> Insight:
+def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with_evidence: bool,
+                     newest: dict) -> Insight:
     sc = p.segs[dim]
     one = Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1])
     pv = float(_confined_pvalues(one, p.total, p.phi)[0])
@@ -896,6 +951,7 @@ def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with
         "rest_recent_rate": None if rest.rn[0] == 0 else round(float(rrr[0]), 4),
         "rest_baseline_n": int(rest.bn[0]), "rest_recent_n": int(rest.rn[0]),
         "overall_baseline_rate": round(float(obr[0]), 4), "overall_recent_rate": round(float(orr[0]), 4),
+        "newest": newest,
     })
     mask_all = p.c.codes[dim][p.lo:p.hi] == s
     facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi][mask_all], p.c.converted[p.lo:p.hi][mask_all], p.base_start, p.recent_end)

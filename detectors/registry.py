@@ -72,7 +72,8 @@ REGISTRY: dict[str, Detector] = {}
 # Detectors that judge how long nothing has happened (idle deals, waiting leads, silent
 # clients): on data that stopped arriving they would report the export's silence as the
 # people's, so on stale data they do not run (crm.freshness; bot.pipeline.scan decides).
-NEEDS_FRESH_DATA = frozenset({"stalled_deal", "lead_sla", "silent_client"})
+# deal_risk too: "no touch for 12 days" and the chance it pulls down would be the export's age.
+NEEDS_FRESH_DATA = frozenset({"stalled_deal", "lead_sla", "silent_client", "deal_risk"})
 
 
 def register(name: str, spec: type[DetectorSpec], requires: tuple[str, ...], summary: str,
@@ -90,10 +91,18 @@ class ScanResult:
     insights: list[Insight] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # detector -> one clear line why
     partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
+    # opt-in detectors (off by default) the config did not switch on: not a check, not "skipped"
+    not_opted_in: set[str] = field(default_factory=set)
 
 
 def missing_tables(data: CrmData, det: Detector) -> list[str]:
     return [t for t in det.requires if not data.has(t)]
+
+
+def not_opted_in(det: Detector, spec: DetectorSpec) -> bool:
+    """An opt-in detector (off by default) the config left off: not a check anyone expects, so
+    scans and backtests do not list it as skipped; check-config says how to turn it on."""
+    return not spec.enabled and not det.spec().enabled
 
 
 def why_skipped(data: CrmData, det: Detector, spec: DetectorSpec) -> str | None:
@@ -130,6 +139,9 @@ def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, 
     result = ScanResult()
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
+        if not_opted_in(det, spec):
+            result.not_opted_in.add(name)
+            continue
         why = why_skipped(data, det, spec)
         if why is None and stale is not None and name in NEEDS_FRESH_DATA:
             why = stale

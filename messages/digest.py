@@ -36,7 +36,7 @@ class DigestItem:
     title: Line
     body: list[Line]
     action: Line | None
-    buttons: list[list[Button]]  # compact labels, numbered like the item ("2 · ⏰ 1 д")
+    buttons: list[list[Button]]  # worded labels, numbered like the item ("2 · ⏰ 1 день")
     fingerprints: list[str]
     money: float = 0.0
 
@@ -69,18 +69,34 @@ def _tz(tz: str | tzinfo | None) -> tzinfo | None:
     return ZoneInfo(tz)
 
 
+# Digest button words: (ru, en). Short enough for three buttons in a row of a phone's
+# Telegram keyboard with the item's number in front ("2 · ⏰ 1 день"), yet words, like the
+# single alerts' buttons (messages.render.insight_buttons), not bare emoji.
+COMPACT_LABELS: dict[str, tuple[str, str]] = {
+    "snooze_1d": ("⏰ 1 день", "⏰ 1 day"),
+    "snooze_7d": ("⏰ 7 дней", "⏰ 7 days"),
+    "done": ("✅ Сделано", "✅ Done"),
+    "useful": ("👍 Полезно", "👍 Useful"),
+    "notuseful": ("👎 Не полезно", "👎 Not useful"),
+    "details": ("ℹ️ Подробнее", "ℹ️ Details"),
+}
+
+
 def compact_buttons(number: str, fingerprint: str, lang: str, *, feedback: bool = True) -> list[list[Button]]:
+    """One item's buttons, each label led by the item's number so a digest of several items
+    says which one a button acts on. A grouped deal (feedback=False) gets two rows of two:
+    four worded buttons do not fit in one row."""
     ru = lang == "ru"
-    rows = [[Button(f"{number} · ⏰ 1 д" if ru else f"{number} · ⏰ 1d", f"snooze:{fingerprint}:1d"),
-             Button(f"{number} · ⏰ 7 д" if ru else f"{number} · ⏰ 7d", f"snooze:{fingerprint}:7d"),
-             Button(f"{number} · ✅", f"done:{fingerprint}")]]
-    if feedback:
-        rows.append([Button(f"{number} · 👍", f"useful:{fingerprint}"),
-                     Button(f"{number} · 👎", f"notuseful:{fingerprint}"),
-                     Button(f"{number} · ℹ️", f"details:{fingerprint}")])
-    else:
-        rows[0].append(Button(f"{number} · ℹ️", f"details:{fingerprint}"))
-    return rows
+
+    def b(key: str, action: str) -> Button:
+        return Button(f"{number} · {COMPACT_LABELS[key][0 if ru else 1]}", action)
+
+    snooze = [b("snooze_1d", f"snooze:{fingerprint}:1d"), b("snooze_7d", f"snooze:{fingerprint}:7d")]
+    if not feedback:
+        return [snooze, [b("done", f"done:{fingerprint}"), b("details", f"details:{fingerprint}")]]
+    return [snooze + [b("done", f"done:{fingerprint}")],
+            [b("useful", f"useful:{fingerprint}"), b("notuseful", f"notuseful:{fingerprint}"),
+             b("details", f"details:{fingerprint}")]]
 
 
 @dataclass
@@ -93,6 +109,12 @@ class _Candidate:
     rendered: RenderedInsight | None = None
     deals: list[Insight] | None = None
     manager_name: str | None = None
+
+    @property
+    def fingerprints(self) -> list[str]:
+        if self.deals is not None:
+            return [d.fingerprint for d in self.deals]
+        return [self.rendered.fingerprint] if self.rendered is not None else []
 
 
 def _groupable(ins: Insight) -> bool:
@@ -121,19 +143,57 @@ def _candidates(insights: list[Insight], ctx: Ctx) -> list[_Candidate]:
     return out
 
 
-def _rank(candidates: list[_Candidate]) -> list[_Candidate]:
-    return sorted(candidates, key=lambda c: (-c.severity_rank, -c.money))
+def _settled(c: _Candidate, settled: set[str]) -> bool:
+    return bool(c.fingerprints) and set(c.fingerprints) <= settled
 
 
-def _group_by_detector(kept: list[_Candidate]) -> list[_Candidate]:
-    order: list[str] = []
+def _rank(candidates: list[_Candidate], settled: set[str] | None = None) -> list[_Candidate]:
+    """Most important first; items the person already snoozed or marked done (`settled`) after
+    every open one."""
+    settled = settled or set()
+    return sorted(candidates, key=lambda c: (_settled(c, settled), -c.severity_rank, -c.money))
+
+
+def _group_by_detector(kept: list[_Candidate], settled: set[str] | None = None) -> list[_Candidate]:
+    settled = settled or set()
+    order: list[tuple[bool, str]] = []
     for c in kept:
-        if c.detector not in order:
-            order.append(c.detector)
-    return [c for det in order for c in kept if c.detector == det]
+        if (_settled(c, settled), c.detector) not in order:
+            order.append((_settled(c, settled), c.detector))
+    return [c for k in order for c in kept if (_settled(c, settled), c.detector) == k]
 
 
-def _stalled_group_item(c: _Candidate, number: int, ctx: Ctx) -> DigestItem:
+@dataclass(frozen=True)
+class Mark:
+    """What the person already did about an item, shown in their full list (/insights):
+    kind "snoozed" (with until) or "done"."""
+
+    kind: str
+    until: datetime | None = None
+
+
+def _local(when: datetime, ctx: Ctx) -> datetime:
+    return when.astimezone(ctx.now.tzinfo) if ctx.now is not None and ctx.now.tzinfo else when
+
+
+def _mark_line(mark: Mark, ctx: Ctx) -> Line:
+    if mark.kind == "snoozed" and mark.until is not None:
+        local = _local(mark.until, ctx)
+        when = f"{i18n.day_month(local, ctx.lang)}, {local:%H:%M}"
+        return ctx.t("⏸ Отложено до {d}: в сводку до этого не попадёт.",
+                     "⏸ Snoozed until {d}: not in your digest before then.", d=when)
+    return ctx.t("✅ Отмечено как сделанное: напомню, только если станет хуже.",
+                 "✅ Marked done: I'll bring it up only if it gets worse.")
+
+
+def _short_mark(mark: Mark, ctx: Ctx) -> Line:
+    """The mark after one deal's line in a group: " — ⏸ отложено до 5 декабря"."""
+    if mark.kind == "snoozed" and mark.until is not None:
+        return ctx.t(" — ⏸ отложено до {d}", " — ⏸ snoozed until {d}", d=i18n.day_month(_local(mark.until, ctx), ctx.lang))
+    return ctx.t(" — ✅ сделано", " — ✅ done")
+
+
+def _stalled_group_item(c: _Candidate, number: int, ctx: Ctx, marks: dict[str, Mark] | None = None) -> DigestItem:
     deals = c.deals or []
     n = len(deals)
     if ctx.you:
@@ -144,7 +204,9 @@ def _stalled_group_item(c: _Candidate, number: int, ctx: Ctx) -> DigestItem:
     body: list[Line] = []
     buttons: list[list[Button]] = []
     for k, deal in enumerate(deals[:MAX_DEALS_IN_GROUP], start=1):
-        body.append(ctx.t("{k}) ", "{k}) ", k=f"{number}.{k}") + compact_line(ctx, deal.facts))
+        mark = (marks or {}).get(deal.fingerprint)
+        body.append(ctx.t("{k}) ", "{k}) ", k=f"{number}.{k}") + compact_line(ctx, deal.facts)
+                    + (_short_mark(mark, ctx) if mark else ()))
         buttons += compact_buttons(f"{number}.{k}", deal.fingerprint, ctx.lang, feedback=False)
     if n > MAX_DEALS_IN_GROUP:
         body.append(ctx.t("…и ещё {k}.", "…and {k} more.", k=ctx.count(n - MAX_DEALS_IN_GROUP, "deal")))
@@ -155,19 +217,44 @@ def _stalled_group_item(c: _Candidate, number: int, ctx: Ctx) -> DigestItem:
         action = ctx.t("Начните с первой: договоритесь с клиентом о следующем шаге или закройте сделку как проигранную.",
                        "Start with the first: agree the next step with the client, or close the deal as lost.")
     else:
-        action = ctx.t("Спросите менеджера о следующих шагах, начиная с первой сделки.",
-                       "Ask the manager about next steps, starting with the first deal.")
+        whom = ctx.person(c.manager_name, "accs")
+        if whom is not None:
+            action = ctx.t("Спросите {m} о следующих шагах, начиная с первой сделки.",
+                           "Ask {m} about next steps, starting with the first deal.", m=whom)
+        else:
+            action = ctx.t("Спросите менеджера о следующих шагах, начиная с первой сделки.",
+                           "Ask the manager about next steps, starting with the first deal.")
     severity = next(k for k, v in SEVERITY_RANK.items() if v == c.severity_rank)
     return DigestItem("stalled_deal", severity, title, body, action, buttons, [d.fingerprint for d in deals], c.money)
 
 
-def _item(c: _Candidate, number: int, ctx: Ctx) -> DigestItem:
+def _item(c: _Candidate, number: int, ctx: Ctx, marks: dict[str, Mark] | None = None) -> DigestItem:
     if c.deals is not None:
-        return _stalled_group_item(c, number, ctx)
+        return _stalled_group_item(c, number, ctx, marks)
     r = c.rendered
     assert r is not None
-    return DigestItem(r.detector, r.severity, r.title, r.body, r.action,
+    mark = (marks or {}).get(r.fingerprint)
+    body = ([_mark_line(mark, ctx)] + list(r.body)) if mark else r.body
+    return DigestItem(r.detector, r.severity, r.title, body, r.action,
                       compact_buttons(str(number), r.fingerprint, ctx.lang), [r.fingerprint], r.money)
+
+
+# --- a team chat's digest ------------------------------------------------------------------
+
+TEAM_BUTTONS_NOTE = {
+    "ru": "Кнопки в этом чате: руководитель откладывает пункт или отмечает сделанным для всей команды, "
+          "менеджер, о котором пункт, — только для себя; оценить «полезно» может каждый.",
+    "en": "Buttons in this chat: a director snoozes an item or marks it done for the whole team, the manager "
+          "it is about only for themselves; anyone may rate it useful.",
+}
+
+
+def for_team_chat(digest: Digest) -> Digest:
+    """A team chat's digest says what its buttons do there (bot.handlers.on_team_button),
+    in place of the director's pointer to the maturity check."""
+    if digest.items:
+        digest.note = (Span(TEAM_BUTTONS_NOTE[digest.lang]),)
+    return digest
 
 
 # --- what could not be checked ---------------------------------------------------------------
@@ -179,6 +266,8 @@ CHECK_NAMES: dict[str, tuple[str, str]] = {
     "silent_client": ("молчащие клиенты", "silent clients"),
     "manager_load": ("загрузка менеджеров", "manager load"),
     "loss_reasons": ("причины проигрышей", "loss reasons"),
+    "deal_risk": ("сделки под угрозой", "deals at risk"),
+    "win_forecast": ("прогноз выигрыша", "won forecast"),
 }
 
 
@@ -226,6 +315,16 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"^new leads per manager \(new_leads\): "), "новые заявки по менеджерам (new_leads): "),
     (re.compile(r"^calls, meetings and done tasks as touches: "), "звонки, встречи и выполненные задачи как касания: "),
     (re.compile(r"^stage-to-stage conversion: "), "конверсия между этапами: "),
+    # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
+    (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
+                r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),
+     r"мало истории для прогноза: закрытых сделок с датой закрытия \1 (выиграно \2, проиграно \3), "
+     r"нужно не меньше \4, из них выигранных \5 и проигранных \6"),
+    (re.compile(r"^not enough history (to backtest|before the backtest cutoff).*$"),
+     "мало истории, чтобы проверить прогноз на прошлом (подробнее: crm-pulse model report)"),
+    (re.compile(r"^the model does not beat the stage-only baseline on the backtest: .*$"),
+     "прогноз по истории компании не точнее доли выигранных по этапу, поэтому не используется "
+     "(подробнее: crm-pulse model report)"),
 ]
 
 
@@ -268,8 +367,7 @@ def nothing_found_text(checks: Checks | None, lang: str) -> str:
     if k == 0:
         return (f"Ничего не удалось проверить: {rest}." if ru else f"Nothing could be checked: {rest}.")
     if ru:
-        word = "проверке" if i18n.plural_form(k, "ru") == "one" else "проверкам"
-        return f"Ничего не найдено по {k} {word} из {n}; {rest}."
+        return f"Ничего не найдено по {i18n.count(k, 'check', 'ru', case='datv')} из {n}; {rest}."
     return f"Nothing found by {k} of {n} checks; {rest}."
 
 
@@ -328,12 +426,16 @@ def _money(ins: Insight) -> float:
 def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str | tzinfo | None = None,
                  max_items: int = 10, recipient_name: str | None = None, all_quiet: bool = False,
                  recipient_role: str | None = None, still_open: list[tuple[Insight, datetime | None]] | None = None,
-                 checks: Checks | None = None) -> Digest | None:
+                 checks: Checks | None = None, marks: dict[str, Mark] | None = None) -> Digest | None:
     """The digest one recipient gets for one run, or None when there is nothing to send.
 
     `insights` are shown in full; `still_open` are (insight, when it was last sent) that persist
     unchanged: one line each at the end. `checks` says what the scan could not check: a quiet
     digest names it instead of "all quiet", and a director's digest always carries it.
+
+    `marks` makes it the person's full list (/insights) instead of the day's digest: every
+    item the scan found for them, those they snoozed or marked done (fingerprint -> Mark)
+    marked so and shown after the open ones, under a heading of its own.
 
     `recipient_role="director"` makes manager-facing items speak about the manager ("his
     deal") instead of to them ("your deal"), for escalated items a director receives. Left
@@ -376,16 +478,27 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
         return Digest(ctx.lang, day, header, None, quiet=block is None, still_open=block, reminded=reminded,
                       unchecked=unchecked)
 
-    ranked = _rank(_candidates(insights, ctx))
-    kept = _group_by_detector(ranked[:max_items])
+    settled = set((marks or {}).keys())
+    ranked = _rank(_candidates(insights, ctx), settled)
+    kept = _group_by_detector(ranked[:max_items], settled)
     more = len(ranked) - len(kept)
-    items = [_item(c, k, ctx) for k, c in enumerate(kept, start=1)]
+    items = [_item(c, k, ctx, marks) for k, c in enumerate(kept, start=1)]
     total = len(ranked)
     count = ctx.count(total, "item")
-    header = greeting + (ctx.t("сводка на {d}: {n}", "your digest for {d}: {n}", d=when, n=count) if greeting else
-                         ctx.t("Сводка на {d}: {n}", "Digest for {d}: {n}", d=when, n=count))
     subheader = ctx.t("Самое важное — первым.", "Most important first.") if total > 1 else None
-    footer = ctx.t("И ещё {n}: /insights", "And {n} more: /insights", n=str(more)) if more else None
+    if marks is None:
+        header = greeting + (ctx.t("сводка на {d}: {n}", "your digest for {d}: {n}", d=when, n=count) if greeting else
+                             ctx.t("Сводка на {d}: {n}", "Digest for {d}: {n}", d=when, n=count))
+        footer = ctx.t("И ещё {n}: /insights", "And {n} more: /insights", n=str(more)) if more else None
+    else:
+        header = greeting + (ctx.t("всё, что видно на {d}: {n}", "everything as of {d}: {n}", d=when, n=count)
+                             if greeting else ctx.t("Всё, что видно на {d}: {n}", "Everything as of {d}: {n}", d=when, n=count))
+        snoozed = sum(1 for m in marks.values() if m.kind == "snoozed")
+        if marks:
+            subheader = ctx.t("Самое важное — первым; отложенное ({s}) и сделанное ({k}) — в конце, с пометкой.",
+                              "Most important first; snoozed ({s}) and done ({k}) last, marked.",
+                              s=str(snoozed), k=str(len(marks) - snoozed))
+        footer = ctx.t("Не показано менее важных: {n}.", "Less important, not shown: {n}.", n=str(more)) if more else None
     note = (Span(maturity.digest_hint(ctx.lang)),) if not you else None
     unchecked = ctx.t("{x}.", "{x}.", x=_cap(missing)) if missing and not you else None
     return Digest(ctx.lang, day, header, subheader, items, more, total, footer, note=note,

@@ -1,8 +1,9 @@
 """Languages, plural forms, numbers, money and dates for ru and en.
 
-Grammar comes from Babel (CLDR data), not hand-written rules: "1 сделка, 2 сделки, 5 сделок",
-"1 234 567 ₸" / "KZT 1,234,567", "2 недели назад" / "2 weeks ago". Every function takes the
-language explicitly; nothing here reads the clock (`now` is passed in where needed).
+Numbers, money and dates come from Babel (CLDR data): "1 234 567 ₸" / "KZT 1,234,567", "2 недели
+назад" / "2 weeks ago"; English plurals from CLDR's categories. Russian counted nouns, in any case,
+come from messages.russian (pymorphy3): "1 сделка, 2 сделки, 5 сделок", "Передайте 21 сделку".
+Every function takes the language explicitly; nothing here reads the clock (`now` is passed in).
 """
 from __future__ import annotations
 
@@ -17,38 +18,28 @@ from babel.numbers import format_decimal, get_currency_symbol
 Lang = Literal["ru", "en"]
 LANGUAGES: tuple[str, ...] = ("ru", "en")
 
-# Nouns we count, with every CLDR plural category the language has.
-NOUNS: dict[str, dict[str, dict[str, str]]] = {
-    "deal": {"ru": {"one": "сделка", "few": "сделки", "many": "сделок", "other": "сделки"},
-             "en": {"one": "deal", "other": "deals"}},
-    "day": {"ru": {"one": "день", "few": "дня", "many": "дней", "other": "дня"},
-            "en": {"one": "day", "other": "days"}},
-    "working_day": {"ru": {"one": "рабочий день", "few": "рабочих дня", "many": "рабочих дней", "other": "рабочего дня"},
-                    "en": {"one": "working day", "other": "working days"}},
-    "working_hour": {"ru": {"one": "рабочий час", "few": "рабочих часа", "many": "рабочих часов", "other": "рабочего часа"},
-                     "en": {"one": "working hour", "other": "working hours"}},
-    "hour": {"ru": {"one": "час", "few": "часа", "many": "часов", "other": "часа"},
-             "en": {"one": "hour", "other": "hours"}},
-    "email": {"ru": {"one": "письмо", "few": "письма", "many": "писем", "other": "письма"},
-              "en": {"one": "email", "other": "emails"}},
-    "open": {"ru": {"one": "открытие", "few": "открытия", "many": "открытий", "other": "открытия"},
-             "en": {"one": "open", "other": "opens"}},
-    "lead": {"ru": {"one": "заявка", "few": "заявки", "many": "заявок", "other": "заявки"},
-             "en": {"one": "lead", "other": "leads"}},
-    "item": {"ru": {"one": "пункт", "few": "пункта", "many": "пунктов", "other": "пункта"},
-             "en": {"one": "item", "other": "items"}},
-    "lost_deal": {"ru": {"one": "проигранная сделка", "few": "проигранные сделки", "many": "проигранных сделок",
-                         "other": "проигранной сделки"},
-                  "en": {"one": "lost deal", "other": "lost deals"}},
-    "time": {"ru": {"one": "раз", "few": "раза", "many": "раз", "other": "раза"},
-             "en": {"one": "time", "other": "times"}},
-    "open_deal": {"ru": {"one": "открытая сделка", "few": "открытые сделки", "many": "открытых сделок",
-                         "other": "открытой сделки"},
-                  "en": {"one": "open deal", "other": "open deals"}},
-    "new_lead": {"ru": {"one": "новая заявка", "few": "новые заявки", "many": "новых заявок", "other": "новой заявки"},
-                 "en": {"one": "new lead", "other": "new leads"}},
-    "week": {"ru": {"one": "неделя", "few": "недели", "many": "недель", "other": "недели"},
-             "en": {"one": "week", "other": "weeks"}},
+# Nouns we count. Russian: the phrase in the nominative singular (adjectives, then the noun);
+# messages.russian declines it for any number and case ("Передайте 21 сделку", "из 5 сделок").
+# English: the CLDR plural categories.
+NOUNS: dict[str, dict[str, object]] = {
+    "deal": {"ru": "сделка", "en": {"one": "deal", "other": "deals"}},
+    "day": {"ru": "день", "en": {"one": "day", "other": "days"}},
+    "working_day": {"ru": "рабочий день", "en": {"one": "working day", "other": "working days"}},
+    "working_hour": {"ru": "рабочий час", "en": {"one": "working hour", "other": "working hours"}},
+    "hour": {"ru": "час", "en": {"one": "hour", "other": "hours"}},
+    "email": {"ru": "письмо", "en": {"one": "email", "other": "emails"}},
+    "open": {"ru": "открытие", "en": {"one": "open", "other": "opens"}},
+    "lead": {"ru": "заявка", "en": {"one": "lead", "other": "leads"}},
+    "next_lead": {"ru": "следующая заявка", "en": {"one": "lead", "other": "leads"}},
+    "item": {"ru": "пункт", "en": {"one": "item", "other": "items"}},
+    "lost_deal": {"ru": "проигранная сделка", "en": {"one": "lost deal", "other": "lost deals"}},
+    "time": {"ru": "раз", "en": {"one": "time", "other": "times"}},
+    "open_deal": {"ru": "открытая сделка", "en": {"one": "open deal", "other": "open deals"}},
+    "new_lead": {"ru": "новая заявка", "en": {"one": "new lead", "other": "new leads"}},
+    "week": {"ru": "неделя", "en": {"one": "week", "other": "weeks"}},
+    "check": {"ru": "проверка", "en": {"one": "check", "other": "checks"}},
+    "manager": {"ru": "менеджер", "en": {"one": "manager", "other": "managers"}},
+    "activity": {"ru": "активность", "en": {"one": "activity", "other": "activities"}},
 }
 
 # Babel knows the ₸ / ₽ signs only under the country's locale; ru alone spells "KZT".
@@ -85,9 +76,23 @@ def plural_form(n: float, lang: str) -> str:
     return _locale(lang).plural_form(abs(n))
 
 
-def noun(n: float, word: str, lang: str) -> str:
-    """The noun in the form that agrees with n: noun(5, "deal", "ru") -> "сделок"."""
-    forms = NOUNS[word][check_lang(lang)]
+def _word(word: str) -> dict[str, object]:
+    try:
+        return NOUNS[word]
+    except KeyError:
+        raise ValueError(f"no counted noun {word!r}; known: {sorted(NOUNS)} (add it to messages.i18n.NOUNS)") from None
+
+
+def noun(n: float, word: str, lang: str, *, case: str = "nomn") -> str:
+    """The noun in the form that agrees with n: noun(5, "deal", "ru") -> "сделок";
+    noun(21, "deal", "ru", case="accs") -> "сделку" (Russian only; English has no cases)."""
+    lang = check_lang(lang)
+    forms = _word(word)[lang]
+    if lang == "ru":
+        from messages import russian
+
+        return russian.agree(russian.shown_value(n), str(forms), case).removeprefix("{n}\u00a0")
+    assert isinstance(forms, dict)
     return forms.get(plural_form(n, lang), forms["other"])
 
 
@@ -98,9 +103,22 @@ def number(x: float, lang: str, *, digits: int = 1) -> str:
     return format_decimal(x, format=pattern, locale=_locale(lang))
 
 
-def count(n: float, word: str, lang: str) -> str:
-    """Number and agreeing noun: count(21, "day", "ru") -> "21 день"; count(1.5, "day", "ru") -> "1,5 дня"."""
-    return f"{number(n, lang)}\u00a0{noun(n, word, lang)}"
+def count(n: float, word: str, lang: str, *, case: str = "nomn", before: str = "") -> str:
+    """Number and agreeing noun: count(21, "day", "ru") -> "21 день"; count(1.5, "day", "ru") -> "1,5 дня";
+    count(21, "deal", "ru", case="accs") -> "21 сделку" (after "Передайте"); count(5, "deal", "ru",
+    case="gent") -> "5 сделок" (after "из"). `before`: a Russian adjective put before the number
+    ("последний" -> "последние 5 дней"). Agreement follows the value as shown (1.04 -> "1 день"),
+    never the formatted string ("1 234")."""
+    lang = check_lang(lang)
+    forms = _word(word)[lang]
+    shown = number(n, lang)
+    if lang == "ru":
+        from messages import russian
+
+        return russian.agree(russian.shown_value(n), str(forms), case, before).format(n=shown)
+    assert isinstance(forms, dict)
+    text = f"{shown}\u00a0{forms.get(plural_form(n, lang), forms['other'])}"
+    return f"{before} {text}" if before else text
 
 
 def percent(rate: float, lang: str) -> str:

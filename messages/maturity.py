@@ -87,6 +87,43 @@ OPTIONS: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
+# Each answer as a sentence about the company, for the result's "why" list. Button labels are
+# short replies to a question ("Одну", "Two") and do not read on their own.
+ANSWERS: dict[str, dict[str, dict[str, str]]] = {
+    "systems": {
+        "one": {"ru": "Всю картину по клиенту менеджер видит в одной системе.",
+                "en": "A manager sees the whole picture of a client in one system."},
+        "two": {"ru": "Чтобы увидеть всю картину по клиенту, менеджер открывает две системы.",
+                "en": "A manager opens two systems to see the whole picture of a client."},
+        "three_plus": {"ru": "Чтобы увидеть всю картину по клиенту, менеджер открывает три системы или больше.",
+                       "en": "A manager opens three or more systems to see the whole picture of a client."},
+    },
+    "lead_distribution": {
+        "rules": {"ru": "Новые заявки распределяются автоматически, по правилам.",
+                  "en": "New leads are distributed automatically, by rules."},
+        "manual": {"ru": "Новые заявки распределяют вручную, или их берёт тот, кто успел первым.",
+                   "en": "New leads are handed out by hand, or whoever grabs one first takes it."},
+    },
+    "auto_actions": {
+        "yes": {"ru": "Система сама ставит задачи, шлёт напоминания или передаёт руководителю просроченные сделки.",
+                "en": "The system creates tasks, sends reminders or escalates overdue deals on its own."},
+        "stores_only": {"ru": "Система только хранит данные, всё остальное делают люди.",
+                        "en": "The system only stores data; people do everything else."},
+    },
+    "recommendations": {
+        "yes": {"ru": "Система подсказывает по данным, что делать: какую заявку взять первой, кому позвонить.",
+                "en": "The system recommends from data what to do: which lead to take first, whom to call."},
+        "no": {"ru": "Система не подсказывает, что делать, исходя из данных.",
+               "en": "The system does not recommend what to do based on data."},
+    },
+    "bots": {
+        "yes": {"ru": "Часть обращений клиентов закрывают боты, без людей.",
+                "en": "Bots handle part of the customer inquiries without people."},
+        "no": {"ru": "На все обращения клиентов отвечают люди.",
+               "en": "People answer every customer inquiry."},
+    },
+}
+
 # What each answer says about the level (the article's "what each answer means").
 MEANINGS: dict[str, dict[str, dict[str, str]]] = {
     "systems": {
@@ -248,6 +285,71 @@ GAPS: dict[str, dict[str, str]] = {
                            "(tasks, reminders, escalations)."},
 }
 
+# The service department's own words where the sales ones speak of leads, deals and managers
+# (`crm-pulse diagnose --department service`, `/maturity service`). The answers, what they mean,
+# the levels and the advice are the same: the article's point is that a company can be at level
+# 2 in sales and at level 1 in service, measured by the same five questions.
+BY_DEPARTMENT: dict[str, dict[str, dict[str, dict[str, str]]]] = {
+    "service": {
+        "questions": {
+            "systems": {
+                "ru": "Сколько систем приходится открыть сотруднику сервиса, чтобы увидеть всю картину по "
+                      "клиенту: обращения, переписку, звонки, покупки?",
+                "en": "How many systems does a service agent have to open to see the whole picture of a "
+                      "customer: requests, messages, calls, purchases?",
+            },
+            "lead_distribution": {
+                "ru": "Как новые обращения клиентов попадают к сотрудникам сервиса?",
+                "en": "How do new customer requests reach the service agents?",
+            },
+            "auto_actions": {
+                "ru": "Делает ли система что-то сама, без человека: ставит задачи, шлёт напоминания, "
+                      "передаёт руководителю просроченные обращения?",
+                "en": "Does the system do anything on its own, without a person: create tasks, send reminders, "
+                      "escalate overdue requests to the head of service?",
+            },
+            "recommendations": {
+                "ru": "Подсказывает ли система, что делать, исходя из данных: какое обращение взять первым, "
+                      "какой ответ подойдёт, какому клиенту грозит уход?",
+                "en": "Does the system recommend what to do based on data: which request to take first, "
+                      "which answer fits, which customer is about to leave?",
+            },
+        },
+        "topics": {
+            "lead_distribution": {"ru": "Распределение обращений", "en": "Request routing"},
+        },
+        "answers": {  # question.option: what the result repeats of an answer
+            "systems.one": {"ru": "Всю картину по клиенту сотрудник сервиса видит в одной системе.",
+                            "en": "A service agent sees the whole picture of a customer in one system."},
+            "systems.two": {"ru": "Чтобы увидеть всю картину по клиенту, сотрудник сервиса открывает две системы.",
+                            "en": "A service agent opens two systems to see the whole picture of a customer."},
+            "systems.three_plus": {"ru": "Чтобы увидеть всю картину по клиенту, сотрудник сервиса открывает три "
+                                         "системы или больше.",
+                                   "en": "A service agent opens three or more systems to see the whole picture "
+                                         "of a customer."},
+            "lead_distribution.rules": {"ru": "Новые обращения распределяются автоматически, по правилам.",
+                                        "en": "New requests are routed automatically, by rules."},
+            "lead_distribution.manual": {"ru": "Новые обращения распределяют вручную, или их берёт тот, кто "
+                                               "успел первым.",
+                                         "en": "New requests are routed by hand, or whoever grabs one first takes it."},
+            "auto_actions.yes": {"ru": "Система сама ставит задачи, шлёт напоминания или передаёт руководителю "
+                                       "просроченные обращения.",
+                                 "en": "The system creates tasks, sends reminders or escalates overdue requests "
+                                       "on its own."},
+            "recommendations.yes": {"ru": "Система подсказывает по данным, что делать: какое обращение взять "
+                                          "первым, какому клиенту грозит уход.",
+                                    "en": "The system recommends from data what to do: which request to take "
+                                          "first, which customer is about to leave."},
+        },
+        "gaps": {
+            "lead_distribution": {"ru": "Обращения распределяются вручную: настройте правила распределения, "
+                                        "без них второй уровень неполный.",
+                                  "en": "Requests are routed by hand: set up routing rules, level 2 is "
+                                        "incomplete without them."},
+        },
+    },
+}
+
 WARNINGS: dict[str, dict[str, str]] = {
     "ai_before_foundation": {
         "ru": "Вы отметили рекомендации или ботов, но фундамент пока первого уровня. AI на разрозненных "
@@ -289,6 +391,10 @@ UI: dict[str, dict[str, str]] = {
                     "Прервать — /cancel.",
               "en": "Five questions, about two minutes. Answer how things work today, not how you would "
                     "like them to. To stop: /cancel."},
+    "intro_terminal": {"ru": "Пять вопросов, около двух минут. Отвечайте, как устроено сейчас, а не как хотелось "
+                             "бы. Ответ — номер варианта; b — назад, q — выйти.",
+                       "en": "Five questions, about two minutes. Answer how things work today, not how you would "
+                             "like them to. Answer with the option's number; b = back, q = quit."},
     "question_no": {"ru": "Вопрос {n} из {total}", "en": "Question {n} of {total}"},
     "back": {"ru": "« Назад", "en": "« Back"},
     "cancel": {"ru": "Отменить", "en": "Cancel"},
@@ -319,10 +425,17 @@ UI: dict[str, dict[str, str]] = {
     "history_team": {"ru": "Команда", "en": "Team"},
     "you": {"ru": "вы", "en": "you"},
     "now": {"ru": "сейчас", "en": "now"},
-    "level_short": {"ru": "уровень {label}", "en": "level {label}"},
-    "level_in_month": {"ru": "уровень {label} в {month}", "en": "level {label} in {month}"},
+    "level_in_month": {"ru": "{level} в {month}", "en": "{level} in {month}"},
     "digest_hint": {"ru": "На каком уровне автоматизации ваши продажи? Пять вопросов, две минуты: /maturity",
                     "en": "Where does your sales automation stand? Five questions, two minutes: /maturity"},
+}
+
+# A level in a running sentence (history): never the internal code "2+".
+LEVEL_SHORT: dict[str, dict[str, str]] = {
+    "1": {"ru": "уровень 1", "en": "level 1"},
+    "2": {"ru": "уровень 2", "en": "level 2"},
+    "2+": {"ru": "уровень 2 с элементами уровня 3", "en": "level 2 with elements of level 3"},
+    "3": {"ru": "уровень 3", "en": "level 3"},
 }
 
 # Russian months in the prepositional case ("в марте"); Babel has nominative and genitive only.
@@ -341,8 +454,20 @@ def ui(key: str, lang: str, **kw: Any) -> str:
     return text.format(**kw) if kw else text
 
 
-def question_text(question_id: str, lang: str) -> str:
-    return QUESTIONS[question_id][check_lang(lang)]
+def _own(kind: str, key: str, department: str | None) -> dict[str, str] | None:
+    return BY_DEPARTMENT.get(department or "", {}).get(kind, {}).get(key)
+
+
+def question_text(question_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("questions", question_id, department) or QUESTIONS[question_id])[check_lang(lang)]
+
+
+def topic(question_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("topics", question_id, department) or TOPICS[question_id])[check_lang(lang)]
+
+
+def gap_text(question_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("gaps", question_id, department) or GAPS[question_id])[check_lang(lang)]
 
 
 def option_label(question_id: str, option_id: str, lang: str) -> str:
@@ -355,6 +480,19 @@ def answer_meaning(question_id: str, option_id: str, lang: str) -> str:
 
 def level_name(label: str, lang: str) -> str:
     return LEVEL_NAMES[label][check_lang(lang)]
+
+
+def level_short(label: str, lang: str) -> str:
+    """"уровень 2 с элементами уровня 3" for the code "2+"; an unknown code is shown as "уровень X"."""
+    forms = LEVEL_SHORT.get(str(label))
+    if forms is None:
+        return ("уровень " if check_lang(lang) == "ru" else "level ") + str(label)
+    return forms[check_lang(lang)]
+
+
+def answer_sentence(question_id: str, option_id: str, lang: str, department: str | None = None) -> str:
+    return (_own("answers", f"{question_id}.{option_id}", department)
+            or ANSWERS[question_id][option_id])[check_lang(lang)]
 
 
 def level_description(label: str, lang: str) -> str:
@@ -453,8 +591,8 @@ def hint_text(hint: Any, lang: str) -> str:
                            "cannot answer this question.")
     if kind == "auto_activities":
         share = percent(f["auto_share"], lang)
-        return (f"Система сама создала {number(f['auto_n'], lang)} из {number(f['marked_n'], lang)} "
-                f"активностей ({share})."
+        return (f"Система сама создала {number(f['auto_n'], lang)} из "
+                f"{count(f['marked_n'], 'activity', lang, case='gent')} ({share})."
                 if ru else f"The system itself created {number(f['auto_n'], lang)} of "
                            f"{number(f['marked_n'], lang)} activities ({share}).")
     if kind == "data_quality":
@@ -486,10 +624,10 @@ def _coverage_text(f: dict[str, Any], lang: str) -> str:
 
 def _lead_assignment_text(f: dict[str, Any], lang: str) -> str:
     ru = lang == "ru"
-    parts = [(f"За {day_month(f['window_start'], lang)} – {day_month(f['window_end'], lang)}: "
+    parts = [(f"С {day_month(f['window_start'], lang)} по {day_month(f['window_end'], lang)} — "
               f"{count(f['leads_n'], 'lead', lang)}, с менеджером {percent(f['assigned_share'], lang)}.")
              if ru else
-             (f"{day_month(f['window_start'], lang)} – {day_month(f['window_end'], lang)}: "
+             (f"From {day_month(f['window_start'], lang)} to {day_month(f['window_end'], lang)}, "
               f"{count(f['leads_n'], 'lead', lang)}, {percent(f['assigned_share'], lang)} with a manager.")]
     if f.get("median_minutes") is not None:
         fast = percent(f["fast_share"], lang)
@@ -504,7 +642,8 @@ def _lead_assignment_text(f: dict[str, Any], lang: str) -> str:
                      if ru else "The assignment time (assigned_at) is not filled in the data.")
     if f.get("evenness_cv") is not None:
         spread = percent(f["evenness_cv"], lang)
-        parts.append(f"Заявок на менеджера (с учётом ставки) у {f['managers_n']} менеджеров: разброс около ±{spread}."
+        parts.append(f"Заявок на менеджера (с учётом ставки) у {count(f['managers_n'], 'manager', lang, case='gent')}: "
+                     f"разброс около ±{spread}."
                      if ru else
                      f"Leads per manager (per FTE) across {f['managers_n']} managers vary by about ±{spread}.")
     parts.append(_SIGNATURES.get(f.get("signature", "unclear"), _SIGNATURES["unclear"])[lang])
@@ -565,6 +704,15 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _after_colon(text: str) -> str:
+    """A sentence put after "По данным CRM:" goes on in lower case ("по данным CRM: с 22 по 29 мая"),
+    except a word that is capitals throughout (CRM, SLA) or a name."""
+    first = text.split(" ", 1)[0]
+    if len(first) > 1 and first[1:2].isupper():
+        return text
+    return text[:1].lower() + text[1:]
+
+
 def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str | None,
                  surface: str = "chat") -> _Blocks:
     lang = check_lang(lang)
@@ -576,12 +724,11 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
     b.add("para", level_description(result.label, lang))
     b.add("heading", ui("why", lang))
     for r in result.reasons:
-        answer = option_label(r.question_id, r.option_id, lang)
-        b.add("item", (f"{TOPICS[r.question_id][lang]}: {answer[:1].lower()}{answer[1:]}.",
+        b.add("item", (answer_sentence(r.question_id, r.option_id, lang, department),
                        _upper_first(answer_meaning(r.question_id, r.option_id, lang)), " "))
         for h in hints:
             if h.question_id == r.question_id:
-                b.add("note", f"{ui('data_prefix', lang)}: {hint_text(h, lang)}")
+                b.add("note", f"{ui('data_prefix', lang)}: {_after_colon(hint_text(h, lang))}")
     loose = [h for h in hints if h.question_id not in QUESTION_ORDER]
     if loose:
         b.add("heading", ui("data_says", lang))
@@ -590,7 +737,7 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
     if result.gaps or result.warnings:
         b.add("heading", ui("fix_first", lang))
         for g in result.gaps:
-            b.add("bullet", GAPS[g][lang])
+            b.add("bullet", gap_text(g, lang, department))
         for w in result.warnings:
             b.add("bullet", WARNINGS[w][lang])
     b.add("heading", ui("next_steps", lang))
@@ -603,16 +750,16 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
 
 
 def _question_view(question_id: str, index: int, total: int, lang: str, department: str | None,
-                   with_intro: bool, note: str | None = None) -> _Blocks:
+                   with_intro: bool, note: str | None = None, surface: str = "chat") -> _Blocks:
     b = _Blocks()
     if note:
         b.add("para", note)
     title = ui("title", lang) + (f" — {department_name(department, lang)}" if department else "")
     b.add("title", title)
     if with_intro:
-        b.add("para", ui("intro", lang))
+        b.add("para", ui("intro_terminal" if surface == "terminal" else "intro", lang))
     b.add("note", ui("question_no", lang, n=index, total=total))
-    b.add("heading", question_text(question_id, lang))
+    b.add("heading", question_text(question_id, lang, department))
     return b
 
 
@@ -716,17 +863,18 @@ def _slack_actions(rows: list[list[dict[str, str]]]) -> dict[str, Any]:
 # --- public formatters ------------------------------------------------------------------------
 
 def format_question(question_id: str, index: int, total: int, option_ids: Sequence[str], lang: str, fmt: str, *,
-                    department: str | None = None, with_intro: bool = False, note: str | None = None
-                    ) -> dict[str, Any]:
+                    department: str | None = None, with_intro: bool = False, note: str | None = None,
+                    surface: str = "chat") -> dict[str, Any]:
     """One question as a channel payload: fmt "telegram" -> {"text": html, "buttons"},
     "slack" -> {"text", "blocks"} with an actions block, "plain" -> {"text"} (numbered options).
-    `note` (e.g. the reminder) goes above the question."""
-    view = _question_view(question_id, index, total, lang, department, with_intro, note)
+    `note` (e.g. the reminder) goes above the question; `surface` "terminal" tells how to answer
+    there (numbers, b, q) instead of the chat's /cancel."""
+    view = _question_view(question_id, index, total, lang, department, with_intro, note, surface)
     rows = _buttons(question_id, index, option_ids, lang)
     if fmt == "telegram":
         return {"text": _telegram(view), "buttons": rows}
     if fmt == "slack":
-        fallback = f"{ui('question_no', lang, n=index, total=total)}: {question_text(question_id, lang)}"
+        fallback = f"{ui('question_no', lang, n=index, total=total)}: {question_text(question_id, lang, department)}"
         return {"text": slack_escape(f"{note} {fallback}" if note else fallback),
                 "blocks": _slack_blocks(view) + [_slack_actions(rows)]}
     options = "\n".join(f"  {i}. {option_label(question_id, o, lang)}" for i, o in enumerate(option_ids, 1))
@@ -780,9 +928,10 @@ def trend_line(entries: Sequence[tuple[datetime, str]], lang: str, now: datetime
     points = list(by_month.values())
     latest = points[-1]
     earlier = points[:-1][-5:]
-    parts = [ui("level_in_month", lang, label=label, month=month_phrase(when, lang, now)) for when, label in earlier]
+    parts = [ui("level_in_month", lang, level=level_short(label, lang), month=month_phrase(when, lang, now))
+             for when, label in earlier]
     day = day_month(latest[0], lang, with_year=latest[0].year != now.year)
-    parts.append(f"{ui('level_short', lang, label=latest[1])} {ui('now', lang)} ({day})")
+    parts.append(f"{level_short(latest[1], lang)} {ui('now', lang)} ({day})")
     return " → ".join(parts)
 
 

@@ -148,8 +148,22 @@ class Ctx:
     def s(self, ru: str, en: str) -> str:
         return ru if self.lang == "ru" else en
 
-    def count(self, n: float, word: str) -> str:
-        return i18n.count(n, word, self.lang)
+    def count(self, n: float, word: str, case: str = "nomn", before: str = "") -> str:
+        """"5 сделок"; `case` is the Russian case the phrase stands in ("accs" after "Передайте")."""
+        return i18n.count(n, word, self.lang, case=case, before=before)
+
+    def person(self, value: Any, case: str) -> Span | None:
+        """A person's name from the CRM declined into a Russian `case` ("ответа Тимура
+        Бекмуханова"), or None when it cannot be (a company, a Latin name): the template then
+        says it without a case ("менеджер: Тимур Бекмуханов"). English: the name as written."""
+        if value is None or str(value).strip() == "":
+            return None
+        if self.lang != "ru" or case == "nomn":
+            return name(value)
+        from messages import russian
+
+        declined = russian.person(str(value), case)
+        return None if declined is None else name(declined)
 
     def num(self, x: float) -> str:
         return i18n.number(x, self.lang)
@@ -197,9 +211,12 @@ def insight_buttons(fingerprint: str, lang: str) -> list[list[Button]]:
     ]
 
 
-def render_insight(insight: Insight, lang: str, *, now: datetime | None = None, you: bool = True) -> RenderedInsight:
+def render_insight(insight: Insight, lang: str, *, now: datetime | None = None, you: bool = True,
+                   refs: dict[str, dict[str, dict[str, str]]] | None = None) -> RenderedInsight:
     """Insight -> neutral words in `lang`. An unknown detector, or facts a template cannot use,
-    get the generic rendering from facts instead of an error: a message is better than none."""
+    get the generic rendering from facts instead of an error: a message is better than none.
+    `refs` (bot.explain.evidence_refs) lets the details name the evidence (deal titles, client
+    names) instead of showing CRM ids."""
     from messages import templates  # noqa: F401  (registers every template)
 
     ctx = Ctx(i18n.check_lang(lang), now, you)
@@ -217,7 +234,7 @@ def render_insight(insight: Insight, lang: str, *, now: datetime | None = None, 
     return RenderedInsight(
         detector=insight.detector, fingerprint=insight.fingerprint, severity=insight.severity, lang=ctx.lang,
         title=words.title, body=words.body, action=words.action,
-        details=words.details + common_details(insight, ctx), buttons=insight_buttons(insight.fingerprint, ctx.lang),
+        details=words.details + common_details(insight, ctx, refs), buttons=insight_buttons(insight.fingerprint, ctx.lang),
         money=words.money,
     )
 
@@ -261,8 +278,52 @@ def stat(label: str, value: float) -> str:
     return f"{label} < 0.001" if value < 0.001 else f"{label} = {value:.2g}"
 
 
-def common_details(insight: Insight, ctx: Ctx) -> list[Line]:
-    """The evidence behind the words: statistics, method, ids. Shown only under "details"."""
+ACTIVITY_WORDS = {"call": ("звонок", "call"), "meeting": ("встреча", "meeting"), "task": ("задача", "task"),
+                  "email": ("письмо", "email"), "note": ("заметка", "note")}
+
+
+def _quoted(text: str, ctx: Ctx) -> str:
+    return ctx.s(f"«{text}»", f"“{text}”")
+
+
+def _on(at: str | None, ctx: Ctx) -> str | None:
+    try:
+        return ctx.date(at) if at else None
+    except ValueError:
+        return None
+
+
+def evidence_label(key: str, ref: dict[str, str], ctx: Ctx) -> str | None:
+    """One piece of evidence as people know it: «Поставка труб» — ТОО Ромашка; «КП», 12 мая;
+    звонок 3 мая — «Поставка труб»; заявка от 2 мая (сайт). None when there is nothing to say."""
+    client, when = ref.get("client"), _on(ref.get("at"), ctx)
+    if key == "deal_ids":
+        if ref.get("title"):
+            return _quoted(ref["title"], ctx) + (f" — {client}" if client else "")
+        return ctx.s(f"сделка клиента {client}", f"a deal of {client}") if client else None
+    if key == "client_ids":
+        return client
+    if key == "email_ids":
+        head = _quoted(ref["subject"], ctx) if ref.get("subject") else ctx.s("письмо", "email")
+        tail = ", ".join(x for x in (when, client) if x)
+        return f"{head}, {tail}" if tail else (head if ref.get("subject") else None)
+    if key == "activity_ids":
+        kind = ref.get("type")
+        ru, en = ACTIVITY_WORDS.get(kind or "", (kind or "действие", kind or "activity"))
+        about = _quoted(ref["deal"], ctx) if ref.get("deal") else client
+        text = " ".join(x for x in (ctx.s(ru, en), when) if x)
+        return f"{text} — {about}" if about else (text if when or kind else None)
+    if key == "lead_ids":
+        if not when:
+            return None
+        text = ctx.s(f"заявка от {when}", f"lead of {when}")
+        return text + (f" ({ref['source']})" if ref.get("source") else "")
+    return None
+
+
+def common_details(insight: Insight, ctx: Ctx, refs: dict[str, dict[str, dict[str, str]]] | None = None) -> list[Line]:
+    """The evidence behind the words: statistics, method, and the deals, clients, emails behind
+    it by name (from `refs`); an id only where the data names nothing. Shown under "details"."""
     f = insight.facts
     out: list[Line] = []
     stats = [stat(k.replace("_value", ""), f[k]) for k in STAT_KEYS if isinstance(f.get(k), (int, float))]
@@ -273,9 +334,19 @@ def common_details(insight: Insight, ctx: Ctx) -> list[Line]:
     for kind, ids in insight.evidence.items():
         if not ids:
             continue
-        shown = ", ".join(str(i) for i in ids[:10]) + (f" (+{len(ids) - 10})" if len(ids) > 10 else "")
         fallback = kind.removesuffix("_ids").replace("_", " ").capitalize()
         ru, en = EVIDENCE_LABELS.get(kind, (fallback, fallback))
-        out.append(ctx.t("{k}: {ids}", "{k}: {ids}", k=ctx.s(ru, en), ids=name(shown, limit=400)))
+        known = (refs or {}).get(kind, {})
+        labels = [evidence_label(kind, known[str(i)], ctx) if str(i) in known else None for i in ids[:10]]
+        if not any(labels):  # nothing named: the ids, as the last resort
+            shown = ", ".join(str(i) for i in ids[:10]) + (f" (+{len(ids) - 10})" if len(ids) > 10 else "")
+            out.append(ctx.t("{k}: {ids}", "{k}: {ids}", k=ctx.s(ru, en), ids=name(shown, limit=400)))
+            continue
+        spans: list[Span] = []
+        for n, (i, label) in enumerate(zip(ids[:10], labels)):
+            spans += ([Span("; ")] if n else []) + [name(label or str(i), limit=100)]
+        if len(ids) > 10:
+            spans.append(Span(ctx.s(f"; и ещё {len(ids) - 10}", f"; and {len(ids) - 10} more")))
+        out.append(ctx.t("{k}: ", "{k}: ", k=ctx.s(ru, en)) + tuple(spans))
     out.append(ctx.t("Код: {fp}", "ID: {fp}", fp=name(insight.fingerprint)))
     return out

@@ -126,9 +126,12 @@ def _item_lines_no_title(body: list[Line], action: Line | None) -> list[str]:
     return lines or ["…"]
 
 
-def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> dict:
-    """One insight as one message (details view or single alert), with its full buttons."""
-    r = render_insight(insight, lang, now=now)
+def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True,
+                   refs: dict | None = None, you: bool = True) -> dict:
+    """One insight as one message (details view or single alert), with its full buttons;
+    `refs` names the evidence in the details (messages.render.render_insight); you=False: a
+    director reads about a manager's item."""
+    r = render_insight(insight, lang, now=now, refs=refs, you=you)
     blocks = [header_block(f"{SEVERITY_MARK[r.severity]} {plain(r.title)}"),
               section(_item_lines_no_title(r.body, r.action), keep_last=r.action is not None)]
     if details and r.details:

@@ -55,9 +55,12 @@ def insight_html(r: RenderedInsight, *, details: bool = True) -> str:
     return "\n".join(fit_lines(lines, MAX_CHARS, tg_len))
 
 
-def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> dict:
-    """One insight as one message (the details view, or a single alert), with its full buttons."""
-    r = render_insight(insight, lang, now=now)
+def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True,
+                   refs: dict | None = None, you: bool = True) -> dict:
+    """One insight as one message (the details view, or a single alert), with its full buttons;
+    `refs` names the evidence in the details (messages.render.render_insight); you=False: a
+    director reads about a manager's item."""
+    r = render_insight(insight, lang, now=now, refs=refs, you=you)
     return {"text": insight_html(r, details=details), "buttons": buttons_json(r.buttons)}
 
 

@@ -7,6 +7,8 @@ bidirectional overrides that display text in another order than it is stored are
 """
 from __future__ import annotations
 
+import re
+import shutil
 import textwrap
 from datetime import datetime
 
@@ -28,6 +30,34 @@ def _wrap(text: str, indent: str) -> list[str]:
                          break_long_words=True, break_on_hyphens=False) or [indent.rstrip()]
 
 
+_MARKER = re.compile(r"^(\s*(?:[•*-]\s+|\d+[.)]\s+)?)")
+
+
+def terminal_width(limit: int = WIDTH) -> int:
+    """Columns to wrap to: the terminal's (or $COLUMNS), one short of it so the cursor never
+    wraps on its own, and at most `limit` so a wide window still reads as a column."""
+    columns = shutil.get_terminal_size((limit + 1, 24)).columns
+    return max(20, min(limit, columns - 1))
+
+
+def wrap_text(text: str, width: int) -> str:
+    """Plain text made safe for the terminal and wrapped to `width` (see terminal_width): a
+    bullet ("• "), a numbered line ("2. ") or an indented line continues under its own text,
+    not under its marker. Blank lines and underlines ("=====") are kept."""
+    out: list[str] = []
+    for line in terminal_safe(text).split("\n"):
+        if len(line) <= width or not line.strip() or set(line.strip()) == {"="}:
+            out.append(line[:width] if line.strip() and set(line.strip()) == {"="} else line)
+            continue
+        lead = _MARKER.match(line).group(1)  # type: ignore[union-attr]
+        if len(lead) > width // 2:  # a marker wider than half the line: do not indent under it
+            lead = ""
+        out += textwrap.wrap(line[len(lead):].strip(), width, initial_indent=lead,
+                             subsequent_indent=" " * len(lead), break_long_words=True,
+                             break_on_hyphens=False) or [lead.rstrip()]
+    return "\n".join(out)
+
+
 def _block(title: str, body: list[Line], action: Line | None, lang: str) -> list[str]:
     lines = _wrap(title, "")
     for b in body:
@@ -37,8 +67,9 @@ def _block(title: str, body: list[Line], action: Line | None, lang: str) -> list
     return lines
 
 
-def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True) -> str:
-    r = render_insight(insight, lang, now=now)
+def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True,
+                   refs: dict | None = None, you: bool = True) -> str:
+    r = render_insight(insight, lang, now=now, refs=refs, you=you)  # you=False: a director reads about a manager's item
     lines = _block(f"{SEVERITY_TAG[r.lang][r.severity]} {plain(r.title)}", r.body, r.action, r.lang)
     if details and r.details:
         lines.append("   " + ("Подробнее:" if r.lang == "ru" else "Details:"))

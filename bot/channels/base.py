@@ -24,6 +24,10 @@ class OutgoingMessage:
     photo_png: bytes | None = None  # a chart sent before/with the text
     dedup_key: str = ""  # unique per logical message; the outbox refuses a second copy
     edit_message_id: str | None = None  # edit this earlier message in place (maturity flow)
+    # An answer only this user may see, where they pressed a button (a group): Telegram shows it
+    # as the button's pop-up (answerCallbackQuery show_alert), Slack as an ephemeral message.
+    # Where that cannot be done it goes to the user's own chat, never to `address` for all to see.
+    private_to: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # The bot token scopes this module needs, by what uses them; slack-app-manifest.yml asks for
 # exactly these (a test keeps the two in step).
 REQUIRED_SCOPES: dict[str, str] = {
-    "chat:write": "chat.postMessage, chat.update",
+    "chat:write": "chat.postMessage, chat.postEphemeral, chat.update",
     "files:write": "files_upload_v2 (files.getUploadURLExternal, files.completeUploadExternal)",
     "im:write": "conversations.open (a person's DM)",
     "im:history": "the message.im event (people writing to the bot)",
@@ -205,11 +205,30 @@ class SlackChannel:
             channel = self._dm_channels[address] = opened["channel"]["id"]
         return channel
 
-    async def send(self, message: OutgoingMessage) -> SendReceipt:
+    def _pooled_session(self) -> None:
         if self.client.session is None or self.client.session.closed:
             # One pooled HTTP session instead of a new connection per API call.
             self.client.session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.client.timeout))
+
+    async def show_private(self, reply: OutgoingMessage) -> bool:
+        """A reply only reply.private_to sees, in the channel where they pressed the button
+        (chat.postEphemeral); False when Slack refuses (then it goes to their DM instead)."""
+        if reply.private_to is None or _is_person(reply.address):
+            return False
+        self._pooled_session()
+        try:
+            await self.client.chat_postEphemeral(channel=reply.address, user=reply.private_to,
+                                                 text=str(reply.payload.get("text") or ""),
+                                                 blocks=reply.payload.get("blocks") or None)
+            return True
+        except (SlackApiError, SlackClientError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            log.warning("slack: ephemeral answer to %s in %s not shown (%r); sent to their DM",
+                        reply.private_to, reply.address, exc)
+            return False
+
+    async def send(self, message: OutgoingMessage) -> SendReceipt:
+        self._pooled_session()
         payload = message.payload
         text = str(payload.get("text") or "")
         blocks = payload.get("blocks") or None
@@ -291,7 +310,7 @@ class SlackChannel:
                                      message_id=event.get("ts")))
 
     async def _dispatch(self, inbound: Inbound) -> None:
-        await answer_inbound(self, self.on_inbound, inbound)
+        await answer_inbound(self, self.on_inbound, inbound, self.show_private)
 
     async def send_reply(self, reply: OutgoingMessage, *, attempts: int = 3) -> None:
         """Send an answer now, retrying briefly; a person is waiting for it."""

@@ -18,7 +18,7 @@ import heapq
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -51,20 +51,22 @@ from telegram.ext import (
 )
 
 from bot.channels.base import Inbound, OutgoingMessage, PermanentFailure, RetryLater, SendReceipt
-from bot.channels.common import OnInbound, answer_inbound, send_reply
+from bot.channels.common import OnInbound, ShowPrivate, answer_inbound, send_reply
 from bot.channels.console import plain_text
 
 log = logging.getLogger(__name__)
 
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # what Telegram accepts as secret_token
 CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption; longer texts go as a second message
+CALLBACK_TEXT_LIMIT = 200  # Telegram's limit for a button press's pop-up (answerCallbackQuery text)
+ANSWER_WITHIN = 1.0  # seconds: a slow handler still gets the button's spinner stopped by then
 
 # The command menu people see next to the input field ({command: {lang: description}}).
 MENU_COMMANDS: dict[str, dict[str, str]] = {
     "start": {"en": "Start and show what I can do", "ru": "Начать и показать, что я умею"},
     "help": {"en": "Commands and buttons", "ru": "Команды и кнопки"},
-    "insights": {"en": "My insights now", "ru": "Мои сигналы сейчас"},
-    "digest": {"en": "Today's digest again", "ru": "Сегодняшняя сводка ещё раз"},
+    "insights": {"en": "Everything found, snoozed and done marked", "ru": "Всё найденное, с отложенным и сделанным"},
+    "digest": {"en": "Today's digest", "ru": "Сводка на сегодня"},
     "snoozed": {"en": "What I snoozed", "ru": "Что я отложил"},
     "lang": {"en": "Language: /lang ru or /lang en", "ru": "Язык: /lang ru или /lang en"},
     "maturity": {"en": "Automation maturity check", "ru": "Проверка зрелости автоматизации"},
@@ -72,7 +74,7 @@ MENU_COMMANDS: dict[str, dict[str, str]] = {
 }
 ADMIN_COMMANDS: dict[str, dict[str, str]] = {
     "preview": {"en": "What would be sent now, to whom", "ru": "Что и кому ушло бы сейчас"},
-    "stats": {"en": "Usefulness per detector", "ru": "Полезность по детекторам"},
+    "stats": {"en": "Usefulness per check", "ru": "Полезность по проверкам"},
     "scan": {"en": "Run a scan now", "ru": "Запустить проверку сейчас"},
 }
 
@@ -499,27 +501,59 @@ class TelegramChannel:
             language_code=user.language_code, message_id=str(msg.message_id)))
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Every press is answered exactly once (answerCallbackQuery stops the button's spinner).
+        A private reply (a refusal, a "snoozed for you" in a group) becomes that answer's
+        pop-up, seen only by who pressed; otherwise the answer is empty and goes out as soon as
+        the handler has decided (before its replies are sent), or after ANSWER_WITHIN seconds
+        if the handler is slow."""
         query = update.callback_query
         if query is None:
             return
         message = query.message
         chat_id = message.chat.id if message is not None else query.from_user.id
         turn = self._turns.reserve(str(chat_id))  # keep its place in line while we answer
+        answered = False
+
+        async def answer(text: str | None = None) -> bool:
+            nonlocal answered
+            if answered:
+                return False
+            answered = True
+            try:
+                await query.answer(text=text[:CALLBACK_TEXT_LIMIT] if text else None, show_alert=bool(text))
+                return True
+            except TelegramError as exc:
+                log.warning("telegram: could not answer a button press: %s", exc)
+                return False
+
+        async def show_private(reply: OutgoingMessage) -> bool:
+            text = plain_text(reply.payload).strip()
+            return bool(text) and len(text) <= CALLBACK_TEXT_LIMIT and await answer(text)
+
+        async def answer_soon() -> None:
+            await asyncio.sleep(ANSWER_WITHIN)
+            await answer()
+
+        timer = asyncio.create_task(answer_soon())
         try:
-            await query.answer()  # stops the button's spinner; the reply says the rest
-        except TelegramError as exc:
-            log.warning("telegram: could not answer a button press: %s", exc)
-        await self._dispatch(Inbound(
-            channel="telegram", user_id=str(query.from_user.id), chat_id=str(chat_id),
-            action=query.data, language_code=query.from_user.language_code,
-            message_id=str(message.message_id) if message is not None else None), turn)
+            await self._dispatch(Inbound(
+                channel="telegram", user_id=str(query.from_user.id), chat_id=str(chat_id),
+                action=query.data, language_code=query.from_user.language_code,
+                message_id=str(message.message_id) if message is not None else None), turn, show_private,
+                answer)
+        finally:
+            timer.cancel()
+            await answer()
 
-    async def _dispatch(self, inbound: Inbound, turn: _Turn | None = None) -> None:
+    async def _dispatch(self, inbound: Inbound, turn: _Turn | None = None,
+                        show_private: ShowPrivate | None = None,
+                        before_send: Callable[[], Awaitable[object]] | None = None) -> None:
         async with turn or self._turns.reserve(inbound.chat_id):
-            await self._handle(inbound)
+            await self._handle(inbound, show_private, before_send)
 
-    async def _handle(self, inbound: Inbound) -> None:
-        await answer_inbound(self, self.on_inbound, inbound)
+    async def _handle(self, inbound: Inbound, show_private: ShowPrivate | None = None,
+                      before_send: Callable[[], Awaitable[object]] | None = None) -> None:
+        await answer_inbound(self, self.on_inbound, inbound, show_private, before_send)
 
     async def send_reply(self, reply: OutgoingMessage, *, attempts: int = 3) -> None:
         """Send an answer now, retrying briefly; a person is waiting for it."""

@@ -1,7 +1,9 @@
 """`crm-pulse diagnose`: the maturity check in the terminal.
 
-Interactive (one question at a time, numbers to answer, b = back, q = quit) or scripted with
-`--answers 1,2,1,1,2`; `--config FILE`, `--data DIR` or `--demo` adds what the CRM data says
+Interactive (one question at a time, numbers to answer, b = back, q = quit, Ctrl-C stops in the
+chosen language; going back shows the earlier answer; text wrapped to the terminal's width) or
+scripted with `--answers 1,2,1,1,2`; `--department service` asks in the service department's
+words (the data hints, which read the sales pipeline, are left out there); `--config FILE`, `--data DIR` or `--demo` adds what the CRM data says
 next to the answers (a mapped export is read through the config's [source]). Exit codes: 0 ok, 2 usage error (bad answers, missing folder), 3 data error.
 """
 from __future__ import annotations
@@ -19,10 +21,15 @@ from bot.maturity.scoring import score
 from crm.data import CrmData
 from messages import maturity as words
 
-EXIT_OK, EXIT_USAGE, EXIT_DATA = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_DATA, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 PROMPT = {"ru": "Ответ (номер; b — назад, q — выйти): ", "en": "Answer (number; b = back, q = quit): "}
 NOT_AN_OPTION = {"ru": "Нужен номер от 1 до {n}.", "en": "Please type a number from 1 to {n}."}
+NOTHING_BEFORE = {"ru": "Это первый вопрос: назад некуда.", "en": "This is the first question: there is nothing before it."}
+EARLIER = {"ru": "Ваш прежний ответ: {n}. {label} (Enter — оставить его).",
+           "en": "Your earlier answer: {n}. {label} (press Enter to keep it)."}
+NO_SALES_HINTS = {"ru": "Подсказки из данных CRM читают воронку продаж, поэтому для сервиса не показаны.",
+                  "en": "The CRM data hints read the sales pipeline, so they are not shown for service."}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="config.toml: the data hints read its [source] (with --data DIR: "
                         "its mapping applied to the files in DIR); its language and timezone are the defaults")
     parser.add_argument("--lang", choices=["ru", "en"], help="language of the questions and the result (default: the config's, else ru)")
-    parser.add_argument("--department", choices=["sales", "service"], help="run the check for one department")
+    parser.add_argument("--department", choices=["sales", "service"],
+                        help="run the check for one department; service is asked in its own words (requests, agents)")
     parser.add_argument("--timezone", help="timezone of naive timestamps in the data (IANA; default: the config's, else UTC)")
     parser.add_argument("--format", choices=["text", "json"], default="text", help="text for people, json for scripts")
 
@@ -48,10 +56,35 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = input, out: Tex
         err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
+    said = {"lang": args.lang or "ru"}  # the language chosen so far, for a Ctrl-C at any point
+    try:
+        return _run(args, ask, out, err, said)
+    except KeyboardInterrupt:  # "^C" is the terminal's echo: start a clean line, say it in their language
+        print(file=out)
+        print(_shown(_stopped(said["lang"]), out), file=out)
+        return EXIT_INTERRUPTED
+
+
+def _shown(text: str, out: TextIO) -> str:
+    """Text for `out`: wrapped to the terminal's width when `out` is a terminal (a bullet's
+    second line under its text), as it is for a pipe or a file (a script, `less`, an editor)."""
+    from messages.terminal import terminal_safe, terminal_width, wrap_text
+
+    isatty = getattr(out, "isatty", None)
+    return wrap_text(text, terminal_width()) if callable(isatty) and isatty() else terminal_safe(text)
+
+
+def _stopped(lang: str) -> str:
+    """"The check is stopped and the answers are not saved." (without the chat's /maturity)."""
+    return words.ui("cancelled", lang).split(".")[0] + "."
+
+
+def _run(args: argparse.Namespace, ask: Callable[[str], str], out: TextIO, err: TextIO,
+         said: dict[str, str]) -> int:
     config = _config(args, err)
     if isinstance(config, int):
         return config
-    lang = args.lang or (config.language if config is not None else "ru")
+    lang = said["lang"] = args.lang or (config.language if config is not None else "ru")
     args.timezone = args.timezone or (config.timezone if config is not None else "UTC")
     try:
         answers = parse_answers(args.answers) if args.answers else None
@@ -72,16 +105,19 @@ def run(args: argparse.Namespace, *, ask: Callable[[str], str] = input, out: Tex
         answers = _interview(lang, args.department, ask, out)
         print(file=out)
         if answers is None:
-            print(words.ui("cancelled", lang).split(".")[0] + ".", file=out)
+            print(_shown(_stopped(lang), out), file=out)
             return EXIT_OK
     result = score(answers)
     hints: list[DataHint] = data_hints(data, now) if data is not None else []
+    if hints and args.department == "service":
+        print(_shown(NO_SALES_HINTS[lang], err), file=err)
+        hints = []
     if args.format == "json":
         doc = {**result.to_dict(), "answers": answers, "department": args.department,
                "hints": [h.to_dict() for h in hints], "text": words.result_text(result, hints, lang, department=args.department)}
         print(json.dumps(doc, ensure_ascii=False, indent=2), file=out)
     else:
-        print(words.result_text(result, hints, lang, department=args.department), file=out)
+        print(_shown(words.result_text(result, hints, lang, department=args.department), out), file=out)
     return EXIT_OK
 
 
@@ -170,14 +206,23 @@ def _load(args: argparse.Namespace, err: TextIO, config=None) -> tuple[CrmData |
 
 
 def _interview(lang: str, department: str | None, ask: Callable[[str], str], out: TextIO) -> dict[str, str] | None:
-    """Ask the five questions; None when the person quits (q, /cancel, end of input)."""
+    """Ask the five questions; None when the person quits (q, /cancel, end of input). Going
+    back shows the answer given before (Enter keeps it); "b" on the first question says there
+    is nothing before it instead of drawing the same question again."""
     answers: dict[str, str] = {}
+    earlier: dict[str, str] = {}  # answers taken back with "b", shown when their question comes again
+    intro = True
     while len(answers) < len(QUESTIONS):
         i = len(answers)
         q = QUESTIONS[i]
         payload = words.format_question(q.id, i + 1, len(QUESTIONS), q.option_ids(), lang, "plain",
-                                        department=department, with_intro=i == 0 and not answers)
-        print("\n" + payload["text"], file=out)
+                                        department=department, with_intro=intro, surface="terminal")
+        intro = False
+        print("\n" + _shown(payload["text"].rstrip("\n"), out), file=out)
+        before = earlier.get(q.id)
+        if before is not None:
+            n = q.option_ids().index(before) + 1
+            print(_shown(EARLIER[lang].format(n=n, label=words.option_label(q.id, before, lang)), out), file=out)
         while True:
             try:
                 reply = ask(PROMPT[lang]).strip().lower()
@@ -186,11 +231,17 @@ def _interview(lang: str, department: str | None, ask: Callable[[str], str], out
             if reply in ("q", "quit", "/cancel", "выйти", "й"):
                 return None
             if reply in ("b", "back", "назад", "и"):
-                if answers:
-                    answers.pop(list(answers)[-1])
+                if not answers:
+                    print(_shown(NOTHING_BEFORE[lang], out), file=out)
+                    continue
+                last = list(answers)[-1]
+                earlier[last] = answers.pop(last)
+                break
+            if reply == "" and before is not None:
+                answers[q.id] = before
                 break
             if reply.isdigit() and 1 <= int(reply) <= len(q.options):
                 answers[q.id] = q.options[int(reply) - 1].id
                 break
-            print(NOT_AN_OPTION[lang].format(n=len(q.options)), file=out)
+            print(_shown(NOT_AN_OPTION[lang].format(n=len(q.options)), out), file=out)
     return answers

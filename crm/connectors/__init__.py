@@ -11,7 +11,8 @@ import importlib
 from types import ModuleType
 
 # kind in [source] -> the module that syncs it
-CONNECTORS = {"amocrm": "crm.connectors.amocrm", "pipedrive": "crm.connectors.pipedrive"}
+CONNECTORS = {"amocrm": "crm.connectors.amocrm", "bitrix24": "crm.connectors.bitrix24",
+              "hubspot": "crm.connectors.hubspot", "pipedrive": "crm.connectors.pipedrive"}
 
 
 def connector(kind: str) -> ModuleType:

@@ -3,21 +3,33 @@
 What maps to what (amoCRM's "leads" are the contract's deals):
 - users -> managers (team from the user's group, active from rights.is_active);
 - pipelines' statuses -> stages in pipeline order; 142 / 143 are the won / lost statuses, not
-  stages: a closed deal keeps the last stage it was in;
+  stages: a closed deal keeps the last stage it was in; "Неразобранное" (the incoming status,
+  type 1) is not a stage either: a lead waiting there is not yet a deal;
 - leads -> deals (client = the lead's company, else its main contact; amount = price; the
   account currency; loss_reason by name; `source` / `region` from custom fields named in
   `[source.custom_fields.deals]`);
-- `lead_status_changed` events -> stage_history (plus the entry into the first status at
-  creation), `lead_deleted` events -> deletions;
+- `lead_status_changed` events -> stage_history (plus the entry into the first stage at
+  creation, or at acceptance for a lead that came in through "Неразобранное");
 - lead notes: calls -> activities, `amomail_message` -> emails (incoming or outgoing); tasks ->
   activities (type 2 = meeting, others = task; done when completed);
-- companies (and contacts of leads without a company) -> clients.
-amoCRM records no email opens and has no separate "lead" table in the contract's sense:
-email_opens and leads are not synced, and the detectors that need them say so.
+- companies (and contacts of leads without a company) -> clients;
+- leads (the contract's table): every amoCRM lead that started at the head of its pipeline
+  (in "Неразобранное" or the first stage), lead_id = its deal_id (one record in amoCRM);
+  `/leads/unsorted` gives the incoming ones' source (form, chat, call, mail); owner and
+  assignment from the acceptance and `entity_responsible_changed` events, the first answer from
+  outgoing call / mail / SMS notes, `outgoing_*` events (chats too) and completed tasks (_leads).
+amoCRM records no email opens: email_opens is not synced, and silent_client says so.
+
+Deletions: `lead_deleted`, `contact_deleted`, `company_deleted`, `task_deleted` and
+`common_note_deleted` events (and `is_deleted` on a lead, contact or company) remove the record
+from the store (a declined incoming lead is deleted by amoCRM, so it goes too). Not
+detectable: a deleted call, mail or SMS note (amoCRM has no event for it). A restored record
+comes back with the next sync that sees it updated after its deletion.
 
 Incremental: leads, notes, tasks, companies and contacts by `filter[updated_at][from]`, events by
-`filter[created_at][from]`, each from the saved cursor minus `overlap_minutes`; pages of 250
-(events: 100) following `_links.next.href`; HTTP 204 is an empty page.
+`filter[created_at][from]`, each from the saved cursor minus `overlap_minutes`; the incoming
+leads' list (no such filter) whole each sync; pages of 250 (events: 100) following
+`_links.next.href`; HTTP 204 is an empty page.
 """
 from __future__ import annotations
 
@@ -47,6 +59,13 @@ EVENTS_PAGE = 100
 TOKEN_FILE = "amocrm_tokens.json"
 CALL_NOTES = ("call_in", "call_out")
 MAIL_NOTE = "amomail_message"
+INCOMING = 1  # status type of a pipeline's "Неразобранное" (incoming leads): not a sales stage
+# Event types (amoCRM v4 /events, "Типы событий"). Deletions that leave a trace: leads,
+# contacts, companies, tasks, text notes; other notes (calls, mail) have no *_deleted event.
+DELETION_EVENTS = ("lead_deleted", "contact_deleted", "company_deleted", "task_deleted", "common_note_deleted")
+RESPONSIBLE_EVENT = "entity_responsible_changed"
+RESPONSE_EVENTS = ("outgoing_call", "outgoing_mail", "outgoing_chat_message", "outgoing_sms")
+RESPONSE_NOTES = ("call_out", "sms_out")  # plus outgoing amomail_message notes
 
 OnSecret = Callable[[list[str]], None]
 
@@ -259,7 +278,26 @@ def status_event_row(r: dict) -> dict:
 
 
 def deletion_row(r: dict) -> dict:
-    return {"id": str(r["id"]), "lead_id": r["entity_id"], "created_at": r["created_at"]}
+    """A `*_deleted` event: what was deleted. For a note that is the note in value_before (the
+    event's entity is the lead the note was on); otherwise the event's entity itself."""
+    note = ((r.get("value_before") or [{}])[0] or {}).get("note") or {}
+    return {"id": str(r["id"]), "type": r.get("type"), "entity_type": r.get("entity_type"),
+            "entity_id": r.get("entity_id"), "note_id": note.get("id"), "created_at": r["created_at"]}
+
+
+def lead_event_row(r: dict) -> dict:
+    """A responsible-user change or an outgoing call / mail / chat message / SMS on a lead."""
+    after = ((r.get("value_after") or [{}])[0] or {}).get("responsible_user") or {}
+    return {"id": str(r["id"]), "type": r.get("type"), "lead_id": r["entity_id"],
+            "created_at": r["created_at"], "created_by": r.get("created_by"), "responsible_after": after.get("id")}
+
+
+def unsorted_row(r: dict) -> dict:
+    """An incoming lead waiting in "Неразобранное" (its lead is a normal amoCRM lead)."""
+    emb = r.get("_embedded") or {}
+    return {"uid": str(r["uid"]), "lead_id": _first_id(emb.get("leads")), "category": r.get("category"),
+            "source_name": r.get("source_name"), "pipeline_id": r.get("pipeline_id"),
+            "created_at": r.get("created_at")}
 
 
 def note_row(r: dict) -> dict:
@@ -298,10 +336,11 @@ def status_rows(pipeline: dict) -> list[dict]:
     statuses = (pipeline.get("_embedded") or {}).get("statuses") or []
     return [{"pipeline_id": pipeline["id"], "pipeline_name": pipeline.get("name"),
              "pipeline_sort": pipeline.get("sort"), "is_archive": bool(pipeline.get("is_archive")),
-             "id": s["id"], "name": s.get("name"), "sort": s.get("sort")} for s in statuses]
+             "id": s["id"], "name": s.get("name"), "sort": s.get("sort"), "type": s.get("type")}
+            for s in statuses]
 
 
-_cols = engine.column_hints
+_cols = engine.columns
 
 
 LEAD_COLS = _cols(id="bigint", name="text", price="double", responsible_user_id="bigint",
@@ -311,7 +350,12 @@ LEAD_COLS = _cols(id="bigint", name="text", price="double", responsible_user_id=
 LEAD_COLS["is_deleted"]["hard_delete"] = True  # a lead that comes back is_deleted is removed
 EVENT_COLS = _cols(id="text", lead_id="bigint", created_at="bigint", status_before="bigint",
                    pipeline_before="bigint", status_after="bigint", pipeline_after="bigint")
-DELETION_COLS = _cols(id="text", lead_id="bigint", created_at="bigint")
+DELETION_COLS = _cols(id="text", type="text", entity_type="text", entity_id="bigint", note_id="bigint",
+                      created_at="bigint")
+LEAD_EVENT_COLS = _cols(id="text", type="text", lead_id="bigint", created_at="bigint", created_by="bigint",
+                        responsible_after="bigint")
+UNSORTED_COLS = _cols(uid="text", lead_id="bigint", category="text", source_name="text", pipeline_id="bigint",
+                      created_at="bigint")
 NOTE_COLS = _cols(id="bigint", lead_id="bigint", note_type="text", created_at="bigint",
                   updated_at="bigint", created_by="bigint", responsible_user_id="bigint",
                   income="bool", subject="text")
@@ -323,7 +367,7 @@ PARTY_COLS = _cols(id="bigint", name="text", responsible_user_id="bigint", updat
 PARTY_COLS["is_deleted"]["hard_delete"] = True
 USER_COLS = _cols(id="bigint", name="text", email="text", is_active="bool", group_id="bigint")
 STATUS_COLS = _cols(pipeline_id="bigint", pipeline_name="text", pipeline_sort="bigint",
-                    is_archive="bool", id="bigint", name="text", sort="bigint")
+                    is_archive="bool", id="bigint", name="text", sort="bigint", type="bigint")
 ACCOUNT_COLS = _cols(id="bigint", name="text", currency="text")
 GROUP_COLS = _cols(id="bigint", name="text")
 
@@ -359,6 +403,13 @@ def source(api: Api, overlap_seconds: int) -> Any:
         for rows in api.pages("leads/pipelines", "_embedded.pipelines", {}):
             yield [s for p in rows for s in status_rows(p)]
 
+    def unsorted() -> Iterator[list[dict]]:
+        """Everything waiting in "Неразобранное" now (the list has no modified-time filter: read
+        whole each sync). Merged, not replaced: an accepted lead leaves the list, and its source
+        (form, chat, call, mail) is kept from the syncs that saw it waiting."""
+        for rows in api.pages("leads/unsorted", "_embedded.unsorted", {"limit": PAGE}):
+            yield [unsorted_row(r) for r in rows]
+
     account_data: dict = {}
 
     def account() -> Iterator[dict]:
@@ -386,9 +437,15 @@ def source(api: Api, overlap_seconds: int) -> Any:
             _incremental(api, "status_events", "events", "_embedded.events", "created_at",
                          status_event_row, EVENT_COLS, overlap_seconds, page=EVENTS_PAGE,
                          params={"filter[type]": "lead_status_changed", "filter[entity]": "lead"}),
-            _incremental(api, "lead_deletions", "events", "_embedded.events", "created_at",
+            _incremental(api, "deletions", "events", "_embedded.events", "created_at",
                          deletion_row, DELETION_COLS, overlap_seconds, page=EVENTS_PAGE,
-                         params={"filter[type]": "lead_deleted", "filter[entity]": "lead"}),
+                         params={"filter[type]": ",".join(DELETION_EVENTS)}),
+            _incremental(api, "lead_events", "events", "_embedded.events", "created_at",
+                         lead_event_row, LEAD_EVENT_COLS, overlap_seconds, page=EVENTS_PAGE,
+                         params={"filter[type]": ",".join((RESPONSIBLE_EVENT, *RESPONSE_EVENTS)),
+                                 "filter[entity]": "lead"}),
+            dlt.resource(unsorted, name="unsorted", primary_key="uid", write_disposition="merge",
+                         columns=UNSORTED_COLS),
             _incremental(api, "notes", "leads/notes", "_embedded.notes", "updated_at", note_row,
                          NOTE_COLS, overlap_seconds),
             _incremental(api, "tasks", "tasks", "_embedded.tasks", "updated_at", task_row,
@@ -405,7 +462,7 @@ def source(api: Api, overlap_seconds: int) -> Any:
 def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSecret | None = None,
          backoff: float = 1.0) -> engine.SyncReport:
     """Take what changed since the last sync (everything the first time) into the store, then
-    remove the leads deleted in amoCRM. Raises DataError (credentials, store) or the HTTP error."""
+    remove what was deleted in amoCRM. Raises DataError (credentials, store) or the HTTP error."""
     started = time.monotonic()
     folder = engine.store_folder(source_config.store, base_dir)
     api = Api(source_config, folder, on_secret, backoff=backoff)
@@ -431,25 +488,48 @@ def _http_error(exc: requests.HTTPError, source_config: SourceConfig) -> DataErr
                      "error is retried by the next sync")
 
 
+# deletion event type -> (stored table, the event column holding its id)
+DELETES = {"lead_deleted": ("leads", "entity_id"), "contact_deleted": ("contacts", "entity_id"),
+           "company_deleted": ("companies", "entity_id"), "task_deleted": ("tasks", "entity_id"),
+           "common_note_deleted": ("notes", "note_id")}
+
+
 def _apply_deletions(folder: Path) -> int:
-    """Leads deleted in amoCRM (a lead_deleted event newer than the lead's last update) leave
-    the store; their events, notes and tasks are no longer read (crm.load joins on leads)."""
+    """Records deleted in amoCRM (a *_deleted event newer than the record's last update: one
+    restored and changed since then stays) leave the store. A deleted lead's events, notes and
+    tasks are no longer read (raw_tables joins them on the leads)."""
     import duckdb
 
     con = duckdb.connect(str(engine.database_path(folder)))
     try:
-        if not {"leads", "lead_deletions"} <= _tables(con):
+        have = _tables(con)
+        if "deletions" not in have:
             return 0
-        gone = con.execute(
-            f"DELETE FROM {KIND}.leads l USING {KIND}.lead_deletions d "
-            "WHERE d.lead_id = l.id AND d.created_at >= l.updated_at").fetchone()
-        return int(gone[0]) if gone else 0
+        gone = 0
+        for event, (table, column) in DELETES.items():
+            if table not in have:
+                continue
+            row = con.execute(
+                f"DELETE FROM {KIND}.{table} t USING {KIND}.deletions d "
+                f"WHERE d.type = ? AND d.{column} = t.id AND d.created_at >= t.updated_at", [event]).fetchone()
+            gone += int(row[0]) if row else 0
+        return gone
     finally:
         con.close()
 
 
+def _quoted(names: tuple[str, ...]) -> str:
+    return ", ".join(f"'{n}'" for n in names)  # our own constants, never user text
+
+
+def _columns(con: Any, table: str) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+        [KIND, table]).fetchall()}
+
+
 def _tables(con: Any) -> set[str]:
-    return engine.stored_tables(con, KIND)
+    return engine.tables(con, KIND)
 
 
 # --- check -------------------------------------------------------------------------------------
@@ -476,8 +556,7 @@ def check(source_config: SourceConfig, base_dir: Path | None, *,
 
 
 def _included(pipeline: dict, source_config: SourceConfig) -> bool:
-    wanted = [str(p) for p in source_config.pipelines]
-    return not wanted or str(pipeline["id"]) in wanted or str(pipeline.get("name")) in wanted
+    return engine.included(pipeline["id"], pipeline.get("name"), source_config.pipelines)
 
 
 # --- the store as canonical tables ---------------------------------------------------------------
@@ -486,7 +565,9 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     """The canonical tables (with canonical column names, raw values) from the synced records.
 
     Only leads in the included pipelines count; their history, notes and tasks follow them.
-    Closed leads take the last real stage from their history (142/143 are statuses).
+    Closed leads take the last real stage from their history (142/143 are statuses). A lead
+    waiting in "Неразобранное" (the incoming status) is a lead, not yet a deal; that status is
+    not a stage (accepting moves the lead into the first stage).
     """
     have = _tables(con)
     if not {"users", "leads", "statuses"} <= have:
@@ -496,14 +577,21 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     pipes = con.execute(f"SELECT DISTINCT pipeline_id, pipeline_name FROM {s}.statuses").fetchall()
     included = [int(pid) for pid, name in pipes if _included({"id": pid, "name": name}, source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS pipeline_id", [included])
+    # a store synced before status types were kept has no incoming statuses until the next sync
+    typed = "type" in _columns(con, "statuses")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE incoming AS SELECT pipeline_id, id FROM {s}.statuses
+                    WHERE {"type = " + str(INCOMING) if typed else "false"}""")
     cf = source_config.custom_fields
 
-    def field(table: str, column: str, alias: str, prefix: str = "l") -> str:
+    def value(table: str, column: str, prefix: str = "l") -> str:
         name = cf.get(table, {}).get(column)
         if not name:
-            return f"CAST(NULL AS VARCHAR) AS {alias}"
+            return "CAST(NULL AS VARCHAR)"
         path = "$." + json.dumps(name, ensure_ascii=False)
-        return f"json_extract_string({prefix}.custom_fields, '{path.replace(chr(39), chr(39) * 2)}') AS {alias}"
+        return f"json_extract_string({prefix}.custom_fields, '{path.replace(chr(39), chr(39) * 2)}')"
+
+    def field(table: str, column: str, alias: str, prefix: str = "l") -> str:
+        return f"{value(table, column, prefix)} AS {alias}"
 
     ev = "status_events" in have
     notes = "notes" in have
@@ -511,33 +599,42 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     companies = "companies" in have
     contacts = "contacts" in have
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE lead AS
+        CREATE OR REPLACE TEMP TABLE lead_all AS
         SELECT l.*, CASE WHEN l.company_id IS NOT NULL THEN CAST(l.company_id AS VARCHAR)
-                         WHEN l.contact_id IS NOT NULL THEN 'contact-' || CAST(l.contact_id AS VARCHAR) END AS client
+                         WHEN l.contact_id IS NOT NULL THEN 'contact-' || CAST(l.contact_id AS VARCHAR) END AS client,
+               (l.pipeline_id, l.status_id) IN (SELECT (pipeline_id, id) FROM incoming) AS waiting
         FROM {s}.leads l JOIN inc USING (pipeline_id) WHERE NOT coalesce(l.is_deleted, false)""")
-    events = (f"SELECT e.* FROM {s}.status_events e JOIN lead l ON l.id = e.lead_id" if ev else
+    con.execute("CREATE OR REPLACE TEMP TABLE lead AS SELECT * EXCLUDE (waiting) FROM lead_all WHERE NOT waiting")
+    events = (f"SELECT e.* FROM {s}.status_events e JOIN lead_all l ON l.id = e.lead_id" if ev else
               "SELECT NULL::VARCHAR id, NULL::BIGINT lead_id, NULL::BIGINT created_at, NULL::BIGINT status_before, "
               "NULL::BIGINT pipeline_before, NULL::BIGINT status_after, NULL::BIGINT pipeline_after WHERE false")
     con.execute(f"CREATE OR REPLACE TEMP TABLE ev AS {events}")
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE hist AS
+        CREATE OR REPLACE TEMP TABLE opening AS  -- a pipeline's first stage
+        SELECT pipeline_id, arg_min(id, sort) AS status FROM {s}.statuses
+        WHERE id NOT IN ({WON}, {LOST}) AND (pipeline_id, id) NOT IN (SELECT (pipeline_id, id) FROM incoming)
+        GROUP BY pipeline_id""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE first_status AS  -- where each lead started
         WITH first_ev AS (
             SELECT lead_id, arg_min(status_before, created_at) AS status, arg_min(pipeline_before, created_at) AS pipeline
-            FROM ev GROUP BY lead_id),
-        opening AS (  -- a pipeline's first status: where a lead closed without any event started
-            SELECT pipeline_id, arg_min(id, sort) AS status FROM {s}.statuses
-            WHERE id NOT IN ({WON}, {LOST}) GROUP BY pipeline_id),
-        entries AS (
-            SELECT l.id AS lead_id, coalesce(f.pipeline, l.pipeline_id) AS pipeline_id,
-                   coalesce(f.status, CASE WHEN l.status_id IN ({WON}, {LOST}) THEN o.status ELSE l.status_id END)
-                       AS status_id, l.created_at AS entered, '' AS ev_id
-            FROM lead l LEFT JOIN first_ev f ON f.lead_id = l.id
-            LEFT JOIN opening o ON o.pipeline_id = l.pipeline_id
+            FROM ev GROUP BY lead_id)
+        SELECT l.id AS lead_id, coalesce(f.pipeline, l.pipeline_id) AS pipeline_id,
+               coalesce(f.status, CASE WHEN l.status_id IN ({won}, {lost}) THEN o.status ELSE l.status_id END) AS status_id,
+               l.created_at
+        FROM lead_all l LEFT JOIN first_ev f ON f.lead_id = l.id
+        LEFT JOIN opening o ON o.pipeline_id = l.pipeline_id""".format(won=WON, lost=LOST))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hist AS
+        WITH entries AS (
+            SELECT f.lead_id, f.pipeline_id, f.status_id, f.created_at AS entered, '' AS ev_id
+            FROM first_status f JOIN lead l ON l.id = f.lead_id
             UNION ALL
-            SELECT lead_id, pipeline_after, status_after, created_at, id FROM ev)
+            SELECT e.lead_id, e.pipeline_after, e.status_after, e.created_at, e.id FROM ev e JOIN lead l ON l.id = e.lead_id)
         SELECT e.lead_id, st.name AS stage, e.entered, e.ev_id
         FROM entries e JOIN {s}.statuses st ON st.pipeline_id = e.pipeline_id AND st.id = e.status_id
-        WHERE e.status_id NOT IN ({WON}, {LOST})""")
+        WHERE e.status_id NOT IN ({WON}, {LOST})
+          AND (e.pipeline_id, e.status_id) NOT IN (SELECT (pipeline_id, id) FROM incoming)""")
     out: dict[str, pd.DataFrame] = {}
     out["managers"] = con.execute(f"""
         SELECT CAST(u.id AS VARCHAR) AS manager_id, u.name, u.email,
@@ -546,7 +643,8 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         ORDER BY u.id""").df()
     out["stages"] = con.execute(f"""
         SELECT name AS stage, ROW_NUMBER() OVER (ORDER BY pipeline_sort, pipeline_id, sort, id) AS position
-        FROM {s}.statuses JOIN inc USING (pipeline_id) WHERE id NOT IN ({WON}, {LOST})""").df()
+        FROM {s}.statuses JOIN inc USING (pipeline_id) WHERE id NOT IN ({WON}, {LOST})
+          AND (pipeline_id, id) NOT IN (SELECT (pipeline_id, id) FROM incoming)""").df()
     currency = "(SELECT any_value(currency) FROM {s}.account)".format(s=s) if "account" in have else "NULL"
     out["deals"] = con.execute(f"""
         WITH last_stage AS (SELECT lead_id, arg_max(stage, entered) AS stage FROM hist GROUP BY lead_id)
@@ -602,4 +700,62 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
             WHERE n.note_type = '{MAIL_NOTE}' AND l.client IS NOT NULL ORDER BY n.created_at, n.id""").df()
     if acts:
         out["activities"] = con.execute(" UNION ALL ".join(acts) + " ORDER BY 1").df()
+    out["leads"] = _leads(con, have, value("deals", "source"), value("deals", "region"))
     return out
+
+
+def _leads(con: Any, have: set[str], source: str, region: str) -> pd.DataFrame:
+    """Leads: every amoCRM lead that started at the head of its pipeline (in "Неразобранное" or
+    the first stage; one created further down was not an incoming request). amoCRM keeps a lead
+    and its deal as one record, so lead_id = deal_id and created_at is the lead's creation.
+
+    - manager_id / assigned_at: none while it waits in "Неразобранное" (nobody took it); then
+      the earlier of its acceptance (leaving the incoming status) and the first change of the
+      responsible user; neither (created with its owner): lead_sla counts it assigned at creation;
+    - first_response_at: the first outgoing call, mail, chat message or SMS (notes and events;
+      not amoCRM's own, created_by 0: a Salesbot greeting is no answer) or completed task on it;
+    - status: new (incoming status or first stage), converted (moved on), won, lost.
+    """
+    s = KIND
+    responses = []
+    if "notes" in have:
+        responses.append(f"""SELECT lead_id, created_at AS ts FROM {s}.notes
+            WHERE note_type IN ({_quoted(RESPONSE_NOTES)}) OR (note_type = '{MAIL_NOTE}' AND NOT coalesce(income, false))""")
+    if "tasks" in have:
+        responses.append(f"""SELECT entity_id, updated_at FROM {s}.tasks
+            WHERE entity_type = 'leads' AND is_completed""")
+    owner = "SELECT NULL::BIGINT lead_id, NULL::BIGINT ts WHERE false"
+    if "lead_events" in have:
+        # created_by 0 is amoCRM itself (a Salesbot greeting, an auto-reply): not a person's answer
+        responses.append(f"""SELECT lead_id, created_at FROM {s}.lead_events
+            WHERE type IN ({_quoted(RESPONSE_EVENTS)}) AND coalesce(created_by, 0) <> 0""")
+        owner = f"SELECT lead_id, created_at FROM {s}.lead_events WHERE type = '{RESPONSIBLE_EVENT}'"
+    answered = " UNION ALL ".join(responses) or "SELECT NULL::BIGINT lead_id, NULL::BIGINT ts WHERE false"
+    unsorted, unsorted_join = "NULL::VARCHAR", ""
+    if "unsorted" in have:
+        unsorted = "u.source_name"
+        unsorted_join = (f"LEFT JOIN (SELECT lead_id, any_value(source_name) AS source_name FROM {s}.unsorted "
+                         "GROUP BY lead_id) u ON u.lead_id = l.id")
+    return con.execute(f"""
+        WITH accepted AS (
+            SELECT lead_id, min(created_at) AS ts FROM ev
+            WHERE (pipeline_before, status_before) IN (SELECT (pipeline_id, id) FROM incoming) GROUP BY lead_id),
+        handed AS (SELECT lead_id, min(ts) AS ts FROM ({owner}) o(lead_id, ts) GROUP BY lead_id),
+        answer AS (SELECT lead_id, min(ts) AS ts FROM ({answered}) a(lead_id, ts) GROUP BY lead_id)
+        SELECT CAST(l.id AS VARCHAR) AS lead_id, to_timestamp(l.created_at) AS created_at,
+               coalesce({source}, {unsorted}) AS source, {region} AS region,
+               CASE WHEN NOT l.waiting THEN CAST(l.responsible_user_id AS VARCHAR) END AS manager_id,
+               CASE WHEN NOT l.waiting THEN to_timestamp(least(acc.ts, h.ts)) END AS assigned_at,
+               to_timestamp(a.ts) AS first_response_at,
+               CASE WHEN l.status_id = {WON} THEN 'won' WHEN l.status_id = {LOST} THEN 'lost'
+                    WHEN l.waiting OR l.status_id = o.status THEN 'new' ELSE 'converted' END AS status
+        FROM lead_all l
+        JOIN first_status f ON f.lead_id = l.id
+        LEFT JOIN opening o ON o.pipeline_id = l.pipeline_id
+        LEFT JOIN opening fo ON fo.pipeline_id = f.pipeline_id
+        LEFT JOIN accepted acc ON acc.lead_id = l.id
+        LEFT JOIN handed h ON h.lead_id = l.id
+        LEFT JOIN answer a ON a.lead_id = l.id
+        {unsorted_join}
+        WHERE f.status_id = fo.status OR (f.pipeline_id, f.status_id) IN (SELECT (pipeline_id, id) FROM incoming)
+        ORDER BY l.created_at, l.id""").df()

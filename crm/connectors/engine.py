@@ -108,6 +108,12 @@ def empty_on_204(response: Response, *args: Any, **kwargs: Any) -> None:
         raise IgnoreResponseException()
 
 
+def column_hints(**types: str) -> dict[str, dict[str, Any]]:
+    """dlt column hints (name -> dlt data type, nullable): dlt creates typed columns even when
+    the first page of a resource has only nulls in them."""
+    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
+
+
 def pipeline(folder: Path, kind: str) -> Any:
     """The dlt pipeline of one CRM in this store folder (state and cursors live in `.dlt/`)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -146,15 +152,22 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
     return counts
 
 
-def column_hints(**types: str) -> dict[str, dict[str, Any]]:
-    """dlt column hints {name: type}: typed columns even when the first page has only nulls."""
+def columns(**types: str) -> dict[str, dict[str, Any]]:
+    """Column hints for a resource: dlt creates typed columns even when the first page has only
+    nulls (a later page's values would otherwise land in a variant column)."""
     return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
 
 
-def stored_tables(con: Any, schema: str) -> set[str]:
-    """The tables one connector's schema holds in the store (what has been synced so far)."""
+def tables(con: Any, schema: str) -> set[str]:
+    """The tables a connector's schema holds in the store (what was synced so far)."""
     return {r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]).fetchall()}
+
+
+def included(pipeline_id: Any, name: Any, wanted: list[int | str]) -> bool:
+    """`[source] pipelines` names a pipeline by id or by name; empty means all."""
+    keys = [str(p) for p in wanted]
+    return not keys or str(pipeline_id) in keys or str(name) in keys
 
 
 def connect_read_only(folder: Path) -> Any:

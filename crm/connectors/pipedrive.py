@@ -298,7 +298,7 @@ def field_row(entity: str, r: dict) -> dict:
             "options": json.dumps(options, ensure_ascii=False) if options else None}
 
 
-_c = engine.column_hints
+_c = engine.columns
 DEAL_COLS = _c(id="bigint", title="text", value="double", currency="text", owner_id="bigint", org_id="bigint",
                person_id="bigint", pipeline_id="bigint", stage_id="bigint", status="text", add_time="bigint",
                update_time="bigint", close_time="bigint", stage_change_time="bigint", lost_reason="text",
@@ -444,7 +444,7 @@ def _next_batch(folder: Path, after: tuple[int, int] | None, overlap: int) -> tu
 
     con = duckdb.connect(str(engine.database_path(folder)), read_only=True)
     try:
-        have = engine.stored_tables(con, KIND)
+        have = engine.tables(con, KIND)
         if after is None:
             mark = con.execute(f"SELECT update_time, id FROM {KIND}.detail_progress").fetchone() \
                 if "detail_progress" in have else None
@@ -510,7 +510,7 @@ def _apply_deletions(folder: Path) -> None:
 
     con = duckdb.connect(str(engine.database_path(folder)))
     try:
-        if {"deals", "deal_deletions"} <= engine.stored_tables(con, KIND):
+        if {"deals", "deal_deletions"} <= engine.tables(con, KIND):
             con.execute(f"DELETE FROM {KIND}.deals d USING {KIND}.deal_deletions x WHERE x.id = d.id")
     finally:
         con.close()
@@ -525,7 +525,7 @@ def _deal_ids(folder: Path) -> set[int]:
         return set()
     con = duckdb.connect(str(path), read_only=True)
     try:
-        if "deals" not in engine.stored_tables(con, KIND):
+        if "deals" not in engine.tables(con, KIND):
             return set()
         return {int(r[0]) for r in con.execute(f"SELECT id FROM {KIND}.deals").fetchall()}
     finally:
@@ -576,8 +576,7 @@ def check(source_config: SourceConfig, base_dir: Path | None, *,
 
 
 def _included(pipeline: dict, source_config: SourceConfig) -> bool:
-    wanted = [str(p) for p in source_config.pipelines]
-    return not wanted or str(pipeline["id"]) in wanted or str(pipeline.get("name")) in wanted
+    return engine.included(pipeline["id"], pipeline.get("name"), source_config.pipelines)
 
 
 # --- the store as canonical tables ---------------------------------------------------------------
@@ -587,7 +586,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
 
     Only deals in the included pipelines count; their history, emails and activities follow them.
     """
-    have = engine.stored_tables(con, KIND)
+    have = engine.tables(con, KIND)
     if not {"users", "deals", "stages", "pipelines"} <= have:
         raise DataError("the synced store has no Pipedrive deals, users or stages yet",
                         fix="run `crm-pulse sync --config <your config>` until it ends without an error")
@@ -685,7 +684,7 @@ def _custom_columns(con: Any, source_config: SourceConfig, out: dict[str, pd.Dat
     from the stored field definitions, its value from each record's custom_fields, an option id
     turned into its label. The raw `custom_fields` and `entity` columns are dropped."""
     fields: dict[tuple[str, str], tuple[str, dict]] = {}
-    if "fields" in engine.stored_tables(con, KIND):
+    if "fields" in engine.tables(con, KIND):
         for entity, key, name, options in con.execute(
                 f"SELECT entity, key, name, options FROM {KIND}.fields").fetchall():
             fields[(entity, name)] = (key, json.loads(options) if options else {})

@@ -6,9 +6,11 @@ Statistics (p, q, method) go only into `details`.
 """
 from messages.templates import (  # noqa: F401  (import registers)
     conversion_drop,
+    deal_risk,
     lead_sla,
     loss_reasons,
     manager_load,
     silent_client,
     stalled_deal,
+    win_forecast,
 )

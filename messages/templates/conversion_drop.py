@@ -37,16 +37,24 @@ def stage_to(ctx: Ctx, f: dict) -> Line:
     return quoted(ctx, f["to_stage"])
 
 
-def _value(ctx: Ctx, seg: dict) -> Line:
+_CASES = {0: "nomn", 2: "gent", 3: "accs"}  # index into DIMENSIONS -> the Russian case of the value
+
+
+def _value(ctx: Ctx, seg: dict, case: str = "nomn") -> Line:
+    """A segment's value: a stage or source in quotes (no case needed), a manager's name declined
+    ("сделок менеджера Тимура Бекмуханова"), or in brackets when it cannot be declined."""
     if seg.get("dimension") == "manager":  # a person's name reads without quotes
-        return ctx.t("{v}", "{v}", v=name(seg["segment"]))
+        declined = ctx.person(seg["segment"], case)
+        if declined is None:
+            return ctx.t("({v})", "{v}", v=name(seg["segment"]))
+        return (declined,)
     return quoted(ctx, seg["segment"])
 
 
 def segment_label(ctx: Ctx, seg: dict, case: int = 0) -> Line:
     """"источник «Сайт»" (case 0 nominative, 3 accusative: "на менеджера Айгерим")."""
     forms = _dim(seg.get("dimension"))
-    return ctx.t("{d} {v}", "{d} {v}", d=ctx.s(forms[case], forms[1]), v=_value(ctx, seg))
+    return ctx.t("{d} {v}", "{d} {v}", d=ctx.s(forms[case], forms[1]), v=_value(ctx, seg, _CASES.get(case, "nomn")))
 
 
 
@@ -76,7 +84,7 @@ def _cohort_sentence(ctx: Ctx, f: dict, x: Line, y: Line, seg: dict | None = Non
     of = ()
     if seg is not None:
         forms = _dim(seg.get("dimension"))
-        of = ctx.t(" {g} {v}", " from {d} {v}", g=forms[2], d=forms[1], v=_value(ctx, seg))
+        of = ctx.t(" {g} {v}", " from {d} {v}", g=forms[2], d=forms[1], v=_value(ctx, seg, "gent"))
     n = dict(a=quoted(ctx, f.get("from_stage")), b=stage_to(ctx, f), x=x, y=y, when=cohort(ctx, f),
              n=ctx.count(f["recent_n"], "deal"), m=ctx.num(f["baseline_n"]), of=of)
     if _created(f):
@@ -226,7 +234,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
                        "проверьте, откуда идут сделки; если планировали, учтите их конверсию в плане.",
                        "This is not a failing stage but a different flow of deals. If the growth of {d} {v} was not "
                        "planned, check where deals come from; if it was, plan with its conversion in mind.",
-                       g=forms[2], d=forms[1], v=_value(ctx, mix))
+                       g=forms[2], d=forms[1], v=_value(ctx, mix, "gent"))
     else:
         body.append(_cohort_sentence(ctx, f, before, after))
         if drivers:

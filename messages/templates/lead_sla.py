@@ -43,8 +43,14 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         if ctx.you:
             title = ctx.t("Заявка ждёт вашего ответа уже {h}", "A lead has waited {h} for your reply", h=waited)
         else:
-            title = ctx.t("Заявка ждёт ответа менеджера {m} уже {h}", "A lead has waited {h} for a reply from {m}",
-                          h=waited, m=name(f.get("manager_name") or f.get("manager_id")))
+            who = f.get("manager_name") or f.get("manager_id")
+            whose = ctx.person(who, "gent")
+            if whose is not None:
+                title = ctx.t("Заявка ждёт ответа менеджера {m} уже {h}", "A lead has waited {h} for a reply from {m}",
+                              h=waited, m=whose)
+            else:  # a name we cannot decline is shown in a construction that needs no case
+                title = ctx.t("Заявка ждёт ответа уже {h} (менеджер: {m})", "A lead has waited {h} for a reply from {m}",
+                              h=waited, m=name(who))
         body = [came + ctx.t("; ответить нужно было не позже чем через {s} после поступления.", "; a first reply was due within {s}.", s=sla)]
         action = ctx.t("Свяжитесь с клиентом прямо сейчас: с каждым часом шанс на сделку падает.",
                        "Contact them right now: every hour lowers the chance of a deal.") if ctx.you else \

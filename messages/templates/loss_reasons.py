@@ -24,8 +24,8 @@ def shift(insight: Insight, ctx: Ctx) -> Words:
     for r in others:
         body.append(ctx.t("{r}: {y} → {x}.", "{r}: {y} → {x}.", r=ctx.t("«{n}»", "“{n}”", n=name(r["reason"])),
                           x=ctx.pct(r["recent_share"]), y=ctx.pct(r["baseline_share"])))
-    body.append(ctx.t("Всего проиграно {n} против {m} в прошлом периоде.", "{n} lost in total, vs {m} in the previous period.",
-                      n=ctx.count(f["recent_n"], "deal"), m=ctx.num(f["baseline_n"])))
+    body.append(ctx.t("Всего проигранных сделок: {n}, в прошлом периоде — {m}.", "{n} lost in total, vs {m} in the previous period.",
+                      n=ctx.s(ctx.num(f["recent_n"]), ctx.count(f["recent_n"], "deal")), m=ctx.num(f["baseline_n"])))
     action = ctx.t("Разберите с командой 3–4 последние сделки, проигранные из-за {r}: что можно было сделать иначе?",
                    "Go through 3–4 recent deals lost to {r} with the team: what could have been done differently?", r=reason)
     details = [ctx.t("Периоды: раньше {p1}, сейчас {p2}.", "Periods: before {p1}, now {p2}.",
@@ -41,10 +41,9 @@ def data_quality(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
     title = ctx.t("У {x} проигранных сделок не указана причина", "{x} of lost deals have no loss reason",
                   x=ctx.pct(f["missing_share"]))
-    # Bare numbers in Russian: "из {n}" would need the genitive of Babel's plural form.
-    body = [ctx.t("Проигранных сделок: {n}, из них без причины: {m}. Без неё не видно, почему мы проигрываем.",
+    body = [ctx.t("Причина не указана у {m} из {n}. Без неё не видно, почему мы проигрываем.",
                   "{m} of {n} have none, so we cannot see why deals are lost.",
-                  m=ctx.num(f["missing_n"]), n=ctx.s(ctx.num(f["lost_n"]), ctx.count(f["lost_n"], "lost_deal")))]
+                  m=ctx.num(f["missing_n"]), n=ctx.count(f["lost_n"], "lost_deal", case="gent"))]
     action = ctx.t("Сделайте причину отказа обязательной при закрытии сделки как проигранной.",
                    "Make the loss reason a required field when a deal is closed as lost.")
     details = [ctx.t("Порог: {t} сделок без причины.", "Threshold: {t} of deals without a reason.", t=ctx.pct(f["threshold"]))]

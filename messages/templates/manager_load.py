@@ -2,26 +2,11 @@
 from __future__ import annotations
 
 from detectors.insight import Insight
-from messages import i18n
 from messages.render import Ctx, Line, Span, Words, name, template
 
-# Counted nouns as the object of "передайте / направьте" (accusative): "1 сделку", "3 сделки",
-# "5 сделок"; "1 следующую заявку", "3 следующие заявки", "8 следующих заявок". Babel's
-# plural category picks the form; i18n.NOUNS holds only the nominative.
-_ACC = {
-    "deal": {"one": "сделку", "few": "сделки", "many": "сделок", "other": "сделки"},
-    "next_lead": {"one": "следующую заявку", "few": "следующие заявки", "many": "следующих заявок",
-                  "other": "следующей заявки"},
-}
-_EN = {"deal": ("deal", "deals"), "next_lead": ("lead", "leads")}
-
-
 def accusative(ctx: Ctx, n: int, word: str) -> str:
-    if ctx.lang == "ru":
-        forms = _ACC[word]
-        return f"{ctx.num(n)}\u00a0{forms.get(i18n.plural_form(n, 'ru'), forms['other'])}"
-    one, many = _EN[word]
-    return f"{ctx.num(n)}\u00a0{one if n == 1 else many}"
+    """A count as the object of "передайте / направьте": "1 сделку", "3 сделки", "5 сделок"."""
+    return ctx.count(n, word, case="accs")
 
 
 def times(ctx: Ctx, ratio: float) -> str:
@@ -63,9 +48,10 @@ def _joined(lines: list[Line], sep: str = ", ") -> Line:
 def _metric_lines(ctx: Ctx, metric: str, m: dict, over: list[dict], under: list[dict]) -> list[Line]:
     median = ctx.num(readable(float(m["team_median"])))
     if metric == "new_leads":
-        head = ctx.t("Новые заявки за последние {d}: медиана команды — {med} на полную ставку.",
-                     "New leads in the last {d}: the team median is {med} per full-time person.",
-                     d=ctx.count(int(m.get("window_days") or 0), "day"), med=median)
+        head = ctx.t("Новые заявки за {d}: медиана команды — {med} на полную ставку.",
+                     "New leads in the {d}: the team median is {med} per full-time person.",
+                     d=ctx.count(int(m.get("window_days") or 0), "day", case="accs", before=ctx.s("последний", "last")),
+                     med=median)
     else:
         head = ctx.t("Открытые сделки: медиана команды — {med} на полную ставку.",
                      "Open deals: the team median is {med} per full-time person.", med=median)

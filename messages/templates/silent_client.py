@@ -12,8 +12,14 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     if ctx.you:
         title = ctx.t("{c} молчит {d}, но читает ваши письма", "{c} has been silent for {d} but reads your emails", c=client, d=days)
     else:
-        title = ctx.t("{c} молчит {d}, но читает письма менеджера {m}", "{c} has been silent for {d} but reads {m}'s emails",
-                      c=client, d=days, m=name(f.get("manager_name") or f.get("manager_id")))
+        who = f.get("manager_name") or f.get("manager_id")
+        whose = ctx.person(who, "gent")
+        if whose is not None:
+            title = ctx.t("{c} молчит {d}, но читает письма менеджера {m}", "{c} has been silent for {d} but reads {m}'s emails",
+                          c=client, d=days, m=whose)
+        else:  # a name we cannot decline is shown in a construction that needs no case
+            title = ctx.t("{c} молчит {d}, но читает письма (менеджер: {m})", "{c} has been silent for {d} but reads {m}'s emails",
+                          c=client, d=days, m=name(who))
     if f.get("last_reply_at"):
         replied = ctx.t("Последний ответ клиента — {w}", "The client last replied {w}", w=ctx.when(f["last_reply_at"]))
     else:

@@ -54,7 +54,7 @@ def _window(ctx: Ctx, f: dict) -> Line:
     days = int(f.get("learn_days") or 365)
     if days == 365:
         return ctx.t("за последний год", "in the last year")
-    return ctx.t("за последние {d}", "in the last {d}", d=ctx.count(days, "day"))
+    return ctx.t("за {d}", "in the {d}", d=ctx.count(days, "day", case="accs", before=ctx.s("последний", "last")))
 
 
 def limit_line(ctx: Ctx, f: dict) -> Line:
@@ -123,9 +123,14 @@ def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
         action = ctx.t("Пройдите по списку: закройте как проигранные те, что уже не живы, а по живым назначьте "
                        "следующий шаг.", "Go through them: close the dead ones as lost, and give the live ones a next step.")
     else:
-        action = ctx.t("Попросите менеджера ({m}) разобрать эти сделки: закрыть неживые, по живым назначить шаг.",
-                       "Ask {m} to clean these up: close the dead ones, give the live ones a next step.",
-                       m=name(f.get("manager_name") or f.get("manager_id") or "?"))
+        who = f.get("manager_name") or f.get("manager_id") or "?"
+        whom = ctx.person(who, "accs")
+        if whom is not None:
+            action = ctx.t("Попросите {m} разобрать эти сделки: закрыть неживые, по живым назначить шаг.",
+                           "Ask {m} to clean these up: close the dead ones, give the live ones a next step.", m=whom)
+        else:  # a name we cannot decline stays in brackets, where no case is needed
+            action = ctx.t("Попросите менеджера ({m}) разобрать эти сделки: закрыть неживые, по живым назначить шаг.",
+                           "Ask {m} to clean these up: close the dead ones, give the live ones a next step.", m=name(who))
     return Words(title=title, body=body, action=action, money=0.0)
 
 
@@ -135,16 +140,22 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     if f.get("kind") == "abandoned":
         return abandoned_words(insight, ctx)
     deal, stage, days = name(deal_name(f)), name(f["stage"]), _days(ctx, f["days_idle"])
-    title = ctx.t("Сделка «{t}» стоит {d} на этапе «{s}»", "Deal “{t}” has been idle for {d} at “{s}”", t=deal, s=stage, d=days)
+    who = f.get("manager_name") or f.get("manager_id")
+    whose = None if ctx.you else ctx.person(who, "gent")
+    if whose is not None:  # a director reads whose deal it is first
+        title = ctx.t("Сделка «{t}» менеджера {m} стоит {d} на этапе «{s}»", "{m}'s deal “{t}” has been idle for {d} at “{s}”",
+                      t=deal, s=stage, d=days, m=whose)
+    else:
+        title = ctx.t("Сделка «{t}» стоит {d} на этапе «{s}»", "Deal “{t}” has been idle for {d} at “{s}”", t=deal, s=stage, d=days)
     first: Line = ()
+    if not ctx.you and who and whose is None:  # the name could not be declined: say it without a case
+        first += ctx.t("Менеджер: {n}", "Manager: {n}", n=name(who))
     if f.get("client_name"):
-        first += ctx.t("Клиент {c}", "Client {c}", c=name(f["client_name"]))
+        first += ctx.t("; клиент {c}", "; client {c}", c=name(f["client_name"])) if first else \
+            ctx.t("Клиент {c}", "Client {c}", c=name(f["client_name"]))
     money = amount(ctx, f)
     if money:
         first += ctx.t(", сумма {m}", ", {m}", m=money) if first else ctx.t("Сумма {m}", "Amount {m}", m=money)
-    if not ctx.you and f.get("manager_name"):
-        first += ctx.t(", менеджер {n}", ", manager {n}", n=name(f["manager_name"])) if first else \
-            ctx.t("Менеджер {n}", "Manager {n}", n=name(f["manager_name"]))
     body = [first + ctx.t(".", ".")] if first else []
     body.append(limit_line(ctx, f))
     if f.get("last_touch_at"):
@@ -154,11 +165,18 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     if f.get("escalated") and ctx.you:
         body.append(ctx.t("Срок превышен сильно — сделка попала и в сводку руководителя.",
                           "This is well past the limit, so it is also in the head of sales' digest."))
+    elif f.get("escalated"):
+        body.append(ctx.t("Срок превышен сильно, поэтому сделка пришла и вам, руководителю; менеджер тоже её видит.",
+                          "This is well past the limit, so it was escalated to you; the manager sees it too."))
     if ctx.you:
         action = ctx.t("Договоритесь с клиентом о следующем шаге сегодня — или закройте сделку как проигранную.",
                        "Agree the next step with the client today, or close the deal as lost.")
     else:
-        action = ctx.t("Уточните у менеджера ({m}) следующий шаг по сделке и срок.",
-                       "Ask {m} what the next step is and by when.",
-                       m=name(f.get("manager_name") or f.get("manager_id") or "?"))
+        whom = ctx.person(who, "gent")
+        if whom is not None:
+            action = ctx.t("Уточните у {m} следующий шаг по сделке и срок.", "Ask {m} what the next step is and by when.",
+                           m=whom)
+        else:  # a name we cannot decline stays in brackets, where no case is needed
+            action = ctx.t("Уточните у менеджера ({m}) следующий шаг по сделке и срок.",
+                           "Ask {m} what the next step is and by when.", m=name(who or "?"))
     return Words(title=title, body=body, action=action, money=float(f.get("amount") or 0))

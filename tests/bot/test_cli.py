@@ -286,3 +286,44 @@ def test_check_config_names_secret_variables_but_never_prints_them(tmp_path, mon
     assert "$TEST_PULSE_TG set" in out
     assert "$TEST_PULSE_SLACK NOT SET" in out
     assert "very-secret-token" not in out
+
+
+# --- init --crm -------------------------------------------------------------------------------
+
+def test_init_for_amocrm_writes_a_config_that_reads_amocrm(tmp_path, monkeypatch, capsys):
+    import tomllib
+
+    from bot.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--crm", "amocrm"]) == 0
+    assert "crm-pulse sync --config config.toml --check" in capsys.readouterr().out
+    config = load_config(tmp_path / "config.toml")
+    assert config.source.kind == "amocrm" and config.source.base_url == "https://yourcompany.amocrm.ru"
+    assert config.source.token_env == "CRM_PULSE_AMOCRM_TOKEN" and config.source.path is None
+    written = tomllib.loads((tmp_path / "config.toml").read_text(encoding="utf-8"))
+    example = tomllib.loads((REPO / "config.example.toml").read_text(encoding="utf-8"))
+    assert set(written["source"]) == {"kind", "base_url", "token_env"}
+    assert {k: v for k, v in written.items() if k != "source"} == {k: v for k, v in example.items() if k != "source"}
+
+
+@pytest.mark.parametrize("crm, keys", [
+    ("bitrix24", {"kind": "bitrix24", "webhook_env": "CRM_PULSE_BITRIX24_WEBHOOK"}),
+    ("hubspot", {"kind": "hubspot", "base_url": "https://api.hubapi.com", "token_env": "CRM_PULSE_HUBSPOT_TOKEN"}),
+    ("pipedrive", {"kind": "pipedrive", "base_url": "https://yourcompany.pipedrive.com",
+                   "token_env": "CRM_PULSE_PIPEDRIVE_TOKEN"}),
+])
+def test_init_for_other_crms_writes_their_source_block(tmp_path, crm, keys):
+    import tomllib
+
+    assert main(["init", "--crm", crm, "--path", str(tmp_path / "c.toml")]) == 0
+    written = tomllib.loads((tmp_path / "c.toml").read_text(encoding="utf-8"))
+    assert written["source"] == keys
+    assert "calendar" in written and "detectors" in written  # the rest of the example is kept
+
+
+def test_init_with_an_unknown_crm_is_a_usage_error_listing_the_choices(tmp_path, capsys):
+    assert main(["init", "--crm", "salesforce", "--path", str(tmp_path / "c.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "salesforce" in err and all(crm in err for crm in ("amocrm", "bitrix24", "hubspot", "pipedrive"))
+    assert not (tmp_path / "c.toml").exists()

@@ -247,7 +247,7 @@ def test_a_quiet_digest_says_what_could_not_be_checked(sqlite_store, chat_config
     deliver([], config, sqlite_store, box, NOW, charts=False, checks=checks, only_targets=["anna"])
     text = _digest_text(box, "anna")
     assert "всё спокойно" not in text
-    assert "ничего не найдено по 2 проверкам из 3" in text and "Не проверено: SLA по заявкам (нет таблицы leads.csv)." in text
+    assert "ничего не найдено по 2\u00a0проверкам из 3" in text and "Не проверено: SLA по заявкам (нет таблицы leads.csv)." in text
     box2_mark = max(r.id for r in box.rows())
     deliver([], config, sqlite_store, box, NOW + timedelta(days=1), charts=False, only_targets=["anna"],
             checks=Checks.of(["stalled_deal", "lead_sla"], {}, {}))

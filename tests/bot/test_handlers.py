@@ -100,19 +100,19 @@ async def test_admin_commands_only_for_admins(bot):
     out = await bot.handle(tg(101, "/stats"))
     assert "только для администраторов" in out[0].payload["text"]
     out = await bot.handle(tg(900, "/preview"))
-    assert "anna: 1 из 1 (first 1)" in out[0].payload["text"]
+    assert "Анна (anna): в сводке 1 из 1 (новые: 1)" in out[0].payload["text"]
     out = await bot.handle(tg(900, "/stats"))
     assert "Полезность" in out[0].payload["text"]
     out = await bot.handle(tg(900, "/scan"))
     assert "недоступна" in out[0].payload["text"]
     calls = []
 
-    async def scan_now():
-        calls.append(1)
+    async def scan_now(lang):
+        calls.append(lang)
         return "Scan done: 7 insights"
     bot.scan_now = scan_now
     out = await bot.handle(Inbound("slack", "UADMIN", "D9", text="scan"))
-    assert calls == [1] and "Scan done" in text_of(out)
+    assert calls == ["ru"] and "Scan done" in text_of(out)
 
 
 async def test_unknown_command_and_free_text_get_short_help(bot):
@@ -224,7 +224,7 @@ async def test_preview_says_what_the_latest_scan_could_not_check(chat_config, sq
                        {"stalled_deal": ["idle time: not checked, needs column done_at in activities (absent or empty in activities.csv)"]})
     bot = Handlers(chat_config, sqlite_store, clock=lambda: NOW, checks_provider=lambda: checks)
     text = (await bot.handle(tg(900, "/preview")))[0].payload["text"]
-    assert "anna: 1 из 1 (first 1)" in text
+    assert "Анна (anna): в сводке 1 из 1 (новые: 1)" in text
     assert "Не проверено: SLA по заявкам (нет таблицы leads.csv)" in text
     assert "проверено не полностью: зависшие сделки (idle time: не проверено, нужна колонка done_at в activities.csv" in text
     bot = Handlers(chat_config, sqlite_store, clock=lambda: NOW, checks_provider=lambda: Checks.of(["stalled_deal"], {}, {}))

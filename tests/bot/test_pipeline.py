@@ -56,7 +56,10 @@ def test_thresholds_come_from_the_config(tmp_path):
 def test_a_disabled_detector_and_missing_tables_are_explained(tmp_path):
     config = config_for(write_small_crm(tmp_path / "crm"), "[detectors.stalled_deal]\nenabled = false\n")
     out = scan(config, NOW)
-    assert out.skipped["stalled_deal"] == "disabled in config"
+    assert out.skipped["stalled_deal"] == "disabled in config"  # switched off by the admin: said
+    # off by default and never switched on: not a check, so neither skipped nor counted
+    assert "deal_risk" not in out.skipped and "deal_risk" not in out.counts()
+    assert out.counts()["stalled_deal"] == 0
     assert "emails.csv" in out.skipped["silent_client"]
     assert "leads.csv" in out.skipped["lead_sla"]
     assert not [i for i in out.insights if i.detector == "stalled_deal"]

@@ -28,10 +28,15 @@ async def test_stats_per_detector_and_failures(sqlite_store, mk, fake_channel):
     assert abs(rows["silent_client"].useful_share - 2 / 3) < 1e-9
     assert rows["stalled_deal"].useful_share is None
     text = format_stats(s, "en")
-    assert "silent_client: sent 3, useful 2, not useful 1, useful share 67%" in text
-    assert "stalled_deal: sent 1, useful 0, not useful 0, useful share —" in text
+    assert "Silent clients [silent_client]: sent 3, useful 2, not useful 1, useful share 67%" in text
+    assert "Stalled deals [stalled_deal]: sent 1, useful 0, not useful 0, useful share —" in text
     assert "anna (telegram): Forbidden: bot was blocked by the user" in text
     assert "доля полезных 67%" in format_stats(s, "ru")
+    # in chat: the check's name a manager or director knows, no config key
+    chat = format_stats(s, "ru", codes=False)
+    assert "Молчащие клиенты: отправлено 3, полезно 2, бесполезно 1" in chat
+    assert "Зависшие сделки: отправлено 1" in chat
+    assert "silent_client" not in chat and "stalled_deal" not in chat
 
 
 def test_stats_command_reads_the_configured_state(tmp_path, capsys, mk):
@@ -42,7 +47,7 @@ def test_stats_command_reads_the_configured_state(tmp_path, capsys, mk):
     cfg = tmp_path / "config.toml"
     cfg.write_text('[state]\nurl = "sqlite:///state.db"\n', encoding="utf-8")
     assert run(argparse.Namespace(config=str(cfg), lang="en")) == 0
-    assert "stalled_deal: sent 1" in capsys.readouterr().out
+    assert "Stalled deals [stalled_deal]: sent 1" in capsys.readouterr().out
     assert run(argparse.Namespace(config=str(tmp_path / "missing.toml"), lang=None)) == 2
 
 

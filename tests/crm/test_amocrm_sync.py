@@ -136,7 +136,10 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     assert clients.loc["900", "segment"] == "Горнодобыча" and "contact-700" in clients.index
     assert set(data.activities.type) == {"call", "meeting"}
     assert len(data.emails) == N_LEADS // 10 and set(data.emails.direction) == {"out"}
-    assert data.email_opens is None and data.leads is None  # amoCRM has no opens
+    assert data.email_opens is None  # amoCRM has no opens
+    leads = data.leads.set_index("lead_id")  # every lead started in the first stage: each is a lead
+    assert len(leads) == N_LEADS and leads.loc["1", "status"] == "new" and leads.loc["5", "status"] == "won"
+    assert leads.loc["10", "first_response_at"] == pd.Timestamp(T0 + 10 * 3600 + 600, unit="s", tz="UTC")
 
 
 def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
@@ -154,6 +157,9 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     assert int(leads_calls[0]["filter[updated_at][from]"]) == newest - 5 * 60
     events = [q for q in fake.api_calls("events") if q["filter[type]"] == "lead_status_changed"]
     assert len(events) == 1 and "filter[created_at][from]" in events[0]
+    every_event_kind = {q["filter[type]"] for q in fake.api_calls("events")}
+    assert len(every_event_kind) == 3  # stage changes, deletions, owner changes and answers
+    assert len(fake.api_calls("leads/unsorted")) == 1  # no modified-time filter: read whole
     assert report.rows["leads"] < 5
     data = load_crm(source).data
     deals = data.deals.set_index("deal_id")
@@ -455,3 +461,127 @@ def test_sync_without_a_config_file_is_a_usage_error(tmp_path, capsys, monkeypat
     monkeypatch.chdir(tmp_path)
     assert cli_main(["sync"]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_contacts_companies_tasks_and_text_notes_deleted_in_amocrm_leave_the_store(fake, tmp_path):
+    fake.companies[901] = {"id": 901, "name": "ТОО «Удалённая»", "responsible_user_id": 1, "updated_at": T0}
+    fake.contacts[701] = {"id": 701, "name": "Удалённый контакт", "responsible_user_id": 1, "updated_at": T0}
+    fake.notes.append({"id": 40_020, "entity_id": 20, "note_type": "common", "created_by": 1, "responsible_user_id": 1,
+                       "created_at": T0 + DAY, "updated_at": T0 + DAY, "params": {"text": "перезвонить"}})
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    before = load_crm(source).data.activities.activity_id.tolist()
+    assert {"task-30010", "note-40020", "note-10010"} <= set(before)
+
+    later = max(r["updated_at"] for r in fake.leads.values()) + 60
+    fake.delete_company(901, later)
+    fake.delete_contact(701, later)
+    fake.delete_task(30_010, later)
+    fake.delete_note(40_020, later)
+    fake.delete_note(10_010, later)  # a call note: amoCRM records no event for it
+    report = amocrm.sync(source, None)
+
+    asked = [q["filter[type]"].split(",") for q in fake.api_calls("events") if "lead_deleted" in q["filter[type]"]]
+    assert asked and set(asked[-1]) == {"lead_deleted", "contact_deleted", "company_deleted", "task_deleted",
+                                        "common_note_deleted"}
+    assert report.deleted == 4
+    store = _store_tables(tmp_path / "store")
+    assert 901 not in set(store["companies"].id) and 900 in set(store["companies"].id)
+    assert 701 not in set(store["contacts"].id) and 700 in set(store["contacts"].id)
+    after = set(load_crm(source).data.activities.activity_id)
+    assert "task-30010" not in after and "note-40020" not in after
+    assert "note-10010" in after  # cannot be detected: said in docs/connectors.md
+    assert len(after) == len(before) - 2
+
+
+INBOX, FIRST, TALKS_2, INCOMING_STATUS = 1500, 16, 17, 15
+
+
+@pytest.fixture
+def inbox(monkeypatch):
+    """A pipeline that takes incoming leads ("Неразобранное" in front of its stages)."""
+    server = FakeAmoCRM()
+    server.add_pipeline(INBOX, "Входящие", [(FIRST, "Первичный контакт"), (TALKS_2, "Переговоры")],
+                        incoming=(INCOMING_STATUS, "Неразобранное"))
+    server.add_user(1, "Анна", "anna@example.kz")
+    server.add_user(2, "Борис", "boris@example.kz")
+
+    def lead(i: int, at: int, status: int = FIRST, user: int = 1, **extra) -> dict:
+        return {"id": i, "name": f"Заявка {i}", "price": 0, "responsible_user_id": user, "status_id": status,
+                "pipeline_id": INBOX, "created_at": at, "updated_at": at, "closed_at": None, **extra}
+
+    server.add_unsorted("u1", lead(1, T0))  # still waiting
+    server.add_unsorted("u2", lead(2, T0 + 100), category="chats", source_name="WhatsApp")
+    server.accept_unsorted("u2", T0 + 1000, user_id=2, status_id=FIRST)
+    server.outgoing("outgoing_chat_message", 2, T0 + 150, by=0)  # the Salesbot's greeting: no answer
+    server.outgoing("outgoing_chat_message", 2, T0 + 2000, by=2)
+    server.add_unsorted("u3", lead(3, T0 + 200))
+    server.decline_unsorted("u3", T0 + 300)  # declined: amoCRM deletes the lead
+    server.put_lead(lead(4, T0 + 400, custom_fields_values=[
+        {"field_id": 9, "field_name": "Источник", "values": [{"value": "Звонок"}]}]))
+    server.change_responsible(4, T0 + 500, 1, 2)
+    server.notes.append({"id": 1, "entity_id": 4, "note_type": "call_out", "created_by": 2, "responsible_user_id": 2,
+                         "created_at": T0 + 900, "updated_at": T0 + 900, "params": {"duration": 30}})
+    server.put_lead(lead(5, T0 + 450, status=TALKS_2))  # created further down: not an incoming lead
+    server.put_lead(lead(6, T0 + 600, status=TALKS_2, updated_at=T0 + 700))
+    server.status_change(6, T0 + 700, (INBOX, FIRST), (INBOX, TALKS_2))
+    server.tasks.append({"id": 1, "entity_id": 6, "entity_type": "leads", "task_type_id": 1, "responsible_user_id": 1,
+                         "is_completed": True, "complete_till": T0 + 650, "created_at": T0 + 600, "updated_at": T0 + 650})
+    monkeypatch.setenv("TEST_AMO_TOKEN", server.long_lived)
+    with ThreadedServer(server) as running:
+        yield running
+
+
+def _ts(seconds: int) -> pd.Timestamp:
+    return pd.Timestamp(seconds, unit="s", tz="UTC")
+
+
+def test_incoming_leads_waiting_accepted_and_declined_become_the_leads_table(inbox, tmp_path):
+    source = _source(inbox, tmp_path / "store").model_copy(update={"pipelines": ["Входящие"]})
+    amocrm.sync(source, None)
+    assert inbox.api_calls("leads/unsorted")
+    data = load_crm(source).data
+    leads = data.leads.set_index("lead_id")
+    assert sorted(leads.index) == ["1", "2", "4", "6"]  # 3 declined (deleted), 5 not created at the head
+
+    waiting = leads.loc["1"]  # nobody took it yet: no manager, no assignment
+    assert pd.isna(waiting.manager_id) and pd.isna(waiting.assigned_at) and pd.isna(waiting.first_response_at)
+    assert waiting.status == "new" and waiting.created_at == _ts(T0) and waiting.source == "Форма на сайте"
+    accepted = leads.loc["2"]  # accepted (before any sync saw it waiting) by Борис, answered in the chat
+    assert accepted.manager_id == "2" and accepted.assigned_at == _ts(T0 + 1000)
+    assert accepted.first_response_at == _ts(T0 + 2000) and pd.isna(accepted.source)
+    handed = leads.loc["4"]  # created with Анна as owner, handed to Борис, who called
+    assert handed.manager_id == "2" and handed.assigned_at == _ts(T0 + 500)
+    assert handed.first_response_at == _ts(T0 + 900) and handed.source == "Звонок"
+    moved = leads.loc["6"]
+    assert moved.status == "converted" and moved.first_response_at == _ts(T0 + 650) and pd.isna(moved.assigned_at)
+
+    # "Неразобранное" is not a stage, and a waiting lead is not a deal yet
+    assert data.stages == ["Первичный контакт", "Переговоры"]
+    assert sorted(data.deals.deal_id) == ["2", "4", "5", "6"]
+    history = data.stage_history[data.stage_history.deal_id == "2"]
+    assert list(zip(history.stage, history.entered_at)) == [("Первичный контакт", _ts(T0 + 1000))]
+
+    inbox.accept_unsorted("u1", T0 + 5000, user_id=1, status_id=FIRST)
+    amocrm.sync(source, None)
+    assert not inbox.unsorted  # the inbox is empty; the store keeps what it saw (the source)
+    data = load_crm(source).data
+    taken = data.leads.set_index("lead_id").loc["1"]
+    assert taken.manager_id == "1" and taken.assigned_at == _ts(T0 + 5000) and taken.status == "new"
+    assert taken.source == "Форма на сайте"  # seen waiting by the first sync
+    assert "1" in set(data.deals.deal_id)
+
+
+def test_check_config_online_proves_the_crm_credentials(fake, tmp_path, monkeypatch, capsys):
+    """`check-config --online` also asks the CRM (what `sync --check` does), after the data check."""
+    config = _config_file(tmp_path, fake, 'token_env = "TEST_AMO_TOKEN"')
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert cli_main(["check-config", str(config), "--online"]) == 0
+    out = capsys.readouterr().out
+    assert "crm: amocrm credentials OK" in out and "1 of 2 pipeline(s) included (Продажи)" in out
+    monkeypatch.setenv("TEST_AMO_TOKEN", "not-the-token-at-all-123")
+    assert cli_main(["check-config", str(config), "--online"]) == 2
+    printed = capsys.readouterr()
+    assert "crm: FAILED: amocrm: amoCRM refused the credentials" in printed.out
+    assert "not-the-token-at-all-123" not in printed.out + printed.err

@@ -1,9 +1,16 @@
 """A company in the canonical contract (the demo) put into a FakeAmoCRM the way amoCRM would
 hold it: managers as users in groups (their team), clients as companies, stages as one
-pipeline's statuses, deals as leads (won/lost as statuses 142/143), stage entries as
-`lead_status_changed` events, calls as call notes, meetings and tasks as tasks, emails tied to
-a deal as amomail notes. What amoCRM has no place for (email opens, the leads table, capacity
-and region of a manager, emails and activities without a deal) is left out, as it would be.
+pipeline's statuses behind its "Неразобранное", deals as leads (won/lost as statuses 142/143),
+stage entries as `lead_status_changed` events, calls as call notes, meetings and tasks as
+tasks, emails tied to a deal as amomail notes.
+
+Leads: amoCRM keeps a lead and its deal as ONE record, so a lead the demo converted into a deal
+is that deal (created when the deal was: the demo's hour or two between the request and the
+deal, and the answer given in it, have no place). A lead still waiting is an incoming lead in
+"Неразобранное": without a manager it is still there; with one it was accepted by that
+manager when the demo assigned it, so it is a deal in the first stage. Junk leads were
+declined: amoCRM deletes those. What amoCRM has no place for (email opens, capacity and region
+of a manager, emails and activities without a deal) is left out, as it would be.
 Returns the id maps (canonical id -> amoCRM id) so a test can compare the two sides."""
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from crm.data import CrmData
 from tests.fakes.amocrm_server import LOST, WON, FakeAmoCRM
 
 PIPELINE = 2000
+INCOMING = 99  # the pipeline's "Неразобранное"
 SOURCE_FIELD, REGION_FIELD, SEGMENT_FIELD = "Источник", "Регион", "Сегмент"
 
 
@@ -23,6 +31,8 @@ class IdMaps:
     users: dict[str, int] = field(default_factory=dict)
     clients: dict[str, int] = field(default_factory=dict)
     deals: dict[str, int] = field(default_factory=dict)
+    leads: dict[str, int] = field(default_factory=dict)  # the waiting ones (others are deals or gone)
+    accepted: list[int] = field(default_factory=list)  # leads amoCRM holds as deals the demo has not
 
 
 def _ts(value) -> int | None:
@@ -42,7 +52,8 @@ def load_into(fake: FakeAmoCRM, data: CrmData) -> IdMaps:
         ids.users[m.manager_id] = i
         fake.add_user(i, m.name, m.email, group_id=teams.get(m.team), active=bool(m.active))
     status_of = {stage: 100 + k for k, stage in enumerate(data.stages)}
-    fake.add_pipeline(PIPELINE, "Продажи", [(sid, stage) for stage, sid in status_of.items()])
+    fake.add_pipeline(PIPELINE, "Продажи", [(sid, stage) for stage, sid in status_of.items()],
+                      incoming=(INCOMING, "Неразобранное"))
     for i, c in enumerate(data.clients.itertuples(index=False), start=1):
         ids.clients[c.client_id] = 10_000 + i
         fake.companies[10_000 + i] = {
@@ -70,6 +81,9 @@ def load_into(fake: FakeAmoCRM, data: CrmData) -> IdMaps:
             fake.status_change(i, _ts(at), (PIPELINE, status_of[before]), (PIPELINE, status_of[after]))
         if d.status in ("won", "lost") and stages:
             fake.status_change(i, _ts(d.closed_at), (PIPELINE, status_of[stages[-1][0]]), (PIPELINE, status))
+
+    if data.leads is not None:
+        _load_waiting_leads(fake, data, ids, status_of[data.stages[0]])
 
     note_id = 1
     if data.activities is not None:
@@ -102,3 +116,24 @@ def load_into(fake: FakeAmoCRM, data: CrmData) -> IdMaps:
                                "updated_at": at, "params": {"income": e.direction == "in", "subject": e.subject}})
             note_id += 1
     return ids
+
+
+def _load_waiting_leads(fake: FakeAmoCRM, data: CrmData, ids: IdMaps, first_status: int) -> None:
+    """The demo's leads still waiting (status "new") as incoming leads; see the module docstring."""
+    waiting = data.leads[data.leads["status"] == "new"]
+    next_id = max(ids.deals.values(), default=0) + 1
+    for k, lead in enumerate(waiting.itertuples(index=False)):
+        lead_id = next_id + k
+        ids.leads[lead.lead_id] = lead_id
+        at = _ts(lead.created_at)
+        uid = f"demo-{lead.lead_id}"
+        fake.add_unsorted(uid, {
+            "id": lead_id, "name": f"Заявка {lead.lead_id}", "price": 0, "responsible_user_id": 1,
+            "pipeline_id": PIPELINE, "created_at": at, "updated_at": at, "closed_at": None,
+            "custom_fields_values": _cf(**{SOURCE_FIELD: lead.source, REGION_FIELD: lead.region}),
+            "_embedded": {"tags": [], "companies": [], "contacts": [], "loss_reason": []},
+        })
+        if isinstance(lead.manager_id, str):
+            assigned = _ts(lead.assigned_at) or at
+            fake.accept_unsorted(uid, assigned, user_id=ids.users[lead.manager_id], status_id=first_status)
+            ids.accepted.append(lead_id)

@@ -1,8 +1,10 @@
 """A fake amoCRM / Kommo API v4 on 127.0.0.1 serving the documented shapes.
 
-Serves /api/v4/{account,users,leads/pipelines,leads,events,leads/notes,tasks,companies,contacts}
-with `page`/`limit` paging (limit <= 250, events <= 100), `_links.next.href`, HTTP 204 for an
-empty page, `filter[updated_at][from]` / `filter[created_at][from]` / `filter[type]`, and
+Serves /api/v4/{account,users,leads/pipelines,leads,leads/unsorted,events,leads/notes,tasks,
+companies,contacts} with `page`/`limit` paging (limit <= 250, events <= 100), `_links.next.href`,
+HTTP 204 for an empty page, `filter[updated_at][from]` / `filter[created_at][from]` /
+`filter[type]` / `filter[entity]` (comma-separated lists), deletions as the documented
+`*_deleted` events, "Неразобранное" (accept moves the lead on, decline deletes it), and
 `/oauth2/access_token` (grant_type=refresh_token: a new access AND refresh token each time, the
 old refresh token dies). Faults: `expire_access()` makes the current access token answer 401,
 `throttle_next(n, retry_after)` answers the next n API calls with 429 + Retry-After.
@@ -44,6 +46,7 @@ class FakeAmoCRM(LocalServer):
         self.tasks: list[dict] = []
         self.companies: dict[int, dict] = {}
         self.contacts: dict[int, dict] = {}
+        self.unsorted: dict[str, dict] = {}
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.status_429: list[int] = []  # Retry-After of each queued 429
         self.answered_429 = 0
@@ -55,9 +58,13 @@ class FakeAmoCRM(LocalServer):
         self._recent: list[float] = []
 
     # --- building the account ------------------------------------------------------------
-    def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1) -> None:
-        rows = [{"id": sid, "name": sname, "sort": 10 * (i + 1), "type": 1 if i == 0 else 0,
-                 "pipeline_id": pid} for i, (sid, sname) in enumerate(statuses)]
+    def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1,
+                     incoming: tuple[int, str] | None = None) -> None:
+        """`incoming`: the "Неразобранное" status (type 1) in front, when the pipeline takes
+        incoming leads; the other statuses are type 0, 142/143 closing them."""
+        head = [incoming] if incoming else []
+        rows = [{"id": sid, "name": sname, "sort": 10 * (i + 1), "type": 1 if incoming and i == 0 else 0,
+                 "pipeline_id": pid} for i, (sid, sname) in enumerate(head + statuses)]
         rows += [{"id": WON, "name": "Успешно реализовано", "sort": 10000, "type": 0, "pipeline_id": pid},
                  {"id": LOST, "name": "Закрыто и не реализовано", "sort": 11000, "type": 0, "pipeline_id": pid}]
         self.pipelines.append({"id": pid, "name": name, "sort": sort, "is_main": not self.pipelines,
@@ -83,12 +90,75 @@ class FakeAmoCRM(LocalServer):
             "value_before": [{"lead_status": {"id": before[1], "pipeline_id": before[0]}}],
         })
 
+    def event(self, kind: str, entity_type: str, entity_id: int, at: int, *, before: list | None = None,
+              after: list | None = None, by: int = 0) -> None:
+        self._event_seq += 1
+        self.events.append({"id": f"ev{self._event_seq:08d}", "type": kind, "entity_id": entity_id,
+                            "entity_type": entity_type, "created_by": by, "created_at": at,
+                            "account_id": self.account["id"], "value_after": after or [],
+                            "value_before": before or []})
+
     def delete_lead(self, lead_id: int, at: int) -> None:
         del self.leads[lead_id]
-        self._event_seq += 1
-        self.events.append({"id": f"ev{self._event_seq:08d}", "type": "lead_deleted", "entity_id": lead_id,
-                            "entity_type": "lead", "created_by": 0, "created_at": at,
-                            "account_id": self.account["id"], "value_after": [], "value_before": []})
+        self.event("lead_deleted", "lead", lead_id, at)
+
+    def delete_contact(self, contact_id: int, at: int) -> None:
+        del self.contacts[contact_id]
+        self.event("contact_deleted", "contact", contact_id, at)
+
+    def delete_company(self, company_id: int, at: int) -> None:
+        del self.companies[company_id]
+        self.event("company_deleted", "company", company_id, at)
+
+    def delete_task(self, task_id: int, at: int) -> None:
+        self.tasks = [t for t in self.tasks if t["id"] != task_id]
+        self.event("task_deleted", "task", task_id, at)
+
+    def delete_note(self, note_id: int, at: int) -> None:
+        """Only a text note leaves a trace (common_note_deleted on the lead it was on); amoCRM
+        has no deletion event for call or mail notes: those simply vanish."""
+        note = next(n for n in self.notes if n["id"] == note_id)
+        self.notes.remove(note)
+        if note["note_type"] == "common":
+            self.event("common_note_deleted", "lead", note["entity_id"], at, before=[{"note": {"id": note_id}}])
+
+    def change_responsible(self, lead_id: int, at: int, before: int, after: int) -> None:
+        self.leads[lead_id].update(responsible_user_id=after, updated_at=max(at, self.leads[lead_id]["updated_at"]))
+        self.event("entity_responsible_changed", "lead", lead_id, at,
+                   before=[{"responsible_user": {"id": before}}], after=[{"responsible_user": {"id": after}}])
+
+    def outgoing(self, kind: str, lead_id: int, at: int, by: int = 0) -> None:
+        """outgoing_chat_message / outgoing_call / outgoing_mail / outgoing_sms on a lead."""
+        self.event(kind, "lead", lead_id, at, by=by)
+
+    # --- "Неразобранное" (incoming leads) -------------------------------------------------
+    def add_unsorted(self, uid: str, lead: dict, *, category: str = "forms", source_name: str = "Форма на сайте") -> None:
+        """An incoming lead: its lead sits in the pipeline's incoming (type 1) status."""
+        pipeline = next(p for p in self.pipelines if p["id"] == lead["pipeline_id"])
+        incoming = next(st for st in pipeline["_embedded"]["statuses"] if st["type"] == 1)
+        lead["status_id"] = incoming["id"]
+        self.put_lead(lead)
+        self.unsorted[uid] = {
+            "uid": uid, "source_uid": f"src-{uid}", "source_name": source_name, "category": category,
+            "pipeline_id": lead["pipeline_id"], "created_at": lead["created_at"], "account_id": self.account["id"],
+            "metadata": {"form_id": "1", "form_name": source_name, "form_page": "https://example.kz",
+                         "form_sent_at": lead["created_at"]},
+            "_embedded": {"leads": [{"id": lead["id"]}], "contacts": [], "companies": []}}
+
+    def accept_unsorted(self, uid: str, at: int, user_id: int, status_id: int) -> None:
+        """POST .../unsorted/{uid}/accept: the lead moves on to `status_id`, `user_id` owns it."""
+        item = self.unsorted.pop(uid)
+        lead = self.leads[item["_embedded"]["leads"][0]["id"]]
+        pid = lead["pipeline_id"]
+        self.status_change(lead["id"], at, (pid, lead["status_id"]), (pid, status_id))
+        if lead["responsible_user_id"] != user_id:
+            self.change_responsible(lead["id"], at, lead["responsible_user_id"], user_id)
+        lead.update(status_id=status_id, updated_at=at)
+
+    def decline_unsorted(self, uid: str, at: int) -> None:
+        """POST .../unsorted/{uid}/decline: the lead is deleted."""
+        item = self.unsorted.pop(uid)
+        self.delete_lead(item["_embedded"]["leads"][0]["id"], at)
 
     # --- faults --------------------------------------------------------------------------
     def expire_access(self) -> None:
@@ -160,6 +230,8 @@ class FakeAmoCRM(LocalServer):
             "tasks": ("tasks", self.tasks, "updated_at", 250),
             "companies": ("companies", sorted(self.companies.values(), key=lambda r: r["id"]), "updated_at", 250),
             "contacts": ("contacts", sorted(self.contacts.values(), key=lambda r: r["id"]), "updated_at", 250),
+            "leads/unsorted": ("unsorted", sorted(self.unsorted.values(), key=lambda r: (r["created_at"], r["uid"])),
+                               "", 250),
         }
         if path not in tables:
             return web.json_response({"title": "Not found", "status": 404}, status=404)
@@ -185,8 +257,9 @@ class FakeAmoCRM(LocalServer):
         return web.json_response({"_page": page, "_links": links, "_embedded": {key: chunk}})
 
     def _events(self, query: dict[str, str]) -> list[dict]:
-        kinds = query.get("filter[type]")
-        rows = [e for e in self.events if not kinds or e["type"] in kinds.split(",")]
+        kinds, entities = query.get("filter[type]"), query.get("filter[entity]")
+        rows = [e for e in self.events if (not kinds or e["type"] in kinds.split(","))
+                and (not entities or e["entity_type"] in entities.split(","))]
         return sorted(rows, key=lambda e: (-e["created_at"], e["id"]))  # newest first, as amoCRM
 
 

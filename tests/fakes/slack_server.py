@@ -1,7 +1,7 @@
 """A fake Slack Web API server (aiohttp, 127.0.0.1, random port) for tests.
 
 It implements what the bot calls through slack_sdk / slack-bolt: auth.test, chat.postMessage,
-chat.update, conversations.open, files.getUploadURLExternal + the upload URL +
+chat.postEphemeral (kept apart, in `ephemerals`: only that user sees it), chat.update, conversations.open, files.getUploadURLExternal + the upload URL +
 files.completeUploadExternal (files_upload_v2), apps.connections.open and a Socket Mode
 websocket (so the default Socket Mode path runs for real). Everything accepted is kept per
 channel in order. Faults (429 with a Retry-After header, 500, slow, dropped connections) come
@@ -67,6 +67,8 @@ class FakeSlackServer(LocalServer):
     def __init__(self, *, faults: FaultPlan | None = None) -> None:
         self.faults = faults or FaultPlan()
         self.posts: dict[str, list[Posted]] = defaultdict(list)  # channel id -> in order
+        # chat.postEphemeral: (channel, user, what only that user sees); never in `posts`
+        self.ephemerals: list[tuple[str, str, Posted]] = []
         self.calls: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.archived: set[str] = set()
@@ -216,6 +218,18 @@ class FakeSlackServer(LocalServer):
         self.posts[channel].append(posted)
         return {"channel": channel, "ts": posted.ts,
                 "message": {"text": posted.text, "ts": posted.ts, "bot_id": "B0TEST"}}
+
+    def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(params.get("channel"))
+        user = str(params.get("user") or "")
+        if not user:
+            raise _SlackError("user_not_found")
+        if not params.get("text") and not params.get("blocks"):
+            raise _SlackError("no_text")
+        posted = Posted("ephemeral", channel, self._next_ts(), params.get("text"),
+                        decode_form_value(params.get("blocks")))
+        self.ephemerals.append((channel, user, posted))
+        return {"message_ts": posted.ts}
 
     def _m_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(params.get("channel"))

@@ -107,7 +107,8 @@ def test_hint_sentences_agree_with_numbers_in_russian():
         "median_minutes": 2.0, "fast_share": 1.0, "fast_minutes": 5.0, "managers_n": 2, "evenness_cv": 0.05,
         "signature": "automatic"})
     text = m.hint_text(one, "ru")
-    assert "21\u00a0заявка" in text and "1 ноября – 18 ноября" in text and "2\u00a0мин" in text
+    assert "21\u00a0заявка" in text and "С 1 ноября по 18 ноября — 21\u00a0заявка" in text and "2\u00a0мин" in text
+    assert "у 2\u00a0менеджеров" in text
     assert "похоже на автоматическое распределение" in text
     assert m.hint_text(DataHint("x", "something_new"), "en") == "Data hint: something_new"
 
@@ -126,5 +127,80 @@ def test_history_months_in_russian_use_the_prepositional_case_and_the_year_when_
     entries = [(datetime(2025, 12, 5, tzinfo=timezone.utc), "1"), (datetime(2026, 3, 1, tzinfo=timezone.utc), "2"),
                (datetime(2026, 3, 20, tzinfo=timezone.utc), "2+"), (datetime(2026, 11, 1, tzinfo=timezone.utc), "3")]
     line = m.trend_line(entries, "ru", NOW)
-    assert line == "уровень 1 в декабре 2025 → уровень 2+ в марте → уровень 3 сейчас (1 ноября)"
+    assert line == "уровень 1 в декабре 2025 → уровень 2 с элементами уровня 3 в марте → уровень 3 сейчас (1 ноября)"
     assert "Проверок ещё не было" in m.format_history([], "ru", NOW, "plain")["text"]
+
+
+# --- the result reads as sentences, not as repeated button labels ------------------------------
+
+def _why_lines(answers, lang, hints=()):
+    """The result's "why" section as plain lines (up to the next heading)."""
+    text = m.result_text(score(answers), hints, lang)
+    lines = text.split("\n")
+    start = lines.index(m.ui("why", lang)) + 1
+    out = []
+    for ln in lines[start:]:
+        if not ln.strip():
+            break
+        out.append(ln)
+    return out
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_each_answer_in_the_result_is_a_sentence_about_the_company_not_a_button_label(lang):
+    for q in QUESTIONS:
+        for o in q.option_ids():
+            sentence = m.answer_sentence(q.id, o, lang)
+            assert sentence[0].isupper() and sentence.endswith(".") and len(sentence.split()) >= 5, sentence
+            assert m.option_label(q.id, o, lang).lower().rstrip(".") != sentence.lower().rstrip(".")
+    for answers in ALL_ANSWERS:
+        why = " ".join(_why_lines(answers, lang))
+        for q in QUESTIONS:
+            assert m.answer_sentence(q.id, answers[q.id], lang) in why
+        for topic in m.TOPICS.values():  # the old "Topic: label." shape is gone
+            assert f"{topic[lang]}:" not in why
+
+
+def test_the_answers_that_read_wrong_before_now_read_right():
+    ru = " ".join(_why_lines(answers_from_numbers([1, 2, 2, 2, 2]), "ru"))
+    assert "Картина по клиенту: одну." not in ru
+    assert "Всю картину по клиенту менеджер видит в одной системе." in ru
+    assert "Новые заявки распределяют вручную, или их берёт тот, кто успел первым." in ru
+    en = " ".join(_why_lines(answers_from_numbers([2, 1, 1, 1, 1]), "en"))
+    assert "Picture of a client: two." not in en
+    assert "A manager opens two systems to see the whole picture of a client." in en
+    assert "Bots handle part of the customer inquiries without people." in en
+
+
+@pytest.mark.parametrize("lang, prefix", [("ru", "По данным CRM: "), ("en", "CRM data: ")])
+def test_a_data_hint_after_the_colon_goes_on_in_lower_case(lang, prefix):
+    hints = [DataHint("lead_distribution", "lead_assignment", {
+                 "leads_n": 21, "window_start": "2026-05-22", "window_end": "2026-05-29", "assigned_share": 0.5,
+                 "median_minutes": None, "managers_n": 2, "evenness_cv": None, "signature": "manual"}),
+             DataHint("systems", "crm_coverage", {"clients": True, "emails_n": 3, "calls_n": 0, "meetings_n": 0}),
+             DataHint("auto_actions", "no_activities", {}),
+             DataHint("recommendations", "data_quality", {
+                 "closed_n": 10, "won_n": 5, "lost_n": 5, "needed_closed_n": 1000, "lost_with_reason_share": None,
+                 "incomplete_share": 0})]
+    notes = [ln.strip() for ln in _why_lines(answers_from_numbers([1, 2, 2, 2, 2]), lang, hints)
+             if ln.strip().startswith(prefix)]
+    assert len(notes) == 4
+    for note in notes:
+        after = note[len(prefix):]
+        assert not after[:1].isupper() or after.split(" ", 1)[0].isupper(), note
+    if lang == "ru":
+        assert "По данным CRM: с 22 мая по 29 мая — 21\u00a0заявка" in " ".join(notes)
+        assert "По данным CRM: За" not in " ".join(notes)
+    else:
+        assert "CRM data: the data has no activities" in " ".join(notes)
+
+
+def test_history_shows_a_level_in_words_never_the_code():
+    entries = [(datetime(2026, 3, 20, tzinfo=timezone.utc), "2+"), (datetime(2026, 11, 1, tzinfo=timezone.utc), "2+")]
+    for lang, want in (("ru", "уровень 2 с элементами уровня 3 в марте → уровень 2 с элементами уровня 3 сейчас"),
+                       ("en", "level 2 with elements of level 3 in March → level 2 with elements of level 3 now")):
+        for fmt in ("plain", "telegram", "slack"):
+            shown = str(m.format_history([(None, None, entries)], lang, NOW, fmt))
+            assert want in shown and "2+" not in shown, (lang, fmt)
+    for label in ("1", "2", "2+", "3"):
+        assert m.level_short(label, "ru").startswith("уровень ") and "+" not in m.level_short(label, "ru")

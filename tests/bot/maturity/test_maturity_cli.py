@@ -35,7 +35,7 @@ def test_scripted_answers_print_the_level_reasons_steps_and_caveats():
     code, out, err = run("--answers", "1,2,1,1,2", "--lang", "en")
     assert code == 0 and err == ""
     assert "Level 2 with elements of level 3" in out
-    assert "Lead distribution: by hand or whoever grabs it first." in out
+    assert "New leads are handed out by hand, or whoever grabs one first takes it." in out
     assert "What to fix first" in out and "set up distribution rules" in out
     assert "lead scoring" in out
     assert "crm-pulse diagnose --department sales|service" in out  # the terminal way, not a chat command
@@ -80,7 +80,7 @@ def test_interactive_walk_with_a_wrong_key_and_back(tmp_path):
     assert "Please type a number from 1 to 2." in out
     assert out.count("Question 2 of 5") == 2 and out.count("Question 3 of 5") == 2  # "b" on question 3 went back
     assert "Level 1: scattered tools" in out
-    assert "Lead distribution: automatically, by rules." in out  # the answer after going back
+    assert "New leads are distributed automatically, by rules." in out  # the answer after going back
 
 
 def test_interactive_quit_and_end_of_input_stop_without_a_result():
@@ -108,7 +108,7 @@ def test_data_folder_adds_hints_next_to_the_answers(tmp_path):
     q = kinds["data_quality"]["facts"]
     assert (q["closed_n"], q["lost_n"], q["lost_with_reason_share"]) == (3, 2, 0.5)
     assert "A loss reason is recorded for 50% of lost deals." in doc["text"]
-    assert "The data has no leads" in doc["text"]
+    assert "CRM data: the data has no leads" in doc["text"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,141 @@
+"""deal_risk: a large open deal whose chance of being won fell sharply since a week ago.
+
+The chance comes from predict/ (a calibrated model learned from the company's own closed
+deals, used only when there is enough history and it beats each stage's win rate on a
+time-based backtest). The same model scores each open deal as of now and as of
+`lookback_days` ago (its features then: stage, touches, replies...); a fall of at least
+`min_drop` (0.2 = 20 percentage points) in a deal at least as large as the `large_quantile`
+share of open deals is an insight for its manager, largest amount x fall first, at most
+`max_items` a day. Words a manager trusts come with it: the `neighbours` closed deals most like
+this one and how many of them were won, and the two or three features whose typical value would
+change its chance most ("no touch for 12 days, typically 3").
+
+Off by default: it fits a model on every scan (seconds to a minute on large histories), and a
+company should read `crm-pulse model report` before its managers read predictions. When it
+cannot predict (too little history, or no better than the baseline), it says why through
+`skip_reason`, which the scan reports.
+"""
+from __future__ import annotations
+
+import weakref
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from crm.data import CrmData
+from detectors.insight import Audience, Insight
+from detectors.registry import DetectorSpec, Need, register
+
+NAME = "deal_risk"
+_last: tuple[weakref.ref, str] | None = None  # (the data, why nothing was predicted on it)
+
+
+class DealRiskSpec(DetectorSpec):
+    enabled: bool = False
+    min_closed_deals: int = Field(200, ge=20, description="closed deals (with a closing date) before anything is predicted")
+    min_won: int = Field(50, ge=10, description="won deals among them, at least")
+    min_lost: int = Field(50, ge=10, description="lost deals among them, at least")
+    lookback_days: int = Field(7, ge=1, le=90, description="compare each deal's chance now with this many days ago")
+    min_drop: float = Field(0.2, gt=0, lt=1, description="a fall in the win chance worth saying (0.2 = 20 points)")
+    large_quantile: float = Field(0.75, ge=0, lt=1, description="only deals at least as large as this share of open deals (0: all)")
+    max_items: int = Field(5, ge=1, le=50, description="at most this many deals a day, largest amount x fall first")
+    neighbours: int = Field(40, ge=5, le=500, description="similar closed deals named in the words")
+
+
+def skip_reason(data: CrmData) -> str | None:
+    """Why the last detect on this very data predicted nothing (too little history, model no
+    better than the baseline), for the scan's "skipped" lines."""
+    if _last is not None and _last[0]() is data:
+        return _last[1]
+    return None
+
+
+def _remember(data: CrmData, reason: str | None) -> None:
+    global _last
+    _last = None if reason is None else (weakref.ref(data), reason)
+
+
+@register(NAME, DealRiskSpec, requires=(), summary="a large open deal whose win chance fell sharply since last week (level 3)",
+          needs=(Need(("deals.closed_at",)),))  # outcomes need a closing date: without it there is nothing to learn from
+def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
+    from predict.explain import Explainer
+    from predict.features import DAY, features_at, seconds_of
+    from predict.model import HistoryRule, fitted, score
+
+    prep, model = fitted(data, now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost))
+    _remember(data, None if model.usable else model.reason)
+    if not model.usable:
+        return []
+    t = seconds_of(now)
+    before = t - spec.lookback_days * DAY
+    current = score(model, prep, t)
+    rows = current["row"].to_numpy()
+    amount = prep.amount[rows]
+    known = ~np.isnan(amount)
+    large = np.ones(len(rows), bool)
+    if known.any() and spec.large_quantile > 0:
+        large = known & (amount >= np.quantile(amount[known], spec.large_quantile))
+    old = large & (prep.created[rows] <= before)
+    if not old.any():
+        return []
+    then = features_at(prep, before, rows[old])
+    drop = np.full(len(rows), np.nan)
+    p_then = np.full(len(rows), np.nan)
+    p_then[old] = model.proba(then)
+    drop[old] = p_then[old] - current["p_win"].to_numpy()[old]
+    hit = np.flatnonzero(drop >= spec.min_drop - 1e-12)
+    if not len(hit):
+        return []
+    weight = drop[hit] * np.where(known[hit], np.nan_to_num(amount[hit]) + 1.0, 1.0)
+    hit = hit[np.argsort(-weight, kind="stable")][: spec.max_items]
+    explainer = Explainer(model)
+    deals = data.deals.set_index("deal_id", drop=False)
+    clients = data.clients.set_index("client_id") if data.clients is not None else None
+    managers = data.managers.set_index("manager_id")
+    out = []
+    for i in hit:
+        row = current.iloc[[i]].reset_index(drop=True)
+        deal = deals.loc[row["deal_id"].iloc[0]]
+        similar = explainer.similar(row, spec.neighbours)
+        factors = explainer.factors(row)
+        out.append(_insight(spec, deal, row, float(p_then[i]), similar, factors, clients, managers, model.kind))
+    return out
+
+
+def _opt(v: object) -> object:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _insight(spec: DealRiskSpec, deal: pd.Series, row: pd.DataFrame, p_then: float, similar, factors,
+             clients: pd.DataFrame | None, managers: pd.DataFrame, kind: str | None) -> Insight:
+    manager_id = _opt(deal["manager_id"])
+    client_id = _opt(deal.get("client_id"))
+    client_name = None
+    if clients is not None and client_id is not None and client_id in clients.index:
+        client_name = _opt(clients.loc[client_id, "name"])
+    manager_name = _opt(managers.loc[manager_id, "name"]) if manager_id in managers.index else None
+    p_now = float(row["p_win"].iloc[0])
+    drop = p_then - p_now
+    facts = {
+        "deal_id": str(deal["deal_id"]), "deal_title": _opt(deal.get("title")), "client_name": client_name,
+        "manager_id": manager_id, "manager_name": manager_name, "stage": _opt(deal.get("stage")),
+        "amount": _opt(deal.get("amount")), "currency": _opt(deal.get("currency")),
+        "p_now": round(p_now, 4), "p_before": round(p_then, 4), "lookback_days": spec.lookback_days,
+        "stage_win_rate": round(float(row["p_stage"].iloc[0]), 4),
+        "days_since_touch": round(float(row["days_since_touch"].iloc[0]), 1),
+        "touches_14d": int(row["touches_14d"].iloc[0]),
+        "similar_n": similar.n, "similar_won": similar.won,
+        "factors": [{"feature": f.feature, "value": f.value, "typical": f.typical, "effect": round(f.effect, 4)}
+                    for f in factors],
+        "model": kind,
+    }
+    severity = "critical" if drop >= 2 * spec.min_drop else "warning"
+    return Insight(detector=NAME, severity=severity, audience=Audience("manager", manager_id),
+                   subject={"deal_id": str(deal["deal_id"])}, facts=facts,
+                   evidence={"deal_ids": [str(deal["deal_id"]), *similar.deal_ids[:20]]})

@@ -1,0 +1,337 @@
+"""Features of a deal AS OF a snapshot moment, from the canonical tables, and nothing later.
+
+A model trained on what a deal looked like when it was already won learns nothing useful: it
+must see each closed deal as it was while still open. So every feature here is computed from
+events dated at or before the snapshot `at` (stage entries, activities done, emails sent,
+opens, the client's earlier deals closed), and outcomes (`outcome_after`) only from closings
+after it. Columns the source did not give (CrmData.has_column) are simply not features.
+
+Two things the canonical tables keep only as they are now, not as they were: the amount and
+the deal's source/region/manager. They are used as they are (CRMs rarely change them), with
+one guard: an amount that the CRM fills in only at closing (0 or empty on every lost deal,
+set on won ones; Maven's close_value) would be the outcome itself, so it is dropped and said
+so (`Prepared.dropped`).
+
+A stage history derived from the deals table (crm.stages.derive_history) dates the current
+stage at creation: the stage a deal reached in the end would leak into every earlier snapshot,
+so with a derived history the stage is not a feature.
+
+Everything is vectorised: events of each kind are one sorted int64 array of
+(deal or client code << 32 + second), so "the last stage entry before `at`" or "touches in the
+14 days before `at`" for all deals at once is two searchsorted calls.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from crm.data import CrmData
+from detectors.columns import NEVER, positions, to_ns
+
+DAY = 86_400
+SHIFT = np.int64(32)
+_LOW = np.int64((1 << 32) - 1)
+NOT_CLOSED = np.int64((1 << 32) - 2)  # seconds: "never closed" (open now)
+UNKNOWN_STAGE = "(unknown)"
+
+NUMERIC = ("stage_pos", "days_at_stage", "days_open", "stage_moves", "amount", "touches_14d",
+           "days_since_touch", "replies_30d", "opens_30d", "client_won", "client_lost")
+CATEGORICAL = ("stage", "source", "region", "manager_id")
+
+
+def _seconds(col: pd.Series) -> np.ndarray:
+    """UTC seconds since the epoch; missing -> -1. Must fit in 32 bits (dates 1970..2106)."""
+    ns = to_ns(col)
+    out = np.where(ns == NEVER, -1, ns // 1_000_000_000).astype(np.int64)
+    if (out >= NOT_CLOSED).any():
+        raise ValueError("a timestamp after 2106 in the data: cannot be a CRM date")
+    return out
+
+
+def seconds_of(at: datetime | pd.Timestamp) -> int:
+    ts = pd.Timestamp(at)
+    if ts.tzinfo is None:
+        raise ValueError("the snapshot moment must be timezone-aware")
+    return int(ts.value // 1_000_000_000)
+
+
+@dataclass
+class _Events:
+    """Events keyed by owner (deal or client code) and time, sorted: key = code << 32 + second (second in [0, 2**32))."""
+
+    keys: np.ndarray
+    values: np.ndarray | None = None  # e.g. the stage code of each stage entry
+
+    @classmethod
+    def build(cls, owner: np.ndarray, sec: np.ndarray, values: np.ndarray | None = None) -> "_Events":
+        keep = (owner >= 0) & (sec >= 0)
+        keys = (owner[keep].astype(np.int64) << SHIFT) + sec[keep]
+        order = np.argsort(keys, kind="stable")
+        return cls(keys[order], None if values is None else values[keep][order])
+
+    def upto(self, owner: np.ndarray, at: int) -> np.ndarray:
+        """Index one past the owner's last event at or before `at` (the count before it, too)."""
+        return np.searchsorted(self.keys, (owner.astype(np.int64) << SHIFT) + np.int64(at), side="right")
+
+    def start(self, owner: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.keys, owner.astype(np.int64) << SHIFT, side="left")
+
+    def count(self, owner: np.ndarray, after: int, at: int) -> np.ndarray:
+        """Events of each owner in (after, at]; owners < 0 count 0."""
+        n = self.upto(owner, at) - self.upto(owner, after)
+        return np.where(owner >= 0, n, 0)
+
+    def last(self, owner: np.ndarray, at: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row of the owner's last event at or before `at`, whether it has one)."""
+        idx = self.upto(owner, at) - 1
+        has = (owner >= 0) & (idx >= self.start(owner))
+        return np.where(has, idx, 0), has
+
+
+@dataclass
+class Prepared:
+    """The deals and their dated events, indexed once, for features at many snapshots."""
+
+    deal_ids: np.ndarray
+    created: np.ndarray  # seconds
+    closed: np.ndarray  # seconds; NOT_CLOSED for open deals; -1 closed at an unknown time
+    won: np.ndarray  # bool: the deal's status is won
+    lost: np.ndarray
+    amount: np.ndarray  # float, nan unknown
+    client: np.ndarray  # client code, -1 none
+    cats: dict[str, np.ndarray]  # source/region/manager_id as object arrays (None missing)
+    stages: list[str]  # stage order; UNKNOWN_STAGE last
+    entries: _Events  # stage entries by deal, value = stage code
+    deal_touches: _Events
+    client_touches: _Events | None
+    replies: _Events | None
+    opens: _Events | None
+    client_won: _Events | None
+    client_lost: _Events | None
+    use_stage: bool
+    features: tuple[str, ...]  # the columns features_at returns (besides deal_id)
+    dropped: dict[str, str] = field(default_factory=dict)  # feature -> why it is not used
+
+
+def amount_is_recorded_at_close(deals: pd.DataFrame) -> str | None:
+    """Why the amount would leak the outcome (set only on won deals), or None.
+
+    Maven's close_value is 0 on every lost deal: a model would learn "amount 0 = lost" and
+    look perfect on paper while knowing nothing about an open deal (whose amount is empty)."""
+    closed = deals[deals["status"].isin(["won", "lost"])]
+    lost = closed[closed["status"] == "lost"]["amount"]
+    won = closed[closed["status"] == "won"]["amount"]
+    if len(lost) < 20 or len(won) < 20:
+        return None
+    lost_empty = float((lost.isna() | (lost == 0)).mean())
+    won_empty = float((won.isna() | (won == 0)).mean())
+    if lost_empty >= 0.9 and won_empty <= 0.1:
+        return (f"amount is empty or 0 on {lost_empty:.0%} of lost deals but on {won_empty:.0%} of won ones: "
+                "it is filled in at closing, so it would give the outcome away")
+    return None
+
+
+def prepare(data: CrmData) -> Prepared:
+    deals = data.deals.reset_index(drop=True)
+    n = len(deals)
+    deal_ids = deals["deal_id"].astype(object).to_numpy()
+    created = _seconds(deals["created_at"])
+    closed_raw = _seconds(deals["closed_at"]) if "closed_at" in deals else np.full(n, -1, np.int64)
+    status = deals["status"].astype(object).to_numpy()
+    won, lost = status == "won", status == "lost"
+    closed = np.where(won | lost, closed_raw, NOT_CLOSED)
+    dropped: dict[str, str] = {}
+
+    # Stage entries (deal code, second, stage code).
+    stages = [*data.stages]
+    use_stage = not data.stage_history_derived
+    if not use_stage:
+        dropped["stage"] = ("the stage history is derived from the deals table (each deal 'entered' its current "
+                            "stage when it was created), so a deal's stage at a past date is not known")
+    hist = data.stage_history
+    hist_owner = positions(hist["deal_id"], deals["deal_id"])
+    extra = sorted(set(hist["stage"].dropna().astype(str)) - set(stages))
+    stages = stages + extra + [UNKNOWN_STAGE]
+    code_of = {s: i for i, s in enumerate(stages)}
+    hist_code = hist["stage"].astype(object).map(code_of).fillna(-1).to_numpy(np.int64)
+    hist_sec = _seconds(hist["entered_at"])
+    if not use_stage:
+        hist_owner = np.full(len(hist), -1, np.int64)
+    entries = _Events.build(hist_owner, hist_sec, hist_code)
+
+    # Touches: stage entries, done activities (of the deal; or of its client when no deal is given),
+    # emails either way (by client, as stalled_deal counts them).
+    deal_owner, deal_sec = [hist_owner], [hist_sec]
+    client_codes = None
+    client_touch = None
+    has_client = data.has_column("deals", "client_id")
+    if has_client:
+        keys = pd.Series(pd.unique(deals["client_id"].dropna().astype(str)), dtype=object)
+        client = positions(deals["client_id"].astype(object), keys)
+        client_codes = keys
+    else:
+        client = np.full(n, -1, np.int64)
+        dropped["client_won"] = dropped["client_lost"] = "deals have no client_id"
+    c_owner, c_sec = [], []
+    acts = data.activities
+    if acts is not None and data.has_column("activities", "done_at"):
+        real = acts[acts["type"].isin(["call", "meeting", "task", "email"])]
+        a_sec = _seconds(real["done_at"])
+        a_deal = positions(real["deal_id"].astype(object), deals["deal_id"]) if data.has_column("activities", "deal_id") \
+            else np.full(len(real), -1, np.int64)
+        deal_owner.append(a_deal)
+        deal_sec.append(a_sec)
+        if client_codes is not None and data.has_column("activities", "client_id"):
+            a_client = positions(real["client_id"].astype(object), client_codes)
+            c_owner.append(np.where(a_deal < 0, a_client, -1))
+            c_sec.append(a_sec)
+    replies = opens = None
+    emails = data.emails
+    if emails is not None and client_codes is not None and len(emails):
+        e_client = positions(emails["client_id"].astype(object), client_codes)
+        e_sec = _seconds(emails["sent_at"])
+        c_owner.append(e_client)
+        c_sec.append(e_sec)
+        inbound = (emails["direction"] == "in").fillna(False).to_numpy(bool)
+        replies = _Events.build(np.where(inbound, e_client, -1), e_sec)
+        if data.email_opens is not None and len(data.email_opens):
+            row = positions(data.email_opens["email_id"].astype(object), emails["email_id"].astype(object))
+            o_client = np.where((row >= 0) & ~inbound[np.maximum(row, 0)], e_client[np.maximum(row, 0)], -1)
+            opens = _Events.build(o_client, _seconds(data.email_opens["opened_at"]))
+        else:
+            dropped["opens_30d"] = "no email_opens table"
+    else:
+        dropped["replies_30d"] = dropped["opens_30d"] = "no emails table (or deals have no client_id)"
+    if c_owner:
+        client_touch = _Events.build(np.concatenate(c_owner), np.concatenate(c_sec))
+    deal_touches = _Events.build(np.concatenate(deal_owner), np.concatenate(deal_sec))
+
+    client_won = client_lost = None
+    if client_codes is not None:
+        client_won = _Events.build(np.where(won, client, -1), closed_raw)
+        client_lost = _Events.build(np.where(lost, client, -1), closed_raw)
+
+    amount = deals["amount"].to_numpy(float, na_value=np.nan) if "amount" in deals else np.full(n, np.nan)
+    if not data.has_column("deals", "amount"):
+        dropped["amount"] = "deals have no amount"
+    else:
+        why = amount_is_recorded_at_close(deals)
+        if why:
+            dropped["amount"] = why
+    cats: dict[str, np.ndarray] = {}
+    for col in ("source", "region", "manager_id"):
+        if data.has_column("deals", col):
+            cats[col] = deals[col].astype(object).where(deals[col].notna(), None).to_numpy()
+        else:
+            dropped[col] = f"deals have no {col}"
+    if "region" not in cats and data.clients is not None and has_client and data.has_column("clients", "region"):
+        row = positions(deals["client_id"].astype(object), data.clients["client_id"].astype(object))
+        reg = data.clients["region"].astype(object).to_numpy()
+        cats["region"] = np.where(row >= 0, reg[np.maximum(row, 0)], None)
+        dropped.pop("region", None)
+    features = [c for c in NUMERIC if c not in dropped]
+    if not use_stage:
+        features = [c for c in features if c not in ("stage_pos", "days_at_stage", "stage_moves")]
+    features += [c for c in CATEGORICAL if c not in dropped and (c != "stage" or use_stage)]
+    if replies is None:
+        features = [c for c in features if c != "replies_30d"]
+    if opens is None:
+        features = [c for c in features if c != "opens_30d"]
+    return Prepared(
+        deal_ids=deal_ids, created=created, closed=closed, won=won, lost=lost, amount=amount, client=client,
+        cats=cats, stages=stages, entries=entries, deal_touches=deal_touches, client_touches=client_touch,
+        replies=replies, opens=opens, client_won=client_won, client_lost=client_lost, use_stage=use_stage,
+        features=tuple(features), dropped=dropped,
+    )
+
+
+def open_at(prep: Prepared, at: int) -> np.ndarray:
+    """Positions of the deals open at second `at`: created by then, not closed by then.
+
+    A closed deal with no closing date (closed = -1) is never taken as open: when it closed
+    is unknown, so any snapshot could be after its outcome."""
+    return np.flatnonzero((prep.created >= 0) & (prep.created <= at) & (prep.closed > at))
+
+
+def outcome_after(prep: Prepared, rows: np.ndarray, at: int, known_by: int) -> np.ndarray:
+    """1 won, 0 lost, -1 not known by `known_by` (still open then), for deals open at `at`."""
+    closed = prep.closed[rows]
+    done = (closed > at) & (closed <= known_by)
+    return np.where(done & prep.won[rows], 1, np.where(done & prep.lost[rows], 0, -1)).astype(np.int8)
+
+
+def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per deal open at `at` (or the given deal positions): its features then.
+
+    Returns deal_id, the position `row`, and the columns in `prep.features`."""
+    t = at if isinstance(at, (int, np.integer)) else seconds_of(at)
+    t = int(t)
+    rows = open_at(prep, t) if rows is None else np.asarray(rows, np.int64)
+    out: dict[str, object] = {"deal_id": prep.deal_ids[rows], "row": rows}
+    days_open = (t - prep.created[rows]) / DAY
+    idx, has = prep.entries.last(rows, t)
+    if prep.use_stage:
+        code = np.where(has, prep.entries.values[idx] if len(prep.entries.keys) else 0, len(prep.stages) - 1)
+        code = np.where(code < 0, len(prep.stages) - 1, code)
+        entered = np.where(has, prep.entries.keys[idx] & _LOW if len(prep.entries.keys) else 0, prep.created[rows])
+        out["stage_pos"] = np.where(code == len(prep.stages) - 1, np.nan, code).astype(float)
+        out["days_at_stage"] = (t - entered) / DAY
+        out["stage_moves"] = (prep.entries.upto(rows, t) - prep.entries.start(rows)).astype(float)
+        out["stage"] = np.asarray(prep.stages, dtype=object)[code]
+    out["days_open"] = days_open
+    if "amount" in prep.features:
+        out["amount"] = prep.amount[rows]
+    cl = prep.client[rows]
+    touches = prep.deal_touches.count(rows, t - 14 * DAY, t).astype(float)
+    d_idx, d_has = prep.deal_touches.last(rows, t)
+    last = np.where(d_has, prep.deal_touches.keys[d_idx] & _LOW if len(prep.deal_touches.keys) else 0, -1)
+    if prep.client_touches is not None:
+        touches += prep.client_touches.count(cl, t - 14 * DAY, t)
+        c_idx, c_has = prep.client_touches.last(cl, t)
+        c_last = np.where(c_has, prep.client_touches.keys[c_idx] & _LOW if len(prep.client_touches.keys) else 0, -1)
+        last = np.maximum(last, c_last)
+    out["touches_14d"] = touches
+    # Never touched: counted from creation (a deal nobody touched is as old as its silence).
+    out["days_since_touch"] = (t - np.where(last >= 0, np.maximum(last, prep.created[rows]), prep.created[rows])) / DAY
+    if prep.replies is not None:
+        out["replies_30d"] = prep.replies.count(cl, t - 30 * DAY, t).astype(float)
+    if prep.opens is not None:
+        out["opens_30d"] = prep.opens.count(cl, t - 30 * DAY, t).astype(float)
+    if prep.client_won is not None:
+        # strictly before `at`: a deal closed at the very second of the snapshot is not history yet
+        out["client_won"] = prep.client_won.count(cl, -1, t - 1).astype(float)
+        out["client_lost"] = prep.client_lost.count(cl, -1, t - 1).astype(float)
+    for col, values in prep.cats.items():
+        if col in prep.features:
+            out[col] = values[rows]
+    frame = pd.DataFrame(out)
+    return frame[["deal_id", "row", *prep.features]]
+
+
+def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, max_rows: int | None = None,
+                  seed: int = 0) -> pd.DataFrame:
+    """Training rows: each deal open at each snapshot whose outcome is known by `known_by`.
+
+    Adds `at` (the snapshot second) and `won` (0/1). A deal open for two months appears at
+    each snapshot of those months, as open deals do in the pipeline the model will score.
+    With `max_rows`, a fixed-seed sample keeps training time bounded."""
+    parts = []
+    for at in snapshots:
+        rows = open_at(prep, at)
+        y = outcome_after(prep, rows, at, known_by)
+        keep = rows[y >= 0]
+        if not len(keep):
+            continue
+        f = features_at(prep, at, keep)
+        f["at"] = at
+        f["won"] = y[y >= 0]
+        parts.append(f)
+    if not parts:
+        return pd.DataFrame(columns=["deal_id", "row", *prep.features, "at", "won"])
+    frame = pd.concat(parts, ignore_index=True)
+    if max_rows is not None and len(frame) > max_rows:
+        frame = frame.sample(n=max_rows, random_state=seed).sort_values(["at", "row"]).reset_index(drop=True)
+    return frame

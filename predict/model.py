@@ -1,0 +1,407 @@
+"""Training, calibration and the honesty rules of the win-likelihood model.
+
+Rows are snapshots: every deal open at a snapshot date, with its features then and its
+outcome after (predict.features). Two candidates are fitted, a gradient-boosted tree model
+and a regularised logistic model, each calibrated (isotonic on large histories, sigmoid on
+small ones; the folds keep all snapshots of one deal together, or the calibration would see
+the deal it calibrates). The one with the better Brier score on a time-based backtest is
+chosen, and it is used only if it beats the stage-only baseline (each stage's past win rate):
+a model that cannot beat "deals at this stage win 23% of the time" has nothing to add.
+
+Below a minimum of history (`HistoryRule`) nothing is fitted at all and the reason says how
+far the company is from enough.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from predict.features import CATEGORICAL, DAY, Prepared, features_at, open_at, seconds_of, snapshot_rows
+
+KINDS = ("boosting", "logistic")
+MIN_GAIN = 0.01  # a model must lower the baseline's Brier score by at least 1% to be used...
+ALPHA = 0.05  # ...and the improvement must not be chance (one-sided, per deal)
+MISSING = "(none)"
+
+
+@dataclass(frozen=True)
+class HistoryRule:
+    """The least history a model is fitted on: closed deals, and won and lost among them."""
+
+    min_closed: int = 200
+    min_won: int = 50
+    min_lost: int = 50
+
+    def shortfall(self, won: int, lost: int) -> str | None:
+        """None when enough; else one line saying what there is and how much more is needed."""
+        closed = won + lost
+        gaps = []
+        if closed < self.min_closed:
+            gaps.append(f"{self.min_closed - closed} more closed")
+        if won < self.min_won:
+            gaps.append(f"{self.min_won - won} more won")
+        if lost < self.min_lost:
+            gaps.append(f"{self.min_lost - lost} more lost")
+        if not gaps:
+            return None
+        return (f"not enough history to predict: {closed} closed deals with a closing date ({won} won, {lost} lost); "
+                f"needs at least {self.min_closed} closed with >= {self.min_won} won and >= {self.min_lost} lost: "
+                + ", ".join(gaps))
+
+
+def closed_counts(prep: Prepared, by: int) -> tuple[int, int]:
+    """Won and lost deals with a closing date at or before second `by`."""
+    dated = (prep.closed >= 0) & (prep.closed <= by)
+    return int((dated & prep.won).sum()), int((dated & prep.lost).sum())
+
+
+def snapshot_seconds(prep: Prepared, until: int, step_days: int) -> list[int]:
+    """Snapshot moments every `step_days`, backwards from `until` to the first deal's creation."""
+    first = int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+    step = step_days * DAY
+    n = max(0, (until - first) // step)
+    return [until - k * step for k in range(int(n), 0, -1)]
+
+
+def settle_seconds(prep: Prepared, by: int) -> int:
+    """How long most deals take to close: the 90th percentile of (closed - created) among deals
+    closed by `by`, at most a third of the history.
+
+    Snapshots later than `by` minus this are left out of training and testing: a deal open
+    then has often not closed yet, and keeping only the ones that did would teach the model
+    the fast closers' odds (and the forecast their pace)."""
+    dated = (prep.closed >= 0) & (prep.closed <= by) & (prep.created >= 0)
+    if not dated.any():
+        return 0
+    took = np.quantile(prep.closed[dated] - prep.created[dated], 0.9)
+    span = by - int(prep.created[prep.created >= 0].min())
+    return int(max(0, min(took, span / 3)))
+
+
+def auto_step_days(prep: Prepared, until: int) -> int:
+    """About 60 snapshots over the history, never denser than weekly."""
+    first = int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+    return max(7, int((until - first) / DAY / 60))
+
+
+# --- the stage-only baseline -------------------------------------------------------------------
+
+@dataclass
+class StageBaseline:
+    """Each stage's win rate among past snapshots at that stage (shrunk toward the overall rate
+    by `prior` pseudo-deals, so a stage seen 3 times does not get 0% or 100%)."""
+
+    overall: float = 0.5
+    rates: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    prior: float = 10.0
+
+    def fit(self, rows: pd.DataFrame) -> "StageBaseline":
+        y = rows["won"].to_numpy(float)
+        self.overall = float(y.mean()) if len(y) else 0.5
+        if "stage" in rows:
+            g = rows.groupby(rows["stage"].astype(str))["won"].agg(["sum", "count"])
+            self.rates = {s: float((r["sum"] + self.prior * self.overall) / (r["count"] + self.prior)) for s, r in g.iterrows()}
+            self.counts = {s: int(r["count"]) for s, r in g.iterrows()}
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if "stage" not in frame or not self.rates:
+            return np.full(len(frame), self.overall)
+        return frame["stage"].astype(str).map(self.rates).fillna(self.overall).to_numpy(float)
+
+
+# --- candidates --------------------------------------------------------------------------------
+
+def _columns(features: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    cats = [c for c in features if c in CATEGORICAL]
+    return [c for c in features if c not in CATEGORICAL], cats
+
+
+def _prepared_x(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
+    num, cats = _columns(features)
+    x = frame[num].astype(float).copy()
+    for c in cats:
+        x[c] = frame[c].astype(object).where(frame[c].notna(), MISSING).astype(str).to_numpy(object)
+    return x
+
+
+def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
+    """An unfitted sklearn pipeline: column handling + the classifier."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    num, cats = _columns(features)
+    if kind == "boosting":
+        pre = ColumnTransformer([
+            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, min_frequency=20), cats),
+            ("num", "passthrough", num),
+        ], verbose_feature_names_out=False)
+        clf = HistGradientBoostingClassifier(
+            learning_rate=0.1, max_iter=100, max_leaf_nodes=15, min_samples_leaf=40, l2_regularization=1.0,
+            categorical_features=list(range(len(cats))), early_stopping=False, random_state=seed)
+        return Pipeline([("pre", pre), ("clf", clf)])
+    if kind == "logistic":
+        numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True),
+                                FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler())
+        pre = ColumnTransformer([
+            ("num", numeric, num),
+            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20), cats),
+        ], verbose_feature_names_out=False)
+        return Pipeline([("pre", pre), ("clf", LogisticRegression(C=0.3, max_iter=2000))])
+    raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
+
+
+def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], seed: int = 0):
+    """The candidate fitted on `rows` and calibrated on folds that keep each deal's snapshots together."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import GroupKFold
+
+    x, y = _prepared_x(rows, features), rows["won"].to_numpy(int)
+    # numeric features must not be negative for log1p: days and counts never are; amounts can be (refunds)
+    if "amount" in x:
+        x["amount"] = x["amount"].clip(lower=0)
+    from threadpoolctl import threadpool_limits
+
+    folds = list(GroupKFold(n_splits=3).split(x, y, groups=rows["deal_id"].astype(str)))
+    method = "isotonic" if len(rows) >= 3000 else "sigmoid"
+    model = CalibratedClassifierCV(make_estimator(kind, features, seed), method=method, cv=folds)
+    # One thread: the boosting's OpenMP workers spin-wait, and on a machine busy with other work
+    # (the bot's own scan, a shared CI box) that made a fit three times slower, not faster.
+    with threadpool_limits(limits=1):
+        model.fit(x, y)
+    return model
+
+
+def predict_proba(model, frame: pd.DataFrame, features: tuple[str, ...]) -> np.ndarray:
+    x = _prepared_x(frame, features)
+    if "amount" in x:
+        x["amount"] = x["amount"].clip(lower=0)
+    return model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.mean((p - y) ** 2)) if len(y) else float("nan")
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[list[dict], float]:
+    """Rows (predicted range, mean predicted, observed win share, n) and the ECE: the
+    n-weighted mean gap between what was predicted and what happened."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        m = which == b
+        if not m.any():
+            continue
+        mp, obs, n = float(p[m].mean()), float(y[m].mean()), int(m.sum())
+        ece += n * abs(mp - obs)
+        rows.append({"from": round(float(edges[b]), 2), "to": round(float(edges[b + 1]), 2),
+                     "predicted": round(mp, 4), "observed": round(obs, 4), "n": n})
+    return rows, (ece / len(y) if len(y) else float("nan"))
+
+
+# --- the model as used -------------------------------------------------------------------------
+
+@dataclass
+class WinModel:
+    """What `train` returns: a usable model, or the reason there is none."""
+
+    usable: bool
+    reason: str  # why it is used or not, one line for the admin
+    features: tuple[str, ...] = ()
+    kind: str | None = None
+    model: object = None
+    baseline: StageBaseline = field(default_factory=StageBaseline)
+    train_rows: pd.DataFrame | None = None  # the snapshots it learned from (neighbours, typical values)
+    train_p: np.ndarray | None = None
+    trained_at: int = 0
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    def proba(self, frame: pd.DataFrame) -> np.ndarray:
+        if not self.usable:
+            raise ValueError(f"no model: {self.reason}")
+        return predict_proba(self.model, frame, self.features)
+
+
+@dataclass
+class Candidate:
+    kind: str
+    brier: float
+    auc: float | None
+
+
+@dataclass
+class Backtest:
+    """A time-based backtest: trained on what was known at `cutoff`, tested on snapshots after it."""
+
+    cutoff: int
+    train_n: int
+    test_n: int
+    test_deals: int
+    candidates: list[Candidate]
+    chosen: str | None
+    y: np.ndarray
+    p: np.ndarray
+    p_base: np.ndarray
+    test_rows: pd.DataFrame
+    model: object = None
+    baseline: StageBaseline = field(default_factory=StageBaseline)
+    features: tuple[str, ...] = ()
+
+    @property
+    def brier(self) -> float:
+        return brier(self.y, self.p)
+
+    @property
+    def baseline_brier(self) -> float:
+        return brier(self.y, self.p_base)
+
+    @property
+    def gain(self) -> float:
+        """Relative Brier improvement over the baseline (0.05 = 5% lower)."""
+        return 1 - self.brier / self.baseline_brier if self.baseline_brier > 0 else 0.0
+
+    @property
+    def p_value(self) -> float:
+        """One-sided test that the model's squared errors are lower than the baseline's, with
+        each test deal one observation (its snapshots are not independent of each other)."""
+        from scipy.stats import ttest_1samp
+
+        diff = pd.Series((self.p_base - self.y) ** 2 - (self.p - self.y) ** 2)
+        per_deal = diff.groupby(self.test_rows["deal_id"].astype(str).to_numpy()).mean().to_numpy()
+        if len(per_deal) < 3 or not np.std(per_deal) > 0:
+            return 1.0
+        return float(ttest_1samp(per_deal, 0.0, alternative="greater").pvalue)
+
+    def beats_baseline(self, min_gain: float = MIN_GAIN, alpha: float = ALPHA) -> bool:
+        """Better than the stage's win rate by at least `min_gain` and not by chance (p < alpha)."""
+        return self.chosen is not None and self.gain >= min_gain and self.p_value < alpha
+
+
+def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule(), *, test_share: float = 0.3,
+             step_days: int | None = None, max_rows: int = 150_000, kinds: tuple[str, ...] = KINDS,
+             seed: int = 0) -> Backtest | str:
+    """Train on snapshots before a cutoff (outcomes known by the cutoff), test on the snapshots
+    after it (outcomes known by now). Returns the reason instead when history is too short,
+    before or after the cutoff."""
+    t_now = now if isinstance(now, int) else seconds_of(now)
+    why = rule.shortfall(*closed_counts(prep, t_now))
+    if why:
+        return why
+    settle = settle_seconds(prep, t_now)
+    step = step_days or auto_step_days(prep, t_now)
+    snaps = snapshot_seconds(prep, t_now - settle, step)
+    if len(snaps) < 4:
+        return f"not enough history to backtest: the deals span only {len(snaps)} snapshot(s) of {step} days"
+    cutoff = snaps[int(len(snaps) * (1 - test_share))]
+    train = snapshot_rows(prep, [s for s in snaps if s <= cutoff - settle], cutoff, max_rows=max_rows, seed=seed)
+    test = snapshot_rows(prep, [s for s in snaps if s >= cutoff], t_now, max_rows=max_rows, seed=seed)
+    won, lost = int(train["won"].sum()), int(len(train) - train["won"].sum())
+    if won < 20 or lost < 20 or test["won"].nunique() < 2:
+        return (f"not enough history before the backtest cutoff ({pd.Timestamp(cutoff, unit='s', tz='UTC'):%Y-%m-%d}): "
+                f"{won} won and {lost} lost snapshots to learn from, {len(test)} to test on")
+    base = StageBaseline().fit(train)
+    y = test["won"].to_numpy(int)
+    p_base = base.predict(test)
+    cands, best, best_p, best_model = [], None, None, None
+    for kind in kinds:
+        model = fit_calibrated(kind, train, prep.features, seed)
+        p = predict_proba(model, test, prep.features)
+        c = Candidate(kind, brier(y, p), auc(y, p))
+        cands.append(c)
+        if best is None or c.brier < best.brier:
+            best, best_p, best_model = c, p, model
+    return Backtest(cutoff=cutoff, train_n=len(train), test_n=len(test), test_deals=int(test["deal_id"].nunique()),
+                    candidates=cands, chosen=best.kind if best else None, y=y, p=best_p, p_base=p_base,
+                    test_rows=test, model=best_model, baseline=base, features=prep.features)
+
+
+def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule(), *, kind: str | None = None,
+          step_days: int | None = None, max_rows: int = 150_000, seed: int = 0,
+          check: Backtest | str | None = None) -> WinModel:
+    """The model to score open deals with at `now`, or the reason there is none.
+
+    `kind` None: backtest both candidates and keep the better, and only if it beats the
+    stage-only baseline (pass `check` to reuse a backtest already run). A given `kind` skips
+    the backtest (benchmarks, tests that time the fit)."""
+    t_now = now if isinstance(now, int) else seconds_of(now)
+    why = rule.shortfall(*closed_counts(prep, t_now))
+    if why:
+        return WinModel(False, why, dropped=prep.dropped)
+    verdict = ""
+    if kind is None:
+        bt = check if check is not None else backtest(prep, t_now, rule, step_days=step_days, max_rows=max_rows, seed=seed)
+        if isinstance(bt, str):
+            return WinModel(False, bt, dropped=prep.dropped)
+        if not bt.beats_baseline():
+            return WinModel(False, (f"the model does not beat the stage-only baseline on the backtest: Brier "
+                                    f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate "
+                                    f"({bt.gain:+.1%}, p = {bt.p_value:.2g}; needs at least {MIN_GAIN:.0%} better "
+                                    f"with p < {ALPHA}); predictions would add nothing to the weighted pipeline"),
+                            baseline=bt.baseline, dropped=prep.dropped)
+        kind = bt.chosen
+        verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
+                   f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
+    rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
+    model = fit_calibrated(kind, rows, prep.features, seed)
+    return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} closed deals{verdict}",
+                    features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows),
+                    train_rows=rows, train_p=predict_proba(model, rows, prep.features), trained_at=t_now,
+                    dropped=prep.dropped)
+
+
+_fitted: tuple | None = None  # (weakref to the data, t_now, rule, prep, model): the last fit, one entry
+
+
+def fitted(data, now: datetime | int, rule: HistoryRule = HistoryRule()) -> tuple[Prepared, WinModel]:
+    """(prepared data, trained model) for `data` at `now`, fitted once per scan.
+
+    deal_risk and win_forecast both need the model on the same data at the same moment; the
+    fit (a backtest of two candidates and a final fit) is the expensive part of a scan, so the
+    last one is kept, tied to that very CrmData object (a weak reference: a new load, or a new
+    `now` in a replay, fits anew)."""
+    import weakref
+
+    from predict.features import prepare
+
+    global _fitted
+    t_now = now if isinstance(now, int) else seconds_of(now)
+    if _fitted is not None and _fitted[0]() is data and _fitted[1] == t_now and _fitted[2] == rule:
+        return _fitted[3], _fitted[4]
+    prep = prepare(data)
+    model = train(prep, t_now, rule)
+    _fitted = (weakref.ref(data), t_now, rule, prep, model)
+    return prep, model
+
+
+def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = 150_000,
+                 seed: int = 0) -> pd.DataFrame:
+    """Snapshots up to `t_now` minus the settling time, with the outcomes known by `t_now`."""
+    step = step_days or auto_step_days(prep, t_now)
+    return snapshot_rows(prep, snapshot_seconds(prep, t_now - settle_seconds(prep, t_now), step), t_now,
+                         max_rows=max_rows, seed=seed)
+
+
+def score(model: WinModel, prep: Prepared, at: datetime | int) -> pd.DataFrame:
+    """Every deal open at `at`: its features, `p_win` (the model) and `p_stage` (the baseline)."""
+    t = at if isinstance(at, int) else seconds_of(at)
+    frame = features_at(prep, t, open_at(prep, t))
+    frame["p_win"] = model.proba(frame)
+    frame["p_stage"] = model.baseline.predict(frame)
+    return frame

@@ -1,0 +1,94 @@
+"""A synthetic company whose win drivers are known: for the model's tests and benchmark.
+
+Each deal gets a hidden engagement (high or low). Highly engaged deals are touched every few
+days and are won far more often; the rest are touched every couple of weeks. Lost deals drop
+out at a random stage, so later stages win more often (what the stage-only baseline knows),
+and engagement adds what the baseline cannot see. `region` is pure noise: drawn at random,
+unrelated to anything. Vectorised numpy, one seeded Generator, the clock passed in.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from crm.data import CrmData
+
+STAGES = ["new", "qualified", "proposal", "negotiation", "contract"]
+REGIONS = ["north", "south", "east", "west"]
+SOURCES = ["web", "call", "referral"]
+_DAY_NS = 86_400 * 10**9
+
+
+def _ts(ns: np.ndarray) -> pd.Series:
+    return pd.Series(pd.to_datetime(ns, unit="ns", utc=True))
+
+
+def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: int = 1,
+                    engagement_effect: float = 2.4, managers: int = 10) -> CrmData:
+    """`n_deals` deals created over `span_days` before `now`; win odds rise with engagement."""
+    rng = np.random.default_rng(seed)
+    now_ns = pd.Timestamp(now).value
+    created = now_ns - rng.integers(1, span_days * _DAY_NS, n_deals)
+    engaged = rng.random(n_deals) < 0.5
+    p_win = 1 / (1 + np.exp(-(-1.6 + engagement_effect * engaged)))
+    will_win = rng.random(n_deals) < p_win
+    n_st = len(STAGES)
+    reached = np.where(will_win, n_st, rng.integers(1, n_st + 1, n_deals))  # stages entered
+    stay = (rng.exponential(6.0, (n_deals, n_st)) * _DAY_NS).astype(np.int64) + 3_600 * 10**9
+    entry = created[:, None] + np.concatenate([np.zeros((n_deals, 1), np.int64), np.cumsum(stay, 1)[:, :-1]], 1)
+    close = created + np.cumsum(stay, 1)[np.arange(n_deals), reached - 1]
+    is_closed = close <= now_ns
+    status = np.where(is_closed, np.where(will_win, "won", "lost"), "open")
+    entered = (np.arange(n_st)[None, :] < reached[:, None]) & (entry <= now_ns)
+    cur_stage = entered.sum(1) - 1
+    deal_ids = np.char.add("D", np.arange(n_deals).astype(str))
+    clients = max(1, n_deals // 4)
+    client = rng.integers(0, clients, n_deals)
+    manager = rng.integers(0, managers, n_deals)
+    deals = pd.DataFrame({
+        "deal_id": pd.array(deal_ids, dtype="string"),
+        "client_id": pd.array(np.char.add("C", client.astype(str)), dtype="string"),
+        "manager_id": pd.array(np.char.add("m", manager.astype(str)), dtype="string"),
+        "title": pd.array(deal_ids, dtype="string"),
+        "amount": np.round(rng.lognormal(13, 1.0, n_deals), -3),
+        "currency": pd.array(["USD"] * n_deals, dtype="string"),
+        "stage": pd.array(np.asarray(STAGES)[cur_stage], dtype="string"),
+        "status": pd.array(status, dtype="string"),
+        "created_at": _ts(created),
+        "closed_at": _ts(np.where(is_closed, close, np.datetime64("NaT").astype(np.int64))),
+        "loss_reason": pd.array([None] * n_deals, dtype="string"),
+        "source": pd.array(np.asarray(SOURCES)[rng.integers(0, len(SOURCES), n_deals)], dtype="string"),
+        "region": pd.array(np.asarray(REGIONS)[rng.integers(0, len(REGIONS), n_deals)], dtype="string"),
+    })
+    deals.loc[~is_closed, "closed_at"] = pd.NaT
+    d_idx, s_idx = np.nonzero(entered)
+    history = pd.DataFrame({
+        "deal_id": pd.array(deal_ids[d_idx], dtype="string"),
+        "stage": pd.array(np.asarray(STAGES)[s_idx], dtype="string"),
+        "entered_at": _ts(entry[d_idx, s_idx]),
+    })
+    # Touches: engaged deals about every 3 days, the rest about every 15, while the deal is open.
+    end = np.minimum(close, now_ns)
+    rate = np.where(engaged, 1 / 3.0, 1 / 15.0)
+    n_touch = rng.poisson((end - created) / _DAY_NS * rate)
+    owner = np.repeat(np.arange(n_deals), n_touch)
+    t = created[owner] + (rng.random(len(owner)) * (end - created)[owner]).astype(np.int64)
+    acts = pd.DataFrame({
+        "activity_id": pd.array(np.char.add("A", np.arange(len(owner)).astype(str)), dtype="string"),
+        "deal_id": pd.array(deal_ids[owner], dtype="string"),
+        "client_id": pd.array(np.char.add("C", client[owner].astype(str)), dtype="string"),
+        "manager_id": pd.array(np.char.add("m", manager[owner].astype(str)), dtype="string"),
+        "type": pd.array(np.asarray(["call", "meeting", "email"])[rng.integers(0, 3, len(owner))], dtype="string"),
+        "due_at": _ts(t),
+        "done_at": _ts(t),
+    })
+    mgrs = pd.DataFrame({
+        "manager_id": pd.array([f"m{i}" for i in range(managers)], dtype="string"),
+        "name": pd.array([f"Manager {i}" for i in range(managers)], dtype="string"),
+        "email": pd.array([None] * managers, dtype="string"), "region": pd.array([None] * managers, dtype="string"),
+        "team": pd.array([None] * managers, dtype="string"), "capacity": np.ones(managers), "active": np.ones(managers, bool),
+    })
+    return CrmData(managers=mgrs, deals=deals, stage_history=history, stages=list(STAGES), activities=acts,
+                   origins={"deals": "planted", "stage_history": "planted", "activities": "planted"})

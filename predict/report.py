@@ -1,0 +1,299 @@
+"""`crm-pulse model report`: how good the win model is on the company's own history, in numbers.
+
+A time-based backtest (trained on what was known at a cutoff, tested on the snapshots after
+it): AUC, Brier score, the reliability table and the expected calibration error (ECE), each
+next to the stage-only baseline's; which features move the Brier score when shuffled; the
+forecast's error month by month next to the weighted pipeline's; and the forecast for this
+month and the next. Pure: data, the clock and the rules in, a dict out (`format_text` words it).
+
+The forecast: for each open deal, P(won) (the model; the stage's win rate when there is no
+usable model) times the share of won deals at its stage that closed within the month's
+window from their snapshot (learned from history), times its amount. The weighted pipeline
+next to it is the same sum with the stage's win rate: the classic "stage probability x
+amount", given the same timing so the two differ only in the probability. The interval is the
+10th-90th percentile of simulated outcomes (each deal won or not, independently). When the
+amount cannot be used (absent, or filled in only at closing), the forecast counts deals.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from crm.data import CrmData
+from predict.features import DAY, Prepared, features_at, open_at, prepare, seconds_of
+from predict.model import (
+    Backtest, HistoryRule, StageBaseline, WinModel, auc, backtest, brier, closed_counts, predict_proba, reliability,
+    settled_rows, train,
+)
+
+DRAWS = 2000
+_R = 4  # decimals in the JSON
+
+
+def _month_start(t: int, shift: int = 0) -> int:
+    ts = pd.Timestamp(t, unit="s", tz="UTC")
+    y, m = ts.year, ts.month + shift
+    y, m = y + (m - 1) // 12, (m - 1) % 12 + 1
+    return int(pd.Timestamp(year=y, month=m, day=1, tz="UTC").value // 10**9)
+
+
+def _day(t: int) -> str:
+    return f"{pd.Timestamp(t, unit='s', tz='UTC'):%Y-%m-%d}"
+
+
+class Timing:
+    """How soon won deals close after a snapshot, by stage: the share won within a window."""
+
+    def __init__(self, rows: pd.DataFrame, prep: Prepared):
+        won = rows[rows["won"] == 1]
+        dt = (prep.closed[won["row"].to_numpy()] - won["at"].to_numpy()) / DAY
+        self.all = np.sort(dt)
+        self.by_stage: dict[str, np.ndarray] = {}
+        if "stage" in won:
+            for stage, idx in won.groupby(won["stage"].astype(str)).indices.items():
+                if len(idx) >= 30:
+                    self.by_stage[stage] = np.sort(dt[idx])
+
+    def share(self, stages: pd.Series | None, start_days: np.ndarray | float, end_days: np.ndarray | float,
+              n: int) -> np.ndarray:
+        """P(close in [start, end) days after the snapshot | won), per deal."""
+        start = np.broadcast_to(np.asarray(start_days, float), (n,))
+        end = np.broadcast_to(np.asarray(end_days, float), (n,))
+        out = np.empty(n)
+        keys = stages.astype(str).to_numpy() if stages is not None else np.full(n, "")
+        for key in np.unique(keys):
+            m = keys == key
+            dist = self.by_stage.get(key, self.all)
+            if not len(dist):
+                out[m] = 0.0
+                continue
+            out[m] = (np.searchsorted(dist, end[m], "left") - np.searchsorted(dist, start[m], "left")) / len(dist)
+        return out
+
+
+def _simulate(values: np.ndarray, probs: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """10th and 90th percentile of the sum of values each won with its probability."""
+    if not len(values):
+        return 0.0, 0.0
+    if len(values) > 50_000:  # normal approximation: the sum of many small independent bets
+        mean, sd = float((values * probs).sum()), float(np.sqrt((values ** 2 * probs * (1 - probs)).sum()))
+        return max(0.0, mean - 1.2816 * sd), mean + 1.2816 * sd
+    rng = np.random.default_rng(seed)
+    totals = np.zeros(DRAWS)
+    chunk = max(1, 2_000_000 // DRAWS)
+    for i in range(0, len(values), chunk):
+        v, p = values[i:i + chunk], probs[i:i + chunk]
+        totals += (rng.random((DRAWS, len(v))) < p) @ v
+    lo, hi = np.percentile(totals, [10, 90])
+    return float(lo), float(hi)
+
+
+def _unit(prep: Prepared) -> str:
+    return "amount" if "amount" in prep.features else "deals"
+
+
+def _values(prep: Prepared, rows: np.ndarray) -> np.ndarray:
+    if _unit(prep) == "deals":
+        return np.ones(len(rows))
+    return np.nan_to_num(prep.amount[rows], nan=0.0).clip(min=0)
+
+
+def forecast(prep: Prepared, model: WinModel | None, baseline: StageBaseline, timing: Timing, at: int,
+             months: int = 2, seed: int = 0) -> dict:
+    """Expected won value in this month (from `at` to its end) and the next ones, from deals open at `at`."""
+    frame = features_at(prep, at, open_at(prep, at))
+    p = model.proba(frame) if model is not None and model.usable else baseline.predict(frame)
+    p_stage = baseline.predict(frame)
+    values = _values(prep, frame["row"].to_numpy())
+    stages = frame["stage"] if "stage" in frame else None
+    out = []
+    for k in range(months):
+        start, end = max(at, _month_start(at, k)), _month_start(at, k + 1)
+        q = timing.share(stages, (start - at) / DAY, (end - at) / DAY, len(frame))
+        lo, hi = _simulate(values, p * q, seed)
+        out.append({
+            "month": f"{pd.Timestamp(start, unit='s', tz='UTC'):%Y-%m}",
+            "expected": round(float((values * p * q).sum()), 2),
+            "low": round(lo, 2), "high": round(hi, 2),
+            "weighted_pipeline": round(float((values * p_stage * q).sum()), 2),
+        })
+    return {"unit": _unit(prep), "by": "model" if model is not None and model.usable else "stage_baseline",
+            "open_deals": int(len(frame)),
+            "pipeline_total": round(float(values.sum()), 2),
+            "weighted_pipeline_classic": round(float((values * p_stage).sum()), 2),
+            "months": out}
+
+
+def forecast_now(prep: Prepared, now: datetime, rule: HistoryRule = HistoryRule(), *, months: int = 2,
+                 seed: int = 0, model: WinModel | None = None) -> tuple[dict | None, str]:
+    """(the forecast from the deals open now, or None below the minimum history; the model's reason).
+
+    A model that does not beat the stage-only baseline is not used: the forecast is then the
+    weighted pipeline with timing, and says so (`by`: stage_baseline). `model`: one already
+    trained on `prep` at `now` with `rule`."""
+    t = seconds_of(now)
+    model = model if model is not None else train(prep, t, rule, seed=seed)
+    if model.usable:
+        return forecast(prep, model, model.baseline, Timing(model.train_rows, prep), t, months, seed), model.reason
+    if rule.shortfall(*closed_counts(prep, t)):
+        return None, model.reason
+    rows = settled_rows(prep, t, seed=seed)
+    if rows.empty:
+        return None, model.reason
+    return forecast(prep, None, StageBaseline().fit(rows), Timing(rows, prep), t, months, seed), model.reason
+
+
+def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:
+    """For each whole month after the backtest cutoff: what the model and the weighted pipeline
+    expected to be won that month from the deals open at its start, and what was."""
+    timing = Timing(_train_rows_of(bt, prep), prep)
+    out = []
+    start = _month_start(bt.cutoff, 1) if _month_start(bt.cutoff) < bt.cutoff else _month_start(bt.cutoff)
+    while _month_start(start, 1) <= now:
+        end = _month_start(start, 1)
+        frame = features_at(prep, start, open_at(prep, start))
+        if len(frame):
+            rows = frame["row"].to_numpy()
+            values = _values(prep, rows)
+            q = timing.share(frame["stage"] if "stage" in frame else None, 0.0, (end - start) / DAY, len(frame))
+            p = predict_proba(bt.model, frame, bt.features)
+            p_stage = bt.baseline.predict(frame)
+            won_in = prep.won[rows] & (prep.closed[rows] >= start) & (prep.closed[rows] < end)
+            actual = float(values[won_in].sum())
+            model_v, weighted_v = float((values * p * q).sum()), float((values * p_stage * q).sum())
+            out.append({
+                "month": f"{pd.Timestamp(start, unit='s', tz='UTC'):%Y-%m}", "open_deals": int(len(frame)),
+                "actual": round(actual, 2), "model": round(model_v, 2), "weighted_pipeline": round(weighted_v, 2),
+                "model_error": round(model_v - actual, 2), "weighted_error": round(weighted_v - actual, 2),
+                "model_error_pct": round((model_v - actual) / actual, _R) if actual else None,
+                "weighted_error_pct": round((weighted_v - actual) / actual, _R) if actual else None,
+            })
+        start = end
+    return out
+
+
+def _train_rows_of(bt: Backtest, prep: Prepared) -> pd.DataFrame:
+    """The snapshots the backtest trained on (not kept with it, to spare memory), rebuilt for
+    the close timing learned as of the cutoff."""
+    from predict.features import snapshot_rows
+    from predict.model import auto_step_days, settle_seconds, snapshot_seconds
+
+    step = auto_step_days(prep, bt.cutoff)
+    until = bt.cutoff - settle_seconds(prep, bt.cutoff)
+    return snapshot_rows(prep, snapshot_seconds(prep, until, step), bt.cutoff, max_rows=150_000)
+
+
+def factor_importance(bt: Backtest, seed: int = 0) -> list[dict]:
+    """How much worse the backtest's Brier score gets when one feature is shuffled (0: it does not matter)."""
+    rng = np.random.default_rng(seed)
+    base = brier(bt.y, bt.p)
+    out = []
+    for f in bt.features:
+        shuffled = bt.test_rows.copy()
+        shuffled[f] = shuffled[f].to_numpy()[rng.permutation(len(shuffled))]
+        out.append({"feature": f, "brier_increase": round(brier(bt.y, predict_proba(bt.model, shuffled, bt.features)) - base, 5)})
+    return sorted(out, key=lambda r: -r["brier_increase"])
+
+
+def model_report(data: CrmData, now: datetime, rule: HistoryRule = HistoryRule(), *, prep: Prepared | None = None,
+                 step_days: int | None = None, seed: int = 0) -> dict:
+    """Everything `crm-pulse model report` prints, as one JSON-ready dict."""
+    prep = prep or prepare(data)
+    t_now = seconds_of(now)
+    won, lost = closed_counts(prep, t_now)
+    report: dict = {"now": pd.Timestamp(now).isoformat(), "closed_deals": won + lost, "won": won, "lost": lost,
+                    "rule": {"min_closed": rule.min_closed, "min_won": rule.min_won, "min_lost": rule.min_lost},
+                    "features": list(prep.features), "dropped_features": dict(prep.dropped),
+                    "auc": None, "brier": None, "ece": None, "baseline_auc": None, "baseline_brier": None,
+                    "baseline_ece": None, "forecast_error": [], "forecast": None}
+    bt = backtest(prep, t_now, rule, step_days=step_days, seed=seed)
+    if isinstance(bt, str):
+        report.update(used=False, reason=bt)
+        return report
+    table, ece = reliability(bt.y, bt.p)
+    base_table, base_ece = reliability(bt.y, bt.p_base)
+    model = train(prep, t_now, rule, step_days=step_days, seed=seed, check=bt)
+    report.update(
+        used=model.usable, reason=model.reason, model=bt.chosen,
+        backtest={"cutoff": _day(bt.cutoff), "train_snapshots": bt.train_n, "test_snapshots": bt.test_n,
+                  "test_deals": bt.test_deals, "win_rate": round(float(bt.y.mean()), _R)},
+        candidates=[{"kind": c.kind, "brier": round(c.brier, _R), "auc": None if c.auc is None else round(c.auc, _R)}
+                    for c in bt.candidates],
+        auc=_r(auc(bt.y, bt.p)), brier=_r(bt.brier), ece=_r(ece), brier_gain=_r(bt.gain), p_value=_r(bt.p_value),
+        baseline_auc=_r(auc(bt.y, bt.p_base)), baseline_brier=_r(bt.baseline_brier), baseline_ece=_r(base_ece),
+        reliability=table, baseline_reliability=base_table,
+        factors=factor_importance(bt, seed),
+        forecast_error=forecast_error(prep, bt, t_now),
+    )
+    if model.usable:
+        timing = Timing(model.train_rows, prep)
+        report["forecast"] = forecast(prep, model, model.baseline, timing, t_now, seed=seed)
+    else:
+        rows = _train_rows_of(bt, prep)
+        report["forecast"] = forecast(prep, None, bt.baseline, Timing(rows, prep), t_now, seed=seed)
+    errs = [m for m in report["forecast_error"] if m["actual"]]
+    if errs:
+        report["forecast_mape"] = {
+            "model": _r(float(np.mean([abs(m["model_error_pct"]) for m in errs]))),
+            "weighted_pipeline": _r(float(np.mean([abs(m["weighted_error_pct"]) for m in errs]))),
+        }
+    return report
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None or x != x else round(float(x), _R)
+
+
+def _num(x: float, unit: str) -> str:
+    return f"{x:,.0f}" if unit == "amount" else f"{x:,.1f}"
+
+
+def format_text(r: dict) -> str:
+    """The report for the admin's terminal."""
+    lines = [f"Win model report at {r['now']}",
+             f"history: {r['closed_deals']} closed deals with a closing date ({r['won']} won, {r['lost']} lost); "
+             f"minimum {r['rule']['min_closed']} closed, {r['rule']['min_won']} won, {r['rule']['min_lost']} lost"]
+    for f, why in r["dropped_features"].items():
+        lines.append(f"not a feature: {f}: {why}")
+    lines.append(("USED: " if r.get("used") else "NOT USED: ") + r["reason"])
+    if r["brier"] is None:
+        return "\n".join(lines)
+    b = r["backtest"]
+    lines += ["", f"backtest: trained on what was known on {b['cutoff']} ({b['train_snapshots']} snapshots), "
+                  f"tested on {b['test_snapshots']} later snapshots of {b['test_deals']} deals (win share {b['win_rate']:.1%})",
+              f"{'':<22}{'model':>10}{'stage only':>12}",
+              f"{'AUC':<22}{_fmt(r['auc']):>10}{_fmt(r['baseline_auc']):>12}",
+              f"{'Brier (lower=better)':<22}{_fmt(r['brier']):>10}{_fmt(r['baseline_brier']):>12}",
+              f"{'ECE (calibration)':<22}{_fmt(r['ece']):>10}{_fmt(r['baseline_ece']):>12}",
+              f"model vs stage only: Brier {r['brier_gain']:+.1%} better (one-sided p = {r['p_value']:.2g}, per deal)",
+              "candidates: " + ", ".join(f"{c['kind']} Brier {c['brier']:.4f}" for c in r["candidates"]),
+              "", "reliability (model): predicted -> observed (n)"]
+    for row in r["reliability"]:
+        lines.append(f"  {row['from']:.1f}-{row['to']:.1f}: {row['predicted']:.1%} -> {row['observed']:.1%} ({row['n']})")
+    lines += ["", "what moves the Brier score when shuffled (0 = does not matter):"]
+    for f in r["factors"][:8]:
+        lines.append(f"  {f['feature']:<18} {f['brier_increase']:+.4f}")
+    if r["forecast_error"]:
+        unit = r["forecast"]["unit"] if r.get("forecast") else "amount"
+        lines += ["", f"forecast by month from the deals open at its start ({unit}): actual | model | weighted pipeline"]
+        for m in r["forecast_error"]:
+            lines.append(f"  {m['month']}: {_num(m['actual'], unit)} | {_num(m['model'], unit)} | {_num(m['weighted_pipeline'], unit)}")
+        if r.get("forecast_mape"):
+            lines.append(f"  mean absolute error: model {r['forecast_mape']['model']:.1%}, "
+                         f"weighted pipeline {r['forecast_mape']['weighted_pipeline']:.1%}")
+    fc = r.get("forecast")
+    if fc:
+        lines += ["", f"forecast ({fc['unit']}, by {fc['by'].replace('_', ' ')}) from {fc['open_deals']} open deals:"]
+        for m in fc["months"]:
+            lines.append(f"  {m['month']}: expected {_num(m['expected'], fc['unit'])} "
+                         f"(80% interval {_num(m['low'], fc['unit'])}-{_num(m['high'], fc['unit'])}); "
+                         f"weighted pipeline {_num(m['weighted_pipeline'], fc['unit'])}")
+        lines.append(f"  classic weighted pipeline (stage rate x {fc['unit']}, no timing): "
+                     f"{_num(fc['weighted_pipeline_classic'], fc['unit'])} of {_num(fc['pipeline_total'], fc['unit'])} open")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"

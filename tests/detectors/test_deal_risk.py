@@ -1,0 +1,96 @@
+"""deal_risk on a planted company: a large deal that went quiet is found, worded with similar
+past deals and what pulls it down; too little history says why; off by default."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from detectors.deal_risk import DealRiskSpec, detect, skip_reason
+from detectors.registry import REGISTRY, run_detectors
+from messages.digest import Checks, unchecked_text
+from messages.i18n import count, percent
+from messages.render import insight_text
+from predict.planted import planted_company
+
+NOW = datetime(2026, 11, 18, 9, 0, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+
+
+def _with_a_deal_gone_quiet(n: int = 2000):
+    """The planted company plus one huge open deal at negotiation, touched daily until 15 days
+    ago and never since: a week ago it looked engaged, now it does not."""
+    data = planted_company(n, NOW, seed=8)
+    created = NOW - 40 * DAY
+    deal = pd.DataFrame({
+        "deal_id": ["QUIET"], "client_id": ["CQ"], "manager_id": ["m1"], "title": ["Big quiet deal"],
+        "amount": [5e9], "currency": ["USD"], "stage": ["negotiation"], "status": ["open"],
+        "created_at": pd.to_datetime([created], utc=True), "closed_at": pd.to_datetime([None], utc=True), "loss_reason": [None],
+        "source": ["web"], "region": ["north"],
+    }).astype(data.deals.dtypes.to_dict())
+    data.deals = pd.concat([data.deals, deal], ignore_index=True)
+    entries = [created, created + 5 * DAY, created + 10 * DAY, created + 15 * DAY]
+    hist = pd.DataFrame({"deal_id": ["QUIET"] * 4, "stage": ["new", "qualified", "proposal", "negotiation"],
+                         "entered_at": pd.to_datetime(entries, utc=True)}).astype(data.stage_history.dtypes.to_dict())
+    data.stage_history = pd.concat([data.stage_history, hist], ignore_index=True)
+    days = [created + k * DAY for k in range(26)]  # up to 15 days before NOW
+    acts = pd.DataFrame({
+        "activity_id": [f"AQ{k}" for k in range(len(days))], "deal_id": ["QUIET"] * len(days),
+        "client_id": ["CQ"] * len(days), "manager_id": ["m1"] * len(days), "type": ["call"] * len(days),
+        "due_at": pd.to_datetime(days, utc=True), "done_at": pd.to_datetime(days, utc=True),
+    }).astype(data.activities.dtypes.to_dict())
+    data.activities = pd.concat([data.activities, acts], ignore_index=True)
+    return data
+
+
+@pytest.fixture(scope="module")
+def found():
+    data = _with_a_deal_gone_quiet()
+    return data, detect(data, DealRiskSpec(enabled=True), NOW)
+
+
+def test_a_large_deal_that_went_quiet_is_at_risk(found):
+    _, insights = found
+    quiet = [i for i in insights if i.subject == {"deal_id": "QUIET"}]
+    assert quiet, [i.subject for i in insights]
+    f = quiet[0].facts
+    assert f["p_before"] - f["p_now"] >= 0.2
+    assert f["days_since_touch"] == pytest.approx(15, abs=0.1) and f["touches_14d"] == 0
+    assert quiet[0].audience.role == "manager" and quiet[0].audience.manager_id == "m1"
+    assert f["similar_n"] == 40 and 0 <= f["similar_won"] <= 40
+    assert {x["feature"] for x in f["factors"]} & {"touches_14d", "days_since_touch"}
+    assert quiet[0].evidence["deal_ids"][0] == "QUIET" and len(quiet[0].evidence["deal_ids"]) > 10
+    assert len(insights) <= DealRiskSpec().max_items
+
+
+def test_the_words_say_the_chance_the_similar_deals_and_what_pulls_it_down(found):
+    _, insights = found
+    quiet = next(i for i in insights if i.subject == {"deal_id": "QUIET"})
+    f = quiet.facts
+    ru, en = insight_text(quiet, "ru"), insight_text(quiet, "en")
+    before, now = percent(f["p_before"], "ru"), percent(f["p_now"], "ru")
+    assert f"под угрозой: шанс {before} → {now}" in ru
+    pct = percent(f["similar_won"] / 40, "ru")
+    assert f"Похожа на 40 прошлых сделок, из них выиграно {f['similar_won']} ({pct})" in ru
+    assert f"нет касаний {count(15, 'day', 'ru')}" in ru and "Что тянет вниз:" in ru
+    assert f"at risk: win chance {percent(f['p_before'], 'en')} → {percent(f['p_now'], 'en')}" in en
+    assert "It looks like 40 past deals" in en and "менеджер" not in ru.split("Что тянет вниз:")[1]
+
+
+def test_too_little_history_predicts_nothing_and_the_scan_is_told_why():
+    data = planted_company(120, NOW, seed=9)
+    assert detect(data, DealRiskSpec(enabled=True), NOW) == []
+    why = skip_reason(data)
+    assert why is not None and "not enough history to predict" in why and "needs at least 200 closed" in why
+    ru = unchecked_text(Checks(("deal_risk",), {"deal_risk": why}), "ru")
+    assert "сделки под угрозой (мало истории для прогноза: закрытых сделок с датой закрытия" in ru
+    assert "нужно не меньше 200, из них выигранных 50 и проигранных 50" in ru and "history" not in ru
+
+
+def test_off_by_default_so_existing_scans_do_not_change():
+    assert DealRiskSpec().enabled is False
+    data = planted_company(300, NOW, seed=10)
+    result = run_detectors(data, {name: det.spec() for name, det in REGISTRY.items()}, NOW)
+    assert "deal_risk" not in result.skipped and "deal_risk" in result.not_opted_in  # not news in every scan
+    assert not [i for i in result.insights if i.detector == "deal_risk"]
