@@ -479,3 +479,18 @@ def test_v1_lists_are_paged_to_the_end(tmp_path, monkeypatch):
     data = load_crm(source).data
     assert (data.stage_history.deal_id == "1").sum() == 231
     assert len(data.leads) == 1_100
+
+
+def test_check_config_online_proves_the_token(fake, tmp_path, monkeypatch, capsys):
+    config = _config_file(tmp_path, fake)
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert cli_main(["check-config", str(config), "--online"]) == 0
+    out = capsys.readouterr().out
+    assert "crm: pipedrive credentials OK (account 'Test company')" in out
+    assert "1 of 2 pipeline(s) included (Продажи)" in out and "2 active user(s)" in out
+    monkeypatch.setenv("TEST_PD_TOKEN", "not-the-token-at-all-123")
+    assert cli_main(["check-config", str(config), "--online"]) == 2
+    printed = capsys.readouterr()
+    assert "crm: FAILED: pipedrive: Pipedrive refused the API token" in printed.out
+    assert "not-the-token-at-all-123" not in printed.out + printed.err
