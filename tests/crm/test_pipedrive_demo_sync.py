@@ -21,8 +21,9 @@ from crm.demo import export_csv, generate_demo
 from crm.load import load_crm, load_folder
 from crm.source_config import SourceConfig
 from messages.render import insight_text
+from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.pipedrive_demo import REGION_FIELD, SEGMENT_FIELD, SOURCE_FIELD, as_pipedrive_holds_it, load_into
-from tests.fakes.pipedrive_server import FakePipedrive, ThreadedServer
+from tests.fakes.pipedrive_server import FakePipedrive
 
 SAME_WORDS = ("conversion_drop", "loss_reasons", "stalled_deal")
 

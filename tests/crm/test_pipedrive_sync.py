@@ -17,7 +17,8 @@ from crm.connectors import pipedrive
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
-from tests.fakes.pipedrive_server import FakePipedrive, ThreadedServer
+from tests.fakes.amocrm_server import ThreadedServer
+from tests.fakes.pipedrive_server import FakePipedrive
 
 T0 = 1_760_000_000
 DAY = 86400

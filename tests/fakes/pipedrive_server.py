@@ -18,7 +18,8 @@ does. Limits: `per_window` requests per `window` seconds (Pipedrive: 20-120 per 
 429 with Retry-After and x-ratelimit-* beyond; `throttle_next(n, retry_after, header)` answers
 the next n calls 429 (with Retry-After, or only x-ratelimit-reset); `budget_spent` answers every
 call 429 with a Retry-After until midnight (the daily token budget).
-Every API call is recorded in `calls` as (path, query).
+Every API call is recorded in `calls` as (path, query). The connector is synchronous: tests run
+the fake with tests.fakes.amocrm_server.ThreadedServer.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.amocrm_server import ThreadedServer  # noqa: F401  (re-exported: tests start it in a thread)
 from tests.fakes.local_server import LocalServer
 
 DAY = 86400
