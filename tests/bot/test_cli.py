@@ -316,10 +316,13 @@ def test_init_for_amocrm_writes_a_config_that_reads_amocrm(tmp_path, monkeypatch
 def test_init_for_other_crms_writes_their_source_block(tmp_path, crm, keys):
     import tomllib
 
+    from bot.config import load_config
+
     assert main(["init", "--crm", crm, "--path", str(tmp_path / "c.toml")]) == 0
     written = tomllib.loads((tmp_path / "c.toml").read_text(encoding="utf-8"))
     assert written["source"] == keys
     assert "calendar" in written and "detectors" in written  # the rest of the example is kept
+    assert load_config(tmp_path / "c.toml").source.kind == crm  # what init writes, the connector accepts
 
 
 def test_init_with_an_unknown_crm_is_a_usage_error_listing_the_choices(tmp_path, capsys):
