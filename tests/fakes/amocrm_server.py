@@ -56,6 +56,10 @@ class FakeAmoCRM(LocalServer):
         self.per_second: float | None = None  # amoCRM's limit (about 7/s): 429 beyond it
         self.over_limit = 0
         self._recent: list[float] = []
+        # benchmarks/sync.py: remember each filtered, sorted listing until the account changes
+        # through a method below (tests that edit the dicts directly leave it off)
+        self.memo_pages = False
+        self._memo: dict[tuple, list[dict]] = {}
 
     # --- building the account ------------------------------------------------------------
     def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1,
@@ -77,11 +81,13 @@ class FakeAmoCRM(LocalServer):
                                       "group_id": group_id, "role_id": None}})
 
     def put_lead(self, lead: dict) -> None:
+        self._memo.clear()
         lead.setdefault("is_deleted", False)
         lead.setdefault("_embedded", {"tags": [], "companies": [], "contacts": [], "loss_reason": []})
         self.leads[lead["id"]] = lead
 
     def status_change(self, lead_id: int, at: int, before: tuple[int, int], after: tuple[int, int]) -> None:
+        self._memo.clear()
         self._event_seq += 1
         self.events.append({
             "id": f"ev{self._event_seq:08d}", "type": "lead_status_changed", "entity_id": lead_id,
@@ -92,6 +98,7 @@ class FakeAmoCRM(LocalServer):
 
     def event(self, kind: str, entity_type: str, entity_id: int, at: int, *, before: list | None = None,
               after: list | None = None, by: int = 0) -> None:
+        self._memo.clear()
         self._event_seq += 1
         self.events.append({"id": f"ev{self._event_seq:08d}", "type": kind, "entity_id": entity_id,
                             "entity_type": entity_type, "created_by": by, "created_at": at,
@@ -222,23 +229,36 @@ class FakeAmoCRM(LocalServer):
             return web.json_response(body)
         if path == "leads/pipelines":
             return web.json_response({"_total_items": len(self.pipelines), "_embedded": {"pipelines": self.pipelines}})
-        tables: dict[str, tuple[str, list[dict], str, int]] = {
-            "users": ("users", self.users, "", 250),
-            "leads": ("leads", sorted(self.leads.values(), key=lambda r: r["id"]), "updated_at", 250),
-            "events": ("events", self._events(query), "created_at", 100),
-            "leads/notes": ("notes", self.notes, "updated_at", 250),
-            "tasks": ("tasks", self.tasks, "updated_at", 250),
-            "companies": ("companies", sorted(self.companies.values(), key=lambda r: r["id"]), "updated_at", 250),
-            "contacts": ("contacts", sorted(self.contacts.values(), key=lambda r: r["id"]), "updated_at", 250),
-            "leads/unsorted": ("unsorted", sorted(self.unsorted.values(), key=lambda r: (r["created_at"], r["uid"])),
+        # path -> (key in _embedded, the rows (computed only for the path asked), cursor, max limit)
+        tables: dict[str, tuple[str, Any, str, int]] = {
+            "users": ("users", lambda: self.users, "", 250),
+            "leads": ("leads", lambda: sorted(self.leads.values(), key=lambda r: r["id"]), "updated_at", 250),
+            "events": ("events", lambda: self._events(query), "created_at", 100),
+            "leads/notes": ("notes", lambda: self.notes, "updated_at", 250),
+            "tasks": ("tasks", lambda: self.tasks, "updated_at", 250),
+            "companies": ("companies", lambda: sorted(self.companies.values(), key=lambda r: r["id"]), "updated_at", 250),
+            "contacts": ("contacts", lambda: sorted(self.contacts.values(), key=lambda r: r["id"]), "updated_at", 250),
+            "leads/unsorted": ("unsorted", lambda: sorted(self.unsorted.values(), key=lambda r: (r["created_at"], r["uid"])),
                                "", 250),
         }
         if path not in tables:
             return web.json_response({"title": "Not found", "status": 404}, status=404)
-        key, rows, cursor, max_limit = tables[path]
-        if cursor and f"filter[{cursor}][from]" in query:
-            since = int(query[f"filter[{cursor}][from]"])
-            rows = [r for r in rows if int(r.get(cursor) or 0) >= since]
+        key, listing, cursor, max_limit = tables[path]
+
+        def filtered() -> list[dict]:
+            rows = listing()
+            if cursor and f"filter[{cursor}][from]" in query:
+                since = int(query[f"filter[{cursor}][from]"])
+                rows = [r for r in rows if int(r.get(cursor) or 0) >= since]
+            return rows
+
+        if self.memo_pages:
+            memo_key = (path, tuple(sorted((k, v) for k, v in query.items() if k not in ("page", "limit"))))
+            if memo_key not in self._memo:
+                self._memo[memo_key] = filtered()
+            rows = self._memo[memo_key]
+        else:
+            rows = filtered()
         limit = min(int(query.get("limit", 50)), max_limit)
         page = int(query.get("page", 1))
         chunk = rows[(page - 1) * limit: page * limit]
