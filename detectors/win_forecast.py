@@ -6,7 +6,8 @@ say so) times the share of won deals at its stage that close within the month, t
 amount, with an 80% interval from simulated outcomes; next to it the weighted pipeline
 (stage probability x amount, same timing). One item, in the weekly report (bot.delivery
 WEEKLY_DETECTORS), never in the daily digest. Below the minimum history nothing is said, and
-`skip_reason` tells the scan why. Off by default, like deal_risk: it fits the model on every scan.
+`skip_reason` tells the scan why. Off by default, like deal_risk, and sharing its fit
+(predict.model.fitted: refitted only when a deal closed; in a backtest at most weekly).
 """
 from __future__ import annotations
 
@@ -41,12 +42,29 @@ def skip_reason(data: CrmData) -> str | None:
 @register(NAME, WinForecastSpec, requires=(), summary="expected won amount this month and next vs the weighted pipeline (level 3, weekly)",
           needs=(Need(("deals.closed_at",)),))
 def detect(data: CrmData, spec: WinForecastSpec, now: datetime) -> list[Insight]:
+    return _detect(data, spec, now, max_age_days=0)
+
+
+def prepare(data: CrmData, spec: WinForecastSpec) -> tuple[CrmData, WinForecastSpec]:
+    """For bot.backtest: nothing to index beyond what predict.model.fitted keeps."""
+    return data, spec
+
+
+def detect_at(state: tuple[CrmData, WinForecastSpec], now: datetime) -> list[Insight]:
+    """One replayed day: the model is refitted at most every REFIT_DAYS of replayed time."""
+    from detectors.deal_risk import REFIT_DAYS
+
+    data, spec = state
+    return _detect(data, spec, now, max_age_days=REFIT_DAYS)
+
+
+def _detect(data: CrmData, spec: WinForecastSpec, now: datetime, *, max_age_days: int) -> list[Insight]:
     from predict.model import HistoryRule, fitted
     from predict.report import forecast_now
 
     global _last
     rule = HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost)
-    prep, model = fitted(data, now, rule)  # shared with deal_risk in the same scan
+    prep, model = fitted(data, now, rule, max_age_days=max_age_days)  # shared with deal_risk
     fc, reason = forecast_now(prep, now, rule, months=spec.months, model=model)
     _last = None if fc is not None else (weakref.ref(data), reason)
     if fc is None or not fc["open_deals"]:
