@@ -123,7 +123,8 @@ def _detect(data: CrmData, spec: DealRiskSpec, now: datetime, *, max_age_days: i
     return out
 
 
-def _opt(v: object) -> object:
+def plain_value(v: object) -> object:
+    """A cell as JSON wants it: None for missing (NaN, NA), Python scalars for numpy ones."""
     if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
         return None
     if isinstance(v, np.generic):
@@ -133,18 +134,18 @@ def _opt(v: object) -> object:
 
 def _insight(spec: DealRiskSpec, deal: pd.Series, row: pd.DataFrame, p_then: float, similar, factors,
              clients: pd.DataFrame | None, managers: pd.DataFrame, kind: str | None) -> Insight:
-    manager_id = _opt(deal["manager_id"])
-    client_id = _opt(deal.get("client_id"))
+    manager_id = plain_value(deal["manager_id"])
+    client_id = plain_value(deal.get("client_id"))
     client_name = None
     if clients is not None and client_id is not None and client_id in clients.index:
-        client_name = _opt(clients.loc[client_id, "name"])
-    manager_name = _opt(managers.loc[manager_id, "name"]) if manager_id in managers.index else None
+        client_name = plain_value(clients.loc[client_id, "name"])
+    manager_name = plain_value(managers.loc[manager_id, "name"]) if manager_id in managers.index else None
     p_now = float(row["p_win"].iloc[0])
     drop = p_then - p_now
     facts = {
-        "deal_id": str(deal["deal_id"]), "deal_title": _opt(deal.get("title")), "client_name": client_name,
-        "manager_id": manager_id, "manager_name": manager_name, "stage": _opt(deal.get("stage")),
-        "amount": _opt(deal.get("amount")), "currency": _opt(deal.get("currency")),
+        "deal_id": str(deal["deal_id"]), "deal_title": plain_value(deal.get("title")), "client_name": client_name,
+        "manager_id": manager_id, "manager_name": manager_name, "stage": plain_value(deal.get("stage")),
+        "amount": plain_value(deal.get("amount")), "currency": plain_value(deal.get("currency")),
         "p_now": round(p_now, 4), "p_before": round(p_then, 4), "lookback_days": spec.lookback_days,
         "stage_win_rate": round(float(row["p_stage"].iloc[0]), 4),
         "days_since_touch": round(float(row["days_since_touch"].iloc[0]), 1),
