@@ -234,6 +234,8 @@ class WinModel:
     trained_at: int = 0
     dropped: dict[str, str] = field(default_factory=dict)
     rule: HistoryRule | None = None  # the history rule it was fitted under (predict.model.fitted)
+    # the backtest behind the verdict, when one ran: brier, baseline_brier, gain, p_value, model
+    check: dict = field(default_factory=dict)
 
     def proba(self, frame: pd.DataFrame) -> np.ndarray:
         if not self.usable:
@@ -346,17 +348,19 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
     why = rule.shortfall(*closed_counts(prep, t_now))
     if why:
         return WinModel(False, why, dropped=prep.dropped)
-    verdict = ""
+    verdict, scores = "", {}
     if kind is None:
         bt = check if check is not None else backtest(prep, t_now, rule, step_days=step_days, max_rows=max_rows, seed=seed)
         if isinstance(bt, str):
             return WinModel(False, bt, dropped=prep.dropped)
+        scores = {"brier": round(bt.brier, 4), "baseline_brier": round(bt.baseline_brier, 4),
+                  "gain": round(bt.gain, 4), "p_value": round(bt.p_value, 4), "model": bt.chosen}
         if not bt.beats_baseline():
             return WinModel(False, (f"the model does not beat the stage-only baseline on the backtest: Brier "
                                     f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate "
                                     f"({bt.gain:+.1%}, p = {bt.p_value:.2g}; needs at least {MIN_GAIN:.0%} better "
                                     f"with p < {ALPHA}); predictions would add nothing to the weighted pipeline"),
-                            baseline=bt.baseline, dropped=prep.dropped)
+                            baseline=bt.baseline, dropped=prep.dropped, check=scores)
         kind = bt.chosen
         verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
                    f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
@@ -365,7 +369,7 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
     return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} closed deals{verdict}",
                     features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows),
                     train_rows=rows, train_p=predict_proba(model, rows, prep.features), trained_at=t_now,
-                    dropped=prep.dropped)
+                    dropped=prep.dropped, check=scores)
 
 
 CACHE_SIZE = 4  # fitted models kept in the process: a company, its replays, a second rule
