@@ -710,7 +710,8 @@ def _model_text(kind: str, f: dict[str, Any], lang: str) -> str:
                   f"needed, {number(f['min_won'], lang)} won and {number(f['min_lost'], lang)} lost. "
                   f"Missing: {gaps}.")]
         if f.get("months_to_enough"):
-            pace = number(f["closed_per_month"], lang)
+            per = float(f["closed_per_month"])
+            pace = number(round(per) if per >= 10 else per, lang)
             parts.append(f"При нынешнем темпе (около {pace} закрытых сделок в месяц) это примерно "
                          f"{count(f['months_to_enough'], 'month', lang)}." if ru else
                          f"At the current pace (about {pace} closed deals a month) that is about "
@@ -724,20 +725,23 @@ def _model_text(kind: str, f: dict[str, Any], lang: str) -> str:
                 "точки проверки (подробнее: crm-pulse model report)." if ru else
                 f"There is enough history ({have}), but too little of it before the backtest cutoff to test a model "
                 "(details: crm-pulse model report).")
-    brier, base = number(round(f["brier"], 3), lang), number(round(f["baseline_brier"], 3), lang)
+    brier, base = (f"{float(f[k]):.3f}".replace(".", "," if ru else ".") for k in ("brier", "baseline_brier"))
+    history = (f"закрыто сделок: {number(f['closed_n'], lang)}, выиграно {number(f['won_n'], lang)}, "
+               f"проиграно {number(f['lost_n'], lang)}" if ru else
+               f"{number(f['closed_n'], lang)} closed deals: {number(f['won_n'], lang)} won, {number(f['lost_n'], lang)} lost")
     if f.get("beats_baseline"):
-        return (f"На истории компании ({have}) модель прогноза по сделкам точнее доли выигранных по этапу: ошибка "
+        return (f"На истории компании ({history}) модель прогноза по сделкам точнее доли выигранных по этапу: ошибка "
                 f"(Brier) {brier} против {base}, на {percent(f['gain'], lang)} меньше. Прогнозы и рекомендации из данных "
                 "можно включать (deal_risk и win_forecast в config.toml; подробнее: crm-pulse model report)."
                 if ru else
-                f"On the company's own history ({have}) a deal model beats each stage's win rate: Brier {brier} vs "
+                f"On the company's own history ({history}) a deal model beats each stage's win rate: Brier {brier} vs "
                 f"{base}, {percent(f['gain'], lang)} lower. Predictions and recommendations from the data can be "
                 "switched on (deal_risk and win_forecast in config.toml; details: crm-pulse model report).")
-    return (f"На истории компании ({have}) модель пока не точнее доли выигранных по этапу: ошибка (Brier) {brier} "
+    return (f"На истории компании ({history}) модель пока не точнее доли выигранных по этапу: ошибка (Brier) {brier} "
             f"против {base}. Прогнозы ничего не добавят к взвешенной воронке; помогут касания, письма, источник и "
             "сумма в каждой сделке (подробнее: crm-pulse model report)."
             if ru else
-            f"On the company's own history ({have}) a model does not yet beat each stage's win rate: Brier {brier} "
+            f"On the company's own history ({history}) a model does not yet beat each stage's win rate: Brier {brier} "
             f"vs {base}. Predictions would add nothing to the weighted pipeline; touches, emails, source and amount "
             "on every deal would help (details: crm-pulse model report).")
 

@@ -104,7 +104,9 @@ def test_data_folder_adds_hints_next_to_the_answers(tmp_path):
     doc = json.loads(out)
     assert doc["label"] == "2" and doc["answers"]["systems"] == "one"
     kinds = {h["kind"]: h for h in doc["hints"]}
-    assert set(kinds) == {"crm_coverage", "no_leads", "no_activities", "data_quality"}
+    assert set(kinds) == {"crm_coverage", "no_leads", "no_activities", "data_quality", "model_history_short"}
+    assert kinds["model_history_short"]["facts"]["missing"] == {"closed": 197, "won": 49, "lost": 48}
+    assert "CRM data: too little history to predict deals yet" in doc["text"]
     q = kinds["data_quality"]["facts"]
     assert (q["closed_n"], q["lost_n"], q["lost_with_reason_share"]) == (3, 2, 0.5)
     assert "A loss reason is recorded for 50% of lost deals." in doc["text"]
