@@ -181,11 +181,24 @@ def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], see
     return model
 
 
+SMALL_FRAME = 20_000  # rows: below this, one thread predicts faster than a team
+
+
 def predict_proba(model, frame: pd.DataFrame, features: tuple[str, ...]) -> np.ndarray:
     x = _prepared_x(frame, features)
     if "amount" in x:
         x["amount"] = x["amount"].clip(lower=0)
-    return model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
+    if not len(x):
+        return np.zeros(0)
+    if len(x) >= SMALL_FRAME:
+        return model.predict_proba(x)[:, 1]
+    from threadpoolctl import threadpool_limits
+
+    # The explanations score one deal at a time (what-ifs, neighbours): starting the boosting's
+    # OpenMP team for every tree of a one-row frame cost more than the prediction, many times
+    # more on a busy machine.
+    with threadpool_limits(limits=1):
+        return model.predict_proba(x)[:, 1]
 
 
 # --- metrics -----------------------------------------------------------------------------------
