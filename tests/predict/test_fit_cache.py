@@ -94,3 +94,15 @@ def test_the_backtest_command_replays_deal_risk_with_weekly_fits(fits):
     report = backtest(data, specs, NOW - 21 * DAY, NOW - DAY)
     assert {"deal_risk", "win_forecast"} <= set(report.detectors)
     assert len(fits) == 3  # 21 replayed days, both detectors: one fit a week
+
+
+def test_one_scan_scores_the_open_deals_once(fits, monkeypatch):
+    data = planted_company(1500, NOW, seed=36)
+    _scan(data)  # fit
+    calls = []
+    real = pm.features_at
+    monkeypatch.setattr(pm, "features_at", lambda *a, **k: calls.append(1) or real(*a, **k))
+    reloaded = copy.deepcopy(data)
+    risk, forecast = _scan(reloaded)
+    assert any(i.facts.get("kind") == "likely_to_close" for i in forecast)  # it scored too...
+    assert len(calls) == 1  # ...the same frame deal_risk scored
