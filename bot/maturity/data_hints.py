@@ -53,12 +53,13 @@ class DataHint:
         return cls(d.get("question_id"), d["kind"], dict(d.get("facts") or {}))
 
 
-def data_hints(data: CrmData | None, now: datetime) -> list[DataHint]:
-    """All hints the data supports, in questionnaire order."""
+def data_hints(data: CrmData | None, now: datetime, *, model_rule: Any = None) -> list[DataHint]:
+    """All hints the data supports, in questionnaire order. `model_rule`: the minimum history
+    (predict.model.HistoryRule) of the config's [detectors.deal_risk]; None: its defaults."""
     if data is None:
         return [DataHint(None, "no_data")]
     return [crm_coverage_hint(data), lead_distribution_hint(data, now), auto_actions_hint(data),
-            data_quality_hint(data, now), model_readiness_hint(data, now)]
+            data_quality_hint(data, now), model_readiness_hint(data, now, model_rule)]
 
 
 def crm_coverage_hint(data: CrmData) -> DataHint:
