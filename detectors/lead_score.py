@@ -9,6 +9,10 @@ a day: their new leads (created within `lookback_days`, no outcome yet) best fir
 converted, 12% on average"). New leads without a manager go to the director in one item. A
 manager with fewer than `min_new_leads` new leads has nothing to rank and gets nothing.
 
+Leads carry no conversion date, so outcomes are the statuses as they are now: in `crm-pulse
+backtest`, a lead decided since a replayed day is not "new" on that day, and the replay
+undercounts this detector's items (it is exact for the latest week only).
+
 Off by default; when it cannot score (too few outcomes, no better than the base rate), the
 scan's "skipped" line says why (`skip_reason`).
 """
