@@ -17,7 +17,8 @@ items only; reminders are shown beside it. A recipient averaging more full items
 Cost: the data is loaded once. Detectors whose module offers `prepare(data, spec) -> state`
 and `detect_at(state, now)` (all six built in) do their joins, sorting and id factorising
 once and then only cheap array masks or binary searches per day; others run their plain
-`detect` per day. The dedup decides a whole run at once over arrays (Dedup). Target: 180 days on 100,000 deals at most 20x one scan
+`detect` per day. The level-3 detectors (deal_risk, win_forecast) refit their model at most
+once per week of replayed time (predict.model.fitted), never on knowledge after the day. The dedup decides a whole run at once over arrays (Dedup). Target: 180 days on 100,000 deals at most 20x one scan
 (benchmarks/backtest.py measures that ratio).
 """
 from __future__ import annotations

@@ -9,6 +9,7 @@ from detectors.registry import REGISTRY, DetectorSpec, ScanResult, run_detectors
 from detectors import (  # noqa: E402,F401
     conversion_drop,
     deal_risk,
+    lead_score,
     lead_sla,
     loss_reasons,
     manager_load,

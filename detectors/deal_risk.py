@@ -10,8 +10,10 @@ share of open deals is an insight for its manager, largest amount x fall first, 
 this one and how many of them were won, and the two or three features whose typical value would
 change its chance most ("no touch for 12 days, typically 3").
 
-Off by default: it fits a model on every scan (seconds to a minute on large histories), and a
-company should read `crm-pulse model report` before its managers read predictions. When it
+Off by default: a company should read `crm-pulse model report` before its managers read
+predictions. The model (seconds to a minute to fit on large histories) is fitted again only
+when a deal closed since the last fit (predict.model.fitted); in `crm-pulse backtest`
+(`prepare`/`detect_at`) at most once per REFIT_DAYS of replayed time. When it
 cannot predict (too little history, or no better than the baseline), it says why through
 `skip_reason`, which the scan reports.
 """
@@ -29,6 +31,7 @@ from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
 
 NAME = "deal_risk"
+REFIT_DAYS = 7  # a replay refits at most weekly: a model a few days old predicts as well, at 1/7 the cost
 _last: tuple[weakref.ref, str] | None = None  # (the data, why nothing was predicted on it)
 
 
@@ -60,11 +63,27 @@ def _remember(data: CrmData, reason: str | None) -> None:
 @register(NAME, DealRiskSpec, requires=(), summary="a large open deal whose win chance fell sharply since last week (level 3)",
           needs=(Need(("deals.closed_at",)),))  # outcomes need a closing date: without it there is nothing to learn from
 def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
+    return _detect(data, spec, now, max_age_days=0)
+
+
+def prepare(data: CrmData, spec: DealRiskSpec) -> tuple[CrmData, DealRiskSpec]:
+    """For bot.backtest: nothing to index beyond what predict.model.fitted keeps."""
+    return data, spec
+
+
+def detect_at(state: tuple[CrmData, DealRiskSpec], now: datetime) -> list[Insight]:
+    """One replayed day: the model is refitted at most every REFIT_DAYS of replayed time."""
+    data, spec = state
+    return _detect(data, spec, now, max_age_days=REFIT_DAYS)
+
+
+def _detect(data: CrmData, spec: DealRiskSpec, now: datetime, *, max_age_days: int) -> list[Insight]:
     from predict.explain import Explainer
     from predict.features import DAY, features_at, seconds_of
     from predict.model import HistoryRule, fitted, score
 
-    prep, model = fitted(data, now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost))
+    prep, model = fitted(data, now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost),
+                         max_age_days=max_age_days)
     _remember(data, None if model.usable else model.reason)
     if not model.usable:
         return []
@@ -104,7 +123,8 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     return out
 
 
-def _opt(v: object) -> object:
+def plain_value(v: object) -> object:
+    """A cell as JSON wants it: None for missing (NaN, NA), Python scalars for numpy ones."""
     if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
         return None
     if isinstance(v, np.generic):
@@ -114,18 +134,18 @@ def _opt(v: object) -> object:
 
 def _insight(spec: DealRiskSpec, deal: pd.Series, row: pd.DataFrame, p_then: float, similar, factors,
              clients: pd.DataFrame | None, managers: pd.DataFrame, kind: str | None) -> Insight:
-    manager_id = _opt(deal["manager_id"])
-    client_id = _opt(deal.get("client_id"))
+    manager_id = plain_value(deal["manager_id"])
+    client_id = plain_value(deal.get("client_id"))
     client_name = None
     if clients is not None and client_id is not None and client_id in clients.index:
-        client_name = _opt(clients.loc[client_id, "name"])
-    manager_name = _opt(managers.loc[manager_id, "name"]) if manager_id in managers.index else None
+        client_name = plain_value(clients.loc[client_id, "name"])
+    manager_name = plain_value(managers.loc[manager_id, "name"]) if manager_id in managers.index else None
     p_now = float(row["p_win"].iloc[0])
     drop = p_then - p_now
     facts = {
-        "deal_id": str(deal["deal_id"]), "deal_title": _opt(deal.get("title")), "client_name": client_name,
-        "manager_id": manager_id, "manager_name": manager_name, "stage": _opt(deal.get("stage")),
-        "amount": _opt(deal.get("amount")), "currency": _opt(deal.get("currency")),
+        "deal_id": str(deal["deal_id"]), "deal_title": plain_value(deal.get("title")), "client_name": client_name,
+        "manager_id": manager_id, "manager_name": manager_name, "stage": plain_value(deal.get("stage")),
+        "amount": plain_value(deal.get("amount")), "currency": plain_value(deal.get("currency")),
         "p_now": round(p_now, 4), "p_before": round(p_then, 4), "lookback_days": spec.lookback_days,
         "stage_win_rate": round(float(row["p_stage"].iloc[0]), 4),
         "days_since_touch": round(float(row["days_since_touch"].iloc[0]), 1),

@@ -6,13 +6,21 @@ say so) times the share of won deals at its stage that close within the month, t
 amount, with an 80% interval from simulated outcomes; next to it the weighted pipeline
 (stage probability x amount, same timing). One item, in the weekly report (bot.delivery
 WEEKLY_DETECTORS), never in the daily digest. Below the minimum history nothing is said, and
-`skip_reason` tells the scan why. Off by default, like deal_risk: it fits the model on every scan.
+`skip_reason` tells the scan why.
+
+With the model in use, a second item for the director lists the deals likely to close (at most
+`likely_items`, largest amount x lift first): open deals the model gives at least
+`likely_min_chance` and at least `likely_min_lift` more than their stage's win rate, so the
+weighted pipeline undercounts them. Each is said with its similar past deals ("похожа на 40
+прошлых сделок, из них выиграно 32 (80%)"). One item, weekly, never one per deal. Off by default, like deal_risk, and sharing its fit
+(predict.model.fitted: refitted only when a deal closed; in a backtest at most weekly).
 """
 from __future__ import annotations
 
 import weakref
 from datetime import datetime
 
+import numpy as np
 from pydantic import Field
 
 from crm.data import CrmData
@@ -29,6 +37,10 @@ class WinForecastSpec(DetectorSpec):
     min_won: int = Field(50, ge=10, description="won deals among them, at least")
     min_lost: int = Field(50, ge=10, description="lost deals among them, at least")
     months: int = Field(2, ge=1, le=6, description="this month and the next ones")
+    likely_items: int = Field(5, ge=0, le=20, description="deals likely to close listed in one weekly item (0: no such item)")
+    likely_min_chance: float = Field(0.6, gt=0, lt=1, description="a listed deal's win chance, at least")
+    likely_min_lift: float = Field(0.15, ge=0, lt=1, description="...and at least this much above its stage's win rate")
+    neighbours: int = Field(40, ge=5, le=500, description="similar closed deals named for each listed deal")
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -38,15 +50,32 @@ def skip_reason(data: CrmData) -> str | None:
     return None
 
 
-@register(NAME, WinForecastSpec, requires=(), summary="expected won amount this month and next vs the weighted pipeline (level 3, weekly)",
+@register(NAME, WinForecastSpec, requires=(), summary="expected won amount this month and next vs the weighted pipeline, and the deals likely to close (level 3, weekly)",
           needs=(Need(("deals.closed_at",)),))
 def detect(data: CrmData, spec: WinForecastSpec, now: datetime) -> list[Insight]:
+    return _detect(data, spec, now, max_age_days=0)
+
+
+def prepare(data: CrmData, spec: WinForecastSpec) -> tuple[CrmData, WinForecastSpec]:
+    """For bot.backtest: nothing to index beyond what predict.model.fitted keeps."""
+    return data, spec
+
+
+def detect_at(state: tuple[CrmData, WinForecastSpec], now: datetime) -> list[Insight]:
+    """One replayed day: the model is refitted at most every REFIT_DAYS of replayed time."""
+    from detectors.deal_risk import REFIT_DAYS
+
+    data, spec = state
+    return _detect(data, spec, now, max_age_days=REFIT_DAYS)
+
+
+def _detect(data: CrmData, spec: WinForecastSpec, now: datetime, *, max_age_days: int) -> list[Insight]:
     from predict.model import HistoryRule, fitted
     from predict.report import forecast_now
 
     global _last
     rule = HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost)
-    prep, model = fitted(data, now, rule)  # shared with deal_risk in the same scan
+    prep, model = fitted(data, now, rule, max_age_days=max_age_days)  # shared with deal_risk
     fc, reason = forecast_now(prep, now, rule, months=spec.months, model=model)
     _last = None if fc is not None else (weakref.ref(data), reason)
     if fc is None or not fc["open_deals"]:
@@ -56,5 +85,56 @@ def detect(data: CrmData, spec: WinForecastSpec, now: datetime) -> list[Insight]
         open_cur = data.deals.loc[data.deals["status"] == "open", "currency"].dropna().unique()
         currency = str(open_cur[0]) if len(open_cur) == 1 else None
     facts = {**fc, "currency": currency, "model_reason": reason}
-    return [Insight(detector=NAME, severity="info", audience=Audience("director"),
-                    subject={"month": fc["months"][0]["month"]}, facts=facts)]
+    out = [Insight(detector=NAME, severity="info", audience=Audience("director"),
+                   subject={"month": fc["months"][0]["month"]}, facts=facts)]
+    if model.usable and spec.likely_items:
+        likely = likely_to_close(data, prep, model, spec, now, currency)
+        if likely is not None:
+            out.append(likely)
+    return out
+
+
+def likely_to_close(data: CrmData, prep, model, spec: WinForecastSpec, now: datetime,
+                    currency: str | None) -> Insight | None:
+    """One director item: the open deals the model rates well above their stage's win rate."""
+    from detectors.deal_risk import plain_value
+    from predict.explain import Explainer
+    from predict.model import score
+
+    frame = score(model, prep, now)
+    if frame.empty:
+        return None
+    p, base = frame["p_win"].to_numpy(), frame["p_stage"].to_numpy()
+    amount = prep.amount[frame["row"].to_numpy()]
+    hit = np.flatnonzero((p >= spec.likely_min_chance - 1e-12) & (p - base >= spec.likely_min_lift - 1e-12))
+    if not len(hit):
+        return None
+    by_amount = "amount" in prep.features
+    value = np.nan_to_num(amount, nan=0.0).clip(min=0) if by_amount else np.ones(len(frame))
+    weight = (p[hit] - base[hit]) * (value[hit] + 1.0)
+    top = hit[np.argsort(-weight, kind="stable")][: spec.likely_items]
+    explainer = Explainer(model)
+    deals = data.deals.set_index("deal_id", drop=False)
+    names = dict(zip(data.managers["manager_id"], data.managers["name"]))
+    listed, evidence = [], []
+    for i in top:
+        row = frame.iloc[[i]].reset_index(drop=True)
+        deal = deals.loc[row["deal_id"].iloc[0]]
+        similar = explainer.similar(row, spec.neighbours)
+        manager_id = plain_value(deal.get("manager_id"))
+        listed.append({
+            "deal_id": str(deal["deal_id"]), "deal_title": plain_value(deal.get("title")), "manager_id": manager_id,
+            "manager_name": plain_value(names.get(manager_id)), "stage": plain_value(deal.get("stage")),
+            "amount": plain_value(deal.get("amount")) if by_amount else None,
+            "p_win": round(float(p[i]), 4), "stage_win_rate": round(float(base[i]), 4),
+            "similar_n": similar.n, "similar_won": similar.won,
+        })
+        evidence.append(str(deal["deal_id"]))
+    facts = {"kind": "likely_to_close", "deals": listed, "candidates": int(len(hit)), "currency": currency,
+             "unit": "amount" if by_amount else "deals", "model": model.kind,
+             # what the model expects of the listed deals beyond the weighted pipeline (stage rate x value)
+             "above_pipeline": round(float(((p[top] - base[top]) * value[top]).sum()), 2),
+             "min_chance": spec.likely_min_chance, "min_lift": spec.likely_min_lift}
+    return Insight(detector=NAME, severity="info", audience=Audience("director"),
+                   subject={"list": "likely_to_close"}, facts=facts, evidence={"deal_ids": evidence})
+

@@ -268,6 +268,7 @@ CHECK_NAMES: dict[str, tuple[str, str]] = {
     "loss_reasons": ("причины проигрышей", "loss reasons"),
     "deal_risk": ("сделки под угрозой", "deals at risk"),
     "win_forecast": ("прогноз выигрыша", "won forecast"),
+    "lead_score": ("кому звонить первым", "leads to call first"),
 }
 
 
@@ -320,6 +321,15 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),
      r"мало истории для прогноза: закрытых сделок с датой закрытия \1 (выиграно \2, проиграно \3), "
      r"нужно не меньше \4, из них выигранных \5 и проигранных \6"),
+    # lead_score's skip_reason (predict.leads)
+    (re.compile(r"^not enough lead outcomes to score leads: (\d+) leads with an outcome \((\d+) converted, (\d+) not\); "
+                r"needs at least (\d+) with >= (\d+) converted and >= (\d+) not: .*$"),
+     r"мало заявок с итогом для оценки: \1 (сконвертировано \2, нет \3), нужно не меньше \4, "
+     r"из них сконвертированных \5 и несконвертированных \6"),
+    (re.compile(r"^not enough lead outcomes on both sides of the backtest cutoff.*$"),
+     "мало заявок с итогом, чтобы проверить оценку на прошлом"),
+    (re.compile(r"^the lead model does not beat the base rate on the backtest: .*$"),
+     "оценка заявок по истории компании не точнее средней конверсии, поэтому не используется"),
     (re.compile(r"^not enough history (to backtest|before the backtest cutoff).*$"),
      "мало истории, чтобы проверить прогноз на прошлом (подробнее: crm-pulse model report)"),
     (re.compile(r"^the model does not beat the stage-only baseline on the backtest: .*$"),

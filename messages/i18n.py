@@ -40,6 +40,7 @@ NOUNS: dict[str, dict[str, object]] = {
     "check": {"ru": "проверка", "en": {"one": "check", "other": "checks"}},
     "manager": {"ru": "менеджер", "en": {"one": "manager", "other": "managers"}},
     "activity": {"ru": "активность", "en": {"one": "activity", "other": "activities"}},
+    "month": {"ru": "месяц", "en": {"one": "month", "other": "months"}},
 }
 
 # Babel knows the ₸ / ₽ signs only under the country's locale; ru alone spells "KZT".

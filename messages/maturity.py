@@ -597,6 +597,8 @@ def hint_text(hint: Any, lang: str) -> str:
                            f"{number(f['marked_n'], lang)} activities ({share}).")
     if kind == "data_quality":
         return _data_quality_text(f, lang)
+    if kind.startswith("model_"):
+        return _model_text(kind, f, lang)
     return ("Подсказка из данных: " if ru else "Data hint: ") + kind
 
 
@@ -685,6 +687,63 @@ def _data_quality_text(f: dict[str, Any], lang: str) -> str:
         parts.append("По количеству сделок для пилотной модели уже хватает."
                      if ru else "By the number of deals there is already enough for a pilot model.")
     return " ".join(parts)
+
+
+def _model_text(kind: str, f: dict[str, Any], lang: str) -> str:
+    """The win model's verdict (bot.maturity.data_hints.model_readiness_hint) in words."""
+    ru = lang == "ru"
+    if kind == "model_no_closing_dates":
+        return ("У сделок нет даты закрытия (closed_at), поэтому модели не на чем учиться предсказывать исход."
+                if ru else "Deals have no closing date (closed_at), so a model has nothing to learn outcomes from.")
+    have = (f"закрытых сделок с датой закрытия {number(f['closed_n'], lang)} (выиграно {number(f['won_n'], lang)}, "
+            f"проиграно {number(f['lost_n'], lang)})" if ru else
+            f"{number(f['closed_n'], lang)} closed deals with a closing date ({number(f['won_n'], lang)} won, "
+            f"{number(f['lost_n'], lang)} lost)")
+    if kind == "model_history_short":
+        miss = f.get("missing") or {}
+        names = {"closed": ("закрытых", "closed"), "won": ("выигранных", "won"), "lost": ("проигранных", "lost")}
+        gaps = ", ".join(f"{number(miss[k], lang)} {names[k][0 if ru else 1]}" for k in names if miss.get(k))
+        parts = [(f"Для прогноза по сделкам пока мало истории: {have}; нужно не меньше {number(f['min_closed'], lang)}, "
+                  f"из них выигранных {number(f['min_won'], lang)} и проигранных {number(f['min_lost'], lang)}. "
+                  f"Не хватает: {gaps}.") if ru else
+                 (f"Too little history to predict deals yet: {have}; at least {number(f['min_closed'], lang)} are "
+                  f"needed, {number(f['min_won'], lang)} won and {number(f['min_lost'], lang)} lost. "
+                  f"Missing: {gaps}.")]
+        if f.get("months_to_enough"):
+            per = float(f["closed_per_month"])
+            pace = number(round(per) if per >= 10 else per, lang)
+            parts.append(f"При нынешнем темпе (около {pace} закрытых сделок в месяц) это примерно "
+                         f"{count(f['months_to_enough'], 'month', lang)}." if ru else
+                         f"At the current pace (about {pace} closed deals a month) that is about "
+                         f"{count(f['months_to_enough'], 'month', lang)}.")
+        else:
+            parts.append("За последние три месяца нужных закрытий не было, поэтому срок не оценить."
+                         if ru else "No such deals closed in the last three months, so there is no date to give.")
+        return " ".join(parts)
+    if kind == "model_untested":
+        return (f"Истории уже достаточно ({have}), но проверить модель на прошлом пока не на чем: мало сделок до "
+                "точки проверки (подробнее: crm-pulse model report)." if ru else
+                f"There is enough history ({have}), but too little of it before the backtest cutoff to test a model "
+                "(details: crm-pulse model report).")
+    brier, base = (f"{float(f[k]):.3f}".replace(".", "," if ru else ".") for k in ("brier", "baseline_brier"))
+    history = (f"закрыто сделок: {number(f['closed_n'], lang)}, выиграно {number(f['won_n'], lang)}, "
+               f"проиграно {number(f['lost_n'], lang)}" if ru else
+               f"{number(f['closed_n'], lang)} closed deals: {number(f['won_n'], lang)} won, {number(f['lost_n'], lang)} lost")
+    if f.get("beats_baseline"):
+        return (f"На истории компании ({history}) модель прогноза по сделкам точнее доли выигранных по этапу: ошибка "
+                f"(Brier) {brier} против {base}, на {percent(f['gain'], lang)} меньше. Прогнозы и рекомендации из данных "
+                "можно включать (deal_risk и win_forecast в config.toml; подробнее: crm-pulse model report)."
+                if ru else
+                f"On the company's own history ({history}) a deal model beats each stage's win rate: Brier {brier} vs "
+                f"{base}, {percent(f['gain'], lang)} lower. Predictions and recommendations from the data can be "
+                "switched on (deal_risk and win_forecast in config.toml; details: crm-pulse model report).")
+    return (f"На истории компании ({history}) модель пока не точнее доли выигранных по этапу: ошибка (Brier) {brier} "
+            f"против {base}. Прогнозы ничего не добавят к взвешенной воронке; помогут касания, письма, источник и "
+            "сумма в каждой сделке (подробнее: crm-pulse model report)."
+            if ru else
+            f"On the company's own history ({history}) a model does not yet beat each stage's win rate: Brier {brier} "
+            f"vs {base}. Predictions would add nothing to the weighted pipeline; touches, emails, source and amount "
+            "on every deal would help (details: crm-pulse model report).")
 
 
 # --- one neutral view, three renderings -----------------------------------------------------

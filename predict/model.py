@@ -13,7 +13,8 @@ far the company is from enough.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -180,11 +181,24 @@ def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], see
     return model
 
 
+SMALL_FRAME = 20_000  # rows: below this, one thread predicts faster than a team
+
+
 def predict_proba(model, frame: pd.DataFrame, features: tuple[str, ...]) -> np.ndarray:
     x = _prepared_x(frame, features)
     if "amount" in x:
         x["amount"] = x["amount"].clip(lower=0)
-    return model.predict_proba(x)[:, 1] if len(x) else np.zeros(0)
+    if not len(x):
+        return np.zeros(0)
+    if len(x) >= SMALL_FRAME:
+        return model.predict_proba(x)[:, 1]
+    from threadpoolctl import threadpool_limits
+
+    # The explanations score one deal at a time (what-ifs, neighbours): starting the boosting's
+    # OpenMP team for every tree of a one-row frame cost more than the prediction, many times
+    # more on a busy machine.
+    with threadpool_limits(limits=1):
+        return model.predict_proba(x)[:, 1]
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -232,6 +246,9 @@ class WinModel:
     train_p: np.ndarray | None = None
     trained_at: int = 0
     dropped: dict[str, str] = field(default_factory=dict)
+    rule: HistoryRule | None = None  # the history rule it was fitted under (predict.model.fitted)
+    # the backtest behind the verdict, when one ran: brier, baseline_brier, gain, p_value, model
+    check: dict = field(default_factory=dict)
 
     def proba(self, frame: pd.DataFrame) -> np.ndarray:
         if not self.usable:
@@ -344,17 +361,19 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
     why = rule.shortfall(*closed_counts(prep, t_now))
     if why:
         return WinModel(False, why, dropped=prep.dropped)
-    verdict = ""
+    verdict, scores = "", {}
     if kind is None:
         bt = check if check is not None else backtest(prep, t_now, rule, step_days=step_days, max_rows=max_rows, seed=seed)
         if isinstance(bt, str):
             return WinModel(False, bt, dropped=prep.dropped)
+        scores = {"brier": round(bt.brier, 4), "baseline_brier": round(bt.baseline_brier, 4),
+                  "gain": round(bt.gain, 4), "p_value": round(bt.p_value, 4), "model": bt.chosen}
         if not bt.beats_baseline():
             return WinModel(False, (f"the model does not beat the stage-only baseline on the backtest: Brier "
                                     f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate "
                                     f"({bt.gain:+.1%}, p = {bt.p_value:.2g}; needs at least {MIN_GAIN:.0%} better "
                                     f"with p < {ALPHA}); predictions would add nothing to the weighted pipeline"),
-                            baseline=bt.baseline, dropped=prep.dropped)
+                            baseline=bt.baseline, dropped=prep.dropped, check=scores)
         kind = bt.chosen
         verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
                    f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
@@ -363,31 +382,102 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
     return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} closed deals{verdict}",
                     features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows),
                     train_rows=rows, train_p=predict_proba(model, rows, prep.features), trained_at=t_now,
-                    dropped=prep.dropped)
+                    dropped=prep.dropped, check=scores)
 
 
-_fitted: tuple | None = None  # (weakref to the data, t_now, rule, prep, model): the last fit, one entry
+CACHE_SIZE = 4  # fitted models kept in the process: a company, its replays, a second rule
+_models: "OrderedDict[str, WinModel]" = OrderedDict()  # history key -> the model fitted on that history
+_prepared: tuple | None = None  # (weakref to the data, Prepared): the last prepare, one entry
 
 
-def fitted(data, now: datetime | int, rule: HistoryRule = HistoryRule()) -> tuple[Prepared, WinModel]:
-    """(prepared data, trained model) for `data` at `now`, fitted once per scan.
+def history_key(prep: Prepared, t: int, rule: HistoryRule) -> str:
+    """A hash of everything the fit learns its outcomes from: the deals closed by second `t`
+    (ids, won or lost, closing second), plus the rule and the feature columns.
 
-    deal_risk and win_forecast both need the model on the same data at the same moment; the
-    fit (a backtest of two candidates and a final fit) is the expensive part of a scan, so the
-    last one is kept, tied to that very CrmData object (a weak reference: a new load, or a new
-    `now` in a replay, fits anew)."""
+    Two scans with the same key would fit the same model (the features of the same closed
+    deals, as of the same past snapshots), so the second one reuses the first's. A new closed
+    deal, a reopened or re-dated one, other rules or another column set change the key."""
+    import hashlib
+
+    done = (prep.closed >= 0) & (prep.closed <= t) & (prep.won | prep.lost)
+    ids = prep.deal_ids[done].astype(str)
+    order = np.argsort(ids, kind="stable")
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((rule, prep.features, sorted(prep.dropped))).encode())
+    h.update("\x1f".join(ids[order].tolist()).encode())
+    h.update(prep.won[done][order].tobytes())
+    h.update(prep.closed[done][order].astype(np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _prepared_for(data) -> Prepared:
     import weakref
 
     from predict.features import prepare
 
-    global _fitted
-    t_now = now if isinstance(now, int) else seconds_of(now)
-    if _fitted is not None and _fitted[0]() is data and _fitted[1] == t_now and _fitted[2] == rule:
-        return _fitted[3], _fitted[4]
+    global _prepared
+    if _prepared is not None and _prepared[0]() is data:
+        return _prepared[1]
     prep = prepare(data)
+    _prepared = (weakref.ref(data), prep)
+    return prep
+
+
+def _on(model: WinModel, prep: Prepared) -> WinModel:
+    """The cached model with its training rows pointing at `prep`'s positions (a new load of the
+    same company orders its deals differently; predict.report.Timing reads closings by row)."""
+    rows = model.train_rows
+    if rows is None or not len(rows):
+        return model
+    where = pd.Index(prep.deal_ids).get_indexer(rows["deal_id"].to_numpy())
+    if (where < 0).any():  # cannot happen with an equal history key; refuse rather than misread
+        raise ValueError("a cached model's training deal is missing from the data")
+    if np.array_equal(where, rows["row"].to_numpy()):
+        return model
+    rows = rows.copy()
+    rows["row"] = where
+    return replace(model, train_rows=rows)
+
+
+def fitted(data, now: datetime | int, rule: HistoryRule = HistoryRule(), *,
+           max_age_days: int = 0) -> tuple[Prepared, WinModel]:
+    """(prepared data, trained model) for `data` at `now`, fitted only when the history changed.
+
+    The fit (a backtest of two candidates and a final fit) is the expensive part of a scan,
+    and it depends only on the closed deals (`history_key`): deal_risk and win_forecast share
+    one, and the next scan of the same company reuses it until a deal closes. Never a model
+    fitted after `now` (a replay going backwards would learn from its future).
+
+    `max_age_days` (a replay: bot.backtest via the detectors' `detect_at`): a model fitted at
+    most this many days of replayed time before `now`, on the history as it was then, is
+    reused even though deals closed since: a backtest refits at most weekly, not per day."""
+    t_now = now if isinstance(now, int) else seconds_of(now)
+    prep = _prepared_for(data)
+    key = history_key(prep, t_now, rule)
+    hit = _models.get(key)
+    if hit is None and max_age_days > 0:
+        for k, m in reversed(_models.items()):
+            if (0 <= t_now - m.trained_at < max_age_days * DAY and m.rule == rule
+                    and history_key(prep, m.trained_at, rule) == k):
+                hit, key = m, k
+                break
+    if hit is not None and hit.trained_at <= t_now:
+        _models.move_to_end(key)
+        hit = _models[key] = _on(hit, prep)  # remapped once: deal_risk and win_forecast share this object
+        return prep, hit
     model = train(prep, t_now, rule)
-    _fitted = (weakref.ref(data), t_now, rule, prep, model)
+    model.trained_at, model.rule = t_now, rule
+    _models[key] = model
+    while len(_models) > CACHE_SIZE:
+        _models.popitem(last=False)
     return prep, model
+
+
+def forget_fitted() -> None:
+    """Drop every cached fit (tests; a long-running process that wants its memory back)."""
+    global _prepared, _scored
+    _models.clear()
+    _prepared = _scored = None
 
 
 def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = 150_000,
@@ -398,10 +488,22 @@ def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, ma
                          max_rows=max_rows, seed=seed)
 
 
+_scored: tuple | None = None  # (weakref model, weakref prep, second, frame): the last scoring, one entry
+
+
 def score(model: WinModel, prep: Prepared, at: datetime | int) -> pd.DataFrame:
-    """Every deal open at `at`: its features, `p_win` (the model) and `p_stage` (the baseline)."""
+    """Every deal open at `at`: its features, `p_win` (the model) and `p_stage` (the baseline).
+
+    The last result is kept: deal_risk and win_forecast's deals likely to close score the same
+    open deals with the same model in one scan (seconds on a million open deals). Read-only."""
+    import weakref
+
+    global _scored
     t = at if isinstance(at, int) else seconds_of(at)
+    if _scored is not None and _scored[0]() is model and _scored[1]() is prep and _scored[2] == t:
+        return _scored[3]
     frame = features_at(prep, t, open_at(prep, t))
     frame["p_win"] = model.proba(frame)
     frame["p_stage"] = model.baseline.predict(frame)
+    _scored = (weakref.ref(model), weakref.ref(prep), t, frame)
     return frame

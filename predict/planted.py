@@ -92,3 +92,31 @@ def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: 
     })
     return CrmData(managers=mgrs, deals=deals, stage_history=history, stages=list(STAGES), activities=acts,
                    origins={"deals": "planted", "stage_history": "planted", "activities": "planted"})
+
+
+LEAD_SOURCES = ["web", "ads", "call", "referral"]
+
+
+def planted_leads(n: int, now: datetime, *, span_days: int = 365, seed: int = 2, managers: int = 10,
+                  referral_lift: float = 3.0, base_rate: float = 0.1, open_days: int = 14) -> pd.DataFrame:
+    """`n` leads over `span_days` before `now` in the canonical leads table: a referral converts
+    `referral_lift` times as often as any other source (`base_rate`); region and the time of
+    day are noise. Leads created in the last `open_days` have no outcome yet (status "new")."""
+    rng = np.random.default_rng(seed)
+    now_ns = pd.Timestamp(now).value
+    created = now_ns - rng.integers(1, span_days * _DAY_NS, n)
+    source = np.asarray(LEAD_SOURCES)[rng.integers(0, len(LEAD_SOURCES), n)]
+    p = np.where(source == "referral", base_rate * referral_lift, base_rate)
+    converted = rng.random(n) < p
+    fresh = created > now_ns - open_days * _DAY_NS
+    status = np.where(fresh, "new", np.where(converted, "converted", "lost"))
+    return pd.DataFrame({
+        "lead_id": pd.array(np.char.add("L", np.arange(n).astype(str)), dtype="string"),
+        "created_at": _ts(created),
+        "source": pd.array(source, dtype="string"),
+        "region": pd.array(np.asarray(REGIONS)[rng.integers(0, len(REGIONS), n)], dtype="string"),
+        "manager_id": pd.array(np.char.add("m", rng.integers(0, managers, n).astype(str)), dtype="string"),
+        "assigned_at": _ts(created),
+        "first_response_at": _ts(np.full(n, np.datetime64("NaT").astype(np.int64))),
+        "status": pd.array(status, dtype="string"),
+    })

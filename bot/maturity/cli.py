@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace, ask: Callable[[str], str], out: TextIO, err: 
             print(_shown(_stopped(lang), out), file=out)
             return EXIT_OK
     result = score(answers)
-    hints: list[DataHint] = data_hints(data, now) if data is not None else []
+    hints: list[DataHint] = data_hints(data, now, model_rule=_model_rule(config)) if data is not None else []
     if hints and args.department == "service":
         print(_shown(NO_SALES_HINTS[lang], err), file=err)
         hints = []
@@ -129,6 +129,16 @@ def _known_timezone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def _model_rule(config):
+    """The minimum history the config's [detectors.deal_risk] sets (None: no config, the defaults)."""
+    if config is None:
+        return None
+    from predict.model import HistoryRule
+
+    spec = config.detector_specs()["deal_risk"]
+    return HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost)
 
 
 def _config(args: argparse.Namespace, err: TextIO):

@@ -12,7 +12,10 @@ Hints:
 - auto_actions: activities the system created itself, where the data marks them (an optional
   activities column `created_by` or `is_auto`); otherwise we say the data does not show it.
 - recommendations (data ready for level 3): closed deals against the thousands the article
-  says learning needs, loss reasons filled in, key deal fields filled in.
+  says learning needs, loss reasons filled in, key deal fields filled in; and the win model's
+  own verdict (predict/, as `crm-pulse model report` gives it): how far the company is from the
+  minimum history (and, at its recent pace, how many months), or whether a model beats each
+  stage's win rate on the company's own backtest.
 """
 from __future__ import annotations
 
@@ -50,12 +53,13 @@ class DataHint:
         return cls(d.get("question_id"), d["kind"], dict(d.get("facts") or {}))
 
 
-def data_hints(data: CrmData | None, now: datetime) -> list[DataHint]:
-    """All hints the data supports, in questionnaire order."""
+def data_hints(data: CrmData | None, now: datetime, *, model_rule: Any = None) -> list[DataHint]:
+    """All hints the data supports, in questionnaire order. `model_rule`: the minimum history
+    (predict.model.HistoryRule) of the config's [detectors.deal_risk]; None: its defaults."""
     if data is None:
         return [DataHint(None, "no_data")]
     return [crm_coverage_hint(data), lead_distribution_hint(data, now), auto_actions_hint(data),
-            data_quality_hint(data, now)]
+            data_quality_hint(data, now), model_readiness_hint(data, now, model_rule)]
 
 
 def crm_coverage_hint(data: CrmData) -> DataHint:
@@ -214,9 +218,49 @@ def data_quality_hint(data: CrmData, now: datetime) -> DataHint:
     return DataHint("recommendations", "data_quality", facts)
 
 
+PACE_DAYS = 90  # "at the current pace": closings over the last quarter
+
+
+def model_readiness_hint(data: CrmData, now: datetime, rule: Any = None) -> DataHint:
+    """Could the system recommend from this data? The win model's verdict at `now`.
+
+    Below the minimum history (predict.model.HistoryRule; the defaults deal_risk uses) it says
+    what is missing and, at the pace deals closed over the last PACE_DAYS, in how many months
+    it would be there. Above it, the model is backtested (a fit: seconds, up to a minute on
+    100,000 deals; shared with a scan's deal_risk/win_forecast through predict.model.fitted)
+    and the hint says whether it beats each stage's win rate, with both Brier scores."""
+    import math
+
+    from predict.features import DAY, seconds_of
+    from predict.model import HistoryRule, closed_counts, fitted
+
+    if not data.has_column("deals", "closed_at"):
+        return DataHint("recommendations", "model_no_closing_dates")
+    rule = rule or HistoryRule()
+    t = seconds_of(now)
+    prep, model = fitted(data, t, rule)
+    won, lost = closed_counts(prep, t)
+    facts: dict[str, Any] = {"closed_n": won + lost, "won_n": won, "lost_n": lost, "min_closed": rule.min_closed,
+                             "min_won": rule.min_won, "min_lost": rule.min_lost}
+    if rule.shortfall(won, lost):
+        need = {"closed": max(0, rule.min_closed - won - lost), "won": max(0, rule.min_won - won),
+                "lost": max(0, rule.min_lost - lost)}
+        recent_won, recent_lost = (a - b for a, b in zip((won, lost), closed_counts(prep, t - PACE_DAYS * DAY)))
+        per_month = {"closed": (recent_won + recent_lost) * 30 / PACE_DAYS, "won": recent_won * 30 / PACE_DAYS,
+                     "lost": recent_lost * 30 / PACE_DAYS}
+        months = [math.inf if per_month[k] <= 0 else need[k] / per_month[k] for k in need if need[k] > 0]
+        facts.update(missing=need, closed_per_month=round(per_month["closed"], 1),
+                     months_to_enough=None if not months or math.isinf(max(months)) else math.ceil(max(months)))
+        return DataHint("recommendations", "model_history_short", facts)
+    if not model.check:  # enough deals, but the backtest could not run (too little before its cutoff)
+        return DataHint("recommendations", "model_untested", facts)
+    facts.update(beats_baseline=model.usable, **{k: model.check[k] for k in ("brier", "baseline_brier", "gain", "model")})
+    return DataHint("recommendations", "model_backtest", facts)
+
+
 def hints_for(hints: list[DataHint], question_id: str | None) -> list[DataHint]:
     return [h for h in hints if h.question_id == question_id]
 
 
 __all__ = ["DataHint", "data_hints", "hints_for", "crm_coverage_hint", "lead_distribution_hint", "auto_actions_hint",
-           "data_quality_hint", "CLOSED_DEALS_FOR_LEARNING"]
+           "data_quality_hint", "model_readiness_hint", "CLOSED_DEALS_FOR_LEARNING"]

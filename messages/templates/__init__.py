@@ -7,6 +7,7 @@ Statistics (p, q, method) go only into `details`.
 from messages.templates import (  # noqa: F401  (import registers)
     conversion_drop,
     deal_risk,
+    lead_score,
     lead_sla,
     loss_reasons,
     manager_load,

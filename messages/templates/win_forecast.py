@@ -1,10 +1,12 @@
-"""win_forecast: the won amount expected this month and next (director, weekly report)."""
+"""win_forecast: the won amount expected this month and next, and the deals likely to close
+(director, weekly report). The second item lists a few deals, each with the similar past deals
+behind its chance ("похожа на 40 прошлых сделок, из них выиграно 32 (80%)")."""
 from __future__ import annotations
 
 import calendar
 
 from detectors.insight import Insight
-from messages.render import Ctx, Line, Words, template
+from messages.render import Ctx, Line, Words, name, template
 
 _RU_MONTHS = ["январь", "февраль", "март", "апрель", "май", "июнь", "июль", "август", "сентябрь", "октябрь",
               "ноябрь", "декабрь"]
@@ -24,6 +26,8 @@ def _value(ctx: Ctx, f: dict, x: float) -> str:
 @template("win_forecast")
 def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
+    if f.get("kind") == "likely_to_close":
+        return likely_words(f, ctx)
     first = f["months"][0]
     title = ctx.t("Прогноз выигрыша на {m}: {v}", "Won forecast for {m}: {v}",
                   m=month_name(ctx, first["month"]), v=_value(ctx, f, first["expected"]))
@@ -50,3 +54,40 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     # the model's reason is English (predict/): shown only in English details, never mixed into Russian
     details = [ctx.t("", "How: {r}", r=str(f["model_reason"]))] if f.get("model_reason") and ctx.lang == "en" else []
     return Words(title=title, body=body, action=action, details=details)
+
+
+def likely_words(f: dict, ctx: Ctx) -> Words:
+    deals = f.get("deals") or []
+    title = ctx.t("Сделки, которые, скорее всего, будут выиграны: {n}", "Deals that look likely to close: {n}",
+                  n=ctx.num(len(deals)))
+    body: list[Line] = []
+    for d in deals:
+        line: Line = ctx.t("«{t}»", "“{t}”", t=name(d.get("deal_title") or d.get("deal_id") or "?"))
+        if d.get("manager_name") or d.get("manager_id"):
+            line += ctx.t(" ({m})", " ({m})", m=name(d.get("manager_name") or d.get("manager_id")))
+        if isinstance(d.get("amount"), (int, float)) and d["amount"] > 0:
+            line += ctx.t(", {v}", ", {v}", v=ctx.money(float(d["amount"]), f.get("currency")))
+        if d.get("stage"):
+            line += ctx.t(", этап «{s}»", ", stage “{s}”", s=name(d["stage"]))
+        line += ctx.t(": шанс {p}, на этом этапе обычно {b}.", ": win chance {p}, {b} usual at this stage.",
+                      p=ctx.pct(float(d["p_win"])), b=ctx.pct(float(d["stage_win_rate"])))
+        n, won = int(d.get("similar_n") or 0), int(d.get("similar_won") or 0)
+        if n:
+            line += ctx.t(" Похожа на {n} прошлых сделок, из них выиграно {w} ({p}).",
+                          " It looks like {n} past deals, of which {w} were won ({p}).",
+                          n=ctx.num(n), w=ctx.num(won), p=ctx.pct(won / n))
+        body.append(line)
+    more = int(f.get("candidates") or 0) - len(deals)
+    if more > 0:
+        body.append(ctx.t("И ещё таких сделок: {n}.", "And {n} more such deals.", n=ctx.num(more)))
+    if f.get("unit") == "amount" and float(f.get("above_pipeline") or 0) > 0:
+        body.append(ctx.t("По этим сделкам модель ждёт на {v} больше, чем взвешенная воронка.",
+                          "The model expects {v} more from these deals than the weighted pipeline does.",
+                          v=ctx.money(float(f["above_pipeline"]), f.get("currency"))))
+    action = ctx.t("Учтите их в прогнозе месяца и помогите менеджерам довести их до оплаты: не дайте им остыть.",
+                   "Count them in the month's forecast and help the managers get them signed before they cool down.")
+    details = [ctx.t("Шанс не ниже {c} и выше доли выигранных на этапе хотя бы на {l}; модель: {k}.",
+                     "Chance at least {c} and at least {l} above the stage's win rate; model: {k}.",
+                     c=ctx.pct(float(f.get("min_chance") or 0)), l=ctx.pct(float(f.get("min_lift") or 0)),
+                     k=name(f.get("model") or "?"))]
+    return Words(title=title, body=body, action=action, details=details, money=float(f.get("above_pipeline") or 0))

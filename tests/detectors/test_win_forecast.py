@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 from bot.delivery import WEEKLY_DETECTORS
 from detectors.win_forecast import WinForecastSpec, detect, skip_reason
+from messages.i18n import percent
 from messages.render import insight_text
 from predict.planted import planted_company
 
@@ -13,7 +14,7 @@ NOW = datetime(2026, 11, 18, 9, 0, tzinfo=timezone.utc)
 
 def test_the_forecast_for_this_month_and_next_with_an_interval():
     data = planted_company(2000, NOW, seed=21)
-    [item] = detect(data, WinForecastSpec(enabled=True), NOW)
+    [item] = detect(data, WinForecastSpec(enabled=True, likely_items=0), NOW)
     f = item.facts
     assert item.audience.role == "director" and item.detector in WEEKLY_DETECTORS
     assert [m["month"] for m in f["months"]] == ["2026-11", "2026-12"]
@@ -55,3 +56,40 @@ def test_deal_risk_and_the_forecast_share_one_fit_per_scan(monkeypatch):
     assert len(calls) == 1
     detect(data, WinForecastSpec(enabled=True, min_won=60), NOW)  # other rules: fitted anew
     assert len(calls) == 2
+
+
+def _likely(items):
+    return [i for i in items if i.facts.get("kind") == "likely_to_close"]
+
+
+def test_deals_likely_to_close_are_one_weekly_item_for_the_director_with_similar_deals():
+    from predict.features import features_at, open_at, prepare, seconds_of
+
+    data = planted_company(2000, NOW, seed=21)
+    items = detect(data, WinForecastSpec(enabled=True), NOW)
+    [likely] = _likely(items)
+    f = likely.facts
+    assert likely.audience.role == "director" and likely.detector in WEEKLY_DETECTORS
+    assert 1 <= len(f["deals"]) <= 5 and f["candidates"] >= len(f["deals"])
+    for d in f["deals"]:
+        assert d["p_win"] >= 0.6 and d["p_win"] - d["stage_win_rate"] >= 0.15
+        assert d["similar_n"] == 40 and d["similar_won"] / 40 >= 0.4  # the similar deals were mostly won too
+    assert likely.evidence["deal_ids"] == [d["deal_id"] for d in f["deals"]]
+    # the planted driver: the listed deals are the engaged ones, touched far more than open deals are
+    prep = prepare(data)
+    t = seconds_of(NOW)
+    frame = features_at(prep, t, open_at(prep, t)).set_index("deal_id")
+    listed = frame.loc[[d["deal_id"] for d in f["deals"]], "touches_14d"]
+    assert listed.mean() > 1.5 * frame["touches_14d"].mean()
+    d0 = f["deals"][0]
+    ru, en = insight_text(likely, "ru"), insight_text(likely, "en")
+    pct = percent(d0["similar_won"] / 40, "ru")
+    assert f"Похожа на 40 прошлых сделок, из них выиграно {d0['similar_won']} ({pct})" in ru
+    assert ru.startswith(f"Сделки, которые, скорее всего, будут выиграны: {len(f['deals'])}")
+    assert f"шанс {percent(d0['p_win'], 'ru')}, на этом этапе обычно {percent(d0['stage_win_rate'], 'ru')}" in ru
+    assert "Deals that look likely to close" in en and "It looks like 40 past deals" in en
+
+
+def test_no_likely_item_without_a_model_that_beats_the_stage_rates():
+    data = planted_company(1500, NOW, seed=22, engagement_effect=0.0)
+    assert not _likely(detect(data, WinForecastSpec(enabled=True), NOW))

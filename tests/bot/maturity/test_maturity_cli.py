@@ -90,7 +90,8 @@ def test_interactive_quit_and_end_of_input_stop_without_a_result():
     assert code == 0 and "Next steps" not in out
 
 
-def test_data_folder_adds_hints_next_to_the_answers(tmp_path):
+def _three_deals(tmp_path):
+    """Two managers, three closed deals (one won), a loss reason on one of the two lost."""
     (tmp_path / "managers.csv").write_text("manager_id,name\nm1,Asel\nm2,Bolat\n", encoding="utf-8")
     (tmp_path / "deals.csv").write_text(
         "deal_id,manager_id,client_id,amount,stage,status,created_at,closed_at,loss_reason,source\n"
@@ -99,12 +100,18 @@ def test_data_folder_adds_hints_next_to_the_answers(tmp_path):
         "d3,m2,c3,300,A,lost,2026-09-03,2026-09-13,Цена,\n", encoding="utf-8")
     (tmp_path / "stage_history.csv").write_text("deal_id,stage,entered_at\nd1,A,2026-09-01\nd2,A,2026-09-02\nd3,A,2026-09-03\n",
                                                 encoding="utf-8")
+
+
+def test_data_folder_adds_hints_next_to_the_answers(tmp_path):
+    _three_deals(tmp_path)
     code, out, err = run("--answers", "1,1,1,2,2", "--data", str(tmp_path), "--lang", "en", "--format", "json")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["label"] == "2" and doc["answers"]["systems"] == "one"
     kinds = {h["kind"]: h for h in doc["hints"]}
-    assert set(kinds) == {"crm_coverage", "no_leads", "no_activities", "data_quality"}
+    assert set(kinds) == {"crm_coverage", "no_leads", "no_activities", "data_quality", "model_history_short"}
+    assert kinds["model_history_short"]["facts"]["missing"] == {"closed": 197, "won": 49, "lost": 48}
+    assert "CRM data: too little history to predict deals yet" in doc["text"]
     q = kinds["data_quality"]["facts"]
     assert (q["closed_n"], q["lost_n"], q["lost_with_reason_share"]) == (3, 2, 0.5)
     assert "A loss reason is recorded for 50% of lost deals." in doc["text"]
@@ -123,3 +130,13 @@ def test_demo_data_hints(tmp_path):
     assert "Median time from a lead's creation to its assignment" in out
     assert "loss reason is recorded for" in out
     assert "do not record who created them" in out
+
+
+def test_the_model_hint_takes_the_minimum_history_from_the_config(tmp_path):
+    _three_deals(tmp_path)
+    (tmp_path / "config.toml").write_text('[source]\npath = "."\n\n[detectors.deal_risk]\n'
+                                          'min_closed_deals = 20\nmin_won = 10\nmin_lost = 10\n', encoding="utf-8")
+    code, out, err = run("--answers", "1,1,1,2,2", "--data", str(tmp_path), "--lang", "en", "--format", "json")
+    assert code == 0, err
+    [hint] = [h for h in json.loads(out)["hints"] if h["kind"] == "model_history_short"]
+    assert hint["facts"]["missing"] == {"closed": 17, "won": 9, "lost": 8}

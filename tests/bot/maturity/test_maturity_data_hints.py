@@ -114,7 +114,8 @@ def test_no_data_at_all_is_one_plain_hint():
 
 def test_hints_round_trip_through_json_dicts():
     hints = data_hints(make_data(leads=make_leads(30, minutes=2.0, managers=["m1", "m2"])), NOW)
-    assert [h.question_id for h in hints] == ["systems", "lead_distribution", "auto_actions", "recommendations"]
+    assert [h.question_id for h in hints] == ["systems", "lead_distribution", "auto_actions", "recommendations",
+                                            "recommendations"]
     assert [DataHint.from_dict(h.to_dict()) for h in hints] == hints
 
 

@@ -1,0 +1,101 @@
+"""lead_score on planted leads: a source that converts 3x better is called first, with the
+reason in words; too few outcomes or no signal scores nothing and says why; off by default."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from detectors.lead_score import LeadScoreSpec, detect, skip_reason
+from detectors.registry import REGISTRY, run_detectors, why_skipped
+from messages.digest import Checks, unchecked_text
+from messages.i18n import percent
+from messages.render import insight_text
+from predict.planted import planted_company, planted_leads
+
+NOW = datetime(2026, 11, 18, 9, 0, tzinfo=timezone.utc)
+ON = LeadScoreSpec(enabled=True)
+
+
+def _company(leads: pd.DataFrame):
+    data = planted_company(300, NOW, seed=41)
+    data.leads = leads
+    return data
+
+
+@pytest.fixture(scope="module")
+def scored():
+    data = _company(planted_leads(4000, NOW, seed=44))
+    return data, detect(data, ON, NOW)
+
+
+def test_a_source_that_converts_three_times_better_is_called_first(scored):
+    data, items = scored
+    assert skip_reason(data) is None and items
+    leads = data.leads.set_index("lead_id")
+    firsts = 0
+    for item in items:
+        f = item.facts
+        assert item.audience.role == "manager" and item.audience.manager_id == f["manager_id"]
+        assert 1 <= len(f["leads"]) <= ON.max_leads and f["new_leads"] >= ON.min_new_leads
+        sources = [leads.loc[d["lead_id"], "source"] for d in f["leads"]]
+        mine = data.leads[(data.leads["manager_id"] == f["manager_id"]) & (data.leads["status"] == "new")
+                          & (data.leads["created_at"] > pd.Timestamp(NOW) - timedelta(days=7))]
+        referrals = int((mine["source"] == "referral").sum())
+        # every referral lead ranks above every other lead
+        assert sources[:min(referrals, len(sources))] == ["referral"] * min(referrals, len(sources))
+        if referrals:
+            firsts += 1
+            reason = f["leads"][0]["reason"]
+            assert reason["feature"] == "source" and reason["value"] == "referral" and reason["n"] >= 100
+            assert reason["rate"] > 1.8 * f["base_rate"]  # 3x the other sources is about 2x the average of all
+        assert [d["p"] for d in f["leads"]] == sorted((d["p"] for d in f["leads"]), reverse=True)
+        assert item.evidence["lead_ids"] == [d["lead_id"] for d in f["leads"]]
+    assert firsts >= 3
+
+
+def test_the_words_say_whom_to_call_and_why(scored):
+    _, items = scored
+    item = next(i for i in items if i.facts["leads"][0]["reason"])
+    first = item.facts["leads"][0]
+    ru, en = insight_text(item, "ru"), insight_text(item, "en")
+    assert ru.startswith("Кому позвонить первым:") and en.startswith("Whom to call first:")
+    assert (f"1. Заявка {first['lead_id']}" in ru and "источник «referral»: из " in ru
+            and f"таких прошлых заявок сконвертировано {percent(first['reason']['rate'], 'ru')}" in ru)
+    assert f"source “referral”: {percent(first['reason']['rate'], 'en')} of" in en
+
+
+def test_only_new_leads_without_an_outcome_and_never_from_the_future(scored):
+    data, items = scored
+    listed = {d["lead_id"] for i in items for d in i.facts["leads"]}
+    rows = data.leads.set_index("lead_id").loc[sorted(listed)]
+    assert (rows["status"] == "new").all()
+    assert (rows["created_at"] <= pd.Timestamp(NOW)).all()
+    assert (rows["created_at"] > pd.Timestamp(NOW) - timedelta(days=ON.lookback_days)).all()
+
+
+def test_too_few_outcomes_score_nothing_and_say_how_far_off():
+    data = _company(planted_leads(150, NOW, seed=43))
+    assert detect(data, ON, NOW) == []
+    why = skip_reason(data)
+    assert why is not None and why.startswith("not enough lead outcomes to score leads:")
+    assert "needs at least 200 with >= 30 converted" in why
+    ru = unchecked_text(Checks(("lead_score",), {"lead_score": why}), "ru")
+    assert "кому звонить первым (мало заявок с итогом для оценки:" in ru and "нужно не меньше 200" in ru
+
+
+def test_no_signal_means_no_ranking_and_the_reason():
+    data = _company(planted_leads(4000, NOW, seed=46, referral_lift=1.0))
+    assert detect(data, ON, NOW) == []
+    assert "does not beat the base rate" in skip_reason(data)
+
+
+def test_needs_a_status_and_is_off_by_default():
+    leads = planted_leads(500, NOW, seed=45)
+    data = _company(leads.drop(columns=["status"]))
+    assert "status" in why_skipped(data, REGISTRY["lead_score"], ON)
+    assert LeadScoreSpec().enabled is False
+    data = _company(leads)
+    result = run_detectors(data, {name: det.spec() for name, det in REGISTRY.items()}, NOW)
+    assert "lead_score" in result.not_opted_in and not [i for i in result.insights if i.detector == "lead_score"]
