@@ -414,6 +414,9 @@ UI: dict[str, dict[str, str]] = {
                                  "/maturity service or /maturity history."},
     "your_answer": {"ru": "Ваш ответ", "en": "Your answer"},
     "why": {"ru": "Почему так", "en": "Why"},
+    # a department whose answers the sales pipeline's data cannot speak to (service)
+    "no_sales_hints": {"ru": "Подсказки из данных CRM читают воронку продаж, поэтому для сервиса не показаны.",
+                       "en": "The CRM data hints read the sales pipeline, so they are not shown for service."},
     "fix_first": {"ru": "Что доделать в первую очередь", "en": "What to fix first"},
     "next_steps": {"ru": "Следующие шаги", "en": "Next steps"},
     "caveats": {"ru": "Важно помнить", "en": "Keep in mind"},
@@ -776,6 +779,9 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
                  surface: str = "chat") -> _Blocks:
     lang = check_lang(lang)
     hints = list(hints)
+    sales_hints_left_out = bool(hints) and department == "service"  # in chat and in the terminal alike
+    if sales_hints_left_out:
+        hints = []
     b = _Blocks()
     title = ui("title", lang) + (f" — {department_name(department, lang)}" if department else "")
     b.add("title", title)
@@ -788,6 +794,8 @@ def _result_view(result: Any, hints: Iterable[Any], lang: str, department: str |
         for h in hints:
             if h.question_id == r.question_id:
                 b.add("note", f"{ui('data_prefix', lang)}: {_after_colon(hint_text(h, lang))}")
+    if sales_hints_left_out:
+        b.add("note", ui("no_sales_hints", lang))
     loose = [h for h in hints if h.question_id not in QUESTION_ORDER]
     if loose:
         b.add("heading", ui("data_says", lang))

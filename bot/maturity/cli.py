@@ -28,8 +28,6 @@ NOT_AN_OPTION = {"ru": "Нужен номер от 1 до {n}.", "en": "Please t
 NOTHING_BEFORE = {"ru": "Это первый вопрос: назад некуда.", "en": "This is the first question: there is nothing before it."}
 EARLIER = {"ru": "Ваш прежний ответ: {n}. {label} (Enter — оставить его).",
            "en": "Your earlier answer: {n}. {label} (press Enter to keep it)."}
-NO_SALES_HINTS = {"ru": "Подсказки из данных CRM читают воронку продаж, поэтому для сервиса не показаны.",
-                  "en": "The CRM data hints read the sales pipeline, so they are not shown for service."}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,15 +107,15 @@ def _run(args: argparse.Namespace, ask: Callable[[str], str], out: TextIO, err: 
             return EXIT_OK
     result = score(answers)
     hints: list[DataHint] = data_hints(data, now, model_rule=_model_rule(config)) if data is not None else []
-    if hints and args.department == "service":
-        print(_shown(NO_SALES_HINTS[lang], err), file=err)
-        hints = []
+    # The result leaves the sales pipeline's hints out for service and says so (messages.maturity).
+    text = words.result_text(result, hints, lang, department=args.department)
     if args.format == "json":
+        shown = [] if args.department == "service" else hints
         doc = {**result.to_dict(), "answers": answers, "department": args.department,
-               "hints": [h.to_dict() for h in hints], "text": words.result_text(result, hints, lang, department=args.department)}
+               "hints": [h.to_dict() for h in shown], "text": text}
         print(json.dumps(doc, ensure_ascii=False, indent=2), file=out)
     else:
-        print(_shown(words.result_text(result, hints, lang, department=args.department), out), file=out)
+        print(_shown(text, out), file=out)
     return EXIT_OK
 
 

@@ -224,3 +224,18 @@ async def test_an_abandoned_check_expires_after_a_day(db_url, clock):
     assert not flow.is_active("1")
     late = one(await flow.handle(tg("1", action="mq:2:1", message_id="3"), p))
     assert "already finished or been stopped" in late.payload["text"]
+
+
+async def test_service_in_chat_leaves_out_the_sales_hints_and_says_so(db_url, clock):
+    """/maturity service: the answers are about requests, the data hints read the sales
+    pipeline, so the result leaves them out and says why, as `diagnose --department service` does."""
+    data = make_data(leads=make_leads(40, minutes=1.0, managers=["m1", "m2", "m3"]))
+    flow = make_flow(db_url, clock, data)
+    boss = Person("100", "director", "en", "Aigul")
+    one(await flow.handle(tg("100", text="/maturity service"), boss))
+    text = (await answer_all(flow, boss, [1, 1, 1, 2, 1])).payload["text"]
+    assert "not shown for service" in text
+    assert "looks like automatic distribution by rules" not in text
+    one(await flow.handle(tg("100", text="/maturity"), boss))
+    sales = (await answer_all(flow, boss, [1, 1, 1, 2, 1])).payload["text"]
+    assert "looks like automatic distribution by rules" in sales and "not shown for service" not in sales
