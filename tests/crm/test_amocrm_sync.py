@@ -9,7 +9,6 @@ import stat
 import time
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -18,6 +17,7 @@ from crm.connectors import amocrm
 from crm.connectors.tokens import TokenFile
 from crm.load import load_crm
 from crm.source_config import SourceConfig
+from tests.fakes.store import assert_same_store, store_tables
 from tests.fakes.amocrm_server import LOST, WON, FakeAmoCRM, ThreadedServer
 
 T0 = 1_760_000_000  # all timestamps of the planted account are after this
@@ -90,20 +90,6 @@ def fake(monkeypatch):
         yield running
 
 
-def _store_tables(store: Path) -> dict[str, pd.DataFrame]:
-    """Every synced table without dlt's bookkeeping columns, sorted: what the store holds."""
-    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
-    try:
-        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                           "WHERE table_schema = 'amocrm' AND table_name NOT LIKE '_dlt%'").fetchall()]
-        out = {}
-        for name in sorted(names):
-            df = con.execute(f"SELECT * FROM amocrm.{name}").df()
-            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
-            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
-        return out
-    finally:
-        con.close()
 
 
 def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path):
@@ -208,10 +194,7 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     monkeypatch.setattr(amocrm, "lead_row", real)
     amocrm.sync(broken, None)
 
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "broken")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "broken", "amocrm")
     a, b = load_crm(whole).data, load_crm(broken).data
     pd.testing.assert_frame_equal(a.deals, b.deals)
     pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
@@ -392,10 +375,7 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
     assert child.wait(60) == -signal.SIGKILL
     fake.on_call = None
     amocrm.sync(killed, None)
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "killed")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "killed", "amocrm")
 
 
 def test_a_new_refresh_token_in_the_environment_replaces_a_dead_stored_one(fake, tmp_path, monkeypatch):
@@ -485,7 +465,7 @@ def test_contacts_companies_tasks_and_text_notes_deleted_in_amocrm_leave_the_sto
     assert asked and set(asked[-1]) == {"lead_deleted", "contact_deleted", "company_deleted", "task_deleted",
                                         "common_note_deleted"}
     assert report.deleted == 4
-    store = _store_tables(tmp_path / "store")
+    store = store_tables(tmp_path / "store", "amocrm")
     assert 901 not in set(store["companies"].id) and 900 in set(store["companies"].id)
     assert 701 not in set(store["contacts"].id) and 700 in set(store["contacts"].id)
     after = set(load_crm(source).data.activities.activity_id)

@@ -9,7 +9,6 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -18,6 +17,7 @@ from crm.connectors import bitrix24
 from crm.load import load_crm
 from crm.redact import mask
 from crm.source_config import SourceConfig
+from tests.fakes.store import assert_same_store, store_tables
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.bitrix24_server import FakeBitrix24
 
@@ -104,21 +104,6 @@ def fake(monkeypatch):
         yield running
 
 
-def _store_tables(store: Path) -> dict[str, pd.DataFrame]:
-    """Every synced table without dlt's bookkeeping columns, sorted: what the store holds."""
-    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
-    try:
-        names = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'bitrix24' "
-            "AND table_name NOT LIKE '_dlt%' AND table_name <> 'deletion_checks'").fetchall()]
-        out = {}
-        for name in sorted(names):
-            df = con.execute(f"SELECT * FROM bitrix24.{name}").df()
-            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
-            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
-        return out
-    finally:
-        con.close()
 
 
 def _select(query: dict) -> list[str]:
@@ -254,10 +239,7 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     monkeypatch.setitem(bitrix24.INCREMENTAL, "deals", (method, real, columns, field))
     bitrix24.sync(broken, None)
 
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "broken")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "broken", "bitrix24")
     a, b = load_crm(whole).data, load_crm(broken).data
     pd.testing.assert_frame_equal(a.deals, b.deals)
     pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
@@ -294,10 +276,7 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
     assert child.wait(60) == -signal.SIGKILL
     fake.on_call = None
     bitrix24.sync(killed, None)
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "killed")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "killed", "bitrix24")
 
 
 def test_query_limit_exceeded_and_429_are_waited_out(fake, tmp_path):

@@ -7,7 +7,6 @@ import logging
 import time
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -16,6 +15,7 @@ from crm.connectors import hubspot
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
+from tests.fakes.store import assert_same_store, store_tables
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.hubspot_server import FakeHubSpot
 
@@ -105,20 +105,6 @@ def fake(monkeypatch):
         yield running
 
 
-def _store_tables(store: Path) -> dict[str, pd.DataFrame]:
-    """Every synced table without dlt's bookkeeping columns, sorted: what the store holds."""
-    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
-    try:
-        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                           "WHERE table_schema = 'hubspot' AND table_name NOT LIKE '_dlt%'").fetchall()]
-        out = {}
-        for name in sorted(names):
-            df = con.execute(f"SELECT * FROM hubspot.{name}").df()
-            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
-            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
-        return out
-    finally:
-        con.close()
 
 
 def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path):
@@ -257,10 +243,7 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     monkeypatch.setattr(hubspot, "deal_row", real)
     hubspot.sync(broken, None)
 
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "broken")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "broken", "hubspot")
     a, b = load_crm(whole).data, load_crm(broken).data
     pd.testing.assert_frame_equal(a.deals, b.deals)
     pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
@@ -512,10 +495,7 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
     assert child.wait(60) == -signal.SIGKILL
     fake.on_call = None
     hubspot.sync(killed, None)
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "killed")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "killed", "hubspot")
 
 
 def test_a_deal_created_as_won_starts_in_the_first_stage(fake, tmp_path):

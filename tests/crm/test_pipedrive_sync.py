@@ -8,7 +8,6 @@ import os
 import time
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 import pytest
 
@@ -17,6 +16,7 @@ from crm.connectors import pipedrive
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
+from tests.fakes.store import assert_same_store, store_tables
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.pipedrive_server import FakePipedrive
 
@@ -106,20 +106,6 @@ def fake(monkeypatch):
         yield running
 
 
-def _store_tables(store: Path) -> dict[str, pd.DataFrame]:
-    """Every synced table without dlt's bookkeeping columns, sorted: what the store holds."""
-    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
-    try:
-        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
-                                           "'pipedrive' AND table_name NOT LIKE '_dlt%'").fetchall()]
-        out = {}
-        for name in sorted(names):
-            df = con.execute(f"SELECT * FROM pipedrive.{name}").df()
-            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
-            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
-        return out
-    finally:
-        con.close()
 
 
 def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path):
@@ -258,10 +244,7 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     monkeypatch.setattr(pipedrive, "deal_row", real)
     pipedrive.sync(broken, None)
 
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "broken")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "broken", "pipedrive")
     a, b = load_crm(whole).data, load_crm(broken).data
     pd.testing.assert_frame_equal(a.deals, b.deals)
     pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
@@ -300,10 +283,7 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path)
     assert child.wait(120) == -signal.SIGKILL
     fake.on_call = None
     pipedrive.sync(killed, None)
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "killed")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "killed", "pipedrive")
 
 
 @pytest.mark.parametrize("header", ["Retry-After", "x-ratelimit-reset"])
@@ -359,10 +339,7 @@ def test_a_first_sync_stopped_by_the_budget_goes_on_from_its_last_batch(fake, tm
     pipedrive.sync(cut, None)
     again = len([p for p, _ in fake.calls if p.endswith("/flow")])
     assert again < moved - 150  # the first batch's flows were kept
-    left, right = _store_tables(tmp_path / "whole"), _store_tables(tmp_path / "cut")
-    assert left.keys() == right.keys()
-    for name in left:
-        pd.testing.assert_frame_equal(left[name], right[name], obj=name)
+    assert_same_store(tmp_path / "whole", tmp_path / "cut", "pipedrive")
 
 
 def _config_file(tmp_path: Path, fake: FakePipedrive) -> Path:

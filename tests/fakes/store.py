@@ -1,0 +1,31 @@
+"""What a connector's synced store holds, for comparing two syncs (killed vs uninterrupted, etc.)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+
+def store_tables(store: Path, schema: str) -> dict[str, pd.DataFrame]:
+    """Every synced table of `schema` without dlt's bookkeeping columns, sorted."""
+    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                           "WHERE table_schema = ? AND table_name NOT LIKE '_dlt%'", [schema]).fetchall()]
+        out = {}
+        for name in sorted(names):
+            df = con.execute(f"SELECT * FROM {schema}.{name}").df()
+            df = df[[c for c in df.columns if not c.startswith("_dlt")]]
+            out[name] = df.sort_values(list(df.columns)).reset_index(drop=True)
+        return out
+    finally:
+        con.close()
+
+
+def assert_same_store(left: Path, right: Path, schema: str) -> None:
+    """The two stores hold the same tables with the same rows."""
+    a, b = store_tables(left, schema), store_tables(right, schema)
+    assert a.keys() == b.keys()
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
