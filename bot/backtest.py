@@ -503,9 +503,11 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
     fns, skipped = replayers(data, specs, seconds, partial, as_of=start)
-    for name, reason in detector_notes(data).items():  # as scan reports them: it runs, but says nothing
-        if name in fns:
+    for name, reason in detector_notes(data).items():  # as scan reports them: it would say nothing,
+        if name in fns:                                 # so it is skipped, not replayed, and has no parts
             skipped.setdefault(name, reason)
+            del fns[name]
+            partial.pop(name, None)
     report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, partial=partial,
                             detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items)
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}

@@ -89,10 +89,12 @@ def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOu
     stale = stale_line(fresh, config.source.stale_after_days, config.timezone, now, config.work_calendar())
     result = run_detectors(data, config.detector_specs(), now, stale=stale)
     skipped = dict(result.skipped)
-    for name, reason in detector_notes(data).items():
+    partial = dict(result.partial)
+    for name, reason in detector_notes(data).items():  # says nothing on this data: skipped, no parts
         skipped.setdefault(name, reason)
+        partial.pop(name, None)
     return ScanOutcome(data=data, insights=list(result.insights), skipped=skipped,
-                       partial=dict(result.partial), warnings=warnings, freshness=fresh, stale=stale,
+                       partial=partial, warnings=warnings, freshness=fresh, stale=stale,
                        not_opted_in=set(result.not_opted_in))
 
 

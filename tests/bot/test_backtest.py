@@ -142,6 +142,28 @@ def test_cli_json_report(tmp_path, capsys):
     assert "silent_client" in report["skipped"]
 
 
+def test_a_detector_that_would_say_nothing_is_skipped_once_not_also_partly(tmp_path, capsys):
+    """Deals alone: stalled_deal cannot know when a deal was last touched. The backtest and the
+    scan say so once, as skipped, and neither replays it nor lists its parts as partly skipped."""
+    from bot.cli import main as cli
+
+    folder = _export(stalled_all_along(), tmp_path / "crm")
+    for name in ("stage_history.csv", "activities.csv", "emails.csv", "email_opens.csv"):
+        (folder / name).unlink(missing_ok=True)
+    code = main(["backtest", "--data", str(folder), "--from", "2026-10-01", "--to", "2026-10-03"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    lines = (out.out + out.err).splitlines()
+    assert [ln for ln in lines if ln.startswith("skipped stalled_deal:")], lines
+    assert not [ln for ln in lines if "partly skipped stalled_deal" in ln], lines
+    assert not [ln for ln in lines if ln.startswith("stalled_deal ")], lines  # no row of zeros
+    code = cli(["scan", "--data", str(folder), "--now", "2026-10-03T09:00:00+00:00"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    text = out.out + out.err
+    assert "stalled_deal" in text and "partly skipped stalled_deal" not in text, text
+
+
 def test_cli_mistakes_exit_2_with_a_clear_line(tmp_path, capsys):
     folder = _export(stalled_all_along(), tmp_path / "crm")
     assert main(["backtest", "--data", str(folder), "--every", "daily"]) == 2
