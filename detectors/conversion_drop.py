@@ -606,7 +606,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
         newest = _newest_check(p, ts_ns(now))
-        if not _confirmed(p.q, newest, spec) or not _persists(p, state, ts_ns(now), newest):
+        if not _confirmed(p.q, newest, spec, overall=True) or not _persists(p, state, ts_ns(now), newest):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
@@ -645,13 +645,17 @@ def _newest_check(p: _Pair, now_ns: int, segment: tuple[str, int] | None = None)
             "since": iso_date(p.recent_end), "p_value": pv}
 
 
-def _confirmed(q: float, newest: dict, spec: ConversionDropSpec) -> bool:
-    """A drop is said when the newest deals confirm it, or when it is too clear to need that."""
+def _confirmed(q: float, newest: dict, spec: ConversionDropSpec, overall: bool) -> bool:
+    """A drop is said when the newest deals confirm it (p <= `confirm_p`), or when it is clear
+    beyond doubt (q <= `clear_q`) and they cannot gainsay it: none can be judged yet or, for a
+    segment, they are a handful (3-8 deals in a company of 250 a month). An overall drop whose
+    many newest deals move on as before is a dip that is over (a calm company replayed daily
+    raised one on 6 days at q <= 0.0025 with the newest deals' p 0.48-0.97)."""
     if spec.confirm_p >= 1:
         return True
-    if newest["p_value"] is None:  # nothing to go by yet: only a drop clear beyond doubt
-        return q <= spec.clear_q
-    return newest["p_value"] <= spec.confirm_p
+    if q <= spec.clear_q and (newest["p_value"] is None or not overall):
+        return True
+    return newest["p_value"] is not None and newest["p_value"] <= spec.confirm_p
 
 
 def _persists(p: _Pair, state: Prepared, now_ns: int, newest: dict) -> bool:
@@ -666,8 +670,8 @@ def _persists(p: _Pair, state: Prepared, now_ns: int, newest: dict) -> bool:
     ones), so chance seldom confirms three weeks running, while a lasting drop slows them all.
     """
     spec = state.spec
-    if spec.persist_weeks <= 0 or spec.confirm_p >= 1 or newest["p_value"] is None:
-        return True  # off, or a clear drop said without newest deals to judge (clear_q)
+    if spec.persist_weeks <= 0 or spec.confirm_p >= 1 or newest["p_value"] is None or p.q <= spec.clear_q:
+        return True  # off, or clear beyond doubt (a weekly look of a strong drop may miss by chance)
     looks = []
     for w in range(1, spec.persist_weeks + 1):
         then = now_ns - 7 * w * NS_PER_DAY
@@ -979,7 +983,7 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows
                 chosen.append((dim, s, q))
         for dim, s, q in chosen:
             newest = _newest_check(p, now_ns, (dim, s))
-            if _confirmed(q, newest, spec):
+            if _confirmed(q, newest, spec, overall=False):
                 out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest))
     return out
 
