@@ -450,11 +450,16 @@ def test_flooding_config_warns_and_fails_the_budget(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "conversion_drop false alarms on no-change companies replayed daily: over 3 companies x 123 days "
-    "(seeds 11-13, 300 deals a month), seed 11 has an overall 'drop' on 4 replayed days (13-16 Aug, "
-    "Квалификация -> КП отправлено 57% -> 45-47%, q 0.010-0.048) and seed 13 on 1; seed 12 none. Before "
-    "the newest deals' confirmation: 10 and 2 days. On those days the chance dip had not ended: the "
-    "deals that entered after the recent cohort also moved on slower (14-17 of 50-58 against 19-20 "
-    "expected, one-sided p 0.08-0.19 <= confirm_p 0.2)"))
+    "(seeds 11-13, 300 deals a month) seed 11 has an overall 'drop' on 1 replayed day (18 Aug, Квалификация -> "
+    "КП отправлено 57% -> 46%, p 0.003, q 0.014) and seed 13 on 1 (16 Aug, Переговоры -> Договор 65% -> 49%, "
+    "q 0.049). Before persist_weeks: 4 and 1 days; before the newest deals' confirmation: 10 and 2. On those "
+    "days the newest deals had moved on slower at all three weekly looks (19 of 55 vs 22.8 expected, 21 of 57 "
+    "vs 25.0, 19 of 64 vs 26.5: p 0.17, 0.17, 0.03; seed 13: p 0.16, 0.015, 0.14): a chance dip of about four "
+    "weeks of entries. It is as strong as the weakest real drop the builder tests demand (9.9% -> 7.5% win "
+    "rate, p 0.009, newest p 0.065; a 10% relative drop with newest p 0.097, 0.093, 0.088), so no rule on "
+    "these numbers silences it without losing those. Over 30 such companies (seeds 11-40, "
+    "/tmp replay of prepare + detect_at): 3 raise an overall drop on 6 days (before: 7 on 42); 4 raise a "
+    "segment's own drop (14, 18, 24, 27: unchanged, the segment's newest deals are too few for weekly looks)"))
 def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
     days = {}
     for seed in (11, 12, 13):
