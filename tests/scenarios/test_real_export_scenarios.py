@@ -474,6 +474,41 @@ def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
     assert all(not any(q.values()) for q in days.values()), days
 
 
+def _overall_drop_days(folder: Path, spec=None) -> list[str]:
+    """Replayed days (09:00 Almaty, 20 Jul - 19 Nov, prepared once as of the first, as backtest
+    does) on which conversion_drop raised an overall drop or mix shift."""
+    from zoneinfo import ZoneInfo
+
+    from crm.load import load_folder
+    from detectors.conversion_drop import ConversionDropSpec, detect_at, prepare
+
+    data = load_folder(folder, timezone="Asia/Almaty", now=NOW).data
+    first = datetime(2026, 7, 20, 9, tzinfo=ZoneInfo("Asia/Almaty"))
+    state = prepare(data, spec or ConversionDropSpec(), as_of=int(first.timestamp() * 1e9))
+    days = [first + timedelta(days=k) for k in range(123)]
+    return [d.date().isoformat() for d in days
+            if any(i.facts["kind"] != "segment_drop" for i in detect_at(state, d, with_evidence=False))]
+
+
+@pytest.mark.slow
+def test_daily_replays_of_thirty_calm_companies_rarely_raise_an_overall_drop(tmp_path):
+    """The companies of the test above, seeds 11-40, replayed daily over the same 123 days
+    (conversion_drop alone). Before the newest deals' weekly looks (persist_weeks), when a q
+    below clear_q also overrode newest deals that moved on as before, 7 of 30 raised an overall
+    drop, on 42 days; now 3, on 6 days (seeds 11, 13, 18)."""
+    loud, before = {}, {}
+    from detectors.conversion_drop import ConversionDropSpec
+    for seed in range(11, 41):
+        folder = write_export(tmp_path / f"calm{seed}", ExportSpec(
+            seed=seed, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0)))
+        if days := _overall_drop_days(folder):
+            loud[seed] = days
+        if seed in (11, 35) and (days := _overall_drop_days(folder, ConversionDropSpec(persist_weeks=0))):
+            before[seed] = days
+    assert len(loud) <= 3 and sum(map(len, loud.values())) <= 6, loud
+    assert len(before) == 2, before  # the trap is set: without the looks these two raise drops
+
+
 # --- what could not be checked, in Russian -----------------------------------------------------
 
 def test_russian_scan_summary_names_the_switched_off_parts_in_russian(tmp_path):
