@@ -44,8 +44,10 @@ days). So the newest deals must also have confirmed it at `persist_weeks` weekly
 each as that day's scan saw it (Alertmanager's `for:`, on evidence that is new each week: for
 horizons up to a week the three looks see disjoint deals). A lasting drop slows them all and
 is found as soon as before; a chance dip seldom shows three weeks running: 3 of 30 calm
-companies, on 6 days (a clear drop whose newest deals moved on as before is no longer said
-either: q <= `clear_q` only stands in for newest deals that cannot be judged yet). Stricter
+companies, on 6 days. A drop clear beyond doubt (q <= `clear_q`) skips the looks back (one
+look of a planted 35% drop missed at p 0.31 by chance), but no longer its newest deals of
+today: when they can be judged and moved on as before, the dip is over (a calm company said
+one on 6 days at q <= 0.0025 with newest p 0.48-0.97). Stricter
 rules were measured and rejected: Fisher's combination of the cohort and newest p-values at a
 stricter level, or a persistence of the cohort test a week earlier (windows that share three
 weeks), cannot keep the 9.9% -> 7.5% drop (p 0.009, newest p 0.065) while silencing the
