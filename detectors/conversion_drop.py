@@ -132,7 +132,7 @@ class ConversionDropSpec(DetectorSpec):
     min_lost_per_month: float = Field(3.0, ge=0, description="the drop costs at least this many conversions a month (drop x recent deals a month)")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
     confirm_p: float = Field(0.2, gt=0, le=1, description="an overall drop is said only when the deals that entered since the recent cohort (still in progress) also move on slower than the baseline's pace: one-sided p at most this (1 = off)")
-    clear_q: float = Field(0.0025, ge=0, lt=1, description="a drop whose newest deals cannot be judged yet (none has had time to move on) is said only with q at most this")
+    clear_q: float = Field(0.0025, ge=0, lt=1, description="clear beyond doubt: a drop with q at most this skips the weekly looks back, and is said without its newest deals' confirmation when they cannot be judged yet (a segment's: always)")
     persist_weeks: int = Field(2, ge=0, le=8, description="an overall drop's newest deals must also have confirmed it (p <= confirm_p) at each of this many weekly looks back, as those days' scans saw them (0 = off)")
     segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step; a segment's own drop is tested at fdr and confirmed by its newest deals)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
