@@ -457,8 +457,8 @@ def test_flooding_config_warns_and_fails_the_budget(tmp_path):
     "vs 25.0, 19 of 64 vs 26.5: p 0.17, 0.17, 0.03; seed 13: p 0.16, 0.015, 0.14): a chance dip of about four "
     "weeks of entries. It is as strong as the weakest real drop the builder tests demand (9.9% -> 7.5% win "
     "rate, p 0.009, newest p 0.065; a 10% relative drop with newest p 0.097, 0.093, 0.088), so no rule on "
-    "these numbers silences it without losing those. Over 30 such companies (seeds 11-40, "
-    "/tmp replay of prepare + detect_at): 3 raise an overall drop on 6 days (before: 7 on 42); 4 raise a "
+    "these numbers silences it without losing those. Over 30 such companies (seeds 11-40, the test "
+    "below): 3 raise an overall drop on 6 days (before: 7 on 42); 4 raise a "
     "segment's own drop (14, 18, 24, 27: unchanged, the segment's newest deals are too few for weekly looks)"))
 def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
     days = {}
