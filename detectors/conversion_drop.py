@@ -30,13 +30,31 @@ An insight needs enough deals, a relative drop, a cost of at least `min_lost_per
 conversions a month, and its test surviving its family's correction. An overall drop must also
 be confirmed by the deals that entered the stage after the recent cohort (still in progress,
 in neither tested cohort): fewer of them moved on so far than the baseline's pace predicts
-(one-sided p <= `confirm_p`), unless the drop is clear beyond doubt (q <= `clear_q`). Alone,
-the overall family fires on about `fdr` of the scans of a company where nothing changes (one
-in 20 at 0.05), and a stricter `fdr` would miss a real 9.9% -> 7.5% win-rate drop on ~1,100
-recent deals (p ~ 0.008); the confirmation is independent of the tested cohorts, so a chance
-dip passes it only `confirm_p` of the time (false alarms about fdr x confirm_p + clear_q, some
-1.25% of calm scans), while a lasting drop shows in the newest deals too, with no extra delay.
-facts["newest"] holds the check. The driver families run at `segment_fdr`.
+(one-sided p <= `confirm_p`); only when none of them can be judged yet is a drop said on its
+cohorts alone, and then only when clear beyond doubt (q <= `clear_q`). Alone, the overall
+family fires on about `fdr` of the scans of a company where nothing changes (one in 20 at
+0.05), and a stricter `fdr` would miss a real 9.9% -> 7.5% win-rate drop on ~1,100 recent
+deals (p ~ 0.008); the confirmation is independent of the tested cohorts, so a chance dip
+passes it only `confirm_p` of the time. facts["newest"] holds the check.
+
+A daily scan, though, is a sequence of tests on windows that slide by a day: a chance dip of a
+few weeks' entries is tested on a month of days, and on some of them its newest deals confirm
+it by chance (calm companies replayed daily for four months: 7 of 30 raised a drop, on 42
+days). So the newest deals must also have confirmed it at `persist_weeks` weekly looks back,
+each as that day's scan saw it (Alertmanager's `for:`, on evidence that is new each week: for
+horizons up to a week the three looks see disjoint deals). A lasting drop slows them all and
+is found as soon as before; a chance dip seldom shows three weeks running: 3 of 30 calm
+companies, on 6 days. A drop clear beyond doubt (q <= `clear_q`) skips the looks back (one
+look of a planted 35% drop missed at p 0.31 by chance), but no longer its newest deals of
+today: when they can be judged and moved on as before, the dip is over (a calm company said
+one on 6 days at q <= 0.0025 with newest p 0.48-0.97). Stricter
+rules were measured and rejected: Fisher's combination of the cohort and newest p-values at a
+stricter level, or a persistence of the cohort test a week earlier (windows that share three
+weeks), cannot keep the 9.9% -> 7.5% drop (p 0.009, newest p 0.065) while silencing the
+strongest chance dip (p 0.002, newest p 0.056). facts["newest"]["weeks_before"] holds the
+looks. A segment's own drop has no such look back: its newest deals are a handful (3-8 in a
+company of 250 deals a month), and demanding them three weeks running lost 2 of 5 planted
+70% -> 14% Instagram drops. The driver families run at `segment_fdr`.
 
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
@@ -114,7 +132,8 @@ class ConversionDropSpec(DetectorSpec):
     min_lost_per_month: float = Field(3.0, ge=0, description="the drop costs at least this many conversions a month (drop x recent deals a month)")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
     confirm_p: float = Field(0.2, gt=0, le=1, description="an overall drop is said only when the deals that entered since the recent cohort (still in progress) also move on slower than the baseline's pace: one-sided p at most this (1 = off)")
-    clear_q: float = Field(0.0025, ge=0, lt=1, description="an overall drop with q at most this is said without that confirmation")
+    clear_q: float = Field(0.0025, ge=0, lt=1, description="clear beyond doubt: a drop with q at most this skips the weekly looks back, and is said without its newest deals' confirmation when they cannot be judged yet (a segment's: always)")
+    persist_weeks: int = Field(2, ge=0, le=8, description="an overall drop's newest deals must also have confirmed it (p <= confirm_p) at each of this many weekly looks back, as those days' scans saw them (0 = off)")
     segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step; a segment's own drop is tested at fdr and confirmed by its newest deals)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
     min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
@@ -307,10 +326,11 @@ class Prepared:
     derived: bool
 
 
-def _windows(spec: ConversionDropSpec, horizon_days: int, now: datetime) -> tuple[int, int, int]:
+def _windows(spec: ConversionDropSpec, horizon_days: int, now: datetime | int) -> tuple[int, int, int]:
     """(base_start, recent_start, recent_end) in ns for one stage, whole UTC days, so every scan
-    of one day sees the same cohorts and the dates never overlap."""
-    recent_end = (ts_ns(now) - horizon_days * NS_PER_DAY) // NS_PER_DAY * NS_PER_DAY
+    of one day sees the same cohorts and the dates never overlap. `now`: a datetime or ns."""
+    now_ns = now if isinstance(now, (int, np.integer)) else ts_ns(now)
+    recent_end = (now_ns - horizon_days * NS_PER_DAY) // NS_PER_DAY * NS_PER_DAY
     recent_start = recent_end - spec.recent_days * NS_PER_DAY
     return recent_start - spec.baseline_days * NS_PER_DAY, recent_start, recent_end
 
@@ -375,7 +395,8 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime, with_evidence
     now_ns = ts_ns(now)
     newest = _newest(data)
     as_of = now_ns if newest == NAT_NS else min(now_ns, newest)
-    since = min(_windows(spec, spec.max_horizon_days, now)[0], as_of - _learn_span(spec))
+    looks_back = 7 * spec.persist_weeks * NS_PER_DAY  # the persistence looks need their baselines too
+    since = min(_windows(spec, spec.max_horizon_days, now)[0] - looks_back, as_of - _learn_span(spec))
     return detect_at(prepare(data, spec, since=since, as_of=now_ns, newest=newest), now, with_evidence=with_evidence)
 
 
@@ -537,6 +558,20 @@ class _Pair:
     q: float = float("nan")
 
 
+def _pair_at(i: int, c: Cohorts, state: Prepared, now_ns: int, segments: bool = True) -> _Pair:
+    """Stage pair `i` as a scan at `now_ns` sees it: the two cohorts' slices, counts (per
+    segment too, unless `segments` is False) and the baseline's dispersion."""
+    base_start, recent_start, recent_end = _windows(state.spec, c.horizon_days, now_ns)
+    lo, mid, hi = (int(x) for x in np.searchsorted(c.entry, [base_start, recent_start, recent_end], side="left"))
+    cb = c.converted_before
+    total = Counts(*(np.array([v], dtype=np.int64) for v in (cb[mid] - cb[lo], mid - lo, cb[hi] - cb[mid], hi - mid)))
+    conv_b, conv_r = c.converted[lo:mid], c.converted[mid:hi]
+    segs = {dim: _seg_counts(c.codes[dim][lo:mid], conv_b, c.codes[dim][mid:hi], conv_r, len(u))
+            for dim, (_codes, u) in state.seg_dims.items()} if segments else {}
+    phi = _dispersion(c.entry[lo:mid], conv_b, base_start)
+    return _Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs, phi)
+
+
 def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True) -> list[Insight]:
     """The insights as of `now` from a prepared state (scan and backtest both end here)."""
     if state is None or not state.pairs:
@@ -546,16 +581,9 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
     blocks: list[tuple[int, str, np.ndarray, Counts]] = []  # (pair, dim, segments, their counts) tested
     floor = _report_floor(spec)  # a segment too small to be reported on its own is not tested in its family
     for i, c in enumerate(state.pairs):
-        base_start, recent_start, recent_end = _windows(spec, c.horizon_days, now)
-        lo, mid, hi = (int(x) for x in np.searchsorted(c.entry, [base_start, recent_start, recent_end], side="left"))
-        cb = c.converted_before
-        total = Counts(*(np.array([v], dtype=np.int64) for v in (cb[mid] - cb[lo], mid - lo, cb[hi] - cb[mid], hi - mid)))
-        conv_b, conv_r = c.converted[lo:mid], c.converted[mid:hi]
-        segs = {dim: _seg_counts(c.codes[dim][lo:mid], conv_b, c.codes[dim][mid:hi], conv_r, len(u))
-                for dim, (_codes, u) in state.seg_dims.items()}
-        phi = _dispersion(c.entry[lo:mid], conv_b, base_start)
-        pairs.append(_Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs, phi))
-        for dim, sc in segs.items():
+        pair = _pair_at(i, c, state, ts_ns(now))
+        pairs.append(pair)
+        for dim, sc in pair.segs.items():
             k = len(sc.bn) - 1
             ok = np.flatnonzero((sc.bn[:k] >= floor) & (sc.rn[:k] >= floor))
             if len(ok):
@@ -580,7 +608,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
         newest = _newest_check(p, ts_ns(now))
-        if not _confirmed(p.q, newest, spec):
+        if not _confirmed(p.q, newest, spec, overall=True) or not _persists(p, state, ts_ns(now), newest):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
@@ -619,11 +647,39 @@ def _newest_check(p: _Pair, now_ns: int, segment: tuple[str, int] | None = None)
             "since": iso_date(p.recent_end), "p_value": pv}
 
 
-def _confirmed(q: float, newest: dict, spec: ConversionDropSpec) -> bool:
-    """A drop is said when the newest deals confirm it, or when it is too clear to need that."""
-    if spec.confirm_p >= 1 or q <= spec.clear_q:
+def _confirmed(q: float, newest: dict, spec: ConversionDropSpec, overall: bool) -> bool:
+    """A drop is said when the newest deals confirm it (p <= `confirm_p`), or when it is clear
+    beyond doubt (q <= `clear_q`) and they cannot gainsay it: none can be judged yet or, for a
+    segment, they are a handful (3-8 deals in a company of 250 a month). An overall drop whose
+    many newest deals move on as before is a dip that is over (a calm company replayed daily
+    raised one on 6 days at q <= 0.0025 with the newest deals' p 0.48-0.97)."""
+    if spec.confirm_p >= 1:
+        return True
+    if q <= spec.clear_q and (newest["p_value"] is None or not overall):
         return True
     return newest["p_value"] is not None and newest["p_value"] <= spec.confirm_p
+
+
+def _persists(p: _Pair, state: Prepared, now_ns: int, newest: dict) -> bool:
+    """Did the newest deals confirm the drop at each of `persist_weeks` weekly looks back too?
+    (Alertmanager's `for:`, on the evidence that is new each week.) Each look is the newest
+    check as that day's scan saw it (the pair's windows then, moves known by then) and must
+    pass `confirm_p`. Adds newest["weeks_before"].
+
+    Why: the daily windows slide by a day, so a chance dip of a few weeks' entries is tested
+    on many days running, and on some of them its newest deals confirm it by chance. The
+    newest deals of looks a week apart are other deals (for horizons up to a week, disjoint
+    ones), so chance seldom confirms three weeks running, while a lasting drop slows them all.
+    """
+    spec = state.spec
+    if spec.persist_weeks <= 0 or spec.confirm_p >= 1 or newest["p_value"] is None or p.q <= spec.clear_q:
+        return True  # off, or clear beyond doubt (a weekly look of a strong drop may miss by chance)
+    looks = []
+    for w in range(1, spec.persist_weeks + 1):
+        then = now_ns - 7 * w * NS_PER_DAY
+        looks.append(_newest_check(_pair_at(p.index, p.c, state, then, segments=False), then))
+    newest["weeks_before"] = looks
+    return all(x["p_value"] is not None and x["p_value"] <= spec.confirm_p for x in looks)
 
 
 def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dict | None, bool]:
@@ -929,7 +985,7 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows
                 chosen.append((dim, s, q))
         for dim, s, q in chosen:
             newest = _newest_check(p, now_ns, (dim, s))
-            if _confirmed(q, newest, spec):
+            if _confirmed(q, newest, spec, overall=False):
                 out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest))
     return out
 

@@ -450,11 +450,16 @@ def test_flooding_config_warns_and_fails_the_budget(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "conversion_drop false alarms on no-change companies replayed daily: over 3 companies x 123 days "
-    "(seeds 11-13, 300 deals a month), seed 11 has an overall 'drop' on 4 replayed days (13-16 Aug, "
-    "Квалификация -> КП отправлено 57% -> 45-47%, q 0.010-0.048) and seed 13 on 1; seed 12 none. Before "
-    "the newest deals' confirmation: 10 and 2 days. On those days the chance dip had not ended: the "
-    "deals that entered after the recent cohort also moved on slower (14-17 of 50-58 against 19-20 "
-    "expected, one-sided p 0.08-0.19 <= confirm_p 0.2)"))
+    "(seeds 11-13, 300 deals a month) seed 11 has an overall 'drop' on 1 replayed day (18 Aug, Квалификация -> "
+    "КП отправлено 57% -> 46%, p 0.003, q 0.014) and seed 13 on 1 (16 Aug, Переговоры -> Договор 65% -> 49%, "
+    "q 0.049). Before persist_weeks: 4 and 1 days; before the newest deals' confirmation: 10 and 2. On those "
+    "days the newest deals had moved on slower at all three weekly looks (19 of 55 vs 22.8 expected, 21 of 57 "
+    "vs 25.0, 19 of 64 vs 26.5: p 0.17, 0.17, 0.03; seed 13: p 0.16, 0.015, 0.14): a chance dip of about four "
+    "weeks of entries. It is as strong as the weakest real drop the builder tests demand (9.9% -> 7.5% win "
+    "rate, p 0.009, newest p 0.065; a 10% relative drop with newest p 0.097, 0.093, 0.088), so no rule on "
+    "these numbers silences it without losing those. Over 30 such companies (seeds 11-40, the test "
+    "below): 3 raise an overall drop on 6 days (before: 7 on 42); 4 raise a "
+    "segment's own drop (14, 18, 24, 27: unchanged, the segment's newest deals are too few for weekly looks)"))
 def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
     days = {}
     for seed in (11, 12, 13):
@@ -467,6 +472,41 @@ def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
         quiet = {d: v["insights_before_dedup"] for d, v in report["detectors"].items() if d != "stalled_deal"}
         days[seed] = quiet
     assert all(not any(q.values()) for q in days.values()), days
+
+
+def _overall_drop_days(folder: Path, spec=None) -> list[str]:
+    """Replayed days (09:00 Almaty, 20 Jul - 19 Nov, prepared once as of the first, as backtest
+    does) on which conversion_drop raised an overall drop or mix shift."""
+    from zoneinfo import ZoneInfo
+
+    from crm.load import load_folder
+    from detectors.conversion_drop import ConversionDropSpec, detect_at, prepare
+
+    data = load_folder(folder, timezone="Asia/Almaty", now=NOW).data
+    first = datetime(2026, 7, 20, 9, tzinfo=ZoneInfo("Asia/Almaty"))
+    state = prepare(data, spec or ConversionDropSpec(), as_of=int(first.timestamp() * 1e9))
+    days = [first + timedelta(days=k) for k in range(123)]
+    return [d.date().isoformat() for d in days
+            if any(i.facts["kind"] != "segment_drop" for i in detect_at(state, d, with_evidence=False))]
+
+
+@pytest.mark.slow
+def test_daily_replays_of_thirty_calm_companies_rarely_raise_an_overall_drop(tmp_path):
+    """The companies of the test above, seeds 11-40, replayed daily over the same 123 days
+    (conversion_drop alone). Before the newest deals' weekly looks (persist_weeks), when a q
+    below clear_q also overrode newest deals that moved on as before, 7 of 30 raised an overall
+    drop, on 42 days; now 3, on 6 days (seeds 11, 13, 18)."""
+    loud, before = {}, {}
+    from detectors.conversion_drop import ConversionDropSpec
+    for seed in range(11, 41):
+        folder = write_export(tmp_path / f"calm{seed}", ExportSpec(
+            seed=seed, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0)))
+        if days := _overall_drop_days(folder):
+            loud[seed] = days
+        if seed in (11, 35) and (days := _overall_drop_days(folder, ConversionDropSpec(persist_weeks=0))):
+            before[seed] = days
+    assert len(loud) <= 3 and sum(map(len, loud.values())) <= 6, loud
+    assert len(before) == 2, before  # the trap is set: without the looks these two raise drops
 
 
 # --- what could not be checked, in Russian -----------------------------------------------------
@@ -631,8 +671,14 @@ def test_an_imbalance_is_one_item_per_team_with_one_plan(tmp_path):
     "Slow-pipeline seed 22: m4 has 6-9 new leads in 28 days against a median of 15-23 (q 0.004-0.048) "
     "on 25 replayed days (4-29 Sep), 4 alerts; a window earlier m4 was below the band too. Over the 9 "
     "weeks 27 Jul - 27 Sep m4 got 19 of the team's 118 leads against 56 and 43 (binomial P <= 2e-5 for "
-    "a 1/3 share): a chance run that looks in two disjoint windows just like a real, lasting "
-    "imbalance; the BH family covers one day's comparisons, not the replay"))
+    "a 1/3 share): a chance run, not the generator's doing (_export_factory routes every lead on its own, "
+    "uniformly over the working managers; over all 120 days m4 got 67 against 80-96). It looks in two "
+    "disjoint windows just like a real, lasting imbalance. Stricter persistence measured on 150 routed "
+    "teams replayed daily (3, 5, 10 people) and a 3x tilt (found after 34-51 days): outside the band "
+    "14 or 14 and 21 days back too changes nothing (seed 22 still 25 days); flagged 14 days back too: "
+    "19 days, 4 -> 2 of 150 teams, tilt +0-6 days; significant a window back too: 7 days, 4 -> 3, +0-3; "
+    "outside the band two windows (56 days) back too silences seed 22 but finds the tilt only after "
+    "62-79 days"))
 def test_daily_replay_of_randomly_routed_teams_raises_no_load_item(tmp_path):
     found = {}
     specs = {"slow22": ExportSpec(seed=22, end=END, days=300, n_managers=6, deals_per_month=200,
