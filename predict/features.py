@@ -134,6 +134,28 @@ def amount_is_recorded_at_close(deals: pd.DataFrame) -> str | None:
     return None
 
 
+def filled_at_closing(deals: pd.DataFrame, col: str) -> str | None:
+    """Why `col` would tell the model a deal is going to close, or None: empty on many of the
+    deals open now and on (almost) none of the closed ones.
+
+    Such a field is filled in when the deal closes (Maven's account is empty on 68% of open
+    deals and on no closed one). Features read its value as it is now, so at every past
+    snapshot a deal that later closed already has it and one that never closed does not: the
+    model would learn "has an account -> will be won" from the future, and fail on open deals."""
+    if col not in deals:
+        return None
+    status = deals["status"]
+    is_open, closed = (status == "open").to_numpy(bool), status.isin(["won", "lost"]).to_numpy(bool)
+    if is_open.sum() < 20 or closed.sum() < 20:
+        return None
+    empty = deals[col].isna().to_numpy(bool)
+    open_empty, closed_empty = float(empty[is_open].mean()), float(empty[closed].mean())
+    if open_empty >= 0.2 and closed_empty <= 0.02:
+        return (f"{col} is empty on {open_empty:.0%} of open deals but on {closed_empty:.0%} of closed ones: "
+                "it is filled in at closing, so it would tell the model which deals close")
+    return None
+
+
 def prepare(data: CrmData) -> Prepared:
     deals = data.deals.reset_index(drop=True)
     n = len(deals)
@@ -168,13 +190,19 @@ def prepare(data: CrmData) -> Prepared:
     client_codes = None
     client_touch = None
     has_client = data.has_column("deals", "client_id")
+    client_leak = filled_at_closing(deals, "client_id") if has_client else None
+    if client_leak:
+        has_client = False
+        for f in ("client_won", "client_lost", "replies_30d", "opens_30d"):
+            dropped[f] = client_leak
     if has_client:
         keys = pd.Series(pd.unique(deals["client_id"].dropna().astype(str)), dtype=object)
         client = positions(deals["client_id"].astype(object), keys)
         client_codes = keys
     else:
         client = np.full(n, -1, np.int64)
-        dropped["client_won"] = dropped["client_lost"] = "deals have no client_id"
+        if not client_leak:
+            dropped["client_won"] = dropped["client_lost"] = "deals have no client_id"
     c_owner, c_sec = [], []
     acts = data.activities
     if acts is not None and data.has_column("activities", "done_at"):
@@ -203,7 +231,7 @@ def prepare(data: CrmData) -> Prepared:
             opens = _Events.build(o_client, _seconds(data.email_opens["opened_at"]))
         else:
             dropped["opens_30d"] = "no email_opens table"
-    else:
+    elif not client_leak:
         dropped["replies_30d"] = dropped["opens_30d"] = "no emails table (or deals have no client_id)"
     if c_owner:
         client_touch = _Events.build(np.concatenate(c_owner), np.concatenate(c_sec))
@@ -218,16 +246,21 @@ def prepare(data: CrmData) -> Prepared:
     if not data.has_column("deals", "amount"):
         dropped["amount"] = "deals have no amount"
     else:
-        why = amount_is_recorded_at_close(deals)
+        why = amount_is_recorded_at_close(deals) or filled_at_closing(deals, "amount")
         if why:
             dropped["amount"] = why
     cats: dict[str, np.ndarray] = {}
     for col in ("source", "region", "manager_id"):
-        if data.has_column("deals", col):
+        leak = filled_at_closing(deals, col) if data.has_column("deals", col) else None
+        if leak:
+            dropped[col] = leak
+        elif data.has_column("deals", col):
             cats[col] = deals[col].astype(object).where(deals[col].notna(), None).to_numpy()
         else:
             dropped[col] = f"deals have no {col}"
-    if "region" not in cats and data.clients is not None and has_client and data.has_column("clients", "region"):
+    if "region" not in cats and client_leak and data.clients is not None and data.has_column("clients", "region"):
+        dropped["region"] = f"the client's region: {client_leak}"
+    elif "region" not in cats and data.clients is not None and has_client and data.has_column("clients", "region"):
         row = positions(deals["client_id"].astype(object), data.clients["client_id"].astype(object))
         reg = data.clients["region"].astype(object).to_numpy()
         cats["region"] = np.where(row >= 0, reg[np.maximum(row, 0)], None)
@@ -261,6 +294,18 @@ def outcome_after(prep: Prepared, rows: np.ndarray, at: int, known_by: int) -> n
     closed = prep.closed[rows]
     done = (closed > at) & (closed <= known_by)
     return np.where(done & prep.won[rows], 1, np.where(done & prep.lost[rows], 0, -1)).astype(np.int8)
+
+
+def won_within(prep: Prepared, rows: np.ndarray, at: int, horizon: int) -> np.ndarray:
+    """1 if the deal open at `at` was won in (at, at + horizon], else 0: lost, won later, or
+    still open then. Every deal open at `at` gets a label, so none is dropped for being slow.
+
+    Keeping only the deals whose outcome is known (outcome_after) drops the ones still open at
+    the data's end: the slow and the forgotten, which are rarely won. The rows left are the
+    quick closers, and a rate learned on them says more deals win than do (a censoring bias the
+    stage baseline shares). A fixed horizon asks a question the data answers for every deal."""
+    closed = prep.closed[rows]
+    return ((closed > at) & (closed <= at + horizon) & prep.won[rows]).astype(np.int8)
 
 
 def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndarray | None = None) -> pd.DataFrame:
@@ -311,17 +356,26 @@ def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndar
     return frame[["deal_id", "row", *prep.features]]
 
 
-def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, max_rows: int | None = None,
-                  seed: int = 0) -> pd.DataFrame:
-    """Training rows: each deal open at each snapshot whose outcome is known by `known_by`.
+def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, horizon: int | None = None,
+                  max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Training rows: each deal open at each snapshot, with its outcome.
 
+    `horizon` (seconds): `won` is "won within the horizon" (won_within) for every deal open at
+    the snapshot; a snapshot whose horizon ends after `known_by` is refused, its labels are not
+    known yet. Without it: the eventual outcome, for the deals closed by `known_by` only.
     Adds `at` (the snapshot second) and `won` (0/1). A deal open for two months appears at
     each snapshot of those months, as open deals do in the pipeline the model will score.
     With `max_rows`, a fixed-seed sample keeps training time bounded."""
     parts = []
     for at in snapshots:
         rows = open_at(prep, at)
-        y = outcome_after(prep, rows, at, known_by)
+        if horizon is not None:
+            if at + horizon > known_by:
+                raise ValueError(f"snapshot {pd.Timestamp(at, unit='s', tz='UTC')}: its {horizon // DAY}-day horizon "
+                                 f"ends after {pd.Timestamp(known_by, unit='s', tz='UTC')}, when outcomes stop being known")
+            y = won_within(prep, rows, at, horizon)
+        else:
+            y = outcome_after(prep, rows, at, known_by)
         keep = rows[y >= 0]
         if not len(keep):
             continue
