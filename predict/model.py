@@ -208,7 +208,8 @@ def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
     num, cats = _columns(features)
     if kind == "boosting":
         pre = ColumnTransformer([
-            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, min_frequency=20), cats),
+            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, min_frequency=20,
+                                   max_categories=250), cats),  # the boosting takes at most 255 per feature
             ("num", "passthrough", num),
         ], verbose_feature_names_out=False)
         clf = HistGradientBoostingClassifier(
