@@ -365,8 +365,10 @@ def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, horizo
     known yet. Without it: the eventual outcome, for the deals closed by `known_by` only.
     Adds `at` (the snapshot second) and `won` (0/1). A deal open for two months appears at
     each snapshot of those months, as open deals do in the pipeline the model will score.
-    With `max_rows`, a fixed-seed sample keeps training time bounded."""
-    parts = []
+    With `max_rows`, a fixed-seed uniform sample of the rows keeps training time bounded; it is
+    drawn before any feature is computed (a million deals open at 60 snapshots are 60 million
+    rows to describe, of which 150,000 are kept)."""
+    labelled = []
     for at in snapshots:
         rows = open_at(prep, at)
         if horizon is not None:
@@ -376,16 +378,21 @@ def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, horizo
             y = won_within(prep, rows, at, horizon)
         else:
             y = outcome_after(prep, rows, at, known_by)
-        keep = rows[y >= 0]
+        labelled.append((at, rows[y >= 0], y[y >= 0]))
+    total = sum(len(r) for _, r, _ in labelled)
+    if max_rows is not None and total > max_rows:
+        pick = np.zeros(total, bool)
+        pick[np.random.default_rng(seed).choice(total, max_rows, replace=False)] = True
+        cut = np.cumsum([0] + [len(r) for _, r, _ in labelled])
+        labelled = [(at, r[pick[a:b]], y[pick[a:b]]) for (at, r, y), a, b in zip(labelled, cut[:-1], cut[1:])]
+    parts = []
+    for at, keep, y in labelled:
         if not len(keep):
             continue
         f = features_at(prep, at, keep)
         f["at"] = at
-        f["won"] = y[y >= 0]
+        f["won"] = y
         parts.append(f)
     if not parts:
         return pd.DataFrame(columns=["deal_id", "row", *prep.features, "at", "won"])
-    frame = pd.concat(parts, ignore_index=True)
-    if max_rows is not None and len(frame) > max_rows:
-        frame = frame.sample(n=max_rows, random_state=seed).sort_values(["at", "row"]).reset_index(drop=True)
-    return frame
+    return pd.concat(parts, ignore_index=True)

@@ -59,9 +59,22 @@ def closed_counts(prep: Prepared, by: int) -> tuple[int, int]:
     return int((dated & prep.won).sum()), int((dated & prep.lost).sum())
 
 
+def history_start(prep: Prepared, until: int) -> int:
+    """Where the snapshots begin: the first recorded closing (else the first deal's creation).
+
+    Before the first closing the export shows only the deals that survived into its window:
+    Maven's deals were engaged from October 2016 but none closed before March 2017, so the
+    ones that did close in between are simply not in it. Snapshots there would see a pipeline
+    of survivors and learn that deals take months to close and mostly win."""
+    dated = prep.closed[(prep.closed >= 0) & (prep.closed <= until) & (prep.won | prep.lost)]
+    if len(dated):
+        return int(dated.min())
+    return int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+
+
 def snapshot_seconds(prep: Prepared, until: int, step_days: int) -> list[int]:
-    """Snapshot moments every `step_days`, backwards from `until` to the first deal's creation."""
-    first = int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+    """Snapshot moments every `step_days`, backwards from `until` to the history's start."""
+    first = history_start(prep, until)
     step = step_days * DAY
     n = max(0, (until - first) // step)
     return [until - k * step for k in range(int(n), 0, -1)]
@@ -85,7 +98,7 @@ def settle_seconds(prep: Prepared, by: int) -> int:
 
 def auto_step_days(prep: Prepared, until: int) -> int:
     """About 60 snapshots over the history, never denser than weekly."""
-    first = int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+    first = history_start(prep, until)
     return max(7, int((until - first) / DAY / 60))
 
 

@@ -83,3 +83,28 @@ def test_forecast_accuracy_is_not_swamped_by_a_month_that_won_little():
     assert acc["model"]["bias_share"] == pytest.approx(240 / 900, abs=1e-4)
     assert forecast_accuracy([]) is None
     assert forecast_accuracy([{"actual": 0.0, "model_error": 5.0, "weighted_error": 1.0}])["model"]["abs_error_share"] is None
+
+
+def test_an_export_that_starts_at_a_date_is_snapshotted_from_its_first_closing(monkeypatch):
+    import predict.model as pm
+    from predict.features import seconds_of
+
+    data = planted_company(3000, NOW, seed=9)
+    cut = pd.Timestamp(NOW) - pd.Timedelta(days=400)
+    gone = data.deals["closed_at"].notna() & (data.deals["closed_at"] < cut)  # not in the export
+    data.deals = data.deals[~gone].reset_index(drop=True)
+    kept = set(data.deals["deal_id"])
+    data.stage_history = data.stage_history[data.stage_history["deal_id"].isin(kept)]
+    data.activities = data.activities[data.activities["deal_id"].isin(kept)]
+    prep = prepare(data)
+    start = pm.history_start(prep, seconds_of(NOW))
+    assert start == seconds_of(data.deals["closed_at"].min())
+    assert start > prep.created.min() + 30 * 86_400  # deals were created long before it
+    bt = backtest(prep, NOW)
+    assert bt.test_rows["at"].min() >= start
+    _, ece = reliability(bt.y, bt.p)
+    # from the first creation on, the early snapshots see only the deals that survived into the export
+    monkeypatch.setattr(pm, "history_start", lambda prep, until: int(prep.created.min()))
+    survivors = backtest(prep, NOW)
+    _, ece_survivors = reliability(survivors.y, survivors.p)
+    assert ece < ece_survivors
