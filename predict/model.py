@@ -23,6 +23,10 @@ import pandas as pd
 from predict.features import CATEGORICAL, DAY, Prepared, features_at, open_at, seconds_of, snapshot_rows
 
 KINDS = ("boosting", "logistic")
+# Snapshot rows a fit learns from, a uniform sample beyond: 60,000 rows pin a win rate to about
+# +-0.4 points and a boosting with 15-leaf trees has plenty; 150,000 cost a cold scan of a
+# million deals 2.5 times more CPU than this for no measurable gain (benchmarks/scan.py --model).
+MAX_ROWS = 60_000
 MIN_GAIN = 0.01  # a model must lower the baseline's Brier score by at least 1% to be used...
 ALPHA = 0.05  # ...and the improvement must not be chance (one-sided, per deal)
 MISSING = "(none)"
@@ -201,6 +205,42 @@ def _columns(features: tuple[str, ...]) -> tuple[list[str], list[str]]:
     return [c for c in features if c not in CATEGORICAL], cats
 
 
+class RareToOther:
+    """Categories seen fewer than `min_count` times in training become one "(other)"
+    category, and only the `max_keep` most frequent are kept (the boosting takes at most 255).
+
+    The encoders' own `min_frequency` counts with a Python Counter over object arrays: four
+    seconds a cold fit on 150,000 rows. pandas' value_counts hashes in C."""
+
+    def __init__(self, min_count: int = 20, max_keep: int = 250):
+        self.min_count, self.max_keep = min_count, max_keep
+
+    def fit(self, x: pd.DataFrame, y=None) -> "RareToOther":
+        self.keep_ = {}
+        for c in x.columns:
+            counts = x[c].value_counts()
+            self.keep_[c] = frozenset(counts[counts >= self.min_count].index[: self.max_keep])
+        return self
+
+    def transform(self, x: pd.DataFrame) -> pd.DataFrame:
+        out = x.copy()
+        for c in x.columns:
+            out[c] = x[c].where(x[c].isin(self.keep_[c]), OTHER).to_numpy(object)
+        return out
+
+    def fit_transform(self, x: pd.DataFrame, y=None) -> pd.DataFrame:
+        return self.fit(x).transform(x)
+
+    def get_feature_names_out(self, names=None):
+        return np.asarray(names if names is not None else list(self.keep_), object)
+
+    def set_output(self, *, transform=None) -> "RareToOther":
+        return self
+
+
+OTHER = "(other)"
+
+
 def _prepared_x(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
     num, cats = _columns(features)
     x = frame[num].astype(float).copy()
@@ -221,8 +261,8 @@ def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
     num, cats = _columns(features)
     if kind == "boosting":
         pre = ColumnTransformer([
-            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, min_frequency=20,
-                                   max_categories=250), cats),  # the boosting takes at most 255 per feature
+            ("cat", make_pipeline(RareToOther(20, 250), OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                                        unknown_value=-1)), cats),
             ("num", "passthrough", num),
         ], verbose_feature_names_out=False)
         clf = HistGradientBoostingClassifier(
@@ -234,7 +274,7 @@ def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
                                 FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler())
         pre = ColumnTransformer([
             ("num", numeric, num),
-            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20), cats),
+            ("cat", make_pipeline(RareToOther(20, 1000), OneHotEncoder(handle_unknown="ignore")), cats),
         ], verbose_feature_names_out=False)
         return Pipeline([("pre", pre), ("clf", LogisticRegression(C=0.3, max_iter=2000))])
     raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
@@ -373,7 +413,7 @@ class Backtest:
     features: tuple[str, ...] = ()
     horizon: int = 0  # seconds: `won` is "won within this long after the snapshot"
     step_days: int = 7
-    max_rows: int = 150_000
+    max_rows: int = MAX_ROWS
     seed: int = 0
 
     @property
@@ -407,7 +447,7 @@ class Backtest:
 
 
 def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule(), *, test_share: float = 0.3,
-             step_days: int | None = None, max_rows: int = 150_000, kinds: tuple[str, ...] = KINDS,
+             step_days: int | None = None, max_rows: int = MAX_ROWS, kinds: tuple[str, ...] = KINDS,
              seed: int = 0, anchor: bool = True) -> Backtest | str:
     """Train on snapshots whose horizon ended by a cutoff (labels known then), test on the
     snapshots from the cutoff on (labels known by now), every deal open at a snapshot labelled
@@ -449,7 +489,7 @@ def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRul
 
 
 def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule(), *, kind: str | None = None,
-          step_days: int | None = None, max_rows: int = 150_000, seed: int = 0,
+          step_days: int | None = None, max_rows: int = MAX_ROWS, seed: int = 0,
           check: Backtest | str | None = None) -> WinModel:
     """The model to score open deals with at `now`, or the reason there is none.
 
@@ -468,11 +508,15 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
         scores = {"brier": round(bt.brier, 4), "baseline_brier": round(bt.baseline_brier, 4),
                   "gain": round(bt.gain, 4), "p_value": round(bt.p_value, 4), "model": bt.chosen}
         if not bt.beats_baseline():
+            # what the weighted pipeline forecast needs (stage rates and close timing as of now),
+            # kept with the verdict so the next scans of this history do not rebuild it
+            rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
             return WinModel(False, (f"the model does not beat the stage-only baseline on the backtest: Brier "
                                     f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate "
                                     f"({bt.gain:+.1%}, p = {bt.p_value:.2g}; needs at least {MIN_GAIN:.0%} better "
                                     f"with p < {ALPHA}); predictions would add nothing to the weighted pipeline"),
-                            baseline=bt.baseline, dropped=prep.dropped, check=scores)
+                            baseline=StageBaseline().fit(rows), train_rows=rows, trained_at=t_now,
+                            dropped=prep.dropped, check=scores)
         kind = bt.chosen
         verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
                    f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
@@ -579,7 +623,7 @@ def forget_fitted() -> None:
     _prepared = _scored = None
 
 
-def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = 150_000,
+def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = MAX_ROWS,
                  seed: int = 0) -> pd.DataFrame:
     """Snapshots up to `t_now` minus the horizon, each open deal labelled "won within the horizon"."""
     step = step_days or auto_step_days(prep, t_now)

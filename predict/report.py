@@ -139,10 +139,14 @@ def forecast_now(prep: Prepared, now: datetime, rule: HistoryRule = HistoryRule(
         return forecast(prep, model, model.baseline, Timing(model.train_rows, prep), t, months, seed), model.reason
     if rule.shortfall(*closed_counts(prep, t)):
         return None, model.reason
-    rows = settled_rows(prep, t, seed=seed)
+    if model.train_rows is not None:  # fitted with the verdict (predict.model.train)
+        rows, baseline = model.train_rows, model.baseline
+    else:
+        rows = settled_rows(prep, t, seed=seed)
+        baseline = StageBaseline().fit(rows)
     if rows.empty:
         return None, model.reason
-    return forecast(prep, None, StageBaseline().fit(rows), Timing(rows, prep), t, months, seed), model.reason
+    return forecast(prep, None, baseline, Timing(rows, prep), t, months, seed), model.reason
 
 
 def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:
@@ -233,12 +237,8 @@ def model_report(data: CrmData, now: datetime, rule: HistoryRule = HistoryRule()
         factors=factor_importance(bt, seed),
         forecast_error=forecast_error(prep, bt, t_now),
     )
-    if model.usable:
-        timing = Timing(model.train_rows, prep)
-        report["forecast"] = forecast(prep, model, model.baseline, timing, t_now, seed=seed)
-    else:
-        rows = _train_rows_of(bt, prep)
-        report["forecast"] = forecast(prep, None, bt.baseline, Timing(rows, prep), t_now, seed=seed)
+    # as the bot forecasts now: the used model, or the stage rates and timing as of now (not the cutoff's)
+    report["forecast"] = forecast_now(prep, now, rule, seed=seed, model=model)[0]
     report["forecast_accuracy"] = forecast_accuracy(report["forecast_error"])
     return report
 
