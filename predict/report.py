@@ -29,6 +29,7 @@ from predict.model import (
 )
 
 DRAWS = 2000
+ECE_TARGET = 0.05  # calibration error above which the report warns that chances are not odds
 _R = 4  # decimals in the JSON
 
 
@@ -228,7 +229,8 @@ def model_report(data: CrmData, now: datetime, rule: HistoryRule = HistoryRule()
     report.update(
         used=model.usable, reason=model.reason, model=bt.chosen,
         backtest={"cutoff": _day(bt.cutoff), "train_snapshots": bt.train_n, "test_snapshots": bt.test_n,
-                  "test_deals": bt.test_deals, "win_rate": round(float(bt.y.mean()), _R)},
+                  "test_deals": bt.test_deals, "win_rate": round(float(bt.y.mean()), _R),
+                  "mean_chance": round(float(bt.p.mean()), _R), "horizon_days": round(bt.horizon / DAY, 1)},
         candidates=[{"kind": c.kind, "brier": round(c.brier, _R), "auc": None if c.auc is None else round(c.auc, _R)}
                     for c in bt.candidates],
         auc=_r(auc(bt.y, bt.p)), brier=_r(bt.brier), ece=_r(ece), brier_gain=_r(bt.gain), p_value=_r(bt.p_value),
@@ -281,12 +283,16 @@ def format_text(r: dict) -> str:
         return "\n".join(lines)
     b = r["backtest"]
     lines += ["", f"backtest: trained on what was known on {b['cutoff']} ({b['train_snapshots']} snapshots), "
-                  f"tested on {b['test_snapshots']} later snapshots of {b['test_deals']} deals (win share {b['win_rate']:.1%})",
+                  f"tested on {b['test_snapshots']} later snapshots of {b['test_deals']} deals "
+                  f"(won within {b['horizon_days']:.0f} days of a snapshot: {b['win_rate']:.1%})",
               f"{'':<22}{'model':>10}{'stage only':>12}",
               f"{'AUC':<22}{_fmt(r['auc']):>10}{_fmt(r['baseline_auc']):>12}",
               f"{'Brier (lower=better)':<22}{_fmt(r['brier']):>10}{_fmt(r['baseline_brier']):>12}",
               f"{'ECE (calibration)':<22}{_fmt(r['ece']):>10}{_fmt(r['baseline_ece']):>12}",
               f"model vs stage only: Brier {r['brier_gain']:+.1%} better (one-sided p = {r['p_value']:.2g}, per deal)",
+              *([f"calibration: chances were off by {r['ece'] * 100:.0f} points on average on the backtest (aim: at most 5): "
+                 f"the chances averaged {r['backtest']['mean_chance']:.1%} where {r['backtest']['win_rate']:.1%} were won: "
+                 "read them as a ranking of deals more than as odds"] if r["ece"] > ECE_TARGET else []),
               "candidates: " + ", ".join(f"{c['kind']} Brier {c['brier']:.4f}" for c in r["candidates"]),
               "", "reliability (model): predicted -> observed (n)"]
     for row in r["reliability"]:
