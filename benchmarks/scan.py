@@ -11,7 +11,11 @@ Each is measured in a fresh child process (so peak memory is its own), and the s
 both times, their ratio, peak memory, and the time of each detector inside the scan.
 `--before REV` also scans with crm/ and detectors/ as of git revision REV, in the same run,
 so a change is judged by ratios measured under the same load on a shared machine.
-Run: .venv/bin/python benchmarks/scan.py [--scale 0.1] [--repeat 2] [--before HEAD~3]
+`--model` switches on the level-3 detectors (deal_risk, win_forecast; off by default) and scans
+twice in one process, as the running bot does: the first scan fits the win model (cold), the
+second loads the data again and reuses the fit (predict.model.fitted: no deal closed since).
+Both are reported against the floor; a one-shot `crm-pulse scan` pays the cold figure.
+Run: .venv/bin/python benchmarks/scan.py [--scale 0.1] [--repeat 2] [--before HEAD~3] [--model]
 """
 from __future__ import annotations
 
@@ -192,12 +196,18 @@ def phase_floor(folder: Path) -> dict:
             "largest": largest, "rows": len(frames[largest])}
 
 
-def phase_scan(folder: Path) -> dict:
+def phase_scan(folder: Path, model: bool = False) -> dict:
     import dataclasses
 
     from crm.load import load_folder
     from detectors import REGISTRY, run_detectors
 
+    specs: dict = {}
+    if model:
+        from detectors.deal_risk import DealRiskSpec
+        from detectors.win_forecast import WinForecastSpec
+
+        specs = {"deal_risk": DealRiskSpec(enabled=True), "win_forecast": WinForecastSpec(enabled=True)}
     per: dict[str, float] = {}
 
     def timed(name, fn):
@@ -211,22 +221,30 @@ def phase_scan(folder: Path) -> dict:
 
     for name, det in list(REGISTRY.items()):
         REGISTRY[name] = dataclasses.replace(det, detect=timed(name, det.detect))
-    cpu = time.process_time()
-    start = time.perf_counter()
-    loaded = load_folder(folder, now=NOW)
-    loaded_at = time.perf_counter()
-    result = run_detectors(loaded.data, {}, NOW)
-    end = time.perf_counter()
-    counts: dict[str, int] = {}
-    for i in result.insights:
-        counts[i.detector] = counts.get(i.detector, 0) + 1
-    return {"seconds": end - start, "cpu_seconds": time.process_time() - cpu, "load_seconds": loaded_at - start, "detect_seconds": end - loaded_at,
-            "peak_mib": peak_mib(), "per_detector": per, "insights": counts, "skipped": result.skipped}
+    def once() -> dict:
+        per.clear()
+        cpu = time.process_time()
+        start = time.perf_counter()
+        loaded = load_folder(folder, now=NOW)
+        loaded_at = time.perf_counter()
+        result = run_detectors(loaded.data, specs, NOW)
+        end = time.perf_counter()
+        counts: dict[str, int] = {}
+        for i in result.insights:
+            counts[i.detector] = counts.get(i.detector, 0) + 1
+        return {"seconds": end - start, "cpu_seconds": time.process_time() - cpu, "load_seconds": loaded_at - start,
+                "detect_seconds": end - loaded_at, "peak_mib": peak_mib(), "per_detector": dict(per), "insights": counts,
+                "skipped": result.skipped}
+
+    first = once()
+    if model:
+        first["warm"] = once()  # the next scheduled scan: a fresh load, the fit reused
+    return first
 
 
-def child(phase: str, folder: Path, code: Path | None = None) -> dict:
+def child(phase: str, folder: Path, code: Path | None = None, model: bool = False) -> dict:
     env = dict(os.environ, CRM_PULSE_CODE=str(code)) if code else None
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--folder", str(folder)],
+    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--folder", str(folder), *(["--model"] if model else [])],
                          capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise SystemExit(f"{phase} failed:\n{out.stderr}")
@@ -270,11 +288,13 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full size (0.1 for a quick look)")
     parser.add_argument("--repeat", type=int, default=1, help="measure each phase this many times, keep the fastest")
     parser.add_argument("--before", metavar="REV", help="also scan with crm/ and detectors/ as of this git revision")
+    parser.add_argument("--model", action="store_true",
+                        help="switch on deal_risk and win_forecast; report the cold scan (fits) and the warm one (reuses the fit)")
     parser.add_argument("--phase", choices=["floor", "scan"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
-        print(json.dumps((phase_floor if args.phase == "floor" else phase_scan)(args.folder)))
+        print(json.dumps(phase_floor(args.folder) if args.phase == "floor" else phase_scan(args.folder, args.model)))
         return 0
 
     folder, sizes = cached_dataset(args.scale)
@@ -286,13 +306,16 @@ def main() -> int:
         floor = min((child("floor", folder) for _ in range(args.repeat)), key=lambda r: r["seconds"])
         if code:
             before = min((child("scan", folder, code) for _ in range(args.repeat)), key=lambda r: r["seconds"])
-        scan = min((child("scan", folder) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+        scan = min((child("scan", folder, model=args.model) for _ in range(args.repeat)), key=lambda r: r["seconds"])
     print(f"data: {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
     print(f"floor (read Parquet + groupby over {floor['largest']}, {floor['rows']:,} rows): "
           f"{floor['seconds']:.2f} s, {floor['cpu_seconds']:.1f} CPU s, peak {floor['peak_mib']:.0f} MiB")
     if before:
         report(f"scan as of {args.before}", before, floor)
-    report("scan  (load_folder + run_detectors, all detectors)", scan, floor)
+    report("scan  (load_folder + run_detectors, all detectors" + (", deal_risk + win_forecast on: cold, fits the model)"
+                                                                  if args.model else ")"), scan, floor)
+    if args.model:
+        report("scan  warm (a fresh load, the fit reused, as the running bot's next scan)", scan["warm"], floor)
     if before:
         print(f"  speed-up over {args.before}: {before['seconds'] / scan['seconds']:.2f}x wall, "
               f"{before['cpu_seconds'] / scan['cpu_seconds']:.2f}x CPU"
@@ -300,7 +323,8 @@ def main() -> int:
                  f"; insight counts DIFFER: {before['insights']} before, {scan['insights']} now"))
     print(f"peak memory: {scan['peak_mib'] / 1024:.2f} GiB (target < 4)")
     for name, secs in sorted(scan["per_detector"].items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<16}{secs:>8.2f} s  {scan['insights'].get(name, 0):>7} insights")
+        warm = f"  (warm {scan['warm']['per_detector'].get(name, 0):.2f} s)" if args.model else ""
+        print(f"  {name:<16}{secs:>8.2f} s  {scan['insights'].get(name, 0):>7} insights{warm}")
     for name, why in scan["skipped"].items():
         print(f"  {name:<16} skipped: {why}")
     return 0

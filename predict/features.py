@@ -69,8 +69,10 @@ class _Events:
     def build(cls, owner: np.ndarray, sec: np.ndarray, values: np.ndarray | None = None) -> "_Events":
         keep = (owner >= 0) & (sec >= 0)
         keys = (owner[keep].astype(np.int64) << SHIFT) + sec[keep]
+        if values is None:  # equal keys are interchangeable: a plain sort, several times faster than a stable argsort
+            return cls(np.sort(keys))
         order = np.argsort(keys, kind="stable")
-        return cls(keys[order], None if values is None else values[keep][order])
+        return cls(keys[order], values[keep][order])
 
     def upto(self, owner: np.ndarray, at: int) -> np.ndarray:
         """Index one past the owner's last event at or before `at` (the count before it, too)."""
@@ -134,14 +136,35 @@ def amount_is_recorded_at_close(deals: pd.DataFrame) -> str | None:
     return None
 
 
+def filled_at_closing(deals: pd.DataFrame, col: str) -> str | None:
+    """Why `col` would tell the model a deal is going to close, or None: empty on many of the
+    deals open now and on (almost) none of the closed ones.
+
+    Such a field is filled in when the deal closes (Maven's account is empty on 68% of open
+    deals and on no closed one). Features read its value as it is now, so at every past
+    snapshot a deal that later closed already has it and one that never closed does not: the
+    model would learn "has an account -> will be won" from the future, and fail on open deals."""
+    if col not in deals:
+        return None
+    status = deals["status"]
+    is_open, closed = (status == "open").to_numpy(bool), status.isin(["won", "lost"]).to_numpy(bool)
+    if is_open.sum() < 20 or closed.sum() < 20:
+        return None
+    empty = deals[col].isna().to_numpy(bool)
+    open_empty, closed_empty = float(empty[is_open].mean()), float(empty[closed].mean())
+    if open_empty >= 0.2 and closed_empty <= 0.02:
+        return (f"{col} is empty on {open_empty:.0%} of open deals but on {closed_empty:.0%} of closed ones: "
+                "it is filled in at closing, so it would tell the model which deals close")
+    return None
+
+
 def prepare(data: CrmData) -> Prepared:
     deals = data.deals.reset_index(drop=True)
     n = len(deals)
     deal_ids = deals["deal_id"].astype(object).to_numpy()
     created = _seconds(deals["created_at"])
     closed_raw = _seconds(deals["closed_at"]) if "closed_at" in deals else np.full(n, -1, np.int64)
-    status = deals["status"].astype(object).to_numpy()
-    won, lost = status == "won", status == "lost"
+    won, lost = (deals["status"] == "won").fillna(False).to_numpy(bool), (deals["status"] == "lost").fillna(False).to_numpy(bool)
     closed = np.where(won | lost, closed_raw, NOT_CLOSED)
     dropped: dict[str, str] = {}
 
@@ -153,10 +176,9 @@ def prepare(data: CrmData) -> Prepared:
                             "stage when it was created), so a deal's stage at a past date is not known")
     hist = data.stage_history
     hist_owner = positions(hist["deal_id"], deals["deal_id"])
-    extra = sorted(set(hist["stage"].dropna().astype(str)) - set(stages))
+    extra = sorted({str(s) for s in pd.unique(hist["stage"].dropna())} - set(stages))
     stages = stages + extra + [UNKNOWN_STAGE]
-    code_of = {s: i for i, s in enumerate(stages)}
-    hist_code = hist["stage"].astype(object).map(code_of).fillna(-1).to_numpy(np.int64)
+    hist_code = positions(hist["stage"], pd.Series(stages, dtype=object))  # the stage's code, -1 none
     hist_sec = _seconds(hist["entered_at"])
     if not use_stage:
         hist_owner = np.full(len(hist), -1, np.int64)
@@ -168,42 +190,48 @@ def prepare(data: CrmData) -> Prepared:
     client_codes = None
     client_touch = None
     has_client = data.has_column("deals", "client_id")
+    client_leak = filled_at_closing(deals, "client_id") if has_client else None
+    if client_leak:
+        has_client = False
+        for f in ("client_won", "client_lost", "replies_30d", "opens_30d"):
+            dropped[f] = client_leak
     if has_client:
         keys = pd.Series(pd.unique(deals["client_id"].dropna().astype(str)), dtype=object)
-        client = positions(deals["client_id"].astype(object), keys)
+        client = positions(deals["client_id"], keys)
         client_codes = keys
     else:
         client = np.full(n, -1, np.int64)
-        dropped["client_won"] = dropped["client_lost"] = "deals have no client_id"
+        if not client_leak:
+            dropped["client_won"] = dropped["client_lost"] = "deals have no client_id"
     c_owner, c_sec = [], []
     acts = data.activities
     if acts is not None and data.has_column("activities", "done_at"):
         real = acts[acts["type"].isin(["call", "meeting", "task", "email"])]
         a_sec = _seconds(real["done_at"])
-        a_deal = positions(real["deal_id"].astype(object), deals["deal_id"]) if data.has_column("activities", "deal_id") \
+        a_deal = positions(real["deal_id"], deals["deal_id"]) if data.has_column("activities", "deal_id") \
             else np.full(len(real), -1, np.int64)
         deal_owner.append(a_deal)
         deal_sec.append(a_sec)
         if client_codes is not None and data.has_column("activities", "client_id"):
-            a_client = positions(real["client_id"].astype(object), client_codes)
+            a_client = positions(real["client_id"], client_codes)
             c_owner.append(np.where(a_deal < 0, a_client, -1))
             c_sec.append(a_sec)
     replies = opens = None
     emails = data.emails
     if emails is not None and client_codes is not None and len(emails):
-        e_client = positions(emails["client_id"].astype(object), client_codes)
+        e_client = positions(emails["client_id"], client_codes)
         e_sec = _seconds(emails["sent_at"])
         c_owner.append(e_client)
         c_sec.append(e_sec)
         inbound = (emails["direction"] == "in").fillna(False).to_numpy(bool)
         replies = _Events.build(np.where(inbound, e_client, -1), e_sec)
         if data.email_opens is not None and len(data.email_opens):
-            row = positions(data.email_opens["email_id"].astype(object), emails["email_id"].astype(object))
+            row = positions(data.email_opens["email_id"], emails["email_id"])
             o_client = np.where((row >= 0) & ~inbound[np.maximum(row, 0)], e_client[np.maximum(row, 0)], -1)
             opens = _Events.build(o_client, _seconds(data.email_opens["opened_at"]))
         else:
             dropped["opens_30d"] = "no email_opens table"
-    else:
+    elif not client_leak:
         dropped["replies_30d"] = dropped["opens_30d"] = "no emails table (or deals have no client_id)"
     if c_owner:
         client_touch = _Events.build(np.concatenate(c_owner), np.concatenate(c_sec))
@@ -218,17 +246,22 @@ def prepare(data: CrmData) -> Prepared:
     if not data.has_column("deals", "amount"):
         dropped["amount"] = "deals have no amount"
     else:
-        why = amount_is_recorded_at_close(deals)
+        why = amount_is_recorded_at_close(deals) or filled_at_closing(deals, "amount")
         if why:
             dropped["amount"] = why
     cats: dict[str, np.ndarray] = {}
     for col in ("source", "region", "manager_id"):
-        if data.has_column("deals", col):
+        leak = filled_at_closing(deals, col) if data.has_column("deals", col) else None
+        if leak:
+            dropped[col] = leak
+        elif data.has_column("deals", col):
             cats[col] = deals[col].astype(object).where(deals[col].notna(), None).to_numpy()
         else:
             dropped[col] = f"deals have no {col}"
-    if "region" not in cats and data.clients is not None and has_client and data.has_column("clients", "region"):
-        row = positions(deals["client_id"].astype(object), data.clients["client_id"].astype(object))
+    if "region" not in cats and client_leak and data.clients is not None and data.has_column("clients", "region"):
+        dropped["region"] = f"the client's region: {client_leak}"
+    elif "region" not in cats and data.clients is not None and has_client and data.has_column("clients", "region"):
+        row = positions(deals["client_id"], data.clients["client_id"])
         reg = data.clients["region"].astype(object).to_numpy()
         cats["region"] = np.where(row >= 0, reg[np.maximum(row, 0)], None)
         dropped.pop("region", None)
@@ -261,6 +294,18 @@ def outcome_after(prep: Prepared, rows: np.ndarray, at: int, known_by: int) -> n
     closed = prep.closed[rows]
     done = (closed > at) & (closed <= known_by)
     return np.where(done & prep.won[rows], 1, np.where(done & prep.lost[rows], 0, -1)).astype(np.int8)
+
+
+def won_within(prep: Prepared, rows: np.ndarray, at: int, horizon: int) -> np.ndarray:
+    """1 if the deal open at `at` was won in (at, at + horizon], else 0: lost, won later, or
+    still open then. Every deal open at `at` gets a label, so none is dropped for being slow.
+
+    Keeping only the deals whose outcome is known (outcome_after) drops the ones still open at
+    the data's end: the slow and the forgotten, which are rarely won. The rows left are the
+    quick closers, and a rate learned on them says more deals win than do (a censoring bias the
+    stage baseline shares). A fixed horizon asks a question the data answers for every deal."""
+    closed = prep.closed[rows]
+    return ((closed > at) & (closed <= at + horizon) & prep.won[rows]).astype(np.int8)
 
 
 def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndarray | None = None) -> pd.DataFrame:
@@ -311,27 +356,43 @@ def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndar
     return frame[["deal_id", "row", *prep.features]]
 
 
-def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, max_rows: int | None = None,
-                  seed: int = 0) -> pd.DataFrame:
-    """Training rows: each deal open at each snapshot whose outcome is known by `known_by`.
+def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, horizon: int | None = None,
+                  max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Training rows: each deal open at each snapshot, with its outcome.
 
+    `horizon` (seconds): `won` is "won within the horizon" (won_within) for every deal open at
+    the snapshot; a snapshot whose horizon ends after `known_by` is refused, its labels are not
+    known yet. Without it: the eventual outcome, for the deals closed by `known_by` only.
     Adds `at` (the snapshot second) and `won` (0/1). A deal open for two months appears at
     each snapshot of those months, as open deals do in the pipeline the model will score.
-    With `max_rows`, a fixed-seed sample keeps training time bounded."""
-    parts = []
+    With `max_rows`, a fixed-seed uniform sample of the rows keeps training time bounded; it is
+    drawn before any feature is computed (a million deals open at 60 snapshots are 60 million
+    rows to describe, of which 150,000 are kept)."""
+    labelled = []
     for at in snapshots:
         rows = open_at(prep, at)
-        y = outcome_after(prep, rows, at, known_by)
-        keep = rows[y >= 0]
+        if horizon is not None:
+            if at + horizon > known_by:
+                raise ValueError(f"snapshot {pd.Timestamp(at, unit='s', tz='UTC')}: its {horizon // DAY}-day horizon "
+                                 f"ends after {pd.Timestamp(known_by, unit='s', tz='UTC')}, when outcomes stop being known")
+            y = won_within(prep, rows, at, horizon)
+        else:
+            y = outcome_after(prep, rows, at, known_by)
+        labelled.append((at, rows[y >= 0], y[y >= 0]))
+    total = sum(len(r) for _, r, _ in labelled)
+    if max_rows is not None and total > max_rows:
+        pick = np.zeros(total, bool)
+        pick[np.random.default_rng(seed).choice(total, max_rows, replace=False)] = True
+        cut = np.cumsum([0] + [len(r) for _, r, _ in labelled])
+        labelled = [(at, r[pick[a:b]], y[pick[a:b]]) for (at, r, y), a, b in zip(labelled, cut[:-1], cut[1:])]
+    parts = []
+    for at, keep, y in labelled:
         if not len(keep):
             continue
         f = features_at(prep, at, keep)
         f["at"] = at
-        f["won"] = y[y >= 0]
+        f["won"] = y
         parts.append(f)
     if not parts:
         return pd.DataFrame(columns=["deal_id", "row", *prep.features, "at", "won"])
-    frame = pd.concat(parts, ignore_index=True)
-    if max_rows is not None and len(frame) > max_rows:
-        frame = frame.sample(n=max_rows, random_state=seed).sort_values(["at", "row"]).reset_index(drop=True)
-    return frame
+    return pd.concat(parts, ignore_index=True)

@@ -23,6 +23,10 @@ import pandas as pd
 from predict.features import CATEGORICAL, DAY, Prepared, features_at, open_at, seconds_of, snapshot_rows
 
 KINDS = ("boosting", "logistic")
+# Snapshot rows a fit learns from, a uniform sample beyond: 60,000 rows pin a win rate to about
+# +-0.4 points and a boosting with 15-leaf trees has plenty; 150,000 cost a cold scan of a
+# million deals 2.5 times more CPU than this for no measurable gain (benchmarks/scan.py --model).
+MAX_ROWS = 60_000
 MIN_GAIN = 0.01  # a model must lower the baseline's Brier score by at least 1% to be used...
 ALPHA = 0.05  # ...and the improvement must not be chance (one-sided, per deal)
 MISSING = "(none)"
@@ -59,33 +63,105 @@ def closed_counts(prep: Prepared, by: int) -> tuple[int, int]:
     return int((dated & prep.won).sum()), int((dated & prep.lost).sum())
 
 
+def history_start(prep: Prepared, until: int) -> int:
+    """Where the snapshots begin: the first recorded closing (else the first deal's creation).
+
+    Before the first closing the export shows only the deals that survived into its window:
+    Maven's deals were engaged from October 2016 but none closed before March 2017, so the
+    ones that did close in between are simply not in it. Snapshots there would see a pipeline
+    of survivors and learn that deals take months to close and mostly win."""
+    dated = prep.closed[(prep.closed >= 0) & (prep.closed <= until) & (prep.won | prep.lost)]
+    if len(dated):
+        return int(dated.min())
+    return int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+
+
 def snapshot_seconds(prep: Prepared, until: int, step_days: int) -> list[int]:
-    """Snapshot moments every `step_days`, backwards from `until` to the first deal's creation."""
-    first = int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+    """Snapshot moments every `step_days`, backwards from `until` to the history's start."""
+    first = history_start(prep, until)
     step = step_days * DAY
     n = max(0, (until - first) // step)
     return [until - k * step for k in range(int(n), 0, -1)]
 
 
 def settle_seconds(prep: Prepared, by: int) -> int:
-    """How long most deals take to close: the 90th percentile of (closed - created) among deals
-    closed by `by`, at most a third of the history.
+    """The horizon of "won within": the 90th percentile of (closed - created) among deals closed
+    by `by`, at most a third of the history, at least a day.
 
-    Snapshots later than `by` minus this are left out of training and testing: a deal open
-    then has often not closed yet, and keeping only the ones that did would teach the model
-    the fast closers' odds (and the forecast their pace)."""
+    A snapshot's label is whether the deal was won within this horizon (features.won_within),
+    so snapshots later than `by` minus it are not labelled yet and are left out of training and
+    testing. Nine deals in ten close within it, so "won within" is nearly "won" for a live deal,
+    and near 0 for one forgotten in the pipeline (which a label "won, among the closed" never saw)."""
     dated = (prep.closed >= 0) & (prep.closed <= by) & (prep.created >= 0)
     if not dated.any():
-        return 0
+        return DAY
     took = np.quantile(prep.closed[dated] - prep.created[dated], 0.9)
     span = by - int(prep.created[prep.created >= 0].min())
-    return int(max(0, min(took, span / 3)))
+    return int(max(DAY, min(took, span / 3)))
 
 
 def auto_step_days(prep: Prepared, until: int) -> int:
     """About 60 snapshots over the history, never denser than weekly."""
-    first = int(prep.created[prep.created >= 0].min()) if (prep.created >= 0).any() else until
+    first = history_start(prep, until)
     return max(7, int((until - first) / DAY / 60))
+
+
+# --- the recent win rate ----------------------------------------------------------------------
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, float), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def shifted(p: np.ndarray, shift: float) -> np.ndarray:
+    from scipy.special import expit
+
+    return p if shift == 0 else expit(_logit(p) + shift)
+
+
+def intercept_shift(p: np.ndarray, won: np.ndarray, min_each: int = 10) -> float:
+    """The log-odds shift after which the chances `p` add up to the wins seen (`won`, 0/1).
+    0 with fewer than `min_each` won or lost: too few to say the rate moved.
+
+    Win rates drift (a new market, a tougher quarter, a pipeline filling with forgotten deals):
+    a model fitted over the whole history predicts its average, so its chances run high after a
+    fall. Moving every deal's log-odds by one number keeps their order and spread and puts their
+    level where the latest period's is."""
+    from scipy.optimize import brentq
+    from scipy.special import expit
+
+    won = np.asarray(won, float)
+    seen = float(won.sum())
+    if seen < min_each or len(won) - seen < min_each:
+        return 0.0
+    lo = _logit(p)
+    return float(brentq(lambda d: float(expit(lo + d).sum()) - seen, -12.0, 12.0, xtol=1e-6))
+
+
+class Anchored:
+    """A calibrated classifier whose log-odds are moved by `shift` (intercept_shift on the
+    latest quarter of its training rows). Picklable, sklearn-shaped for predict_proba."""
+
+    def __init__(self, model, shift: float):
+        self.model, self.shift = model, float(shift)
+        self.classes_ = getattr(model, "classes_", np.array([0, 1]))
+
+    def predict_proba(self, x) -> np.ndarray:
+        q = shifted(self.model.predict_proba(x)[:, 1], self.shift)
+        return np.column_stack([1 - q, q])
+
+
+RECENT_SHARE = 0.25  # the latest quarter of the training snapshots' dates sets the win rate
+
+
+def recent_rows(rows: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows from the latest RECENT_SHARE of their snapshot dates (none with fewer
+    than 4 dates: there is no "latest period" to speak of)."""
+    at = rows["at"].to_numpy() if "at" in rows else np.zeros(len(rows))
+    dates = np.unique(at)
+    if len(dates) < 4:
+        return np.zeros(len(at), bool)
+    return at >= dates[int(len(dates) * (1 - RECENT_SHARE))]
 
 
 # --- the stage-only baseline -------------------------------------------------------------------
@@ -99,20 +175,27 @@ class StageBaseline:
     rates: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     prior: float = 10.0
+    shift: float = 0.0  # log-odds moved to the latest period's win rate, as the model's are
 
-    def fit(self, rows: pd.DataFrame) -> "StageBaseline":
+    def fit(self, rows: pd.DataFrame, anchor: bool = True) -> "StageBaseline":
+        """Stage rates over all `rows`, then (`anchor`) moved to the win rate of their latest
+        quarter (recent_rows) exactly as the model is: the baseline it must beat gets the same help."""
         y = rows["won"].to_numpy(float)
         self.overall = float(y.mean()) if len(y) else 0.5
         if "stage" in rows:
             g = rows.groupby(rows["stage"].astype(str))["won"].agg(["sum", "count"])
             self.rates = {s: float((r["sum"] + self.prior * self.overall) / (r["count"] + self.prior)) for s, r in g.iterrows()}
             self.counts = {s: int(r["count"]) for s, r in g.iterrows()}
+        self.shift = 0.0
+        if anchor and len(rows):
+            recent = recent_rows(rows)
+            self.shift = intercept_shift(self.predict(rows[recent]), y[recent])
         return self
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         if "stage" not in frame or not self.rates:
-            return np.full(len(frame), self.overall)
-        return frame["stage"].astype(str).map(self.rates).fillna(self.overall).to_numpy(float)
+            return shifted(np.full(len(frame), self.overall), self.shift)
+        return shifted(frame["stage"].astype(str).map(self.rates).fillna(self.overall).to_numpy(float), self.shift)
 
 
 # --- candidates --------------------------------------------------------------------------------
@@ -120,6 +203,42 @@ class StageBaseline:
 def _columns(features: tuple[str, ...]) -> tuple[list[str], list[str]]:
     cats = [c for c in features if c in CATEGORICAL]
     return [c for c in features if c not in CATEGORICAL], cats
+
+
+class RareToOther:
+    """Categories seen fewer than `min_count` times in training become one "(other)"
+    category, and only the `max_keep` most frequent are kept (the boosting takes at most 255).
+
+    The encoders' own `min_frequency` counts with a Python Counter over object arrays: four
+    seconds a cold fit on 150,000 rows. pandas' value_counts hashes in C."""
+
+    def __init__(self, min_count: int = 20, max_keep: int = 250):
+        self.min_count, self.max_keep = min_count, max_keep
+
+    def fit(self, x: pd.DataFrame, y=None) -> "RareToOther":
+        self.keep_ = {}
+        for c in x.columns:
+            counts = x[c].value_counts()
+            self.keep_[c] = frozenset(counts[counts >= self.min_count].index[: self.max_keep])
+        return self
+
+    def transform(self, x: pd.DataFrame) -> pd.DataFrame:
+        out = x.copy()
+        for c in x.columns:
+            out[c] = x[c].where(x[c].isin(self.keep_[c]), OTHER).to_numpy(object)
+        return out
+
+    def fit_transform(self, x: pd.DataFrame, y=None) -> pd.DataFrame:
+        return self.fit(x).transform(x)
+
+    def get_feature_names_out(self, names=None):
+        return np.asarray(names if names is not None else list(self.keep_), object)
+
+    def set_output(self, *, transform=None) -> "RareToOther":
+        return self
+
+
+OTHER = "(other)"
 
 
 def _prepared_x(frame: pd.DataFrame, features: tuple[str, ...]) -> pd.DataFrame:
@@ -142,7 +261,8 @@ def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
     num, cats = _columns(features)
     if kind == "boosting":
         pre = ColumnTransformer([
-            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, min_frequency=20), cats),
+            ("cat", make_pipeline(RareToOther(20, 250), OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                                        unknown_value=-1)), cats),
             ("num", "passthrough", num),
         ], verbose_feature_names_out=False)
         clf = HistGradientBoostingClassifier(
@@ -154,14 +274,16 @@ def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
                                 FunctionTransformer(np.log1p, feature_names_out="one-to-one"), StandardScaler())
         pre = ColumnTransformer([
             ("num", numeric, num),
-            ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20), cats),
+            ("cat", make_pipeline(RareToOther(20, 1000), OneHotEncoder(handle_unknown="ignore")), cats),
         ], verbose_feature_names_out=False)
         return Pipeline([("pre", pre), ("clf", LogisticRegression(C=0.3, max_iter=2000))])
     raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
 
 
-def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], seed: int = 0):
-    """The candidate fitted on `rows` and calibrated on folds that keep each deal's snapshots together."""
+def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], seed: int = 0, anchor: bool = True):
+    """The candidate fitted on `rows` and calibrated on folds that keep each deal's snapshots
+    together; with `anchor`, its log-odds then moved so that its out-of-fold chances on the
+    latest quarter of `rows` (recent_rows) average the share won there (Anchored)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GroupKFold
 
@@ -178,7 +300,16 @@ def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], see
     # (the bot's own scan, a shared CI box) that made a fit three times slower, not faster.
     with threadpool_limits(limits=1):
         model.fit(x, y)
-    return model
+        recent = recent_rows(rows) if anchor else np.zeros(len(rows), bool)
+        if not recent.any():
+            return model
+        # out of fold: each recent row scored by the fold's estimator that never saw its deal
+        p_oof = np.empty(len(y))
+        for (_, test), fold in zip(folds, model.calibrated_classifiers_):
+            test = test[recent[test]]
+            if len(test):
+                p_oof[test] = fold.predict_proba(x.iloc[test])[:, 1]
+    return Anchored(model, intercept_shift(p_oof[recent], y[recent]))
 
 
 SMALL_FRAME = 20_000  # rows: below this, one thread predicts faster than a team
@@ -280,6 +411,10 @@ class Backtest:
     model: object = None
     baseline: StageBaseline = field(default_factory=StageBaseline)
     features: tuple[str, ...] = ()
+    horizon: int = 0  # seconds: `won` is "won within this long after the snapshot"
+    step_days: int = 7
+    max_rows: int = MAX_ROWS
+    seed: int = 0
 
     @property
     def brier(self) -> float:
@@ -312,11 +447,13 @@ class Backtest:
 
 
 def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule(), *, test_share: float = 0.3,
-             step_days: int | None = None, max_rows: int = 150_000, kinds: tuple[str, ...] = KINDS,
-             seed: int = 0) -> Backtest | str:
-    """Train on snapshots before a cutoff (outcomes known by the cutoff), test on the snapshots
-    after it (outcomes known by now). Returns the reason instead when history is too short,
-    before or after the cutoff."""
+             step_days: int | None = None, max_rows: int = MAX_ROWS, kinds: tuple[str, ...] = KINDS,
+             seed: int = 0, anchor: bool = True) -> Backtest | str:
+    """Train on snapshots whose horizon ended by a cutoff (labels known then), test on the
+    snapshots from the cutoff on (labels known by now), every deal open at a snapshot labelled
+    "won within the horizon" or not. The model and the baseline are both anchored to the win
+    rate of the latest training period (`anchor`). Returns the reason instead when history is
+    too short, before or after the cutoff."""
     t_now = now if isinstance(now, int) else seconds_of(now)
     why = rule.shortfall(*closed_counts(prep, t_now))
     if why:
@@ -327,18 +464,19 @@ def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRul
     if len(snaps) < 4:
         return f"not enough history to backtest: the deals span only {len(snaps)} snapshot(s) of {step} days"
     cutoff = snaps[int(len(snaps) * (1 - test_share))]
-    train = snapshot_rows(prep, [s for s in snaps if s <= cutoff - settle], cutoff, max_rows=max_rows, seed=seed)
-    test = snapshot_rows(prep, [s for s in snaps if s >= cutoff], t_now, max_rows=max_rows, seed=seed)
+    train = snapshot_rows(prep, [s for s in snaps if s <= cutoff - settle], cutoff, horizon=settle,
+                          max_rows=max_rows, seed=seed)
+    test = snapshot_rows(prep, [s for s in snaps if s >= cutoff], t_now, horizon=settle, max_rows=max_rows, seed=seed)
     won, lost = int(train["won"].sum()), int(len(train) - train["won"].sum())
     if won < 20 or lost < 20 or test["won"].nunique() < 2:
         return (f"not enough history before the backtest cutoff ({pd.Timestamp(cutoff, unit='s', tz='UTC'):%Y-%m-%d}): "
                 f"{won} won and {lost} lost snapshots to learn from, {len(test)} to test on")
-    base = StageBaseline().fit(train)
+    base = StageBaseline().fit(train, anchor)
     y = test["won"].to_numpy(int)
     p_base = base.predict(test)
     cands, best, best_p, best_model = [], None, None, None
     for kind in kinds:
-        model = fit_calibrated(kind, train, prep.features, seed)
+        model = fit_calibrated(kind, train, prep.features, seed, anchor)
         p = predict_proba(model, test, prep.features)
         c = Candidate(kind, brier(y, p), auc(y, p))
         cands.append(c)
@@ -346,11 +484,12 @@ def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRul
             best, best_p, best_model = c, p, model
     return Backtest(cutoff=cutoff, train_n=len(train), test_n=len(test), test_deals=int(test["deal_id"].nunique()),
                     candidates=cands, chosen=best.kind if best else None, y=y, p=best_p, p_base=p_base,
-                    test_rows=test, model=best_model, baseline=base, features=prep.features)
+                    test_rows=test, model=best_model, baseline=base, features=prep.features, horizon=settle,
+                    step_days=step, max_rows=max_rows, seed=seed)
 
 
 def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule(), *, kind: str | None = None,
-          step_days: int | None = None, max_rows: int = 150_000, seed: int = 0,
+          step_days: int | None = None, max_rows: int = MAX_ROWS, seed: int = 0,
           check: Backtest | str | None = None) -> WinModel:
     """The model to score open deals with at `now`, or the reason there is none.
 
@@ -369,17 +508,21 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
         scores = {"brier": round(bt.brier, 4), "baseline_brier": round(bt.baseline_brier, 4),
                   "gain": round(bt.gain, 4), "p_value": round(bt.p_value, 4), "model": bt.chosen}
         if not bt.beats_baseline():
+            # what the weighted pipeline forecast needs (stage rates and close timing as of now),
+            # kept with the verdict so the next scans of this history do not rebuild it
+            rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
             return WinModel(False, (f"the model does not beat the stage-only baseline on the backtest: Brier "
                                     f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate "
                                     f"({bt.gain:+.1%}, p = {bt.p_value:.2g}; needs at least {MIN_GAIN:.0%} better "
                                     f"with p < {ALPHA}); predictions would add nothing to the weighted pipeline"),
-                            baseline=bt.baseline, dropped=prep.dropped, check=scores)
+                            baseline=StageBaseline().fit(rows), train_rows=rows, trained_at=t_now,
+                            dropped=prep.dropped, check=scores)
         kind = bt.chosen
         verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
                    f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
     rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
     model = fit_calibrated(kind, rows, prep.features, seed)
-    return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} closed deals{verdict}",
+    return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} deals{verdict}",
                     features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows),
                     train_rows=rows, train_p=predict_proba(model, rows, prep.features), trained_at=t_now,
                     dropped=prep.dropped, check=scores)
@@ -480,11 +623,12 @@ def forget_fitted() -> None:
     _prepared = _scored = None
 
 
-def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = 150_000,
+def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, max_rows: int = MAX_ROWS,
                  seed: int = 0) -> pd.DataFrame:
-    """Snapshots up to `t_now` minus the settling time, with the outcomes known by `t_now`."""
+    """Snapshots up to `t_now` minus the horizon, each open deal labelled "won within the horizon"."""
     step = step_days or auto_step_days(prep, t_now)
-    return snapshot_rows(prep, snapshot_seconds(prep, t_now - settle_seconds(prep, t_now), step), t_now,
+    horizon = settle_seconds(prep, t_now)
+    return snapshot_rows(prep, snapshot_seconds(prep, t_now - horizon, step), t_now, horizon=horizon,
                          max_rows=max_rows, seed=seed)
 
 

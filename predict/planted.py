@@ -26,13 +26,18 @@ def _ts(ns: np.ndarray) -> pd.Series:
 
 
 def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: int = 1,
-                    engagement_effect: float = 2.4, managers: int = 10) -> CrmData:
-    """`n_deals` deals created over `span_days` before `now`; win odds rise with engagement."""
+                    engagement_effect: float = 2.4, managers: int = 10, drift: float = 0.0) -> CrmData:
+    """`n_deals` deals created over `span_days` before `now`; win odds rise with engagement.
+
+    `drift`: the log-odds of winning move by this much from the first deal created to the last
+    (-1.5: a market turning, the newest deals win far less often than the oldest at the same
+    engagement), a change of base rate no feature explains."""
     rng = np.random.default_rng(seed)
     now_ns = pd.Timestamp(now).value
     created = now_ns - rng.integers(1, span_days * _DAY_NS, n_deals)
     engaged = rng.random(n_deals) < 0.5
-    p_win = 1 / (1 + np.exp(-(-1.6 + engagement_effect * engaged)))
+    age = (created - (now_ns - span_days * _DAY_NS)) / (span_days * _DAY_NS)  # 0 oldest .. 1 newest
+    p_win = 1 / (1 + np.exp(-(-1.6 + engagement_effect * engaged + drift * age)))
     will_win = rng.random(n_deals) < p_win
     n_st = len(STAGES)
     reached = np.where(will_win, n_st, rng.integers(1, n_st + 1, n_deals))  # stages entered

@@ -145,3 +145,46 @@ def test_an_amount_filled_in_only_at_closing_is_dropped():
     prep = prepare(data)
     assert "amount" not in prep.features
     assert "filled in at closing" in prep.dropped["amount"]
+
+
+def test_won_within_the_horizon_labels_every_open_deal_and_only_from_its_window():
+    from predict.features import snapshot_rows
+
+    prep = prepare(_small())
+    t = seconds_of(T0)
+    day = 86_400
+    # D1 is won 3 days after T0, D2 never closes: both are labelled, neither dropped
+    rows = snapshot_rows(prep, [t], t + 10 * day, horizon=10 * day).set_index("deal_id")
+    assert rows.loc["D1", "won"] == 1 and rows.loc["D2", "won"] == 0
+    # won later than the horizon: not won within it (a question with one answer for every deal)
+    rows = snapshot_rows(prep, [t], t + 10 * day, horizon=2 * day).set_index("deal_id")
+    assert rows.loc["D1", "won"] == 0 and set(rows.index) == {"D1", "D2"}
+    with pytest.raises(ValueError, match="horizon ends after"):
+        snapshot_rows(prep, [t], t + 5 * day, horizon=10 * day)  # the answer is not known yet
+
+
+@pytest.mark.parametrize("horizon_days", [20, 60])
+def test_no_label_sees_past_its_horizon(horizon_days):
+    from predict.features import snapshot_rows
+
+    demo = generate_demo(7)
+    end = pd.Timestamp(demo.now).tz_convert("UTC") - pd.Timedelta(days=10)
+    at = seconds_of(end - pd.Timedelta(days=horizon_days))
+    real = snapshot_rows(prepare(demo.data), [at], seconds_of(end), horizon=horizon_days * 86_400)
+    other = snapshot_rows(prepare(_rewrite_the_future(demo.data, end)), [at], seconds_of(end), horizon=horizon_days * 86_400)
+    cols = ["deal_id", "won"]
+    pd.testing.assert_frame_equal(real[cols].sort_values("deal_id").reset_index(drop=True),
+                                  other[cols].sort_values("deal_id").reset_index(drop=True))
+    assert 0 < real["won"].sum() < len(real)
+
+
+def test_a_client_filled_in_only_at_closing_is_not_a_feature():
+    from predict.planted import planted_company
+
+    data = planted_company(600, T0, seed=8)
+    assert {"client_won", "client_lost"} <= set(prepare(data).features)  # every deal has its client
+    open_rows = data.deals.index[data.deals["status"] == "open"]
+    data.deals.loc[open_rows[: int(len(open_rows) * 0.7)], "client_id"] = pd.NA  # as Maven's account
+    prep = prepare(data)
+    assert "client_won" not in prep.features and "client_lost" not in prep.features
+    assert "filled in at closing" in prep.dropped["client_won"] and "70% of open deals" in prep.dropped["client_won"]

@@ -82,3 +82,20 @@ def test_features_absent_from_the_source_are_not_used():
     assert "touches_14d" in prep.features  # stage changes are touches too
     assert "replies_30d" not in prep.features and "opens_30d" not in prep.features
     assert np.isfinite(prep.amount).all()
+
+
+
+def test_more_managers_than_the_boosting_has_category_slots():
+    import pandas as pd
+
+    from predict.model import fit_calibrated
+
+    # 300 managers with 40 snapshots each, every one frequent: the tree model takes 255 categories at most
+    rng = np.random.default_rng(0)
+    n = 12_000
+    rows = pd.DataFrame({"deal_id": [f"D{i // 4}" for i in range(n)], "at": np.repeat(np.arange(n // 1000), 1000),
+                         "manager_id": [f"m{i % 300}" for i in range(n)], "days_open": rng.exponential(20, n)})
+    rows["won"] = (rng.random(n) < 0.3 + 0.4 * (rows["days_open"] < 10)).astype(int)
+    model = fit_calibrated("boosting", rows, ("days_open", "manager_id"))
+    p = model.predict_proba(rows[["days_open", "manager_id"]])[:, 1]
+    assert p[rows["days_open"] < 10].mean() > p[rows["days_open"] >= 10].mean() + 0.2

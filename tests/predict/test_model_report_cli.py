@@ -62,3 +62,21 @@ def test_scan_with_deal_risk_enabled_gives_json_insights_explain_can_show(tmp_pa
     code = main(["explain", first["fingerprint"], "--config", str(tmp_path / "config.toml"), "--now", "2026-11-18T09:00Z"])
     shown = capsys.readouterr().out
     assert code == 0 and first["evidence"]["deal_ids"][1] in shown  # a similar past deal, listed
+
+
+def test_the_report_warns_when_chances_ran_far_from_what_was_won(tmp_path, capsys):
+    # the win rate falls steeply through the history: even anchored, chances run behind it
+    export_csv(planted_company(1500, NOW, seed=11, drift=-4.0), tmp_path)
+    assert main(["model", "report", "--data", str(tmp_path), "--now", "2026-11-18T09:00Z", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    b = report["backtest"]
+    assert report["ece"] > 0.05 and b["mean_chance"] > b["win_rate"] + 0.05 and b["horizon_days"] > 7
+    assert main(["model", "report", "--data", str(tmp_path), "--now", "2026-11-18T09:00Z"]) == 0
+    text = capsys.readouterr().out
+    assert f"won within {b['horizon_days']:.0f} days of a snapshot" in text
+    assert f"chances were off by {report['ece'] * 100:.0f} points" in text and "ranking of deals" in text
+    # a steady company gets no such warning
+    steady = tmp_path / "steady"
+    export_csv(planted_company(1500, NOW, seed=11), steady)
+    assert main(["model", "report", "--data", str(steady), "--now", "2026-11-18T09:00Z"]) == 0
+    assert "ranking of deals" not in capsys.readouterr().out

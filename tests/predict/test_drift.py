@@ -1,0 +1,110 @@
+"""The backtest's test set and calibration on histories that move: deals forgotten in the
+pipeline (never closed) and a win rate that drifts. The truth is planted, so the right answers
+are known: forgotten deals are rarely won, and chances must follow the rate where it went."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predict.features import prepare
+from predict.model import backtest, reliability, train
+from predict.planted import planted_company
+from predict.report import forecast_accuracy
+
+NOW = datetime(2026, 11, 18, 9, 0, tzinfo=timezone.utc)
+
+
+def test_deals_forgotten_in_the_pipeline_are_tested_and_learned_as_rarely_won():
+    data = planted_company(2000, NOW, seed=21)
+    deals = data.deals
+    lost = deals.index[deals["status"] == "lost"]
+    forgot = np.random.default_rng(0).choice(lost, len(lost) // 3, replace=False)
+    deals.loc[forgot, "status"] = "open"  # nobody closed them: they sit in the pipeline, untouched
+    deals.loc[forgot, "closed_at"] = pd.NaT
+    bt = backtest(prepare(data), NOW)
+    assert not isinstance(bt, str), bt
+    mask = bt.test_rows["deal_id"].isin(set(deals.loc[forgot, "deal_id"])).to_numpy()
+    # kept in the test set (not dropped for having no outcome yet), labelled not won within the horizon
+    assert mask.sum() > 0.3 * len(mask) and bt.y[mask].sum() == 0
+    assert bt.p[mask].mean() < 0.1 < 0.4 < bt.p[~mask].mean()  # the model learned what silence means
+    _, ece = reliability(bt.y, bt.p)
+    assert ece <= 0.05 and bt.beats_baseline()
+
+
+@pytest.fixture(scope="module")
+def drifting():
+    """The newest deals win far more often than the oldest (log-odds +1.5 over the history)."""
+    prep = prepare(planted_company(3000, NOW, seed=4, drift=1.5))
+    return backtest(prep, NOW, anchor=False), backtest(prep, NOW)
+
+
+def test_a_drifting_win_rate_is_followed_by_the_model_and_the_baseline_alike(drifting):
+    plain, anchored = drifting
+    _, ece_plain = reliability(plain.y, plain.p)
+    _, ece = reliability(anchored.y, anchored.p)
+    assert ece_plain > 0.06  # learned over the whole history, the chances run behind the rate
+    assert ece <= 0.05 and ece < ece_plain * 0.7
+    assert abs(anchored.p.mean() - anchored.y.mean()) < abs(plain.p.mean() - plain.y.mean()) / 2
+    # the baseline the model must beat gets the same help: moved the same way, and better for it
+    assert anchored.baseline.shift > 0.1 and anchored.model.shift > 0.1
+    assert anchored.baseline_brier < plain.baseline_brier
+    _, base_ece = reliability(anchored.y, anchored.p_base)
+    _, base_ece_plain = reliability(plain.y, plain.p_base)
+    assert base_ece < base_ece_plain
+    assert anchored.beats_baseline()  # still better than the fairer baseline
+
+
+def test_a_steady_win_rate_is_left_where_it_is():
+    bt = backtest(prepare(planted_company(2000, NOW, seed=3)), NOW)
+    assert abs(bt.model.shift) < 0.2 and abs(bt.baseline.shift) < 0.2
+    _, ece = reliability(bt.y, bt.p)
+    assert ece <= 0.05
+
+
+def test_the_model_used_on_open_deals_is_anchored_too():
+    model = train(prepare(planted_company(2000, NOW, seed=4, drift=1.5)), NOW, kind="logistic")
+    assert model.usable and model.model.shift > 0.1 and model.baseline.shift > 0.1
+
+
+def test_forecast_accuracy_is_not_swamped_by_a_month_that_won_little():
+    months = [  # a quarter's first month: little won from the open pipeline, a big relative miss
+        {"actual": 70.0, "model_error": 230.0, "weighted_error": 300.0},
+        {"actual": 400.0, "model_error": -20.0, "weighted_error": -100.0},
+        {"actual": 430.0, "model_error": 30.0, "weighted_error": 60.0},
+    ]
+    acc = forecast_accuracy(months)
+    assert acc["actual"] == 900 and acc["months"] == 3
+    assert acc["model"]["mean_abs_error"] == pytest.approx(280 / 3, abs=0.01)
+    assert acc["model"]["abs_error_share"] == pytest.approx(280 / 900, abs=1e-4)  # not (329% + 5% + 7%) / 3
+    assert acc["weighted_pipeline"]["abs_error_share"] == pytest.approx(460 / 900, abs=1e-4)
+    assert acc["model"]["bias_share"] == pytest.approx(240 / 900, abs=1e-4)
+    assert forecast_accuracy([]) is None
+    assert forecast_accuracy([{"actual": 0.0, "model_error": 5.0, "weighted_error": 1.0}])["model"]["abs_error_share"] is None
+
+
+def test_an_export_that_starts_at_a_date_is_snapshotted_from_its_first_closing(monkeypatch):
+    import predict.model as pm
+    from predict.features import seconds_of
+
+    data = planted_company(3000, NOW, seed=9)
+    cut = pd.Timestamp(NOW) - pd.Timedelta(days=400)
+    gone = data.deals["closed_at"].notna() & (data.deals["closed_at"] < cut)  # not in the export
+    data.deals = data.deals[~gone].reset_index(drop=True)
+    kept = set(data.deals["deal_id"])
+    data.stage_history = data.stage_history[data.stage_history["deal_id"].isin(kept)]
+    data.activities = data.activities[data.activities["deal_id"].isin(kept)]
+    prep = prepare(data)
+    start = pm.history_start(prep, seconds_of(NOW))
+    assert start == seconds_of(data.deals["closed_at"].min())
+    assert start > prep.created.min() + 30 * 86_400  # deals were created long before it
+    bt = backtest(prep, NOW)
+    assert bt.test_rows["at"].min() >= start
+    _, ece = reliability(bt.y, bt.p)
+    # from the first creation on, the early snapshots see only the deals that survived into the export
+    monkeypatch.setattr(pm, "history_start", lambda prep, until: int(prep.created.min()))
+    survivors = backtest(prep, NOW)
+    _, ece_survivors = reliability(survivors.y, survivors.p)
+    assert ece < ece_survivors
