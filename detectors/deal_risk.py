@@ -12,8 +12,9 @@ change its chance most ("no touch for 12 days, typically 3").
 
 Off by default: a company should read `crm-pulse model report` before its managers read
 predictions. The model (seconds to a minute to fit on large histories) is fitted again only
-when a deal closed since the last fit (predict.model.fitted); in `crm-pulse backtest`
-(`prepare`/`detect_at`) at most once per REFIT_DAYS of replayed time. When it
+when a deal closed since the last fit, and then at most once every `refit_days` (7) of scan
+time, in the running bot and in `crm-pulse backtest` alike (predict.model.fitted): a daily
+scan reuses the week's fit and stays within its time budget (benchmarks/scan.py --model). When it
 cannot predict (too little history, or no better than the baseline), it says why through
 `skip_reason`, which the scan reports.
 """
@@ -31,7 +32,9 @@ from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
 
 NAME = "deal_risk"
-REFIT_DAYS = 7  # a replay refits at most weekly: a model a few days old predicts as well, at 1/7 the cost
+REFIT_DAYS = 7  # refit at most weekly: a model a few days old predicts as well, at 1/7 the cost
+REFIT_HELP = ("reuse a model fitted up to this many days ago, on the history as it was then, instead of "
+              "refitting after every closed deal (the fit is the costly part of a scan); 0: refit whenever a deal closed")
 _last: tuple[weakref.ref, str] | None = None  # (the data, why nothing was predicted on it)
 
 
@@ -45,6 +48,7 @@ class DealRiskSpec(DetectorSpec):
     large_quantile: float = Field(0.75, ge=0, lt=1, description="only deals at least as large as this share of open deals (0: all)")
     max_items: int = Field(5, ge=1, le=50, description="at most this many deals a day, largest amount x fall first")
     neighbours: int = Field(40, ge=5, le=500, description="similar closed deals named in the words")
+    refit_days: int = Field(REFIT_DAYS, ge=0, le=90, description=REFIT_HELP)
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -63,7 +67,7 @@ def _remember(data: CrmData, reason: str | None) -> None:
 @register(NAME, DealRiskSpec, requires=(), summary="a large open deal whose win chance fell sharply since last week (level 3)",
           needs=(Need(("deals.closed_at",)),))  # outcomes need a closing date: without it there is nothing to learn from
 def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
-    return _detect(data, spec, now, max_age_days=0)
+    return _detect(data, spec, now, max_age_days=spec.refit_days)
 
 
 def prepare(data: CrmData, spec: DealRiskSpec) -> tuple[CrmData, DealRiskSpec]:
@@ -72,9 +76,9 @@ def prepare(data: CrmData, spec: DealRiskSpec) -> tuple[CrmData, DealRiskSpec]:
 
 
 def detect_at(state: tuple[CrmData, DealRiskSpec], now: datetime) -> list[Insight]:
-    """One replayed day: the model is refitted at most every REFIT_DAYS of replayed time."""
+    """One replayed day: the model is refitted at most every `refit_days` of replayed time."""
     data, spec = state
-    return _detect(data, spec, now, max_age_days=REFIT_DAYS)
+    return _detect(data, spec, now, max_age_days=spec.refit_days)
 
 
 def _detect(data: CrmData, spec: DealRiskSpec, now: datetime, *, max_age_days: int) -> list[Insight]:

@@ -13,7 +13,7 @@ With the model in use, a second item for the director lists the deals likely to 
 `likely_min_chance` and at least `likely_min_lift` more than their stage's win rate, so the
 weighted pipeline undercounts them. Each is said with its similar past deals ("похожа на 40
 прошлых сделок, из них выиграно 32 (80%)"). One item, weekly, never one per deal. Off by default, like deal_risk, and sharing its fit
-(predict.model.fitted: refitted only when a deal closed; in a backtest at most weekly).
+(predict.model.fitted: refitted only when a deal closed, and at most every `refit_days`).
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pydantic import Field
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
+from detectors.deal_risk import REFIT_DAYS, REFIT_HELP
 from detectors.registry import DetectorSpec, Need, register
 
 NAME = "win_forecast"
@@ -41,6 +42,7 @@ class WinForecastSpec(DetectorSpec):
     likely_min_chance: float = Field(0.6, gt=0, lt=1, description="a listed deal's win chance, at least")
     likely_min_lift: float = Field(0.15, ge=0, lt=1, description="...and at least this much above its stage's win rate")
     neighbours: int = Field(40, ge=5, le=500, description="similar closed deals named for each listed deal")
+    refit_days: int = Field(REFIT_DAYS, ge=0, le=90, description=REFIT_HELP)
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -53,7 +55,7 @@ def skip_reason(data: CrmData) -> str | None:
 @register(NAME, WinForecastSpec, requires=(), summary="expected won amount this month and next vs the weighted pipeline, and the deals likely to close (level 3, weekly)",
           needs=(Need(("deals.closed_at",)),))
 def detect(data: CrmData, spec: WinForecastSpec, now: datetime) -> list[Insight]:
-    return _detect(data, spec, now, max_age_days=0)
+    return _detect(data, spec, now, max_age_days=spec.refit_days)
 
 
 def prepare(data: CrmData, spec: WinForecastSpec) -> tuple[CrmData, WinForecastSpec]:
@@ -62,11 +64,9 @@ def prepare(data: CrmData, spec: WinForecastSpec) -> tuple[CrmData, WinForecastS
 
 
 def detect_at(state: tuple[CrmData, WinForecastSpec], now: datetime) -> list[Insight]:
-    """One replayed day: the model is refitted at most every REFIT_DAYS of replayed time."""
-    from detectors.deal_risk import REFIT_DAYS
-
+    """One replayed day: the model is refitted at most every `refit_days` of replayed time."""
     data, spec = state
-    return _detect(data, spec, now, max_age_days=REFIT_DAYS)
+    return _detect(data, spec, now, max_age_days=spec.refit_days)
 
 
 def _detect(data: CrmData, spec: WinForecastSpec, now: datetime, *, max_age_days: int) -> list[Insight]:

@@ -1,6 +1,6 @@
 """The win model is fitted once per closed-deal history, not once per scan: the second scan of
-the same company (even a fresh load of it) reuses the fit, a newly closed deal refits, and a
-backtest replay refits at most weekly of replayed time."""
+the same company (even a fresh load of it) reuses the fit, a newly closed deal refits at most
+every `refit_days` (weekly) of scan time, in the running bot and in a backtest replay alike."""
 from __future__ import annotations
 
 import copy
@@ -30,9 +30,9 @@ def fits(monkeypatch):
     pm.forget_fitted()
 
 
-def _scan(data, now=NOW):
-    risk = deal_risk.detect(data, DealRiskSpec(enabled=True), now)
-    forecast = win_forecast.detect(data, WinForecastSpec(enabled=True), now)
+def _scan(data, now=NOW, **spec):
+    risk = deal_risk.detect(data, DealRiskSpec(enabled=True, **spec), now)
+    forecast = win_forecast.detect(data, WinForecastSpec(enabled=True, **spec), now)
     return risk, forecast
 
 
@@ -52,17 +52,33 @@ def test_the_second_scan_of_the_same_history_does_not_refit(fits):
     assert len(fits) == 1
 
 
-def test_a_newly_closed_deal_refits(fits):
+def test_a_newly_closed_deal_refits_when_asked_to_refit_every_time(fits):
     data = planted_company(1500, NOW, seed=32)
-    _scan(data)
+    _scan(data, refit_days=0)
     assert len(fits) == 1
     later = copy.deepcopy(data)
     open_ids = later.deals.index[later.deals["status"] == "open"]
     later.deals.loc[open_ids[0], ["status", "closed_at"]] = ["won", pd.Timestamp(NOW + DAY)]
-    _scan(later, NOW + 2 * DAY)
+    _scan(later, NOW + 2 * DAY, refit_days=0)
     assert len(fits) == 2
-    _scan(later, NOW + 3 * DAY)  # and that new fit is reused in turn
+    _scan(later, NOW + 3 * DAY, refit_days=0)  # and that new fit is reused in turn
     assert len(fits) == 2
+
+
+def test_daily_scans_of_a_live_crm_refit_at_most_weekly(fits):
+    """Deals close every day in a live CRM: by default a scan reuses the fit of up to
+    `refit_days` (7) ago, made on the history as it was then, so six of seven daily scans skip
+    the costly fit; the eighth day refits."""
+    data = planted_company(1500, NOW, seed=37)
+    open_ids = list(data.deals.index[data.deals["status"] == "open"])
+    _scan(data)
+    for day in range(1, 9):
+        data = copy.deepcopy(data)  # each day's scan loads the CRM again: one more deal closed
+        data.deals.loc[open_ids[day], ["status", "closed_at"]] = ["won", pd.Timestamp(NOW + day * DAY - timedelta(hours=1))]
+        _scan(data, NOW + day * DAY)
+        assert len(fits) == (1 if day < 7 else 2), day
+    trained = sorted(m.trained_at for m in pm._models.values())
+    assert trained[-1] - trained[0] == 7 * 86_400
 
 
 def test_other_rules_fit_anew(fits):
