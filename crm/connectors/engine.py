@@ -37,13 +37,15 @@ MAX_RETRY_DELAY = 120.0  # seconds: a longer Retry-After is cut to this
 
 @dataclass
 class SyncReport:
-    """What one sync did: rows written per table, requests sent, deletions applied."""
+    """What one sync did: rows written per table, requests sent, deletions applied, and the
+    optional parts the CRM did not serve (part -> what is lost without it, and why)."""
 
     kind: str
     rows: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     deleted: int = 0
     seconds: float = 0.0
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def store_folder(store: str, base_dir: Path | None) -> Path:
