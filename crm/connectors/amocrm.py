@@ -844,7 +844,8 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
             {field("clients", "region", "region", "c")}, {field("clients", "segment", "segment", "c")}
             FROM {s}.companies c WHERE NOT coalesce(c.is_deleted, false)""")
     if contacts:
-        parts.append(f"""SELECT 'contact-' || CAST(c.id AS VARCHAR), c.name, CAST(c.responsible_user_id AS VARCHAR),
+        parts.append(f"""SELECT 'contact-' || CAST(c.id AS VARCHAR) AS client_id, c.name,
+            CAST(c.responsible_user_id AS VARCHAR) AS manager_id,
             {field("clients", "region", "region", "c")}, {field("clients", "segment", "segment", "c")}
             FROM {s}.contacts c WHERE NOT coalesce(c.is_deleted, false)
               AND c.id IN (SELECT contact_id FROM lead WHERE company_id IS NULL)""")
@@ -859,10 +860,10 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
             CASE WHEN t.is_completed THEN to_timestamp(t.updated_at) END AS done_at
             FROM {s}.tasks t JOIN lead l ON t.entity_type = 'leads' AND t.entity_id = l.id""")
     if notes:
-        acts.append(f"""SELECT 'note-' || CAST(n.id AS VARCHAR), CAST(l.id AS VARCHAR), l.client,
-            CAST(coalesce(n.responsible_user_id, n.created_by) AS VARCHAR),
-            CASE WHEN n.note_type IN ('call_in', 'call_out') THEN 'call' ELSE 'note' END,
-            NULL::TIMESTAMPTZ, to_timestamp(n.created_at)
+        acts.append(f"""SELECT 'note-' || CAST(n.id AS VARCHAR) AS activity_id, CAST(l.id AS VARCHAR) AS deal_id,
+            l.client AS client_id, CAST(coalesce(n.responsible_user_id, n.created_by) AS VARCHAR) AS manager_id,
+            CASE WHEN n.note_type IN ('call_in', 'call_out') THEN 'call' ELSE 'note' END AS type,
+            NULL::TIMESTAMPTZ AS due_at, to_timestamp(n.created_at) AS done_at
             FROM {s}.notes n JOIN lead l ON l.id = n.lead_id WHERE n.note_type <> '{MAIL_NOTE}'""")
         out["emails"] = con.execute(f"""
             SELECT CAST(n.id AS VARCHAR) AS email_id, l.client AS client_id,

@@ -751,7 +751,8 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         parts.append(f"""SELECT CAST(c.id AS VARCHAR) AS client_id, c.name, CAST(c.assigned_by_id AS VARCHAR) AS manager_id,
             {field("clients", "region", "c")}, {field("clients", "segment", "c")} FROM {s}.companies c""")
     if "contacts" in have:
-        parts.append(f"""SELECT 'contact-' || CAST(c.id AS VARCHAR), c.name, CAST(c.assigned_by_id AS VARCHAR),
+        parts.append(f"""SELECT 'contact-' || CAST(c.id AS VARCHAR) AS client_id, c.name,
+            CAST(c.assigned_by_id AS VARCHAR) AS manager_id,
             {field("clients", "region", "c")}, {field("clients", "segment", "c")} FROM {s}.contacts c
             WHERE c.id IN (SELECT contact_id FROM deal WHERE company_id IS NULL)""")
     if parts:
