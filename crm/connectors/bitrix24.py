@@ -129,6 +129,7 @@ class Api:
         self.throttle = engine.Throttle(source.requests_per_second)
         self.session = engine.http_session(backoff=backoff)
         self.backoff = backoff
+        self.no_batch = False
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict:
         """One method; the whole answer ({"result", "total", "next"})."""
@@ -147,20 +148,31 @@ class Api:
                 raise BitrixError(str(error or f"HTTP {response.status_code}"),
                                   str(body.get("error_description") or "") if isinstance(body, dict) else "",
                                   response.status_code)
-            return body
+            return body if isinstance(body, dict) else {"result": body}
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], tolerate: tuple[str, ...] = ()
+    def batch(self, commands: dict[str, tuple[str, dict[str, Any]]], tolerate: tuple[str, ...] | bool = ()
               ) -> dict[str, dict]:
         """Up to 50 commands in one request: {key: {"result", "total", "next"}}. A command that
-        hits an operation limit is sent again in the next batch; an error in `tolerate` comes
-        back as {"error": code} for its key; any other error raises."""
+        hits an operation limit is sent again in the next batch; an error in `tolerate` (True:
+        any error) comes back as {"error": code} for its key; any other error raises. A portal
+        (or a proxy) without `batch` gets the commands one by one."""
+        if self.no_batch:
+            return self._one_by_one(commands, tolerate)
         out: dict[str, dict] = {}
         pending = dict(commands)
         for attempt in range(engine.MAX_ATTEMPTS):
             if not pending:
                 break
-            body = self.call("batch", {"halt": 0, "cmd": {k: f"{m}?{php_query(p)}" for k, (m, p) in pending.items()}})
+            try:
+                body = self.call("batch", {"halt": 0, "cmd": {k: f"{m}?{php_query(p)}" for k, (m, p) in pending.items()}})
+            except BitrixError as exc:
+                if exc.code not in ("ERROR_METHOD_NOT_FOUND", "HTTP 404", "HTTP 405", "HTTP 501"):
+                    raise
+                log.warning("Bitrix24: `batch` is not served (%s): the commands go one by one, slower", exc.code)
+                self.no_batch = True
+                out.update(self._one_by_one(pending, tolerate))
+                return out
             result = body.get("result") or {}
             results, errors = result.get("result") or {}, result.get("result_error") or {}
             totals, nexts = result.get("result_total") or {}, result.get("result_next") or {}
@@ -171,7 +183,7 @@ class Api:
                     err = errors[key] or {}
                     if err.get("error") in LIMIT_ERRORS:
                         continue
-                    if err.get("error") in tolerate:
+                    if tolerate is True or err.get("error") in tolerate:
                         out[key] = {"result": None, "total": None, "next": None, "error": err.get("error")}
                         del pending[key]
                         continue
@@ -186,16 +198,45 @@ class Api:
             raise BitrixError("QUERY_LIMIT_EXCEEDED", f"{len(pending)} batch command(s) kept hitting the limit")
         return out
 
+    def _one_by_one(self, commands: dict[str, tuple[str, dict[str, Any]]], tolerate: tuple[str, ...] | bool
+                    ) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for key, (method, params) in commands.items():
+            try:
+                body = self.call(method, params)
+            except BitrixError as exc:
+                if tolerate is True or exc.code in tolerate:
+                    out[key] = {"result": None, "total": None, "next": None, "error": exc.code}
+                    continue
+                raise
+            out[key] = {"result": body.get("result"), "total": body.get("total"), "next": body.get("next")}
+        return out
+
     def pages(self, method: str, params: dict[str, Any], items: Callable[[Any], list[dict]] = lambda r: r
               ) -> Iterator[list[dict]]:
-        """Every page of a list method: the first alone (it says the total), then the rest by
-        `batch`, 50 pages a request, in order."""
+        """Every page of a list method: the first alone (it says the total and the page size,
+        `next`), then the rest by `batch`, 50 pages a request, in order. A reply without a
+        total is paged one `next` at a time."""
         first = self.call(method, {**params, "start": 0})
         yield list(items(first.get("result")) or [])
-        nxt, total = first.get("next"), int(first.get("total") or 0)
+        yield from self._rest(method, params, first, items)
+
+    def _rest(self, method: str, params: dict[str, Any], first: dict, items: Callable[[Any], list[dict]]
+              ) -> Iterator[list[dict]]:
+        nxt, total = _int(first.get("next")), _int(first.get("total"))
         if nxt is None:
             return
-        starts = list(range(int(nxt), total, PAGE))
+        if total is None:  # no total: follow `next` page by page
+            while nxt is not None:
+                answer = self.call(method, {**params, "start": nxt})
+                rows = list(items(answer.get("result")) or [])
+                if not rows:
+                    return
+                yield rows
+                following = _int(answer.get("next"))
+                nxt = following if following is not None and following > nxt else None
+            return
+        starts = list(range(nxt, total, nxt))  # the page size is what the portal used (50)
         for i in range(0, len(starts), BATCH):
             chunk = starts[i:i + BATCH]
             answers = self.batch({f"p{s}": (method, {**params, "start": s}) for s in chunk})
@@ -203,7 +244,7 @@ class Api:
                 yield list(items(answers[f"p{s}"]["result"]) or [])
 
 
-    def lists(self, commands: dict[str, tuple[str, dict[str, Any]]], tolerate: tuple[str, ...] = ()
+    def lists(self, commands: dict[str, tuple[str, dict[str, Any]]], tolerate: tuple[str, ...] | bool = ()
               ) -> Iterator[tuple[str, list[dict] | None, str | None]]:
         """Every page of several list methods that do not depend on each other: the first pages
         of all in one batch, then the rest of all, 50 pages a request. Yields (key, records,
@@ -216,14 +257,22 @@ class Api:
                 yield key, None, str(answer["error"])
                 continue
             yield key, _items(answer["result"]), None
-            if answer.get("next") is not None:
-                rest += [(key, start) for start in range(int(answer["next"]), int(answer.get("total") or 0), PAGE)]
+            nxt, total = _int(answer.get("next")), _int(answer.get("total"))
+            if nxt is not None and total is None:  # no total: page by `next`, alone
+                for rows in self._rest(commands[key][0], commands[key][1], answer, _items):
+                    yield key, rows, None
+            elif nxt is not None:
+                rest += [(key, start) for start in range(nxt, total, nxt)]
         for i in range(0, len(rest), BATCH):
             chunk = rest[i:i + BATCH]
             answers = self.batch({f"{k}_{start}": (commands[k][0], {**commands[k][1], "start": start})
-                                  for k, start in chunk})
+                                  for k, start in chunk}, tolerate)
             for k, start in chunk:
-                yield k, _items(answers[f"{k}_{start}"]["result"]), None
+                answer = answers[f"{k}_{start}"]
+                if answer.get("error"):
+                    yield k, None, str(answer["error"])
+                else:
+                    yield k, _items(answer["result"]), None
 
 
 # --- records as stored (flat rows; timestamps as unix seconds) ---------------------------------
@@ -373,6 +422,7 @@ OPTIONAL_ERRORS = ("insufficient_scope", "ACCESS_DENIED", "ERROR_METHOD_NOT_FOUN
 # what the deletion check compares: store table -> list method
 SWEPT = {"deals": "crm.deal.list", "leads": "crm.lead.list", "activities": "crm.activity.list",
          "companies": "crm.company.list", "contacts": "crm.contact.list"}
+EVERY_SYNC = ("deals",)  # compared on every sync whatever deletion_check_minutes says
 
 
 def _items(result: Any) -> list[dict]:
@@ -401,7 +451,31 @@ def _params(name: str, source_config: SourceConfig) -> dict[str, Any]:
 
 # --- the dlt source ---------------------------------------------------------------------------
 
-def _incremental(api: Api, name: str, source_config: SourceConfig, overlap: int) -> Any:
+# What a sync can do without, and what is lost when the portal (or a server that is not quite
+# Bitrix24) does not serve it: said once, and the rest is synced. Users, stages and deals are
+# required: without them there is nothing to scan, and the sync fails with the reason.
+OPTIONAL: dict[str, str] = {
+    "stage_history": "stage history (crm.stagehistory.list): the stage history is derived from the deals' "
+                     "creation; conversion_drop measures conversion from outcomes only, stalled_deal counts "
+                     "time in a stage from the deal's creation",
+    "activities": "activities (crm.activity.list): no calls, meetings, tasks or emails; stalled_deal counts "
+                  "only stage changes as touches, lead_sla sees no answers",
+    "leads": "leads (crm.lead.list): no leads; lead_sla, lead_score and manager_load's new-leads part are skipped",
+    "companies": "companies (crm.company.list): clients that are companies have no name, region or segment",
+    "contacts": "contacts (crm.contact.list): clients that are contacts have no name, region or segment",
+}
+_said: set[str] = set()  # missing parts already logged by this process (said once, not every sync)
+
+
+def _note_missing(part: str, exc: BitrixError, missing: dict[str, str]) -> None:
+    missing[part] = f"{OPTIONAL[part]} [{exc.code}]"
+    if part not in _said:
+        _said.add(part)
+        log.warning("Bitrix24: not synced: %s", missing[part])
+
+
+def _incremental(api: Api, name: str, source_config: SourceConfig, overlap: int,
+                 missing: dict[str, str] | None = None) -> Any:
     import dlt
 
     method, mapper, columns, field = INCREMENTAL[name]
@@ -409,18 +483,29 @@ def _incremental(api: Api, name: str, source_config: SourceConfig, overlap: int)
     cursor = CURSOR.get(name, "modified")
 
     def records(cur=dlt.sources.incremental(cursor, initial_value=0, lag=overlap)) -> Iterator[list[dict]]:
+        """The list from the cursor. An optional list whose first page fails (the method not
+        found, not allowed, any error) is noted as missing; a failure after rows came is raised
+        (neither those rows nor the cursor are committed)."""
         params = dict(base)
         start = int(cur.start_value or 0)
         if start > 0:
             params["filter"] = {f">={field}": iso(start)}
-        for rows in api.pages(method, params, _items):
-            yield [mapper(r) for r in rows]
+        started = False
+        try:
+            for rows in api.pages(method, params, _items):
+                started = True
+                yield [mapper(r) for r in rows if isinstance(r, dict) and r.get("ID") is not None]
+        except BitrixError as exc:
+            if started or name not in OPTIONAL or exc.code in LIMIT_ERRORS or exc.code in AUTH_ERRORS:
+                raise
+            _note_missing(name, exc, missing if missing is not None else {})
 
     return dlt.resource(records, name=name, primary_key="id", write_disposition="merge", columns=columns)
 
 
-def source(api: Api, source_config: SourceConfig) -> Any:
-    """Every Bitrix24 resource the canonical tables are built from."""
+def source(api: Api, source_config: SourceConfig, missing: dict[str, str] | None = None) -> Any:
+    """Every Bitrix24 resource the canonical tables are built from; optional lists the portal
+    does not serve are noted in `missing` (part -> what is lost and why)."""
     import dlt
 
     overlap = int(source_config.overlap_minutes * 60)
@@ -480,7 +565,7 @@ def source(api: Api, source_config: SourceConfig) -> Any:
             dlt.resource(departments, name="departments", write_disposition="replace", columns=DEPARTMENT_COLS),
             dlt.resource(categories, name="categories", write_disposition="replace", columns=CATEGORY_COLS),
             dlt.resource(statuses, name="statuses", write_disposition="replace", columns=STATUS_COLS),
-            *(_incremental(api, name, source_config, overlap) for name in INCREMENTAL),
+            *(_incremental(api, name, source_config, overlap, missing) for name in INCREMENTAL),
         ]
 
     return bitrix24()
@@ -495,16 +580,17 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     folder = engine.store_folder(source_config.store, base_dir)
     api = Api(source_config, on_secret, backoff=backoff)
     pipe = engine.pipeline(folder, KIND)
+    parts: dict[str, str] = {}
     try:
-        rows = engine.run(pipe, source(api, source_config))
-        deleted, missing = _check_ids(api, folder, source_config, time.time() if now is None else now)
+        rows = engine.run(pipe, source(api, source_config, parts))
+        deleted, missing = _check_ids(api, folder, source_config, time.time() if now is None else now, parts)
         if missing:
             for table, n in engine.run(pipe, _missing_source(api, source_config, missing)).items():
                 rows[table] = rows.get(table, 0) + n
     except (BitrixError, requests.RequestException) as exc:
         raise _error(exc, source_config) from None
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
-                             seconds=time.monotonic() - started)
+                             seconds=time.monotonic() - started, missing=dict(sorted(parts.items())))
 
 
 def _error(exc: Exception, source_config: SourceConfig) -> DataError:
@@ -525,11 +611,15 @@ def _error(exc: Exception, source_config: SourceConfig) -> DataError:
 
 # --- deletions (and records a shifted page skipped) ---------------------------------------------
 
-def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float) -> tuple[int, dict[str, list[int]]]:
-    """When `deletion_check_minutes` have passed since the last check: compare the full ID
-    lists with the store, remove what Bitrix24 no longer has, and return the IDs it has that
-    the store lacks (a record deleted while pages were read shifts the later pages by one, so
-    offset paging can skip one that no later incremental sync would see again).
+def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float,
+               parts: dict[str, str] | None = None) -> tuple[int, dict[str, list[int]]]:
+    """Compare the full ID lists with the store, remove what Bitrix24 no longer has, and return
+    the IDs it has that the store lacks (a record deleted while pages were read shifts the later
+    pages by one, so offset paging can skip one that no later incremental sync would see again).
+    Deals are compared on every sync (a deleted deal must not stay in the insights, and their
+    ID list is cheap: 2,500 IDs a request); the other lists when `deletion_check_minutes` have
+    passed since the last full check. A list the portal did not serve (`parts`, or an error
+    now) is left as it is: never read as empty.
 
     The check's time is written in the same transaction as the deletions, so an interrupted
     check is simply done again next time. The store is opened only around the reads and the
@@ -545,9 +635,9 @@ def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float) 
     finally:
         con.close()
     last = float(row[0] or 0) if row else 0.0
-    if last and now - last < source_config.deletion_check_minutes * 60:
-        return 0, {}
-    present = _all_ids(api, [table for table in SWEPT if table in have])
+    full = not last or now - last >= source_config.deletion_check_minutes * 60
+    tables = [t for t in SWEPT if t in have and t not in (parts or {}) and (full or t in EVERY_SYNC)]
+    present = _all_ids(api, tables)
     gone, missing = 0, {}
     con = duckdb.connect(path)
     try:
@@ -560,9 +650,10 @@ def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float) 
                 f"SELECT id FROM present WHERE id NOT IN (SELECT id FROM {KIND}.{table}) ORDER BY id").fetchall()]
             if lacking:
                 missing[table] = lacking
-        con.execute(f"CREATE TABLE IF NOT EXISTS {KIND}.deletion_checks (checked_at DOUBLE)")
-        con.execute(f"DELETE FROM {KIND}.deletion_checks")
-        con.execute(f"INSERT INTO {KIND}.deletion_checks VALUES (?)", [now])
+        if full:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {KIND}.deletion_checks (checked_at DOUBLE)")
+            con.execute(f"DELETE FROM {KIND}.deletion_checks")
+            con.execute(f"INSERT INTO {KIND}.deletion_checks VALUES (?)", [now])
         con.execute("COMMIT")
     finally:
         con.close()
@@ -599,9 +690,19 @@ def _missing_source(api: Api, source_config: SourceConfig, missing: dict[str, li
 def _all_ids(api: Api, tables: list[str]) -> dict[str, list[int]]:
     """The full ID lists of these tables' list methods (their pages share batches)."""
     ids: dict[str, set[int]] = {t: set() for t in tables}
-    for table, rows, _error in api.lists({t: (SWEPT[t], {"order": {"ID": "ASC"}, "select": ["ID"]}) for t in tables}):
-        ids[table].update(int(r["ID"]) for r in rows or [])
-    return {t: sorted(found) for t, found in ids.items()}
+    failed: set[str] = set()
+    if not tables:
+        return {}
+    for table, rows, error in api.lists({t: (SWEPT[t], {"order": {"ID": "ASC"}, "select": ["ID"]}) for t in tables},
+                                        tolerate=True):
+        if error is not None:
+            if table == "deals":  # required: its list must be readable
+                raise BitrixError(error, "crm.deal.list (the ID list of deals)")
+            log.warning("Bitrix24: the ID list of %s failed (%s): its deletions wait for the next sync", table, error)
+            failed.add(table)
+            continue
+        ids[table].update(int(r["ID"]) for r in rows or [] if isinstance(r, dict) and r.get("ID") is not None)
+    return {t: sorted(found) for t, found in ids.items() if t not in failed}
 
 
 def _tables(con: Any) -> set[str]:
@@ -743,9 +844,10 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
         LEFT JOIN last_stage ls ON ls.deal_id = d.id
         LEFT JOIN closing cl ON cl.deal_id = d.id
         ORDER BY d.id""").df()
-    out["stage_history"] = con.execute("""
-        SELECT CAST(deal_id AS VARCHAR) AS deal_id, stage, to_timestamp(entered) AS entered_at
-        FROM hist ORDER BY entered, deal_id, id""").df()
+    if history:  # else the portal served no stage history: the loader derives it and says so
+        out["stage_history"] = con.execute("""
+            SELECT CAST(deal_id AS VARCHAR) AS deal_id, stage, to_timestamp(entered) AS entered_at
+            FROM hist ORDER BY entered, deal_id, id""").df()
     parts = []
     if "companies" in have:
         parts.append(f"""SELECT CAST(c.id AS VARCHAR) AS client_id, c.name, CAST(c.assigned_by_id AS VARCHAR) AS manager_id,
