@@ -471,3 +471,84 @@ def test_init_for_bitrix24_writes_a_config_that_syncs_it(fake, tmp_path, monkeyp
     assert config.source.kind == "bitrix24" and config.source.requests_per_second == 2.0
     assert cli_main(["sync", "--config", "config.toml", "--check"]) == 0
     assert "Продажи (included)" in capsys.readouterr().out
+
+
+# --- another portal: what an equally documented server may do differently ---------------------
+
+def _whole(source: SourceConfig) -> None:
+    """Every deal, stage entry, activity and lead of the planted portal reached the store."""
+    data = load_crm(source).data
+    assert len(data.deals) == N_DEALS and not data.stage_history_derived
+    deals = data.deals.set_index("deal_id")
+    assert deals.loc["5", "status"] == "won" and deals.loc["5", "stage"] == "Переговоры"
+    assert (data.stage_history.deal_id == "5").sum() == 3
+    assert len(data.activities) == 2 * (N_DEALS // 10) and len(data.emails) == N_DEALS // 10
+    assert len(data.leads) == 3
+
+
+@pytest.mark.parametrize("variant", [{"page_size": 20}, {"totals": False}, {"batch_served": False},
+                                     {"page_size": 20, "totals": False, "batch_served": False}])
+def test_other_page_sizes_no_totals_and_no_batch(fake, tmp_path, variant):
+    """Pages of 20 (the step is what `next` says), replies without `total` (paged by `next`),
+    a portal or proxy without `batch` (the commands go one by one): the same store."""
+    for key, value in variant.items():
+        setattr(fake, key, value)
+    source = _source(tmp_path / "store")
+    report = bitrix24.sync(source, None)
+    _whole(source)
+    del fake.deals[7]
+    assert bitrix24.sync(source, None).deleted == 1  # the ID check reads the same lists
+    assert "7" not in set(load_crm(source).data.deals.deal_id)
+    if variant.get("batch_served") is False:
+        assert report.requests > 26  # one request a page now
+
+
+OPTIONAL_LISTS = [("crm.stagehistory.list", "stage_history", "the stage history is derived"),
+                  ("crm.activity.list", "activities", "no calls, meetings, tasks or emails"),
+                  ("crm.lead.list", "leads", "lead_sla, lead_score"),
+                  ("crm.company.list", "companies", "clients that are companies"),
+                  ("crm.contact.list", "contacts", "clients that are contacts")]
+
+
+@pytest.mark.parametrize("method, part, says", OPTIONAL_LISTS)
+def test_a_list_the_portal_does_not_serve_is_skipped_and_said_once(fake, tmp_path, capsys, method, part, says):
+    """ERROR_METHOD_NOT_FOUND for an optional list (as a call and inside `batch`, where the ID
+    check asks for it): synced without it, said once, and nothing already stored is read as
+    deleted."""
+    source = _source(tmp_path / "store")
+    bitrix24.sync(source, None)
+    fake.missing_methods = {method}
+    config = _config_file(tmp_path)
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    said = [line for line in out.splitlines() if line.startswith("not synced:")]
+    assert len(said) == 1 and says in said[0] and "ERROR_METHOD_NOT_FOUND" in said[0]
+    kept = store_tables(tmp_path / "store", "bitrix24")[part]
+    assert len(kept) > 0  # what the earlier sync stored stays: a list not served is not an empty list
+    fresh = _source(tmp_path / "fresh")
+    report = bitrix24.sync(fresh, None)
+    assert list(report.missing) == [part]
+    data = load_crm(fresh).data
+    assert len(data.deals) == N_DEALS
+    assert data.stage_history_derived == (part == "stage_history")
+    if part == "leads":
+        assert data.leads is None
+
+
+def test_a_required_list_missing_is_one_clear_error(fake, tmp_path, capsys):
+    fake.missing_methods = {"crm.deal.list"}
+    assert cli_main(["sync", "--config", str(_config_file(tmp_path))]) == 3
+    err = capsys.readouterr().err
+    assert "Bitrix24 answered with an error (ERROR_METHOD_NOT_FOUND" in err and "Traceback" not in err
+
+
+def test_a_deal_deleted_right_after_a_sync_is_gone_after_the_next_with_a_long_check_interval(fake, tmp_path):
+    """sync, delete, sync, scan: even with deletion_check_minutes = 360 the deals' IDs are
+    compared on each sync."""
+    source = _source(tmp_path / "store", deletion_check_minutes=360)
+    bitrix24.sync(source, None)
+    del fake.deals[10]
+    report = bitrix24.sync(source, None)
+    assert report.deleted == 1
+    data = load_crm(source).data
+    assert "10" not in set(data.deals.deal_id) and "10" not in set(data.activities.deal_id.dropna())
