@@ -537,16 +537,22 @@ def _is_lead_event(r: dict) -> bool:
 def deleted_lead_row(r: dict) -> dict:
     """A lead in amoCRM's recycle bin (`with=only_deleted`: its id, `updated_at` = when it was
     deleted, is_deleted), stored as its deletion."""
-    return {"id": f"only_deleted-{r['id']}", "type": "lead_deleted", "entity_type": "lead",
-            "entity_id": r["id"], "note_id": None, "created_at": r.get("updated_at") or 0}
+    return {"id": f"only_deleted-{r['id']}-{r.get('updated_at') or 0}", "type": "lead_deleted",
+            "entity_type": "lead", "entity_id": r["id"], "note_id": None, "created_at": r.get("updated_at") or 0}
 
 
-def source(api: Api, overlap_seconds: int, missing: dict[str, str] | None = None) -> Any:
+def source(api: Api, overlap_seconds: int, missing: dict[str, str] | None = None,
+           known_deletions: set[str] | None = None) -> Any:
     """Every amoCRM resource the canonical tables are built from; optional parts amoCRM does not
-    serve are noted in `missing` (part -> what is lost and why)."""
+    serve are noted in `missing` (part -> what is lost and why); deletions already stored
+    (`known_deletions`, by id) are not stored again."""
     import dlt
 
     missing = missing if missing is not None else {}
+    known = known_deletions or set()
+
+    def new_deletion(r: dict) -> bool:
+        return str(r.get("id")) not in known
 
     def users() -> Iterator[list[dict]]:
         for rows in api.pages("users", "_embedded.users", {"limit": PAGE}):
@@ -605,10 +611,11 @@ def source(api: Api, overlap_seconds: int, missing: dict[str, str] | None = None
                          overlap_seconds, params={"with": "contacts,loss_reason", "order[id]": "asc"}),
             _incremental(api, "deleted_leads", "leads", "_embedded.leads", "created_at", deleted_lead_row,
                          DELETION_COLS, overlap_seconds, params={"with": "only_deleted"}, table="deletions",
-                         since="updated_at", part="deleted_leads", missing=missing),
+                         since="updated_at", part="deleted_leads", missing=missing,
+                         keep=lambda r: deleted_lead_row(r)["id"] not in known),
             events("status_events", "lead_status_changed", status_event_row, EVENT_COLS, "lead",
                    _is_lead_event, name="status_events"),
-            *(events("deletions", kind, deletion_row, DELETION_COLS, None)
+            *(events("deletions", kind, deletion_row, DELETION_COLS, None, new_deletion)
               for kind in (*DELETION_EVENTS, ENTITY_DELETED)),
             *(events("lead_events", kind, lead_event_row, LEAD_EVENT_COLS, "lead", _is_lead_event)
               for kind in (RESPONSIBLE_EVENT, *RESPONSE_EVENTS)),
@@ -637,7 +644,8 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     pipe = engine.pipeline(folder, KIND)
     missing: dict[str, str] = {}
     try:
-        rows = engine.run(pipe, source(api, int(source_config.overlap_minutes * 60), missing))
+        rows = engine.run(pipe, source(api, int(source_config.overlap_minutes * 60), missing,
+                                       _known_deletions(folder)))
     except requests.HTTPError as exc:
         raise _http_error(exc, source_config) from None
     deleted = _apply_deletions(folder)
@@ -664,9 +672,12 @@ DELETES = {"lead_deleted": ("leads", "entity_id"), "contact_deleted": ("contacts
 
 
 def _apply_deletions(folder: Path) -> int:
-    """Records deleted in amoCRM (a *_deleted event newer than the record's last update: one
-    restored and changed since then stays) leave the store. A deleted lead's events, notes and
-    tasks are no longer read (raw_tables joins them on the leads)."""
+    """Records deleted in amoCRM leave the store: those whose deletion is newer than their last
+    update, or that were last loaded before the sync that first saw the deletion (a server
+    whose event clock is behind its records' clock; each deletion is stored once, see
+    `_known_deletions`). One restored and changed since is loaded again, after the deletion,
+    and stays. A deleted lead's events, notes and tasks are no longer read (raw_tables joins
+    them on the leads)."""
     import duckdb
 
     con = duckdb.connect(str(engine.database_path(folder)))
@@ -680,9 +691,27 @@ def _apply_deletions(folder: Path) -> int:
                 continue
             row = con.execute(
                 f"DELETE FROM {KIND}.{table} t USING {KIND}.deletions d "
-                f"WHERE d.type = ? AND d.{column} = t.id AND d.created_at >= t.updated_at", [event]).fetchone()
+                f"WHERE d.type = ? AND d.{column} = t.id AND (d.created_at >= t.updated_at "
+                f"OR CAST(t._dlt_load_id AS DOUBLE) < CAST(d._dlt_load_id AS DOUBLE))", [event]).fetchone()
             gone += int(row[0]) if row else 0
         return gone
+    finally:
+        con.close()
+
+
+def _known_deletions(folder: Path) -> set[str]:
+    """The deletion events already stored: not merged again when the overlap reads them twice,
+    so a deletion's load stays the sync that first saw it (see _apply_deletions)."""
+    import duckdb
+
+    path = engine.database_path(folder)
+    if not path.is_file():
+        return set()
+    con = duckdb.connect(str(path))
+    try:
+        if "deletions" not in _tables(con):
+            return set()
+        return {str(r[0]) for r in con.execute(f"SELECT id FROM {KIND}.deletions").fetchall()}
     finally:
         con.close()
 

@@ -703,3 +703,24 @@ def test_a_required_part_missing_is_one_clear_error(fake, tmp_path, capsys, path
     assert cli_main(["sync", "--config", str(config)]) == 3
     err = capsys.readouterr().err
     assert "amoCRM answered with an error (404" in err and "Traceback" not in err
+
+
+def test_a_deletion_event_stamped_before_the_records_last_update_still_deletes(fake, tmp_path):
+    """A server whose event clock lags its records' clock (or planted data dated ahead of the
+    event): sync, delete, sync still removes the lead; a lead restored afterwards (amoCRM
+    returns it again, updated) stays."""
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    fake.deletion_clock = T0  # before every lead's updated_at
+    fake.delete_lead(5, 0)
+    assert amocrm.sync(source, None).deleted == 1
+    assert "5" not in set(load_crm(source).data.deals.deal_id)
+    for _ in range(2):  # the deletion is read again by the overlap: it does not delete the restored lead
+        amocrm.sync(source, None)
+    fake.recycle.pop(5)
+    newest = max(r["updated_at"] for r in fake.leads.values()) + 60
+    fake.put_lead({"id": 5, "name": "Сделка 5", "price": 5000, "responsible_user_id": 2, "status_id": NEW,
+                   "pipeline_id": SALES, "created_at": T0 + 5 * 3600, "updated_at": newest, "closed_at": None})
+    amocrm.sync(source, None)
+    amocrm.sync(source, None)
+    assert "5" in set(load_crm(source).data.deals.deal_id)
