@@ -170,7 +170,13 @@ class AmoAuth(AuthBase):
             "redirect_uri": self.source.redirect_uri or "",
         }
         self.throttle.wait()
-        return self.session.post(_url(self.source, "/oauth2/access_token"), json=body, timeout=60)
+        response = self.session.post(_url(self.source, "/oauth2/access_token"), json=body, timeout=60)
+        if response.status_code in (400, 415, 422):
+            # amoCRM's docs send JSON; OAuth 2.0 (RFC 6749) sends a form: a server that reads
+            # only forms refuses the JSON without spending the refresh token, so ask again
+            self.throttle.wait()
+            response = self.session.post(_url(self.source, "/oauth2/access_token"), data=body, timeout=60)
+        return response
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         self.throttle.wait()
@@ -313,7 +319,9 @@ def _first_id(items: list[dict] | None, prefer_main: bool = False) -> int | None
 
 def lead_row(r: dict) -> dict:
     emb = r.get("_embedded") or {}
+    emb = emb if isinstance(emb, dict) else {}  # PHP writes an empty map as []
     reasons = emb.get("loss_reason") or []
+    reasons = [reasons] if isinstance(reasons, dict) else reasons
     return {
         "id": r["id"], "name": r.get("name"), "price": r.get("price"),
         "responsible_user_id": r.get("responsible_user_id"), "status_id": r.get("status_id"),
@@ -555,8 +563,11 @@ def source(api: Api, overlap_seconds: int, missing: dict[str, str] | None = None
         return str(r.get("id")) not in known
 
     def users() -> Iterator[list[dict]]:
+        seen: set[Any] = set()  # a page repeated by a server that ignores `page` is not two managers
         for rows in api.pages("users", "_embedded.users", {"limit": PAGE}):
-            yield [user_row(r) for r in rows]
+            fresh = [r for r in rows if r.get("id") not in seen]
+            seen.update(r.get("id") for r in fresh)
+            yield [user_row(r) for r in fresh]
 
     def statuses() -> Iterator[list[dict]]:
         for rows in api.pages("leads/pipelines", "_embedded.pipelines", {}):

@@ -530,9 +530,12 @@ def source(api: Api, source_config: SourceConfig, missing: dict[str, str] | None
         return found
 
     def users() -> Iterator[list[dict]]:
+        seen: set[Any] = set()  # a portal that ignores the ACTIVE filter lists everyone twice
         for key in ("active_users", "inactive_users"):  # user.get returns active users unless asked
             for rows in fetched(key):
-                yield [user_row(r) for r in rows]  # type: ignore[union-attr]
+                fresh = [r for r in rows if r.get("ID") not in seen]  # type: ignore[union-attr]
+                seen.update(r.get("ID") for r in fresh)
+                yield [user_row(r) for r in fresh]
 
     def departments() -> Iterator[list[dict]]:
         pages = fetched("departments", optional=True)

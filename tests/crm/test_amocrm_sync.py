@@ -724,3 +724,16 @@ def test_a_deletion_event_stamped_before_the_records_last_update_still_deletes(f
     amocrm.sync(source, None)
     amocrm.sync(source, None)
     assert "5" in set(load_crm(source).data.deals.deal_id)
+
+
+def test_a_token_endpoint_that_reads_only_forms_still_refreshes(fake, tmp_path, monkeypatch):
+    fake.long_lived, fake.token_body = None, "form"
+    source = _source(fake, tmp_path / "store", auth=_oauth_env(monkeypatch, fake))
+    amocrm.sync(source, None)
+    fake.expire_access()
+    fake.leads[2].update(updated_at=fake.leads[2]["updated_at"] + 100 * DAY, price=5)
+    amocrm.sync(source, None)
+    assert fake.issued == 2 and fake.unauthorized >= 1
+    stored = TokenFile(tmp_path / "store" / amocrm.TOKEN_FILE).load()
+    assert stored is not None and stored.refresh_token in fake.refresh_tokens
+    assert load_crm(source).data.deals.set_index("deal_id").loc["2", "amount"] == 5

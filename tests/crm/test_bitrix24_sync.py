@@ -552,3 +552,11 @@ def test_a_deal_deleted_right_after_a_sync_is_gone_after_the_next_with_a_long_ch
     assert report.deleted == 1
     data = load_crm(source).data
     assert "10" not in set(data.deals.deal_id) and "10" not in set(data.activities.deal_id.dropna())
+
+
+def test_a_portal_that_ignores_the_active_filter_gives_each_manager_once(fake, tmp_path):
+    fake.user_filter = False
+    source = _source(tmp_path / "store")
+    bitrix24.sync(source, None)
+    managers = load_crm(source).data.managers.set_index("manager_id")
+    assert sorted(managers.index) == ["1", "2", "3"] and not managers.loc["3", "active"]

@@ -19,7 +19,8 @@ below the asked limit; `type_filter` "comma" (a comma-separated `filter[type]`) 
 `filter[type][]` / `filter[type][0]`: a comma is part of the name); `deletion_style` "events"
 (`*_deleted`) | "entity_deleted" (one `entity_deleted` type with the entity type) | "bin" (no
 event: the lead is only listed under `with=only_deleted`); `deletion_clock` a fixed
-`created_at` for deletion events (a server whose event clock is not the records' clock).
+`created_at` for deletion events (a server whose event clock is not the records' clock);
+`token_body` "json" (amoCRM's docs) | "form" (OAuth 2.0's form only) for /oauth2/access_token.
 
 The connector is synchronous (requests), so the server runs on its own event loop in a thread:
 `with ThreadedServer(FakeAmoCRM(...)) as fake: ...`.
@@ -80,6 +81,7 @@ class FakeAmoCRM(LocalServer):
         self.type_filter = "comma"
         self.deletion_style = "events"
         self.deletion_clock: int | None = None
+        self.token_body = "json"
 
     # --- building the account ------------------------------------------------------------
     def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1,
@@ -213,7 +215,15 @@ class FakeAmoCRM(LocalServer):
         return [q for p, q in self.calls if p == path]
 
     async def _token(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        if self.token_body == "form":  # a server that reads the token request as OAuth 2.0's form only
+            if request.content_type != "application/x-www-form-urlencoded":
+                return web.json_response({"title": "Bad Request", "status": 400, "hint": "form expected"}, status=400)
+            body = dict(await request.post())
+        else:
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"title": "Bad Request", "status": 400, "hint": "JSON expected"}, status=400)
         if (body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret
                 or body.get("grant_type") != "refresh_token" or body.get("refresh_token") not in self.refresh_tokens):
             return web.json_response({"title": "Unauthorized", "status": 400, "hint": "Refresh token has been revoked"},

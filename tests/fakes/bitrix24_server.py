@@ -20,7 +20,8 @@ returned.
 Variants (what another, equally documented portal may do; the connector must not care):
 `missing_methods` answer ERROR_METHOD_NOT_FOUND (also inside batch); `batch_served = False`
 answers `batch` itself so; `page_size` other than 50; `totals = False` leaves `total` (and
-`result_total`) out, so only `next` says there is more.
+`result_total`) out, so only `next` says there is more; `user_filter = False` ignores
+user.get's ACTIVE filter (everyone in every answer).
 """
 from __future__ import annotations
 
@@ -131,6 +132,7 @@ class FakeBitrix24(LocalServer):
         self.batch_served = True
         self.page_size = PAGE
         self.totals = True
+        self.user_filter = True
 
     @property
     def webhook(self) -> str:
@@ -291,6 +293,8 @@ class FakeBitrix24(LocalServer):
             flt = params.get("filter") or params.get("FILTER") or {}
             if method == "user.get" and "ACTIVE" not in flt:
                 flt = {**flt, "ACTIVE": True}  # Bitrix24: active users unless asked
+            if method == "user.get" and not self.user_filter:
+                flt = {k: v for k, v in flt.items() if k != "ACTIVE"}
             rows = lists[method]()
             if flt:
                 rows = [r for r in rows if matches(r, flt)]
