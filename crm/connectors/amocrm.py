@@ -21,15 +21,19 @@ What maps to what (amoCRM's "leads" are the contract's deals):
 amoCRM records no email opens: email_opens is not synced, and silent_client says so.
 
 Deletions: `lead_deleted`, `contact_deleted`, `company_deleted`, `task_deleted` and
-`common_note_deleted` events (and `is_deleted` on a lead, contact or company) remove the record
-from the store (a declined incoming lead is deleted by amoCRM, so it goes too). Not
-detectable: a deleted call, mail or SMS note (amoCRM has no event for it). A restored record
-comes back with the next sync that sees it updated after its deletion.
+`common_note_deleted` events, `entity_deleted` events (named in shared/crm_api, read by their
+entity type), leads in the recycle bin (`with=only_deleted`) and `is_deleted` on a lead,
+contact or company remove the record from the store (a declined incoming lead is deleted by
+amoCRM, so it goes too). Not detectable: a deleted call, mail or SMS note (amoCRM has no event
+for it). A restored record comes back with the next sync that sees it updated after its deletion.
 
 Incremental: leads, notes, tasks, companies and contacts by `filter[updated_at][from]`, events by
-`filter[created_at][from]`, each from the saved cursor minus `overlap_minutes`; the incoming
-leads' list (no such filter) whole each sync; pages of 250 (events: 100) following
-`_links.next.href`; HTTP 204 is an empty page.
+`filter[created_at][from]` and one `filter[type]` a request, each from the saved cursor minus
+`overlap_minutes`; the incoming leads' list (no such filter) whole each sync; pages of 250
+(events: 100) by the page number `_links.next.href` names (sent to base_url), or the next
+number after a full page; HTTP 204, no body or an empty `_embedded` is an empty page.
+Users, pipelines and leads are required; every other part amoCRM does not serve is skipped
+and said once (OPTIONAL).
 """
 from __future__ import annotations
 

@@ -27,8 +27,14 @@ pipelines and stages, read whole every sync, share one batch.
 
 Deletions: REST has no "deleted since" list, so the full ID lists of deals, leads, activities,
 companies and contacts (`select: ["ID"]`, 2,500 IDs a request) are compared with the store
-every `deletion_check_minutes` (0 = each sync): what is gone is removed, and what the store
-lacks (offset paging skips a record when one before it is deleted mid-read) is fetched by ID.
+(deals on every sync, the others every `deletion_check_minutes`, 0 = each sync): what is gone
+is removed, and what the store lacks (offset paging skips a record when one before it is
+deleted mid-read) is fetched by ID.
+
+Users, stages and deals are required; stage history, activities, leads, companies and contacts
+are optional: a list the portal does not serve is skipped and said once (OPTIONAL), and never
+read as empty. Paging follows the portal: the step is its `next`, no `total` means one page
+at a time, no `batch` means one command at a time.
 """
 from __future__ import annotations
 
