@@ -82,7 +82,8 @@ def _print_check(found: dict, fmt: str, out: TextIO) -> None:
     print("pipelines:", file=out)
     for p in found["pipelines"]:
         mark = "included" if p["included"] else "not included"
-        print(f"  {p['id']} {p['name']} ({mark}): " + ", ".join(str(s) for s in p["statuses"]), file=out)
+        print(f"  {p['id']} {p['name'] or '(name not served)'} ({mark}): " + ", ".join(str(s) for s in p["statuses"]),
+              file=out)
     print("users:", file=out)
     for u in found["users"]:
         print(f"  {u['id']} {u['name']}" + ("" if u["active"] else " (inactive)"), file=out)

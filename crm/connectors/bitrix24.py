@@ -423,8 +423,6 @@ REFERENCE: dict[str, tuple[str, dict[str, Any]]] = {
     "categories": ("crm.category.list", {"entityTypeId": DEAL}),
     "statuses": ("crm.status.list", {"order": {"SORT": "ASC"}}),
 }
-# a webhook without the `department` scope, an older portal without crm.category.list: said, not fatal
-OPTIONAL_ERRORS = ("insufficient_scope", "ACCESS_DENIED", "ERROR_METHOD_NOT_FOUND")
 # what the deletion check compares: store table -> list method
 SWEPT = {"deals": "crm.deal.list", "leads": "crm.lead.list", "activities": "crm.activity.list",
          "companies": "crm.company.list", "contacts": "crm.contact.list"}
@@ -469,12 +467,15 @@ OPTIONAL: dict[str, str] = {
     "leads": "leads (crm.lead.list): no leads; lead_sla, lead_score and manager_load's new-leads part are skipped",
     "companies": "companies (crm.company.list): clients that are companies have no name, region or segment",
     "contacts": "contacts (crm.contact.list): clients that are contacts have no name, region or segment",
+    "departments": "departments (department.get; the webhook's `department` scope): managers have no team",
+    "categories": "pipelines (crm.category.list, crm.dealcategory.list): their names are unknown; name "
+                  "pipelines in [source] pipelines by id (0 = the default pipeline)",
 }
 _said: set[str] = set()  # missing parts already logged by this process (said once, not every sync)
 
 
-def _note_missing(part: str, exc: BitrixError, missing: dict[str, str]) -> None:
-    missing[part] = f"{OPTIONAL[part]} [{exc.code}]"
+def _note_missing(part: str, exc: BitrixError | str, missing: dict[str, str]) -> None:
+    missing[part] = f"{OPTIONAL[part]} [{exc.code if isinstance(exc, BitrixError) else exc}]"
     if part not in _said:
         _said.add(part)
         log.warning("Bitrix24: not synced: %s", missing[part])
@@ -518,12 +519,14 @@ def source(api: Api, source_config: SourceConfig, missing: dict[str, str] | None
 
     reference: dict[str, list[list[dict]] | str] = {}
 
+    missing = missing if missing is not None else {}
+
     def fetched(key: str, optional: bool = False) -> list[list[dict]] | str:
         """The reference lists (users, departments, pipelines, stages) come in one batch: the
         first resource to need one fetches them all. A list the sync cannot do without raises
         its error; an optional one returns the error code."""
         if not reference:
-            for name, rows, error in api.lists(REFERENCE, tolerate=OPTIONAL_ERRORS):
+            for name, rows, error in api.lists(REFERENCE, tolerate=True):
                 if error is not None:
                     reference[name] = error
                 else:
@@ -546,7 +549,7 @@ def source(api: Api, source_config: SourceConfig, missing: dict[str, str] | None
     def departments() -> Iterator[list[dict]]:
         pages = fetched("departments", optional=True)
         if isinstance(pages, str):
-            log.warning("Bitrix24: the webhook has no `department` scope (%s): managers get no team", pages)
+            _note_missing("departments", pages, missing)
             return
         for rows in pages:
             yield [{"id": int(d["ID"]), "name": d.get("NAME")} for d in rows]
@@ -554,10 +557,14 @@ def source(api: Api, source_config: SourceConfig, missing: dict[str, str] | None
     def categories() -> Iterator[list[dict]]:
         pages = fetched("categories", optional=True)
         if isinstance(pages, str):  # an older on-premise portal: the deprecated method, without pipeline 0
-            if pages != "ERROR_METHOD_NOT_FOUND":
-                raise BitrixError(pages, "crm.category.list")
-            default = api.call("crm.dealcategory.default.get").get("result") or {}
-            pages = [[{"id": 0, "name": default.get("NAME"), "sort": 0}], *api.pages("crm.dealcategory.list", {})]
+            try:
+                default = api.call("crm.dealcategory.default.get").get("result") or {}
+                pages = [[{"id": 0, "name": default.get("NAME"), "sort": 0}], *api.pages("crm.dealcategory.list", {})]
+            except BitrixError as exc:
+                if exc.code in LIMIT_ERRORS or exc.code in AUTH_ERRORS:
+                    raise
+                _note_missing("categories", f"{pages}, {exc.code}", missing)
+                return
         for rows in pages:
             yield [{"id": int(c.get("id", c.get("ID", 0)) or 0), "name": c.get("name", c.get("NAME")),
                     "sort": _int(c.get("sort", c.get("SORT"))) or 0} for c in rows]
@@ -727,11 +734,18 @@ def check(source_config: SourceConfig, base_dir: Path | None, *,
     wanted = {k: v for k, v in REFERENCE.items() if k != "departments"}
     found: dict[str, list[dict]] = {k: [] for k in wanted}
     try:
-        for key, rows, _error in api.lists(wanted):
+        for key, rows, error in api.lists(wanted, tolerate=True):
+            if error is not None and key != "categories":  # pipelines' names are optional (OPTIONAL)
+                raise BitrixError(error, f"{wanted[key][0]} failed")
             found[key] += rows or []
     except (BitrixError, requests.RequestException) as exc:
         raise _error(exc, source_config) from None
     stages = [status_row(s) for s in found["statuses"]]
+    if not found["categories"]:  # no pipeline list served: the pipelines the stages name, by id
+        found["categories"] = [{"id": cid, "name": None} for cid in sorted(
+            {0 if st["entity_id"] == "DEAL_STAGE" else int(str(st["entity_id"]).rsplit("_", 1)[-1])
+             for st in stages if str(st["entity_id"]).startswith("DEAL_STAGE")
+             and (st["entity_id"] == "DEAL_STAGE" or str(st["entity_id"]).rsplit("_", 1)[-1].isdigit())})]
     pipelines = []
     for c in sorted(found["categories"], key=lambda c: (_int(c.get("sort")) or 0, int(c.get("id") or 0))):
         cid = int(c.get("id") or 0)

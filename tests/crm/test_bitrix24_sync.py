@@ -560,3 +560,21 @@ def test_a_portal_that_ignores_the_active_filter_gives_each_manager_once(fake, t
     bitrix24.sync(source, None)
     managers = load_crm(source).data.managers.set_index("manager_id")
     assert sorted(managers.index) == ["1", "2", "3"] and not managers.loc["3", "active"]
+
+
+def test_a_portal_serving_only_the_methods_named_in_the_task(fake, tmp_path, capsys):
+    """A portal that serves crm.deal.list, crm.stagehistory.list, crm.status.list,
+    crm.activity.list, crm.lead.list, user.get and batch, and nothing else (no pipelines list,
+    no departments, no companies or contacts): the sync says what it lacks, once each, and the
+    deals, stages, history and activities are all there."""
+    fake.missing_methods = {"crm.category.list", "crm.dealcategory.list", "crm.dealcategory.default.get",
+                            "department.get", "crm.company.list", "crm.contact.list"}
+    config = _config_file(tmp_path).read_text(encoding="utf-8").replace('pipelines = ["Продажи"]', "pipelines = [0]")
+    (tmp_path / "config.toml").write_text(config, encoding="utf-8")
+    assert cli_main(["sync", "--config", str(tmp_path / "config.toml")]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("not synced:")]
+    assert len(said) == 4 and any("name pipelines in [source] pipelines by id" in line for line in said)
+    source = _source(tmp_path / "store").model_copy(update={"pipelines": [0]})
+    _whole(source)
+    assert cli_main(["sync", "--config", str(tmp_path / "config.toml"), "--check"]) == 0
+    assert "0 (name not served) (included): Новая заявка" in capsys.readouterr().out
