@@ -139,9 +139,13 @@ class Api:
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict:
         """One method; the whole answer ({"result", "total", "next"})."""
+        url = self.url + method + ".json"
+        query = php_query(params or {})
+        if method != "batch" and query and len(query) <= QUERY_IN_URL:
+            url += "?" + query  # the parameters also in the URL, for a server that reads only those
         for attempt in range(engine.MAX_ATTEMPTS):
             self.throttle.wait()
-            response = self.session.post(self.url + method + ".json", json=params or {}, timeout=60)
+            response = self.session.post(url, json=params or {}, timeout=60)
             try:
                 body = response.json()
             except ValueError:
@@ -184,6 +188,15 @@ class Api:
             totals, nexts = result.get("result_total") or {}, result.get("result_next") or {}
             if isinstance(errors, list):  # PHP serialises an empty map as []
                 errors = {}
+            unanswered = {k: pending[k] for k in pending
+                          if k not in errors and not (isinstance(results, dict) and k in results)}
+            if unanswered and len(unanswered) == len(pending):
+                # a server that did not read the commands (they travel in the body): one by one
+                log.warning("Bitrix24: `batch` answered none of its %d command(s): sending them one by one",
+                            len(unanswered))
+                out.update(self._one_by_one(unanswered, tolerate))
+                for k in unanswered:
+                    del pending[k]
             for key in list(pending):
                 if key in errors:
                     err = errors[key] or {}
@@ -426,6 +439,7 @@ REFERENCE: dict[str, tuple[str, dict[str, Any]]] = {
 # what the deletion check compares: store table -> list method
 SWEPT = {"deals": "crm.deal.list", "leads": "crm.lead.list", "activities": "crm.activity.list",
          "companies": "crm.company.list", "contacts": "crm.contact.list"}
+QUERY_IN_URL = 2000  # a call's parameters go in the URL too (PHP style) up to this length
 EVERY_SYNC = ("deals",)  # compared on every sync whatever deletion_check_minutes says
 
 

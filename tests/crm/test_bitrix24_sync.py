@@ -487,10 +487,13 @@ def _whole(source: SourceConfig) -> None:
 
 
 @pytest.mark.parametrize("variant", [{"page_size": 20}, {"totals": False}, {"batch_served": False},
-                                     {"page_size": 20, "totals": False, "batch_served": False}])
+                                     {"page_size": 20, "totals": False, "batch_served": False},
+                                     {"params_from": "query"}])
 def test_other_page_sizes_no_totals_and_no_batch(fake, tmp_path, variant):
     """Pages of 20 (the step is what `next` says), replies without `total` (paged by `next`),
-    a portal or proxy without `batch` (the commands go one by one): the same store."""
+    a portal or proxy without `batch` (the commands go one by one), a server that reads the
+    parameters from the URL only (`filter[>=DATE_MODIFY]=...&start=50`, as the shared notes
+    write them; its batch answers no command, so they go one by one): the same store."""
     for key, value in variant.items():
         setattr(fake, key, value)
     source = _source(tmp_path / "store")
@@ -499,7 +502,7 @@ def test_other_page_sizes_no_totals_and_no_batch(fake, tmp_path, variant):
     del fake.deals[7]
     assert bitrix24.sync(source, None).deleted == 1  # the ID check reads the same lists
     assert "7" not in set(load_crm(source).data.deals.deal_id)
-    if variant.get("batch_served") is False:
+    if variant.get("batch_served") is False or variant.get("params_from"):
         assert report.requests > 26  # one request a page now
 
 

@@ -21,7 +21,8 @@ Variants (what another, equally documented portal may do; the connector must not
 `missing_methods` answer ERROR_METHOD_NOT_FOUND (also inside batch); `batch_served = False`
 answers `batch` itself so; `page_size` other than 50; `totals = False` leaves `total` (and
 `result_total`) out, so only `next` says there is more; `user_filter = False` ignores
-user.get's ACTIVE filter (everyone in every answer).
+user.get's ACTIVE filter (everyone in every answer); `params_from = "query"` reads parameters
+from the URL's query string only (a body, JSON or form, is not read: a batch gets no commands).
 """
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ class FakeBitrix24(LocalServer):
         self.page_size = PAGE
         self.totals = True
         self.user_filter = True
+        self.params_from = "any"
 
     @property
     def webhook(self) -> str:
@@ -238,7 +240,7 @@ class FakeBitrix24(LocalServer):
             return limited
         method = request.match_info["method"].removesuffix(".json")
         params: dict[str, Any] = php_parse(list(request.query.items()))
-        if request.method == "POST" and request.can_read_body:
+        if request.method == "POST" and request.can_read_body and self.params_from != "query":
             if request.content_type == "application/json":
                 params.update(await request.json())
             else:
