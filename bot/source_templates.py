@@ -35,7 +35,7 @@ webhook_env = "CRM_PULSE_BITRIX24_WEBHOOK"
 # pipelines = ["Продажи"]                     # pipeline (category) ids or names; all when left out
 # store = "crm-store"                         # the synced store's folder, next to this file
 # requests_per_second = 2                     # Bitrix24's leaky bucket drains 2 a second
-# deletion_check_minutes = 0                  # compare ID lists for deletions (0 = each sync)
+# deletion_check_minutes = 0                  # compare all ID lists for deletions (0 = each sync; deals: each sync always)
 # [source.custom_fields.deals]                # field codes -> contract columns
 # region = "UF_CRM_1712345678"
 ''',

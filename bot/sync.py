@@ -60,12 +60,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                         "if it keeps failing, run with --debug") from None
     if args.format == "json":
         json.dump({"kind": report.kind, "rows": report.rows, "requests": report.requests,
-                   "deleted": report.deleted, "seconds": round(report.seconds, 1)}, out)
+                   "deleted": report.deleted, "seconds": round(report.seconds, 1),
+                   "missing": getattr(report, "missing", {})}, out, ensure_ascii=False)
         out.write("\n")
     else:
         rows = ", ".join(f"{t} {n}" for t, n in sorted(report.rows.items())) or "nothing changed"
         print(f"synced {kind} in {report.seconds:.1f} s, {report.requests} request(s): {rows}"
               + (f"; {report.deleted} deleted record(s) removed" if report.deleted else ""), file=out)
+        for what in getattr(report, "missing", {}).values():
+            print(f"not synced: {what}", file=out)
     log.info("sync %s: %d requests, %s", kind, report.requests, report.rows)
     return EXIT_OK
 
@@ -79,7 +82,8 @@ def _print_check(found: dict, fmt: str, out: TextIO) -> None:
     print("pipelines:", file=out)
     for p in found["pipelines"]:
         mark = "included" if p["included"] else "not included"
-        print(f"  {p['id']} {p['name']} ({mark}): " + ", ".join(str(s) for s in p["statuses"]), file=out)
+        print(f"  {p['id']} {p['name'] or '(name not served)'} ({mark}): " + ", ".join(str(s) for s in p["statuses"]),
+              file=out)
     print("users:", file=out)
     for u in found["users"]:
         print(f"  {u['id']} {u['name']}" + ("" if u["active"] else " (inactive)"), file=out)

@@ -102,7 +102,8 @@ class SourceConfig(BaseModel):
     - kind "bitrix24" (docs/connect-bitrix24.md): `webhook_env` names the variable holding the
       whole inbound webhook URL (its path is the secret); `base_url` is optional (taken from the
       webhook; give it to reach the portal through a proxy); `deletion_check_minutes`: how often
-      the full ID lists are compared to find deleted records (0 = every sync); `custom_fields`
+      the full ID lists are compared to find deleted records (0 = every sync; the deals' IDs
+      are compared on every sync whatever it says); `custom_fields`
       name Bitrix24 field codes (UF_CRM_...).
     - kind "pipedrive": the same keys; `base_url` is the company address
       (https://yourcompany.pipedrive.com) and `token_env` names the API token's variable (no OAuth).

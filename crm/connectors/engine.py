@@ -25,8 +25,6 @@ os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
 
 import dlt  # noqa: E402
 from dlt.sources.helpers.requests.retry import Client  # noqa: E402
-from dlt.sources.helpers.rest_client.exceptions import IgnoreResponseException  # noqa: E402
-from requests import Response  # noqa: E402
 
 from crm.errors import DataError  # noqa: E402
 
@@ -37,13 +35,15 @@ MAX_RETRY_DELAY = 120.0  # seconds: a longer Retry-After is cut to this
 
 @dataclass
 class SyncReport:
-    """What one sync did: rows written per table, requests sent, deletions applied."""
+    """What one sync did: rows written per table, requests sent, deletions applied, and the
+    optional parts the CRM did not serve (part -> what is lost without it, and why)."""
 
     kind: str
     rows: dict[str, int] = field(default_factory=dict)
     requests: int = 0
     deleted: int = 0
     seconds: float = 0.0
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def store_folder(store: str, base_dir: Path | None) -> Path:
@@ -100,12 +100,6 @@ def http_session(timeout: float = 60.0, backoff: float = 1.0) -> Any:
         request_backoff_factor=backoff, request_max_retry_delay=MAX_RETRY_DELAY,
         respect_retry_after_header=True,
     ).session
-
-
-def empty_on_204(response: Response, *args: Any, **kwargs: Any) -> None:
-    """amoCRM answers an empty page (or an empty filter result) with 204 and no body."""
-    if response.status_code == 204:
-        raise IgnoreResponseException()
 
 
 def column_hints(**types: str) -> dict[str, dict[str, Any]]:

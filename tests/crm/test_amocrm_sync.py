@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from aiohttp import web
 import pytest
 
 from bot.cli import main as cli_main
@@ -96,7 +97,7 @@ def test_first_sync_takes_everything_and_maps_it_to_the_contract(fake, tmp_path)
     source = _source(fake, tmp_path / "store")
     report = amocrm.sync(source, None)
     assert report.rows["leads"] == N_LEADS + 1
-    leads_calls = fake.api_calls("leads")
+    leads_calls = [q for q in fake.api_calls("leads") if "only_deleted" not in q["with"]]
     assert [q.get("page", "1") for q in leads_calls] == ["1", "2", "3"]
     assert all(not any(k.startswith("filter[updated_at]") for k in q) for q in leads_calls)
     assert all(q["limit"] == "250" for q in leads_calls)
@@ -138,13 +139,16 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
     fake.status_change(1, changed_at, (SALES, NEW), (SALES, OFFER))
     report = amocrm.sync(source, None)
 
-    leads_calls = fake.api_calls("leads")
+    leads_calls = [q for q in fake.api_calls("leads") if "only_deleted" not in q["with"]]
     assert len(leads_calls) == 1  # one page: only what changed since the cursor
     assert int(leads_calls[0]["filter[updated_at][from]"]) == newest - 5 * 60
     events = [q for q in fake.api_calls("events") if q["filter[type]"] == "lead_status_changed"]
     assert len(events) == 1 and "filter[created_at][from]" in events[0]
-    every_event_kind = {q["filter[type]"] for q in fake.api_calls("events")}
-    assert len(every_event_kind) == 3  # stage changes, deletions, owner changes and answers
+    # one type a request (a single value reads the same as a string and as an array): stage
+    # changes, five deletions (and entity_deleted), the owner change and four kinds of answer
+    every_event_kind = [q["filter[type]"] for q in fake.api_calls("events")]
+    assert len(every_event_kind) == len(set(every_event_kind)) == 12
+    assert all("," not in kind for kind in every_event_kind)
     assert len(fake.api_calls("leads/unsorted")) == 1  # no modified-time filter: read whole
     assert report.rows["leads"] < 5
     data = load_crm(source).data
@@ -461,9 +465,8 @@ def test_contacts_companies_tasks_and_text_notes_deleted_in_amocrm_leave_the_sto
     fake.delete_note(10_010, later)  # a call note: amoCRM records no event for it
     report = amocrm.sync(source, None)
 
-    asked = [q["filter[type]"].split(",") for q in fake.api_calls("events") if "lead_deleted" in q["filter[type]"]]
-    assert asked and set(asked[-1]) == {"lead_deleted", "contact_deleted", "company_deleted", "task_deleted",
-                                        "common_note_deleted"}
+    asked = {q["filter[type]"] for q in fake.api_calls("events")}
+    assert {"lead_deleted", "contact_deleted", "company_deleted", "task_deleted", "common_note_deleted"} <= asked
     assert report.deleted == 4
     store = store_tables(tmp_path / "store", "amocrm")
     assert 901 not in set(store["companies"].id) and 900 in set(store["companies"].id)
@@ -565,3 +568,172 @@ def test_check_config_online_proves_the_crm_credentials(fake, tmp_path, monkeypa
     printed = capsys.readouterr()
     assert "crm: FAILED: amocrm: amoCRM refused the credentials" in printed.out
     assert "not-the-token-at-all-123" not in printed.out + printed.err
+
+
+# --- another amoCRM: what an equally documented server may do differently ----------------------
+
+def _whole(source: SourceConfig) -> None:
+    """Every lead, stage change and activity of the planted account reached the store."""
+    data = load_crm(source).data
+    assert len(data.deals) == N_LEADS and not data.stage_history_derived
+    deals = data.deals.set_index("deal_id")
+    assert deals.loc["5", "status"] == "won" and deals.loc["5", "stage"] == "Переговоры"
+    assert (data.stage_history.deal_id == "5").sum() == 3
+    assert set(data.activities.type) == {"call", "meeting"} and len(data.emails) == N_LEADS // 10
+
+
+def test_next_links_naming_amocrms_own_host_are_followed_on_base_url(fake, tmp_path):
+    """amoCRM writes its own address into `_links`; behind a proxy (or a test server) only
+    base_url is reachable: the link's page number is sent there."""
+    fake.link_host = "https://yourcompany.amocrm.ru"
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    _whole(source)
+
+
+@pytest.mark.parametrize("empty_page", ["empty", "bare", "blank"])
+def test_pages_without_next_links_and_every_form_of_an_empty_page(fake, tmp_path, empty_page):
+    """No `_links.next`: a full page is followed by the next page number, until an empty page
+    in any of its forms (200 with an empty `_embedded`, `{}`, no body)."""
+    fake.next_links, fake.empty_page = False, empty_page
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    _whole(source)
+    leads = [q for q in fake.api_calls("leads") if "only_deleted" not in q["with"]]
+    assert [q.get("page", "1") for q in leads] == ["1", "2", "3"]  # the third page was not full
+
+
+def test_a_server_that_pages_by_fewer_than_250(fake, tmp_path):
+    fake.max_limit = 50  # its pages hold 50 whatever is asked; the next links say there is more
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    _whole(source)
+
+
+def test_event_types_read_as_arrays_only(fake, tmp_path):
+    """A server that reads `filter[type]` as an array (the docs allow a string or an array):
+    one type a request means the same in both; a comma-joined list would name no type."""
+    fake.type_filter = "array"
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    _whole(source)
+    fake.delete_lead(7, max(r["updated_at"] for r in fake.leads.values()) + 60)
+    fake.change_responsible(8, max(r["updated_at"] for r in fake.leads.values()) + 60, 1, 2)
+    report = amocrm.sync(source, None)
+    assert report.deleted == 1 and "7" not in set(load_crm(source).data.deals.deal_id)
+    events = store_tables(tmp_path / "store", "amocrm")["lead_events"]
+    assert events.type.tolist() == ["entity_responsible_changed"]
+
+
+@pytest.mark.parametrize("style", ["events", "entity_deleted", "bin"])
+def test_a_lead_deleted_in_any_documented_form_leaves_on_the_next_sync(fake, tmp_path, style):
+    """`lead_deleted` events, an `entity_deleted` event (shared/crm_api/README.md), or only the
+    recycle bin (`with=only_deleted`, is_deleted = true): sync, delete, sync, and it is gone."""
+    fake.deletion_style = style
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    fake.delete_lead(5, max(r["updated_at"] for r in fake.leads.values()) + 60)
+    report = amocrm.sync(source, None)
+    assert report.deleted == 1
+    data = load_crm(source).data
+    assert "5" not in set(data.deals.deal_id) and "5" not in set(data.stage_history.deal_id)
+    assert len(data.deals) == N_LEADS - 1
+
+
+OPTIONAL_PARTS = [("leads/unsorted", "unsorted", "source comes only from the custom field"),
+                  ("leads/notes", "notes", "stalled_deal counts no call or email"),
+                  ("tasks", "tasks", "stalled_deal counts no meeting or done task"),
+                  ("companies", "companies", "clients have no name"),
+                  ("contacts", "contacts", "clients that are contacts have no name"),
+                  ("account", "account", "deals get no currency"),
+                  ("events", "status_events", "the stage history is derived")]
+
+
+@pytest.mark.parametrize("path, part, says", OPTIONAL_PARTS)
+def test_a_part_the_server_does_not_serve_is_skipped_and_said_once(fake, tmp_path, capsys, path, part, says):
+    status = 404
+    fake.unserved[path] = status
+    config = _config_file(tmp_path, fake, 'token_env = "TEST_AMO_TOKEN"')
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    said = [line for line in out.splitlines() if line.startswith("not synced:")]
+    assert len([line for line in said if says in line]) == 1 and f"HTTP {status}" in out
+    assert cli_main(["scan", "--config", str(config), "--format", "json"]) == 0  # the rest scans
+    data = load_crm(SourceConfig(kind="amocrm", base_url=f"http://127.0.0.1:{fake.port}", token_env="TEST_AMO_TOKEN",
+                                 store=str(tmp_path / "store"), pipelines=["Продажи"])).data
+    assert len(data.deals) == N_LEADS
+    if part == "notes":
+        assert data.emails is None or data.emails.empty
+    if part == "status_events":
+        assert data.stage_history_derived
+    else:
+        assert not data.stage_history_derived and (data.stage_history.deal_id == "5").sum() == 3
+
+
+def test_an_optional_part_that_keeps_failing_is_skipped_after_the_retries(fake, tmp_path):
+    fake.unserved["tasks"] = 500
+    source = _source(fake, tmp_path / "store")
+    report = amocrm.sync(source, None, backoff=0.01)
+    assert list(report.missing) == ["tasks"] and "HTTP 500" in report.missing["tasks"]
+    assert len(fake.api_calls("tasks")) == 6  # retried as any 5xx, then given up for this sync
+    data = load_crm(source).data
+    assert set(data.activities.type) == {"call"} and len(data.deals) == N_LEADS
+
+
+def test_every_event_type_the_server_refuses_is_skipped_alone(fake, tmp_path):
+    """A server that answers 400 for event types it does not know: the others are still read."""
+    real = fake._events
+
+    def strict(query):
+        if fake._listed(query, "filter[type]") == ["outgoing_sms"]:
+            raise web.HTTPBadRequest(text='{"title": "Bad Request", "status": 400}', content_type="application/json")
+        return real(query)
+
+    fake._events = strict
+    source = _source(fake, tmp_path / "store")
+    report = amocrm.sync(source, None)
+    assert list(report.missing) == ["outgoing_sms"] and "HTTP 400" in report.missing["outgoing_sms"]
+    _whole(source)
+
+
+@pytest.mark.parametrize("path", ["leads", "users", "leads/pipelines"])
+def test_a_required_part_missing_is_one_clear_error(fake, tmp_path, capsys, path):
+    fake.unserved[path] = 404
+    config = _config_file(tmp_path, fake, 'token_env = "TEST_AMO_TOKEN"')
+    assert cli_main(["sync", "--config", str(config)]) == 3
+    err = capsys.readouterr().err
+    assert "amoCRM answered with an error (404" in err and "Traceback" not in err
+
+
+def test_a_deletion_event_stamped_before_the_records_last_update_still_deletes(fake, tmp_path):
+    """A server whose event clock lags its records' clock (or planted data dated ahead of the
+    event): sync, delete, sync still removes the lead; a lead restored afterwards (amoCRM
+    returns it again, updated) stays."""
+    source = _source(fake, tmp_path / "store")
+    amocrm.sync(source, None)
+    fake.deletion_clock = T0  # before every lead's updated_at
+    fake.delete_lead(5, 0)
+    assert amocrm.sync(source, None).deleted == 1
+    assert "5" not in set(load_crm(source).data.deals.deal_id)
+    for _ in range(2):  # the deletion is read again by the overlap: it does not delete the restored lead
+        amocrm.sync(source, None)
+    fake.recycle.pop(5)
+    newest = max(r["updated_at"] for r in fake.leads.values()) + 60
+    fake.put_lead({"id": 5, "name": "Сделка 5", "price": 5000, "responsible_user_id": 2, "status_id": NEW,
+                   "pipeline_id": SALES, "created_at": T0 + 5 * 3600, "updated_at": newest, "closed_at": None})
+    amocrm.sync(source, None)
+    amocrm.sync(source, None)
+    assert "5" in set(load_crm(source).data.deals.deal_id)
+
+
+def test_a_token_endpoint_that_reads_only_forms_still_refreshes(fake, tmp_path, monkeypatch):
+    fake.long_lived, fake.token_body = None, "form"
+    source = _source(fake, tmp_path / "store", auth=_oauth_env(monkeypatch, fake))
+    amocrm.sync(source, None)
+    fake.expire_access()
+    fake.leads[2].update(updated_at=fake.leads[2]["updated_at"] + 100 * DAY, price=5)
+    amocrm.sync(source, None)
+    assert fake.issued == 2 and fake.unauthorized >= 1
+    stored = TokenFile(tmp_path / "store" / amocrm.TOKEN_FILE).load()
+    assert stored is not None and stored.refresh_token in fake.refresh_tokens
+    assert load_crm(source).data.deals.set_index("deal_id").loc["2", "amount"] == 5

@@ -184,24 +184,28 @@ def test_second_sync_asks_only_for_what_changed(fake, tmp_path):
 
 
 def test_deleted_records_disappear_on_the_next_deletion_check(fake, tmp_path):
+    """Deals are compared on every sync (sync, delete, sync: it is gone); the other lists when
+    deletion_check_minutes have passed."""
     source = _source(tmp_path / "store", deletion_check_minutes=60)
     now = time.time()
     bitrix24.sync(source, None, now=now)
     del fake.deals[5]
     del fake.companies[900]
     fake.calls.clear()
-    report = bitrix24.sync(source, None, now=now + 10 * 60)  # the check is not due yet
-    assert report.deleted == 0 and not any(_select(q) == ["ID"] for q in fake.method_calls("crm.deal.list"))
-    assert "5" in set(load_crm(source).data.deals.deal_id)
-
-    report = bitrix24.sync(source, None, now=now + 61 * 60)
+    report = bitrix24.sync(source, None, now=now + 10 * 60)  # the full check is not due yet
     id_pages = [q for q in fake.method_calls("crm.deal.list") if _select(q) == ["ID"]]
     assert [int(q.get("start", 0)) for q in id_pages] == list(range(0, N_DEALS + 1, 50))
-    assert report.deleted == 2
+    assert not any(_select(q) == ["ID"] for q in fake.method_calls("crm.company.list"))
+    assert report.deleted == 1
     data = load_crm(source).data
     assert "5" not in set(data.deals.deal_id) and "5" not in set(data.stage_history.deal_id)
-    assert "900" not in set(data.clients.client_id)
+    assert "900" in set(data.clients.client_id)
     assert len(data.deals) == N_DEALS - 1
+
+    report = bitrix24.sync(source, None, now=now + 61 * 60)
+    assert any(_select(q) == ["ID"] for q in fake.method_calls("crm.company.list"))
+    assert report.deleted == 1
+    assert "900" not in set(load_crm(source).data.clients.client_id)
 
 
 def test_a_record_a_shifted_page_skipped_is_fetched_by_the_id_check(fake, tmp_path):
@@ -361,14 +365,15 @@ def test_a_webhook_without_the_crm_or_user_scope_says_which_scopes_to_tick(fake,
     assert "Traceback" not in err
 
 
-def test_a_later_sync_with_little_changed_takes_seven_requests(fake, tmp_path):
+def test_a_later_sync_with_little_changed_takes_nine_requests(fake, tmp_path):
     source = _source(tmp_path / "store", deletion_check_minutes=60)
     bitrix24.sync(source, None)
     fake.move_deal(2, "OFFER", (_newest_modify(fake) + timedelta(hours=1)).isoformat())
     report = bitrix24.sync(source, None)
     # one batch for users (active, inactive), departments, pipelines and stages; one page of each
-    # of the six incremental tables (their filters depend on their own cursors)
-    assert report.requests == 7 and report.rows["deals"] >= 1
+    # of the six incremental tables (their filters depend on their own cursors); the deals' ID
+    # list (621 IDs: its first page, then one batch of the other 12 pages)
+    assert report.requests == 9 and report.rows["deals"] >= 1
 
 
 def test_a_webhook_url_that_is_not_one_is_said_so(tmp_path, monkeypatch):
@@ -466,3 +471,113 @@ def test_init_for_bitrix24_writes_a_config_that_syncs_it(fake, tmp_path, monkeyp
     assert config.source.kind == "bitrix24" and config.source.requests_per_second == 2.0
     assert cli_main(["sync", "--config", "config.toml", "--check"]) == 0
     assert "Продажи (included)" in capsys.readouterr().out
+
+
+# --- another portal: what an equally documented server may do differently ---------------------
+
+def _whole(source: SourceConfig) -> None:
+    """Every deal, stage entry, activity and lead of the planted portal reached the store."""
+    data = load_crm(source).data
+    assert len(data.deals) == N_DEALS and not data.stage_history_derived
+    deals = data.deals.set_index("deal_id")
+    assert deals.loc["5", "status"] == "won" and deals.loc["5", "stage"] == "Переговоры"
+    assert (data.stage_history.deal_id == "5").sum() == 3
+    assert len(data.activities) == 2 * (N_DEALS // 10) and len(data.emails) == N_DEALS // 10
+    assert len(data.leads) == 3
+
+
+@pytest.mark.parametrize("variant", [{"page_size": 20}, {"totals": False}, {"batch_served": False},
+                                     {"page_size": 20, "totals": False, "batch_served": False},
+                                     {"params_from": "query"}])
+def test_other_page_sizes_no_totals_and_no_batch(fake, tmp_path, variant):
+    """Pages of 20 (the step is what `next` says), replies without `total` (paged by `next`),
+    a portal or proxy without `batch` (the commands go one by one), a server that reads the
+    parameters from the URL only (`filter[>=DATE_MODIFY]=...&start=50`, as the shared notes
+    write them; its batch answers no command, so they go one by one): the same store."""
+    for key, value in variant.items():
+        setattr(fake, key, value)
+    source = _source(tmp_path / "store")
+    report = bitrix24.sync(source, None)
+    _whole(source)
+    del fake.deals[7]
+    assert bitrix24.sync(source, None).deleted == 1  # the ID check reads the same lists
+    assert "7" not in set(load_crm(source).data.deals.deal_id)
+    if variant.get("batch_served") is False or variant.get("params_from"):
+        assert report.requests > 26  # one request a page now
+
+
+OPTIONAL_LISTS = [("crm.stagehistory.list", "stage_history", "the stage history is derived"),
+                  ("crm.activity.list", "activities", "no calls, meetings, tasks or emails"),
+                  ("crm.lead.list", "leads", "lead_sla, lead_score"),
+                  ("crm.company.list", "companies", "clients that are companies"),
+                  ("crm.contact.list", "contacts", "clients that are contacts")]
+
+
+@pytest.mark.parametrize("method, part, says", OPTIONAL_LISTS)
+def test_a_list_the_portal_does_not_serve_is_skipped_and_said_once(fake, tmp_path, capsys, method, part, says):
+    """ERROR_METHOD_NOT_FOUND for an optional list (as a call and inside `batch`, where the ID
+    check asks for it): synced without it, said once, and nothing already stored is read as
+    deleted."""
+    source = _source(tmp_path / "store")
+    bitrix24.sync(source, None)
+    fake.missing_methods = {method}
+    config = _config_file(tmp_path)
+    assert cli_main(["sync", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    said = [line for line in out.splitlines() if line.startswith("not synced:")]
+    assert len(said) == 1 and says in said[0] and "ERROR_METHOD_NOT_FOUND" in said[0]
+    kept = store_tables(tmp_path / "store", "bitrix24")[part]
+    assert len(kept) > 0  # what the earlier sync stored stays: a list not served is not an empty list
+    fresh = _source(tmp_path / "fresh")
+    report = bitrix24.sync(fresh, None)
+    assert list(report.missing) == [part]
+    data = load_crm(fresh).data
+    assert len(data.deals) == N_DEALS
+    assert data.stage_history_derived == (part == "stage_history")
+    if part == "leads":
+        assert data.leads is None
+
+
+def test_a_required_list_missing_is_one_clear_error(fake, tmp_path, capsys):
+    fake.missing_methods = {"crm.deal.list"}
+    assert cli_main(["sync", "--config", str(_config_file(tmp_path))]) == 3
+    err = capsys.readouterr().err
+    assert "Bitrix24 answered with an error (ERROR_METHOD_NOT_FOUND" in err and "Traceback" not in err
+
+
+def test_a_deal_deleted_right_after_a_sync_is_gone_after_the_next_with_a_long_check_interval(fake, tmp_path):
+    """sync, delete, sync, scan: even with deletion_check_minutes = 360 the deals' IDs are
+    compared on each sync."""
+    source = _source(tmp_path / "store", deletion_check_minutes=360)
+    bitrix24.sync(source, None)
+    del fake.deals[10]
+    report = bitrix24.sync(source, None)
+    assert report.deleted == 1
+    data = load_crm(source).data
+    assert "10" not in set(data.deals.deal_id) and "10" not in set(data.activities.deal_id.dropna())
+
+
+def test_a_portal_that_ignores_the_active_filter_gives_each_manager_once(fake, tmp_path):
+    fake.user_filter = False
+    source = _source(tmp_path / "store")
+    bitrix24.sync(source, None)
+    managers = load_crm(source).data.managers.set_index("manager_id")
+    assert sorted(managers.index) == ["1", "2", "3"] and not managers.loc["3", "active"]
+
+
+def test_a_portal_serving_only_the_methods_named_in_the_task(fake, tmp_path, capsys):
+    """A portal that serves crm.deal.list, crm.stagehistory.list, crm.status.list,
+    crm.activity.list, crm.lead.list, user.get and batch, and nothing else (no pipelines list,
+    no departments, no companies or contacts): the sync says what it lacks, once each, and the
+    deals, stages, history and activities are all there."""
+    fake.missing_methods = {"crm.category.list", "crm.dealcategory.list", "crm.dealcategory.default.get",
+                            "department.get", "crm.company.list", "crm.contact.list"}
+    config = _config_file(tmp_path).read_text(encoding="utf-8").replace('pipelines = ["Продажи"]', "pipelines = [0]")
+    (tmp_path / "config.toml").write_text(config, encoding="utf-8")
+    assert cli_main(["sync", "--config", str(tmp_path / "config.toml")]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("not synced:")]
+    assert len(said) == 4 and any("name pipelines in [source] pipelines by id" in line for line in said)
+    source = _source(tmp_path / "store").model_copy(update={"pipelines": [0]})
+    _whole(source)
+    assert cli_main(["sync", "--config", str(tmp_path / "config.toml"), "--check"]) == 0
+    assert "0 (name not served) (included): Новая заявка" in capsys.readouterr().out

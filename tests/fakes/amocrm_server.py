@@ -10,6 +10,18 @@ old refresh token dies). Faults: `expire_access()` makes the current access toke
 `throttle_next(n, retry_after)` answers the next n API calls with 429 + Retry-After.
 Every API call is recorded in `calls` as (path, query) so tests can say what was asked.
 
+Variants (what another, equally documented amoCRM may do; the connector must not care):
+`unserved` {path: status} answers those paths with an error (404: not served); `link_host`
+writes another host into `_links` (amoCRM writes its own); `next_links = False` leaves
+`_links.next` out (the client pages by number); `empty_page` "204" | "empty" (200 with an
+empty `_embedded` list) | "bare" (200 `{}`) | "blank" (200, no body); `max_limit` caps a page
+below the asked limit; `type_filter` "comma" (a comma-separated `filter[type]`) | "array" (only
+`filter[type][]` / `filter[type][0]`: a comma is part of the name); `deletion_style` "events"
+(`*_deleted`) | "entity_deleted" (one `entity_deleted` type with the entity type) | "bin" (no
+event: the lead is only listed under `with=only_deleted`); `deletion_clock` a fixed
+`created_at` for deletion events (a server whose event clock is not the records' clock);
+`token_body` "json" (amoCRM's docs) | "form" (OAuth 2.0's form only) for /oauth2/access_token.
+
 The connector is synchronous (requests), so the server runs on its own event loop in a thread:
 `with ThreadedServer(FakeAmoCRM(...)) as fake: ...`.
 """
@@ -60,6 +72,16 @@ class FakeAmoCRM(LocalServer):
         # through a method below (tests that edit the dicts directly leave it off)
         self.memo_pages = False
         self._memo: dict[tuple, list[dict]] = {}
+        self.recycle: dict[int, dict] = {}  # deleted leads (with=only_deleted)
+        self.unserved: dict[str, int] = {}
+        self.link_host: str | None = None
+        self.next_links = True
+        self.empty_page = "204"
+        self.max_limit: int | None = None
+        self.type_filter = "comma"
+        self.deletion_style = "events"
+        self.deletion_clock: int | None = None
+        self.token_body = "json"
 
     # --- building the account ------------------------------------------------------------
     def add_pipeline(self, pid: int, name: str, statuses: list[tuple[int, str]], sort: int = 1,
@@ -105,21 +127,31 @@ class FakeAmoCRM(LocalServer):
                             "account_id": self.account["id"], "value_after": after or [],
                             "value_before": before or []})
 
+    def _deleted(self, entity: str, entity_id: int, at: int) -> None:
+        """The trace a deletion leaves, in this server's `deletion_style`."""
+        at = self.deletion_clock if self.deletion_clock is not None else at
+        if self.deletion_style == "events":
+            self.event(f"{entity}_deleted", entity, entity_id, at)
+        elif self.deletion_style == "entity_deleted":
+            self.event("entity_deleted", entity, entity_id, at)
+
     def delete_lead(self, lead_id: int, at: int) -> None:
-        del self.leads[lead_id]
-        self.event("lead_deleted", "lead", lead_id, at)
+        lead = self.leads.pop(lead_id)
+        self.recycle[lead_id] = {"id": lead_id, "updated_at": at, "is_deleted": True,
+                                 "account_id": self.account["id"]}
+        self._deleted("lead", lead_id, at)
 
     def delete_contact(self, contact_id: int, at: int) -> None:
         del self.contacts[contact_id]
-        self.event("contact_deleted", "contact", contact_id, at)
+        self._deleted("contact", contact_id, at)
 
     def delete_company(self, company_id: int, at: int) -> None:
         del self.companies[company_id]
-        self.event("company_deleted", "company", company_id, at)
+        self._deleted("company", company_id, at)
 
     def delete_task(self, task_id: int, at: int) -> None:
         self.tasks = [t for t in self.tasks if t["id"] != task_id]
-        self.event("task_deleted", "task", task_id, at)
+        self._deleted("task", task_id, at)
 
     def delete_note(self, note_id: int, at: int) -> None:
         """Only a text note leaves a trace (common_note_deleted on the lead it was on); amoCRM
@@ -183,7 +215,15 @@ class FakeAmoCRM(LocalServer):
         return [q for p, q in self.calls if p == path]
 
     async def _token(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        if self.token_body == "form":  # a server that reads the token request as OAuth 2.0's form only
+            if request.content_type != "application/x-www-form-urlencoded":
+                return web.json_response({"title": "Bad Request", "status": 400, "hint": "form expected"}, status=400)
+            body = dict(await request.post())
+        else:
+            try:
+                body = await request.json()
+            except ValueError:
+                return web.json_response({"title": "Bad Request", "status": 400, "hint": "JSON expected"}, status=400)
         if (body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret
                 or body.get("grant_type") != "refresh_token" or body.get("refresh_token") not in self.refresh_tokens):
             return web.json_response({"title": "Unauthorized", "status": 400, "hint": "Refresh token has been revoked"},
@@ -222,6 +262,9 @@ class FakeAmoCRM(LocalServer):
         self.calls.append((path, query))
         if self.on_call is not None:
             self.on_call(path, query)
+        if path in self.unserved:
+            return web.json_response({"title": "Not found", "status": self.unserved[path]},
+                                     status=self.unserved[path])
         if path == "account":
             body = dict(self.account)
             if "users_groups" in query.get("with", ""):
@@ -232,8 +275,9 @@ class FakeAmoCRM(LocalServer):
         # path -> (key in _embedded, the rows (computed only for the path asked), cursor, max limit)
         tables: dict[str, tuple[str, Any, str, int]] = {
             "users": ("users", lambda: self.users, "", 250),
-            "leads": ("leads", lambda: sorted(self.leads.values(), key=lambda r: r["id"]), "updated_at", 250),
-            "events": ("events", lambda: self._events(query), "created_at", 100),
+            "leads": ("leads", lambda: sorted((self.recycle if "only_deleted" in query.get("with", "") else
+                                               self.leads).values(), key=lambda r: r["id"]), "updated_at", 250),
+            "events": ("events", lambda: self._events(request.query), "created_at", 100),
             "leads/notes": ("notes", lambda: self.notes, "updated_at", 250),
             "tasks": ("tasks", lambda: self.tasks, "updated_at", 250),
             "companies": ("companies", lambda: sorted(self.companies.values(), key=lambda r: r["id"]), "updated_at", 250),
@@ -259,12 +303,18 @@ class FakeAmoCRM(LocalServer):
             rows = self._memo[memo_key]
         else:
             rows = filtered()
-        limit = min(int(query.get("limit", 50)), max_limit)
+        limit = min(int(query.get("limit", 50)), max_limit, self.max_limit or max_limit)
         page = int(query.get("page", 1))
         chunk = rows[(page - 1) * limit: page * limit]
         if not chunk:
+            if self.empty_page == "empty":
+                return web.json_response({"_page": page, "_links": {}, "_embedded": {key: []}})
+            if self.empty_page == "bare":
+                return web.json_response({})
+            if self.empty_page == "blank":
+                return web.Response(status=200)
             return web.Response(status=204)
-        base = f"http://127.0.0.1:{self.port}/api/v4/{path}"
+        base = f"{self.link_host or f'http://127.0.0.1:{self.port}'}/api/v4/{path}"
 
         def href(p: int) -> str:
             params = {**query, "page": str(p), "limit": str(limit)}
@@ -272,15 +322,24 @@ class FakeAmoCRM(LocalServer):
             return base + "?" + urlencode(params)
 
         links: dict[str, Any] = {"self": {"href": href(page)}}
-        if page * limit < len(rows):
+        if page * limit < len(rows) and self.next_links:
             links["next"] = {"href": href(page + 1)}
         return web.json_response({"_page": page, "_links": links, "_embedded": {key: chunk}})
 
-    def _events(self, query: dict[str, str]) -> list[dict]:
-        kinds, entities = query.get("filter[type]"), query.get("filter[entity]")
-        rows = [e for e in self.events if (not kinds or e["type"] in kinds.split(","))
-                and (not entities or e["entity_type"] in entities.split(","))]
+    def _events(self, query: Any) -> list[dict]:
+        kinds, entities = self._listed(query, "filter[type]"), self._listed(query, "filter[entity]")
+        rows = [e for e in self.events if (not kinds or e["type"] in kinds)
+                and (not entities or e["entity_type"] in entities)]
         return sorted(rows, key=lambda e: (-e["created_at"], e["id"]))  # newest first, as amoCRM
+
+
+    def _listed(self, query: Any, name: str) -> list[str]:
+        """A filter's values: `name[]` / `name[0]` arrays, and a plain `name` string (split on
+        commas unless this server takes arrays only)."""
+        values = [v for k, v in query.items() if k == name + "[]" or (k.startswith(name + "[") and k[len(name) + 1:-1].isdigit())]
+        for v in query.getall(name, []):
+            values += v.split(",") if self.type_filter == "comma" else [v]
+        return values
 
 
 class ThreadedServer:

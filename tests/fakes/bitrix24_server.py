@@ -16,6 +16,13 @@ one, as deleting the webhook does); `per_second` turns on the leaky bucket (capa
 Retry-After). `calls` records every method run (also inside batch) as (method, params);
 `requests` counts HTTP requests answered with data, `served` the records each list method
 returned.
+
+Variants (what another, equally documented portal may do; the connector must not care):
+`missing_methods` answer ERROR_METHOD_NOT_FOUND (also inside batch); `batch_served = False`
+answers `batch` itself so; `page_size` other than 50; `totals = False` leaves `total` (and
+`result_total`) out, so only `next` says there is more; `user_filter = False` ignores
+user.get's ACTIVE filter (everyone in every answer); `params_from = "query"` reads parameters
+from the URL's query string only (a body, JSON or form, is not read: a batch gets no commands).
 """
 from __future__ import annotations
 
@@ -123,6 +130,11 @@ class FakeBitrix24(LocalServer):
         self.department_scope = True
         self.without_scope: set[str] = set()  # methods the webhook's scopes do not allow
         self.missing_methods: set[str] = set()  # methods an older portal does not have
+        self.batch_served = True
+        self.page_size = PAGE
+        self.totals = True
+        self.user_filter = True
+        self.params_from = "any"
 
     @property
     def webhook(self) -> str:
@@ -228,13 +240,16 @@ class FakeBitrix24(LocalServer):
             return limited
         method = request.match_info["method"].removesuffix(".json")
         params: dict[str, Any] = php_parse(list(request.query.items()))
-        if request.method == "POST" and request.can_read_body:
+        if request.method == "POST" and request.can_read_body and self.params_from != "query":
             if request.content_type == "application/json":
                 params.update(await request.json())
             else:
                 params.update(php_parse(list((await request.post()).items())))  # type: ignore[arg-type]
         self.requests += 1
         self._sorted: dict[int, list[dict]] = {}
+        if method == "batch" and not self.batch_served:
+            return web.json_response({"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"},
+                                     status=404)
         if method == "batch":
             return web.json_response({"result": self._batch(params), "time": {"start": time.time()}})
         body, status = self._run(method, params)
@@ -274,10 +289,14 @@ class FakeBitrix24(LocalServer):
         }
         if method in self.without_scope or (method == "department.get" and not self.department_scope):
             return {"error": "insufficient_scope", "error_description": "The request requires higher privileges"}, 401
+        if method in self.missing_methods:
+            return {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}, 404
         if method in lists:
             flt = params.get("filter") or params.get("FILTER") or {}
             if method == "user.get" and "ACTIVE" not in flt:
                 flt = {**flt, "ACTIVE": True}  # Bitrix24: active users unless asked
+            if method == "user.get" and not self.user_filter:
+                flt = {k: v for k, v in flt.items() if k != "ACTIVE"}
             rows = lists[method]()
             if flt:
                 rows = [r for r in rows if matches(r, flt)]
@@ -292,8 +311,6 @@ class FakeBitrix24(LocalServer):
                 body["result"] = [{k: v for k, v in r.items() if not k.startswith("UF_CRM")} for r in body["result"]]
             self.served[method] += len(body["result"])
             return body, status
-        if method in self.missing_methods:
-            return {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}, 404
         if method == "crm.dealcategory.list":  # the deprecated form: no pipeline 0, upper-case keys
             rows = [{"ID": str(c["id"]), "NAME": c["name"], "SORT": str(c["sort"])} for c in self.categories if c["id"]]
             return self._page(rows, params)
@@ -321,11 +338,12 @@ class FakeBitrix24(LocalServer):
             self._sorted[key] = sorted(table.values(), key=lambda r: int(r["ID"]))
         return self._sorted[key]
 
-    @staticmethod
-    def _page(rows: list[dict], params: dict) -> tuple[dict, int]:
-        start = int(params.get("start") or 0)
-        chunk = rows[start:start + PAGE]
-        body: dict[str, Any] = {"result": chunk, "total": len(rows)}
-        if start + PAGE < len(rows):
-            body["next"] = start + PAGE
+    def _page(self, rows: list[dict], params: dict) -> tuple[dict, int]:
+        start, size = int(params.get("start") or 0), self.page_size
+        chunk = rows[start:start + size]
+        body: dict[str, Any] = {"result": chunk}
+        if self.totals:
+            body["total"] = len(rows)
+        if start + size < len(rows):
+            body["next"] = start + size
         return body, 200
