@@ -464,14 +464,14 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     """Take what changed since the last sync (everything the first time) into the store, then
     remove what was deleted in amoCRM. Raises DataError (credentials, store) or the HTTP error."""
     started = time.monotonic()
-    folder = engine.store_folder(source_config.store, base_dir)
-    api = Api(source_config, folder, on_secret, backoff=backoff)
-    pipe = engine.pipeline(folder, KIND)
+    store = engine.open_store(source_config, base_dir)
+    api = Api(source_config, store.folder, on_secret, backoff=backoff)
+    pipe = store.pipeline(KIND)
     try:
         rows = engine.run(pipe, source(api, int(source_config.overlap_minutes * 60)))
     except requests.HTTPError as exc:
         raise _http_error(exc, source_config) from None
-    deleted = _apply_deletions(folder)
+    deleted = _apply_deletions(store)
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
                              seconds=time.monotonic() - started)
 
@@ -494,15 +494,14 @@ DELETES = {"lead_deleted": ("leads", "entity_id"), "contact_deleted": ("contacts
            "common_note_deleted": ("notes", "note_id")}
 
 
-def _apply_deletions(folder: Path) -> int:
+def _apply_deletions(store: engine.Store) -> int:
     """Records deleted in amoCRM (a *_deleted event newer than the record's last update: one
     restored and changed since then stays) leave the store. A deleted lead's events, notes and
     tasks are no longer read (raw_tables joins them on the leads)."""
-    import duckdb
-
-    con = duckdb.connect(str(engine.database_path(folder)))
+    s = store.dataset(KIND)
+    con = store.connect()
     try:
-        have = _tables(con)
+        have = engine.tables(con, s)
         if "deletions" not in have:
             return 0
         gone = 0
@@ -510,7 +509,7 @@ def _apply_deletions(folder: Path) -> int:
             if table not in have:
                 continue
             row = con.execute(
-                f"DELETE FROM {KIND}.{table} t USING {KIND}.deletions d "
+                f"DELETE FROM {s}.{table} t USING {s}.deletions d "
                 f"WHERE d.type = ? AND d.{column} = t.id AND d.created_at >= t.updated_at", [event]).fetchone()
             gone += int(row[0]) if row else 0
         return gone
