@@ -51,6 +51,17 @@ report = amocrm.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"requests": report.requests, "seconds": report.seconds, "rows": report.rows, "peak_mb": peak}))
 """
+# What `scan` pays to read the store: crm.load's read (a PostgreSQL store is copied into DuckDB).
+READ = """
+import json, resource, sys, time
+from crm.load import load_crm
+from crm.source_config import SourceConfig
+started = time.monotonic()
+data = load_crm(SourceConfig.model_validate_json(sys.argv[1])).data
+seconds = time.monotonic() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "deals": len(data.deals), "history": len(data.stage_history), "peak_mb": peak}))
+"""
 
 
 def build(fake: FakeAmoCRM, deals: int, changes: int) -> None:
@@ -81,11 +92,18 @@ def floor_requests(deals: int, events: int, changed: int | None = None) -> int:
     return math.ceil(deals / 250) + math.ceil(events / 100) + 10
 
 
-def run_sync(source_json: str) -> dict:
+def run_sync(source_json: str, code: str = CHILD) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", CHILD, source_json], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code, source_json], env=env, capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://" + url.split("://", 1)[1], autocommit=True) as con:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def main() -> int:
@@ -93,6 +111,8 @@ def main() -> int:
     parser.add_argument("--deals", type=int, default=100_000)
     parser.add_argument("--changes-per-deal", type=int, default=5)
     parser.add_argument("--rps", type=float, default=7, help="[source] requests_per_second")
+    parser.add_argument("--postgres", metavar="URL_ENV", help="sync into the PostgreSQL database whose URL is "
+                        "in this environment variable (a schema of its own, dropped afterwards) instead of DuckDB")
     args = parser.parse_args()
 
     from crm.source_config import SourceConfig
@@ -103,32 +123,47 @@ def main() -> int:
     fake.memo_pages = True  # the fake must not be the bottleneck: 500,000 events filtered per page was
     events = len(fake.events)
     os.environ["BENCH_AMO_TOKEN"] = fake.long_lived or ""
+    store = {"store_url_env": args.postgres, "store_schema": f"bench_{os.getpid()}"} if args.postgres else {}
     with ThreadedServer(fake) as running, tempfile.TemporaryDirectory() as tmp:
         source = SourceConfig(kind="amocrm", base_url=f"http://127.0.0.1:{running.port}",
                               token_env="BENCH_AMO_TOKEN", store=str(Path(tmp) / "store"),
-                              requests_per_second=args.rps)
-        first = run_sync(source.model_dump_json())
-        floor = floor_requests(args.deals, events)
-        print(f"initial: {args.deals:,} deals, {events:,} stage changes: {first['requests']} requests "
-              f"(floor {floor}), {first['seconds']:.1f} s; floor time {floor / LIMIT:.1f} s -> "
-              f"{first['seconds'] / (floor / LIMIT):.2f}x (target <= 1.2); peak {first['peak_mb']:.0f} MB; "
-              f"429s {running.over_limit}")
+                              requests_per_second=args.rps, **store)
+        try:
+            return _measure(args, source, running, events)
+        finally:
+            if args.postgres:
+                drop_schema(os.environ[args.postgres], store["store_schema"])
 
-        newest = max(r["updated_at"] for r in running.leads.values())
-        step = max(1, args.deals // max(1, args.deals // 100))
-        changed = list(range(1, args.deals + 1, step))[: max(1, args.deals // 100)]
-        for k, i in enumerate(changed):
-            lead = running.leads[i]
-            at = newest + 3600 + k
-            running.status_change(i, at, (1, lead["status_id"]), (1, STATUSES[0][0]))
-            lead.update(status_id=STATUSES[0][0], updated_at=at, closed_at=None)
-        started = time.monotonic()
-        second = run_sync(source.model_dump_json())
-        wall = time.monotonic() - started
-        print(f"incremental after {len(changed)} deals changed: {second['requests']} requests, "
-              f"{second['seconds']:.1f} s ({wall:.1f} s with process start) = "
-              f"{second['seconds'] / first['seconds']:.1%} of the initial (target <= 5%); "
-              f"peak {second['peak_mb']:.0f} MB; 429s {running.over_limit}")
+
+def _measure(args: argparse.Namespace, source, running, events: int) -> int:
+    """The initial sync, the read of its store, then an incremental sync after 1% changed."""
+    print(f"store: {'PostgreSQL' if args.postgres else 'DuckDB'}")
+    first = run_sync(source.model_dump_json())
+    floor = floor_requests(args.deals, events)
+    print(f"initial: {args.deals:,} deals, {events:,} stage changes: {first['requests']} requests "
+          f"(floor {floor}), {first['seconds']:.1f} s; floor time {floor / LIMIT:.1f} s -> "
+          f"{first['seconds'] / (floor / LIMIT):.2f}x (target <= 1.2); peak {first['peak_mb']:.0f} MB; "
+          f"429s {running.over_limit}")
+
+    read = run_sync(source.model_dump_json(), READ)
+    print(f"read (crm.load): {read['deals']:,} deals, {read['history']:,} stage entries in "
+          f"{read['seconds']:.1f} s; peak {read['peak_mb']:.0f} MB")
+
+    newest = max(r["updated_at"] for r in running.leads.values())
+    step = max(1, args.deals // max(1, args.deals // 100))
+    changed = list(range(1, args.deals + 1, step))[: max(1, args.deals // 100)]
+    for k, i in enumerate(changed):
+        lead = running.leads[i]
+        at = newest + 3600 + k
+        running.status_change(i, at, (1, lead["status_id"]), (1, STATUSES[0][0]))
+        lead.update(status_id=STATUSES[0][0], updated_at=at, closed_at=None)
+    started = time.monotonic()
+    second = run_sync(source.model_dump_json())
+    wall = time.monotonic() - started
+    print(f"incremental after {len(changed)} deals changed: {second['requests']} requests, "
+          f"{second['seconds']:.1f} s ({wall:.1f} s with process start) = "
+          f"{second['seconds'] / first['seconds']:.1%} of the initial (target <= 5%); "
+          f"peak {second['peak_mb']:.0f} MB; 429s {running.over_limit}")
     return 0
 
 

@@ -127,7 +127,11 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     try:
-        pipe.run(source, loader_file_format=LOADER_FORMATS.get(pipe.destination.destination_name, "parquet"))
+        with warnings.catch_warnings():
+            # dlt's sqlalchemy merge dedups with `ORDER BY (SELECT NULL)` (as its DuckDB one does),
+            # which SQLAlchemy 2 warns about: noise in a user's sync output
+            warnings.filterwarnings("ignore", message="implicitly coercing SELECT object to scalar subquery")
+            pipe.run(source, loader_file_format=LOADER_FORMATS.get(pipe.destination.destination_name, "parquet"))
     except PipelineStepFailed as exc:
         # A failed extract commits neither rows nor cursors; a package that was extracted but not
         # loaded stays pending and the next run loads it first (with the cursors it carries).
@@ -267,18 +271,20 @@ def open_store(source_config: Any, base_dir: Path | None) -> Store:
 
 def _shown_url(url: str | None) -> str:
     """The URL without its password (and anything else secret-looking)."""
-    from crm.redact import mask
     import sqlalchemy as sa
+    from sqlalchemy.exc import ArgumentError
+
+    from crm.redact import mask
 
     try:
         return mask(sa.engine.make_url(url or "").render_as_string(hide_password=True))
-    except Exception:  # noqa: BLE001 - an unparsable URL: show only that it is one
+    except (ArgumentError, ValueError):  # checked by _check_pg_url first; say only that it is unreadable
         return "<unreadable URL>"
 
 
 def _check_pg_url(url: str, env: str) -> None:
     """A PostgreSQL URL with a host and a database, or one clear error that never shows it."""
-    from urllib.parse import urlsplit
+    from urllib.parse import parse_qs, urlsplit
 
     fix = (f"put a URL like postgresql://crm:<password>@db.example.com:5432/crm in ${env} "
            "(user, password, host, port and database; special characters in the password %-encoded)")
@@ -291,20 +297,15 @@ def _check_pg_url(url: str, env: str) -> None:
         shown = parts.scheme or "none"
         raise DataError(f"the URL in ${env} ([source] store_url_env) is not a PostgreSQL URL (scheme {shown!r})",
                         fix=fix + "; the store is PostgreSQL or, without store_url_env, the local DuckDB file")
-    if not parts.hostname or not parts.path.strip("/"):
-        missing = "host" if not parts.hostname else "database name"
+    host = parts.hostname or parse_qs(parts.query).get("host")  # ?host=/run/postgresql: a Unix socket
+    if not host or not parts.path.strip("/"):
+        missing = "host" if not host else "database name"
         raise DataError(f"the URL in ${env} ([source] store_url_env) has no {missing}", fix=fix)
 
 
 def _libpq_url(url: str) -> str:
     """postgresql://... as libpq and dlt take it (no SQLAlchemy driver suffix)."""
     return "postgresql://" + url.split("://", 1)[1]
-
-
-# dlt's sqlalchemy merge builds `ORDER BY (SELECT NULL)` for its dedup (as its other destinations
-# do), which SQLAlchemy 2 warns about once per process: noise in a user's sync output.
-warnings.filterwarnings("ignore", message="implicitly coercing SELECT object to scalar subquery",
-                        module=r"dlt\.destinations\.impl\.sqlalchemy")
 
 
 def _pg_destination(url: str | None) -> Any:
