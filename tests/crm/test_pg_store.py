@@ -374,3 +374,37 @@ def test_a_dropped_schema_means_a_full_sync_not_a_cursor_past_missing_rows(pg, s
     assert amocrm.sync(source, None).rows["leads"] == N_LEADS + 1
     assert not any("filter[updated_at][from]" in q for q in small_amo.api_calls("leads"))
     assert len(load_crm(source).data.deals) == N_LEADS
+
+
+def test_a_lead_that_comes_back_deleted_is_removed_by_the_merge_in_postgresql(pg, small_amo, tmp_path):
+    """dlt's hard-delete hint (is_deleted) works through the PostgreSQL destination's merge too."""
+    from tests.crm.test_amocrm_sync import _source
+
+    source = _in_pg(_source(small_amo, tmp_path / "store"), tmp_path / "store", pg)
+    amocrm.sync(source, None)
+    assert "7" in set(load_crm(source).data.deals.deal_id)
+    small_amo.leads[7].update(is_deleted=True, updated_at=max(r["updated_at"] for r in small_amo.leads.values()) + 60)
+    amocrm.sync(source, None)
+    assert "7" not in set(load_crm(source).data.deals.deal_id)
+    assert 7 not in set(store_tables(_pg_store(source), "amocrm")["leads"].id)
+
+
+def test_the_cursors_come_back_from_postgresql_when_the_local_working_folder_is_lost(pg, small_amo, tmp_path):
+    """dlt keeps the state in the schema with the rows: a host whose `.dlt/` folder is gone (a
+    new container) goes on incrementally from the cursors in PostgreSQL."""
+    import shutil
+
+    from tests.crm.test_amocrm_sync import DAY, N_LEADS, _source
+
+    source = _in_pg(_source(small_amo, tmp_path / "store", overlap_minutes=5), tmp_path / "store", pg)
+    amocrm.sync(source, None)
+    shutil.rmtree(tmp_path / "store" / ".dlt")
+    newest = max(r["updated_at"] for r in small_amo.leads.values())
+    small_amo.leads[1].update(price=777, updated_at=newest + DAY)
+    small_amo.calls.clear()
+    report = amocrm.sync(source, None)
+    calls = small_amo.api_calls("leads")
+    assert len(calls) == 1 and int(calls[0]["filter[updated_at][from]"]) == newest - 5 * 60
+    assert report.rows["leads"] < 5
+    deals = load_crm(source).data.deals.set_index("deal_id")
+    assert len(deals) == N_LEADS and deals.loc["1", "amount"] == 777
