@@ -115,7 +115,8 @@ def drop_schema(url: str, schema: str) -> None:
     import psycopg
 
     with psycopg.connect("postgresql://" + url.split("://", 1)[1], autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        for name in (schema, f"{schema}_staging"):  # dlt merges through a staging schema beside it
+            con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 def main() -> int:

@@ -43,7 +43,8 @@ def _pg_reachable() -> bool:
 
 @pytest.fixture
 def pg(monkeypatch):
-    """A schema name of this test's own in PostgreSQL (dropped afterwards), the URL in the env."""
+    """A schema name of this test's own in PostgreSQL (dropped afterwards, with dlt's
+    `<schema>_staging`), the URL in the env."""
     if not _pg_reachable():
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL store tests)")
     import psycopg
@@ -52,7 +53,8 @@ def pg(monkeypatch):
     monkeypatch.setenv(URL_ENV, PG_URL)
     yield schema
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as con:
-        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        for name in (schema, f"{schema}_staging"):  # dlt merges through a staging schema beside it
+            con.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 def _in_pg(source: SourceConfig, store: Path, schema: str) -> SourceConfig:
