@@ -264,6 +264,10 @@ def run_check_config(args: argparse.Namespace) -> int:
     say(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
     say(f"  {config.calendar.describe(config.timezone)}")
     say(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
+    from crm.connectors import CONNECTORS
+    if config.source.kind in CONNECTORS:  # where the synced records are (never the URL's password)
+        from crm.connectors import engine
+        say(f"  store: {engine.open_store(config.source, config.base_dir).describe(config.source.kind)}")
     say("  tables:")
     for name in data.table_names():
         origin = data.origins.get(name, "")

@@ -19,6 +19,7 @@ base_url = "https://yourcompany.amocrm.ru"   # or https://yourcompany.kommo.com
 token_env = "CRM_PULSE_AMOCRM_TOKEN"
 # pipelines = ["Продажи"]                     # ids or names; all when left out
 # store = "crm-store"                         # the synced store's folder, next to this file
+# store_url_env = "CRM_PULSE_STORE_URL"       # PostgreSQL instead: the variable holding its URL
 # overlap_minutes = 10                        # each sync goes back this far (clock skew)
 # requests_per_second = 7                     # at most this many in any second (amoCRM: 7)
 # Custom field names -> contract columns (deals: source, region; clients: region, segment):
@@ -34,6 +35,7 @@ kind = "bitrix24"
 webhook_env = "CRM_PULSE_BITRIX24_WEBHOOK"
 # pipelines = ["Продажи"]                     # pipeline (category) ids or names; all when left out
 # store = "crm-store"                         # the synced store's folder, next to this file
+# store_url_env = "CRM_PULSE_STORE_URL"       # PostgreSQL instead: the variable holding its URL
 # requests_per_second = 2                     # Bitrix24's leaky bucket drains 2 a second
 # deletion_check_minutes = 0                  # compare all ID lists for deletions (0 = each sync; deals: each sync always)
 # [source.custom_fields.deals]                # field codes -> contract columns
@@ -55,6 +57,7 @@ base_url = "https://yourcompany.pipedrive.com"   # your company address
 token_env = "CRM_PULSE_PIPEDRIVE_TOKEN"
 # pipelines = ["Продажи"]                     # ids or names; all when left out
 # store = "crm-store"                         # the synced store's folder, next to this file
+# store_url_env = "CRM_PULSE_STORE_URL"       # PostgreSQL instead: the variable holding its URL
 # requests_per_second = 7                     # under every plan's limit (20+ per 2 s)
 # Custom field names -> contract columns (deals: source, region; clients: region, segment):
 # [source.custom_fields.deals]

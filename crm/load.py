@@ -132,13 +132,13 @@ def read_store(source: SourceConfig, base_dir: Path | None) -> dict[str, RawTabl
     through the same normalisation and checks as an exported file."""
     from crm.connectors import connector, engine
 
-    folder = engine.store_folder(source.store, base_dir)
-    con = engine.connect_read_only(folder)
+    store = engine.open_store(source, base_dir)
+    con = store.read(source.kind)
     try:
         frames = connector(source.kind).raw_tables(con, source)
     finally:
         con.close()
-    origin = f"{source.kind} store {engine.database_path(folder)}"
+    origin = f"{source.kind} store {store.where(source.kind)}"
     return {t: RawTable(f, f"{origin}: {t}", row_offset=1, row_kind="record", text=False)
             for t, f in frames.items()}
 

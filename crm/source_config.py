@@ -6,6 +6,7 @@ with the nearest known name, because a silently ignored mapping changes results.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -105,6 +106,9 @@ class SourceConfig(BaseModel):
       the full ID lists are compared to find deleted records (0 = every sync; the deals' IDs
       are compared on every sync whatever it says); `custom_fields`
       name Bitrix24 field codes (UF_CRM_...).
+    - every CRM API kind: `store_url_env` names the variable holding a PostgreSQL URL to sync into
+      that database instead of the local DuckDB file (`store` then keeps only dlt's working
+      folder and token files); `store_schema` is the schema there (default: the kind).
     - kind "pipedrive": the same keys; `base_url` is the company address
       (https://yourcompany.pipedrive.com) and `token_env` names the API token's variable (no OAuth).
     """
@@ -143,6 +147,10 @@ class SourceConfig(BaseModel):
     overlap_minutes: float = Field(10.0, ge=0, le=24 * 60, allow_inf_nan=False)
     requests_per_second: float = Field(7.0, gt=0, le=100, allow_inf_nan=False)
     webhook_env: str | None = None
+    # The synced store in PostgreSQL instead of the local DuckDB file: the NAME of the environment
+    # variable holding its URL, and the schema (default: the CRM kind). crm.connectors.engine.
+    store_url_env: str | None = None
+    store_schema: str | None = None
     deletion_check_minutes: float = Field(0.0, ge=0, le=7 * 24 * 60, allow_inf_nan=False)
 
     @field_validator("files", "tables")
@@ -246,7 +254,16 @@ class SourceConfig(BaseModel):
             )
         return value
 
-    @field_validator("token_env", "client_id_env", "client_secret_env", "refresh_token_env", "webhook_env")
+    @field_validator("store_schema")
+    @classmethod
+    def _store_schema(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(f"store_schema: {value!r} is not a schema name crm-pulse can use: lower-case "
+                             "letters, digits and _, starting with a letter, at most 63 characters (like \"crm_amocrm\")")
+        return value
+
+    @field_validator("token_env", "client_id_env", "client_secret_env", "refresh_token_env", "webhook_env",
+                     "store_url_env")
     @classmethod
     def _api_env_names(cls, value: str | None, info) -> str | None:
         """A token pasted where its variable's NAME belongs: refuse, never echo it."""
@@ -302,7 +319,7 @@ class SourceConfig(BaseModel):
     def _api_keys_need_api_kind(self) -> "SourceConfig":
         """API keys under kind files/sql would be silently ignored, and the reverse: say so."""
         api_keys = ("base_url", "token_env", "client_id_env", "client_secret_env", "refresh_token_env",
-                    "redirect_uri", "pipelines", "custom_fields", "webhook_env")
+                    "redirect_uri", "pipelines", "custom_fields", "webhook_env", "store_url_env", "store_schema")
         if self.kind in ("files", "sql"):
             stray = [k for k in api_keys if getattr(self, k)]
             if stray:
@@ -314,6 +331,10 @@ class SourceConfig(BaseModel):
         if stray:
             raise ValueError(f"{', '.join(stray)}: not used by kind = \"{self.kind}\" (it reads the synced "
                              "store in `store`); remove them")
+        if self.store_schema and not self.store_url_env:
+            raise ValueError("store_schema: only for a PostgreSQL store: set store_url_env to the NAME of the "
+                             "environment variable holding its URL, or remove store_schema (the local DuckDB "
+                             "file has one schema per CRM)")
         if self.kind == "bitrix24":
             return self._bitrix24_keys()
         if self.webhook_env:

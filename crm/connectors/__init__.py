@@ -3,7 +3,8 @@
 Network code lives only here (and in bot/channels). A connector module exposes
 `sync(source, base_dir, ...) -> SyncReport`, `check(source, base_dir) -> CheckReport` and
 `raw_tables(con, source) -> {canonical table: DataFrame}` (how its stored records become the
-canonical tables). The engine (crm.connectors.engine) is dlt with an embedded DuckDB file.
+canonical tables). The engine (crm.connectors.engine) is dlt loading into an embedded DuckDB
+file, or PostgreSQL when `[source] store_url_env` names its URL (engine.Store).
 """
 from __future__ import annotations
 

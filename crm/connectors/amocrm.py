@@ -654,16 +654,16 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     """Take what changed since the last sync (everything the first time) into the store, then
     remove what was deleted in amoCRM. Raises DataError (credentials, store) or the HTTP error."""
     started = time.monotonic()
-    folder = engine.store_folder(source_config.store, base_dir)
-    api = Api(source_config, folder, on_secret, backoff=backoff)
-    pipe = engine.pipeline(folder, KIND)
+    store = engine.open_store(source_config, base_dir)
+    api = Api(source_config, store.folder, on_secret, backoff=backoff)
+    pipe = store.pipeline(KIND)
     missing: dict[str, str] = {}
     try:
         rows = engine.run(pipe, source(api, int(source_config.overlap_minutes * 60), missing,
-                                       _known_deletions(folder)))
+                                       _known_deletions(store)))
     except requests.HTTPError as exc:
         raise _http_error(exc, source_config) from None
-    deleted = _apply_deletions(folder)
+    deleted = _apply_deletions(store)
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
                              seconds=time.monotonic() - started, missing=dict(sorted(missing.items())))
 
@@ -686,18 +686,17 @@ DELETES = {"lead_deleted": ("leads", "entity_id"), "contact_deleted": ("contacts
            "common_note_deleted": ("notes", "note_id")}
 
 
-def _apply_deletions(folder: Path) -> int:
+def _apply_deletions(store: engine.Store) -> int:
     """Records deleted in amoCRM leave the store: those whose deletion is newer than their last
     update, or that were last loaded before the sync that first saw the deletion (a server
     whose event clock is behind its records' clock; each deletion is stored once, see
     `_known_deletions`). One restored and changed since is loaded again, after the deletion,
     and stays. A deleted lead's events, notes and tasks are no longer read (raw_tables joins
     them on the leads)."""
-    import duckdb
-
-    con = duckdb.connect(str(engine.database_path(folder)))
+    s = store.dataset(KIND)
+    con = store.connect()
     try:
-        have = _tables(con)
+        have = engine.tables(con, s)
         if "deletions" not in have:
             return 0
         gone = 0
@@ -705,28 +704,27 @@ def _apply_deletions(folder: Path) -> int:
             if table not in have:
                 continue
             row = con.execute(
-                f"DELETE FROM {KIND}.{table} t USING {KIND}.deletions d "
+                f"DELETE FROM {s}.{table} t USING {s}.deletions d "
                 f"WHERE d.type = ? AND d.{column} = t.id AND (d.created_at >= t.updated_at "
-                f"OR CAST(t._dlt_load_id AS DOUBLE) < CAST(d._dlt_load_id AS DOUBLE))", [event]).fetchone()
+                f"OR CAST(t._dlt_load_id AS DOUBLE PRECISION) < CAST(d._dlt_load_id AS DOUBLE PRECISION))",
+                [event]).fetchone()
             gone += int(row[0]) if row else 0
         return gone
     finally:
         con.close()
 
 
-def _known_deletions(folder: Path) -> set[str]:
+def _known_deletions(store: engine.Store) -> set[str]:
     """The deletion events already stored: not merged again when the overlap reads them twice,
     so a deletion's load stays the sync that first saw it (see _apply_deletions)."""
-    import duckdb
-
-    path = engine.database_path(folder)
-    if not path.is_file():
+    if not store.exists(KIND):
         return set()
-    con = duckdb.connect(str(path))
+    s = store.dataset(KIND)
+    con = store.connect()
     try:
-        if "deletions" not in _tables(con):
+        if "deletions" not in engine.tables(con, s):
             return set()
-        return {str(r[0]) for r in con.execute(f"SELECT id FROM {KIND}.deletions").fetchall()}
+        return {str(r[0]) for r in con.execute(f"SELECT id FROM {s}.deletions").fetchall()}
     finally:
         con.close()
 

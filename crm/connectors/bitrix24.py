@@ -607,13 +607,13 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     when the ID check is due, remove what is no longer in Bitrix24 and fetch what the store
     lacks. Raises DataError (webhook, permissions, store) or what stopped the load."""
     started = time.monotonic()
-    folder = engine.store_folder(source_config.store, base_dir)
+    store = engine.open_store(source_config, base_dir)
     api = Api(source_config, on_secret, backoff=backoff)
-    pipe = engine.pipeline(folder, KIND)
+    pipe = store.pipeline(KIND)
     parts: dict[str, str] = {}
     try:
         rows = engine.run(pipe, source(api, source_config, parts))
-        deleted, missing = _check_ids(api, folder, source_config, time.time() if now is None else now, parts)
+        deleted, missing = _check_ids(api, store, source_config, time.time() if now is None else now, parts)
         if missing:
             for table, n in engine.run(pipe, _missing_source(api, source_config, missing)).items():
                 rows[table] = rows.get(table, 0) + n
@@ -641,7 +641,7 @@ def _error(exc: Exception, source_config: SourceConfig) -> DataError:
 
 # --- deletions (and records a shifted page skipped) ---------------------------------------------
 
-def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float,
+def _check_ids(api: Api, store: engine.Store, source_config: SourceConfig, now: float,
                parts: dict[str, str] | None = None) -> tuple[int, dict[str, list[int]]]:
     """Compare the full ID lists with the store, remove what Bitrix24 no longer has, and return
     the IDs it has that the store lacks (a record deleted while pages were read shifts the later
@@ -653,14 +653,13 @@ def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float,
 
     The check's time is written in the same transaction as the deletions, so an interrupted
     check is simply done again next time. The store is opened only around the reads and the
-    transaction: `scan` can read it while the ID lists are fetched."""
-    import duckdb
-
-    path = str(engine.database_path(folder))
-    con = duckdb.connect(path)
+    transaction: `scan` can read it while the ID lists are fetched. The SQL is valid in DuckDB
+    and PostgreSQL alike (the store may be either: engine.Store)."""
+    s = store.dataset(KIND)
+    con = store.connect()
     try:
-        have = _tables(con)
-        row = con.execute(f"SELECT max(checked_at) FROM {KIND}.deletion_checks").fetchone() \
+        have = engine.tables(con, s)
+        row = con.execute(f"SELECT max(checked_at) FROM {s}.deletion_checks").fetchone() \
             if "deletion_checks" in have else None
     finally:
         con.close()
@@ -669,21 +668,22 @@ def _check_ids(api: Api, folder: Path, source_config: SourceConfig, now: float,
     tables = [t for t in SWEPT if t in have and t not in (parts or {}) and (full or t in EVERY_SYNC)]
     present = _all_ids(api, tables)
     gone, missing = 0, {}
-    con = duckdb.connect(path)
+    con = store.connect()
     try:
         con.execute("BEGIN TRANSACTION")
         for table, ids in present.items():
-            con.execute("CREATE OR REPLACE TEMP TABLE present AS SELECT UNNEST(?::BIGINT[]) AS id", [ids])
-            found = con.execute(f"DELETE FROM {KIND}.{table} WHERE id NOT IN (SELECT id FROM present)").fetchone()
+            con.execute("DROP TABLE IF EXISTS present")
+            con.execute("CREATE TEMP TABLE present AS SELECT UNNEST(?::BIGINT[]) AS id", [ids])
+            found = con.execute(f"DELETE FROM {s}.{table} WHERE id NOT IN (SELECT id FROM present)").fetchone()
             gone += int(found[0]) if found else 0
             lacking = [int(r[0]) for r in con.execute(
-                f"SELECT id FROM present WHERE id NOT IN (SELECT id FROM {KIND}.{table}) ORDER BY id").fetchall()]
+                f"SELECT id FROM present WHERE id NOT IN (SELECT id FROM {s}.{table}) ORDER BY id").fetchall()]
             if lacking:
                 missing[table] = lacking
         if full:
-            con.execute(f"CREATE TABLE IF NOT EXISTS {KIND}.deletion_checks (checked_at DOUBLE)")
-            con.execute(f"DELETE FROM {KIND}.deletion_checks")
-            con.execute(f"INSERT INTO {KIND}.deletion_checks VALUES (?)", [now])
+            con.execute(f"CREATE TABLE IF NOT EXISTS {s}.deletion_checks (checked_at DOUBLE PRECISION)")
+            con.execute(f"DELETE FROM {s}.deletion_checks")
+            con.execute(f"INSERT INTO {s}.deletion_checks VALUES (?)", [now])
         con.execute("COMMIT")
     finally:
         con.close()

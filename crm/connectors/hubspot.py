@@ -588,14 +588,14 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     remove the deals and emails archived in HubSpot. Raises DataError (credentials, limits,
     store) or the HTTP error."""
     started = time.monotonic()
-    folder = engine.store_folder(source_config.store, base_dir)
+    store = engine.open_store(source_config, base_dir)
     api = Api(source_config, on_secret, backoff=backoff)
-    pipe = engine.pipeline(folder, KIND)
+    pipe = store.pipeline(KIND)
     try:
         rows = engine.run(pipe, source(api, source_config))
     except requests.HTTPError as exc:
         raise _http_error(exc, source_config) from None
-    deleted = _apply_deletions(folder)
+    deleted = _apply_deletions(store)
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
                              seconds=time.monotonic() - started)
 
@@ -626,16 +626,15 @@ def _http_error(exc: requests.HTTPError, source_config: SourceConfig) -> DataErr
                      "error is retried by the next sync")
 
 
-def _apply_deletions(folder: Path) -> int:
+def _apply_deletions(store: engine.Store) -> int:
     """Deals and emails archived in HubSpot (after their last change we hold) leave the store."""
-    import duckdb
-
-    con = duckdb.connect(str(engine.database_path(folder)))
+    s = store.dataset(KIND)
+    con = store.connect()
     try:
-        have, gone = _tables(con), 0
+        have, gone = engine.tables(con, s), 0
         for table in ("deals", "emails", "leads"):
             if {table, f"{table}_archived"} <= have:
-                n = con.execute(f"DELETE FROM {KIND}.{table} t USING {KIND}.{table}_archived a "
+                n = con.execute(f"DELETE FROM {s}.{table} t USING {s}.{table}_archived a "
                                 "WHERE a.id = t.id AND coalesce(a.archived_at, 0) >= coalesce(t.updated_at, 0)").fetchone()
                 gone += int(n[0]) if n else 0
         return gone
@@ -644,8 +643,7 @@ def _apply_deletions(folder: Path) -> int:
 
 
 def _tables(con: Any) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [KIND]).fetchall()}
+    return engine.tables(con, KIND)
 
 
 # --- check -------------------------------------------------------------------------------------

@@ -437,22 +437,21 @@ def details(api: Api, batch: list[dict]) -> Any:
     return pipedrive()
 
 
-def _next_batch(folder: Path, after: tuple[int, int] | None, overlap: int) -> tuple[list[dict], tuple[int, int]]:
+def _next_batch(store: engine.Store, after: tuple[int, int] | None, overlap: int) -> tuple[list[dict], tuple[int, int]]:
     """The next DETAIL_BATCH stored deals in (update_time, id) order after `after`; None means
     "where the last committed batch ended, minus the overlap" (the start of a sync)."""
-    import duckdb
-
-    con = duckdb.connect(str(engine.database_path(folder)), read_only=True)
+    s = store.dataset(KIND)
+    con = store.connect(read_only=True)
     try:
-        have = engine.tables(con, KIND)
+        have = engine.tables(con, s)
         if after is None:
-            mark = con.execute(f"SELECT update_time, id FROM {KIND}.detail_progress").fetchone() \
+            mark = con.execute(f"SELECT update_time, id FROM {s}.detail_progress").fetchone() \
                 if "detail_progress" in have else None
             after = (int(mark[0]) - overlap, -1) if mark else (-(2 ** 62), -1)
         if "deals" not in have:
             return [], after
         rows = con.execute(f"""
-            SELECT id, update_time, stage_change_time, email_messages_count FROM {KIND}.deals
+            SELECT id, update_time, stage_change_time, email_messages_count FROM {s}.deals
             WHERE update_time > ? OR (update_time = ? AND id > ?)
             ORDER BY update_time, id LIMIT {DETAIL_BATCH}""", [after[0], after[0], after[1]]).fetchall()
     finally:
@@ -467,21 +466,21 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
     """Take what changed since the last sync (everything the first time) into the store; deals
     deleted in Pipedrive leave it. Raises DataError (credentials, budget, store) or the HTTP error."""
     started = time.monotonic()
-    folder = engine.store_folder(source_config.store, base_dir)
+    store = engine.open_store(source_config, base_dir)
     api = Api(source_config, on_secret, backoff=backoff)
-    pipe = engine.pipeline(folder, KIND)
-    before = _deal_ids(folder)
+    pipe = store.pipeline(KIND)
+    before = _deal_ids(store)
     overlap = int(source_config.overlap_minutes * 60)
     rows: dict[str, int] = {}
     try:
         rows.update(engine.run(pipe, source(api, overlap)))
-        _apply_deletions(folder)
+        _apply_deletions(store)
         # The flow and mail of each changed deal, in committed batches: a first sync of a big
         # account (one or two requests per deal) that is stopped by the daily budget, an error or
         # a kill goes on from its last batch next time instead of starting over.
         after = None
         while True:
-            batch, after = _next_batch(folder, after, overlap)
+            batch, after = _next_batch(store, after, overlap)
             if not batch:
                 break
             for table, n in engine.run(pipe, details(api, batch)).items():
@@ -495,39 +494,36 @@ def sync(source_config: SourceConfig, base_dir: Path | None, *, on_secret: OnSec
                         fix="the daily token budget resets at midnight (UTC); the next sync resumes where "
                         "this one stopped (the lists from the last complete sync, the per-deal history "
                         "from its last finished batch). Sync less often if this repeats") from None
-    deleted = len(before - _deal_ids(folder))
+    deleted = len(before - _deal_ids(store))
     if deleted:
         log.info("Pipedrive: %d deal(s) deleted in Pipedrive removed from the store", deleted)
     return engine.SyncReport(KIND, rows=rows, requests=api.throttle.count, deleted=deleted,
                              seconds=time.monotonic() - started)
 
 
-def _apply_deletions(folder: Path) -> None:
+def _apply_deletions(store: engine.Store) -> None:
     """Deals Pipedrive lists as deleted leave the store (their flow, mail and activities are no
     longer read: raw_tables joins on deals). Done after the load, so a sync killed before it
     leaves them to the next sync, which lists them again."""
-    import duckdb
-
-    con = duckdb.connect(str(engine.database_path(folder)))
+    s = store.dataset(KIND)
+    con = store.connect()
     try:
-        if {"deals", "deal_deletions"} <= engine.tables(con, KIND):
-            con.execute(f"DELETE FROM {KIND}.deals d USING {KIND}.deal_deletions x WHERE x.id = d.id")
+        if {"deals", "deal_deletions"} <= engine.tables(con, s):
+            con.execute(f"DELETE FROM {s}.deals d USING {s}.deal_deletions x WHERE x.id = d.id")
     finally:
         con.close()
 
 
-def _deal_ids(folder: Path) -> set[int]:
+def _deal_ids(store: engine.Store) -> set[int]:
     """The deal ids in the store: those gone after a sync are the deletions it applied."""
-    import duckdb
-
-    path = engine.database_path(folder)
-    if not path.is_file():
+    if not store.exists(KIND):
         return set()
-    con = duckdb.connect(str(path), read_only=True)
+    s = store.dataset(KIND)
+    con = store.connect(read_only=True)
     try:
-        if "deals" not in engine.tables(con, KIND):
+        if "deals" not in engine.tables(con, s):
             return set()
-        return {int(r[0]) for r in con.execute(f"SELECT id FROM {KIND}.deals").fetchall()}
+        return {int(r[0]) for r in con.execute(f"SELECT id FROM {s}.deals").fetchall()}
     finally:
         con.close()
 

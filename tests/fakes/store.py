@@ -1,15 +1,23 @@
-"""What a connector's synced store holds, for comparing two syncs (killed vs uninterrupted, etc.)."""
+"""What a connector's synced store holds, for comparing two syncs (killed vs uninterrupted,
+DuckDB vs PostgreSQL, etc.). A store is its folder (the DuckDB file in it) or an engine.Store
+(either kind: a PostgreSQL one is read through its DuckDB copy, as crm.load reads it)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import duckdb
 import pandas as pd
 
 
-def store_tables(store: Path, schema: str) -> dict[str, pd.DataFrame]:
+def _open(store: Any, schema: str) -> Any:
+    from crm.connectors import engine
+
+    return (store if isinstance(store, engine.Store) else engine.Store(Path(store))).read(schema)
+
+
+def store_tables(store: Any, schema: str) -> dict[str, pd.DataFrame]:
     """Every synced table of `schema` without dlt's bookkeeping columns, sorted."""
-    con = duckdb.connect(str(store / "crm.duckdb"), read_only=True)
+    con = _open(store, schema)
     try:
         names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
                                            "WHERE table_schema = ? AND table_name NOT LIKE '_dlt%'", [schema]).fetchall()]
@@ -23,7 +31,7 @@ def store_tables(store: Path, schema: str) -> dict[str, pd.DataFrame]:
         con.close()
 
 
-def assert_same_store(left: Path, right: Path, schema: str) -> None:
+def assert_same_store(left: Any, right: Any, schema: str) -> None:
     """The two stores hold the same tables with the same rows."""
     a, b = store_tables(left, schema), store_tables(right, schema)
     assert a.keys() == b.keys()
