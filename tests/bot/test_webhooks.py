@@ -334,3 +334,25 @@ async def test_webhooks_can_share_the_metrics_port_and_sync_only(amo, tmp_path, 
         await asyncio.wait_for(task, 20)
     assert scans == []  # scan = false: the sync alone, as the scheduled sync job does
     assert TOKEN not in caplog.text
+
+
+def test_run_refuses_to_start_without_a_usable_token_and_masks_it(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from bot.app import run
+    from bot.logsafe import config_secret_values
+
+    (tmp_path / "config.toml").write_text(
+        '[source]\nkind = "bitrix24"\nwebhook_env = "HOOK_B24"\n[telegram]\nenabled = true\ntoken_env = "HOOK_TG"\n'
+        f'[state]\nurl = "sqlite:///{tmp_path / "s.db"}"\n[webhook]\nenabled = true\ntoken_env = "HOOK_TOKEN"\n'
+        'application_token_env = "HOOK_APP"\n', encoding="utf-8")
+    monkeypatch.setenv("HOOK_B24", "https://demo.bitrix24.ru/rest/1/abcdef123456/")
+    monkeypatch.setenv("HOOK_TG", "7000000001:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw8")
+    monkeypatch.setenv("HOOK_TOKEN", "tooshort")
+    monkeypatch.setenv("HOOK_APP", APP_TOKEN)
+    assert run(SimpleNamespace(config=str(tmp_path / "config.toml"), log_level="INFO")) == 2
+    err = capsys.readouterr().err
+    assert "webhook.token_env" in err and "16 to 200 letters" in err and "tooshort" not in err
+    monkeypatch.setenv("HOOK_TOKEN", TOKEN)
+    cfg = parse_config((tmp_path / "config.toml").read_text(encoding="utf-8"))
+    assert {TOKEN, APP_TOKEN} <= set(config_secret_values(cfg))  # masked in every log line once registered
