@@ -187,8 +187,11 @@ async def _serve(config: Config, *, stop: asyncio.Event | None, channels: dict[s
     if config.webhook.enabled:  # a CRM's call runs the scheduled job's own path (sync, or scan = sync + alerts)
         from bot.webhooks import WebhookServer, endpoint_for, shares_metrics_port
 
-        endpoint = endpoint_for(config, jobs.run_scan if config.webhook.scan else jobs.run_sync)
+        endpoint = endpoint_for(config, jobs.run_scan if config.webhook.scan else jobs.run_sync,
+                                lambda outcome: jobs.metrics.webhooks.labels(outcome).inc())
         trigger = endpoint.trigger
+        for outcome in ("accepted", "refused", "wrong_token"):
+            jobs.metrics.webhooks.labels(outcome)  # 0 from the start, as the other counters
         hook_routes.append(endpoint.add_to)
         if not shares_metrics_port(config):
             started.append(WebhookServer(config.webhook.host, config.webhook.port, hook_routes))

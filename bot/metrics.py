@@ -62,6 +62,9 @@ class Metrics:
                                 "Messages the outbox sent, failed for good, or put back to retry, per channel",
                                 ["channel", "outcome"], registry=r)
         self.syncs = Counter("crm_pulse_syncs", "CRM API syncs run, by outcome", ["outcome"], registry=r)
+        self.webhooks = Counter("crm_pulse_webhook_calls",
+                                "CRM webhook calls, by outcome (accepted; refused: a bad body or application "
+                                "token; wrong_token: answered 404)", ["outcome"], registry=r)
         self.last_scan = Gauge("crm_pulse_last_successful_scan_timestamp_seconds",
                                "Unix time the last successful scan finished", registry=r)
         self.last_sync = Gauge("crm_pulse_last_successful_sync_timestamp_seconds",

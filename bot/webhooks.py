@@ -160,8 +160,9 @@ class WebhookEndpoint:
     """The `POST /crm-webhook/<token>` page: added to the [metrics] server or its own one."""
 
     def __init__(self, kind: str, token: str, trigger: SyncTrigger, *, application_token: str | None = None,
-                 max_body: int = 256 * 1024) -> None:
+                 max_body: int = 256 * 1024, observe: Callable[[str], None] | None = None) -> None:
         self.kind = kind
+        self.observe = observe or (lambda outcome: None)  # Metrics.webhooks: accepted / refused / wrong_token
         self._token = token.encode("utf-8")
         self._app_token = application_token.encode("utf-8") if application_token else None
         self.trigger = trigger
@@ -176,6 +177,7 @@ class WebhookEndpoint:
 
         token = request.match_info.get("token", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(token, self._token):
+            self.observe("wrong_token")
             self._warn("a call to /crm-webhook/ with a wrong token was answered 404 (the token is not logged; "
                        "check the URL registered in the CRM)")
             raise web.HTTPNotFound()
@@ -195,6 +197,7 @@ class WebhookEndpoint:
             if not hmac.compare_digest(given, self._app_token):
                 return self._refuse(403, "auth[application_token] does not match webhook.application_token_env "
                                          "(copy the token Bitrix24 shows for the outbound webhook)")
+        self.observe("accepted")
         outcome = self.trigger.poke()
         log.info("webhook from %s (%s): sync %s", call.kind, call.describe(),
                  {"scheduled": f"in {self.trigger.delay:g} s", "coalesced": "already due, joined it",
@@ -204,6 +207,7 @@ class WebhookEndpoint:
     def _refuse(self, status: int, reason: str) -> Any:
         from aiohttp import web
 
+        self.observe("refused")
         self._warn(f"a webhook call was refused ({status}): {reason}")
         return web.json_response({"status": "refused", "reason": reason}, status=status)
 
@@ -245,13 +249,14 @@ def webhook_problems(config: Config) -> list[str]:
     return []
 
 
-def endpoint_for(config: Config, job: Callable[[], Awaitable[Any]]) -> WebhookEndpoint:
+def endpoint_for(config: Config, job: Callable[[], Awaitable[Any]],
+                 observe: Callable[[str], None] | None = None) -> WebhookEndpoint:
     """The endpoint [webhook] describes, running `job` (debounced) on each valid call."""
     hook = config.webhook
     return WebhookEndpoint(config.source.kind, config.secret(hook.token_env) or "",
                            SyncTrigger(job, hook.debounce_seconds),
                            application_token=config.secret(hook.application_token_env),
-                           max_body=hook.max_body_kb * 1024)
+                           max_body=hook.max_body_kb * 1024, observe=observe)
 
 
 def shares_metrics_port(config: Config) -> bool:

@@ -320,11 +320,16 @@ async def test_webhooks_can_share_the_metrics_port_and_sync_only(amo, tmp_path, 
     try:
         await wait_for(lambda: "CRM webhooks on /crm-webhook/<token>" in caplog.text, timeout=15)
         assert (await post(port, f"/crm-webhook/{TOKEN}", AMO_BODY))[0] == 200
+        assert (await post(port, "/crm-webhook/not-the-token-0123456789", AMO_BODY))[0] == 404
+        assert (await post(port, f"/crm-webhook/{TOKEN}", "x=1"))[0] == 400
+        page = ""
 
         async def synced() -> bool:
+            nonlocal page
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
-                    return 'crm_pulse_syncs_total{outcome="ok"} 1.0' in await r.text()
+                    page = await r.text()
+                    return 'crm_pulse_syncs_total{outcome="ok"} 1.0' in page
         deadline = asyncio.get_running_loop().time() + 20
         while not await synced():
             assert asyncio.get_running_loop().time() < deadline, "the webhook's sync never ran"
@@ -333,6 +338,8 @@ async def test_webhooks_can_share_the_metrics_port_and_sync_only(amo, tmp_path, 
         stop.set()
         await asyncio.wait_for(task, 20)
     assert scans == []  # scan = false: the sync alone, as the scheduled sync job does
+    for outcome in ("accepted", "refused", "wrong_token"):
+        assert f'crm_pulse_webhook_calls_total{{outcome="{outcome}"}} 1.0' in page
     assert TOKEN not in caplog.text
 
 
