@@ -97,7 +97,7 @@ class Job:
 
 
 async def test_a_burst_makes_one_run_and_calls_during_a_run_make_at_most_one_more():
-    job = Job(seconds=0.3)
+    job = Job(seconds=0.6)
     trigger = SyncTrigger(job, delay=0.1)
     assert [trigger.poke() for _ in range(30)] == ["scheduled"] + ["coalesced"] * 29
     await wait_for(lambda: job.started == 1)
@@ -181,7 +181,7 @@ async def test_a_burst_of_bitrix24_calls_makes_one_sync(hook_server, caplog):
 
 
 async def test_calls_during_a_slow_sync_make_exactly_one_more(hook_server):
-    port, job, _ = await hook_server("amocrm", seconds=0.6, delay=0.1)
+    port, job, _ = await hook_server("amocrm", seconds=1.5, delay=0.1)
     assert (await post(port, f"/crm-webhook/{TOKEN}", AMO_BODY))[0] == 200
     await wait_for(lambda: job.started == 1)
     answers = [await post(port, f"/crm-webhook/{TOKEN}", AMO_BODY) for _ in range(10)]
