@@ -182,8 +182,23 @@ async def _serve(config: Config, *, stop: asyncio.Event | None, channels: dict[s
         if sender is None:  # the chats and the scheduler are still starting
             return health(False, {}, starting=True)
         return health(scheduler.running, jobs.failing, sender_running=not sender.done())
+    hook_routes: list[Any] = []
+    trigger: Any = None
+    if config.webhook.enabled:  # a CRM's call runs the scheduled job's own path (sync, or scan = sync + alerts)
+        from bot.webhooks import WebhookServer, endpoint_for, shares_metrics_port
+
+        endpoint = endpoint_for(config, jobs.run_scan if config.webhook.scan else jobs.run_sync,
+                                lambda outcome: jobs.metrics.webhooks.labels(outcome).inc())
+        trigger = endpoint.trigger
+        for outcome in ("accepted", "refused", "wrong_token"):
+            jobs.metrics.webhooks.labels(outcome)  # 0 from the start, as the other counters
+        hook_routes.append(endpoint.add_to)
+        if not shares_metrics_port(config):
+            started.append(WebhookServer(config.webhook.host, config.webhook.port, hook_routes))
+            hook_routes = []
     if config.metrics.enabled:  # started first: a port taken stops the start before any chat is touched
-        started.append(MetricsServer(jobs.metrics, current_health, config.metrics.host, config.metrics.port))
+        started.insert(0, MetricsServer(jobs.metrics, current_health, config.metrics.host, config.metrics.port,
+                                        hook_routes))
     try:
         for server in started:
             await server.start()
@@ -214,6 +229,8 @@ async def _serve(config: Config, *, stop: asyncio.Event | None, channels: dict[s
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False) if scheduler.running else None
+        if trigger is not None:  # a webhook's sync that is running gets to finish writing the store
+            await trigger.close()
         if starting is not None and not starting.done():  # let a first scan/catch-up finish writing
             try:
                 await asyncio.wait_for(asyncio.shield(starting), 10)
@@ -259,9 +276,11 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(redact(str(e)), file=sys.stderr)
         return 2
-    problems = missing_secrets(config)
+    from bot.webhooks import webhook_problems
+
+    problems = missing_secrets(config) + webhook_problems(config)
     if problems:
-        print(f"{config.source_name}: cannot start, {len(problems)} secret(s) missing from the environment:", file=sys.stderr)
+        print(f"{config.source_name}: cannot start, {len(problems)} secret(s) missing from the environment or unusable:", file=sys.stderr)
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return 2

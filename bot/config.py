@@ -238,6 +238,26 @@ class MetricsConfig(_Strict):
     _host = field_validator("host")(classmethod(lambda cls, v: _check_listen(v)))
 
 
+WEBHOOK_KINDS = ("amocrm", "bitrix24")  # the CRMs that call a URL on a lead/deal change
+
+
+class WebhookConfig(_Strict):
+    """`crm-pulse run` accepts amoCRM / Bitrix24 webhooks at /crm-webhook/<token> (bot.webhooks)
+    and syncs (and scans) within seconds instead of at the next cron tick. Off by default.
+    Same host and port as an enabled [metrics]: served by that server."""
+    enabled: bool = False
+    host: str = "127.0.0.1"  # "0.0.0.0" behind a reverse proxy / in a container
+    port: int = Field(9465, ge=1, le=65535)
+    token_env: str = "CRM_PULSE_WEBHOOK_TOKEN"  # the secret part of the URL (16+ letters, digits, - or _)
+    application_token_env: str | None = None  # Bitrix24: auth[application_token] must match this
+    debounce_seconds: float = Field(5.0, ge=0, le=600, allow_inf_nan=False)  # calls within it: one sync
+    scan: bool = True  # after the sync, scan: critical insights (a lead SLA breach) go out at once
+    max_body_kb: int = Field(256, ge=1, le=10_240)
+
+    _host = field_validator("host")(classmethod(lambda cls, v: _check_listen(v)))
+    _env = _env_validator("token_env", "application_token_env", example="CRM_PULSE_WEBHOOK_TOKEN")
+
+
 STATE_DIALECTS = ("sqlite", "postgresql")
 
 
@@ -443,6 +463,7 @@ class _FileConfig(_Strict):
     slack: SlackConfig = SlackConfig()
     state: StateConfig = StateConfig()
     metrics: MetricsConfig = MetricsConfig()
+    webhook: WebhookConfig = WebhookConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     calendar: CalendarConfig = CalendarConfig()
     recipients: list[Recipient] = []
@@ -699,7 +720,29 @@ def _cross_checks(data: dict[str, Any]) -> list[str]:
             if v in owners:
                 problems.append(f"recipients[{i}] (id {r.get('id')!r}).{attr}: {v} already belongs to {owners[v]}")
             owners.setdefault(v, repr(r.get("id")))
+    problems += _webhook_checks(data)
     return problems
+
+
+def _webhook_checks(data: dict[str, Any]) -> list[str]:
+    """[webhook] needs a CRM that calls webhooks as the source, and may share [metrics]'s port only
+    on the same host (one server serves both)."""
+    hook = data.get("webhook") if isinstance(data.get("webhook"), dict) else {}
+    if hook.get("enabled") is not True:
+        return []
+    out: list[str] = []
+    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    kind = source.get("kind", "files")
+    if kind not in WEBHOOK_KINDS:
+        out.append(f"webhook.enabled: webhooks come from amoCRM or Bitrix24, but [source] kind is {kind!r}: "
+                   'set [source] kind = "amocrm" or "bitrix24" (with its API keys), or set webhook.enabled = false')
+    metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+    if (metrics.get("enabled") is True and hook.get("port", 9465) == metrics.get("port", 9464)
+            and hook.get("host", "127.0.0.1") != metrics.get("host", "127.0.0.1")):
+        out.append(f"webhook.host: the webhooks share port {hook.get('port', 9465)} with [metrics], so they are served by "
+                   f"the same server and must listen on the same host ({metrics.get('host', '127.0.0.1')!r}): "
+                   "set the same host in both, or give [webhook] its own port")
+    return out
 
 
 def _validate_detectors(raw: Any, problems: list[str]) -> dict[str, DetectorSpec]:

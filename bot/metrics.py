@@ -62,6 +62,9 @@ class Metrics:
                                 "Messages the outbox sent, failed for good, or put back to retry, per channel",
                                 ["channel", "outcome"], registry=r)
         self.syncs = Counter("crm_pulse_syncs", "CRM API syncs run, by outcome", ["outcome"], registry=r)
+        self.webhooks = Counter("crm_pulse_webhook_calls",
+                                "CRM webhook calls, by outcome (accepted; refused: a bad body or application "
+                                "token; wrong_token: answered 404)", ["outcome"], registry=r)
         self.last_scan = Gauge("crm_pulse_last_successful_scan_timestamp_seconds",
                                "Unix time the last successful scan finished", registry=r)
         self.last_sync = Gauge("crm_pulse_last_successful_sync_timestamp_seconds",
@@ -170,16 +173,22 @@ def health(scheduler_running: bool, failing: Mapping[str, str], *,
     return (503 if reasons else 200), body
 
 
-class MetricsServer:
-    """/metrics and /healthz on host:port, on the running event loop."""
+class HttpServer:
+    """A small aiohttp server on the bot's own loop (not a thread: a hung loop hangs it too).
+    `routes` are callables that add pages to the aiohttp Application, so [webhook] can share
+    the [metrics] port; `section` names the config section a taken port is reported under."""
 
-    def __init__(self, metrics: Metrics, health_fn: Callable[[], tuple[int, dict[str, Any]]], host: str,
-                 port: int) -> None:
-        self.metrics = metrics
-        self.health_fn = health_fn
+    section = "server"
+
+    def __init__(self, host: str, port: int, routes: Iterable[Callable[[Any], None]] = ()) -> None:
         self.host = host
         self.port = port
+        self.routes = list(routes)
         self._runner: Any = None
+
+    def pages(self) -> str:
+        """What the server serves, for the start log line (never a secret path)."""
+        return ""
 
     async def start(self) -> None:
         from aiohttp import web
@@ -187,24 +196,43 @@ class MetricsServer:
         from bot.channels.base import PermanentFailure
 
         app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        runner = web.AppRunner(app, access_log=None)  # one INFO line per scrape is noise
+        for add in self.routes:
+            add(app)
+        runner = web.AppRunner(app, access_log=None)  # one INFO line per request is noise (and a webhook path is a secret)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
         except OSError as e:
             await runner.cleanup()
             raise PermanentFailure(
-                f"[metrics] cannot listen on {self.host}:{self.port} ({e.strerror or e}): choose a free "
-                "port in [metrics] port, or stop what uses this one") from None
+                f"[{self.section}] cannot listen on {self.host}:{self.port} ({e.strerror or e}): choose a free "
+                f"port in [{self.section}] port, or stop what uses this one") from None
         self._runner = runner
-        log.info("metrics on http://%s:%d/metrics, health on /healthz", self.host, self.port)
+        log.info("%s on http://%s:%d%s", self.section, self.host, self.port, self.pages())
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+class MetricsServer(HttpServer):
+    """/metrics and /healthz on host:port, on the running event loop."""
+
+    section = "metrics"
+
+    def __init__(self, metrics: Metrics, health_fn: Callable[[], tuple[int, dict[str, Any]]], host: str,
+                 port: int, routes: Iterable[Callable[[Any], None]] = ()) -> None:
+        super().__init__(host, port, [self._add_pages, *routes])
+        self.metrics = metrics
+        self.health_fn = health_fn
+
+    def _add_pages(self, app: Any) -> None:
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+
+    def pages(self) -> str:
+        return "/metrics, health on /healthz" + (", CRM webhooks on /crm-webhook/<token>" if len(self.routes) > 1 else "")
 
     async def _metrics(self, request: Any) -> Any:
         from aiohttp import web
