@@ -251,6 +251,7 @@ class WebhookConfig(_Strict):
     token_env: str = "CRM_PULSE_WEBHOOK_TOKEN"  # the secret part of the URL (16+ letters, digits, - or _)
     application_token_env: str | None = None  # Bitrix24: auth[application_token] must match this
     debounce_seconds: float = Field(5.0, ge=0, le=600, allow_inf_nan=False)  # calls within it: one sync
+    min_interval_seconds: float = Field(60.0, ge=0, le=3600, allow_inf_nan=False)  # between two webhook runs, at least
     scan: bool = True  # after the sync, scan: critical insights (a lead SLA breach) go out at once
     max_body_kb: int = Field(256, ge=1, le=10_240)
 

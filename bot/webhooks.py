@@ -100,15 +100,19 @@ def parse_call(kind: str, body: bytes) -> CrmCall:
 class SyncTrigger:
     """Runs `job` once soon after `poke()`, coalescing pokes: those within `delay` seconds of the
     first share one run, and pokes while a run is going ask for at most one more (after another
-    `delay`), so a burst of 100 changes costs two syncs, not 100."""
+    `delay`), so a burst of 100 changes costs two syncs, not 100. Runs start at least `min_gap`
+    seconds apart: a CRM whose leads change every few seconds gets a sync (and scan) a minute,
+    not one back to back with the next."""
 
-    def __init__(self, job: Callable[[], Awaitable[Any]], delay: float) -> None:
+    def __init__(self, job: Callable[[], Awaitable[Any]], delay: float, min_gap: float = 0.0) -> None:
         self.job = job
         self.delay = delay
+        self.min_gap = min_gap
         self.runs = 0  # finished runs, for tests and the log
         self._task: asyncio.Task[None] | None = None
         self._running = False
         self._again = False
+        self._last_start: float | None = None  # loop time of the last run's start
 
     def poke(self) -> str:
         """Ask for a run; says what happened: "scheduled", "coalesced" or "queued" (after the running one)."""
@@ -124,6 +128,10 @@ class SyncTrigger:
     async def _fire(self) -> None:
         await asyncio.sleep(self.delay)
         while True:
+            loop = asyncio.get_running_loop()
+            if self._last_start is not None:  # pokes that arrive meanwhile still share this run
+                await asyncio.sleep(max(0.0, self._last_start + self.min_gap - loop.time()))
+            self._last_start = loop.time()
             self._again = False
             self._running = True
             try:
@@ -254,7 +262,7 @@ def endpoint_for(config: Config, job: Callable[[], Awaitable[Any]],
     """The endpoint [webhook] describes, running `job` (debounced) on each valid call."""
     hook = config.webhook
     return WebhookEndpoint(config.source.kind, config.secret(hook.token_env) or "",
-                           SyncTrigger(job, hook.debounce_seconds),
+                           SyncTrigger(job, hook.debounce_seconds, hook.min_interval_seconds),
                            application_token=config.secret(hook.application_token_env),
                            max_body=hook.max_body_kb * 1024, observe=observe)
 

@@ -110,6 +110,29 @@ async def test_a_burst_makes_one_run_and_calls_during_a_run_make_at_most_one_mor
     await trigger.close()
 
 
+async def test_runs_start_at_least_the_minimum_interval_apart():
+    """A CRM whose leads change every few seconds: pokes keep coming, runs stay `min_gap` apart
+    (and the pokes meanwhile share the next run)."""
+    job = Job(seconds=0.05)
+    trigger = SyncTrigger(job, delay=0.0, min_gap=0.8)
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+    real = job.__call__
+
+    async def timed() -> str:
+        starts.append(loop.time())
+        return await real()
+    trigger.job = timed
+    end = loop.time() + 2.0
+    while loop.time() < end:  # a poke every 50 ms for 2 s: 40 pokes
+        trigger.poke()
+        await asyncio.sleep(0.05)
+    await wait_for(lambda: not trigger._running and (trigger._task is None or trigger._task.done()), timeout=5)
+    assert 2 <= len(starts) <= 4, starts
+    assert all(b - a >= 0.79 for a, b in zip(starts, starts[1:])), starts
+    await trigger.close()
+
+
 async def test_a_failing_run_does_not_stop_later_webhooks(caplog):
     calls = []
 
@@ -272,6 +295,7 @@ enabled = true
 enabled = true
 token_env = "HOOK_TOKEN"
 debounce_seconds = 0.3
+min_interval_seconds = 0
 {hook}
 {metrics}
 """, base_dir=tmp_path)
