@@ -103,3 +103,29 @@ def test_a_scan_scores_the_open_deals_once(monkeypatch):
     assert calls.count(n_open) == 1, calls
     assert sum(calls) < 1.5 * n_open  # the rest: deals a week ago (large ones only) and explanations
     pm.forget_fitted()
+
+
+def test_opens_joined_lazily_count_as_by_hand():
+    """prepare joins email opens to their emails when first counted, from shortly before that
+    window: a later count further back (a fit, a replay) must still see every open."""
+    from crm.demo import generate_demo
+
+    demo = generate_demo(7)
+    data = demo.data
+    now = pd.Timestamp(demo.now).tz_convert("UTC")
+    opens = data.email_opens.merge(data.emails[["email_id", "client_id", "direction"]], on="email_id")
+    opens = opens[opens["direction"] == "out"]
+
+    def by_hand(frame, at):
+        seen = opens[(opens["opened_at"] > at - pd.Timedelta(days=30)) & (opens["opened_at"] <= at)]
+        per_client = seen.groupby("client_id").size()
+        client = data.deals.set_index("deal_id").loc[frame["deal_id"], "client_id"]
+        return client.map(per_client).fillna(0).to_numpy(float)
+
+    prep = prepare(data)
+    for days in (0, 7, 300, 3):  # newest first (the warm scan), then far back: rebuilt from every open
+        at = now - pd.Timedelta(days=days)
+        frame = features_at(prep, at)
+        expected = by_hand(frame, at)
+        np.testing.assert_array_equal(frame["opens_30d"].to_numpy(), expected)
+        assert (expected > 0).sum() > 20  # the window held opens: not a comparison of zeros
