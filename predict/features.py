@@ -93,7 +93,7 @@ class _Events:
         return np.where(has, idx, 0), has
 
 
-OPENS_SLACK = 180 * DAY  # opens kept before the first window asked for: deal_risk looks back at most 90 days
+OPENS_SLACK = 91 * DAY  # opens kept before the first window asked for: deal_risk looks back at most 90 days
 
 
 class _OpensFrom:
@@ -126,6 +126,8 @@ class _OpensFrom:
         if self._events is None or after < self._from:
             start = after - OPENS_SLACK if self._events is None else -1
             self._events, self._from = self._build(start), start
+            if start < 0:  # every open is in: the raw columns are not needed again (nor kept alive)
+                self._email_id = self._emails_id = self._sec = self._inbound = self._e_client = None
         return self._events.count(owner, after, at)
 
 
