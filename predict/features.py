@@ -113,20 +113,23 @@ class _OpensFrom:
         self._events: _Events | None = None
         self._from = 0  # the events hold every open after this second
 
-    def _build(self, after: int) -> _Events:
+    def _build(self, after: int) -> tuple[_Events, bool]:
+        """(the events of the opens after `after`, whether that is every open)."""
         keep = np.flatnonzero(self._sec > after) if after >= 0 else np.arange(len(self._sec))
-        ids = self._email_id if len(keep) == len(self._sec) else self._email_id.iloc[keep]
+        everything = len(keep) == len(self._sec)
+        ids = self._email_id if everything else self._email_id.iloc[keep]
         row = positions(ids, self._emails_id)
         r = np.maximum(row, 0)
         o_client = np.where((row >= 0) & ~self._inbound[r], self._e_client[r], -1)
-        return _Events.build(o_client, self._sec[keep])
+        return _Events.build(o_client, self._sec[keep]), everything
 
     def count(self, owner: np.ndarray, after: int, at: int) -> np.ndarray:
         """Opens of each owner's emails in (after, at], as _Events.count."""
         if self._events is None or after < self._from:
             start = after - OPENS_SLACK if self._events is None else -1
-            self._events, self._from = self._build(start), start
-            if start < 0:  # every open is in: the raw columns are not needed again (nor kept alive)
+            self._events, everything = self._build(start)
+            self._from = -1 if everything else start
+            if everything:  # (a fit's first snapshot) the raw columns are not needed again, nor kept alive
                 self._email_id = self._emails_id = self._sec = self._inbound = self._e_client = None
         return self._events.count(owner, after, at)
 
