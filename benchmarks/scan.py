@@ -14,7 +14,10 @@ so a change is judged by ratios measured under the same load on a shared machine
 `--model` switches on the level-3 detectors (deal_risk, win_forecast; off by default) and scans
 twice in one process, as the running bot does: the first scan fits the win model (cold), the
 second loads the data again and reuses the fit (predict.model.fitted: no deal closed since).
-Both are reported against the floor; a one-shot `crm-pulse scan` pays the cold figure.
+Both are reported against the floor; a one-shot `crm-pulse scan` pays the cold figure. The
+company's source moves the chance of winning (WIN_BY_SOURCE), so its model beats the stage-only
+baseline and is used: the open deals are scored, and the seconds of each part of the model
+inside each scan (prepare, fit, features, predict, explain) are printed.
 Run: .venv/bin/python benchmarks/scan.py [--scale 0.1] [--repeat 2] [--before HEAD~3] [--model]
 """
 from __future__ import annotations
