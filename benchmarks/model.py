@@ -69,7 +69,7 @@ def main() -> int:
     fresh = planted_company(int(n_score * 1.05), NOW, seed=2, span_days=3)
     fprep = prepare(fresh)
     built = time.perf_counter() - t
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     at = seconds_of(NOW)
     rows = open_at(fprep, at)
     frame = features_at(fprep, at, rows)
@@ -77,8 +77,9 @@ def main() -> int:
     t = time.perf_counter()
     p = model.proba(frame)
     scored = time.perf_counter() - t
+    cpu = time.process_time() - cpu
     print(f"score: {len(frame):,} open deals: features {feats:.1f} s + model {scored:.1f} s = {feats + scored:.1f} s "
-          f"({len(frame) / max(feats + scored, 1e-9):,.0f} deals/s); mean chance {p.mean():.1%} "
+          f"({len(frame) / max(feats + scored, 1e-9):,.0f} deals/s, {cpu:.1f} CPU s); mean chance {p.mean():.1%} "
           f"(data built in {built:.1f} s, not counted)")
     print(f"peak memory {_peak_mib():,.0f} MiB")
     return 0

@@ -14,7 +14,10 @@ so a change is judged by ratios measured under the same load on a shared machine
 `--model` switches on the level-3 detectors (deal_risk, win_forecast; off by default) and scans
 twice in one process, as the running bot does: the first scan fits the win model (cold), the
 second loads the data again and reuses the fit (predict.model.fitted: no deal closed since).
-Both are reported against the floor; a one-shot `crm-pulse scan` pays the cold figure.
+Both are reported against the floor; a one-shot `crm-pulse scan` pays the cold figure. The
+company's source moves the chance of winning (WIN_BY_SOURCE), so its model beats the stage-only
+baseline and is used: the open deals are scored, and the seconds of each part of the model
+inside each scan (prepare, fit, features, predict, explain) are printed.
 Run: .venv/bin/python benchmarks/scan.py [--scale 0.1] [--repeat 2] [--before HEAD~3] [--model]
 """
 from __future__ import annotations
@@ -48,6 +51,9 @@ STAGES = ["new", "qualified", "meeting", "proposal", "negotiation", "contract"]
 FULL = {"managers": 300, "deals": 1_000_000, "stage_history": 5_000_000, "email_opens": 10_000_000,
         "emails": 2_500_000, "clients": 200_000, "activities": 2_000_000, "leads": 300_000}
 DAY = np.int64(86_400 * 10**9)
+SOURCES = ["website", "referral", "cold call", "partner", "exhibition"]
+WIN_BY_SOURCE = np.array([0.6, 0.9, 0.3, 0.75, 0.45])
+DATA_VERSION = 2  # bump when generate() changes: a cached company of an older version is not reused
 
 
 def _ids(prefix: str, n: int) -> pa.Array:
@@ -103,7 +109,11 @@ def generate(folder: Path, sizes: dict[str, int], seed: int = 11) -> None:
     last_entry = entered[np.arange(n_d), reached - 1]
     close_at = last_entry + (rng.exponential(8.0, n_d) * DAY).astype(np.int64)
     closed = close_at < now - 3 * DAY
-    won = closed & (reached == 6) & (rng.random(n_d) < 0.6)
+    # The source moves the chance of winning a deal that reached the contract (0.3 for a cold
+    # call .. 0.9 for a referral; 0.6 overall): a signal the stage-only baseline cannot see, so
+    # the level-3 model beats it and is used (scan --model measures a company it scores).
+    source = rng.choice(len(SOURCES), n_d)
+    won = closed & (reached == 6) & (rng.random(n_d) < WIN_BY_SOURCE[source])
     status = np.where(~closed, "open", np.where(won, "won", "lost"))
     deal_client = rng.integers(0, n_c, n_d)
     deal_ids = _ids("D", n_d)
@@ -118,7 +128,7 @@ def generate(folder: Path, sizes: dict[str, int], seed: int = 11) -> None:
         "status": pa.array(status.astype(object), type=pa.string()), "created_at": _ts(created),
         "closed_at": _ts(np.where(closed, close_at, np.iinfo(np.int64).min)),
         "loss_reason": pa.array(loss, type=pa.string()),
-        "source": _pick(rng, ["website", "referral", "cold call", "partner", "exhibition"], n_d),
+        "source": pa.array(np.asarray(SOURCES, dtype=object)[source], type=pa.string()),
         "region": _pick(rng, ["Almaty", "Astana", "Shymkent", "Karaganda"], n_d),
     }), folder / "deals.parquet")
 
@@ -196,6 +206,43 @@ def phase_floor(folder: Path) -> dict:
             "largest": largest, "rows": len(frames[largest])}
 
 
+def _time_model_parts() -> dict[str, float]:
+    """Seconds the level-3 detectors spend in each part of the model, summed over the scan:
+    fit (predict.model.train), features (features_at outside a fit), predict (the model's
+    chances outside a fit) and explain (similar deals, factors). Only the outermost timed call
+    counts, so a fit's own features are the fit's, not the scoring's."""
+    import predict.explain
+    import predict.features
+    import predict.model
+    import predict.report
+
+    parts: dict[str, float] = {}
+    depth = [0]
+
+    def timed(part, fn):
+        def run(*args, **kwargs):
+            if depth[0]:
+                return fn(*args, **kwargs)
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                parts[part] = parts.get(part, 0.0) + time.perf_counter() - t
+        return run
+
+    predict.features.prepare = timed("prepare", predict.features.prepare)
+    for mod in (predict.model, predict.report):
+        mod.train = timed("fit", mod.train)
+    for mod in (predict.features, predict.model, predict.report):
+        mod.features_at = timed("features", mod.features_at)
+    predict.model.WinModel.proba = timed("predict", predict.model.WinModel.proba)
+    for meth in ("__init__", "similar", "factors"):
+        setattr(predict.explain.Explainer, meth, timed("explain", getattr(predict.explain.Explainer, meth)))
+    return parts
+
+
 def phase_scan(folder: Path, model: bool = False) -> dict:
     import dataclasses
 
@@ -221,8 +268,11 @@ def phase_scan(folder: Path, model: bool = False) -> dict:
 
     for name, det in list(REGISTRY.items()):
         REGISTRY[name] = dataclasses.replace(det, detect=timed(name, det.detect))
+    parts = _time_model_parts() if model else {}
+
     def once() -> dict:
         per.clear()
+        parts.clear()
         cpu = time.process_time()
         start = time.perf_counter()
         loaded = load_folder(folder, now=NOW)
@@ -234,7 +284,7 @@ def phase_scan(folder: Path, model: bool = False) -> dict:
             counts[i.detector] = counts.get(i.detector, 0) + 1
         return {"seconds": end - start, "cpu_seconds": time.process_time() - cpu, "load_seconds": loaded_at - start,
                 "detect_seconds": end - loaded_at, "peak_mib": peak_mib(), "per_detector": dict(per), "insights": counts,
-                "skipped": result.skipped}
+                "skipped": result.skipped, "model_parts": dict(parts)}
 
     first = once()
     if model:
@@ -274,7 +324,7 @@ def report(label: str, scan: dict, floor: dict) -> None:
 def cached_dataset(scale: float) -> tuple[Path, dict[str, int]]:
     """The synthetic company at `scale` of FULL, generated once under benchmarks/.cache/."""
     sizes = {k: max(1, int(v * scale)) if k != "managers" else v for k, v in FULL.items()}
-    folder = ROOT / "benchmarks" / ".cache" / f"scan-{scale:g}"
+    folder = ROOT / "benchmarks" / ".cache" / f"scan-v{DATA_VERSION}-{scale:g}"
     if not (folder / "READY").exists():
         t = time.perf_counter()
         print(f"generating {sizes} into {folder} ...", flush=True)
@@ -316,6 +366,10 @@ def main() -> int:
                                                                   if args.model else ")"), scan, floor)
     if args.model:
         report("scan  warm (a fresh load, the fit reused, as the running bot's next scan)", scan["warm"], floor)
+        for label, run in (("cold", scan), ("warm", scan["warm"])):
+            p = run["model_parts"]
+            print(f"  model inside the {label} scan: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(p.items()))
+                  + f"; scoring (features + predict + explain) {sum(v for k, v in p.items() if k not in ('fit', 'prepare')):.2f} s")
     if before:
         print(f"  speed-up over {args.before}: {before['seconds'] / scan['seconds']:.2f}x wall, "
               f"{before['cpu_seconds'] / scan['cpu_seconds']:.2f}x CPU"

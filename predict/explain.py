@@ -69,6 +69,13 @@ class Explainer:
         x = (x - self.center) / self.scale
         return np.nan_to_num(x, nan=0.0)
 
+    def _chance(self, row: pd.DataFrame) -> float:
+        """The model's chance for this one-row frame: its `p_win` when predict.model.score gave it
+        (the same number: a row's chance does not depend on the rows scored with it), else predicted."""
+        if "p_win" in row:
+            return float(row["p_win"].iloc[0])
+        return float(self.model.proba(row)[0])
+
     def similar(self, row: pd.DataFrame, k: int = 40) -> Similar:
         """The `k` closed deals at the same stage that looked most like this one to the model (the
         chance it gave them at the time closest to this deal's chance now; features break ties),
@@ -77,7 +84,7 @@ class Explainer:
         pool = np.flatnonzero(self.stage == stage) if stage else np.arange(len(self.x))
         if not len(pool):
             pool = np.arange(len(self.x))
-        p = float(self.model.proba(row)[0])
+        p = self._chance(row)
         gap = np.abs(_logit(self.p[pool]) - _logit(p))
         d = ((self.x[pool] - self._scaled(row)[0]) ** 2).mean(1)
         order = pool[np.lexsort((d, np.round(gap, 2)))]
@@ -89,7 +96,7 @@ class Explainer:
         """The features whose typical value would change this deal's chance most."""
         stage = str(row["stage"].iloc[0]) if "stage" in row else ""
         typical = self.typical.get(stage) or next(iter(self.typical.values()), {})
-        base = float(self.model.proba(row)[0])
+        base = self._chance(row)
         names = [c for c in typical if c in row and c not in NOT_A_REASON]
         if not names:
             return []

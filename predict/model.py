@@ -151,6 +151,76 @@ class Anchored:
         return np.column_stack([1 - q, q])
 
 
+def _columns_once(ct, x: pd.DataFrame, cached: dict) -> list | None:
+    """What the fitted ColumnTransformer `ct` computes per transformer (its blocks, before
+    stacking), with the categorical transformers run on each distinct combination of their
+    columns only and spread back to the rows; None if `ct` is not shaped as make_estimator
+    builds it (the caller then runs sklearn's own path).
+
+    The categories (rare ones grouped, then encoded) are mapped by Python dictionaries inside
+    the encoders, and pandas' string columns are converted back and forth on the way: on a
+    million open deals that was half the scoring, done again by each calibration fold. A
+    million deals have a few thousand combinations of stage, source, region and manager."""
+    blocks = []
+    for name, trans, cols in ct.transformers_:
+        cols = list(cols)
+        if isinstance(trans, str):
+            if trans == "drop" or not cols:
+                continue
+            if trans != "passthrough":
+                return None
+            blocks.append(x[cols])
+        elif cols and all(c in CATEGORICAL for c in cols):
+            key = tuple(cols)
+            if key not in cached:  # shared by the folds: the combinations do not depend on the fit
+                code = np.zeros(len(x), np.int64)
+                for c in cols:
+                    part, uniq = pd.factorize(x[c], use_na_sentinel=False)
+                    code, _ = pd.factorize(code * len(uniq) + part)  # renumbered: never overflows
+                first = np.zeros(int(code.max()) + 1 if len(code) else 0, np.int64)
+                first[code[::-1]] = np.arange(len(code) - 1, -1, -1)
+                cached[key] = (code, x[cols].iloc[first])
+            code, distinct = cached[key]
+            out = trans.transform(distinct)
+            blocks.append(out[code])
+        else:
+            blocks.append(trans.transform(x[cols]))
+    return blocks
+
+
+def _calibrated_proba(model, x: pd.DataFrame) -> np.ndarray | None:
+    """The chance of class 1 exactly as `model.predict_proba(x)[:, 1]` (an Anchored or plain
+    CalibratedClassifierCV over make_estimator pipelines), with each fold's column handling
+    done by _columns_once; None if the model is not shaped so."""
+    import copy
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    shift = None
+    if isinstance(model, Anchored):
+        model, shift = model.model, model.shift
+    folds = getattr(model, "calibrated_classifiers_", None)
+    if not folds or len(model.classes_) != 2:
+        return None
+    cached: dict = {}
+    mean = np.zeros((len(x), 2))
+    for fold in folds:
+        pipe = fold.estimator
+        if not (isinstance(pipe, Pipeline) and len(pipe.steps) == 2 and isinstance(pipe[0], ColumnTransformer)
+                and pipe[0].transformer_weights is None):
+            return None
+        blocks = _columns_once(pipe[0], x, cached)
+        if blocks is None:
+            return None
+        xt = pipe[0]._hstack(blocks, n_samples=len(x))
+        bare = copy.copy(fold)  # the fold's calibration, on the classifier without its column step
+        bare.estimator = pipe[-1]
+        mean += bare.predict_proba(xt)
+    mean /= len(folds)
+    return mean[:, 1] if shift is None else shifted(mean[:, 1], shift)
+
+
 RECENT_SHARE = 0.25  # the latest quarter of the training snapshots' dates sets the win rate
 
 
@@ -322,14 +392,19 @@ def predict_proba(model, frame: pd.DataFrame, features: tuple[str, ...]) -> np.n
     if not len(x):
         return np.zeros(0)
     if len(x) >= SMALL_FRAME:
-        return model.predict_proba(x)[:, 1]
+        return _proba_of(model, x)
     from threadpoolctl import threadpool_limits
 
     # The explanations score one deal at a time (what-ifs, neighbours): starting the boosting's
     # OpenMP team for every tree of a one-row frame cost more than the prediction, many times
     # more on a busy machine.
     with threadpool_limits(limits=1):
-        return model.predict_proba(x)[:, 1]
+        return _proba_of(model, x)
+
+
+def _proba_of(model, x: pd.DataFrame) -> np.ndarray:
+    p = _calibrated_proba(model, x)
+    return model.predict_proba(x)[:, 1] if p is None else p
 
 
 # --- metrics -----------------------------------------------------------------------------------
