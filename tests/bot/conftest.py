@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from datetime import datetime, timezone
 
@@ -12,6 +11,7 @@ from bot.channels.base import OutgoingMessage, PermanentFailure, RetryLater, Sen
 from bot.config import parse_config
 from bot.state import StateStore
 from detectors.insight import Audience, Insight
+from tests.fakes.postgres import pg_reachable
 
 UTC = timezone.utc
 NOW = datetime(2026, 10, 1, 6, 0, tzinfo=UTC)
@@ -56,17 +56,11 @@ telegram_chat_id = -100500
 """
 
 
-def _pg_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def require_postgres() -> None:
     """Skip the calling test with a visible reason when PostgreSQL is not running here."""
-    if not _pg_reachable():
+    if not pg_reachable():
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL state tests)")
 
 

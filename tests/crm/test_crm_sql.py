@@ -1,7 +1,6 @@
 """The SQL source against SQLite and the real PostgreSQL server (skipped if unreachable)."""
 from __future__ import annotations
 
-import socket
 import uuid
 
 import pandas as pd
@@ -11,16 +10,11 @@ import sqlalchemy as sa
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
+from tests.fakes.postgres import pg_reachable
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def _pg_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _fill(engine, schema: str | None = None) -> None:
@@ -124,7 +118,7 @@ def test_sql_source_without_required_tables(tmp_path):
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+@pytest.mark.skipif(not pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
 def test_postgresql_with_schema_qualified_tables_and_timestamptz(monkeypatch):
     schema = f"crm_data_test_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(PG_URL)
@@ -228,7 +222,7 @@ def test_sqlite_read_leaves_the_file_untouched_and_still_loads(tmp_path):
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+@pytest.mark.skipif(not pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
 @pytest.mark.parametrize("query", [*WRITES, "SELECT * FROM {s}.users WHERE nextval('{s}.seq') > 0",
                                    "SELECT set_config('default_transaction_read_only', 'off', false), * "
                                    "FROM {s}.users"])
@@ -278,7 +272,7 @@ def test_hostile_database_values_are_a_data_error_naming_the_record(tmp_path, co
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+@pytest.mark.skipif(not pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
 @pytest.mark.parametrize("value", ["0001-01-01 00:00:00+00", "9999-12-31 00:00:00+00", "infinity", "-infinity"])
 def test_postgresql_timestamps_outside_the_range_are_a_data_error(monkeypatch, value):
     schema = f"crm_ts_test_{uuid.uuid4().hex[:10]}"
@@ -307,7 +301,7 @@ def test_postgresql_timestamps_outside_the_range_are_a_data_error(monkeypatch, v
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not _pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
+@pytest.mark.skipif(not pg_reachable(), reason="no PostgreSQL at 127.0.0.1:5432")
 def test_postgresql_options_in_the_url_are_kept_beside_read_only(monkeypatch):
     schema = f"crm_opt_test_{uuid.uuid4().hex[:10]}"
     engine = sa.create_engine(PG_URL)

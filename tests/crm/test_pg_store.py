@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from crm.connectors import amocrm, bitrix24, engine, hubspot, pipedrive
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
+from tests.fakes.postgres import pg_reachable
 from tests.fakes.store import assert_same_store, store_tables
 
 pytestmark = pytest.mark.postgres
@@ -33,19 +33,13 @@ PG_URL = f"postgresql://postgres:{PASSWORD}@127.0.0.1:5432/test"
 URL_ENV = "TEST_CRM_STORE_URL"
 
 
-def _pg_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def pg(monkeypatch):
     """A schema name of this test's own in PostgreSQL (dropped afterwards, with dlt's
     `<schema>_staging`), the URL in the env."""
-    if not _pg_reachable():
+    if not pg_reachable():
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432 (start it to run the PostgreSQL store tests)")
     import psycopg
 
@@ -300,7 +294,7 @@ def test_a_bad_store_url_is_one_clear_error_without_the_password(url, said, tmp_
         monkeypatch.delenv(URL_ENV, raising=False)
     else:
         monkeypatch.setenv(URL_ENV, url)
-    if "127.0.0.1:5432" in (url or "") and not _pg_reachable():
+    if "127.0.0.1:5432" in (url or "") and not pg_reachable():
         pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432")
     source = _amo(tmp_path / "store")
     monkeypatch.setenv("TEST_AMO_TOKEN", "long-lived-token-0123456789")
