@@ -20,7 +20,6 @@ cannot predict (too little history, or no better than the baseline), it says why
 """
 from __future__ import annotations
 
-import weakref
 from datetime import datetime
 
 import numpy as np
@@ -29,13 +28,13 @@ from pydantic import Field
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
-from detectors.registry import DetectorSpec, Need, register
+from detectors.registry import DetectorSpec, Need, SkipNote, register
 
 NAME = "deal_risk"
 REFIT_DAYS = 7  # refit at most weekly: a model a few days old predicts as well, at 1/7 the cost
 REFIT_HELP = ("reuse a model fitted up to this many days ago, on the history as it was then, instead of "
               "refitting after every closed deal (the fit is the costly part of a scan); 0: refit whenever a deal closed")
-_last: tuple[weakref.ref, str] | None = None  # (the data, why nothing was predicted on it)
+_skip = SkipNote()  # why nothing was predicted on the last data
 
 
 class DealRiskSpec(DetectorSpec):
@@ -54,41 +53,19 @@ class DealRiskSpec(DetectorSpec):
 def skip_reason(data: CrmData) -> str | None:
     """Why the last detect on this very data predicted nothing (too little history, model no
     better than the baseline), for the scan's "skipped" lines."""
-    if _last is not None and _last[0]() is data:
-        return _last[1]
-    return None
-
-
-def _remember(data: CrmData, reason: str | None) -> None:
-    global _last
-    _last = None if reason is None else (weakref.ref(data), reason)
+    return _skip.get(data)
 
 
 @register(NAME, DealRiskSpec, requires=(), summary="a large open deal whose win chance fell sharply since last week (level 3)",
           needs=(Need(("deals.closed_at",)),))  # outcomes need a closing date: without it there is nothing to learn from
 def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
-    return _detect(data, spec, now, max_age_days=spec.refit_days)
-
-
-def prepare(data: CrmData, spec: DealRiskSpec) -> tuple[CrmData, DealRiskSpec]:
-    """For bot.backtest: nothing to index beyond what predict.model.fitted keeps."""
-    return data, spec
-
-
-def detect_at(state: tuple[CrmData, DealRiskSpec], now: datetime) -> list[Insight]:
-    """One replayed day: the model is refitted at most every `refit_days` of replayed time."""
-    data, spec = state
-    return _detect(data, spec, now, max_age_days=spec.refit_days)
-
-
-def _detect(data: CrmData, spec: DealRiskSpec, now: datetime, *, max_age_days: int) -> list[Insight]:
     from predict.explain import Explainer
     from predict.features import DAY, features_at, seconds_of
     from predict.model import HistoryRule, fitted, score
 
     prep, model = fitted(data, now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost),
-                         max_age_days=max_age_days)
-    _remember(data, None if model.usable else model.reason)
+                         max_age_days=spec.refit_days)
+    _skip.set(data, None if model.usable else model.reason)
     if not model.usable:
         return []
     t = seconds_of(now)
@@ -163,3 +140,13 @@ def _insight(spec: DealRiskSpec, deal: pd.Series, row: pd.DataFrame, p_then: flo
     return Insight(detector=NAME, severity=severity, audience=Audience("manager", manager_id),
                    subject={"deal_id": str(deal["deal_id"])}, facts=facts,
                    evidence={"deal_ids": [str(deal["deal_id"]), *similar.deal_ids[:20]]})
+
+
+def prepare(data: CrmData, spec: DealRiskSpec) -> tuple[CrmData, DealRiskSpec]:
+    """For bot.backtest: nothing to index beyond what predict.model.fitted keeps."""
+    return data, spec
+
+
+def detect_at(state: tuple[CrmData, DealRiskSpec], now: datetime) -> list[Insight]:
+    """One replayed day, as `detect` (refitted at most every `refit_days` of replayed time)."""
+    return detect(*state, now)

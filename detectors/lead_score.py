@@ -18,7 +18,6 @@ scan's "skipped" line says why (`skip_reason`).
 """
 from __future__ import annotations
 
-import weakref
 from datetime import datetime
 
 import pandas as pd
@@ -26,10 +25,10 @@ from pydantic import Field
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
-from detectors.registry import DetectorSpec, Need, register
+from detectors.registry import DetectorSpec, Need, SkipNote, register
 
 NAME = "lead_score"
-_last: tuple[weakref.ref, str] | None = None
+_skip = SkipNote()  # why nothing was scored on the last data
 
 
 class LeadScoreSpec(DetectorSpec):
@@ -51,9 +50,7 @@ class LeadScoreSpec(DetectorSpec):
 
 def skip_reason(data: CrmData) -> str | None:
     """Why the last detect on this very data scored nothing (too few outcomes, no better than the base rate)."""
-    if _last is not None and _last[0]() is data:
-        return _last[1]
-    return None
+    return _skip.get(data)
 
 
 @register(NAME, LeadScoreSpec, requires=("leads",), summary="which new leads to call first, from past leads' outcomes (level 3)",
@@ -62,12 +59,11 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
     from detectors.deal_risk import plain_value
     from predict.leads import LeadRule, best_reason, lead_features, outcomes, train_leads
 
-    global _last
     leads = data.leads
     now_ts = pd.Timestamp(now)
     model = train_leads(leads, now_ts, LeadRule(spec.min_outcomes, spec.min_converted, spec.min_not_converted),
                         spec.converted_statuses, spec.not_converted_statuses)
-    _last = None if model.usable else (weakref.ref(data), model.reason)
+    _skip.set(data, None if model.usable else model.reason)
     if not model.usable:
         return []
     created = pd.to_datetime(leads["created_at"], utc=True)

@@ -95,6 +95,23 @@ class ScanResult:
     not_opted_in: set[str] = field(default_factory=set)
 
 
+class SkipNote:
+    """Why a detector's last run on one CrmData said nothing (too little history, a model no
+    better than its baseline), for its module's `skip_reason(data)`: the scan reports it. The data
+    is held weakly, so a note never outlives the load it was about."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Any, str] | None = None
+
+    def set(self, data: CrmData, reason: str | None) -> None:
+        import weakref
+
+        self._last = None if reason is None else (weakref.ref(data), reason)
+
+    def get(self, data: CrmData) -> str | None:
+        return self._last[1] if self._last is not None and self._last[0]() is data else None
+
+
 def missing_tables(data: CrmData, det: Detector) -> list[str]:
     return [t for t in det.requires if not data.has(t)]
 

@@ -17,7 +17,6 @@ weighted pipeline undercounts them. Each is said with its similar past deals ("Ğ
 """
 from __future__ import annotations
 
-import weakref
 from datetime import datetime
 
 import numpy as np
@@ -26,10 +25,10 @@ from pydantic import Field
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.deal_risk import REFIT_DAYS, REFIT_HELP
-from detectors.registry import DetectorSpec, Need, register
+from detectors.registry import DetectorSpec, Need, SkipNote, register
 
 NAME = "win_forecast"
-_last: tuple[weakref.ref, str] | None = None
+_skip = SkipNote()  # why nothing was forecast on the last data
 
 
 class WinForecastSpec(DetectorSpec):
@@ -47,37 +46,19 @@ class WinForecastSpec(DetectorSpec):
 
 def skip_reason(data: CrmData) -> str | None:
     """Why the last detect on this very data forecast nothing."""
-    if _last is not None and _last[0]() is data:
-        return _last[1]
-    return None
+    return _skip.get(data)
 
 
 @register(NAME, WinForecastSpec, requires=(), summary="expected won amount this month and next vs the weighted pipeline, and the deals likely to close (level 3, weekly)",
           needs=(Need(("deals.closed_at",)),))
 def detect(data: CrmData, spec: WinForecastSpec, now: datetime) -> list[Insight]:
-    return _detect(data, spec, now, max_age_days=spec.refit_days)
-
-
-def prepare(data: CrmData, spec: WinForecastSpec) -> tuple[CrmData, WinForecastSpec]:
-    """For bot.backtest: nothing to index beyond what predict.model.fitted keeps."""
-    return data, spec
-
-
-def detect_at(state: tuple[CrmData, WinForecastSpec], now: datetime) -> list[Insight]:
-    """One replayed day: the model is refitted at most every `refit_days` of replayed time."""
-    data, spec = state
-    return _detect(data, spec, now, max_age_days=spec.refit_days)
-
-
-def _detect(data: CrmData, spec: WinForecastSpec, now: datetime, *, max_age_days: int) -> list[Insight]:
     from predict.model import HistoryRule, fitted
     from predict.report import forecast_now
 
-    global _last
     rule = HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost)
-    prep, model = fitted(data, now, rule, max_age_days=max_age_days)  # shared with deal_risk
+    prep, model = fitted(data, now, rule, max_age_days=spec.refit_days)  # shared with deal_risk
     fc, reason = forecast_now(prep, now, rule, months=spec.months, model=model)
-    _last = None if fc is not None else (weakref.ref(data), reason)
+    _skip.set(data, None if fc is not None else reason)
     if fc is None or not fc["open_deals"]:
         return []
     currency = None
@@ -138,3 +119,12 @@ def likely_to_close(data: CrmData, prep, model, spec: WinForecastSpec, now: date
     return Insight(detector=NAME, severity="info", audience=Audience("director"),
                    subject={"list": "likely_to_close"}, facts=facts, evidence={"deal_ids": evidence})
 
+
+def prepare(data: CrmData, spec: WinForecastSpec) -> tuple[CrmData, WinForecastSpec]:
+    """For bot.backtest: nothing to index beyond what predict.model.fitted keeps."""
+    return data, spec
+
+
+def detect_at(state: tuple[CrmData, WinForecastSpec], now: datetime) -> list[Insight]:
+    """One replayed day, as `detect` (refitted at most every `refit_days` of replayed time)."""
+    return detect(*state, now)
