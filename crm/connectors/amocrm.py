@@ -415,7 +415,7 @@ def status_rows(pipeline: dict) -> list[dict]:
             for s in statuses]
 
 
-_cols = engine.columns
+_cols = engine.column_hints
 
 
 LEAD_COLS = _cols(id="bigint", name="text", price="double", responsible_user_id="bigint",

@@ -400,23 +400,24 @@ def status_row(r: dict) -> dict:
             "category_id": int(r.get("CATEGORY_ID") or 0)}
 
 
-DEAL_COLS = engine.columns(id="bigint", title="text", category_id="bigint", stage_id="text", stage_semantic_id="text",
+_cols = engine.column_hints
+DEAL_COLS = _cols(id="bigint", title="text", category_id="bigint", stage_id="text", stage_semantic_id="text",
                   opportunity="double", currency_id="text", assigned_by_id="bigint", date_create="bigint",
                   modified="bigint", closed="bool", moved_time="bigint", source_id="text", company_id="bigint",
                   contact_id="bigint", custom_fields="text")
-HISTORY_COLS = engine.columns(id="bigint", owner_id="bigint", type_id="bigint", created="bigint", category_id="bigint",
+HISTORY_COLS = _cols(id="bigint", owner_id="bigint", type_id="bigint", created="bigint", category_id="bigint",
                      stage_semantic_id="text", stage_id="text")
-ACTIVITY_COLS = engine.columns(id="bigint", owner_id="bigint", owner_type_id="bigint", type_id="bigint", provider_id="text",
+ACTIVITY_COLS = _cols(id="bigint", owner_id="bigint", owner_type_id="bigint", type_id="bigint", provider_id="text",
                       subject="text", created="bigint", start_time="bigint", end_time="bigint", deadline="bigint",
                       completed="bool", direction="bigint", responsible_id="bigint", modified="bigint")
-LEAD_COLS = engine.columns(id="bigint", title="text", status_id="text", status_semantic_id="text", source_id="text",
+LEAD_COLS = _cols(id="bigint", title="text", status_id="text", status_semantic_id="text", source_id="text",
                   assigned_by_id="bigint", date_create="bigint", modified="bigint", custom_fields="text")
-PARTY_COLS = engine.columns(id="bigint", name="text", assigned_by_id="bigint", modified="bigint", custom_fields="text")
-USER_COLS = engine.columns(id="bigint", name="text", email="text", active="bool", department_id="bigint")
-STATUS_COLS = engine.columns(entity_id="text", status_id="text", name="text", sort="bigint", semantics="text",
+PARTY_COLS = _cols(id="bigint", name="text", assigned_by_id="bigint", modified="bigint", custom_fields="text")
+USER_COLS = _cols(id="bigint", name="text", email="text", active="bool", department_id="bigint")
+STATUS_COLS = _cols(entity_id="text", status_id="text", name="text", sort="bigint", semantics="text",
                     category_id="bigint")
-CATEGORY_COLS = engine.columns(id="bigint", name="text", sort="bigint")
-DEPARTMENT_COLS = engine.columns(id="bigint", name="text")
+CATEGORY_COLS = _cols(id="bigint", name="text", sort="bigint")
+DEPARTMENT_COLS = _cols(id="bigint", name="text")
 
 # resource -> (list method, its record mapper, stored columns, the modified-time field, entityTypeId)
 INCREMENTAL: dict[str, tuple[str, Callable[[dict], dict], dict, str]] = {

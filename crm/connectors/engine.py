@@ -145,12 +145,6 @@ def run(pipe: Any, source: Any) -> dict[str, int]:
     return counts
 
 
-def columns(**types: str) -> dict[str, dict[str, Any]]:
-    """Column hints for a resource: dlt creates typed columns even when the first page has only
-    nulls (a later page's values would otherwise land in a variant column)."""
-    return {name: {"data_type": t, "nullable": True} for name, t in types.items()}
-
-
 def tables(con: Any, schema: str) -> set[str]:
     """The tables a connector's schema holds in the store (what was synced so far)."""
     return {r[0] for r in con.execute(

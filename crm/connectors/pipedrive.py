@@ -298,7 +298,7 @@ def field_row(entity: str, r: dict) -> dict:
             "options": json.dumps(options, ensure_ascii=False) if options else None}
 
 
-_c = engine.columns
+_c = engine.column_hints
 DEAL_COLS = _c(id="bigint", title="text", value="double", currency="text", owner_id="bigint", org_id="bigint",
                person_id="bigint", pipeline_id="bigint", stage_id="bigint", status="text", add_time="bigint",
                update_time="bigint", close_time="bigint", stage_change_time="bigint", lost_reason="text",
