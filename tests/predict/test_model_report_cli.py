@@ -3,7 +3,7 @@ answer when there is too little history."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from bot.cli import main
 from crm.demo import export_csv
@@ -80,3 +80,27 @@ def test_the_report_warns_when_chances_ran_far_from_what_was_won(tmp_path, capsy
     export_csv(planted_company(1500, NOW, seed=11), steady)
     assert main(["model", "report", "--data", str(steady), "--now", "2026-11-18T09:00Z"]) == 0
     assert "ranking of deals" not in capsys.readouterr().out
+
+
+def test_an_old_export_is_reported_as_of_its_newest_record_and_says_so(tmp_path, capsys):
+    # An export whose last record is days (or years) behind the clock: reported as of today, every
+    # deal still open in it would count as forgotten and the backtest's cutoff would fall after
+    # its end. Without --now it is judged as of its own end; the admin reads why on stderr.
+    export_csv(planted_company(1500, NOW, seed=11), tmp_path)
+    assert main(["model", "report", "--data", str(tmp_path), "--format", "json"]) == 0  # the real clock: after NOW
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "the report is made as of that moment, not today" in captured.err and "pass --now" in captured.err
+    as_of = datetime.fromisoformat(report["now"])
+    assert NOW - timedelta(days=2) < as_of <= NOW
+    assert report["used"] is True
+    # the same numbers as asking for that moment explicitly
+    assert main(["model", "report", "--data", str(tmp_path), "--format", "json", "--now", as_of.isoformat()]) == 0
+    explicit = capsys.readouterr()
+    assert "not today" not in explicit.err
+    same = json.loads(explicit.out)
+    assert (same["brier"], same["ece"], same["auc"]) == (report["brier"], report["ece"], report["auc"])
+    # a fresh export is reported as of the moment asked, with no note
+    assert main(["model", "report", "--data", str(tmp_path), "--format", "json", "--now", "2026-11-18T09:00Z"]) == 0
+    fresh = capsys.readouterr()
+    assert "not today" not in fresh.err and json.loads(fresh.out)["now"].startswith("2026-11-18T09:00")
