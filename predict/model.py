@@ -429,12 +429,7 @@ def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], see
         model.fit(x, y)
         if not anchor:
             return model
-        p_follow = None
-        if follow is not None and len(follow):
-            xf = _prepared_x(follow, features)
-            if "amount" in xf:
-                xf["amount"] = xf["amount"].clip(lower=0)
-            p_follow = _proba_of(model, xf)
+        p_follow = predict_proba(model, follow, features) if follow is not None and len(follow) else None
 
         def p_recent(recent: np.ndarray) -> np.ndarray:
             """Out of fold: each recent row scored by the fold's estimator that never saw its deal."""
