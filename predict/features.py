@@ -397,25 +397,30 @@ def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndar
 
 
 def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, horizon: int | None = None,
-                  max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+                  max_rows: int | None = None, seed: int = 0, partial: bool = False) -> pd.DataFrame:
     """Training rows: each deal open at each snapshot, with its outcome.
 
     `horizon` (seconds): `won` is "won within the horizon" (won_within) for every deal open at
     the snapshot; a snapshot whose horizon ends after `known_by` is refused, its labels are not
-    known yet. Without it: the eventual outcome, for the deals closed by `known_by` only.
+    known yet, unless `partial`: then it is followed only up to `known_by` (`won`: won by then)
+    and the column `follow` says for how many seconds each row was followed (predict.model's
+    anchor weighs such rows by the share of wins that come that soon). Without `horizon`: the
+    eventual outcome, for the deals closed by `known_by` only.
     Adds `at` (the snapshot second) and `won` (0/1). A deal open for two months appears at
     each snapshot of those months, as open deals do in the pipeline the model will score.
     With `max_rows`, a fixed-seed uniform sample of the rows keeps training time bounded; it is
     drawn before any feature is computed (a million deals open at 60 snapshots are 60 million
     rows to describe, of which 150,000 are kept)."""
+    if partial and horizon is None:
+        raise ValueError("partial follow-up needs a horizon: it is the horizon that is cut short")
     labelled = []
     for at in snapshots:
         rows = open_at(prep, at)
         if horizon is not None:
-            if at + horizon > known_by:
+            if at + horizon > known_by and not (partial and at <= known_by):
                 raise ValueError(f"snapshot {pd.Timestamp(at, unit='s', tz='UTC')}: its {horizon // DAY}-day horizon "
                                  f"ends after {pd.Timestamp(known_by, unit='s', tz='UTC')}, when outcomes stop being known")
-            y = won_within(prep, rows, at, horizon)
+            y = won_within(prep, rows, at, min(horizon, known_by - at))
         else:
             y = outcome_after(prep, rows, at, known_by)
         labelled.append((at, rows[y >= 0], y[y >= 0]))
@@ -432,7 +437,9 @@ def snapshot_rows(prep: Prepared, snapshots: list[int], known_by: int, *, horizo
         f = features_at(prep, at, keep)
         f["at"] = at
         f["won"] = y
+        if partial:
+            f["follow"] = min(horizon, known_by - at)
         parts.append(f)
     if not parts:
-        return pd.DataFrame(columns=["deal_id", "row", *prep.features, "at", "won"])
+        return pd.DataFrame(columns=["deal_id", "row", *prep.features, "at", "won", *(["follow"] if partial else [])])
     return pd.concat(parts, ignore_index=True)

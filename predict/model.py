@@ -119,23 +119,28 @@ def shifted(p: np.ndarray, shift: float) -> np.ndarray:
     return p if shift == 0 else expit(_logit(p) + shift)
 
 
-def intercept_shift(p: np.ndarray, won: np.ndarray, min_each: int = 10) -> float:
+def intercept_shift(p: np.ndarray, won: np.ndarray, min_each: int = 10, reach: np.ndarray | None = None) -> float | None:
     """The log-odds shift after which the chances `p` add up to the wins seen (`won`, 0/1).
-    0 with fewer than `min_each` won or lost: too few to say the rate moved.
+    None with fewer than `min_each` won or not won: too few to say the rate moved.
 
     Win rates drift (a new market, a tougher quarter, a pipeline filling with forgotten deals):
     a model fitted over the whole history predicts its average, so its chances run high after a
     fall. Moving every deal's log-odds by one number keeps their order and spread and puts their
-    level where the latest period's is."""
+    level where the latest period's is.
+
+    `reach` (per row, 0..1; 1 when omitted): the share of a row's chance that could have shown
+    as a win yet. A deal followed for 20 days of a 100-day horizon can only show the wins that
+    come within 20 days, so it adds p * reach to the wins expected, not p (follow_rows)."""
     from scipy.optimize import brentq
     from scipy.special import expit
 
     won = np.asarray(won, float)
+    reach = np.ones(len(won)) if reach is None else np.asarray(reach, float)
     seen = float(won.sum())
-    if seen < min_each or len(won) - seen < min_each:
-        return 0.0
+    if seen < min_each or float(reach.sum()) - seen < min_each:
+        return None
     lo = _logit(p)
-    return float(brentq(lambda d: float(expit(lo + d).sum()) - seen, -12.0, 12.0, xtol=1e-6))
+    return float(brentq(lambda d: float((expit(lo + d) * reach).sum()) - seen, -20.0, 20.0, xtol=1e-6))
 
 
 class Anchored:
@@ -234,6 +239,54 @@ def recent_rows(rows: pd.DataFrame) -> np.ndarray:
     return at >= dates[int(len(dates) * (1 - RECENT_SHARE))]
 
 
+FOLLOW_ROWS = 20_000  # followed-up snapshot rows the anchor is fitted on, a uniform sample beyond
+
+
+def win_reach(prep: Prepared, labelled: pd.DataFrame, follow: np.ndarray) -> np.ndarray:
+    """For each follow-up length (seconds), the share of the `labelled` rows' wins (won within
+    the horizon) that came within that long of their snapshot: how much of a row's chance of
+    winning within the horizon could have shown by then. 0 everywhere when nothing was won."""
+    won = labelled[labelled["won"] == 1]
+    lags = np.sort(prep.closed[won["row"].to_numpy(np.int64)] - won["at"].to_numpy(np.int64))
+    if not len(lags):
+        return np.zeros(len(follow))
+    return np.searchsorted(lags, np.asarray(follow), side="right") / len(lags)
+
+
+def follow_rows(prep: Prepared, known_by: int, horizon: int, step_days: int, labelled: pd.DataFrame, *,
+                max_rows: int = FOLLOW_ROWS, seed: int = 0) -> pd.DataFrame:
+    """The deals open at the latest RECENT_SHARE of snapshot dates up to `known_by`, each followed
+    only up to `known_by` (`won`: won by then, within the horizon), with `reach` (win_reach):
+    what the anchor is fitted on (intercept_shift). Empty with fewer than 4 snapshot dates.
+
+    The labelled rows end a whole horizon before `known_by`: anchored to their latest quarter,
+    the chances keep the win rate of months ago (on Maven's export, March when the cutoff is in
+    July, while the newer deals were filling with ones that never close). These rows are the
+    recent months, censored at `known_by`: a deal still open then counts as not won so far, and
+    its chance counts only for the share of wins that come that soon. Nothing after `known_by`."""
+    snaps = snapshot_seconds(prep, known_by, step_days)
+    if len(snaps) < 4:
+        return pd.DataFrame(columns=["deal_id", "row", *prep.features, "at", "won", "follow", "reach"])
+    recent = snaps[int(len(snaps) * (1 - RECENT_SHARE)):]
+    rows = snapshot_rows(prep, recent, known_by, horizon=horizon, max_rows=max_rows, seed=seed, partial=True)
+    rows["reach"] = win_reach(prep, labelled, rows["follow"].to_numpy())
+    return rows
+
+
+def _shift_to(labelled: pd.DataFrame, follow: pd.DataFrame | None, p_follow: np.ndarray | None, p_recent) -> float:
+    """The anchor's shift: to the followed-up recent rows (follow_rows, chances `p_follow`) when
+    they hold enough wins and non-wins to say, else to the latest quarter of the labelled rows
+    (recent_rows; `p_recent(mask)` gives their chances, asked for only then)."""
+    if follow is not None and len(follow):
+        shift = intercept_shift(p_follow, follow["won"].to_numpy(float), reach=follow["reach"].to_numpy(float))
+        if shift is not None:
+            return shift
+    recent = recent_rows(labelled)
+    if not recent.any():
+        return 0.0
+    return intercept_shift(p_recent(recent), labelled["won"].to_numpy(float)[recent]) or 0.0
+
+
 # --- the stage-only baseline -------------------------------------------------------------------
 
 @dataclass
@@ -247,9 +300,10 @@ class StageBaseline:
     prior: float = 10.0
     shift: float = 0.0  # log-odds moved to the latest period's win rate, as the model's are
 
-    def fit(self, rows: pd.DataFrame, anchor: bool = True) -> "StageBaseline":
-        """Stage rates over all `rows`, then (`anchor`) moved to the win rate of their latest
-        quarter (recent_rows) exactly as the model is: the baseline it must beat gets the same help."""
+    def fit(self, rows: pd.DataFrame, anchor: bool = True, follow: pd.DataFrame | None = None) -> "StageBaseline":
+        """Stage rates over all `rows`, then (`anchor`) moved to the recent win rate exactly as
+        the model is (_shift_to: the `follow` rows, else the latest quarter of `rows`): the
+        baseline it must beat gets the same help."""
         y = rows["won"].to_numpy(float)
         self.overall = float(y.mean()) if len(y) else 0.5
         if "stage" in rows:
@@ -258,8 +312,8 @@ class StageBaseline:
             self.counts = {s: int(r["count"]) for s, r in g.iterrows()}
         self.shift = 0.0
         if anchor and len(rows):
-            recent = recent_rows(rows)
-            self.shift = intercept_shift(self.predict(rows[recent]), y[recent])
+            self.shift = _shift_to(rows, follow, None if follow is None else self.predict(follow),
+                                   lambda recent: self.predict(rows[recent]))
         return self
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
@@ -350,10 +404,13 @@ def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
     raise ValueError(f"unknown model kind {kind!r}; one of {KINDS}")
 
 
-def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], seed: int = 0, anchor: bool = True):
+def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], seed: int = 0, anchor: bool = True,
+                   follow: pd.DataFrame | None = None):
     """The candidate fitted on `rows` and calibrated on folds that keep each deal's snapshots
-    together; with `anchor`, its log-odds then moved so that its out-of-fold chances on the
-    latest quarter of `rows` (recent_rows) average the share won there (Anchored)."""
+    together; with `anchor`, its log-odds then moved (Anchored) so that its chances on the
+    `follow` rows (follow_rows) add up to the wins seen there so far, or, when those are too few
+    or not given, its out-of-fold chances on the latest quarter of `rows` (recent_rows) average
+    the share won there."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GroupKFold
 
@@ -370,16 +427,21 @@ def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], see
     # (the bot's own scan, a shared CI box) that made a fit three times slower, not faster.
     with threadpool_limits(limits=1):
         model.fit(x, y)
-        recent = recent_rows(rows) if anchor else np.zeros(len(rows), bool)
-        if not recent.any():
+        if not anchor:
             return model
-        # out of fold: each recent row scored by the fold's estimator that never saw its deal
-        p_oof = np.empty(len(y))
-        for (_, test), fold in zip(folds, model.calibrated_classifiers_):
-            test = test[recent[test]]
-            if len(test):
-                p_oof[test] = fold.predict_proba(x.iloc[test])[:, 1]
-    return Anchored(model, intercept_shift(p_oof[recent], y[recent]))
+        p_follow = predict_proba(model, follow, features) if follow is not None and len(follow) else None
+
+        def p_recent(recent: np.ndarray) -> np.ndarray:
+            """Out of fold: each recent row scored by the fold's estimator that never saw its deal."""
+            p = np.empty(len(y))
+            for (_, test), fold in zip(folds, model.calibrated_classifiers_):
+                test = test[recent[test]]
+                if len(test):
+                    p[test] = fold.predict_proba(x.iloc[test])[:, 1]
+            return p[recent]
+
+        shift = _shift_to(rows, follow, p_follow, p_recent)
+    return Anchored(model, shift)
 
 
 SMALL_FRAME = 20_000  # rows: below this, one thread predicts faster than a team
@@ -526,9 +588,10 @@ def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRul
              seed: int = 0, anchor: bool = True) -> Backtest | str:
     """Train on snapshots whose horizon ended by a cutoff (labels known then), test on the
     snapshots from the cutoff on (labels known by now), every deal open at a snapshot labelled
-    "won within the horizon" or not. The model and the baseline are both anchored to the win
-    rate of the latest training period (`anchor`). Returns the reason instead when history is
-    too short, before or after the cutoff."""
+    "won within the horizon" or not. The model and the baseline are both anchored (`anchor`) to
+    the recent win rate as it was known at the cutoff (follow_rows: the latest snapshots, followed
+    up to the cutoff and no further), as the live fit is at its moment. Returns the reason
+    instead when history is too short, before or after the cutoff."""
     t_now = now if isinstance(now, int) else seconds_of(now)
     why = rule.shortfall(*closed_counts(prep, t_now))
     if why:
@@ -546,12 +609,14 @@ def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRul
     if won < 20 or lost < 20 or test["won"].nunique() < 2:
         return (f"not enough history before the backtest cutoff ({pd.Timestamp(cutoff, unit='s', tz='UTC'):%Y-%m-%d}): "
                 f"{won} won and {lost} lost snapshots to learn from, {len(test)} to test on")
-    base = StageBaseline().fit(train, anchor)
+    # the recent months as known at the cutoff, censored there: the live fit's anchor, simulated
+    follow = follow_rows(prep, cutoff, settle, step, train, seed=seed) if anchor else None
+    base = StageBaseline().fit(train, anchor, follow)
     y = test["won"].to_numpy(int)
     p_base = base.predict(test)
     cands, best, best_p, best_model = [], None, None, None
     for kind in kinds:
-        model = fit_calibrated(kind, train, prep.features, seed, anchor)
+        model = fit_calibrated(kind, train, prep.features, seed, anchor, follow)
         p = predict_proba(model, test, prep.features)
         c = Candidate(kind, brier(y, p), auc(y, p))
         cands.append(c)
@@ -586,19 +651,21 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
             # what the weighted pipeline forecast needs (stage rates and close timing as of now),
             # kept with the verdict so the next scans of this history do not rebuild it
             rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
+            follow = recent_follow(prep, t_now, rows, step_days=step_days, seed=seed)
             return WinModel(False, (f"the model does not beat the stage-only baseline on the backtest: Brier "
                                     f"{bt.brier:.4f} ({bt.chosen}) vs {bt.baseline_brier:.4f} for each stage's win rate "
                                     f"({bt.gain:+.1%}, p = {bt.p_value:.2g}; needs at least {MIN_GAIN:.0%} better "
                                     f"with p < {ALPHA}); predictions would add nothing to the weighted pipeline"),
-                            baseline=StageBaseline().fit(rows), train_rows=rows, trained_at=t_now,
+                            baseline=StageBaseline().fit(rows, follow=follow), train_rows=rows, trained_at=t_now,
                             dropped=prep.dropped, check=scores)
         kind = bt.chosen
         verdict = (f"; backtest Brier {bt.brier:.4f} vs the stage-only baseline's {bt.baseline_brier:.4f} "
                    f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
     rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
-    model = fit_calibrated(kind, rows, prep.features, seed)
+    follow = recent_follow(prep, t_now, rows, step_days=step_days, seed=seed)
+    model = fit_calibrated(kind, rows, prep.features, seed, follow=follow)
     return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} deals{verdict}",
-                    features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows),
+                    features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows, follow=follow),
                     train_rows=rows, train_p=predict_proba(model, rows, prep.features), trained_at=t_now,
                     dropped=prep.dropped, check=scores)
 
@@ -705,6 +772,13 @@ def settled_rows(prep: Prepared, t_now: int, *, step_days: int | None = None, ma
     horizon = settle_seconds(prep, t_now)
     return snapshot_rows(prep, snapshot_seconds(prep, t_now - horizon, step), t_now, horizon=horizon,
                          max_rows=max_rows, seed=seed)
+
+
+def recent_follow(prep: Prepared, t_now: int, labelled: pd.DataFrame, *, step_days: int | None = None,
+                  seed: int = 0) -> pd.DataFrame:
+    """follow_rows at `t_now` with the horizon and step settled_rows uses (`labelled`: its rows)."""
+    step = step_days or auto_step_days(prep, t_now)
+    return follow_rows(prep, t_now, settle_seconds(prep, t_now), step, labelled, seed=seed)
 
 
 _scored: tuple | None = None  # (weakref model, weakref prep, second, frame): the last scoring, one entry

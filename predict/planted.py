@@ -26,12 +26,19 @@ def _ts(ns: np.ndarray) -> pd.Series:
 
 
 def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: int = 1,
-                    engagement_effect: float = 2.4, managers: int = 10, drift: float = 0.0) -> CrmData:
+                    engagement_effect: float = 2.4, managers: int = 10, drift: float = 0.0,
+                    never_close: float = 0.0, never_close_from: float = 0.4, stuck_days: int = 120) -> CrmData:
     """`n_deals` deals created over `span_days` before `now`; win odds rise with engagement.
 
     `drift`: the log-odds of winning move by this much from the first deal created to the last
     (-1.5: a market turning, the newest deals win far less often than the oldest at the same
-    engagement), a change of base rate no feature explains."""
+    engagement), a change of base rate no feature explains.
+
+    `never_close`: the share of the deals created after `never_close_from` of the span (0 the
+    oldest, 1 the newest) that nobody closes (Maven's export: its later cohorts are full of
+    deals still "Engaging" at its end). They stay open, touched as open deals are, until a
+    clean-up marks them lost `stuck_days` after creation: the pipeline's win share falls, then
+    holds. Drawn from a generator of their own: the other deals are the same as without it."""
     rng = np.random.default_rng(seed)
     now_ns = pd.Timestamp(now).value
     created = now_ns - rng.integers(1, span_days * _DAY_NS, n_deals)
@@ -44,6 +51,10 @@ def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: 
     stay = (rng.exponential(6.0, (n_deals, n_st)) * _DAY_NS).astype(np.int64) + 3_600 * 10**9
     entry = created[:, None] + np.concatenate([np.zeros((n_deals, 1), np.int64), np.cumsum(stay, 1)[:, :-1]], 1)
     close = created + np.cumsum(stay, 1)[np.arange(n_deals), reached - 1]
+    if never_close:
+        stuck = (np.random.default_rng([seed, 1]).random(n_deals) < never_close) & (age >= never_close_from)
+        close = np.where(stuck, created + stuck_days * _DAY_NS, close)
+        will_win &= ~stuck
     is_closed = close <= now_ns
     status = np.where(is_closed, np.where(will_win, "won", "lost"), "open")
     entered = (np.arange(n_st)[None, :] < reached[:, None]) & (entry <= now_ns)

@@ -25,7 +25,7 @@ from crm.data import CrmData
 from predict.features import DAY, Prepared, features_at, open_at, prepare, seconds_of
 from predict.model import (
     Backtest, HistoryRule, StageBaseline, WinModel, auc, backtest, brier, closed_counts, predict_proba, reliability,
-    score, settled_rows, train,
+    recent_follow, score, settled_rows, train,
 )
 
 DRAWS = 2000
@@ -150,7 +150,7 @@ def forecast_now(prep: Prepared, now: datetime, rule: HistoryRule = HistoryRule(
         rows, baseline = model.train_rows, model.baseline
     else:
         rows = settled_rows(prep, t, seed=seed)
-        baseline = StageBaseline().fit(rows)
+        baseline = StageBaseline().fit(rows, follow=recent_follow(prep, t, rows, seed=seed))
     if rows.empty:
         return None, model.reason
     return forecast(prep, None, baseline, Timing(rows, prep), t, months, seed), model.reason

@@ -108,3 +108,86 @@ def test_an_export_that_starts_at_a_date_is_snapshotted_from_its_first_closing(m
     survivors = backtest(prep, NOW)
     _, ece_survivors = reliability(survivors.y, survivors.p)
     assert ece < ece_survivors
+
+
+def test_a_partly_followed_chance_counts_only_for_the_wins_that_could_show_yet():
+    from predict.model import intercept_shift, shifted
+
+    p = np.full(1000, 0.5)
+    won = np.zeros(1000)
+    won[:200] = 1  # 200 won so far, each row followed long enough to see half of its wins
+    d = intercept_shift(p, won, reach=np.full(1000, 0.5))
+    assert shifted(p, d).mean() == pytest.approx(0.4, abs=1e-4)  # not 0.2: the other half is still to come
+    assert intercept_shift(p, won) == pytest.approx(np.log(0.2 / 0.8), abs=1e-4)  # followed for the whole horizon
+    assert intercept_shift(p, (np.arange(1000) < 5).astype(float)) is None  # 5 wins: too few to say
+
+
+@pytest.fixture(scope="module")
+def falling():
+    """From 40% of the history on, 15% of the new deals are never closed (until a clean-up marks
+    them lost 4 months on): the pipeline's win share falls after the labelled period, then holds.
+    The backtest with the anchor as it was (the latest quarter of the labelled rows) and as it is."""
+    import predict.model as pm
+
+    prep = prepare(planted_company(3000, NOW, seed=5, never_close=0.15, never_close_from=0.4))
+    new = backtest(prep, NOW)
+    follow_rows = pm.follow_rows
+    pm.follow_rows = lambda *a, **k: None  # the labelled rows' latest quarter only
+    try:
+        old = backtest(prep, NOW)
+    finally:
+        pm.follow_rows = follow_rows
+    return old, new
+
+
+def test_a_win_rate_falling_after_the_labelled_period_is_followed_by_the_anchor(falling):
+    old, new = falling
+    assert old.cutoff == new.cutoff and np.array_equal(old.y, new.y)
+    _, ece_old = reliability(old.y, old.p)
+    _, ece = reliability(new.y, new.p)
+    assert ece < ece_old - 0.015 and ece <= 0.06
+    assert abs(new.p.mean() - new.y.mean()) < abs(old.p.mean() - old.y.mean()) * 0.6
+    assert new.model.shift < old.model.shift - 0.2  # moved down to where the rate went
+    # the baseline gets the same help: its level follows the fall as the model's does
+    _, base_old = reliability(old.y, old.p_base)
+    _, base = reliability(new.y, new.p_base)
+    assert base < base_old - 0.03 and new.baseline.shift < old.baseline.shift - 0.2
+    assert new.brier < old.brier and new.beats_baseline()
+
+
+def test_the_anchor_uses_no_outcome_after_its_moment():
+    import dataclasses
+
+    from crm.demo import generate_demo
+    from predict.features import seconds_of, snapshot_rows
+    from predict.model import StageBaseline, auto_step_days, fit_calibrated, follow_rows, settle_seconds, snapshot_seconds
+    from tests.predict.test_features import _rewrite_the_future
+
+    demo = generate_demo(7)
+    cut = pd.Timestamp(demo.now).tz_convert("UTC") - pd.Timedelta(days=30)
+    t = seconds_of(cut)
+
+    def anchor(data):
+        prep = prepare(data)
+        horizon, step = settle_seconds(prep, t), auto_step_days(prep, t)
+        labelled = snapshot_rows(prep, snapshot_seconds(prep, t - horizon, step), t, horizon=horizon)
+        follow = follow_rows(prep, t, horizon, step, labelled)
+        model = fit_calibrated("logistic", labelled, prep.features, follow=follow)
+        base = StageBaseline().fit(labelled, follow=follow)
+        return follow.drop(columns="row").sort_values(["at", "deal_id"]).reset_index(drop=True), model.shift, base.shift
+
+    real, model_shift, base_shift = anchor(demo.data)
+    assert len(real) > 100 and (real["at"] + real["follow"] <= t).all() and (real["follow"] < real["follow"].max()).any()
+    other, other_model, other_base = anchor(_rewrite_the_future(demo.data, cut))  # every later outcome changed
+    pd.testing.assert_frame_equal(real, other)
+    assert other_model == pytest.approx(model_shift, abs=1e-9) and other_base == pytest.approx(base_shift, abs=1e-9)
+    # the followed-up rows are what the anchor was fitted on (enough wins and non-wins), not its fallback
+    assert real["won"].sum() >= 10 and real["reach"].sum() - real["won"].sum() >= 10
+    assert abs(model_shift) > 1e-3 or abs(base_shift) > 1e-3
+    # and an outcome before it does move it: the comparison above is not vacuous
+    data = demo.data
+    deals = data.deals.copy()
+    seen = deals.index[(deals["status"] == "won") & (deals["closed_at"] <= cut) & (deals["closed_at"] > cut - pd.Timedelta(days=20))]
+    deals.loc[seen, "status"] = "lost"
+    moved, _, moved_base = anchor(dataclasses.replace(data, deals=deals.reset_index(drop=True)))
+    assert moved["won"].sum() < real["won"].sum() and moved_base < base_shift

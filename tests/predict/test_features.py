@@ -188,3 +188,20 @@ def test_a_client_filled_in_only_at_closing_is_not_a_feature():
     prep = prepare(data)
     assert "client_won" not in prep.features and "client_lost" not in prep.features
     assert "filled in at closing" in prep.dropped["client_won"] and "70% of open deals" in prep.dropped["client_won"]
+
+
+def test_a_partial_follow_up_counts_only_the_wins_seen_by_then_and_says_how_long_it_followed():
+    from predict.features import snapshot_rows
+
+    prep = prepare(_small())
+    t = seconds_of(T0)
+    day = 86_400
+    # known by 2 days after T0: D1 (won on day 3) is not won yet; by day 5 it is, within the horizon
+    rows = snapshot_rows(prep, [t], t + 2 * day, horizon=10 * day, partial=True).set_index("deal_id")
+    assert rows.loc["D1", "won"] == 0 and rows.loc["D2", "won"] == 0
+    assert (rows["follow"] == 2 * day).all()
+    rows = snapshot_rows(prep, [t, t - 20 * day], t + 5 * day, horizon=10 * day, partial=True)
+    assert rows.set_index(["deal_id", "at"]).loc[("D1", t), "won"] == 1
+    assert sorted(rows.groupby("at")["follow"].first().tolist()) == [5 * day, 10 * day]  # a full horizon at most
+    with pytest.raises(ValueError, match="horizon ends after"):
+        snapshot_rows(prep, [t + 10 * day], t + 5 * day, horizon=10 * day, partial=True)  # after known_by: nothing seen
