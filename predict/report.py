@@ -239,7 +239,7 @@ def model_report(data: CrmData, now: datetime, rule: HistoryRule = HistoryRule()
                   "mean_chance": round(float(bt.p.mean()), _R), "horizon_days": round(bt.horizon / DAY, 1)},
         candidates=[{"kind": c.kind, "brier": round(c.brier, _R), "auc": None if c.auc is None else round(c.auc, _R)}
                     for c in bt.candidates],
-        auc=_r(auc(bt.y, bt.p)), brier=_r(bt.brier), ece=_r(ece), brier_gain=_r(bt.gain), p_value=_r(bt.p_value),
+        auc=_r(auc(bt.y, bt.p)), brier=_r(bt.brier), ece=_r(ece), brier_gain=_r(bt.gain), p_value=_sig(bt.p_value),
         baseline_auc=_r(auc(bt.y, bt.p_base)), baseline_brier=_r(bt.baseline_brier), baseline_ece=_r(base_ece),
         reliability=table, baseline_reliability=base_table,
         factors=factor_importance(bt, seed),
@@ -271,6 +271,11 @@ def forecast_accuracy(months: list[dict]) -> dict | None:
 
 def _r(x: float | None) -> float | None:
     return None if x is None or x != x else round(float(x), _R)
+
+
+def _sig(x: float) -> float:
+    """A p-value to 3 significant digits: rounded to 4 decimals, 2.6e-10 became "p = 0"."""
+    return float(f"{x:.3g}")
 
 
 def _num(x: float, unit: str) -> str:

@@ -104,3 +104,16 @@ def test_an_old_export_is_reported_as_of_its_newest_record_and_says_so(tmp_path,
     assert main(["model", "report", "--data", str(tmp_path), "--format", "json", "--now", "2026-11-18T09:00Z"]) == 0
     fresh = capsys.readouterr()
     assert "not today" not in fresh.err and json.loads(fresh.out)["now"].startswith("2026-11-18T09:00")
+
+
+def test_a_tiny_p_value_keeps_its_digits(tmp_path, capsys, monkeypatch):
+    # Maven's model beats the baseline at p = 2.6e-10: rounded to 4 decimals it read "p = 0",
+    # which no test can give
+    from predict.model import Backtest
+
+    monkeypatch.setattr(Backtest, "p_value", property(lambda self: 2.6e-10))
+    export_csv(planted_company(1500, NOW, seed=11), tmp_path)
+    assert main(["model", "report", "--data", str(tmp_path), "--now", "2026-11-18T09:00Z", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["p_value"] == 2.6e-10
+    assert main(["model", "report", "--data", str(tmp_path), "--now", "2026-11-18T09:00Z"]) == 0
+    assert "one-sided p = 2.6e-10, per deal" in capsys.readouterr().out
