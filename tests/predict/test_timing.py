@@ -100,11 +100,39 @@ def test_the_timing_reads_nothing_after_its_moment():
 
 
 def test_a_steady_company_is_not_forecast_worse(monkeypatch):
-    """No rhythm and no change: the quarters' moments are a smaller sample of the same timing."""
-    prep = prepare(planted_company(3000, NOW, seed=4))
+    """No rhythm and no change: the quarters' moments are a smaller sample of the same timing,
+    so month by month the two differ by noise (a point either way), not by a bias."""
+    errors, quarters = {}, report.QUARTERS_BACK
+    for seed in (3, 4):
+        prep = prepare(planted_company(3000, NOW, seed=seed))
+        bt = backtest(prep, T_NOW)
+        for back in (quarters, 0):  # 0: no moment found, the labelled snapshots alone
+            monkeypatch.setattr(report, "QUARTERS_BACK", back)
+            acc = forecast_accuracy(forecast_error(prep, bt, T_NOW))
+            errors[back] = errors.get(back, 0.0) + acc["model"]["abs_error_share"]
+            assert abs(acc["model"]["bias_share"]) < 0.12
+    assert errors[quarters] <= errors[0] + 0.01
+
+
+def test_the_backtests_timing_learns_from_the_snapshots_the_backtest_trained_on():
+    """Rebuilt on the cutoff's own grid, they were other snapshots (Maven as of 2017-11-15: none
+    at all, and the report failed)."""
+    from predict.report import _train_rows_of
+
+    prep = prepare(planted_company(3000, NOW, seed=3))
     bt = backtest(prep, T_NOW)
-    now = forecast_accuracy(forecast_error(prep, bt, T_NOW))
-    monkeypatch.setattr(report, "QUARTERS_BACK", 0)  # no moment found: the labelled snapshots alone
-    pooled = forecast_accuracy(forecast_error(prep, bt, T_NOW))
-    assert now["model"]["abs_error_share"] < 0.06 and pooled["model"]["abs_error_share"] < 0.06
-    assert now["model"]["abs_error_share"] <= pooled["model"]["abs_error_share"] + 0.015
+    rows = _train_rows_of(bt, prep, T_NOW)
+    assert len(rows) == bt.train_n and rows["at"].max() <= bt.cutoff - bt.horizon
+
+
+def test_no_labelled_snapshot_leaves_the_timing_to_the_quarters_moments():
+    prep = prepare(planted_company(3000, NOW, seed=3, quarter_rush=0.8))
+    known_by = T_NOW - 100 * DAY
+    horizon = settle_seconds(prep, known_by)
+    none = settled_rows(prep, known_by).iloc[:0].astype(object)  # as snapshot_rows returns no rows
+    timing = Timing(prep, known_by, horizon, none)
+    late, early = known_by + 30 * DAY, known_by + 55 * DAY  # 9 September, 4 October
+    assert timing.moments(late) and timing.moments(early)
+    assert float(timing.share(late, None, 0.0, horizon / DAY + 1, 1)[0]) == pytest.approx(1.0)
+    # the rush at the quarter's end is within the month from 9 September, not from 4 October
+    assert float(timing.share(late, None, 0.0, 30.0, 1)[0]) > 0.7 > 0.3 > float(timing.share(early, None, 0.0, 30.0, 1)[0])
