@@ -348,6 +348,22 @@ def won_within(prep: Prepared, rows: np.ndarray, at: int, horizon: int) -> np.nd
     return ((closed > at) & (closed <= at + horizon) & prep.won[rows]).astype(np.int8)
 
 
+def _stage_codes(prep: Prepared, rows: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each deal's stage at second `t` (index into prep.stages; the last one: unknown) and when it entered it."""
+    idx, has = prep.entries.last(rows, t)
+    code = np.where(has, prep.entries.values[idx] if len(prep.entries.keys) else 0, len(prep.stages) - 1)
+    code = np.where(code < 0, len(prep.stages) - 1, code)
+    entered = np.where(has, prep.entries.keys[idx] & _LOW if len(prep.entries.keys) else 0, prep.created[rows])
+    return code, entered
+
+
+def stage_at(prep: Prepared, rows: np.ndarray, t: int) -> np.ndarray | None:
+    """The stage name of each deal at second `t` as features_at has it; None when the stage is not used."""
+    if not prep.use_stage:
+        return None
+    return np.asarray(prep.stages, dtype=object)[_stage_codes(prep, np.asarray(rows, np.int64), int(t))[0]]
+
+
 def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndarray | None = None) -> pd.DataFrame:
     """One row per deal open at `at` (or the given deal positions): its features then.
 
@@ -357,11 +373,8 @@ def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndar
     rows = open_at(prep, t) if rows is None else np.asarray(rows, np.int64)
     out: dict[str, object] = {"deal_id": prep.deal_ids[rows], "row": rows}
     days_open = (t - prep.created[rows]) / DAY
-    idx, has = prep.entries.last(rows, t)
     if prep.use_stage:
-        code = np.where(has, prep.entries.values[idx] if len(prep.entries.keys) else 0, len(prep.stages) - 1)
-        code = np.where(code < 0, len(prep.stages) - 1, code)
-        entered = np.where(has, prep.entries.keys[idx] & _LOW if len(prep.entries.keys) else 0, prep.created[rows])
+        code, entered = _stage_codes(prep, rows, t)
         out["stage_pos"] = np.where(code == len(prep.stages) - 1, np.nan, code).astype(float)
         out["days_at_stage"] = (t - entered) / DAY
         out["stage_moves"] = (prep.entries.upto(rows, t) - prep.entries.start(rows)).astype(float)

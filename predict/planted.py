@@ -27,7 +27,8 @@ def _ts(ns: np.ndarray) -> pd.Series:
 
 def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: int = 1,
                     engagement_effect: float = 2.4, managers: int = 10, drift: float = 0.0,
-                    never_close: float = 0.0, never_close_from: float = 0.4, stuck_days: int = 120) -> CrmData:
+                    never_close: float = 0.0, never_close_from: float = 0.4, stuck_days: int = 120,
+                    speedup: float = 1.0, quarter_rush: float = 0.0) -> CrmData:
     """`n_deals` deals created over `span_days` before `now`; win odds rise with engagement.
 
     `drift`: the log-odds of winning move by this much from the first deal created to the last
@@ -38,7 +39,16 @@ def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: 
     oldest, 1 the newest) that nobody closes (Maven's export: its later cohorts are full of
     deals still "Engaging" at its end). They stay open, touched as open deals are, until a
     clean-up marks them lost `stuck_days` after creation: the pipeline's win share falls, then
-    holds. Drawn from a generator of their own: the other deals are the same as without it."""
+    holds. Drawn from a generator of their own: the other deals are the same as without it.
+
+    `speedup`: the newest deals move through each stage this many times as fast as the oldest
+    (stays shrink steadily with the creation date): a company that closes faster lately, whose
+    recent wins come sooner after a snapshot than its older ones did. The draws are the same.
+
+    `quarter_rush`: the share of the won deals whose signing is held to the last two weeks of
+    the quarter they would have closed in (Maven's export: a quarter's first month wins about half
+    as often as its last), so how soon a pipeline's wins come depends on the date. Drawn from a
+    generator of its own, as never_close."""
     rng = np.random.default_rng(seed)
     now_ns = pd.Timestamp(now).value
     created = now_ns - rng.integers(1, span_days * _DAY_NS, n_deals)
@@ -48,13 +58,19 @@ def planted_company(n_deals: int, now: datetime, *, span_days: int = 540, seed: 
     will_win = rng.random(n_deals) < p_win
     n_st = len(STAGES)
     reached = np.where(will_win, n_st, rng.integers(1, n_st + 1, n_deals))  # stages entered
-    stay = (rng.exponential(6.0, (n_deals, n_st)) * _DAY_NS).astype(np.int64) + 3_600 * 10**9
+    pace = float(speedup) ** -age  # 1 for every deal when speedup is 1
+    stay = (rng.exponential(6.0, (n_deals, n_st)) * pace[:, None] * _DAY_NS).astype(np.int64) + 3_600 * 10**9
     entry = created[:, None] + np.concatenate([np.zeros((n_deals, 1), np.int64), np.cumsum(stay, 1)[:, :-1]], 1)
     close = created + np.cumsum(stay, 1)[np.arange(n_deals), reached - 1]
     if never_close:
         stuck = (np.random.default_rng([seed, 1]).random(n_deals) < never_close) & (age >= never_close_from)
         close = np.where(stuck, created + stuck_days * _DAY_NS, close)
         will_win &= ~stuck
+    if quarter_rush:
+        held = will_win & (np.random.default_rng([seed, 2]).random(n_deals) < quarter_rush)
+        q_end = (pd.DatetimeIndex(close[held]).to_period("Q") + 1).start_time.as_unit("ns").asi8  # the next quarter's start
+        rush = np.random.default_rng([seed, 3]).integers(1, 14 * _DAY_NS, int(held.sum()))
+        close[held] = np.maximum(close[held], q_end - rush)
     is_closed = close <= now_ns
     status = np.where(is_closed, np.where(will_win, "won", "lost"), "open")
     entered = (np.arange(n_st)[None, :] < reached[:, None]) & (entry <= now_ns)

@@ -8,7 +8,8 @@ month and the next. Pure: data, the clock and the rules in, a dict out (`format_
 
 The forecast: for each open deal, P(won) (the model; the stage's win rate when there is no
 usable model) times the share of won deals at its stage that closed within the month's
-window from their snapshot (learned from history), times its amount. The weighted pipeline
+window from their snapshot (learned from history at the same point of the latest quarters:
+`Timing`), times its amount. The weighted pipeline
 next to it is the same sum with the stage's win rate: the classic "stage probability x
 amount", given the same timing so the two differ only in the probability. The interval is the
 10th-90th percentile of simulated outcomes (each deal won or not, independently). When the
@@ -22,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from crm.data import CrmData
-from predict.features import DAY, Prepared, features_at, open_at, prepare, seconds_of
+from predict.features import DAY, Prepared, features_at, open_at, prepare, seconds_of, stage_at
 from predict.model import (
     Backtest, HistoryRule, StageBaseline, WinModel, auc, backtest, brier, closed_counts, predict_proba, reliability,
-    recent_follow, score, settled_rows, train,
+    recent_follow, score, settle_seconds, settled_rows, train,
 )
 
 DRAWS = 2000
@@ -44,33 +45,160 @@ def _day(t: int) -> str:
     return f"{pd.Timestamp(t, unit='s', tz='UTC'):%Y-%m-%d}"
 
 
-class Timing:
-    """How soon won deals close after a snapshot, by stage: the share won within a window."""
+QUARTERS_BACK = 8  # the same point of past quarters, at most two years back...
+# ...each as that moment and a week after, never before: a month's forecast is made on its first
+# day, and a week earlier can be the previous quarter's closing rush (the planted rush, seed 3:
+# the forecast missed 10.8% of the won total without that week, 26.2% with it; Maven 26.0% both)
+PHASE_DAYS = (0, 7)
+MIN_WINS = 200  # wins within the follow-up that stop the search back: the latest quarters that are enough
+MIN_STAGE_WINS = 30  # a stage with fewer has the timing of all stages
 
-    def __init__(self, rows: pd.DataFrame, prep: Prepared):
-        won = rows[rows["won"] == 1]
-        dt = (prep.closed[won["row"].to_numpy()] - won["at"].to_numpy()) / DAY
+
+def _months_back(t: int, k: int) -> int:
+    return int((pd.Timestamp(t, unit="s", tz="UTC") - pd.DateOffset(months=k)).value // 10**9)
+
+
+def _win_share_by(lag: np.ndarray, follow: np.ndarray, win: np.ndarray, closed: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The product-limit (Aalen-Johansen) share won by each lag, from rows each followed for
+    `follow` (censored there; the unit of `lag`), a loss competing with a win: (the lags a deal
+    closed at, the share won by each, the longest follow-up). `closed`: closed within the
+    follow-up; `win`: won within it. Every row is a deal open at lag 0."""
+    x = np.where(closed, lag, follow).astype(float)
+    times = np.unique(x[closed])
+    if not len(times):
+        return times, np.zeros(0), float(follow.max()) if len(follow) else 0.0
+    at_risk = len(x) - np.searchsorted(np.sort(x), times, "left")
+    where = np.searchsorted(times, x)
+    d_win = np.bincount(where[win], minlength=len(times))[:len(times)]
+    d_all = np.bincount(where[closed], minlength=len(times))[:len(times)]
+    open_before = np.concatenate([[1.0], np.cumprod(1 - d_all / at_risk)[:-1]])
+    return times, np.cumsum(open_before * d_win / at_risk), float(follow.max())
+
+
+class Timing:
+    """How soon won deals close after a moment, by stage, as known at `known_by`: the share of
+    the wins within the horizon that come in a window after the moment.
+
+    Sales run on quarters: on Maven's export a quarter's first month wins little and its last
+    weeks much, so how soon the wins of a pipeline come depends on where in the quarter it is
+    looked at (of the wins after 5 July, 20% came within 31 days; after 2 August, 54%). Pooled over
+    all snapshots that comes out 35% every month. For a moment `at` the timing is therefore
+    learned from the deals open at the same point of the latest quarters (3, 6, ... months
+    earlier, and a week after), each followed up to `known_by` and censored there (a
+    product-limit estimate: the latest quarters, only partly followed, still count for the early
+    days, where a month's forecast needs them); the search stops at the latest quarters holding
+    MIN_WINS wins and a moment followed for the whole horizon, so a company that closes faster
+    lately is timed on its recent pace. When no such moment is within reach (a history shorter
+    than that), past the longest follow-up the shape comes from `labelled` (snapshots followed a
+    whole horizon), scaled to join (no labelled wins: the moments' shape alone); with fewer than
+    MIN_STAGE_WINS wins at those moments, from the labelled rows alone. A stage with too few wins
+    there has all stages' timing. Nothing after `known_by` is read: a deal closed later counts
+    as still open, followed to `known_by`."""
+
+    def __init__(self, prep: Prepared, known_by: int, horizon: int, labelled: pd.DataFrame, *,
+                 max_rows: int = 20_000, seed: int = 0):
+        from predict.model import history_start
+
+        self.prep, self.known_by, self.horizon = prep, int(known_by), int(horizon)
+        self.first = history_start(prep, self.known_by)
+        self.max_rows, self.seed = max_rows, seed
+        won = labelled[labelled["won"] == 1]
+        # int64: an empty frame of rows (no snapshot a horizon before `known_by`) has object columns
+        dt = (prep.closed[won["row"].to_numpy(np.int64)] - won["at"].to_numpy(np.int64)) / DAY
         self.all = np.sort(dt)
         self.by_stage: dict[str, np.ndarray] = {}
         if "stage" in won:
             for stage, idx in won.groupby(won["stage"].astype(str)).indices.items():
-                if len(idx) >= 30:
+                if len(idx) >= MIN_STAGE_WINS:
                     self.by_stage[stage] = np.sort(dt[idx])
+        self._at: dict[int, dict] = {}
 
-    def share(self, stages: pd.Series | None, start_days: np.ndarray | float, end_days: np.ndarray | float,
+    def _open_moments(self, at: int) -> list[tuple[int, np.ndarray]]:
+        """(moment, deals open then) for the same point of the latest quarters before `known_by`,
+        back until they hold MIN_WINS wins within their follow-up and one was followed for the
+        whole horizon (the share of wins a window holds is a share of the horizon's)."""
+        out, wins, whole = [], 0, False
+        for k in range(1, QUARTERS_BACK + 1):
+            base = _months_back(at, 3 * k)
+            for s in (base + d * DAY for d in PHASE_DAYS):
+                if self.first <= s < self.known_by:
+                    rows = open_at(self.prep, s)
+                    lag = self.prep.closed[rows] - s
+                    wins += int((self.prep.won[rows] & (lag > 0) & (lag <= min(self.horizon, self.known_by - s))).sum())
+                    out.append((s, rows))
+                    whole |= s + self.horizon <= self.known_by
+            if wins >= MIN_WINS and whole:
+                break
+        return out
+
+    def moments(self, at: int) -> list[int]:
+        """The moments the timing for `at` is learned from."""
+        return sorted(s for s, _ in self._open_moments(at))
+
+    def _curves(self, at: int) -> dict:
+        """stage ("" for all) -> (event lags in days, cumulative share won, longest follow-up in days),
+        for the stages with MIN_STAGE_WINS wins at the moments of `at`."""
+        if at in self._at:
+            return self._at[at]
+        rng = np.random.default_rng(self.seed)
+        parts = []
+        for s, rows in self._open_moments(at):
+            if len(rows) > self.max_rows:
+                rows = np.sort(rng.choice(rows, self.max_rows, replace=False))
+            follow = min(self.horizon, self.known_by - s)
+            lag = self.prep.closed[rows] - s
+            closed = (self.prep.closed[rows] >= 0) & (lag > 0) & (lag <= follow)
+            st = stage_at(self.prep, rows, s)
+            parts.append((lag / DAY, np.full(len(rows), follow / DAY), closed & self.prep.won[rows], closed,
+                          st.astype(str) if st is not None else np.full(len(rows), "")))
+        curves: dict = {}
+        if parts:
+            lag, follow, win, closed, stage = (np.concatenate(a) for a in zip(*parts))
+            for key in ["", *(k for k in np.unique(stage) if k)]:
+                m = np.ones(len(stage), bool) if key == "" else stage == key
+                if win[m].sum() >= MIN_STAGE_WINS:
+                    curves[key] = _win_share_by(lag[m], follow[m], win[m], closed[m])
+        self._at[at] = curves
+        return curves
+
+    @staticmethod
+    def _share_before(dist: np.ndarray, days: np.ndarray) -> np.ndarray:
+        """Share of the labelled wins (their lags in days, sorted) that came before `days`."""
+        return np.searchsorted(dist, days, "left") / len(dist) if len(dist) else np.zeros(len(days))
+
+    def _cdf(self, key: str, curves: dict, days: np.ndarray) -> np.ndarray:
+        """Share of the wins within the horizon that come before `days` after the moment."""
+        if key not in curves:
+            key = "" if "" in curves else key
+        dist = self.by_stage.get(key, self.all)
+        if key not in curves:
+            return self._share_before(dist, days)
+        times, cum, reach = curves[key]
+        reach = min(reach, self.horizon / DAY)
+        total = float(cum[np.searchsorted(times, reach, "right") - 1]) if len(times) and times[0] <= reach else 0.0
+        if total <= 0:
+            return self._share_before(dist, days)
+        i = np.searchsorted(times, np.minimum(days, reach), "left")
+        matched = np.where(i > 0, cum[np.maximum(i - 1, 0)], 0.0) / total
+        # past the longest follow-up, the labelled shape, scaled so the two join at `reach`
+        joint = 1.0
+        if reach < self.horizon / DAY and len(dist):
+            joint = float(self._share_before(dist, np.array([np.nextafter(reach, np.inf)]))[0])
+        past = self._share_before(dist, days) if len(dist) else np.ones(len(days))
+        return np.where(days <= reach, joint * matched, past)
+
+    def share(self, at: int, stages: pd.Series | None, start_days: np.ndarray | float, end_days: np.ndarray | float,
               n: int) -> np.ndarray:
-        """P(close in [start, end) days after the snapshot | won), per deal."""
+        """P(close in [start, end) days after `at` | won within the horizon), per deal open at `at`."""
         start = np.broadcast_to(np.asarray(start_days, float), (n,))
         end = np.broadcast_to(np.asarray(end_days, float), (n,))
+        curves = self._curves(int(at))
         out = np.empty(n)
         keys = stages.astype(str).to_numpy() if stages is not None else np.full(n, "")
         for key in np.unique(keys):
             m = keys == key
-            dist = self.by_stage.get(key, self.all)
-            if not len(dist):
-                out[m] = 0.0
-                continue
-            out[m] = (np.searchsorted(dist, end[m], "left") - np.searchsorted(dist, start[m], "left")) / len(dist)
+            out[m] = np.clip(self._cdf(key, curves, end[m]) - self._cdf(key, curves, start[m]), 0.0, 1.0)
         return out
 
 
@@ -118,7 +246,7 @@ def forecast(prep: Prepared, model: WinModel | None, baseline: StageBaseline, ti
     out = []
     for k in range(months):
         start, end = max(at, _month_start(at, k)), _month_start(at, k + 1)
-        q = timing.share(stages, (start - at) / DAY, (end - at) / DAY, len(frame))
+        q = timing.share(at, stages, (start - at) / DAY, (end - at) / DAY, len(frame))
         lo, hi = _simulate(values, p * q, seed)
         out.append({
             "month": f"{pd.Timestamp(start, unit='s', tz='UTC'):%Y-%m}",
@@ -143,7 +271,8 @@ def forecast_now(prep: Prepared, now: datetime, rule: HistoryRule = HistoryRule(
     t = seconds_of(now)
     model = model if model is not None else train(prep, t, rule, seed=seed)
     if model.usable:
-        return forecast(prep, model, model.baseline, Timing(model.train_rows, prep), t, months, seed), model.reason
+        timing = _timing_now(prep, t, model.train_rows, seed)
+        return forecast(prep, model, model.baseline, timing, t, months, seed), model.reason
     if rule.shortfall(*closed_counts(prep, t)):
         return None, model.reason
     if model.train_rows is not None:  # fitted with the verdict (predict.model.train)
@@ -153,7 +282,12 @@ def forecast_now(prep: Prepared, now: datetime, rule: HistoryRule = HistoryRule(
         baseline = StageBaseline().fit(rows, follow=recent_follow(prep, t, rows, seed=seed))
     if rows.empty:
         return None, model.reason
-    return forecast(prep, None, baseline, Timing(rows, prep), t, months, seed), model.reason
+    return forecast(prep, None, baseline, _timing_now(prep, t, rows, seed), t, months, seed), model.reason
+
+
+def _timing_now(prep: Prepared, t: int, labelled: pd.DataFrame, seed: int) -> Timing:
+    """The close timing as known at `t`, over the horizon the fit at `t` labels with."""
+    return Timing(prep, t, settle_seconds(prep, t), labelled, seed=seed)
 
 
 def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:
@@ -164,7 +298,7 @@ def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:
     at the month's start cannot know those, so the gap between the two is what a forecast from
     the pipeline leaves out by design, not its error. Errors are in the unit (amount or deals)
     and relative to `actual` (None when nothing was won: a ratio to zero says nothing)."""
-    timing = Timing(_train_rows_of(bt, prep), prep)
+    timing = Timing(prep, bt.cutoff, bt.horizon, _train_rows_of(bt, prep, now), seed=bt.seed)
     out = []
     start = _month_start(bt.cutoff, 1) if _month_start(bt.cutoff) < bt.cutoff else _month_start(bt.cutoff)
     while _month_start(start, 1) <= now:
@@ -173,7 +307,7 @@ def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:
         if len(frame):
             rows = frame["row"].to_numpy()
             values = _values(prep, rows)
-            q = timing.share(frame["stage"] if "stage" in frame else None, 0.0, (end - start) / DAY, len(frame))
+            q = timing.share(start, frame["stage"] if "stage" in frame else None, 0.0, (end - start) / DAY, len(frame))
             p = predict_proba(bt.model, frame, bt.features)
             p_stage = bt.baseline.predict(frame)
             won_in = prep.won[rows] & (prep.closed[rows] >= start) & (prep.closed[rows] < end)
@@ -192,13 +326,15 @@ def forecast_error(prep: Prepared, bt: Backtest, now: int) -> list[dict]:
     return out
 
 
-def _train_rows_of(bt: Backtest, prep: Prepared) -> pd.DataFrame:
-    """The snapshots the backtest trained on (not kept with it, to spare memory), rebuilt for
-    the close timing learned as of the cutoff."""
+def _train_rows_of(bt: Backtest, prep: Prepared, now: int) -> pd.DataFrame:
+    """The snapshots the backtest run at `now` trained on (not kept with it, to spare memory),
+    rebuilt for the close timing learned as of the cutoff: its grid runs back from `now` minus
+    the horizon (predict.model.backtest), not from the cutoff's, which can hold no snapshot at
+    all (Maven as of 2017-11-15: 1,207 training snapshots, none on the other grid)."""
     from predict.features import snapshot_rows
     from predict.model import snapshot_seconds
 
-    snaps = snapshot_seconds(prep, bt.cutoff - bt.horizon, bt.step_days)
+    snaps = [s for s in snapshot_seconds(prep, now - bt.horizon, bt.step_days) if s <= bt.cutoff - bt.horizon]
     return snapshot_rows(prep, snaps, bt.cutoff, horizon=bt.horizon, max_rows=bt.max_rows, seed=bt.seed)
 
 
