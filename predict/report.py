@@ -410,8 +410,9 @@ def _r(x: float | None) -> float | None:
 
 
 def _sig(x: float) -> float:
-    """A p-value to 3 significant digits: rounded to 4 decimals, 2.6e-10 became "p = 0"."""
-    return float(f"{x:.3g}")
+    """A p-value to 2 significant digits, as the text shows it: rounded to 4 decimals, 2.6e-10
+    became "p = 0"."""
+    return float(f"{x:.2g}")
 
 
 def _num(x: float, unit: str) -> str:
@@ -437,7 +438,7 @@ def format_text(r: dict) -> str:
               f"{'Brier (lower=better)':<22}{_fmt(r['brier']):>10}{_fmt(r['baseline_brier']):>12}",
               f"{'ECE (calibration)':<22}{_fmt(r['ece']):>10}{_fmt(r['baseline_ece']):>12}",
               f"model vs stage only: Brier {r['brier_gain']:+.1%} better (one-sided p = {r['p_value']:.2g}, per deal)",
-              *([f"calibration: chances were off by {r['ece'] * 100:.0f} points on average on the backtest (aim: at most 5): "
+              *([f"calibration: chances were off by {r['ece'] * 100:.1f} points on average on the backtest (aim: at most 5): "
                  f"the chances averaged {r['backtest']['mean_chance']:.1%} where {r['backtest']['win_rate']:.1%} were won: "
                  "read them as a ranking of deals more than as odds"] if r["ece"] > ECE_TARGET else []),
               "candidates: " + ", ".join(f"{c['kind']} Brier {c['brier']:.4f}" for c in r["candidates"]),

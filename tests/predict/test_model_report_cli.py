@@ -74,7 +74,7 @@ def test_the_report_warns_when_chances_ran_far_from_what_was_won(tmp_path, capsy
     assert main(["model", "report", "--data", str(tmp_path), "--now", "2026-11-18T09:00Z"]) == 0
     text = capsys.readouterr().out
     assert f"won within {b['horizon_days']:.0f} days of a snapshot" in text
-    assert f"chances were off by {report['ece'] * 100:.0f} points" in text and "ranking of deals" in text
+    assert f"chances were off by {report['ece'] * 100:.1f} points" in text and "ranking of deals" in text
     # a steady company gets no such warning
     steady = tmp_path / "steady"
     export_csv(planted_company(1500, NOW, seed=11), steady)
