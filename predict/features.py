@@ -177,6 +177,7 @@ class Prepared:
     use_stage: bool
     features: tuple[str, ...]  # the columns features_at returns (besides deal_id)
     dropped: dict[str, str] = field(default_factory=dict)  # feature -> why it is not used
+    history_keys: dict = field(default_factory=dict, repr=False)  # predict.model.history_key's, by (second, rule)
 
 
 def amount_is_recorded_at_close(deals: pd.DataFrame) -> str | None:
