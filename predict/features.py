@@ -113,7 +113,61 @@ class _Events:
         return np.where(has, idx, 0), has
 
 
-OPENS_SLACK = 91 * DAY  # opens kept before the first window asked for: deal_risk looks back at most 90 days
+SLACK = 91 * DAY  # indexed before the first moment asked about: deal_risk looks back at most 90 days
+OPENS_SLACK = SLACK  # opens kept before the first window asked for
+
+
+class _ByDeal:
+    """Stage entries and touches (stage entries, done activities) by deal, indexed only for the
+    deals asked about first and every deal still open shortly before then; all deals on a miss.
+
+    Joining five million history rows to a million deals and sorting them was the dearest part
+    of prepare, and a scan asks only about the deals open now: a tenth of a company's deals or
+    fewer, with years of history. A fit asks about its oldest snapshot first, so it indexes
+    nearly every deal at once. A covered deal has every event of its own, whatever `at` is
+    asked later, so the features are the same as with every deal indexed."""
+
+    def __init__(self, deal_ids: pd.Series, closed: np.ndarray, hist_ids: pd.Series | None, hist_sec: np.ndarray,
+                 hist_code: np.ndarray, act_deal: np.ndarray, act_sec: np.ndarray):
+        self._deal_ids, self._closed = deal_ids, closed
+        self._hist_ids, self._hist_sec, self._hist_code = hist_ids, hist_sec, hist_code  # hist_ids None: no stage entries
+        self._act_deal, self._act_sec = act_deal, act_sec
+        self._covered: np.ndarray | None = None  # per deal: all its events are in the arrays
+        self.entries = self.touches = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+    def at(self, rows: np.ndarray, at: int) -> tuple[_Events, _Events]:
+        """(stage entries, touches) holding every event of each of `rows`."""
+        if self._covered is None:
+            self._index(np.flatnonzero(self._closed > at - SLACK))  # open: NOT_CLOSED; closed undated (-1): never open
+        if not self._covered[rows].all():
+            self._index(None)
+        return self.entries, self.touches
+
+    def _index(self, chosen: np.ndarray | None) -> None:
+        n = len(self._closed)
+        if chosen is not None and len(chosen) == n:
+            chosen = None
+        covered = np.ones(n, bool) if chosen is None else np.zeros(n, bool)
+        owner = None
+        if self._hist_ids is not None:
+            if chosen is None:
+                owner = positions(self._hist_ids, self._deal_ids)
+            else:
+                covered[chosen] = True
+                found = positions(self._hist_ids, self._deal_ids.iloc[chosen])
+                owner = np.where(found >= 0, chosen[np.maximum(found, 0)], -1) if len(chosen) else found
+            self.entries = _Events.build(owner, self._hist_sec, self._hist_code)
+        elif chosen is not None:
+            covered[chosen] = True
+        act = self._act_deal.copy()
+        act[act >= 0] = np.where(covered[act[act >= 0]], act[act >= 0], -1)
+        if owner is None:
+            self.touches = _Events.build(act, self._act_sec)
+        else:
+            self.touches = _Events.build(np.concatenate([owner, act]), np.concatenate([self._hist_sec, self._act_sec]))
+        self._covered = covered
+        if chosen is None:  # every deal indexed: the raw columns are not needed again, nor kept alive
+            self._hist_ids = self._hist_sec = self._hist_code = self._act_deal = self._act_sec = None
 
 
 class _OpensFrom:
@@ -167,8 +221,7 @@ class Prepared:
     client: np.ndarray  # client code, -1 none
     cats: dict[str, np.ndarray]  # source/region/manager_id as object arrays (None missing)
     stages: list[str]  # stage order; UNKNOWN_STAGE last
-    entries: _Events  # stage entries by deal, value = stage code
-    deal_touches: _Events
+    by_deal: _ByDeal  # stage entries by deal (value = stage code) and touches by deal
     client_touches: _Events | None
     replies: _Events | None
     opens: "_OpensFrom | None"
@@ -237,18 +290,15 @@ def prepare(data: CrmData) -> Prepared:
         dropped["stage"] = ("the stage history is derived from the deals table (each deal 'entered' its current "
                             "stage when it was created), so a deal's stage at a past date is not known")
     hist = data.stage_history
-    hist_owner = positions(hist["deal_id"], deals["deal_id"])
     extra = sorted({str(s) for s in pd.unique(hist["stage"].dropna())} - set(stages))
     stages = stages + extra + [UNKNOWN_STAGE]
-    hist_code = positions(hist["stage"], pd.Series(stages, dtype=object))  # the stage's code, -1 none
-    hist_sec = _seconds(hist["entered_at"])
-    if not use_stage:
-        hist_owner = np.full(len(hist), -1, np.int64)
-    entries = _Events.build(hist_owner, hist_sec, hist_code)
+    # a derived history is neither the stage nor a touch: not read at all
+    hist_code = positions(hist["stage"], pd.Series(stages, dtype=object)) if use_stage else None  # -1 none
+    hist_sec = _seconds(hist["entered_at"]) if use_stage else None
 
     # Touches: stage entries, done activities (of the deal; or of its client when no deal is given),
     # emails either way (by client, as stalled_deal counts them).
-    deal_owner, deal_sec = [hist_owner], [hist_sec]
+    act_deal, act_sec = np.zeros(0, np.int64), np.zeros(0, np.int64)
     client_codes = None
     client_touch = None
     has_client = data.has_column("deals", "client_id")
@@ -272,8 +322,7 @@ def prepare(data: CrmData) -> Prepared:
         a_sec = _seconds(real["done_at"])
         a_deal = positions(real["deal_id"], deals["deal_id"]) if data.has_column("activities", "deal_id") \
             else np.full(len(real), -1, np.int64)
-        deal_owner.append(a_deal)
-        deal_sec.append(a_sec)
+        act_deal, act_sec = a_deal, a_sec
         if client_codes is not None and data.has_column("activities", "client_id"):
             a_client = positions(real["client_id"], client_codes)
             c_owner.append(np.where(a_deal < 0, a_client, -1))
@@ -296,7 +345,8 @@ def prepare(data: CrmData) -> Prepared:
         dropped["replies_30d"] = dropped["opens_30d"] = "no emails table (or deals have no client_id)"
     if c_owner:
         client_touch = _Events.build(np.concatenate(c_owner), np.concatenate(c_sec))
-    deal_touches = _Events.build(np.concatenate(deal_owner), np.concatenate(deal_sec))
+    by_deal = _ByDeal(deals["deal_id"], closed, hist["deal_id"] if use_stage else None, hist_sec, hist_code,
+                      act_deal, act_sec)
 
     client_won = client_lost = None
     if client_codes is not None:
@@ -336,7 +386,7 @@ def prepare(data: CrmData) -> Prepared:
         features = [c for c in features if c != "opens_30d"]
     return Prepared(
         deal_ids=deal_ids, created=created, closed=closed, won=won, lost=lost, amount=amount, client=client,
-        cats=cats, stages=stages, entries=entries, deal_touches=deal_touches, client_touches=client_touch,
+        cats=cats, stages=stages, by_deal=by_deal, client_touches=client_touch,
         replies=replies, opens=opens, client_won=client_won, client_lost=client_lost, use_stage=use_stage,
         features=tuple(features), dropped=dropped,
     )
@@ -378,22 +428,23 @@ def features_at(prep: Prepared, at: datetime | pd.Timestamp | int, rows: np.ndar
     rows = open_at(prep, t) if rows is None else np.asarray(rows, np.int64)
     out: dict[str, object] = {"deal_id": prep.deal_ids[rows], "row": rows}
     days_open = (t - prep.created[rows]) / DAY
-    idx, has = prep.entries.last(rows, t)
+    entries, deal_touches = prep.by_deal.at(rows, t)
     if prep.use_stage:
-        code = np.where(has, prep.entries.values[idx] if len(prep.entries.keys) else 0, len(prep.stages) - 1)
+        idx, has = entries.last(rows, t)
+        code = np.where(has, entries.values[idx] if len(entries.keys) else 0, len(prep.stages) - 1)
         code = np.where(code < 0, len(prep.stages) - 1, code)
-        entered = np.where(has, prep.entries.keys[idx] & _LOW if len(prep.entries.keys) else 0, prep.created[rows])
+        entered = np.where(has, entries.keys[idx] & _LOW if len(entries.keys) else 0, prep.created[rows])
         out["stage_pos"] = np.where(code == len(prep.stages) - 1, np.nan, code).astype(float)
         out["days_at_stage"] = (t - entered) / DAY
-        out["stage_moves"] = (prep.entries.upto(rows, t) - prep.entries.start(rows)).astype(float)
+        out["stage_moves"] = (entries.upto(rows, t) - entries.start(rows)).astype(float)
         out["stage"] = np.asarray(prep.stages, dtype=object)[code]
     out["days_open"] = days_open
     if "amount" in prep.features:
         out["amount"] = prep.amount[rows]
     cl = prep.client[rows]
-    touches = prep.deal_touches.count(rows, t - 14 * DAY, t).astype(float)
-    d_idx, d_has = prep.deal_touches.last(rows, t)
-    last = np.where(d_has, prep.deal_touches.keys[d_idx] & _LOW if len(prep.deal_touches.keys) else 0, -1)
+    touches = deal_touches.count(rows, t - 14 * DAY, t).astype(float)
+    d_idx, d_has = deal_touches.last(rows, t)
+    last = np.where(d_has, deal_touches.keys[d_idx] & _LOW if len(deal_touches.keys) else 0, -1)
     if prep.client_touches is not None:
         touches += prep.client_touches.count(cl, t - 14 * DAY, t)
         c_idx, c_has = prep.client_touches.last(cl, t)

@@ -149,3 +149,18 @@ def test_two_stages_entered_at_the_same_second_the_later_row_wins():
             assert f.loc[d, "stage"] == grp["stage"].iloc[-1]
             checked += 1
     assert checked > 0
+
+
+def test_one_prepare_asked_newest_first_then_far_back():
+    """A scan asks about the deals open now, and prepare indexes only those still open shortly
+    before; a later question further back (a fit, a replay) must still see every event."""
+    data, now = _awkward()
+    prep = prepare(data)
+    for days in (0, 7, 250, 3):
+        at = seconds_of(now - pd.Timedelta(days=days))
+        got = features_at(prep, at).astype({c: object for c in ("deal_id", "stage", "source", "region", "manager_id")})
+        if days == 7:  # the scan's two questions were answered from the deals open lately only
+            assert 0 < prep.by_deal._covered.sum() < 0.5 * len(data.deals)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), _reference(data, at)[list(got.columns)],
+                                      check_exact=True, check_dtype=False)
+    assert prep.by_deal._covered.all()
