@@ -172,39 +172,58 @@ class _ByDeal:
 
 class _OpensFrom:
     """Opens of outbound emails by client, joined to their emails only when first counted, and
-    only from shortly before the first window asked for (everything earlier on a later miss).
+    only from shortly before the first window asked for and for the clients with a deal open
+    since then (every open of every client on a later miss).
 
     The join matches every open's email id among the emails' (10,000,000 strings in 2,500,000 on
     the scan's company): the dearest step of prepare. A scan that reuses its fit counts opens in
-    two 30-day windows (now and `lookback_days` ago), so it joins a few weeks of opens, not
-    years; a fit asks for its oldest snapshot first, so it joins once, from there on. A count
-    whose window starts before what was joined rebuilds from every open: always exact."""
+    two 30-day windows (now and `lookback_days` ago) for the clients of the deals open now, so
+    it joins a few weeks of opens into those clients' outbound emails, not years into all; a fit
+    asks for its oldest snapshot first, so it joins once, from there on. A count whose window
+    starts before what was joined, or of a client left out, rebuilds from every open: always
+    exact (email ids are unique, as the loader leaves them)."""
 
     def __init__(self, email_id: pd.Series, sec: np.ndarray, emails_id: pd.Series, inbound: np.ndarray,
-                 e_client: np.ndarray):
+                 e_client: np.ndarray, deal_client: np.ndarray, closed: np.ndarray, n_clients: int):
         self._email_id, self._sec, self._emails_id = email_id, sec, emails_id
         self._inbound, self._e_client = inbound, e_client
+        self._deal_client, self._closed, self._n_clients = deal_client, closed, n_clients
         self._events: _Events | None = None
-        self._from = 0  # the events hold every open after this second
+        self._from = 0  # the events hold every open after this second...
+        self._covered = np.ones(n_clients, bool)  # ...of these clients
 
-    def _build(self, after: int) -> tuple[_Events, bool]:
-        """(the events of the opens after `after`, whether that is every open)."""
-        keep = np.flatnonzero(self._sec > after) if after >= 0 else np.arange(len(self._sec))
-        everything = len(keep) == len(self._sec)
-        ids = self._email_id if everything else self._email_id.iloc[keep]
-        row = positions(ids, self._emails_id)
-        r = np.maximum(row, 0)
-        o_client = np.where((row >= 0) & ~self._inbound[r], self._e_client[r], -1)
-        return _Events.build(o_client, self._sec[keep]), everything
+    def _build(self, after: int | None) -> bool:
+        """Index the opens after `after` of the clients with a deal not closed by then (None:
+        every open of every client); whether that is everything."""
+        keep = np.flatnonzero(self._sec > after) if after is not None and after >= 0 else np.arange(len(self._sec))
+        covered = np.ones(self._n_clients, bool)
+        if after is not None and after >= 0:
+            covered[:] = False
+            covered[self._deal_client[(self._closed > after) & (self._deal_client >= 0)]] = True
+        everything = len(keep) == len(self._sec) and covered.all()
+        ids = self._email_id if len(keep) == len(self._sec) else self._email_id.iloc[keep]
+        if covered.all():
+            row = positions(ids, self._emails_id)
+            r = np.maximum(row, 0)
+            o_client = np.where((row >= 0) & ~self._inbound[r], self._e_client[r], -1)
+        else:  # only those clients' outbound emails: a lookup into a few of them, not all
+            e_client = self._e_client
+            wanted = np.flatnonzero((e_client >= 0) & ~self._inbound & covered[np.maximum(e_client, 0)])
+            found = positions(ids, self._emails_id.iloc[wanted])
+            o_client = np.where(found >= 0, e_client[wanted[np.maximum(found, 0)]], -1) if len(wanted) else found
+        self._events = _Events.build(o_client, self._sec[keep])
+        self._from, self._covered = (-1 if everything else after), covered
+        if everything:  # (a fit's first snapshot) the raw columns are not needed again, nor kept alive
+            self._email_id = self._emails_id = self._sec = self._inbound = self._e_client = None
+            self._deal_client = self._closed = None
+        return everything
 
     def count(self, owner: np.ndarray, after: int, at: int) -> np.ndarray:
         """Opens of each owner's emails in (after, at], as _Events.count."""
-        if self._events is None or after < self._from:
-            start = after - OPENS_SLACK if self._events is None else -1
-            self._events, everything = self._build(start)
-            self._from = -1 if everything else start
-            if everything:  # (a fit's first snapshot) the raw columns are not needed again, nor kept alive
-                self._email_id = self._emails_id = self._sec = self._inbound = self._e_client = None
+        if self._events is None:
+            self._build(after - OPENS_SLACK)
+        if after < self._from or not self._covered[owner[owner >= 0]].all():
+            self._build(None)
         return self._events.count(owner, after, at)
 
 
@@ -338,7 +357,7 @@ def prepare(data: CrmData) -> Prepared:
         replies = _Events.build(np.where(inbound, e_client, -1), e_sec)
         if data.email_opens is not None and len(data.email_opens):
             opens = _OpensFrom(data.email_opens["email_id"], _seconds(data.email_opens["opened_at"]),
-                               emails["email_id"], inbound, e_client)
+                               emails["email_id"], inbound, e_client, client, closed, len(client_codes))
         else:
             dropped["opens_30d"] = "no email_opens table"
     elif not client_leak:

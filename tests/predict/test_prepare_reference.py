@@ -43,11 +43,29 @@ def _awkward(seed: int = 7):
         new_hist[col] = new_hist[col].astype(hist[col].dtype)
     new_hist["entered_at"] = pd.to_datetime(new_hist["entered_at"], utc=True).astype(hist["entered_at"].dtype)
     data.stage_history = new_hist
-    return data, pd.Timestamp(demo.now).tz_convert("UTC")
+    # a client whose deals all closed long ago still opens a recent email
+    now = pd.Timestamp(demo.now).tz_convert("UTC")
+    deals = data.deals
+    last_close = deals.groupby("client_id")["closed_at"].max()
+    active = set(deals.loc[deals["status"] == "open", "client_id"])
+    quiet = [c for c, t in last_close.items() if t < now - pd.Timedelta(days=200) and c not in active][:3]
+    assert quiet
+    em, op = data.emails, data.email_opens
+    sent = pd.DataFrame({c: pd.Series([None] * len(quiet), dtype=em[c].dtype) for c in em.columns})
+    sent["email_id"] = pd.Series([f"QUIET-{i}" for i in range(len(quiet))], dtype=em["email_id"].dtype)
+    sent["client_id"] = pd.Series(quiet, dtype=em["client_id"].dtype)
+    sent["direction"] = pd.Series(["out"] * len(quiet), dtype=em["direction"].dtype)
+    sent["sent_at"] = pd.Series([now - pd.Timedelta(days=20)] * len(quiet)).astype(em["sent_at"].dtype)
+    data.emails = pd.concat([em, sent], ignore_index=True)
+    opened = pd.DataFrame({"email_id": pd.Series(sent["email_id"].tolist() * 2, dtype=op["email_id"].dtype),
+                           "opened_at": pd.Series([now - pd.Timedelta(days=2)] * 2 * len(quiet)).astype(op["opened_at"].dtype)})
+    data.email_opens = pd.concat([op, opened], ignore_index=True)
+    return data, now
 
 
-def _reference(data, at: int) -> pd.DataFrame:
-    """Every feature of each deal open at second `at`, counted per deal from the tables."""
+def _reference(data, at: int, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """Every feature of each deal open at second `at` (or of the deals at `rows`), counted per
+    deal from the tables."""
     deals = data.deals.reset_index(drop=True)
     created, closed = _sec(deals["created_at"]), _sec(deals["closed_at"])
     status = deals["status"].astype(object).to_numpy()
@@ -88,8 +106,10 @@ def _reference(data, at: int) -> pd.DataFrame:
     def within(times, lo, hi):
         return sum(lo < t <= hi for t in times)
 
-    rows = []
-    for i in np.flatnonzero((created >= 0) & (created <= at) & ~(is_closed & (closed <= at))):
+    if rows is None:
+        rows = np.flatnonzero((created >= 0) & (created <= at) & ~(is_closed & (closed <= at)))
+    out = []
+    for i in rows:
         d, c = deals["deal_id"].iloc[i], deals["client_id"].iloc[i]
         entries = [(t, s) for t, s in by_deal[d] if t <= at]
         last = max(entries, key=lambda e: e[0]) if entries else None
@@ -116,8 +136,8 @@ def _reference(data, at: int) -> pd.DataFrame:
         for col in ("source", "region", "manager_id"):
             v = deals[col].iloc[i]
             row[col] = v if isinstance(v, str) else None
-        rows.append(row)
-    return pd.DataFrame(rows)
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 @pytest.mark.parametrize("days_back", [0, 7, 60, 250])
@@ -153,7 +173,8 @@ def test_two_stages_entered_at_the_same_second_the_later_row_wins():
 
 def test_one_prepare_asked_newest_first_then_far_back():
     """A scan asks about the deals open now, and prepare indexes only those still open shortly
-    before; a later question further back (a fit, a replay) must still see every event."""
+    before (and the opens of their clients); a later question further back (a fit, a replay)
+    must still see every event."""
     data, now = _awkward()
     prep = prepare(data)
     for days in (0, 7, 250, 3):
@@ -161,6 +182,25 @@ def test_one_prepare_asked_newest_first_then_far_back():
         got = features_at(prep, at).astype({c: object for c in ("deal_id", "stage", "source", "region", "manager_id")})
         if days == 7:  # the scan's two questions were answered from the deals open lately only
             assert 0 < prep.by_deal._covered.sum() < 0.5 * len(data.deals)
+            assert 0 < prep.opens._covered.sum() < len(prep.opens._covered)  # the opens of some clients only
         pd.testing.assert_frame_equal(got.reset_index(drop=True), _reference(data, at)[list(got.columns)],
                                       check_exact=True, check_dtype=False)
-    assert prep.by_deal._covered.all()
+    assert prep.by_deal._covered.all() and prep.opens._covered.all()
+
+
+def test_deals_closed_long_ago_asked_after_the_open_ones():
+    """Explanations and tests may ask about any deal: one closed long before the first question
+    (its stage entries, touches and its client's opens not indexed yet) is counted in full."""
+    data, now = _awkward()
+    prep = prepare(data)
+    at = seconds_of(now)
+    features_at(prep, at)
+    closed = _sec(data.deals["closed_at"])
+    old = np.flatnonzero((closed > 0) & (closed < at - 200 * DAY))[:150]
+    assert not prep.by_deal._covered[old].any()
+    assert not prep.opens._covered[prep.client[old]].all()
+    got = features_at(prep, at, old).astype({c: object for c in ("deal_id", "stage", "source", "region", "manager_id")})
+    want = _reference(data, at, old)
+    assert want["opens_30d"].sum() > 0 and want["stage_moves"].sum() > 0
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want[list(got.columns)], check_exact=True,
+                                  check_dtype=False)
