@@ -171,59 +171,76 @@ class _ByDeal:
 
 
 class _OpensFrom:
-    """Opens of outbound emails by client, joined to their emails only when first counted, and
-    only from shortly before the first window asked for and for the clients with a deal open
-    since then (every open of every client on a later miss).
+    """Opens of outbound emails by client, joined to their emails only when first counted: the
+    opens of the window asked for, of the clients with a deal open shortly before; an earlier
+    window adds its opens, a client left out indexes every open of every client.
 
     The join matches every open's email id among the emails' (10,000,000 strings in 2,500,000 on
     the scan's company): the dearest step of prepare. A scan that reuses its fit counts opens in
     two 30-day windows (now and `lookback_days` ago) for the clients of the deals open now, so
-    it joins a few weeks of opens into those clients' outbound emails, not years into all; a fit
-    asks for its oldest snapshot first, so it joins once, from there on. A count whose window
-    starts before what was joined, or of a client left out, rebuilds from every open: always
-    exact (email ids are unique, as the loader leaves them)."""
+    it joins five weeks of opens into those clients' outbound emails, not years into all; a fit
+    asks for its oldest snapshot first, so it joins once, from there on. Always exact (email ids
+    are unique, as the loader leaves them)."""
 
     def __init__(self, email_id: pd.Series, sec: np.ndarray, emails_id: pd.Series, inbound: np.ndarray,
                  e_client: np.ndarray, deal_client: np.ndarray, closed: np.ndarray, n_clients: int):
         self._email_id, self._sec, self._emails_id = email_id, sec, emails_id
         self._inbound, self._e_client = inbound, e_client
-        self._deal_client, self._closed, self._n_clients = deal_client, closed, n_clients
+        self._deal_client, self._closed = deal_client, closed
         self._events: _Events | None = None
-        self._from = 0  # the events hold every open after this second...
+        self._from = -1  # the events hold every open after this second...
         self._covered = np.ones(n_clients, bool)  # ...of these clients
+        self._lookup: tuple[np.ndarray, pd.Series] | None = None  # their outbound emails (rows, ids); None: all
 
-    def _build(self, after: int | None) -> bool:
-        """Index the opens after `after` of the clients with a deal not closed by then (None:
-        every open of every client); whether that is everything."""
-        keep = np.flatnonzero(self._sec > after) if after is not None and after >= 0 else np.arange(len(self._sec))
-        covered = np.ones(self._n_clients, bool)
-        if after is not None and after >= 0:
-            covered[:] = False
-            covered[self._deal_client[(self._closed > after) & (self._deal_client >= 0)]] = True
-        everything = len(keep) == len(self._sec) and covered.all()
+    def _join(self, keep: np.ndarray) -> np.ndarray:
+        """The client of each kept open's email; -1: an inbound email, no client, not covered."""
         ids = self._email_id if len(keep) == len(self._sec) else self._email_id.iloc[keep]
-        if covered.all():
+        if self._lookup is None:
             row = positions(ids, self._emails_id)
             r = np.maximum(row, 0)
-            o_client = np.where((row >= 0) & ~self._inbound[r], self._e_client[r], -1)
-        else:  # only those clients' outbound emails: a lookup into a few of them, not all
-            e_client = self._e_client
-            wanted = np.flatnonzero((e_client >= 0) & ~self._inbound & covered[np.maximum(e_client, 0)])
-            found = positions(ids, self._emails_id.iloc[wanted])
-            o_client = np.where(found >= 0, e_client[wanted[np.maximum(found, 0)]], -1) if len(wanted) else found
-        self._events = _Events.build(o_client, self._sec[keep])
-        self._from, self._covered = (-1 if everything else after), covered
-        if everything:  # (a fit's first snapshot) the raw columns are not needed again, nor kept alive
-            self._email_id = self._emails_id = self._sec = self._inbound = self._e_client = None
-            self._deal_client = self._closed = None
-        return everything
+            return np.where((row >= 0) & ~self._inbound[r], self._e_client[r], -1)
+        wanted, subset = self._lookup  # a lookup into a few outbound emails, not all of them
+        found = positions(ids, subset)
+        return np.where(found >= 0, self._e_client[wanted[np.maximum(found, 0)]], -1) if len(wanted) else found
+
+    def _start(self, after: int) -> None:
+        """The first count: opens after `after`, of the clients with a deal not closed OPENS_SLACK before."""
+        since = after - OPENS_SLACK
+        covered = np.zeros(len(self._covered), bool)
+        covered[self._deal_client[(self._closed > since) & (self._deal_client >= 0)]] = True
+        keep = np.flatnonzero(self._sec > after)
+        if after < 0 or since < 0 or (covered.all() and len(keep) == len(self._sec)):
+            return self._everything()
+        if not covered.all():
+            e = self._e_client
+            wanted = np.flatnonzero((e >= 0) & ~self._inbound & covered[np.maximum(e, 0)])
+            self._lookup = (wanted, self._emails_id.iloc[wanted])
+        self._covered, self._from = covered, after
+        self._events = _Events.build(self._join(keep), self._sec[keep])
+
+    def _extend(self, after: int) -> None:
+        """An earlier window: the opens in (after, what is indexed] join the events."""
+        keep = np.flatnonzero((self._sec > after) & (self._sec <= self._from))
+        more = _Events.build(self._join(keep), self._sec[keep])
+        self._events, self._from = _Events(np.sort(np.concatenate([self._events.keys, more.keys]))), after
+
+    def _everything(self) -> None:
+        """Every open of every client (a fit's first snapshot, a client left out); the raw
+        columns are not needed again, nor kept alive."""
+        self._covered[:], self._lookup, self._from = True, None, -1
+        self._events = _Events.build(self._join(np.arange(len(self._sec))), self._sec)
+        self._email_id = self._emails_id = self._sec = self._inbound = self._e_client = None
+        self._deal_client = self._closed = None
 
     def count(self, owner: np.ndarray, after: int, at: int) -> np.ndarray:
         """Opens of each owner's emails in (after, at], as _Events.count."""
         if self._events is None:
-            self._build(after - OPENS_SLACK)
-        if after < self._from or not self._covered[owner[owner >= 0]].all():
-            self._build(None)
+            self._start(after)
+        if self._from >= 0:  # not everything yet
+            if after < 0 or not self._covered[owner[owner >= 0]].all():
+                self._everything()
+            elif after < self._from:
+                self._extend(after)
         return self._events.count(owner, after, at)
 
 

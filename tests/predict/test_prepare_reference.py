@@ -182,7 +182,8 @@ def test_one_prepare_asked_newest_first_then_far_back():
         got = features_at(prep, at).astype({c: object for c in ("deal_id", "stage", "source", "region", "manager_id")})
         if days == 7:  # the scan's two questions were answered from the deals open lately only
             assert 0 < prep.by_deal._covered.sum() < 0.5 * len(data.deals)
-            assert 0 < prep.opens._covered.sum() < len(prep.opens._covered)  # the opens of some clients only
+            assert 0 < prep.opens._covered.sum() < len(prep.opens._covered)  # the opens of some clients only...
+            assert prep.opens._from == at - 30 * DAY  # ...of the two windows asked for
         pd.testing.assert_frame_equal(got.reset_index(drop=True), _reference(data, at)[list(got.columns)],
                                       check_exact=True, check_dtype=False)
     assert prep.by_deal._covered.all() and prep.opens._covered.all()
