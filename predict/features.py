@@ -354,7 +354,8 @@ def prepare(data: CrmData) -> Prepared:
     c_owner, c_sec = [], []
     acts = data.activities
     if acts is not None and data.has_column("activities", "done_at"):
-        real = acts[acts["type"].isin(["call", "meeting", "task", "email"])]
+        used = [c for c in ("done_at", "deal_id", "client_id") if c in acts]  # not a copy of every column
+        real = acts[used][acts["type"].isin(["call", "meeting", "task", "email"]).to_numpy(bool)]
         a_sec = _seconds(real["done_at"])
         a_deal = positions(real["deal_id"], deals["deal_id"]) if data.has_column("activities", "deal_id") \
             else np.full(len(real), -1, np.int64)
