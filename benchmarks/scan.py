@@ -403,7 +403,8 @@ def main() -> int:
                   + ("" if old["insights"] == new["insights"] else
                      f"; insight counts DIFFER: {old['insights']} before, {new['insights']} now")
                   + ("" if not args.model else "; the open deals' chances are "
-                     + ("identical" if old["chances"] == new["chances"] and new["chances"] else "NOT identical")))
+                     + ("not known as of the revision" if not old.get("chances") or not new["chances"]
+                        else "identical" if old["chances"] == new["chances"] else "NOT identical")))
     print(f"peak memory: {scan['peak_mib'] / 1024:.2f} GiB (target < 4)")
     for name, secs in sorted(scan["per_detector"].items(), key=lambda kv: -kv[1]):
         warm = f"  (warm {scan['warm']['per_detector'].get(name, 0):.2f} s)" if args.model else ""
