@@ -9,8 +9,9 @@ benchmarks/.cache/scan-<size>/ and reused.
 
 Each is measured in a fresh child process (so peak memory is its own), and the script prints
 both times, their ratio, peak memory, and the time of each detector inside the scan.
-`--before REV` also scans with crm/ and detectors/ as of git revision REV, in the same run,
-so a change is judged by ratios measured under the same load on a shared machine.
+`--before REV` also scans with crm/, detectors/ and predict/ as of git revision REV, in the
+same run (with `--model` too), so a change is judged by ratios measured under the same load on
+a shared machine.
 `--model` switches on the level-3 detectors (deal_risk, win_forecast; off by default) and scans
 twice in one process, as the running bot does: the first scan fits the win model (cold), the
 second loads the data again and reuses the fit (predict.model.fitted: no deal closed since).
@@ -41,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-# A child measuring an older revision imports crm/ and detectors/ from CRM_PULSE_CODE first.
+# A child measuring an older revision imports crm/, detectors/ and predict/ from CRM_PULSE_CODE first.
 sys.path.insert(0, str(ROOT))
 if os.environ.get("CRM_PULSE_CODE"):
     sys.path.insert(0, os.environ["CRM_PULSE_CODE"])
@@ -243,6 +244,24 @@ def _time_model_parts() -> dict[str, float]:
     return parts
 
 
+def _chances_digest() -> str | None:
+    """A hash of the open deals' ids and win chances the scan scored (predict.model keeps the
+    last scoring), so --before tells whether a change moved a single chance."""
+    import hashlib
+
+    import predict.model
+
+    last = getattr(predict.model, "_scored", None)
+    if last is None:
+        return None
+    frame = last[3]
+    h = hashlib.blake2b(digest_size=16)
+    h.update("\x1f".join(map(str, frame["deal_id"])).encode())
+    h.update(frame["p_win"].to_numpy(float).tobytes())
+    h.update(frame["p_stage"].to_numpy(float).tobytes())
+    return h.hexdigest()
+
+
 def phase_scan(folder: Path, model: bool = False) -> dict:
     import dataclasses
 
@@ -284,7 +303,7 @@ def phase_scan(folder: Path, model: bool = False) -> dict:
             counts[i.detector] = counts.get(i.detector, 0) + 1
         return {"seconds": end - start, "cpu_seconds": time.process_time() - cpu, "load_seconds": loaded_at - start,
                 "detect_seconds": end - loaded_at, "peak_mib": peak_mib(), "per_detector": dict(per), "insights": counts,
-                "skipped": result.skipped, "model_parts": dict(parts)}
+                "skipped": result.skipped, "model_parts": dict(parts), "chances": _chances_digest() if model else None}
 
     first = once()
     if model:
@@ -302,9 +321,9 @@ def child(phase: str, folder: Path, code: Path | None = None, model: bool = Fals
 
 
 def checkout(rev: str, into: Path) -> Path:
-    """crm/ and detectors/ as of `rev`, extracted into `into` (the working tree is not touched)."""
+    """crm/, detectors/ and predict/ as of `rev`, extracted into `into` (the working tree is not touched)."""
     try:
-        blob = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "crm", "detectors"],
+        blob = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "crm", "detectors", "predict"],
                               capture_output=True, check=True).stdout
     except subprocess.CalledProcessError as exc:
         raise SystemExit(f"--before {rev}: git archive failed: {exc.stderr.decode().strip()}") from None
@@ -355,7 +374,8 @@ def main() -> int:
         code = checkout(args.before, Path(tmp)) if args.before else None
         floor = min((child("floor", folder) for _ in range(args.repeat)), key=lambda r: r["seconds"])
         if code:
-            before = min((child("scan", folder, code) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+            before = min((child("scan", folder, code, model=args.model) for _ in range(args.repeat)),
+                         key=lambda r: r["seconds"])
         scan = min((child("scan", folder, model=args.model) for _ in range(args.repeat)), key=lambda r: r["seconds"])
     print(f"data: {', '.join(f'{k} {v:,}' for k, v in sizes.items())}")
     print(f"floor (read Parquet + groupby over {floor['largest']}, {floor['rows']:,} rows): "
@@ -365,16 +385,26 @@ def main() -> int:
     report("scan  (load_folder + run_detectors, all detectors" + (", deal_risk + win_forecast on: cold, fits the model)"
                                                                   if args.model else ")"), scan, floor)
     if args.model:
+        if before:
+            report(f"scan  warm as of {args.before}", before["warm"], floor)
         report("scan  warm (a fresh load, the fit reused, as the running bot's next scan)", scan["warm"], floor)
-        for label, run in (("cold", scan), ("warm", scan["warm"])):
+        runs = [("cold", scan), ("warm", scan["warm"])]
+        if before:
+            runs = [(f"cold as of {args.before}", before), (f"warm as of {args.before}", before["warm"]), *runs]
+        for label, run in runs:
             p = run["model_parts"]
             print(f"  model inside the {label} scan: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(p.items()))
                   + f"; scoring (features + predict + explain) {sum(v for k, v in p.items() if k not in ('fit', 'prepare')):.2f} s")
     if before:
-        print(f"  speed-up over {args.before}: {before['seconds'] / scan['seconds']:.2f}x wall, "
-              f"{before['cpu_seconds'] / scan['cpu_seconds']:.2f}x CPU"
-              + ("" if before["insights"] == scan["insights"] else
-                 f"; insight counts DIFFER: {before['insights']} before, {scan['insights']} now"))
+        pairs = [("", before, scan)] + ([(" (warm)", before["warm"], scan["warm"])] if args.model else [])
+        for label, old, new in pairs:
+            print(f"  speed-up over {args.before}{label}: {old['seconds'] / new['seconds']:.2f}x wall, "
+                  f"{old['cpu_seconds'] / new['cpu_seconds']:.2f}x CPU"
+                  + ("" if old["insights"] == new["insights"] else
+                     f"; insight counts DIFFER: {old['insights']} before, {new['insights']} now")
+                  + ("" if not args.model else "; the open deals' chances are "
+                     + ("not known as of the revision" if not old.get("chances") or not new["chances"]
+                        else "identical" if old["chances"] == new["chances"] else "NOT identical")))
     print(f"peak memory: {scan['peak_mib'] / 1024:.2f} GiB (target < 4)")
     for name, secs in sorted(scan["per_detector"].items(), key=lambda kv: -kv[1]):
         warm = f"  (warm {scan['warm']['per_detector'].get(name, 0):.2f} s)" if args.model else ""

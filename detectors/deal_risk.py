@@ -91,13 +91,13 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     weight = drop[hit] * np.where(known[hit], np.nan_to_num(amount[hit]) + 1.0, 1.0)
     hit = hit[np.argsort(-weight, kind="stable")][: spec.max_items]
     explainer = Explainer(model)
-    deals = data.deals.set_index("deal_id", drop=False)
+    deals = data.deals  # by position: current["row"] is the deal's row (no index of a million ids to build)
     clients = data.clients.set_index("client_id") if data.clients is not None else None
     managers = data.managers.set_index("manager_id")
     out = []
     for i in hit:
         row = current.iloc[[i]].reset_index(drop=True)
-        deal = deals.loc[row["deal_id"].iloc[0]]
+        deal = deals.iloc[int(row["row"].iloc[0])]
         similar = explainer.similar(row, spec.neighbours)
         factors = explainer.factors(row)
         out.append(_insight(spec, deal, row, float(p_then[i]), similar, factors, clients, managers, model.kind))

@@ -95,12 +95,12 @@ def likely_to_close(data: CrmData, prep, model, spec: WinForecastSpec, now: date
     weight = (p[hit] - base[hit]) * (value[hit] + 1.0)
     top = hit[np.argsort(-weight, kind="stable")][: spec.likely_items]
     explainer = Explainer(model)
-    deals = data.deals.set_index("deal_id", drop=False)
+    deals = data.deals  # by position: frame["row"] is the deal's row (no index of a million ids to build)
     names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     listed, evidence = [], []
     for i in top:
         row = frame.iloc[[i]].reset_index(drop=True)
-        deal = deals.loc[row["deal_id"].iloc[0]]
+        deal = deals.iloc[int(row["row"].iloc[0])]
         similar = explainer.similar(row, spec.neighbours)
         manager_id = plain_value(deal.get("manager_id"))
         listed.append({

@@ -684,6 +684,9 @@ def history_key(prep: Prepared, t: int, rule: HistoryRule) -> str:
     deal, a reopened or re-dated one, other rules or another column set change the key."""
     import hashlib
 
+    memo = (t, rule)  # deal_risk and win_forecast ask the same of one load: hashed once
+    if memo in prep.history_keys:
+        return prep.history_keys[memo]
     done = (prep.closed >= 0) & (prep.closed <= t) & (prep.won | prep.lost)
     ids = prep.deal_ids[done].astype(str)
     order = np.argsort(ids, kind="stable")
@@ -692,7 +695,8 @@ def history_key(prep: Prepared, t: int, rule: HistoryRule) -> str:
     h.update("\x1f".join(ids[order].tolist()).encode())
     h.update(prep.won[done][order].tobytes())
     h.update(prep.closed[done][order].astype(np.int64).tobytes())
-    return h.hexdigest()
+    prep.history_keys[memo] = h.hexdigest()
+    return prep.history_keys[memo]
 
 
 def _prepared_for(data) -> Prepared:
@@ -714,6 +718,9 @@ def _on(model: WinModel, prep: Prepared) -> WinModel:
     rows = model.train_rows
     if rows is None or not len(rows):
         return model
+    at = rows["row"].to_numpy()
+    if (at < len(prep.deal_ids)).all() and (prep.deal_ids[at] == rows["deal_id"].to_numpy()).all():
+        return model  # already at its positions (ids are unique): no index of a million ids to build
     where = pd.Index(prep.deal_ids).get_indexer(rows["deal_id"].to_numpy())
     if (where < 0).any():  # cannot happen with an equal history key; refuse rather than misread
         raise ValueError("a cached model's training deal is missing from the data")

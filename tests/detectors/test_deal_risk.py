@@ -94,3 +94,25 @@ def test_off_by_default_so_existing_scans_do_not_change():
     result = run_detectors(data, {name: det.spec() for name, det in REGISTRY.items()}, NOW)
     assert "deal_risk" not in result.skipped and "deal_risk" in result.not_opted_in  # not news in every scan
     assert not [i for i in result.insights if i.detector == "deal_risk"]
+
+
+def test_deals_are_named_by_their_row_whatever_the_tables_index(found):
+    """deal_risk and the deals likely to close read each deal by its position (no index of a
+    million ids): a deals table whose index is not 0..n-1 names the same deals, same facts."""
+    from detectors.win_forecast import WinForecastSpec, detect as forecast
+    from predict.model import forget_fitted
+
+    data, insights = found
+    likely = [i for i in forecast(data, WinForecastSpec(enabled=True), NOW) if i.facts.get("kind") == "likely_to_close"]
+    assert likely and likely[0].facts["deals"]
+    odd = _with_a_deal_gone_quiet()
+    odd.deals.index = pd.RangeIndex(len(odd.deals))[::-1] * 7 + 3  # labels that are not positions
+    forget_fitted()
+    again = detect(odd, DealRiskSpec(enabled=True), NOW)
+    likely_again = [i for i in forecast(odd, WinForecastSpec(enabled=True), NOW) if i.facts.get("kind") == "likely_to_close"]
+    assert [(i.subject, i.facts) for i in again] == [(i.subject, i.facts) for i in insights]
+    assert likely_again[0].facts == likely[0].facts
+    for item in likely_again[0].facts["deals"]:
+        row = odd.deals[odd.deals["deal_id"] == item["deal_id"]].iloc[0]
+        assert item["deal_title"] == row["title"] and item["manager_id"] == row["manager_id"]
+    forget_fitted()

@@ -87,3 +87,16 @@ def test_positions_finds_ids_and_marks_unknown_and_missing(dtype):
     values = pd.Series(["d3", "zz", None, "d1", "d3"], dtype=dtype)
     assert positions(values, keys).tolist() == [2, -1, -1, 0, 2]
     assert positions(values.iloc[:0], keys).tolist() == []
+
+
+def test_to_ns_reads_nanosecond_columns_as_stored_and_hands_out_a_fresh_array():
+    """The loader's nanosecond columns are copied as stored (no index round trip): the same
+    instants as converting them, whatever the zone, and the caller may change the result."""
+    text = ["2026-10-01T10:00:00.000000007Z", None, "1960-05-05T01:02:03Z"]
+    utc = pd.Series(pd.to_datetime(text, utc=True, format="ISO8601")).astype("datetime64[ns, UTC]")
+    expected = [ts_ns(pd.Timestamp(text[0])), np.iinfo(np.int64).min, ts_ns(pd.Timestamp(text[2]))]
+    for col in (utc, utc.dt.tz_convert("Asia/Almaty"), utc.dt.tz_localize(None)):
+        got = to_ns(col)
+        assert got.dtype == np.int64 and got.tolist() == expected, col.dtype
+        got[:] = 0
+        assert to_ns(col).tolist() != [0, 0, 0]  # a copy, not the column's own memory
