@@ -176,12 +176,18 @@ class WorkCalendar:
         starts = self._off_workday_starts
         if not len(starts) or not len(ns):
             return ns
-        k = np.searchsorted(starts, ns, side="right")  # days off that began at or before t
-        began = starts[np.maximum(k - 1, 0)]
-        inside = (k > 0) & (ns - began < _DAY_NS)
-        out = ns - (k - inside) * _DAY_NS - np.where(inside, ns - began, 0)
-        edge = (ns == np.iinfo(np.int64).max) | (ns == np.iinfo(np.int64).min)
-        return np.where(edge, ns, out)
+        lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+        real = np.flatnonzero((ns != lo) & (ns != hi))
+        t = ns[real]
+        if len(t):  # only the days off within the instants' span are searched
+            starts = starts[np.searchsorted(starts, t.min() - _DAY_NS):]
+        k = np.searchsorted(starts, t, side="right")  # days off that began at or before t
+        skipped = len(self._off_workday_starts) - len(starts)
+        began = starts[np.maximum(k - 1, 0)] if len(starts) else t
+        inside = (k > 0) & (t - began < _DAY_NS)
+        out = ns.copy()
+        out[real] = t - (k + skipped - inside) * _DAY_NS - np.where(inside, t - began, 0)
+        return out
 
     def with_days_off(self, ns: np.ndarray) -> np.ndarray:
         """The inverse of without_days_off: the real instant (a stopped moment -> the end of its
