@@ -310,6 +310,15 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r": not checked, needs "), ": не проверено, нужна "),
     (re.compile(r"^needs "), "нужна "),
     (re.compile(r"\) or (колонка|таблица) "), r") или \1 "),
+    # bot.pipeline.stale_line: the time-based detectors skipped on stale data
+    (re.compile(r"^the data is ([\d.]+) days old, (\d+) working days without a record \(newest (.+?) in (.+?); "
+                r"limit \[source\] stale_after_days = ([\d.]+) working days\): idle deals, waiting leads and "
+                r"silent clients are not judged on it - export fresh data$"),
+     r"данные устарели: последняя запись — \3 в \4, \1 дн. назад, рабочих дней без записей: \2 "
+     r"(предел [source] stale_after_days = \5); зависшие сделки, заявки без ответа и молчащих клиентов "
+     r"по ним не оценить — выгрузите свежие данные"),
+    (re.compile(r"^the data has no dated records up to now, so idle time cannot be judged$"),
+     "в данных нет записей с датой до этого момента, поэтому простой не оценить"),
     # the parts a Need switches off (detectors' `Need(part=...)`), as they open a partial line
     (re.compile(r"^leads without a manager: "), "заявки без менеджера: "),
     (re.compile(r"^unanswered leads: "), "заявки без ответа: "),

@@ -713,3 +713,25 @@ def test_moscow_company_after_the_long_russian_new_year_break(tmp_path):
         without.update(by_detector(scan(folder, now=end, config=off)[0]))
     assert with_cal["stalled_deal"] <= 5 and with_cal["lead_sla"] == 0, with_cal
     assert without["lead_sla"] > 0 and without["stalled_deal"] > with_cal["stalled_deal"], without
+
+
+def test_the_stale_data_reason_has_russian_words():
+    """A manager's digest on a stale day says what could not be checked: in Russian, all of it
+    (the reason came out in English inside the Russian sentence)."""
+
+    import pandas as pd
+
+    from bot.pipeline import stale_line
+    from crm.freshness import Freshness
+    from detectors.working_hours import company_calendar
+    from messages.digest import Checks, nothing_found_text
+
+    now = datetime(2026, 3, 2, 7, 0, tzinfo=timezone.utc)
+    newest = pd.Timestamp("2026-02-13T14:57:00Z")
+    fresh = Freshness(newest, "deals", "deals.csv", now - newest.to_pydatetime())
+    why = stale_line(fresh, 3, "Europe/Moscow", now, company_calendar("Europe/Moscow"))
+    assert why and why.startswith("the data is 16.7 days old")
+    text = nothing_found_text(Checks(("stalled_deal", "conversion_drop"), {"stalled_deal": why}, {}), "ru")
+    assert "данные устарели" in text and "2026-02-13 17:57 в deals.csv" in text, text
+    assert "the data" not in text and "export fresh" not in text, text
+    assert nothing_found_text(Checks(("stalled_deal",), {"stalled_deal": why}, {}), "en").count("the data is") == 1
