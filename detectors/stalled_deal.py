@@ -30,6 +30,8 @@ item each: one hygiene item per manager lists how many look abandoned, the oldes
 asks to close or update them (to the manager only, never escalated). The stalled deals of a
 manager the managers file marks inactive (active = false) are one item for the director to
 hand over instead: the person who left is never told, and the deals are not lost from view.
+So are those of a manager with no deal, lead, activity or email in `active_window_days` (an
+export without the `active` column: a person who left keeps their deals there too).
 
 The deal's state is taken as of `now` (open then, stage then), so backtest replays history
 honestly: a deal won last month was still open, and maybe stalled, two months ago.
@@ -77,6 +79,9 @@ class StalledDealSpec(DetectorSpec):
     # The company calendar, shared with lead_sla: filled by bot/config.py from [calendar] and the
     # config's timezone (not a [detectors.stalled_deal] key); excluded from dumps.
     calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
+    # Who is working: filled by bot/config.py from [detectors.manager_load] active_window_days
+    # (one notion of "working" for every detector; not a [detectors.stalled_deal] key).
+    active_window_days: int = Field(90, ge=1, le=730, exclude=True)
 
     @field_validator("stage_limits")
     @classmethod
@@ -239,6 +244,11 @@ class StalledDealState:
     # manager_ids the managers file marks inactive (active = false): their stalled deals are
     # the director's to hand over, never an item to a person who left
     inactive: frozenset[str] = frozenset()
+    # the managers' dated work (manager_load._event_keys over `people`): who did nothing in
+    # active_window_days before a day has left in all but name (exports without `active`)
+    people: pd.Series | None = None
+    work_keys: np.ndarray | None = None
+    work_t0: int = 0
     # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -370,7 +380,30 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=_inactive(data.managers),
+        **_work(data),
     )
+
+
+def _work(data: CrmData) -> dict[str, Any]:
+    """The managers and the sorted keys of their dated work (deals created or closed, leads,
+    activities done, emails sent), as manager_load keeps them."""
+    from detectors.manager_load import _event_keys
+
+    people = data.managers["manager_id"].astype("str").reset_index(drop=True)
+    keys, t0 = _event_keys(data, people)
+    return {"people": people, "work_keys": keys, "work_t0": t0}
+
+
+def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozenset[str]]:
+    """(marked inactive, no recorded work in active_window_days before `now`) manager_ids."""
+    idle: frozenset[str] = frozenset()
+    if state.people is not None and state.work_keys is not None and len(state.people):
+        from detectors.manager_load import _recently_active
+
+        live = _recently_active(state.work_keys, state.work_t0, len(state.people), now_ns,
+                                state.spec.active_window_days)
+        idle = frozenset(state.people[~live].tolist()) - state.inactive
+    return state.inactive, idle
 
 
 def _inactive(managers: pd.DataFrame) -> frozenset[str]:
@@ -532,13 +565,15 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     abandoned = (s_idle > np.minimum(spec.abandon_factor * s_limit, spec.abandon_after_days)).tolist()
     out: list[Insight] = []
     gone: dict[str, list[dict[str, Any]]] = {}
-    left: dict[str, list[dict[str, Any]]] = {}  # stalled deals of managers marked inactive
+    left: dict[str, list[dict[str, Any]]] = {}  # stalled deals of managers inactive or idle
+    marked, idle = _gone(state, now_ns)
+    gone_people = marked | idle
     stage_facts: dict[int, dict[str, Any]] = {}  # the limit's facts, once per stage
     for j, (i, stage_i, idle, touch_ns) in enumerate(zip(
             stalled.tolist(), stage[local].tolist(), s_idle.tolist(), last_touch[local].tolist())):
         owner = state.static[i]["manager_id"]
-        if abandoned[j] or owner in state.inactive:
-            (left if owner in state.inactive else gone).setdefault(owner, []).append(
+        if abandoned[j] or owner in gone_people:
+            (left if owner in gone_people else gone).setdefault(owner, []).append(
                 {"row": i, "stage": str(state.stage_names[stage_i]), "days_idle": idle, "touch_ns": touch_ns})
             continue
         if stage_i not in stage_facts:
@@ -547,7 +582,8 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
                             *touch[j], with_evidence=with_evidence))
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence) for manager_id, deals in sorted(gone.items())]
-    out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence, left=True)
+    out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence,
+                       left="inactive" if manager_id in marked else "idle")
             for manager_id, deals in sorted(left.items())]
     return out
 
@@ -635,11 +671,12 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit_facts
 
 
 def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, Any]], *,
-               with_evidence: bool = True, left: bool = False) -> Insight:
+               with_evidence: bool = True, left: str | None = None) -> Insight:
     """One hygiene item for a manager's deals idle far beyond their limits: the oldest named.
 
-    `left`: the manager is marked inactive, so the item lists all their stalled deals and goes
-    to the director, who hands them over (the person who left is never the one told)."""
+    `left`: "inactive" (the managers file says so) or "idle" (no deal, lead, activity or email
+    of theirs in active_window_days): the item lists all their stalled deals and goes to the
+    director, who hands them over (the person who left is never the one told)."""
     deals = sorted(deals, key=lambda x: (-x["days_idle"], state.static[x["row"]]["deal_id"]))
     spec = state.spec
     statics = [state.static[x["row"]] for x in deals]
@@ -651,7 +688,9 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
     subject = {"manager_id": manager_id, "kind": "left_behind" if left else "abandoned"}
     facts = {
         "kind": "abandoned",
-        "owner_inactive": left,
+        "owner_inactive": bool(left),
+        "owner_gone": left,  # "inactive" (marked) | "idle" (no recorded work) | None
+        "active_window_days": spec.active_window_days,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id),
         "deals": len(deals),

@@ -139,10 +139,20 @@ def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
 def _left_behind_words(f: dict, n: int, ctx: Ctx) -> Words:
     """Stalled deals of a manager the CRM marks inactive: the director hands them over."""
     who = name(f.get("manager_name") or f.get("manager_id") or "?")
-    title = ctx.t("Сделки неактивного менеджера ({m}) стоят без движения: {n}",
-                  "Stalled deals of an inactive manager ({m}): {n}", m=who, n=ctx.num(n))
-    body = [ctx.t("В CRM этот менеджер отмечен неактивным, а его открытые сделки стоят дольше срока своего этапа.",
-                  "The CRM marks this manager inactive, and their open deals have been idle longer than their stages' limits.")]
+    if f.get("owner_gone") == "idle":
+        title = ctx.t("Сделки менеджера без работы в CRM ({m}) стоят без движения: {n}",
+                      "Stalled deals of a manager with no work in the CRM ({m}): {n}", m=who, n=ctx.num(n))
+        body = [ctx.t("За {d} у этого менеджера нет ни сделки, ни задачи, ни письма, а его открытые сделки стоят "
+                      "дольше срока своего этапа: похоже, он больше не работает.",
+                      "This manager has had no deal, task or email in {d}, and their open deals have been idle "
+                      "longer than their stages' limits: they seem to have left.",
+                      d=ctx.count(int(f.get("active_window_days") or 90), "day", case="accs", before="последний"))]
+    else:
+        title = ctx.t("Сделки неактивного менеджера ({m}) стоят без движения: {n}",
+                      "Stalled deals of an inactive manager ({m}): {n}", m=who, n=ctx.num(n))
+        body = [ctx.t("В CRM этот менеджер отмечен неактивным, а его открытые сделки стоят дольше срока своего этапа.",
+                      "The CRM marks this manager inactive, and their open deals have been idle longer than their "
+                      "stages' limits.")]
     if f.get("examples"):
         body.append(ctx.t("Дольше всех:", "The oldest:"))
     for ex in f.get("examples") or []:
