@@ -127,11 +127,10 @@ def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
     return df[keep].drop_duplicates("manager_id").reset_index(drop=True)
 
 
-def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
-    thing a manager did (deal created/closed, lead created/assigned/answered, activity done,
-    email sent), and that first second. `last event <= t` per manager is then one
-    searchsorted per day. `deal_owner`: each deal's row in `ids` when already known."""
+def _events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row in `ids`, seconds since the epoch) of every dated thing a manager did: deal created
+    or closed, lead created/assigned/answered, activity done, email sent. `deal_owner`: each
+    deal's row in `ids` when already known."""
     owners, times = [], []
 
     def add(rows: np.ndarray, mask: np.ndarray | None, *cols) -> None:
@@ -163,14 +162,30 @@ def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = N
     if em is not None and data.has_column("emails", "manager_id"):
         out = (em["direction"] == "out").to_numpy(dtype=bool, na_value=False)
         add(positions(em["manager_id"], ids), out, em["sent_at"])
-    owner = np.concatenate(owners)
-    sec = np.concatenate(times)
+    return np.concatenate(owners).astype(np.int64), np.concatenate(times).astype(np.int64)
+
+
+def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
+    thing a manager did (see _events), and that first second. `last event <= t` per manager is
+    then one searchsorted per day."""
+    owner, sec = _events(data, ids, deal_owner)
     if not len(sec):
         return np.zeros(0, dtype=np.int64), 0
     t0 = int(sec.min())
-    keys = owner.astype(np.int64) * _KEY + (sec - t0)
+    keys = owner * _KEY + (sec - t0)
     keys.sort()
     return keys, t0
+
+
+def last_work(data: CrmData, ids: pd.Series, now_ns: int) -> np.ndarray:
+    """Each manager's (of `ids`) latest dated work at or before `now_ns`, in seconds since the
+    epoch (-1: none): one scan's answer without sorting every event."""
+    owner, sec = _events(data, ids)
+    out = np.full(len(ids), -1, dtype=np.int64)
+    ok = sec <= now_ns // _NS_PER_S
+    np.maximum.at(out, owner[ok], sec[ok])
+    return out
 
 
 def _recently_active(keys: np.ndarray, t0: int, n: int, now_ns: int, window_days: int) -> np.ndarray:

@@ -247,8 +247,9 @@ class StalledDealState:
     # the managers' dated work (manager_load._event_keys over `people`): who did nothing in
     # active_window_days before a day has left in all but name (exports without `active`)
     people: pd.Series | None = None
-    work_keys: np.ndarray | None = None
+    work_keys: np.ndarray | None = None  # a replay: every day answered by searchsorted
     work_t0: int = 0
+    work_now: tuple[int, np.ndarray] | None = None  # one scan: (now ns, last work in s per person)
     # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -380,16 +381,19 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=_inactive(data.managers),
-        **_work(data),
+        **_work(data, None if now is None else ts_ns(now)),
     )
 
 
-def _work(data: CrmData) -> dict[str, Any]:
-    """The managers and the sorted keys of their dated work (deals created or closed, leads,
-    activities done, emails sent), as manager_load keeps them."""
-    from detectors.manager_load import _event_keys
+def _work(data: CrmData, now_ns: int | None) -> dict[str, Any]:
+    """The managers and their dated work (deals created or closed, leads, activities done,
+    emails sent) as manager_load reads it: for a replay the sorted keys, for one scan (`now_ns`)
+    each one's latest work by then (no sort of every event)."""
+    from detectors.manager_load import _event_keys, last_work
 
     people = data.managers["manager_id"].astype("str").reset_index(drop=True)
+    if now_ns is not None:
+        return {"people": people, "work_now": (now_ns, last_work(data, people, now_ns))}
     keys, t0 = _event_keys(data, people)
     return {"people": people, "work_keys": keys, "work_t0": t0}
 
@@ -397,12 +401,19 @@ def _work(data: CrmData) -> dict[str, Any]:
 def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozenset[str]]:
     """(marked inactive, no recorded work in active_window_days before `now`) manager_ids."""
     idle: frozenset[str] = frozenset()
-    if state.people is not None and state.work_keys is not None and len(state.people):
+    window = state.spec.active_window_days
+    if state.people is None or not len(state.people):
+        return state.inactive, idle
+    if state.work_now is not None and state.work_now[0] == now_ns:
+        last = state.work_now[1]
+        live = (last >= 0) & (last > now_ns // 10**9 - window * 86_400)
+    elif state.work_keys is not None:
         from detectors.manager_load import _recently_active
 
-        live = _recently_active(state.work_keys, state.work_t0, len(state.people), now_ns,
-                                state.spec.active_window_days)
-        idle = frozenset(state.people[~live].tolist()) - state.inactive
+        live = _recently_active(state.work_keys, state.work_t0, len(state.people), now_ns, window)
+    else:  # prepared for one scan, asked about another day: read the work again
+        return state.inactive, idle
+    idle = frozenset(state.people[~live].tolist()) - state.inactive
     return state.inactive, idle
 
 

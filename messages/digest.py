@@ -325,6 +325,11 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"^new leads per manager \(new_leads\): "), "новые заявки по менеджерам (new_leads): "),
     (re.compile(r"^calls, meetings and done tasks as touches: "), "звонки, встречи и выполненные задачи как касания: "),
     (re.compile(r"^stage-to-stage conversion: "), "конверсия между этапами: "),
+    # conversion_drop._RealHistory.line (after ": not checked, needs " became Russian above)
+    (re.compile(r"нужна a real stage history \(stage_history\.csv; it was derived from (.+?)\); "
+                r"conversion to won is measured from deal outcomes instead"),
+     r"нужна настоящая история этапов (stage_history.csv; сейчас она выведена из \1); "
+     r"конверсию в выигрыш считаем по итогам сделок"),
     # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
     (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),

@@ -254,6 +254,13 @@ def test_deals_idle_far_beyond_the_limit_are_one_item_per_manager():
     assert [(i.audience.role, i.facts["owner_gone"], i.facts["deals"]) for i in gone] == [("director", "idle", 400)]
     ru = insight_text(gone[0], "ru")
     assert "без работы в CRM" in ru and "За последние 90 дней" in ru and "Передайте" in ru, ru
+    # a replay (prepared once, every event sorted) says the same as the scan (latest work only)
+    from detectors.stalled_deal import detect_at, prepare
+    data = crm(deals=deals[:-1], stage_history=history)
+    state = prepare(data, spec())
+    for days in (0, 20, 60):
+        then = NOW - timedelta(days=days)
+        assert [i.to_dict() for i in detect_at(state, then)] == [i.to_dict() for i in detect(data, spec(), then)], days
 
 
 def test_a_derived_history_teaches_nothing():

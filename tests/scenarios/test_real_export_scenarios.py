@@ -542,6 +542,15 @@ def test_every_switchable_part_has_russian_words():
         line = f"{part}: not checked, needs column x in y (absent or empty in y.csv)"
         text = unchecked_text(Checks((name,), {}, {name: [line]}), "ru")
         assert part not in text, (name, text)
+    # each part's own line, as the scan prints it (an amoCRM export without a stage history)
+    from crm.data import CrmData
+    import pandas as pd
+
+    derived = CrmData(managers=pd.DataFrame(), deals=pd.DataFrame(), stage_history=pd.DataFrame(),
+                      stages=[], stage_history_derived=True, origins={"deals": "Сделки.csv"})
+    text = unchecked_text(Checks(("conversion_drop",), {}, {"conversion_drop": [STAGE_PAIRS.line(derived)]}), "ru")
+    assert "a real stage history" not in text and "deal outcomes" not in text, text
+    assert "история этапов" in text and "Сделки.csv" in text, text
 
 
 # --- abandoned deals -------------------------------------------------------------------------
