@@ -14,6 +14,12 @@ max_horizon_days]; the product-limit sums run over hourly bins (bincount, no sor
 where deals move within 5 days is judged a week (the floor) after its cohort ends, not 30 days.
 Facts say which horizon was used and whether it was learned or a configured bound.
 
+All times run on the company clock (WorkCalendar.without_days_off: it stops during days off that
+fall on workdays, official holidays and [calendar] days_off), so deals that entered just before
+the New Year or Nauryz break get the break on top of their horizon instead of looking slower
+(a calm amoCRM-style company "fell" 73% -> 57% after it). Windows are cut on that clock; the
+dates in the facts are real dates (a recent window spanning the break is longer by its days off).
+
 Tests, three separate Benjamini-Hochberg families, so switching segments on never weakens the
 headline test:
 - overall: one one-sided Fisher test per stage pair (level `fdr`);

@@ -17,7 +17,7 @@ from _builders_a import MANAGERS, NOW, STAGES, make_data, pipeline, spread
 from _builders_conv import company
 from detectors import run_detectors
 from detectors.conversion_drop import ConversionDropSpec, _learn_horizon, detect
-
+from detectors.stats import NS_PER_DAY
 from detectors.working_hours import WorkCalendar
 
 # The synthetic companies here work every calendar day, holidays included (their delays are
@@ -28,7 +28,6 @@ _PLAIN = WorkCalendar(country=None)
 def _spec(**kw) -> ConversionDropSpec:
     return ConversionDropSpec(**({"calendar": _PLAIN} | kw))
 
-from detectors.stats import NS_PER_DAY
 
 SPEC = _spec()
 # How a drop is worded and attributed, with the newest deals' confirmation switched off (it is

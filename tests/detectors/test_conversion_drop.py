@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from _builders_a import MANAGERS, NOW, make_data, pipeline, spread
 from detectors import REGISTRY, run_detectors
 from detectors.conversion_drop import ConversionDropSpec, detect, detect_at, prepare, skip_reason
-
+from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar
 
 # The synthetic companies here work every calendar day, holidays included (their delays are
@@ -29,7 +29,6 @@ _PLAIN = WorkCalendar(country=None)
 def _spec(**kw) -> ConversionDropSpec:
     return ConversionDropSpec(**({"calendar": _PLAIN} | kw))
 
-from detectors.stats import ts_ns
 
 SPEC = _spec()
 
