@@ -573,7 +573,8 @@ def format_text(report: BacktestReport) -> str:
     if not recips:
         lines.append("nobody would have been alerted")
     for r, s in recips.items():
-        who = "director" if r == DIRECTOR else f"{report.recipient_names.get(r, r)} ({r})"
+        name = report.recipient_names.get(r, r)
+        who = "director" if r == DIRECTOR else name if name == r else f"{name} ({r})"
         x = loads[r]
         lines.append(f"{who[:28]:<28} {s.alerts:>7} {s.per_week:>9.1f} {x.items_per_day:>9.1f} {x.reminders_per_day:>13.1f}"
                      f"  {busiest(s)}")
@@ -599,7 +600,8 @@ def budget_lines(report: BacktestReport) -> list[str]:
         return [f"every recipient within the daily budget of {budget} ([delivery] daily_budget)"]
     lines = []
     for w in over:
-        who = "director" if w.recipient == DIRECTOR else f"{w.name} ({w.recipient})"
+        who = ("director" if w.recipient == DIRECTOR else w.name if w.name == w.recipient
+               else f"{w.name} ({w.recipient})")
         extra = f"; +{w.load.reminders_per_day:g} reminder(s) a day" if w.load.reminders else ""
         if w.load.held_per_day:
             extra += f"; the digest's limit held back {w.load.held_per_day:g} more a day"

@@ -291,10 +291,11 @@ def run_check_config(args: argparse.Namespace) -> int:
             for line in unchecked_parts(data, det):
                 say(f"    {'':<16} partly: {line}")
             if name == "manager_load":
+                from bot.routing import person_label
                 from detectors.manager_load import not_compared
                 idle = not_compared(data, spec, now)
                 if idle:
-                    shown = ", ".join(f"{i} {n}".strip() for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
+                    shown = ", ".join(person_label(i, n) for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
                     say(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
                           f"{spec.active_window_days} days: {shown}")
     roles: dict[str, int] = {}
@@ -342,6 +343,8 @@ def recipient_lines(config, data) -> list[str]:
     and active managers nobody configured, so a typo in an id is seen before the first digest."""
     import difflib
 
+    from bot.routing import person_label
+
     managers = data.managers
     ids = [str(v) for v in managers["manager_id"]]
     names = dict(zip(ids, (str(v) for v in managers["name"]))) if "name" in managers.columns else {}
@@ -357,9 +360,16 @@ def recipient_lines(config, data) -> list[str]:
                      f"table, so {r.display_name} will get no digest{hint}")
     covered = {r.manager_id for r in config.recipients if r.role == "manager"}
     active = managers["active"].fillna(True).astype(bool) if "active" in managers.columns else None
+    if active is not None:
+        gone = {i for i, a in zip(ids, active) if not a}
+        for r in config.recipients:
+            if r.role == "manager" and r.manager_id in gone:
+                lines.append(f"  note: recipients (id {r.id!r}): {person_label(r.manager_id, names.get(r.manager_id))} is marked "
+                             "inactive in the managers table: their stalled deals go to the director to hand over "
+                             "(remove the entry if they left)")
     idle = [i for n, i in enumerate(ids) if i not in covered and (active is None or active.iloc[n])]
     if idle and config.recipients:
-        shown = ", ".join(f"{i} {names.get(i, '')}".strip() for i in idle[:5]) + (", ..." if len(idle) > 5 else "")
+        shown = ", ".join(person_label(i, names.get(i, "")) for i in idle[:5]) + (", ..." if len(idle) > 5 else "")
         lines.append(f"  note: {len(idle)} active manager(s) have no [[recipients]] entry and get no digest: {shown}")
     return lines
 

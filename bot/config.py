@@ -490,7 +490,8 @@ class Config(_FileConfig):
 
     def detector_specs(self) -> dict[str, DetectorSpec]:
         """Every registered detector's spec: configured ones as given, the rest at defaults;
-        a spec with a `calendar` field gets the company calendar ([calendar] + timezone)."""
+        a spec with a `calendar` field gets the company calendar ([calendar] + timezone), and
+        one with an `active_window_days` field manager_load's."""
         cal = self.work_calendar()
         out = {}
         for name, det in REGISTRY.items():
@@ -498,6 +499,12 @@ class Config(_FileConfig):
             if "calendar" in type(spec).model_fields:
                 spec = spec.model_copy(update={"calendar": cal})
             out[name] = spec
+        # One notion of "working" ([detectors.manager_load] active_window_days) for every
+        # detector that tells a person who left from one who works (stalled_deal).
+        window = out["manager_load"].active_window_days if "manager_load" in out else None
+        for name, spec in out.items():
+            if window is not None and name != "manager_load" and "active_window_days" in type(spec).model_fields:
+                out[name] = spec.model_copy(update={"active_window_days": window})
         return out
 
     def work_calendar(self) -> Any:

@@ -7,7 +7,7 @@ parameter: the caller owns the clock.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,22 @@ def load(config: "Config", now: datetime | None = None):
     """The LoadResult of the config's [source]; raises crm.errors.DataError with the fix."""
     from crm.load import load_crm
 
-    return load_crm(config.source, timezone=config.timezone, base_dir=config.base_dir, now=now)
+    loaded = load_crm(config.source, timezone=config.timezone, base_dir=config.base_dir, now=now)
+    return with_currency(loaded, config.currency)
+
+
+def with_currency(loaded: Any, currency: str) -> Any:
+    """The config's `currency` for deals whose amount has none (an export without a currency
+    column, as amoCRM's and most CRMs' are): the key promised it, and the messages said
+    "сумма 2 957 000" without one. [source.fill.deals] currency, when given, was applied first."""
+    deals = loaded.data.deals
+    if "currency" not in deals.columns or "amount" not in deals.columns:
+        return loaded
+    missing = deals["currency"].isna() & deals["amount"].notna()
+    if not missing.any():
+        return loaded
+    deals = deals.assign(currency=deals["currency"].mask(missing, currency))
+    return replace(loaded, data=replace(loaded.data, deals=deals))
 
 
 def detector_notes(data: CrmData) -> dict[str, str]:

@@ -14,6 +14,15 @@ from detectors.insight import Insight
 PERSONAL_SUBJECT_KEYS = ("deal_id", "client_id", "lead_id")
 
 
+def person_label(manager_id: object, name: object) -> str:
+    """'m7 Айгерим Садыкова' for lists of people, or the name alone when the export's id is the
+    name (amoCRM's "Ответственный" column), not 'Айгерим Садыкова Айгерим Садыкова'."""
+    i, n = str(manager_id), str(name or "").strip()
+    if not n:
+        return i
+    return n if n == i else f"{i} {n}"
+
+
 def is_escalated(insight: Insight) -> bool:
     return insight.facts.get("escalated") is True
 

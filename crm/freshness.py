@@ -5,7 +5,8 @@ On an export that stopped eleven days ago every deal looks stalled: the silence 
 export's, not the client's. So the time-based detectors need to know the data is fresh, and
 the admin needs to hear when it is not (bot/pipeline.py, bot/scheduler.py).
 
-Only instants at which something happened count (a deal created or closed, a stage entered,
+Only instants at which something happened count (a deal created or closed (won or lost: an
+open deal's closed_at is a planned date in Bitrix24 exports), a stage entered,
 an activity done, an email sent or opened, a lead created, assigned or answered). Planned
 dates (`due_at`) and timestamps after `now` (typos, time zones) are ignored: a task due next
 year does not make last month's export fresh.
@@ -74,7 +75,13 @@ def freshness(data: CrmData, now: datetime) -> Freshness:
         for col in columns:
             if col not in frame.columns or not len(frame):
                 continue
-            newest = _newest_up_to(frame[col], limit.value)
+            values = frame[col]
+            if table == "deals" and col == "closed_at" and "status" in frame.columns:
+                # An open deal's closed_at is a plan, not an event: Bitrix24's CLOSEDATE is
+                # the expected close date of every open deal, and it made a month-old export
+                # look fresh (every deal then "stalled").
+                values = values[frame["status"].isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False)]
+            newest = _newest_up_to(values, limit.value)
             if newest is not None and (best is None or newest > best[0]):
                 best = (newest, table)
     if best is None:

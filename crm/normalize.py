@@ -409,8 +409,11 @@ def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source
             file=raw.origin, row=raw.row_number(missing.idxmax()), row_kind=raw.row_kind,
             column=source_name,
             more=f"Rows: {', '.join(_rows(raw, missing))}.",
-            fix=f"fill in the cells, or set a value for the empty ones in config: "
-            f"[source.fill.{table}] {col.name} = ...",
+            # one constant for every empty id would make them duplicates: the row is the problem
+            fix=(f"delete those rows (a row without an id is often the totals or a blank line at the end of "
+                 f"an Excel export), or fill in their ids" if TABLES[table].key == col.name else
+                 f"fill in the cells, or set a value for the empty ones in config: "
+                 f"[source.fill.{table}] {col.name} = ..."),
         )
 
 

@@ -54,17 +54,20 @@ def order_from_history(history: pd.DataFrame) -> list[str]:
 
 
 def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
-    """One entry into the first stage at creation, plus the current stage if it differs."""
+    """One entry into the first stage at creation, plus the current stage if it differs. A deal
+    whose stage is a closing one (mapped to won/lost, as amoCRM exports closed deals) gets only
+    the first: it did not enter "won" when it was created, and its last real stage is unknown."""
     created = deals[["deal_id", "stage", "created_at"]]
+    closing = lower_text(created["stage"]).isin(CLOSING).fillna(False).to_numpy(dtype=bool)
     parts = []
     if stages:
         parts.append(pd.DataFrame({
             "deal_id": created["deal_id"], "stage": stages[0],
             "entered_at": created["created_at"],
         }))
-        later = created[created["stage"].notna() & (created["stage"] != stages[0])]
+        later = created[created["stage"].notna() & (created["stage"] != stages[0]) & ~closing]
     else:
-        later = created[created["stage"].notna()]
+        later = created[created["stage"].notna() & ~closing]
     parts.append(later.rename(columns={"created_at": "entered_at"}))
     history = pd.concat(parts, ignore_index=True)
     return pd.DataFrame({

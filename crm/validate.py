@@ -14,7 +14,9 @@ import pyarrow.compute as pc
 
 from crm.data import CrmData
 from crm.errors import DataWarning
+from crm.normalize import lower_text
 from crm.schema import TABLES
+from crm.stages import CLOSING
 
 EXAMPLES = 3
 
@@ -108,7 +110,9 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
     if data.stages:
         pipeline = pd.Series(data.stages, dtype=history["stage"].dtype)
         for table, frame in (("stage_history", history), ("deals", deals)):
-            outside = frame["stage"].notna() & ~isin(frame["stage"], pipeline)
+            # won/lost (a closing stage the config mapped) is a status, handled by stages.py
+            closing = lower_text(frame["stage"]).isin(CLOSING).fillna(False).to_numpy(dtype=bool)
+            outside = frame["stage"].notna() & ~isin(frame["stage"], pipeline) & ~closing
             if outside.any():
                 names = frame.loc[outside, "stage"].value_counts()
                 warnings.append(DataWarning(

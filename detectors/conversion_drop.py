@@ -14,6 +14,12 @@ max_horizon_days]; the product-limit sums run over hourly bins (bincount, no sor
 where deals move within 5 days is judged a week (the floor) after its cohort ends, not 30 days.
 Facts say which horizon was used and whether it was learned or a configured bound.
 
+All times run on the company clock (WorkCalendar.without_days_off: it stops during days off that
+fall on workdays, official holidays and [calendar] days_off), so deals that entered just before
+the New Year or Nauryz break get the break on top of their horizon instead of looking slower
+(a calm amoCRM-style company "fell" 73% -> 57% after it). Windows are cut on that clock; the
+dates in the facts are real dates (a recent window spanning the break is longer by its days off).
+
 Tests, three separate Benjamini-Hochberg families, so switching segments on never weakens the
 headline test:
 - overall: one one-sided Fisher test per stage pair (level `fdr`);
@@ -89,6 +95,7 @@ cannot plant a drop; pass `as_of` = the replay start to learn only from history 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -101,6 +108,7 @@ from crm.data import CrmData
 from crm.schema import TABLES
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
+from detectors.working_hours import WorkCalendar, default_calendar
 from detectors.stats import (
     NAT_NS, NS_PER_DAY, PROPORTION_METHOD, bh_qvalues, iso_date, positions, proportion_drop_pvalues,
     to_ns, ts_ns,
@@ -141,6 +149,9 @@ class ConversionDropSpec(DetectorSpec):
     min_driver_share: float = Field(0.25, ge=0, le=1, description="a driver carries at least this share of the drop")
     max_drivers: int = Field(3, ge=0, le=10, description="name at most this many driving segments")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
+    # The company calendar ([calendar] and the config's timezone, filled by bot/config.py; not a
+    # [detectors.conversion_drop] key): its days off on workdays do not count towards a horizon.
+    calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
 
     @field_validator("segments")
     @classmethod
@@ -322,8 +333,18 @@ class Prepared:
     seg_dims: dict[str, tuple[np.ndarray, pd.Index]]
     manager_names: dict[str, str]
     deal_ids: pd.Series
-    as_of: int
+    as_of: int  # on the company clock (WorkCalendar.without_days_off), as every time here
     derived: bool
+    calendar: WorkCalendar | None = None  # None: the plain clock
+
+    def clock(self, now: datetime | int) -> int:
+        """`now` (a datetime or real ns) on the company clock."""
+        ns = now if isinstance(now, (int, np.integer)) else ts_ns(now)
+        return ns if self.calendar is None else int(self.calendar.without_days_off(np.array([ns], dtype=np.int64))[0])
+
+    def real(self, ns: int) -> int:
+        """A company-clock instant back on the real clock (for the dates said)."""
+        return ns if self.calendar is None else int(self.calendar.with_days_off(np.array([ns], dtype=np.int64))[0])
 
 
 def _windows(spec: ConversionDropSpec, horizon_days: int, now: datetime | int) -> tuple[int, int, int]:
@@ -365,17 +386,23 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
     if newest == NAT_NS:  # no timestamps at all: nothing can be measured
         return None
     as_of = newest if as_of is None else min(as_of, newest)
+    # Every time below is on the company clock that stops on days off (holidays on workdays):
+    # deals that entered before the New Year or Nauryz break get the break on top of their
+    # horizon, instead of being judged slower (a calm company "fell" 73% -> 57% after it).
+    clock = spec.calendar.without_days_off
+    as_of = int(clock(np.array([as_of], dtype=np.int64))[0])
     seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
-    lost_at = np.where(_status(deals, "lost"), _closed(deals), _NEVER)
+    lost_at = clock(np.where(_status(deals, "lost"), _closed(deals), _NEVER))
     pairs = []
     if data.stage_history_derived:
         # Conversion to won from outcomes: created_at cohorts, won (at closed_at) within the horizon.
         created = to_ns(deals["created_at"])
-        created = np.where(created == NAT_NS, _NEVER, created)
-        won_at = np.where(_status(deals, WON), _closed(deals), _NEVER)
+        created = clock(np.where(created == NAT_NS, _NEVER, created))
+        won_at = clock(np.where(_status(deals, WON), _closed(deals), _NEVER))
         pairs.append(_cohorts(None, WON, created, won_at, lost_at, as_of, spec, seg_dims))
     else:
         first = _first_entries(data, since=NAT_NS + 1 if since is None else since)
+        first = clock(first.reshape(-1)).reshape(first.shape)
         later = np.minimum.accumulate(first[:, ::-1], axis=1)[:, ::-1]
         stages = list(data.stages)
         for i, from_stage in enumerate(stages):
@@ -384,7 +411,7 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
     return Prepared(
         spec=spec, pairs=pairs, seg_dims=seg_dims,
         manager_names=dict(zip(data.managers["manager_id"], data.managers["name"])),
-        deal_ids=deals["deal_id"], as_of=as_of, derived=data.stage_history_derived,
+        deal_ids=deals["deal_id"], as_of=as_of, derived=data.stage_history_derived, calendar=spec.calendar,
     )
 
 
@@ -396,7 +423,11 @@ def detect(data: CrmData, spec: ConversionDropSpec, now: datetime, with_evidence
     newest = _newest(data)
     as_of = now_ns if newest == NAT_NS else min(now_ns, newest)
     looks_back = 7 * spec.persist_weeks * NS_PER_DAY  # the persistence looks need their baselines too
-    since = min(_windows(spec, spec.max_horizon_days, now)[0] - looks_back, as_of - _learn_span(spec))
+    cal = spec.calendar
+    company = lambda ns: int(cal.without_days_off(np.array([ns], dtype=np.int64))[0])  # noqa: E731
+    since = min(_windows(spec, spec.max_horizon_days, company(now_ns))[0] - looks_back,
+                company(as_of) - _learn_span(spec))
+    since = int(cal.with_days_off(np.array([since], dtype=np.int64))[0])  # the history is read on the real clock
     return detect_at(prepare(data, spec, since=since, as_of=now_ns, newest=newest), now, with_evidence=with_evidence)
 
 
@@ -554,6 +585,7 @@ class _Pair:
     total: Counts
     segs: dict[str, Counts]  # per dimension, the last cell = no value
     phi: float = 1.0  # overdispersion of the baseline's weekly rates (1 = binomial)
+    real: Callable[[int], int] = int  # company clock -> real clock, for the dates said
     p: float = float("nan")
     q: float = float("nan")
 
@@ -569,7 +601,7 @@ def _pair_at(i: int, c: Cohorts, state: Prepared, now_ns: int, segments: bool = 
     segs = {dim: _seg_counts(c.codes[dim][lo:mid], conv_b, c.codes[dim][mid:hi], conv_r, len(u))
             for dim, (_codes, u) in state.seg_dims.items()} if segments else {}
     phi = _dispersion(c.entry[lo:mid], conv_b, base_start)
-    return _Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs, phi)
+    return _Pair(i, c, base_start, recent_start, recent_end, lo, mid, hi, total, segs, phi, state.real)
 
 
 def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True) -> list[Insight]:
@@ -580,8 +612,9 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
     pairs: list[_Pair] = []
     blocks: list[tuple[int, str, np.ndarray, Counts]] = []  # (pair, dim, segments, their counts) tested
     floor = _report_floor(spec)  # a segment too small to be reported on its own is not tested in its family
+    now_ns = state.clock(now)
     for i, c in enumerate(state.pairs):
-        pair = _pair_at(i, c, state, ts_ns(now))
+        pair = _pair_at(i, c, state, now_ns)
         pairs.append(pair)
         for dim, sc in pair.segs.items():
             k = len(sc.bn) - 1
@@ -607,13 +640,13 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         br, rr = p.total.rates()
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
-        newest = _newest_check(p, ts_ns(now))
-        if not _confirmed(p.q, newest, spec, overall=True) or not _persists(p, state, ts_ns(now), newest):
+        newest = _newest_check(p, now_ns)
+        if not _confirmed(p.q, newest, spec, overall=True) or not _persists(p, state, now_ns, newest):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
         out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest))
-    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence, ts_ns(now)))
+    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence, now_ns))
     return out
 
 
@@ -644,7 +677,7 @@ def _newest_check(p: _Pair, now_ns: int, segment: tuple[str, int] | None = None)
     var = float((share * (1.0 - share)).sum()) * p.phi
     pv = float(ndtr((moved - expected + 0.5) / math.sqrt(var))) if var > 0 else None  # None: nothing to go by yet
     return {"deals": int(len(entry)), "moved_on": moved, "expected": round(expected, 1),
-            "since": iso_date(p.recent_end), "p_value": pv}
+            "since": iso_date(p.real(p.recent_end)), "p_value": pv}
 
 
 def _confirmed(q: float, newest: dict, spec: ConversionDropSpec, overall: bool) -> bool:
@@ -865,8 +898,8 @@ def _common_facts(p: _Pair, state: Prepared, counts: Counts, q: float, pv: float
         "baseline_converted": int(counts.bx[0]), "recent_converted": int(counts.rx[0]),
         "relative_drop": round((br - rr) / br, 4) if br > 0 else 0.0,
         "lost_per_month": round(lost, 1),
-        "baseline_start": iso_date(p.base_start), "baseline_end": iso_date(p.recent_start - 1),
-        "recent_start": iso_date(p.recent_start), "recent_end": iso_date(p.recent_end - 1),
+        "baseline_start": iso_date(p.real(p.base_start)), "baseline_end": iso_date(p.real(p.recent_start) - 1),
+        "recent_start": iso_date(p.real(p.recent_start)), "recent_end": iso_date(p.real(p.recent_end) - 1),
         "horizon_days": c.horizon_days, "horizon_source": c.horizon_source,
         "horizon_quantile": state.spec.horizon_quantile, "horizon_movers": c.movers,
         "p_value": pv, "q_value": q,
@@ -898,7 +931,7 @@ def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool
     facts["newest"] = newest
     facts["tests_in_run"] = tests
     facts["segments_checked"] = [DIMENSION_NAMES.get(d, d) for d in state.seg_dims]
-    facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi], p.c.converted[p.lo:p.hi], p.base_start, p.recent_end)
+    facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi], p.c.converted[p.lo:p.hi], p.base_start, p.recent_end, p.real)
     facts["mix"] = None if mix is None else {
         **_segment_names(state, mix["dim"], mix["seg"]),
         "baseline_share": round(mix["share_b"], 4), "recent_share": round(mix["share_r"], 4),
@@ -1010,14 +1043,15 @@ def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with
         "newest": newest,
     })
     mask_all = p.c.codes[dim][p.lo:p.hi] == s
-    facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi][mask_all], p.c.converted[p.lo:p.hi][mask_all], p.base_start, p.recent_end)
+    facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi][mask_all], p.c.converted[p.lo:p.hi][mask_all], p.base_start, p.recent_end, p.real)
     subject = {**_subject(p.c), "dimension": names["dimension"], "segment": names["segment_id"]}
     return Insight(detector=NAME, severity=_severity(facts["lost_per_month"], facts["relative_drop"], state.spec),
                    audience=Audience("director"), subject=subject, facts=facts,
                    evidence=_evidence(p, state, p.c.codes[dim][p.mid:p.hi] == s, with_evidence))
 
 
-def _weekly(entry: np.ndarray, converted: np.ndarray, start: int, end: int) -> list[dict]:
+def _weekly(entry: np.ndarray, converted: np.ndarray, start: int, end: int,
+            real: Callable[[int], int] = int) -> list[dict]:
     """Weekly cohorts from the baseline start to the recent end, for the chart."""
     week = 7 * NS_PER_DAY
     n_weeks = int(-(-(end - start) // week))
@@ -1026,6 +1060,6 @@ def _weekly(entry: np.ndarray, converted: np.ndarray, start: int, end: int) -> l
     n = np.bincount(w, minlength=n_weeks)
     x = np.bincount(w[converted[inside]], minlength=n_weeks)
     return [
-        {"week_start": iso_date(start + k * week), "rate": None if n[k] == 0 else round(float(x[k] / n[k]), 4), "n": int(n[k])}
+        {"week_start": iso_date(real(start + k * week)), "rate": None if n[k] == 0 else round(float(x[k] / n[k]), 4), "n": int(n[k])}
         for k in range(n_weeks)
     ]

@@ -44,7 +44,7 @@ its room below it; givers sit above it and takers below, so nobody does both. Gr
 largest excess to largest room (the flagged under-loaded first). When only someone
 under-loaded is flagged, the givers are the teammates above the fair share.
 
-A scan is `detect_at(prepare(data, spec), now)`; backtest calls `prepare` once and
+A scan is `detect_at(prepare(data, spec, now), now)`; backtest calls `prepare` once and
 `detect_at` per day (each day's comparison is cached in the state, so the persistence check
 of a daily replay reuses the days computed a week and a window earlier).
 """
@@ -127,11 +127,10 @@ def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
     return df[keep].drop_duplicates("manager_id").reset_index(drop=True)
 
 
-def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
-    thing a manager did (deal created/closed, lead created/assigned/answered, activity done,
-    email sent), and that first second. `last event <= t` per manager is then one
-    searchsorted per day. `deal_owner`: each deal's row in `ids` when already known."""
+def _events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row in `ids`, seconds since the epoch) of every dated thing a manager did: deal created
+    or closed, lead created/assigned/answered, activity done, email sent. `deal_owner`: each
+    deal's row in `ids` when already known."""
     owners, times = [], []
 
     def add(rows: np.ndarray, mask: np.ndarray | None, *cols) -> None:
@@ -163,14 +162,30 @@ def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = N
     if em is not None and data.has_column("emails", "manager_id"):
         out = (em["direction"] == "out").to_numpy(dtype=bool, na_value=False)
         add(positions(em["manager_id"], ids), out, em["sent_at"])
-    owner = np.concatenate(owners)
-    sec = np.concatenate(times)
+    return np.concatenate(owners).astype(np.int64), np.concatenate(times).astype(np.int64)
+
+
+def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
+    thing a manager did (see _events), and that first second. `last event <= t` per manager is
+    then one searchsorted per day."""
+    owner, sec = _events(data, ids, deal_owner)
     if not len(sec):
         return np.zeros(0, dtype=np.int64), 0
     t0 = int(sec.min())
-    keys = owner.astype(np.int64) * _KEY + (sec - t0)
+    keys = owner * _KEY + (sec - t0)
     keys.sort()
     return keys, t0
+
+
+def last_work(data: CrmData, ids: pd.Series, now_ns: int) -> np.ndarray:
+    """Each manager's (of `ids`) latest dated work at or before `now_ns`, in seconds since the
+    epoch (-1: none): one scan's answer without sorting every event."""
+    owner, sec = _events(data, ids)
+    out = np.full(len(ids), -1, dtype=np.int64)
+    ok = sec <= now_ns // _NS_PER_S
+    np.maximum.at(out, owner[ok], sec[ok])
+    return out
 
 
 def _recently_active(keys: np.ndarray, t0: int, n: int, now_ns: int, window_days: int) -> np.ndarray:
@@ -218,6 +233,8 @@ class Prepared:
     deal_open: np.ndarray  # status "open"
     deal_closed_status: np.ndarray  # status won/lost with a close date
     deal_ids: pd.Series
+    touch_keys: np.ndarray  # deal row * 2^40 + seconds since touch_t0 of every touch, sorted
+    touch_t0: int
     lead_owner: np.ndarray | None
     lead_created: np.ndarray | None
     lead_ids: pd.Series | None
@@ -225,8 +242,57 @@ class Prepared:
     cache: dict[int, Day] = field(default_factory=dict)
 
 
-def prepare(data: CrmData, spec: ManagerLoadSpec) -> Prepared | None:
-    """The day-independent part; None when no team has enough candidates to ever compare."""
+def _touch_keys(data: CrmData, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Sorted int64 keys deal_row * 2^40 + seconds since the first touch, one per dated touch of
+    the deals `rows` (created, a stage entered, an activity done, an email either way), and
+    that first second: a deal's last touch at or before t is one searchsorted."""
+    deals = data.deals
+    rows = np.asarray(rows, dtype=np.int64)
+    picked = deals["deal_id"].take(rows)  # a scan's open deals: a small hash table to look up in
+    owners, times = [rows], [to_ns(deals["created_at"])[rows]]
+
+    def add(deal_ids: pd.Series, t: pd.Series) -> None:
+        at = positions(deal_ids, picked)
+        ok = at >= 0
+        ns = to_ns(t[ok]) if not ok.all() else to_ns(t)
+        owners.append(rows[at[ok]])
+        times.append(ns)
+
+    sh = data.stage_history
+    if sh is not None and len(sh) and not data.stage_history_derived:
+        add(sh["deal_id"], sh["entered_at"])
+    act = data.activities
+    if act is not None and data.has_column("activities", "deal_id") and data.has_column("activities", "done_at"):
+        add(act["deal_id"], act["done_at"])
+    em = data.emails
+    if em is not None and data.has_column("emails", "deal_id"):
+        add(em["deal_id"], em["sent_at"])
+    owner, ns = np.concatenate(owners), np.concatenate(times)
+    ok = ns != NAT_NS
+    owner, sec = owner[ok], ns[ok] // _NS_PER_S
+    if not len(sec):
+        return np.zeros(0, dtype=np.int64), 0
+    t0 = int(sec.min())
+    keys = owner * _KEY + (sec - t0)
+    keys.sort()
+    return keys, t0
+
+
+def _touched(keys: np.ndarray, t0: int, rows: np.ndarray, now_ns: int, window_days: int) -> np.ndarray:
+    """Which deals `rows` had a touch in (now - window, now]."""
+    if not len(keys) or not len(rows):
+        return np.zeros(len(rows), dtype=bool)
+    off = min(max(now_ns // _NS_PER_S - t0, -1), _KEY - 1)
+    idx = np.searchsorted(keys, rows * _KEY + off, side="right") - 1
+    last = keys[np.maximum(idx, 0)]
+    return (idx >= 0) & (last // _KEY == rows) & (last % _KEY > off - window_days * 86_400)
+
+
+def prepare(data: CrmData, spec: ManagerLoadSpec, now: datetime | None = None) -> Prepared | None:
+    """The day-independent part; None when no team has enough candidates to ever compare.
+
+    With `now` (one scan, not a replay) only the deals open then, or on the days its
+    persistence looks back to, get their touches joined."""
     people = _candidates(data, spec)
     codes, names = pd.factorize(people["team"])
     if not len(people) or np.bincount(codes).max() < spec.min_team_size:
@@ -238,6 +304,14 @@ def prepare(data: CrmData, spec: ManagerLoadSpec) -> Prepared | None:
     deal_owner = positions(deals["manager_id"], people["manager_id"])
     keys, t0 = _event_keys(data, people["manager_id"], deal_owner)
     deal_created = to_ns(deals["created_at"])
+    deal_open = (status == "open").to_numpy(dtype=bool, na_value=False)
+    deal_closed_status = status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS)
+    ever_open = deal_owner >= 0
+    if now is not None:  # open at now or on a persistence look's day
+        now_ns = ts_ns(now)
+        since = now_ns - (max(spec.persist_days, spec.leads_window_days) + 1) * NS_PER_DAY
+        ever_open &= (deal_created <= now_ns) & (deal_open | (deal_closed_status & (closed > since)))
+    touch_keys, touch_t0 = _touch_keys(data, np.flatnonzero(ever_open))
     lead_owner = None if leads is None else positions(leads["manager_id"], people["manager_id"])
     lead_created = None if leads is None else to_ns(leads["created_at"])
     first = {"open_deals": _first(deal_owner, deal_created, len(people))}
@@ -247,9 +321,8 @@ def prepare(data: CrmData, spec: ManagerLoadSpec) -> Prepared | None:
         spec=spec, people=people, team_code=codes.astype(np.int64), team_names=list(names),
         capacity=people["capacity"].to_numpy(dtype=float), event_keys=keys, event_t0=t0,
         deal_owner=deal_owner, deal_created=deal_created, deal_closed=closed,
-        deal_open=(status == "open").to_numpy(dtype=bool, na_value=False),
-        deal_closed_status=status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS),
-        deal_ids=deals["deal_id"],
+        deal_open=deal_open, deal_closed_status=deal_closed_status,
+        deal_ids=deals["deal_id"], touch_keys=touch_keys, touch_t0=touch_t0,
         lead_owner=lead_owner, lead_created=lead_created,
         lead_ids=None if leads is None else leads["lead_id"], first=first,
     )
@@ -279,10 +352,17 @@ def not_compared(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[tu
 
 
 def _open_mask(state: Prepared, now_ns: int) -> np.ndarray:
-    """Deals open at `now`: created by then and not closed by then (a replay of a past day
-    must not see today's closures)."""
+    """Deals open at `now` that someone works on: created by then and not closed by then (a
+    replay of a past day must not see today's closures), with a touch (created, a stage
+    entered, an activity, an email) in the last `active_window_days`. A deal nobody touched
+    for months is not load: exports keep years of abandoned deals (stalled_deal lists them),
+    and counting them called the veterans over-loaded and a new hire, with none yet,
+    under-loaded on a randomly routed team."""
     closed_later = state.deal_closed_status & (state.deal_closed > now_ns)
-    return (state.deal_created <= now_ns) & (state.deal_open | closed_later)
+    keep = (state.deal_created <= now_ns) & (state.deal_open | closed_later) & (state.deal_owner >= 0)
+    rows = np.flatnonzero(keep)
+    keep[rows] = _touched(state.touch_keys, state.touch_t0, rows, now_ns, state.spec.active_window_days)
+    return keep
 
 
 def _lead_mask(state: Prepared, now_ns: int) -> np.ndarray:
@@ -361,7 +441,7 @@ def _day(state: Prepared, now_ns: int) -> Day:
 @register(NAME, ManagerLoadSpec, requires=(), needs=(LEADS_NEED,),
           summary="a team whose open deals / new leads per FTE are unevenly spread, with a rebalancing plan")
 def detect(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[Insight]:
-    return detect_at(prepare(data, spec), now)
+    return detect_at(prepare(data, spec, now), now)
 
 
 def detect_at(state: Prepared | None, now: datetime, *, with_evidence: bool = True) -> list[Insight]:

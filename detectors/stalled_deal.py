@@ -27,7 +27,11 @@ One insight per stalled deal, so each can be snoozed on its own; escalated (seve
 critical, the director sees it too) at `escalate_after_days` idle working days. Deals idle
 far beyond the limit (more than `abandon_factor` times it, or `abandon_after_days`) are not an
 item each: one hygiene item per manager lists how many look abandoned, the oldest first, and
-asks to close or update them (to the manager only, never escalated).
+asks to close or update them (to the manager only, never escalated). The stalled deals of a
+manager the managers file marks inactive (active = false) are one item for the director to
+hand over instead: the person who left is never told, and the deals are not lost from view.
+So are those of a manager with no deal, lead, activity or email in `active_window_days` (an
+export without the `active` column: a person who left keeps their deals there too).
 
 The deal's state is taken as of `now` (open then, stage then), so backtest replays history
 honestly: a deal won last month was still open, and maybe stalled, two months ago.
@@ -75,6 +79,9 @@ class StalledDealSpec(DetectorSpec):
     # The company calendar, shared with lead_sla: filled by bot/config.py from [calendar] and the
     # config's timezone (not a [detectors.stalled_deal] key); excluded from dumps.
     calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
+    # Who is working: filled by bot/config.py from [detectors.manager_load] active_window_days
+    # (one notion of "working" for every detector; not a [detectors.stalled_deal] key).
+    active_window_days: int = Field(90, ge=1, le=730, exclude=True)
 
     @field_validator("stage_limits")
     @classmethod
@@ -234,6 +241,15 @@ class StalledDealState:
     n_clients: int
     client_names: pd.Series | None  # name per client code (clients table), None without it
     manager_names: dict[str, str]
+    # manager_ids the managers file marks inactive (active = false): their stalled deals are
+    # the director's to hand over, never an item to a person who left
+    inactive: frozenset[str] = frozenset()
+    # the managers' dated work (manager_load._event_keys over `people`): who did nothing in
+    # active_window_days before a day has left in all but name (exports without `active`)
+    people: pd.Series | None = None
+    work_keys: np.ndarray | None = None  # a replay: every day answered by searchsorted
+    work_t0: int = 0
+    work_now: tuple[int, np.ndarray] | None = None  # one scan: (now ns, last work in s per person)
     # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -364,7 +380,49 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         email_deal=email_deal, email_client=email_client, email_id=email_id,
         n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
+        inactive=_inactive(data.managers),
+        **_work(data, None if now is None else ts_ns(now)),
     )
+
+
+def _work(data: CrmData, now_ns: int | None) -> dict[str, Any]:
+    """The managers and their dated work (deals created or closed, leads, activities done,
+    emails sent) as manager_load reads it: for a replay the sorted keys, for one scan (`now_ns`)
+    each one's latest work by then (no sort of every event)."""
+    from detectors.manager_load import _event_keys, last_work
+
+    people = data.managers["manager_id"].astype("str").reset_index(drop=True)
+    if now_ns is not None:
+        return {"people": people, "work_now": (now_ns, last_work(data, people, now_ns))}
+    keys, t0 = _event_keys(data, people)
+    return {"people": people, "work_keys": keys, "work_t0": t0}
+
+
+def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozenset[str]]:
+    """(marked inactive, no recorded work in active_window_days before `now`) manager_ids."""
+    idle: frozenset[str] = frozenset()
+    window = state.spec.active_window_days
+    if state.people is None or not len(state.people):
+        return state.inactive, idle
+    if state.work_now is not None and state.work_now[0] == now_ns:
+        last = state.work_now[1]
+        live = (last >= 0) & (last > now_ns // 10**9 - window * 86_400)
+    elif state.work_keys is not None:
+        from detectors.manager_load import _recently_active
+
+        live = _recently_active(state.work_keys, state.work_t0, len(state.people), now_ns, window)
+    else:  # prepared for one scan, asked about another day: read the work again
+        return state.inactive, idle
+    idle = frozenset(state.people[~live].tolist()) - state.inactive
+    return state.inactive, idle
+
+
+def _inactive(managers: pd.DataFrame) -> frozenset[str]:
+    """manager_ids marked active = false (an empty cell or no column: active)."""
+    if "active" not in managers.columns:
+        return frozenset()
+    off = managers["active"].eq(False).to_numpy(dtype=bool, na_value=False)
+    return frozenset(str(m) for m in managers["manager_id"][off])
 
 
 def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,
@@ -518,12 +576,15 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     abandoned = (s_idle > np.minimum(spec.abandon_factor * s_limit, spec.abandon_after_days)).tolist()
     out: list[Insight] = []
     gone: dict[str, list[dict[str, Any]]] = {}
+    left: dict[str, list[dict[str, Any]]] = {}  # stalled deals of managers inactive or idle
+    marked, idle = _gone(state, now_ns)
+    gone_people = marked | idle
     stage_facts: dict[int, dict[str, Any]] = {}  # the limit's facts, once per stage
     for j, (i, stage_i, idle, touch_ns) in enumerate(zip(
             stalled.tolist(), stage[local].tolist(), s_idle.tolist(), last_touch[local].tolist())):
-        if abandoned[j]:
-            st = state.static[i]
-            gone.setdefault(st["manager_id"], []).append(
+        owner = state.static[i]["manager_id"]
+        if abandoned[j] or owner in gone_people:
+            (left if owner in gone_people else gone).setdefault(owner, []).append(
                 {"row": i, "stage": str(state.stage_names[stage_i]), "days_idle": idle, "touch_ns": touch_ns})
             continue
         if stage_i not in stage_facts:
@@ -532,6 +593,9 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
                             *touch[j], with_evidence=with_evidence))
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence) for manager_id, deals in sorted(gone.items())]
+    out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence,
+                       left="inactive" if manager_id in marked else "idle")
+            for manager_id, deals in sorted(left.items())]
     return out
 
 
@@ -618,8 +682,12 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit_facts
 
 
 def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, Any]], *,
-               with_evidence: bool = True) -> Insight:
-    """One hygiene item for a manager's deals idle far beyond their limits: the oldest named."""
+               with_evidence: bool = True, left: str | None = None) -> Insight:
+    """One hygiene item for a manager's deals idle far beyond their limits: the oldest named.
+
+    `left`: "inactive" (the managers file says so) or "idle" (no deal, lead, activity or email
+    of theirs in active_window_days): the item lists all their stalled deals and goes to the
+    director, who hands them over (the person who left is never the one told)."""
     deals = sorted(deals, key=lambda x: (-x["days_idle"], state.static[x["row"]]["deal_id"]))
     spec = state.spec
     statics = [state.static[x["row"]] for x in deals]
@@ -628,9 +696,12 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
     by_stage: dict[str, int] = {}
     for x in deals:
         by_stage[x["stage"]] = by_stage.get(x["stage"], 0) + 1
-    subject = {"manager_id": manager_id, "kind": "abandoned"}
+    subject = {"manager_id": manager_id, "kind": "left_behind" if left else "abandoned"}
     facts = {
         "kind": "abandoned",
+        "owner_inactive": bool(left),
+        "owner_gone": left,  # "inactive" (marked) | "idle" (no recorded work) | None
+        "active_window_days": spec.active_window_days,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id),
         "deals": len(deals),
@@ -646,7 +717,8 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
         "escalated": False,
     }
     return Insight(
-        detector=NAME, severity="info", audience=Audience("manager", manager_id), subject=subject,
+        detector=NAME, severity="info",
+        audience=Audience("director", None) if left else Audience("manager", manager_id), subject=subject,
         facts=facts, evidence={"deal_ids": [st["deal_id"] for st in statics]} if with_evidence else {},
         fingerprint=make_fingerprint(NAME, subject),
     )

@@ -158,6 +158,47 @@ class WorkCalendar:
         """Every day off beyond the weekly rest days (official and configured), for display."""
         return tuple(d.astype(date) for d in self._days[0])
 
+    @cached_property
+    def _off_workday_starts(self) -> np.ndarray:
+        """UTC ns of the local midnight of every day off that falls on a usual workday (sorted)."""
+        keep = [d for d in self._days[0].tolist() if d.isoweekday() in self.workdays]
+        if not keep:
+            return np.array([], dtype=np.int64)
+        idx = pd.DatetimeIndex(np.array(keep, dtype="datetime64[ns]")).tz_localize(self.timezone)
+        return np.sort(idx.tz_convert("UTC").as_unit("ns").asi8)
+
+    def without_days_off(self, ns: np.ndarray) -> np.ndarray:
+        """Instants on a clock that stops during days off falling on usual workdays (holidays,
+        [calendar] days_off): a week with a holiday Monday lasts 6 days on it. Monotone, so
+        order and windows keep their meaning; weekends still count, as they do in an ordinary
+        week's pace. The int64 extremes (never / not a time) pass through unchanged."""
+        ns = np.asarray(ns, dtype=np.int64)
+        starts = self._off_workday_starts
+        if not len(starts) or not len(ns):
+            return ns
+        lo, hi = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+        real = np.flatnonzero((ns != lo) & (ns != hi))
+        t = ns[real]
+        if len(t):  # only the days off within the instants' span are searched
+            starts = starts[np.searchsorted(starts, t.min() - _DAY_NS):]
+        k = np.searchsorted(starts, t, side="right")  # days off that began at or before t
+        skipped = len(self._off_workday_starts) - len(starts)
+        began = starts[np.maximum(k - 1, 0)] if len(starts) else t
+        inside = (k > 0) & (t - began < _DAY_NS)
+        out = ns.copy()
+        out[real] = t - (k + skipped - inside) * _DAY_NS - np.where(inside, t - began, 0)
+        return out
+
+    def with_days_off(self, ns: np.ndarray) -> np.ndarray:
+        """The inverse of without_days_off: the real instant (a stopped moment -> the end of its
+        days off)."""
+        ns = np.asarray(ns, dtype=np.int64)
+        starts = self._off_workday_starts
+        if not len(starts) or not len(ns):
+            return ns
+        stopped = starts - np.arange(len(starts), dtype=np.int64) * _DAY_NS
+        return ns + np.searchsorted(stopped, ns, side="right") * _DAY_NS
+
     def working_day_number(self, days: np.ndarray) -> np.ndarray:
         """N(d): working days in [anchor, d) for each datetime64[D] day (negative before the anchor).
 

@@ -310,12 +310,26 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r": not checked, needs "), ": не проверено, нужна "),
     (re.compile(r"^needs "), "нужна "),
     (re.compile(r"\) or (колонка|таблица) "), r") или \1 "),
+    # bot.pipeline.stale_line: the time-based detectors skipped on stale data
+    (re.compile(r"^the data is ([\d.]+) days old, (\d+) working days without a record \(newest (.+?) in (.+?); "
+                r"limit \[source\] stale_after_days = ([\d.]+) working days\): idle deals, waiting leads and "
+                r"silent clients are not judged on it - export fresh data$"),
+     r"данные устарели: последняя запись — \3 в \4, \1 дн. назад, рабочих дней без записей: \2 "
+     r"(предел [source] stale_after_days = \5); зависшие сделки, заявки без ответа и молчащих клиентов "
+     r"по ним не оценить — выгрузите свежие данные"),
+    (re.compile(r"^the data has no dated records up to now, so idle time cannot be judged$"),
+     "в данных нет записей с датой до этого момента, поэтому простой не оценить"),
     # the parts a Need switches off (detectors' `Need(part=...)`), as they open a partial line
     (re.compile(r"^leads without a manager: "), "заявки без менеджера: "),
     (re.compile(r"^unanswered leads: "), "заявки без ответа: "),
     (re.compile(r"^new leads per manager \(new_leads\): "), "новые заявки по менеджерам (new_leads): "),
     (re.compile(r"^calls, meetings and done tasks as touches: "), "звонки, встречи и выполненные задачи как касания: "),
     (re.compile(r"^stage-to-stage conversion: "), "конверсия между этапами: "),
+    # conversion_drop._RealHistory.line (after ": not checked, needs " became Russian above)
+    (re.compile(r"нужна a real stage history \(stage_history\.csv; it was derived from (.+?)\); "
+                r"conversion to won is measured from deal outcomes instead"),
+     r"нужна настоящая история этапов (stage_history.csv; сейчас она выведена из \1); "
+     r"конверсию в выигрыш считаем по итогам сделок"),
     # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
     (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),

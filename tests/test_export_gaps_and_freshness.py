@@ -139,6 +139,20 @@ def test_newest_record_ignores_planned_and_future_dates(tmp_path):
     assert freshness(data, NOW).age == timedelta(days=5)
 
 
+def test_an_open_deals_planned_close_date_is_not_a_record(tmp_path):
+    """Bitrix24 exports CLOSEDATE, the expected close date, for open deals too: an export taken 12
+    days ago whose open deals are planned to close last week is 12 days old, not a week."""
+    folder = export(tmp_path / "x", lead_columns=("manager_id",), last_event=NOW - timedelta(days=12))
+    data = load_folder(folder, timezone="Asia/Almaty").data
+    open_rows = data.deals.index[data.deals["status"] == "open"]
+    data.deals.loc[open_rows, "closed_at"] = NOW - timedelta(days=7)  # planned, in the past by now
+    fresh = freshness(data, NOW)
+    assert fresh.age == timedelta(days=12), fresh
+    # a won deal's close date is an event
+    data.deals.loc[open_rows[0], "status"] = "won"
+    assert freshness(data, NOW).age == timedelta(days=7)
+
+
 def test_stale_export_silences_time_based_detectors_and_says_why(tmp_path, capsys):
     folder = export(tmp_path / "x", lead_columns=("manager_id", "first_response_at"), last_event=NOW - timedelta(days=11))
     items, err = _scan(folder, capsys)

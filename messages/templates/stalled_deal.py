@@ -95,6 +95,8 @@ def limit_line(ctx: Ctx, f: dict) -> Line:
 def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
     n = int(f["deals"])
+    if f.get("owner_inactive"):
+        return _left_behind_words(f, n, ctx)
     if ctx.you:
         title = ctx.t("Сделки, похожие на заброшенные: {n}", "Deals that look abandoned: {n}", n=ctx.num(n))
     else:
@@ -131,6 +133,38 @@ def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
         else:  # a name we cannot decline stays in brackets, where no case is needed
             action = ctx.t("Попросите менеджера ({m}) разобрать эти сделки: закрыть неживые, по живым назначить шаг.",
                            "Ask {m} to clean these up: close the dead ones, give the live ones a next step.", m=name(who))
+    return Words(title=title, body=body, action=action, money=0.0)
+
+
+def _left_behind_words(f: dict, n: int, ctx: Ctx) -> Words:
+    """Stalled deals of a manager the CRM marks inactive: the director hands them over."""
+    who = name(f.get("manager_name") or f.get("manager_id") or "?")
+    if f.get("owner_gone") == "idle":
+        title = ctx.t("Сделки менеджера без работы в CRM ({m}) стоят без движения: {n}",
+                      "Stalled deals of a manager with no work in the CRM ({m}): {n}", m=who, n=ctx.num(n))
+        body = [ctx.t("За {d} у этого менеджера нет ни сделки, ни задачи, ни письма, а его открытые сделки стоят "
+                      "дольше срока своего этапа: похоже, он больше не работает.",
+                      "This manager has had no deal, task or email in {d}, and their open deals have been idle "
+                      "longer than their stages' limits: they seem to have left.",
+                      d=ctx.count(int(f.get("active_window_days") or 90), "day", case="accs", before="последний"))]
+    else:
+        title = ctx.t("Сделки неактивного менеджера ({m}) стоят без движения: {n}",
+                      "Stalled deals of an inactive manager ({m}): {n}", m=who, n=ctx.num(n))
+        body = [ctx.t("В CRM этот менеджер отмечен неактивным, а его открытые сделки стоят дольше срока своего этапа.",
+                      "The CRM marks this manager inactive, and their open deals have been idle longer than their "
+                      "stages' limits.")]
+    if f.get("examples"):
+        body.append(ctx.t("Дольше всех:", "The oldest:"))
+    for ex in f.get("examples") or []:
+        line = ctx.t("«{t}»", "“{t}”", t=name(deal_name(ex)))
+        if ex.get("client_name"):
+            line += ctx.t(" — {c}", " — {c}", c=name(ex["client_name"]))
+        body.append(line + ctx.t(" · «{s}» {d}", " · “{s}” {d}", s=name(ex["stage"]), d=_days(ctx, ex["days_idle"])))
+    money = amount(ctx, f)
+    if money:
+        body.append(ctx.t("Сумма по ним в CRM — {m}.", "Their amount in the CRM: {m}.", m=money))
+    action = ctx.t("Передайте живые сделки работающим менеджерам, остальные закройте как проигранные.",
+                   "Hand the live deals to working managers and close the rest as lost.")
     return Words(title=title, body=body, action=action, money=0.0)
 
 

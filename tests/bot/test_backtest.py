@@ -88,6 +88,9 @@ def test_every_and_text_report():
     text = format_text(report)
     assert "stalled_deal" in text and "every 7d (5 runs" in text
     assert "Айгерим Садыкова (m1)" in text
+    # an export whose manager id is the name (amoCRM): the name once, not cut off in brackets
+    report.recipient_names["m1"] = "m1"
+    assert "\nm1 " in format_text(report) and "m1 (m1)" not in format_text(report)
     assert "skipped conversion_drop: disabled in config" in text
     assert parse_every("12h") == timedelta(hours=12)
     with pytest.raises(ValueError, match="like 1d, 12h or 1w"):

@@ -194,6 +194,28 @@ def test_check_config_ok_summarises_tables_and_detectors(tmp_path, capsys):
     assert "stalled_deal     enabled" in out
 
 
+def test_check_config_names_amocrm_style_managers_once_and_flags_an_inactive_recipient(tmp_path, capsys):
+    """amoCRM exports name the responsible person, so the manager id IS the name: listed once
+    ("Ким Алина", not "Ким Алина Ким Алина"). A recipient whose manager the file marks
+    inactive is noted: their stalled deals go to the director."""
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "managers.csv").write_text("manager_id,name,active\nКим Алина,Ким Алина,false\nОспанов Арман,Оспанов Арман,true\n"
+                                      "m3,Carl,true\nИсаева Камила,Исаева Камила,true\n", encoding="utf-8")
+    (crm / "deals.csv").write_text("deal_id,manager_id,stage,status,created_at\nd1,Ким Алина,Lead,open,2026-03-03T09:00:00Z\n"
+                                   "d2,m3,Lead,open,2026-03-03T10:00:00Z\n", encoding="utf-8")
+    (crm / "stage_history.csv").write_text("deal_id,stage,entered_at\nd1,Lead,2026-03-03T09:00:00Z\n"
+                                           "d2,Lead,2026-03-03T10:00:00Z\n", encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text('[source]\npath = "crm"\n[[recipients]]\nid = "alina"\nrole = "manager"\n'
+                      'manager_id = "Ким Алина"\n[[recipients]]\nid = "boss"\nrole = "director"\n', encoding="utf-8")
+    assert main(["check-config", str(config), *NOW]) == 0
+    out = capsys.readouterr().out
+    assert "Оспанов Арман Оспанов Арман" not in out and "Оспанов Арман" in out, out
+    assert "m3 Carl" in out, out
+    assert "recipients (id 'alina'): Ким Алина is marked inactive" in out, out
+
+
 def test_check_config_data_error_exit_3(tmp_path, capsys):
     config = tmp_path / "config.toml"
     config.write_text('[source]\npath = "missing-folder"\n', encoding="utf-8")

@@ -182,3 +182,12 @@ silence_days = 0
 def test_source_problems_carry_the_full_key_path():
     p = problems('[source.columns.deals]\nmanger_id = "Ответственный"\n')
     assert len(p) == 1 and p[0].startswith("source.columns.deals.manger_id: unknown column of deals (did you mean `manager_id`?)")
+
+
+def test_one_notion_of_working_managers_for_every_detector():
+    """[detectors.manager_load] active_window_days also decides whose stalled deals are left
+    behind (stalled_deal): one answer to "who is working" in every item."""
+    config = parse_config("[detectors.manager_load]\nactive_window_days = 45\n", source_name="t.toml", base_dir=Path("."))
+    specs = config.detector_specs()
+    assert specs["stalled_deal"].active_window_days == 45
+    assert parse_config("", source_name="t.toml", base_dir=Path(".")).detector_specs()["stalled_deal"].active_window_days == 90

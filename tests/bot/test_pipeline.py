@@ -94,3 +94,24 @@ def test_a_missing_folder_is_a_data_error_that_says_how_to_fix(tmp_path):
 def test_now_must_carry_a_timezone(tmp_path):
     with pytest.raises(ValueError):
         scan(config_for(write_small_crm(tmp_path / "crm")), NOW.replace(tzinfo=None))
+
+
+def test_the_configs_currency_is_the_deals_currency_when_the_export_has_none(tmp_path):
+    """amoCRM-style exports have a budget and no currency column; the top-level `currency` key
+    is the currency of their amounts (the messages said "сумма 2 957 000", no currency)."""
+    folder = write_small_crm(tmp_path / "crm")
+    deals = (folder / "deals.csv").read_text(encoding="utf-8").splitlines()
+    rows = [",".join(r.split(",")[:-1]) for r in deals]  # drop the currency column
+    (folder / "deals.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = scan(parse_config('currency = "RUB"\ntimezone = "UTC"\n[source]\npath = "crm"\n',
+                            source_name="t.toml", base_dir=tmp_path), NOW)
+    assert out.data.deals["currency"].tolist() == ["RUB"] * 3
+    stalled = [i for i in out.insights if i.detector == "stalled_deal"]
+    assert stalled[0].facts["currency"] == "RUB"
+    # a currency the export gives is kept; a deal without an amount gets none
+    folder2 = write_small_crm(tmp_path / "crm2")
+    text = (folder2 / "deals.csv").read_text(encoding="utf-8").replace(",3000000,KZT", ",,")
+    (folder2 / "deals.csv").write_text(text, encoding="utf-8")
+    out = scan(parse_config('currency = "RUB"\ntimezone = "UTC"\n[source]\npath = "crm2"\n',
+                            source_name="t.toml", base_dir=tmp_path), NOW)
+    assert out.data.deals["currency"].tolist()[:2] == ["KZT", "KZT"] and out.data.deals["currency"].isna().tolist()[2]

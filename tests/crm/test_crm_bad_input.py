@@ -128,6 +128,18 @@ def test_empty_required_value_lists_rows(tmp_path):
     assert "[source.fill.deals] manager_id" in str(err.value)
 
 
+def test_a_row_without_an_id_is_to_be_deleted_not_filled(tmp_path):
+    """An amoCRM/Excel export often ends in a totals row ("Итого") with no id: one constant id
+    from [source.fill] for every such row would only make duplicates, so the fix says delete."""
+    deals = ("deal_id;manager_id;stage;status;created_at;amount\nd1;m1;КП;open;02.03.2026 10:00;1 000 000\n"
+             ";Итого;;;;1 000 000\n")
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals})
+    with pytest.raises(DataError) as err:
+        load_folder(folder)
+    assert "row 3" in str(err.value) and "deal_id is empty" in str(err.value)
+    assert "delete those rows" in str(err.value) and "source.fill" not in str(err.value)
+
+
 def test_not_a_number_names_the_row(tmp_path):
     deals = DEALS.replace("2500.5", "две тысячи")
     folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals})

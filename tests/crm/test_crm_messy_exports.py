@@ -204,3 +204,31 @@ def test_an_xls_named_in_config_that_is_a_web_page_says_so(tmp_path):
     text = str(err.value)
     assert "Сделки.xls: old Excel .xls files are not supported (this one is a web page saved with an .xls name)" in text
     assert "save it as .xlsx or .csv" in text
+
+
+def test_amocrm_closed_deals_without_a_stage_history_are_not_stages_outside_the_pipeline(tmp_path):
+    """amoCRM exports a closed deal at its closing stage and no stage history. With the closing
+    stages mapped to won/lost, as the loader's own warning advises, nothing is "outside the
+    pipeline", and the derived history does not make a won deal enter "won" when created."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "Пользователи.csv").write_text("ФИО\nКим Алина\nОспанов Арман\n", encoding="utf-8")
+    (folder / "Сделки.csv").write_text(
+        "ID;Ответственный;Этап сделки;Дата создания;Дата закрытия\n"
+        "1;Ким Алина;Переговоры;01.03.2026 10:00;\n"
+        "2;Ким Алина;Успешно реализовано;02.03.2026 11:00;10.03.2026 12:00\n"
+        "3;Оспанов Арман;Закрыто и не реализовано;03.03.2026 12:00;09.03.2026 15:00\n", encoding="utf-8")
+    closing = {"Успешно реализовано": "won", "Закрыто и не реализовано": "lost"}
+    source = SourceConfig(
+        path="export", stages=["Первичный контакт", "Переговоры"],
+        files={"deals": "Сделки.csv", "managers": "Пользователи.csv"},
+        columns={"deals": {"deal_id": "ID", "manager_id": "Ответственный", "stage": "Этап сделки",
+                           "status": "Этап сделки", "created_at": "Дата создания", "closed_at": "Дата закрытия"},
+                 "managers": {"manager_id": "ФИО", "name": "ФИО"}},
+        values={"deals": {"stage": closing, "status": closing | {"Переговоры": "open"}}})
+    loaded = load_crm(source, base_dir=tmp_path, timezone="Asia/Almaty")
+    assert not [w for w in loaded.warnings if w.code == "stage_not_in_pipeline"], [str(w) for w in loaded.warnings]
+    history = loaded.data.stage_history
+    assert set(history["stage"]) == {"Первичный контакт", "Переговоры"}
+    assert sorted(history.loc[history["deal_id"] == "2", "stage"]) == ["Первичный контакт"]
+    assert loaded.data.deals["status"].tolist() == ["open", "won", "lost"]

@@ -18,11 +18,21 @@ from _builders_conv import company
 from detectors import run_detectors
 from detectors.conversion_drop import ConversionDropSpec, _learn_horizon, detect
 from detectors.stats import NS_PER_DAY
+from detectors.working_hours import WorkCalendar
 
-SPEC = ConversionDropSpec()
+# The synthetic companies here work every calendar day, holidays included (their delays are
+# calendar days), so they are measured on a clock without days off, as their calendar says.
+_PLAIN = WorkCalendar(country=None)
+
+
+def _spec(**kw) -> ConversionDropSpec:
+    return ConversionDropSpec(**({"calendar": _PLAIN} | kw))
+
+
+SPEC = _spec()
 # How a drop is worded and attributed, with the newest deals' confirmation switched off (it is
 # tested on its own below): a confirmation that chance withholds would hide what is asserted.
-WORDING = ConversionDropSpec(confirm_p=1.0)
+WORDING = _spec(confirm_p=1.0)
 SEEDS = (1, 2, 3)
 OTHERS = np.array(["web", "referral", "partner"])
 
@@ -205,7 +215,7 @@ def test_a_segment_drop_on_its_own_needs_a_headlines_sample():
     assert [(i.facts["kind"], i.subject["segment"], i.facts["recent_n"]) for i in found] == [("segment_drop", "instagram", 19)]
     newest = found[0].facts["newest"]
     assert newest["moved_on"] < newest["expected"]
-    assert at_new(detect(data, ConversionDropSpec(min_segment_report_deals=20), NOW)) == []
+    assert at_new(detect(data, _spec(min_segment_report_deals=20), NOW)) == []
 
 
 def test_a_segment_that_is_part_of_a_reported_drop_is_not_reported_again():
@@ -239,7 +249,7 @@ def test_noise_stays_within_the_false_discovery_rate():
     assert sum(1 for v in unconfirmed.values() if v) >= 3  # what the confirmation spared
 
 
-ONLY_THE_SPEC_DECIDES = ConversionDropSpec(clear_q=0.0)  # every drop needs the newest deals' confirmation
+ONLY_THE_SPEC_DECIDES = _spec(clear_q=0.0)  # every drop needs the newest deals' confirmation
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -251,7 +261,7 @@ def test_a_dip_of_the_recent_cohort_alone_is_not_reported(seed):
         return np.where((s == 0) & (age >= 14) & (age < 42), 0.45, 0.6)
 
     data = company(seed, dip)
-    unconfirmed = at_new(detect(data, ConversionDropSpec(confirm_p=1.0), NOW))
+    unconfirmed = at_new(detect(data, _spec(confirm_p=1.0), NOW))
     assert [i.facts["kind"] for i in unconfirmed] == ["drop"]  # the trap is set
     assert at_new(detect(data, ONLY_THE_SPEC_DECIDES, NOW)) == []
 
@@ -281,7 +291,7 @@ def test_the_headline_test_does_not_depend_on_the_drill_down():
                               sources=("web", "referral", "partner", "expo", "instagram"))
     data = make_data(managers=MANAGERS, deals=deals, stage_history=history)
     with_segments = detect(data, SPEC, NOW)
-    without = detect(data, ConversionDropSpec(segments=[]), NOW)
+    without = detect(data, _spec(segments=[]), NOW)
     assert [i.subject for i in with_segments] == [i.subject for i in without] == [{"from_stage": "contract", "to_stage": "won"}]
     a, b = with_segments[0].facts, without[0].facts
     assert 3400 <= a["baseline_n"] <= 3900 and 1000 <= a["recent_n"] <= 1250
@@ -322,7 +332,7 @@ def test_an_inserted_stage_is_progress_not_a_loss():
     baseline_proposals = data.stage_history[(data.stage_history["stage"] == "proposal")
                                             & (data.stage_history["entered_at"] < NOW - timedelta(days=60))]
     assert baseline_proposals.empty  # the stage did not exist then
-    assert detect(data, ConversionDropSpec(min_deals=10, min_segment_deals=5), NOW) == []
+    assert detect(data, _spec(min_deals=10, min_segment_deals=5), NOW) == []
 
 
 def test_the_horizon_follows_how_fast_deals_move_and_shortens_the_delay():
@@ -339,9 +349,9 @@ def test_the_horizon_follows_how_fast_deals_move_and_shortens_the_delay():
     f = found[0].facts
     assert (f["horizon_days"], f["horizon_source"]) == (7, "min")
     assert f["recent_end"] == (NOW - timedelta(days=8)).date().isoformat()
-    learned = at_new(detect(data, ConversionDropSpec(min_horizon_days=1), NOW))[0].facts
+    learned = at_new(detect(data, _spec(min_horizon_days=1), NOW))[0].facts
     assert learned["horizon_source"] == "learned" and 3 <= learned["horizon_days"] <= 4
-    assert at_new(detect(data, ConversionDropSpec(min_horizon_days=30, max_horizon_days=30), NOW)) == []
+    assert at_new(detect(data, _spec(min_horizon_days=30, max_horizon_days=30), NOW)) == []
 
 
 def test_horizon_learning_is_censoring_aware():
@@ -355,7 +365,7 @@ def test_horizon_learning_is_censoring_aware():
     moves = rng.random(n) < 0.6
     moved_at = np.where(moves, entry + (rng.uniform(0, 20, n) * NS_PER_DAY).astype(np.int64), np.iinfo(np.int64).max)
     lost_at = np.where(~moves, entry + (rng.uniform(0, 10, n) * NS_PER_DAY).astype(np.int64), np.iinfo(np.int64).max)
-    spec = ConversionDropSpec(min_horizon_days=1, max_horizon_days=60)
+    spec = _spec(min_horizon_days=1, max_horizon_days=60)
     days, source, movers = _learn_horizon(entry, moved_at, lost_at, as_of, spec)
     seen = moved_at <= as_of
     naive = np.quantile((moved_at[seen] - entry[seen]) / NS_PER_DAY, 0.9)
@@ -405,7 +415,7 @@ def test_a_lasting_drop_shows_in_the_newest_deals_of_each_weekly_look():
     assert len(looks) == SPEC.persist_weeks == 2
     assert [lk["since"] for lk in looks] < [newest["since"]] * 2  # each an earlier scan's newest deals
     assert all(lk["deals"] > 50 and lk["p_value"] <= SPEC.confirm_p for lk in looks)
-    off = at_new(detect(data, ConversionDropSpec(clear_q=0.0, persist_weeks=0), NOW))
+    off = at_new(detect(data, _spec(clear_q=0.0, persist_weeks=0), NOW))
     assert "weeks_before" not in off[0].facts["newest"]
 
 
@@ -432,7 +442,7 @@ def test_daily_replays_of_calm_companies_stay_silent_more_often_with_the_weekly_
     drop, on 29 days; with them 3, on 7 days."""
     loud = {}
     for weeks in (0, 2):
-        spec = ConversionDropSpec(persist_weeks=weeks)
+        spec = _spec(persist_weeks=weeks)
         loud[weeks] = {seed: n for seed in range(40) if (n := len(_replay_days(company(3000 + seed, steady), spec, 60)))}
     assert len(loud[0]) >= 6, loud
     assert len(loud[2]) <= 3 and sum(loud[2].values()) <= 8, loud
@@ -448,6 +458,6 @@ def test_the_weekly_looks_do_not_delay_a_lasting_drop():
 
     for seed in range(5000, 5004):
         data = company(seed, since_90_days)
-        first = {w: _replay_days(data, ConversionDropSpec(persist_weeks=w), 90)[:1] for w in (0, 2)}
+        first = {w: _replay_days(data, _spec(persist_weeks=w), 90)[:1] for w in (0, 2)}
         assert first[0] and first[2], (seed, first)
         assert first[2][0] >= first[0][0] - 2, (seed, first)  # in days back: at most 2 days later

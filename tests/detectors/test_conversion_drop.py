@@ -7,7 +7,7 @@ ago. Drops are planted on entries younger than 50 days: a change that started th
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -19,8 +19,18 @@ from _builders_a import MANAGERS, NOW, make_data, pipeline, spread
 from detectors import REGISTRY, run_detectors
 from detectors.conversion_drop import ConversionDropSpec, detect, detect_at, prepare, skip_reason
 from detectors.stats import ts_ns
+from detectors.working_hours import WorkCalendar
 
-SPEC = ConversionDropSpec()
+# The synthetic companies here work every calendar day, holidays included (their delays are
+# calendar days), so they are measured on a clock without days off, as their calendar says.
+_PLAIN = WorkCalendar(country=None)
+
+
+def _spec(**kw) -> ConversionDropSpec:
+    return ConversionDropSpec(**({"calendar": _PLAIN} | kw))
+
+
+SPEC = _spec()
 
 
 def flat(rate):
@@ -101,14 +111,14 @@ def test_drop_to_won_from_last_stage():
 def test_small_samples_never_fire():
     data = build(lambda s, age, seg: 0.0 if age < 50 else 0.9, n=150)
     assert detect(data, SPEC, NOW) == []
-    assert detect(data, ConversionDropSpec(min_deals=5, min_segment_deals=5), NOW) != []
+    assert detect(data, _spec(min_deals=5, min_segment_deals=5), NOW) != []
 
 
 def test_small_but_significant_drop_stays_below_the_relative_minimum():
     # 60% -> 54%: with many deals it is significant, but a 10% relative drop is below 15%.
     data = build(lambda s, age, seg: 0.54 if s == 0 and age < 50 else 0.6, n=8000)
     assert detect(data, SPEC, NOW) == []
-    found = detect(data, ConversionDropSpec(min_relative_drop=0.05), NOW)
+    found = detect(data, _spec(min_relative_drop=0.05), NOW)
     assert [i.subject["from_stage"] for i in found] == ["new"]
 
 
@@ -121,15 +131,15 @@ def test_low_base_drop_counts_by_impact_not_by_points():
     f = found[0].facts
     assert f["baseline_rate"] - f["recent_rate"] < 0.05
     assert f["lost_per_month"] >= 10
-    assert detect(data, ConversionDropSpec(min_absolute_drop=0.05), NOW) == []
-    assert detect(data, ConversionDropSpec(min_lost_per_month=f["lost_per_month"] + 1), NOW) == []
+    assert detect(data, _spec(min_absolute_drop=0.05), NOW) == []
+    assert detect(data, _spec(min_lost_per_month=f["lost_per_month"] + 1), NOW) == []
 
 
 def test_severity_follows_impact():
-    spec = ConversionDropSpec(min_lost_per_month=3)
+    spec = _spec(min_lost_per_month=3)
     big = detect(build(lambda s, age, seg: 0.3 if s == 2 and age < 50 else 0.6), spec, NOW)[0]
     assert big.facts["lost_per_month"] >= 9 and big.severity == "critical"
-    costly_only_if = ConversionDropSpec(min_lost_per_month=big.facts["lost_per_month"] / 2)
+    costly_only_if = _spec(min_lost_per_month=big.facts["lost_per_month"] / 2)
     assert detect(build(lambda s, age, seg: 0.3 if s == 2 and age < 50 else 0.6), costly_only_if, NOW)[0].severity == "warning"
 
 
@@ -146,7 +156,7 @@ def test_derived_stage_history_measures_won_conversion_from_outcomes(proposal_dr
 
 def test_registered_and_runs_through_the_registry(proposal_drop):
     assert REGISTRY["conversion_drop"].spec is ConversionDropSpec
-    res = run_detectors(proposal_drop, {}, NOW)
+    res = run_detectors(proposal_drop, {"conversion_drop": SPEC}, NOW)
     assert any(i.detector == "conversion_drop" for i in res.insights)
 
 
@@ -159,11 +169,11 @@ def test_fingerprint_stable_while_the_drop_persists(proposal_drop):
 
 def test_spec_rejects_typos_unknown_segments_and_crossed_bounds():
     with pytest.raises(ValidationError, match="min_deal"):
-        ConversionDropSpec(min_deal=3)
+        _spec(min_deal=3)
     with pytest.raises(ValidationError, match="unknown deal column"):
-        ConversionDropSpec(segments=["sourse"])
+        _spec(segments=["sourse"])
     with pytest.raises(ValidationError, match="max_horizon_days"):
-        ConversionDropSpec(min_horizon_days=20, max_horizon_days=10)
+        _spec(min_horizon_days=20, max_horizon_days=10)
 
 
 def test_stage_history_rows_for_unknown_stages_and_deals_are_ignored(proposal_drop):
@@ -249,3 +259,81 @@ def test_backtest_path_prepare_once_then_detect_at_matches_detect(proposal_drop)
     # without evidence (what backtest asks for) the insight is the same, minus the ids
     lean = detect_at(state, NOW, with_evidence=False)
     assert lean[0].evidence == {} and lean[0].facts == detect_at(state, NOW)[0].facts
+
+
+# --- holidays ----------------------------------------------------------------------------------
+
+MOSCOW = WorkCalendar(timezone="Europe/Moscow", country="RU")
+
+
+def _resting_company(cal: WorkCalendar, now: datetime, days: int = 200):
+    """A company that rests on its official holidays (Russia: 1-9 January 2026): three deals a
+    working day enter "proposal"; 3 in 5 move to "contract" 3-5 WORKING days later, the rest
+    are lost two working days after that. Nothing ever changes, so no drop is true."""
+    first = (now - timedelta(days=days)).date()
+    span = np.arange(np.datetime64(first), np.datetime64(now.date()))
+    work = span[cal.is_working_day(span)]
+    at = {d: k for k, d in enumerate(work.tolist())}
+    deals, history, k = [], [], 0
+    for d in work.tolist():
+        for j in range(3):
+            deal_id, k = f"h{k:05d}", k + 1
+            enter = datetime(d.year, d.month, d.day, 7 + 2 * j, tzinfo=timezone.utc)  # 10-14 in Moscow
+            history.append({"deal_id": deal_id, "stage": "proposal", "entered_at": enter})
+            moves, wait = k % 5 < 3, 3 + k % 3
+            i = at[d] + wait + (0 if moves else 2)
+            status, closed = "open", None
+            if i < len(work):
+                t = work[i].astype(object)
+                then = datetime(t.year, t.month, t.day, 8, tzinfo=timezone.utc)
+                if then <= now and moves:
+                    history.append({"deal_id": deal_id, "stage": "contract", "entered_at": then})
+                elif then <= now:
+                    status, closed = "lost", then
+            deals.append({"deal_id": deal_id, "manager_id": "m1", "stage": "proposal", "status": status,
+                          "created_at": enter, "closed_at": closed, "amount": 1000.0, "currency": "RUB"})
+    return make_data(managers=MANAGERS, deals=deals, stage_history=history)
+
+
+def test_a_holiday_break_inside_the_horizon_is_not_a_drop():
+    """Deals that entered just before the New Year break move on after it, as every deal does
+    after its working days; on a clock that ran through the break they looked slower, and a calm
+    company "fell" (the amoCRM-style red-team export: 73% -> 57% on 26 January, in Kazakhstan).
+    The company calendar's days off on workdays do not count towards the horizon."""
+    now = datetime(2026, 1, 27, 6, 0, tzinfo=timezone.utc)
+    data = _resting_company(MOSCOW, now)
+    only_cohorts = dict(min_horizon_days=10, max_horizon_days=10, segments=[], persist_weeks=0, confirm_p=1.0)
+    plain = detect(data, _spec(**only_cohorts), now)
+    assert [i.subject for i in plain] == [{"from_stage": "proposal", "to_stage": "contract"}], \
+        "on a clock through the holidays the break looks like a drop (the test must be able to fail)"
+    assert detect(data, ConversionDropSpec(calendar=MOSCOW, **only_cohorts), now) == []
+    # ... with the default rules too, and in a replay that prepares once
+    spec = ConversionDropSpec(calendar=MOSCOW)
+    assert detect(data, spec, now) == []
+    state = prepare(data, spec, as_of=ts_ns(now - timedelta(days=30)))
+    for back in range(0, 30, 3):
+        assert detect_at(state, now - timedelta(days=back)) == [], back
+
+
+def test_dates_said_are_on_the_real_calendar_around_a_break():
+    """The windows are cut on the company clock; the dates in the facts are real dates, and the
+    recent window that spans the break is longer in real days by the days off in it."""
+    now = datetime(2026, 2, 3, 6, 0, tzinfo=timezone.utc)
+    data = _resting_company(MOSCOW, now)
+    fixed = dict(min_horizon_days=10, max_horizon_days=10, segments=[], confirm_p=1.0, persist_weeks=0,
+                 fdr=0.99, min_relative_drop=0.01, min_lost_per_month=0, min_deals=1)
+    state = prepare(data, ConversionDropSpec(calendar=MOSCOW, **fixed), as_of=ts_ns(now))
+    import detectors.conversion_drop as cd
+    p = cd._pair_at(0, state.pairs[0], state, state.clock(now))
+    facts = cd._common_facts(p, state, p.total, 0.5, 0.5)
+    start, end = (datetime.fromisoformat(facts[k]).date() for k in ("recent_start", "recent_end"))
+    off = [d for d in MOSCOW.days_off if start <= d <= end and d.isoweekday() <= 5]
+    assert len(off) >= 6 and (end - start).days + 1 == 28 + len(off), (start, end, off)
+    assert datetime.fromisoformat(facts["baseline_end"]).date() == start - timedelta(days=1)
+    cal = MOSCOW
+    ns = np.array([ts_ns(now - timedelta(days=d, hours=h)) for d in range(60) for h in (0, 5, 13)], dtype=np.int64)
+    stopped = cal.without_days_off(ns)
+    assert (np.diff(stopped[::-1]) >= 0).all()  # monotone
+    back = cal.with_days_off(stopped)
+    on_work = ~np.isin(cal.local_days_ns(ns), np.array(cal.days_off, dtype="datetime64[D]"))
+    assert (back[on_work] == ns[on_work]).all()  # a working instant comes back unchanged

@@ -252,11 +252,17 @@ def test_a_manager_whose_last_deal_is_old_is_not_compared_even_with_open_deals()
         assert "left" not in named(item)
         assert "left" not in {x["from_manager_id"] for x in item.facts["plan"].get("open_deals", [])}
     assert [i for i, _ in not_compared(data, SPEC, NOW)] == ["left"]
-    # the same manager with a recent activity counts again
-    # (30 days ago: a window ago they were already active, so the persistence check sees them too)
+    # the same manager with a recent activity counts again, and the deals they called about
+    # are load again (30 days ago: a window ago they were already active, so the persistence
+    # check sees them too); a call about no deal makes them a teammate with room, not their
+    # old deals load
     acts = frame("activities", [{"activity_id": "A1", "manager_id": "left", "type": "call", "done_at": day(30)}])
     busy = dataclasses.replace(data, activities=acts)
     assert not_compared(busy, SPEC, NOW) == []
+    assert "left" in named(only(detect(busy, SPEC, NOW)), "under")
+    acts = frame("activities", [{"activity_id": f"A{j}", "manager_id": "left", "deal_id": f"left-{j}", "type": "call",
+                                 "done_at": day(30)} for j in range(60)])
+    busy = dataclasses.replace(data, activities=acts)
     assert "left" in named(only(detect(busy, SPEC, NOW)), "over")
 
 
@@ -529,3 +535,25 @@ def test_backtest_path_prepare_once_then_detect_at_matches_detect_day_by_day():
             [d | {"evidence": {k: [] for k in d["evidence"]}} for d in fast]
     assert len(answers) > 2  # the days differ, so the comparison is not vacuous
     assert prepare(team({"a": 5, "b": 60}), SPEC) is None  # no team of three: nothing to compare
+
+
+def test_deals_nobody_touched_for_months_are_not_load():
+    """Real exports keep years of open deals nobody works on (amoCRM, Bitrix24). Counted as load
+    they made the veterans of a randomly routed team "over-loaded" and a new hire, who has none
+    yet, "under-loaded" (a Bitrix24-style export: 18 vs a median of 34, "hand over 12 deals",
+    while the deals touched in the last 90 days were 14 vs 19). Only deals with a touch in the
+    last active_window_days count: each veteran's 30 abandoned deals do not."""
+    live = {"ann": 20, "bob": 22, "cid": 19, "dan": 21, "new": 18}
+    abandoned = [{"deal_id": f"{m}-old{j}", "manager_id": m, "stage": "new", "status": "open", "created_at": day(300 + j)}
+                 for m in ("ann", "bob", "cid", "dan") for j in range(30)]
+    data = team(live, extra_deals=abandoned)
+    assert detect(data, SPEC, NOW) == []
+    # the same deals touched last month are load: then "new" is under-loaded, and said so
+    history = frame("stage_history", [{"deal_id": d["deal_id"], "stage": "new", "entered_at": day(35)} for d in abandoned])
+    worked = dataclasses.replace(data, stage_history=history)
+    assert named(only(detect(worked, SPEC, NOW)), "under") == ["new"]
+    # a replay that prepares once agrees with the scan, day by day
+    state = prepare(worked, SPEC)
+    for back in (0, 10, 40):
+        then = NOW - timedelta(days=back)
+        assert [i.to_dict() for i in detect_at(state, then)] == [i.to_dict() for i in detect(worked, SPEC, then)], back

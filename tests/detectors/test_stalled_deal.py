@@ -252,3 +252,32 @@ def test_events_at_the_same_instant_the_later_row_is_the_last_touch_in_a_replay_
         (plain,) = detect(data, SPEC, now)
         assert plain.facts["last_touch_kind"] == "meeting" and plain.evidence["activity_ids"] == ["a2"]
         assert detect_at(state, now) == [plain]
+
+
+def test_stalled_deals_of_a_manager_marked_inactive_go_to_the_director_in_one_item():
+    """A manager who left (active = false in the managers file) keeps open deals in real exports
+    (amoCRM does not reassign them). Those deals are not an item to the person who left, each or
+    as "look abandoned": they are one director item per such manager, to hand over."""
+    managers = [{"manager_id": "m1", "name": "Асель Нурланова", "active": True},
+                {"manager_id": "m2", "name": "Олжас Серикбаев", "active": False}]
+    deals = [deal("d1", manager_id="m1"), deal("d2", manager_id="m2"), deal("d3", manager_id="m2"),
+             deal("d4", manager_id="m2")]
+    history = [h("d1", "Квалификация", 10), h("d2", "Квалификация", 9), h("d3", "Квалификация", 40),
+               h("d4", "Квалификация", 2)]  # d4: within its stage's limit, not stalled
+    data = crm(managers=managers, deals=deals, stage_history=history)
+    out = detect(data, spec(abandon_after_days=30), NOW)
+    assert [(i.audience.role, i.audience.manager_id, i.subject.get("deal_id")) for i in out] == [
+        ("manager", "m1", "d1"), ("director", None, None)]
+    left = out[1]
+    assert left.facts["owner_inactive"] is True and left.facts["manager_id"] == "m2"
+    assert sorted(left.evidence["deal_ids"]) == ["d2", "d3"]  # stalled and abandoned alike
+    assert left.subject == {"manager_id": "m2", "kind": "left_behind"}
+    from messages.render import insight_text
+    ru, en = insight_text(left, "ru", now=NOW), insight_text(left, "en", now=NOW)
+    assert "неактивного менеджера" in ru and "Передайте" in ru, ru
+    assert "inactive manager" in en and "Hand the live deals" in en, en
+    # Without the active column everybody is active: the same deals are m2's own items.
+    plain = [{k: v for k, v in m.items() if k != "active"} for m in managers]
+    out = detect(crm(managers=plain, deals=deals, stage_history=history), spec(abandon_after_days=30), NOW)
+    assert {i.audience.manager_id for i in out} == {"m1", "m2"}
+    assert all(i.audience.role == "manager" for i in out)

@@ -231,6 +231,8 @@ def test_deals_idle_far_beyond_the_limit_are_one_item_per_manager():
     for k in range(3):
         deals.append(deal(f"fresh{k}", stage="Переговоры", manager_id="m2", created=at(back(8 + k), 9)))
         history.append({"deal_id": f"fresh{k}", "stage": "Переговоры", "entered_at": at(back(8 + k))})
+    # m1 still works (a deal won last week): their old deals are theirs to clean up
+    deals.append(deal("won1", stage="Переговоры", status="won", created=at(back(30), 9), closed_at=at(back(5), 9)))
     found = detect(crm(deals=deals, stage_history=history), spec(), NOW)
     abandoned = [i for i in found if i.facts["kind"] == "abandoned"]
     assert len(found) == 4 and len(abandoned) == 1
@@ -246,6 +248,19 @@ def test_deals_idle_far_beyond_the_limit_are_one_item_per_manager():
     # The item keeps its identity as the count changes, so it is not re-sent as new every day.
     fewer = detect(crm(deals=deals[50:], stage_history=history[50:]), spec(), NOW)
     assert [i.fingerprint for i in fewer if i.facts["kind"] == "abandoned"] == [item.fingerprint]
+    # Without that deal m1 did nothing in 90 days: in an export without the `active` column that
+    # is a person who left, and the deals are one item for the director to hand over
+    gone = [i for i in detect(crm(deals=deals[:-1], stage_history=history), spec(), NOW) if i.facts["kind"] == "abandoned"]
+    assert [(i.audience.role, i.facts["owner_gone"], i.facts["deals"]) for i in gone] == [("director", "idle", 400)]
+    ru = insight_text(gone[0], "ru")
+    assert "без работы в CRM" in ru and "За последние 90 дней" in ru and "Передайте" in ru, ru
+    # a replay (prepared once, every event sorted) says the same as the scan (latest work only)
+    from detectors.stalled_deal import detect_at, prepare
+    data = crm(deals=deals[:-1], stage_history=history)
+    state = prepare(data, spec())
+    for days in (0, 20, 60):
+        then = NOW - timedelta(days=days)
+        assert [i.to_dict() for i in detect_at(state, then)] == [i.to_dict() for i in detect(data, spec(), then)], days
 
 
 def test_a_derived_history_teaches_nothing():
