@@ -169,7 +169,11 @@ def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = N
     """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
     thing a manager did (see _events), and that first second. `last event <= t` per manager is
     then one searchsorted per day."""
-    owner, sec = _events(data, ids, deal_owner)
+    return _sorted_keys(*_events(data, ids, deal_owner))
+
+
+def _sorted_keys(owner: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, int]:
+    """Sorted int64 keys owner * 2^40 + seconds since the first second, and that first second."""
     if not len(sec):
         return np.zeros(0, dtype=np.int64), 0
     t0 = int(sec.min())
@@ -269,13 +273,7 @@ def _touch_keys(data: CrmData, rows: np.ndarray) -> tuple[np.ndarray, int]:
         add(em["deal_id"], em["sent_at"])
     owner, ns = np.concatenate(owners), np.concatenate(times)
     ok = ns != NAT_NS
-    owner, sec = owner[ok], ns[ok] // _NS_PER_S
-    if not len(sec):
-        return np.zeros(0, dtype=np.int64), 0
-    t0 = int(sec.min())
-    keys = owner * _KEY + (sec - t0)
-    keys.sort()
-    return keys, t0
+    return _sorted_keys(owner[ok], ns[ok] // _NS_PER_S)
 
 
 def _touched(keys: np.ndarray, t0: int, rows: np.ndarray, now_ns: int, window_days: int) -> np.ndarray:

@@ -111,16 +111,7 @@ def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
         for k, (stage, count) in enumerate(stages[:4]):
             parts += (ctx.t(", ", ", ") if k else ()) + ctx.t("«{s}» — {c}", "“{s}”: {c}", s=name(stage), c=ctx.num(count))
         body.append(ctx.t("По этапам: ", "By stage: ") + parts + ctx.t(".", "."))
-    if f.get("examples"):
-        body.append(ctx.t("Дольше всех:", "The oldest:"))
-    for ex in f.get("examples") or []:
-        line = ctx.t("«{t}»", "“{t}”", t=name(deal_name(ex)))
-        if ex.get("client_name"):
-            line += ctx.t(" — {c}", " — {c}", c=name(ex["client_name"]))
-        body.append(line + ctx.t(" · «{s}» {d}", " · “{s}” {d}", s=name(ex["stage"]), d=_days(ctx, ex["days_idle"])))
-    money = amount(ctx, f)
-    if money:
-        body.append(ctx.t("Сумма по ним в CRM — {m}.", "Their amount in the CRM: {m}.", m=money))
+    body += _oldest_and_amount(f, ctx)
     if ctx.you:
         action = ctx.t("Пройдите по списку: закройте как проигранные те, что уже не живы, а по живым назначьте "
                        "следующий шаг.", "Go through them: close the dead ones as lost, and give the live ones a next step.")
@@ -134,6 +125,20 @@ def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
             action = ctx.t("Попросите менеджера ({m}) разобрать эти сделки: закрыть неживые, по живым назначить шаг.",
                            "Ask {m} to clean these up: close the dead ones, give the live ones a next step.", m=name(who))
     return Words(title=title, body=body, action=action, money=0.0)
+
+
+def _oldest_and_amount(f: dict, ctx: Ctx) -> list[Line]:
+    """The lines under a grouped item (abandoned, left behind): its oldest deals and their amount."""
+    lines: list[Line] = [ctx.t("Дольше всех:", "The oldest:")] if f.get("examples") else []
+    for ex in f.get("examples") or []:
+        line = ctx.t("«{t}»", "“{t}”", t=name(deal_name(ex)))
+        if ex.get("client_name"):
+            line += ctx.t(" — {c}", " — {c}", c=name(ex["client_name"]))
+        lines.append(line + ctx.t(" · «{s}» {d}", " · “{s}” {d}", s=name(ex["stage"]), d=_days(ctx, ex["days_idle"])))
+    money = amount(ctx, f)
+    if money:
+        lines.append(ctx.t("Сумма по ним в CRM — {m}.", "Their amount in the CRM: {m}.", m=money))
+    return lines
 
 
 def _left_behind_words(f: dict, n: int, ctx: Ctx) -> Words:
@@ -153,16 +158,7 @@ def _left_behind_words(f: dict, n: int, ctx: Ctx) -> Words:
         body = [ctx.t("В CRM этот менеджер отмечен неактивным, а его открытые сделки стоят дольше срока своего этапа.",
                       "The CRM marks this manager inactive, and their open deals have been idle longer than their "
                       "stages' limits.")]
-    if f.get("examples"):
-        body.append(ctx.t("Дольше всех:", "The oldest:"))
-    for ex in f.get("examples") or []:
-        line = ctx.t("«{t}»", "“{t}”", t=name(deal_name(ex)))
-        if ex.get("client_name"):
-            line += ctx.t(" — {c}", " — {c}", c=name(ex["client_name"]))
-        body.append(line + ctx.t(" · «{s}» {d}", " · “{s}” {d}", s=name(ex["stage"]), d=_days(ctx, ex["days_idle"])))
-    money = amount(ctx, f)
-    if money:
-        body.append(ctx.t("Сумма по ним в CRM — {m}.", "Their amount in the CRM: {m}.", m=money))
+    body += _oldest_and_amount(f, ctx)
     action = ctx.t("Передайте живые сделки работающим менеджерам, остальные закройте как проигранные.",
                    "Hand the live deals to working managers and close the rest as lost.")
     return Words(title=title, body=body, action=action, money=0.0)
