@@ -76,7 +76,8 @@ Kinds of insight (facts["kind"]):
   Worded as a change in where deals come from; no segment is said to fall.
 - "segment_drop": the pair held overall but one segment fell on its own. A headline of its
   own, so it needs `min_segment_report_deals` on each side, its family's FDR at `fdr`,
-  materiality and the segment's newest deals confirming it (or q <= `clear_q`). Not reported for a
+  materiality and the segment's newest deals confirming it (or q <= `clear_q`); a manager's
+  needs q <= `segment_fdr` (STRICT_DIMENSIONS). Not reported for a
   pair that already has an overall insight (there it can only be a driver). Confounded
   segments (a manager whose deals are mostly from the failing source) are dropped by testing
   each further segment only on the deals outside the segments already reported.
@@ -121,6 +122,12 @@ _NEVER = np.iinfo(np.int64).max  # "did not happen" in first-entry matrices
 DAYS_PER_MONTH = 30.44
 
 DIMENSION_NAMES = {"manager_id": "manager"}  # how a segment column is called for people
+# A person's own drop is said only at q <= `segment_fdr` (not `fdr`): a pair has many managers,
+# each with few deals, so a person's chance dips are many, and naming a person is the costlier
+# mistake. 90 calm companies replayed daily for 123 days named a manager on 11 days (2 companies),
+# now 2 (1: q 0.004); replays of planted Instagram drops named m7 / m8 on 3 days, now none, and
+# found Instagram on the same days.
+STRICT_DIMENSIONS = ("manager_id",)
 MIX_METHOD = "cochran_mantel_haenszel_one_sided"
 DRIVER_METHOD = "segment_vs_rest_drop_difference_and_ratio_z"
 
@@ -142,7 +149,7 @@ class ConversionDropSpec(DetectorSpec):
     confirm_p: float = Field(0.2, gt=0, le=1, description="an overall drop is said only when the deals that entered since the recent cohort (still in progress) also move on slower than the baseline's pace: one-sided p at most this (1 = off)")
     clear_q: float = Field(0.0025, ge=0, lt=1, description="clear beyond doubt: a drop with q at most this skips the weekly looks back, and is said without its newest deals' confirmation when they cannot be judged yet (a segment's: always)")
     persist_weeks: int = Field(2, ge=0, le=8, description="an overall drop's newest deals must also have confirmed it (p <= confirm_p) at each of this many weekly looks back, as those days' scans saw them (0 = off)")
-    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step; a segment's own drop is tested at fdr and confirmed by its newest deals)")
+    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step; a segment's own drop is tested at fdr and confirmed by its newest deals, a manager's must also have q at most this)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
     min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
     min_segment_report_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be reported as a drop of its own (at least min_segment_deals)")
@@ -1017,6 +1024,8 @@ def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows
             if pv <= cut and _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
                 chosen.append((dim, s, q))
         for dim, s, q in chosen:
+            if dim in STRICT_DIMENSIONS and q > spec.segment_fdr:
+                continue  # like an unconfirmed segment: not said, its deals still set aside above
             newest = _newest_check(p, now_ns, (dim, s))
             if _confirmed(q, newest, spec, overall=False):
                 out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest))
