@@ -18,7 +18,7 @@ from crm.connectors import amocrm
 from crm.connectors.tokens import TokenFile
 from crm.load import load_crm
 from crm.source_config import SourceConfig
-from tests.fakes.store import assert_same_store, store_tables
+from tests.fakes.store import assert_same_store, dies_at, sigkill_when, store_tables, sync_in_child
 from tests.fakes.amocrm_server import LOST, WON, FakeAmoCRM, ThreadedServer
 
 T0 = 1_760_000_000  # all timestamps of the planted account are after this
@@ -184,15 +184,8 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     amocrm.sync(whole, None)
 
     broken = _source(fake, tmp_path / "broken")
-    real, seen = amocrm.lead_row, []
-
-    def dies_in_page_two(record):
-        seen.append(record["id"])
-        if len(seen) == 300:
-            raise RuntimeError("killed in the middle of page 2")
-        return real(record)
-
-    monkeypatch.setattr(amocrm, "lead_row", dies_in_page_two)
+    real = amocrm.lead_row
+    monkeypatch.setattr(amocrm, "lead_row", dies_at(real, 300, "page 2"))
     with pytest.raises(RuntimeError, match="killed"):
         amocrm.sync(broken, None)
     monkeypatch.setattr(amocrm, "lead_row", real)
@@ -349,35 +342,16 @@ def test_api_keys_under_files_kind_are_flagged():
         SourceConfig(path="x", base_url="https://a.amocrm.ru")
 
 
-CHILD = """
-import sys
-from crm.connectors import amocrm
-from crm.source_config import SourceConfig
-amocrm.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
-"""
-
-
 def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path):
     """SIGKILL while page 2 of the leads is being served: nothing half-written is read, and the
     next sync ends with the store an uninterrupted sync gives."""
-    import signal
-    import subprocess
-    import sys
 
     whole = _source(fake, tmp_path / "whole")
     amocrm.sync(whole, None)
     killed = _source(fake, tmp_path / "killed")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+    child = sync_in_child("amocrm", killed)
 
-    def kill_on_page_two(path, query):
-        if path == "leads" and query.get("page") == "2":
-            child.send_signal(signal.SIGKILL)
-            time.sleep(0.2)
-
-    fake.on_call = kill_on_page_two
-    assert child.wait(60) == -signal.SIGKILL
-    fake.on_call = None
+    sigkill_when(fake, child, lambda path, query: path == "leads" and query.get("page") == "2")
     amocrm.sync(killed, None)
     assert_same_store(tmp_path / "whole", tmp_path / "killed", "amocrm")
 

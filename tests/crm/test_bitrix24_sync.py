@@ -4,7 +4,6 @@ limit (QUERY_LIMIT_EXCEEDED, 429), `sync --check`, and the webhook kept out of e
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +16,7 @@ from crm.connectors import bitrix24
 from crm.load import load_crm
 from crm.redact import mask
 from crm.source_config import SourceConfig
-from tests.fakes.store import assert_same_store, store_tables
+from tests.fakes.store import assert_same_store, dies_at, sigkill_when, store_tables, sync_in_child
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.bitrix24_server import FakeBitrix24
 
@@ -229,15 +228,7 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
 
     broken = _source(tmp_path / "broken")
     method, real, columns, field = bitrix24.INCREMENTAL["deals"]
-    seen: list[str] = []
-
-    def dies_in_the_batch(record):
-        seen.append(record["ID"])
-        if len(seen) == 300:
-            raise RuntimeError("killed in the middle of the deals")
-        return real(record)
-
-    monkeypatch.setitem(bitrix24.INCREMENTAL, "deals", (method, dies_in_the_batch, columns, field))
+    monkeypatch.setitem(bitrix24.INCREMENTAL, "deals", (method, dies_at(real, 300, "the deals"), columns, field))
     with pytest.raises(RuntimeError, match="killed"):
         bitrix24.sync(broken, None)
     monkeypatch.setitem(bitrix24.INCREMENTAL, "deals", (method, real, columns, field))
@@ -249,36 +240,16 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
 
 
-CHILD = """
-import sys
-from crm.connectors import bitrix24
-from crm.source_config import SourceConfig
-bitrix24.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
-"""
-
-
 def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path):
     """SIGKILL while the batch of deal pages is being served: nothing half-written is read, and
     the next sync ends with the store an uninterrupted sync gives."""
-    import signal
-    import subprocess
-    import sys
 
     whole = _source(tmp_path / "whole")
     bitrix24.sync(whole, None)
     killed = _source(tmp_path / "killed")
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+    child = sync_in_child("bitrix24", killed)
 
-    def kill_in_the_deals_batch(method, params):
-        if method == "crm.deal.list" and str(params.get("start")) == "300":
-            child.send_signal(signal.SIGKILL)
-            time.sleep(0.2)
-
-    fake.on_call = kill_in_the_deals_batch
-    assert child.wait(60) == -signal.SIGKILL
-    fake.on_call = None
+    sigkill_when(fake, child, lambda method, params: method == "crm.deal.list" and str(params.get("start")) == "300")
     bitrix24.sync(killed, None)
     assert_same_store(tmp_path / "whole", tmp_path / "killed", "bitrix24")
 

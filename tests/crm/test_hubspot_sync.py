@@ -15,7 +15,7 @@ from crm.connectors import hubspot
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
-from tests.fakes.store import assert_same_store, store_tables
+from tests.fakes.store import assert_same_store, dies_at, sigkill_when, sync_in_child
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.hubspot_server import FakeHubSpot
 
@@ -229,15 +229,8 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     hubspot.sync(whole, None)
 
     broken = _source(fake, tmp_path / "broken")
-    real, seen = hubspot.deal_row, []
-
-    def dies_in_page_two(*args, **kwargs):
-        seen.append(1)
-        if len(seen) == 150:
-            raise RuntimeError("killed in the middle of page 2")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(hubspot, "deal_row", dies_in_page_two)
+    real = hubspot.deal_row
+    monkeypatch.setattr(hubspot, "deal_row", dies_at(real, 150, "page 2"))
     with pytest.raises(RuntimeError, match="killed"):
         hubspot.sync(broken, None)
     monkeypatch.setattr(hubspot, "deal_row", real)
@@ -462,38 +455,17 @@ def test_missing_token_variable_is_named_by_run(tmp_path, monkeypatch):
     assert any("CRM_PULSE_HUBSPOT_TOKEN" in line and "Private Apps" in line for line in lines)
 
 
-CHILD = """
-import sys
-from crm.connectors import hubspot
-from crm.source_config import SourceConfig
-hubspot.SEARCH_PER_SECOND = 100.0
-hubspot.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
-"""
-
-
 def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path):
     """SIGKILL while the second page of deals is being searched: nothing half-written is read,
     and the next sync ends with the store an uninterrupted sync gives."""
-    import os
-    import signal
-    import subprocess
-    import sys
 
     whole = _source(fake, tmp_path / "whole")
     hubspot.sync(whole, None)
     killed = _source(fake, tmp_path / "killed")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+    child = sync_in_child("hubspot", killed, "hubspot.SEARCH_PER_SECOND = 100.0")
 
-    def kill_on_page_two(method, path, payload):
-        if path == "/crm/v3/objects/deals/search" and payload["filterGroups"][0]["filters"][0]["value"] != "0":
-            child.send_signal(signal.SIGKILL)
-            time.sleep(0.2)
-
-    fake.on_call = kill_on_page_two
-    assert child.wait(60) == -signal.SIGKILL
-    fake.on_call = None
+    sigkill_when(fake, child, lambda method, path, payload: path == "/crm/v3/objects/deals/search"
+                 and payload["filterGroups"][0]["filters"][0]["value"] != "0")
     hubspot.sync(killed, None)
     assert_same_store(tmp_path / "whole", tmp_path / "killed", "hubspot")
 

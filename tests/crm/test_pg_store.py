@@ -7,10 +7,6 @@ Every test syncs into a schema of its own in the `test` database at 127.0.0.1:54
 it afterwards; without that server the tests are skipped, saying so."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +20,7 @@ from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
 from tests.fakes.postgres import pg_reachable
-from tests.fakes.store import assert_same_store, store_tables
+from tests.fakes.store import assert_same_store, dies_at, sigkill_when, store_tables, sync_in_child
 
 pytestmark = pytest.mark.postgres
 
@@ -226,29 +222,14 @@ def test_a_sync_into_postgresql_that_fails_mid_way_resumes_to_the_same_store(pg,
     whole = _source(small_amo, tmp_path / "whole")
     amocrm.sync(whole, None)
     broken = _in_pg(_source(small_amo, tmp_path / "broken"), tmp_path / "broken", pg)
-    real, seen = amocrm.lead_row, []
-
-    def dies_in_page_two(record):
-        seen.append(record["id"])
-        if len(seen) == 300:
-            raise RuntimeError("killed in the middle of page 2")
-        return real(record)
-
-    monkeypatch.setattr(amocrm, "lead_row", dies_in_page_two)
+    real = amocrm.lead_row
+    monkeypatch.setattr(amocrm, "lead_row", dies_at(real, 300, "page 2"))
     with pytest.raises(RuntimeError, match="killed"):
         amocrm.sync(broken, None)
     monkeypatch.setattr(amocrm, "lead_row", real)
     amocrm.sync(broken, None)
     assert_same_store(tmp_path / "whole", _pg_store(broken), "amocrm")
     assert_same_data(whole, broken)
-
-
-CHILD = """
-import sys
-from crm.connectors import amocrm
-from crm.source_config import SourceConfig
-amocrm.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
-"""
 
 
 def test_a_sync_process_killed_mid_way_resumes_to_the_same_postgresql_store(pg, small_amo, tmp_path):
@@ -258,17 +239,9 @@ def test_a_sync_process_killed_mid_way_resumes_to_the_same_postgresql_store(pg, 
     whole = _source(small_amo, tmp_path / "whole")
     amocrm.sync(whole, None)
     killed = _in_pg(_source(small_amo, tmp_path / "killed"), tmp_path / "killed", pg)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+    child = sync_in_child("amocrm", killed)
 
-    def kill_on_page_two(path, query):
-        if path == "leads" and query.get("page") == "2":
-            child.send_signal(signal.SIGKILL)
-            time.sleep(0.2)
-
-    small_amo.on_call = kill_on_page_two
-    assert child.wait(60) == -signal.SIGKILL
-    small_amo.on_call = None
+    sigkill_when(small_amo, child, lambda path, query: path == "leads" and query.get("page") == "2")
     amocrm.sync(killed, None)
     assert_same_store(tmp_path / "whole", _pg_store(killed), "amocrm")
 

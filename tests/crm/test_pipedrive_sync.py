@@ -4,7 +4,6 @@ what the store holds and how it reads as the canonical tables, deletions, an int
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from crm.connectors import pipedrive
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
-from tests.fakes.store import assert_same_store, store_tables
+from tests.fakes.store import assert_same_store, dies_at, sigkill_when, sync_in_child
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.pipedrive_server import FakePipedrive
 
@@ -230,15 +229,8 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     pipedrive.sync(whole, None)
 
     broken = _source(fake, tmp_path / "broken")
-    real, seen = pipedrive.deal_row, []
-
-    def dies_in_page_two(record):
-        seen.append(record["id"])
-        if len(seen) == 700:
-            raise RuntimeError("killed in the middle of page 2")
-        return real(record)
-
-    monkeypatch.setattr(pipedrive, "deal_row", dies_in_page_two)
+    real = pipedrive.deal_row
+    monkeypatch.setattr(pipedrive, "deal_row", dies_at(real, 700, "page 2"))
     with pytest.raises(RuntimeError, match="killed"):
         pipedrive.sync(broken, None)
     monkeypatch.setattr(pipedrive, "deal_row", real)
@@ -250,38 +242,22 @@ def test_a_sync_killed_mid_way_and_restarted_ends_like_an_uninterrupted_one(fake
     pd.testing.assert_frame_equal(a.stage_history, b.stage_history)
 
 
-CHILD = """
-import sys
-from crm.connectors import pipedrive
-from crm.source_config import SourceConfig
-pipedrive.sync(SourceConfig.model_validate_json(sys.argv[1]), None)
-"""
-
-
 def test_a_sync_process_killed_mid_way_resumes_to_the_same_store(fake, tmp_path):
     """SIGKILL while deal flows are being fetched: the next sync ends with the store an
     uninterrupted sync gives."""
-    import signal
-    import subprocess
-    import sys
 
     whole = _source(fake, tmp_path / "whole")
     pipedrive.sync(whole, None)
     killed = _source(fake, tmp_path / "killed")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, killed.model_dump_json()], env=env)
+    child = sync_in_child("pipedrive", killed)
     flows = []
 
-    def kill_in_the_flows(path, query):
+    def in_the_flows(path, query):
         if path.endswith("/flow"):
             flows.append(path)
-            if len(flows) == 50:
-                child.send_signal(signal.SIGKILL)
-                time.sleep(0.2)
+        return len(flows) == 50
 
-    fake.on_call = kill_in_the_flows
-    assert child.wait(120) == -signal.SIGKILL
-    fake.on_call = None
+    sigkill_when(fake, child, in_the_flows, timeout=120)
     pipedrive.sync(killed, None)
     assert_same_store(tmp_path / "whole", tmp_path / "killed", "pipedrive")
 

@@ -37,3 +37,50 @@ def assert_same_store(left: Any, right: Any, schema: str) -> None:
     assert a.keys() == b.keys()
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+
+
+def dies_at(real: Any, n: int, where: str) -> Any:
+    """`real` (a connector's row function), raising RuntimeError("killed in the middle of
+    `where`") at its n-th call: a sync that dies mid-way, to be resumed with `real` put back."""
+    calls = 0
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise RuntimeError(f"killed in the middle of {where}")
+        return real(*args, **kwargs)
+
+    return wrapped
+
+
+def sync_in_child(kind: str, source: Any, setup: str = "") -> Any:
+    """`<kind>.sync(source)` in a child process (a subprocess.Popen), for a test to SIGKILL
+    mid-way; `setup`: Python lines run before the sync (e.g. a faster rate limit)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    code = (f"import sys\nfrom crm.connectors import {kind}\nfrom crm.source_config import SourceConfig\n{setup}\n"
+            f"{kind}.sync(SourceConfig.model_validate_json(sys.argv[1]), None)\n")
+    return subprocess.Popen([sys.executable, "-c", code, source.model_dump_json()], env=env)
+
+
+def sigkill_when(fake: Any, child: Any, hit: Any, timeout: float = 60) -> None:
+    """SIGKILL `child` (sync_in_child) at the first call the fake CRM server gets for which
+    `hit(*call)` is true, and wait for it to die: a sync killed at a known point."""
+    import signal
+    import time
+
+    def on_call(*call: Any) -> None:
+        if hit(*call):
+            child.send_signal(signal.SIGKILL)
+            time.sleep(0.2)
+
+    fake.on_call = on_call
+    try:
+        assert child.wait(timeout) == -signal.SIGKILL
+    finally:
+        fake.on_call = None
