@@ -61,15 +61,16 @@ from pydantic import Field, field_validator
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
+from detectors.columns import positions, to_ns
+from detectors.people import any_within, recently_active, sorted_keys, work_keys
 from detectors.stats import (
-    LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, positions, rate_vs_rest_pvalues, to_ns, ts_ns,
+    LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, rate_vs_rest_pvalues, ts_ns,
 )
 
 NAME = "manager_load"
 METRICS = ("open_deals", "new_leads")
 LEADS_NEED = Need(columns=("leads.manager_id",), part="new leads per manager (new_leads)")
 _NS_PER_S = 10**9
-_KEY = 1 << 40  # seconds per manager slot in the sorted activity keys (~35,000 years)
 _CACHE_DAYS = 8  # per-day comparisons kept beyond the persistence look-back (a replay reuses them)
 
 
@@ -125,83 +126,6 @@ def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
     })
     keep = active & (cap > 0) & df["team"].notna().to_numpy()
     return df[keep].drop_duplicates("manager_id").reset_index(drop=True)
-
-
-def _events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(row in `ids`, seconds since the epoch) of every dated thing a manager did: deal created
-    or closed, lead created/assigned/answered, activity done, email sent. `deal_owner`: each
-    deal's row in `ids` when already known."""
-    owners, times = [], []
-
-    def add(rows: np.ndarray, mask: np.ndarray | None, *cols) -> None:
-        for col in cols:
-            t = to_ns(col)
-            ok = (rows >= 0) & (t != NAT_NS)
-            if mask is not None:
-                ok &= mask
-            owners.append(rows[ok])
-            times.append(t[ok] // _NS_PER_S)
-
-    deals = data.deals
-    if deal_owner is None:
-        deal_owner = positions(deals["manager_id"], ids)
-    add(deal_owner, None, deals["created_at"], *([deals["closed_at"]] if data.has_column("deals", "closed_at") else []))
-    if data.leads is not None and data.has_column("leads", "manager_id"):
-        ld = data.leads
-        add(positions(ld["manager_id"], ids), None, ld["created_at"],
-            *[ld[c] for c in ("assigned_at", "first_response_at") if data.has_column("leads", c)])
-    act = data.activities
-    if act is not None and data.has_column("activities", "done_at"):
-        rows = positions(act["manager_id"], ids)
-        blank = np.flatnonzero(act["manager_id"].isna().to_numpy())
-        if len(blank) and data.has_column("activities", "deal_id"):  # no manager on the row: the deal's owner
-            at = positions(act["deal_id"].iloc[blank], deals["deal_id"])
-            rows[blank] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
-        add(rows, None, act["done_at"])
-    em = data.emails
-    if em is not None and data.has_column("emails", "manager_id"):
-        out = (em["direction"] == "out").to_numpy(dtype=bool, na_value=False)
-        add(positions(em["manager_id"], ids), out, em["sent_at"])
-    return np.concatenate(owners).astype(np.int64), np.concatenate(times).astype(np.int64)
-
-
-def _event_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
-    thing a manager did (see _events), and that first second. `last event <= t` per manager is
-    then one searchsorted per day."""
-    return _sorted_keys(*_events(data, ids, deal_owner))
-
-
-def _sorted_keys(owner: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, int]:
-    """Sorted int64 keys owner * 2^40 + seconds since the first second, and that first second."""
-    if not len(sec):
-        return np.zeros(0, dtype=np.int64), 0
-    t0 = int(sec.min())
-    keys = owner * _KEY + (sec - t0)
-    keys.sort()
-    return keys, t0
-
-
-def last_work(data: CrmData, ids: pd.Series, now_ns: int) -> np.ndarray:
-    """Each manager's (of `ids`) latest dated work at or before `now_ns`, in seconds since the
-    epoch (-1: none): one scan's answer without sorting every event."""
-    owner, sec = _events(data, ids)
-    out = np.full(len(ids), -1, dtype=np.int64)
-    ok = sec <= now_ns // _NS_PER_S
-    np.maximum.at(out, owner[ok], sec[ok])
-    return out
-
-
-def _recently_active(keys: np.ndarray, t0: int, n: int, now_ns: int, window_days: int) -> np.ndarray:
-    """Which of `n` managers did something in (now - window, now]."""
-    if not len(keys):
-        return np.zeros(n, dtype=bool)
-    off = min(max(now_ns // _NS_PER_S - t0, -1), _KEY - 1)
-    rows = np.arange(n, dtype=np.int64)
-    idx = np.searchsorted(keys, rows * _KEY + off, side="right") - 1
-    last = keys[np.maximum(idx, 0)]
-    mine = (idx >= 0) & (last // _KEY == rows)
-    return mine & (last % _KEY > off - window_days * 86_400)
 
 
 @dataclass
@@ -273,17 +197,7 @@ def _touch_keys(data: CrmData, rows: np.ndarray) -> tuple[np.ndarray, int]:
         add(em["deal_id"], em["sent_at"])
     owner, ns = np.concatenate(owners), np.concatenate(times)
     ok = ns != NAT_NS
-    return _sorted_keys(owner[ok], ns[ok] // _NS_PER_S)
-
-
-def _touched(keys: np.ndarray, t0: int, rows: np.ndarray, now_ns: int, window_days: int) -> np.ndarray:
-    """Which deals `rows` had a touch in (now - window, now]."""
-    if not len(keys) or not len(rows):
-        return np.zeros(len(rows), dtype=bool)
-    off = min(max(now_ns // _NS_PER_S - t0, -1), _KEY - 1)
-    idx = np.searchsorted(keys, rows * _KEY + off, side="right") - 1
-    last = keys[np.maximum(idx, 0)]
-    return (idx >= 0) & (last // _KEY == rows) & (last % _KEY > off - window_days * 86_400)
+    return sorted_keys(owner[ok], ns[ok] // _NS_PER_S)
 
 
 def prepare(data: CrmData, spec: ManagerLoadSpec, now: datetime | None = None) -> Prepared | None:
@@ -300,7 +214,7 @@ def prepare(data: CrmData, spec: ManagerLoadSpec, now: datetime | None = None) -
     status = deals["status"]
     leads = data.leads if "new_leads" in spec.metrics and LEADS_NEED.met(data) else None
     deal_owner = positions(deals["manager_id"], people["manager_id"])
-    keys, t0 = _event_keys(data, people["manager_id"], deal_owner)
+    keys, t0 = work_keys(data, people["manager_id"], deal_owner)
     deal_created = to_ns(deals["created_at"])
     deal_open = (status == "open").to_numpy(dtype=bool, na_value=False)
     deal_closed_status = status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS)
@@ -343,8 +257,8 @@ def not_compared(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[tu
     people = _candidates(data, spec)
     if people.empty:
         return []
-    keys, t0 = _event_keys(data, people["manager_id"])
-    live = _recently_active(keys, t0, len(people), ts_ns(now), spec.active_window_days)
+    keys, t0 = work_keys(data, people["manager_id"])
+    live = recently_active(keys, t0, len(people), ts_ns(now), spec.active_window_days)
     idle = people[~live]
     return [(str(i), str(n)) for i, n in zip(idle["manager_id"], idle["manager_name"])]
 
@@ -359,7 +273,7 @@ def _open_mask(state: Prepared, now_ns: int) -> np.ndarray:
     closed_later = state.deal_closed_status & (state.deal_closed > now_ns)
     keep = (state.deal_created <= now_ns) & (state.deal_open | closed_later) & (state.deal_owner >= 0)
     rows = np.flatnonzero(keep)
-    keep[rows] = _touched(state.touch_keys, state.touch_t0, rows, now_ns, state.spec.active_window_days)
+    keep[rows] = any_within(state.touch_keys, state.touch_t0, rows, now_ns, state.spec.active_window_days)
     return keep
 
 
@@ -387,7 +301,7 @@ def _day(state: Prepared, now_ns: int) -> Day:
     if hit is not None:
         return hit
     spec, n = state.spec, len(state.people)
-    live = _recently_active(state.event_keys, state.event_t0, n, now_ns, spec.active_window_days)
+    live = recently_active(state.event_keys, state.event_t0, n, now_ns, spec.active_window_days)
     cap = state.capacity
     values, med, ratio, pv, members_of = {}, {}, {}, {}, {}
     for metric in _metrics(state):

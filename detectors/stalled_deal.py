@@ -52,6 +52,7 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
+from detectors.people import last_work, recently_active, work_keys
 from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
@@ -244,7 +245,7 @@ class StalledDealState:
     # manager_ids the managers file marks inactive (active = false): their stalled deals are
     # the director's to hand over, never an item to a person who left
     inactive: frozenset[str] = frozenset()
-    # the managers' dated work (manager_load._event_keys over `people`): who did nothing in
+    # the managers' dated work (detectors.people over `people`): who did nothing in
     # active_window_days before a day has left in all but name (exports without `active`)
     people: pd.Series | None = None
     work_keys: np.ndarray | None = None  # a replay: every day answered by searchsorted
@@ -387,14 +388,12 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
 
 def _work(data: CrmData, now_ns: int | None) -> dict[str, Any]:
     """The managers and their dated work (deals created or closed, leads, activities done,
-    emails sent) as manager_load reads it: for a replay the sorted keys, for one scan (`now_ns`)
-    each one's latest work by then (no sort of every event)."""
-    from detectors.manager_load import _event_keys, last_work
-
+    emails sent) as detectors.people reads it: for a replay the sorted keys, for one scan
+    (`now_ns`) each one's latest work by then (no sort of every event)."""
     people = data.managers["manager_id"].astype("str").reset_index(drop=True)
     if now_ns is not None:
         return {"people": people, "work_now": (now_ns, last_work(data, people, now_ns))}
-    keys, t0 = _event_keys(data, people)
+    keys, t0 = work_keys(data, people)
     return {"people": people, "work_keys": keys, "work_t0": t0}
 
 
@@ -408,9 +407,7 @@ def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozens
         last = state.work_now[1]
         live = (last >= 0) & (last > now_ns // 10**9 - window * 86_400)
     elif state.work_keys is not None:
-        from detectors.manager_load import _recently_active
-
-        live = _recently_active(state.work_keys, state.work_t0, len(state.people), now_ns, window)
+        live = recently_active(state.work_keys, state.work_t0, len(state.people), now_ns, window)
     else:  # prepared for one scan, asked about another day: read the work again
         return state.inactive, idle
     idle = frozenset(state.people[~live].tolist()) - state.inactive
