@@ -65,7 +65,7 @@ def positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
             values_a = values_a.cast(keys_a.type)
         found = pc.index_in(values_a, value_set=keys_a)
         return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):  # mixed-type ids: let pandas match
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):  # mixed-type ids: let pandas match
         out = pd.Index(keys).get_indexer(values)
         out[np.asarray(pd.isna(values))] = -1
         return out.astype(np.int64)

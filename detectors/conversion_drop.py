@@ -109,10 +109,10 @@ from crm.data import CrmData
 from crm.schema import TABLES
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
+from detectors.columns import positions, to_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 from detectors.stats import (
-    NAT_NS, NS_PER_DAY, PROPORTION_METHOD, bh_qvalues, iso_date, positions, proportion_drop_pvalues,
-    to_ns, ts_ns,
+    NAT_NS, NS_PER_DAY, PROPORTION_METHOD, bh_qvalues, iso_date, proportion_drop_pvalues, ts_ns,
 )
 
 NAME = "conversion_drop"

@@ -37,7 +37,8 @@ from scipy.stats import norm
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
-from detectors.stats import NAT_NS, NS_PER_DAY, SHIFT_METHOD, category_shift_test, iso_date, to_ns, ts_ns
+from detectors.columns import to_ns
+from detectors.stats import NAT_NS, NS_PER_DAY, SHIFT_METHOD, category_shift_test, iso_date, ts_ns
 
 NAME = "loss_reasons"
 NEED_REASON = Need(("deals.loss_reason",))

@@ -119,35 +119,9 @@ def category_shift_test(baseline: pd.Series, recent: pd.Series, *, min_expected:
 SHIFT_METHOD = "chi_square"
 
 
-# --- lookups ---------------------------------------------------------------------------
-
-def positions(values: pd.Series, keys: pd.Series | pd.Index) -> np.ndarray:
-    """Index of each value in `keys` (first occurrence), -1 where absent; int64.
-
-    Arrow's hash lookup for Arrow-backed strings (ten times faster than Index.get_indexer on
-    millions of ids), pandas otherwise.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        found = pc.index_in(pa.array(values), value_set=pa.array(keys))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
-        return pd.Index(keys).get_indexer(values).astype(np.int64)
-    return pc.fill_null(found, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
 # --- time arrays -------------------------------------------------------------------------
 # Detectors work on int64 nanoseconds so windows and horizons are plain integer comparisons,
-# whatever resolution (ns, us) the loader produced.
-
-def to_ns(values) -> np.ndarray:
-    """tz-aware datetimes (Series/Index/array) -> int64 ns since epoch UTC; NaT -> NAT_NS."""
-    idx = pd.DatetimeIndex(values)
-    if idx.tz is None:
-        idx = idx.tz_localize("UTC")
-    return idx.tz_convert("UTC").as_unit("ns").asi8
-
+# whatever resolution (ns, us) the loader produced; detectors.columns.to_ns converts columns.
 
 def ts_ns(moment) -> int:
     """One tz-aware datetime -> int64 ns since epoch UTC."""

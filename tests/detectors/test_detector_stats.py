@@ -9,8 +9,9 @@ import pytest
 from scipy import stats as st
 
 from detectors.stats import (
-    bh_qvalues, category_shift_test, iso_date, proportion_drop_pvalues, rate_vs_rest_pvalues, to_ns, ts_ns,
+    bh_qvalues, category_shift_test, iso_date, proportion_drop_pvalues, rate_vs_rest_pvalues, ts_ns,
 )
+from detectors.columns import positions, to_ns
 
 
 def test_bh_matches_r_p_adjust():
@@ -81,8 +82,6 @@ def test_time_helpers_ignore_resolution():
 
 @pytest.mark.parametrize("dtype", ["str", object, "string[python]"])
 def test_positions_finds_ids_and_marks_unknown_and_missing(dtype):
-    from detectors.stats import positions
-
     keys = pd.Series(["d1", "d2", "d3"], dtype=dtype)
     values = pd.Series(["d3", "zz", None, "d1", "d3"], dtype=dtype)
     assert positions(values, keys).tolist() == [2, -1, -1, 0, 2]
