@@ -28,48 +28,48 @@ SLACK_HOW = ("create the Slack app from slack-app-manifest.yml (api.slack.com/ap
 
 
 def missing_secrets(config: Config) -> list[str]:
-    """One line per secret an enabled channel needs but the environment does not hold."""
-    out: list[str] = []
+    """One line per secret an enabled channel or the CRM source needs but the environment does not hold."""
+    return [f"{key}: environment variable {name} is not set: {how}"
+            for key, name, how in _needed_secrets(config) if not config.secret(name)]
+
+
+def _needed_secrets(config: Config) -> list[tuple[str, str, str]]:
+    """(config key, environment variable, how to get its value) for every secret the config asks for."""
+    out: list[tuple[str, str, str]] = []
     tg = config.telegram
     if tg.enabled:
-        if not config.secret(tg.token_env):
-            out.append(f"telegram.token_env: environment variable {tg.token_env} is not set: " + TELEGRAM_HOW.format(env=tg.token_env))
-        if tg.mode == "webhook" and tg.webhook_secret_env and not config.secret(tg.webhook_secret_env):
-            out.append(f"telegram.webhook_secret_env: environment variable {tg.webhook_secret_env} is not set: "
-                       "choose any random string (e.g. `openssl rand -hex 32`) and export it")
+        out.append(("telegram.token_env", tg.token_env, TELEGRAM_HOW.format(env=tg.token_env)))
+        if tg.mode == "webhook" and tg.webhook_secret_env:
+            out.append(("telegram.webhook_secret_env", tg.webhook_secret_env,
+                        "choose any random string (e.g. `openssl rand -hex 32`) and export it"))
     sl = config.slack
     if sl.enabled:
-        if not config.secret(sl.bot_token_env):
-            out.append(f"slack.bot_token_env: environment variable {sl.bot_token_env} is not set: "
-                       + SLACK_HOW.format(env=sl.bot_token_env, what="xoxb-... Bot User OAuth Token (OAuth & Permissions)"))
-        if sl.mode == "socket" and not config.secret(sl.app_token_env):
-            out.append(f"slack.app_token_env: environment variable {sl.app_token_env} is not set: "
-                       + SLACK_HOW.format(env=sl.app_token_env, what="xapp-... app-level token with connections:write "
-                                          "(Basic Information -> App-Level Tokens)"))
-        if sl.mode == "http" and not config.secret(sl.signing_secret_env):
-            out.append(f"slack.signing_secret_env: environment variable {sl.signing_secret_env} is not set: "
-                       + SLACK_HOW.format(env=sl.signing_secret_env, what="Signing Secret (Basic Information)"))
+        out.append(("slack.bot_token_env", sl.bot_token_env,
+                    SLACK_HOW.format(env=sl.bot_token_env, what="xoxb-... Bot User OAuth Token (OAuth & Permissions)")))
+        if sl.mode == "socket":
+            out.append(("slack.app_token_env", sl.app_token_env,
+                        SLACK_HOW.format(env=sl.app_token_env, what="xapp-... app-level token with connections:write "
+                                         "(Basic Information -> App-Level Tokens)")))
+        if sl.mode == "http":
+            out.append(("slack.signing_secret_env", sl.signing_secret_env,
+                        SLACK_HOW.format(env=sl.signing_secret_env, what="Signing Secret (Basic Information)")))
     src = config.source
     if src.kind == "amocrm":  # the CRM API the bot syncs from (docs/connectors.md)
         keys = ("token_env",) if src.token_env else ("client_id_env", "client_secret_env", "refresh_token_env")
         for key in keys:
             name = getattr(src, key)
-            if not config.secret(name):
-                out.append(f"source.{key}: environment variable {name} is not set: create it in amoCRM "
-                           "(Settings -> Integrations; docs/connectors.md), then `export "
-                           f"{name}=<value>`")
-    if src.kind == "hubspot" and not config.secret(src.token_env):
-        out.append(f"source.token_env: environment variable {src.token_env} is not set: create a private app in "
-                   "HubSpot (Settings -> Integrations -> Private Apps; docs/connect-hubspot.md) and "
-                   f"`export {src.token_env}=<its access token>`")
-    if src.kind == "bitrix24" and not config.secret(src.webhook_env):
-        out.append(f"source.webhook_env: environment variable {src.webhook_env} is not set: create an inbound "
-                   "webhook in Bitrix24 (Developer resources -> Other -> Inbound webhook, scopes crm and user; "
-                   f"docs/connect-bitrix24.md), then `export {src.webhook_env}='https://yourcompany.bitrix24.ru/rest/1/<code>/'`")
-    if src.kind == "pipedrive" and src.token_env and not config.secret(src.token_env):
-        out.append(f"source.token_env: environment variable {src.token_env} is not set: copy your API token in "
-                   "Pipedrive (Personal preferences -> API; docs/connect-pipedrive.md), then `export "
-                   f"{src.token_env}=<token>`")
+            out.append((f"source.{key}", name, "create it in amoCRM (Settings -> Integrations; docs/connectors.md), "
+                        f"then `export {name}=<value>`"))
+    if src.kind == "hubspot":
+        out.append(("source.token_env", src.token_env, "create a private app in HubSpot (Settings -> Integrations -> "
+                    f"Private Apps; docs/connect-hubspot.md) and `export {src.token_env}=<its access token>`"))
+    if src.kind == "bitrix24":
+        out.append(("source.webhook_env", src.webhook_env, "create an inbound webhook in Bitrix24 (Developer resources "
+                    "-> Other -> Inbound webhook, scopes crm and user; docs/connect-bitrix24.md), then "
+                    f"`export {src.webhook_env}='https://yourcompany.bitrix24.ru/rest/1/<code>/'`"))
+    if src.kind == "pipedrive" and src.token_env:
+        out.append(("source.token_env", src.token_env, "copy your API token in Pipedrive (Personal preferences -> API; "
+                    f"docs/connect-pipedrive.md), then `export {src.token_env}=<token>`"))
     return out
 
 
