@@ -254,7 +254,11 @@ def words(insight: Insight, ctx: Ctx) -> Words:
                            "Go through a few recent deals ({who}) {s}: what went differently?",
                            who=segment_label(ctx, top), s=stuck)
         else:
-            if f.get("segments_checked"):
+            mixed = isinstance(f.get("mix"), dict) and f["mix"].get("segment") is not None
+            if f.get("segments_checked") and mixed:  # not "across the board": part of it is the mix, said below
+                body.append(ctx.t("Ни один {d} не просел заметно сильнее остальных.",
+                                  "No {d} fell markedly more than the rest.", d=_dims_list(ctx, f["segments_checked"])))
+            elif f.get("segments_checked"):
                 body.append(ctx.t("Падение общее: ни один {d} не выделяется.", "The drop is across the board: no {d} stands out.",
                                   d=_dims_list(ctx, f["segments_checked"])))
             action = ctx.t("Стоит искать общую причину (цены, условия, скрипт) и разобрать несколько последних сделок, {s}: "

@@ -61,6 +61,20 @@ def test_a_uniform_drop_says_nothing_stands_out_and_a_setting_is_called_a_settin
     assert "within 12 days: in your data 90% of the deals that move on at all do so within that time" in learned
 
 
+def test_a_drop_partly_from_the_mix_is_not_called_across_the_board():
+    """A drop that the mix explains only in part (the first days of a mix shift, before the
+    within-segment fall stops looking significant) named no driver and said both "the drop is
+    across the board" and "part of it is the mix"."""
+    insight = KINDS["conversion_drop_uniform"]
+    insight.facts["mix"] = dict(KINDS["conversion_drop_mix_shift"].facts["mix"])
+    ru, en = _text(insight, "ru"), _text(insight, "en")
+    assert "across the board" not in en and "общее" not in ru
+    assert "No source, manager or region fell markedly more than the rest" in en
+    assert "ни один источник, менеджер или регион не просел" in ru.lower()
+    assert "Part of it is the mix: more deals now come from source “Выставка”" in en
+    assert "Отчасти это состав сделок" in ru
+
+
 def test_a_drop_without_drill_down_does_not_claim_segments_were_checked():
     insight = KINDS["conversion_drop_uniform"]
     insight.facts["segments_checked"] = []
