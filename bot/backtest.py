@@ -637,9 +637,9 @@ def parse_day(text: str, option: str) -> date:
     """--from/--to: ISO 2026-10-01, or 01.10.2026 as Russian Excel and the CRM exports write it."""
     t = text.strip()
     if _DAY_FIRST.fullmatch(t):
-        from bot.cli import _day_first  # the --now reader: one notion of a day-first date
+        from bot.cli import day_first  # the --now reader: one notion of a day-first date
 
-        found = _day_first(t)
+        found = day_first(t)
         if found is not None:
             return found.date()
     else:
@@ -702,11 +702,11 @@ def _progress(stream) -> Callable[[Iterator[datetime], int], Iterator[datetime]]
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.cli import UsageError, _config_or_default, _load_for, err, _print_warnings
+    from bot.cli import UsageError, config_or_default, load_for, err, print_warnings
     from bot.notify_log import Policy
     from detectors.working_hours import parse_hhmm
 
-    config = _config_or_default(args.config, args.data)
+    config = config_or_default(args.config, args.data)
     tz = ZoneInfo(config.timezone)
     try:
         every = parse_every(args.every)
@@ -718,8 +718,8 @@ def run(args: argparse.Namespace) -> int:
     if d_from is not None and d_to is not None and d_from > d_to:  # say so before loading the data
         raise UsageError(_swapped(d_from, d_to))
     # The clock here only guards against typo dates in the future; replays use their own `now`.
-    data, warnings = _load_for(args, config, datetime.now(tz))
-    _print_warnings(warnings)
+    data, warnings = load_for(args, config, datetime.now(tz))
+    print_warnings(warnings)
     if d_to is None:
         try:
             d_to = _latest_day(data, tz)

@@ -74,7 +74,7 @@ def parse_now(text: str | None, tz: str) -> datetime:
     """--now: ISO date or datetime; naive values are in the config's timezone; default: the clock."""
     if not text:
         return datetime.now(dt_timezone.utc)
-    value = _day_first(text.strip())
+    value = day_first(text.strip())
     if value is None:
         try:
             value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -86,7 +86,7 @@ def parse_now(text: str | None, tz: str) -> datetime:
     return value
 
 
-def _day_first(text: str) -> datetime | None:
+def day_first(text: str) -> datetime | None:
     """`18.11.2026` or `18.11.2026 09:00`, as Russian Excel and the CRM exports write dates."""
     for fmt in ("%d.%m.%Y", "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S"):
         try:
@@ -96,7 +96,7 @@ def _day_first(text: str) -> datetime | None:
     return None
 
 
-def _config_or_default(path: str | None, data_dir: str | None):
+def config_or_default(path: str | None, data_dir: str | None):
     """The Config for --config FILE, or the defaults (every detector at default thresholds) for --data DIR."""
     from bot.config import load_config, parse_config
 
@@ -106,12 +106,12 @@ def _config_or_default(path: str | None, data_dir: str | None):
                              "create one with `crm-pulse init`)")
         path = DEFAULT_CONFIG
     if path:
-        _require_config_file(Path(path))
+        require_config_file(Path(path))
         return load_config(path)
     return parse_config("", source_name="(defaults)", base_dir=Path(data_dir or "."))
 
 
-def _require_config_file(path: Path) -> None:
+def require_config_file(path: Path) -> None:
     if path.is_dir():
         inside = path / DEFAULT_CONFIG
         hint = f"; did you mean {inside}?" if inside.is_file() else "; give the config file, not its folder"
@@ -120,7 +120,7 @@ def _require_config_file(path: Path) -> None:
         raise UsageError(f"config file not found: {path} (create one with `crm-pulse init`)")
 
 
-def _load_for(args: argparse.Namespace, config, now: datetime):
+def load_for(args: argparse.Namespace, config, now: datetime):
     """(data, warnings) from --data DIR (canonical folder) or the config's [source]."""
     from bot import pipeline
     from crm.load import load_folder
@@ -138,12 +138,12 @@ def _load_for(args: argparse.Namespace, config, now: datetime):
     return loaded.data, list(loaded.warnings)
 
 
-def _print_warnings(warnings: list[Any]) -> None:
+def print_warnings(warnings: list[Any]) -> None:
     for w in warnings:
         err(f"warning: {w}")
 
 
-def _print_skipped(skipped: dict[str, str], partial: dict[str, list[str]] | None = None) -> None:
+def print_skipped(skipped: dict[str, str], partial: dict[str, list[str]] | None = None) -> None:
     for name, reason in skipped.items():
         err(f"skipped {name}: {reason}")
     for name, lines in (partial or {}).items():
@@ -167,15 +167,15 @@ def add_scan_arguments(p: argparse.ArgumentParser) -> None:
 def run_scan(args: argparse.Namespace) -> int:
     from bot import pipeline
 
-    config = _config_or_default(args.config, args.data)
+    config = config_or_default(args.config, args.data)
     now = parse_now(args.now, config.timezone)
     lang = args.lang or config.language
-    data, warnings = _load_for(args, config, now)
+    data, warnings = load_for(args, config, now)
     outcome = pipeline.scan(config, now, data=data)
-    _print_warnings(warnings)
+    print_warnings(warnings)
     if outcome.stale:
         err(f"stale data: {outcome.stale}")
-    _print_skipped(outcome.skipped, outcome.partial)
+    print_skipped(outcome.skipped, outcome.partial)
     if args.format == "json":
         from messages.render import insight_text
 
@@ -249,7 +249,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     from detectors.registry import not_opted_in, unchecked_parts, why_skipped
 
     path = Path(args.file)
-    _require_config_file(path)
+    require_config_file(path)
     config = load_config(path)
     now = parse_now(args.now, config.timezone)
     loaded = pipeline.load(config, now)
@@ -434,7 +434,7 @@ def run_demo(args: argparse.Namespace) -> int:
     now = parse_now(args.now, config.timezone) if args.now else demo.now
     lang = args.lang or config.language
     outcome = pipeline.scan(config, now, data=demo.data)
-    _print_skipped(outcome.skipped)
+    print_skipped(outcome.skipped)
     print(render_demo(config, outcome, now, lang))
     if charts is not None:
         written = write_charts(outcome.insights, charts, lang)

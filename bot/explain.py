@@ -251,17 +251,17 @@ def _text(insight: Insight, lang: str, now: datetime) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from bot import pipeline
-    from bot.cli import _config_or_default, _load_for, _print_warnings, err, local_time, parse_now
+    from bot.cli import config_or_default, load_for, print_warnings, err, local_time, parse_now
 
     problem = fingerprint_problem(args.fingerprint)
     if problem:
         err(f"crm-pulse explain: {problem}")
         return 2
-    config = _config_or_default(args.config, args.data)
+    config = config_or_default(args.config, args.data)
     now = parse_now(args.now, config.timezone)
     lang = args.lang or config.language
-    data, warnings = _load_for(args, config, now)
-    _print_warnings(warnings)
+    data, warnings = load_for(args, config, now)
+    print_warnings(warnings)
     outcome = pipeline.scan(config, now, data=data)
     try:
         insight = find_insight(outcome.insights, args.fingerprint)

@@ -52,14 +52,14 @@ def as_of_newest_if_stale(data, config, now):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bot.cli import EXIT_OK, _config_or_default, _load_for, _print_warnings, parse_now, say
+    from bot.cli import EXIT_OK, config_or_default, load_for, print_warnings, parse_now, say
     from predict.model import HistoryRule
     from predict.report import format_text, model_report
 
-    config = _config_or_default(args.config, args.data)
+    config = config_or_default(args.config, args.data)
     now = parse_now(args.now, config.timezone)
-    data, warnings = _load_for(args, config, now)
-    _print_warnings(warnings)
+    data, warnings = load_for(args, config, now)
+    print_warnings(warnings)
     if not args.now:
         now = as_of_newest_if_stale(data, config, now)
     spec = config.detector_specs()["deal_risk"]

@@ -179,12 +179,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from bot.app import build_channels, missing_secrets
     from bot.channels.base import OutgoingMessage, PermanentFailure, RetryLater
-    from bot.cli import UsageError, _config_or_default, err
+    from bot.cli import UsageError, config_or_default, err
     from bot.delivery import addresses, target_language, text_payload
     from bot.logsafe import redact, register_config_secrets
     from bot.preview import find_target
 
-    config = _config_or_default(args.config, None)
+    config = config_or_default(args.config, None)
     register_config_secrets(config)
     target = find_target(config, args.to)
     if not config.telegram.enabled and not config.slack.enabled:

@@ -150,18 +150,18 @@ def summary_lines(target: Any, plan: Any, config: Any, total: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from bot import pipeline
-    from bot.cli import _config_or_default, _print_skipped, _print_warnings, err, parse_now
+    from bot.cli import config_or_default, print_skipped, print_warnings, err, parse_now
     from bot.delivery import WEEKLY_DETECTORS, plan_digest, scan_checks
     from bot.routing import route
 
-    config = _config_or_default(args.config, None)
+    config = config_or_default(args.config, None)
     target = find_target(config, args.recipient)
     now = parse_now(args.now, config.timezone)
     outcome = pipeline.scan(config, now)
-    _print_warnings(outcome.warnings)
+    print_warnings(outcome.warnings)
     if outcome.stale:
         err(f"stale data: {outcome.stale}")
-    _print_skipped(outcome.skipped, outcome.partial)
+    print_skipped(outcome.skipped, outcome.partial)
     # the daily digest's items, routed as delivery routes them (weekly detectors go in the weekly report)
     items = route([i for i in outcome.insights if i.detector not in WEEKLY_DETECTORS], config).get(target.id, [])
     store, state_note = open_state(config, no_state=args.no_state)

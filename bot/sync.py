@@ -28,14 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from bot.cli import DEFAULT_CONFIG, _require_config_file
+    from bot.cli import DEFAULT_CONFIG, require_config_file
     from bot.config import load_config
     from bot.logsafe import REDACTOR, redact, register_config_secrets
     from crm.connectors import CONNECTORS, connector
 
     out = out or sys.stdout
     path = Path(args.config or DEFAULT_CONFIG)
-    _require_config_file(path)  # the other commands' check: a folder given is named as such
+    require_config_file(path)  # the other commands' check: a folder given is named as such
     config = load_config(path)
     register_config_secrets(config)
     kind = config.source.kind

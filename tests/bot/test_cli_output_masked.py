@@ -54,10 +54,10 @@ def test_error_lines_are_masked(tmp_path, monkeypatch, capsys, secret, kind):
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_warning_and_skip_lines_cannot_drive_the_terminal_or_leak(capsys, hostile):
-    cli._print_warnings([DataWarning("unknown_manager", "deals", 1, f"manager {hostile!s} is unknown",
+    cli.print_warnings([DataWarning("unknown_manager", "deals", 1, f"manager {hostile!s} is unknown",
                                      [f"row 2 ({hostile})"]),
                          DataWarning("x", "deals", 1, "source postgresql://u:hunter2-Secret@h/db")])
-    cli._print_skipped({"stalled_deal": f"stage {hostile} has no history"},
+    cli.print_skipped({"stalled_deal": f"stage {hostile} has no history"},
                        {"lead_sla": [f"token=hunter2-Secret {hostile}"]})
     err = capsys.readouterr().err
     _clean(err)
