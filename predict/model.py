@@ -7,6 +7,8 @@ small ones; the folds keep all snapshots of one deal together, or the calibratio
 the deal it calibrates). The one with the better Brier score on a time-based backtest is
 chosen, and it is used only if it beats the stage-only baseline (each stage's past win rate):
 a model that cannot beat "deals at this stage win 23% of the time" has nothing to add.
+After calibration: a deal open longer than any won deal took gets next to no chance
+(longest_win_days), and the log-odds are moved to the recent win rate (the anchor).
 
 Below a minimum of history (`HistoryRule`) nothing is fitted at all and the reason says how
 far the company is from enough.
