@@ -7,6 +7,8 @@ small ones; the folds keep all snapshots of one deal together, or the calibratio
 the deal it calibrates). The one with the better Brier score on a time-based backtest is
 chosen, and it is used only if it beats the stage-only baseline (each stage's past win rate):
 a model that cannot beat "deals at this stage win 23% of the time" has nothing to add.
+After calibration: a deal open longer than any won deal took gets next to no chance
+(longest_win_days), and the log-odds are moved to the recent win rate (the anchor).
 
 Below a minimum of history (`HistoryRule`) nothing is fitted at all and the reason says how
 far the company is from enough.
@@ -143,16 +145,51 @@ def intercept_shift(p: np.ndarray, won: np.ndarray, min_each: int = 10, reach: n
     return float(brentq(lambda d: float((expit(lo + d) * reach).sum()) - seen, -20.0, 20.0, xtol=1e-6))
 
 
+# The chance of a deal open longer than any won deal took (longest_win_days): none so old was
+# ever won, so "won within the horizon" is as good as never; kept above 0 for the log-odds.
+PAST_LONGEST_CHANCE = 0.001
+MIN_WINS_FOR_LONGEST = 30  # fewer wins say too little about how long a win can take
+
+
+def longest_win_days(prep: Prepared, by: int) -> float | None:
+    """The longest any deal won by second `by` took from its creation to its win, in days;
+    None with fewer than MIN_WINS_FOR_LONGEST such wins.
+
+    A fit learns from snapshots a whole horizon old, and on a short history those hold few old
+    deals: Maven's backtest fitted in July learns from March and April, when no deal in the
+    export was older than 170 days, and its trees carry the chance of a 130-day-old deal over to
+    every older one (about 19%). Deals that old, forgotten in the pipeline, filled a sixth of the
+    July-September pipeline and none was won; no won deal had ever taken more than 138 days.
+    What the fit knows at its moment (the wins' durations) says so; its training rows do not."""
+    won = prep.won & (prep.closed >= 0) & (prep.closed <= by) & (prep.created >= 0)
+    if int(won.sum()) < MIN_WINS_FOR_LONGEST:
+        return None
+    return float((prep.closed[won] - prep.created[won]).max()) / DAY
+
+
+def past_longest(x: pd.DataFrame, q: np.ndarray, longest: float | None) -> np.ndarray:
+    """`q` with PAST_LONGEST_CHANCE for the rows of `x` open longer than `longest` days."""
+    if longest is None or "days_open" not in x or not len(q):
+        return q
+    return np.where(x["days_open"].to_numpy(float) > longest, PAST_LONGEST_CHANCE, q)
+
+
 class Anchored:
     """A calibrated classifier whose log-odds are moved by `shift` (intercept_shift on the
-    latest quarter of its training rows). Picklable, sklearn-shaped for predict_proba."""
+    latest quarter of its training rows), and whose deals open longer than `longest` days (the
+    longest any win took: longest_win_days) get PAST_LONGEST_CHANCE. Picklable, sklearn-shaped
+    for predict_proba."""
 
-    def __init__(self, model, shift: float):
-        self.model, self.shift = model, float(shift)
+    def __init__(self, model, shift: float, longest: float | None = None):
+        self.model, self.shift, self.longest = model, float(shift), longest
         self.classes_ = getattr(model, "classes_", np.array([0, 1]))
 
+    def finish(self, x: pd.DataFrame, p: np.ndarray) -> np.ndarray:
+        """The calibrated chances `p` of the rows of `x`, shifted, then the longest-win rule."""
+        return past_longest(x, shifted(p, self.shift), getattr(self, "longest", None))
+
     def predict_proba(self, x) -> np.ndarray:
-        q = shifted(self.model.predict_proba(x)[:, 1], self.shift)
+        q = self.finish(x, self.model.predict_proba(x)[:, 1])
         return np.column_stack([1 - q, q])
 
 
@@ -202,9 +239,9 @@ def _calibrated_proba(model, x: pd.DataFrame) -> np.ndarray | None:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-    shift = None
+    anchored = None
     if isinstance(model, Anchored):
-        model, shift = model.model, model.shift
+        anchored, model = model, model.model
     folds = getattr(model, "calibrated_classifiers_", None)
     if not folds or len(model.classes_) != 2:
         return None
@@ -223,7 +260,7 @@ def _calibrated_proba(model, x: pd.DataFrame) -> np.ndarray | None:
         bare.estimator = pipe[-1]
         mean += bare.predict_proba(xt)
     mean /= len(folds)
-    return mean[:, 1] if shift is None else shifted(mean[:, 1], shift)
+    return mean[:, 1] if anchored is None else anchored.finish(x, mean[:, 1])
 
 
 RECENT_SHARE = 0.25  # the latest quarter of the training snapshots' dates sets the win rate
@@ -405,12 +442,13 @@ def make_estimator(kind: str, features: tuple[str, ...], seed: int = 0):
 
 
 def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], seed: int = 0, anchor: bool = True,
-                   follow: pd.DataFrame | None = None):
+                   follow: pd.DataFrame | None = None, longest: float | None = None):
     """The candidate fitted on `rows` and calibrated on folds that keep each deal's snapshots
     together; with `anchor`, its log-odds then moved (Anchored) so that its chances on the
     `follow` rows (follow_rows) add up to the wins seen there so far, or, when those are too few
     or not given, its out-of-fold chances on the latest quarter of `rows` (recent_rows) average
-    the share won there."""
+    the share won there. `longest` (longest_win_days as of the fit): deals open longer get
+    PAST_LONGEST_CHANCE, before the anchor is fitted too (they would pull every other chance down)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import GroupKFold
 
@@ -428,8 +466,9 @@ def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], see
     with threadpool_limits(limits=1):
         model.fit(x, y)
         if not anchor:
-            return model
-        p_follow = predict_proba(model, follow, features) if follow is not None and len(follow) else None
+            return model if longest is None else Anchored(model, 0.0, longest)
+        p_follow = (predict_proba(Anchored(model, 0.0, longest), follow, features)
+                    if follow is not None and len(follow) else None)
 
         def p_recent(recent: np.ndarray) -> np.ndarray:
             """Out of fold: each recent row scored by the fold's estimator that never saw its deal."""
@@ -438,10 +477,10 @@ def fit_calibrated(kind: str, rows: pd.DataFrame, features: tuple[str, ...], see
                 test = test[recent[test]]
                 if len(test):
                     p[test] = fold.predict_proba(x.iloc[test])[:, 1]
-            return p[recent]
+            return past_longest(x[recent], p[recent], longest)
 
         shift = _shift_to(rows, follow, p_follow, p_recent)
-    return Anchored(model, shift)
+    return Anchored(model, shift, longest)
 
 
 SMALL_FRAME = 20_000  # rows: below this, one thread predicts faster than a team
@@ -615,8 +654,9 @@ def backtest(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRul
     y = test["won"].to_numpy(int)
     p_base = base.predict(test)
     cands, best, best_p, best_model = [], None, None, None
+    longest = longest_win_days(prep, cutoff)  # as known at the cutoff, as the live fit's is at its moment
     for kind in kinds:
-        model = fit_calibrated(kind, train, prep.features, seed, anchor, follow)
+        model = fit_calibrated(kind, train, prep.features, seed, anchor, follow, longest)
         p = predict_proba(model, test, prep.features)
         c = Candidate(kind, brier(y, p), auc(y, p))
         cands.append(c)
@@ -663,7 +703,7 @@ def train(prep: Prepared, now: datetime | int, rule: HistoryRule = HistoryRule()
                    f"({bt.gain:.1%} better, p = {bt.p_value:.2g})")
     rows = settled_rows(prep, t_now, step_days=step_days, max_rows=max_rows, seed=seed)
     follow = recent_follow(prep, t_now, rows, step_days=step_days, seed=seed)
-    model = fit_calibrated(kind, rows, prep.features, seed, follow=follow)
+    model = fit_calibrated(kind, rows, prep.features, seed, follow=follow, longest=longest_win_days(prep, t_now))
     return WinModel(True, f"{kind} model on {len(rows)} snapshots of {rows['deal_id'].nunique()} deals{verdict}",
                     features=prep.features, kind=kind, model=model, baseline=StageBaseline().fit(rows, follow=follow),
                     train_rows=rows, train_p=predict_proba(model, rows, prep.features), trained_at=t_now,

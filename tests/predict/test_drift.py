@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from predict.features import prepare
+from predict.features import features_at, prepare, seconds_of
 from predict.model import backtest, reliability, train
 from predict.planted import planted_company
 from predict.report import forecast_accuracy
@@ -145,7 +145,8 @@ def test_a_win_rate_falling_after_the_labelled_period_is_followed_by_the_anchor(
     assert old.cutoff == new.cutoff and np.array_equal(old.y, new.y)
     _, ece_old = reliability(old.y, old.p)
     _, ece = reliability(new.y, new.p)
-    assert ece < ece_old - 0.015 and ece <= 0.06
+    # (the longest-win rule gave the old anchor as much help: 0.079 -> 0.040, the new 0.057 -> 0.027)
+    assert ece < ece_old - 0.01 and ece <= 0.06
     assert abs(new.p.mean() - new.y.mean()) < abs(old.p.mean() - old.y.mean()) * 0.6
     assert new.model.shift < old.model.shift - 0.2  # moved down to where the rate went
     # the baseline gets the same help: its level follows the fall as the model's does
@@ -160,7 +161,9 @@ def test_the_anchor_uses_no_outcome_after_its_moment():
 
     from crm.demo import generate_demo
     from predict.features import seconds_of, snapshot_rows
-    from predict.model import StageBaseline, auto_step_days, fit_calibrated, follow_rows, settle_seconds, snapshot_seconds
+    from predict.model import (
+        StageBaseline, auto_step_days, fit_calibrated, follow_rows, longest_win_days, settle_seconds, snapshot_seconds,
+    )
     from tests.predict.test_features import _rewrite_the_future
 
     demo = generate_demo(7)
@@ -172,15 +175,17 @@ def test_the_anchor_uses_no_outcome_after_its_moment():
         horizon, step = settle_seconds(prep, t), auto_step_days(prep, t)
         labelled = snapshot_rows(prep, snapshot_seconds(prep, t - horizon, step), t, horizon=horizon)
         follow = follow_rows(prep, t, horizon, step, labelled)
-        model = fit_calibrated("logistic", labelled, prep.features, follow=follow)
+        model = fit_calibrated("logistic", labelled, prep.features, follow=follow, longest=longest_win_days(prep, t))
         base = StageBaseline().fit(labelled, follow=follow)
         return follow.drop(columns="row").sort_values(["at", "deal_id"]).reset_index(drop=True), model.shift, base.shift
 
     real, model_shift, base_shift = anchor(demo.data)
     assert len(real) > 100 and (real["at"] + real["follow"] <= t).all() and (real["follow"] < real["follow"].max()).any()
-    other, other_model, other_base = anchor(_rewrite_the_future(demo.data, cut))  # every later outcome changed
+    future = _rewrite_the_future(demo.data, cut)  # every later outcome changed
+    other, other_model, other_base = anchor(future)
     pd.testing.assert_frame_equal(real, other)
     assert other_model == pytest.approx(model_shift, abs=1e-9) and other_base == pytest.approx(base_shift, abs=1e-9)
+    assert longest_win_days(prepare(future), t) == longest_win_days(prepare(demo.data), t) is not None
     # the followed-up rows are what the anchor was fitted on (enough wins and non-wins), not its fallback
     assert real["won"].sum() >= 10 and real["reach"].sum() - real["won"].sum() >= 10
     assert abs(model_shift) > 1e-3 or abs(base_shift) > 1e-3
@@ -191,3 +196,29 @@ def test_the_anchor_uses_no_outcome_after_its_moment():
     deals.loc[seen, "status"] = "lost"
     moved, _, moved_base = anchor(dataclasses.replace(data, deals=deals.reset_index(drop=True)))
     assert moved["won"].sum() < real["won"].sum() and moved_base < base_shift
+
+
+def test_a_deal_open_longer_than_any_win_took_gets_next_to_no_chance():
+    """From the middle of the history on, a fifth of the new deals are never closed nor cleaned up:
+    they sit in the pipeline, touched as open deals are. The fit at the backtest's cutoff learns
+    from snapshots a horizon older, where few such deals were old yet; on its test snapshots a
+    sixth to a third of the pipeline is older than any won deal took, and (nearly) none is won.
+    The trees carried the chance of the oldest deals they saw over to them: about 49% (seeds
+    1-4), the rest getting 43-46%; Brier 0.248-0.261, ECE 0.22-0.26. Now 0.1%: Brier 0.16-0.20,
+    ECE 0.10-0.17 (the young forgotten deals are not told apart yet)."""
+    from predict.model import PAST_LONGEST_CHANCE, longest_win_days
+
+    prep = prepare(planted_company(3000, NOW, seed=1, never_close=0.2, never_close_from=0.5, stuck_days=5000))
+    bt = backtest(prep, NOW)
+    longest = longest_win_days(prep, bt.cutoff)
+    old = bt.test_rows["days_open"].to_numpy() > longest
+    assert 0.15 < old.mean() and bt.y[old].mean() < 0.01  # a real share of the pipeline, and (nearly) never won
+    assert bt.p[old].max() == PAST_LONGEST_CHANCE and bt.p[~old].mean() > 0.3  # the others keep their chances
+    _, ece = reliability(bt.y, bt.p)
+    assert bt.brier < 0.2 and ece < 0.15 and bt.beats_baseline()
+    # the model scoring open deals now: the longest win as known now
+    model = train(prep, NOW, kind="boosting")
+    frame = features_at(prep, NOW)
+    p = model.proba(frame)
+    now_old = frame["days_open"].to_numpy() > longest_win_days(prep, seconds_of(NOW))
+    assert now_old.sum() > 50 and (p[now_old] == PAST_LONGEST_CHANCE).all() and p[~now_old].mean() > 0.2
