@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scenarios")]
 
-from _export_factory import STAGES, Effect, ExportSpec, write_export  # noqa: E402
+from _export_factory import Effect, ExportSpec, write_export  # noqa: E402
 
 from crm.load import load_folder  # noqa: E402
 from detectors import conversion_drop as cd  # noqa: E402

@@ -247,10 +247,10 @@ HELD_OUT_MISSES = {250: (5, 8, 10, 13, 17, 23, 24, 31), 400: (6, 7)}
     "13 2/21 vs 28/60 (q 0.26), 17 2/22 vs 39/70 (q 0.08), 23 1/15 vs 37/64 (q 0.20), 24 5/20 vs 47/76 (q 0.20), "
     "31 8/26 vs 49/71 (q 0.050); 400/month seed 6 11/41 vs 60/102 (q 0.11: Republic Day stops the company "
     "clock, so the recent window starts 30 h before the plant and holds 4 earlier deals, all moved on), "
-    "7 12/44 vs 63/117 (q 0.10). Calm companies' chance dips are as strong on both counts (e.g. 0.67 -> 0.21 "
-    "on 19 deals, q 0.024, newest p 0.026), so admitting these costs calm alarms: over 180 calm companies "
-    "replayed daily (seeds 11-190) the segment family at 0.1 finds 56/64 with 38 companies alarmed (now "
-    "54/64, 26), at 0.3 and without the newest deals' confirmation 63/64 with 156"))
+    "7 12/44 vs 63/117 (q 0.10). Calm companies' chance dips are as strong on both counts (calm seed 43: "
+    "Instagram 68% -> 23% on 22 deals, q 0.024, newest p 0.026), so admitting these costs calm alarms: "
+    "over 180 calm companies replayed daily (seeds 11-190) the segment family at 0.1 finds 56/64 with 38 "
+    "companies alarmed (now 54/64, 26), at 0.3 and without the newest deals' confirmation 63/64 with 156"))
 def test_segment_own_drop_is_found_on_held_out_seeds(tmp_path):
     misses = []
     for volume, seeds in HELD_OUT_MISSES.items():
