@@ -1,0 +1,181 @@
+"""A segment's own conversion drop (issue 9): planted cases found on the scan day, and segment
+drops raised on calm companies replayed daily. Prints both figures, so a rule can be judged by
+its trade-off.
+
+    python benchmarks/seg_drop.py planted --seeds 0-31 --volumes 250,400   # ~20 s
+    python benchmarks/seg_drop.py calm --seeds 11-100                      # ~30 s once written
+    python benchmarks/seg_drop.py planted --set fdr=0.1                    # a ConversionDropSpec key
+
+planted: the tests' Instagram drop (12% of deals, 70% -> 14% at Квалификация, 35 days before the
+scan), scanned as `scan --data` does (the default calendar: Asia/Almaty, KZ); per seed, found or
+missed and the gate that stopped it (floor, q, material, newest) with the segment's counts, p, q
+and its newest deals. calm: the calm companies of test_daily_replays_of_thirty_calm_companies_...
+replayed daily for 123 days (calendar without days off, as that test does); the companies and
+days with a segment's own drop. Exports are written once into --cache and reused.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scenarios")]
+
+from _export_factory import Effect, ExportSpec, write_export  # noqa: E402
+
+from crm.load import load_folder  # noqa: E402
+from detectors import conversion_drop as cd  # noqa: E402
+from detectors.working_hours import WorkCalendar  # noqa: E402
+
+UTC = timezone.utc
+END = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)
+NOW = END + timedelta(hours=1)
+AT = NOW - timedelta(days=35)
+STAGE = 1
+
+
+def seeds(text: str) -> list[int]:
+    out = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def export(cache: Path, name: str, spec: ExportSpec) -> Path:
+    folder = cache / name
+    if not (folder / "deals.csv").exists():
+        write_export(folder, spec)
+    return folder
+
+
+def planted_folder(cache: Path, seed: int, volume: int) -> Path:
+    effect = Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14)
+    return export(cache, f"own{volume}_{seed}", ExportSpec(seed=seed, deals_per_month=volume, end=END, effect=effect))
+
+
+def calm_folder(cache: Path, seed: int) -> Path:
+    return export(cache, f"calm{seed}", ExportSpec(seed=seed, end=END, days=260, n_managers=10,
+                                                   deals_per_month=300, touch_every=(1.0, 7.0)))
+
+
+def diagnose(state, now, dim="source", value="Instagram", pair_index=STAGE) -> dict:
+    """Why the segment (dim, value) of one pair was or was not reported at `now`."""
+    spec = state.spec
+    now_ns = state.clock(now)
+    pairs, blocks = [], []
+    floor = cd._report_floor(spec)
+    for i, c in enumerate(state.pairs):
+        pair = cd._pair_at(i, c, state, now_ns)
+        pairs.append(pair)
+        for d, sc in pair.segs.items():
+            k = len(sc.bn) - 1
+            ok = np.flatnonzero((sc.bn[:k] >= floor) & (sc.rn[:k] >= floor))
+            if len(ok):
+                blocks.append((i, d, ok, cd.Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok])))
+    rows = cd._SegmentRows.of(blocks, pairs)
+    q = cd.bh_qvalues(rows.p) if len(rows.p) else np.array([])
+    s = int(np.flatnonzero(np.asarray(state.seg_dims[dim][1]) == value)[0])
+    p = pairs[pair_index]
+    sc = p.segs[dim]
+    out = {"bx": int(sc.bx[s]), "bn": int(sc.bn[s]), "rx": int(sc.rx[s]), "rn": int(sc.rn[s]), "phi": round(p.phi, 2),
+           "family": len(rows.p)}
+    r = [j for j in range(len(rows.p)) if rows.pair[j] == pair_index and rows.dim[rows.block[j]] == dim and rows.seg[j] == s]
+    if not r:
+        out["gate"] = "floor"
+        return out
+    j = r[0]
+    out.update(p=float(rows.p[j]), q=float(q[j]))
+    br, rr = sc.rates()
+    out["material"] = bool(cd._material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0])
+    newest = cd._newest_check(p, now_ns, (dim, s))
+    out["newest"] = newest
+    out["confirmed"] = cd._confirmed(out["q"], newest, spec, overall=False)
+    out["gate"] = ("q" if out["q"] > spec.fdr else "material" if not out["material"]
+                   else "newest" if not out["confirmed"] else "pass")
+    return out
+
+
+def planted(args) -> None:
+    spec = cd.ConversionDropSpec(**args.spec)
+    found = {}
+    for volume in args.volumes:
+        miss = []
+        for seed in args.seeds:
+            folder = planted_folder(args.cache, seed, volume)
+            data = load_folder(folder, timezone="Asia/Almaty", now=NOW).data
+            insights = cd.detect(data, spec, NOW, with_evidence=False)
+            hit = [i for i in insights if i.subject.get("segment") == "Instagram" or
+                   any(d["segment"] == "Instagram" for d in i.facts.get("drivers", []))]
+            other = [(i.subject.get("from_stage"), i.subject.get("segment"), i.facts["kind"]) for i in insights
+                     if i not in hit]
+            # the state a scan builds (all history read: the same cohorts), for the reasons
+            state = cd.prepare(data, spec, as_of=int(NOW.timestamp() * 1e9))
+            dg = diagnose(state, NOW)
+            nw = dg.get("newest", {})
+            print(f"{volume} seed {seed:2d}: {'FOUND' if hit else 'miss '} gate={dg['gate']:8s} "
+                  f"{dg['bx']}/{dg['bn']} -> {dg['rx']}/{dg['rn']} p={dg.get('p', float('nan')):.2g} "
+                  f"q={dg.get('q', float('nan')):.3g} newest {nw.get('moved_on')}/{nw.get('deals')} "
+                  f"exp {nw.get('expected')} p={nw.get('p_value')} others={other}", flush=True)
+            if not hit:
+                miss.append(seed)
+        found[volume] = miss
+    for volume, miss in found.items():
+        print(f"{volume}/month: missed {len(miss)} of {len(args.seeds)}: {miss}")
+
+
+def replay(folder: Path, spec, days: int = 123, first=None):
+    data = load_folder(folder, timezone="Asia/Almaty", now=NOW).data
+    first = first or datetime(2026, 7, 20, 9, tzinfo=ZoneInfo("Asia/Almaty"))
+    spec = spec.model_copy(update={"calendar": WorkCalendar(country=None)})
+    state = cd.prepare(data, spec, as_of=int(first.timestamp() * 1e9))
+    overall, segments = [], []
+    for d in (first + timedelta(days=k) for k in range(days)):
+        day = d.date().isoformat()
+        insights = cd.detect_at(state, d, with_evidence=False)
+        if any(i.facts["kind"] != "segment_drop" for i in insights):
+            overall.append(day)
+        segments += [(day, i.subject["dimension"], i.subject["segment"], round(i.facts["q_value"], 4),
+                      i.facts["newest"]["p_value"] and round(i.facts["newest"]["p_value"], 3))
+                     for i in insights if i.facts["kind"] == "segment_drop"]
+    return overall, segments
+
+
+def calm(args) -> None:
+    spec = cd.ConversionDropSpec(**args.spec)
+    loud, seg_loud = {}, {}
+    for seed in args.seeds:
+        overall, segs = replay(calm_folder(args.cache, seed), spec)
+        if overall:
+            loud[seed] = overall
+        if segs:
+            seg_loud[seed] = segs
+            print(f"calm seed {seed}: {segs}", flush=True)
+    print(f"calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(loud)} companies on "
+          f"{sum(map(len, loud.values()))} days; segment drops {len(seg_loud)} companies on "
+          f"{len({(s, d[0]) for s, v in seg_loud.items() for d in v})} days; "
+          f"managers named on {len({(s, d[0]) for s, v in seg_loud.items() for d in v if d[1] == 'manager'})} days")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=("planted", "calm"))
+    ap.add_argument("--seeds", type=seeds, default=seeds("0-15"))
+    ap.add_argument("--volumes", type=lambda t: [int(x) for x in t.split(",")], default=[250, 400])
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/seg_drop_cache"))
+    ap.add_argument("--set", action="append", default=[], help="spec key=value")
+    args = ap.parse_args()
+    args.spec = {}
+    for kv in args.set:
+        k, v = kv.split("=")
+        args.spec[k] = float(v) if "." in v else int(v)
+    {"planted": planted, "calm": calm}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
