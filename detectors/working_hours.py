@@ -339,12 +339,12 @@ def quiet_workdays(instants_ns: np.ndarray, calendar: WorkCalendar, now_ns: int)
     t = t[(t != _NEVER) & (t <= now_ns)]
     if not len(t):
         return np.zeros(0, dtype="datetime64[D]")
-    days = calendar.local_days_ns(t).astype(np.int64)
+    days = calendar.local_days_ns(t).view(np.int64)
     lo = int(days.min())
-    days = days[days < today]
     if today <= lo:
         return np.zeros(0, dtype="datetime64[D]")
-    counts = np.bincount(days - lo, minlength=today - lo)
+    days -= lo
+    counts = np.bincount(days, minlength=today - lo)[:today - lo]  # nothing after now: at most today
     span = np.arange(lo, today, dtype=np.int64).astype("datetime64[D]")
     work = calendar.is_working_day(span)
     n, wd = counts[work].astype(float), span[work]
