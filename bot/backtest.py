@@ -257,7 +257,7 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
     """
     out: dict[str, Callable[[datetime], list[Insight]]] = {}
     skipped: dict[str, str] = {}
-    calendar_at = _calendars(data, until)
+    specs_at = _specs_on_calendar(data, specs, until)
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         if not_opted_in(det, spec):
@@ -287,21 +287,37 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
                 return state
 
             if on_calendar:  # prepared now on the first replay's calendar, again when it changes
-                out[name] = _on_calendar(spec, calendar_at, prepared, detect_at, kw, as_of)
+                out[name] = _on_calendar(name, specs_at, prepared, detect_at, kw, as_of)
             else:
                 out[name] = lambda now, _s=prepared(spec), _f=detect_at, _kw=kw: _f(_s, now, **_kw)
         elif on_calendar:
-            out[name] = lambda now, _d=det.detect, _sp=spec: _d(
-                data, _sp.model_copy(update={"calendar": calendar_at(_sp.calendar, now)}), now)
+            out[name] = lambda now, _d=det.detect, _n=name: _d(data, specs_at(now)[_n], now)
         else:
             out[name] = lambda now, _d=det.detect, _sp=spec: _d(data, _sp, now)
     return out, skipped
 
 
+def _specs_on_calendar(data: CrmData, specs: dict[str, DetectorSpec], until: datetime | None,
+                       ) -> Callable[[datetime], dict[str, DetectorSpec]]:
+    """now -> the specs a scan at `now` runs with (registry.with_company_calendar), the quiet
+    days counted once (_calendars); the last answer is kept (every detector asks per replay)."""
+    from detectors.registry import with_company_calendar
+
+    calendar_at = _calendars(data, until)
+    last: dict[datetime, dict[str, DetectorSpec]] = {}
+
+    def at(now: datetime) -> dict[str, DetectorSpec]:
+        if now not in last:
+            last.clear()
+            last[now] = with_company_calendar(data, specs, now, learn=lambda cal: calendar_at(cal, now))[0]
+        return last[now]
+    return at
+
+
 def _calendars(data: CrmData, until: datetime | None) -> Callable[[Any, datetime], Any]:
-    """(calendar, now) -> what registry.with_company_calendar gives a scan at `now`: the quiet
-    days are counted once per calendar up to `until` and cut at each `now` (a day is judged
-    only from itself and the days before it, so the cut equals a count at `now`)."""
+    """(calendar, now) -> the calendar working_hours.company_days_off gives a scan at `now`: the
+    quiet days are counted once per calendar up to `until` and cut at each `now` (a day is
+    judged only from itself and the days before it, so the cut equals a count at `now`)."""
     from crm.freshness import work_instants
     from detectors.stats import ts_ns
     from detectors.working_hours import company_days_off, learned_before, quiet_workdays
@@ -325,7 +341,7 @@ def _calendars(data: CrmData, until: datetime | None) -> Callable[[Any, datetime
     return at
 
 
-def _on_calendar(spec: DetectorSpec, calendar_at: Callable[[Any, datetime], Any], prepared: Callable[..., Any],
+def _on_calendar(name: str, specs_at: Callable[[datetime], dict[str, DetectorSpec]], prepared: Callable[..., Any],
                  detect_at: Callable[..., list[Insight]], kw: dict[str, Any],
                  first: datetime | None) -> Callable[[datetime], list[Insight]]:
     """A replayer whose state is prepared on the calendar of each `now`: once per distinct set of
@@ -334,14 +350,14 @@ def _on_calendar(spec: DetectorSpec, calendar_at: Callable[[Any, datetime], Any]
     a later one is prepared inside the replay that needs it (and timed with it)."""
     states: dict[Any, Any] = {}
     if first is not None:
-        cal = calendar_at(spec.calendar, first)
-        states[cal] = prepared(spec.model_copy(update={"calendar": cal}))
+        spec = specs_at(first)[name]
+        states[spec.calendar] = prepared(spec)
 
     def run(now: datetime) -> list[Insight]:
-        cal = calendar_at(spec.calendar, now)
-        if cal not in states:
-            states[cal] = prepared(spec.model_copy(update={"calendar": cal}), False)
-        return detect_at(states[cal], now, **kw)
+        spec = specs_at(now)[name]
+        if spec.calendar not in states:
+            states[spec.calendar] = prepared(spec, False)
+        return detect_at(states[spec.calendar], now, **kw)
     return run
 
 

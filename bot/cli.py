@@ -249,6 +249,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     from bot.config import load_config
     from detectors import REGISTRY
     from detectors.registry import not_opted_in, unchecked_parts, why_skipped, with_company_calendar
+    from crm.freshness import freshness
     from detectors.working_hours import learned_line
 
     path = Path(args.file)
@@ -261,7 +262,9 @@ def run_check_config(args: argparse.Namespace) -> int:
     if problems:  # keys that name what the data does not have: typos, said like every other one
         from bot.config import ConfigError
         raise ConfigError(str(path), problems)
-    specs, calendar = with_company_calendar(data, config.detector_specs(), now)
+    stale = pipeline.stale_line(freshness(data, now), config.source.stale_after_days, config.timezone, now,
+                                config.work_calendar())
+    specs, calendar = with_company_calendar(data, config.detector_specs(), now, stale=stale is not None)
     notes = pipeline.detector_notes(data)
     say(f"OK: {path}")
     say(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")

@@ -147,16 +147,17 @@ def unchecked_parts(data: CrmData, det: Detector) -> list[str]:
     return [need.line(data) for need in det.needs if need.part is not None and not need.met(data)]
 
 
-def with_company_calendar(data: CrmData, specs: dict[str, DetectorSpec], now: datetime,
+def with_company_calendar(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, *, stale: bool = False,
                           learn: Callable[[Any], Any] | None = None) -> tuple[dict[str, DetectorSpec], Any]:
     """Every registered detector's spec (given or default), those that count working time (a
     `calendar` field) on the company calendar plus the days off the data shows before `now`
-    (detectors.working_hours.company_days_off), and that calendar (None: no such detector).
-    `learn` replaces company_days_off (the backtest gives the days learned once, cut at `now`).
-    Scan, /preview, check-config and backtest all come through here."""
+    (detectors.working_hours.company_days_off; `stale`: the export stopped), and that calendar
+    (None: no enabled detector counts working time). `learn` stands in for company_days_off
+    (the backtest counts the quiet days once and cuts them at each `now`). Scan, /preview,
+    check-config and backtest all come through here."""
     from detectors.working_hours import company_days_off
 
-    learn = learn or (lambda cal: company_days_off(data, cal, now))
+    learn = learn or (lambda cal: company_days_off(data, cal, now, stale=stale))
     out: dict[str, DetectorSpec] = {}
     done: dict[Any, Any] = {}  # usually one calendar shared by every spec: learned once
     shown = None
@@ -182,7 +183,7 @@ def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, 
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     result = ScanResult()
-    specs, result.calendar = with_company_calendar(data, specs, now)
+    specs, result.calendar = with_company_calendar(data, specs, now, stale=stale is not None)
     for name, det in REGISTRY.items():
         spec = specs[name]
         if not_opted_in(det, spec):

@@ -363,17 +363,24 @@ def quiet_workdays(instants_ns: np.ndarray, calendar: WorkCalendar, now_ns: int)
     return wd[quiet]
 
 
-def company_days_off(data, calendar: WorkCalendar, now: datetime) -> WorkCalendar:
+def company_days_off(data, calendar: WorkCalendar, now: datetime, *, stale: bool = False) -> WorkCalendar:
     """The calendar every detector counts working time on: `calendar` plus the days off the
     data shows (quiet_workdays over crm.freshness.work_instants before `now`), unless
     [calendar] learn_days_off = false. Today is never one of them. The one place scan,
-    backtest, /preview and check-config get the company's days off from."""
+    backtest, /preview and check-config get the company's days off from.
+
+    `stale`: the export stopped (bot.pipeline.stale_line): the quiet days after its newest
+    recorded work are the export's silence, not the company's rest, and are not learned."""
     if not calendar.learn_days_off:
         return calendar
     from crm.freshness import work_instants
 
     now_ns = int(pd.Timestamp(now).tz_convert("UTC").value)
-    return learned_before(calendar, quiet_workdays(work_instants(data, now), calendar, now_ns), now_ns)
+    instants = work_instants(data, now)
+    quiet = quiet_workdays(instants, calendar, now_ns)
+    if stale and len(quiet):
+        quiet = quiet[quiet < calendar.local_days_ns(np.array([instants.max()], dtype=np.int64))[0]]
+    return learned_before(calendar, quiet, now_ns)
 
 
 def learned_before(calendar: WorkCalendar, quiet: np.ndarray, now_ns: int) -> WorkCalendar:

@@ -19,7 +19,7 @@ import pytest
 from _export_factory import ExportSpec, write_export
 from bot.backtest import _calendars, replayers
 from crm.load import load_folder
-from detectors.registry import REGISTRY, with_company_calendar
+from detectors.registry import REGISTRY, run_detectors, with_company_calendar
 from detectors.stats import ts_ns
 from detectors.working_hours import company_calendar, company_days_off, learned_line, quiet_workdays
 
@@ -75,6 +75,19 @@ def test_the_days_a_company_rested_are_learned_and_nothing_else(kz):
     assert company_days_off(kz, declared, KZ_END).learned == (date(2026, 1, 5),)
     off = company_calendar("Asia/Almaty", learn_days_off=False)
     assert company_days_off(kz, off, KZ_END) is off
+
+
+def test_an_export_that_stopped_is_not_taken_for_a_rest(kz):
+    """Scanned two weeks after the export ends: stale data (the time-based detectors stay
+    silent and the admin is told), and the empty days since are the export's silence, not days
+    off; the rest before the export's end is still known."""
+    now = local(2026, 1, 20, 10)
+    stale = run_detectors(kz, {}, now, stale="the data is 14.2 days old")
+    assert stale.calendar.learned == (date(2025, 12, 31), date(2026, 1, 5))
+    assert "lead_sla" in stale.skipped and "stalled_deal" in stale.skipped
+    # the test can fail: without the stale verdict those empty days look like a rest
+    _, fresh = with_company_calendar(kz, {}, now)
+    assert date(2026, 1, 19) in fresh.learned
 
 
 def test_a_small_company_is_never_guessed_at():
