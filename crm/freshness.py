@@ -74,14 +74,19 @@ def _events(data: CrmData, columns: dict[str, tuple[str, ...]], outgoing_only: b
             yield table, (frame[col] if mask is None else frame[col][mask])
 
 
-def work_instants(data: CrmData, now: datetime) -> np.ndarray:
-    """UTC nanoseconds of every thing the company's people did (WORK_COLUMNS) at or before `now`."""
+def work_instants(data: CrmData, now: datetime) -> list[np.ndarray]:
+    """UTC nanoseconds of every thing the company's people did (WORK_COLUMNS) at or before `now`,
+    one array per column (not concatenated: ten million instants are counted, never sorted).
+    A column is masked only when it holds a NaT or an instant after `now`."""
     limit = pd.Timestamp(now).tz_convert("UTC").value
     parts = []
     for _, values in _events(data, WORK_COLUMNS, outgoing_only=True):
         ns = pd.DatetimeIndex(values).as_unit("ns").asi8  # NaT is the smallest int64
-        parts.append(ns[(ns != NAT) & (ns <= limit)])
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        if len(ns) and (ns.min() == NAT or ns.max() > limit):
+            ns = ns[(ns != NAT) & (ns <= limit)]
+        if len(ns):
+            parts.append(ns)
+    return parts
 
 
 def _newest_up_to(values: pd.Series, limit_ns: int) -> pd.Timestamp | None:

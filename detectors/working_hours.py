@@ -329,29 +329,44 @@ LEARN_MIN_MEDIAN = 30.0
 LEARN_FRACTION = 0.1
 
 
-def quiet_workdays(instants_ns: np.ndarray, calendar: WorkCalendar, now_ns: int) -> np.ndarray:
+def quiet_workdays(instants_ns: np.ndarray | list[np.ndarray], calendar: WorkCalendar, now_ns: int) -> np.ndarray:
     """Working days (datetime64[D], of `calendar`) strictly before the local day of `now_ns` on
-    which the instants (the company's recorded work) fall far below a normal working day.
+    which the instants (the company's recorded work; an array or a list of arrays) fall far
+    below a normal working day.
 
     Each day is judged only from itself and the days before it, so the answer for a day never
     changes with a later `now` (a backtest replay learns exactly what a scan on that day
-    would). One bincount over local days; the medians are over the span's working days."""
-    today = calendar.local_days_ns(np.array([now_ns], dtype=np.int64)).astype(np.int64)[0]
-    t = np.asarray(instants_ns, dtype=np.int64)
-    t = t[(t != _NEVER) & (t <= now_ns)]
-    if not len(t):
-        return np.zeros(0, dtype="datetime64[D]")
-    days = calendar.local_days_ns(t).view(np.int64)
-    lo = int(days.min())
+    would). Counted in one bincount per array over UTC quarter hours (every UTC offset is a
+    whole number of quarter hours, so each lies within one local day), then per local day;
+    the medians are over the span's working days."""
+    empty = np.zeros(0, dtype="datetime64[D]")
+    parts = [np.asarray(p, dtype=np.int64) for p in (instants_ns if isinstance(instants_ns, list) else [instants_ns])]
+    parts = [p if not len(p) or (p.min() != _NEVER and p.max() <= now_ns) else p[(p != _NEVER) & (p <= now_ns)]
+             for p in parts]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty
+    lo_ns = min(int(p.min()) for p in parts)
+    g0 = lo_ns - lo_ns % _QUARTER_NS
+    n_q = (now_ns - g0) // _QUARTER_NS + 1
+    if n_q > _MAX_GRID:  # a span of centuries (a typo in a date): the last _MAX_GRID quarter hours
+        g0 = now_ns - now_ns % _QUARTER_NS - (_MAX_GRID - 1) * _QUARTER_NS
+        parts = [p[p >= g0] for p in parts]
+        n_q = _MAX_GRID
+    per_q = np.zeros(n_q, dtype=np.int64)
+    for p in parts:
+        per_q += np.bincount((p - g0) // _QUARTER_NS, minlength=n_q)
+    q_day = calendar.local_days_ns(g0 + np.arange(n_q, dtype=np.int64) * _QUARTER_NS).view(np.int64)
+    today = int(q_day[-1])  # the last quarter hour holds now
+    lo = int(q_day[0])
     if today <= lo:
-        return np.zeros(0, dtype="datetime64[D]")
-    days -= lo
-    counts = np.bincount(days, minlength=today - lo)[:today - lo]  # nothing after now: at most today
+        return empty
+    counts = np.bincount(q_day - lo, weights=per_q, minlength=today - lo + 1)[:today - lo]
     span = np.arange(lo, today, dtype=np.int64).astype("datetime64[D]")
-    work = calendar.is_working_day(span)
-    n, wd = counts[work].astype(float), span[work]
+    work = (replace(calendar, learned=()) if calendar.learned else calendar).is_working_day(span)
+    n, wd = counts[work], span[work]
     if len(n) <= LEARN_MIN_PRIOR:
-        return np.zeros(0, dtype="datetime64[D]")
+        return empty
     padded = np.concatenate([np.full(LEARN_WINDOW, np.nan), n[:-1]])
     before = np.lib.stride_tricks.sliding_window_view(padded, LEARN_WINDOW)  # row i: the days before day i
     prior = np.minimum(np.arange(len(n)), LEARN_WINDOW)
@@ -379,7 +394,8 @@ def company_days_off(data, calendar: WorkCalendar, now: datetime, *, stale: bool
     instants = work_instants(data, now)
     quiet = quiet_workdays(instants, calendar, now_ns)
     if stale and len(quiet):
-        quiet = quiet[quiet < calendar.local_days_ns(np.array([instants.max()], dtype=np.int64))[0]]
+        newest = max(int(p.max()) for p in instants)
+        quiet = quiet[quiet < calendar.local_days_ns(np.array([newest], dtype=np.int64))[0]]
     return learned_before(calendar, quiet, now_ns)
 
 
