@@ -237,6 +237,7 @@ def subject_label(insight: Insight) -> str:
 
 def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, float] | None = None,
               partial: dict[str, list[str]] | None = None, as_of: datetime | None = None,
+              until: datetime | None = None,
               ) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
     """One `now -> insights` function per enabled detector, prepared once where the module allows it.
 
@@ -248,9 +249,15 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
     `as_of` (the first replayed day): a detector that learns norms in `prepare` (an
     `as_of` parameter) learns them only from what was known then, so no replayed day is
     judged with knowledge from after it.
+
+    A detector that counts working time gets, at each replayed `now`, the company calendar with
+    the days off the data shows before that `now` (as a scan then would: registry.
+    with_company_calendar): the quiet days are counted once up to `until` (the last replayed
+    moment) and cut at each `now`; a detector is prepared again only when that set changes.
     """
     out: dict[str, Callable[[datetime], list[Insight]]] = {}
     skipped: dict[str, str] = {}
+    specs_at = _specs_on_calendar(data, specs, until)
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         if not_opted_in(det, spec):
@@ -264,22 +271,94 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
             partial[name] = parts
         module = sys.modules.get(det.detect.__module__)
         prepare, detect_at = getattr(module, "prepare", None), getattr(module, "detect_at", None)
+        on_calendar = getattr(spec, "calendar", None) is not None and "calendar" in type(spec).model_fields
         if callable(prepare) and callable(detect_at):
-            t = clock.perf_counter()
             learn = ({"as_of": int(as_of.timestamp() * 1e9)}
                      if as_of is not None and "as_of" in inspect.signature(prepare).parameters else {})
-            state = prepare(data, spec, **learn)
-            if seconds is not None:
-                seconds[name] = clock.perf_counter() - t
             # The backtest counts and dedups insights: evidence ids are never read, so a
             # detector that can skip collecting them (`with_evidence=False`) is asked to.
-            if "with_evidence" in inspect.signature(detect_at).parameters:
-                out[name] = lambda now, _s=state, _f=detect_at: _f(_s, now, with_evidence=False)
+            kw = {"with_evidence": False} if "with_evidence" in inspect.signature(detect_at).parameters else {}
+
+            def prepared(sp: DetectorSpec, timed: bool = True, _name=name, _prep=prepare, _learn=learn) -> Any:
+                t = clock.perf_counter()
+                state = _prep(data, sp, **_learn)
+                if seconds is not None and timed:
+                    seconds[_name] = clock.perf_counter() - t
+                return state
+
+            if on_calendar:  # prepared now on the first replay's calendar, again when it changes
+                out[name] = _on_calendar(name, specs_at, prepared, detect_at, kw, as_of)
             else:
-                out[name] = lambda now, _s=state, _f=detect_at: _f(_s, now)
+                out[name] = lambda now, _s=prepared(spec), _f=detect_at, _kw=kw: _f(_s, now, **_kw)
+        elif on_calendar:
+            out[name] = lambda now, _d=det.detect, _n=name: _d(data, specs_at(now)[_n], now)
         else:
             out[name] = lambda now, _d=det.detect, _sp=spec: _d(data, _sp, now)
     return out, skipped
+
+
+def _specs_on_calendar(data: CrmData, specs: dict[str, DetectorSpec], until: datetime | None,
+                       ) -> Callable[[datetime], dict[str, DetectorSpec]]:
+    """now -> the specs a scan at `now` runs with (registry.with_company_calendar), the quiet
+    days counted once (_calendars); the last answer is kept (every detector asks per replay)."""
+    from detectors.registry import with_company_calendar
+
+    calendar_at = _calendars(data, until)
+    last: dict[datetime, dict[str, DetectorSpec]] = {}
+
+    def at(now: datetime) -> dict[str, DetectorSpec]:
+        if now not in last:
+            last.clear()
+            last[now] = with_company_calendar(data, specs, now, learn=lambda cal: calendar_at(cal, now))[0]
+        return last[now]
+    return at
+
+
+def _calendars(data: CrmData, until: datetime | None) -> Callable[[Any, datetime], Any]:
+    """(calendar, now) -> the calendar working_hours.company_days_off gives a scan at `now`: the
+    quiet days are counted once per calendar up to `until` and cut at each `now` (a day is
+    judged only from itself and the days before it, so the cut equals a count at `now`)."""
+    from crm.freshness import work_instants
+    from detectors.stats import ts_ns
+    from detectors.working_hours import company_days_off, learned_before, quiet_workdays
+
+    quiet: dict[Any, Any] = {}
+    cut: dict[tuple[Any, int], Any] = {}  # (calendar, quiet days before now) -> the same calendar object
+
+    def at(calendar: Any, now: datetime) -> Any:
+        if not calendar.learn_days_off:
+            return calendar
+        if until is None or now > until:
+            return company_days_off(data, calendar, now)
+        if calendar not in quiet:
+            quiet[calendar] = quiet_workdays(work_instants(data, until), calendar, ts_ns(until))
+        days = quiet[calendar]
+        today = calendar.local_days_ns(np.array([ts_ns(now)], dtype=np.int64))[0]
+        key = (calendar, int(np.searchsorted(days, today)))
+        if key not in cut:
+            cut[key] = learned_before(calendar, days, ts_ns(now))
+        return cut[key]
+    return at
+
+
+def _on_calendar(name: str, specs_at: Callable[[datetime], dict[str, DetectorSpec]], prepared: Callable[..., Any],
+                 detect_at: Callable[..., list[Insight]], kw: dict[str, Any],
+                 first: datetime | None) -> Callable[[datetime], list[Insight]]:
+    """A replayer whose state is prepared on the calendar of each `now`: once per distinct set of
+    learned days off (one on a company that never rests unannounced). `first`: the first
+    replayed moment, whose state is prepared at once (its time is the prepare time reported);
+    a later one is prepared inside the replay that needs it (and timed with it)."""
+    states: dict[Any, Any] = {}
+    if first is not None:
+        spec = specs_at(first)[name]
+        states[spec.calendar] = prepared(spec)
+
+    def run(now: datetime) -> list[Insight]:
+        spec = specs_at(now)[name]
+        if spec.calendar not in states:
+            states[spec.calendar] = prepared(spec, False)
+        return detect_at(states[spec.calendar], now, **kw)
+    return run
 
 
 def recipients_of(insight: Insight) -> list[str]:
@@ -502,7 +581,7 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     runs = run_times(start, end, every)
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
-    fns, skipped = replayers(data, specs, seconds, partial, as_of=start)
+    fns, skipped = replayers(data, specs, seconds, partial, as_of=start, until=end)
     for name, reason in detector_notes(data).items():  # as scan reports them: it would say nothing,
         if name in fns:                                 # so it is skipped, not replayed, and has no parts
             skipped.setdefault(name, reason)

@@ -175,6 +175,8 @@ def run_scan(args: argparse.Namespace) -> int:
     print_warnings(warnings)
     if outcome.stale:
         err(f"stale data: {outcome.stale}")
+    if outcome.days_off:
+        err(f"calendar: {outcome.days_off}")
     print_skipped(outcome.skipped, outcome.partial)
     if args.format == "json":
         from messages.render import insight_text
@@ -246,7 +248,9 @@ def run_check_config(args: argparse.Namespace) -> int:
     from bot import pipeline
     from bot.config import load_config
     from detectors import REGISTRY
-    from detectors.registry import not_opted_in, unchecked_parts, why_skipped
+    from detectors.registry import not_opted_in, unchecked_parts, why_skipped, with_company_calendar
+    from crm.freshness import freshness
+    from detectors.working_hours import learned_line
 
     path = Path(args.file)
     require_config_file(path)
@@ -258,11 +262,15 @@ def run_check_config(args: argparse.Namespace) -> int:
     if problems:  # keys that name what the data does not have: typos, said like every other one
         from bot.config import ConfigError
         raise ConfigError(str(path), problems)
-    specs = config.detector_specs()
+    stale = pipeline.stale_line(freshness(data, now), config.source.stale_after_days, config.timezone, now,
+                                config.work_calendar())
+    specs, calendar = with_company_calendar(data, config.detector_specs(), now, stale=stale is not None)
     notes = pipeline.detector_notes(data)
     say(f"OK: {path}")
     say(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
     say(f"  {config.calendar.describe(config.timezone)}")
+    if calendar is not None and learned_line(calendar):
+        say(f"    {learned_line(calendar)}")
     say(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))
     from crm.connectors import CONNECTORS
     if config.source.kind in CONNECTORS:  # where the synced records are (never the URL's password)

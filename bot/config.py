@@ -393,6 +393,9 @@ class CalendarConfig(_Strict):
     workdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
     work_start: str = "09:00"
     work_end: str = "18:00"
+    # Past working days on which the company's people recorded almost nothing count as days
+    # off too (detectors.working_hours.company_days_off); check-config and scan name them.
+    learn_days_off: bool = True
 
     _hhmm = field_validator("work_start", "work_end")(classmethod(lambda cls, v: _check_hhmm(v)))
 
@@ -422,7 +425,8 @@ class CalendarConfig(_Strict):
 
         return company_calendar(timezone, country=self.country, days_off=tuple(self.days_off),
                                 working_days=tuple(self.working_days), workdays=tuple(self.workdays),
-                                work_start=parse_hhmm(self.work_start), work_end=parse_hhmm(self.work_end))
+                                work_start=parse_hhmm(self.work_start), work_end=parse_hhmm(self.work_end),
+                                learn_days_off=self.learn_days_off)
 
     def describe(self, timezone: str) -> str:
         """One line for check-config: which official holidays are used, and why."""
@@ -441,13 +445,14 @@ class CalendarConfig(_Strict):
         n_off, n_work = len(self.days_off), len(self.working_days)
         extra = f", {n_off} extra day{'s' if n_off != 1 else ''} off" if n_off else ""
         extra += f", {n_work} extra working day{'s' if n_work != 1 else ''}" if n_work else ""
-        return f"calendar: {days} {self.work_start}-{self.work_end} {timezone}, {official}{extra}"
+        learn = "" if self.learn_days_off else ", days off not learned from the data (learn_days_off = false)"
+        return f"calendar: {days} {self.work_start}-{self.work_end} {timezone}, {official}{extra}{learn}"
 
 
 # Keys that belong to [calendar] (and the old lead_sla spellings of them): refused under a
 # detector with a pointer to [calendar], because one calendar is shared by every detector.
 _CALENDAR_KEYS = {"calendar", "country", "days_off", "working_days", "workdays", "work_start", "work_end",
-                  "holidays", "timezone"}
+                  "learn_days_off", "holidays", "timezone"}
 _CALENDAR_MAP = {"holidays": "days_off"}
 
 

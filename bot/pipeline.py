@@ -15,6 +15,7 @@ from crm.data import CrmData
 from crm.freshness import freshness
 from detectors import REGISTRY, Insight, run_detectors
 from detectors.stats import ts_ns
+from detectors.working_hours import learned_line
 
 if TYPE_CHECKING:  # bot.config imports pydantic models of every detector; only for types here
     from bot.config import Config
@@ -30,6 +31,7 @@ class ScanOutcome:
     freshness: Any = None  # crm.freshness.Freshness of the data at the scan's `now`
     stale: str | None = None  # why the data counts as too old (None: fresh enough)
     not_opted_in: set[str] = field(default_factory=set)  # off-by-default detectors left off
+    days_off: str | None = None  # the days off learned from the data (working_hours.learned_line)
 
     def counts(self) -> dict[str, int]:
         """Insights per detector, every detector that ran or was skipped listed (0 when quiet)."""
@@ -110,13 +112,15 @@ def scan(config: "Config", now: datetime, data: CrmData | None = None) -> ScanOu
         partial.pop(name, None)
     return ScanOutcome(data=data, insights=list(result.insights), skipped=skipped,
                        partial=partial, warnings=warnings, freshness=fresh, stale=stale,
-                       not_opted_in=set(result.not_opted_in))
+                       not_opted_in=set(result.not_opted_in),
+                       days_off=None if result.calendar is None else learned_line(result.calendar))
 
 
 def idle_working_days(fresh: Any, now: datetime, calendar: Any) -> int | None:
     """Working days of the company calendar strictly between the newest record's local day and
     today: a Friday-evening export read on Monday morning has none, the New Year holidays add
-    none. None when the data has no dated record."""
+    none. None when the data has no dated record. The calendar is the configured one, never
+    with days off learned from the data: days an export stopped recording would look rested."""
     import numpy as np
 
     if fresh.newest is None:

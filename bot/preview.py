@@ -161,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     print_warnings(outcome.warnings)
     if outcome.stale:
         err(f"stale data: {outcome.stale}")
+    if outcome.days_off:
+        err(f"calendar: {outcome.days_off}")
     print_skipped(outcome.skipped, outcome.partial)
     # the daily digest's items, routed as delivery routes them (weekly detectors go in the weekly report)
     items = route([i for i in outcome.insights if i.detector not in WEEKLY_DETECTORS], config).get(target.id, [])

@@ -10,6 +10,10 @@ open deal's closed_at is a planned date in Bitrix24 exports), a stage entered,
 an activity done, an email sent or opened, a lead created, assigned or answered). Planned
 dates (`due_at`) and timestamps after `now` (typos, time zones) are ignored: a task due next
 year does not make last month's export fresh.
+
+The company's own work (`work_instants`: what its people did, not what clients or web forms
+did) is the narrower set the company calendar learns unannounced days off from
+(detectors.working_hours.company_days_off); both read the same columns through `_events`.
 """
 from __future__ import annotations
 
@@ -31,8 +35,58 @@ EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "leads": ("created_at", "assigned_at", "first_response_at"),
 }
 
+# The part of those that the company's people do (a stage moved, an activity done, an email
+# sent, a deal created or closed, a lead assigned or answered): not a client's email or open,
+# not a lead a web form created. Emails count only where direction is "out".
+WORK_COLUMNS: dict[str, tuple[str, ...]] = {
+    "deals": ("created_at", "closed_at"),
+    "stage_history": ("entered_at",),
+    "activities": ("done_at",),
+    "emails": ("sent_at",),
+    "leads": ("assigned_at", "first_response_at"),
+}
 
 NAT = np.iinfo(np.int64).min  # NaT in int64 ns views
+
+
+def _events(data: CrmData, columns: dict[str, tuple[str, ...]], outgoing_only: bool = False):
+    """(table, values) of each event column the data has. A derived stage history is skipped
+    (it only repeats the deals' creation times); a deal's closed_at counts only for won or lost
+    deals (an open deal's closed_at is a plan: Bitrix24's CLOSEDATE is the expected close date
+    of every open deal, and it made a month-old export look fresh, every deal then "stalled");
+    `outgoing_only`: emails only where direction is "out"."""
+    for table, cols in columns.items():
+        frame = data.table(table)
+        if frame is None or not len(frame) or data.stage_history_derived and table == "stage_history":
+            continue
+        keep = None
+        if outgoing_only and table == "emails":
+            if "direction" not in frame.columns:
+                continue
+            keep = (frame["direction"] == "out").to_numpy(dtype=bool, na_value=False)
+        for col in cols:
+            if col not in frame.columns:
+                continue
+            mask = keep
+            if table == "deals" and col == "closed_at" and "status" in frame.columns:
+                closed = frame["status"].isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False)
+                mask = closed if mask is None else mask & closed
+            yield table, (frame[col] if mask is None else frame[col][mask])
+
+
+def work_instants(data: CrmData, now: datetime) -> list[np.ndarray]:
+    """UTC nanoseconds of every thing the company's people did (WORK_COLUMNS) at or before `now`,
+    one array per column (not concatenated: ten million instants are counted, never sorted).
+    A column is masked only when it holds a NaT or an instant after `now`."""
+    limit = pd.Timestamp(now).tz_convert("UTC").value
+    parts = []
+    for _, values in _events(data, WORK_COLUMNS, outgoing_only=True):
+        ns = pd.DatetimeIndex(values).as_unit("ns").asi8  # NaT is the smallest int64
+        if len(ns) and (ns.min() == NAT or ns.max() > limit):
+            ns = ns[(ns != NAT) & (ns <= limit)]
+        if len(ns):
+            parts.append(ns)
+    return parts
 
 
 def _newest_up_to(values: pd.Series, limit_ns: int) -> pd.Timestamp | None:
@@ -68,22 +122,10 @@ def freshness(data: CrmData, now: datetime) -> Freshness:
         raise ValueError("now must be timezone-aware")
     limit = pd.Timestamp(now).tz_convert("UTC")
     best: tuple[pd.Timestamp, str] | None = None
-    for table, columns in EVENT_COLUMNS.items():
-        frame = data.table(table)
-        if frame is None or data.stage_history_derived and table == "stage_history":
-            continue  # a derived history only repeats the deals' creation times
-        for col in columns:
-            if col not in frame.columns or not len(frame):
-                continue
-            values = frame[col]
-            if table == "deals" and col == "closed_at" and "status" in frame.columns:
-                # An open deal's closed_at is a plan, not an event: Bitrix24's CLOSEDATE is
-                # the expected close date of every open deal, and it made a month-old export
-                # look fresh (every deal then "stalled").
-                values = values[frame["status"].isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False)]
-            newest = _newest_up_to(values, limit.value)
-            if newest is not None and (best is None or newest > best[0]):
-                best = (newest, table)
+    for table, values in _events(data, EVENT_COLUMNS):
+        newest = _newest_up_to(values, limit.value)
+        if newest is not None and (best is None or newest > best[0]):
+            best = (newest, table)
     if best is None:
         return Freshness(None, None, None, None)
     return Freshness(best[0], best[1], data.origins.get(best[1], f"{best[1]}.csv"), limit - best[0])

@@ -93,6 +93,9 @@ class ScanResult:
     partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
     # opt-in detectors (off by default) the config did not switch on: not a check, not "skipped"
     not_opted_in: set[str] = field(default_factory=set)
+    # the company calendar the detectors counted working time on, with the days off learned
+    # from the data (working_hours.company_days_off); None when no detector counts working time
+    calendar: Any = None
 
 
 class SkipNote:
@@ -144,6 +147,32 @@ def unchecked_parts(data: CrmData, det: Detector) -> list[str]:
     return [need.line(data) for need in det.needs if need.part is not None and not need.met(data)]
 
 
+def with_company_calendar(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, *, stale: bool = False,
+                          learn: Callable[[Any], Any] | None = None) -> tuple[dict[str, DetectorSpec], Any]:
+    """Every registered detector's spec (given or default), those that count working time (a
+    `calendar` field) on the company calendar plus the days off the data shows before `now`
+    (detectors.working_hours.company_days_off; `stale`: the export stopped), and that calendar
+    (None: no enabled detector counts working time). `learn` stands in for company_days_off
+    (the backtest counts the quiet days once and cuts them at each `now`). Scan, /preview,
+    check-config and backtest all come through here."""
+    from detectors.working_hours import company_days_off
+
+    learn = learn or (lambda cal: company_days_off(data, cal, now, stale=stale))
+    out: dict[str, DetectorSpec] = {}
+    done: dict[Any, Any] = {}  # usually one calendar shared by every spec: learned once
+    shown = None
+    for name, det in REGISTRY.items():
+        spec = specs.get(name) or det.spec()
+        cal = getattr(spec, "calendar", None)
+        if spec.enabled and cal is not None and "calendar" in type(spec).model_fields:
+            if cal not in done:
+                done[cal] = learn(cal)
+            spec = spec.model_copy(update={"calendar": done[cal]})
+            shown = shown or done[cal]
+        out[name] = spec
+    return out, shown
+
+
 def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, *,
                   stale: str | None = None) -> ScanResult:
     """Run every enabled detector; a detector whose tables are absent is skipped with a reason.
@@ -154,8 +183,9 @@ def run_detectors(data: CrmData, specs: dict[str, DetectorSpec], now: datetime, 
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     result = ScanResult()
+    specs, result.calendar = with_company_calendar(data, specs, now, stale=stale is not None)
     for name, det in REGISTRY.items():
-        spec = specs.get(name) or det.spec()
+        spec = specs[name]
         if not_opted_in(det, spec):
             result.not_opted_in.add(name)
             continue

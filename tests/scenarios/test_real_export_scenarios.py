@@ -394,11 +394,12 @@ def test_first_working_day_after_new_year_has_at_most_a_handful_of_stalled_items
 
 
 def test_without_the_holidays_the_same_scan_sees_more_idle_time(tmp_path):
-    """The calendar is what keeps the count low: with official holidays switched off the same
-    company shows more stalled deals (so the test above can fail)."""
+    """The calendar is what keeps the count low: with official holidays switched off (and no
+    days off learned from the data, which would find the empty days) the same company shows
+    more stalled deals (so the test above can fail)."""
     folder = _holiday_company(tmp_path, 0)
     with_cal, _ = scan(folder, now=HOLIDAY_END)
-    cfg = config_for(folder, '[calendar]\ncountry = "none"\n')
+    cfg = config_for(folder, '[calendar]\ncountry = "none"\nlearn_days_off = false\n')
     without, _ = scan(folder, now=HOLIDAY_END, config=cfg)
     assert by_detector(without)["stalled_deal"] > by_detector(with_cal)["stalled_deal"]
     assert by_detector(without)["lead_sla"] > by_detector(with_cal)["lead_sla"]
@@ -767,9 +768,11 @@ def test_daily_replay_of_randomly_routed_teams_raises_no_load_item(tmp_path):
 def test_moscow_company_after_the_long_russian_new_year_break(tmp_path):
     """Europe/Moscow without a country: the RU calendar (1-8 Jan 2027 off, then the weekend)
     comes from the timezone. Scanned on Monday 11 Jan before work: nothing stalled, no lead
-    waiting; with official holidays switched off the same export shows both."""
+    waiting; with official holidays switched off (and no days off learned from the data) the
+    same export shows both. With official holidays off but days off learned (the default), the
+    empty days of the export say the same as the RU calendar."""
     end = datetime(2027, 1, 11, 5, 30, tzinfo=UTC)
-    with_cal, without = Counter(), Counter()
+    with_cal, without, learned = Counter(), Counter(), Counter()
     for seed in range(2):
         folder = write_export(tmp_path / f"msk{seed}", ExportSpec(
             seed=seed, end=end, days=200, touch_every=(1.0, 3.0), stage_days=(1.0, 1.5, 2.0, 2.0, 1.5),
@@ -778,10 +781,40 @@ def test_moscow_company_after_the_long_russian_new_year_break(tmp_path):
         cfg.write_text(f'timezone = "Europe/Moscow"\n[source]\nkind = "files"\npath = "./{folder.name}"\n', encoding="utf-8")
         with_cal.update(by_detector(scan(folder, now=end, config=cfg)[0]))
         off = folder.parent / f"msk{seed}-off.toml"
-        off.write_text(cfg.read_text(encoding="utf-8") + '[calendar]\ncountry = "none"\n', encoding="utf-8")
+        off.write_text(cfg.read_text(encoding="utf-8") + '[calendar]\ncountry = "none"\nlearn_days_off = false\n',
+                       encoding="utf-8")
         without.update(by_detector(scan(folder, now=end, config=off)[0]))
+        from_data = folder.parent / f"msk{seed}-data.toml"
+        from_data.write_text(cfg.read_text(encoding="utf-8") + '[calendar]\ncountry = "none"\n', encoding="utf-8")
+        insights, err = scan(folder, now=end, config=from_data)
+        learned.update(by_detector(insights))
+        assert "no work recorded on 1 Jan, 4-8 Jan 2027: counted as days off" in err, err
     assert with_cal["stalled_deal"] <= 5 and with_cal["lead_sla"] == 0, with_cal
     assert without["lead_sla"] > 0 and without["stalled_deal"] > with_cal["stalled_deal"], without
+    assert learned == with_cal, (learned, with_cal)
+
+
+def test_almaty_company_that_also_rests_31_dec_and_5_jan_nobody_declared(tmp_path):
+    """Asia/Almaty (KZ calendar: 1-2 Jan official) whose people also rest on 31 Dec and 5 Jan
+    (working days in KZ) without saying so in config. Scanned on Tuesday 6 Jan 2026 at 09:30:
+    the empty days count as days off, so nothing is stalled and no lead waits, as on an
+    ordinary morning; check-config and the scan name the days. With learn_days_off = false
+    the same export shows both, as it did before."""
+    end = datetime(2026, 1, 6, 4, 30, tzinfo=UTC)
+    learned, plain = Counter(), Counter()
+    for seed in range(2):
+        folder = write_export(tmp_path / f"kz{seed}", ExportSpec(
+            seed=seed, end=end, days=200, touch_every=(1.0, 3.0), stage_days=(1.0, 1.5, 2.0, 2.0, 1.5),
+            holiday=(date(2025, 12, 31), date(2026, 1, 5))))
+        insights, err = scan(folder, now=end, config=config_for(folder))
+        learned.update(by_detector(insights))
+        said = "no work recorded on 31 Dec 2025, 5 Jan 2026: counted as days off"
+        assert said in err and said in check_config(folder, now=end), err
+        off = config_for(folder, "[calendar]\nlearn_days_off = false")
+        plain.update(by_detector(scan(folder, now=end, config=off)[0]))
+        assert "counted as days off" not in check_config(folder, now=end, extra="[calendar]\nlearn_days_off = false")
+    assert learned["stalled_deal"] <= 2 and learned["lead_sla"] == 0, learned
+    assert plain["lead_sla"] > 20 and plain["stalled_deal"] > learned["stalled_deal"], plain
 
 
 def test_the_stale_data_reason_has_russian_words():
