@@ -49,6 +49,7 @@ def normalize_table(
     spec = TABLES[table]
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
+    values = _closing_stages(table, columns, values)
     frame = raw.frame
     found = list(frame.columns)
     lowered = {str(c).lower(): c for c in found}
@@ -363,6 +364,20 @@ def _clean_text(series: pd.Series) -> pd.Series:
         return stripped.where(~(is_text & (stripped == "")), None)
     stripped = series.str.strip(" \t\u00a0")
     return stripped.where(stripped != "")
+
+
+def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """When one of their columns is both the stage and the status (HubSpot's "Deal Stage" with
+    "Closed Won", Maven's `deal_stage`), a value the status mapping calls won or lost is a
+    closing stage, not a pipeline stage: read it as won/lost in the stage too (crm.stages then
+    keeps it out of the pipeline), unless the admin mapped that stage value themselves."""
+    their = columns.get("stage")
+    if table != "deals" or their is None or their != columns.get("status"):
+        return values
+    closing = {k: v for k, v in values.get("status", {}).items() if str(v).lower() in ("won", "lost")}
+    if not closing:
+        return values
+    return {**values, "stage": {**closing, **values.get("stage", {})}}
 
 
 def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
