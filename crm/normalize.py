@@ -495,6 +495,29 @@ def _to_str(series: pd.Series) -> pd.Series:
     return series.astype(STR)
 
 
+def _decimal_mark(cleaned: pd.Series, money: bool = False) -> str | None:
+    """The column's decimal mark, from its unambiguous cells: "," when some cell can only be a
+    decimal comma ("1,5", "1.234,56") and none a decimal point, "." the other way round, else
+    None (no evidence, or both: each cell is read on its own). A cell such as "12.500" or
+    "12,500" is ambiguous alone; read cell by cell, an EU export's "12.500" became 12.5 next to
+    its "1,5" (a thousandfold error, silent). `money`: amounts, which have two decimals at most."""
+    comma = cleaned.str.fullmatch(r"-?\d*,(?:\d{1,2}|\d{4,})|-?\d{1,3}(?:\.\d{3})+,\d*|-?\d{1,3}(?:\.\d{3}){2,}")
+    dot = cleaned.str.fullmatch(r"-?\d*\.(?:\d{1,2}|\d{4,})|-?\d{1,3}(?:,\d{3})+\.\d*|-?\d{1,3}(?:,\d{3}){2,}")
+    comma, dot = bool(comma.fillna(False).any()), bool(dot.fillna(False).any())
+    if comma != dot:
+        return "," if comma else "."
+    if money and not comma:
+        # Money has two decimals: a column whose every dotted (or every comma) cell has groups of
+        # exactly three digits ("12.500", "7.250") groups thousands.
+        for sep, mark in ((".", ","), (",", ".")):
+            marked = cleaned[cleaned.str.contains(sep, regex=False).fillna(False)]
+            other = cleaned.str.contains("," if sep == "." else ".", regex=False).fillna(False).any()
+            esc = re.escape(sep)
+            if len(marked) and not other and bool(marked.str.fullmatch(rf"-?\d{{1,3}}(?:{esc}\d{{3}})+").all()):
+                return mark
+    return None
+
+
 def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
     original = series
     if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
@@ -502,11 +525,18 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
         # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
         # (commas grouping thousands) -> "1234.50", "1234567"
         cleaned = text.str.replace(_SPACES, "", regex=True)
-        grouped = cleaned.str.contains(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d*)?$", regex=True)
-        grouped &= cleaned.str.contains(".", regex=False) | (cleaned.str.count(",") > 1)
-        cleaned = cleaned.where(~grouped.fillna(False), cleaned.str.replace(",", "", regex=False))
-        decimal_comma = cleaned.str.fullmatch(r"-?\d*,\d+").fillna(False)
-        cleaned = cleaned.where(~decimal_comma, cleaned.str.replace(",", ".", regex=False))
+        mark = _decimal_mark(cleaned, money=col.name == "amount")
+        if mark == ",":  # "1,5" elsewhere in the column: "12.500" is twelve thousand five hundred
+            dots = cleaned.str.fullmatch(r"-?\d{1,3}(?:\.\d{3})+(?:,\d*)?").fillna(False)
+            cleaned = cleaned.where(~dots, cleaned.str.replace(".", "", regex=False))
+            cleaned = cleaned.str.replace(",", ".", regex=False)
+        else:
+            grouped = cleaned.str.contains(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d*)?$", regex=True)
+            if mark != ".":  # "12,500" alone is Russian Excel's 12.5; beside "0.75" it is 12500
+                grouped &= cleaned.str.contains(".", regex=False) | (cleaned.str.count(",") > 1)
+            cleaned = cleaned.where(~grouped.fillna(False), cleaned.str.replace(",", "", regex=False))
+            decimal_comma = cleaned.str.fullmatch(r"-?\d*,\d+").fillna(False)
+            cleaned = cleaned.where(~decimal_comma, cleaned.str.replace(",", ".", regex=False))
         numbers = pd.to_numeric(cleaned, errors="coerce")
         bad = numbers.isna() & text.notna()
         if bad.any():

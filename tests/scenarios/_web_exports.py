@@ -46,6 +46,7 @@ class WebExport:
     tz: str = "America/New_York"
     dates: str = "iso"              # "iso" | "us" | "eu"
     comma_decimals: bool = False    # 12500,50 and `;` as the delimiter
+    grouped_thousands: bool = False  # 12.500,50 (with comma_decimals) or 12,500.50; whole amounts have no decimals
     second_pipeline: float = 0.2    # share of deals in the second pipeline
     deleted_stage_share: float = 0.03  # closed deals whose stage was deleted since (HubSpot: id)
     empty_amount_share: float = 0.15
@@ -59,8 +60,13 @@ def _local(ts: str, tz: ZoneInfo, fmt: str) -> str:
     return t.strftime(fmt)
 
 
-def _amount(value: float, comma: bool) -> str:
+def _amount(value: float, comma: bool, grouped: bool = False) -> str:
+    """12500.5 -> "12500.5", "12500,5", or grouped as a German Excel shows it: "12.500,5"."""
     s = f"{value:.2f}".rstrip("0").rstrip(".")
+    if grouped:
+        whole, _, cents = s.partition(".")
+        s = f"{int(whole):,}".replace(",", "." if comma else ",") + (("," if comma else ".") + cents if cents else "")
+        return s
     return s.replace(".", ",") if comma else s
 
 
@@ -90,7 +96,8 @@ def build(w: WebExport) -> tuple[list[dict], list[dict]]:
     for d in tables["deals"]:
         k = STAGES.index(d["stage"])
         second = rng.random() < w.second_pipeline
-        amount = "" if rng.random() < w.empty_amount_share else _amount(float(d["amount"]) / 450, w.comma_decimals)
+        amount = "" if rng.random() < w.empty_amount_share else _amount(float(d["amount"]) / 450 if rng.random() < 0.5 else round(float(d["amount"]) / 450),
+                                                                 w.comma_decimals, w.grouped_thousands)
         currency = "EUR" if rng.random() < 0.3 else ("USD" if w.crm == "hubspot" else "EUR")
         created, closed = d["created_at"], d["closed_at"]
         deleted = d["status"] != "open" and rng.random() < w.deleted_stage_share

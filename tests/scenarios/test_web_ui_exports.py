@@ -221,6 +221,44 @@ def test_guessed_pipeline_order_starts_at_the_first_stage(tmp_path):
     assert stages[:3] == ["Lead In", "Contact Made", "Demo Scheduled"], stages
 
 
+# --- numbers as the CRM's locale writes them ----------------------------------------------------
+
+def test_amounts_with_thousands_grouping_are_read_in_the_columns_own_locale(tmp_path):
+    """A German Pipedrive export writes "12.500" and "3.598,56" in one column: "12.500" was read as
+    12.5 (a thousandfold error, no warning); a US one writes "12,500" beside "3,598.56"."""
+    import pandas as pd
+
+    from bot.config import load_config
+    from crm.load import load_crm
+
+    base = WebExport("pipedrive", spec(1), tz="Europe/Berlin", dates="eu", comma_decimals=True)
+    for comma in (True, False):
+        plain = exported(tmp_path, f"plain{comma}", WebExport(**{**base.__dict__, "comma_decimals": comma}))
+        grouped = exported(tmp_path, f"grouped{comma}", WebExport(**{**base.__dict__, "comma_decimals": comma,
+                                                                    "grouped_thousands": True}))
+        amounts = []
+        for path in (plain, grouped):
+            cfg = load_config(path)
+            data = load_crm(cfg.source, timezone=cfg.timezone, base_dir=path.parent).data
+            amounts.append(data.deals.set_index("deal_id")["amount"])
+        assert amounts[1].notna().sum() > 2000
+        assert amounts[1].max() > 10_000  # whole amounts over a thousand are there, grouped
+        pd.testing.assert_series_equal(amounts[0], amounts[1], check_names=False)
+
+
+def test_whole_amounts_grouped_by_dots_are_thousands(tmp_path):
+    """Only whole amounts, grouped as a German export writes them: "12.500" was 12.5, silently."""
+    from crm.load import load_folder
+
+    (tmp_path / "managers.csv").write_text("manager_id,name\nm1,Anna\n", encoding="utf-8")
+    rows = ("deal_id;manager_id;stage;status;created_at;amount\n1;m1;Lead In;open;14.03.2026 10:22;12.500\n"
+            "2;m1;Lead In;open;15.03.2026 10:22;980\n3;m1;Lead In;open;16.03.2026 10:22;7.250\n")
+    (tmp_path / "deals.csv").write_text(rows, encoding="utf-8")
+    assert load_folder(tmp_path).data.deals["amount"].tolist() == [12_500, 980, 7_250]
+    (tmp_path / "deals.csv").write_text(rows + "4;m1;Lead In;open;16.03.2026 11:22;1.250.000\n", encoding="utf-8")
+    assert load_folder(tmp_path).data.deals["amount"].tolist() == [12_500, 980, 7_250, 1_250_000]
+
+
 # --- an open deal's planned close date ---------------------------------------------------------
 
 def test_planned_close_date_of_an_open_deal_is_not_a_managers_work(tmp_path):
