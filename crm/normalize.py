@@ -709,11 +709,33 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
         expected = (f"the format {date_format!r} given in [source.date_formats], or " + DATETIME_EXPECTED
                     if date_format else DATETIME_EXPECTED)
         fix = (f"correct the value, or give the column's format in config: [source.date_formats] "
-               f"{date_key} = \"%d-%m-%Y %H:%M\" (strptime codes: %d day, %m month, %Y year, %H:%M time)"
-               if date_key and not date_format else None)
+               + _format_hint(text[bad], date_key) if date_key and not date_format else None)
         _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
                    "not a date/time this loader can read", expected, fix=fix)
     return result
+
+
+# Ways of writing dates that exports use and DATETIME_FORMATS does not read; the one that reads
+# every unreadable cell is suggested in the error (US exports: HubSpot's "10/16/2025 11:55 AM").
+_CANDIDATE_FORMATS = tuple(f"{d}{t}" for d in ("%m/%d/%Y", "%d/%m/%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d",
+                                               "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")
+                           for t in (" %I:%M %p", " %I:%M:%S %p", " %H:%M", " %H:%M:%S", ""))
+
+
+def _format_hint(bad: pd.Series, date_key: str) -> str:
+    """`key = "<format>"` for the format that reads every unreadable cell, or a warning that
+    day and month cannot be told apart when both orders read them (no day above 12)."""
+    sample = pd.Series(bad.dropna().astype(str).str.strip().unique()[:500])
+    fits = [f for f in _CANDIDATE_FORMATS
+            if len(sample) and pd.to_datetime(sample, format=f, errors="coerce").notna().all()]
+    codes = "(strptime codes: %d day, %m month, %Y year, %H:%M time, %I:%M %p 12-hour time)"
+    if not fits:
+        return f'{date_key} = "%d-%m-%Y %H:%M" {codes}'
+    other = fits[0].replace("%m", "#").replace("%d", "%m").replace("#", "%d")  # day and month swapped
+    if other in fits:
+        return (f'{date_key} = "{fits[0]}" or "{other}": no day in these cells is above 12, so month-first '
+                f"(US) and day-first cannot be told apart here; check one date in the CRM {codes}")
+    return f'{date_key} = "{fits[0]}" {codes}'
 
 
 _NAIVE_MIN = MIN_DATE.tz_localize(None) - pd.Timedelta(days=2)

@@ -221,6 +221,26 @@ def test_guessed_pipeline_order_starts_at_the_first_stage(tmp_path):
     assert stages[:3] == ["Lead In", "Contact Made", "Demo Scheduled"], stages
 
 
+# --- dates as the CRM's locale writes them -------------------------------------------------------
+
+def test_unreadable_us_dates_get_the_format_that_reads_them(tmp_path):
+    """An admin who left out [source.date_formats] for HubSpot's "10/16/2025 11:55 AM" was told to
+    add `deals.created_at = "%d-%m-%Y %H:%M"`, a format that reads none of them."""
+    config = exported(tmp_path, "hs", WebExport("hubspot", spec(1), dates="us"))
+    config.write_text(config.read_text(encoding="utf-8").replace('[source.date_formats]\ndeals = "%m/%d/%Y %I:%M %p"\n', ""),
+                      encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3, out + err
+    assert 'deals.created_at = "%m/%d/%Y %I:%M %p"' in out + err, out + err
+    # every day at most 12: both orders read them, and the admin is told to look
+    deals = tmp_path / "hs" / "hubspot-crm-exports-all-deals.csv"
+    lines = deals.read_text(encoding="utf-8-sig").splitlines()
+    keep = [ln for ln in lines[1:] if int(ln.split(",")[7][3:5]) <= 12 and int(ln.split(",")[6][3:5]) <= 12]
+    deals.write_text("\n".join([lines[0]] + keep) + "\n", encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3 and "cannot be told apart" in out + err and '"%d/%m/%Y %I:%M %p"' in out + err, out + err
+
+
 # --- numbers as the CRM's locale writes them ----------------------------------------------------
 
 def test_amounts_with_thousands_grouping_are_read_in_the_columns_own_locale(tmp_path):
