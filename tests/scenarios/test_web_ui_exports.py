@@ -315,6 +315,23 @@ def test_deals_of_a_manager_who_left_are_one_english_item_without_russian_words(
     assert not re.search("[а-яё]", body, re.IGNORECASE), body
 
 
+def test_deals_whose_owner_is_not_a_listed_manager_reach_the_director_once(tmp_path):
+    """HubSpot clears the owner of a removed user; the admin fills the blanks ("No owner"), as
+    check-config advises. The 10 deals that user left untouched became a hygiene item for
+    "No owner", a recipient nobody can be: nobody heard of them."""
+    left = spec(8, abandoned=("m8", 10), abandoned_days=(100, 150))
+    config = exported(tmp_path, "hs", WebExport("hubspot", left, departed=1, dates="iso"), touches=True)
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    nobody = [i for i in json.loads(out) if i["detector"] == "stalled_deal" and i["facts"].get("manager_id") == "No owner"]
+    assert len(nobody) == 1, nobody
+    assert nobody[0]["audience"]["role"] == "director" and nobody[0]["facts"]["deals"] >= 10, nobody[0]
+    rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", NOW.isoformat(),
+                           "--no-state")
+    assert rc == 0, err
+    assert "Stalled deals whose owner is not a listed manager (No owner)" in out, out
+
+
 # --- calm exports stay quiet, a planted drop is found --------------------------------------------
 
 def test_calm_exports_raise_no_conversion_alarm_and_a_planted_drop_is_found(tmp_path):
