@@ -332,6 +332,16 @@ def test_deals_whose_owner_is_not_a_listed_manager_reach_the_director_once(tmp_p
     assert "Stalled deals whose owner is not a listed manager (No owner)" in out, out
 
 
+def test_backtest_says_a_last_activity_column_overstates_stalled_deals(tmp_path):
+    """Each replayed day before the export saw the deals untouched since creation (the column
+    holds only the latest touch): 436-550 stalled alerts over 20 weeks, 0 in the scan."""
+    config = exported(tmp_path, "hs", WebExport("hubspot", spec(1), dates="us"), touches=True)
+    rc, out, err = run_cli("backtest", "--config", str(config), "--from", "2026-11-02", "--to", "2026-11-20")
+    assert rc == 0, err
+    assert "activities are read from the deals file (hubspot-crm-exports-all-deals.csv)" in err, err
+    assert "stalled_deal's counts below are overstated" in err, err
+
+
 # --- calm exports stay quiet, a planted drop is found --------------------------------------------
 
 def test_calm_exports_raise_no_conversion_alarm_and_a_planted_drop_is_found(tmp_path):
