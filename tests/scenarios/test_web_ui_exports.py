@@ -342,6 +342,15 @@ def test_backtest_says_a_last_activity_column_overstates_stalled_deals(tmp_path)
     assert "stalled_deal's counts below are overstated" in err, err
 
 
+def test_backtest_without_to_ends_at_the_exports_last_day_not_at_a_planned_close(tmp_path):
+    """With no --to, the backtest ran to the latest closed_at, which on HubSpot is an open deal's
+    planned close date: 2026-10-17..2027-01-15, two months of days that have not happened."""
+    config = exported(tmp_path, "hs", WebExport("hubspot", spec(1), dates="us"))
+    rc, out, err = run_cli("backtest", "--config", str(config), "--every", "7d")
+    assert rc == 0, err
+    assert out.splitlines()[0].startswith("Backtest 2026-08-22 09:00 .. 2026-11-20 09:00"), out.splitlines()[0]
+
+
 # --- calm exports stay quiet, a planted drop is found --------------------------------------------
 
 def test_calm_exports_raise_no_conversion_alarm_and_a_planted_drop_is_found(tmp_path):
