@@ -293,6 +293,9 @@ def test_planned_close_date_of_an_open_deal_is_not_a_managers_work(tmp_path):
     assert "manager(s) not compared" in report and "Grace Kim" in report.split("not compared", 1)[1].splitlines()[0], report
     assert "planned close date" in report
     assert "timezone or clock" not in report, report
+    note = next(ln for ln in report.splitlines() if "have no [[recipients]] entry" in ln)
+    # the six who work, not the one who left: nobody is advised to give a person who left a digest
+    assert "note: 6 active manager(s)" in note and "Grace Kim" not in note, note
     rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
     assert rc == 0, err
     named = [i for i in json.loads(out) if "Grace Kim" in json.dumps(i, ensure_ascii=False)]
