@@ -283,6 +283,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     say(f"    stages         {' -> '.join(data.stages) if data.stages else '(none)'}")
     say("  " + data_age_line(data, config, now))
     say("  detectors:")
+    idle: list[tuple[str, str]] = []  # managers with no recent work: never "active" in the notes below
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         why = why_skipped(data, det, spec)
@@ -310,7 +311,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1
     say("  recipients: " + (", ".join(f"{n} {role}(s)" for role, n in roles.items()) or "none"))
-    for line in recipient_lines(config, data):
+    for line in recipient_lines(config, data, idle={i for i, _n in idle}):
         say(line)
     if config.channels:
         say(f"  team channels: {len(config.channels)}")
@@ -346,9 +347,11 @@ def data_age_line(data, config, now: datetime) -> str:
     return f"{head}: fresh (limit {config.source.stale_after_days:g} working days without a record)"
 
 
-def recipient_lines(config, data) -> list[str]:
+def recipient_lines(config, data, idle: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Recipients whose manager_id is not in the managers table (they would never get a digest),
-    and active managers nobody configured, so a typo in an id is seen before the first digest."""
+    and active managers nobody configured, so a typo in an id is seen before the first digest.
+    `idle`: managers with no work in manager_load's window (listed once above as not compared):
+    a person who left is not advised to get a digest."""
     import difflib
 
     from bot.routing import person_label
@@ -375,10 +378,11 @@ def recipient_lines(config, data) -> list[str]:
                 lines.append(f"  note: recipients (id {r.id!r}): {person_label(r.manager_id, names.get(r.manager_id))} is marked "
                              "inactive in the managers table: their stalled deals go to the director to hand over "
                              "(remove the entry if they left)")
-    idle = [i for n, i in enumerate(ids) if i not in covered and (active is None or active.iloc[n])]
-    if idle and config.recipients:
-        shown = ", ".join(person_label(i, names.get(i, "")) for i in idle[:5]) + (", ..." if len(idle) > 5 else "")
-        lines.append(f"  note: {len(idle)} active manager(s) have no [[recipients]] entry and get no digest: {shown}")
+    uncovered = [i for n, i in enumerate(ids)
+                 if i not in covered and i not in idle and (active is None or active.iloc[n])]
+    if uncovered and config.recipients:
+        shown = ", ".join(person_label(i, names.get(i, "")) for i in uncovered[:5]) + (", ..." if len(uncovered) > 5 else "")
+        lines.append(f"  note: {len(uncovered)} active manager(s) have no [[recipients]] entry and get no digest: {shown}")
     return lines
 
 

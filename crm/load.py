@@ -26,7 +26,7 @@ from crm.stages import (
     drop_closing_entries,
     resolve_stages,
 )
-from crm.validate import check, dedupe
+from crm.validate import check, dedupe, drop_planned_closings
 
 
 @dataclass
@@ -102,7 +102,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
-    deals = frames["deals"]
+    deals, notes = drop_planned_closings(frames["deals"])
+    warnings += notes
     history = frames.get("stage_history")
     if history is not None:
         history, deals, notes = drop_closing_entries(history, deals)

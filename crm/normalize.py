@@ -49,6 +49,7 @@ def normalize_table(
     spec = TABLES[table]
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
+    values = _closing_stages(table, columns, values)
     frame = raw.frame
     found = list(frame.columns)
     lowered = {str(c).lower(): c for c in found}
@@ -365,6 +366,20 @@ def _clean_text(series: pd.Series) -> pd.Series:
     return stripped.where(stripped != "")
 
 
+def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """When one of their columns is both the stage and the status (HubSpot's "Deal Stage" with
+    "Closed Won", Maven's `deal_stage`), a value the status mapping calls won or lost is a
+    closing stage, not a pipeline stage: read it as won/lost in the stage too (crm.stages then
+    keeps it out of the pipeline), unless the admin mapped that stage value themselves."""
+    their = columns.get("stage")
+    if table != "deals" or their is None or their != columns.get("status"):
+        return values
+    closing = {k: v for k, v in values.get("status", {}).items() if str(v).lower() in ("won", "lost")}
+    if not closing:
+        return values
+    return {**values, "stage": {**closing, **values.get("stage", {})}}
+
+
 def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
     """Replace their values by canonical ones; values not in the mapping stay as they are."""
     if series.dtype != object and not isinstance(series.dtype, pd.StringDtype):
@@ -480,6 +495,29 @@ def _to_str(series: pd.Series) -> pd.Series:
     return series.astype(STR)
 
 
+def _decimal_mark(cleaned: pd.Series, money: bool = False) -> str | None:
+    """The column's decimal mark, from its unambiguous cells: "," when some cell can only be a
+    decimal comma ("1,5", "1.234,56") and none a decimal point, "." the other way round, else
+    None (no evidence, or both: each cell is read on its own). A cell such as "12.500" or
+    "12,500" is ambiguous alone; read cell by cell, an EU export's "12.500" became 12.5 next to
+    its "1,5" (a thousandfold error, silent). `money`: amounts, which have two decimals at most."""
+    comma = cleaned.str.fullmatch(r"-?\d*,(?:\d{1,2}|\d{4,})|-?\d{1,3}(?:\.\d{3})+,\d*|-?\d{1,3}(?:\.\d{3}){2,}")
+    dot = cleaned.str.fullmatch(r"-?\d*\.(?:\d{1,2}|\d{4,})|-?\d{1,3}(?:,\d{3})+\.\d*|-?\d{1,3}(?:,\d{3}){2,}")
+    comma, dot = bool(comma.fillna(False).any()), bool(dot.fillna(False).any())
+    if comma != dot:
+        return "," if comma else "."
+    if money and not comma:
+        # Money has two decimals: a column whose every dotted (or every comma) cell has groups of
+        # exactly three digits ("12.500", "7.250") groups thousands.
+        for sep, mark in ((".", ","), (",", ".")):
+            marked = cleaned[cleaned.str.contains(sep, regex=False).fillna(False)]
+            other = cleaned.str.contains("," if sep == "." else ".", regex=False).fillna(False).any()
+            esc = re.escape(sep)
+            if len(marked) and not other and bool(marked.str.fullmatch(rf"-?\d{{1,3}}(?:{esc}\d{{3}})+").all()):
+                return mark
+    return None
+
+
 def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
     original = series
     if pd.api.types.is_bool_dtype(series.dtype) or not pd.api.types.is_numeric_dtype(series.dtype):
@@ -487,11 +525,18 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
         # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
         # (commas grouping thousands) -> "1234.50", "1234567"
         cleaned = text.str.replace(_SPACES, "", regex=True)
-        grouped = cleaned.str.contains(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d*)?$", regex=True)
-        grouped &= cleaned.str.contains(".", regex=False) | (cleaned.str.count(",") > 1)
-        cleaned = cleaned.where(~grouped.fillna(False), cleaned.str.replace(",", "", regex=False))
-        decimal_comma = cleaned.str.fullmatch(r"-?\d*,\d+").fillna(False)
-        cleaned = cleaned.where(~decimal_comma, cleaned.str.replace(",", ".", regex=False))
+        mark = _decimal_mark(cleaned, money=col.name == "amount")
+        if mark == ",":  # "1,5" elsewhere in the column: "12.500" is twelve thousand five hundred
+            dots = cleaned.str.fullmatch(r"-?\d{1,3}(?:\.\d{3})+(?:,\d*)?").fillna(False)
+            cleaned = cleaned.where(~dots, cleaned.str.replace(".", "", regex=False))
+            cleaned = cleaned.str.replace(",", ".", regex=False)
+        else:
+            grouped = cleaned.str.contains(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d*)?$", regex=True)
+            if mark != ".":  # "12,500" alone is Russian Excel's 12.5; beside "0.75" it is 12500
+                grouped &= cleaned.str.contains(".", regex=False) | (cleaned.str.count(",") > 1)
+            cleaned = cleaned.where(~grouped.fillna(False), cleaned.str.replace(",", "", regex=False))
+            decimal_comma = cleaned.str.fullmatch(r"-?\d*,\d+").fillna(False)
+            cleaned = cleaned.where(~decimal_comma, cleaned.str.replace(",", ".", regex=False))
         numbers = pd.to_numeric(cleaned, errors="coerce")
         bad = numbers.isna() & text.notna()
         if bad.any():
@@ -664,11 +709,33 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
         expected = (f"the format {date_format!r} given in [source.date_formats], or " + DATETIME_EXPECTED
                     if date_format else DATETIME_EXPECTED)
         fix = (f"correct the value, or give the column's format in config: [source.date_formats] "
-               f"{date_key} = \"%d-%m-%Y %H:%M\" (strptime codes: %d day, %m month, %Y year, %H:%M time)"
-               if date_key and not date_format else None)
+               + _format_hint(text[bad], date_key) if date_key and not date_format else None)
         _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
                    "not a date/time this loader can read", expected, fix=fix)
     return result
+
+
+# Ways of writing dates that exports use and DATETIME_FORMATS does not read; the one that reads
+# every unreadable cell is suggested in the error (US exports: HubSpot's "10/16/2025 11:55 AM").
+_CANDIDATE_FORMATS = tuple(f"{d}{t}" for d in ("%m/%d/%Y", "%d/%m/%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d",
+                                               "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")
+                           for t in (" %I:%M %p", " %I:%M:%S %p", " %H:%M", " %H:%M:%S", ""))
+
+
+def _format_hint(bad: pd.Series, date_key: str) -> str:
+    """`key = "<format>"` for the format that reads every unreadable cell, or a warning that
+    day and month cannot be told apart when both orders read them (no day above 12)."""
+    sample = pd.Series(bad.dropna().astype(str).str.strip().unique()[:500])
+    fits = [f for f in _CANDIDATE_FORMATS
+            if len(sample) and pd.to_datetime(sample, format=f, errors="coerce").notna().all()]
+    codes = "(strptime codes: %d day, %m month, %Y year, %H:%M time, %I:%M %p 12-hour time)"
+    if not fits:
+        return f'{date_key} = "%d-%m-%Y %H:%M" {codes}'
+    other = fits[0].replace("%m", "#").replace("%d", "%m").replace("#", "%d")  # day and month swapped
+    if other in fits:
+        return (f'{date_key} = "{fits[0]}" or "{other}": no day in these cells is above 12, so month-first '
+                f"(US) and day-first cannot be told apart here; check one date in the CRM {codes}")
+    return f'{date_key} = "{fits[0]}" {codes}'
 
 
 _NAIVE_MIN = MIN_DATE.tz_localize(None) - pd.Timedelta(days=2)

@@ -26,16 +26,31 @@ def resolve_stages(
         return list(configured), []
     if history is not None and len(history):
         return order_from_history(history), []
-    names = (
-        deals.dropna(subset=["stage"]).sort_values("created_at", kind="stable")["stage"]
-        .drop_duplicates().tolist()
-    )
+    names = guess_order(deals)
     return names, [DataWarning(
         "stage_order_guessed", "stages", len(names),
         "no stages table, no [source] stages and no stage history: pipeline order guessed "
-        "from when deals were created; set `stages = [...]` in [source] to fix it",
+        "from the age of the open deals at each stage (younger deals at earlier stages); "
+        "set `stages = [...]` in [source] to fix it",
         names[:5],
     )]
+
+
+def guess_order(deals: pd.DataFrame) -> list[str]:
+    """Stages by the median creation time of the open deals at them, youngest first: a deal
+    moves on as it ages, so the deals sitting at the first stage are the newest. (The order
+    of first appearance put the stages of the oldest, furthest-moved deals first.) Stages
+    with no open deal (deleted since, or only closed deals) come last, in order of appearance;
+    won/lost, the statuses a closing stage maps to, are no stages."""
+    real = deals.dropna(subset=["stage"])
+    real = real[~lower_text(real["stage"]).isin(CLOSING).to_numpy(dtype=bool)]
+    appearance = real.sort_values("created_at", kind="stable")["stage"].drop_duplicates().tolist()
+    if "status" not in real.columns:
+        return appearance
+    open_ = real[(real["status"] == "open").to_numpy(dtype=bool, na_value=False)]
+    median = open_.groupby("stage", sort=False)["created_at"].median().sort_values(ascending=False, kind="stable")
+    ordered = [str(s) for s in median.index]
+    return ordered + [s for s in appearance if s not in set(ordered)]
 
 
 def order_from_history(history: pd.DataFrame) -> list[str]:

@@ -1,8 +1,8 @@
 """Soft checks across tables: problems worth telling the admin that do not stop the scan.
 
-Each check returns a DataWarning with a count and the first few examples. Only two checks
+Each check returns a DataWarning with a count and the first few examples. Only three checks
 change the data, and they say so: duplicate ids keep the last row, history rows for deals
-that do not exist are dropped.
+that do not exist are dropped, and an open deal's closed_at (a planned date) is not read.
 """
 from __future__ import annotations
 
@@ -78,6 +78,27 @@ def dedupe(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarn
         _examples(ids),
     )
     return frame[~dup], [warning]
+
+
+def drop_planned_closings(deals: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarning]]:
+    """An open deal has not closed: its closed_at is the date someone plans to close it
+    (HubSpot's "Close Date", Bitrix24's CLOSEDATE, Pipedrive's expected close date mapped by
+    mistake). Read as an event it kept a manager who left "active" until the planned date, and
+    dates in the future were blamed on the export's timezone. Emptied, with one warning."""
+    if "closed_at" not in deals.columns or "status" not in deals.columns:
+        return deals, []
+    planned = (deals["status"] == "open").to_numpy(dtype=bool, na_value=False) & deals["closed_at"].notna().to_numpy()
+    if not planned.any():
+        return deals, []
+    rows = deals.loc[planned, ["deal_id", "closed_at"]]
+    deals = deals.copy()
+    deals.loc[planned, "closed_at"] = pd.NaT
+    return deals, [DataWarning(
+        "planned_close_date", "deals", int(planned.sum()),
+        f"{int(planned.sum())} open deal(s) have a closed_at: for an open deal that is a planned close "
+        "date, not a closing; not read (a closing date counts only for won and lost deals)",
+        [f"deal {d}: {c:%Y-%m-%d}" for d, c in rows.head(EXAMPLES).itertuples(index=False)],
+    )]
 
 
 def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[DataWarning]]:

@@ -580,8 +580,11 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     for j, (i, stage_i, idle, touch_ns) in enumerate(zip(
             stalled.tolist(), stage[local].tolist(), s_idle.tolist(), last_touch[local].tolist())):
         owner = state.static[i]["manager_id"]
-        if abandoned[j] or owner in gone_people:
-            (left if owner in gone_people else gone).setdefault(owner, []).append(
+        # an owner the managers table does not know (HubSpot clears or keeps the name of a
+        # removed user): nobody receives their items, so the director hands the deals over
+        away = owner in gone_people or owner not in state.manager_names
+        if abandoned[j] or away:
+            (left if away else gone).setdefault(owner, []).append(
                 {"row": i, "stage": str(state.stage_names[stage_i]), "days_idle": idle, "touch_ns": touch_ns})
             continue
         if stage_i not in stage_facts:
@@ -591,7 +594,7 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence) for manager_id, deals in sorted(gone.items())]
     out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence,
-                       left="inactive" if manager_id in marked else "idle")
+                       left="inactive" if manager_id in marked else "idle" if manager_id in gone_people else "unknown")
             for manager_id, deals in sorted(left.items())]
     return out
 
@@ -682,8 +685,8 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
                with_evidence: bool = True, left: str | None = None) -> Insight:
     """One hygiene item for a manager's deals idle far beyond their limits: the oldest named.
 
-    `left`: "inactive" (the managers file says so) or "idle" (no deal, lead, activity or email
-    of theirs in active_window_days): the item lists all their stalled deals and goes to the
+    `left`: "inactive" (the managers file says so), "idle" (no deal, lead, activity or email
+    of theirs in active_window_days) or "unknown" (not in the managers table): the item lists all their stalled deals and goes to the
     director, who hands them over (the person who left is never the one told)."""
     deals = sorted(deals, key=lambda x: (-x["days_idle"], state.static[x["row"]]["deal_id"]))
     spec = state.spec
@@ -697,7 +700,7 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
     facts = {
         "kind": "abandoned",
         "owner_inactive": bool(left),
-        "owner_gone": left,  # "inactive" (marked) | "idle" (no recorded work) | None
+        "owner_gone": left,  # "inactive" (marked) | "idle" (no recorded work) | "unknown" (not in managers) | None
         "active_window_days": spec.active_window_days,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id),

@@ -319,6 +319,18 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
      r"по ним не оценить — выгрузите свежие данные"),
     (re.compile(r"^the data has no dated records up to now, so idle time cannot be judged$"),
      "в данных нет записей с датой до этого момента, поэтому простой не оценить"),
+    # the detectors' own skip_reason lines (a deals-only export, as HubSpot's and Pipedrive's web
+    # UIs give it, hits the stalled_deal one on every scan)
+    (re.compile(r"^no stage history, activities or emails: when a deal was last touched is unknown "
+                r"\(provide (\S+), (\S+) or (\S+)\)$"),
+     r"нет истории этапов, активностей и писем: неизвестно, когда сделки трогали в последний раз "
+     r"(выгрузите \1, \2 или \3)"),
+    (re.compile(r"^no lost deal has a loss_reason \(([\d,]+) lost deals in (.+)\): "
+                r"record why deals are lost to get loss-reason insights$"),
+     r"ни у одной проигранной сделки нет причины проигрыша (loss_reason; проиграно \1 в \2): "
+     r"записывайте причину, чтобы получать разбор причин"),
+    (re.compile(r"^no pipeline stages known \(provide stages\.csv or source\.stages in config\)$"),
+     "этапы воронки неизвестны (выгрузите stages.csv или задайте stages в [source])"),
     # the parts a Need switches off (detectors' `Need(part=...)`), as they open a partial line
     (re.compile(r"^leads without a manager: "), "заявки без менеджера: "),
     (re.compile(r"^unanswered leads: "), "заявки без ответа: "),

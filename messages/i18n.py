@@ -7,6 +7,8 @@ Every function takes the language explicitly; nothing here reads the clock (`now
 """
 from __future__ import annotations
 
+import re
+
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
@@ -119,7 +121,15 @@ def count(n: float, word: str, lang: str, *, case: str = "nomn", before: str = "
         return russian.agree(russian.shown_value(n), str(forms), case, before).format(n=shown)
     assert isinstance(forms, dict)
     text = f"{shown}\u00a0{forms.get(plural_form(n, lang), forms['other'])}"
+    before = _EN_BEFORE.get(before, "" if _CYRILLIC.search(before) else before)
     return f"{before} {text}" if before else text
+
+
+# `before` is a Russian adjective for agreement; a template that passes it for both languages
+# ("in последний 90 days" reached an English director) gets its English here, and an unknown
+# Russian one is left out rather than printed inside English.
+_EN_BEFORE = {"последний": "the last", "ближайший": "the next", "первый": "the first"}
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
 
 
 def percent(rate: float, lang: str) -> str:

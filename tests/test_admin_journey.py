@@ -199,9 +199,11 @@ def test_check_config_warns_about_a_recipient_whose_manager_id_is_not_in_the_dat
     export.mkdir()
     (export / "managers.csv").write_text("manager_id,name\nm01,Анна Петрова\nm02,Борис Ли\nm03,Ерлан Жаксылыков\n",
                                          encoding="utf-8")
-    (export / "deals.csv").write_text("deal_id,manager_id,stage,status,created_at\nd1,m01,КП,open,2026-03-02\n",
-                                      encoding="utf-8")
-    (export / "stage_history.csv").write_text("deal_id,stage,entered_at\nd1,КП,2026-03-02\n", encoding="utf-8")
+    # everyone works (a deal each): a manager with no work is listed as not compared, not as active
+    (export / "deals.csv").write_text("deal_id,manager_id,stage,status,created_at\nd1,m01,КП,open,2026-03-02\n"
+                                      "d2,m02,КП,open,2026-03-03\nd3,m03,КП,open,2026-03-04\n", encoding="utf-8")
+    (export / "stage_history.csv").write_text("deal_id,stage,entered_at\nd1,КП,2026-03-02\nd2,КП,2026-03-03\n"
+                                              "d3,КП,2026-03-04\n", encoding="utf-8")
     (tmp_path / "config.toml").write_text(
         '[source]\npath = "crm-export"\n'
         '[[recipients]]\nid = "anna"\nmanager_id = "m01"\n'

@@ -144,7 +144,13 @@ def _oldest_and_amount(f: dict, ctx: Ctx) -> list[Line]:
 def _left_behind_words(f: dict, n: int, ctx: Ctx) -> Words:
     """Stalled deals of a manager the CRM marks inactive: the director hands them over."""
     who = name(f.get("manager_name") or f.get("manager_id") or "?")
-    if f.get("owner_gone") == "idle":
+    if f.get("owner_gone") == "unknown":
+        title = ctx.t("Сделки без менеджера из списка ({m}) стоят без движения: {n}",
+                      "Stalled deals whose owner is not a listed manager ({m}): {n}", m=who, n=ctx.num(n))
+        body = [ctx.t("В CRM их ответственный — {m}, но в таблице менеджеров такого нет, так что о них никто не узнаёт.",
+                      "The CRM names {m} as their owner, but the managers table has no such person, so nobody hears "
+                      "about them.", m=who)]
+    elif f.get("owner_gone") == "idle":
         title = ctx.t("Сделки менеджера без работы в CRM ({m}) стоят без движения: {n}",
                       "Stalled deals of a manager with no work in the CRM ({m}): {n}", m=who, n=ctx.num(n))
         body = [ctx.t("За {d} у этого менеджера нет ни сделки, ни задачи, ни письма, а его открытые сделки стоят "

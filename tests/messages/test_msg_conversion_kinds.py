@@ -54,8 +54,11 @@ def test_a_mix_shift_names_the_growing_segment_and_nobody_falling():
 
 def test_a_uniform_drop_says_nothing_stands_out_and_a_setting_is_called_a_setting():
     ru, en = _text(KINDS["conversion_drop_uniform"], "ru"), _text(KINDS["conversion_drop_uniform"], "en")
-    assert "no source, manager or region stands out" in en
-    assert "ни один источник, менеджер или регион не выделяется" in ru
+    # no driver means none fell significantly more, not that all fell alike: a one-source drop
+    # too small to name (a HubSpot export, 14% -> 5% on 42 deals) was called "across the board"
+    assert "No source, manager or region fell markedly more than the rest" in en
+    assert "ни один источник, менеджер или регион не просел заметно сильнее остальных" in ru.lower()
+    assert "across the board" not in en and "общее" not in ru
     assert "30 days (the upper bound from the settings" in en
     learned = _text(samples.conversion_drop(), "en")
     assert "within 12 days: in your data 90% of the deals that move on at all do so within that time" in learned
