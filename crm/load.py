@@ -26,7 +26,7 @@ from crm.stages import (
     drop_closing_entries,
     resolve_stages,
 )
-from crm.validate import check, dedupe, drop_planned_closings
+from crm.validate import check, dedupe, drop_planned_closings, keep_pipelines
 
 
 @dataclass
@@ -102,6 +102,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
+    if source.kind in ("files", "sql"):  # a CRM API source keeps its pipelines when it syncs
+        warnings += keep_pipelines(frames, source.pipelines)
     deals, notes = drop_planned_closings(frames["deals"])
     warnings += notes
     history = frames.get("stage_history")

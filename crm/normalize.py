@@ -183,6 +183,8 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "loss_reason": ("причина отказа", "причина проигрыша", "причина", "lost reason", "loss reason", "reason"),
         "source": ("источник", "канал", "utm source", "lead source", "channel"),
         "region": ("регион", "город", "city"),
+        "pipeline": ("pipeline", "воронка", "направление", "deal pipeline", "deal pipeline name", "deal pipeline id",
+                     "категория", "category"),
     },
     "leads": {
         "source": ("источник", "канал", "utm source", "lead source", "channel"),

@@ -79,7 +79,7 @@ TABLES: dict[str, Table] = {
             _c("title", "str", False), _c("amount", "float", False, limit=1e15), _c("currency", "str", False),
             _c("stage", "str"), _c("status", "str"), _c("created_at", "datetime"),
             _c("closed_at", "datetime", False), _c("loss_reason", "str", False),
-            _c("source", "str", False), _c("region", "str", False),
+            _c("source", "str", False), _c("region", "str", False), _c("pipeline", "str", False),
         ), key="deal_id", required=True),
         Table("stage_history", (
             _c("deal_id", "str"), _c("stage", "str"), _c("entered_at", "datetime"),

@@ -88,7 +88,9 @@ class SourceConfig(BaseModel):
     - `date_formats`: table -> strptime format for all its date columns, or table -> {column:
       format}, for dates the usual formats do not read (`26-02-2018 19:58`); tried first.
     - `tables` (kind "sql"): table -> a table name or a SELECT statement.
-    - `stages`: the pipeline order when the data has no stages table.
+    - `stages`: the stage order when the data has no stages table.
+    - `pipelines` (files and sql too): keep the deals of these pipelines only (names or ids as
+      the deals' `pipeline` column writes them; crm.validate.keep_pipelines); empty = all.
     - `max_file_mb`: a larger export file is refused with a clear error instead of filling memory.
     - kind "amocrm" (a CRM API, crm.connectors; docs/connectors.md): `base_url` (the account
       address), the NAMES of the environment variables holding the secrets (`token_env` for a
@@ -319,7 +321,7 @@ class SourceConfig(BaseModel):
     def _api_keys_need_api_kind(self) -> "SourceConfig":
         """API keys under kind files/sql would be silently ignored, and the reverse: say so."""
         api_keys = ("base_url", "token_env", "client_id_env", "client_secret_env", "refresh_token_env",
-                    "redirect_uri", "pipelines", "custom_fields", "webhook_env", "store_url_env", "store_schema")
+                    "redirect_uri", "custom_fields", "webhook_env", "store_url_env", "store_schema")
         if self.kind in ("files", "sql"):
             stray = [k for k in api_keys if getattr(self, k)]
             if stray:

@@ -1,8 +1,9 @@
 """Soft checks across tables: problems worth telling the admin that do not stop the scan.
 
-Each check returns a DataWarning with a count and the first few examples. Only three checks
+Each check returns a DataWarning with a count and the first few examples. Only four checks
 change the data, and they say so: duplicate ids keep the last row, history rows for deals
-that do not exist are dropped, and an open deal's closed_at (a planned date) is not read.
+that do not exist are dropped, an open deal's closed_at (a planned date) is not read, and
+deals of pipelines outside `[source] pipelines` are left out (keep_pipelines).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crm.data import CrmData
-from crm.errors import DataWarning
+from crm.errors import DataError, DataWarning
 from crm.normalize import lower_text
 from crm.schema import TABLES
 from crm.stages import CLOSING
@@ -98,6 +99,81 @@ def drop_planned_closings(deals: pd.DataFrame) -> tuple[pd.DataFrame, list[DataW
         f"{int(planned.sum())} open deal(s) have a closed_at: for an open deal that is a planned close "
         "date, not a closing; not read (a closing date counts only for won and lost deals)",
         [f"deal {d}: {c:%Y-%m-%d}" for d, c in rows.head(EXAMPLES).itertuples(index=False)],
+    )]
+
+
+PIPELINE_LISTED = 6  # pipelines named in a warning or error, the largest first
+
+
+def _pipeline_counts(deals: pd.DataFrame) -> pd.Series:
+    return deals["pipeline"].dropna().astype(str).str.strip().value_counts()
+
+
+def _counted(counts: pd.Series) -> str:
+    shown = "; ".join(f"{name}: {n:,}" for name, n in counts.head(PIPELINE_LISTED).items())
+    more = len(counts) - PIPELINE_LISTED
+    return shown + (f"; {more} more" if more > 0 else "")
+
+
+def keep_pipelines(frames: dict[str, pd.DataFrame], wanted: list[int | str]) -> list[DataWarning]:
+    """Deals of the pipelines in `wanted` (`[source] pipelines`, names or ids as the deals'
+    `pipeline` column writes them), in place in `frames`, with the stage history, activities and
+    emails of the deals left out; none wanted: all deals, and one warning when they come from
+    several pipelines. A company's pipelines (new sales, renewals, a partner channel) share
+    stage names but not their pace or conversion: pooled, a quiet renewals pipeline makes sales
+    look stalled, and a shift between pipelines reads as a conversion drop."""
+    deals = frames["deals"]
+    has = "pipeline" in deals.columns and deals["pipeline"].notna().any()
+    if not wanted:
+        counts = _pipeline_counts(deals) if has else pd.Series(dtype=int)
+        if len(counts) < 2:
+            return []
+        first = str(counts.index[0]).replace('"', '\\"')
+        return [DataWarning(
+            "several_pipelines", "deals", int(counts.sum()),
+            f"deals come from {len(counts)} pipelines ({_counted(counts)}): their stages, conversion and "
+            f"idle limits are judged as one funnel; to judge one, set [source] pipelines = [\"{first}\"] "
+            "(a config per pipeline for each)",
+        )]
+    if not has:
+        raise DataError(
+            "[source] pipelines names the pipelines to keep, but the deals have no pipeline column",
+            fix="map the export's pipeline column: [source.columns.deals] pipeline = \"<its name>\" "
+                "(\"Pipeline\", \"Воронка\", \"Направление\"), or remove `pipelines`",
+        )
+    names = deals["pipeline"].astype("string").str.strip().str.casefold()
+    keys = {str(w).strip().casefold() for w in wanted}
+    counts = _pipeline_counts(deals)
+    present = {str(c).casefold() for c in counts.index}
+    unknown = [str(w) for w in wanted if str(w).strip().casefold() not in present]
+    if unknown:
+        from crm.source_config import nearest
+
+        close = nearest(unknown[0], [str(c) for c in counts.index])
+        hint = f" (did you mean `{close}`?)" if close else ""
+        raise DataError(
+            f"[source] pipelines: no deal is in pipeline {', '.join(repr(u) for u in unknown)}{hint}",
+            fix=f"use the names (or ids) the deals' pipeline column holds: {_counted(counts)}",
+        )
+    keep = names.isin(keys).to_numpy(dtype=bool, na_value=False)
+    if keep.all():
+        return []
+    frames["deals"] = deals[keep].reset_index(drop=True)
+    kept_ids = frames["deals"]["deal_id"]
+    for table in ("stage_history", "activities", "emails"):
+        frame = frames.get(table)
+        if frame is not None and "deal_id" in frame.columns:
+            other = frame["deal_id"].notna() & ~isin(frame["deal_id"], kept_ids)
+            if other.any():
+                frames[table] = frame[~other.to_numpy(dtype=bool)].reset_index(drop=True)
+    left = counts[~counts.index.astype(str).str.casefold().isin(keys)]
+    no_pipeline = int(deals["pipeline"].isna().sum())
+    return [DataWarning(
+        "other_pipelines", "deals", int((~keep).sum()),
+        f"{int((~keep).sum()):,} deal(s) of other pipelines ({_counted(left)}"
+        + (f"; no pipeline: {no_pipeline:,}" if no_pipeline else "")
+        + ") left out, with their stage history, activities and emails: [source] pipelines keeps "
+        + ", ".join(str(w) for w in wanted),
     )]
 
 
