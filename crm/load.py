@@ -102,8 +102,10 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
-    if source.kind in ("files", "sql"):  # a CRM API source keeps its pipelines when it syncs
-        warnings += keep_pipelines(frames, source.pipelines)
+    # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
+    # has them; the deals' pipeline column holds names): here it gets only the warning when the
+    # deals come from several pipelines.
+    warnings += keep_pipelines(frames, source.pipelines if source.kind in ("files", "sql") else [])
     deals, notes = drop_planned_closings(frames["deals"])
     warnings += notes
     history = frames.get("stage_history")

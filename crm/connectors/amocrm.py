@@ -7,7 +7,7 @@ What maps to what (amoCRM's "leads" are the contract's deals):
   type 1) is not a stage either: a lead waiting there is not yet a deal;
 - leads -> deals (client = the lead's company, else its main contact; amount = price; the
   account currency; loss_reason by name; `source` / `region` from custom fields named in
-  `[source.custom_fields.deals]`);
+  `[source.custom_fields.deals]`; pipeline = the pipeline's name, engine.label_pipelines);
 - `lead_status_changed` events -> stage_history (plus the entry into the first stage at
   creation, or at acceptance for a lead that came in through "Неразобранное");
 - lead notes: calls -> activities, `amomail_message` -> emails (incoming or outgoing); tasks ->
@@ -791,6 +791,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     pipes = con.execute(f"SELECT DISTINCT pipeline_id, pipeline_name FROM {s}.statuses").fetchall()
     included = [int(pid) for pid, name in pipes if _included({"id": pid, "name": name}, source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS pipeline_id", [included])
+    engine.label_pipelines(con, pipes)
     # a store synced before status types were kept has no incoming statuses until the next sync
     typed = "type" in _columns(con, "statuses")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE incoming AS SELECT pipeline_id, id FROM {s}.statuses
@@ -870,9 +871,11 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                to_timestamp(l.created_at) AS created_at,
                CASE WHEN l.status_id IN ({WON}, {LOST}) THEN to_timestamp(l.closed_at) END AS closed_at,
                CASE WHEN l.status_id = {LOST} THEN l.loss_reason END AS loss_reason,
-               {field("deals", "source", "source")}, {field("deals", "region", "region")}
+               {field("deals", "source", "source")}, {field("deals", "region", "region")},
+               coalesce(pl.pipeline, CAST(l.pipeline_id AS VARCHAR)) AS pipeline
         FROM lead l
         LEFT JOIN {s}.statuses st ON st.pipeline_id = l.pipeline_id AND st.id = l.status_id
+        LEFT JOIN pipeline_label pl ON pl.pipeline_id = CAST(l.pipeline_id AS VARCHAR)
         LEFT JOIN last_stage ls ON ls.lead_id = l.id
         ORDER BY l.id""").df()
     if ev:  # else amoCRM served no stage changes: the loader derives the history and says so

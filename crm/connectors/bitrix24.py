@@ -9,7 +9,8 @@ What maps to what:
   when a pipeline has several failure stages); `SOURCE` -> source names; `STATUS` -> lead statuses;
 - crm.deal.list -> deals (client = the deal's company, else its contact; amount = OPPORTUNITY;
   closed_at = when the deal entered its final stage; `source`, `region`, `loss_reason` from
-  the UF_CRM_* fields named in `[source.custom_fields.deals]`);
+  the UF_CRM_* fields named in `[source.custom_fields.deals]`; pipeline = the category's name,
+  its id when the portal serves no names, engine.label_pipelines);
 - crm.stagehistory.list (entityTypeId 2) -> stage_history (TYPE_ID 1 is the creation entry);
 - crm.activity.list -> activities (1 meeting, 2 call, 3 task, 6 to-do) and emails (TYPE_ID 4,
   DIRECTION 1 in / 2 out); activities of a lead give the lead's first response;
@@ -795,6 +796,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     known = set(cats) | {int(r[0]) for r in con.execute(f"SELECT DISTINCT category_id FROM {s}.deals").fetchall()}
     included = [c for c in sorted(known) if _included(c, cats.get(c), source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS category_id", [included])
+    engine.label_pipelines(con, [(c, cats.get(c)) for c in sorted(known)])  # no pipeline list served: ids
     cf = source_config.custom_fields
 
     def value(table: str, column: str, prefix: str, fallback: str = "CAST(NULL AS VARCHAR)") -> str:
@@ -876,8 +878,10 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                to_timestamp(d.date_create) AS created_at,
                CASE WHEN d.semantic IN ('S', 'F') THEN to_timestamp(coalesce(cl.at, d.moved_time)) END AS closed_at,
                CASE WHEN d.semantic = 'F' THEN {value("deals", "loss_reason", "d", failure_stage)} END AS loss_reason,
-               {field("deals", "source", "d", f"coalesce({sources}, d.source_id)")}, {field("deals", "region", "d")}
+               {field("deals", "source", "d", f"coalesce({sources}, d.source_id)")}, {field("deals", "region", "d")},
+               coalesce(pl.pipeline, CAST(d.category_id AS VARCHAR)) AS pipeline
         FROM deal d
+        LEFT JOIN pipeline_label pl ON pl.pipeline_id = CAST(d.category_id AS VARCHAR)
         LEFT JOIN stage cur ON cur.status_id = d.stage_id
         LEFT JOIN last_stage ls ON ls.deal_id = d.id
         LEFT JOIN closing cl ON cl.deal_id = d.id

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import warnings
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,9 +152,27 @@ def tables(con: Any, schema: str) -> set[str]:
 
 
 def included(pipeline_id: Any, name: Any, wanted: list[int | str]) -> bool:
-    """`[source] pipelines` names a pipeline by id or by name; empty means all."""
-    keys = [str(p) for p in wanted]
-    return not keys or str(pipeline_id) in keys or str(name) in keys
+    """`[source] pipelines` names a pipeline by id or by name; empty means all. Case and spaces
+    around a name do not count, as for an export's pipeline column (crm.validate.keep_pipelines)."""
+    keys = {str(p).strip().casefold() for p in wanted}
+    return not keys or str(pipeline_id).strip().casefold() in keys or str(name).strip().casefold() in keys
+
+
+def label_pipelines(con: Any, pipelines: Any) -> None:
+    """Temp table `pipeline_label` (pipeline_id text, pipeline text) from (id, name) pairs: the
+    label the canonical deals' `pipeline` column holds, so the load can say when the deals come
+    from several pipelines (crm.validate.keep_pipelines). The label is the name, how users know
+    a pipeline and how `[source] pipelines` names it; the id (which `[source] pipelines` takes
+    too) when the CRM gave no name, or when two pipelines share one and a name would pool them."""
+    names: dict[str, str] = {}
+    for pid, name in pipelines:
+        if not names.get(str(pid)):  # the first name given for the id
+            names[str(pid)] = str(name).strip() if name is not None else ""
+    shared = Counter(n.casefold() for n in names.values() if n)
+    labels = {pid: name if name and shared[name.casefold()] == 1 else pid for pid, name in names.items()}
+    con.execute("CREATE OR REPLACE TEMP TABLE pipeline_label AS "
+                "SELECT UNNEST(?::VARCHAR[]) AS pipeline_id, UNNEST(?::VARCHAR[]) AS pipeline",
+                [list(labels), list(labels.values())])
 
 
 # --- the store -----------------------------------------------------------------------------------

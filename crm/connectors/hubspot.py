@@ -9,7 +9,7 @@ What maps to what:
 - deals -> deals (client = the deal's first associated company, else its first contact as
   `contact-<id>`; amount; `deal_currency_code`, else the account's currency;
   `closed_lost_reason`; `source` / `region` from the properties named in
-  `[source.custom_fields.deals]`);
+  `[source.custom_fields.deals]`; pipeline = the pipeline's label, engine.label_pipelines);
 - the `dealstage` property history (`propertiesWithHistory=dealstage`) -> stage_history: every
   value the deal's stage took, with its timestamp;
 - emails (`/crm/v3/objects/emails`: `hs_email_direction` INCOMING_EMAIL = in, else out) ->
@@ -681,8 +681,7 @@ def check(source_config: SourceConfig, base_dir: Path | None, *,
 
 
 def _included(pid: Any, label: Any, source_config: SourceConfig) -> bool:
-    wanted = [str(p) for p in source_config.pipelines]
-    return not wanted or str(pid) in wanted or str(label) in wanted
+    return engine.included(pid, label, source_config.pipelines)
 
 
 # --- the store as canonical tables ---------------------------------------------------------------
@@ -704,6 +703,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     pipes = con.execute(f"SELECT DISTINCT pipeline_id, pipeline_label FROM {s}.stages").fetchall()
     included = [str(pid) for pid, label in pipes if _included(pid, label, source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE hs_inc AS SELECT UNNEST(?::VARCHAR[]) AS pipeline_id", [included])
+    engine.label_pipelines(con, pipes)
     cf = source_config.custom_fields
 
     def field(table: str, column: str, alias: str, prefix: str) -> str:
@@ -759,9 +759,11 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                {_ts("d.created_at")} AS created_at,
                CASE WHEN st.is_closed THEN {_ts("d.closed_at")} END AS closed_at,
                CASE WHEN st.status = 'lost' THEN d.loss_reason END AS loss_reason,
-               {field("deals", "source", "source", "d")}, {field("deals", "region", "region", "d")}
+               {field("deals", "source", "source", "d")}, {field("deals", "region", "region", "d")},
+               coalesce(pl.pipeline, d.pipeline_id) AS pipeline
         FROM hs_deal d
         LEFT JOIN {s}.stages st ON st.id = d.stage_id
+        LEFT JOIN pipeline_label pl ON pl.pipeline_id = d.pipeline_id
         LEFT JOIN last_stage ls ON ls.deal_id = d.id
         ORDER BY d.id""").df()
     out["stage_history"] = con.execute(f"""

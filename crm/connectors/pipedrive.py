@@ -9,7 +9,8 @@ What maps to what:
   still open was set aside in Pipedrive and is left out, so it is not chased as stalled;
   client = the deal's organization, else its person as `person-<id>`; amount = value; currency per deal; loss_reason = lost_reason; closed_at =
   close_time; `source` / `region` from custom fields named in `[source.custom_fields.deals]`,
-  an option's id read as its label through the stored field definitions);
+  an option's id read as its label through the stored field definitions; pipeline = the
+  pipeline's name, engine.label_pipelines);
 - the deal's flow (`/api/v1/deals/{id}/flow`, `dealChange` of `stage_id`) -> stage_history,
   plus the entry into the first stage at creation. The flow is per deal, so it is asked for
   only for deals that changed since the cursor and ever moved (`stage_change_time` set), in
@@ -590,6 +591,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     pipes = con.execute(f"SELECT id, name FROM {s}.pipelines").fetchall()
     included = [int(pid) for pid, name in pipes if _included({"id": pid, "name": name}, source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS pipeline_id", [included])
+    engine.label_pipelines(con, pipes)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE deal AS
         SELECT d.*, CASE WHEN d.org_id IS NOT NULL THEN CAST(d.org_id AS VARCHAR)
@@ -626,8 +628,10 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                CASE WHEN d.status IN ('won', 'lost') THEN d.status ELSE 'open' END AS status,
                to_timestamp(d.add_time) AS created_at,
                CASE WHEN d.status IN ('won', 'lost') THEN to_timestamp(d.close_time) END AS closed_at,
-               CASE WHEN d.status = 'lost' THEN d.lost_reason END AS loss_reason, d.custom_fields
-        FROM deal d LEFT JOIN {s}.stages st ON st.id = d.stage_id ORDER BY d.id""").df()
+               CASE WHEN d.status = 'lost' THEN d.lost_reason END AS loss_reason, d.custom_fields,
+               coalesce(pl.pipeline, CAST(d.pipeline_id AS VARCHAR)) AS pipeline
+        FROM deal d LEFT JOIN {s}.stages st ON st.id = d.stage_id
+        LEFT JOIN pipeline_label pl ON pl.pipeline_id = CAST(d.pipeline_id AS VARCHAR) ORDER BY d.id""").df()
     out["stage_history"] = con.execute("""
         SELECT CAST(deal_id AS VARCHAR) AS deal_id, stage, to_timestamp(entered) AS entered_at
         FROM hist ORDER BY entered, deal_id, seq""").df()

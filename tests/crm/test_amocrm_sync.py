@@ -711,3 +711,25 @@ def test_a_token_endpoint_that_reads_only_forms_still_refreshes(fake, tmp_path, 
     stored = TokenFile(tmp_path / "store" / amocrm.TOKEN_FILE).load()
     assert stored is not None and stored.refresh_token in fake.refresh_tokens
     assert load_crm(source).data.deals.set_index("deal_id").loc["2", "amount"] == 5
+
+
+def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_they_are_pooled(monkeypatch, tmp_path):
+    """`[source] pipelines` left empty (the default) syncs every pipeline: each deal names its
+    own, and the load says they are judged as one funnel; one kept (by name as typed, or by id)
+    is said nothing."""
+    server = FakeAmoCRM()
+    _account(server, n=12)
+    monkeypatch.setenv("TEST_AMO_TOKEN", server.long_lived)
+    with ThreadedServer(server) as running:
+        source = _source(running, tmp_path / "store").model_copy(update={"pipelines": []})
+        amocrm.sync(source, None)
+    result = load_crm(source)
+    deals = result.data.deals.set_index("deal_id")
+    assert deals.loc["5000", "pipeline"] == "Сервис" and set(deals.drop(index="5000").pipeline) == {"Продажи"}
+    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
+    assert len(pooled) == 1 and "deals come from 2 pipelines (Продажи: 12; Сервис: 1)" in pooled[0]
+    assert '[source] pipelines = ["Продажи"]' in pooled[0]
+    for kept, name in ((["продажи "], "Продажи"), ([OTHER], "Сервис")):
+        one = load_crm(source.model_copy(update={"pipelines": kept}))
+        assert set(one.data.deals.pipeline) == {name}
+        assert "several_pipelines" not in {w.code for w in one.warnings}

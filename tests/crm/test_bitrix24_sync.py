@@ -552,3 +552,32 @@ def test_a_portal_serving_only_the_methods_named_in_the_task(fake, tmp_path, cap
     _whole(source)
     assert cli_main(["sync", "--config", str(tmp_path / "config.toml"), "--check"]) == 0
     assert "0 (name not served) (included): Новая заявка" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("missing, sales, service", [
+    (set(), "Продажи", "Сервис"),
+    ({"crm.category.list"}, "Продажи", "Сервис"),  # an older portal: crm.dealcategory.* (0 from .default.get)
+    ({"crm.category.list", "crm.dealcategory.list", "crm.dealcategory.default.get"}, "0", "3"),  # no names served
+])
+def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_they_are_pooled(
+        monkeypatch, tmp_path, missing, sales, service):
+    """`[source] pipelines` left empty (the default) syncs every pipeline: each deal names its
+    own (the category's name; its id when the portal serves no names), and the load says they
+    are judged as one funnel; one kept (as the warning names it, or by id) is said nothing."""
+    server = FakeBitrix24()
+    _portal(server, n=12)
+    server.missing_methods = missing
+    with ThreadedServer(server) as running:
+        monkeypatch.setenv("TEST_BX_WEBHOOK", running.webhook)
+        source = _source(tmp_path / "store").model_copy(update={"pipelines": []})
+        bitrix24.sync(source, None)
+    result = load_crm(source)
+    deals = result.data.deals.set_index("deal_id")
+    assert deals.loc["5000", "pipeline"] == service and set(deals.drop(index="5000").pipeline) == {sales}
+    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
+    assert len(pooled) == 1 and f"deals come from 2 pipelines ({sales}: 12; {service}: 1)" in pooled[0]
+    assert f'[source] pipelines = ["{sales}"]' in pooled[0]
+    for kept, name in (([sales], sales), ([3], service)):
+        one = load_crm(source.model_copy(update={"pipelines": kept}))
+        assert set(one.data.deals.pipeline) == {name}
+        assert "several_pipelines" not in {w.code for w in one.warnings}

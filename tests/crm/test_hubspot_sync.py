@@ -480,3 +480,26 @@ def test_a_deal_created_as_won_starts_in_the_first_stage(fake, tmp_path):
     deal = data.deals.set_index("deal_id").loc["9000"]
     assert deal.status == "won" and deal.stage == "Appointment"
     assert data.stage_history[data.stage_history.deal_id == "9000"].stage.tolist() == ["Appointment"]
+
+
+def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_they_are_pooled(monkeypatch, tmp_path):
+    """`[source] pipelines` left empty (the default) syncs every pipeline: each deal names its
+    own (the pipeline's label), and the load says they are judged as one funnel; one kept (by
+    label as typed, or by id) is said nothing."""
+    server = FakeHubSpot()
+    _account(server, n=12)
+    monkeypatch.setenv("TEST_HUBSPOT_TOKEN", server.token)
+    monkeypatch.setattr(hubspot, "SEARCH_PER_SECOND", 100.0)
+    with ThreadedServer(server) as running:
+        source = _source(running, tmp_path / "store").model_copy(update={"pipelines": []})
+        hubspot.sync(source, None)
+    result = load_crm(source)
+    deals = result.data.deals.set_index("deal_id")
+    assert deals.loc["5000", "pipeline"] == "Service" and set(deals.drop(index="5000").pipeline) == {"Sales Pipeline"}
+    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
+    assert len(pooled) == 1 and "deals come from 2 pipelines (Sales Pipeline: 12; Service: 1)" in pooled[0]
+    assert '[source] pipelines = ["Sales Pipeline"]' in pooled[0]
+    for kept, name in ((["sales pipeline"], "Sales Pipeline"), (["svc"], "Service")):
+        one = load_crm(source.model_copy(update={"pipelines": kept}))
+        assert set(one.data.deals.pipeline) == {name}
+        assert "several_pipelines" not in {w.code for w in one.warnings}

@@ -448,3 +448,44 @@ def test_check_config_online_proves_the_token(fake, tmp_path, monkeypatch, capsy
     printed = capsys.readouterr()
     assert "crm: FAILED: pipedrive: Pipedrive refused the API token" in printed.out
     assert "not-the-token-at-all-123" not in printed.out + printed.err
+
+
+def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_they_are_pooled(monkeypatch, tmp_path):
+    """`[source] pipelines` left empty (the default) syncs every pipeline: each deal names its
+    own, and the load says they are judged as one funnel; one kept (by name as typed, or by id)
+    is said nothing."""
+    server = FakePipedrive()
+    _company(server, n=12)
+    monkeypatch.setenv("TEST_PD_TOKEN", server.token)
+    with ThreadedServer(server) as running:
+        source = _source(running, tmp_path / "store").model_copy(update={"pipelines": []})
+        pipedrive.sync(source, None)
+    result = load_crm(source)
+    deals = result.data.deals.set_index("deal_id")
+    assert deals.loc["5000", "pipeline"] == "Сервис" and set(deals.drop(index="5000").pipeline) == {"Продажи"}
+    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
+    assert len(pooled) == 1 and "deals come from 2 pipelines (Продажи: " in pooled[0] and "; Сервис: 1)" in pooled[0]
+    assert '[source] pipelines = ["Продажи"]' in pooled[0]
+    for kept, name in ((["ПРОДАЖИ"], "Продажи"), ([OTHER], "Сервис")):
+        one = load_crm(source.model_copy(update={"pipelines": kept}))
+        assert set(one.data.deals.pipeline) == {name}
+        assert "several_pipelines" not in {w.code for w in one.warnings}
+
+
+def test_two_pipelines_of_one_name_are_told_apart_by_id(monkeypatch, tmp_path):
+    """Two pipelines named alike (a copy of Sales for another office) are two funnels all the
+    same: the deals name them by id, the load says they are pooled, and the id it suggests keeps one."""
+    server = FakePipedrive()
+    _company(server, n=12)
+    server.pipelines[1]["name"] = " продажи"
+    monkeypatch.setenv("TEST_PD_TOKEN", server.token)
+    with ThreadedServer(server) as running:
+        source = _source(running, tmp_path / "store").model_copy(update={"pipelines": []})
+        pipedrive.sync(source, None)
+    result = load_crm(source)
+    deals = result.data.deals.set_index("deal_id")
+    assert deals.loc["5000", "pipeline"] == str(OTHER) and set(deals.drop(index="5000").pipeline) == {str(SALES)}
+    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
+    assert len(pooled) == 1 and f'[source] pipelines = ["{SALES}"]' in pooled[0]
+    one = load_crm(source.model_copy(update={"pipelines": [str(SALES)]}))
+    assert set(one.data.deals.pipeline) == {str(SALES)} and "several_pipelines" not in {w.code for w in one.warnings}
