@@ -200,6 +200,27 @@ def test_pipedrive_batches_and_deletions_work_on_the_postgresql_store(pg, tmp_pa
     assert "5" not in set(load_crm(in_pg).data.deals.deal_id)
 
 
+def test_every_pipeline_synced_into_postgresql_names_each_deal_s_pipeline_as_duckdb_does(pg, tmp_path, monkeypatch):
+    """Bitrix24 with `[source] pipelines` left empty: the deals' pipeline names, and the load's
+    several_pipelines warning, come the same from PostgreSQL as from the DuckDB file."""
+    from tests.crm.test_bitrix24_sync import _portal, _source
+    from tests.fakes.amocrm_server import ThreadedServer
+    from tests.fakes.bitrix24_server import FakeBitrix24
+
+    server = FakeBitrix24()
+    _portal(server, n=12)
+    with ThreadedServer(server) as fake:
+        monkeypatch.setenv("TEST_BX_WEBHOOK", fake.webhook)
+        duck = _source(tmp_path / "duck").model_copy(update={"pipelines": []})
+        in_pg = _in_pg(duck, tmp_path / "pg", pg)
+        bitrix24.sync(in_pg, None)
+        bitrix24.sync(duck, None)
+    assert_same_data(duck, in_pg)
+    result = load_crm(in_pg)
+    assert result.data.deals.pipeline.value_counts().to_dict() == {"Продажи": 12, "Сервис": 1}
+    assert "several_pipelines" in {w.code for w in result.warnings}
+
+
 # --- an interrupted sync ---------------------------------------------------------------------------
 
 @pytest.fixture
