@@ -789,6 +789,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                         fix="run `crm-pulse sync --config <your config>` until it ends without an error")
     s = KIND
     pipes = con.execute(f"SELECT DISTINCT pipeline_id, pipeline_name FROM {s}.statuses").fetchall()
+    engine.check_wanted(pipes, source_config.pipelines, "amoCRM")
     included = [int(pid) for pid, name in pipes if _included({"id": pid, "name": name}, source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS pipeline_id", [included])
     engine.label_pipelines(con, pipes)

@@ -794,6 +794,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
     cats = {int(r[0]): r[1] for r in con.execute(f"SELECT id, name FROM {s}.categories").fetchall()} \
         if "categories" in have else {}
     known = set(cats) | {int(r[0]) for r in con.execute(f"SELECT DISTINCT category_id FROM {s}.deals").fetchall()}
+    engine.check_wanted([(c, cats.get(c)) for c in sorted(known)], source_config.pipelines, "Bitrix24")
     included = [c for c in sorted(known) if _included(c, cats.get(c), source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE inc AS SELECT UNNEST(?::BIGINT[]) AS category_id", [included])
     engine.label_pipelines(con, [(c, cats.get(c)) for c in sorted(known)])  # no pipeline list served: ids

@@ -158,6 +158,25 @@ def included(pipeline_id: Any, name: Any, wanted: list[int | str]) -> bool:
     return not keys or str(pipeline_id).strip().casefold() in keys or str(name).strip().casefold() in keys
 
 
+def check_wanted(pipelines: Any, wanted: list[int | str], crm: str) -> None:
+    """A `[source] pipelines` entry that names no synced pipeline (by id or name, any case) is a
+    DataError listing the pipelines there are: a typo silently left the store's deals out."""
+    pairs = [(str(pid), "" if name is None else str(name)) for pid, name in pipelines]
+    missing = [w for w in wanted if not any(included(pid, name, [w]) for pid, name in pairs)]
+    if not missing:
+        return
+    from crm.source_config import nearest
+
+    names = [name for _, name in pairs if name]
+    close = nearest(str(missing[0]), names) if names else None
+    there = "; ".join(f"{name} (id {pid})" if name else f"id {pid}" for pid, name in pairs) or "none synced yet"
+    raise DataError(
+        f"[source] pipelines: no {crm} pipeline is {', '.join(repr(str(m)) for m in missing)}"
+        + (f" (did you mean `{close}`?)" if close else ""),
+        fix=f"name pipelines by name or id as the CRM has them: {there}; `crm-pulse sync --check` lists them",
+    )
+
+
 def label_pipelines(con: Any, pipelines: Any) -> None:
     """Temp table `pipeline_label` (pipeline_id text, pipeline text) from (id, name) pairs: the
     label the canonical deals' `pipeline` column holds, so the load can say when the deals come

@@ -701,6 +701,7 @@ def raw_tables(con: Any, source_config: SourceConfig) -> dict[str, pd.DataFrame]
                         fix="run `crm-pulse sync --config <your config>` until it ends without an error")
     s = KIND
     pipes = con.execute(f"SELECT DISTINCT pipeline_id, pipeline_label FROM {s}.stages").fetchall()
+    engine.check_wanted(pipes, source_config.pipelines, "HubSpot")
     included = [str(pid) for pid, label in pipes if _included(pid, label, source_config)]
     con.execute("CREATE OR REPLACE TEMP TABLE hs_inc AS SELECT UNNEST(?::VARCHAR[]) AS pipeline_id", [included])
     engine.label_pipelines(con, pipes)

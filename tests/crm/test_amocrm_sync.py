@@ -16,6 +16,7 @@ import pytest
 from bot.cli import main as cli_main
 from crm.connectors import amocrm
 from crm.connectors.tokens import TokenFile
+from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
 from tests.fakes.store import assert_same_store, dies_at, sigkill_when, store_tables, sync_in_child
@@ -733,3 +734,8 @@ def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_th
         one = load_crm(source.model_copy(update={"pipelines": kept}))
         assert set(one.data.deals.pipeline) == {name}
         assert "several_pipelines" not in {w.code for w in one.warnings}
+    # a pipeline nobody has (a typo) is an error naming the pipelines there are, not an empty company
+    with pytest.raises(DataError, match=r"no amoCRM pipeline is 'Продажы'") as err:
+        load_crm(source.model_copy(update={"pipelines": ["Продажы"]}))
+    assert "crm-pulse sync --check" in str(err.value)
+    assert "did you mean `Продажи`" in str(err.value)

@@ -13,6 +13,7 @@ import pytest
 
 from bot.cli import main as cli_main
 from crm.connectors import bitrix24
+from crm.errors import DataError
 from crm.load import load_crm
 from crm.redact import mask
 from crm.source_config import SourceConfig
@@ -581,3 +582,7 @@ def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_th
         one = load_crm(source.model_copy(update={"pipelines": kept}))
         assert set(one.data.deals.pipeline) == {name}
         assert "several_pipelines" not in {w.code for w in one.warnings}
+    # a pipeline nobody has (a typo) is an error naming the pipelines there are, not an empty company
+    with pytest.raises(DataError, match=r"no Bitrix24 pipeline is 'Продажы'") as err:
+        load_crm(source.model_copy(update={"pipelines": ["Продажы"]}))
+    assert "crm-pulse sync --check" in str(err.value)

@@ -470,6 +470,11 @@ def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_th
         one = load_crm(source.model_copy(update={"pipelines": kept}))
         assert set(one.data.deals.pipeline) == {name}
         assert "several_pipelines" not in {w.code for w in one.warnings}
+    # a pipeline nobody has (a typo) is an error naming the pipelines there are, not an empty company
+    with pytest.raises(DataError, match=r"no Pipedrive pipeline is 'Продажы'") as err:
+        load_crm(source.model_copy(update={"pipelines": ["Продажы"]}))
+    assert "crm-pulse sync --check" in str(err.value)
+    assert "did you mean `Продажи`" in str(err.value)
 
 
 def test_two_pipelines_of_one_name_are_told_apart_by_id(monkeypatch, tmp_path):
