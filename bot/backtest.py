@@ -794,6 +794,16 @@ def snapshot_touches_line(data: CrmData) -> str | None:
             "counts below are overstated (a scan of the export's own day is not)")
 
 
+def _learned_days(data: CrmData, specs: dict[str, DetectorSpec], last: datetime) -> str | None:
+    """The company days off the replays learned from the data (all of them are known by the last
+    replayed day), as scan and check-config say them; None when none or nothing counts working time."""
+    from detectors.registry import with_company_calendar
+    from detectors.working_hours import learned_line
+
+    calendar = with_company_calendar(data, specs, last)[1]
+    return learned_line(calendar) if calendar is not None else None
+
+
 def run(args: argparse.Namespace) -> int:
     from bot.cli import UsageError, config_or_default, load_for, err, print_warnings
     from bot.notify_log import Policy
@@ -838,6 +848,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
         print(format_text(report))
+    learned = _learned_days(data, config.detector_specs(), datetime.combine(d_to, at, tz))
+    if learned:
+        err(f"calendar: {learned}")
     over = report.over_budget()
     err(f"{len(report.alerts)} alert(s) over {len(report.runs)} run(s)"
         + (f"; {len(over)} recipient(s) over the daily budget of {budget:g} item(s) a day" if over else ""))

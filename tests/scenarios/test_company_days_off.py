@@ -162,3 +162,28 @@ def test_the_line_names_recent_days_and_counts_older_ones():
     assert line.startswith("no work recorded on 3 earlier days and 24 Mar, 31 Mar, 7 Apr, 14 Apr, 21 Apr, "
                            "28 Apr, 31 Dec 2025, 5-6 Jan 2026: counted as days off; list them in "
                            "[calendar] days_off"), line
+
+
+def test_backtest_names_the_days_it_learned(tmp_path):
+    """The backtest says which days off it learned, as scan and check-config do (it said
+    nothing, so an admin reading a calm January replay could not tell why)."""
+    import contextlib
+    import io
+
+    from bot.cli import main
+
+    folder = write_export(tmp_path / "kz", ExportSpec(seed=3, end=KZ_END, days=120, holiday=REST))
+    cfg = tmp_path / "kz.toml"
+    cfg.write_text(f'timezone = "Asia/Almaty"\n[source]\nkind = "files"\npath = "./{folder.name}"\n', encoding="utf-8")
+    for extra, said in (("", True), ("[calendar]\nlearn_days_off = false\n", False)):
+        cfg.write_text(cfg.read_text(encoding="utf-8").split("[calendar]")[0] + extra, encoding="utf-8")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(["backtest", "--config", str(cfg), "--from", "2025-12-29", "--to", "2026-01-06"])
+        assert rc == 0, err.getvalue()
+        line = [ln for ln in err.getvalue().splitlines() if ln.startswith("calendar: ")]
+        if said:
+            assert line == ["calendar: no work recorded on 31 Dec 2025, 5 Jan 2026: counted as days off; list them "
+                            "in [calendar] days_off to make it explicit, or set learn_days_off = false"], err.getvalue()
+        else:
+            assert line == [], line
