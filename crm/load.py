@@ -70,13 +70,12 @@ def load_crm(
 def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
           now: datetime | None = None) -> LoadResult:
     """Raw frames by canonical table name -> validated CrmData."""
-    missing = [t for t in ("managers", "deals") if t not in raws]
-    if missing:
+    if "deals" not in raws:
         where = "[source.tables]" if source.kind == "sql" else "the data folder"
         raise DataError(
-            f"no {' and no '.join(missing)} table in {where}",
-            fix="provide " + " and ".join(f"{t} (e.g. {t}.csv)" for t in missing)
-            + "; only managers, deals and stage_history are required",
+            f"no deals table in {where}",
+            fix="provide deals (e.g. deals.csv); it is the one table required (managers and stage "
+            "history are derived from it when absent)",
         )
     warnings: list[DataWarning] = []
     frames: dict[str, pd.DataFrame] = {}
@@ -102,6 +101,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
+    if "managers" not in frames:
+        frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone)
+        warnings.append(note)
     # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
     # deals come from several pipelines.
@@ -128,8 +130,28 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     )
     if derived:
         data.origins["stage_history"] = "derived from " + data.origins["deals"]
+    if "managers" not in raws:
+        data.origins["managers"] = "derived from " + data.origins["deals"]
     data, notes = check(data, now)
     return LoadResult(data, warnings + notes)
+
+
+def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: str) -> tuple[pd.DataFrame, DataWarning]:
+    """The managers an export without a managers table implies: everyone a deal (or a lead, an
+    activity, an email) names, the id as the name, active, capacity 1, no team. A deals export
+    from a CRM's web UI has no users file beside it, and its owner column already holds names."""
+    ids = pd.concat([frames[t]["manager_id"] for t in ("deals", "leads", "activities", "emails")
+                     if t in frames and "manager_id" in frames[t].columns], ignore_index=True)
+    ids = pd.Series(pd.unique(ids.dropna().astype(str)), dtype=str)
+    raw = RawTable(pd.DataFrame({"manager_id": ids, "name": ids}), origin="derived from " + origin,
+                   row_offset=1, row_kind="record", text=False)
+    managers, _ = normalize_table("managers", raw, timezone=timezone)
+    return managers.reset_index(drop=True), DataWarning(
+        "managers_derived", "managers", len(managers),
+        f"no managers table: the {len(managers)} people the deals name (manager_id) are the managers, "
+        "each named as written there, all active, capacity 1, one team; give a managers file (manager_id, "
+        "name, active, team, capacity) to mark who left, split teams and name people",
+    )
 
 
 def read_store(source: SourceConfig, base_dir: Path | None) -> dict[str, RawTable]:

@@ -69,7 +69,7 @@ TABLES: dict[str, Table] = {
             _c("manager_id", "str"), _c("name", "str"), _c("email", "str", False),
             _c("region", "str", False), _c("team", "str", False),
             _c("capacity", "float", False, 1.0, limit=1000, smallest=0.01, signed=False), _c("active", "bool", False, True),
-        ), key="manager_id", required=True),
+        ), key="manager_id"),  # optional: derived from the people the deals name (crm.load)
         Table("clients", (
             _c("client_id", "str"), _c("name", "str"), _c("manager_id", "str", False),
             _c("region", "str", False), _c("segment", "str", False),

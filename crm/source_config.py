@@ -403,7 +403,7 @@ class SourceConfig(BaseModel):
                 )
             if not self.tables:
                 raise ValueError(
-                    'kind "sql" needs `[source.tables]`: a table name or SELECT for at least '
-                    "managers, deals and stage_history"
+                    'kind "sql" needs `[source.tables]`: a table name or SELECT for deals at least '
+                    "(and managers and stage_history where you have them)"
                 )
         return self

@@ -107,11 +107,26 @@ def test_file_that_is_not_csv_says_what_it_is(tmp_path, content, says):
     assert says in str(err.value)
 
 
-def test_missing_managers_file_lists_files_found(tmp_path):
+def test_a_deals_file_alone_names_its_managers_with_one_warning(tmp_path):
+    """A CRM web UI exports deals with no users file beside it: the people the deals name are
+    the managers (the loader used to stop with "no managers file")."""
     folder = write(tmp_path, {"deals.csv": DEALS, "notes.txt": "x"})
+    result = load_folder(folder)
+    managers = result.data.managers
+    assert managers["manager_id"].tolist() == ["m1", "m2"] and managers["name"].tolist() == ["m1", "m2"]
+    assert managers["active"].all() and (managers["capacity"] == 1.0).all()
+    assert result.data.origins["managers"] == "derived from deals.csv"
+    note = [str(w) for w in result.warnings if w.code == "managers_derived"]
+    assert len(note) == 1 and "no managers table: the 2 people the deals name" in note[0]
+    assert "give a managers file (manager_id, name, active, team, capacity)" in note[0]
+    assert "unknown_manager" not in {w.code for w in result.warnings}
+
+
+def test_missing_deals_file_lists_files_found(tmp_path):
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "notes.txt": "x"})
     with pytest.raises(DataError) as err:
         load_folder(folder)
-    assert "no managers" in str(err.value) and "deals.csv" in str(err.value)
+    assert "no deals" in str(err.value) and "managers.csv" in str(err.value)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -113,8 +113,8 @@ def test_sql_source_without_required_tables(tmp_path):
     engine = sa.create_engine(url)
     _fill(engine)
     engine.dispose()
-    with pytest.raises(DataError, match=r"no managers table in \[source.tables\]"):
-        load_crm(_source(url=url, tables={"deals": "crm_deals"}))
+    with pytest.raises(DataError, match=r"no deals table in \[source.tables\]"):
+        load_crm(_source(url=url, tables={"managers": "users"}))
 
 
 @pytest.mark.postgres
