@@ -102,7 +102,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         warnings += notes + dup_notes
 
     if "managers" not in frames:
-        frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone)
+        nobody = {str(v) for t, fill in source.fill.items() if (v := fill.get("manager_id")) is not None}
+        frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone, nobody)
         warnings.append(note)
     # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
@@ -136,13 +137,17 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     return LoadResult(data, warnings + notes)
 
 
-def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: str) -> tuple[pd.DataFrame, DataWarning]:
+def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: str,
+                        nobody: set[str] = frozenset()) -> tuple[pd.DataFrame, DataWarning]:
     """The managers an export without a managers table implies: everyone a deal (or a lead, an
     activity, an email) names, the id as the name, active, capacity 1, no team. A deals export
-    from a CRM's web UI has no users file beside it, and its owner column already holds names."""
+    from a CRM's web UI has no users file beside it, and its owner column already holds names.
+    `nobody`: the `[source.fill] manager_id` constants (an owner the CRM cleared, "No owner"):
+    not a person, so those deals stay without a manager (stalled_deal hands them to the director)."""
     ids = pd.concat([frames[t]["manager_id"] for t in ("deals", "leads", "activities", "emails")
                      if t in frames and "manager_id" in frames[t].columns], ignore_index=True)
     ids = pd.Series(pd.unique(ids.dropna().astype(str)), dtype=str)
+    ids = ids[~ids.isin(nobody)].reset_index(drop=True)
     raw = RawTable(pd.DataFrame({"manager_id": ids, "name": ids}), origin="derived from " + origin,
                    row_offset=1, row_kind="record", text=False)
     managers, _ = normalize_table("managers", raw, timezone=timezone)

@@ -368,3 +368,17 @@ def test_calm_exports_raise_no_conversion_alarm_and_a_planted_drop_is_found(tmp_
     rc, out, err = run_cli("scan", "--config", str(planted), "--now", NOW.isoformat(), "--format", "json")
     drops = [i for i in json.loads(out) if i["detector"] == "conversion_drop"]
     assert len(drops) == 1 and not drops[0]["facts"].get("drivers"), drops
+
+
+def test_a_deals_export_alone_still_hands_ownerless_deals_to_the_director(tmp_path):
+    """No managers.csv at all (a web UI exports none): the owners the deals name are the managers,
+    said in one warning, and the filled "No owner" is not taken for a person: its deals are
+    still one director item."""
+    left = spec(8, abandoned=("m8", 10), abandoned_days=(100, 150))
+    config = exported(tmp_path, "hs", WebExport("hubspot", left, departed=1, dates="iso"), touches=True)
+    (tmp_path / "hs" / "managers.csv").unlink()
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    assert "no managers table: the " in err and "people the deals name" in err, err
+    nobody = [i for i in json.loads(out) if i["detector"] == "stalled_deal" and i["facts"].get("manager_id") == "No owner"]
+    assert len(nobody) == 1 and nobody[0]["audience"]["role"] == "director", nobody
