@@ -17,7 +17,9 @@ from crm.errors import DataError
 from crm.load import load_crm
 from crm.redact import mask
 from crm.source_config import SourceConfig
-from tests.fakes.store import assert_same_store, dies_at, sigkill_when, store_tables, sync_in_child
+from tests.fakes.store import (
+    assert_pipelines_pooled_then_kept, assert_same_store, dies_at, sigkill_when, store_tables, sync_in_child,
+)
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.bitrix24_server import FakeBitrix24
 
@@ -572,17 +574,6 @@ def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_th
         monkeypatch.setenv("TEST_BX_WEBHOOK", running.webhook)
         source = _source(tmp_path / "store").model_copy(update={"pipelines": []})
         bitrix24.sync(source, None)
-    result = load_crm(source)
-    deals = result.data.deals.set_index("deal_id")
-    assert deals.loc["5000", "pipeline"] == service and set(deals.drop(index="5000").pipeline) == {sales}
-    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
-    assert len(pooled) == 1 and f"deals come from 2 pipelines ({sales}: 12; {service}: 1)" in pooled[0]
-    assert f'[source] pipelines = ["{sales}"]' in pooled[0]
-    for kept, name in (([sales], sales), ([3], service)):
-        one = load_crm(source.model_copy(update={"pipelines": kept}))
-        assert set(one.data.deals.pipeline) == {name}
-        assert "several_pipelines" not in {w.code for w in one.warnings}
-    # a pipeline nobody has (a typo) is an error naming the pipelines there are, not an empty company
-    with pytest.raises(DataError, match=r"no Bitrix24 pipeline is 'Продажы'") as err:
-        load_crm(source.model_copy(update={"pipelines": ["Продажы"]}))
-    assert "crm-pulse sync --check" in str(err.value)
+    assert_pipelines_pooled_then_kept(source, service=service, sales=sales,
+                                      said=(f"deals come from 2 pipelines ({sales}: 12; {service}: 1)",),
+                                      kept=(([sales], sales), ([3], service)), crm="Bitrix24", typo="Продажы")

@@ -15,7 +15,9 @@ from crm.connectors import hubspot
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
-from tests.fakes.store import assert_same_store, dies_at, sigkill_when, sync_in_child
+from tests.fakes.store import (
+    assert_pipelines_pooled_then_kept, assert_same_store, dies_at, sigkill_when, sync_in_child,
+)
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.hubspot_server import FakeHubSpot
 
@@ -493,18 +495,7 @@ def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_th
     with ThreadedServer(server) as running:
         source = _source(running, tmp_path / "store").model_copy(update={"pipelines": []})
         hubspot.sync(source, None)
-    result = load_crm(source)
-    deals = result.data.deals.set_index("deal_id")
-    assert deals.loc["5000", "pipeline"] == "Service" and set(deals.drop(index="5000").pipeline) == {"Sales Pipeline"}
-    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
-    assert len(pooled) == 1 and "deals come from 2 pipelines (Sales Pipeline: 12; Service: 1)" in pooled[0]
-    assert '[source] pipelines = ["Sales Pipeline"]' in pooled[0]
-    for kept, name in ((["sales pipeline"], "Sales Pipeline"), (["svc"], "Service")):
-        one = load_crm(source.model_copy(update={"pipelines": kept}))
-        assert set(one.data.deals.pipeline) == {name}
-        assert "several_pipelines" not in {w.code for w in one.warnings}
-    # a pipeline nobody has (a typo) is an error naming the pipelines there are, not an empty company
-    with pytest.raises(DataError, match=r"no HubSpot pipeline is 'Sales Pipelin'") as err:
-        load_crm(source.model_copy(update={"pipelines": ["Sales Pipelin"]}))
-    assert "crm-pulse sync --check" in str(err.value)
-    assert "did you mean `Sales Pipeline`" in str(err.value)
+    assert_pipelines_pooled_then_kept(source, service="Service", sales="Sales Pipeline",
+                                      said=("deals come from 2 pipelines (Sales Pipeline: 12; Service: 1)",),
+                                      kept=((["sales pipeline"], "Sales Pipeline"), (["svc"], "Service")),
+                                      crm="HubSpot", typo="Sales Pipelin", close="Sales Pipeline")

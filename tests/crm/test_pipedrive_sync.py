@@ -15,7 +15,9 @@ from crm.connectors import pipedrive
 from crm.errors import DataError
 from crm.load import load_crm
 from crm.source_config import SourceConfig
-from tests.fakes.store import assert_same_store, dies_at, sigkill_when, sync_in_child
+from tests.fakes.store import (
+    assert_pipelines_pooled_then_kept, assert_same_store, dies_at, sigkill_when, sync_in_child,
+)
 from tests.fakes.amocrm_server import ThreadedServer
 from tests.fakes.pipedrive_server import FakePipedrive
 
@@ -460,21 +462,10 @@ def test_every_pipeline_synced_each_deal_names_its_pipeline_and_the_load_says_th
     with ThreadedServer(server) as running:
         source = _source(running, tmp_path / "store").model_copy(update={"pipelines": []})
         pipedrive.sync(source, None)
-    result = load_crm(source)
-    deals = result.data.deals.set_index("deal_id")
-    assert deals.loc["5000", "pipeline"] == "Сервис" and set(deals.drop(index="5000").pipeline) == {"Продажи"}
-    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
-    assert len(pooled) == 1 and "deals come from 2 pipelines (Продажи: " in pooled[0] and "; Сервис: 1)" in pooled[0]
-    assert '[source] pipelines = ["Продажи"]' in pooled[0]
-    for kept, name in ((["ПРОДАЖИ"], "Продажи"), ([OTHER], "Сервис")):
-        one = load_crm(source.model_copy(update={"pipelines": kept}))
-        assert set(one.data.deals.pipeline) == {name}
-        assert "several_pipelines" not in {w.code for w in one.warnings}
-    # a pipeline nobody has (a typo) is an error naming the pipelines there are, not an empty company
-    with pytest.raises(DataError, match=r"no Pipedrive pipeline is 'Продажы'") as err:
-        load_crm(source.model_copy(update={"pipelines": ["Продажы"]}))
-    assert "crm-pulse sync --check" in str(err.value)
-    assert "did you mean `Продажи`" in str(err.value)
+    assert_pipelines_pooled_then_kept(source, service="Сервис", sales="Продажи",
+                                      said=("deals come from 2 pipelines (Продажи: ", "; Сервис: 1)"),
+                                      kept=((["ПРОДАЖИ"], "Продажи"), ([OTHER], "Сервис")),
+                                      crm="Pipedrive", typo="Продажы", close="Продажи")
 
 
 def test_two_pipelines_of_one_name_are_told_apart_by_id(monkeypatch, tmp_path):

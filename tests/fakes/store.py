@@ -84,3 +84,33 @@ def sigkill_when(fake: Any, child: Any, hit: Any, timeout: float = 60) -> None:
         assert child.wait(timeout) == -signal.SIGKILL
     finally:
         fake.on_call = None
+
+
+def assert_pipelines_pooled_then_kept(source: Any, *, service: str, sales: str, said: tuple[str, ...],
+                                      kept: tuple[tuple[list, str], ...], crm: str, typo: str,
+                                      close: str | None = None) -> None:
+    """A store synced with every pipeline (`source.pipelines` empty): deal 5000 is in `service`,
+    the rest in `sales`; the load says they are pooled (each of `said` in its one warning) and
+    suggests keeping `sales`; each `kept` ([pipelines], name) keeps that pipeline's deals, said
+    nothing; a `typo` is an error naming the CRM's pipelines (and `close`, the nearest)."""
+    import pytest
+
+    from crm.errors import DataError
+    from crm.load import load_crm
+
+    result = load_crm(source)
+    deals = result.data.deals.set_index("deal_id")
+    assert deals.loc["5000", "pipeline"] == service and set(deals.drop(index="5000").pipeline) == {sales}
+    pooled = [str(w) for w in result.warnings if w.code == "several_pipelines"]
+    assert len(pooled) == 1 and all(part in pooled[0] for part in said), pooled
+    assert f'[source] pipelines = ["{sales}"]' in pooled[0]
+    for wanted, name in kept:
+        one = load_crm(source.model_copy(update={"pipelines": wanted}))
+        assert set(one.data.deals.pipeline) == {name}
+        assert "several_pipelines" not in {w.code for w in one.warnings}
+    # a pipeline nobody has (a typo) is an error naming the pipelines there are, not an empty company
+    with pytest.raises(DataError, match=f"no {crm} pipeline is '{typo}'") as err:
+        load_crm(source.model_copy(update={"pipelines": [typo]}))
+    assert "crm-pulse sync --check" in str(err.value)
+    if close:
+        assert f"did you mean `{close}`" in str(err.value)
