@@ -137,7 +137,7 @@ def keep_pipelines(frames: dict[str, pd.DataFrame], wanted: list[int | str]) -> 
         )]
     if not has:
         raise DataError(
-            "[source] pipelines names the pipelines to keep, but the deals have no pipeline column",
+            "[source] pipelines names the pipelines to keep, but the deals' pipeline column is absent or empty",
             fix="map the export's pipeline column: [source.columns.deals] pipeline = \"<its name>\" "
                 "(\"Pipeline\", \"Воронка\", \"Направление\"), or remove `pipelines`",
         )

@@ -86,5 +86,15 @@ def test_a_pipeline_that_no_deal_is_in_is_an_error_with_the_names_there_are(two_
 
 def test_pipelines_without_a_pipeline_column_say_how_to_map_it(two_pipelines):
     folder, _ = two_pipelines
-    with pytest.raises(DataError, match=r"deals have no pipeline column.*\[source.columns.deals\] pipeline = "):
+    with pytest.raises(DataError, match=r"deals' pipeline column is absent or empty.*\[source.columns.deals\] pipeline = "):
         load_crm(SourceConfig(path=str(folder), pipelines=["Продажи"]), timezone="Asia/Almaty", now=DEMO_NOW)
+
+
+def test_pipelines_with_an_empty_pipeline_column_say_so_too(two_pipelines, tmp_path):
+    folder, _ = two_pipelines
+    deals = pd.read_csv(folder / "deals.csv", dtype=str).assign(Воронка="")
+    (tmp_path / "deals.csv").write_text(deals.to_csv(index=False), encoding="utf-8")
+    for name in ("managers.csv", "stage_history.csv", "stages.csv"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    with pytest.raises(DataError, match=r"the deals' pipeline column is absent or empty"):
+        _load(tmp_path, pipelines=["Продажи"])
