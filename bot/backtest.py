@@ -108,6 +108,7 @@ class BacktestReport:
     max_items: int | None = 10  # the digest's limit on full items (None: not modelled)
     held: Counter = field(default_factory=Counter)  # recipient -> (run, insight) due but held back by the digest
     subjects: dict[str, str] = field(default_factory=dict)  # fingerprint -> what it is about, for the warnings
+    learned_days: str | None = None  # working_hours.learned_line of the last replay's calendar
 
     @property
     def weeks(self) -> float:
@@ -238,6 +239,7 @@ def subject_label(insight: Insight) -> str:
 def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, float] | None = None,
               partial: dict[str, list[str]] | None = None, as_of: datetime | None = None,
               until: datetime | None = None,
+              specs_at: Callable[[datetime], dict[str, DetectorSpec]] | None = None,
               ) -> tuple[dict[str, Callable[[datetime], list[Insight]]], dict[str, str]]:
     """One `now -> insights` function per enabled detector, prepared once where the module allows it.
 
@@ -254,10 +256,11 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
     the days off the data shows before that `now` (as a scan then would: registry.
     with_company_calendar): the quiet days are counted once up to `until` (the last replayed
     moment) and cut at each `now`; a detector is prepared again only when that set changes.
+    `specs_at` (_specs_on_calendar): given by backtest, which reads the last day's calendar too.
     """
     out: dict[str, Callable[[datetime], list[Insight]]] = {}
     skipped: dict[str, str] = {}
-    specs_at = _specs_on_calendar(data, specs, until)
+    specs_at = specs_at or _specs_on_calendar(data, specs, until)
     for name, det in REGISTRY.items():
         spec = specs.get(name) or det.spec()
         if not_opted_in(det, spec):
@@ -581,7 +584,8 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     runs = run_times(start, end, every)
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
-    fns, skipped = replayers(data, specs, seconds, partial, as_of=start, until=end)
+    specs_at = _specs_on_calendar(data, specs, end)
+    fns, skipped = replayers(data, specs, seconds, partial, as_of=start, until=end, specs_at=specs_at)
     for name, reason in detector_notes(data).items():  # as scan reports them: it would say nothing,
         if name in fns:                                 # so it is skipped, not replayed, and has no parts
             skipped.setdefault(name, reason)
@@ -590,6 +594,7 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, partial=partial,
                             detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items)
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
+    report.learned_days = _learned_days(specs_at(end))
     dedup = Dedup(policy)
     it: Iterator[datetime] = iter(runs)
     if progress is not None:
@@ -794,14 +799,14 @@ def snapshot_touches_line(data: CrmData) -> str | None:
             "counts below are overstated (a scan of the export's own day is not)")
 
 
-def _learned_days(data: CrmData, specs: dict[str, DetectorSpec], last: datetime) -> str | None:
-    """The company days off the replays learned from the data (all of them are known by the last
-    replayed day), as scan and check-config say them; None when none or nothing counts working time."""
-    from detectors.registry import with_company_calendar
+def _learned_days(specs: dict[str, DetectorSpec]) -> str | None:
+    """The company days off the replays learned from the data, from the last replay's specs (all
+    are known by then), as scan and check-config say them; None when none or nothing counts
+    working time."""
     from detectors.working_hours import learned_line
 
-    calendar = with_company_calendar(data, specs, last)[1]
-    return learned_line(calendar) if calendar is not None else None
+    calendars = [sp.calendar for sp in specs.values() if sp.enabled and getattr(sp, "calendar", None) is not None]
+    return learned_line(calendars[0]) if calendars else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -848,9 +853,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
         print(format_text(report))
-    learned = _learned_days(data, config.detector_specs(), datetime.combine(d_to, at, tz))
-    if learned:
-        err(f"calendar: {learned}")
+    if report.learned_days:
+        err(f"calendar: {report.learned_days}")
     over = report.over_budget()
     err(f"{len(report.alerts)} alert(s) over {len(report.runs)} run(s)"
         + (f"; {len(over)} recipient(s) over the daily budget of {budget:g} item(s) a day" if over else ""))
