@@ -63,10 +63,24 @@ def _metric_lines(ctx: Ctx, metric: str, m: dict, over: list[dict], under: list[
     return out
 
 
-def _plan_line(ctx: Ctx, metric: str, moves: list[dict]) -> Line:
+def _plan_person(ctx: Ctx, who: str, load: dict | None) -> Line:
+    """A giver or taker the lines above do not name gets their count ("Данияр Ахметов (сейчас
+    15)"): otherwise a director cannot see why the plan picked them."""
+    if not load or load.get("role") not in ("giver", "taker"):
+        return ctx.t("{m}", "{m}", m=name(who))
+    cap = float(load.get("capacity") or 1)
+    if abs(cap - 1) > 1e-9:
+        return ctx.t("{m} (сейчас {v} при ставке {c})", "{m} (now {v} at {c} FTE)",
+                     m=name(who), v=ctx.num(load["value"]), c=ctx.num(cap))
+    return ctx.t("{m} (сейчас {v})", "{m} (now {v})", m=name(who), v=ctx.num(load["value"]))
+
+
+def _plan_line(ctx: Ctx, metric: str, moves: list[dict], loads: list[dict]) -> Line:
     word = "deal" if metric == "open_deals" else "next_lead"
+    by_id = {r["manager_id"]: r for r in loads}
     parts = [ctx.t("{n}: {a} → {b}", "{n}: {a} → {b}", n=accusative(ctx, int(x["count"]), word),
-                   a=name(x["from_manager_name"]), b=name(x["to_manager_name"])) for x in moves]
+                   a=_plan_person(ctx, x["from_manager_name"], by_id.get(x["from_manager_id"])),
+                   b=_plan_person(ctx, x["to_manager_name"], by_id.get(x["to_manager_id"]))) for x in moves]
     if metric == "open_deals":
         return ctx.t("Передайте {p}.", "Hand over {p}.", p=_joined(parts, "; "))
     return ctx.t("Направьте {p}.", "Route the next {p}.", p=_joined(parts, "; "))
@@ -102,7 +116,8 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         body.append(ctx.t("Случайным разбросом это не объяснить (точный тест с поправкой на число сравнений).",
                           "It is not chance (an exact test, corrected for the number of comparisons)."))
     plan = f.get("plan") or {}
-    steps = [_plan_line(ctx, metric, plan[metric]) for metric in ("open_deals", "new_leads") if plan.get(metric)]
+    steps = [_plan_line(ctx, metric, plan[metric], (metrics.get(metric) or {}).get("loads") or [])
+             for metric in ("open_deals", "new_leads") if plan.get(metric)]
     if steps:
         action = _joined(steps, " ")
     else:
