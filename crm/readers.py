@@ -11,6 +11,7 @@ import codecs
 import csv
 import re
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
@@ -71,13 +72,14 @@ def read_file(path: Path, columns: list[str] | None = None,
         suffix = path.suffix.lower()
         if suffix == ".parquet":
             return read_parquet(path, columns, expected, max_mb=max_mb)
+        if suffix in (".xls", ".xlsx") and _is_html(_head(path)):
+            return read_html_table(path, expected)  # Bitrix24's "Excel" export
         if suffix == ".xlsx":
             return read_xlsx(path, expected)
         if suffix == ".xls":
             raise DataError(
-                "old Excel .xls files are not supported"
-                + (" (this one is a web page saved with an .xls name)" if _is_html(_head(path)) else ""),
-                file=path.name, fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
+                "old Excel .xls files are not supported", file=path.name,
+                fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
             )
         return read_csv(path, expected)
     except OSError as exc:
@@ -311,6 +313,14 @@ def _is_html(data: bytes) -> bool:
         or b"<table" in head[:1024]
 
 
+def is_html_table(path: Path) -> bool:
+    """A web page saved with a spreadsheet name (Bitrix24's "Excel" export): read as a table."""
+    try:
+        return path.is_file() and _is_html(_head(path))  # is_file: never open a named pipe
+    except OSError:
+        return False
+
+
 def _refuse_non_csv(data: bytes, name: str, *, whole: bool = True) -> None:
     """`data`: the file's first bytes; `whole` when that is all of it."""
     if whole and not data.strip():
@@ -533,6 +543,100 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     return RawTable(frame, name, header_guess=guess)
 
 
+def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:
+    """A web page holding one table, saved with an .xls/.xlsx name: Bitrix24's "Excel" export.
+
+    Read with the standard library's HTML parser (no lxml): the first table's rows, <th> and
+    <td> cells as text (entities decoded, <br> as a line break); the first row is the header.
+    """
+    name = path.name
+    data = path.read_bytes()
+    meta = re.search(rb"charset\s*=\s*[\"']?([\w-]+)", data[:4096], re.IGNORECASE)
+    encoding = meta[1].decode("ascii").lower() if meta else detect_encoding(data)
+    try:
+        text = data.decode(encoding)
+    except (LookupError, UnicodeError):
+        encoding = detect_encoding(data)
+        text = data.decode(encoding, errors="replace")
+    parser = _TableParser()
+    parser.feed(text)
+    parser.close()
+    rows = parser.rows
+    if not rows:
+        raise DataError("this web page (saved with an Excel name) holds no table", file=name,
+                        fix="export the list from the CRM again, or as CSV")
+    width = max(len(r) for r in rows)
+    if width > MAX_COLUMNS:
+        raise DataError(
+            f"the table has {width:,} columns, more than the {MAX_COLUMNS:,} a CRM table can have",
+            file=name, fix="export only the columns crm-pulse uses (see the README)")
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    header, body = rows[0], rows[1:]
+    found = find_header(header, body[:HEADER_SEARCH_ROWS], expected)
+    skip = 0
+    if found is not None:
+        header, body, skip = body[found], body[found + 1:], found + 1
+    frame = pd.DataFrame(body, columns=_unique([c.strip() for c in header]), dtype=object)
+    frame = frame.replace("", None)
+    frame.index = pd.RangeIndex(len(frame))
+    blank = frame.isna().all(axis=1)
+    if blank.any():
+        frame = frame[~blank]
+    return RawTable(frame, name, row_offset=2 + skip)
+
+
+class _TableParser(HTMLParser):
+    """Rows of the first top-level <table> (nested tables' cells stay in their outer cell)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str]] = []
+        self._depth = 0
+        self._done = False
+        self._cell: list[str] | None = None
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if self._done:
+            return
+        if tag == "table":
+            self._depth += 1
+        elif self._depth == 1 and tag == "tr":
+            self._row = []
+        elif self._depth == 1 and tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "br" and self._cell is not None:
+            self._cell.append("\n")
+
+    def handle_endtag(self, tag):
+        if self._done:
+            return
+        if tag == "table":
+            self._depth -= 1
+            self._done = self._depth == 0
+            self._end_row()
+        elif self._depth == 1 and tag in ("td", "th"):
+            self._end_cell()
+        elif self._depth == 1 and tag == "tr":
+            self._end_row()
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def _end_cell(self) -> None:
+        if self._cell is not None and self._row is not None:
+            lines = "".join(self._cell).split("\n")
+            self._row.append("\n".join(" ".join(ln.split()) for ln in lines).strip())
+        self._cell = None
+
+    def _end_row(self) -> None:
+        self._end_cell()
+        if self._row is not None:
+            self.rows.append(self._row)
+        self._row = None
+
+
 def _refuse_wide_xlsx(path: Path, name: str) -> None:
     """The sheet's declared size, read before its cells: a 100,000-column sheet is refused."""
     import zipfile
@@ -562,10 +666,6 @@ def _refuse_non_xlsx(head: bytes, name: str) -> None:
         return
     fix = ("open it in Excel or LibreOffice and save it as an Excel workbook (.xlsx) or as CSV, "
            "then put that file in the folder")
-    if _is_html(head):
-        raise DataError(
-            "this is a web page (an HTML table) saved with an .xlsx name, not an Excel workbook; "
-            "Bitrix24 \"Excel\" exports are like this", file=name, fix=fix)
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise DataError("this is an old Excel .xls file saved with an .xlsx name", file=name, fix=fix)
     if head.lstrip(codecs.BOM_UTF8 + b" \t\r\n").startswith(b"<?xml"):
