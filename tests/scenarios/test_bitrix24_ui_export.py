@@ -143,3 +143,14 @@ def test_a_planted_drop_in_an_excel_export_is_found_in_russian_and_english(tmp_p
         if lang == "ru":
             text = drops[0]["text"].split("Статистика")[0]
             assert "выигрыва" in text and not ENGLISH_PHRASE.findall(text), text
+
+
+def test_stale_export_summary_in_russian_writes_the_age_as_russian_does(tmp_path):
+    """A Bitrix24 export read 12 days later: the Russian summary said "11.8 дн. назад" (an English
+    decimal point and a cut word in a Russian sentence)."""
+    config = exported(tmp_path, "old", Bitrix24Export(spec(1)))
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", (END + timedelta(days=11.8)).isoformat())
+    assert rc == 0, err
+    summary = next(ln for ln in out.splitlines() if "данные устарели" in ln)
+    assert re.search(r"11,9\s?дня назад", summary), summary
+    assert not re.search(r"\d\.\d+ дн", summary), summary
