@@ -154,3 +154,42 @@ def test_stale_export_summary_in_russian_writes_the_age_as_russian_does(tmp_path
     summary = next(ln for ln in out.splitlines() if "данные устарели" in ln)
     assert re.search(r"11,9\s?дня назад", summary), summary
     assert not re.search(r"\d\.\d+ дн", summary), summary
+
+
+# README's recipe for a deals-only export, with Bitrix24's «Дата изменения» as the latest touch.
+TOUCHES = '''
+[source.columns.activities]
+activity_id = "ID"
+deal_id = "ID"
+manager_id = "Ответственный"
+done_at = "Дата изменения"
+
+[source.fill.activities]
+type = "task"
+'''
+
+
+def with_touches(config: Path) -> Path:
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('leads = "LEAD_20261120.csv"\n', 'leads = "LEAD_20261120.csv"\nactivities = "DEAL_20261120.csv"\n')
+    config.write_text(text + TOUCHES, encoding="utf-8")
+    return config
+
+
+def test_preview_counts_what_the_digest_shows(tmp_path):
+    """A manager who left 15 deals behind (his name stays on them, as Bitrix24 keeps a fired
+    user's name): one director item; another manager's two stalled deals are one grouped item.
+    The preview said "3 item(s) for this person; the digest shows 3 in full" above a digest
+    headed "2 items": the admin could not tell which count is right."""
+    gone = spec(7, inactive_flagged=1, abandoned=("m9", 15), abandoned_days=(95, 110))
+    config = with_touches(exported(tmp_path, "gone", Bitrix24Export(gone), lang="en"))
+    rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", NOW.isoformat(),
+                           "--no-state")
+    assert rc == 0, err
+    assert "Stalled deals of a manager with no work in the CRM (Сергей Волков): 15" in out, out
+    header = re.search(r"your digest for \d+\s\w+: (\d+)\sitems", out)
+    summary = re.search(r"director: (\d+) item\(s\) for this person; the digest shows (\d+) in full", out + err)
+    assert header and summary, out + err
+    if int(summary[2]) != int(header[1]):
+        assert f"as {header[1]} digest item(s)" in out + err, out + err
+    assert int(summary[2]) > int(header[1])  # the case this test is about: grouping happened
