@@ -352,6 +352,11 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
                 r"needs at least (\d+) with >= (\d+) converted and >= (\d+) not: .*$"),
      r"мало заявок с итогом для оценки: \1 (сконвертировано \2, нет \3), нужно не меньше \4, "
      r"из них сконвертированных \5 и несконвертированных \6"),
+    (re.compile(r"^no lead status says (converted|not converted) \((\d+) converted, (\d+) not; statuses that say "
+                r"neither: (.+)\): list yours in \[detectors\.lead_score\] converted_statuses and not_converted_statuses$"),
+     lambda m: (f"ни один статус заявки не означает «{'сконвертирована' if m[1] == 'converted' else 'не сконвертирована'}» "
+                f"(сконвертировано {m[2]}, нет {m[3]}; статусы без итога: {m[4]}): перечислите свои в "
+                "[detectors.lead_score] converted_statuses и not_converted_statuses")),
     (re.compile(r"^not enough lead outcomes on both sides of the backtest cutoff.*$"),
      "мало заявок с итогом, чтобы проверить оценку на прошлом"),
     (re.compile(r"^the lead model does not beat the base rate on the backtest: .*$"),

@@ -193,3 +193,41 @@ def test_preview_counts_what_the_digest_shows(tmp_path):
     if int(summary[2]) != int(header[1]):
         assert f"as {header[1]} digest item(s)" in out + err, out + err
     assert int(summary[2]) > int(header[1])  # the case this test is about: grouping happened
+
+
+# --- Bitrix24's lead stages as outcomes -----------------------------------------------------------
+
+LEAD_SCORE = '\n[detectors.lead_score]\nenabled = true\n'
+
+
+def test_lead_statuses_no_list_knows_are_named_with_where_to_list_them(tmp_path):
+    """Bitrix24's lead stages («Качественный лид», «Некачественный лид») are in neither default
+    list: lead_score said "0 leads with an outcome (0 converted, 0 not)" and never which statuses
+    it had seen or where to list them."""
+    config = exported(tmp_path, "leads", Bitrix24Export(spec(1)))
+    config.write_text(config.read_text(encoding="utf-8") + LEAD_SCORE, encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    line = next(ln for ln in err.splitlines() if ln.startswith("skipped lead_score"))
+    assert "'Качественный лид' (" in line and "converted_statuses and not_converted_statuses" in line, line
+    summary = next(ln for ln in out.splitlines() if "не проверено" in ln)
+    part = summary.split("кому звонить первым (", 1)[1].split("); ", 1)[0]
+    assert "ни один статус заявки" in part and "'Качественный лид' (" in part, part
+    assert not ENGLISH_PHRASE.findall(part.replace("converted_statuses", "").replace("not_converted_statuses", "")), part
+
+
+def test_leads_mapped_to_not_converted_count_as_not_converted(tmp_path):
+    """predict.leads names the outcomes `converted` and `not_converted`; an admin who mapped
+    [source.values.leads.status] "Некачественный лид" = "not_converted" got 0 not converted
+    (the word was in no list), so lead_score could never learn."""
+    config = exported(tmp_path, "leads", Bitrix24Export(spec(1)))
+    config.write_text(config.read_text(encoding="utf-8") + LEAD_SCORE + '''
+[source.values.leads.status]
+"Качественный лид" = "converted"
+"Некачественный лид" = "not_converted"
+''', encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    line = next(ln for ln in err.splitlines() if ln.startswith("skipped lead_score"))
+    got = re.search(r"\((\d+) converted, (\d+) not\)", line)
+    assert got and int(got[1]) > 100 and int(got[2]) > 40, line
