@@ -251,3 +251,13 @@ def test_amocrm_closed_deals_without_a_stage_history_are_not_stages_outside_the_
     assert set(history["stage"]) == {"Первичный контакт", "Переговоры"}
     assert sorted(history.loc[history["deal_id"] == "2", "stage"]) == ["Первичный контакт"]
     assert loaded.data.deals["status"].tolist() == ["open", "won", "lost"]
+
+
+def test_an_html_table_written_loosely_is_read_cell_by_cell(tmp_path):
+    """Upper-case tags, cells never closed, markup inside cells, a second table after the first."""
+    page = ("<HTML><BODY><!-- export --><TABLE border=1><TR><TH>deal_id<TH>manager_id<TH>stage<TH>status"
+            "<TH>created_at<TR><TD>d1<TD><b>m1</b><TD>Новая<TD>open<TD>02.03.2026 10:00:00"
+            "<TR><TD>d2<TD>m2<TD>КП<TD>won<TD> 03.03.2026  11:30:00 </TABLE><table><tr><td>итого</td></tr></table>")
+    write(tmp_path, {"managers.csv": MANAGERS, "deals.xls": page})
+    deals = load_folder(tmp_path).data.deals
+    assert deals["deal_id"].tolist() == ["d1", "d2"] and deals["manager_id"].tolist() == ["m1", "m2"]
