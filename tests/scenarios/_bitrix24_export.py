@@ -14,7 +14,8 @@ every direction has its own copy of the stages, with the same names unless renam
 («Дата завершения») is the planned close date on an open deal; CLOSED is Y/N («Да»/«Нет»);
 «Сумма» (OPPORTUNITY) with a currency per deal; timestamps are naive, in the portal's time
 zone, written `25.03.2026 14:21:05`; no loss-reason field unless the company adds one; no stage
-history. The "Excel" export is an HTML table saved with an .xls name (Excel warns that the
+history; no users file. An owner who left is the factory's `inactive_flagged` manager: deals in
+the first two months only, and (with `abandoned`) open deals left behind under his name. The "Excel" export is an HTML table saved with an .xls name (Excel warns that the
 format and the extension do not match).
 
 Guesses (not checked against a real file): the CSV's delimiter (`;` here) and encoding (UTF-8
@@ -65,7 +66,6 @@ class Bitrix24Export:
     deleted_stage_share: float = 0.02  # closed deals of the second direction whose stage was deleted since
     currency_mix: tuple[float, float, float] = (0.7, 0.2, 0.1)  # KZT, RUB, USD
     empty_amount_share: float = 0.1
-    departed: int = 1                # working managers who were fired (their name stays on the deals)
     encoding: str = "utf-8-sig"      # or "cp1251"
 
 
@@ -94,7 +94,6 @@ def build(b: Bitrix24Export) -> dict[str, list[dict]]:
     mgrs = tables["managers"]
     name_of = {m["manager_id"]: NAMES[k % len(NAMES)] for k, m in enumerate(mgrs)}
     working = [m["manager_id"] for m in mgrs if m["name"].split()[-1].startswith("W")]
-    departed = set(working[len(working) - b.departed:]) if b.departed else set()
     deals = []
     for d in tables["deals"]:
         k = STAGES.index(d["stage"])
@@ -141,8 +140,8 @@ def build(b: Bitrix24Export) -> dict[str, list[dict]]:
                       "Источник": B24_SOURCES.get(lead["source"], "Другое"),
                       "Дата создания": _local(lead["created_at"], tz),
                       "Ответственный": name_of[lead["manager_id"]]})
-    truth = {"tables": tables, "name_of": name_of, "departed": {name_of[m] for m in departed},
-             "working": [name_of[m] for m in working if m not in departed]}
+    truth = {"tables": tables, "name_of": name_of, "working": [name_of[m] for m in working],
+             "left": [name_of[m["manager_id"]] for m in mgrs if m["active"] == "false"]}
     return {"deals": deals, "leads": leads, "truth": truth}
 
 
