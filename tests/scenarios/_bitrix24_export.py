@@ -14,19 +14,22 @@ every direction has its own copy of the stages, with the same names unless renam
 («Дата завершения») is the planned close date on an open deal; CLOSED is Y/N («Да»/«Нет»);
 «Сумма» (OPPORTUNITY) with a currency per deal; timestamps are naive, in the portal's time
 zone, written `25.03.2026 14:21:05`; no loss-reason field unless the company adds one; no stage
-history; no users file. An owner who left is the factory's `inactive_flagged` manager: deals in
-the first two months only, and (with `abandoned`) open deals left behind under his name. The "Excel" export is an HTML table saved with an .xls name (Excel warns that the
-format and the extension do not match).
+history; no users file. The "Excel" export is an HTML table saved with an .xls name (Excel
+warns that the format and the extension do not match).
+
+An owner who left is the factory's `inactive_flagged` manager: deals in the first two months
+only, and (with `abandoned`) open deals left behind under his name.
 
 Guesses (not checked against a real file): the CSV's delimiter (`;` here) and encoding (UTF-8
 with a BOM here; cp1251 on request), how the HTML is laid out (a <meta charset>, one
 <table border="1"> with a <thead> of <th> cells, entities such as &quot;, <br> inside
 comments), that a stage deleted since shows its code (`C1:UC_3F9K2A`), the currency as an ISO
-code, amounts with a decimal point and no grouping, that «Дата завершения» of a closed deal is
-the day it closed, the leads list's titles (ID, Название лида, Стадия, Источник, Дата создания,
-Ответственный) and stage names (Необработанный лид, В работе, Качественный лид, Некачественный
-лид), and the source names (Веб-сайт, Звонок, По рекомендации, Выставка; Instagram added by the
-company).
+code (`currency_names`: as the currency's name), amounts with a decimal point and no grouping,
+that «Дата завершения» of a closed deal is the day it closed (it may stay the planned date; the
+list may also offer «Дата изменения стадии», MOVED_TIME, closer to the real closing), the leads
+list's titles (ID, Название лида, Стадия, Источник, Дата создания, Ответственный) and stage
+names (Необработанный лид, В работе, Качественный лид, Некачественный лид), and the source names
+(Веб-сайт, Звонок, По рекомендации, Выставка; Instagram added by the company).
 """
 from __future__ import annotations
 
@@ -54,6 +57,7 @@ NAMES = ("Ержан Сапаров", "Алия Нурланова", "Дмитр
          "Тимур Бекмуханов", "Ольга Ким")
 CURRENCIES = ("KZT", "RUB", "USD")
 RATE = {"KZT": 1.0, "RUB": 5.5, "USD": 480.0}  # tenge per unit, for believable amounts
+CURRENCY_NAMES = {"KZT": "Тенге", "RUB": "Российский рубль", "USD": "Доллар США"}
 FMT = "%d.%m.%Y %H:%M:%S"
 
 
@@ -67,6 +71,7 @@ class Bitrix24Export:
     currency_mix: tuple[float, float, float] = (0.7, 0.2, 0.1)  # KZT, RUB, USD
     empty_amount_share: float = 0.1
     encoding: str = "utf-8-sig"      # or "cp1251"
+    currency_names: bool = False     # «Валюта» as the list shows it (Тенге, Российский рубль, Доллар США), not the code
 
 
 def _local(ts: str, tz: ZoneInfo) -> str:
@@ -119,7 +124,7 @@ def build(b: Bitrix24Export) -> dict[str, list[dict]]:
             "Стадия сделки": stage,
             "Направление": DIRECTIONS[1] if second else DIRECTIONS[0],
             "Сумма": amount,
-            "Валюта": cur,
+            "Валюта": CURRENCY_NAMES[cur] if b.currency_names else cur,
             "Дата создания": _local(created, tz),
             "Дата изменения": _local(modified, tz),
             "Дата начала": _local(created, tz)[:10],

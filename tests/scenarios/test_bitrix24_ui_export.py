@@ -231,3 +231,22 @@ def test_leads_mapped_to_not_converted_count_as_not_converted(tmp_path):
     line = next(ln for ln in err.splitlines() if ln.startswith("skipped lead_score"))
     got = re.search(r"\((\d+) converted, (\d+) not\)", line)
     assert got and int(got[1]) > 100 and int(got[2]) > 40, line
+
+
+def test_currency_names_are_read_as_their_codes(tmp_path):
+    """«Валюта» written as the list shows it ("Российский рубль", "Тенге", "Доллар США") was kept
+    as written and printed in every message as "сумма 247 738 РОССИЙСКИЙ РУБЛЬ"; a name no table
+    knows is one warning that says how to map it."""
+    gone = spec(7, inactive_flagged=1, abandoned=("m9", 15), abandoned_days=(95, 110))
+    config = with_touches(exported(tmp_path, "cur", Bitrix24Export(gone, currency_names=True)))
+    deals = _load(config).deals
+    assert set(deals["currency"].dropna()) == {"KZT", "RUB", "USD"}, deals["currency"].value_counts()
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert "сумма" in out and not re.search(r"РУБЛЬ|ТЕНГЕ|ДОЛЛАР", out), out
+    assert re.search(r"сумма [\d\s\u00a0]+(₸|₽|\$)", out), out
+    path = tmp_path / "cur" / "DEAL_20261120.csv"
+    path.write_text(path.read_text(encoding="utf-8-sig").replace(";Доллар США;", ";Драхма;"), encoding="utf-8-sig")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    assert "not ISO codes ('Драхма' (" in out and '[source.values.deals.currency] "Драхма" = "<ISO code' in out, out
