@@ -603,7 +603,7 @@ def _cell_text(raw: str) -> str:
 
 def _table_rows(text: str) -> list[list[str]]:
     """Rows of the first <table>, by C-speed regexes over the few tags a table is made of
-    (html.parser took 13 s for a 100,000-row export, this 2 s); a table holding another table
+    (html.parser took 13 s for a 100,000-row export, this under 3 s); a table holding another table
     takes the slower scanner that keeps the inner one's text in its cell."""
     text = _HTML_SKIP.sub("", text)
     start = _HTML_TABLE.search(text)
