@@ -131,6 +131,10 @@ def summary_lines(target: Any, plan: Any, config: Any, total: int) -> list[str]:
     lines = [f"{target.id}: {total} item(s) for this person; the digest shows {len(full)} in full"
              + (f" ({counted(full)})" if full else "")
              + (f" and {len(reminded)} as \"still open\" reminder(s)" if reminded else "")]
+    shown = len(plan.digest.items) if plan.digest is not None else len(full)
+    if full and shown != len(full):
+        # the digest's header counts its items: one manager's stalled deals are one item
+        lines[0] += f", as {shown} digest item(s) (one manager's stalled deals are one item)"
     if plan.held:
         lines.append(f"held back by the notification log: {len(plan.held)} ({counted(plan.held)})")
     left = total - len(plan.sent) - len(plan.held)

@@ -17,7 +17,7 @@ from crm.connectors import CONNECTORS
 from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.normalize import normalize_table
-from crm.readers import SUFFIXES, RawTable, read_file
+from crm.readers import SUFFIXES, RawTable, is_html_table, read_file
 from crm.schema import REQUIRED_TABLES, TABLE_NAMES, TABLES
 from crm.source_config import SourceConfig
 from crm.stages import (
@@ -260,8 +260,7 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
             old_excel = listing.get(table + ".xls")
             if old_excel is not None:
                 raise DataError(
-                    "old Excel .xls files are not read (this may also be a web page that the "
-                    "CRM saved with an .xls name)", file=old_excel.name,
+                    "old Excel .xls files are not read", file=old_excel.name,
                     fix=f"open it in Excel or LibreOffice and save it as {table}.xlsx or {table}.csv "
                     "in the same folder",
                 )
@@ -325,6 +324,8 @@ def _find_file(folder: Path, listing: dict[str, Path], table: str, configured: s
             )
         return path
     found = [listing[table + s] for s in SUFFIXES if table + s in listing]
+    if table + ".xls" in listing and is_html_table(listing[table + ".xls"]):
+        found.append(listing[table + ".xls"])  # Bitrix24's "Excel" export: an HTML table
     if len(found) > 1:
         raise DataError(
             f"more than one file for {table}: {', '.join(p.name for p in found)}",

@@ -132,6 +132,9 @@ def normalize_table(
         allowed = VALUE_SETS.get((table, col.name))
         if allowed:
             series = _check_enum(table, col.name, series, allowed, raw, source_name)
+        if col.name == "currency":
+            series, odd = _currency_codes(series, raw, table, source_name)
+            warnings += odd
         out[col.name] = series
     if cut_columns:
         warnings.append(DataWarning(
@@ -283,6 +286,42 @@ def _amounts(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo,
             raise err from None
         signs = sign.str.lower().str.rstrip(".").map(CURRENCY_OF_SIGN)
         return numbers, signs.astype(STR)
+
+
+# A currency column written as the CRM shows it (Bitrix24's list: "Тенге", "Российский рубль")
+# or as a sign: the ISO code it means. Lower case, without a trailing dot.
+CURRENCY_OF_NAME = {
+    **CURRENCY_OF_SIGN, "казахстанский тенге": "KZT", "рубль": "RUB", "российский рубль": "RUB", "rur": "RUB",
+    "доллар": "USD", "доллар сша": "USD", "американский доллар": "USD", "us dollar": "USD",
+    "евро": "EUR", "euro": "EUR", "белорусский рубль": "BYN", "гривна": "UAH", "узбекский сум": "UZS",
+    "киргизский сом": "KGS",
+}
+
+
+def _currency_codes(series: pd.Series, raw: RawTable, table: str, source_name: str) -> tuple[pd.Series, list[DataWarning]]:
+    """Currency names and signs as ISO codes ("Тенге" -> KZT, "usd" -> USD): a name was printed
+    in every message as "247 738 РОССИЙСКИЙ РУБЛЬ". Anything else that is not three letters is
+    kept, with one warning saying how to map it."""
+    distinct = [v for v in series.dropna().unique() if not re.fullmatch(r"[A-Z]{3}", str(v))]
+    if not distinct:  # the usual export: ISO codes already (decided on the distinct values only)
+        return series, []
+    code = {}
+    for v in distinct:
+        key = str(v).strip().lower().rstrip(".")
+        code[v] = CURRENCY_OF_NAME.get(key) or (key.upper() if re.fullmatch(r"[a-z]{3}", key) else v)
+    out = series.map(code).fillna(series).astype(STR)
+    odd = series.isin([v for v, c in code.items() if not re.fullmatch(r"[A-Z]{3}", str(c))]).fillna(False).astype(bool)
+    if not odd.any():
+        return out, []
+    counts = series[odd].value_counts()
+    listed = ", ".join(f"{v!r} ({n})" for v, n in counts.head(5).items())
+    return out, [DataWarning(
+        "currency_not_iso", table, int(odd.sum()),
+        f"{raw.origin} column {source_name!r}: {int(odd.sum())} currency value(s) are not ISO codes ({listed}); "
+        f"amounts are shown with them as written; map each in config: [source.values.{table}.currency] "
+        f"\"{counts.index[0]}\" = \"<ISO code, e.g. KZT>\"",
+        _rows(raw, odd),
+    )]
 
 
 def _currency_from_signs(table: str, out: dict[str, pd.Series], signs: pd.Series, raw: RawTable,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,13 +72,14 @@ def read_file(path: Path, columns: list[str] | None = None,
         suffix = path.suffix.lower()
         if suffix == ".parquet":
             return read_parquet(path, columns, expected, max_mb=max_mb)
+        if suffix in (".xls", ".xlsx") and _is_html(_head(path)):
+            return read_html_table(path, expected)  # Bitrix24's "Excel" export
         if suffix == ".xlsx":
             return read_xlsx(path, expected)
         if suffix == ".xls":
             raise DataError(
-                "old Excel .xls files are not supported"
-                + (" (this one is a web page saved with an .xls name)" if _is_html(_head(path)) else ""),
-                file=path.name, fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
+                "old Excel .xls files are not supported", file=path.name,
+                fix="open it in Excel or LibreOffice and save it as .xlsx or .csv",
             )
         return read_csv(path, expected)
     except OSError as exc:
@@ -311,6 +313,14 @@ def _is_html(data: bytes) -> bool:
         or b"<table" in head[:1024]
 
 
+def is_html_table(path: Path) -> bool:
+    """A web page saved with a spreadsheet name (Bitrix24's "Excel" export): read as a table."""
+    try:
+        return path.is_file() and _is_html(_head(path))  # is_file: never open a named pipe
+    except OSError:
+        return False
+
+
 def _refuse_non_csv(data: bytes, name: str, *, whole: bool = True) -> None:
     """`data`: the file's first bytes; `whole` when that is all of it."""
     if whole and not data.strip():
@@ -533,6 +543,125 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     return RawTable(frame, name, header_guess=guess)
 
 
+def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:
+    """A web page holding one table, saved with an .xls/.xlsx name: Bitrix24's "Excel" export.
+
+    Read without lxml (pandas.read_html needs it): the first table's rows, <th> and <td> cells as
+    text (entities decoded, <br> as a line break); the first row is the header.
+    """
+    name = path.name
+    data = path.read_bytes()
+    meta = re.search(rb"charset\s*=\s*[\"']?([\w-]+)", data[:4096], re.IGNORECASE)
+    encoding = meta[1].decode("ascii").lower() if meta else detect_encoding(data)
+    try:
+        text = data.decode(encoding)
+    except (LookupError, UnicodeError):
+        encoding = detect_encoding(data)
+        text = data.decode(encoding, errors="replace")
+    rows = _table_rows(text)
+    if not rows:
+        raise DataError("this web page (saved with an Excel name) holds no table", file=name,
+                        fix="export the list from the CRM again, or as CSV")
+    width = max(len(r) for r in rows)
+    if width > MAX_COLUMNS:
+        raise DataError(
+            f"the table has {width:,} columns, more than the {MAX_COLUMNS:,} a CRM table can have",
+            file=name, fix="export only the columns crm-pulse uses (see the README)")
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    header, body = rows[0], rows[1:]
+    found = find_header(header, body[:HEADER_SEARCH_ROWS], expected)
+    skip = 0
+    if found is not None:
+        header, body, skip = body[found], body[found + 1:], found + 1
+    frame = pd.DataFrame(body, columns=_unique([c.strip() for c in header]), dtype=object)
+    frame = frame.replace("", None)
+    frame.index = pd.RangeIndex(len(frame))
+    blank = frame.isna().all(axis=1)
+    if blank.any():
+        frame = frame[~blank]
+    return RawTable(frame, name, row_offset=2 + skip)
+
+
+_HTML_SKIP = re.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<(/?)(table|tr|td|th|br)\b[^>]*>", re.IGNORECASE)
+_HTML_OTHER_TAG = re.compile(r"<[^>]*>")
+
+
+_HTML_TABLE = re.compile(r"<table\b[^>]*>", re.IGNORECASE)
+_HTML_TABLE_END = re.compile(r"</table\s*>", re.IGNORECASE)
+_HTML_ROW = re.compile(r"<tr\b[^>]*>", re.IGNORECASE)
+_HTML_CELL = re.compile(r"<t[dh]\b[^>]*>(.*?)(?=<t[dh]\b|</t[dh]\s*>|</tr\s*>|$)", re.IGNORECASE | re.DOTALL)
+
+
+def _cell_text(raw: str) -> str:
+    """A cell's text: other tags dropped, entities decoded, <br> a line break, spaces collapsed."""
+    if "<" in raw or "&" in raw or "\n" in raw:
+        raw = _HTML_OTHER_TAG.sub("", re.sub(r"\s*<br\b[^>]*>\s*", "\0", raw, flags=re.IGNORECASE))
+        return "\n".join(" ".join(ln.split()) for ln in html.unescape(raw).split("\0")).strip()
+    return " ".join(raw.split())
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """Rows of the first <table>, by C-speed regexes over the few tags a table is made of
+    (html.parser took 13 s for a 100,000-row export, this under 3 s); a table holding another table
+    takes the slower scanner that keeps the inner one's text in its cell."""
+    text = _HTML_SKIP.sub("", text)
+    start = _HTML_TABLE.search(text)
+    if start is None:
+        return []
+    end = _HTML_TABLE_END.search(text, start.end())
+    inner = text[start.end():end.start() if end else len(text)]
+    if _HTML_TABLE.search(inner):
+        return _nested_table_rows(text)
+    return [[_cell_text(c) for c in _HTML_CELL.findall(chunk)] for chunk in _HTML_ROW.split(inner)[1:]]
+
+
+def _nested_table_rows(text: str) -> list[list[str]]:
+    """Rows of the first top-level <table> when it holds another (its text stays in its cell)."""
+    rows: list[list[str]] = []
+    row: list[str] | None = None
+    cell_start: int | None = None
+    depth = 0
+
+    def end_cell(at: int) -> None:
+        nonlocal cell_start
+        if cell_start is not None and row is not None:
+            row.append(_cell_text(text[cell_start:at]))
+        cell_start = None
+
+    for m in _HTML_TAG.finditer(text):
+        closing, tag = m[1] == "/", m[2].lower()
+        if tag == "table":
+            if not closing:
+                depth += 1
+                continue
+            depth -= 1
+            if depth == 0:
+                end_cell(m.start())
+                if row is not None:
+                    rows.append(row)
+                break
+        elif depth != 1 or tag == "br":
+            continue
+        elif tag == "tr":
+            end_cell(m.start())
+            if row is not None:
+                rows.append(row)
+            row = [] if not closing else None
+        elif closing:
+            end_cell(m.start())
+        else:  # <td>/<th>: a cell left open ends where the next begins
+            end_cell(m.start())
+            if row is None:
+                row = []
+            cell_start = m.end()
+    else:
+        end_cell(len(text))
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
 def _refuse_wide_xlsx(path: Path, name: str) -> None:
     """The sheet's declared size, read before its cells: a 100,000-column sheet is refused."""
     import zipfile
@@ -562,10 +691,6 @@ def _refuse_non_xlsx(head: bytes, name: str) -> None:
         return
     fix = ("open it in Excel or LibreOffice and save it as an Excel workbook (.xlsx) or as CSV, "
            "then put that file in the folder")
-    if _is_html(head):
-        raise DataError(
-            "this is a web page (an HTML table) saved with an .xlsx name, not an Excel workbook; "
-            "Bitrix24 \"Excel\" exports are like this", file=name, fix=fix)
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise DataError("this is an old Excel .xls file saved with an .xlsx name", file=name, fix=fix)
     if head.lstrip(codecs.BOM_UTF8 + b" \t\r\n").startswith(b"<?xml"):

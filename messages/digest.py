@@ -314,9 +314,9 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"^the data is ([\d.]+) days old, (\d+) working days without a record \(newest (.+?) in (.+?); "
                 r"limit \[source\] stale_after_days = ([\d.]+) working days\): idle deals, waiting leads and "
                 r"silent clients are not judged on it - export fresh data$"),
-     r"данные устарели: последняя запись — \3 в \4, \1 дн. назад, рабочих дней без записей: \2 "
-     r"(предел [source] stale_after_days = \5); зависшие сделки, заявки без ответа и молчащих клиентов "
-     r"по ним не оценить — выгрузите свежие данные"),
+     lambda m: (f"данные устарели: последняя запись — {m[3]} в {m[4]}, {i18n.count(float(m[1]), 'day', 'ru')} "
+                f"назад, рабочих дней без записей: {m[2]} (предел [source] stale_after_days = {m[5]}); "
+                "зависшие сделки, заявки без ответа и молчащих клиентов по ним не оценить — выгрузите свежие данные")),
     (re.compile(r"^the data has no dated records up to now, so idle time cannot be judged$"),
      "в данных нет записей с датой до этого момента, поэтому простой не оценить"),
     # the detectors' own skip_reason lines (a deals-only export, as HubSpot's and Pipedrive's web
@@ -352,6 +352,11 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
                 r"needs at least (\d+) with >= (\d+) converted and >= (\d+) not: .*$"),
      r"мало заявок с итогом для оценки: \1 (сконвертировано \2, нет \3), нужно не меньше \4, "
      r"из них сконвертированных \5 и несконвертированных \6"),
+    (re.compile(r"^no lead status says (converted|not converted) \((\d+) converted, (\d+) not; statuses that say "
+                r"neither: (.+)\): list yours in \[detectors\.lead_score\] converted_statuses and not_converted_statuses$"),
+     lambda m: (f"ни один статус заявки не означает «{'сконвертирована' if m[1] == 'converted' else 'не сконвертирована'}» "
+                f"(сконвертировано {m[2]}, нет {m[3]}; статусы без итога: {m[4]}): перечислите свои в "
+                "[detectors.lead_score] converted_statuses и not_converted_statuses")),
     (re.compile(r"^not enough lead outcomes on both sides of the backtest cutoff.*$"),
      "мало заявок с итогом, чтобы проверить оценку на прошлом"),
     (re.compile(r"^the lead model does not beat the base rate on the backtest: .*$"),

@@ -69,7 +69,8 @@ def outcomes(leads: pd.DataFrame, converted: list[str], not_converted: list[str]
     if "status" not in leads:
         return np.full(len(leads), -1, np.int8)
     status = leads["status"].astype("string").str.strip().str.casefold().fillna("").to_numpy(object)
-    yes, no = _norm(converted), _norm(not_converted)
+    # the canonical outcomes (the contract's words, what [source.values.leads.status] maps to) always count
+    yes, no = _norm(converted) | {"converted"}, _norm(not_converted) | {"not_converted"}
     out = np.full(len(leads), -1, np.int8)
     out[np.isin(status, list(no))] = 0
     out[np.isin(status, list(yes))] = 1
@@ -168,6 +169,22 @@ def trait_rates(x: pd.DataFrame, y: np.ndarray) -> dict[str, dict[str, tuple[flo
     return out
 
 
+def _unrecognised(leads: pd.DataFrame, y: np.ndarray, conv: int, lost: int) -> str | None:
+    """When no status says converted (or none says not), the statuses that said neither: a CRM's
+    own names (Bitrix24's "Качественный лид") are not in the lists, and the admin must be told
+    which to add, not only that there are "0 converted"."""
+    if conv and lost or "status" not in leads:
+        return None
+    other = leads["status"][y < 0].dropna().astype(str).str.strip()
+    counts = other[other != ""].value_counts()
+    if counts.empty:
+        return None
+    shown = ", ".join(f"'{v}' ({n})" for v, n in counts.head(6).items()) + (", ..." if len(counts) > 6 else "")
+    return (f"no lead status says {'converted' if not conv else 'not converted'} ({conv} converted, {lost} not; "
+            f"statuses that say neither: {shown}): list yours in [detectors.lead_score] converted_statuses "
+            "and not_converted_statuses")
+
+
 def train_leads(leads: pd.DataFrame, now: pd.Timestamp, rule: LeadRule, converted: list[str],
                 not_converted: list[str]) -> LeadModel:
     """The lead model as of `now` (leads created by then), or the reason there is none."""
@@ -175,7 +192,7 @@ def train_leads(leads: pd.DataFrame, now: pd.Timestamp, rule: LeadRule, converte
     y_all = outcomes(leads, converted, not_converted)
     done = y_all >= 0
     conv, lost = int((y_all == 1).sum()), int((y_all == 0).sum())
-    why = rule.shortfall(conv, lost)
+    why = _unrecognised(leads, y_all, conv, lost) or rule.shortfall(conv, lost)
     if why:
         return LeadModel(False, why)
     x = lead_features(leads[done])
