@@ -50,6 +50,7 @@ def normalize_table(
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
     values = _closing_stages(table, columns, values)
+    rest_open = _stage_is_status(table, columns, values)
     frame = raw.frame
     found = list(frame.columns)
     lowered = {str(c).lower(): c for c in found}
@@ -107,6 +108,8 @@ def normalize_table(
         mapping = values.get(col.name)
         if mapping:
             series = _map_values(series, mapping)
+        if rest_open and col.name == "status":
+            series = _rest_open(series)
         if table == "deals" and col.name == "amount":
             series, signs = _amounts(series, col, raw, tz, source_name)
         else:
@@ -380,6 +383,21 @@ def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[
     if not closing:
         return values
     return {**values, "stage": {**closing, **values.get("stage", {})}}
+
+
+def _stage_is_status(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> bool:
+    """One column is both the stage and the status (amoCRM's "Этап сделки") and the status
+    mapping names its closing stages: every other stage of it is an open deal's stage."""
+    their = columns.get("stage")
+    return (table == "deals" and their is not None and their == columns.get("status")
+            and any(str(v).lower() in ("won", "lost") for v in values.get("status", {}).values()))
+
+
+def _rest_open(status: pd.Series) -> pd.Series:
+    """Stage values the status mapping does not close are "open", so a stage added in the CRM
+    tomorrow does not stop the load (listing every open stage was the admin's only way)."""
+    known = lower_text(status).isin(("open", "won", "lost")).to_numpy(dtype=bool, na_value=False)
+    return status.mask(status.notna().to_numpy(dtype=bool) & ~known, "open").astype(STR)
 
 
 def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:

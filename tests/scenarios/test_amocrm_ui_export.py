@@ -1,0 +1,92 @@
+"""Issue 9 on the deals export an amoCRM (Kommo) admin downloads from the web UI: one file with
+amoCRM's Russian headers (tests/scenarios/_amocrm_export.py), no users file, no stage history,
+and a config written from README and config.example.toml only. Run through the real CLI and
+asserted on what the admin or a director would read.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from _amocrm_export import AmoExport, file_name, write
+from _export_factory import ExportSpec
+from bot.cli import main
+
+UTC = timezone.utc
+END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 16:00 in Almaty, a Friday
+NOW = END + timedelta(hours=1)
+
+# What an admin writes from README ("Web-UI exports", "Your own names") and config.example.toml:
+# amoCRM's "Этап сделки" is both the stage and the status; only the closing stages are mapped.
+CONFIG = '''language = "{lang}"
+timezone = "Asia/Almaty"
+currency = "KZT"
+[source]
+kind = "files"
+path = "./{folder}"
+{extra}
+[source.files]
+deals = "{file}"
+[source.columns.deals]
+deal_id = "ID"
+title = "Название сделки"
+amount = "Бюджет"
+manager_id = "Ответственный"
+created_at = "Дата создания"
+closed_at = "Дата закрытия"
+stage = "Этап сделки"
+status = "Этап сделки"
+pipeline = "Воронка"
+client_id = "Компания контакта"
+source = "Источник"
+loss_reason = "Причина отказа"
+[source.values.deals.status]
+"Успешно реализовано" = "won"
+"Закрыто и не реализовано" = "lost"
+[[recipients]]
+id = "director"
+name = "Директор по продажам"
+role = "director"
+admin = true
+telegram_id = 100000001
+'''
+STAGES = '["Неразобранное", "Новая заявка", "Квалификация", "КП отправлено", "Переговоры", "Договор"]'
+KEEP_SALES = f'pipelines = ["Продажи"]\nstages = {STAGES}'
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def spec(seed: int, **kw) -> ExportSpec:
+    return ExportSpec(**{"seed": seed, "end": END, "days": 400, "n_managers": 8, "deals_per_month": 220,
+                         "with_emails": False, "inactive_flagged": 1, **kw})
+
+
+def exported(tmp_path: Path, name: str, w: AmoExport, *, lang: str = "ru", extra: str = KEEP_SALES) -> Path:
+    """The export folder and the admin's config beside it; returns the config's path."""
+    write(tmp_path / name, w)
+    config = tmp_path / f"{name}.toml"
+    config.write_text(CONFIG.format(lang=lang, folder=name, file=file_name(w), extra=extra), encoding="utf-8")
+    return config
+
+
+# --- "Этап сделки" is the stage and the status ----------------------------------------------------
+
+def test_open_stages_need_no_mapping_when_the_stage_column_is_the_status(tmp_path):
+    """README maps the two closing stages to won/lost; with `status = "Этап сделки"` every open
+    stage (six per pipeline here) had to be mapped to "open" as well, or the load stopped with
+    exit 3; and the day a manager added a stage in amoCRM, every scan stopped."""
+    for enc in ("utf8", "cp1251", "xlsx"):
+        config = exported(tmp_path, enc, AmoExport(spec(1), encoding=enc, nbsp=enc == "cp1251"))
+        rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+        assert rc == 0, out + err
+        assert "deals              2,125 rows" in out, out
+        stages = next(ln for ln in out.splitlines() if ln.strip().startswith("stages "))
+        assert "Успешно" not in stages and "Закрыто" not in stages and "won" not in stages, stages
