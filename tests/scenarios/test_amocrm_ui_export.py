@@ -90,3 +90,21 @@ def test_open_stages_need_no_mapping_when_the_stage_column_is_the_status(tmp_pat
         assert "deals              2,125 rows" in out, out
         stages = next(ln for ln in out.splitlines() if ln.strip().startswith("stages "))
         assert "Успешно" not in stages and "Закрыто" not in stages and "won" not in stages, stages
+
+
+# --- stale data, as the admin previews it ------------------------------------------------------
+
+def test_an_admin_previewing_a_stale_export_sees_the_notice_the_bot_would_send(tmp_path):
+    """Twelve days after the export, `preview --recipient director` (the admin) said "no message
+    would be sent", while the running bot sends the admins a stale-data notice on that scan."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=200)))
+    later = (END + timedelta(days=13)).isoformat()
+    rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", later, "--no-state")
+    assert rc == 0, err
+    assert "no message would be sent" not in err, err
+    assert out.startswith("Данные CRM устарели: самая свежая запись — 20.11.2026"), out
+    assert "amocrm_export_leads.csv" in out and "Обновите выгрузку" in out, out
+    # fresh data: no notice
+    rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", NOW.isoformat(),
+                           "--no-state")
+    assert rc == 0 and "устарели" not in out and "admin notice" not in err, out + err
