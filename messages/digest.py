@@ -314,9 +314,9 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"^the data is ([\d.]+) days old, (\d+) working days without a record \(newest (.+?) in (.+?); "
                 r"limit \[source\] stale_after_days = ([\d.]+) working days\): idle deals, waiting leads and "
                 r"silent clients are not judged on it - export fresh data$"),
-     r"данные устарели: последняя запись — \3 в \4, \1 дн. назад, рабочих дней без записей: \2 "
-     r"(предел [source] stale_after_days = \5); зависшие сделки, заявки без ответа и молчащих клиентов "
-     r"по ним не оценить — выгрузите свежие данные"),
+     lambda m: f"данные устарели: последняя запись — {m[3]} в {m[4]}, {i18n.count(float(m[1]), 'day', 'ru')} назад, "
+     f"рабочих дней без записей: {m[2]} (предел [source] stale_after_days = {m[5]}); зависшие сделки, заявки "
+     "без ответа и молчащих клиентов по ним не оценить — выгрузите свежие данные"),  # "12,8 дня", not "12.8 дн."
     (re.compile(r"^the data has no dated records up to now, so idle time cannot be judged$"),
      "в данных нет записей с датой до этого момента, поэтому простой не оценить"),
     # the detectors' own skip_reason lines (a deals-only export, as HubSpot's and Pipedrive's web

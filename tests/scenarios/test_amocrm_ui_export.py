@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -108,3 +109,15 @@ def test_an_admin_previewing_a_stale_export_sees_the_notice_the_bot_would_send(t
     rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", NOW.isoformat(),
                            "--no-state")
     assert rc == 0 and "устарели" not in out and "admin notice" not in err, out + err
+
+
+def test_the_russian_scan_says_the_datas_age_in_russian_numbers(tmp_path):
+    """The scan's "не проверено" line said "данные устарели: ... 12.8 дн. назад": a decimal point
+    and a clipped word where every other Russian line writes "12,8 дня"."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=200)))
+    later = (END + timedelta(days=12, hours=19)).isoformat()
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", later)
+    assert rc == 0, err
+    line = next(ln for ln in out.splitlines() if "данные устарели" in ln)
+    assert "12,8\u00a0дня назад" in line or "12,8 дня назад" in line, line
+    assert not re.search(r"\d\.\d", line.split("stale_after_days")[0]), line
