@@ -121,3 +121,26 @@ def test_the_russian_scan_says_the_datas_age_in_russian_numbers(tmp_path):
     line = next(ln for ln in out.splitlines() if "данные устарели" in ln)
     assert "12,8\u00a0дня назад" in line or "12,8 дня назад" in line, line
     assert not re.search(r"\d\.\d", line.split("stale_after_days")[0]), line
+
+
+# --- a column the detector reads, left unmapped -------------------------------------------------
+
+def test_without_the_closing_date_conversion_is_said_unchecked_not_calm(tmp_path):
+    """An admin who did not map "Дата закрытия" (README's example maps only the owner and the
+    budget) was told conversion to won "is measured from deal outcomes instead" and "nothing
+    found": every won deal had no closing date, so each cohort was 0% won and a planted
+    15% -> 5% drop was never found."""
+    from _export_factory import Effect
+
+    planted = AmoExport(spec(4, days=260, effect=Effect("uniform", stage=1, at=END - timedelta(days=56), factor=0.45)))
+    config = exported(tmp_path, "amo", planted)
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    assert [i["detector"] for i in json.loads(out)].count("conversion_drop") == 1, out
+    config.write_text(config.read_text(encoding="utf-8").replace('closed_at = "Дата закрытия"\n', ""), encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert "skipped conversion_drop: needs column closed_at in deals (absent or empty in amocrm_export_leads.csv)" in err, err
+    assert "measured from deal outcomes instead" not in err, err
+    summary = next(ln for ln in out.splitlines() if "не проверено" in ln)
+    assert "конверсия по этапам (нужна колонка closed_at в amocrm_export_leads.csv (её нет или она пуста))" in summary, summary
