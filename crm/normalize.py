@@ -178,7 +178,7 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "region": ("регион", "город", "city"),
     },
     "deals": {
-        "client_id": ("клиент", "компания", "контрагент", "client", "company", "account"),
+        "client_id": ("клиент", "компания", "контрагент", "компания контакта", "client", "company", "account"),
         "title": ("название", "название сделки", "deal name", "name"),
         "amount": ("сумма", "бюджет", "стоимость", "budget", "value", "deal value", "price"),
         "currency": ("валюта",),
@@ -212,18 +212,22 @@ def _header_key(name: object) -> str:
 
 
 def _unmapped_useful(table: str, found: list, used: set[object], given: set[str]) -> DataWarning | None:
-    """One warning naming the file's unread columns that look like an optional canonical one."""
-    hints = []
-    for their in found:
+    """One warning naming the file's unread columns that look like an optional canonical one.
+
+    Per canonical column the best-named match is suggested, not the first in the file: amoCRM
+    puts `utm_source` (empty for calls and referrals) before the `Источник` field."""
+    best: dict[str, tuple[int, int, object]] = {}  # canonical -> (rank of the name, file position, column)
+    for pos, their in enumerate(found):
         if their in used:
             continue
         key = _header_key(their)
         for canonical, names in LOOKS_LIKE.get(table, {}).items():
             if canonical not in given and key in names:
-                hints.append(f"{str(their)!r} could fill {table}.{canonical} "
-                             f"([source.columns.{table}] {canonical} = \"{their}\")")
-                given = given | {canonical}  # one suggestion per canonical column
+                best[canonical] = min(best.get(canonical, (len(names), pos, their)), (names.index(key), pos, their),
+                                      key=lambda x: x[:2])
                 break
+    hints = [f"{str(their)!r} could fill {table}.{canonical} ([source.columns.{table}] {canonical} = \"{their}\")"
+             for canonical, (_, _, their) in sorted(best.items(), key=lambda kv: kv[1][1])]
     if not hints:
         return None
     return DataWarning("unmapped_columns", table, len(hints),

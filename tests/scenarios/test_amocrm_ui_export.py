@@ -144,3 +144,19 @@ def test_without_the_closing_date_conversion_is_said_unchecked_not_calm(tmp_path
     assert "measured from deal outcomes instead" not in err, err
     summary = next(ln for ln in out.splitlines() if "не проверено" in ln)
     assert "конверсия по этапам (нужна колонка closed_at в amocrm_export_leads.csv (её нет или она пуста))" in summary, summary
+
+
+def test_the_unread_columns_hint_names_the_source_field_not_the_sparse_utm_column(tmp_path):
+    """With only README's example mapping, check-config suggested `source = "utm_source"` (the
+    first match in amoCRM's column order, empty for calls and referrals) over the «Источник»
+    field, and did not name «Компания контакта» for client_id."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=120)), extra="")
+    text = config.read_text(encoding="utf-8")
+    for key in ("title", "closed_at", "pipeline", "client_id", "source", "loss_reason"):
+        text = "\n".join(ln for ln in text.splitlines() if not ln.startswith(f"{key} = "))
+    config.write_text(text + "\n", encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    hint = next(ln for ln in (out + err).splitlines() if "columns not read that look useful" in ln)
+    assert 'source = "Источник"' in hint and "utm_source" not in hint, hint
+    assert 'client_id = "Компания контакта"' in hint and 'closed_at = "Дата закрытия"' in hint, hint
