@@ -92,7 +92,8 @@ def normalize_table(
                 raise DataError(
                     f"required column {col.name!r} is missing", file=raw.origin,
                     more="Columns found: " + (_listed(found) or "none") + ".",
-                    fix=_header_hint(raw) or f"rename the column in the file, or map it in config: "
+                    fix=_header_hint(raw) or _status_in_stage_hint(table, col.name, columns, frame)
+                    or f"rename the column in the file, or map it in config: "
                     f"[source.columns.{table}] {col.name} = \"<your column name>\"",
                 )
             out[col.name] = _default(col, frame.index)
@@ -387,6 +388,31 @@ def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[
     if not closing:
         return values
     return {**values, "stage": {**closing, **values.get("stage", {})}}
+
+
+# Closing stages as web-UI exports write them in the stage column (amoCRM / Kommo, Bitrix24,
+# HubSpot, Pipedrive wording), lower-case: a deals file without a status column whose stage
+# column holds these has the status there.
+_CLOSING_WORDS = {
+    "won": ("успешно реализовано", "сделка успешна", "closed won", "closed - won", "won"),
+    "lost": ("закрыто и не реализовано", "сделка провалена", "closed lost", "closed - lost", "lost"),
+}
+
+
+def _status_in_stage_hint(table: str, name: str, columns: dict[str, str], frame: pd.DataFrame) -> str | None:
+    """The fix for a missing deals.status when the stage column holds the closing stages (an
+    amoCRM export's «Этап сделки»): map that column as the status too, with its closing values."""
+    stage = columns.get("stage") or ("stage" if "stage" in frame.columns else None)
+    if table != "deals" or name != "status" or stage is None or stage not in frame.columns:
+        return None
+    values = frame[stage].dropna().astype(str).str.strip().unique()[:10_000]
+    lines = [f'"{v}" = "{status}"' for status, words in _CLOSING_WORDS.items()
+             for v in values if v.lower() in words]
+    if not lines:
+        return None
+    return (f"the stage column {stage!r} holds the closing stages: map it as the status too, "
+            f"[source.columns.deals] status = \"{stage}\", and its closing stages, "
+            f"[source.values.deals.status] {'; '.join(lines)} (its other stages are read as open)")
 
 
 def _stage_is_status(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> bool:

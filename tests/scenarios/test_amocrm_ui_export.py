@@ -160,3 +160,18 @@ def test_the_unread_columns_hint_names_the_source_field_not_the_sparse_utm_colum
     hint = next(ln for ln in (out + err).splitlines() if "columns not read that look useful" in ln)
     assert 'source = "Источник"' in hint and "utm_source" not in hint, hint
     assert 'client_id = "Компания контакта"' in hint and 'closed_at = "Дата закрытия"' in hint, hint
+
+
+def test_a_missing_status_is_found_in_the_stage_column(tmp_path):
+    """amoCRM has no status column: closing is a stage («Успешно реализовано»). An admin who
+    mapped only `stage = "Этап сделки"` was told to "rename the column in the file, or map it"
+    with no hint that the status is that same column."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=120), encoding="cp1251"))
+    text = config.read_text(encoding="utf-8").replace('status = "Этап сделки"\n', "")
+    config.write_text(text.split("[source.values.deals.status]")[0] + "[[recipients]]" + text.split("[[recipients]]")[1],
+                      encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3, out + err
+    assert "required column 'status' is missing" in out + err, out + err
+    fix = (out + err).split("Fix: ", 1)[1]
+    assert 'status = "Этап сделки"' in fix and '"Успешно реализовано" = "won"' in fix and '"Закрыто и не реализовано" = "lost"' in fix, fix
