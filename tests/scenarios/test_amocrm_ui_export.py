@@ -175,3 +175,18 @@ def test_a_missing_status_is_found_in_the_stage_column(tmp_path):
     assert "required column 'status' is missing" in out + err, out + err
     fix = (out + err).split("Fix: ", 1)[1]
     assert 'status = "Этап сделки"' in fix and '"Успешно реализовано" = "won"' in fix and '"Закрыто и не реализовано" = "lost"' in fix, fix
+
+
+def test_the_guessed_stage_order_is_shown_whole_as_a_guess_to_check(tmp_path):
+    """Without `stages`, check-config said "set `stages = [...]` ... (e.g. Неразобранное,
+    Квалификация, Новая заявка, КП отправлено, Договор, ...)": five of six stages, in a guessed
+    order that is wrong here (Новая заявка comes before Квалификация, Переговоры before Договор),
+    offered as the example to copy."""
+    config = exported(tmp_path, "amo", AmoExport(spec(1)), extra='pipelines = ["Продажи"]')
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    line = next(ln for ln in (out + err).splitlines() if "pipeline order guessed" in ln)
+    assert "e.g." not in line and "can be wrong" in line, line
+    guessed = line.split("can be wrong: ", 1)[1].split(";", 1)[0].split(" -> ")
+    assert sorted(guessed) == sorted(["Неразобранное", "Новая заявка", "Квалификация", "КП отправлено",
+                                      "Переговоры", "Договор"]), guessed
