@@ -190,3 +190,16 @@ def test_the_guessed_stage_order_is_shown_whole_as_a_guess_to_check(tmp_path):
     guessed = line.split("can be wrong: ", 1)[1].split(";", 1)[0].split(" -> ")
     assert sorted(guessed) == sorted(["Неразобранное", "Новая заявка", "Квалификация", "КП отправлено",
                                       "Переговоры", "Договор"]), guessed
+
+
+def test_with_a_real_history_but_no_closing_date_conversion_to_won_is_a_partial_line(tmp_path):
+    """With a stage history, the last stage's conversion to won was measured from a closing date
+    the export did not have (every cohort 0% won) and nobody was told."""
+    from _export_factory import write_export
+
+    folder = write_export(tmp_path / "crm", spec(3, days=150, absent=frozenset({"deals.closed_at"})))
+    rc, out, err = run_cli("scan", "--data", str(folder), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert "partly skipped conversion_drop: conversion to won: not checked, needs column closed_at in deals" in err, err
+    summary = next(ln for ln in out.splitlines() if "проверено не полностью" in ln or "not fully" in ln)
+    assert "конверсия в выигрыш: не проверено, нужна колонка closed_at в deals.csv" in summary, summary
