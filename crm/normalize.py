@@ -110,6 +110,7 @@ def normalize_table(
         if mapping:
             series = _map_values(series, mapping)
         if rest_open and col.name == "status":
+            _closing_typos(values["status"], frame[source_name], raw, source_name)
             series = _rest_open(series)
         if table == "deals" and col.name == "amount":
             series, signs = _amounts(series, col, raw, tz, source_name)
@@ -428,6 +429,24 @@ def _rest_open(status: pd.Series) -> pd.Series:
     tomorrow does not stop the load (listing every open stage was the admin's only way)."""
     known = lower_text(status).isin(("open", "won", "lost")).to_numpy(dtype=bool, na_value=False)
     return status.mask(status.notna().to_numpy(dtype=bool) & ~known, "open").astype(STR)
+
+
+def _closing_typos(mapping: dict[str, str], cells: pd.Series, raw: RawTable, source_name) -> None:
+    """Stages not mapped are read as open, so a closing stage misspelt in the mapping would
+    silently make every won (or lost) deal open: one that matches no cell while a cell value is
+    close to it stops the load, naming both."""
+    present = set(_clean_text(cells).dropna().astype(str).unique()[:10_000]) if raw.text else \
+        set(cells.dropna().astype(str).unique()[:10_000])
+    for theirs, status in mapping.items():
+        if str(status).lower() not in ("won", "lost") or theirs in present:
+            continue
+        close = nearest(theirs, sorted(present))
+        if close is not None and mapping.get(close) is None:
+            raise DataError(
+                f"the closing stage {theirs!r} mapped to {status} in config is in no row, and the "
+                f"column's other stages are read as open", file=raw.origin, column=source_name, value=close,
+                fix=f"correct the mapping: [source.values.deals.status] \"{close}\" = \"{status}\"",
+            )
 
 
 def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:

@@ -205,3 +205,15 @@ def test_with_a_real_history_but_no_closing_date_conversion_to_won_is_a_partial_
     assert "partly skipped conversion_drop: conversion to won: not checked, needs column closed_at in deals" in err, err
     summary = next(ln for ln in out.splitlines() if "проверено не полностью" in ln or "not fully" in ln)
     assert "конверсия в выигрыш: не проверено, нужна колонка closed_at в deals.csv" in summary, summary
+
+
+def test_a_misspelt_closing_stage_stops_the_load_instead_of_leaving_every_won_deal_open(tmp_path):
+    """Stages the mapping does not close are open; a typo in «Успешно реализовано» must not make
+    every won deal an open one in silence."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=120)))
+    config.write_text(config.read_text(encoding="utf-8").replace('"Успешно реализовано" = "won"',
+                                                                 '"Успешно реализованно" = "won"'), encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3, out + err
+    assert "'Успешно реализованно' mapped to won in config is in no row" in out + err, out + err
+    assert 'Fix: correct the mapping: [source.values.deals.status] "Успешно реализовано" = "won"' in out + err, out + err
