@@ -47,10 +47,7 @@ def notify_admins(notices: dict[str, dict[str, str]], config: Config, store: Sta
         log_id = _log_id(person)
         store.close_missing(log_id, {_fingerprint(k) for k in notices}, now)
         lang = target_language(person, store, config)
-        for key, texts in notices.items():
-            ghost = Insight(detector=DETECTOR, severity="warning", audience=Audience("director"),
-                            subject={"key": key}, facts={"key": key}, fingerprint=_fingerprint(key))
-            decision = decide(store.log_entry(log_id, ghost.fingerprint), ghost, now, policy)
+        for key, texts, ghost, decision in _decisions(person, notices, store, now, policy):
             if not decision.send:
                 continue
             text = texts.get(lang) or texts["en"]
@@ -65,6 +62,26 @@ def notify_admins(notices: dict[str, dict[str, str]], config: Config, store: Sta
                     store.record_sent(log_id, ghost, now, decision.reason, conn=conn)
                     sent_to.append(person.id)
     return sent_to
+
+
+def _decisions(person: Recipient, notices: dict[str, dict[str, str]], store: StateStore, now: datetime,
+               policy: Policy):
+    """(key, texts, the notice as an insight, the notification log's decision) per notice."""
+    for key, texts in notices.items():
+        ghost = Insight(detector=DETECTOR, severity="warning", audience=Audience("director"),
+                        subject={"key": key}, facts={"key": key}, fingerprint=_fingerprint(key))
+        yield key, texts, ghost, decide(store.log_entry(_log_id(person), ghost.fingerprint), ghost, now, policy)
+
+
+def due_notices(person: Recipient, outcome, config: Config, store: StateStore, now: datetime) -> dict[str, str]:
+    """What notify_admins would send this person after the scan `outcome`, {kind: text} in their
+    language; empty for someone who is not an admin (for `preview`)."""
+    if person.id not in {r.id for r in admins(config)}:
+        return {}
+    lang = target_language(person, store, config)
+    return {key.split(":", 1)[0]: texts.get(lang) or texts["en"]
+            for key, texts, _, decision in _decisions(person, stale_data_notice(outcome, config), store, now,
+                                                     Policy.from_config(config.delivery)) if decision.send}
 
 
 def _fingerprint(key: str) -> str:

@@ -154,6 +154,7 @@ def summary_lines(target: Any, plan: Any, config: Any, total: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from bot import pipeline
+    from bot.admin_notice import due_notices
     from bot.cli import config_or_default, print_skipped, print_warnings, err, parse_now
     from bot.delivery import WEEKLY_DETECTORS, plan_digest, scan_checks
     from bot.routing import route
@@ -173,11 +174,19 @@ def run(args: argparse.Namespace) -> int:
     store, state_note = open_state(config, no_state=args.no_state)
     try:
         plan = plan_digest(target, items, config, store, now, checks=scan_checks(outcome, config))
+        notices = due_notices(target, outcome, config, store, now)
     finally:
         store.close()
     err(state_note)
     for line in summary_lines(target, plan, config, len(items)):
+        if notices and line.startswith("no message would be sent"):
+            line = "no digest would be sent (nothing due, and all_quiet is off)"
         err(line)
+    if notices:
+        err(f"admin notice(s), sent apart from the digest: {len(notices)} ({', '.join(notices)})")
     if plan.digest is not None:
         sys.stdout.write(render(plan, args.format) + "\n")
+    for text in notices.values():
+        sys.stdout.write(text + "\n")
     return 0
+

@@ -50,6 +50,7 @@ def normalize_table(
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
     values = _closing_stages(table, columns, values)
+    rest_open = _stage_is_status(table, columns, values)
     frame = raw.frame
     found = list(frame.columns)
     lowered = {str(c).lower(): c for c in found}
@@ -91,7 +92,8 @@ def normalize_table(
                 raise DataError(
                     f"required column {col.name!r} is missing", file=raw.origin,
                     more="Columns found: " + (_listed(found) or "none") + ".",
-                    fix=_header_hint(raw) or f"rename the column in the file, or map it in config: "
+                    fix=_header_hint(raw) or _status_in_stage_hint(table, col.name, columns, frame)
+                    or f"rename the column in the file, or map it in config: "
                     f"[source.columns.{table}] {col.name} = \"<your column name>\"",
                 )
             out[col.name] = _default(col, frame.index)
@@ -107,6 +109,9 @@ def normalize_table(
         mapping = values.get(col.name)
         if mapping:
             series = _map_values(series, mapping)
+        if rest_open and col.name == "status":
+            _closing_typos(values["status"], frame[source_name], raw, source_name)
+            series = _rest_open(series)
         if table == "deals" and col.name == "amount":
             series, signs = _amounts(series, col, raw, tz, source_name)
         else:
@@ -178,7 +183,7 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "region": ("регион", "город", "city"),
     },
     "deals": {
-        "client_id": ("клиент", "компания", "контрагент", "client", "company", "account"),
+        "client_id": ("клиент", "компания", "контрагент", "компания контакта", "client", "company", "account"),
         "title": ("название", "название сделки", "deal name", "name"),
         "amount": ("сумма", "бюджет", "стоимость", "budget", "value", "deal value", "price"),
         "currency": ("валюта",),
@@ -212,18 +217,22 @@ def _header_key(name: object) -> str:
 
 
 def _unmapped_useful(table: str, found: list, used: set[object], given: set[str]) -> DataWarning | None:
-    """One warning naming the file's unread columns that look like an optional canonical one."""
-    hints = []
-    for their in found:
+    """One warning naming the file's unread columns that look like an optional canonical one.
+
+    Per canonical column the best-named match is suggested, not the first in the file: amoCRM
+    puts `utm_source` (empty for calls and referrals) before the `Источник` field."""
+    best: dict[str, tuple[int, int, object]] = {}  # canonical -> (rank of the name, file position, column)
+    for pos, their in enumerate(found):
         if their in used:
             continue
         key = _header_key(their)
         for canonical, names in LOOKS_LIKE.get(table, {}).items():
             if canonical not in given and key in names:
-                hints.append(f"{str(their)!r} could fill {table}.{canonical} "
-                             f"([source.columns.{table}] {canonical} = \"{their}\")")
-                given = given | {canonical}  # one suggestion per canonical column
+                best[canonical] = min(best.get(canonical, (len(names), pos, their)), (names.index(key), pos, their),
+                                      key=lambda x: x[:2])
                 break
+    hints = [f"{str(their)!r} could fill {table}.{canonical} ([source.columns.{table}] {canonical} = \"{their}\")"
+             for canonical, (_, _, their) in sorted(best.items(), key=lambda kv: kv[1][1])]
     if not hints:
         return None
     return DataWarning("unmapped_columns", table, len(hints),
@@ -419,6 +428,64 @@ def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[
     if not closing:
         return values
     return {**values, "stage": {**closing, **values.get("stage", {})}}
+
+
+# Closing stages as web-UI exports write them in the stage column (amoCRM / Kommo, Bitrix24,
+# HubSpot, Pipedrive wording), lower-case: a deals file without a status column whose stage
+# column holds these has the status there.
+_CLOSING_WORDS = {
+    "won": ("успешно реализовано", "сделка успешна", "closed won", "closed - won", "won"),
+    "lost": ("закрыто и не реализовано", "сделка провалена", "closed lost", "closed - lost", "lost"),
+}
+
+
+def _status_in_stage_hint(table: str, name: str, columns: dict[str, str], frame: pd.DataFrame) -> str | None:
+    """The fix for a missing deals.status when the stage column holds the closing stages (an
+    amoCRM export's «Этап сделки»): map that column as the status too, with its closing values."""
+    stage = columns.get("stage") or ("stage" if "stage" in frame.columns else None)
+    if table != "deals" or name != "status" or stage is None or stage not in frame.columns:
+        return None
+    values = frame[stage].dropna().astype(str).str.strip().unique()[:10_000]
+    lines = [f'"{v}" = "{status}"' for status, words in _CLOSING_WORDS.items()
+             for v in values if v.lower() in words]
+    if not lines:
+        return None
+    return (f"the stage column {stage!r} holds the closing stages: map it as the status too, "
+            f"[source.columns.deals] status = \"{stage}\", and its closing stages, "
+            f"[source.values.deals.status] {'; '.join(lines)} (its other stages are read as open)")
+
+
+def _stage_is_status(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> bool:
+    """One column is both the stage and the status (amoCRM's "Этап сделки") and the status
+    mapping names its closing stages: every other stage of it is an open deal's stage."""
+    their = columns.get("stage")
+    return (table == "deals" and their is not None and their == columns.get("status")
+            and any(str(v).lower() in ("won", "lost") for v in values.get("status", {}).values()))
+
+
+def _rest_open(status: pd.Series) -> pd.Series:
+    """Stage values the status mapping does not close are "open", so a stage added in the CRM
+    tomorrow does not stop the load (listing every open stage was the admin's only way)."""
+    known = lower_text(status).isin(("open", "won", "lost")).to_numpy(dtype=bool, na_value=False)
+    return status.mask(status.notna().to_numpy(dtype=bool) & ~known, "open").astype(STR)
+
+
+def _closing_typos(mapping: dict[str, str], cells: pd.Series, raw: RawTable, source_name) -> None:
+    """Stages not mapped are read as open, so a closing stage misspelt in the mapping would
+    silently make every won (or lost) deal open: one that matches no cell while a cell value is
+    close to it stops the load, naming both."""
+    present = set(_clean_text(cells).dropna().astype(str).unique()[:10_000]) if raw.text else \
+        set(cells.dropna().astype(str).unique()[:10_000])
+    for theirs, status in mapping.items():
+        if str(status).lower() not in ("won", "lost") or theirs in present:
+            continue
+        close = nearest(theirs, sorted(present))
+        if close is not None and mapping.get(close) is None:
+            raise DataError(
+                f"the closing stage {theirs!r} mapped to {status} in config is in no row, and the "
+                f"column's other stages are read as open", file=raw.origin, column=source_name, value=close,
+                fix=f"correct the mapping: [source.values.deals.status] \"{close}\" = \"{status}\"",
+            )
 
 
 def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:

@@ -27,13 +27,18 @@ def resolve_stages(
     if history is not None and len(history):
         return order_from_history(history), []
     names = guess_order(deals)
+    # The whole guess, not five of it as "e.g.": an admin copied those into `stages` and lost
+    # the rest, or kept a wrong order that then warned no more.
     return names, [DataWarning(
         "stage_order_guessed", "stages", len(names),
         "no stages table, no [source] stages and no stage history: pipeline order guessed "
-        "from the age of the open deals at each stage (younger deals at earlier stages); "
-        "set `stages = [...]` in [source] to fix it",
-        names[:5],
+        "from the age of the open deals at each stage (younger deals at earlier stages), "
+        f"which can be wrong: {' -> '.join(names[:_SHOWN])}{' -> ...' if len(names) > _SHOWN else ''}; "
+        "set `stages = [...]` in [source] with every stage in your pipeline's order, first stage first",
     )]
+
+
+_SHOWN = 30  # stages named in the guessed-order warning
 
 
 def guess_order(deals: pd.DataFrame) -> list[str]:

@@ -189,10 +189,15 @@ class _RealHistory(Need):
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")
+# Won (and lost) is known only with the closing date; an absent closed_at read as "not won yet"
+# made every cohort 0% won, so a real drop was never found while the scan said it was checked.
+TO_WON = Need(columns=("deals.closed_at",), part="conversion to won")
 
 
 def skip_reason(data: CrmData) -> str | None:
     """One line saying why this detector cannot say anything about `data`, or None."""
+    if data.stage_history_derived and not TO_WON.met(data):  # conversion to won is all there is
+        return Need(columns=TO_WON.columns).line(data)
     if not data.stage_history_derived and len(data.stages) < 1:
         return "no pipeline stages known (provide stages.csv or source.stages in config)"
     return None
@@ -414,6 +419,8 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
         stages = list(data.stages)
         for i, from_stage in enumerate(stages):
             to_stage = stages[i + 1] if i + 1 < len(stages) else WON
+            if to_stage == WON and not TO_WON.met(data):
+                continue
             pairs.append(_cohorts(from_stage, to_stage, first[:, i], later[:, i + 1], lost_at, as_of, spec, seg_dims))
     return Prepared(
         spec=spec, pairs=pairs, seg_dims=seg_dims,
@@ -424,7 +431,7 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
 
 @register(NAME, ConversionDropSpec, requires=(),
           summary="conversion fell, overall or in one segment (recent vs baseline, fully observed cohorts)",
-          needs=(STAGE_PAIRS,))
+          needs=(STAGE_PAIRS, TO_WON))
 def detect(data: CrmData, spec: ConversionDropSpec, now: datetime, with_evidence: bool = True) -> list[Insight]:
     now_ns = ts_ns(now)
     newest = _newest(data)

@@ -337,6 +337,7 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"^new leads per manager \(new_leads\): "), "новые заявки по менеджерам (new_leads): "),
     (re.compile(r"^calls, meetings and done tasks as touches: "), "звонки, встречи и выполненные задачи как касания: "),
     (re.compile(r"^stage-to-stage conversion: "), "конверсия между этапами: "),
+    (re.compile(r"^conversion to won: "), "конверсия в выигрыш: "),
     # conversion_drop._RealHistory.line (after ": not checked, needs " became Russian above)
     (re.compile(r"нужна a real stage history \(stage_history\.csv; it was derived from (.+?)\); "
                 r"conversion to won is measured from deal outcomes instead"),

@@ -1,0 +1,219 @@
+"""Issue 9 on the deals export an amoCRM (Kommo) admin downloads from the web UI: one file with
+amoCRM's Russian headers (tests/scenarios/_amocrm_export.py), no users file, no stage history,
+and a config written from README and config.example.toml only. Run through the real CLI and
+asserted on what the admin or a director would read.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from _amocrm_export import AmoExport, file_name, write
+from _export_factory import ExportSpec
+from bot.cli import main
+
+UTC = timezone.utc
+END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 16:00 in Almaty, a Friday
+NOW = END + timedelta(hours=1)
+
+# What an admin writes from README ("Web-UI exports", "Your own names") and config.example.toml:
+# amoCRM's "Этап сделки" is both the stage and the status; only the closing stages are mapped.
+CONFIG = '''language = "{lang}"
+timezone = "Asia/Almaty"
+currency = "KZT"
+[source]
+kind = "files"
+path = "./{folder}"
+{extra}
+[source.files]
+deals = "{file}"
+[source.columns.deals]
+deal_id = "ID"
+title = "Название сделки"
+amount = "Бюджет"
+manager_id = "Ответственный"
+created_at = "Дата создания"
+closed_at = "Дата закрытия"
+stage = "Этап сделки"
+status = "Этап сделки"
+pipeline = "Воронка"
+client_id = "Компания контакта"
+source = "Источник"
+loss_reason = "Причина отказа"
+[source.values.deals.status]
+"Успешно реализовано" = "won"
+"Закрыто и не реализовано" = "lost"
+[[recipients]]
+id = "director"
+name = "Директор по продажам"
+role = "director"
+admin = true
+telegram_id = 100000001
+'''
+STAGES = '["Неразобранное", "Новая заявка", "Квалификация", "КП отправлено", "Переговоры", "Договор"]'
+KEEP_SALES = f'pipelines = ["Продажи"]\nstages = {STAGES}'
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def spec(seed: int, **kw) -> ExportSpec:
+    return ExportSpec(**{"seed": seed, "end": END, "days": 400, "n_managers": 8, "deals_per_month": 220,
+                         "with_emails": False, "inactive_flagged": 1, **kw})
+
+
+def exported(tmp_path: Path, name: str, w: AmoExport, *, lang: str = "ru", extra: str = KEEP_SALES) -> Path:
+    """The export folder and the admin's config beside it; returns the config's path."""
+    write(tmp_path / name, w)
+    config = tmp_path / f"{name}.toml"
+    config.write_text(CONFIG.format(lang=lang, folder=name, file=file_name(w), extra=extra), encoding="utf-8")
+    return config
+
+
+# --- "Этап сделки" is the stage and the status ----------------------------------------------------
+
+def test_open_stages_need_no_mapping_when_the_stage_column_is_the_status(tmp_path):
+    """README maps the two closing stages to won/lost; with `status = "Этап сделки"` every open
+    stage (six per pipeline here) had to be mapped to "open" as well, or the load stopped with
+    exit 3; and the day a manager added a stage in amoCRM, every scan stopped."""
+    counts = set()
+    for enc in ("utf8", "cp1251", "xlsx"):
+        config = exported(tmp_path, enc, AmoExport(spec(1, days=150), encoding=enc, nbsp=enc == "cp1251"))
+        rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+        assert rc == 0, out + err
+        counts.add(next(ln for ln in out.splitlines() if ln.strip().startswith("deals ")).split()[1])
+        stages = next(ln for ln in out.splitlines() if ln.strip().startswith("stages "))
+        assert "Успешно" not in stages and "Закрыто" not in stages and "won" not in stages, stages
+    assert len(counts) == 1 and int(counts.pop().replace(",", "")) > 500, counts  # every deal of «Продажи», each encoding
+
+
+# --- stale data, as the admin previews it ------------------------------------------------------
+
+def test_an_admin_previewing_a_stale_export_sees_the_notice_the_bot_would_send(tmp_path):
+    """Twelve days after the export, `preview --recipient director` (the admin) said "no message
+    would be sent", while the running bot sends the admins a stale-data notice on that scan."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=200)))
+    later = (END + timedelta(days=13)).isoformat()
+    rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", later, "--no-state")
+    assert rc == 0, err
+    assert "no message would be sent" not in err, err
+    assert out.startswith("Данные CRM устарели: самая свежая запись — 20.11.2026"), out
+    assert "amocrm_export_leads.csv" in out and "Обновите выгрузку" in out, out
+    # fresh data: no notice
+    rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", NOW.isoformat(),
+                           "--no-state")
+    assert rc == 0 and "устарели" not in out and "admin notice" not in err, out + err
+
+
+def test_the_russian_scan_says_the_datas_age_in_russian_numbers(tmp_path):
+    """The scan's "не проверено" line said "данные устарели: ... 12.8 дн. назад": a decimal point
+    and a clipped word where every other Russian line writes "12,8 дня"."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=200)))
+    later = (END + timedelta(days=12, hours=19)).isoformat()
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", later)
+    assert rc == 0, err
+    line = next(ln for ln in out.splitlines() if "данные устарели" in ln)
+    assert "12,8\u00a0дня назад" in line or "12,8 дня назад" in line, line
+    assert not re.search(r"\d\.\d", line.split("stale_after_days")[0]), line
+
+
+# --- a column the detector reads, left unmapped -------------------------------------------------
+
+def test_without_the_closing_date_conversion_is_said_unchecked_not_calm(tmp_path):
+    """An admin who did not map "Дата закрытия" (README's example maps only the owner and the
+    budget) was told conversion to won "is measured from deal outcomes instead" and "nothing
+    found": every won deal had no closing date, so each cohort was 0% won and a planted
+    15% -> 5% drop was never found."""
+    from _export_factory import Effect
+
+    planted = AmoExport(spec(4, days=260, effect=Effect("uniform", stage=1, at=END - timedelta(days=56), factor=0.45)))
+    config = exported(tmp_path, "amo", planted)
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    assert [i["detector"] for i in json.loads(out)].count("conversion_drop") == 1, out
+    config.write_text(config.read_text(encoding="utf-8").replace('closed_at = "Дата закрытия"\n', ""), encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert "skipped conversion_drop: needs column closed_at in deals (absent or empty in amocrm_export_leads.csv)" in err, err
+    assert "measured from deal outcomes instead" not in err, err
+    summary = next(ln for ln in out.splitlines() if "не проверено" in ln)
+    assert "конверсия по этапам (нужна колонка closed_at в amocrm_export_leads.csv (её нет или она пуста))" in summary, summary
+
+
+def test_the_unread_columns_hint_names_the_source_field_not_the_sparse_utm_column(tmp_path):
+    """With only README's example mapping, check-config suggested `source = "utm_source"` (the
+    first match in amoCRM's column order, empty for calls and referrals) over the «Источник»
+    field, and did not name «Компания контакта» for client_id."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=120)), extra="")
+    text = config.read_text(encoding="utf-8")
+    for key in ("title", "closed_at", "pipeline", "client_id", "source", "loss_reason"):
+        text = "\n".join(ln for ln in text.splitlines() if not ln.startswith(f"{key} = "))
+    config.write_text(text + "\n", encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    hint = next(ln for ln in (out + err).splitlines() if "columns not read that look useful" in ln)
+    assert 'source = "Источник"' in hint and "utm_source" not in hint, hint
+    assert 'client_id = "Компания контакта"' in hint and 'closed_at = "Дата закрытия"' in hint, hint
+
+
+def test_a_missing_status_is_found_in_the_stage_column(tmp_path):
+    """amoCRM has no status column: closing is a stage («Успешно реализовано»). An admin who
+    mapped only `stage = "Этап сделки"` was told to "rename the column in the file, or map it"
+    with no hint that the status is that same column."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=120), encoding="cp1251"))
+    text = config.read_text(encoding="utf-8").replace('status = "Этап сделки"\n', "")
+    config.write_text(text.split("[source.values.deals.status]")[0] + "[[recipients]]" + text.split("[[recipients]]")[1],
+                      encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3, out + err
+    assert "required column 'status' is missing" in out + err, out + err
+    fix = (out + err).split("Fix: ", 1)[1]
+    assert 'status = "Этап сделки"' in fix and '"Успешно реализовано" = "won"' in fix and '"Закрыто и не реализовано" = "lost"' in fix, fix
+
+
+def test_the_guessed_stage_order_is_shown_whole_as_a_guess_to_check(tmp_path):
+    """Without `stages`, check-config said "set `stages = [...]` ... (e.g. Неразобранное,
+    Квалификация, Новая заявка, КП отправлено, Договор, ...)": five of six stages, in a guessed
+    order that is wrong here (Новая заявка comes before Квалификация, Переговоры before Договор),
+    offered as the example to copy."""
+    config = exported(tmp_path, "amo", AmoExport(spec(1)), extra='pipelines = ["Продажи"]')
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    line = next(ln for ln in (out + err).splitlines() if "pipeline order guessed" in ln)
+    assert "e.g." not in line and "can be wrong" in line, line
+    guessed = line.split("can be wrong: ", 1)[1].split(";", 1)[0].split(" -> ")
+    assert sorted(guessed) == sorted(["Неразобранное", "Новая заявка", "Квалификация", "КП отправлено",
+                                      "Переговоры", "Договор"]), guessed
+
+
+def test_with_a_real_history_but_no_closing_date_conversion_to_won_is_a_partial_line(tmp_path):
+    """With a stage history, the last stage's conversion to won was measured from a closing date
+    the export did not have (every cohort 0% won) and nobody was told."""
+    from _export_factory import write_export
+
+    folder = write_export(tmp_path / "crm", spec(3, days=150, absent=frozenset({"deals.closed_at"})))
+    rc, out, err = run_cli("scan", "--data", str(folder), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert "partly skipped conversion_drop: conversion to won: not checked, needs column closed_at in deals" in err, err
+    summary = next(ln for ln in out.splitlines() if "проверено не полностью" in ln or "not fully" in ln)
+    assert "конверсия в выигрыш: не проверено, нужна колонка closed_at в deals.csv" in summary, summary
+
+
+def test_a_misspelt_closing_stage_stops_the_load_instead_of_leaving_every_won_deal_open(tmp_path):
+    """Stages the mapping does not close are open; a typo in «Успешно реализовано» must not make
+    every won deal an open one in silence."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=120)))
+    config.write_text(config.read_text(encoding="utf-8").replace('"Успешно реализовано" = "won"',
+                                                                 '"Успешно реализованно" = "won"'), encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3, out + err
+    assert "'Успешно реализованно' mapped to won in config is in no row" in out + err, out + err
+    assert 'Fix: correct the mapping: [source.values.deals.status] "Успешно реализовано" = "won"' in out + err, out + err
