@@ -235,22 +235,27 @@ def test_segment_own_drop_is_found_in_a_smaller_company(tmp_path):
 
 
 # Seeds 0-31 beyond the two tests above, on the scan day (benchmarks/seg_drop.py planted --seeds 0-31):
-# 250/month misses 8 of 32, 400/month 2 of 32; the ones below, with their gate.
+# 250/month misses 8 of 32, 400/month 2 of 32; the ones below, with their gate. On seeds 32-79 (held out,
+# never tuned on): 16 of 48 and 1 of 48 (the z-tests before the likelihood-ratio test: 18 and 2).
 HELD_OUT_MISSES = {250: (5, 8, 10, 13, 17, 23, 24, 31), 400: (6, 7)}
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "A segment's own drop (Instagram 70% -> 14%) on held-out seeds is missed on the scan day: 10 of 64. "
-    "Every one stops at the segment family's q (56-74 tests a day): 250/month seed 5 4/14 vs 46/77 (q 0.87), "
-    "8 5/21 vs 39/63 (q 0.14; its 4 newest deals: 1 moved on, 1.3 expected, p 0.61), 10 9/30 vs 60/94 (q 0.07), "
-    "13 2/21 vs 28/60 (q 0.26), 17 2/22 vs 39/70 (q 0.08), 23 1/15 vs 37/64 (q 0.20), 24 5/20 vs 47/76 (q 0.20), "
+    "The segment-vs-rest test no longer decides any of them (with it as a mere gate at 0.05 the same 10 are "
+    "missed): 250/month seed 5 4/14 vs 46/77 (q 0.87), 8 5/21 vs 39/63 (q 0.14; its 4 newest deals: 1 moved on, "
+    "1.3 expected, p 0.61), 10 9/30 vs 60/94 (q 0.07), 13 2/21 vs 28/60 (q 0.087), 17 2/22 vs 39/70 (q 0.021, "
+    "but its 5 newest deals: 1 moved on, 1.7 expected, p 0.42), 23 1/15 vs 37/64 (q 0.059; its own test alone "
+    "would pass and its newest deals stop it: 1 of 3 moved on, 0.7 expected), 24 5/20 vs 47/76 (q 0.20), "
     "31 8/26 vs 49/71 (q 0.050); 400/month seed 6 11/41 vs 60/102 (q 0.11: Republic Day stops the company "
     "clock, so the recent window starts 30 h before the plant and holds 4 earlier deals, all moved on), "
-    "7 12/44 vs 63/117 (q 0.10). Calm companies' chance dips are as strong on both counts (calm seed 43: "
+    "7 12/44 vs 63/117 (q 0.076). Before the likelihood-ratio segment-vs-rest test the z-tests decided 13, 17 "
+    "and 23 (q 0.26, 0.081, 0.20). Calm companies' chance dips are as strong on both counts (calm seed 43: "
     "Instagram 68% -> 23% on 22 deals, q 0.024, newest p 0.026), so admitting these costs calm alarms: "
     "over 180 calm companies replayed daily (seeds 11-190) the segment family at 0.1 finds 56/64 with 38 "
-    "companies alarmed (now 54/64, 26), at 0.3 and without the newest deals' confirmation 63/64 with 156"))
+    "companies alarmed (measured with the z-tests; now 54/64, 19, the z-tests 54/64, 25 in the same run), "
+    "at 0.3 and without the newest deals' confirmation 63/64 with 156"))
 def test_segment_own_drop_is_found_on_held_out_seeds(tmp_path):
     misses = []
     for volume, seeds in HELD_OUT_MISSES.items():
