@@ -67,9 +67,9 @@ Kinds of insight (facts["kind"]):
   than the rest's, both in points and relatively (intersection-union of two one-sided
   likelihood-ratio tests, so a drop that is uniform on either scale names nobody); a second
   driver only when, after the earlier drivers' deals are removed, the remainder itself still
-  fell (the overall's one-sided test at `segment_fdr`, and material) and the segment still stands out in it (a
-  manager who merely had more deals from the failing source is not blamed, nor one who dipped
-  by chance while the rest rose).
+  fell (the overall's one-sided test at `segment_fdr`, and material) and the segment still
+  stands out in it (a manager who merely had more deals from the failing source is not blamed,
+  nor one who dipped by chance while the rest rose).
 - "mix_shift": the raw rate fell, but within the segments of some dimension it held (the
   Cochran-Mantel-Haenszel test of the within-segment drop is not significant, or the drop at
   the baseline mix is not material) and the mix moved towards segments that convert worse.
