@@ -5,13 +5,16 @@ its trade-off.
     python benchmarks/seg_drop.py planted --seeds 0-31 --volumes 250,400   # ~20 s
     python benchmarks/seg_drop.py calm --seeds 11-100                      # ~30 s once written
     python benchmarks/seg_drop.py planted --set fdr=0.1                    # a ConversionDropSpec key
+    python benchmarks/seg_drop.py calm --seeds 11-190 --interaction z,lr   # both tests, same exports
 
 planted: the tests' Instagram drop (12% of deals, 70% -> 14% at Квалификация, 35 days before the
 scan), scanned as `scan --data` does (the default calendar: Asia/Almaty, KZ); per seed, found or
 missed and the gate that stopped it (floor, q, material, newest) with the segment's counts, p, q
 and its newest deals. calm: the calm companies of test_daily_replays_of_thirty_calm_companies_...
 replayed daily for 123 days (calendar without days off, as that test does); the companies and
-days with a segment's own drop. Exports are written once into --cache and reused.
+days with a segment's own drop. Exports are written once into --cache and reused. --interaction
+runs each listed segment-vs-rest test on the same exports (lr: the detector's; z: the z-tests it
+replaced), and planted also lists every other segment named (a false driver or segment drop).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from scipy.special import ndtr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scenarios")]
@@ -37,6 +41,48 @@ END = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)
 NOW = END + timedelta(hours=1)
 AT = NOW - timedelta(days=35)
 STAGE = 1
+
+
+def z_interaction_pvalues(seg, total) -> np.ndarray:
+    """The segment-vs-rest test before the likelihood-ratio one, kept to compare (--interaction z).
+
+    Two one-sided z-tests (difference of the two drops; difference of the two log rate
+    ratios), the larger p counts (intersection-union), so a drop that is uniform in either
+    sense names nobody. Rates are smoothed by half a deal; the variance of the segment's recent
+    rate is taken at the rate the null implies (its baseline rate moved like the rest's), as a
+    score test does: with 2 won of 20 the observed rate would make the log scale powerless.
+    """
+    rest = cd.Counts(total.bx - seg.bx, total.bn - seg.bn, total.rx - seg.rx, total.rn - seg.rn)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        def sm(x, n):
+            return (x + 0.5) / (n + 1.0)
+        ps_b, ps_r, pr_b, pr_r = sm(seg.bx, seg.bn), sm(seg.rx, seg.rn), sm(rest.bx, rest.bn), sm(rest.rx, rest.rn)
+        n_sb, n_sr, n_rb, n_rr = seg.bn + 1.0, seg.rn + 1.0, rest.bn + 1.0, rest.rn + 1.0
+        floor = 0.5 / n_sr
+
+        def var_diff(p, n):
+            return p * (1 - p) / n
+
+        def var_log(p, n):
+            return (1 - p) / (n * p)
+
+        null_diff = np.clip(ps_b - (pr_b - pr_r), floor, 1 - floor)
+        z1 = ((ps_b - ps_r) - (pr_b - pr_r)) / np.sqrt(
+            var_diff(ps_b, n_sb) + var_diff(null_diff, n_sr) + var_diff(pr_b, n_rb) + var_diff(pr_r, n_rr))
+        null_ratio = np.clip(ps_b * pr_r / pr_b, floor, 1 - floor)
+        z2 = (np.log(pr_r / pr_b) - np.log(ps_r / ps_b)) / np.sqrt(
+            var_log(ps_b, n_sb) + var_log(null_ratio, n_sr) + var_log(pr_b, n_rb) + var_log(pr_r, n_rr))
+        p = np.maximum(ndtr(-z1), ndtr(-z2))
+    ok = (rest.bn > 0) & (rest.rn > 0) & (seg.bn > 0) & (seg.rn > 0)
+    return np.where(ok & np.isfinite(p), p, 1.0)
+
+
+# --interaction: which segment-vs-rest test the detector uses (each variant runs on the same exports)
+INTERACTIONS = {"lr": cd._interaction_pvalues, "z": z_interaction_pvalues}
+
+
+def use(variant: str) -> None:
+    cd._interaction_pvalues = INTERACTIONS[variant]
 
 
 def seeds(text: str) -> list[int]:
@@ -103,30 +149,36 @@ def diagnose(state, now, dim="source", value="Instagram", pair_index=STAGE) -> d
 
 def planted(args) -> None:
     spec = cd.ConversionDropSpec(**args.spec)
-    found = {}
+    found, false = {}, {}
     for volume in args.volumes:
-        miss = []
         for seed in args.seeds:
             folder = planted_folder(args.cache, seed, volume)
             data = load_folder(folder, timezone="Asia/Almaty", now=NOW).data
-            insights = cd.detect(data, spec, NOW, with_evidence=False)
-            hit = [i for i in insights if i.subject.get("segment") == "Instagram" or
-                   any(d["segment"] == "Instagram" for d in i.facts.get("drivers", []))]
-            other = [(i.subject.get("from_stage"), i.subject.get("segment"), i.facts["kind"]) for i in insights
-                     if i not in hit]
             # the state a scan builds (all history read: the same cohorts), for the reasons
             state = cd.prepare(data, spec, as_of=int(NOW.timestamp() * 1e9))
-            dg = diagnose(state, NOW)
-            nw = dg.get("newest", {})
-            print(f"{volume} seed {seed:2d}: {'FOUND' if hit else 'miss '} gate={dg['gate']:8s} "
-                  f"{dg['bx']}/{dg['bn']} -> {dg['rx']}/{dg['rn']} p={dg.get('p', float('nan')):.2g} "
-                  f"q={dg.get('q', float('nan')):.3g} newest {nw.get('moved_on')}/{nw.get('deals')} "
-                  f"exp {nw.get('expected')} p={nw.get('p_value')} others={other}", flush=True)
-            if not hit:
-                miss.append(seed)
-        found[volume] = miss
-    for volume, miss in found.items():
-        print(f"{volume}/month: missed {len(miss)} of {len(args.seeds)}: {miss}")
+            for variant in args.interaction:
+                use(variant)
+                insights = cd.detect(data, spec, NOW, with_evidence=False)
+                hit = [i for i in insights if i.subject.get("segment") == "Instagram" or
+                       any(d["segment"] == "Instagram" for d in i.facts.get("drivers", []))]
+                other = [(i.subject.get("from_stage"), i.subject.get("segment"), i.facts["kind"]) for i in insights
+                         if i not in hit]
+                other += [(i.subject.get("from_stage"), d["segment"], "driver") for i in insights
+                          for d in i.facts.get("drivers", []) if d["segment"] != "Instagram"]
+                dg = diagnose(state, NOW)
+                nw = dg.get("newest", {})
+                print(f"{variant:3s} {volume} seed {seed:2d}: {'FOUND' if hit else 'miss '} gate={dg['gate']:8s} "
+                      f"{dg['bx']}/{dg['bn']} -> {dg['rx']}/{dg['rn']} p={dg.get('p', float('nan')):.2g} "
+                      f"q={dg.get('q', float('nan')):.3g} newest {nw.get('moved_on')}/{nw.get('deals')} "
+                      f"exp {nw.get('expected')} p={nw.get('p_value')} others={other}", flush=True)
+                if not hit:
+                    found.setdefault((variant, volume), []).append(seed)
+                false.setdefault((variant, volume), []).extend((seed, o) for o in other)
+    for variant in args.interaction:
+        for volume in args.volumes:
+            miss = found.get((variant, volume), [])
+            print(f"{variant} {volume}/month: missed {len(miss)} of {len(args.seeds)}: {miss}; "
+                  f"other segments named {len(false.get((variant, volume), []))}: {false.get((variant, volume), [])}")
 
 
 def replay(folder: Path, spec, days: int = 123, first=None):
@@ -148,18 +200,23 @@ def replay(folder: Path, spec, days: int = 123, first=None):
 
 def calm(args) -> None:
     spec = cd.ConversionDropSpec(**args.spec)
-    loud, seg_loud = {}, {}
+    loud = {v: {} for v in args.interaction}
+    seg_loud = {v: {} for v in args.interaction}
     for seed in args.seeds:
-        overall, segs = replay(calm_folder(args.cache, seed), spec)
-        if overall:
-            loud[seed] = overall
-        if segs:
-            seg_loud[seed] = segs
-            print(f"calm seed {seed}: {segs}", flush=True)
-    print(f"calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(loud)} companies on "
-          f"{sum(map(len, loud.values()))} days; segment drops {len(seg_loud)} companies on "
-          f"{len({(s, d[0]) for s, v in seg_loud.items() for d in v})} days; "
-          f"managers named on {len({(s, d[0]) for s, v in seg_loud.items() for d in v if d[1] == 'manager'})} days")
+        for variant in args.interaction:
+            use(variant)
+            overall, segs = replay(calm_folder(args.cache, seed), spec)
+            if overall:
+                loud[variant][seed] = overall
+            if segs:
+                seg_loud[variant][seed] = segs
+                print(f"{variant} calm seed {seed}: {segs}", flush=True)
+    for variant in args.interaction:
+        lv, sv = loud[variant], seg_loud[variant]
+        print(f"{variant} calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(lv)} companies on "
+              f"{sum(map(len, lv.values()))} days; segment drops {len(sv)} companies on "
+              f"{len({(s, d[0]) for s, v in sv.items() for d in v})} days; "
+              f"managers named on {len({(s, d[0]) for s, v in sv.items() for d in v if d[1] == 'manager'})} days")
 
 
 def main() -> None:
@@ -168,6 +225,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=seeds, default=seeds("0-15"))
     ap.add_argument("--volumes", type=lambda t: [int(x) for x in t.split(",")], default=[250, 400])
     ap.add_argument("--cache", type=Path, default=Path("/tmp/seg_drop_cache"))
+    ap.add_argument("--interaction", type=lambda t: t.split(","), default=["lr"],
+                    help="segment-vs-rest test(s), comma-separated: lr (the detector's), z (the z-tests before it)")
     ap.add_argument("--set", action="append", default=[], help="spec key=value")
     args = ap.parse_args()
     args.spec = {}

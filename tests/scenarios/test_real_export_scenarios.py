@@ -235,22 +235,27 @@ def test_segment_own_drop_is_found_in_a_smaller_company(tmp_path):
 
 
 # Seeds 0-31 beyond the two tests above, on the scan day (benchmarks/seg_drop.py planted --seeds 0-31):
-# 250/month misses 8 of 32, 400/month 2 of 32; the ones below, with their gate.
+# 250/month misses 8 of 32, 400/month 2 of 32; the ones below, with their gate. On seeds 32-79 (held out,
+# never tuned on): 16 of 48 and 1 of 48 (the z-tests before the likelihood-ratio test: 18 and 2).
 HELD_OUT_MISSES = {250: (5, 8, 10, 13, 17, 23, 24, 31), 400: (6, 7)}
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "A segment's own drop (Instagram 70% -> 14%) on held-out seeds is missed on the scan day: 10 of 64. "
-    "Every one stops at the segment family's q (56-74 tests a day): 250/month seed 5 4/14 vs 46/77 (q 0.87), "
-    "8 5/21 vs 39/63 (q 0.14; its 4 newest deals: 1 moved on, 1.3 expected, p 0.61), 10 9/30 vs 60/94 (q 0.07), "
-    "13 2/21 vs 28/60 (q 0.26), 17 2/22 vs 39/70 (q 0.08), 23 1/15 vs 37/64 (q 0.20), 24 5/20 vs 47/76 (q 0.20), "
+    "The segment-vs-rest test no longer decides any of them (with it as a mere gate at 0.05 the same 10 are "
+    "missed): 250/month seed 5 4/14 vs 46/77 (q 0.87), 8 5/21 vs 39/63 (q 0.14; its 4 newest deals: 1 moved on, "
+    "1.3 expected, p 0.61), 10 9/30 vs 60/94 (q 0.07), 13 2/21 vs 28/60 (q 0.087), 17 2/22 vs 39/70 (q 0.021, "
+    "but its 5 newest deals: 1 moved on, 1.7 expected, p 0.42), 23 1/15 vs 37/64 (q 0.059; its own test alone "
+    "would pass and its newest deals stop it: 1 of 3 moved on, 0.7 expected), 24 5/20 vs 47/76 (q 0.20), "
     "31 8/26 vs 49/71 (q 0.050); 400/month seed 6 11/41 vs 60/102 (q 0.11: Republic Day stops the company "
     "clock, so the recent window starts 30 h before the plant and holds 4 earlier deals, all moved on), "
-    "7 12/44 vs 63/117 (q 0.10). Calm companies' chance dips are as strong on both counts (calm seed 43: "
+    "7 12/44 vs 63/117 (q 0.076). Before the likelihood-ratio segment-vs-rest test the z-tests decided 13, 17 "
+    "and 23 (q 0.26, 0.081, 0.20). Calm companies' chance dips are as strong on both counts (calm seed 43: "
     "Instagram 68% -> 23% on 22 deals, q 0.024, newest p 0.026), so admitting these costs calm alarms: "
-    "over 180 calm companies replayed daily (seeds 11-190) the segment family at 0.1 finds 56/64 with 38 "
-    "companies alarmed (now 54/64, 26), at 0.3 and without the newest deals' confirmation 63/64 with 156"))
+    "over 180 calm companies replayed daily (seeds 11-190) fdr 0.1 finds 57/64 with 33 companies alarmed "
+    "(the z-tests 56/64, 38), 0.05 54/64 with 19 (the z-tests 54/64, 25), and with the z-tests at 0.3 and "
+    "without the newest deals' confirmation 63/64 with 156"))
 def test_segment_own_drop_is_found_on_held_out_seeds(tmp_path):
     misses = []
     for volume, seeds in HELD_OUT_MISSES.items():
@@ -493,8 +498,9 @@ def test_flooding_config_warns_and_fails_the_budget(tmp_path):
     "weeks of entries. It is as strong as the weakest real drop the builder tests demand (9.9% -> 7.5% win "
     "rate, p 0.009, newest p 0.065; a 10% relative drop with newest p 0.097, 0.093, 0.088), so no rule on "
     "these numbers silences it without losing those. Over 30 such companies (seeds 11-40, the test "
-    "below): 3 raise an overall drop on 6 days (before: 7 on 42); 3 raise a "
-    "segment's own drop on 6 days (18, 24, 27; 4 on 11 while a manager's needed only q <= fdr)"))
+    "below): 3 raise an overall drop on 6 days (before: 7 on 42); 2 raise a "
+    "segment's own drop on 3 days (18, 27; with the z-tests against the rest 3 on 6, and 4 on 11 while a "
+    "manager's needed only q <= fdr)"))
 def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
     days = {}
     for seed in (11, 12, 13):
@@ -547,8 +553,10 @@ def test_daily_replays_of_thirty_calm_companies_rarely_raise_an_overall_drop(tmp
 
     A segment's own drop: 4 companies on 11 days while a manager's needed q <= fdr like any
     segment's (seed 14: manager m8 at Новая заявка, 13/23 vs 75/84, q 0.03-0.049, on 5 days);
-    now 3 on 6 days, none a manager (seed 18: Instagram, q 0.004-0.047, its newest deals slower a
-    week earlier too, as a real drop's; 24, 27: one day each)."""
+    then 3 on 6 days with the z-tests against the rest (seed 18 on 4, 24, 27); with the
+    likelihood-ratio tests 2 on 3 days, none a manager (seed 18: Instagram, q 0.020-0.024, its
+    newest deals slower a week earlier too, as a real drop's; 27: one day), and m8 is not named
+    even at q <= fdr. The trap is kept with calm seed 108, whose m10 is named at q <= fdr (0.039)."""
     loud, before, seg_loud = {}, {}, {}
     from detectors.conversion_drop import ConversionDropSpec
     for seed in range(11, 41):
@@ -561,13 +569,15 @@ def test_daily_replays_of_thirty_calm_companies_rarely_raise_an_overall_drop(tmp
             seg_loud[seed] = segs
         if seed in (11, 35) and (days := _replayed_drops(folder, ConversionDropSpec(persist_weeks=0))[0]):
             before[seed] = days
-        if seed == 14:  # the trap: at the segment family's level, m8 is named again
-            before["m8"] = [s for s in _replayed_drops(folder, ConversionDropSpec(segment_fdr=0.05))[1]
-                            if s[1] == "manager"]
+    # the trap: at the segment family's level, a manager is named
+    folder = write_export(tmp_path / "calm108", ExportSpec(
+        seed=108, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0)))
+    assert [s for s in _replayed_drops(folder)[1] if s[1] == "manager"] == []
+    before["m10"] = [s for s in _replayed_drops(folder, ConversionDropSpec(segment_fdr=0.05))[1] if s[1] == "manager"]
     assert len(loud) <= 3 and sum(map(len, loud.values())) <= 6, loud
     assert len(before) == 3 and all(before.values()), before  # without the looks / the stricter level
     assert [s for v in seg_loud.values() for s in v if s[1] == "manager"] == [], seg_loud
-    assert len(seg_loud) <= 3 and sum(map(len, seg_loud.values())) <= 6, seg_loud
+    assert len(seg_loud) <= 2 and sum(map(len, seg_loud.values())) <= 3, seg_loud
 
 
 # --- what could not be checked, in Russian -----------------------------------------------------
