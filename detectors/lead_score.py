@@ -40,11 +40,12 @@ class LeadScoreSpec(DetectorSpec):
     max_leads: int = Field(5, ge=1, le=20, description="at most this many leads listed per manager, best first")
     min_new_leads: int = Field(2, ge=1, description="a manager with fewer new leads has nothing to rank")
     converted_statuses: list[str] = Field(
-        default_factory=lambda: ["converted", "qualified", "won", "конвертирован", "сконвертирован", "успешно реализовано"],
+        default_factory=lambda: ["converted", "qualified", "won", "конвертирован", "сконвертирован", "успешно реализовано",
+                                 "качественный лид"],  # Bitrix24's success stage of a lead
         description="lead statuses meaning it converted (compared case-insensitively)")
     not_converted_statuses: list[str] = Field(
         default_factory=lambda: ["lost", "junk", "spam", "duplicate", "disqualified", "closed", "unqualified",
-                                 "закрыто и не реализовано", "закрыт", "некачественный", "отказ"],
+                                 "закрыто и не реализовано", "закрыт", "некачественный", "некачественный лид", "отказ"],
         description="lead statuses meaning it did not (compared case-insensitively); any other status is no outcome yet")
 
 

@@ -53,7 +53,8 @@ class LeadSlaSpec(DetectorSpec):
     ignore_statuses: list[str] = Field(default_factory=lambda: ["spam", "junk", "duplicate"])
     handled_statuses: list[str] = Field(
         default_factory=lambda: ["converted", "qualified", "won", "lost", "closed", "конвертирован",
-                                 "сконвертирован", "успешно реализовано", "закрыто и не реализовано", "закрыт"],
+                                 "сконвертирован", "успешно реализовано", "закрыто и не реализовано", "закрыт",
+                                 "качественный лид", "некачественный лид"],  # Bitrix24's closing lead stages
         description="lead statuses that mean someone worked on it (compared case-insensitively)")
 
     # The company calendar, shared with stalled_deal: filled by bot/config.py from [calendar]

@@ -200,12 +200,25 @@ def test_preview_counts_what_the_digest_shows(tmp_path):
 LEAD_SCORE = '\n[detectors.lead_score]\nenabled = true\n'
 
 
-def test_lead_statuses_no_list_knows_are_named_with_where_to_list_them(tmp_path):
-    """Bitrix24's lead stages («Качественный лид», «Некачественный лид») are in neither default
-    list: lead_score said "0 leads with an outcome (0 converted, 0 not)" and never which statuses
-    it had seen or where to list them."""
+def test_bitrix24_lead_stages_count_as_outcomes_by_default(tmp_path):
+    """«Качественный лид» / «Некачественный лид» are Bitrix24's closing lead stages: with the
+    default lists lead_score learns from them (it said "0 leads with an outcome")."""
     config = exported(tmp_path, "leads", Bitrix24Export(spec(1)))
     config.write_text(config.read_text(encoding="utf-8") + LEAD_SCORE, encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    line = next(ln for ln in err.splitlines() if ln.startswith("skipped lead_score"))
+    got = re.search(r"\((\d+) converted, (\d+) not\)", line)
+    assert got and int(got[1]) > 100 and int(got[2]) > 40, line
+
+
+def test_lead_statuses_no_list_knows_are_named_with_where_to_list_them(tmp_path):
+    """Statuses in neither list (here: lists narrowed to English words): lead_score said "0 leads
+    with an outcome (0 converted, 0 not)" and never which statuses it had seen or where to list
+    them."""
+    config = exported(tmp_path, "leads", Bitrix24Export(spec(1)))
+    config.write_text(config.read_text(encoding="utf-8") + LEAD_SCORE
+                      + 'converted_statuses = ["converted"]\nnot_converted_statuses = ["lost"]\n', encoding="utf-8")
     rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
     assert rc == 0, err
     line = next(ln for ln in err.splitlines() if ln.startswith("skipped lead_score"))
