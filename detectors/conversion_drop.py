@@ -194,9 +194,19 @@ class _RealHistory(Need):
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")
-# Won (and lost) is known only with the closing date; an absent closed_at read as "not won yet"
-# made every cohort 0% won, so a real drop was never found while the scan said it was checked.
-TO_WON = Need(columns=("deals.closed_at",), part="conversion to won")
+class _ClosingDates(Need):
+    """Won (and lost) is placed in time only by the closing date; an absent closed_at read as
+    "not won yet" made every cohort 0% won, so a real drop was never found while the scan said it
+    was checked. Met when the dates are there, or when no deal is closed yet (nothing to place:
+    a young company's export of open deals lacks no column)."""
+
+    def met(self, data: CrmData) -> bool:
+        if data.has_column("deals", "closed_at"):
+            return True
+        return not bool((_status(data.deals, WON) | _status(data.deals, "lost")).any())
+
+
+TO_WON = _ClosingDates(columns=("deals.closed_at",), part="conversion to won")
 
 
 def skip_reason(data: CrmData) -> str | None:
