@@ -135,7 +135,7 @@ def test_the_weekly_report_due_on_a_holiday_monday_goes_out_on_the_next_working_
     assert trigger.get_next_fire_time(None, _at(2027, 2, 26)) == _at(2027, 3, 1, 10, 0)
 
 
-def test_check_config_and_preview_say_the_next_digest_day(config_toml):
+def test_the_next_digest_is_today_until_its_time_and_skips_days_off(config_toml):
     config = parse_config(config_toml)
     line = schedule_line(config, _at(2026, 12, 31, 12, 0))  # after Thursday's digest
     assert line.endswith("next: Tue 5 Jan 2027 09:00 (none on 1 Jan 2027, 4 Jan 2027: days off of the "
@@ -152,3 +152,31 @@ def test_cron_weekdays_count_as_cron_counts_them(config_toml, sqlite_store):
     default = parse_config(config_toml)
     _, _, sched = _bot(default, sqlite_store, [], _at(2027, 2, 26, 12, 0))
     assert sched["weekly"].trigger.get_next_fire_time(None, _at(2027, 2, 26, 12, 0)) == _at(2027, 3, 1, 10, 0)  # Mon
+
+
+def _tiny_export(tmp_path):
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "managers.csv").write_text("manager_id,name\nm1,Айгерим\n", encoding="utf-8")
+    (crm / "deals.csv").write_text("deal_id,manager_id,stage,status,created_at\nd1,m1,Lead,open,2026-12-01T09:00:00Z\n",
+                                   encoding="utf-8")
+    (crm / "stage_history.csv").write_text("deal_id,stage,entered_at\nd1,Lead,2026-12-01T09:00:00Z\n", encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text('timezone = "Asia/Almaty"\n[source]\npath = "crm"\n[[recipients]]\nid = "aigerim"\n'
+                      'role = "manager"\nmanager_id = "m1"\n', encoding="utf-8")
+    return config
+
+
+def test_check_config_and_preview_name_the_next_digest_day(tmp_path, capsys):
+    from bot.cli import main
+
+    config = _tiny_export(tmp_path)
+    assert main(["check-config", str(config), "--now", "2026-12-31T12:00:00+05:00"]) == 0
+    out = capsys.readouterr().out
+    assert ("digests: mon-fri at 09:00 Asia/Almaty, none on days off of the calendar; next: Tue 5 Jan 2027 09:00 "
+            "(none on 1 Jan 2027, 4 Jan 2027: days off of the company calendar)") in out
+    assert main(["preview", "--config", str(config), "--recipient", "aigerim", "--no-state",
+                 "--now", "2027-01-04T08:00:00+05:00"]) == 0
+    err = capsys.readouterr().err
+    assert ("4 Jan 2027 is a day off of the company calendar (KZ: New Year's Day (observed)): the scheduler sends "
+            "no digest today; the next one goes out on Tue 5 Jan 2027") in err
