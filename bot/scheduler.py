@@ -388,13 +388,18 @@ class WorkingDayTrigger(BaseTrigger):
         nxt = day + timedelta(days=1)
         while not is_working_day(self.config, nxt) and nxt - day < self._LOOKBACK:
             nxt += timedelta(days=1)
-        moved = datetime.combine(nxt, local.timetz().replace(tzinfo=None), self.timezone)
-        if fire not in self._said:  # once per moved run, when the scheduler plans it
-            self._said.add(fire)
-            log.info("the weekly report due %s %s goes out on %s: %s is a day off of the company calendar (%s)",
-                     fmt_day(day, weekday=True), f"{local:%H:%M}", fmt_day(nxt, weekday=True), fmt_day(day),
-                     day_off_reason(self.config, day))
-        return moved
+        return datetime.combine(nxt, local.timetz().replace(tzinfo=None), self.timezone)
+
+    def _say(self, fire: datetime, moved: datetime) -> None:
+        """Once per moved run, when the scheduler plans it: why the report is not on its day."""
+        if moved == fire or fire in self._said:
+            return
+        self._said.add(fire)
+        day = fire.astimezone(self.timezone).date()
+        log.info("the weekly report due %s %s goes out on %s: %s is a day off of the company calendar (%s)",
+                 fmt_day(day, weekday=True), f"{fire.astimezone(self.timezone):%H:%M}",
+                 fmt_day(moved.astimezone(self.timezone).date(), weekday=True), fmt_day(day),
+                 day_off_reason(self.config, day))
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         after = previous_fire_time or now
@@ -402,6 +407,7 @@ class WorkingDayTrigger(BaseTrigger):
         while fire is not None:
             moved = self._moved(fire)
             if (moved > previous_fire_time) if previous_fire_time is not None else (moved >= now):
+                self._say(fire, moved)
                 return moved
             fire = self.cron.get_next_fire_time(fire, fire + timedelta(seconds=1))
         return None

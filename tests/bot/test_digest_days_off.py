@@ -121,12 +121,17 @@ async def test_recipients_in_other_zones_keep_the_company_calendar(config_toml, 
     assert list(report.sent) == ["boris"]
 
 
-def test_the_weekly_report_due_on_a_holiday_monday_goes_out_on_the_next_working_day(config_toml, sqlite_store):
+def test_the_weekly_report_due_on_a_holiday_monday_goes_out_on_the_next_working_day(config_toml, sqlite_store,
+                                                                                    caplog):
     config = parse_config(config_toml)
     _, _, sched = _bot(config, sqlite_store, [], _at(2027, 3, 18))
     trigger = sched["weekly"].trigger
     # Mon 22 Mar 2027 is Nauryz, 23 Mar too and 24 Mar its observed day off: Thursday 10:00
-    assert trigger.get_next_fire_time(None, _at(2027, 3, 18)) == _at(2027, 3, 25, 10, 0)
+    with caplog.at_level(logging.INFO, logger="crm_pulse.scheduler"):
+        assert trigger.get_next_fire_time(None, _at(2027, 3, 18)) == _at(2027, 3, 25, 10, 0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "the weekly report due Mon 22 Mar 2027 10:00 goes out on Thu 25 Mar 2027: 22 Mar 2027 is a day off of the "
+        "company calendar (KZ: Nowruz Holiday)"]  # the earlier moved Mondays (8, 15 Mar) are past: not said
     # a restart during the holiday still finds the moved report
     assert trigger.get_next_fire_time(None, _at(2027, 3, 23, 15, 0)) == _at(2027, 3, 25, 10, 0)
     # after it, the next Monday as usual
