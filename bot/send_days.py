@@ -88,12 +88,12 @@ def is_working_day(config: Any, day: date) -> bool:
 
 def is_digest_day(config: Any, day: date) -> bool:
     """Whether the daily digest goes out on `day` (see the module's rules)."""
-    if day_off_reason(config, day) is not None:
+    cal = _calendar(config)
+    if day in _off_days(cal):
         return False
     weekdays = digest_weekdays(config.schedule.digest_days)
     if day.isoweekday() in weekdays:
         return True
-    cal = _calendar(config)
     return is_working_day(config, day) and set(cal.workdays) <= weekdays
 
 
@@ -139,7 +139,7 @@ def schedule_line(config: Any, now: datetime) -> str:
     start = now.astimezone(ZoneInfo(config.timezone)).date()
     weekdays = digest_weekdays(s.digest_days)
     skipped = [start + timedelta(days=k) for k in range((nxt.date() - start).days)
-               if day_off_reason(config, start + timedelta(days=k)) is not None
+               if start + timedelta(days=k) in _off_days(_calendar(config))
                and (start + timedelta(days=k)).isoweekday() in weekdays]
     line = f"{head}; next: {fmt_day(nxt.date(), weekday=True)} {nxt:%H:%M}"
     if skipped:
