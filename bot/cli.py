@@ -269,6 +269,8 @@ def run_check_config(args: argparse.Namespace) -> int:
     say(f"OK: {path}")
     say(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
     say(f"  {config.calendar.describe(config.timezone)}")
+    from bot.send_days import schedule_line
+    say(f"  {schedule_line(config, now)}")
     if calendar is not None and learned_line(calendar):
         say(f"    {learned_line(calendar)}")
     say(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))

@@ -79,11 +79,43 @@ def _check_timezone(value: str | None) -> str | None:
     return value
 
 
-def _check_cron(value: str) -> str:
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")  # crontab weekday numbers 0..7
+
+
+def _crontab_weekdays(field: str) -> str:
+    """A crontab weekday field (0 or 7 = Sunday, 1 = Monday) in APScheduler's words: its
+    from_crontab reads numbers as 0 = Monday, so "0 10 * * 1" would fire on Tuesdays. Numbers,
+    ranges and steps become day names; names pass through."""
+    if field == "*" or re.search(r"[a-zA-Z]", field):
+        return field
+    days: list[int] = []
+    for part in field.split(","):
+        rng, _, step = part.partition("/")
+        lo, _, hi = ("0-6" if rng == "*" else rng).partition("-")
+        a = int(lo)
+        b = int(hi) if hi else (6 if step else a)
+        if not (0 <= a <= 7 and 0 <= b <= 7 and a <= b) or (step and int(step) < 1):
+            raise ValueError(f"weekday {part!r} is not 0-7 (0 or 7 = Sunday)")
+        days += [d % 7 for d in range(a, b + 1, int(step) if step else 1)]
+    return ",".join(_CRON_DAYS[d] for d in sorted(set(days), key=lambda d: (d + 6) % 7))
+
+
+def cron_trigger(value: str, timezone: str | None = None) -> Any:
+    """An APScheduler CronTrigger for a standard crontab line (minute hour day month weekday),
+    weekdays numbered as cron numbers them (1 = Monday, 0 or 7 = Sunday)."""
     from apscheduler.triggers.cron import CronTrigger
 
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_crontab_weekdays(weekday),
+                       timezone=timezone)
+
+
+def _check_cron(value: str) -> str:
     try:
-        CronTrigger.from_crontab(value)
+        cron_trigger(value)
     except ValueError as e:
         raise ValueError(f'must be a cron expression like "0 7 * * 1-5" (minute hour day month weekday), got {value!r}: {e}') from None
     return value

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 FORMATS = ("text", "telegram", "slack")
 
@@ -152,6 +154,22 @@ def summary_lines(target: Any, plan: Any, config: Any, total: int) -> list[str]:
     return lines
 
 
+def digest_day_line(target: Any, config: Any, now: datetime) -> str:
+    """When this person's scheduled digest goes out: today's is skipped on a day off of the
+    company calendar (bot.send_days), said with the day it waits for."""
+    from bot.send_days import fmt_day, next_digest, skipped_line
+
+    when = getattr(target, "digest_time", None) or config.schedule.digest_time
+    tz = getattr(target, "timezone", None) or config.timezone
+    today = now.astimezone(ZoneInfo(tz)).date()
+    skipped = skipped_line(config, today, "the scheduler sends no digest today")
+    if skipped is not None:
+        return skipped
+    nxt = next_digest(config, now, when, tz)
+    return (f"next scheduled digest: {fmt_day(nxt.date(), weekday=True)} {nxt:%H:%M} {tz}" if nxt
+            else "no scheduled digest within a year (check [schedule] digest_days and [calendar])")
+
+
 def run(args: argparse.Namespace) -> int:
     from bot import pipeline
     from bot.admin_notice import due_notices
@@ -178,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         store.close()
     err(state_note)
+    err(digest_day_line(target, config, now))
     for line in summary_lines(target, plan, config, len(items)):
         if notices and line.startswith("no message would be sent"):
             line = "no digest would be sent (nothing due, and all_quiet is off)"

@@ -13,19 +13,21 @@ import os
 import socket
 import time
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 from typing import Any, Awaitable, Callable, Iterator
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.admin_notice import notify_admins, stale_data_notice
-from bot.config import Config, Recipient, parse_hhmm
+from bot.config import Config, Recipient, cron_trigger, parse_hhmm
 from bot.delivery import WEEKLY_DETECTORS, DeliveryReport, deliver, deliver_critical, scan_checks, targets
 from bot.logsafe import redact
 from bot.metrics import Metrics
 from bot.outbox import Outbox
+from bot.send_days import day_off_reason, fmt_day, is_digest_day, is_working_day, skipped_line
 from bot.state import StateStore
 from messages.i18n import count
 
@@ -95,6 +97,7 @@ class PulseJobs:
         self.alert: Callable[[dict[str, str]], Awaitable[None]] | None = None  # {lang: text}
         self.failing: dict[str, str] = {}  # job -> the error admins were told about
         self.metrics = metrics or Metrics(clock=clock)  # served at /metrics when [metrics] is enabled
+        self._said_day_off: set[date] = set()  # days off already explained in the log
 
     async def _job_failed(self, job: str, error: BaseException) -> None:
         """Tell admins once per outage: the first failure of a job, not every run after it."""
@@ -252,7 +255,9 @@ class PulseJobs:
         """At start: today's digests whose time has passed but that were never written (the bot
         was down at that time, or killed while writing them) are written now. Who already has
         today's digest in the outbox is left alone; the notification log keeps anyone from
-        getting the same item twice either way. Returns the targets caught up."""
+        getting the same item twice either way. A day off of the company calendar has no digest
+        to catch up (bot.send_days), and an earlier day's missed digest is never caught up: its
+        items are in today's. Returns the targets caught up."""
         now = self.clock()
         due: list[str] = []
         for (when, tz_name), ids in digest_groups(self.config).items():
@@ -260,11 +265,10 @@ class PulseJobs:
             local = now.astimezone(tz)
             t = parse_hhmm(when)
             midnight = datetime(local.year, local.month, local.day, tzinfo=tz)
-            trigger = CronTrigger(day_of_week=self.config.schedule.digest_days, hour=t.hour, minute=t.minute,
-                                  timezone=tz)
-            fire = trigger.get_next_fire_time(None, midnight)
-            if fire is None or fire.date() != local.date() or fire > now:
-                continue  # not a digest day, or its time is still ahead: the scheduler runs it
+            if not is_digest_day(self.config, local.date()):
+                continue  # a weekly rest day or a day off of the company calendar
+            if datetime(local.year, local.month, local.day, t.hour, t.minute, tzinfo=tz) > now:
+                continue  # its time is still ahead: the scheduler runs it
             written = self.store.outbox_keys_since("digest:", midnight.astimezone(UTC))
             day = local.date().isoformat()
             due += [tid for tid in ids if not any(k.startswith(f"digest:{tid}:{day}T") for k in written)]
@@ -273,6 +277,25 @@ class PulseJobs:
                      ", ".join(due[:20]) + (" ..." if len(due) > 20 else ""))
             await self.run_digest(due)
         return due
+
+    async def scheduled_digest(self, target_ids: list[str]) -> DeliveryReport | None:
+        """The digest job: fires every day at the group's time; sends to the targets whose local
+        day is a digest day of the company calendar (bot.send_days). A day off is said once a
+        day in the log (INFO), with the next digest day; its items wait for that digest."""
+        now = self.clock()
+        today: list[str] = []
+        everyone = targets(self.config)
+        for tid in target_ids:
+            tz = getattr(everyone.get(tid), "timezone", None) or self.config.timezone
+            day = now.astimezone(ZoneInfo(tz)).date()
+            if is_digest_day(self.config, day):
+                today.append(tid)
+            elif day not in self._said_day_off:
+                line = skipped_line(self.config, day)
+                if line is not None:  # a weekly rest day outside digest_days needs no word
+                    self._said_day_off.add(day)
+                    log.info("%s", line)
+        return await self.run_digest(today) if today else None
 
     async def run_digest(self, target_ids: list[str]) -> DeliveryReport | None:
         return await self._guard("digest", self._deliver_fresh(only_targets=target_ids, with_checks=True))
@@ -343,20 +366,72 @@ def digest_groups(config: Config) -> dict[tuple[str, str], list[str]]:
     return dict(groups)
 
 
+class WorkingDayTrigger(BaseTrigger):
+    """A cron trigger whose fire times on a day off of the company calendar move to the same
+    local time of the next working day (the weekly report due on a holiday Monday goes out on
+    Tuesday, not a week later). Fire times that land on one instant are one run. Looks back
+    far enough (`_LOOKBACK`) that a restart during a holiday still finds the moved run."""
+
+    _LOOKBACK = timedelta(days=31)  # longer than any run of days off (RU New Year: 1-11 Jan)
+
+    def __init__(self, cron: CronTrigger, config: Config) -> None:
+        self.cron = cron
+        self.config = config
+        self.timezone = cron.timezone
+        self._said: set[datetime] = set()
+
+    def _moved(self, fire: datetime) -> datetime:
+        local = fire.astimezone(self.timezone)
+        day = local.date()
+        if day_off_reason(self.config, day) is None:
+            return fire
+        nxt = day + timedelta(days=1)
+        while not is_working_day(self.config, nxt) and nxt - day < self._LOOKBACK:
+            nxt += timedelta(days=1)
+        return datetime.combine(nxt, local.timetz().replace(tzinfo=None), self.timezone)
+
+    def _say(self, fire: datetime, moved: datetime) -> None:
+        """Once per moved run, when the scheduler plans it: why the report is not on its day."""
+        if moved == fire or fire in self._said:
+            return
+        self._said.add(fire)
+        day = fire.astimezone(self.timezone).date()
+        log.info("the weekly report due %s %s goes out on %s: %s is a day off of the company calendar (%s)",
+                 fmt_day(day, weekday=True), f"{fire.astimezone(self.timezone):%H:%M}",
+                 fmt_day(moved.astimezone(self.timezone).date(), weekday=True), fmt_day(day),
+                 day_off_reason(self.config, day))
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        after = previous_fire_time or now
+        fire = self.cron.get_next_fire_time(None, min(after, now) - self._LOOKBACK)
+        while fire is not None:
+            moved = self._moved(fire)
+            if (moved > previous_fire_time) if previous_fire_time is not None else (moved >= now):
+                self._say(fire, moved)
+                return moved
+            fire = self.cron.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        return None
+
+    def __str__(self) -> str:
+        return f"working days of the company calendar, {self.cron}"
+
+
 def build_scheduler(config: Config, jobs: PulseJobs) -> AsyncIOScheduler:
-    """An AsyncIOScheduler with every job from the config (not started)."""
+    """An AsyncIOScheduler with every job from the config (not started). Digests fire daily at
+    each group's time and `scheduled_digest` asks the company calendar (bot.send_days); the
+    weekly report moves off the calendar's days off."""
     sched = AsyncIOScheduler(timezone=config.timezone)
     common: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
-    sched.add_job(jobs.run_scan, CronTrigger.from_crontab(config.schedule.scan, timezone=config.timezone),
+    sched.add_job(jobs.run_scan, cron_trigger(config.schedule.scan, config.timezone),
                   id="scan", name="scan the CRM", **common)
     for (when, tz), ids in sorted(digest_groups(config).items()):
         t = parse_hhmm(when)
-        sched.add_job(jobs.run_digest, CronTrigger(day_of_week=config.schedule.digest_days, hour=t.hour,
-                                                   minute=t.minute, timezone=tz),
+        # every day: a transferred working Saturday gets a digest; scheduled_digest skips the rest
+        sched.add_job(jobs.scheduled_digest, CronTrigger(hour=t.hour, minute=t.minute, timezone=tz),
                       args=[ids], id=f"digest {when} {tz}", name=f"digest at {when} {tz} for {', '.join(ids)}", **common)
-    sched.add_job(jobs.run_weekly, CronTrigger.from_crontab(config.schedule.weekly_report, timezone=config.timezone),
-                  id="weekly", name="weekly report", **common)
+    weekly = cron_trigger(config.schedule.weekly_report, config.timezone)
+    sched.add_job(jobs.run_weekly, WorkingDayTrigger(weekly, config), id="weekly", name="weekly report", **common)
     if syncs(config):
-        sched.add_job(jobs.run_sync, CronTrigger.from_crontab(config.schedule.sync, timezone=config.timezone),
+        sched.add_job(jobs.run_sync, cron_trigger(config.schedule.sync, config.timezone),
                       id="sync", name="sync the CRM", **common)
     return sched

@@ -385,7 +385,10 @@ def company_days_off(data, calendar: WorkCalendar, now: datetime, *, stale: bool
     backtest, /preview and check-config get the company's days off from.
 
     `stale`: the export stopped (bot.pipeline.stale_line): the quiet days after its newest
-    recorded work are the export's silence, not the company's rest, and are not learned."""
+    recorded work are the export's silence, not the company's rest, and are not learned.
+
+    Learned days are about the past (nobody worked on a day already gone) and never decide
+    whether a digest goes out today: that is the configured calendar's job (bot.send_days)."""
     if not calendar.learn_days_off:
         return calendar
     from crm.freshness import work_instants

@@ -50,7 +50,7 @@ def test_digest_jobs_follow_each_persons_time_and_zone(config_toml):
     assert groups[("08:30", "Europe/Moscow")] == ["boris"]
     assert sorted(groups[("09:00", "Asia/Almaty")]) == ["anna", "dina", "sales-team"]
     noop = lambda *a: None
-    sched = build_scheduler(cfg, SimpleNamespace(run_scan=noop, run_digest=noop, run_weekly=noop))
+    sched = build_scheduler(cfg, SimpleNamespace(run_scan=noop, scheduled_digest=noop, run_weekly=noop))
     jobs = {j.id: j for j in sched.get_jobs()}
     assert set(jobs) == {"scan", "digest 08:30 Europe/Moscow", "digest 09:00 Asia/Almaty", "weekly"}
     moscow = jobs["digest 08:30 Europe/Moscow"].trigger

@@ -1,0 +1,148 @@
+"""Which days digests and the weekly report go out on: the weekdays of `[schedule]` on the
+company calendar of `[calendar]` (one calendar for the whole company, whatever a recipient's
+timezone). Pure: the day or the clock is passed in.
+
+- A day off of the calendar (an official holiday of its country, a `days_off` date) gets no
+  digest, even on a weekday of `digest_days`; its items stay due (the notification log has
+  not recorded them as sent) and go out in the next working day's digest.
+- A worked weekend day (a transferred working day of the country, a `working_days` date) is a
+  working day: it gets a digest when `digest_days` covers every usual working day of the
+  calendar (the default "mon-fri"); it stands for a weekday we cannot name, so a "mon,wed,fri"
+  schedule leaves it out.
+- A weekly rest day listed in `digest_days` (a company that wants Saturday digests) is the
+  admin's choice and keeps its digest.
+- Days off learned from the data (`learn_days_off`) are about the past: they tell the detectors
+  that nobody worked on a day already gone, and never decide today's sending (today is never
+  learned, and the calendar used here drops any learned days).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_HORIZON = 400  # days searched for the next digest day (a schedule with none says so)
+
+
+def fmt_day(d: date, weekday: bool = False) -> str:
+    """'1 Jan 2027' (or 'Fri 1 Jan 2027'): unambiguous in a log read anywhere."""
+    return (f"{_DAYS[d.weekday()]} " if weekday else "") + f"{d.day} {_MONTHS[d.month - 1]} {d.year}"
+
+
+@lru_cache(maxsize=32)
+def digest_weekdays(spec: str) -> frozenset[int]:
+    """ISO weekdays (1 = Monday) of a `digest_days` value ("mon-fri", "mon,wed,fri", "*"),
+    read by the same cron field the scheduler validated it with."""
+    from apscheduler.triggers.cron import CronTrigger
+    from datetime import timezone
+
+    trigger = CronTrigger(day_of_week=spec, hour=0, minute=0, timezone=timezone.utc)
+    monday = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    return frozenset(k + 1 for k in range(7)
+                     if trigger.get_next_fire_time(None, monday + timedelta(days=k)) == monday + timedelta(days=k))
+
+
+def _calendar(config: Any) -> Any:
+    """The company calendar as configured: never the days learned from the data."""
+    cal = config.work_calendar()
+    return replace(cal, learned=()) if cal.learned else cal
+
+
+def day_off_reason(config: Any, day: date) -> str | None:
+    """Why `day` is a day off of the company calendar ("KZ: New Year's Day", "[calendar]
+    days_off"), or None when it is not one. Weekly rest days are not days off here:
+    `digest_days` decides about them."""
+    cal = _calendar(config)
+    if day not in _off_days(cal):
+        return None
+    if day in cal.holidays:
+        return "[calendar] days_off"
+    name = _holiday_name(cal.country, day) if cal.country else None
+    return f"{cal.country}: {name}" if name else (cal.country or "[calendar]")
+
+
+@lru_cache(maxsize=8)
+def _off_days(cal: Any) -> frozenset[date]:
+    return frozenset(cal.days_off)
+
+
+def _holiday_name(country: str, day: date) -> str | None:
+    import holidays
+
+    try:
+        return holidays.country_holidays(country, years=day.year, language="en_US").get(day)
+    except (NotImplementedError, KeyError, ValueError):  # a country without English names
+        return holidays.country_holidays(country, years=day.year).get(day)
+
+
+def is_working_day(config: Any, day: date) -> bool:
+    """A working day of the company calendar (transferred working days included)."""
+    import numpy as np
+
+    return bool(_calendar(config).is_working_day(np.array([day], dtype="datetime64[D]"))[0])
+
+
+def is_digest_day(config: Any, day: date) -> bool:
+    """Whether the daily digest goes out on `day` (see the module's rules)."""
+    cal = _calendar(config)
+    if day in _off_days(cal):
+        return False
+    weekdays = digest_weekdays(config.schedule.digest_days)
+    if day.isoweekday() in weekdays:
+        return True
+    return is_working_day(config, day) and set(cal.workdays) <= weekdays
+
+
+def next_digest_day(config: Any, after: date) -> date | None:
+    """The first digest day strictly after `after` (None when the schedule has none within a year)."""
+    for k in range(1, _HORIZON):
+        d = after + timedelta(days=k)
+        if is_digest_day(config, d):
+            return d
+    return None
+
+
+def next_digest(config: Any, now: datetime, when: str, tz_name: str) -> datetime | None:
+    """The next digest at local time `when` (HH:MM) in `tz_name`, at or after `now`."""
+    tz = ZoneInfo(tz_name)
+    local = now.astimezone(tz)
+    hh, mm = (int(x) for x in when.split(":"))
+    today = local.date()
+    if is_digest_day(config, today) and datetime.combine(today, time(hh, mm), tz) >= now:
+        return datetime.combine(today, time(hh, mm), tz)
+    d = next_digest_day(config, today)
+    return datetime.combine(d, time(hh, mm), tz) if d else None
+
+
+def skipped_line(config: Any, day: date, what: str = "no digest") -> str | None:
+    """'1 Jan 2027 is a day off of the company calendar (KZ: New Year's Day): no digest; the next
+    one goes out on Tue 5 Jan 2027' for the log; None when `day` is not a day off."""
+    why = day_off_reason(config, day)
+    if why is None:
+        return None
+    nxt = next_digest_day(config, day)
+    then = f"; the next one goes out on {fmt_day(nxt, weekday=True)}" if nxt else ""
+    return f"{fmt_day(day)} is a day off of the company calendar ({why}): {what}{then}"
+
+
+def schedule_line(config: Any, now: datetime) -> str:
+    """For check-config and preview: when the next digest goes out, and the days off it skips."""
+    s = config.schedule
+    nxt = next_digest(config, now, s.digest_time, config.timezone)
+    head = f"digests: {s.digest_days} at {s.digest_time} {config.timezone}, none on days off of the calendar"
+    if nxt is None:
+        return head + "; no digest day within a year (check [schedule] digest_days and [calendar])"
+    start = now.astimezone(ZoneInfo(config.timezone)).date()
+    weekdays = digest_weekdays(s.digest_days)
+    skipped = [start + timedelta(days=k) for k in range((nxt.date() - start).days)
+               if start + timedelta(days=k) in _off_days(_calendar(config))
+               and (start + timedelta(days=k)).isoweekday() in weekdays]
+    line = f"{head}; next: {fmt_day(nxt.date(), weekday=True)} {nxt:%H:%M}"
+    if skipped:
+        shown = ", ".join(fmt_day(d) for d in skipped[:6]) + (" ..." if len(skipped) > 6 else "")
+        line += f" (none on {shown}: day{'s' if len(skipped) > 1 else ''} off of the company calendar)"
+    return line
