@@ -159,7 +159,7 @@ def test_main_text_has_no_statistics_but_details_do():
             text = insight_text(insight, lang, now=NOW)
             assert not re.search(r"\b[pq] [=<]", text) and "p-value" not in text
     details = telegram_visible_text(telegram.format_insight(samples.conversion_drop(), "en", now=NOW)["text"])
-    assert "q < 0.001" in details and "two-proportion z-test" in details
+    assert "q < 0.001" in details and "one-sided Fisher exact test" in details
 
 
 def test_unknown_detector_gets_a_generic_rendering_not_a_crash():
