@@ -50,7 +50,7 @@ def _parts(method: str, overdispersion: Any) -> tuple[list[str], float]:
 
 def method_words(method: str, lang: str, *, overdispersion: Any = None) -> str:
     """facts["method"] (and facts["overdispersion"], the factor counts were divided by for weekly
-    swings) in words: "односторонний точный тест Фишера; счета поделены на 2,3 — недельные колебания"."""
+    swings) in words: "односторонний точный тест Фишера; число сделок поделено на 2,3 — поправка на недельные колебания"."""
     parts, phi = _parts(method, overdispersion)
     if not parts:
         return method
@@ -60,8 +60,8 @@ def method_words(method: str, lang: str, *, overdispersion: Any = None) -> str:
         text += "; p — большее из двух" if ru else "; p is the larger of the two"
     if phi > 1.0 and "fisher_exact_one_sided" in parts:
         shown = i18n.number(phi, lang, digits=1)
-        text += (f"; счета поделены на {shown} — недельные колебания" if ru
-                 else f"; counts divided by {shown} for weekly swings")
+        text += (f"; число сделок поделено на {shown} — поправка на недельные колебания" if ru
+                 else f"; deal counts divided by {shown} for weekly swings")
     return text
 
 

@@ -56,8 +56,8 @@ def test_method_in_words_in_both_languages_and_no_identifier_in_russian(detector
 
 def test_weekly_swings_are_said_with_the_russian_decimal_comma():
     insight = with_facts(samples.conversion_drop(), method="fisher_exact_one_sided", overdispersion=2.3)
-    assert "метод: односторонний точный тест Фишера; счета поделены на 2,3 — недельные колебания" in stats_line(insight, "ru")
-    assert "method: one-sided Fisher exact test; counts divided by 2.3 for weekly swings" in stats_line(insight, "en")
+    assert "метод: односторонний точный тест Фишера; число сделок поделено на 2,3 — поправка на недельные колебания" in stats_line(insight, "ru")
+    assert "method: one-sided Fisher exact test; deal counts divided by 2.3 for weekly swings" in stats_line(insight, "en")
     plain_fisher = stats_line(with_facts(insight, overdispersion=1.0), "ru")
     assert "недельные" not in plain_fisher  # nothing was divided, nothing is said
 
@@ -72,7 +72,7 @@ def test_an_insight_stored_before_the_split_still_reads_in_words():
     """The outbox may hold insights made by the previous version ("X on counts / 2.3 (weekly swings)")."""
     old = "fisher_exact_one_sided on counts / 2.3 (weekly swings) and segment_vs_rest_drop_difference_and_ratio_lr (larger p)"
     text = method_words(old, "ru")
-    assert text.startswith("односторонний точный тест Фишера и сравнение падения") and "поделены на 2,3" in text
+    assert text.startswith("односторонний точный тест Фишера и сравнение падения") and "поделено на 2,3" in text
 
 
 def test_an_unknown_method_is_shown_as_itself():
