@@ -80,14 +80,16 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     warnings: list[DataWarning] = []
     frames: dict[str, pd.DataFrame] = {}
     unread: dict[str, tuple[str, ...]] = {}
+    read: dict[str, dict[str, str]] = {}
     for table, raw in raws.items():
         warnings += raw.notes
         not_read: list[str] = []
+        read[table] = {}
         try:
             frame, notes = normalize_table(
                 table, raw, columns=source.columns.get(table), values=source.values.get(table),
                 fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
-                unread=not_read,
+                unread=not_read, read=read[table],
             )
         except DataError as err:
             if raw.show_values:
@@ -132,6 +134,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         email_opens=frames.get("email_opens"), activities=frames.get("activities"),
         leads=frames.get("leads"),
         origins={t: r.origin for t, r in raws.items()}, stage_history_derived=derived, unread_columns=unread,
+        read_columns=read,
     )
     if derived:
         data.origins["stage_history"] = "derived from " + data.origins["deals"]

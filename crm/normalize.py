@@ -42,12 +42,14 @@ def normalize_table(
     timezone: str = "UTC",
     date_formats: dict[str, str] | None = None,
     unread: list[str] | None = None,
+    read: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[DataWarning]]:
     """Canonical frame for `table` from `raw`, plus warnings about filled cells.
 
     `date_formats`: canonical date column -> the strptime format its cells are written in
     ([source.date_formats]), tried before the usual formats. `unread`, when given, receives the
-    file's columns read into no canonical column (CrmData.unread_columns)."""
+    file's columns read into no canonical column (CrmData.unread_columns), `read` canonical ->
+    the file's column read into it (CrmData.read_columns)."""
     spec = TABLES[table]
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
@@ -81,6 +83,8 @@ def normalize_table(
         if source_name is not None:
             given.add(col.name)
             used.add(source_name)
+            if read is not None:
+                read[col.name] = str(source_name)
         if source_name is None:
             if col.name in fill:
                 out[col.name] = _constant(table, col, fill[col.name], frame.index, tz)

@@ -271,9 +271,13 @@ def skip_reason(data: CrmData) -> str | None:
         if touch is None:
             return f"{unknown} (provide stage_history.csv, activities.csv or emails.csv)"
         # a web-UI export (amoCRM, Bitrix24) cannot give those files: its own column can stand in
-        return (f"{unknown}; the deals column \"{touch}\" can stand in: read the deals file again as "
-                f"activities ([source.files] activities = \"{_file_name(data.origins.get('deals'))}\", "
-                f"[source.columns.activities] done_at = \"{touch}\"; see the README, web-UI exports)")
+        their = data.read_columns.get("deals", {})
+        deal_id = their.get("deal_id", "deal_id")
+        owner = f', manager_id = "{their["manager_id"]}"' if "manager_id" in their else ""
+        return (f"{unknown}; the deals column \"{touch}\" can stand in: read the deals file again as activities "
+                f"([source.files] activities = \"{_file_name(data.origins.get('deals'))}\"; "
+                f"[source.columns.activities] activity_id = \"{deal_id}\", deal_id = \"{deal_id}\"{owner}, "
+                f"done_at = \"{touch}\"; [source.fill.activities] type = \"task\"; see the README, web-UI exports)")
     return None
 
 

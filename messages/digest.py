@@ -359,12 +359,10 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     # UIs give it, hits the stalled_deal one on every scan)
     # ... and on a web-UI export whose deals file has a last-modified column (stalled_deal names it)
     (re.compile(r'^no stage history, activities or emails: when a deal was last touched is unknown; the deals '
-                r'column "(.+?)" can stand in: read the deals file again as activities \(\[source\.files\] '
-                r'activities = "(.+?)", \[source\.columns\.activities\] done_at = "(.+?)"; see the README, '
-                r'web-UI exports\)$'),
+                r'column "(.+?)" can stand in: read the deals file again as activities \((\[source\.files\] .+); '
+                r'see the README, web-UI exports\)$'),
      r'нет истории этапов, активностей и писем: неизвестно, когда сделки трогали в последний раз; подойдёт '
-     r'колонка «\1» из файла сделок: прочитайте его ещё раз как активности ([source.files] activities = "\2", '
-     r'[source.columns.activities] done_at = "\3"; подробнее — в README)'),
+     r'колонка «\1» из файла сделок: прочитайте его ещё раз как активности (\2; подробнее — в README)'),
     (re.compile(r"^no stage history, activities or emails: when a deal was last touched is unknown "
                 r"\(provide (\S+), (\S+) or (\S+)\)$"),
      r"нет истории этапов, активностей и писем: неизвестно, когда сделки трогали в последний раз "

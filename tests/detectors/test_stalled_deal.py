@@ -298,10 +298,11 @@ def test_a_deals_only_skip_names_the_deals_own_last_touch_column(unread, named):
 
     data = CrmData(managers=pd.DataFrame(), deals=pd.DataFrame({"deal_id": ["1"]}), stage_history=pd.DataFrame(),
                    stages=[], stage_history_derived=True, origins={"deals": "Сделки 2026.csv"},
-                   unread_columns={"deals": unread})
+                   unread_columns={"deals": unread}, read_columns={"deals": {"deal_id": "ID", "manager_id": "Owner"}})
     why = skip_reason(data)
     if named is None:
         assert "provide stage_history.csv, activities.csv or emails.csv" in why
     else:
         assert f'the deals column "{named}" can stand in' in why and "stage_history.csv" not in why
-        assert f'[source.files] activities = "Сделки 2026.csv", [source.columns.activities] done_at = "{named}"' in why
+        assert ('[source.files] activities = "Сделки 2026.csv"; [source.columns.activities] activity_id = "ID", '
+                f'deal_id = "ID", manager_id = "Owner", done_at = "{named}"; [source.fill.activities] type = "task"') in why
