@@ -2,8 +2,8 @@
 
 Order: every item is ranked by severity, then money at stake compared only within one currency
 (no exchange rates: an amount counts by where it stands among this digest's amounts in the same
-currency, so 50,000 USD is not ranked below 60,000 KZT for being a smaller number); the top `max_items` are kept
-(so the most important always makes the cut) and shown grouped by detector, the group with
+currency, so 50,000 USD is not ranked below 60,000 KZT for being a smaller number); the top
+`max_items` are kept (so the most important always makes the cut) and shown grouped by detector, the group with
 the most important item first. A manager's stalled deals become one item listing the deals,
 oldest first; each deal keeps its own compact row of buttons (snooze 1 day / 7 days, done,
 details) so a person can act on one deal without touching the others.
