@@ -28,6 +28,11 @@ class CrmData:
     # True when stage_history was derived from deals (creation into the first stage):
     # conversion insights then have no real history to work with.
     stage_history_derived: bool = False
+    # Per table, the source's columns read into no canonical one (crm.normalize): a detector
+    # that cannot run can name the one that would let it ("Дата изменения" for stalled_deal).
+    unread_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per table, canonical column -> the source's column read into it (for the same kind of hint).
+    read_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     _filled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def has_column(self, table: str, column: str) -> bool:

@@ -79,17 +79,23 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         )
     warnings: list[DataWarning] = []
     frames: dict[str, pd.DataFrame] = {}
+    unread: dict[str, tuple[str, ...]] = {}
+    read: dict[str, dict[str, str]] = {}
     for table, raw in raws.items():
         warnings += raw.notes
+        not_read: list[str] = []
+        read[table] = {}
         try:
             frame, notes = normalize_table(
                 table, raw, columns=source.columns.get(table), values=source.values.get(table),
                 fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
+                unread=not_read, read=read[table],
             )
         except DataError as err:
             if raw.show_values:
                 raise
             raise _without_contents(err) from None
+        unread[table] = tuple(not_read)
         del raw.frame  # the raw columns are no longer needed: free them before the next table
         if frame.empty:
             notes.append(DataWarning("empty_table", table, 0,
@@ -127,7 +133,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         clients=frames.get("clients"), emails=frames.get("emails"),
         email_opens=frames.get("email_opens"), activities=frames.get("activities"),
         leads=frames.get("leads"),
-        origins={t: r.origin for t, r in raws.items()}, stage_history_derived=derived,
+        origins={t: r.origin for t, r in raws.items()}, stage_history_derived=derived, unread_columns=unread,
+        read_columns=read,
     )
     if derived:
         data.origins["stage_history"] = "derived from " + data.origins["deals"]

@@ -41,11 +41,15 @@ def normalize_table(
     fill: dict[str, object] | None = None,
     timezone: str = "UTC",
     date_formats: dict[str, str] | None = None,
+    unread: list[str] | None = None,
+    read: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[DataWarning]]:
     """Canonical frame for `table` from `raw`, plus warnings about filled cells.
 
     `date_formats`: canonical date column -> the strptime format its cells are written in
-    ([source.date_formats]), tried before the usual formats."""
+    ([source.date_formats]), tried before the usual formats. `unread`, when given, receives the
+    file's columns read into no canonical column (CrmData.unread_columns), `read` canonical ->
+    the file's column read into it (CrmData.read_columns)."""
     spec = TABLES[table]
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
@@ -79,6 +83,8 @@ def normalize_table(
         if source_name is not None:
             given.add(col.name)
             used.add(source_name)
+            if read is not None:
+                read[col.name] = str(source_name)
         if source_name is None:
             if col.name in fill:
                 out[col.name] = _constant(table, col, fill[col.name], frame.index, tz)
@@ -160,6 +166,8 @@ def normalize_table(
         ))
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
+    if unread is not None:
+        unread.extend(str(c) for c in found if c not in used)
     unmapped = _unmapped_useful(table, found, used, given | set(fill))
     if unmapped:
         warnings.append(unmapped)
@@ -210,6 +218,25 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "manager_id": ("ответственный", "менеджер", "owner", "responsible"),
     },
 }
+
+
+# A deals column that says when each deal was last touched or changed: with no stage history,
+# activities or emails, it can be read again as activities (README, web-UI exports), the one way
+# a web-UI export tells stalled_deal when a deal was last touched. Best name first.
+LAST_TOUCH_NAMES: tuple[str, ...] = (
+    "last activity date", "last activity", "последняя активность", "дата последней активности",
+    "дата изменения", "дата последнего изменения", "изменено", "дата обновления", "обновлено",
+    "last modified date", "last modified", "modified", "date modified", "modified at", "modified on",
+    "updated", "updated at", "updated on", "update time", "last updated",
+)
+
+
+def last_touch_column(columns: list[str] | tuple[str, ...]) -> str | None:
+    """The column among `columns` (a deals file's unread ones) whose header looks like a
+    last-activity or last-modified date, the best-named first; None when none does."""
+    ranked = [(LAST_TOUCH_NAMES.index(k), pos, c) for pos, c in enumerate(columns)
+              if (k := _header_key(c)) in LAST_TOUCH_NAMES]
+    return min(ranked)[2] if ranked else None
 
 
 def _header_key(name: object) -> str:

@@ -1004,8 +1004,7 @@ def _common_facts(p: _Pair, state: Prepared, counts: Counts, q: float, pv: float
         "horizon_days": c.horizon_days, "horizon_source": c.horizon_source,
         "horizon_quantile": state.spec.horizon_quantile, "horizon_movers": c.movers,
         "p_value": pv, "q_value": q,
-        "method": PROPORTION_METHOD if p.phi <= 1 else f"{PROPORTION_METHOD} on counts / {p.phi:.1f} (weekly swings)",
-        "overdispersion": round(p.phi, 2),
+        "method": PROPORTION_METHOD, "overdispersion": round(p.phi, 2),  # counts were divided by it when > 1
     }
 
 
@@ -1132,7 +1131,7 @@ def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with
     one = Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1])
     pv = float(_confined_pvalues(one, p.total, p.phi)[0])
     facts = _common_facts(p, state, one, q, pv)
-    facts["method"] = f"{facts['method']} and {DRIVER_METHOD} (larger p)"
+    facts["method"] = f"{PROPORTION_METHOD}+{DRIVER_METHOD}"  # both tests; p is the larger of the two
     names = _segment_names(state, dim, s)
     rest = Counts(p.total.bx - one.bx, p.total.bn - one.bn, p.total.rx - one.rx, p.total.rn - one.rn)
     rbr, rrr = rest.rates()

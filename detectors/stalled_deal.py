@@ -49,6 +49,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from crm.data import CrmData
+from crm.normalize import last_touch_column
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
@@ -265,9 +266,25 @@ def skip_reason(data: CrmData) -> str | None:
     know is the deal's creation: every older open deal would look stalled, which is not evidence.
     """
     if data.stage_history_derived and not _has_rows(data.activities) and not _has_rows(data.emails):
-        return ("no stage history, activities or emails: when a deal was last touched is unknown "
-                "(provide stage_history.csv, activities.csv or emails.csv)")
+        unknown = "no stage history, activities or emails: when a deal was last touched is unknown"
+        touch = last_touch_column(data.unread_columns.get("deals", ()))
+        if touch is None:
+            return f"{unknown} (provide stage_history.csv, activities.csv or emails.csv)"
+        # a web-UI export (amoCRM, Bitrix24) cannot give those files: its own column can stand in
+        their = data.read_columns.get("deals", {})
+        deal_id = their.get("deal_id", "deal_id")
+        owner = f', manager_id = "{their["manager_id"]}"' if "manager_id" in their else ""
+        return (f"{unknown}; the deals column \"{touch}\" can stand in: read the deals file again as activities "
+                f"([source.files] activities = \"{_file_name(data.origins.get('deals'))}\"; "
+                f"[source.columns.activities] activity_id = \"{deal_id}\", deal_id = \"{deal_id}\"{owner}, "
+                f"done_at = \"{touch}\"; [source.fill.activities] type = \"task\"; see the README, web-UI exports)")
     return None
+
+
+def _file_name(origin: str | None) -> str:
+    """The deals file as [source.files] names it (readers give its name); a placeholder for a
+    source that is not a file (SQL and CRM API origins read "<table>: <where>")."""
+    return "<deals file>" if not origin or ": " in origin else origin
 
 
 def config_problems(data: CrmData, spec: StalledDealSpec) -> list[str]:

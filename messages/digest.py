@@ -1,7 +1,9 @@
 """A recipient's digest for one run: header, the items that matter most, "and N more".
 
-Order: every item is ranked by severity, then money at stake; the top `max_items` are kept
-(so the most important always makes the cut) and shown grouped by detector, the group with
+Order: every item is ranked by severity, then money at stake compared only within one currency
+(no exchange rates: an amount counts by where it stands among this digest's amounts in the same
+currency, so 50,000 USD is not ranked below 60,000 KZT for being a smaller number); the top
+`max_items` are kept (so the most important always makes the cut) and shown grouped by detector, the group with
 the most important item first. A manager's stalled deals become one item listing the deals,
 oldest first; each deal keeps its own compact row of buttons (snooze 1 day / 7 days, done,
 details) so a person can act on one deal without touching the others.
@@ -13,6 +15,7 @@ digest names what could not be checked (Checks), so silence is never mistaken fo
 """
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
@@ -109,6 +112,8 @@ class _Candidate:
     rendered: RenderedInsight | None = None
     deals: list[Insight] | None = None
     manager_name: str | None = None
+    amounts: dict[str | None, float] = field(default_factory=dict)  # money at stake per currency
+    standing: float = 0.0  # set by _rank: where its money stands within its currency (_standings)
 
     @property
     def fingerprints(self) -> list[str]:
@@ -133,14 +138,43 @@ def _candidates(insights: list[Insight], ctx: Ctx) -> list[_Candidate]:
         if _groupable(ins) and ins.audience.manager_id in grouped:
             continue
         r = render_insight(ins, ctx.lang, now=ctx.now, you=ctx.you)
-        out.append(_Candidate(ins.detector, r.severity_rank, r.money, rendered=r))
+        out.append(_Candidate(ins.detector, r.severity_rank, r.money, rendered=r,
+                              amounts={_currency(ins): r.money} if r.money > 0 else {}))
     for mid in sorted(grouped):
         deals = sorted(stalled[mid], key=lambda i: -float(i.facts.get("days_idle") or 0))
+        amounts: dict[str | None, float] = {}
+        for d in deals:
+            if _money(d) > 0:
+                amounts[_currency(d)] = amounts.get(_currency(d), 0.0) + _money(d)
         out.append(_Candidate(
             "stalled_deal", max(SEVERITY_RANK[d.severity] for d in deals),
             sum(float(d.facts.get("amount") or 0) for d in deals), deals=deals,
-            manager_name=deals[0].facts.get("manager_name")))
+            manager_name=deals[0].facts.get("manager_name"), amounts=amounts))
     return out
+
+
+def _currency(ins: Insight) -> str | None:
+    code = ins.facts.get("currency")
+    return str(code).strip().upper() or None if code else None
+
+
+def _standings(amounts: list[dict[str | None, float]]) -> list[float]:
+    """Money compared without exchange rates: per currency, the share of this digest's amounts
+    in that currency that an amount is at least as large as (the largest 1.0); an item counts by
+    its best currency, no money is 0. With one currency this orders exactly as the amounts do."""
+    by_currency: dict[str | None, list[float]] = {}
+    for per in amounts:
+        for cur, value in per.items():
+            if value > 0:
+                by_currency.setdefault(cur, []).append(value)
+    for values in by_currency.values():
+        values.sort()
+
+    def share(cur: str | None, value: float) -> float:
+        values = by_currency[cur]
+        return bisect.bisect_right(values, value) / len(values)
+
+    return [max((share(c, v) for c, v in per.items() if v > 0), default=0.0) for per in amounts]
 
 
 def _settled(c: _Candidate, settled: set[str]) -> bool:
@@ -151,7 +185,9 @@ def _rank(candidates: list[_Candidate], settled: set[str] | None = None) -> list
     """Most important first; items the person already snoozed or marked done (`settled`) after
     every open one."""
     settled = settled or set()
-    return sorted(candidates, key=lambda c: (_settled(c, settled), -c.severity_rank, -c.money))
+    for c, standing in zip(candidates, _standings([c.amounts for c in candidates])):
+        c.standing = standing
+    return sorted(candidates, key=lambda c: (_settled(c, settled), -c.severity_rank, -c.standing))
 
 
 def _group_by_detector(kept: list[_Candidate], settled: set[str] | None = None) -> list[_Candidate]:
@@ -321,6 +357,12 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
      "в данных нет записей с датой до этого момента, поэтому простой не оценить"),
     # the detectors' own skip_reason lines (a deals-only export, as HubSpot's and Pipedrive's web
     # UIs give it, hits the stalled_deal one on every scan)
+    # ... and on a web-UI export whose deals file has a last-modified column (stalled_deal names it)
+    (re.compile(r'^no stage history, activities or emails: when a deal was last touched is unknown; the deals '
+                r'column "(.+?)" can stand in: read the deals file again as activities \((\[source\.files\] .+); '
+                r'see the README, web-UI exports\)$'),
+     r'нет истории этапов, активностей и писем: неизвестно, когда сделки трогали в последний раз; подойдёт '
+     r'колонка «\1» из файла сделок: прочитайте его ещё раз как активности (\2; подробнее — в README)'),
     (re.compile(r"^no stage history, activities or emails: when a deal was last touched is unknown "
                 r"\(provide (\S+), (\S+) or (\S+)\)$"),
      r"нет истории этапов, активностей и писем: неизвестно, когда сделки трогали в последний раз "
@@ -434,7 +476,9 @@ def _still_open(reminders: list[tuple[Insight, datetime | None]], ctx: Ctx) -> t
     important first, at most MAX_STILL_OPEN, then "and N more"; and the fingerprints shown."""
     if not reminders:
         return None, []
-    ranked = sorted(reminders, key=lambda p: (-SEVERITY_RANK.get(p[0].severity, 0), -_money(p[0])))
+    standing = _standings([{_currency(ins): _money(ins)} for ins, _ in reminders])
+    order = sorted(range(len(reminders)), key=lambda k: (-SEVERITY_RANK.get(reminders[k][0].severity, 0), -standing[k]))
+    ranked = [reminders[k] for k in order]
     shown = ranked[:MAX_STILL_OPEN]
 
     def one(ins: Insight, last: datetime | None) -> Line:

@@ -274,8 +274,11 @@ EVIDENCE_LABELS = {"deal_ids": ("Сделки", "Deals"), "email_ids": ("Пис�
                    "activity_ids": ("Действия", "Activities"), "client_ids": ("Клиенты", "Clients")}
 
 
-def stat(label: str, value: float) -> str:
-    return f"{label} < 0.001" if value < 0.001 else f"{label} = {value:.2g}"
+def stat(label: str, value: float, lang: str = "en") -> str:
+    """"p = 0,0037" (ru) / "p = 0.0037" (en)."""
+    from messages.methods import p_shown
+
+    return p_shown(label, value, lang)
 
 
 ACTIVITY_WORDS = {"call": ("звонок", "call"), "meeting": ("встреча", "meeting"), "task": ("задача", "task"),
@@ -326,11 +329,13 @@ def common_details(insight: Insight, ctx: Ctx, refs: dict[str, dict[str, dict[st
     it by name (from `refs`); an id only where the data names nothing. Shown under "details"."""
     f = insight.facts
     out: list[Line] = []
-    stats = [stat(k.replace("_value", ""), f[k]) for k in STAT_KEYS if isinstance(f.get(k), (int, float))]
+    stats = [stat(k.replace("_value", ""), f[k], ctx.lang) for k in STAT_KEYS if isinstance(f.get(k), (int, float))]
     if isinstance(f.get("method"), str):
-        stats.append(ctx.s("метод: ", "method: ") + f["method"])
+        from messages.methods import method_words
+
+        stats.append(ctx.s("метод: ", "method: ") + method_words(f["method"], ctx.lang, overdispersion=f.get("overdispersion")))
     if stats:
-        out.append(ctx.t("Статистика: {s}", "Statistics: {s}", s=name("; ".join(stats))))
+        out.append(ctx.t("Статистика: {s}", "Statistics: {s}", s=name("; ".join(stats), limit=400)))
     for kind, ids in insight.evidence.items():
         if not ids:
             continue

@@ -25,7 +25,7 @@ def conversion_drop() -> Insight:
             "baseline_start": "2026-08-01", "baseline_end": "2026-10-21",
             "recent_start": "2026-10-22", "recent_end": "2026-11-20",
             "horizon_days": 12, "horizon_source": "learned", "horizon_quantile": 0.9, "horizon_movers": 410,
-            "p_value": 0.00004, "q_value": 0.0003, "method": "two-proportion z-test, BH", "tests_in_run": 5,
+            "p_value": 0.00004, "q_value": 0.0003, "method": "fisher_exact_one_sided", "overdispersion": 2.3, "tests_in_run": 5,
             "segments_checked": ["source", "manager", "region"],
             "drivers": [
                 {"dimension": "source", "segment": "Сайт", "segment_id": "Сайт", "baseline_rate": 0.41, "recent_rate": 0.18,
@@ -54,6 +54,7 @@ def conversion_drop_kinds() -> dict[str, Insight]:
                "horizon_days": 7, "horizon_source": "min", "p_value": 0.000025, "q_value": 0.0009,
                "segment": {"dimension": "source", "segment": "Instagram", "segment_id": "Instagram"},
                "rest_baseline_rate": 0.62, "rest_recent_rate": 0.61, "rest_baseline_n": 340, "rest_recent_n": 150,
+               "method": "fisher_exact_one_sided+segment_vs_rest_drop_difference_and_ratio_lr", "overdispersion": 1.0,
                "drivers": []},
         evidence={"deal_ids": ["D-2210", "D-2214"]},
     )
@@ -185,7 +186,7 @@ def loss_reasons() -> Insight:
         facts={
             "kind": "shift", "recent_start": "2026-10-29", "recent_end": "2026-11-27",
             "baseline_start": "2026-07-01", "baseline_end": "2026-10-28", "recent_n": 58, "baseline_n": 214,
-            "p_value": 0.002,
+            "p_value": 0.002, "statistic": 14.2, "method": "chi_square",
             "reasons": [
                 {"reason": "Дорого", "baseline_share": 0.22, "recent_share": 0.43, "baseline_n": 47, "recent_n": 25},
                 {"reason": "Выбрали конкурента", "baseline_share": 0.31, "recent_share": 0.26, "baseline_n": 66, "recent_n": 15},

@@ -8,6 +8,7 @@ in the details.
 from __future__ import annotations
 
 from detectors.insight import Insight
+from messages.methods import method_name
 from messages.render import Ctx, Line, Words, name, template
 
 # feature -> (ru, en) wording of "value (typically t)"; {v} the deal's value, {t} the typical one
@@ -86,5 +87,5 @@ def words(insight: Insight, ctx: Ctx) -> Words:
                        m=name(f.get("manager_name") or f.get("manager_id") or "?"))
     details = [ctx.t("Шанс по одному этапу (доля выигранных на этом этапе): {r}; модель: {k}.",
                      "The stage alone (share won at this stage): {r}; model: {k}.",
-                     r=ctx.pct(float(f.get("stage_win_rate") or 0)), k=name(f.get("model") or "?"))]
+                     r=ctx.pct(float(f.get("stage_win_rate") or 0)), k=name(method_name(str(f.get("model") or "?"), ctx.lang)))]
     return Words(title=title, body=body, action=action, details=details, money=float(f.get("amount") or 0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 
 from detectors.insight import Insight
+from messages.methods import method_name
 from messages.render import Ctx, Line, Words, name, template
 
 _RU_MONTHS = ["январь", "февраль", "март", "апрель", "май", "июнь", "июль", "август", "сентябрь", "октябрь",
@@ -89,5 +90,5 @@ def likely_words(f: dict, ctx: Ctx) -> Words:
     details = [ctx.t("Шанс не ниже {c} и выше доли выигранных на этапе хотя бы на {l}; модель: {k}.",
                      "Chance at least {c} and at least {l} above the stage's win rate; model: {k}.",
                      c=ctx.pct(float(f.get("min_chance") or 0)), l=ctx.pct(float(f.get("min_lift") or 0)),
-                     k=name(f.get("model") or "?"))]
+                     k=name(method_name(str(f.get("model") or "?"), ctx.lang)))]
     return Words(title=title, body=body, action=action, details=details, money=float(f.get("above_pipeline") or 0))

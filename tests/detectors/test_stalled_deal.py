@@ -281,3 +281,28 @@ def test_stalled_deals_of_a_manager_marked_inactive_go_to_the_director_in_one_it
     out = detect(crm(managers=plain, deals=deals, stage_history=history), spec(abandon_after_days=30), NOW)
     assert {i.audience.manager_id for i in out} == {"m1", "m2"}
     assert all(i.audience.role == "manager" for i in out)
+
+
+@pytest.mark.parametrize("unread, named", [
+    (("Теги", "Дата изменения", "Кем создана"), "Дата изменения"),  # amoCRM, Bitrix24
+    (("Last Modified Date", "Last Activity Date"), "Last Activity Date"),  # HubSpot: activity beats any edit
+    (("Update time",), "Update time"),  # Pipedrive
+    (("Теги", "Кем создана"), None),
+])
+def test_a_deals_only_skip_names_the_deals_own_last_touch_column(unread, named):
+    """A web-UI export cannot give stage_history.csv, activities or emails: the skip line asked
+    for them anyway; a last-modified column the deals file has (unread) is the recipe instead."""
+    import pandas as pd
+
+    from crm.data import CrmData
+
+    data = CrmData(managers=pd.DataFrame(), deals=pd.DataFrame({"deal_id": ["1"]}), stage_history=pd.DataFrame(),
+                   stages=[], stage_history_derived=True, origins={"deals": "Сделки 2026.csv"},
+                   unread_columns={"deals": unread}, read_columns={"deals": {"deal_id": "ID", "manager_id": "Owner"}})
+    why = skip_reason(data)
+    if named is None:
+        assert "provide stage_history.csv, activities.csv or emails.csv" in why
+    else:
+        assert f'the deals column "{named}" can stand in' in why and "stage_history.csv" not in why
+        assert ('[source.files] activities = "Сделки 2026.csv"; [source.columns.activities] activity_id = "ID", '
+                f'deal_id = "ID", manager_id = "Owner", done_at = "{named}"; [source.fill.activities] type = "task"') in why

@@ -159,7 +159,7 @@ def test_main_text_has_no_statistics_but_details_do():
             text = insight_text(insight, lang, now=NOW)
             assert not re.search(r"\b[pq] [=<]", text) and "p-value" not in text
     details = telegram_visible_text(telegram.format_insight(samples.conversion_drop(), "en", now=NOW)["text"])
-    assert "q < 0.001" in details and "two-proportion z-test" in details
+    assert "q < 0.001" in details and "one-sided Fisher exact test" in details
 
 
 def test_unknown_detector_gets_a_generic_rendering_not_a_crash():
@@ -264,3 +264,27 @@ def test_quiet_digest_says_nothing_found_by_k_of_n_checks_not_all_quiet():
     manager = build_digest([samples.lead_sla()], lang="ru", now=NOW, checks=checks, recipient_role="manager")
     director = build_digest([samples.lead_sla()], lang="ru", now=NOW, checks=checks, recipient_role="director")
     assert manager.unchecked is None and "молчащие клиенты" in plain(director.unchecked)
+
+
+def _priced(deal_id: str, manager_id: str, amount: float, currency: str) -> Insight:
+    one = stalled(deal_id, f"Сделка {deal_id}", 20, amount, manager_id=manager_id)
+    return Insight(detector=one.detector, severity=one.severity, audience=one.audience, subject=one.subject,
+                   facts={**one.facts, "currency": currency}, evidence=one.evidence)
+
+
+def test_money_is_compared_within_one_currency_never_across():
+    """The digest ordered by the raw number: 60,000 KZT (about $120) outranked a 50,000 USD deal
+    and took the last place in a director's digest. Without exchange rates an amount counts by
+    where it stands among the amounts in its own currency."""
+    kzt_big, kzt_small, usd = (_priced("D-1", "m1", 2_000_000, "KZT"), _priced("D-2", "m2", 60_000, "KZT"),
+                               _priced("D-3", "m3", 50_000, "USD"))
+    digest = build_digest([kzt_small, kzt_big, usd], lang="en", now=NOW, max_items=2, recipient_role="director")
+    kept = {fp for item in digest.items for fp in item.fingerprints}
+    assert usd.fingerprint in kept and kzt_big.fingerprint in kept and kzt_small.fingerprint not in kept
+    # within one currency the larger amount still comes first, as before
+    one_currency = build_digest([kzt_small, kzt_big], lang="en", now=NOW, max_items=1, recipient_role="director")
+    assert one_currency.items[0].fingerprints == [kzt_big.fingerprint]
+    # the "still open" reminders follow the same rule
+    reminded = build_digest([lead(1)], lang="en", now=NOW, still_open=[(kzt_small, None), (kzt_big, None), (usd, None)])
+    lines = plain(reminded.still_open).splitlines()[1:]
+    assert lines.index(next(x for x in lines if "D-3" in x)) < lines.index(next(x for x in lines if "D-2" in x)), lines

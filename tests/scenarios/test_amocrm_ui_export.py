@@ -127,6 +127,37 @@ def test_the_russian_scan_says_the_datas_age_in_russian_numbers(tmp_path):
 
 # --- a column the detector reads, left unmapped -------------------------------------------------
 
+def test_the_stalled_line_names_the_last_modified_column_and_the_recipe_not_files_amocrm_cannot_export(tmp_path):
+    """On this one-file export the "не проверено" line asked for stage_history.csv, activities or
+    emails, which amoCRM's web UI cannot export; its own «Дата изменения» can stand in (README)."""
+    config = exported(tmp_path, "amo", AmoExport(spec(2, days=200)))
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    line = next(ln for ln in out.splitlines() if "не проверено" in ln)
+    stalled = line.split("зависшие сделки (", 1)[1].split("; проверено не полностью")[0]
+    assert "stage_history.csv" not in stalled and "колонка «Дата изменения» из файла сделок" in stalled, line
+    assert '[source.files] activities = "amocrm_export_leads.csv"' in stalled, line
+    assert ('[source.columns.activities] activity_id = "ID", deal_id = "ID", manager_id = "Ответственный", '
+            'done_at = "Дата изменения"; [source.fill.activities] type = "task"; подробнее — в README') in stalled, line
+    assert not re.search(r"\b[a-z]{2,} [a-z]{2,} [a-z]{2,}\b", line), line  # no English sentence inside
+    en = exported(tmp_path, "amo_en", AmoExport(spec(2, days=200)), lang="en")
+    rc, out, err = run_cli("scan", "--config", str(en), "--now", NOW.isoformat())
+    assert rc == 0, err
+    line = next(ln for ln in out.splitlines() if "not checked" in ln.lower())
+    assert 'the deals column "Дата изменения" can stand in: read the deals file again as activities' in line, line
+    # the recipe as the line gives it, written into the config, makes the detector run
+    recipe = re.search(r'\[source\.files\] (activities = ".+?"); \[source\.columns\.activities\] (.+?); '
+                       r'\[source\.fill\.activities\] (type = ".+?");', line)
+    assert recipe, line
+    text = en.read_text(encoding="utf-8").replace("[source.files]\n", f"[source.files]\n{recipe[1]}\n", 1)
+    text += "[source.columns.activities]\n" + recipe[2].replace(", ", "\n") + f"\n[source.fill.activities]\n{recipe[3]}\n"
+    en.write_text(text, encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(en), "--now", NOW.isoformat())
+    assert rc == 0, err
+    summary = next(ln for ln in out.splitlines() if "not checked" in ln.lower())
+    assert "Nothing found by 4 of 6 checks" in summary and "stalled" not in summary, summary
+
+
 def test_without_the_closing_date_conversion_is_said_unchecked_not_calm(tmp_path):
     """An admin who did not map "Дата закрытия" (README's example maps only the owner and the
     budget) was told conversion to won "is measured from deal outcomes instead" and "nothing
