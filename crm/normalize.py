@@ -31,6 +31,16 @@ _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
 _UNIX = r"^\d{9,13}(?:\.\d+)?$"
 _MAX_ROWS_SHOWN = 5
 
+# Columns whose date-only cells ("25.03.2026", no time) are marked for crm.validate.order_dates:
+# a date-only close or stage entry is "some time that day", and midnight would put it before a
+# creation time on the same day. The marks and the rows' numbers travel as hidden columns from
+# here to crm.load.build, which drops them before the data leaves the loader.
+DATE_ONLY_COLUMNS = {"deals": ("closed_at",), "stage_history": ("entered_at",)}
+DATE_ONLY = "__date_only__"  # prefix of the hidden mark column: DATE_ONLY + "closed_at"
+ROW = "__row__"  # hidden column: the row (or record) number in the file, for warnings
+_TIME_OF_DAY = r"\d:\d"
+_TIME_CODES = r"%[HIMSXTRcp]"
+
 
 def normalize_table(
     table: str,
@@ -115,6 +125,10 @@ def normalize_table(
         if table == "deals" and col.name == "amount":
             series, signs = _amounts(series, col, raw, tz, source_name)
         else:
+            if col.name in DATE_ONLY_COLUMNS.get(table, ()):
+                dated = date_only_cells(series, date_formats.get(col.name))
+                if dated is not None and dated.any():
+                    out[DATE_ONLY + col.name] = pd.Series(dated, index=frame.index)
             series = coerce(series, col, raw, tz, source_name=source_name,
                             date_format=date_formats.get(col.name), date_key=f"{table}.{col.name}")
         if col.name in fill and series.isna().any():
@@ -163,7 +177,37 @@ def normalize_table(
     unmapped = _unmapped_useful(table, found, used, given | set(fill))
     if unmapped:
         warnings.append(unmapped)
+    if table in DATE_ONLY_COLUMNS:
+        out[ROW] = pd.Series(frame.index.to_numpy(dtype="int64") + raw.row_offset, index=frame.index)
     return pd.DataFrame(out, index=frame.index), warnings
+
+
+def date_only_cells(series: pd.Series, date_format: str | None = None) -> np.ndarray | None:
+    """Cells that hold a date and no time of day: text without "h:m" (not Unix seconds) or a
+    Python date (not datetime). None when the column cannot say (datetime dtypes, numbers, a
+    configured format with time codes): those are read as timed."""
+    if date_format and re.search(_TIME_CODES, date_format):
+        return None
+    if series.dtype == object:
+        from datetime import date, datetime
+
+        def one(v):
+            if isinstance(v, datetime):
+                return False
+            if isinstance(v, date):
+                return True
+            return isinstance(v, str) and _text_date_only(v)
+        return series.map(one).to_numpy(dtype=bool)
+    if isinstance(series.dtype, pd.StringDtype):
+        text = series.str.strip()
+        timed = text.str.contains(_TIME_OF_DAY, regex=True) | text.str.fullmatch(_UNIX)
+        return (text.notna() & (text != "") & ~timed.fillna(True).astype(bool)).to_numpy(dtype=bool, na_value=False)
+    return None
+
+
+def _text_date_only(text: str) -> bool:
+    text = text.strip()
+    return bool(text) and not re.search(_TIME_OF_DAY, text) and not re.fullmatch(_UNIX, text)
 
 
 # Column names exports use for an optional canonical column (lower-case, spaces/_/- as one
