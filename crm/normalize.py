@@ -178,31 +178,39 @@ def normalize_table(
     if unmapped:
         warnings.append(unmapped)
     if table in DATE_ONLY_COLUMNS:
-        out[ROW] = pd.Series(frame.index.to_numpy(dtype="int64") + raw.row_offset, index=frame.index)
+        out[ROW] = pd.Series((frame.index.to_numpy() + raw.row_offset).astype(np.int32), index=frame.index)
     return pd.DataFrame(out, index=frame.index), warnings
 
 
 def date_only_cells(series: pd.Series, date_format: str | None = None) -> np.ndarray | None:
-    """Cells that hold a date and no time of day: text without "h:m" (not Unix seconds) or a
-    Python date (not datetime). None when the column cannot say (datetime dtypes, numbers, a
-    configured format with time codes): those are read as timed."""
+    """Cells that hold a date and no time of day: text without "h:m" (not Unix seconds), a
+    Python date (not datetime), or a spreadsheet's date column (every value at midnight: Excel
+    writes a date cell as a datetime at 00:00). None when the column cannot say (aware
+    timestamps, numbers, a configured format with time codes): those are read as timed."""
     if date_format and re.search(_TIME_CODES, date_format):
         return None
+    if pd.api.types.is_datetime64_dtype(series.dtype) and not isinstance(series.dtype, pd.DatetimeTZDtype):
+        present = series.notna().to_numpy()
+        return present if present.any() and _all_midnight(series[present]) else None
     if series.dtype == object:
         from datetime import date, datetime
 
-        def one(v):
-            if isinstance(v, datetime):
-                return False
-            if isinstance(v, date):
-                return True
-            return isinstance(v, str) and _text_date_only(v)
-        return series.map(one).to_numpy(dtype=bool)
+        stamps = series.map(lambda v: isinstance(v, datetime))
+        dated = series.map(lambda v: isinstance(v, date) and not isinstance(v, datetime))
+        texts = series.map(lambda v: isinstance(v, str) and _text_date_only(v))
+        if stamps.any() and _all_midnight(pd.to_datetime(series[stamps], utc=True, errors="coerce")):
+            dated |= stamps
+        return (dated | texts).to_numpy(dtype=bool)
     if isinstance(series.dtype, pd.StringDtype):
         text = series.str.strip()
         timed = text.str.contains(_TIME_OF_DAY, regex=True) | text.str.fullmatch(_UNIX)
         return (text.notna() & (text != "") & ~timed.fillna(True).astype(bool)).to_numpy(dtype=bool, na_value=False)
     return None
+
+
+def _all_midnight(stamps: pd.Series) -> bool:
+    stamps = stamps.dropna()
+    return bool(len(stamps)) and bool((stamps == stamps.dt.normalize()).all())
 
 
 def _text_date_only(text: str) -> bool:

@@ -290,7 +290,7 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     pos = None
     if history is not None and len(history) and deals["deal_id"].is_unique:
         hist_rows = history[ROW].to_numpy() if ROW in history.columns else None
-        pos = pd.Index(deals["deal_id"]).get_indexer(history["deal_id"])
+        pos = _rows_of(history["deal_id"], deals["deal_id"])
         entered = _ns(history["entered_at"])
         known = (pos >= 0) & (entered != _NAT)
         hc = np.where(known, created[np.where(known, pos, 0)], _NAT)
@@ -348,6 +348,22 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
         deals = deals.assign(created_at=_stamps(created, deals["created_at"]))
     deals = deals.drop(columns=[c for c in deals.columns if c.startswith((DATE_ONLY, ROW))])
     return deals, history, warnings
+
+
+def _rows_of(values: pd.Series, keys: pd.Series) -> np.ndarray:
+    """For each value the row of the same id in `keys` (unique), -1 where absent: Arrow's hash
+    lookup, several times faster than pandas' on 5,000,000 history rows (detectors.columns.positions
+    does the same on the detectors' side; crm/ cannot import it)."""
+    try:
+        keys_a, values_a = pa.array(keys, from_pandas=True), pa.array(values, from_pandas=True)
+        if values_a.type != keys_a.type:
+            values_a = values_a.cast(keys_a.type)
+        found = pc.index_in(values_a, value_set=keys_a)
+        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
+        out = pd.Index(keys).get_indexer(values)
+        out[np.asarray(pd.isna(values))] = -1
+        return out.astype(np.int64)
 
 
 def _ns(series: pd.Series) -> np.ndarray:

@@ -97,3 +97,19 @@ def test_a_stage_entered_days_before_creation_is_warned_a_date_only_entry_that_d
     assert first["d1"] == _local("2026-03-25 14:00")
     h = data.stage_history.merge(data.deals[["deal_id", "created_at"]], on="deal_id")
     assert (h["entered_at"] >= h["created_at"]).all()
+
+
+def test_an_excel_date_column_is_date_only_too(tmp_path):
+    """Pipedrive's and amoCRM's .xlsx write a close date as a date cell (a datetime at 00:00)."""
+    from datetime import date
+
+    folder = write(tmp_path, {"managers.csv": MANAGERS})
+    pd.DataFrame({
+        "deal_id": ["d1", "d2"], "manager_id": ["m1", "m2"], "stage": ["КП", "КП"], "status": ["won", "lost"],
+        "created_at": [pd.Timestamp("2026-03-25 14:00"), pd.Timestamp("2026-03-20 10:00")],
+        "closed_at": [date(2026, 3, 25), date(2026, 3, 24)],
+    }).to_excel(folder / "deals.xlsx", index=False)
+    result = load_folder(folder, timezone=TZ, now=NOW)
+    closed = _by_id(result.data.deals, "closed_at")
+    assert closed["d1"] == _local("2026-03-25 14:00") and closed["d2"] == _local("2026-03-24")
+    assert "closed_before_created" not in _codes(result)
