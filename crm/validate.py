@@ -336,9 +336,9 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
             shown = np.flatnonzero(before)[:EXAMPLES]
             warnings.append(DataWarning(
                 "closed_before_created", "deals", int(before.sum()),
-                f"{int(before.sum())} deal(s) closed before they were created (a date-only close on the "
-                "day of creation is not one of them: it reads as that day); read as closed when created (so no time to close is negative); correct closed_at or created_at "
-                "in the CRM",
+                f"{int(before.sum())} deal(s) closed before they were created: read as closed when created, "
+                "so no time to close is negative; correct closed_at or created_at in the CRM (a close date "
+                "without a time on the day of creation is fine: it reads as that day)",
                 [f"{_where(origins, 'deals', deal_rows, i)}: deal {deals['deal_id'].iat[i]} created "
                  f"{_local(created_before[i], tz)}, closed {_local(closed[i], tz)}" for i in shown],
             ))
