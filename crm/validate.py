@@ -1,9 +1,10 @@
 """Soft checks across tables: problems worth telling the admin that do not stop the scan.
 
-Each check returns a DataWarning with a count and the first few examples. Only four checks
+Each check returns a DataWarning with a count and the first few examples. Only five checks
 change the data, and they say so: duplicate ids keep the last row, history rows for deals
-that do not exist are dropped, an open deal's closed_at (a planned date) is not read, and
-deals of pipelines outside `[source] pipelines` are left out (keep_pipelines).
+that do not exist are dropped, an open deal's closed_at (a planned date) is not read, deals
+of pipelines outside `[source] pipelines` are left out (keep_pipelines), and no deal closes or
+enters a stage before it was created (order_dates).
 """
 from __future__ import annotations
 
@@ -268,7 +269,8 @@ _NAT = np.iinfo(np.int64).min
 
 
 def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict[str, str],
-                timezone: str = "UTC") -> tuple[pd.DataFrame, pd.DataFrame | None, list[DataWarning]]:
+                timezone: str = "UTC", private: frozenset[str] | set[str] = frozenset(),
+                ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[DataWarning]]:
     """No deal closes, or enters a stage, before it was created; the hidden columns of
     crm.normalize (date-only marks, row numbers) are read and dropped here.
 
@@ -281,7 +283,8 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     examples, and mended so no detector sees a negative duration: a stage entered before the
     creation moves the creation back to it (the events are logged when they happen; created_at
     is the field imports rewrite), silently within a day (clocks and date-only cells), with a
-    warning beyond; a close on an earlier day than the creation is read as closed at creation."""
+    warning beyond; a close on an earlier day than the creation is read as closed at creation.
+    `private`: tables read from files outside the data folder: their examples give the row only."""
     warnings: list[DataWarning] = []
     tz = ZoneInfo(timezone)
     deal_rows = deals[ROW].to_numpy() if ROW in deals.columns else None
@@ -310,7 +313,8 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
                     "earlier than the deal's created_at; read as created at its first stage entry (so no "
                     "time at a stage is negative); correct created_at in the CRM (an import or a migration "
                     "often sets it to the import's date)",
-                    [f"{_where(origins, 'stage_history', hist_rows, i)}: deal {history['deal_id'].iat[i]} "
+                    [_where(origins, "stage_history", hist_rows, i) if private & {"deals", "stage_history"} else
+                     f"{_where(origins, 'stage_history', hist_rows, i)}: deal {history['deal_id'].iat[i]} "
                      f"entered {history['stage'].iat[i]!r} {_local(entered[i], tz)}, created "
                      f"{_local(hc[i], tz)} ({_where(origins, 'deals', deal_rows, pos[i])})" for i in shown],
                 ))
@@ -339,7 +343,8 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
                 f"{int(before.sum())} deal(s) closed before they were created: read as closed when created, "
                 "so no time to close is negative; correct closed_at or created_at in the CRM (a close date "
                 "without a time on the day of creation is fine: it reads as that day)",
-                [f"{_where(origins, 'deals', deal_rows, i)}: deal {deals['deal_id'].iat[i]} created "
+                [_where(origins, "deals", deal_rows, i) if "deals" in private else
+                 f"{_where(origins, 'deals', deal_rows, i)}: deal {deals['deal_id'].iat[i]} created "
                  f"{_local(created_before[i], tz)}, closed {_local(closed[i], tz)}" for i in shown],
             ))
             closed = np.where(before, created, closed)
