@@ -26,7 +26,7 @@ from crm.stages import (
     drop_closing_entries,
     resolve_stages,
 )
-from crm.validate import check, dedupe, drop_planned_closings, keep_pipelines
+from crm.validate import check, dedupe, drop_planned_closings, keep_pipelines, order_dates
 
 
 @dataclass
@@ -121,6 +121,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     if history is not None:
         history, deals, notes = drop_closing_entries(history, deals)
         warnings += notes
+    deals, history, notes = order_dates(deals, history, {t: r.origin for t, r in raws.items()}, timezone,
+                                        private={t for t, r in raws.items() if not r.show_values})
+    warnings += notes
     stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals)
     warnings += notes
     derived = history is None

@@ -31,6 +31,16 @@ _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"
 _UNIX = r"^\d{9,13}(?:\.\d+)?$"
 _MAX_ROWS_SHOWN = 5
 
+# Columns whose date-only cells ("25.03.2026", no time) are marked for crm.validate.order_dates:
+# a date-only close or stage entry is "some time that day", and midnight would put it before a
+# creation time on the same day. The marks and the rows' numbers travel as hidden columns from
+# here to crm.load.build, which drops them before the data leaves the loader.
+DATE_ONLY_COLUMNS = {"deals": ("closed_at",), "stage_history": ("entered_at",)}
+DATE_ONLY = "__date_only__"  # prefix of the hidden mark column: DATE_ONLY + "closed_at"
+ROW = "__row__"  # hidden column: the row (or record) number in the file, for warnings
+_TIME_OF_DAY = r"\d:\d"
+_TIME_CODES = r"%[HIMSXTRcp]"
+
 
 def normalize_table(
     table: str,
@@ -121,6 +131,10 @@ def normalize_table(
         if table == "deals" and col.name == "amount":
             series, signs = _amounts(series, col, raw, tz, source_name)
         else:
+            if col.name in DATE_ONLY_COLUMNS.get(table, ()):
+                dated = date_only_cells(series, date_formats.get(col.name))
+                if dated is not None and dated.any():
+                    out[DATE_ONLY + col.name] = pd.Series(dated, index=frame.index)
             series = coerce(series, col, raw, tz, source_name=source_name,
                             date_format=date_formats.get(col.name), date_key=f"{table}.{col.name}")
         if col.name in fill and series.isna().any():
@@ -171,7 +185,45 @@ def normalize_table(
     unmapped = _unmapped_useful(table, found, used, given | set(fill))
     if unmapped:
         warnings.append(unmapped)
+    if table in DATE_ONLY_COLUMNS:
+        out[ROW] = pd.Series((frame.index.to_numpy() + raw.row_offset).astype(np.int32), index=frame.index)
     return pd.DataFrame(out, index=frame.index), warnings
+
+
+def date_only_cells(series: pd.Series, date_format: str | None = None) -> np.ndarray | None:
+    """Cells that hold a date and no time of day: text without "h:m" (not Unix seconds), a
+    Python date (not datetime), or a spreadsheet's date column (every value at midnight: Excel
+    writes a date cell as a datetime at 00:00). None when the column cannot say (aware
+    timestamps, numbers, a configured format with time codes): those are read as timed."""
+    if date_format and re.search(_TIME_CODES, date_format):
+        return None
+    if pd.api.types.is_datetime64_dtype(series.dtype) and not isinstance(series.dtype, pd.DatetimeTZDtype):
+        present = series.notna().to_numpy()
+        return present if present.any() and _all_midnight(series[present]) else None
+    if series.dtype == object:
+        from datetime import date, datetime
+
+        stamps = series.map(lambda v: isinstance(v, datetime))
+        dated = series.map(lambda v: isinstance(v, date) and not isinstance(v, datetime))
+        texts = series.map(lambda v: isinstance(v, str) and _text_date_only(v))
+        if stamps.any() and _all_midnight(pd.to_datetime(series[stamps], utc=True, errors="coerce")):
+            dated |= stamps
+        return (dated | texts).to_numpy(dtype=bool)
+    if isinstance(series.dtype, pd.StringDtype):
+        text = series.str.strip()
+        timed = text.str.contains(_TIME_OF_DAY, regex=True) | text.str.fullmatch(_UNIX)
+        return (text.notna() & (text != "") & ~timed.fillna(True).astype(bool)).to_numpy(dtype=bool, na_value=False)
+    return None
+
+
+def _all_midnight(stamps: pd.Series) -> bool:
+    stamps = stamps.dropna()
+    return bool(len(stamps)) and bool((stamps == stamps.dt.normalize()).all())
+
+
+def _text_date_only(text: str) -> bool:
+    text = text.strip()
+    return bool(text) and not re.search(_TIME_OF_DAY, text) and not re.fullmatch(_UNIX, text)
 
 
 # Column names exports use for an optional canonical column (lower-case, spaces/_/- as one

@@ -218,10 +218,12 @@ def test_column_value_mapping_and_one_column_feeding_two(tmp_path):
 def test_fill_for_empty_cells_is_reported_with_rows(tmp_path):
     deals = DEALS.replace("2026-03-03 11:30", "")
     write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals, "stage_history.csv": HISTORY})
-    source = SourceConfig(path=".", fill={"deals": {"created_at": "2026-12-31"}})
+    # before d2's first stage entry: a later date is a deal entering stages before it existed
+    # (warned, and read as created at its first entry: crm.validate.order_dates)
+    source = SourceConfig(path=".", fill={"deals": {"created_at": "2026-03-01"}})
     result = load_crm(source, base_dir=tmp_path)
     created = result.data.deals.set_index("deal_id")["created_at"]
-    assert created["d2"] == pd.Timestamp("2026-12-31", tz="UTC")
+    assert created["d2"] == pd.Timestamp("2026-03-01", tz="UTC")
     filled = [w for w in result.warnings if w.code == "filled"]
     assert filled[0].count == 1 and "row 3" in str(filled[0])
 
