@@ -188,9 +188,11 @@ class _RealHistory(Need):
         return not data.stage_history_derived
 
     def line(self, data: CrmData) -> str:
+        # A web-UI deals export has no stage history; the API connectors sync it, so say how to get it.
         return (f"{self.part}: not checked, needs a real stage history (stage_history.csv; it was "
                 f"derived from {data.origins.get('deals', 'deals.csv')}); conversion to won is "
-                "measured from deal outcomes instead")
+                "measured from deal outcomes instead; a web-UI export has no stage history: "
+                "the CRM's API gives it ([source] kind: \"amocrm\", \"bitrix24\", \"hubspot\", \"pipedrive\")")
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")
