@@ -196,6 +196,8 @@ class _RealHistory(Need):
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")
+
+
 class _ClosingDates(Need):
     """Won (and lost) is placed in time only by the closing date; an absent closed_at read as
     "not won yet" made every cohort 0% won, so a real drop was never found while the scan said it
