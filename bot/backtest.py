@@ -89,6 +89,46 @@ class Summary:
     busiest: list[tuple[str, int]]  # (ISO date, alerts) most first, at most 3
 
 
+@dataclass(frozen=True)
+class DigestSchedule:
+    """The days digests go out on (bot.send_days on the config's [schedule] digest_days and
+    [calendar]): the backtest shows and records items only on them, as delivery does."""
+
+    days: str  # [schedule] digest_days, as written ("mon-fri")
+    weekdays: frozenset[int]  # its ISO weekdays
+    is_digest: Callable[[date], bool]
+
+    @classmethod
+    def of(cls, config: Any) -> "DigestSchedule":
+        from functools import lru_cache
+
+        from bot.send_days import digest_weekdays, is_digest_day
+
+        spec = config.schedule.digest_days
+        return cls(spec, digest_weekdays(spec), lru_cache(maxsize=None)(lambda d: is_digest_day(config, d)))
+
+
+def digest_runs(runs: list[datetime], end: datetime, schedule: DigestSchedule | None) -> list[datetime]:
+    """The replayed moments a digest goes out: a run on a day without a digest (a weekend, a day
+    off of the calendar) moves to the next digest day at the same local time, whose digest
+    carries what is due by then; one moment once, none after `end`."""
+    if schedule is None:
+        return runs
+    out: list[datetime] = []
+    for t in runs:
+        d = t.date()
+        for _ in range(400):  # bot.send_days' horizon: a schedule with no digest day in a year
+            if schedule.is_digest(d):
+                break
+            d += timedelta(days=1)
+        else:
+            continue
+        moved = datetime.combine(d, t.timetz()) if d != t.date() else t
+        if moved <= end:
+            out.append(moved)
+    return sorted(set(out))
+
+
 @dataclass
 class BacktestReport:
     start: datetime
@@ -109,14 +149,54 @@ class BacktestReport:
     held: Counter = field(default_factory=Counter)  # recipient -> (run, insight) due but held back by the digest
     subjects: dict[str, str] = field(default_factory=dict)  # fingerprint -> what it is about, for the warnings
     learned_days: str | None = None  # working_hours.learned_line of the last replay's calendar
+    period_days: float | None = None  # calendar days replayed (None: len(runs) * every)
+    schedule: DigestSchedule | None = None  # None: a digest every run (no [schedule] modelled)
+    # recipients with a chat in the config (None: everyone would get a digest, as with --data);
+    # the others are never warned as over budget, only said to receive nothing
+    receivers: frozenset[str] | None = None
+
+    @property
+    def calendar_days(self) -> float:
+        return self.period_days if self.period_days is not None else len(self.runs) * self.every / timedelta(days=1)
 
     @property
     def weeks(self) -> float:
-        return max(len(self.runs) * self.every / timedelta(days=7), 1e-9)
+        return max(self.calendar_days / 7, 1e-9)
+
+    @property
+    def digest_days(self) -> int | float:
+        """Days a digest went out in the period: what a recipient reads, so the per-day averages
+        are per digest day (every calendar day when no schedule is modelled)."""
+        if self.schedule is None:
+            return self.calendar_days
+        return sum(self.schedule.is_digest(d) for d in self._period())
 
     @property
     def days(self) -> float:
-        return self.weeks * 7
+        return max(self.digest_days, 1e-9)
+
+    def _period(self) -> list[date]:
+        first = self.start.date()
+        return [first + timedelta(days=k) for k in range(int(round(self.calendar_days)))]
+
+    def period_line(self) -> str:
+        """'123 days, 85 digest days (mon-fri, 3 days off of the calendar)'."""
+        n = f"{self.calendar_days:g} day{'s' if self.calendar_days != 1 else ''}"
+        if self.schedule is None:
+            return n
+        weekdays = self.schedule.weekdays
+        off = sum(1 for d in self._period() if d.isoweekday() in weekdays and not self.schedule.is_digest(d))
+        worked = sum(1 for d in self._period() if d.isoweekday() not in weekdays and self.schedule.is_digest(d))
+        why = [self.schedule.days]
+        if off:
+            why.append(f"{off} day{'s' if off != 1 else ''} off of the calendar")
+        if worked:
+            why.append(f"{worked} worked weekend day{'s' if worked != 1 else ''}")
+        k = self.digest_days
+        return f"{n}, {k:g} digest day{'s' if k != 1 else ''} ({', '.join(why)})"
+
+    def receives(self, recipient: str) -> bool:
+        return self.receivers is None or recipient in self.receivers
 
     def load(self) -> dict[str, Load]:
         """Per recipient (as by_recipient orders them): full items, reminders, held back, per day."""
@@ -133,8 +213,17 @@ class BacktestReport:
 
     def over_budget(self) -> list[BudgetWarning]:
         """Every recipient averaging more full items a day than the budget, the busiest first."""
+        return self._over(self.receives)
+
+    def unreached(self) -> list[BudgetWarning]:
+        """Recipients with items who have no chat in the config: they would receive nothing, so
+        they are not over any budget; what they would get once given a chat, over it or not."""
+        return self._over(lambda r: not self.receives(r), every=True)
+
+    def _over(self, which: Callable[[str], bool], every: bool = False) -> list[BudgetWarning]:
         loads = self.load()
-        over = [r for r, x in loads.items() if x.items / self.days > self.daily_budget + 1e-9]
+        over = [r for r, x in loads.items() if which(r) and (every and x.items
+                                                              or x.items / self.days > self.daily_budget + 1e-9)]
         if not over:
             return []
         per: dict[str, dict[str, Counter]] = {r: defaultdict(Counter) for r in over}
@@ -185,7 +274,9 @@ class BacktestReport:
         return {
             "from": self.start.isoformat(), "to": self.end.isoformat(), "runs": len(self.runs),
             "every_hours": self.every / timedelta(hours=1), "repeat_interval_days": self.repeat_interval / timedelta(days=1),
-            "weeks": round(self.weeks, 2),
+            "weeks": round(self.weeks, 2), "days": self.calendar_days, "digest_days": self.digest_days,
+            "digest_schedule": self.schedule.days if self.schedule is not None else None,
+            "per_day": "per digest day" if self.schedule is not None else "per replayed day",
             "detectors": {d: s(x) | {"insights_before_dedup": self.insight_days.get(d, 0)} for d, x in self.by_detector().items()},
             "recipients": {r: s(x) | {"name": self.recipient_names.get(r, r)} | _load_dict(loads[r])
                            for r, x in self.by_recipient().items()},
@@ -198,6 +289,7 @@ class BacktestReport:
                                       "most_often": [{"subject": lbl, "items": k} for lbl, k in top]}
                                      for d, n, share, distinct, top in w.detectors]}
                          for w in self.over_budget()],
+                "no_chat": [{"recipient": w.recipient, "name": w.name, **_load_dict(w.load)} for w in self.unreached()],
             },
             "skipped": self.skipped,
             "partial": self.partial,
@@ -566,13 +658,21 @@ class DigestCut:
 def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end: datetime,
              every: timedelta = timedelta(days=1), repeat_interval: timedelta = timedelta(days=7), *,
              policy: Any = None, progress: Callable[[Iterator[datetime], int], Iterator[datetime]] | None = None,
-             max_items: int | None = 10, daily_budget: float = 5.0) -> BacktestReport:
+             max_items: int | None = 10, daily_budget: float = 5.0, schedule: DigestSchedule | None = None,
+             receivers: frozenset[str] | None = None) -> BacktestReport:
     """Replay every enabled detector at each run time from start to end and dedup like delivery.
 
     `policy` is a bot.notify_log.Policy (its worse-by thresholds; repeat_interval wins);
     `progress` wraps the iteration over run times (a progress bar), given the count;
     `max_items` is the digest's limit on full items ([delivery] max_items; None: every due item
     counts as shown); `daily_budget` the full items a day per recipient before a warning.
+
+    `schedule` (DigestSchedule.of(config)): the detectors and the dedup run only at the moments
+    a digest goes out (digest_runs), as delivery builds each digest from that day's scan: what
+    came up over a weekend and still holds on Monday is in Monday's digest, under its one
+    max_items cut; what came up and went away between two digests was never read (not even
+    built: the replay costs only the digest days). Averages are per digest day. None: a digest
+    at every run. `receivers`: who has a chat (None: everyone), see BacktestReport.receivers.
     """
     from bot.notify_log import Policy
     from bot.pipeline import detector_notes
@@ -581,7 +681,8 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
     policy = replace(policy or Policy(), repeat_interval=repeat_interval)
-    runs = run_times(start, end, every)
+    every_run = run_times(start, end, every)
+    runs = digest_runs(every_run, end, schedule)
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
     specs_at = _specs_on_calendar(data, specs, end)
@@ -592,7 +693,9 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
             del fns[name]
             partial.pop(name, None)
     report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, partial=partial,
-                            detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items)
+                            detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items,
+                            period_days=len(every_run) * every / timedelta(days=1), schedule=schedule,
+                            receivers=receivers)
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
     report.learned_days = _learned_days(specs_at(end))
     dedup = Dedup(policy)
@@ -638,6 +741,8 @@ def format_text(report: BacktestReport) -> str:
         f"Backtest {report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} {report.start.tzname() or ''}".rstrip()
         + f", every {_days(report.every)} ({len(report.runs)} runs, {report.weeks:.1f} weeks),"
         f" repeat interval {_days(report.repeat_interval)}",
+        *([f"{report.period_line()}: items are shown and counted on digest days only, each digest with what is due"
+           " since the last one"] if report.schedule is not None else []),
         "",
     ]
 
@@ -664,8 +769,9 @@ def format_text(report: BacktestReport) -> str:
                      f"  {busiest(s)}")
     limit = (f"after the dedup and the digest's limit of {report.max_items}" if report.max_items is not None
              else "after the dedup")
+    per = "; a day = a digest day" if report.schedule is not None else ""
     lines.append(f"(alerts = items + reminders; items = shown in full {limit}; reminders = one-line"
-                 " \"still open\" lines for what persists unchanged, not counted in the budget)")
+                 f" \"still open\" lines for what persists unchanged, not counted in the budget{per})")
     lines.append("")
     lines += budget_lines(report)
     for name, why in report.skipped.items():
@@ -680,22 +786,47 @@ def budget_lines(report: BacktestReport) -> list[str]:
     """The daily budget: one warning per recipient over it, with what is behind their items."""
     over = report.over_budget()
     budget = f"{report.daily_budget:g} item(s) a day"
-    if not over:
-        return [f"every recipient within the daily budget of {budget} ([delivery] daily_budget)"]
-    lines = []
+    days = f"{report.days:g} digest days" if report.schedule is not None else f"{report.days:g} days"
+    lines = [] if over else [f"every recipient within the daily budget of {budget} ([delivery] daily_budget)"]
     for w in over:
-        who = ("director" if w.recipient == DIRECTOR else w.name if w.name == w.recipient
-               else f"{w.name} ({w.recipient})")
         extra = f"; +{w.load.reminders_per_day:g} reminder(s) a day" if w.load.reminders else ""
         if w.load.held_per_day:
             extra += f"; the digest's limit held back {w.load.held_per_day:g} more a day"
-        lines.append(f"warning: {who} is over the daily budget of {budget}: {w.load.items_per_day:g} a day"
-                     f" ({w.load.items} item(s) over {report.days:g} days{extra})")
+        lines.append(f"warning: {_who(w)} is over the daily budget of {budget}: {w.load.items_per_day:g} a day"
+                     f" ({w.load.items} item(s) over {days}{extra})")
         for det, n, share, distinct, top in w.detectors:
             often = ", ".join(f"{label} ({k} item{'s' if k != 1 else ''})" for label, k in top)
             lines.append(f"    {det}: {share:.0%} of them ({n}), {distinct} subject(s); most often: {often}")
-    lines.append("(raise the detectors' thresholds behind them, or [delivery] repeat_interval_days / max_items,"
-                 " and backtest again)")
+    if over:
+        lines.append("(raise the detectors' thresholds behind them, or [delivery] repeat_interval_days / max_items,"
+                     " and backtest again)")
+    return lines + unreached_lines(report)
+
+
+def _who(w: BudgetWarning) -> str:
+    return "director" if w.recipient == DIRECTOR else w.name if w.name == w.recipient else f"{w.name} ({w.recipient})"
+
+
+_UNREACHED_SHOWN = 10
+
+
+def unreached_lines(report: BacktestReport) -> list[str]:
+    """Who has items but no chat in the config's [[recipients]]: nothing reaches them, so no
+    budget applies; said once, with what they would get, so an admin adding them knows."""
+    lost = report.unreached()
+    if not lost:
+        return []
+    over = [w for w in lost if w.load.items_per_day > report.daily_budget + 1e-9]
+    head = (f"{len(lost)} recipient(s) with items have no chat in [[recipients]] and would receive nothing"
+            + (f"; given one, {len(over)} would be over the daily budget" if over else "") + ":")
+    lines = [head]
+    for w in lost[:_UNREACHED_SHOWN]:
+        top = w.detectors[0][0] if w.detectors else "-"
+        flag = " (over the budget)" if w in over else ""
+        lines.append(f"    {_who(w)}: {w.load.items_per_day:g} item(s) a day{flag}, mostly {top}")
+    if len(lost) > _UNREACHED_SHOWN:
+        lines.append(f"    ... and {len(lost) - _UNREACHED_SHOWN} more")
+    lines.append("(add a [[recipients]] entry with a telegram_id or slack_id for whoever should read them)")
     return lines
 
 
@@ -809,6 +940,25 @@ def _learned_days(specs: dict[str, DetectorSpec]) -> str | None:
     return learned_line(calendars[0]) if calendars else None
 
 
+def receivers(config: Any) -> frozenset[str] | None:
+    """Who would read a digest: "director" and the manager ids of [[recipients]] reached at some
+    chat (bot.delivery.addresses). None when the config names no recipients (`--data`, or a
+    config not yet filled in): then every manager is someone who would get a digest."""
+    from bot.delivery import addresses
+
+    if not config.recipients:
+        return None
+    out = set()
+    for r in config.recipients:
+        if not addresses(r, config):
+            continue
+        if r.role == "director":
+            out.add(DIRECTOR)
+        elif r.role == "manager" and r.manager_id is not None:
+            out.add(str(r.manager_id))
+    return frozenset(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from bot.cli import UsageError, config_or_default, load_for, err, print_warnings
     from bot.notify_log import Policy
@@ -848,7 +998,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("backtest: --daily-budget must be positive")
     report = backtest(data, config.detector_specs(), datetime.combine(d_from, at, tz), datetime.combine(d_to, at, tz),
                       every, repeat, policy=policy, progress=_progress(sys.stderr),
-                      max_items=config.delivery.max_items, daily_budget=budget)
+                      max_items=config.delivery.max_items, daily_budget=budget,
+                      schedule=DigestSchedule.of(config), receivers=receivers(config))
     if args.format == "json":
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
