@@ -138,6 +138,8 @@ class BacktestReport:
     runs: list[datetime]
     alerts: list[Alert] = field(default_factory=list)
     insight_days: Counter = field(default_factory=Counter)  # detector -> insights found summed over runs (before dedup)
+    # detector -> insights found between two digests and gone by the next: nobody read them
+    unread: Counter = field(default_factory=Counter)
     skipped: dict[str, str] = field(default_factory=dict)
     partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
     detectors: list[str] = field(default_factory=list)
@@ -194,6 +196,11 @@ class BacktestReport:
             why.append(f"{worked} worked weekend day{'s' if worked != 1 else ''}")
         k = self.digest_days
         return f"{n}, {k:g} digest day{'s' if k != 1 else ''} ({', '.join(why)})"
+
+    @property
+    def digest_runs(self) -> int:
+        """Replayed moments at which a digest went out (the rest were scans only)."""
+        return len(self.runs) if self.schedule is None else sum(self.schedule.is_digest(t.date()) for t in self.runs)
 
     def receives(self, recipient: str) -> bool:
         return self.receivers is None or recipient in self.receivers
@@ -277,7 +284,9 @@ class BacktestReport:
             "weeks": round(self.weeks, 2), "days": self.calendar_days, "digest_days": self.digest_days,
             "digest_schedule": self.schedule.days if self.schedule is not None else None,
             "per_day": "per digest day" if self.schedule is not None else "per replayed day",
-            "detectors": {d: s(x) | {"insights_before_dedup": self.insight_days.get(d, 0)} for d, x in self.by_detector().items()},
+            "digest_runs": self.digest_runs,
+            "detectors": {d: s(x) | {"insights_before_dedup": self.insight_days.get(d, 0),
+                                     "never_read": self.unread.get(d, 0)} for d, x in self.by_detector().items()},
             "recipients": {r: s(x) | {"name": self.recipient_names.get(r, r)} | _load_dict(loads[r])
                            for r, x in self.by_recipient().items()},
             "budget": {
@@ -667,12 +676,14 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     `max_items` is the digest's limit on full items ([delivery] max_items; None: every due item
     counts as shown); `daily_budget` the full items a day per recipient before a warning.
 
-    `schedule` (DigestSchedule.of(config)): the detectors and the dedup run only at the moments
-    a digest goes out (digest_runs), as delivery builds each digest from that day's scan: what
-    came up over a weekend and still holds on Monday is in Monday's digest, under its one
-    max_items cut; what came up and went away between two digests was never read (not even
-    built: the replay costs only the digest days). Averages are per digest day. None: a digest
-    at every run. `receivers`: who has a chat (None: everyone), see BacktestReport.receivers.
+    `schedule` (DigestSchedule.of(config)): the detectors run at every run time, as the scheduled
+    scan does on every day, but items are shown and recorded as sent (the dedup) only at the
+    moments a digest goes out (digest_runs), as delivery builds each digest from that moment's
+    scan: what came up over a weekend and still holds on Monday is in Monday's digest, under its
+    one max_items cut; what came up and went away between two digests was never read (counted
+    in `unread`, never in the budget; the scan's critical-at-once messages are not modelled).
+    Averages are per digest day. None: a digest at every run. `receivers`: who has a chat
+    (None: everyone), see BacktestReport.receivers.
     """
     from bot.notify_log import Policy
     from bot.pipeline import detector_notes
@@ -682,7 +693,8 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
         raise ValueError("start and end must be timezone-aware")
     policy = replace(policy or Policy(), repeat_interval=repeat_interval)
     every_run = run_times(start, end, every)
-    runs = digest_runs(every_run, end, schedule)
+    digests = set(digest_runs(every_run, end, schedule))
+    runs = sorted(digests.union(every_run))  # a scan at every run, and at each digest a run moved to
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
     specs_at = _specs_on_calendar(data, specs, end)
@@ -702,20 +714,34 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     it: Iterator[datetime] = iter(runs)
     if progress is not None:
         it = progress(it, len(runs))
+    between: dict[str, set[str]] = defaultdict(set)  # detector -> fingerprints new since the last digest
+    at_digest: dict[str, set[str]] = {}  # detector -> fingerprints the last digest's scan found
     for now in it:
         items: list[tuple[str, Insight]] = []
         names: list[str] = []
+        digest = now in digests
         for name, fn in fns.items():
             t = clock.perf_counter()
             found = fn(now)
             seconds[name] = seconds.get(name, 0.0) + clock.perf_counter() - t
             report.insight_days[name] += len(found)
             t = clock.perf_counter()
+            if not digest:  # a scan with no digest: what it finds waits for the next one
+                between[name].update(ins.fingerprint for ins in found if recipients_of(ins))
+                report.dedup_seconds += clock.perf_counter() - t
+                continue
+            if schedule is not None:
+                now_found = {ins.fingerprint for ins in found}
+                if between.get(name):
+                    report.unread[name] += len(between.pop(name) - now_found - at_digest.get(name, set()))
+                at_digest[name] = now_found
             for ins in found:
                 for r in recipients_of(ins):
                     items.append((r, ins))
                     names.append(name)
             report.dedup_seconds += clock.perf_counter() - t
+        if not digest:
+            continue
         t = clock.perf_counter()
         cut = DigestCut(items, max_items, MAX_STILL_OPEN) if max_items is not None else None
         for name, (r, ins), why in zip(names, items, dedup.run(now, items, cut)):
@@ -736,10 +762,15 @@ def _days(td: timedelta) -> str:
     return f"{d:g}d" if d >= 1 else f"{td / timedelta(hours=1):g}h"
 
 
+def _digests(report: BacktestReport) -> str:
+    n = report.digest_runs
+    return f", {n} with a digest" if n != len(report.runs) else ""
+
+
 def format_text(report: BacktestReport) -> str:
     lines = [
         f"Backtest {report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} {report.start.tzname() or ''}".rstrip()
-        + f", every {_days(report.every)} ({len(report.runs)} runs, {report.weeks:.1f} weeks),"
+        + f", every {_days(report.every)} ({len(report.runs)} runs{_digests(report)}, {report.weeks:.1f} weeks),"
         f" repeat interval {_days(report.repeat_interval)}",
         *([f"{report.period_line()}: items are shown and counted on digest days only, each digest with what is due"
            " since the last one"] if report.schedule is not None else []),
@@ -754,6 +785,9 @@ def format_text(report: BacktestReport) -> str:
     for name, s in report.by_detector().items():
         lines.append(f"{name:<18} {s.alerts:>7} {s.per_week:>9.1f} {report.insight_days.get(name, 0):>8}  {busiest(s)}")
     lines.append("(found = insights found summed over all runs, before dedup)")
+    if sum(report.unread.values()):
+        lines.append(f"(never read: {sum(report.unread.values())} insight(s) came up after a digest and went away before"
+                     " the next one: " + ", ".join(f"{d} {n}" for d, n in report.unread.most_common() if n) + ")")
     lines.append("")
     header = f"{'recipient':<28} {'alerts':>7} {'per week':>9} {'items/day':>9} {'reminders/day':>13}  busiest days"
     lines += [header, "-" * len(header)]

@@ -136,14 +136,14 @@ def test_cli_json_report(tmp_path, capsys):
     assert code == 0, out.err
     report = json.loads(out.out)
     # October 2026 on the default calendar (Asia/Almaty: KZ): 22 weekdays, Mon 26 Oct a day off
-    # (Republic Day moved from Sunday): 21 digest days, the only days replayed
-    assert report["runs"] == 21 and report["days"] == 30 and report["digest_days"] == 21
+    # (Republic Day moved from Sunday): a scan every day, 21 with a digest
+    assert report["runs"] == 30 and report["days"] == 30 and report["digest_days"] == report["digest_runs"] == 21
     # Default specs and delivery policy: first send (idle 14 working days), again when escalated
     # the next day, after the 7-day repeat interval, then once it looks abandoned (idle over 20
     # working days: one hygiene item with its own identity) and weekly after that.
     assert report["detectors"]["stalled_deal"]["alerts"] == 6
     assert report["recipients"]["m1"]["alerts"] == 6 and report["recipients"]["m1"]["name"] == "Айгерим Садыкова"
-    assert report["detectors"]["stalled_deal"]["insights_before_dedup"] == 21
+    assert report["detectors"]["stalled_deal"]["insights_before_dedup"] == 30
     assert "silent_client" in report["skipped"]
 
 
@@ -298,7 +298,7 @@ def test_cli_reads_day_first_dates_and_says_to_swap_reversed_ones(tmp_path, caps
     code = main(["backtest", "--data", str(folder), "--from", "01.10.2026", "--to", "30.10.2026", "--format", "json"])
     out = capsys.readouterr()
     assert code == 0, out.err
-    assert json.loads(out.out)["days"] == 30  # 1..30 October
+    assert json.loads(out.out)["runs"] == 30
     assert main(["backtest", "--data", str(folder), "--from", "30.10.2026", "--to", "2026-10-01"]) == 2
     err = capsys.readouterr().err
     assert "--from 2026-10-30 is after --to 2026-10-01; swap them: --from 2026-10-01 --to 2026-10-30" in err

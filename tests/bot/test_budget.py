@@ -241,7 +241,10 @@ def test_weekend_items_land_in_mondays_digest_under_its_one_cut(only_week):
     assert [shown[MON.date() + timedelta(days=7 * w + k)] for w in range(4) for k in range(5)] == [10, 6, 4, 4, 4] * 4
     load = report.load()["m1"]
     assert (load.items, load.items_per_day, load.held) == (112, 5.6, 8)
-    assert not any("SAT" in report.subjects[a.fingerprint] for a in report.alerts)  # came up and went away on a Saturday: never in a digest
+    assert not any("SAT" in report.subjects[a.fingerprint] for a in report.alerts)
+    # 31 Oct's would wait for a digest after the period; Friday's deals were in Friday's digest
+    assert report.unread["week"] == 3
+    assert "(never read: 3 insight(s) came up after a digest and went away before the next one: week 3)" in format_text(report)
     [warning] = report.over_budget()
     assert warning.recipient == "m1"
     assert "(112 item(s) over 20 digest days; the digest's limit held back 0.4 more a day)" in format_text(report)
@@ -263,6 +266,7 @@ def test_a_holiday_week_shifts_the_digest_to_the_next_working_day(only_week):
     assert report.digest_days == 17
     assert report.period_line() == "28 days, 17 digest days (mon-fri, 3 days off of the calendar)"
     assert report.load()["m1"].items == 28 * 3 + 16  # the 12 of Sat 10 - Mon 12 never read
+    assert report.unread["week"] == 12 + 3  # and the Saturday-only ones of 10, 17 and 24 Oct
     assert "28 days, 17 digest days (mon-fri, 3 days off of the calendar)" in format_text(report)
 
 
