@@ -19,6 +19,11 @@ manager_load 114 -> 39 ms, conversion_drop 83 -> 13 ms, loss_reasons 38 -> 4 ms,
 ~32 -> ~10 ms (same insights and alerts; the 2.0x also holds perf-scan's stalled_deal work);
 what remains is mostly silent_client (102 ms) and stalled_deal (69 ms), which build ~2,000
 Insight objects a day.
+Measured 2026-11-30 with --compare-with 189c2d9 (digests modelled on the default mon-fri KZ
+calendar: the scan replayed on all 180 days, the dedup and digest cut on 125): scan 1.51 s;
+backtest 14.1 s, ratio 9.3 wall / 9.4 CPU, against 13.3 s, 8.8 / 9.0 before (66,058 alerts
+against 70,300). Replaying only the digest days measured 8.0 / 8.0 (against 9.3 / 9.4 in
+that run) but loses the daily "found" counts the false-alarm scenarios read.
 Run: .venv/bin/python benchmarks/backtest.py [--scale 0.1] [--days 180] [--compare-with DIR]
 """
 from __future__ import annotations

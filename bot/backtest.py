@@ -6,6 +6,12 @@ persists is not a new alert until the repeat interval passes or it gets material
 that stops holding is closed and would be new again). Reports alerts per detector and per
 recipient (the manager of a personal insight, or "director"), per week, and the busiest days.
 
+Digests go out on `[schedule] digest_days` of the company calendar (bot.send_days): the scan
+is replayed every day, as the scheduler scans every day, but items are shown and recorded as
+sent only at a digest, which holds what is due by then (a weekend's items are in Monday's
+digest, under its one max_items cut); what came up and went away between two digests was
+never read and is counted apart. The per-day figures and the budget are per digest day.
+
 What a recipient would see is modelled as the digest shows it: a "first" or "worse" item in
 full, a "repeat_interval" one (persisting, nothing got worse) as a one-line "still open"
 reminder; at most `max_items` full items per digest (a manager's stalled deals are one item)
@@ -111,7 +117,8 @@ class DigestSchedule:
 def digest_runs(runs: list[datetime], end: datetime, schedule: DigestSchedule | None) -> list[datetime]:
     """The replayed moments a digest goes out: a run on a day without a digest (a weekend, a day
     off of the calendar) moves to the next digest day at the same local time, whose digest
-    carries what is due by then; one moment once, none after `end`."""
+    carries what is due by then; one digest a day (the first such moment: with runs every 12h
+    the evening one is a scan only), none after `end`."""
     if schedule is None:
         return runs
     out: list[datetime] = []
@@ -126,7 +133,10 @@ def digest_runs(runs: list[datetime], end: datetime, schedule: DigestSchedule | 
         moved = datetime.combine(d, t.timetz()) if d != t.date() else t
         if moved <= end:
             out.append(moved)
-    return sorted(set(out))
+    first: dict[date, datetime] = {}
+    for t in sorted(out):
+        first.setdefault(t.date(), t)
+    return list(first.values())
 
 
 @dataclass
@@ -156,6 +166,7 @@ class BacktestReport:
     # recipients with a chat in the config (None: everyone would get a digest, as with --data);
     # the others are never warned as over budget, only said to receive nothing
     receivers: frozenset[str] | None = None
+    digest_runs: int | None = None  # replayed moments at which a digest went out (None: every run)
 
     @property
     def calendar_days(self) -> float:
@@ -196,11 +207,6 @@ class BacktestReport:
             why.append(f"{worked} worked weekend day{'s' if worked != 1 else ''}")
         k = self.digest_days
         return f"{n}, {k:g} digest day{'s' if k != 1 else ''} ({', '.join(why)})"
-
-    @property
-    def digest_runs(self) -> int:
-        """Replayed moments at which a digest went out (the rest were scans only)."""
-        return len(self.runs) if self.schedule is None else sum(self.schedule.is_digest(t.date()) for t in self.runs)
 
     def receives(self, recipient: str) -> bool:
         return self.receivers is None or recipient in self.receivers
@@ -465,6 +471,16 @@ def _on_calendar(name: str, specs_at: Callable[[datetime], dict[str, DetectorSpe
     return run
 
 
+def _period_days(runs: list[datetime], every: timedelta) -> float:
+    """Calendar days the runs stand for: each run its `every`, or the whole days they span when
+    runs are less than a day apart (two runs a day are one day, not half of two)."""
+    if not runs:
+        return 0.0
+    if every < timedelta(days=1):
+        return float((runs[-1].date() - runs[0].date()).days + 1)
+    return len(runs) * every / timedelta(days=1)
+
+
 def recipients_of(insight: Insight) -> list[str]:
     """Who delivery would send it to, by bot.routing's rule: the manager, and/or the director."""
     out = []
@@ -695,6 +711,8 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     every_run = run_times(start, end, every)
     digests = set(digest_runs(every_run, end, schedule))
     runs = sorted(digests.union(every_run))  # a scan at every run, and at each digest a run moved to
+    if schedule is None:
+        runs = every_run
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
     specs_at = _specs_on_calendar(data, specs, end)
@@ -706,8 +724,8 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
             partial.pop(name, None)
     report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, partial=partial,
                             detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items,
-                            period_days=len(every_run) * every / timedelta(days=1), schedule=schedule,
-                            receivers=receivers)
+                            period_days=_period_days(every_run, every), schedule=schedule,
+                            receivers=receivers, digest_runs=len(digests))
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
     report.learned_days = _learned_days(specs_at(end))
     dedup = Dedup(policy)
@@ -764,7 +782,7 @@ def _days(td: timedelta) -> str:
 
 def _digests(report: BacktestReport) -> str:
     n = report.digest_runs
-    return f", {n} with a digest" if n != len(report.runs) else ""
+    return f", {n} with a digest" if n is not None and n != len(report.runs) else ""
 
 
 def format_text(report: BacktestReport) -> str:

@@ -298,3 +298,18 @@ def test_cli_counts_digest_days_and_does_not_warn_about_people_nothing_reaches(o
     assert ("1 recipient(s) with items have no chat in [[recipients]] and would receive nothing;"
             " given one, 1 would be over the daily budget:") in out
     assert "    Айгерим Садыкова (m1): 5.6 item(s) a day (over the budget), mostly week" in out
+
+
+def test_one_digest_a_day_whatever_the_replay_step():
+    """Runs every 12h from Friday: Friday's morning run is the digest, its evening run a scan;
+    the weekend's runs are scans whose items wait for Monday morning's digest; a weekly run on
+    a Saturday moves to Monday."""
+    from bot.backtest import DigestSchedule, digest_runs, run_times
+
+    schedule = DigestSchedule.of(_config())
+    fri = datetime(2026, 10, 9, 9, 0, tzinfo=UTC)
+    runs = run_times(fri, fri + timedelta(days=3, hours=12), timedelta(hours=12))
+    assert digest_runs(runs, runs[-1], schedule) == [fri, fri + timedelta(days=3)]
+    sat = fri + timedelta(days=1)
+    weekly = run_times(sat, sat + timedelta(days=14), timedelta(weeks=1))
+    assert digest_runs(weekly, weekly[-1], schedule) == [sat + timedelta(days=2), sat + timedelta(days=9)]
