@@ -6,6 +6,12 @@ persists is not a new alert until the repeat interval passes or it gets material
 that stops holding is closed and would be new again). Reports alerts per detector and per
 recipient (the manager of a personal insight, or "director"), per week, and the busiest days.
 
+Digests go out on `[schedule] digest_days` of the company calendar (bot.send_days): the scan
+is replayed every day, as the scheduler scans every day, but items are shown and recorded as
+sent only at a digest, which holds what is due by then (a weekend's items are in Monday's
+digest, under its one max_items cut); what came up and went away between two digests was
+never read and is counted apart. The per-day figures and the budget are per digest day.
+
 What a recipient would see is modelled as the digest shows it: a "first" or "worse" item in
 full, a "repeat_interval" one (persisting, nothing got worse) as a one-line "still open"
 reminder; at most `max_items` full items per digest (a manager's stalled deals are one item)
@@ -89,6 +95,50 @@ class Summary:
     busiest: list[tuple[str, int]]  # (ISO date, alerts) most first, at most 3
 
 
+@dataclass(frozen=True)
+class DigestSchedule:
+    """The days digests go out on (bot.send_days on the config's [schedule] digest_days and
+    [calendar]): the backtest shows and records items only on them, as delivery does."""
+
+    days: str  # [schedule] digest_days, as written ("mon-fri")
+    weekdays: frozenset[int]  # its ISO weekdays
+    is_digest: Callable[[date], bool]
+
+    @classmethod
+    def of(cls, config: Any) -> "DigestSchedule":
+        from functools import lru_cache
+
+        from bot.send_days import digest_weekdays, is_digest_day
+
+        spec = config.schedule.digest_days
+        return cls(spec, digest_weekdays(spec), lru_cache(maxsize=None)(lambda d: is_digest_day(config, d)))
+
+
+def digest_runs(runs: list[datetime], end: datetime, schedule: DigestSchedule | None) -> list[datetime]:
+    """The replayed moments a digest goes out: a run on a day without a digest (a weekend, a day
+    off of the calendar) moves to the next digest day at the same local time, whose digest
+    carries what is due by then; one digest a day (the first such moment: with runs every 12h
+    the evening one is a scan only), none after `end`."""
+    if schedule is None:
+        return runs
+    out: list[datetime] = []
+    for t in runs:
+        d = t.date()
+        for _ in range(400):  # bot.send_days' horizon: a schedule with no digest day in a year
+            if schedule.is_digest(d):
+                break
+            d += timedelta(days=1)
+        else:
+            continue
+        moved = datetime.combine(d, t.timetz()) if d != t.date() else t
+        if moved <= end:
+            out.append(moved)
+    first: dict[date, datetime] = {}
+    for t in sorted(out):
+        first.setdefault(t.date(), t)
+    return list(first.values())
+
+
 @dataclass
 class BacktestReport:
     start: datetime
@@ -98,6 +148,8 @@ class BacktestReport:
     runs: list[datetime]
     alerts: list[Alert] = field(default_factory=list)
     insight_days: Counter = field(default_factory=Counter)  # detector -> insights found summed over runs (before dedup)
+    # detector -> insights found between two digests and gone by the next: nobody read them
+    unread: Counter = field(default_factory=Counter)
     skipped: dict[str, str] = field(default_factory=dict)
     partial: dict[str, list[str]] = field(default_factory=dict)  # detector -> parts not checked, why
     detectors: list[str] = field(default_factory=list)
@@ -109,14 +161,55 @@ class BacktestReport:
     held: Counter = field(default_factory=Counter)  # recipient -> (run, insight) due but held back by the digest
     subjects: dict[str, str] = field(default_factory=dict)  # fingerprint -> what it is about, for the warnings
     learned_days: str | None = None  # working_hours.learned_line of the last replay's calendar
+    period_days: float | None = None  # calendar days replayed (None: len(runs) * every)
+    schedule: DigestSchedule | None = None  # None: a digest every run (no [schedule] modelled)
+    # recipients with a chat in the config (None: everyone would get a digest, as with --data);
+    # the others are never warned as over budget, only said to receive nothing
+    receivers: frozenset[str] | None = None
+    digest_runs: int | None = None  # replayed moments at which a digest went out (None: every run)
+
+    @property
+    def calendar_days(self) -> float:
+        return self.period_days if self.period_days is not None else len(self.runs) * self.every / timedelta(days=1)
 
     @property
     def weeks(self) -> float:
-        return max(len(self.runs) * self.every / timedelta(days=7), 1e-9)
+        return max(self.calendar_days / 7, 1e-9)
+
+    @property
+    def digest_days(self) -> int | float:
+        """Days a digest went out in the period: what a recipient reads, so the per-day averages
+        are per digest day (every calendar day when no schedule is modelled)."""
+        if self.schedule is None:
+            return self.calendar_days
+        return sum(self.schedule.is_digest(d) for d in self._period())
 
     @property
     def days(self) -> float:
-        return self.weeks * 7
+        return max(self.digest_days, 1e-9)
+
+    def _period(self) -> list[date]:
+        first = self.start.date()
+        return [first + timedelta(days=k) for k in range(int(round(self.calendar_days)))]
+
+    def period_line(self) -> str:
+        """'123 days, 85 digest days (mon-fri, 3 days off of the calendar)'."""
+        n = f"{self.calendar_days:g} day{'s' if self.calendar_days != 1 else ''}"
+        if self.schedule is None:
+            return n
+        weekdays = self.schedule.weekdays
+        off = sum(1 for d in self._period() if d.isoweekday() in weekdays and not self.schedule.is_digest(d))
+        worked = sum(1 for d in self._period() if d.isoweekday() not in weekdays and self.schedule.is_digest(d))
+        why = [self.schedule.days]
+        if off:
+            why.append(f"{off} day{'s' if off != 1 else ''} off of the calendar")
+        if worked:
+            why.append(f"{worked} worked weekend day{'s' if worked != 1 else ''}")
+        k = self.digest_days
+        return f"{n}, {k:g} digest day{'s' if k != 1 else ''} ({', '.join(why)})"
+
+    def receives(self, recipient: str) -> bool:
+        return self.receivers is None or recipient in self.receivers
 
     def load(self) -> dict[str, Load]:
         """Per recipient (as by_recipient orders them): full items, reminders, held back, per day."""
@@ -133,8 +226,17 @@ class BacktestReport:
 
     def over_budget(self) -> list[BudgetWarning]:
         """Every recipient averaging more full items a day than the budget, the busiest first."""
+        return self._over(self.receives)
+
+    def unreached(self) -> list[BudgetWarning]:
+        """Recipients with items who have no chat in the config: they would receive nothing, so
+        they are not over any budget; what they would get once given a chat, over it or not."""
+        return self._over(lambda r: not self.receives(r), every=True)
+
+    def _over(self, which: Callable[[str], bool], every: bool = False) -> list[BudgetWarning]:
         loads = self.load()
-        over = [r for r, x in loads.items() if x.items / self.days > self.daily_budget + 1e-9]
+        over = [r for r, x in loads.items() if which(r) and (every and x.items
+                                                              or x.items / self.days > self.daily_budget + 1e-9)]
         if not over:
             return []
         per: dict[str, dict[str, Counter]] = {r: defaultdict(Counter) for r in over}
@@ -185,8 +287,12 @@ class BacktestReport:
         return {
             "from": self.start.isoformat(), "to": self.end.isoformat(), "runs": len(self.runs),
             "every_hours": self.every / timedelta(hours=1), "repeat_interval_days": self.repeat_interval / timedelta(days=1),
-            "weeks": round(self.weeks, 2),
-            "detectors": {d: s(x) | {"insights_before_dedup": self.insight_days.get(d, 0)} for d, x in self.by_detector().items()},
+            "weeks": round(self.weeks, 2), "days": self.calendar_days, "digest_days": self.digest_days,
+            "digest_schedule": self.schedule.days if self.schedule is not None else None,
+            "per_day": "per digest day" if self.schedule is not None else "per replayed day",
+            "digest_runs": self.digest_runs,
+            "detectors": {d: s(x) | {"insights_before_dedup": self.insight_days.get(d, 0),
+                                     "never_read": self.unread.get(d, 0)} for d, x in self.by_detector().items()},
             "recipients": {r: s(x) | {"name": self.recipient_names.get(r, r)} | _load_dict(loads[r])
                            for r, x in self.by_recipient().items()},
             "budget": {
@@ -198,6 +304,7 @@ class BacktestReport:
                                       "most_often": [{"subject": lbl, "items": k} for lbl, k in top]}
                                      for d, n, share, distinct, top in w.detectors]}
                          for w in self.over_budget()],
+                "no_chat": [{"recipient": w.recipient, "name": w.name, **_load_dict(w.load)} for w in self.unreached()],
             },
             "skipped": self.skipped,
             "partial": self.partial,
@@ -362,6 +469,16 @@ def _on_calendar(name: str, specs_at: Callable[[datetime], dict[str, DetectorSpe
             states[spec.calendar] = prepared(spec, False)
         return detect_at(states[spec.calendar], now, **kw)
     return run
+
+
+def _period_days(runs: list[datetime], every: timedelta) -> float:
+    """Calendar days the runs stand for: each run its `every`, or the whole days they span when
+    runs are less than a day apart (two runs a day are one day, not half of two)."""
+    if not runs:
+        return 0.0
+    if every < timedelta(days=1):
+        return float((runs[-1].date() - runs[0].date()).days + 1)
+    return len(runs) * every / timedelta(days=1)
 
 
 def recipients_of(insight: Insight) -> list[str]:
@@ -566,13 +683,23 @@ class DigestCut:
 def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end: datetime,
              every: timedelta = timedelta(days=1), repeat_interval: timedelta = timedelta(days=7), *,
              policy: Any = None, progress: Callable[[Iterator[datetime], int], Iterator[datetime]] | None = None,
-             max_items: int | None = 10, daily_budget: float = 5.0) -> BacktestReport:
+             max_items: int | None = 10, daily_budget: float = 5.0, schedule: DigestSchedule | None = None,
+             receivers: frozenset[str] | None = None) -> BacktestReport:
     """Replay every enabled detector at each run time from start to end and dedup like delivery.
 
     `policy` is a bot.notify_log.Policy (its worse-by thresholds; repeat_interval wins);
     `progress` wraps the iteration over run times (a progress bar), given the count;
     `max_items` is the digest's limit on full items ([delivery] max_items; None: every due item
     counts as shown); `daily_budget` the full items a day per recipient before a warning.
+
+    `schedule` (DigestSchedule.of(config)): the detectors run at every run time, as the scheduled
+    scan does on every day, but items are shown and recorded as sent (the dedup) only at the
+    moments a digest goes out (digest_runs), as delivery builds each digest from that moment's
+    scan: what came up over a weekend and still holds on Monday is in Monday's digest, under its
+    one max_items cut; what came up and went away between two digests was never read (counted
+    in `unread`, never in the budget; the scan's critical-at-once messages are not modelled).
+    Averages are per digest day. None: a digest at every run. `receivers`: who has a chat
+    (None: everyone), see BacktestReport.receivers.
     """
     from bot.notify_log import Policy
     from bot.pipeline import detector_notes
@@ -581,7 +708,11 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
     policy = replace(policy or Policy(), repeat_interval=repeat_interval)
-    runs = run_times(start, end, every)
+    every_run = run_times(start, end, every)
+    digests = set(digest_runs(every_run, end, schedule))
+    runs = sorted(digests.union(every_run))  # a scan at every run, and at each digest a run moved to
+    if schedule is None:
+        runs = every_run
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
     specs_at = _specs_on_calendar(data, specs, end)
@@ -592,27 +723,43 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
             del fns[name]
             partial.pop(name, None)
     report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, partial=partial,
-                            detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items)
+                            detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items,
+                            period_days=_period_days(every_run, every), schedule=schedule,
+                            receivers=receivers, digest_runs=len(digests))
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
     report.learned_days = _learned_days(specs_at(end))
     dedup = Dedup(policy)
     it: Iterator[datetime] = iter(runs)
     if progress is not None:
         it = progress(it, len(runs))
+    between: dict[str, set[str]] = defaultdict(set)  # detector -> fingerprints new since the last digest
+    at_digest: dict[str, set[str]] = {}  # detector -> fingerprints the last digest's scan found
     for now in it:
         items: list[tuple[str, Insight]] = []
         names: list[str] = []
+        digest = now in digests
         for name, fn in fns.items():
             t = clock.perf_counter()
             found = fn(now)
             seconds[name] = seconds.get(name, 0.0) + clock.perf_counter() - t
             report.insight_days[name] += len(found)
             t = clock.perf_counter()
+            if not digest:  # a scan with no digest: what it finds waits for the next one
+                between[name].update(ins.fingerprint for ins in found if recipients_of(ins))
+                report.dedup_seconds += clock.perf_counter() - t
+                continue
+            if schedule is not None:
+                now_found = {ins.fingerprint for ins in found}
+                if between.get(name):
+                    report.unread[name] += len(between.pop(name) - now_found - at_digest.get(name, set()))
+                at_digest[name] = now_found
             for ins in found:
                 for r in recipients_of(ins):
                     items.append((r, ins))
                     names.append(name)
             report.dedup_seconds += clock.perf_counter() - t
+        if not digest:
+            continue
         t = clock.perf_counter()
         cut = DigestCut(items, max_items, MAX_STILL_OPEN) if max_items is not None else None
         for name, (r, ins), why in zip(names, items, dedup.run(now, items, cut)):
@@ -633,11 +780,18 @@ def _days(td: timedelta) -> str:
     return f"{d:g}d" if d >= 1 else f"{td / timedelta(hours=1):g}h"
 
 
+def _digests(report: BacktestReport) -> str:
+    n = report.digest_runs
+    return f", {n} with a digest" if n is not None and n != len(report.runs) else ""
+
+
 def format_text(report: BacktestReport) -> str:
     lines = [
         f"Backtest {report.start:%Y-%m-%d %H:%M} .. {report.end:%Y-%m-%d %H:%M} {report.start.tzname() or ''}".rstrip()
-        + f", every {_days(report.every)} ({len(report.runs)} runs, {report.weeks:.1f} weeks),"
+        + f", every {_days(report.every)} ({len(report.runs)} runs{_digests(report)}, {report.weeks:.1f} weeks),"
         f" repeat interval {_days(report.repeat_interval)}",
+        *([f"{report.period_line()}: items are shown and counted on digest days only, each digest with what is due"
+           " since the last one"] if report.schedule is not None else []),
         "",
     ]
 
@@ -649,6 +803,9 @@ def format_text(report: BacktestReport) -> str:
     for name, s in report.by_detector().items():
         lines.append(f"{name:<18} {s.alerts:>7} {s.per_week:>9.1f} {report.insight_days.get(name, 0):>8}  {busiest(s)}")
     lines.append("(found = insights found summed over all runs, before dedup)")
+    if sum(report.unread.values()):
+        lines.append(f"(never read: {sum(report.unread.values())} insight(s) came up after a digest and went away before"
+                     " the next one: " + ", ".join(f"{d} {n}" for d, n in report.unread.most_common() if n) + ")")
     lines.append("")
     header = f"{'recipient':<28} {'alerts':>7} {'per week':>9} {'items/day':>9} {'reminders/day':>13}  busiest days"
     lines += [header, "-" * len(header)]
@@ -664,8 +821,9 @@ def format_text(report: BacktestReport) -> str:
                      f"  {busiest(s)}")
     limit = (f"after the dedup and the digest's limit of {report.max_items}" if report.max_items is not None
              else "after the dedup")
+    per = "; a day = a digest day" if report.schedule is not None else ""
     lines.append(f"(alerts = items + reminders; items = shown in full {limit}; reminders = one-line"
-                 " \"still open\" lines for what persists unchanged, not counted in the budget)")
+                 f" \"still open\" lines for what persists unchanged, not counted in the budget{per})")
     lines.append("")
     lines += budget_lines(report)
     for name, why in report.skipped.items():
@@ -680,22 +838,47 @@ def budget_lines(report: BacktestReport) -> list[str]:
     """The daily budget: one warning per recipient over it, with what is behind their items."""
     over = report.over_budget()
     budget = f"{report.daily_budget:g} item(s) a day"
-    if not over:
-        return [f"every recipient within the daily budget of {budget} ([delivery] daily_budget)"]
-    lines = []
+    days = f"{report.days:g} digest days" if report.schedule is not None else f"{report.days:g} days"
+    lines = [] if over else [f"every recipient within the daily budget of {budget} ([delivery] daily_budget)"]
     for w in over:
-        who = ("director" if w.recipient == DIRECTOR else w.name if w.name == w.recipient
-               else f"{w.name} ({w.recipient})")
         extra = f"; +{w.load.reminders_per_day:g} reminder(s) a day" if w.load.reminders else ""
         if w.load.held_per_day:
             extra += f"; the digest's limit held back {w.load.held_per_day:g} more a day"
-        lines.append(f"warning: {who} is over the daily budget of {budget}: {w.load.items_per_day:g} a day"
-                     f" ({w.load.items} item(s) over {report.days:g} days{extra})")
+        lines.append(f"warning: {_who(w)} is over the daily budget of {budget}: {w.load.items_per_day:g} a day"
+                     f" ({w.load.items} item(s) over {days}{extra})")
         for det, n, share, distinct, top in w.detectors:
             often = ", ".join(f"{label} ({k} item{'s' if k != 1 else ''})" for label, k in top)
             lines.append(f"    {det}: {share:.0%} of them ({n}), {distinct} subject(s); most often: {often}")
-    lines.append("(raise the detectors' thresholds behind them, or [delivery] repeat_interval_days / max_items,"
-                 " and backtest again)")
+    if over:
+        lines.append("(raise the detectors' thresholds behind them, or [delivery] repeat_interval_days / max_items,"
+                     " and backtest again)")
+    return lines + unreached_lines(report)
+
+
+def _who(w: BudgetWarning) -> str:
+    return "director" if w.recipient == DIRECTOR else w.name if w.name == w.recipient else f"{w.name} ({w.recipient})"
+
+
+_UNREACHED_SHOWN = 10
+
+
+def unreached_lines(report: BacktestReport) -> list[str]:
+    """Who has items but no chat in the config's [[recipients]]: nothing reaches them, so no
+    budget applies; said once, with what they would get, so an admin adding them knows."""
+    lost = report.unreached()
+    if not lost:
+        return []
+    over = [w for w in lost if w.load.items_per_day > report.daily_budget + 1e-9]
+    head = (f"{len(lost)} recipient(s) with items have no chat in [[recipients]] and would receive nothing"
+            + (f"; given one, {len(over)} would be over the daily budget" if over else "") + ":")
+    lines = [head]
+    for w in lost[:_UNREACHED_SHOWN]:
+        top = w.detectors[0][0] if w.detectors else "-"
+        flag = " (over the budget)" if w in over else ""
+        lines.append(f"    {_who(w)}: {w.load.items_per_day:g} item(s) a day{flag}, mostly {top}")
+    if len(lost) > _UNREACHED_SHOWN:
+        lines.append(f"    ... and {len(lost) - _UNREACHED_SHOWN} more")
+    lines.append("(add a [[recipients]] entry with a telegram_id or slack_id for whoever should read them)")
     return lines
 
 
@@ -809,6 +992,25 @@ def _learned_days(specs: dict[str, DetectorSpec]) -> str | None:
     return learned_line(calendars[0]) if calendars else None
 
 
+def receivers(config: Any) -> frozenset[str] | None:
+    """Who would read a digest: "director" and the manager ids of [[recipients]] reached at some
+    chat (bot.delivery.addresses). None when the config names no recipients (`--data`, or a
+    config not yet filled in): then every manager is someone who would get a digest."""
+    from bot.delivery import addresses
+
+    if not config.recipients:
+        return None
+    out = set()
+    for r in config.recipients:
+        if not addresses(r, config):
+            continue
+        if r.role == "director":
+            out.add(DIRECTOR)
+        elif r.role == "manager" and r.manager_id is not None:
+            out.add(str(r.manager_id))
+    return frozenset(out)
+
+
 def run(args: argparse.Namespace) -> int:
     from bot.cli import UsageError, config_or_default, load_for, err, print_warnings
     from bot.notify_log import Policy
@@ -848,7 +1050,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("backtest: --daily-budget must be positive")
     report = backtest(data, config.detector_specs(), datetime.combine(d_from, at, tz), datetime.combine(d_to, at, tz),
                       every, repeat, policy=policy, progress=_progress(sys.stderr),
-                      max_items=config.delivery.max_items, daily_budget=budget)
+                      max_items=config.delivery.max_items, daily_budget=budget,
+                      schedule=DigestSchedule.of(config), receivers=receivers(config))
     if args.format == "json":
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:

@@ -135,7 +135,9 @@ def test_cli_json_report(tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     report = json.loads(out.out)
-    assert report["runs"] == 30
+    # October 2026 on the default calendar (Asia/Almaty: KZ): 22 weekdays, Mon 26 Oct a day off
+    # (Republic Day moved from Sunday): a scan every day, 21 with a digest
+    assert report["runs"] == 30 and report["days"] == 30 and report["digest_days"] == report["digest_runs"] == 21
     # Default specs and delivery policy: first send (idle 14 working days), again when escalated
     # the next day, after the 7-day repeat interval, then once it looks abandoned (idle over 20
     # working days: one hygiene item with its own identity) and weekly after that.

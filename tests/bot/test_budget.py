@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -190,3 +191,125 @@ def test_the_digest_model_shows_exactly_what_build_digest_shows():
         digest = build_digest(full, lang="ru", now=T0, max_items=10, recipient_role="director", still_open=still)
         expected = {fp for item in digest.items for fp in item.fingerprints} | set(digest.reminded)
         assert {ins.fingerprint for (_, ins), s in zip(items, shown) if s} == expected
+
+
+# --- digest days -----------------------------------------------------------------------------
+
+MON = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)  # a Monday; four weeks to Sunday 1 November
+
+
+class WeekSpec(DetectorSpec):
+    per_day: int = 4
+
+
+def every_day(data, spec, now):
+    """Planted: `per_day` new deals of m1 every calendar day, weekends too, each holding three
+    days (the day it came up and the two after), oldest first; on Saturdays one more that holds
+    that Saturday only."""
+    today = now.astimezone(UTC).date()
+    out = [Insight("week", "warning", Audience("manager", "m1"), {"deal_id": f"W{today - timedelta(days=age)}-{j}"}, {})
+           for age in (2, 1, 0) for j in range(spec.per_day)]
+    if today.isoweekday() == 6:
+        out.append(Insight("week", "warning", Audience("manager", "m1"), {"deal_id": f"SAT{today}"}, {}))
+    return out
+
+
+@pytest.fixture
+def only_week(monkeypatch):
+    real = list(REGISTRY)
+    monkeypatch.setitem(REGISTRY, "week", Detector("week", WeekSpec, every_day, (), "planted weekly rhythm"))
+    return {name: REGISTRY[name].spec(enabled=False) for name in real}
+
+
+def _config(text: str = ""):
+    from bot.config import parse_config
+
+    return parse_config(f'timezone = "UTC"\n[calendar]\ncountry = "none"\nlearn_days_off = false\n{text}',
+                        source_name="test")
+
+
+def test_weekend_items_land_in_mondays_digest_under_its_one_cut(only_week):
+    """What m1 reads: Monday's digest holds Saturday's, Sunday's and Monday's deals (12) and
+    shows 10, the 2 it had no room for come on Tuesday; 28 a week over 5 digests is 5.6 a digest
+    day, over the budget of 5. Replaying every calendar day as a digest said 4.3 a day, within."""
+    from bot.backtest import DigestSchedule
+
+    end = MON + timedelta(days=27)
+    report = backtest(company(), only_week, MON, end, schedule=DigestSchedule.of(_config()))
+    shown = Counter(a.at.date() for a in report.alerts if a.reason != "repeat_interval")
+    assert {d.isoweekday() for d in shown} == {1, 2, 3, 4, 5}  # nothing is read on a weekend
+    assert [shown[MON.date() + timedelta(days=7 * w + k)] for w in range(4) for k in range(5)] == [10, 6, 4, 4, 4] * 4
+    load = report.load()["m1"]
+    assert (load.items, load.items_per_day, load.held) == (112, 5.6, 8)
+    assert not any("SAT" in report.subjects[a.fingerprint] for a in report.alerts)
+    # 31 Oct's would wait for a digest after the period; Friday's deals were in Friday's digest
+    assert report.unread["week"] == 3
+    assert "(never read: 3 insight(s) came up after a digest and went away before the next one: week 3)" in format_text(report)
+    [warning] = report.over_budget()
+    assert warning.recipient == "m1"
+    assert "(112 item(s) over 20 digest days; the digest's limit held back 0.4 more a day)" in format_text(report)
+    assert report.to_dict()["digest_days"] == 20 and report.to_dict()["days"] == 28
+
+
+def test_a_holiday_week_shifts_the_digest_to_the_next_working_day(only_week):
+    """Days off Mon 12 - Wed 14 Oct: no digest then; Thursday's carries what still holds (Tue's,
+    Wed's and Thu's deals: 12, cut to 10); Saturday's to Monday's deals came up and went away
+    without a digest. The report says how many digest days the period had."""
+    from bot.backtest import DigestSchedule
+
+    config = _config("days_off = [2026-10-12, 2026-10-13, 2026-10-14]\n")
+    end = MON + timedelta(days=27)
+    report = backtest(company(), only_week, MON, end, schedule=DigestSchedule.of(config))
+    shown = Counter(a.at.date() for a in report.alerts if a.reason != "repeat_interval")
+    week2 = [shown[date(2026, 10, d)] for d in range(12, 17)]
+    assert week2 == [0, 0, 0, 10, 6]
+    assert report.digest_days == 17
+    assert report.period_line() == "28 days, 17 digest days (mon-fri, 3 days off of the calendar)"
+    assert report.load()["m1"].items == 28 * 3 + 16  # the 12 of Sat 10 - Mon 12 never read
+    assert report.unread["week"] == 12 + 3  # and the Saturday-only ones of 10, 17 and 24 Oct
+    assert "28 days, 17 digest days (mon-fri, 3 days off of the calendar)" in format_text(report)
+
+
+def test_cli_counts_digest_days_and_does_not_warn_about_people_nothing_reaches(only_week, tmp_path, capsys):
+    """Through the CLI: the report line, and a manager over the budget but without a
+    [[recipients]] entry is said to receive nothing, not warned, and fails no CI run."""
+    from crm.demo import export_csv
+
+    folder = tmp_path / "crm"
+    export_csv(company(), folder)
+    config = tmp_path / "config.toml"
+    off = "".join(f"[detectors.{name}]\nenabled = false\n" for name in only_week)
+    base = (f'timezone = "UTC"\n[calendar]\ncountry = "none"\nlearn_days_off = false\n'
+            f'[source]\nkind = "files"\npath = "{folder}"\n{off}')
+    config.write_text(base, encoding="utf-8")
+    common = ["backtest", "--config", str(config), "--from", "2026-10-05", "--to", "2026-11-01"]
+    assert main([*common, "--fail-on-budget"]) == 1  # no [[recipients]]: every manager would read one
+    out = capsys.readouterr().out
+    assert "28 days, 20 digest days (mon-fri)" in out
+    assert "warning: Айгерим Садыкова (m1) is over the daily budget of 5 item(s) a day: 5.6 a day" in out
+    config.write_text(base + '[[recipients]]\nid = "boss"\nrole = "director"\n'
+                             '[[recipients]]\nid = "m2"\nrole = "manager"\nmanager_id = "m2"\n', encoding="utf-8")
+    assert main([*common, "--fail-on-budget", "--format", "json"]) == 0
+    budget = json.loads(capsys.readouterr().out)["budget"]
+    assert budget["over"] == [] and [w["recipient"] for w in budget["no_chat"]] == ["m1"]
+    assert main(common) == 0
+    out = capsys.readouterr().out
+    assert "over the daily budget of 5 item(s) a day: 5.6" not in out
+    assert ("1 recipient(s) with items have no chat in [[recipients]] and would receive nothing;"
+            " given one, 1 would be over the daily budget:") in out
+    assert "    Айгерим Садыкова (m1): 5.6 item(s) a day (over the budget), mostly week" in out
+
+
+def test_one_digest_a_day_whatever_the_replay_step():
+    """Runs every 12h from Friday: Friday's morning run is the digest, its evening run a scan;
+    the weekend's runs are scans whose items wait for Monday morning's digest; a weekly run on
+    a Saturday moves to Monday."""
+    from bot.backtest import DigestSchedule, digest_runs, run_times
+
+    schedule = DigestSchedule.of(_config())
+    fri = datetime(2026, 10, 9, 9, 0, tzinfo=UTC)
+    runs = run_times(fri, fri + timedelta(days=3, hours=12), timedelta(hours=12))
+    assert digest_runs(runs, runs[-1], schedule) == [fri, fri + timedelta(days=3)]
+    sat = fri + timedelta(days=1)
+    weekly = run_times(sat, sat + timedelta(days=14), timedelta(weeks=1))
+    assert digest_runs(weekly, weekly[-1], schedule) == [sat + timedelta(days=2), sat + timedelta(days=9)]
