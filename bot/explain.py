@@ -189,18 +189,37 @@ def _value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False, default=str) if isinstance(v, (dict, list)) else str(v)
 
 
+def _worded(value: Any, lang: str) -> Any:
+    """Facts with their statistical method and model identifiers ("fisher_exact_one_sided",
+    "boosting") in words of `lang` (messages.methods), at any depth (a driver's, the mix's):
+    the text is read by people; the JSON keeps the identifiers."""
+    from messages.methods import method_name, method_words
+
+    if isinstance(value, list):
+        return [_worded(v, lang) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _worded(v, lang) for k, v in value.items()}
+    if isinstance(value.get("method"), str):
+        out["method"] = method_words(value["method"], lang, overdispersion=value.get("overdispersion"))
+    if isinstance(value.get("model"), str):
+        out["model"] = method_name(value["model"], lang)
+    return out
+
+
 def format_evidence(insight: Insight, data: CrmData | None, lang: str = "en", *, tz: str | None = None) -> str:
     """Facts, the test and the rows behind one insight, as indented plain text; the rows' times
-    in `tz` (the config's timezone), else UTC."""
+    in `tz` (the config's timezone), else UTC; methods in words of `lang`."""
+    facts = _worded(insight.facts, lang)
     lines = [f"  fingerprint: {insight.fingerprint}",
              f"  detector: {insight.detector}   severity: {insight.severity}   audience: {insight.audience.role}"
              + (f" {insight.audience.manager_id}" if insight.audience.manager_id else ""),
              "  subject: " + ", ".join(f"{k}={v}" for k, v in insight.subject.items())]
-    test = {k: insight.facts[k] for k in TEST_KEYS if k in insight.facts}
+    test = {k: facts[k] for k in TEST_KEYS if k in facts}
     if test:
         lines.append("  test: " + ", ".join(f"{k}={_value(v)}" for k, v in test.items()))
     lines.append("  facts:")
-    for k, v in insight.facts.items():
+    for k, v in facts.items():
         if isinstance(v, list) and v and isinstance(v[0], dict):
             lines.append(f"    {k}:")
             lines += ["    " + line for line in _table(pd.DataFrame(v))]

@@ -94,3 +94,40 @@ def test_cli_unknown_fingerprint_exits_3_with_a_clear_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 3
     assert "no insight with fingerprint '0123456789abcdef'" in err and "--now" in err
+
+
+@pytest.mark.parametrize("lang, words, not_words", [
+    ("ru", ["method=односторонний точный тест Фишера; число сделок поделено на 2,3 — поправка на недельные колебания",
+            "method: критерий хи-квадрат", "method: точный условный тест Пуассона",
+            '"method": "односторонний тест Кохрана — Мантеля — Хензеля"'],
+     ["fisher_exact_one_sided", "chi_square", "conditional_poisson_binomial", "cochran_mantel", "one-sided Fisher"]),
+    ("en", ["method=one-sided Fisher exact test; deal counts divided by 2.3 for weekly swings",
+            "method: chi-square test", "method: exact conditional Poisson test",
+            '"method": "one-sided Cochran–Mantel–Haenszel test"'],
+     ["fisher_exact_one_sided", "chi_square", "conditional_poisson_binomial", "cochran_mantel", "тест Фишера"]),
+])
+def test_explain_names_the_statistical_method_in_words_of_the_language_asked(tmp_path, capsys, monkeypatch, lang,
+                                                                           words, not_words):
+    """A director who reads `explain` sees "односторонний точный тест Фишера", not an identifier;
+    nested methods (the mix shift's) too. The JSON keeps the identifiers for programs."""
+    from types import SimpleNamespace
+
+    from bot import pipeline
+    from messages import samples
+
+    found = [samples.conversion_drop(), samples.loss_reasons(), samples.manager_load(),
+             samples.conversion_drop_kinds()["conversion_drop_mix_shift"]]
+    monkeypatch.setattr(pipeline, "scan", lambda config, now, data=None: SimpleNamespace(insights=found, data=data))
+    folder = _export(company(), tmp_path / "crm")
+    out = ""
+    for insight in found:
+        assert main(["explain", insight.fingerprint, "--data", str(folder), "--now", NOW.isoformat(),
+                     "--lang", lang]) == 0
+        out += capsys.readouterr().out
+    for w in words:
+        assert w in out, w
+    for w in not_words:
+        assert w not in out, w
+    assert main(["explain", found[1].fingerprint, "--data", str(folder), "--now", NOW.isoformat(),
+                 "--lang", lang, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["facts"]["method"] == "chi_square"
