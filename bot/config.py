@@ -193,6 +193,9 @@ class DeliveryConfig(_Strict):
     max_items: int = Field(10, ge=1, le=50)
     critical_immediately: bool = True
     critical_max_messages: int = Field(3, ge=1, le=20)  # per person per scan; more wait for the digest
+    # false: on the calendar's days off (and weekly rest days outside digest_days) critical
+    # alerts wait for the next working day's work_start or digest (bot.send_days.critical_rest)
+    critical_on_days_off: bool = False
     resolved_notes: bool = False
     # `backtest` warns about any recipient who would average more items a day than this
     daily_budget: float = Field(5.0, gt=0)

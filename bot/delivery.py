@@ -359,15 +359,29 @@ def _resolved_note(target: Target, closed: list[Any], config: Config, store: Sta
 def deliver_critical(insights: list[Insight], config: Config, store: StateStore, outbox: Outbox,
                      now: datetime) -> DeliveryReport:
     """Right after a scan: critical insights that are new or worse go out at once, one message
-    each, except to people inside their quiet hours (they get them in the next digest)."""
+    each, except to people inside their quiet hours and on the company's days off until the
+    next working day's start of work (bot.send_days.critical_rest): those are not recorded as
+    sent, so they stay due and go out later or in the next digest. `report.held` names them."""
+    from bot.send_days import critical_rest
+
     report = DeliveryReport()
     if not config.delivery.critical_immediately:
         return report
     policy = Policy.from_config(config.delivery)
     routed = route([i for i in insights if i.severity == "critical" and i.detector not in WEEKLY_DETECTORS], config)
+    resting: dict[str, int] = {}  # held for the company's days off: count per "until" line
     for tid, target in targets(config).items():
         items = routed.get(tid, [])
         if not items or in_quiet_hours(target, now, config):
+            continue
+        rest = critical_rest(config, now, target_timezone(target, config).key)
+        if rest is not None:
+            waiting = [i.fingerprint for i, d in decisions(store, tid, items, now, policy)
+                       if d.send and d.reason in ("first", "worse")]
+            if waiting:
+                report.held[tid] = [(fp, "day_off") for fp in waiting]
+                line = _rest_line(config, *rest)
+                resting[line] = resting.get(line, 0) + len(waiting)
             continue
         due = [(i, d.reason) for i, d in decisions(store, tid, items, now, policy)
                if d.send and d.reason in ("first", "worse")]
@@ -392,7 +406,22 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
         report.sent[tid] = [i.fingerprint for i, _ in due] if enqueued else []
         report.reasons[tid] = [(i.fingerprint, r) for i, r in due]
         report.messages[tid] = len(enqueued)
+    for line, n in resting.items():
+        log.info("delivery: %d critical alert(s) not sent at once: %s", n, line)
     return report
+
+
+def _rest_line(config: Config, day_off: Any, until: datetime | None) -> str:
+    """Why criticals wait and until when, for the log: "1 Jan 2027 is a day off of the company
+    calendar (KZ: New Year's Day); they go out from Tue 5 Jan 2027 09:00 or in that day's digest"."""
+    from bot.send_days import day_off_reason, fmt_day
+
+    why = day_off_reason(config, day_off)
+    what = (f"{fmt_day(day_off)} is a day off of the company calendar ({why})" if why
+            else f"{fmt_day(day_off, weekday=True)} is a rest day without a digest")
+    then = (f"they go out from {fmt_day(until.date(), weekday=True)} {until:%H:%M} or in that day's digest"
+            if until else "they go out in the next digest")
+    return f"{what}; {then} ([delivery] critical_on_days_off = true sends them on days off)"
 
 
 def preview(insights: list[Insight], config: Config, store: StateStore, now: datetime) -> dict[str, dict[str, Any]]:

@@ -11,6 +11,11 @@ timezone). Pure: the day or the clock is passed in.
   schedule leaves it out.
 - A weekly rest day listed in `digest_days` (a company that wants Saturday digests) is the
   admin's choice and keeps its digest.
+- Critical alerts sent right after a scan (`[delivery] critical_immediately`) rest with the
+  company: from the start of a day off of the calendar, or of a weekly rest day outside
+  `digest_days`, until the start of work (`[calendar] work_start`) of the next day that is
+  neither (`critical_rest`). They stay due and go out after that start, or in that day's
+  digest; `[delivery] critical_on_days_off = true` sends them on such days too.
 - Days off learned from the data (`learn_days_off`) are about the past: they tell the detectors
   that nobody worked on a day already gone, and never decide today's sending (today is never
   learned, and the calendar used here drops any learned days).
@@ -104,6 +109,38 @@ def next_digest_day(config: Any, after: date) -> date | None:
         if is_digest_day(config, d):
             return d
     return None
+
+
+def _rests(config: Any, day: date) -> bool:
+    """A day critical alerts wait through: a day off of the calendar, or a weekly rest day that
+    `digest_days` leaves out (a working day without a digest, "mon,wed,fri"'s Tuesday, is not)."""
+    return not is_digest_day(config, day) and not is_working_day(config, day)
+
+
+def critical_rest(config: Any, now: datetime, tz_name: str) -> tuple[date, datetime | None] | None:
+    """When immediate critical alerts wait at `now` for a reader in `tz_name`: (the day off they
+    wait over, the start of work in `tz_name` they wait for, None when none within a year);
+    None when they go out now (always, with `[delivery] critical_on_days_off`). The early hours of
+    the first working day after days off, before `[calendar] work_start`, still wait: an alert
+    found on 1 January is read at 09:00 on the 5th, not at midnight."""
+    if getattr(config.delivery, "critical_on_days_off", False):
+        return None
+    tz = ZoneInfo(tz_name)
+    local = now.astimezone(tz)
+    today = local.date()
+    start = _calendar(config).work_start
+    if _rests(config, today):
+        off = today
+    elif _rests(config, today - timedelta(days=1)) and local.time() < start:
+        off = today - timedelta(days=1)
+    else:
+        return None
+    day = today
+    for _ in range(_HORIZON):
+        if not _rests(config, day):
+            return off, datetime.combine(day, start, tz)
+        day += timedelta(days=1)
+    return off, None
 
 
 def next_digest(config: Any, now: datetime, when: str, tz_name: str) -> datetime | None:
