@@ -269,8 +269,9 @@ def run_check_config(args: argparse.Namespace) -> int:
     say(f"OK: {path}")
     say(f"  language {config.language}, timezone {config.timezone}, currency {config.currency}")
     say(f"  {config.calendar.describe(config.timezone)}")
-    from bot.send_days import schedule_line
+    from bot.send_days import critical_line, schedule_line
     say(f"  {schedule_line(config, now)}")
+    say(f"  {critical_line(config)}")
     if calendar is not None and learned_line(calendar):
         say(f"    {learned_line(calendar)}")
     say(f"  source: {config.source.kind}" + (f" {config.source.path}" if config.source.path else ""))

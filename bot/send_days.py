@@ -143,6 +143,18 @@ def critical_rest(config: Any, now: datetime, tz_name: str) -> tuple[date, datet
     return off, None
 
 
+def critical_line(config: Any) -> str:
+    """For check-config: when critical alerts go out at once after a scan."""
+    d = config.delivery
+    if not d.critical_immediately:
+        return "critical alerts: in the digest only ([delivery] critical_immediately = false)"
+    if d.critical_on_days_off:
+        return ("critical alerts: at once after each scan, days off too ([delivery] critical_on_days_off = true), "
+                "never in a person's quiet_hours")
+    return (f"critical alerts: at once after each scan, never in a person's quiet_hours; on days off and rest days "
+            f"without a digest they wait for the next working day's {config.calendar.work_start} or its digest")
+
+
 def next_digest(config: Any, now: datetime, when: str, tz_name: str) -> datetime | None:
     """The next digest at local time `when` (HH:MM) in `tz_name`, at or after `now`."""
     tz = ZoneInfo(tz_name)

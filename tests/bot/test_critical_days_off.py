@@ -97,3 +97,16 @@ async def test_a_weekend_waits_for_monday_and_a_working_day_is_unchanged(config_
     await jobs.run_scan()
     assert "2026-12-02 03:00" in _critical_days(sqlite_store, "boris")
     assert "2026-12-02 03:00" not in _critical_days(sqlite_store, "dina")
+
+
+def test_check_config_says_when_critical_alerts_go_out(tmp_path, capsys):
+    from bot.cli import main
+    from tests.bot.test_digest_days_off import _tiny_export
+
+    config = _tiny_export(tmp_path)
+    assert main(["check-config", str(config), "--now", "2026-12-31T12:00:00+05:00"]) == 0
+    assert ("critical alerts: at once after each scan, never in a person's quiet_hours; on days off and rest days "
+            "without a digest they wait for the next working day's 09:00 or its digest") in capsys.readouterr().out
+    config.write_text(config.read_text(encoding="utf-8") + OPT_IN, encoding="utf-8")
+    assert main(["check-config", str(config), "--now", "2026-12-31T12:00:00+05:00"]) == 0
+    assert "critical alerts: at once after each scan, days off too" in capsys.readouterr().out
