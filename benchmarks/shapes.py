@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scenarios")]
 
-from _export_factory import Effect, ExportSpec, _Company  # noqa: E402
+from _export_factory import Effect, ExportSpec, _Company, as_of  # noqa: E402
 
 from crm.load import load_folder  # noqa: E402
 from detectors import conversion_drop as cd  # noqa: E402
@@ -113,31 +113,6 @@ def export_spec(shape: Shape, kind: str, seed: int) -> tuple[ExportSpec, dict]:
     return spec, {"truth": truth, "from_stage": STAGE_NAMES[stage], "kind": kind}
 
 
-def _t(text: str) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def cut(tables: dict[str, list[dict]], now: datetime) -> dict[str, list[dict]]:
-    """The export as it stood at `now`."""
-    hist = [r for r in tables["stage_history"] if _t(r["entered_at"]) <= now]
-    last = {}
-    for r in hist:  # rows are appended in order per deal
-        last[r["deal_id"]] = r["stage"]
-    deals = []
-    for r in tables["deals"]:
-        if _t(r["created_at"]) > now:
-            continue
-        closed = _t(r["closed_at"])
-        if closed is not None and closed > now:
-            r = {**r, "status": "open", "closed_at": "", "loss_reason": "", "stage": last[r["deal_id"]]}
-        deals.append(r)
-    keep = {r["deal_id"] for r in deals}
-    out = {"managers": tables["managers"], "stages": tables["stages"], "deals": deals,
-           "stage_history": [r for r in hist if r["deal_id"] in keep],
-           "clients": [r for r in tables["clients"] if r["client_id"] in {d["client_id"] for d in deals}]}
-    return out
-
-
 def write(folder: Path, tables: dict[str, list[dict]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for table, rows in tables.items():
@@ -207,7 +182,7 @@ def run(shape: Shape, kind: str, seed: int, tmp: Path, spec: cd.ConversionDropSp
         end = AT + timedelta(days=delay)
         now = end + timedelta(hours=1)
         folder = tmp / f"{shape.name}_{kind}_{seed}_{delay}"
-        write(folder, cut(tables, end))
+        write(folder, as_of(tables, end))
         data = load_folder(folder, timezone="Asia/Almaty", now=now).data
         try:
             insights = cd.detect(data, spec, now, with_evidence=False)

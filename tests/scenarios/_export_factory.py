@@ -280,9 +280,36 @@ class _Company:
         return rows
 
 
-def write_export(folder: Path, spec: ExportSpec) -> Path:
-    """Write the company as CSV files into `folder` (created); returns the folder."""
+def _t(text: str) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def as_of(tables: dict[str, list[dict]], moment: datetime) -> dict[str, list[dict]]:
+    """The pipeline tables (managers, stages, deals, stage_history, clients) as the export stood
+    at `moment`: later rows gone, deals closed after it open again at the stage they were in.
+    One company generated up to its last scan gives the export of each earlier scan day."""
+    hist = [r for r in tables["stage_history"] if _t(r["entered_at"]) <= moment]
+    last = {r["deal_id"]: r["stage"] for r in hist}  # rows are in order within a deal
+    deals = []
+    for r in tables["deals"]:
+        if _t(r["created_at"]) > moment:
+            continue
+        closed = _t(r["closed_at"])
+        if closed is not None and closed > moment:
+            r = {**r, "status": "open", "closed_at": "", "loss_reason": "", "stage": last[r["deal_id"]]}
+        deals.append(r)
+    keep, clients = {r["deal_id"] for r in deals}, {r["client_id"] for r in deals}
+    return {"managers": tables["managers"], "stages": tables["stages"], "deals": deals,
+            "stage_history": [r for r in hist if r["deal_id"] in keep],
+            "clients": [r for r in tables["clients"] if r["client_id"] in clients]}
+
+
+def write_export(folder: Path, spec: ExportSpec, at: datetime | None = None) -> Path:
+    """Write the company as CSV files into `folder` (created); returns the folder. With `at`:
+    only the pipeline tables, as they stood then (see `as_of`)."""
     tables = _Company(spec).build()
+    if at is not None:
+        tables = as_of(tables, at)
     folder.mkdir(parents=True, exist_ok=True)
     for table, rows in tables.items():
         if table in spec.absent or not rows:
