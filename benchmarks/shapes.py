@@ -32,7 +32,7 @@ import argparse
 import csv
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -45,7 +45,6 @@ from _export_factory import Effect, ExportSpec, _Company, as_of  # noqa: E402
 
 from crm.load import load_folder  # noqa: E402
 from detectors import conversion_drop as cd  # noqa: E402
-from detectors.stats import NS_PER_DAY  # noqa: E402
 
 UTC = timezone.utc
 DELAYS = (21, 35, 49)
