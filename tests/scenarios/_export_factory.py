@@ -45,7 +45,8 @@ class Effect:
                     rate is unchanged;
       "confound"    like "source", and manager `manager` gets `manager_share` of that source's
                     deals (a manager who simply had more deals from the failing source).
-    For "source"/"confound", `share` sets the source's share of deals.
+    For "source"/"confound", `share` sets the source's share of deals; for "mix", its share
+    before `at` (default: as in `sources`).
     """
     kind: str = "none"
     stage: int = 1
@@ -74,6 +75,7 @@ class ExportSpec:
     deals_per_month: float = 250
     leads_per_month: float = 120
     sources: dict[str, float] = field(default_factory=lambda: dict(SOURCES))
+    stages: tuple[str, ...] = STAGES  # the pipeline, in order; advance and stage_days need one entry each
     advance: tuple[float, ...] = (0.8, 0.6, 0.55, 0.7, 0.8)  # chance to move on (the last: to win)
     stage_days: tuple[float, ...] = (1.5, 3.0, 4.0, 4.0, 3.0)  # mean calendar days before moving on
     effect: Effect = field(default_factory=Effect)
@@ -142,7 +144,7 @@ class _Company:
         weights /= weights.sum()
         src_names = list(s.sources)
         shares = np.array([s.sources[n] for n in src_names], dtype=float)
-        if e.kind in ("source", "confound") and e.share is not None:
+        if e.kind in ("source", "confound", "mix") and e.share is not None:
             i = src_names.index(e.source)
             rest = np.delete(np.arange(len(shares)), i)
             shares[rest] *= (1 - e.share) / shares[rest].sum()
@@ -170,7 +172,7 @@ class _Company:
                 mgr = inactive[int(self.ghost_rng.integers(len(inactive)))]
             region = REGIONS[int(rng.integers(len(REGIONS)))]
             t, k, status, closed, reason = t0, 0, "open", None, ""
-            history.append({"deal_id": did, "stage": STAGES[0], "entered_at": _iso(t0)})
+            history.append({"deal_id": did, "stage": s.stages[0], "entered_at": _iso(t0)})
             while True:
                 p = s.advance[k]
                 if k == e.stage and e.kind != "none":
@@ -190,10 +192,10 @@ class _Company:
                 if rng.random() < p:
                     k += 1
                     t = t_next
-                    if k == len(STAGES):
-                        status, closed, k = "won", t, len(STAGES) - 1
+                    if k == len(s.stages):
+                        status, closed, k = "won", t, len(s.stages) - 1
                         break
-                    history.append({"deal_id": did, "stage": STAGES[k], "entered_at": _iso(t)})
+                    history.append({"deal_id": did, "stage": s.stages[k], "entered_at": _iso(t)})
                 else:
                     status, closed = "lost", t_next
                     reason = list(REASONS)[rng.choice(len(REASONS), p=list(REASONS.values()))]
@@ -202,7 +204,7 @@ class _Company:
                 status, closed, reason = "lost", min(t + timedelta(days=1), s.end), "Нет бюджета"
             deals.append({"deal_id": did, "client_id": cid, "manager_id": mgr, "title": f"Сделка {n + 1}",
                           "amount": f"{float(rng.lognormal(14, 0.8)):.0f}", "currency": "KZT",
-                          "stage": STAGES[k], "status": status, "created_at": _iso(t0),
+                          "stage": s.stages[k], "status": status, "created_at": _iso(t0),
                           "closed_at": _iso(closed), "loss_reason": reason, "source": src, "region": region})
             clients.append({"client_id": cid, "name": f"ТОО «Клиент {n + 1}»", "manager_id": mgr,
                             "region": region, "segment": "B2B"})
@@ -235,16 +237,16 @@ class _Company:
                 t0 = s.end - timedelta(days=float(rng.uniform(*s.abandoned_days)) + 1)
                 t1 = t0 + timedelta(days=1)
                 deals.append({"deal_id": did, "client_id": cid, "manager_id": who, "title": f"Забытая сделка {j + 1}",
-                              "amount": "1000000", "currency": "KZT", "stage": STAGES[1], "status": "open",
+                              "amount": "1000000", "currency": "KZT", "stage": s.stages[1], "status": "open",
                               "created_at": _iso(t0), "closed_at": "", "loss_reason": "", "source": "Сайт",
                               "region": REGIONS[0]})
                 clients.append({"client_id": cid, "name": f"ТОО «Забытый {j + 1}»", "manager_id": who,
                                 "region": REGIONS[0], "segment": "B2B"})
-                history += [{"deal_id": did, "stage": STAGES[0], "entered_at": _iso(t0)},
-                            {"deal_id": did, "stage": STAGES[1], "entered_at": _iso(t1)}]
+                history += [{"deal_id": did, "stage": s.stages[0], "entered_at": _iso(t0)},
+                            {"deal_id": did, "stage": s.stages[1], "entered_at": _iso(t1)}]
         leads = self._leads(working, weights)
         managers = [{k: v for k, v in m.items() if not k.startswith("_")} for m in mgrs]
-        stages = [{"stage": st, "position": i + 1} for i, st in enumerate(STAGES)]
+        stages = [{"stage": st, "position": i + 1} for i, st in enumerate(s.stages)]
         return {"managers": managers, "deals": deals, "stage_history": history, "stages": stages,
                 "clients": clients, "activities": acts, "emails": emails, "email_opens": opens, "leads": leads}
 
@@ -278,9 +280,36 @@ class _Company:
         return rows
 
 
-def write_export(folder: Path, spec: ExportSpec) -> Path:
-    """Write the company as CSV files into `folder` (created); returns the folder."""
+def _t(text: str) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def as_of(tables: dict[str, list[dict]], moment: datetime) -> dict[str, list[dict]]:
+    """The pipeline tables (managers, stages, deals, stage_history, clients) as the export stood
+    at `moment`: later rows gone, deals closed after it open again at the stage they were in.
+    One company generated up to its last scan gives the export of each earlier scan day."""
+    hist = [r for r in tables["stage_history"] if _t(r["entered_at"]) <= moment]
+    last = {r["deal_id"]: r["stage"] for r in hist}  # rows are in order within a deal
+    deals = []
+    for r in tables["deals"]:
+        if _t(r["created_at"]) > moment:
+            continue
+        closed = _t(r["closed_at"])
+        if closed is not None and closed > moment:
+            r = {**r, "status": "open", "closed_at": "", "loss_reason": "", "stage": last[r["deal_id"]]}
+        deals.append(r)
+    keep, clients = {r["deal_id"] for r in deals}, {r["client_id"] for r in deals}
+    return {"managers": tables["managers"], "stages": tables["stages"], "deals": deals,
+            "stage_history": [r for r in hist if r["deal_id"] in keep],
+            "clients": [r for r in tables["clients"] if r["client_id"] in clients]}
+
+
+def write_export(folder: Path, spec: ExportSpec, at: datetime | None = None) -> Path:
+    """Write the company as CSV files into `folder` (created); returns the folder. With `at`:
+    only the pipeline tables, as they stood then (see `as_of`)."""
     tables = _Company(spec).build()
+    if at is not None:
+        tables = as_of(tables, at)
     folder.mkdir(parents=True, exist_ok=True)
     for table, rows in tables.items():
         if table in spec.absent or not rows:
