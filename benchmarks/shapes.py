@@ -43,6 +43,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scenarios")]
 
 from _export_factory import Effect, ExportSpec, _Company, as_of  # noqa: E402
 
+from seg_drop import seeds  # noqa: E402  "0-31,40": the same seed lists as seg_drop.py
+
 from crm.load import load_folder  # noqa: E402
 from detectors import conversion_drop as cd  # noqa: E402
 
@@ -223,14 +225,6 @@ def table(rows: list[dict], shapes: list[str]) -> None:
         print(f"+{d}d: found {sum(r['found'] for r in rs)}/{len(rs)}; "
               f"visible (vis>=0.5) found {sum(r['found'] for r in rs if r.get('vis', 0) >= 0.5)}/"
               f"{sum(r.get('vis', 0) >= 0.5 for r in rs)}")
-
-
-def seeds(text: str) -> list[int]:
-    out = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b or a) + 1))
-    return out
 
 
 def main() -> None:

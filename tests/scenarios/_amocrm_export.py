@@ -66,13 +66,8 @@ def _budget(value: float, sep: str) -> str:
 
 def build(w: AmoExport) -> list[dict]:
     """The export's rows (amoCRM's own headers), on the factory company in the account's zone."""
-    old_local = factory.LOCAL
     tz = ZoneInfo(w.tz)
-    factory.LOCAL = datetime(2026, 1, 15, tzinfo=tz).utcoffset()  # the company works 9-18 there
-    try:
-        tables = factory._Company(w.spec).build()
-    finally:
-        factory.LOCAL = old_local
+    tables = factory.company_tables(w.spec, tz)  # the company works 9-18 there
     rng = np.random.default_rng(w.spec.seed + 4242)
     end = w.spec.end
     name_of = {m["manager_id"]: NAMES[k % len(NAMES)] for k, m in enumerate(tables["managers"])}

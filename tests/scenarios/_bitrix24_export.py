@@ -89,12 +89,7 @@ def build(b: Bitrix24Export) -> dict[str, list[dict]]:
     """{"deals": rows, "leads": rows} with Bitrix24's own titles, plus "truth": the factory's tables
     and who is who (names of the working, the fired, the never-active)."""
     tz = ZoneInfo(b.tz)
-    old = factory.LOCAL
-    factory.LOCAL = datetime(2026, 1, 15, tzinfo=tz).utcoffset()
-    try:
-        tables = factory._Company(b.spec).build()
-    finally:
-        factory.LOCAL = old
+    tables = factory.company_tables(b.spec, tz)
     rng = np.random.default_rng(b.spec.seed + 2424)
     mgrs = tables["managers"]
     name_of = {m["manager_id"]: NAMES[k % len(NAMES)] for k, m in enumerate(mgrs)}

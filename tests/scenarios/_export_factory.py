@@ -304,6 +304,18 @@ def as_of(tables: dict[str, list[dict]], moment: datetime) -> dict[str, list[dic
             "clients": [r for r in tables["clients"] if r["client_id"] in clients]}
 
 
+def company_tables(spec: ExportSpec, tz) -> dict[str, list[dict]]:
+    """The company's tables as if it worked 09:00-18:00 in zone `tz` (a ZoneInfo) instead of
+    Almaty: what the web-UI export builders (HubSpot/Pipedrive, amoCRM, Bitrix24) start from."""
+    global LOCAL
+    old = LOCAL
+    LOCAL = datetime(2026, 1, 15, tzinfo=tz).utcoffset()
+    try:
+        return _Company(spec).build()
+    finally:
+        LOCAL = old
+
+
 def write_export(folder: Path, spec: ExportSpec, at: datetime | None = None) -> Path:
     """Write the company as CSV files into `folder` (created); returns the folder. With `at`:
     only the pipeline tables, as they stood then (see `as_of`)."""

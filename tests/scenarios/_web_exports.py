@@ -72,13 +72,8 @@ def _amount(value: float, comma: bool, grouped: bool = False) -> str:
 
 def build(w: WebExport) -> tuple[list[dict], list[dict]]:
     """The deals export (rows with the CRM's own headers) and the admin's managers.csv rows."""
-    old_local = factory.LOCAL
     tz = ZoneInfo(w.tz)
-    factory.LOCAL = datetime(2026, 1, 15, tzinfo=tz).utcoffset()  # the company works 9-18 there
-    try:
-        tables = factory._Company(w.spec).build()
-    finally:
-        factory.LOCAL = old_local
+    tables = factory.company_tables(w.spec, tz)  # the company works 9-18 there
     rng = np.random.default_rng(w.spec.seed + 777)
     fmt = DATE_FORMATS[w.dates]
     # the users page: everyone who ever had a deal (deactivated users stay listed; never-active
