@@ -28,14 +28,15 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+from detectors.working_hours import MONTH_ABBR  # the English day format of the learned days-off line
+
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _HORIZON = 400  # days searched for the next digest day (a schedule with none says so)
 
 
 def fmt_day(d: date, weekday: bool = False) -> str:
     """'1 Jan 2027' (or 'Fri 1 Jan 2027'): unambiguous in a log read anywhere."""
-    return (f"{_DAYS[d.weekday()]} " if weekday else "") + f"{d.day} {_MONTHS[d.month - 1]} {d.year}"
+    return (f"{_DAYS[d.weekday()]} " if weekday else "") + f"{d.day} {MONTH_ABBR[d.month - 1]} {d.year}"
 
 
 @lru_cache(maxsize=32)

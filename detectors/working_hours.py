@@ -411,7 +411,7 @@ def learned_before(calendar: WorkCalendar, quiet: np.ndarray, now_ns: int) -> Wo
     return calendar if days == calendar.learned else replace(calendar, learned=days)
 
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+MONTH_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _SHOWN_RUNS = 8
 
 
@@ -433,7 +433,7 @@ def learned_line(calendar: WorkCalendar) -> str | None:
     for k, r in enumerate(runs):
         a, b = r[0], r[-1]
         text = (f"{a.day}" if a == b else f"{a.day}-{b.day}" if a.month == b.month
-                else f"{a.day} {_MONTHS[a.month - 1]}-{b.day}") + f" {_MONTHS[b.month - 1]}"
+                else f"{a.day} {MONTH_ABBR[a.month - 1]}-{b.day}") + f" {MONTH_ABBR[b.month - 1]}"
         if k == len(runs) - 1 or runs[k + 1][0].year != b.year:
             text += f" {b.year}"
         parts.append(text)
