@@ -8,7 +8,9 @@ holding is closed and would be sent again if it came back. The log entries are k
 close these.
 
 Who hears it: recipients with role "admin" or `admin = true`; when the config names no admin,
-the directors (somebody has to).
+the directors (somebody has to). When: on the company's working days from the admin's digest
+time (bot.send_days.notice_wait); a notice found on a holiday stays due, unrecorded, and goes
+out with the first scan or digest at or after the next working day's digest time.
 """
 from __future__ import annotations
 
@@ -47,8 +49,13 @@ def notify_admins(notices: dict[str, dict[str, str]], config: Config, store: Sta
         log_id = _log_id(person)
         store.close_missing(log_id, {_fingerprint(k) for k in notices}, now)
         lang = target_language(person, store, config)
+        wait = waits_until(person, config, now)
         for key, texts, ghost, decision in _decisions(person, notices, store, now, policy):
             if not decision.send:
+                continue
+            if wait is not None:
+                log.info("admin notice %s for %s waits for the working day: %s", key.split(":", 1)[0], person.id,
+                         f"{wait:%Y-%m-%d %H:%M %Z}")
                 continue
             text = texts.get(lang) or texts["en"]
             dedup = f"admin:{person.id}:{key}:{now.isoformat()}"
@@ -73,9 +80,20 @@ def _decisions(person: Recipient, notices: dict[str, dict[str, str]], store: Sta
         yield key, texts, ghost, decide(store.log_entry(_log_id(person), ghost.fingerprint), ghost, now, policy)
 
 
+def waits_until(person: Recipient, config: Config, now: datetime) -> datetime | None:
+    """When this admin's due notices may go out, None for now: the digest time of the next
+    working day while the company rests (bot.send_days.notice_wait)."""
+    from bot.delivery import target_timezone
+    from bot.send_days import notice_wait
+
+    return notice_wait(config, now, person.digest_time or config.schedule.digest_time,
+                       target_timezone(person, config).key)
+
+
 def due_notices(person: Recipient, outcome, config: Config, store: StateStore, now: datetime) -> dict[str, str]:
     """What notify_admins would send this person after the scan `outcome`, {kind: text} in their
-    language; empty for someone who is not an admin (for `preview`)."""
+    language, whether or not they wait (`waits_until`); empty for someone who is not an admin
+    (for `preview`)."""
     if person.id not in {r.id for r in admins(config)}:
         return {}
     lang = target_language(person, store, config)

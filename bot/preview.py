@@ -172,10 +172,11 @@ def digest_day_line(target: Any, config: Any, now: datetime) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from bot import pipeline
-    from bot.admin_notice import due_notices
+    from bot.admin_notice import due_notices, waits_until
     from bot.cli import config_or_default, print_skipped, print_warnings, err, parse_now
     from bot.delivery import WEEKLY_DETECTORS, plan_digest, scan_checks
     from bot.routing import route
+    from bot.send_days import fmt_day
 
     config = config_or_default(args.config, None)
     target = find_target(config, args.recipient)
@@ -202,7 +203,10 @@ def run(args: argparse.Namespace) -> int:
             line = "no digest would be sent (nothing due, and all_quiet is off)"
         err(line)
     if notices:
-        err(f"admin notice(s), sent apart from the digest: {len(notices)} ({', '.join(notices)})")
+        wait = waits_until(target, config, now)
+        then = (f", waiting for {fmt_day(wait.date(), weekday=True)} {wait:%H:%M} (the company rests until then)"
+                if wait else "")
+        err(f"admin notice(s), sent apart from the digest: {len(notices)} ({', '.join(notices)}){then}")
     if plan.digest is not None:
         sys.stdout.write(render(plan, args.format) + "\n")
     for text in notices.values():

@@ -92,6 +92,9 @@ class PulseJobs:
         # What the last scan in this process could not check (messages.digest.Checks): kept in
         # memory like latest_data, so a digest or /preview says it; None until the first scan.
         self.latest_checks: Any = None
+        # The last scan's admin notices (bot.admin_notice): one found while the company rests
+        # waits, and the digest job sends it at the working day's digest time.
+        self.latest_notices: dict[str, dict[str, str]] | None = None
         # How admins hear about a job that fails: set by serve() to a direct send (not the outbox:
         # the state database may be what fails). None: the log only.
         self.alert: Callable[[dict[str, str]], Awaitable[None]] | None = None  # {lang: text}
@@ -177,7 +180,8 @@ class PulseJobs:
             insights = list(outcome.insights)
             self.store.save_scan(insights, now, now)
             report = deliver_critical(insights, self.config, self.store, self.outbox, now)
-            notify_admins(stale_data_notice(outcome, self.config), self.config, self.store, self.outbox, now)
+            self.latest_notices = stale_data_notice(outcome, self.config)
+            notify_admins(self.latest_notices, self.config, self.store, self.outbox, now)
             self.metrics.scan_ok(time.monotonic() - started, insights, _detector_names(self.config),
                                  _newest(outcome))
         await self._job_ok("scan")
@@ -295,7 +299,22 @@ class PulseJobs:
                 if line is not None:  # a weekly rest day outside digest_days needs no word
                     self._said_day_off.add(day)
                     log.info("%s", line)
-        return await self.run_digest(today) if today else None
+        report = await self.run_digest(today) if today else None
+        self._notices_due()
+        return report
+
+    def _notices_due(self) -> None:
+        """At digest time: the last scan's admin notices that waited for it (a holiday's stale
+        data) go out now, when no scan comes at that time to send them."""
+        if self.latest_notices is None:
+            return
+        now = self.clock()
+        try:
+            with self.store.exclusive("digest", self.holder, now) as got:
+                if got and notify_admins(self.latest_notices, self.config, self.store, self.outbox, now):
+                    self.outbox.wake.set()
+        except Exception:  # the next scan tries again; the digest itself went out
+            log.exception("admin notices at digest time failed")
 
     async def run_digest(self, target_ids: list[str]) -> DeliveryReport | None:
         return await self._guard("digest", self._deliver_fresh(only_targets=target_ids, with_checks=True))

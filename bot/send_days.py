@@ -16,6 +16,9 @@ timezone). Pure: the day or the clock is passed in.
   `digest_days`, until the start of work (`[calendar] work_start`) of the next day that is
   neither (`critical_rest`). They stay due and go out after that start, or in that day's
   digest; `[delivery] critical_on_days_off = true` sends them on such days too.
+- Admins' notices (stale data) are not urgent: they go out on a day that does not rest, from
+  the admin's digest time (`notice_wait`); found on a day off, they wait for the next working
+  day's digest time.
 - Days off learned from the data (`learn_days_off`) are about the past: they tell the detectors
   that nobody worked on a day already gone, and never decide today's sending (today is never
   learned, and the calendar used here drops any learned days).
@@ -142,6 +145,24 @@ def critical_rest(config: Any, now: datetime, tz_name: str) -> tuple[date, datet
             return off, datetime.combine(day, start, tz)
         day += timedelta(days=1)
     return off, None
+
+
+def notice_wait(config: Any, now: datetime, when: str, tz_name: str) -> datetime | None:
+    """When an admin notice (bot.admin_notice: stale data, ...) found at `now` may go out to an
+    admin whose digest time is `when` (HH:MM) in `tz_name`: None for now (a day that does not
+    rest, at or after that time), else that time on the next such day (None within a year: now).
+    Not urgent like a critical alert, so `[delivery] critical_on_days_off` does not apply: stale
+    data found on 1 January is told on the first working day at the digest time."""
+    tz = ZoneInfo(tz_name)
+    local = now.astimezone(tz)
+    hh, mm = (int(x) for x in when.split(":"))
+    day = local.date()
+    for _ in range(_HORIZON):
+        if not _rests(config, day):
+            at = datetime.combine(day, time(hh, mm), tz)
+            return at if at > now else None
+        day += timedelta(days=1)
+    return None
 
 
 def critical_line(config: Any) -> str:

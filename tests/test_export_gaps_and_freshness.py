@@ -232,8 +232,58 @@ async def test_admins_hear_about_stale_data_once_and_again_after_it_recovers(tmp
     assert len(notices()) == 1
     clock.now += timedelta(days=5)  # Saturday: a whole working week without a record
     await jobs.run_scan()
+    assert len(notices()) == 1  # the company rests: the admin hears it on Monday
+    clock.now += timedelta(days=2)  # Monday 18:00
+    await jobs.run_scan()
     assert len(notices()) == 2
     store.close()
+
+
+ALMATY = timezone(timedelta(hours=5))
+
+
+def _almaty(d: int, h: int) -> datetime:
+    return datetime(2027, 1, d, h, 0, tzinfo=ALMATY).astimezone(UTC)  # the bot's clock is UTC
+
+async def test_stale_data_found_on_new_year_reaches_the_admin_at_the_first_working_days_digest(tmp_path, capsys):
+    """Stale data found on 1 January waits through the KZ New Year holidays and the weekend, and
+    reaches the admin at the digest time (09:00) of Tue 5 Jan, from the digest job when no scan
+    runs then; until then the notification log has not recorded it, and it is sent once."""
+    from bot.scheduler import build_scheduler
+
+    folder = export(tmp_path / "x", lead_columns=("manager_id",), last_event=datetime(2026, 12, 18, 6, 0, tzinfo=UTC))
+    text = CONFIG.format(path=folder) + '[schedule]\nscan = "0 6 * * *"\n'  # one scan a day, at 06:00
+    config = parse_config(text)
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    clock = SimpleNamespace(now=_almaty(1, 6))
+    box = Outbox(store, clock=lambda: clock.now)
+    jobs = PulseJobs(config, store, box, clock=lambda: clock.now, scan_fn=scan)
+    digest = {j.id: j for j in build_scheduler(config, jobs).get_jobs()}["digest 09:00 Asia/Almaty"]
+
+    def notices() -> list:
+        return [r for r in box.rows() if r.recipient == "ops"]
+
+    # Fri 1 Jan (New Year's Day), the weekend, Mon 4 Jan (a KZ day off), then Tue 5 Jan before 09:00
+    for d, h in [(d, h) for d in (1, 2, 3, 4) for h in (6, 9)] + [(5, 6)]:
+        clock.now = at = _almaty(d, h)
+        await (jobs.run_scan() if h == 6 else digest.func(*digest.args))
+        assert jobs.latest_notices and notices() == [], at  # stale all along, and not told yet
+
+    clock.now = _almaty(5, 9)  # the first working day's digest time
+    await digest.func(*digest.args)
+    sent = notices()
+    assert len(sent) == 1 and "The CRM data is stale" in sent[0].payload["text"]
+    assert sent[0].created_at == clock.now
+    clock.now = _almaty(6, 6)
+    await jobs.run_scan()
+    assert len(notices()) == 1  # once
+    store.close()
+
+    (tmp_path / "config.toml").write_text(text, encoding="utf-8")
+    assert main(["preview", "--config", str(tmp_path / "config.toml"), "--recipient", "ops",
+                 "--now", "2027-01-01T12:00:00+05:00", "--no-state"]) == 0
+    err = capsys.readouterr().err
+    assert "admin notice(s), sent apart from the digest: 1 (stale_data), waiting for Tue 5 Jan 2027 09:00" in err, err
 
 
 async def test_without_an_admin_the_director_hears_about_stale_data(tmp_path):
