@@ -16,8 +16,9 @@ What a recipient would see is modelled as the digest shows it: a "first" or "wor
 full, a "repeat_interval" one (persisting, nothing got worse) as a one-line "still open"
 reminder; at most `max_items` full items per digest (a manager's stalled deals are one item)
 and messages.digest.MAX_STILL_OPEN reminders, ranked as the digest ranks them, the rest held
-back and still due at the next run, as delivery leaves them. The daily budget counts the full
-items only; reminders are shown beside it. A recipient averaging more full items a day than
+back and still due at the next run, as delivery leaves them. Critical alerts sent at once
+after a scan (`[delivery] critical_immediately`, Criticals) are full items too, between digests
+or not. The daily budget counts the full items only; reminders are shown beside it. A recipient averaging more full items a day than
 `daily_budget` gets a warning naming the detectors and the subjects behind most of them.
 
 Cost: the data is loaded once. Detectors whose module offers `prepare(data, spec) -> state`
@@ -59,6 +60,7 @@ class Alert:
     recipient: str  # manager_id or "director"
     fingerprint: str
     reason: str  # first | worse | repeat_interval (bot.notify_log reasons that send)
+    at_once: bool = False  # a critical alert sent right after a scan, not in a digest
 
 
 REMINDER = "repeat_interval"  # shown as a one-line reminder; "first" and "worse" in full
@@ -68,12 +70,13 @@ REMINDER = "repeat_interval"  # shown as a one-line reminder; "first" and "worse
 class Load:
     """What one recipient would have seen, per day on average over the replayed period."""
 
-    items: int  # insights shown in full (first / worse)
+    items: int  # insights shown in full (first / worse), critical alerts sent at once included
     reminders: int  # one-line "still open" reminders (repeat_interval)
     held: int  # (run, insight) pairs due but held back by the digest's limits
     items_per_day: float
     reminders_per_day: float
     held_per_day: float
+    critical: int = 0  # of `items`, critical alerts sent at once after a scan (Criticals)
 
 
 @dataclass
@@ -112,6 +115,43 @@ class DigestSchedule:
 
         spec = config.schedule.digest_days
         return cls(spec, digest_weekdays(spec), lru_cache(maxsize=None)(lambda d: is_digest_day(config, d)))
+
+
+@dataclass(frozen=True)
+class Criticals:
+    """Critical alerts sent at once after each scan ([delivery] critical_immediately), as
+    bot.delivery.deliver_critical sends them: "first" or "worse" ones, the largest (by amount)
+    `max_messages` per recipient per scan, none while the company rests (bot.send_days.
+    critical_rest in the config's timezone); the rest wait for the digest. Quiet hours are not
+    modelled: they delay an alert, they do not drop it."""
+
+    max_messages: int
+    rests: Callable[[datetime], bool]
+
+    @classmethod
+    def of(cls, config: Any) -> "Criticals | None":
+        from bot.send_days import critical_rest
+
+        if not config.delivery.critical_immediately:
+            return None
+        return cls(config.delivery.critical_max_messages,
+                   lambda now: critical_rest(config, now, config.timezone) is not None)
+
+    def cut(self, items: list[tuple[str, Insight]]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """Dedup.run's `keep` for one scan's critical items: first/worse only, the largest few each."""
+        taken: Counter = Counter()
+
+        def keep(k: np.ndarray, code: np.ndarray) -> np.ndarray:
+            shown = np.zeros(len(k), dtype=bool)
+            due = [j for j in range(len(k)) if code[j] in (1, 2)]
+            due.sort(key=lambda j: -float(items[int(k[j])][1].facts.get("amount") or 0.0))
+            for j in due:
+                r = items[int(k[j])][0]
+                if taken[r] < self.max_messages:
+                    taken[r] += 1
+                    shown[j] = True
+            return shown
+        return keep
 
 
 def digest_runs(runs: list[datetime], end: datetime, schedule: DigestSchedule | None) -> list[datetime]:
@@ -167,6 +207,7 @@ class BacktestReport:
     # the others are never warned as over budget, only said to receive nothing
     receivers: frozenset[str] | None = None
     digest_runs: int | None = None  # replayed moments at which a digest went out (None: every run)
+    criticals: Criticals | None = None  # critical alerts sent at once after a scan (None: not modelled)
 
     @property
     def calendar_days(self) -> float:
@@ -215,13 +256,15 @@ class BacktestReport:
         """Per recipient (as by_recipient orders them): full items, reminders, held back, per day."""
         full: Counter = Counter()
         remind: Counter = Counter()
+        at_once: Counter = Counter()
         for a in self.alerts:
             (remind if a.reason == REMINDER else full)[a.recipient] += 1
+            at_once[a.recipient] += a.at_once
         days = self.days
         out = {}
         for r in self.by_recipient():
             f, m, h = full[r], remind[r], self.held.get(r, 0)
-            out[r] = Load(f, m, h, round(f / days, 2), round(m / days, 2), round(h / days, 2))
+            out[r] = Load(f, m, h, round(f / days, 2), round(m / days, 2), round(h / days, 2), at_once[r])
         return out
 
     def over_budget(self) -> list[BudgetWarning]:
@@ -297,8 +340,9 @@ class BacktestReport:
                            for r, x in self.by_recipient().items()},
             "budget": {
                 "daily_budget": self.daily_budget, "digest_max_items": self.max_items,
-                "counts": "items shown in full (first/worse) after the dedup and the digest's limits; "
-                          "one-line still-open reminders are counted apart",
+                "counts": "items shown in full (first/worse) after the dedup and the digest's limits"
+                          + (", and critical alerts sent at once after a scan" if self.criticals else "")
+                          + "; one-line still-open reminders are counted apart",
                 "over": [{"recipient": w.recipient, "name": w.name, **_load_dict(w.load),
                           "behind": [{"detector": d, "items": n, "share": share, "subjects": distinct,
                                       "most_often": [{"subject": lbl, "items": k} for lbl, k in top]}
@@ -312,7 +356,7 @@ class BacktestReport:
 
 
 def _load_dict(x: Load) -> dict[str, Any]:
-    return {"items": x.items, "items_per_day": x.items_per_day, "reminders": x.reminders,
+    return {"items": x.items, "items_per_day": x.items_per_day, "critical_at_once": x.critical, "reminders": x.reminders,
             "reminders_per_day": x.reminders_per_day, "held_back": x.held, "held_back_per_day": x.held_per_day}
 
 
@@ -535,10 +579,11 @@ class Dedup:
             self.last_measure = np.concatenate([self.last_measure, np.full(extra, np.nan)])
 
     def run(self, now: datetime, items: list[tuple[str, Insight]],
-            keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> list[str | None]:
+            keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None, close: bool = True) -> list[str | None]:
         """Decide one run: `items` are (recipient, insight) in delivery order; returns for each
         the reason it is sent, or None when it is not. Entries not seen in this run are closed
-        (if the situation comes back it is new again), as delivery does.
+        (if the situation comes back it is new again), as delivery does; not with `close=False`
+        (the critical alerts sent at once after a scan: the digest closes, they do not).
 
         `keep(k, code)`, given the item indices `k` and their reason codes (0: not sent), says
         which the digest shows; a due item it does not show is not recorded as sent and stays
@@ -604,9 +649,10 @@ class Dedup:
             self.last_sent[slot[sent]] = now_us
             self.last_rank[slot[sent]] = rank[sent]
             self.last_measure[slot[sent]] = measure[sent]
-        current = np.zeros(len(self.open), dtype=bool)
-        current[slot] = True
-        self.open &= current
+        if close:
+            current = np.zeros(len(self.open), dtype=bool)
+            current[slot] = True
+            self.open &= current
         return [self.REASONS[c] if c else None for c in reason.tolist()]
 
 
@@ -684,7 +730,7 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
              every: timedelta = timedelta(days=1), repeat_interval: timedelta = timedelta(days=7), *,
              policy: Any = None, progress: Callable[[Iterator[datetime], int], Iterator[datetime]] | None = None,
              max_items: int | None = 10, daily_budget: float = 5.0, schedule: DigestSchedule | None = None,
-             receivers: frozenset[str] | None = None) -> BacktestReport:
+             receivers: frozenset[str] | None = None, criticals: Criticals | None = None) -> BacktestReport:
     """Replay every enabled detector at each run time from start to end and dedup like delivery.
 
     `policy` is a bot.notify_log.Policy (its worse-by thresholds; repeat_interval wins);
@@ -697,10 +743,15 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     moments a digest goes out (digest_runs), as delivery builds each digest from that moment's
     scan: what came up over a weekend and still holds on Monday is in Monday's digest, under its
     one max_items cut; what came up and went away between two digests was never read (counted
-    in `unread`, never in the budget; the scan's critical-at-once messages are not modelled).
-    Averages are per digest day. None: a digest at every run. `receivers`: who has a chat
-    (None: everyone), see BacktestReport.receivers.
+    in `unread`, never in the budget). Averages are per digest day. None: a digest at every
+    run. `receivers`: who has a chat (None: everyone), see BacktestReport.receivers.
+
+    `criticals` (Criticals.of(config)): after every run's scan, digest or not, critical alerts
+    go out at once as delivery sends them, recorded like any sent item (the digest does not
+    repeat them) and counted in the budget: a recipient flooded by criticals between digests
+    shows it. None: criticals wait for the digest like any item.
     """
+    from bot.delivery import WEEKLY_DETECTORS
     from bot.notify_log import Policy
     from bot.pipeline import detector_notes
     from messages.digest import MAX_STILL_OPEN
@@ -725,7 +776,7 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     report = BacktestReport(start, end, every, repeat_interval, runs, skipped=skipped, partial=partial,
                             detectors=list(fns), seconds=seconds, daily_budget=daily_budget, max_items=max_items,
                             period_days=_period_days(every_run, every), schedule=schedule,
-                            receivers=receivers, digest_runs=len(digests))
+                            receivers=receivers, digest_runs=len(digests), criticals=criticals)
     report.recipient_names = {str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])}
     report.learned_days = _learned_days(specs_at(end))
     dedup = Dedup(policy)
@@ -734,9 +785,12 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
         it = progress(it, len(runs))
     between: dict[str, set[str]] = defaultdict(set)  # detector -> fingerprints new since the last digest
     at_digest: dict[str, set[str]] = {}  # detector -> fingerprints the last digest's scan found
+    read_at_once: dict[str, set[str]] = defaultdict(set)  # detector -> criticals sent at once since the last digest
     for now in it:
         items: list[tuple[str, Insight]] = []
         names: list[str] = []
+        urgent: list[tuple[str, Insight]] = []  # (recipient, critical insight) for the at-once alerts
+        urgent_names: list[str] = []
         digest = now in digests
         for name, fn in fns.items():
             t = clock.perf_counter()
@@ -744,19 +798,36 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
             seconds[name] = seconds.get(name, 0.0) + clock.perf_counter() - t
             report.insight_days[name] += len(found)
             t = clock.perf_counter()
+            if criticals is not None and name not in WEEKLY_DETECTORS:
+                for ins in found:
+                    if ins.severity == "critical":
+                        for r in recipients_of(ins):
+                            urgent.append((r, ins))
+                            urgent_names.append(name)
             if not digest:  # a scan with no digest: what it finds waits for the next one
                 between[name].update(ins.fingerprint for ins in found if recipients_of(ins))
                 report.dedup_seconds += clock.perf_counter() - t
                 continue
             if schedule is not None:
                 now_found = {ins.fingerprint for ins in found}
+                read = read_at_once.pop(name, set())
                 if between.get(name):
-                    report.unread[name] += len(between.pop(name) - now_found - at_digest.get(name, set()))
+                    report.unread[name] += len(between.pop(name) - now_found - at_digest.get(name, set()) - read)
                 at_digest[name] = now_found
             for ins in found:
                 for r in recipients_of(ins):
                     items.append((r, ins))
                     names.append(name)
+            report.dedup_seconds += clock.perf_counter() - t
+        if urgent and not criticals.rests(now):  # type: ignore[union-attr]
+            t = clock.perf_counter()
+            for name, (r, ins), why in zip(urgent_names, urgent, dedup.run(now, urgent, criticals.cut(urgent),  # type: ignore[union-attr]
+                                                                           close=False)):
+                if why is not None:
+                    report.alerts.append(Alert(now, name, r, ins.fingerprint, why, at_once=True))
+                    report.subjects.setdefault(ins.fingerprint, subject_label(ins))
+                    if not digest:
+                        read_at_once[name].add(ins.fingerprint)
             report.dedup_seconds += clock.perf_counter() - t
         if not digest:
             continue
@@ -822,6 +893,8 @@ def format_text(report: BacktestReport) -> str:
     limit = (f"after the dedup and the digest's limit of {report.max_items}" if report.max_items is not None
              else "after the dedup")
     per = "; a day = a digest day" if report.schedule is not None else ""
+    if report.criticals is not None:
+        limit += ", and the critical alerts sent at once after a scan"
     lines.append(f"(alerts = items + reminders; items = shown in full {limit}; reminders = one-line"
                  f" \"still open\" lines for what persists unchanged, not counted in the budget{per})")
     lines.append("")
@@ -839,9 +912,11 @@ def budget_lines(report: BacktestReport) -> list[str]:
     over = report.over_budget()
     budget = f"{report.daily_budget:g} item(s) a day"
     days = f"{report.days:g} digest days" if report.schedule is not None else f"{report.days:g} days"
-    lines = [] if over else [f"every recipient within the daily budget of {budget} ([delivery] daily_budget)"]
+    counted = "; critical alerts sent at once counted" if report.criticals is not None else ""
+    lines = [] if over else [f"every recipient within the daily budget of {budget} ([delivery] daily_budget{counted})"]
     for w in over:
-        extra = f"; +{w.load.reminders_per_day:g} reminder(s) a day" if w.load.reminders else ""
+        extra = f", {w.load.critical} of them critical alerts sent at once after a scan" if w.load.critical else ""
+        extra += f"; +{w.load.reminders_per_day:g} reminder(s) a day" if w.load.reminders else ""
         if w.load.held_per_day:
             extra += f"; the digest's limit held back {w.load.held_per_day:g} more a day"
         lines.append(f"warning: {_who(w)} is over the daily budget of {budget}: {w.load.items_per_day:g} a day"
@@ -1051,7 +1126,7 @@ def run(args: argparse.Namespace) -> int:
     report = backtest(data, config.detector_specs(), datetime.combine(d_from, at, tz), datetime.combine(d_to, at, tz),
                       every, repeat, policy=policy, progress=_progress(sys.stderr),
                       max_items=config.delivery.max_items, daily_budget=budget,
-                      schedule=DigestSchedule.of(config), receivers=receivers(config))
+                      schedule=DigestSchedule.of(config), receivers=receivers(config), criticals=Criticals.of(config))
     if args.format == "json":
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:

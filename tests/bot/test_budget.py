@@ -313,3 +313,75 @@ def test_one_digest_a_day_whatever_the_replay_step():
     sat = fri + timedelta(days=1)
     weekly = run_times(sat, sat + timedelta(days=14), timedelta(weeks=1))
     assert digest_runs(weekly, weekly[-1], schedule) == [sat + timedelta(days=2), sat + timedelta(days=9)]
+
+
+# --- critical alerts sent at once between digests --------------------------------------------
+
+class AlarmSpec(DetectorSpec):
+    per_scan: int = 4
+
+
+def alarms(data, spec, now):
+    """Planted: every scan, `per_scan` new critical deals of m1 (amounts 1000, 2000, ...), each
+    holding for that scan only."""
+    stamp = now.astimezone(UTC).strftime("%m%d%H")
+    return [Insight("alarm", "critical", Audience("manager", "m1"), {"deal_id": f"A{stamp}-{j}"},
+                    {"amount": 1000.0 * (j + 1)}) for j in range(spec.per_scan)]
+
+
+@pytest.fixture
+def only_alarms(monkeypatch):
+    real = list(REGISTRY)
+    monkeypatch.setitem(REGISTRY, "alarm", Detector("alarm", AlarmSpec, alarms, (), "planted criticals"))
+    return {name: REGISTRY[name].spec(enabled=False) for name in real}
+
+
+def test_critical_alerts_sent_at_once_between_digests_count_in_the_budget(only_alarms):
+    """Scans every 12h, digests on weekday mornings: each weekday m1 gets 3 critical alerts at
+    once after the morning scan (the largest; the 4th is in the digest) and 3 after the evening
+    scan, 7 a digest day, over the budget of 5. Modelling only the digest said 4 a day, within
+    it, and called the evening's alerts never read. Weekend criticals wait, as delivery holds them."""
+    from bot.backtest import Criticals, DigestSchedule
+
+    config = _config()
+    end = MON + timedelta(days=27)
+    common = dict(every=timedelta(hours=12), schedule=DigestSchedule.of(config))
+    digest_only = backtest(company(), only_alarms, MON, end, **common)
+    assert digest_only.load()["m1"].items == 20 * 4 and digest_only.over_budget() == []
+
+    report = backtest(company(), only_alarms, MON, end, **common, criticals=Criticals.of(config))
+    load = report.load()["m1"]
+    assert (load.items, load.critical, load.items_per_day) == (20 * 7, 20 * 6, 7.0)
+    tue = [a for a in report.alerts if a.at.date() == date(2026, 10, 6)]
+    assert sorted((a.at.hour, a.at_once, report.subjects[a.fingerprint]) for a in tue) == [
+        (9, False, "deal A100609-0"),  # the smallest waits for the digest, which repeats none of the others
+        (9, True, "deal A100609-1"), (9, True, "deal A100609-2"), (9, True, "deal A100609-3"),
+        (21, True, "deal A100621-1"), (21, True, "deal A100621-2"), (21, True, "deal A100621-3")]
+    assert not [a for a in report.alerts if a.at.isoweekday() > 5]  # the company rests
+    assert report.unread["alarm"] < digest_only.unread["alarm"]  # what went out at once was read
+    [warning] = report.over_budget()
+    text = format_text(report)
+    assert ("warning: Айгерим Садыкова (m1) is over the daily budget of 5 item(s) a day: 7 a day (140 item(s) over "
+            "20 digest days, 120 of them critical alerts sent at once after a scan)") in text
+    assert "and the critical alerts sent at once after a scan" in text
+    assert report.to_dict()["recipients"]["m1"]["critical_at_once"] == 120
+
+
+def test_cli_counts_critical_alerts_unless_they_wait_for_the_digest(only_alarms, tmp_path, capsys):
+    from crm.demo import export_csv
+
+    folder = tmp_path / "crm"
+    export_csv(company(), folder)
+    config = tmp_path / "config.toml"
+    off = "".join(f"[detectors.{name}]\nenabled = false\n" for name in only_alarms)
+    base = (f'timezone = "UTC"\n[calendar]\ncountry = "none"\nlearn_days_off = false\n'
+            f'[source]\nkind = "files"\npath = "{folder}"\n{off}')
+    config.write_text(base, encoding="utf-8")
+    common = ["backtest", "--config", str(config), "--from", "2026-10-05", "--to", "2026-11-01", "--every", "12h",
+              "--fail-on-budget"]
+    assert main(common) == 1
+    assert "7 a day (140 item(s) over 20 digest days, 120 of them critical alerts sent at once" in capsys.readouterr().out
+    config.write_text(base + "[delivery]\ncritical_immediately = false\n", encoding="utf-8")
+    assert main(common) == 0
+    assert "every recipient within the daily budget of 5 item(s) a day ([delivery] daily_budget)" in \
+        capsys.readouterr().out
