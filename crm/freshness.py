@@ -13,12 +13,14 @@ year does not make last month's export fresh.
 
 The company's own work (`work_instants`: what its people did, not what clients or web forms
 did) is the narrower set the company calendar learns unannounced days off from
-(detectors.working_hours.company_days_off); both read the same columns through `_events`.
+(detectors.working_hours.company_days_off), and the base of one person's work
+(detectors.people.work_events: who is active); all read the same columns through `event_columns`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,8 @@ EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # The part of those that the company's people do (a stage moved, an activity done, an email
 # sent, a deal created or closed, a lead assigned or answered): not a client's email or open,
-# not a lead a web form created. Emails count only where direction is "out".
+# not a lead a web form created. Emails count only where direction is "out". One person's work
+# (detectors.people.PERSON_WORK, who is active) is these on the tables that name a manager.
 WORK_COLUMNS: dict[str, tuple[str, ...]] = {
     "deals": ("created_at", "closed_at"),
     "stage_history": ("entered_at",),
@@ -49,8 +52,10 @@ WORK_COLUMNS: dict[str, tuple[str, ...]] = {
 NAT = np.iinfo(np.int64).min  # NaT in int64 ns views
 
 
-def _events(data: CrmData, columns: dict[str, tuple[str, ...]], outgoing_only: bool = False):
-    """(table, values) of each event column the data has. A derived stage history is skipped
+def event_columns(data: CrmData, columns: dict[str, tuple[str, ...]],
+                  outgoing_only: bool = False) -> Iterator[tuple[str, pd.DataFrame, str, np.ndarray | None]]:
+    """(table, frame, column, the rows that count or None for all) of each event column the
+    data has. A derived stage history is skipped
     (it only repeats the deals' creation times); a deal's closed_at counts only for won or lost
     deals (an open deal's closed_at is a plan: Bitrix24's CLOSEDATE is the expected close date
     of every open deal, and it made a month-old export look fresh, every deal then "stalled");
@@ -71,7 +76,13 @@ def _events(data: CrmData, columns: dict[str, tuple[str, ...]], outgoing_only: b
             if table == "deals" and col == "closed_at" and "status" in frame.columns:
                 closed = frame["status"].isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False)
                 mask = closed if mask is None else mask & closed
-            yield table, (frame[col] if mask is None else frame[col][mask])
+            yield table, frame, col, mask
+
+
+def _events(data: CrmData, columns: dict[str, tuple[str, ...]], outgoing_only: bool = False):
+    """(table, values that count) of each event column the data has (event_columns)."""
+    for table, frame, col, mask in event_columns(data, columns, outgoing_only):
+        yield table, (frame[col] if mask is None else frame[col][mask])
 
 
 def work_instants(data: CrmData, now: datetime) -> list[np.ndarray]:

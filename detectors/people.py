@@ -2,9 +2,9 @@
 
 One notion shared by the detectors that must not talk to or about people who left or never
 started: manager_load compares only working managers, stalled_deal sends a departed manager's
-deals to the director. Work is any dated thing a person did: deal created or closed, lead
-created/assigned/answered, activity done, email sent. For a daily replay the events are sorted
-once as int64 keys (manager row * KEY + seconds since the first event), so "last work at or
+deals to the director. Work is any dated thing a person did (PERSON_WORK: the company's own
+work of crm.freshness, read the same way, on the tables that name a manager, and a lead they
+were given). For a daily replay the events are sorted once as int64 keys (manager row * KEY + seconds since the first event), so "last work at or
 before t" per manager is one searchsorted per day; one scan takes the maximum directly.
 """
 from __future__ import annotations
@@ -13,48 +13,61 @@ import numpy as np
 import pandas as pd
 
 from crm.data import CrmData
+from crm.freshness import WORK_COLUMNS, event_columns
 from detectors.columns import NEVER, positions, to_ns
 
 _NS_PER_S = 10**9
 KEY = 1 << 40  # seconds per manager slot in the sorted work keys (~35,000 years)
 
+# One person's work: the company's work columns of the tables with a manager per row. Not
+# stage_history (no manager column: whoever moved a departed manager's deal, it was not they);
+# plus a lead's created_at, since being given a lead makes a manager active (issue 9), though a
+# web form, not a person, created it (so it is no sign of the company's own work).
+PERSON_WORK: dict[str, tuple[str, ...]] = {
+    "deals": WORK_COLUMNS["deals"],
+    "leads": ("created_at", *WORK_COLUMNS["leads"]),
+    "activities": WORK_COLUMNS["activities"],
+    "emails": WORK_COLUMNS["emails"],
+}
+
 
 def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(row in `ids`, seconds since the epoch) of every dated thing a manager did: deal created
-    or closed, lead created/assigned/answered, activity done, email sent. `deal_owner`: each
-    deal's row in `ids` when already known."""
-    owners, times = [], []
-
-    def add(rows: np.ndarray, mask: np.ndarray | None, *cols) -> None:
-        for col in cols:
-            t = to_ns(col)
-            ok = (rows >= 0) & (t != NEVER)
-            if mask is not None:
-                ok &= mask
-            owners.append(rows[ok])
-            times.append(t[ok] // _NS_PER_S)
-
+    """(row in `ids`, seconds since the epoch) of every dated thing a manager did (PERSON_WORK):
+    deal created or closed, lead created/assigned/answered, activity done, email sent.
+    `deal_owner`: each deal's row in `ids` when already known."""
     deals = data.deals
     if deal_owner is None:
         deal_owner = positions(deals["manager_id"], ids)
-    add(deal_owner, None, deals["created_at"], *([deals["closed_at"]] if data.has_column("deals", "closed_at") else []))
-    if data.leads is not None and data.has_column("leads", "manager_id"):
-        ld = data.leads
-        add(positions(ld["manager_id"], ids), None, ld["created_at"],
-            *[ld[c] for c in ("assigned_at", "first_response_at") if data.has_column("leads", c)])
-    act = data.activities
-    if act is not None and data.has_column("activities", "done_at"):
-        rows = positions(act["manager_id"], ids)
-        blank = np.flatnonzero(act["manager_id"].isna().to_numpy())
-        if len(blank) and data.has_column("activities", "deal_id"):  # no manager on the row: the deal's owner
-            at = positions(act["deal_id"].iloc[blank], deals["deal_id"])
-            rows[blank] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
-        add(rows, None, act["done_at"])
-    em = data.emails
-    if em is not None and data.has_column("emails", "manager_id"):
-        out = (em["direction"] == "out").to_numpy(dtype=bool, na_value=False)
-        add(positions(em["manager_id"], ids), out, em["sent_at"])
+    owner_rows: dict[str, np.ndarray | None] = {"deals": deal_owner}
+    owners, times = [], []
+    for table, frame, col, mask in event_columns(data, PERSON_WORK, outgoing_only=True):
+        if table not in owner_rows:
+            owner_rows[table] = _owners(data, table, frame, ids, deal_owner)
+        rows = owner_rows[table]
+        if rows is None:
+            continue
+        t = to_ns(frame[col])
+        ok = (rows >= 0) & (t != NEVER)
+        if mask is not None:
+            ok &= mask
+        owners.append(rows[ok])
+        times.append(t[ok] // _NS_PER_S)
+    if not owners:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(owners).astype(np.int64), np.concatenate(times).astype(np.int64)
+
+
+def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal_owner: np.ndarray) -> np.ndarray | None:
+    """Each row's manager (row in `ids`, -1: none) in a table of PERSON_WORK, None when the
+    table names none; an activity without a manager is its deal owner's."""
+    if table != "activities":
+        return positions(frame["manager_id"], ids) if data.has_column(table, "manager_id") else None
+    rows = positions(frame["manager_id"], ids)
+    blank = np.flatnonzero(frame["manager_id"].isna().to_numpy())
+    if len(blank) and data.has_column("activities", "deal_id"):
+        at = positions(frame["deal_id"].iloc[blank], data.deals["deal_id"])
+        rows[blank] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
+    return rows
 
 
 def work_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
