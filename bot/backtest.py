@@ -18,8 +18,9 @@ reminder; at most `max_items` full items per digest (a manager's stalled deals a
 and messages.digest.MAX_STILL_OPEN reminders, ranked as the digest ranks them, the rest held
 back and still due at the next run, as delivery leaves them. Critical alerts sent at once
 after a scan (`[delivery] critical_immediately`, Criticals) are full items too, between digests
-or not. The daily budget counts the full items only; reminders are shown beside it. A recipient averaging more full items a day than
-`daily_budget` gets a warning naming the detectors and the subjects behind most of them.
+or not. The daily budget counts the full items only; reminders are shown beside it. A
+recipient averaging more full items a day than `daily_budget` gets a warning naming the
+detectors and the subjects behind most of them.
 
 Cost: the data is loaded once. Detectors whose module offers `prepare(data, spec) -> state`
 and `detect_at(state, now)` (all six built in) do their joins, sorting and id factorising

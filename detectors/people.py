@@ -4,8 +4,9 @@ One notion shared by the detectors that must not talk to or about people who lef
 started: manager_load compares only working managers, stalled_deal sends a departed manager's
 deals to the director. Work is any dated thing a person did (PERSON_WORK: the company's own
 work of crm.freshness, read the same way, on the tables that name a manager, and a lead they
-were given). For a daily replay the events are sorted once as int64 keys (manager row * KEY + seconds since the first event), so "last work at or
-before t" per manager is one searchsorted per day; one scan takes the maximum directly.
+were given). For a daily replay the events are sorted once as int64 keys (manager row * KEY +
+seconds since the first event), so "last work at or before t" per manager is one searchsorted
+per day; one scan takes the maximum directly.
 """
 from __future__ import annotations
 
