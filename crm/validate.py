@@ -8,6 +8,7 @@ enters a stage before it was created (order_dates).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ import pyarrow.compute as pc
 
 from crm.data import CrmData
 from crm.errors import DataError, DataWarning
+from crm.ids import positions
 from crm.normalize import DATE_ONLY, ROW, lower_text
 from crm.schema import TABLES
 from crm.stages import CLOSING
@@ -285,69 +287,19 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     is the field imports rewrite), silently within a day (clocks and date-only cells), with a
     warning beyond; a close on an earlier day than the creation is read as closed at creation.
     `private`: tables read from files outside the data folder: their examples give the row only."""
+    rows = deals[ROW].to_numpy() if ROW in deals.columns else None
+    told = _Told(origins, ZoneInfo(timezone), frozenset(private), rows)
     warnings: list[DataWarning] = []
-    tz = ZoneInfo(timezone)
-    deal_rows = deals[ROW].to_numpy() if ROW in deals.columns else None
     created = _ns(deals["created_at"])
     created_before = created.copy()
-    pos = None
+    entries = None
     if history is not None and len(history) and deals["deal_id"].is_unique:
-        hist_rows = history[ROW].to_numpy() if ROW in history.columns else None
-        pos = _rows_of(history["deal_id"], deals["deal_id"])
-        entered = _ns(history["entered_at"])
-        known = (pos >= 0) & (entered != _NAT)
-        hc = np.where(known, created[np.where(known, pos, 0)], _NAT)
-        known &= hc != _NAT
-        mark = DATE_ONLY + "entered_at"
-        if mark in history.columns:  # a date-only entry on the day of a timed creation: at creation
-            same_day = known & history[mark].to_numpy(dtype=bool) & (entered < hc) & (hc - entered < DAY_NS)
-            entered = np.where(same_day, hc, entered)
-        early = known & (entered < hc)
-        if early.any():
-            far = early & (hc - entered > DAY_NS)
-            if far.any():
-                shown = np.flatnonzero(far)[:EXAMPLES]
-                warnings.append(DataWarning(
-                    "entered_before_created", "stage_history", int(far.sum()),
-                    f"{int(far.sum())} stage entr(ies) of {len(np.unique(pos[far]))} deal(s) are more than a day "
-                    "earlier than the deal's created_at; read as created at its first stage entry (so no "
-                    "time at a stage is negative); correct created_at in the CRM (an import or a migration "
-                    "often sets it to the import's date)",
-                    [_where(origins, "stage_history", hist_rows, i) if private & {"deals", "stage_history"} else
-                     f"{_where(origins, 'stage_history', hist_rows, i)}: deal {history['deal_id'].iat[i]} "
-                     f"entered {history['stage'].iat[i]!r} {_local(entered[i], tz)}, created "
-                     f"{_local(hc[i], tz)} ({_where(origins, 'deals', deal_rows, pos[i])})" for i in shown],
-                ))
-            np.minimum.at(created, pos[early], entered[early])
-        history = history.assign(entered_at=_stamps(entered, history["entered_at"]))
+        entries = _entries_after_creation(history, deals, created, told, warnings)
+        history = history.assign(entered_at=_stamps(entries[1], history["entered_at"]))
     if history is not None:
         history = history.drop(columns=[c for c in history.columns if c.startswith((DATE_ONLY, ROW))])
     if "closed_at" in deals.columns:
-        closed = _ns(deals["closed_at"])
-        mark = DATE_ONLY + "closed_at"
-        if mark in deals.columns:  # a date-only close: the latest known time of that day
-            dated = deals[mark].to_numpy(dtype=bool) & (closed != _NAT)
-            latest = created.copy()
-            if pos is not None:
-                ok = (pos >= 0) & (entered != _NAT)
-                day = np.where(ok, closed[np.where(ok, pos, 0)], _NAT)
-                in_day = ok & dated[np.where(ok, pos, 0)] & (entered >= day) & (entered - day < DAY_NS)
-                np.maximum.at(latest, pos[in_day], entered[in_day])
-            later = dated & (latest > closed) & (latest - closed < DAY_NS)
-            closed = np.where(later, latest, closed)
-        before = (closed != _NAT) & (closed < created)
-        if before.any():
-            shown = np.flatnonzero(before)[:EXAMPLES]
-            warnings.append(DataWarning(
-                "closed_before_created", "deals", int(before.sum()),
-                f"{int(before.sum())} deal(s) closed before they were created: read as closed when created, "
-                "so no time to close is negative; correct closed_at or created_at in the CRM (a close date "
-                "without a time on the day of creation is fine: it reads as that day)",
-                [_where(origins, "deals", deal_rows, i) if "deals" in private else
-                 f"{_where(origins, 'deals', deal_rows, i)}: deal {deals['deal_id'].iat[i]} created "
-                 f"{_local(created_before[i], tz)}, closed {_local(closed[i], tz)}" for i in shown],
-            ))
-            closed = np.where(before, created, closed)
+        closed = _closes_after_creation(deals, created, created_before, entries, told, warnings)
         deals = deals.assign(closed_at=_stamps(closed, deals["closed_at"]))
     if (created != created_before).any():
         deals = deals.assign(created_at=_stamps(created, deals["created_at"]))
@@ -355,20 +307,84 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     return deals, history, warnings
 
 
-def _rows_of(values: pd.Series, keys: pd.Series) -> np.ndarray:
-    """For each value the row of the same id in `keys` (unique), -1 where absent: Arrow's hash
-    lookup, several times faster than pandas' on 5,000,000 history rows (detectors.columns.positions
-    does the same on the detectors' side; crm/ cannot import it)."""
-    try:
-        keys_a, values_a = pa.array(keys, from_pandas=True), pa.array(values, from_pandas=True)
-        if values_a.type != keys_a.type:
-            values_a = values_a.cast(keys_a.type)
-        found = pc.index_in(values_a, value_set=keys_a)
-        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):
-        out = pd.Index(keys).get_indexer(values)
-        out[np.asarray(pd.isna(values))] = -1
-        return out.astype(np.int64)
+@dataclass(frozen=True)
+class _Told:
+    """How order_dates' examples name a row: file and row number, local times, and nothing
+    more for `private` tables."""
+
+    origins: dict[str, str]
+    tz: ZoneInfo
+    private: frozenset[str]
+    deal_rows: np.ndarray | None  # each deal's row in its file (crm.normalize's ROW), None: unknown
+
+
+def _entries_after_creation(history: pd.DataFrame, deals: pd.DataFrame, created: np.ndarray, told: _Told,
+                            warnings: list[DataWarning]) -> tuple[np.ndarray, np.ndarray]:
+    """Stage entries before their deal's creation: a date-only one on a timed creation's day is
+    at creation; any other moves `created` back to it (in place), with a warning beyond a day.
+    Returns each history row's deal (row in `deals`, -1: none) and entry instant (ns)."""
+    hist_rows = history[ROW].to_numpy() if ROW in history.columns else None
+    pos = positions(history["deal_id"], deals["deal_id"])
+    entered = _ns(history["entered_at"])
+    known = (pos >= 0) & (entered != _NAT)
+    hc = np.where(known, created[np.where(known, pos, 0)], _NAT)
+    known &= hc != _NAT
+    mark = DATE_ONLY + "entered_at"
+    if mark in history.columns:  # a date-only entry on the day of a timed creation: at creation
+        same_day = known & history[mark].to_numpy(dtype=bool) & (entered < hc) & (hc - entered < DAY_NS)
+        entered = np.where(same_day, hc, entered)
+    early = known & (entered < hc)
+    far = early & (hc - entered > DAY_NS)
+    if far.any():
+        warnings.append(DataWarning(
+            "entered_before_created", "stage_history", int(far.sum()),
+            f"{int(far.sum())} stage entr(ies) of {len(np.unique(pos[far]))} deal(s) are more than a day "
+            "earlier than the deal's created_at; read as created at its first stage entry (so no "
+            "time at a stage is negative); correct created_at in the CRM (an import or a migration "
+            "often sets it to the import's date)",
+            [_where(told.origins, "stage_history", hist_rows, i) if told.private & {"deals", "stage_history"} else
+             f"{_where(told.origins, 'stage_history', hist_rows, i)}: deal {history['deal_id'].iat[i]} "
+             f"entered {history['stage'].iat[i]!r} {_local(entered[i], told.tz)}, created "
+             f"{_local(hc[i], told.tz)} ({_where(told.origins, 'deals', told.deal_rows, pos[i])})"
+             for i in np.flatnonzero(far)[:EXAMPLES]],
+        ))
+    np.minimum.at(created, pos[early], entered[early])
+    return pos, entered
+
+
+def _closes_after_creation(deals: pd.DataFrame, created: np.ndarray, created_before: np.ndarray,
+                           entries: tuple[np.ndarray, np.ndarray] | None, told: _Told,
+                           warnings: list[DataWarning]) -> np.ndarray:
+    """Each deal's close (ns): a date-only one is the latest known time of its day (the
+    creation, a stage entry: `entries` as _entries_after_creation returns them); one before
+    the creation is read as at the creation, with a warning."""
+    closed = _ns(deals["closed_at"])
+    mark = DATE_ONLY + "closed_at"
+    if mark in deals.columns:  # a date-only close: the latest known time of that day
+        dated = deals[mark].to_numpy(dtype=bool) & (closed != _NAT)
+        latest = created.copy()
+        if entries is not None:
+            pos, entered = entries
+            ok = (pos >= 0) & (entered != _NAT)
+            day = np.where(ok, closed[np.where(ok, pos, 0)], _NAT)
+            in_day = ok & dated[np.where(ok, pos, 0)] & (entered >= day) & (entered - day < DAY_NS)
+            np.maximum.at(latest, pos[in_day], entered[in_day])
+        later = dated & (latest > closed) & (latest - closed < DAY_NS)
+        closed = np.where(later, latest, closed)
+    before = (closed != _NAT) & (closed < created)
+    if before.any():
+        warnings.append(DataWarning(
+            "closed_before_created", "deals", int(before.sum()),
+            f"{int(before.sum())} deal(s) closed before they were created: read as closed when created, "
+            "so no time to close is negative; correct closed_at or created_at in the CRM (a close date "
+            "without a time on the day of creation is fine: it reads as that day)",
+            [_where(told.origins, "deals", told.deal_rows, i) if "deals" in told.private else
+             f"{_where(told.origins, 'deals', told.deal_rows, i)}: deal {deals['deal_id'].iat[i]} created "
+             f"{_local(created_before[i], told.tz)}, closed {_local(closed[i], told.tz)}"
+             for i in np.flatnonzero(before)[:EXAMPLES]],
+        ))
+        closed = np.where(before, created, closed)
+    return closed
 
 
 def _ns(series: pd.Series) -> np.ndarray:

@@ -11,8 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+
+from crm.ids import positions  # noqa: F401  (the detectors' id lookup, shared with crm.validate)
 
 NEVER = np.iinfo(np.int64).min  # "no such event" in int64 nanosecond arrays
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -51,21 +51,3 @@ def iso_utc(ns: int) -> str | None:
     Cached: a replay formats the same last-open / last-touch instants day after day.
     """
     return None if ns == NEVER else (_EPOCH + timedelta(microseconds=int(ns) // 1000)).isoformat()
-
-
-def positions(values: pd.Series, keys: pd.Series) -> np.ndarray:
-    """For each value, the row of the same id in `keys` (ids unique there); -1 where absent or missing.
-
-    Arrow's hash lookup is several times faster than pandas' get_indexer on string columns.
-    """
-    try:
-        keys_a = pa.array(keys, from_pandas=True)
-        values_a = pa.array(values, from_pandas=True)
-        if values_a.type != keys_a.type:
-            values_a = values_a.cast(keys_a.type)
-        found = pc.index_in(values_a, value_set=keys_a)
-        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError):  # mixed-type ids: let pandas match
-        out = pd.Index(keys).get_indexer(values)
-        out[np.asarray(pd.isna(values))] = -1
-        return out.astype(np.int64)

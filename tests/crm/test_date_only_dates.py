@@ -113,3 +113,25 @@ def test_an_excel_date_column_is_date_only_too(tmp_path):
     closed = _by_id(result.data.deals, "closed_at")
     assert closed["d1"] == _local("2026-03-25 14:00") and closed["d2"] == _local("2026-03-24")
     assert "closed_before_created" not in _codes(result)
+
+
+def test_a_creation_moved_back_to_its_first_stage_is_what_the_close_is_checked_against(tmp_path):
+    """An import rewrote d1's created_at to 25.03 although it entered its first stage on 20.03
+    and was won on 22.03: the creation moves back to the first entry (one warning), so the close
+    is after it and not also told as "closed before created"; d2, closed before any record of
+    it, is. The stage check and the close check share the mended creation."""
+    deals = ("deal_id,manager_id,stage,status,created_at,closed_at\n"
+             "d1,m1,КП,won,25.03.2026 09:00,22.03.2026 12:00\n"
+             "d2,m2,КП,lost,24.03.2026 10:00,21.03.2026 18:00\n")
+    history = ("deal_id,stage,entered_at\n"
+               "d1,Квалификация,20.03.2026 10:00\nd1,КП,21.03.2026 11:00\n"
+               "d2,КП,24.03.2026 10:00\n")
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals, "stage_history.csv": history})
+    result = load_folder(folder, timezone=TZ, now=NOW)
+    codes = _codes(result)
+    assert codes["entered_before_created"].count == 2  # d1's two entries before 25.03
+    closed_early = codes["closed_before_created"]
+    assert closed_early.count == 1 and "deal d2 created 24.03.2026 10:00, closed 21.03.2026 18:00" in str(closed_early)
+    created, closed = _by_id(result.data.deals, "created_at"), _by_id(result.data.deals, "closed_at")
+    assert created["d1"] == _local("2026-03-20 10:00") and closed["d1"] == _local("2026-03-22 12:00")
+    assert closed["d2"] == created["d2"] == _local("2026-03-24 10:00")
