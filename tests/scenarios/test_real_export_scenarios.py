@@ -374,6 +374,34 @@ def test_stale_export_keeps_time_based_detectors_silent(tmp_path):
     assert "fresh" in [ln for ln in check_config(folder).splitlines() if "data age" in ln][0]
 
 
+def test_backtest_replays_no_idle_time_on_the_days_a_scan_finds_the_data_stale(tmp_path):
+    """An export that stopped on Friday 20 Nov, backtested to 30 Nov: from Friday 27 Nov a
+    scan skips the time-based detectors (more than 3 working days without a record), so the
+    replay of those days sends nothing from them either, and the export's silence is not
+    learned as days off. (Before: 53 stalled alerts on 30 Nov alone on a 48-manager export, and
+    "no work recorded on 23-27 Nov: counted as days off".)"""
+    folder = write_export(tmp_path / "stops", ExportSpec(seed=7, end=END, touch_every=(1.0, 10.0)))
+    rc, out, err = run_cli("backtest", "--data", str(folder), "--from", "2026-11-13", "--to", "2026-11-30",
+                           "--format", "json")
+    assert rc == 0, err
+    report = json.loads(out)
+    stale_days = report["stale_days"]
+    assert stale_days == ["2026-11-27", "2026-11-28", "2026-11-29", "2026-11-30"], stale_days
+    # the scan agrees on the first stale day and the last fresh one
+    first, last_fresh = (datetime.fromisoformat(d + "T04:00:00+00:00") for d in ("2026-11-27", "2026-11-26"))
+    assert "skipped stalled_deal: the data is" in scan(folder, now=first)[1]
+    assert "skipped stalled_deal" not in scan(folder, now=last_fresh)[1]
+    # before the export stopped there was plenty to say, after it nothing from idle time
+    assert report["detectors"]["stalled_deal"]["alerts"] > 0, report["detectors"]
+    rc, out, err = run_cli("backtest", "--data", str(folder), "--from", stale_days[0], "--to", stale_days[-1],
+                           "--format", "json")
+    tail = json.loads(out)["detectors"]
+    assert all(tail[d]["insights_before_dedup"] == 0 for d in ("stalled_deal", "lead_sla")), tail
+    assert "Nov" not in "".join(ln for ln in err.splitlines() if ln.startswith("calendar:")), err
+    rc, out, err = run_cli("backtest", "--data", str(folder), "--from", stale_days[0], "--to", stale_days[-1])
+    assert "stale data on 4 replayed days from 2026-11-27: " in out and "stalled_deal" in out, out
+
+
 # --- holidays --------------------------------------------------------------------------------
 
 HOLIDAY_END = datetime(2027, 1, 5, 3, 30, tzinfo=UTC)  # Tue 08:30 in Almaty, the first working day of 2027, before anyone worked
