@@ -48,7 +48,7 @@ import numpy as np
 from bot.routing import for_director
 from crm.data import CrmData
 from detectors.insight import Insight
-from detectors.registry import REGISTRY, DetectorSpec, not_opted_in, unchecked_parts, why_skipped
+from detectors.registry import NEEDS_FRESH_DATA, REGISTRY, DetectorSpec, not_opted_in, unchecked_parts, why_skipped
 
 DIRECTOR = "director"
 EXIT_OVER_BUDGET = 1  # with --fail-on-budget; the exit code scan --fail-on-insights uses for "found"
@@ -209,6 +209,10 @@ class BacktestReport:
     receivers: frozenset[str] | None = None
     digest_runs: int | None = None  # replayed moments at which a digest went out (None: every run)
     criticals: Criticals | None = None  # critical alerts sent at once after a scan (None: not modelled)
+    # runs at which the data was stale (stale_rule): the detectors that need fresh data were
+    # not replayed there, as a scan skips them; and the last such run's reason
+    stale_runs: list[datetime] = field(default_factory=list)
+    stale_reason: str | None = None
 
     @property
     def calendar_days(self) -> float:
@@ -353,6 +357,7 @@ class BacktestReport:
             },
             "skipped": self.skipped,
             "partial": self.partial,
+            "stale_days": [t.date().isoformat() for t in self.stale_runs],
         }
 
 
@@ -453,10 +458,14 @@ def replayers(data: CrmData, specs: dict[str, DetectorSpec], seconds: dict[str, 
 
 
 def _specs_on_calendar(data: CrmData, specs: dict[str, DetectorSpec], until: datetime | None,
+                       stale: Callable[[datetime], str | None] | None = None,
                        ) -> Callable[[datetime], dict[str, DetectorSpec]]:
     """now -> the specs a scan at `now` runs with (registry.with_company_calendar), the quiet
-    days counted once (_calendars); the last answer is kept (every detector asks per replay)."""
+    days counted once (_calendars); the last answer is kept (every detector asks per replay).
+    `stale` (stale_rule): on a day the data is stale, the quiet days after its newest recorded
+    work are the export's silence, not days off, as a scan then counts them."""
     from detectors.registry import with_company_calendar
+    from detectors.working_hours import company_days_off
 
     calendar_at = _calendars(data, until)
     last: dict[datetime, dict[str, DetectorSpec]] = {}
@@ -464,8 +473,37 @@ def _specs_on_calendar(data: CrmData, specs: dict[str, DetectorSpec], until: dat
     def at(now: datetime) -> dict[str, DetectorSpec]:
         if now not in last:
             last.clear()
-            last[now] = with_company_calendar(data, specs, now, learn=lambda cal: calendar_at(cal, now))[0]
+            if stale is not None and stale(now) is not None:
+                learn = lambda cal: company_days_off(data, cal, now, stale=True)  # noqa: E731
+            else:
+                learn = lambda cal: calendar_at(cal, now)  # noqa: E731
+            last[now] = with_company_calendar(data, specs, now, learn=learn)[0]
         return last[now]
+    return at
+
+
+def stale_rule(data: CrmData, limit_days: float, timezone: str, calendar: Any) -> Callable[[datetime], str | None]:
+    """now -> why a scan at `now` would find the data stale (bot.pipeline.stale_line with
+    [source] stale_after_days and the configured calendar), None when fresh: the replay of a
+    day after the export stopped must not count the export's silence as idle deals and waiting
+    leads that no scan would send. The newest event before each day is indexed once
+    (crm.freshness.newest_by_day); the data is read again only on a day that index calls stale
+    (an event earlier that same day may still make it fresh), and the answer is kept per day."""
+    from bot.pipeline import stale_line
+    from crm.freshness import Freshness, freshness, newest_before_day, newest_by_day
+
+    index = newest_by_day(data)
+    seen: dict[datetime, str | None] = {}
+
+    def at(now: datetime) -> str | None:
+        if now not in seen:
+            prev = newest_before_day(index, now)
+            rough = None if prev is None else Freshness(prev, None, None, now - prev.to_pydatetime())
+            if rough is not None and stale_line(rough, limit_days, timezone, now, calendar) is None:
+                seen[now] = None  # fresh already by the days before: a later event only adds to it
+            else:
+                seen[now] = stale_line(freshness(data, now), limit_days, timezone, now, calendar)
+        return seen[now]
     return at
 
 
@@ -731,7 +769,8 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
              every: timedelta = timedelta(days=1), repeat_interval: timedelta = timedelta(days=7), *,
              policy: Any = None, progress: Callable[[Iterator[datetime], int], Iterator[datetime]] | None = None,
              max_items: int | None = 10, daily_budget: float = 5.0, schedule: DigestSchedule | None = None,
-             receivers: frozenset[str] | None = None, criticals: Criticals | None = None) -> BacktestReport:
+             receivers: frozenset[str] | None = None, criticals: Criticals | None = None,
+             stale: Callable[[datetime], str | None] | None = None) -> BacktestReport:
     """Replay every enabled detector at each run time from start to end and dedup like delivery.
 
     `policy` is a bot.notify_log.Policy (its worse-by thresholds; repeat_interval wins);
@@ -751,6 +790,9 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
     go out at once as delivery sends them, recorded like any sent item (the digest does not
     repeat them) and counted in the budget: a recipient flooded by criticals between digests
     shows it. None: criticals wait for the digest like any item.
+    `stale` (stale_rule; None: data always fresh): at a run where the data is stale, the
+    detectors in NEEDS_FRESH_DATA find nothing, as a scan skips them, and the calendar learns no
+    days off from the export's silence.
     """
     from bot.delivery import WEEKLY_DETECTORS
     from bot.notify_log import Policy
@@ -767,7 +809,7 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
         runs = every_run
     seconds: dict[str, float] = {}
     partial: dict[str, list[str]] = {}
-    specs_at = _specs_on_calendar(data, specs, end)
+    specs_at = _specs_on_calendar(data, specs, end, stale)
     fns, skipped = replayers(data, specs, seconds, partial, as_of=start, until=end, specs_at=specs_at)
     for name, reason in detector_notes(data).items():  # as scan reports them: it would say nothing,
         if name in fns:                                 # so it is skipped, not replayed, and has no parts
@@ -793,9 +835,13 @@ def backtest(data: CrmData, specs: dict[str, DetectorSpec], start: datetime, end
         urgent: list[tuple[str, Insight]] = []  # (recipient, critical insight) for the at-once alerts
         urgent_names: list[str] = []
         digest = now in digests
+        why_stale = stale(now) if stale is not None else None
+        if why_stale is not None:
+            report.stale_runs.append(now)
+            report.stale_reason = why_stale
         for name, fn in fns.items():
             t = clock.perf_counter()
-            found = fn(now)
+            found = [] if why_stale is not None and name in NEEDS_FRESH_DATA else fn(now)
             seconds[name] = seconds.get(name, 0.0) + clock.perf_counter() - t
             report.insight_days[name] += len(found)
             t = clock.perf_counter()
@@ -905,7 +951,21 @@ def format_text(report: BacktestReport) -> str:
     for name, parts in report.partial.items():
         for line in parts:
             lines.append(f"partly skipped {name}: {line}")
+    stale_line = stale_days_line(report)
+    if stale_line:
+        lines.append(stale_line)
     return "\n".join(lines)
+
+
+def stale_days_line(report: BacktestReport) -> str | None:
+    """One line for the replayed days on which the data was stale, as a scan then says it."""
+    n = len({t.date() for t in report.stale_runs})
+    if not n:
+        return None
+    on = [d for d in report.detectors if d in NEEDS_FRESH_DATA]
+    return (f"stale data on {n} replayed day{'s' if n != 1 else ''} from {report.stale_runs[0]:%Y-%m-%d}: "
+            f"{', '.join(on) or 'the time-based detectors'} not replayed there, as a scan would not run them "
+            f"({report.stale_reason})")
 
 
 def budget_lines(report: BacktestReport) -> list[str]:
@@ -1127,7 +1187,8 @@ def run(args: argparse.Namespace) -> int:
     report = backtest(data, config.detector_specs(), datetime.combine(d_from, at, tz), datetime.combine(d_to, at, tz),
                       every, repeat, policy=policy, progress=_progress(sys.stderr),
                       max_items=config.delivery.max_items, daily_budget=budget,
-                      schedule=DigestSchedule.of(config), receivers=receivers(config), criticals=Criticals.of(config))
+                      schedule=DigestSchedule.of(config), receivers=receivers(config), criticals=Criticals.of(config),
+                      stale=stale_rule(data, config.source.stale_after_days, config.timezone, config.work_calendar()))
     if args.format == "json":
         sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:

@@ -140,3 +140,33 @@ def freshness(data: CrmData, now: datetime) -> Freshness:
     if best is None:
         return Freshness(None, None, None, None)
     return Freshness(best[0], best[1], data.origins.get(best[1], f"{best[1]}.csv"), limit - best[0])
+
+
+_DAY_NS = 86_400 * 10**9
+
+
+def newest_by_day(data: CrmData) -> tuple[np.ndarray, np.ndarray]:
+    """(UTC day numbers with an event, the newest event of each in ns), sorted by day: the
+    newest event before any day is then one searchsorted, for every day of a replay (backtest
+    asks whether the data was stale on each replayed day without reading it again per day)."""
+    days, newest = [], []
+    for _, values in _events(data, EVENT_COLUMNS):
+        ns = pd.DatetimeIndex(values).as_unit("ns").asi8
+        ns = ns[ns != NAT]
+        if len(ns):
+            top = pd.Series(ns).groupby(ns // _DAY_NS, sort=False).max()
+            days.append(top.index.to_numpy(dtype=np.int64))
+            newest.append(top.to_numpy(dtype=np.int64))
+    if not days:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    top = pd.Series(np.concatenate(newest)).groupby(np.concatenate(days)).max()  # sorted by day
+    return top.index.to_numpy(dtype=np.int64), top.to_numpy(dtype=np.int64)
+
+
+def newest_before_day(index: tuple[np.ndarray, np.ndarray], now: datetime) -> pd.Timestamp | None:
+    """The newest event on a UTC day before `now`'s (from newest_by_day): at most as new as
+    freshness(data, now).newest, which may also find one earlier on `now`'s own day."""
+    days, newest = index
+    k = int(np.searchsorted(days, pd.Timestamp(now).value // _DAY_NS)) - 1
+    return None if k < 0 else pd.Timestamp(int(newest[k]), tz="UTC")  # a later day's events are all newer
+

@@ -26,7 +26,10 @@ When someone is out of line. Three conditions, all needed, so chance stays silen
   and 35 of 100 companies got an item). One window back the new-lead counts share nothing
   with today's, and most of the open deals have turned over, so a chance dip has to recur in
   fresh data (2, 7 and 5 of 100, nearly all on open deals, the stock). There it
-  must show the effect (the band), not pass the test again: demanding significance twice on
+  must show the effect (the band), not pass the test again. A look whose lead window the
+  data's leads cover for less than half shows nothing: a few days' counts (m10 with 2 leads
+  against a median of 7, 4 days into an export whose leads begin 23 Jul) are outside the band
+  by chance, and "persisted" a chance dip in a 48-person company. Demanding significance twice on
   small counts missed real imbalances (the planted 3x tilt of a 5-person team at 12 vs 7
   deals) for little gain. The price: a 3x tilt is raised 5-7 weeks after it starts (2-4
   before), a 2x one 6-8 (3-5); a lead imbalance needs two windows of leads. Not chosen: a
@@ -166,6 +169,7 @@ class Prepared:
     lead_owner: np.ndarray | None
     lead_created: np.ndarray | None
     lead_ids: pd.Series | None
+    lead_start: int  # the first lead in the data (ns; int64 max: none)
     first: dict[str, np.ndarray]  # metric -> each person's first deal / lead (ns; int64 max: never)
     cache: dict[int, Day] = field(default_factory=dict)
 
@@ -237,7 +241,14 @@ def prepare(data: CrmData, spec: ManagerLoadSpec, now: datetime | None = None) -
         deal_ids=deals["deal_id"], touch_keys=touch_keys, touch_t0=touch_t0,
         lead_owner=lead_owner, lead_created=lead_created,
         lead_ids=None if leads is None else leads["lead_id"], first=first,
+        lead_start=_earliest(lead_created),
     )
+
+
+def _earliest(t: np.ndarray | None) -> int:
+    """The earliest time in `t` (ns; int64 max when there is none)."""
+    ok = t[t != NAT_NS] if t is not None else np.zeros(0, dtype=np.int64)
+    return int(ok.min()) if len(ok) else np.iinfo(np.int64).max
 
 
 def _first(owner: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
@@ -280,6 +291,13 @@ def _open_mask(state: Prepared, now_ns: int) -> np.ndarray:
 def _lead_mask(state: Prepared, now_ns: int) -> np.ndarray:
     t = state.lead_created
     return (t >= now_ns - state.spec.leads_window_days * NS_PER_DAY) & (t < now_ns)
+
+
+def _leads_cover(state: Prepared, at_ns: int) -> bool:
+    """Whether the data's leads (from its first one) cover at least half of the lead window
+    ending at `at_ns`: a look over the first few days of an export compares counts of 2 and 7."""
+    window = state.spec.leads_window_days * NS_PER_DAY
+    return at_ns - max(at_ns - window, state.lead_start) >= window / 2
 
 
 def _persist_checks(spec: ManagerLoadSpec) -> tuple[tuple[int, bool], ...]:
@@ -369,6 +387,9 @@ def detect_at(state: Prepared | None, now: datetime, *, with_evidence: bool = Tr
     named: dict[str, np.ndarray] = {}
     for metric, flag in cur.flagged.items():
         for lag, significant in _persist_checks(spec) if flag.any() else ():
+            if metric == "new_leads" and not _leads_cover(state, now_ns - lag * NS_PER_DAY):
+                flag = flag & False  # that look sees a few days' leads: noise, not the effect
+                break
             before = _day(state, now_ns - lag * NS_PER_DAY)
             r = before.ratio[metric]
             with np.errstate(invalid="ignore"):

@@ -39,6 +39,17 @@ def stalled_all_along():
                stage_history=[{"deal_id": "dA", "stage": "Квалификация", "entered_at": day(-20)}])
 
 
+def stalled_in_a_live_export():
+    """stalled_all_along as a live CRM exports it: m2 calls on another deal every day, so the
+    data is fresh on every replayed day (an export whose newest record is 20 days old is
+    stale, and a scan, like the backtest, would judge no idle time on it)."""
+    return crm(deals=[deal("dA", created=day(-40)), deal("dZ", created=day(-40), manager_id="m2")],
+               stage_history=[{"deal_id": "dA", "stage": "Квалификация", "entered_at": day(-20)},
+                              {"deal_id": "dZ", "stage": "Квалификация", "entered_at": day(-40)}],
+               activities=[{"activity_id": f"z{k}", "deal_id": "dZ", "manager_id": "m2", "type": "call",
+                            "done_at": day(k) - timedelta(hours=3)} for k in range(-30, 31)])
+
+
 def stalls_twice():
     """dB stalls on day 3, escalates on day 9, is called on day 15, stalls again on day 23, escalates on day 29."""
     return crm(deals=[deal("dB", created=day(-40), manager_id="m2")],
@@ -130,7 +141,7 @@ def _export(data, folder: Path) -> Path:
 
 
 def test_cli_json_report(tmp_path, capsys):
-    folder = _export(stalled_all_along(), tmp_path / "crm")
+    folder = _export(stalled_in_a_live_export(), tmp_path / "crm")
     code = main(["backtest", "--data", str(folder), "--from", "2026-10-01", "--to", "2026-10-30", "--format", "json"])
     out = capsys.readouterr()
     assert code == 0, out.err
@@ -152,7 +163,7 @@ def test_a_detector_that_would_say_nothing_is_skipped_once_not_also_partly(tmp_p
     scan say so once, as skipped, and neither replays it nor lists its parts as partly skipped."""
     from bot.cli import main as cli
 
-    folder = _export(stalled_all_along(), tmp_path / "crm")
+    folder = _export(stalled_in_a_live_export(), tmp_path / "crm")
     for name in ("stage_history.csv", "activities.csv", "emails.csv", "email_opens.csv"):
         (folder / name).unlink(missing_ok=True)
     code = main(["backtest", "--data", str(folder), "--from", "2026-10-01", "--to", "2026-10-03"])
@@ -170,7 +181,7 @@ def test_a_detector_that_would_say_nothing_is_skipped_once_not_also_partly(tmp_p
 
 
 def test_cli_mistakes_exit_2_with_a_clear_line(tmp_path, capsys):
-    folder = _export(stalled_all_along(), tmp_path / "crm")
+    folder = _export(stalled_in_a_live_export(), tmp_path / "crm")
     assert main(["backtest", "--data", str(folder), "--every", "daily"]) == 2
     assert "like 1d, 12h or 1w" in capsys.readouterr().err
     assert main(["backtest", "--data", str(folder), "--from", "2026-10-30", "--to", "2026-10-01"]) == 2
@@ -294,7 +305,7 @@ def test_dedup_agrees_with_decide_on_random_histories():
 
 
 def test_cli_reads_day_first_dates_and_says_to_swap_reversed_ones(tmp_path, capsys):
-    folder = _export(stalled_all_along(), tmp_path / "crm")
+    folder = _export(stalled_in_a_live_export(), tmp_path / "crm")
     code = main(["backtest", "--data", str(folder), "--from", "01.10.2026", "--to", "30.10.2026", "--format", "json"])
     out = capsys.readouterr()
     assert code == 0, out.err

@@ -149,6 +149,21 @@ def test_new_leads_under_is_routed_from_the_busiest_without_moving_deals():
     assert sorted(item.evidence["lead_ids"]) == sorted(f"Ld{j}" for j in range(5))
 
 
+@pytest.mark.parametrize("earlier_days, raised", [(4, False), (20, True)])
+def test_a_lead_imbalance_a_window_back_needs_more_than_a_few_days_of_leads(earlier_days, raised):
+    """d got a sixth of the leads this window; a window back the export's leads cover only
+    `earlier_days` days (they begin then), in which d also had the fewest. 4 days (d 1 lead
+    against 5 each) is noise that "persisted" a chance dip of a 48-person company; 20 days of the
+    same routing is the effect shown in fresh data."""
+    leads = [{"lead_id": f"L{m}{j}", "manager_id": m, "created_at": day(1 + j % 20)}
+             for m, k in {"a": 30, "b": 28, "c": 31, "d": 5}.items() for j in range(k)]
+    per = 5 * earlier_days // 4  # the same daily rate as the 4-day case: 5 leads in 4 days
+    leads += [{"lead_id": f"P{m}{j}", "manager_id": m, "created_at": day(29 + j * earlier_days / k)}
+              for m, k in {"a": per, "b": per, "c": per, "d": per // 5}.items() for j in range(k)]
+    found = detect(team({"a": 20, "b": 20, "c": 20, "d": 20}, leads=leads), SPEC, NOW)
+    assert (named(only(found)) == ["d"]) if raised else found == []
+
+
 def test_one_item_covers_both_metrics_and_both_sides():
     """The finding of issue 9: one imbalance used to be four items with the same advice."""
     leads = _leads({"ann": 30, "bob": 28, "cid": 31, "dan": 29, "over": 90})

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 UTC = timezone.utc
+UNASSIGNED = "unassigned"  # the catch-all owner of ExportSpec.unassigned
 LOCAL = timedelta(hours=5)  # Asia/Almaty
 STAGES = ("Новая заявка", "Квалификация", "КП отправлено", "Переговоры", "Договор")
 SOURCES = {"Сайт": 0.35, "Звонок": 0.25, "Рекомендация": 0.2, "Instagram": 0.12, "Выставка": 0.08}
@@ -87,6 +88,13 @@ class ExportSpec:
     # `end` and never touched since (left behind, as real CRMs are full of)
     abandoned: tuple[str, int] | None = None
     abandoned_days: tuple[float, float] = (100, 190)  # how long ago those deals entered Квалификация
+    # share of deals and leads owned by a catch-all CRM user "unassigned" (in managers.csv, no
+    # team): nobody calls those deals, they only move through the pipeline (a CRM's "Не назначен")
+    unassigned: float = 0.0
+    # people who left (active=false) `departed_ago` days before `end`: they got deals like the
+    # others until then; their open deals stay open in their name and nobody touches them since
+    departed: int = 0
+    departed_ago: float = 60
 
 
 def _iso(t: datetime | None) -> str:
@@ -127,12 +135,17 @@ class _Company:
     # -- the company --------------------------------------------------------------------------
     def managers(self) -> list[dict]:
         s, rows = self.s, []
-        for k in range(1, s.n_managers + s.idle_agents + s.inactive_flagged + 1):
-            kind = "working" if k <= s.n_managers else ("idle" if k <= s.n_managers + s.idle_agents else "inactive")
+        n_idle, n_inactive = s.n_managers + s.idle_agents, s.n_managers + s.idle_agents + s.inactive_flagged
+        for k in range(1, n_inactive + s.departed + 1):
+            kind = ("working" if k <= s.n_managers else "idle" if k <= n_idle else "inactive" if k <= n_inactive
+                    else "departed")
             rows.append({"manager_id": f"m{k}", "name": f"{FIRST[(k - 1) % len(FIRST)]} {kind.capitalize()[:1]}{k}",
                          "email": f"m{k}@example.kz", "region": REGIONS[(k - 1) % s.n_teams % len(REGIONS)],
                          "team": f"Команда {(k - 1) % s.n_teams + 1}", "capacity": "1.0",
-                         "active": "false" if kind == "inactive" else "true", "_kind": kind})
+                         "active": "false" if kind in ("inactive", "departed") else "true", "_kind": kind})
+        if s.unassigned:
+            rows.append({"manager_id": UNASSIGNED, "name": "Не назначен", "email": "", "region": "", "team": "",
+                         "capacity": "1.0", "active": "true", "_kind": "unassigned"})
         return rows
 
     def build(self) -> dict[str, list[dict]]:
@@ -140,8 +153,13 @@ class _Company:
         mgrs = self.managers()
         working = [m["manager_id"] for m in mgrs if m["_kind"] == "working"]
         inactive = [m["manager_id"] for m in mgrs if m["_kind"] == "inactive"]
+        departed = [m["manager_id"] for m in mgrs if m["_kind"] == "departed"]
+        left_at = s.end - timedelta(days=s.departed_ago)
         weights = np.array([3.0 if m == s.overloaded else 0.2 if m == s.underloaded else 1.0 for m in working])
         weights /= weights.sum()
+        all_ids = working + departed  # who takes new deals before the departed left
+        all_w = np.r_[weights * len(working), np.ones(len(departed))]
+        all_w /= all_w.sum()
         src_names = list(s.sources)
         shares = np.array([s.sources[n] for n in src_names], dtype=float)
         if e.kind in ("source", "confound", "mix") and e.share is not None:
@@ -166,6 +184,10 @@ class _Company:
             shifted = e.kind == "mix" and e.at is not None and t0 >= e.at
             src = src_names[rng.choice(len(src_names), p=shares_after if shifted else shares)]
             mgr = working[rng.choice(len(working), p=weights)]
+            if departed and t0 < left_at:
+                mgr = all_ids[rng.choice(len(all_ids), p=all_w)]
+            if s.unassigned and rng.random() < s.unassigned:
+                mgr = UNASSIGNED
             if e.kind == "confound" and src == e.source and rng.random() < e.manager_share:
                 mgr = e.manager
             if inactive and t0 < self.start + timedelta(days=45) and self.ghost_rng.random() < 0.3:
@@ -187,7 +209,7 @@ class _Company:
                 t_next = self._after_holiday(t + wait)
                 if mgr in inactive:
                     t_next = min(t_next, self.start + timedelta(days=55))
-                if t_next > s.end:
+                if t_next > s.end or (mgr in departed and t_next > left_at):
                     break
                 if rng.random() < p:
                     k += 1
@@ -210,6 +232,10 @@ class _Company:
                             "region": region, "segment": "B2B"})
             # touches of the deal while it is open
             stop = closed or s.end
+            if mgr in departed:
+                stop = min(stop, left_at)
+            if mgr == UNASSIGNED:
+                stop = t0  # nobody calls a deal nobody owns
             ta = t0 + timedelta(hours=1)
             while ta < stop:
                 ta = self._after_holiday(ta)
@@ -269,6 +295,8 @@ class _Company:
                 assigned = t + timedelta(minutes=float(rng.uniform(2, 20)))
                 answered = assigned + timedelta(minutes=float(rng.uniform(5, 35)))
             mgr = working[rng.choice(len(working), p=weights)]
+            if s.unassigned and rng.random() < s.unassigned:
+                mgr = UNASSIGNED
             done = answered <= s.end
             rows.append({"lead_id": f"L{k + 1:05d}", "created_at": _iso(t),
                          "source": list(s.sources)[int(rng.integers(len(s.sources)))],
