@@ -1,0 +1,36 @@
+"""What the words claim must be what the numbers are (the truth audit of issue 9 on the Maven
+export and the demo): each test plants the situation a reader misread and checks the sentence."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from messages import samples, terminal
+from messages.render import insight_text, plain, render_insight
+
+ALMATY = ZoneInfo("Asia/Almaty")
+
+
+def _text(insight, lang: str, **kw) -> str:
+    r = render_insight(insight, lang, **kw)
+    text = "\n".join([plain(r.title), *(plain(b) for b in r.body), plain(r.action or ()),
+                      *(plain(d) for d in r.details)])
+    return text.replace("\u00a0", " ")  # counts keep their noun on the line with a no-break space
+
+
+def test_a_moment_is_dated_on_the_company_calendar_not_in_utc():
+    """An open at 01:54 on 15 November in Almaty is 20:54 UTC on the 14th: the manager was
+    told "most recently 14 November" for an email opened that morning."""
+    ins = samples.silent_client()
+    ins.facts["last_open_at"] = "2026-11-14T20:54:00+00:00"
+    for lang, day in (("en", "15 November"), ("ru", "15 ноября")):
+        scan_text = terminal.format_insight(ins, lang, tz=ALMATY).replace("\u00a0", " ")  # crm-pulse scan: no clock, a zone
+        assert day in scan_text, scan_text
+        json_text = insight_text(ins, lang, tz=ALMATY).replace("\u00a0", " ")
+        assert day in json_text
+        # a digest or an alert: the reader's local clock carries the zone
+        local_now = datetime(2026, 11, 18, 6, 30, tzinfo=timezone.utc).astimezone(ALMATY)
+        details = "\n".join(plain(d) for d in render_insight(ins, lang, now=local_now).details).replace("\u00a0", " ")
+        assert day in details
+    # without a zone nothing is invented: the timestamp's own date
+    assert "14 November" in terminal.format_insight(ins, "en").replace("\u00a0", " ")
