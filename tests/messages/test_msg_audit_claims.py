@@ -34,3 +34,15 @@ def test_a_moment_is_dated_on_the_company_calendar_not_in_utc():
         assert day in details
     # without a zone nothing is invented: the timestamp's own date
     assert "14 November" in terminal.format_insight(ins, "en").replace("\u00a0", " ")
+
+
+def test_silent_client_title_says_what_its_number_counts():
+    """days_silent runs from our oldest unanswered email; the client's last reply is older. "Silent
+    for 28 days" beside "last replied 17 October" (32 days before) contradicted itself."""
+    ins = samples.silent_client()
+    ins.facts.update(days_silent=28, last_reply_at="2026-10-17T06:30:00+00:00")
+    en, ru = _text(ins, "en"), _text(ins, "ru")
+    assert "has not answered your emails for 28 days but reads them" in en and "silent for" not in en
+    assert "28 дней не отвечает на ваши письма, но читает их" in ru and "молчит" not in ru
+    director = _text(ins, "ru", you=False)
+    assert "28 дней не отвечает на письма менеджера Данияра Ахметова" in director
