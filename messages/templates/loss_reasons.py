@@ -2,7 +2,22 @@
 from __future__ import annotations
 
 from detectors.insight import Insight
-from messages.render import Ctx, Words, name, template
+from messages.render import Ctx, Line, Words, name, template
+
+
+def _totals(ctx: Ctx, f: dict) -> Line:
+    """How many deals were lost in each period, how many of them name a reason, and how long
+    each period is: the periods differ in length, and the shares are of named reasons only."""
+    if f.get("recent_lost") is None or not f.get("recent_days"):  # facts of an older version
+        return ctx.t("Проигранных сделок с названной причиной: {n}, в прошлом периоде — {m}.",
+                     "{n} lost with a named reason, vs {m} in the previous period.",
+                     n=ctx.s(ctx.num(f["recent_n"]), ctx.count(f["recent_n"], "deal")), m=ctx.num(f["baseline_n"]))
+    return ctx.t("Проиграно {N} за эти {d} (причина названа у {n}), {M} за {D} до этого (у {m}).",
+                 "Lost: {N} in these {d} ({n} with a named reason), {M} in the {D} before ({m}).",
+                 N=ctx.count(f["recent_lost"], "deal"), n=ctx.num(f["recent_n"]),
+                 d=ctx.count(int(f["recent_days"]), "day", case="accs"),
+                 M=ctx.num(f["baseline_lost"]), m=ctx.num(f["baseline_n"]),
+                 D=ctx.count(int(f["baseline_days"]), "day", case="accs"))
 
 
 def shift(insight: Insight, ctx: Ctx) -> Words:
@@ -15,8 +30,8 @@ def shift(insight: Insight, ctx: Ctx) -> Words:
     body = []
     if top is not None:
         body.append(ctx.t(
-            "С {a} по {b} причина {r} — у {x} проигранных сделок, раньше было {y}.",
-            "From {a} to {b}, {r} was the reason for {x} of lost deals, up from {y}.",
+            "С {a} по {b} причина {r} — у {x} проигранных сделок с названной причиной, раньше было {y}.",
+            "From {a} to {b}, {r} was the reason for {x} of lost deals with a named reason, up from {y}.",
             a=ctx.date(f["recent_start"]), b=ctx.date(f["recent_end"]), r=reason,
             x=ctx.pct(top["recent_share"]), y=ctx.pct(top["baseline_share"])))
     others = sorted((r for r in reasons if r["reason"] != top_name),
@@ -24,8 +39,7 @@ def shift(insight: Insight, ctx: Ctx) -> Words:
     for r in others:
         body.append(ctx.t("{r}: {y} → {x}.", "{r}: {y} → {x}.", r=ctx.t("«{n}»", "“{n}”", n=name(r["reason"])),
                           x=ctx.pct(r["recent_share"]), y=ctx.pct(r["baseline_share"])))
-    body.append(ctx.t("Всего проигранных сделок: {n}, в прошлом периоде — {m}.", "{n} lost in total, vs {m} in the previous period.",
-                      n=ctx.s(ctx.num(f["recent_n"]), ctx.count(f["recent_n"], "deal")), m=ctx.num(f["baseline_n"])))
+    body.append(_totals(ctx, f))
     action = ctx.t("Разберите с командой 3–4 последние сделки, проигранные из-за {r}: что можно было сделать иначе?",
                    "Go through 3–4 recent deals lost to {r} with the team: what could have been done differently?", r=reason)
     details = [ctx.t("Периоды: раньше {p1}, сейчас {p2}.", "Periods: before {p1}, now {p2}.",
