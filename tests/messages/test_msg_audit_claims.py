@@ -46,3 +46,15 @@ def test_silent_client_title_says_what_its_number_counts():
     assert "28 дней не отвечает на ваши письма, но читает их" in ru and "молчит" not in ru
     director = _text(ins, "ru", you=False)
     assert "28 дней не отвечает на письма менеджера Данияра Ахметова" in director
+
+
+def test_open_deals_counted_as_load_are_named_with_their_window():
+    """manager_load counts only open deals touched within active_window_days; Vicki Laflamme
+    (Maven, 1 December 2017) had 136 open deals and the item said "Open deals: 42"."""
+    ins = samples.manager_load()
+    assert ins.facts["active_window_days"] == 90
+    en, ru = _text(ins, "en"), _text(ins, "ru")
+    assert "Open deals with any activity in the last 90 days: the team median is" in en
+    assert "Открытые сделки с движением за последние 90 дней: медиана команды —" in ru
+    ins.facts["active_window_days"] = 30
+    assert "in the last 30 days" in _text(ins, "en")
