@@ -58,3 +58,35 @@ def test_open_deals_counted_as_load_are_named_with_their_window():
     assert "Открытые сделки с движением за последние 90 дней: медиана команды —" in ru
     ins.facts["active_window_days"] = 30
     assert "in the last 30 days" in _text(ins, "en")
+
+
+def _win_rate_drop(source: str):
+    ins = samples.conversion_drop()
+    ins.facts.update(kind="drop", basis="created", from_stage=None, to_stage="won", to_won=True, drivers=[],
+                     horizon_days=30, horizon_source=source)
+    return ins
+
+
+def test_a_capped_horizon_is_in_the_title_and_the_cost():
+    """With the horizon at the configured maximum (most wins take longer) "17% were won" is
+    "won within 30 days": on Maven (2 October 2017) 71% of the recent deals were still open and
+    their final win rate had not fallen (46% vs 46%), yet the item said "Win rate fell" and
+    "37 deals a month that would have been won"."""
+    capped = _win_rate_drop("max")
+    en, ru = _text(capped, "en"), _text(capped, "ru")
+    assert "Win rate of new deals within 30 days fell" in en
+    assert "were won within 30 days instead of" in en
+    assert "would have been won within 30 days before" in en
+    assert "Новые сделки стали реже выигрываться в течение 30 дней" in ru
+    assert "раньше были бы выиграны в течение 30 дней" in ru
+    learned = _text(_win_rate_drop("learned"), "en")  # the usual time: "won" needs no qualifier
+    assert "Win rate of new deals fell" in learned and "within 30 days fell" not in learned
+
+
+def test_russian_stage_names_after_a_preposition_go_with_the_word_stage():
+    """"до «Переговоры»" puts a nominative after "до"; a quoted CRM name cannot be declined,
+    so "этап" takes the case: "до этапа «Переговоры»", "на этапе «КП отправлено»"."""
+    ru = _text(samples.conversion_drop(), "ru")
+    assert "дошедших до этапа «КП отправлено»" in ru and "до этапа «Переговоры» дошли" in ru
+    assert "застрявших на этапе «КП отправлено»" in ru
+    assert "до «" not in ru and "на «" not in ru
