@@ -45,15 +45,21 @@ def stage_of(ctx: Ctx, stage: object, case: str = "gent") -> Line:
 
 
 def within(ctx: Ctx, f: dict) -> Line:
-    """" within 30 days" when the horizon is a setting that cuts deals short (many take longer)
+    """" within 30 days" / " за 30 дней" when the horizon is a setting that cuts deals short (many take longer)
     or a default: "17% were won" then means won within 30 days, and on a slow pipeline most of
     the recent deals are still open (Maven, 2 October 2017: 71% open; their final win rate did
     not fall), so the title and the cost must not say "won" alone. A learned horizon covers
     most deals that convert at all and needs no qualifier."""
-    d = f.get("horizon_days")
-    if not d or f.get("horizon_source") not in ("max", "default"):
+    d = _capped(f)
+    if not d:
         return ()
-    return ctx.t(" в течение {d}", " within {d}", d=ctx.s(ctx.count(int(d), "day", case="gent"), ctx.count(int(d), "day")))
+    return ctx.t(" за {d}", " within {d}", d=ctx.count(d, "day", case="accs"))
+
+
+def _capped(f: dict) -> int:
+    """The horizon in days when the words must name it (see `within`), else 0."""
+    d = f.get("horizon_days")
+    return int(d) if d and f.get("horizon_source") in ("max", "default") else 0
 
 
 _CASES = {0: "nomn", 2: "gent", 3: "accs"}  # index into DIMENSIONS -> the Russian case of the value
@@ -140,14 +146,24 @@ def _title(ctx: Ctx, f: dict, x: Line, y: Line) -> Line:
     if kind == "mix_shift":
         return ctx.t("{W} снизилась из-за состава сделок: {x} → {y}", "{W} is lower because the deal mix changed: {x} → {y}",
                      W=_upper(ctx, what), x=x, y=y)
-    w = within(ctx, f)
+    d = _capped(f)
+    if d:  # "30-day win rate": not "the win rate fell" while most recent deals are still open
+        w = within(ctx, f)
+        days = ctx.num(d)
+        if _created(f):
+            return ctx.t("Новые сделки стали реже выигрываться{w} после создания: {x} → {y}",
+                         "{d}-day win rate of new deals fell: {x} → {y}", w=w, d=days, x=x, y=y)
+        if f.get("to_won"):
+            return ctx.t("Сделки после {a} стали реже выигрываться{w}: {x} → {y}", "{d}-day win rate after {a} fell: {x} → {y}",
+                         a=stage_of(ctx, f["from_stage"]), w=w, d=days, x=x, y=y)
+        return ctx.t("{W}{w} упала: {x} → {y}", "{d}-day {what} fell: {x} → {y}",
+                     W=_upper(ctx, what), what=what, w=w, d=days, x=x, y=y)
     if _created(f):
-        return ctx.t("Новые сделки стали реже выигрываться{w}: {x} → {y}", "Win rate of new deals{w} fell: {x} → {y}",
-                     x=x, y=y, w=w)
+        return ctx.t("Новые сделки стали реже выигрываться: {x} → {y}", "Win rate of new deals fell: {x} → {y}", x=x, y=y)
     if f.get("to_won"):
-        return ctx.t("Сделки после {a} стали реже выигрываться{w}: {x} → {y}", "Win rate{w} after {a} fell: {x} → {y}",
-                     a=stage_of(ctx, f["from_stage"]), x=x, y=y, w=w)
-    return ctx.t("{W}{w} упала: {x} → {y}", "{W}{w} fell: {x} → {y}", W=_upper(ctx, what), x=x, y=y, w=w)
+        return ctx.t("Сделки после {a} стали реже выигрываться: {x} → {y}", "Win rate after {a} fell: {x} → {y}",
+                     a=stage_of(ctx, f["from_stage"]), x=x, y=y)
+    return ctx.t("{W} упала: {x} → {y}", "{W} fell: {x} → {y}", W=_upper(ctx, what), x=x, y=y)
 
 
 def _upper(ctx: Ctx, what: Line) -> Line:

@@ -74,13 +74,18 @@ def test_a_capped_horizon_is_in_the_title_and_the_cost():
     "37 deals a month that would have been won"."""
     capped = _win_rate_drop("max")
     en, ru = _text(capped, "en"), _text(capped, "ru")
-    assert "Win rate of new deals within 30 days fell" in en
+    assert en.startswith("30-day win rate of new deals fell: 48% → 31%")
     assert "were won within 30 days instead of" in en
     assert "would have been won within 30 days before" in en
-    assert "Новые сделки стали реже выигрываться в течение 30 дней" in ru
-    assert "раньше были бы выиграны в течение 30 дней" in ru
+    assert ru.startswith("Новые сделки стали реже выигрываться за 30 дней после создания: 48% → 31%")
+    assert "выиграно за 30 дней 31% вместо 48%" in ru
+    assert "раньше были бы выиграны за 30 дней" in ru
     learned = _text(_win_rate_drop("learned"), "en")  # the usual time: "won" needs no qualifier
-    assert "Win rate of new deals fell" in learned and "within 30 days fell" not in learned
+    assert learned.startswith("Win rate of new deals fell") and "within 30 days instead" not in learned
+    pair = samples.conversion_drop()
+    pair.facts.update(horizon_days=21, horizon_source="max")
+    assert _text(pair, "en").startswith("21-day conversion “КП отправлено” → “Переговоры” fell")
+    assert _text(pair, "ru").startswith("Конверсия «КП отправлено» → «Переговоры» за 21 день упала")
 
 
 def test_russian_stage_names_after_a_preposition_go_with_the_word_stage():
