@@ -26,7 +26,9 @@ def shift(insight: Insight, ctx: Ctx) -> Words:
     top_name = f.get("top_rising") or max(reasons, key=lambda r: r["recent_share"] - r["baseline_share"])["reason"]
     top = next((r for r in reasons if r["reason"] == top_name), None)
     reason = ctx.t("«{r}»", "“{r}”", r=name(top_name))
-    title = ctx.t("Всё чаще проигрываем из-за {r}", "More deals are lost to {r}", r=reason)
+    # "из-за «Сроки поставки»" puts a nominative after "из-за"; a quoted CRM value cannot be
+    # declined, so "по причине «…»" carries the case
+    title = ctx.t("Всё чаще проигрываем по причине {r}", "More deals are lost to {r}", r=reason)
     body = []
     if top is not None:
         body.append(ctx.t(
@@ -40,7 +42,7 @@ def shift(insight: Insight, ctx: Ctx) -> Words:
         body.append(ctx.t("{r}: {y} → {x}.", "{r}: {y} → {x}.", r=ctx.t("«{n}»", "“{n}”", n=name(r["reason"])),
                           x=ctx.pct(r["recent_share"]), y=ctx.pct(r["baseline_share"])))
     body.append(_totals(ctx, f))
-    action = ctx.t("Разберите с командой 3–4 последние сделки, проигранные из-за {r}: что можно было сделать иначе?",
+    action = ctx.t("Разберите с командой 3–4 последние сделки, проигранные по причине {r}: что можно было сделать иначе?",
                    "Go through 3–4 recent deals lost to {r} with the team: what could have been done differently?", r=reason)
     details = [ctx.t("Периоды: раньше {p1}, сейчас {p2}.", "Periods: before {p1}, now {p2}.",
                      p1=ctx.period(f["baseline_start"], f["baseline_end"]), p2=ctx.period(f["recent_start"], f["recent_end"]))]

@@ -95,3 +95,11 @@ def test_russian_stage_names_after_a_preposition_go_with_the_word_stage():
     assert "дошедших до этапа «КП отправлено»" in ru and "до этапа «Переговоры» дошли" in ru
     assert "застрявших на этапе «КП отправлено»" in ru
     assert "до «" not in ru and "на «" not in ru
+
+
+def test_russian_loss_reason_after_a_preposition_goes_with_the_word_reason():
+    """"Всё чаще проигрываем из-за «Сроки поставки»": "из-за" wants a genitive the quoted value
+    cannot take; "по причине «Сроки поставки»" reads right."""
+    ru = _text(samples.loss_reasons(), "ru")
+    assert ru.startswith("Всё чаще проигрываем по причине «Дорого»")
+    assert "сделки, проигранные по причине «Дорого»" in ru and "из-за «" not in ru
