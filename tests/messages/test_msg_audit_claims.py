@@ -103,3 +103,19 @@ def test_russian_loss_reason_after_a_preposition_goes_with_the_word_reason():
     ru = _text(samples.loss_reasons(), "ru")
     assert ru.startswith("Всё чаще проигрываем по причине «Дорого»")
     assert "сделки, проигранные по причине «Дорого»" in ru and "из-за «" not in ru
+
+
+def test_the_charts_name_the_same_windows_as_the_words():
+    """The chart beside an item must not say "Open deals" or "win rate" where the words (and
+    the numbers) mean open deals with activity in 90 days and deals won within 30 days."""
+    from messages.charts import chart_figure  # noqa: PLC0415  (matplotlib: only where charts are drawn)
+
+    def titles(fig) -> list[str]:
+        return [ax.get_title(loc="left").replace("\u00a0", " ") for ax in fig.axes]
+
+    assert "Open deals (activity in 90 days)" in titles(chart_figure(samples.manager_load(), "en"))
+    assert "Открытые сделки (движение за 90 дней)" in titles(chart_figure(samples.manager_load(), "ru"))
+    capped = _win_rate_drop("max")
+    assert titles(chart_figure(capped, "en"))[0] == "Weekly 30-day win rate of new deals"
+    assert titles(chart_figure(capped, "ru"))[0] == "Доля новых сделок, выигранных за 30 дней, по неделям"
+    assert titles(chart_figure(_win_rate_drop("learned"), "en"))[0] == "Weekly win rate of new deals"
