@@ -34,6 +34,11 @@ def test_a_moment_is_dated_on_the_company_calendar_not_in_utc():
         assert day in details
     # without a zone nothing is invented: the timestamp's own date
     assert "14 November" in terminal.format_insight(ins, "en").replace("\u00a0", " ")
+    # what `crm-pulse scan` prints: the config's timezone reaches the words
+    from bot.cli import format_insights_text  # noqa: PLC0415
+
+    scan = format_insights_text([ins], "en", datetime(2026, 11, 18, 6, 30, tzinfo=timezone.utc), tz="Asia/Almaty")
+    assert "most recently 15 November" in scan.replace("\u00a0", " ")
 
 
 def test_silent_client_title_says_what_its_number_counts():
