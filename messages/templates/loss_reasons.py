@@ -12,10 +12,11 @@ def _totals(ctx: Ctx, f: dict) -> Line:
         return ctx.t("Проигранных сделок с названной причиной: {n}, в прошлом периоде — {m}.",
                      "{n} lost with a named reason, vs {m} in the previous period.",
                      n=ctx.s(ctx.num(f["recent_n"]), ctx.count(f["recent_n"], "deal")), m=ctx.num(f["baseline_n"]))
-    return ctx.t("Проиграно {N} за эти {d} (причина названа у {n}), {M} за {D} до этого (у {m}).",
-                 "Lost: {N} in these {d} ({n} with a named reason), {M} in the {D} before ({m}).",
-                 N=ctx.count(f["recent_lost"], "deal"), n=ctx.num(f["recent_n"]),
-                 d=ctx.count(int(f["recent_days"]), "day", case="accs"),
+    # Russian: "сделок проиграно: 31", not "проиграно 31 сделка" (the verb would agree with 31)
+    return ctx.t("Проигранных сделок за {d}: {N} (причина названа у {n}), за {D} до этого: {M} (у {m}).",
+                 "Lost: {N} in the {d} ({n} with a named reason), {M} in the {D} before ({m}).",
+                 N=ctx.s(ctx.num(f["recent_lost"]), ctx.count(f["recent_lost"], "deal")), n=ctx.num(f["recent_n"]),
+                 d=ctx.count(int(f["recent_days"]), "day", case="accs", before=ctx.s("последний", "last")),
                  M=ctx.num(f["baseline_lost"]), m=ctx.num(f["baseline_n"]),
                  D=ctx.count(int(f["baseline_days"]), "day", case="accs"))
 

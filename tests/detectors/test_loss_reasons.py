@@ -215,6 +215,9 @@ def test_loss_reason_totals_are_every_lost_deal_with_the_periods_lengths():
     assert (f["baseline_n"], f["baseline_lost"], f["baseline_days"]) == (130, 164, 91)
     en, ru = (insight_text(ins, lang).replace("\u00a0", " ") for lang in ("en", "ru"))
     assert "of lost deals with a named reason" in en
-    assert "Lost: 50 deals in these 28 days (40 with a named reason), 164 in the 91 days before (130)." in en
-    assert "Проиграно 50 сделок за эти 28 дней (причина названа у 40), 164 за 91 день до этого (у 130)." in ru
+    assert "Lost: 50 deals in the last 28 days (40 with a named reason), 164 in the 91 days before (130)." in en
+    assert "Проигранных сделок за последние 28 дней: 50 (причина названа у 40), за 91 день до этого: 164 (у 130)." in ru
+    # 21 days: the adjective agrees with the number ("за последний 21 день")
+    ins.facts["recent_days"] = 21
+    assert "Проигранных сделок за последний 21 день: 50" in insight_text(ins, "ru").replace("\u00a0", " ")
     assert "in total" not in en
