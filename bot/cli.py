@@ -181,7 +181,8 @@ def run_scan(args: argparse.Namespace) -> int:
     if args.format == "json":
         from messages.render import insight_text
 
-        items = [i.to_dict(text=insight_text(i, lang, now=now)) for i in outcome.insights]
+        zone = ZoneInfo(config.timezone)
+        items = [i.to_dict(text=insight_text(i, lang, now=now, tz=zone)) for i in outcome.insights]
         sys.stdout.write(json.dumps(items, ensure_ascii=False, indent=2) + "\n")
     else:
         from bot.delivery import scan_checks
@@ -217,7 +218,7 @@ def format_insights_text(insights: list, lang: str, now: datetime, *, explain: b
     ordered = sorted(insights, key=lambda i: (-i.severity_rank, i.detector))
     blocks = []
     for i in ordered:
-        block = terminal.format_insight(i, lang)
+        block = terminal.format_insight(i, lang, tz=ZoneInfo(tz) if tz else None)
         if explain:
             block += "\n" + _explain_block(i, data, lang, tz)
         blocks.append(block)

@@ -395,7 +395,9 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
         try:
             for channel, address in addresses(target, config):
                 for i, _ in due:
-                    payload = insight_payload(channel, i, lang, now, details=False, role=_role(target))
+                    # local now: the words date moments on the reader's calendar, not in UTC
+                    payload = insight_payload(channel, i, lang, now.astimezone(target_timezone(target, config)),
+                                              details=False, role=_role(target))
                     json.dumps(payload, ensure_ascii=False).encode("utf-8")
                     messages.append(OutgoingMessage(channel, address, payload,  # type: ignore[arg-type]
                                                     dedup_key=f"critical:{tid}:{i.fingerprint}:{now.isoformat()}:{channel}"))

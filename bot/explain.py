@@ -13,6 +13,7 @@ import re
 import sys
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -260,12 +261,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=["ru", "en"], help="language of the text (default: the config's)")
 
 
-def _text(insight: Insight, lang: str, now: datetime) -> str | None:
+def _text(insight: Insight, lang: str, now: datetime, tz: str) -> str | None:
     try:
         from messages.render import insight_text
     except ImportError:
         return None
-    return insight_text(insight, lang, now=now)
+    return insight_text(insight, lang, now=now, tz=ZoneInfo(tz))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -289,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         err("Fingerprints come from `crm-pulse scan --format json`; the situation may have been resolved since, "
             "or the scan moment differs (pass --now).")
         return 3
-    text = _text(insight, lang, now)
+    text = _text(insight, lang, now, config.timezone)
     if args.format == "json":
         sys.stdout.write(json.dumps(explanation_dict(insight, outcome.data, text), ensure_ascii=False, indent=2, default=str) + "\n")
     else:

@@ -396,7 +396,8 @@ class Handlers:
         if verb == "details":
             data_now = latest[0] if latest else now
             return [OutgoingMessage(inbound.channel, inbound.chat_id,
-                                    insight_payload(inbound.channel, insight, lang, data_now, details=True,
+                                    insight_payload(inbound.channel, insight, lang,
+                                                    data_now.astimezone(target_timezone(person, self.config)), details=True,
                                                     refs=self.evidence_refs(insight), role=person.role))]
         return [self.reply(inbound, t("short_help", lang, p=self._prefix(inbound)))]
 
@@ -490,7 +491,8 @@ class Handlers:
         if verb == "details":
             data_now = (self._latest() or (now, []))[0]
             own_chat = OutgoingMessage(inbound.channel, inbound.user_id, insight_payload(
-                inbound.channel, insight, lang, data_now, details=True, refs=self.evidence_refs(insight),
+                inbound.channel, insight, lang, data_now.astimezone(target_timezone(person, self.config)),
+                details=True, refs=self.evidence_refs(insight),
                 role=person.role))
             return [own_chat, self.private(inbound, t("group_details_sent", lang))]
         if verb not in ("snooze", "done"):

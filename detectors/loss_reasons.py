@@ -212,6 +212,10 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
         facts={
             "kind": "shift", **periods,
             "recent_n": int(table["recent_n"].sum()), "baseline_n": int(table["baseline_n"].sum()),
+            # every lost deal of each period (the shares above are of those with a named
+            # reason) and the periods' lengths: "209 vs 666" alone read as losses falling 3x
+            "recent_lost": lost_n, "baseline_lost": int(in_base.sum()),
+            "recent_days": spec.recent_days, "baseline_days": spec.baseline_days,
             "p_value": test.p_value, "statistic": round(test.statistic, 3), "method": SHIFT_METHOD,
             "reasons": [
                 {"reason": name, "baseline_share": round(float(r.baseline_share), 4), "recent_share": round(float(r.recent_share), 4),

@@ -106,12 +106,18 @@ def conversion_figure(insight: Insight, lang: str) -> Figure | None:
     ax.set_xticks(shown)
     ax.set_xticklabels([i18n.format_short_date(w, lang) for w in shown])
     ru = lang == "ru"
+    # a horizon the words name ("30-day win rate") is named here too: the weekly points are
+    # deals won within it, not deals won (messages.templates.conversion_drop.within)
+    capped = int(f.get("horizon_days") or 0) if f.get("horizon_source") in ("max", "default") else 0
+    ru_within = f" за {i18n.count(capped, 'day', 'ru', case='accs')}" if capped else ""
+    en_days = f"{capped}-day " if capped else ""
     if f.get("basis") == "created" or (f.get("from_stage") is None and f.get("to_won")):
-        title = "Доля выигранных новых сделок по неделям" if ru else "Weekly win rate of new deals"
+        title = (f"Доля новых сделок, выигранных{ru_within}, по неделям" if ru
+                 else f"Weekly {en_days}win rate of new deals")
     else:
         dst = ("выигрыш" if ru else "won") if f.get("to_won") else _q(lang, f.get("to_stage"))
-        title = (f"Конверсия {_q(lang, f.get('from_stage'))} → {dst} по неделям" if ru
-                 else f"Weekly conversion {_q(lang, f.get('from_stage'))} → {dst}")
+        title = (f"Конверсия {_q(lang, f.get('from_stage'))} → {dst}{ru_within} по неделям" if ru
+                 else f"Weekly {en_days}conversion {_q(lang, f.get('from_stage'))} → {dst}")
     seg = f.get("segment") if f.get("kind") == "segment_drop" else None
     if isinstance(seg, dict) and seg.get("segment") is not None:
         title += f", {_short(seg['segment'], 20)}"
@@ -191,10 +197,15 @@ def load_figure(insight: Insight, lang: str) -> Figure | None:
             ax.text(v, y, " " + i18n.number(round(v), lang), va="center", fontsize=FONT["size"] - 3)
         if k:
             ax.tick_params(labelleft=False)
+        # only deals touched within active_window_days count as load: the panel says so, as
+        # the item's words do (messages.templates.manager_load)
+        active = int(f.get("active_window_days") or 0)
         if lang == "ru":
-            title = "Новые заявки" if metric == "new_leads" else "Открытые сделки"
+            title = ("Новые заявки" if metric == "new_leads" else "Открытые сделки" +
+                     (f" (движение за {i18n.count(active, 'day', 'ru', case='accs')})" if active else ""))
         else:
-            title = "New leads" if metric == "new_leads" else "Open deals"
+            title = ("New leads" if metric == "new_leads" else "Open deals" +
+                     (f" (activity in {i18n.count(active, 'day', 'en')})" if active else ""))
         ax.set_title(title, fontdict={**FONT, "size": FONT["size"] - 1}, loc="left")
         ax.set_xlim(0, max(values + [float(hi or 0)]) * 1.18)
     team = f.get("team")

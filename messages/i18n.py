@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Literal
 
@@ -170,9 +170,13 @@ def parse_when(value: str | date | datetime) -> date | datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def day_month(value: str | date | datetime, lang: str, *, with_year: bool = False) -> str:
-    """"1 октября" / "1 October" (with the year when asked)."""
+def day_month(value: str | date | datetime, lang: str, *, with_year: bool = False, tz: tzinfo | None = None) -> str:
+    """"1 октября" / "1 October" (with the year when asked). A moment (facts hold them in UTC)
+    is dated in `tz`, the company's timezone: an email opened at 01:54 in Almaty on 15 November
+    was opened on 15 November, not on the UTC day before."""
     when = parse_when(value)
+    if isinstance(when, datetime) and tz is not None and when.tzinfo is not None:
+        when = when.astimezone(tz)
     day = when.date() if isinstance(when, datetime) else when
     return format_date(day, "d MMMM y" if with_year else "d MMMM", locale=_locale(lang))
 

@@ -12,7 +12,7 @@ import logging
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, Callable, Literal, Union
 
 from detectors.insight import Insight
@@ -141,6 +141,7 @@ class Ctx:
     lang: str
     now: datetime | None = None
     you: bool = True  # manager-facing texts say "you"; False when a director reads them
+    tz: tzinfo | None = None  # the company's timezone for dates (else that of `now`, if any)
 
     def t(self, ru: str, en: str, **values: Piece) -> Line:
         return line(ru if self.lang == "ru" else en, **values)
@@ -174,8 +175,12 @@ class Ctx:
     def money(self, amount: float, currency: str | None) -> str:
         return i18n.money(amount, currency, self.lang)
 
+    @property
+    def zone(self) -> tzinfo | None:
+        return self.tz or (self.now.tzinfo if self.now is not None else None)
+
     def date(self, value: str) -> str:
-        return i18n.day_month(value, self.lang)
+        return i18n.day_month(value, self.lang, tz=self.zone)
 
     def period(self, start: str, end: str) -> str:
         return i18n.period(start, end, self.lang)
@@ -212,14 +217,15 @@ def insight_buttons(fingerprint: str, lang: str) -> list[list[Button]]:
 
 
 def render_insight(insight: Insight, lang: str, *, now: datetime | None = None, you: bool = True,
-                   refs: dict[str, dict[str, dict[str, str]]] | None = None) -> RenderedInsight:
+                   refs: dict[str, dict[str, dict[str, str]]] | None = None,
+                   tz: tzinfo | None = None) -> RenderedInsight:
     """Insight -> neutral words in `lang`. An unknown detector, or facts a template cannot use,
     get the generic rendering from facts instead of an error: a message is better than none.
     `refs` (bot.explain.evidence_refs) lets the details name the evidence (deal titles, client
     names) instead of showing CRM ids."""
     from messages import templates  # noqa: F401  (registers every template)
 
-    ctx = Ctx(i18n.check_lang(lang), now, you)
+    ctx = Ctx(i18n.check_lang(lang), now, you, tz)
     fn = TEMPLATES.get(insight.detector)
     words: Words
     if fn is None:
@@ -239,9 +245,9 @@ def render_insight(insight: Insight, lang: str, *, now: datetime | None = None, 
     )
 
 
-def insight_text(insight: Insight, lang: str, *, now: datetime | None = None) -> str:
+def insight_text(insight: Insight, lang: str, *, now: datetime | None = None, tz: tzinfo | None = None) -> str:
     """Plain text of one insight (title, what happened, what to do): the JSON "text" field."""
-    r = render_insight(insight, lang, now=now)
+    r = render_insight(insight, lang, now=now, tz=tz)
     lines = [plain(r.title), *(plain(b) for b in r.body)]
     if r.action:
         lines.append(plain(r.action))

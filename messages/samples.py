@@ -186,6 +186,7 @@ def loss_reasons() -> Insight:
         facts={
             "kind": "shift", "recent_start": "2026-10-29", "recent_end": "2026-11-27",
             "baseline_start": "2026-07-01", "baseline_end": "2026-10-28", "recent_n": 58, "baseline_n": 214,
+            "recent_lost": 64, "baseline_lost": 231, "recent_days": 30, "baseline_days": 120,
             "p_value": 0.002, "statistic": 14.2, "method": "chi_square",
             "reasons": [
                 {"reason": "Дорого", "baseline_share": 0.22, "recent_share": 0.43, "baseline_n": 47, "recent_n": 25},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import textwrap
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from detectors.insight import Insight
 from messages.digest import Digest, DigestItem
@@ -68,8 +68,9 @@ def _block(title: str, body: list[Line], action: Line | None, lang: str) -> list
 
 
 def format_insight(insight: Insight, lang: str, *, now: datetime | None = None, details: bool = True,
-                   refs: dict | None = None, you: bool = True) -> str:
-    r = render_insight(insight, lang, now=now, refs=refs, you=you)  # you=False: a director reads about a manager's item
+                   refs: dict | None = None, you: bool = True, tz: tzinfo | None = None) -> str:
+    # you=False: a director reads about a manager's item; tz: the company's, for dates
+    r = render_insight(insight, lang, now=now, refs=refs, you=you, tz=tz)
     lines = _block(f"{SEVERITY_TAG[r.lang][r.severity]} {plain(r.title)}", r.body, r.action, r.lang)
     if details and r.details:
         lines.append("   " + ("Подробнее:" if r.lang == "ru" else "Details:"))

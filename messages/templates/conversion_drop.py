@@ -37,6 +37,31 @@ def stage_to(ctx: Ctx, f: dict) -> Line:
     return quoted(ctx, f["to_stage"])
 
 
+def stage_of(ctx: Ctx, stage: object, case: str = "gent") -> Line:
+    """A stage after a Russian preposition: "до этапа «Переговоры»", "на этапе «КП отправлено»".
+    A quoted CRM name cannot be declined, so "этап" takes the case ("до «Переговоры»" is wrong)."""
+    word = {"gent": "этапа", "loct": "этапе"}[case]
+    return ctx.t("{w} «{v}»", "“{v}”", w=word, v=name(stage))
+
+
+def within(ctx: Ctx, f: dict) -> Line:
+    """" within 30 days" / " за 30 дней" when the horizon is a setting that cuts deals short (many take longer)
+    or a default: "17% were won" then means won within 30 days, and on a slow pipeline most of
+    the recent deals are still open (Maven, 2 October 2017: 71% open; their final win rate did
+    not fall), so the title and the cost must not say "won" alone. A learned horizon covers
+    most deals that convert at all and needs no qualifier."""
+    d = _capped(f)
+    if not d:
+        return ()
+    return ctx.t(" за {d}", " within {d}", d=ctx.count(d, "day", case="accs"))
+
+
+def _capped(f: dict) -> int:
+    """The horizon in days when the words must name it (see `within`), else 0."""
+    d = f.get("horizon_days")
+    return int(d) if d and f.get("horizon_source") in ("max", "default") else 0
+
+
 _CASES = {0: "nomn", 2: "gent", 3: "accs"}  # index into DIMENSIONS -> the Russian case of the value
 
 
@@ -87,14 +112,18 @@ def _cohort_sentence(ctx: Ctx, f: dict, x: Line, y: Line, seg: dict | None = Non
         of = ctx.t(" {g} {v}", " from {d} {v}", g=forms[2], d=forms[1], v=_value(ctx, seg, "gent"))
     n = dict(a=quoted(ctx, f.get("from_stage")), b=stage_to(ctx, f), x=x, y=y, when=cohort(ctx, f),
              n=ctx.count(f["recent_n"], "deal"), m=ctx.num(f["baseline_n"]), of=of)
+    n["w"] = within(ctx, f)
+    if not _created(f):
+        n["ag"] = stage_of(ctx, f["from_stage"])
+        n["bg"] = stage_to(ctx, f) if f.get("to_won") else stage_of(ctx, f["to_stage"])
     if _created(f):
-        return ctx.t("Из сделок{of}, созданных {when}, выиграно {y} вместо {x} ({n} против {m} раньше).",
-                     "Of the deals{of} created {when}, {y} were won instead of {x} ({n} vs {m} before).", **n)
+        return ctx.t("Из сделок{of}, созданных {when}, выиграно{w} {y} вместо {x} ({n} против {m} раньше).",
+                     "Of the deals{of} created {when}, {y} were won{w} instead of {x} ({n} vs {m} before).", **n)
     if f.get("to_won"):
-        return ctx.t("Из сделок{of}, дошедших до {a} {when}, выиграно {y} вместо {x} ({n} против {m} раньше).",
-                     "Of the deals{of} that reached {a} {when}, {y} were won instead of {x} ({n} vs {m} before).", **n)
-    return ctx.t("Из сделок{of}, дошедших до {a} {when}, до {b} дошли {y} вместо {x} ({n} против {m} раньше).",
-                 "Of the deals{of} that reached {a} {when}, {y} reached {b} instead of {x} ({n} vs {m} before).", **n)
+        return ctx.t("Из сделок{of}, дошедших до {ag} {when}, выиграно{w} {y} вместо {x} ({n} против {m} раньше).",
+                     "Of the deals{of} that reached {a} {when}, {y} were won{w} instead of {x} ({n} vs {m} before).", **n)
+    return ctx.t("Из сделок{of}, дошедших до {ag} {when}, до {bg} дошли{w} {y} вместо {x} ({n} против {m} раньше).",
+                 "Of the deals{of} that reached {a} {when}, {y} reached {b}{w} instead of {x} ({n} vs {m} before).", **n)
 
 
 def _what(ctx: Ctx, f: dict) -> Line:
@@ -102,7 +131,7 @@ def _what(ctx: Ctx, f: dict) -> Line:
     if _created(f):
         return ctx.t("доля выигранных новых сделок", "the win rate of new deals")
     if f.get("to_won"):
-        return ctx.t("доля выигранных после {a}", "the win rate after {a}", a=quoted(ctx, f["from_stage"]))
+        return ctx.t("доля выигранных после {a}", "the win rate after {a}", a=stage_of(ctx, f["from_stage"]))
     return ctx.t("конверсия {a} → {b}", "conversion {a} → {b}", a=quoted(ctx, f["from_stage"]), b=stage_to(ctx, f))
 
 
@@ -117,11 +146,23 @@ def _title(ctx: Ctx, f: dict, x: Line, y: Line) -> Line:
     if kind == "mix_shift":
         return ctx.t("{W} снизилась из-за состава сделок: {x} → {y}", "{W} is lower because the deal mix changed: {x} → {y}",
                      W=_upper(ctx, what), x=x, y=y)
+    d = _capped(f)
+    if d:  # "30-day win rate": not "the win rate fell" while most recent deals are still open
+        w = within(ctx, f)
+        days = ctx.num(d)
+        if _created(f):
+            return ctx.t("Новые сделки стали реже выигрываться{w} после создания: {x} → {y}",
+                         "{d}-day win rate of new deals fell: {x} → {y}", w=w, d=days, x=x, y=y)
+        if f.get("to_won"):
+            return ctx.t("Сделки после {a} стали реже выигрываться{w}: {x} → {y}", "{d}-day win rate after {a} fell: {x} → {y}",
+                         a=stage_of(ctx, f["from_stage"]), w=w, d=days, x=x, y=y)
+        return ctx.t("{W}{w} упала: {x} → {y}", "{d}-day {what} fell: {x} → {y}",
+                     W=_upper(ctx, what), what=what, w=w, d=days, x=x, y=y)
     if _created(f):
         return ctx.t("Новые сделки стали реже выигрываться: {x} → {y}", "Win rate of new deals fell: {x} → {y}", x=x, y=y)
     if f.get("to_won"):
         return ctx.t("Сделки после {a} стали реже выигрываться: {x} → {y}", "Win rate after {a} fell: {x} → {y}",
-                     a=quoted(ctx, f["from_stage"]), x=x, y=y)
+                     a=stage_of(ctx, f["from_stage"]), x=x, y=y)
     return ctx.t("{W} упала: {x} → {y}", "{W} fell: {x} → {y}", W=_upper(ctx, what), x=x, y=y)
 
 
@@ -138,19 +179,21 @@ def _cost(ctx: Ctx, f: dict) -> Line | None:
     if not isinstance(lost, (int, float)) or lost <= 0:
         return None
     k = ctx.num(round(float(lost)))
+    w = within(ctx, f)
     if f.get("to_won"):
-        return ctx.t("Цена: примерно {k} в месяц — столько сделок раньше были бы выиграны.",
-                     "Cost: about {k} deals a month that would have been won before.", k=k)
-    return ctx.t("Цена: примерно {k} в месяц — столько сделок раньше дошли бы до {b}.",
-                 "Cost: about {k} deals a month that would have reached {b} before.", k=k, b=stage_to(ctx, f))
+        return ctx.t("Цена: примерно {k} в месяц — столько сделок раньше были бы выиграны{w}.",
+                     "Cost: about {k} deals a month that would have been won{w} before.", k=k, w=w)
+    return ctx.t("Цена: примерно {k} в месяц — столько сделок раньше дошли бы до {b}{w}.",
+                 "Cost: about {k} deals a month that would have reached {b}{w} before.", k=k, w=w,
+                 b=stage_of(ctx, f["to_stage"]))
 
 
 def _stuck(ctx: Ctx, f: dict) -> Line:
     if _created(f):
         return ctx.t("которые были проиграны", "that were lost")  # "recent deals lost recently" said it twice
-    src = quoted(ctx, f["from_stage"])
+    src = stage_of(ctx, f["from_stage"])
     return (ctx.t("проигранных после {a}", "lost after {a}", a=src) if f.get("to_won")
-            else ctx.t("застрявших на {a}", "that stopped at {a}", a=src))
+            else ctx.t("застрявших на {a}", "that stopped at {a}", a=stage_of(ctx, f["from_stage"], "loct")))
 
 
 def _dims_list(ctx: Ctx, dims: list) -> str:

@@ -2,7 +2,23 @@
 from __future__ import annotations
 
 from detectors.insight import Insight
-from messages.render import Ctx, Words, name, template
+from messages.render import Ctx, Line, Words, name, template
+
+
+def _totals(ctx: Ctx, f: dict) -> Line:
+    """How many deals were lost in each period, how many of them name a reason, and how long
+    each period is: the periods differ in length, and the shares are of named reasons only."""
+    if f.get("recent_lost") is None or not f.get("recent_days"):  # facts of an older version
+        return ctx.t("Проигранных сделок с названной причиной: {n}, в прошлом периоде — {m}.",
+                     "{n} lost with a named reason, vs {m} in the previous period.",
+                     n=ctx.s(ctx.num(f["recent_n"]), ctx.count(f["recent_n"], "deal")), m=ctx.num(f["baseline_n"]))
+    # Russian: "сделок проиграно: 31", not "проиграно 31 сделка" (the verb would agree with 31)
+    return ctx.t("Проигранных сделок за {d}: {N} (причина названа у {n}), за {D} до этого: {M} (у {m}).",
+                 "Lost: {N} in the {d} ({n} with a named reason), {M} in the {D} before ({m}).",
+                 N=ctx.s(ctx.num(f["recent_lost"]), ctx.count(f["recent_lost"], "deal")), n=ctx.num(f["recent_n"]),
+                 d=ctx.count(int(f["recent_days"]), "day", case="accs", before=ctx.s("последний", "last")),
+                 M=ctx.num(f["baseline_lost"]), m=ctx.num(f["baseline_n"]),
+                 D=ctx.count(int(f["baseline_days"]), "day", case="accs"))
 
 
 def shift(insight: Insight, ctx: Ctx) -> Words:
@@ -11,12 +27,14 @@ def shift(insight: Insight, ctx: Ctx) -> Words:
     top_name = f.get("top_rising") or max(reasons, key=lambda r: r["recent_share"] - r["baseline_share"])["reason"]
     top = next((r for r in reasons if r["reason"] == top_name), None)
     reason = ctx.t("«{r}»", "“{r}”", r=name(top_name))
-    title = ctx.t("Всё чаще проигрываем из-за {r}", "More deals are lost to {r}", r=reason)
+    # "из-за «Сроки поставки»" puts a nominative after "из-за"; a quoted CRM value cannot be
+    # declined, so "по причине «…»" carries the case
+    title = ctx.t("Всё чаще проигрываем по причине {r}", "More deals are lost to {r}", r=reason)
     body = []
     if top is not None:
         body.append(ctx.t(
-            "С {a} по {b} причина {r} — у {x} проигранных сделок, раньше было {y}.",
-            "From {a} to {b}, {r} was the reason for {x} of lost deals, up from {y}.",
+            "С {a} по {b} причина {r} — у {x} проигранных сделок с названной причиной, раньше было {y}.",
+            "From {a} to {b}, {r} was the reason for {x} of lost deals with a named reason, up from {y}.",
             a=ctx.date(f["recent_start"]), b=ctx.date(f["recent_end"]), r=reason,
             x=ctx.pct(top["recent_share"]), y=ctx.pct(top["baseline_share"])))
     others = sorted((r for r in reasons if r["reason"] != top_name),
@@ -24,9 +42,8 @@ def shift(insight: Insight, ctx: Ctx) -> Words:
     for r in others:
         body.append(ctx.t("{r}: {y} → {x}.", "{r}: {y} → {x}.", r=ctx.t("«{n}»", "“{n}”", n=name(r["reason"])),
                           x=ctx.pct(r["recent_share"]), y=ctx.pct(r["baseline_share"])))
-    body.append(ctx.t("Всего проигранных сделок: {n}, в прошлом периоде — {m}.", "{n} lost in total, vs {m} in the previous period.",
-                      n=ctx.s(ctx.num(f["recent_n"]), ctx.count(f["recent_n"], "deal")), m=ctx.num(f["baseline_n"])))
-    action = ctx.t("Разберите с командой 3–4 последние сделки, проигранные из-за {r}: что можно было сделать иначе?",
+    body.append(_totals(ctx, f))
+    action = ctx.t("Разберите с командой 3–4 последние сделки, проигранные по причине {r}: что можно было сделать иначе?",
                    "Go through 3–4 recent deals lost to {r} with the team: what could have been done differently?", r=reason)
     details = [ctx.t("Периоды: раньше {p1}, сейчас {p2}.", "Periods: before {p1}, now {p2}.",
                      p1=ctx.period(f["baseline_start"], f["baseline_end"]), p2=ctx.period(f["recent_start"], f["recent_end"]))]

@@ -45,9 +45,16 @@ def _joined(lines: list[Line], sep: str = ", ") -> Line:
     return out
 
 
-def _metric_lines(ctx: Ctx, metric: str, m: dict, over: list[dict], under: list[dict]) -> list[Line]:
+def _metric_lines(ctx: Ctx, metric: str, m: dict, over: list[dict], under: list[dict],
+                  active_days: int = 0) -> list[Line]:
     median = ctx.num(readable(float(m["team_median"])))
-    if metric == "new_leads":
+    if metric == "open_deals" and active_days:
+        # Only deals with a touch in the window count as load (detectors.manager_load): say so,
+        # or a director who counts a manager's open deals in the CRM finds 136 where we said 42.
+        head = ctx.t("Открытые сделки с движением за {d}: медиана команды — {med} на полную ставку.",
+                     "Open deals with any activity in the {d}: the team median is {med} per full-time person.",
+                     d=ctx.count(active_days, "day", case="accs", before=ctx.s("последний", "last")), med=median)
+    elif metric == "new_leads":
         head = ctx.t("Новые заявки за {d}: медиана команды — {med} на полную ставку.",
                      "New leads in the {d}: the team median is {med} per full-time person.",
                      d=ctx.count(int(m.get("window_days") or 0), "day", case="accs", before=ctx.s("последний", "last")),
@@ -101,7 +108,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         over = [r for r in f.get("over") or [] if r["metric"] == metric]
         under = [r for r in f.get("under") or [] if r["metric"] == metric]
         if (over or under) and metric in metrics:
-            body += _metric_lines(ctx, metric, metrics[metric], over, under)
+            body += _metric_lines(ctx, metric, metrics[metric], over, under, int(f.get("active_window_days") or 0))
     persist = int(f.get("persist_days") or 0)
     window = int(f.get("outside_band_days_before") or 0)
     if persist and window > persist:

@@ -8,18 +8,22 @@ from messages.render import Ctx, Words, name, template
 @template("silent_client")
 def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
+    # days_silent counts from our oldest unanswered email, not from the client's last reply
+    # (which the body dates): "silent for 28 days" beside "last replied 17 October" (32 days
+    # ago) contradicted itself, so the title says what the number measures.
     client, days = name(f["client_name"]), ctx.count(f["days_silent"], "day")
     if ctx.you:
-        title = ctx.t("{c} молчит {d}, но читает ваши письма", "{c} has been silent for {d} but reads your emails", c=client, d=days)
+        title = ctx.t("{c} {d} не отвечает на ваши письма, но читает их", "{c} has not answered your emails for {d} but reads them",
+                      c=client, d=days)
     else:
         who = f.get("manager_name") or f.get("manager_id")
         whose = ctx.person(who, "gent")
         if whose is not None:
-            title = ctx.t("{c} молчит {d}, но читает письма менеджера {m}", "{c} has been silent for {d} but reads {m}'s emails",
-                          c=client, d=days, m=whose)
+            title = ctx.t("{c} {d} не отвечает на письма менеджера {m}, но читает их",
+                          "{c} has not answered {m}'s emails for {d} but reads them", c=client, d=days, m=whose)
         else:  # a name we cannot decline is shown in a construction that needs no case
-            title = ctx.t("{c} молчит {d}, но читает письма (менеджер: {m})", "{c} has been silent for {d} but reads {m}'s emails",
-                          c=client, d=days, m=name(who))
+            title = ctx.t("{c} {d} не отвечает на письма, но читает их (менеджер: {m})",
+                          "{c} has not answered {m}'s emails for {d} but reads them", c=client, d=days, m=name(who))
     if f.get("last_reply_at"):
         replied = ctx.t("Последний ответ клиента — {w}", "The client last replied {w}", w=ctx.when(f["last_reply_at"]))
     else:

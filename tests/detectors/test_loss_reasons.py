@@ -12,6 +12,7 @@ from hypothesis import given, settings, strategies as hs
 
 from _builders_a import MANAGERS, NOW, day, make_data
 from detectors.loss_reasons import LossReasonsSpec, detect
+from messages.render import insight_text
 
 SPEC = LossReasonsSpec()
 
@@ -193,3 +194,30 @@ def test_planted_shift_found_in_a_daily_replay_within_weeks():
                       if any(i.facts.get("top_rising") == "Сроки поставки" for i in detect_at(state, NOW - timedelta(days=n)))), None)
         delays.append(first)
     assert all(d is not None and d <= 30 for d in delays), delays
+
+
+def test_loss_reason_totals_are_every_lost_deal_with_the_periods_lengths():
+    """Shares are of lost deals that name a reason; the totals said "209 lost in total, vs 666"
+    where 239 were lost, and over 28 against 91 days (a director read: losses fell threefold)."""
+    deals = []
+    # steady losses, 2 a day in both periods; named reasons shift towards "timing"; 1 in 5 unnamed
+    for label, lo, hi, mix in (("r", 1, 27, {"timing": 30, "price": 10, "Другое": 6, None: 4}),
+                               ("b", 30, 118, {"timing": 30, "price": 100, "Другое": 20, None: 14})):
+        rows = [reason for reason, n in mix.items() for _ in range(n)]
+        for j, reason in enumerate(rows):
+            age = lo + (hi - lo) * j / len(rows)
+            deals.append({"deal_id": f"{label}{j:04d}", "manager_id": "m1", "stage": "new", "status": "lost",
+                          "created_at": day(age + 20), "closed_at": day(age), "loss_reason": reason})
+    data = make_data(managers=MANAGERS, deals=deals)
+    [ins] = detect(data, SPEC, NOW)
+    f = ins.facts
+    assert (f["recent_n"], f["recent_lost"], f["recent_days"]) == (40, 50, 28)
+    assert (f["baseline_n"], f["baseline_lost"], f["baseline_days"]) == (130, 164, 91)
+    en, ru = (insight_text(ins, lang).replace("\u00a0", " ") for lang in ("en", "ru"))
+    assert "of lost deals with a named reason" in en
+    assert "Lost: 50 deals in the last 28 days (40 with a named reason), 164 in the 91 days before (130)." in en
+    assert "Проигранных сделок за последние 28 дней: 50 (причина названа у 40), за 91 день до этого: 164 (у 130)." in ru
+    # 21 days: the adjective agrees with the number ("за последний 21 день")
+    ins.facts["recent_days"] = 21
+    assert "Проигранных сделок за последний 21 день: 50" in insight_text(ins, "ru").replace("\u00a0", " ")
+    assert "in total" not in en

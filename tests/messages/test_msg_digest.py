@@ -195,7 +195,7 @@ def test_right_to_left_crm_text_is_isolated_so_it_cannot_flip_our_words():
     insight = samples.silent_client()
     insight.facts["client_name"] = "שלום \u202eевил"
     text = insight_text(insight, "en", now=NOW)
-    assert "\u2068שלום \u202eевил\u2069 has been silent" in text
+    assert "\u2068שלום \u202eевил\u2069 has not answered" in text
 
 
 def test_a_directors_digest_speaks_about_managers_not_to_them():

@@ -122,7 +122,7 @@ CORPUS = [
     ("abandoned: дольше, чем N рабочих дней",
      lambda n: words_of(_with(samples.stalled_abandoned(), abandon_after_days=n)), "дольше, чем {n} {w}.", WORKING_DAY),
     # silent_client
-    ("silent: молчит N дней", lambda n: words_of(_with(samples.silent_client(), days_silent=n)), "молчит {n} {w}, но", DAY),
+    ("silent: N дней не отвечает", lambda n: words_of(_with(samples.silent_client(), days_silent=n)), "{n} {w} не отвечает на", DAY),
     ("silent: без ответа N писем", lambda n: words_of(_with(samples.silent_client(), unanswered_emails=n)),
      "без ответа {n} {w}.", "письмо | письма | писем | писем | письмо | письма | писем"),
     ("silent: открывали N раз", lambda n: words_of(_with(samples.silent_client(), human_opens=n)),
@@ -250,9 +250,9 @@ NAME_CORPUS = [
     # (case id, render(name) -> text, phrase with the declined name {gen}/{acc}, phrase for a name we cannot decline {nom})
     ("lead_sla: ждёт ответа менеджера X", lambda m: words_of(_with(samples.lead_sla(), manager_name=m), you=False),
      "Заявка ждёт ответа менеджера {gen} уже 6,5 рабочего часа", "Заявка ждёт ответа уже 6,5 рабочего часа (менеджер: {nom})"),
-    ("silent_client: читает письма менеджера X",
+    ("silent_client: не отвечает на письма менеджера X",
      lambda m: words_of(_with(samples.silent_client(), manager_name=m), you=False),
-     "но читает письма менеджера {gen}", "но читает письма (менеджер: {nom})"),
+     "не отвечает на письма менеджера {gen}, но читает их", "не отвечает на письма, но читает их (менеджер: {nom})"),
     ("stalled_deal: сделка менеджера X", lambda m: words_of(_stalled(m), you=False),
      "Сделка «Поставка арматуры А500С, 40 т» менеджера {gen} стоит 23 рабочих дня",
      "Сделка «Поставка арматуры А500С, 40 т» стоит 23 рабочих дня на этапе «Переговоры»\nМенеджер: {nom}; клиент"),
