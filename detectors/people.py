@@ -31,19 +31,30 @@ PERSON_WORK: dict[str, tuple[str, ...]] = {
     "emails": WORK_COLUMNS["emails"],
 }
 
+# Contact with clients: a call, meeting or task done, an email sent. A CRM's catch-all user
+# ("Не назначен") is given deals every day, and their deals move and close, yet nobody ever
+# calls about one: in a company that records contacts, an owner with none, by them or on their
+# deals, is not working their deals.
+CONTACT_WORK: dict[str, tuple[str, ...]] = {
+    "activities": WORK_COLUMNS["activities"],
+    "emails": WORK_COLUMNS["emails"],
+}
 
-def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(row in `ids`, seconds since the epoch) of every dated thing a manager did (PERSON_WORK):
-    deal created or closed, lead created/assigned/answered, activity done, email sent.
-    `deal_owner`: each deal's row in `ids` when already known."""
+
+def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None,
+                columns: dict[str, tuple[str, ...]] = PERSON_WORK, by_deal: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(row in `ids`, seconds since the epoch) of every dated thing a manager did (`columns`,
+    PERSON_WORK: deal created or closed, lead created/assigned/answered, activity done, email
+    sent). `deal_owner`: each deal's row in `ids` when already known. `by_deal`: an activity or
+    email on a known deal is its owner's (whoever made the call, the deal was worked)."""
     deals = data.deals
     if deal_owner is None:
         deal_owner = positions(deals["manager_id"], ids)
     owner_rows: dict[str, np.ndarray | None] = {"deals": deal_owner}
     owners, times = [], []
-    for table, frame, col, mask in event_columns(data, PERSON_WORK, outgoing_only=True):
+    for table, frame, col, mask in event_columns(data, columns, outgoing_only=True):
         if table not in owner_rows:
-            owner_rows[table] = _owners(data, table, frame, ids, deal_owner)
+            owner_rows[table] = _owners(data, table, frame, ids, deal_owner, by_deal)
         rows = owner_rows[table]
         if rows is None:
             continue
@@ -58,16 +69,22 @@ def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = N
     return np.concatenate(owners).astype(np.int64), np.concatenate(times).astype(np.int64)
 
 
-def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal_owner: np.ndarray) -> np.ndarray | None:
+def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal_owner: np.ndarray,
+            by_deal: bool = False) -> np.ndarray | None:
     """Each row's manager (row in `ids`, -1: none) in a table of PERSON_WORK, None when the
-    table names none; an activity without a manager is its deal owner's."""
-    if table != "activities":
-        return positions(frame["manager_id"], ids) if data.has_column(table, "manager_id") else None
-    rows = positions(frame["manager_id"], ids)
-    blank = np.flatnonzero(frame["manager_id"].isna().to_numpy())
-    if len(blank) and data.has_column("activities", "deal_id"):
-        at = positions(frame["deal_id"].iloc[blank], data.deals["deal_id"])
-        rows[blank] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
+    table names none; an activity without a manager is its deal owner's (`by_deal`: every
+    activity or email on a known deal is)."""
+    named = data.has_column(table, "manager_id")
+    if not (table == "activities" or by_deal and table == "emails"):
+        return positions(frame["manager_id"], ids) if named else None
+    rows = positions(frame["manager_id"], ids) if "manager_id" in frame.columns else np.full(len(frame), -1, dtype=np.int64)
+    if not data.has_column(table, "deal_id"):
+        return rows if named else None
+    blank = frame["manager_id"].isna().to_numpy() if "manager_id" in frame.columns else np.ones(len(frame), dtype=bool)
+    pick = np.arange(len(frame)) if by_deal else np.flatnonzero(blank)
+    if len(pick):
+        at = positions(frame["deal_id"].iloc[pick], data.deals["deal_id"])
+        rows[pick] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], rows[pick])
     return rows
 
 
@@ -91,11 +108,22 @@ def sorted_keys(owner: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, int]:
 def last_work(data: CrmData, ids: pd.Series, now_ns: int) -> np.ndarray:
     """Each manager's (of `ids`) latest dated work at or before `now_ns`, in seconds since the
     epoch (-1: none): one scan's answer without sorting every event."""
-    owner, sec = work_events(data, ids)
-    out = np.full(len(ids), -1, dtype=np.int64)
+    return latest(*work_events(data, ids), len(ids), now_ns)
+
+
+def latest(owner: np.ndarray, sec: np.ndarray, n: int, now_ns: int) -> np.ndarray:
+    """Each of `n` owners' latest second at or before `now_ns` (-1: none)."""
+    out = np.full(n, -1, dtype=np.int64)
     ok = sec <= now_ns // _NS_PER_S
     np.maximum.at(out, owner[ok], sec[ok])
     return out
+
+
+def work_and_contact(data: CrmData, ids: pd.Series) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(owner, seconds) of every dated work (PERSON_WORK), and of every contact with a client
+    (CONTACT_WORK) made by the owner or on their deals by anyone."""
+    deal_owner = positions(data.deals["manager_id"], ids)
+    return work_events(data, ids, deal_owner), work_events(data, ids, deal_owner, CONTACT_WORK, by_deal=True)
 
 
 def recently_active(keys: np.ndarray, t0: int, n: int, now_ns: int, window_days: int) -> np.ndarray:

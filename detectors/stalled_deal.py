@@ -31,7 +31,10 @@ asks to close or update them (to the manager only, never escalated). The stalled
 manager the managers file marks inactive (active = false) are one item for the director to
 hand over instead: the person who left is never told, and the deals are not lost from view.
 So are those of a manager with no deal, lead, activity or email in `active_window_days` (an
-export without the `active` column: a person who left keeps their deals there too).
+export without the `active` column: a person who left keeps their deals there too), and those
+of an owner who is given deals but records no call, task or email in that window while most
+working people record theirs (a CRM's catch-all user: per deal, its flood went to nobody who
+works them).
 
 The deal's state is taken as of `now` (open then, stage then), so backtest replays history
 honestly: a deal won last month was still open, and maybe stalled, two months ago.
@@ -40,6 +43,7 @@ Split into `prepare` (factorise ids, sort events per deal once, build the stays)
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -53,7 +57,7 @@ from crm.normalize import last_touch_column
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
-from detectors.people import last_work, recently_active, work_keys
+from detectors.people import latest, recently_active, sorted_keys, work_and_contact
 from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
@@ -78,6 +82,9 @@ class StalledDealSpec(DetectorSpec):
     escalate_after_days: int = Field(15, ge=1, description="idle working days after which the director is told too")
     abandon_factor: float = Field(4.0, gt=1, description="idle beyond this many times the limit: looks abandoned")
     abandon_after_days: int = Field(60, ge=1, description="idle beyond this many working days: looks abandoned")
+    no_contact_min_deals: int = Field(10, ge=1, description=(
+        "an owner given deals but with no call, task or email in the active window (while most working people "
+        "record theirs) and at least this many stalled deals: one item for the director (a catch-all CRM user)"))
     # The company calendar, shared with lead_sla: filled by bot/config.py from [calendar] and the
     # config's timezone (not a [detectors.stalled_deal] key); excluded from dumps.
     calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
@@ -252,6 +259,11 @@ class StalledDealState:
     work_keys: np.ndarray | None = None  # a replay: every day answered by searchsorted
     work_t0: int = 0
     work_now: tuple[int, np.ndarray] | None = None  # one scan: (now ns, last work in s per person)
+    # the same for contacts with clients alone (detectors.people.CONTACT_WORK): an owner nobody
+    # calls for (a CRM's catch-all user) is not working their deals
+    contact_keys: np.ndarray | None = None
+    contact_t0: int = 0
+    contact_now: np.ndarray | None = None  # one scan: last contact in s per person
     # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -404,31 +416,43 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
 
 
 def _work(data: CrmData, now_ns: int | None) -> dict[str, Any]:
-    """The managers and their dated work (deals created or closed, leads, activities done,
-    emails sent) as detectors.people reads it: for a replay the sorted keys, for one scan
-    (`now_ns`) each one's latest work by then (no sort of every event)."""
+    """The managers, their dated work (deals created or closed, leads, activities done, emails
+    sent) as detectors.people reads it, and their contacts with clients alone: for a replay the
+    sorted keys, for one scan (`now_ns`) each one's latest by then (no sort of every event)."""
     people = data.managers["manager_id"].astype("str").reset_index(drop=True)
+    work, contact = work_and_contact(data, people)
     if now_ns is not None:
-        return {"people": people, "work_now": (now_ns, last_work(data, people, now_ns))}
-    keys, t0 = work_keys(data, people)
-    return {"people": people, "work_keys": keys, "work_t0": t0}
+        return {"people": people, "work_now": (now_ns, latest(*work, len(people), now_ns)),
+                "contact_now": latest(*contact, len(people), now_ns)}
+    keys, t0 = sorted_keys(*work)
+    contact_keys, contact_t0 = sorted_keys(*contact)
+    return {"people": people, "work_keys": keys, "work_t0": t0, "contact_keys": contact_keys, "contact_t0": contact_t0}
 
 
-def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozenset[str]]:
-    """(marked inactive, no recorded work in active_window_days before `now`) manager_ids."""
-    idle: frozenset[str] = frozenset()
+def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(marked inactive, no recorded work, working but no contact with a client) manager_ids,
+    over active_window_days before `now`. No contact counts only where at least half of the
+    working people record theirs: a company that logs no calls says nothing about anyone."""
+    none: frozenset[str] = frozenset()
     window = state.spec.active_window_days
     if state.people is None or not len(state.people):
-        return state.inactive, idle
+        return state.inactive, none, none
+    since = now_ns // 10**9 - window * 86_400
     if state.work_now is not None and state.work_now[0] == now_ns:
-        last = state.work_now[1]
-        live = (last >= 0) & (last > now_ns // 10**9 - window * 86_400)
-    elif state.work_keys is not None:
-        live = recently_active(state.work_keys, state.work_t0, len(state.people), now_ns, window)
+        last, contact = state.work_now[1], state.contact_now
+        live = (last >= 0) & (last > since)
+        talked = (contact >= 0) & (contact > since)  # type: ignore[operator]
+    elif state.work_keys is not None and state.contact_keys is not None:
+        n = len(state.people)
+        live = recently_active(state.work_keys, state.work_t0, n, now_ns, window)
+        talked = recently_active(state.contact_keys, state.contact_t0, n, now_ns, window)
     else:  # prepared for one scan, asked about another day: read the work again
-        return state.inactive, idle
+        return state.inactive, none, none
     idle = frozenset(state.people[~live].tolist()) - state.inactive
-    return state.inactive, idle
+    silent = none
+    if 2 * int((talked & live).sum()) >= int(live.sum()):
+        silent = frozenset(state.people[live & ~talked].tolist()) - state.inactive
+    return state.inactive, idle, silent
 
 
 def _inactive(managers: pd.DataFrame) -> frozenset[str]:
@@ -591,8 +615,11 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     out: list[Insight] = []
     gone: dict[str, list[dict[str, Any]]] = {}
     left: dict[str, list[dict[str, Any]]] = {}  # stalled deals of managers inactive or idle
-    marked, idle = _gone(state, now_ns)
-    gone_people = marked | idle
+    marked, workless, silent = _gone(state, now_ns)
+    if silent:  # a silent owner is the director's only with a flood of stalled deals
+        per_owner = Counter(state.static[i]["manager_id"] for i in stalled.tolist())
+        silent = frozenset(m for m in silent if per_owner[m] >= spec.no_contact_min_deals)
+    gone_people = marked | workless | silent
     stage_facts: dict[int, dict[str, Any]] = {}  # the limit's facts, once per stage
     for j, (i, stage_i, idle, touch_ns) in enumerate(zip(
             stalled.tolist(), stage[local].tolist(), s_idle.tolist(), last_touch[local].tolist())):
@@ -611,7 +638,8 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     out.sort(key=lambda x: (x.facts["manager_id"] or "", -x.facts["days_idle"], x.subject["deal_id"]))
     out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence) for manager_id, deals in sorted(gone.items())]
     out += [_abandoned(state, manager_id, deals, with_evidence=with_evidence,
-                       left="inactive" if manager_id in marked else "idle" if manager_id in gone_people else "unknown")
+                       left="inactive" if manager_id in marked else "idle" if manager_id in workless
+                       else "no_contact" if manager_id in silent else "unknown")
             for manager_id, deals in sorted(left.items())]
     return out
 
@@ -703,7 +731,8 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
     """One hygiene item for a manager's deals idle far beyond their limits: the oldest named.
 
     `left`: "inactive" (the managers file says so), "idle" (no deal, lead, activity or email
-    of theirs in active_window_days) or "unknown" (not in the managers table): the item lists all their stalled deals and goes to the
+    of theirs in active_window_days), "no_contact" (deals given, but no activity or email of
+    theirs in the window) or "unknown" (not in the managers table): the item lists all their stalled deals and goes to the
     director, who hands them over (the person who left is never the one told)."""
     deals = sorted(deals, key=lambda x: (-x["days_idle"], state.static[x["row"]]["deal_id"]))
     spec = state.spec
@@ -717,7 +746,9 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
     facts = {
         "kind": "abandoned",
         "owner_inactive": bool(left),
-        "owner_gone": left,  # "inactive" (marked) | "idle" (no recorded work) | "unknown" (not in managers) | None
+        # "inactive" (marked) | "idle" (no recorded work) | "no_contact" (work, but no call, task or
+        # email in the window) | "unknown" (not in managers) | None
+        "owner_gone": left,
         "active_window_days": spec.active_window_days,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id),

@@ -158,6 +158,14 @@ def _left_behind_words(f: dict, n: int, ctx: Ctx) -> Words:
                       "This manager has had no deal, task or email in {d}, and their open deals have been idle "
                       "longer than their stages' limits: they seem to have left.",
                       d=ctx.count(int(f.get("active_window_days") or 90), "day", case="accs", before="последний"))]
+    elif f.get("owner_gone") == "no_contact":
+        title = ctx.t("Сделки, по которым {m} не ведёт контактов, стоят без движения: {n}",
+                      "Stalled deals of {m}, who records no contact with clients: {n}", m=who, n=ctx.num(n))
+        body = [ctx.t("Сделки на {m} заводятся, но за {d} по ним нет ни звонка, ни встречи, ни письма: похоже, это "
+                      "общий пользователь CRM, и эти сделки никто не ведёт.",
+                      "Deals are given to {m}, but no call, meeting or email of theirs is recorded in {d}: it looks "
+                      "like a shared CRM user, and nobody works these deals.",
+                      m=who, d=ctx.count(int(f.get("active_window_days") or 90), "day", case="accs", before="последний"))]
     else:
         title = ctx.t("Сделки неактивного менеджера ({m}) стоят без движения: {n}",
                       "Stalled deals of an inactive manager ({m}): {n}", m=who, n=ctx.num(n))

@@ -283,6 +283,37 @@ def test_stalled_deals_of_a_manager_marked_inactive_go_to_the_director_in_one_it
     assert all(i.audience.role == "manager" for i in out)
 
 
+def test_a_catch_all_owner_nobody_calls_for_is_one_director_item_not_a_flood():
+    """A CRM's catch-all user ("Не назначен") is given deals every day and does nothing itself:
+    with 12 stalled deals and no call, task or email by it or on its deals (while the working
+    managers record theirs), its deals are one director item, not twelve items to nobody."""
+    managers = [{"manager_id": "m1", "name": "Асель Нурланова"}, {"manager_id": "m2", "name": "Олжас Серикбаев"},
+                {"manager_id": "u", "name": "Не назначен"}]
+
+    def company(n_catch_all: int, calls_on_catch_all: bool = False, calls: bool = True):
+        deals = [deal("d1", manager_id="m1"), deal("d2", manager_id="m2")]
+        deals += [deal(f"u{k}", manager_id="u", created=ago(20)) for k in range(n_catch_all)]
+        history = [h(d["deal_id"], "Квалификация", 15) for d in deals]
+        acts = [dict(act("a1", "call", deal_id="d1", done=12)), dict(act("a2", "call", deal_id="d2", done=12), manager_id="m2")]
+        if calls_on_catch_all:  # m2 works the catch-all's deals without taking them over
+            acts.append(dict(act("a3", "call", deal_id="u0", done=9), manager_id="m2"))
+        return crm(managers=managers, deals=deals, stage_history=history, activities=acts if calls else None)
+
+    out = detect(company(12), SPEC, NOW)
+    assert [(i.audience.role, i.audience.manager_id) for i in out] == [
+        ("manager", "m1"), ("manager", "m2"), ("director", None)]
+    left = out[-1]
+    assert left.facts["owner_gone"] == "no_contact" and left.facts["deals"] == 12
+    from messages.render import insight_text
+    ru, en = insight_text(left, "ru", now=NOW), insight_text(left, "en", now=NOW)
+    assert "не ведёт контактов" in ru and "никто не ведёт" in ru, ru
+    assert "records no contact" in en and "nobody works these deals" in en, en
+    # a few stalled deals, calls on its deals by a colleague, or a company that logs no calls:
+    # nothing says nobody works them, so they stay items of their own
+    for data in (company(9), company(12, calls_on_catch_all=True), company(12, calls=False)):
+        assert [i for i in detect(data, SPEC, NOW) if i.audience.role == "director"] == []
+
+
 @pytest.mark.parametrize("unread, named", [
     (("Теги", "Дата изменения", "Кем создана"), "Дата изменения"),  # amoCRM, Bitrix24
     (("Last Modified Date", "Last Activity Date"), "Last Activity Date"),  # HubSpot: activity beats any edit
