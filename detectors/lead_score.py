@@ -69,7 +69,7 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
         return []
     created = pd.to_datetime(leads["created_at"], utc=True)
     fresh = ((created <= now_ts) & (created > now_ts - pd.Timedelta(days=spec.lookback_days))).to_numpy()
-    new = leads[fresh & (outcomes(leads, spec.converted_statuses, spec.not_converted_statuses) < 0)]
+    new = leads[fresh & (outcomes(leads, spec.converted_statuses, spec.not_converted_statuses) == -1)]  # no outcome yet, and a lead
     if new.empty:
         return []
     x = lead_features(new)

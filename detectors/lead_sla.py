@@ -14,7 +14,10 @@ since then, whoever was assigned. What we report, and why:
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
 assignment time (the CRM assigned it automatically). Leads whose status is in
 `ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
-somebody clearly worked on it) are skipped.
+somebody clearly worked on it) are skipped, and so are the CRMs' own words for "no lead" and
+"someone worked on it" (crm.lead_words: a HubSpot `subscriber`, a `customer`, Bitrix24's
+«Обработан»), whatever the lists say: a contacts export made every ownerless subscriber and
+customer an "unassigned lead". Statuses compare ignoring case, spaces, `_` and `-`.
 
 An absent column is never read as "not done yet" (NEEDS): without `first_response_at` nobody
 can tell an answered lead from a waiting one, so "unanswered" is not checked; without
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from crm import lead_words
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
@@ -99,9 +103,9 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     assigned = to_ns(leads["assigned_at"])
     has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
-    ignore = {s.casefold() for s in [*spec.ignore_statuses, *spec.handled_statuses]}
-    status = leads["status"].astype("str")  # one vectorised casefold, not one Python call per lead
-    ignored = np.asarray(status.str.strip().str.casefold().isin(ignore) & status.notna(), dtype=bool)
+    ignore = lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD | lead_words.ANSWERED
+    ignore.discard("")
+    ignored = np.asarray(lead_words.status_keys(leads["status"]).isin(ignore), dtype=bool)
     return LeadSlaState(
         spec=spec, calendar=cal, created=created,
         columns={c: leads[c] for c in ("lead_id", "source", "region", "manager_id")},
