@@ -283,6 +283,29 @@ def test_bitrix24_leads_list_says_which_column_would_enable_the_answer_check(tmp
     assert truth["waiting"] and not lead_alerts(items), lead_alerts(items)
 
 
+def test_a_changed_date_mapped_as_the_first_answer_is_called_out(tmp_path):
+    """An admin who fills the gap with «Дата изменения» (it changes on any edit, and on a Bitrix24
+    lead it is set at creation): every lead nobody answered looked answered, and nothing said so.
+    check-config and scan now warn, naming the column and what to do instead."""
+    x = LeadExport("bitrix24", spec(4), unaccepted=3)
+    config, truth = exported(tmp_path, x, extra='first_response_at = "Дата изменения"\n')
+    friday = END + timedelta(hours=1)
+    rc, out, err = run_cli("check-config", str(config), "--now", friday.isoformat())
+    assert rc == 0, out + err
+    line = next((ln for ln in (out + err).splitlines() if "'Дата изменения' is read as leads.first_response_at" in ln), "")
+    assert "not when the first answer to the client" in line and "leave first_response_at unmapped" in line, out + err
+    _, err = scan(config, friday)
+    assert "'Дата изменения' is read as leads.first_response_at" in err, err
+    # a first-answer column by its own name raises no such warning
+    plain, _ = exported(tmp_path / "plain", x, extra='first_response_at = "Дата изменения"\n')
+    text = plain.read_text(encoding="utf-8").replace('first_response_at = "Дата изменения"', 'first_response_at = "Первый ответ"')
+    plain.write_text(text, encoding="utf-8")
+    leads = tmp_path / "plain" / "bitrix24" / FILES["bitrix24"]
+    leads.write_text(leads.read_text(encoding="utf-8-sig").replace("Дата изменения", "Первый ответ"), encoding="utf-8-sig")
+    _, err = scan(plain, friday)
+    assert "is read as leads.first_response_at" not in err, err
+
+
 # --- amoCRM «Неразобранное»: the incoming request nobody accepted ------------------------------------
 
 def test_amocrm_incoming_requests_nobody_accepted_go_to_the_director(tmp_path):
