@@ -6,7 +6,8 @@ weekend) move its chance to convert, and is used only above a minimum of outcome
 beats the base rate on a time-based backtest, like deal_risk. Then each manager gets one item
 a day: their new leads (created within `lookback_days`, no outcome yet) best first, at most
 `max_leads`, each with the trait behind it ("source referral: 36% of 400 past leads
-converted, 12% on average"). New leads without a manager go to the director in one item. A
+converted, 12% on average"). New leads without a manager, or written to someone who left (active =
+false) or is in no managers file, go to the director in one item. A
 manager with fewer than `min_new_leads` new leads has nothing to rank and gets nothing.
 
 Leads carry no conversion date, so outcomes are the statuses as they are now: in `crm-pulse
@@ -25,6 +26,7 @@ from pydantic import Field
 
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
+from detectors.people import marked_inactive
 from detectors.registry import DetectorSpec, Need, SkipNote, register
 
 NAME = "lead_score"
@@ -75,6 +77,8 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
     x = lead_features(new)
     new = new.assign(_p=model.proba(x))
     owner = new["manager_id"].astype("string") if "manager_id" in new else pd.Series(pd.NA, index=new.index, dtype="string")
+    # a lead written to someone who left or is in no managers file is nobody's: the director's list
+    owner = owner.where(owner.isin(set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)))
     names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     out = []
     for manager_id, part in new.groupby(owner.fillna(""), sort=True):

@@ -12,7 +12,10 @@ since then, whoever was assigned. What we report, and why:
 - escalated (severity critical, the director sees it too) once the wait reaches
   `escalate_after_hours` working hours.
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
-assignment time (the CRM assigned it automatically). Leads whose status is in
+assignment time (the CRM assigned it automatically). A lead written to someone who is no working
+manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
+round robin may still give them leads) has nobody to answer it: it is "unassigned", for the
+director, naming that person; it was a manager item nobody received. Leads whose status is in
 `ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
 somebody clearly worked on it) are skipped, and so are the CRMs' own words for "no lead" and
 "someone worked on it" (crm.lead_words: a HubSpot `subscriber`, a `customer`, Bitrix24's
@@ -38,6 +41,7 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, to_ns
+from detectors.people import marked_inactive
 from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "lead_sla"
@@ -85,6 +89,7 @@ class LeadSlaState:
     assigned: np.ndarray  # effective assignment time, NEVER if never
     responded: np.ndarray
     ignored: np.ndarray
+    gone: np.ndarray  # the lead's manager_id is no working manager (active = false, or not in managers)
     check_owner: bool  # assignment is known (NEED_OWNER met)
     check_answer: bool  # first answers are known (NEED_ANSWER met)
     manager_names: dict[str, str]
@@ -101,8 +106,13 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     cal = spec.calendar
     created = to_ns(leads["created_at"])
     assigned = to_ns(leads["assigned_at"])
-    has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)
+    owner = leads["manager_id"].astype("string")
+    working = set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)
+    has_manager = np.asarray(owner.notna(), dtype=bool)
+    # written to someone who left (active = false) or is in no managers file: nobody will answer it
+    gone = has_manager & ~np.asarray(owner.isin(working), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
+    assigned = np.where(gone, NEVER, assigned)
     ignore = lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD | lead_words.ANSWERED
     ignore.discard("")
     ignored = np.asarray(lead_words.status_keys(leads["status"]).isin(ignore), dtype=bool)
@@ -110,7 +120,7 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
         spec=spec, calendar=cal, created=created,
         columns={c: leads[c] for c in ("lead_id", "source", "region", "manager_id")},
         created_w=cal.working_ns_since_anchor(leads["created_at"]),
-        assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored,
+        assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored, gone=gone,
         check_owner=NEED_OWNER.met(data), check_answer=NEED_ANSWER.met(data),
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
     )
@@ -166,6 +176,8 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
         "sla_hours": spec.assign_sla_hours if kind == "unassigned" else spec.response_sla_hours,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id else None,
+        # the owner the CRM still shows on a lead nobody can answer (left, or in no managers file)
+        "owner_gone": state.manager_names.get(lead_manager, lead_manager) if state.gone[i] else None,
         "escalated": escalated,
     }
     audience = Audience("manager", manager_id) if manager_id else Audience("director")

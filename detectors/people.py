@@ -19,6 +19,14 @@ _NS_PER_S = 10**9
 KEY = 1 << 40  # seconds per manager slot in the sorted work keys (~35,000 years)
 
 
+def marked_inactive(managers: pd.DataFrame) -> frozenset[str]:
+    """manager_ids marked active = false (an empty cell or no column: active)."""
+    if "active" not in managers.columns:
+        return frozenset()
+    off = managers["active"].eq(False).to_numpy(dtype=bool, na_value=False)
+    return frozenset(str(m) for m in managers["manager_id"][off])
+
+
 def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(row in `ids`, seconds since the epoch) of every dated thing a manager did: deal created
     or closed, lead created/assigned/answered, activity done, email sent. `deal_owner`: each

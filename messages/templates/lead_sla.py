@@ -35,8 +35,14 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     came += ctx.t(" пришла {w}", " came in {w}", w=ctx.when(f["created_at"]))
     if f["kind"] == "unassigned":
         title = ctx.t("Заявка без менеджера уже {h}", "A lead has had no manager for {h}", h=waited)
-        body = [came + ctx.t(" и до сих пор никому не назначена. Норма — {s}.",
-                             " and is still not assigned to anyone. The target is {s}.", s=sla)]
+        if f.get("owner_gone"):
+            body = [came + ctx.t(" и записана на сотрудника {m}, которого нет среди работающих менеджеров: ответить "
+                                 "некому. Норма — {s}.",
+                                 " and is assigned to {m}, who is not among the working managers: nobody will answer "
+                                 "it. The target is {s}.", m=name(f["owner_gone"]), s=sla)]
+        else:
+            body = [came + ctx.t(" и до сих пор никому не назначена. Норма — {s}.",
+                                 " and is still not assigned to anyone. The target is {s}.", s=sla)]
         action = ctx.t("Назначьте менеджера сейчас: чем дольше ждёт заявка, тем меньше шанс на сделку.",
                        "Assign a manager now: the longer a lead waits, the lower the chance of a deal.")
     else:

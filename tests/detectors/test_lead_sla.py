@@ -131,7 +131,8 @@ def test_only_leads_still_waiting_beyond_the_sla():
     assert l1.audience.role == "director" and l1.severity == "warning"
     assert l1.facts == {"kind": "unassigned", "lead_source": "сайт", "lead_region": "Алматы",
                         "created_at": at(27, 11).astimezone(ZoneInfo("UTC")).isoformat(), "working_hours_waited": 3.0,
-                        "sla_hours": 1.0, "manager_id": None, "manager_name": None, "escalated": False}
+                        "sla_hours": 1.0, "manager_id": None, "manager_name": None, "owner_gone": None,
+                        "escalated": False}
     l3 = found["L3"]
     assert l3.facts["working_hours_waited"] == 13.0 and l3.facts["sla_hours"] == 2.0
     assert l3.severity == "critical" and l3.facts["escalated"] is True

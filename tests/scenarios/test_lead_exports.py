@@ -13,6 +13,7 @@ import io
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import _amocrm_export
 import _bitrix24_export
@@ -166,8 +167,9 @@ def spec(seed: int, **kw) -> ExportSpec:
                          "leads_per_month": 300, "with_emails": False, **kw})
 
 
-def exported(tmp_path: Path, x: LeadExport, *, lang: str = "ru", extra: str = "") -> tuple[Path, dict]:
-    """The CRM's deals export and its leads export in one folder, the admin's config beside it."""
+def exported(tmp_path: Path, x: LeadExport, *, lang: str = "ru", extra: str = "", departed: int = 0) -> tuple[Path, dict]:
+    """The CRM's deals export and its leads export in one folder, the admin's config beside it.
+    `departed` (HubSpot, Pipedrive): the last working managers left (_web_exports.WebExport)."""
     folder = tmp_path / x.crm
     truth = write(folder, x)
     if x.crm == "bitrix24":
@@ -175,7 +177,7 @@ def exported(tmp_path: Path, x: LeadExport, *, lang: str = "ru", extra: str = ""
     elif x.crm == "amocrm":
         _amocrm_export.write(folder, _amocrm_export.AmoExport(x.spec))
     else:
-        _web_exports.write(folder, _web_exports.WebExport(x.crm, x.spec, tz=ZONE[x.crm]))
+        _web_exports.write(folder, _web_exports.WebExport(x.crm, x.spec, tz=ZONE[x.crm], departed=departed))
     config = tmp_path / f"{x.crm}.toml"
     config.write_text(HEAD.format(lang=lang, tz=ZONE[x.crm], folder=x.crm) + BODY[x.crm] + extra, encoding="utf-8")
     return config, truth
@@ -337,3 +339,25 @@ def test_pipedrive_leads_inbox_is_read_and_says_what_it_cannot_tell(tmp_path):
     assert not [i for i in items if i["detector"] in ("lead_sla", "lead_score")], items
     assert "skipped lead_score: needs column status in leads (absent or empty in leads-export.csv)" in err, err
     assert "unanswered leads: not checked, needs column first_response_at in leads" in err, err
+
+
+def test_leads_still_written_to_a_deactivated_user_go_to_the_director(tmp_path):
+    """Pipedrive keeps a deactivated user's name on their leads (and its round robin may still
+    give them new ones); the users page marks them inactive. Those leads were "assigned", so
+    nobody was told (a manager item with no recipient, or nothing when answers are unknown).
+    Now each lead of the week written to that person is the director's, saying to whom it is
+    written and that nobody will answer it; the working managers' leads stay quiet."""
+    x = LeadExport("pipedrive", spec(6))
+    config, truth = exported(tmp_path, x, extra="[detectors.lead_score]\nenabled = true\n", departed=1)
+    gone = truth["name_of"]["m6"]
+    with open(tmp_path / "pipedrive" / FILES["pipedrive"], newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    now = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)  # Monday 10:30 in Berlin: Friday's leads waited > 1 working hour
+    week = (now - timedelta(days=7)).astimezone(ZoneInfo(ZONE["pipedrive"])).strftime("%Y-%m-%d %H:%M:%S")
+    theirs = {r["Title"] for r in rows if r["Owner"] == gone and r["Lead created"] > week}
+    assert theirs, "the case this test is about"
+    items, err = scan(config, now)
+    leads = [i for i in items if i["detector"] == "lead_sla"]
+    assert {i["subject"]["lead_id"] for i in leads} == theirs
+    assert all(i["audience"]["role"] == "director" and i["facts"]["owner_gone"] == gone for i in leads), leads
+    assert f"записана на сотрудника {gone}, которого нет среди работающих менеджеров" in leads[0]["text"], leads[0]["text"]
