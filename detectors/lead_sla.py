@@ -10,7 +10,11 @@ since then, whoever was assigned. What we report, and why:
 - one insight per lead: "unassigned" while nobody owns it (goes to the director: there is no
   manager yet), then "unanswered" once assigned (goes to the manager);
 - escalated (severity critical, the director sees it too) once the wait reaches
-  `escalate_after_hours` working hours.
+  `escalate_after_hours` working hours;
+- more than MAX_LEADS_EACH waiting leads of one kind for one recipient are one backlog item
+  (subject and facts `backlog`: how many, the longest waits, how many escalated, to whom the
+  leads of people who left are written), not one item per lead: a busy inbox
+  that falls behind flooded the manager and, through escalation, the director.
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
 assignment time (the CRM assigned it automatically). A lead written to someone who is no working
 manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
@@ -49,6 +53,10 @@ NEED_OWNER = Need(("leads.assigned_at", "leads.manager_id"), part="leads without
 NEED_ANSWER = Need(("leads.first_response_at",), part="unanswered leads")
 # Neither part can run without one of these: the whole detector is skipped with one line.
 NEED_ANY = Need(("leads.assigned_at", "leads.manager_id", "leads.first_response_at"))
+# More waiting leads than this for one recipient are one backlog item (the digest budget is 5
+# items a day per person, for every detector together); the backlog lists the first MAX_LISTED.
+MAX_LEADS_EACH = 3
+MAX_LISTED = 5
 _DAY_NS = 86_400 * 1_000_000_000
 _HOUR_NS = 3_600 * 1_000_000_000
 
@@ -149,7 +157,38 @@ def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True)
     out = [_insight(state, i, kind, waited, created, with_evidence)
            for i, kind, waited, created in zip(rows.tolist(), kinds, waited_h[rows].tolist(), state.created[rows].tolist())]
     out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
-    return out
+    return _backlogs(out, with_evidence)
+
+
+def _backlogs(out: list[Insight], with_evidence: bool) -> list[Insight]:
+    """More than MAX_LEADS_EACH waiting leads of one kind for one recipient (a manager's
+    unanswered leads, the director's unassigned ones) are one backlog item, longest wait first:
+    a manager who falls behind on a busy inbox got one item per lead, 7 a day, and the director
+    each of them again once escalated. `out` is sorted longest wait first."""
+    groups: dict[tuple[str, str | None], list[Insight]] = {}
+    for ins in out:
+        groups.setdefault((ins.facts["kind"], ins.audience.manager_id), []).append(ins)
+    kept = []
+    for (kind, manager_id), items in groups.items():
+        if len(items) <= MAX_LEADS_EACH:
+            kept += items
+            continue
+        first = items[0].facts
+        escalated = sum(1 for i in items if i.facts["escalated"])
+        gone_items = [i for i in items if i.facts.get("owner_gone")]
+        gone = sorted({str(i.facts["owner_gone"]) for i in gone_items})
+        facts = {**first, "backlog": True, "leads": len(items), "escalated_leads": escalated,
+                 "escalated": escalated > 0, "lead_id": items[0].subject["lead_id"], "owner_gone": None,
+                 "owners_gone": gone, "owner_gone_leads": len(gone_items),
+                 "listed": [{"lead_id": i.subject["lead_id"], "working_hours_waited": i.facts["working_hours_waited"]}
+                            for i in items[:MAX_LISTED]]}
+        subject = {"kind": kind, "backlog": True, **({"manager_id": manager_id} if manager_id else {})}
+        kept.append(Insight(
+            detector=NAME, severity="critical" if escalated else "warning", audience=items[0].audience,
+            subject=subject, facts=facts, fingerprint=make_fingerprint(NAME, subject),
+            evidence={"lead_ids": [i.subject["lead_id"] for i in items]} if with_evidence else {}))
+    kept.sort(key=lambda x: (-x.facts["working_hours_waited"], str(x.subject.get("lead_id") or "")))
+    return kept
 
 
 def _fill_static(state: LeadSlaState, rows: np.ndarray) -> None:
