@@ -10,8 +10,8 @@ lead SLA must not read their absence, nor a "changed" or "last activity" date, a
   Не обработан, В работе, Обработан, Качественный лид (converted: a deal or contact was made
   from it), Некачественный лид. Timestamps naive in the portal's zone, `25.03.2026 14:21:05`;
   `;` and UTF-8 with a BOM, as _bitrix24_export.py writes the deals list.
-- amoCRM «Неразобранное»: amoCRM's leads are its deals (the export is amocrm_export_leads.csv
-  with _amocrm_export.py's headers). An incoming request nobody accepted yet sits in the
+- amoCRM «Неразобранное»: amoCRM's leads are its deals (the export has _amocrm_export.py's
+  headers; here a second download, amocrm_export_leads_2026-11-20.csv, beside the deals one). An incoming request nobody accepted yet sits in the
   incoming stage «Неразобранное» with no responsible user; once accepted it has an owner and
   walks the pipeline like any deal, closing as «Успешно реализовано» / «Закрыто и не
   реализовано». Declined requests are deleted in amoCRM, not exported.
@@ -25,6 +25,9 @@ lead SLA must not read their absence, nor a "changed" or "last activity" date, a
 - Pipedrive Leads inbox (Leads → ⋯ → Export): Title, Owner, Source, Lead created, Labels (Hot,
   Warm, Cold), Value. The inbox holds open leads only: a lead converted into a deal leaves it;
   the owner is always set (a deactivated user's name stays).
+
+`unaccepted`: the newest leads nobody took yet (no owner, no answer): amoCRM's unsorted ones, a
+HubSpot lead without an owner, a Bitrix24 lead «Не обработан» without «Ответственный».
 
 Guesses (not checked against a real file): the exact header sets and their order, Bitrix24's
 «Кем создан» for web forms (here «Робот»), HubSpot's date format (`2026-03-25 14:21`, the
