@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 _SEPARATORS = re.compile(r"[\s_\-]+")
@@ -38,6 +39,8 @@ def keys(words) -> set[str]:
 
 
 def status_keys(status: pd.Series) -> pd.Series:
-    """`key` of each status, vectorised; an empty status is ''."""
-    s = status.astype("string").str.strip().str.casefold().str.replace(_SEPARATORS, "", regex=True)
-    return s.fillna("").astype(object)
+    """`key` of each status; an empty status is ''. Keyed once per distinct word (a leads table
+    has a handful of statuses and may have millions of rows)."""
+    codes, words = pd.factorize(status, use_na_sentinel=True)
+    keyed = np.array([key(w) for w in words] + [""], dtype=object)  # code -1 (empty) -> ""
+    return pd.Series(keyed[codes], index=status.index, dtype=object)
