@@ -185,6 +185,9 @@ def normalize_table(
     unmapped = _unmapped_useful(table, found, used, given | set(fill))
     if unmapped:
         warnings.append(unmapped)
+    touch = _touch_as_answer(table, columns)
+    if touch:
+        warnings.append(touch)
     if table in DATE_ONLY_COLUMNS:
         out[ROW] = pd.Series((frame.index.to_numpy() + raw.row_offset).astype(np.int32), index=frame.index)
     return pd.DataFrame(out, index=frame.index), warnings
@@ -289,6 +292,25 @@ def last_touch_column(columns: list[str] | tuple[str, ...]) -> str | None:
     ranked = [(LAST_TOUCH_NAMES.index(k), pos, c) for pos, c in enumerate(columns)
               if (k := _header_key(c)) in LAST_TOUCH_NAMES]
     return min(ranked)[2] if ranked else None
+
+
+def _touch_as_answer(table: str, columns: dict[str, str]) -> DataWarning | None:
+    """A leads column that changes on any edit («Дата изменения», "Last Activity Date") mapped as
+    the assignment or the first answer: a lead nobody answered but a robot or a colleague touched
+    then looks answered (Bitrix24: every lead, at creation), and lead_sla stays silent about it.
+    Said once, with what to map instead."""
+    if table != "leads":
+        return None
+    what = {"first_response_at": "the first answer to the client", "assigned_at": "a manager was assigned"}
+    misread = [(canon, their) for canon in what if (their := columns.get(canon)) is not None
+               and _header_key(their) in LAST_TOUCH_NAMES]
+    if not misread:
+        return None
+    return DataWarning("touch_as_answer", table, len(misread), "; ".join(
+        f"{their!r} is read as leads.{canon}, but it is when the lead was last changed or touched (any edit, a "
+        f"robot, a comment), not when {what[canon]}: a lead nobody answered looks answered and lead_sla says "
+        f"nothing about it; map a column the CRM fills at that moment, or leave {canon} unmapped (the check is then "
+        "skipped and says which column would enable it)" for canon, their in misread))
 
 
 def _header_key(name: object) -> str:

@@ -199,6 +199,19 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
             [f"deal {d} -> {m}" for d, m in rows.head(EXAMPLES).itertuples(index=False)],
         ))
 
+    leads = data.leads
+    if leads is not None and "manager_id" in leads.columns:
+        unknown = leads["manager_id"].notna() & ~isin(leads["manager_id"], known_managers)
+        if unknown.any():
+            rows = leads.loc[unknown, ["lead_id", "manager_id"]]
+            warnings.append(DataWarning(
+                "unknown_manager", "leads", int(unknown.sum()),
+                f"{int(unknown.sum())} lead(s) name a manager_id that is not in managers "
+                f"({rows['manager_id'].nunique()} unknown manager(s)); nobody can answer them, so lead_sla "
+                "tells the director they have no manager: add the person to managers, or reassign the leads",
+                [f"lead {d} -> {m}" for d, m in rows.head(EXAMPLES).itertuples(index=False)],
+            ))
+
     orphan = ~isin(history["deal_id"], deals["deal_id"])
     if orphan.any():
         warnings.append(DataWarning(

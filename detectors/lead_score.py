@@ -4,9 +4,12 @@ Level 3 for leads. predict.leads learns, from leads whose status says converted 
 canonical `leads.status`), how a lead's traits known on arrival (source, region, time of day,
 weekend) move its chance to convert, and is used only above a minimum of outcomes and when it
 beats the base rate on a time-based backtest, like deal_risk. Then each manager gets one item
-a day: their new leads (created within `lookback_days`, no outcome yet) best first, at most
+a day: their new leads (created within `lookback_days`, no outcome yet, nobody called yet: no
+first answer by now, no status saying someone works on it, crm.lead_words; a list of leads
+already in work told managers to call first whom they had called) best first, at most
 `max_leads`, each with the trait behind it ("source referral: 36% of 400 past leads
-converted, 12% on average"). New leads without a manager go to the director in one item. A
+converted, 12% on average"). New leads without a manager, or written to someone who left (active =
+false) or is in no managers file, go to the director in one item. A
 manager with fewer than `min_new_leads` new leads has nothing to rank and gets nothing.
 
 Leads carry no conversion date, so outcomes are the statuses as they are now: in `crm-pulse
@@ -23,8 +26,10 @@ from datetime import datetime
 import pandas as pd
 from pydantic import Field
 
+from crm import lead_words
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
+from detectors.people import marked_inactive
 from detectors.registry import DetectorSpec, Need, SkipNote, register
 
 NAME = "lead_score"
@@ -69,12 +74,19 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
         return []
     created = pd.to_datetime(leads["created_at"], utc=True)
     fresh = ((created <= now_ts) & (created > now_ts - pd.Timedelta(days=spec.lookback_days))).to_numpy()
-    new = leads[fresh & (outcomes(leads, spec.converted_statuses, spec.not_converted_statuses) < 0)]
+    waiting = outcomes(leads, spec.converted_statuses, spec.not_converted_statuses) == -1  # no outcome yet, and a lead
+    # ... and nobody has called yet: a status saying someone works on it, or a first answer by now
+    waiting &= ~lead_words.status_keys(leads["status"]).isin(lead_words.ANSWERED).to_numpy(dtype=bool)
+    if data.has_column("leads", "first_response_at"):
+        waiting &= ~(pd.to_datetime(leads["first_response_at"], utc=True) <= now_ts).to_numpy(dtype=bool)
+    new = leads[fresh & waiting]
     if new.empty:
         return []
     x = lead_features(new)
     new = new.assign(_p=model.proba(x))
     owner = new["manager_id"].astype("string") if "manager_id" in new else pd.Series(pd.NA, index=new.index, dtype="string")
+    # a lead written to someone who left or is in no managers file is nobody's: the director's list
+    owner = owner.where(owner.isin(set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)))
     names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     out = []
     for manager_id, part in new.groupby(owner.fillna(""), sort=True):

@@ -10,11 +10,21 @@ since then, whoever was assigned. What we report, and why:
 - one insight per lead: "unassigned" while nobody owns it (goes to the director: there is no
   manager yet), then "unanswered" once assigned (goes to the manager);
 - escalated (severity critical, the director sees it too) once the wait reaches
-  `escalate_after_hours` working hours.
+  `escalate_after_hours` working hours;
+- more than MAX_LEADS_EACH waiting leads of one kind for one recipient are one backlog item
+  (subject and facts `backlog`: how many, the longest waits, how many escalated, to whom the
+  leads of people who left are written), not one item per lead: a busy inbox
+  that falls behind flooded the manager and, through escalation, the director.
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
-assignment time (the CRM assigned it automatically). Leads whose status is in
+assignment time (the CRM assigned it automatically). A lead written to someone who is no working
+manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
+round robin may still give them leads) has nobody to answer it: it is "unassigned", for the
+director, naming that person; it was a manager item nobody received. Leads whose status is in
 `ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
-somebody clearly worked on it) are skipped.
+somebody clearly worked on it) are skipped, and so are the CRMs' own words for "no lead" and
+"someone worked on it" (crm.lead_words: a HubSpot `subscriber`, a `customer`, Bitrix24's
+«Обработан»), whatever the lists say: a contacts export made every ownerless subscriber and
+customer an "unassigned lead". Statuses compare ignoring case, spaces, `_` and `-`.
 
 An absent column is never read as "not done yet" (NEEDS): without `first_response_at` nobody
 can tell an answered lead from a waiting one, so "unanswered" is not checked; without
@@ -30,10 +40,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from crm import lead_words
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, to_ns
+from detectors.people import marked_inactive
 from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "lead_sla"
@@ -41,6 +53,10 @@ NEED_OWNER = Need(("leads.assigned_at", "leads.manager_id"), part="leads without
 NEED_ANSWER = Need(("leads.first_response_at",), part="unanswered leads")
 # Neither part can run without one of these: the whole detector is skipped with one line.
 NEED_ANY = Need(("leads.assigned_at", "leads.manager_id", "leads.first_response_at"))
+# More waiting leads than this for one recipient are one backlog item (the digest budget is 5
+# items a day per person, for every detector together); the backlog lists the first MAX_LISTED.
+MAX_LEADS_EACH = 3
+MAX_LISTED = 5
 _DAY_NS = 86_400 * 1_000_000_000
 _HOUR_NS = 3_600 * 1_000_000_000
 
@@ -81,6 +97,7 @@ class LeadSlaState:
     assigned: np.ndarray  # effective assignment time, NEVER if never
     responded: np.ndarray
     ignored: np.ndarray
+    gone: np.ndarray  # the lead's manager_id is no working manager (active = false, or not in managers)
     check_owner: bool  # assignment is known (NEED_OWNER met)
     check_answer: bool  # first answers are known (NEED_ANSWER met)
     manager_names: dict[str, str]
@@ -97,16 +114,21 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     cal = spec.calendar
     created = to_ns(leads["created_at"])
     assigned = to_ns(leads["assigned_at"])
-    has_manager = np.asarray(leads["manager_id"].notna(), dtype=bool)
+    owner = leads["manager_id"].astype("string")
+    working = set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)
+    has_manager = np.asarray(owner.notna(), dtype=bool)
+    # written to someone who left (active = false) or is in no managers file: nobody will answer it
+    gone = has_manager & ~np.asarray(owner.isin(working), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
-    ignore = {s.casefold() for s in [*spec.ignore_statuses, *spec.handled_statuses]}
-    status = leads["status"].astype("str")  # one vectorised casefold, not one Python call per lead
-    ignored = np.asarray(status.str.strip().str.casefold().isin(ignore) & status.notna(), dtype=bool)
+    assigned = np.where(gone, NEVER, assigned)
+    ignore = lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD | lead_words.ANSWERED
+    ignore.discard("")
+    ignored = np.asarray(lead_words.status_keys(leads["status"]).isin(ignore), dtype=bool)
     return LeadSlaState(
         spec=spec, calendar=cal, created=created,
         columns={c: leads[c] for c in ("lead_id", "source", "region", "manager_id")},
         created_w=cal.working_ns_since_anchor(leads["created_at"]),
-        assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored,
+        assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored, gone=gone,
         check_owner=NEED_OWNER.met(data), check_answer=NEED_ANSWER.met(data),
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
     )
@@ -135,7 +157,38 @@ def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True)
     out = [_insight(state, i, kind, waited, created, with_evidence)
            for i, kind, waited, created in zip(rows.tolist(), kinds, waited_h[rows].tolist(), state.created[rows].tolist())]
     out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
-    return out
+    return _backlogs(out, with_evidence)
+
+
+def _backlogs(out: list[Insight], with_evidence: bool) -> list[Insight]:
+    """More than MAX_LEADS_EACH waiting leads of one kind for one recipient (a manager's
+    unanswered leads, the director's unassigned ones) are one backlog item, longest wait first:
+    a manager who falls behind on a busy inbox got one item per lead, 7 a day, and the director
+    each of them again once escalated. `out` is sorted longest wait first."""
+    groups: dict[tuple[str, str | None], list[Insight]] = {}
+    for ins in out:
+        groups.setdefault((ins.facts["kind"], ins.audience.manager_id), []).append(ins)
+    kept = []
+    for (kind, manager_id), items in groups.items():
+        if len(items) <= MAX_LEADS_EACH:
+            kept += items
+            continue
+        first = items[0].facts
+        escalated = sum(1 for i in items if i.facts["escalated"])
+        gone_items = [i for i in items if i.facts.get("owner_gone")]
+        gone = sorted({str(i.facts["owner_gone"]) for i in gone_items})
+        facts = {**first, "backlog": True, "leads": len(items), "escalated_leads": escalated,
+                 "escalated": escalated > 0, "lead_id": items[0].subject["lead_id"], "owner_gone": None,
+                 "owners_gone": gone, "owner_gone_leads": len(gone_items),
+                 "listed": [{"lead_id": i.subject["lead_id"], "working_hours_waited": i.facts["working_hours_waited"]}
+                            for i in items[:MAX_LISTED]]}
+        subject = {"kind": kind, "backlog": True, **({"manager_id": manager_id} if manager_id else {})}
+        kept.append(Insight(
+            detector=NAME, severity="critical" if escalated else "warning", audience=items[0].audience,
+            subject=subject, facts=facts, fingerprint=make_fingerprint(NAME, subject),
+            evidence={"lead_ids": [i.subject["lead_id"] for i in items]} if with_evidence else {}))
+    kept.sort(key=lambda x: (-x.facts["working_hours_waited"], str(x.subject.get("lead_id") or "")))
+    return kept
 
 
 def _fill_static(state: LeadSlaState, rows: np.ndarray) -> None:
@@ -162,6 +215,8 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
         "sla_hours": spec.assign_sla_hours if kind == "unassigned" else spec.response_sla_hours,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id else None,
+        # the owner the CRM still shows on a lead nobody can answer (left, or in no managers file)
+        "owner_gone": state.manager_names.get(lead_manager, lead_manager) if state.gone[i] else None,
         "escalated": escalated,
     }
     audience = Audience("manager", manager_id) if manager_id else Audience("director")

@@ -41,6 +41,14 @@ CONTACT_WORK: dict[str, tuple[str, ...]] = {
 }
 
 
+def marked_inactive(managers: pd.DataFrame) -> frozenset[str]:
+    """manager_ids marked active = false (an empty cell or no column: active)."""
+    if "active" not in managers.columns:
+        return frozenset()
+    off = managers["active"].eq(False).to_numpy(dtype=bool, na_value=False)
+    return frozenset(str(m) for m in managers["manager_id"][off])
+
+
 def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None,
                 columns: dict[str, tuple[str, ...]] = PERSON_WORK, by_deal: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(row in `ids`, seconds since the epoch) of every dated thing a manager did (`columns`,

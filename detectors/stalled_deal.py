@@ -57,7 +57,7 @@ from crm.normalize import last_touch_column
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
-from detectors.people import latest, recently_active, sorted_keys, work_and_contact
+from detectors.people import latest, marked_inactive, recently_active, sorted_keys, work_and_contact
 from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
@@ -410,7 +410,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         email_deal=email_deal, email_client=email_client, email_id=email_id,
         n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
-        inactive=_inactive(data.managers),
+        inactive=marked_inactive(data.managers),
         **_work(data, None if now is None else ts_ns(now)),
     )
 
@@ -453,14 +453,6 @@ def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozens
     if 2 * int((talked & live).sum()) >= int(live.sum()):
         silent = frozenset(state.people[live & ~talked].tolist()) - state.inactive
     return state.inactive, idle, silent
-
-
-def _inactive(managers: pd.DataFrame) -> frozenset[str]:
-    """manager_ids marked active = false (an empty cell or no column: active)."""
-    if "active" not in managers.columns:
-        return frozenset()
-    off = managers["active"].eq(False).to_numpy(dtype=bool, na_value=False)
-    return frozenset(str(m) for m in managers["manager_id"][off])
 
 
 def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,

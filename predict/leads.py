@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from crm import lead_words
 from predict.model import ALPHA, MIN_GAIN, brier
 
 FEATURES = ("source", "region", "daypart", "weekend")
@@ -60,20 +61,23 @@ class LeadRule:
                 f"and >= {self.min_not_converted} not: " + ", ".join(gaps))
 
 
-def _norm(values: list[str]) -> set[str]:
-    return {v.strip().casefold() for v in values}
+NOT_A_LEAD = -2  # outcomes(): the record is no lead (a HubSpot subscriber): neither learned from nor ranked
 
 
 def outcomes(leads: pd.DataFrame, converted: list[str], not_converted: list[str]) -> np.ndarray:
-    """Per lead: 1 converted, 0 not converted, -1 no outcome yet (or no status)."""
+    """Per lead: 1 converted, 0 not converted, -1 no outcome yet (or no status), NOT_A_LEAD.
+    Statuses compare as crm.lead_words.key (case, spaces, `_`, `-` ignored)."""
     if "status" not in leads:
         return np.full(len(leads), -1, np.int8)
-    status = leads["status"].astype("string").str.strip().str.casefold().fillna("").to_numpy(object)
-    # the canonical outcomes (the contract's words, what [source.values.leads.status] maps to) always count
-    yes, no = _norm(converted) | {"converted"}, _norm(not_converted) | {"not_converted"}
+    status = lead_words.status_keys(leads["status"]).to_numpy(object)
+    # the canonical outcomes (the contract's words, what [source.values.leads.status] maps to) and
+    # the CRMs' own words for a lead that became a deal (HubSpot's customer) always count
+    yes = lead_words.keys(converted) | {"converted"} | lead_words.CONVERTED
+    no = lead_words.keys(not_converted) | {lead_words.key("not_converted")}
     out = np.full(len(leads), -1, np.int8)
     out[np.isin(status, list(no))] = 0
     out[np.isin(status, list(yes))] = 1
+    out[np.isin(status, list(lead_words.NOT_A_LEAD))] = NOT_A_LEAD
     return out
 
 
@@ -175,7 +179,7 @@ def _unrecognised(leads: pd.DataFrame, y: np.ndarray, conv: int, lost: int) -> s
     which to add, not only that there are "0 converted"."""
     if conv and lost or "status" not in leads:
         return None
-    other = leads["status"][y < 0].dropna().astype(str).str.strip()
+    other = leads["status"][y == -1].dropna().astype(str).str.strip()
     counts = other[other != ""].value_counts()
     if counts.empty:
         return None

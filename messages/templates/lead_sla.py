@@ -23,9 +23,55 @@ def hours(value: float) -> float:
     return round(float(value), 1) if float(value) < 10 else round(float(value))
 
 
+def backlog(insight: Insight, ctx: Ctx) -> Words:
+    """One recipient's waiting leads, longest wait first: how many, which, what to do."""
+    f = insight.facts
+    n, sla = ctx.count(f["leads"], "lead"), ctx.count(hours(f["sla_hours"]), "working_hour")
+    who = f.get("manager_name") or f.get("manager_id")
+    if f["kind"] == "unassigned":
+        title = ctx.t("Заявки без менеджера дольше нормы ({s}): {n}", "Leads with no manager past the target ({s}): {n}",
+                      s=sla, n=n)
+        action = ctx.t("Назначьте менеджеров, начиная с первой: чем дольше ждёт заявка, тем меньше шанс на сделку.",
+                       "Assign managers, starting with the first: the longer a lead waits, the lower the chance of a deal.")
+    elif ctx.you:
+        title = ctx.t("Заявки ждут вашего ответа дольше нормы ({s}): {n}", "Leads waiting for your reply past the target ({s}): {n}",
+                      s=sla, n=n)
+        action = ctx.t("Ответьте, начиная с первой: с каждым часом шанс на сделку падает.",
+                       "Reply, starting with the first: every hour lowers the chance of a deal.")
+    else:
+        whose = ctx.person(who, "gent")
+        if whose is not None:
+            title = ctx.t("Заявки ждут ответа менеджера {m} дольше нормы ({s}): {n}",
+                          "Leads waiting for a reply from {m} past the target ({s}): {n}", m=whose, s=sla, n=n)
+        else:
+            title = ctx.t("Заявки ждут ответа дольше нормы ({s}), менеджер: {m}: {n}",
+                          "Leads waiting for a reply from {m} past the target ({s}): {n}", m=name(who), s=sla, n=n)
+        action = ctx.t("Проверьте, справляется ли менеджер с потоком заявок, или передайте часть другим.",
+                       "Check whether the manager keeps up with the leads, or hand some to others.")
+    listed: Line = ()
+    for k, lead in enumerate(f["listed"]):
+        listed += (ctx.t(", ", ", ") if k else ()) + ctx.t("{id} ({h})", "{id} ({h})", id=name(lead["lead_id"]),
+                                                          h=ctx.count(hours(lead["working_hours_waited"]), "working_hour"))
+    body = [ctx.t("Дольше всех ждут: ", "Waiting longest: ") + listed
+            + (ctx.t("; и ещё {k}.", "; and {n} more.", k=ctx.count(f["leads"] - len(f["listed"]), "lead"),
+                     n=str(f["leads"] - len(f["listed"])))
+               if f["leads"] > len(f["listed"]) else ctx.t(".", "."))]
+    if f.get("owners_gone"):
+        body.append(ctx.t("Записаны на сотрудников, которых нет среди работающих менеджеров ({m}): {k}.",
+                          "Assigned to people who are not among the working managers ({m}): {k}.",
+                          m=name(", ".join(f["owners_gone"])), k=ctx.count(f.get("owner_gone_leads") or 0, "lead")))
+    if f.get("escalated_leads") and ctx.you and f["kind"] != "unassigned":
+        body.append(ctx.t("Норма превышена сильно у {k} — руководитель видит и этот список.",
+                          "{k} are well past the target, so the head of sales sees this list too.",
+                          k=ctx.count(f["escalated_leads"], "lead", case="gent")))
+    return Words(title=title, body=body, action=action)
+
+
 @template("lead_sla")
 def words(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
+    if f.get("backlog"):
+        return backlog(insight, ctx)
     waited, sla = ctx.count(hours(f["working_hours_waited"]), "working_hour"), ctx.count(hours(f["sla_hours"]), "working_hour")
     lead = name(lead_id(insight))
     origin = lead_origin(ctx, f)
@@ -35,8 +81,14 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     came += ctx.t(" пришла {w}", " came in {w}", w=ctx.when(f["created_at"]))
     if f["kind"] == "unassigned":
         title = ctx.t("Заявка без менеджера уже {h}", "A lead has had no manager for {h}", h=waited)
-        body = [came + ctx.t(" и до сих пор никому не назначена. Норма — {s}.",
-                             " and is still not assigned to anyone. The target is {s}.", s=sla)]
+        if f.get("owner_gone"):
+            body = [came + ctx.t(" и записана на сотрудника {m}, которого нет среди работающих менеджеров: ответить "
+                                 "некому. Норма — {s}.",
+                                 " and is assigned to {m}, who is not among the working managers: nobody will answer "
+                                 "it. The target is {s}.", m=name(f["owner_gone"]), s=sla)]
+        else:
+            body = [came + ctx.t(" и до сих пор никому не назначена. Норма — {s}.",
+                                 " and is still not assigned to anyone. The target is {s}.", s=sla)]
         action = ctx.t("Назначьте менеджера сейчас: чем дольше ждёт заявка, тем меньше шанс на сделку.",
                        "Assign a manager now: the longer a lead waits, the lower the chance of a deal.")
     else:

@@ -99,3 +99,22 @@ def test_needs_a_status_and_is_off_by_default():
     data = _company(leads)
     result = run_detectors(data, {name: det.spec() for name, det in REGISTRY.items()}, NOW)
     assert "lead_score" in result.not_opted_in and not [i for i in result.insights if i.detector == "lead_score"]
+
+
+def test_a_lead_someone_already_called_is_not_on_the_list():
+    """The list is whom to call first: a new lead with a first answer by now, or a status saying
+    someone works on it (HubSpot's "In Progress", Bitrix24's «В работе»), was listed all the same."""
+    leads = planted_leads(4000, NOW, seed=44)
+    fresh = leads.index[(leads["status"] == "new") & (leads["created_at"] > pd.Timestamp(NOW) - timedelta(days=7))]
+    called, working, later = fresh[0::4], fresh[1::4], fresh[2::4]
+    leads.loc[called, "first_response_at"] = leads.loc[called, "created_at"] + pd.Timedelta(minutes=20)
+    leads.loc[later, "first_response_at"] = pd.Timestamp(NOW) + pd.Timedelta(hours=1)  # the call comes after now
+    leads["status"] = leads["status"].astype(object)
+    leads.loc[working[0::2], "status"] = "In Progress"
+    leads.loc[working[1::2], "status"] = "В работе"
+    items = detect(_company(leads), ON, NOW)
+    listed = {d["lead_id"] for i in items for d in i.facts["leads"]}
+    assert items and listed, "the case this test is about"
+    taken = set(leads.loc[called.union(working), "lead_id"])
+    assert not listed & taken, listed & taken
+    assert listed & set(leads.loc[later, "lead_id"])  # not called yet at `now`: still to call

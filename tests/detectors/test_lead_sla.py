@@ -131,7 +131,8 @@ def test_only_leads_still_waiting_beyond_the_sla():
     assert l1.audience.role == "director" and l1.severity == "warning"
     assert l1.facts == {"kind": "unassigned", "lead_source": "сайт", "lead_region": "Алматы",
                         "created_at": at(27, 11).astimezone(ZoneInfo("UTC")).isoformat(), "working_hours_waited": 3.0,
-                        "sla_hours": 1.0, "manager_id": None, "manager_name": None, "escalated": False}
+                        "sla_hours": 1.0, "manager_id": None, "manager_name": None, "owner_gone": None,
+                        "escalated": False}
     l3 = found["L3"]
     assert l3.facts["working_hours_waited"] == 13.0 and l3.facts["sla_hours"] == 2.0
     assert l3.severity == "critical" and l3.facts["escalated"] is True
@@ -163,12 +164,48 @@ def test_kind_moves_from_unassigned_to_unanswered_with_a_new_fingerprint():
 
 def test_thresholds_come_from_the_spec():
     data = leads_data()
-    strict = {i.subject["lead_id"] for i in detect(data, LeadSlaSpec(assign_sla_hours=0.25, response_sla_hours=0.25), NOW)}
+    # the leads behind the items (more than MAX_LEADS_EACH for one recipient are one backlog item)
+    strict = {k for i in detect(data, LeadSlaSpec(assign_sla_hours=0.25, response_sla_hours=0.25), NOW)
+              for k in i.evidence["lead_ids"]}
     assert "L2" in strict
     loose = detect(data, LeadSlaSpec(assign_sla_hours=6, response_sla_hours=20), NOW)
     assert loose == []
-    older = {i.subject["lead_id"] for i in detect(data, LeadSlaSpec(lookback_days=30), NOW)}
+    older = {k for i in detect(data, LeadSlaSpec(lookback_days=30), NOW) for k in i.evidence["lead_ids"]}
     assert "L6" in older
+
+
+def test_a_backlog_of_waiting_leads_is_one_item_per_recipient():
+    """A manager who fell behind on a busy inbox got one item per lead (7 a day on a 1,500-lead
+    month) and the director each again once escalated. More than MAX_LEADS_EACH leads of one kind
+    for one recipient are one item: how many, the longest waits first, how many escalated; a
+    manager with few waiting leads keeps one item per lead."""
+    from detectors.lead_sla import MAX_LEADS_EACH, MAX_LISTED
+    from messages.render import insight_text
+
+    behind = [lead(f"B{k}", at(26, 12) + pd.Timedelta(hours=k), manager_id="m1") for k in range(7)]  # 11 .. 5 working h
+    unowned = [lead(f"U{k}", at(27, 9, 30) + pd.Timedelta(minutes=10 * k)) for k in range(MAX_LEADS_EACH + 1)]
+    few = [lead("F1", at(27, 10), manager_id="m2"),
+           lead("F2", at(27, 10), manager_id="m2", responded=at(27, 10, 20))]  # answers are known
+    found = detect(crm(leads=behind + unowned + few), LeadSlaSpec(), NOW)
+    by_kind = {(i.subject["kind"], bool(i.subject.get("backlog")), i.audience.manager_id): i for i in found}
+    assert set(by_kind) == {("unanswered", True, "m1"), ("unassigned", True, None), ("unanswered", False, "m2")}, by_kind
+    mine = by_kind[("unanswered", True, "m1")]
+    assert mine.facts["leads"] == 7 and mine.facts["backlog"] is True
+    waits = [x["working_hours_waited"] for x in mine.facts["listed"]]
+    assert len(waits) == MAX_LISTED and waits == sorted(waits, reverse=True)
+    assert mine.facts["working_hours_waited"] == waits[0] and mine.evidence["lead_ids"][0] == "B0"
+    assert mine.facts["escalated_leads"] == 4 and mine.severity == "critical"  # B0-B3 waited 8 working hours or more
+    nobody = by_kind[("unassigned", True, None)]
+    assert nobody.audience.role == "director" and nobody.facts["leads"] == 4
+    ru, en = (insight_text(mine, lang).replace("\xa0", " ") for lang in ("ru", "en"))
+    assert ru.startswith("Заявки ждут вашего ответа дольше нормы (2 рабочих часа): 7 заявок"), ru
+    assert "Дольше всех ждут: B0 (11 рабочих часов), B1 (10 рабочих часов)" in ru and "и ещё 2 заявки." in ru, ru
+    assert "Норма превышена сильно у 4 заявок" in ru, ru
+    assert en.startswith("Leads waiting for your reply past the target (2 working hours): 7 leads"), en
+    assert "B4 (7 working hours); and 2 more." in en, en
+    # the same backlog on the next day is the same item (one fingerprint per recipient and kind)
+    later = [i for i in detect(crm(leads=behind + few), LeadSlaSpec(), at(27, 17)) if i.subject.get("backlog")]
+    assert [i.fingerprint for i in later] == [mine.fingerprint]
 
 
 def test_skipped_when_there_is_no_leads_table():

@@ -795,7 +795,8 @@ def test_unanswered_leads_are_alerted_but_handled_ones_are_not(tmp_path):
                      "manager_id": "m1", "first_response_at": "", "status": "new" if k < 5 else "converted"})
     write_rows(folder, "leads", rows)
     insights, _ = scan(folder)
-    waiting = sorted(i["subject"].get("lead_id") for i in insights if i["detector"] == "lead_sla")
+    # the leads behind the items (m1's five waiting leads are one backlog item)
+    waiting = sorted(k for i in insights if i["detector"] == "lead_sla" for k in i["evidence"]["lead_ids"])
     assert waiting == [f"LX{k}" for k in range(5)], waiting
 
 
