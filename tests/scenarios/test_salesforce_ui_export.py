@@ -154,6 +154,33 @@ def test_a_short_last_row_without_a_blank_line_above_is_still_an_error(tmp_path)
     assert f"row {len(truth['tables']['deals']) + 2}" in out + err and "report's footer" not in out + err
 
 
+def test_amount_and_close_date_edits_in_the_history_are_not_stage_moves(tmp_path):
+    """Opportunity History writes a row for every edit of the amount or close date, From Stage
+    = To Stage. Read as entries they split each stay at a stage in two: stalled_deal counted
+    them as deals moving on (1,991 "in the last year" at Needs Analysis instead of 1,671) and
+    learned limits too short. The same export with those rows removed now says the same."""
+    config, _ = exported(tmp_path, "sf", SalesforceExport(spec(1), edits_per_deal=0.6))
+    path = tmp_path / "sf" / "report2.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        body, footer = f.read().split("\r\n\r\n", 1)
+    rows = list(csv.DictReader(io.StringIO(body)))
+    edits = [r for r in rows if r["From Stage"] == r["To Stage"]]
+    assert len(edits) > 500
+    with_edits = _stalled(config)
+    kept = [r for r in rows if r["From Stage"] != r["To Stage"]]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), quoting=csv.QUOTE_ALL)
+    w.writeheader()
+    w.writerows(kept)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(buf.getvalue() + "\r\n" + footer)
+    without = _stalled(config)
+    assert with_edits.keys() == without.keys() and with_edits
+    for deal, (stage, limit, moves) in without.items():
+        assert with_edits[deal][:2] == (stage, limit), (deal, with_edits[deal], without[deal])
+        assert abs(with_edits[deal][2] - moves) <= 0.005 * moves, (deal, with_edits[deal], without[deal])
+
+
 def _stalled(config: Path) -> dict[str, tuple]:
     return {i["subject"]["deal_id"]: (i["facts"]["stage"], i["facts"]["stage_limit_days"], i["facts"]["limit_moves"])
             for i in _scan(config) if i["detector"] == "stalled_deal" and "limit_moves" in i["facts"]}
