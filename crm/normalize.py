@@ -414,19 +414,28 @@ def _currency_codes(series: pd.Series, raw: RawTable, table: str, source_name: s
 
 def _currency_from_signs(table: str, out: dict[str, pd.Series], signs: pd.Series, raw: RawTable,
                          source_name: str) -> list[DataWarning]:
-    """Fill an absent or empty currency column from the amount signs, when they agree."""
+    """Fill an absent or empty currency column from the amount signs: each amount's own
+    ("USD 12,500.00" beside "EUR 9,100.00" in Salesforce's formatted export, which has no
+    currency column). Left empty, every amount took the config's currency: €8,528 was "$8,528".
+    Amounts without a sign take the sign of the others when all agree; when they differ, those
+    are left empty with one warning."""
     if out["currency"].notna().any():
         return []
     counts = signs.value_counts()
     if len(counts) == 1:
         out["currency"] = pd.Series(counts.index[0], index=signs.index, dtype=STR)
         return []
+    out["currency"] = signs.astype(STR)
+    unsigned = (signs.isna() & out["amount"].notna()).to_numpy(dtype=bool)
+    if not unsigned.any():
+        return []
     listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
     return [DataWarning(
-        "mixed_currencies", table, int(signs.notna().sum()),
+        "mixed_currencies", table, int(unsigned.sum()),
         f"{raw.origin} column {source_name!r}: amounts carry different currencies ({listed}) and "
-        "there is no currency column, so currency is left empty; add a currency column to the "
-        "export",
+        f"{int(unsigned.sum())} amount(s) carry none, with no currency column to say theirs: their "
+        "currency is left empty; add a currency column to the export",
+        _rows(raw, pd.Series(unsigned, index=signs.index)),
     )]
 
 # Longest text cell kept. Names, stages, reasons are short; a 50 MB cell would be copied into

@@ -154,6 +154,24 @@ def test_a_short_last_row_without_a_blank_line_above_is_still_an_error(tmp_path)
     assert f"row {len(truth['tables']['deals']) + 2}" in out + err and "report's footer" not in out + err
 
 
+def test_each_amount_keeps_the_currency_written_in_its_cell(tmp_path):
+    """A formatted multi-currency export writes "USD 6,175.76" and "EUR 2,164.12" in one
+    Amount column and has no currency column: the loader warned "amounts carry different
+    currencies" and left every currency empty, so the config's USD was printed for every deal
+    (an EUR deal as "$8,528")."""
+    config, _ = exported(tmp_path, "sf", SalesforceExport(spec(1), amount_cell="one", flags="TRUE"))
+    result = _load(config)
+    with open(tmp_path / "sf" / "report1.csv", encoding="utf-8") as f:
+        cells = {r["Opportunity ID"]: r["Amount"] for r in csv.DictReader(f) if r.get("Amount")}
+    deals = result.data.deals.set_index("deal_id")
+    written = pd.Series({d: c.split()[0] for d, c in cells.items()})
+    assert (deals.loc[written.index, "currency"] == written).all()
+    assert set(written) == {"USD", "EUR"}
+    assert not [w for w in result.warnings if w.code == "mixed_currencies"]
+    eur = [i for i in _scan(config) if i["facts"].get("currency") == "EUR"]
+    assert eur and all("€" in i["text"] and "$" not in i["text"].split("\n")[1] for i in eur), eur
+
+
 def test_amount_and_close_date_edits_in_the_history_are_not_stage_moves(tmp_path):
     """Opportunity History writes a row for every edit of the amount or close date, From Stage
     = To Stage. Read as entries they split each stay at a stage in two: stalled_deal counted
