@@ -27,6 +27,15 @@ def resolve_stages(
     if history is not None and len(history):
         return order_from_history(history), []
     names = guess_order(deals)
+    known = known_order(names)
+    if known is not None:
+        crm, ordered = known
+        return ordered, [DataWarning(
+            "stage_order_known", "stages", len(ordered),
+            f"no stages table, no [source] stages and no stage history: the stages are {crm}'s "
+            f"default ones, taken in its order: {' -> '.join(ordered)}; if your pipeline orders them "
+            "otherwise, set `stages = [...]` in [source], first stage first",
+        )]
     # The whole guess, not five of it as "e.g.": an admin copied those into `stages` and lost
     # the rest, or kept a wrong order that then warned no more.
     return names, [DataWarning(
@@ -39,6 +48,29 @@ def resolve_stages(
 
 
 _SHOWN = 30  # stages named in the guessed-order warning
+
+# Pipelines a CRM sets up by default, in order. Deals at only these stages are ordered by the
+# list: the guess from the open deals' age put Salesforce's "Value Proposition" before "Needs
+# Analysis" on a calm company (their deals move on within days of each other).
+DEFAULT_PIPELINES: dict[str, tuple[str, ...]] = {
+    "Salesforce": ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
+                   "Id. Decision Makers", "Perception Analysis", "Proposal/Price Quote",
+                   "Negotiation/Review"),
+    "HubSpot": ("Appointment Scheduled", "Qualified To Buy", "Presentation Scheduled",
+                "Decision Maker Bought-In", "Contract Sent"),
+}
+
+
+def known_order(names: list[str]) -> tuple[str, list[str]] | None:
+    """(the CRM, `names` in its default order) when at least three stages are given and every
+    one is a stage of that CRM's default pipeline (any case); else None."""
+    if len(names) < 3:
+        return None
+    for crm, pipeline in DEFAULT_PIPELINES.items():
+        rank = {s.casefold(): i for i, s in enumerate(pipeline)}
+        if all(str(n).casefold() in rank for n in names):
+            return crm, sorted(names, key=lambda n: rank[str(n).casefold()])
+    return None
 
 
 def guess_order(deals: pd.DataFrame) -> list[str]:

@@ -204,6 +204,22 @@ def _stalled(config: Path) -> dict[str, tuple]:
             for i in _scan(config) if i["detector"] == "stalled_deal" and "limit_moves" in i["facts"]}
 
 
+def test_without_a_history_report_the_default_stages_keep_salesforce_order(tmp_path):
+    """With only the Opportunities report, the pipeline order was guessed from the open deals'
+    age and came out "Qualification -> Value Proposition -> Needs Analysis": Salesforce's own
+    default stages are now taken in Salesforce's order, said as such."""
+    config, _ = exported(tmp_path, "sf", SalesforceExport(spec(1)))
+    text = config.read_text(encoding="utf-8").replace('stage_history = "report2.csv"\n', "")
+    config.write_text(text.split("[source.columns.stage_history]")[0] + "[source.columns.managers]"
+                      + text.split("[source.columns.managers]")[1], encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    order = "Prospecting -> Qualification -> Needs Analysis -> Value Proposition -> Id. Decision Makers -> " \
+            "Perception Analysis -> Proposal/Price Quote -> Negotiation/Review"
+    assert re.search(r"stages\s+" + re.escape(order), out), out
+    assert "Salesforce's default ones" in out and "guessed" not in out, out
+
+
 # --- conversion after the round trip ------------------------------------------------------------
 
 def _canonical(tmp_path: Path, s: SalesforceExport) -> Path:
