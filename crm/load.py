@@ -26,7 +26,7 @@ from crm.stages import (
     drop_closing_entries,
     resolve_stages,
 )
-from crm.validate import check, dedupe, drop_planned_closings, keep_pipelines, order_dates
+from crm.validate import check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, order_dates
 
 
 @dataclass
@@ -96,6 +96,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 raise
             raise _without_contents(err) from None
         unread[table] = tuple(not_read)
+        if table == "deals":
+            notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
         del raw.frame  # the raw columns are no longer needed: free them before the next table
         if frame.empty:
             notes.append(DataWarning("empty_table", table, 0,

@@ -108,6 +108,43 @@ def drop_planned_closings(deals: pd.DataFrame) -> tuple[pd.DataFrame, list[DataW
 PIPELINE_LISTED = 6  # pipelines named in a warning or error, the largest first
 
 
+# Yes/no columns of a deals export that say whether a deal is closed (Salesforce's "Closed",
+# Bitrix24's «Сделка закрыта»), compared by crm.normalize's header key.
+CLOSED_FLAG_NAMES = ("closed", "is closed", "isclosed", "сделка закрыта", "закрыта", "закрыто")
+
+
+def closed_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], origin: str,
+                      show_values: bool = True) -> list[DataWarning]:
+    """Deals read as open that the export's own closed flag, left unread, calls closed: their stage
+    is a closing stage missing from `[source.values.deals.status]` (a company's own "Closed - No
+    Decision" beside Salesforce's Closed Won / Closed Lost). Read as open, such deals stalled at a
+    closed stage forever and counted as a manager's load. `deals` keeps `raw_frame`'s row labels."""
+    from crm.normalize import _header_key
+    from crm.schema import TRUE_WORDS
+
+    col = next((c for c in unread if _header_key(c) in CLOSED_FLAG_NAMES), None)
+    if col is None or "status" not in deals.columns or "stage" not in deals.columns or not len(deals):
+        return []
+    flag = lower_text(raw_frame[col].reindex(deals.index).astype("string").str.strip()).isin(TRUE_WORDS)
+    wrong = (flag.fillna(False).to_numpy(dtype=bool)
+             & (deals["status"] == "open").to_numpy(dtype=bool, na_value=False))
+    if not wrong.any():
+        return []
+    stages = deals.loc[wrong, "stage"].value_counts()
+    if show_values:
+        listed = ", ".join(f"{v!r} ({n})" for v, n in stages.head(5).items())
+        example = f'"{stages.index[0]}" = "lost"'
+    else:
+        listed, example = f"{len(stages)} stage(s)", '"<stage>" = "lost"'
+    return [DataWarning(
+        "open_but_closed", "deals", int(wrong.sum()),
+        f"{int(wrong.sum())} deal(s) are read as open, but {origin} column {col!r} says they are closed: "
+        f"their stage is a closing one that [source.values.deals.status] does not list ({listed}); "
+        f"read as open they stall and count as load. Map it: [source.values.deals.status] {example} "
+        "(or \"won\")",
+    )]
+
+
 def _pipeline_counts(deals: pd.DataFrame) -> pd.Series:
     return deals["pipeline"].dropna().astype(str).str.strip().value_counts()
 

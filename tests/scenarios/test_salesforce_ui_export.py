@@ -172,6 +172,24 @@ def test_each_amount_keeps_the_currency_written_in_its_cell(tmp_path):
     assert eur and all("€" in i["text"] and "$" not in i["text"].split("\n")[1] for i in eur), eur
 
 
+def test_a_closing_stage_the_config_misses_is_named_from_the_closed_column(tmp_path):
+    """A company's own closed stage ("Closed - No Decision", Closed = 1, Won = 0) beside the
+    mapped Closed Won / Closed Lost was read as an open stage: its deals stalled there for ever
+    (35 stalled items instead of 9) and nothing said why. The unread "Closed" column now names
+    the stage and the line to add; with it added, the deals are closed."""
+    config, _ = exported(tmp_path, "sf", SalesforceExport(spec(1), no_decision_share=0.15))
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    line = next((ln for ln in out.splitlines() if "says they are closed" in ln), "")
+    assert f"'{NO_DECISION}' (" in line and f'"{NO_DECISION}" = "lost"' in line, out
+    stuck = [i for i in _scan(config) if i["detector"] == "stalled_deal" and i["facts"].get("stage") == NO_DECISION]
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        '"Closed Lost" = "lost"\n', f'"Closed Lost" = "lost"\n"{NO_DECISION}" = "lost"\n', 1), encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0 and "says they are closed" not in out, out + err
+    assert stuck and not [i for i in _scan(config) if i["facts"].get("stage") == NO_DECISION]
+
+
 def test_amount_and_close_date_edits_in_the_history_are_not_stage_moves(tmp_path):
     """Opportunity History writes a row for every edit of the amount or close date, From Stage
     = To Stage. Read as entries they split each stay at a stage in two: stalled_deal counted
