@@ -222,6 +222,18 @@ def _stalled(config: Path) -> dict[str, tuple]:
             for i in _scan(config) if i["detector"] == "stalled_deal" and "limit_moves" in i["facts"]}
 
 
+def test_a_russian_locale_export_reads_without_date_formats(tmp_path):
+    """A Russian-locale user's export (05.03.2026, 05.03.2026 14:07, Moscow time) reads with no
+    [source.date_formats], and its dates are the factory's."""
+    config, truth = exported(tmp_path, "ru", SalesforceExport(spec(2), locale="ru_RU", tz="Europe/Moscow"), lang="ru")
+    data = _load(config).data
+    created = data.deals.set_index("title")["created_at"].dt.tz_convert("Europe/Moscow").dt.date
+    want = {f"Account {d['client_id'][1:]} - " + d["title"].replace("Сделка", "Deal"):
+            datetime.fromisoformat(d["created_at"].replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Moscow")).date()
+            for d in truth["tables"]["deals"]}
+    assert len(created) == len(want) and all(created[k] == v for k, v in want.items())
+
+
 def test_without_a_history_report_the_default_stages_keep_salesforce_order(tmp_path):
     """With only the Opportunities report, the pipeline order was guessed from the open deals'
     age and came out "Qualification -> Value Proposition -> Needs Analysis": Salesforce's own
@@ -252,3 +264,27 @@ def _canonical(tmp_path: Path, s: SalesforceExport) -> Path:
                       'path = "./canonical"\n', encoding="utf-8")
     return config
 
+
+def test_a_planted_drop_survives_the_round_trip_and_a_calm_export_is_quiet(tmp_path):
+    """A uniform drop at Needs Analysis → Value Proposition, planted eight weeks before the
+    export: one item naming no segment, with the same counts as the same company in the
+    canonical contract. A source's own drop is reported for that source under Salesforce's name
+    (Web). A calm company raises no conversion or load alarm."""
+    at = END - timedelta(days=56)
+    s = SalesforceExport(spec(4, effect=Effect("uniform", stage=2, at=at, factor=0.5)))
+    config, _ = exported(tmp_path, "drop", s)
+    drops = [i for i in _scan(config) if i["detector"] == "conversion_drop"]
+    assert len(drops) == 1 and not drops[0]["facts"].get("drivers"), drops
+    assert drops[0]["subject"] == {"from_stage": "Needs Analysis", "to_stage": "Value Proposition"}
+    twin = [i for i in _scan(_canonical(tmp_path, s)) if i["detector"] == "conversion_drop"]
+    keys = ("baseline_n", "recent_n", "baseline_converted", "recent_converted", "baseline_start", "recent_end")
+    assert len(twin) == 1 and all(drops[0]["facts"].get(k) == twin[0]["facts"].get(k) for k in keys), (drops, twin)
+    assert any(drops[0]["facts"].get(k) is not None for k in keys), drops[0]["facts"]
+
+    src = SalesforceExport(spec(6, effect=Effect("source", stage=2, at=at, source="Сайт", before=0.85, after=0.3)))
+    config, _ = exported(tmp_path, "source", src)
+    drops = [i for i in _scan(config) if i["detector"] == "conversion_drop"]
+    assert [(d["subject"].get("dimension"), d["subject"].get("segment")) for d in drops] == [("source", "Web")], drops
+
+    config, _ = exported(tmp_path, "calm", SalesforceExport(spec(1)))
+    assert not [i for i in _scan(config) if i["detector"] in ("conversion_drop", "manager_load")]
