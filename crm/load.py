@@ -131,7 +131,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     derived = history is None
     if derived:
         history = derive_history(deals, stages)
-        warnings.append(derived_history_warning(len(deals)))
+        changed = int(deals["stage_changed_at"].notna().sum()) if "stage_changed_at" in deals.columns else 0
+        warnings.append(derived_history_warning(len(deals), changed))
 
     data = CrmData(
         managers=frames["managers"], deals=deals, stage_history=history, stages=stages,
@@ -263,9 +264,13 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
     if problems:
         raise problems[0]
     raws: dict[str, RawTable] = {}
+    own: dict[Path, str] = {}  # a file -> the table it is read as first (deals first)
+    for table in sorted(paths, key=lambda t: t != "deals"):
+        own.setdefault(paths[table].resolve(), table)
     for table, path in paths.items():
         raw = read_file(path, expected=_their_columns(table, source), max_mb=source.max_file_mb)
         raw.show_values = _inside(path, folder)
+        raw.mapped_only = own[path.resolve()] != table
         raws[table] = raw
     for table in REQUIRED_TABLES:
         if table not in raws and table != "stage_history":

@@ -89,7 +89,7 @@ def normalize_table(
                 )
             source_name = their
         else:
-            source_name = col.name if col.name in frame.columns else lowered.get(col.name)
+            source_name = None if raw.mapped_only else col.name if col.name in frame.columns else lowered.get(col.name)
         if source_name is not None:
             given.add(col.name)
             used.add(source_name)
@@ -182,7 +182,7 @@ def normalize_table(
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
     if unread is not None:
         unread.extend(str(c) for c in found if c not in used)
-    unmapped = _unmapped_useful(table, found, used, given | set(fill))
+    unmapped = None if raw.mapped_only else _unmapped_useful(table, found, used, given | set(fill))
     if unmapped:
         warnings.append(unmapped)
     if table in DATE_ONLY_COLUMNS:
@@ -253,6 +253,8 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "region": ("регион", "город", "city"),
         "pipeline": ("pipeline", "воронка", "направление", "deal pipeline", "deal pipeline name", "deal pipeline id",
                      "категория", "category"),
+        "stage_changed_at": ("last stage change date", "date entered current stage", "дата изменения стадии",
+                             "дата смены этапа", "stage changed", "stage change date"),
     },
     "leads": {
         "source": ("источник", "канал", "utm source", "lead source", "channel"),

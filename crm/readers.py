@@ -44,6 +44,10 @@ class RawTable:
     notes: list[DataWarning] = field(default_factory=list)
     # False for a file outside the data folder: its cells are never shown in messages.
     show_values: bool = True
+    # A file read again as another table (the deals file as activities, README's recipe): only
+    # the columns the config maps are read, none by its canonical name (Salesforce's deals
+    # "Type", New Customer, is no activity type).
+    mapped_only: bool = False
 
     def row_number(self, label: int) -> int:
         return int(label) + self.row_offset

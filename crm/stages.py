@@ -108,8 +108,12 @@ def order_from_history(history: pd.DataFrame) -> list[str]:
 def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
     """One entry into the first stage at creation, plus the current stage if it differs. A deal
     whose stage is a closing one (mapped to won/lost, as amoCRM exports closed deals) gets only
-    the first: it did not enter "won" when it was created, and its last real stage is unknown."""
-    created = deals[["deal_id", "stage", "created_at"]]
+    the first: it did not enter "won" when it was created, and its last real stage is unknown.
+    The current stage is entered when `stage_changed_at` says (never before the creation), else
+    at creation: a deal that moved on yesterday after weeks at the first stage is not idle since
+    it was created."""
+    cols = ["deal_id", "stage", "created_at"] + (["stage_changed_at"] if "stage_changed_at" in deals.columns else [])
+    created = deals[cols]
     closing = lower_text(created["stage"]).isin(CLOSING).fillna(False).to_numpy(dtype=bool)
     parts = []
     if stages:
@@ -120,7 +124,11 @@ def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
         later = created[created["stage"].notna() & (created["stage"] != stages[0]) & ~closing]
     else:
         later = created[created["stage"].notna() & ~closing]
-    parts.append(later.rename(columns={"created_at": "entered_at"}))
+    entered = later["created_at"]
+    if "stage_changed_at" in later.columns:
+        changed = later["stage_changed_at"]
+        entered = changed.where(changed.notna() & (changed > entered), entered)
+    parts.append(pd.DataFrame({"deal_id": later["deal_id"], "stage": later["stage"], "entered_at": entered}))
     history = pd.concat(parts, ignore_index=True)
     return pd.DataFrame({
         "deal_id": history["deal_id"].astype(STR),
@@ -129,12 +137,15 @@ def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
     })
 
 
-def derived_history_warning(n_deals: int) -> DataWarning:
+def derived_history_warning(n_deals: int, changed: int = 0) -> DataWarning:
+    """`changed`: deals whose current stage's entry came from deals.stage_changed_at."""
+    entry = ("each deal entered the first stage when it was created, and its current stage at "
+             f"stage_changed_at ({changed} deal(s))" if changed else
+             "each deal entered the first stage when it was created")
     return DataWarning(
         "stage_history_derived", "stage_history", n_deals,
-        "no stage history in the source: derived from deals (each deal entered the first "
-        "stage when it was created); conversion insights need the real history of stage "
-        "changes, export it as stage_history (deal_id, stage, entered_at)",
+        f"no stage history in the source: derived from deals ({entry}); conversion insights need "
+        "the real history of stage changes, export it as stage_history (deal_id, stage, entered_at)",
     )
 
 
