@@ -43,7 +43,8 @@ SF_STAGES = ("Prospecting", "Qualification", "Needs Analysis", "Value Propositio
              "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review")
 WON, LOST = "Closed Won", "Closed Lost"
 NO_DECISION = "Closed - No Decision"  # a closed stage the company added (IsClosed, not IsWon)
-PROBABILITY = dict(zip(SF_STAGES, (10, 10, 20, 50, 60, 70, 75, 90))) | {WON: 100, LOST: 0, NO_DECISION: 0}
+SIGNED = "Closed - Signed"  # ... and a won one (IsClosed and IsWon)
+PROBABILITY = dict(zip(SF_STAGES, (10, 10, 20, 50, 60, 70, 75, 90))) | {WON: 100, LOST: 0, NO_DECISION: 0, SIGNED: 100}
 # chance to move on and mean days at each stage: the factory's five-stage shape spread over eight
 ADVANCE = (0.8, 0.8, 0.85, 0.8, 0.85, 0.85, 0.75, 0.8)
 STAGE_DAYS = (1.5, 2.0, 2.0, 3.0, 2.0, 2.0, 3.0, 3.0)
@@ -74,6 +75,7 @@ class SalesforceExport:
     edits_per_deal: float = 0.6      # history rows that change amount/close date, not the stage
     departed: int = 1                # the last working managers left: Active = false on the users page
     no_decision_share: float = 0.0   # lost deals closed at the company's own NO_DECISION stage
+    signed_share: float = 0.0        # won deals closed at the company's own SIGNED stage
 
 
 def _t(ts: str) -> datetime:
@@ -123,6 +125,8 @@ def build(s: SalesforceExport) -> dict:
         stage = {"won": WON, "lost": LOST}.get(d["status"], d["stage"])
         if stage == LOST and rng.random() < s.no_decision_share:
             stage = NO_DECISION
+        if stage == WON and rng.random() < s.signed_share:
+            stage = SIGNED
         steps = entries[d["deal_id"]]
         change = d["closed_at"] or steps[-1]["entered_at"]  # the last stage change: closing, or the last entry
         planned = factory._iso(_t(d["created_at"]) + timedelta(days=float(rng.uniform(20, 70))))
@@ -163,7 +167,7 @@ def build(s: SalesforceExport) -> dict:
             history.append(_hist(s, oid, title, prev, to, at, amount, cur, close, tz))
             # an edit of the amount or close date while the deal sits at this stage
             stop = rows[k + 1][1] if k + 1 < len(rows) else factory._iso(end)
-            if to not in (WON, LOST, NO_DECISION) and rng.random() < s.edits_per_deal / max(len(rows), 1) * 2:
+            if to not in (WON, LOST, NO_DECISION, SIGNED) and rng.random() < s.edits_per_deal / max(len(rows), 1) * 2:
                 mid = _t(at) + (_t(stop) - _t(at)) * float(rng.uniform(0.2, 0.8))
                 history.append(_hist(s, oid, title, to, to, factory._iso(mid), amount * 1.1, cur, close, tz))
             prev = to
