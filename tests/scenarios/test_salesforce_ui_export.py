@@ -19,7 +19,7 @@ import pandas as pd
 
 import _export_factory as factory
 from _export_factory import Effect
-from _salesforce_export import NO_DECISION, SalesforceExport, sf_spec, write
+from _salesforce_export import NO_DECISION, SIGNED, SalesforceExport, sf_spec, write
 from bot.cli import main
 
 UTC = timezone.utc
@@ -173,21 +173,26 @@ def test_each_amount_keeps_the_currency_written_in_its_cell(tmp_path):
 
 
 def test_a_closing_stage_the_config_misses_is_named_from_the_closed_column(tmp_path):
-    """A company's own closed stage ("Closed - No Decision", Closed = 1, Won = 0) beside the
-    mapped Closed Won / Closed Lost was read as an open stage: its deals stalled there for ever
-    (35 stalled items instead of 9) and nothing said why. The unread "Closed" column now names
-    the stage and the line to add; with it added, the deals are closed."""
-    config, _ = exported(tmp_path, "sf", SalesforceExport(spec(1), no_decision_share=0.15))
+    """A company's own closed stages ("Closed - No Decision": Closed = 1, Won = 0; "Closed -
+    Signed": Closed = 1, Won = 1) beside the mapped Closed Won / Closed Lost were read as open
+    stages: their deals stalled there for ever (35 stalled items instead of 9) and nothing said
+    why. The unread "Closed" column now names the stages, and "Won" which way to map each; with
+    those lines added, the deals are closed."""
+    config, truth = exported(tmp_path, "sf", SalesforceExport(spec(1), no_decision_share=0.15, signed_share=0.2))
     rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
     assert rc == 0, out + err
     line = next((ln for ln in out.splitlines() if "says they are closed" in ln), "")
-    assert f"'{NO_DECISION}' (" in line and f'"{NO_DECISION}" = "lost"' in line, out
-    stuck = [i for i in _scan(config) if i["detector"] == "stalled_deal" and i["facts"].get("stage") == NO_DECISION]
+    assert f"'{NO_DECISION}' (" in line and f"'{SIGNED}' (" in line, out
+    assert f'"{NO_DECISION}" = "lost"' in line and f'"{SIGNED}" = "won"' in line, line
+    stuck = [i for i in _scan(config) if i["detector"] == "stalled_deal" and i["facts"].get("stage") in (NO_DECISION, SIGNED)]
     config.write_text(config.read_text(encoding="utf-8").replace(
-        '"Closed Lost" = "lost"\n', f'"Closed Lost" = "lost"\n"{NO_DECISION}" = "lost"\n', 1), encoding="utf-8")
+        '"Closed Lost" = "lost"\n', f'"Closed Lost" = "lost"\n"{NO_DECISION}" = "lost"\n"{SIGNED}" = "won"\n', 1),
+        encoding="utf-8")
     rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
     assert rc == 0 and "says they are closed" not in out, out + err
-    assert stuck and not [i for i in _scan(config) if i["facts"].get("stage") == NO_DECISION]
+    assert stuck and not [i for i in _scan(config) if i["facts"].get("stage") in (NO_DECISION, SIGNED)]
+    status = _load(config).data.deals["status"].value_counts()
+    assert status.to_dict() == pd.Series([d["status"] for d in truth["tables"]["deals"]]).value_counts().to_dict()
 
 
 def test_amount_and_close_date_edits_in_the_history_are_not_stage_moves(tmp_path):
@@ -248,6 +253,12 @@ def test_without_a_history_report_the_default_stages_keep_salesforce_order(tmp_p
             "Perception Analysis -> Proposal/Price Quote -> Negotiation/Review"
     assert re.search(r"stages\s+" + re.escape(order), out), out
     assert "Salesforce's default ones" in out and "guessed" not in out, out
+    # the conversion line said only "the CRM's API gives it" (amoCRM, Bitrix24, HubSpot, Pipedrive)
+    config.write_text(config.read_text(encoding="utf-8").replace('language = "en"', 'language = "ru"'), encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    part = out.split("конверсия между этапами: ", 1)[1].split("; проверено не полностью", 1)[0]
+    assert "отчёт об истории этапов (Salesforce: Opportunity History" in part, part
 
 
 # --- conversion after the round trip ------------------------------------------------------------
@@ -288,3 +299,76 @@ def test_a_planted_drop_survives_the_round_trip_and_a_calm_export_is_quiet(tmp_p
 
     config, _ = exported(tmp_path, "calm", SalesforceExport(spec(1)))
     assert not [i for i in _scan(config) if i["detector"] in ("conversion_drop", "manager_load")]
+
+
+# --- only the Opportunities report: README's recipe for touches ---------------------------------
+
+RECIPE = '''
+[source.columns.activities]
+activity_id = "Opportunity ID"
+deal_id = "Opportunity ID"
+manager_id = "Opportunity Owner"
+done_at = "Last Activity"
+
+[source.fill.activities]
+type = "task"
+'''
+
+
+def _deals_only(config: Path, stage_changed: bool) -> Path:
+    """The config without the history report, with README's recipe (the deals file read again as
+    activities, "Last Activity" as each deal's latest touch), as the stalled_deal line prints it."""
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('stage_history = "report2.csv"\n', 'activities = "report1.csv"\n')
+    text = text.split("[source.columns.stage_history]")[0] + "[source.columns.managers]" + \
+        text.split("[source.columns.managers]")[1]
+    text = text.replace('stage_history = "%m/%d/%Y %I:%M %p"\n', 'activities = "%m/%d/%Y"\n')
+    if stage_changed:
+        text = text.replace('source = "Lead Source"\n', 'source = "Lead Source"\nstage_changed_at = "Last Stage Change Date"\n')
+    out = config.with_name(config.stem + ("_changed" if stage_changed else "_recipe") + ".toml")
+    out.write_text(text + RECIPE, encoding="utf-8")
+    return out
+
+
+def test_the_deals_file_read_as_activities_reads_only_what_the_recipe_maps(tmp_path):
+    """README's recipe for a deals-only export stopped the load on Salesforce: the report's own
+    "Type" column (New Customer, Existing Customer - Upgrade) was taken for activities.type by
+    its name, ahead of the recipe's `type = "task"`, and the error asked to map "New Customer"
+    to call, meeting or task. A file read again as another table now reads only the mapped
+    columns."""
+    config, truth = exported(tmp_path, "sf", SalesforceExport(spec(1)))
+    recipe = _deals_only(config, stage_changed=False)
+    rc, out, err = run_cli("check-config", str(recipe), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    data = _load(recipe).data
+    assert set(data.activities["type"]) == {"task"} and len(data.activities) == len(truth["tables"]["deals"])
+    assert "could fill activities." not in out, out
+
+
+def test_the_last_stage_change_date_is_when_the_deal_entered_its_stage(tmp_path):
+    """Without the history report a deal entered its current stage "when it was created", so a
+    deal that moved on yesterday, last called two weeks ago, was idle since its last call: 14 of
+    16 stalled items overstated the wait. check-config names "Last Stage Change Date" as
+    deals.stage_changed_at; mapped, no stalled item waits longer than the truth says."""
+    s = SalesforceExport(spec(1, touch_every=(8, 15)))
+    config, truth = exported(tmp_path, "sf", s)
+    tables = truth["tables"]
+    oid = {d["deal_id"]: f"0065g0000{n:06d}AAA" for n, d in enumerate(tables["deals"])}
+    last: dict[str, str] = {}
+    for deal, at in [(h["deal_id"], h["entered_at"]) for h in tables["stage_history"]] + \
+                    [(a["deal_id"], a["done_at"]) for a in tables["activities"]]:
+        last[oid[deal]] = max(last.get(oid[deal], ""), at)
+
+    def overstated(cfg: Path) -> tuple[int, int]:
+        items = [i for i in _scan(cfg) if i["detector"] == "stalled_deal" and "deal_id" in i["subject"]]
+        true_idle = {i["subject"]["deal_id"]: (END - datetime.fromisoformat(last[i["subject"]["deal_id"]]
+                                                                           .replace("Z", "+00:00"))).days for i in items}
+        return len(items), sum(1 for i in items if true_idle[i["subject"]["deal_id"]] < i["facts"]["calendar_days_idle"] - 1)
+
+    recipe = _deals_only(config, stage_changed=False)
+    rc, out, err = run_cli("check-config", str(recipe), "--now", NOW.isoformat())
+    assert 'stage_changed_at = "Last Stage Change Date"' in out, out
+    before = overstated(recipe)
+    after = overstated(_deals_only(config, stage_changed=True))
+    assert before[1] >= 5, before  # the case this test is about
+    assert after[1] == 0 and after[0] < before[0], (before, after)
