@@ -53,13 +53,15 @@ def normalize_table(
     date_formats: dict[str, str] | None = None,
     unread: list[str] | None = None,
     read: dict[str, str] | None = None,
+    unused: frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, list[DataWarning]]:
     """Canonical frame for `table` from `raw`, plus warnings about filled cells.
 
     `date_formats`: canonical date column -> the strptime format its cells are written in
     ([source.date_formats]), tried before the usual formats. `unread`, when given, receives the
     file's columns read into no canonical column (CrmData.unread_columns), `read` canonical ->
-    the file's column read into it (CrmData.read_columns)."""
+    the file's column read into it (CrmData.read_columns). `unused`: canonical columns this
+    source has no use for (deals.stage_changed_at beside a real stage history), never suggested."""
     spec = TABLES[table]
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
@@ -182,7 +184,7 @@ def normalize_table(
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
     if unread is not None:
         unread.extend(str(c) for c in found if c not in used)
-    unmapped = None if raw.mapped_only else _unmapped_useful(table, found, used, given | set(fill))
+    unmapped = None if raw.mapped_only else _unmapped_useful(table, found, used, given | set(fill) | unused)
     if unmapped:
         warnings.append(unmapped)
     if table in DATE_ONLY_COLUMNS:

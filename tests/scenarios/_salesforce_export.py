@@ -89,8 +89,12 @@ def _fmt(ts: str | datetime, tz: ZoneInfo, locale: str, time: bool) -> str:
     return t.astimezone(tz).strftime(LOCALES[locale][1 if time else 0])
 
 
-def _money(value: float, cur: str, how: str) -> str:
-    return f"{cur} {value:,.2f}" if how == "one" else f"{value:.2f}"
+def _money(value: float, cur: str, how: str, locale: str = "en_US") -> str:
+    """en_US: 12500.00 or "USD 12,500.00"; ru_RU: 12500,00 or "USD 12 500,00" (a no-break space)."""
+    text = f"{value:,.2f}" if how == "one" else f"{value:.2f}"
+    if locale == "ru_RU":
+        text = text.replace(",", "\u00a0").replace(".", ",")
+    return f"{cur} {text}" if how == "one" else text
 
 
 def _flag(on: bool, how: str) -> str:
@@ -142,7 +146,7 @@ def build(s: SalesforceExport) -> dict:
             "Opportunity Name": title,
             "Stage": stage,
             "Fiscal Period": f"Q{(_t(close).month - 1) // 3 + 1}-{_t(close).year}",
-            "Amount": _money(amount, cur, s.amount_cell),
+            "Amount": _money(amount, cur, s.amount_cell, s.locale),
             **({"Amount Currency": cur} if s.amount_cell == "split" else {}),
             "Probability (%)": str(PROBABILITY[stage]),
             "Age": str((age_to - _t(d["created_at"])).days),
@@ -182,7 +186,7 @@ def build(s: SalesforceExport) -> dict:
 def _hist(s: SalesforceExport, oid: str, title: str, frm: str, to: str, at: str, amount: float, cur: str,
           close: str, tz: ZoneInfo) -> dict:
     return {**({"Opportunity ID": oid} if s.with_ids else {}), "Opportunity Name": title,
-            "From Stage": frm, "To Stage": to, "Amount": _money(amount, cur, s.amount_cell),
+            "From Stage": frm, "To Stage": to, "Amount": _money(amount, cur, s.amount_cell, s.locale),
             **({"Amount Currency": cur} if s.amount_cell == "split" else {}),
             "Probability (%)": str(PROBABILITY[to]), "Close Date": _fmt(close, tz, s.locale, False),
             "Edit Date": _fmt(at, tz, s.locale, True)}

@@ -138,6 +138,7 @@ def test_the_report_footer_is_not_read_as_deals(tmp_path):
     assert len(footers) == 2 and "report1.csv: 5 line(s)" in footers[0], footers
     rows = len(truth["tables"]["deals"])
     assert f"rows {rows + 3}-{rows + 7}" in footers[0], footers  # header, deals, the blank line
+    assert "stage_changed_at" not in out, out  # of no use beside the history report
     data = _load(config).data
     assert len(data.deals) == rows and not data.deals["manager_id"].str.contains("Copyright").any()
 
@@ -228,15 +229,20 @@ def _stalled(config: Path) -> dict[str, tuple]:
 
 
 def test_a_russian_locale_export_reads_without_date_formats(tmp_path):
-    """A Russian-locale user's export (05.03.2026, 05.03.2026 14:07, Moscow time) reads with no
-    [source.date_formats], and its dates are the factory's."""
-    config, truth = exported(tmp_path, "ru", SalesforceExport(spec(2), locale="ru_RU", tz="Europe/Moscow"), lang="ru")
-    data = _load(config).data
-    created = data.deals.set_index("title")["created_at"].dt.tz_convert("Europe/Moscow").dt.date
+    """A Russian-locale user's formatted export (05.03.2026, 05.03.2026 14:07 in Moscow time,
+    "USD 2 751,82" with a no-break space) reads with no [source.date_formats]: its dates,
+    amounts and currencies are the factory's."""
+    s = SalesforceExport(spec(2), locale="ru_RU", tz="Europe/Moscow", amount_cell="one")
+    config, truth = exported(tmp_path, "ru", s, lang="ru")
+    deals = _load(config).data.deals.set_index("title")
+    created = deals["created_at"].dt.tz_convert("Europe/Moscow").dt.date
+    moscow = ZoneInfo("Europe/Moscow")
     want = {f"Account {d['client_id'][1:]} - " + d["title"].replace("Сделка", "Deal"):
-            datetime.fromisoformat(d["created_at"].replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Moscow")).date()
+            (datetime.fromisoformat(d["created_at"].replace("Z", "+00:00")).astimezone(moscow).date(), float(d["amount"]) / 450)
             for d in truth["tables"]["deals"]}
-    assert len(created) == len(want) and all(created[k] == v for k, v in want.items())
+    assert len(created) == len(want) and all(created[k] == v[0] for k, v in want.items())
+    assert all(abs(deals.at[k, "amount"] - v[1]) < 0.006 for k, v in want.items())
+    assert set(deals["currency"]) == {"USD", "EUR"}
 
 
 def test_without_a_history_report_the_default_stages_keep_salesforce_order(tmp_path):
