@@ -25,6 +25,7 @@ from crm.stages import (
     derived_history_warning,
     drop_closing_entries,
     resolve_stages,
+    snapshot_as_stage_dates,
 )
 from crm.validate import check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, order_dates
 
@@ -82,7 +83,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     unread: dict[str, tuple[str, ...]] = {}
     read: dict[str, dict[str, str]] = {}
     for table, raw in raws.items():
-        warnings += raw.notes
+        if not raw.mapped_only:  # the same file's notes come with its first reading
+            warnings += raw.notes
         not_read: list[str] = []
         read[table] = {}
         try:
@@ -121,6 +123,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     deals, notes = drop_planned_closings(frames["deals"])
     warnings += notes
     history = frames.get("stage_history")
+    if history is not None:
+        deals, history, notes = snapshot_as_stage_dates(history, deals, raws["stage_history"].origin)
+        warnings += notes
     if history is not None:
         history, deals, notes = drop_closing_entries(history, deals)
         warnings += notes

@@ -152,6 +152,33 @@ def derived_history_warning(n_deals: int, changed: int = 0) -> DataWarning:
 CLOSING = ("won", "lost")
 
 
+def snapshot_as_stage_dates(
+    history: pd.DataFrame, deals: pd.DataFrame, origin: str
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[DataWarning]]:
+    """A "history" with one row per deal at several stages is each deal's current stage and when
+    it was entered (the deals file read again as stage_history, Salesforce's "Last Stage Change
+    Date" as entered_at): not a history of moves. Read as one, every stage pair's conversion came
+    from deals that never entered the earlier stage, and a planted drop went unsaid with no line
+    saying why. Its dates become deals.stage_changed_at and the history is derived, said once.
+    Returns (deals, history or None when it was a snapshot, warnings)."""
+    if not len(history) or len(history) > len(deals) or history["stage"].nunique() < 2 \
+            or history["deal_id"].duplicated().any():
+        return deals, history, []
+    entered = history.set_index("deal_id")
+    at = deals["deal_id"].map(entered["entered_at"])
+    same = deals["stage"].astype("string").eq(deals["deal_id"].map(entered["stage"]).astype("string")).fillna(False)
+    deals = deals.copy()
+    old = deals["stage_changed_at"] if "stage_changed_at" in deals.columns else pd.Series(pd.NaT, index=deals.index)
+    deals["stage_changed_at"] = old.where(old.notna(), at.where(same.to_numpy(dtype=bool))).astype(UTC_NS)
+    return deals, None, [DataWarning(
+        "history_is_a_snapshot", "stage_history", len(history),
+        f"{origin} has one row per deal: each deal's current stage and when it was entered, not the history "
+        "of its moves; read as deals.stage_changed_at (map that column there: [source.columns.deals] "
+        "stage_changed_at), and the stage history is derived; for conversion between stages export the "
+        "history of stage changes (Salesforce: the Opportunity History report)",
+    )]
+
+
 def drop_closing_entries(
     history: pd.DataFrame, deals: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[DataWarning]]:

@@ -378,3 +378,25 @@ def test_the_last_stage_change_date_is_when_the_deal_entered_its_stage(tmp_path)
     after = overstated(_deals_only(config, stage_changed=True))
     assert before[1] >= 5, before  # the case this test is about
     assert after[1] == 0 and after[0] < before[0], (before, after)
+
+
+def test_the_deals_file_read_as_a_stage_history_is_a_snapshot_not_a_history(tmp_path):
+    """An admin without the history report read the Opportunities report again as stage_history
+    (Stage, "Last Stage Change Date"): one row per deal, each at its current stage. Read as a
+    history, every stage pair's cohorts were deals that never entered the earlier stage, a
+    planted drop went unsaid and no line said why (the footer warning came twice). Now the dates
+    are each deal's stage_changed_at, the stage history is derived (said once, with the report to
+    export), and the planted drop shows in the win rate of new deals."""
+    at = END - timedelta(days=56)
+    config, _ = exported(tmp_path, "sf", SalesforceExport(spec(4, effect=Effect("uniform", stage=2, at=at, factor=0.5))))
+    text = config.read_text(encoding="utf-8").replace('stage_history = "report2.csv"', 'stage_history = "report1.csv"')
+    text = text.replace('stage = "To Stage"\nentered_at = "Edit Date"', 'stage = "Stage"\nentered_at = "Last Stage Change Date"')
+    config.write_text(text.replace('stage_history = "%m/%d/%Y %I:%M %p"', 'stage_history = "%m/%d/%Y"'), encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    assert out.count("report1.csv has one row per deal") == 1 and out.count("report's footer") == 1, out
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    assert "stage-to-stage conversion: not checked" in err, err
+    drops = [i for i in json.loads(out) if i["detector"] == "conversion_drop"]
+    assert [d["subject"].get("to_stage") for d in drops] == ["won"], drops
