@@ -25,8 +25,9 @@ from crm.stages import (
     derived_history_warning,
     drop_closing_entries,
     resolve_stages,
+    snapshot_as_stage_dates,
 )
-from crm.validate import check, dedupe, drop_planned_closings, keep_pipelines, order_dates
+from crm.validate import check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, order_dates
 
 
 @dataclass
@@ -82,7 +83,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     unread: dict[str, tuple[str, ...]] = {}
     read: dict[str, dict[str, str]] = {}
     for table, raw in raws.items():
-        warnings += raw.notes
+        if not raw.mapped_only:  # the same file's notes come with its first reading
+            warnings += raw.notes
         not_read: list[str] = []
         read[table] = {}
         try:
@@ -90,12 +92,15 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 table, raw, columns=source.columns.get(table), values=source.values.get(table),
                 fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
                 unread=not_read, read=read[table],
+                unused=frozenset({"stage_changed_at"}) if table == "deals" and "stage_history" in raws else frozenset(),
             )
         except DataError as err:
             if raw.show_values:
                 raise
             raise _without_contents(err) from None
         unread[table] = tuple(not_read)
+        if table == "deals":
+            notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
         del raw.frame  # the raw columns are no longer needed: free them before the next table
         if frame.empty:
             notes.append(DataWarning("empty_table", table, 0,
@@ -119,6 +124,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     warnings += notes
     history = frames.get("stage_history")
     if history is not None:
+        deals, history, notes = snapshot_as_stage_dates(history, deals, raws["stage_history"].origin)
+        warnings += notes
+    if history is not None:
         history, deals, notes = drop_closing_entries(history, deals)
         warnings += notes
     deals, history, notes = order_dates(deals, history, {t: r.origin for t, r in raws.items()}, timezone,
@@ -129,7 +137,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     derived = history is None
     if derived:
         history = derive_history(deals, stages)
-        warnings.append(derived_history_warning(len(deals)))
+        changed = int(deals["stage_changed_at"].notna().sum()) if "stage_changed_at" in deals.columns else 0
+        warnings.append(derived_history_warning(len(deals), changed))
 
     data = CrmData(
         managers=frames["managers"], deals=deals, stage_history=history, stages=stages,
@@ -261,9 +270,13 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
     if problems:
         raise problems[0]
     raws: dict[str, RawTable] = {}
+    own: dict[Path, str] = {}  # a file -> the table it is read as first (deals first)
+    for table in sorted(paths, key=lambda t: t != "deals"):
+        own.setdefault(paths[table].resolve(), table)
     for table, path in paths.items():
         raw = read_file(path, expected=_their_columns(table, source), max_mb=source.max_file_mb)
         raw.show_values = _inside(path, folder)
+        raw.mapped_only = own[path.resolve()] != table
         raws[table] = raw
     for table in REQUIRED_TABLES:
         if table not in raws and table != "stage_history":

@@ -53,13 +53,15 @@ def normalize_table(
     date_formats: dict[str, str] | None = None,
     unread: list[str] | None = None,
     read: dict[str, str] | None = None,
+    unused: frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, list[DataWarning]]:
     """Canonical frame for `table` from `raw`, plus warnings about filled cells.
 
     `date_formats`: canonical date column -> the strptime format its cells are written in
     ([source.date_formats]), tried before the usual formats. `unread`, when given, receives the
     file's columns read into no canonical column (CrmData.unread_columns), `read` canonical ->
-    the file's column read into it (CrmData.read_columns)."""
+    the file's column read into it (CrmData.read_columns). `unused`: canonical columns this
+    source has no use for (deals.stage_changed_at beside a real stage history), never suggested."""
     spec = TABLES[table]
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
@@ -89,7 +91,7 @@ def normalize_table(
                 )
             source_name = their
         else:
-            source_name = col.name if col.name in frame.columns else lowered.get(col.name)
+            source_name = None if raw.mapped_only else col.name if col.name in frame.columns else lowered.get(col.name)
         if source_name is not None:
             given.add(col.name)
             used.add(source_name)
@@ -182,7 +184,7 @@ def normalize_table(
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
     if unread is not None:
         unread.extend(str(c) for c in found if c not in used)
-    unmapped = _unmapped_useful(table, found, used, given | set(fill))
+    unmapped = None if raw.mapped_only else _unmapped_useful(table, found, used, given | set(fill) | unused)
     if unmapped:
         warnings.append(unmapped)
     touch = _touch_as_answer(table, columns)
@@ -256,6 +258,8 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "region": ("регион", "город", "city"),
         "pipeline": ("pipeline", "воронка", "направление", "deal pipeline", "deal pipeline name", "deal pipeline id",
                      "категория", "category"),
+        "stage_changed_at": ("last stage change date", "date entered current stage", "дата изменения стадии",
+                             "дата смены этапа", "stage changed", "stage change date"),
     },
     "leads": {
         "source": ("источник", "канал", "utm source", "lead source", "channel"),
@@ -436,19 +440,28 @@ def _currency_codes(series: pd.Series, raw: RawTable, table: str, source_name: s
 
 def _currency_from_signs(table: str, out: dict[str, pd.Series], signs: pd.Series, raw: RawTable,
                          source_name: str) -> list[DataWarning]:
-    """Fill an absent or empty currency column from the amount signs, when they agree."""
+    """Fill an absent or empty currency column from the amount signs: each amount's own
+    ("USD 12,500.00" beside "EUR 9,100.00" in Salesforce's formatted export, which has no
+    currency column). Left empty, every amount took the config's currency: €8,528 was "$8,528".
+    Amounts without a sign take the sign of the others when all agree; when they differ, those
+    are left empty with one warning."""
     if out["currency"].notna().any():
         return []
     counts = signs.value_counts()
     if len(counts) == 1:
         out["currency"] = pd.Series(counts.index[0], index=signs.index, dtype=STR)
         return []
+    out["currency"] = signs.astype(STR)
+    unsigned = (signs.isna() & out["amount"].notna()).to_numpy(dtype=bool)
+    if not unsigned.any():
+        return []
     listed = ", ".join(f"{c} ({n})" for c, n in counts.items())
     return [DataWarning(
-        "mixed_currencies", table, int(signs.notna().sum()),
+        "mixed_currencies", table, int(unsigned.sum()),
         f"{raw.origin} column {source_name!r}: amounts carry different currencies ({listed}) and "
-        "there is no currency column, so currency is left empty; add a currency column to the "
-        "export",
+        f"{int(unsigned.sum())} amount(s) carry none, with no currency column to say theirs: their "
+        "currency is left empty; add a currency column to the export",
+        _rows(raw, pd.Series(unsigned, index=signs.index)),
     )]
 
 # Longest text cell kept. Names, stages, reasons are short; a 50 MB cell would be copied into

@@ -80,6 +80,9 @@ TABLES: dict[str, Table] = {
             _c("stage", "str"), _c("status", "str"), _c("created_at", "datetime"),
             _c("closed_at", "datetime", False), _c("loss_reason", "str", False),
             _c("source", "str", False), _c("region", "str", False), _c("pipeline", "str", False),
+            # when the deal entered its current stage (Salesforce's "Last Stage Change Date",
+            # Bitrix24's «Дата изменения стадии»): a stage history derived from the deals uses it
+            _c("stage_changed_at", "datetime", False),
         ), key="deal_id", required=True),
         Table("stage_history", (
             _c("deal_id", "str"), _c("stage", "str"), _c("entered_at", "datetime"),

@@ -27,6 +27,15 @@ def resolve_stages(
     if history is not None and len(history):
         return order_from_history(history), []
     names = guess_order(deals)
+    known = known_order(names)
+    if known is not None:
+        crm, ordered = known
+        return ordered, [DataWarning(
+            "stage_order_known", "stages", len(ordered),
+            f"no stages table, no [source] stages and no stage history: the stages are {crm}'s "
+            f"default ones, taken in its order: {' -> '.join(ordered)}; if your pipeline orders them "
+            "otherwise, set `stages = [...]` in [source], first stage first",
+        )]
     # The whole guess, not five of it as "e.g.": an admin copied those into `stages` and lost
     # the rest, or kept a wrong order that then warned no more.
     return names, [DataWarning(
@@ -39,6 +48,29 @@ def resolve_stages(
 
 
 _SHOWN = 30  # stages named in the guessed-order warning
+
+# Pipelines a CRM sets up by default, in order. Deals at only these stages are ordered by the
+# list: the guess from the open deals' age put Salesforce's "Value Proposition" before "Needs
+# Analysis" on a calm company (their deals move on within days of each other).
+DEFAULT_PIPELINES: dict[str, tuple[str, ...]] = {
+    "Salesforce": ("Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
+                   "Id. Decision Makers", "Perception Analysis", "Proposal/Price Quote",
+                   "Negotiation/Review"),
+    "HubSpot": ("Appointment Scheduled", "Qualified To Buy", "Presentation Scheduled",
+                "Decision Maker Bought-In", "Contract Sent"),
+}
+
+
+def known_order(names: list[str]) -> tuple[str, list[str]] | None:
+    """(the CRM, `names` in its default order) when at least three stages are given and every
+    one is a stage of that CRM's default pipeline (any case); else None."""
+    if len(names) < 3:
+        return None
+    for crm, pipeline in DEFAULT_PIPELINES.items():
+        rank = {s.casefold(): i for i, s in enumerate(pipeline)}
+        if all(str(n).casefold() in rank for n in names):
+            return crm, sorted(names, key=lambda n: rank[str(n).casefold()])
+    return None
 
 
 def guess_order(deals: pd.DataFrame) -> list[str]:
@@ -76,8 +108,12 @@ def order_from_history(history: pd.DataFrame) -> list[str]:
 def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
     """One entry into the first stage at creation, plus the current stage if it differs. A deal
     whose stage is a closing one (mapped to won/lost, as amoCRM exports closed deals) gets only
-    the first: it did not enter "won" when it was created, and its last real stage is unknown."""
-    created = deals[["deal_id", "stage", "created_at"]]
+    the first: it did not enter "won" when it was created, and its last real stage is unknown.
+    The current stage is entered when `stage_changed_at` says (never before the creation), else
+    at creation: a deal that moved on yesterday after weeks at the first stage is not idle since
+    it was created."""
+    cols = ["deal_id", "stage", "created_at"] + (["stage_changed_at"] if "stage_changed_at" in deals.columns else [])
+    created = deals[cols]
     closing = lower_text(created["stage"]).isin(CLOSING).fillna(False).to_numpy(dtype=bool)
     parts = []
     if stages:
@@ -88,7 +124,11 @@ def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
         later = created[created["stage"].notna() & (created["stage"] != stages[0]) & ~closing]
     else:
         later = created[created["stage"].notna() & ~closing]
-    parts.append(later.rename(columns={"created_at": "entered_at"}))
+    entered = later["created_at"]
+    if "stage_changed_at" in later.columns:
+        changed = later["stage_changed_at"]
+        entered = changed.where(changed.notna() & (changed > entered), entered)
+    parts.append(pd.DataFrame({"deal_id": later["deal_id"], "stage": later["stage"], "entered_at": entered}))
     history = pd.concat(parts, ignore_index=True)
     return pd.DataFrame({
         "deal_id": history["deal_id"].astype(STR),
@@ -97,16 +137,46 @@ def derive_history(deals: pd.DataFrame, stages: list[str]) -> pd.DataFrame:
     })
 
 
-def derived_history_warning(n_deals: int) -> DataWarning:
+def derived_history_warning(n_deals: int, changed: int = 0) -> DataWarning:
+    """`changed`: deals whose current stage's entry came from deals.stage_changed_at."""
+    entry = ("each deal entered the first stage when it was created, and its current stage at "
+             f"stage_changed_at ({changed} deal(s))" if changed else
+             "each deal entered the first stage when it was created")
     return DataWarning(
         "stage_history_derived", "stage_history", n_deals,
-        "no stage history in the source: derived from deals (each deal entered the first "
-        "stage when it was created); conversion insights need the real history of stage "
-        "changes, export it as stage_history (deal_id, stage, entered_at)",
+        f"no stage history in the source: derived from deals ({entry}); conversion insights need "
+        "the real history of stage changes, export it as stage_history (deal_id, stage, entered_at)",
     )
 
 
 CLOSING = ("won", "lost")
+
+
+def snapshot_as_stage_dates(
+    history: pd.DataFrame, deals: pd.DataFrame, origin: str
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[DataWarning]]:
+    """A "history" with one row per deal at several stages is each deal's current stage and when
+    it was entered (the deals file read again as stage_history, Salesforce's "Last Stage Change
+    Date" as entered_at): not a history of moves. Read as one, every stage pair's conversion came
+    from deals that never entered the earlier stage, and a planted drop went unsaid with no line
+    saying why. Its dates become deals.stage_changed_at and the history is derived, said once.
+    Returns (deals, history or None when it was a snapshot, warnings)."""
+    if not len(history) or len(history) > len(deals) or history["stage"].nunique() < 2 \
+            or history["deal_id"].duplicated().any():
+        return deals, history, []
+    entered = history.set_index("deal_id")
+    at = deals["deal_id"].map(entered["entered_at"])
+    same = deals["stage"].astype("string").eq(deals["deal_id"].map(entered["stage"]).astype("string")).fillna(False)
+    deals = deals.copy()
+    old = deals["stage_changed_at"] if "stage_changed_at" in deals.columns else pd.Series(pd.NaT, index=deals.index)
+    deals["stage_changed_at"] = old.where(old.notna(), at.where(same.to_numpy(dtype=bool))).astype(UTC_NS)
+    return deals, None, [DataWarning(
+        "history_is_a_snapshot", "stage_history", len(history),
+        f"{origin} has one row per deal: each deal's current stage and when it was entered, not the history "
+        "of its moves; read as deals.stage_changed_at (map that column there: [source.columns.deals] "
+        "stage_changed_at), and the stage history is derived; for conversion between stages export the "
+        "history of stage changes (Salesforce: the Opportunity History report)",
+    )]
 
 
 def drop_closing_entries(

@@ -21,7 +21,7 @@ from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
 from crm.normalize import DATE_ONLY, ROW, lower_text
-from crm.schema import TABLES
+from crm.schema import TABLES, TRUE_WORDS
 from crm.stages import CLOSING
 
 EXAMPLES = 3
@@ -108,6 +108,56 @@ def drop_planned_closings(deals: pd.DataFrame) -> tuple[pd.DataFrame, list[DataW
 
 
 PIPELINE_LISTED = 6  # pipelines named in a warning or error, the largest first
+
+
+# Yes/no columns of a deals export that say whether a deal is closed (Salesforce's "Closed",
+# Bitrix24's «Сделка закрыта») and whether it was won (Salesforce's "Won"), compared by
+# crm.normalize's header key.
+CLOSED_FLAG_NAMES = ("closed", "is closed", "isclosed", "сделка закрыта", "закрыта", "закрыто")
+WON_FLAG_NAMES = ("won", "is won", "iswon", "выиграна", "успешна")
+
+
+def closed_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], origin: str,
+                      show_values: bool = True) -> list[DataWarning]:
+    """Deals read as open that the export's own closed flag, left unread, calls closed: their stage
+    is a closing stage missing from `[source.values.deals.status]` (a company's own "Closed - No
+    Decision" beside Salesforce's Closed Won / Closed Lost). Read as open, such deals stalled at a
+    closed stage forever and counted as a manager's load. A won flag beside it says, per stage,
+    whether to map it to won or lost. `deals` keeps `raw_frame`'s row labels."""
+    from crm.normalize import _header_key
+
+    def flag(names: tuple[str, ...]) -> pd.Series | None:
+        col = next((c for c in unread if _header_key(c) in names), None)
+        if col is None:
+            return None
+        cells = lower_text(raw_frame[col].reindex(deals.index).astype("string").str.strip())
+        return pd.Series(cells.isin(TRUE_WORDS).fillna(False).to_numpy(dtype=bool), index=deals.index).rename(col)
+
+    closed = flag(CLOSED_FLAG_NAMES)
+    if closed is None or "status" not in deals.columns or "stage" not in deals.columns or not len(deals):
+        return []
+    wrong = closed.to_numpy() & (deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    if not wrong.any():
+        return []
+    won = flag(WON_FLAG_NAMES)
+    stages = deals.loc[wrong, "stage"].value_counts()
+    if won is not None:
+        won_share = won[wrong].groupby(deals.loc[wrong, "stage"]).mean()
+        status = {st: "won" if won_share.get(st, 0) > 0.5 else "lost" for st in stages.index}
+    else:
+        status = {st: "lost" for st in stages.index}
+    if show_values:
+        listed = ", ".join(f"{v!r} ({n})" for v, n in stages.head(5).items())
+        lines = ", ".join(f'"{st}" = "{status[st]}"' for st in stages.index[:5])
+    else:
+        listed, lines = f"{len(stages)} stage(s)", '"<stage>" = "lost"'
+    said = f" (column {won.name!r} tells won from lost)" if won is not None else ' (or "won")'
+    return [DataWarning(
+        "open_but_closed", "deals", int(wrong.sum()),
+        f"{int(wrong.sum())} deal(s) are read as open, but {origin} column {closed.name!r} says they are closed: "
+        f"their stage is a closing one that [source.values.deals.status] does not list ({listed}); "
+        f"read as open they stall and count as load. Map it: [source.values.deals.status] {lines}{said}",
+    )]
 
 
 def _pipeline_counts(deals: pd.DataFrame) -> pd.Series:

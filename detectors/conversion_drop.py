@@ -192,7 +192,8 @@ class _RealHistory(Need):
         return (f"{self.part}: not checked, needs a real stage history (stage_history.csv; it was "
                 f"derived from {data.origins.get('deals', 'deals.csv')}); conversion to won is "
                 "measured from deal outcomes instead; a web-UI export has no stage history: "
-                "the CRM's API gives it ([source] kind: \"amocrm\", \"bitrix24\", \"hubspot\", \"pipedrive\")")
+                "the CRM's API gives it ([source] kind: \"amocrm\", \"bitrix24\", \"hubspot\", \"pipedrive\"), "
+                "or a stage history report (Salesforce: Opportunity History, its To Stage and Edit Date)")
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")

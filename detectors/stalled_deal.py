@@ -362,15 +362,18 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     stage_codes, stage_names = pd.factorize(pd.concat([d["stage"], sh["stage"]], ignore_index=True))
     stage_names = np.asarray(stage_names, dtype=object)
     configured = np.array([spec.stage_limits.get(s, -1) for s in stage_names], dtype=np.int64)
-    history = _Events.build(hist_owner, entered)
     # A history derived from the deals holds one made-up stay per deal: nothing to learn from.
     learn_rows = np.full(len(hist_row), -1, dtype=np.int64) if data.stage_history_derived else hist_row
     if now is not None:
         # A single scan learns only from stays entered in its window; their exits (a later entry
         # of the same deal, or the closing) are in it too, so the rest need not be sorted.
         learn_rows = np.where(entered > ts_ns(now) - spec.learn_days * _DAY_NS, learn_rows, -1)
-    stays = _build_stays(np.where(all_closed_known, all_closed, _NO_EXIT), learn_rows, entered,
-                         stage_codes[len(d):].astype(np.int64), spec.calendar)
+    stays, repeats = _build_stays(np.where(all_closed_known, all_closed, _NO_EXIT), learn_rows, entered,
+                                  stage_codes[len(d):].astype(np.int64), spec.calendar)
+    if len(repeats):  # an edit logged at the stage the deal was at is no stage change either
+        entered = entered.copy()
+        entered[repeats] = NEVER
+    history = _Events.build(hist_owner, entered)
 
     empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     act_deal = act_client = email_deal = email_client = empty_evt
@@ -456,16 +459,21 @@ def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozens
 
 
 def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,
-                 cal: WorkCalendar) -> _Stays:
-    """The stays of the whole history (every deal, whatever `now`), in per-deal time order.
+                 cal: WorkCalendar) -> tuple[_Stays, np.ndarray]:
+    """The stays of the whole history (every deal, whatever `now`), in per-deal time order, and
+    the history rows (positions in `entry`) that only repeat the stage the deal was already at.
 
     `deal_row` is each history row's row in the deals table (-1: a deal not in it, skipped), and
     `closed_at` per deal row when it was won or lost (_NO_EXIT if open or unknown).
     One stable sort on (deal, second of entry) orders each deal's stays (entries within the same
-    second keep the table's order); a replay sorts them by entry later (`_Stays.sort`)."""
+    second keep the table's order); a replay sorts them by entry later (`_Stays.sort`).
+    A row at the stage of the deal's previous row is no entry: Salesforce's Opportunity History
+    logs every edit of the amount or close date that way. Read as entries, they split one stay
+    into short ones "moving on" to the same stage, so limits were learned too short."""
     ok = np.flatnonzero((entry != NEVER) & (deal_row >= 0))
     entry, stage, deal = entry[ok], stage[ok], deal_row[ok]
     n = len(entry)
+    repeats = np.zeros(0, dtype=np.int64)
     if n:
         sec = (entry - entry.min()) // 1_000_000_000
         if int(sec.max()) < (1 << 30) and len(closed_at) < (1 << 32):
@@ -473,6 +481,12 @@ def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray,
         else:
             order = np.lexsort((entry, deal))
         entry, stage, deal = entry[order], stage[order], deal[order]
+        rep = np.zeros(n, dtype=bool)
+        rep[1:] = (deal[1:] == deal[:-1]) & (stage[1:] == stage[:-1])
+        if rep.any():
+            repeats = ok[order[rep]]
+            entry, stage, deal = entry[~rep], stage[~rep], deal[~rep]
+            n = len(entry)
     exit_ = np.full(n, _NO_EXIT, dtype=np.int64)
     last = np.ones(n, dtype=bool)
     if n > 1:
@@ -486,7 +500,7 @@ def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray,
     exit_wd = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     both = cal.working_days_ns(np.concatenate([entry, exit_[has_exit]]))
     exit_wd[has_exit] = both[n:]
-    return _Stays(stage=stage, entry=entry, exit=exit_, entry_wd=both[:n], exit_wd=exit_wd)
+    return _Stays(stage=stage, entry=entry, exit=exit_, entry_wd=both[:n], exit_wd=exit_wd), repeats
 
 
 def _stable_argsort(key: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """What hand-made exports of a real Kazakh admin tripped over: each case as the admin met it."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from crm_exports import DEALS, MANAGERS, write
 
@@ -79,14 +80,24 @@ def test_an_empty_currency_column_is_filled_but_a_filled_one_is_kept(tmp_path):
     assert load_folder(folder).data.deals["currency"].tolist() == ["KZT", "USD"]
 
 
-def test_mixed_currency_signs_without_a_currency_column_warn_and_fill_nothing(tmp_path):
-    folder = write(tmp_path, {"managers.csv": MANAGERS,
-                              "deals.csv": _deals(["$1,200", "1 200 ₸", "500 ₸"])})
+def test_mixed_currency_signs_without_a_currency_column_give_each_amount_its_own(tmp_path):
+    """Salesforce's formatted export writes "USD 12,500.00" beside "EUR 9,100.00" and has no
+    currency column: the currency was left empty, so every amount took the config's currency
+    (an EUR deal was shown as "$8,528"). Each amount now keeps its own; only an amount with no
+    sign among mixed ones is left empty, with one warning naming its row."""
+    folder = write(tmp_path / "signed", {"managers.csv": MANAGERS,
+                                         "deals.csv": _deals(["$1,200", "1 200 ₸", "500 ₸"])})
     result = load_folder(folder)
     assert result.data.deals["amount"].tolist() == [1200.0, 1200.0, 500.0]
-    assert result.data.deals["currency"].isna().all()
+    assert result.data.deals["currency"].tolist() == ["USD", "KZT", "KZT"]
+    assert not [w for w in result.warnings if w.code == "mixed_currencies"]
+    folder = write(tmp_path / "one_bare", {"managers.csv": MANAGERS,
+                                           "deals.csv": _deals(["$1,200", "1 200 ₸", "500"])})
+    result = load_folder(folder)
+    assert result.data.deals["currency"].tolist()[:2] == ["USD", "KZT"]
+    assert pd.isna(result.data.deals["currency"].iloc[2])
     mixed = [str(w) for w in result.warnings if w.code == "mixed_currencies"]
-    assert len(mixed) == 1 and "KZT (2), USD (1)" in mixed[0] and "add a currency column" in mixed[0]
+    assert len(mixed) == 1 and "USD (1), KZT (1)" in mixed[0] and "row 4" in mixed[0], mixed
 
 
 def test_a_bad_amount_with_a_sign_shows_the_cell_as_written(tmp_path):
