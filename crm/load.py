@@ -90,6 +90,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 table, raw, columns=source.columns.get(table), values=source.values.get(table),
                 fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
                 unread=not_read, read=read[table],
+                mapped_only=table != "deals" and raw.origin == raws["deals"].origin,
             )
         except DataError as err:
             if raw.show_values:
