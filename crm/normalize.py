@@ -69,6 +69,7 @@ def normalize_table(
     frame = raw.frame
     warnings: list[DataWarning] = []
     if _stage_is_status(table, columns, values) and columns["stage"] in frame.columns:
+        _closing_typos(values["status"], frame[columns["stage"]], raw, columns["stage"])  # a typo is no kin
         values = _closing_kin(values, frame[columns["stage"]], raw, columns["stage"], warnings)
     values = _closing_stages(table, columns, values)
     rest_open = _stage_is_status(table, columns, values)
