@@ -205,3 +205,34 @@ def test_stalled_line_offers_last_activity_time_and_its_recipe_runs(tmp_path):
     abandoned = [i for i in stalled if i["subject"].get("kind") == "abandoned"]
     assert len(left) == 20 and len(abandoned) == 1, [i["text"][:200] for i in stalled]
     assert set(abandoned[0]["evidence"]["deal_ids"]) == left, abandoned[0]["evidence"]
+
+
+def test_a_mass_update_read_as_touches_is_said_not_taken_for_work(tmp_path):
+    """An admin who reads "Modified Time" as the touches (the only such column in a Kommo
+    export) after Monday's mass update: the 20 deals one manager left behind looked touched on
+    Monday, stalled_deal found nothing, and nothing said why. check-config and the scan now say
+    that 20 open deals were last touched in one minute, a mass update; with "Last Activity Time"
+    nothing is said."""
+    z = ZohoExport(spec(7, abandoned=("m3", 20), abandoned_days=(40, 60)), mass_update=date(2026, 11, 16))
+    touches = '''[source.columns.activities]
+activity_id = "Record Id"
+deal_id = "Record Id"
+manager_id = "Deal Owner"
+done_at = "{column}"
+[source.fill.activities]
+type = "task"
+'''
+    for column in ("Modified Time", "Last Activity Time"):
+        config = exported(tmp_path, "zoho", z, files=f'activities = "{FILE}"',
+                          extra=f'"{LOST_TO_COMPETITION}" = "lost"\n' + touches.format(column=column))
+        rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+        assert rc == 0, out + err
+        said = [ln for ln in out.splitlines() if "last touched in the same minute" in ln]
+        if column == "Last Activity Time":
+            assert not said, said
+            continue
+        assert len(said) == 1 and "20 of " in said[0] and "2026-11-16 20:00 UTC" in said[0], said  # 15:00 in New York
+        assert "a mass update or a robot" in said[0] and "last-activity column" in said[0], said
+        rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+        assert rc == 0 and "last touched in the same minute" in err, err
+        assert not [i for i in json.loads(out) if i["subject"].get("kind") == "abandoned"], out
