@@ -287,10 +287,16 @@ def _future_dates(data: CrmData, now: pd.Timestamp) -> list[DataWarning]:
                 key = spec.key or next(
                     (c for c in ("deal_id", "email_id") if c in frame.columns), None)
                 ex = frame.loc[future, [key, col.name]] if key else frame.loc[future, [col.name]]
+                # a closed deal "closed" next week: the planned date, left as it was when the deal
+                # closed (Zoho's Closing Date is a planned date the CRM does not move)
+                planned = (table == "deals" and col.name == "closed_at"
+                           and "; on closed deals it is often the planned close date, not updated when the deal "
+                               "closed: correct it in the CRM, or map a column that holds the real closing date"
+                           or "")
                 out.append(DataWarning(
                     "future_dates", table, int(future.sum()),
                     f"{int(future.sum())} {col.name} value(s) are later than now "
-                    f"({now.isoformat()}); check the export's timezone or clock",
+                    f"({now.isoformat()}); check the export's timezone or clock{planned}",
                     [" ".join(str(v) for v in row) for row in ex.head(EXAMPLES).itertuples(index=False)],
                 ))
     return out

@@ -236,3 +236,23 @@ type = "task"
         rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
         assert rc == 0 and "last touched in the same minute" in err, err
         assert not [i for i in json.loads(out) if i["subject"].get("kind") == "abandoned"], out
+
+
+def test_a_planned_closing_date_left_on_closed_deals_is_named_as_the_likely_cause(tmp_path):
+    """Zoho does not move Closing Date when a deal closes: closed deals keep the planned day, some
+    of them next week. The warning said only "check the export's timezone or clock"; it now names
+    the planned date as the likely cause. A planted drop is still found through such dates, and a
+    calm export stays quiet."""
+    calm = exported(tmp_path, "calm", ZohoExport(spec(11), planned_close_kept=0.4),
+                    extra=f'"{LOST_TO_COMPETITION}" = "lost"')
+    rc, out, err = run_cli("scan", "--config", str(calm), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    line = next(ln for ln in err.splitlines() if "closed_at value(s) are later than now" in ln)
+    assert "often the planned close date, not updated when the deal closed" in line, line
+    assert not [i for i in json.loads(out) if i["detector"] == "conversion_drop"], out
+    drop = ZohoExport(spec(12, effect=Effect("uniform", stage=1, at=END - timedelta(days=56), factor=0.45)),
+                      planned_close_kept=0.4)
+    config = exported(tmp_path, "drop", drop, extra=f'"{LOST_TO_COMPETITION}" = "lost"')
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    assert len([i for i in json.loads(out) if i["detector"] == "conversion_drop"]) == 1, out
