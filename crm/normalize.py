@@ -535,12 +535,13 @@ _CLOSING_WORDS = {
 
 def _closing_word(value: str, words: dict[str, tuple[str, ...]]) -> str | None:
     """The status (won/lost) of a stage named like a closing one: equal to one of `words`, or
-    beginning with one followed by a space or punctuation ("Closed Lost to Competition" after
-    "Closed Lost"; "won't" is not "won")."""
+    beginning with one of several words followed by a space or punctuation ("Closed Lost to
+    Competition" after "Closed Lost"; a single word is matched whole: "Lost contact, call
+    back" is no kin of "Lost")."""
     low = value.strip().lower()
     for status, names in words.items():
         for w in names:
-            if low == w or (low.startswith(w) and re.match(r"[\s\-–—(/:,.]", low[len(w):])):
+            if low == w or (" " in w and low.startswith(w) and re.match(r"[\s\-–—(/:,.]", low[len(w):])):
                 return status
     return None
 

@@ -113,6 +113,14 @@ def test_closed_lost_to_competition_is_lost_not_the_pipelines_last_open_stage(tm
     kept_open = exported(tmp_path, "zoho", ZohoExport(spec(1)), extra=f'"{LOST_TO_COMPETITION}" = "open"')
     deals = _deals(kept_open)
     assert (deals.loc[deals["loss_reason"] == "Lost to Competitor", "status"] == "open").all()
+    # an open stage that merely begins with the word "Lost" is no closing stage
+    path = tmp_path / "zoho" / FILE
+    path.write_text(path.read_text(encoding="utf-8").replace('"Needs Analysis"', '"Lost contact - call back"'),
+                    encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(confirmed), "--now", NOW.isoformat())
+    assert rc == 0 and "named like a closing stage" not in out + err, out + err
+    deals = _deals(confirmed)
+    assert (deals.loc[deals["stage"] == "Lost contact - call back", "status"] == "open").sum() > 5
 
 
 def test_a_planted_win_rate_drop_survives_the_round_trip_and_a_calm_export_is_quiet(tmp_path):
