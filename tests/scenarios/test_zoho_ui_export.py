@@ -264,3 +264,17 @@ def test_a_planned_closing_date_left_on_closed_deals_is_named_as_the_likely_caus
     rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
     assert rc == 0, err
     assert len([i for i in json.loads(out) if i["detector"] == "conversion_drop"]) == 1, out
+
+
+def test_without_a_status_the_fix_lists_both_lost_stages(tmp_path):
+    """An admin who mapped only `stage = "Stage"`: the fix offered "Closed Won" and "Closed Lost"
+    but not "Closed Lost to Competition", so the config it suggested left those deals open."""
+    config = exported(tmp_path, "zoho", ZohoExport(spec(2, days=120)))
+    text = config.read_text(encoding="utf-8").replace('status = "Stage"\n', "")
+    config.write_text(text.split("[source.values.deals.status]")[0] + "[[recipients]]" + text.split("[[recipients]]")[1],
+                      encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3, out + err
+    fix = (out + err).split("Fix: ", 1)[1]
+    for line in ('"Closed Won" = "won"', '"Closed Lost" = "lost"', f'"{LOST_TO_COMPETITION}" = "lost"'):
+        assert line in fix, fix
