@@ -25,6 +25,7 @@ from crm.stages import (
     derived_history_warning,
     drop_closing_entries,
     resolve_stages,
+    stage_probabilities,
 )
 from crm.validate import check, dedupe, drop_planned_closings, keep_pipelines, order_dates
 
@@ -81,6 +82,10 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     frames: dict[str, pd.DataFrame] = {}
     unread: dict[str, tuple[str, ...]] = {}
     read: dict[str, dict[str, str]] = {}
+    probability = None  # a probability column orders a guessed pipeline (read before the raw frame goes)
+    if not source.stages and "stages" not in raws and "stage_history" not in raws:
+        probability = stage_probabilities(raws["deals"].frame, source.columns.get("deals") or {},
+                                          source.values.get("deals") or {})
     for table, raw in raws.items():
         warnings += raw.notes
         not_read: list[str] = []
@@ -125,7 +130,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     deals, history, notes = order_dates(deals, history, {t: r.origin for t, r in raws.items()}, timezone,
                                         private={t for t, r in raws.items() if not r.show_values})
     warnings += notes
-    stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals)
+    stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals, probability)
     warnings += notes
     derived = history is None
     if derived:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from _export_factory import Effect
-from _zoho_export import FILE, LOST_TO_COMPETITION, ZohoExport, left_behind, write, zoho_spec
+from _zoho_export import FILE, LOST_TO_COMPETITION, OPEN_STAGES, ZohoExport, left_behind, write, zoho_spec
 from bot.cli import main
 
 UTC = timezone.utc
@@ -278,3 +278,27 @@ def test_without_a_status_the_fix_lists_both_lost_stages(tmp_path):
     fix = (out + err).split("Fix: ", 1)[1]
     for line in ('"Closed Won" = "won"', '"Closed Lost" = "lost"', f'"{LOST_TO_COMPETITION}" = "lost"'):
         assert line in fix, fix
+
+
+def test_the_guessed_stage_order_follows_the_exports_probability_column(tmp_path):
+    """Without `stages`, the order was guessed from the age of the open deals at each stage: on
+    this export (a manager's 20 deals left at Needs Analysis) it put Needs Analysis last and
+    Proposal after Negotiation; over 24 Zoho exports of ours it was right on 4. Zoho sets each
+    deal's "Probability (%)" from its stage (10 ... 90): the guess now follows it, says so, and
+    still asks for `stages`."""
+    z = ZohoExport(spec(7, abandoned=("m3", 20), abandoned_days=(40, 60)))
+    config = exported(tmp_path, "zoho", z, extra=f'"{LOST_TO_COMPETITION}" = "lost"')
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    stages = next(ln for ln in out.splitlines() if ln.strip().startswith("stages "))
+    assert stages.split("stages", 1)[1].strip().split(" -> ") == list(OPEN_STAGES), stages
+    line = next(ln for ln in out.splitlines() if "pipeline order guessed" in ln)
+    assert "from the deals' 'Probability (%)'" in line and "Needs Analysis (20)" in line, line
+    assert "set `stages = [...]`" in line, line
+    # without the column, the age of the open deals decides (and is wrong here)
+    path = tmp_path / "zoho" / FILE
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns=["Probability (%)"])
+    frame.to_csv(path, index=False)
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    line = next(ln for ln in out.splitlines() if "pipeline order guessed" in ln)
+    assert "age of the open deals" in line and "Probability" not in line, line
