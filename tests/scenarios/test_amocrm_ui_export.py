@@ -323,3 +323,40 @@ def test_kommo_planted_drop_survives_the_round_trip_and_a_calm_export_is_quiet(t
     drops = [i for i in json.loads(out) if i["detector"] == "conversion_drop"]
     assert len(drops) == 1 and not drops[0]["facts"].get("drivers"), drops
     assert drops[0]["text"].startswith("Win rate"), drops[0]["text"]
+
+
+KOMMO_TOUCHES = '''[source.columns.activities]
+activity_id = "ID"
+deal_id = "ID"
+manager_id = "Responsible user"
+done_at = "Last modified"
+[source.fill.activities]
+type = "task"
+'''
+
+
+def test_kommo_zero_budgets_are_said_beside_the_abandoned_deals_sum(tmp_path):
+    """Kommo writes 0 for a budget nobody filled in. A manager's 15 abandoned deals were "worth"
+    the sum of the filled ones ("Their amount in the CRM: KZT 8,000,000") with no word that 7 of
+    them had no budget at all; the line now says how many have none, in both languages."""
+    import csv
+
+    w = AmoExport(spec(9, days=300, abandoned=("m2", 15), abandoned_days=(40, 80)), english=True,
+                  empty_budget_share=0.3)
+    config = kommo(tmp_path, "kommo", w)
+    text = config.read_text(encoding="utf-8").replace(
+        'deals = "amocrm_export_leads.csv"\n', 'deals = "amocrm_export_leads.csv"\nactivities = "amocrm_export_leads.csv"\n')
+    config.write_text(text + KOMMO_TOUCHES, encoding="utf-8")
+    with open(tmp_path / "kommo" / "amocrm_export_leads.csv", encoding="utf-8-sig", newline="") as f:
+        left = [r["Budget"] for r in csv.DictReader(f) if int(r["ID"]) >= 20_500_000 and r["Pipeline"] == "Sales"]
+    zero = left.count("0")
+    assert len(left) >= 5 and 0 < zero < len(left), left
+    filled = f"{1_000_000 * (len(left) - zero):,}"
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert f"Deals that look abandoned: {len(left)}\n" in out, out
+    assert re.search(rf"Their amount in the CRM: KZT\s{filled} \(no amount on {zero} of them\)\.", out), out
+    config.write_text(config.read_text(encoding="utf-8").replace('language = "en"', 'language = "ru"'), encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert f"(у {zero} из них суммы нет)." in out and filled.replace(",", "\u00a0") in out, out
