@@ -26,6 +26,7 @@ from crm.stages import (
     drop_closing_entries,
     resolve_stages,
     snapshot_as_stage_dates,
+    stage_probabilities,
 )
 from crm.validate import check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, order_dates
 
@@ -82,6 +83,10 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     frames: dict[str, pd.DataFrame] = {}
     unread: dict[str, tuple[str, ...]] = {}
     read: dict[str, dict[str, str]] = {}
+    probability = None  # a probability column orders a guessed pipeline (read before the raw frame goes)
+    if not source.stages and "stages" not in raws and "stage_history" not in raws:
+        probability = stage_probabilities(raws["deals"].frame, source.columns.get("deals") or {},
+                                          source.values.get("deals") or {})
     for table, raw in raws.items():
         if not raw.mapped_only:  # the same file's notes come with its first reading
             warnings += raw.notes
@@ -132,7 +137,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     deals, history, notes = order_dates(deals, history, {t: r.origin for t, r in raws.items()}, timezone,
                                         private={t for t, r in raws.items() if not r.show_values})
     warnings += notes
-    stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals)
+    stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals, probability)
     warnings += notes
     derived = history is None
     if derived:

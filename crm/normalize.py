@@ -65,12 +65,15 @@ def normalize_table(
     spec = TABLES[table]
     columns, values, fill, date_formats = columns or {}, values or {}, fill or {}, date_formats or {}
     tz = ZoneInfo(timezone)
+    frame = raw.frame
+    warnings: list[DataWarning] = []
+    if _stage_is_status(table, columns, values) and columns["stage"] in frame.columns:
+        _closing_typos(values["status"], frame[columns["stage"]], raw, columns["stage"])  # a typo is no kin
+        values = _closing_kin(values, frame[columns["stage"]], raw, columns["stage"], warnings)
     values = _closing_stages(table, columns, values)
     rest_open = _stage_is_status(table, columns, values)
-    frame = raw.frame
     found = list(frame.columns)
     lowered = {str(c).lower(): c for c in found}
-    warnings: list[DataWarning] = []
     out: dict[str, pd.Series] = {}
     signs: pd.Series | None = None  # currency per deal, from signs in the amount cells
     cut_rows = pd.Series(False, index=frame.index)  # rows with a text cell cut to MAX_TEXT
@@ -201,7 +204,14 @@ def date_only_cells(series: pd.Series, date_format: str | None = None) -> np.nda
     writes a date cell as a datetime at 00:00). None when the column cannot say (aware
     timestamps, numbers, a configured format with time codes): those are read as timed."""
     if date_format and re.search(_TIME_CODES, date_format):
-        return None
+        forms = _with_date_part(date_format)
+        if len(forms) == 1 or not (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
+            return None
+        # one format for the whole file: the cells only its date part reads hold no time
+        text = series.astype(STR).str.strip()
+        timed = pd.to_datetime(text, format=forms[0], errors="coerce").notna()
+        dated = pd.to_datetime(text, format=forms[1], errors="coerce").notna()
+        return (dated & ~timed).to_numpy(dtype=bool)
     if pd.api.types.is_datetime64_dtype(series.dtype) and not isinstance(series.dtype, pd.DatetimeTZDtype):
         present = series.notna().to_numpy()
         return present if present.any() and _all_midnight(series[present]) else None
@@ -248,13 +258,15 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "region": ("регион", "город", "city"),
     },
     "deals": {
-        "client_id": ("клиент", "компания", "контрагент", "компания контакта", "client", "company", "account"),
-        "title": ("название", "название сделки", "deal name", "name"),
-        "amount": ("сумма", "бюджет", "стоимость", "budget", "value", "deal value", "price"),
-        "currency": ("валюта",),
-        "closed_at": ("дата закрытия", "закрыта", "close date", "closed", "closed on"),
-        "loss_reason": ("причина отказа", "причина проигрыша", "причина", "lost reason", "loss reason", "reason"),
-        "source": ("источник", "канал", "utm source", "lead source", "channel"),
+        "client_id": ("клиент", "компания", "контрагент", "компания контакта", "client", "company", "account",
+                      "account name"),
+        "title": ("название", "название сделки", "deal name", "lead title", "name"),
+        "amount": ("сумма", "бюджет", "стоимость", "amount", "budget", "value", "deal value", "price"),
+        "currency": ("валюта", "currency"),
+        "closed_at": ("дата закрытия", "закрыта", "close date", "closed at", "closing date", "closed", "closed on"),
+        "loss_reason": ("причина отказа", "причина проигрыша", "причина", "lost reason", "loss reason",
+                        "reason for loss", "reason"),
+        "source": ("источник", "канал", "lead source", "source", "utm source", "channel"),
         "region": ("регион", "город", "city"),
         "pipeline": ("pipeline", "воронка", "направление", "deal pipeline", "deal pipeline name", "deal pipeline id",
                      "категория", "category"),
@@ -283,9 +295,9 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
 # activities or emails, it can be read again as activities (README, web-UI exports), the one way
 # a web-UI export tells stalled_deal when a deal was last touched. Best name first.
 LAST_TOUCH_NAMES: tuple[str, ...] = (
-    "last activity date", "last activity", "последняя активность", "дата последней активности",
+    "last activity date", "last activity", "last activity time", "последняя активность", "дата последней активности",
     "дата изменения", "дата последнего изменения", "изменено", "дата обновления", "обновлено",
-    "last modified date", "last modified", "modified", "date modified", "modified at", "modified on",
+    "last modified date", "last modified", "modified time", "last modified time", "modified", "date modified", "modified at", "modified on",
     "updated", "updated at", "updated on", "update time", "last updated",
 )
 
@@ -553,6 +565,48 @@ _CLOSING_WORDS = {
 }
 
 
+def _closing_word(value: str, words: dict[str, tuple[str, ...]]) -> str | None:
+    """The status (won/lost) of a stage named like a closing one: equal to one of `words`, or
+    beginning with one of several words followed by a space or punctuation ("Closed Lost to
+    Competition" after "Closed Lost"; a single word is matched whole: "Lost contact, call
+    back" is no kin of "Lost")."""
+    low = value.strip().lower()
+    for status, names in words.items():
+        for w in names:
+            if low == w or (" " in w and low.startswith(w) and re.match(r"[\s\-–—(/:,.]", low[len(w):])):
+                return status
+    return None
+
+
+def _closing_kin(values: dict[str, dict[str, str]], cells: pd.Series, raw: RawTable, source_name,
+                 warnings: list[DataWarning]) -> dict[str, dict[str, str]]:
+    """Stages the status mapping does not name are read as open; a second closing stage named
+    like a mapped one (Zoho's "Closed Lost to Competition" beside "Closed Lost", Kommo's
+    "Closed - lost ...") would silently be an open stage, last in the pipeline, its deals open
+    for ever. Such a stage is read as its kin's status, with one warning saying how to confirm
+    or overrule it."""
+    mapping = values.get("status", {})
+    words: dict[str, tuple[str, ...]] = {
+        st: tuple(dict.fromkeys([k.strip().lower() for k, v in mapping.items() if str(v).lower() == st]
+                                + list(_CLOSING_WORDS[st])))
+        for st in ("won", "lost")}
+    text = _clean_text(cells) if raw.text else cells
+    counts = text.dropna().astype(str).str.strip().value_counts()
+    mapped = {k.strip() for k in mapping} | {k.strip() for k in values.get("stage", {})}
+    kin = {v: st for v in counts.index[:10_000] if v not in mapped and (st := _closing_word(v, words))}
+    if not kin:
+        return values
+    listed = "; ".join(f'"{v}" = "{st}"' for v, st in kin.items())
+    warnings.append(DataWarning(
+        "closing_stage_unmapped", "deals", int(sum(counts[v] for v in kin)),
+        f"stage(s) named like a closing stage but not in [source.values.deals.status]: "
+        f"{', '.join(f'{v!r} ({counts[v]} deals) read as {st}' for v, st in kin.items())}, "
+        f"not as an open stage; to confirm, add [source.values.deals.status] {listed} "
+        f"(map one to \"open\" if its deals are still open)",
+    ))
+    return {**values, "status": {**mapping, **kin}}
+
+
 def _status_in_stage_hint(table: str, name: str, columns: dict[str, str], frame: pd.DataFrame) -> str | None:
     """The fix for a missing deals.status when the stage column holds the closing stages (an
     amoCRM export's «Этап сделки»): map that column as the status too, with its closing values."""
@@ -560,8 +614,8 @@ def _status_in_stage_hint(table: str, name: str, columns: dict[str, str], frame:
     if table != "deals" or name != "status" or stage is None or stage not in frame.columns:
         return None
     values = frame[stage].dropna().astype(str).str.strip().unique()[:10_000]
-    lines = [f'"{v}" = "{status}"' for status, words in _CLOSING_WORDS.items()
-             for v in values if v.lower() in words]
+    lines = [f'"{v}" = "{status}"' for status in _CLOSING_WORDS
+             for v in values if _closing_word(v, _CLOSING_WORDS) == status]
     if not lines:
         return None
     return (f"the stage column {stage!r} holds the closing stages: map it as the status too, "
@@ -901,8 +955,22 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
     if not present.any():
         return result
     # pandas reads "now" and "today" as the wall clock: such a cell would move with every run
-    digit = text.str.contains(_STARTS_WITH_DIGIT, regex=True).fillna(False).to_numpy(dtype=bool)
+    digit = text.str.contains(_STARTS_WITH_DIGIT, regex=True).fillna(False).to_numpy(dtype=bool).copy()
     remaining = present & digit
+    if date_format:
+        # A format with a month name ("%b %d, %Y": Zoho's "Mar 14, 2025 10:22 AM") reads cells that
+        # start with a letter; only the configured format is tried on them, and only on cells
+        # holding a digit (never "now" or "today", which pandas would read as the wall clock).
+        named = present & ~digit & text.str.contains(r"\d", regex=True).fillna(False).to_numpy(dtype=bool)
+        if named.any():
+            for fmt in _with_date_part(date_format):
+                parsed = pd.to_datetime(text[named], format=fmt, errors="coerce")
+                ok = parsed.notna().to_numpy()
+                if ok.any():
+                    where = np.flatnonzero(named)[ok]
+                    result.iloc[where] = _localize(parsed[ok], tz).astype(_WIDE).to_numpy()
+                    digit[where] = True  # read: not a bad cell below
+                    named[where] = False
     with_offset = text.str.contains(_HAS_OFFSET, regex=True).fillna(False).to_numpy(dtype=bool)
     aware = remaining & with_offset
     if aware.any():
@@ -910,7 +978,7 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
         ok = parsed.notna().to_numpy()
         result.iloc[np.flatnonzero(aware)[ok]] = parsed[ok].astype(_WIDE)
         remaining[np.flatnonzero(aware)[ok]] = False
-    for fmt in ((date_format,) if date_format else ()) + DATETIME_FORMATS:
+    for fmt in (_with_date_part(date_format) if date_format else ()) + DATETIME_FORMATS:
         todo = remaining & ~with_offset
         if not todo.any():
             break
@@ -937,10 +1005,20 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
     return result
 
 
+def _with_date_part(fmt: str) -> tuple[str, ...]:
+    """A configured format, then its date part when it has a time: one format given for a whole
+    file (`deals = "%b %d, %Y %I:%M %p"`) also reads its date-only columns (Zoho's Closing Date,
+    "Mar 14, 2025")."""
+    cut = re.search(r"[\sT,]*%[HIMSpf]", fmt)
+    day = fmt[:cut.start()].rstrip() if cut else fmt
+    return (fmt, day) if day != fmt and "%d" in day and "%Y" in day.replace("%y", "%Y") else (fmt,)
+
+
 # Ways of writing dates that exports use and DATETIME_FORMATS does not read; the one that reads
 # every unreadable cell is suggested in the error (US exports: HubSpot's "10/16/2025 11:55 AM").
 _CANDIDATE_FORMATS = tuple(f"{d}{t}" for d in ("%m/%d/%Y", "%d/%m/%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d",
-                                               "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")
+                                               "%m/%d/%y", "%d/%m/%y", "%d.%m.%y",
+                                               "%b %d, %Y", "%d %b %Y", "%d-%b-%Y")
                            for t in (" %I:%M %p", " %I:%M:%S %p", " %H:%M", " %H:%M:%S", ""))
 
 

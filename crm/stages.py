@@ -17,8 +17,10 @@ def resolve_stages(
     configured: list[str] | None,
     history: pd.DataFrame | None,
     deals: pd.DataFrame,
+    probability: tuple[str, dict[str, float]] | None = None,
 ) -> tuple[list[str], list[DataWarning]]:
-    """Pipeline order, first stage first, and a warning when it had to be guessed."""
+    """Pipeline order, first stage first, and a warning when it had to be guessed.
+    `probability`: (column, stage -> its deals' median probability) from stage_probabilities."""
     if stages is not None and len(stages):
         ordered = stages.sort_values(["position", "stage"], kind="stable")
         return list(dict.fromkeys(ordered["stage"].tolist())), []
@@ -35,6 +37,17 @@ def resolve_stages(
             f"no stages table, no [source] stages and no stage history: the stages are {crm}'s "
             f"default ones, taken in its order: {' -> '.join(ordered)}; if your pipeline orders them "
             "otherwise, set `stages = [...]` in [source], first stage first",
+        )]
+    if probability is not None:
+        column, by_stage = probability
+        names = sorted(names, key=lambda st: by_stage.get(st, float("inf")))  # stable: ties keep the age order
+        shown = " -> ".join(f"{st} ({by_stage[st]:g})" if st in by_stage else st for st in names[:_SHOWN])
+        return names, [DataWarning(
+            "stage_order_guessed", "stages", len(names),
+            "no stages table, no [source] stages and no stage history: pipeline order guessed "
+            f"from the deals' {column!r} (each stage's median probability, lowest first), which can be "
+            f"wrong: {shown}{' -> ...' if len(names) > _SHOWN else ''}; set `stages = [...]` in [source] "
+            "with every stage in your pipeline's order, first stage first",
         )]
     # The whole guess, not five of it as "e.g.": an admin copied those into `stages` and lost
     # the rest, or kept a wrong order that then warned no more.
@@ -71,6 +84,36 @@ def known_order(names: list[str]) -> tuple[str, list[str]] | None:
         if all(str(n).casefold() in rank for n in names):
             return crm, sorted(names, key=lambda n: rank[str(n).casefold()])
     return None
+
+
+# Headers of a deal's win probability, which CRMs set from the stage (Zoho's "Probability (%)":
+# Qualification 10 ... Negotiation/Review 90): lower-case, spaces/_/- as one space.
+PROBABILITY_NAMES = ("probability (%)", "probability", "deal probability", "probability %", "win probability",
+                     "вероятность", "вероятность (%)", "вероятность, %")
+
+
+def stage_probabilities(frame: pd.DataFrame, columns: dict[str, str],
+                        values: dict[str, dict[str, str]]) -> tuple[str, dict[str, float]] | None:
+    """(column, stage -> median probability) when the deals file has a probability column the
+    config does not read: the age of the open deals at each stage guessed the order wrongly on
+    most Zoho exports (5-6 stages, a few dozen open deals, deals left behind at one stage),
+    while the CRM itself orders its stages by probability. None when there is no such column
+    or it does not tell at least two stages apart."""
+    from crm.normalize import _header_key
+
+    stage = columns.get("stage") or ("stage" if "stage" in frame.columns else None)
+    found = [c for c in frame.columns if _header_key(c) in PROBABILITY_NAMES and c not in columns.values()]
+    if stage is None or stage not in frame.columns or not found:
+        return None
+    column = min(found, key=lambda c: PROBABILITY_NAMES.index(_header_key(c)))
+    text = frame[column].astype("string").str.strip().str.rstrip("%").str.replace(",", ".", regex=False)
+    number = pd.to_numeric(text, errors="coerce")
+    names = frame[stage].astype("string").str.strip()
+    names = names.map(lambda v: values.get("stage", {}).get(v, v) if isinstance(v, str) else v)
+    medians = number.groupby(names).median().dropna()
+    if medians.nunique() < 2:
+        return None
+    return str(column), {str(k): float(v) for k, v in medians.items()}
 
 
 def guess_order(deals: pd.DataFrame) -> list[str]:

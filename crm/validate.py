@@ -298,9 +298,41 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
                 [f"deal {d}: {a:g}" for d, a in rows.head(EXAMPLES).itertuples(index=False)],
             ))
 
+    warnings.extend(_bulk_touches(data))
     if now is not None:
         warnings.extend(_future_dates(data, pd.Timestamp(now)))
     return data, warnings
+
+
+BULK_MIN = 20  # open deals whose latest touch shares one minute: no manager works that way
+
+
+def _bulk_touches(data: CrmData) -> list[DataWarning]:
+    """A mass update or a robot stamps one minute on many deals at once. When that minute is
+    the latest touch of many open deals (a "Modified Time" / «Дата изменения» read as
+    activities, README), stalled_deal measures their idle time from an edit nobody worked:
+    said once, with the minute and the count, so the admin can pick a last-activity column."""
+    acts = data.activities
+    if acts is None or not len(acts) or not {"deal_id", "done_at"} <= set(acts.columns):
+        return []
+    is_open = (data.deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    mine = acts[isin(acts["deal_id"], data.deals.loc[is_open, "deal_id"]).to_numpy(dtype=bool)]
+    latest = mine.groupby("deal_id", sort=False)["done_at"].max().dropna()
+    if len(latest) < BULK_MIN:
+        return []
+    counts = latest.dt.floor("min").value_counts()
+    minute, n = counts.index[0], int(counts.iloc[0])
+    if n < max(BULK_MIN, 0.1 * len(latest)):
+        return []
+    where = data.origins.get("activities", "activities")
+    return [DataWarning(
+        "bulk_touch", "activities", n,
+        f"{n} of {len(latest)} open deals were last touched in the same minute, "
+        f"{minute.strftime('%Y-%m-%d %H:%M')} UTC ({where}): a mass update or a robot, not a manager's work; "
+        "stalled_deal counts their idle time from it, so stalled deals go unseen; read a last-activity "
+        "column as done_at instead of a last-modified one, if the export has one",
+        _examples(latest[latest.dt.floor("min") == minute].index.to_series()),
+    )]
 
 
 def _future_dates(data: CrmData, now: pd.Timestamp) -> list[DataWarning]:
@@ -320,10 +352,16 @@ def _future_dates(data: CrmData, now: pd.Timestamp) -> list[DataWarning]:
                 key = spec.key or next(
                     (c for c in ("deal_id", "email_id") if c in frame.columns), None)
                 ex = frame.loc[future, [key, col.name]] if key else frame.loc[future, [col.name]]
+                # a closed deal "closed" next week: the planned date, left as it was when the deal
+                # closed (Zoho's Closing Date is a planned date the CRM does not move)
+                planned = (table == "deals" and col.name == "closed_at"
+                           and "; on closed deals it is often the planned close date, not updated when the deal "
+                               "closed: correct it in the CRM, or map a column that holds the real closing date"
+                           or "")
                 out.append(DataWarning(
                     "future_dates", table, int(future.sum()),
                     f"{int(future.sum())} {col.name} value(s) are later than now "
-                    f"({now.isoformat()}); check the export's timezone or clock",
+                    f"({now.isoformat()}); check the export's timezone or clock{planned}",
                     [" ".join(str(v) for v in row) for row in ex.head(EXAMPLES).itertuples(index=False)],
                 ))
     return out

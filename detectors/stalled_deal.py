@@ -765,6 +765,8 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
         "by_stage": dict(sorted(by_stage.items(), key=lambda kv: (-kv[1], kv[0]))),
         "amount": amount if len(currencies) == 1 else None,
         "currency": currencies.pop() if len(currencies) == 1 else None,
+        # empty or 0 (amoCRM/Kommo write 0 for a budget nobody filled in): not in the sum above
+        "no_amount": sum(1 for st in statics if not st["amount"]),
         "examples": [{"deal_id": st["deal_id"], "deal_title": st["deal_title"], "client_name": st["client_name"],
                       "stage": x["stage"], "days_idle": x["days_idle"], "last_touch_at": iso_utc(x["touch_ns"])}
                      for st, x in zip(statics[:_EXAMPLES], deals[:_EXAMPLES])],

@@ -136,7 +136,10 @@ def _oldest_and_amount(f: dict, ctx: Ctx) -> list[Line]:
             line += ctx.t(" — {c}", " — {c}", c=name(ex["client_name"]))
         lines.append(line + ctx.t(" · «{s}» {d}", " · “{s}” {d}", s=name(ex["stage"]), d=_days(ctx, ex["days_idle"])))
     money = amount(ctx, f)
-    if money:
+    if money and f.get("no_amount"):  # a budget nobody filled in (amoCRM/Kommo write 0): not in the sum
+        lines.append(ctx.t("Сумма по ним в CRM — {m} (у {k} из них суммы нет).",
+                           "Their amount in the CRM: {m} (no amount on {k} of them).", m=money, k=ctx.num(f["no_amount"])))
+    elif money:
         lines.append(ctx.t("Сумма по ним в CRM — {m}.", "Their amount in the CRM: {m}.", m=money))
     return lines
 

@@ -11,6 +11,12 @@ every custom field under its own name (Источник, Причина отка
 incoming stage before the first; pipelines share stage names; no stage history, no users file;
 a removed user's name stays on their deals.
 
+Kommo (amoCRM's international brand, `english=True`): the same export with English headers (ID,
+Lead title, Budget, Responsible user, Date created, Created by, Last modified, Closed at, Tags,
+Lead status, Pipeline, Contact, Company, utm_source, Source, Loss reason), the closing stages
+"Closed - won" / "Closed - lost", "Incoming leads" before the first stage, the same
+`dd.mm.yyyy hh:mm:ss` dates, and a budget of 0 where nobody filled it in.
+
 What is a guess here: the exact header set and order (it depends on the account's fields and the
 columns ticked), budgets written with a space or a non-breaking space between thousands
 (`1 500 000`, as Russian Excel shows them) and empty or 0 when not set, the CSV's encoding and
@@ -38,6 +44,23 @@ NAMES = ("Ержан Абенов", "Алия Сейтова", "Дмитрий �
          "Тимур Ахметов", "Ольга Смирнова")
 UTM = {"Сайт": "google", "Instagram": "instagram", "Звонок": "", "Рекомендация": "", "Выставка": ""}
 FMT = "%d.%m.%Y %H:%M:%S"
+# Kommo: the same columns under English titles (a guess at the exact wording), English stage names
+EN_HEADERS = dict(zip(
+    ("ID", "Название сделки", "Бюджет", "Ответственный", "Дата создания", "Кем создана",
+     "Дата изменения", "Дата закрытия", "Теги", "Этап сделки", "Воронка", "Полное имя контакта",
+     "Компания контакта", "utm_source", "Источник", "Причина отказа"),
+    ("ID", "Lead title", "Budget", "Responsible user", "Date created", "Created by", "Last modified",
+     "Closed at", "Tags", "Lead status", "Pipeline", "Contact", "Company", "utm_source", "Source",
+     "Loss reason")))
+EN_WON, EN_LOST, EN_INCOMING = "Closed - won", "Closed - lost", "Incoming leads"
+EN_STAGES = dict(zip(STAGES, ("Initial contact", "Qualified", "Offer made", "Negotiation", "Contract")))
+EN_PIPELINES = ("Sales", "Tenders")
+EN_NAMES = ("John Carter", "Maria Lopez", "David Kim", "Priya Shah", "Anna Novak", "Omar Haddad",
+            "Lucas Silva", "Emma Brown", "Sergei Popov", "Julia Li", "Tom Becker", "Olga Smirnova")
+EN_SOURCES = {"Сайт": "Website", "Звонок": "Call", "Рекомендация": "Referral", "Instagram": "Instagram",
+              "Выставка": "Trade show"}
+EN_REASONS = {"Цена": "Price", "Выбрали конкурента": "Chose a competitor", "Нет бюджета": "No budget",
+              "Сроки поставки": "Delivery time"}
 HEADERS = ("ID", "Название сделки", "Бюджет", "Ответственный", "Дата создания", "Кем создана",
            "Дата изменения", "Дата закрытия", "Теги", "Этап сделки", "Воронка", "Полное имя контакта",
            "Компания контакта", "utm_source", "Источник", "Причина отказа")
@@ -52,6 +75,7 @@ class AmoExport:
     second_pipeline: float = 0.25   # share of deals in «Тендеры» (same stage names)
     incoming_hours: float = 48      # open first-stage deals younger than this sit in «Неразобранное»
     empty_budget_share: float = 0.1
+    english: bool = False           # Kommo: English headers, stages, names and a 0 budget when not filled
 
 
 def _local(ts: str, tz: ZoneInfo) -> str:
@@ -107,7 +131,26 @@ def build(w: AmoExport) -> list[dict]:
             "Источник": d["source"],
             "Причина отказа": d["loss_reason"] if d["status"] == "lost" else "",
         })
-    return rows
+    return [_english(r) for r in rows] if w.english else rows
+
+
+def _english(row: dict) -> dict:
+    """The same row as Kommo writes it: English titles and stage names, 0 for an unfilled budget."""
+    stage = {WON: EN_WON, LOST: EN_LOST, INCOMING: EN_INCOMING}.get(row["Этап сделки"]) or EN_STAGES[row["Этап сделки"]]
+    owner = EN_NAMES[NAMES.index(row["Ответственный"])]
+    row = {**row, "Этап сделки": stage, "Ответственный": owner, "Бюджет": row["Бюджет"].replace(" ", ",") or "0",
+           "Название сделки": row["Название сделки"].replace("Сделка", "Deal"),
+           "Кем создана": "Robot" if row["Кем создана"] == "Робот" else owner,
+           "Теги": "wholesale" if row["Теги"] else "", "Воронка": EN_PIPELINES[PIPELINES.index(row["Воронка"])],
+           "Полное имя контакта": row["Полное имя контакта"].replace("Контакт", "Contact"),
+           "Компания контакта": row["Компания контакта"].replace("ТОО Клиент ", "Client LLC "),
+           "Источник": EN_SOURCES.get(row["Источник"], row["Источник"]),
+           "Причина отказа": EN_REASONS.get(row["Причина отказа"], row["Причина отказа"])}
+    return {EN_HEADERS[k]: v for k, v in row.items()}
+
+
+def headers(w: AmoExport) -> list[str]:
+    return [EN_HEADERS[h] for h in HEADERS] if w.english else list(HEADERS)
 
 
 def file_name(w: AmoExport) -> str:
@@ -124,14 +167,14 @@ def write(folder: Path, w: AmoExport) -> Path:
 
         wb = Workbook()
         ws = wb.active
-        ws.append(list(HEADERS))
+        ws.append(headers(w))
         for r in rows:
-            ws.append([r[h] for h in HEADERS])
+            ws.append([r[h] for h in headers(w)])
         wb.save(path)
         return path
     enc, delim = ("utf-8-sig", ",") if w.encoding == "utf8" else ("cp1251", ";")
     with open(path, "w", newline="", encoding=enc) as f:
-        wr = csv.DictWriter(f, fieldnames=list(HEADERS), delimiter=delim)
+        wr = csv.DictWriter(f, fieldnames=headers(w), delimiter=delim)
         wr.writeheader()
         wr.writerows(rows)
     return path

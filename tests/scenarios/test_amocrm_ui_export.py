@@ -248,3 +248,115 @@ def test_a_misspelt_closing_stage_stops_the_load_instead_of_leaving_every_won_de
     assert rc == 3, out + err
     assert "'Успешно реализованно' mapped to won in config is in no row" in out + err, out + err
     assert 'Fix: correct the mapping: [source.values.deals.status] "Успешно реализовано" = "won"' in out + err, out + err
+
+
+# --- Kommo: the same export with English headers ------------------------------------------------
+
+KOMMO = '''language = "en"
+timezone = "Asia/Almaty"
+currency = "KZT"
+[source]
+kind = "files"
+path = "./{folder}"
+pipelines = ["Sales"]
+[source.files]
+deals = "amocrm_export_leads.csv"
+[source.columns.deals]
+deal_id = "ID"
+manager_id = "Responsible user"
+amount = "Budget"
+created_at = "Date created"
+stage = "Lead status"
+status = "Lead status"
+{more}
+[source.values.deals.status]
+"Closed - won" = "won"
+"Closed - lost" = "lost"
+[[recipients]]
+id = "director"
+name = "Head of sales"
+role = "director"
+admin = true
+telegram_id = 100000001
+'''
+KOMMO_MORE = 'closed_at = "Closed at"\ntitle = "Lead title"\nclient_id = "Company"\nloss_reason = "Loss reason"'
+
+
+def kommo(tmp_path: Path, name: str, w: AmoExport, more: str = KOMMO_MORE) -> Path:
+    write(tmp_path / name, w)
+    config = tmp_path / f"{name}.toml"
+    config.write_text(KOMMO.format(folder=name, more=more), encoding="utf-8")
+    return config
+
+
+def test_kommo_unread_columns_hint_names_the_closing_date_conversion_needs(tmp_path):
+    """An admin who mapped what README's example maps (owner, budget) was told conversion_drop
+    "needs column closed_at", but the hint on columns not read named Company and Loss reason,
+    not Kommo's "Closed at" (nor "Lead title"): the one column that switches the detector on."""
+    config = kommo(tmp_path, "kommo", AmoExport(spec(2, days=150), english=True), more="")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    assert "needs column closed_at in deals" in out, out
+    hint = next(ln for ln in (out + err).splitlines() if "columns not read that look useful" in ln)
+    for fix in ('closed_at = "Closed at"', 'title = "Lead title"', 'client_id = "Company"',
+                'loss_reason = "Loss reason"'):
+        assert fix in hint, hint
+    stages = next(ln for ln in out.splitlines() if ln.strip().startswith("stages "))
+    assert "Closed" not in stages and stages.split()[1:3] == ["Incoming", "leads"], stages
+
+
+def test_kommo_planted_drop_survives_the_round_trip_and_a_calm_export_is_quiet(tmp_path):
+    """Kommo's English export (0 budgets where nobody filled one, "Closed - won"/"Closed - lost"
+    in the status column): a calm company gets no conversion alarm; a uniform drop at the second
+    stage is one director item that names no segment."""
+    from _export_factory import Effect
+
+    calm = kommo(tmp_path, "calm", AmoExport(spec(3, days=260), english=True))
+    rc, out, err = run_cli("scan", "--config", str(calm), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    assert not [i for i in json.loads(out) if i["detector"] in ("conversion_drop", "manager_load")], out
+    planted = AmoExport(spec(4, days=260, effect=Effect("uniform", stage=1, at=END - timedelta(days=56), factor=0.45)),
+                        english=True)
+    config = kommo(tmp_path, "drop", planted)
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    drops = [i for i in json.loads(out) if i["detector"] == "conversion_drop"]
+    assert len(drops) == 1 and not drops[0]["facts"].get("drivers"), drops
+    assert drops[0]["text"].startswith("Win rate"), drops[0]["text"]
+
+
+KOMMO_TOUCHES = '''[source.columns.activities]
+activity_id = "ID"
+deal_id = "ID"
+manager_id = "Responsible user"
+done_at = "Last modified"
+[source.fill.activities]
+type = "task"
+'''
+
+
+def test_kommo_zero_budgets_are_said_beside_the_abandoned_deals_sum(tmp_path):
+    """Kommo writes 0 for a budget nobody filled in. A manager's 15 abandoned deals were "worth"
+    the sum of the filled ones ("Their amount in the CRM: KZT 8,000,000") with no word that 7 of
+    them had no budget at all; the line now says how many have none, in both languages."""
+    import csv
+
+    w = AmoExport(spec(9, days=300, abandoned=("m2", 15), abandoned_days=(40, 80)), english=True,
+                  empty_budget_share=0.3)
+    config = kommo(tmp_path, "kommo", w)
+    text = config.read_text(encoding="utf-8").replace(
+        'deals = "amocrm_export_leads.csv"\n', 'deals = "amocrm_export_leads.csv"\nactivities = "amocrm_export_leads.csv"\n')
+    config.write_text(text + KOMMO_TOUCHES, encoding="utf-8")
+    with open(tmp_path / "kommo" / "amocrm_export_leads.csv", encoding="utf-8-sig", newline="") as f:
+        left = [r["Budget"] for r in csv.DictReader(f) if int(r["ID"]) >= 20_500_000 and r["Pipeline"] == "Sales"]
+    zero = left.count("0")
+    assert len(left) >= 5 and 0 < zero < len(left), left
+    filled = f"{1_000_000 * (len(left) - zero):,}"
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert f"Deals that look abandoned: {len(left)}\n" in out, out
+    assert re.search(rf"Their amount in the CRM: KZT\s{filled} \(no amount on {zero} of them\)\.", out), out
+    config.write_text(config.read_text(encoding="utf-8").replace('language = "en"', 'language = "ru"'), encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, err
+    assert f"(у {zero} из них суммы нет)." in out and filled.replace(",", "\u00a0") in out, out

@@ -906,7 +906,8 @@ def test_almaty_company_that_also_rests_31_dec_and_5_jan_nobody_declared(tmp_pat
         plain.update(by_detector(scan(folder, now=end, config=off)[0]))
         assert "counted as days off" not in check_config(folder, now=end, extra="[calendar]\nlearn_days_off = false")
     assert learned["stalled_deal"] <= 2 and learned["lead_sla"] == 0, learned
-    assert plain["lead_sla"] > 20 and plain["stalled_deal"] > learned["stalled_deal"], plain
+    # (more than 3 waiting leads of one kind for one person are one backlog item)
+    assert plain["lead_sla"] > 10 and plain["stalled_deal"] > learned["stalled_deal"], plain
 
 
 def test_the_stale_data_reason_has_russian_words():
