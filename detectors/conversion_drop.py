@@ -26,7 +26,8 @@ headline test:
 - segments: one per stage pair x segment with at least `min_segment_report_deals` on each side
   (level `fdr`, and confirmed by the segment's newest deals like an overall drop), for drops
   confined to a segment;
-- drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step).
+- drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step, of
+  every segment with `min_segment_deals`; carrying `min_driver_share` is a gate after it).
 When the baseline's weekly cohorts swing more than chance allows (calendar effects: quarter
 ends, campaigns; Pearson chi-square / dof around their linear trend), every count of the
 pair is divided by that dispersion before testing (quasi-binomial), so a low month of a
@@ -880,19 +881,24 @@ def _report_floor(spec: ConversionDropSpec) -> int:
 
 
 def _select(candidates: list[tuple[str, int]], test, level: float, max_n: int,
-            still_falls=None) -> list[tuple[str, int, float]]:
+            still_falls=None, eligible=None) -> list[tuple[str, int, float]]:
     """Forward selection: the strongest candidate first, each next one tested on the deals
-    outside those already chosen; a BH family per step. `test(chosen, candidates) -> p-values`;
+    outside those already chosen; a BH family per step over every candidate still testable.
+    `test(chosen, candidates) -> p-values` (NaN: too few deals left, not in the family);
     `still_falls(chosen) -> bool`: whether the deals outside the chosen ones still fell (when
-    they did not, nothing is left to explain and the selection stops)."""
+    they did not, nothing is left to explain and the selection stops); `eligible(candidate) ->
+    bool`: may be chosen when significant (a gate after the family's correction, never a
+    filter of the family)."""
     chosen: list[tuple[str, int, float]] = []
     left = list(candidates)
     while left and len(chosen) < max_n:
         if chosen and still_falls is not None and not still_falls(chosen):
             break
         pv = np.asarray(test(chosen, left), dtype=float)
-        qv = bh_qvalues(pv)
-        ok = np.flatnonzero(qv <= level)
+        qv = np.full(len(pv), np.inf)
+        tested = np.isfinite(pv)
+        qv[tested] = bh_qvalues(pv[tested])
+        ok = np.flatnonzero((qv <= level) & np.array([eligible is None or eligible(c) for c in left], dtype=bool))
         if not len(ok):
             break
         j = int(ok[np.argmin(pv[ok])])
@@ -934,13 +940,21 @@ def _drivers(p: _Pair, state: Prepared) -> list[dict]:
     drop = float(p.total.rates()[0][0] - p.total.rates()[1][0])
     if drop <= 0 or spec.max_drivers == 0:
         return []
-    candidates = []
+    # The family is every segment with enough deals, whatever its drop: screening by the share
+    # of the drop first (a filter that looks at the drop) left 3-5 candidates picked for falling
+    # most, and a uniform drop's chance dips passed their BH at 0.01 (held-out seeds 80-159, 400
+    # deals a month: 4 uniform drops of 80 named a driver, now none). The share is a gate after
+    # the test. The price: a one-source drop (Сайт 60% -> 20%) lost its driver on 2 more of 80
+    # (p 0.0012-0.0013 in a family of 16; the drop itself is still said).
+    candidates, shares = [], {}
     for dim, sc in p.segs.items():
         k = len(sc.bn) - 1
         big = (sc.bn[:k] >= spec.min_segment_deals) & (sc.rn[:k] >= spec.min_segment_deals)
         sbr, srr = sc.rates()
         share = sc.rn[:k] * (sbr[:k] - srr[:k]) / (p.total.rn[0] * drop)
-        candidates.extend((dim, int(s)) for s in np.flatnonzero(big & (share >= spec.min_driver_share)))
+        for s in np.flatnonzero(big):
+            candidates.append((dim, int(s)))
+            shares[(dim, int(s))] = float(share[s])
     if not candidates:
         return []
 
@@ -951,7 +965,7 @@ def _drivers(p: _Pair, state: Prepared) -> list[dict]:
             total, segs = p.total, p.segs
         cells = np.array([[getattr(segs[dim], a)[s] for a in ("bx", "bn", "rx", "rn")] for dim, s in left])
         big = (cells[:, 1] >= spec.min_segment_deals) & (cells[:, 3] >= spec.min_segment_deals)
-        out = np.ones(len(left))
+        out = np.full(len(left), np.nan)  # too few deals left (inside the chosen ones): not tested
         if big.any():  # one vectorised call for the step's candidates
             one = Counts(*(cells[big, j] for j in range(4)))
             out[big] = _interaction_pvalues(one, Counts(*(np.repeat(getattr(total, a), big.sum()) for a in ("bx", "bn", "rx", "rn"))))
@@ -969,7 +983,8 @@ def _drivers(p: _Pair, state: Prepared) -> list[dict]:
         return pv <= spec.segment_fdr and bool(_material(rbr, rrr, rest.rn, spec)[0])
 
     drivers = []
-    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers, still_falls):
+    carries = lambda c: shares[c] >= spec.min_driver_share  # noqa: E731
+    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers, still_falls, carries):
         sc = p.segs[dim]
         sbr, srr = sc.rates()
         rest = Counts(p.total.bx - sc.bx[s], p.total.bn - sc.bn[s], p.total.rx - sc.rx[s], p.total.rn - sc.rn[s])

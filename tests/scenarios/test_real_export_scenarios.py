@@ -195,6 +195,23 @@ def test_planted_drop_raises_nothing_on_untouched_stage_pairs(kind, tmp_path):
     assert r["other_pairs"] == [], r
 
 
+def test_a_uniform_drops_chance_dips_are_not_named_as_drivers(tmp_path):
+    """Every deal's chance to leave Квалификация falls by a third, at 400 deals a month. On these
+    held-out seeds (benchmarks/seg_drop.py planted --seeds 80-159 --kinds uniform) a chance dip
+    was named as the driver: m1 (seed 89), region Астана (94), source Звонок (133), region
+    Алматы (155). The driver family was the 3-5 segments carrying a quarter of the drop, so the
+    ones picked for falling most, and BH over them passed a dip at 0.01; it is now every segment
+    with enough deals, the share a gate after the test."""
+    named = []
+    for seed in (89, 94, 133, 155):
+        folder = write_export(tmp_path / f"uniform{seed}", ExportSpec(seed=seed, deals_per_month=400, end=END,
+                                                                       effect=DROPS["uniform"], with_emails=False))
+        insights, _err = scan(folder)
+        assert [i["facts"]["kind"] for i in planted_pair(insights)] == ["drop"], seed
+        named += [(seed, *n) for n in named_segments(insights)]
+    assert named == [], named
+
+
 # --- a segment's own drop while the overall rate holds ---------------------------------------
 
 def test_segment_own_drop_is_found_when_the_overall_rate_holds(tmp_path):
