@@ -212,6 +212,20 @@ def test_a_uniform_drops_chance_dips_are_not_named_as_drivers(tmp_path):
     assert named == [], named
 
 
+def test_a_managers_dip_that_its_newest_deals_show_over_neither_is_named_nor_hides_the_source(tmp_path):
+    """Instagram (12% of deals) falls 70% -> 14% at Квалификация; on this held-out seed manager m8
+    fell by chance as well, 77/114 -> 10/41 (q 0.00014, below clear_q, so said whatever his newest
+    deals did), but 9 of his 15 newest deals moved on, 7.6 expected at the baseline's pace and
+    2.7 at the dip's. m8 was named, and Instagram, tested only outside his deals, was not. Now
+    newest deals that are hundreds of times likelier at the old pace end the dip: m8 is neither
+    said nor set aside, and Instagram is found."""
+    effect = Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14)
+    folder = write_export(tmp_path / "own82", ExportSpec(seed=82, deals_per_month=400, end=END, effect=effect,
+                                                         with_emails=False))
+    insights, _err = scan(folder)
+    assert [n[1:] for n in named_segments(insights)] == [("source", "Instagram")], named_segments(insights)
+
+
 # --- a segment's own drop while the overall rate holds ---------------------------------------
 
 def test_segment_own_drop_is_found_when_the_overall_rate_holds(tmp_path):
