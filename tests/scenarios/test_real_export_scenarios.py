@@ -220,15 +220,16 @@ def test_a_confounded_manager_who_also_dipped_by_chance_is_not_named_before_the_
     out (m1 p 0.11, Instagram 0.24): the data cannot tell them apart, and the source is named.
     Seed 148 at 250 (held out): Instagram was the stronger, and m1 keeps more of his lead
     outside Instagram's deals than Instagram outside his: a source is still not passed over for
-    a person (a rule that swapped on that alone named m1)."""
+    a person (a rule that swapped on that alone named m1). Seed 142 at 250: the pair held, so
+    each is a drop of its own, and the same swap reported m1 instead of Instagram."""
     named = {}
-    for seed, volume in ((31, 400), (148, 250)):
+    for seed, volume in ((31, 400), (148, 250), (142, 250)):
         folder = write_export(tmp_path / f"confound{seed}", ExportSpec(seed=seed, deals_per_month=volume, end=END,
                                                                        effect=DROPS["confounded_manager"],
                                                                        with_emails=False))
         insights, _err = scan(folder)
         named[seed] = [n[1:] for n in named_segments(insights)]
-    assert named == {seed: [("source", "Instagram")] for seed in (31, 148)}, named
+    assert named == {seed: [("source", "Instagram")] for seed in (31, 148, 142)}, named
 
 
 def test_a_managers_dip_that_its_newest_deals_show_over_neither_is_named_nor_hides_the_source(tmp_path):
