@@ -6,6 +6,8 @@ its trade-off.
     python benchmarks/seg_drop.py calm --seeds 11-100                      # ~30 s once written
     python benchmarks/seg_drop.py planted --set fdr=0.1                    # a ConversionDropSpec key
     python benchmarks/seg_drop.py calm --seeds 11-190 --interaction z,lr   # both tests, same exports
+    python benchmarks/seg_drop.py planted --seeds 80-159 --kinds uniform,source,mix,confound \
+        --volumes 400 --against main                                        # before/after, one run
 
 planted: the tests' Instagram drop (12% of deals, 70% -> 14% at Квалификация, 35 days before the
 scan), scanned as `scan --data` does (the default calendar: Asia/Almaty, KZ); per seed, found or
@@ -15,10 +17,21 @@ replayed daily for 123 days (calendar without days off, as that test does); the 
 days with a segment's own drop. Exports are written once into --cache and reused. --interaction
 runs each listed segment-vs-rest test on the same exports (lr: the detector's; z: the z-tests it
 replaced), and planted also lists every other segment named (a false driver or segment drop).
+
+--kinds: the four kinds of planted drop of test_real_export_scenarios (DROPS) besides "own" (the
+Instagram drop above): uniform (every deal's chance x0.65: a drop, nobody named), source (Сайт,
+35% of deals, 60% -> 20%: Сайт named, nothing else), mix (Выставка converts at 15% throughout,
+its share 8% -> 45%: worded as a mix shift naming it, nobody said to fall), confound (Instagram,
+30%, 60% -> 20%, and m1 got 70% of its deals: Instagram named, m1 never). Per variant, kind and
+volume: found, false segments (named but drove nothing) and insights on untouched pairs.
+--against REV also runs conversion_drop as of git revision REV on the same exports, so a change
+is measured before/after in one run.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -30,10 +43,11 @@ from scipy.special import ndtr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "scenarios")]
 
-from _export_factory import Effect, ExportSpec, write_export  # noqa: E402
+from _export_factory import STAGES, Effect, ExportSpec, write_export  # noqa: E402
 
 from crm.load import load_folder  # noqa: E402
 from detectors import conversion_drop as cd  # noqa: E402
+from detectors.registry import REGISTRY  # noqa: E402
 from detectors.working_hours import WorkCalendar  # noqa: E402
 
 UTC = timezone.utc
@@ -100,9 +114,78 @@ def export(cache: Path, name: str, spec: ExportSpec) -> Path:
     return folder
 
 
-def planted_folder(cache: Path, seed: int, volume: int) -> Path:
-    effect = Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14)
-    return export(cache, f"own{volume}_{seed}", ExportSpec(seed=seed, deals_per_month=volume, end=END, effect=effect))
+# kind -> (the plant, the segment it drives: the one to name, None: nobody)
+KINDS = {
+    "own": (Effect(kind="source", stage=STAGE, at=AT, source="Instagram", share=0.12, before=0.7, after=0.14),
+            ("source", "Instagram")),
+    "uniform": (Effect(kind="uniform", stage=STAGE, at=AT, factor=0.65), None),
+    "source": (Effect(kind="source", stage=STAGE, at=AT, source="Сайт", share=0.35, before=0.6, after=0.2),
+               ("source", "Сайт")),
+    "mix": (Effect(kind="mix", stage=STAGE, at=AT, source="Выставка", before=0.15, share_after=0.45), None),
+    "confound": (Effect(kind="confound", stage=STAGE, at=AT, source="Instagram", share=0.3, before=0.6, after=0.2,
+                        manager="m1", manager_share=0.7), ("source", "Instagram")),
+}
+
+
+def planted_folder(cache: Path, seed: int, volume: int, kind: str = "own") -> Path:
+    return export(cache, f"{kind}{volume}_{seed}", ExportSpec(seed=seed, deals_per_month=volume, end=END,
+                                                              effect=KINDS[kind][0]))
+
+
+def module_at(rev: str, cache: Path):
+    """detectors/conversion_drop.py as of git revision `rev`, loaded beside the current one."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    path = cache / f"conversion_drop_{sha}.py"
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(subprocess.run(["git", "-C", str(ROOT), "show", f"{sha}:detectors/conversion_drop.py"],
+                                   capture_output=True, text=True, check=True).stdout, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(f"conversion_drop_{sha}", path)
+    mod = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+    saved = REGISTRY.pop(cd.NAME)  # the old module registers the same name
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        REGISTRY[cd.NAME] = saved
+    return mod
+
+
+def named(insights) -> list[tuple[str, str, str]]:
+    """(from stage, dimension, segment id) of every segment said to fall: drivers and own drops."""
+    out = []
+    for i in insights:
+        f = i.facts
+        out += [(f["from_stage"], d["dimension"], str(d["segment_id"])) for d in f.get("drivers") or []]
+        if f["kind"] == "segment_drop":
+            out.append((f["from_stage"], f["segment"]["dimension"], str(f["segment"]["segment_id"])))
+    return out
+
+
+def judge(kind: str, insights) -> tuple[bool, list, list]:
+    """(found as a user should see it, segments named that drove nothing, insights on other pairs),
+    as test_real_export_scenarios.judge_drop."""
+    truth = KINDS[kind][1]
+    pair = STAGES[STAGE]
+    here = [i for i in insights if i.facts["from_stage"] == pair]
+    false = [n for n in named(insights) if (n[1], n[2]) != truth or n[0] != pair]
+    other = [(i.facts["from_stage"], i.facts["kind"]) for i in insights if i.facts["from_stage"] != pair]
+    if kind == "uniform":
+        found = any(i.facts["kind"] == "drop" for i in here)
+    elif kind == "mix":
+        found = any(i.facts["kind"] == "mix_shift" and (i.facts.get("mix") or {}).get("segment_id") == "Выставка"
+                    for i in here)
+        false += [(pair, "not worded as mix", i.facts["kind"]) for i in here if i.facts["kind"] != "mix_shift"]
+    else:
+        found = any((n[1], n[2]) == truth for n in named(here))
+    return found, false, other
+
+
+def pair_counts(mod, data, spec) -> str:
+    """The planted pair's baseline and recent counts as the scan saw them."""
+    state = mod.prepare(data, spec, as_of=int(NOW.timestamp() * 1e9))
+    p = mod._pair_at(STAGE, state.pairs[STAGE], state, state.clock(NOW), segments=False)
+    t = p.total
+    return f"{int(t.bx[0])}/{int(t.bn[0])} -> {int(t.rx[0])}/{int(t.rn[0])}"
 
 
 def calm_folder(cache: Path, seed: int) -> Path:
@@ -147,7 +230,34 @@ def diagnose(state, now, dim="source", value="Instagram", pair_index=STAGE) -> d
     return out
 
 
+def kinds(args) -> None:
+    """The --kinds other than "own": found / false segments / other pairs, per variant."""
+    variants = [("now", cd)] + [(rev, module_at(rev, args.cache)) for rev in args.against]
+    tally: dict[tuple, list] = {}
+    for kind in args.kinds:
+        for volume in args.volumes:
+            for seed in args.seeds:
+                data = load_folder(planted_folder(args.cache, seed, volume, kind), timezone="Asia/Almaty", now=NOW).data
+                for label, mod in variants:
+                    spec = mod.ConversionDropSpec(**args.spec)
+                    found, false, other = judge(kind, mod.detect(data, spec, NOW, with_evidence=False))
+                    tally.setdefault((label, kind, volume), []).append((seed, found, false, other))
+                    if not found or false or other:
+                        print(f"{label:8s} {kind:8s} {volume} seed {seed:3d}: {'FOUND' if found else 'miss '} "
+                              f"{pair_counts(mod, data, spec)} false={false} other={other}", flush=True)
+    print(f"\nseeds {args.seeds[0]}-{args.seeds[-1]}: found / false segments named (runs with any) / other pairs")
+    for kind in args.kinds:
+        for volume in args.volumes:
+            for label, _m in variants:
+                rs = tally[(label, kind, volume)]
+                print(f"{kind:8s} {volume} {label:8s}: found {sum(r[1] for r in rs)}/{len(rs)}; false "
+                      f"{sum(len(r[2]) for r in rs)} ({sum(bool(r[2]) for r in rs)} runs); other pairs "
+                      f"{sum(len(r[3]) for r in rs)}; missed {[r[0] for r in rs if not r[1]]}")
+
+
 def planted(args) -> None:
+    if args.kinds != ["own"] or args.against:
+        return kinds(args)
     spec = cd.ConversionDropSpec(**args.spec)
     found, false = {}, {}
     for volume in args.volumes:
@@ -181,15 +291,15 @@ def planted(args) -> None:
                   f"other segments named {len(false.get((variant, volume), []))}: {false.get((variant, volume), [])}")
 
 
-def replay(folder: Path, spec, days: int = 123, first=None):
+def replay(folder: Path, spec, days: int = 123, first=None, mod=cd):
     data = load_folder(folder, timezone="Asia/Almaty", now=NOW).data
     first = first or datetime(2026, 7, 20, 9, tzinfo=ZoneInfo("Asia/Almaty"))
     spec = spec.model_copy(update={"calendar": WorkCalendar(country=None)})
-    state = cd.prepare(data, spec, as_of=int(first.timestamp() * 1e9))
+    state = mod.prepare(data, spec, as_of=int(first.timestamp() * 1e9))
     overall, segments = [], []
     for d in (first + timedelta(days=k) for k in range(days)):
         day = d.date().isoformat()
-        insights = cd.detect_at(state, d, with_evidence=False)
+        insights = mod.detect_at(state, d, with_evidence=False)
         if any(i.facts["kind"] != "segment_drop" for i in insights):
             overall.append(day)
         segments += [(day, i.subject["dimension"], i.subject["segment"], round(i.facts["q_value"], 4),
@@ -199,19 +309,22 @@ def replay(folder: Path, spec, days: int = 123, first=None):
 
 
 def calm(args) -> None:
-    spec = cd.ConversionDropSpec(**args.spec)
-    loud = {v: {} for v in args.interaction}
-    seg_loud = {v: {} for v in args.interaction}
+    mods = {rev: module_at(rev, args.cache) for rev in args.against}
+    variants = list(args.interaction) + list(mods)  # --against REV: that revision's detector
+    loud = {v: {} for v in variants}
+    seg_loud = {v: {} for v in variants}
     for seed in args.seeds:
-        for variant in args.interaction:
-            use(variant)
-            overall, segs = replay(calm_folder(args.cache, seed), spec)
+        for variant in variants:
+            mod = mods.get(variant, cd)
+            if variant not in mods:
+                use(variant)
+            overall, segs = replay(calm_folder(args.cache, seed), mod.ConversionDropSpec(**args.spec), mod=mod)
             if overall:
                 loud[variant][seed] = overall
             if segs:
                 seg_loud[variant][seed] = segs
                 print(f"{variant} calm seed {seed}: {segs}", flush=True)
-    for variant in args.interaction:
+    for variant in variants:
         lv, sv = loud[variant], seg_loud[variant]
         print(f"{variant} calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(lv)} companies on "
               f"{sum(map(len, lv.values()))} days; segment drops {len(sv)} companies on "
@@ -228,6 +341,10 @@ def main() -> None:
     ap.add_argument("--interaction", type=lambda t: t.split(","), default=["lr"],
                     help="segment-vs-rest test(s), comma-separated: lr (the detector's), z (the z-tests before it)")
     ap.add_argument("--set", action="append", default=[], help="spec key=value")
+    ap.add_argument("--kinds", type=lambda t: t.split(","), default=["own"],
+                    help=f"planted kinds, comma-separated: {', '.join(KINDS)} (own alone: the diagnosis above)")
+    ap.add_argument("--against", action="append", default=[],
+                    help="also run conversion_drop as of this git revision on the same exports (calm, --kinds)")
     args = ap.parse_args()
     args.spec = {}
     for kv in args.set:

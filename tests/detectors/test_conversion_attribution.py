@@ -16,7 +16,9 @@ import pytest
 from _builders_a import MANAGERS, NOW, STAGES, make_data, pipeline, spread
 from _builders_conv import company
 from detectors import run_detectors
-from detectors.conversion_drop import ConversionDropSpec, Counts, _interaction_pvalues, _learn_horizon, detect
+from detectors.conversion_drop import (
+    ConversionDropSpec, Counts, _as_before_lr, _interaction_pvalues, _learn_horizon, detect,
+)
 from detectors.stats import NS_PER_DAY
 from detectors.working_hours import WorkCalendar
 
@@ -258,6 +260,20 @@ def test_a_segment_drop_on_its_own_needs_a_headlines_sample():
     newest = found[0].facts["newest"]
     assert newest["moved_on"] < newest["expected"]
     assert at_new(detect(data, _spec(min_segment_report_deals=20), NOW)) == []
+
+
+def test_a_segments_newest_deals_end_its_dip_only_when_they_are_enough_to_tell():
+    """A segment fell 68% -> 24% (77/114 -> 10/41). Its newest deals, each expected to have moved
+    on by now with chance 0.5 at the baseline's pace, end the dip (a ratio of 1/clear_q for "as
+    before" over "at the dip's pace") only when there are enough of them: three that all moved
+    on cannot (planted drops have 3-8 newest deals at 250 a month), 11 of 20 do, 4 of 20 speak
+    for the dip, and a swinging pipeline (overdispersion 2) needs more."""
+    dip = Counts(np.array([77]), np.array([114]), np.array([10]), np.array([41]))
+    lr = lambda moved, n, phi=1.0: _as_before_lr(dip, 0, np.arange(n) < moved, np.full(n, 0.5), phi)  # noqa: E731
+    assert lr(3, 3) * SPEC.clear_q < 1
+    assert lr(11, 20) * SPEC.clear_q >= 1
+    assert lr(4, 20) < 1
+    assert lr(11, 20, phi=2.0) * SPEC.clear_q < 1
 
 
 def test_a_segment_that_is_part_of_a_reported_drop_is_not_reported_again():
