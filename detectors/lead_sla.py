@@ -11,7 +11,7 @@ since then, whoever was assigned. What we report, and why:
   manager yet), then "unanswered" once assigned (goes to the manager);
 - escalated (severity critical, the director sees it too) once the wait reaches
   `escalate_after_hours` working hours;
-- more than MAX_LEADS_EACH waiting leads of one kind for one recipient are one backlog item
+- more than `max_leads_each` waiting leads of one kind for one recipient are one backlog item
   (subject and facts `backlog`: how many, the longest waits, how many escalated, to whom the
   leads of people who left are written), not one item per lead: a busy inbox
   that falls behind flooded the manager and, through escalation, the director.
@@ -53,9 +53,7 @@ NEED_OWNER = Need(("leads.assigned_at", "leads.manager_id"), part="leads without
 NEED_ANSWER = Need(("leads.first_response_at",), part="unanswered leads")
 # Neither part can run without one of these: the whole detector is skipped with one line.
 NEED_ANY = Need(("leads.assigned_at", "leads.manager_id", "leads.first_response_at"))
-# More waiting leads than this for one recipient are one backlog item (the digest budget is 5
-# items a day per person, for every detector together); the backlog lists the first MAX_LISTED.
-MAX_LEADS_EACH = 3
+# A backlog item (more than max_leads_each waiting leads) lists the first MAX_LISTED.
 MAX_LISTED = 5
 _DAY_NS = 86_400 * 1_000_000_000
 _HOUR_NS = 3_600 * 1_000_000_000
@@ -66,6 +64,9 @@ class LeadSlaSpec(DetectorSpec):
     response_sla_hours: float = Field(2.0, gt=0, description="working hours from creation to the first answer")
     escalate_after_hours: float = Field(8.0, gt=0, description="working hours of waiting after which the director is told")
     lookback_days: int = Field(7, ge=1, description="only leads created within this many days are checked")
+    # the digest budget is 5 items a day per person, for every detector together
+    max_leads_each: int = Field(3, ge=1, description=(
+        "more waiting leads of one kind than this for one recipient are one backlog item"))
     ignore_statuses: list[str] = Field(default_factory=lambda: ["spam", "junk", "duplicate"])
     handled_statuses: list[str] = Field(
         default_factory=lambda: ["converted", "qualified", "won", "lost", "closed", "конвертирован",
@@ -157,11 +158,11 @@ def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True)
     out = [_insight(state, i, kind, waited, created, with_evidence)
            for i, kind, waited, created in zip(rows.tolist(), kinds, waited_h[rows].tolist(), state.created[rows].tolist())]
     out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
-    return _backlogs(out, with_evidence)
+    return _backlogs(out, with_evidence, spec.max_leads_each)
 
 
-def _backlogs(out: list[Insight], with_evidence: bool) -> list[Insight]:
-    """More than MAX_LEADS_EACH waiting leads of one kind for one recipient (a manager's
+def _backlogs(out: list[Insight], with_evidence: bool, most: int) -> list[Insight]:
+    """More than `most` (max_leads_each) waiting leads of one kind for one recipient (a manager's
     unanswered leads, the director's unassigned ones) are one backlog item, longest wait first:
     a manager who falls behind on a busy inbox got one item per lead, 7 a day, and the director
     each of them again once escalated. `out` is sorted longest wait first."""
@@ -170,7 +171,7 @@ def _backlogs(out: list[Insight], with_evidence: bool) -> list[Insight]:
         groups.setdefault((ins.facts["kind"], ins.audience.manager_id), []).append(ins)
     kept = []
     for (kind, manager_id), items in groups.items():
-        if len(items) <= MAX_LEADS_EACH:
+        if len(items) <= most:
             kept += items
             continue
         first = items[0].facts

@@ -179,7 +179,8 @@ def test_a_backlog_of_waiting_leads_is_one_item_per_recipient():
     month) and the director each again once escalated. More than MAX_LEADS_EACH leads of one kind
     for one recipient are one item: how many, the longest waits first, how many escalated; a
     manager with few waiting leads keeps one item per lead."""
-    from detectors.lead_sla import MAX_LEADS_EACH, MAX_LISTED
+    from detectors.lead_sla import MAX_LISTED, LeadSlaSpec
+    MAX_LEADS_EACH = LeadSlaSpec().max_leads_each
     from messages.render import insight_text
 
     behind = [lead(f"B{k}", at(26, 12) + pd.Timedelta(hours=k), manager_id="m1") for k in range(7)]  # 11 .. 5 working h
