@@ -232,35 +232,35 @@ def keep_pipelines(frames: dict[str, pd.DataFrame], wanted: list[int | str]) -> 
     )]
 
 
+def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd.Series,
+                      consequence: str) -> list[DataWarning]:
+    """One warning for the rows of `table` naming a manager_id the managers table lacks."""
+    unknown = frame["manager_id"].notna() & ~isin(frame["manager_id"], known)
+    if not unknown.any():
+        return []
+    rows = frame.loc[unknown, [id_column, "manager_id"]]
+    n, noun = int(unknown.sum()), table[:-1]
+    return [DataWarning(
+        "unknown_manager", table, n,
+        f"{n} {noun}(s) name a manager_id that is not in managers ({rows['manager_id'].nunique()} unknown "
+        f"manager(s)); {consequence}",
+        [f"{noun} {d} -> {m}" for d, m in rows.head(EXAMPLES).itertuples(index=False)],
+    )]
+
+
 def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[DataWarning]]:
     """Cross-table checks; returns the data (orphan history dropped) and the warnings."""
     warnings: list[DataWarning] = []
     deals, managers, history = data.deals, data.managers, data.stage_history
 
     known_managers = managers["manager_id"]
-    unknown = deals["manager_id"].notna() & ~isin(deals["manager_id"], known_managers)
-    if unknown.any():
-        rows = deals.loc[unknown, ["deal_id", "manager_id"]]
-        warnings.append(DataWarning(
-            "unknown_manager", "deals", int(unknown.sum()),
-            f"{int(unknown.sum())} deal(s) name a manager_id that is not in managers "
-            f"({rows['manager_id'].nunique()} unknown manager(s)); their insights have no "
-            "recipient until the manager is added",
-            [f"deal {d} -> {m}" for d, m in rows.head(EXAMPLES).itertuples(index=False)],
-        ))
-
+    warnings += _unknown_managers(deals, "deals", "deal_id", known_managers,
+                                  "their insights have no recipient until the manager is added")
     leads = data.leads
     if leads is not None and "manager_id" in leads.columns:
-        unknown = leads["manager_id"].notna() & ~isin(leads["manager_id"], known_managers)
-        if unknown.any():
-            rows = leads.loc[unknown, ["lead_id", "manager_id"]]
-            warnings.append(DataWarning(
-                "unknown_manager", "leads", int(unknown.sum()),
-                f"{int(unknown.sum())} lead(s) name a manager_id that is not in managers "
-                f"({rows['manager_id'].nunique()} unknown manager(s)); nobody can answer them, so lead_sla "
-                "tells the director they have no manager: add the person to managers, or reassign the leads",
-                [f"lead {d} -> {m}" for d, m in rows.head(EXAMPLES).itertuples(index=False)],
-            ))
+        warnings += _unknown_managers(leads, "leads", "lead_id", known_managers,
+                                      "nobody can answer them, so lead_sla tells the director they have no manager: "
+                                      "add the person to managers, or reassign the leads")
 
     orphan = ~isin(history["deal_id"], deals["deal_id"])
     if orphan.any():
