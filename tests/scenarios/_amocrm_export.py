@@ -65,6 +65,45 @@ HEADERS = ("ID", "Название сделки", "Бюджет", "Ответс�
            "Дата изменения", "Дата закрытия", "Теги", "Этап сделки", "Воронка", "Полное имя контакта",
            "Компания контакта", "utm_source", "Источник", "Причина отказа")
 
+# The deals part of the config README tells an amoCRM admin to write (a test adds head and files):
+# «Этап сделки» is the stage and the status; only the closing stages are listed.
+DEALS = '''[source.columns.deals]
+deal_id = "ID"
+title = "Название сделки"
+amount = "Бюджет"
+manager_id = "Ответственный"
+created_at = "Дата создания"
+closed_at = "Дата закрытия"
+stage = "Этап сделки"
+status = "Этап сделки"
+pipeline = "Воронка"
+client_id = "Компания контакта"
+source = "Источник"
+loss_reason = "Причина отказа"
+[source.values.deals.status]
+"Успешно реализовано" = "won"
+"Закрыто и не реализовано" = "lost"
+'''
+# Kommo's, as README's example maps it (owner, budget, "Lead status"); KOMMO_MORE: the closing
+# date and the rest a careful admin adds.
+KOMMO = '''[source.columns.deals]
+deal_id = "ID"
+manager_id = "Responsible user"
+amount = "Budget"
+created_at = "Date created"
+stage = "Lead status"
+status = "Lead status"
+{more}
+[source.values.deals.status]
+"Closed - won" = "won"
+"Closed - lost" = "lost"
+'''
+KOMMO_MORE = 'closed_at = "Closed at"\ntitle = "Lead title"\nclient_id = "Company"\nloss_reason = "Loss reason"'
+
+
+def kommo_recipe(more: str = KOMMO_MORE) -> str:
+    return KOMMO.replace("{more}", more)
+
 
 @dataclass
 class AmoExport:

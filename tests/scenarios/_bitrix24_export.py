@@ -60,6 +60,37 @@ RATE = {"KZT": 1.0, "RUB": 5.5, "USD": 480.0}  # tenge per unit, for believable 
 CURRENCY_NAMES = {"KZT": "Тенге", "RUB": "Российский рубль", "USD": "Доллар США"}
 FMT = "%d.%m.%Y %H:%M:%S"
 
+# The deals part of the config README tells a Bitrix24 admin to write (a test adds head, files and
+# leads): «Стадия сделки» is the stage and the status, the closing stages listed, a deleted
+# stage's code read as lost.
+DEALS = '''[source.columns.deals]
+deal_id = "ID"
+title = "Название"
+manager_id = "Ответственный"
+stage = "Стадия сделки"
+status = "Стадия сделки"
+pipeline = "Направление"
+amount = "Сумма"
+currency = "Валюта"
+created_at = "Дата создания"
+closed_at = "Дата завершения"
+source = "Источник"
+client_id = "Компания"
+[source.values.deals.status]
+"Сделка успешна" = "won"
+"Сделка провалена" = "lost"
+"Анализ причины провала" = "lost"
+"C1:UC_3F9K2A" = "lost"
+'''
+OPEN_STAGES = "".join(f'"{s}" = "open"\n' for s in B24_STAGES)  # listed too, though README needs only the closing ones
+LEADS = '''[source.columns.leads]
+lead_id = "ID"
+created_at = "Дата создания"
+source = "Источник"
+manager_id = "Ответственный"
+status = "Стадия"
+'''
+
 
 @dataclass
 class Bitrix24Export:

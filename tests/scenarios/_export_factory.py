@@ -373,3 +373,29 @@ def write_rows(folder: Path, table: str, rows: list[dict]) -> None:
 def read_rows(folder: Path, table: str) -> list[dict]:
     with open(folder / f"{table}.csv", newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+# --- the config an admin writes beside a web-UI export ---------------------------------------------
+# Each builder (_web_exports, _amocrm_export, _bitrix24_export, _salesforce_export, _zoho_export,
+# _lead_exports) keeps its CRM's recipe, the [source.*] tables README tells that admin to write;
+# a test composes head() + files() + recipes + DIRECTOR, so a recipe is written out once.
+
+DIRECTOR = '''[[recipients]]
+id = "director"
+name = "Director"
+role = "director"
+admin = true
+telegram_id = 100000001
+'''
+
+
+def head(lang: str, tz: str, currency: str, folder: str, source: str = "") -> str:
+    """The config's first lines: language, zone, currency and [source] reading `./folder`;
+    `source`: more [source] keys (pipelines, stages)."""
+    return (f'language = "{lang}"\ntimezone = "{tz}"\ncurrency = "{currency}"\n'
+            f'[source]\nkind = "files"\npath = "./{folder}"\n{source}')
+
+
+def files(**names: str) -> str:
+    """[source.files]: table -> file name, in the order given."""
+    return "[source.files]\n" + "".join(f'{table} = "{name}"\n' for table, name in names.items())

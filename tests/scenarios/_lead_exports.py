@@ -78,6 +78,48 @@ RU_FMT, HS_FMT, PD_FMT = "%d.%m.%Y %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:
 ZONES = {"bitrix24": "Asia/Almaty", "amocrm": "Asia/Almaty", "hubspot": "America/New_York", "pipedrive": "Europe/Berlin"}
 FILES = {"bitrix24": "LEAD_20261120.csv", "amocrm": "amocrm_export_leads_2026-11-20.csv",
          "hubspot": "hubspot-crm-exports-all-contacts.csv", "pipedrive": "leads-export.csv"}
+# [source.columns.leads] as README ("Lead lists") tells each admin to map the list
+LEADS = {
+    "bitrix24": '''[source.columns.leads]
+lead_id = "ID"
+created_at = "Дата создания"
+source = "Источник"
+manager_id = "Ответственный"
+status = "Статус"
+''',
+    "amocrm": '''[source.columns.leads]
+lead_id = "ID"
+created_at = "Дата создания"
+source = "Источник"
+manager_id = "Ответственный"
+status = "Этап сделки"
+''',
+    "hubspot": '''[source.columns.leads]
+lead_id = "Record ID"
+created_at = "Create Date"
+source = "Original Source"
+manager_id = "Contact owner"
+status = "Lifecycle Stage"
+''',
+    "pipedrive": '''[source.columns.leads]
+lead_id = "Title"
+created_at = "Lead created"
+source = "Source"
+manager_id = "Owner"
+''',
+}
+
+
+def recipe(crm: str) -> str:
+    """The [source.*] tables for the CRM's deals export (its builder's recipe) and this leads list
+    beside it, the leads columns last (a test may add keys to them)."""
+    if crm == "bitrix24":
+        tables, deals = {"deals": "DEAL_20261120.csv"}, _bitrix24_export.DEALS
+    elif crm == "amocrm":
+        tables, deals = {"deals": "amocrm_export_leads.csv"}, _amocrm_export.DEALS
+    else:
+        tables, deals = {"deals": _web_exports.FILES[crm], "managers": "managers.csv"}, _web_exports.recipe(crm)
+    return factory.files(**tables, leads=FILES[crm]) + deals + LEADS[crm]
 
 
 @dataclass

@@ -37,6 +37,62 @@ REASONS_EN = {"Цена": "Price too high", "Выбрали конкурента
 NAMES = ("Anna Schmidt", "Ben Carter", "Chloe Martin", "David Novak", "Emma Rossi", "Felix Weber",
          "Grace Kim", "Hugo Laurent", "Iris Jansen", "Jonas Berg", "Kate Moore", "Liam Fischer")
 DATE_FORMATS = {"iso": "%Y-%m-%d %H:%M", "us": "%m/%d/%Y %I:%M %p", "eu": "%d.%m.%Y %H:%M"}
+FILES = {"hubspot": "hubspot-crm-exports-all-deals.csv", "pipedrive": "deals-export.csv"}
+
+# The deals part of the config README tells each admin to write (a test adds head, files, leads):
+# one column is the stage and the status, the closing stages listed (HubSpot: and the ids of
+# deleted stages, read as lost), the owner HubSpot cleared filled, Pipedrive's deleted stage named.
+HUBSPOT = '''[source.columns.deals]
+deal_id = "Record ID"
+title = "Deal Name"
+stage = "Deal Stage"
+status = "Deal Stage"
+amount = "Amount"
+currency = "Deal currency code"
+closed_at = "Close Date"
+created_at = "Create Date"
+manager_id = "Deal owner"
+client_id = "Associated Company"
+source = "Original Source Type"
+loss_reason = "Closed Lost Reason"
+[source.values.deals.status]
+"Closed Won" = "won"
+"Closed Lost" = "lost"
+{open}"10400000" = "lost"
+"10400001" = "lost"
+"10400002" = "lost"
+[source.fill.deals]
+manager_id = "No owner"
+'''
+PIPEDRIVE = '''[source.columns.deals]
+deal_id = "Deal - ID"
+title = "Deal - Title"
+stage = "Deal - Stage"
+status = "Deal - Status"
+amount = "Deal - Value"
+currency = "Deal - Currency"
+closed_at = "Deal - Deal closed on"
+created_at = "Deal - Deal created"
+manager_id = "Deal - Owner"
+client_id = "Organization - Name"
+source = "Deal - Source channel"
+loss_reason = "Deal - Lost reason"
+[source.fill.deals]
+stage = "Deleted stage"
+[source.values.deals.status]
+"Open" = "open"
+"Won" = "won"
+"Lost" = "lost"
+'''
+
+
+def recipe(crm: str, open_stages: bool = False) -> str:
+    """HUBSPOT or PIPEDRIVE; `open_stages`: HubSpot's open stages listed as "open" too (README
+    lists only the closing ones: the others are read as open anyway)."""
+    if crm != "hubspot":
+        return PIPEDRIVE
+    listed = "".join(f'"{s}" = "open"\n' for s in dict.fromkeys(HS_STAGES + HS_RENEWAL_STAGES)) if open_stages else ""
+    return HUBSPOT.replace("{open}", listed)
 
 
 @dataclass
@@ -164,7 +220,7 @@ def write(folder: Path, w: WebExport) -> Path:
     deals-export.csv) plus the admin's managers.csv."""
     rows, managers = build(w)
     folder.mkdir(parents=True, exist_ok=True)
-    name = "hubspot-crm-exports-all-deals.csv" if w.crm == "hubspot" else "deals-export.csv"
+    name = FILES[w.crm]
     delim = ";" if w.comma_decimals else ","
     with open(folder / name, "w", newline="", encoding="utf-8-sig" if w.crm == "hubspot" else "utf-8") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delim)

@@ -12,48 +12,16 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from _amocrm_export import AmoExport, file_name, write
-from _export_factory import ExportSpec
+from _amocrm_export import DEALS, KOMMO_MORE, AmoExport, file_name, kommo_recipe, write
+from _export_factory import DIRECTOR, ExportSpec, files, head
 from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 16:00 in Almaty, a Friday
 NOW = END + timedelta(hours=1)
 
-# What an admin writes from README ("Web-UI exports", "Your own names") and config.example.toml:
-# amoCRM's "Этап сделки" is both the stage and the status; only the closing stages are mapped.
-CONFIG = '''language = "{lang}"
-timezone = "Asia/Almaty"
-currency = "KZT"
-[source]
-kind = "files"
-path = "./{folder}"
-{extra}
-[source.files]
-deals = "{file}"
-[source.columns.deals]
-deal_id = "ID"
-title = "Название сделки"
-amount = "Бюджет"
-manager_id = "Ответственный"
-created_at = "Дата создания"
-closed_at = "Дата закрытия"
-stage = "Этап сделки"
-status = "Этап сделки"
-pipeline = "Воронка"
-client_id = "Компания контакта"
-source = "Источник"
-loss_reason = "Причина отказа"
-[source.values.deals.status]
-"Успешно реализовано" = "won"
-"Закрыто и не реализовано" = "lost"
-[[recipients]]
-id = "director"
-name = "Директор по продажам"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
+# The recipe is _amocrm_export.DEALS (README's "Web-UI exports"); most tests also keep the sales
+# pipeline and give its stage order, as an admin with two pipelines would.
 STAGES = '["Неразобранное", "Новая заявка", "Квалификация", "КП отправлено", "Переговоры", "Договор"]'
 KEEP_SALES = f'pipelines = ["Продажи"]\nstages = {STAGES}'
 
@@ -74,7 +42,8 @@ def exported(tmp_path: Path, name: str, w: AmoExport, *, lang: str = "ru", extra
     """The export folder and the admin's config beside it; returns the config's path."""
     write(tmp_path / name, w)
     config = tmp_path / f"{name}.toml"
-    config.write_text(CONFIG.format(lang=lang, folder=name, file=file_name(w), extra=extra), encoding="utf-8")
+    text = head(lang, "Asia/Almaty", "KZT", name, source=f"{extra}\n") + files(deals=file_name(w)) + DEALS + DIRECTOR
+    config.write_text(text, encoding="utf-8")
     return config
 
 
@@ -252,40 +221,12 @@ def test_a_misspelt_closing_stage_stops_the_load_instead_of_leaving_every_won_de
 
 # --- Kommo: the same export with English headers ------------------------------------------------
 
-KOMMO = '''language = "en"
-timezone = "Asia/Almaty"
-currency = "KZT"
-[source]
-kind = "files"
-path = "./{folder}"
-pipelines = ["Sales"]
-[source.files]
-deals = "amocrm_export_leads.csv"
-[source.columns.deals]
-deal_id = "ID"
-manager_id = "Responsible user"
-amount = "Budget"
-created_at = "Date created"
-stage = "Lead status"
-status = "Lead status"
-{more}
-[source.values.deals.status]
-"Closed - won" = "won"
-"Closed - lost" = "lost"
-[[recipients]]
-id = "director"
-name = "Head of sales"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
-KOMMO_MORE = 'closed_at = "Closed at"\ntitle = "Lead title"\nclient_id = "Company"\nloss_reason = "Loss reason"'
-
-
 def kommo(tmp_path: Path, name: str, w: AmoExport, more: str = KOMMO_MORE) -> Path:
     write(tmp_path / name, w)
     config = tmp_path / f"{name}.toml"
-    config.write_text(KOMMO.format(folder=name, more=more), encoding="utf-8")
+    text = (head("en", "Asia/Almaty", "KZT", name, source='pipelines = ["Sales"]\n') + files(deals=file_name(w))
+            + kommo_recipe(more) + DIRECTOR)
+    config.write_text(text, encoding="utf-8")
     return config
 
 

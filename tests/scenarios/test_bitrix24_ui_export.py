@@ -15,66 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from _bitrix24_export import Bitrix24Export, write
-from _export_factory import Effect, ExportSpec
+from _bitrix24_export import DEALS, LEADS, OPEN_STAGES, Bitrix24Export, write
+from _export_factory import DIRECTOR, Effect, ExportSpec, files, head
 from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 16:00 in Almaty, a Friday
 NOW = END + timedelta(hours=1)
-
-# What an admin writes from README ("Web-UI exports", "Your own names") and config.example.toml.
-CONFIG = '''language = "{lang}"
-timezone = "Asia/Almaty"
-currency = "KZT"
-
-[source]
-kind = "files"
-path = "./{folder}"
-
-[source.files]
-deals = "DEAL_20261120.{ext}"
-leads = "LEAD_20261120.{ext}"
-
-[source.columns.deals]
-deal_id = "ID"
-title = "Название"
-manager_id = "Ответственный"
-stage = "Стадия сделки"
-status = "Стадия сделки"
-pipeline = "Направление"
-amount = "Сумма"
-currency = "Валюта"
-created_at = "Дата создания"
-closed_at = "Дата завершения"
-source = "Источник"
-client_id = "Компания"
-
-[source.values.deals.status]
-"Сделка успешна" = "won"
-"Сделка провалена" = "lost"
-"Анализ причины провала" = "lost"
-"C1:UC_3F9K2A" = "lost"
-"Новая" = "open"
-"Подготовка документов" = "open"
-"Счёт на предоплату" = "open"
-"В работе" = "open"
-"Финальный счёт" = "open"
-
-[source.columns.leads]
-lead_id = "ID"
-created_at = "Дата создания"
-source = "Источник"
-manager_id = "Ответственный"
-status = "Стадия"
-
-[[recipients]]
-id = "director"
-name = "Директор по продажам"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
 
 ENGLISH_PHRASE = re.compile(r"\b[a-z]{2,} [a-z]{2,} [a-z]{2,}\b")  # three English words in a row
 
@@ -92,9 +39,13 @@ def spec(seed: int, **kw) -> ExportSpec:
 
 
 def exported(tmp_path: Path, name: str, b: Bitrix24Export, *, excel: bool = False, lang: str = "ru") -> Path:
+    """The export folder and the config an admin writes from README ("Web-UI exports") beside it."""
     write(tmp_path / name, b, excel=excel)
     config = tmp_path / f"{name}.{lang}.toml"
-    config.write_text(CONFIG.format(lang=lang, folder=name, ext="xls" if excel else "csv"), encoding="utf-8")
+    ext = "xls" if excel else "csv"
+    text = (head(lang, "Asia/Almaty", "KZT", name) + files(deals=f"DEAL_20261120.{ext}", leads=f"LEAD_20261120.{ext}")
+            + DEALS + OPEN_STAGES + LEADS + DIRECTOR)
+    config.write_text(text, encoding="utf-8")
     return config
 
 

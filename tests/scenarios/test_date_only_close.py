@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from _bitrix24_export import Bitrix24Export, _csv, _local, build
-from _export_factory import Effect
-from test_bitrix24_ui_export import CONFIG, END, NOW, spec
+from _bitrix24_export import DEALS, OPEN_STAGES, Bitrix24Export, _csv, _local, build
+from _export_factory import DIRECTOR, Effect, files, head
+from test_bitrix24_ui_export import END, NOW, spec
 
 from bot.backtest import backtest
 from bot.config import load_config
@@ -31,8 +31,8 @@ def _export(folder: Path, b: Bitrix24Export, timed_close: bool):
     folder.mkdir(parents=True)
     _csv(folder / "DEAL_20261120.csv", built["deals"], b.encoding)
     config = folder.parent / f"{folder.name}.toml"
-    config.write_text(CONFIG.format(lang="ru", folder=folder.name, ext="csv")
-                      .replace('leads = "LEAD_20261120.csv"\n', ""), encoding="utf-8")
+    config.write_text(head("ru", b.tz, "KZT", folder.name) + files(deals="DEAL_20261120.csv") + DEALS + OPEN_STAGES
+                      + DIRECTOR, encoding="utf-8")
     cfg = load_config(config)
     data = load_crm(cfg.source, timezone=cfg.timezone, base_dir=folder.parent, now=NOW).data
     return data, cfg.detector_specs()

@@ -18,141 +18,12 @@ from zoneinfo import ZoneInfo
 import _amocrm_export
 import _bitrix24_export
 import _web_exports
-from _export_factory import ExportSpec
-from _lead_exports import FILES, LeadExport, write
+from _export_factory import DIRECTOR, ExportSpec, head
+from _lead_exports import FILES, ZONES, LeadExport, recipe, write
 from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # Friday: 16:00 in Almaty, 06:00 in New York
-
-HEAD = '''language = "{lang}"
-timezone = "{tz}"
-currency = "KZT"
-[source]
-kind = "files"
-path = "./{folder}"
-[[recipients]]
-id = "director"
-name = "Director"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
-BITRIX24 = '''[source.files]
-deals = "DEAL_20261120.csv"
-leads = "LEAD_20261120.csv"
-[source.columns.deals]
-deal_id = "ID"
-title = "Название"
-manager_id = "Ответственный"
-stage = "Стадия сделки"
-status = "Стадия сделки"
-amount = "Сумма"
-currency = "Валюта"
-created_at = "Дата создания"
-closed_at = "Дата завершения"
-source = "Источник"
-client_id = "Компания"
-[source.values.deals.status]
-"Сделка успешна" = "won"
-"Сделка провалена" = "lost"
-"Анализ причины провала" = "lost"
-"C1:UC_3F9K2A" = "lost"
-[source.columns.leads]
-lead_id = "ID"
-created_at = "Дата создания"
-source = "Источник"
-manager_id = "Ответственный"
-status = "Статус"
-'''
-AMOCRM = '''[source.files]
-deals = "amocrm_export_leads.csv"
-leads = "amocrm_export_leads_2026-11-20.csv"
-[source.columns.deals]
-deal_id = "ID"
-title = "Название сделки"
-amount = "Бюджет"
-manager_id = "Ответственный"
-created_at = "Дата создания"
-closed_at = "Дата закрытия"
-stage = "Этап сделки"
-status = "Этап сделки"
-client_id = "Компания контакта"
-source = "Источник"
-loss_reason = "Причина отказа"
-[source.values.deals.status]
-"Успешно реализовано" = "won"
-"Закрыто и не реализовано" = "lost"
-[source.columns.leads]
-lead_id = "ID"
-created_at = "Дата создания"
-source = "Источник"
-manager_id = "Ответственный"
-status = "Этап сделки"
-'''
-HUBSPOT = '''[source.files]
-deals = "hubspot-crm-exports-all-deals.csv"
-managers = "managers.csv"
-leads = "hubspot-crm-exports-all-contacts.csv"
-[source.columns.deals]
-deal_id = "Record ID"
-title = "Deal Name"
-stage = "Deal Stage"
-status = "Deal Stage"
-amount = "Amount"
-currency = "Deal currency code"
-closed_at = "Close Date"
-created_at = "Create Date"
-manager_id = "Deal owner"
-client_id = "Associated Company"
-source = "Original Source Type"
-loss_reason = "Closed Lost Reason"
-[source.values.deals.status]
-"Closed Won" = "won"
-"Closed Lost" = "lost"
-"10400000" = "lost"
-"10400001" = "lost"
-"10400002" = "lost"
-[source.fill.deals]
-manager_id = "No owner"
-[source.columns.leads]
-lead_id = "Record ID"
-created_at = "Create Date"
-source = "Original Source"
-manager_id = "Contact owner"
-status = "Lifecycle Stage"
-'''
-PIPEDRIVE = '''[source.files]
-deals = "deals-export.csv"
-managers = "managers.csv"
-leads = "leads-export.csv"
-[source.columns.deals]
-deal_id = "Deal - ID"
-title = "Deal - Title"
-stage = "Deal - Stage"
-status = "Deal - Status"
-amount = "Deal - Value"
-currency = "Deal - Currency"
-closed_at = "Deal - Deal closed on"
-created_at = "Deal - Deal created"
-manager_id = "Deal - Owner"
-client_id = "Organization - Name"
-source = "Deal - Source channel"
-loss_reason = "Deal - Lost reason"
-[source.fill.deals]
-stage = "Deleted stage"
-[source.values.deals.status]
-"Open" = "open"
-"Won" = "won"
-"Lost" = "lost"
-[source.columns.leads]
-lead_id = "Title"
-created_at = "Lead created"
-source = "Source"
-manager_id = "Owner"
-'''
-BODY = {"bitrix24": BITRIX24, "amocrm": AMOCRM, "hubspot": HUBSPOT, "pipedrive": PIPEDRIVE}
-ZONE = {"bitrix24": "Asia/Almaty", "amocrm": "Asia/Almaty", "hubspot": "America/New_York", "pipedrive": "Europe/Berlin"}
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -177,9 +48,10 @@ def exported(tmp_path: Path, x: LeadExport, *, lang: str = "ru", extra: str = ""
     elif x.crm == "amocrm":
         _amocrm_export.write(folder, _amocrm_export.AmoExport(x.spec))
     else:
-        _web_exports.write(folder, _web_exports.WebExport(x.crm, x.spec, tz=ZONE[x.crm], departed=departed))
+        _web_exports.write(folder, _web_exports.WebExport(x.crm, x.spec, tz=ZONES[x.crm], departed=departed))
     config = tmp_path / f"{x.crm}.toml"
-    config.write_text(HEAD.format(lang=lang, tz=ZONE[x.crm], folder=x.crm) + BODY[x.crm] + extra, encoding="utf-8")
+    text = head(lang, ZONES[x.crm], "KZT", x.crm) + DIRECTOR + recipe(x.crm) + extra
+    config.write_text(text, encoding="utf-8")
     return config, truth
 
 
@@ -357,7 +229,7 @@ def test_leads_still_written_to_a_deactivated_user_go_to_the_director(tmp_path):
     with open(tmp_path / "pipedrive" / FILES["pipedrive"], newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     now = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)  # Monday 10:30 in Berlin: Friday's leads waited > 1 working hour
-    week = (now - timedelta(days=7)).astimezone(ZoneInfo(ZONE["pipedrive"])).strftime("%Y-%m-%d %H:%M:%S")
+    week = (now - timedelta(days=7)).astimezone(ZoneInfo(ZONES["pipedrive"])).strftime("%Y-%m-%d %H:%M:%S")
     theirs = {r["Title"] for r in rows if r["Owner"] == gone and r["Lead created"] > week}
     assert theirs, "the case this test is about"
     items, err = scan(config, now)

@@ -12,95 +12,13 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from _export_factory import Effect, ExportSpec
-from _web_exports import WebExport, write
+from _export_factory import DIRECTOR, Effect, ExportSpec, files, head
+from _web_exports import DATE_FORMATS, FILES, WebExport, recipe, write
 from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 10:00 in New York, 16:00 in Berlin, a Friday
 NOW = END + timedelta(hours=1)
-
-HUBSPOT = '''language = "en"
-timezone = "America/New_York"
-currency = "USD"
-[source]
-kind = "files"
-path = "./{folder}"
-[source.files]
-deals = "hubspot-crm-exports-all-deals.csv"
-[source.columns.deals]
-deal_id = "Record ID"
-title = "Deal Name"
-stage = "Deal Stage"
-status = "Deal Stage"
-amount = "Amount"
-currency = "Deal currency code"
-closed_at = "Close Date"
-created_at = "Create Date"
-manager_id = "Deal owner"
-client_id = "Associated Company"
-source = "Original Source Type"
-loss_reason = "Closed Lost Reason"
-[source.values.deals.status]
-"Closed Won" = "won"
-"Closed Lost" = "lost"
-"Appointment Scheduled" = "open"
-"Qualified To Buy" = "open"
-"Presentation Scheduled" = "open"
-"Decision Maker Bought-In" = "open"
-"Contract Sent" = "open"
-"Renewal Due" = "open"
-"Quote Sent" = "open"
-"Negotiation" = "open"
-"10400000" = "lost"
-"10400001" = "lost"
-"10400002" = "lost"
-[source.fill.deals]
-manager_id = "No owner"
-[source.date_formats]
-deals = "{date_format}"
-[[recipients]]
-id = "director"
-name = "Head of Sales"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
-
-PIPEDRIVE = '''language = "ru"
-timezone = "Europe/Berlin"
-currency = "EUR"
-[source]
-kind = "files"
-path = "./{folder}"
-[source.files]
-deals = "deals-export.csv"
-[source.columns.deals]
-deal_id = "Deal - ID"
-title = "Deal - Title"
-stage = "Deal - Stage"
-status = "Deal - Status"
-amount = "Deal - Value"
-currency = "Deal - Currency"
-closed_at = "Deal - Deal closed on"
-created_at = "Deal - Deal created"
-manager_id = "Deal - Owner"
-client_id = "Organization - Name"
-source = "Deal - Source channel"
-loss_reason = "Deal - Lost reason"
-[source.fill.deals]
-stage = "Deleted stage"
-[source.values.deals.status]
-"Open" = "open"
-"Won" = "won"
-"Lost" = "lost"
-[[recipients]]
-id = "director"
-name = "Директор по продажам"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -117,33 +35,30 @@ def spec(seed: int, **kw) -> ExportSpec:
 
 # The deals file read a second time as activities: its "Last Activity Date" is each deal's latest
 # touch, so stalled_deal can run on an export with no stage history (README's proposed recipe).
-HUBSPOT_TOUCHES = '''
-[source.files]
-deals = "hubspot-crm-exports-all-deals.csv"
-activities = "hubspot-crm-exports-all-deals.csv"
-[source.columns.activities]
+HUBSPOT_TOUCHES = '''[source.columns.activities]
 activity_id = "Record ID"
 deal_id = "Record ID"
 manager_id = "Deal owner"
 done_at = "Last Activity Date"
 [source.fill.activities]
 type = "task"
-[source.date_formats]
-deals = "{date_format}"
-activities = "{date_format}"
 '''
 
 
 def exported(tmp_path: Path, name: str, w: WebExport, touches: bool = False) -> Path:
     """The export folder and the admin's config beside it; returns the config's path."""
     write(tmp_path / name, w)
-    template = HUBSPOT if w.crm == "hubspot" else PIPEDRIVE
-    if touches:
-        template = template.replace('[source.files]\ndeals = "hubspot-crm-exports-all-deals.csv"\n', "")
-        template = template.replace('[source.date_formats]\ndeals = "{date_format}"\n', HUBSPOT_TOUCHES)
-    fmt = {"us": "%m/%d/%Y %I:%M %p", "iso": "%Y-%m-%d %H:%M", "eu": "%d.%m.%Y %H:%M"}[w.dates]
+    deals = FILES[w.crm]
+    if w.crm == "hubspot":
+        fmt = DATE_FORMATS[w.dates]
+        tables = {"deals": deals, "activities": deals} if touches else {"deals": deals}
+        text = (head("en", "America/New_York", "USD", name) + files(**tables) + recipe("hubspot", open_stages=True)
+                + (HUBSPOT_TOUCHES if touches else "") + "[source.date_formats]\n"
+                + "".join(f'{table} = "{fmt}"\n' for table in tables))
+    else:
+        text = head("ru", "Europe/Berlin", "EUR", name) + files(deals=deals) + recipe("pipedrive")
     config = tmp_path / f"{name}.toml"
-    config.write_text(template.format(folder=name, date_format=fmt), encoding="utf-8")
+    config.write_text(text + DIRECTOR, encoding="utf-8")
     return config
 
 
