@@ -78,6 +78,53 @@ class SalesforceExport:
     signed_share: float = 0.0        # won deals closed at the company's own SIGNED stage
 
 
+# README's Salesforce recipe (a test adds head and recipients): the two reports and the admin's
+# users file; "Stage" is the stage and the status; US dates need their formats.
+RECIPE = '''[source.files]
+deals = "report1.csv"
+stage_history = "report2.csv"
+managers = "users.csv"
+[source.columns.deals]
+deal_id = "Opportunity ID"
+title = "Opportunity Name"
+manager_id = "Opportunity Owner"
+client_id = "Account Name"
+stage = "Stage"
+status = "Stage"
+amount = "Amount"
+{currency}created_at = "Created Date"
+closed_at = "Close Date"
+source = "Lead Source"
+[source.values.deals.status]
+"Closed Won" = "won"
+"Closed Lost" = "lost"
+[source.columns.stage_history]
+deal_id = "Opportunity ID"
+stage = "To Stage"
+entered_at = "Edit Date"
+[source.values.stage_history.stage]
+"Closed Won" = "won"
+"Closed Lost" = "lost"
+[source.columns.managers]
+manager_id = "Full Name"
+name = "Full Name"
+email = "Email"
+team = "Role"
+active = "Active"
+'''
+US_DATES = '''[source.date_formats]
+deals = "%m/%d/%Y"
+stage_history = "%m/%d/%Y %I:%M %p"
+'''
+
+
+def recipe(s: SalesforceExport) -> str:
+    """RECIPE for this export: "Amount Currency" mapped when the amount cell is split, US dates'
+    formats on an en_US export."""
+    currency = 'currency = "Amount Currency"\n' if s.amount_cell == "split" else ""
+    return RECIPE.replace("{currency}", currency) + (US_DATES if s.locale == "en_US" else "")
+
+
 def _t(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 

@@ -138,6 +138,27 @@ def build(z: ZohoExport) -> list[dict]:
 
 
 FILE = "Deals_2026_11_20.csv"
+# The deals part of the config README tells a Zoho admin to write (a test adds head and files):
+# "Stage" is the stage and the status, the closing stages as README's example lists them, one won
+# and one lost (a test may list more right after them).
+DEALS = '''[source.columns.deals]
+deal_id = "Record Id"
+title = "Deal Name"
+amount = "Amount"
+currency = "Currency"
+manager_id = "Deal Owner"
+created_at = "Created Time"
+closed_at = "Closing Date"
+stage = "Stage"
+status = "Stage"
+pipeline = "Pipeline"
+client_id = "Account Name"
+source = "Lead Source"
+loss_reason = "Reason For Loss"
+[source.values.deals.status]
+"Closed Won" = "won"
+"Closed Lost" = "lost"
+'''
 
 
 def write(folder: Path, z: ZohoExport) -> Path:

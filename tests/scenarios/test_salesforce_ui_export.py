@@ -18,72 +18,13 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 import _export_factory as factory
-from _export_factory import Effect
-from _salesforce_export import NO_DECISION, SIGNED, SalesforceExport, sf_spec, write
+from _export_factory import DIRECTOR, Effect, head
+from _salesforce_export import NO_DECISION, SIGNED, SalesforceExport, recipe, sf_spec, write
 from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # 16:00 in Chicago, a Friday
 NOW = END + timedelta(hours=1)
-
-# What an admin writes from README ("Web-UI exports", "Your own names") and config.example.toml.
-CONFIG = '''language = "{lang}"
-timezone = "{tz}"
-currency = "USD"
-
-[source]
-kind = "files"
-path = "./{folder}"
-
-[source.files]
-deals = "report1.csv"
-stage_history = "report2.csv"
-managers = "users.csv"
-
-[source.columns.deals]
-deal_id = "Opportunity ID"
-title = "Opportunity Name"
-manager_id = "Opportunity Owner"
-client_id = "Account Name"
-stage = "Stage"
-status = "Stage"
-amount = "Amount"
-{currency}created_at = "Created Date"
-closed_at = "Close Date"
-source = "Lead Source"
-
-[source.values.deals.status]
-"Closed Won" = "won"
-"Closed Lost" = "lost"
-
-[source.columns.stage_history]
-deal_id = "Opportunity ID"
-stage = "To Stage"
-entered_at = "Edit Date"
-
-[source.values.stage_history.stage]
-"Closed Won" = "won"
-"Closed Lost" = "lost"
-
-[source.columns.managers]
-manager_id = "Full Name"
-name = "Full Name"
-email = "Email"
-team = "Role"
-active = "Active"
-{date_formats}
-[[recipients]]
-id = "director"
-name = "Head of Sales"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
-US_DATES = '''
-[source.date_formats]
-deals = "%m/%d/%Y"
-stage_history = "%m/%d/%Y %I:%M %p"
-'''
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -102,10 +43,7 @@ def exported(tmp_path: Path, name: str, s: SalesforceExport, lang: str = "en") -
     """The export folder and the admin's config beside it: (config path, the builder's truth)."""
     truth = write(tmp_path / name, s)
     config = tmp_path / f"{name}.toml"
-    config.write_text(CONFIG.format(
-        lang=lang, tz=s.tz, folder=name,
-        currency='currency = "Amount Currency"\n' if s.amount_cell == "split" else "",
-        date_formats=US_DATES if s.locale == "en_US" else ""), encoding="utf-8")
+    config.write_text(head(lang, s.tz, "USD", name) + recipe(s) + DIRECTOR, encoding="utf-8")
     return config, truth
 
 
@@ -277,8 +215,7 @@ def _canonical(tmp_path: Path, s: SalesforceExport) -> Path:
     for name in ("managers", "deals", "stage_history", "stages"):
         factory.write_rows(folder, name, tables[name])
     config = tmp_path / "canonical.toml"
-    config.write_text(f'language = "en"\ntimezone = "{s.tz}"\ncurrency = "USD"\n[source]\nkind = "files"\n'
-                      'path = "./canonical"\n', encoding="utf-8")
+    config.write_text(head("en", s.tz, "USD", "canonical"), encoding="utf-8")
     return config
 
 

@@ -14,50 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from _export_factory import Effect
-from _zoho_export import FILE, LOST_TO_COMPETITION, OPEN_STAGES, ZohoExport, left_behind, write, zoho_spec
+from _export_factory import DIRECTOR, Effect, files, head
+from _zoho_export import DEALS, FILE, LOST_TO_COMPETITION, OPEN_STAGES, ZohoExport, left_behind, write, zoho_spec
 from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 20, 0, tzinfo=UTC)  # 15:00 in New York, a Friday
 NOW = END + timedelta(hours=1)
-
-# What an admin writes from README ("Web-UI exports", "Your own names"): "Stage" is the stage and
-# the status; the closing stages listed as README's example lists them, one won and one lost.
-CONFIG = '''language = "{lang}"
-timezone = "America/New_York"
-currency = "USD"
-[source]
-kind = "files"
-path = "./{folder}"
-[source.files]
-deals = "{file}"
-{files}
-[source.columns.deals]
-deal_id = "Record Id"
-title = "Deal Name"
-amount = "Amount"
-currency = "Currency"
-manager_id = "Deal Owner"
-created_at = "Created Time"
-closed_at = "Closing Date"
-stage = "Stage"
-status = "Stage"
-pipeline = "Pipeline"
-client_id = "Account Name"
-source = "Lead Source"
-loss_reason = "Reason For Loss"
-[source.values.deals.status]
-"Closed Won" = "won"
-"Closed Lost" = "lost"
-{extra}
-[[recipients]]
-id = "director"
-name = "Head of sales"
-role = "director"
-admin = true
-telegram_id = 100000001
-'''
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -72,10 +35,15 @@ def spec(seed: int, **kw):
                         "with_emails": False, **kw})
 
 
-def exported(tmp_path: Path, name: str, z: ZohoExport, *, lang: str = "en", files: str = "", extra: str = "") -> Path:
+def exported(tmp_path: Path, name: str, z: ZohoExport, *, lang: str = "en", activities: bool = False,
+             extra: str = "") -> Path:
+    """The export folder and the config an admin writes from README beside it; `activities`: the
+    deals file read again as activities; `extra`: more closing stages (and tables) after README's."""
     write(tmp_path / name, z)
     config = tmp_path / f"{name}.{lang}.toml"
-    config.write_text(CONFIG.format(lang=lang, folder=name, file=FILE, files=files, extra=extra), encoding="utf-8")
+    tables = files(deals=FILE, activities=FILE) if activities else files(deals=FILE)
+    config.write_text(head(lang, "America/New_York", "USD", name) + tables + DEALS + extra + "\n" + DIRECTOR,
+                      encoding="utf-8")
     return config
 
 
@@ -231,7 +199,7 @@ done_at = "{column}"
 type = "task"
 '''
     for column in ("Modified Time", "Last Activity Time"):
-        config = exported(tmp_path, "zoho", z, files=f'activities = "{FILE}"',
+        config = exported(tmp_path, "zoho", z, activities=True,
                           extra=f'"{LOST_TO_COMPETITION}" = "lost"\n' + touches.format(column=column))
         rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
         assert rc == 0, out + err
