@@ -399,3 +399,11 @@ def head(lang: str, tz: str, currency: str, folder: str, source: str = "") -> st
 def files(**names: str) -> str:
     """[source.files]: table -> file name, in the order given."""
     return "[source.files]\n" + "".join(f'{table} = "{name}"\n' for table, name in names.items())
+
+
+def touches_recipe(deal_id: str, owner: str, done_at: str) -> str:
+    """README's recipe for an export with no stage history: the deals file read again as
+    activities (the test adds `activities = "<deals file>"` to files()), `done_at` the column with
+    each deal's latest touch."""
+    return (f'[source.columns.activities]\nactivity_id = "{deal_id}"\ndeal_id = "{deal_id}"\n'
+            f'manager_id = "{owner}"\ndone_at = "{done_at}"\n[source.fill.activities]\ntype = "task"\n')

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from _amocrm_export import DEALS, KOMMO_MORE, AmoExport, file_name, kommo_recipe, write
-from _export_factory import DIRECTOR, ExportSpec, files, head
+from _export_factory import DIRECTOR, ExportSpec, files, head, touches_recipe
 from bot.cli import main
 
 UTC = timezone.utc
@@ -266,16 +266,6 @@ def test_kommo_planted_drop_survives_the_round_trip_and_a_calm_export_is_quiet(t
     assert drops[0]["text"].startswith("Win rate"), drops[0]["text"]
 
 
-KOMMO_TOUCHES = '''[source.columns.activities]
-activity_id = "ID"
-deal_id = "ID"
-manager_id = "Responsible user"
-done_at = "Last modified"
-[source.fill.activities]
-type = "task"
-'''
-
-
 def test_kommo_zero_budgets_are_said_beside_the_abandoned_deals_sum(tmp_path):
     """Kommo writes 0 for a budget nobody filled in. A manager's 15 abandoned deals were "worth"
     the sum of the filled ones ("Their amount in the CRM: KZT 8,000,000") with no word that 7 of
@@ -287,7 +277,7 @@ def test_kommo_zero_budgets_are_said_beside_the_abandoned_deals_sum(tmp_path):
     config = kommo(tmp_path, "kommo", w)
     text = config.read_text(encoding="utf-8").replace(
         'deals = "amocrm_export_leads.csv"\n', 'deals = "amocrm_export_leads.csv"\nactivities = "amocrm_export_leads.csv"\n')
-    config.write_text(text + KOMMO_TOUCHES, encoding="utf-8")
+    config.write_text(text + touches_recipe("ID", "Responsible user", "Last modified"), encoding="utf-8")
     with open(tmp_path / "kommo" / "amocrm_export_leads.csv", encoding="utf-8-sig", newline="") as f:
         left = [r["Budget"] for r in csv.DictReader(f) if int(r["ID"]) >= 20_500_000 and r["Pipeline"] == "Sales"]
     zero = left.count("0")

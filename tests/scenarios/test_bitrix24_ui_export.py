@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from _bitrix24_export import DEALS, LEADS, OPEN_STAGES, Bitrix24Export, write
-from _export_factory import DIRECTOR, Effect, ExportSpec, files, head
+from _export_factory import DIRECTOR, Effect, ExportSpec, files, head, touches_recipe
 from bot.cli import main
 
 UTC = timezone.utc
@@ -108,22 +108,10 @@ def test_stale_export_summary_in_russian_writes_the_age_as_russian_does(tmp_path
 
 
 # README's recipe for a deals-only export, with Bitrix24's «Дата изменения» as the latest touch.
-TOUCHES = '''
-[source.columns.activities]
-activity_id = "ID"
-deal_id = "ID"
-manager_id = "Ответственный"
-done_at = "Дата изменения"
-
-[source.fill.activities]
-type = "task"
-'''
-
-
 def with_touches(config: Path) -> Path:
     text = config.read_text(encoding="utf-8")
     text = text.replace('leads = "LEAD_20261120.csv"\n', 'leads = "LEAD_20261120.csv"\nactivities = "DEAL_20261120.csv"\n')
-    config.write_text(text + TOUCHES, encoding="utf-8")
+    config.write_text(text + touches_recipe("ID", "Ответственный", "Дата изменения"), encoding="utf-8")
     return config
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 import _export_factory as factory
-from _export_factory import DIRECTOR, Effect, head
+from _export_factory import DIRECTOR, Effect, head, touches_recipe
 from _salesforce_export import NO_DECISION, SIGNED, SalesforceExport, recipe, sf_spec, write
 from bot.cli import main
 
@@ -246,18 +246,6 @@ def test_a_planted_drop_survives_the_round_trip_and_a_calm_export_is_quiet(tmp_p
 
 # --- only the Opportunities report: README's recipe for touches ---------------------------------
 
-RECIPE = '''
-[source.columns.activities]
-activity_id = "Opportunity ID"
-deal_id = "Opportunity ID"
-manager_id = "Opportunity Owner"
-done_at = "Last Activity"
-
-[source.fill.activities]
-type = "task"
-'''
-
-
 def _deals_only(config: Path, stage_changed: bool) -> Path:
     """The config without the history report, with README's recipe (the deals file read again as
     activities, "Last Activity" as each deal's latest touch), as the stalled_deal line prints it."""
@@ -269,7 +257,7 @@ def _deals_only(config: Path, stage_changed: bool) -> Path:
     if stage_changed:
         text = text.replace('source = "Lead Source"\n', 'source = "Lead Source"\nstage_changed_at = "Last Stage Change Date"\n')
     out = config.with_name(config.stem + ("_changed" if stage_changed else "_recipe") + ".toml")
-    out.write_text(text + RECIPE, encoding="utf-8")
+    out.write_text(text + touches_recipe("Opportunity ID", "Opportunity Owner", "Last Activity"), encoding="utf-8")
     return out
 
 

@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from _export_factory import DIRECTOR, Effect, ExportSpec, files, head
+from _export_factory import DIRECTOR, Effect, ExportSpec, files, head, touches_recipe
 from _web_exports import DATE_FORMATS, FILES, WebExport, recipe, write
 from bot.cli import main
 
@@ -33,27 +33,18 @@ def spec(seed: int, **kw) -> ExportSpec:
                          "with_emails": False, **kw})
 
 
-# The deals file read a second time as activities: its "Last Activity Date" is each deal's latest
-# touch, so stalled_deal can run on an export with no stage history (README's proposed recipe).
-HUBSPOT_TOUCHES = '''[source.columns.activities]
-activity_id = "Record ID"
-deal_id = "Record ID"
-manager_id = "Deal owner"
-done_at = "Last Activity Date"
-[source.fill.activities]
-type = "task"
-'''
-
-
 def exported(tmp_path: Path, name: str, w: WebExport, touches: bool = False) -> Path:
-    """The export folder and the admin's config beside it; returns the config's path."""
+    """The export folder and the admin's config beside it; returns the config's path. `touches`:
+    the deals file read again as activities, its "Last Activity Date" each deal's latest touch, so
+    stalled_deal can run on an export with no stage history (README's recipe)."""
     write(tmp_path / name, w)
     deals = FILES[w.crm]
     if w.crm == "hubspot":
         fmt = DATE_FORMATS[w.dates]
         tables = {"deals": deals, "activities": deals} if touches else {"deals": deals}
         text = (head("en", "America/New_York", "USD", name) + files(**tables) + recipe("hubspot", open_stages=True)
-                + (HUBSPOT_TOUCHES if touches else "") + "[source.date_formats]\n"
+                + (touches_recipe("Record ID", "Deal owner", "Last Activity Date") if touches else "")
+                + "[source.date_formats]\n"
                 + "".join(f'{table} = "{fmt}"\n' for table in tables))
     else:
         text = head("ru", "Europe/Berlin", "EUR", name) + files(deals=deals) + recipe("pipedrive")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from _export_factory import DIRECTOR, Effect, files, head
+from _export_factory import DIRECTOR, Effect, files, head, touches_recipe
 from _zoho_export import DEALS, FILE, LOST_TO_COMPETITION, OPEN_STAGES, ZohoExport, left_behind, write, zoho_spec
 from bot.cli import main
 
@@ -190,17 +190,9 @@ def test_a_mass_update_read_as_touches_is_said_not_taken_for_work(tmp_path):
     that 20 open deals were last touched in one minute, a mass update; with "Last Activity Time"
     nothing is said."""
     z = ZohoExport(spec(7, abandoned=("m3", 20), abandoned_days=(40, 60)), mass_update=date(2026, 11, 16))
-    touches = '''[source.columns.activities]
-activity_id = "Record Id"
-deal_id = "Record Id"
-manager_id = "Deal Owner"
-done_at = "{column}"
-[source.fill.activities]
-type = "task"
-'''
     for column in ("Modified Time", "Last Activity Time"):
         config = exported(tmp_path, "zoho", z, activities=True,
-                          extra=f'"{LOST_TO_COMPETITION}" = "lost"\n' + touches.format(column=column))
+                          extra=f'"{LOST_TO_COMPETITION}" = "lost"\n' + touches_recipe("Record Id", "Deal Owner", column))
         rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
         assert rc == 0, out + err
         said = [ln for ln in out.splitlines() if "last touched in the same minute" in ln]
