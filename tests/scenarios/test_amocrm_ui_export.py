@@ -5,16 +5,14 @@ asserted on what the admin or a director would read.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from _amocrm_export import DEALS, KOMMO_MORE, AmoExport, file_name, kommo_recipe, write
+from _cli import run_cli
 from _export_factory import DIRECTOR, ExportSpec, files, head, touches_recipe
-from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 16:00 in Almaty, a Friday
@@ -24,13 +22,6 @@ NOW = END + timedelta(hours=1)
 # pipeline and give its stage order, as an admin with two pipelines would.
 STAGES = '["Неразобранное", "Новая заявка", "Квалификация", "КП отправлено", "Переговоры", "Договор"]'
 KEEP_SALES = f'pipelines = ["Продажи"]\nstages = {STAGES}'
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def spec(seed: int, **kw) -> ExportSpec:

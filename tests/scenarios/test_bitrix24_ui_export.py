@@ -6,8 +6,6 @@ the director would read.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -16,21 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from _bitrix24_export import DEALS, LEADS, OPEN_STAGES, Bitrix24Export, write
+from _cli import run_cli
 from _export_factory import DIRECTOR, Effect, ExportSpec, files, head, touches_recipe
-from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 16:00 in Almaty, a Friday
 NOW = END + timedelta(hours=1)
 
 ENGLISH_PHRASE = re.compile(r"\b[a-z]{2,} [a-z]{2,} [a-z]{2,}\b")  # three English words in a row
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def spec(seed: int, **kw) -> ExportSpec:

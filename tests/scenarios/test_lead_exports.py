@@ -7,9 +7,7 @@ already worked on, and the lead nobody took still found.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,19 +16,12 @@ from zoneinfo import ZoneInfo
 import _amocrm_export
 import _bitrix24_export
 import _web_exports
+from _cli import run_cli
 from _export_factory import DIRECTOR, ExportSpec, head
 from _lead_exports import FILES, ZONES, LeadExport, recipe, write
-from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # Friday: 16:00 in Almaty, 06:00 in New York
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def spec(seed: int, **kw) -> ExportSpec:

@@ -6,7 +6,6 @@ the director would read.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -18,20 +17,13 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 import _export_factory as factory
+from _cli import run_cli
 from _export_factory import DIRECTOR, Effect, head, touches_recipe
 from _salesforce_export import NO_DECISION, SIGNED, SalesforceExport, recipe, sf_spec, write
-from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # 16:00 in Chicago, a Friday
 NOW = END + timedelta(hours=1)
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def spec(seed: int, **kw):

@@ -5,27 +5,18 @@ Run through the real CLI and asserted on what the admin or a director would read
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from _cli import run_cli
 from _export_factory import DIRECTOR, Effect, ExportSpec, files, head, touches_recipe
 from _web_exports import DATE_FORMATS, FILES, WebExport, recipe, write
-from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # 10:00 in New York, 16:00 in Berlin, a Friday
 NOW = END + timedelta(hours=1)
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def spec(seed: int, **kw) -> ExportSpec:

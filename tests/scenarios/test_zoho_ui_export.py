@@ -5,8 +5,6 @@ Run through the real CLI and asserted on what the admin or the director would re
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from datetime import date, datetime, timedelta, timezone
@@ -14,20 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from _cli import run_cli
 from _export_factory import DIRECTOR, Effect, files, head, touches_recipe
 from _zoho_export import DEALS, FILE, LOST_TO_COMPETITION, OPEN_STAGES, ZohoExport, left_behind, write, zoho_spec
-from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 20, 0, tzinfo=UTC)  # 15:00 in New York, a Friday
 NOW = END + timedelta(hours=1)
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def spec(seed: int, **kw):
