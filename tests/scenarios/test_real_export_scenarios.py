@@ -10,8 +10,6 @@ finding, so it turns red the day it is fixed.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
@@ -19,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from _cli import run_cli
 from _export_factory import STAGES, Effect, ExportSpec, read_rows, write_export, write_rows
-from bot.cli import main
 
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)  # the newest moment of a fresh export (10:00 Almaty, Fri)
@@ -32,13 +30,6 @@ AT = NOW - timedelta(days=35)
 STAGE = 1  # Квалификация -> КП отправлено
 PLANTED_FROM = STAGES[STAGE]
 DRIVER_SEEDS = range(7)
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(list(argv))
-    return rc, out.getvalue(), err.getvalue()
 
 
 def scan(folder: Path, now: datetime = NOW, config: Path | None = None) -> tuple[list[dict], str]:
