@@ -497,13 +497,16 @@ def test_daily_replays_of_calm_companies_stay_silent_more_often_with_the_weekly_
     """A daily scan tests windows that slide by a day, so a chance dip is tested on many days
     running and its newest deals confirm it on some of them. 40 calm companies replayed daily
     for 60 days: without the weekly looks (persist_weeks = 0) 8 of them raised an overall
-    drop, on 29 days; with them 3, on 7 days."""
+    drop, on 29 days; with them 3, on 7 days, and 4 on 11 since a drop clear beyond doubt
+    (q <= clear_q) needs its newest deals only to lean its way (p <= 2 x confirm_p: companies
+    40-119 here 6 -> 7, 21 -> 26 days; 180 calm companies of benchmarks/seg_drop.py unchanged;
+    3-5 more planted uniform and mix-shift drops found in 80)."""
     loud = {}
     for weeks in (0, 2):
         spec = _spec(persist_weeks=weeks)
         loud[weeks] = {seed: n for seed in range(40) if (n := len(_replay_days(company(3000 + seed, steady), spec, 60)))}
     assert len(loud[0]) >= 6, loud
-    assert len(loud[2]) <= 3 and sum(loud[2].values()) <= 8, loud
+    assert len(loud[2]) <= 4 and sum(loud[2].values()) <= 11, loud
     assert set(loud[2]) <= set(loud[0]), loud  # the looks only ever silence
 
 
