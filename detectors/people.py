@@ -49,51 +49,65 @@ def marked_inactive(managers: pd.DataFrame) -> frozenset[str]:
     return frozenset(str(m) for m in managers["manager_id"][off])
 
 
-def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None,
-                columns: dict[str, tuple[str, ...]] = PERSON_WORK, by_deal: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(row in `ids`, seconds since the epoch) of every dated thing a manager did (`columns`,
-    PERSON_WORK: deal created or closed, lead created/assigned/answered, activity done, email
-    sent). `deal_owner`: each deal's row in `ids` when already known. `by_deal`: an activity or
-    email on a known deal is its owner's (whoever made the call, the deal was worked)."""
-    deals = data.deals
+def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(row in `ids`, seconds since the epoch) of every dated thing a manager did (PERSON_WORK):
+    deal created or closed, lead created/assigned/answered, activity done, email sent.
+    `deal_owner`: each deal's row in `ids` when already known."""
+    return _events(data, ids, deal_owner)[0]
+
+
+def work_and_contact(data: CrmData, ids: pd.Series, deal_rows: dict[str, np.ndarray] | None = None,
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(owner, seconds) of every dated work (PERSON_WORK), and of every contact with a client
+    (CONTACT_WORK) made by the owner or on their deals by anyone (whoever made the call, the
+    deal was worked); each column read once. `deal_rows`: table -> each row's deal row (-1:
+    none) where the caller has it already (millions of ids are costly to look up twice)."""
+    return _events(data, ids, None, contacts=True, deal_rows=deal_rows or {})
+
+
+def _events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None, contacts: bool = False,
+            deal_rows: dict[str, np.ndarray] | None = None):
+    """(work events, contact events or empty) as (owner rows, seconds) pairs."""
     if deal_owner is None:
-        deal_owner = positions(deals["manager_id"], ids)
-    owner_rows: dict[str, np.ndarray | None] = {"deals": deal_owner}
-    owners, times = [], []
-    for table, frame, col, mask in event_columns(data, columns, outgoing_only=True):
-        if table not in owner_rows:
-            owner_rows[table] = _owners(data, table, frame, ids, deal_owner, by_deal)
-        rows = owner_rows[table]
-        if rows is None:
-            continue
+        deal_owner = positions(data.deals["manager_id"], ids)
+    rows_of: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {"deals": (deal_owner, None)}
+    work: tuple[list, list] = ([], [])
+    contact: tuple[list, list] = ([], [])
+    for table, frame, col, mask in event_columns(data, PERSON_WORK, outgoing_only=True):
+        if table not in rows_of:
+            rows_of[table] = _owners(data, table, frame, ids, deal_owner, contacts and table in CONTACT_WORK,
+                                     (deal_rows or {}).get(table))
         t = to_ns(frame[col])
-        ok = (rows >= 0) & (t != NEVER)
-        if mask is not None:
-            ok &= mask
-        owners.append(rows[ok])
-        times.append(t[ok] // _NS_PER_S)
-    if not owners:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(owners).astype(np.int64), np.concatenate(times).astype(np.int64)
+        valid = t != NEVER if mask is None else (t != NEVER) & mask
+        for rows, out in zip(rows_of[table], (work, contact)):
+            if rows is not None:
+                ok = valid & (rows >= 0)
+                out[0].append(rows[ok])
+                out[1].append(t[ok] // _NS_PER_S)
+    return tuple((np.concatenate(o).astype(np.int64), np.concatenate(s).astype(np.int64)) if o
+                 else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) for o, s in (work, contact))
 
 
 def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal_owner: np.ndarray,
-            by_deal: bool = False) -> np.ndarray | None:
+            contacts: bool, at: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Each row's manager (row in `ids`, -1: none) in a table of PERSON_WORK, None when the
-    table names none; an activity without a manager is its deal owner's (`by_deal`: every
-    activity or email on a known deal is)."""
+    table names none: as work (an activity without a manager is its deal owner's) and, with
+    `contacts`, as a contact (a row on a known deal is its owner's, else its manager's)."""
     named = data.has_column(table, "manager_id")
-    if not (table == "activities" or by_deal and table == "emails"):
-        return positions(frame["manager_id"], ids) if named else None
-    rows = positions(frame["manager_id"], ids) if "manager_id" in frame.columns else np.full(len(frame), -1, dtype=np.int64)
-    if not data.has_column(table, "deal_id"):
-        return rows if named else None
-    blank = frame["manager_id"].isna().to_numpy() if "manager_id" in frame.columns else np.ones(len(frame), dtype=bool)
-    pick = np.arange(len(frame)) if by_deal else np.flatnonzero(blank)
-    if len(pick):
-        at = positions(frame["deal_id"].iloc[pick], data.deals["deal_id"])
-        rows[pick] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], rows[pick])
-    return rows
+    manager = positions(frame["manager_id"], ids) if "manager_id" in frame.columns else None
+    on_deal = None
+    if data.has_column(table, "deal_id") and (table == "activities" or contacts):
+        at = positions(frame["deal_id"], data.deals["deal_id"]) if at is None else at
+        on_deal = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
+    work = manager if named else None
+    if table == "activities" and on_deal is not None:
+        blank = frame["manager_id"].isna().to_numpy() if manager is not None else np.ones(len(frame), dtype=bool)
+        work = np.where(blank, on_deal, manager if manager is not None else -1)
+    if not contacts:
+        return work, None
+    if on_deal is None:
+        return work, manager if named else None
+    return work, np.where(on_deal >= 0, on_deal, manager if named else -1)
 
 
 def work_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -125,13 +139,6 @@ def latest(owner: np.ndarray, sec: np.ndarray, n: int, now_ns: int) -> np.ndarra
     ok = sec <= now_ns // _NS_PER_S
     np.maximum.at(out, owner[ok], sec[ok])
     return out
-
-
-def work_and_contact(data: CrmData, ids: pd.Series) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """(owner, seconds) of every dated work (PERSON_WORK), and of every contact with a client
-    (CONTACT_WORK) made by the owner or on their deals by anyone."""
-    deal_owner = positions(data.deals["manager_id"], ids)
-    return work_events(data, ids, deal_owner), work_events(data, ids, deal_owner, CONTACT_WORK, by_deal=True)
 
 
 def recently_active(keys: np.ndarray, t0: int, n: int, now_ns: int, window_days: int) -> np.ndarray:

@@ -378,11 +378,12 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
     act_deal = act_client = email_deal = email_client = empty_evt
     act_id = act_type = email_id = pd.Series([], dtype=object)
+    deal_rows: dict[str, np.ndarray] = {}  # each activity's and email's deal row, for _work
     if data.activities is not None:
         a = data.activities
         t = to_ns(a["done_at"])
         t[~np.asarray(a["type"].isin(_TOUCH_TYPES), dtype=bool)] = NEVER
-        a_deal = positions(a["deal_id"], deal_ids)
+        a_deal = deal_rows["activities"] = positions(a["deal_id"], deal_ids)
         a_client = positions(a["client_id"], client_keys)
         a_client = np.where(np.asarray(a["deal_id"].notna() | a["client_id"].isna()), -1, a_client)
         act_deal, act_client = _Events.build(a_deal, t), _Events.build(a_client, t)
@@ -390,7 +391,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     if data.emails is not None:
         e = data.emails
         t = to_ns(e["sent_at"])
-        e_deal = positions(e["deal_id"], deal_ids)
+        e_deal = deal_rows["emails"] = positions(e["deal_id"], deal_ids)
         e_client = positions(e["client_id"], client_keys)
         email_deal, email_client = _Events.build(e_deal, t), _Events.build(e_client, t)
         email_id = e["email_id"]
@@ -414,16 +415,16 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=marked_inactive(data.managers),
-        **_work(data, None if now is None else ts_ns(now)),
+        **_work(data, None if now is None else ts_ns(now), deal_rows),
     )
 
 
-def _work(data: CrmData, now_ns: int | None) -> dict[str, Any]:
+def _work(data: CrmData, now_ns: int | None, deal_rows: dict[str, np.ndarray]) -> dict[str, Any]:
     """The managers, their dated work (deals created or closed, leads, activities done, emails
     sent) as detectors.people reads it, and their contacts with clients alone: for a replay the
     sorted keys, for one scan (`now_ns`) each one's latest by then (no sort of every event)."""
     people = data.managers["manager_id"].astype("str").reset_index(drop=True)
-    work, contact = work_and_contact(data, people)
+    work, contact = work_and_contact(data, people, deal_rows)
     if now_ns is not None:
         return {"people": people, "work_now": (now_ns, latest(*work, len(people), now_ns)),
                 "contact_now": latest(*contact, len(people), now_ns)}
