@@ -415,7 +415,8 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=marked_inactive(data.managers),
-        **_work(data, None if now is None else ts_ns(now), deal_rows),
+        # a scan's deal rows are of the open deals alone: contacts on closed deals count too
+        **_work(data, None if now is None else ts_ns(now), deal_rows if now is None else {}),
     )
 
 
