@@ -95,18 +95,22 @@ def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal
     `contacts`, as a contact (a row on a known deal is its owner's, else its manager's)."""
     named = data.has_column(table, "manager_id")
     manager = positions(frame["manager_id"], ids) if "manager_id" in frame.columns else None
-    on_deal = None
-    if data.has_column(table, "deal_id") and (table == "activities" or contacts):
-        at = positions(frame["deal_id"], data.deals["deal_id"]) if at is None else at
-        on_deal = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
     work = manager if named else None
-    if table == "activities" and on_deal is not None:
-        blank = frame["manager_id"].isna().to_numpy() if manager is not None else np.ones(len(frame), dtype=bool)
+    if not data.has_column(table, "deal_id") or not (table == "activities" or contacts):
+        return work, (manager if named else None) if contacts else None
+    blank = frame["manager_id"].isna().to_numpy() if manager is not None else np.ones(len(frame), dtype=bool)
+    # the deal behind every row for contacts; for work alone only the rows without a manager
+    pick = slice(None) if contacts else np.flatnonzero(blank)
+    if at is None:
+        at = positions(frame["deal_id"].iloc[pick], data.deals["deal_id"])
+    elif not contacts:
+        at = at[pick]
+    on_deal = np.full(len(frame), -1, dtype=np.int64)
+    on_deal[pick] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
+    if table == "activities":
         work = np.where(blank, on_deal, manager if manager is not None else -1)
     if not contacts:
         return work, None
-    if on_deal is None:
-        return work, manager if named else None
     return work, np.where(on_deal >= 0, on_deal, manager if named else -1)
 
 
