@@ -140,17 +140,16 @@ class Criticals:
 
     def cut(self, items: list[tuple[str, Insight]]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """Dedup.run's `keep` for one scan's critical items: first/worse only, the largest few each."""
-        taken: Counter = Counter()
+        from bot.delivery import largest_first
 
         def keep(k: np.ndarray, code: np.ndarray) -> np.ndarray:
             shown = np.zeros(len(k), dtype=bool)
-            due = [j for j in range(len(k)) if code[j] in (1, 2)]
-            due.sort(key=lambda j: -float(items[int(k[j])][1].facts.get("amount") or 0.0))
-            for j in due:
-                r = items[int(k[j])][0]
-                if taken[r] < self.max_messages:
-                    taken[r] += 1
-                    shown[j] = True
+            due: dict[str, list[int]] = defaultdict(list)  # recipient -> positions of first/worse items
+            for j in range(len(k)):
+                if code[j] in (1, 2):
+                    due[items[int(k[j])][0]].append(j)
+            for js in due.values():
+                shown[largest_first(js, self.max_messages, lambda j: items[int(k[j])][1])] = True
             return shown
         return keep
 

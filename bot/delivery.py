@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from bot.channels.base import OutgoingMessage
@@ -356,6 +356,12 @@ def _resolved_note(target: Target, closed: list[Any], config: Config, store: Sta
     outbox.enqueue(target.id, messages)
 
 
+def largest_first(items: list, limit: int, insight: Callable[[Any], Insight] = lambda x: x) -> list:
+    """The `limit` items whose insight is largest by amount, in that order (stable): a burst of
+    critical alerts is noise, so the largest few go at once and the rest wait for the digest."""
+    return sorted(items, key=lambda x: -float(insight(x).facts.get("amount") or 0.0))[:limit]
+
+
 def deliver_critical(insights: list[Insight], config: Config, store: StateStore, outbox: Outbox,
                      now: datetime) -> DeliveryReport:
     """Right after a scan: critical insights that are new or worse go out at once, one message
@@ -387,9 +393,7 @@ def deliver_critical(insights: list[Insight], config: Config, store: StateStore,
                if d.send and d.reason in ("first", "worse")]
         if not due:
             continue
-        # a burst of alerts is noise: the largest few now, the rest in the digest
-        due.sort(key=lambda p: -float(p[0].facts.get("amount") or 0.0))
-        due = due[:config.delivery.critical_max_messages]
+        due = largest_first(due, config.delivery.critical_max_messages, lambda p: p[0])
         lang = target_language(target, store, config)
         messages = []
         try:
