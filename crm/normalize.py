@@ -68,8 +68,9 @@ def normalize_table(
     frame = raw.frame
     warnings: list[DataWarning] = []
     if _stage_is_status(table, columns, values) and columns["stage"] in frame.columns:
-        _closing_typos(values["status"], frame[columns["stage"]], raw, columns["stage"])  # a typo is no kin
-        values = _closing_kin(values, frame[columns["stage"]], raw, columns["stage"], warnings)
+        stages = _clean_text(frame[columns["stage"]]) if raw.text else frame[columns["stage"]]
+        _closing_typos(values["status"], stages, raw, columns["stage"])  # a typo is no kin
+        values = _closing_kin(values, stages, warnings)
     values = _closing_stages(table, columns, values)
     rest_open = _stage_is_status(table, columns, values)
     found = list(frame.columns)
@@ -130,8 +131,7 @@ def normalize_table(
         mapping = values.get(col.name)
         if mapping:
             series = _map_values(series, mapping)
-        if rest_open and col.name == "status":
-            _closing_typos(values["status"], frame[source_name], raw, source_name)
+        if rest_open and col.name == "status":  # its typos were checked above, with the kin
             series = _rest_open(series)
         if table == "deals" and col.name == "amount":
             series, signs = _amounts(series, col, raw, tz, source_name)
@@ -578,7 +578,7 @@ def _closing_word(value: str, words: dict[str, tuple[str, ...]]) -> str | None:
     return None
 
 
-def _closing_kin(values: dict[str, dict[str, str]], cells: pd.Series, raw: RawTable, source_name,
+def _closing_kin(values: dict[str, dict[str, str]], text: pd.Series,
                  warnings: list[DataWarning]) -> dict[str, dict[str, str]]:
     """Stages the status mapping does not name are read as open; a second closing stage named
     like a mapped one (Zoho's "Closed Lost to Competition" beside "Closed Lost", Kommo's
@@ -590,7 +590,6 @@ def _closing_kin(values: dict[str, dict[str, str]], cells: pd.Series, raw: RawTa
         st: tuple(dict.fromkeys([k.strip().lower() for k, v in mapping.items() if str(v).lower() == st]
                                 + list(_CLOSING_WORDS[st])))
         for st in ("won", "lost")}
-    text = _clean_text(cells) if raw.text else cells
     counts = text.dropna().astype(str).str.strip().value_counts()
     mapped = {k.strip() for k in mapping} | {k.strip() for k in values.get("stage", {})}
     kin = {v: st for v in counts.index[:10_000] if v not in mapped and (st := _closing_word(v, words))}
@@ -638,12 +637,12 @@ def _rest_open(status: pd.Series) -> pd.Series:
     return status.mask(status.notna().to_numpy(dtype=bool) & ~known, "open").astype(STR)
 
 
-def _closing_typos(mapping: dict[str, str], cells: pd.Series, raw: RawTable, source_name) -> None:
+def _closing_typos(mapping: dict[str, str], text: pd.Series, raw: RawTable, source_name) -> None:
     """Stages not mapped are read as open, so a closing stage misspelt in the mapping would
-    silently make every won (or lost) deal open: one that matches no cell while a cell value is
-    close to it stops the load, naming both."""
-    present = set(_clean_text(cells).dropna().astype(str).unique()[:10_000]) if raw.text else \
-        set(cells.dropna().astype(str).unique()[:10_000])
+    silently make every won (or lost) deal open: one that matches no cell (`text`, the stage
+    column cleaned as the load reads it) while a cell value is close to it stops the load,
+    naming both."""
+    present = set(text.dropna().astype(str).unique()[:10_000])
     for theirs, status in mapping.items():
         if str(status).lower() not in ("won", "lost") or theirs in present:
             continue
