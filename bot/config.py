@@ -420,7 +420,8 @@ class CalendarConfig(_Strict):
     """[calendar]: the company's working calendar, shared by lead_sla (hours) and stalled_deal (days).
 
     The timezone is the config's top-level `timezone`. `country` unset: taken from the timezone
-    (Asia/Almaty -> KZ, Europe/Moscow -> RU, ...); "" or "none": no official holidays."""
+    (the IANA tables: Asia/Almaty -> KZ, America/New_York -> US, Europe/Berlin -> DE; see
+    detectors.working_hours.timezone_country); "" or "none": no official holidays."""
 
     country: str | None = None
     days_off: list[date] = Field(default_factory=list)
@@ -465,17 +466,25 @@ class CalendarConfig(_Strict):
 
     def describe(self, timezone: str) -> str:
         """One line for check-config: which official holidays are used, and why."""
-        from detectors.working_hours import country_for_timezone
+        from detectors.working_hours import holidays_known, holidays_scope, timezone_country
 
+        def of(code: str, source: str) -> str:
+            notes = [n for n in (holidays_scope(code), source) if n]
+            return f"official holidays of {code}" + (f" ({'; '.join(notes)})" if notes else "")
+
+        zone_code = timezone_country(timezone)
         if self.country == "":
             official = "no official holidays (country switched off)"
         elif self.country:
-            official = f"official holidays of {self.country}"
-        elif country_for_timezone(timezone):
-            official = f"official holidays of {country_for_timezone(timezone)} (from timezone {timezone})"
+            official = of(self.country, "")
+        elif zone_code and holidays_known(zone_code):
+            official = of(zone_code, f"from the timezone {timezone}")
+        elif zone_code:
+            official = (f"no official holidays: the holidays package does not know {zone_code} (the country of "
+                        f"timezone {timezone}); list them in [calendar] days_off")
         else:
-            official = (f"no official holidays: timezone {timezone} maps to no country "
-                        "(set calendar.country, e.g. \"KZ\")")
+            official = (f"no official holidays: timezone {timezone} names no country "
+                        "(set calendar.country, e.g. \"US\")")
         days = "".join("MTWTFSS"[d - 1] if d in self.workdays else "-" for d in range(1, 8))
         n_off, n_work = len(self.days_off), len(self.working_days)
         extra = f", {n_off} extra day{'s' if n_off != 1 else ''} off" if n_off else ""

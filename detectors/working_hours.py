@@ -5,8 +5,8 @@ stalled_deal in days); bot/config.py builds it from the top-level `[calendar]` s
 config's timezone. Official holidays and transferred working days (a Saturday worked in
 exchange for a bridge day off) come from the `holidays` package for the calendar's country;
 with no country given, the country is taken from the timezone (Asia/Almaty -> KZ,
-Europe/Moscow -> RU; a small explicit map), so a plain scan in Almaty already knows the New
-Year holidays. Extra days off and extra working days come from config on top.
+America/New_York -> US, Europe/Berlin -> DE: the IANA zone tables, `timezone_country`), so a
+plain scan in Almaty already knows the New Year holidays and one in New York Christmas. Extra days off and extra working days come from config on top.
 
 Days off nobody declared (a company in Almaty that also rests on 31 Dec and 3-5 Jan) are
 learned from the data by `company_days_off`: a past working day on which the company's people
@@ -40,8 +40,12 @@ _NEVER = np.iinfo(np.int64).min  # detectors.columns.NEVER (not imported: this m
 # for any two instants in the range, whatever the data's span (outside it: weekends only).
 _YEARS = range(2000, 2051)
 
-# Timezone -> ISO country, for a calendar with no country configured. Deliberately small and
-# explicit: a zone not listed means "no official holidays" (check-config says so).
+# Timezone -> ISO country, for a calendar with no country configured, from the IANA tables
+# (zone.tab: one country per zone; zone1970.tab when zone.tab is missing; links such as
+# US/Eastern or Europe/Kiev from tzdata.zi), read where zoneinfo reads its zones: the system's
+# tzdata (zoneinfo.TZPATH, /usr/share/zoneinfo on Linux) or the `tzdata` package. This explicit
+# table overrides them where the tables are ambiguous or silent; None means "no country from
+# the timezone" (set calendar.country).
 _KZ_ZONES = ("Asia/Almaty", "Asia/Qostanay", "Asia/Aqtobe", "Asia/Aqtau", "Asia/Atyrau", "Asia/Oral",
              "Asia/Qyzylorda")
 _RU_ZONES = ("Europe/Moscow", "Europe/Kaliningrad", "Europe/Samara", "Europe/Volgograd", "Europe/Saratov",
@@ -49,17 +53,94 @@ _RU_ZONES = ("Europe/Moscow", "Europe/Kaliningrad", "Europe/Samara", "Europe/Vol
              "Asia/Novosibirsk", "Asia/Barnaul", "Asia/Tomsk", "Asia/Novokuznetsk", "Asia/Krasnoyarsk",
              "Asia/Irkutsk", "Asia/Chita", "Asia/Yakutsk", "Asia/Khandyga", "Asia/Vladivostok", "Asia/Ust-Nera",
              "Asia/Magadan", "Asia/Sakhalin", "Asia/Srednekolymsk", "Asia/Kamchatka", "Asia/Anadyr")
-TIMEZONE_COUNTRY: dict[str, str] = {
+# (the zones the product started with stay listed, so they hold even where the tables are absent)
+TIMEZONE_COUNTRY: dict[str, str | None] = {
     **{z: "KZ" for z in _KZ_ZONES}, **{z: "RU" for z in _RU_ZONES},
     "Europe/Minsk": "BY", "Asia/Tashkent": "UZ", "Asia/Samarkand": "UZ", "Asia/Bishkek": "KG",
     "Europe/Kyiv": "UA", "Europe/Kiev": "UA", "Asia/Tbilisi": "GE", "Asia/Baku": "AZ", "Asia/Yerevan": "AM",
+    # zone.tab itself says it "cannot represent Europe/Simferopol well" (zone1970.tab: RU,UA)
+    "Europe/Simferopol": None,
 }
 _OFF = ("", "none", "no", "off")
 
 
+def _tz_dirs() -> list:
+    """Where the IANA tables may lie: the zoneinfo search path, then the `tzdata` package."""
+    import zoneinfo
+    from importlib import resources
+    from pathlib import Path
+
+    dirs: list = [Path(d) for d in zoneinfo.TZPATH]
+    try:
+        dirs.append(resources.files("tzdata") / "zoneinfo")
+    except ModuleNotFoundError:
+        pass
+    return dirs
+
+
+def _read_table(name: str) -> str | None:
+    for d in _tz_dirs():
+        try:
+            return (d / name).read_text(encoding="utf-8")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _table_rows(text: str | None) -> list[list[str]]:
+    return [ln.split("\t") for ln in (text or "").splitlines() if ln and not ln.startswith("#")]
+
+
+@lru_cache(maxsize=1)
+def zone_countries() -> dict[str, str]:
+    """IANA zone (and link) name -> the ISO country of its principal location, from the tables.
+
+    zone.tab gives one country per zone. zone1970.tab (used only when zone.tab is absent)
+    lists every country a zone covers, the most populous city's first (Europe/Berlin:
+    DE,DK,NO,SE,SJ), so its first code is taken. Links (US/Eastern -> America/New_York) take
+    their target's country."""
+    out: dict[str, str] = {}
+    rows = _table_rows(_read_table("zone.tab"))
+    if not rows:
+        rows = _table_rows(_read_table("zone1970.tab"))
+    for row in rows:
+        if len(row) >= 3:
+            out[row[2].strip()] = row[0].split(",")[0].strip().upper()
+    for ln in (_read_table("tzdata.zi") or "").splitlines():
+        parts = ln.split()
+        if len(parts) == 3 and parts[0] == "L" and parts[2] not in out and parts[1] in out:
+            out[parts[2]] = out[parts[1]]
+    return out
+
+
+def timezone_country(tz: str) -> str | None:
+    """The country a company in `tz` is in (ISO code), whatever the holidays package knows:
+    the explicit table first, then the IANA tables; None for Etc/UTC and the like."""
+    if tz in TIMEZONE_COUNTRY:
+        return TIMEZONE_COUNTRY[tz]
+    return zone_countries().get(tz)
+
+
+def holidays_known(code: str) -> bool:
+    import holidays
+
+    return code in holidays.list_supported_countries()
+
+
 def country_for_timezone(tz: str) -> str | None:
-    """The country whose official holidays a company in `tz` keeps, or None when unknown."""
-    return TIMEZONE_COUNTRY.get(tz)
+    """The country whose official holidays a company in `tz` keeps, or None when the timezone
+    names no country or the holidays package does not know its holidays."""
+    code = timezone_country(tz)
+    return code if code and holidays_known(code) else None
+
+
+def holidays_scope(code: str) -> str:
+    """"nationwide only" for a country whose regions add their own holidays (US: the federal
+    ones; DE: the national ones, no state's), "" otherwise: the package is asked without a
+    region, and the admin adds a region's days in [calendar] days_off."""
+    import holidays
+
+    return "nationwide only, no region's own" if holidays.list_supported_countries().get(code) else ""
 
 
 def check_country(code: str | None) -> str | None:

@@ -25,7 +25,44 @@ def test_one_calendar_for_both_detectors_with_the_country_from_the_timezone():
     lead, _ = calendars('timezone = "Europe/Moscow"')
     assert lead.country == "RU" and date(2026, 1, 8) in lead.days_off
     lead, _ = calendars('timezone = "Europe/Berlin"')
+    assert lead.country == "DE" and date(2026, 12, 26) in lead.days_off
+    lead, _ = calendars('timezone = "Etc/UTC"')
     assert lead.country is None and lead.days_off == ()
+
+
+@pytest.mark.parametrize("zone, country", [
+    ("America/New_York", "US"), ("America/Los_Angeles", "US"), ("US/Eastern", "US"), ("Europe/Berlin", "DE"),
+    ("Asia/Dubai", "AE"), ("Europe/London", "GB"), ("Asia/Calcutta", "IN"), ("Europe/Kiev", "UA"),
+    ("Asia/Almaty", "KZ"), ("Asia/Novosibirsk", "RU"), ("Etc/UTC", None), ("UTC", None),
+    ("Europe/Simferopol", None),  # the tables themselves disagree there: the explicit table says no country
+])
+def test_the_country_comes_from_any_timezone_through_the_iana_tables(zone, country):
+    from detectors.working_hours import country_for_timezone
+
+    assert country_for_timezone(zone) == country
+
+
+def test_every_zone_of_a_country_the_holidays_package_knows_gets_its_holidays():
+    """Not a list: all the system's zones (bar the generic ones) find a country."""
+    from zoneinfo import available_timezones
+
+    from detectors.working_hours import timezone_country
+
+    generic = ("Etc/", "GMT", "UTC", "UCT", "Universal", "Zulu", "Greenwich", "Factory", "localtime", "posix",
+               "right", "CET", "EET", "MET", "WET", "EST", "MST", "HST", "CST6CDT", "PST8PDT")
+    named = [z for z in available_timezones() if not z.startswith(generic) and z != "Europe/Simferopol"]
+    assert len(named) > 300
+    assert [z for z in named if timezone_country(z) is None] == []
+
+
+def test_a_country_the_holidays_package_does_not_know_means_no_holidays_said_once(monkeypatch):
+    import detectors.working_hours as wh
+
+    monkeypatch.setattr(wh, "holidays_known", lambda code: code != "DE")
+    assert wh.country_for_timezone("Europe/Berlin") is None
+    line = CalendarConfig().describe("Europe/Berlin")
+    assert "no official holidays: the holidays package does not know DE" in line
+    assert line.count("DE") == 1
 
 
 def test_the_calendar_section_sets_country_days_and_hours():
@@ -50,8 +87,11 @@ default_limit_days = 4
 
 
 def test_check_config_line_says_where_the_holidays_come_from():
-    assert "official holidays of KZ (from timezone Asia/Almaty)" in CalendarConfig().describe("Asia/Almaty")
-    assert "no official holidays: timezone Europe/Berlin maps to no country" in CalendarConfig().describe("Europe/Berlin")
+    assert "official holidays of KZ (from the timezone Asia/Almaty)" in CalendarConfig().describe("Asia/Almaty")
+    assert ("official holidays of US (nationwide only, no region's own; from the timezone America/New_York)"
+            in CalendarConfig().describe("America/New_York"))
+    assert "official holidays of DE (nationwide only, no region's own)" in CalendarConfig(country="DE").describe("UTC")
+    assert "no official holidays: timezone Etc/UTC names no country" in CalendarConfig().describe("Etc/UTC")
     assert "country switched off" in CalendarConfig(country="none").describe("Asia/Almaty")
 
 
@@ -93,4 +133,5 @@ def test_check_config_prints_the_calendar_in_use(tmp_path, capsys):
     config.write_text('timezone = "Europe/Berlin"\n[source]\npath = "crm"\n', encoding="utf-8")
     assert main(["check-config", str(config), "--now", "2026-03-04T09:30:00+00:00"]) == 0
     out = capsys.readouterr().out
-    assert "calendar: MTWTF-- 09:00-18:00 Europe/Berlin, no official holidays: timezone Europe/Berlin maps to no country" in out
+    assert ("calendar: MTWTF-- 09:00-18:00 Europe/Berlin, official holidays of DE (nationwide only, no region's own; "
+            "from the timezone Europe/Berlin)") in out
