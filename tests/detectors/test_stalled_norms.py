@@ -51,7 +51,12 @@ def test_official_holidays_and_transferred_working_days_come_from_the_country():
     ru = company_calendar("Europe/Moscow")
     assert ru.country == "RU" and not ru.is_working_day(np.array(["2026-01-08"], dtype="datetime64[D]"))[0]
     assert ru.is_working_day(np.array(["2024-12-28"], dtype="datetime64[D]"))[0]  # a Saturday worked in Russia
-    assert company_calendar("Europe/Berlin").country is None
+    us = company_calendar("America/New_York")  # the federal holidays: Christmas on a Friday, no Boxing Day
+    assert us.country == "US"
+    assert us.is_working_day(np.array(["2026-12-25", "2026-12-28", "2027-01-01"], dtype="datetime64[D]")).tolist() == [
+        False, True, False]
+    assert company_calendar("Europe/Berlin").country == "DE"
+    assert company_calendar("Etc/UTC").country is None
     off = company_calendar("Asia/Almaty", country="none")
     assert off.is_working_day(np.array(["2026-01-02"], dtype="datetime64[D]"))[0]
     extra = company_calendar("Asia/Almaty", days_off=(date(2026, 12, 30),), working_days=(date(2026, 12, 26),))
