@@ -211,7 +211,11 @@ def test_a_planned_closing_date_left_on_closed_deals_is_named_as_the_likely_caus
     assert not [i for i in json.loads(out) if i["detector"] == "conversion_drop"], out
     drop = ZohoExport(spec(12, effect=Effect("uniform", stage=1, at=END - timedelta(days=56), factor=0.45)),
                       planned_close_kept=0.4)
-    config = exported(tmp_path, "drop", drop, extra=f'"{LOST_TO_COMPETITION}" = "lost"')
+    # The generated company works every weekday, US federal holidays included: its calendar says
+    # so (with the US days off the clock stops on Columbus and Veterans Day, and this seed's
+    # drop, p = 0.018 on the plain clock, moves to another cohort; over seeds 12-17 the drop is
+    # found 4 of 6 times either way).
+    config = exported(tmp_path, "drop", drop, extra=f'"{LOST_TO_COMPETITION}" = "lost"\n[calendar]\ncountry = "none"')
     rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
     assert rc == 0, err
     assert len([i for i in json.loads(out) if i["detector"] == "conversion_drop"]) == 1, out
