@@ -38,7 +38,8 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import to_ns
-from detectors.stats import NAT_NS, NS_PER_DAY, SHIFT_METHOD, category_shift_test, iso_date, ts_ns
+from detectors.stats import NAT_NS, SHIFT_METHOD, category_shift_test, ts_ns
+from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "loss_reasons"
 NEED_REASON = Need(("deals.loss_reason",))
@@ -57,6 +58,9 @@ class LossReasonsSpec(DetectorSpec):
     other_values: list[str] = Field(default_factory=lambda: ["other", "others", "прочее", "другое", "иное", "-"],
                                     description="reasons that say nothing (compared case-insensitively)")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
+    # The company calendar (the config's timezone; filled by bot/config.py, not a config key):
+    # the periods are whole days of the company's own, not UTC days.
+    calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -113,10 +117,17 @@ def prepare(data: CrmData, spec: LossReasonsSpec, since: int | None = None) -> P
 
 
 def _starts(spec: LossReasonsSpec, now_ns: int) -> tuple[int, int]:
-    """(baseline start, recent start) in ns. Whole UTC days: the recent period is the last
-    `recent_days` days including today."""
-    recent_start = (now_ns // NS_PER_DAY - spec.recent_days + 1) * NS_PER_DAY
-    return recent_start - spec.baseline_days * NS_PER_DAY, recent_start
+    """(baseline start, recent start) in ns: the recent period is the last `recent_days` of the
+    company's days including today, the baseline the `baseline_days` before it; each begins at
+    the company's local midnight (WorkCalendar.day_start_ns)."""
+    first = spec.calendar.local_days_ns(np.array([now_ns], dtype=np.int64))[0] - (spec.recent_days - 1)
+    base, recent = spec.calendar.day_start_ns(np.array([first - spec.baseline_days, first]))
+    return int(base), int(recent)
+
+
+def _local_date(spec: LossReasonsSpec, ns: int) -> str:
+    """The company's date of an instant, for the periods said in facts."""
+    return str(spec.calendar.local_days_ns(np.array([ns], dtype=np.int64))[0])
 
 
 def _rise_interval(table: pd.DataFrame, reason: str, alpha: float) -> tuple[float, float]:
@@ -160,8 +171,8 @@ def detect_at(state: Prepared | None, now: datetime) -> list[Insight]:
     reason = state.reason.iloc[rows].reset_index(drop=True)
     column_present = state.column_present
     periods = {
-        "recent_start": iso_date(recent_start), "recent_end": iso_date(now_ns - 1),
-        "baseline_start": iso_date(base_start), "baseline_end": iso_date(recent_start - 1),
+        "recent_start": _local_date(spec, recent_start), "recent_end": _local_date(spec, now_ns - 1),
+        "baseline_start": _local_date(spec, base_start), "baseline_end": _local_date(spec, recent_start - 1),
     }
 
     lost_n = int(in_recent.sum())

@@ -327,6 +327,20 @@ class WorkCalendar:
         out[valid] = (local // _DAY_NS).astype("datetime64[D]")
         return out
 
+    def day_start_ns(self, days: np.ndarray) -> np.ndarray:
+        """UTC ns of the company's local midnight starting each datetime64[D] day: where a
+        period of whole company days ("the last 28 days including today") begins, so a deal
+        closed at 02:00 local on its first day is in it (a UTC cut would start Almaty's day at
+        05:00 and New York's at 19:00 the evening before). A midnight a DST change skips
+        starts at the first local moment after it."""
+        idx = pd.DatetimeIndex(np.asarray(days, dtype="datetime64[D]").astype("datetime64[ns]"))
+        local = idx.tz_localize(self.timezone, ambiguous=np.ones(len(idx), dtype=bool), nonexistent="shift_forward")
+        return local.tz_convert("UTC").as_unit("ns").asi8
+
+    def local_day_start_ns(self, ns: np.ndarray) -> np.ndarray:
+        """UTC ns of the local midnight that began the company's day of each UTC instant."""
+        return self.day_start_ns(self.local_days_ns(ns))
+
     def _local_ns(self, ns: np.ndarray) -> np.ndarray:
         idx = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
         return idx.tz_convert(self.timezone).tz_localize(None).as_unit("ns").asi8

@@ -221,3 +221,28 @@ def test_loss_reason_totals_are_every_lost_deal_with_the_periods_lengths():
     ins.facts["recent_days"] = 21
     assert "Проигранных сделок за последний 21 день: 50" in insight_text(ins, "ru").replace("\u00a0", " ")
     assert "in total" not in en
+
+
+@pytest.mark.parametrize("zone, inside, outside", [
+    # Almaty (UTC+5): 02:00 on the recent period's first day is 21:00 UTC the day before
+    ("Asia/Almaty", "2026-09-04T02:00:00+05:00", "2026-09-03T23:30:00+05:00"),
+    # New York (UTC-4 in September): 22:00 the day before the period is already 02:00 UTC on its first day
+    ("America/New_York", "2026-09-04T00:30:00-04:00", "2026-09-03T22:00:00-04:00"),
+])
+def test_the_periods_are_the_companys_days_not_utc_days(zone, inside, outside):
+    """The recent period (the last 28 days including today, 2026-09-04..2026-10-01) starts at
+    the company's midnight: a deal lost just after it is in, one lost the evening before is not."""
+    import pandas as pd
+
+    from detectors.working_hours import company_calendar
+
+    spec = LossReasonsSpec(calendar=company_calendar(zone))
+    at = {"inside": pd.Timestamp(inside).tz_convert("UTC"), "outside": pd.Timestamp(outside).tz_convert("UTC")}
+    edge = [{"deal_id": name, "manager_id": "m1", "stage": "new", "status": "lost", "created_at": day(60),
+             "closed_at": t.to_pydatetime(), "loss_reason": None} for name, t in at.items()]
+    found = detect(lost({None: 10, "price": 5}, {"price": 30}, extra=edge), spec, NOW)
+    assert [i.subject for i in found] == [{"kind": "data_quality"}]
+    f, ids = found[0].facts, found[0].evidence["deal_ids"]
+    assert "inside" in ids and "outside" not in ids
+    assert (f["lost_n"], f["missing_n"]) == (16, 11)
+    assert (f["recent_start"], f["recent_end"]) == ("2026-09-04", "2026-10-01")
