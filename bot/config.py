@@ -539,14 +539,18 @@ class Config(_FileConfig):
 
     def detector_specs(self) -> dict[str, DetectorSpec]:
         """Every registered detector's spec: configured ones as given, the rest at defaults;
-        a spec with a `calendar` field gets the company calendar ([calendar] + timezone), and
-        one with an `active_window_days` field manager_load's."""
+        a spec with a `calendar` field gets the company calendar ([calendar] + timezone), one
+        with a `timezone` field its section left out the config's timezone (silent_client's
+        "distinct days" are the company's days, not Almaty's), and one with an
+        `active_window_days` field manager_load's."""
         cal = self.work_calendar()
         out = {}
         for name, det in REGISTRY.items():
             spec = self.detectors.get(name) or det.spec()
             if "calendar" in type(spec).model_fields:
                 spec = spec.model_copy(update={"calendar": cal})
+            if "timezone" in type(spec).model_fields and "timezone" not in spec.model_fields_set:
+                spec = spec.model_copy(update={"timezone": self.timezone})
             out[name] = spec
         # One notion of "working" ([detectors.manager_load] active_window_days) for every
         # detector that tells a person who left from one who works (stalled_deal).

@@ -1,7 +1,7 @@
 """silent_client finds clients who read but do not answer, and nobody else."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from _builders_b import NOW, ago, crm, email, opened
 from detectors.silent_client import SilentClientSpec, detect
 
+UTC = timezone.utc
 SPEC = SilentClientSpec()
 S = timedelta(seconds=1)
 
@@ -220,3 +221,24 @@ def test_latest_email_ties_break_by_id_with_and_without_evidence():
     (ins,) = detect(data, SPEC, NOW)
     assert ins.facts["last_email_subject"] == "Девятое" and ins.evidence["email_ids"] == ["e1", "e2", "e9"]
     _replay_matches_detect(data, (0, 1, 2, 5))
+
+
+def test_distinct_open_days_are_the_companys_days_from_the_config_timezone():
+    """A Berlin company: the client opened our email on Monday at 20:00 and Tuesday at 09:00,
+    two Berlin days (one day in Almaty, where 20:00 Berlin is already Tuesday). The config's
+    timezone decides; the detector's own default (Asia/Almaty) would see one day."""
+    from zoneinfo import ZoneInfo
+
+    from bot.config import parse_config
+
+    berlin = ZoneInfo("Europe/Berlin")
+    mon = datetime(2026, 11, 23, 20, 0, tzinfo=berlin).astimezone(UTC)
+    tue = datetime(2026, 11, 24, 9, 0, tzinfo=berlin).astimezone(UTC)
+    data = crm(clients=_clients()[:1], emails=[email("e1", "c1", ago(20))],
+               email_opens=[opened("e1", mon), opened("e1", tue)])
+    spec = parse_config('timezone = "Europe/Berlin"\n').detector_specs()["silent_client"]
+    assert spec.timezone == "Europe/Berlin"
+    assert [i.subject["client_id"] for i in detect(data, spec, NOW)] == ["c1"]
+    assert detect(data, SPEC, NOW) == []  # counted on Almaty's days: one day, not enough
+    kept = parse_config('timezone = "Europe/Berlin"\n[detectors.silent_client]\ntimezone = "Asia/Almaty"\n')
+    assert kept.detector_specs()["silent_client"].timezone == "Asia/Almaty"  # a section's own setting stays
