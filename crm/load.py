@@ -28,7 +28,8 @@ from crm.stages import (
     snapshot_as_stage_dates,
     stage_probabilities,
 )
-from crm.validate import check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, order_dates
+from crm.validate import (archived_as_lost, check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines,
+                          lost_left_out_warning, order_dates)
 
 
 @dataclass
@@ -125,8 +126,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
     # deals come from several pipelines.
     warnings += keep_pipelines(frames, source.pipelines if source.kind in ("files", "sql") else [])
-    deals, notes = drop_planned_closings(frames["deals"])
-    warnings += notes
+    deals, notes = drop_planned_closings(archived_as_lost(frames["deals"]))
+    warnings += notes + lost_left_out_warning(deals, raws["deals"].origin)
     history = frames.get("stage_history")
     if history is not None:
         deals, history, notes = snapshot_as_stage_dates(history, deals, raws["stage_history"].origin)

@@ -271,7 +271,9 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "pipeline": ("pipeline", "воронка", "направление", "deal pipeline", "deal pipeline name", "deal pipeline id",
                      "категория", "category"),
         "stage_changed_at": ("last stage change date", "date entered current stage", "дата изменения стадии",
-                             "дата смены этапа", "stage changed", "stage change date"),
+                             "дата смены этапа", "stage changed", "stage change date", "last stage update",
+                             "последнее обновление этапа", "date last stage update"),
+        "active": ("active", "активно", "активна", "активен", "is active"),
     },
     "leads": {
         "source": ("источник", "канал", "utm source", "lead source", "channel"),

@@ -86,6 +86,53 @@ def dedupe(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarn
     return frame[~dup], [warning]
 
 
+def archived_as_lost(deals: pd.DataFrame) -> pd.DataFrame:
+    """An archived deal (deals.active false) that is not won is lost: Odoo marks a lost
+    opportunity by archiving it (Active = False, Probability 0) and leaves it at the stage it was
+    lost at, so read by its stage alone it stayed open for ever (a tenth to half of the deals,
+    stalled and counted as load). Its Closed Date is when it was lost."""
+    if "active" not in deals.columns or "status" not in deals.columns:
+        return deals
+    archived = deals["active"].eq(False).to_numpy(dtype=bool, na_value=False)
+    lost = archived & (deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    if not lost.any():
+        return deals
+    deals = deals.copy()
+    deals.loc[lost, "status"] = "lost"
+    return deals
+
+
+# Won deals without a single lost one: no real pipeline loses nothing, the export left them out.
+MIN_WON_WITHOUT_LOST = 30
+LOST_LEFT_OUT_FIX = ("export the lost deals too (Odoo hides a lost opportunity as archived: add the "
+                     "\"Lost\" or \"Archived\" filter to the list before exporting, and map "
+                     "[source.columns.deals] active = \"Active\"; elsewhere: a list filtered to open or won deals)")
+
+
+def lost_left_out(deals: pd.DataFrame) -> int:
+    """The won deals' count when the deals hold at least MIN_WON_WITHOUT_LOST won and no lost
+    one (the export was filtered: Odoo's default list hides lost, archived, opportunities), else 0.
+    Read as it is, every win rate is near 100% and a later cohort, with more deals still open,
+    looks like a fall."""
+    if "status" not in deals.columns:
+        return 0
+    status = deals["status"]
+    won = int((status == "won").sum())
+    return won if won >= MIN_WON_WITHOUT_LOST and not bool((status == "lost").any()) else 0
+
+
+def lost_left_out_warning(deals: pd.DataFrame, origin: str) -> list[DataWarning]:
+    won = lost_left_out(deals)
+    if not won:
+        return []
+    return [DataWarning(
+        "no_lost_deals", "deals", won,
+        f"{won:,} won deal(s) and not one lost deal in {origin}: the export leaves lost deals out, so a "
+        "win rate read from it would be near 100%; conversion_drop is skipped and loss reasons are not "
+        f"judged until it has them: {LOST_LEFT_OUT_FIX}",
+    )]
+
+
 def drop_planned_closings(deals: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarning]]:
     """An open deal has not closed: its closed_at is the date someone plans to close it
     (HubSpot's "Close Date", Bitrix24's CLOSEDATE, Pipedrive's expected close date mapped by
