@@ -300,7 +300,7 @@ LAST_TOUCH_NAMES: tuple[str, ...] = (
     "last activity date", "last activity", "last activity time", "последняя активность", "дата последней активности",
     "дата изменения", "дата последнего изменения", "изменено", "дата обновления", "обновлено",
     "last modified date", "last modified", "modified time", "last modified time", "modified", "date modified", "modified at", "modified on",
-    "updated", "updated at", "updated on", "update time", "last updated",
+    "updated", "updated at", "updated on", "update time", "last updated", "last updated on", "последнее обновление",
 )
 
 

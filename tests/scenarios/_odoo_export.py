@@ -55,6 +55,7 @@ LABELS = {  # canonical meaning -> the column's label in the UI language, and it
     "deadline": ("Expected Closing", "Ожидаемое закрытие", "date_deadline"),
     "closed": ("Closed Date", "Дата закрытия", "date_closed"),
     "stage_update": ("Last Stage Update", "Последнее обновление этапа", "date_last_stage_update"),
+    "updated": ("Last Updated on", "Последнее обновление", "write_date"),
     "reason": ("Lost Reason", "Причина проигрыша", "lost_reason_id"),
     "active": ("Active", "Активно", "active"),
     "source": ("Source", "Источник", "source_id"),
@@ -107,6 +108,10 @@ def build(o: OdooExport) -> list[dict]:
     zone = UTC if o.import_compatible else tz
     k = 2 if o.import_compatible else (0 if o.lang == "en" else 1)
     label = {name: v[k] for name, v in LABELS.items()}
+    last_touch: dict[str, str] = {}
+    for a in tables["activities"]:  # a logged call or a done activity writes the opportunity
+        if a["done_at"] > last_touch.get(a["deal_id"], ""):
+            last_touch[a["deal_id"]] = a["done_at"]
     entered: dict[str, str] = {}
     for h in tables["stage_history"]:
         entered[h["deal_id"]] = h["entered_at"]  # in order within a deal: the last is the current stage
@@ -137,6 +142,7 @@ def build(o: OdooExport) -> list[dict]:
             label["deadline"]: (created + timedelta(days=float(rng.uniform(10, 45)))).astimezone(tz).strftime("%Y-%m-%d"),
             label["closed"]: _stamp(closed, zone) if d["status"] != "open" else "",
             label["stage_update"]: _stamp(stage_update, zone),
+            label["updated"]: _stamp(max(t(last_touch.get(key, "")) or created, closed or created, stage_update), zone),
             label["reason"]: REASONS[o.lang].get(d["loss_reason"], "") if d["status"] == "lost" else "",
             label["active"]: "False" if d["status"] == "lost" else "True",
             label["source"]: SOURCES.get(d["source"], ""),
@@ -173,6 +179,6 @@ def deals_recipe(o: OdooExport) -> str:
     cols = {"deal_id": "id", "title": "title", "amount": "amount", "currency": "currency", "manager_id": "owner",
             "created_at": "created", "closed_at": "closed", "stage": "stage", "status": "stage",
             "stage_changed_at": "stage_update", "client_id": "client", "source": "source", "loss_reason": "reason",
-            "pipeline": "team", "active": "active"}
+            "active": "active"}
     lines = "".join(f'{c} = "{lab[v]}"\n' for c, v in cols.items())
     return f'[source.columns.deals]\n{lines}[source.values.deals.status]\n"{WON[o.lang]}" = "won"\n'
