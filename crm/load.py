@@ -29,8 +29,8 @@ from crm.stages import (
     snapshot_as_stage_dates,
     stage_probabilities,
 )
-from crm.validate import (archived_as_lost, check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines,
-                          lost_left_out_warning, order_dates)
+from crm.validate import (archived_as_lost, archived_flag_check, check, closed_flag_check, dedupe,
+                          drop_planned_closings, keep_pipelines, lost_left_out_warning, order_dates)
 
 
 @dataclass
@@ -108,6 +108,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         unread[table] = tuple(not_read)
         if table == "deals":
             notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
+            notes += archived_flag_check(frame, raw.frame, not_read, raw.origin)
         del raw.frame  # the raw columns are no longer needed: free them before the next table
         if frame.empty:
             notes.append(DataWarning("empty_table", table, 0,

@@ -21,7 +21,7 @@ from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
 from crm.normalize import DATE_ONLY, ROW, lower_text
-from crm.schema import TABLES, TRUE_WORDS
+from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS
 from crm.stages import CLOSING
 
 EXAMPLES = 3
@@ -164,6 +164,39 @@ CLOSED_FLAG_NAMES = ("closed", "is closed", "isclosed", "сделка закры
 WON_FLAG_NAMES = ("won", "is won", "iswon", "выиграна", "успешна")
 
 
+def _flag(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], names: tuple[str, ...],
+          words: frozenset[str]) -> pd.Series | None:
+    """Per deal, whether the first unread yes/no column named like `names` holds one of `words`;
+    None when there is no such column."""
+    from crm.normalize import _header_key
+
+    col = next((c for c in unread if _header_key(c) in names), None)
+    if col is None:
+        return None
+    cells = lower_text(raw_frame[col].reindex(deals.index).astype("string").str.strip())
+    return pd.Series(cells.isin(words).fillna(False).to_numpy(dtype=bool), index=deals.index).rename(col)
+
+
+def archived_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], origin: str) -> list[DataWarning]:
+    """Deals read as open that an unread active column (Odoo's «Активно») calls archived: Odoo's
+    lost deals, left at the stage they were lost at. Read as open they stalled for ever (115
+    stalled items on one export) and counted as load. `deals` keeps `raw_frame`'s row labels."""
+    from crm.normalize import LOOKS_LIKE
+
+    archived = _flag(deals, raw_frame, unread, LOOKS_LIKE["deals"]["active"], FALSE_WORDS)
+    if archived is None or "status" not in deals.columns or not len(deals):
+        return []
+    wrong = archived.to_numpy() & (deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    if not wrong.any():
+        return []
+    return [DataWarning(
+        "open_but_archived", "deals", int(wrong.sum()),
+        f"{int(wrong.sum())} deal(s) are read as open, but {origin} column {archived.name!r} says they are archived "
+        "(Odoo archives a lost deal and leaves it at its stage): read as open they stall and count as load. "
+        f'Map it: [source.columns.deals] active = "{archived.name}" (archived deals that are not won are then lost)',
+    )]
+
+
 def closed_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], origin: str,
                       show_values: bool = True) -> list[DataWarning]:
     """Deals read as open that the export's own closed flag, left unread, calls closed: their stage
@@ -171,15 +204,7 @@ def closed_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list
     Decision" beside Salesforce's Closed Won / Closed Lost). Read as open, such deals stalled at a
     closed stage forever and counted as a manager's load. A won flag beside it says, per stage,
     whether to map it to won or lost. `deals` keeps `raw_frame`'s row labels."""
-    from crm.normalize import _header_key
-
-    def flag(names: tuple[str, ...]) -> pd.Series | None:
-        col = next((c for c in unread if _header_key(c) in names), None)
-        if col is None:
-            return None
-        cells = lower_text(raw_frame[col].reindex(deals.index).astype("string").str.strip())
-        return pd.Series(cells.isin(TRUE_WORDS).fillna(False).to_numpy(dtype=bool), index=deals.index).rename(col)
-
+    flag = lambda names: _flag(deals, raw_frame, unread, names, TRUE_WORDS)  # noqa: E731
     closed = flag(CLOSED_FLAG_NAMES)
     if closed is None or "status" not in deals.columns or "stage" not in deals.columns or not len(deals):
         return []

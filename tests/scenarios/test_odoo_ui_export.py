@@ -68,7 +68,8 @@ def test_archived_deals_are_lost_not_open_at_the_stage_they_were_lost_at(tmp_pat
     stage. Read by the stage alone every lost deal was open for ever: with "Last Updated on" as
     touches, 115 stalled items on one Russian export instead of the one item for the 20 deals a
     manager left behind. `active` now reads archived deals as lost (the English "Active" header
-    is found by its name; the Russian «Активно» is suggested until mapped)."""
+    is found by its name; until the Russian «Активно» is mapped, check-config counts the
+    archived deals read as open and gives the line to map it)."""
     for lang in ("en", "ru"):
         o = OdooExport(spec(31, abandoned=("m3", 20), abandoned_days=(40, 60)), lang=lang)
         truth = _truth(o)
@@ -87,6 +88,9 @@ def test_archived_deals_are_lost_not_open_at_the_stage_they_were_lost_at(tmp_pat
     rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
     assert rc == 0, out + err
     assert """'Активно' could fill deals.active ([source.columns.deals] active = "Активно")""" in out, out
+    line = next(ln for ln in out.splitlines() if "says they are archived" in ln)
+    assert f"{_truth(o)['lost']} deal(s) are read as open" in line, line
+    assert 'Map it: [source.columns.deals] active = "Активно"' in line, line
 
 
 def test_an_export_without_the_archived_filter_says_lost_deals_are_missing(tmp_path):
