@@ -14,9 +14,10 @@ so a multi-company database mixes currencies in one column; many-to-one fields a
 names ("Mitchell Admin"). The list's default filter hides archived records: unless the user
 adds the "Archived"/"Lost" filter (or removes the default one), the export has NO lost deal.
 With "I want to update data (import-compatible export)" ticked the header is the technical
-field names (`user_id/id` for the salesperson's external id, "__export__.res_users_7_1a2b3c4d")
-and datetimes are written in UTC (Odoo's own rule: an export meant for re-import stays in UTC);
-a plain export writes them in the user's time zone (since Odoo 12).
+field names (`user_id/id` for the salesperson's external id, "__export__.res_users_7_1a2b3c4d").
+Datetimes are naive, in the exporting user's time zone (Odoo 12 on, odoo/odoo#29576 "Export
+converts the value in the user's TZ"; until Odoo 11 always UTC), so a user whose Preferences
+have no time zone exports UTC (`user_tz_unset`); Date fields (Expected Closing) are plain days.
 
 Guesses (not checked against a real file): the Russian labels (Возможность, Клиент, Продавец,
 Команда продаж, Этап, Ожидаемый доход, Вероятность, Создано, Ожидаемое закрытие, Дата закрытия,
@@ -85,7 +86,8 @@ class OdooExport:
     lang: str = "en"                  # the UI language: labels, stage names, lost reasons
     tz: str = "Asia/Almaty"           # the user's time zone (a plain export's datetimes are in it)
     archived: bool = True             # the "Archived" filter added: lost deals are in the export
-    import_compatible: bool = False   # technical headers, external ids for the salesperson, UTC
+    import_compatible: bool = False   # technical headers, external ids for the salesperson
+    user_tz_unset: bool = False       # the exporting user has no time zone: datetimes in UTC
     second_company: float = 0.0       # share of deals in the second company (its own currency)
     fmt: str = "csv"                  # "csv" or "xlsx"
 
@@ -105,7 +107,7 @@ def build(o: OdooExport) -> list[dict]:
     tables = factory.company_tables(o.spec, tz)
     rng = np.random.default_rng(o.spec.seed + 4242)
     t = factory._t
-    zone = UTC if o.import_compatible else tz
+    zone = UTC if o.user_tz_unset else tz
     k = 2 if o.import_compatible else (0 if o.lang == "en" else 1)
     label = {name: v[k] for name, v in LABELS.items()}
     last_touch: dict[str, str] = {}
