@@ -177,7 +177,8 @@ def _flag(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], names
     return pd.Series(cells.isin(words).fillna(False).to_numpy(dtype=bool), index=deals.index).rename(col)
 
 
-def archived_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], origin: str) -> list[DataWarning]:
+def archived_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str],
+                        origin: str) -> list[DataWarning]:
     """Deals read as open that an unread active column (Odoo's «Активно») calls archived: Odoo's
     lost deals, left at the stage they were lost at. Read as open they stalled for ever (115
     stalled items on one export) and counted as load. `deals` keeps `raw_frame`'s row labels."""
