@@ -122,7 +122,18 @@ def lost_left_out(deals: pd.DataFrame) -> int:
 
 
 def lost_left_out_warning(deals: pd.DataFrame, origin: str) -> list[DataWarning]:
+    """One warning when the export holds one side of the outcomes only: won and open deals and no
+    lost one (Odoo's default list), or lost deals alone (Odoo's "Lost" or "Archived" list)."""
     won = lost_left_out(deals)
+    status = deals["status"] if "status" in deals.columns else pd.Series(dtype=object)
+    lost = int((status == "lost").sum())
+    if not won and lost >= MIN_WON_WITHOUT_LOST and lost == len(status):
+        return [DataWarning(
+            "only_lost_deals", "deals", lost,
+            f"all {lost:,} deals in {origin} are lost: the export holds lost deals alone (Odoo's \"Lost\" or "
+            "\"Archived\" filter without the open and won deals), so there is no open deal to watch and no win "
+            "to measure; export the list with every deal, open, won and lost",
+        )]
     if not won:
         return []
     return [DataWarning(

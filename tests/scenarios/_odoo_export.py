@@ -86,6 +86,7 @@ class OdooExport:
     lang: str = "en"                  # the UI language: labels, stage names, lost reasons
     tz: str = "Asia/Almaty"           # the user's time zone (a plain export's datetimes are in it)
     archived: bool = True             # the "Archived" filter added: lost deals are in the export
+    only_archived: bool = False       # the "Archived" filter alone: the lost deals and nothing else
     import_compatible: bool = False   # technical headers, external ids for the salesperson
     user_tz_unset: bool = False       # the exporting user has no time zone: datetimes in UTC
     second_company: float = 0.0       # share of deals in the second company (its own currency)
@@ -121,7 +122,7 @@ def build(o: OdooExport) -> list[dict]:
     stages = dict(zip(o.spec.stages, OPEN_STAGES[o.lang]))
     rows = []
     for n, d in enumerate(tables["deals"]):
-        if d["status"] == "lost" and not o.archived:
+        if (d["status"] == "lost" and not o.archived) or (d["status"] != "lost" and o.only_archived):
             continue
         created, closed = t(d["created_at"]), t(d["closed_at"])
         company, currency, rate = COMPANIES[1] if rng.random() < o.second_company else COMPANIES[0]

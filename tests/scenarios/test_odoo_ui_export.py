@@ -124,6 +124,18 @@ def test_an_export_without_the_archived_filter_says_lost_deals_are_missing(tmp_p
     assert "no lost deal" not in err, err
 
 
+def test_an_export_of_the_archived_list_alone_says_open_and_won_deals_are_missing(tmp_path):
+    """The "Archived" filter alone lists the lost deals and nothing else: the scan found nothing
+    and said so as if the company were calm. check-config now says the export holds lost deals
+    only."""
+    o = OdooExport(spec(21), only_archived=True)
+    config = exported(tmp_path, "archived", o)
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    line = next(ln for ln in out.splitlines() if "are lost: the export holds lost deals alone" in ln)
+    assert f"all {_truth(o)['lost']:,} deals" in line and "open, won and lost" in line, line
+
+
 def test_a_young_company_with_few_won_deals_is_not_called_filtered(tmp_path):
     """Twenty-odd won deals and no lost one yet is a young pipeline, not a filtered export."""
     o = OdooExport(spec(22, days=40, deals_per_month=60), archived=False)
