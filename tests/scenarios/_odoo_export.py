@@ -163,10 +163,18 @@ def write(folder: Path, o: OdooExport) -> Path:
     rows = build(o)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_name(o)
-    if o.fmt == "xlsx":
+    if o.fmt == "xlsx":  # typed cells, as Odoo's xlsx writer makes them: numbers, dates, booleans
         import pandas as pd
 
-        pd.DataFrame(rows).to_excel(path, index=False)
+        frame = pd.DataFrame(rows)
+        k = 2 if o.import_compatible else (0 if o.lang == "en" else 1)
+        col = {name: v[k] for name, v in LABELS.items()}
+        for name in ("amount", "probability"):
+            frame[col[name]] = frame[col[name]].astype(float)
+        for name in ("created", "closed", "stage_update", "updated", "deadline"):
+            frame[col[name]] = pd.to_datetime(frame[col[name]].replace("", None))
+        frame[col["active"]] = frame[col["active"]] == "True"
+        frame.to_excel(path, index=False)
         return path
     with open(path, "w", newline="", encoding="utf-8") as f:
         wr = csv.DictWriter(f, fieldnames=list(rows[0]), quoting=csv.QUOTE_ALL)
