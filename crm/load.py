@@ -6,6 +6,7 @@ warnings, or raises one DataError that tells the admin what to fix.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,8 @@ from crm.stages import (
     snapshot_as_stage_dates,
     stage_probabilities,
 )
-from crm.validate import check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, order_dates
+from crm.validate import (archived_as_lost, archived_flag_check, check, closed_flag_check, dedupe,
+                          drop_planned_closings, keep_pipelines, lost_left_out_warning, order_dates)
 
 
 @dataclass
@@ -106,6 +108,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         unread[table] = tuple(not_read)
         if table == "deals":
             notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
+            notes += archived_flag_check(frame, raw.frame, not_read, raw.origin)
         del raw.frame  # the raw columns are no longer needed: free them before the next table
         if frame.empty:
             notes.append(DataWarning("empty_table", table, 0,
@@ -125,8 +128,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
     # deals come from several pipelines.
     warnings += keep_pipelines(frames, source.pipelines if source.kind in ("files", "sql") else [])
-    deals, notes = drop_planned_closings(frames["deals"])
-    warnings += notes
+    deals, notes = drop_planned_closings(archived_as_lost(frames["deals"]))
+    warnings += notes + lost_left_out_warning(deals, raws["deals"].origin)
     history = frames.get("stage_history")
     if history is not None:
         deals, history, notes = snapshot_as_stage_dates(history, deals, raws["stage_history"].origin)
@@ -175,11 +178,33 @@ def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: 
     raw = RawTable(pd.DataFrame({"manager_id": ids, "name": ids}), origin="derived from " + origin,
                    row_offset=1, row_kind="record", text=False)
     managers, _ = normalize_table("managers", raw, timezone=timezone)
-    return managers.reset_index(drop=True), DataWarning(
+    note = _external_ids_note(ids, origin)
+    return managers.reset_index(drop=True), note or DataWarning(
         "managers_derived", "managers", len(managers),
         f"no managers table: the {len(managers)} people the deals name (manager_id) are the managers, "
         "each named as written there, all active, capacity 1, one team; give a managers file (manager_id, "
         "name, active, team, capacity) to mark who left, split teams and name people",
+    )
+
+
+# Odoo's "import-compatible" export writes a salesperson as the user's external id
+# ("__export__.res_users_7_1a2b3c4d", or "base.user_admin" for the first user), not the name.
+_EXTERNAL_ID = re.compile(r"^(__export__\.\w+|base\.user_\w+)$")
+
+
+def _external_ids_note(ids: pd.Series, origin: str) -> DataWarning | None:
+    """The managers warning when the owners the deals name are record ids, not people's names:
+    every message would then call a person "__export__.res_users_9_00011667"."""
+    machine = ids[ids.str.match(_EXTERNAL_ID)]
+    if machine.empty:
+        return None
+    return DataWarning(
+        "managers_external_ids", "managers", len(machine),
+        f"no managers table, and {len(machine)} of the {len(ids)} owners the deals in {origin} name are record ids, "
+        f"not names: messages would call people by them; export again without "
+        "\"I want to update data (import-compatible export)\" (Odoo then writes the salesperson's name), or give a "
+        "managers file (manager_id = that id, name = the person's name)",
+        [str(v) for v in machine.head(3)],
     )
 
 

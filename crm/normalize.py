@@ -271,7 +271,9 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
         "pipeline": ("pipeline", "воронка", "направление", "deal pipeline", "deal pipeline name", "deal pipeline id",
                      "категория", "category"),
         "stage_changed_at": ("last stage change date", "date entered current stage", "дата изменения стадии",
-                             "дата смены этапа", "stage changed", "stage change date"),
+                             "дата смены этапа", "stage changed", "stage change date", "last stage update",
+                             "последнее обновление этапа", "date last stage update"),
+        "active": ("active", "активно", "активна", "активен", "is active"),
     },
     "leads": {
         "source": ("источник", "канал", "utm source", "lead source", "channel"),
@@ -298,7 +300,7 @@ LAST_TOUCH_NAMES: tuple[str, ...] = (
     "last activity date", "last activity", "last activity time", "последняя активность", "дата последней активности",
     "дата изменения", "дата последнего изменения", "изменено", "дата обновления", "обновлено",
     "last modified date", "last modified", "modified time", "last modified time", "modified", "date modified", "modified at", "modified on",
-    "updated", "updated at", "updated on", "update time", "last updated",
+    "updated", "updated at", "updated on", "update time", "last updated", "last updated on", "последнее обновление",
 )
 
 

@@ -83,6 +83,9 @@ TABLES: dict[str, Table] = {
             # when the deal entered its current stage (Salesforce's "Last Stage Change Date",
             # Bitrix24's «Дата изменения стадии»): a stage history derived from the deals uses it
             _c("stage_changed_at", "datetime", False),
+            # false: the deal is archived; one that is not won is lost (Odoo archives a lost
+            # opportunity and leaves it at the stage it was lost at: Active = False, Probability 0)
+            _c("active", "bool", False, True),
         ), key="deal_id", required=True),
         Table("stage_history", (
             _c("deal_id", "str"), _c("stage", "str"), _c("entered_at", "datetime"),

@@ -45,7 +45,8 @@ def resolve_stages(
         return names, [DataWarning(
             "stage_order_guessed", "stages", len(names),
             "no stages table, no [source] stages and no stage history: pipeline order guessed "
-            f"from the deals' {column!r} (each stage's median probability, lowest first), which can be "
+            f"from the deals' {column!r} (each stage's median probability of its deals neither at 0 nor at "
+            "100, lowest first), which can be "
             f"wrong: {shown}{' -> ...' if len(names) > _SHOWN else ''}; set `stages = [...]` in [source] "
             "with every stage in your pipeline's order, first stage first",
         )]
@@ -108,6 +109,9 @@ def stage_probabilities(frame: pd.DataFrame, columns: dict[str, str],
     column = min(found, key=lambda c: PROBABILITY_NAMES.index(_header_key(c)))
     text = frame[column].astype("string").str.strip().str.rstrip("%").str.replace(",", ".", regex=False)
     number = pd.to_numeric(text, errors="coerce")
+    # 0 and 100 are closed deals' (Odoo leaves a lost deal at the stage it was lost at, with 0:
+    # at every stage most deals were lost, so every median was 0 and the order was the age guess's)
+    number = number.where((number > 0) & (number < 100))
     names = frame[stage].astype("string").str.strip()
     names = names.map(lambda v: values.get("stage", {}).get(v, v) if isinstance(v, str) else v)
     medians = number.groupby(names).median().dropna()

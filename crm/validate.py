@@ -21,7 +21,7 @@ from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
 from crm.normalize import DATE_ONLY, ROW, lower_text
-from crm.schema import TABLES, TRUE_WORDS
+from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS
 from crm.stages import CLOSING
 
 EXAMPLES = 3
@@ -86,6 +86,64 @@ def dedupe(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarn
     return frame[~dup], [warning]
 
 
+def archived_as_lost(deals: pd.DataFrame) -> pd.DataFrame:
+    """An archived deal (deals.active false) that is not won is lost: Odoo marks a lost
+    opportunity by archiving it (Active = False, Probability 0) and leaves it at the stage it was
+    lost at, so read by its stage alone it stayed open for ever (a tenth to half of the deals,
+    stalled and counted as load). Its Closed Date is when it was lost."""
+    if "active" not in deals.columns or "status" not in deals.columns:
+        return deals
+    archived = deals["active"].eq(False).to_numpy(dtype=bool, na_value=False)
+    lost = archived & (deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    if not lost.any():
+        return deals
+    deals = deals.copy()
+    deals.loc[lost, "status"] = "lost"
+    return deals
+
+
+# Won deals without a single lost one: no real pipeline loses nothing, the export left them out.
+MIN_WON_WITHOUT_LOST = 30
+LOST_LEFT_OUT_FIX = ("export the lost deals too (Odoo hides a lost opportunity as archived: add the "
+                     "\"Lost\" or \"Archived\" filter to the list before exporting, and map "
+                     "[source.columns.deals] active = \"Active\"; elsewhere: a list filtered to open or won deals)")
+
+
+def lost_left_out(deals: pd.DataFrame) -> int:
+    """The won deals' count when the deals hold at least MIN_WON_WITHOUT_LOST won and no lost
+    one (the export was filtered: Odoo's default list hides lost, archived, opportunities), else 0.
+    Read as it is, every win rate is near 100% and a later cohort, with more deals still open,
+    looks like a fall."""
+    if "status" not in deals.columns:
+        return 0
+    status = deals["status"]
+    won = int((status == "won").sum())
+    return won if won >= MIN_WON_WITHOUT_LOST and not bool((status == "lost").any()) else 0
+
+
+def lost_left_out_warning(deals: pd.DataFrame, origin: str) -> list[DataWarning]:
+    """One warning when the export holds one side of the outcomes only: won and open deals and no
+    lost one (Odoo's default list), or lost deals alone (Odoo's "Lost" or "Archived" list)."""
+    won = lost_left_out(deals)
+    status = deals["status"] if "status" in deals.columns else pd.Series(dtype=object)
+    lost = int((status == "lost").sum())
+    if not won and lost >= MIN_WON_WITHOUT_LOST and lost == len(status):
+        return [DataWarning(
+            "only_lost_deals", "deals", lost,
+            f"all {lost:,} deals in {origin} are lost: the export holds lost deals alone (Odoo's \"Lost\" or "
+            "\"Archived\" filter without the open and won deals), so there is no open deal to watch and no win "
+            "to measure; export the list with every deal, open, won and lost",
+        )]
+    if not won:
+        return []
+    return [DataWarning(
+        "no_lost_deals", "deals", won,
+        f"{won:,} won deal(s) and not one lost deal in {origin}: the export leaves lost deals out, so a "
+        "win rate read from it would be near 100%; conversion_drop is skipped and loss reasons are not "
+        f"judged until it has them: {LOST_LEFT_OUT_FIX}",
+    )]
+
+
 def drop_planned_closings(deals: pd.DataFrame) -> tuple[pd.DataFrame, list[DataWarning]]:
     """An open deal has not closed: its closed_at is the date someone plans to close it
     (HubSpot's "Close Date", Bitrix24's CLOSEDATE, Pipedrive's expected close date mapped by
@@ -117,6 +175,40 @@ CLOSED_FLAG_NAMES = ("closed", "is closed", "isclosed", "сделка закры
 WON_FLAG_NAMES = ("won", "is won", "iswon", "выиграна", "успешна")
 
 
+def _flag(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], names: tuple[str, ...],
+          words: frozenset[str]) -> pd.Series | None:
+    """Per deal, whether the first unread yes/no column named like `names` holds one of `words`;
+    None when there is no such column."""
+    from crm.normalize import _header_key
+
+    col = next((c for c in unread if _header_key(c) in names), None)
+    if col is None:
+        return None
+    cells = lower_text(raw_frame[col].reindex(deals.index).astype("string").str.strip())
+    return pd.Series(cells.isin(words).fillna(False).to_numpy(dtype=bool), index=deals.index).rename(col)
+
+
+def archived_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str],
+                        origin: str) -> list[DataWarning]:
+    """Deals read as open that an unread active column (Odoo's «Активно») calls archived: Odoo's
+    lost deals, left at the stage they were lost at. Read as open they stalled for ever (115
+    stalled items on one export) and counted as load. `deals` keeps `raw_frame`'s row labels."""
+    from crm.normalize import LOOKS_LIKE
+
+    archived = _flag(deals, raw_frame, unread, LOOKS_LIKE["deals"]["active"], FALSE_WORDS)
+    if archived is None or "status" not in deals.columns or not len(deals):
+        return []
+    wrong = archived.to_numpy() & (deals["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    if not wrong.any():
+        return []
+    return [DataWarning(
+        "open_but_archived", "deals", int(wrong.sum()),
+        f"{int(wrong.sum())} deal(s) are read as open, but {origin} column {archived.name!r} says they are archived "
+        "(Odoo archives a lost deal and leaves it at its stage): read as open they stall and count as load. "
+        f'Map it: [source.columns.deals] active = "{archived.name}" (archived deals that are not won are then lost)',
+    )]
+
+
 def closed_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list[str], origin: str,
                       show_values: bool = True) -> list[DataWarning]:
     """Deals read as open that the export's own closed flag, left unread, calls closed: their stage
@@ -124,15 +216,7 @@ def closed_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list
     Decision" beside Salesforce's Closed Won / Closed Lost). Read as open, such deals stalled at a
     closed stage forever and counted as a manager's load. A won flag beside it says, per stage,
     whether to map it to won or lost. `deals` keeps `raw_frame`'s row labels."""
-    from crm.normalize import _header_key
-
-    def flag(names: tuple[str, ...]) -> pd.Series | None:
-        col = next((c for c in unread if _header_key(c) in names), None)
-        if col is None:
-            return None
-        cells = lower_text(raw_frame[col].reindex(deals.index).astype("string").str.strip())
-        return pd.Series(cells.isin(TRUE_WORDS).fillna(False).to_numpy(dtype=bool), index=deals.index).rename(col)
-
+    flag = lambda names: _flag(deals, raw_frame, unread, names, TRUE_WORDS)  # noqa: E731
     closed = flag(CLOSED_FLAG_NAMES)
     if closed is None or "status" not in deals.columns or "stage" not in deals.columns or not len(deals):
         return []

@@ -120,6 +120,7 @@ from scipy.special import ndtr, xlogy
 
 from crm.data import CrmData
 from crm.schema import TABLES
+from crm.validate import LOST_LEFT_OUT_FIX, lost_left_out
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import positions, to_ns
@@ -226,6 +227,9 @@ def skip_reason(data: CrmData) -> str | None:
     """One line saying why this detector cannot say anything about `data`, or None."""
     if data.stage_history_derived and not TO_WON.met(data):  # conversion to won is all there is
         return Need(columns=TO_WON.columns).line(data)
+    if won := lost_left_out(data.deals):  # every cohort's deals that did not move on are missing
+        return (f"no lost deal among {won:,} won deals in {data.origins.get('deals', 'deals.csv')}: the export "
+                f"leaves lost deals out, and conversion read from it would be near 100%; {LOST_LEFT_OUT_FIX}")
     if not data.stage_history_derived and len(data.stages) < 1:
         return "no pipeline stages known (provide stages.csv or source.stages in config)"
     return None

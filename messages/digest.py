@@ -371,6 +371,13 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
                 r"record why deals are lost to get loss-reason insights$"),
      r"ни у одной проигранной сделки нет причины проигрыша (loss_reason; проиграно \1 в \2): "
      r"записывайте причину, чтобы получать разбор причин"),
+    # conversion_drop: an export without lost deals (Odoo's default list hides them as archived)
+    (re.compile(r"^no lost deal among ([\d,]+) won deals in (.+?): the export leaves lost deals out, and "
+                r"conversion read from it would be near 100%; export the lost deals too .*$"),
+     r"среди \1 выигранных сделок в \2 нет ни одной проигранной: выгрузка без проигранных сделок, и конверсия "
+     r"по ней была бы около 100%; выгрузите и проигранные (Odoo прячет проигранную возможность в архив: "
+     r"включите в списке фильтр проигранных или архивных записей перед выгрузкой и укажите "
+     r'[source.columns.deals] active = "Активно")'),
     (re.compile(r"^no pipeline stages known \(provide stages\.csv or source\.stages in config\)$"),
      "этапы воронки неизвестны (выгрузите stages.csv или задайте stages в [source])"),
     # the parts a Need switches off (detectors' `Need(part=...)`), as they open a partial line
