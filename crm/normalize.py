@@ -872,9 +872,13 @@ def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) ->
     result[text.isin(no).fillna(False)] = False
     bad = text.notna() & ~text.isin(yes | no)
     if bad.any():
+        word = str(series[bad].iloc[0]).strip()
+        table = next(t for t, spec in TABLES.items() if col in spec.columns)
         _raise_bad(raw, bad, series, source_name, "not a yes/no value",
                    "true/false, yes/no, да/нет or 1/0" + (
-                       " (or done/to do, completed/not_started, выполнено/не выполнено)" if col.name == "done" else ""))
+                       " (or done/to do, completed/not_started, выполнено/не выполнено)" if col.name == "done" else ""),
+                   f"correct the value in the file, or say what it means in config, one line per word: "
+                   f"[source.values.{table}.{col.name}] \"{word}\" = \"true\" (or \"false\")")
     return result
 
 
