@@ -36,7 +36,7 @@ def prepare(acts: pd.DataFrame, deals: pd.DataFrame, managers: pd.DataFrame, ori
     read = read or {}
     acts = acts.copy()
     warnings: list[DataWarning] = []
-    for step in (_not_done, _future_done):
+    for step in (_due_as_done, _not_done, _future_done):
         note = step(acts, origin, read, now)
         if note:
             warnings.append(note)
@@ -53,6 +53,25 @@ def prepare(acts: pd.DataFrame, deals: pd.DataFrame, managers: pd.DataFrame, ori
 
 def _col(read: dict[str, str], name: str) -> str:
     return repr(read.get(name, name))
+
+
+_DUE_NAMES = ("срок", "крайний срок", "срок выполнения", "deadline", "due", "due date", "due time")
+
+
+def _due_as_done(acts: pd.DataFrame, origin: str, read: dict[str, str], now) -> DataWarning | None:
+    """done_at read from a due-date column: a done task then counts when it was due, and, with no
+    status column, a task nobody did counts as done on its due day. Said once, with what to map."""
+    their = read.get("done_at")
+    if their is None or re.sub(r"[\s_\-]+", " ", str(their)).strip().casefold() not in _DUE_NAMES:
+        return None
+    return DataWarning(
+        "done_at_is_due", "activities", len(acts),
+        f"{their!r} is read as activities.done_at in {origin}, but it is when each activity is due, not when it "
+        "was done: a done call counts at its due time" + ("" if "done" in read else
+                                                           ", and a task nobody did counts as a touch on its due day")
+        + "; map the column with the time it was marked done (\"Marked as done time\", «Дата завершения»)"
+        + ("" if "done" in read else " and the status column as done"),
+    )
 
 
 def _not_done(acts: pd.DataFrame, origin: str, read: dict[str, str], now) -> DataWarning | None:

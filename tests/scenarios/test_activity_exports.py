@@ -150,3 +150,15 @@ def test_status_words_of_each_list_are_read_and_others_are_one_clear_error(tmp_p
     assert rc == 3, out + err
     assert "Maybe later" in err and "'Done'" in err and "to do" in err, err
     assert '[source.values.activities.done] "Maybe later"' in err, err
+
+
+def test_a_due_date_read_as_the_done_time_is_said(tmp_path):
+    """Pipedrive's "Due date" mapped as done_at (the column an admin sees first): check-config
+    says a done call then counts at its due time and names the column to map instead."""
+    a = ActivityExport(spec(7), crm="pipedrive")
+    cfg, _ = _written(tmp_path, "pd", a)
+    text = cfg.read_text(encoding="utf-8").replace('done_at = "Marked as done time"', 'done_at = "Due date"')
+    cfg.write_text(text.replace('due_at = "Due date"\n', ""), encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(cfg), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    assert "'Due date' is read as activities.done_at" in out and "Marked as done time" in out, out
