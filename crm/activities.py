@@ -6,8 +6,8 @@ Three things such a list does that the canonical contract does not (README, acti
   the planned end (Bitrix24's «Дата завершения»): a task nobody did is no touch, or it hides the
   stalled deal and the silent client it was meant for;
 - it names the deal by its title ("Сделка: Поставка линолеума"), and titles repeat: a title is
-  linked only when it names one deal (or one deal of the activity's client, or of its manager),
-  never guessed, and what stays unlinked is counted in one line;
+  linked only when it names one deal (or one deal of the activity's client, or the only one of
+  that title open then), never guessed, and what stays unlinked is counted in one line;
 - it names the manager by display name where managers.csv has ids: a name that is exactly one
   manager's is read as that manager.
 """
