@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
+from crm.activities import prepare as prepare_activities
 from crm.connectors import CONNECTORS
 from crm.data import CrmData
 from crm.errors import DataError, DataWarning
@@ -160,6 +161,10 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         data.origins["stage_history"] = "derived from " + data.origins["deals"]
     if "managers" not in raws:
         data.origins["managers"] = "derived from " + data.origins["deals"]
+    if data.activities is not None:
+        data.activities, notes = prepare_activities(data.activities, deals, data.managers, data.origins["activities"],
+                                                    read.get("activities"), now)
+        warnings += notes
     data, notes = check(data, now)
     return LoadResult(data, warnings + notes)
 

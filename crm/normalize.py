@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from crm.errors import DataError, DataWarning
 from crm.readers import RawTable
-from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS, VALUE_SETS, Column
+from crm.schema import TABLES, TYPE_WORDS, VALUE_SETS, Column, yes_no_words
 from crm.source_config import nearest
 
 STR = pd.StringDtype(na_value=np.nan)  # pandas' default "str" dtype (Arrow-backed)
@@ -160,6 +160,8 @@ def normalize_table(
         if col.required:
             _require_values(table, col, series, raw, source_name)
         allowed = VALUE_SETS.get((table, col.name))
+        if table == "activities" and col.name == "type":
+            series = _type_words(series)
         if allowed:
             series = _check_enum(table, col.name, series, allowed, raw, source_name)
         if col.name == "currency":
@@ -285,7 +287,9 @@ LOOKS_LIKE: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "activities": {
         "due_at": ("срок", "крайний срок", "deadline", "due", "due date"),
-        "done_at": ("выполнено", "дата выполнения", "completed", "completed at", "done"),
+        "done_at": ("дата выполнения", "completed at", "marked as done time", "completion date", "done time",
+                    "дата завершения"),
+        "done": ("выполнено", "выполнена", "done", "completed", "task status", "статус", "status", "состояние"),
         "deal_id": ("сделка", "deal"),
         "client_id": ("клиент", "компания", "client", "company"),
         "manager_id": ("ответственный", "менеджер", "owner", "responsible"),
@@ -665,6 +669,13 @@ def _map_values(series: pd.Series, mapping: dict[str, str]) -> pd.Series:
     return mapped.where(mapped.notna(), series).astype(STR)
 
 
+def _type_words(series: pd.Series) -> pd.Series:
+    """An activity list's own type words (Звонок, Задача, TODO, Deadline) as canonical types;
+    other values stay for the enum check (and its "map it in config" error)."""
+    words = lower_text(series).str.strip().map(TYPE_WORDS)
+    return words.where(words.notna(), series).astype(STR)
+
+
 def lower_text(series: pd.Series) -> pd.Series:
     """Lower-cased text; the column itself when its distinct values already are (no copy of millions)."""
     if isinstance(series.dtype, pd.StringDtype):
@@ -856,14 +867,20 @@ def _check_magnitude(series: pd.Series, original: pd.Series, col: Column, raw: R
 def _to_bool(series: pd.Series, col: Column, raw: RawTable, source_name: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(series.dtype) and not series.isna().any():
         return series.astype(bool)
-    text = _to_str(series).str.lower()
+    text = _to_str(series).str.strip().str.lower()
+    yes, no = yes_no_words(col.name)
     result = pd.Series(bool(col.default), index=series.index, dtype=bool)
-    result[text.isin(TRUE_WORDS).fillna(False)] = True
-    result[text.isin(FALSE_WORDS).fillna(False)] = False
-    bad = text.notna() & ~text.isin(TRUE_WORDS | FALSE_WORDS)
+    result[text.isin(yes).fillna(False)] = True
+    result[text.isin(no).fillna(False)] = False
+    bad = text.notna() & ~text.isin(yes | no)
     if bad.any():
+        word = str(series[bad].iloc[0]).strip()
+        table = next(t for t, spec in TABLES.items() if col in spec.columns)
         _raise_bad(raw, bad, series, source_name, "not a yes/no value",
-                   "true/false, yes/no, да/нет or 1/0")
+                   "true/false, yes/no, да/нет or 1/0" + (
+                       " (or done/to do, completed/not_started, выполнено/не выполнено)" if col.name == "done" else ""),
+                   f"correct the value in the file, or say what it means in config, one line per word: "
+                   f"[source.values.{table}.{col.name}] \"{word}\" = \"true\" (or \"false\")")
     return result
 
 

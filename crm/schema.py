@@ -61,6 +61,32 @@ VALUE_SETS: dict[tuple[str, str], tuple[str, ...]] = {
 # What a yes/no column (managers.active) accepts, lower-cased.
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "да", "истина", "1.0"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "нет", "ложь", "0.0"})
+# activities.done: the status words activity lists write (Bitrix24 «Выполнено» Да/Нет, Pipedrive
+# "Done" / "To do", HubSpot "Task Status" COMPLETED / NOT_STARTED ...), besides yes/no. A row not
+# done is a plan, not a touch: crm.activities clears its done_at.
+DONE_WORDS = frozenset({"done", "completed", "complete", "выполнено", "выполнена", "выполнен", "завершено",
+                        "завершена", "сделано", "закрыто", "closed"})
+NOT_DONE_WORDS = frozenset({"to do", "todo", "not done", "not_started", "not started", "in_progress", "in progress",
+                            "waiting", "deferred", "planned", "scheduled", "open", "pending", "не выполнено",
+                            "не выполнена", "не выполнен", "запланировано", "запланирована", "в работе",
+                            "ожидает", "отложено", "открыто"})
+YES_NO_WORDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {"done": (DONE_WORDS, NOT_DONE_WORDS)}
+
+
+def yes_no_words(column: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(words read as true, words read as false) for a yes/no column, lower-case."""
+    yes, no = YES_NO_WORDS.get(column, (frozenset(), frozenset()))
+    return TRUE_WORDS | yes, FALSE_WORDS | no
+
+
+# activities.type as activity lists write it (Bitrix24 «Тип», Pipedrive "Type", HubSpot "Task
+# Type"), lower-case; read before [source.values] mappings are checked, which win over these.
+TYPE_WORDS: dict[str, str] = {
+    "звонок": "call", "входящий звонок": "call", "исходящий звонок": "call", "телефонный звонок": "call",
+    "встреча": "meeting", "письмо": "email", "e-mail": "email", "эл. письмо": "email", "задача": "task",
+    "дело": "task", "комментарий": "note", "заметка": "note", "примечание": "note",
+    "todo": "task", "to-do": "task", "deadline": "task", "lunch": "meeting", "demo": "meeting",
+}
 
 TABLES: dict[str, Table] = {
     t.name: t
@@ -101,6 +127,8 @@ TABLES: dict[str, Table] = {
             _c("activity_id", "str"), _c("deal_id", "str", False), _c("client_id", "str", False),
             _c("manager_id", "str", False), _c("type", "str"), _c("due_at", "datetime", False),
             _c("done_at", "datetime", False),
+            # done or not (a status column): an activity not done is planned or overdue, no touch
+            _c("done", "bool", False, True),
         ), key="activity_id"),
         Table("leads", (
             _c("lead_id", "str"), _c("created_at", "datetime"), _c("source", "str", False),

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm.redact import has_secret, is_env_name
-from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS, VALUE_SETS
+from crm.schema import TABLES, VALUE_SETS, yes_no_words
 
 Scalar = str | bool | int | float
 # What `base_url` looks like for each CRM API kind (in error messages).
@@ -189,7 +189,7 @@ class SourceConfig(BaseModel):
                     if allowed is not None and target not in allowed:
                         problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a {column} "
                                         f"crm-pulse knows{did_you_mean(target, allowed).replace(' (known:', ' (use one of:')}")
-                    elif kind == "bool" and target not in TRUE_WORDS | FALSE_WORDS:
+                    elif kind == "bool" and target not in frozenset().union(*yes_no_words(column)):
                         problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a yes/no value "
                                         "(use \"true\" or \"false\")")
         _raise_all(problems)

@@ -323,7 +323,7 @@ def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd
     if not unknown.any():
         return []
     rows = frame.loc[unknown, [id_column, "manager_id"]]
-    n, noun = int(unknown.sum()), table[:-1]
+    n, noun = int(unknown.sum()), {"activities": "activity"}.get(table, table[:-1])
     return [DataWarning(
         "unknown_manager", table, n,
         f"{n} {noun}(s) name a manager_id that is not in managers ({rows['manager_id'].nunique()} unknown "
@@ -346,6 +346,11 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
                                       "nobody can answer them, so lead_sla tells the director they have no manager: "
                                       "add the person to managers, or reassign the leads")
 
+    acts = data.activities
+    if acts is not None and "manager_id" in acts.columns:
+        warnings += _unknown_managers(acts, "activities", "activity_id", known_managers,
+                                      "their calls and tasks count as nobody's work: add the person to managers, "
+                                      "or write the manager_id (or the name managers has) in the export")
     orphan = ~isin(history["deal_id"], deals["deal_id"])
     if orphan.any():
         warnings.append(DataWarning(
