@@ -11,6 +11,10 @@ Some words mean one thing whatever the config lists say, like the contract's own
 - ANSWERED: someone has worked on the lead (HubSpot's lifecycle past `lead` and lead statuses
   past `New`/`Open`; Bitrix24's «В работе», «Обработан»), so it is not waiting for an answer.
 - CONVERTED: it became a deal (HubSpot's `opportunity`, `customer`).
+
+NO_OWNER: what CRMs and admins write in the owner column of a record nobody owns ("No owner",
+«Без ответственного», «Не назначен»): nobody, not a manager of that name ("No owner has not
+answered"). With the `[source.fill] manager_id` constants (CrmData.no_owner), `no_owner` tells.
 """
 from __future__ import annotations
 
@@ -27,6 +31,21 @@ ANSWERED = CONVERTED | frozenset({
     "salesqualifiedlead", "inprogress", "attemptedtocontact", "connected", "opendeal", "unqualified",
     "badtiming", "вработе", "обработан",
 })
+
+
+NO_OWNER = frozenset({
+    "noowner", "unassigned", "notassigned", "nobody", "none", "noone", "безответственного",
+    "нетответственного", "неназначен", "неназначено", "ответственныйненазначен", "неуказан", "нет",
+})
+
+
+def no_owner(owner: pd.Series, filled: frozenset[str] = frozenset()) -> np.ndarray:
+    """Per owner cell: it names nobody (NO_OWNER, or one of `filled`, the configured fill
+    constants); an empty cell is not counted here (it already has no owner)."""
+    words = NO_OWNER | keys(filled)
+    codes, values = pd.factorize(owner, use_na_sentinel=True)
+    said = np.array([key(v) in words for v in values] + [False], dtype=bool)
+    return said[codes]
 
 
 def key(word: object) -> str:

@@ -19,7 +19,10 @@ A lead counts as assigned at `assigned_at`, or at creation when it has a manager
 assignment time (the CRM assigned it automatically). A lead written to someone who is no working
 manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
 round robin may still give them leads) has nobody to answer it: it is "unassigned", for the
-director, naming that person; it was a manager item nobody received. Leads whose status is in
+director, naming that person; it was a manager item nobody received. An owner cell that names
+nobody ("No owner", «Без ответственного», the `[source.fill] manager_id` constant:
+crm.lead_words.no_owner) is no owner at all: "not assigned to anyone", never "No owner has not
+answered" nor "assigned to No owner, who left". Leads whose status is in
 `ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
 somebody clearly worked on it) are skipped, and so are the CRMs' own words for "no lead" and
 "someone worked on it" (crm.lead_words: a HubSpot `subscriber`, a `customer`, Bitrix24's
@@ -133,12 +136,17 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     created = to_ns(leads["created_at"])
     assigned = to_ns(leads["assigned_at"])
     owner = leads["manager_id"].astype("string")
+    # "No owner", «Без ответственного», the configured fill constant: nobody, not a person who left
+    nobody = lead_words.no_owner(owner, data.no_owner)
+    if nobody.any():
+        owner = owner.mask(nobody)
+        leads = leads.assign(manager_id=owner)
     working = set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)
     has_manager = np.asarray(owner.notna(), dtype=bool)
     # written to someone who left (active = false) or is in no managers file: nobody will answer it
     gone = has_manager & ~np.asarray(owner.isin(working), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
-    assigned = np.where(gone, NEVER, assigned)
+    assigned = np.where(gone | nobody, NEVER, assigned)  # assigned to nobody is not assigned
     ignore = lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD | lead_words.ANSWERED
     ignore.discard("")
     ignored = np.asarray(lead_words.status_keys(leads["status"]).isin(ignore), dtype=bool)

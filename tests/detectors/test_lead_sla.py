@@ -302,3 +302,42 @@ def test_a_live_sync_is_judged_at_now_and_a_replay_equals_the_scan():
     for hour in (15, 16, 17, 18, 19):
         for minute in (0, 40):
             assert detect_at(state, at(27, hour, minute)) == detect(data, LeadSlaSpec(), at(27, hour, minute))
+
+
+# --- an owner cell that names nobody -------------------------------------------------------------
+
+def test_a_lead_whose_owner_is_a_placeholder_is_nobodys_not_a_persons():
+    """The owner the CRM cleared, filled "No owner" ([source.fill] manager_id, CrmData.no_owner),
+    or written by the CRM as «Без ответственного» (taken for a manager when the managers come from
+    the export): the lead was "assigned to No owner, who is not among the working managers", or
+    a manager item for «Без ответственного». It has no manager: the director's, "not assigned to
+    anyone", the placeholder never named as a person. A person who left is still named."""
+    people = [{"manager_id": "m1", "name": "Айгерим Садыкова"}, {"manager_id": "m2", "name": "Иван Петров"},
+              {"manager_id": "Без ответственного", "name": "Без ответственного"},
+              {"manager_id": "m9", "name": "Ушедший Сотрудник", "active": False}]
+    data = crm(managers=people, leads=[
+        lead("N1", at(27, 11), manager_id="No owner"),
+        lead("N2", at(27, 10), manager_id="Без ответственного", assigned=at(27, 10, 5)),
+        lead("N3", at(27, 12), manager_id="UNASSIGNED"),
+        lead("G1", at(27, 11), manager_id="m9"),
+        LIVE,
+    ])
+    data.no_owner = frozenset({"No owner"})
+    found = {i.subject["lead_id"]: i for i in detect(data, LeadSlaSpec(max_leads_each=10), NOW)}
+    assert {k: (i.subject["kind"], i.audience.role) for k, i in found.items()} == {
+        "N1": ("unassigned", "director"), "N2": ("unassigned", "director"), "N3": ("unassigned", "director"),
+        "G1": ("unassigned", "director")}
+    for k in ("N1", "N2", "N3"):
+        assert found[k].facts["owner_gone"] is None and found[k].facts["manager_id"] is None
+        ru, en = insight_text(found[k], "ru"), insight_text(found[k], "en")
+        assert "до сих пор никому не назначена" in ru and "still not assigned to anyone" in en, ru
+        for word in ("No owner", "Без ответственного", "UNASSIGNED"):
+            assert word not in ru and word not in en, (word, ru, en)
+    assert found["G1"].facts["owner_gone"] == "Ушедший Сотрудник"
+    # more of them are one backlog item that names no placeholder among the people who left
+    many = crm(managers=people, leads=[lead(f"P{k}", at(27, 9) + pd.Timedelta(minutes=10 * k), manager_id="No owner")
+                                       for k in range(5)] + [lead("G1", at(27, 11), manager_id="m9"), LIVE])
+    many.no_owner = frozenset({"No owner"})
+    (item,) = detect(many, LeadSlaSpec(), NOW)
+    assert item.facts["leads"] == 6 and item.facts["owners_gone"] == ["Ушедший Сотрудник"]
+    assert item.facts["owner_gone_leads"] == 1 and "No owner" not in insight_text(item, "en")

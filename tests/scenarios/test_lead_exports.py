@@ -175,21 +175,30 @@ def test_a_changed_date_mapped_as_the_first_answer_is_called_out(tmp_path):
 
 def test_amocrm_incoming_requests_nobody_accepted_go_to_the_director(tmp_path):
     """amoCRM's incoming stage holds requests with no responsible user: those are the leads
-    waiting for a manager, reported once the assignment SLA (working hours) passed, the six of
-    them as one item for the director; accepted, won and closed requests are not."""
-    x = LeadExport("amocrm", spec(5), unaccepted=6)
+    waiting for a manager, reported once the assignment SLA (working hours) passed by the
+    export's end, as one item for the director; accepted, won and closed requests are not. The
+    export ends Friday afternoon and is scanned on Monday: a request that came in its last
+    working hour is not judged (whether someone took it after the export is not in the file)."""
+    x = LeadExport("amocrm", spec(5), unaccepted=8)
     config, truth = exported(tmp_path, x)
     incoming = tmp_path / "amocrm" / FILES["amocrm"]
     with open(incoming, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
-    unsorted = {r["ID"] for r in rows if r["Этап сделки"] == "Неразобранное"}
+    unsorted = {r["ID"]: datetime.strptime(r["Дата создания"], "%d.%m.%Y %H:%M:%S").replace(tzinfo=ZoneInfo("Asia/Almaty"))
+                for r in rows if r["Этап сделки"] == "Неразобранное"}
     assert unsorted, "the case this test is about"
     monday = datetime(2026, 11, 23, 5, 30, tzinfo=UTC)  # 10:30 in Almaty: Friday's requests waited > 1 working hour
     items, _ = scan(config, monday)
-    assert lead_alerts(items) == dict.fromkeys(unsorted, "unassigned"), (lead_alerts(items), unsorted)
     leads = [i for i in items if i["detector"] == "lead_sla"]
-    assert len(leads) == 1 and leads[0]["audience"]["role"] == "director", leads  # six of them: one backlog item
-    assert leads[0]["text"].startswith("Заявки без менеджера дольше нормы (1\xa0рабочий час): 6\xa0заявок"), leads[0]["text"]
+    assert len(leads) == 1 and leads[0]["audience"]["role"] == "director", leads  # one backlog item
+    end = datetime.fromisoformat(leads[0]["facts"]["data_end"])  # the export's newest record, Friday
+    assert end.astimezone(ZoneInfo("Asia/Almaty")).date() == datetime(2026, 11, 20).date(), end
+    judged = {k for k, created in unsorted.items() if created < end - timedelta(hours=1)}
+    assert 4 <= len(judged) < len(unsorted), (judged, unsorted, end)  # a backlog, and the last hour's are left
+    assert lead_alerts(items) == dict.fromkeys(judged, "unassigned"), (lead_alerts(items), unsorted, end)
+    assert leads[0]["text"].startswith(f"Заявки без менеджера дольше нормы (1\xa0рабочий час): {len(judged)}\xa0заяв"), \
+        leads[0]["text"]
+    assert "Последняя запись в данных — " in leads[0]["text"], leads[0]["text"]
     # the SLA counted working hours: Friday's requests did not wait through the weekend
     assert leads[0]["facts"]["working_hours_waited"] < 12, leads[0]["facts"]
 
