@@ -26,7 +26,8 @@ answered" nor "assigned to No owner, who left". Leads whose status is in
 `ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
 somebody clearly worked on it) are skipped, and so are the CRMs' own words for "no lead" and
 "someone worked on it" (crm.lead_words: a HubSpot `subscriber`, a `customer`, Bitrix24's
-«Обработан»), whatever the lists say: a contacts export made every ownerless subscriber and
+«Обработан»; amoCRM's closed 142/143 and a lead its custom pipeline moved past the first stage,
+lead_words.worked_stages), whatever the lists say: a contacts export made every ownerless subscriber and
 customer an "unassigned lead". Statuses compare ignoring case, spaces, `_` and `-`.
 
 What happens after the data ends is unknown, not "not done": an export taken at T and scanned
@@ -147,7 +148,8 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     gone = has_manager & ~np.asarray(owner.isin(working), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
     assigned = np.where(gone | nobody, NEVER, assigned)  # assigned to nobody is not assigned
-    ignore = lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD | lead_words.ANSWERED
+    ignore = (lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD
+              | lead_words.ANSWERED | lead_words.NOT_CONVERTED | lead_words.worked_stages(data.stages))
     ignore.discard("")
     ignored = np.asarray(lead_words.status_keys(leads["status"]).isin(ignore), dtype=bool)
     return LeadSlaState(
