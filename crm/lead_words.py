@@ -45,6 +45,7 @@ ANSWERED = CONVERTED | frozenset({
 NO_OWNER = frozenset({
     "noowner", "unassigned", "notassigned", "nobody", "none", "noone", "безответственного",
     "нетответственного", "неназначен", "неназначено", "ответственныйненазначен", "неуказан", "нет",
+    "n/a", "н/д", "—", "–", "",  # "" is a dash or a blank written as text ("-", "_"): no name at all
 })
 
 
