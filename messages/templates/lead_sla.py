@@ -29,9 +29,9 @@ def data_end(ctx: Ctx, f: dict) -> list[Line]:
     if not f.get("data_end"):
         return []
     return [ctx.t("Последняя запись в данных — {w}: что было после, в них не видно, поэтому ожидание "
-                  "посчитано до этого момента.",
+                  "посчитано до этого момента, а заявки, чей срок истёк позже, ещё не оценены.",
                   "The newest record in the data is from {w}: what happened after is not in it, so the wait "
-                  "is counted up to then.", w=ctx.when(f["data_end"]))]
+                  "is counted up to then, and leads due after it are not judged yet.", w=ctx.when(f["data_end"]))]
 
 
 def backlog(insight: Insight, ctx: Ctx) -> Words:
