@@ -33,6 +33,9 @@ class CrmData:
     unread_columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per table, canonical column -> the source's column read into it (for the same kind of hint).
     read_columns: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Owner values that name nobody: the `[source.fill] manager_id` constants ("No owner", where
+    # the CRM cleared the owner). A lead written to one has no manager, not one called "No owner".
+    no_owner: frozenset[str] = frozenset()
     _filled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def has_column(self, table: str, column: str) -> bool:

@@ -10,7 +10,17 @@ Some words mean one thing whatever the config lists say, like the contract's own
   an "unassigned lead" alert and a lead to call first.
 - ANSWERED: someone has worked on the lead (HubSpot's lifecycle past `lead` and lead statuses
   past `New`/`Open`; Bitrix24's «В работе», «Обработан»), so it is not waiting for an answer.
-- CONVERTED: it became a deal (HubSpot's `opportunity`, `customer`).
+- CONVERTED: it became a deal (HubSpot's `opportunity`, `customer`), or was won (amoCRM's fixed
+  status 142, what an API or SQL export holds: its leads are its deals); NOT_CONVERTED: amoCRM's
+  143, lost.
+- `worked_stages`: where the status is a deal stage (amoCRM's leads are its deals, in the
+  company's own pipeline: «Первичный контакт», «Думает», «Счёт выставлен»), a lead at a stage
+  after the pipeline's first (crm.stages' order, CrmData.stages; the CRM's incoming stage,
+  «Неразобранное», is not the first) was moved on by someone: not waiting for a first call.
+
+NO_OWNER: what CRMs and admins write in the owner column of a record nobody owns ("No owner",
+«Без ответственного», «Не назначен»): nobody, not a manager of that name ("No owner has not
+answered"). With the `[source.fill] manager_id` constants (CrmData.no_owner), `no_owner` tells.
 """
 from __future__ import annotations
 
@@ -22,11 +32,40 @@ import pandas as pd
 _SEPARATORS = re.compile(r"[\s_\-]+")
 
 NOT_A_LEAD = frozenset({"subscriber"})
-CONVERTED = frozenset({"opportunity", "customer", "evangelist"})
+CONVERTED = frozenset({"opportunity", "customer", "evangelist", "142"})
+NOT_CONVERTED = frozenset({"143"})
+# where requests wait before anyone takes them (amoCRM's «Неразобранное»): before the first stage
+INCOMING = frozenset({"неразобранное", "unsorted", "incoming", "incomingleads"})
 ANSWERED = CONVERTED | frozenset({
     "salesqualifiedlead", "inprogress", "attemptedtocontact", "connected", "opendeal", "unqualified",
     "badtiming", "вработе", "обработан",
 })
+
+
+NO_OWNER = frozenset({
+    "noowner", "unassigned", "notassigned", "nobody", "none", "noone", "безответственного",
+    "нетответственного", "неназначен", "неназначено", "ответственныйненазначен", "неуказан", "нет",
+    "n/a", "н/д", "—", "–", "",  # "" is a dash or a blank written as text ("-", "_"): no name at all
+})
+
+
+def no_owner(owner: pd.Series, filled: frozenset[str] = frozenset()) -> np.ndarray:
+    """Per owner cell: it names nobody (NO_OWNER, or one of `filled`, the configured fill
+    constants); an empty cell is not counted here (it already has no owner)."""
+    words = NO_OWNER | keys(filled)
+    codes, values = pd.factorize(owner, use_na_sentinel=True)
+    said = np.array([key(v) in words for v in values] + [False], dtype=bool)
+    return said[codes]
+
+
+def worked_stages(stages: list[str]) -> frozenset[str]:
+    """`key`s of the pipeline stages (in order, first stage first: CrmData.stages) after the
+    first one that is not an incoming stage, won/lost (crm.stages.CLOSING) left out: a lead
+    whose status is one of them was moved on by someone."""
+    from crm.stages import CLOSING
+
+    keyed = [k for k in (key(s) for s in stages) if k and k not in INCOMING and k not in CLOSING]
+    return frozenset(keyed[1:]) - {keyed[0]} if keyed else frozenset()
 
 
 def key(word: object) -> str:

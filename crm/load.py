@@ -121,8 +121,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
+    nobody = {str(v) for t, fill in source.fill.items() if (v := fill.get("manager_id")) is not None}
     if "managers" not in frames:
-        nobody = {str(v) for t, fill in source.fill.items() if (v := fill.get("manager_id")) is not None}
         frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone, nobody)
         warnings.append(note)
     # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
@@ -155,7 +155,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         email_opens=frames.get("email_opens"), activities=frames.get("activities"),
         leads=frames.get("leads"),
         origins={t: r.origin for t, r in raws.items()}, stage_history_derived=derived, unread_columns=unread,
-        read_columns=read,
+        read_columns=read, no_owner=frozenset(nobody),
     )
     if derived:
         data.origins["stage_history"] = "derived from " + data.origins["deals"]

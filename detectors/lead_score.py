@@ -5,7 +5,8 @@ canonical `leads.status`), how a lead's traits known on arrival (source, region,
 weekend) move its chance to convert, and is used only above a minimum of outcomes and when it
 beats the base rate on a time-based backtest, like deal_risk. Then each manager gets one item
 a day: their new leads (created within `lookback_days`, no outcome yet, nobody called yet: no
-first answer by now, no status saying someone works on it, crm.lead_words; a list of leads
+first answer by now, no status saying someone works on it, crm.lead_words, nor a deal stage
+past the pipeline's first, as amoCRM's leads have: lead_words.worked_stages; a list of leads
 already in work told managers to call first whom they had called) best first, at most
 `max_leads`, each with the trait behind it ("source referral: 36% of 400 past leads
 converted, 12% on average"). New leads without a manager, or written to someone who left (active =
@@ -76,7 +77,9 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
     fresh = ((created <= now_ts) & (created > now_ts - pd.Timedelta(days=spec.lookback_days))).to_numpy()
     waiting = outcomes(leads, spec.converted_statuses, spec.not_converted_statuses) == -1  # no outcome yet, and a lead
     # ... and nobody has called yet: a status saying someone works on it, or a first answer by now
-    waiting &= ~lead_words.status_keys(leads["status"]).isin(lead_words.ANSWERED).to_numpy(dtype=bool)
+    # (a custom pipeline's stage after the first, e.g. amoCRM's «Думает», says someone moved it on)
+    waiting &= ~lead_words.status_keys(leads["status"]).isin(
+        lead_words.ANSWERED | lead_words.worked_stages(data.stages)).to_numpy(dtype=bool)
     if data.has_column("leads", "first_response_at"):
         waiting &= ~(pd.to_datetime(leads["first_response_at"], utc=True) <= now_ts).to_numpy(dtype=bool)
     new = leads[fresh & waiting]
@@ -85,8 +88,10 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
     x = lead_features(new)
     new = new.assign(_p=model.proba(x))
     owner = new["manager_id"].astype("string") if "manager_id" in new else pd.Series(pd.NA, index=new.index, dtype="string")
-    # a lead written to someone who left or is in no managers file is nobody's: the director's list
-    owner = owner.where(owner.isin(set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)))
+    # a lead written to someone who left or is in no managers file is nobody's: the director's list,
+    # and so is one whose owner cell names nobody ("No owner", the fill constant: crm.lead_words.no_owner)
+    owner = owner.where(owner.isin(set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers))
+                        & ~lead_words.no_owner(owner, data.no_owner))
     names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     out = []
     for manager_id, part in new.groupby(owner.fillna(""), sort=True):

@@ -19,12 +19,25 @@ A lead counts as assigned at `assigned_at`, or at creation when it has a manager
 assignment time (the CRM assigned it automatically). A lead written to someone who is no working
 manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
 round robin may still give them leads) has nobody to answer it: it is "unassigned", for the
-director, naming that person; it was a manager item nobody received. Leads whose status is in
+director, naming that person; it was a manager item nobody received. An owner cell that names
+nobody ("No owner", «Без ответственного», the `[source.fill] manager_id` constant:
+crm.lead_words.no_owner) is no owner at all: "not assigned to anyone", never "No owner has not
+answered" nor "assigned to No owner, who left". Leads whose status is in
 `ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
 somebody clearly worked on it) are skipped, and so are the CRMs' own words for "no lead" and
 "someone worked on it" (crm.lead_words: a HubSpot `subscriber`, a `customer`, Bitrix24's
-«Обработан»), whatever the lists say: a contacts export made every ownerless subscriber and
+«Обработан»; amoCRM's closed 142/143 and a lead its custom pipeline moved past the first stage,
+lead_words.worked_stages), whatever the lists say: a contacts export made every ownerless subscriber and
 customer an "unassigned lead". Statuses compare ignoring case, spaces, `_` and `-`.
+
+What happens after the data ends is unknown, not "not done": an export taken at T and scanned
+at now = T + 3 hours (fresh enough to run) has no answer for the leads created in the hour
+before T (they came after the export), and at `now` every one of them looked unanswered past
+its SLA. So a lead is judged at the data's end, min(now, the newest record in the data at
+`now`, crm.freshness), not at `now`: waiting and the working hours waited are counted up to
+it, and a lead whose deadline passes after it is not judged yet (the next export judges it).
+A live sync (the newest record minutes before `now`) is judged as before. When the data ends
+an hour or more before `now`, facts["data_end"] holds it and the words say "as of".
 
 An absent column is never read as "not done yet" (NEEDS): without `first_response_at` nobody
 can tell an answered lead from a waiting one, so "unanswered" is not checked; without
@@ -57,6 +70,10 @@ NEED_ANY = Need(("leads.assigned_at", "leads.manager_id", "leads.first_response_
 MAX_LISTED = 5
 _DAY_NS = 86_400 * 1_000_000_000
 _HOUR_NS = 3_600 * 1_000_000_000
+_MINUTE_NS = 60 * 1_000_000_000
+# the data ending this long before `now` is said in the words ("as of 17:05"): a live sync's
+# few minutes are not worth a line
+_SAY_END_NS = _HOUR_NS
 
 
 class LeadSlaSpec(DetectorSpec):
@@ -106,6 +123,10 @@ class LeadSlaState:
     # reused by every later day of a replay; (row, kind) -> fingerprint likewise
     static: dict[int, tuple[str, str | None, str | None, str | None]] = field(default_factory=dict)
     fingerprints: dict[tuple[int, str], str] = field(default_factory=dict)
+    # a replay's data ends: the minutes with a record (crm.freshness.EVENT_COLUMNS), sorted,
+    # built on the first detect_at that is given no data_end (the backtest's), never in a scan
+    data: CrmData | None = field(default=None, repr=False)
+    minutes: np.ndarray | None = field(default=None, repr=False)
 
 
 def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
@@ -116,13 +137,19 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     created = to_ns(leads["created_at"])
     assigned = to_ns(leads["assigned_at"])
     owner = leads["manager_id"].astype("string")
+    # "No owner", «Без ответственного», the configured fill constant: nobody, not a person who left
+    nobody = lead_words.no_owner(owner, data.no_owner)
+    if nobody.any():
+        owner = owner.mask(nobody)
+        leads = leads.assign(manager_id=owner)
     working = set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)
     has_manager = np.asarray(owner.notna(), dtype=bool)
     # written to someone who left (active = false) or is in no managers file: nobody will answer it
     gone = has_manager & ~np.asarray(owner.isin(working), dtype=bool)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
-    assigned = np.where(gone, NEVER, assigned)
-    ignore = lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD | lead_words.ANSWERED
+    assigned = np.where(gone | nobody, NEVER, assigned)  # assigned to nobody is not assigned
+    ignore = (lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD
+              | lead_words.ANSWERED | lead_words.NOT_CONVERTED | lead_words.worked_stages(data.stages))
     ignore.discard("")
     ignored = np.asarray(lead_words.status_keys(leads["status"]).isin(ignore), dtype=bool)
     return LeadSlaState(
@@ -132,30 +159,51 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
         assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored, gone=gone,
         check_owner=NEED_OWNER.met(data), check_answer=NEED_ANSWER.met(data),
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
+        data=data,
     )
 
 
-def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True) -> list[Insight]:
-    """The leads waiting beyond the SLA at `now`. `with_evidence=False` leaves evidence empty
-    (a backtest only counts and dedups)."""
+def _data_end(state: LeadSlaState, now_ns: int) -> int | None:
+    """The newest record at or before `now` (ns, to the minute below), for a replay that
+    calls detect_at day after day: the record minutes are collected once (a hash of each event
+    column, no sort of ten million opens), each day is one searchsorted."""
+    if state.minutes is None:
+        from crm.freshness import EVENT_COLUMNS, event_columns
+        parts = [pd.unique(pd.DatetimeIndex(frame[col] if mask is None else frame[col][mask]).as_unit("ns").asi8
+                           // _MINUTE_NS)
+                 for _, frame, col, mask in event_columns(state.data, EVENT_COLUMNS)] if state.data is not None else []
+        minutes = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        state.minutes = minutes[minutes > np.iinfo(np.int64).min // _MINUTE_NS]  # NaT is the smallest int64
+    k = int(np.searchsorted(state.minutes, now_ns // _MINUTE_NS, side="right")) - 1
+    return None if k < 0 else int(state.minutes[k]) * _MINUTE_NS
+
+
+def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True,
+              data_end: datetime | None = None) -> list[Insight]:
+    """The leads waiting beyond the SLA at the data's end: `data_end` (the newest record at or
+    before `now`, crm.freshness) or, when not given, as a replay finds it (_data_end); never
+    after `now`. `with_evidence=False` leaves evidence empty (a backtest only counts and dedups)."""
     spec = state.spec
-    now_ts = pd.Timestamp(now).tz_convert("UTC")
-    now_ns = now_ts.value
+    now_ns = pd.Timestamp(now).tz_convert("UTC").value
     recent = (state.created != NEVER) & (state.created <= now_ns) & (state.created > now_ns - spec.lookback_days * _DAY_NS)
     if not (state.check_owner or state.check_answer):
         return []
-    waiting = recent & ~state.ignored & ((state.responded == NEVER) | (state.responded > now_ns))
+    end = _data_end(state, now_ns) if data_end is None else pd.Timestamp(data_end).value
+    cut = now_ns if end is None else min(now_ns, end)
+    waiting = recent & ~state.ignored & ((state.responded == NEVER) | (state.responded > cut)) & (state.created <= cut)
     if not waiting.any():
         return []
-    now_w = int(state.calendar.working_ns_since_anchor(pd.DatetimeIndex([now_ts]))[0])
-    waited_h = (now_w - state.created_w) / _HOUR_NS
-    unassigned = (state.assigned == NEVER) | (state.assigned > now_ns)
+    cut_ts = pd.Timestamp(cut, tz="UTC")
+    cut_w = int(state.calendar.working_ns_since_anchor(pd.DatetimeIndex([cut_ts]))[0])
+    waited_h = (cut_w - state.created_w) / _HOUR_NS
+    unassigned = (state.assigned == NEVER) | (state.assigned > cut)
     late_assign = waiting & unassigned & (waited_h > spec.assign_sla_hours) & state.check_owner
     late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours) & state.check_answer
     rows = np.concatenate([np.flatnonzero(late_assign), np.flatnonzero(late_answer)])
     kinds = ["unassigned"] * int(late_assign.sum()) + ["unanswered"] * int(late_answer.sum())
     _fill_static(state, rows)
-    out = [_insight(state, i, kind, waited, created, with_evidence)
+    said_end = iso_utc(cut) if now_ns - cut >= _SAY_END_NS else None
+    out = [_insight(state, i, kind, waited, created, with_evidence, said_end)
            for i, kind, waited, created in zip(rows.tolist(), kinds, waited_h[rows].tolist(), state.created[rows].tolist())]
     out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
     return _backlogs(out, with_evidence, spec.max_leads_each)
@@ -202,7 +250,8 @@ def _fill_static(state: LeadSlaState, rows: np.ndarray) -> None:
         state.static[i] = (str(lead_id), _opt(source), _opt(region), _opt(manager))
 
 
-def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int, with_evidence: bool = True) -> Insight:
+def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int, with_evidence: bool = True,
+             data_end: str | None = None) -> Insight:
     spec = state.spec
     lead_id, source, region, lead_manager = state.static[i]
     manager_id = lead_manager if kind == "unanswered" else None
@@ -220,6 +269,8 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
         "owner_gone": state.manager_names.get(lead_manager, lead_manager) if state.gone[i] else None,
         "escalated": escalated,
     }
+    if data_end is not None:  # judged as of the data's end, an hour or more before now
+        facts["data_end"] = data_end
     audience = Audience("manager", manager_id) if manager_id else Audience("director")
     subject = {"lead_id": lead_id, "kind": kind}
     fp = state.fingerprints.get((i, kind))
@@ -235,4 +286,7 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
           "a new lead without a manager or without an answer beyond the SLA, in working hours",
           needs=(NEED_ANY, NEED_OWNER, NEED_ANSWER))
 def detect(data: CrmData, spec: LeadSlaSpec, now: datetime) -> list[Insight]:
-    return detect_at(prepare(data, spec), now)
+    from crm.freshness import freshness
+
+    end = freshness(data, now).newest  # to the minute below, as a replay finds it (_data_end)
+    return detect_at(prepare(data, spec), now, data_end=now if end is None else end.floor("min"))

@@ -73,7 +73,7 @@ def outcomes(leads: pd.DataFrame, converted: list[str], not_converted: list[str]
     # the canonical outcomes (the contract's words, what [source.values.leads.status] maps to) and
     # the CRMs' own words for a lead that became a deal (HubSpot's customer) always count
     yes = lead_words.keys(converted) | {"converted"} | lead_words.CONVERTED
-    no = lead_words.keys(not_converted) | {lead_words.key("not_converted")}
+    no = lead_words.keys(not_converted) | {lead_words.key("not_converted")} | lead_words.NOT_CONVERTED
     out = np.full(len(leads), -1, np.int8)
     out[np.isin(status, list(no))] = 0
     out[np.isin(status, list(yes))] = 1

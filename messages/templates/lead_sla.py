@@ -23,6 +23,17 @@ def hours(value: float) -> float:
     return round(float(value), 1) if float(value) < 10 else round(float(value))
 
 
+def data_end(ctx: Ctx, f: dict) -> list[Line]:
+    """The line for a lead judged at the data's end, an hour or more before now (an export read
+    late): what came after is not in it, so the wait counts only up to then."""
+    if not f.get("data_end"):
+        return []
+    return [ctx.t("Последняя запись в данных — {w}: что было после, в них не видно, поэтому ожидание "
+                  "посчитано до этого момента, а заявки, чей срок истёк позже, ещё не оценены.",
+                  "The newest record in the data is from {w}: what happened after is not in it, so the wait "
+                  "is counted up to then, and leads due after it are not judged yet.", w=ctx.when(f["data_end"]))]
+
+
 def backlog(insight: Insight, ctx: Ctx) -> Words:
     """One recipient's waiting leads, longest wait first: how many, which, what to do."""
     f = insight.facts
@@ -64,7 +75,7 @@ def backlog(insight: Insight, ctx: Ctx) -> Words:
         body.append(ctx.t("Норма превышена сильно у {k} — руководитель видит и этот список.",
                           "{k} are well past the target, so the head of sales sees this list too.",
                           k=ctx.count(f["escalated_leads"], "lead", case="gent")))
-    return Words(title=title, body=body, action=action)
+    return Words(title=title, body=body + data_end(ctx, f), action=action)
 
 
 @template("lead_sla")
@@ -111,4 +122,4 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     if f.get("escalated") and ctx.you and f["kind"] != "unassigned":
         body.append(ctx.t("Норма превышена сильно — руководитель тоже видит эту заявку.",
                           "This is well past the target, so the head of sales sees it too."))
-    return Words(title=title, body=body, action=action)
+    return Words(title=title, body=body + data_end(ctx, f), action=action)

@@ -118,3 +118,58 @@ def test_a_lead_someone_already_called_is_not_on_the_list():
     taken = set(leads.loc[called.union(working), "lead_id"])
     assert not listed & taken, listed & taken
     assert listed & set(leads.loc[later, "lead_id"])  # not called yet at `now`: still to call
+
+
+# --- a custom amoCRM pipeline: leads are its deals, the status is the deal's stage ------------------
+
+AMO_STAGES = ["Неразобранное", "Первичный контакт", "Думает", "Счёт выставлен", "Договор"]
+
+
+def _amocrm(seed: int, closed: str):
+    """Planted leads as amoCRM holds them: won/lost as its fixed statuses 142/143 (`closed` =
+    "ids", an API or SQL export) or its UI words; new leads sit at the user-named stages of a
+    custom pipeline: incoming or first stage (nobody called yet) or later (someone moved it)."""
+    leads = planted_leads(4000, NOW, seed=seed)
+    status = leads["status"].astype(object)
+    won, lost = ("142", "143") if closed == "ids" else ("Успешно реализовано", "Закрыто и не реализовано")
+    status[status == "converted"], status[status == "lost"] = won, lost
+    new = status.index[status == "new"]
+    status[new[0::4]], status[new[1::4]] = "Неразобранное", "Первичный контакт"
+    status[new[2::4]], status[new[3::4]] = "Думает", "Счёт выставлен"
+    data = _company(leads.assign(status=pd.array(status, dtype="string")))
+    data.stages = list(AMO_STAGES)
+    return data
+
+
+@pytest.mark.parametrize("seed,closed", [(44, "ids"), (47, "words"), (48, "ids")])
+def test_a_custom_amocrm_pipeline_learns_from_its_closed_leads_and_lists_only_untouched_ones(seed, closed):
+    """amoCRM's won/lost are its statuses 142/143 in an API or SQL export: read as no outcome,
+    nothing was learned ("no lead status says converted"). Its stages are the company's own
+    («Думает», «Счёт выставлен»): a lead someone moved past the first stage was listed as one to
+    call first. The stage order (crm.stages, data.stages) says who was moved on."""
+    data = _amocrm(seed, closed)
+    items = detect(data, ON, NOW)
+    assert skip_reason(data) is None and items, skip_reason(data)
+    status = data.leads.set_index("lead_id")["status"]
+    listed = [d["lead_id"] for i in items for d in i.facts["leads"]]
+    assert set(status[listed]) <= {"Неразобранное", "Первичный контакт"}, status[listed].value_counts()
+    assert any((d["reason"] or {}).get("value") == "referral" for i in items for d in i.facts["leads"][:1])
+
+
+def test_a_lead_written_to_no_owner_is_on_the_directors_list_not_a_managers():
+    """«Без ответственного», taken for a manager when the managers come from the export, and the
+    configured fill constant ("No owner"): the new leads of nobody are the director's list."""
+    data = _amocrm(44, "words")
+    fresh = data.leads.index[data.leads["status"].isin(["Неразобранное", "Первичный контакт"])]
+    owner = data.leads["manager_id"].astype(object)
+    owner[fresh[0::3]], owner[fresh[1::3]] = "Без ответственного", "No owner"
+    data.leads = data.leads.assign(manager_id=pd.array(owner, dtype="string"))
+    data.managers = pd.concat([data.managers, pd.DataFrame({"manager_id": ["Без ответственного"],
+                                                            "name": ["Без ответственного"]})], ignore_index=True)
+    data.no_owner = frozenset({"No owner"})
+    items = detect(data, ON, NOW)
+    assert {i.facts["manager_id"] for i in items} >= {None} and "Без ответственного" not in {i.facts["manager_id"] for i in items}
+    (director,) = [i for i in items if i.audience.role == "director"]
+    nobody = set(data.leads.loc[fresh[0::3].union(fresh[1::3]), "lead_id"])
+    assert {d["lead_id"] for d in director.facts["leads"]} <= nobody
+    assert "Без ответственного" not in insight_text(director, "ru") and "No owner" not in insight_text(director, "en")

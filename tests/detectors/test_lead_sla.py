@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from _builders_b import crm
 from detectors.lead_sla import LeadSlaSpec, detect
 from detectors.working_hours import WorkCalendar, company_calendar
+from messages.render import insight_text
 
 ALMATY = ZoneInfo("Asia/Almaty")
 
@@ -105,8 +106,12 @@ def lead(lead_id: str, created: datetime, *, manager_id: str | None = None, assi
             "assigned_at": assigned, "first_response_at": responded, "status": status}
 
 
-def leads_data():
-    return crm(leads=[
+# a lead answered at NOW: the data is a live sync, its leads are judged at NOW
+LIVE = lead("LIVE", at(27, 13, 50), manager_id="m1", responded=at(27, 14))
+
+
+def leads_data(*extra: dict):
+    return crm(leads=[*extra,
         lead("L1", at(27, 11)),                                              # no manager for 3 h -> unassigned
         lead("L2", at(27, 13, 30)),                                          # 0.5 h: within the SLA
         lead("L3", at(26, 10), manager_id="m1", assigned=at(26, 10, 10)),     # 13 working hours, no answer -> escalated
@@ -118,6 +123,7 @@ def leads_data():
         lead("L9", at(26, 10), manager_id="m1", responded=at(27, 13)),      # answered late: history, not an alert
         lead("L10", at(27, 11), manager_id="m1", responded=at(27, 15)),     # the answer comes after now
         lead("L11", at(27, 9), manager_id="m2", assigned=at(27, 16)),       # assigned only after now
+        LIVE,
     ])
 
 
@@ -148,8 +154,8 @@ def test_holiday_and_weekend_stop_the_clock():
     # Friday is a holiday: only Thursday counts. L3 waited Thursday 10-18 (8 h), L8 only
     # Thursday 17:30-18:00 (0.5 h, within the 1 h SLA).
     assert found == {"L3"}
-    # Saturday noon: L1 (Friday 11:00) has waited 7 h, not 25.
-    sat = {i.subject["lead_id"]: i for i in detect(leads_data(), LeadSlaSpec(), at(28, 12))}
+    # Saturday noon, a web form's lead of 11:50 in the data: L1 (Friday 11:00) has waited 7 h, not 25.
+    sat = {i.subject["lead_id"]: i for i in detect(leads_data(lead("S1", at(28, 11, 50))), LeadSlaSpec(), at(28, 12))}
     assert sat["L1"].facts["working_hours_waited"] == 7.0
 
 
@@ -187,7 +193,7 @@ def test_a_backlog_of_waiting_leads_is_one_item_per_recipient():
     unowned = [lead(f"U{k}", at(27, 9, 30) + pd.Timedelta(minutes=10 * k)) for k in range(MAX_LEADS_EACH + 1)]
     few = [lead("F1", at(27, 10), manager_id="m2"),
            lead("F2", at(27, 10), manager_id="m2", responded=at(27, 10, 20))]  # answers are known
-    found = detect(crm(leads=behind + unowned + few), LeadSlaSpec(), NOW)
+    found = detect(crm(leads=behind + unowned + few + [LIVE]), LeadSlaSpec(), NOW)
     by_kind = {(i.subject["kind"], bool(i.subject.get("backlog")), i.audience.manager_id): i for i in found}
     assert set(by_kind) == {("unanswered", True, "m1"), ("unassigned", True, None), ("unanswered", False, "m2")}, by_kind
     mine = by_kind[("unanswered", True, "m1")]
@@ -244,3 +250,94 @@ def test_a_replay_with_and_without_evidence_equals_detect_hour_by_hour():
         assert detect_at(without_ev, now, with_evidence=False) == [replace(i, evidence={}) for i in expected]
         compared += len(expected)
     assert compared and all(i.evidence["lead_ids"] for i in detect(data, spec, NOW))
+
+
+# --- an export read after it was taken: judged at the data's end, not at now -------------------
+
+def export_at(taken: datetime, *extra: dict):
+    """An export taken at `taken` (its newest record, a lead answered then): leads of the last
+    hour before it have no answer in the file, answered or not."""
+    return crm(leads=[
+        lead("E1", at(27, 10), manager_id="m1"),                        # 5 working hours unanswered by 15:00
+        lead("E2", at(27, 14, 10), manager_id="m1"),                    # 50 min before the export
+        lead("E3", at(27, 14, 40)),                                      # 20 min before, no manager yet
+        lead("E4", at(27, 12), manager_id="m2", responded=taken),       # the export's newest record
+        *extra,
+    ])
+
+
+def test_an_export_read_hours_later_judges_leads_only_up_to_its_end():
+    """The export ends Friday 15:00, the scan runs at 18:00 (fresh enough). The leads created in
+    its last hour have no answer in the file because the answer came after it: at 18:00 they
+    looked unanswered (E2: 3.8 working hours) and unassigned (E3: 3.3) past their SLA. Their
+    deadlines pass after the data ends, so they are not judged; E1, already late at 15:00, is,
+    with its wait up to 15:00 and the words saying so."""
+    taken, now = at(27, 15), at(27, 18)
+    found = {i.subject["lead_id"]: i for i in detect(export_at(taken), LeadSlaSpec(), now)}
+    assert set(found) == {"E1"}, {k: i.facts for k, i in found.items()}
+    e1 = found["E1"]
+    assert e1.facts["working_hours_waited"] == 5.0 and e1.facts["data_end"] == taken.astimezone(ZoneInfo("UTC")).isoformat()
+    ru, en = (insight_text(e1, lang, now=now).replace("\xa0", " ") for lang in ("ru", "en"))
+    assert "Последняя запись в данных — 3 часа назад: что было после, в них не видно" in ru, ru
+    assert "The newest record in the data is from 3 hours ago: what happened after is not in it" in en, en
+    # the next export (taken 17:55, nothing answered since) judges them
+    later = {i.subject["lead_id"]: i.subject["kind"]
+             for i in detect(export_at(taken, lead("E5", at(27, 17), manager_id="m2", responded=at(27, 17, 55))),
+                             LeadSlaSpec(), now)}
+    assert later == {"E1": "unanswered", "E2": "unanswered", "E3": "unassigned"}
+
+
+def test_a_live_sync_is_judged_at_now_and_a_replay_equals_the_scan():
+    """A sync whose newest record is minutes old is judged at now as before, without the
+    "as of" line; prepare once + detect_at (the backtest's replay, which finds the data's end
+    itself) gives what detect gives, at the export's end and hours after it."""
+    from detectors.lead_sla import detect_at, prepare
+
+    now = at(27, 16, 30)
+    live = detect(export_at(at(27, 16, 25)), LeadSlaSpec(), now)
+    assert {i.subject["lead_id"] for i in live} == {"E1", "E2", "E3"}
+    assert not any("data_end" in i.facts for i in live)
+    data = export_at(at(27, 15))
+    state = prepare(data, LeadSlaSpec())
+    for hour in (15, 16, 17, 18, 19):
+        for minute in (0, 40):
+            assert detect_at(state, at(27, hour, minute)) == detect(data, LeadSlaSpec(), at(27, hour, minute))
+
+
+# --- an owner cell that names nobody -------------------------------------------------------------
+
+def test_a_lead_whose_owner_is_a_placeholder_is_nobodys_not_a_persons():
+    """The owner the CRM cleared, filled "No owner" ([source.fill] manager_id, CrmData.no_owner),
+    or written by the CRM as «Без ответственного» (taken for a manager when the managers come from
+    the export): the lead was "assigned to No owner, who is not among the working managers", or
+    a manager item for «Без ответственного». It has no manager: the director's, "not assigned to
+    anyone", the placeholder never named as a person. A person who left is still named."""
+    people = [{"manager_id": "m1", "name": "Айгерим Садыкова"}, {"manager_id": "m2", "name": "Иван Петров"},
+              {"manager_id": "Без ответственного", "name": "Без ответственного"},
+              {"manager_id": "m9", "name": "Ушедший Сотрудник", "active": False}]
+    data = crm(managers=people, leads=[
+        lead("N1", at(27, 11), manager_id="No owner"),
+        lead("N2", at(27, 10), manager_id="Без ответственного", assigned=at(27, 10, 5)),
+        lead("N3", at(27, 12), manager_id="UNASSIGNED"),
+        lead("G1", at(27, 11), manager_id="m9"),
+        LIVE,
+    ])
+    data.no_owner = frozenset({"No owner"})
+    found = {i.subject["lead_id"]: i for i in detect(data, LeadSlaSpec(max_leads_each=10), NOW)}
+    assert {k: (i.subject["kind"], i.audience.role) for k, i in found.items()} == {
+        "N1": ("unassigned", "director"), "N2": ("unassigned", "director"), "N3": ("unassigned", "director"),
+        "G1": ("unassigned", "director")}
+    for k in ("N1", "N2", "N3"):
+        assert found[k].facts["owner_gone"] is None and found[k].facts["manager_id"] is None
+        ru, en = insight_text(found[k], "ru"), insight_text(found[k], "en")
+        assert "до сих пор никому не назначена" in ru and "still not assigned to anyone" in en, ru
+        for word in ("No owner", "Без ответственного", "UNASSIGNED"):
+            assert word not in ru and word not in en, (word, ru, en)
+    assert found["G1"].facts["owner_gone"] == "Ушедший Сотрудник"
+    # more of them are one backlog item that names no placeholder among the people who left
+    many = crm(managers=people, leads=[lead(f"P{k}", at(27, 9) + pd.Timedelta(minutes=10 * k), manager_id="No owner")
+                                       for k in range(5)] + [lead("G1", at(27, 11), manager_id="m9"), LIVE])
+    many.no_owner = frozenset({"No owner"})
+    (item,) = detect(many, LeadSlaSpec(), NOW)
+    assert item.facts["leads"] == 6 and item.facts["owners_gone"] == ["Ушедший Сотрудник"]
+    assert item.facts["owner_gone_leads"] == 1 and "No owner" not in insight_text(item, "en")

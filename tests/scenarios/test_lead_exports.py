@@ -175,21 +175,30 @@ def test_a_changed_date_mapped_as_the_first_answer_is_called_out(tmp_path):
 
 def test_amocrm_incoming_requests_nobody_accepted_go_to_the_director(tmp_path):
     """amoCRM's incoming stage holds requests with no responsible user: those are the leads
-    waiting for a manager, reported once the assignment SLA (working hours) passed, the six of
-    them as one item for the director; accepted, won and closed requests are not."""
-    x = LeadExport("amocrm", spec(5), unaccepted=6)
+    waiting for a manager, reported once the assignment SLA (working hours) passed by the
+    export's end, as one item for the director; accepted, won and closed requests are not. The
+    export ends Friday afternoon and is scanned on Monday: a request that came in its last
+    working hour is not judged (whether someone took it after the export is not in the file)."""
+    x = LeadExport("amocrm", spec(5), unaccepted=8)
     config, truth = exported(tmp_path, x)
     incoming = tmp_path / "amocrm" / FILES["amocrm"]
     with open(incoming, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
-    unsorted = {r["ID"] for r in rows if r["Этап сделки"] == "Неразобранное"}
+    unsorted = {r["ID"]: datetime.strptime(r["Дата создания"], "%d.%m.%Y %H:%M:%S").replace(tzinfo=ZoneInfo("Asia/Almaty"))
+                for r in rows if r["Этап сделки"] == "Неразобранное"}
     assert unsorted, "the case this test is about"
     monday = datetime(2026, 11, 23, 5, 30, tzinfo=UTC)  # 10:30 in Almaty: Friday's requests waited > 1 working hour
     items, _ = scan(config, monday)
-    assert lead_alerts(items) == dict.fromkeys(unsorted, "unassigned"), (lead_alerts(items), unsorted)
     leads = [i for i in items if i["detector"] == "lead_sla"]
-    assert len(leads) == 1 and leads[0]["audience"]["role"] == "director", leads  # six of them: one backlog item
-    assert leads[0]["text"].startswith("Заявки без менеджера дольше нормы (1\xa0рабочий час): 6\xa0заявок"), leads[0]["text"]
+    assert len(leads) == 1 and leads[0]["audience"]["role"] == "director", leads  # one backlog item
+    end = datetime.fromisoformat(leads[0]["facts"]["data_end"])  # the export's newest record, Friday
+    assert end.astimezone(ZoneInfo("Asia/Almaty")).date() == datetime(2026, 11, 20).date(), end
+    judged = {k for k, created in unsorted.items() if created < end - timedelta(hours=1)}
+    assert 4 <= len(judged) < len(unsorted), (judged, unsorted, end)  # a backlog, and the last hour's are left
+    assert lead_alerts(items) == dict.fromkeys(judged, "unassigned"), (lead_alerts(items), unsorted, end)
+    assert leads[0]["text"].startswith(f"Заявки без менеджера дольше нормы (1\xa0рабочий час): {len(judged)}\xa0заяв"), \
+        leads[0]["text"]
+    assert "Последняя запись в данных — " in leads[0]["text"], leads[0]["text"]
     # the SLA counted working hours: Friday's requests did not wait through the weekend
     assert leads[0]["facts"]["working_hours_waited"] < 12, leads[0]["facts"]
 
@@ -282,3 +291,54 @@ def test_a_manager_who_falls_behind_on_a_busy_inbox_is_one_item_a_day_not_one_pe
     backlog = [i for i in items if i["detector"] == "lead_sla" and i["audience"].get("manager_id") == "m1"]
     assert len(backlog) == 1 and backlog[0]["subject"]["backlog"] is True, backlog
     assert backlog[0]["facts"]["leads"] == len(backlog[0]["evidence"]["lead_ids"]) > 3
+
+
+# --- an export read hours after it was taken; an owner filled "No owner" -----------------------------
+
+def test_an_export_read_hours_after_it_was_taken_judges_its_leads_at_its_end(tmp_path):
+    """A canonical export with assignment and first-answer times, taken Friday 16:00 in Almaty
+    (every lead assigned within 20 minutes and answered within the hour) and scanned at 19:00
+    and on Monday morning: the leads of its last hour have no answer in the file, and were
+    reported unanswered or unassigned past their SLA, though nobody could know. A lead planted
+    unanswered since the morning is still reported, its wait counted to the export's end."""
+    import _export_factory as factory
+
+    x = spec(3, leads_per_month=900)
+    folder = factory.write_export(tmp_path / "data", x)
+    with open(folder / "leads.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    last_hour = [r["lead_id"] for r in rows if r["created_at"] >= (END - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+                 and not r["first_response_at"]]
+    assert last_hour, "the case this test is about"
+    manager = next(r["manager_id"] for r in rows if r["manager_id"])
+    morning = {**rows[-1], "lead_id": "L-MORNING", "created_at": "2026-11-20T04:00:00Z", "manager_id": manager,
+               "assigned_at": "2026-11-20T04:05:00Z", "first_response_at": "", "status": "new"}
+    add_rows(folder / "leads.csv", [morning])
+    config = tmp_path / "c.toml"
+    config.write_text(head("en", "Asia/Almaty", "KZT", "data") + DIRECTOR, encoding="utf-8")
+    for now in (END + timedelta(hours=3), datetime(2026, 11, 23, 4, 0, tzinfo=UTC)):  # 19:00; Monday 09:00
+        items, _ = scan(config, now)
+        assert lead_alerts(items) == {"L-MORNING": "unanswered"}, (now, lead_alerts(items), last_hour)
+        (item,) = [i for i in items if i["detector"] == "lead_sla"]
+        assert item["facts"]["working_hours_waited"] == 7.0, item["facts"]  # 09:00 to the export's 16:00
+        assert "The newest record in the data is from " in item["text"], item["text"]
+
+
+def test_leads_whose_owner_was_filled_no_owner_are_nobodys(tmp_path):
+    """The admin fills the owners the CRM left blank ([source.fill.leads] manager_id = "No owner",
+    as README advises for deals): the lead waiting for a manager was "assigned to No owner, who
+    is not among the working managers". It has no manager: "not assigned to anyone"."""
+    now = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)  # 11:00 in New York
+    x = LeadExport("hubspot", spec(1), subscribers=50)
+    config, _ = exported(tmp_path, x, lang="en", extra='[source.fill.leads]\nmanager_id = "No owner"\n')
+    contacts = tmp_path / "hubspot" / FILES["hubspot"]
+    planted = {"Record ID": "99000001", "First Name": "Ada", "Last Name": "Waiting", "Email": "ada@example.com",
+               "Lifecycle Stage": "lead", "Lead Status": "New", "Contact owner": "", "Create Date": "2026-11-19 10:00",
+               "Last Activity Date": "", "Became a Lead Date": "2026-11-19 10:00", "Original Source": "Organic Search"}
+    add_rows(contacts, [planted, {**planted, "Record ID": "99000002", "Create Date": "2026-11-20 10:50",
+                                  "Became a Lead Date": "2026-11-20 10:50"}])
+    items, _ = scan(config, now)
+    assert lead_alerts(items) == {"99000001": "unassigned"}, lead_alerts(items)
+    (item,) = [i for i in items if i["detector"] == "lead_sla"]
+    assert item["audience"]["role"] == "director" and item["facts"]["owner_gone"] is None, item
+    assert "still not assigned to anyone" in item["text"] and "No owner" not in item["text"], item["text"]
