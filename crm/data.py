@@ -36,6 +36,9 @@ class CrmData:
     # Owner values that name nobody: the `[source.fill] manager_id` constants ("No owner", where
     # the CRM cleared the owner). A lead written to one has no manager, not one called "No owner".
     no_owner: frozenset[str] = frozenset()
+    # Read live (a CRM connector's synced store, a SQL database): complete up to the read, so a
+    # quiet morning is no sign the data ended. A files export ends at its newest record.
+    live: bool = False
     _filled: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def has_column(self, table: str, column: str) -> bool:

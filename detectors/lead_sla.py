@@ -33,11 +33,16 @@ customer an "unassigned lead". Statuses compare ignoring case, spaces, `_` and `
 What happens after the data ends is unknown, not "not done": an export taken at T and scanned
 at now = T + 3 hours (fresh enough to run) has no answer for the leads created in the hour
 before T (they came after the export), and at `now` every one of them looked unanswered past
-its SLA. So a lead is judged at the data's end, min(now, the newest record in the data at
-`now`, crm.freshness), not at `now`: waiting and the working hours waited are counted up to
-it, and a lead whose deadline passes after it is not judged yet (the next export judges it).
-A live sync (the newest record minutes before `now`) is judged as before. When the data ends
-an hour or more before `now`, facts["data_end"] holds it and the words say "as of".
+its SLA. So a lead is judged at the data's end, min(now, the export's newest record), not at
+`now`: waiting and the working hours waited are counted up to it, and a lead whose deadline
+passes after it is not judged yet (the next export judges it). A scan at a past `now` (a
+backtest's day, `preview --now`) sees data complete up to it, so it is cut at `now` (the
+export's newest record overall, not the newest before `now`: on a quiet weekend that would
+hold back every lead of it). A live source (a connector's synced store, a SQL database:
+CrmData.live) is complete up to the read and judged at `now`: a quiet morning with no record
+yet is no sign that the data ended, and the lead nobody answered then is the one to raise.
+When the data ends an hour or more before `now`, facts["data_end"] holds it and the words say
+"as of".
 
 An absent column is never read as "not done yet" (NEEDS): without `first_response_at` nobody
 can tell an answered lead from a waiting one, so "unanswered" is not checked; without
@@ -47,7 +52,7 @@ line in scan and check-config, never a flood of false breaches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -70,7 +75,6 @@ NEED_ANY = Need(("leads.assigned_at", "leads.manager_id", "leads.first_response_
 MAX_LISTED = 5
 _DAY_NS = 86_400 * 1_000_000_000
 _HOUR_NS = 3_600 * 1_000_000_000
-_MINUTE_NS = 60 * 1_000_000_000
 # the data ending this long before `now` is said in the words ("as of 17:05"): a live sync's
 # few minutes are not worth a line
 _SAY_END_NS = _HOUR_NS
@@ -123,10 +127,8 @@ class LeadSlaState:
     # reused by every later day of a replay; (row, kind) -> fingerprint likewise
     static: dict[int, tuple[str, str | None, str | None, str | None]] = field(default_factory=dict)
     fingerprints: dict[tuple[int, str], str] = field(default_factory=dict)
-    # a replay's data ends: the minutes with a record (crm.freshness.EVENT_COLUMNS), sorted,
-    # built on the first detect_at that is given no data_end (the backtest's), never in a scan
-    data: CrmData | None = field(default=None, repr=False)
-    minutes: np.ndarray | None = field(default=None, repr=False)
+    # the export's newest record (ns) that a replay's day is cut at; None: a live source, judged at now
+    data_end: int | None = None
 
 
 def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
@@ -159,37 +161,28 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
         assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored, gone=gone,
         check_owner=NEED_OWNER.met(data), check_answer=NEED_ANSWER.met(data),
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
-        data=data,
+        data_end=None if data.live else _newest_ns(data),
     )
 
 
-def _data_end(state: LeadSlaState, now_ns: int) -> int | None:
-    """The newest record at or before `now` (ns, to the minute below), for a replay that
-    calls detect_at day after day: the record minutes are collected once (a hash of each event
-    column, no sort of ten million opens), each day is one searchsorted."""
-    if state.minutes is None:
-        from crm.freshness import EVENT_COLUMNS, event_columns
-        parts = [pd.unique(pd.DatetimeIndex(frame[col] if mask is None else frame[col][mask]).as_unit("ns").asi8
-                           // _MINUTE_NS)
-                 for _, frame, col, mask in event_columns(state.data, EVENT_COLUMNS)] if state.data is not None else []
-        minutes = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-        state.minutes = minutes[minutes > np.iinfo(np.int64).min // _MINUTE_NS]  # NaT is the smallest int64
-    k = int(np.searchsorted(state.minutes, now_ns // _MINUTE_NS, side="right")) - 1
-    return None if k < 0 else int(state.minutes[k]) * _MINUTE_NS
+def _newest_ns(data: CrmData) -> int | None:
+    """The newest record of the whole export (ns, to the minute below): where a replay stops
+    judging. Records after it are unknown, not "not done"."""
+    from crm.freshness import freshness
+    newest = freshness(data, datetime(2200, 1, 1, tzinfo=timezone.utc)).newest
+    return None if newest is None else int(newest.floor("min").value)
 
 
-def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True,
-              data_end: datetime | None = None) -> list[Insight]:
-    """The leads waiting beyond the SLA at the data's end: `data_end` (the newest record at or
-    before `now`, crm.freshness) or, when not given, as a replay finds it (_data_end); never
-    after `now`. `with_evidence=False` leaves evidence empty (a backtest only counts and dedups)."""
+def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True) -> list[Insight]:
+    """The leads waiting beyond the SLA at the data's end: `now`, or the export's newest record
+    when `now` is after it (a live source: always `now`). `with_evidence=False` leaves evidence
+    empty (a backtest only counts and dedups)."""
     spec = state.spec
     now_ns = pd.Timestamp(now).tz_convert("UTC").value
     recent = (state.created != NEVER) & (state.created <= now_ns) & (state.created > now_ns - spec.lookback_days * _DAY_NS)
     if not (state.check_owner or state.check_answer):
         return []
-    end = _data_end(state, now_ns) if data_end is None else pd.Timestamp(data_end).value
-    cut = now_ns if end is None else min(now_ns, end)
+    cut = now_ns if state.data_end is None else min(now_ns, state.data_end)
     waiting = recent & ~state.ignored & ((state.responded == NEVER) | (state.responded > cut)) & (state.created <= cut)
     if not waiting.any():
         return []
@@ -286,7 +279,4 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
           "a new lead without a manager or without an answer beyond the SLA, in working hours",
           needs=(NEED_ANY, NEED_OWNER, NEED_ANSWER))
 def detect(data: CrmData, spec: LeadSlaSpec, now: datetime) -> list[Insight]:
-    from crm.freshness import freshness
-
-    end = freshness(data, now).newest  # to the minute below, as a replay finds it (_data_end)
-    return detect_at(prepare(data, spec), now, data_end=now if end is None else end.floor("min"))
+    return detect_at(prepare(data, spec), now)

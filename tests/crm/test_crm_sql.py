@@ -78,6 +78,8 @@ def test_sqlite_with_table_names_and_a_select(tmp_path):
     result = load_crm(source, timezone="Asia/Almaty")
     _check(result)
     assert result.data.origins["deals"].endswith("query for deals")
+    # a database is read live: complete up to the read (lead_sla judges its leads at now)
+    assert result.data.live
 
 
 def test_relative_sqlite_path_is_relative_to_the_config_file(tmp_path):

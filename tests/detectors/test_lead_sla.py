@@ -304,6 +304,37 @@ def test_a_live_sync_is_judged_at_now_and_a_replay_equals_the_scan():
             assert detect_at(state, at(27, hour, minute)) == detect(data, LeadSlaSpec(), at(27, hour, minute))
 
 
+def test_a_quiet_morning_of_a_live_source_is_no_end_of_its_data():
+    """A lead came in on Saturday and nothing else was recorded since. On Monday at 12:00 a live
+    source (a connector's store, a SQL database) is complete up to the read: the lead waited 3
+    working hours without a manager and is raised. The same rows as a files export end at
+    Saturday's lead, so there nothing after it is judged (the export's words say as of when)."""
+    from dataclasses import replace
+
+    friday = lead("F1", at(27, 10), manager_id="m1", assigned=at(27, 10), responded=at(27, 10, 20))
+    data = crm(leads=[friday, lead("W1", at(28, 18))])  # W1: Saturday 18:00
+    monday = at(30, 12)
+    live = detect(replace(data, live=True), LeadSlaSpec(), monday)
+    assert [(i.subject["lead_id"], i.subject["kind"]) for i in live] == [("W1", "unassigned")]
+    assert live[0].facts["working_hours_waited"] == 3.0 and "data_end" not in live[0].facts
+    assert detect(data, LeadSlaSpec(), monday) == []
+
+
+def test_a_replay_day_is_cut_at_the_exports_end_not_at_the_newest_record_before_it():
+    """A backtest day (or preview --now) before the export's end sees data complete up to it: a
+    weekend lead nobody touched is raised on Monday although nothing was recorded that morning;
+    only a day after the export's newest record (Tuesday 09:00 here) is cut at it."""
+    from detectors.lead_sla import detect_at, prepare
+
+    data = crm(leads=[lead("W1", at(28, 18)), lead("W2", at(1, 9, month=12), manager_id="m1", assigned=at(1, 9, month=12),
+                           responded=at(1, 9, month=12))])
+    state = prepare(data, LeadSlaSpec())
+    assert [i.subject["lead_id"] for i in detect_at(state, at(30, 12))] == ["W1"]
+    late = detect_at(state, at(1, 15, month=12))
+    assert late[0].facts["working_hours_waited"] == 9.0  # Monday 9 h, Tuesday up to the export's 09:00
+    assert late[0].facts["data_end"]
+
+
 # --- an owner cell that names nobody -------------------------------------------------------------
 
 def test_a_lead_whose_owner_is_a_placeholder_is_nobodys_not_a_persons():
