@@ -7,10 +7,16 @@ opens, the client's earlier deals closed), and outcomes (`outcome_after`) only f
 after it. Columns the source did not give (CrmData.has_column) are simply not features.
 
 Two things the canonical tables keep only as they are now, not as they were: the amount and
-the deal's source/region/manager. They are used as they are (CRMs rarely change them), with
-one guard: an amount that the CRM fills in only at closing (0 or empty on every lost deal,
-set on won ones; Maven's close_value) would be the outcome itself, so it is dropped and said
-so (`Prepared.dropped`).
+the deal's source/region/manager. They are used as they are (CRMs rarely change them). An
+amount of 0 is one nobody filled in, as an empty one (detectors.columns.filled_amounts): the
+model sees it as missing (the logistic model with a missing-indicator beside the median, the
+boosting natively), never as a small deal. One guard: an amount that the CRM fills in only at
+closing (0 or empty on every lost deal, set on won ones; Maven's close_value) would be the
+outcome itself, so it is dropped and said so (`Prepared.dropped`).
+
+A stage-history row at the stage the deal was already at is an edit (Salesforce writes one for
+every amount or close-date change), not an entry: it is neither a move, nor a touch, nor a
+restart of the time at the stage (crm.stages.stage_repeats).
 
 A stage history derived from the deals table (crm.stages.derive_history) dates the current
 stage at creation: the stage a deal reached in the end would leak into every earlier snapshot,
@@ -29,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from crm.data import CrmData
-from detectors.columns import NEVER, positions, to_ns
+from crm.stages import stage_repeats
+from detectors.columns import NEVER, filled_amounts, positions, to_ns
 
 DAY = 86_400
 SHIFT = np.int64(32)
@@ -156,15 +163,16 @@ class _ByDeal:
                 covered[chosen] = True
                 found = positions(self._hist_ids, self._deal_ids.iloc[chosen])
                 owner = np.where(found >= 0, chosen[np.maximum(found, 0)], -1) if len(chosen) else found
-            self.entries = _Events.build(owner, self._hist_sec, self._hist_code)
+            entries = _Events.build(owner, self._hist_sec, self._hist_code)
+            real = ~stage_repeats(entries.keys >> SHIFT, entries.values)  # an edit at the same stage: no move, no touch
+            self.entries = _Events(entries.keys[real], entries.values[real])
         elif chosen is not None:
             covered[chosen] = True
         act = self._act_deal.copy()
         act[act >= 0] = np.where(covered[act[act >= 0]], act[act >= 0], -1)
-        if owner is None:
-            self.touches = _Events.build(act, self._act_sec)
-        else:
-            self.touches = _Events.build(np.concatenate([owner, act]), np.concatenate([self._hist_sec, self._act_sec]))
+        self.touches = _Events.build(act, self._act_sec)
+        if owner is not None:
+            self.touches = _Events(np.sort(np.concatenate([self.entries.keys, self.touches.keys])))
         self._covered = covered
         if chosen is None:  # every deal indexed: the raw columns are not needed again, nor kept alive
             self._hist_ids = self._hist_sec = self._hist_code = self._act_deal = self._act_sec = None
@@ -287,21 +295,22 @@ def amount_is_recorded_at_close(deals: pd.DataFrame) -> str | None:
     return None
 
 
-def filled_at_closing(deals: pd.DataFrame, col: str) -> str | None:
+def filled_at_closing(deals: pd.DataFrame, col: str, empty: np.ndarray | None = None) -> str | None:
     """Why `col` would tell the model a deal is going to close, or None: empty on many of the
     deals open now and on (almost) none of the closed ones.
 
     Such a field is filled in when the deal closes (Maven's account is empty on 68% of open
     deals and on no closed one). Features read its value as it is now, so at every past
     snapshot a deal that later closed already has it and one that never closed does not: the
-    model would learn "has an account -> will be won" from the future, and fail on open deals."""
+    model would learn "has an account -> will be won" from the future, and fail on open deals.
+    `empty`: which cells count as not filled in, when not only the blank ones (an amount of 0)."""
     if col not in deals:
         return None
     status = deals["status"]
     is_open, closed = (status == "open").to_numpy(bool), status.isin(["won", "lost"]).to_numpy(bool)
     if is_open.sum() < 20 or closed.sum() < 20:
         return None
-    empty = deals[col].isna().to_numpy(bool)
+    empty = deals[col].isna().to_numpy(bool) if empty is None else empty
     open_empty, closed_empty = float(empty[is_open].mean()), float(empty[closed].mean())
     if open_empty >= 0.2 and closed_empty <= 0.02:
         return (f"{col} is empty on {open_empty:.0%} of open deals but on {closed_empty:.0%} of closed ones: "
@@ -390,11 +399,13 @@ def prepare(data: CrmData) -> Prepared:
         client_won = _Events.build(np.where(won, client, -1), closed_raw)
         client_lost = _Events.build(np.where(lost, client, -1), closed_raw)
 
-    amount = deals["amount"].to_numpy(float, na_value=np.nan) if "amount" in deals else np.full(n, np.nan)
+    amount = filled_amounts(deals["amount"]) if "amount" in deals else np.full(n, np.nan)  # 0: not filled in
     if not data.has_column("deals", "amount"):
         dropped["amount"] = "deals have no amount"
+    elif np.isnan(amount).all():
+        dropped["amount"] = "the amount is empty or 0 on every deal: nobody fills it in"
     else:
-        why = amount_is_recorded_at_close(deals) or filled_at_closing(deals, "amount")
+        why = amount_is_recorded_at_close(deals) or filled_at_closing(deals, "amount", np.isnan(amount))
         if why:
             dropped["amount"] = why
     cats: dict[str, np.ndarray] = {}
