@@ -44,6 +44,7 @@ _LOW = np.int64((1 << 32) - 1)
 NOT_CLOSED = np.int64((1 << 32) - 2)  # seconds: "never closed" (open now)
 UNKNOWN_STAGE = "(unknown)"
 
+AMOUNT_UNFILLED = "the amount is empty or 0 on every deal: nobody fills it in"
 NUMERIC = ("stage_pos", "days_at_stage", "days_open", "stage_moves", "amount", "touches_14d",
            "days_since_touch", "replies_30d", "opens_30d", "client_won", "client_lost")
 CATEGORICAL = ("stage", "source", "region", "manager_id")
@@ -403,7 +404,7 @@ def prepare(data: CrmData) -> Prepared:
     if not data.has_column("deals", "amount"):
         dropped["amount"] = "deals have no amount"
     elif np.isnan(amount).all():
-        dropped["amount"] = "the amount is empty or 0 on every deal: nobody fills it in"
+        dropped["amount"] = AMOUNT_UNFILLED
     else:
         why = amount_is_recorded_at_close(deals) or filled_at_closing(deals, "amount", np.isnan(amount))
         if why:
@@ -438,6 +439,19 @@ def prepare(data: CrmData) -> Prepared:
         replies=replies, opens=opens, client_won=client_won, client_lost=client_lost, use_stage=use_stage,
         features=tuple(features), dropped=dropped,
     )
+
+
+MIN_FILLED = 0.5  # share of deals with an amount before amounts are summed or ranked
+
+
+def amounts_usable(prep: Prepared) -> bool:
+    """The amount is a feature and filled in on at least half the deals: worth a forecast in money
+    and a "large deal" filter. An amount nobody fills in (empty or 0) is no money: summed as 0, a
+    company whose budgets are mostly unfilled was told "0 ₸ expected". Over all deals, not the
+    open ones alone, so the backtest's months and today's forecast share one unit."""
+    if "amount" not in prep.features or not len(prep.amount):
+        return False
+    return float(np.isfinite(prep.amount).mean()) >= MIN_FILLED
 
 
 def open_at(prep: Prepared, at: int) -> np.ndarray:
