@@ -134,8 +134,9 @@ def _insight(spec: DealRiskSpec, deal: pd.Series, amount: float, row: pd.DataFra
         "amount": plain_value(amount), "currency": plain_value(deal.get("currency")),
         "p_now": round(p_now, 4), "p_before": round(p_then, 4), "lookback_days": spec.lookback_days,
         "stage_win_rate": round(float(row["p_stage"].iloc[0]), 4),
-        "days_since_touch": round(float(row["days_since_touch"].iloc[0]), 1),
-        "touches_14d": int(row["touches_14d"].iloc[0]),
+        # None: no activities or emails in the export, so no touches to count (predict.features)
+        "days_since_touch": round(float(row["days_since_touch"].iloc[0]), 1) if "days_since_touch" in row else None,
+        "touches_14d": int(row["touches_14d"].iloc[0]) if "touches_14d" in row else None,
         "similar_n": similar.n, "similar_won": similar.won,
         "factors": [{"feature": f.feature, "value": f.value, "typical": f.typical, "effect": round(f.effect, 4)}
                     for f in factors],

@@ -4,7 +4,10 @@ A model trained on what a deal looked like when it was already won learns nothin
 must see each closed deal as it was while still open. So every feature here is computed from
 events dated at or before the snapshot `at` (stage entries, activities done, emails sent,
 opens, the client's earlier deals closed), and outcomes (`outcome_after`) only from closings
-after it. Columns the source did not give (CrmData.has_column) are simply not features.
+after it. Columns the source did not give (CrmData.has_column) are simply not features: without
+done activities or emails there are no touches to count, so touches_14d and days_since_touch
+are not features either (counted from stage changes alone, a deal the manager calls daily
+looked untouched).
 
 Two things the canonical tables keep only as they are now, not as they were: the amount and
 the deal's source/region/manager. They are used as they are (CRMs rarely change them). An
@@ -363,7 +366,10 @@ def prepare(data: CrmData) -> Prepared:
             dropped["client_won"] = dropped["client_lost"] = "deals have no client_id"
     c_owner, c_sec = [], []
     acts = data.activities
+    work_logged = False  # a done activity or an email can count as a touch
     if acts is not None and data.has_column("activities", "done_at"):
+        work_logged = data.has_column("activities", "deal_id") or (
+            client_codes is not None and data.has_column("activities", "client_id"))
         used = [c for c in ("done_at", "deal_id", "client_id") if c in acts]  # not a copy of every column
         real = acts[used][acts["type"].isin(["call", "meeting", "task", "email"]).to_numpy(bool)]
         a_sec = _seconds(real["done_at"])
@@ -381,6 +387,7 @@ def prepare(data: CrmData) -> Prepared:
         e_sec = _seconds(emails["sent_at"])
         c_owner.append(e_client)
         c_sec.append(e_sec)
+        work_logged = True
         inbound = (emails["direction"] == "in").fillna(False).to_numpy(bool)
         replies = _Events.build(np.where(inbound, e_client, -1), e_sec)
         if data.email_opens is not None and len(data.email_opens):
@@ -392,6 +399,10 @@ def prepare(data: CrmData) -> Prepared:
         dropped["replies_30d"] = dropped["opens_30d"] = "no emails table (or deals have no client_id)"
     if c_owner:
         client_touch = _Events.build(np.concatenate(c_owner), np.concatenate(c_sec))
+    if not work_logged:  # absent is not "nobody called": the words would say "no touch for 20 days"
+        dropped["touches_14d"] = dropped["days_since_touch"] = (
+            "no activities with done_at (and a deal or client) and no emails: only stage changes would count "
+            "as touches, and days_at_stage already says how long since the last one")
     by_deal = _ByDeal(deals["deal_id"], closed, hist["deal_id"] if use_stage else None, hist_sec, hist_code,
                       act_deal, act_sec)
 

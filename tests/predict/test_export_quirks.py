@@ -41,7 +41,10 @@ def _edited() -> CrmData:
                           T0 - 20 * DAY, T0 - 15 * DAY, T0 - 5 * DAY),
     })
     managers = pd.DataFrame({"manager_id": pd.array(["m1"], dtype="string"), "name": ["A"]})
-    return CrmData(managers=managers, deals=deals, stage_history=history, stages=["a", "b"])
+    acts = pd.DataFrame({"activity_id": pd.array(["a1"], dtype="string"), "deal_id": pd.array(["D1"], dtype="string"),
+                         "client_id": pd.array([None], dtype="string"), "type": pd.array(["call"], dtype="string"),
+                         "done_at": _ts(T0 - 25 * DAY)})  # a call before b: the touches are the stage entries since
+    return CrmData(managers=managers, deals=deals, stage_history=history, stages=["a", "b"], activities=acts)
 
 
 def test_edit_rows_at_the_same_stage_are_not_moves_nor_touches():
@@ -111,3 +114,17 @@ def test_amounts_that_are_all_0_are_no_feature_and_say_why():
     data = _amount_data([0.0] * 30 + [None] * 30, ["won", "lost"] * 30)
     prep = prepare(data)
     assert "amount" not in prep.features and "empty or 0" in prep.dropped["amount"]
+
+
+def test_without_activities_or_emails_there_are_no_touches_to_count():
+    data = _edited()
+    data.activities = None  # stage history only: a deal the manager calls daily would look untouched
+    prep = prepare(data)
+    assert "touches_14d" not in prep.features and "days_since_touch" not in prep.features
+    assert "no activities with done_at" in prep.dropped["days_since_touch"]
+    assert "days_at_stage" in prep.features  # what the stage history does say
+    with_calls = planted_company(300, NOW, seed=5)
+    assert {"touches_14d", "days_since_touch"} <= set(prepare(with_calls).features)
+    empty = planted_company(300, NOW, seed=5)
+    empty.activities = empty.activities.assign(done_at=pd.NaT)  # the column mapped but empty
+    assert "touches_14d" not in prepare(empty).features
