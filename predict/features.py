@@ -174,9 +174,11 @@ class _ByDeal:
             covered[chosen] = True
         act = self._act_deal.copy()
         act[act >= 0] = np.where(covered[act[act >= 0]], act[act >= 0], -1)
-        self.touches = _Events.build(act, self._act_sec)
-        if owner is not None:
-            self.touches = _Events(np.sort(np.concatenate([self.entries.keys, self.touches.keys])))
+        if owner is None:
+            self.touches = _Events.build(act, self._act_sec)
+        else:  # the real entries (their keys hold deal and second) and the activities, in one sort
+            keys = self.entries.keys
+            self.touches = _Events.build(np.concatenate([keys >> SHIFT, act]), np.concatenate([keys & _LOW, self._act_sec]))
         self._covered = covered
         if chosen is None:  # every deal indexed: the raw columns are not needed again, nor kept alive
             self._hist_ids = self._hist_sec = self._hist_code = self._act_deal = self._act_sec = None
