@@ -6,6 +6,7 @@ knows: each deal entered the first stage (and its current stage) when it was cre
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from crm.errors import DataWarning
@@ -135,6 +136,19 @@ def guess_order(deals: pd.DataFrame) -> list[str]:
     median = open_.groupby("stage", sort=False)["created_at"].median().sort_values(ascending=False, kind="stable")
     ordered = [str(s) for s in median.index]
     return ordered + [s for s in appearance if s not in set(ordered)]
+
+
+def stage_repeats(owner: np.ndarray, stage: np.ndarray) -> np.ndarray:
+    """Of stage-history rows sorted by deal and time (ties in table order), the ones at the stage
+    the same deal's previous row was already at: edits, not stage changes.
+
+    Salesforce's Opportunity History (and amoCRM's and Bitrix24's event logs) write a row at the
+    deal's stage whenever its amount or close date is edited. Read as entries, a deal edited ten
+    times looked ten moves busy, and its time at the stage restarted at every edit. A move back
+    (a -> b -> a) is a change and stays. `owner`: each row's deal, `stage`: its stage, as codes."""
+    rep = np.zeros(len(owner), dtype=bool)
+    rep[1:] = (owner[1:] == owner[:-1]) & (stage[1:] == stage[:-1])
+    return rep
 
 
 def order_from_history(history: pd.DataFrame) -> list[str]:

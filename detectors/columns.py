@@ -44,6 +44,16 @@ def _ns_column(col) -> bool:
     return dtype == np.dtype("datetime64[ns]")
 
 
+def filled_amounts(col: pd.Series) -> np.ndarray:
+    """Deal amounts as floats, NaN where nobody filled one in: empty, or 0 (amoCRM/Kommo's
+    «Бюджет» and Bitrix24's «Сумма» are 0 until someone types a budget). Read as a real zero, an
+    unfilled budget made a "0 expected" forecast and an amount feature that told filled from
+    unfilled rather than small from large. Negative amounts (refunds) are values."""
+    out = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan, copy=True)  # never the frame's own
+    out[out == 0] = np.nan
+    return out
+
+
 @lru_cache(maxsize=1 << 17)
 def iso_utc(ns: int) -> str | None:
     """ISO 8601 with offset, in UTC (datetime arithmetic: ten times cheaper than pd.Timestamp).

@@ -5,7 +5,8 @@ deals, used only when there is enough history and it beats each stage's win rate
 time-based backtest). The same model scores each open deal as of now and as of
 `lookback_days` ago (its features then: stage, touches, replies...); a fall of at least
 `min_drop` (0.2 = 20 percentage points) in a deal at least as large as the `large_quantile`
-share of open deals is an insight for its manager, largest amount x fall first, at most
+share of open deals (among those with an amount; when most deals have none, every deal) is an
+insight for its manager, largest amount x fall first, at most
 `max_items` a day. Words a manager trusts come with it: the `neighbours` closed deals most like
 this one and how many of them were won, and the two or three features whose typical value would
 change its chance most ("no touch for 12 days, typically 3").
@@ -60,7 +61,7 @@ def skip_reason(data: CrmData) -> str | None:
           needs=(Need(("deals.closed_at",)),))  # outcomes need a closing date: without it there is nothing to learn from
 def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     from predict.explain import Explainer
-    from predict.features import DAY, features_at, seconds_of
+    from predict.features import DAY, amounts_usable, features_at, seconds_of
     from predict.model import HistoryRule, fitted, score
 
     prep, model = fitted(data, now, HistoryRule(spec.min_closed_deals, spec.min_won, spec.min_lost),
@@ -72,10 +73,12 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     before = t - spec.lookback_days * DAY
     current = score(model, prep, t)
     rows = current["row"].to_numpy()
-    amount = prep.amount[rows]
+    amount = prep.amount[rows]  # NaN: no amount filled in (empty or 0)
     known = ~np.isnan(amount)
     large = np.ones(len(rows), bool)
-    if known.any() and spec.large_quantile > 0:
+    if known.any() and spec.large_quantile > 0 and amounts_usable(prep):
+        # "large" among the amounts given; a deal with none is not known to be large. When most deals
+        # have no amount (or it is filled in only at closing), size says nothing and every deal counts.
         large = known & (amount >= np.quantile(amount[known], spec.large_quantile))
     old = large & (prep.created[rows] <= before)
     if not old.any():
@@ -100,7 +103,8 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
         deal = deals.iloc[int(row["row"].iloc[0])]
         similar = explainer.similar(row, spec.neighbours)
         factors = explainer.factors(row)
-        out.append(_insight(spec, deal, row, float(p_then[i]), similar, factors, clients, managers, model.kind))
+        out.append(_insight(spec, deal, float(amount[i]), row, float(p_then[i]), similar, factors, clients, managers,
+                            model.kind))
     return out
 
 
@@ -113,8 +117,9 @@ def plain_value(v: object) -> object:
     return v
 
 
-def _insight(spec: DealRiskSpec, deal: pd.Series, row: pd.DataFrame, p_then: float, similar, factors,
+def _insight(spec: DealRiskSpec, deal: pd.Series, amount: float, row: pd.DataFrame, p_then: float, similar, factors,
              clients: pd.DataFrame | None, managers: pd.DataFrame, kind: str | None) -> Insight:
+    """`amount`: the deal's as predict.features reads it (NaN: none filled in, empty or 0)."""
     manager_id = plain_value(deal["manager_id"])
     client_id = plain_value(deal.get("client_id"))
     client_name = None
@@ -126,11 +131,12 @@ def _insight(spec: DealRiskSpec, deal: pd.Series, row: pd.DataFrame, p_then: flo
     facts = {
         "deal_id": str(deal["deal_id"]), "deal_title": plain_value(deal.get("title")), "client_name": client_name,
         "manager_id": manager_id, "manager_name": manager_name, "stage": plain_value(deal.get("stage")),
-        "amount": plain_value(deal.get("amount")), "currency": plain_value(deal.get("currency")),
+        "amount": plain_value(amount), "currency": plain_value(deal.get("currency")),
         "p_now": round(p_now, 4), "p_before": round(p_then, 4), "lookback_days": spec.lookback_days,
         "stage_win_rate": round(float(row["p_stage"].iloc[0]), 4),
-        "days_since_touch": round(float(row["days_since_touch"].iloc[0]), 1),
-        "touches_14d": int(row["touches_14d"].iloc[0]),
+        # None: no activities or emails in the export, so no touches to count (predict.features)
+        "days_since_touch": round(float(row["days_since_touch"].iloc[0]), 1) if "days_since_touch" in row else None,
+        "touches_14d": int(row["touches_14d"].iloc[0]) if "touches_14d" in row else None,
         "similar_n": similar.n, "similar_won": similar.won,
         "factors": [{"feature": f.feature, "value": f.value, "typical": f.typical, "effect": round(f.effect, 4)}
                     for f in factors],

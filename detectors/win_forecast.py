@@ -81,6 +81,7 @@ def likely_to_close(data: CrmData, prep, model, spec: WinForecastSpec, now: date
     from detectors.deal_risk import plain_value
     from predict.explain import Explainer
     from predict.model import score
+    from predict.features import amounts_usable
 
     frame = score(model, prep, now)
     if frame.empty:
@@ -90,7 +91,7 @@ def likely_to_close(data: CrmData, prep, model, spec: WinForecastSpec, now: date
     hit = np.flatnonzero((p >= spec.likely_min_chance - 1e-12) & (p - base >= spec.likely_min_lift - 1e-12))
     if not len(hit):
         return None
-    by_amount = "amount" in prep.features
+    by_amount = amounts_usable(prep)  # the forecast's unit: amounts only when most deals have one
     value = np.nan_to_num(amount, nan=0.0).clip(min=0) if by_amount else np.ones(len(frame))
     weight = (p[hit] - base[hit]) * (value[hit] + 1.0)
     top = hit[np.argsort(-weight, kind="stable")][: spec.likely_items]
@@ -106,7 +107,7 @@ def likely_to_close(data: CrmData, prep, model, spec: WinForecastSpec, now: date
         listed.append({
             "deal_id": str(deal["deal_id"]), "deal_title": plain_value(deal.get("title")), "manager_id": manager_id,
             "manager_name": plain_value(names.get(manager_id)), "stage": plain_value(deal.get("stage")),
-            "amount": plain_value(deal.get("amount")) if by_amount else None,
+            "amount": plain_value(amount[i]) if by_amount else None,  # None: not filled in (empty or 0)
             "p_win": round(float(p[i]), 4), "stage_win_rate": round(float(base[i]), 4),
             "similar_n": similar.n, "similar_won": similar.won,
         })

@@ -4,13 +4,22 @@ A model trained on what a deal looked like when it was already won learns nothin
 must see each closed deal as it was while still open. So every feature here is computed from
 events dated at or before the snapshot `at` (stage entries, activities done, emails sent,
 opens, the client's earlier deals closed), and outcomes (`outcome_after`) only from closings
-after it. Columns the source did not give (CrmData.has_column) are simply not features.
+after it. Columns the source did not give (CrmData.has_column) are simply not features: without
+done activities or emails there are no touches to count, so touches_14d and days_since_touch
+are not features either (counted from stage changes alone, a deal the manager calls daily
+looked untouched).
 
 Two things the canonical tables keep only as they are now, not as they were: the amount and
-the deal's source/region/manager. They are used as they are (CRMs rarely change them), with
-one guard: an amount that the CRM fills in only at closing (0 or empty on every lost deal,
-set on won ones; Maven's close_value) would be the outcome itself, so it is dropped and said
-so (`Prepared.dropped`).
+the deal's source/region/manager. They are used as they are (CRMs rarely change them). An
+amount of 0 is one nobody filled in, as an empty one (detectors.columns.filled_amounts): the
+model sees it as missing (the logistic model with a missing-indicator beside the median, the
+boosting natively), never as a small deal. One guard: an amount that the CRM fills in only at
+closing (0 or empty on every lost deal, set on won ones; Maven's close_value) would be the
+outcome itself, so it is dropped and said so (`Prepared.dropped`).
+
+A stage-history row at the stage the deal was already at is an edit (Salesforce writes one for
+every amount or close-date change), not an entry: it is neither a move, nor a touch, nor a
+restart of the time at the stage (crm.stages.stage_repeats).
 
 A stage history derived from the deals table (crm.stages.derive_history) dates the current
 stage at creation: the stage a deal reached in the end would leak into every earlier snapshot,
@@ -29,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from crm.data import CrmData
-from detectors.columns import NEVER, positions, to_ns
+from crm.stages import stage_repeats
+from detectors.columns import NEVER, filled_amounts, positions, to_ns
 
 DAY = 86_400
 SHIFT = np.int64(32)
@@ -37,6 +47,7 @@ _LOW = np.int64((1 << 32) - 1)
 NOT_CLOSED = np.int64((1 << 32) - 2)  # seconds: "never closed" (open now)
 UNKNOWN_STAGE = "(unknown)"
 
+AMOUNT_UNFILLED = "the amount is empty or 0 on every deal: nobody fills it in"
 NUMERIC = ("stage_pos", "days_at_stage", "days_open", "stage_moves", "amount", "touches_14d",
            "days_since_touch", "replies_30d", "opens_30d", "client_won", "client_lost")
 CATEGORICAL = ("stage", "source", "region", "manager_id")
@@ -156,15 +167,18 @@ class _ByDeal:
                 covered[chosen] = True
                 found = positions(self._hist_ids, self._deal_ids.iloc[chosen])
                 owner = np.where(found >= 0, chosen[np.maximum(found, 0)], -1) if len(chosen) else found
-            self.entries = _Events.build(owner, self._hist_sec, self._hist_code)
+            entries = _Events.build(owner, self._hist_sec, self._hist_code)
+            real = ~stage_repeats(entries.keys >> SHIFT, entries.values)  # an edit at the same stage: no move, no touch
+            self.entries = _Events(entries.keys[real], entries.values[real])
         elif chosen is not None:
             covered[chosen] = True
         act = self._act_deal.copy()
         act[act >= 0] = np.where(covered[act[act >= 0]], act[act >= 0], -1)
         if owner is None:
             self.touches = _Events.build(act, self._act_sec)
-        else:
-            self.touches = _Events.build(np.concatenate([owner, act]), np.concatenate([self._hist_sec, self._act_sec]))
+        else:  # the real entries (their keys hold deal and second) and the activities, in one sort
+            keys = self.entries.keys
+            self.touches = _Events.build(np.concatenate([keys >> SHIFT, act]), np.concatenate([keys & _LOW, self._act_sec]))
         self._covered = covered
         if chosen is None:  # every deal indexed: the raw columns are not needed again, nor kept alive
             self._hist_ids = self._hist_sec = self._hist_code = self._act_deal = self._act_sec = None
@@ -287,21 +301,22 @@ def amount_is_recorded_at_close(deals: pd.DataFrame) -> str | None:
     return None
 
 
-def filled_at_closing(deals: pd.DataFrame, col: str) -> str | None:
+def filled_at_closing(deals: pd.DataFrame, col: str, empty: np.ndarray | None = None) -> str | None:
     """Why `col` would tell the model a deal is going to close, or None: empty on many of the
     deals open now and on (almost) none of the closed ones.
 
     Such a field is filled in when the deal closes (Maven's account is empty on 68% of open
     deals and on no closed one). Features read its value as it is now, so at every past
     snapshot a deal that later closed already has it and one that never closed does not: the
-    model would learn "has an account -> will be won" from the future, and fail on open deals."""
+    model would learn "has an account -> will be won" from the future, and fail on open deals.
+    `empty`: which cells count as not filled in, when not only the blank ones (an amount of 0)."""
     if col not in deals:
         return None
     status = deals["status"]
     is_open, closed = (status == "open").to_numpy(bool), status.isin(["won", "lost"]).to_numpy(bool)
     if is_open.sum() < 20 or closed.sum() < 20:
         return None
-    empty = deals[col].isna().to_numpy(bool)
+    empty = deals[col].isna().to_numpy(bool) if empty is None else empty
     open_empty, closed_empty = float(empty[is_open].mean()), float(empty[closed].mean())
     if open_empty >= 0.2 and closed_empty <= 0.02:
         return (f"{col} is empty on {open_empty:.0%} of open deals but on {closed_empty:.0%} of closed ones: "
@@ -353,7 +368,10 @@ def prepare(data: CrmData) -> Prepared:
             dropped["client_won"] = dropped["client_lost"] = "deals have no client_id"
     c_owner, c_sec = [], []
     acts = data.activities
+    work_logged = False  # a done activity or an email can count as a touch
     if acts is not None and data.has_column("activities", "done_at"):
+        work_logged = data.has_column("activities", "deal_id") or (
+            client_codes is not None and data.has_column("activities", "client_id"))
         used = [c for c in ("done_at", "deal_id", "client_id") if c in acts]  # not a copy of every column
         real = acts[used][acts["type"].isin(["call", "meeting", "task", "email"]).to_numpy(bool)]
         a_sec = _seconds(real["done_at"])
@@ -371,6 +389,7 @@ def prepare(data: CrmData) -> Prepared:
         e_sec = _seconds(emails["sent_at"])
         c_owner.append(e_client)
         c_sec.append(e_sec)
+        work_logged = True
         inbound = (emails["direction"] == "in").fillna(False).to_numpy(bool)
         replies = _Events.build(np.where(inbound, e_client, -1), e_sec)
         if data.email_opens is not None and len(data.email_opens):
@@ -382,6 +401,10 @@ def prepare(data: CrmData) -> Prepared:
         dropped["replies_30d"] = dropped["opens_30d"] = "no emails table (or deals have no client_id)"
     if c_owner:
         client_touch = _Events.build(np.concatenate(c_owner), np.concatenate(c_sec))
+    if not work_logged:  # absent is not "nobody called": the words would say "no touch for 20 days"
+        dropped["touches_14d"] = dropped["days_since_touch"] = (
+            "no activities with done_at (and a deal or client) and no emails: only stage changes would count "
+            "as touches, and days_at_stage already says how long since the last one")
     by_deal = _ByDeal(deals["deal_id"], closed, hist["deal_id"] if use_stage else None, hist_sec, hist_code,
                       act_deal, act_sec)
 
@@ -390,11 +413,13 @@ def prepare(data: CrmData) -> Prepared:
         client_won = _Events.build(np.where(won, client, -1), closed_raw)
         client_lost = _Events.build(np.where(lost, client, -1), closed_raw)
 
-    amount = deals["amount"].to_numpy(float, na_value=np.nan) if "amount" in deals else np.full(n, np.nan)
+    amount = filled_amounts(deals["amount"]) if "amount" in deals else np.full(n, np.nan)  # 0: not filled in
     if not data.has_column("deals", "amount"):
         dropped["amount"] = "deals have no amount"
+    elif np.isnan(amount).all():
+        dropped["amount"] = AMOUNT_UNFILLED
     else:
-        why = amount_is_recorded_at_close(deals) or filled_at_closing(deals, "amount")
+        why = amount_is_recorded_at_close(deals) or filled_at_closing(deals, "amount", np.isnan(amount))
         if why:
             dropped["amount"] = why
     cats: dict[str, np.ndarray] = {}
@@ -427,6 +452,19 @@ def prepare(data: CrmData) -> Prepared:
         replies=replies, opens=opens, client_won=client_won, client_lost=client_lost, use_stage=use_stage,
         features=tuple(features), dropped=dropped,
     )
+
+
+MIN_FILLED = 0.5  # share of deals with an amount before amounts are summed or ranked
+
+
+def amounts_usable(prep: Prepared) -> bool:
+    """The amount is a feature and filled in on at least half the deals: worth a forecast in money
+    and a "large deal" filter. An amount nobody fills in (empty or 0) is no money: summed as 0, a
+    company whose budgets are mostly unfilled was told "0 ₸ expected". Over all deals, not the
+    open ones alone, so the backtest's months and today's forecast share one unit."""
+    if "amount" not in prep.features or not len(prep.amount):
+        return False
+    return float(np.isfinite(prep.amount).mean()) >= MIN_FILLED
 
 
 def open_at(prep: Prepared, at: int) -> np.ndarray:

@@ -13,7 +13,9 @@ window from their snapshot (learned from history at the same point of the latest
 next to it is the same sum with the stage's win rate: the classic "stage probability x
 amount", given the same timing so the two differ only in the probability. The interval is the
 10th-90th percentile of simulated outcomes (each deal won or not, independently). When the
-amount cannot be used (absent, or filled in only at closing), the forecast counts deals.
+amount cannot be used (absent, filled in only at closing, or empty or 0 on most deals), the
+forecast counts deals; otherwise the open deals with no amount are left out of the money and
+counted apart (`no_amount`, `expected_no_amount`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from crm.data import CrmData
-from predict.features import DAY, Prepared, features_at, open_at, prepare, seconds_of, stage_at
+from predict.features import AMOUNT_UNFILLED, DAY, Prepared, amounts_usable, features_at, open_at, prepare, seconds_of, stage_at
 from predict.model import (
     Backtest, HistoryRule, StageBaseline, WinModel, auc, backtest, brier, closed_counts, predict_proba, reliability,
     recent_follow, score, settle_seconds, settled_rows, train,
@@ -219,12 +221,15 @@ def _simulate(values: np.ndarray, probs: np.ndarray, seed: int = 0) -> tuple[flo
     return float(lo), float(hi)
 
 
-def _unit(prep: Prepared) -> str:
-    return "amount" if "amount" in prep.features else "deals"
+def forecast_unit(prep: Prepared) -> str:
+    """"amount" when amounts are usable (predict.features.amounts_usable), else "deals"."""
+    return "amount" if amounts_usable(prep) else "deals"
 
 
 def _values(prep: Prepared, rows: np.ndarray) -> np.ndarray:
-    if _unit(prep) == "deals":
+    """Each deal's worth in the forecast's unit: 1 a deal, or its amount (0 where none is filled in:
+    not in the sum, and counted apart by `forecast`)."""
+    if forecast_unit(prep) == "deals":
         return np.ones(len(rows))
     return np.nan_to_num(prep.amount[rows], nan=0.0).clip(min=0)
 
@@ -241,7 +246,14 @@ def forecast(prep: Prepared, model: WinModel | None, baseline: StageBaseline, ti
         frame = features_at(prep, at, open_at(prep, at))
         p = model.proba(frame) if model is not None and model.usable else baseline.predict(frame)
         p_stage = baseline.predict(frame)
-    values = _values(prep, frame["row"].to_numpy())
+    rows = frame["row"].to_numpy()
+    values = _values(prep, rows)
+    unit = forecast_unit(prep)
+    # no amount (empty or 0): not in a sum of money, and said how many; not said when the export
+    # has no amount column or it is filled in only at closing (prep.dropped says so)
+    unfilled = np.isnan(prep.amount[rows])
+    if "amount" not in prep.features and prep.dropped.get("amount") != AMOUNT_UNFILLED:
+        unfilled = np.zeros(len(rows), dtype=bool)
     stages = frame["stage"] if "stage" in frame else None
     out = []
     for k in range(months):
@@ -253,9 +265,11 @@ def forecast(prep: Prepared, model: WinModel | None, baseline: StageBaseline, ti
             "expected": round(float((values * p * q).sum()), 2),
             "low": round(lo, 2), "high": round(hi, 2),
             "weighted_pipeline": round(float((values * p_stage * q).sum()), 2),
+            # deals expected won among those with no amount, beside a sum of money that leaves them out
+            "expected_no_amount": round(float((p * q)[unfilled].sum()), 2),
         })
-    return {"unit": _unit(prep), "by": "model" if model is not None and model.usable else "stage_baseline",
-            "open_deals": int(len(frame)),
+    return {"unit": unit, "by": "model" if model is not None and model.usable else "stage_baseline",
+            "open_deals": int(len(frame)), "no_amount": int(unfilled.sum()),
             "pipeline_total": round(float(values.sum()), 2),
             "weighted_pipeline_classic": round(float((values * p_stage).sum()), 2),
             "months": out}
@@ -472,6 +486,11 @@ def format_text(r: dict) -> str:
                          f"weighted pipeline {_num(m['weighted_pipeline'], fc['unit'])}")
         lines.append(f"  classic weighted pipeline (stage rate x {fc['unit']}, no timing): "
                      f"{_num(fc['weighted_pipeline_classic'], fc['unit'])} of {_num(fc['pipeline_total'], fc['unit'])} open")
+        if fc.get("no_amount") and fc["unit"] == "amount":
+            lines.append(f"  {fc['no_amount']} open deal(s) have no amount (empty or 0): not in these sums; "
+                         f"{fc['months'][0]['expected_no_amount']:.1f} of them expected won this month")
+        elif fc.get("no_amount"):
+            lines.append(f"  in deals: {fc['no_amount']} of {fc['open_deals']} open deals have no amount (empty or 0)")
     return "\n".join(lines)
 
 

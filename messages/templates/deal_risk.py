@@ -34,6 +34,8 @@ def factor_line(ctx: Ctx, f: dict) -> Line | None:
         ru, en = _COUNTS[feature]
         return ctx.t(ru + " (обычно {t})", en + " (typically {t})", v=ctx.num(round(float(v or 0))),
                      t=ctx.num(round(float(t or 0))))
+    if feature == "amount" and v is None:  # empty or 0: nobody filled the budget in
+        return ctx.t("сумма не указана (обычно {t})", "no amount filled in (typically {t})", t=ctx.num(float(t or 0)))
     if feature == "amount":
         return ctx.t("сумма {v} (обычно {t})", "amount {v} (typically {t})", v=ctx.num(float(v or 0)), t=ctx.num(float(t or 0)))
     if feature in _NAMES and v is not None:

@@ -43,6 +43,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     body.append(ctx.t("Из открытых сейчас сделок ({n}); новые сделки месяца в прогноз не входят.",
                       "From the deals open now ({n}); deals created later in the month are not in it.",
                       n=ctx.num(int(f.get("open_deals") or 0))))
+    body += _no_amount_lines(f, ctx)
     if f.get("by") == "stage_baseline":
         body.append(ctx.t("Модель по истории компании пока не точнее доли выигранных на каждом этапе, поэтому прогноз "
                           "построен по этим долям.",
@@ -55,6 +56,23 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     # the model's reason is English (predict/): shown only in English details, never mixed into Russian
     details = [ctx.t("", "How: {r}", r=str(f["model_reason"]))] if f.get("model_reason") and ctx.lang == "en" else []
     return Words(title=title, body=body, action=action, details=details)
+
+
+def _no_amount_lines(f: dict, ctx: Ctx) -> list[Line]:
+    """Open deals with no amount (empty or 0: a budget nobody filled in) are not in a sum of money:
+    say how many, and what is expected of them in deals; or why the forecast counts deals."""
+    k, n = int(f.get("no_amount") or 0), int(f.get("open_deals") or 0)
+    if not k:
+        return []
+    if f.get("unit") == "amount":
+        won = round(float(f["months"][0].get("expected_no_amount") or 0))
+        return [ctx.t("У {k} из них сумма не указана (пусто или 0): в суммы выше они не входят; до конца месяца "
+                      "из них ожидается выиграть {w}.",
+                      "{k} of them have no amount (empty or 0): they are not in the sums above; {w} of them are "
+                      "expected to be won by the month's end.", k=ctx.num(k), w=ctx.count(won, "deal"))]
+    return [ctx.t("Сумма не указана (пусто или 0) у {k} из {n} открытых сделок, поэтому прогноз — в сделках, а не в деньгах.",
+                  "{k} of the {n} open deals have no amount (empty or 0), so the forecast counts deals, not money.",
+                  k=ctx.num(k), n=ctx.num(n))]
 
 
 def likely_words(f: dict, ctx: Ctx) -> Words:

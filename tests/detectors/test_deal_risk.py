@@ -116,3 +116,33 @@ def test_deals_are_named_by_their_row_whatever_the_tables_index(found):
         row = odd.deals[odd.deals["deal_id"] == item["deal_id"]].iloc[0]
         assert item["deal_title"] == row["title"] and item["manager_id"] == row["manager_id"]
     forget_fitted()
+
+
+def test_large_means_large_among_the_amounts_filled_in_not_among_zeros():
+    import numpy as np
+
+    data = _with_a_deal_gone_quiet()
+    zero = (np.random.default_rng(4).random(len(data.deals)) < 0.45) & (data.deals["deal_id"] != "QUIET").to_numpy()
+    data.deals.loc[zero, "amount"] = 0.0  # budgets nobody filled in
+    # every fall, however small, to see which deals count as large (read as amounts, the zeros
+    # pulled the top quarter's floor down to 444,000 from 780,000)
+    insights = detect(data, DealRiskSpec(enabled=True, max_items=50, min_drop=0.01), NOW)
+    assert any(i.subject == {"deal_id": "QUIET"} for i in insights)
+    open_amounts = data.deals.loc[data.deals["status"] == "open", "amount"]
+    floor = np.quantile(open_amounts[open_amounts > 0], 0.75)
+    assert all(i.facts["amount"] is not None and i.facts["amount"] >= floor for i in insights), \
+        sorted(i.facts["amount"] or 0 for i in insights)
+
+
+def test_a_deal_with_no_amount_is_said_to_have_none_not_zero():
+    from detectors.insight import Audience, Insight
+
+    facts = {"deal_id": "D1", "deal_title": "Склад", "p_now": 0.2, "p_before": 0.6, "lookback_days": 7,
+             "stage_win_rate": 0.4, "amount": None, "currency": "KZT", "days_since_touch": 1, "touches_14d": 3,
+             "similar_n": 0, "similar_won": 0, "model": "logistic",
+             "factors": [{"feature": "amount", "value": None, "typical": 500000.0, "effect": -0.1}]}
+    item = Insight(detector="deal_risk", severity="warning", audience=Audience("manager", "m1"),
+                   subject={"deal_id": "D1"}, facts=facts)
+    ru, en = insight_text(item, "ru"), insight_text(item, "en")
+    assert "сумма не указана (обычно 500" in ru and "сумма 0" not in ru
+    assert "no amount filled in (typically 500" in en

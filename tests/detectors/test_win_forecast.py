@@ -93,3 +93,37 @@ def test_deals_likely_to_close_are_one_weekly_item_for_the_director_with_similar
 def test_no_likely_item_without_a_model_that_beats_the_stage_rates():
     data = planted_company(1500, NOW, seed=22, engagement_effect=0.0)
     assert not _likely(detect(data, WinForecastSpec(enabled=True), NOW))
+
+
+def _zero_amounts(data, share: float, seed: int):
+    """`share` of the deals with amount 0: a budget nobody filled in, as amoCRM exports it."""
+    import numpy as np
+
+    zero = np.random.default_rng(seed).random(len(data.deals)) < share
+    data.deals.loc[zero, "amount"] = 0.0
+    return data
+
+
+def test_amounts_nobody_filled_in_are_not_money_and_the_forecast_says_how_many():
+    data = _zero_amounts(planted_company(2000, NOW, seed=21), 0.3, seed=1)
+    [item] = detect(data, WinForecastSpec(enabled=True, likely_items=0), NOW)
+    f = item.facts
+    deals = data.deals[data.deals["status"] == "open"]
+    assert f["unit"] == "amount" and f["no_amount"] == int((deals["amount"] == 0).sum()) > 0
+    assert f["pipeline_total"] == round(float(deals["amount"].sum()), 2)  # the filled ones, nothing made up
+    assert 0 < f["months"][0]["expected_no_amount"] < f["no_amount"]
+    ru, en = insight_text(item, "ru"), insight_text(item, "en")
+    assert f"У {f['no_amount']} из них сумма не указана (пусто или 0): в суммы выше они не входят" in ru
+    assert f"{f['no_amount']} of them have no amount (empty or 0): they are not in the sums above" in en
+
+
+def test_a_forecast_where_no_deal_has_an_amount_counts_deals_not_zero_money():
+    data = planted_company(2000, NOW, seed=21)
+    data.deals["amount"] = 0.0  # amoCRM's «Бюджет» that nobody fills in
+    [item] = detect(data, WinForecastSpec(enabled=True, likely_items=0), NOW)
+    f = item.facts
+    assert f["unit"] == "deals" and f["months"][0]["expected"] > 1  # deals expected won, not "0 USD"
+    assert f["no_amount"] == f["open_deals"]
+    ru, en = insight_text(item, "ru"), insight_text(item, "en")
+    assert "поэтому прогноз — в сделках, а не в деньгах" in ru and "USD" not in ru and "$" not in en
+    assert "so the forecast counts deals, not money" in en

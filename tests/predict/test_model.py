@@ -79,7 +79,10 @@ def test_features_absent_from_the_source_are_not_used():
     data = planted_company(400, NOW, seed=6)
     data.activities = None
     prep = prepare(data)
-    assert "touches_14d" in prep.features  # stage changes are touches too
+    # no calls or emails to count: "no touch for 20 days" would only mean "no stage change", which
+    # days_at_stage says; a manager who calls daily was told the deal was untouched
+    assert "touches_14d" not in prep.features and "days_since_touch" not in prep.features
+    assert "days_at_stage" in prep.features and "stage_moves" in prep.features
     assert "replies_30d" not in prep.features and "opens_30d" not in prep.features
     assert np.isfinite(prep.amount).all()
 
