@@ -17,6 +17,7 @@ import pandas as pd
 from crm.activities import prepare as prepare_activities
 from crm.connectors import CONNECTORS
 from crm.data import CrmData
+from crm import several_files
 from crm.errors import DataError, DataWarning
 from crm.normalize import normalize_table
 from crm.readers import SUFFIXES, RawTable, is_html_table, read_file
@@ -91,29 +92,21 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         probability = stage_probabilities(raws["deals"].frame, source.columns.get("deals") or {},
                                           source.values.get("deals") or {})
     for table, raw in raws.items():
-        if not raw.mapped_only:  # the same file's notes come with its first reading
-            warnings += raw.notes
-        not_read: list[str] = []
-        read[table] = {}
-        try:
-            frame, notes = normalize_table(
-                table, raw, columns=source.columns.get(table), values=source.values.get(table),
-                fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
-                unread=not_read, read=read[table],
-                unused=frozenset({"stage_changed_at"}) if table == "deals" and "stage_history" in raws else frozenset(),
-            )
-        except DataError as err:
-            if raw.show_values:
-                raise
-            raise _without_contents(err) from None
-        unread[table] = tuple(not_read)
-        if table == "deals":
-            notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
-            notes += archived_flag_check(frame, raw.frame, not_read, raw.origin)
-        del raw.frame  # the raw columns are no longer needed: free them before the next table
-        if frame.empty:
-            notes.append(DataWarning("empty_table", table, 0,
-                                     f"{raw.origin} has a header but no rows"))
+        unused = frozenset({"stage_changed_at"}) if table == "deals" and "stage_history" in raws else frozenset()
+        files = raw.parts or [raw]
+        done = [_normalize_file(table, part, source, timezone, unused, files) for part in files]
+        unread[table] = tuple(dict.fromkeys(c for _f, _n, not_read, _r in done for c in not_read))
+        read[table] = {k: v for *_rest, got in reversed(done) for k, v in got.items()}  # the first file's name wins
+        if raw.parts:
+            frame, notes = several_files.combine(
+                table, [several_files.Part(p.origin, f, r) for p, (f, _n, _u, r) in zip(files, done)],
+                source.fill.get(table))
+            notes = several_files.merge_notes(table, [n for _f, n, _u, _r in done], [p.origin for p in files]) + notes
+            for part in files:
+                del part.frame
+            del raw.frame
+        else:
+            frame, notes = done[0][0], done[0][1]
         frame, dup_notes = dedupe(table, frame)
         frames[table] = frame.reset_index(drop=True)
         if not raw.show_values:  # a file outside the data folder: counts, never its cells
@@ -167,6 +160,38 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         warnings += notes
     data, notes = check(data, now)
     return LoadResult(data, warnings + notes)
+
+
+def _normalize_file(table: str, raw: RawTable, source: SourceConfig, timezone: str, unused: frozenset[str],
+                    files: list[RawTable]) -> tuple[pd.DataFrame, list[DataWarning], list[str], dict[str, str]]:
+    """One file's canonical rows, its warnings, the columns read into nothing and those read
+    (canonical -> theirs). `files`: every file of the table (one, or several: a mapped column
+    some of them lack is then empty in those, crm.several_files.mapping_for)."""
+    notes = [] if raw.mapped_only else list(raw.notes)  # the same file's notes come with its first reading
+    not_read: list[str] = []
+    read: dict[str, str] = {}
+    columns = source.columns.get(table)
+    if columns and len(files) > 1:
+        columns = several_files.mapping_for(columns, raw, files)
+    try:
+        frame, found = normalize_table(
+            table, raw, columns=columns, values=source.values.get(table),
+            fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
+            unread=not_read, read=read, unused=unused,
+        )
+    except DataError as err:
+        if raw.show_values:
+            raise
+        raise _without_contents(err) from None
+    notes += found
+    if table == "deals":
+        notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
+        notes += archived_flag_check(frame, raw.frame, not_read, raw.origin)
+    if len(files) == 1:  # several: mapping_for reads the other files' columns, build frees them
+        del raw.frame  # the raw columns are no longer needed: free them before the next table
+    if frame.empty:
+        notes.append(DataWarning("empty_table", table, 0, f"{raw.origin} has a header but no rows"))
+    return frame, notes, not_read, read
 
 
 def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: str,
@@ -288,16 +313,16 @@ def _listing(folder: Path) -> dict[str, Path]:
 
 def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
     listing = _listing(folder)
-    paths: dict[str, Path] = {}
+    paths: dict[str, list[Path]] = {}
     problems: list[DataError] = []
     for table in TABLE_NAMES:  # every file named in config and every required table, before reading any
         try:
-            path = _find_file(folder, listing, table, source.files.get(table))
+            found = _find_files(folder, listing, table, source.files_for(table))
         except DataError as e:
             problems.append(e)
             continue
-        if path is not None:
-            paths[table] = path
+        if found:
+            paths[table] = found
     absent = [t for t in REQUIRED_TABLES if t not in paths and t != "stage_history"
               and t not in source.files and (folder / (t + ".xls")).name.lower() not in listing]
     if len(problems) + len(absent) > 1:
@@ -307,12 +332,16 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
     raws: dict[str, RawTable] = {}
     own: dict[Path, str] = {}  # a file -> the table it is read as first (deals first)
     for table in sorted(paths, key=lambda t: t != "deals"):
-        own.setdefault(paths[table].resolve(), table)
-    for table, path in paths.items():
-        raw = read_file(path, expected=_their_columns(table, source), max_mb=source.max_file_mb)
-        raw.show_values = _inside(path, folder)
-        raw.mapped_only = own[path.resolve()] != table
-        raws[table] = raw
+        for path in paths[table]:
+            own.setdefault(path.resolve(), table)
+    for table, found in paths.items():
+        parts = []
+        for path in found:
+            raw = read_file(path, expected=_their_columns(table, source), max_mb=source.max_file_mb)
+            raw.show_values = _inside(path, folder)
+            raw.mapped_only = own[path.resolve()] != table
+            parts.append(raw)
+        raws[table] = parts[0] if len(parts) == 1 else several_files.joined(parts)
     for table in REQUIRED_TABLES:
         if table not in raws and table != "stage_history":
             old_excel = listing.get(table + ".xls")
@@ -362,6 +391,21 @@ def _inside(path: Path, folder: Path) -> bool:
         return path.resolve().is_relative_to(folder.resolve())
     except (OSError, RuntimeError):
         return False
+
+
+def _find_files(folder: Path, listing: dict[str, Path], table: str, configured: list[str] | None) -> list[Path]:
+    """The files of one table: the default `<table>.csv` one, or each name and glob pattern
+    `[source.files]` gives (crm.several_files), each file once."""
+    if configured is None:
+        found = _find_file(folder, listing, table, None)
+        return [found] if found is not None else []
+    paths: list[Path] = []
+    for name in configured:
+        if several_files.is_pattern(name) and not (folder / name).exists():  # "deals [2025].csv" is a name
+            paths += several_files.matching(folder, table, name, _names(listing))
+        else:
+            paths.append(_find_file(folder, listing, table, name))
+    return several_files.unique_paths(paths)
 
 
 def _find_file(folder: Path, listing: dict[str, Path], table: str, configured: str | None) -> Path | None:

@@ -48,6 +48,9 @@ class RawTable:
     # the columns the config maps are read, none by its canonical name (Salesforce's deals
     # "Type", New Customer, is no activity type).
     mapped_only: bool = False
+    # Several files read as this one table (crm.several_files): each file's own reading; `frame`
+    # is then their rows one after another, and `origin` their names.
+    parts: list["RawTable"] = field(default_factory=list)
 
     def row_number(self, label: int) -> int:
         return int(label) + self.row_offset

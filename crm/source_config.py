@@ -70,6 +70,19 @@ def date_format_problem(fmt: str) -> str | None:
     return None
 
 
+def _files_problem(table: str, given: str | list[str]) -> str | None:
+    """An empty name, an empty list or a name listed twice: each a typo that would read too
+    little or the same rows twice."""
+    names = [given] if isinstance(given, str) else given
+    if not names or any(not str(n).strip() for n in names):
+        return f"{table}: must not be empty" if isinstance(given, str) or not names else \
+            f"{table}: a file name in the list is empty"
+    twice = [n for i, n in enumerate(names) if n in names[:i]]
+    if twice:
+        return f"{table}: {twice[0]!r} is listed twice"
+    return None
+
+
 def _raise_all(problems: list[str]) -> None:
     """One error listing every typo in the section, not just the first."""
     if problems:
@@ -79,7 +92,10 @@ def _raise_all(problems: list[str]) -> None:
 class SourceConfig(BaseModel):
     """Where to read the CRM data and how to translate its names into the canonical ones.
 
-    - `files`: table -> file name inside `path` (default: `<table>.csv|.xlsx|.parquet`).
+    - `files`: table -> file name inside `path` (default: `<table>.csv|.xlsx|.parquet`), or a
+      glob pattern (`"deals_*.csv"`), or a list of names and patterns (`["calls.csv",
+      "tasks.csv"]`): a table exported as several files (HubSpot's calls and tasks, a deals
+      export split by month because the CRM caps an export's rows); crm.several_files.
     - `columns`: table -> {canonical column: their column}; one of their columns may feed
       several canonical ones (Maven's `deal_stage` is both `stage` and `status`).
     - `values`: table -> canonical column -> {their value: canonical value}.
@@ -119,7 +135,7 @@ class SourceConfig(BaseModel):
 
     kind: Literal["files", "sql", "amocrm", "bitrix24", "hubspot", "pipedrive"] = "files"
     path: str | None = None
-    files: dict[str, str] = {}
+    files: dict[str, str | list[str]] = {}
     columns: dict[str, dict[str, str]] = {}
     values: dict[str, dict[str, dict[str, str]]] = {}
     fill: dict[str, dict[str, Scalar]] = {}
@@ -157,11 +173,18 @@ class SourceConfig(BaseModel):
 
     @field_validator("files", "tables")
     @classmethod
-    def _known_tables(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = [_table_problem(t) or (f"{t}: must not be empty" if not str(v).strip() else None)
-                    for t, v in value.items()]
+    def _known_tables(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        problems = [_table_problem(t) or _files_problem(t, v) for t, v in value.items()]
         _raise_all([p for p in problems if p])
         return value
+
+    def files_for(self, table: str) -> list[str] | None:
+        """The names and glob patterns `[source.files]` gives for a table, in the order written
+        (None: not named, the default `<table>.csv` is looked for)."""
+        given = self.files.get(table)
+        if given is None:
+            return None
+        return [given] if isinstance(given, str) else list(given)
 
     @field_validator("columns", "values", "fill", "custom_fields")
     @classmethod
