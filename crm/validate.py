@@ -477,7 +477,7 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     is the field imports rewrite), silently within a day (clocks and date-only cells), with a
     warning beyond; a close on an earlier day than the creation is read as closed at creation.
     `private`: tables read from files outside the data folder: their examples give the row only."""
-    rows = deals[ROW].to_numpy() if ROW in deals.columns else None
+    rows = _row_places(deals)
     told = _Told(origins, ZoneInfo(timezone), frozenset(private), rows)
     warnings: list[DataWarning] = []
     created = _ns(deals["created_at"])
@@ -513,7 +513,7 @@ def _entries_after_creation(history: pd.DataFrame, deals: pd.DataFrame, created:
     """Stage entries before their deal's creation: a date-only one on a timed creation's day is
     at creation; any other moves `created` back to it (in place), with a warning beyond a day.
     Returns each history row's deal (row in `deals`, -1: none) and entry instant (ns)."""
-    hist_rows = history[ROW].to_numpy() if ROW in history.columns else None
+    hist_rows = _row_places(history)
     pos = positions(history["deal_id"], deals["deal_id"])
     entered = _ns(history["entered_at"])
     known = (pos >= 0) & (entered != _NAT)
@@ -591,6 +591,20 @@ def _local(ns: int, tz: ZoneInfo) -> str:
     return f"{t:%d.%m.%Y}" if t == t.normalize() else f"{t:%d.%m.%Y %H:%M}"
 
 
+def _row_places(frame: pd.DataFrame) -> np.ndarray | None:
+    """Each row's number in its file (crm.normalize's ROW), or "<file> row <n>" when the table
+    came from several files (crm.several_files keeps each row's file beside it)."""
+    from crm.several_files import FILE
+
+    if ROW not in frame.columns:
+        return None
+    if FILE in frame.columns:
+        return (frame[FILE].astype(str) + " row " + frame[ROW].astype(str)).to_numpy()
+    return frame[ROW].to_numpy()
+
+
 def _where(origins: dict[str, str], table: str, rows: np.ndarray | None, i: int) -> str:
     name = origins.get(table, f"{table}.csv")
-    return f"{name} row {int(rows[i])}" if rows is not None else name
+    if rows is None:
+        return name
+    return rows[i] if isinstance(rows[i], str) else f"{name} row {int(rows[i])}"

@@ -145,3 +145,12 @@ def test_history_rows_in_two_files_are_kept_once(tmp_path):
 def test_config_refuses_an_empty_or_repeated_file_list(files, said):
     with pytest.raises(ValidationError, match=said):
         SourceConfig(files=files)
+
+
+def test_a_date_warning_names_the_file_the_row_is_in(tmp_path):
+    """order_dates' examples say which file's row: "row 2" alone would not tell January's from February's."""
+    late = HEAD + "d4,m2,КП,open,2026-02-03 10:00,,700\nd5,m2,КП,won,2026-02-10 10:00,2026-02-01 10:00,1\n"
+    folder = write(tmp_path / "x", {"managers.csv": MANAGERS, "deals_2026-01.csv": JAN, "deals_2026-02.csv": late})
+    _d, warnings, _data = _load(folder, files={"deals": "deals_*.csv"})
+    said = [w for w in warnings if "d5" in w]
+    assert said and "deals_2026-02.csv row 3" in said[0], warnings
