@@ -98,10 +98,10 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         unread[table] = tuple(dict.fromkeys(c for _f, _n, not_read, _r in done for c in not_read))
         read[table] = {k: v for *_rest, got in reversed(done) for k, v in got.items()}  # the first file's name wins
         if raw.parts:
-            frame, notes = several_files.combine(
-                table, [several_files.Part(p.origin, f, r) for p, (f, _n, _u, r) in zip(files, done)],
-                source.fill.get(table))
-            notes = several_files.merge_notes(table, [n for _f, n, _u, _r in done], [p.origin for p in files]) + notes
+            parts = [several_files.Part(p.origin, f, r) for p, (f, _n, _u, r) in zip(files, done)]
+            notes = several_files.merge_notes(table, [n for _f, n, _u, _r in done], parts)
+            frame, combined = several_files.combine(table, parts, source.fill.get(table))
+            notes += combined
             for part in files:
                 del part.frame
             del raw.frame

@@ -132,12 +132,18 @@ def combine(table: str, parts: list[Part], fill: dict[str, object] | None = None
     return frame.drop(columns=[PART]).reset_index(drop=True), warnings
 
 
-def merge_notes(table: str, notes: list[list[DataWarning]], origins: list[str]) -> list[DataWarning]:
+def merge_notes(table: str, notes: list[list[DataWarning]], parts: list[Part]) -> list[DataWarning]:
     """The files' warnings, each kind said once: the first file's words, the count over all
-    files, and examples that name their file (row 5 of which file?)."""
+    files, and examples that name their file (row 5 of which file?). A file's "column x is
+    absent: every row set to ..." is left out when another file has x: combine says it, naming
+    the file (its "every row" was that file's rows only)."""
+    origins = [p.origin for p in parts]
+    read = set().union(*(p.read for p in parts))
     by_code: dict[str, list[tuple[str, DataWarning]]] = {}
     for origin, found in zip(origins, notes):
         for note in found:
+            if note.code == "filled" and any(note.message.startswith(f"column {c} is absent") for c in read):
+                continue
             by_code.setdefault(note.code, []).append((origin, note))
     out = []
     for code, found in by_code.items():
@@ -164,7 +170,9 @@ def _missing_columns(table: str, parts: list[Part], fill: dict[str, object]) -> 
         n = sum(len(p.frame) for p in lacking)
         rows = max(rows, n)
         theirs = next(p.read[column] for p in parts if column in p.read)
-        what = f"[source.fill.{table}] {column} used there" if column in fill else "left empty there"
+        default = TABLES[table].column(column).default
+        what = (f"[source.fill.{table}] {column} used there" if column in fill
+                else f"read as {str(default).lower()} there (the default)" if default is not None else "left empty there")
         said.append(f"{column} (column {theirs!r}) is not in {_listed([p.origin for p in lacking])} "
                     f"({n:,} row(s)): {what}")
     if not said:

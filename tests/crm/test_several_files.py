@@ -154,3 +154,10 @@ def test_a_date_warning_names_the_file_the_row_is_in(tmp_path):
     _d, warnings, _data = _load(folder, files={"deals": "deals_*.csv"})
     said = [w for w in warnings if "d5" in w]
     assert said and "deals_2026-02.csv row 3" in said[0], warnings
+
+
+def test_a_warning_every_file_gives_is_said_once_with_the_total(tmp_path):
+    folder = write(tmp_path / "x", {"managers.csv": MANAGERS, "deals_2026-01.csv": JAN, "deals_2026-02.csv": FEB})
+    _d, warnings, _data = _load(folder, files={"deals": "deals_*.csv"}, fill={"deals": {"currency": "KZT"}})
+    filled = [w for w in warnings if "currency" in w]
+    assert len(filled) == 1 and "the same in 1 more file(s): 6 in all" in filled[0], warnings
