@@ -94,19 +94,17 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     for table, raw in raws.items():
         unused = frozenset({"stage_changed_at"}) if table == "deals" and "stage_history" in raws else frozenset()
         files = raw.parts or [raw]
+        warnings += [n for part in files if not part.mapped_only for n in part.notes]  # with a file's first reading
         done = [_normalize_file(table, part, source, timezone, unused, files) for part in files]
-        unread[table] = tuple(dict.fromkeys(c for _f, _n, not_read, _r in done for c in not_read))
-        read[table] = {k: v for *_rest, got in reversed(done) for k, v in got.items()}  # the first file's name wins
+        unread[table] = tuple(dict.fromkeys(c for part in done for c in part.unread))
+        read[table] = {k: v for part in reversed(done) for k, v in part.read.items()}  # the first file's name wins
         if raw.parts:
-            parts = [several_files.Part(p.origin, f, r) for p, (f, _n, _u, r) in zip(files, done)]
-            notes = several_files.merge_notes(table, [n for _f, n, _u, _r in done], parts)
-            frame, combined = several_files.combine(table, parts, source.fill.get(table))
-            notes += combined
+            frame, notes = several_files.combine(table, done, source.fill.get(table))
             for part in files:
                 del part.frame
             del raw.frame
         else:
-            frame, notes = done[0][0], done[0][1]
+            frame, notes = done[0].frame, done[0].notes
         frame, dup_notes = dedupe(table, frame)
         frames[table] = frame.reset_index(drop=True)
         if not raw.show_values:  # a file outside the data folder: counts, never its cells
@@ -163,18 +161,17 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
 
 
 def _normalize_file(table: str, raw: RawTable, source: SourceConfig, timezone: str, unused: frozenset[str],
-                    files: list[RawTable]) -> tuple[pd.DataFrame, list[DataWarning], list[str], dict[str, str]]:
+                    files: list[RawTable]) -> several_files.Part:
     """One file's canonical rows, its warnings, the columns read into nothing and those read
     (canonical -> theirs). `files`: every file of the table (one, or several: a mapped column
     some of them lack is then empty in those, crm.several_files.mapping_for)."""
-    notes = [] if raw.mapped_only else list(raw.notes)  # the same file's notes come with its first reading
     not_read: list[str] = []
     read: dict[str, str] = {}
     columns = source.columns.get(table)
     if columns and len(files) > 1:
         columns = several_files.mapping_for(columns, raw, files)
     try:
-        frame, found = normalize_table(
+        frame, notes = normalize_table(
             table, raw, columns=columns, values=source.values.get(table),
             fill=source.fill.get(table), timezone=timezone, date_formats=source.date_formats_for(table),
             unread=not_read, read=read, unused=unused,
@@ -183,7 +180,6 @@ def _normalize_file(table: str, raw: RawTable, source: SourceConfig, timezone: s
         if raw.show_values:
             raise
         raise _without_contents(err) from None
-    notes += found
     if table == "deals":
         notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
         notes += archived_flag_check(frame, raw.frame, not_read, raw.origin)
@@ -191,7 +187,7 @@ def _normalize_file(table: str, raw: RawTable, source: SourceConfig, timezone: s
         del raw.frame  # the raw columns are no longer needed: free them before the next table
     if frame.empty:
         notes.append(DataWarning("empty_table", table, 0, f"{raw.origin} has a header but no rows"))
-    return frame, notes, not_read, read
+    return several_files.Part(raw.origin, frame, read, notes, not_read)
 
 
 def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: str,

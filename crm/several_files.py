@@ -10,14 +10,15 @@ together. Files cut by date overlap at their edges, so a record in several files
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from crm.errors import DataError, DataWarning
-from crm.normalize import ROW
+from crm.normalize import DATE_ONLY, ROW
 from crm.readers import RawTable
 from crm.schema import TABLES
 
@@ -96,11 +97,14 @@ def mapping_for(columns: dict[str, str], part: RawTable, parts: list[RawTable]) 
 
 @dataclass
 class Part:
-    """One file's normalised rows and the canonical columns read from it."""
+    """One file's normalised rows, the canonical columns read from it (-> its column name), its
+    warnings and its columns read into none."""
 
     origin: str
     frame: pd.DataFrame
     read: dict[str, str]
+    notes: list[DataWarning] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
 
 
 def combine(table: str, parts: list[Part], fill: dict[str, object] | None = None
@@ -115,7 +119,7 @@ def combine(table: str, parts: list[Part], fill: dict[str, object] | None = None
     a tie (or no date) the one in the later file of the list (patterns: in file-name order).
     Not the files' modification times: a copy or a download rewrites them. A table without an id
     (stage_history) keeps a row once when the same row is in several files."""
-    warnings = [w for w in [_missing_columns(table, parts, fill or {})] if w]
+    warnings = merge_notes(parts) + [w for w in [_missing_columns(table, parts, fill or {})] if w]
     frames = []
     for i, p in enumerate(parts):
         extra = {PART: np.int32(i)}
@@ -132,21 +136,21 @@ def combine(table: str, parts: list[Part], fill: dict[str, object] | None = None
     return frame.drop(columns=[PART]).reset_index(drop=True), warnings
 
 
-def merge_notes(table: str, notes: list[list[DataWarning]], parts: list[Part]) -> list[DataWarning]:
+def merge_notes(parts: list[Part]) -> list[DataWarning]:
     """The files' warnings, each kind said once: the first file's words, the count over all
     files, and examples that name their file (row 5 of which file?). A file's "column x is
     absent: every row set to ..." is left out when another file has x: combine says it, naming
     the file (its "every row" was that file's rows only)."""
-    origins = [p.origin for p in parts]
     read = set().union(*(p.read for p in parts))
-    by_code: dict[str, list[tuple[str, DataWarning]]] = {}
-    for origin, found in zip(origins, notes):
-        for note in found:
+    by_kind: dict[tuple[str, str], list[tuple[str, DataWarning]]] = {}
+    for part in parts:
+        for note in part.notes:
             if note.code == "filled" and any(note.message.startswith(f"column {c} is absent") for c in read):
                 continue
-            by_code.setdefault(note.code, []).append((origin, note))
+            same = re.sub(r"[\d,.]+", "#", note.message.replace(part.origin, "<file>"))  # counts and file aside
+            by_kind.setdefault((note.code, same), []).append((part.origin, note))
     out = []
-    for code, found in by_code.items():
+    for (code, _same), found in by_kind.items():
         if len(found) == 1 or len({o for o, _ in found}) == 1:
             out += [n for _, n in found]
             continue
@@ -242,11 +246,17 @@ def _drop_repeated_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _same_dtypes(frame: pd.DataFrame, frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Each column as the files' normalised frames typed it: a column empty in one file must not
-    turn a date column into objects."""
+    turn a date column into objects. A hidden yes/no mark (crm.normalize's date-only cells) that
+    only some files have is false in the others, never NaN read as true."""
     for column in frame.columns:
         typed = next((f[column].dtype for f in frames if column in f.columns and f[column].notna().any()), None)
-        if typed is not None and frame[column].dtype != typed:
-            frame[column] = frame[column].astype(typed)
+        if typed is None or frame[column].dtype == typed:
+            continue
+        if typed == bool:
+            if column.startswith(DATE_ONLY):
+                frame[column] = frame[column].fillna(False).astype(bool)
+            continue  # a canonical yes/no column has its default in every file: no gap to fill
+        frame[column] = frame[column].astype(typed)
     return frame
 
 

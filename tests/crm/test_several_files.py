@@ -161,3 +161,16 @@ def test_a_warning_every_file_gives_is_said_once_with_the_total(tmp_path):
     _d, warnings, _data = _load(folder, files={"deals": "deals_*.csv"}, fill={"deals": {"currency": "KZT"}})
     filled = [w for w in warnings if "currency" in w]
     assert len(filled) == 1 and "the same in 1 more file(s): 6 in all" in filled[0], warnings
+
+
+def test_a_date_only_close_in_one_file_does_not_mark_the_timed_closes_of_another(tmp_path):
+    """The hidden date-only mark exists only in the file with date-only cells: in the other file's
+    rows it is false, so a timed close before its creation the same day is still said."""
+    from crm.normalize import DATE_ONLY
+    from crm.several_files import Part, combine
+
+    timed = pd.DataFrame({"deal_id": ["d1"], "closed_at": pd.to_datetime(["2026-01-05 10:00"], utc=True)})
+    dated = pd.DataFrame({"deal_id": ["d2"], "closed_at": pd.to_datetime(["2026-02-05"], utc=True),
+                          DATE_ONLY + "closed_at": [True]})
+    frame, _ = combine("deals", [Part("a.csv", timed, {"closed_at": "c"}), Part("b.csv", dated, {"closed_at": "c"})])
+    assert frame[DATE_ONLY + "closed_at"].tolist() == [False, True]
