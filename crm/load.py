@@ -351,11 +351,13 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
             if not source.path:
                 more += (" [source] path is unset, so the folder of the config file itself was read; "
                          "set path = \"<folder with the exports>\" if they are elsewhere.")
+            pattern = several_files.pattern_hint(table, [p.name for p in listing.values()])
             raise DataError(
                 f"no {table} file in {folder}",
                 more=more,
                 fix=f"export it as {table}.csv (or .xlsx/.parquet), or name your file in "
-                f"config: [source.files] {table} = \"<file name>\"",
+                f"config: [source.files] {table} = \"<file name>\"" + (
+                    f" (all of yours at once: [source.files] {table} = \"{pattern}\")" if pattern else ""),
             )
     return raws
 

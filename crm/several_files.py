@@ -53,6 +53,16 @@ def matching(folder: Path, table: str, pattern: str, listing: str) -> list[Path]
     return found
 
 
+def pattern_hint(table: str, names: list[str]) -> str | None:
+    """`deals_*.csv` when the folder holds several files named like one table's parts
+    (deals_2025-01.csv, deals_2025-02.csv) and no `deals.csv`: the fix to suggest."""
+    parts = sorted(n for n in names if re.fullmatch(rf"{re.escape(table)}[ _.-].+\.(csv|tsv|txt|xlsx|parquet)", n, re.I))
+    if len(parts) < 2:
+        return None
+    suffixes = {Path(n).suffix for n in parts}
+    return parts[0][:len(table) + 1] + "*" + (suffixes.pop() if len(suffixes) == 1 else "")
+
+
 def unique_paths(paths: list[Path]) -> list[Path]:
     """Each file once, at its first place: a file both listed and matched is read once."""
     seen: set[Path] = set()

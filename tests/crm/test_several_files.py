@@ -174,3 +174,9 @@ def test_a_date_only_close_in_one_file_does_not_mark_the_timed_closes_of_another
                           DATE_ONLY + "closed_at": [True]})
     frame, _ = combine("deals", [Part("a.csv", timed, {"closed_at": "c"}), Part("b.csv", dated, {"closed_at": "c"})])
     assert frame[DATE_ONLY + "closed_at"].tolist() == [False, True]
+
+
+def test_monthly_files_without_config_get_the_pattern_to_write(tmp_path):
+    folder = write(tmp_path / "x", {"managers.csv": MANAGERS, "deals_2026-01.csv": JAN, "deals_2026-02.csv": FEB})
+    with pytest.raises(DataError, match=r'no deals file.*\[source\.files\] deals = "deals_\*\.csv"'):
+        load_folder(folder)
