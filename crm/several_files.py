@@ -48,7 +48,8 @@ def matching(folder: Path, table: str, pattern: str, listing: str) -> list[Path]
             f"no file matches {pattern!r} named in [source.files] {table} (in {folder})",
             more=f"Files found: {listing}. The pattern is matched as a shell does: * is any text, "
             "? one character, and capital letters count.",
-            fix=f"correct [source.files] {table} = \"...\" (e.g. \"{table}_*.csv\")",
+            fix=f"correct [source.files] {table} = \"...\": a pattern that matches your files, or their "
+            f"names as a list, e.g. {table} = [\"file1.csv\", \"file2.csv\"]",
         )
     return found
 

@@ -81,3 +81,38 @@ def test_calls_tasks_and_monthly_deals_give_what_one_file_each_gives(tmp_path, s
     differ = [ln for ln in out.splitlines() if "differ in columns" in ln]
     assert len(differ) == 1 and "calls.csv" in differ[0] and "Task Type" in differ[0], out
     assert sum("different content" in ln for ln in out.splitlines()) == 1, out
+
+
+SALES = ("deal_id,manager_id,stage,status,created_at,closed_at,amount\n"
+         "s1,m1,Квалификация,open,2026-11-02 10:00,,1000\n"
+         "s2,m2,КП,won,2026-11-03 11:30,2026-11-10 12:00,2500\n")
+TENDERS = ("deal_id,manager_id,stage,status,created_at,closed_at,amount\n"
+           "t1,m1,Заявка подана,open,2026-11-04 10:00,,9000\n")
+
+
+def _pipelines_config(tmp_path: Path, files_line: str) -> Path:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "managers.csv").write_text("manager_id,name\nm1,Анна Петрова\nm2,Boris Lee\n", encoding="utf-8")
+    (folder / "Продажи.csv").write_text(SALES, encoding="utf-8")
+    (folder / "Тендеры.csv").write_bytes(TENDERS.encode("cp1251"))  # saved by another person's Excel
+    config = tmp_path / "crm-pulse.toml"
+    config.write_text('language = "ru"\ntimezone = "Asia/Almaty"\ncurrency = "KZT"\n[source]\npath = "./exports"\n'
+                      f'[source.files]\n{files_line}\n', encoding="utf-8")
+    return config
+
+
+def test_a_pipeline_per_file_is_read_and_listed_by_check_config(tmp_path):
+    config = _pipelines_config(tmp_path, 'deals = ["Продажи.csv", "Тендеры.csv"]')
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    deals = next(ln for ln in out.splitlines() if ln.strip().startswith("deals "))
+    assert "3 rows" in deals and "Продажи.csv, Тендеры.csv" in deals, out
+    assert "Заявка подана" in out  # the Windows-1251 file's stage, read as written
+
+
+def test_a_pattern_matching_nothing_stops_check_config_with_the_pattern_named(tmp_path):
+    config = _pipelines_config(tmp_path, 'deals = "deals_*.csv"')
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc != 0
+    assert "no file matches 'deals_*.csv'" in out + err and "Продажи.csv" in out + err, out + err
