@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
+from crm import several_files
 from crm.activities import prepare as prepare_activities
 from crm.connectors import CONNECTORS
 from crm.data import CrmData
-from crm import several_files
 from crm.errors import DataError, DataWarning
 from crm.normalize import normalize_table
 from crm.readers import SUFFIXES, RawTable, is_html_table, read_file

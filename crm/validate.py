@@ -22,6 +22,7 @@ from crm.errors import DataError, DataWarning
 from crm.ids import positions
 from crm.normalize import DATE_ONLY, ROW, lower_text
 from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS
+from crm.several_files import FILE
 from crm.stages import CLOSING
 
 EXAMPLES = 3
@@ -594,8 +595,6 @@ def _local(ns: int, tz: ZoneInfo) -> str:
 def _row_places(frame: pd.DataFrame) -> np.ndarray | None:
     """Each row's number in its file (crm.normalize's ROW), or "<file> row <n>" when the table
     came from several files (crm.several_files keeps each row's file beside it)."""
-    from crm.several_files import FILE
-
     if ROW not in frame.columns:
         return None
     if FILE in frame.columns:
