@@ -10,6 +10,7 @@ together. Files cut by date overlap at their edges, so a record in several files
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,9 @@ def matching(folder: Path, table: str, pattern: str, listing: str) -> list[Path]
     if not Path(pattern).is_absolute() and ".." in Path(pattern).parts:
         raise DataError(f"[source.files] {table} = {pattern!r} leaves the data folder",
                         fix="name files inside the data folder, or give the full absolute path of files elsewhere")
-    found = sorted((Path(p) for p in glob.glob(str(folder / pattern))), key=lambda p: p.name)
+    # the folder's own name is no pattern ("exports [2026]"); an absolute pattern replaces it
+    found = sorted((Path(p) for p in glob.glob(os.path.join(glob.escape(str(folder)), pattern))),
+                   key=lambda p: p.name)
     found = [p for p in found if not p.is_dir()]
     if not found:
         raise DataError(

@@ -29,7 +29,7 @@ def _load(folder: Path, **source) -> tuple[pd.DataFrame, list[str], object]:
 
 
 def test_monthly_exports_by_pattern_keep_each_deal_once_in_its_latest_state(tmp_path):
-    folder = write(tmp_path / "x", {"managers.csv": MANAGERS, "deals_2026-01.csv": JAN, "deals_2026-02.csv": FEB})
+    folder = write(tmp_path / "exports [2026]", {"managers.csv": MANAGERS, "deals_2026-01.csv": JAN, "deals_2026-02.csv": FEB})
     deals, warnings, data = _load(folder, files={"deals": "deals_*.csv"})
     assert sorted(deals.index) == ["d1", "d2", "d3", "d4"]
     assert deals.loc["d3", "status"] == "won"  # February's version: it closed
