@@ -219,8 +219,9 @@ def _one_version(table: str, key: str, frame: pd.DataFrame, parts: list[Part]
     keep = chosen.isna() | (chosen == frame[PART])
     note = None
     if len(differs):
-        files = over[over[key].isin(differs)].groupby(key)[PART].unique()
-        examples = [f"{i} ({', '.join(parts[int(j)].origin for j in sorted(files[i]))})" for i in list(differs)[:_SHOWN]]
+        shown = list(differs[:_SHOWN])
+        files = over[over[key].isin(shown)].groupby(key)[PART].unique()
+        examples = [f"{i} ({', '.join(parts[int(j)].origin for j in sorted(files[i]))})" for i in shown]
         dates = ", ".join(_newest_columns(table, frame)) or "none"
         note = DataWarning(
             "differs_between_files", table, len(differs),
