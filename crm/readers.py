@@ -428,7 +428,39 @@ def drop_footer(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Dat
     blank = frame.isna().all(axis=1) if filled is None else pd.Series(filled == 0, index=frame.index)
     if blank.any():
         frame = frame[~blank]
-    return frame, notes
+    frame, totals = _drop_totals(frame, name, row_offset)
+    return frame, notes + totals
+
+
+# The first filled cell of a spreadsheet's totals line: "Итого", "Итого: 40 сделок", "Total 1 200".
+_TOTALS = re.compile(r"(итого|итог|всего|total|totals|grand total|subtotal|сумма итого)\.?"
+                     r"(\s*:.*|\s+\d.*)?", re.IGNORECASE | re.DOTALL)
+_TOTALS_ROWS = 3  # a total, maybe a count and an average: never more below a table
+
+
+def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.DataFrame, list[DataWarning]]:
+    """The totals lines Excel users add under a table ("Итого", "Total"): read as a record they
+    stopped the load on an empty required cell whose fix ("fill in the cell") was wrong, or
+    became a deal with a summed amount. Only the last rows, and only when their first filled
+    cell is a totals word; said with their row numbers."""
+    if len(frame.columns) < 2 or not len(frame):
+        return frame, []
+    cut = len(frame)
+    tail = frame.iloc[-_TOTALS_ROWS:].astype(object).to_numpy()
+    for row in tail[::-1]:
+        first = next((c for c in row if c is not None and not (isinstance(c, float) and c != c)
+                      and str(c).strip()), None)
+        if first is None or not isinstance(first, str) or not _TOTALS.fullmatch(first.strip()):
+            break
+        cut -= 1
+    if cut == len(frame):
+        return frame, []
+    rows = [row_offset + int(i) for i in frame.index[cut:]]
+    span = f"row {rows[0]}" if len(rows) == 1 else f"rows {rows[0]}-{rows[-1]}"
+    return frame.iloc[:cut], [DataWarning(
+        "totals_row", name, len(rows),
+        f"the last {len(rows)} line(s) ({span}) begin with a totals word such as 'Итого' or "
+        "'Total': the table's totals, not records; not read")]
 
 
 def _encoding_notes(raw: RawTable, evidence: EncodingEvidence) -> list[DataWarning]:

@@ -394,7 +394,7 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     created = _ns(deals["created_at"])
     created_before = created.copy()
     entries = None
-    if history is not None and len(history) and deals["deal_id"].is_unique:
+    if history is not None and len(history) and len(deals) and deals["deal_id"].is_unique:
         entries = _entries_after_creation(history, deals, created, told, warnings)
         history = history.assign(entered_at=_stamps(entries[1], history["entered_at"]))
     if history is not None:
