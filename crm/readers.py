@@ -19,7 +19,7 @@ import pandas as pd
 from crm.errors import DataError, DataWarning
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
-DELIMITERS = (",", ";", "\t")
+DELIMITERS = (",", ";", "\t", "|")  # "|": 1C and database dumps
 _SAMPLE_BYTES = 64 * 1024
 _CHUNK_BYTES = 16 * 1024 * 1024
 # Limits that keep one hostile or mistaken file from taking the machine down. A CRM export
@@ -245,17 +245,35 @@ def weigh_encoding(chunks, head: bytes) -> EncodingEvidence:
     `chunks()` yields the file's bytes from the start (called again for a second pass).
     UTF-8 when every byte is UTF-8, or when the valid non-ASCII UTF-8 letters outnumber the bad
     sequences (a stray Latin-1 byte in a UTF-8 export: the few bad bytes are replaced and
-    reported, the names stay readable). Otherwise cp1251, as Russian Excel writes it.
+    reported, the names stay readable). Otherwise cp1251, as Russian Excel writes it, even
+    behind a UTF-8 BOM (a converter that added the mark but kept the bytes).
     """
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return EncodingEvidence("utf-16")
+    if wide := utf16_without_bom(head):
+        return EncodingEvidence(wide)
     bom = head.startswith(codecs.BOM_UTF8)
     if _all_utf8(chunks()):
         return EncodingEvidence("utf-8-sig" if bom else "utf-8")
     bad, good = _utf8_counts(chunks())
-    if bom or good > bad:
+    if good > bad:  # a BOM does not outvote the bytes: cp1251 text behind one is still cp1251
         return EncodingEvidence("utf-8-sig" if bom else "utf-8", bad, good)
     return EncodingEvidence("cp1251", bad, good)
+
+
+def utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le'/'-be' for UTF-16 text that lost its BOM (a script's "Unicode" export): a
+    zero high byte on every digit, comma and Latin letter, so on one side of the pairs only (a
+    Cyrillic letter's high byte is 04); else None (binary has zero bytes on both sides)."""
+    pairs = len(head) // 2
+    if pairs < 8:
+        return None
+    even, odd = head[0:2 * pairs:2].count(0), head[1:2 * pairs:2].count(0)
+    if odd >= 0.3 * pairs and even <= 0.01 * pairs:
+        return "utf-16-le"
+    if even >= 0.3 * pairs and odd <= 0.01 * pairs:
+        return "utf-16-be"
+    return None
 
 
 def detect_encoding(data: bytes) -> str:
@@ -342,7 +360,8 @@ def _refuse_non_csv(data: bytes, name: str, *, whole: bool = True) -> None:
             fix="the download probably returned a login or error page; export the table "
             "from the CRM again and save the CSV file itself",
         )
-    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" in data[:_SAMPLE_BYTES]:
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" in data[:_SAMPLE_BYTES] \
+            and not utf16_without_bom(data[:_SAMPLE_BYTES]):
         raise DataError(
             "this is a binary file, not a CSV export", file=name,
             fix="export the table from the CRM as CSV (UTF-8 or Windows-1251) or XLSX",
@@ -396,13 +415,24 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
             "(e.g. numbers written with a decimal comma), and that every column has a name",
         )
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    bom_in_cp1251 = encoding == "cp1251" and head.startswith(codecs.BOM_UTF8)
+    if bom_in_cp1251 and not skip:  # the BOM's three bytes read as cp1251 are 'п»ї'
+        frame.columns = [frame.columns[0].removeprefix(_BOM_AS_CP1251).strip(), *frame.columns[1:]]
     if guess is None:
         _refuse_one_column(frame, expected, name)
     # skipped title lines: data label 0 is spreadsheet row skip + 2
     frame, footer = drop_footer(frame, name, 2 + skip)
     raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer)
     raw.notes += _encoding_notes(raw, evidence)
+    if bom_in_cp1251:
+        raw.notes.append(DataWarning(
+            "bom_not_utf8", name, 1,
+            "the file starts with a UTF-8 mark (BOM) but its text is Windows-1251; read as "
+            "Windows-1251. If names look garbled, export the file again as CSV UTF-8"))
     return raw
+
+
+_BOM_AS_CP1251 = codecs.BOM_UTF8.decode("cp1251")
 
 
 def drop_footer(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.DataFrame, list[DataWarning]]:
@@ -515,7 +545,7 @@ def _refuse_one_column(frame: pd.DataFrame, expected: list[str] | None, name: st
     if str(frame.columns[0]).strip().lower() in {e.strip().lower() for e in expected}:
         return
     raise DataError(
-        "the first row is not a header of a table: it has no ',', ';' or tab between column "
+        "the first row is not a header of a table: it has no ',', ';', '|' or tab between column "
         "names (its content is not shown)", file=name,
         fix="export the table from the CRM as CSV (comma, semicolon or tab separated) or XLSX, "
         "and check that this is the file you meant",
