@@ -83,6 +83,8 @@ def normalize_table(
     used: set[object] = set(columns.values())  # their columns read into a canonical one
     bad_text_rows = pd.Series(False, index=frame.index)  # rows with a cell that is not valid Unicode
     bad_text_columns: list[str] = []
+    error_rows = pd.Series(False, index=frame.index)  # rows with an Excel error value (#N/A)
+    error_columns: list[str] = []
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
@@ -121,6 +123,7 @@ def normalize_table(
             out[col.name] = _default(col, frame.index)
             continue
         series = frame[source_name]
+        as_written = None
         if series.dtype == object:
             series, unencodable = _replace_unencodable(series)
             if unencodable is not None:
@@ -128,6 +131,11 @@ def normalize_table(
                 bad_text_columns.append(str(source_name))
         if raw.text and (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
             series = _clean_text(series)
+            as_written = series
+            series, failed = _placeholders(series)
+            if failed is not None:
+                error_rows |= failed
+                error_columns.append(str(source_name))
         mapping = values.get(col.name)
         if mapping:
             series = _map_values(series, mapping)
@@ -158,7 +166,7 @@ def normalize_table(
                 cut_rows |= long
                 cut_columns.append(source_name)
         if col.required:
-            _require_values(table, col, series, raw, source_name)
+            _require_values(table, col, series, raw, source_name, as_written)
         allowed = VALUE_SETS.get((table, col.name))
         if allowed:
             series = _check_enum(table, col.name, series, allowed, raw, source_name)
@@ -182,6 +190,14 @@ def normalize_table(
             f"{', '.join(repr(c) for c in bad_text_columns)}; each was replaced by \ufffd (a split pair joined) "
             "(fix those cells in the CRM)",
             _rows(raw, bad_text_rows),
+        ))
+    if error_columns:
+        warnings.append(DataWarning(
+            "excel_errors", table, int(error_rows.sum()),
+            f"{int(error_rows.sum())} row(s) hold Excel error values (#N/A, #REF!, #ЗНАЧ! ...) in "
+            f"{', '.join(repr(c) for c in error_columns)}: formulas that failed in the spreadsheet; "
+            "read as empty cells (fix the formulas, or paste the values, and export again)",
+            _rows(raw, error_rows),
         ))
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
@@ -542,6 +558,28 @@ def _clean_text(series: pd.Series) -> pd.Series:
     return stripped.where(stripped != "")
 
 
+# Cells that say "nothing here": a dash typed for "none", and the error values of a formula that
+# failed (English and Russian Excel). Read as text they were a client "—" shared by many deals,
+# a loss reason "-", a manager "#N/A"; in a number or date column they stopped the load.
+DASHES = frozenset({"-", "—", "–", "−", "--", "---"})
+EXCEL_ERRORS = frozenset({
+    "#N/A", "#REF!", "#VALUE!", "#DIV/0!", "#NAME?", "#NULL!", "#NUM!", "#SPILL!", "#CALC!",
+    "#GETTING_DATA", "#Н/Д", "#ССЫЛКА!", "#ЗНАЧ!", "#ДЕЛ/0!", "#ИМЯ?", "#ПУСТО!", "#ЧИСЛО!",
+    "#ПЕРЕНОС!", "#ВЫЧИСЛ!"})
+_PLACEHOLDERS = list(DASHES | EXCEL_ERRORS)
+
+
+def _placeholders(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+    """Dashes and Excel error values read as empty cells; the mask of the error cells (None:
+    none), which the caller reports: a failed formula is worth fixing, a dash is not."""
+    hit = series.isin(_PLACEHOLDERS)
+    if not hit.any():
+        return series, None
+    errors = hit & series.isin(list(EXCEL_ERRORS))
+    blank = series.where(~hit, None) if series.dtype == object else series.where(~hit)
+    return blank, (errors if errors.any() else None)
+
+
 def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     """When one of their columns is both the stage and the status (HubSpot's "Deal Stage" with
     "Closed Won", Maven's `deal_stage`), a value the status mapping calls won or lost is a
@@ -690,14 +728,19 @@ def _check_enum(table, column, series, allowed, raw, source_name) -> pd.Series:
     return lowered.astype(STR)
 
 
-def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source_name) -> None:
+def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source_name,
+                    as_written: pd.Series | None = None) -> None:
+    """`as_written`: the cells before dashes and Excel errors were read as empty, to show them."""
     missing = series.isna()
     if missing.any():
         n = int(missing.sum())
+        first = missing.idxmax()
+        shown = None if as_written is None or pd.isna(as_written[first]) else as_written[first]
         raise DataError(
-            f"{col.name} is empty in {n} row(s), but {table} needs a value in every row",
-            file=raw.origin, row=raw.row_number(missing.idxmax()), row_kind=raw.row_kind,
-            column=source_name,
+            f"{col.name} is empty" + (" (a dash or an Excel error value)" if shown is not None else "")
+            + f" in {n} row(s), but {table} needs a value in every row",
+            file=raw.origin, row=raw.row_number(first), row_kind=raw.row_kind,
+            column=source_name, value=shown,
             more=f"Rows: {', '.join(_rows(raw, missing))}.",
             # one constant for every empty id would make them duplicates: the row is the problem
             fix=(f"delete those rows (a row without an id is often the totals or a blank line at the end of "
@@ -800,6 +843,8 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
         # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
         # (commas grouping thousands) -> "1234.50", "1234567"
         cleaned = text.str.replace(_SPACES, "", regex=True)
+        # accountants' negatives: "(1 200)" and the minus sign U+2212 are -1200
+        cleaned = cleaned.str.replace("\u2212", "-", regex=False).str.replace(r"^\((\d[^()]*)\)$", r"-\1", regex=True)
         mark = _decimal_mark(cleaned, money=col.name == "amount")
         if mark == ",":  # "1,5" elsewhere in the column: "12.500" is twelve thousand five hundred
             dots = cleaned.str.fullmatch(r"-?\d{1,3}(?:\.\d{3})+(?:,\d*)?").fillna(False)
