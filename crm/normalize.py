@@ -136,6 +136,8 @@ def normalize_table(
             if failed is not None:
                 error_rows |= failed
                 error_columns.append(str(source_name))
+            if col.name.endswith("_id"):
+                series = _float_ids(series)
         mapping = values.get(col.name)
         if mapping:
             series = _map_values(series, mapping)
@@ -580,6 +582,20 @@ def _placeholders(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     return blank, (errors if errors.any() else None)
 
 
+def _float_ids(series: pd.Series) -> pd.Series:
+    """Ids Excel turned into floats ("123.0" for 123) read as the whole numbers they are, when
+    every id in the column is written so: beside a file that says "123", not one id matched."""
+    if not isinstance(series.dtype, pd.StringDtype) and series.dtype != object:
+        return series
+    sample = series.dropna()
+    if not len(sample) or not sample.iloc[:50].astype(str).str.endswith(".0").all():
+        return series  # the usual column is ruled out on its first ids
+    text = sample.astype(str)
+    if not text.str.fullmatch(r"\d+\.0").all():
+        return series
+    return series.where(series.isna(), series.astype(str).str.slice(stop=-2))
+
+
 def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     """When one of their columns is both the stage and the status (HubSpot's "Deal Stage" with
     "Closed Won", Maven's `deal_stage`), a value the status mapping calls won or lost is a
@@ -737,7 +753,7 @@ def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source
         first = missing.idxmax()
         shown = None if as_written is None or pd.isna(as_written[first]) else as_written[first]
         raise DataError(
-            f"{col.name} is empty" + (" (a dash or an Excel error value)" if shown is not None else "")
+            f"{col.name} is empty" + (" (a placeholder: a dash, an Excel error or day zero)" if shown is not None else "")
             + f" in {n} row(s), but {table} needs a value in every row",
             file=raw.origin, row=raw.row_number(first), row_kind=raw.row_kind,
             column=source_name, value=shown,
@@ -1038,6 +1054,8 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
             numbers = pd.to_numeric(text[unix], errors="coerce")
             result.iloc[np.flatnonzero(unix)] = _from_unix(numbers, raw, text[unix], source_name).to_numpy()
             remaining[unix] = False
+    if remaining.any():
+        remaining &= ~_excel_days(text, remaining, result, tz)
     bad = (present & ~digit) | remaining
     if bad.any():
         expected = (f"the format {date_format!r} given in [source.date_formats], or " + DATETIME_EXPECTED
@@ -1047,6 +1065,29 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
         _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
                    "not a date/time this loader can read", expected, fix=fix)
     return result
+
+
+# Excel's serial day numbers: a date column formatted as a number ("45678" is 2025-01-21), from
+# 1954 to 2119 so no count or Unix time is taken for one; day 0 shows as "1900-01-00", an empty cell.
+_EXCEL_DAYS = r"\d{5}(?:\.\d+)?"
+_EXCEL_DAY_RANGE = (20_000, 80_000)
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+_EXCEL_ZERO = ("1900-01-00", "00.01.1900", "0.1.1900", "1/0/1900", "1900-01-00 00:00:00",
+               "00.01.1900 00:00", "00.01.1900 0:00", "00.01.1900 00:00:00")
+
+
+def _excel_days(text: pd.Series, todo: np.ndarray, result: pd.Series, tz: ZoneInfo) -> np.ndarray:
+    """Read Excel serial days (local wall-clock, as the sheet shows them) into `result`; day
+    zero stays empty. Returns the cells read."""
+    zero = todo & text.isin(_EXCEL_ZERO).fillna(False).to_numpy(dtype=bool)
+    serial = todo & text.str.fullmatch(_EXCEL_DAYS).fillna(False).to_numpy(dtype=bool)
+    if serial.any():
+        days = pd.to_numeric(text[serial], errors="coerce").to_numpy(dtype="float64")
+        inside = (days >= _EXCEL_DAY_RANGE[0]) & (days < _EXCEL_DAY_RANGE[1])
+        serial[np.flatnonzero(serial)[~inside]] = False
+        naive = _EXCEL_EPOCH + pd.to_timedelta(np.round(days[inside] * 86_400), unit="s")
+        result.iloc[np.flatnonzero(serial)] = _localize(pd.Series(naive), tz).astype(_WIDE).to_numpy()
+    return zero | serial
 
 
 def _with_date_part(fmt: str) -> tuple[str, ...]:
