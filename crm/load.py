@@ -28,7 +28,8 @@ from crm.stages import (
     snapshot_as_stage_dates,
     stage_probabilities,
 )
-from crm.validate import check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, order_dates
+from crm.validate import (check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, match_managers,
+                          order_dates)
 
 
 @dataclass
@@ -121,6 +122,8 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         nobody = {str(v) for t, fill in source.fill.items() if (v := fill.get("manager_id")) is not None}
         frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone, nobody)
         warnings.append(note)
+    else:
+        warnings += match_managers(frames)
     # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
     # deals come from several pipelines.

@@ -232,6 +232,54 @@ def keep_pipelines(frames: dict[str, pd.DataFrame], wanted: list[int | str]) -> 
     )]
 
 
+MANAGER_REFS = ("deals", "leads", "activities", "emails", "clients")
+
+
+def _person_key(values: pd.Series) -> pd.Series:
+    """A name or id as people retype it: case, ё/е and runs of spaces ignored."""
+    return (values.astype(str).str.casefold().str.replace("ё", "е", regex=False)
+            .str.replace(r"\s+", " ", regex=True).str.strip())
+
+
+def match_managers(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
+    """Managers named in another case or spacing, or by their name where the managers file has
+    an id ("АЛИЯ КАСЫМОВА " for m02, as amoCRM's "Ответственный" column holds it), read as that
+    manager (in place); one warning per table. Only a key that fits exactly one manager is used:
+    two people with one name stay unknown, and check() says so."""
+    managers = frames["managers"]
+    known = managers["manager_id"]
+    keys = pd.concat([_person_key(known), _person_key(managers["name"])], ignore_index=True)
+    ids = pd.concat([known, known], ignore_index=True).astype(str)
+    pairs = pd.DataFrame({"key": keys, "id": ids}).drop_duplicates()
+    unique = pairs[~pairs["key"].duplicated(keep=False)]
+    lookup = dict(zip(unique["key"], unique["id"]))
+    warnings: list[DataWarning] = []
+    for table in MANAGER_REFS:
+        frame = frames.get(table)
+        if frame is None or "manager_id" not in frame.columns:
+            continue
+        unknown = frame["manager_id"].notna() & ~isin(frame["manager_id"], known)
+        if not unknown.any():
+            continue
+        written = frame.loc[unknown, "manager_id"]
+        distinct = pd.Series(written.unique())
+        found = pd.Series(_person_key(distinct).map(lookup).to_numpy(), index=distinct.to_numpy())
+        found = found.dropna()
+        if found.empty:
+            continue
+        mapped = written.map(found)
+        hit = mapped.notna()
+        frame.loc[mapped.index[hit], "manager_id"] = mapped[hit].to_numpy()
+        n = int(hit.sum())
+        warnings.append(DataWarning(
+            "manager_by_name", table, n,
+            f"{n} row(s) name their manager in another case or spacing, or by name, not as the "
+            "managers table's manager_id; read as that manager (write the id as in managers to be sure)",
+            [f"{w!r} -> {m}" for w, m in found.head(EXAMPLES).items()],
+        ))
+    return warnings
+
+
 def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd.Series,
                       consequence: str) -> list[DataWarning]:
     """One warning for the rows of `table` naming a manager_id the managers table lacks."""
