@@ -11,6 +11,7 @@ import codecs
 import csv
 import html
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -383,10 +384,12 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     delimiter = detect_delimiter(sample)
     skip, guess, delimiter = _csv_header(sample, delimiter, expected)
     _refuse_too_wide(sample, delimiter, skip, name)
+    _recovered.words = 0
     try:
         frame = pd.read_csv(
             path, sep=delimiter, encoding=encoding, dtype=str,
-            encoding_errors="replace" if evidence.bad else "strict",
+            encoding_errors=CP1251_WORDS if evidence.bad and encoding.startswith("utf-8") else
+            "replace" if evidence.bad else "strict",
             keep_default_na=False, na_values=[""], skip_blank_lines=False, skiprows=skip,
         )
     except pd.errors.EmptyDataError:
@@ -423,7 +426,7 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     # skipped title lines: data label 0 is spreadsheet row skip + 2
     frame, footer = drop_footer(frame, name, 2 + skip)
     raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer)
-    raw.notes += _encoding_notes(raw, evidence)
+    raw.notes += _encoding_notes(raw, evidence, _recovered.words)
     if bom_in_cp1251:
         raw.notes.append(DataWarning(
             "bom_not_utf8", name, 1,
@@ -493,8 +496,61 @@ def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Da
         "'Total': the table's totals, not records; not read")]
 
 
-def _encoding_notes(raw: RawTable, evidence: EncodingEvidence) -> list[DataWarning]:
+# --- one Windows-1251 line in a UTF-8 file --------------------------------------------------
+
+CP1251_WORDS = "crm-cp1251-words"
+_RUSSIAN = re.compile("[А-Яа-яЁё]+")
+_recovered = threading.local()  # how many words the handler below read as cp1251, per thread
+_recovered.words = 0
+
+
+def _utf8_starts(data, i: int) -> bool:
+    """A valid UTF-8 character begins at data[i]."""
+    lead = data[i]
+    n = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
+    if not n or i + n > len(data):
+        return False
+    try:
+        bytes(data[i:i + n]).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _cp1251_words(exc: UnicodeError) -> tuple[str, int]:
+    """Decoding error handler for UTF-8 files: a run of bytes that are not UTF-8 and spell a
+    Russian word in Windows-1251 (a line pasted from an old export) is read as that word; any
+    other bad byte becomes U+FFFD, as errors="replace" does. A word has two different letters
+    ("КП" is one), so a stray byte or its repeats ("\\xe9", "ййй") is never taken for one; the run
+    stops where valid UTF-8 begins, so the letters after a stray byte stay as written."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    data, end = exc.object, exc.start + 1
+    while end < len(data) and data[end] >= 0x80 and not _utf8_starts(data, end):
+        end += 1
+    if end - exc.start >= 2:
+        try:
+            text = bytes(data[exc.start:end]).decode("cp1251")
+        except UnicodeDecodeError:
+            text = ""
+        if _RUSSIAN.fullmatch(text) and len(set(text.lower())) > 1:
+            _recovered.words = getattr(_recovered, "words", 0) + 1
+            return text, end
+    return "\ufffd", exc.end
+
+
+codecs.register_error(CP1251_WORDS, _cp1251_words)
+
+
+def _encoding_notes(raw: RawTable, evidence: EncodingEvidence, recovered: int = 0) -> list[DataWarning]:
     """Say what decoding did whenever the file was not clean text in one encoding."""
+    if recovered:
+        notes = [DataWarning(
+            "cp1251_in_utf8", raw.origin, recovered,
+            f"{recovered} word(s) in this UTF-8 file are written in Windows-1251 (a line pasted from "
+            "another export?); read as Windows-1251. Export the file again as CSV UTF-8 to be sure",
+        )]
+        return notes + [n for n in _encoding_notes(raw, evidence) if n.count]
     if evidence.bad and evidence.encoding.startswith("utf-8"):
         frame = raw.frame
         hit = pd.Series(False, index=frame.index)
