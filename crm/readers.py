@@ -399,6 +399,14 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
         raise DataError(f"the file is not valid {encoding} text", file=name,
                         fix="export the file as CSV UTF-8") from None
     except pd.errors.ParserError as exc:
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if unclosed:  # pandas counts rows from 0, the header included: a spreadsheet's row is one more
+            raise DataError(
+                "a value opens with a double quote (\") that is not closed where the value ends, so "
+                "the rest of the file would be read as one cell", file=name, row=int(unclosed[1]) + 1,
+                fix="close the quote or remove it in that row (a quote inside a value is written twice: "
+                "\"\"), or export the file again",
+            ) from None
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         detail = (f"row {found[2]} has {found[3]} values but the header has {found[1]} columns"
                   if found else str(exc).strip().splitlines()[0])
@@ -418,6 +426,7 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
             "(e.g. numbers written with a decimal comma), and that every column has a name",
         )
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    _refuse_swallowed_rows(frame, delimiter, name, 2 + skip)
     bom_in_cp1251 = encoding == "cp1251" and head.startswith(codecs.BOM_UTF8)
     if bom_in_cp1251 and not skip:  # the BOM's three bytes read as cp1251 are 'п»ї'
         frame.columns = [frame.columns[0].removeprefix(_BOM_AS_CP1251).strip(), *frame.columns[1:]]
@@ -436,6 +445,32 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
 
 
 _BOM_AS_CP1251 = codecs.BOM_UTF8.decode("cp1251")
+
+
+def _refuse_swallowed_rows(frame: pd.DataFrame, delimiter: str, name: str, row_offset: int) -> None:
+    """A quote opened in one row and closed rows later reads the rows between as one cell, and
+    when the field count still fits, pandas says nothing: those records vanish. A multi-line cell
+    holding a line with as many delimiters as a row has is such a swallow (an address or a
+    comment over two lines has a few commas, not a row's worth)."""
+    need = len(frame.columns) - 1
+    if need < 2:
+        return
+    for col in frame.columns:
+        cells = frame[col]
+        multi = cells.str.contains("\n", regex=False).fillna(False).astype(bool)
+        if not multi.any():
+            continue
+        for label, text in cells[multi].items():
+            lines = text.split("\n")[1:]
+            rowlike = [ln for ln in lines if ln.count(delimiter) >= need]
+            if rowlike:
+                raise DataError(
+                    f"a value starts with a double quote (\") that is closed only {len(lines)} line(s) "
+                    f"later, so {len(rowlike)} row(s) below it were read into this one cell", file=name,
+                    row=int(label) + row_offset, column=str(col),
+                    fix="remove the stray quote or close it where the value ends (a quote inside a "
+                    "value is written twice: \"\"), or export the file again",
+                )
 
 
 def drop_footer(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.DataFrame, list[DataWarning]]:
