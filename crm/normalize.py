@@ -136,6 +136,7 @@ def normalize_table(
             if failed is not None:
                 error_rows |= failed
                 error_columns.append(str(source_name))
+            series = _hyperlinks(series)
             if col.name.endswith("_id"):
                 series = _float_ids(series)
         mapping = values.get(col.name)
@@ -563,7 +564,7 @@ def _clean_text(series: pd.Series) -> pd.Series:
 # Cells that say "nothing here": a dash typed for "none", and the error values of a formula that
 # failed (English and Russian Excel). Read as text they were a client "—" shared by many deals,
 # a loss reason "-", a manager "#N/A"; in a number or date column they stopped the load.
-DASHES = frozenset({"-", "—", "–", "−", "--", "---"})
+DASHES = frozenset({"-", "—", "–", "−", "--", "---", "N/A", "n/a"})
 EXCEL_ERRORS = frozenset({
     "#N/A", "#REF!", "#VALUE!", "#DIV/0!", "#NAME?", "#NULL!", "#NUM!", "#SPILL!", "#CALC!",
     "#GETTING_DATA", "#Н/Д", "#ССЫЛКА!", "#ЗНАЧ!", "#ДЕЛ/0!", "#ИМЯ?", "#ПУСТО!", "#ЧИСЛО!",
@@ -580,6 +581,24 @@ def _placeholders(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
     errors = hit & series.isin(list(EXCEL_ERRORS))
     blank = series.where(~hit, None) if series.dtype == object else series.where(~hit)
     return blank, (errors if errors.any() else None)
+
+
+_HYPERLINK = re.compile(r'=\s*(?:HYPERLINK|ГИПЕРССЫЛКА)\(\s*"([^"]*)"\s*(?:[,;]\s*"([^"]*)"\s*)?\)',
+                        re.IGNORECASE)
+
+
+def _hyperlinks(series: pd.Series) -> pd.Series:
+    """A cell holding Excel's =HYPERLINK("url", "text") formula (a CRM's report with links to
+    each deal, saved as CSV) is read as the text Excel shows: the deal's id or name, not the
+    formula (an id never matched its stage history)."""
+    if not isinstance(series.dtype, pd.StringDtype) and series.dtype != object:
+        return series
+    maybe = series.str.startswith("=").fillna(False).astype(bool)
+    if not maybe.any():
+        return series
+    shown = series[maybe].map(lambda v: (m[2] if m[2] is not None else m[1])
+                              if isinstance(v, str) and (m := _HYPERLINK.fullmatch(v.strip())) else v)
+    return series.where(~maybe, shown)
 
 
 def _float_ids(series: pd.Series) -> pd.Series:

@@ -434,7 +434,7 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
         _refuse_one_column(frame, expected, name)
     # skipped title lines: data label 0 is spreadsheet row skip + 2
     frame, footer = drop_footer(frame, name, 2 + skip)
-    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer)
+    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer + _header_notes(frame, name))
     raw.notes += _encoding_notes(raw, evidence, _recovered.words)
     if bom_in_cp1251:
         raw.notes.append(DataWarning(
@@ -445,6 +445,30 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
 
 
 _BOM_AS_CP1251 = codecs.BOM_UTF8.decode("cp1251")
+
+
+def _header_notes(frame: pd.DataFrame, name: str) -> list[DataWarning]:
+    """What the header hides: names that occur more than once (pandas keeps the first as named
+    and calls the next 'name.1', so which one is read was never said: a copied column, two custom
+    fields with one title), and columns with values under a blank name (never read)."""
+    notes = []
+    blank = [j for j, c in enumerate(frame.columns)
+             if str(c).startswith("Unnamed: ") and frame.iloc[:, j].notna().any()]
+    if blank:
+        notes.append(DataWarning(
+            "unnamed_columns", name, len(blank),
+            f"{len(blank)} column(s) hold values but have no name in the header (column "
+            f"{', '.join(str(j + 1) for j in blank[:5])}); not read: give them a name if they matter"))
+    names = {str(c) for c in frame.columns}
+    twice = sorted({m[1] for c in names if (m := re.fullmatch(r"(.+)\.(\d+)", c)) and m[1] in names})
+    if not twice:
+        return notes
+    return notes + [DataWarning(
+        "duplicate_columns", name, len(twice),
+        f"the header names {', '.join(repr(t) for t in twice[:5])} more than once; the first column "
+        "of each name is read, the others (named like 'name.1') are not: rename or delete the copies, "
+        "or map the one you mean in [source.columns]",
+    )]
 
 
 def _refuse_swallowed_rows(frame: pd.DataFrame, delimiter: str, name: str, row_offset: int) -> None:
@@ -719,7 +743,7 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     elif sum(c.startswith("Unnamed: ") for c in frame.columns) * 2 > len(frame.columns):
         guess = next((i + 2 for i, row in enumerate(top) if _looks_like_header(row, len(frame.columns))), None)
     frame, footer = drop_footer(frame, name, 2)
-    return RawTable(frame, name, header_guess=guess, notes=footer)
+    return RawTable(frame, name, header_guess=guess, notes=footer + _header_notes(frame, name))
 
 
 def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:
@@ -756,7 +780,7 @@ def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:
     frame = frame.replace("", None)
     frame.index = pd.RangeIndex(len(frame))
     frame, footer = drop_footer(frame, name, 2 + skip)
-    return RawTable(frame, name, row_offset=2 + skip, notes=footer)
+    return RawTable(frame, name, row_offset=2 + skip, notes=footer + _header_notes(frame, name))
 
 
 _HTML_SKIP = re.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
