@@ -593,7 +593,8 @@ def _hyperlinks(series: pd.Series) -> pd.Series:
     formula (an id never matched its stage history)."""
     if not isinstance(series.dtype, pd.StringDtype) and series.dtype != object:
         return series
-    maybe = series.str.startswith("=").fillna(False).astype(bool)
+    maybe = (series.str.startswith("=").fillna(False).astype(bool) if series.dtype != object else
+             series.map(lambda v: isinstance(v, str) and v.startswith("=")).astype(bool))
     if not maybe.any():
         return series
     shown = series[maybe].map(lambda v: (m[2] if m[2] is not None else m[1])

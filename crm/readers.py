@@ -285,6 +285,46 @@ def detect_encoding(data: bytes) -> str:
     return evidence.encoding
 
 
+# Code pages other than Windows-1251 and UTF-8: Russian from a Mac, DOS or a Unix script, and
+# Western European (Windows-1252, Mac Roman) from an EU or US CRM. Each decodes any byte, so only
+# the words tell them apart: read as Windows-1251 they load as garbage ("Josй Mьller").
+CODEPAGE_NAMES = {"koi8_r": "KOI8-R", "mac_cyrillic": "Mac Cyrillic", "cp866": "DOS (CP866)",
+                  "cp1252": "Western European (Windows-1252)", "mac_roman": "Mac Roman"}
+_WORD = re.compile("[A-Za-zÀ-ÖØ-öø-ÿА-Яа-яЁё]+")
+_RUSSIAN_SHAPE = re.compile("[А-ЯЁ]?[а-яё]+|[А-ЯЁ]+")  # "Анна", "звонок", "ТОО": not "уЧБТПЮОЩК"
+_LATIN_SHAPE = re.compile("[A-ZÀ-ÖØ-Þ]?[a-zß-öø-ÿ]+|[A-ZÀ-ÖØ-Þ]+")
+_PLAIN = frozenset(chr(c) for c in range(128)) | frozenset("«»№—–…“”„’×₸\u00a0")
+
+
+def _good_word(word: str) -> bool:
+    """One script, shaped as people write it; a Latin word with few accents ("Müller", not "Ñâàðî")."""
+    if _RUSSIAN_SHAPE.fullmatch(word):
+        return True
+    accents = sum(1 for c in word if c >= "\u00c0")
+    return bool(_LATIN_SHAPE.fullmatch(word)) and accents * 3 <= len(word)
+
+
+def _text_score(text: str) -> tuple[int, int]:
+    """(score, good words) over the words with a non-ASCII letter: a letter of a well-shaped word
+    counts 1, of a misshapen one -1, a symbol that is neither such a letter nor usual punctuation
+    -2 (in letters, not words: garbage split into short words does not win by their number)."""
+    words = [w for w in _WORD.findall(text) if not w.isascii()]
+    good = [w for w in words if _good_word(w)]
+    letters = sum(len(w) for w in good) * 2 - sum(len(w) for w in words)
+    odd = sum(1 for c in text if c not in _PLAIN and not _WORD.match(c))
+    return letters - 2 * odd, len(good)
+
+
+def other_codepage(head: bytes) -> str | None:
+    """The code page whose words read clearly better than Windows-1251's; None keeps Windows-1251."""
+    best, (best_score, _) = None, _text_score(head.decode("cp1251", errors="replace"))
+    for codepage in CODEPAGE_NAMES:
+        score, good = _text_score(head.decode(codepage, errors="replace"))
+        if score > best_score and good:
+            best, best_score = codepage, score
+    return best
+
+
 def _check_cp1251(chunks, file: str | None = None) -> None:
     offset = 0
     for chunk in chunks:
@@ -377,7 +417,10 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     head = _head(path, _SAMPLE_BYTES)
     _refuse_non_csv(head, name, whole=len(head) >= size)
     evidence = weigh_encoding(lambda: _file_chunks(path), head)
-    if evidence.encoding == "cp1251":
+    codepage = other_codepage(head) if evidence.encoding == "cp1251" else None
+    if codepage:
+        evidence.encoding = codepage  # every byte means a letter there: nothing to check
+    elif evidence.encoding == "cp1251":
         _check_cp1251(_file_chunks(path), name)
     encoding = evidence.encoding
     sample = head.decode(encoding, errors="ignore")
@@ -436,6 +479,11 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     frame, footer = drop_footer(frame, name, 2 + skip)
     raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer + _header_notes(frame, name))
     raw.notes += _encoding_notes(raw, evidence, _recovered.words)
+    if codepage:
+        raw.notes.append(DataWarning(
+            "other_codepage", name, 1,
+            f"the text is in the {CODEPAGE_NAMES[codepage]} code page, not Windows-1251 or UTF-8 (its "
+            "words read right only so); read so. Export the file again as CSV UTF-8 to be sure"))
     if bom_in_cp1251:
         raw.notes.append(DataWarning(
             "bom_not_utf8", name, 1,
