@@ -585,22 +585,22 @@ def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Da
     cell is a totals word; said with their row numbers."""
     if len(frame.columns) < 2 or not len(frame):
         return frame, []
-    cut = len(frame)
+    cut, words = len(frame), []
     tail = frame.iloc[-_TOTALS_ROWS:].astype(object).to_numpy()
     for row in tail[::-1]:
         first = next((c for c in row if c is not None and not (isinstance(c, float) and c != c)
                       and str(c).strip()), None)
-        if first is None or not isinstance(first, str) or not _TOTALS.fullmatch(first.strip()):
+        if first is None or not isinstance(first, str) or not (found := _TOTALS.fullmatch(first.strip())):
             break
         cut -= 1
+        words.append(found[1])
     if cut == len(frame):
         return frame, []
     rows = [row_offset + int(i) for i in frame.index[cut:]]
-    span = f"row {rows[0]}" if len(rows) == 1 else f"rows {rows[0]}-{rows[-1]}"
+    span = f"row {rows[0]} begins" if len(rows) == 1 else f"rows {rows[0]}-{rows[-1]} begin"
     return frame.iloc[:cut], [DataWarning(
         "totals_row", name, len(rows),
-        f"the last {len(rows)} line(s) ({span}) begin with a totals word such as 'Итого' or "
-        "'Total': the table's totals, not records; not read")]
+        f"the last {span} with {words[-1]!r}: the table's totals, not records; not read")]
 
 
 # --- one Windows-1251 line in a UTF-8 file --------------------------------------------------
