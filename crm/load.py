@@ -29,7 +29,7 @@ from crm.stages import (
     stage_probabilities,
 )
 from crm.validate import (check, closed_flag_check, dedupe, drop_planned_closings, keep_pipelines, match_managers,
-                          order_dates)
+                          match_zero_padded, order_dates)
 
 
 @dataclass
@@ -124,6 +124,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         warnings.append(note)
     else:
         warnings += match_managers(frames)
+    warnings += match_zero_padded(frames)
     # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
     # deals come from several pipelines.

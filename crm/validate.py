@@ -280,6 +280,58 @@ def match_managers(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
     return warnings
 
 
+# (table, column, the table whose key it names): the references an id's lost zeros would break.
+REFERENCES = (("stage_history", "deal_id", "deals"), ("activities", "deal_id", "deals"),
+              ("emails", "deal_id", "deals"), ("deals", "client_id", "clients"),
+              ("emails", "client_id", "clients"), ("activities", "client_id", "clients"),
+              ("email_opens", "email_id", "emails"))
+
+
+def _leading_zero(values: pd.Series) -> bool:
+    try:
+        return bool(pc.any(pc.starts_with(pa.array(values, from_pandas=True), "0")).as_py())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return False
+
+
+def match_zero_padded(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
+    """Numeric ids whose leading zeros one file kept and another lost ("000123" in deals, 123 in
+    the history: Excel drops them when it opens a CSV) read as the id of the table they name (in
+    place), when the number fits exactly one; one warning per reference. Checked only when one
+    side has an id starting with 0 (a cheap test on millions of rows)."""
+    warnings: list[DataWarning] = []
+    for table, column, target in REFERENCES:
+        frame, keys_frame = frames.get(table), frames.get(target)
+        if frame is None or keys_frame is None or column not in frame.columns or column not in keys_frame.columns:
+            continue
+        keys, refs = keys_frame[column], frame[column]
+        if not (_leading_zero(keys) or _leading_zero(refs)):
+            continue
+        unknown = refs.notna() & ~isin(refs, keys)
+        if not unknown.any():
+            continue
+        digits = keys.dropna().astype(str)
+        digits = digits[digits.str.fullmatch(r"\d+")]
+        stripped = digits.str.lstrip("0")
+        unique = ~stripped.duplicated(keep=False)
+        lookup = dict(zip(stripped[unique], digits[unique]))
+        written = refs[unknown].astype(str)
+        mapped = written.str.lstrip("0").map(lookup).where(written.str.fullmatch(r"\d+"))
+        hit = mapped.notna()
+        if not hit.any():
+            continue
+        frame.loc[mapped.index[hit], column] = mapped[hit].to_numpy()
+        n = int(hit.sum())
+        warnings.append(DataWarning(
+            "ids_without_zeros", table, n,
+            f"{n} {column} value(s) match a {target} id only with its leading zeros ({target} and "
+            f"{table} write them differently: Excel drops them when it opens a CSV); read as that id "
+            "(export both from the CRM without opening them in Excel to be sure)",
+            [f"{w} -> {m}" for w, m in zip(written[hit].head(EXAMPLES), mapped[hit].head(EXAMPLES))],
+        ))
+    return warnings
+
+
 def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd.Series,
                       consequence: str) -> list[DataWarning]:
     """One warning for the rows of `table` naming a manager_id the managers table lacks."""
