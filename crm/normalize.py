@@ -132,7 +132,7 @@ def normalize_table(
         if raw.text and (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
             series = _clean_text(series)
             as_written = series
-            series, failed = _placeholders(series)
+            series, failed = _placeholders(series, keep=values.get(col.name) or {})
             if failed is not None:
                 error_rows |= failed
                 error_columns.append(str(source_name))
@@ -572,10 +572,11 @@ EXCEL_ERRORS = frozenset({
 _PLACEHOLDERS = list(DASHES | EXCEL_ERRORS)
 
 
-def _placeholders(series: pd.Series) -> tuple[pd.Series, pd.Series | None]:
+def _placeholders(series: pd.Series, keep=frozenset()) -> tuple[pd.Series, pd.Series | None]:
     """Dashes and Excel error values read as empty cells; the mask of the error cells (None:
-    none), which the caller reports: a failed formula is worth fixing, a dash is not."""
-    hit = series.isin(_PLACEHOLDERS)
+    none), which the caller reports: a failed formula is worth fixing, a dash is not. `keep`: the
+    values [source.values] maps for this column ("-" = "Новый"): the admin said what they mean."""
+    hit = series.isin([v for v in _PLACEHOLDERS if v not in keep])
     if not hit.any():
         return series, None
     errors = hit & series.isin(list(EXCEL_ERRORS))

@@ -368,3 +368,12 @@ def test_ids_that_differ_by_more_than_zeros_stay_unknown(tmp_path):
     history = "deal_id,stage,entered_at\n1230,КП,2026-03-02 10:00\n"
     result = load_folder(write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals, "stage_history.csv": history}))
     assert "history_unknown_deal" in _codes(result) and "ids_without_zeros" not in _codes(result)
+
+
+def test_a_dash_the_config_maps_is_read_as_mapped(tmp_path):
+    from crm.load import load_crm
+    from crm.source_config import SourceConfig
+
+    folder = _deals_with(tmp_path, stage="-")
+    source = SourceConfig(path=str(folder), values={"deals": {"stage": {"-": "Квалификация"}}})
+    assert load_crm(source).data.deals.loc[0, "stage"] == "Квалификация"
