@@ -8,8 +8,8 @@ Three things such a list does that the canonical contract does not (README, acti
 - it names the deal by its title ("Сделка: Поставка линолеума"), and titles repeat: a title is
   linked only when it names one deal (or one deal of the activity's client, or the only one of
   that title open then), never guessed, and what stays unlinked is counted in one line;
-- it names the manager by display name where managers.csv has ids: a name that is exactly one
-  manager's is read as that manager.
+- it names the manager by display name where managers.csv has ids: the loader reads a name that
+  is exactly one manager's as that manager, in every table (crm.validate.match_managers).
 """
 from __future__ import annotations
 
@@ -28,20 +28,16 @@ _OTHER_PREFIX = re.compile(r"^\s*(?:контакт|компания|лид|кл�
                            re.IGNORECASE)
 
 
-def prepare(acts: pd.DataFrame, deals: pd.DataFrame, managers: pd.DataFrame, origin: str,
+def prepare(acts: pd.DataFrame, deals: pd.DataFrame, origin: str,
             read: dict[str, str] | None = None, now: datetime | None = None,
             ) -> tuple[pd.DataFrame, list[DataWarning]]:
-    """The activities with plans set aside, deals linked by title and managers by name, and one
+    """The activities with plans set aside and deals linked by title, and one
     warning per thing done. `read`: canonical column -> the file's column (for the messages)."""
     read = read or {}
     acts = acts.copy()
     warnings: list[DataWarning] = []
     for step in (_due_as_done, _not_done, _future_done):
         note = step(acts, origin, read, now)
-        if note:
-            warnings.append(note)
-    if "manager_id" in acts.columns:
-        note = _managers_by_name(acts, managers, origin, read)
         if note:
             warnings.append(note)
     if "deal_id" in acts.columns:
@@ -126,29 +122,6 @@ def _unique_lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
     frame = pd.DataFrame({"k": keys.to_numpy(), "v": values.to_numpy()}).dropna()
     once = ~frame["k"].duplicated(keep=False)
     return pd.Series(frame.loc[once, "v"].to_numpy(), index=frame.loc[once, "k"].to_numpy())
-
-
-def _managers_by_name(acts: pd.DataFrame, managers: pd.DataFrame, origin: str, read: dict[str, str]
-                      ) -> DataWarning | None:
-    """Activity lists name the manager as the CRM shows them; a name that is exactly one
-    manager's (managers.name) is read as that manager's id."""
-    ids = set(managers["manager_id"].astype(str))
-    given = acts["manager_id"]
-    unknown = given.notna() & ~given.astype("string").isin(ids).fillna(False)
-    if not unknown.any() or "name" not in managers.columns:
-        return None
-    by_name = _unique_lookup(_key(managers["name"]), managers["manager_id"])
-    found = _key(given[unknown]).map(by_name)
-    hit = found.dropna()
-    if hit.empty:
-        return None
-    acts.loc[hit.index, "manager_id"] = hit.astype(str).to_numpy()
-    return DataWarning(
-        "activity_manager_by_name", "activities", len(hit),
-        f"{len(hit):,} activities in {origin} name their manager by name ({_col(read, 'manager_id')}), not by "
-        "manager_id: read as the manager of that name in managers",
-        [f"{a} -> {m}" for a, m in zip(given[hit.index].head(EXAMPLES), hit.head(EXAMPLES))],
-    )
 
 
 def _deals_by_title(acts: pd.DataFrame, deals: pd.DataFrame, origin: str, read: dict[str, str]

@@ -32,7 +32,8 @@ from crm.stages import (
     stage_probabilities,
 )
 from crm.validate import (archived_as_lost, archived_flag_check, check, closed_flag_check, dedupe,
-                          drop_planned_closings, keep_pipelines, lost_left_out_warning, order_dates)
+                          drop_planned_closings, keep_pipelines, lost_left_out_warning, match_managers,
+                          match_zero_padded, order_dates)
 
 
 @dataclass
@@ -116,6 +117,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     if "managers" not in frames:
         frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone, nobody)
         warnings.append(note)
+    else:
+        warnings += match_managers(frames)
+    warnings += match_zero_padded(frames)
     # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
     # deals come from several pipelines.
@@ -153,7 +157,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     if "managers" not in raws:
         data.origins["managers"] = "derived from " + data.origins["deals"]
     if data.activities is not None:
-        data.activities, notes = prepare_activities(data.activities, deals, data.managers, data.origins["activities"],
+        data.activities, notes = prepare_activities(data.activities, deals, data.origins["activities"],
                                                     read.get("activities"), now)
         warnings += notes
     data, notes = check(data, now)

@@ -83,6 +83,8 @@ def normalize_table(
     used: set[object] = set(columns.values())  # their columns read into a canonical one
     bad_text_rows = pd.Series(False, index=frame.index)  # rows with a cell that is not valid Unicode
     bad_text_columns: list[str] = []
+    error_rows = pd.Series(False, index=frame.index)  # rows with an Excel error value (#N/A)
+    error_columns: list[str] = []
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
@@ -121,6 +123,7 @@ def normalize_table(
             out[col.name] = _default(col, frame.index)
             continue
         series = frame[source_name]
+        as_written = None
         if series.dtype == object:
             series, unencodable = _replace_unencodable(series)
             if unencodable is not None:
@@ -128,6 +131,14 @@ def normalize_table(
                 bad_text_columns.append(str(source_name))
         if raw.text and (series.dtype == object or isinstance(series.dtype, pd.StringDtype)):
             series = _clean_text(series)
+            as_written = series
+            series, failed = _placeholders(series, keep=values.get(col.name) or {})
+            if failed is not None:
+                error_rows |= failed
+                error_columns.append(str(source_name))
+            series = _hyperlinks(series)
+            if col.name.endswith("_id"):
+                series = _float_ids(series)
         mapping = values.get(col.name)
         if mapping:
             series = _map_values(series, mapping)
@@ -158,7 +169,7 @@ def normalize_table(
                 cut_rows |= long
                 cut_columns.append(source_name)
         if col.required:
-            _require_values(table, col, series, raw, source_name)
+            _require_values(table, col, series, raw, source_name, as_written)
         allowed = VALUE_SETS.get((table, col.name))
         if table == "activities" and col.name == "type":
             series = _type_words(series)
@@ -184,6 +195,14 @@ def normalize_table(
             f"{', '.join(repr(c) for c in bad_text_columns)}; each was replaced by \ufffd (a split pair joined) "
             "(fix those cells in the CRM)",
             _rows(raw, bad_text_rows),
+        ))
+    if error_columns:
+        warnings.append(DataWarning(
+            "excel_errors", table, int(error_rows.sum()),
+            f"{int(error_rows.sum())} row(s) hold Excel error values (#N/A, #REF!, #ЗНАЧ! ...) in "
+            f"{', '.join(repr(c) for c in error_columns)}: formulas that failed in the spreadsheet; "
+            "read as empty cells (fix the formulas, or paste the values, and export again)",
+            _rows(raw, error_rows),
         ))
     if signs is not None:
         warnings += _currency_from_signs(table, out, signs, raw, columns.get("amount") or "amount")
@@ -548,6 +567,62 @@ def _clean_text(series: pd.Series) -> pd.Series:
     return stripped.where(stripped != "")
 
 
+# Cells that say "nothing here": a dash typed for "none", and the error values of a formula that
+# failed (English and Russian Excel). Read as text they were a client "—" shared by many deals,
+# a loss reason "-", a manager "#N/A"; in a number or date column they stopped the load.
+DASHES = frozenset({"-", "—", "–", "−", "--", "---", "N/A", "n/a"})
+EXCEL_ERRORS = frozenset({
+    "#N/A", "#REF!", "#VALUE!", "#DIV/0!", "#NAME?", "#NULL!", "#NUM!", "#SPILL!", "#CALC!",
+    "#GETTING_DATA", "#Н/Д", "#ССЫЛКА!", "#ЗНАЧ!", "#ДЕЛ/0!", "#ИМЯ?", "#ПУСТО!", "#ЧИСЛО!",
+    "#ПЕРЕНОС!", "#ВЫЧИСЛ!"})
+_PLACEHOLDERS = list(DASHES | EXCEL_ERRORS)
+
+
+def _placeholders(series: pd.Series, keep=frozenset()) -> tuple[pd.Series, pd.Series | None]:
+    """Dashes and Excel error values read as empty cells; the mask of the error cells (None:
+    none), which the caller reports: a failed formula is worth fixing, a dash is not. `keep`: the
+    values [source.values] maps for this column ("-" = "Новый"): the admin said what they mean."""
+    hit = series.isin([v for v in _PLACEHOLDERS if v not in keep])
+    if not hit.any():
+        return series, None
+    errors = hit & series.isin(list(EXCEL_ERRORS))
+    blank = series.where(~hit, None) if series.dtype == object else series.where(~hit)
+    return blank, (errors if errors.any() else None)
+
+
+_HYPERLINK = re.compile(r'=\s*(?:HYPERLINK|ГИПЕРССЫЛКА)\(\s*"([^"]*)"\s*(?:[,;]\s*"([^"]*)"\s*)?\)',
+                        re.IGNORECASE)
+
+
+def _hyperlinks(series: pd.Series) -> pd.Series:
+    """A cell holding Excel's =HYPERLINK("url", "text") formula (a CRM's report with links to
+    each deal, saved as CSV) is read as the text Excel shows: the deal's id or name, not the
+    formula (an id never matched its stage history)."""
+    if not isinstance(series.dtype, pd.StringDtype) and series.dtype != object:
+        return series
+    maybe = (series.str.startswith("=").fillna(False).astype(bool) if series.dtype != object else
+             series.map(lambda v: isinstance(v, str) and v.startswith("=")).astype(bool))
+    if not maybe.any():
+        return series
+    shown = series[maybe].map(lambda v: (m[2] if m[2] is not None else m[1])
+                              if isinstance(v, str) and (m := _HYPERLINK.fullmatch(v.strip())) else v)
+    return series.where(~maybe, shown)
+
+
+def _float_ids(series: pd.Series) -> pd.Series:
+    """Ids Excel turned into floats ("123.0" for 123) read as the whole numbers they are, when
+    every id in the column is written so: beside a file that says "123", not one id matched."""
+    if not isinstance(series.dtype, pd.StringDtype) and series.dtype != object:
+        return series
+    sample = series.dropna()
+    if not len(sample) or not sample.iloc[:50].astype(str).str.endswith(".0").all():
+        return series  # the usual column is ruled out on its first ids
+    text = sample.astype(str)
+    if not text.str.fullmatch(r"\d+\.0").all():
+        return series
+    return series.where(series.isna(), series.astype(str).str.slice(stop=-2))
+
+
 def _closing_stages(table: str, columns: dict[str, str], values: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
     """When one of their columns is both the stage and the status (HubSpot's "Deal Stage" with
     "Closed Won", Maven's `deal_stage`), a value the status mapping calls won or lost is a
@@ -703,14 +778,19 @@ def _check_enum(table, column, series, allowed, raw, source_name) -> pd.Series:
     return lowered.astype(STR)
 
 
-def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source_name) -> None:
+def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source_name,
+                    as_written: pd.Series | None = None) -> None:
+    """`as_written`: the cells before dashes and Excel errors were read as empty, to show them."""
     missing = series.isna()
     if missing.any():
         n = int(missing.sum())
+        first = missing.idxmax()
+        shown = None if as_written is None or pd.isna(as_written[first]) else as_written[first]
         raise DataError(
-            f"{col.name} is empty in {n} row(s), but {table} needs a value in every row",
-            file=raw.origin, row=raw.row_number(missing.idxmax()), row_kind=raw.row_kind,
-            column=source_name,
+            f"{col.name} is empty" + (" (a placeholder: a dash, an Excel error or day zero)" if shown is not None else "")
+            + f" in {n} row(s), but {table} needs a value in every row",
+            file=raw.origin, row=raw.row_number(first), row_kind=raw.row_kind,
+            column=source_name, value=shown,
             more=f"Rows: {', '.join(_rows(raw, missing))}.",
             # one constant for every empty id would make them duplicates: the row is the problem
             fix=(f"delete those rows (a row without an id is often the totals or a blank line at the end of "
@@ -813,6 +893,8 @@ def _to_number(series: pd.Series, col: Column, raw: RawTable, source_name: str) 
         # "1 234,50" as Russian Excel writes it -> "1234.50"; "1,234.50" and "1,234,567"
         # (commas grouping thousands) -> "1234.50", "1234567"
         cleaned = text.str.replace(_SPACES, "", regex=True)
+        # accountants' negatives: "(1 200)" and the minus sign U+2212 are -1200
+        cleaned = cleaned.str.replace("\u2212", "-", regex=False).str.replace(r"^\((\d[^()]*)\)$", r"-\1", regex=True)
         mark = _decimal_mark(cleaned, money=col.name == "amount")
         if mark == ",":  # "1,5" elsewhere in the column: "12.500" is twelve thousand five hundred
             dots = cleaned.str.fullmatch(r"-?\d{1,3}(?:\.\d{3})+(?:,\d*)?").fillna(False)
@@ -1012,6 +1094,8 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
             numbers = pd.to_numeric(text[unix], errors="coerce")
             result.iloc[np.flatnonzero(unix)] = _from_unix(numbers, raw, text[unix], source_name).to_numpy()
             remaining[unix] = False
+    if remaining.any():
+        remaining &= ~_excel_days(text, remaining, result, tz)
     bad = (present & ~digit) | remaining
     if bad.any():
         expected = (f"the format {date_format!r} given in [source.date_formats], or " + DATETIME_EXPECTED
@@ -1021,6 +1105,29 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
         _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
                    "not a date/time this loader can read", expected, fix=fix)
     return result
+
+
+# Excel's serial day numbers: a date column formatted as a number ("45678" is 2025-01-21), from
+# 1954 to 2119 so no count or Unix time is taken for one; day 0 shows as "1900-01-00", an empty cell.
+_EXCEL_DAYS = r"\d{5}(?:\.\d+)?"
+_EXCEL_DAY_RANGE = (20_000, 80_000)
+_EXCEL_EPOCH = pd.Timestamp("1899-12-30")
+_EXCEL_ZERO = ("1900-01-00", "00.01.1900", "0.1.1900", "1/0/1900", "1900-01-00 00:00:00",
+               "00.01.1900 00:00", "00.01.1900 0:00", "00.01.1900 00:00:00")
+
+
+def _excel_days(text: pd.Series, todo: np.ndarray, result: pd.Series, tz: ZoneInfo) -> np.ndarray:
+    """Read Excel serial days (local wall-clock, as the sheet shows them) into `result`; day
+    zero stays empty. Returns the cells read."""
+    zero = todo & text.isin(_EXCEL_ZERO).fillna(False).to_numpy(dtype=bool)
+    serial = todo & text.str.fullmatch(_EXCEL_DAYS).fillna(False).to_numpy(dtype=bool)
+    if serial.any():
+        days = pd.to_numeric(text[serial], errors="coerce").to_numpy(dtype="float64")
+        inside = (days >= _EXCEL_DAY_RANGE[0]) & (days < _EXCEL_DAY_RANGE[1])
+        serial[np.flatnonzero(serial)[~inside]] = False
+        naive = _EXCEL_EPOCH + pd.to_timedelta(np.round(days[inside] * 86_400), unit="s")
+        result.iloc[np.flatnonzero(serial)] = _localize(pd.Series(naive), tz).astype(_WIDE).to_numpy()
+    return zero | serial
 
 
 def _with_date_part(fmt: str) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import codecs
 import csv
 import html
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 from crm.errors import DataError, DataWarning
 
 SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".parquet")
-DELIMITERS = (",", ";", "\t")
+DELIMITERS = (",", ";", "\t", "|")  # "|": 1C and database dumps
 _SAMPLE_BYTES = 64 * 1024
 _CHUNK_BYTES = 16 * 1024 * 1024
 # Limits that keep one hostile or mistaken file from taking the machine down. A CRM export
@@ -248,17 +249,35 @@ def weigh_encoding(chunks, head: bytes) -> EncodingEvidence:
     `chunks()` yields the file's bytes from the start (called again for a second pass).
     UTF-8 when every byte is UTF-8, or when the valid non-ASCII UTF-8 letters outnumber the bad
     sequences (a stray Latin-1 byte in a UTF-8 export: the few bad bytes are replaced and
-    reported, the names stay readable). Otherwise cp1251, as Russian Excel writes it.
+    reported, the names stay readable). Otherwise cp1251, as Russian Excel writes it, even
+    behind a UTF-8 BOM (a converter that added the mark but kept the bytes).
     """
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return EncodingEvidence("utf-16")
+    if wide := utf16_without_bom(head):
+        return EncodingEvidence(wide)
     bom = head.startswith(codecs.BOM_UTF8)
     if _all_utf8(chunks()):
         return EncodingEvidence("utf-8-sig" if bom else "utf-8")
     bad, good = _utf8_counts(chunks())
-    if bom or good > bad:
+    if good > bad:  # a BOM does not outvote the bytes: cp1251 text behind one is still cp1251
         return EncodingEvidence("utf-8-sig" if bom else "utf-8", bad, good)
     return EncodingEvidence("cp1251", bad, good)
+
+
+def utf16_without_bom(head: bytes) -> str | None:
+    """'utf-16-le'/'-be' for UTF-16 text that lost its BOM (a script's "Unicode" export): a
+    zero high byte on every digit, comma and Latin letter, so on one side of the pairs only (a
+    Cyrillic letter's high byte is 04); else None (binary has zero bytes on both sides)."""
+    pairs = len(head) // 2
+    if pairs < 8:
+        return None
+    even, odd = head[0:2 * pairs:2].count(0), head[1:2 * pairs:2].count(0)
+    if odd >= 0.3 * pairs and even <= 0.01 * pairs:
+        return "utf-16-le"
+    if even >= 0.3 * pairs and odd <= 0.01 * pairs:
+        return "utf-16-be"
+    return None
 
 
 def detect_encoding(data: bytes) -> str:
@@ -267,6 +286,46 @@ def detect_encoding(data: bytes) -> str:
     if evidence.encoding == "cp1251":
         _check_cp1251([data])
     return evidence.encoding
+
+
+# Code pages other than Windows-1251 and UTF-8: Russian from a Mac, DOS or a Unix script, and
+# Western European (Windows-1252, Mac Roman) from an EU or US CRM. Each decodes any byte, so only
+# the words tell them apart: read as Windows-1251 they load as garbage ("Josй Mьller").
+CODEPAGE_NAMES = {"koi8_r": "KOI8-R", "mac_cyrillic": "Mac Cyrillic", "cp866": "DOS (CP866)",
+                  "cp1252": "Western European (Windows-1252)", "mac_roman": "Mac Roman"}
+_WORD = re.compile("[A-Za-zÀ-ÖØ-öø-ÿА-Яа-яЁё]+")
+_RUSSIAN_SHAPE = re.compile("[А-ЯЁ]?[а-яё]+|[А-ЯЁ]+")  # "Анна", "звонок", "ТОО": not "уЧБТПЮОЩК"
+_LATIN_SHAPE = re.compile("[A-ZÀ-ÖØ-Þ]?[a-zß-öø-ÿ]+|[A-ZÀ-ÖØ-Þ]+")
+_PLAIN = frozenset(chr(c) for c in range(128)) | frozenset("«»№—–…“”„’×₸\u00a0")
+
+
+def _good_word(word: str) -> bool:
+    """One script, shaped as people write it; a Latin word with few accents ("Müller", not "Ñâàðî")."""
+    if _RUSSIAN_SHAPE.fullmatch(word):
+        return True
+    accents = sum(1 for c in word if c >= "\u00c0")
+    return bool(_LATIN_SHAPE.fullmatch(word)) and accents * 3 <= len(word)
+
+
+def _text_score(text: str) -> tuple[int, int]:
+    """(score, good words) over the words with a non-ASCII letter: a letter of a well-shaped word
+    counts 1, of a misshapen one -1, a symbol that is neither such a letter nor usual punctuation
+    -2 (in letters, not words: garbage split into short words does not win by their number)."""
+    words = [w for w in _WORD.findall(text) if not w.isascii()]
+    good = [w for w in words if _good_word(w)]
+    letters = sum(len(w) for w in good) * 2 - sum(len(w) for w in words)
+    odd = sum(1 for c in text if c not in _PLAIN and not _WORD.match(c))
+    return letters - 2 * odd, len(good)
+
+
+def other_codepage(head: bytes) -> str | None:
+    """The code page whose words read clearly better than Windows-1251's; None keeps Windows-1251."""
+    best, (best_score, _) = None, _text_score(head.decode("cp1251", errors="replace"))
+    for codepage in CODEPAGE_NAMES:
+        score, good = _text_score(head.decode(codepage, errors="replace"))
+        if score > best_score and good:
+            best, best_score = codepage, score
+    return best
 
 
 def _check_cp1251(chunks, file: str | None = None) -> None:
@@ -345,7 +404,8 @@ def _refuse_non_csv(data: bytes, name: str, *, whole: bool = True) -> None:
             fix="the download probably returned a login or error page; export the table "
             "from the CRM again and save the CSV file itself",
         )
-    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" in data[:_SAMPLE_BYTES]:
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" in data[:_SAMPLE_BYTES] \
+            and not utf16_without_bom(data[:_SAMPLE_BYTES]):
         raise DataError(
             "this is a binary file, not a CSV export", file=name,
             fix="export the table from the CRM as CSV (UTF-8 or Windows-1251) or XLSX",
@@ -360,17 +420,22 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     head = _head(path, _SAMPLE_BYTES)
     _refuse_non_csv(head, name, whole=len(head) >= size)
     evidence = weigh_encoding(lambda: _file_chunks(path), head)
-    if evidence.encoding == "cp1251":
+    codepage = other_codepage(head) if evidence.encoding == "cp1251" else None
+    if codepage:
+        evidence.encoding = codepage  # every byte means a letter there: nothing to check
+    elif evidence.encoding == "cp1251":
         _check_cp1251(_file_chunks(path), name)
     encoding = evidence.encoding
     sample = head.decode(encoding, errors="ignore")
     delimiter = detect_delimiter(sample)
     skip, guess, delimiter = _csv_header(sample, delimiter, expected)
     _refuse_too_wide(sample, delimiter, skip, name)
+    _recovered.words = 0
     try:
         frame = pd.read_csv(
             path, sep=delimiter, encoding=encoding, dtype=str,
-            encoding_errors="replace" if evidence.bad else "strict",
+            encoding_errors=CP1251_WORDS if evidence.bad and encoding.startswith("utf-8") else
+            "replace" if evidence.bad else "strict",
             keep_default_na=False, na_values=[""], skip_blank_lines=False, skiprows=skip,
         )
     except pd.errors.EmptyDataError:
@@ -380,6 +445,14 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
         raise DataError(f"the file is not valid {encoding} text", file=name,
                         fix="export the file as CSV UTF-8") from None
     except pd.errors.ParserError as exc:
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if unclosed:  # pandas counts rows from 0, the header included: a spreadsheet's row is one more
+            raise DataError(
+                "a value opens with a double quote (\") that is not closed where the value ends, so "
+                "the rest of the file would be read as one cell", file=name, row=int(unclosed[1]) + 1,
+                fix="close the quote or remove it in that row (a quote inside a value is written twice: "
+                "\"\"), or export the file again",
+            ) from None
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
         detail = (f"row {found[2]} has {found[3]} values but the header has {found[1]} columns"
                   if found else str(exc).strip().splitlines()[0])
@@ -399,13 +472,80 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
             "(e.g. numbers written with a decimal comma), and that every column has a name",
         )
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    _refuse_swallowed_rows(frame, delimiter, name, 2 + skip)
+    bom_in_cp1251 = encoding == "cp1251" and head.startswith(codecs.BOM_UTF8)
+    if bom_in_cp1251 and not skip:  # the BOM's three bytes read as cp1251 are 'п»ї'
+        frame.columns = [frame.columns[0].removeprefix(_BOM_AS_CP1251).strip(), *frame.columns[1:]]
     if guess is None:
         _refuse_one_column(frame, expected, name)
     # skipped title lines: data label 0 is spreadsheet row skip + 2
     frame, footer = drop_footer(frame, name, 2 + skip)
-    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer)
-    raw.notes += _encoding_notes(raw, evidence)
+    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer + _header_notes(frame, name))
+    raw.notes += _encoding_notes(raw, evidence, _recovered.words)
+    if codepage:
+        raw.notes.append(DataWarning(
+            "other_codepage", name, 1,
+            f"the text is in the {CODEPAGE_NAMES[codepage]} code page, not Windows-1251 or UTF-8 (its "
+            "words read right only so); read so. Export the file again as CSV UTF-8 to be sure"))
+    if bom_in_cp1251:
+        raw.notes.append(DataWarning(
+            "bom_not_utf8", name, 1,
+            "the file starts with a UTF-8 mark (BOM) but its text is Windows-1251; read as "
+            "Windows-1251. If names look garbled, export the file again as CSV UTF-8"))
     return raw
+
+
+_BOM_AS_CP1251 = codecs.BOM_UTF8.decode("cp1251")
+
+
+def _header_notes(frame: pd.DataFrame, name: str) -> list[DataWarning]:
+    """What the header hides: names that occur more than once (pandas keeps the first as named
+    and calls the next 'name.1', so which one is read was never said: a copied column, two custom
+    fields with one title), and columns with values under a blank name (never read)."""
+    notes = []
+    blank = [j for j, c in enumerate(frame.columns)
+             if str(c).startswith("Unnamed: ") and frame.iloc[:, j].notna().any()]
+    if blank:
+        notes.append(DataWarning(
+            "unnamed_columns", name, len(blank),
+            f"{len(blank)} column(s) hold values but have no name in the header (column "
+            f"{', '.join(str(j + 1) for j in blank[:5])}); not read: give them a name if they matter"))
+    names = {str(c) for c in frame.columns}
+    twice = sorted({m[1] for c in names if (m := re.fullmatch(r"(.+)\.(\d+)", c)) and m[1] in names})
+    if not twice:
+        return notes
+    return notes + [DataWarning(
+        "duplicate_columns", name, len(twice),
+        f"the header names {', '.join(repr(t) for t in twice[:5])} more than once; the first column "
+        "of each name is read, the others (named like 'name.1') are not: rename or delete the copies, "
+        "or map the one you mean in [source.columns]",
+    )]
+
+
+def _refuse_swallowed_rows(frame: pd.DataFrame, delimiter: str, name: str, row_offset: int) -> None:
+    """A quote opened in one row and closed rows later reads the rows between as one cell, and
+    when the field count still fits, pandas says nothing: those records vanish. A multi-line cell
+    holding a line with as many delimiters as a row has is such a swallow (an address or a
+    comment over two lines has a few commas, not a row's worth)."""
+    need = len(frame.columns) - 1
+    if need < 2:
+        return
+    for col in frame.columns:
+        cells = frame[col]
+        multi = cells.str.contains("\n", regex=False).fillna(False).astype(bool)
+        if not multi.any():
+            continue
+        for label, text in cells[multi].items():
+            lines = text.split("\n")[1:]
+            rowlike = [ln for ln in lines if ln.count(delimiter) >= need]
+            if rowlike:
+                raise DataError(
+                    f"a value starts with a double quote (\") that is closed only {len(lines)} line(s) "
+                    f"later, so {len(rowlike)} row(s) below it were read into this one cell", file=name,
+                    row=int(label) + row_offset, column=str(col),
+                    fix="remove the stray quote or close it where the value ends (a quote inside a "
+                    "value is written twice: \"\"), or export the file again",
+                )
 
 
 def drop_footer(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.DataFrame, list[DataWarning]]:
@@ -431,11 +571,96 @@ def drop_footer(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Dat
     blank = frame.isna().all(axis=1) if filled is None else pd.Series(filled == 0, index=frame.index)
     if blank.any():
         frame = frame[~blank]
-    return frame, notes
+    frame, totals = _drop_totals(frame, name, row_offset)
+    return frame, notes + totals
 
 
-def _encoding_notes(raw: RawTable, evidence: EncodingEvidence) -> list[DataWarning]:
+# The first filled cell of a spreadsheet's totals line: "Итого", "Итого: 40 сделок", "Total 1 200".
+_TOTALS = re.compile(r"(итого|итог|всего|total|totals|grand total|subtotal|сумма итого)\.?"
+                     r"(\s*:.*|\s+\d.*)?", re.IGNORECASE | re.DOTALL)
+_TOTALS_ROWS = 3  # a total, maybe a count and an average: never more below a table
+
+
+def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.DataFrame, list[DataWarning]]:
+    """The totals lines Excel users add under a table ("Итого", "Total"): read as a record they
+    stopped the load on an empty required cell whose fix ("fill in the cell") was wrong, or
+    became a deal with a summed amount. Only the last rows, and only when their first filled
+    cell is a totals word; said with their row numbers."""
+    if len(frame.columns) < 2 or not len(frame):
+        return frame, []
+    cut, words = len(frame), []
+    tail = frame.iloc[-_TOTALS_ROWS:].astype(object).to_numpy()
+    for row in tail[::-1]:
+        first = next((c for c in row if c is not None and not (isinstance(c, float) and c != c)
+                      and str(c).strip()), None)
+        if first is None or not isinstance(first, str) or not (found := _TOTALS.fullmatch(first.strip())):
+            break
+        cut -= 1
+        words.append(found[1])
+    if cut == len(frame):
+        return frame, []
+    rows = [row_offset + int(i) for i in frame.index[cut:]]
+    span = f"row {rows[0]} begins" if len(rows) == 1 else f"rows {rows[0]}-{rows[-1]} begin"
+    return frame.iloc[:cut], [DataWarning(
+        "totals_row", name, len(rows),
+        f"the last {span} with {words[-1]!r}: the table's totals, not records; not read")]
+
+
+# --- one Windows-1251 line in a UTF-8 file --------------------------------------------------
+
+CP1251_WORDS = "crm-cp1251-words"
+_RUSSIAN = re.compile("[А-Яа-яЁё]+")
+_recovered = threading.local()  # how many words the handler below read as cp1251, per thread
+_recovered.words = 0
+
+
+def _utf8_starts(data, i: int) -> bool:
+    """A valid UTF-8 character begins at data[i]."""
+    lead = data[i]
+    n = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
+    if not n or i + n > len(data):
+        return False
+    try:
+        bytes(data[i:i + n]).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _cp1251_words(exc: UnicodeError) -> tuple[str, int]:
+    """Decoding error handler for UTF-8 files: a run of bytes that are not UTF-8 and spell a
+    Russian word in Windows-1251 (a line pasted from an old export) is read as that word; any
+    other bad byte becomes U+FFFD, as errors="replace" does. A word has two different letters
+    ("КП" is one), so a stray byte or its repeats ("\\xe9", "ййй") is never taken for one; the run
+    stops where valid UTF-8 begins, so the letters after a stray byte stay as written."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    data, end = exc.object, exc.start + 1
+    while end < len(data) and data[end] >= 0x80 and not _utf8_starts(data, end):
+        end += 1
+    if end - exc.start >= 2:
+        try:
+            text = bytes(data[exc.start:end]).decode("cp1251")
+        except UnicodeDecodeError:
+            text = ""
+        if _RUSSIAN.fullmatch(text) and len(set(text.lower())) > 1:
+            _recovered.words = getattr(_recovered, "words", 0) + 1
+            return text, end
+    return "\ufffd", exc.end
+
+
+codecs.register_error(CP1251_WORDS, _cp1251_words)
+
+
+def _encoding_notes(raw: RawTable, evidence: EncodingEvidence, recovered: int = 0) -> list[DataWarning]:
     """Say what decoding did whenever the file was not clean text in one encoding."""
+    if recovered:
+        notes = [DataWarning(
+            "cp1251_in_utf8", raw.origin, recovered,
+            f"{recovered} word(s) in this UTF-8 file are written in Windows-1251 (a line pasted from "
+            "another export?); read as Windows-1251. Export the file again as CSV UTF-8 to be sure",
+        )]
+        return notes + [n for n in _encoding_notes(raw, evidence) if n.count]
     if evidence.bad and evidence.encoding.startswith("utf-8"):
         frame = raw.frame
         hit = pd.Series(False, index=frame.index)
@@ -486,7 +711,7 @@ def _refuse_one_column(frame: pd.DataFrame, expected: list[str] | None, name: st
     if str(frame.columns[0]).strip().lower() in {e.strip().lower() for e in expected}:
         return
     raise DataError(
-        "the first row is not a header of a table: it has no ',', ';' or tab between column "
+        "the first row is not a header of a table: it has no ',', ';', '|' or tab between column "
         "names (its content is not shown)", file=name,
         fix="export the table from the CRM as CSV (comma, semicolon or tab separated) or XLSX, "
         "and check that this is the file you meant",
@@ -569,7 +794,7 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     elif sum(c.startswith("Unnamed: ") for c in frame.columns) * 2 > len(frame.columns):
         guess = next((i + 2 for i, row in enumerate(top) if _looks_like_header(row, len(frame.columns))), None)
     frame, footer = drop_footer(frame, name, 2)
-    return RawTable(frame, name, header_guess=guess, notes=footer)
+    return RawTable(frame, name, header_guess=guess, notes=footer + _header_notes(frame, name))
 
 
 def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:
@@ -606,7 +831,7 @@ def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:
     frame = frame.replace("", None)
     frame.index = pd.RangeIndex(len(frame))
     frame, footer = drop_footer(frame, name, 2 + skip)
-    return RawTable(frame, name, row_offset=2 + skip, notes=footer)
+    return RawTable(frame, name, row_offset=2 + skip, notes=footer + _header_notes(frame, name))
 
 
 _HTML_SKIP = re.compile(r"<!--.*?-->|<(script|style)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)

@@ -317,6 +317,106 @@ def keep_pipelines(frames: dict[str, pd.DataFrame], wanted: list[int | str]) -> 
     )]
 
 
+MANAGER_REFS = ("deals", "leads", "activities", "emails", "clients")
+
+
+def _person_key(values: pd.Series) -> pd.Series:
+    """A name or id as people retype it: case, ё/е and runs of spaces ignored."""
+    return (values.astype(str).str.casefold().str.replace("ё", "е", regex=False)
+            .str.replace(r"\s+", " ", regex=True).str.strip())
+
+
+def match_managers(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
+    """Managers named in another case or spacing, or by their name where the managers file has
+    an id ("АЛИЯ КАСЫМОВА " for m02, as amoCRM's "Ответственный" column holds it), read as that
+    manager (in place); one warning per table. Only a key that fits exactly one manager is used:
+    two people with one name stay unknown, and check() says so."""
+    managers = frames["managers"]
+    known = managers["manager_id"]
+    keys = pd.concat([_person_key(known), _person_key(managers["name"])], ignore_index=True)
+    ids = pd.concat([known, known], ignore_index=True).astype(str)
+    pairs = pd.DataFrame({"key": keys, "id": ids}).drop_duplicates()
+    unique = pairs[~pairs["key"].duplicated(keep=False)]
+    lookup = dict(zip(unique["key"], unique["id"]))
+    warnings: list[DataWarning] = []
+    for table in MANAGER_REFS:
+        frame = frames.get(table)
+        if frame is None or "manager_id" not in frame.columns:
+            continue
+        unknown = frame["manager_id"].notna() & ~isin(frame["manager_id"], known)
+        if not unknown.any():
+            continue
+        written = frame.loc[unknown, "manager_id"]
+        distinct = pd.Series(written.unique())
+        found = pd.Series(_person_key(distinct).map(lookup).to_numpy(), index=distinct.to_numpy())
+        found = found.dropna()
+        if found.empty:
+            continue
+        mapped = written.map(found)
+        hit = mapped.notna()
+        frame.loc[mapped.index[hit], "manager_id"] = mapped[hit].to_numpy()
+        n = int(hit.sum())
+        warnings.append(DataWarning(
+            "manager_by_name", table, n,
+            f"{n} row(s) name their manager in another case or spacing, or by name, not as the "
+            "managers table's manager_id; read as that manager (write the id as in managers to be sure)",
+            [f"{w!r} -> {m}" for w, m in found.head(EXAMPLES).items()],
+        ))
+    return warnings
+
+
+# (table, column, the table whose key it names): the references an id's lost zeros would break.
+REFERENCES = (("stage_history", "deal_id", "deals"), ("activities", "deal_id", "deals"),
+              ("emails", "deal_id", "deals"), ("deals", "client_id", "clients"),
+              ("emails", "client_id", "clients"), ("activities", "client_id", "clients"),
+              ("email_opens", "email_id", "emails"))
+
+
+def _leading_zero(values: pd.Series) -> bool:
+    try:
+        return bool(pc.any(pc.starts_with(pa.array(values, from_pandas=True), "0")).as_py())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return False
+
+
+def match_zero_padded(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
+    """Numeric ids whose leading zeros one file kept and another lost ("000123" in deals, 123 in
+    the history: Excel drops them when it opens a CSV) read as the id of the table they name (in
+    place), when the number fits exactly one; one warning per reference. Checked only when one
+    side has an id starting with 0 (a cheap test on millions of rows)."""
+    warnings: list[DataWarning] = []
+    for table, column, target in REFERENCES:
+        frame, keys_frame = frames.get(table), frames.get(target)
+        if frame is None or keys_frame is None or column not in frame.columns or column not in keys_frame.columns:
+            continue
+        keys, refs = keys_frame[column], frame[column]
+        if not (_leading_zero(keys) or _leading_zero(refs)):
+            continue
+        unknown = refs.notna() & ~isin(refs, keys)
+        if not unknown.any():
+            continue
+        digits = keys.dropna().astype(str)
+        digits = digits[digits.str.fullmatch(r"\d+")]
+        stripped = digits.str.lstrip("0")
+        unique = ~stripped.duplicated(keep=False)
+        lookup = dict(zip(stripped[unique], digits[unique]))
+        written = refs[unknown].astype(str)
+        mapped = written.str.lstrip("0").map(lookup).where(written.str.fullmatch(r"\d+"))
+        hit = mapped.notna()
+        if not hit.any():
+            continue
+        frame.loc[mapped.index[hit], column] = mapped[hit].to_numpy()
+        n = int(hit.sum())
+        warnings.append(DataWarning(
+            "ids_without_zeros", table, n,
+            f"{n} {column} value(s) match a {target} id only with its leading zeros ({target} and "
+            f"{table} write them differently: Excel drops them when it opens a CSV); read as that id "
+            "(export both from the CRM without opening them in Excel to be sure)",
+            [f"{w} -> {m}" for w, m in zip(written[hit].head(EXAMPLES), mapped[hit].head(EXAMPLES))],
+        ))
+    return warnings
+
+
 def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd.Series,
                       consequence: str) -> list[DataWarning]:
     """One warning for the rows of `table` naming a manager_id the managers table lacks."""
@@ -484,7 +584,7 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     created = _ns(deals["created_at"])
     created_before = created.copy()
     entries = None
-    if history is not None and len(history) and deals["deal_id"].is_unique:
+    if history is not None and len(history) and len(deals) and deals["deal_id"].is_unique:
         entries = _entries_after_creation(history, deals, created, told, warnings)
         history = history.assign(entered_at=_stamps(entries[1], history["entered_at"]))
     if history is not None:

@@ -106,7 +106,8 @@ def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal
     elif not contacts:
         at = at[pick]
     on_deal = np.full(len(frame), -1, dtype=np.int64)
-    on_deal[pick] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
+    if len(deal_owner):  # an export of no deals (a header alone) has no owner to look up
+        on_deal[pick] = np.where(at >= 0, deal_owner[np.maximum(at, 0)], -1)
     if table == "activities":
         work = np.where(blank, on_deal, manager if manager is not None else -1)
     if not contacts:

@@ -144,10 +144,11 @@ def test_empty_required_value_lists_rows(tmp_path):
 
 
 def test_a_row_without_an_id_is_to_be_deleted_not_filled(tmp_path):
-    """An amoCRM/Excel export often ends in a totals row ("Итого") with no id: one constant id
-    from [source.fill] for every such row would only make duplicates, so the fix says delete."""
+    """A row with no id (a subtotal someone typed, a half-deleted line): one constant id from
+    [source.fill] for every such row would only make duplicates, so the fix says delete. (A
+    last line that says "Итого" is dropped as totals: tests/crm/test_hostile_files.py.)"""
     deals = ("deal_id;manager_id;stage;status;created_at;amount\nd1;m1;КП;open;02.03.2026 10:00;1 000 000\n"
-             ";Итого;;;;1 000 000\n")
+             ";m1;;;;1 000 000\nd2;m1;КП;open;02.03.2026 10:00;5\n")
     folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals})
     with pytest.raises(DataError) as err:
         load_folder(folder)
