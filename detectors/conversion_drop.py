@@ -93,8 +93,10 @@ Kinds of insight (facts["kind"]):
   cohort was weaker but whose newest deals were clear (seed 174: p 0.0016, 2/8 newest moved
   on vs 5.1 expected). Planted Instagram 70% -> 14% drops found on the scan day, seeds
   160-279 (160-199 tuned on): 250/month 79/120 (before 74; held-out 200-279 51/80, before
-  49), 400/month 115/120 (113; false segments 1, before 2); calm companies replayed daily
-  (seeds 11-190): CALM_NEW. When its newest deals are 1/`clear_q` times likelier at the
+  49), 400/month 115/120 (113; false segments 1, before 2); seeds 0-31: 25/32 (24) and 29/32
+  (30). Calm companies replayed daily (seeds 11-190) raise a segment's own drop in 19 of 180
+  as before, on 48 days (54), a manager on 9 days (23); the other planted kinds are found as
+  often (seeds 200-229: one Сайт drop fewer at 250/month, q 0.011). When its newest deals are 1/`clear_q` times likelier at the
   baseline's pace than at the dip's, the dip is over: it is not said and its deals are not set
   aside when the pair's other segments are tested. A manager's needs q <= `segment_fdr` / 10
   (STRICT_DIMENSIONS). Its p is the larger of its own Fisher test and
