@@ -11,8 +11,9 @@ its trade-off.
 
 planted: the tests' Instagram drop (12% of deals, 70% -> 14% at Квалификация, 35 days before the
 scan), scanned as `scan --data` does (the default calendar: Asia/Almaty, KZ); per seed, found or
-missed and the gate that stopped it (floor, q, material, newest) with the segment's counts, p, q
-and its newest deals. calm: the calm companies of test_daily_replays_of_thirty_calm_companies_...
+missed and the gate that stopped it (floor, q, material, newest: they say the dip is over) with
+the segment's counts, p, q (of p / lr, at segment_fdr) and its newest deals (lr: their likelihood
+ratio for the dip, capped). calm: the calm companies of test_daily_replays_of_thirty_calm_companies_...
 replayed daily for 123 days (calendar without days off, as that test does); the companies and
 days with a segment's own drop. Exports are written once into --cache and reused. --interaction
 runs each listed segment-vs-rest test on the same exports (lr: the detector's; z: the z-tests it
