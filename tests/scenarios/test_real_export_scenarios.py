@@ -633,8 +633,8 @@ def test_flooding_config_warns_and_fails_the_budget(tmp_path):
     "rate, p 0.009, newest p 0.065; a 10% relative drop with newest p 0.097, 0.093, 0.088), so no rule on "
     "these numbers silences it without losing those. Over 30 such companies (seeds 11-40, the test "
     "below): 3 raise an overall drop on 6 days (before: 7 on 42); 2 raise a "
-    "segment's own drop on 3 days (18, 27; with the z-tests against the rest 3 on 6, and 4 on 11 while a "
-    "manager's needed only q <= fdr)"))
+    "segment's own drop on 6 days (18, 27; 3 days before the newest deals weighed the segment's test; with the "
+    "z-tests against the rest 3 on 6, and 4 on 11 while a manager's needed only q <= fdr)"))
 def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
     days = {}
     for seed in (11, 12, 13):
