@@ -62,7 +62,7 @@ rules were measured and rejected: Fisher's combination of the cohort and newest 
 stricter level, or a persistence of the cohort test a week earlier (windows that share three
 weeks), cannot keep the 9.9% -> 7.5% drop (p 0.009, newest p 0.065) while silencing the
 strongest chance dip (p 0.002, newest p 0.056). facts["newest"]["weeks_before"] holds the
-looks. A segment's own drop has no such look back: its newest deals are a handful (3-13 in a
+looks. A segment's own drop has no such look back: its newest deals are a handful (2-13 in a
 company of 250 deals a month), and demanding them three weeks running lost 2 of 5 planted
 70% -> 14% Instagram drops; they weigh its test instead (see "segment_drop"). The driver
 families run at `segment_fdr`.
@@ -85,9 +85,10 @@ Kinds of insight (facts["kind"]):
   own, so it needs `min_segment_report_deals` on each side, materiality, and its family's FDR
   at `segment_fdr` on its p divided by its newest deals' likelihood ratio (the dip's pace over
   the baseline's, at most NEWEST_LR_CAP = 10; facts["newest"]["dip_lr"]). Under "nothing
-  changed" that ratio averages 1 and is independent of the cohorts, so the quotient is still a
-  p-value (p-to-e merging): a handful of newest deals (ratio near 1) neither confirms nor stops
-  a drop, many at the dip's pace carry a weaker cohort. It replaced a gate (family at `fdr`,
+  changed" that ratio averages 1 over the newest deals (other deals than the cohorts'), so the
+  quotient stays a p-value (p-to-e merging; the dip's pace is taken from the cohorts, hence
+  "about"): a handful of newest deals (ratio near 1) neither confirms nor stops a drop, many at
+  the dip's pace carry a weaker cohort. It replaced a gate (family at `fdr`,
   newest p <= `confirm_p`, or q <= `clear_q` alone), which stopped planted drops whose 2-4
   newest deals happened to move on (q 0.003-0.02, newest p 0.3-0.6) and missed ones whose
   cohort was weaker but whose newest deals were clear (seed 174: p 0.0016, 2/8 newest moved
@@ -95,10 +96,11 @@ Kinds of insight (facts["kind"]):
   160-279 (160-199 tuned on): 250/month 79/120 (before 74; held-out 200-279 51/80, before
   49), 400/month 115/120 (113; false segments 1, before 2); seeds 0-31: 25/32 (24) and 29/32
   (30). Calm companies replayed daily (seeds 11-190) raise a segment's own drop in 19 of 180
-  as before, on 48 days (54), a manager on 9 days (23); the other planted kinds are found as
-  often (seeds 200-229: one Сайт drop fewer at 250/month, q 0.011). When its newest deals are 1/`clear_q` times likelier at the
-  baseline's pace than at the dip's, the dip is over: it is not said and its deals are not set
-  aside when the pair's other segments are tested. A manager's needs q <= `segment_fdr` / 10
+  as before, on 48 days (54), a manager on 9 days (23). The other planted kinds (seeds
+  200-259, 250 and 400 a month) are found as often: one Сайт drop fewer and one confounded
+  Instagram drop more at 250, the same false segments. When its newest deals are 1/`clear_q`
+  times likelier at the baseline's pace than at the dip's, the dip is over: it is not said and
+  its deals are not set aside when the pair's other segments are tested. A manager's needs q <= `segment_fdr` / 10
   (STRICT_DIMENSIONS). Its p is the larger of its own Fisher test and
   the segment-vs-rest test above: with likelihood-ratio tests there (the z-tests before them were
   the binding part: seed 17, 2/22 vs 39/70, own p 7e-5 but 0.0014 against the rest), a planted
@@ -1217,14 +1219,14 @@ def _weigh_by_newest(rows: _SegmentRows, pairs: list[_Pair], now_ns: int,
     """Divide each segment's p by its newest deals' likelihood ratio (the dip's pace over the
     baseline's, at most NEWEST_LR_CAP): fills rows.weighed, returns the newest check per row.
 
-    Why: a segment's newest deals are a handful (3-13 at 250 deals a month), so a p-value of
+    Why: a segment's newest deals are a handful (2-13 at 250 deals a month), so a p-value of
     theirs says little, and as a gate (p <= confirm_p) they stopped planted drops whose 2-4
     newest deals happened to move on (q 0.003-0.02, newest p 0.3-0.6), while a chance dip
     passed it on some day of the weeks it lasted. Their likelihood ratio weighs them by what
     they can tell: near 1 for a few deals, large when many move on at the dip's pace. Under
-    "nothing changed" it averages 1 and is independent of the cohorts' test (other deals), so
-    p / ratio is still a p-value (p-to-e merging); capped, so one lucky handful cannot carry a
-    weak cohort. Rows whose p exceeds segment_fdr x the cap cannot pass and keep their p."""
+    "nothing changed" it averages 1 over the newest deals, which are not in the cohorts, so
+    p / ratio stays about a p-value (p-to-e merging); capped, so one lucky handful cannot carry
+    a weak cohort. Rows whose p exceeds segment_fdr x the cap cannot pass and keep their p."""
     rows.weighed = rows.p.copy()
     newest: dict[int, dict] = {}
     if spec.confirm_p >= 1:  # the newest deals' confirmation is off: the cohorts alone decide
