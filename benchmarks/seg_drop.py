@@ -11,8 +11,9 @@ its trade-off.
 
 planted: the tests' Instagram drop (12% of deals, 70% -> 14% at Квалификация, 35 days before the
 scan), scanned as `scan --data` does (the default calendar: Asia/Almaty, KZ); per seed, found or
-missed and the gate that stopped it (floor, q, material, newest) with the segment's counts, p, q
-and its newest deals. calm: the calm companies of test_daily_replays_of_thirty_calm_companies_...
+missed and the gate that stopped it (floor, q, material, newest: they say the dip is over) with
+the segment's counts, p, q (of p / lr, at segment_fdr) and its newest deals (lr: their likelihood
+ratio for the dip, capped). calm: the calm companies of test_daily_replays_of_thirty_calm_companies_...
 replayed daily for 123 days (calendar without days off, as that test does); the companies and
 days with a segment's own drop. Exports are written once into --cache and reused. --interaction
 runs each listed segment-vs-rest test on the same exports (lr: the detector's; z: the z-tests it
@@ -208,7 +209,8 @@ def diagnose(state, now, dim="source", value="Instagram", pair_index=STAGE) -> d
             if len(ok):
                 blocks.append((i, d, ok, cd.Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok])))
     rows = cd._SegmentRows.of(blocks, pairs)
-    q = cd.bh_qvalues(rows.p) if len(rows.p) else np.array([])
+    newest_of = cd._weigh_by_newest(rows, pairs, now_ns, spec)
+    q = cd.bh_qvalues(rows.weighed) if len(rows.p) else np.array([])
     s = int(np.flatnonzero(np.asarray(state.seg_dims[dim][1]) == value)[0])
     p = pairs[pair_index]
     sc = p.segs[dim]
@@ -222,10 +224,10 @@ def diagnose(state, now, dim="source", value="Instagram", pair_index=STAGE) -> d
     out.update(p=float(rows.p[j]), q=float(q[j]))
     br, rr = sc.rates()
     out["material"] = bool(cd._material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0])
-    newest = cd._newest_check(p, now_ns, (dim, s))
+    newest = newest_of.get(j) or cd._newest_check(p, now_ns, (dim, s))
     out["newest"] = newest
-    out["confirmed"] = cd._confirmed(out["q"], newest, spec, overall=False)
-    out["gate"] = ("q" if out["q"] > spec.fdr else "material" if not out["material"]
+    out["confirmed"] = not cd._gainsaid(newest, spec)  # the newest deals already weigh q
+    out["gate"] = ("q" if out["q"] > spec.segment_fdr else "material" if not out["material"]
                    else "newest" if not out["confirmed"] else "pass")
     return out
 
@@ -280,7 +282,7 @@ def planted(args) -> None:
                 print(f"{variant:3s} {volume} seed {seed:2d}: {'FOUND' if hit else 'miss '} gate={dg['gate']:8s} "
                       f"{dg['bx']}/{dg['bn']} -> {dg['rx']}/{dg['rn']} p={dg.get('p', float('nan')):.2g} "
                       f"q={dg.get('q', float('nan')):.3g} newest {nw.get('moved_on')}/{nw.get('deals')} "
-                      f"exp {nw.get('expected')} p={nw.get('p_value')} others={other}", flush=True)
+                      f"exp {nw.get('expected')} p={nw.get('p_value')} lr={nw.get('dip_lr')} others={other}", flush=True)
                 if not hit:
                     found.setdefault((variant, volume), []).append(seed)
                 false.setdefault((variant, volume), []).extend((seed, o) for o in other)

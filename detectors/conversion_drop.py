@@ -23,9 +23,9 @@ dates in the facts are real dates (a recent window spanning the break is longer 
 Tests, three separate Benjamini-Hochberg families, so switching segments on never weakens the
 headline test:
 - overall: one one-sided Fisher test per stage pair (level `fdr`);
-- segments: one per stage pair x segment with at least `min_segment_report_deals` on each side
-  (level `fdr`, and confirmed by the segment's newest deals like an overall drop), for drops
-  confined to a segment;
+- segments: one per stage pair x segment with at least `min_segment_report_deals` on each side,
+  each p divided by the segment's newest deals' likelihood ratio (level `segment_fdr`), for
+  drops confined to a segment;
 - drivers: per overall drop, segment vs the rest (level `segment_fdr`, one family per step, of
   every segment with `min_segment_deals`; carrying `min_driver_share` is a gate after it).
 When the baseline's weekly cohorts swing more than chance allows (calendar effects: quarter
@@ -62,9 +62,10 @@ rules were measured and rejected: Fisher's combination of the cohort and newest 
 stricter level, or a persistence of the cohort test a week earlier (windows that share three
 weeks), cannot keep the 9.9% -> 7.5% drop (p 0.009, newest p 0.065) while silencing the
 strongest chance dip (p 0.002, newest p 0.056). facts["newest"]["weeks_before"] holds the
-looks. A segment's own drop has no such look back: its newest deals are a handful (3-8 in a
+looks. A segment's own drop has no such look back: its newest deals are a handful (2-13 in a
 company of 250 deals a month), and demanding them three weeks running lost 2 of 5 planted
-70% -> 14% Instagram drops. The driver families run at `segment_fdr`.
+70% -> 14% Instagram drops; they weigh its test instead (see "segment_drop"). The driver
+families run at `segment_fdr`.
 
 Kinds of insight (facts["kind"]):
 - "drop": the stage pair fell. Drivers are named only when their drop is significantly larger
@@ -81,15 +82,30 @@ Kinds of insight (facts["kind"]):
   the baseline mix is not material) and the mix moved towards segments that convert worse.
   Worded as a change in where deals come from; no segment is said to fall.
 - "segment_drop": the pair held overall but one segment fell on its own. A headline of its
-  own, so it needs `min_segment_report_deals` on each side, its family's FDR at `fdr`,
-  materiality and the segment's newest deals confirming it (or q <= `clear_q`, unless they are
-  1/`clear_q` times likelier at the baseline's pace than at the dip's: then the dip is over, and
-  its deals are not set aside when the pair's other segments are tested); a manager's needs
-  q <= `segment_fdr` (STRICT_DIMENSIONS). Its p is the larger of its own Fisher test and
+  own, so it needs `min_segment_report_deals` on each side, materiality, and its family's FDR
+  at `segment_fdr` on its p divided by its newest deals' likelihood ratio (the dip's pace over
+  the baseline's, at most NEWEST_LR_CAP = 10; facts["newest"]["dip_lr"]). Under "nothing
+  changed" that ratio averages 1 over the newest deals (other deals than the cohorts'), so the
+  quotient stays a p-value (p-to-e merging; the dip's pace is taken from the cohorts, hence
+  "about"): a handful of newest deals (ratio near 1) neither confirms nor stops a drop, many at
+  the dip's pace carry a weaker cohort. It replaced a gate (family at `fdr`,
+  newest p <= `confirm_p`, or q <= `clear_q` alone), which stopped planted drops whose 2-4
+  newest deals happened to move on (q 0.003-0.02, newest p 0.3-0.6) and missed ones whose
+  cohort was weaker but whose newest deals were clear (seed 174: p 0.0016, 2/8 newest moved
+  on vs 5.1 expected). Planted Instagram 70% -> 14% drops found on the scan day, seeds
+  160-279 (160-199 tuned on): 250/month 79/120 (before 74; held-out 200-279 51/80, before
+  49), 400/month 115/120 (113; false segments 1, before 2); seeds 0-31: 25/32 (24) and 29/32
+  (30). Calm companies replayed daily (seeds 11-190) raise a segment's own drop in 19 of 180
+  as before, on 48 days (54), a manager on 9 days (23). The other planted kinds (seeds
+  200-259, 250 and 400 a month) are found as often: one Сайт drop fewer and one confounded
+  Instagram drop more at 250, the same false segments. When its newest deals are 1/`clear_q`
+  times likelier at the baseline's pace than at the dip's, the dip is over: it is not said and
+  its deals are not set aside when the pair's other segments are tested. A manager's needs q <= `segment_fdr` / 10
+  (STRICT_DIMENSIONS). Its p is the larger of its own Fisher test and
   the segment-vs-rest test above: with likelihood-ratio tests there (the z-tests before them were
   the binding part: seed 17, 2/22 vs 39/70, own p 7e-5 but 0.0014 against the rest), a planted
-  Instagram 70% -> 14% drop is found on the scan day on 79 of 96 held-out companies (z-tests 76)
-  and calm companies replayed daily raise a segment's own drop in 19 of 180 (z-tests 25); no
+  Instagram 70% -> 14% drop was found on the scan day on 79 of 96 held-out companies (z-tests 76)
+  and calm companies replayed daily raised a segment's own drop in 19 of 180 (z-tests 25); no
   planted miss is decided by the comparison with the rest any more. Not reported for a
   pair that already has an overall insight (there it can only be a driver). Confounded
   segments (a manager whose deals are mostly from the failing source) are dropped by testing
@@ -142,6 +158,11 @@ DIMENSION_NAMES = {"manager_id": "manager"}  # how a segment column is called fo
 # now 2 (1: q 0.004); replays of planted Instagram drops named m7 / m8 on 3 days, now none, and
 # found Instagram on the same days.
 STRICT_DIMENSIONS = ("manager_id",)
+# A segment's newest deals can make its p at most this many times smaller (_weigh_by_newest).
+# 10 = one lucky handful of newest deals cannot carry a cohort test weaker than p 0.1 x the
+# family's share; chosen on planted seeds 160-199 and calm replays (5: fewer found, 20: more
+# calm companies alarmed than before), confirmed on held-out seeds 200-279.
+NEWEST_LR_CAP = 10.0
 MIX_METHOD = "cochran_mantel_haenszel_one_sided"
 DRIVER_METHOD = "segment_vs_rest_drop_difference_and_ratio_lr"
 
@@ -161,9 +182,9 @@ class ConversionDropSpec(DetectorSpec):
     min_lost_per_month: float = Field(3.0, ge=0, description="the drop costs at least this many conversions a month (drop x recent deals a month)")
     fdr: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate of the overall tests (one per stage pair)")
     confirm_p: float = Field(0.2, gt=0, le=1, description="an overall drop is said only when the deals that entered since the recent cohort (still in progress) also move on slower than the baseline's pace: one-sided p at most this (1 = off)")
-    clear_q: float = Field(0.0025, ge=0, lt=1, description="clear beyond doubt: a drop with q at most this skips the weekly looks back, and is said without its newest deals' confirmation when they cannot be judged yet (a segment's: always)")
+    clear_q: float = Field(0.0025, ge=0, lt=1, description="clear beyond doubt: a drop with q at most this skips the weekly looks back, and is said without its newest deals' confirmation when they cannot be judged yet; a segment's newest deals 1/this times likelier at the baseline's pace end its dip")
     persist_weeks: int = Field(2, ge=0, le=8, description="an overall drop's newest deals must also have confirmed it (p <= confirm_p) at each of this many weekly looks back, as those days' scans saw them (0 = off)")
-    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step; a segment's own drop is tested at fdr and confirmed by its newest deals, a manager's must also have q at most this)")
+    segment_fdr: float = Field(0.01, gt=0, lt=1, description="false discovery rate of the driver tests (one family per step) and of a segment's own drop (its p weighed by its newest deals; a manager's needs q at most a tenth of this)")
     segments: list[str] = Field(default_factory=lambda: ["source", "manager_id", "region"], description="deal columns to drill down by")
     min_segment_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be named as a driver")
     min_segment_report_deals: int = Field(10, ge=1, description="deals a segment needs on each side to be reported as a drop of its own (at least min_segment_deals)")
@@ -739,8 +760,9 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
             ok = np.flatnonzero((sc.bn[:k] >= floor) & (sc.rn[:k] >= floor))
             if len(ok):
                 blocks.append((i, dim, ok, Counts(sc.bx[ok], sc.bn[ok], sc.rx[ok], sc.rn[ok])))
-    # Every segment test of the day in one vectorised call (pair totals and dispersion per row).
-    seg_rows = _SegmentRows.of(blocks, pairs, spec.fdr)
+    # Every segment test of the day in one vectorised call (pair totals and dispersion per row);
+    # the comparison with the rest is made wherever the newest deals could still carry a row.
+    seg_rows = _SegmentRows.of(blocks, pairs, spec.segment_fdr * NEWEST_LR_CAP)
 
     # Family 1: the overall test of every stage pair with enough deals.
     testable = [p for p in pairs if p.total.bn[0] >= spec.min_deals and p.total.rn[0] >= spec.min_deals]
@@ -749,8 +771,10 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
                                        for a in ("bx", "bn", "rx", "rn")))
         for p, pv, qv in zip(testable, ps, bh_qvalues(ps)):
             p.p, p.q = float(pv), float(qv)
-    # Family 2: every segment of every pair (a drop confined to one segment).
-    seg_q = bh_qvalues(seg_rows.p) if len(seg_rows.p) else np.array([])
+    # Family 2: every segment of every pair (a drop confined to one segment), each p weighed by
+    # the segment's newest deals.
+    seg_newest = _weigh_by_newest(seg_rows, pairs, now_ns, spec)
+    seg_q = bh_qvalues(seg_rows.weighed) if len(seg_rows.p) else np.array([])
 
     out: list[Insight] = []
     reported: set[int] = set()
@@ -759,12 +783,12 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
         newest = _newest_check(p, now_ns)
-        if not _confirmed(p.q, newest, spec, overall=True) or not _persists(p, state, now_ns, newest):
+        if not _confirmed(p.q, newest, spec) or not _persists(p, state, now_ns, newest):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         mix, explains = _mix_shift(p, state, spec)
         out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest, now_ns))
-    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, state, with_evidence, now_ns))
+    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, seg_newest, state, with_evidence))
     return out
 
 
@@ -827,17 +851,15 @@ def _gainsaid(newest: dict, spec: ConversionDropSpec) -> bool:
     return newest.get("as_before_lr", 0.0) * spec.clear_q >= 1.0
 
 
-def _confirmed(q: float, newest: dict, spec: ConversionDropSpec, overall: bool) -> bool:
-    """A drop is said when the newest deals confirm it (p <= `confirm_p`), or when it is clear
-    beyond doubt (q <= `clear_q`) and they cannot gainsay it: none can be judged yet or, for a
-    segment, they are a handful (3-8 deals in a company of 250 a month). An overall drop whose
-    many newest deals move on as before is a dip that is over (a calm company replayed daily
-    raised one on 6 days at q <= 0.0025 with the newest deals' p 0.48-0.97)."""
+def _confirmed(q: float, newest: dict, spec: ConversionDropSpec) -> bool:
+    """An overall drop is said when the newest deals confirm it (p <= `confirm_p`), or when it
+    is clear beyond doubt (q <= `clear_q`) and none of them can be judged yet. One whose many
+    newest deals move on as before is a dip that is over (a calm company replayed daily raised
+    one on 6 days at q <= 0.0025 with the newest deals' p 0.48-0.97). (A segment's newest deals
+    weigh its test instead: _weigh_by_newest.)"""
     if spec.confirm_p >= 1:
         return True
-    if not overall and _gainsaid(newest, spec):
-        return False
-    if q <= spec.clear_q and (newest["p_value"] is None or not overall):
+    if q <= spec.clear_q and newest["p_value"] is None:
         return True
     # clear beyond doubt: its newest deals need only lean its way (p <= 2 x confirm_p)
     level = spec.confirm_p * (2 if q <= spec.clear_q else 1)
@@ -1178,6 +1200,7 @@ class _SegmentRows:
     block: np.ndarray
     seg: np.ndarray
     p: np.ndarray
+    weighed: np.ndarray | None = None  # p / the newest deals' likelihood ratio (_weigh_by_newest)
 
     @classmethod
     def of(cls, blocks, pairs: list[_Pair], level: float = 1.0) -> "_SegmentRows":
@@ -1195,44 +1218,70 @@ class _SegmentRows:
                    np.concatenate([ok for _i, _d, ok, _c in blocks]), _confined_pvalues(seg, tot, phi, level))
 
 
+def _weigh_by_newest(rows: _SegmentRows, pairs: list[_Pair], now_ns: int,
+                     spec: ConversionDropSpec) -> dict[int, dict]:
+    """Divide each segment's p by its newest deals' likelihood ratio (the dip's pace over the
+    baseline's, at most NEWEST_LR_CAP): fills rows.weighed, returns the newest check per row.
+
+    Why: a segment's newest deals are a handful (2-13 at 250 deals a month), so a p-value of
+    theirs says little, and as a gate (p <= confirm_p) they stopped planted drops whose 2-4
+    newest deals happened to move on (q 0.003-0.02, newest p 0.3-0.6), while a chance dip
+    passed it on some day of the weeks it lasted. Their likelihood ratio weighs them by what
+    they can tell: near 1 for a few deals, large when many move on at the dip's pace. Under
+    "nothing changed" it averages 1 over the newest deals, which are not in the cohorts, so
+    p / ratio stays about a p-value (p-to-e merging); capped, so one lucky handful cannot carry
+    a weak cohort. Rows whose p exceeds segment_fdr x the cap cannot pass and keep their p."""
+    rows.weighed = rows.p.copy()
+    newest: dict[int, dict] = {}
+    if spec.confirm_p >= 1:  # the newest deals' confirmation is off: the cohorts alone decide
+        return newest
+    for r in np.flatnonzero(rows.p <= spec.segment_fdr * NEWEST_LR_CAP):
+        i, dim, s = int(rows.pair[r]), rows.dim[rows.block[r]], int(rows.seg[r])
+        nw = newest[int(r)] = _newest_check(pairs[i], now_ns, (dim, s))
+        ratio = min(1.0 / nw["as_before_lr"], NEWEST_LR_CAP) if nw["as_before_lr"] > 0 else NEWEST_LR_CAP
+        nw["dip_lr"] = round(ratio, 3)
+        rows.weighed[r] = min(1.0, float(rows.p[r]) / max(ratio, 1e-300))
+    return newest
+
+
 def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows, seg_q: np.ndarray,
-                      state: Prepared, with_evidence: bool, now_ns: int) -> list[Insight]:
+                      seg_newest: dict[int, dict], state: Prepared, with_evidence: bool) -> list[Insight]:
     """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
     spec = state.spec
     out = []
-    passed = seg_q <= spec.fdr
+    passed = seg_q <= spec.segment_fdr
     if not passed.any():
         return out
-    # The family's BH cut-off in p: later segments, retested outside the earlier ones, must pass it.
-    cut = float(np.max(rows.p[passed]))
+    # The family's BH cut-off in weighed p: later segments, retested outside the earlier ones
+    # (and weighed by the same newest deals), must pass it.
+    cut = float(np.max(rows.weighed[passed]))
     by_pair: dict[int, list[tuple[float, str, int]]] = {}
+    newest: dict[tuple[int, str, int], dict] = {}
     for r in np.flatnonzero(passed):
         i, dim, s = int(rows.pair[r]), rows.dim[rows.block[r]], int(rows.seg[r])
         if i in reported:
             continue
         sc = pairs[i].segs[dim]
         br, rr = sc.rates()
-        if _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0]:
-            by_pair.setdefault(i, []).append((float(seg_q[r]), dim, s))
-    for i, cands in by_pair.items():
-        p = pairs[i]
-        newest = {(dim, s): _newest_check(p, now_ns, (dim, s)) for _q, dim, s in cands}
+        nw = seg_newest.get(int(r), {})
         # A dip its newest deals show to be over is neither said nor set aside as explaining
         # another segment's drop (it would hide the real one: held-out seed 82, see _as_before_lr).
-        cands = [c for c in cands if not _gainsaid(newest[(c[1], c[2])], spec)]
-        if not cands:
-            continue
+        if _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0] and not _gainsaid(nw, spec):
+            by_pair.setdefault(i, []).append((float(seg_q[r]), dim, s))
+            newest[(i, dim, s)] = nw
+    for i, cands in by_pair.items():
+        p = pairs[i]
+        weight = {(dim, s): newest[(i, dim, s)].get("dip_lr", 1.0) for _q, dim, s in cands}
         cands.sort(key=lambda c: (c[0], c[1], c[2]))
-        cands = _unconfounded_first(p, state, cands, cut)
+        cands = _unconfounded_first(p, state, cands, cut, weight)
         chosen: list[tuple[str, int, float]] = [(cands[0][1], cands[0][2], cands[0][0])]
         for q, dim, s in cands[1:]:
-            if _p_outside(p, state, dim, s, chosen) <= cut:
+            if _p_outside(p, state, dim, s, chosen) / weight[(dim, s)] <= cut:
                 chosen.append((dim, s, q))
         for dim, s, q in chosen:
-            if dim in STRICT_DIMENSIONS and q > spec.segment_fdr:
-                continue  # like an unconfirmed segment: not said, its deals still set aside above
-            if _confirmed(q, newest[(dim, s)], spec, overall=False):
-                out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest[(dim, s)]))
+            if dim in STRICT_DIMENSIONS and q > spec.segment_fdr / NEWEST_LR_CAP:
+                continue  # not said, its deals still set aside above
+            out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest[(i, dim, s)]))
     return out
 
 
@@ -1250,7 +1299,8 @@ def _p_outside(p: _Pair, state: Prepared, dim: str, s: int, others) -> float:
     return float(_confined_pvalues(Counts(sc.bx[s:s + 1], sc.bn[s:s + 1], sc.rx[s:s + 1], sc.rn[s:s + 1]), tot, p.phi)[0])
 
 
-def _unconfounded_first(p: _Pair, state: Prepared, cands: list[tuple[float, str, int]], cut: float):
+def _unconfounded_first(p: _Pair, state: Prepared, cands: list[tuple[float, str, int]], cut: float,
+                        weight: dict[tuple[str, int], float]):
     """The candidates (q, dim, s), strongest first, unless another one of a different dimension
     explains the strongest better: the strongest no longer falls outside it (p above the
     family's cut-off `cut`) and it keeps more of its fall outside the strongest (a smaller p),
@@ -1270,13 +1320,14 @@ def _unconfounded_first(p: _Pair, state: Prepared, cands: list[tuple[float, str,
     for c in cands[1:]:
         if c[1] == first[1]:
             continue  # segments of one dimension are disjoint: neither explains the other
-        p_first = _p_outside(p, state, first[1], first[2], [(c[1], c[2], c[0])])
+        p_first = _p_outside(p, state, first[1], first[2], [(c[1], c[2], c[0])]) / weight[(first[1], first[2])]
         if p_first <= cut:
             continue
         first_person, c_person = first[1] in STRICT_DIMENSIONS, c[1] in STRICT_DIMENSIONS
         if c_person and not first_person:
             continue  # as for drivers (_unconfounded): a source is never passed over for a person
-        if (first_person and not c_person) or _p_outside(p, state, c[1], c[2], [(first[1], first[2], first[0])]) < p_first:
+        if (first_person and not c_person) or (
+                _p_outside(p, state, c[1], c[2], [(first[1], first[2], first[0])]) / weight[(c[1], c[2])] < p_first):
             return [c] + [x for x in cands if x is not c]
     return cands
 

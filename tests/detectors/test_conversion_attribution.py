@@ -276,6 +276,46 @@ def test_a_segments_newest_deals_end_its_dip_only_when_they_are_enough_to_tell()
     assert lr(11, 20, phi=2.0) * SPEC.clear_q < 1
 
 
+def instagram_falls_lately(s, age, src, mgr, reg):
+    """Instagram 75% -> 10% for the deals that entered in the last 35 days."""
+    return np.where((s == 0) & (src == "instagram"), np.where(age < 35, 0.1, 0.75), 0.6)
+
+
+def only_the_newest_instagram_deals_slow(s, age, src, mgr, reg):
+    """Instagram 75% -> 10% only for deals that entered in the last 14 days (no tested cohort)."""
+    return np.where((s == 0) & (src == "instagram"), np.where(age < 14, 0.1, 0.75), 0.6)
+
+
+def test_a_segments_newest_deals_weigh_its_test_by_what_they_can_tell():
+    """Each segment's p is divided by its newest deals' likelihood ratio (dip's pace over the
+    baseline's, at most 10) before the family's correction. Two drops the rule before this
+    (newest p <= confirm_p as a gate, family at fdr) missed: seed 12, a weak cohort (35/48 ->
+    6/20, p 0.002: q above segment_fdr on its own) whose 14 newest deals all stayed put (6.8
+    expected to move on), and seed 10, a strong cohort (p 0.00015) whose 8 newest deals are
+    too few to confirm it (1 moved on, 1.8 expected, newest p 0.38) and no longer stop it."""
+    for seed, moved, deals in ((12, 0, 14), (10, 1, 8)):
+        data = company(seed, instagram_falls_lately, sources=instagram_twelve_percent, n=1300)
+        found = at_new(detect(data, SPEC, NOW))
+        assert [(i.facts["kind"], i.subject["segment"]) for i in found] == [("segment_drop", "instagram")], seed
+        newest = found[0].facts["newest"]
+        assert (newest["moved_on"], newest["deals"]) == (moved, deals)
+        assert found[0].facts["q_value"] <= SPEC.segment_fdr
+    # seed 12's cohorts alone (the newest deals switched off) are not enough
+    weak = company(12, instagram_falls_lately, sources=instagram_twelve_percent, n=1300)
+    assert at_new(detect(weak, WORDING, NOW)) == []
+
+
+def test_newest_deals_that_slow_cannot_carry_a_segment_whose_cohorts_held():
+    """The newest deals' ratio is capped: a segment whose last 14 days of deals stay put while
+    both tested cohorts held is not reported on 20 companies (the weighing divides a p, it
+    cannot make one)."""
+    said = []
+    for seed in range(1, 21):
+        data = company(seed, only_the_newest_instagram_deals_slow, sources=instagram_twelve_percent, n=1300)
+        said += [(seed, i.facts["kind"]) for i in detect(data, SPEC, NOW)]
+    assert said == []
+
+
 def test_a_segment_that_is_part_of_a_reported_drop_is_not_reported_again():
     found = at_new(detect(company(1, web_only, n=6000), SPEC, NOW))
     assert [i.facts["kind"] for i in found] == ["drop"]

@@ -284,14 +284,18 @@ def test_segment_own_drop_is_found_in_a_smaller_company(tmp_path):
 
 
 # Seeds 0-31 beyond the two tests above, on the scan day (benchmarks/seg_drop.py planted --seeds 0-31):
-# 250/month misses 8 of 32, 400/month 2 of 32; the ones below, with their gate. On seeds 32-79 (held out,
-# never tuned on): 16 of 48 and 1 of 48 (the z-tests before the likelihood-ratio test: 18 and 2).
-HELD_OUT_MISSES = {250: (5, 8, 10, 13, 17, 23, 24, 31), 400: (6, 7)}
+# 250/month misses 7 of 32, 400/month 3 of 32; the ones below, with their gate. On seeds 32-79 (held out,
+# never tuned on): 16 of 48 and 1 of 48 (the z-tests before the likelihood-ratio test: 18 and 2), before
+# the newest deals weighed the segment's test. That found 250/month seed 10 and lost 400/month seed 15.
+HELD_OUT_MISSES = {250: (5, 8, 13, 17, 23, 24, 31), 400: (6, 7, 15)}
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "A segment's own drop (Instagram 70% -> 14%) on held-out seeds is missed on the scan day: 10 of 64. "
+    "A segment's own drop (Instagram 70% -> 14%) on held-out seeds is missed on the scan day: 10 of 64 "
+    "(figures below from before the newest deals weighed the segment's test: since then 250/month seed 10 "
+    "is found, and 400/month seed 15 is missed: 65/104 -> 8/33, p 0.0005, its 11 newest deals 1 moved on, "
+    "2.6 expected, a likelihood ratio of 2.6 for the dip, q 0.0145 above segment_fdr). "
     "The segment-vs-rest test no longer decides any of them (with it as a mere gate at 0.05 the same 10 are "
     "missed): 250/month seed 5 4/14 vs 46/77 (q 0.87), 8 5/21 vs 39/63 (q 0.14; its 4 newest deals: 1 moved on, "
     "1.3 expected, p 0.61), 10 9/30 vs 60/94 (q 0.07), 13 2/21 vs 28/60 (q 0.087), 17 2/22 vs 39/70 (q 0.021, "
@@ -629,8 +633,8 @@ def test_flooding_config_warns_and_fails_the_budget(tmp_path):
     "rate, p 0.009, newest p 0.065; a 10% relative drop with newest p 0.097, 0.093, 0.088), so no rule on "
     "these numbers silences it without losing those. Over 30 such companies (seeds 11-40, the test "
     "below): 3 raise an overall drop on 6 days (before: 7 on 42); 2 raise a "
-    "segment's own drop on 3 days (18, 27; with the z-tests against the rest 3 on 6, and 4 on 11 while a "
-    "manager's needed only q <= fdr)"))
+    "segment's own drop on 6 days (18, 27; 3 days before the newest deals weighed the segment's test; with the "
+    "z-tests against the rest 3 on 6, and 4 on 11 while a manager's needed only q <= fdr)"))
 def test_daily_replay_of_no_change_companies_has_no_conversion_alarm(tmp_path):
     days = {}
     for seed in (11, 12, 13):
@@ -686,7 +690,11 @@ def test_daily_replays_of_thirty_calm_companies_rarely_raise_an_overall_drop(tmp
     then 3 on 6 days with the z-tests against the rest (seed 18 on 4, 24, 27); with the
     likelihood-ratio tests 2 on 3 days, none a manager (seed 18: Instagram, q 0.020-0.024, its
     newest deals slower a week earlier too, as a real drop's; 27: one day), and m8 is not named
-    even at q <= fdr. The trap is kept with calm seed 108, whose m10 is named at q <= fdr (0.039)."""
+    even at q <= fdr. The trap is kept with calm seed 108, whose m10 is named at q <= 0.01.
+    Since the newest deals weigh a segment's test (p / their likelihood ratio, family at
+    segment_fdr) seed 27 has region Алматы on 4 days (q 0.006-0.0099, its newest deals slower
+    each day, p 0.011-0.05), so 2 companies on 6 days; over 180 calm companies (seeds 11-190)
+    the segment days fell 54 -> 48, the companies stayed 19 and managers' days 23 -> 9."""
     loud, before, seg_loud = {}, {}, {}
     from detectors.conversion_drop import ConversionDropSpec
     for seed in range(11, 41):
@@ -703,11 +711,12 @@ def test_daily_replays_of_thirty_calm_companies_rarely_raise_an_overall_drop(tmp
     folder = write_export(tmp_path / "calm108", ExportSpec(
         seed=108, end=END, days=260, n_managers=10, deals_per_month=300, touch_every=(1.0, 7.0)))
     assert [s for s in _replayed_drops(folder)[1] if s[1] == "manager"] == []
-    before["m10"] = [s for s in _replayed_drops(folder, ConversionDropSpec(segment_fdr=0.05))[1] if s[1] == "manager"]
+    # (segment_fdr 0.1: a manager's bar is a tenth of it, the 0.01 of a source's now)
+    before["m10"] = [s for s in _replayed_drops(folder, ConversionDropSpec(segment_fdr=0.1))[1] if s[1] == "manager"]
     assert len(loud) <= 3 and sum(map(len, loud.values())) <= 6, loud
     assert len(before) == 3 and all(before.values()), before  # without the looks / the stricter level
     assert [s for v in seg_loud.values() for s in v if s[1] == "manager"] == [], seg_loud
-    assert len(seg_loud) <= 2 and sum(map(len, seg_loud.values())) <= 3, seg_loud
+    assert len(seg_loud) <= 2 and sum(map(len, seg_loud.values())) <= 6, seg_loud
 
 
 # --- what could not be checked, in Russian -----------------------------------------------------
