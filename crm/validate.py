@@ -433,6 +433,32 @@ def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd
     )]
 
 
+# an export whose deals all name one person, while managers lists at least this many who work
+ONE_OWNER_MANAGERS = 3
+ONE_OWNER_DEALS = 30
+
+
+def one_owner_export(deals: pd.DataFrame, managers: pd.DataFrame) -> list[DataWarning]:
+    """Every deal names one person while managers lists others who work: the list was most
+    likely exported with a one-person filter (Odoo's default "My Pipeline", amoCRM «Мои
+    сделки», a Pipedrive owner filter). The others then look idle and their deals are silent,
+    so it is said once, with the filter to remove."""
+    owners = deals["manager_id"].dropna().astype(str).unique()
+    if len(owners) != 1 or deals["manager_id"].notna().sum() < ONE_OWNER_DEALS:
+        return []
+    working = managers
+    if "active" in managers.columns:
+        working = managers[managers["active"].astype("boolean").fillna(True)]
+    if len(working) < ONE_OWNER_MANAGERS or owners[0] not in set(working["manager_id"].astype(str)):
+        return []
+    return [DataWarning(
+        "one_owner_export", "deals", int(deals["manager_id"].notna().sum()),
+        f"every deal belongs to {owners[0]}, one of the {len(working)} working people in managers: was the list "
+        "exported with a one-person filter (Odoo's \"My Pipeline\", amoCRM «Мои сделки», a Pipedrive owner "
+        "filter)? Export every owner's deals, or mark the people who do not sell active = false",
+    )]
+
+
 def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[DataWarning]]:
     """Cross-table checks; returns the data (orphan history dropped) and the warnings."""
     warnings: list[DataWarning] = []
@@ -441,6 +467,7 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
     known_managers = managers["manager_id"]
     warnings += _unknown_managers(deals, "deals", "deal_id", known_managers,
                                   "their insights have no recipient until the manager is added")
+    warnings += one_owner_export(deals, managers)
     leads = data.leads
     if leads is not None and "manager_id" in leads.columns:
         warnings += _unknown_managers(leads, "leads", "lead_id", known_managers,

@@ -130,3 +130,24 @@ def test_closing_stages_mapped_to_won_lost_become_statuses_not_stages(tmp_path):
         "d1": "open", "d2": "won", "d3": "lost"}
     codes = {w.code: w.count for w in result.warnings}
     assert codes == {"closing_stage_entries": 2, "closing_stage_on_deal": 2}
+
+
+def _one_owner_folder(tmp_path, owners, managers_extra=""):
+    managers = MANAGERS + "m3,Ержан Сапаров,Алматы\n" + managers_extra
+    rows = "".join(f"x{i},{owners[i % len(owners)]},Квалификация,open,2026-03-02 10:00,1000,KZT\n" for i in range(40))
+    return write(tmp_path, {"managers.csv": managers, "deals.csv": DEALS.splitlines()[0] + "\n" + rows})
+
+
+def test_an_export_of_one_persons_deals_is_said_once_with_the_filter_to_remove(tmp_path):
+    """Odoo's Pipeline list opens on "My Pipeline": exported as is, every deal is the exporting
+    salesperson's while managers lists three people who sell. Said once, naming the filter."""
+    warn = _codes(load_folder(_one_owner_folder(tmp_path / "one", ["m1"])))
+    assert "one_owner_export" in warn and "My Pipeline" in str(warn["one_owner_export"])
+    assert warn["one_owner_export"].count == 40
+    # two owners, or the others marked as not selling, is no sign of a filter
+    assert "one_owner_export" not in _codes(load_folder(_one_owner_folder(tmp_path / "two", ["m1", "m2"])))
+    quiet = write(tmp_path / "inactive", {
+        "managers.csv": "manager_id,name,team,active\nm1,Анна,Алматы,true\nm2,Boris,Астана,false\nm3,Ержан,Алматы,false\n",
+        "deals.csv": DEALS.splitlines()[0] + "\n" + "".join(
+            f"x{i},m1,Квалификация,open,2026-03-02 10:00,1000,KZT\n" for i in range(40))})
+    assert "one_owner_export" not in _codes(load_folder(quiet))
