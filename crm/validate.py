@@ -21,6 +21,7 @@ from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
 from crm.normalize import DATE_ONLY, ROW, lower_text
+from crm.owners import no_owner
 from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS
 from crm.stages import CLOSING
 
@@ -317,9 +318,10 @@ def keep_pipelines(frames: dict[str, pd.DataFrame], wanted: list[int | str]) -> 
 
 
 def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd.Series,
-                      consequence: str) -> list[DataWarning]:
-    """One warning for the rows of `table` naming a manager_id the managers table lacks."""
-    unknown = frame["manager_id"].notna() & ~isin(frame["manager_id"], known)
+                      consequence: str, nobody: frozenset[str] = frozenset()) -> list[DataWarning]:
+    """One warning for the rows of `table` naming a manager_id the managers table lacks; an
+    owner cell that names nobody (crm.owners: «Без ответственного») is no manager to add."""
+    unknown = frame["manager_id"].notna() & ~isin(frame["manager_id"], known) & ~no_owner(frame["manager_id"], nobody)
     if not unknown.any():
         return []
     rows = frame.loc[unknown, [id_column, "manager_id"]]
@@ -339,18 +341,19 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
 
     known_managers = managers["manager_id"]
     warnings += _unknown_managers(deals, "deals", "deal_id", known_managers,
-                                  "their insights have no recipient until the manager is added")
+                                  "their insights have no recipient until the manager is added", data.no_owner)
     leads = data.leads
     if leads is not None and "manager_id" in leads.columns:
         warnings += _unknown_managers(leads, "leads", "lead_id", known_managers,
                                       "nobody can answer them, so lead_sla tells the director they have no manager: "
-                                      "add the person to managers, or reassign the leads")
+                                      "add the person to managers, or reassign the leads", data.no_owner)
 
     acts = data.activities
     if acts is not None and "manager_id" in acts.columns:
         warnings += _unknown_managers(acts, "activities", "activity_id", known_managers,
                                       "their calls and tasks count as nobody's work: add the person to managers, "
-                                      "or write the manager_id (or the name managers has) in the export")
+                                      "or write the manager_id (or the name managers has) in the export",
+                                      data.no_owner)
     orphan = ~isin(history["deal_id"], deals["deal_id"])
     if orphan.any():
         warnings.append(DataWarning(
