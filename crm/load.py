@@ -160,7 +160,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         email_opens=frames.get("email_opens"), activities=frames.get("activities"),
         leads=frames.get("leads"),
         origins={t: r.origin for t, r in raws.items()}, stage_history_derived=derived, unread_columns=unread,
-        read_columns=read, no_owner=frozenset(nobody), live=source.kind != "files",
+        read_columns=read, no_owner=frozenset(nobody), placeholder_names=placeholder, live=source.kind != "files",
     )
     if derived:
         data.origins["stage_history"] = "derived from " + data.origins["deals"]

@@ -56,7 +56,7 @@ from pydantic import Field, field_validator, model_validator
 
 from crm.data import CrmData
 from crm.normalize import last_touch_column
-from crm.owners import names_nobody
+from crm.owners import names_nobody, placeholders
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
@@ -256,6 +256,7 @@ class StalledDealState:
     # owner cells that name nobody (crm.owners: «Без ответственного», "No owner", a catch-all
     # user's id): their stalled deals are one director item to hand over, never a person's
     nobody: frozenset[str] = frozenset()
+    nobody_names: dict[str, str] = field(default_factory=dict)  # a placeholder user's id -> its name
     # manager_ids the managers file marks inactive (active = false): their stalled deals are
     # the director's to hand over, never an item to a person who left
     inactive: frozenset[str] = frozenset()
@@ -422,6 +423,8 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=marked_inactive(data.managers),
         nobody=frozenset(str(v) for v in pd.unique(d["manager_id"][names_nobody(data, d["manager_id"])])),
+        nobody_names={**data.placeholder_names, **{m: str(data.managers["name"][data.managers["manager_id"] == m].iloc[0])
+                                                   for m in placeholders(data.managers)}},
         # a scan's deal rows are of the open deals alone: contacts on closed deals count too
         **_work(data, None if now is None else ts_ns(now), deal_rows if now is None else {}),
     )
@@ -774,7 +777,10 @@ def _abandoned(state: StalledDealState, manager_id: str | None, deals: list[dict
         # "inactive" (marked) | "idle" (no recorded work) | "no_contact" (work, but no call, task or
         # email in the window) | "unknown" (not in managers) | "nobody" (no owner) | None
         "owner_gone": left,
-        "owner_words": sorted({st["manager_id"] for st in statics}) if left == "nobody" else None,
+        # the CRM's words as written (a placeholder user's name, not its id), the commonest first
+        "owner_words": [w for w, _ in sorted(Counter(state.nobody_names.get(st["manager_id"], st["manager_id"]).strip()
+                                                     for st in statics).items(), key=lambda kv: (-kv[1], kv[0]))]
+        if left == "nobody" else None,
         "active_window_days": spec.active_window_days,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id is not None else None,
