@@ -90,6 +90,7 @@ def nobody_note(tables: dict[str, pd.DataFrame | None], filled: frozenset[str],
         if mask.any():
             counts[table] = int(mask.sum())
             for word, n in owner[mask].astype(str).value_counts().items():
+                word = (dropped or {}).get(word, word)  # a placeholder user by its name, not its id
                 words[word] = words.get(word, 0) + int(n)
     if not counts and not dropped:
         return None

@@ -89,9 +89,9 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
     new = new.assign(_p=model.proba(x))
     owner = new["manager_id"].astype("string") if "manager_id" in new else pd.Series(pd.NA, index=new.index, dtype="string")
     # a lead written to someone who left or is in no managers file is nobody's: the director's list,
-    # and so is one whose owner cell names nobody ("No owner", the fill constant: crm.owners.no_owner)
+    # and so is one whose owner cell names nobody ("No owner", the fill constant: crm.owners)
     owner = owner.where(owner.isin(set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers))
-                        & ~owners.no_owner(owner, data.no_owner))
+                        & ~owners.names_nobody(data, owner))
     names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     out = []
     for manager_id, part in new.groupby(owner.fillna(""), sort=True):
