@@ -36,6 +36,9 @@ class CrmData:
     # Owner values that name nobody: the `[source.fill] manager_id` constants ("No owner", where
     # the CRM cleared the owner). A lead written to one has no manager, not one called "No owner".
     no_owner: frozenset[str] = frozenset()
+    # The managers file's placeholder rows the loader dropped (crm.owners: a catch-all user named
+    # «Не назначен»), id -> name: their ids are in no_owner; the name is what messages quote.
+    placeholder_names: dict[str, str] = field(default_factory=dict)
     # Read live (a CRM connector's synced store, a SQL database): complete up to the read, so a
     # quiet morning is no sign the data ended. A files export ends at its newest record.
     live: bool = False

@@ -18,9 +18,7 @@ Some words mean one thing whatever the config lists say, like the contract's own
   after the pipeline's first (crm.stages' order, CrmData.stages; the CRM's incoming stage,
   «Неразобранное», is not the first) was moved on by someone: not waiting for a first call.
 
-NO_OWNER: what CRMs and admins write in the owner column of a record nobody owns ("No owner",
-«Без ответственного», «Не назначен»): nobody, not a manager of that name ("No owner has not
-answered"). With the `[source.fill] manager_id` constants (CrmData.no_owner), `no_owner` tells.
+An owner cell that names nobody ("No owner", «Без ответственного») is no lead word: crm.owners.
 """
 from __future__ import annotations
 
@@ -40,22 +38,6 @@ ANSWERED = CONVERTED | frozenset({
     "salesqualifiedlead", "inprogress", "attemptedtocontact", "connected", "opendeal", "unqualified",
     "badtiming", "вработе", "обработан",
 })
-
-
-NO_OWNER = frozenset({
-    "noowner", "unassigned", "notassigned", "nobody", "none", "noone", "безответственного",
-    "нетответственного", "неназначен", "неназначено", "ответственныйненазначен", "неуказан", "нет",
-    "n/a", "н/д", "—", "–", "",  # "" is a dash or a blank written as text ("-", "_"): no name at all
-})
-
-
-def no_owner(owner: pd.Series, filled: frozenset[str] = frozenset()) -> np.ndarray:
-    """Per owner cell: it names nobody (NO_OWNER, or one of `filled`, the configured fill
-    constants); an empty cell is not counted here (it already has no owner)."""
-    words = NO_OWNER | keys(filled)
-    codes, values = pd.factorize(owner, use_na_sentinel=True)
-    said = np.array([key(v) in words for v in values] + [False], dtype=bool)
-    return said[codes]
 
 
 def worked_stages(stages: list[str]) -> frozenset[str]:

@@ -20,6 +20,7 @@ from crm.connectors import CONNECTORS
 from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.normalize import normalize_table
+from crm.owners import no_owner, nobody_note, without_placeholders
 from crm.readers import SUFFIXES, RawTable, is_html_table, read_file
 from crm.schema import REQUIRED_TABLES, TABLE_NAMES, TABLES
 from crm.source_config import SourceConfig
@@ -120,6 +121,9 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     else:
         warnings += match_managers(frames)
     warnings += match_zero_padded(frames)
+    # a managers row that is no person (a CRM's catch-all user «Не назначен»): its id names nobody
+    frames["managers"], placeholder = without_placeholders(frames["managers"])
+    nobody |= set(placeholder)
     # A CRM API source's connector keeps `[source] pipelines` itself (by id or name, as the CRM
     # has them; the deals' pipeline column holds names): here it gets only the warning when the
     # deals come from several pipelines.
@@ -144,13 +148,14 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         changed = int(deals["stage_changed_at"].notna().sum()) if "stage_changed_at" in deals.columns else 0
         warnings.append(derived_history_warning(len(deals), changed))
 
+    warnings += [n for n in [nobody_note({**frames, "deals": deals}, frozenset(nobody), placeholder)] if n]
     data = CrmData(
         managers=frames["managers"], deals=deals, stage_history=history, stages=stages,
         clients=frames.get("clients"), emails=frames.get("emails"),
         email_opens=frames.get("email_opens"), activities=frames.get("activities"),
         leads=frames.get("leads"),
         origins={t: r.origin for t, r in raws.items()}, stage_history_derived=derived, unread_columns=unread,
-        read_columns=read, no_owner=frozenset(nobody), live=source.kind != "files",
+        read_columns=read, no_owner=frozenset(nobody), placeholder_names=placeholder, live=source.kind != "files",
     )
     if derived:
         data.origins["stage_history"] = "derived from " + data.origins["deals"]
@@ -199,12 +204,13 @@ def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: 
     """The managers an export without a managers table implies: everyone a deal (or a lead, an
     activity, an email) names, the id as the name, active, capacity 1, no team. A deals export
     from a CRM's web UI has no users file beside it, and its owner column already holds names.
-    `nobody`: the `[source.fill] manager_id` constants (an owner the CRM cleared, "No owner"):
-    not a person, so those deals stay without a manager (stalled_deal hands them to the director)."""
+    `nobody`: the `[source.fill] manager_id` constants (an owner the CRM cleared, "No owner"); they
+    and the words crm.owners reads as nobody («Без ответственного») are not a person, so those
+    deals stay without a manager (stalled_deal hands them to the director)."""
     ids = pd.concat([frames[t]["manager_id"] for t in ("deals", "leads", "activities", "emails")
                      if t in frames and "manager_id" in frames[t].columns], ignore_index=True)
     ids = pd.Series(pd.unique(ids.dropna().astype(str)), dtype=str)
-    ids = ids[~ids.isin(nobody)].reset_index(drop=True)
+    ids = ids[~no_owner(ids, frozenset(nobody))].reset_index(drop=True)
     raw = RawTable(pd.DataFrame({"manager_id": ids, "name": ids}), origin="derived from " + origin,
                    row_offset=1, row_kind="record", text=False)
     managers, _ = normalize_table("managers", raw, timezone=timezone)

@@ -21,6 +21,7 @@ from crm.data import CrmData
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
 from crm.normalize import DATE_ONLY, ROW, lower_text
+from crm.owners import no_owner
 from crm.schema import FALSE_WORDS, TABLES, TRUE_WORDS
 from crm.several_files import FILE
 from crm.stages import CLOSING
@@ -418,9 +419,10 @@ def match_zero_padded(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
 
 
 def _unknown_managers(frame: pd.DataFrame, table: str, id_column: str, known: pd.Series,
-                      consequence: str) -> list[DataWarning]:
-    """One warning for the rows of `table` naming a manager_id the managers table lacks."""
-    unknown = frame["manager_id"].notna() & ~isin(frame["manager_id"], known)
+                      consequence: str, nobody: frozenset[str] = frozenset()) -> list[DataWarning]:
+    """One warning for the rows of `table` naming a manager_id the managers table lacks; an
+    owner cell that names nobody (crm.owners: «Без ответственного») is no manager to add."""
+    unknown = frame["manager_id"].notna() & ~isin(frame["manager_id"], known) & ~no_owner(frame["manager_id"], nobody)
     if not unknown.any():
         return []
     rows = frame.loc[unknown, [id_column, "manager_id"]]
@@ -438,13 +440,15 @@ ONE_OWNER_MANAGERS = 3
 ONE_OWNER_DEALS = 30
 
 
-def one_owner_export(deals: pd.DataFrame, managers: pd.DataFrame) -> list[DataWarning]:
+def one_owner_export(deals: pd.DataFrame, managers: pd.DataFrame,
+                     nobody: frozenset[str] = frozenset()) -> list[DataWarning]:
     """Every deal names one person while managers lists others who work: the list was most
     likely exported with a one-person filter (Odoo's default "My Pipeline", amoCRM «Мои
     сделки», a Pipedrive owner filter). The others then look idle and their deals are silent,
     so it is said once, with the filter to remove."""
-    owners = deals["manager_id"].dropna().astype(str).unique()
-    if len(owners) != 1 or deals["manager_id"].notna().sum() < ONE_OWNER_DEALS:
+    named = deals["manager_id"][deals["manager_id"].notna() & ~no_owner(deals["manager_id"], nobody)]
+    owners = named.astype(str).unique()
+    if len(owners) != 1 or len(named) < ONE_OWNER_DEALS:
         return []
     working = managers
     if "active" in managers.columns:
@@ -452,7 +456,7 @@ def one_owner_export(deals: pd.DataFrame, managers: pd.DataFrame) -> list[DataWa
     if len(working) < ONE_OWNER_MANAGERS or owners[0] not in set(working["manager_id"].astype(str)):
         return []
     return [DataWarning(
-        "one_owner_export", "deals", int(deals["manager_id"].notna().sum()),
+        "one_owner_export", "deals", len(named),
         f"every deal belongs to {owners[0]}, one of the {len(working)} working people in managers: was the list "
         "exported with a one-person filter (Odoo's \"My Pipeline\", amoCRM «Мои сделки», a Pipedrive owner "
         "filter)? Export every owner's deals, or mark the people who do not sell active = false",
@@ -466,19 +470,20 @@ def check(data: CrmData, now: datetime | None = None) -> tuple[CrmData, list[Dat
 
     known_managers = managers["manager_id"]
     warnings += _unknown_managers(deals, "deals", "deal_id", known_managers,
-                                  "their insights have no recipient until the manager is added")
-    warnings += one_owner_export(deals, managers)
+                                  "their insights have no recipient until the manager is added", data.no_owner)
+    warnings += one_owner_export(deals, managers, data.no_owner)
     leads = data.leads
     if leads is not None and "manager_id" in leads.columns:
         warnings += _unknown_managers(leads, "leads", "lead_id", known_managers,
                                       "nobody can answer them, so lead_sla tells the director they have no manager: "
-                                      "add the person to managers, or reassign the leads")
+                                      "add the person to managers, or reassign the leads", data.no_owner)
 
     acts = data.activities
     if acts is not None and "manager_id" in acts.columns:
         warnings += _unknown_managers(acts, "activities", "activity_id", known_managers,
                                       "their calls and tasks count as nobody's work: add the person to managers, "
-                                      "or write the manager_id (or the name managers has) in the export")
+                                      "or write the manager_id (or the name managers has) in the export",
+                                      data.no_owner)
     orphan = ~isin(history["deal_id"], deals["deal_id"])
     if orphan.any():
         warnings.append(DataWarning(

@@ -27,7 +27,7 @@ from datetime import datetime
 import pandas as pd
 from pydantic import Field
 
-from crm import lead_words
+from crm import lead_words, owners
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.people import marked_inactive
@@ -89,9 +89,9 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
     new = new.assign(_p=model.proba(x))
     owner = new["manager_id"].astype("string") if "manager_id" in new else pd.Series(pd.NA, index=new.index, dtype="string")
     # a lead written to someone who left or is in no managers file is nobody's: the director's list,
-    # and so is one whose owner cell names nobody ("No owner", the fill constant: crm.lead_words.no_owner)
+    # and so is one whose owner cell names nobody ("No owner", the fill constant: crm.owners)
     owner = owner.where(owner.isin(set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers))
-                        & ~lead_words.no_owner(owner, data.no_owner))
+                        & ~owners.names_nobody(data, owner))
     names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     out = []
     for manager_id, part in new.groupby(owner.fillna(""), sort=True):

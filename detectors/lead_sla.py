@@ -21,7 +21,7 @@ manager (active = false, or in no managers file: the CRM keeps a fired user's na
 round robin may still give them leads) has nobody to answer it: it is "unassigned", for the
 director, naming that person; it was a manager item nobody received. An owner cell that names
 nobody ("No owner", «Без ответственного», the `[source.fill] manager_id` constant:
-crm.lead_words.no_owner) is no owner at all: "not assigned to anyone", never "No owner has not
+crm.owners) is no owner at all: "not assigned to anyone", never "No owner has not
 answered" nor "assigned to No owner, who left". Leads whose status is in
 `ignore_statuses` (spam, duplicates) or `handled_statuses` (converted into a deal, closed:
 somebody clearly worked on it) are skipped, and so are the CRMs' own words for "no lead" and
@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from crm import lead_words
+from crm import lead_words, owners
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
@@ -140,7 +140,7 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     assigned = to_ns(leads["assigned_at"])
     owner = leads["manager_id"].astype("string")
     # "No owner", «Без ответственного», the configured fill constant: nobody, not a person who left
-    nobody = lead_words.no_owner(owner, data.no_owner)
+    nobody = owners.names_nobody(data, owner)
     if nobody.any():
         owner = owner.mask(nobody)
         leads = leads.assign(manager_id=owner)

@@ -7,7 +7,9 @@ deal created or closed, lead created/assigned/answered, activity done or email s
 last `active_window_days` before `now` (as of `now`: a replay of a past day sees only what
 existed then). A never-active or departed account is not a teammate with 0: it would pull
 the median down (calling a typical manager "2x overloaded") and be advised to take deals.
-Such managers are never named, never counted in a team's size or median;
+Nor is an owner that names nobody («Без ответственного», a catch-all user «Не назначен»:
+crm.owners): the loader keeps it out of the managers, and a hand-built managers table's
+placeholder row is left out here. Such managers are never named, never counted in a team's size or median;
 `not_compared` lists them for check-config. On each metric only those who ever had one (a
 deal for open_deals, a lead for new_leads) by `now` are compared: an agent who logs calls but
 never owns a deal is not "under-loaded" on deals. A team needs `min_team_size` of the rest.
@@ -62,6 +64,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from crm.data import CrmData
+from crm.owners import names_nobody
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import positions, to_ns
@@ -117,8 +120,9 @@ def _teams(managers: pd.DataFrame, spec: ManagerLoadSpec) -> pd.Series:
 
 
 def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
-    """Managers the flags allow to compare (active flag, capacity > 0, a team); whether they
-    worked recently is decided per day."""
+    """Managers the flags allow to compare (active flag, capacity > 0, a team, a person: not a
+    placeholder row such as «Не назначен», crm.owners); whether they worked recently is decided
+    per day."""
     m = data.managers
     active = m["active"].fillna(True).astype(bool).to_numpy() if "active" in m else np.ones(len(m), dtype=bool)
     cap = m["capacity"].fillna(1.0).astype(float).to_numpy() if "capacity" in m else np.ones(len(m))
@@ -127,7 +131,7 @@ def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
         "manager_id": m["manager_id"].to_numpy(), "manager_name": m["name"].to_numpy(),
         "team": team.to_numpy(), "capacity": cap,
     })
-    keep = active & (cap > 0) & df["team"].notna().to_numpy()
+    keep = active & (cap > 0) & df["team"].notna().to_numpy() & ~names_nobody(data, df["manager_id"].astype("string"))
     return df[keep].drop_duplicates("manager_id").reset_index(drop=True)
 
 

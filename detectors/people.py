@@ -4,7 +4,8 @@ One notion shared by the detectors that must not talk to or about people who lef
 started: manager_load compares only working managers, stalled_deal sends a departed manager's
 deals to the director. Work is any dated thing a person did (PERSON_WORK: the company's own
 work of crm.freshness, read the same way, on the tables that name a manager, and a lead they
-were given). For a daily replay the events are sorted once as int64 keys (manager row * KEY +
+were given); an owner cell that names nobody (crm.owners) is no one's, so an activity written
+to «Без ответственного» is its deal owner's work, like one with no owner. For a daily replay the events are sorted once as int64 keys (manager row * KEY +
 seconds since the first event), so "last work at or before t" per manager is one searchsorted
 per day; one scan takes the maximum directly.
 """
@@ -15,6 +16,7 @@ import pandas as pd
 
 from crm.data import CrmData
 from crm.freshness import WORK_COLUMNS, event_columns
+from crm.owners import names_nobody
 from detectors.columns import NEVER, positions, to_ns
 
 _NS_PER_S = 10**9
@@ -91,14 +93,19 @@ def _events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None, contac
 def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal_owner: np.ndarray,
             contacts: bool, at: np.ndarray | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Each row's manager (row in `ids`, -1: none) in a table of PERSON_WORK, None when the
-    table names none: as work (an activity without a manager is its deal owner's) and, with
+    table names none: as work (an activity without a manager, or whose owner cell names nobody,
+    is its deal owner's) and, with
     `contacts`, as a contact (a row on a known deal is its owner's, else its manager's)."""
     named = data.has_column(table, "manager_id")
     manager = positions(frame["manager_id"], ids) if "manager_id" in frame.columns else None
+    blank = np.ones(len(frame), dtype=bool)
+    if manager is not None:  # an owner cell naming nobody («Без ответственного», crm.owners) is blank
+        nobody = names_nobody(data, frame["manager_id"])
+        manager = np.where(nobody, -1, manager)
+        blank = frame["manager_id"].isna().to_numpy() | nobody
     work = manager if named else None
     if not data.has_column(table, "deal_id") or not (table == "activities" or contacts):
         return work, (manager if named else None) if contacts else None
-    blank = frame["manager_id"].isna().to_numpy() if manager is not None else np.ones(len(frame), dtype=bool)
     # the deal behind every row for contacts; for work alone only the rows without a manager
     pick = slice(None) if contacts else np.flatnonzero(blank)
     if at is None:

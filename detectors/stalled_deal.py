@@ -34,7 +34,9 @@ So are those of a manager with no deal, lead, activity or email in `active_windo
 export without the `active` column: a person who left keeps their deals there too), and those
 of an owner who is given deals but records no call, task or email in that window while most
 working people record theirs (a CRM's catch-all user: per deal, its flood went to nobody who
-works them).
+works them). Deals whose owner cell names nobody («Без ответственного», "No owner", the managers
+file's placeholder user: crm.owners) are one director item of their own from their first stalled
+deal: nobody is there to tell, and nobody is named as their manager.
 
 The deal's state is taken as of `now` (open then, stage then), so backtest replays history
 honestly: a deal won last month was still open, and maybe stalled, two months ago.
@@ -54,6 +56,7 @@ from pydantic import Field, field_validator, model_validator
 
 from crm.data import CrmData
 from crm.normalize import last_touch_column
+from crm.owners import names_nobody, placeholders
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
@@ -250,6 +253,10 @@ class StalledDealState:
     n_clients: int
     client_names: pd.Series | None  # name per client code (clients table), None without it
     manager_names: dict[str, str]
+    # owner cells that name nobody (crm.owners: «Без ответственного», "No owner", a catch-all
+    # user's id): their stalled deals are one director item to hand over, never a person's
+    nobody: frozenset[str] = frozenset()
+    nobody_names: dict[str, str] = field(default_factory=dict)  # a placeholder user's id -> its name
     # manager_ids the managers file marks inactive (active = false): their stalled deals are
     # the director's to hand over, never an item to a person who left
     inactive: frozenset[str] = frozenset()
@@ -415,6 +422,9 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         n_clients=len(client_keys), client_names=client_names,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=marked_inactive(data.managers),
+        nobody=frozenset(str(v) for v in pd.unique(d["manager_id"][names_nobody(data, d["manager_id"])])),
+        nobody_names={**data.placeholder_names, **{m: str(data.managers["name"][data.managers["manager_id"] == m].iloc[0])
+                                                   for m in placeholders(data.managers)}},
         # a scan's deal rows are of the open deals alone: contacts on closed deals count too
         **_work(data, None if now is None else ts_ns(now), deal_rows if now is None else {}),
     )
@@ -623,6 +633,7 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     out: list[Insight] = []
     gone: dict[str, list[dict[str, Any]]] = {}
     left: dict[str, list[dict[str, Any]]] = {}  # stalled deals of managers inactive or idle
+    unowned: list[dict[str, Any]] = []  # stalled deals whose owner cell names nobody
     marked, workless, silent = _gone(state, now_ns)
     if silent:  # a silent owner is the director's only with a flood of stalled deals
         per_owner = Counter(state.static[i]["manager_id"] for i in stalled.tolist())
@@ -635,9 +646,12 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
         # an owner the managers table does not know (HubSpot clears or keeps the name of a
         # removed user): nobody receives their items, so the director hands the deals over
         away = owner in gone_people or owner not in state.manager_names
-        if abandoned[j] or away:
-            (left if away else gone).setdefault(owner, []).append(
-                {"row": i, "stage": str(state.stage_names[stage_i]), "days_idle": idle, "touch_ns": touch_ns})
+        if abandoned[j] or away or owner in state.nobody:
+            entry = {"row": i, "stage": str(state.stage_names[stage_i]), "days_idle": idle, "touch_ns": touch_ns}
+            if owner in state.nobody:
+                unowned.append(entry)
+            else:
+                (left if away else gone).setdefault(owner, []).append(entry)
             continue
         if stage_i not in stage_facts:
             stage_facts[stage_i] = _limit_facts(state, limits, stage_i)
@@ -649,6 +663,8 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
                        left="inactive" if manager_id in marked else "idle" if manager_id in workless
                        else "no_contact" if manager_id in silent else "unknown")
             for manager_id, deals in sorted(left.items())]
+    if unowned:
+        out.append(_abandoned(state, None, unowned, with_evidence=with_evidence, left="nobody"))
     return out
 
 
@@ -734,14 +750,16 @@ def _insight(state: StalledDealState, i: int, stage: int, idle: int, limit_facts
     )
 
 
-def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, Any]], *,
+def _abandoned(state: StalledDealState, manager_id: str | None, deals: list[dict[str, Any]], *,
                with_evidence: bool = True, left: str | None = None) -> Insight:
     """One hygiene item for a manager's deals idle far beyond their limits: the oldest named.
 
     `left`: "inactive" (the managers file says so), "idle" (no deal, lead, activity or email
     of theirs in active_window_days), "no_contact" (deals given, but no activity or email of
-    theirs in the window) or "unknown" (not in the managers table): the item lists all their stalled deals and goes to the
-    director, who hands them over (the person who left is never the one told)."""
+    theirs in the window), "unknown" (not in the managers table) or "nobody" (`manager_id` None:
+    the owner cells name nobody, crm.owners; one item for all such deals, the words read in
+    `owner_words`): the item lists all their stalled deals and goes to the director, who hands
+    them over (the person who left is never the one told)."""
     deals = sorted(deals, key=lambda x: (-x["days_idle"], state.static[x["row"]]["deal_id"]))
     spec = state.spec
     statics = [state.static[x["row"]] for x in deals]
@@ -751,15 +769,21 @@ def _abandoned(state: StalledDealState, manager_id: str, deals: list[dict[str, A
     for x in deals:
         by_stage[x["stage"]] = by_stage.get(x["stage"], 0) + 1
     subject = {"manager_id": manager_id, "kind": "left_behind" if left else "abandoned"}
+    if left == "nobody":  # no person: the item is about the deals nobody owns
+        subject = {"kind": "left_behind", "owner": "nobody"}
     facts = {
         "kind": "abandoned",
         "owner_inactive": bool(left),
         # "inactive" (marked) | "idle" (no recorded work) | "no_contact" (work, but no call, task or
-        # email in the window) | "unknown" (not in managers) | None
+        # email in the window) | "unknown" (not in managers) | "nobody" (no owner) | None
         "owner_gone": left,
+        # the CRM's words as written (a placeholder user's name, not its id), the commonest first
+        "owner_words": [w for w, _ in sorted(Counter(state.nobody_names.get(st["manager_id"], st["manager_id"]).strip()
+                                                     for st in statics).items(), key=lambda kv: (-kv[1], kv[0]))]
+        if left == "nobody" else None,
         "active_window_days": spec.active_window_days,
         "manager_id": manager_id,
-        "manager_name": state.manager_names.get(manager_id),
+        "manager_name": state.manager_names.get(manager_id) if manager_id is not None else None,
         "deals": len(deals),
         "oldest_days_idle": deals[0]["days_idle"],
         "abandon_factor": spec.abandon_factor,

@@ -145,9 +145,20 @@ def _oldest_and_amount(f: dict, ctx: Ctx) -> list[Line]:
 
 
 def _left_behind_words(f: dict, n: int, ctx: Ctx) -> Words:
-    """Stalled deals of a manager the CRM marks inactive: the director hands them over."""
+    """Stalled deals of a manager the CRM marks inactive, who left, whom the managers table lacks,
+    or of nobody (owner cells such as «Без ответственного»): the director hands them over."""
     who = name(f.get("manager_name") or f.get("manager_id") or "?")
-    if f.get("owner_gone") == "unknown":
+    if f.get("owner_gone") == "nobody":
+        words: Line = ()
+        for w in (f.get("owner_words") or [])[:3]:  # the CRM's own words, as written there
+            words += (ctx.t(", ", ", ") if words else ()) + ctx.t("«{w}»", "“{w}”", w=name(w))
+        title = ctx.t("Сделки без ответственного стоят без движения: {n}",
+                      "Stalled deals with no owner: {n}", n=ctx.num(n))
+        body = [ctx.t("В CRM у них нет ответственного ({w}), так что о них никто не узнаёт.",
+                      "The CRM names nobody as their owner ({w}), so nobody hears about them.", w=words)
+                if words else ctx.t("В CRM у них нет ответственного, так что о них никто не узнаёт.",
+                                    "The CRM names nobody as their owner, so nobody hears about them.")]
+    elif f.get("owner_gone") == "unknown":
         title = ctx.t("Сделки без менеджера из списка ({m}) стоят без движения: {n}",
                       "Stalled deals whose owner is not a listed manager ({m}): {n}", m=who, n=ctx.num(n))
         body = [ctx.t("В CRM их ответственный — {m}, но в таблице менеджеров такого нет, так что о них никто не узнаёт.",

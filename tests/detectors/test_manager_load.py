@@ -91,6 +91,19 @@ def test_over_and_under_in_one_team_are_one_item_with_one_plan():
     assert item.severity == "critical"  # 4 vs a median of 20 is below half the band's floor
 
 
+def test_an_owner_that_names_nobody_is_never_a_teammate_and_a_person_named_like_one_is():
+    """«Без ответственного» with 2 open deals is no under-loaded teammate to route leads to, and
+    "Unassigned" with 60 is nobody to take deals from (crm.owners); "Noah Owner" is a person."""
+    data = team({"ann": 20, "bob": 22, "cid": 19, "dan": 21, "Без ответственного": 2, "Noah Owner": 45})
+    item = only(detect(data, SPEC, NOW))
+    assert named(item, "over") == ["Noah Owner"] and named(item, "under") == []
+    loads = item.facts["metrics"]["open_deals"]["loads"]
+    assert {r["manager_id"] for r in loads} == {"ann", "bob", "cid", "dan", "Noah Owner"}
+    moves = item.facts["plan"]["open_deals"]
+    assert moves and all("Без ответственного" not in (x["from_manager_id"], x["to_manager_id"]) for x in moves)
+    assert detect(team({"ann": 20, "bob": 22, "cid": 19, "dan": 21, "Unassigned": 60}), SPEC, NOW) == []
+
+
 def test_equal_loads_with_ordinary_noise_stay_silent():
     assert detect(team({"a": 18, "b": 22, "c": 20, "d": 25, "e": 16, "f": 21}), SPEC, NOW) == []
 

@@ -284,11 +284,13 @@ def test_stalled_deals_of_a_manager_marked_inactive_go_to_the_director_in_one_it
 
 
 def test_a_catch_all_owner_nobody_calls_for_is_one_director_item_not_a_flood():
-    """A CRM's catch-all user ("Не назначен") is given deals every day and does nothing itself:
-    with 12 stalled deals and no call, task or email by it or on its deals (while the working
-    managers record theirs), its deals are one director item, not twelve items to nobody."""
+    """A CRM's catch-all user under a name that could be a person's (an "Администратор" account
+    the forms write deals to) is given deals every day and does nothing itself: with 12 stalled
+    deals and no call, task or email by it or on its deals (while the working managers record
+    theirs), its deals are one director item, not twelve items to nobody. (One named «Не назначен»
+    names nobody outright: test_deals_whose_owner_names_nobody_...)"""
     managers = [{"manager_id": "m1", "name": "Асель Нурланова"}, {"manager_id": "m2", "name": "Олжас Серикбаев"},
-                {"manager_id": "u", "name": "Не назначен"}]
+                {"manager_id": "u", "name": "Администратор"}]
 
     def company(n_catch_all: int, calls_on_catch_all: bool = False, calls: bool = True):
         deals = [deal("d1", manager_id="m1"), deal("d2", manager_id="m2")]
@@ -312,6 +314,31 @@ def test_a_catch_all_owner_nobody_calls_for_is_one_director_item_not_a_flood():
     # nothing says nobody works them, so they stay items of their own
     for data in (company(9), company(12, calls_on_catch_all=True), company(12, calls=False)):
         assert [i for i in detect(data, SPEC, NOW) if i.audience.role == "director"] == []
+
+
+def test_deals_whose_owner_names_nobody_are_one_director_item_from_the_first_deal():
+    """Owner cells that name nobody («Без ответственного», "UNASSIGNED", a managers row that is
+    the CRM's catch-all «Не назначен») are no manager: their stalled deals, however few, are one
+    director item to hand over that names no person; "Noah Owner" and «Неназначенова» are people
+    and get their own items."""
+    managers = [{"manager_id": "m1", "name": "Noah Owner"}, {"manager_id": "m2", "name": "Неназначенова"},
+                {"manager_id": "u", "name": "Не назначен"}]
+    deals = [deal("d1", manager_id="m1"), deal("d2", manager_id="m2"), deal("n1", manager_id="Без ответственного"),
+             deal("n2", manager_id=" UNASSIGNED "), deal("n3", manager_id="u")]
+    history = [h(d["deal_id"], "Квалификация", 15) for d in deals]
+    out = detect(crm(managers=managers, deals=deals, stage_history=history), SPEC, NOW)
+    assert [(i.audience.role, i.audience.manager_id) for i in out] == [
+        ("manager", "m1"), ("manager", "m2"), ("director", None)]
+    left = out[-1]
+    assert left.subject == {"kind": "left_behind", "owner": "nobody"}
+    assert left.facts["owner_gone"] == "nobody" and left.facts["manager_id"] is None and left.facts["manager_name"] is None
+    assert sorted(left.evidence["deal_ids"]) == ["n1", "n2", "n3"]
+    from messages.render import insight_text
+    ru, en = insight_text(left, "ru", now=NOW), insight_text(left, "en", now=NOW)
+    # the CRM's words as written there, the catch-all user by its name, not its id
+    assert "Сделки без ответственного стоят без движения: 3" in ru, ru
+    assert "(«UNASSIGNED», «Без ответственного», «Не назначен»)" in ru, ru
+    assert "Stalled deals with no owner: 3" in en and "Hand the live deals" in en, en
 
 
 @pytest.mark.parametrize("unread, named", [

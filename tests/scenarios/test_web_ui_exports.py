@@ -220,18 +220,20 @@ def test_deals_of_a_manager_who_left_are_one_english_item_without_russian_words(
 def test_deals_whose_owner_is_not_a_listed_manager_reach_the_director_once(tmp_path):
     """HubSpot clears the owner of a removed user; the admin fills the blanks ("No owner"), as
     check-config advises. The 10 deals that user left untouched became a hygiene item for
-    "No owner", a recipient nobody can be: nobody heard of them."""
+    "No owner", a recipient nobody can be: nobody heard of them. They are the director's one
+    "no owner" item, which names no person."""
     left = spec(8, abandoned=("m8", 10), abandoned_days=(100, 150))
     config = exported(tmp_path, "hs", WebExport("hubspot", left, departed=1, dates="iso"), touches=True)
     rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
     assert rc == 0, err
-    nobody = [i for i in json.loads(out) if i["detector"] == "stalled_deal" and i["facts"].get("manager_id") == "No owner"]
+    nobody = [i for i in json.loads(out) if i["detector"] == "stalled_deal" and i["facts"].get("owner_gone") == "nobody"]
     assert len(nobody) == 1, nobody
     assert nobody[0]["audience"]["role"] == "director" and nobody[0]["facts"]["deals"] >= 10, nobody[0]
+    assert nobody[0]["facts"]["owner_words"] == ["No owner"] and nobody[0]["facts"]["manager_id"] is None
     rc, out, err = run_cli("preview", "--config", str(config), "--recipient", "director", "--now", NOW.isoformat(),
                            "--no-state")
     assert rc == 0, err
-    assert "Stalled deals whose owner is not a listed manager (No owner)" in out, out
+    assert "Stalled deals with no owner: " in out and "The CRM names nobody as their owner (“No owner”)" in out, out
 
 
 def test_backtest_says_a_last_activity_column_overstates_stalled_deals(tmp_path):
@@ -279,5 +281,5 @@ def test_a_deals_export_alone_still_hands_ownerless_deals_to_the_director(tmp_pa
     rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
     assert rc == 0, err
     assert "no managers table: the " in err and "people the deals name" in err, err
-    nobody = [i for i in json.loads(out) if i["detector"] == "stalled_deal" and i["facts"].get("manager_id") == "No owner"]
+    nobody = [i for i in json.loads(out) if i["detector"] == "stalled_deal" and i["facts"].get("owner_gone") == "nobody"]
     assert len(nobody) == 1 and nobody[0]["audience"]["role"] == "director", nobody
