@@ -400,7 +400,8 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
         _refuse_one_column(frame, expected, name)
     # skipped title lines: data label 0 is spreadsheet row skip + 2
     frame, footer = drop_footer(frame, name, 2 + skip)
-    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer)
+    frame, sections = drop_sections(frame, name, 2 + skip, _title_above(sample, delimiter, skip))
+    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer + sections)
     raw.notes += _encoding_notes(raw, evidence)
     return raw
 
@@ -428,6 +429,97 @@ def drop_footer(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Dat
     blank = frame.isna().all(axis=1) if filled is None else pd.Series(filled == 0, index=frame.index)
     if blank.any():
         frame = frame[~blank]
+    return frame, notes
+
+
+# A board export's blocks (monday.com: a group title row, the header again, the items; a
+# "Subitems" header with the subitems under an item) and a hand-kept sheet's totals row.
+GROUP_COLUMN = "Group"
+_SUBITEMS = frozenset({"subitems", "subitem", "подэлементы", "подэлемент"})
+_TOTALS = frozenset({"итого", "итог", "всего", "total", "totals", "grand total", "sum", "сумма"})
+
+
+def _cell_words(column: pd.Series) -> pd.Series:
+    return column.astype(str).str.strip().str.lower().str.rstrip(":").where(column.notna(), "")
+
+
+def drop_sections(frame: pd.DataFrame, name: str, row_offset: int,
+                  title_above: str | None = None) -> tuple[pd.DataFrame, list[DataWarning]]:
+    """Rows of a board export or a hand-kept sheet that are not records, taken out with one note
+    each: the header repeated (one per group), a group's title alone on the row above it (kept
+    in a new column "Group", so a board whose groups are stages can map it), a "Subitems" header
+    and the subitem rows under it (first cell empty), and a totals row («Итого», "Total") at the
+    end. Read as records, a group title became a deal with no id and the subitems deals of
+    their own. `title_above`: the one-cell row right above the header, a group's title when the
+    header repeats."""
+    width = len(frame.columns)
+    if width < 3 or frame.empty:
+        return frame, []
+    notes: list[DataWarning] = []
+    filled = frame.notna().sum(axis=1)
+    same = pd.Series(0, index=frame.index)
+    for j, col in enumerate(frame.columns):
+        same += (_cell_words(frame.iloc[:, j]) == str(col).strip().lower()).astype(int)
+    header_again = (same >= 2) & (same == filled)
+    drop = header_again.copy()
+    group = pd.Series(None, index=frame.index, dtype=object)
+    positions = {label: k for k, label in enumerate(frame.index)}
+    titles = 0
+    for label in frame.index[header_again.to_numpy()]:
+        k = positions[label] - 1
+        while k >= 0 and filled.iloc[k] == 0:
+            k -= 1
+        if k >= 0 and filled.iloc[k] == 1 and not drop.iloc[k]:
+            title = frame.iloc[k].dropna()
+            group.iloc[k] = str(title.iloc[0]).strip()
+            drop.iloc[k] = True
+            titles += 1
+    first = frame.iloc[:, 0]
+    started = first.notna()
+    sub_head = started & _cell_words(first).isin(_SUBITEMS) & (filled >= 2)
+    block = started.cumsum()
+    subitems = block.isin(set(block[sub_head])) & ~started & (filled > 0)
+    drop |= sub_head | subitems
+    if header_again.any():
+        notes.append(DataWarning(
+            "repeated_header", name, int(header_again.sum()),
+            f"the header row is repeated {int(header_again.sum())} time(s) inside the table (a board "
+            "export repeats it under each group's title): those rows are not read",
+            [f"row {row_offset + positions[i]}" for i in frame.index[header_again.to_numpy()][:5]]))
+    if titles:
+        marks = group.copy()
+        if title_above is not None:
+            marks.iloc[0] = marks.iloc[0] if marks.iloc[0] is not None else title_above
+        marks = marks.ffill()
+        if GROUP_COLUMN not in frame.columns and marks.notna().any():
+            frame = frame.assign(**{GROUP_COLUMN: marks})
+        names = list(dict.fromkeys(([title_above] if title_above else []) + list(group.dropna())))
+        notes.append(DataWarning(
+            "group_titles", name, titles,
+            f"{titles} row(s) hold only a group's title above the repeated header "
+            f"({', '.join(repr(n) for n in names[:8])}): not records; each row below a title "
+            f"has it in a column {GROUP_COLUMN!r} (map it in config if your groups are stages "
+            "or outcomes)"))
+    if (sub_head | subitems).any():
+        notes.append(DataWarning(
+            "subitems", name, int(subitems.sum()),
+            f"{int(subitems.sum())} subitem row(s) under {int(sub_head.sum())} 'Subitems' header(s) "
+            "are not read (they are parts of an item, not records of this table)",
+            [f"row {row_offset + positions[i]}" for i in frame.index[sub_head.to_numpy()][:5]]))
+    kept = ~drop & (filled > 0)
+    if kept.any():
+        last = frame.index[kept.to_numpy()][-1]
+        words = pd.Series(False, index=[last])
+        for j in range(width):
+            words |= _cell_words(frame.iloc[:, j].loc[[last]]).isin(_TOTALS)
+        if bool(words.iloc[0]) and filled.loc[last] * 2 <= width:
+            drop.loc[last] = True
+            notes.append(DataWarning(
+                "totals_row", name, 1,
+                f"the last row (row {row_offset + positions[last]}) is a totals row "
+                f"({', '.join(repr(str(v)) for v in frame.loc[last].dropna())}): not read"))
+    if drop.any():
+        frame = frame[~drop.to_numpy()]
     return frame, notes
 
 
@@ -490,6 +582,18 @@ def _refuse_one_column(frame: pd.DataFrame, expected: list[str] | None, name: st
     )
 
 
+def _title_above(sample: str, delimiter: str, skip: int) -> str | None:
+    """The one filled cell of the line right above a header found below the first line."""
+    if skip < 1:
+        return None
+    try:
+        rows = list(csv.reader(sample.splitlines()[skip - 1:skip], delimiter=delimiter))
+    except csv.Error:
+        return None
+    cells = [c.strip() for c in rows[0] if c.strip()] if rows else []
+    return cells[0] if len(cells) == 1 else None
+
+
 def _above_header(row: int) -> str:
     return f"the header seems to be on row {row}; delete the rows above it"
 
@@ -544,7 +648,9 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     _refuse_non_xlsx(_head(path), name)
     _refuse_wide_xlsx(path, name)
     try:
-        frame = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            frame = book.parse(0, dtype=object)
+            others = _other_sheets(book, name)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
         raise DataError(
             f"cannot open this Excel file ({exc.__class__.__name__}: {exc})", file=name,
@@ -566,7 +672,29 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     elif sum(c.startswith("Unnamed: ") for c in frame.columns) * 2 > len(frame.columns):
         guess = next((i + 2 for i, row in enumerate(top) if _looks_like_header(row, len(frame.columns))), None)
     frame, footer = drop_footer(frame, name, 2)
-    return RawTable(frame, name, header_guess=guess, notes=footer)
+    above = top[found - 1] if found else None
+    title = [c for c in above if c is not None and not (isinstance(c, float) and c != c) and str(c).strip()] \
+        if above is not None else []
+    frame, sections = drop_sections(frame, name, 2, str(title[0]).strip() if len(title) == 1 else None)
+    return RawTable(frame, name, header_guess=guess, notes=footer + sections + others)
+
+
+def _other_sheets(book: pd.ExcelFile, name: str) -> list[DataWarning]:
+    """One note naming the workbook's other sheets that hold something: only the first sheet is
+    read, and a sheet CRM keeps its closed deals on a second one («Архив»). They are not read
+    on a guess (another sheet may be a summary, a pivot or a price list), but not in silence."""
+    filled = []
+    for sheet in book.sheet_names[1:]:
+        rows = book.parse(sheet, header=None, dtype=object, nrows=50).dropna(how="all")
+        if len(rows) > 1:
+            filled.append(f"{sheet!r} ({len(rows)}{'+' if len(rows) >= 50 else ''} rows)")
+    if not filled:
+        return []
+    return [DataWarning(
+        "other_sheets", name, len(filled),
+        f"only the first sheet ({book.sheet_names[0]!r}) is read; the workbook's other sheet(s) "
+        f"{', '.join(filled)} are not: if they hold more records of this table (an archive of "
+        "closed deals), move those rows to the first sheet or download each sheet as its own file")]
 
 
 def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:
