@@ -1059,13 +1059,16 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
             numbers = pd.to_numeric(text[unix], errors="coerce")
             result.iloc[np.flatnonzero(unix)] = _from_unix(numbers, raw, text[unix], source_name).to_numpy()
             remaining[unix] = False
-    for partial, problem in ((no_year, "a date without its year (the year is never guessed)"),
-                             (no_day, "a year or a month without the day (the day is never guessed)")):
+    for partial, problem, fix in (
+            (no_year, "a date without its year (the year is never guessed)",
+             "; in a spreadsheet that shows dates without the year, give the column a date format with "
+             "the year, then export again"),
+            (no_day, "a year or a month without the day (the day is never guessed)",
+             ", or leave the cell empty when the day is not known")):
         if (partial & present).any():
             _raise_bad(raw, pd.Series(partial & present, index=text.index), original, source_name, problem,
                        "a full date such as 05.03.2025 or 2025-03-05",
-                       fix="write the full date in these cells (05.03.2025); in a spreadsheet that shows "
-                       "dates without the year, give the column a date format with the year, then export again")
+                       fix="write the full date in these cells (05.03.2025)" + fix)
     bad = (present & ~digit) | remaining
     if bad.any():
         expected = (f"the format {date_format!r} given in [source.date_formats], or " + DATETIME_EXPECTED

@@ -436,7 +436,7 @@ def drop_footer(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Dat
 # "Subitems" header with the subitems under an item) and a hand-kept sheet's totals row.
 GROUP_COLUMN = "Group"
 _SUBITEMS = frozenset({"subitems", "subitem", "подэлементы", "подэлемент"})
-_TOTALS = frozenset({"итого", "итог", "всего", "total", "totals", "grand total", "sum", "сумма"})
+_TOTALS = frozenset({"итого", "итог", "всего", "total", "totals", "grand total"})
 
 
 def _cell_words(column: pd.Series) -> pd.Series:
@@ -457,10 +457,14 @@ def drop_sections(frame: pd.DataFrame, name: str, row_offset: int,
         return frame, []
     notes: list[DataWarning] = []
     filled = frame.notna().sum(axis=1)
-    same = pd.Series(0, index=frame.index)
+    # a repeated header repeats the first named column's name: only those rows are compared whole
+    key = next((j for j, c in enumerate(frame.columns) if not str(c).startswith("Unnamed: ")), 0)
+    candidates = frame[(_cell_words(frame.iloc[:, key]) == str(frame.columns[key]).strip().lower()).to_numpy()]
+    same = pd.Series(0, index=candidates.index)
     for j, col in enumerate(frame.columns):
-        same += (_cell_words(frame.iloc[:, j]) == str(col).strip().lower()).astype(int)
-    header_again = (same >= 2) & (same == filled)
+        same += (_cell_words(candidates.iloc[:, j]) == str(col).strip().lower()).astype(int)
+    header_again = pd.Series(False, index=frame.index)
+    header_again.loc[same.index] = (same >= 2) & (same == filled.loc[same.index])
     drop = header_again.copy()
     group = pd.Series(None, index=frame.index, dtype=object)
     positions = {label: k for k, label in enumerate(frame.index)}
@@ -649,7 +653,7 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     _refuse_wide_xlsx(path, name)
     try:
         with pd.ExcelFile(path, engine="openpyxl") as book:
-            frame = book.parse(0, dtype=object)
+            frame = pd.read_excel(book, sheet_name=0, dtype=object)
             others = _other_sheets(book, name)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
         raise DataError(
@@ -685,7 +689,7 @@ def _other_sheets(book: pd.ExcelFile, name: str) -> list[DataWarning]:
     on a guess (another sheet may be a summary, a pivot or a price list), but not in silence."""
     filled = []
     for sheet in book.sheet_names[1:]:
-        rows = book.parse(sheet, header=None, dtype=object, nrows=50).dropna(how="all")
+        rows = pd.read_excel(book, sheet_name=sheet, header=None, dtype=object, nrows=50).dropna(how="all")
         if len(rows) > 1:
             filled.append(f"{sheet!r} ({len(rows)}{'+' if len(rows) >= 50 else ''} rows)")
     if not filled:
