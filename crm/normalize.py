@@ -582,16 +582,26 @@ _CLOSING_WORDS = {
 }
 
 
+# Word stems a deal list kept by hand closes deals with, in free words («оплатили», «оплачено»,
+# «отказались», «слился»): a stage whose first word begins with one is named like a closing stage.
+_CLOSING_STEMS = {"won": ("оплатил", "оплачен"), "lost": ("отказ", "слил", "проигра")}
+
+
 def _closing_word(value: str, words: dict[str, tuple[str, ...]]) -> str | None:
     """The status (won/lost) of a stage named like a closing one: equal to one of `words`, or
     beginning with one of several words followed by a space or punctuation ("Closed Lost to
     Competition" after "Closed Lost"; a single word is matched whole: "Lost contact, call
-    back" is no kin of "Lost")."""
+    back" is no kin of "Lost"), or a first word with a closing stem («отказались»; not «ожидаем
+    оплату», whose first word is no closing one)."""
     low = value.strip().lower()
     for status, names in words.items():
         for w in names:
             if low == w or (" " in w and low.startswith(w) and re.match(r"[\s\-–—(/:,.]", low[len(w):])):
                 return status
+    first = re.split(r"[\s\-–—(/:,.!]", low, maxsplit=1)[0]
+    for status, stems in _CLOSING_STEMS.items():
+        if first.startswith(stems):
+            return status
     return None
 
 

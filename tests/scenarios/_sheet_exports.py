@@ -5,9 +5,10 @@ to Excel.
 The Google Sheet, as small Russian-speaking teams keep one (not a product: these are the habits
 seen in such sheets, not checked against one file): a title line above the header; columns «№»,
 «Дата», «Клиент», «Менеджер» (first names only), «Этап» in free words («новый», «думает», «КП
-отправлено», «переговоры», «счёт выставлен»; «оплатили» won, «отказ» and «слились» lost),
-«Сумма» written as the manager typed it ("1 200 000 ₸", "1.2 млн", "850 тыс", a bare number or
-nothing) and «Комментарий». «Дата» mixes "05.03.2025", "5 марта" and "05.03" (no year) in one
+отправлено», «переговоры», «счёт выставлен»; «оплатили» won, «отказ» and «слились» lost;
+`free_words`: also «Оплатили», «оплачено», «отказались», «Слились»), «Сумма» written as the
+manager typed it ("1 200 000 ₸", "1.2 млн", "850 тыс", a bare number or nothing) and
+«Комментарий». «Дата» mixes "05.03.2025", "5 марта" and "05.03" (no year) in one
 column; a blank spacer row between months; an «Итого» row with the sum at the bottom; a few
 deals whose stage is only the cell's colour (the cell is empty). No closing date: nobody writes
 down when a deal was paid. In the .xlsx a full date is a date cell (Google Sheets turns a typed
@@ -66,6 +67,7 @@ class SheetCRM:
     tenge_sign: float = 0.3       # share written "1 200 000 ₸"
     empty_amount: float = 0.1
     colour_only: float = 0.03     # stage cells left empty (the stage is the cell's colour)
+    free_words: float = 0.0       # share of closed deals with another word ("Оплатили", «отказались»)
     archive_before: date | None = None  # deals closed before this day go to the «Архив» sheet
 
 
@@ -91,9 +93,10 @@ def sheet_rows(s: SheetCRM) -> tuple[list[dict], list[dict]]:
         when: object = (f"{day.day} {MONTHS_RU[day.month - 1]}{year}" if u < s.short_dates else
                         day.strftime("%d.%m") + year.replace(" ", ".") if u < s.short_dates + s.yearless else day)
         if d["status"] == "won":
-            stage = WON_WORD
+            stage = WON_WORD if rng.random() >= s.free_words else ("Оплатили", "оплачено")[int(rng.integers(2))]
         elif d["status"] == "lost":
-            stage = LOST_WORDS[int(rng.integers(2))]
+            stage = (LOST_WORDS[int(rng.integers(2))] if rng.random() >= s.free_words else
+                     ("отказались", "Слились")[int(rng.integers(2))])
         else:
             stage = d["stage"]
         if rng.random() < s.colour_only:

@@ -110,6 +110,25 @@ def test_a_google_sheet_reads_as_the_sheet_holds_it(tmp_path, seed, kind):
     assert words > 5 and (deals["currency"] == "KZT").all()
 
 
+def test_closing_words_the_config_does_not_list_are_read_closed_with_one_warning(tmp_path):
+    """The sheet's managers close deals in their own words: «оплачено», «Оплатили», «отказались»,
+    «Слились» beside the mapped «оплатили», «отказ», «слились». «оплачено» and «отказались»
+    were read as open stages (the deals open for ever, last in the pipeline); each is now read
+    as its status with one warning that lists them with the lines to add."""
+    s = SheetCRM(sheet_spec(seed=7, end=END), with_year=True, colour_only=0.0, free_words=0.4)
+    config = _sheet_config(tmp_path, "words", s, "csv")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    warning = next(ln for ln in out.splitlines() if "named like a closing stage" in ln)
+    for word, status in (("оплачено", "won"), ("Оплатили", "won"), ("отказались", "lost"), ("Слились", "lost")):
+        assert f"'{word}' (" in warning and f'"{word}" = "{status}"' in warning, (word, warning)
+    stages = next(ln for ln in out.splitlines() if ln.strip().startswith("stages "))
+    assert "оплач" not in stages.lower() and "отказ" not in stages, stages
+    truth = sheets.truth(s)
+    deals = _load(config).data.deals
+    assert (deals["status"].to_numpy() == [truth[int(n) - 1]["status"] for n in deals["deal_id"]]).all()
+
+
 def test_a_sheet_calm_company_gets_no_alert_and_hears_what_is_not_checked(tmp_path):
     """The sheet has no closing date, no history and no touches: conversion, stalled deals and
     loss reasons are skipped with the column or table that would enable them, and nothing is
