@@ -203,6 +203,14 @@ SUB_HEADERS = ("Subitems", "Name", "Owner", "Status", "Date")
 NAMES = ("Alex Morgan", "Dana Cruz", "Ken Ito", "Lea Roth", "Omar Said", "Sara Nyberg", "Tim Vance", "Uma Patel")
 
 
+ITEM_BASE = 1_800_000_000
+
+
+def left_behind(item_id: str) -> bool:
+    """An item the factory's `abandoned` manager left behind (its id is 1 modulo 3 above ITEM_BASE)."""
+    return (int(item_id) - ITEM_BASE) % 3 == 1
+
+
 def monday_spec(**kw) -> ExportSpec:
     return ExportSpec(**{"stages": MONDAY_STAGES, "n_managers": 6, "deals_per_month": 80, "days": 200,
                          "with_emails": False, **kw})
@@ -232,7 +240,7 @@ def monday_groups(b: MondayBoard) -> dict[str, list[dict]]:
         status = {"won": "Won", "lost": "Lost"}.get(d["status"], d["stage"])
         start = created.astimezone(tz).date()
         item = {"Name": d["title"].replace("Забытая сделка", "Deal").replace("Сделка", "Deal"),
-                "Item ID": str(1_800_000_000 + int(d["deal_id"].lstrip("dx")) * 3 + d["deal_id"].startswith("x")),
+                "Item ID": str(ITEM_BASE + int(d["deal_id"].lstrip("dx")) * 3 + d["deal_id"].startswith("x")),
                 "Person": name_of[d["manager_id"]], "Status": status,
                 "Deal Value": round(float(d["amount"]) / 500), "Date": start.isoformat(),
                 "Timeline": f"{start.isoformat()} - {(start + timedelta(days=int(rng.integers(7, 30)))).isoformat()}",

@@ -244,3 +244,19 @@ def test_a_monday_board_with_its_last_updated_as_touches_is_quiet_when_calm(tmp_
     assert rc == 0, err
     assert "skipped stalled_deal" not in err, err
     assert json.loads(out) == [], out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_deals_left_behind_on_a_monday_board_are_found_and_only_they(tmp_path, seed):
+    """Six deals one person left at Discovery months ago (nobody updated them since): with the
+    last-activity recipe they are one stalled_deal item to that person naming exactly those six;
+    the subitems' dates (a "Call" subitem is no update of its item) play no part."""
+    b = MondayBoard(monday_spec(seed=seed, end=END, abandoned=("m2", 6)))
+    config = _monday_config(tmp_path, "left", b, touches=True)
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    items = json.loads(out)
+    left = {i["Item ID"] for g in sheets.monday_groups(b).values() for i in g if sheets.left_behind(i["Item ID"])}
+    assert len(left) == 6
+    assert [i["detector"] for i in items] == ["stalled_deal"], items
+    assert set(items[0]["evidence"]["deal_ids"]) == left, items[0]["evidence"]
