@@ -11,7 +11,7 @@ manager typed it ("1 200 000 ₸", "1.2 млн", "850 тыс", a bare number or 
 «Комментарий». «Дата» mixes "05.03.2025", "5 марта" and "05.03" (no year) in one
 column; a blank spacer row between months; an «Итого» row with the sum at the bottom; a few
 deals whose stage is only the cell's colour (the cell is empty). No closing date: nobody writes
-down when a deal was paid. In the .xlsx a full date is a date cell (Google Sheets turns a typed
+down when a deal was paid (`closed_column`: a column «Закрыта» with that day). In the .xlsx a full date is a date cell (Google Sheets turns a typed
 "05.03.2025" into one); the rest stays text. Its second sheet, «Архив», holds the deals closed
 before `archive_before` (the first sheet keeps the rest).
 
@@ -45,6 +45,7 @@ TZ = "Asia/Almaty"
 SHEET_STAGES = ("новый", "думает", "КП отправлено", "переговоры", "счёт выставлен")
 WON_WORD, LOST_WORDS = "оплатили", ("отказ", "слились")
 SHEET_HEADERS = ("№", "Дата", "Клиент", "Менеджер", "Этап", "Сумма", "Комментарий")
+CLOSED = "Закрыта"  # the column a sheet may add: the day a deal was paid or refused
 MONTHS_RU = ("января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа", "сентября",
              "октября", "ноября", "декабря")
 TITLE = "CRM отдела продаж (не удалять формулы!)"
@@ -69,6 +70,7 @@ class SheetCRM:
     colour_only: float = 0.03     # stage cells left empty (the stage is the cell's colour)
     free_words: float = 0.0       # share of closed deals with another word ("Оплатили", «отказались»)
     archive_before: date | None = None  # deals closed before this day go to the «Архив» sheet
+    closed_column: bool = False   # a column «Закрыта» after «Комментарий»: the day it closed
 
 
 def _day(ts: datetime, tz: ZoneInfo) -> date:
@@ -114,6 +116,8 @@ def sheet_rows(s: SheetCRM) -> tuple[list[dict], list[dict]]:
         row = {"№": n, "Дата": when, "Клиент": "ТОО " + d["client_id"].replace("c", "Клиент ", 1),
                "Менеджер": name_of[d["manager_id"]], "Этап": stage, "Сумма": cell,
                "Комментарий": "перезвонить" if rng.random() < 0.2 else ""}
+        if s.closed_column:
+            row[CLOSED] = "" if closed is None else _day(closed, tz)
         if s.archive_before and closed is not None and _day(closed, tz) < s.archive_before:
             archive.append(row)
             continue
@@ -143,19 +147,24 @@ def _total(rows: list[dict]) -> float:
     return float(sum(r["Сумма"] for r in rows if isinstance(r.get("Сумма"), float)))
 
 
+def headers(s: SheetCRM) -> tuple[str, ...]:
+    return SHEET_HEADERS + ((CLOSED,) if s.closed_column else ())
+
+
 def write_sheet_csv(folder: Path, s: SheetCRM, name: str = "crm.csv") -> Path:
     """File → Download → CSV of the first sheet: UTF-8, `,`, dates as displayed (dd.mm.yyyy)."""
     main, _ = sheet_rows(s)
+    cols = headers(s)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow([TITLE] + [""] * (len(SHEET_HEADERS) - 1))
-        w.writerow(SHEET_HEADERS)
+        w.writerow([TITLE] + [""] * (len(cols) - 1))
+        w.writerow(cols)
         for r in main:
-            w.writerow([_text(r.get(h, "")) for h in SHEET_HEADERS])
-        w.writerow([""] * len(SHEET_HEADERS))
-        w.writerow(["", TOTAL, "", "", "", _text(_total(main)), ""])
+            w.writerow([_text(r.get(h, "")) for h in cols])
+        w.writerow([""] * len(cols))
+        w.writerow(["", TOTAL, "", "", "", _text(_total(main))] + [""] * (len(cols) - 6))
     return path
 
 
@@ -164,15 +173,16 @@ def write_sheet_xlsx(folder: Path, s: SheetCRM, name: str = "crm.xlsx") -> Path:
     from openpyxl import Workbook
 
     main, archive = sheet_rows(s)
+    cols = headers(s)
     wb = Workbook()
     for ws, rows in ((wb.active, main), (wb.create_sheet("Архив"), archive)):
         ws.append([TITLE])
-        ws.append(list(SHEET_HEADERS))
+        ws.append(list(cols))
         for r in rows:
-            ws.append([None if r.get(h, "") == "" else r[h] for h in SHEET_HEADERS])
+            ws.append([None if r.get(h, "") == "" else r[h] for h in cols])
     wb.active.title = "Сделки"
     wb.active.append([])
-    wb.active.append([None, TOTAL, None, None, None, _total(main), None])
+    wb.active.append([None, TOTAL, None, None, None, _total(main)] + [None] * (len(cols) - 6))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     wb.save(path)

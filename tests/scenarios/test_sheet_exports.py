@@ -144,6 +144,27 @@ def test_a_sheet_calm_company_gets_no_alert_and_hears_what_is_not_checked(tmp_pa
     assert rc == 0 and "конверсия по этапам (нужна колонка closed_at" in out, out
 
 
+@pytest.mark.parametrize(("seed", "kind", "drop"), [(3, "csv", False), (4, "xlsx", True)])
+def test_a_sheet_with_a_closing_day_gets_a_real_drop_and_no_false_one(tmp_path, seed, kind, drop):
+    """With a column «Закрыта» (the day a deal was paid or refused) mapped as closed_at, the win
+    rate is measured from outcomes: a calm company hears nothing; a planted drop (the chance to
+    move on from «думает» cut to 45% eight weeks ago) is one item that names no segment."""
+    from _export_factory import Effect
+
+    effect = Effect("uniform", stage=1, at=END - timedelta(days=56), factor=0.45) if drop else Effect()
+    s = SheetCRM(sheet_spec(seed=seed, end=END, days=400, deals_per_month=250, n_managers=6, effect=effect),
+                 with_year=True, colour_only=0.0, closed_column=True)
+    config = _sheet_config(tmp_path, "closing", s, kind)
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        'amount = "Сумма"\n', f'amount = "Сумма"\nclosed_at = "{sheets.CLOSED}"\n'), encoding="utf-8")
+    rc, out, err = run_cli("scan", "--config", str(config), "--now", NOW.isoformat(), "--format", "json")
+    assert rc == 0, err
+    items = json.loads(out)
+    assert [i["detector"] for i in items] == (["conversion_drop"] if drop else []), items
+    if drop:
+        assert "выигрыва" in items[0]["text"] and not items[0]["facts"].get("drivers"), items[0]
+
+
 @pytest.mark.parametrize("kind", ["csv", "xlsx"])
 def test_a_date_without_its_year_is_an_error_not_a_guess(tmp_path, kind):
     """"05.03" and "5 марта" beside "05.03.2025": no year is read (pandas' parsers would take
