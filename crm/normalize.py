@@ -986,7 +986,7 @@ def _in_range(wide: pd.Series, original: pd.Series, raw: RawTable, source_name: 
 _STARTS_WITH_DIGIT = r"^\s*\d"
 # A date written with a Russian month name, as a sheet kept by hand has it: "5 марта 2025",
 # "05 мар. 2025 г. 14:30" (strptime's %b knows only the machine's locale). Without a year
-# ("5 марта") it is no date: see _PARTIAL_DATES.
+# ("5 марта") it is no date: see _NO_YEAR.
 _RU_MONTH_DATE = (r"^\s*(\d{1,2})\s+([а-яё]{3,8})\.?(?:\s+(\d{4})(?:\s*г\.?)?)?"
                   r"(?:[\s,]+(\d{1,2}:\d{2}(?::\d{2})?))?\s*$")
 _RU_MONTHS = {"янв": 1, "фев": 2, "мар": 3, "апр": 4, "май": 5, "мая": 5, "июн": 6, "июл": 7, "авг": 8,

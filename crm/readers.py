@@ -489,7 +489,7 @@ def drop_sections(frame: pd.DataFrame, name: str, row_offset: int,
             "repeated_header", name, int(header_again.sum()),
             f"the header row is repeated {int(header_again.sum())} time(s) inside the table (a board "
             "export repeats it under each group's title): those rows are not read",
-            [f"row {row_offset + positions[i]}" for i in frame.index[header_again.to_numpy()][:5]]))
+            [f"row {row_offset + int(i)}" for i in frame.index[header_again.to_numpy()][:5]]))
     if titles:
         marks = group.copy()
         if title_above is not None:
@@ -503,13 +503,13 @@ def drop_sections(frame: pd.DataFrame, name: str, row_offset: int,
             f"{titles} row(s) hold only a group's title above the repeated header "
             f"({', '.join(repr(n) for n in names[:8])}): not records; each row below a title "
             f"has it in a column {GROUP_COLUMN!r} (map it in config if your groups are stages "
-            "or outcomes)"))
+            "or outcomes)", [f"row {row_offset + int(i)}" for i in group.dropna().index[:5]]))
     if (sub_head | subitems).any():
         notes.append(DataWarning(
             "subitems", name, int(subitems.sum()),
             f"{int(subitems.sum())} subitem row(s) under {int(sub_head.sum())} 'Subitems' header(s) "
             "are not read (they are parts of an item, not records of this table)",
-            [f"row {row_offset + positions[i]}" for i in frame.index[sub_head.to_numpy()][:5]]))
+            [f"row {row_offset + int(i)}" for i in frame.index[sub_head.to_numpy()][:5]]))
     kept = ~drop & (filled > 0)
     if kept.any():
         last = frame.index[kept.to_numpy()][-1]
@@ -520,7 +520,7 @@ def drop_sections(frame: pd.DataFrame, name: str, row_offset: int,
             drop.loc[last] = True
             notes.append(DataWarning(
                 "totals_row", name, 1,
-                f"the last row (row {row_offset + positions[last]}) is a totals row "
+                f"the last row (row {row_offset + int(last)}) is a totals row "
                 f"({', '.join(repr(str(v)) for v in frame.loc[last].dropna())}): not read"))
     if drop.any():
         frame = frame[~drop.to_numpy()]
