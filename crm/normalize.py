@@ -382,9 +382,10 @@ def _header_hint(raw: RawTable) -> str | None:
 # A currency sign or code before or after an amount, as hand-made exports write it:
 # "1 234 567,00 ₸", "₸ 1 234 567", "1 234 567 тг", "1,234,567.00 KZT", "150 000 руб.", "$1,200".
 _CURRENCY_SIGN = r"₸|₽|\$|€|тенге|тг\.?|руб\.?|kzt|rub|usd|eur"
-# and a word for thousands or millions, as a sheet kept by hand has it: "1.2 млн", "850 тыс", "1,5m"
-_MULTIPLIER = r"тыс\.?|млн\.?|млрд\.?|mln|mio|bn|k|m"
-MULTIPLIER_OF = {"тыс": 1e3, "млн": 1e6, "млрд": 1e9, "k": 1e3, "m": 1e6, "mln": 1e6, "mio": 1e6, "bn": 1e9}
+# and a word for thousands or millions, as a sheet kept by hand has it: "1.2 млн", "850 тыс", "500к"
+_MULTIPLIER = r"тыс\.?|млн\.?|млрд\.?|mln|mio|bn|k|m|к"
+MULTIPLIER_OF = {"тыс": 1e3, "млн": 1e6, "млрд": 1e9, "k": 1e3, "к": 1e3, "m": 1e6, "mln": 1e6, "mio": 1e6,
+                 "bn": 1e9}
 _AMOUNT_WITH_SIGN = rf"(?i)^({_CURRENCY_SIGN})?(.*?\d)({_MULTIPLIER})?({_CURRENCY_SIGN})?$"
 _SPACES = r"[\s\u00a0\u2007\u2009\u202f]"  # Arrow's regex \s is ASCII-only
 CURRENCY_OF_SIGN = {

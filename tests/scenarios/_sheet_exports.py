@@ -11,12 +11,15 @@ manager typed it ("1 200 000 ₸", "1.2 млн", "850 тыс", a bare number or 
 «Комментарий». «Дата» mixes "05.03.2025", "5 марта" and "05.03" (no year) in one
 column; a blank spacer row between months; an «Итого» row with the sum at the bottom; a few
 deals whose stage is only the cell's colour (the cell is empty). No closing date: nobody writes
-down when a deal was paid (`closed_column`: a column «Закрыта» with that day). In the .xlsx a full date is a date cell (Google Sheets turns a typed
-"05.03.2025" into one); the rest stays text. Its second sheet, «Архив», holds the deals closed
-before `archive_before` (the first sheet keeps the rest).
+down when a deal was paid (`closed_column`: a column «Закрыта» with that day). In the .xlsx a
+full date is a date cell (Google Sheets turns a typed "05.03.2025" into one); the rest stays
+text. Its second sheet, «Архив», holds the deals closed before `archive_before` (the first
+sheet keeps the rest). Not modelled: Google Sheets turns a typed "05.03" into a date cell of
+the current year, which no reader can tell from a real date.
 
-The monday.com board ("Export board to Excel", assumptions: monday's help pages were not
-available to check, so this follows what exported boards are commonly described as): the board
+The monday.com board ("Export board to Excel"; assumptions: monday's help pages were not
+available to check, so this follows what exported boards are commonly described as; a per-group
+sum row, if the export writes one, is not modelled): the board
 name in the first row, a blank row, then per group a row with the group's title alone ("Active
 deals", "Won", "Lost"), the header row repeated ("Name", "Item ID" (a column the admin adds:
 monday's export has no id otherwise), "Person" (full names), "Status", "Deal Value", "Date",

@@ -219,17 +219,18 @@ def test_amount_words_scale_the_number_and_a_word_alone_is_no_amount(tmp_path):
     folder.mkdir()
     rows = ["№,Дата,Клиент,Менеджер,Этап,Сумма", '1,05.03.2025,А,Алия,думает,1.2 млн',
             '2,06.03.2025,Б,Тимур,думает,"1,5 млн ₸"', "3,07.03.2025,В,Алия,отказ,850 тыс",
-            "4,08.03.2025,Г,Тимур,оплатили,2k", "5,09.03.2025,Д,Алия,думает,1 200 000 ₸"]
+            "4,08.03.2025,Г,Тимур,оплатили,2k", "5,09.03.2025,Д,Алия,думает,1 200 000 ₸",
+            "6,10.03.2025,Е,Тимур,думает,500к", "7,11.03.2025,Ж,Алия,думает,75 тыс. ₸"]
     (folder / "crm.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     config = tmp_path / "words.toml"
     config.write_text(head("ru", sheets.TZ, "USD", "words") + files(deals="crm.csv") + SHEET_DEALS
                       + "\n" + DIRECTOR, encoding="utf-8")
     deals = _load(config).data.deals.set_index("deal_id")
-    assert deals["amount"].to_dict() == {"1": 1.2e6, "2": 1.5e6, "3": 8.5e5, "4": 2e3, "5": 1.2e6}
+    assert deals["amount"].to_dict() == {"1": 1.2e6, "2": 1.5e6, "3": 8.5e5, "4": 2e3, "5": 1.2e6, "6": 5e5, "7": 7.5e4}
     assert (deals["currency"] == "KZT").all()
-    (folder / "crm.csv").write_text("\n".join(rows + ["6,10.03.2025,Е,Алия,думает,млн"]) + "\n", encoding="utf-8")
+    (folder / "crm.csv").write_text("\n".join(rows + ["8,12.03.2025,З,Алия,думает,млн"]) + "\n", encoding="utf-8")
     rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
-    assert rc == 3 and "row 7, column 'Сумма': not a number (found 'млн')" in out + err, out + err
+    assert rc == 3 and "row 9, column 'Сумма': not a number (found 'млн')" in out + err, out + err
 
 
 # --- the monday.com board ----------------------------------------------------------------------
