@@ -492,15 +492,16 @@ def drop_sections(frame: pd.DataFrame, name: str, row_offset: int,
             [f"row {row_offset + int(i)}" for i in frame.index[header_again.to_numpy()][:5]]))
     if titles:
         marks = group.copy()
-        if title_above is not None:
-            marks.iloc[0] = marks.iloc[0] if marks.iloc[0] is not None else title_above
+        if title_above is not None and pd.isna(marks.iloc[0]):
+            marks.iloc[0] = title_above
         marks = marks.ffill()
         if GROUP_COLUMN not in frame.columns and marks.notna().any():
             frame = frame.assign(**{GROUP_COLUMN: marks})
         names = list(dict.fromkeys(([title_above] if title_above else []) + list(group.dropna())))
+        count = titles + (title_above is not None)  # the first group's title is above the header
         notes.append(DataWarning(
-            "group_titles", name, titles,
-            f"{titles} row(s) hold only a group's title above the repeated header "
+            "group_titles", name, count,
+            f"{count} row(s) hold only a group's title above the (repeated) header "
             f"({', '.join(repr(n) for n in names[:8])}): not records; each row below a title "
             f"has it in a column {GROUP_COLUMN!r} (map it in config if your groups are stages "
             "or outcomes)", [f"row {row_offset + int(i)}" for i in group.dropna().index[:5]]))

@@ -245,7 +245,7 @@ def test_a_monday_board_reads_items_not_group_titles_headers_or_subitems(tmp_pat
     rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
     assert rc == 0, out + err
     assert "the header row is repeated 2 time(s)" in out, out
-    assert "('Active deals', 'Won', 'Lost'): not records" in out, out
+    assert "3 row(s) hold only a group's title" in out and "('Active deals', 'Won', 'Lost'): not records" in out, out
     groups = sheets.monday_groups(b)
     items = [i for g in groups.values() for i in g]
     subs = sum(len(i["_subitems"]) for i in items)
@@ -255,6 +255,13 @@ def test_a_monday_board_reads_items_not_group_titles_headers_or_subitems(tmp_pat
     outcome = {i["Item ID"]: {"Won": "won", "Lost": "lost"}.get(g, "open") for g, its in groups.items() for i in its}
     assert (deals["status"] == deals["deal_id"].map(outcome)).all()
     assert not deals["title"].str.startswith(("Call for", "Send quote for")).any()
+    # the group titles travel in a column "Group": a board whose groups are the outcomes maps it
+    by_group = config.read_text(encoding="utf-8").replace('status = "Status"', 'status = "Group"').replace(
+        '"Lost" = "lost"\n', '"Lost" = "lost"\n"Active deals" = "open"\n')
+    config.write_text(by_group, encoding="utf-8")
+    deals = _load(config).data.deals
+    assert (deals["status"] == deals["deal_id"].map(outcome)).all()
+    assert set(deals.loc[deals["status"] == "open", "stage"]) <= set(sheets.MONDAY_STAGES)
 
 
 def test_a_monday_board_with_its_last_updated_as_touches_is_quiet_when_calm(tmp_path):
