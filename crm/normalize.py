@@ -115,6 +115,7 @@ def normalize_table(
                     f"required column {col.name!r} is missing", file=raw.origin,
                     more="Columns found: " + (_listed(found) or "none") + ".",
                     fix=_header_hint(raw) or _status_in_stage_hint(table, col.name, columns, frame)
+                    or _id_hint(table, col.name, found)
                     or f"rename the column in the file, or map it in config: "
                     f"[source.columns.{table}] {col.name} = \"<your column name>\"",
                 )
@@ -632,6 +633,25 @@ def _closing_kin(values: dict[str, dict[str, str]], text: pd.Series,
         f"(map one to \"open\" if its deals are still open)",
     ))
     return {**values, "status": {**mapping, **kin}}
+
+
+# Column names a sheet kept by hand numbers its rows with («№», "#"), or a board's id column.
+_ID_NAMES = ("№", "#", "no", "no.", "n", "номер", "id", "item id", "record id", "ид")
+
+
+def _id_hint(table: str, name: str, found: list) -> str | None:
+    """The fix for a table without its id column: a numbering column the file has, or, for a
+    list kept by hand that has none, what to add (an id is what ties a deal to its history and
+    to what was already sent about it, so a row's position, which moves, cannot be one)."""
+    key = TABLES[table].key
+    if name != key:
+        return None
+    have = [c for c in found if str(c).strip().lower() in _ID_NAMES]
+    if have:
+        return f"map the id column in config: [source.columns.{table}] {key} = \"{have[0]}\""
+    return (f"map the id column in config: [source.columns.{table}] {key} = \"<your column name>\"; a list kept "
+            "by hand without one: add a column numbering the rows (1, 2, 3, ...) and keep each number with its "
+            "row when the sheet is sorted or rows are inserted")
 
 
 def _status_in_stage_hint(table: str, name: str, columns: dict[str, str], frame: pd.DataFrame) -> str | None:

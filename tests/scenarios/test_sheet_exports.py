@@ -289,3 +289,17 @@ def test_deals_left_behind_on_a_monday_board_are_found_and_only_they(tmp_path, s
     assert len(left) == 6
     assert [i["detector"] for i in items] == ["stalled_deal"], items
     assert set(items[0]["evidence"]["deal_ids"]) == left, items[0]["evidence"]
+
+
+def test_a_sheet_without_an_id_mapping_is_told_which_column_or_what_to_add(tmp_path):
+    """A sheet's deals have no id field: the error names the «№» column the sheet has, and, for a
+    sheet without one, says to add a numbering column (a row's position moves, so it is no id)."""
+    s = SheetCRM(sheet_spec(seed=8, end=END, days=60), with_year=True, colour_only=0.0)
+    config = _sheet_config(tmp_path, "noid", s, "csv")
+    config.write_text(config.read_text(encoding="utf-8").replace('deal_id = "№"\n', ""), encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3 and 'Fix: map the id column in config: [source.columns.deals] deal_id = "№"' in out + err, out + err
+    path = tmp_path / "noid" / "crm.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace("№,", "Шаг,", 1), encoding="utf-8")
+    rc, out, err = run_cli("check-config", str(config), "--now", NOW.isoformat())
+    assert rc == 3 and "add a column numbering the rows (1, 2, 3, ...)" in out + err, out + err
