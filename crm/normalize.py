@@ -117,6 +117,7 @@ def normalize_table(
                     f"required column {col.name!r} is missing", file=raw.origin,
                     more="Columns found: " + (_listed(found) or "none") + ".",
                     fix=_header_hint(raw) or _status_in_stage_hint(table, col.name, columns, frame)
+                    or _id_hint(table, col.name, found)
                     or f"rename the column in the file, or map it in config: "
                     f"[source.columns.{table}] {col.name} = \"<your column name>\"",
                 )
@@ -401,7 +402,11 @@ def _header_hint(raw: RawTable) -> str | None:
 # A currency sign or code before or after an amount, as hand-made exports write it:
 # "1 234 567,00 ₸", "₸ 1 234 567", "1 234 567 тг", "1,234,567.00 KZT", "150 000 руб.", "$1,200".
 _CURRENCY_SIGN = r"₸|₽|\$|€|тенге|тг\.?|руб\.?|kzt|rub|usd|eur"
-_AMOUNT_WITH_SIGN = rf"(?i)^({_CURRENCY_SIGN})?(.*?)({_CURRENCY_SIGN})?$"
+# and a word for thousands or millions, as a sheet kept by hand has it: "1.2 млн", "850 тыс", "500к"
+_MULTIPLIER = r"тыс\.?|млн\.?|млрд\.?|mln|mio|bn|k|m|к"
+MULTIPLIER_OF = {"тыс": 1e3, "млн": 1e6, "млрд": 1e9, "k": 1e3, "к": 1e3, "m": 1e6, "mln": 1e6, "mio": 1e6,
+                 "bn": 1e9}
+_AMOUNT_WITH_SIGN = rf"(?i)^({_CURRENCY_SIGN})?(.*?\d)({_MULTIPLIER})?({_CURRENCY_SIGN})?$"
 _SPACES = r"[\s\u00a0\u2007\u2009\u202f]"  # Arrow's regex \s is ASCII-only
 CURRENCY_OF_SIGN = {
     "₸": "KZT", "тг": "KZT", "тенге": "KZT", "kzt": "KZT", "₽": "RUB", "руб": "RUB", "rub": "RUB",
@@ -412,8 +417,10 @@ CURRENCY_OF_SIGN = {
 def _amounts(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo,
              source_name: str) -> tuple[pd.Series, pd.Series | None]:
     """Deal amounts, plus the currency per row when the cells carry a sign ("150 000 руб.").
+    A word for thousands or millions after the number ("1.2 млн", "850 тыс") multiplies it:
+    read as a bare number, "1.2 млн" was an error, and dropping the word would make it 1.2.
 
-    Plain numbers take the fast path; the signs are looked for only when that fails.
+    Plain numbers take the fast path; the signs and words are looked for only when that fails.
     """
     try:
         return coerce(series, col, raw, tz, source_name=source_name), None
@@ -422,10 +429,11 @@ def _amounts(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo,
             raise
         text = _to_str(series)
         parts = text.str.replace(_SPACES, "", regex=True).str.extract(_AMOUNT_WITH_SIGN)
-        sign = parts[0].combine_first(parts[2])
-        if sign.isna().all():
+        sign = parts[0].combine_first(parts[3])
+        scale = parts[2].str.lower().str.rstrip(".").map(MULTIPLIER_OF)
+        if sign.isna().all() and scale.isna().all():
             raise first_error from None
-        number = parts[1].where(text.notna()).astype(STR)
+        number = parts[1].where(parts[1].notna(), text).where(text.notna()).astype(STR)
         # "$1,200" is twelve hundred: after a dollar sign a lone comma groups thousands
         dollar_grouped = (sign == "$") & number.str.fullmatch(r"-?\d{1,3}(?:,\d{3})+").fillna(False)
         number = number.where(~dollar_grouped, number.str.replace(",", "", regex=False))
@@ -435,6 +443,11 @@ def _amounts(series: pd.Series, col: Column, raw: RawTable, tz: ZoneInfo,
             if err.row is not None:
                 err.value = text.loc[err.row - raw.row_offset]
             raise err from None
+        if scale.notna().any():
+            numbers = numbers * scale.fillna(1.0).astype("float64")
+            _check_magnitude(numbers, text, col, raw, source_name)
+        if sign.isna().all():
+            return numbers, None
         signs = sign.str.lower().str.rstrip(".").map(CURRENCY_OF_SIGN)
         return numbers, signs.astype(STR)
 
@@ -646,16 +659,26 @@ _CLOSING_WORDS = {
 }
 
 
+# Word stems a deal list kept by hand closes deals with, in free words («оплатили», «оплачено»,
+# «отказались», «слился»): a stage whose first word begins with one is named like a closing stage.
+_CLOSING_STEMS = {"won": ("оплатил", "оплачен"), "lost": ("отказ", "слил", "проигра")}
+
+
 def _closing_word(value: str, words: dict[str, tuple[str, ...]]) -> str | None:
     """The status (won/lost) of a stage named like a closing one: equal to one of `words`, or
     beginning with one of several words followed by a space or punctuation ("Closed Lost to
     Competition" after "Closed Lost"; a single word is matched whole: "Lost contact, call
-    back" is no kin of "Lost")."""
+    back" is no kin of "Lost"), or a first word with a closing stem («отказались»; not «ожидаем
+    оплату», whose first word is no closing one)."""
     low = value.strip().lower()
     for status, names in words.items():
         for w in names:
             if low == w or (" " in w and low.startswith(w) and re.match(r"[\s\-–—(/:,.]", low[len(w):])):
                 return status
+    first = re.split(r"[\s\-–—(/:,.!]", low, maxsplit=1)[0]
+    for status, stems in _CLOSING_STEMS.items():
+        if first.startswith(stems):
+            return status
     return None
 
 
@@ -685,6 +708,25 @@ def _closing_kin(values: dict[str, dict[str, str]], text: pd.Series,
         f"(map one to \"open\" if its deals are still open)",
     ))
     return {**values, "status": {**mapping, **kin}}
+
+
+# Column names a sheet kept by hand numbers its rows with («№», "#"), or a board's id column.
+_ID_NAMES = ("№", "#", "no", "no.", "n", "номер", "id", "item id", "record id", "ид")
+
+
+def _id_hint(table: str, name: str, found: list) -> str | None:
+    """The fix for a table without its id column: a numbering column the file has, or, for a
+    list kept by hand that has none, what to add (an id is what ties a deal to its history and
+    to what was already sent about it, so a row's position, which moves, cannot be one)."""
+    key = TABLES[table].key
+    if name != key:
+        return None
+    have = [c for c in found if str(c).strip().lower() in _ID_NAMES]
+    if have:
+        return f"map the id column in config: [source.columns.{table}] {key} = \"{have[0]}\""
+    return (f"map the id column in config: [source.columns.{table}] {key} = \"<your column name>\"; a list kept "
+            "by hand without one: add a column numbering the rows (1, 2, 3, ...) and keep each number with its "
+            "row when the sheet is sorted or rows are inserted")
 
 
 def _status_in_stage_hint(table: str, name: str, columns: dict[str, str], frame: pd.DataFrame) -> str | None:
@@ -796,7 +838,10 @@ def _require_values(table, col: Column, series: pd.Series, raw: RawTable, source
             fix=(f"delete those rows (a row without an id is often the totals or a blank line at the end of "
                  f"an Excel export), or fill in their ids" if TABLES[table].key == col.name else
                  f"fill in the cells, or set a value for the empty ones in config: "
-                 f"[source.fill.{table}] {col.name} = ..."),
+                 f"[source.fill.{table}] {col.name} = ..."
+                 # a sheet kept by hand marks a stage by colouring the cell: no export carries it
+                 + (" (a stage shown only by the cell's colour is not in the file: type it in)"
+                    if col.name in ("stage", "status") and raw.text else "")),
         )
 
 
@@ -1042,6 +1087,32 @@ def _in_range(wide: pd.Series, original: pd.Series, raw: RawTable, source_name: 
 
 # Text that can be a date starts with a digit: "now", "today", "-1" are not dates in an export.
 _STARTS_WITH_DIGIT = r"^\s*\d"
+# A date written with a Russian month name, as a sheet kept by hand has it: "5 марта 2025",
+# "05 мар. 2025 г. 14:30" (strptime's %b knows only the machine's locale). Without a year
+# ("5 марта") it is no date: see _NO_YEAR.
+_RU_MONTH_DATE = (r"^\s*(\d{1,2})\s+([а-яё]{3,8})\.?(?:\s+(\d{4})(?:\s*г\.?)?)?"
+                  r"(?:[\s,]+(\d{1,2}:\d{2}(?::\d{2})?))?\s*$")
+_RU_MONTHS = {"янв": 1, "фев": 2, "мар": 3, "апр": 4, "май": 5, "мая": 5, "июн": 6, "июл": 7, "авг": 8,
+              "сен": 9, "окт": 10, "ноя": 11, "дек": 12}
+# Cells that name a day without its year ("05.03", "5/3") or a year or month without its day
+# ("2025", "2025-03", which ISO parsing would read as 1 January or the 1st): the missing part is
+# never guessed.
+_NO_YEAR = r"^\s*\d{1,2}[./-]\d{1,2}\.?(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?\s*$"
+_NO_DAY = r"^\s*\d{4}(?:[-./]\d{1,2})?\s*$"
+
+
+def _ru_month_dates(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """("dd.mm.yyyy[ HH:MM]" for the cells written with a Russian month name and a year, the
+    rest unchanged; the cells with a Russian month name and no year)."""
+    parts = text.str.lower().str.extract(_RU_MONTH_DATE)
+    month = parts[1].str[:3].map(_RU_MONTHS)
+    named = month.notna()
+    dated = named & parts[2].notna()
+    if dated.any():
+        rewritten = (parts[0].str.zfill(2) + "." + month.map(lambda m: f"{int(m):02d}" if m == m else "")
+                     + "." + parts[2] + (" " + parts[3]).fillna(""))
+        text = text.where(~dated, rewritten)
+    return text, named & parts[2].isna()
 
 
 def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
@@ -1051,12 +1122,19 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
     Returns microsecond UTC timestamps (the caller checks the range).
     """
     result = pd.Series(pd.NaT, index=text.index, dtype=_WIDE)
+    original = text
     present = text.notna().to_numpy()
     if not present.any():
         return result
     # pandas reads "now" and "today" as the wall clock: such a cell would move with every run
     digit = text.str.contains(_STARTS_WITH_DIGIT, regex=True).fillna(False).to_numpy(dtype=bool).copy()
-    remaining = present & digit
+    no_year = text.str.contains(_NO_YEAR, regex=True).fillna(False)
+    if text.str.contains("[а-яё]", case=False, regex=True).fillna(False).any():
+        text, yearless = _ru_month_dates(text)
+        no_year |= yearless.fillna(False)
+    no_day = text.str.contains(_NO_DAY, regex=True).fillna(False).to_numpy(dtype=bool)
+    no_year = no_year.to_numpy(dtype=bool)
+    remaining = present & digit & ~no_year & ~no_day
     if date_format:
         # A format with a month name ("%b %d, %Y": Zoho's "Mar 14, 2025 10:22 AM") reads cells that
         # start with a letter; only the configured format is tried on them, and only on cells
@@ -1096,13 +1174,23 @@ def _parse_text(text: pd.Series, raw: RawTable, tz: ZoneInfo, source_name: str,
             remaining[unix] = False
     if remaining.any():
         remaining &= ~_excel_days(text, remaining, result, tz)
+    for partial, problem, fix in (
+            (no_year, "a date without its year (the year is never guessed)",
+             "; in a spreadsheet that shows dates without the year, give the column a date format with "
+             "the year, then export again"),
+            (no_day, "a year or a month without the day (the day is never guessed)",
+             ", or leave the cell empty when the day is not known")):
+        if (partial & present).any():
+            _raise_bad(raw, pd.Series(partial & present, index=text.index), original, source_name, problem,
+                       "a full date such as 05.03.2025 or 2025-03-05",
+                       fix="write the full date in these cells (05.03.2025)" + fix)
     bad = (present & ~digit) | remaining
     if bad.any():
         expected = (f"the format {date_format!r} given in [source.date_formats], or " + DATETIME_EXPECTED
                     if date_format else DATETIME_EXPECTED)
         fix = (f"correct the value, or give the column's format in config: [source.date_formats] "
                + _format_hint(text[bad], date_key) if date_key and not date_format else None)
-        _raise_bad(raw, pd.Series(bad, index=text.index), text, source_name,
+        _raise_bad(raw, pd.Series(bad, index=text.index), original, source_name,
                    "not a date/time this loader can read", expected, fix=fix)
     return result
 

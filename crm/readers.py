@@ -480,7 +480,9 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
         _refuse_one_column(frame, expected, name)
     # skipped title lines: data label 0 is spreadsheet row skip + 2
     frame, footer = drop_footer(frame, name, 2 + skip)
-    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess, notes=footer + _header_notes(frame, name))
+    frame, sections = drop_sections(frame, name, 2 + skip, _title_above(sample, delimiter, skip))
+    raw = RawTable(frame, name, row_offset=2 + skip, header_guess=guess,
+                   notes=footer + sections + _header_notes(frame, name))
     raw.notes += _encoding_notes(raw, evidence, _recovered.words)
     if codepage:
         raw.notes.append(DataWarning(
@@ -585,7 +587,7 @@ def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Da
     """The totals lines Excel users add under a table ("Итого", "Total"): read as a record they
     stopped the load on an empty required cell whose fix ("fill in the cell") was wrong, or
     became a deal with a summed amount. Only the last rows, and only when their first filled
-    cell is a totals word; said with their row numbers."""
+    cell is a totals word and at most half their cells are filled; said with their row numbers."""
     if len(frame.columns) < 2 or not len(frame):
         return frame, []
     cut, words = len(frame), []
@@ -595,6 +597,9 @@ def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Da
                       and str(c).strip()), None)
         if first is None or not isinstance(first, str) or not (found := _TOTALS.fullmatch(first.strip())):
             break
+        if 2 * sum(c is not None and not (isinstance(c, float) and c != c) and bool(str(c).strip()) for c in row) \
+                > len(row):
+            break  # most cells filled: a record whose first word happens to be «Итого», not the totals
         cut -= 1
         words.append(found[1])
     if cut == len(frame):
@@ -650,6 +655,88 @@ def _cp1251_words(exc: UnicodeError) -> tuple[str, int]:
 
 
 codecs.register_error(CP1251_WORDS, _cp1251_words)
+
+
+# A board export's blocks (monday.com: a group title row, the header again, the items; a
+# "Subitems" header with the subitems under an item) and a hand-kept sheet's totals row.
+GROUP_COLUMN = "Group"
+_SUBITEMS = frozenset({"subitems", "subitem", "подэлементы", "подэлемент"})
+
+
+def _cell_words(column: pd.Series) -> pd.Series:
+    return column.astype(str).str.strip().str.lower().str.rstrip(":").where(column.notna(), "")
+
+
+def drop_sections(frame: pd.DataFrame, name: str, row_offset: int,
+                  title_above: str | None = None) -> tuple[pd.DataFrame, list[DataWarning]]:
+    """Rows of a board export or a hand-kept sheet that are not records, taken out with one note
+    each: the header repeated (one per group), a group's title alone on the row above it (kept
+    in a new column "Group", so a board whose groups are stages can map it), a "Subitems" header
+    and the subitem rows under it (first cell empty); a totals row at the end is drop_footer's. Read as records, a group title became a deal with no id and the subitems deals of
+    their own. `title_above`: the one-cell row right above the header, a group's title when the
+    header repeats."""
+    width = len(frame.columns)
+    if width < 3 or frame.empty:
+        return frame, []
+    notes: list[DataWarning] = []
+    filled = frame.notna().sum(axis=1)
+    # a repeated header repeats the first named column's name: only those rows are compared whole
+    key = next((j for j, c in enumerate(frame.columns) if not str(c).startswith("Unnamed: ")), 0)
+    candidates = frame[(_cell_words(frame.iloc[:, key]) == str(frame.columns[key]).strip().lower()).to_numpy()]
+    same = pd.Series(0, index=candidates.index)
+    for j, col in enumerate(frame.columns):
+        same += (_cell_words(candidates.iloc[:, j]) == str(col).strip().lower()).astype(int)
+    header_again = pd.Series(False, index=frame.index)
+    header_again.loc[same.index] = (same >= 2) & (same == filled.loc[same.index])
+    drop = header_again.copy()
+    group = pd.Series(None, index=frame.index, dtype=object)
+    positions = {label: k for k, label in enumerate(frame.index)}
+    titles = 0
+    for label in frame.index[header_again.to_numpy()]:
+        k = positions[label] - 1
+        while k >= 0 and filled.iloc[k] == 0:
+            k -= 1
+        if k >= 0 and filled.iloc[k] == 1 and not drop.iloc[k]:
+            title = frame.iloc[k].dropna()
+            group.iloc[k] = str(title.iloc[0]).strip()
+            drop.iloc[k] = True
+            titles += 1
+    first = frame.iloc[:, 0]
+    started = first.notna()
+    sub_head = started & _cell_words(first).isin(_SUBITEMS) & (filled >= 2)
+    block = started.cumsum()
+    subitems = block.isin(set(block[sub_head])) & ~started & (filled > 0)
+    drop |= sub_head | subitems
+    if header_again.any():
+        notes.append(DataWarning(
+            "repeated_header", name, int(header_again.sum()),
+            f"the header row is repeated {int(header_again.sum())} time(s) inside the table (a board "
+            "export repeats it under each group's title): those rows are not read",
+            [f"row {row_offset + int(i)}" for i in frame.index[header_again.to_numpy()][:5]]))
+    if titles:
+        marks = group.copy()
+        if title_above is not None and pd.isna(marks.iloc[0]):
+            marks.iloc[0] = title_above
+        marks = marks.ffill()
+        if GROUP_COLUMN not in frame.columns and marks.notna().any():
+            frame = frame.assign(**{GROUP_COLUMN: marks})
+        names = list(dict.fromkeys(([title_above] if title_above else []) + list(group.dropna())))
+        count = titles + (title_above is not None)  # the first group's title is above the header
+        notes.append(DataWarning(
+            "group_titles", name, count,
+            f"{count} row(s) hold only a group's title above the (repeated) header "
+            f"({', '.join(repr(n) for n in names[:8])}): not records; each row below a title "
+            f"has it in a column {GROUP_COLUMN!r} (map it in config if your groups are stages "
+            "or outcomes)", [f"row {row_offset + int(i)}" for i in group.dropna().index[:5]]))
+    if (sub_head | subitems).any():
+        notes.append(DataWarning(
+            "subitems", name, int(subitems.sum()),
+            f"{int(subitems.sum())} subitem row(s) under {int(sub_head.sum())} 'Subitems' header(s) "
+            "are not read (they are parts of an item, not records of this table)",
+            [f"row {row_offset + int(i)}" for i in frame.index[sub_head.to_numpy()][:5]]))
+    if drop.any():
+        frame = frame[~drop.to_numpy()]
+    return frame, notes
 
 
 def _encoding_notes(raw: RawTable, evidence: EncodingEvidence, recovered: int = 0) -> list[DataWarning]:
@@ -718,6 +805,18 @@ def _refuse_one_column(frame: pd.DataFrame, expected: list[str] | None, name: st
     )
 
 
+def _title_above(sample: str, delimiter: str, skip: int) -> str | None:
+    """The one filled cell of the line right above a header found below the first line."""
+    if skip < 1:
+        return None
+    try:
+        rows = list(csv.reader(sample.splitlines()[skip - 1:skip], delimiter=delimiter))
+    except csv.Error:
+        return None
+    cells = [c.strip() for c in rows[0] if c.strip()] if rows else []
+    return cells[0] if len(cells) == 1 else None
+
+
 def _above_header(row: int) -> str:
     return f"the header seems to be on row {row}; delete the rows above it"
 
@@ -772,7 +871,9 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     _refuse_non_xlsx(_head(path), name)
     _refuse_wide_xlsx(path, name)
     try:
-        frame = pd.read_excel(path, sheet_name=0, dtype=object, engine="openpyxl")
+        with pd.ExcelFile(path, engine="openpyxl") as book:
+            frame = pd.read_excel(book, sheet_name=0, dtype=object)
+            others = _other_sheets(book, name)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
         raise DataError(
             f"cannot open this Excel file ({exc.__class__.__name__}: {exc})", file=name,
@@ -794,7 +895,30 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
     elif sum(c.startswith("Unnamed: ") for c in frame.columns) * 2 > len(frame.columns):
         guess = next((i + 2 for i, row in enumerate(top) if _looks_like_header(row, len(frame.columns))), None)
     frame, footer = drop_footer(frame, name, 2)
-    return RawTable(frame, name, header_guess=guess, notes=footer + _header_notes(frame, name))
+    above = top[found - 1] if found else None
+    title = [c for c in above if c is not None and not (isinstance(c, float) and c != c) and str(c).strip()] \
+        if above is not None else []
+    frame, sections = drop_sections(frame, name, 2, str(title[0]).strip() if len(title) == 1 else None)
+    return RawTable(frame, name, header_guess=guess,
+                    notes=footer + sections + others + _header_notes(frame, name))
+
+
+def _other_sheets(book: pd.ExcelFile, name: str) -> list[DataWarning]:
+    """One note naming the workbook's other sheets that hold something: only the first sheet is
+    read, and a sheet CRM keeps its closed deals on a second one («Архив»). They are not read
+    on a guess (another sheet may be a summary, a pivot or a price list), but not in silence."""
+    filled = []
+    for sheet in book.sheet_names[1:]:
+        rows = pd.read_excel(book, sheet_name=sheet, header=None, dtype=object, nrows=50).dropna(how="all")
+        if len(rows) > 1:
+            filled.append(f"{sheet!r} ({len(rows)}{'+' if len(rows) >= 50 else ''} rows)")
+    if not filled:
+        return []
+    return [DataWarning(
+        "other_sheets", name, len(filled),
+        f"only the first sheet ({book.sheet_names[0]!r}) is read; the workbook's other sheet(s) "
+        f"{', '.join(filled)} are not: if they hold more records of this table (an archive of "
+        "closed deals), move those rows to the first sheet or download each sheet as its own file")]
 
 
 def read_html_table(path: Path, expected: list[str] | None = None) -> RawTable:

@@ -144,16 +144,24 @@ def test_empty_required_value_lists_rows(tmp_path):
 
 
 def test_a_row_without_an_id_is_to_be_deleted_not_filled(tmp_path):
-    """A row with no id (a subtotal someone typed, a half-deleted line): one constant id from
-    [source.fill] for every such row would only make duplicates, so the fix says delete. (A
-    last line that says "Итого" is dropped as totals: tests/crm/test_hostile_files.py.)"""
-    deals = ("deal_id;manager_id;stage;status;created_at;amount\nd1;m1;КП;open;02.03.2026 10:00;1 000 000\n"
-             ";m1;;;;1 000 000\nd2;m1;КП;open;02.03.2026 10:00;5\n")
-    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": deals})
+    """A row with no id: one constant id from [source.fill] for every such row would only make
+    duplicates, so the fix says delete. A totals row ("Итого" and a sum) ending the file, as an
+    amoCRM/Excel export or a sheet kept by hand has it, is recognised and not read, with a
+    warning; a totals word on a row of data is not."""
+    head = "deal_id;manager_id;stage;status;created_at;amount\nd1;m1;КП;open;02.03.2026 10:00;1 000 000\n"
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": head + ";m1;КП;open;03.03.2026;5\n"})
     with pytest.raises(DataError) as err:
         load_folder(folder)
     assert "row 3" in str(err.value) and "deal_id is empty" in str(err.value)
     assert "delete those rows" in str(err.value) and "source.fill" not in str(err.value)
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": head + ";Итого;;;;1 000 000\n"})
+    result = load_folder(folder)
+    assert list(result.data.deals["deal_id"]) == ["d1"]
+    assert any(w.code == "totals_row" and "row 3" in str(w) for w in result.warnings), result.warnings
+    # five of six cells filled: a record (its empty id is still the error), not a totals row
+    folder = write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": head + ";Итого;КП;open;03.03.2026;5\n"})
+    with pytest.raises(DataError, match="deal_id is empty"):
+        load_folder(folder)
 
 
 def test_not_a_number_names_the_row(tmp_path):
