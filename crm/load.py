@@ -230,7 +230,8 @@ def _external_ids_note(ids: pd.Series, origin: str) -> DataWarning | None:
         return None
     return DataWarning(
         "managers_external_ids", "managers", len(machine),
-        f"no managers table, and {len(machine)} of the {len(ids)} owners the deals in {origin} name are record ids, "
+        f"no managers table, and {'all ' if len(machine) == len(ids) else ''}{len(machine):,}"
+        f"{'' if len(machine) == len(ids) else f' of the {len(ids):,}'} owners the deals in {origin} name are record ids, "
         f"not names: messages would call people by them; export again without "
         "\"I want to update data (import-compatible export)\" (Odoo then writes the salesperson's name), or give a "
         "managers file (manager_id = that id, name = the person's name)",
