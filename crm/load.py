@@ -360,9 +360,11 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
             raise DataError(
                 f"no {table} file in {folder}",
                 more=more,
-                fix=f"export it as {table}.csv (or .xlsx/.parquet), or name your file in "
-                f"config: [source.files] {table} = \"<file name>\"" + (
-                    f" (all of yours at once: [source.files] {table} = \"{pattern}\")" if pattern else ""),
+                # files named like one table's parts: reading them all is the likely fix, so it comes first
+                fix=(f"read them all as one table: [source.files] {table} = \"{pattern}\" in config; or name one "
+                     f"file: [source.files] {table} = \"<file name>\"") if pattern else
+                (f"export it as {table}.csv (or .xlsx/.parquet), or name your file in "
+                 f"config: [source.files] {table} = \"<file name>\""),
             )
     return raws
 
