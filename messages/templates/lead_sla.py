@@ -98,8 +98,9 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     if f["kind"] == "unassigned":
         title = ctx.t("Заявка без менеджера уже {h}", "A lead has had no manager for {h}", h=waited)
         if f.get("owner_gone"):
-            body = [came + ctx.t(" и записана на сотрудника {m}, которого нет среди работающих менеджеров: ответить "
-                                 "некому. Норма — {s}.",
+            # the name in brackets, as the backlog says it: "на сотрудника Иван Петров" left it undeclined
+            body = [came + ctx.t(" и записана на сотрудника, которого нет среди работающих менеджеров ({m}): "
+                                 "ответить некому. Норма — {s}.",
                                  " and is assigned to {m}, who is not among the working managers: nobody will answer "
                                  "it. The target is {s}.", m=name(f["owner_gone"]), s=sla)]
         else:

@@ -103,3 +103,14 @@ def test_the_russian_reason_for_an_export_without_lost_deals():
     assert ("в crm.lead.csv нет ни одной проигранной сделки, только выигранные (1 234): в выгрузку не попали "
             "проигранные, и конверсия по ней была бы около 100%; выгрузите и их") in ru, ru
     assert "среди" not in ru and "won" not in ru and "Lost" not in ru, ru
+
+
+def test_a_lead_written_to_someone_who_left_names_them_without_a_broken_case():
+    """"записана на сотрудника Иван Петров" left the name in the nominative after "на сотрудника"."""
+    lead = samples.lead_sla()
+    gone = replace(lead, audience=Audience("director"), subject={"lead_id": "L-5531", "kind": "unassigned"},
+                   facts={**lead.facts, "kind": "unassigned", "manager_id": None, "owner_gone": "Иван Петров"})
+    ru, en = (_text(gone, lang, tz=ALMATY) for lang in ("ru", "en"))
+    assert ("и записана на сотрудника, которого нет среди работающих менеджеров (Иван Петров): ответить некому. "
+            "Норма — 2 рабочих часа.") in ru, ru
+    assert "and is assigned to Иван Петров, who is not among the working managers: nobody will answer it." in en, en

@@ -244,7 +244,8 @@ def test_leads_still_written_to_a_deactivated_user_go_to_the_director(tmp_path):
         assert line in leads[0]["text"], leads[0]["text"]
     else:
         assert all(i["facts"]["owner_gone"] == gone for i in leads), leads
-        assert f"записана на сотрудника {gone}, которого нет среди работающих менеджеров" in leads[0]["text"]
+        assert f"записана на сотрудника, которого нет среди работающих менеджеров ({gone}): ответить некому" \
+            in leads[0]["text"], leads[0]["text"]
 
 
 # --- a lead flood stays within the daily budget -------------------------------------------------------
