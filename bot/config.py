@@ -469,7 +469,7 @@ class CalendarConfig(_Strict):
         from detectors.working_hours import holidays_known, holidays_scope, timezone_country
 
         def of(code: str, source: str) -> str:
-            notes = [n for n in (holidays_scope(code), source) if n]
+            notes = [n for n in (source, holidays_scope(code)) if n]  # the fix, if any, last
             return f"official holidays of {code}" + (f" ({'; '.join(notes)})" if notes else "")
 
         zone_code = timezone_country(timezone)

@@ -83,10 +83,10 @@ def _not_done(acts: pd.DataFrame, origin: str, read: dict[str, str], now) -> Dat
     n = int(pending.sum())
     return DataWarning(
         "activities_not_done", "activities", n,
-        f"{n:,} of {len(acts):,} activities in {origin} are not done ({_col(read, 'done')}: planned or overdue): "
-        f"they are not touches of their deal or client"
-        + (f"; {int(timed.sum()):,} of them had a time in {_col(read, 'done_at')} (the planned end), not read"
-           if timed.any() else ""),
+        f"{n:,} of {len(acts):,} activities in {origin} are not done, as {_col(read, 'done')} says (planned or "
+        "overdue), so they count as no touch of their deal or client"
+        + (f"; the time {int(timed.sum()):,} of them have in {_col(read, 'done_at')} is their planned end and is "
+           "not read" if timed.any() else ""),
         [str(v) for v in acts.loc[pending, "activity_id"].head(EXAMPLES)],
     )
 
@@ -104,8 +104,8 @@ def _future_done(acts: pd.DataFrame, origin: str, read: dict[str, str], now) -> 
     return DataWarning(
         "activities_planned", "activities", n,
         f"{n:,} activities in {origin} have {_col(read, 'done_at')} after now: planned, not done, so not "
-        "touches (if they are done ones, check the export's time zone); a task planned for a day that "
-        "passed and never done still counts as a touch: map the list's status column as done "
+        "touches (if they were done, check the export's time zone). A task planned for a past day and "
+        "never done still counts as a touch: map the list's status column as done "
         "([source.columns.activities] done = \"Выполнено\" / \"Done\" / \"Task Status\")",
         [str(v) for v in acts.loc[future, "activity_id"].head(EXAMPLES)],
     )
@@ -166,10 +166,10 @@ def _deals_by_title(acts: pd.DataFrame, deals: pd.DataFrame, origin: str, read: 
         parts.append(f"{nobody:,} name no deal in deals")
     return DataWarning(
         "activity_deal_by_title", "activities", n,
-        f"{n:,} activities in {origin} name their deal by something other than deal_id "
-        f"({_col(read, 'deal_id')}): " + "; ".join(parts) + ". Those not linked are no touch of any deal "
+        f"{n:,} activities in {origin} name their deal by a title or other text, not by its id "
+        f"({_col(read, 'deal_id')}): " + "; ".join(parts) + ". Those not linked count as touches of no deal "
         "(stalled_deal may call a deal idle that was worked): map a deal id column if the export has one",
-        [str(v) for v in text[~linked.notna().to_numpy()].head(EXAMPLES)],
+        [str(v) for v in text[~linked.notna().to_numpy()].drop_duplicates().head(EXAMPLES)],  # each text once
     )
 
 

@@ -236,7 +236,8 @@ def _external_ids_note(ids: pd.Series, origin: str) -> DataWarning | None:
         return None
     return DataWarning(
         "managers_external_ids", "managers", len(machine),
-        f"no managers table, and {len(machine)} of the {len(ids)} owners the deals in {origin} name are record ids, "
+        f"no managers table, and {'all ' if len(machine) == len(ids) else ''}{len(machine):,}"
+        f"{'' if len(machine) == len(ids) else f' of the {len(ids):,}'} owners the deals in {origin} name are record ids, "
         f"not names: messages would call people by them; export again without "
         "\"I want to update data (import-compatible export)\" (Odoo then writes the salesperson's name), or give a "
         "managers file (manager_id = that id, name = the person's name)",
@@ -365,9 +366,11 @@ def _read_files(folder: Path, source: SourceConfig) -> dict[str, RawTable]:
             raise DataError(
                 f"no {table} file in {folder}",
                 more=more,
-                fix=f"export it as {table}.csv (or .xlsx/.parquet), or name your file in "
-                f"config: [source.files] {table} = \"<file name>\"" + (
-                    f" (all of yours at once: [source.files] {table} = \"{pattern}\")" if pattern else ""),
+                # files named like one table's parts: reading them all is the likely fix, so it comes first
+                fix=(f"read them all as one table: [source.files] {table} = \"{pattern}\" in config; or name one "
+                     f"file: [source.files] {table} = \"<file name>\"") if pattern else
+                (f"export it as {table}.csv (or .xlsx/.parquet), or name your file in "
+                 f"config: [source.files] {table} = \"<file name>\""),
             )
     return raws
 

@@ -487,8 +487,9 @@ def read_csv(path: Path, expected: list[str] | None = None) -> RawTable:
     if codepage:
         raw.notes.append(DataWarning(
             "other_codepage", name, 1,
-            f"the text is in the {CODEPAGE_NAMES[codepage]} code page, not Windows-1251 or UTF-8 (its "
-            "words read right only so); read so. Export the file again as CSV UTF-8 to be sure"))
+            f"the text is in the {CODEPAGE_NAMES[codepage]} code page, not UTF-8 or Windows-1251 (only "
+            f"that code page gives real words); read as {CODEPAGE_NAMES[codepage]}. Export the file again "
+            "as CSV UTF-8 to be sure"))
     if bom_in_cp1251:
         raw.notes.append(DataWarning(
             "bom_not_utf8", name, 1,
@@ -510,8 +511,9 @@ def _header_notes(frame: pd.DataFrame, name: str) -> list[DataWarning]:
     if blank:
         notes.append(DataWarning(
             "unnamed_columns", name, len(blank),
-            f"{len(blank)} column(s) hold values but have no name in the header (column "
-            f"{', '.join(str(j + 1) for j in blank[:5])}); not read: give them a name if they matter"))
+            f"{len(blank)} column(s) hold values but have no name in the header (column"
+            f"{'s' if len(blank) > 1 else ''} {', '.join(str(j + 1) for j in blank[:5])}); not read: give them a "
+            "name if they matter"))
     names = {str(c) for c in frame.columns}
     twice = sorted({m[1] for c in names if (m := re.fullmatch(r"(.+)\.(\d+)", c)) and m[1] in names})
     if not twice:
@@ -605,10 +607,10 @@ def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Da
     if cut == len(frame):
         return frame, []
     rows = [row_offset + int(i) for i in frame.index[cut:]]
-    span = f"row {rows[0]} begins" if len(rows) == 1 else f"rows {rows[0]}-{rows[-1]} begin"
+    span = f"row {rows[0]}, the last, begins" if len(rows) == 1 else f"rows {rows[0]}-{rows[-1]}, the last, begin"
     return frame.iloc[:cut], [DataWarning(
         "totals_row", name, len(rows),
-        f"the last {span} with {words[-1]!r}: the table's totals, not records; not read")]
+        f"{span} with {words[-1]!r}: a totals line, not a record; not read")]
 
 
 # --- one Windows-1251 line in a UTF-8 file --------------------------------------------------

@@ -161,7 +161,7 @@ def drop_planned_closings(deals: pd.DataFrame) -> tuple[pd.DataFrame, list[DataW
     deals.loc[planned, "closed_at"] = pd.NaT
     return deals, [DataWarning(
         "planned_close_date", "deals", int(planned.sum()),
-        f"{int(planned.sum())} open deal(s) have a closed_at: for an open deal that is a planned close "
+        f"{int(planned.sum()):,} open deal(s) have a closed_at: for an open deal that is a planned close "
         "date, not a closing; not read (a closing date counts only for won and lost deals)",
         [f"deal {d}: {c:%Y-%m-%d}" for d, c in rows.head(EXAMPLES).itertuples(index=False)],
     )]
@@ -205,7 +205,7 @@ def archived_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: li
         return []
     return [DataWarning(
         "open_but_archived", "deals", int(wrong.sum()),
-        f"{int(wrong.sum())} deal(s) are read as open, but {origin} column {archived.name!r} says they are archived "
+        f"{int(wrong.sum()):,} deal(s) are read as open, but column {archived.name!r} of {origin} says they are archived "
         "(Odoo archives a lost deal and leaves it at its stage): read as open they stall and count as load. "
         f'Map it: [source.columns.deals] active = "{archived.name}" (archived deals that are not won are then lost)',
     )]
@@ -240,7 +240,7 @@ def closed_flag_check(deals: pd.DataFrame, raw_frame: pd.DataFrame, unread: list
     said = f" (column {won.name!r} tells won from lost)" if won is not None else ' (or "won")'
     return [DataWarning(
         "open_but_closed", "deals", int(wrong.sum()),
-        f"{int(wrong.sum())} deal(s) are read as open, but {origin} column {closed.name!r} says they are closed: "
+        f"{int(wrong.sum()):,} deal(s) are read as open, but column {closed.name!r} of {origin} says they are closed: "
         f"their stage is a closing one that [source.values.deals.status] does not list ({listed}); "
         f"read as open they stall and count as load. Map it: [source.values.deals.status] {lines}{said}",
     )]
@@ -359,7 +359,7 @@ def match_managers(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
         n = int(hit.sum())
         warnings.append(DataWarning(
             "manager_by_name", table, n,
-            f"{n} row(s) name their manager in another case or spacing, or by name, not as the "
+            f"{n:,} row(s) name their manager in another case or spacing, or by name, not as the "
             "managers table's manager_id; read as that manager (write the id as in managers to be sure)",
             [f"{w!r} -> {m}" for w, m in found.head(EXAMPLES).items()],
         ))
@@ -410,8 +410,8 @@ def match_zero_padded(frames: dict[str, pd.DataFrame]) -> list[DataWarning]:
         n = int(hit.sum())
         warnings.append(DataWarning(
             "ids_without_zeros", table, n,
-            f"{n} {column} value(s) match a {target} id only with its leading zeros ({target} and "
-            f"{table} write them differently: Excel drops them when it opens a CSV); read as that id "
+            f"{n:,} {column} value(s) match an id in {target} only once leading zeros are set aside ({table} "
+            f"and {target} write them differently: Excel drops them when it opens a CSV); read as that id "
             "(export both from the CRM without opening them in Excel to be sure)",
             [f"{w} -> {m}" for w, m in zip(written[hit].head(EXAMPLES), mapped[hit].head(EXAMPLES))],
         ))

@@ -135,12 +135,13 @@ def country_for_timezone(tz: str) -> str | None:
 
 
 def holidays_scope(code: str) -> str:
-    """"nationwide only" for a country whose regions add their own holidays (US: the federal
+    """"nationwide ones only" for a country whose regions add their own holidays (US: the federal
     ones; DE: the national ones, no state's), "" otherwise: the package is asked without a
     region, and the admin adds a region's days in [calendar] days_off."""
     import holidays
 
-    return "nationwide only, no region's own" if holidays.list_supported_countries().get(code) else ""
+    return ("nationwide ones only: add your region's own to [calendar] days_off"
+            if holidays.list_supported_countries().get(code) else "")
 
 
 def check_country(code: str | None) -> str | None:

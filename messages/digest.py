@@ -374,10 +374,10 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     # conversion_drop: an export without lost deals (Odoo's default list hides them as archived)
     (re.compile(r"^no lost deal among ([\d,]+) won deals in (.+?): the export leaves lost deals out, and "
                 r"conversion read from it would be near 100%; export the lost deals too .*$"),
-     r"среди \1 выигранных сделок в \2 нет ни одной проигранной: выгрузка без проигранных сделок, и конверсия "
-     r"по ней была бы около 100%; выгрузите и проигранные (Odoo прячет проигранную возможность в архив: "
-     r"включите в списке фильтр проигранных или архивных записей перед выгрузкой и укажите "
-     r'[source.columns.deals] active = "Активно")'),
+     lambda m: (f"в {m[2]} нет ни одной проигранной сделки, только выигранные ({i18n.number(int(m[1].replace(',', '')), 'ru')}): "
+                "в выгрузку не попали проигранные, и конверсия по ней была бы около 100%; выгрузите и их "
+                "(Odoo убирает проигранные сделки в архив: перед выгрузкой включите в списке фильтр проигранных или "
+                'архивных записей и укажите [source.columns.deals] active = "Активно")')),
     (re.compile(r"^no pipeline stages known \(provide stages\.csv or source\.stages in config\)$"),
      "этапы воронки неизвестны (выгрузите stages.csv или задайте stages в [source])"),
     # the parts a Need switches off (detectors' `Need(part=...)`), as they open a partial line

@@ -182,6 +182,15 @@ class Ctx:
     def date(self, value: str) -> str:
         return i18n.day_month(value, self.lang, tz=self.zone)
 
+    def moment(self, value: str) -> str:
+        """"18 ноября, 11:28" / "18 November, 11:28" in the company's timezone: a moment whose hour
+        matters (data that ends this morning), where "18 ноября" alone says nothing on the 18th."""
+        when = i18n.parse_when(value)
+        if not isinstance(when, datetime):
+            return self.date(value)
+        local = when.astimezone(self.zone) if self.zone is not None and when.tzinfo is not None else when
+        return f"{i18n.day_month(local, self.lang)}, {local:%H:%M}"
+
     def period(self, start: str, end: str) -> str:
         return i18n.period(start, end, self.lang)
 

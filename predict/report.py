@@ -487,10 +487,11 @@ def format_text(r: dict) -> str:
         lines.append(f"  classic weighted pipeline (stage rate x {fc['unit']}, no timing): "
                      f"{_num(fc['weighted_pipeline_classic'], fc['unit'])} of {_num(fc['pipeline_total'], fc['unit'])} open")
         if fc.get("no_amount") and fc["unit"] == "amount":
-            lines.append(f"  {fc['no_amount']} open deal(s) have no amount (empty or 0): not in these sums; "
-                         f"{fc['months'][0]['expected_no_amount']:.1f} of them expected won this month")
+            lines.append(f"  {fc['no_amount']:,} of the {fc['open_deals']:,} open deals have no amount (empty or 0): not in "
+                         f"these sums; {fc['months'][0]['expected_no_amount']:.1f} of them expected won by the month's end")
         elif fc.get("no_amount"):
-            lines.append(f"  in deals: {fc['no_amount']} of {fc['open_deals']} open deals have no amount (empty or 0)")
+            lines.append(f"  counted in deals, not money: {fc['no_amount']:,} of the {fc['open_deals']:,} open deals have "
+                         "no amount (empty or 0)")
     return "\n".join(lines)
 
 

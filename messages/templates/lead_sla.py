@@ -23,15 +23,20 @@ def hours(value: float) -> float:
     return round(float(value), 1) if float(value) < 10 else round(float(value))
 
 
-def data_end(ctx: Ctx, f: dict) -> list[Line]:
-    """The line for a lead judged at the data's end, an hour or more before now (an export read
-    late): what came after is not in it, so the wait counts only up to then."""
+def data_end(ctx: Ctx, f: dict, *, backlog: bool = False) -> list[Line]:
+    """The line for leads judged at the data's end, an hour or more before now (an export read
+    late): the wait counts only up to then, and a reply given since is not in the export yet.
+    A list of leads also says why newer ones are missing: their target passed after that."""
     if not f.get("data_end"):
         return []
-    return [ctx.t("Последняя запись в данных — {w}: что было после, в них не видно, поэтому ожидание "
-                  "посчитано до этого момента, а заявки, чей срок истёк позже, ещё не оценены.",
-                  "The newest record in the data is from {w}: what happened after is not in it, so the wait "
-                  "is counted up to then, and leads due after it are not judged yet.", w=ctx.when(f["data_end"]))]
+    at = ctx.moment(f["data_end"])
+    if backlog:
+        return [ctx.t("Ожидание посчитано до последней записи в выгрузке ({w}): что было позже, в ней не видно, "
+                      "а заявки, чей срок вышел после этого, проверим по следующей выгрузке.",
+                      "The wait is counted up to the export's newest record ({w}): anything later is not in it, "
+                      "and leads due after that will be checked with the next export.", w=at)]
+    return [ctx.t("Ожидание посчитано до последней записи в выгрузке ({w}): что было позже, в ней не видно.",
+                  "The wait is counted up to the export's newest record ({w}): anything later is not in it.", w=at)]
 
 
 def backlog(insight: Insight, ctx: Ctx) -> Words:
@@ -75,7 +80,7 @@ def backlog(insight: Insight, ctx: Ctx) -> Words:
         body.append(ctx.t("Норма превышена сильно у {k} — руководитель видит и этот список.",
                           "{k} are well past the target, so the head of sales sees this list too.",
                           k=ctx.count(f["escalated_leads"], "lead", case="gent")))
-    return Words(title=title, body=body + data_end(ctx, f), action=action)
+    return Words(title=title, body=body + data_end(ctx, f, backlog=True), action=action)
 
 
 @template("lead_sla")
@@ -93,8 +98,9 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     if f["kind"] == "unassigned":
         title = ctx.t("Заявка без менеджера уже {h}", "A lead has had no manager for {h}", h=waited)
         if f.get("owner_gone"):
-            body = [came + ctx.t(" и записана на сотрудника {m}, которого нет среди работающих менеджеров: ответить "
-                                 "некому. Норма — {s}.",
+            # the name in brackets, as the backlog says it: "на сотрудника Иван Петров" left it undeclined
+            body = [came + ctx.t(" и записана на сотрудника, которого нет среди работающих менеджеров ({m}): "
+                                 "ответить некому. Норма — {s}.",
                                  " and is assigned to {m}, who is not among the working managers: nobody will answer "
                                  "it. The target is {s}.", m=name(f["owner_gone"]), s=sla)]
         else:

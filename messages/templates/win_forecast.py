@@ -60,19 +60,26 @@ def words(insight: Insight, ctx: Ctx) -> Words:
 
 def _no_amount_lines(f: dict, ctx: Ctx) -> list[Line]:
     """Open deals with no amount (empty or 0: a budget nobody filled in) are not in a sum of money:
-    say how many, and what is expected of them in deals; or why the forecast counts deals."""
+    say how many of the open deals just named, and about how many of them are expected won; or
+    why the forecast counts deals."""
     k, n = int(f.get("no_amount") or 0), int(f.get("open_deals") or 0)
     if not k:
         return []
     if f.get("unit") == "amount":
         won = round(float(f["months"][0].get("expected_no_amount") or 0))
-        return [ctx.t("У {k} из них сумма не указана (пусто или 0): в суммы выше они не входят; до конца месяца "
-                      "из них ожидается выиграть {w}.",
-                      "{k} of them have no amount (empty or 0): they are not in the sums above; {w} of them are "
-                      "expected to be won by the month's end.", k=ctx.num(k), w=ctx.count(won, "deal"))]
-    return [ctx.t("Сумма не указана (пусто или 0) у {k} из {n} открытых сделок, поэтому прогноз — в сделках, а не в деньгах.",
-                  "{k} of the {n} open deals have no amount (empty or 0), so the forecast counts deals, not money.",
-                  k=ctx.num(k), n=ctx.num(n))]
+        said = ctx.t("У {k} из них сумма не указана (пусто или 0): в суммы выше они не входят",
+                     "{k} of them have no amount (empty or 0): they are not in the sums above", k=ctx.num(k))
+        if not won:
+            return [said + ctx.t(", и до конца месяца из них, скорее всего, не выиграют ни одной.",
+                                 ", and none of them is likely to be won by the month's end.")]
+        return [said + ctx.t("; до конца месяца из них ожидается выиграть около {w}.",
+                             "; about {w} of them are expected to be won by the month's end.",
+                             w=ctx.count(won, "deal", case="gent") if ctx.lang == "ru" else ctx.num(won))]
+    if k >= n:
+        return [ctx.t("Ни у одной из них не указана сумма (пусто или 0), поэтому прогноз — в сделках, а не в деньгах.",
+                      "None of them has an amount (empty or 0), so the forecast counts deals, not money.")]
+    return [ctx.t("У {k} из них сумма не указана (пусто или 0), поэтому прогноз — в сделках, а не в деньгах.",
+                  "{k} of them have no amount (empty or 0), so the forecast counts deals, not money.", k=ctx.num(k))]
 
 
 def likely_words(f: dict, ctx: Ctx) -> Words:

@@ -88,9 +88,10 @@ default_limit_days = 4
 
 def test_check_config_line_says_where_the_holidays_come_from():
     assert "official holidays of KZ (from the timezone Asia/Almaty)" in CalendarConfig().describe("Asia/Almaty")
-    assert ("official holidays of US (nationwide only, no region's own; from the timezone America/New_York)"
-            in CalendarConfig().describe("America/New_York"))
-    assert "official holidays of DE (nationwide only, no region's own)" in CalendarConfig(country="DE").describe("UTC")
+    assert ("official holidays of US (from the timezone America/New_York; nationwide ones only: add your region's "
+            "own to [calendar] days_off)" in CalendarConfig().describe("America/New_York"))
+    assert ("official holidays of DE (nationwide ones only: add your region's own to [calendar] days_off)"
+            in CalendarConfig(country="DE").describe("UTC"))
     assert "no official holidays: timezone Etc/UTC names no country" in CalendarConfig().describe("Etc/UTC")
     assert "country switched off" in CalendarConfig(country="none").describe("Asia/Almaty")
 
@@ -133,5 +134,5 @@ def test_check_config_prints_the_calendar_in_use(tmp_path, capsys):
     config.write_text('timezone = "Europe/Berlin"\n[source]\npath = "crm"\n', encoding="utf-8")
     assert main(["check-config", str(config), "--now", "2026-03-04T09:30:00+00:00"]) == 0
     out = capsys.readouterr().out
-    assert ("calendar: MTWTF-- 09:00-18:00 Europe/Berlin, official holidays of DE (nationwide only, no region's own; "
-            "from the timezone Europe/Berlin)") in out
+    assert ("calendar: MTWTF-- 09:00-18:00 Europe/Berlin, official holidays of DE (from the timezone Europe/Berlin; "
+            "nationwide ones only: add your region's own to [calendar] days_off)") in out

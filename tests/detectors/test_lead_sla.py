@@ -278,8 +278,9 @@ def test_an_export_read_hours_later_judges_leads_only_up_to_its_end():
     e1 = found["E1"]
     assert e1.facts["working_hours_waited"] == 5.0 and e1.facts["data_end"] == taken.astimezone(ZoneInfo("UTC")).isoformat()
     ru, en = (insight_text(e1, lang, now=now).replace("\xa0", " ") for lang in ("ru", "en"))
-    assert "Последняя запись в данных — 3 часа назад: что было после, в них не видно" in ru, ru
-    assert "The newest record in the data is from 3 hours ago: what happened after is not in it" in en, en
+    # the hour the export ends, in the company's time: "27 ноября" alone says nothing on the 27th
+    assert "Ожидание посчитано до последней записи в выгрузке (27 ноября, 15:00): что было позже, в ней не видно." in ru, ru
+    assert "The wait is counted up to the export's newest record (27 November, 15:00): anything later is not in it." in en, en
     # the next export (taken 17:55, nothing answered since) judges them
     later = {i.subject["lead_id"]: i.subject["kind"]
              for i in detect(export_at(taken, lead("E5", at(27, 17), manager_id="m2", responded=at(27, 17, 55))),

@@ -70,4 +70,5 @@ def test_check_config_names_the_country_and_that_it_came_from_the_timezone(tmp_p
     rc, out, err = run_cli("check-config", str(_config(folder, "America/New_York")), "--now", now.isoformat())
     assert rc == 0, out + err
     line = next(ln for ln in (out + err).splitlines() if "calendar:" in ln)
-    assert "official holidays of US (nationwide only, no region's own; from the timezone America/New_York)" in line
+    assert ("official holidays of US (from the timezone America/New_York; nationwide ones only: add your region's "
+            "own to [calendar] days_off)") in line
