@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from crm import owners
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, SkipNote, register
@@ -97,6 +98,7 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     deals = data.deals  # by position: current["row"] is the deal's row (no index of a million ids to build)
     clients = data.clients.set_index("client_id") if data.clients is not None else None
     managers = data.managers.set_index("manager_id")
+    nobody = owners.nobody(data)
     out = []
     for i in hit:
         row = current.iloc[[i]].reset_index(drop=True)
@@ -104,7 +106,7 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
         similar = explainer.similar(row, spec.neighbours)
         factors = explainer.factors(row)
         out.append(_insight(spec, deal, float(amount[i]), row, float(p_then[i]), similar, factors, clients, managers,
-                            model.kind))
+                            model.kind, nobody))
     return out
 
 
@@ -118,8 +120,11 @@ def plain_value(v: object) -> object:
 
 
 def _insight(spec: DealRiskSpec, deal: pd.Series, amount: float, row: pd.DataFrame, p_then: float, similar, factors,
-             clients: pd.DataFrame | None, managers: pd.DataFrame, kind: str | None) -> Insight:
-    """`amount`: the deal's as predict.features reads it (NaN: none filled in, empty or 0)."""
+             clients: pd.DataFrame | None, managers: pd.DataFrame, kind: str | None,
+             nobody: frozenset[str] = frozenset()) -> Insight:
+    """`amount`: the deal's as predict.features reads it (NaN: none filled in, empty or 0). A deal
+    whose owner is not in managers, or is a cell that names nobody (crm.owners), is the
+    director's: addressed to that id, nobody would receive it."""
     manager_id = plain_value(deal["manager_id"])
     client_id = plain_value(deal.get("client_id"))
     client_name = None
@@ -143,7 +148,10 @@ def _insight(spec: DealRiskSpec, deal: pd.Series, amount: float, row: pd.DataFra
         "model": kind,
     }
     severity = "critical" if drop >= 2 * spec.min_drop else "warning"
-    return Insight(detector=NAME, severity=severity, audience=Audience("manager", manager_id),
+    owned = manager_id is not None and manager_id in managers.index \
+        and not owners.no_owner(pd.Series([manager_id], dtype=object), nobody)[0]
+    audience = Audience("manager", manager_id) if owned else Audience("director")
+    return Insight(detector=NAME, severity=severity, audience=audience,
                    subject={"deal_id": str(deal["deal_id"])}, facts=facts,
                    evidence={"deal_ids": [str(deal["deal_id"]), *similar.deal_ids[:20]]})
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
+from crm import owners as owner_words
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
@@ -57,6 +58,7 @@ class SilentClientState:
     client_row: np.ndarray  # code -> row in the clients table, -1 if absent
     clients: pd.DataFrame | None
     manager_names: dict[str, str]
+    nobody: frozenset[str]  # owner cells that name nobody besides crm.owners.NO_OWNER
     e_id: pd.Series  # string columns stay pandas: only the few rows behind insights are read
     e_client: np.ndarray  # int codes
     e_sent: np.ndarray  # int64 ns
@@ -121,6 +123,7 @@ def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) 
         client_row=client_row,
         clients=clients,
         manager_names={k: str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
+        nobody=owner_words.nobody(data),
         e_id=emails["email_id"],
         e_client=e_client,
         e_sent=e_sent,
@@ -279,6 +282,9 @@ def _fill_static(state: SilentClientState, codes: np.ndarray) -> None:
         names = [v if r >= 0 else None for v, r in zip(_cells(state.clients["name"], np.maximum(crow, 0)), crow)]
         if "manager_id" in state.clients.columns:
             owners = [v if r >= 0 else None for v, r in zip(_cells(state.clients["manager_id"], np.maximum(crow, 0)), crow)]
+            # an owner that names nobody («Не назначен»): the last sender hears it, or the director
+            said = owner_words.no_owner(pd.Series(owners, dtype=object), state.nobody)
+            owners = [None if s else v for v, s in zip(owners, said)]
     for code, client_id, name, owner in zip(new.tolist(), client_ids, names, owners):
         state.static[code] = (client_id, name, owner, make_fingerprint(NAME, {"client_id": client_id}))
 

@@ -146,3 +146,13 @@ def test_a_deal_with_no_amount_is_said_to_have_none_not_zero():
     ru, en = insight_text(item, "ru"), insight_text(item, "en")
     assert "сумма не указана (обычно 500" in ru and "сумма 0" not in ru
     assert "no amount filled in (typically 500" in en
+
+
+@pytest.mark.parametrize("owner", ["Не назначен", "m_gone"])
+def test_a_deal_at_risk_that_nobody_owns_is_the_directors(owner):
+    """The quiet deal written to «Не назначен» (an owner cell that names nobody) or to an id
+    that is not in managers: addressed to that id, nobody would have received it."""
+    data = _with_a_deal_gone_quiet()
+    data.deals.loc[data.deals["deal_id"] == "QUIET", "manager_id"] = owner
+    quiet = [i for i in detect(data, DealRiskSpec(enabled=True), NOW) if i.subject == {"deal_id": "QUIET"}]
+    assert quiet and quiet[0].audience.role == "director", [i.audience for i in quiet]

@@ -242,3 +242,14 @@ def test_distinct_open_days_are_the_companys_days_from_the_config_timezone():
     assert detect(data, SPEC, NOW) == []  # counted on Almaty's days: one day, not enough
     kept = parse_config('timezone = "Europe/Berlin"\n[detectors.silent_client]\ntimezone = "Asia/Almaty"\n')
     assert kept.detector_specs()["silent_client"].timezone == "Asia/Almaty"  # a section's own setting stays
+
+
+def test_a_client_whose_owner_names_nobody_goes_to_who_wrote_last():
+    """A client owned by «Не назначен» (crm.owners): the manager who sent the last email hears
+    it, not a "manager" named «Не назначен» that nobody is."""
+    clients = [dict(c, manager_id="Не назначен") if c["client_id"] == "c1" else c for c in _clients()]
+    data = mixed_data()
+    data.clients = crm(clients=clients).clients
+    (ins,) = detect(data, SPEC, NOW)
+    assert ins.audience.role == "manager" and ins.audience.manager_id == "m1"
+    assert ins.facts["manager_name"] == "Айгерим Садыкова"
