@@ -57,6 +57,7 @@ from pydantic import Field, field_validator, model_validator
 from crm.data import CrmData
 from crm.normalize import last_touch_column
 from crm.owners import names_nobody, placeholders
+from crm.stages import stage_repeats
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
@@ -302,7 +303,10 @@ def skip_reason(data: CrmData) -> str | None:
 
 def _file_name(origin: str | None) -> str:
     """The deals file as [source.files] names it (readers give its name); a placeholder for a
-    source that is not a file (SQL and CRM API origins read "<table>: <where>")."""
+    source that is not a file (SQL and CRM API origins read "<table>: <where>") or for several
+    files (crm.several_files.origin_of lists them: the same list or pattern as deals then)."""
+    if origin and ", " in origin:
+        return "<the deals files: the same list or pattern as [source.files] deals>"
     return "<deals file>" if not origin or ": " in origin else origin
 
 
@@ -479,9 +483,10 @@ def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray,
     `closed_at` per deal row when it was won or lost (_NO_EXIT if open or unknown).
     One stable sort on (deal, second of entry) orders each deal's stays (entries within the same
     second keep the table's order); a replay sorts them by entry later (`_Stays.sort`).
-    A row at the stage of the deal's previous row is no entry: Salesforce's Opportunity History
-    logs every edit of the amount or close date that way. Read as entries, they split one stay
-    into short ones "moving on" to the same stage, so limits were learned too short."""
+    A row at the stage of the deal's previous row is no entry (crm.stages.stage_repeats, as the
+    models read it): Salesforce's Opportunity History logs every edit of the amount or close
+    date that way. Read as entries, they split one stay into short ones "moving on" to the same
+    stage, so limits were learned too short."""
     ok = np.flatnonzero((entry != NEVER) & (deal_row >= 0))
     entry, stage, deal = entry[ok], stage[ok], deal_row[ok]
     n = len(entry)
@@ -493,8 +498,7 @@ def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray,
         else:
             order = np.lexsort((entry, deal))
         entry, stage, deal = entry[order], stage[order], deal[order]
-        rep = np.zeros(n, dtype=bool)
-        rep[1:] = (deal[1:] == deal[:-1]) & (stage[1:] == stage[:-1])
+        rep = stage_repeats(deal, stage)
         if rep.any():
             repeats = ok[order[rep]]
             entry, stage, deal = entry[~rep], stage[~rep], deal[~rep]

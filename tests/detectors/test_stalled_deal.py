@@ -364,3 +364,14 @@ def test_a_deals_only_skip_names_the_deals_own_last_touch_column(unread, named):
         assert f'the deals column "{named}" can stand in' in why and "stage_history.csv" not in why
         assert ('[source.files] activities = "Сделки 2026.csv"; [source.columns.activities] activity_id = "ID", '
                 f'deal_id = "ID", manager_id = "Owner", done_at = "{named}"; [source.fill.activities] type = "task"') in why
+
+
+def test_the_last_activity_hint_never_names_a_file_that_is_not_there():
+    """Deals read from several files (crm.several_files names them "a.csv, b.csv"): the hint to
+    read the deals file again as activities points at the same list, not at a file called
+    "a.csv, b.csv"."""
+    from detectors.stalled_deal import _file_name
+
+    assert _file_name("Сделки.csv") == "Сделки.csv"
+    assert "same list or pattern" in _file_name("deals_01.csv, deals_02.csv")
+    assert _file_name("deals: SELECT * FROM crm_deals") == "<deals file>"
