@@ -757,6 +757,8 @@ def _encoding_notes(raw: RawTable, evidence: EncodingEvidence, recovered: int = 
             hit |= frame[col].str.contains("\ufffd", regex=False).fillna(False).astype(bool)
         rows = [f"row {raw.row_number(i)}" for i in frame.index[hit.to_numpy()][:5]]
         header = any("\ufffd" in str(c) for c in frame.columns)
+        if not hit.any() and not header:
+            return []  # the bad bytes were in lines not read (a title above the header, a footer)
         return [DataWarning(
             "not_utf8", raw.origin, int(hit.sum()) + int(header),
             f"{evidence.bad} byte sequence(s) are not UTF-8 in an otherwise UTF-8 file "
