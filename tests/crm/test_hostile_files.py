@@ -382,8 +382,6 @@ def test_a_dash_the_config_maps_is_read_as_mapped(tmp_path):
 def test_bad_bytes_in_a_title_line_above_the_header_are_not_said_as_zero_rows(tmp_path):
     """A report title above the header with a few bytes that are not UTF-8: nothing read holds
     a replaced character, so no "replaced in 0 row(s)" warning about cells that are fine."""
-    from crm_exports import DEALS, MANAGERS, write
-
     body = ("Отчёт по сделкам за март\n" + DEALS).encode("utf-8").replace("март".encode(), b"\xe9\xe9 \xe0\xf0\xf2")
     result = load_folder(write(tmp_path, {"managers.csv": MANAGERS, "deals.csv": body}))
     assert len(result.data.deals) == 3
