@@ -302,8 +302,9 @@ def replay(folder: Path, spec, days: int = 123, first=None, mod=cd):
     for d in (first + timedelta(days=k) for k in range(days)):
         day = d.date().isoformat()
         insights = mod.detect_at(state, d, with_evidence=False)
-        if any(i.facts["kind"] != "segment_drop" for i in insights):
-            overall.append(day)
+        said = [i for i in insights if i.facts["kind"] != "segment_drop"]
+        if said:  # "+mix": confirmed only by the newest deals' mix (_mix_persists)
+            overall.append(day + ("+mix" if any("mix" in (i.facts["newest"] or {}) for i in said) else ""))
         segments += [(day, i.subject["dimension"], i.subject["segment"], round(i.facts["q_value"], 4),
                       i.facts["newest"]["p_value"] and round(i.facts["newest"]["p_value"], 3))
                      for i in insights if i.facts["kind"] == "segment_drop"]
@@ -323,13 +324,15 @@ def calm(args) -> None:
             overall, segs = replay(calm_folder(args.cache, seed), mod.ConversionDropSpec(**args.spec), mod=mod)
             if overall:
                 loud[variant][seed] = overall
+                print(f"{variant} calm seed {seed}: overall {overall}", flush=True)
             if segs:
                 seg_loud[variant][seed] = segs
                 print(f"{variant} calm seed {seed}: {segs}", flush=True)
     for variant in variants:
         lv, sv = loud[variant], seg_loud[variant]
         print(f"{variant} calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(lv)} companies on "
-              f"{sum(map(len, lv.values()))} days; segment drops {len(sv)} companies on "
+              f"{sum(map(len, lv.values()))} days ({sum(d.endswith('+mix') for v in lv.values() for d in v)} "
+              f"confirmed by the newest deals' mix alone); segment drops {len(sv)} companies on "
               f"{len({(s, d[0]) for s, v in sv.items() for d in v})} days; "
               f"managers named on {len({(s, d[0]) for s, v in sv.items() for d in v if d[1] == 'manager'})} days")
 
