@@ -80,7 +80,16 @@ Kinds of insight (facts["kind"]):
 - "mix_shift": the raw rate fell, but within the segments of some dimension it held (the
   Cochran-Mantel-Haenszel test of the within-segment drop is not significant, or the drop at
   the baseline mix is not material) and the mix moved towards segments that convert worse.
-  Worded as a change in where deals come from; no segment is said to fall.
+  Worded as a change in where deals come from; no segment is said to fall. Its confirmation
+  may also come from where the newest deals come from (`_mix_persists`): their mix, at the
+  baseline's per-segment rates, predicts a lower rate (p <= MIX_CONFIRM_P = 0.01) today and
+  at each weekly look back (facts["newest"]["mix"]). Their segments need no time to move on,
+  while their moves, a few days old, often could not tell: planted Выставка 8% -> 45% shifts
+  were missed at newest p 0.2-0.5. Found on the scan day, seeds 200-229 (tuned on): 250/month
+  23/30 (before 12), 400/month 27/30 (23); held-out 230-289: 46/60 (34) and 56/60 (47); the
+  same runs worded as "drop" or naming a segment as before. Calm companies replayed daily
+  (seeds 11-190) raise an overall drop in 25 of 180, on 52 days, as before: none confirmed by
+  the mix alone, even at 0.2 a look.
 - "segment_drop": the pair held overall but one segment fell on its own. A headline of its
   own, so it needs `min_segment_report_deals` on each side, materiality, and its family's FDR
   at `segment_fdr` on its p divided by its newest deals' likelihood ratio (the dip's pace over
