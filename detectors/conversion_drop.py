@@ -907,19 +907,23 @@ MIX_CONFIRM_P = 0.01
 
 def _mix_newest(p: _Pair, now_ns: int, dim: str) -> dict:
     """Does the newest deals' mix (of dimension `dim`) still predict a lower rate than the
-    baseline's? Each newest deal counts at its segment's baseline rate (no value: a segment of
-    its own; a segment new since the baseline: the baseline's rate); under "the mix did not
-    move" their mean is the baseline rate, with the variance of a deal drawn from the baseline's
-    mix. One-sided z. Only the newest deals' segments are used, not their outcomes: they need no
-    time to move on, so a handful of days of entries already says where deals come from."""
+    baseline's? Each newest deal counts at its segment's baseline rate (a segment new since the
+    baseline: the baseline's rate); under "the mix did not move" their mean is the baseline
+    rate, with the variance of a deal drawn from the baseline's mix. One-sided z. Only the
+    newest deals' segments are used, not their outcomes: they need no time to move on, so a
+    handful of days of entries already says where deals come from. Deals without a value are
+    left out on both sides: a CRM often fills a source or a manager in later, so the newest
+    deals lack one more often, and the baseline's deals without one are often those dropped
+    early (a low rate that would confirm any drop)."""
     c, sc = p.c, p.segs[dim]
     k = len(sc.bn) - 1
     end = int(np.searchsorted(c.entry, now_ns, side="left"))
-    codes = c.codes[dim][p.hi:end]
-    cells = np.where(codes < 0, k, codes)
-    base = float(sc.bx.sum() / max(sc.bn.sum(), 1))
-    rate = np.where(sc.bn > 0, sc.bx / np.maximum(sc.bn, 1), base)
-    w = sc.bn / max(sc.bn.sum(), 1)
+    cells = c.codes[dim][p.hi:end]
+    cells = cells[cells >= 0]
+    bx, bn = sc.bx[:k], sc.bn[:k]
+    base = float(bx.sum() / max(bn.sum(), 1))
+    rate = np.where(bn > 0, bx / np.maximum(bn, 1), base)
+    w = bn / max(bn.sum(), 1)
     var = float((w * (rate - base) ** 2).sum()) * len(cells)
     got = float(rate[cells].sum())
     pv = float(ndtr((got - base * len(cells)) / math.sqrt(var))) if var > 0 else None
