@@ -89,7 +89,10 @@ Kinds of insight (facts["kind"]):
   23/30 (before 12), 400/month 27/30 (23); held-out 230-289: 46/60 (34) and 56/60 (47); the
   same runs worded as "drop" or naming a segment as before. Calm companies replayed daily
   (seeds 11-190) raise an overall drop in 25 of 180, on 52 days, as before: none confirmed by
-  the mix alone, even at 0.2 a look.
+  the mix alone, even at 0.2 a look. Of the 28 still missed (seeds 200-289), 24 fail the
+  overall test itself (q 0.05-0.93: the other sources' recent rate rose by chance, so the raw
+  rate hardly fell) and 4 are worded as a drop (within-segment CMH p 0.004-0.03, about as often
+  as its level allows); `benchmarks/seg_drop.py planted --kinds mix` prints each one's gate.
 - "segment_drop": the pair held overall but one segment fell on its own. A headline of its
   own, so it needs `min_segment_report_deals` on each side, materiality, and its family's FDR
   at `segment_fdr` on its p divided by its newest deals' likelihood ratio (the dip's pace over
