@@ -26,7 +26,8 @@ its share 8% -> 45%: worded as a mix shift naming it, nobody said to fall), conf
 30%, 60% -> 20%, and m1 got 70% of its deals: Instagram named, m1 never). Per variant, kind and
 volume: found, false segments (named but drove nothing) and insights on untouched pairs.
 --against REV also runs conversion_drop as of git revision REV on the same exports, so a change
-is measured before/after in one run.
+is measured before/after in one run. A missed mix shift says the gate that stopped it (mix_gate);
+calm says the days whose overall drop only the newest deals' mix confirmed ("+mix").
 """
 from __future__ import annotations
 
@@ -189,6 +190,42 @@ def pair_counts(mod, data, spec) -> str:
     return f"{int(t.bx[0])}/{int(t.bn[0])} -> {int(t.rx[0])}/{int(t.rn[0])}"
 
 
+def mix_gate(mod, data, spec) -> str:
+    """Why a planted mix shift was not said as one (--kinds mix): the first gate of detect_at
+    that stops the planted pair. q: its overall test missed `fdr` (with the other pairs' in the
+    family); material; unconfirmed: neither its newest deals' moves nor (where the revision
+    has it) their mix confirmed it; no mix: no segment gained share and converts worse; within:
+    the within-segment drop held (CMH), so it is worded as a drop."""
+    state = mod.prepare(data, spec, as_of=int(NOW.timestamp() * 1e9))
+    now_ns = state.clock(NOW)
+    pairs = [mod._pair_at(i, c, state, now_ns) for i, c in enumerate(state.pairs)]
+    testable = [p for p in pairs if p.total.bn[0] >= spec.min_deals and p.total.rn[0] >= spec.min_deals]
+    p = pairs[STAGE]
+    if p not in testable:
+        return "few deals"
+    ps = mod.proportion_drop_pvalues(*(np.concatenate([getattr(mod._deflate(t.total, t.phi), a) for t in testable])
+                                       for a in ("bx", "bn", "rx", "rn")))
+    p.p, p.q = (float(x[testable.index(p)]) for x in (ps, mod.bh_qvalues(ps)))
+    br, rr = p.total.rates()
+    if p.q > spec.fdr:
+        return f"q {p.q:.2g}"
+    if not mod._material(br, rr, p.total.rn, spec)[0]:
+        return "not material"
+    newest = mod._newest_check(p, now_ns)
+    mix, explains = mod._mix_shift(p, state, spec)
+    ok = mod._confirmed(p.q, newest, spec) and mod._persists(p, state, now_ns, newest)
+    if not ok and mix is not None and explains and hasattr(mod, "_mix_persists"):
+        ok = mod._mix_persists(p, state, now_ns, newest, mix["dim"])
+    if not ok:
+        looks = [x["p_value"] and round(x["p_value"], 3) for x in newest.get("weeks_before", [])]
+        return f"unconfirmed (q {p.q:.2g}, newest p {newest['p_value'] and round(newest['p_value'], 3)}, looks {looks})"
+    if mix is None:
+        return "no mix"
+    if not explains:
+        return f"within (CMH p {mix['p_within']:.2g}, mix part {mix['mix_part'] / (br[0] - rr[0]):.2f})"
+    return "said"
+
+
 def calm_folder(cache: Path, seed: int) -> Path:
     return export(cache, f"calm{seed}", ExportSpec(seed=seed, end=END, days=260, n_managers=10,
                                                    deals_per_month=300, touch_every=(1.0, 7.0)))
@@ -245,8 +282,9 @@ def kinds(args) -> None:
                     found, false, other = judge(kind, mod.detect(data, spec, NOW, with_evidence=False))
                     tally.setdefault((label, kind, volume), []).append((seed, found, false, other))
                     if not found or false or other:
+                        gate = f" gate: {mix_gate(mod, data, spec)}" if kind == "mix" and not found else ""
                         print(f"{label:8s} {kind:8s} {volume} seed {seed:3d}: {'FOUND' if found else 'miss '} "
-                              f"{pair_counts(mod, data, spec)} false={false} other={other}", flush=True)
+                              f"{pair_counts(mod, data, spec)} false={false} other={other}{gate}", flush=True)
     print(f"\nseeds {args.seeds[0]}-{args.seeds[-1]}: found / false segments named (runs with any) / other pairs")
     for kind in args.kinds:
         for volume in args.volumes:
@@ -302,8 +340,9 @@ def replay(folder: Path, spec, days: int = 123, first=None, mod=cd):
     for d in (first + timedelta(days=k) for k in range(days)):
         day = d.date().isoformat()
         insights = mod.detect_at(state, d, with_evidence=False)
-        if any(i.facts["kind"] != "segment_drop" for i in insights):
-            overall.append(day)
+        said = [i for i in insights if i.facts["kind"] != "segment_drop"]
+        if said:  # "+mix": confirmed only by the newest deals' mix (_mix_persists)
+            overall.append(day + ("+mix" if any("mix" in (i.facts["newest"] or {}) for i in said) else ""))
         segments += [(day, i.subject["dimension"], i.subject["segment"], round(i.facts["q_value"], 4),
                       i.facts["newest"]["p_value"] and round(i.facts["newest"]["p_value"], 3))
                      for i in insights if i.facts["kind"] == "segment_drop"]
@@ -323,13 +362,15 @@ def calm(args) -> None:
             overall, segs = replay(calm_folder(args.cache, seed), mod.ConversionDropSpec(**args.spec), mod=mod)
             if overall:
                 loud[variant][seed] = overall
+                print(f"{variant} calm seed {seed}: overall {overall}", flush=True)
             if segs:
                 seg_loud[variant][seed] = segs
                 print(f"{variant} calm seed {seed}: {segs}", flush=True)
     for variant in variants:
         lv, sv = loud[variant], seg_loud[variant]
         print(f"{variant} calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(lv)} companies on "
-              f"{sum(map(len, lv.values()))} days; segment drops {len(sv)} companies on "
+              f"{sum(map(len, lv.values()))} days ({sum(d.endswith('+mix') for v in lv.values() for d in v)} "
+              f"confirmed by the newest deals' mix alone); segment drops {len(sv)} companies on "
               f"{len({(s, d[0]) for s, v in sv.items() for d in v})} days; "
               f"managers named on {len({(s, d[0]) for s, v in sv.items() for d in v if d[1] == 'manager'})} days")
 

@@ -80,7 +80,19 @@ Kinds of insight (facts["kind"]):
 - "mix_shift": the raw rate fell, but within the segments of some dimension it held (the
   Cochran-Mantel-Haenszel test of the within-segment drop is not significant, or the drop at
   the baseline mix is not material) and the mix moved towards segments that convert worse.
-  Worded as a change in where deals come from; no segment is said to fall.
+  Worded as a change in where deals come from; no segment is said to fall. Its confirmation
+  may also come from where the newest deals come from (`_mix_persists`): their mix, at the
+  baseline's per-segment rates, predicts a lower rate (p <= MIX_CONFIRM_P = 0.01) today and
+  at each weekly look back (facts["newest"]["mix"]). Their segments need no time to move on,
+  while their moves, a few days old, often could not tell: planted Выставка 8% -> 45% shifts
+  were missed at newest p 0.2-0.5. Found on the scan day, seeds 200-229 (tuned on): 250/month
+  23/30 (before 12), 400/month 27/30 (23); held-out 230-289: 46/60 (34) and 56/60 (47); the
+  same runs worded as "drop" or naming a segment as before. Calm companies replayed daily
+  (seeds 11-190) raise an overall drop in 25 of 180, on 52 days, as before: none confirmed by
+  the mix alone, even at 0.2 a look. Of the 28 still missed (seeds 200-289), 24 fail the
+  overall test itself (q 0.05-0.93: the other sources' recent rate rose by chance, so the raw
+  rate hardly fell) and 4 are worded as a drop (within-segment CMH p 0.004-0.03, about as often
+  as its level allows); `benchmarks/seg_drop.py planted --kinds mix` prints each one's gate.
 - "segment_drop": the pair held overall but one segment fell on its own. A headline of its
   own, so it needs `min_segment_report_deals` on each side, materiality, and its family's FDR
   at `segment_fdr` on its p divided by its newest deals' likelihood ratio (the dip's pace over
@@ -783,10 +795,11 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
         newest = _newest_check(p, now_ns)
-        if not _confirmed(p.q, newest, spec) or not _persists(p, state, now_ns, newest):
+        mix, explains = _mix_shift(p, state, spec)
+        if not (_confirmed(p.q, newest, spec) and _persists(p, state, now_ns, newest)) and not (
+                mix is not None and explains and _mix_persists(p, state, now_ns, newest, mix["dim"])):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
-        mix, explains = _mix_shift(p, state, spec)
         out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest, now_ns))
     out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, seg_newest, state, with_evidence))
     return out
@@ -886,6 +899,69 @@ def _persists(p: _Pair, state: Prepared, now_ns: int, newest: dict) -> bool:
         looks.append(_newest_check(_pair_at(p.index, p.c, state, then, segments=False), then))
     newest["weeks_before"] = looks
     return all(x["p_value"] is not None and x["p_value"] <= spec.confirm_p for x in looks)
+
+
+# The level of each look of `_mix_persists`. A mix that moved is plain in the newest deals
+# (planted 8% -> 45% shifts at 250-400 deals a month: p below 2e-7 at each look); a shift that
+# ended shows in them only through the few deals at the window's edge (p 0.015-0.14 on
+# companies whose shift ended two weeks before), so `confirm_p` (0.2) would let it through.
+MIX_CONFIRM_P = 0.01
+
+
+def _mix_newest(p: _Pair, now_ns: int, dim: str) -> dict:
+    """Does the newest deals' mix (of dimension `dim`) still predict a lower rate than the
+    baseline's? Each newest deal counts at its segment's baseline rate (a segment new since the
+    baseline: the baseline's rate); under "the mix did not move" their mean is the baseline
+    rate, with the variance of a deal drawn from the baseline's mix. One-sided z. Only the
+    newest deals' segments are used, not their outcomes: they need no time to move on, so a
+    handful of days of entries already says where deals come from. Deals without a value are
+    left out on both sides: a CRM often fills a source or a manager in later, so the newest
+    deals lack one more often, and the baseline's deals without one are often those dropped
+    early (a low rate that would confirm any drop)."""
+    c, sc = p.c, p.segs[dim]
+    k = len(sc.bn) - 1
+    end = int(np.searchsorted(c.entry, now_ns, side="left"))
+    cells = c.codes[dim][p.hi:end]
+    cells = cells[cells >= 0]
+    bx, bn = sc.bx[:k], sc.bn[:k]
+    base = float(bx.sum() / max(bn.sum(), 1))
+    rate = np.where(bn > 0, bx / np.maximum(bn, 1), base)
+    w = bn / max(bn.sum(), 1)
+    var = float((w * (rate - base) ** 2).sum()) * len(cells)
+    got = float(rate[cells].sum())
+    pv = float(ndtr((got - base * len(cells)) / math.sqrt(var))) if var > 0 else None
+    return {"deals": int(len(cells)), "rate_at_their_mix": round(got / max(len(cells), 1), 4),
+            "baseline_rate": round(base, 4), "p_value": pv}
+
+
+def _mix_persists(p: _Pair, state: Prepared, now_ns: int, newest: dict, dim: str) -> bool:
+    """A mix shift confirmed by where the newest deals come from: their mix predicts a lower
+    rate (`_mix_newest`, p <= MIX_CONFIRM_P) today and at each of `persist_weeks` weekly looks
+    back, as `_persists` asks of their moves (a drop clear beyond doubt, q <= `clear_q`: today
+    alone). Adds newest["mix"].
+
+    Why: the newest deals have been at the stage a few days, so whether they move on slower
+    says little (planted mix shifts at 250 deals a month were missed at newest p 0.2-0.5), while
+    a mix that moved keeps moving the newest deals' mix, which needs no waiting. Under "nothing
+    changed" their segments are drawn from the baseline's mix whatever the tested cohorts did,
+    so a chance dip passes only at MIX_CONFIRM_P a look."""
+    spec = state.spec
+    today = _mix_newest(p, now_ns, dim)
+    newest["mix"] = today
+
+    def passes(x: dict) -> bool:
+        return x["p_value"] is not None and x["p_value"] <= min(spec.confirm_p, MIX_CONFIRM_P)
+
+    if not passes(today):
+        return False
+    if spec.persist_weeks <= 0 or p.q <= spec.clear_q:
+        return True
+    looks = []
+    for w in range(1, spec.persist_weeks + 1):
+        then = now_ns - 7 * w * NS_PER_DAY
+        looks.append(_mix_newest(_pair_at(p.index, p.c, state, then), then, dim))
+    today["weeks_before"] = looks
+    return all(passes(x) for x in looks)
 
 
 def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dict | None, bool]:
