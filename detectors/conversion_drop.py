@@ -146,6 +146,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 from scipy.special import ndtr, xlogy
 
+from crm import owners
 from crm.data import CrmData
 from crm.schema import TABLES
 from crm.validate import LOST_LEFT_OUT_FIX, lost_left_out
@@ -370,10 +371,17 @@ def _learn_span(spec: ConversionDropSpec) -> int:
     return (spec.max_horizon_days + 1 + spec.recent_days + spec.baseline_days) * NS_PER_DAY
 
 
-def _segment_codes(deals: pd.DataFrame, column: str) -> tuple[np.ndarray, pd.Index] | None:
+def _segment_codes(deals: pd.DataFrame, column: str, nobody: frozenset[str] = frozenset()
+                   ) -> tuple[np.ndarray, pd.Index] | None:
+    """Per deal, its segment's code (-1: none) and the segments. A manager cell that names
+    nobody («Без ответственного», crm.owners) is no manager's segment: it would be named as a
+    person ("manager «Без ответственного»: 60% -> 20%")."""
     if column not in deals.columns or deals[column].isna().all():
         return None
-    codes, uniques = pd.factorize(deals[column], use_na_sentinel=True)
+    values = deals[column]
+    if column == "manager_id":
+        values = values.mask(owners.no_owner(values, nobody))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
     return codes, pd.Index(uniques)
 
 
@@ -468,7 +476,8 @@ def prepare(data: CrmData, spec: ConversionDropSpec, since: int | None = None,
     # horizon, instead of being judged slower (a calm company "fell" 73% -> 57% after it).
     clock = spec.calendar.without_days_off
     as_of = int(clock(np.array([as_of], dtype=np.int64))[0])
-    seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c)) is not None}
+    nobody = owners.nobody(data)
+    seg_dims = {c: sc for c in spec.segments if (sc := _segment_codes(deals, c, nobody)) is not None}
     lost_at = clock(np.where(_status(deals, "lost"), _closed(deals), _NEVER))
     pairs = []
     if data.stage_history_derived:

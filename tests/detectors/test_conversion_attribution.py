@@ -618,3 +618,29 @@ def test_the_weekly_looks_do_not_delay_a_lasting_drop():
         first = {w: _replay_days(data, _spec(persist_weeks=w), 90)[:1] for w in (0, 2)}
         assert first[0] and first[2], (seed, first)
         assert first[2][0] >= first[0][0] - 2, (seed, first)  # in days back: at most 2 days later
+
+
+def _a_fifth_to(owner):
+    def managers(src, rng):
+        return np.where(rng.random(len(src)) < 0.2, owner, rng.choice(np.array(["m1", "m2", "m3"]), size=len(src)))
+    return managers
+
+
+def owner_falls(owner):
+    def rate(s, age, src, mgr, reg):
+        return np.where((s == 0) & (mgr == owner), np.where(age < 50, 0.12, 0.78), 0.6)
+    return rate
+
+
+def test_deals_whose_owner_names_nobody_are_no_managers_segment():
+    """A fifth of the deals are written to «Без ответственного» (crm.owners: nobody) and fall
+    78% -> 12%: never said as "manager «Без ответственного»". The same plant on a real person's
+    id (m9) is said as that manager's drop, so the test can tell."""
+    for seed in (12, 22):
+        said = at_new(detect(company(seed, owner_falls("Без ответственного"),
+                                     managers=_a_fifth_to("Без ответственного"), n=1800), SPEC, NOW))
+        named = [i.subject.get("segment") for i in said] + [d["segment"] for i in said for d in i.facts["drivers"]]
+        assert "Без ответственного" not in named, [(i.facts["kind"], i.subject) for i in said]
+    person = at_new(detect(company(12, owner_falls("m9"), managers=_a_fifth_to("m9"), n=1800), SPEC, NOW))
+    named = [i.subject.get("segment") for i in person] + [d["segment"] for i in person for d in i.facts["drivers"]]
+    assert "m9" in named, [(i.facts["kind"], i.subject) for i in person]
