@@ -40,8 +40,12 @@ from _export_factory import (DIRECTOR, ExportSpec, files, head, read_rows, touch
 UTC = timezone.utc
 DAYS = 365   # a year of history
 REPLAY = 120  # days replayed, ending at the export's last day
-# size -> (deals a month, managers)
-SIZES = {"small": (60, 5), "mid": (250, 12), "big": (1000, 30)}
+# size -> (deals a month, managers, more of the company's habits)
+SLOPPY = {"touch_every": (1.0, 14.0), "departed": 1, "abandoned_days": (20, 280)}
+SIZES = {"small": (60, 5, {}), "mid": (250, 12, {}), "big": (1000, 30, {}),
+         # open deals touched every 1-14 days, one person left 60 days ago, m2 left deals behind
+         "sloppy": (400, 12, SLOPPY | {"abandoned": ("m2", 60)}),
+         "sloppy-big": (1000, 30, SLOPPY | {"abandoned": ("m2", 150)})}
 
 
 def _crossed(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -66,9 +70,9 @@ def many_people(set_attr: Callable[[object, str, object], None] = setattr) -> No
 
 
 def _spec(end: datetime, size: str, seed: int, make: Callable[..., ExportSpec] = ExportSpec, **kw) -> ExportSpec:
-    deals, managers = SIZES[size]
+    deals, managers, habits = SIZES[size]
     return make(**{"seed": seed, "end": end, "days": DAYS, "n_managers": managers, "deals_per_month": deals,
-                   "leads_per_month": deals, "with_emails": False, **kw})
+                   "leads_per_month": deals, "with_emails": False, **habits, **kw})
 
 
 def _write_config(root: Path, name: str, text: str) -> Path:
@@ -107,8 +111,8 @@ def _monday(root, size, seed):
 def _activities(crm: str):
     def build(root, size, seed):
         end = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
-        deals, _ = SIZES[size]
-        a = activity.ActivityExport(_spec(end, size, seed, abandoned=("m2", max(5, deals // 20))), crm=crm)
+        a = activity.ActivityExport(_spec(end, size, seed, **{"abandoned": ("m2", max(5, SIZES[size][0] // 20)),
+                                                             **SIZES[size][2]}), crm=crm)
         activity.write(root / crm, a)
         return _write_config(root, crm, activity.config(crm, a)), end
     return build
