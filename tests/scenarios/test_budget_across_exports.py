@@ -323,7 +323,7 @@ def test_a_bigger_company_stays_within_the_budget(tmp_path, shape, size, monkeyp
     _check(tmp_path, shape, size, monkeypatch)
 
 
-if __name__ == "__main__":  # the table: python tests/scenarios/test_budget_across_exports.py [size...] [-s shape]
+if __name__ == "__main__":  # the table: python tests/scenarios/test_budget_across_exports.py [size...] [-s a,b] [--seed N]
     import tempfile
 
     args = sys.argv[1:]
@@ -331,11 +331,12 @@ if __name__ == "__main__":  # the table: python tests/scenarios/test_budget_acro
         many_people()
     only = args[args.index("-s") + 1].split(",") if "-s" in args else list(SHAPES)
     sizes = [a for a in args if a in SIZES] or list(SIZES)
+    seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 1
     print(f"{'shape':22} {'size':5} {'busiest':>7} {'director':>8} {'alerts':>6}  top detector")
     for size in sizes:
         for shape in only:
             with tempfile.TemporaryDirectory() as tmp:
-                _, rep, _ = backtest(Path(tmp), shape, size)
+                _, rep, _ = backtest(Path(tmp), shape, size, seed)
                 s = summary(rep)
                 by = {d: x["alerts"] for d, x in rep["detectors"].items()}
                 print(f"{shape:22} {size:5} {s['busiest']:7.2f} {s['director']:8.2f} {s['alerts']:6d}  "
