@@ -4,11 +4,13 @@ any recipient", on real exports).
 Each builder in tests/scenarios/ writes its CRM's export for a company of realistic size (a year of
 history), the admin's config from the README's recipe beside it, with a chat for the director and
 for every manager the data names; `backtest --fail-on-budget` then replays the 120 days ending at
-the export's last day. Nobody may average more than the daily budget (5 full items a digest day),
-and no detector may be the whole of what people read when the export cannot support it.
+the export's last day. Nobody may average more than the daily budget (5 full items a digest day);
+an export that cannot say when a deal was last touched gives no stalled items at all, and one read
+with README's touches recipe (one latest touch per deal) is said to overstate the replayed past.
 
-Run as a script (`python tests/scenarios/test_budget_across_exports.py [sizes]`) it prints the
-table: shape x size -> busiest manager, director, alerts, the detector most items come from.
+Run as a script (`python tests/scenarios/test_budget_across_exports.py [sizes] [-s shapes]
+[--seed N] [--same-names]`) it prints the table: shape x size -> busiest manager's and director's
+items a digest day, alerts, the detector most alerts come from.
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import _activity_exports as activity  # noqa: E402
 import _amocrm_export as amo  # noqa: E402
-import _export_factory as factory  # noqa: E402
 import _bitrix24_export as b24  # noqa: E402
+import _export_factory as factory  # noqa: E402
 import _lead_exports as leads  # noqa: E402
 import _odoo_export as odoo  # noqa: E402
 import _salesforce_export as sf  # noqa: E402
@@ -35,7 +37,7 @@ import _web_exports as web  # noqa: E402
 import _zoho_export as zoho  # noqa: E402
 from _cli import run_cli  # noqa: E402
 from _export_factory import (DIRECTOR, ExportSpec, files, head, read_rows, touches_recipe,  # noqa: E402
-                             write_export, write_rows)  # noqa: E402
+                             write_export, write_rows)
 
 UTC = timezone.utc
 DAYS = 365   # a year of history
