@@ -845,6 +845,8 @@ def _newest_check(p: _Pair, now_ns: int, segment: tuple[str, int] | None = None)
            "since": iso_date(p.real(p.recent_end)), "p_value": pv}
     if segment is not None:
         out["as_before_lr"] = _as_before_lr(p.segs[segment[0]], segment[1], each, share, p.phi)
+    elif len(entry):
+        out["as_before_lr"] = _as_before_lr(p.total, 0, each, share, p.phi)
     return out
 
 
@@ -873,11 +875,24 @@ def _gainsaid(newest: dict, spec: ConversionDropSpec) -> bool:
     return newest.get("as_before_lr", 0.0) * spec.clear_q >= 1.0
 
 
+# A drop clear beyond doubt whose newest deals moved on as before is still said when its q,
+# multiplied by how much likelier those moves are at the baseline's pace than at the dip's, is
+# at most clear_q x this: a few dozen newest deals that merely fail to slow cannot end a dip
+# whose cohorts are overwhelming (planted 54% -> 30% drops at q 3e-8 were missed at newest p
+# 0.42), while they still end a strong chance dip (calm replay, 79% -> 46% at q 1e-4, 16 newest
+# deals at the baseline's pace: 7.5e-4 at 1, said on 3 more days).
+CLEAR_OUTWEIGH = 0.1
+
+
 def _confirmed(q: float, newest: dict, spec: ConversionDropSpec) -> bool:
     """An overall drop is said when the newest deals confirm it (p <= `confirm_p`), or when it
     is clear beyond doubt (q <= `clear_q`) and none of them can be judged yet. One whose many
     newest deals move on as before is a dip that is over (a calm company replayed daily raised
-    one on 6 days at q <= 0.0025 with the newest deals' p 0.48-0.97). (A segment's newest deals
+    one on 6 days at q <= 0.0025 with the newest deals' p 0.48-0.97), unless its cohorts outweigh
+    them: q x their as-before likelihood ratio <= clear_q x CLEAR_OUTWEIGH (p-to-e merging, as a
+    segment's test is weighed: under "nothing changed" the dip's ratio over the baseline's
+    averages 1 on the newest deals, which are in neither cohort) and that ratio is below
+    1/clear_q, where a segment's dip is over too (`_gainsaid`). (A segment's newest deals
     weigh its test instead: _weigh_by_newest.)"""
     if spec.confirm_p >= 1:
         return True
@@ -885,7 +900,10 @@ def _confirmed(q: float, newest: dict, spec: ConversionDropSpec) -> bool:
         return True
     # clear beyond doubt: its newest deals need only lean its way (p <= 2 x confirm_p)
     level = spec.confirm_p * (2 if q <= spec.clear_q else 1)
-    return newest["p_value"] is not None and newest["p_value"] <= level
+    if newest["p_value"] is not None and newest["p_value"] <= level:
+        return True
+    return (q <= spec.clear_q and not _gainsaid(newest, spec)
+            and q * newest.get("as_before_lr", math.inf) <= spec.clear_q * CLEAR_OUTWEIGH)
 
 
 def _persists(p: _Pair, state: Prepared, now_ns: int, newest: dict) -> bool:
