@@ -26,7 +26,8 @@ its share 8% -> 45%: worded as a mix shift naming it, nobody said to fall), conf
 30%, 60% -> 20%, and m1 got 70% of its deals: Instagram named, m1 never). Per variant, kind and
 volume: found, false segments (named but drove nothing) and insights on untouched pairs.
 --against REV also runs conversion_drop as of git revision REV on the same exports, so a change
-is measured before/after in one run. A missed mix shift says the gate that stopped it (mix_gate);
+is measured before/after in one run. A missed drop says the gate that stopped it (gate(): for
+uniform and source drops, which part of the newest deals' confirmation);
 calm says the days whose overall drop only the newest deals' mix confirmed ("+mix").
 """
 from __future__ import annotations
@@ -190,12 +191,15 @@ def pair_counts(mod, data, spec) -> str:
     return f"{int(t.bx[0])}/{int(t.bn[0])} -> {int(t.rx[0])}/{int(t.rn[0])}"
 
 
-def mix_gate(mod, data, spec) -> str:
-    """Why a planted mix shift was not said as one (--kinds mix): the first gate of detect_at
+def gate(mod, data, spec, kind: str = "mix") -> str:
+    """Why a planted drop was not said as the user should see it: the first gate of detect_at
     that stops the planted pair. q: its overall test missed `fdr` (with the other pairs' in the
     family); material; unconfirmed: neither its newest deals' moves nor (where the revision
-    has it) their mix confirmed it; no mix: no segment gained share and converts worse; within:
-    the within-segment drop held (CMH), so it is worded as a drop."""
+    has it, for a mix shift) their mix confirmed it, with the gate of the moves' confirmation
+    (today: today's newest deals, clear: q <= clear_q but today's lean the other way, looks:
+    a weekly look back failed) and each look's p; then for a mix shift: no mix (no segment
+    gained share and converts worse), within (the within-segment drop held, CMH: worded as a
+    drop); for a drop: said as a mix shift; for a segment's drop: said, but it is not named."""
     state = mod.prepare(data, spec, as_of=int(NOW.timestamp() * 1e9))
     now_ns = state.clock(NOW)
     pairs = [mod._pair_at(i, c, state, now_ns) for i, c in enumerate(state.pairs)]
@@ -213,16 +217,24 @@ def mix_gate(mod, data, spec) -> str:
         return "not material"
     newest = mod._newest_check(p, now_ns)
     mix, explains = mod._mix_shift(p, state, spec)
-    ok = mod._confirmed(p.q, newest, spec) and mod._persists(p, state, now_ns, newest)
+    today = mod._confirmed(p.q, newest, spec)
+    ok = today and mod._persists(p, state, now_ns, newest)
     if not ok and mix is not None and explains and hasattr(mod, "_mix_persists"):
         ok = mod._mix_persists(p, state, now_ns, newest, mix["dim"])
     if not ok:
         looks = [x["p_value"] and round(x["p_value"], 3) for x in newest.get("weeks_before", [])]
-        return f"unconfirmed (q {p.q:.2g}, newest p {newest['p_value'] and round(newest['p_value'], 3)}, looks {looks})"
-    if mix is None:
-        return "no mix"
-    if not explains:
-        return f"within (CMH p {mix['p_within']:.2g}, mix part {mix['mix_part'] / (br[0] - rr[0]):.2f})"
+        which = "looks" if today else "clear" if p.q <= spec.clear_q else "today"
+        return (f"unconfirmed: {which} (q {p.q:.2g}, newest {newest['moved_on']}/{newest['deals']} exp "
+                f"{newest['expected']} p {newest['p_value'] and round(newest['p_value'], 3)}, looks {looks})")
+    if kind == "mix":
+        if mix is None:
+            return "no mix"
+        if not explains:
+            return f"within (CMH p {mix['p_within']:.2g}, mix part {mix['mix_part'] / (br[0] - rr[0]):.2f})"
+    elif mix is not None and explains:
+        return f"said as a mix shift ({mix['dim']} {mix['seg']}, CMH p {mix['p_within']:.2g})"
+    elif KINDS[kind][1] is not None:
+        return "said, not named"
     return "said"
 
 
@@ -282,9 +294,9 @@ def kinds(args) -> None:
                     found, false, other = judge(kind, mod.detect(data, spec, NOW, with_evidence=False))
                     tally.setdefault((label, kind, volume), []).append((seed, found, false, other))
                     if not found or false or other:
-                        gate = f" gate: {mix_gate(mod, data, spec)}" if kind == "mix" and not found else ""
+                        why = f" gate: {gate(mod, data, spec, kind)}" if not found and kind != "own" else ""
                         print(f"{label:8s} {kind:8s} {volume} seed {seed:3d}: {'FOUND' if found else 'miss '} "
-                              f"{pair_counts(mod, data, spec)} false={false} other={other}{gate}", flush=True)
+                              f"{pair_counts(mod, data, spec)} false={false} other={other}{why}", flush=True)
     print(f"\nseeds {args.seeds[0]}-{args.seeds[-1]}: found / false segments named (runs with any) / other pairs")
     for kind in args.kinds:
         for volume in args.volumes:

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings, strategies as hs
 from pydantic import ValidationError
 
 from _builders_a import MANAGERS, NOW, make_data, pipeline, spread
-from detectors import REGISTRY, run_detectors
+from _builders_conv import company
+from detectors import REGISTRY, conversion_drop as cd, run_detectors
 from detectors.conversion_drop import ConversionDropSpec, detect, detect_at, prepare, skip_reason
 from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar
@@ -323,7 +324,6 @@ def test_dates_said_are_on_the_real_calendar_around_a_break():
     fixed = dict(min_horizon_days=10, max_horizon_days=10, segments=[], confirm_p=1.0, persist_weeks=0,
                  fdr=0.99, min_relative_drop=0.01, min_lost_per_month=0, min_deals=1)
     state = prepare(data, ConversionDropSpec(calendar=MOSCOW, **fixed), as_of=ts_ns(now))
-    import detectors.conversion_drop as cd
     p = cd._pair_at(0, state.pairs[0], state, state.clock(now))
     facts = cd._common_facts(p, state, p.total, 0.5, 0.5)
     start, end = (datetime.fromisoformat(facts[k]).date() for k in ("recent_start", "recent_end"))
@@ -337,3 +337,39 @@ def test_dates_said_are_on_the_real_calendar_around_a_break():
     back = cal.with_days_off(stopped)
     on_work = ~np.isin(cal.local_days_ns(ns), np.array(cal.days_off, dtype="datetime64[D]"))
     assert (back[on_work] == ns[on_work]).all()  # a working instant comes back unchanged
+
+
+def _dip_then(newest_rate: float):
+    """Stage "new" converts at 60%, at 30% for entries 14-42 days old (the recent cohort), and at
+    `newest_rate` for the younger ones (the newest deals, still in progress)."""
+    return lambda s, age, src, mgr, reg: np.where((s == 0) & (age < 42), np.where(age < 14, newest_rate, 0.3), 0.6)
+
+
+@pytest.mark.parametrize("seed", [8, 20])
+def test_a_clear_drop_is_not_ended_by_a_few_newest_deals_that_merely_do_not_slow(seed):
+    """A company of ~75 deals a month whose conversion fell 60% -> 30% (q ~1e-6) and stays low
+    (42%). Its 30-40 newest deals happened to move on about as the baseline's pace predicts
+    (newest p > 2 x confirm_p), which alone used to end the dip; they are too few to outweigh
+    the cohorts (as-before likelihood ratio 17 and 290), so the drop is said."""
+    data = company(seed, _dip_then(0.42), n=600)
+    found = [i for i in detect(data, SPEC, NOW) if i.subject.get("from_stage") == "new"]
+    assert len(found) == 1 and found[0].facts["kind"] == "drop"
+    f = found[0].facts
+    assert f["q_value"] <= SPEC.clear_q and f["newest"]["p_value"] > 2 * SPEC.confirm_p
+    assert f["newest"]["as_before_lr"] * SPEC.clear_q < 1
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4, 10])
+def test_a_clear_dip_is_over_when_many_newest_deals_move_on_as_before(seed):
+    """The same fall at ~375 deals a month, but the newest deals (170-225 of them) convert at
+    60% again: their moves are thousands of times likelier at the baseline's pace than at the
+    dip's, so the dip is over however strong its cohorts were (as a segment's: _gainsaid)."""
+    data = company(seed, _dip_then(0.6), n=3000)
+    assert [i for i in detect(data, SPEC, NOW) if i.subject.get("from_stage") == "new"] == []
+    state = prepare(data, SPEC, as_of=ts_ns(NOW))
+    now = state.clock(NOW)
+    pair = cd._pair_at(0, state.pairs[0], state, now)
+    newest = cd._newest_check(pair, now)
+    # the cohorts alone are clear beyond doubt, and the newest deals' p alone would not stop it
+    assert pair.total.rates()[1][0] < 0.33 and newest["p_value"] > 2 * SPEC.confirm_p
+    assert newest["as_before_lr"] * SPEC.clear_q >= 1
