@@ -46,6 +46,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from bot.routing import for_director
+from crm.activities import read_from_deals_file
 from crm.data import CrmData
 from detectors.insight import Insight
 from detectors.registry import NEEDS_FRESH_DATA, REGISTRY, DetectorSpec, not_opted_in, unchecked_parts, why_skipped
@@ -1105,16 +1106,15 @@ def _progress(stream) -> Callable[[Iterator[datetime], int], Iterator[datetime]]
 
 def snapshot_touches_line(data: CrmData) -> str | None:
     """A deals export read a second time as activities (HubSpot's "Last Activity Date",
-    Pipedrive's "Last activity date") holds each deal's latest touch as of the export only: a
-    replayed day before it sees the deal untouched since its creation, so stalled_deal's counts
-    in a backtest are overstated (on our exports 436-550 stalled alerts over 20 weeks where a
-    scan of the export's own day found none). Said, not hidden."""
-    acts, deals = data.origins.get("activities"), data.origins.get("deals")
-    if data.activities is None or not len(data.activities) or acts is None or acts != deals:
+    Pipedrive's "Last activity date") holds each deal's latest touch as of the export only: on a
+    replayed day before it the deal's touches are unknown, so stalled_deal does not judge it that
+    day (it was judged untouched since its creation: 436-550 stalled alerts over 20 weeks on our
+    exports where a scan of the export's own day found none). Said, so the counts are read right."""
+    if not read_from_deals_file(data):
         return None
-    return (f"warning: activities are read from the deals file ({acts}): one latest touch per deal as of the "
-            "export, so each replayed day before it sees the deals untouched since they were created; stalled_deal's "
-            "counts below are overstated (a scan of the export's own day is not)")
+    return (f"note: activities are read from the deals file ({data.origins['activities']}): one latest touch per "
+            "deal as of the export, so on each replayed day stalled_deal judges only the deals whose touch is "
+            "known by then; its counts below are for those deals (a scan of the export's own day judges all)")
 
 
 def _learned_days(specs: dict[str, DetectorSpec]) -> str | None:

@@ -204,3 +204,11 @@ def _among_namesakes(acts: pd.DataFrame, key: pd.Series, deals: pd.DataFrame, ti
         one = one[one["size"] == 1]
         out[one.index.to_numpy()] = one["first"].to_numpy()
     return out
+
+
+def read_from_deals_file(data) -> bool:
+    """The activities are the deals file read a second time (README's last-activity recipe:
+    HubSpot's "Last Activity Date", Pipedrive's "Last activity date"): one latest touch per
+    deal as of the export, so a day before that touch knows nothing of the deal's touches."""
+    acts, deals = data.origins.get("activities"), data.origins.get("deals")
+    return data.activities is not None and len(data.activities) > 0 and acts is not None and acts == deals

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from crm.activities import read_from_deals_file
 from crm.data import CrmData
 from crm.normalize import last_touch_column
 from crm.owners import names_nobody, placeholders
@@ -275,6 +276,9 @@ class StalledDealState:
     # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # activities read from the deals file (crm.activities.read_from_deals_file): each deal's one
+    # touch as of the export; a day before it knows nothing of the deal's touches (not judged)
+    touch_known_from: np.ndarray | None = None
     calls: int = 0
     limits: dict[int, _Limits] = field(default_factory=dict)  # now_ns -> limits learned as of then
 
@@ -387,6 +391,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     history = _Events.build(hist_owner, entered)
 
     empty_evt = _Events(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    known_from = None
     act_deal = act_client = email_deal = email_client = empty_evt
     act_id = act_type = email_id = pd.Series([], dtype=object)
     deal_rows: dict[str, np.ndarray] = {}  # each activity's and email's deal row, for _work
@@ -399,6 +404,10 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         a_client = np.where(np.asarray(a["deal_id"].notna() | a["client_id"].isna()), -1, a_client)
         act_deal, act_client = _Events.build(a_deal, t), _Events.build(a_client, t)
         act_id, act_type = a["activity_id"], a["type"]
+        if read_from_deals_file(data):
+            known_from = np.full(len(d), NEVER, dtype=np.int64)
+            has = (a_deal >= 0) & (t != NEVER)
+            np.maximum.at(known_from, a_deal[has], t[has])
     if data.emails is not None:
         e = data.emails
         t = to_ns(e["sent_at"])
@@ -423,7 +432,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         history=history, history_stage=stage_codes[len(d):].astype(np.int64),
         act_deal=act_deal, act_client=act_client, act_id=act_id, act_type=act_type,
         email_deal=email_deal, email_client=email_client, email_id=email_id,
-        n_clients=len(client_keys), client_names=client_names,
+        n_clients=len(client_keys), client_names=client_names, touch_known_from=known_from,
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=marked_inactive(data.managers),
         nobody=frozenset(str(v) for v in pd.unique(d["manager_id"][names_nobody(data, d["manager_id"])])),
@@ -593,6 +602,8 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     is_open = (state.created != NEVER) & (state.created <= now_ns) & (
         state.status_open | (state.status_closed_at_known & (state.closed > now_ns))
     )
+    if state.touch_known_from is not None:  # a day before a deal's one known touch knows none of its touches
+        is_open &= state.touch_known_from <= now_ns
     if not is_open.any():
         return []
     # Only the deals open at `now` are looked at (a fraction of all in a long history).
