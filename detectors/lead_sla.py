@@ -12,9 +12,14 @@ since then, whoever was assigned. What we report, and why:
 - escalated (severity critical, the director sees it too) once the wait reaches
   `escalate_after_hours` working hours;
 - more than `max_leads_each` waiting leads of one kind for one recipient are one backlog item
-  (subject and facts `backlog`: how many, the longest waits, how many escalated, to whom the
-  leads of people who left are written), not one item per lead: a busy inbox
-  that falls behind flooded the manager and, through escalation, the director.
+  (subject and facts `backlog`: how many, the longest waits, how many escalated), not one item
+  per lead: a busy inbox that falls behind flooded the manager and, through escalation, the
+  director;
+- the waiting leads still written to one person who left are ONE director item about that
+  person, however few (subject `written_to`): the CRM's round robin keeps giving them a lead a
+  day or two, never more than `max_leads_each` at once, so each was its own item, escalated and
+  sent at once as critical (73 of 91 director items on a HubSpot export). The fix is one, in the
+  CRM: reassign them and take the person out of the distribution.
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
 assignment time (the CRM assigned it automatically). A lead written to someone who is no working
 manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
@@ -206,31 +211,36 @@ def _backlogs(out: list[Insight], with_evidence: bool, most: int) -> list[Insigh
     """More than `most` (max_leads_each) waiting leads of one kind for one recipient (a manager's
     unanswered leads, the director's unassigned ones) are one backlog item, longest wait first:
     a manager who falls behind on a busy inbox got one item per lead, 7 a day, and the director
-    each of them again once escalated. `out` is sorted longest wait first."""
-    groups: dict[tuple[str, str | None], list[Insight]] = {}
+    each of them again once escalated. The leads written to one person who left are one item
+    however few: a lead or two a day from the CRM's round robin stayed under `most` and each was
+    the director's critical alert. `out` is sorted longest wait first."""
+    groups: dict[tuple[str, str | None, str | None], list[Insight]] = {}
     for ins in out:
-        groups.setdefault((ins.facts["kind"], ins.audience.manager_id), []).append(ins)
+        gone = ins.facts.get("owner_gone_id")  # one group per person who left, whatever the count
+        groups.setdefault((ins.facts["kind"], ins.audience.manager_id, gone), []).append(ins)
     kept = []
-    for (kind, manager_id), items in groups.items():
-        if len(items) <= most:
+    for (kind, manager_id, gone), items in groups.items():
+        if gone is None and len(items) <= most:
             kept += items
             continue
-        first = items[0].facts
-        escalated = sum(1 for i in items if i.facts["escalated"])
-        gone_items = [i for i in items if i.facts.get("owner_gone")]
-        gone = sorted({str(i.facts["owner_gone"]) for i in gone_items})
-        facts = {**first, "backlog": True, "leads": len(items), "escalated_leads": escalated,
-                 "escalated": escalated > 0, "lead_id": items[0].subject["lead_id"], "owner_gone": None,
-                 "owners_gone": gone, "owner_gone_leads": len(gone_items),
-                 "listed": [{"lead_id": i.subject["lead_id"], "working_hours_waited": i.facts["working_hours_waited"]}
-                            for i in items[:MAX_LISTED]]}
-        subject = {"kind": kind, "backlog": True, **({"manager_id": manager_id} if manager_id else {})}
-        kept.append(Insight(
-            detector=NAME, severity="critical" if escalated else "warning", audience=items[0].audience,
-            subject=subject, facts=facts, fingerprint=make_fingerprint(NAME, subject),
-            evidence={"lead_ids": [i.subject["lead_id"] for i in items]} if with_evidence else {}))
+        subject = ({"kind": kind, "written_to": gone} if gone is not None else
+                   {"kind": kind, "backlog": True, **({"manager_id": manager_id} if manager_id else {})})
+        kept.append(_grouped(items, subject, with_evidence))
     kept.sort(key=lambda x: (-x.facts["working_hours_waited"], str(x.subject.get("lead_id") or "")))
     return kept
+
+
+def _grouped(items: list[Insight], subject: dict, with_evidence: bool) -> Insight:
+    """One item for `items` (longest wait first): how many, the first MAX_LISTED, how many escalated."""
+    escalated = sum(1 for i in items if i.facts["escalated"])
+    facts = {**items[0].facts, "backlog": True, "leads": len(items), "escalated_leads": escalated,
+             "escalated": escalated > 0, "lead_id": items[0].subject["lead_id"],
+             "listed": [{"lead_id": i.subject["lead_id"], "working_hours_waited": i.facts["working_hours_waited"]}
+                        for i in items[:MAX_LISTED]]}
+    return Insight(
+        detector=NAME, severity="critical" if escalated else "warning", audience=items[0].audience,
+        subject=subject, facts=facts, fingerprint=make_fingerprint(NAME, subject),
+        evidence={"lead_ids": [i.subject["lead_id"] for i in items]} if with_evidence else {})
 
 
 def _fill_static(state: LeadSlaState, rows: np.ndarray) -> None:
@@ -262,6 +272,8 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
         "owner_gone": state.manager_names.get(lead_manager, lead_manager) if state.gone[i] else None,
         "escalated": escalated,
     }
+    if state.gone[i]:  # whom to group it under: one item per person who left (_backlogs)
+        facts["owner_gone_id"] = lead_manager
     if data_end is not None:  # judged as of the data's end, an hour or more before now
         facts["data_end"] = data_end
     audience = Audience("manager", manager_id) if manager_id else Audience("director")

@@ -44,7 +44,13 @@ def backlog(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
     n, sla = ctx.count(f["leads"], "lead"), ctx.count(hours(f["sla_hours"]), "working_hour")
     who = f.get("manager_name") or f.get("manager_id")
-    if f["kind"] == "unassigned":
+    if f.get("owner_gone"):
+        # the name in brackets: "на сотрудника Иван Петров" would leave it undeclined
+        title = ctx.t("Заявки записаны на сотрудника, который больше не работает ({m}): {n}",
+                      "Leads still written to {m}, who no longer works here: {n}", m=name(f["owner_gone"]), n=n)
+        action = ctx.t("Передайте эти заявки работающим менеджерам и уберите сотрудника из распределения заявок в CRM.",
+                       "Reassign them to working managers and take this person out of the CRM's lead distribution.")
+    elif f["kind"] == "unassigned":
         title = ctx.t("Заявки без менеджера дольше нормы ({s}): {n}", "Leads with no manager past the target ({s}): {n}",
                       s=sla, n=n)
         action = ctx.t("Назначьте менеджеров, начиная с первой: чем дольше ждёт заявка, тем меньше шанс на сделку.",
@@ -72,10 +78,14 @@ def backlog(insight: Insight, ctx: Ctx) -> Words:
             + (ctx.t("; и ещё {k}.", "; and {n} more.", k=ctx.count(f["leads"] - len(f["listed"]), "lead"),
                      n=str(f["leads"] - len(f["listed"])))
                if f["leads"] > len(f["listed"]) else ctx.t(".", "."))]
-    if f.get("owners_gone"):
-        body.append(ctx.t("Записаны на сотрудников, которых нет среди работающих менеджеров ({m}): {k}.",
-                          "Assigned to people who are not among the working managers ({m}): {k}.",
-                          m=name(", ".join(f["owners_gone"])), k=ctx.count(f.get("owner_gone_leads") or 0, "lead")))
+    if f.get("owner_gone"):
+        body.insert(0, ctx.t("Этого сотрудника нет среди работающих менеджеров, а CRM всё ещё отдаёт ему новые заявки: "
+                             "ответить на них некому. Норма назначения — {s}.",
+                             "They are not among the working managers, yet the CRM still gives them new leads: "
+                             "nobody will answer these. The target to assign a lead is {s}.", s=sla))
+        if f.get("escalated_leads"):
+            body.append(ctx.t("Норма превышена сильно: {k}.", "Well past the target: {k}.",
+                              k=ctx.count(f["escalated_leads"], "lead")))
     if f.get("escalated_leads") and ctx.you and f["kind"] != "unassigned":
         body.append(ctx.t("Норма превышена сильно у {k} — руководитель видит и этот список.",
                           "{k} are well past the target, so the head of sales sees this list too.",

@@ -355,7 +355,7 @@ def test_a_lead_whose_owner_is_a_placeholder_is_nobodys_not_a_persons():
         LIVE,
     ])
     data.no_owner = frozenset({"No owner"})
-    found = {i.subject["lead_id"]: i for i in detect(data, LeadSlaSpec(max_leads_each=10), NOW)}
+    found = {i.evidence["lead_ids"][0]: i for i in detect(data, LeadSlaSpec(max_leads_each=10), NOW)}
     assert {k: (i.subject["kind"], i.audience.role) for k, i in found.items()} == {
         "N1": ("unassigned", "director"), "N2": ("unassigned", "director"), "N3": ("unassigned", "director"),
         "G1": ("unassigned", "director")}
@@ -366,10 +366,50 @@ def test_a_lead_whose_owner_is_a_placeholder_is_nobodys_not_a_persons():
         for word in ("No owner", "Без ответственного", "UNASSIGNED"):
             assert word not in ru and word not in en, (word, ru, en)
     assert found["G1"].facts["owner_gone"] == "Ушедший Сотрудник"
-    # more of them are one backlog item that names no placeholder among the people who left
+    # more of them are one backlog item that names no placeholder; the person who left has their own
     many = crm(managers=people, leads=[lead(f"P{k}", at(27, 9) + pd.Timedelta(minutes=10 * k), manager_id="No owner")
                                        for k in range(5)] + [lead("G1", at(27, 11), manager_id="m9"), LIVE])
     many.no_owner = frozenset({"No owner"})
-    (item,) = detect(many, LeadSlaSpec(), NOW)
-    assert item.facts["leads"] == 6 and item.facts["owners_gone"] == ["Ушедший Сотрудник"]
-    assert item.facts["owner_gone_leads"] == 1 and "No owner" not in insight_text(item, "en")
+    items = detect(many, LeadSlaSpec(), NOW)
+    (item,) = [i for i in items if i.subject.get("backlog")]
+    (left,) = [i for i in items if i.subject.get("written_to")]
+    assert item.facts["leads"] == 5 and not item.facts["owner_gone"] and "No owner" not in insight_text(item, "en")
+    assert left.subject["written_to"] == "m9" and left.evidence == {"lead_ids": ["G1"]}
+
+
+def test_leads_still_written_to_someone_who_left_are_one_director_item_per_person():
+    """The CRM's round robin keeps giving a person who left a lead a day or two: never more than
+    max_leads_each waiting at once, so each was its own director item, escalated and sent at once
+    as critical. Now the waiting leads written to one such person are one item however few,
+    the same item (fingerprint) from day to day, saying how many, the longest waits and the fix
+    in the CRM; two people who left are two items; a working manager's single lead is unchanged."""
+    people = [{"manager_id": "m1", "name": "Айгерим Садыкова"}, {"manager_id": "m2", "name": "Иван Петров", "active": False}]
+    # m2 left; the round robin still gives them a lead most working days; "x7" is in no managers file
+    robin = [lead(f"R{k}", at(d, 10 + k % 3), manager_id="m2") for k, d in enumerate((23, 24, 24, 25, 26, 27))]
+    data = crm(managers=people, leads=[*robin, lead("X1", at(26, 11), manager_id="x7"),
+                                       lead("W1", at(27, 10), manager_id="m1"), LIVE])
+    found = detect(data, LeadSlaSpec(), NOW)
+    by = {i.subject.get("written_to") or i.subject.get("lead_id"): i for i in found}
+    assert set(by) == {"m2", "x7", "W1"}, by
+    ivan = by["m2"]
+    assert ivan.audience.role == "director" and ivan.severity == "critical" and ivan.facts["leads"] == 6
+    assert sorted(ivan.evidence["lead_ids"]) == [f"R{k}" for k in range(6)]
+    assert [x["lead_id"] for x in ivan.facts["listed"]] == ["R0", "R1", "R2", "R3", "R4"]  # longest wait first
+    assert ivan.facts["escalated_leads"] == 5  # R0-R4 waited 8 working hours or more, R5 (today's) 2
+    assert by["x7"].facts["leads"] == 1 and by["x7"].facts["owner_gone"] == "x7"
+    assert by["W1"].audience.manager_id == "m1" and not by["W1"].facts.get("backlog")  # a working manager's lead
+    ru, en = (insight_text(ivan, lang).replace("\xa0", " ") for lang in ("ru", "en"))
+    assert ru.startswith("Заявки записаны на сотрудника, который больше не работает (Иван Петров): 6 заявок"), ru
+    assert "CRM всё ещё отдаёт ему новые заявки" in ru and "уберите сотрудника из распределения заявок в CRM" in ru, ru
+    assert "Дольше всех ждут: R0 (" in ru and "и ещё 1 заявка." in ru, ru
+    assert en.startswith("Leads still written to Иван Петров, who no longer works here: 6 leads"), en
+    assert "take this person out of the CRM's lead distribution" in en and "Well past the target: 5 leads." in en, en
+    # the next day, with a lead fewer waiting and a new one, it is the same item: no new critical alert
+    later = detect(crm(managers=people, leads=[*robin[1:], lead("R9", at(30, 9), manager_id="m2"),
+                                                 lead("LIVE2", at(30, 13, 50), manager_id="m1", responded=at(30, 14))]),
+                   LeadSlaSpec(), at(30, 14))
+    (again,) = [i for i in later if i.subject.get("written_to") == "m2"]
+    assert again.fingerprint == ivan.fingerprint and sorted(again.evidence["lead_ids"]) == ["R1", "R2", "R3", "R4", "R5", "R9"]
+    # one lead written to them is one item too, with the same fingerprint
+    (one,) = detect(crm(managers=people, leads=[robin[-1], LIVE]), LeadSlaSpec(), NOW)
+    assert one.fingerprint == ivan.fingerprint and one.facts["leads"] == 1
