@@ -225,9 +225,21 @@ def _backlogs(out: list[Insight], with_evidence: bool, most: int) -> list[Insigh
             continue
         subject = ({"kind": kind, "written_to": gone} if gone is not None else
                    {"kind": kind, "backlog": True, **({"manager_id": manager_id} if manager_id else {})})
-        kept.append(_grouped(items, subject, with_evidence))
-    kept.sort(key=lambda x: (-x.facts["working_hours_waited"], str(x.subject.get("lead_id") or "")))
+        grouped = _grouped(items, subject, with_evidence)
+        if gone is not None:
+            # Its longest wait rises and falls as the CRM gives the person new leads and old ones
+            # leave the lookback (12 -> 44 -> 30 h in a week), so it is no measure of "worse": the
+            # dedup's +24 h sent the same person again as a second critical. Listed, not measured.
+            del grouped.facts["working_hours_waited"]
+        kept.append(grouped)
+    kept.sort(key=lambda x: (-_longest(x), str(x.subject.get("lead_id") or "")))
     return kept
+
+
+def _longest(ins: Insight) -> float:
+    """The longest wait behind an item: its own, or the first listed lead's."""
+    f = ins.facts
+    return f["working_hours_waited"] if "working_hours_waited" in f else f["listed"][0]["working_hours_waited"]
 
 
 def _grouped(items: list[Insight], subject: dict, with_evidence: bool) -> Insight:

@@ -410,6 +410,15 @@ def test_leads_still_written_to_someone_who_left_are_one_director_item_per_perso
                    LeadSlaSpec(), at(30, 14))
     (again,) = [i for i in later if i.subject.get("written_to") == "m2"]
     assert again.fingerprint == ivan.fingerprint and sorted(again.evidence["lead_ids"]) == ["R1", "R2", "R3", "R4", "R5", "R9"]
+    # three days on, its longest wait grew by more than the dedup's 24 h: still not "worse" (the
+    # waits rise and fall as leads come and go), so no second critical alert about the same person
+    from bot.notify_log import Policy, is_worse
+    early = [i for i in detect(crm(managers=people, leads=[robin[0], lead("LIVE3", at(24, 13, 50), manager_id="m1",
+                                                                          responded=at(24, 14))]), LeadSlaSpec(), at(24, 14))]
+    assert [(i.fingerprint, i.severity, i.facts["listed"][0]["working_hours_waited"]) for i in early] == \
+        [(ivan.fingerprint, "critical", 13.0)]
+    assert ivan.facts["listed"][0]["working_hours_waited"] - 13.0 >= Policy().worse_by["lead_sla"]
+    assert not is_worse("lead_sla", early[0].facts, "critical", ivan, Policy())
     # one lead written to them is one item too, with the same fingerprint
     (one,) = detect(crm(managers=people, leads=[robin[-1], LIVE]), LeadSlaSpec(), NOW)
     assert one.fingerprint == ivan.fingerprint and one.facts["leads"] == 1

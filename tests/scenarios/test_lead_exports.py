@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 import _amocrm_export
 import _bitrix24_export
 import _web_exports
@@ -223,8 +225,8 @@ def test_leads_still_written_to_a_deactivated_user_go_to_the_director(tmp_path):
     """Pipedrive keeps a deactivated user's name on their leads (and its round robin may still
     give them new ones); the users page marks them inactive. Those leads were "assigned", so
     nobody was told (a manager item with no recipient, or nothing when answers are unknown).
-    Now each lead of the week written to that person is the director's, saying to whom it is
-    written and that nobody will answer it; the working managers' leads stay quiet."""
+    Now the leads of the week written to that person are one director item, naming them, saying
+    nobody will answer and what to fix in the CRM; the working managers' leads stay quiet."""
     x = LeadExport("pipedrive", spec(6))
     config, truth = exported(tmp_path, x, extra="[detectors.lead_score]\nenabled = true\n", departed=1)
     gone = truth["name_of"]["m6"]
@@ -237,15 +239,35 @@ def test_leads_still_written_to_a_deactivated_user_go_to_the_director(tmp_path):
     items, err = scan(config, now)
     leads = [i for i in items if i["detector"] == "lead_sla"]
     assert lead_alerts(items) == dict.fromkeys(theirs, "unassigned")
-    assert all(i["audience"]["role"] == "director" for i in leads), leads
-    if len(theirs) > 3:  # one backlog item, naming the person
-        assert len(leads) == 1 and leads[0]["facts"]["owners_gone"] == [gone], leads
-        line = f"Записаны на сотрудников, которых нет среди работающих менеджеров ({gone}): {len(theirs)}\xa0заяв"
-        assert line in leads[0]["text"], leads[0]["text"]
-    else:
-        assert all(i["facts"]["owner_gone"] == gone for i in leads), leads
-        assert f"записана на сотрудника, которого нет среди работающих менеджеров ({gone}): ответить некому" \
-            in leads[0]["text"], leads[0]["text"]
+    (item,) = leads
+    assert item["audience"]["role"] == "director" and item["subject"]["written_to"] == gone, item
+    assert item["facts"]["leads"] == len(theirs) and item["facts"]["owner_gone"] == gone, item["facts"]
+    assert item["text"].startswith(f"Заявки записаны на сотрудника, который больше не работает ({gone}): "
+                                   f"{len(theirs)}\xa0заяв"), item["text"]
+    assert "уберите сотрудника из распределения заявок в CRM" in item["text"], item["text"]
+
+
+ONLY_LEAD_SLA = ("conversion_drop", "manager_load", "loss_reasons", "stalled_deal", "silent_client")
+
+
+@pytest.mark.parametrize("crm", ["pipedrive", "hubspot"])
+def test_six_weeks_of_leads_given_to_a_user_who_left_are_one_alert_not_one_per_lead(tmp_path, crm):
+    """The CRM's round robin gives a user who left a lead every day or two for weeks. Each was
+    the director's own item, escalated and sent at once as critical (8 of 9 director items over
+    these six weeks were criticals sent at once): the person is one item, one critical alert,
+    reminded as any open item, and the replay's every lead of theirs is still behind it."""
+    x = LeadExport(crm, spec(6))
+    only_leads = "".join(f"[detectors.{d}]\nenabled = false\n" for d in ONLY_LEAD_SLA)  # the director's items are lead_sla's
+    config, truth = exported(tmp_path, x, extra=only_leads, departed=1)
+    gone = truth["name_of"]["m6"]
+    rc, out, err = run_cli("backtest", "--config", str(config), "--from", "2026-10-12", "--to", "2026-11-20",
+                           "--format", "json")
+    assert rc == 0, err
+    director = json.loads(out)["recipients"]["director"]
+    assert director["critical_at_once"] <= 1 and director["items"] <= 3, director
+    items, _ = scan(config, datetime(2026, 11, 20, 9, 0, tzinfo=UTC))
+    (item,) = [i for i in items if i["detector"] == "lead_sla" and i["facts"].get("owner_gone")]
+    assert item["subject"]["written_to"] in (gone, truth["name_of"].get("m6")) and item["severity"] == "critical", item
 
 
 # --- a lead flood stays within the daily budget -------------------------------------------------------
