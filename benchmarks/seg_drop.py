@@ -234,8 +234,41 @@ def gate(mod, data, spec, kind: str = "mix") -> str:
     elif mix is not None and explains:
         return f"said as a mix shift ({mix['dim']} {mix['seg']}, CMH p {mix['p_within']:.2g})"
     elif KINDS[kind][1] is not None:
-        return "said, not named"
+        return f"said, not named ({driver_why(mod, p, state, now_ns, *KINDS[kind][1])})"
     return "said"
+
+
+def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
+    """The first step of the driver test for segment (dim, value): its counts and the rest's, the
+    two one-sided likelihood-ratio p's (points, log ratio), q in its family and the family's size,
+    its share of the drop, and the gate that stopped it (q, share, newest: its newest deals show
+    the dip over, or "passed" when a later rule, e.g. _unconfounded, chose another)."""
+    spec = state.spec
+    s = int(np.flatnonzero(np.asarray(state.seg_dims[dim][1]) == value)[0])
+    fam = [(d, int(k)) for d, sc in p.segs.items() for k in np.flatnonzero(
+        (sc.bn[:-1] >= spec.min_segment_deals) & (sc.rn[:-1] >= spec.min_segment_deals))]
+    if (dim, s) not in fam:
+        return "below min_segment_deals"
+    cells = np.array([[getattr(p.segs[d], a)[k] for a in ("bx", "bn", "rx", "rn")] for d, k in fam], dtype=float)
+    t = p.total
+    pv = mod._interaction_pvalues(mod.Counts(*cells.T), mod.Counts(*(np.repeat(getattr(t, a), len(fam))
+                                                                     for a in ("bx", "bn", "rx", "rn"))))
+    q = mod.bh_qvalues(pv)
+    j = fam.index((dim, s))
+    seg, rest = cells[j], cells[j].copy()
+    rest = [float(getattr(t, a)[0]) - x for a, x in zip(("bx", "bn", "rx", "rn"), seg)]
+    g = [tuple(np.array([c[i] + add]) for i, add in enumerate((mod._PSEUDO, 2 * mod._PSEUDO, mod._PSEUDO, 2 * mod._PSEUDO)))
+         for c in (seg, rest)]
+    p_pts, p_rel = (float(mod.ndtr(-mod._equal_gap_z(g, ratio=r))[0]) for r in (False, True))
+    drop = float(t.rates()[0][0] - t.rates()[1][0])
+    share = seg[3] * (seg[0] / seg[1] - seg[2] / seg[3]) / (t.rn[0] * drop)
+    newest_off = mod._gainsaid(mod._newest_check(p, now_ns, (dim, s)), spec)
+    why = ("q" if q[j] > spec.segment_fdr else "share" if share < spec.min_driver_share
+           else "newest" if newest_off else "passed")
+    weaker = "points" if p_pts >= p_rel else "relative"
+    return (f"{value} {int(seg[0])}/{int(seg[1])} -> {int(seg[2])}/{int(seg[3])} vs rest {int(rest[0])}/{int(rest[1])} -> "
+            f"{int(rest[2])}/{int(rest[3])}; p pts {p_pts:.2g} rel {p_rel:.2g} (weaker: {weaker}); q {q[j]:.2g} of "
+            f"{len(fam)}, rank {int((pv < pv[j]).sum()) + 1}; share {share:.2f}; stopped by {why}")
 
 
 def calm_folder(cache: Path, seed: int) -> Path:
