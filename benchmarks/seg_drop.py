@@ -253,6 +253,13 @@ def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
     t = p.total
     pv = mod._interaction_pvalues(mod.Counts(*cells.T), mod.Counts(*(np.repeat(getattr(t, a), len(fam))
                                                                      for a in ("bx", "bn", "rx", "rn"))))
+    lr = np.ones(len(fam))
+    if hasattr(mod, "_vs_rest_lr") and spec.confirm_p < 1:  # the newest deals weigh the test
+        for i, c in enumerate(cells):
+            rest_i = mod.Counts(*(np.asarray(getattr(t, a)) - c[k] for k, a in enumerate(("bx", "bn", "rx", "rn"))))
+            lr[i] = min(mod._vs_rest_lr(mod.Counts(*(c[k:k + 1] for k in range(4))), rest_i,
+                                        *mod._newest_moves(p, now_ns, fam[i], []), p.phi), mod.NEWEST_LR_CAP)
+        pv = np.minimum(1.0, pv / lr)
     q = mod.bh_qvalues(pv)
     j = fam.index((dim, s))
     seg, rest = cells[j], cells[j].copy()
@@ -268,7 +275,7 @@ def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
     weaker = "points" if p_pts >= p_rel else "relative"
     return (f"{value} {int(seg[0])}/{int(seg[1])} -> {int(seg[2])}/{int(seg[3])} vs rest {int(rest[0])}/{int(rest[1])} -> "
             f"{int(rest[2])}/{int(rest[3])}; p pts {p_pts:.2g} rel {p_rel:.2g} (weaker: {weaker}); q {q[j]:.2g} of "
-            f"{len(fam)}, rank {int((pv < pv[j]).sum()) + 1}; share {share:.2f}; stopped by {why}")
+            f"{len(fam)}, rank {int((pv < pv[j]).sum()) + 1}; newest lr {lr[j]:.3g}; share {share:.2f}; stopped by {why}")
 
 
 def calm_folder(cache: Path, seed: int) -> Path:

@@ -1191,6 +1191,12 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
         if big.any():  # one vectorised call for the step's candidates
             one = Counts(*(cells[big, j] for j in range(4)))
             out[big] = _interaction_pvalues(one, Counts(*(np.repeat(getattr(total, a), big.sum()) for a in ("bx", "bn", "rx", "rn"))))
+            if spec.confirm_p < 1:  # the newest deals weigh each test, as a segment's own drop
+                for j in np.flatnonzero(big):
+                    seg = Counts(*(cells[j, i:i + 1] for i in range(4)))
+                    rest = Counts(*(np.asarray(getattr(total, a)) - cells[j, i] for i, a in enumerate(("bx", "bn", "rx", "rn"))))
+                    moved, share = _newest_moves(p, now_ns, left[j], chosen)
+                    out[j] = min(1.0, out[j] / min(_vs_rest_lr(seg, rest, moved, share, p.phi), NEWEST_LR_CAP))
         return out
 
     def still_falls(chosen) -> bool:
@@ -1225,6 +1231,43 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
             "q_value": q, "method": DRIVER_METHOD,
         })
     return drivers
+
+
+def _newest_moves(p: _Pair, now_ns: int, segment: tuple[str, int], chosen) -> tuple[np.ndarray, np.ndarray]:
+    """A segment's newest deals outside the `chosen` segments: which moved on so far, and the
+    share of its baseline deals that moved on within as long (as _newest_check)."""
+    c = p.c
+    dim, s = segment
+    end = int(np.searchsorted(c.entry, now_ns, side="left"))
+    new = c.codes[dim][p.hi:end] == s
+    for d, k, _q in chosen:
+        new &= c.codes[d][p.hi:end] != k
+    entry, after = c.entry[p.hi:end][new], c.moved_after[p.hi:end][new]
+    base = np.sort(c.moved_after[p.lo:p.mid][c.codes[dim][p.lo:p.mid] == s])
+    tau = np.minimum(now_ns - entry, c.horizon_days * NS_PER_DAY)
+    return (after != _NEVER) & (after <= tau), np.searchsorted(base, tau, side="right") / max(len(base), 1)
+
+
+def _vs_rest_lr(seg: Counts, rest: Counts, moved: np.ndarray, share: np.ndarray, phi: float) -> float:
+    """How much likelier a segment's newest deals' moves are at its own recent cohort's pace than
+    at the rest's: each deal moves on with the baseline's chance F(tau) x the segment's
+    recent/baseline rate ratio, or x the rest's (half a deal added to each count, both at most 1).
+    Bernoulli likelihoods, the log ratio divided by the pair's overdispersion.
+
+    Why: the driver test's null is "the segment fell as the rest did", and under it this ratio
+    averages 1 over the newest deals (not in the tested cohorts; "about": both paces are taken
+    from the cohorts), so p / ratio stays about a p-value, as for a segment's own drop
+    (_weigh_by_newest, whose ratio is against the baseline's pace: under a uniform drop every
+    segment's newest deals slow, and that ratio would name one)."""
+    def ratio(x: Counts) -> float:
+        r = ((float(x.rx[0]) + 0.5) / (float(x.rn[0]) + 1.0)) / ((float(x.bx[0]) + 0.5) / (float(x.bn[0]) + 1.0))
+        return min(r, 1.0)
+    r1, r0 = ratio(seg), ratio(rest)
+    if len(moved) == 0 or r1 == r0:
+        return 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_lr = np.where(moved, math.log(r1 / r0), np.log1p(-share * r1) - np.log1p(-share * r0))
+    return float(np.exp(np.clip(float(np.nansum(log_lr)) / max(phi, 1.0), -700.0, 700.0)))
 
 
 def _segment_names(state: Prepared, dim: str, s: int) -> dict:

@@ -19,7 +19,7 @@ from _builders_conv import company
 from detectors import run_detectors
 from detectors.conversion_drop import (
     MIX_CONFIRM_P, ConversionDropSpec, Counts, _as_before_lr, _interaction_pvalues, _learn_horizon, _mix_newest,
-    detect,
+    _vs_rest_lr, detect,
 )
 from detectors.stats import NS_PER_DAY
 from detectors.working_hours import WorkCalendar
@@ -644,3 +644,25 @@ def test_deals_whose_owner_names_nobody_are_no_managers_segment():
     person = at_new(detect(company(12, owner_falls("m9"), managers=_a_fifth_to("m9"), n=1800), SPEC, NOW))
     named = [i.subject.get("segment") for i in person] + [d["segment"] for i in person for d in i.facts["drivers"]]
     assert "m9" in named, [(i.facts["kind"], i.subject) for i in person]
+
+
+def _one(bx, bn, rx, rn) -> Counts:
+    return Counts(*(np.array([v]) for v in (bx, bn, rx, rn)))
+
+
+def test_a_drivers_newest_deals_weigh_it_only_by_falling_more_than_the_rest():
+    """The driver test's newest-deal ratio is against the rest's drop, not the baseline's pace:
+    when every segment fell alike (a uniform drop) the newest deals cannot single one out; when
+    the segment fell 60% -> 20% and the rest held, newest deals at 20% carry it and newest deals
+    at the rest's pace count against it; and under "it fell as the rest did" the ratio, capped
+    as the detector caps it, averages at most 1 (so p / ratio stays a p-value)."""
+    rng = np.random.default_rng(5)
+    share = rng.uniform(0.2, 0.9, 40)  # baseline chance of having moved on by each deal's age
+    for moved in (np.zeros(40, dtype=bool), np.ones(40, dtype=bool)):  # however its newest deals move
+        assert 0.95 < _vs_rest_lr(_one(600, 1000, 390, 1000), _one(3000, 5000, 1950, 5000), moved, share, 1.0) < 1.05
+    seg, rest = _one(120, 200, 16, 80), _one(300, 500, 96, 200)  # 60% -> 20% against 60% -> 48%
+    assert _vs_rest_lr(seg, rest, rng.random(40) < share * 0.33, share, 1.0) > 5
+    assert _vs_rest_lr(seg, rest, rng.random(40) < share * 0.8, share, 1.0) < 0.2
+    under_null = [_vs_rest_lr(seg, rest, rng.random(40) < share * 0.8, share, 1.0) for _ in range(4000)]
+    assert np.mean(np.minimum(under_null, 10.0)) <= 1.0  # capped as in the detector: at most 1
+    assert np.mean(np.array(under_null) >= 10.0) <= 0.1  # so the cap's tenfold boost is rare
