@@ -256,8 +256,7 @@ def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
     lr = np.ones(len(fam))
     if hasattr(mod, "_vs_rest_lr") and spec.confirm_p < 1:  # the newest deals weigh the test
         for i, c in enumerate(cells):
-            rest_i = mod.Counts(*(np.asarray(getattr(t, a)) - c[k] for k, a in enumerate(("bx", "bn", "rx", "rn"))))
-            lr[i] = min(mod._vs_rest_lr(mod.Counts(*(c[k:k + 1] for k in range(4))), rest_i,
+            lr[i] = min(mod._vs_rest_lr(mod.Counts(*(c[k:k + 1] for k in range(4))), t,
                                         *mod._newest_moves(p, now_ns, fam[i], []), p.phi), mod.NEWEST_LR_CAP)
         pv = np.minimum(1.0, pv / lr)
     q = mod.bh_qvalues(pv)
@@ -393,8 +392,9 @@ def replay(folder: Path, spec, days: int = 123, first=None, mod=cd):
         day = d.date().isoformat()
         insights = mod.detect_at(state, d, with_evidence=False)
         said = [i for i in insights if i.facts["kind"] != "segment_drop"]
-        if said:  # "+mix": confirmed only by the newest deals' mix (_mix_persists)
-            overall.append(day + ("+mix" if any("mix" in (i.facts["newest"] or {}) for i in said) else ""))
+        if said:  # "+mix": confirmed only by the newest deals' mix (_mix_persists); "+D": names a driver
+            overall.append(day + ("+mix" if any("mix" in (i.facts["newest"] or {}) for i in said) else "")
+                           + "".join(f"+{d['segment_id']}" for i in said for d in i.facts.get("drivers") or []))
         segments += [(day, i.subject["dimension"], i.subject["segment"], round(i.facts["q_value"], 4),
                       i.facts["newest"]["p_value"] and round(i.facts["newest"]["p_value"], 3))
                      for i in insights if i.facts["kind"] == "segment_drop"]
@@ -422,7 +422,8 @@ def calm(args) -> None:
         lv, sv = loud[variant], seg_loud[variant]
         print(f"{variant} calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(lv)} companies on "
               f"{sum(map(len, lv.values()))} days ({sum(d.endswith('+mix') for v in lv.values() for d in v)} "
-              f"confirmed by the newest deals' mix alone); segment drops {len(sv)} companies on "
+              f"confirmed by the newest deals' mix alone; {sum(d.count('+') - d.endswith('+mix') for v in lv.values() for d in v)} "
+              f"drivers named on them); segment drops {len(sv)} companies on "
               f"{len({(s, d[0]) for s, v in sv.items() for d in v})} days; "
               f"managers named on {len({(s, d[0]) for s, v in sv.items() for d in v if d[1] == 'manager'})} days")
 

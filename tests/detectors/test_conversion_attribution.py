@@ -651,18 +651,20 @@ def _one(bx, bn, rx, rn) -> Counts:
 
 
 def test_a_drivers_newest_deals_weigh_it_only_by_falling_more_than_the_rest():
-    """The driver test's newest-deal ratio is against the rest's drop, not the baseline's pace:
-    when every segment fell alike (a uniform drop) the newest deals cannot single one out; when
-    the segment fell 60% -> 20% and the rest held, newest deals at 20% carry it and newest deals
-    at the rest's pace count against it; and under "it fell as the rest did" the ratio, capped
-    as the detector caps it, averages at most 1 (so p / ratio stays a p-value)."""
+    """The driver test's newest-deal ratio is against the pooled drop (the null "it fell as the
+    rest did"), not the baseline's pace: when every segment fell alike (a uniform drop) the
+    newest deals cannot single one out, however they move; when the segment fell 60% -> 20%
+    and the rest 60% -> 48%, newest deals at 20% carry it and newest deals at the rest's pace
+    count against it; and at the pooled pace the ratio, capped as the detector caps it,
+    averages at most 1 (so p / ratio stays about a p-value)."""
     rng = np.random.default_rng(5)
     share = rng.uniform(0.2, 0.9, 40)  # baseline chance of having moved on by each deal's age
-    for moved in (np.zeros(40, dtype=bool), np.ones(40, dtype=bool)):  # however its newest deals move
-        assert 0.95 < _vs_rest_lr(_one(600, 1000, 390, 1000), _one(3000, 5000, 1950, 5000), moved, share, 1.0) < 1.05
-    seg, rest = _one(120, 200, 16, 80), _one(300, 500, 96, 200)  # 60% -> 20% against 60% -> 48%
-    assert _vs_rest_lr(seg, rest, rng.random(40) < share * 0.33, share, 1.0) > 5
-    assert _vs_rest_lr(seg, rest, rng.random(40) < share * 0.8, share, 1.0) < 0.2
-    under_null = [_vs_rest_lr(seg, rest, rng.random(40) < share * 0.8, share, 1.0) for _ in range(4000)]
+    alike, pooled_alike = _one(600, 1000, 390, 1000), _one(3600, 6000, 2340, 6000)
+    for moved in (np.zeros(40, dtype=bool), np.ones(40, dtype=bool)):
+        assert 0.95 < _vs_rest_lr(alike, pooled_alike, moved, share, 1.0) < 1.05
+    seg, pooled = _one(120, 200, 16, 80), _one(420, 700, 112, 280)  # the rest: 300/500 -> 96/200
+    assert _vs_rest_lr(seg, pooled, rng.random(40) < share * 0.33, share, 1.0) > 5
+    assert _vs_rest_lr(seg, pooled, rng.random(40) < share * 0.8, share, 1.0) < 0.2
+    under_null = [_vs_rest_lr(seg, pooled, rng.random(40) < share * 0.667, share, 1.0) for _ in range(4000)]
     assert np.mean(np.minimum(under_null, 10.0)) <= 1.0  # capped as in the detector: at most 1
     assert np.mean(np.array(under_null) >= 10.0) <= 0.1  # so the cap's tenfold boost is rare
