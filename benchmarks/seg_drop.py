@@ -256,6 +256,8 @@ def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
     lr = np.ones(len(fam))
     if hasattr(mod, "_vs_rest_lr") and spec.confirm_p < 1:  # the newest deals weigh the test
         for i, c in enumerate(cells):
+            if fam[i][0] in mod.STRICT_DIMENSIONS:
+                continue
             lr[i] = min(mod._vs_rest_lr(mod.Counts(*(c[k:k + 1] for k in range(4))), t,
                                         *mod._newest_moves(p, now_ns, fam[i], []), p.phi), mod.NEWEST_LR_CAP)
         pv = np.minimum(1.0, pv / lr)

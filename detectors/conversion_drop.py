@@ -1192,7 +1192,9 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
             one = Counts(*(cells[big, j] for j in range(4)))
             out[big] = _interaction_pvalues(one, Counts(*(np.repeat(getattr(total, a), big.sum()) for a in ("bx", "bn", "rx", "rn"))))
             if spec.confirm_p < 1:  # the newest deals weigh each test, as a segment's own drop
-                for j in np.flatnonzero(big):
+                # but not a person's: a calm company's chance dip (seed 90) named m8, his newest
+                # deals slow by chance too; naming a person is the costlier mistake
+                for j in np.flatnonzero(big & np.array([d not in STRICT_DIMENSIONS for d, _s in left])):
                     seg = Counts(*(cells[j, i:i + 1] for i in range(4)))
                     moved, share = _newest_moves(p, now_ns, left[j], chosen)
                     out[j] = min(1.0, out[j] / min(_vs_rest_lr(seg, total, moved, share, p.phi), NEWEST_LR_CAP))
