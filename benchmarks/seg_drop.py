@@ -28,7 +28,8 @@ volume: found, false segments (named but drove nothing) and insights on untouche
 --against REV also runs conversion_drop as of git revision REV on the same exports, so a change
 is measured before/after in one run. A missed drop says the gate that stopped it (gate(): for
 uniform and source drops, which part of the newest deals' confirmation);
-calm says the days whose overall drop only the newest deals' mix confirmed ("+mix").
+calm says the days whose overall drop only the newest deals' mix confirmed ("+mix") and the
+drivers it named ("+Сайт": on a calm company, each one is a false driver).
 """
 from __future__ import annotations
 
@@ -199,7 +200,8 @@ def gate(mod, data, spec, kind: str = "mix") -> str:
     (today: today's newest deals, clear: q <= clear_q but today's lean the other way, looks:
     a weekly look back failed) and each look's p; then for a mix shift: no mix (no segment
     gained share and converts worse), within (the within-segment drop held, CMH: worded as a
-    drop); for a drop: said as a mix shift; for a segment's drop: said, but it is not named."""
+    drop); for a drop: said as a mix shift; for a segment's drop: said, but it is not named, with the first
+    step of its driver test (driver_why)."""
     state = mod.prepare(data, spec, as_of=int(NOW.timestamp() * 1e9))
     now_ns = state.clock(NOW)
     pairs = [mod._pair_at(i, c, state, now_ns) for i, c in enumerate(state.pairs)]
@@ -253,17 +255,9 @@ def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
     t = p.total
     pv = mod._interaction_pvalues(mod.Counts(*cells.T), mod.Counts(*(np.repeat(getattr(t, a), len(fam))
                                                                      for a in ("bx", "bn", "rx", "rn"))))
-    lr = np.ones(len(fam))
-    if hasattr(mod, "_vs_rest_lr") and spec.confirm_p < 1:  # the newest deals weigh the test
-        for i, c in enumerate(cells):
-            if fam[i][0] in mod.STRICT_DIMENSIONS:
-                continue
-            lr[i] = min(mod._vs_rest_lr(mod.Counts(*(c[k:k + 1] for k in range(4))), t,
-                                        *mod._newest_moves(p, now_ns, fam[i], []), p.phi), mod.NEWEST_LR_CAP)
-        pv = np.minimum(1.0, pv / lr)
     q = mod.bh_qvalues(pv)
     j = fam.index((dim, s))
-    seg, rest = cells[j], cells[j].copy()
+    seg = cells[j]
     rest = [float(getattr(t, a)[0]) - x for a, x in zip(("bx", "bn", "rx", "rn"), seg)]
     g = [tuple(np.array([c[i] + add]) for i, add in enumerate((mod._PSEUDO, 2 * mod._PSEUDO, mod._PSEUDO, 2 * mod._PSEUDO)))
          for c in (seg, rest)]
@@ -276,7 +270,7 @@ def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
     weaker = "points" if p_pts >= p_rel else "relative"
     return (f"{value} {int(seg[0])}/{int(seg[1])} -> {int(seg[2])}/{int(seg[3])} vs rest {int(rest[0])}/{int(rest[1])} -> "
             f"{int(rest[2])}/{int(rest[3])}; p pts {p_pts:.2g} rel {p_rel:.2g} (weaker: {weaker}); q {q[j]:.2g} of "
-            f"{len(fam)}, rank {int((pv < pv[j]).sum()) + 1}; newest lr {lr[j]:.3g}; share {share:.2f}; stopped by {why}")
+            f"{len(fam)}, rank {int((pv < pv[j]).sum()) + 1}; share {share:.2f}; stopped by {why}")
 
 
 def calm_folder(cache: Path, seed: int) -> Path:
@@ -424,7 +418,7 @@ def calm(args) -> None:
         lv, sv = loud[variant], seg_loud[variant]
         print(f"{variant} calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(lv)} companies on "
               f"{sum(map(len, lv.values()))} days ({sum(d.endswith('+mix') for v in lv.values() for d in v)} "
-              f"confirmed by the newest deals' mix alone; {sum(d.count('+') - d.endswith('+mix') for v in lv.values() for d in v)} "
+              f"confirmed by the newest deals' mix alone; {sum(x != 'mix' for v in lv.values() for d in v for x in d.split('+')[1:])} "
               f"drivers named on them); segment drops {len(sv)} companies on "
               f"{len({(s, d[0]) for s, v in sv.items() for d in v})} days; "
               f"managers named on {len({(s, d[0]) for s, v in sv.items() for d in v if d[1] == 'manager'})} days")

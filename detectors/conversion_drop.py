@@ -1168,6 +1168,16 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
     # the test. The price, in power: on held-out seeds a one-source drop (Сайт 60% -> 20%) lost
     # its driver on 2 more of 80 at 400 deals a month and 3 more at 250, a confounded source
     # (Instagram) on 2 of 80 at 250 (p 0.0008-0.0013 in a family of ~16); the drop is still said.
+    # Of the Сайт drops said without naming Сайт (seeds 200-289, 12 of 180), Сайт ranked first
+    # in its family of 15-16 every time, stopped by q alone (0.011-0.62; p 0.0007-0.08, the
+    # points side always the weaker, its share 0.52-0.85): the rest's cohort had dipped
+    # by chance. Measured and not adopted (`benchmarks/seg_drop.py planted --kinds ...`, commit
+    # 6f9095c): dividing a source's or region's p by its newest deals' likelihood ratio against
+    # the pooled drop (capped at NEWEST_LR_CAP) found 5 more Сайт and 2 more confounded
+    # Instagram drops in 180 each, but named Сайт on a uniform x0.65 drop (seed 224 at 400: its
+    # 26 newest deals moved on 3 times, 6 expected) and, weighing managers too, m8 on 2 days of a
+    # calm replay (seed 90). Weighing the family by dimension gains nothing here: sources,
+    # managers and regions each hold about 5 of the 16 (Сайт's q 0.012 -> 0.011).
     candidates, shares = [], {}
     for dim, sc in p.segs.items():
         k = len(sc.bn) - 1
@@ -1191,13 +1201,6 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
         if big.any():  # one vectorised call for the step's candidates
             one = Counts(*(cells[big, j] for j in range(4)))
             out[big] = _interaction_pvalues(one, Counts(*(np.repeat(getattr(total, a), big.sum()) for a in ("bx", "bn", "rx", "rn"))))
-            if spec.confirm_p < 1:  # the newest deals weigh each test, as a segment's own drop
-                # but not a person's: a calm company's chance dip (seed 90) named m8, his newest
-                # deals slow by chance too; naming a person is the costlier mistake
-                for j in np.flatnonzero(big & np.array([d not in STRICT_DIMENSIONS for d, _s in left])):
-                    seg = Counts(*(cells[j, i:i + 1] for i in range(4)))
-                    moved, share = _newest_moves(p, now_ns, left[j], chosen)
-                    out[j] = min(1.0, out[j] / min(_vs_rest_lr(seg, total, moved, share, p.phi), NEWEST_LR_CAP))
         return out
 
     def still_falls(chosen) -> bool:
@@ -1232,48 +1235,6 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
             "q_value": q, "method": DRIVER_METHOD,
         })
     return drivers
-
-
-def _newest_moves(p: _Pair, now_ns: int, segment: tuple[str, int], chosen) -> tuple[np.ndarray, np.ndarray]:
-    """A segment's newest deals outside the `chosen` segments: which moved on so far, and the
-    share of its baseline deals that moved on within as long (as _newest_check)."""
-    c = p.c
-    dim, s = segment
-    end = int(np.searchsorted(c.entry, now_ns, side="left"))
-    new = c.codes[dim][p.hi:end] == s
-    for d, k, _q in chosen:
-        new &= c.codes[d][p.hi:end] != k
-    entry, after = c.entry[p.hi:end][new], c.moved_after[p.hi:end][new]
-    base = np.sort(c.moved_after[p.lo:p.mid][c.codes[dim][p.lo:p.mid] == s])
-    tau = np.minimum(now_ns - entry, c.horizon_days * NS_PER_DAY)
-    return (after != _NEVER) & (after <= tau), np.searchsorted(base, tau, side="right") / max(len(base), 1)
-
-
-def _vs_rest_lr(seg: Counts, pooled: Counts, moved: np.ndarray, share: np.ndarray, phi: float) -> float:
-    """How much likelier a segment's newest deals' moves are at its own recent cohort's pace than
-    at the pooled drop of the deals tested (the segment's and the rest's): each deal moves on with
-    the baseline's chance F(tau) x the segment's recent/baseline rate ratio, or x the pooled one
-    (half a deal added to each count, both at most 1). Bernoulli likelihoods, the log ratio
-    divided by the pair's overdispersion.
-
-    Why: the driver test's null is "the segment fell as the rest did", and under it this ratio
-    averages about 1 over the newest deals (not in the tested cohorts; "about": both paces are
-    taken from the cohorts), so p / ratio stays about a p-value, as for a segment's own drop
-    (_weigh_by_newest, whose ratio is against the baseline's pace: under a uniform drop every
-    segment's newest deals slow, and that ratio would name one). The null's pace is the pooled
-    drop, its estimate under "the same drop", not the rest's: a small p picks the runs where the
-    rest's cohort fell less than it truly did, and the newest deals, at the true pace, then look
-    like the segment's (planted x0.65 drop, seed 224 at 400 a month: Сайт 55% -> 29% against the
-    rest's 53% -> 47%, ratio 10 against the rest, and Сайт was named)."""
-    def ratio(x: Counts) -> float:
-        r = ((float(x.rx[0]) + 0.5) / (float(x.rn[0]) + 1.0)) / ((float(x.bx[0]) + 0.5) / (float(x.bn[0]) + 1.0))
-        return min(r, 1.0)
-    r1, r0 = ratio(seg), ratio(pooled)
-    if len(moved) == 0 or r1 == r0:
-        return 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_lr = np.where(moved, math.log(r1 / r0), np.log1p(-share * r1) - np.log1p(-share * r0))
-    return float(np.exp(np.clip(float(np.nansum(log_lr)) / max(phi, 1.0), -700.0, 700.0)))
 
 
 def _segment_names(state: Prepared, dim: str, s: int) -> dict:

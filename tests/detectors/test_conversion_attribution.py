@@ -19,7 +19,7 @@ from _builders_conv import company
 from detectors import run_detectors
 from detectors.conversion_drop import (
     MIX_CONFIRM_P, ConversionDropSpec, Counts, _as_before_lr, _interaction_pvalues, _learn_horizon, _mix_newest,
-    _vs_rest_lr, detect,
+    detect,
 )
 from detectors.stats import NS_PER_DAY
 from detectors.working_hours import WorkCalendar
@@ -644,27 +644,3 @@ def test_deals_whose_owner_names_nobody_are_no_managers_segment():
     person = at_new(detect(company(12, owner_falls("m9"), managers=_a_fifth_to("m9"), n=1800), SPEC, NOW))
     named = [i.subject.get("segment") for i in person] + [d["segment"] for i in person for d in i.facts["drivers"]]
     assert "m9" in named, [(i.facts["kind"], i.subject) for i in person]
-
-
-def _one(bx, bn, rx, rn) -> Counts:
-    return Counts(*(np.array([v]) for v in (bx, bn, rx, rn)))
-
-
-def test_a_drivers_newest_deals_weigh_it_only_by_falling_more_than_the_rest():
-    """The driver test's newest-deal ratio is against the pooled drop (the null "it fell as the
-    rest did"), not the baseline's pace: when every segment fell alike (a uniform drop) the
-    newest deals cannot single one out, however they move; when the segment fell 60% -> 20%
-    and the rest 60% -> 48%, newest deals at 20% carry it and newest deals at the rest's pace
-    count against it; and at the pooled pace the ratio, capped as the detector caps it,
-    averages at most 1 (so p / ratio stays about a p-value)."""
-    rng = np.random.default_rng(5)
-    share = rng.uniform(0.2, 0.9, 40)  # baseline chance of having moved on by each deal's age
-    alike, pooled_alike = _one(600, 1000, 390, 1000), _one(3600, 6000, 2340, 6000)
-    for moved in (np.zeros(40, dtype=bool), np.ones(40, dtype=bool)):
-        assert 0.95 < _vs_rest_lr(alike, pooled_alike, moved, share, 1.0) < 1.05
-    seg, pooled = _one(120, 200, 16, 80), _one(420, 700, 112, 280)  # the rest: 300/500 -> 96/200
-    assert _vs_rest_lr(seg, pooled, rng.random(40) < share * 0.33, share, 1.0) > 5
-    assert _vs_rest_lr(seg, pooled, rng.random(40) < share * 0.8, share, 1.0) < 0.2
-    under_null = [_vs_rest_lr(seg, pooled, rng.random(40) < share * 0.667, share, 1.0) for _ in range(4000)]
-    assert np.mean(np.minimum(under_null, 10.0)) <= 1.0  # capped as in the detector: at most 1
-    assert np.mean(np.array(under_null) >= 10.0) <= 0.1  # so the cap's tenfold boost is rare
