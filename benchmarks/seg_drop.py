@@ -28,7 +28,8 @@ volume: found, false segments (named but drove nothing) and insights on untouche
 --against REV also runs conversion_drop as of git revision REV on the same exports, so a change
 is measured before/after in one run. A missed drop says the gate that stopped it (gate(): for
 uniform and source drops, which part of the newest deals' confirmation);
-calm says the days whose overall drop only the newest deals' mix confirmed ("+mix").
+calm says the days whose overall drop only the newest deals' mix confirmed ("+mix") and the
+drivers it named ("+Сайт": on a calm company, each one is a false driver).
 """
 from __future__ import annotations
 
@@ -199,7 +200,8 @@ def gate(mod, data, spec, kind: str = "mix") -> str:
     (today: today's newest deals, clear: q <= clear_q but today's lean the other way, looks:
     a weekly look back failed) and each look's p; then for a mix shift: no mix (no segment
     gained share and converts worse), within (the within-segment drop held, CMH: worded as a
-    drop); for a drop: said as a mix shift; for a segment's drop: said, but it is not named."""
+    drop); for a drop: said as a mix shift; for a segment's drop: said, but it is not named, with the first
+    step of its driver test (driver_why)."""
     state = mod.prepare(data, spec, as_of=int(NOW.timestamp() * 1e9))
     now_ns = state.clock(NOW)
     pairs = [mod._pair_at(i, c, state, now_ns) for i, c in enumerate(state.pairs)]
@@ -234,8 +236,41 @@ def gate(mod, data, spec, kind: str = "mix") -> str:
     elif mix is not None and explains:
         return f"said as a mix shift ({mix['dim']} {mix['seg']}, CMH p {mix['p_within']:.2g})"
     elif KINDS[kind][1] is not None:
-        return "said, not named"
+        return f"said, not named ({driver_why(mod, p, state, now_ns, *KINDS[kind][1])})"
     return "said"
+
+
+def driver_why(mod, p, state, now_ns, dim: str, value: str) -> str:
+    """The first step of the driver test for segment (dim, value): its counts and the rest's, the
+    two one-sided likelihood-ratio p's (points, log ratio), q in its family and the family's size,
+    its share of the drop, and the gate that stopped it (q, share, newest: its newest deals show
+    the dip over, or "passed" when a later rule, e.g. _unconfounded, chose another)."""
+    spec = state.spec
+    s = int(np.flatnonzero(np.asarray(state.seg_dims[dim][1]) == value)[0])
+    fam = [(d, int(k)) for d, sc in p.segs.items() for k in np.flatnonzero(
+        (sc.bn[:-1] >= spec.min_segment_deals) & (sc.rn[:-1] >= spec.min_segment_deals))]
+    if (dim, s) not in fam:
+        return "below min_segment_deals"
+    cells = np.array([[getattr(p.segs[d], a)[k] for a in ("bx", "bn", "rx", "rn")] for d, k in fam], dtype=float)
+    t = p.total
+    pv = mod._interaction_pvalues(mod.Counts(*cells.T), mod.Counts(*(np.repeat(getattr(t, a), len(fam))
+                                                                     for a in ("bx", "bn", "rx", "rn"))))
+    q = mod.bh_qvalues(pv)
+    j = fam.index((dim, s))
+    seg = cells[j]
+    rest = [float(getattr(t, a)[0]) - x for a, x in zip(("bx", "bn", "rx", "rn"), seg)]
+    g = [tuple(np.array([c[i] + add]) for i, add in enumerate((mod._PSEUDO, 2 * mod._PSEUDO, mod._PSEUDO, 2 * mod._PSEUDO)))
+         for c in (seg, rest)]
+    p_pts, p_rel = (float(mod.ndtr(-mod._equal_gap_z(g, ratio=r))[0]) for r in (False, True))
+    drop = float(t.rates()[0][0] - t.rates()[1][0])
+    share = seg[3] * (seg[0] / seg[1] - seg[2] / seg[3]) / (t.rn[0] * drop)
+    newest_off = mod._gainsaid(mod._newest_check(p, now_ns, (dim, s)), spec)
+    why = ("q" if q[j] > spec.segment_fdr else "share" if share < spec.min_driver_share
+           else "newest" if newest_off else "passed")
+    weaker = "points" if p_pts >= p_rel else "relative"
+    return (f"{value} {int(seg[0])}/{int(seg[1])} -> {int(seg[2])}/{int(seg[3])} vs rest {int(rest[0])}/{int(rest[1])} -> "
+            f"{int(rest[2])}/{int(rest[3])}; p pts {p_pts:.2g} rel {p_rel:.2g} (weaker: {weaker}); q {q[j]:.2g} of "
+            f"{len(fam)}, rank {int((pv < pv[j]).sum()) + 1}; share {share:.2f}; stopped by {why}")
 
 
 def calm_folder(cache: Path, seed: int) -> Path:
@@ -353,8 +388,9 @@ def replay(folder: Path, spec, days: int = 123, first=None, mod=cd):
         day = d.date().isoformat()
         insights = mod.detect_at(state, d, with_evidence=False)
         said = [i for i in insights if i.facts["kind"] != "segment_drop"]
-        if said:  # "+mix": confirmed only by the newest deals' mix (_mix_persists)
-            overall.append(day + ("+mix" if any("mix" in (i.facts["newest"] or {}) for i in said) else ""))
+        if said:  # "+mix": confirmed only by the newest deals' mix (_mix_persists); "+D": names a driver
+            overall.append(day + ("+mix" if any("mix" in (i.facts["newest"] or {}) for i in said) else "")
+                           + "".join(f"+{d['segment_id']}" for i in said for d in i.facts.get("drivers") or []))
         segments += [(day, i.subject["dimension"], i.subject["segment"], round(i.facts["q_value"], 4),
                       i.facts["newest"]["p_value"] and round(i.facts["newest"]["p_value"], 3))
                      for i in insights if i.facts["kind"] == "segment_drop"]
@@ -382,7 +418,8 @@ def calm(args) -> None:
         lv, sv = loud[variant], seg_loud[variant]
         print(f"{variant} calm {args.seeds[0]}-{args.seeds[-1]}: overall drops {len(lv)} companies on "
               f"{sum(map(len, lv.values()))} days ({sum(d.endswith('+mix') for v in lv.values() for d in v)} "
-              f"confirmed by the newest deals' mix alone); segment drops {len(sv)} companies on "
+              f"confirmed by the newest deals' mix alone; {sum(x != 'mix' for v in lv.values() for d in v for x in d.split('+')[1:])} "
+              f"drivers named on them); segment drops {len(sv)} companies on "
               f"{len({(s, d[0]) for s, v in sv.items() for d in v})} days; "
               f"managers named on {len({(s, d[0]) for s, v in sv.items() for d in v if d[1] == 'manager'})} days")
 

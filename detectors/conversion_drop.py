@@ -1168,6 +1168,16 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
     # the test. The price, in power: on held-out seeds a one-source drop (Сайт 60% -> 20%) lost
     # its driver on 2 more of 80 at 400 deals a month and 3 more at 250, a confounded source
     # (Instagram) on 2 of 80 at 250 (p 0.0008-0.0013 in a family of ~16); the drop is still said.
+    # Of the Сайт drops said without naming Сайт (seeds 200-289, 12 of 180), Сайт ranked first
+    # in its family of 15-16 every time, stopped by q alone (0.011-0.62; p 0.0007-0.08, the
+    # points side always the weaker, its share 0.52-0.85): the rest's cohort had dipped
+    # by chance. Measured and not adopted (`benchmarks/seg_drop.py planted --kinds ...`, commit
+    # 6f9095c): dividing a source's or region's p by its newest deals' likelihood ratio against
+    # the pooled drop (capped at NEWEST_LR_CAP) found 5 more Сайт and 2 more confounded
+    # Instagram drops in 180 each, but named Сайт on a uniform x0.65 drop (seed 224 at 400: its
+    # 26 newest deals moved on 3 times, 6 expected) and, weighing managers too, m8 on 2 days of a
+    # calm replay (seed 90). Weighing the family by dimension gains nothing here: sources,
+    # managers and regions each hold about 5 of the 16 (Сайт's q 0.012 -> 0.011).
     candidates, shares = [], {}
     for dim, sc in p.segs.items():
         k = len(sc.bn) - 1
