@@ -170,9 +170,14 @@ def find_header(header: list[object], rows: list[list[object]], expected: list[s
     return best
 
 
+def _filled_cells(row) -> list[object]:
+    """The cells of a spreadsheet row that hold something: not None, NaN or blank text."""
+    return [c for c in row if c is not None and not (isinstance(c, float) and c != c) and str(c).strip()]
+
+
 def _looks_like_header(row: list[object], width: int) -> bool:
     """A row of text labels filling most of the table's width."""
-    filled = [c for c in row if c is not None and not (isinstance(c, float) and c != c) and str(c).strip()]
+    filled = _filled_cells(row)
     return len(filled) >= max(2, (width + 1) // 2) and all(isinstance(c, str) for c in filled)
 
 
@@ -595,12 +600,11 @@ def _drop_totals(frame: pd.DataFrame, name: str, row_offset: int) -> tuple[pd.Da
     cut, words = len(frame), []
     tail = frame.iloc[-_TOTALS_ROWS:].astype(object).to_numpy()
     for row in tail[::-1]:
-        first = next((c for c in row if c is not None and not (isinstance(c, float) and c != c)
-                      and str(c).strip()), None)
+        filled = _filled_cells(row)
+        first = filled[0] if filled else None
         if first is None or not isinstance(first, str) or not (found := _TOTALS.fullmatch(first.strip())):
             break
-        if 2 * sum(c is not None and not (isinstance(c, float) and c != c) and bool(str(c).strip()) for c in row) \
-                > len(row):
+        if 2 * len(filled) > len(row):
             break  # most cells filled: a record whose first word happens to be «Итого», not the totals
         cut -= 1
         words.append(found[1])
@@ -900,8 +904,7 @@ def read_xlsx(path: Path, expected: list[str] | None = None) -> RawTable:
         guess = next((i + 2 for i, row in enumerate(top) if _looks_like_header(row, len(frame.columns))), None)
     frame, footer = drop_footer(frame, name, 2)
     above = top[found - 1] if found else None
-    title = [c for c in above if c is not None and not (isinstance(c, float) and c != c) and str(c).strip()] \
-        if above is not None else []
+    title = _filled_cells(above) if above is not None else []
     frame, sections = drop_sections(frame, name, 2, str(title[0]).strip() if len(title) == 1 else None)
     return RawTable(frame, name, header_guess=guess,
                     notes=footer + sections + others + _header_notes(frame, name))
