@@ -181,6 +181,9 @@ def judge(kind: str, insights) -> tuple[bool, list, list]:
         false += [(pair, "not worded as mix", i.facts["kind"]) for i in here if i.facts["kind"] != "mix_shift"]
     else:
         found = any((n[1], n[2]) == truth for n in named(here))
+    if kind != "mix":  # "more deals come from X" where rates fell: a false cause
+        false += [(pair, "mix", str((i.facts.get("mix") or {}).get("segment_id"))) for i in here
+                  if i.facts["kind"] == "mix_shift"]
     return found, false, other
 
 

@@ -812,6 +812,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
     seg_newest = _weigh_by_newest(seg_rows, pairs, now_ns, spec)
     seg_q = bh_qvalues(seg_rows.weighed) if len(seg_rows.p) else np.array([])
 
+    own = _own_drops(pairs, seg_rows, seg_q, seg_newest, spec)
     out: list[Insight] = []
     reported: set[int] = set()
     for p in testable:
@@ -819,13 +820,13 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
         if not (p.q <= spec.fdr and _material(br, rr, p.total.rn, spec)[0]):
             continue
         newest = _newest_check(p, now_ns)
-        mix, explains = _mix_shift(p, state, spec)
+        mix, explains = _mix_shift(p, state, spec, falling={dim for i, dim, _s in own if i == p.index})
         if not (_confirmed(p.q, newest, spec) and _persists(p, state, now_ns, newest)) and not (
                 mix is not None and explains and _mix_persists(p, state, now_ns, newest, mix["dim"])):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
         out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest, now_ns))
-    out.extend(_segment_insights(pairs, reported, seg_rows, seg_q, seg_newest, state, with_evidence))
+    out.extend(_segment_insights(pairs, reported, own, state, with_evidence))
     return out
 
 
@@ -1006,7 +1007,8 @@ def _mix_persists(p: _Pair, state: Prepared, now_ns: int, newest: dict, dim: str
     return all(passes(x) for x in looks)
 
 
-def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dict | None, bool]:
+def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec,
+               falling: set[str] = frozenset()) -> tuple[dict | None, bool]:
     """(the mix change that pulled the rate down most, whether it explains the drop).
 
     For each dimension: the recent rate at the baseline mix (direct standardisation over the
@@ -1015,13 +1017,18 @@ def _mix_shift(p: _Pair, state: Prepared, spec: ConversionDropSpec) -> tuple[dic
     and the mix accounts for at least half of the raw drop, or the within-segment drop is not
     material at all (then nothing but the mix is left to say). Otherwise a mix change that still
     accounts for a quarter of the drop is returned as context for a real drop.
+
+    `falling`: dimensions with a segment whose own drop passed its family (_own_drops): their
+    segments' rates did not hold, so no mix over them is said. An Instagram collapse (70% ->
+    12%, 12% of deals) with a chance rise of referral's share was said as "more deals come from
+    referral" on 1 of 60 companies, the within-source drop being just under materiality.
     """
     br, rr = (float(x[0]) for x in p.total.rates())
     raw = br - rr
     best, best_explains = None, False
     for dim, sc in p.segs.items():
         both = (sc.bn > 0) & (sc.rn > 0)
-        if both.sum() < 2:
+        if both.sum() < 2 or dim in falling:
             continue
         sbr, srr = sc.rates()
         w = sc.bn[both] / sc.bn[both].sum()
@@ -1372,30 +1379,49 @@ def _weigh_by_newest(rows: _SegmentRows, pairs: list[_Pair], now_ns: int,
     return newest
 
 
-def _segment_insights(pairs: list[_Pair], reported: set[int], rows: _SegmentRows, seg_q: np.ndarray,
-                      seg_newest: dict[int, dict], state: Prepared, with_evidence: bool) -> list[Insight]:
-    """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
-    spec = state.spec
-    out = []
+@dataclass
+class _OwnDrops:
+    """The segment rows whose own drop passed family 2 (q <= segment_fdr), is material and whose
+    newest deals do not show the dip over: {(pair, dim, segment): (q, newest check)}, and the
+    family's BH cut-off in weighed p (later segments of a pair, retested outside the earlier
+    ones and weighed by the same newest deals, must pass it)."""
+
+    rows: dict[tuple[int, str, int], tuple[float, dict]]
+    cut: float = 0.0
+
+    def __iter__(self):
+        return iter(self.rows)
+
+
+def _own_drops(pairs: list[_Pair], rows: _SegmentRows, seg_q: np.ndarray, seg_newest: dict[int, dict],
+               spec: ConversionDropSpec) -> _OwnDrops:
     passed = seg_q <= spec.segment_fdr
     if not passed.any():
-        return out
-    # The family's BH cut-off in weighed p: later segments, retested outside the earlier ones
-    # (and weighed by the same newest deals), must pass it.
-    cut = float(np.max(rows.weighed[passed]))
-    by_pair: dict[int, list[tuple[float, str, int]]] = {}
-    newest: dict[tuple[int, str, int], dict] = {}
+        return _OwnDrops({})
+    found: dict[tuple[int, str, int], tuple[float, dict]] = {}
     for r in np.flatnonzero(passed):
         i, dim, s = int(rows.pair[r]), rows.dim[rows.block[r]], int(rows.seg[r])
-        if i in reported:
-            continue
         sc = pairs[i].segs[dim]
         br, rr = sc.rates()
         nw = seg_newest.get(int(r), {})
         # A dip its newest deals show to be over is neither said nor set aside as explaining
         # another segment's drop (it would hide the real one: held-out seed 82, see _as_before_lr).
         if _material(br[s:s + 1], rr[s:s + 1], sc.rn[s:s + 1], spec)[0] and not _gainsaid(nw, spec):
-            by_pair.setdefault(i, []).append((float(seg_q[r]), dim, s))
+            found[(i, dim, s)] = (float(seg_q[r]), nw)
+    return _OwnDrops(found, float(np.max(rows.weighed[passed])))
+
+
+def _segment_insights(pairs: list[_Pair], reported: set[int], own: _OwnDrops, state: Prepared,
+                      with_evidence: bool) -> list[Insight]:
+    """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
+    spec = state.spec
+    out = []
+    cut = own.cut
+    by_pair: dict[int, list[tuple[float, str, int]]] = {}
+    newest: dict[tuple[int, str, int], dict] = {}
+    for (i, dim, s), (q, nw) in own.rows.items():
+        if i not in reported:
+            by_pair.setdefault(i, []).append((q, dim, s))
             newest[(i, dim, s)] = nw
     for i, cands in by_pair.items():
         p = pairs[i]
