@@ -825,7 +825,7 @@ def detect_at(state: Prepared | None, now: datetime, with_evidence: bool = True)
                 mix is not None and explains and _mix_persists(p, state, now_ns, newest, mix["dim"])):
             continue  # a chance dip of the recent cohort: its successors move on as before
         reported.add(p.index)
-        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest, now_ns))
+        out.append(_overall_insight(p, state, mix, explains, len(testable), with_evidence, newest, now_ns, own))
     out.extend(_segment_insights(pairs, reported, own, state, with_evidence))
     return out
 
@@ -1162,7 +1162,7 @@ def _counts_within(p: _Pair, state: Prepared, keep_b, keep_r) -> tuple[Counts, d
     return total, segs
 
 
-def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
+def _drivers(p: _Pair, state: Prepared, now_ns: int, own: "_OwnDrops") -> list[dict]:
     """Segments whose drop is significantly larger than the rest's, each after the ones before."""
     spec = state.spec
     drop = float(p.total.rates()[0][0] - p.total.rates()[1][0])
@@ -1228,7 +1228,15 @@ def _drivers(p: _Pair, state: Prepared, now_ns: int) -> list[dict]:
         his 11 newest deals moved on, a ratio of 758, was named instead of the falling source)."""
         return shares[c] >= spec.min_driver_share and not _gainsaid(_newest_check(p, now_ns, c), spec)
 
-    for dim, s, q in _select(candidates, test, spec.segment_fdr, spec.max_drivers, still_falls, carries):
+    chosen = _select(candidates, test, spec.segment_fdr, spec.max_drivers, still_falls, carries)
+    if not chosen:
+        # No segment stood out in the drivers' family, but one passed its own drop's (family 2:
+        # fell, and more than the rest, its p weighed by its newest deals): the fall is that
+        # segment's, the rest's dip chance. Instagram 70% -> 12% (12% of deals) with the rest
+        # dipping 60% -> 53% by chance was said as a drop naming nobody (interaction q 0.014 in
+        # the drivers' family of 9).
+        chosen = [c for c in own.chosen(p, state) if shares.get(c[:2], 0.0) >= spec.min_driver_share][: spec.max_drivers]
+    for dim, s, q in chosen:
         sc = p.segs[dim]
         sbr, srr = sc.rates()
         rest = Counts(p.total.bx - sc.bx[s], p.total.bn - sc.bn[s], p.total.rx - sc.rx[s], p.total.rn - sc.rn[s])
@@ -1293,7 +1301,7 @@ def _evidence(p: _Pair, state: Prepared, keep_r: np.ndarray | None, with_evidenc
 
 
 def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool, tests: int,
-                     with_evidence: bool, newest: dict, now_ns: int) -> Insight:
+                     with_evidence: bool, newest: dict, now_ns: int, own: "_OwnDrops") -> Insight:
     spec = state.spec
     facts = _common_facts(p, state, p.total, p.q, p.p)
     facts["newest"] = newest
@@ -1320,7 +1328,7 @@ def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool
         keep_r = p.c.codes[mix["dim"]][p.mid:p.hi] == mix["seg"]
     else:
         facts["kind"] = "drop"
-        facts["drivers"] = _drivers(p, state, now_ns)
+        facts["drivers"] = _drivers(p, state, now_ns, own)
         severity = _severity(facts["lost_per_month"], facts["relative_drop"], spec)
     return Insight(detector=NAME, severity=severity, audience=Audience("director"), subject=subject,
                    facts=facts, evidence=_evidence(p, state, keep_r, with_evidence))
@@ -1392,6 +1400,23 @@ class _OwnDrops:
     def __iter__(self):
         return iter(self.rows)
 
+    def chosen(self, p: _Pair, state: Prepared) -> list[tuple[str, int, float]]:
+        """The pair's own drops to say, (dim, segment, q) each: the strongest unconfounded one
+        first, each next one only if it still falls outside those before it; a manager only at
+        a tenth of the family's level (a person is a segment with many chance dips)."""
+        spec = state.spec
+        cands = sorted((q, dim, s) for (i, dim, s), (q, _nw) in self.rows.items() if i == p.index)
+        if not cands:
+            return []
+        weight = {(dim, s): self.rows[(p.index, dim, s)][1].get("dip_lr", 1.0) for _q, dim, s in cands}
+        cands = _unconfounded_first(p, state, cands, self.cut, weight)
+        chosen: list[tuple[str, int, float]] = [(cands[0][1], cands[0][2], cands[0][0])]
+        for q, dim, s in cands[1:]:
+            if _p_outside(p, state, dim, s, chosen) / weight[(dim, s)] <= self.cut:
+                chosen.append((dim, s, q))
+        return [(dim, s, q) for dim, s, q in chosen
+                if dim not in STRICT_DIMENSIONS or q <= spec.segment_fdr / NEWEST_LR_CAP]
+
 
 def _own_drops(pairs: list[_Pair], rows: _SegmentRows, seg_q: np.ndarray, seg_newest: dict[int, dict],
                spec: ConversionDropSpec) -> _OwnDrops:
@@ -1414,28 +1439,10 @@ def _own_drops(pairs: list[_Pair], rows: _SegmentRows, seg_q: np.ndarray, seg_ne
 def _segment_insights(pairs: list[_Pair], reported: set[int], own: _OwnDrops, state: Prepared,
                       with_evidence: bool) -> list[Insight]:
     """Drops confined to one segment of a pair whose overall rate held (or was not reported)."""
-    spec = state.spec
     out = []
-    cut = own.cut
-    by_pair: dict[int, list[tuple[float, str, int]]] = {}
-    newest: dict[tuple[int, str, int], dict] = {}
-    for (i, dim, s), (q, nw) in own.rows.items():
-        if i not in reported:
-            by_pair.setdefault(i, []).append((q, dim, s))
-            newest[(i, dim, s)] = nw
-    for i, cands in by_pair.items():
-        p = pairs[i]
-        weight = {(dim, s): newest[(i, dim, s)].get("dip_lr", 1.0) for _q, dim, s in cands}
-        cands.sort(key=lambda c: (c[0], c[1], c[2]))
-        cands = _unconfounded_first(p, state, cands, cut, weight)
-        chosen: list[tuple[str, int, float]] = [(cands[0][1], cands[0][2], cands[0][0])]
-        for q, dim, s in cands[1:]:
-            if _p_outside(p, state, dim, s, chosen) / weight[(dim, s)] <= cut:
-                chosen.append((dim, s, q))
-        for dim, s, q in chosen:
-            if dim in STRICT_DIMENSIONS and q > spec.segment_fdr / NEWEST_LR_CAP:
-                continue  # not said, its deals still set aside above
-            out.append(_segment_insight(p, state, dim, s, q, with_evidence, newest[(i, dim, s)]))
+    for i in sorted({i for i, _d, _s in own if i not in reported}):
+        for dim, s, q in own.chosen(pairs[i], state):
+            out.append(_segment_insight(pairs[i], state, dim, s, q, with_evidence, own.rows[(i, dim, s)][1]))
     return out
 
 
