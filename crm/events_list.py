@@ -12,7 +12,7 @@ Event, Value before, Value after.
 
 What becomes of each row, the same history as the API path (crm.connectors.amocrm: the
 `lead_status_changed` events, plus each lead's entry into its first stage at its creation):
-- a deal's stage change («Изменение этапa продажи», the API's lead_status_changed as amoCRM's
+- a deal's stage change («Изменение этапа продажи», the API's lead_status_changed as amoCRM's
   developer docs word it; Kommo "Lead status changed") -> (deal, stage = «Значение после», entered
   = «Дата»); a move into a closing stage («Успешно реализовано», «Закрыто и не реализовано» or
   what `[source.values.deals.status]` closes) is the deal's status, not a stage (crm.stages
@@ -51,6 +51,7 @@ Guessed, not seen in a real export (say so when it differs):
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -59,8 +60,9 @@ from crm.activities import _key as title_key
 from crm.activities import link_titles, shared_titles
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
-from crm.normalize import _CLOSING_WORDS, _closing_word, _header_key, lower_text, normalize_table
+from crm.normalize import _CLOSING_WORDS, _closing_word, _header_key, coerce, lower_text, normalize_table
 from crm.readers import RawTable
+from crm.schema import TABLES
 from crm.stages import CLOSING
 
 EXAMPLES = 3
@@ -239,7 +241,8 @@ def _set_aside(event: pd.Series, obj: pd.Series, mask: np.ndarray) -> tuple[int,
     url = obj.str.extract(r"/(contacts|companies|customers|todo|tasks|catalogs)/", expand=False)
     kind = kind.where(url.isna(), url)
     label = event.fillna("(no event)")
-    deal = obj.str.contains(_DEAL_OBJECT).fillna(False) | obj.str.contains(_OTHER_URL.pattern.replace("(?:contacts|companies|customers|todo|tasks|catalogs)", "leads")).fillna(False) | obj.isna()
+    deal = obj.str.contains(_DEAL_OBJECT).fillna(False) | obj.str.contains("/leads/", regex=False).fillna(False) \
+        | obj.isna()
     label = label.where(deal, label + " (" + kind.fillna("?") + ")")
     return int(mask.sum()), label[mask].value_counts()
 
@@ -267,10 +270,6 @@ def _link(rows: pd.Index, text: dict[str, pd.Series], deals: pd.DataFrame, deal_
     todo = linked.isna().to_numpy()
     if todo.any():
         # the object's text («Сделка #4512», «Сделка: Поставка»), then the entity's name
-        from crm.normalize import coerce
-        from crm.schema import TABLES
-        from zoneinfo import ZoneInfo
-
         at = coerce(entered_raw, TABLES["stage_history"].column("entered_at"), raw, ZoneInfo(timezone),
                     source_name=columns["date"], date_format=date_formats.get("entered_at"),
                     date_key="stage_history.entered_at")

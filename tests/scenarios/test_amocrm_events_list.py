@@ -19,9 +19,10 @@ from _export_factory import DIRECTOR, Effect, ExportSpec, files, head
 UTC = timezone.utc
 END = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)  # 16:00 in Almaty, a Friday
 NOW = END + timedelta(hours=1)
-# Квалификация -> КП отправлено (EN: Qualified -> Offer made) falls to 0.45x for deals entering it
-# in the last 8 weeks
-PLANT = Effect("uniform", stage=1, at=END - timedelta(days=56), factor=0.45)
+# Квалификация -> КП отправлено (EN: Qualified -> Offer made) falls to 0.55x (60% -> 33%) for deals
+# entering it in the last 8 weeks, and those that get through win as before at the next stage
+# (КП -> Переговоры 55% -> 100%): the win rate of new deals holds, only the stage pair shows it
+PLANT = Effect("compensated", stage=1, at=END - timedelta(days=56), factor=0.55)
 
 
 def spec(seed: int) -> ExportSpec:
@@ -54,9 +55,9 @@ def count(text: str, pattern: str) -> int:
     return int(m[1].replace(",", ""))
 
 
-def test_the_events_list_gives_the_stage_pairs_and_finds_a_drop_the_deals_export_cannot_place(tmp_path):
+def test_the_events_list_gives_the_stage_pairs_and_finds_a_drop_the_deals_export_cannot_see(tmp_path):
     """The deals export alone: stage pairs 'not checked', and the planted Квалификация -> КП
-    отправлено drop is at best a fall in the win rate of new deals, nowhere placed. With the
+    отправлено drop, which leaves the win rate of new deals as it was, is not seen. With the
     events list beside it (one more line in [source.files]) the pair is checked and the drop is
     found at its stage pair; 5,000-odd calls, tasks, new deals and budget edits are set aside and
     counted; stage changes whose deal is gone or shares its name with others are warned; the
@@ -87,7 +88,7 @@ def test_the_events_list_gives_the_stage_pairs_and_finds_a_drop_the_deals_export
 
     found_before, found_after = pairs(before), pairs(after)
     assert ("Квалификация", "КП отправлено") in found_after, found_after
-    assert all(frm is None for frm, _ in found_before), found_before  # new deals -> won at most
+    assert found_before == [], found_before  # the win rate of new deals held: nothing to see
 
 
 def test_kommo_english_events_list(tmp_path):
