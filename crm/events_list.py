@@ -117,7 +117,9 @@ def roles(frame: pd.DataFrame, mapped: dict[str, str] | None = None) -> dict[str
         by_key.setdefault(_header_key(c), c)
     found = {role: next((by_key[n] for n in names if n in by_key), None) for role, names in HEADERS.items()}
     for role, canon in (("id", "deal_id"), ("after", "stage"), ("date", "entered_at")):
-        if mapped.get(canon) in frame.columns:
+        if canon in mapped:
+            if mapped[canon] not in frame.columns:
+                return None  # read as a plain table: its error names the mapped column the file lacks
             found[role] = mapped[canon]
     if any(found[r] is None for r in NEEDED):
         return None
@@ -301,8 +303,10 @@ def _unlinked_note(raw: RawTable, rows: pd.Index, text: dict[str, pd.Series], ho
     if shared.any():
         parts.append(f"{int(shared.sum()):,}: " + shared_titles(names[shared].astype("string"), deals))
     if (~shared).any():
+        titled = "title" in deals.columns and deals["title"].notna().any()
         parts.append(f"{int((~shared).sum()):,}: no deal in deals has that id or name (a deal deleted, renamed, "
-                     "or outside the deals export)")
+                     "or outside the deals export)" + ("" if titled else "; deals has no names to link by: map the "
+                     "deals' name column, [source.columns.deals] title = \"Название сделки\" (Kommo: \"Lead title\")"))
     return DataWarning(
         "events_unlinked", "stage_history", len(rows),
         f"{len(rows):,} of {total:,} stage changes in {raw.origin} are linked to no deal and not read: "

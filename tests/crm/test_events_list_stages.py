@@ -29,3 +29,8 @@ def test_the_header_is_recognised_in_russian_and_english_and_a_plain_history_is_
     # a renamed column named in [source.columns.stage_history]
     odd = ru.rename(columns={"Значение после": "Новое значение"})
     assert roles(odd) is None and roles(odd, {"stage": "Новое значение"})["after"] == "Новое значение"
+
+
+def test_a_mapped_column_the_events_list_lacks_is_not_silently_replaced_by_the_recognised_one():
+    ru = pd.DataFrame(columns=["Дата", "Автор", "Объект", "Название", "Событие", "Значение до", "Значение после"])
+    assert roles(ru, {"stage": "Значение после (этап)"}) is None  # the plain reading then names it missing

@@ -163,3 +163,17 @@ def test_the_history_read_from_the_events_list_is_the_one_the_api_path_builds(tm
     assert len(extra) == 0, extra.head()
     assert 0 < len(missing) <= unlinked.count, (len(missing), unlinked.message)
     assert len(both) > 3000
+
+
+def test_without_the_deals_names_only_the_rows_with_an_id_are_linked_and_the_rest_say_what_to_map(tmp_path):
+    """An admin who left «Название сделки» unmapped: the rows whose «Объект» is the card's
+    address still link by id; the rows naming the deal by name are counted, with the key to set."""
+    w = write(tmp_path / "amo", Events(AmoExport(spec(7)), other_per_deal=0.5))
+    _, after = configs(tmp_path, w, DEALS.replace('title = "Название сделки"\n', ""), "ru")
+    rc, out, err = run_cli("check-config", str(after), "--now", NOW.isoformat())
+    assert rc == 0, out + err
+    summary = next(ln for ln in out.splitlines() if "is amoCRM's events list" in ln)
+    unlinked = next(ln for ln in out.splitlines() if "are linked to no deal" in ln)
+    assert count(summary, r"\(([\d,]+) linked by the deal's id") > 0.4 * w.changes and " 0 by its name" in summary, summary
+    assert count(unlinked, r"([\d,]+) of [\d,]+ stage changes") > 0.4 * w.changes, unlinked
+    assert '[source.columns.deals] title = "Название сделки"' in unlinked, unlinked
