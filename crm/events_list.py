@@ -378,14 +378,15 @@ def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame
     """Each deal's entry into its first stage at its creation, as the API path has it: the stage
     its first change left, or (no change in the list) its current stage; a closed deal without a
     change, the first of `stages` when known. Never after the deal's first change."""
-    order = history["entered_at"].to_numpy().argsort(kind="stable")
-    first = history.iloc[order].drop_duplicates("deal_id")
+    entered = _ns(history["entered_at"])
+    first = history.iloc[entered.argsort(kind="stable")].drop_duplicates("deal_id")
     left = before.loc[first.index]
     left = left.where(~lower_text(left).isin(set(CLOSING) | INCOMING).fillna(False).to_numpy(dtype=bool))
     pos = positions(first["deal_id"].astype("string"), deals["deal_id"].astype("string"))
-    created = deals["created_at"].to_numpy()[np.maximum(pos, 0)]
-    at = np.minimum(created, first["entered_at"].to_numpy())
-    with_change = pd.DataFrame({"deal_id": first["deal_id"].to_numpy(), "stage": left.to_numpy(), "entered_at": at})
+    created = _ns(deals["created_at"])[np.maximum(pos, 0)]
+    at = np.minimum(created, _ns(first["entered_at"]))  # NaT (the smallest int64) never wins here: both are set
+    with_change = pd.DataFrame({"deal_id": first["deal_id"].to_numpy(), "stage": left.to_numpy(),
+                                "entered_at": pd.to_datetime(at, utc=True)})
     with_change = with_change[with_change["stage"].notna().to_numpy(dtype=bool)]
     moved = positions(deals["deal_id"].astype("string"), history["deal_id"].astype("string").drop_duplicates()
                       .reset_index(drop=True)) >= 0
@@ -395,7 +396,7 @@ def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame
     closing = lower_text(still["stage"]).isin(CLOSING).fillna(False).to_numpy(dtype=bool)
     stage = still["stage"].where(~closing, stages[0] if stages else None)
     without = pd.DataFrame({"deal_id": still["deal_id"].to_numpy(), "stage": stage.to_numpy(),
-                            "entered_at": still["created_at"].to_numpy()})
+                            "entered_at": still["created_at"].reset_index(drop=True)})
     unknown = int(without["stage"].isna().sum())
     without = without[without["stage"].notna().to_numpy(dtype=bool)]
     out = pd.concat([with_change, without], ignore_index=True)
@@ -404,6 +405,12 @@ def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame
         if c not in out.columns:
             out[c] = np.zeros(len(out), dtype=history[c].dtype) if c.startswith("__row") else False
     return out, {"without_change": len(still), "closed_unknown": unknown}
+
+
+def _ns(stamps: pd.Series) -> np.ndarray:
+    """UTC timestamps as int64 nanoseconds (NaT: the smallest int64)."""
+    return stamps.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").view("int64") \
+        if stamps.dt.tz is not None else stamps.to_numpy(dtype="datetime64[ns]").view("int64")
 
 
 def _summary(raw: RawTable, columns: dict[str, str], history: pd.DataFrame, counts: dict[str, int],
