@@ -51,7 +51,6 @@ Guessed, not seen in a real export (say so when it differs):
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -60,9 +59,8 @@ from crm.activities import _key as title_key
 from crm.activities import link_titles, shared_titles
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
-from crm.normalize import _CLOSING_WORDS, _closing_word, _header_key, coerce, lower_text, normalize_table
+from crm.normalize import _CLOSING_WORDS, _closing_word, _header_key, lower_text, normalize_table
 from crm.readers import RawTable
-from crm.schema import TABLES
 from crm.stages import CLOSING
 
 EXAMPLES = 3
@@ -94,13 +92,15 @@ STAGE_CHANGE = frozenset({
 })
 EVENT_TARGETS = ("stage", "other")  # what [source.values.stage_history.event] maps a wording to
 
-_DEAL_OBJECT = re.compile(r"^\s*(?:сделка|сделки|deal|deals|lead|leads)\b", re.IGNORECASE)
-_OTHER_OBJECT = re.compile(
-    r"^\s*(?:контакт|компания|задача|покупатель|список|элемент|беседа|чат|contact|company|task|customer|"
-    r"list|catalog|talk|chat)", re.IGNORECASE)
-_DEAL_URL = re.compile(r"/leads/(?:detail/)?(\d+)")
-_OTHER_URL = re.compile(r"/(?:contacts|companies|customers|todo|tasks|catalogs)/")
-_BARE_WORD = re.compile(r"^\s*(?:сделка|deal|lead)\s*$", re.IGNORECASE)
+# Patterns as text, without flags: pandas runs them in Arrow (RE2) over the whole column, where a
+# compiled or flagged pattern would go cell by cell in Python. RE2's \\b knows no Cyrillic letters.
+_END = r"(?:$|[\s:#№/.,(\-])"
+_DEAL_OBJECT = r"(?i)^\s*(?:сделка|сделки|deal|deals|lead|leads)" + _END
+_OTHER_OBJECT = (r"(?i)^\s*(?:контакт|компания|задача|покупатель|список|элемент|беседа|чат|contact|company|task|"
+                 r"customer|list|catalog|talk|chat)")
+_DEAL_URL = r"/leads/(?:detail/)?(\d+)"
+_OTHER_URL = r"/(?:contacts|companies|customers|todo|tasks|catalogs)/"
+_BARE_WORD = r"(?i)^\s*(?:сделка|deal|lead)\s*$"
 # The incoming leads' status: no stage (the API path leaves it out of the history too).
 INCOMING = frozenset({"неразобранное", "incoming leads", "incoming", "unsorted"})
 _SEPARATORS = (": ", " / ", " → ", " -> ", " > ", " — ", " – ", " - ")
@@ -154,22 +154,6 @@ def read(raw: RawTable, columns: dict[str, str], deals: pd.DataFrame, values: di
     aside = _set_aside(event, obj, ~keep)
 
     rows = frame.index[keep]
-    entered_raw = frame.loc[rows, columns["date"]]
-    deal_ids = deals["deal_id"].astype("string")
-    linked, how = _link(rows, text, deals, deal_ids, entered_raw, raw, timezone, date_formats, columns)
-    unlinked = linked.isna().to_numpy()
-    if unlinked.all():
-        raise DataError(
-            f"none of the {len(rows):,} stage changes in the events list {raw.origin} could be linked to a deal in "
-            "deals", file=raw.origin, column=str(columns.get("name") or columns["object"]),
-            more="Names not found: " + ", ".join(repr(v) for v in (text["name"] if "name" in text else obj)[rows]
-                                                 .dropna().drop_duplicates().head(EXAMPLES)) + ".",
-            fix="map the deals' name column ([source.columns.deals] title = \"Название сделки\" / \"Lead title\"), "
-                "or export the events of the same deals (the same period and pipelines) as the deals file",
-        )
-    if unlinked.any():
-        warnings.append(_unlinked_note(raw, rows[unlinked], text, how[unlinked], deals, len(rows)))
-
     stage_names = _known_stages(deals, stages)
     pipelines = set(lower_text(deals["pipeline"]).dropna()) if "pipeline" in deals.columns else set()
     closing_words = _closing_words(deal_values)
@@ -193,14 +177,15 @@ def read(raw: RawTable, columns: dict[str, str], deals: pd.DataFrame, values: di
             "stages, or map them in [source.values.stage_history.stage]",
             [f"{s!r} ({n})" for s, n in odd.head(EXAMPLES).items()],
         ))
+    # a change into no stage (an empty value after) or into «Неразобранное» is set aside too
+    nowhere = (after.isna() | lower_text(after).isin(INCOMING)).fillna(True).to_numpy(dtype=bool)
+    if nowhere.any():
+        aside = _set_aside(event, obj, ~keep | frame.index.isin(rows[nowhere]), " (no stage after)", frame.index.isin(rows[nowhere]))
+        rows, after, before = rows[~nowhere], after[~nowhere], before[~nowhere]
 
-    ok = ~unlinked
-    moves = pd.DataFrame({"deal_id": linked[ok].to_numpy(), "stage": after[ok].to_numpy(),
-                          "raw_at": entered_raw[ok].to_numpy(), "before": before[ok].to_numpy()}, index=rows[ok])
-    incoming = lower_text(moves["stage"]).isin(INCOMING).fillna(False).to_numpy(dtype=bool)
-    moves = moves[~incoming & moves["stage"].notna().to_numpy(dtype=bool)]
-    sub = RawTable(pd.DataFrame({columns["object"]: moves["deal_id"], columns["after"]: moves["stage"],
-                                 columns["date"]: moves["raw_at"]}, index=moves.index),
+    # the dates once (crm.normalize: formats, zone, date-only cells, row numbers), then the deals
+    sub = RawTable(pd.DataFrame({columns["object"]: "?", columns["after"]: after,
+                                 columns["date"]: frame.loc[rows, columns["date"]]}, index=rows),
                    raw.origin, row_offset=raw.row_offset, row_kind=raw.row_kind, text=raw.text,
                    show_values=raw.show_values)
     history, notes = normalize_table(
@@ -208,20 +193,41 @@ def read(raw: RawTable, columns: dict[str, str], deals: pd.DataFrame, values: di
                                        "entered_at": columns["date"]},
         values={"stage": values.get("stage") or {}}, timezone=timezone, date_formats=date_formats)
     warnings += notes
-    firsts, counts = _first_entries(history, moves["before"], deals, stages)
+    linked, how = _link(rows, text, deals, history["entered_at"])
+    unlinked = linked.isna().to_numpy()
+    if unlinked.all():
+        raise DataError(
+            f"none of the {len(rows):,} stage changes in the events list {raw.origin} could be linked to a deal in "
+            "deals", file=raw.origin, column=str(columns.get("name") or columns["object"]),
+            more="Names not found: " + ", ".join(repr(v) for v in (text["name"] if "name" in text else obj)[rows]
+                                                 .dropna().drop_duplicates().head(EXAMPLES)) + ".",
+            fix="map the deals' name column ([source.columns.deals] title = \"Название сделки\" / \"Lead title\"), "
+                "or export the events of the same deals (the same period and pipelines) as the deals file",
+        )
+    if unlinked.any():
+        warnings.append(_unlinked_note(raw, rows[unlinked], text, how[unlinked], deals, len(rows)))
+    ok = ~unlinked
+    history = history[ok]
+    history = history.assign(deal_id=linked[ok].astype(history["deal_id"].dtype).to_numpy())
+    firsts, counts = _first_entries(history, before[ok], deals, stages)
     history = pd.concat([firsts, history], ignore_index=True) if len(firsts) else history.reset_index(drop=True)
     warnings.append(_summary(raw, columns, history, counts, how, ok, aside, deals))
     return history, warnings
 
 
 def _text(series: pd.Series) -> pd.Series:
-    out = series.astype("string").str.strip()
+    out = series.astype("string[pyarrow]").str.strip()
     return out.where(out != "")
 
 
 def _header_key_series(series: pd.Series) -> pd.Series:
-    return series.astype("string").str.lower().str.replace(r"[\s_\-.]+", " ", regex=True).str.strip() \
-        .str.replace("ё", "е", regex=False)
+    """Each cell as a header key (lower-case, spaces/_/-/. as one space, ё as е), worked out once
+    per distinct wording (a list repeats a few dozen of them)."""
+    codes, uniques = pd.factorize(series)
+    keys = pd.Series(uniques, dtype="string").str.lower().str.replace(r"[\s_\-.]+", " ", regex=True).str.strip() \
+        .str.replace("ё", "е", regex=False).to_numpy(dtype=object)
+    return pd.Series(np.where(codes >= 0, keys[np.maximum(codes, 0)] if len(keys) else None, None),
+                     index=series.index, dtype="string")
 
 
 def _event_words(mapping: dict[str, str]) -> frozenset[str]:
@@ -237,8 +243,11 @@ def _counted(counts: pd.Series, limit: int = 8) -> str:
     return (shown + (f" and {len(counts) - limit} more" if len(counts) > limit else "")) or "none"
 
 
-def _set_aside(event: pd.Series, obj: pd.Series, mask: np.ndarray) -> tuple[int, pd.Series]:
-    """(rows set aside, their count per event wording, with the object's kind when no deal's)."""
+def _set_aside(event: pd.Series, obj: pd.Series, mask: np.ndarray, note: str = "",
+               noted: np.ndarray | None = None) -> tuple[int, pd.Series]:
+    """(rows set aside, their count per event wording, with the object's kind when no deal's;
+    `note` added to the label of the `noted` rows)."""
+    event, obj = event[mask], obj[mask]
     kind = obj.str.extract(r"^\s*([^\s:#№/]+)", expand=False).str.capitalize()
     url = obj.str.extract(r"/(contacts|companies|customers|todo|tasks|catalogs)/", expand=False)
     kind = kind.where(url.isna(), url)
@@ -246,52 +255,49 @@ def _set_aside(event: pd.Series, obj: pd.Series, mask: np.ndarray) -> tuple[int,
     deal = obj.str.contains(_DEAL_OBJECT).fillna(False) | obj.str.contains("/leads/", regex=False).fillna(False) \
         | obj.isna()
     label = label.where(deal, label + " (" + kind.fillna("?") + ")")
-    return int(mask.sum()), label[mask].value_counts()
+    if noted is not None:
+        label = label.where(~noted[mask], label + note)
+    return int(mask.sum()), label.value_counts()
 
 
-def _link(rows: pd.Index, text: dict[str, pd.Series], deals: pd.DataFrame, deal_ids: pd.Series,
-          entered_raw: pd.Series, raw: RawTable, timezone: str, date_formats: dict[str, str],
-          columns: dict[str, str]) -> tuple[pd.Series, np.ndarray]:
+def _link(rows: pd.Index, text: dict[str, pd.Series], deals: pd.DataFrame, at: pd.Series
+          ) -> tuple[pd.Series, np.ndarray]:
     """Each stage change's deal id (NA: not linked) and how: "id", "name", or why not:
-    "shared" (namesakes), "nothing" (no deal of that id or name)."""
+    "shared" (namesakes), "nothing" (no deal of that id or name). `at`: the rows' times."""
+    deal_ids = deals["deal_id"].astype("string")
     linked = pd.Series(pd.NA, index=rows, dtype="string")
     how = np.full(len(rows), "nothing", dtype=object)
 
-    def take(candidates: pd.Series, label: str) -> None:
+    def take(candidates: pd.Series) -> None:
         todo = linked.isna().to_numpy()
         cand = candidates.astype("string").to_numpy()
-        known = positions(pd.Series(cand, dtype="string"), deal_ids) >= 0
-        hit = todo & known
+        hit = todo & (positions(pd.Series(cand, dtype="string"), deal_ids) >= 0)
         linked.iloc[np.flatnonzero(hit)] = cand[hit]
-        how[hit] = label
+        how[hit] = "id"
 
     if "id" in text:
-        take(text["id"][rows].str.replace(r"\.0$", "", regex=True), "id")
+        take(text["id"][rows].str.replace(r"\.0$", "", regex=True))
     obj = text["object"][rows]
-    take(obj.str.extract(_DEAL_URL, expand=False), "id")
-    todo = linked.isna().to_numpy()
-    if todo.any():
-        # the object's text («Сделка #4512», «Сделка: Поставка»), then the entity's name
-        at = coerce(entered_raw, TABLES["stage_history"].column("entered_at"), raw, ZoneInfo(timezone),
-                    source_name=columns["date"], date_format=date_formats.get("entered_at"),
-                    date_key="stage_history.entered_at")
-        context = pd.DataFrame({"at": at.to_numpy()}, index=rows)
-        for source, label in ((obj.where(~obj.str.match(_BARE_WORD).fillna(False)), "id-or-name"),
-                              (text["name"][rows] if "name" in text else None, "name")):
-            todo = linked.isna().to_numpy()
-            if source is None or not todo.any():
-                continue
-            given = source[todo]
-            has = given.notna().to_numpy()
-            if not has.any():
-                continue
-            idx = np.flatnonzero(todo)[has]
-            found, shared, _ = link_titles(given[has], deals, context.iloc[idx], "at")
-            hit = found.notna().to_numpy()
-            linked.iloc[idx[hit]] = found[hit].to_numpy()
-            ids_written = title_key(given[has][hit]).isin(set(title_key(deal_ids))).to_numpy()
-            how[idx[hit]] = np.where(ids_written, "id", "name")
-            how[idx[~hit & shared]] = "shared"
+    take(obj.str.extract(_DEAL_URL, expand=False))
+    context = pd.DataFrame({"at": at.to_numpy()}, index=rows)
+    # the object's text («Сделка #4512», «Сделка: Поставка»), then the entity's name
+    names = text["name"][rows] if "name" in text else None
+    id_keys = set(title_key(deal_ids))
+    for source in (obj.where(~obj.str.match(_BARE_WORD).fillna(False)), names):
+        todo = linked.isna().to_numpy()
+        if source is None or not todo.any():
+            continue
+        given = source[todo]
+        has = given.notna().to_numpy()
+        if not has.any():
+            continue
+        idx = np.flatnonzero(todo)[has]
+        found, shared, _ = link_titles(given[has], deals, context.iloc[idx], "at")
+        hit = found.notna().to_numpy()
+        linked.iloc[idx[hit]] = found[hit].to_numpy()
+        ids_written = title_key(given[has][hit]).isin(id_keys).to_numpy()
+        how[idx[hit]] = np.where(ids_written, "id", "name")
+        how[idx[~hit & shared]] = "shared"
     return linked, how
 
 
