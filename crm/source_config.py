@@ -217,7 +217,8 @@ class SourceConfig(BaseModel):
                 for theirs, ours in mapping.items():
                     target = str(ours).strip().lower()
                     if allowed is not None and target not in allowed:
-                        problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a {column} "
+                        problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not "
+                                        f"{'an' if column[0] in 'aeiou' else 'a'} {column} "
                                         f"crm-pulse knows{did_you_mean(target, allowed).replace(' (known:', ' (use one of:')}")
                     elif kind == "bool" and target not in frozenset().union(*yes_no_words(column)):
                         problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a yes/no value "
