@@ -137,19 +137,7 @@ def _deals_by_title(acts: pd.DataFrame, deals: pd.DataFrame, origin: str, read: 
         return None
     rows = acts.index[unknown]
     text = given[rows].astype("string")
-    other = text.str.contains(_OTHER_PREFIX).fillna(False).to_numpy(dtype=bool)
-    key = _key(text)
-    linked = key.map(_unique_lookup(_key(deal_ids), deal_ids))  # "Сделка: 4512": an id after all
-    shared = np.zeros(len(rows), dtype=bool)
-    if "title" in deals.columns and deals["title"].notna().any():
-        titles = _key(deals["title"])
-        linked = linked.fillna(key.map(_unique_lookup(titles, deal_ids)))
-        counts = titles.value_counts()
-        shared = (key.map(counts).fillna(0) > 1).to_numpy() & linked.isna().to_numpy()
-        if shared.any():
-            linked[shared] = _among_namesakes(acts.loc[rows[shared]], key[shared], deals, titles)
-            shared &= linked.isna().to_numpy()
-    linked[other] = pd.NA
+    linked, shared, other = link_titles(text, deals, acts.loc[rows], "done_at")
     acts["deal_id"] = acts["deal_id"].astype(object)
     acts.loc[rows, "deal_id"] = linked.astype(object).where(linked.notna(), None).to_numpy()
     acts["deal_id"] = acts["deal_id"].astype(given.dtype)
@@ -158,10 +146,7 @@ def _deals_by_title(acts: pd.DataFrame, deals: pd.DataFrame, origin: str, read: 
     parts = [f"{ok:,} linked to the one deal of that title (where titles repeat: the one of the activity's "
              "client, or the only one open at the activity's time)"]
     if shared.any():
-        common = text[shared].str.replace(_DEAL_PREFIX, "", regex=True).value_counts().head(EXAMPLES)
-        parts.append(f"{int(shared.sum()):,} not linked: several deals have their title and nothing tells which ("
-                     + ", ".join(f"{t!r}: {int(counts.get(_key(pd.Series([t])).iloc[0], 0))} deals"
-                                 for t in common.index) + ")")
+        parts.append(f"{int(shared.sum()):,} not linked: " + shared_titles(text[shared], deals))
     if other.any():
         parts.append(f"{int(other.sum()):,} name a contact, company or lead, not a deal")
     if nobody:
@@ -175,19 +160,54 @@ def _deals_by_title(acts: pd.DataFrame, deals: pd.DataFrame, origin: str, read: 
     )
 
 
+def link_titles(text: pd.Series, deals: pd.DataFrame, context: pd.DataFrame, at: str
+                ) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Each text's deal when it names exactly one: a deal id written as text ("Сделка: 4512"), a
+    title one deal has, or a title several share and only one of them fits (the one of the
+    row's client, else the only one open at the row's time `context[at]`); never a guess.
+    `context`: the rows of `text` (same order), with `at` and optionally client_id.
+    Returns (deal id or NA per text, where several deals share the title and nothing tells
+    which, where the text names a contact, company or lead instead)."""
+    deal_ids = deals["deal_id"].astype(str)
+    text = text.astype("string")
+    other = text.str.contains(_OTHER_PREFIX).fillna(False).to_numpy(dtype=bool)
+    key = _key(text)
+    linked = key.map(_unique_lookup(_key(deal_ids), deal_ids))  # "Сделка: 4512": an id after all
+    shared = np.zeros(len(text), dtype=bool)
+    if "title" in deals.columns and deals["title"].notna().any():
+        titles = _key(deals["title"])
+        linked = linked.fillna(key.map(_unique_lookup(titles, deal_ids)))
+        counts = titles.value_counts()
+        shared = (key.map(counts).fillna(0) > 1).to_numpy() & linked.isna().to_numpy()
+        if shared.any():
+            linked[shared] = _among_namesakes(context.loc[context.index[shared]], key[shared], deals, titles, at)
+            shared &= linked.isna().to_numpy()
+    linked[other] = pd.NA
+    return linked, shared, other
+
+
+def shared_titles(text: pd.Series, deals: pd.DataFrame) -> str:
+    """'several deals have their title and nothing tells which (...)', with the commonest titles."""
+    counts = _key(deals["title"]).value_counts()
+    common = text.str.replace(_DEAL_PREFIX, "", regex=True).value_counts().head(EXAMPLES)
+    return ("several deals have their title and nothing tells which ("
+            + ", ".join(f"{t!r}: {int(counts.get(_key(pd.Series([t])).iloc[0], 0))} deals" for t in common.index) + ")")
+
+
 # How namesakes are told apart, in order: the activity's client, then the time alone (the one
 # deal of that title open then). Not the manager: a colleague standing in on a deal would be
 # joined to a namesake of their own (1% of the joins wrong when 30% are stand-ins).
 BY = ("client_id", "")
 
 
-def _among_namesakes(acts: pd.DataFrame, key: pd.Series, deals: pd.DataFrame, titles: pd.Series) -> np.ndarray:
+def _among_namesakes(acts: pd.DataFrame, key: pd.Series, deals: pd.DataFrame, titles: pd.Series,
+                     at: str = "done_at") -> np.ndarray:
     """For activities whose title several deals share: the one such deal of the activity's
     client, else the only one, that existed (created, not closed more than a day before) when
     the activity was done; None where there is not exactly one."""
     day = pd.Timedelta(days=1)
     mine = pd.DataFrame({"row": np.arange(len(acts)), "key": key.to_numpy(),
-                         "at": acts["done_at"].to_numpy() if "done_at" in acts.columns else pd.NaT})
+                         "at": acts[at].to_numpy() if at in acts.columns else pd.NaT})
     theirs = pd.DataFrame({"key": titles.to_numpy(), "deal": deals["deal_id"].astype(str).to_numpy(),
                            "from": deals["created_at"].to_numpy() - day,
                            "to": (deals["closed_at"] + day).to_numpy() if "closed_at" in deals.columns else pd.NaT})

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from crm import several_files
+from crm import events_list, several_files
 from crm.activities import prepare as prepare_activities
 from crm.connectors import CONNECTORS
 from crm.data import CrmData
@@ -93,7 +93,11 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     if not source.stages and "stages" not in raws and "stage_history" not in raws:
         probability = stage_probabilities(raws["deals"].frame, source.columns.get("deals") or {},
                                           source.values.get("deals") or {})
+    # amoCRM's events list given as stage_history: read once the deals are (crm.events_list)
+    events = _events_list(raws.get("stage_history"), source)
     for table, raw in raws.items():
+        if table == "stage_history" and events is not None:
+            continue
         unused = frozenset({"stage_changed_at"}) if table == "deals" and "stage_history" in raws else frozenset()
         files = raw.parts or [raw]
         warnings += [n for part in files if not part.mapped_only for n in part.notes]  # with a file's first reading
@@ -114,6 +118,19 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                 note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
         warnings += notes + dup_notes
 
+    if events is not None:
+        raw = raws["stage_history"]
+        frames["stage_history"], notes = events_list.read(
+            raw, events, frames["deals"], source.values.get("stage_history") or {}, source.values.get("deals") or {},
+            _pipeline_stages(frames.get("stages"), source.stages), timezone, source.date_formats_for("stage_history"))
+        if not raw.show_values:
+            for note in notes:
+                note.examples = [e for e in note.examples if e.startswith(("row ", "record "))]
+        warnings += notes
+        read["stage_history"] = {"deal_id": str(events["object"]), "stage": str(events["after"]),
+                                 "entered_at": str(events["date"])}
+        unread["stage_history"] = tuple(str(c) for c in raw.frame.columns if c not in events.values())
+        del raw.frame
     nobody = {str(v) for t, fill in source.fill.items() if (v := fill.get("manager_id")) is not None}
     if "managers" not in frames:
         frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone, nobody)
@@ -167,6 +184,32 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         warnings += notes
     data, notes = check(data, now)
     return LoadResult(data, warnings + notes)
+
+
+def _events_list(raw: RawTable | None, source: SourceConfig) -> dict[str, str] | None:
+    """The events list's columns when the stage_history file is amoCRM's / Kommo's events list;
+    None for a stage history in the contract's shape. A wording named in
+    [source.values.stage_history.event] for a file that is no events list is an error: the key
+    would be silently ignored."""
+    if raw is None:
+        return None
+    found = events_list.roles(raw.frame, source.columns.get("stage_history"))
+    if found is None and (source.values.get("stage_history") or {}).get("event"):
+        raise DataError(
+            "[source.values.stage_history.event] names the events of an amoCRM / Kommo events list, but the "
+            "stage_history file is not one", file=raw.origin,
+            more="Columns found: " + ", ".join(repr(str(c)) for c in list(raw.frame.columns)[:20]) + ".",
+            fix="give the events list as stage_history (its columns «Дата», «Объект», «Событие», «Значение после»; "
+                "Kommo: Date, Object, Event, Value after), or remove [source.values.stage_history.event]",
+        )
+    return found
+
+
+def _pipeline_stages(stages: pd.DataFrame | None, configured: list[str] | None) -> list[str]:
+    """The pipeline's stages when the config or a stages table gives them (first stage first)."""
+    if stages is not None and len(stages):
+        return [str(s) for s in stages.sort_values(["position", "stage"], kind="stable")["stage"]]
+    return list(configured or [])
 
 
 def _normalize_file(table: str, raw: RawTable, source: SourceConfig, timezone: str, unused: frozenset[str],
@@ -306,6 +349,8 @@ def _their_columns(table: str, source: SourceConfig) -> list[str]:
     """Column names a table may have: mapped names plus canonical ones."""
     mapped = source.columns.get(table, {})
     names = {c.name for c in TABLES[table].columns} | set(mapped.values())
+    if table == "stage_history":  # or amoCRM's events list (crm.events_list)
+        names |= set(events_list.HEADER_NAMES)
     return sorted(names)
 
 

@@ -41,7 +41,14 @@ def _table_problem(table: str) -> str | None:
     return None
 
 
-def _column_problem(table: str, column: str) -> str | None:
+# [source.values] keys that are no canonical column: what an export's own column means.
+# stage_history.event: the wording of a deal's stage change in amoCRM's events list (crm.events_list).
+EXTRA_VALUE_COLUMNS: dict[tuple[str, str], tuple[str, ...]] = {("stage_history", "event"): ("stage", "other")}
+
+
+def _column_problem(table: str, column: str, extra: bool = False) -> str | None:
+    if extra and (table, column) in EXTRA_VALUE_COLUMNS:
+        return None
     names = [c.name for c in TABLES[table].columns]
     if column not in names:
         return f"{table}.{column}: unknown column of {table}{did_you_mean(column, names)}"
@@ -188,11 +195,11 @@ class SourceConfig(BaseModel):
 
     @field_validator("columns", "values", "fill", "custom_fields")
     @classmethod
-    def _known_columns(cls, value: dict) -> dict:
+    def _known_columns(cls, value: dict, info) -> dict:
         problems = []
         for table, cols in value.items():
             problem = _table_problem(table)
-            problems += [problem] if problem else [_column_problem(table, c) for c in cols]
+            problems += [problem] if problem else [_column_problem(table, c, info.field_name == "values") for c in cols]
         _raise_all([p for p in problems if p])
         return value
 
@@ -204,13 +211,14 @@ class SourceConfig(BaseModel):
         problems = []
         for table, cols in value.items():
             for column, mapping in cols.items():
-                allowed = VALUE_SETS.get((table, column))
+                allowed = VALUE_SETS.get((table, column)) or EXTRA_VALUE_COLUMNS.get((table, column))
                 kind = TABLES[table].column(column).kind if table in TABLES and column in {
                     c.name for c in TABLES[table].columns} else None
                 for theirs, ours in mapping.items():
                     target = str(ours).strip().lower()
                     if allowed is not None and target not in allowed:
-                        problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a {column} "
+                        problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not "
+                                        f"{'an' if column[0] in 'aeiou' else 'a'} {column} "
                                         f"crm-pulse knows{did_you_mean(target, allowed).replace(' (known:', ' (use one of:')}")
                     elif kind == "bool" and target not in frozenset().union(*yes_no_words(column)):
                         problems.append(f"{table}.{column}.{_key(theirs)}: {str(ours)!r} is not a yes/no value "

@@ -40,6 +40,9 @@ class Effect:
     kind:
       "none"        nothing changes;
       "uniform"     every deal's chance is multiplied by `factor`;
+      "compensated" like "uniform", and those deals' chance at the next stage is divided by
+                    `factor` (at most 1): the stage pair falls while the win rate of new deals
+                    holds (a drop only a stage history shows);
       "source"      only deals of `source` move on with `after` instead of `before`;
       "mix"         `source` always converts at `before` (others at the base rate), but from
                     `at` on its share of new deals becomes `share_after`: every source's own
@@ -194,13 +197,17 @@ class _Company:
                 mgr = inactive[int(self.ghost_rng.integers(len(inactive)))]
             region = REGIONS[int(rng.integers(len(REGIONS)))]
             t, k, status, closed, reason = t0, 0, "open", None, ""
+            hit = False  # "compensated": this deal entered the stage after `at`
             history.append({"deal_id": did, "stage": s.stages[0], "entered_at": _iso(t0)})
             while True:
                 p = s.advance[k]
+                if e.kind == "compensated" and hit and k == e.stage + 1:
+                    p = min(1.0, p / e.factor)
                 if k == e.stage and e.kind != "none":
                     late = e.at is not None and t >= e.at
-                    if e.kind == "uniform" and late:
+                    if e.kind in ("uniform", "compensated") and late:
                         p *= e.factor
+                        hit = True
                     elif e.kind in ("source", "confound") and src == e.source:
                         p = e.after if late else e.before
                     elif e.kind == "mix" and src == e.source:
