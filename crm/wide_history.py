@@ -35,14 +35,14 @@ from crm.normalize import (
 )
 from crm.readers import RawTable
 from crm.schema import TABLES
-from crm.source_config import SourceConfig, nearest
+from crm.source_config import SourceConfig
 from crm.stages import CLOSING, derive_history
 
 # `Date entered "Stage (Pipeline)"`, any case; the quotes as HubSpot and spreadsheets write them
-_ENTERED = re.compile(r"""^\s*date\s+entered\s*["'\u201c\u201d\u2018\u2019\u00ab](?P<label>.+?)["'\u201c\u201d\u2018\u2019\u00bb]\s*$""",
-                      re.IGNORECASE)
+_QUOTE_OPEN, _QUOTE_CLOSE = "[\"'\u201c\u201d\u2018\u2019\u00ab]", "[\"'\u201c\u201d\u2018\u2019\u00bb]"
+_ENTERED = re.compile(rf"^\s*date\s+entered\s*{_QUOTE_OPEN}(?P<label>.+?){_QUOTE_CLOSE}\s*$", re.IGNORECASE)
 # HubSpot's other per-stage columns: no entries
-_NOT_ENTRIES = re.compile(r"""^\s*(date\s+exited|time\s+in|latest\s+time\s+in|cumulative\s+time\s+in)\s*["'\u201c\u2018\u00ab]""",
+_NOT_ENTRIES = re.compile(rf"^\s*(date\s+exited|time\s+in|latest\s+time\s+in|cumulative\s+time\s+in)\s*{_QUOTE_OPEN}",
                           re.IGNORECASE)
 _PIPELINE_SUFFIX = re.compile(r"^(?P<stage>.+?)\s*\((?P<pipeline>[^()]+)\)\s*$")
 _SHOWN = 8  # stage names listed in a note
@@ -161,10 +161,10 @@ def read(deals: pd.DataFrame, raw: RawTable, source: SourceConfig, timezone: str
         ))
         return Read(raw.origin, pd.DataFrame(), {}, notes, raw.show_values) if notes else None
     history = pd.concat(parts, ignore_index=False)
-    # one entry per deal and stage (two rows of one deal: the later row is the newer state), in
-    # the file's row order and, within a deal, the columns' order
+    # one entry per deal and stage, the latest (two columns of one stage name: a deal of no known
+    # pipeline; two rows of one deal: the later row is the newer state), in the file's row order
     history = (history.assign(_row=history.index.to_numpy())
-               .sort_values(["_row", "_order"], kind="stable")
+               .sort_values(["_row", "entered_at", "_order"], kind="stable")
                .drop_duplicates(["deal_id", "stage"], keep="last")
                .drop(columns=["_row", "_order"]).reset_index(drop=True))
     if own_map:
@@ -279,7 +279,8 @@ def complete(history: pd.DataFrame, deals: pd.DataFrame, stages: list[str], read
             names = history.loc[unknown, "stage"].value_counts()
             shown = []
             for s, n in names.head(_SHOWN).items():
-                close = nearest(str(s), stages)
+                # only a stage written otherwise (case, spaces) is pointed at: "Quote Sent" is no typo of "Contract Sent"
+                close = next((st for st in stages if _loose(st) == _loose(str(s))), None)
                 hint = f", did you mean {close!r}?" if close else ""
                 cols = " / ".join(headers.get(str(s), [repr(s)])) if named else f"stage {len(shown) + 1}"
                 shown.append(f"{cols} ({n:,} deal(s){hint})")
@@ -305,6 +306,10 @@ def complete(history: pd.DataFrame, deals: pd.DataFrame, stages: list[str], read
     history = (history.assign(_pos=pos).sort_values(["deal_id", "entered_at", "_pos"], kind="stable")
                .drop(columns=["_pos"]).reset_index(drop=True))
     return history, notes
+
+
+def _loose(name: str) -> str:
+    return re.sub(r"\s+", " ", name).strip().casefold()
 
 
 def _canonical(history: pd.DataFrame) -> pd.DataFrame:
