@@ -125,6 +125,7 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
         warnings += read_.notes
     wide_reads = [r for r in wide_reads if len(r.history)]
     if wide_reads:
+        warnings.append(wide_history.read_note(wide_reads))
         frames["stage_history"] = wide_history.joined(wide_reads)
         raws["stage_history"] = RawTable(pd.DataFrame(), several_files.origin_of([r.origin for r in wide_reads])
                                          + ' ("Date entered" columns)', show_values=all(r.show_values for r in wide_reads))

@@ -33,6 +33,7 @@ from crm.normalize import (
     _CLOSING_WORDS, DATE_ONLY, ROW, STR, UTC_NS, _clean_text, _closing_stages, _closing_word, _placeholders,
     coerce, date_only_cells,
 )
+from crm import several_files
 from crm.readers import RawTable
 from crm.schema import TABLES
 from crm.source_config import SourceConfig
@@ -59,6 +60,7 @@ class Read:
     headers: dict[str, list[str]] = field(default_factory=dict)  # stage -> the columns it came from
     notes: list[DataWarning] = field(default_factory=list)
     show_values: bool = True
+    left: dict = field(default_factory=dict)  # what was not read: closing, moved, empty, not_entries (read_note)
 
 
 def entry_columns(columns) -> dict[object, str]:
@@ -171,31 +173,42 @@ def read(deals: pd.DataFrame, raw: RawTable, source: SourceConfig, timezone: str
         mapped = history["stage"].map(own_map)
         history["stage"] = mapped.where(mapped.notna(), history["stage"]).astype(STR)
         headers = {str(own_map.get(k, k)): v for k, v in headers.items()}
+    left = {"closing": closing, "moved": moved, "empty": len(empty),
+            "not_entries": sum(1 for c in frame.columns if _NOT_ENTRIES.match(str(c)))}
+    return Read(raw.origin, history, headers, notes, raw.show_values, left)
+
+
+def read_note(reads: list[Read]) -> DataWarning:
+    """The one load note for the history read from one or several deals files: which files, how
+    many columns became which stages, what a HubSpot stage date cannot tell, what was not read."""
+    history = pd.concat([r.history for r in reads], ignore_index=True)
     stages = list(dict.fromkeys(history["stage"].tolist()))
-    named = raw.show_values
+    named = all(r.show_values for r in reads)
     shown = (": " + ", ".join(stages[:_SHOWN]) + (", ..." if len(stages) > _SHOWN else "")) if named else ""
+    columns = max(sum(len(v) for v in r.headers.values()) for r in reads)
+    closing = list(dict.fromkeys(c for r in reads for c in r.left["closing"]))
+    n_closing = max(len(r.left["closing"]) for r in reads)
+    moved = sum(r.left["moved"] for r in reads)
+    not_entries, empty = max(r.left["not_entries"] for r in reads), max(r.left["empty"] for r in reads)
     left = []
     if closing:
-        left.append(f"{len(closing)} closing stage column(s)"
-                    + (f" ({', '.join(dict.fromkeys(closing))})" if named else "")
+        left.append(f"{n_closing} closing stage column(s)" + (f" ({', '.join(closing)})" if named else "")
                     + ": deals.status and closed_at say that")
     if moved:
         left.append(f"{moved:,} cell(s) of another pipeline's stage than the deal's Pipeline (a deal moved between "
                     "pipelines)")
-    not_entries = sum(1 for c in frame.columns if _NOT_ENTRIES.match(str(c)))
     if not_entries:
         left.append(f"{not_entries} \"Date exited\" / \"Time in\" column(s): no entries")
     if empty:
-        left.append(f"{len(empty)} column(s) with no date")
-    notes.append(DataWarning(
+        left.append(f"{empty} column(s) with no date")
+    files = several_files.origin_of([r.origin for r in reads])
+    return DataWarning(
         "stage_history_from_columns", "stage_history", len(history),
-        f"no stage history file: read from the {sum(len(v) for v in headers.values())} \"Date entered\" column(s) of "
-        f"{raw.origin} (HubSpot's stage entry dates), {len(stages)} stage(s){shown}; {len(history):,} entries of "
-        f"{history['deal_id'].nunique():,} deal(s). HubSpot keeps one date per stage, the latest: a deal that "
-        "went back and entered a stage again is seen entering it once, at the last time"
-        + (f"; not read: {'; '.join(left)}" if left else ""),
-    ))
-    return Read(raw.origin, history, headers, notes, raw.show_values)
+        f"no stage history file: read from the {columns} \"Date entered\" column(s) of {files} (HubSpot's stage "
+        f"entry dates), {len(stages)} stage(s){shown}; {len(history):,} entries of {history['deal_id'].nunique():,} "
+        "deal(s). HubSpot keeps one date per stage, the latest: a deal that went back and entered a stage again "
+        "is seen entering it once, at the last time" + (f"; not read: {'; '.join(left)}" if left else ""),
+    )
 
 
 def not_read_note(raw: RawTable, history_origin: str) -> list[DataWarning]:
@@ -214,11 +227,9 @@ def not_read_note(raw: RawTable, history_origin: str) -> list[DataWarning]:
 def joined(reads: list[Read]) -> pd.DataFrame:
     """The history of one or several deals files (crm.several_files: each row's file beside its
     row number, as several_files keeps it)."""
-    from crm.several_files import FILE
-
     if len(reads) == 1:
         return reads[0].history
-    frames = [r.history.assign(**{FILE: r.origin}) for r in reads if len(r.history)]
+    frames = [r.history.assign(**{several_files.FILE: r.origin}) for r in reads if len(r.history)]
     return pd.concat(frames, ignore_index=True).drop_duplicates(["deal_id", "stage"], keep="last") \
         .reset_index(drop=True)
 

@@ -226,3 +226,25 @@ def test_a_stage_history_file_wins_over_the_columns_and_says_so(tmp_path):
     assert "stage_history.csv" in next(ln for ln in report.splitlines() if ln.strip().startswith("stage_history ")), report
     assert f'"Date entered" column(s) of {DEALS} are not read: the stage history comes from stage_history.csv' in report
     assert "no stage history file: read from" not in report, report
+
+
+def test_an_export_split_in_two_files_gives_the_same_history_said_once(tmp_path):
+    config = export(tmp_path, "hs", seed=1)
+    whole = check_config(config)
+    rows_line = next(ln for ln in whole.splitlines() if ln.strip().startswith("stage_history "))
+    folder = config.parent / "hs"
+    with open(folder / DEALS, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f))
+    (folder / DEALS).unlink()
+    for i, part in enumerate((rows[:1000], rows[1000:])):
+        with open(folder / f"hubspot-part{i}.csv", "w", encoding="utf-8-sig", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(part)
+    config.write_text(config.read_text(encoding="utf-8").replace(f'deals = "{DEALS}"', 'deals = "hubspot-part*.csv"'),
+                      encoding="utf-8")
+    split = check_config(config)
+    line = next(ln for ln in split.splitlines() if ln.strip().startswith("stage_history "))
+    assert line.split("rows")[0] == rows_line.split("rows")[0], (line, rows_line)  # the same number of entries
+    notes = [ln for ln in split.splitlines() if "no stage history file: read from the" in ln]
+    assert len(notes) == 1 and "hubspot-part0.csv, hubspot-part1.csv" in notes[0], notes
