@@ -16,9 +16,12 @@ closing stages' columns (Closed Won / Closed Lost: deals.status and closed_at sa
 of one pipeline's column on a deal the Pipeline column puts in another pipeline (a deal moved
 between pipelines) is not read: its stage is not one of the deal's pipeline.
 
-Only the English label is read. HubSpot's web UI has no Russian version, and no translated
-label of these properties could be confirmed, so a translated header (German, French, ...) is
-not guessed: such an export gets the derived history, as before.
+Only the English label is read: HubSpot's web UI is not offered in Russian as far as we could
+find, and no translated label of these properties (a Russian «Дата входа в этап», a German or
+French one) could be confirmed in its documentation, so none is guessed: such an export gets the
+derived history, as before. Dates follow [source.date_formats] stage_history, else the format
+of deals.created_at (the same export writes both alike); a cell with the day alone is that day,
+as everywhere (crm.validate.order_dates).
 """
 from __future__ import annotations
 
@@ -161,7 +164,7 @@ def read(deals: pd.DataFrame, raw: RawTable, source: SourceConfig, timezone: str
             f"{raw.origin} has {len(columns)} \"Date entered\" column(s), but none holds a date for a deal: the stage "
             "history is derived from the deals",
         ))
-        return Read(raw.origin, pd.DataFrame(), {}, notes, raw.show_values) if notes else None
+        return Read(raw.origin, pd.DataFrame(), {}, notes, raw.show_values)
     history = pd.concat(parts, ignore_index=False)
     # one entry per deal and stage, the latest (two columns of one stage name: a deal of no known
     # pipeline; two rows of one deal: the later row is the newer state), in the file's row order
