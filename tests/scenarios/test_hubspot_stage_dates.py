@@ -248,3 +248,20 @@ def test_an_export_split_in_two_files_gives_the_same_history_said_once(tmp_path)
     assert line.split("rows")[0] == rows_line.split("rows")[0], (line, rows_line)  # the same number of entries
     notes = [ln for ln in split.splitlines() if "no stage history file: read from the" in ln]
     assert len(notes) == 1 and "hubspot-part0.csv, hubspot-part1.csv" in notes[0], notes
+
+
+def test_a_cell_of_another_pipelines_stage_is_not_read(tmp_path):
+    """A Renewals deal with a date in a Sales Pipeline column (it moved between pipelines): that
+    stage is not one of its pipeline's, so the cell is not read, and the note counts it."""
+    config = export(tmp_path, "hs", seed=2, second_pipeline=0.2)
+    before = next(ln for ln in check_config(config).splitlines() if ln.strip().startswith("stage_history "))
+
+    def change(header, rows):
+        row = next(r for r in rows if r["Pipeline"] == "Renewals" and r["Deal Stage"] == "Renewal Due")
+        row['Date entered "Contract Sent (Sales Pipeline)"'] = row["Create Date"]
+        return header, rows
+
+    edit_deals(config, change)
+    report = check_config(config)
+    assert next(ln for ln in report.splitlines() if ln.strip().startswith("stage_history ")) == before, report
+    assert "1 cell(s) of another pipeline's stage than the deal's Pipeline" in report, report
