@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from crm import events_list, several_files
+from crm import events_list, several_files, wide_history
 from crm.activities import prepare as prepare_activities
 from crm.connectors import CONNECTORS
 from crm.data import CrmData
@@ -95,13 +95,20 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                                           source.values.get("deals") or {})
     # amoCRM's events list given as stage_history: read once the deals are (crm.events_list)
     events = _events_list(raws.get("stage_history"), source)
+    # A deals export's per-stage entry dates (HubSpot's `Date entered "<stage> (<pipeline>)"`) are
+    # the stage history when the source gives none; a stage history file or table wins.
+    wide = "stage_history" not in raws and source.kind in ("files", "sql")
+    wide_reads: list[wide_history.Read] = []
+    if not wide and source.kind in ("files", "sql"):
+        warnings += wide_history.not_read_note(raws["deals"], raws["stage_history"].origin)
     for table, raw in raws.items():
         if table == "stage_history" and events is not None:
             continue
         unused = frozenset({"stage_changed_at"}) if table == "deals" and "stage_history" in raws else frozenset()
         files = raw.parts or [raw]
         warnings += [n for part in files if not part.mapped_only for n in part.notes]  # with a file's first reading
-        done = [_normalize_file(table, part, source, timezone, unused, files) for part in files]
+        done = [_normalize_file(table, part, source, timezone, unused, files, wide) for part in files]
+        wide_reads += [part.history for part in done if part.history is not None]
         unread[table] = tuple(dict.fromkeys(c for part in done for c in part.unread))
         read[table] = {k: v for part in reversed(done) for k, v in part.read.items()}  # the first file's name wins
         if raw.parts:
@@ -131,6 +138,18 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
                                  "entered_at": str(events["date"])}
         unread["stage_history"] = tuple(str(c) for c in raw.frame.columns if c not in events.values())
         del raw.frame
+    for read_ in wide_reads:
+        warnings += read_.notes
+    wide_reads = [r for r in wide_reads if len(r.history)]
+    if wide_reads:
+        warnings.append(wide_history.read_note(wide_reads))
+        frames["stage_history"] = wide_history.joined(wide_reads)
+        raws["stage_history"] = RawTable(pd.DataFrame(), several_files.origin_of([r.origin for r in wide_reads])
+                                         + ' ("Date entered" columns)', show_values=all(r.show_values for r in wide_reads))
+        read["stage_history"] = {"deal_id": read["deals"].get("deal_id", "deal_id"),
+                                 "stage": 'Date entered "<stage>"', "entered_at": 'Date entered "<stage>"'}
+        unread["stage_history"] = ()
+
     nobody = {str(v) for t, fill in source.fill.items() if (v := fill.get("manager_id")) is not None}
     if "managers" not in frames:
         frames["managers"], note = managers_from_deals(frames, raws["deals"].origin, timezone, nobody)
@@ -157,8 +176,15 @@ def build(raws: dict[str, RawTable], source: SourceConfig, *, timezone: str,
     deals, history, notes = order_dates(deals, history, {t: r.origin for t, r in raws.items()}, timezone,
                                         private={t for t, r in raws.items() if not r.show_values})
     warnings += notes
+    if wide_reads and history is not None:
+        history, notes = wide_history.fill_current(history, deals, wide_reads)
+        warnings += notes
     stages, notes = resolve_stages(frames.get("stages"), source.stages, history, deals, probability)
     warnings += notes
+    if wide_reads and history is not None:
+        given = bool(source.stages) or (frames.get("stages") is not None and len(frames["stages"]) > 0)
+        history, notes = wide_history.complete(history, deals, stages, wide_reads, given)
+        warnings += notes
     derived = history is None
     if derived:
         history = derive_history(deals, stages)
@@ -213,10 +239,11 @@ def _pipeline_stages(stages: pd.DataFrame | None, configured: list[str] | None) 
 
 
 def _normalize_file(table: str, raw: RawTable, source: SourceConfig, timezone: str, unused: frozenset[str],
-                    files: list[RawTable]) -> several_files.Part:
+                    files: list[RawTable], wide: bool = False) -> several_files.Part:
     """One file's canonical rows, its warnings, the columns read into nothing and those read
     (canonical -> theirs). `files`: every file of the table (one, or several: a mapped column
-    some of them lack is then empty in those, crm.several_files.mapping_for)."""
+    some of them lack is then empty in those, crm.several_files.mapping_for). `wide`: a deals
+    file's entry-date columns are read as the stage history (crm.wide_history)."""
     not_read: list[str] = []
     read: dict[str, str] = {}
     columns = source.columns.get(table)
@@ -232,14 +259,24 @@ def _normalize_file(table: str, raw: RawTable, source: SourceConfig, timezone: s
         if raw.show_values:
             raise
         raise _without_contents(err) from None
+    history = None
     if table == "deals":
         notes += closed_flag_check(frame, raw.frame, not_read, raw.origin, raw.show_values)
         notes += archived_flag_check(frame, raw.frame, not_read, raw.origin)
+        if wide and not raw.mapped_only:
+            try:
+                history = wide_history.read(frame, raw, source, timezone, set(read.values()))
+            except DataError as err:
+                if raw.show_values:
+                    raise
+                raise _without_contents(err) from None
+            if history is not None:
+                not_read = [c for c in not_read if c not in wide_history.entry_columns(raw.frame.columns)]
     if len(files) == 1:  # several: mapping_for reads the other files' columns, build frees them
         del raw.frame  # the raw columns are no longer needed: free them before the next table
     if frame.empty:
         notes.append(DataWarning("empty_table", table, 0, f"{raw.origin} has a header but no rows"))
-    return several_files.Part(raw.origin, frame, read, notes, not_read)
+    return several_files.Part(raw.origin, frame, read, notes, not_read, history)
 
 
 def managers_from_deals(frames: dict[str, pd.DataFrame], origin: str, timezone: str,

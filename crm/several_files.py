@@ -119,6 +119,7 @@ class Part:
     read: dict[str, str]
     notes: list[DataWarning] = field(default_factory=list)
     unread: list[str] = field(default_factory=list)
+    history: object = None  # a deals file's stage history from its entry-date columns (crm.wide_history.Read)
 
 
 def combine(table: str, parts: list[Part], fill: dict[str, object] | None = None

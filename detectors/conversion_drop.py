@@ -251,7 +251,8 @@ class _RealHistory(Need):
                 f"derived from {data.origins.get('deals', 'deals.csv')}); conversion to won is "
                 "measured from deal outcomes instead; a web-UI export has no stage history: "
                 "the CRM's API gives it ([source] kind: \"amocrm\", \"bitrix24\", \"hubspot\", \"pipedrive\"), "
-                "or a stage history report (Salesforce: Opportunity History, its To Stage and Edit Date)")
+                "or a stage history report (Salesforce: Opportunity History, its To Stage and Edit Date; "
+                "HubSpot: the \"Date entered\" columns of the stages, added to the deals export)")
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")

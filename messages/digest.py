@@ -391,11 +391,12 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"нужна a real stage history \(stage_history\.csv; it was derived from (.+?)\); "
                 r"conversion to won is measured from deal outcomes instead; a web-UI export has no stage "
                 r"history: the CRM's API gives it \(\[source\] kind: (.+?)\), or a stage history report "
-                r"\(Salesforce: Opportunity History, its To Stage and Edit Date\)"),
+                r"\(Salesforce: Opportunity History, its To Stage and Edit Date; HubSpot: the \"Date entered\" "
+                r"columns of the stages, added to the deals export\)"),
      r"нужна настоящая история этапов (stage_history.csv; сейчас она выведена из \1); "
      r"конверсию в выигрыш считаем по итогам сделок; в выгрузке из веб-интерфейса CRM истории этапов нет, "
      r"её даёт API CRM ([source] kind: \2) или отчёт об истории этапов (Salesforce: Opportunity History, "
-     r"его To Stage и Edit Date)"),
+     r"его To Stage и Edit Date; HubSpot: столбцы \"Date entered\" этапов, добавленные в выгрузку сделок)"),
     # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
     (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),

@@ -107,6 +107,16 @@ class WebExport:
     deleted_stage_share: float = 0.03  # closed deals whose stage was deleted since (HubSpot: id)
     empty_amount_share: float = 0.15
     departed: int = 1               # managers who left (the last working ones): their deals stay
+    # HubSpot only: the per-stage entry dates (`Date entered "<stage> (<pipeline>)"`), see
+    # stage_date_columns: "" none, "datetime" written like the export's other dates, "date" the day only
+    stage_dates: str = ""
+    # HubSpot only, with stage_dates: one more open deal, "Deal stalled", created this many days
+    # before the data's end and moved to "Presentation Scheduled" that many days before it, untouched since
+    stalled: tuple[float, float] | None = None
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _local(ts: str, tz: ZoneInfo, fmt: str) -> str:
@@ -143,10 +153,19 @@ def build(w: WebExport) -> tuple[list[dict], list[dict]]:
     for a in tables["activities"]:
         if a["done_at"] > last_touch.get(a["deal_id"], ""):
             last_touch[a["deal_id"]] = a["done_at"]
+    if w.crm == "hubspot" and w.stalled and w.stage_dates:
+        born, moved = (_plus_days(_iso(w.spec.end), -days) for days in w.stalled)
+        tables["deals"].append({**tables["deals"][0], "deal_id": "d99999", "client_id": "c99999", "title": "Deal stalled",
+                                "stage": STAGES[2], "status": "open", "created_at": born, "closed_at": "",
+                                "loss_reason": "", "source": "Сайт",
+                                "manager_id": next(m["manager_id"] for m in working[:1])})
+        tables["stage_history"] += [{"deal_id": "d99999", "stage": STAGES[0], "entered_at": born},
+                                    {"deal_id": "d99999", "stage": STAGES[2], "entered_at": moved}]
     rows = []
+    seconds: dict[str, bool] = {}
     for d in tables["deals"]:
         k = STAGES.index(d["stage"])
-        second = rng.random() < w.second_pipeline
+        second = seconds[d["deal_id"]] = rng.random() < w.second_pipeline
         amount = "" if rng.random() < w.empty_amount_share else _amount(float(d["amount"]) / 450 if rng.random() < 0.5 else round(float(d["amount"]) / 450),
                                                                  w.comma_decimals, w.grouped_thousands)
         currency = "EUR" if rng.random() < 0.3 else ("USD" if w.crm == "hubspot" else "EUR")
@@ -199,6 +218,14 @@ def build(w: WebExport) -> tuple[list[dict], list[dict]]:
                 "Organization - Name": "Org " + d["client_id"].lstrip("cx"),
                 "Deal - Source channel": PD_SOURCES.get(d["source"], "Other"),
             })
+    if w.crm == "hubspot" and w.stage_dates:
+        dates = stage_date_columns(w, tables, seconds, tz, fmt)
+        headers = _stage_date_headers()
+        by_id = {str(9_000_000_000 + int(d["deal_id"][1:]) + (500_000 if d["deal_id"].startswith("x") else 0)): d["deal_id"]
+                 for d in tables["deals"]}
+        for row in rows:
+            cells = dates[by_id[row["Record ID"]]]
+            row.update({h: cells.get(h, "") for h in headers})
     managers = [{"manager_id": name_of[m["manager_id"]], "name": name_of[m["manager_id"]],
                  "email": name_of[m["manager_id"]].lower().replace(" ", ".") + "@example.com",
                  "team": m["team"].replace("Команда", "Team")}
@@ -208,6 +235,51 @@ def build(w: WebExport) -> tuple[list[dict], list[dict]]:
         for m in managers:
             m["active"] = "false" if m["manager_id"] in gone else "true"
     return rows, managers
+
+
+def stage_date_columns(w: WebExport, tables: dict[str, list[dict]], second: dict[str, bool],
+                       tz: ZoneInfo, fmt: str) -> dict[str, dict[str, str]]:
+    """deal_id -> the HubSpot columns of its stage dates, as the deals export from the web UI
+    writes them when the admin picks them (the `hs_date_entered_<stage id>` properties). Assumed
+    (HubSpot's property list: "Date entered \"Qualified To Buy (Sales Pipeline)\"", "Date exited
+    ...", "Cumulative time in ..."): one entry column per stage of every pipeline, closing stages
+    included, labelled "<stage> (<pipeline>)"; a cell holds when the deal last entered that stage
+    (the factory never moves a deal back, so that is its only entry) and is empty for stages it
+    never entered and for every stage of the other pipeline; won deals entered "Closed Won" at
+    the close, lost ones "Closed Lost" (a deal whose stage was deleted since keeps the entries of
+    the stages that still exist); "Date exited" holds when it left a stage and "Cumulative time
+    in" the milliseconds spent there: neither is an entry. Dates are in the portal's time zone,
+    in the export's date format, or the day alone (`stage_dates="date"`). The columns come in
+    alphabetical order, as the export's column picker lists properties, not in pipeline order."""
+    day_only = {"iso": "%Y-%m-%d", "us": "%m/%d/%Y", "eu": "%d.%m.%Y"}[w.dates]
+    entry_fmt = day_only if w.stage_dates == "date" else fmt
+    moves: dict[str, list[tuple[int, str]]] = {}
+    for r in tables["stage_history"]:
+        moves.setdefault(r["deal_id"], []).append((STAGES.index(r["stage"]), r["entered_at"]))
+    out: dict[str, dict[str, str]] = {}
+    for d in tables["deals"]:
+        pipeline = "Renewals" if second[d["deal_id"]] else "Sales Pipeline"
+        labels = HS_RENEWAL_STAGES if second[d["deal_id"]] else HS_STAGES
+        path = [(labels[k], at) for k, at in moves.get(d["deal_id"], [])]
+        if d["status"] != "open":
+            path.append(("Closed Won" if d["status"] == "won" else "Closed Lost", d["closed_at"]))
+        cells: dict[str, str] = {}
+        for i, (stage, at) in enumerate(path):
+            key = f"{stage} ({pipeline})"
+            cells[f'Date entered "{key}"'] = _local(at, tz, entry_fmt)
+            if i + 1 < len(path):
+                left = path[i + 1][1]
+                cells[f'Date exited "{key}"'] = _local(left, tz, fmt)
+                spent = datetime.fromisoformat(left.replace("Z", "+00:00")) - datetime.fromisoformat(at.replace("Z", "+00:00"))
+                cells[f'Cumulative time in "{key}"'] = str(int(spent.total_seconds() * 1000))
+        out[d["deal_id"]] = cells
+    return out
+
+
+def _stage_date_headers() -> list[str]:
+    keys = [f"{s} ({p})" for p, stages in (("Sales Pipeline", HS_STAGES), ("Renewals", HS_RENEWAL_STAGES))
+            for s in stages + ("Closed Won", "Closed Lost")]
+    return sorted(f'{kind} "{k}"' for kind in ("Date entered", "Date exited", "Cumulative time in") for k in keys)
 
 
 def _plus_days(ts: str, days: float) -> str:
