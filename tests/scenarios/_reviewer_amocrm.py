@@ -26,6 +26,7 @@ Planted changes (`plant`), for deals created at or after `plant_at`:
   "drop"    every deal's win chance times 0.55 (a company-wide drop);
   "source"  deals tagged «Instagram» (about 18% of deals) win with 0.06 instead of 0.38;
   "mix"     «Выставка» (win 0.08) goes from 6% to 40% of new deals; every source's own rate holds;
+  "reasons" lost deals closed from `plant_at` on give «Дорого» 45% of the time (else uniform: 20%);
   "stop"    manager STOPPER completes no task and closes nothing from `plant_at` on (his deals
             stay open where they were), while new deals keep coming to him.
 `drop_columns` removes columns from the file (e.g. «Дата закрытия», «Теги», «Причина отказа»).
@@ -102,6 +103,13 @@ def _money(v: int) -> str:
     return f"{v:,}".replace(",", " ") + " ₸"
 
 
+def _reason(rng: np.random.Generator, planted: bool) -> str:
+    """A lost deal's reason: uniform over REASONS; planted, «Дорого» on 45% of them."""
+    if planted and rng.random() < 0.45 - 0.2:
+        return REASONS[0]
+    return REASONS[int(rng.integers(len(REASONS)))]
+
+
 def build(s: Spec) -> dict[str, list[dict]]:
     """The three lists: «Сделки» (deals), «Пользователи» (managers), «Задачи» (tasks)."""
     rng = np.random.default_rng(s.seed)
@@ -155,7 +163,8 @@ def build(s: Spec) -> dict[str, list[dict]]:
                     "Дата закрытия": closed.strftime(FMT) if closed else "",
                     "Этап сделки": stage, "Воронка": "Продажи", "Теги": tags,
                     "Город": CITIES[int(rng.integers(3))],
-                    "Причина отказа": REASONS[int(rng.integers(len(REASONS)))] if status == "lost" else "",
+                    "Причина отказа": _reason(rng, s.plant == "reasons" and closed is not None
+                                              and closed.date() >= s.plant_at) if status == "lost" else "",
                     "Основной контакт": f"Контакт {number % 10000}",
                     "Компания": company, "Рабочий телефон": f"+7 701 {number % 10_000_000:07d}",
                     "_status": status,

@@ -7,6 +7,7 @@ columns are said and alert nothing, and what the admin must fix is said at once.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -95,3 +96,17 @@ def test_a_manager_who_stopped_working_is_not_told_his_deals_were_lost(tmp_path)
         text = " ".join(item.split())
         assert "которые были проиграны" not in text, item
         assert "ещё открыты" in text, item
+
+
+def test_abandoned_deals_by_stage_add_up_to_their_number(tmp_path):
+    """The stopped manager's abandoned deals sit at all five stages; the by-stage line names four
+    and counts the rest, so its numbers add up to the title's (it silently dropped a stage)."""
+    cfg = amo.write(tmp_path, amo.Spec(seed=SEEDS[0], plant="stop"), recipients=amo.RECIPIENTS)
+    rc, out, err = run_cli("scan", "--config", str(cfg), "--now", NOW)
+    assert rc == 0, err
+    item = next(i for i in out.split("\n\n") if "Сделки, похожие на заброшенные" in i)
+    text = " ".join(item.split())
+    total = int(re.search(r"заброшенные: ([\d\s]+)", text).group(1).replace(" ", "").replace("\u00a0", ""))
+    by_stage = re.search(r"По этапам: (.*?)\.", text).group(1)
+    counts = [int(n) for n in re.findall(r"— (\d+)", by_stage)]
+    assert len(counts) == 5 and sum(counts) == total, text
