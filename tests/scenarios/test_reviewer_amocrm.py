@@ -110,3 +110,17 @@ def test_abandoned_deals_by_stage_add_up_to_their_number(tmp_path):
     by_stage = re.search(r"По этапам: (.*?)\.", text).group(1)
     counts = [int(n) for n in re.findall(r"— (\d+)", by_stage)]
     assert len(counts) == 5 and sum(counts) == total, text
+
+
+def test_loss_reasons_say_nothing_on_a_chance_run_and_find_a_planted_shift(tmp_path):
+    """Loss reasons drawn uniformly (about 9 lost deals a day): seed 107's replay held a 28-day
+    chance run of «Ушли к конкуренту» (p = 0.0014 on 16 March) that one window cannot tell from a
+    shift; a week earlier it was not there, so nothing is said. A planted shift («Дорого» 20% ->
+    45% of losses from 9 February) is said, naming «Дорого»."""
+    calm = amo.write(tmp_path / "calm", amo.Spec(seed=107), recipients=amo.RECIPIENTS)
+    rc, out, err = run_cli("backtest", "--config", str(calm), "--from", "2026-03-01", "--to", "2026-03-31")
+    assert rc == 0, err
+    assert re.search(r"^loss_reasons\s+0\s", out, re.M), out
+    planted = amo.write(tmp_path / "planted", amo.Spec(seed=SEEDS[0], plant="reasons"), recipients=amo.RECIPIENTS)
+    shifts = [i["facts"] for i in _scan(planted, "2026-03-16T09:00:00+05:00") if i["detector"] == "loss_reasons"]
+    assert [(f["kind"], f["top_rising"]) for f in shifts] == [("shift", "Дорого")]
