@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from crm.errors import DataError, DataWarning
 from crm.readers import RawTable
-from crm.schema import TABLES, TYPE_WORDS, VALUE_SETS, Column, yes_no_words
+from crm.schema import TABLES, TYPE_WORDS, VALUE_SETS, Column, Table, yes_no_words
 from crm.source_config import nearest
 
 STR = pd.StringDtype(na_value=np.nan)  # pandas' default "str" dtype (Arrow-backed)
@@ -85,16 +85,10 @@ def normalize_table(
     bad_text_columns: list[str] = []
     error_rows = pd.Series(False, index=frame.index)  # rows with an Excel error value (#N/A)
     error_columns: list[str] = []
+    _absent_mapped(table, spec, columns, raw, found)
     for col in spec.columns:
         their = columns.get(col.name)
         if their is not None:
-            if their not in frame.columns:
-                raise DataError(
-                    f"column {their!r} (mapped to {table}.{col.name} in config) is not in the "
-                    "file", file=raw.origin, more="Columns found: " + _listed(found) + ".",
-                    fix=_header_hint(raw) or f"correct [source.columns.{table}] {col.name} = \"...\""
-                    + (f" (did you mean {close!r}?)" if (close := nearest(their, found)) else ""),
-                )
             source_name = their
         else:
             source_name = None if raw.mapped_only else col.name if col.name in frame.columns else lowered.get(col.name)
@@ -387,6 +381,28 @@ def _listed(names: list, limit: int = 40) -> str:
     """Column names for a message: each cut to 60 characters, at most `limit` of them."""
     shown = [n if len(n := str(c)) <= 60 else n[:59] + "…" for c in names[:limit]]
     return ", ".join(shown) + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _absent_mapped(table: str, spec: Table, columns: dict[str, str], raw: RawTable, found: list) -> None:
+    """One error naming every column the config maps that the file lacks (not one per run), and
+    for each the nearest of the file's columns no other key reads: a closing date is never told
+    to read the creation date column the config already maps."""
+    missing = [(col.name, columns[col.name]) for col in spec.columns
+               if columns.get(col.name) is not None and columns[col.name] not in raw.frame.columns]
+    if not missing:
+        return
+    free = [c for c in found if c not in set(columns.values())]
+    fixes = [f"[source.columns.{table}] {name} = \"...\""
+             + (f" (did you mean {close!r}?)" if (close := nearest(their, free)) else "")
+             for name, their in missing]
+    what = ", ".join(f"{their!r} (mapped to {table}.{name} in config)" for name, their in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    raise DataError(
+        f"column{'s' if len(missing) > 1 else ''} {what} {verb} not in the file", file=raw.origin,
+        more="Columns found: " + _listed(found) + ".",
+        fix=_header_hint(raw) or "correct " + "; ".join(fixes)
+        + (", or remove the line" if len(missing) == 1 else ", or remove each line") + " whose column the export does not have (what needs it is then skipped and said)",
+    )
 
 
 def _header_hint(raw: RawTable) -> str | None:

@@ -80,11 +80,11 @@ def yes_no_words(column: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 # activities.type as activity lists write it (Bitrix24 «Тип», Pipedrive "Type", HubSpot "Task
-# Type"), lower-case; read before [source.values] mappings are checked, which win over these.
+# Type"; amoCRM's two built-in task types «Связаться» and «Встреча»), lower-case; read before [source.values] mappings are checked, which win over these.
 TYPE_WORDS: dict[str, str] = {
     "звонок": "call", "входящий звонок": "call", "исходящий звонок": "call", "телефонный звонок": "call",
     "встреча": "meeting", "письмо": "email", "e-mail": "email", "эл. письмо": "email", "задача": "task",
-    "дело": "task", "комментарий": "note", "заметка": "note", "примечание": "note",
+    "дело": "task", "связаться": "task", "комментарий": "note", "заметка": "note", "примечание": "note",
     "todo": "task", "to-do": "task", "deadline": "task", "lunch": "meeting", "demo": "meeting",
 }
 

@@ -423,6 +423,7 @@ class Cohorts:
     moved_after: np.ndarray  # ns from entry to moving on (_NEVER: never moved on)
     converted_before: np.ndarray  # converted_before[k] = converted deals among the first k
     codes: dict[str, np.ndarray]  # segment code of each row per dimension (-1 = none)
+    lost_at: np.ndarray | None = None  # when each row's deal was lost (_NEVER: not lost)
 
 
 @dataclass
@@ -468,7 +469,7 @@ def _cohorts(from_stage, to_stage, entry, reached, lost_at, as_of, spec, seg_dim
         from_stage=from_stage, to_stage=to_stage, horizon_days=horizon, horizon_source=source, movers=movers,
         rows=rows, entry=e, converted=converted, moved_after=np.where(r != _NEVER, r - e, _NEVER),
         converted_before=np.concatenate([[0], np.cumsum(converted, dtype=np.int64)]),
-        codes={dim: codes[rows] for dim, (codes, _u) in seg_dims.items()},
+        codes={dim: codes[rows] for dim, (codes, _u) in seg_dims.items()}, lost_at=lost_at[rows],
     )
 
 
@@ -1301,6 +1302,21 @@ def _evidence(p: _Pair, state: Prepared, keep_r: np.ndarray | None, with_evidenc
     return {"deal_ids": sorted(state.deal_ids.iloc[rows].tolist())[: state.spec.max_evidence]}
 
 
+def _missed(p: _Pair, keep_r: np.ndarray | None) -> dict:
+    """The recent cohort's deals (of `keep_r`) that did not move on in time, and how many of them
+    are still open at the scan (neither lost nor moved on since): when most are, the action
+    must not call them lost (a manager who stopped working leaves his deals open)."""
+    c = p.c
+    miss = ~c.converted[p.mid:p.hi]
+    if keep_r is not None:
+        miss &= keep_r
+    now = p.recent_end + c.horizon_days * NS_PER_DAY  # the scan's day (the windows end a horizon before it)
+    after = c.moved_after[p.mid:p.hi]
+    moved = (after != _NEVER) & (after <= now - c.entry[p.mid:p.hi])
+    lost = np.zeros(len(miss), dtype=bool) if c.lost_at is None else c.lost_at[p.mid:p.hi] <= now
+    return {"recent_missed": int(miss.sum()), "recent_missed_open": int((miss & ~moved & ~lost).sum())}
+
+
 def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool, tests: int,
                      with_evidence: bool, newest: dict, now_ns: int, own: "_OwnDrops") -> Insight:
     spec = state.spec
@@ -1331,6 +1347,7 @@ def _overall_insight(p: _Pair, state: Prepared, mix: dict | None, explains: bool
         facts["kind"] = "drop"
         facts["drivers"] = _drivers(p, state, now_ns, own)
         severity = _severity(facts["lost_per_month"], facts["relative_drop"], spec)
+    facts.update(_missed(p, keep_r))
     return Insight(detector=NAME, severity=severity, audience=Audience("director"), subject=subject,
                    facts=facts, evidence=_evidence(p, state, keep_r, with_evidence))
 
@@ -1512,6 +1529,7 @@ def _segment_insight(p: _Pair, state: Prepared, dim: str, s: int, q: float, with
         "rest_baseline_n": int(rest.bn[0]), "rest_recent_n": int(rest.rn[0]),
         "overall_baseline_rate": round(float(obr[0]), 4), "overall_recent_rate": round(float(orr[0]), 4),
         "newest": newest,
+        **_missed(p, p.c.codes[dim][p.mid:p.hi] == s),
     })
     mask_all = p.c.codes[dim][p.lo:p.hi] == s
     facts["weekly"] = _weekly(p.c.entry[p.lo:p.hi][mask_all], p.c.converted[p.lo:p.hi][mask_all], p.base_start, p.recent_end, p.real)

@@ -189,6 +189,12 @@ def _cost(ctx: Ctx, f: dict) -> Line | None:
 
 
 def _stuck(ctx: Ctx, f: dict) -> Line:
+    missed, still_open = f.get("recent_missed"), f.get("recent_missed_open")
+    if (_created(f) or f.get("to_won")) and isinstance(missed, int) and isinstance(still_open, int) \
+            and still_open * 2 > missed:
+        # most of them are still open, not lost (a manager who stopped working leaves them so)
+        return ctx.t("которые так и не выиграны ({o} из {n} ещё открыты)", "that were not won ({o} of {n} are still open)",
+                     o=ctx.num(still_open), n=ctx.num(missed))
     if _created(f):
         return ctx.t("которые были проиграны", "that were lost")  # "recent deals lost recently" said it twice
     src = stage_of(ctx, f["from_stage"])

@@ -110,6 +110,9 @@ def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
         parts: Line = ()
         for k, (stage, count) in enumerate(stages[:4]):
             parts += (ctx.t(", ", ", ") if k else ()) + ctx.t("«{s}» — {c}", "“{s}”: {c}", s=name(stage), c=ctx.num(count))
+        rest = sum(int(count) for _stage, count in stages[4:])
+        if rest:  # the stages left out are counted, so the parts add up to the title's number
+            parts += ctx.t(", на других этапах — {c}", ", other stages: {c}", c=ctx.num(rest))
         body.append(ctx.t("По этапам: ", "By stage: ") + parts + ctx.t(".", "."))
     body += _oldest_and_amount(f, ctx)
     if ctx.you:
