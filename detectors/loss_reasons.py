@@ -21,7 +21,7 @@ window cannot tell from a real shift). The cost: a 20% -> 45% rise at 3-6 lost d
 found a few days later (3-27 days after it began instead of 3-23); the demo's planted
 "Сроки поставки" is found 9 days after its start, as before. On a larger company (about 9 lost
 deals a day) 4 of 30 calm companies still got a false shift on some day of a 122-day replay, so
-a shift is said only when the scan a week earlier (PERSIST_DAYS) saw the same reason rising:
+a shift is said only when the scan a week earlier (`persist_days`) saw the same reason rising:
 1 of 30, and planted shifts are said 7 days later.
 
 A scan is `detect_at(prepare(data, spec, since=baseline start), now)`; backtest calls
@@ -45,11 +45,6 @@ from detectors.stats import NAT_NS, SHIFT_METHOD, category_shift_test, ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "loss_reasons"
-# A shift must also have been seen, with the same reason rising, by the scan this many days
-# earlier. On 30 calm companies of tests/scenarios/_reviewer_amocrm.py (5 reasons, about 9 lost
-# deals a day, a daily 122-day replay) 4 got a false shift without it, 1 with it; 20 of 20
-# planted shifts (20% -> 45%) were found, each 7 days later.
-PERSIST_DAYS = 7
 NEED_REASON = Need(("deals.loss_reason",))
 
 
@@ -65,6 +60,10 @@ class LossReasonsSpec(DetectorSpec):
     min_lost_for_quality: int = Field(10, ge=1, description="recent lost deals needed before judging data quality")
     other_values: list[str] = Field(default_factory=lambda: ["other", "others", "прочее", "другое", "иное", "-"],
                                     description="reasons that say nothing (compared case-insensitively)")
+    # On 30 calm companies of tests/scenarios/_reviewer_amocrm.py (5 reasons, about 9 lost deals
+    # a day, a daily 122-day replay) 4 got a false shift without it, 1 with 7; 20 of 20 planted
+    # shifts (20% -> 45%) were found, each 7 days later.
+    persist_days: int = Field(7, ge=0, le=28, description="a shift is said only when the scan this many days earlier saw the same reason rising (0 = off)")
     max_evidence: int = Field(200, ge=0, description="at most this many deal ids in evidence")
     # The company calendar (the config's timezone; filled by bot/config.py, not a config key):
     # the periods are whole days of the company's own, not UTC days.
@@ -157,13 +156,13 @@ def _rise_interval(table: pd.DataFrame, reason: str, alpha: float) -> tuple[floa
 @register(NAME, LossReasonsSpec, requires=(), summary="loss reasons shifted (chi-square) or are mostly empty/'other'",
           needs=(NEED_REASON,))
 def detect(data: CrmData, spec: LossReasonsSpec, now: datetime) -> list[Insight]:
-    since = _starts(spec, ts_ns(now - timedelta(days=PERSIST_DAYS)))[0]  # the look a week back needs its baseline
+    since = _starts(spec, ts_ns(now - timedelta(days=spec.persist_days)))[0]  # the look a week back needs its baseline
     return detect_at(prepare(data, spec, since=since), now)
 
 
 def detect_at(state: Prepared | None, now: datetime, look_back: bool = True) -> list[Insight]:
     """The insights as of `now` from a prepared state (scan and backtest both end here). A shift
-    is said only when the scan PERSIST_DAYS earlier saw the same reason rising (`look_back`)."""
+    is said only when the scan `persist_days` earlier saw the same reason rising (`look_back`)."""
     if state is None:
         return []
     spec = state.spec
@@ -226,9 +225,9 @@ def detect_at(state: Prepared | None, now: datetime, look_back: bool = True) -> 
     low, high = _rise_interval(table, top_rising, spec.alpha)
     if table.at[top_rising, "change"] < spec.min_share_change or low <= 0:
         return []
-    if look_back and PERSIST_DAYS and not any(
+    if look_back and spec.persist_days and not any(
             i.facts.get("kind") == "shift" and i.facts["top_rising"] == str(top_rising)
-            for i in detect_at(state, now - timedelta(days=PERSIST_DAYS), look_back=False)):
+            for i in detect_at(state, now - timedelta(days=spec.persist_days), look_back=False)):
         return []  # a 28-day chance run of one reason: a week earlier it was not there
     rising_ids = deal_ids[named_recent & (reason == top_rising).to_numpy(dtype=bool, na_value=False)].tolist()
     return [Insight(

@@ -183,7 +183,7 @@ def test_stable_mix_replayed_daily_stays_almost_silent():
 def test_planted_shift_found_in_a_daily_replay_within_weeks():
     """Сроки поставки 20% -> 45% of losses from 60 days before NOW, 3 or 6 lost deals a day:
     every company reports it, naming that reason, within 37 days of the change (30 before the
-    shift had to be seen by the scan a week earlier too, PERSIST_DAYS: measured 4-27 days
+    shift had to be seen by the scan a week earlier too, persist_days: measured 4-27 days
     without that look and 11-34 with it on 16 seeds; calm companies alerting 1 of 30 -> 0)."""
     shifted = {"Цена": 0.25, "Выбрали конкурента": 0.18, "Нет бюджета": 0.12, "Сроки поставки": 0.45}
     from detectors.loss_reasons import detect_at, prepare
