@@ -252,7 +252,8 @@ class _RealHistory(Need):
                 "measured from deal outcomes instead; a web-UI export has no stage history: "
                 "the CRM's API gives it ([source] kind: \"amocrm\", \"bitrix24\", \"hubspot\", \"pipedrive\"), "
                 "or a stage history report (Salesforce: Opportunity History, its To Stage and Edit Date; "
-                "HubSpot: the \"Date entered\" columns of the stages, added to the deals export)")
+                "HubSpot: the \"Date entered\" columns of the stages, added to the deals export; "
+                "amoCRM / Kommo: the events list, given as stage_history)")
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")

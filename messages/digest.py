@@ -392,11 +392,13 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
                 r"conversion to won is measured from deal outcomes instead; a web-UI export has no stage "
                 r"history: the CRM's API gives it \(\[source\] kind: (.+?)\), or a stage history report "
                 r"\(Salesforce: Opportunity History, its To Stage and Edit Date; HubSpot: the \"Date entered\" "
-                r"columns of the stages, added to the deals export\)"),
+                r"columns of the stages, added to the deals export; amoCRM / Kommo: the events list, given as "
+                r"stage_history\)"),
      r"нужна настоящая история этапов (stage_history.csv; сейчас она выведена из \1); "
      r"конверсию в выигрыш считаем по итогам сделок; в выгрузке из веб-интерфейса CRM истории этапов нет, "
      r"её даёт API CRM ([source] kind: \2) или отчёт об истории этапов (Salesforce: Opportunity History, "
-     r"его To Stage и Edit Date; HubSpot: столбцы \"Date entered\" этапов, добавленные в выгрузку сделок)"),
+     r"его To Stage и Edit Date; HubSpot: столбцы «Date entered» этапов, добавленные в выгрузку сделок; "
+     r"amoCRM / Kommo: «Список событий», указанный как stage_history)"),
     # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
     (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),
@@ -437,20 +439,60 @@ def _reason(text: str, lang: str) -> str:
     return text
 
 
-def unchecked_text(checks: Checks, lang: str) -> str | None:
-    """'not checked: lead SLA (needs leads.csv (table not provided)); partly: ...', or None."""
+def unchecked_text(checks: Checks, lang: str, brief: bool = False) -> str | None:
+    """'not checked: lead SLA (needs leads.csv (table not provided)); partly: ...', or None.
+
+    `brief` (a digest, read every day by people who do not run the loader): each reason is its
+    first clause without long asides (how an admin gets the data: the CRM's API, which report,
+    which TOML key), and a pointer to check-config, where the whole line is. In full, a
+    director's footer on a web-UI amoCRM export was about 600 characters in every digest."""
     if checks.complete:
         return None
     ru = lang == "ru"
+    why = (lambda x: _short(_reason(x, lang))) if brief else (lambda x: _reason(x, lang))
     parts = []
     if checks.skipped:
-        shown = "; ".join(f"{check_name(n, lang)} ({_reason(why, lang)})" for n, why in checks.skipped.items())
+        shown = "; ".join(f"{check_name(n, lang)} ({why(r)})" for n, r in checks.skipped.items())
         parts.append(("не проверено: " if ru else "not checked: ") + shown)
     if checks.partial:
-        shown = "; ".join(f"{check_name(n, lang)} ({'; '.join(_reason(x, lang) for x in lines)})"
+        shown = "; ".join(f"{check_name(n, lang)} ({'; '.join(why(x) for x in lines)})"
                           for n, lines in checks.partial.items())
         parts.append(("проверено не полностью: " if ru else "partly checked: ") + shown)
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    if brief and text != unchecked_text(checks, lang):
+        text += (". Что нужно в данных, показывает crm-pulse check-config" if ru
+                 else ". What the data needs: crm-pulse check-config")
+    return text
+
+
+_LONG_ASIDE = 40  # characters: a parenthesis longer than this is advice, not the reason
+
+
+def _short(reason: str) -> str:
+    """A reason's first clause (up to the first "; " outside parentheses), without parenthesised
+    asides longer than _LONG_ASIDE characters or holding a "; "."""
+    out, depth, start = [], 0, 0
+    i = 0
+    while i < len(reason):
+        ch = reason[i]
+        if ch == "(":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+            if depth == 0:
+                aside = reason[start:i + 1]
+                if len(aside) <= _LONG_ASIDE and "; " not in aside:
+                    out.append(aside)
+                elif out and out[-1].endswith(" "):
+                    out[-1] = out[-1].rstrip()
+        elif depth == 0:
+            if reason.startswith("; ", i):
+                break
+            out.append(ch)
+        i += 1
+    return "".join(out).strip()
 
 
 def nothing_found_text(checks: Checks | None, lang: str) -> str:
@@ -553,7 +595,7 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
     day = local_now.date()
     greeting = ctx.t("{n}, ", "{n}, ", n=name(recipient_name)) if recipient_name else ()
     when = i18n.day_month(day, ctx.lang)
-    missing = unchecked_text(checks, ctx.lang) if checks is not None else None
+    missing = unchecked_text(checks, ctx.lang, brief=True) if checks is not None else None
     block, reminded = _still_open(reminders, ctx)
     if not insights:
         if block is None and not all_quiet:

@@ -266,6 +266,34 @@ def test_quiet_digest_says_nothing_found_by_k_of_n_checks_not_all_quiet():
     assert manager.unchecked is None and "молчащие клиенты" in plain(director.unchecked)
 
 
+def test_a_digests_unchecked_line_keeps_the_reason_and_leaves_the_advice_to_check_config():
+    """A web-UI amoCRM export: the history line tells an admin where a stage history comes from
+    (the CRM's API, Salesforce's and HubSpot's reports, a TOML key). A director reads the digest
+    daily: the reason stays, the advice goes, check-config is named; the CLI keeps it all."""
+    from messages.digest import Checks, unchecked_text
+
+    from types import SimpleNamespace
+
+    from detectors.conversion_drop import STAGE_PAIRS
+
+    history = STAGE_PAIRS.line(SimpleNamespace(origins={"deals": "deals.csv"}))
+    checks = Checks.of(["conversion_drop", "silent_client"],
+                       {"silent_client": "needs emails.csv, email_opens.csv (table not provided)"},
+                       {"conversion_drop": [history]})
+    for lang, reason, pointer in (("ru", "конверсия между этапами: не проверено, нужна настоящая история этапов)",
+                                   "Что нужно в данных, показывает crm-pulse check-config."),
+                                  ("en", "stage-to-stage conversion: not checked, needs a real stage history)",
+                                   "What the data needs: crm-pulse check-config.")):
+        line = plain(build_digest([samples.lead_sla()], lang=lang, now=NOW, checks=checks,
+                                  recipient_role="director").unchecked)
+        assert reason in line and line.endswith(pointer), line
+        assert "Salesforce" not in line and "[source]" not in line and len(line) < 260, line
+        assert "Salesforce" in unchecked_text(checks, lang)  # scan and /preview keep the advice
+    # nothing to cut: no pointer
+    short = Checks.of(["silent_client"], {"silent_client": "needs emails.csv, email_opens.csv (table not provided)"}, {})
+    assert "check-config" not in unchecked_text(short, "ru", brief=True)
+
+
 def _priced(deal_id: str, manager_id: str, amount: float, currency: str) -> Insight:
     one = stalled(deal_id, f"Сделка {deal_id}", 20, amount, manager_id=manager_id)
     return Insight(detector=one.detector, severity=one.severity, audience=one.audience, subject=one.subject,
