@@ -248,8 +248,9 @@ class DigestPlan:
 
 
 def plan_digest(target: Target, items: list[Insight], config: Config, store: StateStore, now: datetime,
-                policy: Policy | None = None, checks: Any = None) -> DigestPlan:
+                policy: Policy | None = None, checks: Any = None, lang: str | None = None) -> DigestPlan:
     """The notification log's decisions for `items`, and the digest they make (nothing written).
+    `lang`: this language instead of the person's (preview --lang).
 
     Raises when the digest cannot be rendered (delivery turns that into one recipient's failure)."""
     from messages.digest import build_digest
@@ -258,7 +259,7 @@ def plan_digest(target: Target, items: list[Insight], config: Config, store: Sta
     decided = _decided(store, target.id, items, now, policy)
     due = [(i, d.reason) for i, d, _ in decided if d.send]
     held = [(i, d.reason) for i, d, _ in decided if not d.send]
-    lang = target_language(target, store, config)
+    lang = lang or target_language(target, store, config)
     tz = target_timezone(target, config)
     name = target.name or None
     # first / worse in full; unchanged but due again (repeat interval) as one "still open" line

@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--now", metavar="TS", help="as if it were this moment (ISO; default: now)")
     p.add_argument("--no-state", action="store_true",
                    help="ignore the state database: preview as if nothing had been sent before")
+    p.add_argument("--lang", choices=["ru", "en"],
+                   help="preview in this language (default: the recipient's /lang choice, then their config language, "
+                        "then the config's)")
 
 
 def find_target(config: Any, target_id: str) -> Any:
@@ -192,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
     items = route([i for i in outcome.insights if i.detector not in WEEKLY_DETECTORS], config).get(target.id, [])
     store, state_note = open_state(config, no_state=args.no_state)
     try:
-        plan = plan_digest(target, items, config, store, now, checks=scan_checks(outcome, config))
+        plan = plan_digest(target, items, config, store, now, checks=scan_checks(outcome, config), lang=args.lang)
         notices = due_notices(target, outcome, config, store, now)
     finally:
         store.close()

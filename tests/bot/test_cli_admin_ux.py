@@ -83,6 +83,14 @@ def test_preview_shows_only_that_managers_items(demo_export, capsys):
     assert "Асель Жумабаев" in director and "Асель Жумабаев" not in mine
 
 
+def test_preview_in_another_language_without_editing_the_config(demo_export, capsys):
+    """An admin of a Russian company checks what an English-speaking hire would read."""
+    _, ru, _ = _preview(capsys, demo_export / "config.toml", "--recipient", "director", "--no-state")
+    _, en, _ = _preview(capsys, demo_export / "config.toml", "--recipient", "director", "--no-state", "--lang", "en")
+    assert "Сводка" in ru.splitlines()[0] or "сводка" in ru.splitlines()[0]
+    assert "digest for" in en.splitlines()[0] and "Самое важное" not in en and "Most important first" in en
+
+
 def test_preview_follows_the_notification_log_in_the_state(demo_export, tmp_path, capsys):
     """After a digest went out, a preview at the same moment holds those items back as unchanged."""
     import shutil
