@@ -633,7 +633,11 @@ def detect_at(state: StalledDealState | None, now: datetime, *, with_evidence: b
     # The last touch of each stalled deal: its kind and id, read in one take per column.
     s_src = src[local]
     s_row = rows[s_src, local]
-    touch: list[tuple[str, str | None, str | None]] = [("stage_change", None, None)] * len(stalled)
+    # A stage "touch" at the deal's creation is its first stage entry, not a move ("created"):
+    # a deal that never moved was said to have had its last "stage change" the day it was made.
+    made = (s_src == 0) & (last_touch[local] <= state.created[stalled])
+    touch: list[tuple[str, str | None, str | None]] = [("created" if m else "stage_change", None, None)
+                                                       for m in made.tolist()]
     is_act, is_email = (s_src == 1) | (s_src == 2), (s_src == 3) | (s_src == 4)
     act_rows = s_row[is_act]
     act_ids = _take(state.act_id, act_rows) if with_evidence else [None] * len(act_rows)

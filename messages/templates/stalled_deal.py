@@ -13,6 +13,7 @@ from messages.render import Ctx, Line, Words, name, template
 
 TOUCH_KINDS = {
     "stage_change": ("смена этапа", "stage change"),
+    "created": ("создание сделки", "deal created"),
     "call": ("звонок", "call"),
     "meeting": ("встреча", "meeting"),
     "email": ("письмо", "email"),

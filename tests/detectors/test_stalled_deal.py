@@ -375,3 +375,17 @@ def test_the_last_activity_hint_never_names_a_file_that_is_not_there():
     assert _file_name("Сделки.csv") == "Сделки.csv"
     assert "same list or pattern" in _file_name("deals_01.csv, deals_02.csv")
     assert _file_name("deals: SELECT * FROM crm_deals") == "<deals file>"
+
+
+def test_a_deal_that_never_moved_was_last_touched_when_it_was_created_not_by_a_stage_change():
+    """Its only stage entry is its creation: "last activity: stage change, 12 days ago" was
+    untrue (a reviewer's amoCRM export, derived history). A deal that did move says so."""
+    from messages.render import insight_text
+
+    deals = [deal("n1", stage="Квалификация", created=ago(12)), deal("m1d", stage="Квалификация", created=ago(30))]
+    history = [h("n1", "Квалификация", 12), h("m1d", "Новый", 30), h("m1d", "Квалификация", 12)]
+    found = by_deal(detect(crm(deals=deals, stage_history=history), SPEC, NOW))
+    assert (found["n1"].facts["last_touch_kind"], found["m1d"].facts["last_touch_kind"]) == ("created", "stage_change")
+    assert "Последнее действие — создание сделки" in insight_text(found["n1"], "ru", now=NOW)
+    assert "Last activity: deal created" in insight_text(found["n1"], "en", now=NOW)
+    assert "Последнее действие — смена этапа" in insight_text(found["m1d"], "ru", now=NOW)
