@@ -281,6 +281,9 @@ class StalledDealState:
     touch_known_from: np.ndarray | None = None
     calls: int = 0
     limits: dict[int, _Limits] = field(default_factory=dict)  # now_ns -> limits learned as of then
+    # the stage history was derived from the deals: no limit can be learned, and the words say
+    # that the export has no history, not that the company has too little of it
+    history_derived: bool = False
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -433,6 +436,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         act_deal=act_deal, act_client=act_client, act_id=act_id, act_type=act_type,
         email_deal=email_deal, email_client=email_client, email_id=email_id,
         n_clients=len(client_keys), client_names=client_names, touch_known_from=known_from,
+        history_derived=bool(data.stage_history_derived),
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         inactive=marked_inactive(data.managers),
         nobody=frozenset(str(v) for v in pd.unique(d["manager_id"][names_nobody(data, d["manager_id"])])),
@@ -701,6 +705,8 @@ def _limit_facts(state: StalledDealState, limits: _Limits, stage: int) -> dict[s
                                   "min" if learned < spec.min_limit_days else None)}
     elif source == "default":
         facts |= {"limit_moves": int(limits.moves[stage]), "min_moves": spec.min_moves}
+        if state.history_derived:
+            facts["no_history"] = True
     return facts
 
 

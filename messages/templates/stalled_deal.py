@@ -86,6 +86,11 @@ def limit_line(ctx: Ctx, f: dict) -> Line:
     if source == "configured":
         return ctx.t("Срок для этого этапа задан в настройках — {l}; эта сделка без движения уже {d}.",
                      "The limit set for this stage is {l}; this one has waited {d}.", l=limit, d=waited)
+    if f.get("no_history"):
+        return ctx.t("В выгрузке нет истории этапов, поэтому обычный срок этапа не узнать и действует срок "
+                     "по умолчанию — {l}; эта сделка без движения уже {d}.",
+                     "The export has no stage history, so this stage's usual pace cannot be learned and the "
+                     "default limit applies: {l}; this one has waited {d}.", l=limit, d=waited)
     return ctx.t("Истории пока мало, чтобы узнать обычный срок этого этапа (переходов с него: {n}, нужно {m}), "
                  "поэтому действует срок по умолчанию — {l}; эта сделка без движения уже {d}.",
                  "There is too little history to learn this stage's usual pace ({n} moves on, {m} needed), "
