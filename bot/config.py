@@ -174,9 +174,9 @@ class HoursWorse(_Strict):
 
 
 class LeadSlaWorse(HoursWorse):
-    # a backlog item ("N leads waiting"): worse when this share more leads wait (0.5: 6 -> 9),
-    # not when its longest wait grows (that is the clock)
-    backlog: float = Field(0.5, gt=0, le=100)
+    # a backlog item ("N leads waiting"): worse when this share more leads wait (1.0: twice as
+    # many, 6 -> 12), not when its longest wait grows (that is the clock)
+    backlog: float = Field(1.0, gt=0, le=100)
 
 
 class RatioWorse(_Strict):

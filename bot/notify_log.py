@@ -78,8 +78,9 @@ def _loss_share(facts: dict[str, Any]) -> float | None:
 
 def _backlog_size(facts: dict[str, Any]) -> float | None:
     """ln of the leads a lead_sla backlog item counts waiting: its threshold is ln(1 + share),
-    so "grew by half" reads 6 -> 9 and 40 -> 60 alike (a day's arrivals are no news to a big
-    inbox, and a fixed count would be a lot to a small one)."""
+    so "twice as many" reads 6 -> 12 and 40 -> 80 alike (a day's arrivals are no news to a big
+    inbox, and a fixed count would be a lot to a small one). Not less: a backlog's count moves
+    by a third from one day to the next as leads come and are answered (6 -> 9 -> 12 -> 9)."""
     n = facts.get("leads")
     return math.log(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
 
@@ -108,7 +109,7 @@ class Policy:
     # rule -> how much the measure must grow to count as worse (units per MEASURES)
     worse_by: dict[str, float] = field(default_factory=lambda: {
         "conversion_drop": 5.0, "silent_client": 7.0, "stalled_deal": 7.0,
-        "lead_sla": 24.0, BACKLOG: math.log1p(0.5), "manager_load": 0.25, "loss_reasons": 10.0})
+        "lead_sla": 24.0, BACKLOG: math.log1p(1.0), "manager_load": 0.25, "loss_reasons": 10.0})
 
     @classmethod
     def from_config(cls, delivery: Any) -> "Policy":

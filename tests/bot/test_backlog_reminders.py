@@ -76,19 +76,19 @@ def test_a_backlog_that_keeps_waiting_is_sent_in_full_once():
     assert sent == [(1, "first"), (8, "repeat_interval")]
 
 
-@pytest.mark.parametrize("more,worse", [(3, True), (2, False), (8, True)])
+@pytest.mark.parametrize("more,worse", [(6, True), (5, False), (12, True)])
 def test_more_leads_waiting_is_sent_in_full(more, worse):
-    """Six waiting, then `more` come on Thursday: half as many again (9) or more is worse,
-    sent in full on Friday morning; 8 of 6 is not (nor is the clock: the old rule sent each
-    of them on Friday)."""
+    """Six waiting, then `more` come on Thursday: twice as many (12) or more is worse, sent in
+    full on Friday morning; 11 of 6 is not (nor is the clock: the old rule sent each of them
+    on Friday)."""
     sent = full(replay(inbox(6, more=more), 8, Policy()))
     assert sent == [(1, "first")] + ([(4, "worse")] if worse else []), sent
 
 
 def test_the_share_follows_the_config():
-    cfg = parse_config("[delivery.worse.lead_sla]\nhours = 24\nbacklog = 1.0\n")
+    cfg = parse_config("[delivery.worse.lead_sla]\nhours = 24\nbacklog = 0.5\n")
     policy = Policy.from_config(cfg.delivery)
-    assert (4, "worse") not in full(replay(inbox(6, more=5), 6, policy))  # 11 of 6: less than double
-    assert (4, "worse") in full(replay(inbox(6, more=6), 6, policy))
+    assert (4, "worse") not in full(replay(inbox(6, more=2), 6, policy))  # 8 of 6: less than half again
+    assert (4, "worse") in full(replay(inbox(6, more=3), 6, policy))
     with pytest.raises(Exception, match="backlog"):
         parse_config("[delivery.worse.lead_sla]\nbacklog = 0\n")
