@@ -5,7 +5,11 @@ Who is compared. Load is a count per unit of capacity (FTE), compared within a t
 managers count: the `active` flag (where the export has it), capacity > 0, AND at least one
 deal created or closed, lead created/assigned/answered, activity done or email sent in the
 last `active_window_days` before `now` (as of `now`: a replay of a past day sees only what
-existed then). A never-active or departed account is not a teammate with 0: it would pull
+existed then), AND, for someone given deals in a company where most people given deals record
+their calls, tasks or emails, a call, task or email by them or on their deals in that window.
+That is detectors.people.Workforce, the one notion of "working" stalled_deal hands deals over
+by: a catch-all account the CRM gives deals to and nobody calls for was named "over-loaded,
+route leads away" in the digest whose stalled_deal item said nobody works its deals. A never-active or departed account is not a teammate with 0: it would pull
 the median down (calling a typical manager "2x overloaded") and be advised to take deals.
 Nor is an owner that names nobody («Без ответственного», a catch-all user «Не назначен»:
 crm.owners): the loader keeps it out of the managers, and a hand-built managers table's

@@ -1,13 +1,16 @@
-"""Who works here: the dated things each manager did, and who did any lately.
+"""Who works here: the dated things each manager did, and who is working on a day.
 
-One notion shared by the detectors that must not talk to or about people who left or never
-started: manager_load compares only working managers, stalled_deal sends a departed manager's
-deals to the director. Work is any dated thing a person did (PERSON_WORK: the company's own
-work of crm.freshness, read the same way, on the tables that name a manager, and a lead they
-were given); an owner cell that names nobody (crm.owners) is no one's, so an activity written
-to «Без ответственного» is its deal owner's work, like one with no owner. For a daily replay the events are sorted once as int64 keys (manager row * KEY +
-seconds since the first event), so "last work at or before t" per manager is one searchsorted
-per day; one scan takes the maximum directly.
+One notion (Workforce) shared by the detectors and check-config, which must not talk to or
+about people who left, never started or never work their deals: stalled_deal sends such a
+person's stalled deals to the director, manager_load never compares them nor plans deals to
+or from them, check-config lists them. Work is any dated thing a person did (PERSON_WORK: the
+company's own work of crm.freshness, read the same way, on the tables that name a manager, and
+a lead they were given); an owner cell that names nobody (crm.owners) is no one's, so an
+activity written to «Без ответственного» is its deal owner's work, like one with no owner.
+Contact (CONTACT_WORK) is a call, task or email by them or on their deals. For a daily replay
+the events are sorted once as int64 keys (manager row * KEY + seconds since the first event),
+so "last work at or before t" per manager is one searchsorted per day; one scan takes the
+maximum directly.
 """
 from __future__ import annotations
 
@@ -51,13 +54,6 @@ def marked_inactive(managers: pd.DataFrame) -> frozenset[str]:
         return frozenset()
     off = managers["active"].eq(False).to_numpy(dtype=bool, na_value=False)
     return frozenset(str(m) for m in managers["manager_id"][off])
-
-
-def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(row in `ids`, seconds since the epoch) of every dated thing a manager did (PERSON_WORK):
-    deal created or closed, lead created/assigned/answered, activity done, email sent.
-    `deal_owner`: each deal's row in `ids` when already known."""
-    return _events(data, ids, deal_owner)[0]
 
 
 def work_and_contact(data: CrmData, ids: pd.Series, deal_rows: dict[str, np.ndarray] | None = None,
@@ -126,13 +122,6 @@ def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal
     return work, np.where(on_deal >= 0, on_deal, manager if named else -1)
 
 
-def work_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
-    thing a manager did (see work_events), and that first second. `last event <= t` per manager is
-    then one searchsorted per day."""
-    return sorted_keys(*work_events(data, ids, deal_owner))
-
-
 def sorted_keys(owner: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, int]:
     """Sorted int64 keys owner * 2^40 + seconds since the first second, and that first second."""
     if not len(sec):
@@ -141,12 +130,6 @@ def sorted_keys(owner: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, int]:
     keys = owner * KEY + (sec - t0)
     keys.sort()
     return keys, t0
-
-
-def last_work(data: CrmData, ids: pd.Series, now_ns: int) -> np.ndarray:
-    """Each manager's (of `ids`) latest dated work at or before `now_ns`, in seconds since the
-    epoch (-1: none): one scan's answer without sorting every event."""
-    return latest(*work_events(data, ids), len(ids), now_ns)
 
 
 def latest(owner: np.ndarray, sec: np.ndarray, n: int, now_ns: int) -> np.ndarray:

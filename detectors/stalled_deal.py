@@ -33,8 +33,8 @@ hand over instead: the person who left is never told, and the deals are not lost
 So are those of a manager with no deal, lead, activity or email in `active_window_days` (an
 export without the `active` column: a person who left keeps their deals there too), and those
 of an owner who is given deals but records no call, task or email in that window while most
-working people record theirs (a CRM's catch-all user: per deal, its flood went to nobody who
-works them). Deals whose owner cell names nobody («Без ответственного», "No owner", the managers
+working people given deals record theirs (a CRM's catch-all user: per deal, its flood went to
+nobody who works them); detectors.people.Workforce decides both, for manager_load too. Deals whose owner cell names nobody («Без ответственного», "No owner", the managers
 file's placeholder user: crm.owners) are one director item of their own from their first stalled
 deal: nobody is there to tell, and nobody is named as their manager.
 
