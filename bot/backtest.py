@@ -627,7 +627,7 @@ class Dedup:
         `keep(k, code)`, given the item indices `k` and their reason codes (0: not sent), says
         which the digest shows; a due item it does not show is not recorded as sent and stays
         due (its index goes to `self.held`), as delivery leaves what a digest had no room for."""
-        from bot.notify_log import MEASURES
+        from bot.notify_log import MEASURES, rule_of
         from detectors.insight import SEVERITY_RANK
 
         if self.origin is None:
@@ -639,7 +639,7 @@ class Dedup:
         rank = np.empty(n, dtype=np.int64)
         measure = np.full(n, np.nan)
         threshold = np.full(n, np.nan)
-        rules: dict[str, tuple] = {}  # detector -> (measure function, threshold) when both exist
+        rules: dict[str, tuple] = {}  # rule (notify_log.rule_of) -> (measure function, threshold) when both exist
         for k, (recipient, ins) in enumerate(items):
             key = (recipient, ins.fingerprint)
             sl = slots.get(key)
@@ -647,10 +647,11 @@ class Dedup:
                 sl = slots[key] = len(slots)
             slot[k] = sl
             rank[k] = rank_of.get(ins.severity, 0)
-            rule = rules.get(ins.detector)
+            name = rule_of(ins.detector, ins.facts)
+            rule = rules.get(name)
             if rule is None:
-                fn, thr = MEASURES.get(ins.detector), worse_by.get(ins.detector)
-                rule = rules[ins.detector] = (fn, thr) if fn is not None and thr is not None else ()
+                fn, thr = MEASURES.get(name), worse_by.get(name)
+                rule = rules[name] = (fn, thr) if fn is not None and thr is not None else ()
             if rule:
                 v = rule[0](ins.facts)
                 if v is not None:

@@ -305,12 +305,16 @@ def run_check_config(args: argparse.Namespace) -> int:
                 say(f"    {'':<16} partly: {line}")
             if name == "manager_load":
                 from bot.routing import person_label
-                from detectors.manager_load import not_compared
-                idle = not_compared(data, spec, now)
-                if idle:
-                    shown = ", ".join(person_label(i, n) for i, n in idle[:10]) + (", ..." if len(idle) > 10 else "")
-                    say(f"    {'':<16} {len(idle)} manager(s) not compared: no deal, lead or activity in the last "
-                          f"{spec.active_window_days} days: {shown}")
+                from detectors.manager_load import not_working
+                off = not_working(data, spec, now)
+                why = {"idle": "no deal, lead or activity",
+                       "no_contact": "given deals, but no call, task or email by them or on their deals"}
+                for reason, people in off.items():
+                    if people:
+                        shown = ", ".join(person_label(i, n) for i, n in people[:10]) + (", ..." if len(people) > 10 else "")
+                        say(f"    {'':<16} {len(people)} manager(s) not compared: {why[reason]} in the last "
+                            f"{spec.active_window_days} days: {shown}")
+                idle = [x for people in off.values() for x in people]
     roles: dict[str, int] = {}
     for r in config.recipients:
         roles[r.role] = roles.get(r.role, 0) + 1

@@ -173,6 +173,12 @@ class HoursWorse(_Strict):
     hours: float = Field(24.0, gt=0, le=87600)
 
 
+class LeadSlaWorse(HoursWorse):
+    # a backlog item ("N leads waiting"): worse when this share more leads wait (1.0: twice as
+    # many, 6 -> 12), not when its longest wait grows (that is the clock)
+    backlog: float = Field(1.0, gt=0, le=100)
+
+
 class RatioWorse(_Strict):
     ratio: float = Field(0.25, gt=0, le=100)
 
@@ -183,7 +189,7 @@ class WorseThresholds(_Strict):
     conversion_drop: PointsWorse = PointsWorse(points=5.0)
     silent_client: DaysWorse = DaysWorse(days=7.0)
     stalled_deal: DaysWorse = DaysWorse(days=7.0)
-    lead_sla: HoursWorse = HoursWorse(hours=24.0)
+    lead_sla: LeadSlaWorse = LeadSlaWorse(hours=24.0)
     manager_load: RatioWorse = RatioWorse(ratio=0.25)
     loss_reasons: PointsWorse = PointsWorse(points=10.0)
 

@@ -6,6 +6,7 @@ first, worse, repeat_interval, snoozed, suppressed (pressed "done"), unchanged.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -75,12 +76,28 @@ def _loss_share(facts: dict[str, Any]) -> float | None:
     return None
 
 
-# detector -> how "bad" an insight is, in the unit of its `worse` threshold in config
+def _backlog_size(facts: dict[str, Any]) -> float | None:
+    """ln of the leads a lead_sla backlog item counts waiting: its threshold is ln(1 + share),
+    so "twice as many" reads 6 -> 12 and 40 -> 80 alike (a day's arrivals are no news to a big
+    inbox, and a fixed count would be a lot to a small one). Not less: a backlog's count moves
+    by a third from one day to the next as leads come and are answered (6 -> 9 -> 12 -> 9)."""
+    n = facts.get("leads")
+    return math.log(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+# rule (the detector, or BACKLOG) -> how "bad" an insight is, in the unit of its `worse`
+# threshold in config (see rule_of)
+BACKLOG = "lead_sla.backlog"
 MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "conversion_drop": _rate_drop,  # points of conversion lost
     "silent_client": _num("days_silent"),
     "stalled_deal": _num("days_idle"),
-    "lead_sla": _num("working_hours_waited"),
+    "lead_sla": _num("working_hours_waited"),  # one lead: working hours it has waited
+    # A backlog (lead_sla's "N leads waiting" for one recipient): more leads waiting, not the
+    # longest wait. That wait grows with the clock, so a backlog that simply kept waiting was
+    # sent in full again every day or two; its escalated count is the clock too (a lead still
+    # waiting tomorrow has passed escalate_after_hours). Persisting, it is a "still open" line.
+    BACKLOG: _backlog_size,
     "manager_load": _load_distance,  # largest distance of a named person's load ratio from the team median
     "loss_reasons": _loss_share,  # share (points) of the top rising reason / of missing reasons
 }
@@ -89,10 +106,10 @@ MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
 @dataclass(frozen=True)
 class Policy:
     repeat_interval: timedelta = timedelta(days=7)
-    # detector -> how much the measure must grow to count as worse (units per MEASURES)
+    # rule -> how much the measure must grow to count as worse (units per MEASURES)
     worse_by: dict[str, float] = field(default_factory=lambda: {
         "conversion_drop": 5.0, "silent_client": 7.0, "stalled_deal": 7.0,
-        "lead_sla": 24.0, "manager_load": 0.25, "loss_reasons": 10.0})
+        "lead_sla": 24.0, BACKLOG: math.log1p(1.0), "manager_load": 0.25, "loss_reasons": 10.0})
 
     @classmethod
     def from_config(cls, delivery: Any) -> "Policy":
@@ -103,9 +120,18 @@ class Policy:
             worse_by={
                 "conversion_drop": w.conversion_drop.points, "silent_client": w.silent_client.days,
                 "stalled_deal": w.stalled_deal.days, "lead_sla": w.lead_sla.hours,
+                BACKLOG: math.log1p(w.lead_sla.backlog),
                 "manager_load": w.manager_load.ratio, "loss_reasons": w.loss_reasons.points,
             },
         )
+
+
+def rule_of(detector: str, facts: dict[str, Any]) -> str:
+    """Which `worse` rule an item is measured by: its detector's, or BACKLOG for a lead_sla
+    backlog item (not the leads written to someone who left: listed, never measured)."""
+    if detector == "lead_sla" and facts.get("backlog") and not facts.get("owner_gone_id"):
+        return BACKLOG
+    return detector
 
 
 def is_worse(detector: str, old_facts: dict[str, Any] | None, old_severity: str | None,
@@ -115,8 +141,9 @@ def is_worse(detector: str, old_facts: dict[str, Any] | None, old_severity: str 
 
     if old_severity is not None and SEVERITY_RANK.get(insight.severity, 0) > SEVERITY_RANK.get(old_severity, 0):
         return True
-    measure = MEASURES.get(detector)
-    threshold = policy.worse_by.get(detector)
+    rule = rule_of(detector, insight.facts)
+    measure = MEASURES.get(rule)
+    threshold = policy.worse_by.get(rule)
     if measure is None or threshold is None or old_facts is None:
         return False
     new_v, old_v = measure(insight.facts), measure(old_facts)

@@ -14,7 +14,7 @@ year does not make last month's export fresh.
 The company's own work (`work_instants`: what its people did, not what clients or web forms
 did) is the narrower set the company calendar learns unannounced days off from
 (detectors.working_hours.company_days_off), and the base of one person's work
-(detectors.people.work_events: who is active); all read the same columns through `event_columns`.
+(detectors.people.workforce: who is working); all read the same columns through `event_columns`.
 """
 from __future__ import annotations
 

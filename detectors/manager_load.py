@@ -5,7 +5,11 @@ Who is compared. Load is a count per unit of capacity (FTE), compared within a t
 managers count: the `active` flag (where the export has it), capacity > 0, AND at least one
 deal created or closed, lead created/assigned/answered, activity done or email sent in the
 last `active_window_days` before `now` (as of `now`: a replay of a past day sees only what
-existed then). A never-active or departed account is not a teammate with 0: it would pull
+existed then), AND, for someone given deals in a company where most people given deals record
+their calls, tasks or emails, a call, task or email by them or on their deals in that window.
+That is detectors.people.Workforce, the one notion of "working" stalled_deal hands deals over
+by: a catch-all account the CRM gives deals to and nobody calls for was named "over-loaded,
+route leads away" in the digest whose stalled_deal item said nobody works its deals. A never-active or departed account is not a teammate with 0: it would pull
 the median down (calling a typical manager "2x overloaded") and be advised to take deals.
 Nor is an owner that names nobody («Без ответственного», a catch-all user «Не назначен»:
 crm.owners): the loader keeps it out of the managers, and a hand-built managers table's
@@ -68,7 +72,7 @@ from crm.owners import names_nobody
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import positions, to_ns
-from detectors.people import any_within, recently_active, sorted_keys, work_keys
+from detectors.people import Workforce, any_within, marked_inactive, sorted_keys, workforce
 from detectors.stats import (
     LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, rate_vs_rest_pvalues, ts_ns,
 )
@@ -124,7 +128,7 @@ def _candidates(data: CrmData, spec: ManagerLoadSpec) -> pd.DataFrame:
     placeholder row such as «Не назначен», crm.owners); whether they worked recently is decided
     per day."""
     m = data.managers
-    active = m["active"].fillna(True).astype(bool).to_numpy() if "active" in m else np.ones(len(m), dtype=bool)
+    active = ~m["manager_id"].astype("str").isin(marked_inactive(m)).to_numpy(dtype=bool)
     cap = m["capacity"].fillna(1.0).astype(float).to_numpy() if "capacity" in m else np.ones(len(m))
     team = _teams(m, spec)
     df = pd.DataFrame({
@@ -160,8 +164,8 @@ class Prepared:
     team_code: np.ndarray
     team_names: list
     capacity: np.ndarray
-    event_keys: np.ndarray
-    event_t0: int
+    workforce: Workforce  # who is working on a day (detectors.people: stalled_deal's notion too)
+    person_row: np.ndarray  # each candidate's row in workforce.people
     deal_owner: np.ndarray  # row in `people` of each deal's manager, -1 when not a candidate
     deal_created: np.ndarray
     deal_closed: np.ndarray  # ns, NAT_NS when not closed
@@ -222,7 +226,7 @@ def prepare(data: CrmData, spec: ManagerLoadSpec, now: datetime | None = None) -
     status = deals["status"]
     leads = data.leads if "new_leads" in spec.metrics and LEADS_NEED.met(data) else None
     deal_owner = positions(deals["manager_id"], people["manager_id"])
-    keys, t0 = work_keys(data, people["manager_id"], deal_owner)
+    who = workforce(data, spec.active_window_days)
     deal_created = to_ns(deals["created_at"])
     deal_open = (status == "open").to_numpy(dtype=bool, na_value=False)
     deal_closed_status = status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS)
@@ -239,7 +243,8 @@ def prepare(data: CrmData, spec: ManagerLoadSpec, now: datetime | None = None) -
         first["new_leads"] = _first(lead_owner, lead_created, len(people))
     return Prepared(
         spec=spec, people=people, team_code=codes.astype(np.int64), team_names=list(names),
-        capacity=people["capacity"].to_numpy(dtype=float), event_keys=keys, event_t0=t0,
+        capacity=people["capacity"].to_numpy(dtype=float), workforce=who,
+        person_row=positions(people["manager_id"], who.people),
         deal_owner=deal_owner, deal_created=deal_created, deal_closed=closed,
         deal_open=deal_open, deal_closed_status=deal_closed_status,
         deal_ids=deals["deal_id"], touch_keys=touch_keys, touch_t0=touch_t0,
@@ -265,17 +270,35 @@ def _first(owner: np.ndarray, t: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def not_compared(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[tuple[str, str]]:
-    """(manager_id, name) of managers marked active with no deal, lead or activity in the last
-    `active_window_days` before `now`: check-config lists them once; they are never alerted
-    about. (Managers marked inactive, or with capacity 0, are left out on purpose.)"""
+def not_working(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> dict[str, list[tuple[str, str]]]:
+    """(manager_id, name) of the managers the flags allow to compare who are not working at
+    `now` (detectors.people.Working), by why: "idle" (no deal, lead, activity or email in the
+    last `active_window_days`) and "no_contact" (given deals or leads, but no call, task or
+    email by them or on their deals in that window while most working people record theirs).
+    check-config lists them once; they are never alerted about, as stalled_deal hands their
+    stalled deals to the director. (Managers marked inactive, or with capacity 0, are left out
+    on purpose.)"""
     people = _candidates(data, spec)
     if people.empty:
-        return []
-    keys, t0 = work_keys(data, people["manager_id"])
-    live = recently_active(keys, t0, len(people), ts_ns(now), spec.active_window_days)
-    idle = people[~live]
-    return [(str(i), str(n)) for i, n in zip(idle["manager_id"], idle["manager_name"])]
+        return {"idle": [], "no_contact": []}
+    who = workforce(data, spec.active_window_days, ts_ns(now))
+    at = who.at(ts_ns(now))
+    row = positions(people["manager_id"], who.people)
+    out = {}
+    for why, mask in (("idle", at.idle), ("no_contact", at.silent)):
+        off = people[mask[row]]
+        out[why] = [(str(i), str(n)) for i, n in zip(off["manager_id"], off["manager_name"])]
+    return out
+
+
+def not_compared(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> list[tuple[str, str]]:
+    """(manager_id, name) of every manager not_working lists, idle ones first."""
+    return [x for rows in not_working(data, spec, now).values() for x in rows]
+
+
+def _working(who: Workforce, rows: np.ndarray, now_ns: int) -> np.ndarray:
+    """Which of the candidates (their `rows` in who.people) are working at `now_ns`."""
+    return who.at(now_ns).working[rows]
 
 
 def _open_mask(state: Prepared, now_ns: int) -> np.ndarray:
@@ -323,7 +346,7 @@ def _day(state: Prepared, now_ns: int) -> Day:
     if hit is not None:
         return hit
     spec, n = state.spec, len(state.people)
-    live = recently_active(state.event_keys, state.event_t0, n, now_ns, spec.active_window_days)
+    live = _working(state.workforce, state.person_row, now_ns)
     cap = state.capacity
     values, med, ratio, pv, members_of = {}, {}, {}, {}, {}
     for metric in _metrics(state):

@@ -1,15 +1,20 @@
-"""Who works here: the dated things each manager did, and who did any lately.
+"""Who works here: the dated things each manager did, and who is working on a day.
 
-One notion shared by the detectors that must not talk to or about people who left or never
-started: manager_load compares only working managers, stalled_deal sends a departed manager's
-deals to the director. Work is any dated thing a person did (PERSON_WORK: the company's own
-work of crm.freshness, read the same way, on the tables that name a manager, and a lead they
-were given); an owner cell that names nobody (crm.owners) is no one's, so an activity written
-to «Без ответственного» is its deal owner's work, like one with no owner. For a daily replay the events are sorted once as int64 keys (manager row * KEY +
-seconds since the first event), so "last work at or before t" per manager is one searchsorted
-per day; one scan takes the maximum directly.
+One notion (Workforce) shared by the detectors and check-config, which must not talk to or
+about people who left, never started or never work their deals: stalled_deal sends such a
+person's stalled deals to the director, manager_load never compares them nor plans deals to
+or from them, check-config lists them. Work is any dated thing a person did (PERSON_WORK: the
+company's own work of crm.freshness, read the same way, on the tables that name a manager, and
+a lead they were given); an owner cell that names nobody (crm.owners) is no one's, so an
+activity written to «Без ответственного» is its deal owner's work, like one with no owner.
+Contact (CONTACT_WORK) is a call, task or email by them or on their deals. For a daily replay
+the events are sorted once as int64 keys (manager row * KEY + seconds since the first event),
+so "last work at or before t" per manager is one searchsorted per day; one scan takes the
+maximum directly.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,20 +56,15 @@ def marked_inactive(managers: pd.DataFrame) -> frozenset[str]:
     return frozenset(str(m) for m in managers["manager_id"][off])
 
 
-def work_events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(row in `ids`, seconds since the epoch) of every dated thing a manager did (PERSON_WORK):
-    deal created or closed, lead created/assigned/answered, activity done, email sent.
-    `deal_owner`: each deal's row in `ids` when already known."""
-    return _events(data, ids, deal_owner)[0]
-
-
 def work_and_contact(data: CrmData, ids: pd.Series, deal_rows: dict[str, np.ndarray] | None = None,
+                     deal_owner: np.ndarray | None = None,
                      ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(owner, seconds) of every dated work (PERSON_WORK), and of every contact with a client
     (CONTACT_WORK) made by the owner or on their deals by anyone (whoever made the call, the
     deal was worked); each column read once. `deal_rows`: table -> each row's deal row (-1:
-    none) where the caller has it already (millions of ids are costly to look up twice)."""
-    return _events(data, ids, None, contacts=True, deal_rows=deal_rows or {})
+    none) where the caller has it already (millions of ids are costly to look up twice);
+    `deal_owner`: each deal's row in `ids` when already known."""
+    return _events(data, ids, deal_owner, contacts=True, deal_rows=deal_rows or {})
 
 
 def _events(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None, contacts: bool = False,
@@ -122,13 +122,6 @@ def _owners(data: CrmData, table: str, frame: pd.DataFrame, ids: pd.Series, deal
     return work, np.where(on_deal >= 0, on_deal, manager if named else -1)
 
 
-def work_keys(data: CrmData, ids: pd.Series, deal_owner: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Sorted int64 keys manager_row * 2^40 + seconds since the first event, one per dated
-    thing a manager did (see work_events), and that first second. `last event <= t` per manager is
-    then one searchsorted per day."""
-    return sorted_keys(*work_events(data, ids, deal_owner))
-
-
 def sorted_keys(owner: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, int]:
     """Sorted int64 keys owner * 2^40 + seconds since the first second, and that first second."""
     if not len(sec):
@@ -137,12 +130,6 @@ def sorted_keys(owner: np.ndarray, sec: np.ndarray) -> tuple[np.ndarray, int]:
     keys = owner * KEY + (sec - t0)
     keys.sort()
     return keys, t0
-
-
-def last_work(data: CrmData, ids: pd.Series, now_ns: int) -> np.ndarray:
-    """Each manager's (of `ids`) latest dated work at or before `now_ns`, in seconds since the
-    epoch (-1: none): one scan's answer without sorting every event."""
-    return latest(*work_events(data, ids), len(ids), now_ns)
 
 
 def latest(owner: np.ndarray, sec: np.ndarray, n: int, now_ns: int) -> np.ndarray:
@@ -166,3 +153,83 @@ def any_within(keys: np.ndarray, t0: int, rows: np.ndarray, now_ns: int, window_
     idx = np.searchsorted(keys, rows * KEY + off, side="right") - 1
     last = keys[np.maximum(idx, 0)]
     return (idx >= 0) & (last // KEY == rows) & (last % KEY > off - window_days * 86_400)
+
+
+@dataclass
+class Working:
+    """Who is working on one day, over the managers table's rows (`Workforce.people`).
+
+    idle: no dated work (PERSON_WORK) in the window; silent: working and given deals (one
+    created by then), but no contact with a client (CONTACT_WORK) by them or on their deals in
+    the window, in a company where at least half of the working people given deals record
+    theirs (a company that logs no calls says nothing about anyone; agents who log calls but
+    own no deal say nothing about those who own them). Marked inactive people are in
+    `inactive`, never in `idle` or `silent`."""
+
+    people: pd.Series
+    inactive: np.ndarray
+    idle: np.ndarray
+    silent: np.ndarray
+
+    @property
+    def working(self) -> np.ndarray:
+        """Neither marked inactive, idle nor silent: the only people to compare or advise."""
+        return ~(self.inactive | self.idle | self.silent)
+
+    def ids(self, mask: np.ndarray) -> frozenset[str]:
+        return frozenset(self.people[mask].tolist())
+
+
+@dataclass
+class Workforce:
+    """One definition of "who is working" for every detector (stalled_deal hands a non-working
+    person's deals to the director; manager_load never compares, gives to or takes from them;
+    check-config lists them): the managers table's people, their dated work and their contacts
+    with clients, answered per day by `at`. A replay keeps sorted keys (one searchsorted per
+    day); one scan (`now_ns` given to `workforce`) only each person's latest, up to that day."""
+
+    people: pd.Series  # manager_id per row of the managers table
+    inactive: np.ndarray  # marked active = false
+    window_days: int
+    work: tuple[np.ndarray, int] | None = None  # a replay: sorted keys and their first second
+    contact: tuple[np.ndarray, int] | None = None
+    scan: tuple[int, np.ndarray, np.ndarray] | None = None  # one scan: (now ns, last work s, last contact s)
+    first_deal: np.ndarray | None = None  # each person's first deal created (ns; int64 max: none)
+
+    def at(self, now_ns: int) -> Working | None:
+        """Who works at `now_ns`; None when prepared for one scan and asked about another day."""
+        n = len(self.people)
+        if self.scan is not None:
+            if self.scan[0] != now_ns:
+                return None
+            since = now_ns // _NS_PER_S - self.window_days * 86_400
+            last, contact = self.scan[1], self.scan[2]
+            live, talked = (last >= 0) & (last > since), (contact >= 0) & (contact > since)
+        else:
+            live = recently_active(*self.work, n, now_ns, self.window_days)
+            talked = recently_active(*self.contact, n, now_ns, self.window_days)
+        live &= ~self.inactive
+        given = live & (self.first_deal <= now_ns)
+        silent = given & ~talked if 2 * int((talked & given).sum()) >= int(given.sum()) else np.zeros(n, dtype=bool)
+        return Working(self.people, self.inactive, ~live & ~self.inactive, silent)
+
+
+def workforce(data: CrmData, window_days: int, now_ns: int | None = None,
+              deal_rows: dict[str, np.ndarray] | None = None) -> Workforce:
+    """The managers table's people and what they did (work_and_contact): sorted keys for a
+    replay, or with `now_ns` (one scan, one day) each one's latest work and contact by then."""
+    people = data.managers["manager_id"].astype("str").reset_index(drop=True)
+    marked = marked_inactive(data.managers)
+    inactive = people.isin(marked).to_numpy(dtype=bool) if marked else np.zeros(len(people), dtype=bool)
+    deal_owner = positions(data.deals["manager_id"], people)
+    work, contact = work_and_contact(data, people, deal_rows, deal_owner)
+    first = np.full(len(people), np.iinfo(np.int64).max, dtype=np.int64)
+    created = to_ns(data.deals["created_at"])
+    ok = (deal_owner >= 0) & (created != NEVER)
+    np.minimum.at(first, deal_owner[ok], created[ok])
+    if now_ns is not None:
+        n = len(people)
+        return Workforce(people, inactive, window_days, first_deal=first,
+                         scan=(now_ns, latest(*work, n, now_ns), latest(*contact, n, now_ns)))
+    return Workforce(people, inactive, window_days, work=sorted_keys(*work), contact=sorted_keys(*contact),
+                     first_deal=first)

@@ -33,8 +33,8 @@ hand over instead: the person who left is never told, and the deals are not lost
 So are those of a manager with no deal, lead, activity or email in `active_window_days` (an
 export without the `active` column: a person who left keeps their deals there too), and those
 of an owner who is given deals but records no call, task or email in that window while most
-working people record theirs (a CRM's catch-all user: per deal, its flood went to nobody who
-works them). Deals whose owner cell names nobody («Без ответственного», "No owner", the managers
+working people given deals record theirs (a CRM's catch-all user: per deal, its flood went to
+nobody who works them); detectors.people.Workforce decides both, for manager_load too. Deals whose owner cell names nobody («Без ответственного», "No owner", the managers
 file's placeholder user: crm.owners) are one director item of their own from their first stalled
 deal: nobody is there to tell, and nobody is named as their manager.
 
@@ -62,7 +62,7 @@ from crm.stages import stage_repeats
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
-from detectors.people import latest, marked_inactive, recently_active, sorted_keys, work_and_contact
+from detectors.people import Workforce, marked_inactive, workforce
 from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
@@ -262,17 +262,11 @@ class StalledDealState:
     # manager_ids the managers file marks inactive (active = false): their stalled deals are
     # the director's to hand over, never an item to a person who left
     inactive: frozenset[str] = frozenset()
-    # the managers' dated work (detectors.people over `people`): who did nothing in
-    # active_window_days before a day has left in all but name (exports without `active`)
-    people: pd.Series | None = None
-    work_keys: np.ndarray | None = None  # a replay: every day answered by searchsorted
-    work_t0: int = 0
-    work_now: tuple[int, np.ndarray] | None = None  # one scan: (now ns, last work in s per person)
-    # the same for contacts with clients alone (detectors.people.CONTACT_WORK): an owner nobody
-    # calls for (a CRM's catch-all user) is not working their deals
-    contact_keys: np.ndarray | None = None
-    contact_t0: int = 0
-    contact_now: np.ndarray | None = None  # one scan: last contact in s per person
+    # who is working (detectors.people.Workforce, the notion manager_load and check-config share):
+    # who did nothing in active_window_days before a day has left in all but name (exports
+    # without `active`); an owner nobody contacts clients for (a CRM's catch-all user) is not
+    # working their deals
+    workforce: Workforce | None = None
     # deal row -> the facts that do not depend on `now`, and the fingerprint: built on first
     # need and reused by every later day of a replay
     static: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -397,7 +391,7 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
     known_from = None
     act_deal = act_client = email_deal = email_client = empty_evt
     act_id = act_type = email_id = pd.Series([], dtype=object)
-    deal_rows: dict[str, np.ndarray] = {}  # each activity's and email's deal row, for _work
+    deal_rows: dict[str, np.ndarray] = {}  # each activity's and email's deal row, for the workforce
     if data.activities is not None:
         a = data.activities
         t = to_ns(a["done_at"])
@@ -443,48 +437,19 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         nobody_names={**data.placeholder_names, **{m: str(data.managers["name"][data.managers["manager_id"] == m].iloc[0])
                                                    for m in placeholders(data.managers)}},
         # a scan's deal rows are of the open deals alone: contacts on closed deals count too
-        **_work(data, None if now is None else ts_ns(now), deal_rows if now is None else {}),
+        workforce=workforce(data, spec.active_window_days, None if now is None else ts_ns(now),
+                            deal_rows if now is None else None),
     )
 
 
-def _work(data: CrmData, now_ns: int | None, deal_rows: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The managers, their dated work (deals created or closed, leads, activities done, emails
-    sent) as detectors.people reads it, and their contacts with clients alone: for a replay the
-    sorted keys, for one scan (`now_ns`) each one's latest by then (no sort of every event)."""
-    people = data.managers["manager_id"].astype("str").reset_index(drop=True)
-    work, contact = work_and_contact(data, people, deal_rows)
-    if now_ns is not None:
-        return {"people": people, "work_now": (now_ns, latest(*work, len(people), now_ns)),
-                "contact_now": latest(*contact, len(people), now_ns)}
-    keys, t0 = sorted_keys(*work)
-    contact_keys, contact_t0 = sorted_keys(*contact)
-    return {"people": people, "work_keys": keys, "work_t0": t0, "contact_keys": contact_keys, "contact_t0": contact_t0}
-
-
 def _gone(state: StalledDealState, now_ns: int) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(marked inactive, no recorded work, working but no contact with a client) manager_ids,
-    over active_window_days before `now`. No contact counts only where at least half of the
-    working people record theirs: a company that logs no calls says nothing about anyone."""
+    """(marked inactive, no recorded work, working but no contact with a client) manager_ids
+    over active_window_days before `now`, as detectors.people.Workforce reads them."""
     none: frozenset[str] = frozenset()
-    window = state.spec.active_window_days
-    if state.people is None or not len(state.people):
+    who = state.workforce.at(now_ns) if state.workforce is not None else None
+    if who is None:  # prepared for one scan, asked about another day: the flag alone
         return state.inactive, none, none
-    since = now_ns // 10**9 - window * 86_400
-    if state.work_now is not None and state.work_now[0] == now_ns:
-        last, contact = state.work_now[1], state.contact_now
-        live = (last >= 0) & (last > since)
-        talked = (contact >= 0) & (contact > since)  # type: ignore[operator]
-    elif state.work_keys is not None and state.contact_keys is not None:
-        n = len(state.people)
-        live = recently_active(state.work_keys, state.work_t0, n, now_ns, window)
-        talked = recently_active(state.contact_keys, state.contact_t0, n, now_ns, window)
-    else:  # prepared for one scan, asked about another day: read the work again
-        return state.inactive, none, none
-    idle = frozenset(state.people[~live].tolist()) - state.inactive
-    silent = none
-    if 2 * int((talked & live).sum()) >= int(live.sum()):
-        silent = frozenset(state.people[live & ~talked].tolist()) - state.inactive
-    return state.inactive, idle, silent
+    return state.inactive, who.ids(who.idle), who.ids(who.silent)
 
 
 def _build_stays(closed_at: np.ndarray, deal_row: np.ndarray, entry: np.ndarray, stage: np.ndarray,

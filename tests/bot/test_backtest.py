@@ -274,7 +274,9 @@ def test_dedup_agrees_with_decide_on_random_histories():
 
     from detectors.insight import Audience, Insight
 
-    def facts(detector, x):
+    def facts(detector, x, sid=""):
+        if detector == "lead_sla" and sid in ("s8", "s20"):  # backlogs: measured by the leads waiting
+            return {"backlog": True, "leads": 4 + int(x), "working_hours_waited": x * 3}
         return {"conversion_drop": {"baseline_rate": 0.5, "recent_rate": 0.5 - x / 100},
                 "manager_load": {"ratio": 1 + x / 10}, "lead_sla": {"working_hours_waited": x * 3},
                 "loss_reasons": {"kind": "shift", "top_rising": "price", "reasons": [{"reason": "price", "recent_share": x / 50}]},
@@ -292,11 +294,11 @@ def test_dedup_agrees_with_decide_on_random_histories():
                 continue  # gone this run: closed, new again when it comes back
             level[(det, sid)] = max(0.0, level[(det, sid)] + float(rng.normal(1.5, 4)))
             severity = ["info", "warning", "critical"][int(rng.integers(0, 3))]
-            ins = Insight(det, severity, Audience("director"), {"id": sid}, facts(det, level[(det, sid)]))
+            ins = Insight(det, severity, Audience("director"), {"id": sid}, facts(det, level[(det, sid)], sid))
             items.append(("director" if rng.random() < 0.8 else "m1", ins))
             if rng.random() < 0.05:
                 items.append((items[-1][0], Insight(det, "critical", Audience("director"), {"id": sid},
-                                                    facts(det, level[(det, sid)] + 10))))
+                                                    facts(det, level[(det, sid)] + 10, sid))))
         runs.append((T0 + timedelta(hours=13 * n), items))
     for policy in (Policy(), NO_WORSE, Policy(repeat_interval=timedelta(days=2))):
         expected = decide_loop(runs, policy)
