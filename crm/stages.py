@@ -206,7 +206,8 @@ def derived_history_warning(n_deals: int, changed: int = 0) -> DataWarning:
     return DataWarning(
         "stage_history_derived", "stage_history", n_deals,
         f"no stage history in the source: derived from deals ({entry}); conversion insights need "
-        "the real history of stage changes, export it as stage_history (deal_id, stage, entered_at)",
+        "the real history of stage changes, export it as stage_history (deal_id, stage, entered_at; amoCRM / "
+        "Kommo: the events list; HubSpot: the \"Date entered\" columns in the deals export; README, web-UI exports)",
     )
 
 

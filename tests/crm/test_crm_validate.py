@@ -151,3 +151,21 @@ def test_an_export_of_one_persons_deals_is_said_once_with_the_filter_to_remove(t
         "deals.csv": DEALS.splitlines()[0] + "\n" + "".join(
             f"x{i},m1,Квалификация,open,2026-03-02 10:00,1000,KZT\n" for i in range(40))})
     assert "one_owner_export" not in _codes(load_folder(quiet))
+
+
+def test_tags_mapped_as_source_are_said_to_split_segments():
+    """amoCRM's «Теги» mapped as source: «Instagram, повторный клиент» is a segment of its own
+    beside «Instagram». Said with the commonest combinations; a comma inside a name whose parts
+    are no values («ТОО «Альфа, Бета»») and a handful of lists are not."""
+    import pandas as pd
+
+    from crm.validate import several_values
+
+    tags = ["Instagram"] * 60 + ["Сайт"] * 30 + ["Instagram, повторный клиент"] * 8 + ["Сайт;Выставка"] * 3
+    said = several_values(pd.DataFrame({"source": tags}), "deals")
+    assert [(w.code, w.count) for w in said] == [("several_values", 11)]
+    assert "'Instagram, повторный клиент' (8)" in said[0].examples and "«Теги»" in said[0].message
+    names = ["Сайт"] * 60 + ["ТОО «Альфа, Бета»"] * 30
+    assert several_values(pd.DataFrame({"source": names}), "deals") == []
+    few = ["Instagram"] * 300 + ["Instagram, повторный клиент"] * 5
+    assert several_values(pd.DataFrame({"source": few}), "deals") == []  # under 2% of the cells
