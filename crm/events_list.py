@@ -30,7 +30,10 @@ Linking a row to its deal: the deal id when the export carries one (a column map
 the «Объект» cell: the card's address `.../leads/detail/<id>`, an =HYPERLINK formula holding it,
 or «Сделка #<id>»), else the deal's name («Название») when exactly one deal has it, or one of
 several namesakes was the only one open then (crm.activities.link_titles, the rule activity lists
-use); the rest are counted in one warning, never guessed.
+use); the rest are counted in one warning, never guessed. A deal none of whose changes could be
+linked, while changes of its name into its current stage could not be told apart from its
+namesakes', is at that stage since the latest of them (not since its creation: a deal moved
+yesterday would be called idle for months), said in the load note.
 
 Guessed, not seen in a real export (say so when it differs):
 - the event's wording: «Изменение этапа продажи» is the description amoCRM's API docs give
