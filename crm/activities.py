@@ -209,8 +209,9 @@ def _among_namesakes(acts: pd.DataFrame, key: pd.Series, deals: pd.DataFrame, ti
     mine = pd.DataFrame({"row": np.arange(len(acts)), "key": key.to_numpy(),
                          "at": acts[at].to_numpy() if at in acts.columns else pd.NaT})
     theirs = pd.DataFrame({"key": titles.to_numpy(), "deal": deals["deal_id"].astype(str).to_numpy(),
-                           "from": deals["created_at"].to_numpy() - day,
-                           "to": (deals["closed_at"] + day).to_numpy() if "closed_at" in deals.columns else pd.NaT})
+                           # .array keeps the zone: no deal closed (all NaT) is still comparable with `at`
+                           "from": (deals["created_at"] - day).array,
+                           "to": (deals["closed_at"] + day).array if "closed_at" in deals.columns else pd.NaT})
     out = np.full(len(acts), None, dtype=object)
     for by in BY:
         todo = pd.isna(out)

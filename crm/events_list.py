@@ -30,7 +30,10 @@ Linking a row to its deal: the deal id when the export carries one (a column map
 the «Объект» cell: the card's address `.../leads/detail/<id>`, an =HYPERLINK formula holding it,
 or «Сделка #<id>»), else the deal's name («Название») when exactly one deal has it, or one of
 several namesakes was the only one open then (crm.activities.link_titles, the rule activity lists
-use); the rest are counted in one warning, never guessed.
+use); the rest are counted in one warning, never guessed. A deal none of whose changes could be
+linked, while changes of its name into its current stage could not be told apart from its
+namesakes', is at that stage since the latest of them (not since its creation: a deal moved
+yesterday would be called idle for months), said in the load note.
 
 Guessed, not seen in a real export (say so when it differs):
 - the event's wording: «Изменение этапа продажи» is the description amoCRM's API docs give
@@ -135,6 +138,13 @@ def read(raw: RawTable, columns: dict[str, str], deals: pd.DataFrame, values: di
     closing stages); `stages`: the pipeline's stages when known (config or stages table)."""
     frame = raw.frame
     warnings: list[DataWarning] = []
+    if not len(frame):
+        raise DataError(
+            f"the events list {raw.origin} has its header and no rows", file=raw.origin,
+            fix="export «Аналитика → Список событий» (Kommo: Analytics → Events list) again for the deals' period "
+                "and pipelines, with the event «Изменение этапа продажи» included; or remove stage_history from "
+                "[source.files] to have the history derived from the deals",
+        )
     text = {r: _text(frame[c]) for r, c in columns.items() if r in ("object", "name", "event", "before", "after", "id")}
     event = text["event"]
     words = _event_words(values.get("event") or {})
@@ -154,11 +164,13 @@ def read(raw: RawTable, columns: dict[str, str], deals: pd.DataFrame, values: di
     aside = _set_aside(event, obj, ~keep)
 
     rows = frame.index[keep]
+    _refuse_relative_dates(raw, frame.loc[rows, columns["date"]], columns["date"])
     stage_names = _known_stages(deals, stages)
     pipelines = set(lower_text(deals["pipeline"]).dropna()) if "pipeline" in deals.columns else set()
     closing_words = _closing_words(deal_values)
-    after, split_a, odd_a = _stages(text["after"][rows], stage_names, pipelines)
-    before, split_b, odd_b = (_stages(text["before"][rows], stage_names, pipelines) if "before" in text
+    known = stage_names | {w for ws in closing_words.values() for w in ws}  # Kommo's "Closed - lost" is no pipeline
+    after, split_a, odd_a = _stages(text["after"][rows], known, pipelines)
+    before, split_b, odd_b = (_stages(text["before"][rows], known, pipelines) if "before" in text
                               else (pd.Series(pd.NA, index=rows, dtype="string"), 0, {}))
     after = _closing(after, closing_words)
     before = _closing(before, closing_words)
@@ -193,26 +205,58 @@ def read(raw: RawTable, columns: dict[str, str], deals: pd.DataFrame, values: di
                                        "entered_at": columns["date"]},
         values={"stage": values.get("stage") or {}}, timezone=timezone, date_formats=date_formats)
     warnings += notes
-    linked, how = _link(rows, text, deals, history["entered_at"])
+    history_at = history["entered_at"]
+    linked, how = _link(rows, text, deals, history_at)
     unlinked = linked.isna().to_numpy()
     if unlinked.all():
+        names = (text["name"] if "name" in text else obj)[rows]
+        shared = how == "shared"
         raise DataError(
             f"none of the {len(rows):,} stage changes in the events list {raw.origin} could be linked to a deal in "
             "deals", file=raw.origin, column=str(columns.get("name") or columns["object"]),
-            more="Names not found: " + ", ".join(repr(v) for v in (text["name"] if "name" in text else obj)[rows]
-                                                 .dropna().drop_duplicates().head(EXAMPLES)) + ".",
-            fix="map the deals' name column ([source.columns.deals] title = \"Название сделки\" / \"Lead title\"), "
-                "or export the events of the same deals (the same period and pipelines) as the deals file",
+            more=(f"{int(shared.sum()):,} of them: " + shared_titles(names[shared].astype("string"), deals) + ". "
+                  if shared.any() else "")
+            + ("Names not found: " + ", ".join(repr(v) for v in names[~shared].dropna().drop_duplicates()
+                                               .head(EXAMPLES)) + "." if (~shared).any() else ""),
+            fix=("give deals that share a name names of their own, or export the list with the deal's id (the "
+                 "card's address in «Объект», or an «ID объекта» column: a link in an XLSX cell is not read, only "
+                 "its text); " if shared.any() else "")
+            + "map the deals' name column ([source.columns.deals] title = \"Название сделки\" / \"Lead title\"), "
+            "or export the events of the same deals (the same period and pipelines) as the deals file",
         )
     if unlinked.any():
         warnings.append(_unlinked_note(raw, rows[unlinked], text, how[unlinked], deals, len(rows)))
     ok = ~unlinked
     history = history[ok]
     history = history.assign(deal_id=linked[ok].astype(history["deal_id"].dtype).to_numpy())
-    firsts, counts = _first_entries(history, before[ok], deals, stages)
+    first_change = history["entered_at"].min()
+    firsts, counts = _first_entries(history, before[ok], deals, stages, _namesake_moves(
+        rows, unlinked & (how == "shared"), text, after, history_at))
     history = pd.concat([firsts, history], ignore_index=True) if len(firsts) else history.reset_index(drop=True)
-    warnings.append(_summary(raw, columns, history, counts, how, ok, aside, deals))
+    warnings.append(_summary(raw, columns, history, counts, how, ok, aside, deals, first_change))
     return history, warnings
+
+
+_RELATIVE_DAY = r"(?i)^\s*(?:сегодня|вчера|позавчера|today|yesterday)\b"
+
+
+def _refuse_relative_dates(raw: RawTable, dates: pd.Series, column: str) -> None:
+    """«Сегодня 14:30» / "Yesterday 09:10": the interface's words for recent days, copied with the
+    list. No day can be read from them without knowing when the list was saved: an error that
+    says so, not the generic "not a date" with a strptime format that cannot read them."""
+    cells = dates.astype("string").str.strip()
+    hit = cells.str.contains(_RELATIVE_DAY).fillna(False).to_numpy(dtype=bool)
+    if not hit.any():
+        return
+    first = dates.index[hit][0]
+    raise DataError(
+        f"{int(hit.sum()):,} stage change(s) in the events list are dated with a word for a recent day, not a date",
+        file=raw.origin, row=int(first) + raw.row_offset, row_kind=raw.row_kind, column=str(column),
+        value=cells[first] if raw.show_values else None,
+        fix="write the day's date instead (30.11.2026 14:05 for «Сегодня 14:05» in a list saved on 30.11.2026): "
+            "amoCRM's screen writes recent days as «Сегодня» / «Вчера» (Kommo: Today / Yesterday); a list "
+            "exported with «Экспорт» should carry full dates",
+    )
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -379,11 +423,27 @@ def _closing(stages: pd.Series, words: dict[str, tuple[str, ...]]) -> pd.Series:
     return stages.map(lambda v: status.get(v, v) if isinstance(v, str) else v).astype("string") if status else stages
 
 
-def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame, stages: list[str]
-                   ) -> tuple[pd.DataFrame, dict[str, int]]:
+def _namesake_moves(rows: pd.Index, shared: np.ndarray, text: dict[str, pd.Series], after: pd.Series,
+                   at: pd.Series) -> pd.DataFrame:
+    """The stage changes not linked because several deals share the name: (name key, stage
+    after, when), one row each."""
+    names = text["name"] if "name" in text else text["object"]
+    return pd.DataFrame({"key": title_key(names[rows[shared]].astype("string")).to_numpy(),
+                         "stage": lower_text(after[rows[shared]]).to_numpy(),
+                         "at": at.to_numpy()[shared]})
+
+
+def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame, stages: list[str],
+                   namesakes: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """Each deal's entry into its first stage at its creation, as the API path has it: the stage
     its first change left, or (no change in the list) its current stage; a closed deal without a
-    change, the first of `stages` when known. Never after the deal's first change."""
+    change, the first of `stages` when known. Never after the deal's first change.
+
+    A deal with no change linked whose name has changes that could not be told apart
+    (`namesakes`: several deals share the name) into its current stage after its creation
+    entered that stage at the latest of them, not at its creation: one of them is its own move,
+    so counting its stay from its creation would call a deal moved yesterday idle for months
+    (its stay may be understated instead: said in the unlinked warning)."""
     entered = _ns(history["entered_at"])
     first = history.iloc[entered.argsort(kind="stable")].drop_duplicates("deal_id")
     left = before.loc[first.index]
@@ -401,8 +461,19 @@ def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame
     still = still[~lower_text(still["stage"]).isin(INCOMING).fillna(False).to_numpy(dtype=bool)]
     closing = lower_text(still["stage"]).isin(CLOSING).fillna(False).to_numpy(dtype=bool)
     stage = still["stage"].where(~closing, stages[0] if stages else None)
+    entered = still["created_at"].reset_index(drop=True)
+    late = 0
+    if len(namesakes) and "title" in still.columns:
+        keyed = pd.DataFrame({"n": np.arange(len(still)), "key": title_key(still["title"].astype("string")).to_numpy(),
+                              "stage": lower_text(still["stage"]).to_numpy(), "created": entered.to_numpy()})
+        pairs = keyed.merge(namesakes, on=["key", "stage"])
+        pairs = pairs[(pairs["at"] >= pairs["created"]).to_numpy(dtype=bool)]
+        if len(pairs):
+            latest = pairs.groupby("n")["at"].max()
+            entered.iloc[latest.index.to_numpy()] = latest.to_numpy()
+            late = len(latest)
     without = pd.DataFrame({"deal_id": still["deal_id"].to_numpy(), "stage": stage.to_numpy(),
-                            "entered_at": still["created_at"].reset_index(drop=True)})
+                            "entered_at": entered})
     unknown = int(without["stage"].isna().sum())
     without = without[without["stage"].notna().to_numpy(dtype=bool)]
     out = pd.concat([with_change, without], ignore_index=True)
@@ -410,7 +481,7 @@ def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame
     for c in history.columns:  # crm.normalize's hidden columns: row 0, no file row behind them
         if c not in out.columns:
             out[c] = np.zeros(len(out), dtype=history[c].dtype) if c.startswith("__row") else False
-    return out, {"without_change": len(still), "closed_unknown": unknown}
+    return out, {"without_change": len(still) - late, "closed_unknown": unknown, "namesakes": late}
 
 
 def _ns(stamps: pd.Series) -> np.ndarray:
@@ -420,17 +491,23 @@ def _ns(stamps: pd.Series) -> np.ndarray:
 
 
 def _summary(raw: RawTable, columns: dict[str, str], history: pd.DataFrame, counts: dict[str, int],
-             how: np.ndarray, ok: np.ndarray, aside: tuple[int, pd.Series], deals: pd.DataFrame) -> DataWarning:
+             how: np.ndarray, ok: np.ndarray, aside: tuple[int, pd.Series], deals: pd.DataFrame,
+             first: pd.Timestamp) -> DataWarning:
+    """`first`: the list's first stage change read (not the creation entries added to it)."""
     n_aside, by_event = aside
     by_id, by_name = int((how[ok] == "id").sum()), int((how[ok] == "name").sum())
-    first = history["entered_at"].min()
     early = int((deals["created_at"] < first).sum()) if pd.notna(first) else 0
     text = (f"{raw.origin} is amoCRM's events list («{columns['event']}», «{columns['after']}»): "
             f"{by_id + by_name:,} stage changes of deals read as the stage history ({by_id:,} linked by the deal's id, "
             f"{by_name:,} by its name); {counts['without_change']:,} deal(s) have no change in it and are at their "
             "current stage since their creation"
             + (f" ({counts['closed_unknown']:,} closed ones have no stage: set [source] stages)" if counts["closed_unknown"] else "")
-            + (f"; {early:,} deal(s) were created before its first change ({first:%Y-%m-%d}): their earlier moves are "
-               "not in it, export the events list from the deals' first day" if early else "")
+            + (f"; {counts['namesakes']:,} deal(s) sharing a name with others are at their current stage since the "
+               "latest move of that name into it (which of them moved is not known: their idle time may be "
+               "understated)" if counts["namesakes"] else "")
+            + (f"; {early:,} deal(s) were created before its first change ({first:%Y-%m-%d}): any move they made "
+               "before it is not in it (each entered the stage its first change in the list left, or its current "
+               "one, at its creation); if the deals reach further back than the list, export the events list from "
+               "the deals' first day" if early else "")
             + f". Set aside {n_aside:,} row(s) that are no deal's stage change: {_counted(by_event, 6)}")
     return DataWarning("events_list", "stage_history", by_id + by_name, text)

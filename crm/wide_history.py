@@ -123,6 +123,8 @@ def read(deals: pd.DataFrame, raw: RawTable, source: SourceConfig, timezone: str
     empty: list[str] = []
     for order, (col, label) in enumerate(columns.items()):
         stage, of_pipeline = split_label(label, known_pipelines)
+        if label in own_map and stage not in own_map:  # the whole label, as the note on unknown stages shows it
+            stage = label
         if stage in own_map:  # [source.values.stage_history.stage] maps it below, in its own words
             name = stage
         else:
