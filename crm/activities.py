@@ -176,7 +176,7 @@ def link_titles(text: pd.Series, deals: pd.DataFrame, context: pd.DataFrame, at:
     shared = np.zeros(len(text), dtype=bool)
     if "title" in deals.columns and deals["title"].notna().any():
         titles = _key(deals["title"])
-        linked = linked.fillna(key.map(_unique_lookup(titles, deal_ids)))
+        linked = linked.astype("string").fillna(key.map(_unique_lookup(titles, deal_ids)).astype("string"))
         counts = titles.value_counts()
         shared = (key.map(counts).fillna(0) > 1).to_numpy() & linked.isna().to_numpy()
         if shared.any():
