@@ -2,6 +2,7 @@
 end, open deals with no amount in the forecast, an export without lost deals (in Russian)."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
@@ -114,3 +115,103 @@ def test_a_lead_written_to_someone_who_left_names_them_without_a_broken_case():
     assert ("и записана на сотрудника, которого нет среди работающих менеджеров (Иван Петров): ответить некому. "
             "Норма — 2 рабочих часа.") in ru, ru
     assert "and is assigned to Иван Петров, who is not among the working managers: nobody will answer it." in en, en
+
+
+# --- every reason line the scan can give, read in Russian -------------------------------------
+
+def _reason_lines() -> set[str]:
+    """Every skip and partial line the registry, the detectors' skip_reason and the pipeline give,
+    made from the demo company with one table or column taken away at a time (assumptions: the
+    demo has every table and column; a table is absent as None, a column as all-empty)."""
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from bot.pipeline import stale_line
+    from crm.demo import generate_demo
+    from crm.freshness import Freshness
+    from detectors import conversion_drop, loss_reasons, stalled_deal
+    from detectors.registry import REGISTRY, unchecked_parts, why_skipped
+    from detectors.working_hours import WorkCalendar
+    from predict.leads import LeadRule
+    from predict.model import HistoryRule
+
+    demo = generate_demo().data
+    data = replace(demo, origins={t: f"{t}.csv" for t in ("managers", "deals", "stage_history", "clients", "emails",
+                                                           "email_opens", "activities", "leads")})
+    fresh = lambda d: replace(d)  # a new CrmData: has_column caches per object  # noqa: E731
+
+    def without(d, table: str, column: str | None = None):
+        if column is None:
+            return replace(d, **{table: None})
+        frame = getattr(d, table).copy()
+        frame[column] = None
+        return replace(d, **{table: frame})
+
+    lines = set()
+    for det in REGISTRY.values():
+        spec = det.spec()
+        lines.add(why_skipped(fresh(data), det, spec.model_copy(update={"enabled": False})))
+        for t in det.requires:
+            lines.add(why_skipped(without(data, t), det, spec))
+        if len(det.requires) > 1:
+            d = data
+            for t in det.requires:
+                d = without(d, t)
+            lines.add(why_skipped(d, det, spec))
+        for need in det.needs:
+            tables = {c.split(".", 1)[0] for c in need.columns}
+            d_cols, d_tables = data, data
+            for c in need.columns:
+                t, col = c.split(".", 1)
+                d_cols = without(d_cols, t, col)
+            for t in tables - {"deals", "managers", "stage_history"}:
+                d_tables = without(d_tables, t)
+            for d in (d_cols, d_tables):
+                lines.add(need.line(d))
+        lines.update(unchecked_parts(replace(data, stage_history_derived=True), det))
+    # the detectors' own skip_reason lines
+    lines.add(conversion_drop.skip_reason(without(replace(data, stage_history_derived=True), "deals", "closed_at")))
+    lines.add(conversion_drop.skip_reason(replace(data, deals=data.deals[data.deals["status"] != "lost"])))
+    lines.add(conversion_drop.skip_reason(replace(data, stages=[])))
+    bare = replace(data, stage_history_derived=True, activities=None, emails=None, email_opens=None)
+    lines.add(stalled_deal.skip_reason(bare))
+    lines.add(stalled_deal.skip_reason(replace(bare, unread_columns={"deals": ("Дата изменения",)},
+                                               origins={**data.origins, "deals": "amocrm_export_leads.csv"},
+                                               read_columns={"deals": {"deal_id": "ID", "manager_id": "Ответственный"}})))
+    lost = data.deals["status"] == "lost"
+    lines.add(loss_reasons.skip_reason(replace(data, deals=data.deals.assign(
+        loss_reason=data.deals["loss_reason"].where(~lost, None)))))
+    now = datetime(2026, 11, 18, 6, 30, tzinfo=timezone.utc)
+    old = pd.Timestamp("2026-10-01T09:00:00Z")
+    lines.add(stale_line(Freshness(old, "deals", "deals.csv", now - old.to_pydatetime()), 3, "Asia/Almaty", now,
+                         WorkCalendar()))
+    lines.add(stale_line(Freshness(None, None, None, None), 3, "Asia/Almaty", now, WorkCalendar()))
+    lines.add(HistoryRule().shortfall(120, 30))
+    lines.add(LeadRule().shortfall(10, 70))
+    lines.discard(None)
+    return lines
+
+
+# names a Russian line keeps as they are: file, column and TOML names, CRM products and their
+# own labels, quoted values
+_KEPT = re.compile(r"(?:колонк\w* |задайте )\w+|\b\w+ = |«[^»]*»|\"[^\"]*\"|'[^']*'|\[[^\]]*\]|\S+\.csv|\b\w*_\w*\b|crm-pulse model report|"
+                   r"\b(?:CRM|API|README|SLA|Salesforce|Opportunity History|To Stage|Edit Date|HubSpot|amoCRM|"
+                   r"Kommo|Odoo|kind)\b")
+
+
+def test_every_reason_line_reads_in_russian_without_english_left():
+    """Each line a scan can give for a check it skipped or did in part, through the Russian path
+    of the digest footer and the scan line: no English word is left in it (a regex of _RU_REASONS
+    that stopped matching its English source after an edit leaves the English in the Russian)."""
+    from messages.digest import _reason
+
+    lines = _reason_lines()
+    assert len(lines) >= 15, lines
+    left = {}
+    for line in sorted(lines):
+        ru = _reason(line, "ru")
+        words = re.findall(r"[A-Za-z]{2,}", _KEPT.sub(" ", ru))
+        if words:
+            left[line] = (ru, words)
+    assert not left, "\n\n".join(f"{en}\n-> {ru}\n   English left: {w}" for en, (ru, w) in left.items())
