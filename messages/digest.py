@@ -344,6 +344,9 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"column (\S+) in (\S+) \(absent or empty in ([^)]+)\)"), r"колонка \1 в \3 (её нет или она пуста)"),
     (re.compile(r"(\S+?\.csv) with a (\S+) column \(table not provided\)"), r"таблица \1 с колонкой \2 (таблицы нет)"),
     (re.compile(r": not checked, needs "), ": не проверено, нужна "),
+    # a digest's brief forms (_BRIEF)
+    (re.compile(r": needs "), ": нужна "),
+    (re.compile(r": the data has no stage history$"), ": в данных нет истории этапов"),
     (re.compile(r"^needs "), "нужна "),
     (re.compile(r"\) or (колонка|таблица) "), r") или \1 "),
     # bot.pipeline.stale_line: the time-based detectors skipped on stale data
@@ -402,12 +405,12 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
     (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),
-     r"мало истории для прогноза: закрытых сделок с датой закрытия \1 (выиграно \2, проиграно \3), "
+     r"мало истории для прогноза: закрытых сделок с датой закрытия \1 (выиграно \2, проиграно \3); "
      r"нужно не меньше \4, из них выигранных \5 и проигранных \6"),
     # lead_score's skip_reason (predict.leads)
     (re.compile(r"^not enough lead outcomes to score leads: (\d+) leads with an outcome \((\d+) converted, (\d+) not\); "
                 r"needs at least (\d+) with >= (\d+) converted and >= (\d+) not: .*$"),
-     r"мало заявок с итогом для оценки: \1 (сконвертировано \2, нет \3), нужно не меньше \4, "
+     r"мало заявок с итогом для оценки: \1 (сконвертировано \2, нет \3); нужно не меньше \4, "
      r"из них сконвертированных \5 и несконвертированных \6"),
     (re.compile(r"^no lead status says (converted|not converted) \((\d+) converted, (\d+) not; statuses that say "
                 r"neither: (.+)\): list yours in \[detectors\.lead_score\] converted_statuses and not_converted_statuses$"),
@@ -442,14 +445,28 @@ def _reason(text: str, lang: str) -> str:
 def unchecked_text(checks: Checks, lang: str, brief: bool = False) -> str | None:
     """'not checked: lead SLA (needs leads.csv (table not provided)); partly: ...', or None.
 
-    `brief` (a digest, read every day by people who do not run the loader): each reason is its
-    first clause without long asides (how an admin gets the data: the CRM's API, which report,
-    which TOML key), and a pointer to check-config, where the whole line is. In full, a
+    `brief` (a digest, read every day by people who do not run the loader): each reason says what
+    is missing (_BRIEF), its first clause without long asides (how an admin gets the data: the
+    CRM's API, which report, which TOML key), the skipped and the partly checked as two
+    sentences, and, when advice was cut, where the admin finds it (check-config). In full, a
     director's footer on a web-UI amoCRM export was about 600 characters in every digest."""
     if checks.complete:
         return None
     ru = lang == "ru"
-    why = (lambda x: _short(_reason(x, lang))) if brief else (lambda x: _reason(x, lang))
+    cut = False
+
+    def why(x: str) -> str:
+        nonlocal cut
+        if not brief:
+            return _reason(x, lang)
+        for pattern, repl in _BRIEF + (_EN_BRIEF if not ru else []):
+            x, n = pattern.subn(repl, x)
+            cut = cut or bool(n and pattern in _ADVICE)
+        x = _KEY_ASIDE.sub("", _reason(x, lang))
+        short = _short(x)
+        cut = cut or short != x
+        return short
+
     parts = []
     if checks.skipped:
         shown = "; ".join(f"{check_name(n, lang)} ({why(r)})" for n, r in checks.skipped.items())
@@ -458,11 +475,34 @@ def unchecked_text(checks: Checks, lang: str, brief: bool = False) -> str | None
         shown = "; ".join(f"{check_name(n, lang)} ({'; '.join(why(x) for x in lines)})"
                           for n, lines in checks.partial.items())
         parts.append(("проверено не полностью: " if ru else "partly checked: ") + shown)
-    text = "; ".join(parts)
-    if brief and text != unchecked_text(checks, lang):
-        text += (". Что нужно в данных, показывает crm-pulse check-config" if ru
-                 else ". What the data needs: crm-pulse check-config")
+    if not brief:
+        return "; ".join(parts)
+    text = ". ".join(_cap(p) if k else p for k, p in enumerate(parts))
+    if cut:
+        text += (". Подробности для администратора бота — в crm-pulse check-config" if ru
+                 else ". Details for the bot's admin: crm-pulse check-config")
     return text
+
+
+# A digest's reason (brief): what is missing, in the words of the checks it is listed under.
+_BRIEF = [
+    # under "partly checked" each part's own "not checked" says it twice
+    (re.compile(r": not checked, needs "), ": needs "),
+    # a stage history derived from the deals is no stage history to the reader (nor "not real");
+    # where to get one is the admin's (in _ADVICE: check-config is named)
+    (_HISTORY_ADVICE := re.compile(r": needs a real stage history \(stage_history\.csv; it was derived from "
+                                   r"[^)]*\);.*$"), ": the data has no stage history"),
+    # a table that is not there: its column does not matter to the reader
+    (re.compile(r"(\S+?\.csv) with an? \S+ column \(table not provided\)"
+                r"(?: or \1 with an? \S+ column \(table not provided\))*"), r"\1 (table not provided)"),
+]
+_ADVICE = {_HISTORY_ADVICE}  # _BRIEF rewrites that leave out how to get the data
+# a TOML key as an aside ("new leads per manager (new_leads)") is the admin's word
+_KEY_ASIDE = re.compile(r" \([a-z]+(?:_[a-z]+)+\)")
+_EN_BRIEF = [  # "(needs leads.csv (table not provided))": one parenthesis, as the Russian says it
+    (re.compile(r"needs ((?:\S+?\.csv, )*\S+?\.csv) \(table not provided\)"), r"no \1"),
+    (re.compile(r"column (\S+) in \S+ \(absent or empty in ([^)]+)\)"), r"column \1 in \2 (absent or empty)"),
+]
 
 
 _LONG_ASIDE = 40  # characters: a parenthesis longer than this is advice, not the reason
@@ -470,7 +510,7 @@ _LONG_ASIDE = 40  # characters: a parenthesis longer than this is advice, not th
 
 def _short(reason: str) -> str:
     """A reason's first clause (up to the first "; " outside parentheses), without parenthesised
-    asides longer than _LONG_ASIDE characters or holding a "; "."""
+    asides longer than _LONG_ASIDE characters, holding a "; " or naming a TOML section."""
     out, depth, start = [], 0, 0
     i = 0
     while i < len(reason):
@@ -483,7 +523,7 @@ def _short(reason: str) -> str:
             depth -= 1
             if depth == 0:
                 aside = reason[start:i + 1]
-                if len(aside) <= _LONG_ASIDE and "; " not in aside:
+                if len(aside) <= _LONG_ASIDE and "; " not in aside and "[" not in aside:
                     out.append(aside)
                 elif out and out[-1].endswith(" "):
                     out[-1] = out[-1].rstrip()
