@@ -342,7 +342,7 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"needs (\S+?\.csv), (\S+?\.csv) \(table not provided\)"), r"нет таблиц \1, \2"),
     (re.compile(r"needs (\S+?\.csv) \(table not provided\)"), r"нет таблицы \1"),
     (re.compile(r"column (\S+) in (\S+) \(absent or empty in ([^)]+)\)"), r"колонка \1 в \3 (её нет или она пуста)"),
-    (re.compile(r"(\S+?\.csv) with a (\S+) column \(table not provided\)"), r"таблица \1 с колонкой \2 (таблицы нет)"),
+    (re.compile(r"(\S+?\.csv) with an? (\S+) column \(table not provided\)"), r"таблица \1 с колонкой \2 (таблицы нет)"),
     (re.compile(r": not checked, needs "), ": не проверено, нужна "),
     # a digest's brief forms (_BRIEF)
     (re.compile(r": needs "), ": нужна "),
@@ -395,13 +395,13 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
                 r"conversion to won is measured from deal outcomes instead; a web-UI export has no stage "
                 r"history: the CRM's API gives it \(\[source\] kind: (.+?)\), or a stage history report "
                 r"\(Salesforce: Opportunity History, its To Stage and Edit Date; HubSpot: the \"Date entered\" "
-                r"columns of the stages, added to the deals export; amoCRM / Kommo: the events list, given as "
-                r"stage_history\)"),
+                r"columns of the stages, added to the deals export; amoCRM / Kommo: the events list \(Analytics → "
+                r"Events list\) as \[source\.files\] stage_history\)"),
      r"нужна настоящая история этапов (stage_history.csv; сейчас она выведена из \1); "
      r"конверсию в выигрыш считаем по итогам сделок; в выгрузке из веб-интерфейса CRM истории этапов нет, "
      r"её даёт API CRM ([source] kind: \2) или отчёт об истории этапов (Salesforce: Opportunity History, "
-     r"его To Stage и Edit Date; HubSpot: столбцы «Date entered» этапов, добавленные в выгрузку сделок; "
-     r"amoCRM / Kommo: «Список событий», указанный как stage_history)"),
+     r"его To Stage и Edit Date; HubSpot: колонки «Date entered» этапов, добавленные в выгрузку сделок; "
+     r"amoCRM / Kommo: «Аналитика → Список событий» как [source.files] stage_history)"),
     # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
     (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),
