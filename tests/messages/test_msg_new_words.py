@@ -217,3 +217,86 @@ def test_every_reason_line_reads_in_russian_without_english_left():
         if words:
             left[line] = (ru, words)
     assert not left, "\n\n".join(f"{en}\n-> {ru}\n   English left: {w}" for en, (ru, w) in left.items())
+
+
+# --- the words of today's detectors' facts, as their readers get them ---------------------------
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("\xa0", " ").split())
+
+
+def _created_drop(missed: int, still_open: int) -> Insight:
+    """A manager's new deals' 30-day win rate fell (the horizon a setting, so "within 30 days" is
+    said); `missed` of the recent deals were not won in time, `still_open` of them are open."""
+    drop = samples.conversion_drop_kinds()["conversion_drop_created"]
+    return replace(drop, facts={**drop.facts, "kind": "segment_drop", "rest_baseline_rate": 0.22,
+                                "rest_recent_rate": 0.24, "recent_missed": missed, "recent_missed_open": still_open,
+                                "segment": {"dimension": "manager", "segment": "Ильяс Турсынов", "segment_id": "m7"}})
+
+
+def test_a_stopped_managers_deals_are_said_open_not_lost_nor_never_won():
+    """His 42 recent deals were not won within 30 days and all are open: "так и не выиграны (42 из
+    42 ещё открыты)" said "never" of deals that may yet be won, and "42 of 42" for "all"."""
+    ru, en = (_one_line(_text(_created_drop(42, 42), lang)) for lang in ("ru", "en"))
+    assert "которые не были выиграны за 30 дней (все 42 ещё открыты): что в них пошло иначе?" in ru, ru
+    assert "that were not won within 30 days (all 42 are still open): what went differently?" in en, en
+    ru, en = (_one_line(_text(_created_drop(42, 30), lang)) for lang in ("ru", "en"))
+    assert "которые не были выиграны за 30 дней (ещё открыто: 30 из 42)" in ru, ru
+    assert "that were not won within 30 days (still open: 30 of 42)" in en, en
+    # most of them lost: lost, as before
+    ru, en = (_one_line(_text(_created_drop(42, 10), lang)) for lang in ("ru", "en"))
+    assert "которые были проиграны: что" in ru and "that were lost: what" in en, (ru, en)
+
+
+def _abandoned(by_stage: dict[str, int]) -> Insight:
+    a = samples.stalled_abandoned()
+    return replace(a, facts={**a.facts, "deals": sum(by_stage.values()), "by_stage": by_stage})
+
+
+def test_abandoned_deals_by_stage_name_a_fifth_stage_and_count_more_as_other_stages():
+    """A pipeline of five stages: "на других этапах — 3" hid one stage's name behind a plural; it
+    is named. Six or more: four are named and the rest counted with how many stages they are."""
+    five = {"Первичный контакт": 54, "Согласование договора": 9, "Счёт выставлен": 8, "Выявление потребности": 3,
+            "Коммерческое предложение": 3}
+    ru, en = (_one_line(_text(_abandoned(five), lang)) for lang in ("ru", "en"))
+    assert "«Выявление потребности» — 3, «Коммерческое предложение» — 3." in ru, ru
+    assert "“Выявление потребности”: 3, “Коммерческое предложение”: 3." in en, en
+    seven = {**five, "Оплата": 2, "Отгрузка": 1}
+    ru, en = (_one_line(_text(_abandoned(seven), lang)) for lang in ("ru", "en"))
+    assert "«Выявление потребности» — 3, ещё на 3 этапах — 6." in ru, ru
+    assert "“Выявление потребности”: 3, 3 other stages: 6." in en, en
+
+
+def test_a_deal_that_never_moved_was_last_touched_when_created_and_its_limit_is_the_default():
+    one = samples.stalled_deal()
+    made = replace(one, facts={**one.facts, "last_touch_kind": "created", "limit_source": "default",
+                               "no_history": True, "learned_days": None, "limit_moves": 0})
+    ru, en = (_one_line(_text(made, lang)) for lang in ("ru", "en"))
+    assert "Последнее действие — создание сделки," in ru and "Last activity: deal created," in en, (ru, en)
+    assert ("В данных нет истории этапов, поэтому обычный срок этого этапа неизвестен и действует срок по "
+            "умолчанию — 9 рабочих дней; эта сделка без движения уже 23 рабочих дня.") in ru, ru
+    assert ("The data has no stage history, so this stage's usual pace is unknown and the default limit "
+            "applies: 9 working days; this one has waited 23 working days.") in en, en
+
+
+def test_a_directors_footer_on_a_web_export_says_what_is_missing_in_two_sentences():
+    """The reviewer's amoCRM web export (no leads, no emails, no stage history) as a director's
+    footer: one parenthesis per check, no TOML key, the pointer to check-config for the admin."""
+    from detectors.conversion_drop import STAGE_PAIRS
+    from detectors.manager_load import LEADS_NEED
+
+    from types import SimpleNamespace
+
+    deals_only = SimpleNamespace(origins={"deals": "amocrm_export_leads.csv"}, has=lambda t: t != "leads")
+    checks = Checks.of(["lead_sla", "silent_client", "conversion_drop", "manager_load"],
+                       {"lead_sla": "needs leads.csv (table not provided)",
+                        "silent_client": "needs emails.csv, email_opens.csv (table not provided)"},
+                       {"conversion_drop": [STAGE_PAIRS.line(deals_only)], "manager_load": [LEADS_NEED.line(deals_only)]})
+    ru, en = (unchecked_text(checks, lang, brief=True) for lang in ("ru", "en"))
+    assert ru == ("не проверено: SLA по заявкам (нет таблицы leads.csv); молчащие клиенты (нет таблиц emails.csv, "
+                  "email_opens.csv). Проверено не полностью: конверсия по этапам (конверсия между этапами: в данных "
+                  "нет истории этапов); загрузка менеджеров (новые заявки по менеджерам: нет таблицы leads.csv). "
+                  "Подробности для администратора бота — в crm-pulse check-config"), ru
+    assert en == ("not checked: lead SLA (no leads.csv); silent clients (no emails.csv, email_opens.csv). Partly "
+                  "checked: conversion by stage (stage-to-stage conversion: the data has no stage history); manager "
+                  "load (new leads per manager: no leads.csv). Details for the bot's admin: crm-pulse check-config"), en
