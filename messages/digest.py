@@ -565,32 +565,41 @@ def _lower_first(title: Line) -> Line:
     return (Span(first[:1].lower() + first[1:], "text"),) + tuple(title[1:])
 
 
-def _still_open(reminders: list[tuple[Insight, datetime | None]], ctx: Ctx) -> tuple[Line | None, list[str]]:
-    """One block: a line per unchanged item ("still open: ..., last sent 1 week ago"), most
-    important first, at most MAX_STILL_OPEN, then "and N more"; and the fingerprints shown."""
+def _still_open(reminders: list[tuple], ctx: Ctx) -> tuple[Line | None, list[str]]:
+    """One block: a line per item due again and not worse ("still open: ..., last sent 1 week
+    ago"), most important first, at most MAX_STILL_OPEN, then "and N more"; and the fingerprints
+    shown. Each reminder is (insight, when last sent[, its facts then]): a lead backlog is
+    reminded while fewer than twice as many leads wait (bot.notify_log), so its count then is
+    said when it moved ("11 leads ... last sent 7 days ago, when there were 6")."""
     if not reminders:
         return None, []
-    standing = _standings([{_currency(ins): _money(ins)} for ins, _ in reminders])
+    standing = _standings([{_currency(r[0]): _money(r[0])} for r in reminders])
     order = sorted(range(len(reminders)), key=lambda k: (-SEVERITY_RANK.get(reminders[k][0].severity, 0), -standing[k]))
     ranked = [reminders[k] for k in order]
     shown = ranked[:MAX_STILL_OPEN]
 
-    def one(ins: Insight, last: datetime | None) -> Line:
+    def one(ins: Insight, last: datetime | None, before: dict | None = None) -> Line:
         title = _lower_first(render_insight(ins, ctx.lang, now=ctx.now, you=ctx.you).title)
         if last is None or ctx.now is None:
             return title
-        return title + ctx.t(" (сообщали {ago})", " (last sent {ago})", ago=i18n.ago(last, ctx.now, ctx.lang))
+        ago = i18n.ago(last, ctx.now, ctx.lang)
+        then = (before or {}).get("leads") if ins.detector == "lead_sla" and ins.facts.get("backlog") else None
+        if isinstance(then, int) and then != ins.facts.get("leads"):
+            return title + ctx.t(" (сообщали {ago}, тогда их было {n})", " (last sent {ago}, when there were {n})",
+                                 ago=ago, n=ctx.num(then))
+        return title + ctx.t(" (сообщали {ago})", " (last sent {ago})", ago=ago)
 
     if len(ranked) == 1:
         block: Line = ctx.t("Ещё открыто: ", "Still open: ") + one(*shown[0])
     else:
-        block = ctx.t("Ещё открыто, без изменений ({n}):", "Still open, unchanged ({n}):", n=str(len(ranked)))
-        for ins, last in shown:
-            block += (Span("\n• "),) + one(ins, last)
+        # not "unchanged": a backlog's count and every wait move while not worse
+        block = ctx.t("Ещё открыто ({n}):", "Still open ({n}):", n=str(len(ranked)))
+        for reminder in shown:
+            block += (Span("\n• "),) + one(*reminder)
         if len(ranked) > len(shown):
             block += (Span("\n"),) + ctx.t("…и ещё {n}: /insights", "…and {n} more: /insights",
                                           n=str(len(ranked) - len(shown)))
-    return block, [ins.fingerprint for ins, _ in shown]
+    return block, [r[0].fingerprint for r in shown]
 
 
 def _money(ins: Insight) -> float:
@@ -605,12 +614,12 @@ def _money(ins: Insight) -> float:
 
 def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str | tzinfo | None = None,
                  max_items: int = 10, recipient_name: str | None = None, all_quiet: bool = False,
-                 recipient_role: str | None = None, still_open: list[tuple[Insight, datetime | None]] | None = None,
+                 recipient_role: str | None = None, still_open: list[tuple] | None = None,
                  checks: Checks | None = None, marks: dict[str, Mark] | None = None) -> Digest | None:
     """The digest one recipient gets for one run, or None when there is nothing to send.
 
-    `insights` are shown in full; `still_open` are (insight, when it was last sent) that persist
-    unchanged: one line each at the end. `checks` says what the scan could not check: a quiet
+    `insights` are shown in full; `still_open` are (insight, when it was last sent[, its facts
+    then]) due again and not worse: one line each at the end. `checks` says what the scan could not check: a quiet
     digest names it instead of "all quiet", and a director's digest always carries it.
 
     `marks` makes it the person's full list (/insights) instead of the day's digest: every
@@ -626,7 +635,7 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
     reminders = list(still_open or [])
     zone = _tz(tz)
     local_now = now.astimezone(zone) if zone is not None else now
-    everyone = insights + [i for i, _ in reminders]
+    everyone = insights + [r[0] for r in reminders]
     if recipient_role is None:  # routing gives director-audience insights only to directors
         you = not any(i.audience.role == "director" for i in everyone)
     else:

@@ -228,8 +228,8 @@ def test_still_open_items_are_one_line_each_at_the_end_in_every_format():
     new = samples.lead_sla()
     old = [(stalled(f"D-{k}", f"Старая {k}", 30, 1000 * (k + 1), manager_id="m2"), NOW - timedelta(days=7))
            for k in range(MAX_STILL_OPEN + 2)]
-    for lang, head, more in (("ru", "Ещё открыто, без изменений (7):", "…и ещё 2: /insights"),
-                             ("en", "Still open, unchanged (7):", "…and 2 more: /insights")):
+    for lang, head, more in (("ru", "Ещё открыто (7):", "…и ещё 2: /insights"),
+                             ("en", "Still open (7):", "…and 2 more: /insights")):
         digest = build_digest([new], lang=lang, now=NOW, tz="Asia/Almaty", still_open=old)
         assert [fp for item in digest.items for fp in item.fingerprints] == [new.fingerprint]  # one full item
         assert "1 пункт" in plain(digest.header) or "1 item" in plain(digest.header)
