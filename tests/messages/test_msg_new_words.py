@@ -139,7 +139,6 @@ def _reason_lines() -> set[str]:
     demo = generate_demo().data
     data = replace(demo, origins={t: f"{t}.csv" for t in ("managers", "deals", "stage_history", "clients", "emails",
                                                            "email_opens", "activities", "leads")})
-    fresh = lambda d: replace(d)  # a new CrmData: has_column caches per object  # noqa: E731
 
     def without(d, table: str, column: str | None = None):
         if column is None:
@@ -151,7 +150,7 @@ def _reason_lines() -> set[str]:
     lines = set()
     for det in REGISTRY.values():
         spec = det.spec()
-        lines.add(why_skipped(fresh(data), det, spec.model_copy(update={"enabled": False})))
+        lines.add(why_skipped(data, det, spec.model_copy(update={"enabled": False})))
         for t in det.requires:
             lines.add(why_skipped(without(data, t), det, spec))
         if len(det.requires) > 1:
