@@ -264,7 +264,8 @@ def plan_digest(target: Target, items: list[Insight], config: Config, store: Sta
     name = target.name or None
     # first / worse in full; unchanged but due again (repeat interval) as one "still open" line
     full = [i for i, d, _ in decided if d.send and d.reason != REMINDER]
-    reminders = [(i, e.last_sent if e is not None else None) for i, d, e in decided if d.send and d.reason == REMINDER]
+    reminders = [(i, e.last_sent, e.last_facts) if e is not None else (i, None)
+                 for i, d, e in decided if d.send and d.reason == REMINDER]
     digest = build_digest(full, lang=lang, now=now, tz=tz, max_items=config.delivery.max_items,
                           recipient_name=name if isinstance(target, Recipient) else None,
                           all_quiet=bool(getattr(target, "all_quiet", False)), recipient_role=_role(target),

@@ -261,7 +261,7 @@ class _RealHistory(Need):
                 "the CRM's API gives it ([source] kind: \"amocrm\", \"bitrix24\", \"hubspot\", \"pipedrive\"), "
                 "or a stage history report (Salesforce: Opportunity History, its To Stage and Edit Date; "
                 "HubSpot: the \"Date entered\" columns of the stages, added to the deals export; "
-                "amoCRM / Kommo: the events list, given as stage_history)")
+                "amoCRM / Kommo: the events list (Analytics → Events list) as [source.files] stage_history)")
 
 
 STAGE_PAIRS = _RealHistory(columns=("stage_history.entered_at",), part="stage-to-stage conversion")

@@ -49,7 +49,8 @@ class Need:
         for c in self.columns:
             table, column = c.split(".", 1)
             if not data.has(table):
-                wants.append(f"{table}.csv with a {column} column (table not provided)")
+                article = "an" if column[:1] in "aeiou" else "a"
+                wants.append(f"{table}.csv with {article} {column} column (table not provided)")
                 continue
             origin = data.origins.get(table, f"{table}.csv")
             wants.append(f"column {column} in {table} (absent or empty in {origin})")

@@ -342,8 +342,11 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
     (re.compile(r"needs (\S+?\.csv), (\S+?\.csv) \(table not provided\)"), r"нет таблиц \1, \2"),
     (re.compile(r"needs (\S+?\.csv) \(table not provided\)"), r"нет таблицы \1"),
     (re.compile(r"column (\S+) in (\S+) \(absent or empty in ([^)]+)\)"), r"колонка \1 в \3 (её нет или она пуста)"),
-    (re.compile(r"(\S+?\.csv) with a (\S+) column \(table not provided\)"), r"таблица \1 с колонкой \2 (таблицы нет)"),
+    (re.compile(r"(\S+?\.csv) with an? (\S+) column \(table not provided\)"), r"таблица \1 с колонкой \2 (таблицы нет)"),
     (re.compile(r": not checked, needs "), ": не проверено, нужна "),
+    # a digest's brief forms (_BRIEF)
+    (re.compile(r": needs "), ": нужна "),
+    (re.compile(r": the data has no stage history$"), ": в данных нет истории этапов"),
     (re.compile(r"^needs "), "нужна "),
     (re.compile(r"\) or (колонка|таблица) "), r") или \1 "),
     # bot.pipeline.stale_line: the time-based detectors skipped on stale data
@@ -392,22 +395,22 @@ _RU_REASONS = [  # registry/pipeline wording -> Russian; anything else is shown 
                 r"conversion to won is measured from deal outcomes instead; a web-UI export has no stage "
                 r"history: the CRM's API gives it \(\[source\] kind: (.+?)\), or a stage history report "
                 r"\(Salesforce: Opportunity History, its To Stage and Edit Date; HubSpot: the \"Date entered\" "
-                r"columns of the stages, added to the deals export; amoCRM / Kommo: the events list, given as "
-                r"stage_history\)"),
+                r"columns of the stages, added to the deals export; amoCRM / Kommo: the events list \(Analytics → "
+                r"Events list\) as \[source\.files\] stage_history\)"),
      r"нужна настоящая история этапов (stage_history.csv; сейчас она выведена из \1); "
      r"конверсию в выигрыш считаем по итогам сделок; в выгрузке из веб-интерфейса CRM истории этапов нет, "
      r"её даёт API CRM ([source] kind: \2) или отчёт об истории этапов (Salesforce: Opportunity History, "
-     r"его To Stage и Edit Date; HubSpot: столбцы «Date entered» этапов, добавленные в выгрузку сделок; "
-     r"amoCRM / Kommo: «Список событий», указанный как stage_history)"),
+     r"его To Stage и Edit Date; HubSpot: колонки «Date entered» этапов, добавленные в выгрузку сделок; "
+     r"amoCRM / Kommo: «Аналитика → Список событий» как [source.files] stage_history)"),
     # deal_risk's skip_reason (predict.model): too little history, or a model no better than the stage
     (re.compile(r"^not enough history to predict: (\d+) closed deals with a closing date \((\d+) won, (\d+) lost\); "
                 r"needs at least (\d+) closed with >= (\d+) won and >= (\d+) lost: .*$"),
-     r"мало истории для прогноза: закрытых сделок с датой закрытия \1 (выиграно \2, проиграно \3), "
+     r"мало истории для прогноза: закрытых сделок с датой закрытия \1 (выиграно \2, проиграно \3); "
      r"нужно не меньше \4, из них выигранных \5 и проигранных \6"),
     # lead_score's skip_reason (predict.leads)
     (re.compile(r"^not enough lead outcomes to score leads: (\d+) leads with an outcome \((\d+) converted, (\d+) not\); "
                 r"needs at least (\d+) with >= (\d+) converted and >= (\d+) not: .*$"),
-     r"мало заявок с итогом для оценки: \1 (сконвертировано \2, нет \3), нужно не меньше \4, "
+     r"мало заявок с итогом для оценки: \1 (сконвертировано \2, нет \3); нужно не меньше \4, "
      r"из них сконвертированных \5 и несконвертированных \6"),
     (re.compile(r"^no lead status says (converted|not converted) \((\d+) converted, (\d+) not; statuses that say "
                 r"neither: (.+)\): list yours in \[detectors\.lead_score\] converted_statuses and not_converted_statuses$"),
@@ -442,14 +445,28 @@ def _reason(text: str, lang: str) -> str:
 def unchecked_text(checks: Checks, lang: str, brief: bool = False) -> str | None:
     """'not checked: lead SLA (needs leads.csv (table not provided)); partly: ...', or None.
 
-    `brief` (a digest, read every day by people who do not run the loader): each reason is its
-    first clause without long asides (how an admin gets the data: the CRM's API, which report,
-    which TOML key), and a pointer to check-config, where the whole line is. In full, a
+    `brief` (a digest, read every day by people who do not run the loader): each reason says what
+    is missing (_BRIEF), its first clause without long asides (how an admin gets the data: the
+    CRM's API, which report, which TOML key), the skipped and the partly checked as two
+    sentences, and, when advice was cut, where the admin finds it (check-config). In full, a
     director's footer on a web-UI amoCRM export was about 600 characters in every digest."""
     if checks.complete:
         return None
     ru = lang == "ru"
-    why = (lambda x: _short(_reason(x, lang))) if brief else (lambda x: _reason(x, lang))
+    cut = False
+
+    def why(x: str) -> str:
+        nonlocal cut
+        if not brief:
+            return _reason(x, lang)
+        for pattern, repl in _BRIEF + (_EN_BRIEF if not ru else []):
+            x, n = pattern.subn(repl, x)
+            cut = cut or bool(n and pattern in _ADVICE)
+        x = _KEY_ASIDE.sub("", _reason(x, lang))
+        short = _short(x)
+        cut = cut or short != x
+        return short
+
     parts = []
     if checks.skipped:
         shown = "; ".join(f"{check_name(n, lang)} ({why(r)})" for n, r in checks.skipped.items())
@@ -458,11 +475,34 @@ def unchecked_text(checks: Checks, lang: str, brief: bool = False) -> str | None
         shown = "; ".join(f"{check_name(n, lang)} ({'; '.join(why(x) for x in lines)})"
                           for n, lines in checks.partial.items())
         parts.append(("проверено не полностью: " if ru else "partly checked: ") + shown)
-    text = "; ".join(parts)
-    if brief and text != unchecked_text(checks, lang):
-        text += (". Что нужно в данных, показывает crm-pulse check-config" if ru
-                 else ". What the data needs: crm-pulse check-config")
+    if not brief:
+        return "; ".join(parts)
+    text = ". ".join(_cap(p) if k else p for k, p in enumerate(parts))
+    if cut:
+        text += (". Подробности для администратора бота — в crm-pulse check-config" if ru
+                 else ". Details for the bot's admin: crm-pulse check-config")
     return text
+
+
+# A digest's reason (brief): what is missing, in the words of the checks it is listed under.
+_BRIEF = [
+    # under "partly checked" each part's own "not checked" says it twice
+    (re.compile(r": not checked, needs "), ": needs "),
+    # a stage history derived from the deals is no stage history to the reader (nor "not real");
+    # where to get one is the admin's (in _ADVICE: check-config is named)
+    (_HISTORY_ADVICE := re.compile(r": needs a real stage history \(stage_history\.csv; it was derived from "
+                                   r"[^)]*\);.*$"), ": the data has no stage history"),
+    # a table that is not there: its column does not matter to the reader
+    (re.compile(r"(\S+?\.csv) with an? \S+ column \(table not provided\)"
+                r"(?: or \1 with an? \S+ column \(table not provided\))*"), r"\1 (table not provided)"),
+]
+_ADVICE = {_HISTORY_ADVICE}  # _BRIEF rewrites that leave out how to get the data
+# a TOML key as an aside ("new leads per manager (new_leads)") is the admin's word
+_KEY_ASIDE = re.compile(r" \([a-z]+(?:_[a-z]+)+\)")
+_EN_BRIEF = [  # "(needs leads.csv (table not provided))": one parenthesis, as the Russian says it
+    (re.compile(r"needs ((?:\S+?\.csv, )*\S+?\.csv) \(table not provided\)"), r"no \1"),
+    (re.compile(r"column (\S+) in \S+ \(absent or empty in ([^)]+)\)"), r"column \1 in \2 (absent or empty)"),
+]
 
 
 _LONG_ASIDE = 40  # characters: a parenthesis longer than this is advice, not the reason
@@ -470,7 +510,7 @@ _LONG_ASIDE = 40  # characters: a parenthesis longer than this is advice, not th
 
 def _short(reason: str) -> str:
     """A reason's first clause (up to the first "; " outside parentheses), without parenthesised
-    asides longer than _LONG_ASIDE characters or holding a "; "."""
+    asides longer than _LONG_ASIDE characters, holding a "; " or naming a TOML section."""
     out, depth, start = [], 0, 0
     i = 0
     while i < len(reason):
@@ -483,7 +523,7 @@ def _short(reason: str) -> str:
             depth -= 1
             if depth == 0:
                 aside = reason[start:i + 1]
-                if len(aside) <= _LONG_ASIDE and "; " not in aside:
+                if len(aside) <= _LONG_ASIDE and "; " not in aside and "[" not in aside:
                     out.append(aside)
                 elif out and out[-1].endswith(" "):
                     out[-1] = out[-1].rstrip()
@@ -525,32 +565,41 @@ def _lower_first(title: Line) -> Line:
     return (Span(first[:1].lower() + first[1:], "text"),) + tuple(title[1:])
 
 
-def _still_open(reminders: list[tuple[Insight, datetime | None]], ctx: Ctx) -> tuple[Line | None, list[str]]:
-    """One block: a line per unchanged item ("still open: ..., last sent 1 week ago"), most
-    important first, at most MAX_STILL_OPEN, then "and N more"; and the fingerprints shown."""
+def _still_open(reminders: list[tuple], ctx: Ctx) -> tuple[Line | None, list[str]]:
+    """One block: a line per item due again and not worse ("still open: ..., last sent 1 week
+    ago"), most important first, at most MAX_STILL_OPEN, then "and N more"; and the fingerprints
+    shown. Each reminder is (insight, when last sent[, its facts then]): a lead backlog is
+    reminded while fewer than twice as many leads wait (bot.notify_log), so its count then is
+    said when it moved ("11 leads ... last sent 7 days ago, when there were 6")."""
     if not reminders:
         return None, []
-    standing = _standings([{_currency(ins): _money(ins)} for ins, _ in reminders])
+    standing = _standings([{_currency(r[0]): _money(r[0])} for r in reminders])
     order = sorted(range(len(reminders)), key=lambda k: (-SEVERITY_RANK.get(reminders[k][0].severity, 0), -standing[k]))
     ranked = [reminders[k] for k in order]
     shown = ranked[:MAX_STILL_OPEN]
 
-    def one(ins: Insight, last: datetime | None) -> Line:
+    def one(ins: Insight, last: datetime | None, before: dict | None = None) -> Line:
         title = _lower_first(render_insight(ins, ctx.lang, now=ctx.now, you=ctx.you).title)
         if last is None or ctx.now is None:
             return title
-        return title + ctx.t(" (сообщали {ago})", " (last sent {ago})", ago=i18n.ago(last, ctx.now, ctx.lang))
+        ago = i18n.ago(last, ctx.now, ctx.lang)
+        then = (before or {}).get("leads") if ins.detector == "lead_sla" and ins.facts.get("backlog") else None
+        if isinstance(then, int) and then != ins.facts.get("leads"):
+            return title + ctx.t(" (сообщали {ago}, тогда их было {n})", " (last sent {ago}, when there were {n})",
+                                 ago=ago, n=ctx.num(then))
+        return title + ctx.t(" (сообщали {ago})", " (last sent {ago})", ago=ago)
 
     if len(ranked) == 1:
         block: Line = ctx.t("Ещё открыто: ", "Still open: ") + one(*shown[0])
     else:
-        block = ctx.t("Ещё открыто, без изменений ({n}):", "Still open, unchanged ({n}):", n=str(len(ranked)))
-        for ins, last in shown:
-            block += (Span("\n• "),) + one(ins, last)
+        # not "unchanged": a backlog's count and every wait move while not worse
+        block = ctx.t("Ещё открыто ({n}):", "Still open ({n}):", n=str(len(ranked)))
+        for reminder in shown:
+            block += (Span("\n• "),) + one(*reminder)
         if len(ranked) > len(shown):
             block += (Span("\n"),) + ctx.t("…и ещё {n}: /insights", "…and {n} more: /insights",
                                           n=str(len(ranked) - len(shown)))
-    return block, [ins.fingerprint for ins, _ in shown]
+    return block, [r[0].fingerprint for r in shown]
 
 
 def _money(ins: Insight) -> float:
@@ -565,12 +614,12 @@ def _money(ins: Insight) -> float:
 
 def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str | tzinfo | None = None,
                  max_items: int = 10, recipient_name: str | None = None, all_quiet: bool = False,
-                 recipient_role: str | None = None, still_open: list[tuple[Insight, datetime | None]] | None = None,
+                 recipient_role: str | None = None, still_open: list[tuple] | None = None,
                  checks: Checks | None = None, marks: dict[str, Mark] | None = None) -> Digest | None:
     """The digest one recipient gets for one run, or None when there is nothing to send.
 
-    `insights` are shown in full; `still_open` are (insight, when it was last sent) that persist
-    unchanged: one line each at the end. `checks` says what the scan could not check: a quiet
+    `insights` are shown in full; `still_open` are (insight, when it was last sent[, its facts
+    then]) due again and not worse: one line each at the end. `checks` says what the scan could not check: a quiet
     digest names it instead of "all quiet", and a director's digest always carries it.
 
     `marks` makes it the person's full list (/insights) instead of the day's digest: every
@@ -586,7 +635,7 @@ def build_digest(insights: list[Insight], *, lang: str, now: datetime, tz: str |
     reminders = list(still_open or [])
     zone = _tz(tz)
     local_now = now.astimezone(zone) if zone is not None else now
-    everyone = insights + [i for i, _ in reminders]
+    everyone = insights + [r[0] for r in reminders]
     if recipient_role is None:  # routing gives director-audience insights only to directors
         you = not any(i.audience.role == "director" for i in everyone)
     else:

@@ -25,6 +25,7 @@ LANGUAGES: tuple[str, ...] = ("ru", "en")
 # English: the CLDR plural categories.
 NOUNS: dict[str, dict[str, object]] = {
     "deal": {"ru": "сделка", "en": {"one": "deal", "other": "deals"}},
+    "stage": {"ru": "этап", "en": {"one": "stage", "other": "stages"}},
     "day": {"ru": "день", "en": {"one": "day", "other": "days"}},
     "working_day": {"ru": "рабочий день", "en": {"one": "working day", "other": "working days"}},
     "working_hour": {"ru": "рабочий час", "en": {"one": "working hour", "other": "working hours"}},

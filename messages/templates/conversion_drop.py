@@ -192,9 +192,14 @@ def _stuck(ctx: Ctx, f: dict) -> Line:
     missed, still_open = f.get("recent_missed"), f.get("recent_missed_open")
     if (_created(f) or f.get("to_won")) and isinstance(missed, int) and isinstance(still_open, int) \
             and still_open * 2 > missed:
-        # most of them are still open, not lost (a manager who stopped working leaves them so)
-        return ctx.t("которые так и не выиграны ({o} из {n} ещё открыты)", "that were not won ({o} of {n} are still open)",
-                     o=ctx.num(still_open), n=ctx.num(missed))
+        # most of them are still open, not lost (a manager who stopped working leaves them so); "not
+        # won within 30 days", not "never won": some of the rest were won later
+        w = within(ctx, f)
+        if still_open == missed > 1:
+            return ctx.t("которые не были выиграны{w} (все {n} ещё открыты)", "that were not won{w} (all {n} are still open)",
+                         w=w, n=ctx.num(missed))
+        return ctx.t("которые не были выиграны{w} (ещё открыто: {o} из {n})", "that were not won{w} (still open: {o} of {n})",
+                     w=w, o=ctx.num(still_open), n=ctx.num(missed))
     if _created(f):
         return ctx.t("которые были проиграны", "that were lost")  # "recent deals lost recently" said it twice
     src = stage_of(ctx, f["from_stage"])

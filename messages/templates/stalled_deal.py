@@ -9,6 +9,7 @@ number is never presented as what deals usually do.
 from __future__ import annotations
 
 from detectors.insight import Insight
+from messages import i18n
 from messages.render import Ctx, Line, Words, name, template
 
 TOUCH_KINDS = {
@@ -87,10 +88,11 @@ def limit_line(ctx: Ctx, f: dict) -> Line:
         return ctx.t("Срок для этого этапа задан в настройках — {l}; эта сделка без движения уже {d}.",
                      "The limit set for this stage is {l}; this one has waited {d}.", l=limit, d=waited)
     if f.get("no_history"):
-        return ctx.t("В выгрузке нет истории этапов, поэтому обычный срок этапа не узнать и действует срок "
+        # "the data", not "the export": a SQL source can lack the history too
+        return ctx.t("В данных нет истории этапов, поэтому обычный срок этого этапа неизвестен и действует срок "
                      "по умолчанию — {l}; эта сделка без движения уже {d}.",
-                     "The export has no stage history, so this stage's usual pace cannot be learned and the "
-                     "default limit applies: {l}; this one has waited {d}.", l=limit, d=waited)
+                     "The data has no stage history, so this stage's usual pace is unknown and the default "
+                     "limit applies: {l}; this one has waited {d}.", l=limit, d=waited)
     return ctx.t("Истории пока мало, чтобы узнать обычный срок этого этапа (переходов с него: {n}, нужно {m}), "
                  "поэтому действует срок по умолчанию — {l}; эта сделка без движения уже {d}.",
                  "There is too little history to learn this stage's usual pace ({n} moves on, {m} needed), "
@@ -114,11 +116,14 @@ def abandoned_words(insight: Insight, ctx: Ctx) -> Words:
     stages = list((f.get("by_stage") or {}).items())
     if len(stages) > 1:
         parts: Line = ()
-        for k, (stage, count) in enumerate(stages[:4]):
+        shown = stages if len(stages) <= 5 else stages[:4]  # a fifth stage takes no more room than "the rest"
+        for k, (stage, count) in enumerate(shown):
             parts += (ctx.t(", ", ", ") if k else ()) + ctx.t("«{s}» — {c}", "“{s}”: {c}", s=name(stage), c=ctx.num(count))
-        rest = sum(int(count) for _stage, count in stages[4:])
+        rest = stages[len(shown):]
         if rest:  # the stages left out are counted, so the parts add up to the title's number
-            parts += ctx.t(", на других этапах — {c}", ", other stages: {c}", c=ctx.num(rest))
+            parts += ctx.t(", ещё на {k} — {c}", ", {n} other {s}: {c}", k=ctx.count(len(rest), "stage", case="loct"),
+                           n=ctx.num(len(rest)), s=i18n.noun(len(rest), "stage", "en"),
+                           c=ctx.num(sum(int(count) for _stage, count in rest)))
         body.append(ctx.t("По этапам: ", "By stage: ") + parts + ctx.t(".", "."))
     body += _oldest_and_amount(f, ctx)
     if ctx.you:

@@ -230,7 +230,7 @@ def test_many_reminders_are_capped_with_and_n_more(sqlite_store, chat_config):
     mark = max(r.id for r in box.rows())
     report = deliver(deals, chat_config, sqlite_store, box, NOW + timedelta(days=7), charts=False)
     text = _digest_text(box, "boris", mark)
-    assert f"Ещё открыто, без изменений ({MAX_STILL_OPEN + 3}):" in text and "…и ещё 3: /insights" in text
+    assert f"Ещё открыто ({MAX_STILL_OPEN + 3}):" in text and "…и ещё 3: /insights" in text
     assert sum(ln.startswith("• ") for ln in text.splitlines()) == MAX_STILL_OPEN
     # the largest amounts first; only the lines shown are recorded, the other 3 stay due
     assert "Сделка 7" in text and "Сделка 0" not in text
@@ -252,3 +252,32 @@ def test_a_quiet_digest_says_what_could_not_be_checked(sqlite_store, chat_config
     deliver([], config, sqlite_store, box, NOW + timedelta(days=1), charts=False, only_targets=["anna"],
             checks=Checks.of(["stalled_deal", "lead_sla"], {}, {}))
     assert "всё спокойно" in _digest_text(box, "anna", box2_mark)
+
+
+def test_a_backlog_reminded_with_more_leads_says_how_many_there_were(sqlite_store, chat_config):
+    """A lead backlog is reminded, not resent in full, while fewer than twice as many leads wait
+    (bot.notify_log BACKLOG): 6 leads, a week later 11. "Ещё открыто, без изменений: ... 11
+    заявок" called 6 -> 11 unchanged; the line says the count when it was sent."""
+    from dataclasses import replace
+
+    from messages import samples
+
+    lead = samples.lead_sla()
+    for n, (lang, line) in enumerate((("ru", "11 заявок (сообщали 7 дней назад, тогда их было 6)"),
+                                      ("en", "11 leads (last sent 7 days ago, when there were 6)"))):
+        t0 = NOW + timedelta(days=30 * n)
+        sqlite_store.set_language("boris", lang, t0)
+        box = Outbox(sqlite_store)
+
+        def backlog(leads: int):
+            return replace(lead, severity="warning", audience=replace(lead.audience, manager_id="m2"),
+                           subject={"kind": "unanswered", "backlog": True, "manager_id": "m2", "lang": lang},
+                           facts={**lead.facts, "kind": "unanswered", "manager_id": "m2", "backlog": True,
+                                  "leads": leads, "escalated_leads": 0,
+                                  "listed": [{"lead_id": f"L-{k}", "working_hours_waited": 9} for k in range(5)]})
+        deliver([backlog(6)], chat_config, sqlite_store, box, t0, charts=False)
+        mark = max(r.id for r in box.rows())
+        report = deliver([backlog(11)], chat_config, sqlite_store, box, t0 + timedelta(days=7), charts=False)
+        assert list(dict(report.reasons["boris"]).values()) == ["repeat_interval"]
+        text = " ".join(_digest_text(box, "boris", mark).split())
+        assert line in text, text

@@ -200,14 +200,17 @@ def test_derived_history_with_activities_or_emails_still_detects():
 
 def test_with_a_derived_history_the_default_limit_is_said_to_come_from_the_missing_history():
     """"Too little history (0 moves on, 30 needed)" blamed the company's data for what the export
-    left out (a reviewer's amoCRM web export of 4,500 deals): the words name the export."""
+    left out (a reviewer's amoCRM web export of 4,500 deals): the words name the missing history
+    ("the data", as the digest's footer says it: a SQL source can lack it as well as an export)."""
     from messages.render import insight_text
 
     d1 = by_deal(detect(_derived(activities=[act("a1", "call", deal_id="d1", done=20)]), SPEC, NOW))["d1"]
     assert d1.facts["limit_source"] == "default" and d1.facts["no_history"] is True
     ru, en = insight_text(d1, "ru", now=NOW), insight_text(d1, "en", now=NOW)
-    assert "В выгрузке нет истории этапов" in ru and "Истории пока мало" not in ru, ru
-    assert "The export has no stage history" in en and "too little history" not in en, en
+    assert ("В данных нет истории этапов, поэтому обычный срок этого этапа неизвестен и действует срок по "
+            "умолчанию") in ru and "Истории пока мало" not in ru, ru
+    assert ("The data has no stage history, so this stage's usual pace is unknown and the default limit "
+            "applies") in en and "too little history" not in en, en
     real = by_deal(detect(pipeline(), SPEC, NOW))["d1"]
     assert "no_history" not in real.facts and "Истории пока мало" in insight_text(real, "ru", now=NOW)
 

@@ -228,8 +228,8 @@ def test_still_open_items_are_one_line_each_at_the_end_in_every_format():
     new = samples.lead_sla()
     old = [(stalled(f"D-{k}", f"Старая {k}", 30, 1000 * (k + 1), manager_id="m2"), NOW - timedelta(days=7))
            for k in range(MAX_STILL_OPEN + 2)]
-    for lang, head, more in (("ru", "Ещё открыто, без изменений (7):", "…и ещё 2: /insights"),
-                             ("en", "Still open, unchanged (7):", "…and 2 more: /insights")):
+    for lang, head, more in (("ru", "Ещё открыто (7):", "…и ещё 2: /insights"),
+                             ("en", "Still open (7):", "…and 2 more: /insights")):
         digest = build_digest([new], lang=lang, now=NOW, tz="Asia/Almaty", still_open=old)
         assert [fp for item in digest.items for fp in item.fingerprints] == [new.fingerprint]  # one full item
         assert "1 пункт" in plain(digest.header) or "1 item" in plain(digest.header)
@@ -280,10 +280,10 @@ def test_a_digests_unchecked_line_keeps_the_reason_and_leaves_the_advice_to_chec
     checks = Checks.of(["conversion_drop", "silent_client"],
                        {"silent_client": "needs emails.csv, email_opens.csv (table not provided)"},
                        {"conversion_drop": [history]})
-    for lang, reason, pointer in (("ru", "конверсия между этапами: не проверено, нужна настоящая история этапов)",
-                                   "Что нужно в данных, показывает crm-pulse check-config."),
-                                  ("en", "stage-to-stage conversion: not checked, needs a real stage history)",
-                                   "What the data needs: crm-pulse check-config.")):
+    for lang, reason, pointer in (("ru", "Проверено не полностью: конверсия по этапам (конверсия между этапами: в данных "
+                                         "нет истории этапов)", "Подробности для администратора бота — в crm-pulse check-config."),
+                                  ("en", "Partly checked: conversion by stage (stage-to-stage conversion: the data has no "
+                                         "stage history)", "Details for the bot's admin: crm-pulse check-config.")):
         line = plain(build_digest([samples.lead_sla()], lang=lang, now=NOW, checks=checks,
                                   recipient_role="director").unchecked)
         assert reason in line and line.endswith(pointer), line
