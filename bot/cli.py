@@ -140,7 +140,7 @@ def load_for(args: argparse.Namespace, config, now: datetime):
 
 def print_warnings(warnings: list[Any]) -> None:
     for w in warnings:
-        err(f"warning: {w}")
+        err(f"{getattr(w, 'level', 'warning')}: {w}")
 
 
 def print_skipped(skipped: dict[str, str], partial: dict[str, list[str]] | None = None) -> None:
@@ -326,7 +326,7 @@ def run_check_config(args: argparse.Namespace) -> int:
     for line in secret_lines(config):
         say(line)
     for w in loaded.warnings:
-        say(f"  warning: {w}")
+        say(f"  {getattr(w, 'level', 'warning')}: {w}")
     if getattr(args, "online", False):
         from bot.online import online_lines
 

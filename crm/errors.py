@@ -77,6 +77,9 @@ class DataWarning:
     count: int
     message: str  # what happened and what the loader did about it
     examples: list[str] = field(default_factory=list)
+    # "note": what the loader read as it should (a stage history read from HubSpot's columns,
+    # closing stages mapped as asked), said so an admin can check it, not a problem to fix
+    level: str = "warning"
 
     def __str__(self) -> str:
         text = f"{self.table}: {self.message}"

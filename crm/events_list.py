@@ -510,4 +510,5 @@ def _summary(raw: RawTable, columns: dict[str, str], history: pd.DataFrame, coun
                "one, at its creation); if the deals reach further back than the list, export the events list from "
                "the deals' first day" if early else "")
             + f". Set aside {n_aside:,} row(s) that are no deal's stage change: {_counted(by_event, 6)}")
-    return DataWarning("events_list", "stage_history", by_id + by_name, text)
+    return DataWarning("events_list", "stage_history", by_id + by_name, text,
+                       level="note" if not (early or counts["namesakes"] or counts["closed_unknown"]) else "warning")

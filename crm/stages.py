@@ -256,8 +256,8 @@ def drop_closing_entries(
         history = history[~closing].reset_index(drop=True)
         warnings.append(DataWarning(
             "closing_stage_entries", "stage_history", int(closing.sum()),
-            f"{int(closing.sum())} history row(s) enter won/lost: that is the deal's status "
-            "(deals.status, closed_at), not a stage; ignored",
+            f"{int(closing.sum()):,} history row(s) enter won/lost: that is the deal's status "
+            "(deals.status, closed_at), not a stage; ignored", level="note",
         ))
     at_close = lower_text(deals["stage"]).isin(CLOSING).fillna(False)
     if at_close.any():
@@ -269,7 +269,8 @@ def drop_closing_entries(
         deals.loc[replacement.index[known], "stage"] = replacement[known]
         warnings.append(DataWarning(
             "closing_stage_on_deal", "deals", int(at_close.sum()),
-            f"{int(at_close.sum())} deal(s) have won/lost as their stage; set to the last stage "
-            f"in their history ({int(known.sum())} found, the rest kept as they were)",
+            f"{int(at_close.sum()):,} deal(s) have won/lost as their stage; set to the last stage "
+            f"in their history ({int(known.sum()):,} found, the rest kept as they were)",
+            level="note" if known.all() else "warning",
         ))
     return history, deals, warnings

@@ -213,6 +213,7 @@ def read_note(reads: list[Read]) -> DataWarning:
         f"entry dates), {len(stages)} stage(s){shown}; {len(history):,} entries of {history['deal_id'].nunique():,} "
         "deal(s). HubSpot keeps one date per stage, the latest: a deal that went back and entered a stage again "
         "is seen entering it once, at the last time" + (f"; not read: {'; '.join(left)}" if left else ""),
+        level="note",
     )
 
 
