@@ -179,6 +179,20 @@ class Working:
     def ids(self, mask: np.ndarray) -> frozenset[str]:
         return frozenset(self.people[mask].tolist())
 
+    def why_not(self) -> np.ndarray:
+        """Per person: "" (working), "inactive", "idle" or "no_contact" (stalled_deal's words)."""
+        out = np.full(len(self.people), "", dtype=object)
+        out[self.silent] = "no_contact"
+        out[self.idle] = "idle"
+        out[self.inactive] = "inactive"
+        return out
+
+    def not_working(self) -> dict[str, str]:
+        """manager_id -> why they are not working ("inactive", "idle", "no_contact")."""
+        why = self.why_not()
+        off = why != ""
+        return dict(zip(self.people[off].tolist(), why[off].tolist()))
+
 
 @dataclass
 class Workforce:
@@ -212,6 +226,35 @@ class Workforce:
         given = live & (self.first_deal <= now_ns)
         silent = given & ~talked if 2 * int((talked & given).sum()) >= int(given.sum()) else np.zeros(n, dtype=bool)
         return Working(self.people, self.inactive, ~live & ~self.inactive, silent)
+
+
+class _Kept:
+    """The last replay Workforce built for one loaded CrmData and window, held weakly (as
+    registry.SkipNote holds its data): a detector run day by day without a prepare step builds
+    it once per load, and each day is one `at`."""
+
+    def __init__(self) -> None:
+        self._last: tuple[object, int, Workforce] | None = None
+
+    def get(self, data: CrmData, window_days: int) -> Workforce:
+        import weakref
+
+        if self._last is not None and self._last[0]() is data and self._last[1] == window_days:
+            return self._last[2]
+        who = workforce(data, window_days)
+        self._last = (weakref.ref(data), window_days, who)
+        return who
+
+
+_kept = _Kept()
+
+
+def working_at(data: CrmData, window_days: int, now_ns: int) -> Working:
+    """Who is working at `now_ns` (Workforce.at), for detectors that run per day without a
+    prepare step (lead_score, deal_risk): the events are read and sorted once per loaded data."""
+    who = _kept.get(data, window_days).at(now_ns)
+    assert who is not None  # a replay Workforce answers every day
+    return who
 
 
 def workforce(data: CrmData, window_days: int, now_ns: int | None = None,
