@@ -68,7 +68,7 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
-from detectors.people import Workforce, workforce
+from detectors.people import Workforce, shared_workforce
 from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
@@ -157,7 +157,7 @@ def prepare(data: CrmData, spec: LeadSlaSpec, now: datetime | None = None) -> Le
     if nobody.any():
         owner = owner.mask(nobody)
         leads = leads.assign(manager_id=owner)
-    who = workforce(data, spec.active_window_days, None if now is None else ts_ns(now))
+    who = shared_workforce(data, spec.active_window_days, None if now is None else ts_ns(now))
     has_manager = np.asarray(owner.notna(), dtype=bool)
     owner_row = np.where(has_manager, positions(owner, who.people), -1)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)

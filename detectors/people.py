@@ -229,31 +229,49 @@ class Workforce:
 
 
 class _Kept:
-    """The last replay Workforce built for one loaded CrmData and window, held weakly (as
-    registry.SkipNote holds its data): a detector run day by day without a prepare step builds
-    it once per load, and each day is one `at`."""
+    """The Workforces built for the last loaded CrmData, held weakly (as registry.SkipNote holds
+    its data): every detector of one scan (stalled_deal, manager_load, lead_sla, silent_client,
+    lead_score, deal_risk) reads the tables once between them, and a replay builds its sorted
+    keys once. Keyed by the window, the scan's day (None: a replay) and the identity of the
+    tables read, so a table replaced on the data is read again."""
 
     def __init__(self) -> None:
-        self._last: tuple[object, int, Workforce] | None = None
+        self._data: object | None = None
+        self._built: dict[tuple, Workforce] = {}
 
-    def get(self, data: CrmData, window_days: int) -> Workforce:
+    def get(self, data: CrmData, window_days: int, now_ns: int | None,
+            deal_rows: dict[str, np.ndarray] | None, build: bool = True) -> Workforce | None:
         import weakref
 
-        if self._last is not None and self._last[0]() is data and self._last[1] == window_days:
-            return self._last[2]
-        who = workforce(data, window_days)
-        self._last = (weakref.ref(data), window_days, who)
+        if self._data is None or self._data() is not data:
+            self._data, self._built = weakref.ref(data), {}
+        key = (window_days, now_ns, *(id(data.table(t)) for t in ("managers", *PERSON_WORK)))
+        who = self._built.get(key)
+        if who is None and build:
+            who = self._built[key] = workforce(data, window_days, now_ns, deal_rows)
         return who
 
 
 _kept = _Kept()
 
 
+def shared_workforce(data: CrmData, window_days: int, now_ns: int | None = None,
+                     deal_rows: dict[str, np.ndarray] | None = None) -> Workforce:
+    """`workforce(...)`, built once per loaded data, window and day for every detector that asks
+    (`deal_rows` only saves the first builder a lookup; the answer is the same without)."""
+    who = _kept.get(data, window_days, now_ns, deal_rows)
+    assert who is not None
+    return who
+
+
 def working_at(data: CrmData, window_days: int, now_ns: int) -> Working:
     """Who is working at `now_ns` (Workforce.at), for detectors that run per day without a
-    prepare step (lead_score, deal_risk): the events are read and sorted once per loaded data."""
-    who = _kept.get(data, window_days).at(now_ns)
-    assert who is not None  # a replay Workforce answers every day
+    prepare step (lead_score, deal_risk, silent_client): the events are read and sorted once
+    per loaded data (a replay's keys, shared_workforce), each day one `at`; a scan of that very
+    day already read by another detector (one scan's Workforce) is reused as it is."""
+    scan = _kept.get(data, window_days, now_ns, None, build=False)
+    who = (scan if scan is not None else shared_workforce(data, window_days)).at(now_ns)
+    assert who is not None  # a replay Workforce answers every day, a scan its own
     return who
 
 

@@ -27,7 +27,7 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
-from detectors.people import working_at
+from detectors.people import shared_workforce, working_at
 from detectors.stats import ts_ns
 from detectors.working_hours import check_timezone
 
@@ -70,6 +70,7 @@ class SilentClientState:
     e_subject: pd.Series
     e_manager: pd.Series
     data: CrmData  # who is working on a day is asked of it (detectors.people.working_at) once something fires
+    scan_ns: int | None  # the day of a single scan (prepare's `now`), None for a replay
     o_row: np.ndarray  # email row of each human open of an outbound email
     o_time: np.ndarray  # int64 ns
     o_day: np.ndarray  # local calendar day number of each such open (spec.timezone)
@@ -136,6 +137,7 @@ def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) 
         e_subject=subj,
         e_manager=mgr,
         data=data,
+        scan_ns=None if now is None else ts_ns(now),
         o_row=row[human].astype(np.int64),
         o_time=o_time[human],
         o_day=_local_day(o_time[human], spec.timezone),
@@ -246,7 +248,10 @@ def detect_at(state: SilentClientState, now: datetime, *, with_evidence: bool = 
     silent = (now_ns - first_unanswered[fired]).tolist()
     # the client's owner (or last sender) not working as of `now` (detectors.people: marked
     # inactive, idle, no contact; stalled_deal's notion) would read nothing: the director's
-    away = working_at(state.data, spec.active_window_days, now_ns).not_working()
+    who = (shared_workforce(state.data, spec.active_window_days, now_ns).at(now_ns) if now_ns == state.scan_ns
+           else working_at(state.data, spec.active_window_days, now_ns))
+    assert who is not None
+    away = who.not_working()
     out = []
     for k, (code, reply, opens, o_days, last) in enumerate(zip(
             fired.tolist(), last_reply[fired].tolist(), open_count[fired].tolist(),
