@@ -315,6 +315,7 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
     if gone:  # whom to group it under: one item per person not working (_backlogs), and why
         facts["owner_gone_id"] = lead_manager
         facts["owner_left"] = gone  # "unknown" | "inactive" | "idle" | "no_contact" (stalled_deal's words)
+        facts["active_window_days"] = spec.active_window_days  # the window "idle" and "no contact" are judged over
     if data_end is not None:  # judged as of the data's end, an hour or more before now
         facts["data_end"] = data_end
     audience = Audience("manager", manager_id) if manager_id else Audience("director")

@@ -105,6 +105,9 @@ def test_leads_written_to_people_not_working_are_one_director_item_each(tmp_path
         f = theirs[0]
         assert f["audience"]["role"] == "director" and f["subject"]["written_to"] == who
         assert f["facts"]["leads"] >= 1 and f["facts"]["owner_left"] == "no_contact"
+        # said as what the data shows (no contact recorded), not "no longer works here"
+        assert "who records no contact with clients" in f["text"] and "no longer works here" not in f["text"]
+        assert "take this user out of the CRM's lead distribution" in f["text"]
     assert theirs[0]["facts"]["owner_gone"] == "Отдел продаж"
     # the control: a working manager's waiting leads are still theirs
     control = [i for i in items if i["audience"].get("manager_id") == CONTROL]
