@@ -22,9 +22,14 @@ since then, whoever was assigned. What we report, and why:
   CRM: reassign them and take the person out of the distribution.
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
 assignment time (the CRM assigned it automatically). A lead written to someone who is no working
-manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
-round robin may still give them leads) has nobody to answer it: it is "unassigned", for the
-director, naming that person; it was a manager item nobody received. An owner cell that names
+manager as of the day judged (detectors.people.Workforce, the one notion stalled_deal and
+manager_load use: active = false; no deal, lead, activity or email in active_window_days; given
+deals but no call, task or email by them or on their deals in that window while most people
+given deals record theirs, as a CRM's shared account or a person who left unmarked and is still
+in the round robin; or in no managers file: the CRM keeps a fired user's name) has nobody to
+answer it: it is "unassigned", for the director, naming that person and why (facts
+`owner_left`); it was a manager item nobody received. A replay asks who works once per day,
+from what existed by then. An owner cell that names
 nobody ("No owner", «Без ответственного», the `[source.fill] manager_id` constant:
 crm.owners) is no owner at all: "not assigned to anyone", never "No owner has not
 answered" nor "assigned to No owner, who left". Leads whose status is in
