@@ -121,3 +121,24 @@ def test_without_them_every_waiting_lead_is_its_owners(tmp_path, seed):
     items = lead_items(scan(company(tmp_path, seed, gone=False, shared=False)))
     assert not [i for i in items if i["facts"].get("owner_gone")]
     assert {i["audience"].get("manager_id") for i in items} == {CONTROL}
+
+
+def test_a_replay_judges_who_works_as_a_scan_of_that_day_does(tmp_path):
+    """The backtest's path (prepare once, detect_at per day: one Workforce answer per day) and a
+    scan of each day agree, through the weeks GONE still counts as working (their last calls
+    inside active_window_days) and after."""
+    from crm.load import load_folder
+    from detectors import lead_sla
+
+    data = load_folder(company(tmp_path, 25)).data
+    spec = lead_sla.LeadSlaSpec()
+    state = lead_sla.prepare(data, spec)
+    seen = set()
+    for k in range(0, IDLE_DAYS, 4):
+        now = END - timedelta(days=IDLE_DAYS - k, hours=1)
+        def key(items):
+            return sorted((i.fingerprint, i.audience.role, i.audience.manager_id, i.facts.get("owner_left")) for i in items)
+        scanned = lead_sla.detect(data, spec, now)
+        assert key(scanned) == key(lead_sla.detect_at(state, now)), now
+        seen |= {(i.facts.get("owner_gone_id"), i.audience.manager_id) for i in scanned}
+    assert (None, GONE) in seen and (GONE, None) in seen  # both sides of the window were replayed
