@@ -832,6 +832,13 @@ def _validate_detectors(raw: Any, problems: list[str]) -> dict[str, DetectorSpec
                 ("[calendar] as a table" if key == "calendar" else f"`{_CALENDAR_MAP.get(key, key)}` under [calendar]")
             problems.append(f"detectors.{name}.{key}: the working calendar is one for the whole company "
                             f"(lead_sla and stalled_deal share it): write this as {where}, not under [detectors.{name}]")
+        if name != "manager_load" and "active_window_days" in section:
+            # one notion of who is working (detectors.people): filled from manager_load's, so a
+            # value here would be overridden without a word
+            moved.append("active_window_days")
+            problems.append(f"detectors.{name}.active_window_days: who is working is one answer for every detector "
+                            f"(stalled_deal, lead_sla, lead_score, deal_risk, silent_client, manager_load): write it as "
+                            f"`active_window_days` under [detectors.manager_load], not under [detectors.{name}]")
         section = {k: v for k, v in section.items() if k not in moved}
         try:
             specs[name] = det.spec.model_validate(section)

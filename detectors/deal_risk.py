@@ -30,6 +30,7 @@ from pydantic import Field
 from crm import owners
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
+from detectors.people import working_at
 from detectors.registry import DetectorSpec, Need, SkipNote, register
 
 NAME = "deal_risk"
@@ -50,6 +51,9 @@ class DealRiskSpec(DetectorSpec):
     max_items: int = Field(5, ge=1, le=50, description="at most this many deals a day, largest amount x fall first")
     neighbours: int = Field(40, ge=5, le=500, description="similar closed deals named in the words")
     refit_days: int = Field(REFIT_DAYS, ge=0, le=90, description=REFIT_HELP)
+    # Who is working: filled by bot/config.py from [detectors.manager_load] active_window_days
+    # (one notion of "working" for every detector; not a [detectors.deal_risk] key).
+    active_window_days: int = Field(90, ge=1, le=730, exclude=True)
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -99,6 +103,8 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
     clients = data.clients.set_index("client_id") if data.clients is not None else None
     managers = data.managers.set_index("manager_id")
     nobody = owners.nobody(data)
+    # an owner not working as of `now` (detectors.people: marked inactive, idle, no contact) reads nothing
+    away = working_at(data, spec.active_window_days, int(t) * 1_000_000_000).not_working()
     out = []
     for i in hit:
         row = current.iloc[[i]].reset_index(drop=True)
@@ -106,7 +112,7 @@ def detect(data: CrmData, spec: DealRiskSpec, now: datetime) -> list[Insight]:
         similar = explainer.similar(row, spec.neighbours)
         factors = explainer.factors(row)
         out.append(_insight(spec, deal, float(amount[i]), row, float(p_then[i]), similar, factors, clients, managers,
-                            model.kind, nobody))
+                            model.kind, nobody, away))
     return out
 
 
@@ -121,10 +127,11 @@ def plain_value(v: object) -> object:
 
 def _insight(spec: DealRiskSpec, deal: pd.Series, amount: float, row: pd.DataFrame, p_then: float, similar, factors,
              clients: pd.DataFrame | None, managers: pd.DataFrame, kind: str | None,
-             nobody: frozenset[str] = frozenset()) -> Insight:
+             nobody: frozenset[str] = frozenset(), away: dict[str, str] | None = None) -> Insight:
     """`amount`: the deal's as predict.features reads it (NaN: none filled in, empty or 0). A deal
-    whose owner is not in managers, or is a cell that names nobody (crm.owners), is the
-    director's: addressed to that id, nobody would receive it."""
+    whose owner is not in managers, is a cell that names nobody (crm.owners), or is not working
+    (`away`: manager_id -> "inactive" | "idle" | "no_contact", detectors.people, as stalled_deal
+    reads it) is the director's: addressed to that id, nobody would receive it."""
     manager_id = plain_value(deal["manager_id"])
     client_id = plain_value(deal.get("client_id"))
     client_name = None
@@ -150,6 +157,10 @@ def _insight(spec: DealRiskSpec, deal: pd.Series, amount: float, row: pd.DataFra
     severity = "critical" if drop >= 2 * spec.min_drop else "warning"
     owned = manager_id is not None and manager_id in managers.index \
         and not owners.no_owner(pd.Series([manager_id], dtype=object), nobody)[0]
+    left = (away or {}).get(str(manager_id)) if owned else None
+    if left:
+        facts["owner_left"] = left  # the director's: the owner does not work their deals
+        owned = False
     audience = Audience("manager", manager_id) if owned else Audience("director")
     return Insight(detector=NAME, severity=severity, audience=audience,
                    subject={"deal_id": str(deal["deal_id"])}, facts=facts,

@@ -9,8 +9,10 @@ first answer by now, no status saying someone works on it, crm.lead_words, nor a
 past the pipeline's first, as amoCRM's leads have: lead_words.worked_stages; a list of leads
 already in work told managers to call first whom they had called) best first, at most
 `max_leads`, each with the trait behind it ("source referral: 36% of 400 past leads
-converted, 12% on average"). New leads without a manager, or written to someone who left (active =
-false) or is in no managers file, go to the director in one item. A
+converted, 12% on average"). New leads without a manager, or written to someone not working as of
+`now` (detectors.people.Workforce: marked inactive, no recorded work or no contact with clients
+in active_window_days, as stalled_deal and manager_load read it) or in no managers file, go to
+the director in one item. A
 manager with fewer than `min_new_leads` new leads has nothing to rank and gets nothing.
 
 Leads carry no conversion date, so outcomes are the statuses as they are now: in `crm-pulse
@@ -30,7 +32,7 @@ from pydantic import Field
 from crm import lead_words, owners
 from crm.data import CrmData
 from detectors.insight import Audience, Insight
-from detectors.people import marked_inactive
+from detectors.people import working_at
 from detectors.registry import DetectorSpec, Need, SkipNote, register
 
 NAME = "lead_score"
@@ -53,6 +55,9 @@ class LeadScoreSpec(DetectorSpec):
         default_factory=lambda: ["lost", "junk", "spam", "duplicate", "disqualified", "closed", "unqualified",
                                  "закрыто и не реализовано", "закрыт", "некачественный", "некачественный лид", "отказ"],
         description="lead statuses meaning it did not (compared case-insensitively); any other status is no outcome yet")
+    # Who is working: filled by bot/config.py from [detectors.manager_load] active_window_days
+    # (one notion of "working" for every detector; not a [detectors.lead_score] key).
+    active_window_days: int = Field(90, ge=1, le=730, exclude=True)
 
 
 def skip_reason(data: CrmData) -> str | None:
@@ -88,10 +93,12 @@ def detect(data: CrmData, spec: LeadScoreSpec, now: datetime) -> list[Insight]:
     x = lead_features(new)
     new = new.assign(_p=model.proba(x))
     owner = new["manager_id"].astype("string") if "manager_id" in new else pd.Series(pd.NA, index=new.index, dtype="string")
-    # a lead written to someone who left or is in no managers file is nobody's: the director's list,
-    # and so is one whose owner cell names nobody ("No owner", the fill constant: crm.owners)
-    owner = owner.where(owner.isin(set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers))
-                        & ~owners.names_nobody(data, owner))
+    # a lead written to someone not working (marked inactive, idle or no contact as of `now`:
+    # detectors.people, stalled_deal's and manager_load's notion) or in no managers file is
+    # nobody's: the director's list, and so is one whose owner cell names nobody ("No owner",
+    # the fill constant: crm.owners)
+    who = working_at(data, spec.active_window_days, now_ts.value)
+    owner = owner.where(owner.isin(who.ids(who.working)) & ~owners.names_nobody(data, owner))
     names = dict(zip(data.managers["manager_id"], data.managers["name"]))
     out = []
     for manager_id, part in new.groupby(owner.fillna(""), sort=True):

@@ -22,9 +22,14 @@ since then, whoever was assigned. What we report, and why:
   CRM: reassign them and take the person out of the distribution.
 A lead counts as assigned at `assigned_at`, or at creation when it has a manager but no
 assignment time (the CRM assigned it automatically). A lead written to someone who is no working
-manager (active = false, or in no managers file: the CRM keeps a fired user's name, and its
-round robin may still give them leads) has nobody to answer it: it is "unassigned", for the
-director, naming that person; it was a manager item nobody received. An owner cell that names
+manager as of the day judged (detectors.people.Workforce, the one notion stalled_deal and
+manager_load use: active = false; no deal, lead, activity or email in active_window_days; given
+deals but no call, task or email by them or on their deals in that window while most people
+given deals record theirs, as a CRM's shared account or a person who left unmarked and is still
+in the round robin; or in no managers file: the CRM keeps a fired user's name) has nobody to
+answer it: it is "unassigned", for the director, naming that person and why (facts
+`owner_left`); it was a manager item nobody received. A replay asks who works once per day,
+from what existed by then. An owner cell that names
 nobody ("No owner", «Без ответственного», the `[source.fill] manager_id` constant:
 crm.owners) is no owner at all: "not assigned to anyone", never "No owner has not
 answered" nor "assigned to No owner, who left". Leads whose status is in
@@ -67,8 +72,9 @@ from crm import lead_words, owners
 from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
-from detectors.columns import NEVER, iso_utc, to_ns
-from detectors.people import marked_inactive
+from detectors.columns import NEVER, iso_utc, positions, to_ns
+from detectors.people import Workforce, shared_workforce
+from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
 NAME = "lead_sla"
@@ -103,6 +109,9 @@ class LeadSlaSpec(DetectorSpec):
     # The company calendar, shared with stalled_deal: filled by bot/config.py from [calendar]
     # and the config's timezone (not a [detectors.lead_sla] key); excluded from dumps.
     calendar: WorkCalendar = Field(default_factory=default_calendar, exclude=True)
+    # Who is working: filled by bot/config.py from [detectors.manager_load] active_window_days
+    # (one notion of "working" for every detector; not a [detectors.lead_sla] key).
+    active_window_days: int = Field(90, ge=1, le=730, exclude=True)
 
 
 
@@ -124,7 +133,9 @@ class LeadSlaState:
     assigned: np.ndarray  # effective assignment time, NEVER if never
     responded: np.ndarray
     ignored: np.ndarray
-    gone: np.ndarray  # the lead's manager_id is no working manager (active = false, or not in managers)
+    has_owner: np.ndarray  # the lead's manager_id names someone (not an owner cell naming nobody)
+    owner_row: np.ndarray  # the lead's owner's row in workforce.people (-1: in no managers file)
+    workforce: Workforce  # who is working on a day (detectors.people: stalled_deal's and manager_load's notion)
     check_owner: bool  # assignment is known (NEED_OWNER met)
     check_answer: bool  # first answers are known (NEED_ANSWER met)
     manager_names: dict[str, str]
@@ -136,7 +147,9 @@ class LeadSlaState:
     data_end: int | None = None
 
 
-def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
+def prepare(data: CrmData, spec: LeadSlaSpec, now: datetime | None = None) -> LeadSlaState:
+    """The day-independent part. With `now` (one scan) who is working is read for that day
+    alone; without it (a replay) it is answered per day (detectors.people.Workforce)."""
     leads = data.leads
     assert leads is not None
     leads = leads.reset_index(drop=True)
@@ -149,12 +162,11 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
     if nobody.any():
         owner = owner.mask(nobody)
         leads = leads.assign(manager_id=owner)
-    working = set(data.managers["manager_id"].astype(str)) - marked_inactive(data.managers)
+    who = shared_workforce(data, spec.active_window_days, None if now is None else ts_ns(now))
     has_manager = np.asarray(owner.notna(), dtype=bool)
-    # written to someone who left (active = false) or is in no managers file: nobody will answer it
-    gone = has_manager & ~np.asarray(owner.isin(working), dtype=bool)
+    owner_row = np.where(has_manager, positions(owner, who.people), -1)
     assigned = np.where((assigned == NEVER) & has_manager, created, assigned)
-    assigned = np.where(gone | nobody, NEVER, assigned)  # assigned to nobody is not assigned
+    assigned = np.where(nobody, NEVER, assigned)  # assigned to nobody is not assigned
     ignore = (lead_words.keys([*spec.ignore_statuses, *spec.handled_statuses]) | lead_words.NOT_A_LEAD
               | lead_words.ANSWERED | lead_words.NOT_CONVERTED | lead_words.worked_stages(data.stages))
     ignore.discard("")
@@ -163,7 +175,8 @@ def prepare(data: CrmData, spec: LeadSlaSpec) -> LeadSlaState:
         spec=spec, calendar=cal, created=created,
         columns={c: leads[c] for c in ("lead_id", "source", "region", "manager_id")},
         created_w=cal.working_ns_since_anchor(leads["created_at"]),
-        assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored, gone=gone,
+        assigned=assigned, responded=to_ns(leads["first_response_at"]), ignored=ignored,
+        has_owner=has_manager, owner_row=owner_row, workforce=who,
         check_owner=NEED_OWNER.met(data), check_answer=NEED_ANSWER.met(data),
         manager_names={str(k): str(v) for k, v in zip(data.managers["manager_id"], data.managers["name"])},
         data_end=None if data.live else _newest_ns(data),
@@ -191,20 +204,40 @@ def detect_at(state: LeadSlaState, now: datetime, *, with_evidence: bool = True)
     waiting = recent & ~state.ignored & ((state.responded == NEVER) | (state.responded > cut)) & (state.created <= cut)
     if not waiting.any():
         return []
+    gone = _gone(state, now_ns, waiting)
     cut_ts = pd.Timestamp(cut, tz="UTC")
     cut_w = int(state.calendar.working_ns_since_anchor(pd.DatetimeIndex([cut_ts]))[0])
     waited_h = (cut_w - state.created_w) / _HOUR_NS
-    unassigned = (state.assigned == NEVER) | (state.assigned > cut)
+    unassigned = (state.assigned == NEVER) | (state.assigned > cut) | (gone != "")  # nobody to answer it
     late_assign = waiting & unassigned & (waited_h > spec.assign_sla_hours) & state.check_owner
     late_answer = waiting & ~unassigned & (waited_h > spec.response_sla_hours) & state.check_answer
     rows = np.concatenate([np.flatnonzero(late_assign), np.flatnonzero(late_answer)])
     kinds = ["unassigned"] * int(late_assign.sum()) + ["unanswered"] * int(late_answer.sum())
     _fill_static(state, rows)
     said_end = iso_utc(cut) if now_ns - cut >= _SAY_END_NS else None
-    out = [_insight(state, i, kind, waited, created, with_evidence, said_end)
-           for i, kind, waited, created in zip(rows.tolist(), kinds, waited_h[rows].tolist(), state.created[rows].tolist())]
+    out = [_insight(state, i, kind, waited, created, with_evidence, said_end, why)
+           for i, kind, waited, created, why in zip(rows.tolist(), kinds, waited_h[rows].tolist(),
+                                                    state.created[rows].tolist(), gone[rows].tolist())]
     out.sort(key=lambda x: (-x.facts["working_hours_waited"], x.subject["lead_id"]))
     return _backlogs(out, with_evidence, spec.max_leads_each)
+
+
+def _gone(state: LeadSlaState, now_ns: int, rows: np.ndarray) -> np.ndarray:
+    """Per lead (only `rows` filled): why its owner cannot answer it as of `now_ns`: "unknown"
+    (in no managers file), "inactive", "idle" or "no_contact" (detectors.people.Workforce, as
+    stalled_deal and manager_load read them that day), "" for a working owner or none. One
+    Workforce answer per day, looked up by each lead's owner row."""
+    out = np.full(len(state.owner_row), "", dtype=object)
+    mine = rows & state.has_owner
+    out[mine & (state.owner_row < 0)] = "unknown"
+    who = state.workforce.at(now_ns)
+    if who is None:  # prepared for one scan, asked about another day: the flag alone
+        why = np.where(state.workforce.inactive, "inactive", "").astype(object)
+    else:
+        why = who.why_not()
+    known = mine & (state.owner_row >= 0)
+    out[known] = why[state.owner_row[known]]
+    return out
 
 
 def _backlogs(out: list[Insight], with_evidence: bool, most: int) -> list[Insight]:
@@ -266,7 +299,7 @@ def _fill_static(state: LeadSlaState, rows: np.ndarray) -> None:
 
 
 def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int, with_evidence: bool = True,
-             data_end: str | None = None) -> Insight:
+             data_end: str | None = None, gone: str = "") -> Insight:
     spec = state.spec
     lead_id, source, region, lead_manager = state.static[i]
     manager_id = lead_manager if kind == "unanswered" else None
@@ -280,12 +313,14 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
         "sla_hours": spec.assign_sla_hours if kind == "unassigned" else spec.response_sla_hours,
         "manager_id": manager_id,
         "manager_name": state.manager_names.get(manager_id) if manager_id else None,
-        # the owner the CRM still shows on a lead nobody can answer (left, or in no managers file)
-        "owner_gone": state.manager_names.get(lead_manager, lead_manager) if state.gone[i] else None,
+        # the owner the CRM still shows on a lead nobody can answer (not working, or in no managers file)
+        "owner_gone": state.manager_names.get(lead_manager, lead_manager) if gone else None,
         "escalated": escalated,
     }
-    if state.gone[i]:  # whom to group it under: one item per person who left (_backlogs)
+    if gone:  # whom to group it under: one item per person not working (_backlogs), and why
         facts["owner_gone_id"] = lead_manager
+        facts["owner_left"] = gone  # "unknown" | "inactive" | "idle" | "no_contact" (stalled_deal's words)
+        facts["active_window_days"] = spec.active_window_days  # the window "idle" and "no contact" are judged over
     if data_end is not None:  # judged as of the data's end, an hour or more before now
         facts["data_end"] = data_end
     audience = Audience("manager", manager_id) if manager_id else Audience("director")
@@ -303,4 +338,4 @@ def _insight(state: LeadSlaState, i: int, kind: str, waited: float, created: int
           "a new lead without a manager or without an answer beyond the SLA, in working hours",
           needs=(NEED_ANY, NEED_OWNER, NEED_ANSWER))
 def detect(data: CrmData, spec: LeadSlaSpec, now: datetime) -> list[Insight]:
-    return detect_at(prepare(data, spec), now)
+    return detect_at(prepare(data, spec, now), now)

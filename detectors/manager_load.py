@@ -72,7 +72,7 @@ from crm.owners import names_nobody
 from detectors.insight import Audience, Insight
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import positions, to_ns
-from detectors.people import Workforce, any_within, marked_inactive, sorted_keys, workforce
+from detectors.people import Workforce, any_within, marked_inactive, shared_workforce, sorted_keys
 from detectors.stats import (
     LOAD_METHOD, NAT_NS, NS_PER_DAY, bh_qvalues, rate_vs_rest_pvalues, ts_ns,
 )
@@ -226,7 +226,7 @@ def prepare(data: CrmData, spec: ManagerLoadSpec, now: datetime | None = None) -
     status = deals["status"]
     leads = data.leads if "new_leads" in spec.metrics and LEADS_NEED.met(data) else None
     deal_owner = positions(deals["manager_id"], people["manager_id"])
-    who = workforce(data, spec.active_window_days)
+    who = shared_workforce(data, spec.active_window_days)
     deal_created = to_ns(deals["created_at"])
     deal_open = (status == "open").to_numpy(dtype=bool, na_value=False)
     deal_closed_status = status.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False) & (closed != NAT_NS)
@@ -281,7 +281,7 @@ def not_working(data: CrmData, spec: ManagerLoadSpec, now: datetime) -> dict[str
     people = _candidates(data, spec)
     if people.empty:
         return {"idle": [], "no_contact": []}
-    who = workforce(data, spec.active_window_days, ts_ns(now))
+    who = shared_workforce(data, spec.active_window_days, ts_ns(now))
     at = who.at(ts_ns(now))
     row = positions(people["manager_id"], who.people)
     out = {}

@@ -179,6 +179,20 @@ class Working:
     def ids(self, mask: np.ndarray) -> frozenset[str]:
         return frozenset(self.people[mask].tolist())
 
+    def why_not(self) -> np.ndarray:
+        """Per person: "" (working), "inactive", "idle" or "no_contact" (stalled_deal's words)."""
+        out = np.full(len(self.people), "", dtype=object)
+        out[self.silent] = "no_contact"
+        out[self.idle] = "idle"
+        out[self.inactive] = "inactive"
+        return out
+
+    def not_working(self) -> dict[str, str]:
+        """manager_id -> why they are not working ("inactive", "idle", "no_contact")."""
+        why = self.why_not()
+        off = why != ""
+        return dict(zip(self.people[off].tolist(), why[off].tolist()))
+
 
 @dataclass
 class Workforce:
@@ -212,6 +226,53 @@ class Workforce:
         given = live & (self.first_deal <= now_ns)
         silent = given & ~talked if 2 * int((talked & given).sum()) >= int(given.sum()) else np.zeros(n, dtype=bool)
         return Working(self.people, self.inactive, ~live & ~self.inactive, silent)
+
+
+class _Kept:
+    """The Workforces built for the last loaded CrmData, held weakly (as registry.SkipNote holds
+    its data): every detector of one scan (stalled_deal, manager_load, lead_sla, silent_client,
+    lead_score, deal_risk) reads the tables once between them, and a replay builds its sorted
+    keys once. Keyed by the window, the scan's day (None: a replay) and the identity of the
+    tables read, so a table replaced on the data is read again."""
+
+    def __init__(self) -> None:
+        self._data: object | None = None
+        self._built: dict[tuple, Workforce] = {}
+
+    def get(self, data: CrmData, window_days: int, now_ns: int | None,
+            deal_rows: dict[str, np.ndarray] | None, build: bool = True) -> Workforce | None:
+        import weakref
+
+        if self._data is None or self._data() is not data:
+            self._data, self._built = weakref.ref(data), {}
+        key = (window_days, now_ns, *(id(data.table(t)) for t in ("managers", *PERSON_WORK)))
+        who = self._built.get(key)
+        if who is None and build:
+            who = self._built[key] = workforce(data, window_days, now_ns, deal_rows)
+        return who
+
+
+_kept = _Kept()
+
+
+def shared_workforce(data: CrmData, window_days: int, now_ns: int | None = None,
+                     deal_rows: dict[str, np.ndarray] | None = None) -> Workforce:
+    """`workforce(...)`, built once per loaded data, window and day for every detector that asks
+    (`deal_rows` only saves the first builder a lookup; the answer is the same without)."""
+    who = _kept.get(data, window_days, now_ns, deal_rows)
+    assert who is not None
+    return who
+
+
+def working_at(data: CrmData, window_days: int, now_ns: int) -> Working:
+    """Who is working at `now_ns` (Workforce.at), for detectors that run per day without a
+    prepare step (lead_score, deal_risk, silent_client): the events are read and sorted once
+    per loaded data (a replay's keys, shared_workforce), each day one `at`; a scan of that very
+    day already read by another detector (one scan's Workforce) is reused as it is."""
+    scan = _kept.get(data, window_days, now_ns, None, build=False)
+    who = (scan if scan is not None else shared_workforce(data, window_days)).at(now_ns)
+    assert who is not None  # a replay Workforce answers every day, a scan its own
+    return who
 
 
 def workforce(data: CrmData, window_days: int, now_ns: int | None = None,

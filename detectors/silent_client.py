@@ -27,6 +27,7 @@ from crm.data import CrmData
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
+from detectors.people import shared_workforce, working_at
 from detectors.stats import ts_ns
 from detectors.working_hours import check_timezone
 
@@ -40,6 +41,9 @@ class SilentClientSpec(DetectorSpec):
     last_open_within_days: int = Field(7, ge=1, description="the last human open is at most this old")
     min_seconds_after_send: int = Field(60, ge=0, description="opens sooner than this after sending are machines")
     timezone: str = Field("Asia/Almaty", description="what counts as one day for open days")
+    # Who is working: filled by bot/config.py from [detectors.manager_load] active_window_days
+    # (one notion of "working" for every detector; not a [detectors.silent_client] key).
+    active_window_days: int = Field(90, ge=1, le=730, exclude=True)
 
     @field_validator("timezone")
     @classmethod
@@ -65,6 +69,8 @@ class SilentClientState:
     e_out: np.ndarray  # bool
     e_subject: pd.Series
     e_manager: pd.Series
+    data: CrmData  # who is working on a day is asked of it (detectors.people.working_at) once something fires
+    scan_ns: int | None  # the day of a single scan (prepare's `now`), None for a replay
     o_row: np.ndarray  # email row of each human open of an outbound email
     o_time: np.ndarray  # int64 ns
     o_day: np.ndarray  # local calendar day number of each such open (spec.timezone)
@@ -130,6 +136,8 @@ def prepare(data: CrmData, spec: SilentClientSpec, now: datetime | None = None) 
         e_out=e_out,
         e_subject=subj,
         e_manager=mgr,
+        data=data,
+        scan_ns=None if now is None else ts_ns(now),
         o_row=row[human].astype(np.int64),
         o_time=o_time[human],
         o_day=_local_day(o_time[human], spec.timezone),
@@ -238,12 +246,18 @@ def detect_at(state: SilentClientState, now: datetime, *, with_evidence: bool = 
     _fill_static(state, fired)
     counts = (ends - starts).tolist()
     silent = (now_ns - first_unanswered[fired]).tolist()
+    # the client's owner (or last sender) not working as of `now` (detectors.people: marked
+    # inactive, idle, no contact; stalled_deal's notion) would read nothing: the director's
+    who = (shared_workforce(state.data, spec.active_window_days, now_ns).at(now_ns) if now_ns == state.scan_ns
+           else working_at(state.data, spec.active_window_days, now_ns))
+    assert who is not None
+    away = who.not_working()
     out = []
     for k, (code, reply, opens, o_days, last) in enumerate(zip(
             fired.tolist(), last_reply[fired].tolist(), open_count[fired].tolist(),
             open_days[fired].tolist(), last_open[fired].tolist())):
         out.append(_insight(state, code, evidence[k], counts[k], subjects[k], senders[k], silent[k],
-                            reply, opens, o_days, last))
+                            reply, opens, o_days, last, away))
     return out
 
 
@@ -396,9 +410,11 @@ def _cells(col: pd.Series, rows: np.ndarray) -> list:
 
 def _insight(state: SilentClientState, code: int, email_ids: list[str] | None, unanswered: int,
              last_subject: str | None, last_sender: str | None, silent_ns: int,
-             last_reply: int, human_opens: int, open_days: int, last_open: int) -> Insight:
+             last_reply: int, human_opens: int, open_days: int, last_open: int,
+             away: dict[str, str] | None = None) -> Insight:
     client_id, name, owner, fp = state.static[code]
     manager_id = owner or last_sender
+    left = (away or {}).get(manager_id) if manager_id else None
     facts = {
         "client_name": name or client_id,
         "manager_id": manager_id,
@@ -411,7 +427,9 @@ def _insight(state: SilentClientState, code: int, email_ids: list[str] | None, u
         "last_open_at": iso_utc(last_open),
         "last_email_subject": last_subject,
     }
-    audience = Audience("manager", manager_id) if manager_id else Audience("director")
+    if left:  # "inactive" | "idle" | "no_contact": nobody reads it there
+        facts["owner_left"] = left
+    audience = Audience("manager", manager_id) if manager_id and not left else Audience("director")
     return Insight(
         detector=NAME, severity="warning", audience=audience, subject={"client_id": client_id},
         facts=facts, evidence={"email_ids": email_ids} if email_ids is not None else {}, fingerprint=fp,

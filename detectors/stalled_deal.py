@@ -62,7 +62,7 @@ from crm.stages import stage_repeats
 from detectors.insight import Audience, Insight, make_fingerprint
 from detectors.registry import DetectorSpec, Need, register
 from detectors.columns import NEVER, iso_utc, positions, to_ns
-from detectors.people import Workforce, marked_inactive, workforce
+from detectors.people import Workforce, marked_inactive, shared_workforce
 from detectors.stats import ts_ns
 from detectors.working_hours import WorkCalendar, default_calendar
 
@@ -437,8 +437,8 @@ def prepare(data: CrmData, spec: StalledDealSpec, now: datetime | None = None) -
         nobody_names={**data.placeholder_names, **{m: str(data.managers["name"][data.managers["manager_id"] == m].iloc[0])
                                                    for m in placeholders(data.managers)}},
         # a scan's deal rows are of the open deals alone: contacts on closed deals count too
-        workforce=workforce(data, spec.active_window_days, None if now is None else ts_ns(now),
-                            deal_rows if now is None else None),
+        workforce=shared_workforce(data, spec.active_window_days, None if now is None else ts_ns(now),
+                                   deal_rows if now is None else None),
     )
 
 

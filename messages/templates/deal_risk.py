@@ -80,9 +80,14 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         parts += (ctx.t("; ", "; ") if parts else ()) + piece
     if parts:
         body.append(ctx.t("Что тянет вниз: ", "What pulls it down: ") + parts + ctx.t(".", "."))
-    if ctx.you:
+    if ctx.you and not f.get("owner_left"):
         action = ctx.t("Свяжитесь с клиентом сегодня и договоритесь о следующем шаге — или честно закройте сделку.",
                        "Get in touch with the client today and agree the next step, or close the deal honestly.")
+    elif f.get("owner_left"):  # the owner does not work their deals (detectors.people): nobody to ask
+        action = ctx.t("Сделка записана на сотрудника, который сейчас не работает со сделками ({m}): передайте её "
+                       "работающему менеджеру.",
+                       "The deal is written to {m}, who is not working deals now: hand it to a working manager.",
+                       m=name(f.get("manager_name") or f.get("manager_id") or "?"))
     else:
         action = ctx.t("Спросите менеджера ({m}), что происходит со сделкой и какой следующий шаг.",
                        "Ask {m} what is happening with this deal and what the next step is.",

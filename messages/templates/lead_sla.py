@@ -44,7 +44,18 @@ def backlog(insight: Insight, ctx: Ctx) -> Words:
     f = insight.facts
     n, sla = ctx.count(f["leads"], "lead"), ctx.count(hours(f["sla_hours"]), "working_hour")
     who = f.get("manager_name") or f.get("manager_id")
-    if f.get("owner_gone"):
+    left = f.get("owner_left")  # why the owner is not working (detectors.people), as stalled_deal says it
+    if f.get("owner_gone") and left == "no_contact":
+        title = ctx.t("Заявки записаны на пользователя без контактов с клиентами ({m}): {n}",
+                      "Leads still written to {m}, who records no contact with clients: {n}", m=name(f["owner_gone"]), n=n)
+        action = ctx.t("Передайте эти заявки работающим менеджерам и уберите этого пользователя из распределения заявок в CRM.",
+                       "Reassign them to working managers and take this user out of the CRM's lead distribution.")
+    elif f.get("owner_gone") and left == "idle":
+        title = ctx.t("Заявки записаны на сотрудника без работы в CRM ({m}): {n}",
+                      "Leads still written to {m}, who has done no work in the CRM: {n}", m=name(f["owner_gone"]), n=n)
+        action = ctx.t("Передайте эти заявки работающим менеджерам и уберите сотрудника из распределения заявок в CRM.",
+                       "Reassign them to working managers and take this person out of the CRM's lead distribution.")
+    elif f.get("owner_gone"):
         # the name in brackets: "на сотрудника Иван Петров" would leave it undeclined
         title = ctx.t("Заявки записаны на сотрудника, который больше не работает ({m}): {n}",
                       "Leads still written to {m}, who no longer works here: {n}", m=name(f["owner_gone"]), n=n)
@@ -78,14 +89,27 @@ def backlog(insight: Insight, ctx: Ctx) -> Words:
             + (ctx.t("; и ещё {k}.", "; and {n} more.", k=ctx.count(f["leads"] - len(f["listed"]), "lead"),
                      n=str(f["leads"] - len(f["listed"])))
                if f["leads"] > len(f["listed"]) else ctx.t(".", "."))]
-    if f.get("owner_gone"):
+    window = ctx.count(int(f.get("active_window_days") or 90), "day", case="accs", before="последний")
+    if f.get("owner_gone") and left == "no_contact":
+        body.insert(0, ctx.t("За {d} ни этот пользователь, ни кто-либо по его сделкам не записал ни звонка, ни встречи, "
+                             "ни письма, а CRM всё ещё отдаёт ему новые заявки: ответить на них некому. "
+                             "Норма назначения — {s}.",
+                             "No call, meeting or email by them or on their deals is recorded in {d}, yet the CRM "
+                             "still gives them new leads: nobody will answer these. The target to assign a lead is {s}.",
+                             d=window, s=sla))
+    elif f.get("owner_gone") and left == "idle":
+        body.insert(0, ctx.t("За {d} у этого сотрудника нет ни сделки, ни задачи, ни письма, а CRM всё ещё числит за ним "
+                             "заявки: ответить на них некому. Норма назначения — {s}.",
+                             "They have had no deal, task or email in {d}, yet leads are still written to them: nobody "
+                             "will answer these. The target to assign a lead is {s}.", d=window, s=sla))
+    elif f.get("owner_gone"):
         body.insert(0, ctx.t("Этого сотрудника нет среди работающих менеджеров, а CRM всё ещё отдаёт ему новые заявки: "
                              "ответить на них некому. Норма назначения — {s}.",
                              "They are not among the working managers, yet the CRM still gives them new leads: "
                              "nobody will answer these. The target to assign a lead is {s}.", s=sla))
-        if f.get("escalated_leads"):
-            body.append(ctx.t("Норма превышена сильно: {k}.", "Well past the target: {k}.",
-                              k=ctx.count(f["escalated_leads"], "lead")))
+    if f.get("owner_gone") and f.get("escalated_leads"):
+        body.append(ctx.t("Норма превышена сильно: {k}.", "Well past the target: {k}.",
+                          k=ctx.count(f["escalated_leads"], "lead")))
     if f.get("escalated_leads") and ctx.you and f["kind"] != "unassigned":
         body.append(ctx.t("Норма превышена сильно у {k} — руководитель видит и этот список.",
                           "{k} are well past the target, so the head of sales sees this list too.",

@@ -12,7 +12,9 @@ def words(insight: Insight, ctx: Ctx) -> Words:
     # (which the body dates): "silent for 28 days" beside "last replied 17 October" (32 days
     # ago) contradicted itself, so the title says what the number measures.
     client, days = name(f["client_name"]), ctx.count(f["days_silent"], "day")
-    if ctx.you:
+    # a client of someone not working now (detectors.people) is the director's, never "your"
+    you = ctx.you and not f.get("owner_left")
+    if you:
         title = ctx.t("{c} {d} не отвечает на ваши письма, но читает их", "{c} has not answered your emails for {d} but reads them",
                       c=client, d=days)
     else:
@@ -30,7 +32,7 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         replied = ctx.t("Клиент ещё ни разу не ответил", "The client has never replied")
     body = [ctx.t("{r}; без ответа {n}.", "{r}; {n} still unanswered.", r=replied,
                   n=ctx.count(f["unanswered_emails"], "email"))]
-    if ctx.you:
+    if you:
         opens = ctx.t("Ваши письма открывали {k} за {d}", "Your emails were opened {k} over {d}",
                       k=ctx.count(f["human_opens"], "time"), d=ctx.count(f["open_days"], "day"))
     else:
@@ -44,6 +46,12 @@ def words(insight: Insight, ctx: Ctx) -> Words:
         body.append(ctx.t("Последнее письмо: «{s}».", "Last email: “{s}”.", s=name(f["last_email_subject"])))
     action = ctx.t("Интерес есть, а ответа нет: позвоните клиенту, а не пишите ещё одно письмо.",
                    "They are reading but not replying: call them instead of sending another email.")
+    if f.get("owner_left"):  # the client's manager does not work now (detectors.people): the director's
+        action = ctx.t("Клиент записан на сотрудника, который сейчас не работает ({m}): передайте клиента работающему "
+                       "менеджеру, и пусть он позвонит, а не пишет ещё одно письмо.",
+                       "The client is written to {m}, who is not working now: hand the client to a working manager "
+                       "and have them call rather than send another email.",
+                       m=name(f.get("manager_name") or f.get("manager_id") or "?"))
     details = []
     if f.get("last_open_at"):
         details.append(ctx.t("Последнее открытие: {d}.", "Last open: {d}.", d=ctx.date(f["last_open_at"])))

@@ -189,5 +189,14 @@ def test_one_notion_of_working_managers_for_every_detector():
     behind (stalled_deal): one answer to "who is working" in every item."""
     config = parse_config("[detectors.manager_load]\nactive_window_days = 45\n", source_name="t.toml", base_dir=Path("."))
     specs = config.detector_specs()
-    assert specs["stalled_deal"].active_window_days == 45
+    for name in ("stalled_deal", "lead_sla", "lead_score", "deal_risk", "silent_client"):  # every owner addressed
+        assert specs[name].active_window_days == 45, name
     assert parse_config("", source_name="t.toml", base_dir=Path(".")).detector_specs()["stalled_deal"].active_window_days == 90
+
+
+@pytest.mark.parametrize("name", ["stalled_deal", "lead_sla"])
+def test_the_working_window_under_another_detector_is_refused_with_a_pointer(name):
+    """It used to be accepted and then replaced by manager_load's without a word."""
+    p = problems(f"[detectors.{name}]\nactive_window_days = 30\n")
+    assert len(p) == 1 and p[0].startswith(f"detectors.{name}.active_window_days: ")
+    assert "under [detectors.manager_load]" in p[0]

@@ -156,3 +156,14 @@ def test_a_deal_at_risk_that_nobody_owns_is_the_directors(owner):
     data.deals.loc[data.deals["deal_id"] == "QUIET", "manager_id"] = owner
     quiet = [i for i in detect(data, DealRiskSpec(enabled=True), NOW) if i.subject == {"deal_id": "QUIET"}]
     assert quiet and quiet[0].audience.role == "director", [i.audience for i in quiet]
+
+
+def test_a_deal_at_risk_whose_owner_is_not_working_is_the_directors():
+    """The quiet deal's owner m1 is marked active = false (detectors.people.Workforce, as
+    stalled_deal reads it): the director is told to hand the deal over, not to ask m1."""
+    data = _with_a_deal_gone_quiet()
+    data.managers = data.managers.assign(active=data.managers["manager_id"].ne("m1"))
+    quiet = [i for i in detect(data, DealRiskSpec(enabled=True), NOW) if i.subject == {"deal_id": "QUIET"}]
+    assert quiet and quiet[0].audience.role == "director" and quiet[0].facts["owner_left"] == "inactive"
+    assert "who is not working deals now: hand it to a working manager" in insight_text(quiet[0], "en")
+    assert "передайте её работающему менеджеру" in insight_text(quiet[0], "ru")

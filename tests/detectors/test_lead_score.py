@@ -173,3 +173,24 @@ def test_a_lead_written_to_no_owner_is_on_the_directors_list_not_a_managers():
     nobody = set(data.leads.loc[fresh[0::3].union(fresh[1::3]), "lead_id"])
     assert {d["lead_id"] for d in director.facts["leads"]} <= nobody
     assert "Без ответственного" not in insight_text(director, "ru") and "No owner" not in insight_text(director, "en")
+
+
+def test_new_leads_of_an_owner_nobody_contacts_clients_for_are_the_directors(scored):
+    """One manager of the planted company stops recording any call, task or email, by them or
+    on their deals (detectors.people.Workforce: "no contact", as stalled_deal and manager_load
+    read it), while the leads keep coming to them: their list is nobody's to read, so their new
+    leads are on the director's list; the other managers keep theirs."""
+    data, items = scored
+    who = max((i for i in items if i.audience.role == "manager"), key=lambda i: i.facts["new_leads"]).audience.manager_id
+    quiet = _company(data.leads)
+    theirs = set(quiet.deals.loc[quiet.deals["manager_id"] == who, "deal_id"])
+    for table in ("activities", "emails"):
+        frame = getattr(quiet, table)
+        if frame is not None:
+            setattr(quiet, table, frame[(frame["manager_id"] != who) & ~frame["deal_id"].isin(theirs)].reset_index(drop=True))
+    after = detect(quiet, ON, NOW)
+    assert who not in {i.audience.manager_id for i in after}
+    (director,) = [i for i in after if i.audience.role == "director"]
+    assert director.facts["new_leads"] >= next(i.facts["new_leads"] for i in items if i.audience.manager_id == who)
+    others = {i.audience.manager_id for i in items if i.audience.role == "manager"} - {who}
+    assert others and others <= {i.audience.manager_id for i in after}

@@ -253,3 +253,16 @@ def test_a_client_whose_owner_names_nobody_goes_to_who_wrote_last():
     (ins,) = detect(data, SPEC, NOW)
     assert ins.audience.role == "manager" and ins.audience.manager_id == "m1"
     assert ins.facts["manager_name"] == "Айгерим Садыкова"
+
+
+def test_a_client_whose_manager_is_not_working_is_the_directors():
+    """c1's manager m1 is marked active = false (detectors.people.Workforce: not working, as
+    stalled_deal and manager_load read it): the item goes to the director, who is told to hand
+    the client over; nobody would read it under m1's name."""
+    data = mixed_data()
+    data.managers = data.managers.assign(active=data.managers["manager_id"].ne("m1"))
+    (ins,) = detect(data, SPEC, NOW)
+    assert ins.audience.role == "director" and ins.facts["owner_left"] == "inactive"
+    from messages.render import insight_text
+    assert "not working now: hand the client to a working manager" in insight_text(ins, "en")
+    assert "передайте клиента работающему менеджеру" in insight_text(ins, "ru")
