@@ -62,9 +62,10 @@ from crm.activities import _key as title_key
 from crm.activities import link_titles, shared_titles
 from crm.errors import DataError, DataWarning
 from crm.ids import positions
-from crm.normalize import _CLOSING_WORDS, _closing_word, _header_key, lower_text, normalize_table
+from crm.normalize import _closing_word, _header_key, closing_words, lower_text, normalize_table
 from crm.readers import RawTable
 from crm.stages import CLOSING
+from crm.validate import utc_ns
 
 EXAMPLES = 3
 
@@ -410,9 +411,7 @@ def _split(value: str, known: set[str], pipelines: set[str]) -> str | None:
 
 def _closing_words(deal_values: dict[str, dict[str, str]]) -> dict[str, tuple[str, ...]]:
     """Closing stages: amoCRM's and Kommo's own, and those [source.values.deals.status] closes."""
-    mapping = deal_values.get("status", {}) | deal_values.get("stage", {})
-    return {st: tuple(dict.fromkeys([k.strip().lower() for k, v in mapping.items() if str(v).lower() == st]
-                                    + list(_CLOSING_WORDS[st]))) for st in CLOSING}
+    return closing_words(deal_values.get("status", {}) | deal_values.get("stage", {}))
 
 
 def _closing(stages: pd.Series, words: dict[str, tuple[str, ...]]) -> pd.Series:
@@ -444,13 +443,13 @@ def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame
     entered that stage at the latest of them, not at its creation: one of them is its own move,
     so counting its stay from its creation would call a deal moved yesterday idle for months
     (its stay may be understated instead: said in the unlinked warning)."""
-    entered = _ns(history["entered_at"])
+    entered = utc_ns(history["entered_at"])
     first = history.iloc[entered.argsort(kind="stable")].drop_duplicates("deal_id")
     left = before.loc[first.index]
     left = left.where(~lower_text(left).isin(set(CLOSING) | INCOMING).fillna(False).to_numpy(dtype=bool))
     pos = positions(first["deal_id"].astype("string"), deals["deal_id"].astype("string"))
-    created = _ns(deals["created_at"])[np.maximum(pos, 0)]
-    at = np.minimum(created, _ns(first["entered_at"]))  # NaT (the smallest int64) never wins here: both are set
+    created = utc_ns(deals["created_at"])[np.maximum(pos, 0)]
+    at = np.minimum(created, utc_ns(first["entered_at"]))  # NaT (the smallest int64) never wins here: both are set
     with_change = pd.DataFrame({"deal_id": first["deal_id"].to_numpy(), "stage": left.to_numpy(),
                                 "entered_at": pd.to_datetime(at, utc=True)})
     with_change = with_change[with_change["stage"].notna().to_numpy(dtype=bool)]
@@ -482,12 +481,6 @@ def _first_entries(history: pd.DataFrame, before: pd.Series, deals: pd.DataFrame
         if c not in out.columns:
             out[c] = np.zeros(len(out), dtype=history[c].dtype) if c.startswith("__row") else False
     return out, {"without_change": len(still) - late, "closed_unknown": unknown, "namesakes": late}
-
-
-def _ns(stamps: pd.Series) -> np.ndarray:
-    """UTC timestamps as int64 nanoseconds (NaT: the smallest int64)."""
-    return stamps.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").view("int64") \
-        if stamps.dt.tz is not None else stamps.to_numpy(dtype="datetime64[ns]").view("int64")
 
 
 def _summary(raw: RawTable, columns: dict[str, str], history: pd.DataFrame, counts: dict[str, int],

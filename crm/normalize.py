@@ -680,6 +680,14 @@ _CLOSING_WORDS = {
 _CLOSING_STEMS = {"won": ("оплатил", "оплачен"), "lost": ("отказ", "слил", "проигра")}
 
 
+def closing_words(mapping: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """Per status ("won", "lost"): the values a `[source.values.*]` mapping closes with it (lower
+    case), then the default stems of _CLOSING_WORDS; the one list every reader matches against."""
+    return {st: tuple(dict.fromkeys([k.strip().lower() for k, v in mapping.items() if str(v).lower() == st]
+                                    + list(_CLOSING_WORDS[st])))
+            for st in ("won", "lost")}
+
+
 def _closing_word(value: str, words: dict[str, tuple[str, ...]]) -> str | None:
     """The status (won/lost) of a stage named like a closing one: equal to one of `words`, or
     beginning with one of several words followed by a space or punctuation ("Closed Lost to
@@ -706,10 +714,7 @@ def _closing_kin(values: dict[str, dict[str, str]], text: pd.Series,
     for ever. Such a stage is read as its kin's status, with one warning saying how to confirm
     or overrule it."""
     mapping = values.get("status", {})
-    words: dict[str, tuple[str, ...]] = {
-        st: tuple(dict.fromkeys([k.strip().lower() for k, v in mapping.items() if str(v).lower() == st]
-                                + list(_CLOSING_WORDS[st])))
-        for st in ("won", "lost")}
+    words = closing_words(mapping)
     counts = text.dropna().astype(str).str.strip().value_counts()
     mapped = {k.strip() for k in mapping} | {k.strip() for k in values.get("stage", {})}
     kin = {v: st for v in counts.index[:10_000] if v not in mapped and (st := _closing_word(v, words))}

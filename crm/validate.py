@@ -649,7 +649,7 @@ def order_dates(deals: pd.DataFrame, history: pd.DataFrame | None, origins: dict
     rows = _row_places(deals)
     told = _Told(origins, ZoneInfo(timezone), frozenset(private), rows)
     warnings: list[DataWarning] = []
-    created = _ns(deals["created_at"])
+    created = utc_ns(deals["created_at"])
     created_before = created.copy()
     entries = None
     if history is not None and len(history) and len(deals) and deals["deal_id"].is_unique:
@@ -684,7 +684,7 @@ def _entries_after_creation(history: pd.DataFrame, deals: pd.DataFrame, created:
     Returns each history row's deal (row in `deals`, -1: none) and entry instant (ns)."""
     hist_rows = _row_places(history)
     pos = positions(history["deal_id"], deals["deal_id"])
-    entered = _ns(history["entered_at"])
+    entered = utc_ns(history["entered_at"])
     known = (pos >= 0) & (entered != _NAT)
     hc = np.where(known, created[np.where(known, pos, 0)], _NAT)
     known &= hc != _NAT
@@ -717,7 +717,7 @@ def _closes_after_creation(deals: pd.DataFrame, created: np.ndarray, created_bef
     """Each deal's close (ns): a date-only one is the latest known time of its day (the
     creation, a stage entry: `entries` as _entries_after_creation returns them); one before
     the creation is read as at the creation, with a warning."""
-    closed = _ns(deals["closed_at"])
+    closed = utc_ns(deals["closed_at"])
     mark = DATE_ONLY + "closed_at"
     if mark in deals.columns:  # a date-only close: the latest known time of that day
         dated = deals[mark].to_numpy(dtype=bool) & (closed != _NAT)
@@ -746,7 +746,8 @@ def _closes_after_creation(deals: pd.DataFrame, created: np.ndarray, created_bef
     return closed
 
 
-def _ns(series: pd.Series) -> np.ndarray:
+def utc_ns(series: pd.Series) -> np.ndarray:
+    """Timestamps (with a zone or UTC without one) as int64 nanoseconds; NaT is the smallest int64."""
     return pd.DatetimeIndex(series).as_unit("ns").asi8.copy()
 
 

@@ -33,7 +33,7 @@ import pandas as pd
 
 from crm.errors import DataWarning
 from crm.normalize import (
-    _CLOSING_WORDS, DATE_ONLY, ROW, STR, UTC_NS, _clean_text, _closing_stages, _closing_word, _placeholders,
+    DATE_ONLY, ROW, STR, UTC_NS, _clean_text, _closing_stages, _closing_word, _placeholders, closing_words,
     coerce, date_only_cells,
 )
 from crm import several_files
@@ -110,8 +110,7 @@ def read(deals: pd.DataFrame, raw: RawTable, source: SourceConfig, timezone: str
     deal_values = _closing_stages("deals", deal_columns, source.values.get("deals") or {})
     stage_map = deal_values.get("stage", {})
     own_map = (source.values.get("stage_history") or {}).get("stage", {})
-    words = {st: tuple(dict.fromkeys([k.strip().lower() for k, v in stage_map.items() if str(v).lower() == st]
-                                     + list(_CLOSING_WORDS[st]))) for st in CLOSING}
+    words = closing_words(stage_map)
     formats = source.date_formats_for("stage_history")
     fmt = formats.get("entered_at") or source.date_formats_for("deals").get("created_at")
     entered_col = next(c for c in TABLES["stage_history"].columns if c.name == "entered_at")
